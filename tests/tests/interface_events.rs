@@ -13,7 +13,10 @@ use lb_tests::{
     lab::{http_get, lbd_binary, Lab, LabSpec, HTTP_PORT, VIP4, VIP6},
     support::{lbctl_ok, load, status, wait_until},
 };
-use lb_userspace::{api::schema::NodeStatus, vrrp::State};
+use lb_userspace::{
+    api::schema::{HealthStatus, NodeStatus},
+    vrrp::State,
+};
 
 /// Slow enough that a loaded CI machine does not fail a healthy backend.
 const CHECKS: &str = "[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 500\nfast_interval_ms = 100\ntimeout_ms = 500\nrise = 1\nfall = 3\n";
@@ -593,4 +596,87 @@ fn a_cleanup_removes_the_pins_of_an_interface_that_is_gone() {
         "{stderr}"
     );
     assert_eq!(pinned(&pins), Vec::<String>::new(), "every pin removed");
+}
+
+/// The checks' counters of the IPv4 VIP's backends: (checks,
+/// transitions, failures for `interface_down`).
+fn check_counts(lab: &Lab) -> Vec<(u64, u64, u64)> {
+    status(lab).vips[0]
+        .backends
+        .iter()
+        .map(|b| {
+            let check = b.check.clone().expect("a check");
+            let down = check
+                .failures_by_reason
+                .get("interface_down")
+                .copied()
+                .unwrap_or(0);
+            (check.checks, check.transitions, down)
+        })
+        .collect()
+}
+
+/// A flap of lbd's own link takes no backend down: meanwhile its checks
+/// fail, but for the node's reason, not the backends' (`interface_down`),
+/// and move no streak; once the link is back they pass on. The checks are
+/// fast (200 ms apart, down after 2 failures) and the link's loss fails
+/// them at once (its routes go): they would take every backend down before
+/// lbd's once-a-second look at its link, so a failed check asks the
+/// kernel about the link itself.
+#[test]
+fn a_flap_of_lbds_own_link_takes_no_backend_down() {
+    let mut lab = Lab::start(2).expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let checks = "[vip.health]\ncheck = \"tcp\"\ninterval_ms = 200\nfast_interval_ms = 100\ntimeout_ms = 200\nrise = 1\nfall = 2\n";
+    let config = lab.lbd_config_for(&["b1", "b2"], checks);
+    lab.start_lbd(&config).expect("lbd");
+    wait_until("both backends up", NOTICE, || {
+        status(&lab).vips[0]
+            .backends
+            .iter()
+            .all(|b| b.health == HealthStatus::Up)
+    });
+    let before = check_counts(&lab);
+    let lb = lab.lb.clone();
+
+    lab.set_link(&lb, false).expect("link down");
+    // Ten failed checks of each backend while the link is down.
+    wait_until("checks failing with the link down", NOTICE, || {
+        check_counts(&lab)
+            .iter()
+            .zip(&before)
+            .all(|(now, was)| now.2 >= was.2 + 10)
+    });
+    lab.set_link(&lb, true).expect("link up");
+    let down = check_counts(&lab);
+    // Five checks of each backend since, with the link up.
+    wait_until("checks with the link back", NOTICE, || {
+        check_counts(&lab)
+            .iter()
+            .zip(&down)
+            .all(|(now, was)| now.0 >= was.0 + 5)
+    });
+
+    let after = status(&lab);
+    for (backend, was) in after.vips[0].backends.iter().zip(&before) {
+        let check = backend.check.as_ref().expect("a check");
+        assert_eq!(
+            backend.health,
+            HealthStatus::Up,
+            "{}: {check:?}",
+            backend.address
+        );
+        assert_eq!(check.transitions, was.1, "{}: {check:?}", backend.address);
+        assert_eq!(
+            check.last.as_deref(),
+            Some("success"),
+            "{}",
+            backend.address
+        );
+    }
+    let log = lab.log("lbd");
+    assert!(
+        log.contains("interface down: health check failures count against no backend"),
+        "{log}"
+    );
 }

@@ -19,7 +19,7 @@ use lb_tests::{
     postgres::{query, seed_topology, Length, PgStack, Pgbench, Run, PGBOUNCER_PORT},
     support::{ip, status_on, wait_replication, wait_until},
 };
-use lb_userspace::api::schema::HealthStatus;
+use lb_userspace::api::schema::{BackendStatus, CheckKind, HealthStatus};
 
 /// The seed lab: PostgreSQL on the last backend host (its own network
 /// behind r2), a PgBouncer on each of the others; pgbench's tables made.
@@ -352,5 +352,144 @@ fn pgbench_through_a_nat_vip_loses_no_transaction_across_a_failover() {
     assert!(
         !sources.contains(&IpAddr::V4(lab.client.ipv4)),
         "the client reached PostgreSQL directly: {sources:?}"
+    );
+}
+
+/// lbd's config on `node`: a NAT VIP on PgBouncer's port (no VRRP) whose
+/// backends are `backends` (address, lines of its own health table), all
+/// with pgsql checks as pgbench of the `postgres` database.
+fn pgsql_config(lab: &Lab, node: &Host, backends: &[(SocketAddr, &str)]) -> String {
+    let mut config = format!(
+        "interface = \"eth0\"\nadmin_socket = \"{}\"\n\n\
+         [nat]\nsource_ipv4 = \"198.18.0.50\"\n\n\
+         [[vip]]\naddress = \"{VIP4}\"\nport = {PGBOUNCER_PORT}\nforwarding = \"nat\"\n\
+         [vip.health]\ncheck = \"pgsql\"\nuser = \"pgbench\"\ndatabase = \"postgres\"\n\
+         interval_ms = 500\nfast_interval_ms = 100\ntimeout_ms = 500\nrise = 1\nfall = 2\n",
+        lab.admin_socket_of(node).display()
+    );
+    for (address, own) in backends {
+        config.push_str(&format!(
+            "  [[vip.backend]]\n  address = \"{}\"\n  port = {}\n",
+            address.ip(),
+            address.port()
+        ));
+        if !own.is_empty() {
+            config.push_str(&format!("  [vip.backend.health]\n  {own}\n"));
+        }
+    }
+    config
+}
+
+/// The backend of the first VIP at `address`, as lbd on `node` reports it.
+fn backend_at(lab: &Lab, node: &Host, address: SocketAddr) -> BackendStatus {
+    status_on(lab, node).vips[0]
+        .backends
+        .iter()
+        .find(|b| b.address == address.ip())
+        .cloned()
+        .unwrap_or_else(|| panic!("no backend {address}"))
+}
+
+/// What pgsql checks prove with the real PgBouncer (1.18, Debian's) and
+/// PostgreSQL: a PgBouncer that refuses the check's session (here a
+/// database it does not know) is down with PgBouncer's own error, where
+/// a TCP check passes; PostgreSQL checked itself is down once it stops.
+/// But a PgBouncer that has served goes on passing once the PostgreSQL
+/// behind it stops: it authenticates clients itself (auth_type trust
+/// here; an auth_file's passwords alike) and answers from the server
+/// parameters it keeps; a client learns of it only when its query waits
+/// for a server. (A PgBouncer that has not reached its server since it
+/// started holds the login instead, and the check times out.) So a
+/// pgsql check of a PgBouncer follows PgBouncer (up, accepting sessions
+/// for that user and database), not the database behind it: check the
+/// database itself for that.
+#[test]
+fn pgsql_checks_follow_pgbouncer_and_postgresql_each_for_itself() {
+    let (mut lab, mut stack) = seed_lab(1, true);
+    let node = lab.lbs[0].clone();
+    let bouncers: Vec<SocketAddr> = stack.bouncers.iter().map(|b| b.address).collect();
+    let postgres = stack.postgres.address;
+    let backends = [
+        (bouncers[0], ""),
+        (bouncers[1], "database = \"nosuch\""),
+        (bouncers[2], ""),
+        (postgres, ""),
+    ];
+    let config = pgsql_config(&lab, &node, &backends);
+    lab.start_lbd_on(&node, "lbd", &config).expect("lbd on lb");
+
+    let up = [bouncers[0], bouncers[2], postgres];
+    wait_until(
+        "the PgBouncers and PostgreSQL up, the unknown database down",
+        Duration::from_secs(15),
+        || {
+            up.iter()
+                .all(|a| backend_at(&lab, &node, *a).health == HealthStatus::Up)
+                && backend_at(&lab, &node, bouncers[1]).health == HealthStatus::Down
+        },
+    );
+    let refused = backend_at(&lab, &node, bouncers[1]);
+    let check = refused.check.expect("a check");
+    assert_eq!(check.kind, CheckKind::Pgsql);
+    assert_eq!(
+        check.last.as_deref(),
+        Some("PostgreSQL FATAL 08P01: no such database: nosuch"),
+        "{check:?}"
+    );
+    assert_eq!(
+        check.failures_by_reason.get("pgsql_error"),
+        Some(&check.failures)
+    );
+
+    // The checks close gracefully: PostgreSQL logs each reset ("could
+    // not receive data from client: Connection reset by peer"), as it did
+    // for every TCP check.
+    wait_until("five checks of PostgreSQL", Duration::from_secs(10), || {
+        backend_at(&lab, &node, postgres)
+            .check
+            .is_some_and(|c| c.checks >= 5)
+    });
+    let log = stack.postgres.log();
+    assert!(!log.contains("reset by peer"), "PostgreSQL's log:\n{log}");
+
+    stack.postgres.stop().expect("stop PostgreSQL");
+    wait_until(
+        "PostgreSQL's own check down",
+        Duration::from_secs(10),
+        || backend_at(&lab, &node, postgres).health == HealthStatus::Down,
+    );
+    let seen: Vec<(u64, u64)> = [bouncers[0], bouncers[2]]
+        .iter()
+        .map(|a| {
+            backend_at(&lab, &node, *a)
+                .check
+                .map_or((0, 0), |c| (c.checks, c.failures))
+        })
+        .collect();
+    // Five more checks of each PgBouncer, every one passed.
+    wait_until(
+        "five more checks of each PgBouncer",
+        Duration::from_secs(15),
+        || {
+            [bouncers[0], bouncers[2]]
+                .iter()
+                .zip(&seen)
+                .all(|(a, (n, _))| {
+                    backend_at(&lab, &node, *a)
+                        .check
+                        .is_some_and(|c| c.checks >= n + 5)
+                })
+        },
+    );
+    for (address, (_, failures)) in [bouncers[0], bouncers[2]].into_iter().zip(seen) {
+        let backend = backend_at(&lab, &node, address);
+        let check = backend.check.expect("a check");
+        assert_eq!(backend.health, HealthStatus::Up, "{address}: {check:?}");
+        assert_eq!(check.failures, failures, "{address}: {check:?}");
+        assert_eq!(check.last.as_deref(), Some("success"), "{address}");
+    }
+    println!(
+        "PostgreSQL stopped: its own check {:?}; the PgBouncers' still pass",
+        backend_at(&lab, &node, postgres).check.and_then(|c| c.last)
     );
 }

@@ -269,6 +269,7 @@ impl From<&health::CheckKind> for CheckKind {
         match kind {
             health::CheckKind::Tcp => CheckKind::Tcp,
             health::CheckKind::Http { .. } => CheckKind::Http,
+            health::CheckKind::Pgsql { .. } => CheckKind::Pgsql,
         }
     }
 }
@@ -649,6 +650,16 @@ mod tests {
             ),
             ("ipip", json!({"through_tunnel": true}), none.clone()),
             (
+                "nat",
+                json!({"check": "pgsql", "user": "haproxy"}),
+                json!({"database": "app"}),
+            ),
+            (
+                "dsr-l2",
+                json!({"user": "haproxy"}),
+                json!({"check": "pgsql"}),
+            ),
+            (
                 "gue",
                 json!({"through_tunnel": true, "check": "http"}),
                 json!({"through_tunnel": false, "interval_ms": 3_600_000, "fast_interval_ms": 3_600_000,
@@ -707,6 +718,24 @@ mod tests {
                 "health.path",
             ),
             ("dsr-l2", json!({"host": ""}), none.clone(), "health.host"),
+            (
+                "dsr-l2",
+                json!({"check": "pgsql"}),
+                none.clone(),
+                "health.check",
+            ),
+            (
+                "dsr-l2",
+                json!({"check": "pgsql", "user": ""}),
+                none.clone(),
+                "health.user",
+            ),
+            (
+                "dsr-l2",
+                json!({"check": "pgsql", "user": "u", "database": "a\u{0}b"}),
+                none.clone(),
+                "health.database",
+            ),
             (
                 "dsr-l2",
                 json!({"host": "a\tb"}),
@@ -972,6 +1001,15 @@ mod tests {
             serde_json::to_value(CheckKind::from(&health::CheckKind::Tcp)).unwrap(),
             "tcp"
         );
+        let pgsql = health::CheckKind::Pgsql {
+            user: "haproxy".into(),
+            database: None,
+        };
+        assert_eq!(
+            serde_json::to_value(CheckKind::from(&pgsql)).unwrap(),
+            "pgsql"
+        );
+        assert_eq!(CheckKind::from(&pgsql).to_string(), "pgsql");
         assert_eq!(serde_json::to_value(AllDown::KeepLast).unwrap(), "keep");
         assert_eq!(serde_json::to_value(AllDown::Drop).unwrap(), "drop");
     }

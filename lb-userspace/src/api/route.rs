@@ -569,6 +569,8 @@ mod tests {
             path: Some("/healthz".to_owned()),
             host: Some("example.test".to_owned()),
             expect_status: Some(204),
+            user: Some("haproxy".to_owned()),
+            database: Some("app".to_owned()),
             interval_ms: Some(1000),
             fast_interval_ms: Some(200),
             timeout_ms: Some(300),

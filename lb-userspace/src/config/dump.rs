@@ -280,6 +280,7 @@ fn health(h: &HealthConfig) -> Table {
             CheckType::None => "none",
             CheckType::Tcp => "tcp",
             CheckType::Http => "http",
+            CheckType::Pgsql => "pgsql",
         }
         .into(),
     );
@@ -291,6 +292,12 @@ fn health(h: &HealthConfig) -> Table {
         t.insert("host".into(), host.clone().into());
     }
     t.insert("expect_status".into(), int(h.expect_status));
+    if let Some(user) = &h.user {
+        t.insert("user".into(), user.clone().into());
+    }
+    if let Some(database) = &h.database {
+        t.insert("database".into(), database.clone().into());
+    }
     t.insert("interval_ms".into(), int(h.interval.as_millis()));
     t.insert("fast_interval_ms".into(), int(h.fast_interval.as_millis()));
     t.insert("timeout_ms".into(), int(h.timeout.as_millis()));

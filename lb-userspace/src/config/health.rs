@@ -19,6 +19,11 @@ pub const MAX_HEALTH_PATH_BYTES: usize = 1024;
 /// Longest `Host` for HTTP checks, in bytes: a DNS name's limit.
 pub const MAX_HEALTH_HOST_BYTES: usize = 253;
 
+/// Longest `user` and `database` of PostgreSQL checks, in bytes:
+/// PostgreSQL's identifiers are at most 63 bytes (NAMEDATALEN - 1), so a
+/// longer name names no role or database.
+pub const MAX_HEALTH_PGSQL_NAME_BYTES: usize = 63;
+
 /// What kind of check, because a service that speaks HTTP can say more
 /// than "the port is open".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -30,6 +35,9 @@ pub enum CheckType {
     Tcp,
     /// An HTTP GET answers with the expected status.
     Http,
+    /// A PostgreSQL server (or PgBouncer) answers a StartupMessage with an
+    /// authentication request, not an error.
+    Pgsql,
 }
 
 impl std::fmt::Display for CheckType {
@@ -38,6 +46,7 @@ impl std::fmt::Display for CheckType {
             CheckType::None => "none",
             CheckType::Tcp => "tcp",
             CheckType::Http => "http",
+            CheckType::Pgsql => "pgsql",
         })
     }
 }
@@ -57,6 +66,12 @@ pub struct HealthConfig {
     pub host: Option<String>,
     /// HTTP status that means healthy.
     pub expect_status: u16,
+    /// PostgreSQL checks: the role named in the StartupMessage (required
+    /// by `check = "pgsql"`).
+    pub user: Option<String>,
+    /// PostgreSQL checks: the database named (None: the server's default,
+    /// the user's name).
+    pub database: Option<String>,
     /// Time between checks of a stable backend.
     pub interval: Duration,
     /// Time between checks while a backend is changing state.
@@ -86,6 +101,8 @@ impl HealthConfig {
             path: "/".to_owned(),
             host: None,
             expect_status: 200,
+            user: None,
+            database: None,
             interval: Duration::from_millis(2000),
             fast_interval: Duration::from_millis(500),
             timeout: Duration::from_millis(1000),
@@ -105,7 +122,7 @@ impl HealthConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthKeys {
-    /// "none", "tcp" or "http".
+    /// "none", "tcp", "http" or "pgsql".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<String>,
     /// Port checked, 1..=65535 (default: a NAT backend's own port, else
@@ -121,6 +138,14 @@ pub struct HealthKeys {
     /// HTTP status that means healthy, 200..=599 (1xx answers are interim).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_status: Option<i64>,
+    /// PostgreSQL checks: the role named, 1..=63 bytes, no control
+    /// characters (required by check "pgsql").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// PostgreSQL checks: the database named, 1..=63 bytes, no control
+    /// characters (default: the user's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
     /// Milliseconds between checks of a stable backend, 10..=3600000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval_ms: Option<i64>,
@@ -183,8 +208,55 @@ pub fn resolve(
         out.fast_interval = out.interval;
     }
     timing(keys, &out, base_is)?;
+    pgsql_has_a_user(keys, &out, base_is)?;
     through_tunnel_reaches(keys, &out, vip, base_is)?;
     Ok(out)
+}
+
+/// A PostgreSQL check names a role in its StartupMessage, and there is no
+/// default one to take: a wrong guess would be refused by every server
+/// and take every backend down. The error names `check` when this table
+/// chose the kind, else `user`.
+fn pgsql_has_a_user(
+    keys: &HealthKeys,
+    out: &HealthConfig,
+    base_is: &str,
+) -> Result<(), FieldError> {
+    if out.check != CheckType::Pgsql || out.user.is_some() {
+        return Ok(());
+    }
+    let (field, whose) = if keys.check.is_some() {
+        ("check", String::new())
+    } else {
+        ("user", format!(" (check = \"pgsql\" is {base_is})"))
+    };
+    Err(ValueError::invalid(format!(
+        "a pgsql check needs user, the role it names when it connects{whose}: set user = \"...\" (any role: a server that asks it for a password is up)"
+    ))
+    .at(field))
+}
+
+/// A PostgreSQL name (`user`, `database`) as the StartupMessage can carry
+/// it: not empty, at most [`MAX_HEALTH_PGSQL_NAME_BYTES`], no NUL (it
+/// would end the value early) nor other control characters.
+fn pgsql_name(text: &str, key: &str) -> Result<String, FieldError> {
+    if text.len() > MAX_HEALTH_PGSQL_NAME_BYTES {
+        return Err(ValueError::invalid(format!(
+            "is {} bytes long; at most {MAX_HEALTH_PGSQL_NAME_BYTES} are allowed (PostgreSQL's longest name)",
+            text.len()
+        ))
+        .at(key));
+    }
+    if text.is_empty() {
+        return Err(ValueError::invalid("is empty: name a PostgreSQL role or database").at(key));
+    }
+    if text.contains('\0') {
+        return Err(ValueError::invalid(format!("{text:?} contains a NUL byte")).at(key));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(ValueError::invalid(format!("{text:?} contains a control character")).at(key));
+    }
+    Ok(text.to_owned())
 }
 
 /// A check through the tunnel reaches a backend only as a packet to the
@@ -257,6 +329,7 @@ fn apply(
                 ("none", CheckType::None),
                 ("tcp", CheckType::Tcp),
                 ("http", CheckType::Http),
+                ("pgsql", CheckType::Pgsql),
             ],
         )
         .map_err(|e| e.at("check"))?;
@@ -303,6 +376,12 @@ fn apply(
     if let Some(n) = keys.expect_status {
         // 1xx answers are interim: the final answer decides.
         out.expect_status = value::integer(n, 200..=599).map_err(|e| e.at("expect_status"))?;
+    }
+    if let Some(user) = &keys.user {
+        out.user = Some(pgsql_name(user, "user")?);
+    }
+    if let Some(database) = &keys.database {
+        out.database = Some(pgsql_name(database, "database")?);
     }
     let millis = |n: i64, name: &str| -> Result<Duration, FieldError> {
         Ok(Duration::from_millis(
@@ -395,6 +474,8 @@ pub(super) struct RawHealth {
     path: Option<Spanned<Value>>,
     host: Option<Spanned<Value>>,
     expect_status: Option<Spanned<Value>>,
+    user: Option<Spanned<Value>>,
+    database: Option<Spanned<Value>>,
     interval_ms: Option<Spanned<Value>>,
     fast_interval_ms: Option<Spanned<Value>>,
     timeout_ms: Option<Spanned<Value>>,
@@ -413,6 +494,8 @@ impl RawHealth {
             "path" => self.path.as_ref(),
             "host" => self.host.as_ref(),
             "expect_status" => self.expect_status.as_ref(),
+            "user" => self.user.as_ref(),
+            "database" => self.database.as_ref(),
             "interval_ms" => self.interval_ms.as_ref(),
             "fast_interval_ms" => self.fast_interval_ms.as_ref(),
             "timeout_ms" => self.timeout_ms.as_ref(),
@@ -480,6 +563,8 @@ impl Checker<'_> {
             path: text(&raw.path, "path")?,
             host: text(&raw.host, "host")?,
             expect_status: integer(&raw.expect_status, "expect_status")?,
+            user: text(&raw.user, "user")?,
+            database: text(&raw.database, "database")?,
             interval_ms: integer(&raw.interval_ms, "interval_ms")?,
             fast_interval_ms: integer(&raw.fast_interval_ms, "fast_interval_ms")?,
             timeout_ms: integer(&raw.timeout_ms, "timeout_ms")?,
@@ -618,6 +703,127 @@ BACKEND
         for check in ["tcp", "http"] {
             load("", &format!("  check = \"{check}\""), "").unwrap();
         }
+    }
+
+    /// A NAT VIP for PgBouncers; `HEALTH` and `BACKEND` are replaced by
+    /// the test's keys of `[vip.health]` and `[vip.backend.health]`.
+    fn pgsql_vip(health: &str, backend: &str) -> Result<Config, String> {
+        let text = format!(
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 6432\nforwarding = \"nat\"\nnat_source = \"198.18.0.51\"\n  [vip.health]\n{health}\n  [[vip.backend]]\n  address = \"198.19.2.11\"\n  [vip.backend.health]\n{backend}\n"
+        );
+        Config::from_toml_str(&text, "lbd.toml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_pgsql_check_takes_a_user_and_a_database() {
+        let config = pgsql_vip(
+            "  check = \"pgsql\"\n  user = \"haproxy\"\n  database = \"app\"",
+            "",
+        )
+        .unwrap();
+        let health = &config.vips[0].health;
+        assert_eq!(health.check, CheckType::Pgsql);
+        assert_eq!(health.check.to_string(), "pgsql");
+        assert_eq!(health.user.as_deref(), Some("haproxy"));
+        assert_eq!(health.database.as_deref(), Some("app"));
+        // The backend's table inherits them, and may change either.
+        let config = pgsql_vip(
+            "  check = \"pgsql\"\n  user = \"haproxy\"",
+            "    database = \"other\"",
+        )
+        .unwrap();
+        let own = config.vips[0].backends[0].health.as_ref().unwrap();
+        assert_eq!(
+            (own.check, own.user.as_deref(), own.database.as_deref()),
+            (CheckType::Pgsql, Some("haproxy"), Some("other"))
+        );
+        // The dump writes them, and loads back the same.
+        let dumped = crate::config::dump::to_toml(&config);
+        assert!(dumped.contains("check = \"pgsql\""), "{dumped}");
+        assert!(dumped.contains("user = \"haproxy\""), "{dumped}");
+        assert_eq!(
+            Config::from_toml_str(&dumped, "dump.toml").unwrap(),
+            config,
+            "{dumped}"
+        );
+    }
+
+    /// No role to guess: a pgsql check without user is refused, naming
+    /// the key that made it so.
+    #[test]
+    fn a_pgsql_check_without_a_user_is_refused() {
+        let error = pgsql_vip("  check = \"pgsql\"", "").unwrap_err();
+        assert!(
+            error.contains("vip[0].health.check: a pgsql check needs user, the role it names when it connects: set user"),
+            "{error}"
+        );
+        // A backend that turns it on names check too.
+        let error = pgsql_vip("", "    check = \"pgsql\"").unwrap_err();
+        assert!(
+            error.contains("vip[0].backend[0].health.check: a pgsql check needs user"),
+            "{error}"
+        );
+        // A user of the VIP's reaches the backend's pgsql check.
+        pgsql_vip("  user = \"haproxy\"", "    check = \"pgsql\"").unwrap();
+        // The API's keys the same way: a backend under the VIP's pgsql
+        // check with no user is named by `user`.
+        let mut base = HealthConfig::default_for(Protocol::Tcp);
+        base.check = CheckType::Pgsql;
+        let nat = ChecksFor {
+            mode: lb_common::Mode::Nat,
+            port: 6432,
+            protocol: Protocol::Tcp,
+        };
+        let error = resolve(&HealthKeys::default(), &base, nat, "the VIP's").unwrap_err();
+        assert_eq!(error.field, "user");
+        assert!(
+            error
+                .error
+                .to_string()
+                .contains("(check = \"pgsql\" is the VIP's)"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn pgsql_names_are_checked() {
+        let long = "x".repeat(MAX_HEALTH_PGSQL_NAME_BYTES + 1);
+        for (key, value, expected) in [
+            ("user", "", "vip[0].health.user: is empty"),
+            (
+                "user",
+                "a\\u0000b",
+                "vip[0].health.user: \"a\\0b\" contains a NUL byte",
+            ),
+            (
+                "database",
+                "a\\nb",
+                "vip[0].health.database: \"a\\nb\" contains a control character",
+            ),
+            (
+                "database",
+                long.as_str(),
+                "vip[0].health.database: is 64 bytes long; at most 63 are allowed",
+            ),
+        ] {
+            let user = if key == "user" {
+                ""
+            } else {
+                "  user = \"u\"\n"
+            };
+            let error = pgsql_vip(
+                &format!("  check = \"pgsql\"\n{user}  {key} = \"{value}\""),
+                "",
+            )
+            .unwrap_err();
+            assert!(error.contains(expected), "{key} {value:?}: {error}");
+        }
+        let at_most = "x".repeat(MAX_HEALTH_PGSQL_NAME_BYTES);
+        check_keys(&HealthKeys {
+            user: Some(at_most),
+            ..HealthKeys::default()
+        })
+        .unwrap();
     }
 
     #[test]

@@ -100,7 +100,7 @@ pub use dump::to_toml;
 pub use error::{ConfigError, Location, Position};
 pub use health::{
     check_keys as check_health_keys, resolve as resolve_health, CheckType, ChecksFor, HealthConfig,
-    HealthKeys, MAX_HEALTH_HOST_BYTES, MAX_HEALTH_PATH_BYTES,
+    HealthKeys, MAX_HEALTH_HOST_BYTES, MAX_HEALTH_PATH_BYTES, MAX_HEALTH_PGSQL_NAME_BYTES,
 };
 pub use nat::{NatConfig, NatTimeouts, VipNat};
 pub use sync::SyncSettings;

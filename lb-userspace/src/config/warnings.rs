@@ -152,7 +152,13 @@ fn vip_warnings(index: usize, vip: &VipConfig, out: &mut Vec<Warning>) {
         });
     }
     let defaults = super::HealthConfig::default_for(super::Protocol::Tcp);
-    if let Some(message) = http_keys_unused(&vip.health, &defaults) {
+    for message in [
+        http_keys_unused(&vip.health, &defaults),
+        pgsql_keys_unused(&vip.health, &defaults),
+    ]
+    .into_iter()
+    .flatten()
+    {
         out.push(Warning {
             field: format!("vip[{index}].health"),
             message,
@@ -160,7 +166,13 @@ fn vip_warnings(index: usize, vip: &VipConfig, out: &mut Vec<Warning>) {
     }
     for (b, backend) in vip.backends.iter().enumerate() {
         let own = backend.health.as_ref();
-        if let Some(message) = own.and_then(|h| http_keys_unused(h, &vip.health)) {
+        for message in [
+            own.and_then(|h| http_keys_unused(h, &vip.health)),
+            own.and_then(|h| pgsql_keys_unused(h, &vip.health)),
+        ]
+        .into_iter()
+        .flatten()
+        {
             out.push(Warning {
                 field: format!("vip[{index}].backend[{b}].health"),
                 message,
@@ -205,6 +217,31 @@ fn http_keys_unused(health: &super::HealthConfig, base: &super::HealthConfig) ->
     }
     Some(format!(
         "{} set but check = \"{}\": only an HTTP check uses them (set check = \"http\")",
+        set.join(", "),
+        health.check
+    ))
+}
+
+/// PostgreSQL keys set where the check is not `pgsql`: a `user` meant to
+/// have the server vouch for the backend is never sent (a TCP check
+/// passes while the server refuses every session). Only the keys that
+/// differ from `base`, as for [`http_keys_unused`].
+fn pgsql_keys_unused(health: &super::HealthConfig, base: &super::HealthConfig) -> Option<String> {
+    if health.check == super::CheckType::Pgsql {
+        return None;
+    }
+    let mut set = Vec::new();
+    if health.user.is_some() && health.user != base.user {
+        set.push("user");
+    }
+    if health.database.is_some() && health.database != base.database {
+        set.push("database");
+    }
+    if set.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{} set but check = \"{}\": only a PostgreSQL check uses them (set check = \"pgsql\")",
         set.join(", "),
         health.check
     ))
@@ -315,6 +352,25 @@ mod tests {
             shown(&config(vec![web])),
             ["vip[0].backend[0].health: host set but check = \"tcp\": only an HTTP check uses them (set check = \"http\")"]
         );
+    }
+
+    #[test]
+    fn pgsql_keys_without_a_pgsql_check_are_named() {
+        let mut db = vip("198.18.0.100", &[("198.18.0.11", 1)]);
+        db.health.user = Some("haproxy".to_owned());
+        db.health.database = Some("app".to_owned());
+        assert_eq!(
+            shown(&config(vec![db.clone()])),
+            ["vip[0].health: user, database set but check = \"tcp\": only a PostgreSQL check uses them (set check = \"pgsql\")"]
+        );
+        db.health.check = crate::config::CheckType::Pgsql;
+        assert_eq!(shown(&config(vec![db.clone()])), Vec::<String>::new());
+        // A backend that checks TCP under the VIP's pgsql check inherits
+        // them unwarned.
+        let mut own = db.health.clone();
+        own.check = crate::config::CheckType::Tcp;
+        db.backends[0].health = Some(own);
+        assert_eq!(shown(&config(vec![db])), Vec::<String>::new());
     }
 
     /// A backend's table is merged over its VIP's: one that makes its

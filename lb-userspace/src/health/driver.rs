@@ -7,7 +7,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     fmt::Debug,
-    hash::{DefaultHasher, Hash, Hasher},
+    hash::{BuildHasher, DefaultHasher, Hash, Hasher, RandomState},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::{Duration, Instant},
 };
@@ -117,6 +117,31 @@ type Shared<K> = Arc<Mutex<HashMap<K, Entry>>>;
 /// failures).
 type Unattached = Arc<Mutex<HashMap<std::net::IpAddr, String>>>;
 
+/// Whether the interface checks leave by can carry them, as the engine
+/// last saw it: while it is down, a failed check is this node's failure,
+/// not the backend's (see [`FailureReason::InterfaceDown`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum Link {
+    /// Not said yet (before the engine's first look): failures count.
+    #[default]
+    Unknown,
+    /// Up with its carrier when last looked at; a check that fails asks
+    /// the kernel again (see [`super::link::running`]).
+    Up {
+        /// The interface's name.
+        interface: String,
+    },
+    /// Down, or without its carrier.
+    Down {
+        /// The interface's name, for the failure reason.
+        interface: String,
+    },
+}
+
+/// The [`Link`] shared by the checker and its tasks: read before and
+/// after every probe.
+type SharedLink = Arc<Mutex<Link>>;
+
 /// Locks the snapshot. A panic under this lock cannot leave it half
 /// written (each write is one small update), so poisoning is ignored.
 fn lock<K>(shared: &Shared<K>) -> MutexGuard<'_, HashMap<K, Entry>> {
@@ -145,6 +170,10 @@ pub(crate) struct HealthChecker<K> {
     tasks: HashMap<K, Task>,
     shared: Shared<K>,
     unattached: Unattached,
+    link: SharedLink,
+    /// Seeds each task's [`Jitter`] (with its key and generation):
+    /// random per process, fixed in tests.
+    jitter_seed: u64,
     next_generation: u64,
 }
 
@@ -173,8 +202,18 @@ where
             tasks: HashMap::new(),
             shared: Arc::new(Mutex::new(HashMap::new())),
             unattached: Arc::new(Mutex::new(HashMap::new())),
+            link: Arc::new(Mutex::new(Link::Unknown)),
+            jitter_seed: RandomState::new().build_hasher().finish(),
             next_generation: 0,
         }
+    }
+
+    /// The same checker with its tasks' jitter seeded from `seed`, so a
+    /// test's waits are the same every run.
+    #[cfg(test)]
+    pub(crate) fn with_jitter_seed(mut self, seed: u64) -> Self {
+        self.jitter_seed = seed;
+        self
     }
 
     /// Checks backend `key` at `target` with `settings`, so config reloads
@@ -237,6 +276,11 @@ where
             initial
         };
         let span = info_span!("health_check", backend = ?key, address = %target.address);
+        let jitter = {
+            let mut hasher = DefaultHasher::new();
+            (self.jitter_seed, &key, generation).hash(&mut hasher);
+            Jitter::new(hasher.finish())
+        };
         let check = Check {
             key: key.clone(),
             generation,
@@ -244,6 +288,8 @@ where
             settings,
             shared: self.shared.clone(),
             unattached: self.unattached.clone(),
+            link: self.link.clone(),
+            jitter,
             events: self.events.clone(),
             observer: self.observer.clone(),
         };
@@ -274,6 +320,13 @@ where
             .unattached
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = reasons;
+    }
+
+    /// Says whether the interface checks leave by is up (the engine, at
+    /// each look). While it is down, a check that fails counts against no
+    /// backend (its streaks stay); one that passes counts as usual.
+    pub(crate) fn set_link(&self, link: Link) {
+        *self.link.lock().unwrap_or_else(PoisonError::into_inner) = link;
     }
 
     /// Calls `observer` with every probe's result and the status after it
@@ -357,6 +410,8 @@ struct Check<K> {
     settings: CheckSettings,
     shared: Shared<K>,
     unattached: Unattached,
+    link: SharedLink,
+    jitter: Jitter,
     events: mpsc::Sender<HealthEvent<K>>,
 }
 
@@ -366,7 +421,7 @@ where
 {
     /// The task's loop: probe, record, publish, sleep; until aborted, until
     /// its snapshot entry belongs to another task, or until nobody listens.
-    async fn run(self, initial: Health) {
+    async fn run(mut self, initial: Health) {
         let mut machine = HealthMachine::new(self.settings, initial);
         let mut local = LocalFailures::default();
         // Spread over the wait the machine asks for next, not over
@@ -380,10 +435,16 @@ where
                 .unwrap_or_else(PoisonError::into_inner)
                 .get(&self.target.address.ip())
                 .cloned();
+            let down_before = self.interface_down(false);
             let result = match unattached_result(&self.target, unattached.as_deref()) {
                 Some(failed) => failed,
                 None => probe(&self.target, self.settings.timeout).await,
             };
+            // Down when the probe began or when it failed: a link that went
+            // down meanwhile is why it failed (a timeout, or at once an
+            // unreachable network).
+            let failed = matches!(&result.outcome, Outcome::Failure(r) if !r.is_local());
+            let result = discounted(result, down_before.or_else(|| self.interface_down(failed)));
             let now = Instant::now();
             let transition = machine.record(&result, now);
             let error = match &result.outcome {
@@ -454,8 +515,89 @@ where
                     info!(from = %t.from, to = %t.to, reason = %t.reason, "backend health changed");
                 }
             }
-            tokio::time::sleep(machine.next_check_in()).await;
+            tokio::time::sleep(next_wait(&machine, &mut self.jitter)).await;
         }
+    }
+
+    /// The interface checks leave by, while it is down: as the engine
+    /// last saw it, or, when `ask` (a check just failed) and the engine saw
+    /// it up, as the kernel says now (the engine looks once a second).
+    fn interface_down(&self, ask: bool) -> Option<String> {
+        let link = self
+            .link
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match link {
+            Link::Unknown => None,
+            Link::Down { interface } => Some(interface),
+            Link::Up { interface } => {
+                (ask && super::link::running(&interface) == Some(false)).then_some(interface)
+            }
+        }
+    }
+}
+
+/// `result` as it counts while `interface_down` (its name) is down: a
+/// failure becomes [`FailureReason::InterfaceDown`], which moves no
+/// streak; a success, or a failure already this node's, stays.
+fn discounted(result: ProbeResult, interface_down: Option<String>) -> ProbeResult {
+    match (result.outcome, interface_down) {
+        (Outcome::Failure(failure), Some(interface)) if !failure.is_local() => ProbeResult {
+            outcome: Outcome::Failure(FailureReason::InterfaceDown {
+                interface,
+                failure: Box::new(failure),
+            }),
+            latency: result.latency,
+        },
+        (outcome, _) => ProbeResult {
+            outcome,
+            latency: result.latency,
+        },
+    }
+}
+
+/// How long a task sleeps after a probe: the wait the machine asks for,
+/// moved by the jitter, so checks that began together (a restart, a
+/// reload, many backends added at once) drift apart rather than probe in
+/// lockstep forever.
+fn next_wait(machine: &HealthMachine, jitter: &mut Jitter) -> Duration {
+    jitter.spread(machine.next_check_in())
+}
+
+/// How far the jitter moves a wait, either way, in thousandths of it.
+const JITTER_PER_MILLE: u128 = 100;
+
+/// A small pseudo-random source for the jitter (SplitMix64): no
+/// cryptographic need, and seeded, so tests can fix it.
+#[derive(Debug, Clone)]
+struct Jitter {
+    state: u64,
+}
+
+impl Jitter {
+    fn new(seed: u64) -> Self {
+        Self { state: seed }
+    }
+
+    /// The next number of the sequence.
+    fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// `wait` moved by an amount drawn evenly within ±10 % of it.
+    fn spread(&mut self, wait: Duration) -> Duration {
+        let nanos = wait.as_nanos();
+        let reach = nanos * JITTER_PER_MILLE / 1000;
+        if reach == 0 {
+            return wait;
+        }
+        let offset = u128::from(self.next_u64()) % (2 * reach + 1);
+        Duration::from_nanos(u64::try_from(nanos - reach + offset).unwrap_or(u64::MAX))
     }
 }
 
@@ -520,13 +662,14 @@ impl LocalFailures {
     }
 }
 
-/// The delay before a task's first probe: a fixed spread of up to a
-/// quarter of `interval` (the wait the machine asks for next: short while
-/// health is unknown or in doubt) taken from the key's hash, so many
-/// backends set up at once are not probed in lockstep, and a restart
-/// spreads them the same way, yet none waits longer than its checks would.
+/// The delay before a task's first probe: a fixed spread over the whole
+/// of `interval` (the wait the machine asks for next: short while health
+/// is unknown or in doubt) taken from the key's hash, so many backends
+/// set up at once are probed evenly over it rather than bunched, and a
+/// restart spreads them the same way, yet none waits longer than its
+/// checks would.
 fn start_delay<K: Hash>(key: &K, interval: Duration) -> Duration {
-    let spread = (interval / 4).as_nanos();
+    let spread = interval.as_nanos();
     if spread == 0 {
         return Duration::ZERO;
     }
@@ -929,18 +1072,134 @@ mod tests {
         );
     }
 
+    /// The first probes of many backends are spread over the whole
+    /// interval, not bunched into a part of it.
     #[test]
-    fn start_delay_is_deterministic_and_bounded() {
+    fn start_delay_is_deterministic_and_spread_over_the_interval() {
         let interval = Duration::from_secs(2);
-        for key in 0..100u32 {
-            let d = start_delay(&key, interval);
-            assert!(d < interval / 4, "{d:?}");
-            assert_eq!(d, start_delay(&key, interval));
+        let delays: Vec<Duration> = (0..1000u32).map(|k| start_delay(&k, interval)).collect();
+        for (key, d) in (0..1000u32).zip(&delays) {
+            assert!(*d < interval, "{d:?}");
+            assert_eq!(*d, start_delay(&key, interval));
         }
-        let spread: std::collections::HashSet<_> =
-            (0..100u32).map(|k| start_delay(&k, interval)).collect();
-        assert!(spread.len() > 90);
+        let spread: std::collections::HashSet<_> = delays.iter().collect();
+        assert!(spread.len() > 990);
+        // Each quarter of the interval has its share.
+        for quarter in 0..4u32 {
+            let (from, to) = (interval * quarter / 4, interval * (quarter + 1) / 4);
+            let n = delays.iter().filter(|d| (from..to).contains(*d)).count();
+            assert!(n > 150, "{n} first probes in quarter {quarter}");
+        }
         assert_eq!(start_delay(&1u32, Duration::ZERO), Duration::ZERO);
+    }
+
+    /// Each wait between checks is moved by up to 10 % either way, by
+    /// a seeded source: the same seed gives the same waits.
+    #[test]
+    fn waits_between_checks_are_jittered_by_ten_percent() {
+        let mut machine = HealthMachine::new(
+            CheckSettings {
+                interval: Duration::from_secs(2),
+                ..settings()
+            },
+            Health::Up,
+        );
+        assert_eq!(machine.next_check_in(), Duration::from_secs(2));
+        let waits = |seed: u64, machine: &HealthMachine| {
+            let mut jitter = Jitter::new(seed);
+            (0..1000)
+                .map(|_| next_wait(machine, &mut jitter))
+                .collect::<Vec<_>>()
+        };
+        let got = waits(7, &machine);
+        assert_eq!(got, waits(7, &machine), "not deterministic");
+        assert_ne!(got, waits(8, &machine), "the seed changes nothing");
+        let (low, high) = (Duration::from_millis(1800), Duration::from_millis(2200));
+        assert!(got.iter().all(|w| (low..=high).contains(w)), "{got:?}");
+        // Spread over the whole range, both ways.
+        assert!(got.iter().any(|w| *w < Duration::from_millis(1820)));
+        assert!(got.iter().any(|w| *w > Duration::from_millis(2180)));
+        // The fast interval while in doubt is jittered the same way.
+        machine.record(
+            &ProbeResult {
+                outcome: Outcome::Failure(FailureReason::Refused),
+                latency: Duration::ZERO,
+            },
+            Instant::now(),
+        );
+        let fast = waits(7, &machine);
+        assert!(fast
+            .iter()
+            .all(|w| (Duration::from_millis(18)..=Duration::from_millis(22)).contains(w)));
+        assert!(fast.iter().any(|w| *w != Duration::from_millis(20)));
+    }
+
+    /// While the interface checks leave by is down, failed checks count
+    /// against no backend: a healthy-looking backend that fails them all
+    /// stays up; once the link is back, its failures count again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failures_while_the_interface_is_down_move_no_streak() {
+        let server = serve(Behavior::Status).await;
+        server.set_healthy(false);
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut checker = HealthChecker::new(tx).with_jitter_seed(1);
+        checker.set_link(Link::Down {
+            interface: "eth0".into(),
+        });
+        checker.set("b1", target(&server), settings(), Health::Up);
+        let started = Instant::now();
+        while checker.status(&"b1").map_or(0, |s| s.checks) < 6 {
+            assert!(started.elapsed() < Duration::from_secs(5), "no 6 checks");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            rx.try_recv().is_err(),
+            "a health change while the link is down"
+        );
+        let status = checker.status(&"b1").unwrap();
+        assert_eq!(status.health, Health::Up);
+        assert_eq!(status.consecutive_failures, 0);
+        assert_eq!(
+            status.failures_by_reason.get("interface_down"),
+            Some(&status.failures),
+            "{status:?}"
+        );
+        assert_eq!(
+            status.last_result.unwrap().outcome.to_string(),
+            "not counted, interface eth0 is down: HTTP status 503, expected 200"
+        );
+
+        checker.set_link(Link::Up {
+            interface: "lo".into(),
+        });
+        let e = next(&mut rx).await;
+        assert_eq!(
+            (e.transition.from, e.transition.to),
+            (Health::Up, Health::Down)
+        );
+        assert_eq!(
+            e.transition.reason,
+            "2 consecutive failures, last: HTTP status 503, expected 200"
+        );
+    }
+
+    #[test]
+    fn a_success_or_a_local_failure_is_not_discounted() {
+        let ok = ProbeResult {
+            outcome: Outcome::Success,
+            latency: Duration::ZERO,
+        };
+        assert_eq!(discounted(ok.clone(), Some("eth0".into())), ok);
+        let local = ProbeResult {
+            outcome: Outcome::Failure(FailureReason::Local("no port".into())),
+            latency: Duration::ZERO,
+        };
+        assert_eq!(discounted(local.clone(), Some("eth0".into())), local);
+        let refused = ProbeResult {
+            outcome: Outcome::Failure(FailureReason::Refused),
+            latency: Duration::ZERO,
+        };
+        assert_eq!(discounted(refused.clone(), None), refused);
     }
 
     #[test]

@@ -144,8 +144,9 @@ impl HealthMachine {
     pub(crate) fn record(&mut self, result: &ProbeResult, now: Instant) -> Option<Transition> {
         self.last_checked = Some(now);
         self.last_result = Some(result.clone());
-        if matches!(result.outcome, Outcome::Failure(FailureReason::Local(_))) {
-            // The check did not run: no streak moves.
+        if matches!(&result.outcome, Outcome::Failure(reason) if reason.is_local()) {
+            // The check did not run, or failed for this node's own
+            // reason (its link down): no streak moves.
             return None;
         }
         let to = match &result.outcome {
@@ -294,6 +295,33 @@ mod tests {
         assert!(got.iter().all(Option::is_none), "{got:?}");
         assert_eq!(m.consecutive(), (0, 2), "only the two real failures count");
         assert_eq!(m.health(), Health::Up);
+    }
+
+    /// A failure while the balancer's own link is down says nothing of
+    /// the backend: a flap of that link takes no backend down (nor one
+    /// that was going down further down), and the streak goes on after.
+    #[test]
+    fn a_failure_while_the_interface_is_down_moves_no_streak() {
+        let mut m = HealthMachine::new(settings(), Health::Up);
+        let link_down = fail(FailureReason::InterfaceDown {
+            interface: "eth0".into(),
+            failure: Box::new(FailureReason::Timeout),
+        });
+        let got = feed(
+            &mut m,
+            &[
+                refused(),
+                link_down.clone(),
+                link_down.clone(),
+                link_down,
+                refused(),
+            ],
+        );
+        assert!(got.iter().all(Option::is_none), "{got:?}");
+        assert_eq!(m.consecutive(), (0, 2));
+        assert_eq!(m.health(), Health::Up);
+        let t = m.record(&refused(), Instant::now()).unwrap();
+        assert_eq!(t.to, Health::Down);
     }
 
     #[test]

@@ -5,11 +5,13 @@
 //! parts together (plus test-only servers).
 
 pub(crate) mod driver;
+mod link;
 pub(crate) mod machine;
+mod pgsql;
 pub(crate) mod probe;
 pub(crate) mod tunnel_socket;
 
-pub(crate) use driver::{HealthChecker, HealthEvent, HealthStatus};
+pub(crate) use driver::{HealthChecker, HealthEvent, HealthStatus, Link};
 pub(crate) use machine::{CheckSettings, Health};
 pub(crate) use probe::{CheckKind, ProbeResult, ProbeTarget};
 pub(crate) use tunnel_socket::TunnelPath;

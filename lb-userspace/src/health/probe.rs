@@ -1,7 +1,8 @@
 //! The network side of a health check: one probe of one backend, TCP
-//! connect or HTTP/1.1 GET, bounded as a whole by a timeout, and the
-//! classification of what went wrong. No state and no retries: the
-//! [`machine`](super::machine) decides what a result means.
+//! connect, HTTP/1.1 GET or PostgreSQL StartupMessage, bounded as a whole
+//! by a timeout, and the classification of what went wrong. No state and
+//! no retries: the [`machine`](super::machine) decides what a result
+//! means.
 
 use std::{
     fmt,
@@ -22,7 +23,10 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tracing::trace;
 
-use super::tunnel_socket::{connect_through, TunnelPath};
+use super::{
+    pgsql,
+    tunnel_socket::{connect_through, TunnelPath},
+};
 
 /// The most response body an HTTP probe reads before it closes the
 /// connection: enough to let a small answer finish cleanly, never so much
@@ -53,6 +57,18 @@ pub enum CheckKind {
         host: Option<String>,
         /// The only status that counts as healthy, e.g. 200.
         expect_status: u16,
+    },
+    /// The backend, a PostgreSQL server or a PgBouncer, answers a
+    /// StartupMessage with an authentication request (or, trusting the
+    /// check, starts the session): also catches a server that accepts
+    /// connections but refuses sessions (starting up, shutting down, too
+    /// many clients, an unknown database).
+    Pgsql {
+        /// The role named in the StartupMessage.
+        user: String,
+        /// The database named (None: the server's default, the user's
+        /// name).
+        database: Option<String>,
     },
 }
 
@@ -142,6 +158,22 @@ pub enum FailureReason {
     /// or the connection closed before the answer.
     #[error("HTTP error: {0}")]
     Http(String),
+    /// The PostgreSQL server (or PgBouncer) answered the StartupMessage
+    /// with an error, in its own words.
+    #[error("PostgreSQL {severity} {code}: {message}")]
+    PgsqlError {
+        /// `FATAL`, `ERROR`, ... ("?" when not given).
+        severity: String,
+        /// The SQLSTATE code, e.g. 57P03 ("?" when not given).
+        code: String,
+        /// The server's message ("?" when not given).
+        message: String,
+    },
+    /// The PostgreSQL exchange failed: an answer that is neither an
+    /// authentication request nor an error, malformed, cut short or longer
+    /// than a check reads, or the connection closed or reset.
+    #[error("PostgreSQL protocol: {0}")]
+    Pgsql(String),
     /// A check through the tunnel was not run: the path that wraps it as
     /// clients' packets are wrapped (`tc_hc_encap` on egress) is not in
     /// place, and unwrapped it would be answered by this node or balanced
@@ -150,6 +182,17 @@ pub enum FailureReason {
     /// must not keep a backend up.
     #[error("check path not attached: {0}")]
     PathNotAttached(String),
+    /// The check failed while the interface checks leave by was down: the
+    /// failure is this node's link, not the backend's, so it moves no
+    /// streak (a flap of the balancer's own link must not take every
+    /// backend down).
+    #[error("not counted, interface {interface} is down: {failure}")]
+    InterfaceDown {
+        /// The interface.
+        interface: String,
+        /// How the check failed.
+        failure: Box<FailureReason>,
+    },
 }
 
 impl FailureReason {
@@ -164,8 +207,21 @@ impl FailureReason {
             FailureReason::Local(_) => "local",
             FailureReason::HttpStatus { .. } => "http_status",
             FailureReason::Http(_) => "http",
+            FailureReason::PgsqlError { .. } => "pgsql_error",
+            FailureReason::Pgsql(_) => "pgsql",
             FailureReason::PathNotAttached(_) => "path_not_attached",
+            FailureReason::InterfaceDown { .. } => "interface_down",
         }
+    }
+
+    /// Whether the failure is this node's (no port or descriptor, its
+    /// link down) rather than the backend's: such a failure moves no
+    /// streak, and the backend's health stays as it is.
+    pub(crate) fn is_local(&self) -> bool {
+        matches!(
+            self,
+            FailureReason::Local(_) | FailureReason::InterfaceDown { .. }
+        )
     }
 }
 
@@ -187,6 +243,9 @@ pub(crate) async fn probe(target: &ProbeTarget, timeout: Duration) -> ProbeResul
                 None => default_host(target.address),
             };
             http(target, path, &host, *expect_status, deadline).await
+        }
+        CheckKind::Pgsql { user, database } => {
+            postgres(target, user, database.as_deref(), deadline).await
         }
     };
     let outcome = match checked {
@@ -226,23 +285,57 @@ async fn within<T>(
 
 /// TCP check: the connect is the whole test; the socket is closed at once.
 async fn tcp(target: &ProbeTarget) -> Result<(), FailureReason> {
-    connect(target).await.map(drop)
+    connect(target, Close::Reset).await.map(drop)
+}
+
+/// How a check's connection ends when it is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Close {
+    /// With a reset, as HAProxy closes its checks: a check leaves no
+    /// TIME_WAIT behind, so thousands of backends checked every few
+    /// seconds hold no ports.
+    Reset,
+    /// The usual way (a FIN once nothing is left unread), for servers that
+    /// log a reset as an error (PostgreSQL does, for every check).
+    Graceful,
 }
 
 /// Connects (through the tunnel when the target says so), with errors
-/// classified. The connection is closed with a reset when dropped, as
-/// HAProxy closes its checks: a check leaves no TIME_WAIT behind, so
-/// thousands of backends checked every few seconds hold no ports.
-async fn connect(target: &ProbeTarget) -> Result<TcpStream, FailureReason> {
+/// classified; `close` says how the connection ends when dropped.
+async fn connect(target: &ProbeTarget, close: Close) -> Result<TcpStream, FailureReason> {
     let stream = match &target.through {
         None => TcpStream::connect(target.address).await,
         Some(path) => connect_through(target.address, path).await,
     }
     .map_err(|e| classify(&e))?;
-    // A zero linger never blocks the drop (tokio warns of a nonzero one);
-    // a socket that takes no linger option still closes, the usual way.
-    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+    if close == Close::Reset {
+        // A zero linger never blocks the drop (tokio warns of a nonzero
+        // one); a socket that takes no linger option still closes, the
+        // usual way.
+        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+    }
     Ok(stream)
+}
+
+/// PostgreSQL check: a StartupMessage as `user` (of `database`) on a
+/// fresh connection, judged by the first message back (see
+/// [`pgsql::exchange`]); then a graceful close (see [`pgsql::close`]).
+/// `deadline` bounds all of it, the close included.
+async fn postgres(
+    target: &ProbeTarget,
+    user: &str,
+    database: Option<&str>,
+    deadline: tokio::time::Instant,
+) -> Result<(), FailureReason> {
+    let startup = pgsql::startup_message(user, database)?;
+    let mut stream = within(deadline, connect(target, Close::Graceful)).await?;
+    // Only a latency nicety: the message is one small write anyway.
+    let _ = stream.set_nodelay(true);
+    let verdict = within(deadline, pgsql::exchange(&mut stream, &startup)).await;
+    // Cut short by the deadline, the drop closes as it can (a reset if
+    // the server's answer is left unread).
+    let _ = tokio::time::timeout_at(deadline, pgsql::close(&mut stream)).await;
+    verdict
 }
 
 /// Maps a socket error to a failure reason. A shortage on this node
@@ -307,7 +400,7 @@ async fn http(
         .body(Empty::<Bytes>::new())
         .map_err(|e| FailureReason::Http(format!("invalid request: {e}")))?;
 
-    let stream = within(deadline, connect(target)).await?;
+    let stream = within(deadline, connect(target, Close::Reset)).await?;
     // Only a latency nicety: the request is one small write anyway.
     let _ = stream.set_nodelay(true);
     let handshake = async {
@@ -692,6 +785,19 @@ mod tests {
                 "HTTP status 503, expected 200",
             ),
             (FailureReason::Http("bad".into()), "http", "HTTP error: bad"),
+            (
+                FailureReason::Pgsql("bad".into()),
+                "pgsql",
+                "PostgreSQL protocol: bad",
+            ),
+            (
+                FailureReason::InterfaceDown {
+                    interface: "eth0".into(),
+                    failure: Box::new(FailureReason::Timeout),
+                },
+                "interface_down",
+                "not counted, interface eth0 is down: timeout",
+            ),
         ];
         for (reason, label, text) in cases {
             assert_eq!(reason.label(), label);

@@ -118,6 +118,15 @@ impl Postgres {
         self.server.is_running()
     }
 
+    /// Stops the server (fast shutdown: its sessions are ended) and waits
+    /// for it, as a database that goes away under its PgBouncers.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        match self.server.stop() {
+            Some(_) => Ok(()),
+            None => bail!("PostgreSQL did not stop"),
+        }
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(&self.server.log).unwrap_or_default()

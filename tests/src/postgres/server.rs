@@ -138,7 +138,7 @@ impl Server {
     }
 
     /// Sends the stop signal and waits; SIGKILL after `STOP_TIMEOUT`.
-    fn stop(&mut self) -> Option<ExitStatus> {
+    pub(super) fn stop(&mut self) -> Option<ExitStatus> {
         if let Ok(Some(status)) = self.child.try_wait() {
             return Some(status);
         }

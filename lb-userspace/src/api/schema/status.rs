@@ -425,6 +425,8 @@ pub enum CheckKind {
     Tcp,
     /// An HTTP request and its status.
     Http,
+    /// A PostgreSQL StartupMessage and the first answer.
+    Pgsql,
 }
 
 impl fmt::Display for CheckKind {
@@ -432,6 +434,7 @@ impl fmt::Display for CheckKind {
         f.write_str(match self {
             CheckKind::Tcp => "tcp",
             CheckKind::Http => "http",
+            CheckKind::Pgsql => "pgsql",
         })
     }
 }

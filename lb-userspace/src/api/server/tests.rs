@@ -729,7 +729,9 @@ async fn slow_clients_in_every_slot_do_not_lock_the_owner_out() {
 #[test]
 fn the_largest_valid_request_fits_the_body_limit() {
     use crate::api::schema::{BackendSpec, HealthSpec, VipSpec};
-    use crate::config::{MAX_HEALTH_HOST_BYTES, MAX_HEALTH_PATH_BYTES};
+    use crate::config::{
+        MAX_HEALTH_HOST_BYTES, MAX_HEALTH_PATH_BYTES, MAX_HEALTH_PGSQL_NAME_BYTES,
+    };
     // Every health key at its longest, its text all characters JSON
     // escapes (`"` is allowed in a path and a host).
     let health = HealthSpec {
@@ -738,6 +740,8 @@ fn the_largest_valid_request_fits_the_body_limit() {
         path: Some(format!("/{}", "\"".repeat(MAX_HEALTH_PATH_BYTES - 1))),
         host: Some("\"".repeat(MAX_HEALTH_HOST_BYTES)),
         expect_status: Some(599),
+        user: Some("\"".repeat(MAX_HEALTH_PGSQL_NAME_BYTES)),
+        database: Some("\"".repeat(MAX_HEALTH_PGSQL_NAME_BYTES)),
         interval_ms: Some(3_600_000),
         fast_interval_ms: Some(3_600_000),
         timeout_ms: Some(3_600_000),

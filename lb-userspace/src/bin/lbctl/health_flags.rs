@@ -16,7 +16,7 @@ use lb_userspace::{
 #[derive(Debug, Clone, Default, clap::Args)]
 #[command(next_help_heading = "Health checks (as the config file's health table)")]
 pub(crate) struct HealthFlags {
-    /// Kind of check: tcp, http or none (`check`).
+    /// Kind of check: tcp, http, pgsql or none (`check`).
     #[arg(long, value_parser = |t: &str| text(t, |k, v| k.check = Some(v)))]
     check: Option<String>,
     /// Port checked, 1..=65535 (`port`; default: a NAT backend's own port,
@@ -36,6 +36,14 @@ pub(crate) struct HealthFlags {
     #[arg(long, value_name = "STATUS", allow_negative_numbers = true,
           value_parser = |t: &str| number(t, "expect_status", |k, n| k.expect_status = Some(n)))]
     check_expect_status: Option<i64>,
+    /// PostgreSQL checks: the role named in the StartupMessage (`user`;
+    /// required by --check pgsql).
+    #[arg(long, value_name = "USER", value_parser = |t: &str| text(t, |k, v| k.user = Some(v)))]
+    check_user: Option<String>,
+    /// PostgreSQL checks: the database named (`database`; default: the
+    /// user's name).
+    #[arg(long, value_name = "DATABASE", value_parser = |t: &str| text(t, |k, v| k.database = Some(v)))]
+    check_database: Option<String>,
     /// Milliseconds between checks of a stable backend, 10..=3600000
     /// (`interval_ms`; default 2000).
     #[arg(long, value_name = "MS", allow_negative_numbers = true,
@@ -80,6 +88,8 @@ impl HealthFlags {
             path: self.check_path.clone(),
             host: self.check_host.clone(),
             expect_status: self.check_expect_status,
+            user: self.check_user.clone(),
+            database: self.check_database.clone(),
             interval_ms: self.check_interval_ms,
             fast_interval_ms: self.check_fast_interval_ms,
             timeout_ms: self.check_timeout_ms,
@@ -186,6 +196,27 @@ mod tests {
             (backend.rise, backend.through_tunnel, backend.check),
             (Some(5), Some(false), None)
         );
+        let pgsql = flags(&[
+            "vip",
+            "add",
+            "198.18.0.100:6432",
+            "--check",
+            "pgsql",
+            "--check-user",
+            "haproxy",
+            "--check-database",
+            "app",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (
+                pgsql.check.as_deref(),
+                pgsql.user.as_deref(),
+                pgsql.database.as_deref()
+            ),
+            (Some("pgsql"), Some("haproxy"), Some("app"))
+        );
         // No flag: no health object, the defaults (or the VIP's) apply.
         assert_eq!(flags(&["vip", "add", "198.18.0.100:80"]), Ok(None));
         assert_eq!(
@@ -199,7 +230,12 @@ mod tests {
         for (args, expected) in [
             (
                 &["--check", "icmp"][..],
-                "check \"icmp\" is not one of \"none\", \"tcp\", \"http\"",
+                "check \"icmp\" is not one of \"none\", \"tcp\", \"http\", \"pgsql\"",
+            ),
+            (&["--check-user", ""], "user is empty"),
+            (
+                &["--check-database", "a\nb"],
+                "database \"a\\nb\" contains a control character",
             ),
             (&["--check-port", "0"], "port 0 is out of range 1..=65535"),
             (

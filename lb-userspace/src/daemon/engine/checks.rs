@@ -323,6 +323,18 @@ pub(crate) fn check_of(
             host: health.host.clone(),
             expect_status: health.expect_status,
         },
+        CheckType::Pgsql => match &health.user {
+            Some(user) => CheckKind::Pgsql {
+                user: user.clone(),
+                database: health.database.clone(),
+            },
+            // The config refuses a pgsql check without a user: not
+            // checked rather than with a guessed role.
+            None => {
+                tracing::error!(%address, "pgsql health check without a user: not checked");
+                return None;
+            }
+        },
     };
     let port = health.port.unwrap_or(vip_port);
     let target = match through {

@@ -229,21 +229,47 @@ impl Engine {
         };
         match judge(look) {
             Judgement::Serving { up } => {
-                if up != self.interface_up {
+                let changed = up != self.interface_up;
+                if changed {
                     warn!(interface = %self.interface.name, up, "interface link changed");
-                    self.interface_up = up;
-                    if up {
-                        self.link_came_up();
-                    }
+                }
+                self.set_interface_up(up);
+                if changed && up {
+                    self.link_came_up();
                 }
                 self.follow_mac(mac, now);
             }
             Judgement::Lost { how, up } => {
-                self.interface_up = up;
+                self.set_interface_up(up);
                 self.lose_hook(how, now).await;
             }
         }
         None
+    }
+
+    /// Records whether the interface is up (at each look), for VRRP's
+    /// tracking and for the health checks, which leave by it: while it is
+    /// down, their failures are this node's and count against no backend
+    /// (a flap of the balancer's own link would otherwise take every
+    /// backend down).
+    fn set_interface_up(&mut self, up: bool) {
+        if up != self.interface_up {
+            if up {
+                info!(interface = %self.interface.name, "health check failures count against backends again");
+            } else {
+                warn!(interface = %self.interface.name, "interface down: health check failures count against no backend until it is up");
+            }
+        }
+        self.interface_up = up;
+        self.checker.set_link(if up {
+            crate::health::Link::Up {
+                interface: self.interface.name.clone(),
+            }
+        } else {
+            crate::health::Link::Down {
+                interface: self.interface.name.clone(),
+            }
+        });
     }
 
     /// The link came back up: the priority it brings back is set first,
