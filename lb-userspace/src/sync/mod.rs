@@ -26,10 +26,12 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-pub use channel::{listen, BatchKind, ListenerHandle, ReceivedBatch, Sender};
+pub use channel::{
+    listen, listen_for, BatchKind, Closed, ListenerHandle, ReceivedBatch, Sender, Sources,
+};
 pub(crate) use channel::{Dump, Read};
 pub use nat_record::{NatFlowRecord, NatHalf, NatTuple};
-pub use wire::{AuthError, WireError};
+pub use wire::{AuthError, Versions, WireError};
 
 /// One tracked flow as the master knows it: enough for the backup to pin
 /// the same flow to the same backend address, whatever ids either node
@@ -74,8 +76,9 @@ pub(crate) fn age_ms(waited: Duration) -> u32 {
     u32::try_from(waited.as_millis()).unwrap_or(u32::MAX)
 }
 
-/// What one node needs to take part in sync: the key both ends share and
-/// the name it gives itself (the receiver's [`ReceivedBatch::peer`]).
+/// What one node needs to take part in sync: the key both ends share,
+/// the name it gives itself (the receiver's [`ReceivedBatch::peer`]) and
+/// the protocol versions it speaks.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SyncConfig {
     /// The shared secret (at least [`wire::MIN_KEY_LEN`] bytes), read by
@@ -83,9 +86,21 @@ pub struct SyncConfig {
     pub key: Vec<u8>,
     /// This node's name, 1 to [`wire::MAX_NODE_ID_LEN`] bytes of UTF-8.
     pub node_id: String,
+    /// The protocol versions this node speaks: [`Versions::RELEASE`]
+    /// (tests narrow it to play an older release).
+    pub versions: Versions,
 }
 
 impl SyncConfig {
+    /// A config speaking every version of this release.
+    pub fn new(key: Vec<u8>, node_id: impl Into<String>) -> Self {
+        Self {
+            key,
+            node_id: node_id.into(),
+            versions: Versions::RELEASE,
+        }
+    }
+
     /// Checks the key and node id, so a bad config fails at start instead
     /// of at every connection.
     pub fn validate(&self) -> Result<(), SyncError> {
@@ -113,6 +128,7 @@ impl fmt::Debug for SyncConfig {
         f.debug_struct("SyncConfig")
             .field("key", &format_args!("<{} bytes>", self.key.len()))
             .field("node_id", &self.node_id)
+            .field("versions", &format_args!("{}", self.versions))
             .finish()
     }
 }
@@ -143,11 +159,23 @@ pub enum SyncError {
     /// replayed, reordered or reflected frame.
     #[error("authentication failed: {0}")]
     Auth(#[from] AuthError),
-    /// The peer speaks another protocol version.
-    #[error("peer speaks sync protocol version {theirs}, this node speaks {ours}")]
+    /// The peer speaks no protocol version this node does.
+    #[error(
+        "peer speaks sync protocol version {theirs}, this node speaks {ours}: no version in common"
+    )]
     Version {
         /// Ours.
-        ours: u16,
+        ours: Versions,
+        /// The peer's highest (a node of an earlier release speaks one).
+        theirs: u16,
+    },
+    /// A backup of an earlier release answered the master's offer with
+    /// the one version it speaks, and closes: the master offers that one
+    /// next.
+    #[error("peer speaks sync protocol version {theirs} only, not the {offered} offered (a node of an earlier release)")]
+    Offer {
+        /// The version offered.
+        offered: u16,
         /// The peer's.
         theirs: u16,
     },
@@ -191,6 +219,8 @@ pub struct SyncStats {
     reconnects: AtomicU64,
     dropped_batches: AtomicU64,
     dropped_records: AtomicU64,
+    refused: AtomicU64,
+    nat_withheld: AtomicU64,
 }
 
 /// The counters at one moment, as plain numbers to serialize.
@@ -222,6 +252,16 @@ pub struct SyncStatsSnapshot {
     pub dropped_batches: u64,
     /// Records in them.
     pub dropped_records: u64,
+    /// Connections the listener closed before authentication: from an
+    /// address that is no configured peer's, or a handshake cut to make
+    /// room for a newer one (absent from older lbds' status: 0).
+    #[serde(default)]
+    pub refused: u64,
+    /// NAT'd flow records not sent because the session's protocol version
+    /// has no NatBatch (a peer of an earlier release; absent from older
+    /// lbds' status: 0).
+    #[serde(default)]
+    pub nat_withheld: u64,
 }
 
 impl SyncStatsSnapshot {
@@ -239,6 +279,8 @@ impl SyncStatsSnapshot {
         self.reconnects += other.reconnects;
         self.dropped_batches += other.dropped_batches;
         self.dropped_records += other.dropped_records;
+        self.refused += other.refused;
+        self.nat_withheld += other.nat_withheld;
     }
 }
 
@@ -256,6 +298,8 @@ pub(crate) enum Counter {
     Reconnects,
     DroppedBatches,
     DroppedRecords,
+    Refused,
+    NatWithheld,
 }
 
 impl SyncStats {
@@ -279,6 +323,8 @@ impl SyncStats {
             reconnects: get(&self.reconnects),
             dropped_batches: get(&self.dropped_batches),
             dropped_records: get(&self.dropped_records),
+            refused: get(&self.refused),
+            nat_withheld: get(&self.nat_withheld),
         }
     }
 
@@ -296,6 +342,8 @@ impl SyncStats {
             Counter::Reconnects => &self.reconnects,
             Counter::DroppedBatches => &self.dropped_batches,
             Counter::DroppedRecords => &self.dropped_records,
+            Counter::Refused => &self.refused,
+            Counter::NatWithheld => &self.nat_withheld,
         };
         atomic.fetch_add(n, Ordering::Relaxed);
     }
@@ -304,7 +352,10 @@ impl SyncStats {
     pub(crate) fn count_error(&self, error: &SyncError) {
         match error {
             SyncError::Auth(_) => self.add(Counter::AuthFailures, 1),
-            SyncError::Wire(_) | SyncError::Version { .. } | SyncError::Unexpected { .. } => {
+            SyncError::Wire(_)
+            | SyncError::Version { .. }
+            | SyncError::Offer { .. }
+            | SyncError::Unexpected { .. } => {
                 self.add(Counter::DecodeErrors, 1);
             }
             SyncError::Timeout { .. } => self.add(Counter::Timeouts, 1),
@@ -328,10 +379,7 @@ mod tests {
 
     #[test]
     fn config_validation() {
-        let good = SyncConfig {
-            key: vec![7; 16],
-            node_id: "lb-a".into(),
-        };
+        let good = SyncConfig::new(vec![7; 16], "lb-a");
         good.validate().unwrap();
         let short = SyncConfig {
             key: vec![7; 15],
@@ -357,10 +405,7 @@ mod tests {
 
     #[test]
     fn debug_hides_the_key() {
-        let config = SyncConfig {
-            key: b"super-secret-key-bytes".to_vec(),
-            node_id: "lb-a".into(),
-        };
+        let config = SyncConfig::new(b"super-secret-key-bytes".to_vec(), "lb-a");
         let shown = format!("{config:?}");
         assert!(!shown.contains("super"), "{shown}");
         assert!(shown.contains("22 bytes"), "{shown}");

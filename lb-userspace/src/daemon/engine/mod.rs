@@ -299,7 +299,11 @@ impl Engine {
             }
         };
         let pinned = self.dataplane.pinned();
-        self.replication = None;
+        // Closed, not dropped: the flows written last (the final flush's)
+        // reach the peers before their connections go.
+        if let Some(replication) = self.replication.take() {
+            replication.close(REPLICATION_CLOSE).await;
+        }
         self.checker.retain(|_| false);
         // Checks stop with lbd: so does their path (the next lbd puts it
         // back at once if it needs it).
@@ -360,6 +364,10 @@ pub(crate) struct HandedOver {
 /// Longest the last replication after a handover waits for its flows to
 /// be written to the peer (as `final_sync` does before it).
 const HANDOVER_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
+/// Longest a stop waits for its replication peers to read what was sent
+/// and close their ends of the sessions (see `Replication::close`): on
+/// a LAN they do within milliseconds of the last frame.
+const REPLICATION_CLOSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Engine {
     /// For a stop after which nothing of this node forwards for VRRP's

@@ -412,7 +412,7 @@ impl Engine {
         // one carries flows over from: their final copy.
         engine.dataplane.finish_adoption();
         let mut sync_rx = None;
-        let node_id = format!("{}/{}", hostname(), engine.interface.name);
+        let node_id = crate::daemon::replication::pair_node_id(&hostname(), &engine.interface.name);
         if let Some(settings) = engine.config.sync.clone() {
             let node_id = crate::daemon::replication::mesh_node_id(
                 settings.listen,

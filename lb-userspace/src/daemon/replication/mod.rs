@@ -194,23 +194,29 @@ impl Replication {
         node_id: &str,
     ) -> anyhow::Result<(Self, mpsc::Receiver<ReceivedBatch>)> {
         let key = read_key(key_file)?;
-        let config = SyncConfig {
-            key: key.clone(),
-            node_id: node_id.to_owned(),
-        };
+        let config = SyncConfig::new(key.clone(), node_id);
         let listener_stats = Arc::new(SyncStats::new());
         let (tx, rx) = mpsc::channel(RECEIVE_QUEUE);
-        let listener = sync::listen(listen, config.clone(), tx, listener_stats.clone())
-            .await
-            .with_context(|| format!("listening for connection-table sync on {listen}"))?;
+        // Only the peers may shake hands: strangers cannot hold the
+        // handshake slots a peer needs.
+        let sources = sync::Sources::Peers(peers.iter().map(SocketAddr::ip).collect());
+        let listener =
+            sync::listen_for(listen, sources, config.clone(), tx, listener_stats.clone())
+                .await
+                .with_context(|| format!("listening for connection-table sync on {listen}"))?;
         let mut started = Vec::with_capacity(peers.len());
         for &address in peers {
             if is_own_address(address.ip()) {
                 warn!(peer = %address, "a connection-table sync peer is one of this node's own addresses: this node would sync with itself (its listener refuses it); check sync_peer / sync.peers");
             }
             let stats = Arc::new(SyncStats::new());
-            let sender = sync::Sender::start(address, config.clone(), stats.clone())
-                .with_context(|| format!("connection-table sync to {address}"))?;
+            let sender = match sender_source(listen, address) {
+                Some(source) => {
+                    sync::Sender::start_from(address, source, config.clone(), stats.clone())
+                }
+                None => sync::Sender::start(address, config.clone(), stats.clone()),
+            }
+            .with_context(|| format!("connection-table sync to {address}"))?;
             started.push(Peer::new(address, sender, stats));
         }
         info!(%listen, ?peers, topology = topology.name(), node = node_id, "connection-table replication started");
@@ -538,7 +544,9 @@ impl Replication {
     }
 
     /// Installs a batch from a peer, each record as this node's role for
-    /// its VIP says (see [`Replication::rule`]).
+    /// its VIP says (see [`Replication::rule`]). Ages count from the
+    /// batch's arrival ([`ReceivedBatch::received_ns`]), not from now:
+    /// the time it waited in the receive queue ages its copies too.
     pub(crate) fn install_with(
         &mut self,
         batch: &ReceivedBatch,
@@ -546,15 +554,26 @@ impl Replication {
         balancer: &Balancer,
         roles: &Roles,
     ) {
-        let now = monotonic_ns();
-        self.install_nat(batch, dataplane, balancer, roles, now);
+        self.install_nat(batch, dataplane.nat_mut(), balancer, roles);
+        self.install_flow_records(batch, dataplane, balancer, roles);
+    }
+
+    /// Installs a batch's flow records into `table` (see
+    /// [`Replication::install_with`]).
+    fn install_flow_records(
+        &mut self,
+        batch: &ReceivedBatch,
+        table: &mut impl flow_table::FlowTable,
+        balancer: &Balancer,
+        roles: &Roles,
+    ) {
         let topology = self.topology;
         install_flows(
             |vip| Self::rule(topology, roles, vip),
             &batch.records,
-            dataplane,
+            table,
             balancer,
-            now,
+            batch.received_ns,
             &mut self.flows,
             &mut self.flow_warnings,
         );
@@ -566,18 +585,17 @@ impl Replication {
     fn install_nat(
         &mut self,
         batch: &ReceivedBatch,
-        dataplane: &mut Dataplane,
+        table: &mut impl nat::ReplicaTable,
         balancer: &Balancer,
         roles: &Roles,
-        now: u64,
     ) {
         let topology = self.topology;
         nat_install::install_nat_records(
             &batch.nat,
-            dataplane.nat_mut(),
+            table,
             balancer,
             |vip| Self::rule(topology, roles, vip),
-            now,
+            batch.received_ns,
             &mut self.nat,
             &mut self.nat_warnings,
             Instant::now(),
@@ -602,6 +620,35 @@ impl Replication {
                 return;
             }
             tokio::time::sleep(FLUSH_POLL).await;
+        }
+    }
+
+    /// Ends replication for good (lbd stops), waiting at most `limit`
+    /// (every peer at once): each sender writes what is still queued and
+    /// closes its session so that the peer reads all of it first (see
+    /// `sync::Sender::close`). Dropping the senders instead could reset
+    /// the connections and lose the last flows written (a final flush's).
+    pub(crate) async fn close(mut self, limit: Duration) {
+        let mut closing = tokio::task::JoinSet::new();
+        for peer in std::mem::take(&mut self.peers) {
+            closing.spawn(peer.close(limit));
+        }
+        while let Some(done) = closing.join_next().await {
+            match done {
+                Ok((address, sync::Closed::Delivered)) => {
+                    info!(peer = %address, "connection-table sync closed: the peer read everything sent")
+                }
+                Ok((address, sync::Closed::NotConnected)) => {
+                    debug!(peer = %address, "connection-table sync closed: no session was up")
+                }
+                Ok((address, sync::Closed::Failed(error))) => warn!(
+                    peer = %address,
+                    %error,
+                    ?limit,
+                    "connection-table sync: closing the session failed; the peer may have missed the last flows sent"
+                ),
+                Err(error) => warn!(%error, "connection-table sync: a sender's close failed"),
+            }
         }
     }
 
@@ -665,13 +712,33 @@ impl Replication {
 /// (see [`peers`]); the listen address keeps the ids of one mesh unique
 /// where hosts share a name (containers, namespaces, cloned images).
 pub(crate) fn mesh_node_id(listen: SocketAddr, host: &str, interface: &str) -> String {
-    let mut id = format!("{listen} {host}/{interface}");
+    fit_node_id(format!("{listen} {host}/{interface}"))
+}
+
+/// A VRRP pair's node id: `host/interface`, cut as [`mesh_node_id`] is
+/// (a long FQDN would otherwise fail the config's check and stop lbd).
+pub(crate) fn pair_node_id(host: &str, interface: &str) -> String {
+    fit_node_id(format!("{host}/{interface}"))
+}
+
+/// `id` cut to [`sync::wire::MAX_NODE_ID_LEN`] bytes at a char boundary;
+/// an id that fits is kept as is (peers know a node by it).
+fn fit_node_id(mut id: String) -> String {
     let mut end = id.len().min(sync::wire::MAX_NODE_ID_LEN);
     while !id.is_char_boundary(end) {
         end -= 1;
     }
     id.truncate(end);
     id
+}
+
+/// The address a sender to `peer` connects from: this node's listen
+/// address, which the peer lists as this node's (its listener admits
+/// only those), when it is one address of the peer's family; else the
+/// route's pick (`sync_listen = "0.0.0.0:…"`).
+fn sender_source(listen: SocketAddr, peer: SocketAddr) -> Option<IpAddr> {
+    let ip = listen.ip();
+    (!ip.is_unspecified() && ip.is_ipv4() == peer.is_ipv4()).then_some(ip)
 }
 
 /// Whether `ip` is one of this host's addresses (binding it works; no

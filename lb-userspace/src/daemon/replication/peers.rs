@@ -11,7 +11,12 @@
 //! directions). A peer's receipts are found as soon as this node's
 //! session to it is up; what arrived before is kept under the id.
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Instant};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tokio::sync::watch;
 use tracing::debug;
@@ -76,6 +81,12 @@ impl Peer {
         }
     }
 
+    /// Closes the sender for good (see `sync::Sender::close`); returns
+    /// the peer's address with how it went.
+    pub(crate) async fn close(self, limit: Duration) -> (SocketAddr, sync::Closed) {
+        (self.address, self.sender.close(limit).await)
+    }
+
     /// The sender to this peer.
     pub(crate) fn sender(&self) -> &sync::Sender {
         &self.sender
@@ -138,6 +149,11 @@ impl Receipts {
                 BatchKind::Flows => receipt.flows_dumped = true,
                 BatchKind::Nat => receipt.nat_dumped = true,
             }
+            // A session without NatBatch (a peer of an earlier release)
+            // sends no NAT'd flows: its flows are its whole dump.
+            if batch.version < sync::wire::NAT_BATCH_VERSION {
+                receipt.nat_dumped = true;
+            }
             if receipt.flows_dumped && receipt.nat_dumped {
                 receipt.full_dumps += 1;
                 receipt.flows_dumped = false;
@@ -174,11 +190,13 @@ mod tests {
     fn batch(peer: &str, kind: BatchKind, full_sync: bool, last: bool) -> ReceivedBatch {
         ReceivedBatch {
             peer: peer.into(),
+            version: sync::wire::PROTOCOL_VERSION,
             kind,
             full_sync,
             last,
             records: Vec::new(),
             nat: Vec::new(),
+            received_ns: 0,
         }
     }
 
@@ -203,6 +221,23 @@ mod tests {
         // Nobody else's dump counts for a configured peer.
         assert!(!r.all_dumped([Some("d")].into_iter()));
         assert!(r.all_dumped(std::iter::empty()));
+    }
+
+    #[test]
+    fn a_peer_without_nat_batches_dumps_its_flows_only() {
+        let mut r = Receipts::default();
+        let old = ReceivedBatch {
+            version: 1,
+            ..batch("b", BatchKind::Flows, true, false)
+        };
+        r.note(&old);
+        assert!(!r.any_dumped(), "the flows' dump is not finished");
+        r.note(&ReceivedBatch { last: true, ..old });
+        assert!(
+            r.any_dumped(),
+            "a version-1 session has no NAT'd flows to wait for"
+        );
+        assert!(r.all_dumped([Some("b")].into_iter()));
     }
 
     #[test]

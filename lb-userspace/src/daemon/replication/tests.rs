@@ -308,12 +308,22 @@ fn mesh_node_ids_are_unique_per_listener_and_fit_the_wire() {
     assert_ne!(a, b);
     let long = mesh_node_id("[2001:2::1]:7946".parse().unwrap(), &"é".repeat(40), "eth0");
     assert!(long.len() <= sync::wire::MAX_NODE_ID_LEN && long.starts_with("[2001:2::1]:7946 "));
-    SyncConfig {
-        key: vec![0; 16],
-        node_id: long,
+    SyncConfig::new(vec![0; 16], long).validate().unwrap();
+}
+
+#[test]
+fn pair_node_ids_fit_the_wire_and_short_ones_stay_as_they_were() {
+    assert_eq!(pair_node_id("lb-a", "eth0"), "lb-a/eth0");
+    // A 60-byte FQDN and its interface: 65 bytes, one over the limit.
+    let fqdn = format!("{}.example.com", "n".repeat(48));
+    assert_eq!(fqdn.len(), 60);
+    let id = pair_node_id(&fqdn, "eth0");
+    assert_eq!(id, format!("{fqdn}/eth"));
+    let multibyte = pair_node_id(&"é".repeat(40), "eth0");
+    assert!(multibyte.len() <= sync::wire::MAX_NODE_ID_LEN);
+    for node_id in [id, multibyte] {
+        SyncConfig::new(vec![0; 16], node_id).validate().unwrap();
     }
-    .validate()
-    .unwrap();
 }
 
 #[test]
@@ -399,17 +409,22 @@ fn a_pair_installs_per_vip_as_its_instance_role_says() {
     assert_eq!(counts.installed, 1);
 }
 
-#[tokio::test]
-async fn a_stepping_down_node_flushes_its_last_flows() {
-    let key_file = std::env::temp_dir().join(format!("lbr-flush-{}.key", std::process::id()));
+/// A pair's master (`lb-a`) connected to a backup listener, and the
+/// count of flow records the backup received.
+async fn flushing_pair(
+    name: &str,
+) -> (
+    Replication,
+    sync::ListenerHandle,
+    Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    let key_file = std::env::temp_dir().join(format!("lbr-{name}-{}.key", std::process::id()));
     std::fs::write(&key_file, b"test-key-0123456789abcdef").unwrap();
     let (tx, mut rx) = mpsc::channel(4);
     let backup = sync::listen(
         "127.0.0.1:0".parse().unwrap(),
-        SyncConfig {
-            key: b"test-key-0123456789abcdef".to_vec(),
-            node_id: "lb-b".into(),
-        },
+        SyncConfig::new(b"test-key-0123456789abcdef".to_vec(), "lb-b"),
         tx,
         Arc::new(SyncStats::new()),
     )
@@ -437,29 +452,60 @@ async fn a_stepping_down_node_flushes_its_last_flows() {
         assert!(start.elapsed() < Duration::from_secs(8), "no session");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // The last tick's flows, then stepping down: the sender is dropped
-    // (its task aborted) right after the flush. Enough records that the
-    // sender is still busy when the flush starts, few enough to be sent
-    // well within the flush's limit on a loaded 2-core machine (120,000
-    // took more than 5 s there).
+    (replication, backup, received, reader)
+}
+
+/// The last tick's flows: enough records that the sender is still busy
+/// when the flush starts, few enough to be sent well within the flush's
+/// limit on a loaded 2-core machine (120,000 took more than 5 s there).
+fn last_tick(replication: &Replication) -> usize {
     let n: u16 = 15_000;
     let records: Vec<FlowRecord> = (0..n)
         .map(|port| flow_record(port, "198.18.0.11", 0))
         .collect();
     replication.send_flows(records.clone(), sync::Dump::Incremental, Instant::now());
     replication.send_flows(records, sync::Dump::Incremental, Instant::now());
-    replication.flush(Duration::from_secs(5)).await;
-    drop(replication);
+    2 * usize::from(n)
+}
+
+async fn all_arrive(received: &std::sync::atomic::AtomicUsize, sent: usize, within: Duration) {
     let start = Instant::now();
-    while received.load(std::sync::atomic::Ordering::Relaxed) < 2 * usize::from(n) {
+    while received.load(std::sync::atomic::Ordering::Relaxed) < sent {
         assert!(
-            start.elapsed() < Duration::from_secs(5),
+            start.elapsed() < within,
             "only {} of {} records arrived",
             received.load(std::sync::atomic::Ordering::Relaxed),
-            2 * usize::from(n)
+            sent
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+#[tokio::test]
+async fn a_stepping_down_node_flushes_its_last_flows() {
+    let (replication, _backup, received, reader) = flushing_pair("flush").await;
+    let sent = last_tick(&replication);
+    // Stepping down: the replication is dropped right after the flush.
+    // The sender's task is not aborted (a socket closed with the peer's
+    // heartbeats unread would reset the connection, and the peer's
+    // kernel discard what it had not handed over yet): it closes the
+    // session once the peer has read everything.
+    replication.flush(Duration::from_secs(5)).await;
+    drop(replication);
+    all_arrive(&received, sent, Duration::from_secs(5)).await;
+    reader.abort();
+}
+
+#[tokio::test]
+async fn a_stopping_node_closes_its_sessions_once_the_peer_has_everything() {
+    let (replication, _backup, received, reader) = flushing_pair("close").await;
+    let sent = last_tick(&replication);
+    // What lbd's stop does: the walks' last flows are still queued when
+    // it closes; they are written, then the session is closed, and the
+    // close returns once the peer closed its end, i.e. read them all.
+    replication.close(Duration::from_secs(5)).await;
+    // Read by the backup's session: only its reader task may lag.
+    all_arrive(&received, sent, Duration::from_secs(1)).await;
     reader.abort();
 }
 
@@ -740,6 +786,135 @@ async fn with_peer_down(name: &str, topology: Topology) -> (Replication, std::ne
     (replication, peer)
 }
 
+/// A balancer with `nat_record`'s IPv4 VIP in NAT mode (backend
+/// 198.19.2.11:8080).
+fn nat_balancer() -> Balancer {
+    let mut v = VipConfig::new("198.18.0.100".parse().unwrap(), 80, Protocol::Tcp);
+    v.forwarding = lb_common::Mode::Nat;
+    v.backends = vec![BackendConfig {
+        port: Some(8080),
+        ..BackendConfig::new("198.19.2.11".parse().unwrap())
+    }];
+    let mut b = Balancer::new(4);
+    b.apply(
+        &mut FakeMaps::default(),
+        &[DesiredVip::from_config(&v, &|_| None)],
+    )
+    .unwrap();
+    b
+}
+
+/// A batch decoded at `received_ns` and installed only later (the
+/// receive queue was full) is aged from its arrival: a copy never looks
+/// fresher than an entry this node touched while the batch waited.
+#[tokio::test]
+async fn copies_age_from_their_arrival_not_their_install() {
+    let mut replication = with_silent_peer("arrival", Topology::FullMesh).await;
+    let roles = Roles::new([], false);
+    let now = monotonic_ns();
+    let arrived = now.saturating_sub(10_000_000_000);
+    let b = balancer(&["198.18.0.11", "198.18.0.12"]);
+    let mut table = flow_table::tests::Table::default();
+    // This node forwarded the flow to .12 after the copy arrived.
+    let (key, mut local) = entry_for(&flow_record(40_002, "198.18.0.12", 0), &b, now).unwrap();
+    local.last_seen_ns = now.saturating_sub(5_000_000_000);
+    table.0.insert(key, local);
+    let new = flow_record(40_003, "198.18.0.11", 250);
+    let batch = ReceivedBatch {
+        peer: "lb-b".into(),
+        version: sync::wire::PROTOCOL_VERSION,
+        kind: sync::BatchKind::Flows,
+        full_sync: false,
+        last: true,
+        records: vec![flow_record(40_002, "198.18.0.11", 0), new],
+        nat: Vec::new(),
+        received_ns: arrived,
+    };
+    replication.install_flow_records(&batch, &mut table, &b, &roles);
+    assert_eq!(table.0[&key], local, "the local entry is fresher");
+    assert_eq!(replication.flows.kept_local, 1);
+    let (new_key, _) = entry_for(&new, &b, 0).unwrap();
+    assert_eq!(
+        table.0[&new_key].last_seen_ns,
+        mark_replica(arrived - 250_000_000)
+    );
+
+    // NAT'd flows the same.
+    let nat_b = nat_balancer();
+    let record = sync::nat_record::tests::nat_record(2);
+    let mut nat_table = nat::tests::Table::default();
+    let batch = ReceivedBatch {
+        kind: sync::BatchKind::Nat,
+        records: Vec::new(),
+        nat: vec![record],
+        ..batch
+    };
+    replication.install_nat(&batch, &mut nat_table, &nat_b, &roles);
+    let expected = nat::entries_for(&record, &nat_b, arrived).unwrap();
+    for (key, entry) in expected {
+        assert_eq!(
+            nat_table.entries[&key].last_seen_ns,
+            mark_replica(entry.last_seen_ns)
+        );
+    }
+}
+
+/// The bytes a connection from `from` to `listener` gets for a master's
+/// Hello before the listener closes it (a listener that lets it shake
+/// hands answers with its own Hello, then waits for the proof; one that
+/// does not closes it at once).
+async fn first_bytes(listener: SocketAddr, from: [u8; 4]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((from, 0))).unwrap();
+    let mut stream = socket.connect(listener).await.unwrap();
+    let hello = sync::wire::Message::Hello {
+        version: sync::wire::PROTOCOL_VERSION,
+        node_id: "lb-c".into(),
+        nonce: sync::wire::new_nonce(),
+    };
+    let frame = sync::wire::encode_frame(&hello.encode().unwrap()).unwrap();
+    // Closed at once: the write or the read may fail (a reset).
+    let _ = stream.write_all(&frame).await;
+    let mut got = vec![0; 8];
+    let n = tokio::time::timeout(Duration::from_secs(8), stream.read(&mut got))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    got.truncate(n);
+    got
+}
+
+/// A node's listener lets only its configured peers shake hands, and
+/// its senders connect from its listen address, the one its peers list.
+#[tokio::test]
+async fn a_nodes_listener_lets_only_its_peers_shake_hands() {
+    let key_file = std::env::temp_dir().join(format!("lbr-strangers-{}.key", std::process::id()));
+    std::fs::write(&key_file, b"test-key-0123456789abcdef").unwrap();
+    let (replication, _incoming) = Replication::start(
+        Topology::FullMesh,
+        "127.0.0.1:0".parse().unwrap(),
+        &["127.0.0.1:9".parse().unwrap()],
+        &key_file,
+        "lb-a",
+    )
+    .await
+    .unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    let listener = replication._listener.local_addr();
+    assert!(first_bytes(listener, [127, 0, 0, 2]).await.is_empty());
+    assert!(!first_bytes(listener, [127, 0, 0, 1]).await.is_empty());
+    assert_eq!(replication.listener_stats.snapshot().refused, 1);
+
+    let listen: SocketAddr = "198.18.0.2:7540".parse().unwrap();
+    let peer: SocketAddr = "198.18.0.3:7540".parse().unwrap();
+    assert_eq!(sender_source(listen, peer), Some(listen.ip()));
+    let any: SocketAddr = "0.0.0.0:7540".parse().unwrap();
+    assert_eq!(sender_source(any, peer), None, "the route picks");
+    let v6: SocketAddr = "[2001:2::3]:7540".parse().unwrap();
+    assert_eq!(sender_source(listen, v6), None, "another family");
+}
+
 /// A walk's outcome: `flows`, no NAT scan.
 fn flows_only(flows: Vec<FlowRecord>) -> walks::Walked {
     Some(walks::Collected { flows, nat: None })
@@ -928,10 +1103,7 @@ async fn a_dump_read_before_a_peers_session_does_not_reach_it() {
 
     // The peer comes up while the walk runs.
     let (tx, mut rx) = mpsc::channel(16);
-    let config = sync::SyncConfig {
-        key: b"test-key-0123456789abcdef".to_vec(),
-        node_id: "lb-b".into(),
-    };
+    let config = sync::SyncConfig::new(b"test-key-0123456789abcdef".to_vec(), "lb-b");
     let start = Instant::now();
     let _listener = loop {
         match sync::listen(peer, config.clone(), tx.clone(), Arc::new(SyncStats::new())).await {

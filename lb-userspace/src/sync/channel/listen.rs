@@ -3,7 +3,7 @@
 
 use std::{
     collections::HashMap,
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
@@ -15,18 +15,18 @@ use tokio::{
         TcpListener, TcpStream,
     },
     sync::mpsc,
-    task::{AbortHandle, Id, JoinHandle, JoinSet},
+    task::{AbortHandle, JoinHandle, JoinSet},
     time::sleep,
 };
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use super::{
-    session::{handshake_timed, log_session_end, run_session, Session},
+    session::{handshake_timed, log_session_end, run_session, Session, Side},
+    slots::{Slots, Sources},
     Timing, MAX_HANDSHAKES, MAX_HANDSHAKES_PER_SOURCE, MAX_SESSIONS, READ_BUFFER,
 };
 use crate::sync::{
-    log_limit::LogLimit, wire::Role, Counter, FlowRecord, NatFlowRecord, SyncConfig, SyncError,
-    SyncStats,
+    log_limit::LogLimit, Counter, FlowRecord, NatFlowRecord, SyncConfig, SyncError, SyncStats,
 };
 
 /// At most one log line this often for refused or failed handshakes.
@@ -39,6 +39,11 @@ const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 pub struct ReceivedBatch {
     /// The master's node id (as authenticated by the handshake).
     pub peer: String,
+    /// The protocol version of the session it came over: below
+    /// [`NAT_BATCH_VERSION`](crate::sync::wire::NAT_BATCH_VERSION) (a
+    /// master of an earlier release) no NAT'd flows come, so its dump of
+    /// the flows is all of its dump.
+    pub version: u16,
     /// Which records the frame carried (an empty full sync carries none,
     /// so only this tells which dump it completes).
     pub kind: BatchKind,
@@ -52,6 +57,11 @@ pub struct ReceivedBatch {
     pub records: Vec<FlowRecord>,
     /// The NAT'd flows, in the master's order (empty in a flow batch).
     pub nat: Vec<NatFlowRecord>,
+    /// When the frame was decoded (CLOCK_MONOTONIC, the data plane's
+    /// clock, in ns). Records' ages count from here, not from their
+    /// install: time spent in the receive queue must not make a copy look
+    /// fresher than an entry this node touched meanwhile.
+    pub received_ns: u64,
 }
 
 /// The records a [`ReceivedBatch`] carries, as its frame's type says.
@@ -88,18 +98,31 @@ impl Drop for ListenerHandle {
 /// sends each authenticated batch to `batches`, one per frame, in order. A
 /// full `batches` channel holds the connection back (TCP pushes back on
 /// the master, whose write times out after 5 s and reconnects); a closed
-/// one stops the listener.
+/// one stops the listener. Any address may shake hands: a daemon, which
+/// knows its peers, uses [`listen_for`].
 pub async fn listen(
     addr: SocketAddr,
     config: SyncConfig,
     batches: mpsc::Sender<ReceivedBatch>,
     stats: Arc<SyncStats>,
 ) -> Result<ListenerHandle, SyncError> {
-    listen_with(addr, config, batches, stats, Timing::default()).await
+    listen_for(addr, Sources::Any, config, batches, stats).await
+}
+
+/// [`listen`], letting only `sources` shake hands.
+pub async fn listen_for(
+    addr: SocketAddr,
+    sources: Sources,
+    config: SyncConfig,
+    batches: mpsc::Sender<ReceivedBatch>,
+    stats: Arc<SyncStats>,
+) -> Result<ListenerHandle, SyncError> {
+    listen_with(addr, sources, config, batches, stats, Timing::default()).await
 }
 
 pub(super) async fn listen_with(
     addr: SocketAddr,
+    sources: Sources,
     config: SyncConfig,
     batches: mpsc::Sender<ReceivedBatch>,
     stats: Arc<SyncStats>,
@@ -116,10 +139,18 @@ pub(super) async fn listen_with(
         action: "reading the sync listener's address",
         source,
     })?;
-    info!(%local_addr, node = %config.node_id, "sync listener started");
+    info!(%local_addr, node = %config.node_id, ?sources, versions = %config.versions, "sync listener started");
+    let shared = Arc::new(Shared {
+        config,
+        sources,
+        batches,
+        stats,
+        timing,
+        refusals: Mutex::new(LogLimit::new(REFUSAL_LOG_INTERVAL)),
+        strangers: Mutex::new(LogLimit::new(REFUSAL_LOG_INTERVAL)),
+    });
     let task = tokio::spawn(
-        accept_loop(listener, Arc::new(config), batches, stats, timing)
-            .instrument(info_span!("sync_listener", %local_addr)),
+        accept_loop(listener, shared).instrument(info_span!("sync_listener", %local_addr)),
     );
     Ok(ListenerHandle { local_addr, task })
 }
@@ -134,15 +165,38 @@ struct Established {
 /// What the accept loop shares with its connections.
 struct Shared {
     config: SyncConfig,
+    /// Who may shake hands.
+    sources: Sources,
     batches: mpsc::Sender<ReceivedBatch>,
     stats: Arc<SyncStats>,
     timing: Timing,
     /// Refused and failed handshakes are logged at most this often:
     /// anyone reaching the port can cause them at will.
     refusals: Mutex<LogLimit>,
+    /// The same for connections from addresses no peer has, apart: a
+    /// scan of the port must not hide a real peer's failing handshakes.
+    strangers: Mutex<LogLimit>,
 }
 
 impl Shared {
+    /// Logs a connection refused for its address, unless one was logged
+    /// lately.
+    fn log_stranger(&self, peer: SocketAddr) {
+        let allowed = self
+            .strangers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .allow(Instant::now());
+        match allowed {
+            Some(suppressed) => warn!(
+                %peer,
+                suppressed,
+                "sync connection refused: its address is no configured peer's (sync_peer / sync.peers); a peer connects from the address it listens on"
+            ),
+            None => debug!(%peer, "sync connection refused: not a configured peer"),
+        }
+    }
+
     /// Logs a refused or failed handshake, unless one was logged lately.
     fn log_refusal(
         &self,
@@ -166,49 +220,43 @@ impl Shared {
     }
 }
 
-/// Unauthenticated connections and sessions are kept apart: handshakes
-/// get [`MAX_HANDSHAKES`] slots, at most [`MAX_HANDSHAKES_PER_SOURCE`]
-/// per source address, and must send their first byte within
-/// `timing.first_byte`; sessions get [`MAX_SESSIONS`] slots of their
-/// own, one per node id (a new one replaces the old). Idle or hostile
-/// sockets thus never lock out a real peer.
-async fn accept_loop(
-    listener: TcpListener,
-    config: Arc<SyncConfig>,
-    batches: mpsc::Sender<ReceivedBatch>,
-    stats: Arc<SyncStats>,
-    timing: Timing,
-) {
-    let shared = Arc::new(Shared {
-        config: SyncConfig::clone(&config),
-        batches,
-        stats,
-        timing,
-        refusals: Mutex::new(LogLimit::new(REFUSAL_LOG_INTERVAL)),
-    });
+/// Unauthenticated connections and sessions are kept apart: only
+/// `shared.sources` may shake hands (others are closed at once);
+/// handshakes get [`MAX_HANDSHAKES`] slots, at most
+/// [`MAX_HANDSHAKES_PER_SOURCE`] per source address (IPv6: per /64), a
+/// newcomer taking the slot of the oldest rather than being refused, and
+/// must send their first byte within `timing.first_byte`; sessions get
+/// [`MAX_SESSIONS`] slots of their own, one per node id (a new one
+/// replaces the old). Idle or hostile sockets thus never lock out a real
+/// peer.
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     // Owned here, so aborting this task aborts every connection.
     let mut handshakes: JoinSet<(SocketAddr, Result<Established, SyncError>)> = JoinSet::new();
-    let mut sources: HashMap<Id, IpAddr> = HashMap::new();
+    let mut slots: Slots<AbortHandle> = Slots::default();
     let mut sessions: JoinSet<()> = JoinSet::new();
     let mut by_node: HashMap<String, AbortHandle> = HashMap::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let from_source = sources.values().filter(|ip| **ip == peer.ip()).count();
-                    if handshakes.len() >= MAX_HANDSHAKES || from_source >= MAX_HANDSHAKES_PER_SOURCE {
-                        shared.log_refusal(peer, &format_args!(
-                            "sync connection refused: too many handshakes ({} at once, {from_source} from this address; limits {MAX_HANDSHAKES}, {MAX_HANDSHAKES_PER_SOURCE})",
-                            handshakes.len()
-                        ), None);
+                    if !shared.sources.admits(peer.ip()) {
+                        shared.stats.add(Counter::Refused, 1);
+                        shared.log_stranger(peer);
                         continue;
                     }
-                    debug!(%peer, "sync connection accepted");
+                    if let Some((cut, cut_peer)) = slots.make_room(peer) {
+                        cut.abort();
+                        shared.stats.add(Counter::Refused, 1);
+                        shared.log_refusal(cut_peer, &format_args!(
+                            "sync handshake cut for a newer one from {peer}: every slot was taken (limits {MAX_HANDSHAKES} at once, {MAX_HANDSHAKES_PER_SOURCE} per source address or IPv6 /64)"
+                        ), None);
+                    }
                     let task = handshakes.spawn(
                         shake(stream, peer, shared.clone())
                             .instrument(info_span!("sync_connection", %peer)),
                     );
-                    sources.insert(task.id(), peer.ip());
+                    slots.push(task, peer);
+                    debug!(%peer, handshakes = slots.len(), "sync connection accepted");
                 }
                 Err(error) => {
                     // Out of descriptors and the like: wait, do not spin.
@@ -218,7 +266,7 @@ async fn accept_loop(
             },
             Some(done) = handshakes.join_next_with_id() => match done {
                 Ok((id, (peer, result))) => {
-                    sources.remove(&id);
+                    slots.remove(|task| task.id() == id);
                     match result {
                         Ok(established) => admit(established, peer, &shared, &mut sessions, &mut by_node),
                         Err(error) => {
@@ -228,7 +276,7 @@ async fn accept_loop(
                     }
                 }
                 Err(error) => {
-                    sources.remove(&error.id());
+                    slots.remove(|task| task.id() == error.id());
                     if error.is_panic() {
                         error!(%error, "a sync handshake task panicked");
                     }
@@ -278,7 +326,8 @@ fn admit(
         return;
     }
     shared.stats.add(Counter::Sessions, 1);
-    info!(%peer, peer_node = %node, "sync session established");
+    info!(%peer, peer_node = %node, version = established.session.version, "sync session established");
+    established.session.log_version();
     let task = sessions
         .spawn(serve(established, shared.clone()).instrument(info_span!("sync_connection", %peer)));
     by_node.insert(node, task);
@@ -300,7 +349,7 @@ async fn shake(
     let result = handshake_timed(
         &mut rd,
         &mut wr,
-        Role::Backup,
+        Side::Backup,
         &shared.config,
         timing,
         Some(timing.first_byte),

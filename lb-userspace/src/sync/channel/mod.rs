@@ -5,22 +5,28 @@
 //! bounded queue.
 //!
 //! Both ends run the same session once connected: the handshake of
-//! [`wire`](super::wire), then a reader and a writer. Each side sends a
+//! [`wire`](super::wire) (at the highest protocol version both speak),
+//! then a reader and a writer. Each side sends a
 //! heartbeat every second; a peer silent for five seconds (or a write stuck
 //! as long) closes the connection, and the sender connects again. Any authentication or
-//! decoding error closes the connection too, logged and counted.
+//! decoding error closes the connection too, logged and counted. A sender
+//! that ends ([`Sender::close`], or a drop) closes its side after its last
+//! frame and reads until the peer closes its own, so nothing written is
+//! lost to a reset.
 
 mod listen;
 mod own_nonces;
 mod queue;
 mod sender;
 mod session;
+mod slots;
 #[cfg(test)]
 mod tests;
 
-pub use listen::{listen, BatchKind, ListenerHandle, ReceivedBatch};
-pub use sender::Sender;
+pub use listen::{listen, listen_for, BatchKind, ListenerHandle, ReceivedBatch};
+pub use sender::{Closed, Sender};
 pub(crate) use sender::{Dump, Read};
+pub use slots::Sources;
 
 use std::time::Duration;
 
@@ -56,10 +62,12 @@ pub(crate) const SEND_QUEUE_RECORDS: usize = 65_536;
 pub(crate) const MAX_SESSIONS: usize = 16;
 /// Connections a listener lets shake hands at once, apart from its
 /// sessions: what unauthenticated clients can hold, so they never lock
-/// out an authenticated peer.
+/// out an authenticated peer. When all are taken, a new connection takes
+/// the slot of the oldest (see `slots`).
 pub(crate) const MAX_HANDSHAKES: usize = 16;
-/// Handshakes at once from one source address: a single host cannot take
-/// every handshake slot.
+/// Handshakes at once from one source address (an IPv6 /64): a single
+/// host cannot take every handshake slot, and past this its new
+/// connections displace only its own older ones.
 pub(crate) const MAX_HANDSHAKES_PER_SOURCE: usize = 4;
 /// Read buffer of a connection.
 pub(super) const READ_BUFFER: usize = 64 * 1024;

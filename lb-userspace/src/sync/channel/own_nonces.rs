@@ -23,9 +23,12 @@ const KEPT: usize = 1024;
 
 static ISSUED: Mutex<VecDeque<(Nonce, String)>> = Mutex::new(VecDeque::new());
 
-/// A fresh nonce, remembered as this process's, sent by `node_id`.
-pub(super) fn issue(node_id: &str) -> Nonce {
-    let nonce = wire::new_nonce();
+/// A fresh nonce, marked with the `versions` its Hello's sender speaks
+/// (see [`wire::version`]), remembered as this process's, sent by
+/// `node_id`.
+pub(super) fn issue(node_id: &str, versions: wire::Versions) -> Nonce {
+    let mut nonce = wire::new_nonce();
+    wire::mark_nonce(&mut nonce, versions);
     let mut issued = ISSUED.lock().unwrap_or_else(PoisonError::into_inner);
     if issued.len() >= KEPT {
         issued.pop_front();
@@ -50,12 +53,12 @@ mod tests {
 
     #[test]
     fn issued_nonces_are_recognised_and_bounded() {
-        let first = issue("lb-x");
+        let first = issue("lb-x", wire::Versions::RELEASE);
         assert!(is_ours(&first, "lb-x"));
         assert!(!is_ours(&first, "lb-y"), "another node's");
         assert!(!is_ours(&wire::new_nonce(), "lb-x"));
         for _ in 0..KEPT {
-            issue("lb-x");
+            issue("lb-x", wire::Versions::RELEASE);
         }
         assert!(!is_ours(&first, "lb-x"), "the oldest are forgotten");
         assert!(ISSUED.lock().unwrap().len() <= KEPT);

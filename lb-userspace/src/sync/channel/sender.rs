@@ -1,35 +1,48 @@
 //! The master's side: a `Sender` keeps a connection to one backup
 //! (reconnecting with backoff) and streams the batches it is given through
-//! its queue.
+//! its queue. It offers the highest protocol version it speaks, and the
+//! version a backup of an earlier release answers with after that one
+//! refused it ([`Offer`]). Closed ([`Sender::close`], or dropped), it
+//! hands the peer everything written before the connection goes.
 
 use std::{
     collections::VecDeque,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering},
         Arc, Mutex, PoisonError,
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use tokio::{
     io::BufReader,
-    net::TcpStream,
+    net::{
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+        TcpSocket, TcpStream,
+    },
     runtime::Handle,
     sync::{watch, Notify},
     task::JoinHandle,
-    time::{sleep, timeout},
+    time::{sleep, timeout, timeout_at},
 };
 use tracing::{debug, info, info_span, Instrument};
 
 use super::{
     queue::{QueuedBatch, Records, SendQueue},
-    session::{handshake_timed, log_session_end, run_session},
+    session::{
+        close_asked, handshake_timed, log_session_end, run_session, Outgoing, PeerHello, Session,
+        Side,
+    },
     Timing, READ_BUFFER, SEND_QUEUE_CAPACITY, SEND_QUEUE_RECORDS,
 };
 use crate::sync::{
-    wire::Role, Counter, FlowRecord, NatFlowRecord, SyncConfig, SyncError, SyncStats,
+    wire::Versions, Counter, FlowRecord, NatFlowRecord, SyncConfig, SyncError, SyncStats,
 };
+
+/// How much longer than its limit [`Sender::close`] waits for the task,
+/// which keeps to the limit itself, before it aborts it.
+const CLOSE_MARGIN: Duration = Duration::from_millis(100);
 
 /// Which batch a daemon's scan gives the sender ([`Sender::send_read`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,14 +101,49 @@ struct SenderShared {
     sessions: watch::Sender<u64>,
     /// The peer's node id, as its last handshake authenticated it.
     peer_node: Mutex<Option<String>>,
+    /// The protocol version of the last session (0: none yet).
+    version: AtomicU16,
+    /// Once a close is asked for, the deadline by which the task ends
+    /// (see [`Sender::close`]).
+    closing: watch::Sender<Option<Instant>>,
+}
+
+impl SenderShared {
+    /// Asks the task to close by `deadline`, unless a close was asked
+    /// for already.
+    fn close_by(&self, deadline: Instant) {
+        self.closing.send_if_modified(|closing| {
+            if closing.is_some() {
+                return false;
+            }
+            *closing = Some(deadline);
+            true
+        });
+    }
+}
+
+/// How a [`Sender::close`] ended.
+#[derive(Debug)]
+pub enum Closed {
+    /// Everything given was written, and the peer closed its end of the
+    /// session after it: it read everything.
+    Delivered,
+    /// No session was up: what was queued did not go out.
+    NotConnected,
+    /// The session ended otherwise (an error, or the limit passed first):
+    /// the last frames may not have reached the peer.
+    Failed(SyncError),
 }
 
 /// Master side: keeps a connection to the peer (reconnecting with backoff
-/// from 100 ms to 5 s) and sends what it is given. Dropping it stops the
-/// task and closes the connection.
+/// from 100 ms to 5 s) and sends what it is given. Dropping it closes the
+/// session as [`Sender::close`] does, in the background (within the
+/// silence time, 5 s), then the task ends.
 pub struct Sender {
     shared: Arc<SenderShared>,
-    task: JoinHandle<()>,
+    task: JoinHandle<Closed>,
+    /// How long the task may take to close after a drop.
+    drop_limit: Duration,
 }
 
 impl std::fmt::Debug for Sender {
@@ -119,8 +167,31 @@ impl Sender {
         Self::start_with(peer, config, stats, Timing::default())
     }
 
+    /// [`Sender::start`], connecting from `source` (this node's listen
+    /// address): a peer's listener lets only its configured peers'
+    /// addresses shake hands ([`Sources`](super::Sources)), and the
+    /// address the route would pick may be another of this host's.
+    pub fn start_from(
+        peer: SocketAddr,
+        source: IpAddr,
+        config: SyncConfig,
+        stats: Arc<SyncStats>,
+    ) -> Result<Sender, SyncError> {
+        Self::spawn(peer, Some(source), config, stats, Timing::default())
+    }
+
     pub(crate) fn start_with(
         peer: SocketAddr,
+        config: SyncConfig,
+        stats: Arc<SyncStats>,
+        timing: Timing,
+    ) -> Result<Sender, SyncError> {
+        Self::spawn(peer, None, config, stats, timing)
+    }
+
+    pub(crate) fn spawn(
+        peer: SocketAddr,
+        source: Option<IpAddr>,
         config: SyncConfig,
         stats: Arc<SyncStats>,
         timing: Timing,
@@ -140,12 +211,44 @@ impl Sender {
             connected: AtomicBool::new(false),
             sessions: watch::Sender::new(0),
             peer_node: Mutex::new(None),
+            version: AtomicU16::new(0),
+            closing: watch::Sender::new(None),
         });
         let task = runtime.spawn(
-            run_sender(peer, config, stats, shared.clone(), timing)
+            run_sender(Link { peer, source }, config, stats, shared.clone(), timing)
                 .instrument(info_span!("sync_sender", %peer)),
         );
-        Ok(Sender { shared, task })
+        Ok(Sender {
+            shared,
+            task,
+            drop_limit: timing.silence,
+        })
+    }
+
+    /// Ends the sender for good (lbd stops), waiting at most `limit`:
+    /// what is queued is written, then the session closes without a
+    /// loss: this side's FIN follows the last frame, and the peer, having
+    /// read everything, closes its own. The peer's heartbeats are read
+    /// meanwhile: a socket closed with unread data sends a reset instead,
+    /// and the peer's kernel then discards whatever of ours it had not
+    /// handed over yet. Not connected, it returns at once.
+    pub async fn close(mut self, limit: Duration) -> Closed {
+        let deadline = Instant::now() + limit;
+        self.shared.close_by(deadline);
+        match timeout_at((deadline + CLOSE_MARGIN).into(), &mut self.task).await {
+            Ok(Ok(closed)) => closed,
+            Ok(Err(error)) => Closed::Failed(SyncError::Io {
+                action: "running the sync sender's task",
+                source: std::io::Error::other(error),
+            }),
+            Err(_) => {
+                self.task.abort();
+                Closed::Failed(SyncError::Timeout {
+                    what: "closing the sync session",
+                    after: limit,
+                })
+            }
+        }
     }
 
     /// Queues `records` to go out (split into frames of at most
@@ -242,6 +345,14 @@ impl Sender {
             .clone()
     }
 
+    /// The protocol version of the last session (None before the first).
+    pub fn protocol_version(&self) -> Option<u16> {
+        match self.shared.version.load(Ordering::Relaxed) {
+            0 => None,
+            version => Some(version),
+        }
+    }
+
     /// Batches waiting to be sent.
     pub(crate) fn queued(&self) -> usize {
         self.shared.queue.len()
@@ -265,98 +376,322 @@ impl Sender {
 }
 
 impl Drop for Sender {
+    /// Not an abort: a socket dropped with the peer's heartbeats unread
+    /// would reset the connection and lose the last frames (see
+    /// [`Sender::close`]).
     fn drop(&mut self) {
-        self.task.abort();
+        self.shared.close_by(Instant::now() + self.drop_limit);
     }
 }
 
-async fn run_sender(
+/// Where a sender connects, and from which address.
+#[derive(Debug, Clone, Copy)]
+struct Link {
     peer: SocketAddr,
+    /// None: the address the route picks.
+    source: Option<IpAddr>,
+}
+
+async fn run_sender(
+    link: Link,
     config: SyncConfig,
     stats: Arc<SyncStats>,
     shared: Arc<SenderShared>,
     timing: Timing,
-) {
-    let mut backoff = timing.backoff_min;
-    let mut failures_in_a_row: u64 = 0;
+) -> Closed {
+    let mut closing = shared.closing.subscribe();
+    let mut backoff = Backoff::new(timing);
+    let mut offer = Offer::new(config.versions);
     loop {
-        let (established, error) = connect_once(peer, &config, &stats, &shared, timing).await;
+        let attempt = connect_once(
+            link,
+            &config,
+            &stats,
+            &shared,
+            timing,
+            &mut offer,
+            &mut closing,
+        )
+        .await;
         shared.connected.store(false, Ordering::Relaxed);
-        stats.count_error(&error);
-        if established {
-            backoff = timing.backoff_min;
-            failures_in_a_row = 0;
+        let (lasted, error) = match attempt {
+            Attempt::Closed(closed) => return closed,
+            Attempt::Ended { lasted, error } => (lasted, error),
+        };
+        let (delay, repeated) = backoff.after(lasted);
+        // A fallback to an older version is no failure worth an error.
+        if !matches!(error, SyncError::Offer { .. }) {
+            stats.count_error(&error);
+            log_session_end(&error, repeated);
         }
-        log_session_end(&error, failures_in_a_row > 0);
-        failures_in_a_row = failures_in_a_row.saturating_add(1);
-        debug!(?backoff, "reconnecting to the sync peer");
-        sleep(backoff).await;
-        backoff = backoff.saturating_mul(2).min(timing.backoff_max);
+        debug!(?delay, "reconnecting to the sync peer");
+        tokio::select! {
+            () = sleep(delay) => {}
+            () = close_asked(Some(&mut closing)) => return Closed::NotConnected,
+        }
         stats.add(Counter::Reconnects, 1);
     }
 }
 
-/// Connects, shakes hands and runs a session; returns whether a session
-/// was established, and why it ended.
+/// The protocol version a sender offers its peer: the highest it speaks,
+/// or the one a backup of an earlier release answered with when it
+/// refused an offer (such a backup speaks one version, sends its Hello
+/// and closes), remembered until a session shows the peer speaks more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Offer {
+    versions: Versions,
+    next: u16,
+}
+
+impl Offer {
+    pub(super) fn new(versions: Versions) -> Self {
+        Self {
+            versions,
+            next: versions.max(),
+        }
+    }
+
+    /// The version to offer next.
+    pub(super) fn version(&self) -> u16 {
+        self.next
+    }
+
+    /// After a handshake (the TCP connection was made) that failed with
+    /// `error`, `seen` what the backup's Hello said (None: it sent none).
+    pub(super) fn failed(&mut self, seen: Option<PeerHello>, error: &SyncError) {
+        match (seen, error) {
+            (Some(_), SyncError::Offer { offered, theirs }) => {
+                info!(
+                    offered,
+                    theirs,
+                    "the sync peer runs an earlier release that speaks protocol version {theirs} only: offering it"
+                );
+                self.next = *theirs;
+            }
+            // Closed before its Hello: perhaps a node that refuses an
+            // unknown version without a word. One version less; a backup
+            // of this release answers with the highest both speak anyway.
+            (None, SyncError::Closed | SyncError::Io { .. }) if self.next > self.versions.min() => {
+                self.next -= 1;
+                debug!(
+                    next = self.next,
+                    "the sync peer closed before its Hello: offering an older version next"
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// After a handshake that established `session`: a backup of this
+    /// release (its range authenticated) answers with the highest version
+    /// both speak, whatever was offered, so the full range is offered
+    /// again; one of an earlier release keeps its one version.
+    pub(super) fn established(&mut self, session: &Session) {
+        if session.peer_versions.is_some() {
+            if self.next < self.versions.max() {
+                info!(
+                    version = session.version,
+                    "the sync peer speaks newer protocol versions now: offering the highest again"
+                );
+            }
+            self.next = self.versions.max();
+        }
+    }
+}
+
+/// The sender's reconnect delay. Only a session that stayed up for a
+/// silence period resets it: one cut right after its handshake (a
+/// listener with no room, a receiver too slow for a write) counts as a
+/// failure, or each reconnect, 100 ms apart, would publish a new session
+/// and make the daemon dump its whole table to every peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Backoff {
+    timing: Timing,
+    /// The delay before the next attempt.
+    next: Duration,
+    /// Attempts failed since the last lasting session (the first is
+    /// logged as such, the others as repeats).
+    failures: u64,
+}
+
+impl Backoff {
+    pub(super) fn new(timing: Timing) -> Self {
+        Self {
+            timing,
+            next: timing.backoff_min,
+            failures: 0,
+        }
+    }
+
+    /// After an attempt whose session was up for `lasted` (None: no
+    /// session): the delay before the next, and whether the end is a
+    /// repeat of the failure before (logged quieter).
+    pub(super) fn after(&mut self, lasted: Option<Duration>) -> (Duration, bool) {
+        if lasted.is_some_and(|up| up >= self.timing.silence) {
+            self.next = self.timing.backoff_min;
+            self.failures = 0;
+        }
+        let repeated = self.failures > 0;
+        self.failures = self.failures.saturating_add(1);
+        let delay = self.next;
+        self.next = delay.saturating_mul(2).min(self.timing.backoff_max);
+        (delay, repeated)
+    }
+}
+
+/// How one connection attempt ended.
+enum Attempt {
+    /// The connection ended (`lasted`: how long its session was up; None:
+    /// none was established), and why: the sender connects again.
+    Ended {
+        lasted: Option<Duration>,
+        error: SyncError,
+    },
+    /// A close was asked for, and went so: the sender stops.
+    Closed(Closed),
+}
+
+/// Connects, shakes hands (offering `offer`'s version) and runs a session
+/// until it ends, or a close asked for by `closing` is done.
 async fn connect_once(
-    peer: SocketAddr,
+    link: Link,
     config: &SyncConfig,
     stats: &SyncStats,
     shared: &SenderShared,
     timing: Timing,
-) -> (bool, SyncError) {
-    let stream = match timeout(timing.connect, TcpStream::connect(peer)).await {
-        Err(_) => {
-            return (
-                false,
-                SyncError::Timeout {
-                    what: "connect",
-                    after: timing.connect,
-                },
-            )
-        }
-        Ok(Err(source)) => {
-            return (
-                false,
-                SyncError::Io {
-                    action: "connecting to the sync peer",
-                    source,
-                },
-            )
-        }
-        Ok(Ok(stream)) => stream,
+    offer: &mut Offer,
+    closing: &mut watch::Receiver<Option<Instant>>,
+) -> Attempt {
+    let connected = tokio::select! {
+        connected = connect_timed(link, timing) => connected,
+        () = close_asked(Some(&mut *closing)) => return Attempt::Closed(Closed::NotConnected),
     };
-    if let Err(error) = stream.set_nodelay(true) {
-        debug!(%error, "setting TCP_NODELAY failed");
-    }
-    let (rd, mut wr) = stream.into_split();
-    let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
-    let session = match handshake_timed(&mut rd, &mut wr, Role::Master, config, timing, None).await
-    {
-        Ok(session) => session,
-        Err(error) => return (false, error),
+    let stream = match connected {
+        Ok(stream) => stream,
+        Err(error) => {
+            return Attempt::Ended {
+                lasted: None,
+                error,
+            }
+        }
     };
+    let mut seen = None;
+    let shaken = tokio::select! {
+        shaken = shake(stream, config, timing, offer.version(), &mut seen) => shaken,
+        () = close_asked(Some(&mut *closing)) => return Attempt::Closed(Closed::NotConnected),
+    };
+    let (mut rd, mut wr, session) = match shaken {
+        Ok(shaken) => shaken,
+        Err(error) => {
+            offer.failed(seen, &error);
+            return Attempt::Ended {
+                lasted: None,
+                error,
+            };
+        }
+    };
+    offer.established(&session);
+    let up = Instant::now();
     stats.add(Counter::Sessions, 1);
     *shared
         .peer_node
         .lock()
         .unwrap_or_else(PoisonError::into_inner) = Some(session.peer_id.clone());
+    shared.version.store(session.version, Ordering::Relaxed);
     // Full syncs queued before the session go before it counts (see
     // SendQueue::begin_session).
     let number = shared.queue.begin_session();
     shared.connected.store(true, Ordering::Relaxed);
     shared.sessions.send_replace(number);
-    info!(peer_node = %session.peer_id, queued = shared.queue.len(), "sync session established");
+    info!(
+        peer_node = %session.peer_id,
+        version = session.version,
+        queued = shared.queue.len(),
+        "sync session established"
+    );
+    session.log_version();
+    let outgoing = Outgoing {
+        queue: &shared.queue,
+        closing: closing.clone(),
+    };
     let result = run_session(
         &mut rd,
         &mut wr,
         session,
         None,
-        Some(&shared.queue),
+        Some(outgoing),
         stats,
         timing,
     )
     .await;
-    // A session only ends in error; Ok cannot happen, but is not a panic.
-    (true, result.err().unwrap_or(SyncError::Closed))
+    match result {
+        Ok(()) => Attempt::Closed(Closed::Delivered),
+        Err(error) if closing.borrow().is_some() => Attempt::Closed(Closed::Failed(error)),
+        Err(error) => Attempt::Ended {
+            lasted: Some(up.elapsed()),
+            error,
+        },
+    }
+}
+
+/// A TCP connection to `link`, within `timing.connect`.
+async fn connect_timed(link: Link, timing: Timing) -> Result<TcpStream, SyncError> {
+    timeout(timing.connect, connect(link))
+        .await
+        .map_err(|_| SyncError::Timeout {
+            what: "connect",
+            after: timing.connect,
+        })?
+}
+
+/// `stream`'s handshake, offering `offer`; what the backup's Hello said
+/// is left in `seen`.
+async fn shake(
+    stream: TcpStream,
+    config: &SyncConfig,
+    timing: Timing,
+    offer: u16,
+    seen: &mut Option<PeerHello>,
+) -> Result<(BufReader<OwnedReadHalf>, OwnedWriteHalf, Session), SyncError> {
+    if let Err(error) = stream.set_nodelay(true) {
+        debug!(%error, "setting TCP_NODELAY failed");
+    }
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
+    let side = Side::Master { offer, seen };
+    let session = handshake_timed(&mut rd, &mut wr, side, config, timing, None).await?;
+    Ok((rd, wr, session))
+}
+
+/// A TCP connection to `link.peer`, from `link.source` when given.
+async fn connect(link: Link) -> Result<TcpStream, SyncError> {
+    let Some(source) = link.source else {
+        return TcpStream::connect(link.peer)
+            .await
+            .map_err(|source| SyncError::Io {
+                action: "connecting to the sync peer",
+                source,
+            });
+    };
+    let socket = match source {
+        IpAddr::V4(_) => TcpSocket::new_v4(),
+        IpAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(|source| SyncError::Io {
+        action: "opening a socket to the sync peer",
+        source,
+    })?;
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .map_err(|source| SyncError::Io {
+            action: "binding the sync sender to this node's listen address",
+            source,
+        })?;
+    socket
+        .connect(link.peer)
+        .await
+        .map_err(|source| SyncError::Io {
+            action: "connecting to the sync peer",
+            source,
+        })
 }

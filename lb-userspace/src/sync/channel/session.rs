@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
-    sync::mpsc,
-    time::{interval, timeout, MissedTickBehavior},
+    sync::{mpsc, watch},
+    time::{interval, timeout, timeout_at, MissedTickBehavior},
 };
 use tracing::{debug, error, info, trace, warn};
 
@@ -16,9 +16,13 @@ use super::{
     queue::{InFlight, QueuedBatch, Records, SendQueue},
     BatchKind, ReceivedBatch, Timing,
 };
+use crate::clock::monotonic_ns;
 use crate::sync::{
     count_of,
-    wire::{self, Message, Opener, Role, Sealer, Transcript, MAX_BATCH_RECORDS},
+    wire::{
+        self, Message, Opener, Role, Sealer, Transcript, Versions, MAX_BATCH_RECORDS,
+        NAT_BATCH_VERSION,
+    },
     Counter, FlowRecord, NatFlowRecord, SyncConfig, SyncError, SyncStats,
 };
 
@@ -29,7 +33,10 @@ use crate::sync::{
 pub(super) fn log_session_end(error: &SyncError, repeated: bool) {
     match error {
         SyncError::Auth(_) => error!(%error, "sync connection closed: authentication failed"),
-        SyncError::Wire(_) | SyncError::Version { .. } | SyncError::Unexpected { .. } => {
+        SyncError::Wire(_)
+        | SyncError::Version { .. }
+        | SyncError::Offer { .. }
+        | SyncError::Unexpected { .. } => {
             error!(%error, "sync connection closed: protocol error")
         }
         SyncError::Closed | SyncError::ReceiverClosed if !repeated => {
@@ -47,11 +54,86 @@ pub(super) fn log_session_end(error: &SyncError, repeated: bool) {
     }
 }
 
-/// The outcome of a handshake: who the peer is and the session's keys.
+/// The outcome of a handshake: who the peer is, the session's keys and
+/// its protocol version.
 pub(super) struct Session {
     pub(super) peer_id: String,
     pub(super) sealer: Sealer,
     pub(super) opener: Opener,
+    /// The version the session runs at: the highest both ends speak.
+    pub(super) version: u16,
+    /// The peer's range, authenticated by its proof; None for a peer of
+    /// an earlier release (one version, not authenticated).
+    pub(super) peer_versions: Option<Versions>,
+}
+
+impl Session {
+    /// Logs what the session's version means: with a peer of an earlier
+    /// release, that its version is not authenticated (a downgrade
+    /// would show here), and below [`NAT_BATCH_VERSION`], that no NAT'd
+    /// flows go over it.
+    pub(super) fn log_version(&self) {
+        let peer_node = &self.peer_id;
+        let version = self.version;
+        match self.peer_versions {
+            // The "established" line says the version.
+            Some(range) => {
+                debug!(%peer_node, version, peer_versions = %range, "sync session protocol version")
+            }
+            None => warn!(
+                %peer_node,
+                version,
+                "sync session protocol version: the peer runs an earlier release (it speaks this version only, and its Hello does not authenticate it)"
+            ),
+        }
+        if version < NAT_BATCH_VERSION {
+            warn!(
+                %peer_node,
+                version,
+                "NAT'd flows are not replicated over this sync session: its protocol version has none (they are from {NAT_BATCH_VERSION}); upgrade the peer"
+            );
+        }
+    }
+}
+
+/// What a master saw of the backup's Hello, kept when the handshake then
+/// fails: a backup of an earlier release answers with the one version it
+/// speaks and closes, and the master offers that version next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct PeerHello {
+    /// The version the Hello said.
+    pub(super) version: u16,
+    /// The range its nonce's mark says (None: an earlier release's).
+    pub(super) versions: Option<Versions>,
+}
+
+/// Which end of the handshake this is.
+pub(super) enum Side<'a> {
+    /// Connected, and offers `offer` (within its config's range); what
+    /// the backup's Hello said is left in `seen`, also when the
+    /// handshake fails.
+    Master {
+        offer: u16,
+        seen: &'a mut Option<PeerHello>,
+    },
+    /// Accepted: reads the master's Hello first, and answers with the
+    /// session's version.
+    Backup,
+}
+
+/// A Hello as received.
+struct Hello {
+    version: u16,
+    node_id: String,
+    nonce: wire::Nonce,
+}
+
+impl Hello {
+    /// The sender's range, as its nonce's mark says (to be trusted once
+    /// its proof checks out).
+    fn versions(&self) -> Option<Versions> {
+        wire::nonce_versions(&self.nonce)
+    }
 }
 
 /// The handshake (`handshake_with`) within `timing.handshake`; with `first_read`, the
@@ -60,7 +142,7 @@ pub(super) struct Session {
 pub(super) async fn handshake_timed<R, W>(
     rd: &mut R,
     wr: &mut W,
-    role: Role,
+    side: Side<'_>,
     config: &SyncConfig,
     timing: Timing,
     first_read: Option<Duration>,
@@ -71,7 +153,7 @@ where
 {
     timeout(
         timing.handshake,
-        handshake_with(rd, wr, role, config, first_read),
+        handshake_with(rd, wr, side, config, first_read),
     )
     .await
     .map_err(|_| SyncError::Timeout {
@@ -80,9 +162,8 @@ where
     })?
 }
 
-/// Both ends: send Hello, read the peer's, send our proof over both,
-/// read and check the peer's. Nothing from the peer is trusted before its
-/// proof checks out.
+/// Both ends, as `role`, the master offering the highest version of its
+/// range: see `handshake_with`.
 #[cfg(test)]
 pub(super) async fn handshake<R, W>(
     rd: &mut R,
@@ -94,14 +175,27 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    handshake_with(rd, wr, role, config, None).await
+    let mut seen = None;
+    let side = match role {
+        Role::Master => Side::Master {
+            offer: config.versions.max(),
+            seen: &mut seen,
+        },
+        Role::Backup => Side::Backup,
+    };
+    handshake_with(rd, wr, side, config, None).await
 }
 
-/// The handshake, the peer's first byte awaited at most `first_read`.
+/// Both ends send a Hello (the master first, offering a version; the
+/// backup once it read that, answering with the session's version),
+/// then a proof over both Hellos, and check the peer's. Nothing from the
+/// peer is trusted before its proof checks out: only then is the
+/// version checked against both authenticated ranges. The peer's first
+/// byte is awaited at most `first_read`.
 async fn handshake_with<R, W>(
     rd: &mut R,
     wr: &mut W,
-    role: Role,
+    side: Side<'_>,
     config: &SyncConfig,
     first_read: Option<Duration>,
 ) -> Result<Session, SyncError>
@@ -109,62 +203,47 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let nonce = own_nonces::issue(&config.node_id);
-    let hello = Message::Hello {
-        version: wire::PROTOCOL_VERSION,
-        node_id: config.node_id.clone(),
-        nonce,
-    };
-    write_frame(wr, &wire::encode_frame(&hello.encode()?)?).await?;
-
+    let ours = config.versions;
+    let nonce = own_nonces::issue(&config.node_id, ours);
     let mut buf = Vec::new();
-    match first_read {
-        Some(limit) => timeout(limit, read_frame(rd, &mut buf))
-            .await
-            .map_err(|_| SyncError::Timeout {
-                what: "the peer's Hello",
-                after: limit,
-            })??,
-        None => read_frame(rd, &mut buf).await?,
-    }
-    let (peer_id, peer_nonce) = match Message::decode(&buf)? {
-        Message::Hello {
-            version,
-            node_id,
-            nonce,
-        } => {
-            if version != wire::PROTOCOL_VERSION {
-                return Err(SyncError::Version {
-                    ours: wire::PROTOCOL_VERSION,
-                    theirs: version,
-                });
-            }
-            (node_id, nonce)
+    let (role, peer, version) = match side {
+        Side::Master { offer, seen } => {
+            write_hello(wr, offer, config, nonce).await?;
+            let peer = read_hello(rd, &mut buf, first_read).await?;
+            *seen = Some(PeerHello {
+                version: peer.version,
+                versions: peer.versions(),
+            });
+            let version = master_version(ours, offer, &peer)?;
+            (Role::Master, peer, version)
         }
-        other => {
-            return Err(SyncError::Unexpected {
-                kind: other.kind(),
-                phase: "handshake (expected Hello)",
-            })
+        Side::Backup => {
+            let peer = read_hello(rd, &mut buf, first_read).await?;
+            let version = backup_version(ours, &peer);
+            // Answered even when refused: the master learns from it what
+            // this node speaks.
+            let answer = version.as_ref().map_or(ours.max(), |v| *v);
+            write_hello(wr, answer, config, nonce).await?;
+            (Role::Backup, peer, version?)
         }
     };
-    if peer_nonce == nonce {
+    if peer.nonce == nonce {
         return Err(wire::AuthError::ReflectedNonce.into());
     }
-    if own_nonces::is_ours(&peer_nonce, &config.node_id) {
+    if own_nonces::is_ours(&peer.nonce, &config.node_id) {
         return Err(wire::AuthError::OwnNonce.into());
     }
     let transcript = match role {
         Role::Master => Transcript {
             master_nonce: &nonce,
-            backup_nonce: &peer_nonce,
+            backup_nonce: &peer.nonce,
             master_id: &config.node_id,
-            backup_id: &peer_id,
+            backup_id: &peer.node_id,
         },
         Role::Backup => Transcript {
-            master_nonce: &peer_nonce,
+            master_nonce: &peer.nonce,
             backup_nonce: &nonce,
-            master_id: &peer_id,
+            master_id: &peer.node_id,
             backup_id: &config.node_id,
         },
     };
@@ -186,12 +265,119 @@ where
         }
     };
     wire::verify_hello_proof(&config.key, role.peer(), &transcript, &peer_proof)?;
-    let (sealer, opener) = wire::session(&config.key, role, &transcript)?;
+    // The peer's mark is authentic now. A backup of this release answers
+    // with the version both ranges share: any other answer was changed
+    // on the way (the version field is outside the proof).
+    if role == Role::Master && peer.versions().is_some() && peer.version != version {
+        return Err(wire::AuthError::VersionMismatch {
+            hello: peer.version,
+            agreed: version,
+        }
+        .into());
+    }
+    let (sealer, opener) = wire::session_at(&config.key, role, &transcript, version)?;
     Ok(Session {
-        peer_id,
+        peer_versions: peer.versions(),
+        peer_id: peer.node_id,
         sealer,
         opener,
+        version,
     })
+}
+
+async fn write_hello<W>(
+    wr: &mut W,
+    version: u16,
+    config: &SyncConfig,
+    nonce: wire::Nonce,
+) -> Result<(), SyncError>
+where
+    W: AsyncWrite + Unpin,
+{
+    let hello = Message::Hello {
+        version,
+        node_id: config.node_id.clone(),
+        nonce,
+    };
+    write_frame(wr, &wire::encode_frame(&hello.encode()?)?).await
+}
+
+/// Reads the peer's Hello, its first byte within `first_read` if given.
+async fn read_hello<R>(
+    rd: &mut R,
+    buf: &mut Vec<u8>,
+    first_read: Option<Duration>,
+) -> Result<Hello, SyncError>
+where
+    R: AsyncRead + Unpin,
+{
+    match first_read {
+        Some(limit) => {
+            timeout(limit, read_frame(rd, buf))
+                .await
+                .map_err(|_| SyncError::Timeout {
+                    what: "the peer's Hello",
+                    after: limit,
+                })??
+        }
+        None => read_frame(rd, buf).await?,
+    }
+    match Message::decode(buf)? {
+        Message::Hello {
+            version,
+            node_id,
+            nonce,
+        } => Ok(Hello {
+            version,
+            node_id,
+            nonce,
+        }),
+        other => Err(SyncError::Unexpected {
+            kind: other.kind(),
+            phase: "handshake (expected Hello)",
+        }),
+    }
+}
+
+/// The master's session version, from the backup's Hello: a backup of
+/// this release (marked) answers with the highest version both ranges
+/// share (checked once its proof is); one of an earlier release speaks
+/// only the version it answers with, and refuses any other offer.
+fn master_version(ours: Versions, offer: u16, peer: &Hello) -> Result<u16, SyncError> {
+    match peer.versions() {
+        Some(theirs) => ours.common(theirs).ok_or(SyncError::Version {
+            ours,
+            theirs: theirs.max(),
+        }),
+        None if peer.version == offer => Ok(offer),
+        None if ours.contains(peer.version) => Err(SyncError::Offer {
+            offered: offer,
+            theirs: peer.version,
+        }),
+        None => Err(SyncError::Version {
+            ours,
+            theirs: peer.version,
+        }),
+    }
+}
+
+/// The backup's session version, from the master's Hello: the highest
+/// both ranges share with a master of this release (marked), whatever it
+/// offered (it offers less to a backup it took for an earlier
+/// release's); with one of an earlier release, the one version it
+/// speaks.
+fn backup_version(ours: Versions, peer: &Hello) -> Result<u16, SyncError> {
+    match peer.versions() {
+        Some(theirs) => ours.common(theirs).ok_or(SyncError::Version {
+            ours,
+            theirs: theirs.max(),
+        }),
+        None if ours.contains(peer.version) => Ok(peer.version),
+        None => Err(SyncError::Version {
+            ours,
+            theirs: peer.version,
+        }),
+    }
 }
 
 /// Reads one frame's body into `buf`. A peer that closes between frames
@@ -255,10 +441,13 @@ where
 struct Incoming<'a> {
     batches: &'a mpsc::Sender<ReceivedBatch>,
     peer: &'a str,
+    /// The session's protocol version.
+    version: u16,
 }
 
 impl Incoming<'_> {
-    /// A received frame's records, as the daemon gets them.
+    /// A received frame's records, as the daemon gets them, stamped
+    /// with when it was decoded (see [`ReceivedBatch::received_ns`]).
     fn batch(
         &self,
         kind: BatchKind,
@@ -269,24 +458,40 @@ impl Incoming<'_> {
     ) -> ReceivedBatch {
         ReceivedBatch {
             peer: self.peer.to_owned(),
+            version: self.version,
             kind,
             full_sync,
             last,
             records,
             nat,
+            received_ns: monotonic_ns(),
         }
     }
 }
 
-/// An established session: reads until error while writing heartbeats and
-/// (for a master, given `outgoing`) the queue's batches; a backup, given
-/// `batches`, delivers what it reads there. Returns why it ended.
+/// What a master's session writes: its queue's batches until a close is
+/// asked for (see [`Sender::close`](super::Sender::close)): `closing`
+/// then holds the deadline for it.
+pub(super) struct Outgoing<'a> {
+    pub(super) queue: &'a SendQueue,
+    pub(super) closing: watch::Receiver<Option<Instant>>,
+}
+
+/// An established session: reads while writing heartbeats and (for a
+/// master, given `outgoing`) the queue's batches; a backup, given
+/// `batches`, delivers what it reads there. Ends in error, or, for a
+/// master asked to close, `Ok` once everything queued was written, its
+/// side shut (a FIN after the last frame) and the peer closed its own,
+/// which it does once it has read it all: what was sent was delivered.
+/// Until then what the peer still sends (heartbeats) is read and
+/// dropped: a socket closed with unread data sends a reset, and the
+/// peer's kernel discards whatever of ours it had not read yet.
 pub(super) async fn run_session<R, W>(
     rd: &mut R,
     wr: &mut W,
     session: Session,
     batches: Option<&mpsc::Sender<ReceivedBatch>>,
-    outgoing: Option<&SendQueue>,
+    outgoing: Option<Outgoing<'_>>,
     stats: &SyncStats,
     timing: Timing,
 ) -> Result<(), SyncError>
@@ -298,16 +503,36 @@ where
         peer_id,
         sealer,
         opener,
+        version,
+        ..
     } = session;
     let incoming = batches.map(|batches| Incoming {
         batches,
         peer: &peer_id,
+        version,
     });
-    // Both futures live until one fails; neither is cancelled mid-frame
+    let read = read_loop(rd, opener, incoming, stats, timing);
+    tokio::pin!(read);
+    // Both futures live until one ends; neither is cancelled mid-frame
     // except when the whole session ends.
-    tokio::select! {
-        r = read_loop(rd, opener, incoming, stats, timing) => r,
-        w = write_loop(wr, sealer, outgoing, stats, timing) => w,
+    let deadline = tokio::select! {
+        r = &mut read => return r,
+        w = write_loop(wr, sealer, outgoing, stats, timing) => w?,
+    };
+    let limit = deadline.saturating_duration_since(Instant::now());
+    match timeout_at(deadline.into(), read).await {
+        Err(_) => Err(SyncError::Timeout {
+            what: "the peer's close after this node's last frame",
+            after: limit,
+        }),
+        Ok(Err(SyncError::Closed)) => Ok(()),
+        // The peer cut a heartbeat of its own short as it closed.
+        Ok(Err(SyncError::Io { source, .. }))
+            if source.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            Ok(())
+        }
+        Ok(ended) => ended,
     }
 }
 
@@ -392,48 +617,124 @@ where
     }
 }
 
+/// Writes heartbeats and the queue's batches. Ends in error, or, once a
+/// close is asked for, after writing what is queued and shutting the
+/// write side, returning the close's deadline (see [`run_session`]).
 async fn write_loop<W>(
     wr: &mut W,
     mut sealer: Sealer,
-    outgoing: Option<&SendQueue>,
+    mut outgoing: Option<Outgoing<'_>>,
     stats: &SyncStats,
     timing: Timing,
-) -> Result<(), SyncError>
+) -> Result<Instant, SyncError>
 where
     W: AsyncWrite + Unpin,
 {
     let mut ticker = interval(timing.heartbeat);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
-        if let Some(queue) = outgoing {
-            if let Some(batch) = queue.pop() {
-                // Until sent in full, the batch goes back to the queue if
-                // this fails or the session ends (reader error) meanwhile.
-                let mut in_flight = InFlight {
-                    queue,
-                    batch: Some(batch),
-                };
-                if let Some(batch) = &in_flight.batch {
-                    send_batch(wr, &mut sealer, batch, stats, timing).await?;
-                }
-                in_flight.batch = None;
+        if let Some(out) = &outgoing {
+            let closing = *out.closing.borrow();
+            if let Some(deadline) = closing {
+                close_writing(wr, &mut sealer, out.queue, stats, timing, deadline).await?;
+                return Ok(deadline);
+            }
+            if let Some(batch) = out.queue.pop() {
+                send_popped(wr, &mut sealer, out.queue, batch, stats, timing).await?;
                 continue;
             }
         }
+        let (queue, closing) = match &mut outgoing {
+            Some(out) => (Some(out.queue), Some(&mut out.closing)),
+            None => (None, None),
+        };
         tokio::select! {
             _ = ticker.tick() => {
                 let frame = sealer.heartbeat()?;
                 write_frame_timed(wr, &frame, timing).await?;
                 trace!(seq = sealer.next_seq().saturating_sub(1), "heartbeat sent");
             }
-            () = wait_for_batches(outgoing) => {}
+            () = wait_for_batches(queue) => {}
+            () = close_asked(closing) => {}
         }
     }
 }
 
-async fn wait_for_batches(outgoing: Option<&SendQueue>) {
-    match outgoing {
+/// Writes one batch popped from `queue`; until sent in full, it goes
+/// back to the queue if this fails or the session ends (reader error)
+/// meanwhile.
+async fn send_popped<W>(
+    wr: &mut W,
+    sealer: &mut Sealer,
+    queue: &SendQueue,
+    batch: QueuedBatch,
+    stats: &SyncStats,
+    timing: Timing,
+) -> Result<(), SyncError>
+where
+    W: AsyncWrite + Unpin,
+{
+    let mut in_flight = InFlight {
+        queue,
+        batch: Some(batch),
+    };
+    if let Some(batch) = &in_flight.batch {
+        send_batch(wr, sealer, batch, stats, timing).await?;
+    }
+    in_flight.batch = None;
+    Ok(())
+}
+
+/// A close was asked for: writes what is still queued, then shuts the
+/// write side (a FIN after the last frame), all by `deadline`.
+async fn close_writing<W>(
+    wr: &mut W,
+    sealer: &mut Sealer,
+    queue: &SendQueue,
+    stats: &SyncStats,
+    timing: Timing,
+    deadline: Instant,
+) -> Result<(), SyncError>
+where
+    W: AsyncWrite + Unpin,
+{
+    let limit = deadline.saturating_duration_since(Instant::now());
+    let last = async {
+        while let Some(batch) = queue.pop() {
+            send_popped(wr, sealer, queue, batch, stats, timing).await?;
+        }
+        wr.shutdown().await.map_err(|source| SyncError::Io {
+            action: "shutting the sync session's sending side",
+            source,
+        })
+    };
+    timeout_at(deadline.into(), last)
+        .await
+        .map_err(|_| SyncError::Timeout {
+            what: "writing the last batches before closing",
+            after: limit,
+        })??;
+    debug!("sync session: everything queued was written and this side closed; waiting for the peer to close");
+    Ok(())
+}
+
+async fn wait_for_batches(queue: Option<&SendQueue>) {
+    match queue {
         Some(queue) => queue.notify.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Returns once a close is asked for (never without `closing`).
+pub(super) async fn close_asked(closing: Option<&mut watch::Receiver<Option<Instant>>>) {
+    match closing {
+        Some(closing) => {
+            // An error: the sender is gone (it never is while its task
+            // runs); the write loop then sees no deadline and goes on.
+            if closing.wait_for(Option::is_some).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
         None => std::future::pending().await,
     }
 }
@@ -467,6 +768,17 @@ where
                 Sealer::batch,
             )
             .await
+        }
+        Records::Nat(records) if sealer.version() < NAT_BATCH_VERSION => {
+            // A peer of an earlier release: it has no NatBatch (the
+            // session's start logged so).
+            stats.add(Counter::NatWithheld, count_of(records.len()));
+            debug!(
+                records = records.len(),
+                version = sealer.version(),
+                "NAT'd flows withheld: the session's protocol version has no NatBatch"
+            );
+            Ok(())
         }
         Records::Nat(records) => {
             send_chunks(

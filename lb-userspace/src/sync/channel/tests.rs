@@ -19,22 +19,21 @@ use tokio::{
 use super::{
     listen::{listen, listen_with, ListenerHandle},
     queue::{InFlight, QueuedBatch, Records, SendQueue},
-    session::{handshake, read_frame},
-    BatchKind, Dump, Read, ReceivedBatch, Sender, Timing, SEND_QUEUE_CAPACITY,
+    sender::{Backoff, Offer},
+    session::{handshake, read_frame, run_session, PeerHello, Session},
+    BatchKind, Dump, Read, ReceivedBatch, Sender, Sources, Timing, SEND_QUEUE_CAPACITY,
 };
+use crate::clock::monotonic_ns;
 use crate::sync::{
     nat_record::tests::nat_record,
-    wire::{self, Message, Role, Transcript, MAX_BATCH_RECORDS},
+    wire::{self, Message, Role, Transcript, Versions, MAX_BATCH_RECORDS},
     FlowRecord, NatFlowRecord, SyncConfig, SyncError, SyncStats, SyncStatsSnapshot,
 };
 
 const LIMIT: Duration = Duration::from_secs(8);
 
 fn config(node: &str, key: &[u8]) -> SyncConfig {
-    SyncConfig {
-        key: key.to_vec(),
-        node_id: node.into(),
-    }
+    SyncConfig::new(key.to_vec(), node)
 }
 
 const KEY: &[u8] = b"test-key-0123456789abcdef";
@@ -209,6 +208,7 @@ async fn ten_thousand_records_arrive_in_order() {
     let sizes = [1, 4096, 4097, 1000, 806];
     assert_eq!(sizes.iter().sum::<usize>(), all.len());
     let mut rest = all.as_slice();
+    let sent_ns = monotonic_ns();
     for (i, &n) in sizes.iter().enumerate() {
         let (batch, tail) = rest.split_at(n);
         sender.send(batch.to_vec(), i == 0);
@@ -221,6 +221,10 @@ async fn ten_thousand_records_arrive_in_order() {
     while got.len() < all.len() {
         let batch = recv(&mut b.rx).await;
         assert_eq!(batch.peer, "lb-a");
+        assert!(
+            (sent_ns..=monotonic_ns()).contains(&batch.received_ns),
+            "stamped when decoded"
+        );
         assert!(batch.records.len() <= MAX_BATCH_RECORDS);
         frames.push((batch.full_sync, batch.last, batch.records.len()));
         got.extend(batch.records);
@@ -551,61 +555,551 @@ async fn nat_batches_travel_in_order_with_flow_batches() {
     assert_eq!((ms.records_sent, ms.batches_sent), (5002, 5));
 }
 
-/// What a version-1 lbd (before NatBatch) does with a Hello: its
-/// check, `version != 1`, refuses.
-fn version_1_accepts(hello: &Message) -> bool {
-    matches!(hello, Message::Hello { version: 1, .. })
+/// The handshake of an lbd of an earlier release, which speaks `version`
+/// only: its Hello first whatever its role, its nonce random (no version
+/// mark), a peer's Hello of another version refused (the caller then
+/// drops the connection: closed, as that release does), then the proofs.
+async fn old_handshake<R, W>(
+    rd: &mut R,
+    wr: &mut W,
+    role: Role,
+    version: u16,
+    node_id: &str,
+) -> Result<Session, SyncError>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let nonce = wire::new_nonce();
+    let hello = Message::Hello {
+        version,
+        node_id: node_id.into(),
+        nonce,
+    };
+    wr.write_all(&wire::encode_frame(&hello.encode()?)?)
+        .await
+        .map_err(|source| SyncError::Io {
+            action: "writing",
+            source,
+        })?;
+    let mut buf = Vec::new();
+    read_frame(rd, &mut buf).await?;
+    let Message::Hello {
+        version: theirs,
+        node_id: peer_id,
+        nonce: peer_nonce,
+    } = Message::decode(&buf)?
+    else {
+        return Err(SyncError::Closed);
+    };
+    if theirs != version {
+        return Err(SyncError::Offer {
+            offered: theirs,
+            theirs: version,
+        });
+    }
+    let t = match role {
+        Role::Master => Transcript {
+            master_nonce: &nonce,
+            backup_nonce: &peer_nonce,
+            master_id: node_id,
+            backup_id: &peer_id,
+        },
+        Role::Backup => Transcript {
+            master_nonce: &peer_nonce,
+            backup_nonce: &nonce,
+            master_id: &peer_id,
+            backup_id: node_id,
+        },
+    };
+    let proof = wire::hello_proof(KEY, role, &t)?;
+    wr.write_all(&wire::encode_frame(&Message::HelloAck { proof }.encode()?)?)
+        .await
+        .map_err(|source| SyncError::Io {
+            action: "writing",
+            source,
+        })?;
+    read_frame(rd, &mut buf).await?;
+    let Message::HelloAck { proof } = Message::decode(&buf)? else {
+        return Err(SyncError::Closed);
+    };
+    wire::verify_hello_proof(KEY, role.peer(), &t, &proof)?;
+    let (sealer, opener) = wire::session_at(KEY, role, &t, version)?;
+    Ok(Session {
+        peer_id,
+        sealer,
+        opener,
+        version,
+        peer_versions: None,
+    })
+}
+
+/// A backup of an earlier release that speaks `version` only: refuses
+/// (closes) a master's Hello of another version, and counts the
+/// handshakes it refused and the sessions it ran.
+struct OldBackup {
+    addr: SocketAddr,
+    rx: mpsc::Receiver<ReceivedBatch>,
+    refused: Arc<std::sync::atomic::AtomicU64>,
+    stats: Arc<SyncStats>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for OldBackup {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn old_backup(version: u16) -> OldBackup {
+    let listener = TcpListener::bind(local()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel(64);
+    let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stats = Arc::new(SyncStats::new());
+    let (refusals, counters) = (refused.clone(), stats.clone());
+    let task = tokio::spawn(async move {
+        let mut sessions = JoinSet::new();
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (rd, mut wr) = stream.into_split();
+            let mut rd = BufReader::new(rd);
+            match old_handshake(&mut rd, &mut wr, Role::Backup, version, "lb-old").await {
+                Ok(session) => {
+                    counters.add(crate::sync::Counter::Sessions, 1);
+                    let (tx, counters) = (tx.clone(), counters.clone());
+                    sessions.spawn(async move {
+                        let _ = run_session(
+                            &mut rd,
+                            &mut wr,
+                            session,
+                            Some(&tx),
+                            None,
+                            &counters,
+                            fast(),
+                        )
+                        .await;
+                    });
+                }
+                Err(_) => {
+                    refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    OldBackup {
+        addr,
+        rx,
+        refused,
+        stats,
+        task,
+    }
+}
+
+fn versions(min: u16, max: u16) -> Versions {
+    Versions::new(min, max).unwrap()
 }
 
 #[tokio::test]
-async fn a_version_1_peer_is_refused_on_both_ends_before_any_record() {
-    // An old master connecting to this backup.
-    let mut b = backup().await;
-    let mut buf = Vec::new();
-    let mut s = TcpStream::connect(b.listener.local_addr()).await.unwrap();
-    read_frame(&mut s, &mut buf).await.unwrap();
-    let ours = Message::decode(&buf).unwrap();
-    assert!(!version_1_accepts(&ours), "an old node refuses {ours:?}");
-    let old_hello = Message::Hello {
-        version: 1,
-        node_id: "lb-old".into(),
-        nonce: wire::new_nonce(),
-    };
-    s.write_all(&wire::encode_frame(&old_hello.encode().unwrap()).unwrap())
-        .await
-        .unwrap();
-    expect_closed(&mut s).await;
-    wait_until("the refusal counted", || {
-        b.stats.snapshot().decode_errors == 1
-    })
-    .await;
-    assert_eq!(b.stats.snapshot().sessions, 0);
-
-    // This master connecting to an old backup: each refuses the other's
-    // Hello, no session, no batch frame is ever written.
-    let old_backup = TcpListener::bind(local()).await.unwrap();
-    let addr = old_backup.local_addr().unwrap();
-    let (sender, master) = master(addr, KEY);
-    sender.send_nat(vec![nat_record(1)], true);
-    let (mut s, _) = timeout(LIMIT, old_backup.accept()).await.unwrap().unwrap();
-    s.write_all(&wire::encode_frame(&old_hello.encode().unwrap()).unwrap())
-        .await
-        .unwrap();
-    read_frame(&mut s, &mut buf).await.unwrap();
-    let theirs = Message::decode(&buf).unwrap();
-    assert!(
-        !version_1_accepts(&theirs),
-        "an old node refuses {theirs:?}"
+async fn a_master_falls_back_to_an_old_version_1_backup_and_withholds_nat_flows() {
+    let mut old = old_backup(1).await;
+    let (sender, master) = master(old.addr, KEY);
+    // Offered 2 first: the old backup answers with its Hello (1) and
+    // closes; the sender offers 1 next.
+    wait_for_session(&sender, 1).await;
+    assert_eq!(sender.protocol_version(), Some(1));
+    assert_eq!(
+        old.refused.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "one offer of version 2 refused"
     );
-    expect_closed(&mut s).await;
-    wait_until("the master's refusal counted", || {
-        master.snapshot().decode_errors >= 1
+    sender.send(vec![record(1)], false);
+    sender.send_nat(vec![nat_record(1), nat_record(2)], true);
+    sender.send(vec![record(2)], false);
+    for i in [1, 2] {
+        let batch = recv(&mut old.rx).await;
+        assert_eq!(
+            (batch.kind, batch.version, batch.nat.len()),
+            (BatchKind::Flows, 1, 0)
+        );
+        assert_eq!(as_sent(batch.records, &[record(i)]), [record(i)]);
+    }
+    wait_until("the NAT'd flows counted as withheld", || {
+        master.snapshot().nat_withheld == 2
     })
     .await;
+    // The session carried on: a version-1 reader would have closed it on
+    // a NatBatch.
+    assert!(sender.connected());
     let ms = master.snapshot();
-    assert_eq!((ms.sessions, ms.batches_sent), (0, 0));
+    assert_eq!((ms.sessions, ms.decode_errors, ms.auth_failures), (1, 0, 0));
+    assert_eq!(old.stats.snapshot().sessions, 1);
+
+    // The peer is upgraded: the sender still offers 1, and a backup of
+    // this release answers with 2, the highest both speak.
+    let addr = old.addr;
+    drop(old);
+    wait_until("the sender to notice", || !sender.connected()).await;
+    let (tx, mut rx) = mpsc::channel(16);
+    let start = Instant::now();
+    let _listener = loop {
+        match listen(
+            addr,
+            config("lb-b", KEY),
+            tx.clone(),
+            Arc::new(SyncStats::new()),
+        )
+        .await
+        {
+            Ok(l) => break l,
+            Err(e) => {
+                assert!(start.elapsed() < LIMIT, "rebinding: {e}");
+                sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_for_session(&sender, 2).await;
+    assert_eq!(sender.protocol_version(), Some(2));
+    sender.send_nat(vec![nat_record(3)], false);
+    let batch = recv(&mut rx).await;
+    assert_eq!((batch.kind, batch.version), (BatchKind::Nat, 2));
+    assert_eq!(as_sent(batch.nat, &[nat_record(3)]), [nat_record(3)]);
+}
+
+#[test]
+fn an_offer_refused_by_an_old_backup_is_remembered_until_a_newer_one_answers() {
+    let mut offer = Offer::new(Versions::RELEASE);
+    assert_eq!(offer.version(), 2);
+    // An old backup's Hello said 1, and it closed.
+    let old = PeerHello {
+        version: 1,
+        versions: None,
+    };
+    let refused = SyncError::Offer {
+        offered: 2,
+        theirs: 1,
+    };
+    offer.failed(Some(old), &refused);
+    assert_eq!(offer.version(), 1);
+    // Any other failure keeps it (the peer down, a timeout).
+    offer.failed(
+        None,
+        &SyncError::Timeout {
+            what: "connect",
+            after: Duration::from_secs(5),
+        },
+    );
+    assert_eq!(offer.version(), 1);
+    // Closed before any Hello (a node that refuses without a word): one
+    // version less, never below the range.
+    let mut silent = Offer::new(Versions::RELEASE);
+    silent.failed(None, &SyncError::Closed);
+    assert_eq!(silent.version(), 1);
+    silent.failed(None, &SyncError::Closed);
+    assert_eq!(silent.version(), 1);
+    // A future release that speaks 1 to 3 steps down one at a time.
+    let mut future = Offer::new(versions(1, 3));
+    future.failed(None, &SyncError::Closed);
+    assert_eq!(future.version(), 2);
+}
+
+#[tokio::test]
+async fn an_old_version_1_master_replicates_into_this_backup() {
+    let mut b = backup().await;
+    let stream = TcpStream::connect(b.listener.local_addr()).await.unwrap();
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::new(rd);
+    // The old master refuses any answer but 1: it gets 1.
+    let session = old_handshake(&mut rd, &mut wr, Role::Master, 1, "lb-old")
+        .await
+        .unwrap();
+    let mut sealer = session.sealer;
+    let frame = sealer.batch(true, true, &[record(1)]).unwrap();
+    wr.write_all(&frame).await.unwrap();
+    let batch = recv(&mut b.rx).await;
+    assert_eq!(
+        (batch.peer.as_str(), batch.version, batch.full_sync),
+        ("lb-old", 1, true)
+    );
+    assert_eq!(as_sent(batch.records, &[record(1)]), [record(1)]);
+    // A version-1 session has no NatBatch: one sent anyway is refused.
+    let mut v2 = wire::session_at(
+        KEY,
+        Role::Master,
+        &Transcript {
+            master_nonce: &[1; 32],
+            backup_nonce: &[2; 32],
+            master_id: "x",
+            backup_id: "y",
+        },
+        2,
+    )
+    .unwrap()
+    .0;
+    assert!(v2.nat_batch(false, true, &[nat_record(1)]).is_ok());
+    assert!(matches!(
+        sealer.nat_batch(false, true, &[nat_record(1)]),
+        Err(wire::WireError::NotInVersion {
+            what: "NatBatch",
+            version: 1
+        })
+    ));
+    let bs = b.stats.snapshot();
+    assert_eq!((bs.sessions, bs.decode_errors, bs.auth_failures), (1, 0, 0));
+}
+
+#[tokio::test]
+async fn a_master_speaking_version_1_only_replicates_into_this_backup_without_nat_flows() {
+    let mut b = backup().await;
+    let stats = Arc::new(SyncStats::new());
+    let v1 = SyncConfig {
+        versions: versions(1, 1),
+        ..config("lb-a", KEY)
+    };
+    let sender = Sender::start(b.listener.local_addr(), v1, stats.clone()).unwrap();
+    wait_for_session(&sender, 1).await;
+    assert_eq!(sender.protocol_version(), Some(1));
+    sender.send_nat(vec![nat_record(1)], true);
+    sender.send(vec![record(1)], true);
+    let batch = recv(&mut b.rx).await;
+    assert_eq!((batch.kind, batch.version), (BatchKind::Flows, 1));
+    assert_eq!(as_sent(batch.records, &[record(1)]), [record(1)]);
+    assert_eq!(stats.snapshot().nat_withheld, 1);
+    assert_quiet(&mut b.rx, Duration::from_millis(100)).await;
+    assert_eq!(stats.snapshot().reconnects, 0, "no offer was refused");
+}
+
+#[tokio::test]
+async fn a_backup_speaking_version_1_only_answers_with_it_at_once() {
+    let (tx, mut rx) = mpsc::channel(16);
+    let v1 = SyncConfig {
+        versions: versions(1, 1),
+        ..config("lb-b", KEY)
+    };
+    let listener = listen(local(), v1, tx, Arc::new(SyncStats::new()))
+        .await
+        .unwrap();
+    let (sender, master) = master(listener.local_addr(), KEY);
+    wait_for_session(&sender, 1).await;
+    assert_eq!(sender.protocol_version(), Some(1));
+    sender.send_nat(vec![nat_record(1)], true);
+    sender.send(vec![record(1)], true);
+    let batch = recv(&mut rx).await;
+    assert_eq!((batch.kind, batch.version), (BatchKind::Flows, 1));
+    assert_quiet(&mut rx, Duration::from_millis(100)).await;
+    let ms = master.snapshot();
+    assert_eq!((ms.nat_withheld, ms.reconnects, ms.sessions), (1, 0, 1));
+}
+
+#[tokio::test]
+async fn no_common_version_is_refused_on_both_ends() {
+    // A later release that dropped version 1, and a node that speaks 1.
+    let (tx, _rx) = mpsc::channel(16);
+    let later = SyncConfig {
+        versions: versions(2, 3),
+        ..config("lb-b", KEY)
+    };
+    let backup = Arc::new(SyncStats::new());
+    let listener = listen(local(), later, tx, backup.clone()).await.unwrap();
+    let stats = Arc::new(SyncStats::new());
+    let v1 = SyncConfig {
+        versions: versions(1, 1),
+        ..config("lb-a", KEY)
+    };
+    let sender = Sender::start(listener.local_addr(), v1, stats.clone()).unwrap();
+    wait_until("refusals on both ends", || {
+        backup.snapshot().decode_errors >= 1 && stats.snapshot().decode_errors >= 1
+    })
+    .await;
     assert!(!sender.connected());
-    assert!(b.rx.try_recv().is_err());
+    assert_eq!(
+        (stats.snapshot().sessions, backup.snapshot().sessions),
+        (0, 0)
+    );
+}
+
+/// Rewrites the version of a Hello frame (after the 4-byte header and the
+/// type byte).
+fn set_hello_version(frame: &mut [u8], version: u16) {
+    assert_eq!(frame[4], 1, "a Hello");
+    frame[5..7].copy_from_slice(&version.to_be_bytes());
+}
+
+/// Rewrites the range of a Hello frame's version mark (the nonce's last
+/// four bytes, before the node id).
+fn set_hello_mark(frame: &mut [u8], min: u16, max: u16) {
+    let end = 7 + wire::NONCE_LEN;
+    frame[end - 4..end - 2].copy_from_slice(&min.to_be_bytes());
+    frame[end - 2..end].copy_from_slice(&max.to_be_bytes());
+}
+
+/// A man in the middle that rewrites the first frame (the Hello) of each
+/// direction of every connection, and forwards the rest as is.
+async fn hello_rewriter(
+    upstream: SocketAddr,
+    to_backup: fn(&mut [u8]),
+    to_master: fn(&mut [u8]),
+) -> (SocketAddr, JoinHandle<()>) {
+    async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, rewrite: fn(&mut [u8])) {
+        let mut header = [0u8; 4];
+        if from.read_exact(&mut header).await.is_err() {
+            return;
+        }
+        let mut frame = vec![0; 4 + wire::frame_len(header).unwrap()];
+        frame[..4].copy_from_slice(&header);
+        if from.read_exact(&mut frame[4..]).await.is_err() {
+            return;
+        }
+        rewrite(&mut frame);
+        if to.write_all(&frame).await.is_ok() {
+            let _ = tokio::io::copy(&mut from, &mut to).await;
+        }
+    }
+    let listener = TcpListener::bind(local()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut tasks = JoinSet::new();
+        loop {
+            let (client, _) = listener.accept().await.unwrap();
+            let server = TcpStream::connect(upstream).await.unwrap();
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            tasks.spawn(pipe(cr, sw, to_backup));
+            tasks.spawn(pipe(sr, cw, to_master));
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_downgrade_in_transit_is_refused() {
+    // Both Hellos' versions rewritten to 1: the proofs do not cover that
+    // field, but the master checks the backup's answer against the
+    // ranges the proofs authenticated, and refuses the session.
+    let mut b = backup().await;
+    let (addr, proxy) = hello_rewriter(
+        b.listener.local_addr(),
+        |f| set_hello_version(f, 1),
+        |f| set_hello_version(f, 1),
+    )
+    .await;
+    let (sender, stats) = master(addr, KEY);
+    wait_until("the downgrade refused", || {
+        stats.snapshot().auth_failures >= 2
+    })
+    .await;
+    assert_eq!(stats.snapshot().sessions, 0);
+    assert_eq!(sender.protocol_version(), None, "never a session at 1");
+    sender.send(vec![record(1)], true);
+    assert_quiet(&mut b.rx, Duration::from_millis(200)).await;
+    drop(sender);
+    proxy.abort();
+
+    // The backup's mark rewritten to say it speaks 1 only: the nonce
+    // changed, so its proof fails.
+    let (addr, proxy) =
+        hello_rewriter(b.listener.local_addr(), |_| {}, |f| set_hello_mark(f, 1, 1)).await;
+    let (sender, stats) = master(addr, KEY);
+    wait_until("the forged mark refused", || {
+        stats.snapshot().auth_failures >= 2
+    })
+    .await;
+    assert_eq!(
+        (stats.snapshot().sessions, sender.protocol_version()),
+        (0, None)
+    );
+    proxy.abort();
+
+    // The master's offer alone rewritten: harmless, the backup answers
+    // with the highest version both ranges share.
+    let (addr, proxy) =
+        hello_rewriter(b.listener.local_addr(), |f| set_hello_version(f, 1), |_| {}).await;
+    let (sender, _) = master(addr, KEY);
+    wait_for_session(&sender, 1).await;
+    assert_eq!(sender.protocol_version(), Some(2));
+    proxy.abort();
+}
+
+/// A backup that sends heartbeats as fast as it can: a master's socket
+/// nearly always holds some unread.
+async fn chatty_backup() -> Backup {
+    let (tx, rx) = mpsc::channel(1);
+    let stats = Arc::new(SyncStats::new());
+    let timing = Timing {
+        heartbeat: Duration::from_micros(10),
+        ..Timing::default()
+    };
+    let listener = listen_with(
+        local(),
+        Sources::Any,
+        config("lb-b", KEY),
+        tx,
+        stats.clone(),
+        timing,
+    )
+    .await
+    .unwrap();
+    Backup {
+        listener,
+        rx,
+        stats,
+    }
+}
+
+/// Counts the records `b` delivers, in the background, slowly (the
+/// master's last frames wait in its socket's buffer).
+fn count_records(b: &mut Backup) -> (Arc<std::sync::atomic::AtomicUsize>, JoinHandle<()>) {
+    let received = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = received.clone();
+    let (_, idle) = mpsc::channel(1);
+    let mut rx = std::mem::replace(&mut b.rx, idle);
+    let task = tokio::spawn(async move {
+        while let Some(batch) = rx.recv().await {
+            counter.fetch_add(batch.records.len(), std::sync::atomic::Ordering::Relaxed);
+            sleep(Duration::from_millis(20)).await;
+        }
+    });
+    (received, task)
+}
+
+#[tokio::test]
+async fn a_dropped_or_closed_sender_hands_over_everything_written_first() {
+    let all: Vec<FlowRecord> = (0..40_000).map(record).collect();
+    for close in [false, true] {
+        let mut b = chatty_backup().await;
+        let (received, reader) = count_records(&mut b);
+        let (sender, _) = master(b.listener.local_addr(), KEY);
+        wait_for_session(&sender, 1).await;
+        sender.send(all.clone(), false);
+        wait_until("everything written", || sender.is_flushed()).await;
+        if close {
+            let closed = sender.close(LIMIT).await;
+            assert!(matches!(closed, super::Closed::Delivered), "{closed:?}");
+        } else {
+            drop(sender);
+        }
+        wait_until("every record received", || {
+            received.load(std::sync::atomic::Ordering::Relaxed) == all.len()
+        })
+        .await;
+        let bs = b.stats.snapshot();
+        assert_eq!(bs.records_received, 40_000, "close: {close}");
+        reader.abort();
+    }
+}
+
+#[tokio::test]
+async fn closing_a_sender_without_a_session_returns_at_once() {
+    // Nobody listens: the sender keeps reconnecting.
+    let port = TcpListener::bind(local()).await.unwrap();
+    let addr = port.local_addr().unwrap();
+    drop(port);
+    let (sender, _) = master(addr, KEY);
+    sender.send(vec![record(1)], false);
+    let start = Instant::now();
+    let closed = sender.close(LIMIT).await;
+    assert!(matches!(closed, super::Closed::NotConnected), "{closed:?}");
+    assert!(start.elapsed() < Duration::from_secs(1));
 }
 
 #[tokio::test]
@@ -614,17 +1108,9 @@ async fn hostile_handshakes_are_refused() {
     let addr = b.listener.local_addr();
     let mut buf = Vec::new();
 
-    // The listener's own Hello, echoed back.
+    // The listener's own Hello, sent back to it on another connection:
+    // its nonce is one this process issued.
     let mut s = TcpStream::connect(addr).await.unwrap();
-    read_frame(&mut s, &mut buf).await.unwrap();
-    s.write_all(&wire::encode_frame(&buf).unwrap())
-        .await
-        .unwrap();
-    expect_closed(&mut s).await;
-
-    // A Hello of our own, then the listener's proof echoed back as ours.
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    read_frame(&mut s, &mut buf).await.unwrap();
     let hello = Message::Hello {
         version: wire::PROTOCOL_VERSION,
         node_id: "mallory".into(),
@@ -636,6 +1122,20 @@ async fn hostile_handshakes_are_refused() {
     read_frame(&mut s, &mut buf).await.unwrap();
     assert!(matches!(
         Message::decode(&buf).unwrap(),
+        Message::Hello { .. }
+    ));
+    let mut reflect = TcpStream::connect(addr).await.unwrap();
+    reflect
+        .write_all(&wire::encode_frame(&buf).unwrap())
+        .await
+        .unwrap();
+    expect_closed(&mut reflect).await;
+
+    // A Hello of our own, then the listener's proof echoed back as ours
+    // (on the first connection, its Hello read above).
+    read_frame(&mut s, &mut buf).await.unwrap();
+    assert!(matches!(
+        Message::decode(&buf).unwrap(),
         Message::HelloAck { .. }
     ));
     s.write_all(&wire::encode_frame(&buf).unwrap())
@@ -643,7 +1143,8 @@ async fn hostile_handshakes_are_refused() {
         .unwrap();
     expect_closed(&mut s).await;
 
-    // Another protocol version.
+    // A protocol version this node does not speak (a later release's
+    // only one): refused, after the listener's Hello says what it speaks.
     let mut s = TcpStream::connect(addr).await.unwrap();
     let hello = Message::Hello {
         version: wire::PROTOCOL_VERSION + 1,
@@ -653,6 +1154,11 @@ async fn hostile_handshakes_are_refused() {
     s.write_all(&wire::encode_frame(&hello.encode().unwrap()).unwrap())
         .await
         .unwrap();
+    read_frame(&mut s, &mut buf).await.unwrap();
+    assert!(matches!(
+        Message::decode(&buf).unwrap(),
+        Message::Hello { version, .. } if version == wire::PROTOCOL_VERSION
+    ));
     expect_closed(&mut s).await;
 
     // A frame longer than the limit.
@@ -760,13 +1266,20 @@ async fn silent_peers_are_dropped() {
     };
     let (tx, _rx) = mpsc::channel(1);
     let backup = Arc::new(SyncStats::new());
-    let listener = listen_with(local(), config("lb-b", KEY), tx, backup.clone(), timing)
-        .await
-        .unwrap();
+    let listener = listen_with(
+        local(),
+        Sources::Any,
+        config("lb-b", KEY),
+        tx,
+        backup.clone(),
+        timing,
+    )
+    .await
+    .unwrap();
     let mut raw = TcpStream::connect(listener.local_addr()).await.unwrap();
-    let mut hello = Vec::new();
+    let mut got = Vec::new();
     let start = Instant::now();
-    timeout(LIMIT, raw.read_to_end(&mut hello))
+    timeout(LIMIT, raw.read_to_end(&mut got))
         .await
         .unwrap()
         .unwrap();
@@ -779,12 +1292,8 @@ async fn silent_peers_are_dropped() {
         dropped_after < timing.handshake,
         "dropped after {dropped_after:?}: by the handshake time, not the first byte's"
     );
-    let (body, rest) = wire::split_frame(&hello).unwrap();
-    assert!(rest.is_empty());
-    assert!(matches!(
-        Message::decode(body).unwrap(),
-        Message::Hello { .. }
-    ));
+    // The listener answers a Hello only: it said nothing.
+    assert!(got.is_empty(), "{got:?}");
     wait_until("timeout counted", || backup.snapshot().timeouts == 1).await;
 }
 
@@ -983,9 +1492,16 @@ async fn a_node_whose_peer_is_itself_gets_no_session() {
     let (tx, mut rx) = mpsc::channel(8);
     let listener_stats = Arc::new(SyncStats::new());
     let same = config("lb-a", KEY);
-    let listener = listen_with(local(), same.clone(), tx, listener_stats.clone(), fast())
-        .await
-        .unwrap();
+    let listener = listen_with(
+        local(),
+        Sources::Any,
+        same.clone(),
+        tx,
+        listener_stats.clone(),
+        fast(),
+    )
+    .await
+    .unwrap();
     let sender_stats = Arc::new(SyncStats::new());
     let sender =
         Sender::start_with(listener.local_addr(), same, sender_stats.clone(), fast()).unwrap();
@@ -1017,9 +1533,16 @@ async fn idle_sockets_do_not_lock_a_real_peer_out() {
     };
     let (tx, mut rx) = mpsc::channel(8);
     let stats = Arc::new(SyncStats::new());
-    let listener = listen_with(local(), config("lb-b", KEY), tx, stats.clone(), timing)
-        .await
-        .unwrap();
+    let listener = listen_with(
+        local(),
+        Sources::Any,
+        config("lb-b", KEY),
+        tx,
+        stats.clone(),
+        timing,
+    )
+    .await
+    .unwrap();
     let mut idle = Vec::new();
     for _ in 0..16 {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -1086,7 +1609,16 @@ async fn listen_again(
 ) -> ListenerHandle {
     let start = Instant::now();
     loop {
-        match listen_with(addr, config("lb-b", KEY), tx.clone(), stats.clone(), fast()).await {
+        match listen_with(
+            addr,
+            Sources::Any,
+            config("lb-b", KEY),
+            tx.clone(),
+            stats.clone(),
+            fast(),
+        )
+        .await
+        {
             Ok(l) => break l,
             Err(e) => {
                 assert!(start.elapsed() < LIMIT, "rebinding: {e}");
@@ -1296,4 +1828,146 @@ async fn ages_grow_while_records_wait_to_go_out() {
         "{got:?} after {waited} ms"
     );
     assert_eq!(got.reply.age_ms, got.forward.age_ms + 500);
+}
+
+/// A client that sends its Hello and then nothing: it holds a handshake
+/// slot until the handshake time runs out (the listener waits for its
+/// HelloAck). Returns once the listener has answered (its Hello and
+/// HelloAck read).
+async fn stalled_handshake(listener: SocketAddr, from: [u8; 4]) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((from, 0))).unwrap();
+    let mut s = socket.connect(listener).await.unwrap();
+    let hello = Message::Hello {
+        version: wire::PROTOCOL_VERSION,
+        node_id: "mallory".into(),
+        nonce: wire::new_nonce(),
+    };
+    s.write_all(&wire::encode_frame(&hello.encode().unwrap()).unwrap())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    read_frame(&mut s, &mut buf).await.unwrap();
+    read_frame(&mut s, &mut buf).await.unwrap();
+    assert!(matches!(
+        Message::decode(&buf).unwrap(),
+        Message::HelloAck { .. }
+    ));
+    s
+}
+
+#[tokio::test]
+async fn stalled_handshakes_never_lock_a_real_peer_out() {
+    // Handshakes that would hold their slots for the whole test.
+    let timing = Timing {
+        handshake: Duration::from_secs(600),
+        ..fast()
+    };
+    let (tx, mut rx) = mpsc::channel(8);
+    let stats = Arc::new(SyncStats::new());
+    let listener = listen_with(
+        local(),
+        Sources::Any,
+        config("lb-b", KEY),
+        tx,
+        stats.clone(),
+        timing,
+    )
+    .await
+    .unwrap();
+    let addr = listener.local_addr();
+    // Four hosts take every slot; then four more handshakes come from
+    // the real peer's own address (another process on its host).
+    let mut held = Vec::new();
+    for host in 2..6 {
+        for _ in 0..4 {
+            held.push(stalled_handshake(addr, [127, 0, 0, host]).await);
+        }
+    }
+    assert_eq!(stats.snapshot().refused, 0);
+    for _ in 0..4 {
+        held.push(stalled_handshake(addr, [127, 0, 0, 1]).await);
+    }
+    assert_eq!(stats.snapshot().refused, 4, "the oldest were cut");
+    let sender = Sender::start_with(
+        addr,
+        config("lb-a", KEY),
+        Arc::new(SyncStats::new()),
+        timing,
+    )
+    .unwrap();
+    wait_for_session(&sender, 1).await;
+    assert_eq!(
+        stats.snapshot().refused,
+        5,
+        "its address's oldest stalled handshake gave way"
+    );
+    sender.send(vec![record(1)], false);
+    assert_eq!(
+        as_sent(recv(&mut rx).await.records, &[record(1)]),
+        [record(1)]
+    );
+    drop(held);
+}
+
+#[tokio::test]
+async fn only_the_configured_peers_may_shake_hands() {
+    let (tx, mut rx) = mpsc::channel(8);
+    let stats = Arc::new(SyncStats::new());
+    let peer: IpAddr = Ipv4Addr::new(127, 0, 0, 3).into();
+    let listener = listen_with(
+        local(),
+        Sources::Peers(vec![peer]),
+        config("lb-b", KEY),
+        tx,
+        stats.clone(),
+        fast(),
+    )
+    .await
+    .unwrap();
+    let addr = listener.local_addr();
+    // A stranger is closed at once, before the listener's Hello.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 2], 0))).unwrap();
+    let mut stranger = socket.connect(addr).await.unwrap();
+    let mut got = Vec::new();
+    timeout(LIMIT, stranger.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(got.is_empty(), "no Hello for a stranger");
+    assert_eq!(stats.snapshot().refused, 1);
+    // The peer, connecting from its listen address, gets its session.
+    let sender = Sender::spawn(
+        addr,
+        Some(peer),
+        config("lb-a", KEY),
+        Arc::new(SyncStats::new()),
+        fast(),
+    )
+    .unwrap();
+    wait_for_session(&sender, 1).await;
+    sender.send(vec![record(2)], false);
+    assert_eq!(
+        as_sent(recv(&mut rx).await.records, &[record(2)]),
+        [record(2)]
+    );
+    assert_eq!(stats.snapshot().sessions, 1);
+}
+
+#[test]
+fn only_a_lasting_session_resets_the_reconnect_backoff() {
+    let timing = fast();
+    let ms = Duration::from_millis;
+    let mut backoff = Backoff::new(timing);
+    assert_eq!(backoff.after(None), (ms(20), false));
+    assert_eq!(backoff.after(None), (ms(40), true));
+    // Sessions cut right after their handshake (a listener refusing
+    // them, a write timing out): the delay still grows.
+    assert_eq!(backoff.after(Some(ms(1))), (ms(80), true));
+    assert_eq!(backoff.after(Some(timing.silence - ms(1))), (ms(100), true));
+    assert_eq!(backoff.after(Some(Duration::ZERO)), (ms(100), true));
+    // One that stayed up for a silence period starts over.
+    assert_eq!(backoff.after(Some(timing.silence)), (ms(20), false));
+    assert_eq!(backoff.after(Some(ms(1))), (ms(40), true));
 }

@@ -12,7 +12,8 @@ use sha2::{Digest, Sha256};
 
 use super::{
     encode_batch, encode_heartbeat, encode_nat_batch, frame::frame_header, AuthError, HmacSha256,
-    Message, Nonce, Reader, Tag, WireError, FRAME_HEADER_LEN, PROOF_LABEL, TAG_LABEL, TAG_LEN,
+    Message, Nonce, Reader, Tag, WireError, FRAME_HEADER_LEN, NAT_BATCH_VERSION, PROOF_LABEL,
+    PROTOCOL_VERSION, TAG_LABEL, TAG_LEN,
 };
 use crate::sync::{FlowRecord, NatFlowRecord, SyncError};
 
@@ -112,17 +113,32 @@ fn frame_mac(base: &HmacSha256, seq: u64, message: &[u8]) -> HmacSha256 {
     mac
 }
 
-/// The sealer and opener of a session, for the end playing `local` once
-/// the handshake in `t` has passed.
+/// The sealer and opener of a session at [`PROTOCOL_VERSION`], for the
+/// end playing `local` once the handshake in `t` has passed.
 pub fn session(key: &[u8], local: Role, t: &Transcript<'_>) -> Result<(Sealer, Opener), AuthError> {
+    session_at(key, local, t, PROTOCOL_VERSION)
+}
+
+/// [`session`] at the protocol `version` the handshake agreed on: the
+/// messages it has (no NatBatch below [`NAT_BATCH_VERSION`]). Versions 1
+/// and 2 seal frames alike; a later one that changes the tags picks its
+/// own here.
+pub fn session_at(
+    key: &[u8],
+    local: Role,
+    t: &Transcript<'_>,
+    version: u16,
+) -> Result<(Sealer, Opener), AuthError> {
     Ok((
         Sealer {
             base: direction_mac(key, local, t)?,
             next_seq: 1,
+            version,
         },
         Opener {
             base: direction_mac(key, local.peer(), t)?,
             expected_seq: 1,
+            version,
         },
     ))
 }
@@ -132,12 +148,19 @@ pub fn session(key: &[u8], local: Role, t: &Transcript<'_>) -> Result<(Sealer, O
 pub struct Sealer {
     base: HmacSha256,
     next_seq: u64,
+    /// The session's protocol version.
+    version: u16,
 }
 
 impl Sealer {
     /// The sequence number the next frame will carry.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
+    }
+
+    /// The session's protocol version.
+    pub fn version(&self) -> u16 {
+        self.version
     }
 
     /// A sealed Heartbeat frame.
@@ -158,13 +181,20 @@ impl Sealer {
         self.seal(|seq, out| encode_batch(out, seq, full_sync, last, records))
     }
 
-    /// A sealed NatBatch frame of at most [`MAX_BATCH_RECORDS`](super::MAX_BATCH_RECORDS) records.
+    /// A sealed NatBatch frame of at most [`MAX_BATCH_RECORDS`](super::MAX_BATCH_RECORDS) records;
+    /// refused in a session below [`NAT_BATCH_VERSION`].
     pub fn nat_batch(
         &mut self,
         full_sync: bool,
         last: bool,
         records: &[NatFlowRecord],
     ) -> Result<Vec<u8>, WireError> {
+        if self.version < NAT_BATCH_VERSION {
+            return Err(WireError::NotInVersion {
+                what: "NatBatch",
+                version: self.version,
+            });
+        }
         self.seal(|seq, out| encode_nat_batch(out, seq, full_sync, last, records))
     }
 
@@ -195,6 +225,8 @@ impl Sealer {
 pub struct Opener {
     base: HmacSha256,
     expected_seq: u64,
+    /// The session's protocol version.
+    version: u16,
 }
 
 impl Opener {
@@ -235,6 +267,13 @@ impl Opener {
         }
         let decoded = Message::decode(message)?;
         match decoded {
+            Message::NatBatch { .. } if self.version < NAT_BATCH_VERSION => {
+                return Err(WireError::NotInVersion {
+                    what: decoded.kind(),
+                    version: self.version,
+                }
+                .into())
+            }
             Message::Batch { .. } | Message::NatBatch { .. } | Message::Heartbeat { .. } => {}
             Message::Hello { .. } | Message::HelloAck { .. } => {
                 return Err(SyncError::Unexpected {

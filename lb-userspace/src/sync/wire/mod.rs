@@ -26,11 +26,19 @@
 //! any input yields a message or an error naming what was wrong.
 //!
 //! # Versions
-//! A change to the messages bumps [`PROTOCOL_VERSION`], which both Hellos
-//! carry; a node refuses a peer of another version in the handshake
-//! (before any record), so a peer never reads a message it does not know.
-//! Version 2 added NatBatch: a version-1 lbd refuses a version-2 peer with
-//! "peer speaks sync protocol version 2", and the other way round.
+//! A change to the messages bumps [`PROTOCOL_VERSION`]; version 2 added
+//! NatBatch. A node speaks a range of versions ([`Versions`]: this
+//! release 1 to 2) and a session runs at the highest both ends speak, so
+//! nodes of different releases keep replicating (a session below
+//! [`NAT_BATCH_VERSION`] carries no NAT'd flows), and a peer never reads a
+//! message it does not know. The master's Hello offers a version; the
+//! backup reads it before it answers, with the session's version (a
+//! backup of an earlier release speaks one version, answers with it and
+//! closes if the offer differs: the master then offers that one). Each
+//! end's range is authenticated by a mark at the end of its nonce (see
+//! [`version`](self::version)), so a downgrade by a third party is
+//! refused; a peer of an earlier release has no mark, and its version is
+//! not authenticated (the proof format of versions 1 and 2 cannot change).
 //!
 //! # Authentication
 //! Both ends know a shared key. Each sends a Hello with a fresh nonce, then
@@ -49,16 +57,19 @@ mod frame;
 mod record;
 #[cfg(test)]
 mod tests;
+pub mod version;
 
 use hmac::Hmac;
 use sha2::Sha256;
 
 pub(crate) use self::auth::{hello_proof, new_nonce, verify_hello_proof};
-pub use self::auth::{session, Opener, Role, Sealer, Transcript};
+pub use self::auth::{session, session_at, Opener, Role, Sealer, Transcript};
 pub(crate) use self::frame::frame_len;
 pub use self::frame::{encode_frame, split_frame};
 pub(in crate::sync) use self::record::{decode_addr, encode_addr, Reader};
 use self::record::{decode_record, encode_record};
+pub(crate) use self::version::{mark_nonce, nonce_versions};
+pub use self::version::{Versions, MIN_PROTOCOL_VERSION, NAT_BATCH_VERSION, PROTOCOL_VERSION};
 use super::{
     nat_record::{decode_nat_record, encode_nat_record, NAT_RECORD_LEN},
     FlowRecord, NatFlowRecord,
@@ -66,9 +77,6 @@ use super::{
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Version of this encoding, exchanged in Hello: a node refuses a peer
-/// that speaks another. 2: NatBatch.
-pub const PROTOCOL_VERSION: u16 = 2;
 /// Largest frame body: bounds what a peer can make us allocate.
 pub(crate) const MAX_FRAME_LEN: usize = 1 << 20;
 /// Bytes of the length prefix.
@@ -196,6 +204,15 @@ pub enum WireError {
     /// The 2^64 sequence numbers of a session are used up.
     #[error("session sequence numbers exhausted")]
     SequenceExhausted,
+    /// A message the session's protocol version does not have (a NatBatch
+    /// below [`NAT_BATCH_VERSION`]).
+    #[error("{what} message in a session at protocol version {version}, which does not have it")]
+    NotInVersion {
+        /// The message type.
+        what: &'static str,
+        /// The session's version.
+        version: u16,
+    },
 }
 
 /// Why a peer failed authentication. Each closes the connection.
@@ -215,6 +232,16 @@ pub enum AuthError {
     /// connection is between this node's own sender and listener.
     #[error("peer is this node itself (its Hello carries this process's nonce): a sync peer address is one of this node's own")]
     OwnNonce,
+    /// A Hello's version is not the one both ends' authenticated ranges
+    /// (the marks of their nonces) agree on: it was changed on the way,
+    /// a downgrade attempt.
+    #[error("a Hello says protocol version {hello}, but the authenticated version ranges agree on {agreed}: modified in transit (a downgrade attempt)")]
+    VersionMismatch {
+        /// The version the Hello said.
+        hello: u16,
+        /// The version both ranges share.
+        agreed: u16,
+    },
     /// A frame's tag does not match its content.
     #[error("frame {seq} has a bad tag: forged, modified, reflected or from another session")]
     BadTag {
@@ -237,7 +264,8 @@ pub enum Message {
     /// Opens a connection (both ends send one): who is speaking, and the
     /// nonce the peer must prove the key over.
     Hello {
-        /// [`PROTOCOL_VERSION`] of the sender.
+        /// The version the master offers; the backup's answer is the
+        /// session's (see [`version`](self::version)).
         version: u16,
         /// The sender's [`SyncConfig::node_id`](super::SyncConfig).
         node_id: String,

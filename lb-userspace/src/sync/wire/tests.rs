@@ -157,6 +157,40 @@ fn nat_batches_seal_and_open_and_say_what_is_wrong() {
 }
 
 #[test]
+fn a_version_1_session_has_no_nat_batches_and_seals_as_version_2() {
+    let (m, b) = ([5; NONCE_LEN], [6; NONCE_LEN]);
+    let t = transcript(&m, &b);
+    let (mut v2, _) = session(KEY, Role::Master, &t).unwrap();
+    let (mut v1, _) = session_at(KEY, Role::Master, &t, 1).unwrap();
+    let (_, mut opener) = session_at(KEY, Role::Backup, &t, 1).unwrap();
+    assert_eq!((v1.version(), v2.version()), (1, PROTOCOL_VERSION));
+    assert_eq!(
+        v1.nat_batch(false, true, &[nat_record(1)]),
+        Err(WireError::NotInVersion {
+            what: "NatBatch",
+            version: 1
+        })
+    );
+    // Flows and heartbeats are the same bytes at both versions: a
+    // version-1 peer reads them.
+    let flows = [v4(1)];
+    let frame = v1.batch(false, true, &flows).unwrap();
+    assert_eq!(frame, v2.batch(false, true, &flows).unwrap());
+    let (body, _) = split_frame(&frame).unwrap();
+    assert!(matches!(
+        opener.open(body),
+        Ok(Message::Batch { seq: 1, .. })
+    ));
+    // A NatBatch that comes anyway is refused, as a version-1 node did.
+    let nat = v2.nat_batch(false, true, &[nat_record(1)]).unwrap();
+    let (body, _) = split_frame(&nat).unwrap();
+    assert!(matches!(
+        opener.open(body),
+        Err(SyncError::Wire(WireError::NotInVersion { version: 1, .. }))
+    ));
+}
+
+#[test]
 fn record_round_trip_v4_and_v6() {
     let mixed = FlowRecord {
         backend: "2001:db8::2".parse().unwrap(),
