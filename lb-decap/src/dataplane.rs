@@ -19,6 +19,11 @@
 //! first, then swapped into that link atomically (`BPF_LINK_UPDATE`), so
 //! a failed load leaves the old program unwrapping. Any new link or swap
 //! puts the new program into every link, so all read one set of maps.
+//! Another build's program is swapped only by the start of `run` or by
+//! a one-shot apply no running lb-decap holds the interfaces against
+//! ([`Takeover`]): a re-apply of `run`, or a one-shot apply beside a
+//! live `run`, leaves it and updates the maps (an old binary still
+//! running after `dpkg -i` put its program back over the new one).
 //! One lb-decap at a time does this per pin directory (`lock`).
 
 use anyhow::{anyhow, bail, Context as _};
@@ -244,6 +249,9 @@ fn apply_locked(
 ) -> anyhow::Result<(Applied, Claim)> {
     let claim = crate::owner::claim(pins, &settings.interfaces, owner)?;
     let auto = settings.attach == Attach::Xdp && settings.xdp_mode == XdpMode::Auto;
+    // One object for every new link and swap of this apply: one program
+    // (per hook) and one set of maps behind all the links.
+    let mut ready: Option<Ready> = None;
     let mut plans = Vec::new();
     for interface in &settings.interfaces {
         let ifindex =
@@ -273,9 +281,14 @@ fn apply_locked(
         };
         plans.push((interface.clone(), ifindex, plan));
     }
-    // One object for every new link and swap of this apply: one program
-    // (per hook) and one set of maps behind all the links.
-    let mut ready: Option<Ready> = None;
+    let hold = hold_foreign(
+        settings,
+        pins,
+        &takeover(pins, &settings.interfaces, owner)?,
+        &mut plans,
+        &mut ready,
+        object,
+    )?;
     let mut serving = Vec::new();
     for (interface, ifindex, plan) in plans {
         let (attach, fresh) = match plan {
@@ -305,8 +318,9 @@ fn apply_locked(
             fresh,
         });
     }
-    let replace = serving.iter().any(|s| s.new)
-        || needs_new_program(settings, pins, &serving, &mut ready, object)?;
+    let replace = !hold
+        && (serving.iter().any(|s| s.new)
+            || needs_new_program(settings, pins, &serving, &mut ready, object)?);
     if replace {
         let ready = loaded(&mut ready, settings, object)?;
         for s in serving.iter().filter(|s| !s.new) {
@@ -362,6 +376,138 @@ fn apply_locked(
     Ok((applied, claim))
 }
 
+/// Whether this apply may swap this build's program into a live link
+/// that runs another build's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Takeover {
+    /// The start of `lb-decap run`, or a one-shot apply no running
+    /// lb-decap holds the interfaces against.
+    Allowed,
+    /// A one-shot apply while a running lb-decap holds these interfaces:
+    /// its next re-apply would see this build's program as another's, so
+    /// the swap is left to its restart (an upgrade: `dpkg -i`, then
+    /// `systemctl restart lb-decap`).
+    Running(Vec<String>),
+    /// A re-apply of `run` (SIGHUP, a changed interface): the program
+    /// attached is not the one it loaded (a newer build's, say), and an
+    /// older binary still running must not put its own back.
+    Reapply,
+}
+
+/// Which [`Takeover`] an apply with `owner` (`run`) or without (one-shot)
+/// of `interfaces` has.
+fn takeover(
+    pins: &PinDir,
+    interfaces: &[String],
+    owner: Option<&Ownership>,
+) -> anyhow::Result<Takeover> {
+    match owner {
+        Some(owner) if owner.started() => Ok(Takeover::Reapply),
+        Some(_) => Ok(Takeover::Allowed),
+        None => {
+            let mut held = Vec::new();
+            for interface in interfaces {
+                if crate::owner::held_elsewhere(pins, interface)? {
+                    held.push(interface.clone());
+                }
+            }
+            Ok(if held.is_empty() {
+                Takeover::Allowed
+            } else {
+                Takeover::Running(held)
+            })
+        }
+    }
+}
+
+/// What to do instead of a swap that `takeover` forbids, in words.
+fn restart_advice(takeover: &Takeover) -> String {
+    match takeover {
+        Takeover::Running(held) => format!(
+            "a running lb-decap serves {}, so this one-shot apply swaps no program (that lb-decap's next reload would swap its own back): restart lb-decap (systemctl restart lb-decap) to swap this build's in (no gap)",
+            held.join(", ")
+        ),
+        _ => "this running lb-decap did not load it and swaps only at its start: restart lb-decap (systemctl restart lb-decap) for the installed build's program to take over (no gap)".to_owned(),
+    }
+}
+
+/// When `takeover` forbids swapping and a kept live link runs another
+/// build's program: whether to hold it (only the maps updated; a retry
+/// of native XDP given up, as it would put this build's program in
+/// every link), or an error when the maps cannot be updated safely
+/// (missing, or not read by that program) or a new link is needed (it
+/// would carry this build's program into every link). False otherwise.
+fn hold_foreign(
+    settings: &Settings,
+    pins: &PinDir,
+    takeover: &Takeover,
+    plans: &mut [(String, u32, Plan)],
+    ready: &mut Option<Ready>,
+    object: &[u8],
+) -> anyhow::Result<bool> {
+    if *takeover == Takeover::Allowed {
+        return Ok(false);
+    }
+    let mut foreign = Vec::new();
+    for (interface, _, plan) in plans.iter() {
+        let attach = match plan {
+            Plan::Keep(attach) => *attach,
+            Plan::RetryNative => Attach::Tc,
+            Plan::New(_) => continue,
+        };
+        let path = pins.link_path(attach, interface);
+        let attached = program_tag(link_program(&path)?)?;
+        // Unloadable, it cannot be swapped in either: the apply goes on
+        // as before (and fails where it needs the program).
+        let build = match loaded(ready, settings, object).and_then(|r| r.tag(attach)) {
+            Ok(build) => build,
+            Err(error) => {
+                debug!(
+                    error = format!("{error:#}"),
+                    "this build's program did not load; not compared with the attached one"
+                );
+                return Ok(false);
+            }
+        };
+        if attached != build {
+            foreign.push((interface.clone(), attach, path, attached, build));
+        }
+    }
+    let Some((interface, attach, _, attached, build)) = foreign.first() else {
+        return Ok(false);
+    };
+    let whose = format!(
+        "the {} program on {interface} is another lb-decap build's (tag {}, this lb-decap's {})",
+        attach.name(),
+        format_tag(*attached),
+        format_tag(*build)
+    );
+    let advice = restart_advice(takeover);
+    if let Some((new, _, _)) = plans.iter().find(|(_, _, p)| matches!(p, Plan::New(_))) {
+        bail!("{whose} and {new} needs a new link, which would put this build's program into every link; {advice}");
+    }
+    let missing = pins.missing_maps();
+    if !missing.is_empty() {
+        bail!(
+            "{whose} and the pin directory lacks maps this build uses ({}); {advice}",
+            missing.join(", ")
+        );
+    }
+    for (interface, _, path, _, _) in &foreign {
+        if unread_map(path, pins)?.is_some() {
+            bail!("{whose} and the program on {interface} does not read the pinned maps, so updating them would not reach it; {advice}");
+        }
+    }
+    for (interface, _, plan) in plans.iter_mut() {
+        if *plan == Plan::RetryNative {
+            info!(%interface, "native XDP not retried: it would swap this build's program into every link");
+            *plan = Plan::Keep(Attach::Tc);
+        }
+    }
+    warn!("{whose}: left in place and the maps updated; {advice}");
+    Ok(true)
+}
+
 /// Whether the live links (none new) need a new program: maps missing
 /// (an older lb-decap's program, e.g. before `sources`: it cannot enforce
 /// what the new maps say), a program not reading the pinned maps (left by
@@ -384,7 +530,9 @@ fn needs_new_program(
         return Ok(true);
     }
     for s in serving {
-        if !reads_pinned_maps(&pins.link_path(s.attach, &s.interface), pins)? {
+        let path = pins.link_path(s.attach, &s.interface);
+        if let Some((map, program_id)) = unread_map(&path, pins)? {
+            warn!(link = %path.display(), map, program_id, "the attached program does not read the pinned maps (left by two lb-decaps starting at once?); replacing it in place");
             return Ok(true);
         }
     }
@@ -501,18 +649,21 @@ fn live_link(path: &std::path::Path, ifindex: u32) -> anyhow::Result<bool> {
     Ok(live)
 }
 
-/// Whether the program of the live link at `link_path` uses the maps
-/// pinned in `pins`; if not (its maps were replaced under it, so
-/// configuration written to the pins never reaches it), `apply` puts a
-/// new program into the link.
-fn reads_pinned_maps(link_path: &std::path::Path, pins: &PinDir) -> anyhow::Result<bool> {
+/// A map pinned in `pins` that the program of the live link at
+/// `link_path` does not use, with the program's id; if there is one (its
+/// maps were replaced under it, so configuration written to the pins
+/// never reaches it), `apply` puts a new program into the link.
+fn unread_map(
+    link_path: &std::path::Path,
+    pins: &PinDir,
+) -> anyhow::Result<Option<(&'static str, u32)>> {
     let program_id = link_program(link_path)?;
     let used = program_info(program_id)?
         .map_ids()
         .with_context(|| format!("reading the maps of program {program_id}"))?;
     // A kernel that does not say (before 4.15) is trusted.
     let Some(used) = used else {
-        return Ok(true);
+        return Ok(None);
     };
     for name in crate::pins::PINNED_MAPS {
         let path = pins.map_path(name);
@@ -521,11 +672,10 @@ fn reads_pinned_maps(link_path: &std::path::Path, pins: &PinDir) -> anyhow::Resu
             .map(|i| i.id())
             .with_context(|| format!("reading the pinned map {}", path.display()))?;
         if !used.contains(&id) {
-            warn!(link = %link_path.display(), map = name, program_id, "the attached program does not read the pinned maps (left by two lb-decaps starting at once?); replacing it in place");
-            return Ok(false);
+            return Ok(Some((name, program_id)));
         }
     }
-    Ok(true)
+    Ok(None)
 }
 
 /// The kernel's information on loaded program `id`.
@@ -758,5 +908,43 @@ mod tests {
         }
         // With tc the config's validation refuses any mode but "auto".
         refuse_generic(Attach::Tc, Generic).expect("not the XDP refusal");
+    }
+
+    /// Who may swap another build's program for this one's: the start of
+    /// `run` and a one-shot apply nobody runs beside; not a one-shot apply
+    /// beside a running lb-decap (whose reload would swap its own back)
+    /// nor a re-apply of `run`.
+    #[test]
+    fn only_a_start_or_a_lone_apply_takes_over_another_builds_program() {
+        let root = std::env::temp_dir().join(format!("lb-decap-takeover-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let pins = PinDir::new(&root);
+        let eth0 = vec!["eth0".to_owned()];
+        let mut run = Ownership::new();
+        assert_eq!(
+            takeover(&pins, &eth0, Some(&run)).expect("start"),
+            Takeover::Allowed
+        );
+        assert_eq!(
+            takeover(&pins, &eth0, None).expect("alone"),
+            Takeover::Allowed
+        );
+        let claim = crate::owner::claim(&pins, &eth0, Some(&run)).expect("claim");
+        run.commit(&pins, claim, &eth0);
+        assert_eq!(
+            takeover(&pins, &eth0, Some(&run)).expect("re-apply"),
+            Takeover::Reapply
+        );
+        assert_eq!(
+            takeover(&pins, &eth0, None).expect("beside"),
+            Takeover::Running(eth0.clone())
+        );
+        assert!(restart_advice(&Takeover::Reapply).contains("systemctl restart lb-decap"));
+        drop(run);
+        assert_eq!(
+            takeover(&pins, &eth0, None).expect("stopped"),
+            Takeover::Allowed
+        );
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

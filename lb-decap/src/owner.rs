@@ -29,6 +29,9 @@ use crate::pins::PinDir;
 pub struct Ownership {
     /// Interface -> the locked `owners/<interface>` directory.
     held: BTreeMap<String, File>,
+    /// An apply succeeded: later ones are re-applies (reload, watch),
+    /// which never swap another build's program for this one's.
+    started: bool,
 }
 
 /// Locks taken by one apply, kept by [`Ownership::commit`] once it
@@ -42,6 +45,12 @@ impl Ownership {
     /// Holds nothing yet: `run` makes one and passes it to every apply.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Whether an apply with this ownership succeeded already (so the
+    /// next one is a re-apply, not the start).
+    pub fn started(&self) -> bool {
+        self.started
     }
 
     /// The interfaces held.
@@ -73,6 +82,7 @@ impl Ownership {
             info!(interface = %name, "no longer served by this lb-decap");
         }
         self.held.extend(claim.new);
+        self.started = true;
     }
 }
 

@@ -81,7 +81,7 @@ pub fn report(pins: &PinDir) -> anyhow::Result<String> {
         if attached {
             writeln!(
                 out,
-                "older program: the attached program is an older lb-decap's, without the maps {missing_list}; it keeps unwrapping as last configured, but cannot enforce what those maps would hold: restart lb-decap to replace it (`lb-decap apply` does too: the new program takes its place in the same link, no gap)"
+                "older program: the attached program is an older lb-decap's, without the maps {missing_list}; it keeps unwrapping as last configured, but cannot enforce what those maps would hold: restart lb-decap (systemctl restart lb-decap) to replace it: the new program takes its place in the same link, no gap (`lb-decap apply` does too, but only while no lb-decap runs)"
             )?;
         } else {
             writeln!(
@@ -182,7 +182,8 @@ fn partial(pins: &PinDir, missing: &[&str]) -> String {
 /// Whether the program attached at `attach` on `interface` is this
 /// build's, by the kernel's tag of each (`attached`, `build`): a
 /// `program:` line. Another build's (an upgrade not yet applied) is
-/// swapped for this build's by the next apply or start, without a gap.
+/// swapped for this build's by a restart of lb-decap, without a gap (a
+/// running one swaps only at its start, so `apply` beside it does not).
 fn program_line(
     attach: Attach,
     interface: &str,
@@ -196,7 +197,7 @@ fn program_line(
             dataplane::format_tag(attached)
         ),
         (Ok(attached), Ok(build)) => format!(
-            "program: {hook} on {interface} is another build's (tag {}, this lb-decap's {}): `lb-decap apply` or a restart of lb-decap swaps this build's in (no gap)\n",
+            "program: {hook} on {interface} is another build's (tag {}, this lb-decap's {}): restart lb-decap (systemctl restart lb-decap) to swap this build's in (no gap)\n",
             dataplane::format_tag(attached),
             dataplane::format_tag(build)
         ),
@@ -385,7 +386,7 @@ mod tests {
         for said in [
             "attached: tc on lo (program id ",
             "older program: the attached program is an older lb-decap's, without the maps DECAP_SOURCES_V4, DECAP_SOURCES_V6;",
-            "restart lb-decap to replace it",
+            "restart lb-decap (systemctl restart lb-decap) to replace it",
             "ipip: on\n",
             "address: 198.19.2.11\n",
             "vip: 198.18.0.100:80/tcp\n",
@@ -464,6 +465,12 @@ mod tests {
         let other = program_line(Attach::Tc, "eth1", Ok(0xab), Ok(0xcd));
         assert!(
             other.starts_with("program: tc on eth1 is another build's (tag 00000000000000ab, this lb-decap's 00000000000000cd)"),
+            "{other}"
+        );
+        // A running lb-decap swaps only at its start: `apply` beside it
+        // leaves the program, so a restart is what to do.
+        assert!(
+            other.ends_with(": restart lb-decap (systemctl restart lb-decap) to swap this build's in (no gap)\n"),
             "{other}"
         );
         let unknown = program_line(Attach::Tc, "eth1", Ok(1), Err("no BPF".into()));

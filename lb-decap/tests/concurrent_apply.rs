@@ -7,7 +7,9 @@
 //! XDP is unavailable (`lo`) attaches at tc ingress, never generic XDP.
 //! Several interfaces share one program and one set of maps; a second
 //! running lb-decap for another interface is refused while the first
-//! runs; another build's live program is swapped for this build's.
+//! runs; another build's live program is swapped for this build's, but
+//! not by a one-shot apply beside a running lb-decap nor by a running
+//! one's re-apply.
 //! Each test runs in a network namespace of its own (`lbk<pid>-<tag>`: its
 //! `lo`, and a veth pair inside it for native XDP), pins under a BPF
 //! filesystem outside /sys (mounted if needed), and removes both. Needs
@@ -809,6 +811,122 @@ fn another_builds_program_in_the_live_link_is_swapped_for_this_builds() {
             Applied::Updated
         );
         assert_eq!(dataplane::link_program(&link).ok(), Some(second));
+    });
+}
+
+/// An upgrade while the old build still runs (`dpkg -i`, then a one-shot
+/// `lb-decap apply` of the new binary): the apply beside the running
+/// `run` updates the maps but leaves its program in the link, so the
+/// swap waits for a restart. Before, the apply swapped the new program
+/// in and the old `run`'s next reload swapped its own back.
+#[test]
+fn a_one_shot_apply_beside_a_running_lb_decap_of_another_build_swaps_nothing() {
+    let lab = Lab::new("beside");
+    let root = lab.pins.clone();
+    lab.inside(move || {
+        let pins = PinDir::new(&root);
+        let link = pins.link_path(Attach::Tc, "lo");
+        let older = another_build();
+        let mut running = Ownership::new();
+        assert_eq!(
+            dataplane::apply_with(
+                &settings("\"198.18.0.100:80/tcp\""),
+                &pins,
+                &older,
+                Some(&mut running)
+            )
+            .expect("the running build's start"),
+            Applied::Attached
+        );
+        let first = dataplane::link_program(&link).expect("live link");
+        assert_eq!(
+            dataplane::apply(
+                &settings("\"198.18.0.100:80/tcp\", \"198.18.0.101:80/tcp\""),
+                &pins
+            )
+            .expect("this build, beside it"),
+            Applied::Updated
+        );
+        assert_eq!(dataplane::link_program(&link).ok(), Some(first));
+        assert_eq!(tcx_ids("lo"), [first]);
+        let status = lb_decap::status::report(&pins).expect("status");
+        assert!(
+            status.contains("198.18.0.101"),
+            "the maps updated: {status}"
+        );
+        assert!(
+            status
+                .contains("restart lb-decap (systemctl restart lb-decap) to swap this build's in"),
+            "{status}"
+        );
+        // The running one's reload: its own program, left alone.
+        assert_eq!(
+            dataplane::apply_with(
+                &settings("\"198.18.0.100:80/tcp\""),
+                &pins,
+                &older,
+                Some(&mut running)
+            )
+            .expect("reload"),
+            Applied::Updated
+        );
+        assert_eq!(dataplane::link_program(&link).ok(), Some(first));
+
+        // Restarted: the new build's start swaps its program in.
+        drop(running);
+        let mut restarted = Ownership::new();
+        assert_eq!(
+            dataplane::apply_owned(&settings("\"198.18.0.100:80/tcp\""), &pins, &mut restarted)
+                .expect("the new build's start"),
+            Applied::Attached
+        );
+        let second = dataplane::link_program(&link).expect("the same pinned link");
+        assert_eq!(
+            dataplane::program_tag(second).expect("tag"),
+            dataplane::build_tag(Attach::Tc).expect("this build's tag")
+        );
+        assert_eq!(tcx_ids("lo"), [second]);
+    });
+}
+
+/// A running lb-decap whose link got another build's program it did not
+/// load (here a one-shot apply of a newer build after a cleanup) leaves
+/// it there at its reloads and watch re-applies, updating the maps: it
+/// swaps only at its start. Before, an old binary still running put its
+/// own program back over the new one.
+#[test]
+fn a_running_lb_decap_does_not_swap_its_program_over_another_builds_on_reapply() {
+    let lab = Lab::new("reapply");
+    let root = lab.pins.clone();
+    lab.inside(move || {
+        let pins = PinDir::new(&root);
+        let link = pins.link_path(Attach::Tc, "lo");
+        let older = another_build();
+        let mut running = Ownership::new();
+        let vip = settings("\"198.18.0.100:80/tcp\"");
+        assert_eq!(
+            dataplane::apply_with(&vip, &pins, &older, Some(&mut running)).expect("start"),
+            Applied::Attached
+        );
+        dataplane::cleanup(&pins).expect("cleanup");
+        assert_eq!(
+            dataplane::apply(&vip, &pins).expect("the newer build, nobody holding"),
+            Applied::Attached
+        );
+        let newer = dataplane::link_program(&link).expect("live link");
+        let two = settings("\"198.18.0.100:80/tcp\", \"198.18.0.101:80/tcp\"");
+        assert_eq!(
+            dataplane::apply_with(&two, &pins, &older, Some(&mut running)).expect("reload"),
+            Applied::Updated
+        );
+        assert_eq!(dataplane::link_program(&link).ok(), Some(newer));
+        assert_eq!(tcx_ids("lo"), [newer]);
+        let status = lb_decap::status::report(&pins).expect("status");
+        assert!(
+            status.contains("198.18.0.101"),
+            "the maps updated: {status}"
+        );
+        assert_eq!(running.interfaces(), ["lo"], "still held");
     });
 }
 
