@@ -266,12 +266,18 @@ fn equalize(service: &mut Service, algo: &Sourced<()>) {
     ));
 }
 
-/// Under `lb_algo fo` (`ovf`), IPVS sent every connection to the
+/// Under `lb_algo fo` (`ovf`), IPVS sent every connection to the one
 /// available server of highest weight (until its connections passed its
-/// weight), the others waiting in turn: those servers keep their weight,
+/// weight), the others waiting in turn: that server keeps its weight,
 /// the others get 0 and a WARNING that the failover order is lost (a
 /// weighted split over all of them, as before, sent flows to servers
 /// IPVS kept idle).
+///
+/// Of servers tied at the top weight IPVS takes the first on its list
+/// (ip_vs_fo.c and ip_vs_ovf.c replace their pick only on a strictly
+/// higher weight), and the kernel puts each server it is given at the
+/// head of that list (list_add_rcu in __ip_vs_update_dest): keepalived
+/// gives them in file order, so the last tied real_server is the one.
 fn highest_only(service: &mut Service, algo: &Sourced<()>) {
     // keepalived's default weight is 1.
     let weight = |b: &Backend| b.weight.as_ref().map_or(1, |w| w.value);
@@ -284,13 +290,14 @@ fn highest_only(service: &mut Service, algo: &Sourced<()>) {
     else {
         return;
     };
-    let keep: Vec<usize> = service
+    let tied: Vec<usize> = service
         .backends
         .iter()
         .enumerate()
         .filter(|(_, b)| b.usable() && weight(b) == top)
         .map(|(i, _)| i)
         .collect();
+    let keep: Vec<usize> = tied.last().copied().into_iter().collect();
     let kept = keep_only(&mut service.backends, &keep, &algo.origin, &algo.what);
     let how = if algo.what.ends_with("ovf") {
         "until its active connections passed its weight, then overflowed to the next"
@@ -300,9 +307,14 @@ fn highest_only(service: &mut Service, algo: &Sourced<()>) {
     service.notes.push(Note::new(
         &algo.origin,
         format!(
-            "WARNING: {}: IPVS sent every connection to the available real_server of highest weight {how}; lbd has no failover order: {} (weight {top}) {} all new flows and the other real_servers are written with weight 0, so nothing takes over when {} down: give another a weight then (`lbctl backend weight`)",
+            "WARNING: {}: IPVS sent every connection to the available real_server of highest weight {how}; lbd has no failover order: {} (weight {top}{}) {} all new flows and the other real_servers are written with weight 0, so nothing takes over when {} down: give another a weight then (`lbctl backend weight`)",
             algo.what,
             kept.join(", "),
+            if tied.len() > 1 {
+                format!(", the last of {} tied, as IPVS picked the one given it last", tied.len())
+            } else {
+                String::new()
+            },
             if kept.len() == 1 { "takes" } else { "take" },
             if kept.len() == 1 { "it goes" } else { "they go" }
         ),

@@ -46,9 +46,9 @@ pub(super) fn server(
 ) -> Result<Option<Proxy>, ImportError> {
     let block_at = Origin::new(file, statement.line);
     let mut listens = Vec::new();
-    let mut target = None;
     let mut notes = Vec::new();
     let mut left = Vec::new();
+    let mut passes = Vec::new();
     // Its statements, those of the files its includes name spliced in
     // (a `listen 443` there was lost), its locations' marked.
     let items = block_items(file, statement, "server", level.files, true, &mut notes)?;
@@ -70,20 +70,9 @@ pub(super) fn server(
                 ),
             )),
             // The other protocols nginx proxies in: followed as proxy_pass,
-            // the protocol warned of.
+            // the protocol warned of; which one is, decided below.
             "proxy_pass" | "grpc_pass" | "uwsgi_pass" | "scgi_pass" | "fastcgi_pass" => {
-                if target.is_some() {
-                    notes.push(Note::new(
-                        &at,
-                        format!(
-                            "WARNING: {}: another location's {}; lbd sends a VIP's connections to one place, the first proxy_pass's: not carried over",
-                            child.text(),
-                            child.name()
-                        ),
-                    ));
-                    continue;
-                }
-                target = Some(proxy_pass(file, child, context, &mut notes)?);
+                passes.push((file, child));
             }
             "proxy_protocol" if child.args().first().is_some_and(|a| a == "on") => {
                 notes.push(Note::new(
@@ -100,6 +89,7 @@ pub(super) fn server(
             _ => left.push(format!("{} ({at})", child.text())),
         }
     }
+    let target = follow(&passes, context, &mut notes)?;
     if !left.is_empty() {
         let http = context == Context::Http;
         notes.push(Note::new(
@@ -127,12 +117,12 @@ pub(super) fn server(
         setup.notes.extend(notes);
         setup.notes.push(Note::new(
             &block_at,
-            "server block without proxy_pass (nginx serves it itself): not imported",
+            if passes.is_empty() {
+                "server block without proxy_pass (nginx serves it itself): not imported"
+            } else {
+                "server block whose passes lbd cannot follow (said above): not imported"
+            },
         ));
-        return Ok(None);
-    };
-    let Some(target) = target else {
-        setup.notes.extend(notes);
         return Ok(None);
     };
     if listens.is_empty() && context == Context::Http {
@@ -168,6 +158,66 @@ pub(super) fn server(
     }))
 }
 
+/// Where a server block's passes send its connections: the first
+/// `proxy_pass` / `grpc_pass` lbd can follow, or where the block has
+/// neither (a PHP site's `fastcgi_pass`), the first `fastcgi_pass`,
+/// `scgi_pass` or `uwsgi_pass` it can follow. nginx sent the clients'
+/// HTTP to the former and only some locations' requests to the latter,
+/// so a location's FastCGI server must not take the VIP from an HTTP
+/// upstream, whatever their order. One lbd cannot follow (a UNIX socket,
+/// a variable) leaves the choice to the next; the others are noted as
+/// not carried over. None when none can be followed (or there is none).
+fn follow(
+    passes: &[(&str, &Statement)],
+    context: Context,
+    notes: &mut Vec<Note>,
+) -> Result<Option<Target>, ImportError> {
+    let http_pass = |s: &Statement| matches!(s.name(), "proxy_pass" | "grpc_pass");
+    let has_http_pass = passes.iter().any(|(_, s)| http_pass(s));
+    // The kind of pass followed: the HTTP ones where the block has any.
+    let eligible = |s: &Statement| http_pass(s) == has_http_pass;
+    let mut followed = None;
+    for (i, &(file, statement)) in passes.iter().enumerate() {
+        if !eligible(statement) {
+            continue;
+        }
+        if let Some(target) = proxy_pass(file, statement, context, notes)? {
+            followed = Some((i, target));
+            break;
+        }
+    }
+    // The ones before it were tried and not followed, said by their own
+    // notes; the others are not carried over.
+    let (first_left, chosen) = match &followed {
+        Some((i, _)) => (i + 1, passes.get(*i)),
+        None => (passes.len(), None),
+    };
+    for (i, &(file, statement)) in passes.iter().enumerate() {
+        if i < first_left && eligible(statement) {
+            continue;
+        }
+        let instead = match chosen {
+            Some((chosen_file, chosen)) => format!(
+                "lbd sends a VIP's connections to one place, where `{}` ({}) sends them",
+                chosen.text(),
+                Origin::new(chosen_file, chosen.line)
+            ),
+            // A FastCGI server is no stand-in for an HTTP pass lbd cannot
+            // follow.
+            None => "nginx sent the clients' HTTP elsewhere".to_owned(),
+        };
+        notes.push(Note::new(
+            &Origin::new(file, statement.line),
+            format!(
+                "WARNING: {}: another location's {}; {instead}: not carried over",
+                statement.text(),
+                statement.name()
+            ),
+        ));
+    }
+    Ok(followed.map(|(_, target)| target))
+}
+
 /// What a `*_pass` other than proxy_pass made nginx speak to the
 /// backends, for the WARNING that says the backends get the clients'
 /// own connections instead.
@@ -189,7 +239,8 @@ fn protocol_warning(statement: &Statement) -> Option<String> {
 
 /// A `proxy_pass` (or `grpc_pass`, `uwsgi_pass`, `scgi_pass`,
 /// `fastcgi_pass`): an upstream's name, an address (a one-server
-/// service), or None for what lbd cannot follow (a variable), noted.
+/// service), or None for what lbd cannot follow (a variable, a UNIX
+/// socket), noted.
 fn proxy_pass(
     file: &str,
     statement: &Statement,
@@ -202,15 +253,7 @@ fn proxy_pass(
         .first()
         .map(String::as_str)
         .unwrap_or_default();
-    if let Some(warning) = protocol_warning(statement) {
-        notes.push(Note::new(&at, warning));
-    }
-    let tls_note = |notes: &mut Vec<Note>| {
-        notes.push(Note::new(
-            &at,
-            format!("{}: nginx speaks TLS to the backends; through lbd the client's own connection reaches them", statement.text()),
-        ));
-    };
+    let mut tls = false;
     // The scheme's port, where it has one (grpc_pass's are http's).
     let (scheme_port, rest) = if let Some(rest) = target
         .strip_prefix("http://")
@@ -221,12 +264,12 @@ fn proxy_pass(
         .strip_prefix("https://")
         .or_else(|| target.strip_prefix("grpcs://"))
     {
-        tls_note(notes);
+        tls = true;
         (Some(443), rest)
     } else if let Some(rest) = target.strip_prefix("uwsgi://") {
         (None, rest)
     } else if let Some(rest) = target.strip_prefix("suwsgi://") {
-        tls_note(notes);
+        tls = true;
         (None, rest)
     } else {
         (None, target)
@@ -235,16 +278,26 @@ fn proxy_pass(
     if host.contains('$') || host.is_empty() {
         notes.push(Note::new(
             &at,
-            format!("WARNING: {}: a destination chosen at run time (a variable); lbd needs fixed backends: this server block is not imported", statement.text()),
+            format!("WARNING: {}: a destination chosen at run time (a variable); lbd needs fixed backends: not followed", statement.text()),
         ));
         return Ok(None);
     }
     if host.starts_with("unix:") {
         notes.push(Note::new(
             &at,
-            format!("WARNING: {}: a UNIX socket; not imported", statement.text()),
+            format!("WARNING: {}: a UNIX socket; not followed", statement.text()),
         ));
         return Ok(None);
+    }
+    // Followed: what nginx did there that lbd does not.
+    if let Some(warning) = protocol_warning(statement) {
+        notes.push(Note::new(&at, warning));
+    }
+    if tls {
+        notes.push(Note::new(
+            &at,
+            format!("{}: nginx speaks TLS to the backends; through lbd the client's own connection reaches them", statement.text()),
+        ));
     }
     let bad_port = |port: &str| {
         ImportError::at(

@@ -735,19 +735,44 @@ fn lb_algo_fo_keeps_the_highest_weight_and_warns_the_order_is_lost() {
         weights(&imported.config.vips[0]),
         [
             (ip("198.18.0.11"), 0),
-            (ip("198.18.0.12"), 1000),
+            (ip("198.18.0.12"), 0),
             (ip("198.18.0.13"), 1000),
             (ip("198.18.0.14"), 0)
         ]
     );
-    assert!(has_note(&imported, "keepalived.conf:10: WARNING: lb_algo fo: IPVS sent every connection to the available real_server of highest weight and failed over to the next when it went down; lbd has no failover order: 198.18.0.12, 198.18.0.13 (weight 10) take all new flows"), "{:#?}", imported.notes);
+    // IPVS picks one server; of those tied at the top weight, the one at
+    // the head of its list: the last keepalived gave it.
+    assert!(has_note(&imported, "keepalived.conf:10: WARNING: lb_algo fo: IPVS sent every connection to the available real_server of highest weight and failed over to the next when it went down; lbd has no failover order: 198.18.0.13 (weight 10, the last of 2 tied, as IPVS picked the one given it last) takes all new flows"), "{:#?}", imported.notes);
     let ovf = text.replace("lb_algo fo", "lvs_sched ovf");
     let imported = ok(&[("keepalived.conf", &ovf)], &Options::default());
-    assert_eq!(weights(&imported.config.vips[0])[0], (ip("198.18.0.11"), 0));
+    assert_eq!(
+        weights(&imported.config.vips[0]),
+        [
+            (ip("198.18.0.11"), 0),
+            (ip("198.18.0.12"), 0),
+            (ip("198.18.0.13"), 1000),
+            (ip("198.18.0.14"), 0)
+        ]
+    );
     assert!(has_note(
         &imported,
         "until its active connections passed its weight, then overflowed to the next"
     ));
+    // Without a tie, the highest weight wherever it stands.
+    let untied = text.replacen("weight 10", "weight 20", 1);
+    let imported = ok(&[("keepalived.conf", &untied)], &Options::default());
+    assert_eq!(
+        weights(&imported.config.vips[0])[1],
+        (ip("198.18.0.12"), 2000)
+    );
+    assert!(
+        has_note(
+            &imported,
+            "lbd has no failover order: 198.18.0.12 (weight 20) takes all new flows"
+        ),
+        "{:#?}",
+        imported.notes
+    );
 }
 
 #[test]

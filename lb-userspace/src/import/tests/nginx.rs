@@ -724,3 +724,101 @@ fn a_wildcard_listen_leaves_an_address_another_server_block_listens_on() {
         imported.notes
     );
 }
+
+#[test]
+fn a_php_locations_fastcgi_pass_leaves_the_vip_to_the_proxy_pass() {
+    let upstream = "upstream app {\n    server 198.18.0.11:8080;\n}\n";
+    let options = Options {
+        vips: vec![vip("198.18.0.100:80/tcp")],
+        ..with_nat()
+    };
+    // A UNIX socket lbd cannot follow, before the proxy_pass: the server
+    // block is still the app's.
+    let text = format!("http {{\n  {upstream}  server {{\n    listen 80;\n    location ~ \\.php$ {{\n      fastcgi_pass unix:/run/php/fpm.sock;\n    }}\n    location / {{\n      proxy_pass http://app;\n    }}\n  }}\n}}\n");
+    let imported = ok(&[("n.conf", &text)], &options);
+    let vip = &imported.config.vips[0];
+    assert_eq!(
+        (vip.port, weights(vip)),
+        (80, vec![(ip("198.18.0.11"), 100)]),
+        "{:#?}",
+        imported.notes
+    );
+    assert!(has_note(&imported, "n.conf:8: WARNING: fastcgi_pass unix:/run/php/fpm.sock: another location's fastcgi_pass; lbd sends a VIP's connections to one place, where `proxy_pass http://app` (n.conf:11) sends them: not carried over"), "{:#?}", imported.notes);
+    assert!(
+        !imported.notes.iter().any(|n| n.contains("UNIX socket")),
+        "{:#?}",
+        imported.notes
+    );
+    // A FastCGI server lbd could follow: the clients' HTTP still goes
+    // to the app, and no FastCGI warning is given for the one left.
+    let text = text.replace("unix:/run/php/fpm.sock", "198.18.0.5:9000");
+    let imported = ok(&[("n.conf", &text)], &options);
+    assert_eq!(
+        weights(&imported.config.vips[0]),
+        [(ip("198.18.0.11"), 100)],
+        "{:#?}",
+        imported.notes
+    );
+    assert!(has_note(&imported, "n.conf:8: WARNING: fastcgi_pass 198.18.0.5:9000: another location's fastcgi_pass; lbd sends a VIP's connections to one place, where `proxy_pass http://app` (n.conf:11) sends them: not carried over"), "{:#?}", imported.notes);
+    assert!(
+        !has_note(&imported, "nginx spoke FastCGI"),
+        "{:#?}",
+        imported.notes
+    );
+    assert!(
+        !has_note(&imported, "the first proxy_pass's"),
+        "{:#?}",
+        imported.notes
+    );
+    // Alone, it is followed, with its warning.
+    let alone = "http {\n  server {\n    listen 80;\n    location ~ \\.php$ {\n      fastcgi_pass 198.18.0.5:9000;\n    }\n  }\n}\n";
+    let imported = ok(&[("n.conf", alone)], &options);
+    assert_eq!(weights(&imported.config.vips[0]), [(ip("198.18.0.5"), 100)]);
+    assert!(
+        has_note(
+            &imported,
+            "n.conf:5: WARNING: fastcgi_pass 198.18.0.5:9000: nginx spoke FastCGI"
+        ),
+        "{:#?}",
+        imported.notes
+    );
+}
+
+#[test]
+fn a_pass_lbd_cannot_follow_leaves_the_choice_to_the_next() {
+    let options = Options {
+        vips: vec![vip("198.18.0.100:80/tcp")],
+        ..with_nat()
+    };
+    // A variable first, a fixed address after: the address is followed.
+    let text = "http {\n  server {\n    listen 80;\n    location /a {\n      proxy_pass http://$backend;\n    }\n    location /b {\n      proxy_pass http://198.18.0.21:8080;\n    }\n    location /c {\n      grpc_pass grpc://198.18.0.22:50051;\n    }\n  }\n}\n";
+    let imported = ok(&[("n.conf", text)], &options);
+    assert_eq!(
+        weights(&imported.config.vips[0]),
+        [(ip("198.18.0.21"), 100)],
+        "{:#?}",
+        imported.notes
+    );
+    assert!(has_note(&imported, "n.conf:5: WARNING: proxy_pass http://$backend: a destination chosen at run time (a variable); lbd needs fixed backends: not followed"), "{:#?}", imported.notes);
+    assert!(has_note(&imported, "n.conf:11: WARNING: grpc_pass grpc://198.18.0.22:50051: another location's grpc_pass; lbd sends a VIP's connections to one place, where `proxy_pass http://198.18.0.21:8080` (n.conf:8) sends them: not carried over"), "{:#?}", imported.notes);
+    // Only passes lbd cannot follow: the server block is not imported,
+    // and a FastCGI server does not stand in for the HTTP pass.
+    let text = "http {\n  server {\n    listen 198.18.0.100:80;\n    location ~ \\.php$ {\n      fastcgi_pass 198.18.0.5:9000;\n    }\n    location / {\n      proxy_pass http://$backend;\n    }\n  }\n  server {\n    listen 198.18.0.101:80;\n    proxy_pass http://198.18.0.31:8080;\n  }\n}\n";
+    let imported = ok(&[("n.conf", text)], &with_nat());
+    let vips: Vec<_> = imported
+        .config
+        .vips
+        .iter()
+        .map(|v| (v.address, weights(v)))
+        .collect();
+    assert_eq!(vips, [(ip("198.18.0.101"), vec![(ip("198.18.0.31"), 100)])]);
+    assert!(has_note(&imported, "n.conf:5: WARNING: fastcgi_pass 198.18.0.5:9000: another location's fastcgi_pass; nginx sent the clients' HTTP elsewhere: not carried over"), "{:#?}", imported.notes);
+    assert!(
+        has_note(
+            &imported,
+            "n.conf:2: server block whose passes lbd cannot follow (said above): not imported"
+        ),
+        "{:#?}",
+        imported.notes
+    );
+}
