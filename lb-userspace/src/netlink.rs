@@ -17,7 +17,10 @@ use netlink_packet_route::{
 use rtnetlink::Handle;
 use tracing::debug;
 
+mod egress;
 mod gateways;
+
+pub(crate) use egress::Egress;
 
 /// Errors talking to routing netlink.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +43,9 @@ pub(crate) enum NetlinkError {
     /// The interface has no Ethernet address.
     #[error("interface {0} has no 6-byte hardware address")]
     NoMac(String),
+    /// A request could not be built from what was given.
+    #[error("invalid request: {0}")]
+    Invalid(String),
 }
 
 /// The interface lbd attaches to.

@@ -17,6 +17,7 @@ use tokio::{runtime::Handle, sync::mpsc, task::JoinHandle};
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use super::{
+    link::{kernel_egress, EgressLookup},
     machine::{CheckSettings, Health, HealthMachine, Transition},
     probe::{probe, unattached_result, FailureReason, Outcome, ProbeResult, ProbeTarget},
 };
@@ -117,9 +118,13 @@ type Shared<K> = Arc<Mutex<HashMap<K, Entry>>>;
 /// failures).
 type Unattached = Arc<Mutex<HashMap<std::net::IpAddr, String>>>;
 
-/// Whether the interface checks leave by can carry them, as the engine
-/// last saw it: while it is down, a failed check is this node's failure,
-/// not the backend's (see [`FailureReason::InterfaceDown`]).
+/// Whether lbd's own interface can carry traffic, as the engine last saw
+/// it. A failed check is this node's failure, not the backend's (see
+/// [`FailureReason::InterfaceDown`]), while the interface its route leaves
+/// by is down: asked of the kernel at each failure, since checks to
+/// backends behind another interface leave by that one. This one counts
+/// when the kernel has no route (those of an interface taken down go with
+/// it) and while the link came back during the probe.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) enum Link {
     /// Not said yet (before the engine's first look): failures count.
@@ -171,6 +176,7 @@ pub(crate) struct HealthChecker<K> {
     shared: Shared<K>,
     unattached: Unattached,
     link: SharedLink,
+    egress: EgressLookup,
     /// Seeds each task's [`Jitter`] (with its key and generation):
     /// random per process, fixed in tests.
     jitter_seed: u64,
@@ -203,9 +209,18 @@ where
             shared: Arc::new(Mutex::new(HashMap::new())),
             unattached: Arc::new(Mutex::new(HashMap::new())),
             link: Arc::new(Mutex::new(Link::Unknown)),
+            egress: kernel_egress(),
             jitter_seed: RandomState::new().build_hasher().finish(),
             next_generation: 0,
         }
+    }
+
+    /// The same checker with failed checks' routes looked up by `egress`
+    /// instead of the kernel, so a test can say where they leave.
+    #[cfg(test)]
+    pub(crate) fn with_egress(mut self, egress: EgressLookup) -> Self {
+        self.egress = egress;
+        self
     }
 
     /// The same checker with its tasks' jitter seeded from `seed`, so a
@@ -289,6 +304,7 @@ where
             shared: self.shared.clone(),
             unattached: self.unattached.clone(),
             link: self.link.clone(),
+            egress: self.egress.clone(),
             jitter,
             events: self.events.clone(),
             observer: self.observer.clone(),
@@ -411,6 +427,7 @@ struct Check<K> {
     shared: Shared<K>,
     unattached: Unattached,
     link: SharedLink,
+    egress: EgressLookup,
     jitter: Jitter,
     events: mpsc::Sender<HealthEvent<K>>,
 }
@@ -435,16 +452,18 @@ where
                 .unwrap_or_else(PoisonError::into_inner)
                 .get(&self.target.address.ip())
                 .cloned();
-            let down_before = self.interface_down(false);
+            let down_before = self.own_interface_down(false);
             let result = match unattached_result(&self.target, unattached.as_deref()) {
                 Some(failed) => failed,
                 None => probe(&self.target, self.settings.timeout).await,
             };
-            // Down when the probe began or when it failed: a link that went
-            // down meanwhile is why it failed (a timeout, or at once an
-            // unreachable network).
             let failed = matches!(&result.outcome, Outcome::Failure(r) if !r.is_local());
-            let result = discounted(result, down_before.or_else(|| self.interface_down(failed)));
+            let blamed = if failed {
+                self.interface_to_blame(down_before).await
+            } else {
+                None
+            };
+            let result = discounted(result, blamed);
             let now = Instant::now();
             let transition = machine.record(&result, now);
             let error = match &result.outcome {
@@ -519,10 +538,33 @@ where
         }
     }
 
-    /// The interface checks leave by, while it is down: as the engine
-    /// last saw it, or, when `ask` (a check just failed) and the engine saw
-    /// it up, as the kernel says now (the engine looks once a second).
-    fn interface_down(&self, ask: bool) -> Option<String> {
+    /// The interface a failure just seen is this node's for, if any: the
+    /// one the check's route leaves by (toward the backend itself, with
+    /// the mark, for a check through its tunnel), asked of the kernel now,
+    /// and lbd's own as [`blame`] says. `own_down_before`: lbd's own
+    /// interface, when the engine saw it down as the probe began.
+    async fn interface_to_blame(&self, own_down_before: Option<String>) -> Option<String> {
+        let (destination, mark) = match &self.target.through {
+            Some(path) => (path.backend, path.mark),
+            None => (self.target.address.ip(), 0),
+        };
+        let egress = (self.egress)(destination, mark).await;
+        if let Err(error) = &egress {
+            warn!(
+                error = format!("{error:#}"),
+                "cannot tell which interface a failed health check left by: it counts against the backend"
+            );
+        }
+        blame(
+            &egress,
+            own_down_before.or_else(|| self.own_interface_down(true)),
+        )
+    }
+
+    /// lbd's own interface, while it is down: as the engine last saw it,
+    /// or, when `ask` (a check just failed) and the engine saw it up, as
+    /// the kernel says now (the engine looks once a second).
+    fn own_interface_down(&self, ask: bool) -> Option<String> {
         let link = self
             .link
             .lock()
@@ -535,6 +577,30 @@ where
                 (ask && super::link::running(&interface) == Some(false)).then_some(interface)
             }
         }
+    }
+}
+
+/// The interface a failed check is discounted for, from `egress`, the
+/// kernel's answer now (the interface the check's route leaves by, None:
+/// no route), and `own_down`, lbd's own interface while it is down (now,
+/// or when the probe began):
+/// - the route leaves by an interface that is down: that one;
+/// - it leaves by lbd's own interface, up again: lbd's, if it was down
+///   when the probe began (the link came back while the check waited);
+/// - the kernel has no route: lbd's, while it is down (taken down, its
+///   routes went with it), else none: the backend is unreachable;
+/// - the kernel could not be asked: none, the failure counts.
+///
+/// Another interface being up, lbd's own state says nothing of the check.
+fn blame(
+    egress: &anyhow::Result<Option<crate::netlink::Egress>>,
+    own_down: Option<String>,
+) -> Option<String> {
+    match egress {
+        Ok(Some(egress)) if !egress.up => Some(egress.name.clone()),
+        Ok(Some(egress)) => own_down.filter(|own| *own == egress.name),
+        Ok(None) => own_down,
+        Err(_) => None,
     }
 }
 
@@ -1134,6 +1200,118 @@ mod tests {
         assert!(fast.iter().any(|w| *w != Duration::from_millis(20)));
     }
 
+    /// The interface a failed check's route leaves by, as a test says
+    /// (None: no route), with the addresses and marks asked about.
+    #[derive(Default)]
+    struct Routes {
+        egress: Mutex<Option<crate::netlink::Egress>>,
+        asked: Mutex<Vec<(std::net::IpAddr, u32)>>,
+    }
+
+    impl Routes {
+        fn leave_by(&self, name: &str, up: bool) {
+            *self.egress.lock().unwrap() = Some(crate::netlink::Egress {
+                name: name.into(),
+                up,
+            });
+        }
+
+        fn lookup(self: &Arc<Self>) -> EgressLookup {
+            let routes = self.clone();
+            Arc::new(move |destination, mark| {
+                routes.asked.lock().unwrap().push((destination, mark));
+                let egress = routes.egress.lock().unwrap().clone();
+                Box::pin(async move { Ok(egress) })
+            })
+        }
+    }
+
+    /// Waits for `n` checks of `key`.
+    async fn checks(checker: &HealthChecker<&'static str>, key: &'static str, n: u64) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while checker.status(&key).map_or(0, |s| s.checks) < n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("checks within 5 s");
+    }
+
+    /// lbd's own interface (eth0) is down, but the backend's route leaves
+    /// by eth1, which is up: its failures are its own and take it down.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failures_over_another_interface_count_while_lbds_own_is_down() {
+        let server = serve(Behavior::Status).await;
+        server.set_healthy(false);
+        let routes = Arc::new(Routes::default());
+        routes.leave_by("eth1", true);
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut checker = HealthChecker::new(tx)
+            .with_jitter_seed(1)
+            .with_egress(routes.lookup());
+        checker.set_link(Link::Down {
+            interface: "eth0".into(),
+        });
+        checker.set("b1", target(&server), settings(), Health::Up);
+        let e = next(&mut rx).await;
+        assert_eq!(
+            (e.transition.from, e.transition.to),
+            (Health::Up, Health::Down)
+        );
+        assert_eq!(
+            e.transition.reason,
+            "2 consecutive failures, last: HTTP status 503, expected 200"
+        );
+        assert_eq!(routes.asked.lock().unwrap()[0], (server.addr.ip(), 0));
+    }
+
+    /// lbd's own interface is up, but the backend's route leaves by eth1,
+    /// which is down: the failures are this node's and move no streak.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failures_over_another_interface_that_is_down_move_no_streak() {
+        let server = serve(Behavior::Status).await;
+        server.set_healthy(false);
+        let routes = Arc::new(Routes::default());
+        routes.leave_by("eth1", false);
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut checker = HealthChecker::new(tx)
+            .with_jitter_seed(1)
+            .with_egress(routes.lookup());
+        checker.set_link(Link::Up {
+            interface: "lo".into(),
+        });
+        checker.set("b1", target(&server), settings(), Health::Up);
+        checks(&checker, "b1", 6).await;
+        assert!(rx.try_recv().is_err(), "a health change while eth1 is down");
+        let status = checker.status(&"b1").unwrap();
+        assert_eq!(status.health, Health::Up);
+        assert_eq!(
+            status.last_result.unwrap().outcome.to_string(),
+            "not counted, interface eth1 is down: HTTP status 503, expected 200"
+        );
+    }
+
+    #[test]
+    fn the_interface_blamed_is_the_one_the_route_leaves_by() {
+        let by = |name: &str, up: bool| -> anyhow::Result<Option<crate::netlink::Egress>> {
+            Ok(Some(crate::netlink::Egress {
+                name: name.into(),
+                up,
+            }))
+        };
+        let eth0 = || Some("eth0".to_owned());
+        assert_eq!(blame(&by("eth1", false), None), Some("eth1".into()));
+        assert_eq!(blame(&by("eth1", true), eth0()), None);
+        assert_eq!(blame(&by("eth1", true), None), None);
+        // lbd's link came back while the check waited.
+        assert_eq!(blame(&by("eth0", true), eth0()), eth0());
+        // Its routes went with lbd's link, taken down.
+        assert_eq!(blame(&Ok(None), eth0()), eth0());
+        assert_eq!(blame(&Ok(None), None), None);
+        // The kernel could not be asked: the failure counts.
+        assert_eq!(blame(&Err(anyhow::anyhow!("no socket")), eth0()), None);
+    }
+
     /// While the interface checks leave by is down, failed checks count
     /// against no backend: a healthy-looking backend that fails them all
     /// stays up; once the link is back, its failures count again.
@@ -1141,8 +1319,12 @@ mod tests {
     async fn failures_while_the_interface_is_down_move_no_streak() {
         let server = serve(Behavior::Status).await;
         server.set_healthy(false);
+        let routes = Arc::new(Routes::default());
+        routes.leave_by("eth0", false);
         let (tx, mut rx) = mpsc::channel(16);
-        let mut checker = HealthChecker::new(tx).with_jitter_seed(1);
+        let mut checker = HealthChecker::new(tx)
+            .with_jitter_seed(1)
+            .with_egress(routes.lookup());
         checker.set_link(Link::Down {
             interface: "eth0".into(),
         });
@@ -1169,8 +1351,9 @@ mod tests {
             "not counted, interface eth0 is down: HTTP status 503, expected 200"
         );
 
+        routes.leave_by("eth0", true);
         checker.set_link(Link::Up {
-            interface: "lo".into(),
+            interface: "eth0".into(),
         });
         let e = next(&mut rx).await;
         assert_eq!(

@@ -2,9 +2,44 @@
 //! moment a check fails: lbd's own look at its interface comes once a
 //! second, and a link taken down fails checks at once (its routes go, a
 //! connect meets ENETUNREACH), so fast checks would count a second of
-//! failures against every backend before that look.
+//! failures against every backend before that look. And the interface a
+//! failed check left by, from the kernel's route to its target: checks to
+//! backends behind another interface than lbd's own leave by that one.
 
-use std::os::fd::AsRawFd;
+use std::{future::Future, net::IpAddr, os::fd::AsRawFd, pin::Pin, sync::Arc};
+
+use anyhow::Context as _;
+
+use crate::netlink::{Egress, Netlink};
+
+/// What [`EgressLookup`] gives: the interface the route leaves by (None:
+/// the kernel has no route), or why it could not be asked.
+pub(crate) type EgressFuture = Pin<Box<dyn Future<Output = anyhow::Result<Option<Egress>>> + Send>>;
+
+/// Finds the interface a check to an address, with a mark (0: none),
+/// leaves by. The kernel's routing in lbd ([`kernel_egress`]); tests
+/// inject their own, so the decision is tested without links to flap.
+pub(crate) type EgressLookup = Arc<dyn Fn(IpAddr, u32) -> EgressFuture + Send + Sync>;
+
+/// The kernel's answer, over one routing netlink connection opened at the
+/// first failed check (on the checks' runtime; a checker that never sees
+/// a failure opens none) and shared by every check after it.
+pub(crate) fn kernel_egress() -> EgressLookup {
+    let netlink: Arc<tokio::sync::OnceCell<Netlink>> = Arc::default();
+    Arc::new(move |destination, mark| {
+        let netlink = netlink.clone();
+        Box::pin(async move {
+            let netlink = netlink
+                .get_or_try_init(|| async { Netlink::connect() })
+                .await
+                .context("opening the netlink socket for route lookups")?;
+            netlink
+                .egress(destination, mark)
+                .await
+                .with_context(|| format!("finding the interface checks to {destination} leave by"))
+        })
+    })
+}
 
 /// Whether interface `name` is up and running (`IFF_UP` and
 /// `IFF_RUNNING`: administratively up, with its carrier) in lbd's network

@@ -248,10 +248,12 @@ impl Engine {
     }
 
     /// Records whether the interface is up (at each look), for VRRP's
-    /// tracking and for the health checks, which leave by it: while it is
-    /// down, their failures are this node's and count against no backend
-    /// (a flap of the balancer's own link would otherwise take every
-    /// backend down).
+    /// tracking and for the health checks: while it is down, the failures
+    /// of checks whose route leaves by it (or whose route went with it) are
+    /// this node's and count against no backend (a flap of the balancer's
+    /// own link would otherwise take every backend down). Checks to
+    /// backends behind another interface go by that one's state, asked of
+    /// the kernel at each failure.
     fn set_interface_up(&mut self, up: bool) {
         if up != self.interface_up {
             if up {

@@ -1,0 +1,130 @@
+//! The interface a packet to an address leaves by: the output interface
+//! of the kernel's route to it (RTM_GETROUTE), asked when a health check
+//! fails, so the failure is discounted only while the interface that check
+//! actually left by is down, not whenever lbd's own interface is (backends
+//! may sit behind another interface than the one clients arrive on).
+
+use std::net::IpAddr;
+
+use futures_util::TryStreamExt as _;
+use netlink_packet_route::route::{RouteAttribute, RouteMessage, RouteType};
+use rtnetlink::RouteMessageBuilder;
+
+use super::{carries_traffic, Netlink, NetlinkError};
+
+/// The interface a route leaves by, as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Egress {
+    /// Its name.
+    pub name: String,
+    /// Whether it carries traffic (admin up, with its carrier).
+    pub up: bool,
+}
+
+impl Netlink {
+    /// The interface a packet to `destination` with mark `mark` (0: none;
+    /// policy routing may select by it) leaves by; None when the kernel
+    /// has no usable route (unreachable, prohibited, a blackhole, or the
+    /// routes of an interface taken down went with it).
+    pub(crate) async fn egress(
+        &self,
+        destination: IpAddr,
+        mark: u32,
+    ) -> Result<Option<Egress>, NetlinkError> {
+        let prefix = if destination.is_ipv4() { 32 } else { 128 };
+        let mut builder = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(destination, prefix)
+            .map_err(|e| NetlinkError::Invalid(format!("route lookup of {destination}: {e}")))?;
+        if mark != 0 {
+            builder = builder.mark(mark);
+        }
+        let mut routes = self.handle.route().get(builder.build()).execute();
+        let route = match routes.try_next().await {
+            Ok(route) => route,
+            Err(rtnetlink::Error::NetlinkError(e)) if no_route(e.raw_code()) => return Ok(None),
+            Err(source) => {
+                return Err(NetlinkError::Request {
+                    what: format!("looking up the route to {destination} (mark {mark:#x})"),
+                    source,
+                })
+            }
+        };
+        let Some(index) = route.as_ref().and_then(output_interface) else {
+            return Ok(None);
+        };
+        let Some(link) = self.link(index).await? else {
+            return Ok(None);
+        };
+        let name = link
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                netlink_packet_route::link::LinkAttribute::IfName(name) => Some(name.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| format!("#{index}"));
+        Ok(Some(Egress {
+            name,
+            up: carries_traffic(&link),
+        }))
+    }
+}
+
+/// Whether a route lookup's error says there is no usable route (rather
+/// than that the lookup itself failed).
+fn no_route(raw_code: i32) -> bool {
+    [libc::ENETUNREACH, libc::EHOSTUNREACH, libc::EACCES]
+        .iter()
+        .any(|code| raw_code == -code)
+}
+
+/// The output interface of a resolved route; None for a route that sends
+/// nowhere (unreachable, prohibit, blackhole) or names none.
+fn output_interface(route: &RouteMessage) -> Option<u32> {
+    if matches!(
+        route.header.kind,
+        RouteType::Unreachable | RouteType::Prohibit | RouteType::BlackHole
+    ) {
+        return None;
+    }
+    route.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(index) => Some(*index),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_that_sends_nowhere_has_no_output_interface() {
+        let mut route = RouteMessage::default();
+        route.header.kind = RouteType::Unicast;
+        route.attributes = vec![RouteAttribute::Oif(3)];
+        assert_eq!(output_interface(&route), Some(3));
+        route.header.kind = RouteType::Unreachable;
+        assert_eq!(output_interface(&route), None);
+        route.header.kind = RouteType::Unicast;
+        route.attributes.clear();
+        assert_eq!(output_interface(&route), None);
+        assert!(no_route(-libc::ENETUNREACH));
+        assert!(!no_route(-libc::ENOBUFS));
+    }
+
+    #[tokio::test]
+    async fn the_route_to_a_local_address_leaves_by_loopback() {
+        let netlink = Netlink::connect().unwrap();
+        let egress = netlink
+            .egress("127.0.0.1".parse().unwrap(), 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            egress,
+            Some(Egress {
+                name: "lo".into(),
+                up: true
+            })
+        );
+    }
+}
