@@ -209,21 +209,38 @@ fn pins(lab: &Lab) -> Vec<std::ffi::OsString> {
         .unwrap_or_default()
 }
 
+/// A second IPv4 VIP address, served by b2 only.
+const VIP4_B: &str = "198.18.0.101";
+
 /// bird.conf breaks after BIRD started: BIRD runs on with the config it
-/// read, and refuses every reconfigure, so no withdrawal can be read. lbd
-/// disables its protocol of the family withdrawn instead (no parse
-/// needed): a drain withdraws and is done, `lbctl node status` says BIRD
+/// read, and refuses every reconfigure, so no withdrawal can be read. One
+/// of two IPv4 VIPs losing its backend disables nothing (that would
+/// withdraw the other too, on every node sharing the broken bird.conf):
+/// the other stays announced and the failure is reported. lbd disables
+/// its protocol of a family left with nothing to announce instead (no
+/// parse needed): a drain withdraws and is done, `lbctl node status` says BIRD
 /// refuses its config, an undrain cannot announce, and once bird.conf is
 /// mended lbd's retry is taken and announces again. A stop for good
 /// withdraws the same way and the program goes; so does a cleanup after a
 /// restart that kept the routes.
 #[test]
 fn a_broken_bird_conf_withdraws_by_disabling_lbds_protocol() {
-    let mut lab = Lab::start(1).expect("lab");
+    let mut lab = Lab::start(2).expect("lab");
     lab.wait_for_backends().expect("backends");
     let lb = lab.lb.clone();
     let paths = Bird::paths(&lab, "bird-lb");
-    let config = lbd_config(&lab, &paths, &["b1"]);
+    let second = format!(
+        "\n[[vip]]\naddress = \"{VIP4_B}\"\nport = {}\n{CHECKS}\n  [[vip.backend]]\n  address = \"{}\"\n",
+        lab.backend_port(),
+        lab.backends[1].ipv4
+    );
+    let config =
+        lbd_config(&lab, &paths, &["b1"]).replacen("\n[bgp]", &format!("{second}\n[bgp]"), 1);
+    let holds_b = |bird: &Bird| {
+        routes(bird)
+            .expect("birdc show route")
+            .contains(&format!("{VIP4_B}/32"))
+    };
     lab.start_lbd(&config).expect("lbd");
     wait_until("the routes file", FOLLOW, || routes_file(&lab).exists());
     let bird_conf = bird_config(&lab);
@@ -234,13 +251,38 @@ fn a_broken_bird_conf_withdraws_by_disabling_lbds_protocol() {
         node(&lab).bgp.unwrap().in_sync
     });
 
+    assert!(holds_b(&bird), "both VIPs announced");
+
     std::fs::write(&bird.config, &broken).expect("break BIRD's config");
+    let failures = node(&lab).bgp.unwrap().failures;
+    lab.terminate("nginx-b2").expect("stop nginx b2");
+    wait_until("the second VIP's withdrawal refused", FOLLOW, || {
+        let bgp = node(&lab).bgp.unwrap();
+        bgp.withheld.len() == 1 && bgp.failures > failures && bgp.bird_config_error.is_some()
+    });
+    let bgp = node(&lab).bgp.unwrap();
+    assert!(announced(&bird), "the other VIP stays announced: {bgp:?}");
+    assert!(holds_b(&bird), "BIRD cannot read the withdrawal");
+    assert!(bgp.disabled.is_empty(), "{bgp:?}");
+    assert!(!bgp.in_sync, "{bgp:?}");
+    assert!(
+        bgp.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains(VIP4_B)),
+        "{bgp:?}"
+    );
+    lab.restart_nginx("b2").expect("nginx b2 again");
+    wait_until("both VIPs wanted again", FOLLOW, || {
+        node(&lab).bgp.unwrap().withheld.is_empty()
+    });
+
     let (code, _, stderr) = lbctl_outcome(
         &lab,
         &["node", "drain", "--wait", "--quiet", "1", "--timeout", "20"],
     );
     assert_eq!(code, 0, "the drain was not taken: {stderr}");
     assert!(!announced(&bird), "drained: withdrawn by disabling");
+    assert!(!holds_b(&bird), "drained: withdrawn by disabling");
     let bgp = node(&lab).bgp.unwrap();
     assert!(
         bgp.bird_config_error

@@ -14,8 +14,12 @@
 //! config does not include the file takes every reconfigure and
 //! announces none of it, and is not in sync either. A BIRD that refuses
 //! its own config (bird.conf broken) runs on with the one it read before:
-//! a withdrawal then disables lbd's protocol of the family it withdraws
-//! (no parse needed), which the next configure BIRD takes enables again.
+//! a withdrawal that leaves a family nothing to announce (a drain, a
+//! stop) then disables lbd's protocol of that family (no parse needed),
+//! which the next configure BIRD takes enables again. A withdrawal of
+//! some of a family's addresses is not done that way (it would take the
+//! family's other addresses off the network, on every node sharing the
+//! broken bird.conf): it fails and is retried, as any refusal.
 
 use std::{
     collections::BTreeSet,
@@ -69,16 +73,20 @@ pub(crate) struct Outcome {
 /// Why an exchange with BIRD failed.
 #[derive(Debug)]
 enum Failure {
-    /// BIRD refused its config (its message) on a configure; `fallback`
-    /// is how disabling the protocols of the families the set withdraws
-    /// went: the families disabled (none when it withdraws nothing), or
-    /// the error.
+    /// BIRD refused its config (its message) on a configure; `disabled`
+    /// the families whose protocol was disabled instead (those the set
+    /// leaves nothing to announce), `disabling` why the others of them
+    /// were not.
     Refused {
         error: String,
-        fallback: Result<BTreeSet<Family>, String>,
+        disabled: BTreeSet<Family>,
+        disabling: Option<String>,
     },
-    /// Anything else: no answer, not running, the routes file not
-    /// included, re-enabling a protocol failed.
+    /// BIRD took its config, then what followed failed: the routes file
+    /// not included, or re-enabling a protocol. BIRD's config is fine,
+    /// and its configure restarted any protocol lbd disabled.
+    Configured(String),
+    /// Anything else: no answer, not running.
     Other(String),
 }
 
@@ -96,7 +104,7 @@ pub(crate) struct Announcer {
     /// configure it took (at start, what the routes file held), with every
     /// set it may have read since (no answer); a set it refused changes
     /// nothing (it runs on with the config it read before). A refused
-    /// withdrawal disables the families that lose an address of it.
+    /// withdrawal disables the families it leaves nothing to announce.
     may_announce: BTreeSet<IpAddr>,
     /// The families whose protocol lbd disabled because BIRD refused its
     /// config; enabled again after the next configure BIRD takes.
@@ -318,16 +326,20 @@ impl Announcer {
             routes: self.config.routes_file.clone(),
             stem: self.config.protocol.clone(),
         };
-        let withdrawn: BTreeSet<Family> = self
+        // Only a family the set leaves empty: disabling one that keeps an
+        // address would withdraw that too.
+        let kept: BTreeSet<Family> = set.iter().map(|address| Family::of(*address)).collect();
+        let emptied: BTreeSet<Family> = self
             .may_announce
             .difference(&set)
             .map(|address| Family::of(*address))
+            .filter(|family| !kept.contains(family))
             .collect();
         let disabled = self.disabled.clone();
         let outcomes = self.outcomes_tx.clone();
         tokio::spawn(async move {
             let result = match exchange {
-                Exchange::Configure => bird.configure(&withdrawn, &disabled).await,
+                Exchange::Configure => bird.configure(&emptied, &disabled).await,
                 Exchange::Probe => bird.probe().await,
             };
             // The loop is gone only when lbd stops.
@@ -364,29 +376,55 @@ impl Announcer {
                 self.probe_at = Some(now + PROBE_INTERVAL);
             }
             (Exchange::Probe, Ok(())) => self.probe_at = Some(now + PROBE_INTERVAL),
-            (_, Err(Failure::Refused { error, fallback })) => {
+            (
+                _,
+                Err(Failure::Refused {
+                    error,
+                    disabled,
+                    disabling,
+                }),
+            ) => {
                 self.config_error = Some(error.clone());
-                let error = match fallback {
-                    Ok(families) if families.is_empty() => error,
-                    Ok(families) => {
-                        let protocols = self.protocols(&families);
-                        // Once, not on every retry while it lasts.
-                        if !families.is_subset(&self.disabled) {
-                            error!(%error, ?protocols, "BGP: BIRD refuses its config (bird.conf or a file it includes is broken), so a withdrawal cannot be read: disabled lbd's protocols of the families withdrawn instead (every address of theirs is withdrawn) until BIRD takes its config again; fix bird.conf (`birdc configure` must succeed), lbd retries");
-                        }
-                        self.disabled.extend(families);
-                        format!(
-                            "{error}; withdrawn by disabling {} instead (bird.conf must be fixed)",
-                            protocols.join(", ")
-                        )
+                let mut message = error.clone();
+                if !disabled.is_empty() {
+                    let protocols = self.protocols(&disabled);
+                    // Once, not on every retry while it lasts.
+                    if !disabled.is_subset(&self.disabled) {
+                        error!(%error, ?protocols, "BGP: BIRD refuses its config (bird.conf or a file it includes is broken), so a withdrawal cannot be read: disabled lbd's protocols of the families left with nothing to announce instead (every address of theirs is withdrawn) until BIRD takes its config again; fix bird.conf (`birdc configure` must succeed), lbd retries");
                     }
-                    Err(disabling) => {
-                        error!(%error, %disabling, "BGP: BIRD refuses its config (bird.conf or a file it includes is broken), and disabling lbd's protocols instead failed too: BIRD may still announce what this node withdraws");
-                        format!(
-                            "{error}; disabling lbd's protocols instead failed too: {disabling}"
-                        )
-                    }
-                };
+                    self.disabled.extend(disabled);
+                    message.push_str(&format!(
+                        "; withdrawn by disabling {} instead (bird.conf must be fixed)",
+                        protocols.join(", ")
+                    ));
+                }
+                if let Some(disabling) = disabling {
+                    error!(%error, %disabling, "BGP: BIRD refuses its config (bird.conf or a file it includes is broken), and disabling lbd's protocols instead failed: BIRD may still announce what this node withdraws");
+                    message.push_str(&format!(
+                        "; disabling lbd's protocols instead failed: {disabling}"
+                    ));
+                }
+                let stuck: Vec<IpAddr> = self
+                    .may_announce
+                    .difference(&outcome.set)
+                    .filter(|address| !self.disabled.contains(&Family::of(**address)))
+                    .copied()
+                    .collect();
+                if !stuck.is_empty() {
+                    message.push_str(&format!(
+                        "; BIRD still announces {stuck:?}: their families keep other addresses, so their protocols are not disabled (bird.conf must be fixed)"
+                    ));
+                }
+                self.failed(message, now);
+            }
+            (_, Err(Failure::Configured(error))) => {
+                if self.config_error.take().is_some() {
+                    info!("BGP: BIRD takes its config again");
+                }
+                // BIRD's configure restarted what lbd disabled (as its
+                // config says: enabled), whatever came after it.
+                self.disabled.clear();
+                self.may_announce = outcome.set;
                 self.failed(error, now);
             }
             (exchange, Err(Failure::Other(error))) => {
@@ -522,13 +560,14 @@ struct BirdExchange {
 impl BirdExchange {
     /// Has BIRD read its config, then checks it runs the file's
     /// protocols. When BIRD refuses its config, the protocols of the
-    /// `withdrawn` families (those losing an address BIRD may announce)
-    /// are disabled instead; once it takes it, those lbd `disabled`
-    /// before are enabled (BIRD 2's configure restarts them as their
-    /// config says anyway: this makes sure).
+    /// `emptied` families (left with nothing to announce, one address of
+    /// theirs BIRD may announce withdrawn) are disabled instead; once it
+    /// takes it, those lbd `disabled` before are enabled (BIRD 2's
+    /// configure restarts them as their config says anyway: this makes
+    /// sure).
     async fn configure(
         &self,
-        withdrawn: &BTreeSet<Family>,
+        emptied: &BTreeSet<Family>,
         disabled: &BTreeSet<Family>,
     ) -> Result<(), Failure> {
         let protocols = routes_file::protocols(&self.stem);
@@ -537,29 +576,32 @@ impl BirdExchange {
         };
         match bird::configure_checked(&self.socket, &protocols).await {
             Ok(missing) if !missing.is_empty() => {
-                Err(Failure::Other(not_included(&self.routes, &missing)))
+                Err(Failure::Configured(not_included(&self.routes, &missing)))
             }
             Ok(_) if disabled.is_empty() => Ok(()),
             Ok(_) => bird::toggle(&self.socket, &names(disabled), bird::Toggle::Enable)
                 .await
+                .into_result()
                 .map_err(|error| {
-                    Failure::Other(format!(
+                    Failure::Configured(format!(
                         "{:#}",
                         error.context("BIRD took its config again; enabling the protocols lbd disabled while it refused it")
                     ))
                 }),
             Err(error) if bird::is_refused(&error) => {
-                let fallback = if withdrawn.is_empty() {
-                    Ok(BTreeSet::new())
+                let toggled = if emptied.is_empty() {
+                    bird::Toggled::default()
                 } else {
-                    bird::toggle(&self.socket, &names(withdrawn), bird::Toggle::Disable)
-                        .await
-                        .map(|()| withdrawn.clone())
-                        .map_err(|error| format!("{error:#}"))
+                    bird::toggle(&self.socket, &names(emptied), bird::Toggle::Disable).await
                 };
                 Err(Failure::Refused {
                     error: format!("{error:#}"),
-                    fallback,
+                    disabled: emptied
+                        .iter()
+                        .filter(|family| toggled.done.contains(&family.protocol(&self.stem)))
+                        .copied()
+                        .collect(),
+                    disabling: toggled.error.map(|error| format!("{error:#}")),
                 })
             }
             Err(error) => Err(Failure::Other(format!("{error:#}"))),
@@ -614,6 +656,7 @@ pub(crate) async fn withdraw_routes(held: &crate::ownership::held::HeldBgp) -> a
             let protocols = routes_file::protocols(&held.protocol);
             bird::toggle(&held.bird_socket, &protocols, bird::Toggle::Disable)
                 .await
+                .into_result()
                 .with_context(|| {
                     format!("{refused:#}; and disabling lbd's protocols instead failed too")
                 })?;
@@ -1282,5 +1325,175 @@ mod tests {
             "{error}"
         );
         bird.stop();
+    }
+
+    /// Another IPv4 VIP address, and an IPv6 one.
+    const B: &str = "198.18.0.101";
+    const A6: &str = "2001:2::100";
+
+    /// A plan of `addresses`, each announced or not.
+    fn plan_of(addresses: &[(&str, bool)]) -> Plan {
+        addresses
+            .iter()
+            .map(|(address, announced)| {
+                let reason = (!announced).then_some(Withheld::NoHealthyBackend);
+                (address.parse().unwrap(), reason)
+            })
+            .collect()
+    }
+
+    /// Has `announcer` send `plan` to `bird`, and takes the outcome.
+    async fn exchange(
+        announcer: &mut Announcer,
+        outcomes: &mut mpsc::Receiver<Outcome>,
+        plan: Plan,
+        now: Instant,
+    ) {
+        announcer.apply(plan, now);
+        let outcome = outcomes.recv().await.unwrap();
+        announcer.on_outcome(outcome, now);
+    }
+
+    /// With bird.conf broken (on every node alike, from config
+    /// management), one VIP of a family losing its backends must not
+    /// disable the family's protocol: that would withdraw every other
+    /// VIP of it, from every node. The withdrawal fails instead (BIRD
+    /// still announces that VIP, and says so); only a family left with
+    /// nothing to announce is disabled.
+    #[tokio::test]
+    async fn a_refused_withdrawal_of_part_of_a_family_disables_nothing() {
+        let scratch = Scratch::new("partial");
+        let config = scratch.config();
+        let t0 = Instant::now();
+        let mut announcer = Announcer::new(config.clone(), false, false, t0);
+        let mut outcomes = announcer.take_outcomes().unwrap();
+        let bird = ServingBird::start(&config.bird_socket, taking_bird);
+        let both = plan_of(&[(A, true), (B, true)]);
+        exchange(&mut announcer, &mut outcomes, both, t0).await;
+        assert!(announcer.status().in_sync);
+        bird.stop();
+
+        let bird = ServingBird::start(&config.bird_socket, refusing_bird);
+        let one = plan_of(&[(A, true), (B, false)]);
+        exchange(&mut announcer, &mut outcomes, one, t0).await;
+        assert_eq!(bird.commands(), ["configure"], "{A} stays announced");
+        let status = announcer.status();
+        assert!(status.disabled.is_empty(), "{status:?}");
+        assert!(status.bird_config_error.is_some(), "{status:?}");
+        assert!(!status.in_sync, "BIRD still announces {B}: {status:?}");
+        assert!(
+            status
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("syntax error") && e.contains(B)),
+            "{status:?}"
+        );
+
+        // Nothing of IPv4 left to announce: now its protocol is disabled.
+        let t1 = t0 + RETRY_MAX;
+        let none = plan_of(&[(A, false), (B, false)]);
+        exchange(&mut announcer, &mut outcomes, none, t1).await;
+        assert_eq!(bird.commands(), ["configure", "disable \"lbd_vips4\""]);
+        let status = announcer.status();
+        assert_eq!(status.disabled, ["lbd_vips4"], "{status:?}");
+        assert!(status.in_sync, "{status:?}");
+        bird.stop();
+    }
+
+    /// A drain with bird.conf broken where BIRD disables one protocol and
+    /// refuses the other: the one it disabled is recorded (status, and
+    /// enabled again later), and the other's failure is reported.
+    #[tokio::test]
+    async fn a_protocol_disabled_is_recorded_when_disabling_another_fails() {
+        let scratch = Scratch::new("halfdisabled");
+        let config = scratch.config();
+        let t0 = Instant::now();
+        let mut announcer = Announcer::new(config.clone(), false, false, t0);
+        let mut outcomes = announcer.take_outcomes().unwrap();
+        let bird = ServingBird::start(&config.bird_socket, taking_bird);
+        let both = plan_of(&[(A, true), (A6, true)]);
+        exchange(&mut announcer, &mut outcomes, both, t0).await;
+        assert!(announcer.status().in_sync);
+        bird.stop();
+
+        let bird = ServingBird::start(&config.bird_socket, |command| {
+            if command == "disable \"lbd_vips6\"" {
+                "8003 No protocols match\n".to_owned()
+            } else {
+                refusing_bird(command)
+            }
+        });
+        let none = plan_of(&[(A, false), (A6, false)]);
+        exchange(&mut announcer, &mut outcomes, none, t0).await;
+        assert_eq!(
+            bird.commands(),
+            [
+                "configure",
+                "disable \"lbd_vips4\"",
+                "disable \"lbd_vips6\""
+            ]
+        );
+        let status = announcer.status();
+        assert_eq!(status.disabled, ["lbd_vips4"], "{status:?}");
+        let error = status.last_error.unwrap_or_default();
+        assert!(
+            error.contains("withdrawn by disabling lbd_vips4")
+                && error.contains("disable \"lbd_vips6\"")
+                && error.contains("8003"),
+            "{error}"
+        );
+        assert!(!status.in_sync, "BIRD may still announce {A6}");
+        bird.stop();
+    }
+
+    /// Once BIRD takes its config again, the status no longer says it
+    /// refuses it, nor that a protocol is disabled (the configure
+    /// restarted it), even when what follows the configure fails: the
+    /// enable, or the check that BIRD includes the routes file.
+    #[tokio::test]
+    async fn a_configure_bird_takes_ends_the_refusal_whatever_follows() {
+        for (tag, answer) in [
+            (
+                "enablefails",
+                (|command: &str| {
+                    if command.starts_with("enable") {
+                        "9001 syntax error\n".to_owned()
+                    } else {
+                        taking_bird(command)
+                    }
+                }) as fn(&str) -> String,
+            ),
+            ("notincluded", |command: &str| {
+                if command.starts_with("show protocols") {
+                    "8003 No protocols match\n".to_owned()
+                } else {
+                    taking_bird(command)
+                }
+            }),
+        ] {
+            let scratch = Scratch::new(tag);
+            let config = scratch.config();
+            let t0 = Instant::now();
+            let mut announcer = Announcer::new(config.clone(), false, false, t0);
+            let mut outcomes = announcer.take_outcomes().unwrap();
+            let bird = ServingBird::start(&config.bird_socket, taking_bird);
+            exchange(&mut announcer, &mut outcomes, plan(true), t0).await;
+            bird.stop();
+            let bird = ServingBird::start(&config.bird_socket, refusing_bird);
+            exchange(&mut announcer, &mut outcomes, plan(false), t0).await;
+            assert_eq!(announcer.status().disabled, ["lbd_vips4"]);
+            bird.stop();
+
+            let bird = ServingBird::start(&config.bird_socket, answer);
+            let t1 = t0 + RETRY_MAX;
+            exchange(&mut announcer, &mut outcomes, plan(true), t1).await;
+            assert_eq!(bird.commands()[0], "configure", "{tag}");
+            let status = announcer.status();
+            assert_eq!(status.bird_config_error, None, "{tag}: {status:?}");
+            assert!(status.disabled.is_empty(), "{tag}: {status:?}");
+            assert!(!status.in_sync, "{tag}: {status:?}");
+            assert!(status.last_error.is_some(), "{tag}: {status:?}");
+            bird.stop();
+        }
     }
 }

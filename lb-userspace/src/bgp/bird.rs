@@ -135,33 +135,58 @@ impl Toggle {
     }
 }
 
+/// How a [`toggle`] went: what a caller must record is what BIRD did, so
+/// one protocol's failure does not hide the others' success.
+#[derive(Debug, Default)]
+pub(crate) struct Toggled {
+    /// The protocols BIRD toggled (or found so already), in order.
+    pub(crate) done: Vec<String>,
+    /// Why the others were not, if any were not.
+    pub(crate) error: Option<anyhow::Error>,
+}
+
+impl Toggled {
+    /// Ok when every protocol was toggled.
+    pub(crate) fn into_result(self) -> anyhow::Result<()> {
+        self.error.map_or(Ok(()), Err)
+    }
+}
+
 /// Disables or enables each of `protocols` in the BIRD behind `socket`,
 /// whatever its config file says now (no parse: a broken bird.conf does
 /// not stop it). BIRD answers `<name>: disabled` (or `already disabled`,
 /// and the same for enable), code 0; one it has no protocol of is an
-/// error (8003). A later successful `configure` restarts a disabled
-/// protocol as its config says (enabled).
-pub(crate) async fn toggle(
-    socket: &Path,
-    protocols: &[String],
-    toggle: Toggle,
-) -> anyhow::Result<()> {
-    timed(socket, toggle.command(), async {
+/// error (8003). An error answer for one protocol does not stop the
+/// others (each disabled one withdraws); a connection that fails does.
+/// A later successful `configure` restarts a disabled protocol as its
+/// config says (enabled).
+pub(crate) async fn toggle(socket: &Path, protocols: &[String], toggle: Toggle) -> Toggled {
+    let mut done = Vec::new();
+    let mut refused = Vec::new();
+    let exchange = timed(socket, toggle.command(), async {
         let mut session = Session::open(socket).await?;
         for name in protocols {
             let command = format!("{} \"{name}\"", toggle.command());
             let reply = session.ask(&command).await?;
-            if !reply.is_success() {
-                bail!(
+            if reply.is_success() {
+                done.push(name.clone());
+            } else {
+                refused.push(format!(
                     "BIRD answered `{command}` with an error ({}): {}",
-                    reply.code,
-                    reply.text
-                );
+                    reply.code, reply.text
+                ));
             }
         }
         Ok(())
     })
-    .await
+    .await;
+    let error = match (exchange, refused.is_empty()) {
+        (Ok(()), true) => None,
+        (Ok(()), false) => Some(anyhow::anyhow!(refused.join("; "))),
+        (Err(error), true) => Some(error),
+        (Err(error), false) => Some(error.context(refused.join("; "))),
+    };
+    Toggled { done, error }
 }
 
 /// Asks the BIRD behind `socket` to re-read its configuration; fails with
@@ -606,13 +631,17 @@ mod tests {
             _ => "8003 No protocols match\n",
         })
         .await;
-        toggle(&path, &protocols, Toggle::Disable).await.unwrap();
+        let toggled = toggle(&path, &protocols, Toggle::Disable).await;
+        assert_eq!(toggled.done, protocols);
+        toggled.into_result().unwrap();
         assert_eq!(
             task.await.unwrap(),
             ["disable \"lbd_vips4\"", "disable \"lbd_vips6\""]
         );
         let (_dir, path, _task) = scripted(|_| "8003 No protocols match\n").await;
-        let error = toggle(&path, &protocols, Toggle::Enable).await.unwrap_err();
+        let toggled = toggle(&path, &protocols, Toggle::Enable).await;
+        assert!(toggled.done.is_empty());
+        let error = toggled.into_result().unwrap_err();
         assert!(
             format!("{error:#}").contains("enable \"lbd_vips4\"")
                 && format!("{error:#}").contains("8003"),
@@ -650,5 +679,37 @@ mod tests {
         let (_dir, path, task) = scripted(|_| "8002 /etc/bird/bird.conf:3:1 syntax error\n").await;
         assert!(configure_checked(&path, &protocols).await.is_err());
         assert_eq!(task.await.unwrap(), ["configure"]);
+    }
+
+    /// A protocol BIRD refuses to disable does not stop the next, and
+    /// the ones it disabled are told: each of them withdraws.
+    #[tokio::test]
+    async fn each_protocol_bird_toggled_is_told_when_another_fails() {
+        let protocols = ["lbd_vips4".to_owned(), "lbd_vips6".to_owned()];
+        let (_dir, path, task) = scripted(|command| match command {
+            "disable \"lbd_vips6\"" => "0009-lbd_vips6: disabled\n0000 \n",
+            _ => "8003 No protocols match\n",
+        })
+        .await;
+        let toggled = toggle(&path, &protocols, Toggle::Disable).await;
+        assert_eq!(toggled.done, ["lbd_vips6"]);
+        let error = format!("{:#}", toggled.error.unwrap());
+        assert!(
+            error.contains("disable \"lbd_vips4\"") && error.contains("8003"),
+            "{error}"
+        );
+        assert_eq!(
+            task.await.unwrap(),
+            ["disable \"lbd_vips4\"", "disable \"lbd_vips6\""]
+        );
+        // The other way round: the first disabled, the second refused.
+        let (_dir, path, _task) = scripted(|command| match command {
+            "disable \"lbd_vips4\"" => "0009-lbd_vips4: disabled\n0000 \n",
+            _ => "8003 No protocols match\n",
+        })
+        .await;
+        let toggled = toggle(&path, &protocols, Toggle::Disable).await;
+        assert_eq!(toggled.done, ["lbd_vips4"]);
+        assert!(toggled.error.is_some());
     }
 }
