@@ -30,7 +30,7 @@ pub(crate) fn matches(pattern: &str, name: &str) -> bool {
     dir_ok && glob(&pattern_file, &file)
 }
 
-/// [`matches`], strictly, for an include inside a block, where a wrong
+/// [`matches()`], strictly, for an include inside a block, where a wrong
 /// file adds backends or listens: a name given without its directory
 /// matches a pattern with a wildcard only when the pattern has no
 /// directory either (`nginx.conf` is no file of `upstreams/*.conf`).

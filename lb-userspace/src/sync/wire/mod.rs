@@ -36,7 +36,7 @@
 //! backup of an earlier release speaks one version, answers with it and
 //! closes if the offer differs: the master then offers that one). Each
 //! end's range is authenticated by a mark at the end of its nonce (see
-//! [`version`](self::version)), so a downgrade by a third party is
+//! [`version`]), so a downgrade by a third party is
 //! refused; a peer of an earlier release has no mark, and its version is
 //! not authenticated (the proof format of versions 1 and 2 cannot change).
 //!
@@ -265,7 +265,7 @@ pub enum Message {
     /// nonce the peer must prove the key over.
     Hello {
         /// The version the master offers; the backup's answer is the
-        /// session's (see [`version`](self::version)).
+        /// session's (see [`version`]).
         version: u16,
         /// The sender's [`SyncConfig::node_id`](super::SyncConfig).
         node_id: String,
