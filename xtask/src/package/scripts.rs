@@ -261,14 +261,23 @@ mod tests {
         let log = dir.join("calls");
         // lbd's stand-in: notes SIGINT in the same log, then exits; reaped
         // at once, as systemd reaps lbd (the prerm waits while it exists).
-        let lbd = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "trap 'echo SIGINT >> {}; exit 0' INT; while :; do sleep 0.05; done",
-                log.display()
-            ))
-            .spawn()
-            .unwrap();
+        let mut sh = std::process::Command::new("sh");
+        sh.arg("-c").arg(format!(
+            "trap 'echo SIGINT >> {}; exit 0' INT; while :; do sleep 0.05; done",
+            log.display()
+        ));
+        // A shell cannot trap a signal ignored when it started (POSIX), and
+        // a test run started in the background of a non-interactive shell
+        // (`cargo xtask test &`) ignores SIGINT: the stand-in would then
+        // never exit. lbd under systemd starts with SIGINT at its default.
+        // SAFETY: signal(2) is async-signal-safe, as pre_exec requires.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut sh, || {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        let lbd = sh.spawn().unwrap();
         let pid = lbd.id();
         let reaped = std::thread::spawn(move || {
             let mut lbd = lbd;
