@@ -169,6 +169,34 @@ impl std::error::Error for ImportError {}
 /// `bind :8000-8003`) becomes: lbd has a VIP per port.
 pub(crate) const MAX_PORT_RANGE: usize = 64;
 
+/// Why a port part (`80`, `8000-8003`) gives no ports.
+pub(crate) enum PortRangeError {
+    /// Not a port, nor a rising range of ports.
+    Invalid,
+    /// A range of this many ports, more than [`MAX_PORT_RANGE`].
+    TooMany(u32),
+}
+
+/// The ports of a bind's or listen's port part: one, or a range
+/// (`8000-8003`) of at most [`MAX_PORT_RANGE`], each a VIP of its own.
+/// One reading for HAProxy and nginx, each naming its own directive.
+pub(crate) fn port_range(port: &str) -> Result<Vec<u16>, PortRangeError> {
+    let (low, high) = match port.split_once('-') {
+        Some((low, high)) => (port_number(low), port_number(high)),
+        None => (port_number(port), port_number(port)),
+    };
+    let (Some(low), Some(high)) = (low, high) else {
+        return Err(PortRangeError::Invalid);
+    };
+    if low > high {
+        return Err(PortRangeError::Invalid);
+    }
+    if usize::from(high - low) >= MAX_PORT_RANGE {
+        return Err(PortRangeError::TooMany(u32::from(high - low) + 1));
+    }
+    Ok((low..=high).collect())
+}
+
 /// A port as every source format writes it: 1..=65535.
 pub(crate) fn port_number(text: &str) -> Option<u16> {
     text.parse::<u16>().ok().filter(|p| *p != 0)

@@ -257,34 +257,20 @@ pub(super) fn bind(file: &str, line: &Line, proxy: &mut Proxy) -> Result<(), Imp
 /// a VIP of its own (as nginx's `listen` ranges; dropped, a frontend on a
 /// range served none of them).
 fn ports(file: &str, no: usize, spec: &str, port: &str) -> Result<Vec<u16>, ImportError> {
-    let bad = || {
-        let what = if port.contains('-') {
-            "a range of ports"
-        } else {
-            "a port"
-        };
-        ImportError::at(file, no, format!("bind {spec}: {port:?} is not {what}"))
-    };
-    let (low, high) = match port.split_once('-') {
-        Some((low, high)) => (
-            crate::import::port_number(low).ok_or_else(bad)?,
-            crate::import::port_number(high).ok_or_else(bad)?,
-        ),
-        None => {
-            let p = crate::import::port_number(port).ok_or_else(bad)?;
-            (p, p)
-        }
-    };
-    if low > high {
-        return Err(bad());
-    }
     let max = crate::import::MAX_PORT_RANGE;
-    if usize::from(high - low) >= max {
-        return Err(ImportError::at(
+    crate::import::port_range(port).map_err(|e| match e {
+        crate::import::PortRangeError::Invalid => {
+            let what = if port.contains('-') {
+                "a range of ports"
+            } else {
+                "a port"
+            };
+            ImportError::at(file, no, format!("bind {spec}: {port:?} is not {what}"))
+        }
+        crate::import::PortRangeError::TooMany(n) => ImportError::at(
             file,
             no,
-            format!("bind {spec}: {} ports; lbd has one VIP per port and the import writes at most {max} for one range: split it or write the [[vip]]s yourself", u32::from(high - low) + 1),
-        ));
-    }
-    Ok((low..=high).collect())
+            format!("bind {spec}: {n} ports; lbd has one VIP per port and the import writes at most {max} for one range: split it or write the [[vip]]s yourself"),
+        ),
+    })
 }

@@ -20,34 +20,18 @@ fn ports(
     spec: &str,
     port: &str,
 ) -> Result<Vec<u16>, ImportError> {
-    let bad = || {
-        ImportError::at(
+    crate::import::port_range(port).map_err(|e| match e {
+        crate::import::PortRangeError::Invalid => ImportError::at(
             file,
             statement.line,
             format!("listen {spec}: {port:?} is not a port or a range of ports"),
-        )
-    };
-    let (low, high) = match port.split_once('-') {
-        Some((low, high)) => (
-            crate::import::port_number(low).ok_or_else(bad)?,
-            crate::import::port_number(high).ok_or_else(bad)?,
         ),
-        None => {
-            let p = crate::import::port_number(port).ok_or_else(bad)?;
-            (p, p)
-        }
-    };
-    if low > high {
-        return Err(bad());
-    }
-    if usize::from(high - low) >= MAX_RANGE {
-        return Err(ImportError::at(
+        crate::import::PortRangeError::TooMany(n) => ImportError::at(
             file,
             statement.line,
-            format!("listen {spec}: {} ports; lbd has one VIP per port and the import writes at most {MAX_RANGE} for one range: split it or write the [[vip]]s yourself", high - low + 1),
-        ));
-    }
-    Ok((low..=high).collect())
+            format!("listen {spec}: {n} ports; lbd has one VIP per port and the import writes at most {MAX_RANGE} for one range: split it or write the [[vip]]s yourself"),
+        ),
+    })
 }
 
 /// Most ports one `listen` range becomes.
