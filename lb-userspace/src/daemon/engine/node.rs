@@ -195,21 +195,27 @@ impl Engine {
             return BTreeSet::new();
         }
         let bgp = announcer.config();
-        let vrrp_held = |address| {
-            self.config
-                .vrrp
-                .iter()
-                .any(|v| v.addresses.contains(&address))
-        };
         self.model
             .vips
             .iter()
-            .filter(|(id, _)| bgp.covers(id.address, vrrp_held(id.address)))
+            .filter(|(id, _)| self.bgp_covers(bgp, id.address))
             .flat_map(|(id, vip)| vip.backends.iter().map(move |(a, b)| ((*id, *a), b)))
             .filter(|(_, b)| b.admin == AdminState::Enabled && b.config.weight > 0)
             .filter(|(key, b)| b.health == Health::Unknown && self.checker.status(key).is_some())
             .map(|((id, _), _)| id.address)
             .collect()
+    }
+
+    /// Whether BGP announces `address` under `bgp`: its `addresses`, and
+    /// VRRP's VIPs only as `bgp` says (one reading for the plan, the gate
+    /// and the warnings).
+    fn bgp_covers(&self, bgp: &crate::config::BgpConfig, address: IpAddr) -> bool {
+        let vrrp_held = self
+            .config
+            .vrrp
+            .iter()
+            .any(|v| v.addresses.contains(&address));
+        bgp.covers(address, vrrp_held)
     }
 
     /// Where BIRD exchanges report, once (for lbd's loop; None: no BGP).
@@ -229,18 +235,10 @@ impl Engine {
     fn announcement_plan(&self, state: NodeState) -> Option<announce::Plan> {
         let announcer = self.node.announcer.as_ref()?;
         let bgp = announcer.config();
-        let vrrp_held = |address| {
-            self.config
-                .vrrp
-                .iter()
-                .any(|v| v.addresses.contains(&address))
-        };
         let macs = &self.macs;
-        let services = services(
-            &self.model,
-            |address| bgp.covers(address, vrrp_held(address)),
-            &|a| macs.get(&a).copied(),
-        );
+        let services = services(&self.model, |address| self.bgp_covers(bgp, address), &|a| {
+            macs.get(&a).copied()
+        });
         let view = NodeView {
             state,
             gate: announcer.gate(),
@@ -261,17 +259,11 @@ impl Engine {
             return Vec::new();
         };
         let bgp = announcer.config();
-        let vrrp_held = |address| {
-            self.config
-                .vrrp
-                .iter()
-                .any(|v| v.addresses.contains(&address))
-        };
         let macs = &self.macs;
         announced_without_backends(
             before,
             next,
-            |address| bgp.covers(address, vrrp_held(address)),
+            |address| self.bgp_covers(bgp, address),
             &|a| macs.get(&a).copied(),
         )
     }
