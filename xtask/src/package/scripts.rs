@@ -54,7 +54,10 @@ exit 0
 "#;
 
 /// prerm: on removal (not on upgrade: the running lbd and its pinned data
-/// plane carry on until the operator restarts it) stop the services and
+/// plane carry on until the operator restarts it; nor on `deconfigure`,
+/// dpkg's step while another package replaces one lbd depends on or
+/// conflicts with, after which lbd stays installed and `postinst
+/// configure` starts nothing) stop the services and
 /// take the data planes off the node, since nothing could manage them once
 /// the binaries are gone. lbd is stopped for good (SIGINT to its main
 /// process, then `systemctl stop` once it exited, or after 30 s): it hands
@@ -72,7 +75,7 @@ exit 0
 pub const PRERM: &str = r#"#!/bin/sh
 set -e
 case "$1" in
-remove|deconfigure)
+remove)
     if [ -d /run/systemd/system ]; then
         pid=$(systemctl show --property=MainPID --value lbd.service 2>/dev/null || true)
         if [ -n "$pid" ] && [ "$pid" != 0 ] && kill -INT "$pid" 2>/dev/null; then
@@ -115,8 +118,12 @@ exit 0
 "#;
 
 /// postrm: purge removes /etc/lbd (with whatever the operator put there),
-/// lbd's state (/var/lib/lbd: a node's drain) and the units' enablement
-/// links. The BGP routes file is left there, emptied: BIRD's config may
+/// lbd's state (/var/lib/lbd: a node's drain; the packaged lbd's
+/// `/run/lbd/lbd.*.state`: backends' drain and maintenance, a node's
+/// drain without `[bgp]`, VRRP resume records, which a reinstall with the
+/// same VIPs would otherwise restore before any reboot) and the units'
+/// enablement links. (Its record of what it holds, `/run/lbd/lbd.held.json`,
+/// stays if the removal's cleanup failed: it names what is still attached.) The BGP routes file is left there, emptied: BIRD's config may
 /// still include it, and BIRD refuses to start (or reconfigure) when an
 /// included file is missing. (After a reboot nothing creates it: README
 /// says to take the include out before uninstalling.)
@@ -125,6 +132,7 @@ set -e
 case "$1" in
 purge)
     rm -rf /etc/lbd /var/lib/lbd
+    rm -f /run/lbd/lbd.*.state
     if [ -f /run/lbd-bgp/vips.conf ]; then
         : > /run/lbd-bgp/vips.conf
     fi
@@ -161,7 +169,7 @@ mod tests {
             }
         }
         // Only removal stops lbd: an upgrade keeps it running.
-        assert!(PRERM.contains("remove|deconfigure)") && !PRERM.contains("upgrade"));
+        assert!(PRERM.contains("remove)") && !PRERM.contains("upgrade"));
         // /etc/lbd goes only on purge.
         let purge = POSTRM.split("purge)").nth(1).unwrap();
         assert!(purge.trim_start().starts_with("rm -rf /etc/lbd"));
@@ -175,7 +183,7 @@ mod tests {
     /// Runs PRERM `remove` with its paths moved under `dir` and fake
     /// binaries that record how they were called; returns the record.
     fn prerm_calls(dir: &std::path::Path, config: Option<&str>, pins: &[&str]) -> String {
-        prerm_calls_with(dir, config, pins, &[], None)
+        prerm_calls_with(dir, config, pins, &[], None, "remove")
     }
 
     /// As [`prerm_calls`], with lbd records (`/run/lbd/NAME.held.json`,
@@ -187,6 +195,7 @@ mod tests {
         pins: &[&str],
         records: &[(&str, &str)],
         main_pid: Option<u32>,
+        action: &str,
     ) -> String {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir.join("bin")).unwrap();
@@ -242,7 +251,7 @@ mod tests {
             .replace("/usr/sbin/", &format!("{d}/bin/"));
         let path = format!("{d}/bin:{}", std::env::var("PATH").unwrap_or_default());
         let status = std::process::Command::new("sh")
-            .args(["-c", &script, "prerm", "remove"])
+            .args(["-c", &script, "prerm", action])
             .env("PATH", path)
             .status()
             .unwrap();
@@ -292,6 +301,7 @@ mod tests {
             &["bpf/lbd"],
             &[],
             Some(pid),
+            "remove",
         );
         assert!(
             started.elapsed() < std::time::Duration::from_secs(10),
@@ -334,15 +344,51 @@ mod tests {
         // pin_dir edited since the lbd that pinned started: its record
         // decides (it names where that lbd pinned), not the file.
         let records = [("lbd", "@/lbd.toml")];
-        let calls = prerm_calls_with(&dir, Some(named), &["bpf/lbd"], &records, None);
+        let calls = prerm_calls_with(&dir, Some(named), &["bpf/lbd"], &records, None, "remove");
         assert_eq!(calls, format!("lbd --config {d}/lbd.toml --cleanup\n"));
         // A record of an lbd started with another config is not ours.
         let other = [("lbd-other", "/etc/lbd/other.toml")];
-        assert_eq!(prerm_calls_with(&dir, Some(named), &[], &other, None), "");
+        assert_eq!(
+            prerm_calls_with(&dir, Some(named), &[], &other, None, "remove"),
+            ""
+        );
         // lb-decap: its pins decide too.
         let calls = prerm_calls(&dir, None, &["bpf/lb-decap"]);
         assert_eq!(calls, "lb-decap cleanup\n");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `prerm deconfigure` (dpkg's step while another package replaces
+    /// one lbd depends on; lbd stays installed and nothing restarts it
+    /// after) stops nothing and cleans nothing up, as `upgrade`.
+    #[test]
+    fn prerm_deconfigure_or_upgrade_leaves_lbd_running() {
+        let dir = std::env::temp_dir().join(format!("lbd-prerm-deconf-{}", std::process::id()));
+        for action in ["deconfigure", "upgrade", "failed-upgrade"] {
+            let calls = prerm_calls_with(
+                &dir,
+                Some("interface = \"eth0\"\n"),
+                &["bpf/lbd", "bpf/lb-decap"],
+                &[],
+                Some(4_000_000),
+                action,
+            );
+            assert_eq!(calls, "", "prerm {action}");
+        }
+        // The same tree on removal: stopped and cleaned up.
+        let calls = prerm_calls_with(
+            &dir,
+            Some("interface = \"eth0\"\n"),
+            &["bpf/lbd", "bpf/lb-decap"],
+            &[],
+            Some(4_000_000),
+            "remove",
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            calls.contains("systemctl stop") && calls.contains("--cleanup"),
+            "{calls}"
+        );
     }
 
     #[test]
@@ -350,11 +396,22 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("lbd-postrm-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let d = dir.display().to_string();
-        for sub in ["etc/lbd", "var/lib/lbd", "run/lbd-bgp", "wants"] {
+        for sub in ["etc/lbd", "var/lib/lbd", "run/lbd-bgp", "run/lbd", "wants"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
         std::fs::write(dir.join("etc/lbd/lbd.toml"), "interface = \"eth0\"\n").unwrap();
         std::fs::write(dir.join("var/lib/lbd/drain"), "1").unwrap();
+        let run = dir.join("run/lbd");
+        for state in [
+            "lbd.backends.state",
+            "lbd.node.state",
+            "lbd.vrrp-51-v4.state",
+        ] {
+            std::fs::write(run.join(state), "{}").unwrap();
+        }
+        // Another lbd's (its own admin socket) and the lock files stay.
+        std::fs::write(run.join("lab.backends.state"), "{}").unwrap();
+        std::fs::write(run.join("lbd-xdp-eth0.net1.lock"), "").unwrap();
         let routes = dir.join("run/lbd-bgp/vips.conf");
         std::fs::write(&routes, "protocol static lbd_vips4 { }\n").unwrap();
         std::fs::write(dir.join("wants/lbd.service"), "").unwrap();
@@ -366,7 +423,8 @@ mod tests {
             )
             .replace("/etc/lbd", &format!("{d}/etc/lbd"))
             .replace("/var/lib/lbd", &format!("{d}/var/lib/lbd"))
-            .replace("/run/lbd-bgp", &format!("{d}/run/lbd-bgp"));
+            .replace("/run/lbd-bgp", &format!("{d}/run/lbd-bgp"))
+            .replace("/run/lbd/", &format!("{d}/run/lbd/"));
         // Removal (not purge) touches none of it.
         let postrm = |action: &str| {
             let status = std::process::Command::new("sh")
@@ -377,13 +435,24 @@ mod tests {
         };
         postrm("remove");
         assert!(dir.join("etc/lbd/lbd.toml").exists());
+        assert!(run.join("lbd.backends.state").exists());
         assert!(std::fs::metadata(&routes).unwrap().len() > 0);
         postrm("purge");
         let left = std::fs::read(&routes);
-        let gone = ["etc/lbd", "var/lib/lbd", "wants/lbd.service"].map(|p| dir.join(p).exists());
+        let gone = [
+            "etc/lbd",
+            "var/lib/lbd",
+            "wants/lbd.service",
+            "run/lbd/lbd.backends.state",
+            "run/lbd/lbd.node.state",
+            "run/lbd/lbd.vrrp-51-v4.state",
+        ]
+        .map(|p| dir.join(p).exists());
+        let kept = ["lab.backends.state", "lbd-xdp-eth0.net1.lock"].map(|p| run.join(p).exists());
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(left.unwrap(), b"", "the routes file stays, empty");
-        assert_eq!(gone, [false; 3]);
+        assert_eq!(gone, [false; 6]);
+        assert_eq!(kept, [true; 2]);
     }
 
     #[test]
