@@ -72,16 +72,32 @@ pub fn parse_request(head: &hyper::http::request::Parts, body: &[u8]) -> Result<
     Ok(request)
 }
 
+/// Most JSON values (numbers, strings, arrays, objects, ...) a request
+/// body may hold: the largest valid request (a VIP with its 1000 backends,
+/// see [`MAX_REQUEST_BYTES`]) has about 20,000. Bounds the memory one
+/// request can take whatever its bytes hold: 4 MiB of `[0,0,...]` would
+/// otherwise be 2 million values, over 64 MiB, for each of the 64
+/// connections the server takes.
+const MAX_REQUEST_VALUES: usize = 200_000;
+
 /// A request body as JSON, refusing a key given twice in one object (at any
 /// depth) rather than keeping the last: 400 `bad_json` for text that is not
-/// JSON, 400 `bad_request` naming the key for a duplicate.
+/// JSON, 400 `bad_request` naming the key for a duplicate or naming the
+/// limit for a body of more than [`MAX_REQUEST_VALUES`] values. Linear in
+/// the body's size (a value's path is written only for the error).
 fn parse_json(body: &[u8]) -> Result<Value, Response> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let parsed = de::DeserializeSeed::deserialize(StrictValue { path: "" }, &mut deserializer)
+    let budget = std::cell::Cell::new(MAX_REQUEST_VALUES);
+    let top = StrictValue {
+        place: Place::Top,
+        budget: &budget,
+    };
+    let parsed = de::DeserializeSeed::deserialize(top, &mut deserializer)
         .and_then(|value| deserializer.end().map(|()| value));
     parsed.map_err(|e| {
         if e.is_data() {
-            // The only data error building a value is a duplicate key.
+            // The only data errors building a value are a duplicate key
+            // and too many values.
             Response::error(400, code::BAD_REQUEST, format!("invalid request body: {e}"))
         } else {
             Response::error(
@@ -93,21 +109,63 @@ fn parse_json(body: &[u8]) -> Result<Value, Response> {
     })
 }
 
+/// Where a value is in a request body, written out as its JSON path
+/// (`backends[1].weight`) only when an error names it: each value's
+/// place is a link to its parent's, so reading a body costs no copy of
+/// the path (a long key over a long array made copying it quadratic).
+#[derive(Clone, Copy)]
+enum Place<'p> {
+    /// The body itself.
+    Top,
+    /// The value of `key` in the object at the place.
+    Key(&'p Place<'p>, &'p str),
+    /// The `index`th element of the array at the place.
+    Index(&'p Place<'p>, usize),
+}
+
+impl std::fmt::Display for Place<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Top => Ok(()),
+            Place::Key(Place::Top, key) => f.write_str(shown(key)),
+            Place::Key(parent, key) => write!(f, "{parent}.{}", shown(key)),
+            Place::Index(parent, index) => write!(f, "{parent}[{index}]"),
+        }
+    }
+}
+
+/// At most the first 64 bytes of `key` (an error names a key; a key of
+/// megabytes would make the answer as long).
+fn shown(key: &str) -> &str {
+    let mut end = key.len().min(64);
+    while !key.is_char_boundary(end) {
+        end -= 1;
+    }
+    &key[..end]
+}
+
 /// Reads any JSON value as `serde_json::Value` does, but refuses an object
-/// with a key twice, naming the key by its JSON path (`backends[1].weight`).
-/// `path` is where the value is (empty at the top).
+/// with a key twice, naming the key by its JSON path (`backends[1].weight`),
+/// and a body of more values than `budget` has left.
 struct StrictValue<'p> {
-    /// The value's JSON path, for the error.
-    path: &'p str,
+    /// Where the value is, for the error.
+    place: Place<'p>,
+    /// Values the body may still hold.
+    budget: &'p std::cell::Cell<usize>,
 }
 
 impl StrictValue<'_> {
-    /// The JSON path of `key` inside this value.
-    fn key_path(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}.{key}", self.path)
+    /// Takes one value from the budget, or the error naming the limit.
+    fn count<E: de::Error>(&self) -> Result<(), E> {
+        match self.budget.get().checked_sub(1) {
+            Some(left) => {
+                self.budget.set(left);
+                Ok(())
+            }
+            None => Err(E::custom(format_args!(
+                "more than {MAX_REQUEST_VALUES} JSON values (the largest valid request has \
+                 about 20,000)"
+            ))),
         }
     }
 }
@@ -128,39 +186,50 @@ impl<'de> de::Visitor<'de> for StrictValue<'_> {
     }
 
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        self.count()?;
         Ok(Value::Bool(v))
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        self.count()?;
         Ok(Value::from(v))
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        self.count()?;
         Ok(Value::from(v))
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        self.count()?;
         // JSON has no NaN or infinity, so this is always a number.
         Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        self.count()?;
         Ok(Value::String(v.to_owned()))
     }
 
     fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        self.count()?;
         Ok(Value::String(v))
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        self.count()?;
         Ok(Value::Null)
     }
 
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.count()?;
         let mut out = Vec::new();
         loop {
-            let path = format!("{}[{}]", self.path, out.len());
-            match seq.next_element_seed(StrictValue { path: &path })? {
+            let element = StrictValue {
+                place: Place::Index(&self.place, out.len()),
+                budget: self.budget,
+            };
+            match seq.next_element_seed(element)? {
                 Some(value) => out.push(value),
                 None => return Ok(Value::Array(out)),
             }
@@ -168,15 +237,20 @@ impl<'de> de::Visitor<'de> for StrictValue<'_> {
     }
 
     fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.count()?;
         let mut out = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let path = self.key_path(&key);
+            let place = Place::Key(&self.place, &key);
             if out.contains_key(&key) {
                 return Err(de::Error::custom(format_args!(
-                    "{path}: the key {key:?} is given more than once"
+                    "{place}: the key {:?} is given more than once",
+                    shown(&key)
                 )));
             }
-            let value = map.next_value_seed(StrictValue { path: &path })?;
+            let value = map.next_value_seed(StrictValue {
+                place,
+                budget: self.budget,
+            })?;
             out.insert(key, value);
         }
         Ok(Value::Object(out))

@@ -896,6 +896,36 @@ fn parse_request_is_what_the_server_answers() {
             "{message}"
         );
     }
+    // A body's cost is linear in its size: a long key over a long array
+    // (each element's path once copied the key: 1 MiB × 150,000 elements,
+    // minutes of copying) parses at once; more values than any valid
+    // request holds are refused naming the limit, not built.
+    let key = "k".repeat(1 << 20);
+    let zeros = vec!["0"; 150_000].join(",");
+    let long = format!(r#"{{"{key}":[{zeros}]}}"#);
+    let ok = parse_request(&head("PUT", "/v1/node/state", json), long.as_bytes()).unwrap();
+    assert_eq!(ok.body[&key].as_array().map(Vec::len), Some(150_000));
+    let duplicate = format!(r#"{{"{key}":[{{"a":1,"a":2}}]}}"#);
+    let answer =
+        parse_request(&head("PUT", "/v1/node/state", json), duplicate.as_bytes()).unwrap_err();
+    let message = answer.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("{}[0].a: the key \"a\"", &key[..64])),
+        "{}",
+        &message[..200.min(message.len())]
+    );
+    assert!(message.len() < 400, "the key is cut short in the message");
+    let many = format!("[{}]", vec!["0"; 250_000].join(","));
+    let answer = parse_request(&head("PUT", "/v1/node/state", json), many.as_bytes()).unwrap_err();
+    assert_eq!(
+        (answer.status, error_code(&answer.body)),
+        (400, "bad_request")
+    );
+    let message = answer.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("more than 200000 JSON values"),
+        "{message}"
+    );
     // The same key in different objects is fine; JSON that nests too deep
     // is refused, not a stack overflow.
     let ok = parse_request(
