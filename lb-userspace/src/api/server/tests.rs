@@ -773,12 +773,25 @@ fn the_largest_valid_request_fits_the_body_limit() {
         health: Some(vip_health),
         backends,
     };
-    let size = serde_json::to_vec(&spec).unwrap().len();
+    let body = serde_json::to_vec(&spec).unwrap();
+    let size = body.len();
     // A quarter to spare, for fields to come.
     assert!(
         size + size / 4 < MAX_REQUEST_BYTES,
         "{size} bytes: leave room under {MAX_REQUEST_BYTES}"
     );
+    // And far within the limit on JSON values.
+    let json = Some("application/json");
+    let read = parse_request(&head("POST", "/v1/vips", json), &body).expect("read");
+    fn values(value: &Value) -> usize {
+        1 + match value {
+            Value::Array(items) => items.iter().map(values).sum(),
+            Value::Object(fields) => fields.values().map(values).sum(),
+            _ => 0,
+        }
+    }
+    let count = values(&read.body);
+    assert!((15_000..25_000).contains(&count), "{count} values");
 }
 
 #[tokio::test]
