@@ -21,6 +21,7 @@ use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::Barrier,
+    time::Duration,
 };
 
 use aya::programs::{TestRun as _, TestRunOptions};
@@ -591,7 +592,7 @@ fn the_final_copy_keeps_the_old_programs_backend_for_a_flow_opened_after_the_loa
         .find(|(k, _)| *k == early)
         .expect("the early flow");
     let idle = lb_common::FlowEntry {
-        last_seen_ns: monotonic_ns() - 100_000_000_000,
+        last_seen_ns: monotonic_ns_past(Duration::from_secs(110)) - 100_000_000_000,
         ..seen
     };
     old.dataplane
@@ -710,9 +711,8 @@ fn a_smaller_connection_table_keeps_every_live_flow_before_closed_ones() {
         pins: Some(pins.clone()),
         ..LoadOptions::default()
     };
-    let now = monotonic_ns();
+    let now = monotonic_ns_past(Duration::from_secs(110));
     let s = 1_000_000_000u64;
-    assert!(now > 1_000 * s, "the clock has run long enough");
     let pinned: HashMap<_, _> = {
         let mut old = TestBed::with_options(std::slice::from_ref(&vip), Hook::Xdp, 4096, &options)
             .expect("old data plane");
@@ -783,9 +783,8 @@ fn a_table_smaller_than_its_live_flows_counts_the_live_flows_it_leaves_out() {
         pins: Some(pins.clone()),
         ..LoadOptions::default()
     };
-    let now = monotonic_ns();
+    let now = monotonic_ns_past(Duration::from_secs(110));
     let s = 1_000_000_000u64;
-    assert!(now > 1_000 * s, "the clock has run long enough");
     let (live_keys, closed_keys): (Vec<_>, Vec<_>) = {
         let mut old = TestBed::with_options(std::slice::from_ref(&vip), Hook::Xdp, 4096, &options)
             .expect("old data plane");
@@ -1002,6 +1001,23 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// CLOCK_MONOTONIC in ns once it is past `at_least` (the machine's time
+/// since boot): a test that stamps flows as seen that long ago waits for
+/// the clock first on a machine that has just started (a fresh CI
+/// machine), rather than wrapping below zero or failing.
+fn monotonic_ns_past(at_least: Duration) -> u64 {
+    let want = u64::try_from(at_least.as_nanos()).expect("ns");
+    let now = monotonic_ns();
+    if now < want {
+        eprintln!(
+            "waiting {} ms for the clock to pass {at_least:?}",
+            (want - now) / 1_000_000
+        );
+        std::thread::sleep(Duration::from_nanos(want - now));
+    }
+    monotonic_ns().max(want)
+}
+
 /// A test bed on connection-table design `kind` (lbd's default size),
 /// running `hook`.
 fn kind_bed(vips: &[lb_userspace::config::VipConfig], hook: Hook, kind: ConntrackKind) -> TestBed {
@@ -1057,7 +1073,22 @@ fn a_new_connection_on_a_reused_tuple_leaves_a_drained_backend(hook: Hook, kind:
         }
     }
     // Established, then idle past the established timeout (installed as
-    // a peer's replica last seen 16 min ago would be).
+    // a peer's replica last seen that long ago would be): on the LRU
+    // tables 16 min, past their fixed 15 min (their age arithmetic wraps, so a
+    // machine up for less is no matter); on the bucket table 90 s, past a
+    // 60 s horizon set here (lbd's `tcp_idle_timeout_s`): its ranks hold
+    // no time before the machine's start, and a fresh CI machine has run
+    // for less than 16 min.
+    let idle_seen_ns = match kind {
+        ConntrackKind::Buckets => {
+            let horizon = Duration::from_secs(60);
+            bed.dataplane
+                .set_idle_horizons(horizon, horizon)
+                .expect("idle horizons");
+            monotonic_ns_past(Duration::from_secs(100)) - 90 * 1_000_000_000
+        }
+        _ => monotonic_ns().wrapping_sub(16 * 60 * 1_000_000_000),
+    };
     let backend_id = bed.maglev_backend_id(&vip, &idle).expect("id");
     let generation = bed.balancer.vips()[&lb_userspace::reconcile::VipId::of(&vip)].backends
         [&drained]
@@ -1065,7 +1096,7 @@ fn a_new_connection_on_a_reused_tuple_leaves_a_drained_backend(hook: Hook, kind:
     let stale = lb_common::FlowEntry {
         backend_id,
         backend_generation: generation,
-        last_seen_ns: monotonic_ns().wrapping_sub(16 * 60 * 1_000_000_000),
+        last_seen_ns: idle_seen_ns,
         flags: 0,
         hash: 0,
     };
