@@ -102,8 +102,9 @@ pub enum Counter {
     /// Event: a data-path health check (locally sent, marked) was
     /// encapsulated to its backend by `tc_hc_encap`.
     HcEncap = 26,
-    /// Event: a marked health-check packet could not be encapsulated (no
-    /// such backend or VIP, no route or neighbour, too big) and was dropped.
+    /// Event: a marked health-check packet to a tunnelled VIP of this lbd
+    /// could not be encapsulated (no such backend of that VIP, no route or
+    /// neighbour, too big) and was dropped.
     HcDrop = 27,
     /// Verdict: dropped, the source matched a deny rule (of the VIP or
     /// global; see `guard`).

@@ -288,3 +288,174 @@ fn accept_local_left_on_by_a_crash_is_restored() {
         assert_eq!(accept_local(&lb), "0", "{ending}: accept_local restored");
     }
 }
+
+/// Two lbds in one namespace, each on its own interface (lbd A on eth0,
+/// lbd B on eth1, a veth whose peer is in the namespace too, going
+/// nowhere: B's wrapped checks leave by the route to the backends,
+/// through eth0), both with checks through the tunnel: both put
+/// `tc_hc_encap` on the egress of `lo`, where every check to a VIP the
+/// node holds leaves, one program after the other. Neither drops the
+/// other's checks (to a VIP not its own): every backend of both is up.
+/// tcx links: A's, attached first, runs first.
+#[test]
+fn two_lbds_of_one_namespace_each_wrap_their_own_checks() {
+    two_lbds_of_one_namespace(None);
+}
+
+/// `two_lbds_of_one_namespace_each_wrap_their_own_checks` with cls_bpf
+/// filters (`LBD_TC_ATTACH=cls_bpf`, as kernels before 6.6): both lbds'
+/// filters on the egress of `lo`, at one priority, told apart by their
+/// handles (the index of each lbd's interface); B's, added last, runs
+/// first (the kernel lists a priority's filters newest first), so here
+/// it is B's program that leaves A's checks to A's.
+#[test]
+fn two_lbds_of_one_namespace_each_wrap_their_own_checks_with_cls_bpf() {
+    two_lbds_of_one_namespace(Some("cls_bpf"));
+}
+
+/// Starts lbd on `node` as process `name` with `config`, with
+/// `LBD_TC_ATTACH=<tc_attach>` in its environment when given; returns
+/// once it is ready.
+fn start_lbd(lab: &mut Lab, node: &Host, name: &str, config: &str, tc_attach: Option<&str>) {
+    let Some(value) = tc_attach else {
+        lab.start_lbd_on(node, name, config)
+            .unwrap_or_else(|e| panic!("{name} starts: {e:#}"));
+        return;
+    };
+    let path = lab.dir.join(format!("{name}.toml"));
+    let config = if config.contains("pin_dir") {
+        config.to_owned()
+    } else {
+        format!("pin_dir = \"{}\"\n{config}", lab.pin_dir_of(node).display())
+    };
+    fs::write(&path, config).expect("write the config");
+    let lbd = lb_tests::lab::lbd_binary().expect("lbd");
+    // `ip netns exec` runs `env`, which runs lbd in its place.
+    lab.spawn(
+        name,
+        &node.netns,
+        "env",
+        &[
+            &format!("LBD_TC_ATTACH={value}"),
+            &lbd.to_string_lossy(),
+            "--config",
+            &path.to_string_lossy(),
+        ],
+    )
+    .expect("spawn lbd");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !lab.log(name).contains("lbd ready") {
+        assert!(lab.is_running(name), "{name} exited:\n{}", lab.log(name));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} not ready within 30 s:\n{}",
+            lab.log(name)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn two_lbds_of_one_namespace(tc_attach: Option<&str>) {
+    let mut lab = tunnel::start_lab(1, 2).expect("tunnel lab");
+    let lb = lab.lb.clone();
+    for args in [
+        [
+            "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p",
+        ]
+        .as_slice(),
+        ["link", "set", "eth1", "up"].as_slice(),
+        ["link", "set", "eth1p", "up"].as_slice(),
+    ] {
+        let out = Command::new("ip")
+            .args(["-n", &lb.netns])
+            .args(args)
+            .output()
+            .expect("ip");
+        assert!(out.status.success(), "ip {args:?}: {out:?}");
+    }
+    let spec_a = TunnelSpec {
+        vips: vec![TunnelVip::V4],
+        health: true,
+        through_tunnel: true,
+        ..TunnelSpec::new("xdp", "gue", &["b1", "b2"])
+    };
+    let config_a = tunnel::lbd_config(&lab, &lb, &spec_a).expect("config");
+    start_lbd(&mut lab, &lb, "lbd", &config_a, tc_attach);
+    wait_until("A's backends up", Duration::from_secs(10), || {
+        all_up(&status_on(&lab, &lb), true)
+    });
+    // B: the lab's second IPv4 VIP (on the node's eth0, as the first),
+    // over the backends' IPv4 addresses; its own pins and admin socket.
+    let spec_b = TunnelSpec {
+        vips: vec![TunnelVip {
+            address: tunnel::VIP4_IN6.into(),
+            v6_backends: false,
+        }],
+        health: true,
+        through_tunnel: true,
+        ..TunnelSpec::new("tc", "gue", &["b1", "b2"])
+    };
+    let socket_b = lab.dir.join("lbd-b.sock");
+    let config_b = tunnel::lbd_config(&lab, &lb, &spec_b)
+        .expect("config")
+        .replace("interface = \"eth0\"", "interface = \"eth1\"")
+        .replace(
+            &lab.admin_socket_of(&lb).display().to_string(),
+            &socket_b.display().to_string(),
+        );
+    let config_b = format!(
+        "pin_dir = \"{}-b\"\n{config_b}",
+        lab.pin_dir_of(&lb).display()
+    );
+    start_lbd(&mut lab, &lb, "lbd-b", &config_b, tc_attach);
+    let status_b = || lb_tests::lab::status_at(&socket_b).expect("B's status");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !all_up(&status_b(), true) {
+        if std::time::Instant::now() > deadline {
+            let status = status_b();
+            let checks: Vec<_> = status.vips[0]
+                .backends
+                .iter()
+                .map(|b| {
+                    (
+                        b.address,
+                        b.health,
+                        b.check.as_ref().and_then(|c| c.last.clone()),
+                    )
+                })
+                .collect();
+            let drops = status_on(&lab, &lb).counters.get("hc_drop").copied();
+            panic!("B's backends not up through the tunnel: {checks:?}; A's hc_drop {drops:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    if tc_attach.is_none() {
+        assert_eq!(
+            egress_programs(&lb, "lo"),
+            2,
+            "both lbds' tc_hc_encap on lo"
+        );
+    } else {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &lb.netns])
+            .args(["tc", "filter", "show", "dev", "lo", "egress"])
+            .output()
+            .expect("tc filter show");
+        let listing = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            listing
+                .lines()
+                .filter(|l| l.contains(" name tc_hc_encap "))
+                .count(),
+            2,
+            "both lbds' tc_hc_encap filters on lo:\n{listing}"
+        );
+        assert_eq!(egress_programs(&lb, "lo"), 0, "no tcx on lo");
+    }
+    // Both stay up (each one's checks keep going through the other's
+    // program): for several times what a fall takes (2 checks, 300 ms
+    // apart).
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(all_up(&status_b(), true), "B's backends");
+    assert!(all_up(&status_on(&lab, &lb), true), "A's backends");
+}

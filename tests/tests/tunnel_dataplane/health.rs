@@ -1,6 +1,9 @@
 //! The health-check program `tc_hc_encap`: a check follows the data
 //! path through the tunnel, so a backend whose decap broke is down.
 
+use std::net::IpAddr;
+
+use etherparse::{NetHeaders, PacketHeaders};
 use lb_common::{
     consts::AF_INET,
     hash::flow_hash,
@@ -9,7 +12,7 @@ use lb_common::{
 };
 use lb_tests::{
     natbed::{addr, neighbour_mac, FibNetns, BACKENDS4, BACKENDS6, IN_DEV, OUT_DEV},
-    packet::{self, Flow, SYN},
+    packet::{self, Flow, Tcp, SYN},
     testbed::{flow_key, tc_action, Hook, VIP4, VIP6},
     tunnelbed::TunnelBed,
 };
@@ -17,15 +20,16 @@ use lb_userspace::config::Protocol;
 
 use crate::{
     counter, find,
-    frames::{check_wrapped, outer_source, Wrapped},
+    frames::{check_wrapped, icmp_error, outer_source, Wrapped},
     odd_vips, vips, DSR, GUE, GUE_UDP, IPIP,
 };
 
 /// The health-check program: a marked packet to a tunnelled VIP is
 /// wrapped for the backend the mark names and redirected to its next
 /// hop's interface; an unmarked one leaves untouched; a mark naming a
-/// backend of another VIP, an unknown backend, or a packet to a VIP that
-/// is not tunnelled is dropped, counted.
+/// backend of another VIP or an unknown backend is dropped, counted. A
+/// marked packet to a VIP that is not tunnelled is not this program's
+/// (`checks_of_another_lbd_pass_untouched`).
 #[test]
 fn health_checks_follow_the_tunnel() {
     let netns = FibNetns::new().expect("namespace");
@@ -98,26 +102,151 @@ fn health_checks_follow_the_tunnel() {
                     assert_eq!(verdict, tc_action::SHOT);
                 }
             }
-            // A check to a VIP that is not tunnelled.
-            let dsr = find(&vips, VIP4, DSR, Protocol::Tcp).clone();
-            let id = bed.backend_id(&dsr, addr("198.18.0.11")).expect("id");
-            let flow = Flow {
-                src: addr("198.18.0.1"),
-                dst: addr(VIP4),
-                sport: 50_001,
-                dport: DSR,
-            };
-            let (verdict, _) = bed
-                .run_hc(&packet::tcp(&flow, SYN, None, b""), HC_MARK_BASE | id)
-                .expect("run");
-            assert_eq!(verdict, tc_action::SHOT);
             assert_eq!(counter(&bed, Counter::HcEncap), 2);
-            assert_eq!(counter(&bed, Counter::HcDrop), 5);
+            assert_eq!(counter(&bed, Counter::HcDrop), 4);
             assert_eq!(
                 counter(&bed, Counter::TunnelEncap),
                 0,
                 "checks are not client traffic"
             );
+        })
+        .expect("the test body (see its panic above)");
+}
+
+/// Another lbd's check: every lbd of a namespace runs its own
+/// `tc_hc_encap` on the egress of `lo` (one after the other, tcx links or
+/// cls_bpf filters), and the mark does not say which lbd sent a packet.
+/// A marked packet that is no TCP/UDP packet to one of this program's
+/// tunnelled VIPs (another address, a port or protocol no VIP of ours
+/// serves, a VIP of ours that is not tunnelled, which no check of ours
+/// is marked for, ICMP, not IP) is left to the next program
+/// (TC_ACT_UNSPEC): every byte and the mark unchanged, not counted,
+/// whatever the mark names (a backend of ours or no backend). Dropping it
+/// would fail the other lbd's checks, and take down all its backends.
+#[test]
+fn checks_of_another_lbd_pass_untouched() {
+    let netns = FibNetns::new().expect("namespace");
+    let in_if = netns.ifindex(IN_DEV).expect("in0");
+    let out_if = netns.ifindex(OUT_DEV).expect("out0");
+    netns
+        .run(move || {
+            let mut vips = vips();
+            vips.extend(odd_vips());
+            let mut bed = TunnelBed::new(Hook::Tc, &vips, in_if, out_if).expect("bed");
+            let ours = find(&vips, VIP4, GUE, Protocol::Tcp).clone();
+            let id = bed.backend_id(&ours, addr(BACKENDS4[1])).expect("id");
+            let dsr = find(&vips, VIP4, DSR, Protocol::Tcp).clone();
+            let dsr_id = bed.backend_id(&dsr, addr("198.18.0.11")).expect("id");
+            let flow = |src: &str, dst: &str, dport: u16| Flow {
+                src: addr(src),
+                dst: addr(dst),
+                sport: 50_002,
+                dport,
+            };
+            // Another lbd's VIPs: addresses none of ours has.
+            let other4 = flow("198.18.0.1", "198.18.0.200", GUE);
+            let other6 = flow("2001:2::1", "2001:2::200", IPIP);
+            // A reply of a flow of our tunnelled VIP, which a router
+            // answers with an ICMP error to the VIP (quoting it).
+            let reply = Flow {
+                src: addr(VIP4),
+                dst: addr("198.18.0.1"),
+                sport: GUE,
+                dport: 50_002,
+            };
+            let frames: Vec<(&str, Vec<u8>, Option<IpAddr>)> = vec![
+                (
+                    "TCP, another address",
+                    packet::tcp(&other4, SYN, None, b""),
+                    Some(other4.dst),
+                ),
+                (
+                    "UDP, another address",
+                    packet::udp(&other4, None, b"check"),
+                    Some(other4.dst),
+                ),
+                (
+                    "TCP, another IPv6 address",
+                    packet::tcp(&other6, SYN, None, b""),
+                    Some(other6.dst),
+                ),
+                (
+                    "TCP, our VIP's address, a port no VIP of ours serves",
+                    packet::tcp(&flow("198.18.0.1", VIP4, 8080), SYN, None, b""),
+                    Some(addr(VIP4)),
+                ),
+                (
+                    "UDP to the port of our TCP VIP",
+                    packet::udp(&flow("198.18.0.1", VIP4, GUE), None, b"check"),
+                    Some(addr(VIP4)),
+                ),
+                (
+                    "TCP, our VIP that is not tunnelled",
+                    packet::tcp(&flow("198.18.0.1", VIP4, DSR), SYN, None, b""),
+                    Some(addr(VIP4)),
+                ),
+                (
+                    "ICMP to our VIP's address",
+                    packet::icmp_echo([198, 18, 0, 1], [198, 18, 0, 100]),
+                    Some(addr(VIP4)),
+                ),
+                (
+                    "an ICMP error about a flow of our tunnelled VIP",
+                    icmp_error("198.18.0.200", &packet::tcp(&reply, SYN, None, b"")),
+                    Some(addr(VIP4)),
+                ),
+                ("not IP", packet::arp_request(), None),
+            ];
+            for (what, mut frame, dst) in frames {
+                // As it leaves on lo: zero MACs.
+                frame[..12].copy_from_slice(&[0; 12]);
+                // The fixture is what it says (etherparse's reading).
+                let headers = PacketHeaders::from_ethernet_slice(&frame).expect("a frame");
+                let read = match headers.net {
+                    Some(NetHeaders::Ipv4(h, _)) => Some(IpAddr::from(h.destination)),
+                    Some(NetHeaders::Ipv6(h, _)) => Some(IpAddr::from(h.destination)),
+                    _ => None,
+                };
+                assert_eq!(read, dst, "{what}");
+                for mark in [
+                    HC_MARK_BASE | id,
+                    HC_MARK_BASE | dsr_id,
+                    HC_MARK_BASE | 4000,
+                ] {
+                    let (verdict, out, mark_after) = bed.run_hc_marked(&frame, mark).expect("run");
+                    assert_eq!(verdict, tc_action::PASS, "{what}, mark {mark:#x}");
+                    assert_eq!(out, frame, "{what}, mark {mark:#x}: untouched");
+                    assert_eq!(mark_after, mark, "{what}: the next program needs the mark");
+                }
+            }
+            assert_eq!(counter(&bed, Counter::HcDrop), 0, "not counted");
+            assert_eq!(counter(&bed, Counter::HcEncap), 0);
+            // A tunnelled VIP of ours with a mark naming a backend that is
+            // not one of its own (an unknown id, a backend of the DSR VIP),
+            // or a segment no stack sends (SYN+FIN) with a right one, is
+            // still dropped: that packet is ours and is not wrapped.
+            let zero_macs = |mut frame: Vec<u8>| {
+                frame[..12].copy_from_slice(&[0; 12]);
+                frame
+            };
+            let to_ours = flow("198.18.0.1", VIP4, GUE);
+            let check = zero_macs(packet::tcp(&to_ours, SYN, None, b""));
+            let syn_fin = Tcp { fin: true, ..SYN };
+            for (what, frame, backend) in [
+                ("unknown backend", &check, 4000),
+                ("the DSR VIP's backend", &check, dsr_id),
+                (
+                    "SYN+FIN",
+                    &zero_macs(packet::tcp(&to_ours, syn_fin, None, b"")),
+                    id,
+                ),
+            ] {
+                let (verdict, _) = bed.run_hc(frame, HC_MARK_BASE | backend).expect("run");
+                assert_eq!(verdict, tc_action::SHOT, "{what}");
+            }
+            assert_eq!(counter(&bed, Counter::HcDrop), 3);
+            let (verdict, _) = bed.run_hc(&check, HC_MARK_BASE | id).expect("run");
+            assert_eq!(verdict, tc_action::REDIRECT, "ours: wrapped");
         })
         .expect("the test body (see its panic above)");
 }

@@ -3,10 +3,13 @@
 //! skb mark `tunnel::HC_MARK_BASE | backend id`; this wraps them for that
 //! backend exactly as a client's packet is wrapped (`encap`), so a
 //! backend is up only if it serves the VIP through the tunnel. Unmarked
-//! packets cost one load and a compare and go on untouched.
+//! packets cost one load and a compare and go on untouched. So do marked
+//! ones that are not this program's: every lbd of a namespace runs its
+//! own copy on the egress of `lo`, one after the other, and the mark does
+//! not say which lbd sent a packet, only its destination does.
 
 use aya_ebpf::programs::TcContext;
-use lb_common::{stats::Counter, tunnel, Mode};
+use lb_common::{stats::Counter, tunnel, Mode, VipMeta};
 use lb_ebpf_frame::{TC_ACT_SHOT, TC_ACT_UNSPEC};
 
 use super::{encap, JOB_GUE, JOB_HC};
@@ -16,9 +19,25 @@ use crate::{
     hook::Hook,
     lookup,
     maps::{BACKENDS, TUNNEL_CONFIG},
-    parse::{self, Class},
+    parse::{self, Class, Packet},
     state, stats,
 };
+
+/// What a marked packet is to this program.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Prepared {
+    /// Not a TCP/UDP packet to one of this program's tunnelled VIPs (its
+    /// address, port and protocol): another lbd's check, or no check at
+    /// all. No check of this lbd's is marked for a VIP that is not
+    /// tunnelled (`through_tunnel` needs a tunnelled one).
+    NotOurs,
+    /// Ours, and its job is in this CPU's packet state: to be wrapped.
+    Ready,
+    /// Ours, but not to be wrapped: the mark names no backend of that VIP
+    /// (or a gone one), or the packet is a TCP segment with flags no
+    /// stack sends. Dropped, so that a check never bypasses the tunnel.
+    Refused,
+}
 
 /// The program's verdict for one packet leaving the node.
 #[inline(always)]
@@ -30,41 +49,70 @@ pub fn egress(ctx: &TcContext) -> i32 {
         return TC_ACT_UNSPEC;
     };
     crate::hook::linearize(ctx);
-    if prepare(ctx, backend_id) {
-        let outcome = send(ctx);
-        if outcome.counter == Counter::Forwarded {
-            stats::count(Counter::HcEncap);
-            // Wrapped once: unmarked, it passes this program untouched
-            // where it leaves (the balancer's interface runs it too).
-            ctx.set_mark(0);
-            return ctx.redirect(outcome.egress);
+    match prepare(ctx, backend_id) {
+        // Left, mark and all, to the programs after this one (another
+        // lbd's `tc_hc_encap`). Not counted: no counter fits (`PassNotVip`
+        // is a verdict of the balancer's own packets).
+        Prepared::NotOurs => return TC_ACT_UNSPEC,
+        Prepared::Ready => {
+            let outcome = send(ctx);
+            if outcome.counter == Counter::Forwarded {
+                stats::count(Counter::HcEncap);
+                // Wrapped once: unmarked, it passes this program untouched
+                // where it leaves (the balancer's interface runs it too).
+                ctx.set_mark(0);
+                return ctx.redirect(outcome.egress);
+            }
         }
+        Prepared::Refused => {}
     }
     stats::count(Counter::HcDrop);
     TC_ACT_SHOT
 }
 
-/// Leaves the job of wrapping a marked packet for backend `backend_id`
-/// in this CPU's packet state (`state`); false when it is not one to
-/// wrap (not a TCP/UDP packet to a tunnelled VIP, or the backend is not
-/// one of that VIP's).
+/// Whether a marked packet is this program's to wrap for backend
+/// `backend_id` (`Prepared`); when it is, leaves the job in this CPU's
+/// packet state (`state`).
 /// Not inlined, nor is `send`: their frames are not stacked.
 #[inline(never)]
-fn prepare(ctx: &TcContext, backend_id: u32) -> bool {
-    prepare_job(ctx, backend_id).is_some()
+fn prepare(ctx: &TcContext, backend_id: u32) -> Prepared {
+    let Some((packet, vip)) = to_tunnelled_vip(ctx) else {
+        return Prepared::NotOurs;
+    };
+    if packet.class != Class::Flow {
+        return Prepared::Refused;
+    }
+    match prepare_job(ctx, backend_id, &packet, &vip) {
+        Some(()) => Prepared::Ready,
+        None => Prepared::Refused,
+    }
 }
 
+/// The packet and its VIP when it is a TCP/UDP packet to one of this
+/// program's tunnelled VIPs; None for anything else (not IP, malformed,
+/// ICMP, a fragment, another address, port or protocol, a VIP of
+/// another mode).
 #[inline(always)]
-fn prepare_job(ctx: &TcContext, backend_id: u32) -> Option<()> {
+fn to_tunnelled_vip(ctx: &TcContext) -> Option<(Packet, VipMeta)> {
     let packet = parse::parse(ctx).ok()?;
-    if packet.class != Class::Flow {
+    // An ICMP error's key is the flow it quotes, not its own destination.
+    if packet.class == Class::IcmpError {
         return None;
     }
     let vip = lookup::vip_of(&packet.key)?;
-    let gue = vip.mode == Mode::Gue as u32;
-    if !gue && vip.mode != Mode::Ipip as u32 {
+    if vip.mode != Mode::Gue as u32 && vip.mode != Mode::Ipip as u32 {
         return None;
     }
+    Some((packet, vip))
+}
+
+/// Leaves the job of wrapping `packet`, to tunnelled VIP `vip`, for
+/// backend `backend_id` in this CPU's packet state; None when the
+/// backend is not one of that VIP's (or, never in practice, the tunnel
+/// config or this CPU's state cannot be read).
+#[inline(always)]
+fn prepare_job(ctx: &TcContext, backend_id: u32, packet: &Packet, vip: &VipMeta) -> Option<()> {
+    let gue = vip.mode == Mode::Gue as u32;
     // Any state but gone: checks of a backend that is down must still
     // reach it, that is how it comes back up.
     let backend = BACKENDS.get(backend_id)?;
