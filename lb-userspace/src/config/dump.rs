@@ -1,6 +1,8 @@
 //! The running configuration written back as TOML, in the file's own
 //! format, so runtime changes can be saved (`lbctl config dump`). Loading
-//! the text gives the same `Config` back.
+//! the text gives the same `Config` back (a `[[vrrp]]` whose list is
+//! written only to keep the addresses it moves, see `writes_addresses`,
+//! loads as one that lists them).
 
 use toml::{Table, Value};
 
@@ -69,9 +71,6 @@ pub fn to_toml(config: &Config) -> String {
         Value::Array(config.vips.iter().map(vip).collect()),
     );
     if !config.vrrp.is_empty() {
-        // An instance whose table left `addresses` out is written without
-        // them too; one `vrrp_listed` says nothing of, with its list.
-        let listed = |i: usize| config.vrrp_listed.get(i).copied().unwrap_or(true);
         root.insert(
             "vrrp".into(),
             Value::Array(
@@ -79,7 +78,7 @@ pub fn to_toml(config: &Config) -> String {
                     .vrrp
                     .iter()
                     .enumerate()
-                    .map(|(i, v)| vrrp(v, listed(i)))
+                    .map(|(i, v)| vrrp(v, writes_addresses(config, i, v)))
                     .collect(),
             ),
         );
@@ -323,9 +322,26 @@ fn health_over(h: &HealthConfig, base: &HealthConfig) -> Table {
         .collect()
 }
 
-/// An instance; `listed`: whether its file's table wrote `addresses`
-/// (else it takes the VIP addresses of its family when loaded, VIPs
-/// added to the file later included, so the resolved list is not written).
+/// Whether instance `i` (`v`) of `config` is written with its address
+/// list: one `vrrp_listed` says nothing of, or whose file's table wrote
+/// `addresses`. One whose table left them out is written without them
+/// too, so it takes the VIP addresses of its family when loaded, VIPs
+/// added to the file later included; but left out they are every VIP
+/// and NAT address of the first VIP's family (the loader's rule), so the
+/// list it moves is written when the first VIP here is of the other
+/// family, or there is none: VIPs removed or added at run time (a dump
+/// puts them after the file's) must not make it move other addresses.
+fn writes_addresses(config: &Config, i: usize, v: &VrrpConfig) -> bool {
+    let listed = config.vrrp_listed.get(i).copied().unwrap_or(true);
+    let same_family = match (config.vips.first(), v.addresses.first()) {
+        (Some(vip), Some(moved)) => vip.address.is_ipv4() == moved.is_ipv4(),
+        _ => false,
+    };
+    listed || !same_family
+}
+
+/// An instance; `listed`: whether `addresses` is written (see
+/// [`writes_addresses`]).
 fn vrrp(v: &VrrpConfig, listed: bool) -> Value {
     let mut t = Table::new();
     let addresses = |list: &[std::net::IpAddr]| {
@@ -369,4 +385,42 @@ fn vrrp(v: &VrrpConfig, listed: bool) -> Value {
         t.insert("sync_key_file".into(), p.display().to_string().into());
     }
     Value::Table(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::*;
+
+    /// A `[[vrrp]]` that left `addresses` out keeps leaving them out only
+    /// while the dump's first VIP is of the family it moves: with the
+    /// file's first VIP removed at run time (or none left) its list is
+    /// written, so the dump still moves what runs.
+    #[test]
+    fn a_vrrp_list_left_out_is_written_when_the_first_vip_changes_family() {
+        let file = Config::from_toml_str(
+            "interface = \"eth0\"\n\
+             [[vip]]\naddress = \"2001:2::100\"\nport = 80\n\
+             [[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+             [[vrrp]]\nvrid = 51\n",
+            "test.toml",
+        )
+        .unwrap();
+        let moved: Vec<IpAddr> = vec!["2001:2::100".parse().unwrap()];
+        assert_eq!(file.vrrp[0].addresses, moved);
+        let round_trip = |config: &Config| {
+            let text = to_toml(config);
+            let table: Table = text.parse().unwrap();
+            let written = table["vrrp"][0].get("addresses").is_some();
+            let loaded = Config::from_toml_str(&text, "dump.toml").unwrap();
+            (written, loaded.vrrp[0].addresses.clone())
+        };
+        assert_eq!(round_trip(&file), (false, moved.clone()));
+        let mut removed = file.clone();
+        removed.vips.remove(0);
+        assert_eq!(round_trip(&removed), (true, moved.clone()));
+        removed.vips.clear();
+        assert_eq!(round_trip(&removed), (true, moved));
+    }
 }

@@ -360,13 +360,24 @@ impl Model {
         next
     }
 
-    /// The running configuration: `base`'s node settings with these VIPs.
+    /// The running configuration: `base`'s node settings with these VIPs,
+    /// in `base`'s order (the file's), those it does not have after them.
+    /// The order is the file's meaning too: a `[[vrrp]]` without
+    /// `addresses` takes the VIP addresses of the first VIP's family.
     pub(crate) fn to_config(&self, base: &Config) -> Config {
-        let mut config = base.clone();
-        config.vips = self
+        let place: BTreeMap<VipId, usize> = base
             .vips
-            .values()
-            .map(|v| {
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (VipId::of(v), i))
+            .collect();
+        let mut vips: Vec<(&VipId, &VipModel)> = self.vips.iter().collect();
+        // Stable: the VIPs `base` does not have keep their own order.
+        vips.sort_by_key(|(id, _)| place.get(id).copied().unwrap_or(usize::MAX));
+        let mut config = base.clone();
+        config.vips = vips
+            .into_iter()
+            .map(|(_, v)| {
                 let mut c = v.config.clone();
                 c.backends = v.backends.values().map(|b| b.config.clone()).collect();
                 c

@@ -486,6 +486,48 @@ fn a_reload_keeps_admin_state_and_health_and_drops_runtime_additions() {
     assert_eq!(dumped.vips[0].backends.len(), 4);
 }
 
+/// A `[[vrrp]]` without `addresses` moves the VIP addresses of the
+/// first VIP's family: the running configuration keeps the file's order
+/// (VIPs added at run time after it), so its dump, loaded, moves the
+/// same addresses, the IPv6 ones here, and not the IPv4 VIPs' that sort
+/// first.
+#[test]
+fn a_dump_keeps_the_files_vip_order_and_so_what_vrrp_moves() {
+    let file = Config::from_toml_str(
+        "interface = \"eth0\"\n\
+         [[vip]]\naddress = \"2001:2::100\"\nport = 80\n[[vip.backend]]\naddress = \"2001:2::11\"\n\
+         [[vip]]\naddress = \"198.18.0.100\"\nport = 80\n[[vip.backend]]\naddress = \"198.18.0.11\"\nmac = \"02:00:00:00:00:11\"\n\
+         [[vip]]\naddress = \"2001:2::101\"\nport = 80\n[[vip.backend]]\naddress = \"2001:2::12\"\n\
+         [[vrrp]]\nvrid = 51\n",
+        "test.toml",
+    )
+    .unwrap();
+    let moved: Vec<IpAddr> = vec![
+        "2001:2::100".parse().unwrap(),
+        "2001:2::101".parse().unwrap(),
+    ];
+    assert_eq!(file.vrrp[0].addresses, moved);
+    let reloaded_moves = |model: &Model| {
+        let text = crate::config::to_toml(&model.to_config(&file));
+        let loaded = Config::from_toml_str(&text, "dump.toml").unwrap();
+        (loaded.vrrp[0].addresses.clone(), loaded)
+    };
+    let model = Model::from_config(&file);
+    let (addresses, loaded) = reloaded_moves(&model);
+    assert_eq!(addresses, moved);
+    let order: Vec<IpAddr> = loaded.vips.iter().map(|v| v.address).collect();
+    let file_order: Vec<IpAddr> = file.vips.iter().map(|v| v.address).collect();
+    assert_eq!(order, file_order);
+    // An IPv4 VIP added at run time goes after the file's.
+    let mut added = model.clone();
+    let mut vip = VipConfig::new("198.18.0.99".parse().unwrap(), 80, Protocol::Tcp);
+    vip.backends = vec![BackendConfig::new(addr(12))];
+    added.add_vip(&vip).unwrap();
+    let (addresses, loaded) = reloaded_moves(&added);
+    assert_eq!(addresses, moved);
+    assert_eq!(loaded.vips.last().unwrap().address, vip.address);
+}
+
 #[test]
 fn a_backend_whose_checks_a_reload_turns_off_is_taken_as_up() {
     let mut model = Model::from_config(&config());

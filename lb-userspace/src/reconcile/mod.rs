@@ -532,6 +532,9 @@ impl Balancer {
                 new.and_then(AppliedVip::live_table),
             ) {
                 (Some(a), Some(b)) if a.len() == b.len() => Some(maglev::moved_fraction(a, b)),
+                // A new table size: every slot is placed afresh (as the
+                // model's plan says).
+                (Some(_), Some(_)) => Some(1.0),
                 _ => None,
             };
             // A NAT backend's port is written too: a change of it alone

@@ -50,3 +50,25 @@ fn a_backend_port_change_is_in_the_plan() {
     let same = balancer.stage(&running).unwrap();
     assert!(balancer.plan(&same).is_empty());
 }
+
+/// A VIP whose table size changes has every slot placed afresh: the plan
+/// says all of it moves (as the model's plan, `lbctl config check`, does),
+/// not that nothing moves, which is what an added or removed VIP's
+/// absent fraction means.
+#[test]
+fn a_new_table_size_moves_the_whole_table() {
+    let mut balancer = Balancer::new(4);
+    let mut maps = FakeMaps::default();
+    let running = [DesiredVip::from_config(&nat_vip(Some(8080)), NO_MAC)];
+    balancer.apply(&mut maps, &running).unwrap();
+
+    let mut resized = nat_vip(Some(8080));
+    resized.table_size = 17;
+    let staged = balancer
+        .stage(&[DesiredVip::from_config(&resized, NO_MAC)])
+        .unwrap();
+    let plan = balancer.plan(&staged);
+    assert_eq!(plan.len(), 1, "{plan:?}");
+    assert_eq!(plan[0].change, PlanChange::Changed);
+    assert_eq!(plan[0].moved_fraction, Some(1.0));
+}

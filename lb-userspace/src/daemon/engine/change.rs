@@ -203,6 +203,9 @@ impl Engine {
         }
         // New services without backends BGP announces the address of.
         unmoved.extend(self.announced_without_backends(&self.model, &next));
+        // What `lbctl config check` and a start warn of in the file, for
+        // the VIPs whose warnings the reload brings.
+        let file_warnings = config_warnings_brought(&self.model.to_config(&self.config), &file);
         let guards_undone = self.guard.config().undone_by(&file.guard);
         let wanted = self.node_tunnel(&file.tunnel);
         self.balancer.set_tunnel(wanted);
@@ -215,9 +218,13 @@ impl Engine {
             for warning in &unmoved {
                 warn!(%warning, "reload");
             }
+            for warning in &file_warnings {
+                warn!(file = %self.config_path.display(), "config: {warning}");
+            }
         }
         let mut warnings = awaiting;
         warnings.extend(unmoved);
+        warnings.extend(file_warnings);
         if let Some(report) = report {
             // The file's guards are the source of truth: runtime rules go.
             // The VIPs are in already, so a refusal here is a warning in
@@ -425,7 +432,8 @@ impl Engine {
 /// The MAC a dry run assumes for a backend whose MAC is not known yet.
 const PLACEHOLDER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 
-/// Runtime changes a reload undoes, and settings it cannot apply live.
+/// Runtime changes a reload undoes, node settings it applies whose
+/// change the plan does not show, and settings it cannot apply live.
 fn undone_by_reload(current: &Model, next: &Model, running: &Config, file: &Config) -> Vec<String> {
     let mut notes = Vec::new();
     for (id, vip) in &current.vips {
@@ -479,8 +487,116 @@ fn undone_by_reload(current: &Model, next: &Model, running: &Config, file: &Conf
             }
         }
     }
+    notes.extend(live_node_settings_changed(running, file));
     for name in running.restart_only_changes(file) {
         notes.push(format!("{name} changed: takes effect when lbd restarts"));
+    }
+    notes
+}
+
+/// The file's own warnings (`config::warnings`, as a start logs them and
+/// `lbctl config check` prints them) that a reload of it brings: those
+/// of its VIPs that the running VIP of the same identity (in `running`,
+/// runtime changes included) did not have, so a reload repeats none
+/// already given. Node-wide ones are left out: `[bgp]` and `[[vrrp]]` are
+/// restart settings, whose warnings the start gave, and the reload says
+/// itself which new VIP addresses the running instances do not move.
+fn config_warnings_brought(running: &Config, file: &Config) -> Vec<String> {
+    let mut alone = Config {
+        vips: Vec::new(),
+        vrrp: Vec::new(),
+        vrrp_listed: Vec::new(),
+        bgp: None,
+        ..file.clone()
+    };
+    // One VIP's warnings, its fields named `vip[0]`.
+    let mut of = |vip: &crate::config::VipConfig| {
+        alone.vips = vec![vip.clone()];
+        crate::config::warnings(&alone)
+    };
+    let mut brought = Vec::new();
+    for (index, vip) in file.vips.iter().enumerate() {
+        let id = crate::vip_id::VipId::of(vip);
+        let had = running
+            .vips
+            .iter()
+            .find(|v| crate::vip_id::VipId::of(v) == id)
+            .map(&mut of)
+            .unwrap_or_default();
+        for warning in of(vip) {
+            if had.contains(&warning) {
+                continue;
+            }
+            let field = match warning.field.strip_prefix("vip[0]") {
+                Some(rest) => format!("vip[{index}]{rest}"),
+                None => warning.field,
+            };
+            brought.push(format!("{field}: {}", warning.message));
+        }
+    }
+    brought
+}
+
+/// The node settings a reload applies at once whose change no VIP's plan
+/// shows, one note per key, with what it does to flows already there:
+/// `[tunnel]` (every tunnelled packet takes the new port or sources at
+/// once, established flows' too, which the backends' lb-decap may not
+/// accept), and `[nat]`'s port range and timeouts (its addresses are
+/// each NAT VIP's `nat_source` note).
+fn live_node_settings_changed(running: &Config, file: &Config) -> Vec<String> {
+    let mut notes = Vec::new();
+    let (was, now) = (&running.tunnel, &file.tunnel);
+    if was.gue_port != now.gue_port {
+        notes.push(format!(
+            "[tunnel] gue_port: {} -> {} (the file's): every GUE packet from now on, established flows' too, goes to UDP port {}; backends whose lb-decap does not listen on it drop them",
+            was.gue_port, now.gue_port, now.gue_port
+        ));
+    }
+    let sources = |prefix: Option<(std::net::IpAddr, u8)>, family: &str| {
+        prefix.map_or_else(
+            || format!("the interface's own {family} address"),
+            crate::config::prefix_text,
+        )
+    };
+    for (key, family, a, b) in [
+        ("source_ipv4", "IPv4", was.source_ipv4, now.source_ipv4),
+        ("source_ipv6", "IPv6", was.source_ipv6, now.source_ipv6),
+    ] {
+        if a != b {
+            notes.push(format!(
+                "[tunnel] {key}: {} -> {} (the file's): every tunnelled packet to an {family} backend from now on, established flows' too, leaves from the new sources; backends whose lb-decap `sources` do not allow them drop them",
+                sources(a, family),
+                sources(b, family)
+            ));
+        }
+    }
+    let (was, now) = (&running.nat, &file.nat);
+    if (was.port_min, was.port_max) != (now.port_min, now.port_max) {
+        notes.push(format!(
+            "[nat] source_port_min..source_port_max: {}-{} -> {}-{} (the file's): new NAT flows take ports in {}-{}; established ones keep theirs until they end",
+            was.port_min, was.port_max, now.port_min, now.port_max, now.port_min, now.port_max
+        ));
+    }
+    let (a, b) = (&was.timeouts, &now.timeouts);
+    for (key, was, now) in [
+        ("tcp_syn_timeout_s", a.tcp_syn, b.tcp_syn),
+        (
+            "tcp_established_timeout_s",
+            a.tcp_established,
+            b.tcp_established,
+        ),
+        ("tcp_closing_timeout_s", a.tcp_closing, b.tcp_closing),
+        ("tcp_time_wait_timeout_s", a.tcp_time_wait, b.tcp_time_wait),
+        ("tcp_closed_timeout_s", a.tcp_closed, b.tcp_closed),
+        ("udp_timeout_s", a.udp, b.udp),
+    ] {
+        if was != now {
+            notes.push(format!(
+                "[nat] {key}: {} -> {} (the file's): NAT flows already there take it too (the reaper removes those idle longer)",
+                was.as_secs(),
+                now.as_secs()
+            ));
+        }
     }
     notes
 }
@@ -598,6 +714,8 @@ fn health_keys(
         let default = |v: Option<String>| v.unwrap_or_else(|| "default".to_owned());
         [
             ("check", h.check.to_string()),
+            ("user", h.user.clone().unwrap_or_else(|| "none".to_owned())),
+            ("database", default(h.database.clone())),
             ("port", default(h.port.map(|p| p.to_string()))),
             ("path", h.path.clone()),
             ("host", default(h.host.clone())),
@@ -728,6 +846,107 @@ mod tests {
             undone(&Model::from_config(&runtime), &file),
             ["health.port of backend 198.19.2.11 of 198.18.0.100:80/tcp: 8081 -> default (the file's)"]
         );
+    }
+
+    /// A pgsql check's `user` and `database` set at run time are named
+    /// when a reload puts the file's back, as every other key is.
+    #[test]
+    fn a_reload_names_the_pgsql_keys_it_puts_back() {
+        let file = nat_config(
+            "[vip.health]\ncheck = \"pgsql\"\nuser = \"lb\"\ndatabase = \"app\"\n",
+            "",
+        );
+        let runtime = nat_config("[vip.health]\ncheck = \"pgsql\"\nuser = \"other\"\n", "");
+        let mut notes = undone(&Model::from_config(&runtime), &file);
+        notes.sort();
+        let vip = "of VIP 198.18.0.100:80/tcp";
+        assert_eq!(
+            notes,
+            [
+                format!("health.database {vip}: default -> app (the file's)"),
+                format!("health.user {vip}: other -> lb (the file's)"),
+            ]
+        );
+        let runtime = nat_config(
+            "[vip.health]\ncheck = \"pgsql\"\nuser = \"lb\"\ndatabase = \"app\"\n",
+            "[vip.backend.health]\ndatabase = \"other\"\n",
+        );
+        assert_eq!(
+            undone(&Model::from_config(&runtime), &file),
+            ["health.database of backend 198.19.2.11 of 198.18.0.100:80/tcp: other -> app (the file's)"]
+        );
+    }
+
+    /// `[tunnel]` and `[nat]` are applied by a reload, and no VIP's plan
+    /// shows them: each changed key is a note saying what it does to the
+    /// flows already there (a dry run included).
+    #[test]
+    fn a_reload_names_the_tunnel_and_nat_keys_it_changes() {
+        let running = nat_config("", "");
+        let text = "interface = \"eth0\"\n[nat]\nsource_ipv4 = \"198.18.0.50\"\nsource_port_min = 2000\nsource_port_max = 2999\ntcp_established_timeout_s = 600\n[tunnel]\ngue_port = 6081\nsource_ipv4 = \"198.18.200.0/24\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\nforwarding = \"nat\"\n[[vip.backend]]\naddress = \"198.19.2.11\"\nport = 8080\n";
+        let file = Config::from_toml_str(text, "lbd.toml").unwrap();
+        let model = Model::from_config(&running);
+        let notes = undone_by_reload(&model, &model.reloaded(&file), &running, &file);
+        assert_eq!(notes.len(), 4, "{notes:#?}");
+        assert!(
+            notes[0].starts_with("[tunnel] gue_port: 6080 -> 6081 (the file's): every GUE packet from now on, established flows' too, goes to UDP port 6081"),
+            "{notes:#?}"
+        );
+        assert!(
+            notes[1].starts_with("[tunnel] source_ipv4: the interface's own IPv4 address -> 198.18.200.0/24 (the file's)")
+                && notes[1].contains("established flows' too"),
+            "{notes:#?}"
+        );
+        assert_eq!(
+            notes[2],
+            "[nat] source_port_min..source_port_max: 1024-65535 -> 2000-2999 (the file's): new NAT flows take ports in 2000-2999; established ones keep theirs until they end"
+        );
+        assert!(
+            notes[3].starts_with("[nat] tcp_established_timeout_s: ")
+                && notes[3].contains("-> 600 (the file's)"),
+            "{notes:#?}"
+        );
+        // Back: the same keys, the other way.
+        let back = undone_by_reload(&model, &model, &file, &running);
+        assert_eq!(back.len(), 4, "{back:#?}");
+        assert!(
+            back[1].starts_with(
+                "[tunnel] source_ipv4: 198.18.200.0/24 -> the interface's own IPv4 address"
+            ),
+            "{back:#?}"
+        );
+    }
+
+    /// A reload says what `lbctl config check` would warn of in the file
+    /// for the VIPs it brings or changes, and not again for one whose
+    /// running state had the warning already.
+    #[test]
+    fn a_reload_warns_of_what_the_file_brings() {
+        let running = config("dsr-l2");
+        let text = format!(
+            "{}[vip.health]\npath = \"/healthz\"\n[[vip]]\naddress = \"198.18.0.101\"\nport = 80\n[[vip.backend]]\naddress = \"198.19.2.12\"\nweight = 0\n",
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n[[vip.backend]]\naddress = \"198.19.2.11\"\n"
+        );
+        let file = Config::from_toml_str(&text, "lbd.toml").unwrap();
+        let brought = config_warnings_brought(&running, &file);
+        assert_eq!(
+            brought,
+            [
+                "vip[0].health: path set but check = \"tcp\": only an HTTP check uses them (set check = \"http\")",
+                "vip[1]: every backend of VIP 198.18.0.101:80/tcp has weight 0: it drops every new flow",
+            ]
+        );
+        // Already so when it runs: not again.
+        assert!(config_warnings_brought(&file, &file).is_empty());
+        // The restart settings' warnings (VRRP, BGP) are not the reload's.
+        let vrrp = Config::from_toml_str(
+            &format!("{text}[[vrrp]]\nvrid = 51\npriority = 255\naddresses = [\"198.18.0.200\"]\n"),
+            "lbd.toml",
+        )
+        .unwrap();
+        assert!(!crate::config::warnings(&vrrp).is_empty());
+        assert!(config_warnings_brought(&vrrp, &vrrp).is_empty());
+        assert_eq!(config_warnings_brought(&running, &vrrp), brought);
     }
 
     /// The API refuses what the file refuses: a backend at an address a
