@@ -29,7 +29,7 @@ use super::{
     addresses,
     announce::{announce, Announcer},
     complaints::{self, Complaints},
-    machine::PREEMPT_SYNC_HOLD,
+    machine::{OWNER_PRIORITY, PREEMPT_SYNC_HOLD},
     net::{Received, VrrpSocket},
     runtime::VrrpRuntime,
     validate_from, Action, Advertisement, ChecksumMode, Counters, DecodeError, Family, Invalid,
@@ -38,6 +38,7 @@ use super::{
 use crate::{
     config::{Config, VrrpConfig},
     netlink::{Interface, InterfaceAddress, Netlink},
+    sync::log_limit::LogLimit,
 };
 
 /// How often a master checks that its addresses are still on the
@@ -184,9 +185,9 @@ pub(crate) struct Instance {
 impl Instance {
     /// Whether an instance of `config` would resume as master: its
     /// `state_file` holds the restart record of a master whose last advert
-    /// left less than the shortest master-down interval any peer can run
-    /// ago (lbd restarted), so the backup has not taken over yet, whatever
-    /// its priority (see [`resume_window`]).
+    /// left less than the shortest master-down interval any peer can run,
+    /// less a margin for the start, ago (lbd restarted), so the backup has
+    /// not taken over yet, whatever its priority (see [`resume_window`]).
     /// Decided once, before anything slow, and handed to [`Self::start`]:
     /// the caller starts such an instance first, while the pinned program
     /// keeps forwarding, so a slow start-up (the verifier, neighbour
@@ -321,6 +322,7 @@ impl Instance {
             let interface = interface.clone();
             let state_file = state_file.clone();
             let notifies = notifies.clone();
+            let config_priority = config.priority;
             async move {
                 let socket = match open_socket(&interface, local).await {
                     Ok(socket) => socket,
@@ -347,6 +349,8 @@ impl Instance {
                     source_checked_at: None,
                     never,
                     link: LinkWatch::default(),
+                    tracked: config_priority,
+                    send_failures: SendFailures::default(),
                 };
                 info!(vrid = driver.config.vrid, %local, priority = driver.config.priority, "VRRP instance starting");
                 if opened_tx.send(Ok(())).is_err() {
@@ -390,7 +394,13 @@ impl Instance {
         &self.config
     }
 
-    /// Sets the effective priority (tracking).
+    /// Sets the priority tracking gives the instance: the configured one
+    /// less the weights of what this node cannot serve, but not the
+    /// link's (`track_interface`): the instance takes that off itself
+    /// while its own checks (every [`ADDRESS_CHECK`]) see the link down,
+    /// and gives it back before the advert that goes out when they see it
+    /// up, so neither that advert nor those before tracking's next look
+    /// carry the priority lowered for the outage.
     pub(crate) fn set_priority(&self, priority: u8) {
         self.priority.send_if_modified(|p| {
             let changed = *p != priority;
@@ -404,9 +414,9 @@ impl Instance {
     /// may have taken them over meanwhile, or, with replication after an
     /// outage the peer may have taken over in, steps down to backup until
     /// the peer's flows are here (see [`Machine::link_up`]; the instance's
-    /// own checks of the link also tell it). Call it after the priority
-    /// the link brings back is set, so the advert that goes with the
-    /// announcements carries it.
+    /// own checks of the link, twice as frequent, usually told it first).
+    /// The advert that goes with the announcements carries the link's
+    /// weight given back (see [`Self::set_priority`]).
     pub(crate) fn link_up(&self) {
         self.link_ups.send_modify(|ups| *ups = ups.wrapping_add(1));
     }
@@ -662,6 +672,12 @@ struct Driver {
     never: Vec<IpAddr>,
     /// The interface's link as the checks saw it (see [`LinkWatch`]).
     link: LinkWatch,
+    /// The priority tracking set last (see [`Instance::set_priority`]):
+    /// the machine's, but for the link's weight (see
+    /// [`Driver::priority_now`]).
+    tracked: u8,
+    /// Adverts that did not leave, for the rate limit of their warnings.
+    send_failures: SendFailures,
 }
 
 /// The interface's link as the driver's own checks (every
@@ -704,6 +720,62 @@ impl LinkWatch {
     fn came_up(&mut self, now: Instant) {
         self.up_at = Some(now);
         self.down = false;
+    }
+}
+
+/// The priority an instance configured with `configured` runs with when
+/// tracking gives it `tracked` and the link is `down` or not: `weight`
+/// (`track_interface`) less while down, at least 1. The owner's (255) is
+/// fixed, as tracking leaves it.
+fn with_link_weight(configured: u8, tracked: u8, weight: u8, down: bool) -> u8 {
+    if configured == OWNER_PRIORITY || !down {
+        return tracked;
+    }
+    tracked.saturating_sub(weight).max(1)
+}
+
+/// Least time between two warnings about adverts that did not leave: with
+/// the link down every advert fails, up to 100 a second.
+const SEND_FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The rate limit of the warnings about adverts that did not leave: the
+/// first failure is said at once, then one line per
+/// [`SEND_FAILURE_LOG_EVERY`] with those left unsaid; the first advert
+/// that leaves again says how many failed, and the next failure is said
+/// at once again.
+#[derive(Debug, Clone)]
+struct SendFailures {
+    limit: LogLimit,
+    /// Failed sends since the last advert that left.
+    failed: u64,
+}
+
+impl Default for SendFailures {
+    fn default() -> Self {
+        Self {
+            limit: LogLimit::new(SEND_FAILURE_LOG_EVERY),
+            failed: 0,
+        }
+    }
+}
+
+impl SendFailures {
+    /// A send failed at `now`: `Some(n)` to warn, with `n` failures left
+    /// unsaid since the last warning, or `None` (counted).
+    fn failed(&mut self, now: Instant) -> Option<u64> {
+        self.failed = self.failed.saturating_add(1);
+        self.limit.allow(now)
+    }
+
+    /// An advert left: `Some(n)` with the sends that failed before it, if
+    /// any.
+    fn sent(&mut self) -> Option<u64> {
+        if self.failed == 0 {
+            return None;
+        }
+        let failed = self.failed;
+        *self = Self::default();
+        Some(failed)
     }
 }
 
@@ -756,7 +828,25 @@ impl Driver {
                         Vec::new()
                     }
                 },
-                _ = tokio::time::sleep_until(deadline) => self.machine.on_timer(Instant::now()),
+                _ = tokio::time::sleep_until(deadline) => {
+                    // A backup looks at its link before it takes over: one
+                    // that hears no master because its link is down must
+                    // not (see `Machine::on_timer`), and with adverts 0.1 s
+                    // apart its timer runs out before the next check. A
+                    // master whose link was down looks before each advert:
+                    // one back up hears of it first (see `Machine::link_up`),
+                    // so no advert leaves with the priority lowered for the
+                    // outage, nor one a replicating master must not send.
+                    let mut actions = Vec::new();
+                    if self.machine.state() == State::Backup || self.link.down {
+                        actions = self.follow_link().await;
+                        if self.stepped_back(&actions) {
+                            synced_seen = true;
+                        }
+                    }
+                    actions.extend(self.machine.on_timer(Instant::now()));
+                    actions
+                }
                 _ = check.tick() => {
                     self.follow_source().await;
                     let actions = self.follow_link().await;
@@ -783,22 +873,19 @@ impl Driver {
                     Ok(()) => {
                         link_ups.borrow_and_update();
                         let now = Instant::now();
-                        // The priority tracking restored with the link
-                        // first, so the advert that goes with the
-                        // announcements carries it.
-                        let mut actions = Vec::new();
+                        // Tracking's latest too, taken with the link's
+                        // weight given back by `link_up` itself, so the
+                        // advert that goes with the announcements carries
+                        // them.
                         if priority.has_changed().unwrap_or(false) {
-                            let p = *priority.borrow_and_update();
-                            info!(vrid = self.config.vrid, priority = p, "VRRP priority changed");
-                            actions = self.machine.set_priority(p, now);
+                            self.tracked = *priority.borrow_and_update();
                         }
                         self.link.came_up(now);
-                        let back = self.machine.link_up(now);
+                        let back = self.on_link_back(now);
                         if self.stepped_back(&back) {
                             synced_seen = true;
                         }
-                        actions.extend(back);
-                        actions
+                        back
                     }
                     Err(_) => {
                         link_ups_closed = true;
@@ -807,9 +894,8 @@ impl Driver {
                 },
                 changed = priority.changed() => match changed {
                     Ok(()) => {
-                        let p = *priority.borrow_and_update();
-                        info!(vrid = self.config.vrid, priority = p, "VRRP priority changed");
-                        self.machine.set_priority(p, Instant::now())
+                        self.tracked = *priority.borrow_and_update();
+                        self.follow_priority(Instant::now())
                     }
                     Err(_) => Vec::new(),
                 },
@@ -987,8 +1073,18 @@ impl Driver {
                 }
             }
             if let Err(error) = result {
-                warn!(vrid = self.config.vrid, %dst, from = %self.socket.local(), %error, "sending a VRRP advert failed");
+                if let Some(suppressed) = self.send_failures.failed(Instant::now()) {
+                    warn!(vrid = self.config.vrid, %dst, from = %self.socket.local(), %error, suppressed, "sending a VRRP advert failed (while they fail, logged at most every {} s, with the failures left unsaid)", SEND_FAILURE_LOG_EVERY.as_secs());
+                }
                 all_sent = false;
+            }
+        }
+        if all_sent {
+            if let Some(failed) = self.send_failures.sent() {
+                info!(
+                    vrid = self.config.vrid,
+                    failed, "VRRP adverts leave again after failed sends"
+                );
             }
         }
         all_sent
@@ -1105,13 +1201,50 @@ impl Driver {
         {
             Some(LinkChange::Down(since)) => {
                 self.machine.link_down(since);
-                Vec::new()
+                // The link's weight off; sent with the next advert that
+                // leaves (none while the link is down, see
+                // `Machine::set_priority`).
+                self.follow_priority(now)
             }
-            Some(LinkChange::Up) => self.machine.link_up(now),
+            Some(LinkChange::Up) => self.on_link_back(now),
             None => Vec::new(),
         };
         self.follow_mac(state.and_then(|state| state.mac));
         actions
+    }
+
+    /// The priority the machine is to run with now: tracking's, less the
+    /// link's weight while the checks see the link down (see
+    /// [`with_link_weight`]).
+    fn priority_now(&self) -> u8 {
+        with_link_weight(
+            self.config.priority,
+            self.tracked,
+            self.config.track_interface,
+            self.link.down,
+        )
+    }
+
+    /// Hands the machine [`Self::priority_now`] if it changed (advertised
+    /// at once by a master whose link is up).
+    fn follow_priority(&mut self, now: Instant) -> Vec<Action> {
+        let priority = self.priority_now();
+        if priority == self.machine.priority() {
+            return Vec::new();
+        }
+        info!(vrid = self.config.vrid, priority, "VRRP priority changed");
+        self.machine.set_priority(priority, now)
+    }
+
+    /// The link is back (the checks saw it, or tracking told of it and
+    /// the watch knows): the machine hears of it with the priority the
+    /// link brings back (see [`Machine::link_up`]).
+    fn on_link_back(&mut self, now: Instant) -> Vec<Action> {
+        let priority = self.priority_now();
+        if priority != self.machine.priority() {
+            info!(vrid = self.config.vrid, priority, "VRRP priority changed");
+        }
+        self.machine.link_up(now, priority)
     }
 
     /// Whether `actions` (of [`Machine::link_up`]) are a master stepping
@@ -1408,7 +1541,8 @@ fn read_record(path: &Path) -> Option<Record> {
 
 /// How long after the last master record of a state file an instance of
 /// `config` may still resume mastership: the shortest master-down interval
-/// any peer can run (see [`Settings::shortest_master_down_interval`]). A
+/// any peer can run (see [`Settings::shortest_master_down_interval`]),
+/// less [`resume_margin`]. A
 /// backup measures it with the advert interval it learned from the adverts
 /// it heard, that is, the one the previous lbd advertised (`advertised`,
 /// centiseconds, recorded in the state file), not the one `config` (maybe
@@ -1416,12 +1550,30 @@ fn read_record(path: &Path) -> Option<Record> {
 /// `config`'s.
 fn resume_window(config: &VrrpConfig, advertised: Option<u16>) -> Duration {
     let configured = settings_of(config);
-    Settings {
+    let settings = Settings {
         adver_interval_cs: advertised.unwrap_or(configured.adver_interval_cs),
         ..configured
-    }
-    .shortest_master_down_interval()
+    };
+    let interval = Duration::from_millis(u64::from(settings.adver_interval_cs) * 10);
+    settings
+        .shortest_master_down_interval()
+        .saturating_sub(resume_margin(interval))
 }
+
+/// The least time a resumed master must have left before the backup's
+/// timer runs out, for advert interval `interval`: one interval, at least
+/// [`RESUME_MARGIN_MIN`]. The record's time was taken once the last
+/// advert's send returned, a little after the backup's timer started;
+/// and between the decision and the first advert of the resumed instance
+/// come the rest of the start (the instance's checks, the VRRP thread,
+/// the socket). A window it leaves empty (adverts 30 ms apart or less)
+/// never resumes.
+fn resume_margin(interval: Duration) -> Duration {
+    interval.max(RESUME_MARGIN_MIN)
+}
+
+/// See [`resume_margin`].
+const RESUME_MARGIN_MIN: Duration = Duration::from_millis(100);
 
 /// The environment variable a notify command finds the instance's address
 /// family in (as its third argument).
@@ -1760,6 +1912,67 @@ mod tests {
         assert_eq!(watch.saw(false, t0), Some(LinkChange::Down(t0)));
     }
 
+    /// The link's weight is the driver's, off while its checks see the
+    /// link down and back as they see it up, so the link-up advert carries
+    /// the priority tracking gives (tracking leaves the link out): with
+    /// the defaults (100, `track_interface` 100) 1 while down, 100 at once
+    /// on the link's return. Never below 1; the owner's 255 is fixed.
+    #[test]
+    fn the_link_weight_follows_the_driver_checks() {
+        assert_eq!(with_link_weight(100, 100, 100, true), 1);
+        assert_eq!(with_link_weight(100, 100, 100, false), 100);
+        assert_eq!(with_link_weight(150, 90, 50, true), 40);
+        assert_eq!(with_link_weight(150, 90, 0, true), 90);
+        assert_eq!(with_link_weight(150, 1, 50, true), 1);
+        assert_eq!(with_link_weight(255, 255, 100, true), 255);
+        // As tracking computed it with the link in, before: the weights
+        // summed, then held to 1.
+        for (tracked, weight) in [(100_u8, 100_u8), (60, 30), (5, 10), (254, 0)] {
+            let summed = u32::from(tracked)
+                .saturating_sub(u32::from(weight))
+                .clamp(1, 254);
+            assert_eq!(
+                u32::from(with_link_weight(200, tracked, weight, true)),
+                summed
+            );
+        }
+        // The watch's view at each step of an outage.
+        let t0 = Instant::now();
+        let mut watch = LinkWatch::default();
+        watch.saw(true, t0);
+        watch.saw(false, t0 + ADDRESS_CHECK);
+        assert_eq!(with_link_weight(100, 100, 100, watch.down), 1);
+        watch.saw(true, t0 + 2 * ADDRESS_CHECK);
+        assert_eq!(with_link_weight(100, 100, 100, watch.down), 100);
+        watch.saw(false, t0 + 3 * ADDRESS_CHECK);
+        watch.came_up(t0 + 4 * ADDRESS_CHECK);
+        assert_eq!(with_link_weight(100, 100, 100, watch.down), 100);
+    }
+
+    /// With the link down every advert fails (up to 100 a second): the
+    /// first failure is said at once, then one line per 10 s with the
+    /// count left unsaid; the first advert that leaves says how many
+    /// failed, and the next failure is said at once again.
+    #[test]
+    fn failed_sends_are_logged_at_most_every_ten_seconds() {
+        let t = Instant::now();
+        let mut failures = SendFailures::default();
+        assert_eq!(failures.sent(), None);
+        assert_eq!(failures.failed(t), Some(0));
+        for k in 1..1000_u32 {
+            assert_eq!(
+                failures.failed(t + Duration::from_millis(k.into()) * 10),
+                None
+            );
+        }
+        assert_eq!(failures.failed(t + SEND_FAILURE_LOG_EVERY), Some(999));
+        assert_eq!(failures.failed(t + SEND_FAILURE_LOG_EVERY), None);
+        assert_eq!(failures.sent(), Some(1002));
+        assert_eq!(failures.sent(), None);
+        let later = t + SEND_FAILURE_LOG_EVERY + Duration::from_secs(1);
+        assert_eq!(failures.failed(later), Some(0));
+    }
+
     /// A new MAC (link down, `ip link set address`, up) brings a new
     /// EUI-64 link-local: adverts move to it; a global address never
     /// becomes the source; while the link is down there is none.
@@ -1814,25 +2027,25 @@ mod tests {
     /// not, nor does anything else.
     #[test]
     fn only_a_recent_restart_record_resumes() {
-        // 1 s adverts: a window of 3 s + 1/256 s.
+        // 1 s adverts: a window of 3 s + 1/256 s, less 1 s.
         let config = vrrp_config(100, "198.18.0.10");
         let at = 100 * SECOND;
         let restarting = StateFile::new("restarting", &format!("restarting {at} 100\n"));
         assert_eq!(decide(&restarting.0, &config, at), Resumption::Resume);
         assert_eq!(
-            decide(&restarting.0, &config, at + 3 * SECOND),
+            decide(&restarting.0, &config, at + 2 * SECOND),
             Resumption::Resume
         );
         assert_eq!(
-            decide(&restarting.0, &config, at + 4 * SECOND),
+            decide(&restarting.0, &config, at + 3 * SECOND),
             Resumption::No
         );
         // A record from the future (another boot's clock) is not trusted.
         assert_eq!(decide(&restarting.0, &config, at - 1), Resumption::No);
-        // A crash 0.5 s after the last advert, restarted 2 s later.
+        // A crash 0.5 s after the last advert, restarted 1 s later.
         let crashed = StateFile::new("crashed", &format!("master {at} 100\n"));
         assert_eq!(
-            decide(&crashed.0, &config, at + 2_500_000_000),
+            decide(&crashed.0, &config, at + 1_500_000_000),
             Resumption::NotAfterCrash
         );
         assert_eq!(decide(&crashed.0, &config, at + 4 * SECOND), Resumption::No);
@@ -1891,22 +2104,23 @@ mod tests {
     /// to the config's.
     #[test]
     fn the_resume_window_follows_the_recorded_advert_interval() {
-        let config = vrrp_config(100, "198.18.0.10"); // 1 s adverts
-                                                      // 3 × 1 s + (256 - 255) × 1 s / 256.
+        // 1 s adverts: 3 × 1 s + (256 - 255) × 1 s / 256, less 1 s.
+        let config = vrrp_config(100, "198.18.0.10");
         assert_eq!(
             resume_window(&config, None),
-            Duration::from_micros(3_003_906)
+            Duration::from_micros(2_003_906)
         );
         // The previous lbd advertised every 100 ms: the backup takes over
-        // 0.3 s after its last advert, whatever the config says now.
+        // 0.3 s after its last advert, whatever the config says now; less
+        // 0.1 s.
         assert_eq!(
             resume_window(&config, Some(10)),
-            Duration::from_micros(300_390)
+            Duration::from_micros(200_390)
         );
-        // Every 3 s: the backup waits 9 s.
+        // Every 3 s: the backup waits 9 s; less 3 s.
         assert_eq!(
             resume_window(&config, Some(300)),
-            Duration::from_micros(9_011_718)
+            Duration::from_micros(6_011_718)
         );
         let at = 100 * SECOND;
         let fast = StateFile::new("fast", &format!("restarting {at} 10\n"));
@@ -1922,7 +2136,55 @@ mod tests {
         );
         let older = StateFile::new("older", &format!("restarting {at}\n"));
         assert_eq!(decide(&older.0, &config, at + SECOND), Resumption::Resume);
-        assert_eq!(decide(&older.0, &config, at + 4 * SECOND), Resumption::No);
+        assert_eq!(decide(&older.0, &config, at + 3 * SECOND), Resumption::No);
+    }
+
+    /// The window ends a margin before the backup's timer runs out: one
+    /// advert interval, at least 0.1 s (the record was written once the
+    /// send returned, and the start still has to open the socket and
+    /// advertise). Up to its last nanosecond a record resumes, from its
+    /// end on it does not: a restart record 2.1 s after a 1 s advert
+    /// (within the backup's 3.004 s) no longer resumes. Adverts 30 ms
+    /// apart or less leave no window: never resumed.
+    #[test]
+    fn the_resume_window_keeps_a_margin_before_the_backup_takes_over() {
+        let config = vrrp_config(100, "198.18.0.10");
+        let at = 100 * SECOND;
+        for (cs, master_down_ns, margin_ns) in [
+            (100_u16, 3_003_906_000_u64, SECOND),
+            (10, 300_390_000, SECOND / 10),
+            // 5 cs: the margin is 0.1 s, not the 50 ms interval.
+            (5, 150_195_000, SECOND / 10),
+        ] {
+            let window = master_down_ns - margin_ns;
+            assert_eq!(
+                resume_window(&config, Some(cs)),
+                Duration::from_nanos(window),
+                "{cs} cs"
+            );
+            let record = Record::parse(&format!("restarting {at} {cs}"));
+            assert_eq!(
+                resume_decision(record, &config, at + window - 1),
+                Resumption::Resume,
+                "{cs} cs"
+            );
+            assert_eq!(
+                resume_decision(record, &config, at + window),
+                Resumption::No,
+                "{cs} cs"
+            );
+        }
+        let record = Record::parse(&format!("restarting {at} 100"));
+        assert_eq!(
+            resume_decision(record, &config, at + 2_100_000_000),
+            Resumption::No
+        );
+        for cs in [1, 3] {
+            assert_eq!(resume_window(&config, Some(cs)), Duration::ZERO, "{cs} cs");
+            let record = Record::parse(&format!("restarting {at} {cs}"));
+            assert_eq!(resume_decision(record, &config, at), Resumption::No);
+        }
+        assert!(resume_window(&config, Some(4)) > Duration::ZERO);
     }
 
     /// An instance's config: VRID 51, 1 s adverts, `priority`, moving
@@ -1953,7 +2215,8 @@ mod tests {
     fn resumes_measures_against_the_shortest_master_down_interval() {
         // Ours is 3 s + (256 - 100) / 256 s = 3.609 s; a peer of priority
         // 200 (with nopreempt, so this node was master) takes over after
-        // 3 s + 56 / 256 s = 3.219 s, and one of 255 after 3.004 s.
+        // 3 s + 56 / 256 s = 3.219 s, and one of 255 after 3.004 s: the
+        // window is that, less a 1 s margin.
         let vrrp = vrrp_config(100, "198.18.0.10");
         let now = crate::clock::monotonic_ns();
         let fresh = StateFile::new(
@@ -1961,10 +2224,20 @@ mod tests {
             &format!(
                 "restarting {}
 ",
-                now - 2_900_000_000
+                now - 1_900_000_000
             ),
         );
         assert!(Instance::resumes(&vrrp, Some(&fresh.0)));
+        // 2.9 s: within the peer's 3.004 s, but not by the margin.
+        let late = StateFile::new(
+            "late",
+            &format!(
+                "restarting {}
+",
+                now - 2_900_000_000
+            ),
+        );
+        assert!(!Instance::resumes(&vrrp, Some(&late.0)));
         // 3.3 s: within our own interval, but the peer may be master now.
         let taken = StateFile::new(
             "taken",
@@ -1985,8 +2258,8 @@ mod tests {
         );
         assert!(!Instance::resumes(&vrrp, Some(&stale.0)));
         assert!(!Instance::resumes(&vrrp, None));
-        // What a crash leaves, 2.2 s after the last advert: not resumed.
-        let crashed = StateFile::new("crashed", &format!("master {}\n", now - 2_200_000_000));
+        // What a crash leaves, 1.2 s after the last advert: not resumed.
+        let crashed = StateFile::new("crashed", &format!("master {}\n", now - 1_200_000_000));
         assert!(!Instance::resumes(&vrrp, Some(&crashed.0)));
     }
 

@@ -392,8 +392,12 @@ impl Machine {
     pub fn on_timer(&mut self, now: Instant) -> Vec<Action> {
         match self.state {
             State::Initialize => Vec::new(),
+            // Not while the link is down: a backup that hears no one for
+            // that reason would take the addresses onto a dead interface
+            // and reclaim them from the live master at link-up (see
+            // `link_up`).
             State::Backup => match self.master_down_at {
-                Some(at) if at <= now => self.become_master(now),
+                Some(at) if at <= now && !self.link_is_down() => self.become_master(now),
                 _ => Vec::new(),
             },
             State::Master => {
@@ -413,10 +417,13 @@ impl Machine {
         }
     }
 
-    /// When [`Self::on_timer`] must be called next; `None` in Initialize.
+    /// When [`Self::on_timer`] must be called next; `None` in Initialize,
+    /// and in backup while the link is down (the Master_Down_Timer starts
+    /// afresh at [`Self::link_up`]).
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         match self.state {
             State::Initialize => None,
+            State::Backup if self.link_is_down() => None,
             State::Backup => self.master_down_at,
             State::Master => match (self.adver_at, self.refresh_at) {
                 (Some(adver), Some(refresh)) => Some(adver.min(refresh)),
@@ -432,28 +439,39 @@ impl Machine {
     /// preempt without waiting an interval); in backup it is used from the
     /// next advert on, so a raised priority lets us preempt a lower master
     /// when its adverts are discarded and the Master_Down_Timer fires.
+    /// While the link is down (see [`Self::link_down`]) a master only
+    /// takes it: an advert then reaches no one, and the next one (the
+    /// timer's, or [`Self::link_up`]'s) carries it.
     pub(crate) fn set_priority(&mut self, priority: u8, now: Instant) -> Vec<Action> {
-        let priority = match priority {
-            0 => 1,
-            OWNER_PRIORITY if self.settings.priority != OWNER_PRIORITY => OWNER_PRIORITY - 1,
-            p => p,
-        };
+        let priority = self.allowed_priority(priority);
         if priority == self.priority {
             return Vec::new();
         }
         self.priority = priority;
         match self.state {
-            State::Master => {
+            State::Master if !self.link_is_down() => {
                 self.adver_at = Some(after(now, self.adver_interval()));
                 self.advert(priority).into_iter().collect()
             }
-            State::Initialize | State::Backup => Vec::new(),
+            State::Initialize | State::Backup | State::Master => Vec::new(),
+        }
+    }
+
+    /// `priority` kept in 1..=254, or 1..=255 if configured as the owner
+    /// (see [`Self::set_priority`]).
+    fn allowed_priority(&self, priority: u8) -> u8 {
+        match priority {
+            0 => 1,
+            OWNER_PRIORITY if self.settings.priority != OWNER_PRIORITY => OWNER_PRIORITY - 1,
+            p => p,
         }
     }
 
     /// The interface's link was seen down; `since` is the last time it was
     /// seen up, the earliest it may have gone down. An outage already
-    /// under way keeps its start. Ended by [`Self::link_up`].
+    /// under way keeps its start. Ended by [`Self::link_up`]. Meanwhile a
+    /// backup does not take over (keepalived's FAULT state: hearing no
+    /// master says nothing then), and a master keeps its mastership.
     pub(crate) fn link_down(&mut self, since: Instant) {
         if self.link_down_since.is_none() {
             self.link_down_since = Some(since);
@@ -465,14 +483,23 @@ impl Machine {
         self.link_down_since.is_some()
     }
 
-    /// The interface's link came back up. A master that kept its
+    /// The interface's link came back up, and `priority` is the effective
+    /// priority it brings back (the link's tracking weight given back):
+    /// taken first, without an advert of its own, so the advert below
+    /// carries it, not the one lowered for the outage.
+    ///
+    /// A master that kept its
     /// mastership (and its addresses) through the outage could not hear
     /// the other router, which took over and moved the neighbours to its
     /// own MAC: if our next advert reaches it before its adverts reach us,
     /// it steps down silently and nothing announces the addresses back.
     /// So a master advertises at once and re-announces them in full
-    /// ([`Action::Reclaim`]); a backup or a stopped instance has nothing
-    /// to say.
+    /// ([`Action::Reclaim`]); a stopped instance has nothing to say. A
+    /// master now was one when the outage began: a backup does not take
+    /// over while the link is down (see [`Self::on_timer`]). A backup
+    /// after a known outage ([`Self::link_down`]) starts its
+    /// Master_Down_Timer afresh: it heard nothing for want of a link, not
+    /// for want of a master.
     ///
     /// With replication ([`Self::hold_after_outages`]) and an outage seen
     /// ([`Self::link_down`]) long enough for the peer to have taken over,
@@ -483,9 +510,16 @@ impl Machine {
     /// peer's flows are here or the hold ends, as at start; a peer that
     /// is not master after all is taken over from after one
     /// Master_Down_Interval, as ever.
-    pub(crate) fn link_up(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn link_up(&mut self, now: Instant, priority: u8) -> Vec<Action> {
         let outage = self.link_down_since.take();
-        if self.state != State::Master {
+        if self.state == State::Initialize {
+            return Vec::new();
+        }
+        self.priority = self.allowed_priority(priority);
+        if self.state == State::Backup {
+            if outage.is_some() {
+                self.master_down_at = Some(after(now, self.master_down_interval()));
+            }
             return Vec::new();
         }
         if let (Some(limit), Some(since)) = (self.outage_hold, outage) {
@@ -1573,7 +1607,7 @@ mod tests {
         let sent = m.counters().adverts_sent;
         let t1 = t + ms(300);
         assert_eq!(
-            m.link_up(t1),
+            m.link_up(t1, 150),
             [Action::SendAdvert { priority: 150 }, Action::Reclaim]
         );
         assert_eq!(m.state(), State::Master);
@@ -1583,10 +1617,10 @@ mod tests {
         // A backup (or a stopped instance) has nothing to claim.
         let mut b = backup(settings(100), t0);
         let down = b.next_deadline();
-        assert_eq!(b.link_up(t0 + ms(100)), []);
+        assert_eq!(b.link_up(t0 + ms(100), 100), []);
         assert_eq!(b.state(), State::Backup);
         assert_eq!(b.next_deadline(), down);
-        assert_eq!(Machine::new(settings(100), ME).link_up(t0), []);
+        assert_eq!(Machine::new(settings(100), ME).link_up(t0, 100), []);
     }
 
     /// With replication, a master whose link was down long enough for the
@@ -1613,7 +1647,7 @@ mod tests {
         assert_eq!(m.set_priority(200, back), []);
         assert_eq!(m.counters().adverts_sent, sent);
         // Back after 4 s (the peer takes over after 3.2 s at most).
-        assert_eq!(m.link_up(back), [Action::BecomeBackup]);
+        assert_eq!(m.link_up(back, 200), [Action::BecomeBackup]);
         assert!(!m.link_is_down());
         assert_eq!(m.state(), State::Backup);
         assert!(m.holding_for_sync(back));
@@ -1636,7 +1670,7 @@ mod tests {
         m.hold_after_outages(PREEMPT_SYNC_HOLD);
         m.link_down(t);
         let back = t + ms(5_000);
-        assert_eq!(m.link_up(back), [Action::BecomeBackup]);
+        assert_eq!(m.link_up(back, 200), [Action::BecomeBackup]);
         let down = back + m.master_down_interval();
         assert_eq!(m.next_deadline(), Some(down));
         assert_eq!(
@@ -1659,20 +1693,20 @@ mod tests {
         // 1 s + 2.003 s < 3.004 s.
         let back = t + ms(2_003);
         assert_eq!(
-            m.link_up(back),
+            m.link_up(back, 200),
             [Action::SendAdvert { priority: 200 }, Action::Reclaim]
         );
         assert_eq!(m.state(), State::Master);
         let (mut m, t) = master(settings(200), t0);
         m.hold_after_outages(PREEMPT_SYNC_HOLD);
         m.link_down(t);
-        assert_eq!(m.link_up(t + us(2_003_906)), [Action::BecomeBackup]);
+        assert_eq!(m.link_up(t + us(2_003_906), 200), [Action::BecomeBackup]);
         // A second report of the same outage keeps its start.
         let (mut m, t) = master(settings(200), t0);
         m.hold_after_outages(PREEMPT_SYNC_HOLD);
         m.link_down(t);
         m.link_down(t + ms(1_500));
-        assert_eq!(m.link_up(t + ms(2_500)), [Action::BecomeBackup]);
+        assert_eq!(m.link_up(t + ms(2_500), 200), [Action::BecomeBackup]);
         // No replication: adverts go on, and the master reclaims.
         let (mut m, t) = master(settings(200), t0);
         m.link_down(t);
@@ -1681,15 +1715,168 @@ mod tests {
             [Action::SendAdvert { priority: 200 }]
         );
         assert_eq!(
-            m.link_up(t + ms(10_000)),
+            m.link_up(t + ms(10_000), 200),
             [Action::SendAdvert { priority: 200 }, Action::Reclaim]
         );
         // A backup ends the outage quietly.
         let mut b = backup(settings(100), t0);
         b.hold_after_outages(PREEMPT_SYNC_HOLD);
         b.link_down(t0);
-        assert_eq!(b.link_up(t0 + ms(10_000)), []);
+        assert_eq!(b.link_up(t0 + ms(10_000), 100), []);
         assert!(!b.link_is_down());
+    }
+
+    /// The priority tracking lowered for the outage (the link's weight,
+    /// with the defaults 100 − 100 = 1) is never what a master advertises
+    /// on its link's return: `link_up` takes the restored one first, so
+    /// the advert that goes with the reclaim carries it, and no second
+    /// advert is needed. While the link is down a priority change sends
+    /// nothing at once; the adverts the timer sends meanwhile (no
+    /// replication) carry it, and reach no one.
+    #[test]
+    fn the_link_up_advert_carries_the_priority_the_link_brings_back() {
+        let t0 = Instant::now();
+        let (mut m, t) = master(settings(100), t0);
+        m.link_down(t);
+        assert_eq!(m.set_priority(1, t + ms(500)), []);
+        assert_eq!(m.priority(), 1);
+        assert_eq!(
+            m.on_timer(t + ms(1000)),
+            [Action::SendAdvert { priority: 1 }]
+        );
+        let sent = m.counters().adverts_sent;
+        let back = t + ms(1_700);
+        assert_eq!(
+            m.link_up(back, 100),
+            [Action::SendAdvert { priority: 100 }, Action::Reclaim]
+        );
+        assert_eq!(m.priority(), 100);
+        assert_eq!(m.counters().adverts_sent, sent + 1);
+        assert_eq!(m.next_deadline(), Some(back + ms(1000)));
+        assert_eq!(
+            m.on_timer(back + ms(1000)),
+            [Action::SendAdvert { priority: 100 }]
+        );
+        // With the link up, a change is advertised at once, as ever.
+        assert_eq!(
+            m.set_priority(90, back + ms(1100)),
+            [Action::SendAdvert { priority: 90 }]
+        );
+        // The owner's 255 is kept; anyone else's is held to 254, 0 to 1.
+        let (mut m, t) = master(settings(200), t0);
+        m.link_down(t);
+        assert_eq!(
+            m.link_up(t + ms(500), 255),
+            [Action::SendAdvert { priority: 254 }, Action::Reclaim]
+        );
+        m.link_down(t + ms(600));
+        assert_eq!(
+            m.link_up(t + ms(700), 0),
+            [Action::SendAdvert { priority: 1 }, Action::Reclaim]
+        );
+        // A replicating master that steps back measures its new
+        // Master_Down_Interval with the restored priority too.
+        let (mut m, t) = master(settings(200), t0);
+        m.hold_after_outages(PREEMPT_SYNC_HOLD);
+        m.link_down(t);
+        assert_eq!(m.set_priority(100, t + ms(500)), []);
+        let back = t + ms(5_000);
+        assert_eq!(m.link_up(back, 200), [Action::BecomeBackup]);
+        assert_eq!(m.priority(), 200);
+        assert_eq!(
+            m.next_deadline(),
+            Some(back + us(3_000_000 + 56 * 1_000_000 / 256))
+        );
+    }
+
+    /// A backup whose link is down hears no master because it hears
+    /// nothing: its Master_Down_Timer does not make it master (which would
+    /// put the addresses on a dead interface, run the master notify and
+    /// then reclaim them from the live master at link-up). It waits; at
+    /// link-up it is a backup with a fresh Master_Down_Timer, and takes
+    /// over only if no master speaks within it.
+    #[test]
+    fn a_backup_whose_link_is_down_does_not_take_over() {
+        let t0 = Instant::now();
+        let mut m = backup(settings(100), t0);
+        m.on_advert(&ad(150), HIGHER, t0 + ms(500));
+        let down = t0 + ms(500) + m.master_down_interval();
+        assert_eq!(m.next_deadline(), Some(down));
+        m.link_down(t0 + ms(800));
+        assert_eq!(m.next_deadline(), None);
+        assert_eq!(m.on_timer(down), []);
+        assert_eq!(m.on_timer(down + ms(10_000)), []);
+        // Not even a priority-0 advert heard as the link went.
+        m.on_advert(&ad(0), HIGHER, down + ms(10_100));
+        assert_eq!(m.on_timer(down + ms(11_000)), []);
+        assert_eq!(m.state(), State::Backup);
+        assert_eq!(m.counters().became_master, 0);
+        assert_eq!(m.counters().adverts_sent, 0);
+        // Back: a backup, nothing to claim, a fresh timer.
+        let back = down + ms(20_000);
+        assert_eq!(m.link_up(back, 100), []);
+        assert_eq!(m.state(), State::Backup);
+        let fresh = back + m.master_down_interval();
+        assert_eq!(m.next_deadline(), Some(fresh));
+        // The master speaks within it: followed.
+        m.on_advert(&ad(150), HIGHER, back + ms(300));
+        assert_eq!(m.on_timer(fresh), []);
+        assert_eq!(m.state(), State::Backup);
+        assert_eq!(m.master_address(), Some(HIGHER));
+        // No master after the link's return: master one interval later,
+        // with an advert and the claim of any takeover, no reclaim.
+        let mut m = backup(settings(100), t0);
+        m.link_down(t0);
+        let back = t0 + ms(10_000);
+        assert_eq!(m.link_up(back, 100), []);
+        let fresh = back + m.master_down_interval();
+        assert_eq!(m.on_timer(fresh - us(1)), []);
+        assert_eq!(
+            m.on_timer(fresh),
+            [Action::SendAdvert { priority: 100 }, Action::BecomeMaster]
+        );
+    }
+
+    /// Two routers, the backup's link cut for 10 s: it stays backup all
+    /// along and after, the master never changes, and no one reclaims.
+    #[test]
+    fn a_cut_backup_never_competes_with_the_live_master() {
+        let t0 = Instant::now();
+        let mut link = Link {
+            routers: [
+                Machine::new(settings(150), HIGHER),
+                Machine::new(settings(100), ME),
+            ],
+            now: t0,
+        };
+        for i in 0..2 {
+            let actions = link.routers[i].startup(t0);
+            link.deliver(i, actions);
+        }
+        link.run_until(t0 + ms(10_000));
+        assert_eq!(link.states(), [State::Master, State::Backup]);
+        let before = [*link.routers[0].counters(), *link.routers[1].counters()];
+        let cut = link.now;
+        link.routers[1].link_down(cut);
+        // While cut, the master's adverts do not reach it.
+        let mut now = cut;
+        while now < cut + ms(10_000) {
+            now = link.routers[0].next_deadline().unwrap();
+            let master_actions = link.routers[0].on_timer(now);
+            assert!(master_actions
+                .iter()
+                .all(|a| matches!(a, Action::SendAdvert { .. })));
+            assert_eq!(link.routers[1].on_timer(now), []);
+        }
+        link.now = now;
+        assert_eq!(link.routers[1].link_up(now, 100), []);
+        link.run_until(now + ms(30_000));
+        assert_eq!(link.states(), [State::Master, State::Backup]);
+        assert_eq!(link.routers[1].counters().became_master, 0);
+        for (router, was) in link.routers.iter().zip(before) {
+            assert_eq!(router.counters().became_master, was.became_master);
+            assert_eq!(router.counters().became_backup, was.became_backup);
+        }
     }
 
     #[test]

@@ -82,7 +82,8 @@ pub struct Engine {
     vrrp: Vec<Instance>,
     /// Connection-table replication with the VRRP peer.
     replication: Option<Replication>,
-    /// Whether the interface is up with its carrier (tracked for VRRP).
+    /// Whether the interface is up with its carrier (for the health
+    /// checks and the status; VRRP's instances look at it themselves).
     interface_up: bool,
     /// Whether the kernel still runs the hook, and the interface lost
     /// meanwhile (see `tracking`).

@@ -145,8 +145,12 @@ impl LinkWatch {
 
 impl Engine {
     /// Sets each VRRP instance's priority from what this node can serve:
-    /// less when the program is not attached, when the interface is down,
-    /// and for each of the instance's VIPs that has no healthy backend.
+    /// less when the program is not attached, and for each of the
+    /// instance's VIPs that has no healthy backend. The link's weight
+    /// (`track_interface`) is the instance's own: it looks at the link
+    /// twice as often, and must give the weight back before the advert it
+    /// sends when the link returns, not a tick later (see
+    /// `vrrp::driver::Instance::set_priority`).
     pub(crate) fn track(&self) {
         for instance in &self.vrrp {
             let config = instance.config();
@@ -156,9 +160,6 @@ impl Engine {
             let mut lost: u32 = 0;
             if !self.dataplane.is_attached() {
                 lost += u32::from(config.track_dataplane);
-            }
-            if !self.interface_up {
-                lost += u32::from(config.track_interface);
             }
             let unserved = self
                 .model
@@ -247,8 +248,9 @@ impl Engine {
         None
     }
 
-    /// Records whether the interface is up (at each look), for VRRP's
-    /// tracking and for the health checks: while it is down, the failures
+    /// Records whether the interface is up (at each look), for the status
+    /// and the health checks (VRRP's instances look at the link
+    /// themselves, see [`Self::track`]): while it is down, the failures
     /// of checks whose route leaves by it (or whose route went with it) are
     /// this node's and count against no backend (a flap of the balancer's
     /// own link would otherwise take every backend down). Checks to
@@ -274,11 +276,14 @@ impl Engine {
         });
     }
 
-    /// The link came back up: the priority it brings back is set first,
-    /// then every instance hears of it, so a master that kept mastership
-    /// through the outage announces its addresses again (the other node
-    /// may have taken them meanwhile, and step down on our next advert
-    /// without announcing anything; see `Machine::link_up`).
+    /// The link came back up: every instance hears of it, so a master
+    /// that kept mastership through the outage announces its addresses
+    /// again (the other node may have taken them meanwhile, and step down
+    /// on our next advert without announcing anything; see
+    /// `Machine::link_up`). Their own checks of the link usually saw it
+    /// first; this covers an outage they missed. Tracking's priority goes
+    /// first, so the advert carries it (the link's weight the instances
+    /// give back themselves).
     fn link_came_up(&self) {
         self.track();
         for instance in &self.vrrp {
