@@ -93,10 +93,12 @@ pub(crate) const DEPENDENT_MAPS: [&str; 8] = [
 /// (`conntrack::legacy`, `nat::legacy`): their entries name VIPs and
 /// backends by the ids of the state maps they were written against, so
 /// they go when a start replaces those (`PinDir::promote_staged`).
-pub(crate) const CARRIED_FROM: [&str; 4] = [
+pub(crate) const CARRIED_FROM: [&str; 6] = [
     crate::conntrack::legacy::MOVED_PIN,
     crate::conntrack::legacy::RESIZED_PIN,
+    crate::conntrack::legacy::RESIZED_AGAIN_PIN,
     crate::nat::legacy::RESIZED_PIN,
+    crate::nat::legacy::RESIZED_AGAIN_PIN,
     names::MAP_NAT_FLOWS,
 ];
 

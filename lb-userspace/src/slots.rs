@@ -185,11 +185,22 @@ impl<K> Table<K> {
 
     /// When the next waiting connection's grace (or writing one's write
     /// grace) ends: the earliest a victim can appear without anything else
-    /// happening.
+    /// happening. As `victim` chooses, one at a time: while a connection
+    /// is being closed none (its slot freed tells), while one is told to
+    /// close after its answer when that one may be closed now (none while
+    /// it is busy: its answer, written or not, tells). Another connection
+    /// that could be closed does not count then, however long ago its
+    /// grace ended: a wake-up at a time passed would come at once, again
+    /// and again, until the one being closed is gone.
     pub(crate) fn next_evictable(&self) -> Option<Instant> {
+        if self.evicting() {
+            return None;
+        }
+        if let Some(closing) = self.entries.values().find(|e| e.closing) {
+            return self.evictable_at(closing);
+        }
         self.entries
             .values()
-            .filter(|e| !e.evicting)
             .filter_map(|e| self.evictable_at(e))
             .min()
     }
@@ -269,6 +280,9 @@ struct Shared<K> {
     state: Mutex<State<K>>,
     /// A slot freed, or a connection started waiting: the accept loop looks again.
     changed: Notify,
+    /// How many times `wait` has looked (the tests' count of wake-ups).
+    #[cfg(test)]
+    passes: std::sync::atomic::AtomicU64,
 }
 
 impl<K> Shared<K> {
@@ -297,6 +311,8 @@ impl<K: Copy + Eq + Send + 'static> Slots<K> {
                     evictions: HashMap::new(),
                 }),
                 changed: Notify::new(),
+                #[cfg(test)]
+                passes: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -353,6 +369,8 @@ impl<K: Copy + Eq + Send + 'static> Slots<K> {
     /// slot is freed, a connection starts waiting, or a grace ends.
     async fn wait<T>(&self, mut check: impl FnMut(&mut State<K>, Instant) -> Option<T>) -> T {
         loop {
+            #[cfg(test)]
+            self.shared.passes.fetch_add(1, Ordering::Relaxed);
             let notified = self.shared.changed.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
@@ -650,6 +668,38 @@ mod tests {
         assert_eq!(table.victim(t0 + ms(1010)), Some(Victim::Now(a)));
     }
 
+    /// While a busy connection is told to close after its answer, no
+    /// other is chosen (one at a time), and the time to look again is not
+    /// that of another connection whose grace has ended (it would be
+    /// past: a wake-up at once, again and again, until the answer is
+    /// out); while one is being closed there is none.
+    #[test]
+    fn while_one_is_closing_the_next_look_waits_for_it() {
+        let t0 = Instant::now();
+        let mut table = Table::new(2, G, W);
+        let a = table.insert(1, t0).unwrap();
+        let b = table.insert(1, t0).unwrap();
+        assert!(table.set_busy(a));
+        assert!(table.set_busy(b));
+        assert_eq!(table.victim(t0), Some(Victim::AfterAnswer(a)));
+        table.set_closing(a);
+        // b answered and waits: its grace ends at 110 ms.
+        assert!(!table.finish(b, t0 + ms(5)));
+        table.written(b, t0 + ms(10));
+        assert_eq!(table.victim(t0 + ms(500)), None, "one at a time");
+        assert_eq!(table.next_evictable(), None, "a's answer tells");
+        // a's answer goes out: its write grace, then its grace once out.
+        assert!(table.finish(a, t0 + ms(600)));
+        assert_eq!(table.next_evictable(), Some(t0 + ms(600) + W));
+        table.written(a, t0 + ms(700));
+        assert_eq!(table.next_evictable(), Some(t0 + ms(700) + G));
+        assert_eq!(table.victim(t0 + ms(800)), Some(Victim::Now(a)));
+        table.set_evicting(a);
+        assert_eq!(table.next_evictable(), None, "its slot freed tells");
+        table.remove(a);
+        assert_eq!(table.next_evictable(), Some(t0 + ms(10) + G));
+    }
+
     #[test]
     fn the_peer_holding_the_most_slots_loses_one_first() {
         let t0 = Instant::now();
@@ -734,6 +784,50 @@ mod tests {
         let c = tokio::time::timeout(Duration::from_secs(5), admit)
             .await
             .expect("admitted once a's answer was out");
+        drop((b, c));
+    }
+
+    /// A newcomer waiting for a busy connection's answer (it closes
+    /// after it) while another connection has waited past its grace: the
+    /// wait sleeps until that answer, it does not look again and again.
+    /// (The next look was set at the other connection's grace end, past:
+    /// the wait woke at once, taking the lock each time, for as long as
+    /// the answer took, up to the render timeout: a core spinning, which
+    /// a client of the metrics port could set up.)
+    #[tokio::test]
+    async fn a_newcomer_waiting_for_an_answer_does_not_spin() {
+        let slots = Slots::new(2, G, W);
+        let a = slots.admit(7).await;
+        let b = slots.admit(7).await;
+        let busy_a = a.handle().try_busy().unwrap();
+        let busy_b = b.handle().try_busy().unwrap();
+        let admit = slots.admit(8);
+        let mut admit = std::pin::pin!(admit);
+        tokio::select! {
+            biased;
+            _ = &mut admit => panic!("admitted before a slot was freed"),
+            () = tokio::task::yield_now() => {}
+        }
+        // a is told to close after its answer; b has had its answer (no
+        // body to write) and waits.
+        drop(busy_b);
+        let before = slots.shared.passes.load(Ordering::Relaxed);
+        tokio::select! {
+            _ = &mut admit => panic!("admitted before a slot was freed"),
+            () = tokio::time::sleep(G * 4) => {}
+        }
+        let passes = slots.shared.passes.load(Ordering::Relaxed) - before;
+        assert!(
+            passes <= 3,
+            "{passes} looks in {:?} while nothing changed",
+            G * 4
+        );
+        // a's answer, with word to close: the newcomer takes its slot.
+        assert!(busy_a.finish());
+        drop(a);
+        let c = tokio::time::timeout(Duration::from_secs(5), admit)
+            .await
+            .expect("admitted once a was gone");
         drop((b, c));
     }
 

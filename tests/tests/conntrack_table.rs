@@ -14,7 +14,8 @@
 //! live flow keeps its backend; a promotion that finds every way busy
 //! keeps its handshake held; a smaller table carries every live flow
 //! over before closed ones; an upgrade stopped before its swap leaves
-//! its tables for the next lbd, resized or not.
+//! its tables for the next lbd, resized or not; a resize stopped after
+//! its swap, then resized again, keeps the flows opened on its table.
 //! Needs root and two CPUs.
 
 use std::{
@@ -693,6 +694,95 @@ fn a_resized_connection_table_carries_its_flows_over() {
     assert_eq!(carried, pinned, "every flow keeps its backend");
     new.finish_adoption();
     assert!(!aside.exists(), "and goes after it");
+}
+
+/// `conntrack_size` changed (lbd A's table of 1024 flows, B's of 4096):
+/// B set A's table aside, pinned its own, swapped, and its program
+/// forwarded on its table (flows opened there only, one of A's closed
+/// there), then B stopped before `finish_adoption` (its set-aside pin
+/// stays). C starts with a third size (8192): it carries both tables
+/// over, B's flows as B's table holds them, and both pins go after its
+/// swap. Carrying only the table set aside left B's, the one its
+/// program wrote, to the load, which removed it: every connection
+/// opened since B started lost its backend.
+#[test]
+fn resized_swapped_stopped_before_finishing_then_resized_again_keeps_the_flows_opened_since() {
+    let (pins, _cleanup) = pin_dir("resized-twice");
+    let vip = vip4_tcp();
+    let flows: Vec<Flow> = (0..150).map(flow).collect();
+    let options = LoadOptions {
+        pins: Some(pins.clone()),
+        ..LoadOptions::default()
+    };
+    let buckets = |name: &str| {
+        aya::maps::MapInfo::from_pin(pins.map_path(name))
+            .expect("pinned")
+            .max_entries()
+    };
+    let (resized, resized_again) = (
+        lb_userspace::conntrack::legacy::RESIZED_PIN,
+        lb_userspace::conntrack::legacy::RESIZED_AGAIN_PIN,
+    );
+    let (aside, again) = (pins.map_path(resized), pins.map_path(resized_again));
+    {
+        let mut a = TestBed::with_options(std::slice::from_ref(&vip), Hook::Xdp, 1024, &options)
+            .expect("A's data plane");
+        open_through(&mut a, &flows[..100]);
+    }
+    let a_buckets = buckets(names::MAP_FLOW_BUCKETS);
+    let closed = flow_key(&flows[0], Protocol::Tcp);
+    let on_b: HashMap<_, _> = {
+        let mut b = TestBed::with_options(std::slice::from_ref(&vip), Hook::Xdp, 4096, &options)
+            .expect("B's data plane");
+        assert!(b.dataplane.adopted(), "B adopts A's state");
+        assert_eq!(buckets(resized), a_buckets, "A's table set aside");
+        // A's program is gone: B's forwards, on B's table.
+        open_through(&mut b, &flows[100..]);
+        let (verdict, _) = b
+            .run(&packet::tcp(&flows[0], FIN_ACK, None, b""))
+            .expect("run");
+        assert_eq!(verdict, action::TX);
+        b.dataplane.flows().collect()
+        // Dropped without `finish_adoption`.
+    };
+    assert_eq!(on_b.len(), flows.len(), "B's table holds every flow");
+    assert_ne!(on_b[&closed].flags & FLOW_F_FIN, 0, "B saw flow 0's FIN");
+    assert!(aside.exists(), "B's set-aside pin is left");
+    let b_buckets = buckets(names::MAP_FLOW_BUCKETS);
+    assert_eq!(b_buckets, 4 * a_buckets);
+
+    let mut c = load_upgrade_sized(&options, 8192);
+    assert!(c.adopted(), "C adopts the state");
+    assert_eq!(buckets(names::MAP_FLOW_BUCKETS), 2 * b_buckets);
+    assert_eq!(buckets(resized), a_buckets, "A's table still aside");
+    assert_eq!(
+        buckets(resized_again),
+        b_buckets,
+        "B's table set aside after it"
+    );
+    let carried = c.finish_adoption().expect("flows carried over");
+    assert_eq!(carried.live_left_out + carried.failed, 0, "{carried:?}");
+    let held: HashMap<_, _> = c.flows().collect();
+    let backends = |flows: &HashMap<lb_common::FlowKey, lb_common::FlowEntry>| {
+        flows
+            .iter()
+            .map(|(k, e)| (*k, e.backend_id))
+            .collect::<HashMap<_, _>>()
+    };
+    assert_eq!(
+        backends(&held),
+        backends(&on_b),
+        "every flow keeps its backend, those opened on B's table too"
+    );
+    assert_ne!(
+        held[&closed].flags & FLOW_F_FIN,
+        0,
+        "a flow as B's table last saw it"
+    );
+    assert!(
+        !aside.exists() && !again.exists(),
+        "both set-aside pins go after the swap"
+    );
 }
 
 /// `conntrack_size` lowered (4096 to 1024) under a table holding 100

@@ -182,28 +182,28 @@ impl FlowTable {
                     continue;
                 }
                 done.misplaced += 1;
-                let newer_in_place = self
-                    .get(&key)
-                    .is_some_and(|e| e.last_seen_ns >= seen.entry.last_seen_ns);
-                if !newer_in_place {
-                    // Aged by the way's tag, read before the clock: the
-                    // way's own age at the data plane's tick, so a way it
-                    // takes for expired stays expired.
-                    let now = crate::clock::monotonic_ns();
-                    let rank = tag_rank(seen.tag);
-                    let age = flow_table::lead_age(ticks(now), rank >> 2)
-                        .saturating_sub(flow_table::RANK_AHEAD_TICKS);
-                    let rank = aged_rank(u64::from(age), rank_class(rank), ticks(now));
-                    match self.put(&key, &seen.entry, rank) {
-                        Ok(()) => done.copied += 1,
-                        Err(FlowTableError::Full(_)) => {
-                            done.full += 1;
-                            continue;
-                        }
-                        Err(_) => {
-                            done.failed += 1;
-                            continue;
-                        }
+                // Aged by the way's tag, read before the clock: the way's
+                // own age at the data plane's tick, so a way it takes for
+                // expired stays expired.
+                let now = crate::clock::monotonic_ns();
+                let rank = tag_rank(seen.tag);
+                let age = flow_table::lead_age(ticks(now), rank >> 2)
+                    .saturating_sub(flow_table::RANK_AHEAD_TICKS);
+                let rank = aged_rank(u64::from(age), rank_class(rank), ticks(now));
+                // Judged in the write, on the entry it would replace: a
+                // copy at the flow's place that the running program
+                // refreshes (or inserts) after a first look is never
+                // overwritten with the older misplaced one.
+                match self.put_unless(&key, &seen.entry, rank, in_place_wins(&seen.entry)) {
+                    Ok(None) => done.copied += 1,
+                    Ok(Some(_)) => {}
+                    Err(FlowTableError::Full(_)) => {
+                        done.full += 1;
+                        continue;
+                    }
+                    Err(_) => {
+                        done.failed += 1;
+                        continue;
                     }
                 }
                 // SAFETY: as above; a CAS from the tag read, so a way
@@ -354,6 +354,15 @@ unsafe fn put_in(
         }
     }
     Err(FlowTableError::Contended(table))
+}
+
+/// `FlowTable::re_place`'s test of the copy a misplaced flow's
+/// `misplaced` entry would replace at the flow's place: that copy stays
+/// when it was seen at least as recently (the running program's, met
+/// since the old program wrote the misplaced one).
+fn in_place_wins(misplaced: &FlowEntry) -> impl FnMut(&FlowEntry) -> bool {
+    let seen = misplaced.last_seen_ns;
+    move |held: &FlowEntry| held.last_seen_ns >= seen
 }
 
 /// The age (ticks) lbd's inserts rank a flow idle at least this long at:
@@ -596,6 +605,88 @@ mod tests {
         assert_eq!(judged, [5 * s, 20 * s], "judged again after the lost CAS");
         let held = unsafe { flow_table::find(b, &key, hash) }.expect("the flow");
         assert_eq!(held.entry.backend_id, local.backend_id);
+    }
+
+    /// `re_place` copying a flow an older release put elsewhere (its copy
+    /// last seen at 10 s) while the running program refreshes the flow at
+    /// its place (seen at 20 s, the way held for its new flags): the
+    /// copy's first lookup misses the held way, which is published again
+    /// before the copy's insert looks. The program's fresher entry stays,
+    /// with its flags: the copy judges the entry it would replace, in the
+    /// write. (`re_place` looked first and then wrote unconditionally: the
+    /// older copy replaced the entry published between the two, losing
+    /// its flags, and its last-seen time went back.) A copy there seen
+    /// as recently stays too; an older one is replaced.
+    #[test]
+    fn moving_a_misplaced_flow_keeps_the_entry_refreshed_at_its_place_meanwhile() {
+        let s = 1_000_000_000;
+        let (key, local, misplaced) = local_and_older_peer();
+        let (_bucket, place) = table_with(&key, &local);
+        let (b, _, hash) = place;
+        let seen = unsafe { flow_table::find(b, &key, hash) }.expect("the flow at its place");
+        let marked = local.flags | lb_common::consts::FLOW_F_FIN;
+        let rank = rank_word(local.last_seen_ns, CLASS_ESTABLISHED);
+        let started =
+            unsafe { flow_table::begin_refresh(b, &seen, (local.last_seen_ns, marked), rank) };
+        let mut started = Some(started.expect("the data plane's claim"));
+        let clock = || {
+            if let Some(refresh) = started.take() {
+                unsafe { flow_table::finish_refresh(b, refresh) };
+            }
+            ticks(30 * s)
+        };
+        let rank = rank_word(misplaced.last_seen_ns, CLASS_ESTABLISHED);
+        let keep = in_place_wins(&misplaced);
+        let done = unsafe { put_in(place, &key, &misplaced, (rank, clock), keep, "test") };
+        let kept = done
+            .expect("no error")
+            .expect("the entry at its place kept");
+        assert_eq!(kept.last_seen_ns, local.last_seen_ns);
+        let held = unsafe { flow_table::find(b, &key, hash) }.expect("the flow");
+        assert_eq!(
+            (
+                held.entry.backend_id,
+                held.entry.last_seen_ns,
+                held.entry.flags
+            ),
+            (local.backend_id, local.last_seen_ns, marked),
+            "the program's entry, with its new flags"
+        );
+        // Seen as recently: kept. Seen before the misplaced copy: replaced.
+        let clock = || ticks(30 * s);
+        let same = FlowEntry {
+            backend_id: 3,
+            ..held.entry
+        };
+        let done = unsafe {
+            put_in(
+                place,
+                &key,
+                &same,
+                (rank, clock),
+                in_place_wins(&same),
+                "test",
+            )
+        };
+        assert!(matches!(done, Ok(Some(_))), "{done:?}");
+        let later = FlowEntry {
+            backend_id: 4,
+            last_seen_ns: 25 * s,
+            ..held.entry
+        };
+        let done = unsafe {
+            put_in(
+                place,
+                &key,
+                &later,
+                (rank, clock),
+                in_place_wins(&later),
+                "test",
+            )
+        };
+        assert_eq!(done.expect("no error"), None, "replaced");
+        let held = unsafe { flow_table::find(b, &key, hash) }.expect("the flow");
+        assert_eq!(held.entry.backend_id, 4);
     }
 
     /// What `put` did stays: an older local entry is replaced, an absent

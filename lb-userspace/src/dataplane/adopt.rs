@@ -266,6 +266,9 @@ impl Dataplane {
         if std::mem::take(&mut self.re_place_pending) {
             self.re_place_flows(true);
         }
+        // No previous program runs any more: its tunnel settings are
+        // written no more, and its map may go with it.
+        self.previous_tunnel_configs = Some(Vec::new());
         if let Some(pins) = &self.pins {
             match pins.remove_other_layouts() {
                 Ok(removed) if !removed.is_empty() => info!(
@@ -349,19 +352,65 @@ impl Dataplane {
 
     /// `TUNNEL_CONFIG[0]` as the previous lbd's program reads it (None: the
     /// state was not adopted, no such program is loaded, or its object has
-    /// no tunnel settings). The map is not pinned (each lbd fills its own
-    /// before its program runs), so it is found among the maps of the
-    /// loaded programs that share the adopted `VIPS`: the previous lbd's,
-    /// which runs at its hook until this lbd's program is attached (the
-    /// newest map if several are left). A restart keeps the outer sources
-    /// it held, which the backends' lb-decap `sources` allow.
-    pub(crate) fn adopted_tunnel_config(&self) -> Result<Option<TunnelConfig>> {
-        const NAME: &str = names::MAP_TUNNEL_CONFIG;
-        let Some(own) = &self.tunnel_config else {
+    /// no tunnel settings): the newest of `previous_tunnel_configs`. A
+    /// restart keeps the outer sources it held, which the backends'
+    /// lb-decap `sources` allow. Read it before the first commit, which
+    /// writes this lbd's settings there too.
+    pub(crate) fn adopted_tunnel_config(&mut self) -> Result<Option<TunnelConfig>> {
+        let Some(newest) = self.previous_tunnel_configs()?.last() else {
             return Ok(None);
         };
+        newest
+            .get(&0, 0)
+            .map(Some)
+            .map_err(|e| map_error("reading", names::MAP_TUNNEL_CONFIG, e))
+    }
+
+    /// Writes `config` to the previous lbds' `TUNNEL_CONFIG` copies as
+    /// well, until the adoption is finished. `TUNNEL_CONFIG` is not
+    /// pinned (each object has its own), yet a previous program serves the
+    /// adopted `VIPS` and `BACKENDS` this lbd's first commit fills until
+    /// the swap: a VIP that commit switches to a tunnelled mode (or a 4in6
+    /// backend next to an IPv4-only `[tunnel]`) would otherwise be wrapped
+    /// with that program's settings, all zeros if its lbd served no
+    /// tunnelled VIP: outer sources from 0.0.0.0/0 (or ::/0), GUE to port
+    /// 0, established flows included, and for good if this lbd then stops
+    /// before the swap. A failure fails the write, so the commit stops
+    /// before any VIP names a tunnelled mode (`Balancer::apply_tunnel`).
+    pub(super) fn set_previous_tunnel_configs(&mut self, config: &TunnelConfig) -> Result<()> {
+        for map in self.previous_tunnel_configs()? {
+            map.set(0, config, 0).map_err(|e| {
+                map_error("writing the previous lbd's", names::MAP_TUNNEL_CONFIG, e)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The previous lbds' copies of `TUNNEL_CONFIG`, oldest first, looked
+    /// for once: empty unless the state was adopted and this object has
+    /// the map, and once the adoption is finished. The map is not pinned,
+    /// so they are found among the maps of the loaded programs that share
+    /// the adopted `VIPS`: the previous lbd's, which runs at its hook until
+    /// this lbd's program is attached and its other hooks are gone (an
+    /// older lbd's too, if one is left).
+    fn previous_tunnel_configs(&mut self) -> Result<&mut [Array<MapData, TunnelConfig>]> {
+        if self.previous_tunnel_configs.is_none() {
+            self.previous_tunnel_configs = Some(self.find_previous_tunnel_configs()?);
+        }
+        Ok(self
+            .previous_tunnel_configs
+            .as_deref_mut()
+            .unwrap_or_default())
+    }
+
+    /// Looks for `previous_tunnel_configs`.
+    fn find_previous_tunnel_configs(&self) -> Result<Vec<Array<MapData, TunnelConfig>>> {
+        const NAME: &str = names::MAP_TUNNEL_CONFIG;
+        let Some(own) = &self.tunnel_config else {
+            return Ok(Vec::new());
+        };
         if !self.adopted {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         let id = |map: &MapData, name| {
             map.info()
@@ -377,7 +426,7 @@ impl Dataplane {
                 && info.value_size() as usize == std::mem::size_of::<TunnelConfig>()
                 && info.max_entries() >= 1
         };
-        let mut found = None;
+        let mut found = std::collections::BTreeSet::new();
         for program in aya::programs::loaded_programs() {
             let ids = match program.and_then(|p| p.map_ids()) {
                 Ok(Some(ids)) => ids,
@@ -392,18 +441,17 @@ impl Dataplane {
             }
             for map in ids.into_iter().filter(|map| *map != own) {
                 if MapInfo::from_id(map).is_ok_and(|info| fits(&info)) {
-                    found = found.max(Some(map));
+                    found.insert(map);
                 }
             }
         }
-        let Some(found) = found else {
-            return Ok(None);
-        };
-        let map = MapData::from_id(found).map_err(|e| map_error("opening", NAME, e))?;
-        let map: Array<MapData, TunnelConfig> =
-            Array::try_from(Map::Array(map)).map_err(|e| map_error("opening", NAME, e))?;
-        let config = map.get(&0, 0).map_err(|e| map_error("reading", NAME, e))?;
-        Ok(Some(config))
+        found
+            .into_iter()
+            .map(|map| {
+                let map = MapData::from_id(map).map_err(|e| map_error("opening", NAME, e))?;
+                Array::try_from(Map::Array(map)).map_err(|e| map_error("opening", NAME, e))
+            })
+            .collect()
     }
 
     /// The VIPs and backends the adopted maps hold (empty unless adopted),

@@ -138,6 +138,8 @@ impl MapWriter for Dataplane {
     }
 
     fn set_tunnel_config(&mut self, config: &TunnelConfig) -> Result<()> {
+        // A previous lbd's program serves this lbd's writes until the swap.
+        self.set_previous_tunnel_configs(config)?;
         self.tunnel_config
             .as_mut()
             .ok_or(DataplaneError::MissingMap(names::MAP_TUNNEL_CONFIG))?

@@ -132,6 +132,12 @@ pub enum DataplaneError {
     /// The bucket connection table could not be mapped or written.
     #[error(transparent)]
     FlowTable(Box<crate::conntrack::table::FlowTableError>),
+    /// A connection or NAT flow table of another size cannot be set
+    /// aside to carry its flows over: tables of two earlier sizes wait
+    /// there already (`conntrack::legacy::Refused`, which says what to
+    /// do). That table's pins were left as they were.
+    #[error(transparent)]
+    CarryRefused(#[from] crate::conntrack::legacy::Refused),
     /// The VIP index could not be mapped or written.
     #[error(transparent)]
     VipIndex(#[from] crate::vip_index::VipIndexError),
@@ -281,6 +287,11 @@ pub struct Dataplane {
     guard: GuardMaps,
     /// `TUNNEL_CONFIG` (None: an object without the tunnelled modes).
     tunnel_config: Option<Array<MapData, TunnelConfig>>,
+    /// The previous lbds' copies of `TUNNEL_CONFIG`, oldest first, which
+    /// their programs read while they serve the adopted maps (see
+    /// `adopt::previous_tunnel_configs`). None: not looked for yet; empty
+    /// once the adoption is finished.
+    previous_tunnel_configs: Option<Vec<Array<MapData, TunnelConfig>>>,
     attached: Option<(String, Attachment)>,
     pins: Option<PinDir>,
     adopted: bool,
@@ -464,8 +475,8 @@ impl Dataplane {
             // backends in: without it the old tables stay as they are
             // until this lbd's program runs (`promote_staged`).
             if adopted {
-                legacy = LegacyTable::open(pins, kind, buckets);
-                legacy_nat = LegacyNat::open(pins, nat_buckets);
+                legacy = LegacyTable::open(pins, kind, buckets)?;
+                legacy_nat = LegacyNat::open(pins, nat_buckets)?;
             }
             // Tables being carried over from an older layout start afresh.
             let mut fresh = Vec::new();
@@ -528,6 +539,7 @@ impl Dataplane {
                     source: Box::new(e),
                 })?),
             },
+            previous_tunnel_configs: None,
             ebpf,
             sizes,
             attached: None,

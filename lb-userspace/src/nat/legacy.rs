@@ -36,6 +36,15 @@
 //! flow both hold as the table that saw it more recently holds it, the
 //! most recently seen flows first (a key two flows claim goes to the one
 //! installed first: the live one), and both pins go after the swap.
+//!
+//! So may two bucket tables: a resize that stopped after its load left
+//! the table it set aside (`NAT_BUCKETS_RESIZED`) and its own, pinned
+//! (which its program writes if it got to its swap), and this lbd's size
+//! is a third one. The pinned one is set aside too
+//! (`NAT_BUCKETS_RESIZED_AGAIN`), both are carried over as above, and
+//! both pins go after the swap; a third table of another size on top of
+//! those two refuses the load, as the connection table's does
+//! (`conntrack::legacy`).
 
 use std::{
     collections::HashMap as StdHashMap,
@@ -52,11 +61,19 @@ use lb_common::{
 use tracing::{info, warn};
 
 use super::table::NatFlowTable;
-use crate::pinning::PinDir;
+use crate::{
+    conntrack::legacy::{size_hint, Refused},
+    pinning::PinDir,
+};
 
 /// The name a resized bucket table's pin is moved to while its flows are
 /// carried over (bpffs refuses names with a dot).
 pub const RESIZED_PIN: &str = "NAT_BUCKETS_RESIZED";
+
+/// The name the pinned bucket table of another size is moved to when a
+/// table set aside by an earlier resize still waits under `RESIZED_PIN`:
+/// the later of the two.
+pub const RESIZED_AGAIN_PIN: &str = "NAT_BUCKETS_RESIZED_AGAIN";
 
 /// The old tables, open, while their flows are carried over.
 pub(crate) struct LegacyNat {
@@ -85,21 +102,20 @@ pub(crate) type Pair = [(FlowKey, NatEntry); 2];
 impl LegacyNat {
     /// Opens the NAT flow tables a previous lbd pinned under `pins` that
     /// this one, whose bucket table has `buckets` buckets, cannot adopt as
-    /// they are: a bucket table moved aside by an lbd that did not get to
-    /// its swap or of another size (moved aside now, `open_resized`), and
-    /// a kernel hash map (`open_hash`), both if both are there. Their pins
-    /// stay until `finish`. None when there is none (a fresh start, or a
-    /// table this lbd adopts); a pin that cannot be carried over (another
-    /// layout, or unreadable) is removed.
-    pub(crate) fn open(pins: &PinDir, buckets: u32) -> Option<Self> {
+    /// they are: bucket tables moved aside by an lbd that did not get to
+    /// its `finish`, or of another size (moved aside now,
+    /// `open_resized`), and a kernel hash map (`open_hash`), all that are
+    /// there. Their pins stay until `finish`. None when there is none (a
+    /// fresh start, or a table this lbd adopts); a pin that cannot be
+    /// carried over (another layout, or unreadable) is removed. `Refused`,
+    /// having moved nothing, when a third bucket table of another size
+    /// would have to be set aside.
+    pub(crate) fn open(pins: &PinDir, buckets: u32) -> Result<Option<Self>, Refused> {
         let loaded_ns = crate::clock::monotonic_ns()
             .saturating_sub(crate::daemon::replication::nat::SCAN_MARGIN_NS);
-        let tables: Vec<(OldTable, PathBuf)> =
-            [Self::open_resized(pins, buckets), Self::open_hash(pins)]
-                .into_iter()
-                .flatten()
-                .collect();
-        (!tables.is_empty()).then_some(Self { tables, loaded_ns })
+        let mut tables = Self::open_resized(pins, buckets)?;
+        tables.extend(Self::open_hash(pins));
+        Ok((!tables.is_empty()).then_some(Self { tables, loaded_ns }))
     }
 
     /// Whether `open` would find a table to carry flows over from, told
@@ -111,33 +127,70 @@ impl LegacyNat {
             .is_ok_and(|info| is_bucket_table(&info) && info.max_entries() != buckets);
         resized
             || pins.map_path(RESIZED_PIN).exists()
+            || pins.map_path(RESIZED_AGAIN_PIN).exists()
             || pins.map_path(names::MAP_NAT_FLOWS).exists()
     }
 
-    /// A bucket table moved aside by an lbd that did not get to its swap,
-    /// or the pinned one if it has another size than `buckets` (moved
-    /// aside now).
-    fn open_resized(pins: &PinDir, buckets: u32) -> Option<(OldTable, PathBuf)> {
+    /// The bucket tables of sizes other than `buckets`, the most recently
+    /// pinned under `NAT_BUCKETS` first: the pinned one if it has another
+    /// size (moved aside now), and those an earlier resize moved aside and
+    /// did not get to remove (see the module's notes). The pinned one goes
+    /// to `RESIZED_PIN`, or to `RESIZED_AGAIN_PIN` when a table waits
+    /// there: neither is thrown away, whichever a program still writes.
+    /// `Refused`, before anything is moved, when both names are taken.
+    fn open_resized(pins: &PinDir, buckets: u32) -> Result<Vec<(OldTable, PathBuf)>, Refused> {
         let aside = pins.map_path(RESIZED_PIN);
-        if aside.exists() {
-            return Self::open_buckets(aside);
-        }
+        let again = pins.map_path(RESIZED_AGAIN_PIN);
         let current = pins.map_path(names::MAP_NAT_BUCKETS);
-        let info = MapInfo::from_pin(&current).ok()?;
-        let resized = is_bucket_table(&info) && info.max_entries() != buckets;
-        if !resized {
-            return None;
+        let pinned = MapInfo::from_pin(&current)
+            .ok()
+            .filter(|info| is_bucket_table(info) && info.max_entries() != buckets);
+        if let Some(info) = pinned {
+            let to = match (aside.exists(), again.exists()) {
+                (false, false) => Some(&aside),
+                (true, false) => Some(&again),
+                // The later name keeps meaning the later table.
+                (false, true) => Some(if std::fs::rename(&again, &aside).is_ok() {
+                    &again
+                } else {
+                    &aside
+                }),
+                (true, true) => None,
+            };
+            let Some(to) = to else {
+                return Err(Refused(format!(
+                    "the pinned NAT flow table ({} buckets) is of another size than this lbd's ({buckets} buckets), \
+                     and the tables of two earlier sizes still wait to be carried over ({RESIZED_PIN} and {RESIZED_AGAIN_PIN}: \
+                     lbd stopped twice between its load and the end of its start while [nat] flow_table_size changed); \
+                     setting a third table aside would throw away the NAT'd connections one of them holds. \
+                     {}, which adopts the pinned table and carries the other two over, then change it",
+                    info.max_entries(),
+                    size_hint("[nat] flow_table_size", info.max_entries())
+                )));
+            };
+            if to == &again {
+                warn!(
+                    from = info.max_entries(),
+                    to = buckets,
+                    set_aside = %aside.display(),
+                    "the NAT flow table changed size again before an earlier change finished (an lbd stopped between its load and the end of its start): the pinned table and the one that change set aside are both carried over into the new one"
+                );
+            } else {
+                info!(
+                    from = info.max_entries(),
+                    to = buckets,
+                    "the NAT flow table changed size (flow_table_size): carrying its flows over into the new one"
+                );
+            }
+            if let Err(error) = std::fs::rename(&current, to) {
+                warn!(path = %current.display(), %error, "could not move the resized NAT flow table's pin aside: its NAT'd connections are lost");
+            }
         }
-        if let Err(error) = std::fs::rename(&current, &aside) {
-            warn!(path = %current.display(), %error, "could not move the resized NAT flow table's pin aside: its NAT'd connections are lost");
-            return None;
-        }
-        info!(
-            from = info.max_entries(),
-            to = buckets,
-            "the NAT flow table changed size (flow_table_size): carrying its flows over into the new one"
-        );
-        Self::open_buckets(aside)
+        Ok([again, aside]
+            .into_iter()
+            .filter(|path| path.exists())
+            .filter_map(Self::open_buckets)
+            .collect())
     }
 
     /// A bucket table pinned at `path` (moved aside); one that cannot be
@@ -351,13 +404,87 @@ mod tests {
         let bucket = size_of::<NatBucket>() as u32;
         for (value, carried) in [(bucket + 64, false), (bucket, true)] {
             let map = pin_map(&aside, BPF_MAP_TYPE_ARRAY, (4, value), 64, BPF_F_MMAPABLE);
-            let opened = LegacyNat::open(&pins, 128);
+            let opened = LegacyNat::open(&pins, 128).expect("not refused");
             assert_eq!(opened.is_some(), carried, "value of {value} bytes");
             assert_eq!(aside.exists(), carried, "value of {value} bytes");
             drop(opened);
             drop(map);
             let _ = std::fs::remove_file(&aside);
         }
+    }
+
+    /// A NAT bucket table of `buckets` buckets pinned at `path`, as lbd's
+    /// program makes it, mapped.
+    fn nat_table(path: &Path, buckets: u32) -> NatFlowTable {
+        use crate::pinning::test_support::pin_map;
+        let value = size_of::<NatBucket>() as u32;
+        let map = pin_map(path, 2, (4, value), buckets, 0x400);
+        NatFlowTable::new(map, buckets).expect("mapped")
+    }
+
+    fn id_at(path: &Path) -> Option<u32> {
+        MapInfo::from_pin(path).ok().map(|info| info.id())
+    }
+
+    /// `[nat] flow_table_size` changed twice, the first change's lbd
+    /// stopped after its swap and before its `finish`: the pinned table
+    /// (the one its program wrote, flows opened since only there) is set
+    /// aside too rather than left to the load to remove, and both are
+    /// carried over; a third table of another size refuses the load and
+    /// moves nothing.
+    #[test]
+    fn a_second_resize_before_the_first_finished_carries_both_nat_tables() {
+        use crate::pinning::test_support::TestBpffs;
+        let Some(bpffs) = TestBpffs::new("nat-resized-twice") else {
+            return;
+        };
+        let pins = bpffs.pins();
+        pins.prepare().expect("the pin directory");
+        let aside = pins.map_path(RESIZED_PIN);
+        let again = pins.map_path(RESIZED_AGAIN_PIN);
+        let pinned = pins.map_path(names::MAP_NAT_BUCKETS);
+        let first = nat_table(&aside, 64);
+        let second = nat_table(&pinned, 128);
+        let (first_id, second_id) = (id_at(&aside), id_at(&pinned));
+        for (table, n, port) in [(&first, 1, 2000), (&second, 2, 2001)] {
+            for (key, entry) in flow(n, port) {
+                table.install(&key, &entry).expect("installed");
+            }
+        }
+        assert!(LegacyNat::pending(&pins, 256));
+        let legacy = LegacyNat::open(&pins, 256)
+            .expect("not refused")
+            .expect("tables to carry over");
+        assert!(!pinned.exists(), "the pinned table is set aside");
+        assert_eq!(id_at(&aside), first_id);
+        assert_eq!(id_at(&again), second_id);
+        let (pairs, unpaired) = legacy.pairs();
+        let mut clients: Vec<u32> = pairs.iter().map(|pair| pair[0].0.src[0]).collect();
+        clients.sort_unstable();
+        assert_eq!((clients, unpaired), (vec![1, 2], 0));
+        drop(legacy);
+        // A third table, of yet another size, pinned by a start that
+        // stopped the same way: refused, every pin left as it was.
+        let third = nat_table(&pinned, 512);
+        let ids = [&aside, &again, &pinned].map(|path| id_at(path));
+        let Err(refused) = LegacyNat::open(&pins, 256) else {
+            panic!("refused");
+        };
+        assert!(
+            refused.0.contains("flow_table_size = 2048"),
+            "the size that adopts the pinned table: {refused}"
+        );
+        assert_eq!([&aside, &again, &pinned].map(|path| id_at(path)), ids);
+        // At the pinned table's size: adopted, both set aside carried,
+        // and gone after the swap.
+        let legacy = LegacyNat::open(&pins, 512)
+            .expect("not refused")
+            .expect("tables to carry over");
+        assert_eq!(legacy.tables.len(), 2);
+        legacy.finish();
+        assert!(!aside.exists() && !again.exists());
+        assert_eq!(id_at(&pinned), ids[2]);
+        drop((first, second, third));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 pub mod events;
 pub(crate) mod legacy;
 
-pub use legacy::RESIZED_PIN;
+pub use legacy::{RESIZED_AGAIN_PIN, RESIZED_PIN};
 pub mod maps;
 pub mod reaper;
 pub mod table;

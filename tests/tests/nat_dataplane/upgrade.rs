@@ -257,6 +257,121 @@ fn a_resized_nat_flow_table_carries_established_translations_over() {
         .expect("the test body (see its panic above)");
 }
 
+/// `[nat] flow_table_size` changed (A's table of 4096 entries, B's of
+/// 16384): B set A's table aside, pinned its own, swapped, and its
+/// program opened NAT'd connections on its table only; then B stopped
+/// before `finish_adoption` (its set-aside pin stays). C starts with a
+/// third size: it carries both tables over, so the connections opened
+/// on B's table keep their translations too, and both pins go after
+/// its swap. Carrying only the table set aside left B's to the load,
+/// which removed it: those connections were dropped.
+#[test]
+fn a_nat_table_resized_again_before_the_first_resize_finished_keeps_both_tables_flows() {
+    let netns = FibNetns::new().expect("namespace");
+    let in_if = netns.ifindex(IN_DEV).expect("in0");
+    let out_if = netns.ifindex(OUT_DEV).expect("out0");
+    netns
+        .run(move || {
+            let (pins, _cleanup) = pin_dir("resized-twice");
+            let options = pinned_options(&pins);
+            let on_a = (client_flow(VIP4, 80, 40_301), Protocol::Tcp);
+            let on_b = [
+                (client_flow(VIP4, 80, 40_302), Protocol::Tcp),
+                (client_flow(VIP4, 53, 40_303), Protocol::Udp),
+            ];
+            let open = |bed: &mut NatBed, (flow, protocol): &(Flow, Protocol)| {
+                let (verdict, _) = bed
+                    .run_on(bed.in_if, &frame(flow, *protocol, SYN, b""))
+                    .expect("test run");
+                assert_eq!(verdict, bed.verdicts.redirect, "{flow:?}");
+            };
+            let buckets = |name: &str| {
+                aya::maps::MapInfo::from_pin(pins.map_path(name))
+                    .expect("pinned")
+                    .max_entries()
+            };
+            let (resized, resized_again) = (
+                lb_userspace::nat::RESIZED_PIN,
+                lb_userspace::nat::RESIZED_AGAIN_PIN,
+            );
+            {
+                let mut a = NatBed::with_options(
+                    Hook::Xdp,
+                    &vips(),
+                    (in_if, out_if),
+                    sizes(4096),
+                    &options,
+                )
+                .expect("A's data plane");
+                open(&mut a, &on_a);
+            }
+            let a_buckets = buckets(names::MAP_NAT_BUCKETS);
+            let entries: HashMap<FlowKey, NatEntry> = {
+                let mut b = NatBed::adopting(Hook::Xdp, (in_if, out_if), sizes(4 * 4096), &options)
+                    .expect("B's data plane");
+                assert!(b.bed.dataplane.adopted(), "B adopts A's state");
+                assert_eq!(buckets(resized), a_buckets, "A's table set aside");
+                // A's program is gone: B's forwards, on B's table.
+                for ifindex in [in_if, out_if] {
+                    b.bed
+                        .dataplane
+                        .nat_mut()
+                        .add_tx_port(ifindex)
+                        .expect("tx port");
+                }
+                for flow in &on_b {
+                    open(&mut b, flow);
+                }
+                b.flows().into_iter().collect()
+                // Dropped without `finish_adoption`.
+            };
+            assert_eq!(
+                entries.len(),
+                2 * (1 + on_b.len()),
+                "B's table holds every flow"
+            );
+            assert!(pins.map_path(resized).exists(), "B's set-aside pin is left");
+            let b_buckets = buckets(names::MAP_NAT_BUCKETS);
+
+            let mut c = NatBed::adopting(Hook::Xdp, (in_if, out_if), sizes(16 * 4096), &options)
+                .expect("C's data plane");
+            assert!(c.bed.dataplane.adopted(), "C adopts the state");
+            assert_eq!(buckets(resized), a_buckets, "A's table still aside");
+            assert_eq!(buckets(resized_again), b_buckets, "B's set aside after it");
+            c.bed.dataplane.finish_adoption();
+            let carried: HashMap<FlowKey, NatEntry> = c.flows().into_iter().collect();
+            assert_eq!(
+                carried, entries,
+                "every flow, both entries, as B's table held them"
+            );
+            for name in [resized, resized_again] {
+                assert!(!pins.map_path(name).exists(), "{name} goes after the swap");
+            }
+            for ifindex in [in_if, out_if] {
+                c.bed
+                    .dataplane
+                    .nat_mut()
+                    .add_tx_port(ifindex)
+                    .expect("tx port");
+            }
+            let opened = counter(&c, Counter::NatNew);
+            for (flow, protocol) in std::iter::once(&on_a).chain(&on_b) {
+                let forward = entries[&flow_key(flow, *protocol)];
+                let (verdict, out) = c
+                    .run_on(c.in_if, &frame(flow, *protocol, ACK, b"x"))
+                    .expect("test run");
+                assert_eq!(verdict, c.verdicts.redirect, "{flow:?}");
+                assert_eq!(
+                    ports_of(&out),
+                    (u16::from_be(forward.sport), u16::from_be(forward.dport)),
+                    "{flow:?}"
+                );
+            }
+            assert_eq!(counter(&c, Counter::NatNew), opened, "no flow opened again");
+        })
+        .expect("the test body (see its panic above)");
+}
+
 /// CLOCK_MONOTONIC now, ns: what the data plane's coarse clock stamps.
 fn monotonic_ns() -> u64 {
     let mut now = libc::timespec {

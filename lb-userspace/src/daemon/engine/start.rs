@@ -346,6 +346,10 @@ impl Engine {
             let node_tunnel = engine.node_tunnel(&engine.config.tunnel);
             engine.balancer.set_tunnel(node_tunnel);
             engine.resolve_macs(&model, INITIAL_RESOLVE_TIMEOUT).await;
+            // Adopted: the previous lbd's program serves this commit until
+            // the swap, and reads its own (unpinned) `TUNNEL_CONFIG`, to
+            // which the commit writes these settings too (see
+            // `Dataplane::set_previous_tunnel_configs`).
             let report = engine.commit(model).context("filling the data plane")?;
             info!(?report, "maps filled");
             engine.prepare_routing().await;
