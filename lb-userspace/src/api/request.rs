@@ -127,21 +127,24 @@ impl std::fmt::Display for Place<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Place::Top => Ok(()),
-            Place::Key(Place::Top, key) => f.write_str(shown(key)),
+            Place::Key(Place::Top, key) => f.write_str(&shown(key)),
             Place::Key(parent, key) => write!(f, "{parent}.{}", shown(key)),
             Place::Index(parent, index) => write!(f, "{parent}[{index}]"),
         }
     }
 }
 
-/// At most the first 64 bytes of `key` (an error names a key; a key of
-/// megabytes would make the answer as long).
-fn shown(key: &str) -> &str {
-    let mut end = key.len().min(64);
+/// `key` as an error names it: at most its first 64 bytes, then `...`
+/// if it is longer (a key of megabytes would make the answer as long).
+fn shown(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.len() <= 64 {
+        return key.into();
+    }
+    let mut end = 64;
     while !key.is_char_boundary(end) {
         end -= 1;
     }
-    &key[..end]
+    format!("{}...", &key[..end]).into()
 }
 
 /// Reads any JSON value as `serde_json::Value` does, but refuses an object
