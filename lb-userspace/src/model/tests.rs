@@ -402,6 +402,38 @@ fn a_plan_shows_shares_before_and_after_and_what_moves() {
     assert!(plan_is_empty(&before, &before));
 }
 
+/// A new table size moves the flows whose slot names another backend,
+/// as the data plane picks (`hash % size`): none with one backend, about
+/// two thirds with three (each table places them afresh), not all.
+#[test]
+fn a_new_table_size_moves_the_flows_that_change_backend() {
+    let resized = |text: String| {
+        let before = Model::from_config(&Config::from_toml_str(&text, "test.toml").unwrap());
+        let after = Model::from_config(
+            &Config::from_toml_str(
+                &text.replace("table_size = 1009", "table_size = 2003"),
+                "test.toml",
+            )
+            .unwrap(),
+        );
+        let plan = plan(&before, &after);
+        assert_eq!(plan.len(), 1, "{plan:?}");
+        plan[0].moved_fraction.unwrap()
+    };
+    let three =
+        "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\ntable_size = 1009\n\
+         [[vip.backend]]\naddress = \"198.18.0.11\"\nmac = \"02:00:00:00:00:11\"\n\
+         [[vip.backend]]\naddress = \"198.18.0.12\"\nmac = \"02:00:00:00:00:12\"\n\
+         [[vip.backend]]\naddress = \"198.18.0.13\"\nmac = \"02:00:00:00:00:13\"\n";
+    let one = three
+        .split("[[vip.backend]]\naddress = \"198.18.0.12\"")
+        .next()
+        .unwrap();
+    assert_eq!(resized(one.to_owned()), 0.0);
+    let moved = resized(three.to_owned());
+    assert!(moved > 0.6 && moved < 0.73, "{moved}");
+}
+
 #[test]
 fn a_new_or_removed_vip_moves_no_flow_between_backends() {
     let empty = Model::default();

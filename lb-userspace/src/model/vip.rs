@@ -254,9 +254,7 @@ pub fn plan(before: &Model, after: &Model) -> Vec<VipPlan> {
             _ => BTreeMap::new(),
         };
         let moved_fraction = match (&old_table, &new_table) {
-            (Some(a), Some(b)) if a.len() == b.len() => Some(maglev::moved_fraction(a, b)),
-            // A new table size: every slot is placed afresh.
-            (Some(_), Some(_)) => Some(1.0),
+            (Some(a), Some(b)) => Some(crate::reconcile::moved_fraction(a, b)),
             _ => None,
         };
         out.push(VipPlan {

@@ -531,10 +531,7 @@ impl Balancer {
                 old.and_then(AppliedVip::live_table),
                 new.and_then(AppliedVip::live_table),
             ) {
-                (Some(a), Some(b)) if a.len() == b.len() => Some(maglev::moved_fraction(a, b)),
-                // A new table size: every slot is placed afresh (as the
-                // model's plan says).
-                (Some(_), Some(_)) => Some(1.0),
+                (Some(a), Some(b)) => Some(moved_fraction(a, b)),
                 _ => None,
             };
             // A NAT backend's port is written too: a change of it alone
@@ -564,4 +561,53 @@ impl Balancer {
         }
         plans
     }
+}
+
+/// Flow hashes a table change is measured on when the tables' sizes
+/// differ: all of them modulo both sizes when their least common multiple
+/// is at most this, else this many spread over every `u32`.
+const MOVED_SAMPLES: u64 = 1 << 16;
+
+/// The share of new flows that go from `old` to `new` (tables of backend
+/// ids) sends to another backend, each table read as the data plane reads
+/// it (lb-ebpf's `select.rs`: a flow of hash `h` takes slot `h % size`).
+/// Tables of one size: the share of slots that differ. A new size: the
+/// share of hashes whose slot names another backend after than before,
+/// over every hash modulo both sizes when that is cheap, else over a fixed
+/// sample spread evenly (a Weyl sequence) over every `u32`, so a plan says
+/// the same each time. A VIP of one backend moves nothing, whatever the
+/// size. One definition for the balancer's plan and the model's (`lbctl
+/// config check`, dry runs). 0 for an empty `new`; 1 from an empty `old`
+/// (its flows had no backend).
+pub(crate) fn moved_fraction(old: &[u32], new: &[u32]) -> f64 {
+    if new.is_empty() || old.len() == new.len() {
+        return maglev::moved_fraction(old, new);
+    }
+    let (Ok(m), Ok(n)) = (u32::try_from(old.len()), u32::try_from(new.len())) else {
+        return 1.0;
+    };
+    if m == 0 {
+        return 1.0;
+    }
+    let slot = |table: &[u32], size: u32, hash: u32| table.get((hash % size) as usize).copied();
+    let moved = |hash: u32| slot(old, m, hash) != slot(new, n, hash);
+    let lcm = u64::from(m) / gcd(u64::from(m), u64::from(n)) * u64::from(n);
+    if lcm <= MOVED_SAMPLES {
+        // Every residue pair, once: exact for hashes spread evenly.
+        let count = (0..lcm as u32).filter(|&h| moved(h)).count();
+        return count as f64 / lcm as f64;
+    }
+    // The golden ratio's 32-bit step: consecutive samples land far apart
+    // and the whole set evenly over the hashes, unrelated to the sizes.
+    let count = (0..MOVED_SAMPLES as u32)
+        .filter(|&i| moved(i.wrapping_mul(0x9E37_79B9)))
+        .count();
+    count as f64 / MOVED_SAMPLES as f64
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }

@@ -51,12 +51,12 @@ fn a_backend_port_change_is_in_the_plan() {
     assert!(balancer.plan(&same).is_empty());
 }
 
-/// A VIP whose table size changes has every slot placed afresh: the plan
-/// says all of it moves (as the model's plan, `lbctl config check`, does),
-/// not that nothing moves, which is what an added or removed VIP's
-/// absent fraction means.
+/// A VIP whose table size changes moves the flows whose slot names
+/// another backend, as the data plane picks (`hash % size`): none with a
+/// single backend, however the slots are placed (not all, as a new size
+/// was said to), and an absent fraction is still an added or removed VIP.
 #[test]
-fn a_new_table_size_moves_the_whole_table() {
+fn a_new_table_size_moves_the_flows_that_change_backend() {
     let mut balancer = Balancer::new(4);
     let mut maps = FakeMaps::default();
     let running = [DesiredVip::from_config(&nat_vip(Some(8080)), NO_MAC)];
@@ -70,5 +70,38 @@ fn a_new_table_size_moves_the_whole_table() {
     let plan = balancer.plan(&staged);
     assert_eq!(plan.len(), 1, "{plan:?}");
     assert_eq!(plan[0].change, PlanChange::Changed);
-    assert_eq!(plan[0].moved_fraction, Some(1.0));
+    assert_eq!(plan[0].moved_fraction, Some(0.0));
+}
+
+/// Three backends, tables of 1,009 and 2,003 slots (too many hash pairs
+/// to count them all): the sampled fraction is that of every hash modulo
+/// both sizes, about two thirds (each table places flows afresh).
+#[test]
+fn a_new_table_size_moves_about_the_flows_every_hash_would() {
+    let vip = |size: u32| {
+        let mut vip = nat_vip(Some(8080));
+        vip.table_size = size;
+        for last in [12, 13] {
+            vip.backends.push(BackendConfig {
+                port: Some(8080),
+                ..BackendConfig::new(IpAddr::from([198, 19, 2, last]))
+            });
+        }
+        [DesiredVip::from_config(&vip, NO_MAC)]
+    };
+    let mut balancer = Balancer::new(4);
+    let mut maps = FakeMaps::default();
+    balancer.apply(&mut maps, &vip(1009)).unwrap();
+    let staged = balancer.stage(&vip(2003)).unwrap();
+    let plan = balancer.plan(&staged);
+    assert_eq!(plan.len(), 1, "{plan:?}");
+    let moved = plan[0].moved_fraction.unwrap();
+
+    let id = VipId::of(&nat_vip(None));
+    let old = balancer.vips[&id].live_table().unwrap();
+    let new = staged.next.vips[&id].live_table().unwrap();
+    let (m, n) = (old.len(), new.len());
+    let every = (0..m * n).filter(|h| old[h % m] != new[h % n]).count() as f64 / (m * n) as f64;
+    assert!((moved - every).abs() < 0.01, "{moved} vs {every}");
+    assert!(every > 0.6 && every < 0.73, "{every}");
 }

@@ -501,6 +501,9 @@ fn undone_by_reload(current: &Model, next: &Model, running: &Config, file: &Conf
 /// already given. Node-wide ones are left out: `[bgp]` and `[[vrrp]]` are
 /// restart settings, whose warnings the start gave, and the reload says
 /// itself which new VIP addresses the running instances do not move.
+/// A backend's warning is matched by the backend's address, not its
+/// place: the running VIP lists its backends in address order (the
+/// model's), the file in its own.
 fn config_warnings_brought(running: &Config, file: &Config) -> Vec<String> {
     let mut alone = Config {
         vips: Vec::new(),
@@ -509,22 +512,29 @@ fn config_warnings_brought(running: &Config, file: &Config) -> Vec<String> {
         bgp: None,
         ..file.clone()
     };
-    // One VIP's warnings, its fields named `vip[0]`.
+    // One VIP's warnings, its fields named `vip[0]`, each with what it
+    // is of that does not depend on the backends' order.
     let mut of = |vip: &crate::config::VipConfig| {
         alone.vips = vec![vip.clone()];
         crate::config::warnings(&alone)
+            .into_iter()
+            .map(|warning| (warning_by_address(vip, &warning), warning))
+            .collect::<Vec<_>>()
     };
     let mut brought = Vec::new();
     for (index, vip) in file.vips.iter().enumerate() {
         let id = crate::vip_id::VipId::of(vip);
-        let had = running
+        let had: Vec<_> = running
             .vips
             .iter()
             .find(|v| crate::vip_id::VipId::of(v) == id)
             .map(&mut of)
-            .unwrap_or_default();
-        for warning in of(vip) {
-            if had.contains(&warning) {
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        for (key, warning) in of(vip) {
+            if had.contains(&key) {
                 continue;
             }
             let field = match warning.field.strip_prefix("vip[0]") {
@@ -535,6 +545,25 @@ fn config_warnings_brought(running: &Config, file: &Config) -> Vec<String> {
         }
     }
     brought
+}
+
+/// A warning of `vip` (alone, as `vip[0]`) with its backend named by
+/// address instead of place (`vip[0].backend[198.19.2.11].health`), so
+/// two listings of the same backends in another order give the same.
+fn warning_by_address(
+    vip: &crate::config::VipConfig,
+    warning: &crate::config::Warning,
+) -> (String, String) {
+    let field = warning
+        .field
+        .strip_prefix("vip[0].backend[")
+        .and_then(|rest| {
+            let (place, rest) = rest.split_once(']')?;
+            let backend = vip.backends.get(place.parse::<usize>().ok()?)?;
+            Some(format!("vip[0].backend[{}]{rest}", backend.address))
+        })
+        .unwrap_or_else(|| warning.field.clone());
+    (field, warning.message.clone())
 }
 
 /// The node settings a reload applies at once whose change no VIP's plan
@@ -715,7 +744,7 @@ fn health_keys(
         [
             ("check", h.check.to_string()),
             ("user", h.user.clone().unwrap_or_else(|| "none".to_owned())),
-            ("database", default(h.database.clone())),
+            ("database", database(h)),
             ("port", default(h.port.map(|p| p.to_string()))),
             ("path", h.path.clone()),
             ("host", default(h.host.clone())),
@@ -728,12 +757,35 @@ fn health_keys(
             ("through_tunnel", h.through_tunnel.to_string()),
         ]
     };
+    // An unset database is the user's name (the server's default): the
+    // same database as naming it, and no change while both leave it
+    // unset (the user's own note says it).
+    let same_database = match (&was.database, &now.database) {
+        (None, None) => true,
+        (a, b) => a.as_ref().or(was.user.as_ref()) == b.as_ref().or(now.user.as_ref()),
+    };
     keys(was)
         .into_iter()
         .zip(keys(now))
-        .filter(|((_, a), (_, b))| a != b)
+        .filter(|((key, a), (_, b))| {
+            if *key == "database" {
+                !same_database
+            } else {
+                a != b
+            }
+        })
         .map(|((key, a), (_, b))| (key, a, b))
         .collect()
+}
+
+/// A health table's `database` as a note shows it: an unset one is the
+/// server's default, the user's name.
+fn database(h: &crate::config::HealthConfig) -> String {
+    match (&h.database, &h.user) {
+        (Some(database), _) => database.clone(),
+        (None, Some(user)) => format!("default (the user's name, {user})"),
+        (None, None) => "default".to_owned(),
+    }
 }
 
 /// As the file refuses it: a backend of `model` at an address a running
@@ -863,7 +915,9 @@ mod tests {
         assert_eq!(
             notes,
             [
-                format!("health.database {vip}: default -> app (the file's)"),
+                format!(
+                    "health.database {vip}: default (the user's name, other) -> app (the file's)"
+                ),
                 format!("health.user {vip}: other -> lb (the file's)"),
             ]
         );
@@ -874,6 +928,25 @@ mod tests {
         assert_eq!(
             undone(&Model::from_config(&runtime), &file),
             ["health.database of backend 198.19.2.11 of 198.18.0.100:80/tcp: other -> app (the file's)"]
+        );
+        // Unset, the server takes the user's name: naming it is no change.
+        let user = |database: &str| {
+            nat_config(
+                &format!("[vip.health]\ncheck = \"pgsql\"\nuser = \"lb\"\n{database}"),
+                "",
+            )
+        };
+        let named = user("database = \"lb\"\n");
+        assert!(undone(&Model::from_config(&user("")), &named).is_empty());
+        assert!(undone(&Model::from_config(&named), &user("")).is_empty());
+        assert_eq!(
+            undone(
+                &Model::from_config(&user("")),
+                &user("database = \"app\"\n")
+            ),
+            [format!(
+                "health.database {vip}: default (the user's name, lb) -> app (the file's)"
+            )]
         );
     }
 
@@ -947,6 +1020,34 @@ mod tests {
         assert!(!crate::config::warnings(&vrrp).is_empty());
         assert!(config_warnings_brought(&vrrp, &vrrp).is_empty());
         assert_eq!(config_warnings_brought(&running, &vrrp), brought);
+    }
+
+    /// A backend's warning is the same warning whatever the backends'
+    /// order: the running VIP (`to_config`, the model's address order)
+    /// lists .11 before .12, the file .12 first, and an unchanged reload
+    /// does not warn again; a new one is named by the file's place.
+    #[test]
+    fn a_reload_does_not_repeat_a_backends_warning_in_another_order() {
+        let text = |health: &str| {
+            format!(
+                "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n[[vip.backend]]\naddress = \"198.19.2.12\"\n[vip.backend.health]\n{health}[[vip.backend]]\naddress = \"198.19.2.11\"\n"
+            )
+        };
+        let file = Config::from_toml_str(&text("path = \"/healthz\"\n"), "lbd.toml").unwrap();
+        let running = Model::from_config(&file).to_config(&file);
+        assert_eq!(
+            running.vips[0].backends[1].address,
+            "198.19.2.12".parse::<std::net::IpAddr>().unwrap()
+        );
+        assert!(config_warnings_brought(&running, &file).is_empty());
+        // Another warning of that backend: named by its place in the file.
+        let changed =
+            Config::from_toml_str(&text("path = \"/healthz\"\nhost = \"app\"\n"), "lbd.toml")
+                .unwrap();
+        assert_eq!(
+            config_warnings_brought(&running, &changed),
+            ["vip[0].backend[0].health: path, host set but check = \"tcp\": only an HTTP check uses them (set check = \"http\")"]
+        );
     }
 
     /// The API refuses what the file refuses: a backend at an address a
