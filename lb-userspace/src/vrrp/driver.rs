@@ -351,6 +351,7 @@ impl Instance {
                     link: LinkWatch::default(),
                     tracked: config_priority,
                     send_failures: SendFailures::default(),
+                    link_query_log: LogLimit::new(LINK_QUERY_LOG_EVERY),
                 };
                 info!(vrid = driver.config.vrid, %local, priority = driver.config.priority, "VRRP instance starting");
                 if opened_tx.send(Ok(())).is_err() {
@@ -678,6 +679,8 @@ struct Driver {
     tracked: u8,
     /// Adverts that did not leave, for the rate limit of their warnings.
     send_failures: SendFailures,
+    /// The rate limit of warnings about looks at the link that failed.
+    link_query_log: LogLimit,
 }
 
 /// The interface's link as the driver's own checks (every
@@ -690,7 +693,24 @@ struct LinkWatch {
     up_at: Option<Instant>,
     /// A check saw it down, and none up since.
     down: bool,
+    /// Looks in a row that could not read the link (see
+    /// [`Self::failed`]).
+    failing: u32,
+    /// The first of them.
+    failing_since: Option<Instant>,
 }
+
+/// How many looks in a row that could not read the link, over at least
+/// [`LINK_UNKNOWN_AFTER`], end an outage a check saw (see
+/// [`LinkWatch::failed`]): three checks, 1 s, about lbd's own link check's
+/// period, so a netlink hiccup does not end one.
+const LINK_UNKNOWN_LOOKS: u32 = 3;
+
+/// See [`LINK_UNKNOWN_LOOKS`].
+const LINK_UNKNOWN_AFTER: Duration = Duration::from_secs(1);
+
+/// Least time between two warnings about looks at the link that failed.
+const LINK_QUERY_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// What a check of the link tells the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -704,6 +724,8 @@ enum LinkChange {
 impl LinkWatch {
     /// A check at `now` saw the link `up`: what changed.
     fn saw(&mut self, up: bool, now: Instant) -> Option<LinkChange> {
+        self.failing = 0;
+        self.failing_since = None;
         if up {
             self.up_at = Some(now);
             std::mem::take(&mut self.down).then_some(LinkChange::Up)
@@ -713,6 +735,22 @@ impl LinkWatch {
             self.down = true;
             Some(LinkChange::Down(self.up_at.unwrap_or(now)))
         }
+    }
+
+    /// A look at `now` could not read the link (its netlink query failed).
+    /// Unknown is not down: once [`LINK_UNKNOWN_LOOKS`] looks in a row
+    /// over at least [`LINK_UNKNOWN_AFTER`] have failed, an outage a check
+    /// saw counts as over ([`LinkChange::Up`], once), so a backup's
+    /// Master_Down_Timer runs again (none runs while the link is down, see
+    /// [`Machine::next_deadline`]) instead of waiting for a look that
+    /// works, or for tracking's, which tells only of outages it saw. The
+    /// time it was last seen up stays the one a check saw.
+    fn failed(&mut self, now: Instant) -> Option<LinkChange> {
+        self.failing = self.failing.saturating_add(1);
+        let since = *self.failing_since.get_or_insert(now);
+        let unknown = self.failing >= LINK_UNKNOWN_LOOKS
+            && now.saturating_duration_since(since) >= LINK_UNKNOWN_AFTER;
+        (unknown && std::mem::take(&mut self.down)).then_some(LinkChange::Up)
     }
 
     /// Tracking told of the link back up at `now` (the checks may have
@@ -740,14 +778,19 @@ const SEND_FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// The rate limit of the warnings about adverts that did not leave: the
 /// first failure is said at once, then one line per
-/// [`SEND_FAILURE_LOG_EVERY`] with those left unsaid; the first advert
-/// that leaves again says how many failed, and the next failure is said
-/// at once again.
+/// [`SEND_FAILURE_LOG_EVERY`] with those left unsaid, whether or not
+/// adverts left in between (intermittent failures, a full buffer now and
+/// then, are said no more often than a run of them). The first advert
+/// that leaves after a run of failures that was warned about says how
+/// many that run counted; after a run said nothing about, nothing is said
+/// (its failures are counted in the next warning's unsaid ones).
 #[derive(Debug, Clone)]
 struct SendFailures {
     limit: LogLimit,
     /// Failed sends since the last advert that left.
     failed: u64,
+    /// A warning was said since the last advert that left.
+    warned: bool,
 }
 
 impl Default for SendFailures {
@@ -755,6 +798,7 @@ impl Default for SendFailures {
         Self {
             limit: LogLimit::new(SEND_FAILURE_LOG_EVERY),
             failed: 0,
+            warned: false,
         }
     }
 }
@@ -764,18 +808,16 @@ impl SendFailures {
     /// unsaid since the last warning, or `None` (counted).
     fn failed(&mut self, now: Instant) -> Option<u64> {
         self.failed = self.failed.saturating_add(1);
-        self.limit.allow(now)
+        let warn = self.limit.allow(now);
+        self.warned |= warn.is_some();
+        warn
     }
 
     /// An advert left: `Some(n)` with the sends that failed before it, if
-    /// any.
+    /// a warning was said about them. The rate limit runs on.
     fn sent(&mut self) -> Option<u64> {
-        if self.failed == 0 {
-            return None;
-        }
-        let failed = self.failed;
-        *self = Self::default();
-        Some(failed)
+        let failed = std::mem::take(&mut self.failed);
+        std::mem::take(&mut self.warned).then_some(failed)
     }
 }
 
@@ -1186,12 +1228,26 @@ impl Driver {
     /// Looks at the interface's link: tells the machine of an outage and
     /// of its end (see [`Machine::link_down`], [`Machine::link_up`]), and
     /// follows its MAC ([`Self::follow_mac`]); what the machine decided.
+    /// Looks that fail are warned about (rate-limited), and enough of them
+    /// end an outage (see [`LinkWatch::failed`]).
     async fn follow_link(&mut self) -> Vec<Action> {
         let state = match self.netlink.link_state(self.interface.index).await {
             Ok(state) => state,
             Err(error) => {
-                debug!(vrid = self.config.vrid, %error, "reading the interface's link failed");
-                return Vec::new();
+                let now = Instant::now();
+                let change = self.link.failed(now);
+                if let Some(suppressed) = self.link_query_log.allow(now) {
+                    warn!(vrid = self.config.vrid, %error, failing = self.link.failing, suppressed, "VRRP: reading the interface's link failed (while it fails, logged at most every {} s, with the failures left unsaid)", LINK_QUERY_LOG_EVERY.as_secs());
+                }
+                if change != Some(LinkChange::Up) {
+                    return Vec::new();
+                }
+                warn!(
+                    vrid = self.config.vrid,
+                    failing = self.link.failing,
+                    "VRRP: the interface's link cannot be read; its outage counts as over (unknown is not down), so a backup's timer runs again"
+                );
+                return self.on_link_back(now);
             }
         };
         let now = Instant::now();
@@ -1561,19 +1617,27 @@ fn resume_window(config: &VrrpConfig, advertised: Option<u16>) -> Duration {
 }
 
 /// The least time a resumed master must have left before the backup's
-/// timer runs out, for advert interval `interval`: one interval, at least
-/// [`RESUME_MARGIN_MIN`]. The record's time was taken once the last
-/// advert's send returned, a little after the backup's timer started;
-/// and between the decision and the first advert of the resumed instance
-/// come the rest of the start (the instance's checks, the VRRP thread,
-/// the socket). A window it leaves empty (adverts 30 ms apart or less)
-/// never resumes.
+/// timer runs out, for advert interval `interval`: [`RESUME_MARGIN`],
+/// but no more than half the interval, so no interval leaves the window
+/// empty (with adverts 0.2 s apart or less the margin is half of one).
+///
+/// It only has to cover what follows the decision, and that is short:
+/// the decision comes at the very start of the new lbd's start (see
+/// `Engine::start`), and after it only the instance's checks (one
+/// netlink address dump), the VRRP thread, its socket and the first
+/// advert remain, milliseconds; plus the little the backup's timer may
+/// have started before the record's time (taken once the last advert's
+/// send returned). Everything else a restart takes (where in the advert
+/// interval the signal fell, the old lbd's shutdown, `--release-vips`,
+/// the new lbd's start up to the decision) runs before the decision, and
+/// the window measures it: a larger margin would only turn restarts that
+/// could have resumed hitlessly into failovers.
 fn resume_margin(interval: Duration) -> Duration {
-    interval.max(RESUME_MARGIN_MIN)
+    RESUME_MARGIN.min(interval / 2)
 }
 
 /// See [`resume_margin`].
-const RESUME_MARGIN_MIN: Duration = Duration::from_millis(100);
+const RESUME_MARGIN: Duration = Duration::from_millis(100);
 
 /// The environment variable a notify command finds the instance's address
 /// family in (as its third argument).
@@ -1912,6 +1976,58 @@ mod tests {
         assert_eq!(watch.saw(false, t0), Some(LinkChange::Down(t0)));
     }
 
+    /// Looks that cannot read the link (netlink failing) end an outage a
+    /// check saw after three of them over at least 1 s: the backup, which
+    /// runs no timer while its link is down, runs one again. A look that
+    /// works starts the count afresh; without an outage nothing changes.
+    #[test]
+    fn failed_looks_at_the_link_end_an_outage() {
+        let t0 = Instant::now();
+        let mut watch = LinkWatch::default();
+        watch.saw(true, t0);
+        let mut m = Machine::new(
+            settings_of(&vrrp_config(100, "198.18.0.10")),
+            ip("198.18.0.2"),
+        );
+        m.startup(t0);
+        assert_eq!(m.state(), State::Backup);
+        let Some(LinkChange::Down(since)) = watch.saw(false, t0 + ADDRESS_CHECK) else {
+            panic!("the outage is seen");
+        };
+        m.link_down(since);
+        assert_eq!(m.next_deadline(), None);
+        // Two failed looks, one that works (down still), two more: no end.
+        let t1 = t0 + 2 * ADDRESS_CHECK;
+        assert_eq!(watch.failed(t1), None);
+        assert_eq!(watch.failed(t1 + ADDRESS_CHECK), None);
+        assert_eq!(watch.saw(false, t1 + 2 * ADDRESS_CHECK), None);
+        let t2 = t1 + 3 * ADDRESS_CHECK;
+        assert_eq!(watch.failed(t2), None);
+        assert_eq!(watch.failed(t2 + ADDRESS_CHECK), None);
+        // Three looks but 0.9 s: not yet.
+        assert_eq!(watch.failed(t2 + Duration::from_millis(900)), None);
+        // 1 s: the outage counts as over, once; the timer runs again.
+        let t3 = t2 + 2 * ADDRESS_CHECK;
+        assert_eq!(watch.failed(t3), Some(LinkChange::Up));
+        assert!(!watch.down);
+        assert_eq!(with_link_weight(100, 100, 100, watch.down), 100);
+        assert_eq!(m.link_up(t3, 100), []);
+        assert_eq!(m.next_deadline(), Some(t3 + m.master_down_interval()));
+        assert_eq!(watch.failed(t3 + ADDRESS_CHECK), None);
+        // Seen down again: from the last time a check saw it up.
+        assert_eq!(
+            watch.saw(false, t3 + 2 * ADDRESS_CHECK),
+            Some(LinkChange::Down(t0))
+        );
+        // Failing looks with the link up change nothing.
+        let mut watch = LinkWatch::default();
+        watch.saw(true, t0);
+        for k in 1..10_u32 {
+            assert_eq!(watch.failed(t0 + ADDRESS_CHECK * k), None);
+        }
+        assert!(!watch.down);
+    }
+
     /// The link's weight is the driver's, off while its checks see the
     /// link down and back as they see it up, so the link-up advert carries
     /// the priority tracking gives (tracking leaves the link out): with
@@ -1952,7 +2068,7 @@ mod tests {
     /// With the link down every advert fails (up to 100 a second): the
     /// first failure is said at once, then one line per 10 s with the
     /// count left unsaid; the first advert that leaves says how many
-    /// failed, and the next failure is said at once again.
+    /// failed. An advert that leaves does not reset the limit.
     #[test]
     fn failed_sends_are_logged_at_most_every_ten_seconds() {
         let t = Instant::now();
@@ -1969,8 +2085,28 @@ mod tests {
         assert_eq!(failures.failed(t + SEND_FAILURE_LOG_EVERY), None);
         assert_eq!(failures.sent(), Some(1002));
         assert_eq!(failures.sent(), None);
-        let later = t + SEND_FAILURE_LOG_EVERY + Duration::from_secs(1);
-        assert_eq!(failures.failed(later), Some(0));
+        let later = t + 2 * SEND_FAILURE_LOG_EVERY;
+        assert_eq!(failures.failed(later), Some(1));
+    }
+
+    /// Failures between adverts that leave (a full buffer now and then)
+    /// are said once per 10 s, as a run of them would be, and only an
+    /// advert after a warned-about run says that adverts leave again.
+    #[test]
+    fn intermittent_send_failures_keep_the_rate_limit() {
+        let t = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut failures = SendFailures::default();
+        assert_eq!(failures.failed(t), Some(0));
+        assert_eq!(failures.sent(), Some(1));
+        for k in 1..10_u32 {
+            assert_eq!(failures.failed(t + second * k), None, "{k} s");
+            assert_eq!(failures.sent(), None, "{k} s");
+        }
+        assert_eq!(failures.failed(t + SEND_FAILURE_LOG_EVERY), Some(9));
+        assert_eq!(failures.failed(t + SEND_FAILURE_LOG_EVERY), None);
+        assert_eq!(failures.sent(), Some(2));
+        assert_eq!(failures.sent(), None);
     }
 
     /// A new MAC (link down, `ip link set address`, up) brings a new
@@ -2104,23 +2240,23 @@ mod tests {
     /// to the config's.
     #[test]
     fn the_resume_window_follows_the_recorded_advert_interval() {
-        // 1 s adverts: 3 × 1 s + (256 - 255) × 1 s / 256, less 1 s.
+        // 1 s adverts: 3 × 1 s + (256 - 255) × 1 s / 256, less 0.1 s.
         let config = vrrp_config(100, "198.18.0.10");
         assert_eq!(
             resume_window(&config, None),
-            Duration::from_micros(2_003_906)
+            Duration::from_micros(2_903_906)
         );
         // The previous lbd advertised every 100 ms: the backup takes over
         // 0.3 s after its last advert, whatever the config says now; less
-        // 0.1 s.
+        // half an interval, 50 ms.
         assert_eq!(
             resume_window(&config, Some(10)),
-            Duration::from_micros(200_390)
+            Duration::from_micros(250_390)
         );
-        // Every 3 s: the backup waits 9 s; less 3 s.
+        // Every 3 s: the backup waits 9 s; less 0.1 s.
         assert_eq!(
             resume_window(&config, Some(300)),
-            Duration::from_micros(6_011_718)
+            Duration::from_micros(8_911_718)
         );
         let at = 100 * SECOND;
         let fast = StateFile::new("fast", &format!("restarting {at} 10\n"));
@@ -2131,30 +2267,37 @@ mod tests {
         assert_eq!(decide(&fast.0, &config, at + SECOND), Resumption::No);
         let slow = StateFile::new("slow", &format!("restarting {at} 300\n"));
         assert_eq!(
-            decide(&slow.0, &config, at + 5 * SECOND),
+            decide(&slow.0, &config, at + 8 * SECOND),
             Resumption::Resume
         );
         let older = StateFile::new("older", &format!("restarting {at}\n"));
         assert_eq!(decide(&older.0, &config, at + SECOND), Resumption::Resume);
+        assert_eq!(
+            decide(&older.0, &config, at + 2_500_000_000),
+            Resumption::Resume
+        );
         assert_eq!(decide(&older.0, &config, at + 3 * SECOND), Resumption::No);
     }
 
-    /// The window ends a margin before the backup's timer runs out: one
-    /// advert interval, at least 0.1 s (the record was written once the
-    /// send returned, and the start still has to open the socket and
-    /// advertise). Up to its last nanosecond a record resumes, from its
-    /// end on it does not: a restart record 2.1 s after a 1 s advert
-    /// (within the backup's 3.004 s) no longer resumes. Adverts 30 ms
-    /// apart or less leave no window: never resumed.
+    /// The window ends a margin before the backup's timer runs out: 0.1 s,
+    /// at most half the advert interval (what follows the decision takes
+    /// milliseconds; the rest of the restart is what the window is for).
+    /// Up to its last nanosecond a record resumes, from its end on it does
+    /// not: a restart record 2.9 s after a 1 s advert (the backup waits
+    /// 3.004 s) resumes, one 2.95 s after does not. No interval leaves the
+    /// window empty.
     #[test]
     fn the_resume_window_keeps_a_margin_before_the_backup_takes_over() {
         let config = vrrp_config(100, "198.18.0.10");
         let at = 100 * SECOND;
         for (cs, master_down_ns, margin_ns) in [
-            (100_u16, 3_003_906_000_u64, SECOND),
-            (10, 300_390_000, SECOND / 10),
-            // 5 cs: the margin is 0.1 s, not the 50 ms interval.
-            (5, 150_195_000, SECOND / 10),
+            (100_u16, 3_003_906_000_u64, SECOND / 10),
+            (300, 9_011_718_000, SECOND / 10),
+            (20, 600_781_000, SECOND / 10),
+            // 10 cs and less: half the interval.
+            (10, 300_390_000, SECOND / 20),
+            (5, 150_195_000, SECOND / 40),
+            (1, 30_039_000, SECOND / 200),
         ] {
             let window = master_down_ns - margin_ns;
             assert_eq!(
@@ -2176,15 +2319,13 @@ mod tests {
         }
         let record = Record::parse(&format!("restarting {at} 100"));
         assert_eq!(
-            resume_decision(record, &config, at + 2_100_000_000),
+            resume_decision(record, &config, at + 2_900_000_000),
+            Resumption::Resume
+        );
+        assert_eq!(
+            resume_decision(record, &config, at + 2_950_000_000),
             Resumption::No
         );
-        for cs in [1, 3] {
-            assert_eq!(resume_window(&config, Some(cs)), Duration::ZERO, "{cs} cs");
-            let record = Record::parse(&format!("restarting {at} {cs}"));
-            assert_eq!(resume_decision(record, &config, at), Resumption::No);
-        }
-        assert!(resume_window(&config, Some(4)) > Duration::ZERO);
     }
 
     /// An instance's config: VRID 51, 1 s adverts, `priority`, moving
@@ -2216,7 +2357,7 @@ mod tests {
         // Ours is 3 s + (256 - 100) / 256 s = 3.609 s; a peer of priority
         // 200 (with nopreempt, so this node was master) takes over after
         // 3 s + 56 / 256 s = 3.219 s, and one of 255 after 3.004 s: the
-        // window is that, less a 1 s margin.
+        // window is that, less a 0.1 s margin.
         let vrrp = vrrp_config(100, "198.18.0.10");
         let now = crate::clock::monotonic_ns();
         let fresh = StateFile::new(
@@ -2228,13 +2369,23 @@ mod tests {
             ),
         );
         assert!(Instance::resumes(&vrrp, Some(&fresh.0)));
-        // 2.9 s: within the peer's 3.004 s, but not by the margin.
+        // 2.5 s (a restart with replication): still resumes.
+        let restart = StateFile::new(
+            "restart",
+            &format!(
+                "restarting {}
+",
+                now - 2_500_000_000
+            ),
+        );
+        assert!(Instance::resumes(&vrrp, Some(&restart.0)));
+        // 2.95 s: within the peer's 3.004 s, but not by the margin.
         let late = StateFile::new(
             "late",
             &format!(
                 "restarting {}
 ",
-                now - 2_900_000_000
+                now - 2_950_000_000
             ),
         );
         assert!(!Instance::resumes(&vrrp, Some(&late.0)));
