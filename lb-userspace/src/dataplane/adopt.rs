@@ -403,7 +403,9 @@ impl Dataplane {
             .unwrap_or_default())
     }
 
-    /// Looks for `previous_tunnel_configs`.
+    /// Looks for `previous_tunnel_configs`. A map found that cannot be
+    /// opened is skipped, with a warning: its id went with its program
+    /// (stopped since the listing: ENOENT), which reads it no more.
     fn find_previous_tunnel_configs(&self) -> Result<Vec<Array<MapData, TunnelConfig>>> {
         const NAME: &str = names::MAP_TUNNEL_CONFIG;
         let Some(own) = &self.tunnel_config else {
@@ -445,13 +447,7 @@ impl Dataplane {
                 }
             }
         }
-        found
-            .into_iter()
-            .map(|map| {
-                let map = MapData::from_id(map).map_err(|e| map_error("opening", NAME, e))?;
-                Array::try_from(Map::Array(map)).map_err(|e| map_error("opening", NAME, e))
-            })
-            .collect()
+        Ok(open_each(found, open_tunnel_config))
     }
 
     /// The VIPs and backends the adopted maps hold (empty unless adopted),
@@ -837,6 +833,34 @@ fn used_by_a_program(ids: &HashSet<u32>) -> bool {
         })
 }
 
+/// Opens the previous lbd's `TUNNEL_CONFIG` of map id `id`.
+fn open_tunnel_config(id: u32) -> Result<Array<MapData, TunnelConfig>> {
+    const NAME: &str = names::MAP_TUNNEL_CONFIG;
+    let map = MapData::from_id(id).map_err(|e| map_error("opening", NAME, e))?;
+    Array::try_from(Map::Array(map)).map_err(|e| map_error("opening", NAME, e))
+}
+
+/// The maps of ids `ids` that `open` opens, in order; each one it cannot
+/// open is skipped with a warning (`find_previous_tunnel_configs`).
+fn open_each<T, E: std::fmt::Display>(
+    ids: impl IntoIterator<Item = u32>,
+    mut open: impl FnMut(u32) -> std::result::Result<T, E>,
+) -> Vec<T> {
+    let mut opened = Vec::new();
+    for id in ids {
+        match open(id) {
+            Ok(map) => opened.push(map),
+            Err(error) => warn!(
+                map_id = id,
+                %error,
+                "a previous lbd's {} cannot be opened (its program is gone?): skipped",
+                names::MAP_TUNNEL_CONFIG
+            ),
+        }
+    }
+    opened
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -961,5 +985,19 @@ mod tests {
                 "expired"
             ]
         );
+    }
+
+    /// A previous lbd's `TUNNEL_CONFIG` whose id is gone between the
+    /// listing and the opening (its program stopped) is skipped: the
+    /// others are still written, and the start goes on.
+    #[test]
+    fn a_previous_tunnel_config_that_cannot_be_opened_is_skipped() {
+        let opened = open_each([3, 5, 7], |id| if id == 5 { Err("ENOENT") } else { Ok(id) });
+        assert_eq!(opened, [3, 7]);
+        // No map has this id (the kernel's ids stop at i32::MAX): the
+        // real opening fails (ENOENT, or EPERM unprivileged) and is
+        // skipped.
+        assert!(open_tunnel_config(u32::MAX).is_err());
+        assert!(open_each([u32::MAX], open_tunnel_config).is_empty());
     }
 }

@@ -4,9 +4,12 @@
 //! backend exactly as a client's packet is wrapped (`encap`), so a
 //! backend is up only if it serves the VIP through the tunnel. Unmarked
 //! packets cost one load and a compare and go on untouched. So do marked
-//! ones that are not this program's: every lbd of a namespace runs its
-//! own copy on the egress of `lo`, one after the other, and the mark does
-//! not say which lbd sent a packet, only its destination does.
+//! ones that are not this program's leaving on `lo`: every lbd of a
+//! namespace runs its own copy on the egress of `lo`, one after the
+//! other, and the mark does not say which lbd sent a packet, only its
+//! destination does. Elsewhere (the balancer's interface) such a packet
+//! is dropped (a check of this lbd's to a VIP it no longer tunnels, say,
+//! which must not reach a balancer unwrapped).
 
 use aya_ebpf::programs::TcContext;
 use lb_common::{stats::Counter, tunnel, Mode, VipMeta};
@@ -23,11 +26,18 @@ use crate::{
     state, stats,
 };
 
+/// The index of the loopback device `lo`, the same in every network
+/// namespace: the kernel registers it first in each one and gives it this
+/// index (`LOOPBACK_IFINDEX`, `loopback_net_init`); no other device can
+/// have it.
+const LOOPBACK_IFINDEX: u32 = 1;
+
 /// What a marked packet is to this program.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Prepared {
     /// Not a TCP/UDP packet to one of this program's tunnelled VIPs (its
-    /// address, port and protocol): another lbd's check, or no check at
+    /// address, port and protocol): another lbd's check (on `lo`), a
+    /// check of this lbd's whose VIP is gone or changed, or no check at
     /// all. No check of this lbd's is marked for a VIP that is not
     /// tunnelled (`through_tunnel` needs a tunnelled one).
     NotOurs,
@@ -50,10 +60,23 @@ pub fn egress(ctx: &TcContext) -> i32 {
     };
     crate::hook::linearize(ctx);
     match prepare(ctx, backend_id) {
-        // Left, mark and all, to the programs after this one (another
-        // lbd's `tc_hc_encap`). Not counted: no counter fits (`PassNotVip`
-        // is a verdict of the balancer's own packets).
-        Prepared::NotOurs => return TC_ACT_UNSPEC,
+        // On `lo`: left, mark and all, to the programs after this one
+        // (another lbd's `tc_hc_encap`). Not counted: no counter fits
+        // (`PassNotVip` is a verdict of the balancer's own packets).
+        // Elsewhere (the balancer's interface, where the checks of a VRRP
+        // backup leave: its VIPs are not local; an interface has one lbd,
+        // a second is refused) it is no check another lbd's program would
+        // wrap: a check of ours whose VIP a reload removed or changed
+        // while its connection was open, say. Unwrapped it would reach
+        // another balancer, which would answer it in its own mode: a
+        // check passing without the tunnel. Dropped, counted.
+        Prepared::NotOurs => {
+            // SAFETY: the context pointer is the program's argument. At tc
+            // egress, the index of the device the packet leaves by.
+            if unsafe { (*ctx.skb.skb).ifindex } == LOOPBACK_IFINDEX {
+                return TC_ACT_UNSPEC;
+            }
+        }
         Prepared::Ready => {
             let outcome = send(ctx);
             if outcome.counter == Counter::Forwarded {
