@@ -223,7 +223,8 @@ impl Shared {
 /// Unauthenticated connections and sessions are kept apart: only
 /// `shared.sources` may shake hands (others are closed at once);
 /// handshakes get [`MAX_HANDSHAKES`] slots, at most
-/// [`MAX_HANDSHAKES_PER_SOURCE`] per source address (IPv6: per /64), a
+/// [`MAX_HANDSHAKES_PER_SOURCE`] per source address (per IPv6 /64 when
+/// any address may shake hands, see [`Sources::group`]), a
 /// newcomer taking the slot of the oldest rather than being refused, and
 /// must send their first byte within `timing.first_byte`; sessions get
 /// [`MAX_SESSIONS`] slots of their own, one per node id (a new one
@@ -244,11 +245,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                         shared.log_stranger(peer);
                         continue;
                     }
-                    if let Some((cut, cut_peer)) = slots.make_room(peer) {
+                    if let Some((cut, cut_peer)) = slots.make_room(peer, &shared.sources) {
                         cut.abort();
                         shared.stats.add(Counter::Refused, 1);
                         shared.log_refusal(cut_peer, &format_args!(
-                            "sync handshake cut for a newer one from {peer}: every slot was taken (limits {MAX_HANDSHAKES} at once, {MAX_HANDSHAKES_PER_SOURCE} per source address or IPv6 /64)"
+                            "sync handshake cut for a newer one from {peer}: every slot was taken (limits {MAX_HANDSHAKES} at once, {MAX_HANDSHAKES_PER_SOURCE} per source address, or IPv6 /64 with no peer list)"
                         ), None);
                     }
                     let task = handshakes.spawn(

@@ -65,9 +65,10 @@ pub(crate) const MAX_SESSIONS: usize = 16;
 /// out an authenticated peer. When all are taken, a new connection takes
 /// the slot of the oldest (see `slots`).
 pub(crate) const MAX_HANDSHAKES: usize = 16;
-/// Handshakes at once from one source address (an IPv6 /64): a single
-/// host cannot take every handshake slot, and past this its new
-/// connections displace only its own older ones.
+/// Handshakes at once from one source (one address; on a listener open to
+/// any address, an IPv6 /64: see [`Sources::group`]): a single host
+/// cannot take every handshake slot, and past this its new connections
+/// displace only its own older ones.
 pub(crate) const MAX_HANDSHAKES_PER_SOURCE: usize = 4;
 /// Read buffer of a connection.
 pub(super) const READ_BUFFER: usize = 64 * 1024;

@@ -31,8 +31,8 @@ use tracing::{debug, info, info_span, Instrument};
 use super::{
     queue::{QueuedBatch, Records, SendQueue},
     session::{
-        close_asked, handshake_timed, log_session_end, run_session, Outgoing, PeerHello, Session,
-        Side,
+        close_asked, handshake_timed, log_session_end, run_session, Outgoing, PeerHello, Progress,
+        Session, Side,
     },
     Timing, READ_BUFFER, SEND_QUEUE_CAPACITY, SEND_QUEUE_RECORDS,
 };
@@ -414,11 +414,11 @@ async fn run_sender(
         )
         .await;
         shared.connected.store(false, Ordering::Relaxed);
-        let (lasted, error) = match attempt {
+        let (healthy, error) = match attempt {
             Attempt::Closed(closed) => return closed,
-            Attempt::Ended { lasted, error } => (lasted, error),
+            Attempt::Ended { healthy, error } => (healthy, error),
         };
-        let (delay, repeated) = backoff.after(lasted);
+        let (delay, repeated) = backoff.after(healthy);
         // A fallback to an older version is no failure worth an error.
         if !matches!(error, SyncError::Offer { .. }) {
             stats.count_error(&error);
@@ -499,17 +499,21 @@ impl Offer {
     }
 }
 
-/// The sender's reconnect delay. Only a session that stayed up for a
-/// silence period resets it: one cut right after its handshake (a
-/// listener with no room, a receiver too slow for a write) counts as a
-/// failure, or each reconnect, 100 ms apart, would publish a new session
-/// and make the daemon dump its whole table to every peer.
+/// The sender's reconnect delay. Only a session that was healthy for a
+/// silence period resets it (see [`Progress`]: both ways moving, up to
+/// the last frame read and the last batch written): one cut right after
+/// its handshake (a listener with no room) or whose writes never got
+/// through (a receiver too slow for the dump: its write times out after
+/// a silence period, so the session lasts that long, but was never
+/// healthy) counts as a failure, or each reconnect, 100 ms after the
+/// last, would publish a new session and make the daemon dump its whole
+/// table again to that peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Backoff {
     timing: Timing,
     /// The delay before the next attempt.
     next: Duration,
-    /// Attempts failed since the last lasting session (the first is
+    /// Attempts failed since the last healthy session (the first is
     /// logged as such, the others as repeats).
     failures: u64,
 }
@@ -523,11 +527,11 @@ impl Backoff {
         }
     }
 
-    /// After an attempt whose session was up for `lasted` (None: no
-    /// session): the delay before the next, and whether the end is a
+    /// After an attempt whose session was healthy for `healthy` (None:
+    /// no session): the delay before the next, and whether the end is a
     /// repeat of the failure before (logged quieter).
-    pub(super) fn after(&mut self, lasted: Option<Duration>) -> (Duration, bool) {
-        if lasted.is_some_and(|up| up >= self.timing.silence) {
+    pub(super) fn after(&mut self, healthy: Option<Duration>) -> (Duration, bool) {
+        if healthy.is_some_and(|up| up >= self.timing.silence) {
             self.next = self.timing.backoff_min;
             self.failures = 0;
         }
@@ -541,10 +545,11 @@ impl Backoff {
 
 /// How one connection attempt ended.
 enum Attempt {
-    /// The connection ended (`lasted`: how long its session was up; None:
-    /// none was established), and why: the sender connects again.
+    /// The connection ended (`healthy`: how long its session was
+    /// healthy, see [`Progress`]; None: none was established), and why:
+    /// the sender connects again.
     Ended {
-        lasted: Option<Duration>,
+        healthy: Option<Duration>,
         error: SyncError,
     },
     /// A close was asked for, and went so: the sender stops.
@@ -570,7 +575,7 @@ async fn connect_once(
         Ok(stream) => stream,
         Err(error) => {
             return Attempt::Ended {
-                lasted: None,
+                healthy: None,
                 error,
             }
         }
@@ -585,13 +590,13 @@ async fn connect_once(
         Err(error) => {
             offer.failed(seen, &error);
             return Attempt::Ended {
-                lasted: None,
+                healthy: None,
                 error,
             };
         }
     };
     offer.established(&session);
-    let up = Instant::now();
+    let progress = Progress::new();
     stats.add(Counter::Sessions, 1);
     *shared
         .peer_node
@@ -613,6 +618,7 @@ async fn connect_once(
     let outgoing = Outgoing {
         queue: &shared.queue,
         closing: closing.clone(),
+        progress: &progress,
     };
     let result = run_session(
         &mut rd,
@@ -628,7 +634,7 @@ async fn connect_once(
         Ok(()) => Attempt::Closed(Closed::Delivered),
         Err(error) if closing.borrow().is_some() => Attempt::Closed(Closed::Failed(error)),
         Err(error) => Attempt::Ended {
-            lasted: Some(up.elapsed()),
+            healthy: Some(progress.healthy()),
             error,
         },
     }

@@ -2,12 +2,16 @@
 //! `wire`, then a reader and a writer with heartbeats, and a peer silent
 //! too long taken for dead.
 
-use std::time::{Duration, Instant};
+use std::{
+    future::Future,
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
 
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     sync::{mpsc, watch},
-    time::{interval, timeout, timeout_at, MissedTickBehavior},
+    time::{interval, timeout, timeout_at, Interval, MissedTickBehavior},
 };
 use tracing::{debug, error, info, trace, warn};
 
@@ -471,10 +475,63 @@ impl Incoming<'_> {
 
 /// What a master's session writes: its queue's batches until a close is
 /// asked for (see [`Sender::close`](super::Sender::close)): `closing`
-/// then holds the deadline for it.
+/// then holds the deadline for it. How far the session got is kept in
+/// `progress`.
 pub(super) struct Outgoing<'a> {
     pub(super) queue: &'a SendQueue,
     pub(super) closing: watch::Receiver<Option<Instant>>,
+    pub(super) progress: &'a Progress,
+}
+
+/// How long a master's session was healthy, for its sender's backoff: up
+/// to the last moment both ways moved, i.e. the peer's last frame read
+/// and the last time its writer had nothing left to write or finished a
+/// batch. A session that ends by a timeout was stuck for its last
+/// silence period, and one whose writer never got through its first
+/// batch (a receiver too slow for the dump) was never healthy, however
+/// long it lasted.
+#[derive(Debug)]
+pub(super) struct Progress {
+    /// The session's start (its handshake's end).
+    up: Instant,
+    /// Since `up`, in ns: the peer's last frame.
+    read: AtomicU64,
+    /// Since `up`, in ns: the writer's last batch written, or last look
+    /// at an empty queue.
+    written: AtomicU64,
+}
+
+impl Progress {
+    /// A session starting now.
+    pub(super) fn new() -> Self {
+        Self {
+            up: Instant::now(),
+            read: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+        }
+    }
+
+    fn mark(&self, at: &AtomicU64) {
+        let since = u64::try_from(self.up.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        at.fetch_max(since, Ordering::Relaxed);
+    }
+
+    /// A frame from the peer was read.
+    fn read(&self) {
+        self.mark(&self.read);
+    }
+
+    /// The writer is caught up: a batch is written, or none is left.
+    fn written(&self) {
+        self.mark(&self.written);
+    }
+
+    /// How long the session was healthy (see [`Progress`]).
+    pub(super) fn healthy(&self) -> Duration {
+        let read = self.read.load(Ordering::Relaxed);
+        let written = self.written.load(Ordering::Relaxed);
+        Duration::from_nanos(read.min(written))
+    }
 }
 
 /// An established session: reads while writing heartbeats and (for a
@@ -511,7 +568,8 @@ where
         peer: &peer_id,
         version,
     });
-    let read = read_loop(rd, opener, incoming, stats, timing);
+    let progress = outgoing.as_ref().map(|out| out.progress);
+    let read = read_loop(rd, opener, incoming, progress, stats, timing);
     tokio::pin!(read);
     // Both futures live until one ends; neither is cancelled mid-frame
     // except when the whole session ends.
@@ -540,6 +598,7 @@ async fn read_loop<R>(
     rd: &mut R,
     mut opener: Opener,
     incoming: Option<Incoming<'_>>,
+    progress: Option<&Progress>,
     stats: &SyncStats,
     timing: Timing,
 ) -> Result<(), SyncError>
@@ -554,7 +613,11 @@ where
                 what: "waiting for the peer (silent)",
                 after: timing.silence,
             })??;
-        match opener.open(&buf)? {
+        let message = opener.open(&buf)?;
+        if let Some(progress) = progress {
+            progress.read();
+        }
+        match message {
             Message::Heartbeat { seq } => trace!(seq, "heartbeat received"),
             message @ (Message::Batch { .. } | Message::NatBatch { .. }) => {
                 let kind = message.kind();
@@ -619,7 +682,9 @@ where
 
 /// Writes heartbeats and the queue's batches. Ends in error, or, once a
 /// close is asked for, after writing what is queued and shutting the
-/// write side, returning the close's deadline (see [`run_session`]).
+/// write side, returning the close's deadline (see [`run_session`]). A
+/// write under way when the close is asked for must end by its deadline
+/// too (a batch to a slow reader may take much longer).
 async fn write_loop<W>(
     wr: &mut W,
     mut sealer: Sealer,
@@ -633,31 +698,90 @@ where
     let mut ticker = interval(timing.heartbeat);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
-        if let Some(out) = &outgoing {
-            let closing = *out.closing.borrow();
-            if let Some(deadline) = closing {
-                close_writing(wr, &mut sealer, out.queue, stats, timing, deadline).await?;
-                return Ok(deadline);
-            }
-            if let Some(batch) = out.queue.pop() {
-                send_popped(wr, &mut sealer, out.queue, batch, stats, timing).await?;
-                continue;
-            }
-        }
-        let (queue, closing) = match &mut outgoing {
-            Some(out) => (Some(out.queue), Some(&mut out.closing)),
-            None => (None, None),
+        let Some(out) = &mut outgoing else {
+            // A backup's: heartbeats only.
+            ticker.tick().await;
+            write_heartbeat(wr, &mut sealer, timing).await?;
+            continue;
         };
-        tokio::select! {
-            _ = ticker.tick() => {
-                let frame = sealer.heartbeat()?;
-                write_frame_timed(wr, &frame, timing).await?;
-                trace!(seq = sealer.next_seq().saturating_sub(1), "heartbeat sent");
+        let closing = *out.closing.borrow();
+        if let Some(deadline) = closing {
+            close_writing(wr, &mut sealer, out.queue, stats, timing, deadline).await?;
+            return Ok(deadline);
+        }
+        match out.queue.pop() {
+            Some(batch) => {
+                let send = send_popped(wr, &mut sealer, out.queue, batch, stats, timing);
+                by_close_deadline(send, &mut out.closing).await?;
+                out.progress.written();
             }
-            () = wait_for_batches(queue) => {}
-            () = close_asked(closing) => {}
+            None => {
+                out.progress.written();
+                wait_or_heartbeat(wr, &mut sealer, out, &mut ticker, timing).await?;
+            }
         }
     }
+}
+
+/// A master's writer with nothing queued: waits for a batch, a close, or
+/// the next heartbeat, which it writes (by the close's deadline if one is
+/// asked for meanwhile).
+async fn wait_or_heartbeat<W>(
+    wr: &mut W,
+    sealer: &mut Sealer,
+    out: &mut Outgoing<'_>,
+    ticker: &mut Interval,
+    timing: Timing,
+) -> Result<(), SyncError>
+where
+    W: AsyncWrite + Unpin,
+{
+    tokio::select! {
+        _ = ticker.tick() => {}
+        () = out.queue.notify.notified() => return Ok(()),
+        () = close_asked(Some(&mut out.closing)) => return Ok(()),
+    }
+    by_close_deadline(write_heartbeat(wr, sealer, timing), &mut out.closing).await
+}
+
+async fn write_heartbeat<W>(
+    wr: &mut W,
+    sealer: &mut Sealer,
+    timing: Timing,
+) -> Result<(), SyncError>
+where
+    W: AsyncWrite + Unpin,
+{
+    let frame = sealer.heartbeat()?;
+    write_frame_timed(wr, &frame, timing).await?;
+    trace!(seq = sealer.next_seq().saturating_sub(1), "heartbeat sent");
+    Ok(())
+}
+
+/// `write`, cut off at the deadline of a close asked for while it runs
+/// (otherwise limited by its own timeouts only).
+async fn by_close_deadline<F>(
+    write: F,
+    closing: &mut watch::Receiver<Option<Instant>>,
+) -> Result<(), SyncError>
+where
+    F: Future<Output = Result<(), SyncError>>,
+{
+    tokio::pin!(write);
+    tokio::select! {
+        written = &mut write => return written,
+        () = close_asked(Some(&mut *closing)) => {}
+    }
+    let Some(deadline) = *closing.borrow() else {
+        return write.await;
+    };
+    let limit = deadline.saturating_duration_since(Instant::now());
+    timeout_at(deadline.into(), write)
+        .await
+        .map_err(|_| SyncError::Timeout {
+            what: "the write under way when the close was asked for",
+            after: limit,
+        })?
 }
 
 /// Writes one batch popped from `queue`; until sent in full, it goes
@@ -716,13 +840,6 @@ where
         })??;
     debug!("sync session: everything queued was written and this side closed; waiting for the peer to close");
     Ok(())
-}
-
-async fn wait_for_batches(queue: Option<&SendQueue>) {
-    match queue {
-        Some(queue) => queue.notify.notified().await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Returns once a close is asked for (never without `closing`).

@@ -527,7 +527,10 @@ async fn nat_batches_travel_in_order_with_flow_batches() {
 
     let first = recv(&mut b.rx).await;
     assert_eq!(first.kind, BatchKind::Flows);
-    assert_eq!((first.records, first.nat.len()), (vec![record(1)], 0));
+    assert_eq!(
+        (as_sent(first.records, &[record(1)]), first.nat.len()),
+        (vec![record(1)], 0)
+    );
     let mut got = Vec::new();
     let mut frames = Vec::new();
     while got.len() < nat.len() {
@@ -1830,30 +1833,87 @@ async fn ages_grow_while_records_wait_to_go_out() {
     assert_eq!(got.reply.age_ms, got.forward.age_ms + 500);
 }
 
+/// A master's handshake halfway: its Hello sent (as an earlier
+/// release's, unmarked), the listener's Hello and HelloAck read; the
+/// listener waits for its HelloAck, holding a handshake slot.
+struct HalfShaken {
+    stream: TcpStream,
+    node_id: String,
+    nonce: wire::Nonce,
+    peer_id: String,
+    peer_nonce: wire::Nonce,
+}
+
+impl HalfShaken {
+    /// Connects to `listener` from `from` and shakes hands halfway.
+    async fn start(listener: SocketAddr, from: IpAddr, node_id: &str) -> Self {
+        let socket = match from {
+            IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }
+        .unwrap();
+        socket.bind(SocketAddr::new(from, 0)).unwrap();
+        let mut stream = socket.connect(listener).await.unwrap();
+        let nonce = wire::new_nonce();
+        let hello = Message::Hello {
+            version: wire::PROTOCOL_VERSION,
+            node_id: node_id.into(),
+            nonce,
+        };
+        stream
+            .write_all(&wire::encode_frame(&hello.encode().unwrap()).unwrap())
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        read_frame(&mut stream, &mut buf).await.unwrap();
+        let Message::Hello {
+            node_id: peer_id,
+            nonce: peer_nonce,
+            ..
+        } = Message::decode(&buf).unwrap()
+        else {
+            panic!("the listener's Hello");
+        };
+        read_frame(&mut stream, &mut buf).await.unwrap();
+        assert!(matches!(
+            Message::decode(&buf).unwrap(),
+            Message::HelloAck { .. }
+        ));
+        Self {
+            stream,
+            node_id: node_id.into(),
+            nonce,
+            peer_id,
+            peer_nonce,
+        }
+    }
+
+    /// Sends this master's proof: the handshake is done.
+    async fn finish(mut self) -> TcpStream {
+        let t = Transcript {
+            master_nonce: &self.nonce,
+            backup_nonce: &self.peer_nonce,
+            master_id: &self.node_id,
+            backup_id: &self.peer_id,
+        };
+        let proof = wire::hello_proof(KEY, Role::Master, &t).unwrap();
+        let ack = Message::HelloAck { proof }.encode().unwrap();
+        self.stream
+            .write_all(&wire::encode_frame(&ack).unwrap())
+            .await
+            .unwrap();
+        self.stream
+    }
+}
+
 /// A client that sends its Hello and then nothing: it holds a handshake
 /// slot until the handshake time runs out (the listener waits for its
 /// HelloAck). Returns once the listener has answered (its Hello and
 /// HelloAck read).
-async fn stalled_handshake(listener: SocketAddr, from: [u8; 4]) -> TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::from((from, 0))).unwrap();
-    let mut s = socket.connect(listener).await.unwrap();
-    let hello = Message::Hello {
-        version: wire::PROTOCOL_VERSION,
-        node_id: "mallory".into(),
-        nonce: wire::new_nonce(),
-    };
-    s.write_all(&wire::encode_frame(&hello.encode().unwrap()).unwrap())
+async fn stalled_handshake(listener: SocketAddr, from: impl Into<IpAddr>) -> TcpStream {
+    HalfShaken::start(listener, from.into(), "mallory")
         .await
-        .unwrap();
-    let mut buf = Vec::new();
-    read_frame(&mut s, &mut buf).await.unwrap();
-    read_frame(&mut s, &mut buf).await.unwrap();
-    assert!(matches!(
-        Message::decode(&buf).unwrap(),
-        Message::HelloAck { .. }
-    ));
-    s
+        .stream
 }
 
 #[tokio::test]
@@ -1910,6 +1970,119 @@ async fn stalled_handshakes_never_lock_a_real_peer_out() {
     drop(held);
 }
 
+/// `ip` in this thread's network namespace.
+fn ip(args: &[&str]) {
+    let status = std::process::Command::new("ip")
+        .args(args)
+        .status()
+        .expect("running ip");
+    assert!(status.success(), "ip {args:?}");
+}
+
+/// Configured peers in one IPv6 /64 (a mesh's nodes on one subnet) shake
+/// hands while another configured address floods the listener: the
+/// flood cuts its own handshakes only. Counted per /64, it cut theirs
+/// (one budget of 4 for them all). In a network namespace of the test
+/// thread's own, the addresses on its `lo`.
+#[test]
+fn configured_ipv6_peers_in_one_64_shake_hands_through_another_peers_flood() {
+    // SAFETY: getuid cannot fail.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    std::thread::spawn(|| {
+        // SAFETY: unshare affects only this thread (and the processes it
+        // starts).
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+        let node = |i: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, i));
+        let (peers, flooder) = ((1..=5).map(node).collect::<Vec<_>>(), node(9));
+        ip(&["link", "set", "lo", "up"]);
+        for at in peers.iter().chain([&flooder, &node(100)]) {
+            ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{at}/128"),
+                "dev",
+                "lo",
+                "nodad",
+            ]);
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            // An address's local route comes a moment after `ip` returns
+            // (the kernel's work queue): wait until each carries a
+            // connection to the listener's.
+            let probe = TcpListener::bind(SocketAddr::new(node(100), 0))
+                .await
+                .unwrap();
+            for &from in peers.iter().chain([&flooder]) {
+                let start = Instant::now();
+                loop {
+                    let socket = tokio::net::TcpSocket::new_v6().unwrap();
+                    socket.bind(SocketAddr::new(from, 0)).unwrap();
+                    match socket.connect(probe.local_addr().unwrap()).await {
+                        Ok(_) => break,
+                        Err(error) => assert!(start.elapsed() < LIMIT, "{from}: {error}"),
+                    }
+                    sleep(Duration::from_millis(10)).await;
+                }
+            }
+            drop(probe);
+            let (tx, _rx) = mpsc::channel(8);
+            let stats = Arc::new(SyncStats::new());
+            let sources = Sources::Peers(peers.iter().copied().chain([flooder]).collect());
+            // Handshakes that would hold their slots for the whole test
+            // (their Hellos come at once, however loaded the machine).
+            let timing = Timing {
+                handshake: Duration::from_secs(600),
+                first_byte: Duration::from_secs(600),
+                ..fast()
+            };
+            let listener = listen_with(
+                SocketAddr::new(node(100), 0),
+                sources,
+                config("lb-b", KEY),
+                tx,
+                stats.clone(),
+                timing,
+            )
+            .await
+            .unwrap();
+            let addr = listener.local_addr();
+            let mut shaking = Vec::new();
+            for (i, &at) in peers.iter().enumerate() {
+                shaking.push(HalfShaken::start(addr, at, &format!("lb-{i}")).await);
+            }
+            let mut flood = Vec::new();
+            for _ in 0..3 * super::MAX_HANDSHAKES_PER_SOURCE {
+                flood.push(stalled_handshake(addr, flooder).await);
+            }
+            assert_eq!(
+                stats.snapshot().refused,
+                u64::try_from(2 * super::MAX_HANDSHAKES_PER_SOURCE).unwrap(),
+                "the flood cut its own oldest handshakes, and no other"
+            );
+            let mut done = Vec::new();
+            for half in shaking {
+                done.push(half.finish().await);
+            }
+            wait_until("every peer's session", || {
+                stats.snapshot().sessions == u64::try_from(peers.len()).unwrap()
+            })
+            .await;
+            assert_eq!(stats.snapshot().auth_failures, 0);
+            drop((flood, done));
+        });
+    })
+    .join()
+    .expect("the test's thread (see its panic above)");
+}
+
 #[tokio::test]
 async fn only_the_configured_peers_may_shake_hands() {
     let (tx, mut rx) = mpsc::channel(8);
@@ -1956,18 +2129,147 @@ async fn only_the_configured_peers_may_shake_hands() {
 }
 
 #[test]
-fn only_a_lasting_session_resets_the_reconnect_backoff() {
+fn only_a_session_healthy_for_a_silence_period_resets_the_reconnect_backoff() {
     let timing = fast();
     let ms = Duration::from_millis;
     let mut backoff = Backoff::new(timing);
     assert_eq!(backoff.after(None), (ms(20), false));
     assert_eq!(backoff.after(None), (ms(40), true));
     // Sessions cut right after their handshake (a listener refusing
-    // them, a write timing out): the delay still grows.
+    // them), or whose writes never got through (one timing out after a
+    // silence period): healthy for less, the delay still grows.
     assert_eq!(backoff.after(Some(ms(1))), (ms(80), true));
     assert_eq!(backoff.after(Some(timing.silence - ms(1))), (ms(100), true));
     assert_eq!(backoff.after(Some(Duration::ZERO)), (ms(100), true));
-    // One that stayed up for a silence period starts over.
+    // One healthy for a silence period starts over.
     assert_eq!(backoff.after(Some(timing.silence)), (ms(20), false));
     assert_eq!(backoff.after(Some(ms(1))), (ms(40), true));
+}
+
+/// A backup too slow to drain its receive queue: each session's writes
+/// stall and time out after a silence period, so every session lasts
+/// that long. None resets the backoff (the storm it would make: a
+/// reconnect `backoff_min` after each timeout, and the whole table dumped
+/// again each time): the delay between them doubles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_whose_writes_time_out_never_reset_the_reconnect_backoff() {
+    let timing = Timing {
+        silence: Duration::from_millis(300),
+        backoff_min: Duration::from_millis(150),
+        backoff_max: Duration::from_secs(10),
+        ..fast()
+    };
+    // A receive queue of one, never read: the listener stops reading
+    // each session after its first frame (its heartbeats go on).
+    let (tx, _stuck) = mpsc::channel(1);
+    let listener = listen_with(
+        local(),
+        Sources::Any,
+        config("lb-b", KEY),
+        tx,
+        Arc::new(SyncStats::new()),
+        timing,
+    )
+    .await
+    .unwrap();
+    let stats = Arc::new(SyncStats::new());
+    let sender = Sender::start_with(
+        listener.local_addr(),
+        config("lb-a", KEY),
+        stats.clone(),
+        timing,
+    )
+    .unwrap();
+    // More than the sockets' buffers hold: put back after each failed
+    // write, it stalls every session.
+    sender.send((0..300_000).map(record).collect(), false);
+    let mut sessions = sender.sessions();
+    let mut starts = Vec::new();
+    for n in 1..=4 {
+        timeout(LIMIT, sessions.wait_for(|&got| got >= n))
+            .await
+            .expect("session in time")
+            .expect("sender alive");
+        starts.push(Instant::now());
+    }
+    let gaps: Vec<Duration> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    // Each session lasts its write's timeout, then the delays are 1, 2
+    // and 4 times the first: the third gap is at least `silence + 4 ×
+    // backoff_min` (reset after each session, `silence + backoff_min`).
+    // Asking for 2 × leaves room for the time a session's start takes
+    // to be seen here on a loaded machine.
+    let third = gaps[2];
+    assert!(
+        third >= timing.silence + timing.backoff_min * 2,
+        "the fourth session came {third:?} after the third (gaps {gaps:?})"
+    );
+    assert!(stats.snapshot().timeouts >= 3, "{:?}", stats.snapshot());
+}
+
+/// A dropped sender closes in the background within its limit (the
+/// silence time), also when it is writing a batch that would take far
+/// longer to a peer that reads it steadily but slowly.
+#[tokio::test]
+async fn a_dropped_sender_ends_within_its_limit_in_the_middle_of_a_long_batch() {
+    let timing = Timing {
+        silence: Duration::from_secs(1),
+        ..fast()
+    };
+    let (tx, mut rx) = mpsc::channel(1);
+    let listener = listen_with(
+        local(),
+        Sources::Any,
+        config("lb-b", KEY),
+        tx,
+        Arc::new(SyncStats::new()),
+        timing,
+    )
+    .await
+    .unwrap();
+    // 20 frames a second, each written well within the silence time.
+    let frames = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = frames.clone();
+    let reader = tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let stats = Arc::new(SyncStats::new());
+    let sender = Sender::start_with(
+        listener.local_addr(),
+        config("lb-a", KEY),
+        stats.clone(),
+        timing,
+    )
+    .unwrap();
+    wait_for_session(&sender, 1).await;
+    // 147 frames: more than 7 s at that pace.
+    let records: usize = 600_000;
+    let total = records.div_ceil(MAX_BATCH_RECORDS);
+    sender.send(
+        (0..records)
+            .map(|i| record(u32::try_from(i).unwrap()))
+            .collect(),
+        false,
+    );
+    wait_until("the batch under way", || {
+        frames.load(std::sync::atomic::Ordering::Relaxed) >= 5
+    })
+    .await;
+    let dropped = Instant::now();
+    drop(sender);
+    // The task holds the stats until it ends.
+    wait_until("the sender's task ended", || Arc::strong_count(&stats) == 1).await;
+    let took = dropped.elapsed();
+    let got = frames.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        got < total,
+        "the batch was still under way ({got} of {total} frames)"
+    );
+    assert!(
+        took < timing.silence + Duration::from_secs(1),
+        "the task ended {took:?} after the drop"
+    );
+    reader.abort();
 }
