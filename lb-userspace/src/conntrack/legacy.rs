@@ -210,37 +210,12 @@ impl LegacyTable {
                 && info.max_entries() != buckets
         });
         if let Some(info) = pinned {
-            let to = match (aside.exists(), again.exists()) {
-                (false, false) => Some(&aside),
-                (true, false) => Some(&again),
-                // The later name keeps meaning the later table.
-                (false, true) => Some(if std::fs::rename(&again, &aside).is_ok() {
-                    &again
-                } else {
-                    &aside
-                }),
-                (true, true) => None,
+            let pins = Resized {
+                current: &current,
+                aside: &aside,
+                again: &again,
             };
-            let Some(to) = to else {
-                return Err(refused(info.max_entries(), buckets));
-            };
-            if to == &again {
-                warn!(
-                    from = info.max_entries(),
-                    to = buckets,
-                    set_aside = %aside.display(),
-                    "the connection table changed size again before an earlier change finished (an lbd stopped between its load and the end of its start): the pinned table and the one that change set aside are both carried over into the new one"
-                );
-            } else {
-                info!(
-                    from = info.max_entries(),
-                    to = buckets,
-                    "the connection table changed size (conntrack_size): carrying its flows over into the new one"
-                );
-            }
-            if let Err(error) = std::fs::rename(&current, to) {
-                warn!(path = %current.display(), %error, "could not move the resized connection table's pin aside: its flows are placed by Maglev again");
-            }
+            pins.set_aside(&CONNTRACK_TABLE, info.max_entries(), buckets)?;
         }
         Ok([again, aside]
             .into_iter()
@@ -324,18 +299,100 @@ fn open_set_aside(path: PathBuf) -> Option<(OldFlows, PathBuf)> {
     }
 }
 
-/// The refusal of a load whose bucket table of `buckets` buckets would
-/// set aside a third table (the pinned one, of `pinned` buckets), with
-/// the size that adopts the pinned table as it is.
-fn refused(pinned: u32, buckets: u32) -> Refused {
-    Refused(format!(
-        "the pinned connection table ({pinned} buckets) is of another size than this lbd's ({buckets} buckets), \
-         and the tables of two earlier sizes still wait to be carried over ({RESIZED_PIN} and {RESIZED_AGAIN_PIN}: \
-         lbd stopped twice between its load and the end of its start while conntrack_size changed); \
-         setting a third table aside would throw away the flows one of them holds. \
-         {}, which adopts the pinned table and carries the other two over, then change it",
-        size_hint("conntrack_size", pinned)
-    ))
+/// A resizable bucket table as its resize's messages name it.
+pub(crate) struct TableNames {
+    /// The table (`"connection table"`).
+    pub(crate) what: &'static str,
+    /// Its size setting (`"conntrack_size"`).
+    pub(crate) setting: &'static str,
+    /// What a table thrown away holds (`"the flows"`).
+    pub(crate) holds: &'static str,
+    /// What is lost when its pin cannot be moved aside.
+    pub(crate) lost: &'static str,
+}
+
+/// The connection table's names.
+const CONNTRACK_TABLE: TableNames = TableNames {
+    what: "connection table",
+    setting: "conntrack_size",
+    holds: "the flows",
+    lost: "its flows are placed by Maglev again",
+};
+
+/// The pins of a resize: the pinned table (`current`), where a resize
+/// sets a table aside (`aside`), and where a later one goes while an
+/// earlier one still waits there (`again`).
+pub(crate) struct Resized<'a> {
+    pub(crate) current: &'a Path,
+    pub(crate) aside: &'a Path,
+    pub(crate) again: &'a Path,
+}
+
+impl Resized<'_> {
+    /// Moves the pinned table, of `pinned` buckets where this lbd's has
+    /// `buckets`, aside: to `aside`, or to `again` when a table waits
+    /// there (an earlier resize stopped before its `finish`), so that
+    /// neither is thrown away, whichever a program still writes; `again`
+    /// always holds the later of the two. `Refused`, before anything is
+    /// moved, when both names are taken, naming the size that adopts the
+    /// pinned table as it is. A rename that fails is warned about.
+    pub(crate) fn set_aside(
+        &self,
+        table: &TableNames,
+        pinned: u32,
+        buckets: u32,
+    ) -> Result<(), Refused> {
+        let to = match (self.aside.exists(), self.again.exists()) {
+            (false, false) => self.aside,
+            (true, false) => self.again,
+            // The later name keeps meaning the later table.
+            (false, true) => {
+                if std::fs::rename(self.again, self.aside).is_ok() {
+                    self.again
+                } else {
+                    self.aside
+                }
+            }
+            (true, true) => {
+                let (what, setting, holds) = (table.what, table.setting, table.holds);
+                let name = |path: &Path| {
+                    path.file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+                };
+                return Err(Refused(format!(
+                    "the pinned {what} ({pinned} buckets) is of another size than this lbd's ({buckets} buckets), \
+                     and the tables of two earlier sizes still wait to be carried over ({} and {}: \
+                     lbd stopped twice between its load and the end of its start while {setting} changed); \
+                     setting a third table aside would throw away {holds} one of them holds. \
+                     {}, which adopts the pinned table and carries the other two over, then change it",
+                    name(self.aside),
+                    name(self.again),
+                    size_hint(setting, pinned)
+                )));
+            }
+        };
+        if to == self.again {
+            warn!(
+                from = pinned,
+                to = buckets,
+                set_aside = %self.aside.display(),
+                "the {} changed size again before an earlier change finished (an lbd stopped between its load and the end of its start): the pinned table and the one that change set aside are both carried over into the new one",
+                table.what
+            );
+        } else {
+            info!(
+                from = pinned,
+                to = buckets,
+                "the {} changed size ({}): carrying its flows over into the new one",
+                table.what,
+                table.setting
+            );
+        }
+        if let Err(error) = std::fs::rename(self.current, to) {
+            warn!(path = %self.current.display(), %error, "could not move the resized {}'s pin aside: {}", table.what, table.lost);
+        }
+        Ok(())
+    }
 }
 
 /// What to set `setting` to for a bucket table of `buckets` buckets

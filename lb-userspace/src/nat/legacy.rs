@@ -62,8 +62,16 @@ use tracing::{info, warn};
 
 use super::table::NatFlowTable;
 use crate::{
-    conntrack::legacy::{size_hint, Refused},
+    conntrack::legacy::{Refused, Resized, TableNames},
     pinning::PinDir,
+};
+
+/// The NAT flow table's names, for its resize's messages.
+const NAT_TABLE: TableNames = TableNames {
+    what: "NAT flow table",
+    setting: "[nat] flow_table_size",
+    holds: "the NAT'd connections",
+    lost: "its NAT'd connections are lost",
 };
 
 /// The name a resized bucket table's pin is moved to while its flows are
@@ -146,45 +154,12 @@ impl LegacyNat {
             .ok()
             .filter(|info| is_bucket_table(info) && info.max_entries() != buckets);
         if let Some(info) = pinned {
-            let to = match (aside.exists(), again.exists()) {
-                (false, false) => Some(&aside),
-                (true, false) => Some(&again),
-                // The later name keeps meaning the later table.
-                (false, true) => Some(if std::fs::rename(&again, &aside).is_ok() {
-                    &again
-                } else {
-                    &aside
-                }),
-                (true, true) => None,
+            let pins = Resized {
+                current: &current,
+                aside: &aside,
+                again: &again,
             };
-            let Some(to) = to else {
-                return Err(Refused(format!(
-                    "the pinned NAT flow table ({} buckets) is of another size than this lbd's ({buckets} buckets), \
-                     and the tables of two earlier sizes still wait to be carried over ({RESIZED_PIN} and {RESIZED_AGAIN_PIN}: \
-                     lbd stopped twice between its load and the end of its start while [nat] flow_table_size changed); \
-                     setting a third table aside would throw away the NAT'd connections one of them holds. \
-                     {}, which adopts the pinned table and carries the other two over, then change it",
-                    info.max_entries(),
-                    size_hint("[nat] flow_table_size", info.max_entries())
-                )));
-            };
-            if to == &again {
-                warn!(
-                    from = info.max_entries(),
-                    to = buckets,
-                    set_aside = %aside.display(),
-                    "the NAT flow table changed size again before an earlier change finished (an lbd stopped between its load and the end of its start): the pinned table and the one that change set aside are both carried over into the new one"
-                );
-            } else {
-                info!(
-                    from = info.max_entries(),
-                    to = buckets,
-                    "the NAT flow table changed size (flow_table_size): carrying its flows over into the new one"
-                );
-            }
-            if let Err(error) = std::fs::rename(&current, to) {
-                warn!(path = %current.display(), %error, "could not move the resized NAT flow table's pin aside: its NAT'd connections are lost");
-            }
+            pins.set_aside(&NAT_TABLE, info.max_entries(), buckets)?;
         }
         Ok([again, aside]
             .into_iter()
