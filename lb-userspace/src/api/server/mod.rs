@@ -39,7 +39,10 @@ mod socket_file;
 #[cfg(test)]
 mod tests;
 
-use socket_file::{check_existing, install, remove_if_stale, remove_socket_file, SocketFile};
+use socket_file::{
+    bind_unlistened, check_existing, install, remove_if_stale, remove_socket_file, start_listening,
+    SocketFile,
+};
 
 pub use super::request::parse_request;
 use super::request::{parse_path, read_request};
@@ -183,9 +186,17 @@ impl Server {
         // A leftover of a process that had our pid: nobody listens on it.
         remove_socket_file(&temporary).await?;
 
-        let listener = UnixListener::bind(&temporary).map_err(io_error("binding", &temporary))?;
-        match install(&temporary, path, options).await {
-            Ok(socket) => {
+        // Bound but not listening until its mode and group are set: a connect
+        // under the umask's looser mode meanwhile is refused, not queued.
+        let unlistened = bind_unlistened(&temporary).map_err(io_error("binding", &temporary))?;
+        let installed = match install(&temporary, path, options).await {
+            Ok(socket) => start_listening(unlistened)
+                .map(|listener| (listener, socket))
+                .map_err(io_error("listening on", path)),
+            Err(e) => Err(e),
+        };
+        match installed {
+            Ok((listener, socket)) => {
                 info!(
                     path = %path.display(),
                     mode = format_args!("{:o}", options.mode),
@@ -199,10 +210,15 @@ impl Server {
                 })
             }
             Err(e) => {
-                drop(listener);
-                if let Err(e) = tokio::fs::remove_file(&temporary).await {
-                    let path = temporary.display();
-                    warn!(%path, error = %e, "removing the temporary admin socket");
+                // Gone already if it was moved to `path` (whose `SocketFile`
+                // removed it) before listening failed.
+                match tokio::fs::remove_file(&temporary).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        let path = temporary.display();
+                        warn!(%path, error = %e, "removing the temporary admin socket");
+                    }
                 }
                 Err(e)
             }

@@ -5,11 +5,15 @@
 use std::{
     fs::Permissions,
     io,
-    os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _},
+    os::{
+        fd::OwnedFd,
+        unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _},
+    },
     path::{Path, PathBuf},
 };
 
-use tokio::net::UnixStream;
+use socket2::{Domain, SockAddr, Socket, Type};
+use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, info, warn};
 
 use super::{io_error, ServeOptions, ServerError, PROBE_TIMEOUT};
@@ -148,4 +152,26 @@ pub(super) async fn install(
         dev: meta.dev(),
         ino: meta.ino(),
     })
+}
+
+/// How many connections may wait to be accepted (the kernel caps it at
+/// `net.core.somaxconn`); the server's own slots limit what it serves.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// Binds a stream socket at `temporary` without listening on it: until
+/// [`start_listening`], a connect is refused, so nobody the umask let in
+/// before [`install`] set the mode and group gets a queued connection.
+pub(super) fn bind_unlistened(temporary: &Path) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None)?;
+    socket.bind(&SockAddr::unix(temporary)?)?;
+    Ok(socket)
+}
+
+/// Starts listening on a socket [`bind_unlistened`] bound, for tokio.
+pub(super) fn start_listening(socket: Socket) -> io::Result<UnixListener> {
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    UnixListener::from_std(std::os::unix::net::UnixListener::from(OwnedFd::from(
+        socket,
+    )))
 }

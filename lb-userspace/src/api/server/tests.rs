@@ -508,6 +508,22 @@ async fn cleanup_removes_only_a_stale_socket() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
 }
 
+/// Before its mode and group are set a bound socket refuses connections (a
+/// client the umask let in is not queued for the server to serve later);
+/// once listening, it accepts them.
+#[tokio::test]
+async fn the_socket_refuses_connections_until_its_mode_is_set() {
+    let dir = TestDir::new("unlistened");
+    let path = dir.0.join(".lbd.sock.tmp");
+    let unlistened = socket_file::bind_unlistened(&path).unwrap();
+    let err = UnixStream::connect(&path).await.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+    let listener = socket_file::start_listening(unlistened).unwrap();
+    let (client, accepted) = tokio::join!(UnixStream::connect(&path), listener.accept());
+    client.unwrap();
+    accepted.unwrap();
+}
+
 #[tokio::test]
 async fn mode_and_group_options() {
     let dir = TestDir::new("mode");
