@@ -204,7 +204,10 @@ impl TokenBucket {
     #[inline(always)]
     pub const fn first(rate: &Rate, now: u64) -> Self {
         Self {
-            tokens: rate.burst * TOKEN - TOKEN,
+            // `saturating_sub`: a burst of 0 (never written by lbd, but a
+            // packet may read a rate while lbd rewrites it) admits this
+            // flow and leaves nothing, not a wrapped-around count.
+            tokens: (rate.burst * TOKEN).saturating_sub(TOKEN),
             last_ns: now,
         }
     }
@@ -287,6 +290,10 @@ const _: () = {
     use core::mem::size_of;
     assert!(size_of::<Rate>() == 16);
     assert!(size_of::<VipGuard>() == 56);
+    // The data plane reads `acl` and `generation` in one 8-byte load.
+    assert!(core::mem::align_of::<VipGuard>() == 8);
+    assert!(core::mem::offset_of!(VipGuard, acl) == 0);
+    assert!(core::mem::offset_of!(VipGuard, generation) == 4);
     assert!(size_of::<LimitKey>() == 24);
     assert!(size_of::<TokenBucket>() == 16);
     assert!(size_of::<AclCacheEntry>() == 32);
@@ -321,6 +328,24 @@ mod tests {
         assert!(take_token(&mut bucket, &RATE, 1_000));
         assert!(!take_token(&mut bucket, &RATE, 1_000), "burst of 3 spent");
         assert_eq!(bucket.tokens, 0);
+    }
+
+    /// A rate read half-rewritten (burst 0 beside a rate) admits the flow
+    /// that made the bucket and then refills up to the (zero) burst: no
+    /// count wrapped around to nearly unlimited.
+    #[test]
+    fn a_torn_rate_with_no_burst_does_not_wrap_the_count() {
+        let torn = Rate {
+            per_s: 10,
+            burst: 0,
+        };
+        let mut bucket = TokenBucket::first(&torn, 1_000);
+        assert_eq!(bucket.tokens, 0);
+        assert!(!take_token(&mut bucket, &torn, 1_000));
+        assert!(
+            take_token(&mut bucket, &RATE, 1_000_000_000),
+            "refilled at the real rate"
+        );
     }
 
     #[test]

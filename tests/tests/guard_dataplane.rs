@@ -12,7 +12,8 @@
 //! in through lbd's own installer (`lb_userspace::guard`). Needs root.
 
 use lb_common::{
-    consts::{FLOW_F_ACL_MARK, FLOW_F_RST},
+    consts::{names, FLOW_F_ACL_MARK, FLOW_F_RST},
+    guard::{take_token, LimitKey, TokenBucket, LIMIT_KIND_SOURCE},
     stats::Counter,
 };
 use lb_tests::{
@@ -504,13 +505,12 @@ fn a_reopening_syn_without_a_backend_takes_no_token(hook: Hook, kind: ConntrackK
     let mut bed = bed(hook, kind);
     let mut guard = None;
     let v4 = vip4_tcp();
-    bed.set_guard(
-        &mut guard,
-        limited(Scope::Vip(id(&v4)), limits(Some((1, 2)), None)),
-    )
-    .expect("guard");
+    let config = limited(Scope::Vip(id(&v4)), limits(Some((1, 2)), None));
+    let rate = lb_userspace::guard::maps::vip_guard(&config, &id(&v4)).source;
+    bed.set_guard(&mut guard, config).expect("guard");
     let f = flow("198.18.0.10", 40000, &v4);
     forwarded(&mut bed, &v4, &f, &syn(&f));
+    let paid = source_bucket(&mut bed);
     let rst = Tcp { rst: true, ..ACK };
     forwarded(&mut bed, &v4, &f, &packet::tcp(&f, rst, None, b""));
     let key = flow_key(&f, Protocol::Tcp);
@@ -525,20 +525,43 @@ fn a_reopening_syn_without_a_backend_takes_no_token(hook: Hook, kind: ConntrackK
     }
     assert_eq!(counter(&bed, Counter::DropNoBackend), 3);
     assert_eq!(counter(&bed, Counter::DropRateLimited), 0, "no token taken");
+    // Read, not timed: the bucket is exactly as the first SYN left it,
+    // however long the steps took (a token comes back every second).
+    assert_eq!(source_bucket(&mut bed), paid, "the bucket untouched");
     let after = bed.dataplane.flow(&key).expect("read").expect("tracked");
     assert_eq!(after, closed, "the entry left as it was");
     bed.apply(&[v4.clone(), vip4_udp(), vip6_tcp()])
         .expect("backends back");
-    // One token left of the two: the reopening pays it and goes through.
+    // The reopening pays: the bucket is the first SYN's, refilled to the
+    // moment of the reopening and one token taken.
     forwarded(&mut bed, &v4, &f, &syn(&f));
     assert_eq!(counter(&bed, Counter::DropRateLimited), 0);
-    // It did pay: a new flow of the same source finds the bucket empty.
-    dropped(
-        &mut bed,
-        &syn(&flow("198.18.0.10", 40001, &v4)),
-        "a new flow after the paid reopening",
+    let reopened = source_bucket(&mut bed);
+    let mut expected = paid;
+    assert!(
+        take_token(&mut expected, &rate, reopened.last_ns),
+        "a token to take"
     );
-    assert_eq!(counter(&bed, Counter::DropRateLimited), 1);
+    assert_eq!(reopened, expected, "the reopening took one token");
+}
+
+/// The one source bucket in the limit table (a test that limits one
+/// source), read from the map the data plane keeps it in.
+fn source_bucket(bed: &mut TestBed) -> TokenBucket {
+    let map = bed
+        .dataplane
+        .ebpf_mut()
+        .map(names::MAP_LIMIT_BUCKETS)
+        .expect("the limit table");
+    let buckets = aya::maps::HashMap::<_, LimitKey, TokenBucket>::try_from(map).expect("a hash");
+    let sources: Vec<TokenBucket> = buckets
+        .iter()
+        .map(|entry| entry.expect("read"))
+        .filter(|(key, _)| key.kind == LIMIT_KIND_SOURCE)
+        .map(|(_, bucket)| bucket)
+        .collect();
+    assert_eq!(sources.len(), 1, "one source bucket: {sources:?}");
+    sources[0]
 }
 
 fn no_backend_reopening_on_buckets(hook: Hook) {

@@ -12,8 +12,8 @@ use aya_ebpf::maps::lpm_trie::Key;
 use lb_common::{
     consts::AF_INET,
     guard::{
-        acl_cache_slot, acl_mark, acl_scope, AclCacheEntry, ACL_F_ALLOW_GLOBAL, ACL_F_ALLOW_VIP,
-        ACL_F_DENY_GLOBAL, ACL_F_DENY_VIP, ACL_SCOPE_GLOBAL,
+        acl_cache_slot, acl_mark, acl_scope, AclCacheEntry, VipGuard, ACL_F_ALLOW_GLOBAL,
+        ACL_F_ALLOW_VIP, ACL_F_DENY_GLOBAL, ACL_F_DENY_VIP, ACL_SCOPE_GLOBAL,
     },
     stats::Counter,
     FlowKey,
@@ -50,7 +50,7 @@ impl Gate {
     #[inline(always)]
     pub fn of(vip_id: u32) -> Gate {
         let (flags, generation) = match super::of(vip_id) {
-            Some(guard) => (guard.acl, guard.generation),
+            Some(guard) => lists_and_generation(guard),
             None => (0, 0),
         };
         Gate {
@@ -81,6 +81,22 @@ impl Gate {
     pub fn mark(&self) -> u32 {
         acl_mark(self.generation)
     }
+}
+
+/// A guard's `acl` and `generation` in one 8-byte load: lbd rewrites the
+/// entry in place (the kernel copies it word by word), and two loads could
+/// pair the old lists with the new generation, under which a source the
+/// new lists refuse would then pass and be cached or marked as passed.
+#[inline(always)]
+fn lists_and_generation(guard: &VipGuard) -> (u32, u32) {
+    // SAFETY: `acl` and `generation` are the first two `u32`s of the
+    // `repr(C)` VipGuard, 8-byte aligned (its `Rate`s hold u64s) as
+    // every map value is; the pointer comes from a live map value.
+    let word = unsafe { core::ptr::read_volatile(guard as *const VipGuard as *const u64) };
+    // Split by memory order: the first u32 is `acl`, whatever the byte order.
+    // SAFETY: u64 and [u32; 2] have the same size and every bit pattern is valid.
+    let [acl, generation] = unsafe { core::mem::transmute::<u64, [u32; 2]>(word) };
+    (acl, generation)
 }
 
 /// The verdict code for the source: PASS if no list applies (`flags` 0:
