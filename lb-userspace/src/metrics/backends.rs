@@ -26,7 +26,10 @@ impl Exporter<'_> {
         let mut healthy = Vec::new();
         let mut serving = Vec::new();
         let mut all_down = Vec::new();
+        let nat_swept = super::modes::nat_swept(s);
         for v in &s.vips {
+            // A NAT VIP's flows are counted by the NAT reaper's sweeps.
+            let flows_measured = v.mode != lb_common::Mode::Nat || nat_swept;
             let mut up = 0;
             let mut takes_new = 0;
             for b in &v.backends {
@@ -45,12 +48,14 @@ impl Exporter<'_> {
                 alive.push((l(&[]), i64::from(b.alive)));
                 weights.push((l(&[]), i64::from(b.weight)));
                 shares.push((l(&[]), b.share));
-                for (state, n) in [
-                    ("live", b.flows.live),
-                    ("closing", b.flows.closing),
-                    ("idle", b.flows.idle),
-                ] {
-                    flows.push((l(&[("state", state)]), to_i64(n)));
+                if flows_measured {
+                    for (state, n) in [
+                        ("live", b.flows.live),
+                        ("closing", b.flows.closing),
+                        ("idle", b.flows.idle),
+                    ] {
+                        flows.push((l(&[("state", state)]), to_i64(n)));
+                    }
                 }
                 if b.health != HealthStatus::Down && b.state != BackendState::Maintenance {
                     up += 1;
@@ -105,7 +110,7 @@ impl Exporter<'_> {
         );
         self.gauge(
             "backend_flows",
-            "Tracked flows of the backend, by liveness",
+            "Tracked flows of the backend, by liveness (a NAT VIP's: as of the NAT reaper's last complete sweep, none before its first)",
             flows,
         );
         self.gauge(

@@ -87,6 +87,14 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_replication_flows_sent_total", "counter"),
     ("lbd_replication_flows_installed_total", "counter"),
     ("lbd_replication_auth_failures_total", "counter"),
+    ("lbd_replication_decode_errors_total", "counter"),
+    ("lbd_replication_timeouts_total", "counter"),
+    ("lbd_replication_sessions_total", "counter"),
+    ("lbd_replication_reconnects_total", "counter"),
+    ("lbd_replication_batches_dropped_total", "counter"),
+    ("lbd_replication_records_dropped_total", "counter"),
+    ("lbd_replication_connections_refused_total", "counter"),
+    ("lbd_replication_nat_flows_withheld_total", "counter"),
     ("lbd_replication_peer_connected", "gauge"),
     ("lbd_replication_peer_records_sent_total", "counter"),
     ("lbd_replication_peer_records_received_total", "counter"),
@@ -903,6 +911,70 @@ mod tests {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+    }
+
+    /// The HELP line of `family` (its name as rendered, `_total` left off
+    /// a counter's) in `text`.
+    fn help<'t>(text: &'t str, family: &str) -> &'t str {
+        let prefix = format!("# HELP {family} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_default()
+    }
+
+    /// HELP texts say what is counted: an auth failure closes a session
+    /// mid-way too, a NAT VIP's new flows are the NAT table's, and the tc
+    /// program counts packets as the XDP one does.
+    #[test]
+    fn help_texts_say_what_is_counted() {
+        let text = Metrics::new().render(&full_status());
+        let auth = help(&text, "lbd_replication_auth_failures");
+        for word in ["connections closed", "replayed", "reflected", "mid-session"] {
+            assert!(auth.contains(word), "{word:?} not in {auth:?}");
+        }
+        for family in ["lbd_vip_new_flows", "lbd_backend_new_flows"] {
+            let said = help(&text, family);
+            assert!(said.contains("NAT flow table"), "{family}: {said:?}");
+        }
+        let packets = help(&text, "lbd_packets");
+        assert!(
+            packets.contains("XDP or tc") && !packets.contains("seen by the XDP program"),
+            "{packets:?}"
+        );
+    }
+
+    /// Every dashboard query that keeps a backend apart keeps its VIP
+    /// apart too: a backend serving two VIPs has a series for each, and
+    /// grouping by backend alone would add them up.
+    #[test]
+    fn the_dashboard_never_merges_a_backend_of_two_vips() {
+        let dashboard: serde_json::Value = serde_json::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../observability/grafana/lbd-dashboard.json"
+        )))
+        .expect("the dashboard is valid JSON");
+        let exprs: Vec<&str> = dashboard["panels"]
+            .as_array()
+            .expect("panels")
+            .iter()
+            .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+            .filter_map(|t| t["expr"].as_str())
+            .collect();
+        let mut checked = 0;
+        for expr in &exprs {
+            for (at, _) in expr.match_indices("by (") {
+                let rest = &expr[at + 4..];
+                let grouping: Vec<&str> = rest[..rest.find(')').unwrap_or(rest.len())]
+                    .split(',')
+                    .map(str::trim)
+                    .collect();
+                if grouping.contains(&"backend") {
+                    checked += 1;
+                    assert!(grouping.contains(&"vip"), "{expr:?} merges VIPs");
+                }
+            }
+        }
+        assert!(checked > 0, "no dashboard query groups by backend");
     }
 
     /// Names a README code span gives: `{a,b}` alternatives expanded,

@@ -3,6 +3,14 @@
 use super::{labels, to_i64, Exporter};
 use crate::api::schema::Status;
 
+/// Whether the NAT reaper has finished a sweep, so its counts (flows by
+/// state, ports in use, a NAT backend's flows) are measured: before that
+/// they read 0, which is "not measured yet", not "empty", and their series
+/// are left out as other numbers not read are.
+pub(super) fn nat_swept(s: &Status) -> bool {
+    s.nat.as_ref().is_some_and(|nat| nat.swept)
+}
+
 impl Exporter<'_> {
     /// Forwarding modes and the NAT flow table: the mode joins per-VIP
     /// series as an info metric (`lbd_vip_info{vip,mode} 1`, used as
@@ -12,12 +20,15 @@ impl Exporter<'_> {
         let mut info = Vec::new();
         let mut in_use = Vec::new();
         let mut ranges = Vec::new();
+        let swept = nat_swept(s);
         for v in &s.vips {
             info.push((labels(&[("vip", &v.vip), ("mode", v.mode.name())]), 1));
             if let Some(nat) = &v.nat {
                 let source = nat.source.to_string();
                 let l = labels(&[("vip", &v.vip), ("nat_address", &source)]);
-                in_use.push((l.clone(), to_i64(nat.ports_in_use)));
+                if swept {
+                    in_use.push((l.clone(), to_i64(nat.ports_in_use)));
+                }
                 let size = u32::from(nat.port_max)
                     .saturating_sub(u32::from(nat.port_min))
                     .saturating_add(1);
@@ -27,7 +38,7 @@ impl Exporter<'_> {
         self.gauge("vip_info", "The VIP's forwarding mode (always 1)", info);
         self.gauge(
             "vip_nat_ports_in_use",
-            "NAT source ports in use towards the VIP's busiest backend (they run out per NAT address, backend and backend port)",
+            "NAT source ports in use towards the VIP's busiest backend (they run out per NAT address, backend and backend port), as of the reaper's last complete sweep (none before its first)",
             in_use,
         );
         self.gauge(
@@ -47,6 +58,7 @@ impl Exporter<'_> {
             Some(nat) => (
                 lb_common::nat::NatFlowState::ALL
                     .iter()
+                    .filter(|_| nat.swept)
                     .map(|state| {
                         let n = nat.flows.get(state.name()).copied().unwrap_or(0);
                         (labels(&[("state", state.name())]), to_i64(n))
@@ -63,7 +75,7 @@ impl Exporter<'_> {
         };
         self.gauge(
             "nat_flows",
-            "Translated flows, by state, as of the reaper's last complete sweep",
+            "Translated flows, by state, as of the reaper's last complete sweep (none before its first)",
             flows,
         );
         self.gauge(
@@ -87,5 +99,53 @@ impl Exporter<'_> {
             None,
             reaped,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::metrics::Metrics;
+
+    /// Before the NAT reaper's first sweep its counts read 0: their series
+    /// are left out (a 0 would read as an empty table), the configured
+    /// numbers and other VIPs' backends stay.
+    #[test]
+    fn nat_counts_are_left_out_until_the_first_sweep() {
+        let mut status = crate::metrics::tests::full_status();
+        let mut direct = status.vips[0].clone();
+        direct.vip = "198.18.0.101:80/tcp".into();
+        direct.mode = lb_common::Mode::DsrL2;
+        direct.nat = None;
+        status.vips.push(direct);
+        let nat_vip = "vip=\"198.18.0.100:80/tcp\"";
+        let starts = |text: &str, prefix: &str| text.lines().any(|l| l.starts_with(prefix));
+        let measured = |text: &str| {
+            [
+                "lbd_nat_flows{".to_owned(),
+                format!("lbd_vip_nat_ports_in_use{{{nat_vip}"),
+                format!("lbd_backend_flows{{{nat_vip}"),
+            ]
+            .into_iter()
+            .filter(|p| starts(text, p))
+            .count()
+        };
+        let text = Metrics::new().render(&status);
+        assert_eq!(measured(&text), 3, "{text}");
+
+        if let Some(nat) = status.nat.as_mut() {
+            nat.swept = false;
+            nat.flows.clear();
+        }
+        status.vips[0].backends[0].flows = Default::default();
+        status.vips[0].nat.as_mut().expect("a NAT VIP").ports_in_use = 0;
+        let text = Metrics::new().render(&status);
+        assert_eq!(measured(&text), 0, "{text}");
+        for kept in [
+            format!("lbd_vip_nat_ports{{{nat_vip}"),
+            "lbd_nat_flow_capacity ".to_owned(),
+            "lbd_backend_flows{vip=\"198.18.0.101:80/tcp\"".to_owned(),
+        ] {
+            assert!(starts(&text, &kept), "no {kept:?} in\n{text}");
+        }
     }
 }

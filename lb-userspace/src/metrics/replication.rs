@@ -49,10 +49,11 @@ impl Exporter<'_> {
         );
         self.counter(
             "replication_auth_failures",
-            "Replication sessions refused for a bad key or tag",
+            "Replication connections closed for a bad key or tag, or a replayed, reordered or reflected frame, at the handshake or mid-session",
             None,
             refused,
         );
+        self.export_replication_channel(s);
         self.export_replication_peers(s);
         self.counter(
             "replication_nat_flows_installed",
@@ -65,6 +66,67 @@ impl Exporter<'_> {
             "NAT'd flows from the peer left out: unknown VIP or backend here, another flow holds their key, the NAT table is full, or the install failed",
             None,
             nat_skipped,
+        );
+    }
+
+    /// The channel's other counters (every sender's and the listener's,
+    /// summed), so a failing or downgraded channel shows in Prometheus and
+    /// not only in `lbctl status`.
+    fn export_replication_channel(&mut self, s: &Status) {
+        let channel = s.replication.as_ref().map(|r| r.channel);
+        let total = |f: fn(&crate::sync::SyncStatsSnapshot) -> u64| {
+            channel
+                .iter()
+                .map(|c| (Vec::new(), f(c)))
+                .collect::<Vec<_>>()
+        };
+        self.counter(
+            "replication_decode_errors",
+            "Replication connections closed for a malformed frame, an unexpected message or a protocol version mismatch",
+            None,
+            total(|c| c.decode_errors),
+        );
+        self.counter(
+            "replication_timeouts",
+            "Replication connections closed because the peer was silent or a handshake, connect or write took too long",
+            None,
+            total(|c| c.timeouts),
+        );
+        self.counter(
+            "replication_sessions",
+            "Replication sessions established (handshake passed), both directions",
+            None,
+            total(|c| c.sessions),
+        );
+        self.counter(
+            "replication_reconnects",
+            "Connection attempts of the replication senders after their first one",
+            None,
+            total(|c| c.reconnects),
+        );
+        self.counter(
+            "replication_batches_dropped",
+            "Batches the replication senders' full queues dropped, summed over the peers (a later full dump repairs them)",
+            None,
+            total(|c| c.dropped_batches),
+        );
+        self.counter(
+            "replication_records_dropped",
+            "Records in the batches the replication senders' full queues dropped",
+            None,
+            total(|c| c.dropped_records),
+        );
+        self.counter(
+            "replication_connections_refused",
+            "Connections the replication listener closed before authentication: from an address that is no configured peer's, or a handshake cut to make room for a newer one",
+            None,
+            total(|c| c.refused),
+        );
+        self.counter(
+            "replication_nat_flows_withheld",
+            "NAT'd flow records not sent to a peer of an earlier release (its protocol has no NAT batches): those connections lose failover protection",
+            None,
+            total(|c| c.nat_withheld),
         );
     }
 
@@ -139,6 +201,51 @@ impl Exporter<'_> {
 #[cfg(test)]
 mod tests {
     use crate::metrics::Metrics;
+
+    /// The channel's counters `lbctl status` shows reach `/metrics` too,
+    /// each under its own name (distinct values catch a swapped field).
+    #[test]
+    fn every_channel_counter_is_exported() {
+        let mut status = crate::metrics::tests::full_status();
+        let replication = status
+            .replication
+            .as_mut()
+            .expect("replication in the status");
+        replication.channel = crate::sync::SyncStatsSnapshot {
+            decode_errors: 1,
+            timeouts: 2,
+            sessions: 3,
+            reconnects: 4,
+            dropped_batches: 5,
+            dropped_records: 6,
+            refused: 7,
+            nat_withheld: 8,
+            ..Default::default()
+        };
+        let text = Metrics::new().render(&status);
+        for (family, value) in [
+            ("decode_errors", 1),
+            ("timeouts", 2),
+            ("sessions", 3),
+            ("reconnects", 4),
+            ("batches_dropped", 5),
+            ("records_dropped", 6),
+            ("connections_refused", 7),
+            ("nat_flows_withheld", 8),
+        ] {
+            let line = format!("lbd_replication_{family}_total {value}");
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        // Replication off: the families are there, without samples.
+        status.replication = None;
+        let text = Metrics::new().render(&status);
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("lbd_replication_nat_flows_withheld_total")),
+            "{text}"
+        );
+    }
 
     #[test]
     fn flows_left_out_carry_every_reason_unknown_included() {

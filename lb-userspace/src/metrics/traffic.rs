@@ -55,7 +55,7 @@ impl Exporter<'_> {
         );
         self.counter(
             "vip_new_flows",
-            "Flows new to the connection table, per VIP",
+            "New flows of the VIP: new to the connection table, or for a NAT VIP to the NAT flow table",
             None,
             per_vip(|v| v.new_flows),
         );
@@ -73,12 +73,12 @@ impl Exporter<'_> {
         );
         self.counter(
             "backend_new_flows",
-            "Flows new to the connection table, per backend",
+            "New flows of the backend: new to the connection table, or for a NAT VIP's backend to the NAT flow table",
             None,
             per_backend(|b| b.new_flows),
         );
 
-        // Verdicts and events of the XDP program.
+        // Verdicts and events of the data plane (XDP or tc).
         let mut verdicts = Vec::new();
         let mut events: Vec<Vec<_>> = vec![Vec::new(); EVENT_FAMILIES.len()];
         for (name, value) in &s.counters {
@@ -97,7 +97,7 @@ impl Exporter<'_> {
         }
         self.counter(
             "packets",
-            "Packets seen by the XDP program, by verdict and reason",
+            "Packets seen by the data plane (its XDP or tc program), by verdict and reason",
             None,
             verdicts,
         );
