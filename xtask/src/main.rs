@@ -29,7 +29,7 @@ enum Task {
     /// Build the eBPF objects lbd and lb-decap embed (lb-ebpf, lb-decap-ebpf;
     /// as their build scripts do, in target/ebpf) and print their paths.
     BuildEbpf,
-    /// Build lbd and lbctl (release), with the XDP object embedded.
+    /// Build lbd, lbctl and lb-decap (release), with their eBPF objects embedded.
     Build,
     /// Build and run lbd on this node: `cargo xtask run -- --config FILE`.
     Run(run::Args),
