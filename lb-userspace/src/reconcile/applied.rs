@@ -55,6 +55,12 @@ pub struct AppliedVip {
     /// next apply writes it again before anything else, so that the copy it
     /// writes tables into is not the one packets read.
     pub(super) meta_unsure: bool,
+    /// Entries of this VIP the maps hold that the record dropped: adopted
+    /// ones of an address another entry of the VIP also holds (one is
+    /// kept). The live table may name them, so, like a removed backend,
+    /// they are retired after the VIP's next flip (or removal), which
+    /// frees their ids; until then the ids are in use.
+    pub(super) dropped: Vec<AppliedBackend>,
 }
 
 impl AppliedVip {
@@ -67,6 +73,15 @@ impl AppliedVip {
             active_table: self.active,
             mode: self.mode as u32,
         }
+    }
+
+    /// The ids of the entries this record holds for the VIP: its
+    /// backends' and those it dropped, not yet retired.
+    pub(super) fn held_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.backends
+            .values()
+            .chain(&self.dropped)
+            .map(|backend| backend.id)
     }
 
     /// The live table (what packets read).

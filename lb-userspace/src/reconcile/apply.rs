@@ -24,7 +24,8 @@ impl Balancer {
             return Ok(());
         };
         maps.remove_vip(&id.key())?;
-        let backends: Vec<AppliedBackend> = vip.backends.values().cloned().collect();
+        let backends: Vec<AppliedBackend> =
+            vip.backends.values().chain(&vip.dropped).cloned().collect();
         for backend in backends {
             self.retire_backend(maps, &backend, report)?;
         }
@@ -103,6 +104,7 @@ impl Balancer {
                 applied: None,
                 basis: None,
                 meta_unsure: false,
+                dropped: Vec::new(),
             },
         };
         if is_new {
@@ -166,8 +168,9 @@ impl Balancer {
             };
             kept.insert(backend.address, applied);
         }
-        let retired: Vec<AppliedBackend> =
+        let mut retired: Vec<AppliedBackend> =
             std::mem::take(&mut vip.backends).into_values().collect();
+        retired.append(&mut vip.dropped);
         vip.backends = kept;
 
         // The NAT source is in place before the VIP's mode names it.
@@ -252,6 +255,29 @@ impl Balancer {
         Ok(())
     }
 
+    /// Retires the entries a failed commit may have left alive on ids the
+    /// record does not hold (`Balancer::stale_backend_ids`), each with a
+    /// fresh generation as `retire_backend` does: no later apply would,
+    /// and flows pinned to one would keep going to its backend. No live
+    /// table names them (the `VIPS` entries a failed commit left unsure
+    /// and its strays are seen to first). An id stays counted until its
+    /// write is made, so a failed write leaves it to the next apply.
+    pub(super) fn retire_stale_backends(
+        &mut self,
+        maps: &mut dyn MapWriter,
+        report: &mut ApplyReport,
+    ) -> Result<(), ReconcileError> {
+        let stale: Vec<u32> = self.stale_backend_ids.iter().copied().collect();
+        for id in stale {
+            let retired = retired_backend(self.next_generation());
+            maps.set_backend(id, &retired)?;
+            self.stale_backend_ids.remove(&id);
+            report.backends_written += 1;
+            debug!(backend = id, "left by a failed commit: retired");
+        }
+        Ok(())
+    }
+
     /// Retires a removed backend's entry (`retired_backend`) and frees its
     /// id (its flows then find no backend of their generation and are
     /// hashed again).
@@ -263,7 +289,7 @@ impl Balancer {
     ) -> Result<(), ReconcileError> {
         let retired = retired_backend(self.next_generation());
         maps.set_backend(backend.id, &retired)?;
-        self.free_backend_ids.insert(backend.id);
+        self.free_backend_ids.give_back(backend.id);
         report.backends_written += 1;
         Ok(())
     }
@@ -337,7 +363,7 @@ impl Balancer {
     /// A free backend id, or the maps are full.
     fn allocate_backend_id(&mut self) -> Result<u32, ReconcileError> {
         self.free_backend_ids
-            .pop_first()
+            .take()
             .ok_or(ReconcileError::TooManyBackends(MAX_BACKENDS - 1))
     }
 

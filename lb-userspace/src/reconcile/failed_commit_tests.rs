@@ -2,9 +2,12 @@
 //! change reached the maps, writing the previous state again (what the
 //! engine does at once) leaves the maps exactly as a clean apply of it.
 
-use std::net::IpAddr;
+use std::{collections::BTreeSet, net::IpAddr};
 
-use lb_common::{consts::CONFIG_F_NAT, Backend, Mode};
+use lb_common::{
+    consts::{BACKEND_F_ALIVE, CONFIG_F_NAT},
+    Backend, Mode,
+};
 
 use super::*;
 use crate::{
@@ -130,7 +133,10 @@ fn a_commit_failing_at_any_write_is_undone_by_writing_the_previous_state_again()
 
     for fail_at in 0..writes {
         let mut maps = FakeMaps::default();
-        let mut balancer = Balancer::new(4);
+        // Only the five ids the change needs: a backend it removed comes
+        // back on the id it freed (with more, on one never used), so the
+        // ids are those of the reference.
+        let mut balancer = Balancer::with_backend_ids(4, 5);
         balancer.apply(&mut maps, &desired(&before)).unwrap();
         maps.writes_before_failure = Some(fail_at);
         let staged = balancer.stage(&desired(&after)).unwrap();
@@ -317,4 +323,70 @@ fn a_failed_commits_generations_are_not_handed_out_again() {
         checked += usize::from(!written.is_empty());
     }
     assert!(checked > 0, "some failed commit wrote its new backend");
+}
+
+/// A commit that failed half-way may leave alive the entry of a backend
+/// it removed (its VIP flipped, the retirement not made) or of one it
+/// added (written, its VIP's flip not made), on an id the record then
+/// counts free: no later apply would retire it, and flows pinned to it
+/// would keep going to that backend. The next apply that succeeds
+/// retires them (also after another failed commit), whatever it serves.
+#[test]
+fn after_a_failed_commit_no_entry_the_record_does_not_hold_stays_alive() {
+    let before = [dsr_vip(&["198.18.0.11", "198.18.0.12", "198.18.0.13"])];
+    let change = [dsr_vip(&["198.18.0.11", "198.18.0.12", "198.18.0.14"])];
+    let last = |address: &str| address.rsplit('.').next().unwrap().parse::<u8>().unwrap();
+    let (removed, added) = (last("198.18.0.13"), last("198.18.0.14"));
+    let mut seen = BTreeSet::new();
+    for fail_at in 0.. {
+        for next in [&before, &change] {
+            for next_fails in [false, true] {
+                let mut maps = FakeMaps::default();
+                let mut balancer = Balancer::new(4);
+                balancer.apply(&mut maps, &desired(&before)).unwrap();
+                maps.writes_before_failure = Some(fail_at);
+                let staged = balancer.stage(&desired(&change)).unwrap();
+                if balancer.commit(&mut maps, staged).is_ok() {
+                    assert!(
+                        seen.contains(&removed) && seen.contains(&added),
+                        "both cases seen: {seen:?}"
+                    );
+                    return;
+                }
+                let held: BTreeSet<u32> = balancer
+                    .vips()
+                    .values()
+                    .flat_map(|v| v.backends.values().map(|b| b.id))
+                    .collect();
+                seen.extend(
+                    maps.backends
+                        .iter()
+                        .filter(|(id, b)| !held.contains(id) && b.flags & BACKEND_F_ALIVE != 0)
+                        .map(|(_, b)| b.mac[5]),
+                );
+                if next_fails {
+                    maps.writes_before_failure = Some(0);
+                    let staged = balancer.stage(&desired(next)).unwrap();
+                    assert!(balancer.commit(&mut maps, staged).is_err());
+                }
+                maps.writes_before_failure = None;
+                let staged = balancer.stage(&desired(next)).unwrap();
+                balancer.commit(&mut maps, staged).unwrap();
+                let held: BTreeSet<u32> = balancer
+                    .vips()
+                    .values()
+                    .flat_map(|v| v.backends.values().map(|b| b.id))
+                    .collect();
+                for (id, entry) in &maps.backends {
+                    if !held.contains(id) {
+                        assert_eq!(
+                            (entry.vip_id, entry.flags),
+                            (apply::RETIRED_VIP_ID, 0),
+                            "failed at write {fail_at}, then {next_fails}: backend {id} left alive"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

@@ -12,7 +12,7 @@ use lb_common::{
     consts::{BACKEND_F_ALIVE, MAX_BACKENDS},
     Mode, ServiceAddr, TunnelConfig,
 };
-use tracing::info;
+use tracing::{info, warn};
 
 pub use crate::vip_id::{addr_words, address_bytes, words_addr, VipId};
 use crate::{
@@ -62,6 +62,8 @@ pub enum ReconcileError {
 mod applied;
 mod apply;
 mod desired;
+mod free_ids;
+use free_ids::FreeBackendIds;
 #[cfg(test)]
 mod failed_commit_tests;
 #[cfg(test)]
@@ -143,7 +145,7 @@ pub struct Balancer {
     max_vips: u32,
     mode: MaglevMode,
     vips: BTreeMap<VipId, AppliedVip>,
-    free_backend_ids: BTreeSet<u32>,
+    free_backend_ids: FreeBackendIds,
     next_generation: u32,
     /// `CONFIG_F_NAT` as last written (None: not yet, e.g. adopted).
     nat_enabled: Option<bool>,
@@ -163,6 +165,12 @@ pub struct Balancer {
     /// VIPs a failed commit may have written that this record does not
     /// hold: the next apply removes those it does not serve.
     strays: BTreeSet<VipId>,
+    /// Free backend ids whose entries a failed commit may have left alive
+    /// (a removed backend whose retirement was not made, a new backend of
+    /// a VIP whose flip was not made): no table of the record names them,
+    /// but flows pinned to their generation still go to their backend, so
+    /// the next apply retires them before it hands any id out.
+    stale_backend_ids: BTreeSet<u32>,
     /// The maps hold what a previous lbd left (adopted) and no apply of
     /// this record has succeeded yet: there is no state of this lbd's to
     /// go back to after a failed commit (see [`Balancer::restore`]).
@@ -176,7 +184,7 @@ impl Balancer {
             max_vips,
             mode: MaglevMode::Consistent,
             vips: BTreeMap::new(),
-            free_backend_ids: (1..MAX_BACKENDS).collect(),
+            free_backend_ids: FreeBackendIds::new(1..MAX_BACKENDS),
             next_generation: 1,
             nat_enabled: None,
             service_addrs: None,
@@ -184,7 +192,19 @@ impl Balancer {
             tunnel_written: None,
             rewrite_all: false,
             strays: BTreeSet::new(),
+            stale_backend_ids: BTreeSet::new(),
             inherited: false,
+        }
+    }
+
+    /// An empty balancer that hands out only backend ids `1..=ids`: a test
+    /// of id reuse needs the line of free ids short, as at the limit, or
+    /// a freed id would come back only after thousands of others.
+    #[cfg(test)]
+    pub(super) fn with_backend_ids(max_vips: u32, ids: u32) -> Self {
+        Self {
+            free_backend_ids: FreeBackendIds::new(1..=ids),
+            ..Self::new(max_vips)
         }
     }
 
@@ -246,25 +266,41 @@ impl Balancer {
                 port: u16::from_be(key.port),
                 protocol,
             };
-            let backends = state
+            let mut backends: BTreeMap<IpAddr, AppliedBackend> = BTreeMap::new();
+            let mut dropped = Vec::new();
+            for (backend_id, b) in state
                 .backends
                 .iter()
                 .filter(|(_, b)| u32::from(b.vip_id) == meta.id)
-                .map(|(backend_id, b)| {
-                    self.free_backend_ids.remove(backend_id);
-                    (
-                        words_addr(b.addr, b.family),
-                        AppliedBackend {
-                            id: *backend_id,
-                            generation: b.generation,
-                            mac: (b.mac != [0; 6]).then_some(b.mac),
-                            port: (b.port != 0).then(|| u16::from_be(b.port)),
-                            weight: 0,
-                            alive: b.flags & BACKEND_F_ALIVE != 0,
-                        },
-                    )
-                })
-                .collect();
+            {
+                self.free_backend_ids.remove(*backend_id);
+                let address = words_addr(b.addr, b.family);
+                let mut adopted = AppliedBackend {
+                    id: *backend_id,
+                    generation: b.generation,
+                    mac: (b.mac != [0; 6]).then_some(b.mac),
+                    port: (b.port != 0).then(|| u16::from_be(b.port)),
+                    weight: 0,
+                    alive: b.flags & BACKEND_F_ALIVE != 0,
+                };
+                if let Some(held) = backends.get_mut(&address) {
+                    // Two entries of one address: keep the one written
+                    // last, retire the other after the first flip.
+                    if adopted.generation > held.generation {
+                        std::mem::swap(held, &mut adopted);
+                    }
+                    warn!(
+                        vip = %id,
+                        backend = %address,
+                        kept = held.id,
+                        retired = adopted.id,
+                        "two backend entries of one address: one is retired on the first apply"
+                    );
+                    dropped.push(adopted);
+                } else {
+                    backends.insert(address, adopted);
+                }
+            }
             self.vips.insert(
                 id,
                 AppliedVip {
@@ -279,6 +315,7 @@ impl Balancer {
                     applied: None,
                     basis: None,
                     meta_unsure: false,
+                    dropped,
                 },
             );
         }
@@ -335,6 +372,7 @@ impl Balancer {
                 maps.remove_vip(&stray.key())?;
             }
         }
+        self.retire_stale_backends(maps, &mut report)?;
         self.open_node_entries(maps, desired)?;
         let gone: Vec<VipId> = self
             .vips
@@ -424,8 +462,19 @@ impl Balancer {
     /// (`basis`, the minimal mode's starting point, so no slot moves for
     /// nothing). Ids follow the records: an id a staged VIP took was freed
     /// and retired by the change before, and one a failed VIP took is
-    /// named by no live table.
+    /// named by no live table. An id freed here goes behind those free
+    /// before, and its entry, which the change may have written or left
+    /// unretired, is retired by the next apply (`stale_backend_ids`).
     fn take_served(&mut self, staged: &Staged, failed: usize) {
+        // Every id either record holds: one the result does not hold may
+        // have been written by the change (a new backend) or kept alive by
+        // it (a removed backend whose retirement was not made).
+        let written: BTreeSet<u32> = self
+            .vips
+            .values()
+            .chain(staged.next.vips.values())
+            .flat_map(AppliedVip::held_ids)
+            .collect();
         let ids: BTreeSet<VipId> = self
             .vips
             .keys()
@@ -464,19 +513,17 @@ impl Balancer {
                 }
             }
         }
-        let taken: BTreeSet<u32> = vips
-            .values()
-            .flat_map(|v| v.backends.values().map(|b| b.id))
-            .collect();
+        let taken: BTreeSet<u32> = vips.values().flat_map(AppliedVip::held_ids).collect();
         for (id, mut vip) in kept {
             vip.backends.retain(|_, b| !taken.contains(&b.id));
+            vip.dropped.retain(|b| !taken.contains(&b.id));
             vips.insert(id, vip);
         }
-        let used: BTreeSet<u32> = vips
-            .values()
-            .flat_map(|v| v.backends.values().map(|b| b.id))
-            .collect();
-        self.free_backend_ids = (1..MAX_BACKENDS).filter(|id| !used.contains(id)).collect();
+        let used: BTreeSet<u32> = vips.values().flat_map(AppliedVip::held_ids).collect();
+        // Those freed here go behind the ids free before.
+        self.free_backend_ids = self.free_backend_ids.without(&used, &written);
+        self.stale_backend_ids.extend(written);
+        self.stale_backend_ids.retain(|id| !used.contains(id));
         self.vips = vips;
         self.tunnel_written = None;
         self.nat_enabled = None;

@@ -239,7 +239,8 @@ fn a_change_to_one_vip_leaves_the_others_alone() {
 #[test]
 fn a_removed_backend_is_retired_after_the_flip_and_its_id_reused_with_a_new_generation() {
     let mut maps = FakeMaps::default();
-    let mut balancer = Balancer::new(4);
+    // As at the limit: no id but the freed one to hand out.
+    let mut balancer = Balancer::with_backend_ids(4, 3);
     run(&mut balancer, &mut maps, &[vip(1009, three())], NO_MAC).unwrap();
     let id_of = |b: &Balancer, a: &str| {
         let applied = b.vips().values().next().unwrap();
@@ -274,7 +275,8 @@ fn a_removed_backend_is_retired_after_the_flip_and_its_id_reused_with_a_new_gene
 #[test]
 fn a_reused_vip_or_backend_id_starts_with_no_traffic() {
     let mut maps = FakeMaps::default();
-    let mut balancer = Balancer::new(4);
+    // As at the limit: no id but the freed one to hand out.
+    let mut balancer = Balancer::with_backend_ids(4, 3);
     let counted = TrafficCounters {
         packets: 7,
         bytes: 700,
@@ -555,4 +557,141 @@ fn after_a_restart_a_removed_backends_id_and_generation_are_not_handed_out_again
         .unwrap();
     assert_ne!(added, gone, "a new backend, a new (id, generation)");
     assert_ne!(added.1, gone.1, "generations are not handed out again");
+}
+
+/// A removed backend's id goes to the back of the line of free ids: a NAT
+/// flow counts its packets into `BACKEND_STATS` by the id it was opened
+/// with until the reaper's sweep takes it away, so a backend added soon
+/// after on that id would show the removed one's traffic and flows. So
+/// too when the change that removed it failed half-way after its flip.
+#[test]
+fn a_removed_backends_id_is_not_the_one_the_next_added_backend_gets() {
+    let address = |a: &str| a.parse::<IpAddr>().unwrap();
+    let two = vec![backend("198.18.0.11", 100), backend("198.18.0.13", 100)];
+    let mut again = two.clone();
+    again.push(backend("198.18.0.15", 100));
+    let desired = |backends: &[BackendConfig]| {
+        [DesiredVip::from_config(
+            &vip(1009, backends.to_vec()),
+            NO_MAC,
+        )]
+    };
+    let id_of = |balancer: &Balancer, a: &str| {
+        balancer.vips().values().next().unwrap().backends[&address(a)].id
+    };
+
+    let mut maps = FakeMaps::default();
+    let mut balancer = Balancer::new(4);
+    run(&mut balancer, &mut maps, &[vip(1009, three())], NO_MAC).unwrap();
+    let gone = id_of(&balancer, "198.18.0.12");
+    run(&mut balancer, &mut maps, &[vip(1009, two.clone())], NO_MAC).unwrap();
+    run(
+        &mut balancer,
+        &mut maps,
+        &[vip(1009, again.clone())],
+        NO_MAC,
+    )
+    .unwrap();
+    assert_ne!(id_of(&balancer, "198.18.0.15"), gone);
+
+    let mut checked = 0;
+    for fail_at in 0.. {
+        let mut maps = FakeMaps::default();
+        let mut balancer = Balancer::new(4);
+        run(&mut balancer, &mut maps, &[vip(1009, three())], NO_MAC).unwrap();
+        let gone = id_of(&balancer, "198.18.0.12");
+        maps.writes_before_failure = Some(fail_at);
+        let staged = balancer.stage(&desired(&two)).unwrap();
+        if balancer.commit(&mut maps, staged).is_ok() {
+            break;
+        }
+        maps.writes_before_failure = None;
+        let held = balancer.vips().values().next().unwrap().backends.values();
+        if held.map(|b| b.id).any(|id| id == gone) {
+            // The flip was not made: .12 is still served.
+            continue;
+        }
+        let staged = balancer.stage(&desired(&again)).unwrap();
+        balancer.commit(&mut maps, staged).unwrap();
+        assert_ne!(
+            id_of(&balancer, "198.18.0.15"),
+            gone,
+            "failed at write {fail_at}"
+        );
+        checked += 1;
+    }
+    assert!(checked > 0, "some failed commit flipped");
+}
+
+/// Two `BACKENDS` entries of one VIP for one address (left by an earlier
+/// lbd): the restarted lbd keeps the one written last and retires the
+/// other on its first apply, after the flip (the live table may name it),
+/// freeing its id, rather than leaving it alive and its id in use for
+/// ever; and retires both when the VIP goes.
+#[test]
+fn an_adopted_duplicate_backend_entry_is_retired_after_the_first_flip() {
+    let twelve: IpAddr = "198.18.0.12".parse().unwrap();
+    let id = VipId::of(&vip(1009, three()));
+    let mut maps = FakeMaps::default();
+    run(
+        &mut Balancer::new(4),
+        &mut maps,
+        &[vip(1009, three())],
+        NO_MAC,
+    )
+    .unwrap();
+    let live = maps.live_table(&id.key()).unwrap();
+    let (&older, &entry) = maps
+        .backends
+        .iter()
+        .find(|(_, b)| b.mac == [2, 0, 0, 0, 0, 12])
+        .unwrap();
+    assert!(live.contains(&older));
+    // A second entry for .12, written later.
+    let newer = 7;
+    maps.backends.insert(
+        newer,
+        Backend {
+            generation: entry.generation + 100,
+            ..entry
+        },
+    );
+
+    let mut balancer = Balancer::new(4);
+    balancer.adopt(&maps.adopted_state());
+    balancer.set_adopted_table(&id, live);
+    assert!(!balancer.free_backend_ids.contains(&older));
+    maps.log.clear();
+    run(&mut balancer, &mut maps, &[vip(1009, three())], NO_MAC).unwrap();
+    assert_eq!(balancer.vips()[&id].backends[&twelve].id, newer);
+    assert_eq!(
+        maps.backends[&older],
+        Backend {
+            generation: maps.backends[&older].generation,
+            vip_id: super::apply::RETIRED_VIP_ID,
+            ..Backend::default()
+        },
+        "the older entry is retired"
+    );
+    assert!(maps.backends[&older].generation > entry.generation + 100);
+    assert!(!maps.live_table(&id.key()).unwrap().contains(&older));
+    let at = |write: &str| maps.log.iter().position(|w| w == write).unwrap();
+    assert!(
+        at(&format!("vip {}", maps.vips[&id.key()].id)) < at(&format!("backend {older}")),
+        "retired after the flip: {:?}",
+        maps.log
+    );
+    assert!(balancer.free_backend_ids.contains(&older), "its id is free");
+    let report = run(&mut balancer, &mut maps, &[vip(1009, three())], NO_MAC).unwrap();
+    assert_eq!(report, ApplyReport::default(), "nothing left to write");
+
+    // Adopted again with both entries, the VIP removed: both retired.
+    maps.backends.insert(newer, entry);
+    let mut balancer = Balancer::new(4);
+    balancer.adopt(&maps.adopted_state());
+    run(&mut balancer, &mut maps, &[], NO_MAC).unwrap();
+    for id in [older, newer] {
+        assert_eq!(maps.backends[&id].vip_id, super::apply::RETIRED_VIP_ID);
+        assert!(balancer.free_backend_ids.contains(&id));
+    }
 }
