@@ -115,6 +115,18 @@ pub enum ClientError {
         /// The timeout that expired.
         after: Duration,
     },
+    /// The connection ended (or lbd's answer could not be read) after a
+    /// change was sent, before its answer came: lbd carries a change out
+    /// even when its caller has gone, so it may be applied, as after
+    /// [`ClientError::ChangeTimeout`]; not "unreachable", nor a mere
+    /// protocol error.
+    #[error("the connection to lbd ended before it answered the change ({why}; admin socket {}): it may have been applied or may still be; check `lbctl status` before trying again", path.display())]
+    ChangeCutOff {
+        /// The socket path.
+        path: PathBuf,
+        /// What ended the exchange.
+        why: String,
+    },
     /// Connecting failed for another reason.
     #[error("connecting to lbd's admin socket {}: {source}", path.display())]
     Connect {
@@ -146,7 +158,8 @@ impl ClientError {
     /// answer, or answering 503 (shutting down for a restart, or out of
     /// connections): nothing was done, and trying again later may work.
     pub const EXIT_UNAVAILABLE: u8 = 5;
-    /// Exit code for a change lbd did not answer in time (it may be applied).
+    /// Exit code for a change lbd did not answer, in time or before the
+    /// connection ended (it may be applied).
     pub const EXIT_CHANGE_UNANSWERED: u8 = 8;
 
     /// The `lbctl` exit code for this error; stable, so scripts can branch on it.
@@ -159,7 +172,7 @@ impl ClientError {
             | Self::PermissionDenied { .. }
             | Self::Timeout { .. }
             | Self::Connect { .. } => Self::EXIT_UNAVAILABLE,
-            Self::ChangeTimeout { .. } => Self::EXIT_CHANGE_UNANSWERED,
+            Self::ChangeTimeout { .. } | Self::ChangeCutOff { .. } => Self::EXIT_CHANGE_UNANSWERED,
             Self::Api(e) => match e.status {
                 404 => Self::EXIT_NOT_FOUND,
                 409 => Self::EXIT_CONFLICT,
@@ -234,14 +247,16 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
         let request = build_request(method, path, query, body)?;
+        let dry_run = query.iter().any(|(key, _)| *key == "dry_run");
+        let change = method != Method::Get && !dry_run;
         let stage = Arc::new(AtomicU8::new(Stage::Connecting as u8));
-        let (status, bytes) = tokio::time::timeout(self.timeout, self.exchange(request, &stage))
-            .await
-            .map_err(|_| {
-                let dry_run = query.iter().any(|(key, _)| *key == "dry_run");
-                let change = method != Method::Get && !dry_run;
-                self.timed_out(Stage::from_u8(stage.load(Ordering::SeqCst)), change)
-            })??;
+        let reached = || Stage::from_u8(stage.load(Ordering::SeqCst));
+        let (status, bytes) =
+            match tokio::time::timeout(self.timeout, self.exchange(request, &stage)).await {
+                Err(_) => return Err(self.timed_out(reached(), change)),
+                Ok(Err(error)) => return Err(self.cut_off(error, reached(), change)),
+                Ok(Ok(answer)) => answer,
+            };
         debug!(%method, path, status = status.as_u16(), "admin API call");
         if !status.is_success() {
             return Err(ApiError::from_response(status.as_u16(), &bytes).into());
@@ -454,6 +469,22 @@ impl Client {
             Stage::Connecting | Stage::Connected | Stage::Sent => {
                 ClientError::Timeout { path, after }
             }
+        }
+    }
+
+    /// What an exchange that failed with `error` at `stage` means: a
+    /// change whose bytes went out and whose answer never came whole (the
+    /// connection dropped, an answer that could not be read) may be
+    /// applied, as when it times out; anything else is `error` itself.
+    fn cut_off(&self, error: ClientError, stage: Stage, change: bool) -> ClientError {
+        match error {
+            ClientError::Protocol(why) if change && stage == Stage::Sent => {
+                ClientError::ChangeCutOff {
+                    path: self.path.clone(),
+                    why,
+                }
+            }
+            other => other,
         }
     }
 
@@ -793,6 +824,61 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(look.exit_code(), 5, "{look}");
+        server.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// lbd closing the connection after reading a change, before its
+    /// answer (an lbd that crashed mid-change): it may be applied (exit 8,
+    /// saying so), not a protocol error (exit 1); a look cut off the same
+    /// way changed nothing and stays exit 1.
+    #[tokio::test]
+    async fn a_change_whose_connection_drops_before_the_answer_may_have_been_applied() {
+        use tokio::io::AsyncReadExt as _;
+        let dir = std::env::temp_dir().join(format!("lbd-api-client-{}-cut", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lbd.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        // Reads each request's head, then closes without answering.
+        let server = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                drop(stream);
+            }
+        });
+        let client = Client::new(&path, Duration::from_secs(5));
+        let change = client
+            .call(Method::Post, "/v1/reload", &[], None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&change, ClientError::ChangeCutOff { .. }),
+            "{change:?}"
+        );
+        assert_eq!(change.exit_code(), 8, "{change}");
+        assert!(
+            change.to_string().contains("may have been applied"),
+            "{change}"
+        );
+        let dry_run = client
+            .call(Method::Post, "/v1/reload", &[("dry_run", "true")], None)
+            .await
+            .unwrap_err();
+        assert_eq!(dry_run.exit_code(), 1, "{dry_run}");
+        let look = client
+            .call(Method::Get, "/v1/status", &[], None)
+            .await
+            .unwrap_err();
+        assert!(matches!(&look, ClientError::Protocol(_)), "{look:?}");
+        assert_eq!(look.exit_code(), 1, "{look}");
         server.abort();
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -106,13 +106,40 @@ struct ToEngine(mpsc::Sender<Call>);
 
 impl Handler for ToEngine {
     async fn handle(&self, request: Request) -> Response {
+        let change = may_change(&request);
         let (reply, answer) = oneshot::channel();
         if self.0.send((request, reply)).await.is_err() {
             return Response::error(503, code::INTERNAL, "lbd is shutting down");
         }
-        answer
-            .await
-            .unwrap_or_else(|_| Response::error(503, code::INTERNAL, "lbd is shutting down"))
+        answer.await.unwrap_or_else(|_| dropped_reply(change))
+    }
+}
+
+/// Whether `request` may change something when carried out: not a read
+/// (`GET`) and not a dry run. A malformed `dry_run` (refused before
+/// anything is done) counts as a change: the answer that claims least.
+fn may_change(request: &Request) -> bool {
+    request.method != crate::api::Method::Get
+        && !matches!(
+            request.query.get("dry_run").map(String::as_str),
+            Some("true" | "1")
+        )
+}
+
+/// The answer to a request whose reply was dropped unanswered: the engine
+/// task ended while carrying it out (a normal stop answers the requests
+/// it queued, see `refuse_queued`). A change may be applied, in part or
+/// whole, so it is a failure (500), never "nothing was done" (503: lbctl
+/// would say try again); a read or dry run changed nothing.
+fn dropped_reply(change: bool) -> Response {
+    if change {
+        Response::error(
+            500,
+            code::INTERNAL,
+            "lbd's engine stopped while carrying out the change, before answering: it may be applied, in whole or in part; check `lbctl status` before trying again",
+        )
+    } else {
+        Response::error(503, code::INTERNAL, "lbd is shutting down")
     }
 }
 
@@ -998,6 +1025,52 @@ mod shutdown_tests {
             .expect("task");
         assert_eq!(first.status, 503);
         assert_eq!(later.status, 503);
+    }
+
+    /// An engine that drops a request's reply unanswered (its task ended
+    /// mid-request): a change may be applied (500, saying so), not "lbd
+    /// is shutting down" (503, which lbctl reads as nothing was done); a
+    /// read or a dry run changed nothing and stays 503.
+    #[tokio::test]
+    async fn a_change_whose_reply_is_dropped_may_be_applied() {
+        let (tx, mut calls) = mpsc::channel::<Call>(4);
+        let engine = tokio::spawn(async move {
+            while let Some((_, reply)) = calls.recv().await {
+                drop(reply);
+            }
+        });
+        let handler = ToEngine(tx);
+        let request = |method, path: &str, query: &[(&str, &str)]| Request {
+            method,
+            path: vec![path.to_owned()],
+            query: query
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            body: serde_json::Value::Null,
+        };
+        use crate::api::Method;
+        let change = handler.handle(request(Method::Post, "reload", &[])).await;
+        assert_eq!(change.status, 500, "{:?}", change.body);
+        let message = change.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("may be applied") && !message.contains("shutting down"),
+            "{message}"
+        );
+        let not_dry = handler
+            .handle(request(Method::Post, "reload", &[("dry_run", "false")]))
+            .await;
+        assert_eq!(not_dry.status, 500);
+        for (method, path, query) in [
+            (Method::Get, "status", &[][..]),
+            (Method::Post, "reload", &[("dry_run", "true")][..]),
+            (Method::Post, "reload", &[("dry_run", "1")][..]),
+        ] {
+            let answer = handler.handle(request(method, path, query)).await;
+            assert_eq!(answer.status, 503, "{method} {path} {query:?}");
+        }
+        drop(handler);
+        engine.await.expect("engine task");
     }
 }
 

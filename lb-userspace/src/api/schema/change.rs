@@ -124,8 +124,8 @@ pub struct Change {
     /// `cuts_flows` is false (NAT).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain: Option<DrainPlan>,
-    /// What the change leaves that works now but may not later (a NAT
-    /// address that does not move at a failover): shown to the operator
+    /// What the change leaves that works now but may not later (a VIP
+    /// address no running VRRP instance moves): shown to the operator
     /// who made it, not only logged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,

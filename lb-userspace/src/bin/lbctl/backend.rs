@@ -116,7 +116,8 @@ pub(crate) enum Command {
         vip: VipId,
         /// Backend address.
         backend: IpAddr,
-        /// End maintenance.
+        /// End maintenance (only: a draining backend is refused, and
+        /// nothing changes; `undrain` ends a drain).
         #[arg(long)]
         off: bool,
         #[command(flatten)]
@@ -194,16 +195,20 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
             if wait && !flags.dry_run {
                 // With --json, stdout is NDJSON: the change on one line,
                 // then the progress lines and the outcome's.
-                let deadline = change
-                    .drain
-                    .as_ref()
-                    .and_then(|d| d.timeout_s)
-                    .map(|s| Instant::now() + Duration::from_secs(s));
                 if flags.json {
                     outln!("{}", output::json_line(&change));
                 } else {
                     output::change(&change, false);
                 }
+                let deadline = match change.drain.as_ref().and_then(|d| d.timeout_s) {
+                    Some(s) => Some(drain_deadline(
+                        Instant::now(),
+                        s,
+                        "timeout_s",
+                        (vip, backend),
+                    )?),
+                    None => None,
+                };
                 return wait_for_drain(client, (vip, backend), deadline, flags.json).await;
             }
             output::change(&change, flags.json);
@@ -218,15 +223,30 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
         Command::Maintenance {
             vip,
             backend,
-            off,
+            off: false,
             flags,
         } => {
-            let state = if off {
-                BackendState::Enabled
-            } else {
-                BackendState::Maintenance
-            };
-            set_state(client, vip, backend, state, &flags).await?;
+            set_state(client, vip, backend, BackendState::Maintenance, &flags).await?;
+        }
+        Command::Maintenance {
+            vip,
+            backend,
+            off: true,
+            flags,
+        } => {
+            // The API has one way back to service, `enabled`, which ends
+            // a drain as well: --off looks first, and ends only maintenance.
+            let current = client
+                .vip(vip)
+                .await?
+                .backends
+                .into_iter()
+                .find(|b| b.address == backend)
+                .map(|b| b.state);
+            if let Some(why) = not_in_maintenance(vip, backend, current) {
+                return Err(Failure::new(ClientError::EXIT_USAGE, why));
+            }
+            set_state(client, vip, backend, BackendState::Enabled, &flags).await?;
         }
         Command::Weight {
             vip,
@@ -252,6 +272,46 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
         }
     }
     Ok(())
+}
+
+/// Why `maintenance --off` refuses `backend` of `vip` in `state`: it
+/// ends maintenance only, and sending `enabled` to a draining backend
+/// would end its drain instead. One in maintenance or enabled (where
+/// `enabled` changes nothing, as before) is not refused, nor one not
+/// found (None: lbd's answer to the change names it, exit 3).
+fn not_in_maintenance(vip: VipId, backend: IpAddr, state: Option<BackendState>) -> Option<String> {
+    match state? {
+        BackendState::Maintenance | BackendState::Enabled => None,
+        BackendState::Draining => Some(format!(
+            "backend {backend} of VIP {vip} is draining, not in maintenance: `maintenance --off` ends only maintenance, and nothing was changed; `lbctl backend undrain {vip} {backend}` ends the drain"
+        )),
+    }
+}
+
+/// The instant `s` seconds after `now`, `s` being the drain's `what`
+/// (`timeout_s`, `drain_remaining_s`) in lbd's answer about `backend` of
+/// `vip`. lbd's answer is not trusted: no drain lasts longer than a
+/// request may ask (`value::drain_timeout_s`, a week), and a value past
+/// that (or past what the clock can hold) is an error naming it, exit 1
+/// saying that the drain was made, not a panic or a wait without end.
+fn drain_deadline(
+    now: Instant,
+    s: u64,
+    what: &str,
+    (vip, backend): (VipId, IpAddr),
+) -> Result<Instant, Failure> {
+    let plausible = s == 0 || i64::try_from(s).is_ok_and(|n| value::drain_timeout_s(n).is_ok());
+    plausible
+        .then(|| now.checked_add(Duration::from_secs(s)))
+        .flatten()
+        .ok_or_else(|| {
+            Failure::new(
+                ClientError::EXIT_OTHER,
+                format!(
+                    "lbd's answer gives the drain of {backend} of VIP {vip} a {what} of {s} s, longer than any drain lasts (a week): not trusted, so not waited for; the drain was made (do not drain again): see `lbctl backend list {vip}`"
+                ),
+            )
+        })
 }
 
 async fn set_state(
@@ -450,9 +510,14 @@ async fn wait_for_drain(
         // Another drain of the backend (by someone else) may have moved
         // its deadline: the one lbd says now bounds the wait.
         if let Some(draining) = current.filter(|b| b.state == BackendState::Draining) {
-            give_up_at = draining
-                .drain_remaining_s
-                .map(|s| Instant::now() + Duration::from_secs(s) + UNANSWERED_PAST_DEADLINE);
+            give_up_at = match draining.drain_remaining_s {
+                Some(s) => {
+                    let at =
+                        drain_deadline(Instant::now(), s, "drain_remaining_s", (vip, backend))?;
+                    at.checked_add(UNANSWERED_PAST_DEADLINE)
+                }
+                None => None,
+            };
         }
         let mode = status.as_ref().map_or(Mode::DsrL2, |s| s.mode);
         let end = watch.look(current, mode);
@@ -752,6 +817,121 @@ mod tests {
             "{}",
             failure.message
         );
+    }
+
+    /// Runs `lbctl backend ARGS` against a fake lbd giving `answers`: its
+    /// exit code and message (0: done), and how many requests it made.
+    async fn backend_command_against(
+        tag: &str,
+        answers: Vec<Answer>,
+        args: &[&str],
+    ) -> (u8, String, usize) {
+        use clap::Parser as _;
+        let lbd = FakeLbd::start(tag, answers);
+        let cli = crate::Cli::try_parse_from(["lbctl", "backend"].iter().chain(args)).unwrap();
+        let crate::Command::Backend(command) = cli.command else {
+            panic!("not a backend command: {args:?}");
+        };
+        let client = Client::new(&lbd.path, Duration::from_millis(300));
+        let (code, message) = match run(&client, command).await {
+            Ok(()) => (0, String::new()),
+            Err(failure) => (failure.code, failure.message),
+        };
+        (code, message, lbd.asked())
+    }
+
+    /// lbd's answer to a drain whose timeout is `timeout_s`.
+    fn drain_answer(timeout_s: u64) -> String {
+        serde_json::json!({
+            "dry_run": false, "plan": [],
+            "drain": {"timeout_s": timeout_s, "from": "request", "cuts_flows": true},
+        })
+        .to_string()
+    }
+
+    /// A drain timeout in lbd's answer past any drain's (a week) is not
+    /// trusted: `drain --wait` ends with exit 1 naming the value and
+    /// saying the drain was made, not a panic adding it to the clock.
+    #[tokio::test]
+    async fn a_drain_wait_refuses_an_absurd_timeout_in_lbds_answer() {
+        let args = ["drain", "198.18.0.100:80", "198.18.0.11", "--wait"];
+        let (code, message, asked) = backend_command_against(
+            "absurd-timeout",
+            vec![Answer::Ok(drain_answer(u64::MAX))],
+            &args,
+        )
+        .await;
+        assert_eq!(code, ClientError::EXIT_OTHER, "{message}");
+        assert!(
+            message.contains(&format!("timeout_s of {} s", u64::MAX))
+                && message.contains("the drain was made"),
+            "{message}"
+        );
+        assert_eq!(asked, 1);
+        // A week is a drain lbd may give: waited for.
+        let week = 7 * 86_400;
+        assert!(drain_deadline(Instant::now(), week, "timeout_s", (vip(), addr())).is_ok());
+        assert!(drain_deadline(Instant::now(), 0, "drain_remaining_s", (vip(), addr())).is_ok());
+        let past = drain_deadline(Instant::now(), week + 1, "timeout_s", (vip(), addr()));
+        assert!(past.is_err());
+    }
+
+    /// The same for the remaining time lbd gives while the wait polls.
+    #[tokio::test]
+    async fn a_drain_wait_refuses_an_absurd_remaining_time_in_lbds_answer() {
+        let mut draining = backend(BackendState::Draining, 2, false);
+        draining.drain_remaining_s = Some(u64::MAX);
+        let (code, message, asked) =
+            drain_wait_against("absurd-remaining", vec![Answer::Ok(vip_answer(&draining))]).await;
+        assert_eq!(code, ClientError::EXIT_OTHER, "{message}");
+        assert!(
+            message.contains(&format!("drain_remaining_s of {} s", u64::MAX))
+                && message.contains("the drain was made"),
+            "{message}"
+        );
+        assert_eq!(asked, 1);
+    }
+
+    /// `maintenance --off` ends maintenance only: on a draining backend
+    /// it is refused (exit 2, naming `undrain`) before any change is
+    /// sent, rather than sending `enabled`, which would end the drain.
+    #[tokio::test]
+    async fn maintenance_off_does_not_end_a_drain() {
+        let args = ["maintenance", "198.18.0.100:80", "198.18.0.11", "--off"];
+        let change = Answer::Ok(r#"{"dry_run": false, "plan": []}"#.to_owned());
+        let look = |state| Answer::Ok(vip_answer(&backend(state, 1, false)));
+        let (code, message, asked) = backend_command_against(
+            "off-draining",
+            vec![look(BackendState::Draining), change.clone()],
+            &args,
+        )
+        .await;
+        assert_eq!(code, ClientError::EXIT_USAGE, "{message}");
+        assert!(
+            message.contains("is draining, not in maintenance")
+                && message.contains("nothing was changed")
+                && message.contains("lbctl backend undrain 198.18.0.100:80/tcp 198.18.0.11"),
+            "{message}"
+        );
+        assert_eq!(asked, 1, "only looked: no change sent");
+        // In maintenance (or enabled: nothing to end, as before): sent.
+        for state in [BackendState::Maintenance, BackendState::Enabled] {
+            let (code, message, asked) = backend_command_against(
+                &format!("off-{state}"),
+                vec![look(state), change.clone()],
+                &args,
+            )
+            .await;
+            assert_eq!((code, message.as_str(), asked), (0, "", 2), "{state}");
+        }
+    }
+
+    fn vip() -> VipId {
+        "198.18.0.100:80/tcp".parse().unwrap()
+    }
+
+    fn addr() -> IpAddr {
+        "198.18.0.11".parse().unwrap()
     }
 
     #[test]

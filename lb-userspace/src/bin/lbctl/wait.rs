@@ -44,6 +44,7 @@ fn lbd_unavailable(error: &ClientError) -> bool {
         ClientError::NotASocket { .. }
         | ClientError::PermissionDenied { .. }
         | ClientError::ChangeTimeout { .. }
+        | ClientError::ChangeCutOff { .. }
         | ClientError::Protocol(_) => false,
     }
 }

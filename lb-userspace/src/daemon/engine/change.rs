@@ -49,6 +49,9 @@ impl Engine {
                 return Err(ModelError::Invalid(why).into());
             }
         }
+        if let Some(why) = nat_address_refuses(edit, |vip| self.nat_address_left_behind(vip)) {
+            return Err(ModelError::Invalid(why).into());
+        }
         let mut next = self.model.clone();
         let drain = next.apply(edit, Instant::now())?;
         if let Some(why) = backend_on_a_vrrp_address(&next, &self.vrrp_addresses()) {
@@ -91,11 +94,7 @@ impl Engine {
         }
         let (plan, report) = committed?;
         let mut warnings: Vec<String> = match edit {
-            Edit::AddVip(vip) => self
-                .nat_address_left_behind(vip)
-                .into_iter()
-                .chain(self.vip_address_left_behind(vip))
-                .collect(),
+            Edit::AddVip(vip) => self.vip_address_left_behind(vip).into_iter().collect(),
             Edit::RemoveVip(id) => self
                 .guard
                 .config()
@@ -378,10 +377,6 @@ impl Engine {
         }
     }
 
-    /// What to tell the operator when a VIP added at run time (`lbctl vip
-    /// add`, a reload) has an address no running VRRP instance moves and
-    /// the running `[bgp]` does not announce: a warning, not a refusal
-    /// (the address may be put on the interface by hand).
     /// The addresses the running VRRP instances move.
     fn vrrp_addresses(&self) -> Vec<std::net::IpAddr> {
         self.vrrp
@@ -390,6 +385,10 @@ impl Engine {
             .collect()
     }
 
+    /// What to tell the operator when a VIP added at run time (`lbctl vip
+    /// add`, a reload) has an address no running VRRP instance moves and
+    /// the running `[bgp]` does not announce: a warning, not a refusal
+    /// (the address may be put on the interface by hand).
     fn vip_address_left_behind(&self, vip: &crate::config::VipConfig) -> Option<String> {
         let moved: Vec<&[std::net::IpAddr]> = self
             .vrrp
@@ -788,6 +787,23 @@ fn database(h: &crate::config::HealthConfig) -> String {
     }
 }
 
+/// As a reload refuses it (the file's rule, `nat_sources_move`, on the
+/// running VRRP instances' addresses, fixed at start): a NAT VIP added
+/// at run time whose address a running instance moves but whose NAT
+/// address it does not (`left_behind`, see `nat_address_left_behind`).
+/// Refused, not warned of: taken, it would be used at once from a node
+/// that may lose the VIP at a failover, and `config dump` would write a
+/// file that does not load. Only an add brings a NAT address.
+fn nat_address_refuses(
+    edit: &Edit,
+    left_behind: impl Fn(&crate::config::VipConfig) -> Option<String>,
+) -> Option<String> {
+    match edit {
+        Edit::AddVip(vip) => left_behind(vip),
+        _ => None,
+    }
+}
+
 /// As the file refuses it: a backend of `model` at an address a running
 /// VRRP instance moves (`moved`). On the master that address is this
 /// node's: the backend's packets would come back here, its checks would
@@ -1063,6 +1079,37 @@ mod tests {
             why.starts_with("backend 198.19.2.11 of VIP 198.18.0.100:80/tcp is an address a VRRP instance moves"),
             "{why}"
         );
+    }
+
+    /// A NAT VIP added at run time that the running VRRP instances would
+    /// leave its NAT address behind is refused, as a reload refuses it,
+    /// not taken with a warning; no other edit brings a NAT address.
+    #[test]
+    fn an_added_nat_vip_whose_nat_address_stays_behind_is_refused() {
+        let vip = nat_config("", "").vips[0].clone();
+        let asked = std::cell::RefCell::new(Vec::new());
+        let left_behind = |v: &crate::config::VipConfig| {
+            asked.borrow_mut().push(v.address);
+            Some(format!("VIP {}: its NAT address stays", VipId::of(v)))
+        };
+        assert_eq!(
+            nat_address_refuses(&Edit::AddVip(vip.clone()), left_behind).as_deref(),
+            Some("VIP 198.18.0.100:80/tcp: its NAT address stays")
+        );
+        assert_eq!(*asked.borrow(), vec![vip.address]);
+        assert_eq!(
+            nat_address_refuses(&Edit::AddVip(vip.clone()), |_| None),
+            None
+        );
+        let id = VipId::of(&vip);
+        let backend = vip.backends[0].clone();
+        for edit in [
+            Edit::AddBackend(id, backend.clone()),
+            Edit::Maintenance(id, backend.address),
+            Edit::RemoveVip(id),
+        ] {
+            assert_eq!(nat_address_refuses(&edit, left_behind), None, "{edit:?}");
+        }
     }
 
     #[test]
