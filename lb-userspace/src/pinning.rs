@@ -370,15 +370,57 @@ impl PinDir {
     /// programs once nothing else holds them) and maps (freed once no
     /// program uses them), every layout version's, and the owner record;
     /// then the directory, if that left it empty. Only lbd's own names
-    /// (see [`is_lbd_name`]) go: `pin_dir` may be any directory on bpffs,
-    /// `/sys/fs/bpf` itself too, and other tools' pins there are not
-    /// lbd's to remove (what is left is logged). Returns what was
-    /// removed.
+    /// (see [`is_lbd_name`]) go, and of the links only those that run
+    /// lbd's program (see [`link_owner`]): `pin_dir` may be any directory
+    /// on bpffs, `/sys/fs/bpf` itself too, where lb-decap pins its links
+    /// under the same names, and other tools' pins there are not lbd's to
+    /// remove (what is left is logged). Returns what was removed.
     pub(crate) fn remove_all(&self) -> Result<Vec<PathBuf>, PinError> {
-        let mut removed = Vec::new();
+        self.remove_where(|_, _| true)
+    }
+
+    /// The pins of lbd's names here now, each with its inode: what a
+    /// start found before it made anything, so that undoing a failed
+    /// start (`remove_made_since`) removes only what it made. A pin
+    /// replaced since (a staged map renamed over it, a link pinned anew)
+    /// is another inode, so it counts as made since.
+    pub(crate) fn snapshot(&self) -> Result<PinSnapshot, PinError> {
+        let mut pins = std::collections::BTreeSet::new();
+        let (layouts, files, _) = self.lbd_entries()?;
+        for dir in layouts {
+            for (path, ino) in files_in(&dir)? {
+                pins.insert((path, ino));
+            }
+        }
+        for path in files {
+            if let Ok(meta) = std::fs::symlink_metadata(&path) {
+                pins.insert((path, std::os::unix::fs::MetadataExt::ino(&meta)));
+            }
+        }
+        Ok(PinSnapshot(pins))
+    }
+
+    /// Removes the pins of lbd's names made since `before` (see
+    /// `snapshot`), and the owner record (this lbd's, rewritten at its
+    /// start), then the directories that left empty: the undoing of a
+    /// first start that failed, which leaves what a previous lbd pinned
+    /// (maps not adopted, older layouts, links on other interfaces) as it
+    /// was. Returns what was removed.
+    pub(crate) fn remove_made_since(&self, before: &PinSnapshot) -> Result<Vec<PathBuf>, PinError> {
+        self.remove_where(|path, ino| !before.0.contains(&(path.to_owned(), ino)))
+    }
+
+    /// The entries at the root: lbd's layout directories, lbd's files
+    /// (link pins and the owner record) and everything else.
+    fn lbd_entries(&self) -> Result<RootEntries, PinError> {
+        let mut left = Vec::new();
+        let mut layouts = Vec::new();
+        let mut files = Vec::new();
         let entries = match std::fs::read_dir(&self.root) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((layouts, files, left))
+            }
             Err(source) => {
                 return Err(PinError::Io {
                     action: "listing",
@@ -387,9 +429,6 @@ impl PinDir {
                 })
             }
         };
-        let mut left = Vec::new();
-        let mut layouts = Vec::new();
-        let mut files = Vec::new();
         for entry in entries.flatten() {
             let path = entry.path();
             let name = entry.file_name();
@@ -400,6 +439,16 @@ impl PinDir {
                 _ => left.push(path),
             }
         }
+        Ok((layouts, files, left))
+    }
+
+    /// Removes lbd's pins for which `remove(path, inode)` says so (the
+    /// owner record whatever it says), links only if they run lbd's
+    /// program, then lbd's directories and the root if that left them
+    /// empty (`remove_all`, `remove_made_since`).
+    fn remove_where(&self, remove: impl Fn(&Path, u64) -> bool) -> Result<Vec<PathBuf>, PinError> {
+        let mut removed = Vec::new();
+        let (layouts, files, mut left) = self.lbd_entries()?;
         // Every layout version's maps (an older release's too: its tables
         // would stay pinned, and their memory held, until a reboot), and
         // the maps a start staged. What is in them is lbd's alone: its
@@ -407,28 +456,41 @@ impl PinDir {
         // of older releases (`COUNTERS`, `NAT_FLOWS`, the LRU connection
         // table).
         for dir in layouts {
-            let maps = match std::fs::read_dir(&dir) {
-                Ok(maps) => maps,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(source) => {
-                    return Err(PinError::Io {
-                        action: "listing",
-                        path: dir,
-                        source,
-                    })
+            for (path, ino) in files_in(&dir)? {
+                if remove(&path, ino) {
+                    remove_file(&path)?;
+                    removed.push(path);
                 }
-            };
-            for path in maps.flatten().map(|entry| entry.path()) {
-                if path.is_dir() {
-                    continue;
-                }
-                remove_file(&path)?;
-                removed.push(path);
             }
+            // Not empty: pins that stay.
             let _ = std::fs::remove_dir(&dir);
         }
         // The links and the owner record at the root.
         for path in files {
+            let is_owner = path
+                .file_name()
+                .is_some_and(|n| n == crate::ownership::lock::OWNER_LINK);
+            if !is_owner {
+                let ino = std::fs::symlink_metadata(&path)
+                    .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                    .unwrap_or(0);
+                if !remove(&path, ino) {
+                    continue;
+                }
+                match link_owner(&path) {
+                    LinkOwner::Lbd => {}
+                    LinkOwner::Other(program) => {
+                        tracing::debug!(pin = %path.display(), %program, "a link of another tool's program under an lbd name (lb-decap shares the pin directory?): left alone");
+                        left.push(path);
+                        continue;
+                    }
+                    LinkOwner::Unknown(reason) => {
+                        tracing::warn!(pin = %path.display(), %reason, "cannot tell which program the pinned link runs: left alone, as another tool's would be (remove it by hand if it is lbd's)");
+                        left.push(path);
+                        continue;
+                    }
+                }
+            }
             remove_file(&path)?;
             removed.push(path);
         }
@@ -440,6 +502,115 @@ impl PinDir {
         }
         Ok(removed)
     }
+}
+
+/// The entries at a pin directory's root, sorted (`lbd_entries`): lbd's
+/// layout directories, lbd's files, the rest.
+type RootEntries = (Vec<PathBuf>, Vec<PathBuf>, Vec<PathBuf>);
+
+/// The pins of lbd's names in a pin directory at one moment, by path and
+/// inode (see [`PinDir::snapshot`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PinSnapshot(std::collections::BTreeSet<(PathBuf, u64)>);
+
+/// The files (pins) in the layout directory `dir`, each with its inode;
+/// none if it is gone.
+fn files_in(dir: &Path) -> Result<Vec<(PathBuf, u64)>, PinError> {
+    let maps = match std::fs::read_dir(dir) {
+        Ok(maps) => maps,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(PinError::Io {
+                action: "listing",
+                path: dir.to_owned(),
+                source,
+            })
+        }
+    };
+    Ok(maps
+        .flatten()
+        .filter_map(|entry| {
+            let meta = entry.metadata().ok()?;
+            (!meta.is_dir()).then(|| (entry.path(), std::os::unix::fs::MetadataExt::ino(&meta)))
+        })
+        .collect())
+}
+
+/// Who a link pinned under one of lbd's names (`xdp-link-<if>`,
+/// `tc-link-<if>`) belongs to, by the program it runs: lb-decap pins its
+/// links under the same names, and the pin directory may be shared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LinkOwner {
+    /// It runs lbd's program.
+    Lbd,
+    /// It runs another tool's program, of this name.
+    Other(String),
+    /// Which program it runs could not be told (why): left alone.
+    Unknown(String),
+}
+
+/// Whether a program of this name (as the kernel keeps it) is one lbd
+/// pins links for: `xdp_lb` at XDP, `tc_lb` at tc.
+pub(crate) fn is_lbd_program(name: &str) -> bool {
+    name == names::PROG_LB || name == names::PROG_TC_LB
+}
+
+/// The owner of the link pinned at `path` (see [`LinkOwner`]): the name
+/// of the program the link runs, read from the kernel.
+pub(crate) fn link_owner(path: &Path) -> LinkOwner {
+    let program = match aya::programs::links::PinnedLink::from_pin(path)
+        .map(aya::programs::links::FdLink::from)
+        .and_then(|link| link.info())
+    {
+        Ok(info) => info.program_id(),
+        Err(e) => return LinkOwner::Unknown(format!("reading the link: {}", error_chain(&e))),
+    };
+    let mut listing = aya::programs::loaded_programs();
+    let name = loop {
+        match listing.next() {
+            Some(Ok(info)) if info.id() == program => {
+                break info.name_as_str().map(str::to_owned);
+            }
+            Some(Ok(_)) => {}
+            // Gone since it was listed: not the link's, which holds it.
+            Some(Err(e)) if program_gone(&e) => {}
+            Some(Err(e)) => {
+                return LinkOwner::Unknown(format!(
+                    "listing the loaded programs (needs CAP_SYS_ADMIN): {}",
+                    error_chain(&e)
+                ))
+            }
+            None => break None,
+        }
+    };
+    match name {
+        Some(name) if is_lbd_program(&name) => LinkOwner::Lbd,
+        Some(name) => LinkOwner::Other(name),
+        None => LinkOwner::Unknown(format!("program {program} not found or unnamed")),
+    }
+}
+
+/// Whether `e`, met listing the loaded programs, is a program unloaded
+/// between its listing and its opening (ENOENT), which is skipped; any
+/// other error means the listing cannot be trusted.
+pub(crate) fn program_gone(e: &aya::programs::ProgramError) -> bool {
+    matches!(e, aya::programs::ProgramError::SyscallError(e) if e.io_error.raw_os_error() == Some(libc::ENOENT))
+}
+
+/// `e` and its sources, joined by ": " (aya's system-call errors keep
+/// the errno in their source).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Removes the empty directory at `path`; one already gone is not an
@@ -755,15 +926,11 @@ mod tests {
         let older = root.join("maps-v0");
         std::fs::create_dir_all(&older).expect("older layout");
         std::fs::create_dir_all(pins.maps_dir()).expect("this layout");
-        for file in [
-            older.join("CONNTRACK"),
-            pins.map_path("VIPS"),
-            pins.link_path("eth0"),
-        ] {
+        for file in [older.join("CONNTRACK"), pins.map_path("VIPS")] {
             std::fs::write(&file, b"").expect("a pin");
         }
         let removed = pins.remove_all().expect("remove");
-        assert_eq!(removed.len(), 3, "{removed:?}");
+        assert_eq!(removed.len(), 2, "{removed:?}");
         assert!(!root.exists(), "every directory goes once empty");
     }
 
@@ -783,9 +950,14 @@ mod tests {
             pins.map_path(names::MAP_VIPS),
             pins.map_path(crate::conntrack::legacy::RESIZED_PIN),
             pins.map_path(names::MAP_LEGACY_COUNTERS),
-            pins.link_path("eth0"),
-            pins.tc_link_path("eth0"),
         ];
+        // Named as lbd's links, but no link runs lbd's program there (a
+        // plain file: which program cannot be told): left, as lb-decap's
+        // links under the same names are.
+        let untold = [pins.link_path("eth0"), pins.tc_link_path("eth0")];
+        for file in &untold {
+            std::fs::write(file, b"").expect("a file");
+        }
         for file in &ours {
             std::fs::write(file, b"").expect("a pin");
         }
@@ -803,11 +975,18 @@ mod tests {
         let mut expected: Vec<PathBuf> = ours.to_vec();
         expected.push(owner.clone());
         expected.sort();
-        let kept = [&foreign_file, &foreign_dir, &foreign_layout].map(|p| p.exists());
+        let kept = [
+            &foreign_file,
+            &foreign_dir,
+            &foreign_layout,
+            &untold[0],
+            &untold[1],
+        ]
+        .map(|p| p.exists());
         let gone = [&older, &pins.maps_dir(), &owner].map(|p| p.symlink_metadata().is_err());
         let _ = std::fs::remove_dir_all(&root);
         assert_eq!(removed, expected);
-        assert_eq!(kept, [true; 3], "other tools' pins and directories stay");
+        assert_eq!(kept, [true; 5], "other tools' pins and directories stay");
         assert_eq!(
             gone, [true; 3],
             "lbd's layout directories and owner record go"
@@ -885,6 +1064,45 @@ mod tests {
         stage(&[names::MAP_VIPS]);
         pins.remove_all().expect("removed");
         assert!(!root.exists(), "the staged directory goes with the rest");
+    }
+
+    /// Undoing a failed start removes what it made since its snapshot:
+    /// new pins, pins it replaced (a staged map renamed over the
+    /// previous one is another inode), the owner record; the previous
+    /// lbd's pins it did not touch stay, and the directories with them.
+    #[test]
+    fn undoing_a_start_removes_only_what_it_made() {
+        let root = std::env::temp_dir().join(format!("lbd-pins-undo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let pins = PinDir::new(&root);
+        let older = root.join("maps-v0");
+        std::fs::create_dir_all(&older).expect("older layout");
+        std::fs::create_dir_all(pins.maps_dir()).expect("this layout");
+        let previous = [
+            older.join(names::MAP_CONNTRACK),
+            pins.map_path(names::MAP_VIPS),
+            pins.map_path(names::MAP_MAGLEV),
+        ];
+        for file in &previous {
+            std::fs::write(file, b"previous").expect("a pin");
+        }
+        let before = pins.snapshot().expect("snapshot");
+        std::fs::create_dir_all(pins.staged_dir()).expect("staged");
+        std::fs::write(pins.staged_path(names::MAP_MAGLEV), b"made").expect("staged");
+        pins.promote_staged(false).expect("promoted");
+        let made = pins.map_path(names::MAP_BACKENDS);
+        std::fs::write(&made, b"made").expect("a new pin");
+        let owner = root.join(crate::ownership::lock::OWNER_LINK);
+        std::os::unix::fs::symlink("pid=1", &owner).expect("owner");
+
+        let mut removed = pins.remove_made_since(&before).expect("undone");
+        removed.sort();
+        let stays = [&previous[0], &previous[1]].map(|p| p.exists());
+        let _ = std::fs::remove_dir_all(&root);
+        let mut expected = vec![pins.map_path(names::MAP_MAGLEV), made, owner];
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert_eq!(stays, [true; 2], "the previous lbd's pins stay");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 
 use aya::{
     maps::{Array, IterableMap as _, Map, MapData, MapInfo, MapType},
+    programs::ProgramError,
     EbpfLoader,
 };
 use lb_common::{
@@ -25,7 +26,9 @@ use super::{
 };
 use crate::{
     daemon::replication::nat::{carry_pair, Carried},
-    pinning::{PinDir, PinError, DEPENDENT_MAPS, PINNED_MAPS, STATE_MAPS},
+    pinning::{
+        error_chain, program_gone, PinDir, PinError, DEPENDENT_MAPS, PINNED_MAPS, STATE_MAPS,
+    },
 };
 
 impl Dataplane {
@@ -433,10 +436,13 @@ impl Dataplane {
             let ids = match program.and_then(|p| p.map_ids()) {
                 Ok(Some(ids)) => ids,
                 Ok(None) => continue,
-                Err(error) => {
-                    debug!(%error, "reading a loaded program's maps");
+                Err(error) if program_gone(&error) => {
+                    debug!(%error, "a loaded program went while its maps were read");
                     continue;
                 }
+                // A previous program's copy missed would wrap with its
+                // own (zero) settings: the write fails instead.
+                Err(error) => return Err(unlisted(PREVIOUS_TUNNEL_CONFIGS, &error)),
             };
             if !ids.contains(&vips) {
                 continue;
@@ -802,12 +808,25 @@ pub(crate) fn recover_staged(pins: &PinDir) -> Result<()> {
         pins.discard_staged()?;
         return Ok(());
     }
-    let ids: HashSet<u32> = staged
+    let ids = staged
         .iter()
-        .filter_map(|(_, path)| MapInfo::from_pin(path).ok())
-        .map(|info| info.id())
-        .collect();
-    if used_by_a_program(&ids) {
+        .map(|(_, path)| {
+            MapInfo::from_pin(path)
+                .map(|info| info.id())
+                .map_err(|e| map_error("reading the staged", "map", e))
+        })
+        .collect::<Result<HashSet<u32>>>()?;
+    // Listing the programs failed: neither way is safe (promoting maps no
+    // program uses would replace the pins a running program's state is
+    // under; discarding maps a program runs on would have the next start
+    // adopt stale tables beside it), so the start is refused and the
+    // staged maps stay for a start that can tell.
+    let used = uses_any(
+        aya::programs::loaded_programs().map(|p| p.and_then(|p| p.map_ids())),
+        &ids,
+    )
+    .map_err(|e| unlisted(STAGED_IN_USE, &e))?;
+    if used {
         let state = staged
             .iter()
             .any(|(name, _)| STATE_MAPS.contains(&name.as_str()));
@@ -820,17 +839,39 @@ pub(crate) fn recover_staged(pins: &PinDir) -> Result<()> {
     Ok(())
 }
 
-/// Whether a loaded program uses one of the maps `ids`.
-fn used_by_a_program(ids: &HashSet<u32>) -> bool {
-    aya::programs::loaded_programs()
-        .filter_map(std::result::Result::ok)
-        .any(|program| {
-            program
-                .map_ids()
-                .ok()
-                .flatten()
-                .is_some_and(|used| used.iter().any(|id| ids.contains(id)))
-        })
+/// What `recover_staged` lists the programs for.
+const STAGED_IN_USE: &str =
+    "whether a program runs on the maps a previous lbd staged (they are kept until then)";
+
+/// What `find_previous_tunnel_configs` lists the programs for.
+const PREVIOUS_TUNNEL_CONFIGS: &str = "which previous lbd's program reads its own TUNNEL_CONFIG";
+
+/// Whether one of `programs` (each program's map ids, as
+/// `loaded_programs` and `map_ids` read them) uses one of the maps
+/// `ids`. A program gone between its listing and its reading (ENOENT) is
+/// skipped; any other error (EPERM without CAP_SYS_ADMIN) is returned:
+/// a listing cut short is no answer.
+fn uses_any(
+    programs: impl IntoIterator<Item = std::result::Result<Option<Vec<u32>>, ProgramError>>,
+    ids: &HashSet<u32>,
+) -> std::result::Result<bool, ProgramError> {
+    for program in programs {
+        match program {
+            Ok(Some(used)) if used.iter().any(|id| ids.contains(id)) => return Ok(true),
+            Ok(_) => {}
+            Err(error) if program_gone(&error) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(false)
+}
+
+/// The failure to list the programs for `purpose`.
+fn unlisted(purpose: &'static str, e: &ProgramError) -> DataplaneError {
+    DataplaneError::ProgramsUnlisted {
+        purpose,
+        reason: error_chain(e),
+    }
 }
 
 /// Opens the previous lbd's `TUNNEL_CONFIG` of map id `id`.
@@ -985,6 +1026,33 @@ mod tests {
                 "expired"
             ]
         );
+    }
+
+    /// Whether a program uses the staged maps is answered only from a
+    /// whole listing: a program gone between its listing and its reading
+    /// (ENOENT) is skipped, any other error (EPERM: no CAP_SYS_ADMIN) is
+    /// no answer, where it once read as "no program uses them" and the
+    /// staged maps a running program used were discarded.
+    #[test]
+    fn a_listing_cut_short_does_not_say_no_program_uses_the_maps() {
+        let failed = |errno| {
+            Err(ProgramError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_prog_get_next_id",
+                io_error: std::io::Error::from_raw_os_error(errno),
+            }))
+        };
+        let ids: HashSet<u32> = [7, 9].into();
+        let uses = |programs: Vec<std::result::Result<Option<Vec<u32>>, ProgramError>>| {
+            uses_any(programs, &ids)
+        };
+        assert!(uses(vec![Ok(Some(vec![1])), Ok(Some(vec![2, 9]))]).expect("listed"));
+        assert!(!uses(vec![Ok(Some(vec![1])), Ok(None)]).expect("listed"));
+        assert!(uses(vec![failed(libc::ENOENT), Ok(Some(vec![7]))]).expect("one gone"));
+        assert!(!uses(vec![failed(libc::ENOENT)]).expect("one gone"));
+        let error = uses(vec![Ok(Some(vec![1])), failed(libc::EPERM)]).expect_err("cut short");
+        let message = unlisted(STAGED_IN_USE, &error).to_string();
+        assert!(message.contains("CAP_SYS_ADMIN"), "{message}");
+        assert!(message.contains("Operation not permitted"), "{message}");
     }
 
     /// A previous lbd's `TUNNEL_CONFIG` whose id is gone between the

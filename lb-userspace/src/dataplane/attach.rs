@@ -27,7 +27,7 @@ use super::{
 use crate::{
     config::{Attach, XdpMode as ConfigXdpMode},
     ownership::cls_bpf::{self, TcPath, TC_ATTACH_ENV},
-    pinning::PinError,
+    pinning::{link_owner, LinkOwner, PinError},
 };
 
 /// How the program is attached.
@@ -125,7 +125,8 @@ impl Dataplane {
             return self.attach_xdp_anew(interface, mode, Some(translating));
         };
         let running_id = running.map(|(id, _)| id);
-        let Some(link) = live_pinned_link(&path, interface, "XDP", |id| Some(id) == running_id)?
+        let Some(link) =
+            live_pinned_link(&path, interface, Attach::Xdp, |id| Some(id) == running_id)?
         else {
             return self.attach_xdp_anew(interface, mode, Some(translating));
         };
@@ -323,32 +324,40 @@ impl Dataplane {
         }
         let program = tc_program(&mut self.ebpf)?;
         let tcx = match path {
-            TcPath::Tcx => program.attach_with_options(
+            TcPath::Tcx => match program.attach_with_options(
                 interface,
                 TcAttachType::Ingress,
                 TcAttachOptions::TcxOrder(LinkOrder::default()),
-            ),
-            TcPath::ClsBpf => Err(aya::programs::ProgramError::TcError(
-                aya::programs::tc::TcError::IoError(std::io::Error::other(format!(
-                    "not tried: {TC_ATTACH_ENV}=cls_bpf"
-                ))),
-            )),
-        };
-        let id = match tcx {
-            Ok(id) => id,
-            Err(tcx_error) => {
-                warn!(%interface, error = %tcx_error, "no tcx link (kernel before 6.6?); attaching through clsact + cls_bpf, which cannot be pinned: the filter is left running when lbd stops for a restart (the next lbd replaces it), and removed on a stop for good");
-                let id = cls_bpf::attach_filter(
-                    program,
-                    interface,
-                    TcAttachType::Ingress,
-                    aya::programs::tc::NlOptions::default(),
-                )
-                .map_err(|e| program_error("attaching", names::PROG_TC_LB, e))?;
-                info!(%interface, "tc program attached (clsact + cls_bpf)");
-                self.attached = Some((interface.to_owned(), Attachment::OwnedTc(id)));
-                return Ok(Hooked::TcClsBpf);
+            ) {
+                Ok(id) => Some(id),
+                Err(tcx_error) if tcx_missing(&tcx_error) => {
+                    warn!(%interface, error = %with_sources(&tcx_error), "this kernel has no tcx (before 6.6); attaching through clsact + cls_bpf, which cannot be pinned: the filter is left running when lbd stops for a restart (the next lbd replaces it), and removed on a stop for good");
+                    None
+                }
+                Err(tcx_error) => {
+                    return Err(program_error(
+                        "attaching at the tcx ingress",
+                        names::PROG_TC_LB,
+                        tcx_error,
+                    ))
+                }
+            },
+            TcPath::ClsBpf => {
+                info!(%interface, "{TC_ATTACH_ENV}=cls_bpf: attaching through clsact + cls_bpf, which cannot be pinned: the filter is left running when lbd stops for a restart (the next lbd replaces it), and removed on a stop for good");
+                None
             }
+        };
+        let Some(id) = tcx else {
+            let id = cls_bpf::attach_filter(
+                program,
+                interface,
+                TcAttachType::Ingress,
+                aya::programs::tc::NlOptions::default(),
+            )
+            .map_err(|e| program_error("attaching", names::PROG_TC_LB, e))?;
+            info!(%interface, "tc program attached (clsact + cls_bpf)");
+            self.attached = Some((interface.to_owned(), Attachment::OwnedTc(id)));
+            return Ok(Hooked::TcClsBpf);
         };
         info!(%interface, "tc program attached (tcx ingress link)");
         let attachment = match self.pins.as_ref().map(|p| p.tc_link_path(interface)) {
@@ -384,7 +393,7 @@ impl Dataplane {
         interface: &str,
         running: &[u32],
     ) -> Result<Option<Attachment>> {
-        let Some(link) = live_pinned_link(path, interface, "tc", |id| running.contains(&id))?
+        let Some(link) = live_pinned_link(path, interface, Attach::Tc, |id| running.contains(&id))?
         else {
             return Ok(None);
         };
@@ -415,7 +424,7 @@ impl Dataplane {
             Attach::Xdp => pins.tc_link_path(interface),
             Attach::Tc => pins.link_path(interface),
         };
-        if !other.exists() {
+        if !other.exists() || !lbd_link(&other) {
             return Ok(false);
         }
         remove_pin(&other)?;
@@ -485,6 +494,20 @@ impl Dataplane {
         if let Some(pins) = &self.pins {
             let removed = pins.remove_all()?;
             info!(pins = removed.len(), dir = %pins.root().display(), "pins removed");
+        }
+        Ok(())
+    }
+
+    /// Detaches the balancer, if attached, and removes the pins this
+    /// start made (see `PinDir::remove_made_since`): the undoing of a
+    /// first start that failed (`Engine::undo_fresh_start`). What a
+    /// previous lbd left pinned (maps not adopted, another layout's, a
+    /// link on another interface) stays as it was.
+    pub fn detach_made_here(&mut self) -> Result<()> {
+        self.detach_hook()?;
+        if let Some(pins) = &self.pins {
+            let removed = pins.remove_made_since(&self.found_pins)?;
+            info!(pins = removed.len(), dir = %pins.root().display(), "pins this start made removed");
         }
         Ok(())
     }
@@ -683,7 +706,7 @@ impl Dataplane {
         };
         let mut removed = Vec::new();
         for pin in pins.link_pins()? {
-            if pin.interface == interface {
+            if pin.interface == interface || !lbd_link(&pin.path) {
                 continue;
             }
             remove_pin(&pin.path)?;
@@ -762,25 +785,54 @@ fn kept_on_pin(link: FdLink, path: &std::path::Path, interface: &str, hook: Atta
 
 /// The link pinned at `path` if it drives a program `running` says the
 /// interface runs; a stale pin (the link is gone or drives something else)
-/// is removed. `hook` names the hook in the log.
+/// is removed. `hook` names the hook in the log. A link of another
+/// tool's program there (lb-decap's, sharing the pin directory) is
+/// refused, not taken over.
 fn live_pinned_link(
     path: &std::path::Path,
     interface: &str,
-    hook: &str,
+    hook: Attach,
     running: impl Fn(u32) -> bool,
 ) -> Result<Option<FdLink>> {
     if !path.exists() {
         return Ok(None);
+    }
+    if let LinkOwner::Other(program) = link_owner(path) {
+        return Err(DataplaneError::Link {
+            action: "taking over",
+            hook,
+            path: path.to_owned(),
+            reason: format!("it runs another tool's program {program} (lb-decap shares pin_dir?), which lbd leaves alone: give lbd a pin_dir of its own"),
+        });
     }
     let live = PinnedLink::from_pin(path)
         .ok()
         .map(FdLink::from)
         .filter(|link| link.info().is_ok_and(|info| running(info.program_id())));
     if live.is_none() {
-        warn!(%interface, %hook, path = %path.display(), "pinned link is stale (not what the interface runs); replacing it");
+        warn!(%interface, hook = super::hook_word(hook), path = %path.display(), "pinned link is stale (not what the interface runs); replacing it");
         remove_pin(path)?;
     }
     Ok(live)
+}
+
+/// Whether the link pinned at `path` runs lbd's program, so lbd may
+/// remove it: lb-decap pins its links under the same names, and a shared
+/// pin directory (`/sys/fs/bpf`) holds both. Another tool's link is left
+/// alone (debug log); one whose program cannot be told is too, with a
+/// warning.
+fn lbd_link(path: &std::path::Path) -> bool {
+    match link_owner(path) {
+        LinkOwner::Lbd => true,
+        LinkOwner::Other(program) => {
+            debug!(pin = %path.display(), %program, "a link of another tool's program under an lbd name (lb-decap shares the pin directory?): left alone");
+            false
+        }
+        LinkOwner::Unknown(reason) => {
+            warn!(pin = %path.display(), %reason, "cannot tell which program the pinned link runs: left alone, as another tool's would be");
+            false
+        }
+    }
 }
 
 /// Removes the pin at `path`; one already gone is not an error.
@@ -810,6 +862,27 @@ pub(crate) fn tcx_ingress_programs(interface: &str) -> Vec<u32> {
             Vec::new()
         }
     }
+}
+
+/// `ENOTSUPP` (include/linux/errno.h): the kernel-internal "not
+/// supported" some BPF paths return to user space; libc has no name for
+/// it.
+const ENOTSUPP: i32 = 524;
+
+/// Whether a failed tcx attach says the kernel has no tcx (before 6.6:
+/// `BPF_LINK_CREATE` does not know `BPF_TCX_INGRESS` and answers EINVAL;
+/// EOPNOTSUPP, ENOTSUPP, or E2BIG for attributes it does not know), the
+/// one case to fall back to clsact + cls_bpf for. Any other failure
+/// (EPERM, ENOMEM, EBUSY, a missing interface) fails the attach: a
+/// cls_bpf filter cannot be pinned, and restarts would stop being
+/// hitless for a cause the fallback does not cure.
+fn tcx_missing(e: &aya::programs::ProgramError) -> bool {
+    let aya::programs::ProgramError::SyscallError(e) = e else {
+        return false;
+    };
+    e.io_error.raw_os_error().is_some_and(|errno| {
+        [libc::EINVAL, libc::EOPNOTSUPP, ENOTSUPP, libc::E2BIG].contains(&errno)
+    })
 }
 
 /// Whether program `ours` is among `running`, the programs a hook runs
@@ -963,6 +1036,31 @@ mod tests {
             with_sources(&error),
             "removing /x: File exists (os error 17)"
         );
+    }
+
+    /// Only a kernel without tcx (an attach type `BPF_LINK_CREATE` does
+    /// not know: EINVAL; EOPNOTSUPP, ENOTSUPP, E2BIG) falls back to
+    /// cls_bpf, which cannot be pinned; a tcx attach refused for another
+    /// reason (EPERM, ENOMEM, EBUSY), or that is no system call's
+    /// failure, fails the attach.
+    #[test]
+    fn only_a_kernel_without_tcx_falls_back_to_cls_bpf() {
+        let failed = |errno| {
+            aya::programs::ProgramError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_mprog_attach",
+                io_error: std::io::Error::from_raw_os_error(errno),
+            })
+        };
+        for errno in [libc::EINVAL, libc::EOPNOTSUPP, ENOTSUPP, libc::E2BIG] {
+            assert!(tcx_missing(&failed(errno)), "{errno}");
+        }
+        for errno in [libc::EPERM, libc::ENOMEM, libc::EBUSY, libc::ENODEV] {
+            assert!(!tcx_missing(&failed(errno)), "{errno}");
+        }
+        let not_a_syscall = aya::programs::ProgramError::TcError(
+            aya::programs::tc::TcError::IoError(std::io::Error::from_raw_os_error(libc::EINVAL)),
+        );
+        assert!(!tcx_missing(&not_a_syscall));
     }
 
     /// lbd's cls_bpf filter (no tcx) counts as in place while the

@@ -146,6 +146,16 @@ pub enum DataplaneError {
     /// nothing attached.
     #[error("{0}")]
     GenericXdpRefused(String),
+    /// The loaded programs could not be listed (`BPF_PROG_GET_NEXT_ID`
+    /// needs CAP_SYS_ADMIN), so which of them uses a map cannot be told:
+    /// nothing is decided on a guess.
+    #[error("listing the loaded programs to tell {purpose} failed (lbd needs CAP_SYS_ADMIN for it): {reason}")]
+    ProgramsUnlisted {
+        /// What the listing was to tell.
+        purpose: &'static str,
+        /// Why it failed, with the errno.
+        reason: String,
+    },
     /// An id is beyond what the maps were sized for.
     #[error("{what} {id} is out of range (capacity {capacity})")]
     OutOfRange {
@@ -307,6 +317,9 @@ pub struct Dataplane {
     staged: Vec<&'static str>,
     /// The staged maps took their names (`promote_staged`).
     promoted: bool,
+    /// lbd's pins as this load found them: undoing a failed first start
+    /// (`detach_made_here`) removes only what it made.
+    found_pins: crate::pinning::PinSnapshot,
 }
 
 /// Removes the maps a load staged (`adopt::place_pins`) when it fails
@@ -449,6 +462,7 @@ impl Dataplane {
         let mut legacy = None;
         let mut legacy_nat = None;
         let mut staged = Vec::new();
+        let mut found_pins = crate::pinning::PinSnapshot::default();
         let mut unstage = UnstageOnError {
             staged: None,
             made: None,
@@ -458,6 +472,7 @@ impl Dataplane {
             // What a previous start staged and did not pin under their
             // names, finished or undone before the pins are read.
             recover_staged(pins)?;
+            found_pins = pins.snapshot()?;
             unstage.staged = Some(pins);
             // Tables whose flows a previous layout's table carries over
             // are not needed for adoption; nothing is moved before the
@@ -550,6 +565,7 @@ impl Dataplane {
             re_place_pending: false,
             staged,
             promoted: false,
+            found_pins,
         };
         // From here the data plane's drop removes what is staged.
         unstage.staged = None;

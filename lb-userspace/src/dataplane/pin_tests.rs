@@ -387,3 +387,121 @@ fn a_load_that_fails_removes_the_pins_it_made_under_their_names() {
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A first start that does not adopt the pinned state (the file's VIPs
+/// outgrew it) and fails is undone (`detach_made_here`): the maps it
+/// made go, the previous lbd's pins stay exactly as they were, and the
+/// next start adopts them. A stop for good (`detach`) took them all.
+#[test]
+fn undoing_a_failed_start_leaves_the_previous_pins_as_they_were() {
+    let Some(bpffs) = TestBpffs::new("undo-fresh") else {
+        return;
+    };
+    let pins = bpffs.pins();
+    drop(Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("the previous lbd"));
+    let before = pinned_ids(&pins);
+    let mut grown = Dataplane::load_with(sizes(8, 4096), &pinned(&pins)).expect("grown");
+    assert!(!grown.adopted(), "VIPS does not fit: nothing adopted");
+    // Its maps took their names (as once its program ran).
+    grown.promote_staged().expect("promoted");
+    let made = pinned_ids(&pins);
+    assert_ne!(made, before, "the grown start's maps are pinned now");
+    std::os::unix::fs::symlink("pid=1", pins.root().join("lbd-owner")).expect("an owner record");
+    grown.detach_made_here().expect("undone");
+    drop(grown);
+    // What it made (a new id under the name) went; what it adopted
+    // (the same id) stays.
+    for ((name, was), ((_, now), (_, after))) in
+        before.iter().zip(made.iter().zip(pinned_ids(&pins).iter()))
+    {
+        let expected = if now == was { *was } else { None };
+        assert_eq!(*after, expected, "{name}");
+    }
+    assert!(
+        !pins.root().join("lbd-owner").exists(),
+        "the owner record goes"
+    );
+
+    // The same undo before its maps took their names: the previous
+    // lbd's stay, every one.
+    let bpffs = TestBpffs::new("undo-fresh-staged").expect("root");
+    let pins = bpffs.pins();
+    drop(Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("the previous lbd"));
+    let before = pinned_ids(&pins);
+    let mut grown = Dataplane::load_with(sizes(8, 4096), &pinned(&pins)).expect("grown");
+    grown.detach_made_here().expect("undone");
+    drop(grown);
+    assert_eq!(pinned_ids(&pins), before, "the previous lbd's pins stay");
+    let next = Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("reverted");
+    assert!(next.adopted(), "the next start adopts them");
+}
+
+/// lb-decap pins its links under lbd's names (`xdp-link-<if>`) and may
+/// share the pin directory: a link that runs another program is not
+/// lbd's, and neither a stop for good (`remove_all`, `--cleanup`) nor a
+/// start on another interface (`remove_other_interfaces`) removes it;
+/// lbd's own link goes. Here `xdp_pass` stands for lb-decap's program,
+/// on `lo` of a network namespace of the test thread's own, and lbd's
+/// `xdp_lb` on a veth pair there.
+#[test]
+fn links_of_other_programs_under_lbd_names_are_left_alone() {
+    use aya::programs::{links::FdLink, XdpMode};
+
+    use super::attach::xdp_program;
+    use crate::pinning::{link_owner, LinkOwner};
+    let Some(bpffs) = TestBpffs::new("foreign-link") else {
+        return;
+    };
+    let pins = bpffs.pins();
+    std::thread::spawn(move || {
+        // SAFETY: unshare affects only this thread (and the processes it
+        // starts).
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+        let status = std::process::Command::new("ip")
+            .args([
+                "link", "add", "h3dum0", "type", "veth", "peer", "name", "h3dum1",
+            ])
+            .status()
+            .expect("running ip");
+        assert!(status.success(), "ip link add h3dum0 (veth)");
+        let mut dataplane =
+            Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("the data plane");
+        let pin = |dataplane: &mut Dataplane,
+                   program: &'static str,
+                   interface: &str,
+                   at: &std::path::Path| {
+            let xdp = xdp_program(&mut dataplane.ebpf, program).expect("the program");
+            let id = xdp.attach(interface, XdpMode::Skb).expect("attached");
+            let link = FdLink::try_from(xdp.take_link(id).expect("its link")).expect("a link");
+            link.pin(at).expect("pinned");
+        };
+        let foreign = pins.link_path("h3decap");
+        let ours = pins.link_path("h3old");
+        pin(&mut dataplane, names::PROG_PASS, "lo", &foreign);
+        pin(&mut dataplane, names::PROG_LB, "h3dum0", &ours);
+        assert_eq!(
+            link_owner(&foreign),
+            LinkOwner::Other(names::PROG_PASS.to_owned())
+        );
+        assert_eq!(link_owner(&ours), LinkOwner::Lbd);
+
+        let removed = dataplane.remove_other_interfaces("h3new").expect("removed");
+        assert_eq!(removed, ["h3old"], "lbd's link on another interface goes");
+        assert!(foreign.exists(), "another program's link stays");
+
+        // On the peer: the kernel detaches a link whose pin went
+        // asynchronously, so h3dum0 may still be busy.
+        pin(&mut dataplane, names::PROG_LB, "h3dum1", &ours);
+        let removed = pins.remove_all().expect("removed");
+        assert!(removed.contains(&ours), "{removed:?}");
+        assert!(!removed.contains(&foreign), "{removed:?}");
+        assert!(foreign.exists(), "another program's link stays");
+        assert_eq!(
+            link_owner(&foreign),
+            LinkOwner::Other(names::PROG_PASS.to_owned()),
+            "still attached"
+        );
+    })
+    .join()
+    .expect("the test's thread (see its panic above)");
+}

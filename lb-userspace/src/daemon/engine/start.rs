@@ -577,10 +577,11 @@ fn fresh_node(adopted: bool, found: FoundHooks) -> bool {
 
 /// Detaches the program, if attached, and removes the pins of a data
 /// plane this lbd loaded on a fresh node (see [`fresh_node`]) whose start
-/// failed. A failure is logged: lbd exits next, and `lbd --cleanup`
+/// failed: only those this start made, a previous lbd's stay as they
+/// were. A failure is logged: lbd exits next, and `lbd --cleanup`
 /// removes what is left.
 fn remove_fresh_dataplane(dataplane: &mut Dataplane) {
-    if let Err(error) = dataplane.detach() {
+    if let Err(error) = dataplane.detach_made_here() {
         tracing::warn!(error = %format!("{error:#}"), "removing the data plane after the failed start failed; `lbd --cleanup` removes it");
     }
 }

@@ -7,9 +7,10 @@
 //! interface it runs native XDP on, it reads the offload flags (the legacy
 //! `ETHTOOL_GFLAGS` ioctl) and warns, naming the ways out (`ethtool -K
 //! <if> rxvlan off`, or `attach = "tc"`, where the skb keeps the tag).
-//! Virtual devices (veth, bonds, VLAN devices) have no descriptor to strip
-//! a tag into, and generic XDP and tc run on the skb; none is warned
-//! about.
+//! Virtual devices (veth, VLAN devices) have no descriptor to strip a
+//! tag into, and generic XDP and tc run on the skb; none is warned
+//! about. A bond is virtual too, but native XDP on a bond runs in its
+//! slaves' drivers, which strip the tag: its physical slaves are checked.
 
 use std::{
     io,
@@ -54,13 +55,21 @@ pub(crate) fn warning(interface: &str) -> String {
     )
 }
 
-/// Whether `interface` is a physical device (it has a `device` in sysfs;
-/// veth and other virtual devices do not).
-pub(crate) fn is_physical(interface: &str) -> bool {
-    Path::new("/sys/class/net")
-        .join(interface)
-        .join("device")
-        .exists()
+/// The devices whose NICs strip the tags of what `interface` receives,
+/// under sysfs' `net` directory `class_net` (`/sys/class/net`):
+/// `interface` itself if physical; a bond's physical slaves (a bond has
+/// no `device`, its `bonding/slaves` lists them); none otherwise.
+pub(crate) fn stripping_devices(class_net: &Path, interface: &str) -> Vec<String> {
+    let physical = |name: &str| class_net.join(name).join("device").exists();
+    if physical(interface) {
+        return vec![interface.to_owned()];
+    }
+    std::fs::read_to_string(class_net.join(interface).join("bonding").join("slaves"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|slave| physical(slave))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `interface`'s legacy offload flags (`ETHTOOL_GFLAGS`), in this
@@ -107,13 +116,18 @@ pub(crate) fn warn_if_tags_lost(interface: &str, mode: XdpMode) {
     if mode == XdpMode::Generic {
         return;
     }
-    match ethtool_flags(interface) {
-        Ok(flags) if tags_lost(mode, is_physical(interface), flags) => {
-            warn!(%interface, "{}", warning(interface));
-        }
-        Ok(_) => {}
-        Err(error) => {
-            debug!(%interface, %error, "reading the offload flags (ETHTOOL_GFLAGS) failed: RX VLAN offload not checked");
+    for device in stripping_devices(Path::new("/sys/class/net"), interface) {
+        match ethtool_flags(&device) {
+            Ok(flags) if tags_lost(mode, true, flags) && device == interface => {
+                warn!(%interface, "{}", warning(interface));
+            }
+            Ok(flags) if tags_lost(mode, true, flags) => {
+                warn!(%interface, slave = %device, "{} (a slave of bond {interface}: native XDP on the bond runs in its slaves' drivers)", warning(&device));
+            }
+            Ok(_) => {}
+            Err(error) => {
+                debug!(%interface, %device, %error, "reading the offload flags (ETHTOOL_GFLAGS) failed: RX VLAN offload not checked");
+            }
         }
     }
 }
@@ -147,6 +161,29 @@ mod tests {
         assert!(message.contains("attach = \"tc\""), "{message}");
     }
 
+    /// Native XDP on a bond runs in its slaves' drivers: its physical
+    /// slaves are checked (a bond has no `device` of its own), virtual
+    /// ones are not; a physical interface is checked itself, and a
+    /// virtual one that is no bond yields nothing.
+    #[test]
+    fn a_bond_is_checked_through_its_physical_slaves() {
+        let root = std::env::temp_dir().join(format!("lbd-vlan-sysfs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for dir in ["eth0/device", "eth1/device", "veth0", "bond0/bonding", "lo"] {
+            std::fs::create_dir_all(root.join(dir)).expect("a sysfs directory");
+        }
+        std::fs::write(root.join("bond0/bonding/slaves"), "eth0 veth0 eth1\n").expect("slaves");
+        let bond = stripping_devices(&root, "bond0");
+        let eth = stripping_devices(&root, "eth0");
+        let virtual_device = stripping_devices(&root, "lo");
+        let missing = stripping_devices(&root, "eth9");
+        let _ = std::fs::remove_dir_all(&root);
+        assert_eq!(bond, ["eth0", "eth1"]);
+        assert_eq!(eth, ["eth0"]);
+        assert!(virtual_device.is_empty());
+        assert!(missing.is_empty());
+    }
+
     /// `ip` in this thread's network namespace.
     fn ip(args: &[&str]) {
         let status = std::process::Command::new("ip")
@@ -175,8 +212,8 @@ mod tests {
             ip(&["link", "add", "vo0", "type", "veth", "peer", "name", "vo1"]);
             let flags = ethtool_flags("vo0").expect("reading vo0's flags");
             assert_ne!(flags & ETH_FLAG_RXVLAN, 0, "veth: rxvlan on ({flags:#x})");
-            assert!(!is_physical("vo0"));
-            assert!(!tags_lost(XdpMode::Native, is_physical("vo0"), flags));
+            let class_net = Path::new("/sys/class/net");
+            assert!(stripping_devices(class_net, "vo0").is_empty(), "virtual");
             let status = std::process::Command::new("ethtool")
                 .args(["-K", "vo0", "rxvlan", "off"])
                 .status()
