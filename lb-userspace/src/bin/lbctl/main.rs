@@ -64,7 +64,7 @@ Exit status:
   0  done
   1  other failure (also: output that could not be written)
   2  bad usage, or a request lbd refused; nothing changed
-  3  no such VIP or backend
+  3  no such VIP, backend, ACL rule or limit
   4  exists already
   5  lbd not reachable, too busy, or shutting down (a restart):
      nothing was done; try again later
@@ -75,7 +75,8 @@ Exit status:
   7  a drain that --wait watched was ended by another change
      (undrained, put in maintenance, removed; a node made active
      again)
-  8  lbd did not answer a change within --api-timeout; lbd finishes
+  8  lbd did not answer a change (within --api-timeout, or its
+     connection ended first); lbd finishes
      a change whose caller has gone, so it may be applied: look at
      `lbctl status` before trying again
   9  a drain that --wait watched ran out of live flows because its
@@ -318,7 +319,7 @@ mod tests {
             "Exit status:",
             "0  done",
             "it may be applied: look at",
-            "8  lbd did not answer a change within",
+            "8  lbd did not answer a change (within",
         ] {
             let text = text.replace('-', "\\-");
             assert!(page.contains(&text), "{text:?} not in {page}");
