@@ -54,6 +54,12 @@ impl Exporter<'_> {
             .nat
             .as_ref()
             .map(|nat| vec![(Vec::new(), to_i64(nat.memory_bytes))]);
+        let errors = s.nat.as_ref().map_or_else(Vec::new, |nat| {
+            vec![
+                (labels(&[("kind", "removal")]), nat.reap_failed),
+                (labels(&[("kind", "read")]), nat.read_errors),
+            ]
+        });
         let (flows, capacity, reaped) = match &s.nat {
             Some(nat) => (
                 lb_common::nat::NatFlowState::ALL
@@ -98,6 +104,12 @@ impl Exporter<'_> {
             "NAT flows freed by the reaper, by reason",
             None,
             reaped,
+        );
+        self.counter(
+            "nat_reaper_errors",
+            "NAT flow table operations of the reaper that failed: removals the table refused (retried next sweep), reads that started the sweep over",
+            None,
+            errors,
         );
     }
 }

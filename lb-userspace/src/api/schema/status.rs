@@ -166,6 +166,15 @@ pub struct NatStatus {
     pub orphans: u64,
     /// Flows freed because their backend was removed, since start.
     pub backend_gone: u64,
+    /// Removals the table refused, since start (retried next sweep): a
+    /// count that keeps growing means flows the reaper cannot free. 0
+    /// from an lbd that did not say.
+    #[serde(default)]
+    pub reap_failed: u64,
+    /// Reads of the table that failed, since start (each started the
+    /// sweep over). 0 from an lbd that did not say.
+    #[serde(default)]
+    pub read_errors: u64,
     /// Whether the table is nearly full, so closed flows are freed after a
     /// second instead of `tcp_time_wait_timeout_s` / `tcp_closed_timeout_s`
     /// (`nat::reaper::pressed`).

@@ -493,6 +493,18 @@ fn nat_table_line(nat: &lb_userspace::api::schema::NatStatus) -> String {
         nat.expired,
         nat.orphans,
         nat.backend_gone
+    ) + &reaper_errors(nat)
+}
+
+/// The reaper's failures, shown only when there were any: a table that
+/// refuses removals or reads keeps flows the reaper cannot free.
+fn reaper_errors(nat: &lb_userspace::api::schema::NatStatus) -> String {
+    if nat.reap_failed == 0 && nat.read_errors == 0 {
+        return String::new();
+    }
+    format!(
+        "; reaper errors: {} removals refused, {} reads failed",
+        nat.reap_failed, nat.read_errors
     )
 }
 
@@ -965,6 +977,8 @@ mod tests {
             expired: 1,
             orphans: 0,
             backend_gone: 2,
+            reap_failed: 0,
+            read_errors: 0,
             pressure: false,
         };
         assert_eq!(
@@ -973,11 +987,20 @@ mod tests {
         );
         let pressed = NatStatus {
             pressure: true,
-            ..table
+            ..table.clone()
         };
         assert_eq!(
             nat_table_line(&pressed),
             "NAT flows: established=15 (table 1024 entries, 0.3 MiB, nearly full: closed flows freed after 1 s); reaped: 1 expired, 0 orphans, 2 of removed backends"
+        );
+        let failing = NatStatus {
+            reap_failed: 3,
+            read_errors: 1,
+            ..table
+        };
+        assert_eq!(
+            nat_table_line(&failing),
+            "NAT flows: established=15 (table 1024 entries, 0.3 MiB); reaped: 1 expired, 0 orphans, 2 of removed backends; reaper errors: 3 removals refused, 1 reads failed"
         );
     }
 

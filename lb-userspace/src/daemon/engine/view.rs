@@ -318,6 +318,8 @@ impl Engine {
             expired: reaped.expired,
             orphans: reaped.orphans,
             backend_gone: reaped.backend_gone,
+            reap_failed: reaped.failed,
+            read_errors: self.nat.reaper.read_errors,
             pressure: self.nat.pressure.on(),
         })
     }
