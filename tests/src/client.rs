@@ -143,6 +143,11 @@ impl KeepAlive {
         })?
     }
 
+    /// The client's end of the connection (to look its flow up).
+    pub fn local(&self) -> anyhow::Result<std::net::SocketAddr> {
+        Ok(self.stream.local_addr()?)
+    }
+
     /// Sends one GET / and returns the body (the backend's name).
     pub fn request(&mut self) -> anyhow::Result<String> {
         use std::io::Write as _;

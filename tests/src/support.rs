@@ -153,6 +153,62 @@ pub fn restart_both_ways(
     third
 }
 
+/// `lbctl flow` of lbd on `node` for the flow from `client` to `vip`,
+/// port 80/tcp, as JSON; panics when lbctl fails.
+pub fn flow_on(
+    lab: &Lab,
+    node: &Host,
+    vip: IpAddr,
+    client: std::net::SocketAddr,
+) -> lb_userspace::api::flow_schema::FlowExplanation {
+    let vip = std::net::SocketAddr::new(vip, HTTP_PORT);
+    let args = ["flow", &format!("{vip}/tcp"), &client.to_string(), "--json"];
+    let out = lab.lbctl_on(node, &args).expect("run lbctl");
+    assert!(
+        out.status.success(),
+        "lbctl {args:?} on {}: {}",
+        node.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("flow JSON")
+}
+
+/// Asserts that lbd on `node` holds the flow from `client` to `vip` (port
+/// 80/tcp) in its connection table, pinned to backend `backend` (a name:
+/// b1..; by its IPv4 or IPv6 address). Asked before the flow's next
+/// packet after a restart, this shows the connection table was kept: in
+/// a lost one the flow has no entry until its next packet, which takes
+/// Maglev's pick again (the same backend when the backend set is the
+/// same, so the connection itself would not notice). `when` names the
+/// moment in the failure.
+pub fn assert_tracked_on(
+    lab: &Lab,
+    node: &Host,
+    vip: IpAddr,
+    client: std::net::SocketAddr,
+    backend: &str,
+    when: &str,
+) {
+    use lb_userspace::api::flow_schema::FlowDecision;
+    let host = lab
+        .backends
+        .iter()
+        .find(|b| b.name == backend)
+        .unwrap_or_else(|| panic!("no backend {backend}"));
+    let addresses = [IpAddr::V4(host.ipv4), IpAddr::V6(host.ipv6)];
+    let flow = flow_on(lab, node, vip, client);
+    assert!(
+        flow.decision == FlowDecision::Tracked
+            && flow.entry.is_some()
+            && flow
+                .backend
+                .as_ref()
+                .is_some_and(|b| addresses.contains(&b.address)),
+        "{when}: lbd on {} does not track {client} -> {vip} to {backend}: {flow:?}",
+        node.name
+    );
+}
+
 /// Backend `address` of the first VIP in `status`; panics if it is not
 /// there.
 pub fn backend(status: &Status, address: &str) -> BackendStatus {
@@ -348,6 +404,100 @@ pub fn open_streams_by_move(lab: &Lab, moving: usize, staying: usize) -> Vec<cra
             stream
         })
         .collect()
+}
+
+/// lbd's Maglev table (65,537 slots, `maglev_mode = "consistent"`) for
+/// the lab's IPv4 VIP over `members`, each a lab backend's name and its
+/// weight (those up and enabled: a backend down or removed is not one):
+/// the model of where a new flow goes, built once for many look-ups.
+pub struct MaglevModel {
+    table: Vec<u32>,
+    names: Vec<String>,
+}
+
+impl MaglevModel {
+    /// The table of `members` (name, weight), e.g. `[("b1", 100), ("b2",
+    /// 100)]`.
+    pub fn new(lab: &Lab, members: &[(&str, u32)]) -> Self {
+        use lb_userspace::maglev::{build_table, MaglevBackend};
+        let keys: Vec<[u8; 4]> = members
+            .iter()
+            .map(|(name, _)| {
+                lab.backends
+                    .iter()
+                    .find(|b| b.name == *name)
+                    .unwrap_or_else(|| panic!("no backend named {name:?}"))
+                    .ipv4
+                    .octets()
+            })
+            .collect();
+        let backends: Vec<MaglevBackend<'_>> = keys
+            .iter()
+            .zip(members)
+            .zip(1u32..)
+            .map(|((key, (_, weight)), id)| MaglevBackend {
+                key,
+                weight: *weight,
+                id,
+            })
+            .collect();
+        MaglevModel {
+            table: build_table(&backends, 65_537).expect("maglev table"),
+            names: members.iter().map(|(name, _)| (*name).to_owned()).collect(),
+        }
+    }
+
+    /// The backend (its name) a new flow from `local` to the IPv4 VIP's
+    /// HTTP port takes.
+    pub fn pick(&self, local: std::net::SocketAddr) -> String {
+        use lb_common::{
+            consts::{AF_INET, IPPROTO_TCP},
+            hash::flow_hash,
+            FlowKey,
+        };
+        use lb_userspace::reconcile::addr_words;
+        let (src, _) = addr_words(local.ip());
+        let (dst, _) = addr_words(IpAddr::V4(VIP4));
+        let key = FlowKey {
+            src,
+            dst,
+            sport: local.port().to_be(),
+            dport: crate::lab::HTTP_PORT.to_be(),
+            proto: IPPROTO_TCP,
+            family: AF_INET,
+            _pad: 0,
+        };
+        let id = self.table[(flow_hash(&key) % self.table.len() as u32) as usize];
+        self.names[id as usize - 1].clone()
+    }
+}
+
+/// `count` source addresses of the lab's client, from `ports` (keep them
+/// below the ephemeral range, 32768 and up), whose pick under `from` is
+/// one of `stays`
+/// (backends that stay through a change) and differs under `to`: a
+/// connection opened from one under `from` keeps its backend once `to`
+/// is in service only through the connection table.
+pub fn sources_moving_between(
+    lab: &Lab,
+    from: &MaglevModel,
+    to: &MaglevModel,
+    stays: &[&str],
+    ports: std::ops::Range<u16>,
+    count: usize,
+) -> Vec<std::net::SocketAddr> {
+    let source = |port: u16| std::net::SocketAddr::new(IpAddr::V4(lab.client.ipv4), port);
+    let found: Vec<std::net::SocketAddr> = ports
+        .clone()
+        .map(source)
+        .filter(|s| {
+            let was = from.pick(*s);
+            stays.contains(&was.as_str()) && to.pick(*s) != was
+        })
+        .take(count)
+        .collect();
+    assert_eq!(found.len(), count, "too few moving sources in {ports:?}");
+    found
 }
 
 /// Asserts that each of three backends served 33 % ± 8 % of `total`

@@ -7,6 +7,10 @@
 use std::{
     collections::BTreeMap,
     net::IpAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -14,7 +18,7 @@ use std::{
 use lb_tests::{
     bgplab::{BgpLab, BgpSpec},
     client::{self, Load},
-    http,
+    http::{self, LongStream},
     lab::{VIP4, VIP6},
     support::wait_until,
 };
@@ -147,19 +151,22 @@ struct Outcome {
 /// flow state lands on another backend and breaks: only replication
 /// saves it), runs `event` under a load of new connections, and collects
 /// what happened to the streams. `lost` is the node the event takes
-/// away, if any.
+/// away, if any. Each stream goes on (`/slow` bodies, see [`LongStream`])
+/// until a whole body asked for after the event has arrived, so every one
+/// is still running when the event comes and crosses it.
 fn across(
     lab: &mut BgpLab,
     count: usize,
     lost: Option<usize>,
     event: impl FnOnce(&mut BgpLab),
 ) -> Outcome {
+    let happened = Arc::new(AtomicBool::new(false));
     let mut streams = Vec::new();
     for i in 0..count {
         let vip = if i % 4 == 3 { v6() } else { v4() };
         streams.push((
             vip,
-            http::try_open_stream(&lab.lab.client.netns, vip).expect("stream"),
+            LongStream::open(&lab.lab.client.netns, vip, None, &happened, "event"),
         ));
     }
     let before: Vec<Option<usize>> = streams
@@ -179,13 +186,19 @@ fn across(
     let load = Load::start(&lab.lab.client.netns, v4(), Duration::from_secs(20));
     thread::sleep(Duration::from_millis(300));
     event(lab);
+    // Every body asked for from now on crosses what the event changed.
+    happened.store(true, Ordering::SeqCst);
     let after: Vec<Option<usize>> = streams
         .iter()
         .map(|(vip, s)| lab.node_of_flow(s.local, *vip).expect("route get"))
         .collect();
     let broken: Vec<String> = streams
         .into_iter()
-        .filter_map(|(_, s)| s.finish().err())
+        .filter_map(|(vip, s)| match s.handle.join() {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(format!("{} -> {vip} ({}): {e}", s.local, s.first.backend)),
+            Err(_) => Some(format!("{} -> {vip}: the stream thread panicked", s.local)),
+        })
         .collect();
     let results = load.finish().expect("load");
     let moved: Vec<usize> = (0..count).filter(|&i| before[i] != after[i]).collect();
@@ -350,6 +363,12 @@ fn a_fourth_node_takes_its_share_without_breaking_a_stream() {
     // It announced once it had every peer's flows, not on a timer.
     let gate = lab.node_status(3).bgp.expect("bgp status").startup;
     assert_eq!(gate, StartupStatus::Open(Opened::PeersSynced));
+    // The router moved some streams to the new node (a quarter of 24 is
+    // expected): only those cross to a node that did not see them start.
+    assert!(
+        outcome.moved > 0,
+        "no stream changed node when the fourth joined"
+    );
     assert_nothing_broke(&outcome);
     assert_eq!(lab.next_hops(v4()).expect("route").len(), 4);
 

@@ -13,7 +13,8 @@ use lb_tests::{
     client::{self, KeepAlive},
     lab::{Lab, VIP4},
     support::{
-        counter, grown, lbctl_ok, load, maglev_choice, sources_by_move, status, wait_health,
+        counter, grown, lbctl_ok, load, maglev_choice, sources_by_move, sources_moving_between,
+        status, wait_health, MaglevModel,
     },
 };
 use lb_userspace::api::{
@@ -32,7 +33,16 @@ const CHECKS: &str = "[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterv
 
 /// b3's link goes down and up 20 times, each time long enough for the
 /// checks to take it out and bring it back: every kept-alive connection
-/// to b1 and b2 answers from its own backend after every flap.
+/// to b1 and b2 answers from its own backend while b3 is out and after
+/// it is back. Their source ports are picked from the Maglev model so
+/// that in each phase some are held only by their connection-table
+/// entries: `before` were opened with b3 in and hash to the other of b1
+/// and b2 while it is out; `during` were opened while b3 was first out
+/// and hash to another backend (mostly b3) once it is back. A connection
+/// whose entry a health change dropped would reach another backend and
+/// break. In each phase a new connection from another port shows which
+/// table serves (b3's pick goes elsewhere while it is out, and b3 takes
+/// its own once back).
 #[test]
 fn a_flapping_backend_moves_no_flow_of_a_healthy_one() {
     let mut lab = Lab::start(3).expect("lab");
@@ -42,32 +52,70 @@ fn a_flapping_backend_moves_no_flow_of_a_healthy_one() {
     for b in ["198.18.0.11", "198.18.0.12", "198.18.0.13"] {
         wait_health(&lab, b, HealthStatus::Up);
     }
-    let mut conns = KeepAlive::open(&lab.client.netns, IpAddr::V4(VIP4), 48).expect("open");
-    let mut healthy: Vec<(KeepAlive, String)> = Vec::new();
-    for mut conn in conns.drain(..) {
+    const FLAPS: usize = 20;
+    let three = MaglevModel::new(&lab, &[("b1", 100), ("b2", 100), ("b3", 100)]);
+    let two = MaglevModel::new(&lab, &[("b1", 100), ("b2", 100)]);
+    // Few move between b1 and b2 when b3 leaves: a wide range of ports.
+    let before = sources_moving_between(&lab, &three, &two, &["b1", "b2"], 2_000..20_000, 8);
+    let during = sources_moving_between(&lab, &two, &three, &["b1", "b2"], 20_000..26_000, 16);
+    let mut out_controls =
+        sources_moving_between(&lab, &three, &two, &["b3"], 26_000..29_000, FLAPS).into_iter();
+    let mut back_controls =
+        sources_moving_between(&lab, &two, &three, &["b1", "b2"], 29_000..32_000, FLAPS)
+            .into_iter();
+    let open = |lab: &Lab, from: SocketAddr, model: &MaglevModel| {
+        let mut conn = KeepAlive::open_from_port(&lab.client.netns, IpAddr::V4(VIP4), from.port())
+            .expect("open");
         let backend = conn.request().expect("request");
-        if backend != "b3" {
-            healthy.push((conn, backend));
-        }
-    }
-    assert!(healthy.len() >= 20, "{} healthy connections", healthy.len());
+        assert_eq!(
+            backend,
+            model.pick(from),
+            "lbd's choice for {from} differs from the model's"
+        );
+        (conn, backend)
+    };
+    let mut healthy: Vec<(KeepAlive, String)> = before
+        .iter()
+        .map(|from| open(&lab, *from, &three))
+        .collect();
     let b3 = lab.backends[2].clone();
     let load_started = Instant::now();
     let load = load(&lab, Duration::from_secs(120));
     let mut requests = 0;
     let mut windows = Vec::new();
-    for _ in 0..20 {
+    for flap in 0..FLAPS {
         let down = load_started.elapsed();
         lab.set_link(&b3, false).expect("down");
         wait_health(&lab, "198.18.0.13", HealthStatus::Down);
         windows.push((down, load_started.elapsed()));
-        lab.set_link(&b3, true).expect("up");
-        wait_health(&lab, "198.18.0.13", HealthStatus::Up);
+        // The control: a new flow from one of b3's ports takes the pick
+        // without b3.
+        drop(open(&lab, out_controls.next().expect("a control"), &two));
+        if flap == 0 {
+            healthy.extend(during.iter().map(|from| open(&lab, *from, &two)));
+        }
         for (conn, backend) in &mut healthy {
             assert_eq!(
-                &conn.request().expect("request on a healthy backend"),
+                &conn
+                    .request()
+                    .expect("request on a healthy backend while b3 is out"),
                 backend,
-                "a flow of a healthy backend moved"
+                "a flow of a healthy backend moved while b3 was out"
+            );
+            requests += 1;
+        }
+        lab.set_link(&b3, true).expect("up");
+        wait_health(&lab, "198.18.0.13", HealthStatus::Up);
+        // The control: a new flow from a port that moves when b3 comes
+        // back takes the pick with b3.
+        drop(open(&lab, back_controls.next().expect("a control"), &three));
+        for (conn, backend) in &mut healthy {
+            assert_eq!(
+                &conn
+                    .request()
+                    .expect("request on a healthy backend after b3 is back"),
+                backend,
+                "a flow of a healthy backend moved after b3 was back"
             );
             requests += 1;
         }
@@ -98,9 +146,11 @@ fn a_flapping_backend_moves_no_flow_of_a_healthy_one() {
         .unwrap_or(0);
     assert!(transitions >= 40, "{transitions} transitions of b3");
     eprintln!(
-        "RELIABILITY: flap x20: {} kept-alive connections to b1/b2, {requests} requests on them, 0 moved; \
+        "RELIABILITY: flap x20: {} kept-alive connections to b1/b2 ({} held only by the connection table while b3 was out, {} once it was back), {requests} requests on them while b3 was out and after, 0 moved; \
          {} new connections alongside, {failed} failed, all while b3 was down and not yet detected; {transitions} health transitions",
         healthy.len(),
+        before.len(),
+        during.len(),
         results.len()
     );
 }
@@ -245,7 +295,12 @@ fn backend_address(lab: &Lab, name: &str) -> IpAddr {
 
 /// A hundred reloads while serving, alternating two files (a weight
 /// change): every reload applies, no request fails, and kept-alive
-/// connections stay where they are.
+/// connections stay where they are. Each was opened under the even
+/// weights from a source port whose Maglev pick differs under the
+/// uneven ones, and each is asked while those are in service (every
+/// tenth reload, after a new connection from another such port showed
+/// the uneven table serves) as well as at the end: a reload that lost
+/// the connection table would move them to their uneven pick.
 #[test]
 fn a_hundred_reloads_under_load_lose_nothing() {
     let mut lab = Lab::start(3).expect("lab");
@@ -258,13 +313,40 @@ fn a_hundred_reloads_under_load_lose_nothing() {
     );
     assert_ne!(even, uneven);
     lab.start_lbd(&even).expect("lbd");
-    let mut conns = KeepAlive::open(&lab.client.netns, IpAddr::V4(VIP4), 24).expect("open");
-    let first: Vec<String> = conns
-        .iter_mut()
-        .map(|c| c.request().expect("request"))
+    for b in ["198.18.0.11", "198.18.0.12", "198.18.0.13"] {
+        wait_health(&lab, b, HealthStatus::Up);
+    }
+    const KEPT: usize = 24;
+    const ASKED_EVERY: usize = 10;
+    let even_model = MaglevModel::new(&lab, &[("b1", 100), ("b2", 100), ("b3", 100)]);
+    let uneven_model = MaglevModel::new(&lab, &[("b1", 100), ("b2", 100), ("b3", 300)]);
+    let mut sources = sources_moving_between(
+        &lab,
+        &even_model,
+        &uneven_model,
+        &["b1", "b2", "b3"],
+        20_000..32_000,
+        KEPT + 100 / ASKED_EVERY,
+    );
+    let mut controls = sources.split_off(KEPT).into_iter();
+    let mut conns: Vec<(KeepAlive, String)> = sources
+        .into_iter()
+        .map(|from| {
+            let mut conn =
+                KeepAlive::open_from_port(&lab.client.netns, IpAddr::V4(VIP4), from.port())
+                    .expect("open");
+            let backend = conn.request().expect("request");
+            assert_eq!(
+                backend,
+                even_model.pick(from),
+                "lbd's choice for {from} differs from the model's"
+            );
+            (conn, backend)
+        })
         .collect();
     let load = load(&lab, Duration::from_secs(120));
     let started = Instant::now();
+    let mut asked = 0;
     for i in 0..100 {
         let config = if i % 2 == 0 { &uneven } else { &even };
         lab.write_lbd_config(config).expect("write");
@@ -275,6 +357,28 @@ fn a_hundred_reloads_under_load_lose_nothing() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        if i % ASKED_EVERY == 0 {
+            // The uneven weights serve: a flow the table does not hold
+            // takes their pick.
+            let from = controls.next().expect("a control source");
+            let mut control =
+                KeepAlive::open_from_port(&lab.client.netns, IpAddr::V4(VIP4), from.port())
+                    .expect("open a control");
+            assert_eq!(
+                control.request().expect("the control's request"),
+                uneven_model.pick(from),
+                "a new flow from {from} after reload {i} does not take the uneven pick"
+            );
+            drop(control);
+            for (conn, backend) in &mut conns {
+                assert_eq!(
+                    &conn.request().expect("request under the uneven weights"),
+                    backend,
+                    "a kept-alive connection moved under the uneven weights (reload {i})"
+                );
+                asked += 1;
+            }
+        }
     }
     let took = started.elapsed();
     let results = load.finish().expect("load");
@@ -285,14 +389,15 @@ fn a_hundred_reloads_under_load_lose_nothing() {
         failed.len(),
         results.len()
     );
-    for (conn, backend) in conns.iter_mut().zip(&first) {
+    for (conn, backend) in &mut conns {
         assert_eq!(&conn.request().expect("request"), backend);
+        asked += 1;
     }
     let reloads = status(&lab).reloads;
     assert_eq!(reloads.succeeded, 100, "{reloads:?}");
     assert_eq!(reloads.failed, 0);
     eprintln!(
-        "RELIABILITY: 100 reloads in {:.1} s: {} requests alongside, 0 failed; 24 kept-alive connections, 0 moved",
+        "RELIABILITY: 100 reloads in {:.1} s: {} requests alongside, 0 failed; {KEPT} kept-alive connections (each hashed elsewhere under the uneven weights), {asked} requests on them under the uneven weights and after, 0 moved",
         took.as_secs_f64(),
         results.len()
     );

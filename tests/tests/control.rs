@@ -5,7 +5,7 @@
 
 use std::{
     collections::BTreeMap,
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -17,9 +17,15 @@ use std::{
 use lb_tests::{
     client::{self, KeepAlive},
     lab::{Lab, VIP4},
-    support::{backend, ip, lbctl_in_background, lbctl_ok, lbctl_outcome, status},
+    support::{
+        backend, ip, lbctl_in_background, lbctl_ok, lbctl_outcome, maglev_choice, sources_by_move,
+        sources_moving_between, status, MaglevModel,
+    },
 };
-use lb_userspace::api::schema::{BackendState, BackendStatus, HealthStatus, Status};
+use lb_userspace::api::{
+    flow_schema::{FlowDecision, FlowExplanation},
+    schema::{BackendState, BackendStatus, HealthStatus, Status},
+};
 
 const VIP: &str = "198.18.0.100:80/tcp";
 /// A liveness bound for the detection test, not a target (how long
@@ -187,6 +193,26 @@ fn keep_busy(
     })
 }
 
+/// Kept-alive connections from `sources`, each checked to land on the
+/// Maglev pick of the lab's first `backends` backends.
+fn open_from(lab: &Lab, sources: &[SocketAddr], backends: usize) -> Vec<KeepAlive> {
+    sources
+        .iter()
+        .map(|from| {
+            let mut conn =
+                KeepAlive::open_from_port(&lab.client.netns, IpAddr::V4(VIP4), from.port())
+                    .expect("open");
+            let served = conn.request().expect("request");
+            assert_eq!(
+                served,
+                maglev_choice(lab, *from, backends),
+                "lbd's choice for {from} differs from the model's"
+            );
+            conn
+        })
+        .collect()
+}
+
 #[test]
 fn a_drained_backend_keeps_its_connections_takes_no_new_ones_and_reports_when_empty() {
     let lab = start(3, &["b1", "b2", "b3"]);
@@ -263,11 +289,14 @@ fn a_drained_backend_keeps_its_connections_takes_no_new_ones_and_reports_when_em
     assert!(per_backend.contains_key("b1"));
 }
 
+/// b4 joins three backends while 12 kept-alive connections are busy: 8
+/// of them from source ports whose Maglev pick changes when b4 joins
+/// (so only the connection table keeps them where they are; a lost or
+/// ignored table would move them and break them), 4 whose pick does not.
 #[test]
 fn a_backend_added_at_run_time_takes_a_quarter_and_established_connections_stay() {
     let lab = start(4, &["b1", "b2", "b3"]);
-    let connections =
-        KeepAlive::open(&lab.client.netns, IpAddr::V4(VIP4), 12).expect("connections");
+    let connections = open_from(&lab, &sources_by_move(&lab, 8, 4), 3);
     let stop = Arc::new(AtomicBool::new(false));
     let busy = keep_busy(connections, stop.clone());
     thread::sleep(Duration::from_millis(200));
@@ -309,6 +338,125 @@ fn a_backend_added_at_run_time_takes_a_quarter_and_established_connections_stay(
     assert!(backend(&s, "198.18.0.14").runtime);
     let dump = lbctl_ok(&lab, &["config", "dump"]);
     assert!(dump.contains("198.18.0.14"), "{dump}");
+}
+
+/// Backends leave while connections to the others are busy: `lbctl
+/// backend remove` takes b4 out of four, then a reload of a file without
+/// b3 takes b3 out. The busy kept-alive connections, all on b1 and b2,
+/// come from source ports whose Maglev pick changes at the remove (4 of
+/// them) or by the end (4 more), so only the connection table keeps them
+/// on their backends: each answers from its first backend throughout and
+/// once more at the end. A new connection after each change shows the
+/// smaller table serves. The connections of a removed backend do not
+/// stay (README: a flow whose backend is gone is hashed again): `lbctl
+/// flow` says theirs is not tracked and names Maglev's new pick, and
+/// their next request, sent there, is reset.
+#[test]
+fn removing_a_backend_keeps_established_connections_on_the_others() {
+    let lab = start(4, &["b1", "b2", "b3", "b4"]);
+    let weights = |names: &[&'static str]| names.iter().map(|n| (*n, 100)).collect::<Vec<_>>();
+    let four = MaglevModel::new(&lab, &weights(&["b1", "b2", "b3", "b4"]));
+    let three = MaglevModel::new(&lab, &weights(&["b1", "b2", "b3"]));
+    let two = MaglevModel::new(&lab, &weights(&["b1", "b2"]));
+    let stays = ["b1", "b2"];
+    let mut sources = sources_moving_between(&lab, &four, &three, &stays, 2_000..18_000, 4);
+    sources.extend(sources_moving_between(
+        &lab,
+        &four,
+        &two,
+        &stays,
+        18_000..32_000,
+        4,
+    ));
+    let open = |lab: &Lab, from: SocketAddr, model: &MaglevModel| {
+        let mut conn = KeepAlive::open_from_port(&lab.client.netns, IpAddr::V4(VIP4), from.port())
+            .expect("open");
+        let served = conn.request().expect("request");
+        assert_eq!(
+            served,
+            model.pick(from),
+            "lbd's choice for {from} differs from the model's"
+        );
+        (conn, served)
+    };
+    let kept: Vec<(KeepAlive, String)> = sources
+        .iter()
+        .map(|from| open(&lab, *from, &four))
+        .collect();
+    let first: Vec<String> = kept.iter().map(|(_, b)| b.clone()).collect();
+    // One connection each on b4 and b3, the backends that leave.
+    let on = |name: &str, ports: std::ops::Range<u16>| {
+        ports
+            .map(|p| SocketAddr::new(IpAddr::V4(lab.client.ipv4), p))
+            .find(|s| four.pick(*s) == name)
+            .expect("a source")
+    };
+    let (from_b4, from_b3) = (on("b4", 1_100..1_300), on("b3", 1_300..1_500));
+    let (mut conn_b4, _) = open(&lab, from_b4, &four);
+    let (mut conn_b3, _) = open(&lab, from_b3, &four);
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = keep_busy(kept.into_iter().map(|(c, _)| c).collect(), stop.clone());
+    thread::sleep(Duration::from_millis(200));
+    // A removed backend's connection: not tracked, sent to the new pick,
+    // which resets it.
+    let gone =
+        |lab: &Lab, conn: &mut KeepAlive, from: SocketAddr, model: &MaglevModel, what: &str| {
+            let answer: FlowExplanation =
+                serde_json::from_str(&lbctl_ok(lab, &["flow", VIP, &from.to_string(), "--json"]))
+                    .expect("flow JSON");
+            assert_eq!(answer.decision, FlowDecision::Maglev, "{what}: {answer:?}");
+            let pick = model.pick(from);
+            let address = lab
+                .backends
+                .iter()
+                .find(|b| b.name == pick)
+                .expect("backend")
+                .ipv4;
+            assert_eq!(
+                answer.backend.as_ref().map(|b| b.address),
+                Some(IpAddr::V4(address)),
+                "{what}: {answer:?}"
+            );
+            let next = conn.request();
+            assert!(next.is_err(), "{what}'s connection answered: {next:?}");
+        };
+
+    lbctl_ok(&lab, &["backend", "remove", VIP, "198.18.0.14"]);
+    let control = sources_moving_between(&lab, &four, &three, &["b4"], 1_500..1_700, 1);
+    drop(open(&lab, control[0], &three));
+    thread::sleep(Duration::from_millis(300));
+    gone(&lab, &mut conn_b4, from_b4, &three, "b4 (removed)");
+    assert_eq!(conn_b3.request().expect("b3's connection"), "b3");
+
+    let config = lab.lbd_config_for(&["b1", "b2"], CHECKS);
+    lab.write_lbd_config(&config).expect("write config");
+    lbctl_ok(&lab, &["reload"]);
+    let control = sources_moving_between(&lab, &three, &two, &["b3"], 1_700..1_900, 1);
+    drop(open(&lab, control[0], &two));
+    thread::sleep(Duration::from_millis(300));
+    gone(&lab, &mut conn_b3, from_b3, &two, "b3 (reloaded away)");
+
+    stop.store(true, Ordering::Relaxed);
+    let seen = busy.join().expect("busy thread");
+    for ((answers, errors), (from, backend)) in seen.iter().zip(sources.iter().zip(&first)) {
+        assert!(
+            errors.is_empty(),
+            "the connection from {from} failed: {errors:?}"
+        );
+        assert!(
+            answers.len() >= 5 && answers.iter().all(|a| a == backend),
+            "the connection from {from} moved from {backend}: {answers:?}"
+        );
+    }
+    let s = status(&lab);
+    assert_eq!(
+        s.vips[0]
+            .backends
+            .iter()
+            .map(|b| b.address.to_string())
+            .collect::<Vec<_>>(),
+        ["198.18.0.11", "198.18.0.12"]
+    );
 }
 
 #[test]

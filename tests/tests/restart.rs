@@ -528,6 +528,22 @@ fn a_restart_keeps_drain_and_maintenance() {
             "b3"
         );
     }
+    // b1's kept-alive connections answer from b1 too. (Every new flow
+    // goes to b1 now, so these show the restart broke none of them, not
+    // that their entries were kept: b3's show that.)
+    let on_b1: Vec<usize> = (0..first.len()).filter(|i| first[*i] == "b1").collect();
+    assert!(
+        !on_b1.is_empty(),
+        "no kept-alive connection on b1: {first:?}"
+    );
+    for i in &on_b1 {
+        assert_eq!(
+            conns[*i]
+                .request()
+                .expect("an enabled backend's connection after the restart"),
+            "b1"
+        );
+    }
     // Once the checks have run again, still only b1 takes new flows.
     wait_health(&lab, &b2, HealthStatus::Up);
     let again = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 30).expect("burst");
@@ -538,8 +554,9 @@ fn a_restart_keeps_drain_and_maintenance() {
         again.by_backend
     );
     eprintln!(
-        "RELIABILITY: b2 in maintenance and b3 draining + SIGTERM + restart: both kept; 90 new connections all on b1; {} kept-alive connections on b3 kept",
-        on_b3.len()
+        "RELIABILITY: b2 in maintenance and b3 draining + SIGTERM + restart: both kept; 90 new connections all on b1; {} kept-alive connections on b3 and {} on b1 kept",
+        on_b3.len(),
+        on_b1.len()
     );
 }
 

@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, net::IpAddr, process::Command, thread, time::Du
 use lb_tests::{
     client::{self, KeepAlive},
     lab::{in_netns, Lab, VIP4, VIP6},
-    support::{assert_even_shares, load, status},
+    support::{assert_even_shares, assert_tracked_on, load, status},
 };
 use lb_userspace::config::Attach;
 
@@ -120,6 +120,21 @@ fn tc_balances_restarts_hitlessly_and_leaves_nothing_on_sigint() {
         assert_eq!(&conn.request().expect("request with lbd gone"), backend);
     }
     lab.start_lbd_on(&lb, "lbd2", &config).expect("restart");
+    // Before any kept-alive connection sends again: the new lbd holds
+    // each one's flow, pinned to its backend. Same config, same backends:
+    // with a lost table the next request would take Maglev's same pick
+    // and pass, so only this shows the table was adopted.
+    let locals: Vec<_> = conns.iter().map(|c| c.local().expect("local")).collect();
+    for (local, backend) in locals.iter().zip(&served) {
+        assert_tracked_on(
+            &lab,
+            &lb,
+            IpAddr::V4(VIP4),
+            *local,
+            backend,
+            "after SIGTERM + restart",
+        );
+    }
     thread::sleep(Duration::from_millis(500));
     let results = running.finish().expect("load");
     let failed = client::failures(&results);
@@ -205,8 +220,16 @@ fn switching_between_xdp_and_tc_across_restarts_keeps_connections() {
         .iter_mut()
         .map(|c| c.request().expect("request"))
         .collect();
+    let locals: Vec<_> = conns.iter().map(|c| c.local().expect("local")).collect();
 
+    // Called after each restart, before the kept-alive connections send
+    // again: each one's flow is tracked to its backend, so the table was
+    // carried over (in a lost one the same backends would give the next
+    // request Maglev's same pick, and it would pass).
     let mut assert_kept = |lab: &Lab, when: &str| {
+        for (local, backend) in locals.iter().zip(&served) {
+            assert_tracked_on(lab, &lab.lb, IpAddr::V4(VIP4), *local, backend, when);
+        }
         for (conn, backend) in conns.iter_mut().zip(&served) {
             assert_eq!(
                 &conn.request().unwrap_or_else(|e| panic!("{when}: {e:#}")),

@@ -71,6 +71,19 @@ fn killing_the_master_moves_the_vip_by_its_master_down_timer() {
         failed_after.is_empty(),
         "requests still fail after the takeover: {failed_after:?}"
     );
+    // None fails before the takeover either: a SIGKILLed lbd leaves its
+    // pinned program on the old master's interface, which keeps forwarding
+    // the connections the client still sends there (to the backends the
+    // new master's identical Maglev table picks too, so a connection
+    // whose packets switch nodes mid-way stays on its backend). A failed
+    // request means the old node stopped forwarding before the new one
+    // took over.
+    let failed_any: Vec<_> = results.iter().filter(|r| r.result.is_err()).collect();
+    assert!(
+        failed_any.is_empty(),
+        "{failed} of {} requests failed around the SIGKILL: {failed_any:?}",
+        results.len()
+    );
     // The backup took over on its master-down timer: a killed lbd says no
     // goodbye (no priority-0 advert), and it became master once. A timer
     // that never fires fails `wait_for_vip` above; the timer's length (the

@@ -3,11 +3,21 @@
 //! backend would have moved some of them, at xdp and at tc.
 
 use std::{
+    net::IpAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     thread,
     time::{Duration, Instant},
 };
 
-use lb_tests::support::{open_streams_by_move, status_on, wait_replication};
+use lb_tests::{
+    http::LongStream,
+    lab::VIP4,
+    support::{backend, maglev_choice, sources_by_move, status_on, wait_replication, wait_until},
+};
+use lb_userspace::api::schema::HealthStatus;
 
 use crate::{
     observe::wait_for_vip,
@@ -34,8 +44,28 @@ fn long_lived_across_changes_and_failover(attach: &str) {
 
     // Two streams that would move to another backend once b4 joins (they
     // only survive the failover through replication) and two that would
-    // not, with source ports picked from the model.
-    let streams = open_streams_by_move(&lab, 2, 2);
+    // not, with source ports picked from the model. Each goes on until a
+    // whole body asked for after the failover has arrived, however long
+    // the steps before it take.
+    let failed_over = Arc::new(AtomicBool::new(false));
+    let streams: Vec<LongStream> = sources_by_move(&lab, 2, 2)
+        .into_iter()
+        .map(|from| {
+            let stream = LongStream::open(
+                &lab.client.netns,
+                IpAddr::V4(VIP4),
+                Some(from),
+                &failed_over,
+                "failover",
+            );
+            assert_eq!(
+                maglev_choice(&lab, stream.local, 3),
+                stream.first.backend,
+                "lbd's choice differs from the model's"
+            );
+            stream
+        })
+        .collect();
     for node in [&a, &b] {
         let out = lab
             .lbctl_on(node, &["backend", "add", VIP, "198.18.0.14"])
@@ -46,6 +76,14 @@ fn long_lived_across_changes_and_failover(attach: &str) {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // b4 takes new flows on b (its checks passed): otherwise b's table
+    // at the failover would still be the three backends', and the streams
+    // that would move with b4 would keep their backends without
+    // replication.
+    wait_until("b4 up on b", Duration::from_secs(10), || {
+        let b4 = backend(&status_on(&lab, &b), "198.18.0.14");
+        b4.health == HealthStatus::Up && b4.share > 0.0
+    });
     // Replication ticks (250 ms) and touches (1 s) bring every stream to
     // the backup; polled for up to 10 s, as a loaded machine may be slow.
     // Without replication none ever arrives, and the failover below breaks
@@ -74,14 +112,18 @@ fn long_lived_across_changes_and_failover(attach: &str) {
     lab.signal("lbd-a", libc::SIGKILL).expect("SIGKILL");
     lab.set_link(&a, false).expect("link down");
     let gap = wait_for_vip(&lab, &b, Instant::now(), Duration::from_secs(5));
+    // Every body asked for from now on goes through b.
+    failed_over.store(true, Ordering::SeqCst);
     let total = streams.len();
     let mut failed = Vec::new();
+    let mut bodies = 0;
     for stream in streams {
-        if let Err(error) = stream.finish() {
-            failed.push(error);
+        match stream.handle.join().expect("stream thread") {
+            Ok((n, _)) => bodies += n,
+            Err(e) => failed.push((stream.local, stream.first.backend, e)),
         }
     }
-    println!("RELIABILITY ({attach}): node failure under long-lived streams: {total} streams (2 would have moved with b4), failover gap {} ms, failed: {failed:?}", gap.as_millis());
+    println!("RELIABILITY ({attach}): node failure under long-lived streams: {total} streams (2 would have moved with b4), failover gap {} ms, {bodies} /slow bodies (each stream's last asked for after the failover), failed: {failed:?}", gap.as_millis());
     assert!(
         failed.is_empty(),
         "streams broke across the failover: {failed:?}"
