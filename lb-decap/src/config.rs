@@ -12,7 +12,7 @@
 //!                             # used when attaching: a running link keeps its mode;
 //!                             # refused with attach = "tc" unless "auto"
 //! addresses = ["198.19.2.11"] # outer destinations accepted; default: the interfaces'
-//! sources = ["198.18.200.0/24", "2001:2:f0::/64"] # the balancers' outer sources; default: any
+//! sources = ["198.18.200.0/24", "2001:2:0:f0::/64"] # the balancers' outer sources; default: any
 //! vips = ["198.18.0.100:80/tcp", "[2001:2::100]:443/tcp"]
 //! ipip = true                 # IPIP, IP6IP6, 4in6
 //! gue = true                  # GUE (variant 0 and 1) on gue_port
@@ -400,14 +400,14 @@ mod tests {
             r#"
             interface = "lo"
             addresses = ["198.19.2.11"]
-            sources = ["198.19.200.0/24", "2001:2:f0::/64", "198.19.200.0/24"]
+            sources = ["198.19.200.0/24", "2001:2:0:f0::/64", "198.19.200.0/24"]
             vips = ["198.18.0.100:80/tcp"]
             "#,
         )
         .expect("valid");
         assert_eq!(s.config.flags, DECAP_F_IPIP | DECAP_F_GUE | DECAP_F_SOURCES);
         let shown: Vec<String> = s.sources.iter().map(ToString::to_string).collect();
-        assert_eq!(shown, ["198.19.200.0/24", "2001:2:f0::/64"]);
+        assert_eq!(shown, ["198.19.200.0/24", "2001:2:0:f0::/64"]);
         assert!(s.warnings().is_empty(), "{:?}", s.warnings());
     }
 

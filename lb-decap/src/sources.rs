@@ -52,7 +52,7 @@ impl std::fmt::Display for Prefix {
 impl std::str::FromStr for Prefix {
     type Err = anyhow::Error;
 
-    /// `ADDR/LEN` (`198.18.200.0/24`, `2001:2:f0::/64`), or a bare address
+    /// `ADDR/LEN` (`198.18.200.0/24`, `2001:2:0:f0::/64`), or a bare address
     /// for a single host.
     fn from_str(text: &str) -> anyhow::Result<Self> {
         let (addr_text, len_text) = match text.split_once('/') {
@@ -154,9 +154,9 @@ mod tests {
         assert!(p.contains("198.18.200.7".parse().expect("ip")));
         assert!(!p.contains("198.18.201.7".parse().expect("ip")));
         assert!(!p.contains("2001:2::1".parse().expect("ip")));
-        let p: Prefix = "2001:2:f0::/64".parse().expect("v6");
-        assert!(p.contains("2001:2:f0::9".parse().expect("ip")));
-        assert!(!p.contains("2001:2:f1::9".parse().expect("ip")));
+        let p: Prefix = "2001:2:0:f0::/64".parse().expect("v6");
+        assert!(p.contains("2001:2:0:f0::9".parse().expect("ip")));
+        assert!(!p.contains("2001:2:0:f1::9".parse().expect("ip")));
         assert_eq!(
             "198.19.200.7".parse::<Prefix>().expect("host").to_string(),
             "198.19.200.7/32"
@@ -175,7 +175,7 @@ mod tests {
                 "198.18.200.1/24",
                 "host bits set (did you mean 198.18.200.0/24?)",
             ),
-            ("2001:2:f0::1/64", "did you mean 2001:2:f0::/64"),
+            ("2001:2:0:f0::1/64", "did you mean 2001:2:0:f0::/64"),
             ("198.18.200.0/33", "prefix length \"33\" is not 0 to 32"),
             ("2001:2::/129", "not 0 to 128"),
             ("198.18.200.0/x", "prefix length \"x\""),
@@ -193,7 +193,7 @@ mod tests {
         let list = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         let got = parse(
             Some(&list(&[
-                "2001:2:f0::/64",
+                "2001:2:0:f0::/64",
                 "198.18.200.0/24",
                 "198.18.200.0/24",
             ])),

@@ -58,14 +58,14 @@ fn a_valid_file_is_described_as_status_shows_it() {
     let sourced = config_file(
         "sources.toml",
         "interface = \"lo\"\naddresses = [\"198.19.2.11\"]\n\
-         sources = [\"2001:2:f0::/64\", \"198.19.200.0/24\"]\n\
+         sources = [\"2001:2:0:f0::/64\", \"198.19.200.0/24\"]\n\
          vips = [\"198.18.0.100:80/tcp\"]\n",
     );
     let (ok, stdout, stderr) = check(&sourced);
     assert!(ok, "{stderr}");
     assert!(
         stdout.contains(
-            "address: 198.19.2.11\nsource: 198.19.200.0/24\nsource: 2001:2:f0::/64\nvip:"
+            "address: 198.19.2.11\nsource: 198.19.200.0/24\nsource: 2001:2:0:f0::/64\nvip:"
         ),
         "{stdout}"
     );

@@ -46,11 +46,11 @@ pub const CLIENT6: &str = "2001:2::10";
 /// NAT address of the IPv4 VIPs (on the backends' side).
 pub const NAT4: &str = "198.19.1.100";
 /// NAT address of the IPv6 VIPs.
-pub const NAT6: &str = "2001:2:1::100";
+pub const NAT6: &str = "2001:2:0:1::100";
 /// Backends on `out0` (IPv4), neighbours with MACs `be:11`, `be:12`, `be:13`.
 pub const BACKENDS4: [&str; 3] = ["198.19.1.11", "198.19.1.12", "198.19.1.13"];
 /// Backends on `out0` (IPv6), MACs `be:61`, `be:62`, `be:63`.
-pub const BACKENDS6: [&str; 3] = ["2001:2:1::11", "2001:2:1::12", "2001:2:1::13"];
+pub const BACKENDS6: [&str; 3] = ["2001:2:0:1::11", "2001:2:0:1::12", "2001:2:0:1::13"];
 /// A backend on the clients' interface (same-interface next hop), MAC `be:50`.
 pub const SAME_IF4: &str = "198.18.0.50";
 /// The same, IPv6.
@@ -58,15 +58,15 @@ pub const SAME_IF6: &str = "2001:2::50";
 /// A backend behind a gateway whose neighbour entry is missing.
 pub const BEHIND_GATEWAY4: &str = "198.19.2.11";
 /// The same, IPv6.
-pub const BEHIND_GATEWAY6: &str = "2001:2:2::11";
+pub const BEHIND_GATEWAY6: &str = "2001:2:0:2::11";
 /// That gateway (IPv4).
 pub const GATEWAY4: &str = "198.19.1.254";
 /// That gateway (IPv6).
-pub const GATEWAY6: &str = "2001:2:1::254";
+pub const GATEWAY6: &str = "2001:2:0:1::254";
 /// A backend no route leads to (IPv4).
 pub const UNROUTED4: &str = "198.19.200.11";
 /// The same, IPv6.
-pub const UNROUTED6: &str = "2001:2:200::11";
+pub const UNROUTED6: &str = "2001:2:0:200::11";
 
 /// The MAC of a neighbour the namespace knows, by address.
 pub fn neighbour_mac(address: &str) -> Option<[u8; 6]> {
@@ -75,9 +75,9 @@ pub fn neighbour_mac(address: &str) -> Option<[u8; 6]> {
         "198.19.1.11" => 0x11,
         "198.19.1.12" => 0x12,
         "198.19.1.13" => 0x13,
-        "2001:2:1::11" => 0x61,
-        "2001:2:1::12" => 0x62,
-        "2001:2:1::13" => 0x63,
+        "2001:2:0:1::11" => 0x61,
+        "2001:2:0:1::12" => 0x62,
+        "2001:2:0:1::13" => 0x63,
         SAME_IF4 | SAME_IF6 => 0x50,
         _ => return None,
     };
@@ -131,9 +131,9 @@ impl FibNetns {
         add(&["addr", "add", "198.18.0.1/24", "dev", IN_DEV]);
         add(&["addr", "add", "2001:2::1/64", "dev", IN_DEV, "nodad"]);
         add(&["addr", "add", "198.19.1.1/24", "dev", OUT_DEV]);
-        add(&["addr", "add", "2001:2:1::1/64", "dev", OUT_DEV, "nodad"]);
+        add(&["addr", "add", "2001:2:0:1::1/64", "dev", OUT_DEV, "nodad"]);
         add(&["route", "add", "198.19.2.0/24", "via", GATEWAY4]);
-        add(&["-6", "route", "add", "2001:2:2::/64", "via", GATEWAY6]);
+        add(&["-6", "route", "add", "2001:2:0:2::/64", "via", GATEWAY6]);
         for address in [CLIENT4, CLIENT6, SAME_IF4, SAME_IF6]
             .into_iter()
             .map(|a| (a, IN_DEV))

@@ -347,18 +347,25 @@ pub fn ip_on(node: &Host, args: &[&str]) -> String {
 /// `local` to the IPv4 VIP with the lab's first `backends` backends: the
 /// model a test compares lbd's choices with (65,537 slots, the default).
 pub fn maglev_choice(lab: &Lab, local: std::net::SocketAddr, backends: usize) -> String {
-    use lb_common::{
-        consts::{AF_INET, IPPROTO_TCP},
-        hash::flow_hash,
-        FlowKey,
-    };
-    use lb_userspace::reconcile::addr_words;
     const SLOTS: u32 = 65_537;
     let keys: Vec<[u8; 4]> = lab.backends[..backends]
         .iter()
         .map(|b| b.ipv4.octets())
         .collect();
     let table = crate::bench::maglev::table_by_address(&keys, &keys, SLOTS);
+    let id = table[vip4_http_slot(local, SLOTS)];
+    lab.backends[id as usize - 1].name.clone()
+}
+
+/// The Maglev slot (of `slots`) of the client flow from `local` to the
+/// lab's IPv4 VIP, HTTP port, TCP: where lbd's table is read for it.
+fn vip4_http_slot(local: std::net::SocketAddr, slots: u32) -> usize {
+    use lb_common::{
+        consts::{AF_INET, IPPROTO_TCP},
+        hash::flow_hash,
+        FlowKey,
+    };
+    use lb_userspace::reconcile::addr_words;
     let (src, _) = addr_words(local.ip());
     let (dst, _) = addr_words(IpAddr::V4(VIP4));
     let key = FlowKey {
@@ -370,8 +377,7 @@ pub fn maglev_choice(lab: &Lab, local: std::net::SocketAddr, backends: usize) ->
         family: AF_INET,
         _pad: 0,
     };
-    let id = table[(flow_hash(&key) % SLOTS) as usize];
-    lab.backends[id as usize - 1].name.clone()
+    (flow_hash(&key) % slots) as usize
 }
 
 /// Source addresses of the lab's client for streams to the IPv4 VIP:
@@ -399,6 +405,56 @@ pub fn open_streams_by_move(lab: &Lab, moving: usize, staying: usize) -> Vec<cra
             assert_eq!(
                 maglev_choice(lab, stream.local, 3),
                 stream.backend,
+                "lbd's choice differs from the model's"
+            );
+            stream
+        })
+        .collect()
+}
+
+/// A kept-alive connection to the IPv4 VIP from `from`, its first
+/// request checked to land on `expected` (the model's pick): the
+/// connection and the backend that served it.
+pub fn kept_alive_on(
+    lab: &Lab,
+    from: std::net::SocketAddr,
+    expected: &str,
+) -> (crate::client::KeepAlive, String) {
+    let mut conn =
+        crate::client::KeepAlive::open_from_port(&lab.client.netns, IpAddr::V4(VIP4), from.port())
+            .expect("open");
+    let served = conn.request().expect("request");
+    assert_eq!(
+        served, expected,
+        "lbd's choice for {from} differs from the model's"
+    );
+    (conn, served)
+}
+
+/// `LongStream`s through the IPv4 VIP from `sources_by_move`'s sources
+/// (`moving`, then `staying`), each checked to land where the Maglev
+/// model says, streaming until a body asked for once `event` is set has
+/// arrived (`what` names the event).
+pub fn long_streams_by_move(
+    lab: &Lab,
+    moving: usize,
+    staying: usize,
+    event: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    what: &'static str,
+) -> Vec<crate::http::LongStream> {
+    sources_by_move(lab, moving, staying)
+        .into_iter()
+        .map(|from| {
+            let stream = crate::http::LongStream::open(
+                &lab.client.netns,
+                IpAddr::V4(VIP4),
+                Some(from),
+                event,
+                what,
+            );
+            assert_eq!(
+                maglev_choice(lab, stream.local, 3),
+                stream.first.backend,
                 "lbd's choice differs from the model's"
             );
             stream
@@ -450,24 +506,7 @@ impl MaglevModel {
     /// The backend (its name) a new flow from `local` to the IPv4 VIP's
     /// HTTP port takes.
     pub fn pick(&self, local: std::net::SocketAddr) -> String {
-        use lb_common::{
-            consts::{AF_INET, IPPROTO_TCP},
-            hash::flow_hash,
-            FlowKey,
-        };
-        use lb_userspace::reconcile::addr_words;
-        let (src, _) = addr_words(local.ip());
-        let (dst, _) = addr_words(IpAddr::V4(VIP4));
-        let key = FlowKey {
-            src,
-            dst,
-            sport: local.port().to_be(),
-            dport: crate::lab::HTTP_PORT.to_be(),
-            proto: IPPROTO_TCP,
-            family: AF_INET,
-            _pad: 0,
-        };
-        let id = self.table[(flow_hash(&key) % self.table.len() as u32) as usize];
+        let id = self.table[vip4_http_slot(local, self.table.len() as u32)];
         self.names[id as usize - 1].clone()
     }
 }

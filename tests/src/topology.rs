@@ -118,13 +118,13 @@ fn lan() -> NetworkSpec {
     }
 }
 
-/// The clients' network (198.18.1.0/24, 2001:2:1::/64) behind router
+/// The clients' network (198.18.1.0/24, 2001:2:0:1::/64) behind router
 /// `gateway`.
 fn clients(gateway: usize) -> NetworkSpec {
     NetworkSpec {
         name: "clients".to_owned(),
         ipv4: Ipv4Addr::new(198, 18, 1, 0),
-        ipv6: Ipv6Addr::new(0x2001, 2, 1, 0, 0, 0, 0, 0),
+        ipv6: Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, 0),
         gateway: Some(gateway),
     }
 }
@@ -165,10 +165,10 @@ impl Topology {
         }
     }
 
-    /// The routed lab: clients (198.18.1.0/24, 2001:2:1::/64) → router
+    /// The routed lab: clients (198.18.1.0/24, 2001:2:0:1::/64) → router
     /// `r1` (.1 on both) → the LB network (198.18.0.0/24, 2001:2::/64) →
     /// router `r2` (.254 there, .1 on the backends') → backends
-    /// (198.19.2.0/24, 2001:2:2::/64), unmodified, nginx on
+    /// (198.19.2.0/24, 2001:2:0:2::/64), unmodified, nginx on
     /// `ROUTED_BACKEND_PORT`. No backend is on-link for an LB.
     pub fn routed(lbs: usize, backends: usize, static_vip: bool) -> Self {
         const LAN: usize = 0;
@@ -186,7 +186,7 @@ impl Topology {
                 NetworkSpec {
                     name: "backends".to_owned(),
                     ipv4: Ipv4Addr::new(198, 19, 2, 0),
-                    ipv6: Ipv6Addr::new(0x2001, 2, 2, 0, 0, 0, 0, 0),
+                    ipv6: Ipv6Addr::new(0x2001, 2, 0, 2, 0, 0, 0, 0),
                     gateway: Some(R2),
                 },
             ],
@@ -246,7 +246,7 @@ impl Topology {
     }
 
     /// The active-active lab (issue 14): clients (198.18.1.0/24,
-    /// 2001:2:1::/64) → router `r1` (.1 on both; `eth0` clients, `eth1`
+    /// 2001:2:0:1::/64) → router `r1` (.1 on both; `eth0` clients, `eth1`
     /// the LB network) → the LB network (198.18.0.0/24, 2001:2::/64) with
     /// the LB nodes (.2 ...) and DSR backends (.11 ...), whose replies go
     /// straight back through `r1`. No static VIP: the router learns the
@@ -416,7 +416,7 @@ mod tests {
         );
         assert_eq!(
             t.networks[2].host_v6(11),
-            "2001:2:2::11".parse::<Ipv6Addr>().expect("address")
+            "2001:2:0:2::11".parse::<Ipv6Addr>().expect("address")
         );
         assert_eq!(t.networks[0].host_v4(254), Ipv4Addr::new(198, 18, 0, 254));
     }

@@ -25,7 +25,7 @@ pub const VIP4_IN6: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 101);
 /// Prefix lbd takes outer IPv4 sources from (`[tunnel] source_ipv4`).
 pub const SOURCE4: &str = "198.18.200.0/24";
 /// Prefix lbd takes outer IPv6 sources from (`[tunnel] source_ipv6`).
-pub const SOURCE6: &str = "2001:2:f0::/64";
+pub const SOURCE6: &str = "2001:2:0:f0::/64";
 /// The GUE port of the lab (lbd's default).
 pub const GUE_PORT: u16 = lb_common::tunnel::GUE_PORT_DEFAULT;
 

@@ -28,7 +28,7 @@ pub const SOURCE4: [u8; 4] = [198, 18, 200, 0];
 /// Its length.
 pub const SOURCE4_LEN: u8 = 24;
 /// IPv6 prefix of outer sources.
-pub const SOURCE6: &str = "2001:2:f0::";
+pub const SOURCE6: &str = "2001:2:0:f0::";
 /// Its length.
 pub const SOURCE6_LEN: u8 = 64;
 

@@ -13,8 +13,8 @@ use lb_tests::{
     client::{self, KeepAlive},
     lab::{Lab, VIP4},
     support::{
-        counter, grown, lbctl_ok, load, maglev_choice, sources_by_move, sources_moving_between,
-        status, wait_health, MaglevModel,
+        counter, grown, kept_alive_on, lbctl_ok, load, maglev_choice, sources_by_move,
+        sources_moving_between, status, wait_health, MaglevModel,
     },
 };
 use lb_userspace::api::{
@@ -184,15 +184,7 @@ fn overflowing_the_connection_table_evicts_quietly_and_keeps_flows_on_their_back
     let mut conns: Vec<(KeepAlive, String, SocketAddr)> = sources
         .into_iter()
         .map(|from| {
-            let mut conn =
-                KeepAlive::open_from_port(&lab.client.netns, IpAddr::V4(VIP4), from.port())
-                    .expect("open");
-            let backend = conn.request().expect("request");
-            assert_eq!(
-                backend,
-                maglev_choice(&lab, from, 3),
-                "lbd's choice for {from} differs from the model's"
-            );
+            let (conn, backend) = kept_alive_on(&lab, from, &maglev_choice(&lab, from, 3));
             (conn, backend, from)
         })
         .collect();
@@ -331,18 +323,7 @@ fn a_hundred_reloads_under_load_lose_nothing() {
     let mut controls = sources.split_off(KEPT).into_iter();
     let mut conns: Vec<(KeepAlive, String)> = sources
         .into_iter()
-        .map(|from| {
-            let mut conn =
-                KeepAlive::open_from_port(&lab.client.netns, IpAddr::V4(VIP4), from.port())
-                    .expect("open");
-            let backend = conn.request().expect("request");
-            assert_eq!(
-                backend,
-                even_model.pick(from),
-                "lbd's choice for {from} differs from the model's"
-            );
-            (conn, backend)
-        })
+        .map(|from| kept_alive_on(&lab, from, &even_model.pick(from)))
         .collect();
     let load = load(&lab, Duration::from_secs(120));
     let started = Instant::now();

@@ -18,7 +18,7 @@ use lb_tests::{
     client::{self, KeepAlive},
     lab::{Lab, VIP4},
     support::{
-        backend, ip, lbctl_in_background, lbctl_ok, lbctl_outcome, maglev_choice, sources_by_move,
+        backend, ip, kept_alive_on, lbctl_in_background, lbctl_ok, maglev_choice, sources_by_move,
         sources_moving_between, status, MaglevModel,
     },
 };
@@ -198,18 +198,7 @@ fn keep_busy(
 fn open_from(lab: &Lab, sources: &[SocketAddr], backends: usize) -> Vec<KeepAlive> {
     sources
         .iter()
-        .map(|from| {
-            let mut conn =
-                KeepAlive::open_from_port(&lab.client.netns, IpAddr::V4(VIP4), from.port())
-                    .expect("open");
-            let served = conn.request().expect("request");
-            assert_eq!(
-                served,
-                maglev_choice(lab, *from, backends),
-                "lbd's choice for {from} differs from the model's"
-            );
-            conn
-        })
+        .map(|from| kept_alive_on(lab, *from, &maglev_choice(lab, *from, backends)).0)
         .collect()
 }
 
@@ -369,15 +358,7 @@ fn removing_a_backend_keeps_established_connections_on_the_others() {
         4,
     ));
     let open = |lab: &Lab, from: SocketAddr, model: &MaglevModel| {
-        let mut conn = KeepAlive::open_from_port(&lab.client.netns, IpAddr::V4(VIP4), from.port())
-            .expect("open");
-        let served = conn.request().expect("request");
-        assert_eq!(
-            served,
-            model.pick(from),
-            "lbd's choice for {from} differs from the model's"
-        );
-        (conn, served)
+        kept_alive_on(lab, from, &model.pick(from))
     };
     let kept: Vec<(KeepAlive, String)> = sources
         .iter()
@@ -636,61 +617,6 @@ fn lbctl_refuses_bad_input_clearly_and_changes_nothing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{stderr}");
     assert!(stderr.contains("not running"), "{stderr}");
-}
-
-/// `lbctl config dump` fails (exit 1) when the running configuration,
-/// written out, would not load as a config file, still printing the text
-/// and naming the error on stderr: here a runtime NAT VIP whose NAT
-/// address the running VRRP instance does not move (a file is refused
-/// for that).
-#[test]
-fn a_dump_that_would_not_load_as_the_file_fails() {
-    let mut lab = Lab::start_spec(lb_tests::lab::LabSpec {
-        lbs: 1,
-        backends: 1,
-        static_vip: false,
-    })
-    .expect("lab");
-    lab.wait_for_backends().expect("nginx up");
-    let config = format!(
-        "{}\n[[vrrp]]\nvrid = 51\npriority = 200\nadvert_interval_ms = 100\naddresses = [\"{VIP4}\"]\n",
-        lab.lbd_config_for(&["b1"], "")
-    );
-    lab.start_lbd(&config).expect("lbd");
-    let (code, dump, err) = lbctl_outcome(&lab, &["config", "dump"]);
-    assert_eq!(code, 0, "{err}");
-    assert!(dump.contains("[[vrrp]]"), "{dump}");
-    let backend = lab.backends[0].ipv4.to_string();
-    let unmoved = "198.18.0.151";
-    let added = lbctl_ok(
-        &lab,
-        &[
-            "vip",
-            "add",
-            &format!("{VIP4}:8081/tcp"),
-            "--forwarding",
-            "nat",
-            "--nat-source",
-            unmoved,
-            "--backend",
-            &backend,
-        ],
-    );
-    assert!(added.contains("NAT address"), "{added}");
-    let (code, dump, err) = lbctl_outcome(&lab, &["config", "dump"]);
-    assert_eq!(code, 1, "{dump}{err}");
-    assert!(
-        dump.contains("port = 8081") && dump.contains(unmoved),
-        "the text is still printed: {dump}"
-    );
-    assert!(
-        err.contains("does not load as a config file") && err.contains(unmoved),
-        "{err}"
-    );
-    // The VIP gone, the dump loads again.
-    lbctl_ok(&lab, &["vip", "remove", &format!("{VIP4}:8081/tcp")]);
-    let (code, _, err) = lbctl_outcome(&lab, &["config", "dump"]);
-    assert_eq!(code, 0, "{err}");
 }
 
 /// The data plane's idle horizons, as lbd `pid` wrote them.

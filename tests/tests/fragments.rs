@@ -33,7 +33,7 @@ const CLIENT4: &str = "198.18.0.10";
 const CLIENT6: &str = "2001:2::10";
 /// A NAT VIP's backend (its replies go to the NAT address).
 const BACKEND4: &str = "198.18.2.11";
-const BACKEND6: &str = "2001:2:2::11";
+const BACKEND6: &str = "2001:2:0:2::11";
 
 fn vips() -> Vec<VipConfig> {
     vec![

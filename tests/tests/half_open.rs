@@ -229,12 +229,12 @@ fn a_syns_handshake_is_held_and_its_ack_completes_it_on_the_syn_backend(
     assert_eq!(counter(&bed, Counter::ConntrackHalfOpenNew), syns);
 }
 
-/// Source `n` of a flood, spoofed from 198.19.0.0/16 or 2001:2:f::/48.
+/// Source `n` of a flood, spoofed from 198.19.0.0/16 or 2001:2:0:f::/64.
 fn flood_flow(n: u32, vip: &VipConfig) -> Flow {
     let src = if vip.address.is_ipv4() {
         format!("198.19.{}.{}", (n >> 8) & 0xff, n & 0xff)
     } else {
-        format!("2001:2:f::{:x}:{:x}", n >> 16, n & 0xffff)
+        format!("2001:2:0:f::{:x}:{:x}", n >> 16, n & 0xffff)
     };
     flow(&src, 1024 + (n % 60_000) as u16, vip)
 }

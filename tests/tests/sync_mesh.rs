@@ -24,7 +24,7 @@ use lb_common::{
 use lb_tests::{
     http::LongStream,
     lab::{Host, Lab, LabSpec, HTTP_PORT, VIP4},
-    support::{ip, maglev_choice, sources_by_move, status_on, wait_until},
+    support::{ip, long_streams_by_move, status_on, wait_until},
 };
 use lb_userspace::api::flow_schema::{FlowDecision, FlowExplanation};
 use lb_userspace::daemon::replication::Topology;
@@ -160,24 +160,7 @@ fn flows_stay_on_their_backend_when_the_client_moves_to_another_node() {
     // picked from the model, so the case never depends on the kernel's.
     // They go on until the move, however long the steps before it take.
     let moved_flag = Arc::new(AtomicBool::new(false));
-    let streams: Vec<LongStream> = sources_by_move(&lab, 2, 2)
-        .into_iter()
-        .map(|from| {
-            let stream = LongStream::open(
-                &lab.client.netns,
-                IpAddr::V4(VIP4),
-                Some(from),
-                &moved_flag,
-                "move",
-            );
-            assert_eq!(
-                maglev_choice(&lab, stream.local, 3),
-                stream.first.backend,
-                "lbd's choice differs from the model's"
-            );
-            stream
-        })
-        .collect();
+    let streams: Vec<LongStream> = long_streams_by_move(&lab, 2, 2, &moved_flag, "move");
     let opened = Instant::now();
 
     // b and c install each flow pinned to the backend serving it.

@@ -331,7 +331,7 @@ impl Dataplane {
             ) {
                 Ok(id) => Some(id),
                 Err(tcx_error) if tcx_missing(&tcx_error) => {
-                    warn!(%interface, error = %with_sources(&tcx_error), "this kernel has no tcx (before 6.6); attaching through clsact + cls_bpf, which cannot be pinned: the filter is left running when lbd stops for a restart (the next lbd replaces it), and removed on a stop for good");
+                    warn!(%interface, error = %crate::pinning::error_chain(&tcx_error), "this kernel has no tcx (before 6.6); attaching through clsact + cls_bpf, which cannot be pinned: the filter is left running when lbd stops for a restart (the next lbd replaces it), and removed on a stop for good");
                     None
                 }
                 Err(tcx_error) => {
@@ -952,24 +952,8 @@ fn link_error(
         action,
         hook,
         path: path.to_owned(),
-        reason: with_sources(e),
+        reason: crate::pinning::error_chain(e),
     }
-}
-
-/// `e` and its sources, joined by ": " (a source an error already
-/// writes in its own message is not repeated).
-fn with_sources(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let said = cause.to_string();
-        if !text.contains(&said) {
-            text.push_str(": ");
-            text.push_str(&said);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
@@ -1033,7 +1017,7 @@ mod tests {
             source: std::io::Error::from_raw_os_error(libc::EEXIST),
         };
         assert_eq!(
-            with_sources(&error),
+            crate::pinning::error_chain(&error),
             "removing /x: File exists (os error 17)"
         );
     }

@@ -377,7 +377,7 @@ fn wire_bytes_per_flow(v6: bool) -> anyhow::Result<f64> {
                 (
                     IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x100)),
                     IpAddr::V6(Ipv6Addr::from(0x2001_0002_0001u128 << 80 | u128::from(i))),
-                    IpAddr::V6(Ipv6Addr::new(0x2001, 2, 1, 0, 0, 0, 0, 11)),
+                    IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, 11)),
                 )
             } else {
                 (

@@ -47,7 +47,7 @@ pub const DB_NAME: &str = "postgres";
 /// The routed lab of the seed scenario: `Topology::routed` with `lbs` LB
 /// nodes and `bouncers` unmodified backend hosts (`b1` ..., the
 /// PgBouncers), plus one more host (the last backend, the database) on a
-/// network of its own (198.19.3.0/24, 2001:2:3::/64) behind router `r2`,
+/// network of its own (198.19.3.0/24, 2001:2:0:3::/64) behind router `r2`,
 /// so the PgBouncers reach PostgreSQL through a router too.
 pub fn seed_topology(lbs: usize, bouncers: usize, static_vip: bool) -> Topology {
     let mut topology = Topology::routed(lbs, bouncers + 1, static_vip);
@@ -60,7 +60,7 @@ pub fn seed_topology(lbs: usize, bouncers: usize, static_vip: bool) -> Topology 
     topology.networks.push(NetworkSpec {
         name: "db".to_owned(),
         ipv4: Ipv4Addr::new(198, 19, 3, 0),
-        ipv6: Ipv6Addr::new(0x2001, 2, 3, 0, 0, 0, 0, 0),
+        ipv6: Ipv6Addr::new(0x2001, 2, 0, 3, 0, 0, 0, 0),
         gateway: Some(r2),
     });
     if let Some(router) = topology.routers.get_mut(r2) {

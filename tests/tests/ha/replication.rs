@@ -3,7 +3,6 @@
 //! backend would have moved some of them, at xdp and at tc.
 
 use std::{
-    net::IpAddr,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -14,8 +13,7 @@ use std::{
 
 use lb_tests::{
     http::LongStream,
-    lab::VIP4,
-    support::{backend, maglev_choice, sources_by_move, status_on, wait_replication, wait_until},
+    support::{backend, long_streams_by_move, status_on, wait_replication, wait_until},
 };
 use lb_userspace::api::schema::HealthStatus;
 
@@ -48,24 +46,7 @@ fn long_lived_across_changes_and_failover(attach: &str) {
     // whole body asked for after the failover has arrived, however long
     // the steps before it take.
     let failed_over = Arc::new(AtomicBool::new(false));
-    let streams: Vec<LongStream> = sources_by_move(&lab, 2, 2)
-        .into_iter()
-        .map(|from| {
-            let stream = LongStream::open(
-                &lab.client.netns,
-                IpAddr::V4(VIP4),
-                Some(from),
-                &failed_over,
-                "failover",
-            );
-            assert_eq!(
-                maglev_choice(&lab, stream.local, 3),
-                stream.first.backend,
-                "lbd's choice differs from the model's"
-            );
-            stream
-        })
-        .collect();
+    let streams: Vec<LongStream> = long_streams_by_move(&lab, 2, 2, &failed_over, "failover");
     for node in [&a, &b] {
         let out = lab
             .lbctl_on(node, &["backend", "add", VIP, "198.18.0.14"])

@@ -36,7 +36,7 @@ pub(crate) struct RuleArgs {
     /// `deny` or `allow`.
     #[arg(value_parser = |s: &str| s.parse::<Action>().map_err(|e| e.to_string()))]
     action: Action,
-    /// Source prefix (`198.18.66.0/24`, `2001:2:66::/48`) or one address.
+    /// Source prefix (`198.18.66.0/24`, `2001:2:0:66::/64`) or one address.
     #[arg(value_parser = |s: &str| s.parse::<Cidr>().map_err(|e| e.to_string()))]
     source: Cidr,
     /// Only this VIP (`ADDRESS:PORT[/tcp|udp]`); without it, every VIP.

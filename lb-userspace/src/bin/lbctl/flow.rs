@@ -295,16 +295,16 @@ mod tests {
     #[test]
     fn a_tunnelled_flow_names_its_outer_header() {
         let mut tunnelled = answer(FlowDecision::Maglev);
-        tunnelled.backend = Some(backend("2001:2:2::12", "enabled", true));
+        tunnelled.backend = Some(backend("2001:2:0:2::12", "enabled", true));
         tunnelled.tunnel = Some(lb_userspace::api::flow_schema::FlowTunnel {
             mode: lb_common::Mode::Gue,
-            outer_src: "2001:2:f0::1234".parse().unwrap(),
-            outer_dst: "2001:2:2::12".parse().unwrap(),
+            outer_src: "2001:2:0:f0::1234".parse().unwrap(),
+            outer_dst: "2001:2:0:2::12".parse().unwrap(),
             gue_port: Some(6080),
         });
         assert!(
             describe(&tunnelled).ends_with(
-                "-> backend 2001:2:2::12 (enabled, up); encapsulated (gue) 2001:2:f0::1234 -> 2001:2:2::12 UDP port 6080"
+                "-> backend 2001:2:0:2::12 (enabled, up); encapsulated (gue) 2001:2:0:f0::1234 -> 2001:2:0:2::12 UDP port 6080"
             ),
             "{}",
             describe(&tunnelled)

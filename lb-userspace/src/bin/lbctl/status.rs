@@ -928,10 +928,10 @@ mod tests {
         let narrow = Widths::of(&vip(vec![backend("198.18.0.11", None)]));
         assert_eq!((narrow.backend, narrow.state), (28, 12));
         let wide = Widths::of(&vip(vec![
-            backend("2001:2:1234:5678:9abc:def0:1234:5678", Some(300)),
+            backend("2001:2:0:5678:9abc:def0:1234:5678", Some(300)),
             backend("198.18.0.11", None),
         ]));
-        assert_eq!(wide.backend, "2001:2:1234:5678:9abc:def0:1234:5678".len());
+        assert_eq!(wide.backend, "2001:2:0:5678:9abc:def0:1234:5678".len());
         assert_eq!(wide.state, "draining 300s".len());
     }
 
@@ -1037,7 +1037,7 @@ mod tests {
             "vip": "198.18.0.100:80/tcp", "table_size": 251, "on_all_down": "drop",
             "all_down": false, "runtime": false, "packets": 0, "bytes": 0, "new_flows": 0,
             "mode": "gue",
-            "backends": [backend("198.19.2.11", true), backend("2001:2:2::12", false)]
+            "backends": [backend("198.19.2.11", true), backend("2001:2:0:2::12", false)]
         }))
         .unwrap();
         assert_eq!(
