@@ -122,14 +122,28 @@ pub fn workspace_binary(name: &str, env: &str, package: &str) -> anyhow::Result<
     Ok(candidate)
 }
 
-/// Deletes network namespace `netns` and the interface lock files its
-/// lbds left in the node-wide lock directory (`/run/lbd`, named after the
+/// Deletes network namespace `netns`, first killing whatever still runs
+/// in it (a child of a stopped process: an nginx worker, a notify
+/// script, which the namespace's deletion would leave running in a
+/// namespace no name reaches), and the interface lock files its lbds
+/// left in the node-wide lock directory (`/run/lbd`, named after the
 /// namespace's inode: `lbd-xdp-<if>.net<ino>.lock`). lbd never deletes a
 /// lock file (another lbd may be waiting on it), so without this every
 /// lab would leave its files on the host; once the namespace's processes
 /// are gone, nobody holds or waits on them.
 pub fn delete_netns(netns: &str) {
     use std::os::unix::fs::MetadataExt;
+    if let Ok(pids) = output("ip", &["netns", "pids", netns]) {
+        // Never this process (a runner whose main thread entered the
+        // namespace is listed in it).
+        let this = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+        for pid in pids.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+            if pid != this {
+                // SAFETY: plain kill(2) on a process of the lab's namespace.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
     let inode = fs::metadata(Path::new("/run/netns").join(netns)).map(|m| m.ino());
     let _ = run("ip", &["netns", "del", netns]);
     let Ok(inode) = inode else {
@@ -161,12 +175,6 @@ pub fn sweep_stale_labs() {
             let Some(owner) = stale_owner(netns, alive) else {
                 continue;
             };
-            if let Ok(pids) = output("ip", &["netns", "pids", netns]) {
-                for pid in pids.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
-                    // SAFETY: plain kill(2).
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
             delete_netns(netns);
             let _ = fs::remove_dir_all(std::env::temp_dir().join(owner.lab));
         }
