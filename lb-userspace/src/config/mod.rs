@@ -106,6 +106,7 @@ pub use nat::{NatConfig, NatTimeouts, VipNat};
 pub use sync::SyncSettings;
 pub use tunnel::TunnelSettings;
 pub(crate) use tunnel::{outer_sources_hold, prefix_text};
+pub(crate) use validate::peer_on_a_vip;
 pub use vrrp::VrrpConfig;
 pub use warnings::{warnings, Warning};
 

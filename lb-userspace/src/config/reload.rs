@@ -2,7 +2,7 @@
 //! the running config keeps every restart-only setting at its running
 //! value, so `config dump` shows what runs, not what the file wishes.
 
-use super::Config;
+use super::{Announced, BgpConfig, Config, VrrpConfig};
 
 impl Config {
     /// The config lbd runs after reloading `file`: the file's VIPs, idle
@@ -57,8 +57,11 @@ impl Config {
                 "metrics_listen",
                 running.metrics_listen != file.metrics_listen,
             ),
-            ("vrrp", running.vrrp != file.vrrp),
-            ("bgp", running.bgp != file.bgp),
+            ("vrrp", !same_instances(&running.vrrp, &file.vrrp)),
+            (
+                "bgp",
+                running.bgp.clone().map(in_effect) != file.bgp.clone().map(in_effect),
+            ),
             ("sync", running.sync != file.sync),
             (
                 "nat.flow_table_size",
@@ -69,6 +72,38 @@ impl Config {
         .filter_map(|(name, changed)| changed.then_some(name))
         .collect()
     }
+}
+
+/// Whether two `[[vrrp]]` lists run the same instances: what an instance
+/// moves and whom it advertises to are sets (a `[[vrrp]]` without
+/// addresses takes them in the VIPs' order, which a reload may change
+/// without effect), and instances are known by their vrid and family, not
+/// by their table's place.
+fn same_instances(running: &[VrrpConfig], file: &[VrrpConfig]) -> bool {
+    let running: Vec<VrrpConfig> = running.iter().cloned().map(instance_in_effect).collect();
+    running.len() == file.len()
+        && file
+            .iter()
+            .cloned()
+            .map(instance_in_effect)
+            .all(|instance| running.contains(&instance))
+}
+
+/// An instance with its address lists in one order, to compare what takes
+/// effect.
+fn instance_in_effect(mut instance: VrrpConfig) -> VrrpConfig {
+    instance.addresses.sort_unstable();
+    instance.unicast_peers.sort_unstable();
+    instance
+}
+
+/// `[bgp]` with its announced list in one order, to compare what takes
+/// effect (the set of addresses announced).
+fn in_effect(mut bgp: BgpConfig) -> BgpConfig {
+    if let Announced::Listed(list) = &mut bgp.addresses {
+        list.sort_unstable();
+    }
+    bgp
 }
 
 #[cfg(test)]
@@ -121,5 +156,72 @@ mod tests {
         assert_eq!(next.flood.unanswered_per_s, 100);
         assert_eq!(next.half_open_size, running.half_open_size);
         assert_eq!(running.restart_only_changes(&file), vec!["half_open_size"]);
+    }
+
+    /// A reload notes what takes effect at a restart: the addresses an
+    /// instance moves and `[bgp]` announces, whatever their order (a
+    /// `[[vrrp]]` without addresses takes them in the VIPs' order), and
+    /// the instances whatever the order of their tables.
+    #[test]
+    fn reordering_vips_lists_or_vrrp_tables_is_no_restart_change() {
+        let vip = |a: &str| format!("[[vip]]\naddress = \"{a}\"\nport = 80\n");
+        let node = "interface = \"eth0\"\n";
+        let defaults = |first: &str, second: &str, peers: &str| {
+            load(&format!(
+                "{node}{}{}[[vrrp]]\nvrid = 51\nunicast_peers = [{peers}]\n",
+                vip(first),
+                vip(second)
+            ))
+        };
+        let running = defaults(
+            "198.18.0.100",
+            "198.18.0.101",
+            "\"198.18.0.3\", \"198.18.0.4\"",
+        );
+        let file = defaults(
+            "198.18.0.101",
+            "198.18.0.100",
+            "\"198.18.0.4\", \"198.18.0.3\"",
+        );
+        assert_ne!(running.vrrp, file.vrrp, "the order differs");
+        assert!(running.restart_only_changes(&file).is_empty());
+        let listed = |v4: &str, v6: &str, bgp: &str, v6_first: bool| {
+            let v4 = format!("[[vrrp]]\nvrid = 51\naddresses = [{v4}]\n");
+            let v6 = format!("[[vrrp]]\nvrid = 52\naddresses = [{v6}]\n");
+            let (a, b) = if v6_first { (v6, v4) } else { (v4, v6) };
+            let vips: String = [
+                "198.18.0.100",
+                "198.18.0.101",
+                "198.18.0.102",
+                "198.18.0.103",
+                "2001:2::100",
+                "2001:2::101",
+            ]
+            .into_iter()
+            .map(vip)
+            .collect();
+            load(&format!("{node}{vips}{a}{b}[bgp]\naddresses = [{bgp}]\n"))
+        };
+        let running = listed(
+            "\"198.18.0.100\", \"198.18.0.101\"",
+            "\"2001:2::100\", \"2001:2::101\"",
+            "\"198.18.0.102\", \"198.18.0.103\"",
+            false,
+        );
+        let file = listed(
+            "\"198.18.0.101\", \"198.18.0.100\"",
+            "\"2001:2::101\", \"2001:2::100\"",
+            "\"198.18.0.103\", \"198.18.0.102\"",
+            true,
+        );
+        assert!(running.restart_only_changes(&file).is_empty());
+        // What an instance moves or [bgp] announces changed: noted.
+        let moved = listed(
+            "\"198.18.0.100\"",
+            "\"2001:2::101\", \"2001:2::100\"",
+            "\"198.18.0.103\", \"198.18.0.102\", \"198.18.0.101\"",
+            true,
+        );
+        assert_eq!(running.restart_only_changes(&moved), vec!["vrrp", "bgp"]);
     }
 }

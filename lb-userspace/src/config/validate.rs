@@ -793,16 +793,8 @@ impl Checker<'_> {
                     Some(format!(
                         "{peer} is an address vrrp[{other}] moves, so this node's own: a peer is another node's own address"
                     ))
-                } else if let Some(v) = vips.iter().position(|v| v.address == *peer) {
-                    Some(format!(
-                        "{peer} is vip[{v}]'s address, so this node's own: a peer is another node's own address"
-                    ))
                 } else {
-                    vips.iter()
-                        .position(|v| v.nat.is_some_and(|n| n.source == *peer))
-                        .map(|v| format!(
-                            "{peer} is the NAT address of vip[{v}], so this node's own: a peer is another node's own address"
-                        ))
+                    peer_on_a_vip(*peer, vips, |v| format!("vip[{v}]"))
                 };
                 if let Some(problem) = problem {
                     return Err(self.invalid(at, &field, problem));
@@ -875,6 +867,32 @@ const ADMIN_SOCKET_TEMP_EXTRA: usize = ".".len() + ".".len() + 7 + ".tmp".len();
 /// bytes (`sun_path` is 108 with the NUL), less what the temporary name
 /// adds.
 pub(crate) const MAX_ADMIN_SOCKET_BYTES: usize = 107 - ADMIN_SOCKET_TEMP_EXTRA;
+
+/// Why VRRP unicast peer `peer` is an address of one of `vips` (its
+/// address or its NAT address), so this node's own and not another
+/// node's: the file's rule (`unicast_peers_are_others`), shared with a
+/// VIP added at run time so the API refuses what the file does. `name`
+/// names VIP `index` of `vips`.
+pub(crate) fn peer_on_a_vip(
+    peer: IpAddr,
+    vips: &[VipConfig],
+    name: impl Fn(usize) -> String,
+) -> Option<String> {
+    if let Some(v) = vips.iter().position(|v| v.address == peer) {
+        return Some(format!(
+            "{peer} is {}'s address, so this node's own: a peer is another node's own address",
+            name(v)
+        ));
+    }
+    vips.iter()
+        .position(|v| v.nat.is_some_and(|n| n.source == peer))
+        .map(|v| {
+            format!(
+                "{peer} is the NAT address of {}, so this node's own: a peer is another node's own address",
+                name(v)
+            )
+        })
+}
 
 /// An `admin_socket` path the API can bind: absolute, naming a file (no
 /// trailing `/`, not `/`), no `..` (the socket is created as root), and

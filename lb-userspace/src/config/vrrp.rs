@@ -349,7 +349,20 @@ impl Checker<'_> {
         )?;
         let addresses = match &raw.addresses {
             None => Vec::new(),
-            Some(v) => self.address_list(v, &field("addresses"))?,
+            Some(v) => {
+                let list = self.address_list(v, &field("addresses"))?;
+                // Refused as `bgp.addresses = []` is: taken as "every VIP
+                // address", it would pass for a written list (see
+                // `lists_addresses`) and slip past the rules on those.
+                if list.is_empty() {
+                    return Err(self.invalid(
+                        v.span().start,
+                        &field("addresses"),
+                        "is empty: list the addresses to move, or leave it out to move every VIP address of the first VIP's family",
+                    ));
+                }
+                list
+            }
         };
         if addresses.len() > 255 {
             // At the first address past the cap, as a list's other errors.
@@ -559,6 +572,29 @@ track_no_backend = 0",
                 "lbd.toml:263:3: vrrp[0].addresses[255]: at most 255 addresses fit an advertisement"
             ),
             "{error}"
+        );
+    }
+
+    /// An empty list is refused, as `[bgp]`'s is: read as "every VIP
+    /// address", it passed for a written list and slipped past the rule
+    /// that refuses a default-address `[[vrrp]]` beside a default `[bgp]`.
+    #[test]
+    fn an_empty_address_list_is_refused() {
+        let error = vrrp_with("addresses = []").expect_err("empty");
+        assert!(
+            error.starts_with(
+                "lbd.toml:7:13: vrrp[0].addresses: is empty: list the addresses to move"
+            ),
+            "{error}"
+        );
+        let beside_bgp = vrrp_with(
+            "addresses = []
+[bgp]",
+        )
+        .expect_err("empty");
+        assert!(
+            beside_bgp.starts_with("lbd.toml:7:13: vrrp[0].addresses: is empty"),
+            "{beside_bgp}"
         );
     }
 

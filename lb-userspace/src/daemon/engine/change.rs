@@ -48,6 +48,9 @@ impl Engine {
             if let Some(why) = self.generic_xdp_refuses(std::slice::from_ref(vip)) {
                 return Err(ModelError::Invalid(why).into());
             }
+            if let Some(why) = vip_on_a_vrrp_peer(vip, &self.vrrp_configs()) {
+                return Err(ModelError::Invalid(why).into());
+            }
         }
         if let Some(why) = nat_address_refuses(edit, |vip| self.nat_address_left_behind(vip)) {
             return Err(ModelError::Invalid(why).into());
@@ -158,6 +161,16 @@ impl Engine {
             .vips
             .iter()
             .find_map(|v| self.nat_address_left_behind(v))
+        {
+            return Err(ChangeError::File(why));
+        }
+        // Nor a VIP on a running instance's unicast peer (its peers, a
+        // restart setting, may differ from the file's).
+        let running = self.vrrp_configs();
+        if let Some(why) = file
+            .vips
+            .iter()
+            .find_map(|v| vip_on_a_vrrp_peer(v, &running))
         {
             return Err(ChangeError::File(why));
         }
@@ -383,6 +396,12 @@ impl Engine {
             .iter()
             .flat_map(|i| i.config().addresses.iter().copied())
             .collect()
+    }
+
+    /// The running VRRP instances' settings (fixed at start), for the
+    /// file's rules on a VIP added at run time.
+    fn vrrp_configs(&self) -> Vec<&crate::config::VrrpConfig> {
+        self.vrrp.iter().map(|i| i.config()).collect()
     }
 
     /// What to tell the operator when a VIP added at run time (`lbctl vip
@@ -819,6 +838,28 @@ fn backend_on_a_vrrp_address(model: &Model, moved: &[std::net::IpAddr]) -> Optio
     })
 }
 
+/// As the file refuses it (`config::peer_on_a_vip`): a VIP added at run
+/// time (`lbctl vip add`, a reload's file) whose address or NAT address is
+/// a unicast peer of a running VRRP instance (`running`, whose peers are
+/// fixed at start). That address is another node's: this one would hold
+/// it too, and `config dump` would write a file that does not load.
+fn vip_on_a_vrrp_peer(
+    vip: &crate::config::VipConfig,
+    running: &[&crate::config::VrrpConfig],
+) -> Option<String> {
+    let name = |_: usize| format!("VIP {}", crate::vip_id::VipId::of(vip));
+    running.iter().find_map(|instance| {
+        instance.unicast_peers.iter().enumerate().find_map(|(p, peer)| {
+            crate::config::peer_on_a_vip(*peer, std::slice::from_ref(vip), name).map(|why| {
+                format!(
+                    "unicast_peers[{p}] of the running [[vrrp]] with vrid {}: {why}; the running instances' peers change when lbd restarts",
+                    instance.vrid
+                )
+            })
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1077,6 +1118,32 @@ mod tests {
         let why = backend_on_a_vrrp_address(&model, &moved).expect("refused");
         assert!(
             why.starts_with("backend 198.19.2.11 of VIP 198.18.0.100:80/tcp is an address a VRRP instance moves"),
+            "{why}"
+        );
+    }
+
+    /// The API refuses what the file refuses: a VIP, or a NAT VIP's NAT
+    /// address, at a running VRRP instance's unicast peer.
+    #[test]
+    fn a_vip_at_a_vrrp_peer_is_refused() {
+        let node = |peers: &str| {
+            let text = format!(
+                "interface = \"eth0\"\n[[vrrp]]\nvrid = 51\naddresses = [\"198.18.0.200\"]\nunicast_peers = [{peers}]\n"
+            );
+            Config::from_toml_str(&text, "lbd.toml").unwrap()
+        };
+        let vip = nat_config("", "").vips[0].clone();
+        let other = node("\"198.18.0.3\"");
+        assert_eq!(vip_on_a_vrrp_peer(&vip, &[&other.vrrp[0]]), None);
+        let at_vip = node("\"198.18.0.3\", \"198.18.0.100\"");
+        assert_eq!(
+            vip_on_a_vrrp_peer(&vip, &[&other.vrrp[0], &at_vip.vrrp[0]]).as_deref(),
+            Some("unicast_peers[1] of the running [[vrrp]] with vrid 51: 198.18.0.100 is VIP 198.18.0.100:80/tcp's address, so this node's own: a peer is another node's own address; the running instances' peers change when lbd restarts")
+        );
+        let at_nat = node("\"198.18.0.50\"");
+        let why = vip_on_a_vrrp_peer(&vip, &[&at_nat.vrrp[0]]).expect("refused");
+        assert!(
+            why.starts_with("unicast_peers[0] of the running [[vrrp]] with vrid 51: 198.18.0.50 is the NAT address of VIP 198.18.0.100:80/tcp, so this node's own"),
             "{why}"
         );
     }
