@@ -81,12 +81,26 @@ impl TunnelBed {
     /// Loads the object, applies `vips`, writes the tunnel settings
     /// (health checks start at `in_if`) and loads `tc_hc_encap`.
     pub fn new(hook: Hook, vips: &[VipConfig], in_if: u32, out_if: u32) -> anyhow::Result<Self> {
-        let sizes = MapSizes {
-            max_vips: 16,
-            conntrack: 4096,
-            nat_flows: 1024,
-            half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
-        };
+        Self::with_sizes(hook, vips, in_if, out_if, Self::SIZES)
+    }
+
+    /// The tests' map sizes (a small connection table).
+    pub const SIZES: MapSizes = MapSizes {
+        max_vips: 16,
+        conntrack: 4096,
+        nat_flows: 1024,
+        half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
+    };
+
+    /// `new` with maps of `sizes` (the benchmark's connection table holds
+    /// a round's new flows).
+    pub fn with_sizes(
+        hook: Hook,
+        vips: &[VipConfig],
+        in_if: u32,
+        out_if: u32,
+        sizes: MapSizes,
+    ) -> anyhow::Result<Self> {
         let mut nat = NatBed::with_sizes(hook, &[], in_if, out_if, sizes)?;
         let config = config(in_if);
         nat.bed.balancer.set_tunnel_config(config);

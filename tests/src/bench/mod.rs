@@ -15,6 +15,7 @@ pub mod nat;
 pub mod report;
 pub mod settle;
 pub mod sync_mesh;
+pub(crate) mod tables;
 pub mod template;
 pub mod tunnel;
 pub mod xdp;

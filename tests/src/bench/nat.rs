@@ -21,6 +21,10 @@ use crate::{
     testbed::{vip4_tcp, Hook, VIP4},
 };
 
+/// The floor: an ARP frame, passed up at the Ethernet type (restore +
+/// tail call + the program's first test and its counter), measured at
+/// each hook in the same rounds as the tracked cases.
+pub const FLOOR: &str = "floor: restore + tail call + Ethernet type (ARP, passed)";
 /// Case names, as the report reads them.
 pub const DSR_TRACKED: &str = "DSR tracked flow (v4 ACK)";
 /// NAT, client to VIP, flow already translated (its source port the
@@ -79,6 +83,8 @@ pub(super) enum Expect {
     /// Out of another interface (XDP_REDIRECT through the devmap; at tc a
     /// redirect).
     Redirect,
+    /// Up the stack (the floor's ARP frame).
+    Pass,
 }
 
 impl Expect {
@@ -87,6 +93,7 @@ impl Expect {
         match self {
             Self::Bounce => verdicts.bounce,
             Self::Redirect => verdicts.redirect,
+            Self::Pass => verdicts.pass,
         }
     }
 
@@ -113,10 +120,106 @@ pub(super) struct Case {
     pub(super) counter: Counter,
     /// Where every run must send the packet.
     pub(super) verdict: Expect,
-    /// Empty the NAT table before each round (new flows) of all but the
-    /// flows it held when the case's measurement began (those the other
-    /// cases, measured round by round in turn, use), and leave it so.
+    /// Empty the NAT table and the connection table before each round
+    /// (new flows) of all but the flows they held when the case's
+    /// measurement began (those the other cases, measured round by round
+    /// in turn, use), and the half-open table of all, and leave them so.
     pub(super) fresh: bool,
+    /// Counters its runs must leave as they were (a new flow's SYN that
+    /// evicted a half-open flow took another path than the one named).
+    pub(super) untouched: &'static [Counter],
+    /// Every run's SYN is held as a handshake in a free way of the
+    /// connection table (the bed's bucket table): each round (from
+    /// emptied tables, `fresh`) must grow that table by its runs and
+    /// leave the half-open table empty.
+    pub(super) held_in_conntrack: bool,
+}
+
+/// What a new flow's SYN may not do: take the place of a half-open flow,
+/// or find no way to go into.
+pub(super) const NO_EVICTION: &[Counter] = &[
+    Counter::ConntrackHalfOpenEvicted,
+    Counter::ConntrackHalfOpenExpired,
+    Counter::ConntrackInsertFailed,
+];
+
+/// Fails unless `runs` runs of `case` counted its counter `counted`
+/// times, one a run, and grew none of its untouched counters (`untouched`:
+/// each with how much it grew).
+pub(super) fn check_counted(
+    case: &Case,
+    runs: u64,
+    counted: u64,
+    untouched: &[(Counter, u64)],
+) -> anyhow::Result<()> {
+    if counted != runs {
+        bail!(
+            "{}: {counted} {} for {runs} runs: the measured path is not the one named",
+            case.name,
+            case.counter.name()
+        );
+    }
+    for (counter, grown) in untouched {
+        if *grown != 0 {
+            bail!(
+                "{}: {grown} {} over {runs} runs, which the path named rules out",
+                case.name,
+                counter.name()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Fails unless a round of `runs` SYNs of `case` (`held_in_conntrack`)
+/// grew the connection table by `runs` flows (`grown`) and left the
+/// half-open table empty (`half_open` flows in it after the round).
+pub(super) fn check_held(case: &Case, runs: u64, grown: u64, half_open: u64) -> anyhow::Result<()> {
+    if grown != runs || half_open != 0 {
+        bail!(
+            "{}: a round of {runs} SYNs added {grown} flows to the connection table and left {half_open} in the half-open table: not every SYN was held in a free way of the connection table",
+            case.name
+        );
+    }
+    Ok(())
+}
+
+/// The flows a fresh case's rounds keep: the NAT table's and the
+/// connection table's when its measurement began.
+struct Kept {
+    nat: std::collections::HashSet<lb_common::FlowKey>,
+    conntrack: std::collections::HashSet<lb_common::FlowKey>,
+}
+
+impl Kept {
+    fn now(bed: &NatBed) -> Self {
+        Self {
+            nat: bed.flows().into_iter().map(|(key, _)| key).collect(),
+            conntrack: bed.bed.dataplane.flows().map(|(key, _)| key).collect(),
+        }
+    }
+
+    /// Takes every other flow out of both tables, and every flow out of
+    /// the half-open one.
+    fn restore(
+        &self,
+        bed: &mut NatBed,
+        half_open: &lb_userspace::conntrack::table::FlowTable,
+    ) -> anyhow::Result<()> {
+        bed.clear_flows_but(&self.nat)?;
+        let gone: Vec<lb_common::FlowKey> = bed
+            .bed
+            .dataplane
+            .flows()
+            .map(|(key, _)| key)
+            .filter(|key| !self.conntrack.contains(key))
+            .collect();
+        for key in &gone {
+            bed.bed.dataplane.remove_flow(key)?;
+        }
+        super::tables::empty(half_open)?;
+        Ok(())
+    }
 }
 
 fn run_hook(
@@ -173,6 +276,17 @@ fn run_hook(
     };
     let cases = [
         Case {
+            name: FLOOR,
+            frame: packet::arp_request(),
+            ifindex: in_if,
+            vary: Vary::default(),
+            counter: Counter::PassNotIp,
+            verdict: Expect::Pass,
+            fresh: false,
+            untouched: &[],
+            held_in_conntrack: false,
+        },
+        Case {
             name: DSR_TRACKED,
             frame: packet::tcp(&client(VIP4), ACK, None, b""),
             ifindex: in_if,
@@ -180,6 +294,8 @@ fn run_hook(
             counter: Counter::ConntrackHit,
             verdict: Expect::Bounce,
             fresh: false,
+            untouched: &[],
+            held_in_conntrack: false,
         },
         Case {
             name: NAT_TRACKED,
@@ -189,6 +305,8 @@ fn run_hook(
             counter: Counter::NatHit,
             verdict: Expect::Redirect,
             fresh: false,
+            untouched: &[],
+            held_in_conntrack: false,
         },
         Case {
             name: NAT_TRACKED_HASHED,
@@ -198,6 +316,8 @@ fn run_hook(
             counter: Counter::NatHit,
             verdict: Expect::Redirect,
             fresh: false,
+            untouched: &[],
+            held_in_conntrack: false,
         },
         Case {
             name: NAT_REPLY,
@@ -207,6 +327,8 @@ fn run_hook(
             counter: Counter::ForwardedNatReply,
             verdict: Expect::Redirect,
             fresh: false,
+            untouched: &[],
+            held_in_conntrack: false,
         },
         Case {
             name: NAT_NEW,
@@ -216,6 +338,8 @@ fn run_hook(
             counter: Counter::NatNew,
             verdict: Expect::Redirect,
             fresh: true,
+            untouched: &[],
+            held_in_conntrack: false,
         },
         Case {
             name: NAT_NEW_VARIED_PORTS,
@@ -228,6 +352,8 @@ fn run_hook(
             counter: Counter::NatNew,
             verdict: Expect::Redirect,
             fresh: true,
+            untouched: &[],
+            held_in_conntrack: false,
         },
     ];
     let hook_name = match hook {
@@ -303,11 +429,6 @@ pub(super) fn recorded(
     }
 }
 
-/// The NAT flows `bed` holds now, which a fresh case's rounds keep.
-fn kept_flows(bed: &NatBed) -> std::collections::HashSet<lb_common::FlowKey> {
-    bed.flows().into_iter().map(|(key, _)| key).collect()
-}
-
 /// Loads the two wrappers (not loaded by lbd).
 pub(super) fn load_wrappers(bed: &mut NatBed) -> anyhow::Result<()> {
     let dataplane = &mut bed.bed.dataplane;
@@ -342,16 +463,28 @@ pub(super) fn measure(
         Hook::Tc => (Wrapper::Tc, dataplane.tc_program()?.fd()?.try_clone()?),
     };
     template::prepare(dataplane, wrapper, &fd, &case.frame, case.vary)?;
-    let kept = kept_flows(bed);
+    let kept = Kept::now(bed);
+    let half_open = if case.fresh {
+        Some(super::tables::half_open_table(&mut bed.bed.dataplane)?)
+    } else {
+        None
+    };
     // Warm up (a DSR ACK's first run creates its flow).
     test_run(bed, case, 1000)?;
     let mut ns = Vec::new();
     let before = bed.bed.counter(case.counter)?;
+    let untouched_before = untouched_counts(bed, case)?;
     for _ in 0..rounds {
-        if case.fresh {
-            bed.clear_flows_but(&kept)?;
+        if let Some(half_open) = &half_open {
+            kept.restore(bed, half_open)?;
         }
+        let flows_before = bed.bed.dataplane.flow_count();
         let got = test_run(bed, case, repeat)?;
+        if case.held_in_conntrack {
+            let grown = bed.bed.dataplane.flow_count().saturating_sub(flows_before);
+            let left = half_open.as_ref().map_or(0, |t| t.count());
+            check_held(case, u64::from(repeat), grown, left)?;
+        }
         if let Err(error) = case.verdict.check(case.name, &bed.verdicts, got.0) {
             let counters: Vec<String> = bed
                 .bed
@@ -365,19 +498,35 @@ pub(super) fn measure(
         }
         ns.push(got.1);
     }
-    if case.fresh {
-        bed.clear_flows_but(&kept)?;
+    if let Some(half_open) = &half_open {
+        kept.restore(bed, half_open)?;
     }
     let counted = bed.bed.counter(case.counter)? - before;
     let runs = u64::from(repeat) * u64::from(rounds);
-    if counted != runs {
-        bail!(
-            "{}: {counted} {} for {runs} runs: the measured path is not the one named",
-            case.name,
-            case.counter.name()
-        );
-    }
+    let untouched = grown_since(bed, case, &untouched_before)?;
+    check_counted(case, runs, counted, &untouched)?;
     Ok(ns)
+}
+
+/// Each of `case`'s untouched counters as `bed` has it now.
+fn untouched_counts(bed: &NatBed, case: &Case) -> anyhow::Result<Vec<(Counter, u64)>> {
+    case.untouched
+        .iter()
+        .map(|&counter| Ok((counter, bed.bed.counter(counter)?)))
+        .collect()
+}
+
+/// How much each counter of `before` (`untouched_counts`) has grown.
+fn grown_since(
+    bed: &NatBed,
+    case: &Case,
+    before: &[(Counter, u64)],
+) -> anyhow::Result<Vec<(Counter, u64)>> {
+    Ok(untouched_counts(bed, case)?
+        .into_iter()
+        .zip(before)
+        .map(|((counter, now), (_, then))| (counter, now.saturating_sub(*then)))
+        .collect())
 }
 
 /// Runs `case` as a real packet arrives at tc: one BPF_PROG_TEST_RUN per
@@ -406,17 +555,23 @@ pub(super) fn measure_fresh(
         runs = runs.wrapping_add(1);
         case.vary.apply(frame, runs);
     };
-    let kept = kept_flows(bed);
+    let kept = Kept::now(bed);
+    let half_open = if case.fresh {
+        Some(super::tables::half_open_table(&mut bed.bed.dataplane)?)
+    } else {
+        None
+    };
     // Warm up (a DSR ACK's first run creates its flow).
     for _ in 0..1000 {
         vary(&mut frame);
         run_fresh(bed, case, &frame)?;
     }
     let before = bed.bed.counter(case.counter)?;
+    let untouched_before = untouched_counts(bed, case)?;
     let mut medians = Vec::new();
     for _ in 0..rounds {
-        if case.fresh {
-            bed.clear_flows_but(&kept)?;
+        if let Some(half_open) = &half_open {
+            kept.restore(bed, half_open)?;
         }
         let mut ns = Vec::with_capacity(per_round as usize);
         for _ in 0..per_round {
@@ -427,18 +582,13 @@ pub(super) fn measure_fresh(
         }
         medians.push(Spread::of(&ns).median);
     }
-    if case.fresh {
-        bed.clear_flows_but(&kept)?;
+    if let Some(half_open) = &half_open {
+        kept.restore(bed, half_open)?;
     }
     let counted = bed.bed.counter(case.counter)? - before;
     let runs = u64::from(per_round) * u64::from(rounds);
-    if counted != runs {
-        bail!(
-            "{}: {counted} {} for {runs} packets: the measured path is not the one named",
-            case.name,
-            case.counter.name()
-        );
-    }
+    let untouched = grown_since(bed, case, &untouched_before)?;
+    check_counted(case, runs, counted, &untouched)?;
     Ok(medians)
 }
 
@@ -506,6 +656,66 @@ fn test_run(bed: &mut NatBed, case: &Case, repeat: u32) -> anyhow::Result<(u32, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn syn_case() -> Case {
+        Case {
+            name: "a new flow (v4 SYN)",
+            frame: Vec::new(),
+            ifindex: 1,
+            vary: V4_SRC.into(),
+            counter: Counter::ConntrackHalfOpenNew,
+            verdict: Expect::Bounce,
+            fresh: true,
+            untouched: NO_EVICTION,
+            held_in_conntrack: true,
+        }
+    }
+
+    #[test]
+    fn a_new_flow_run_that_evicted_is_refused() {
+        let case = syn_case();
+        let none: Vec<(Counter, u64)> = NO_EVICTION.iter().map(|c| (*c, 0)).collect();
+        check_counted(&case, 100, 100, &none).expect("the named path");
+        let error = check_counted(&case, 100, 99, &none).expect_err("short");
+        assert!(
+            error
+                .to_string()
+                .contains("99 conntrack_half_open_new for 100 runs"),
+            "{error}"
+        );
+        for counter in NO_EVICTION {
+            let grown: Vec<(Counter, u64)> = NO_EVICTION
+                .iter()
+                .map(|c| (*c, u64::from(c == counter)))
+                .collect();
+            let error = check_counted(&case, 100, 100, &grown).expect_err("evicted");
+            assert!(
+                error.to_string().contains(&format!("1 {}", counter.name())),
+                "{error}"
+            );
+        }
+        assert!(NO_EVICTION.contains(&Counter::ConntrackHalfOpenEvicted));
+    }
+
+    #[test]
+    fn a_syn_round_must_fill_the_connection_table_not_the_half_open_one() {
+        let case = syn_case();
+        check_held(&case, 1000, 1000, 0).expect("every SYN held in the table");
+        // Some SYNs found no free way and went half-open.
+        assert!(check_held(&case, 1000, 990, 10).is_err());
+        assert!(check_held(&case, 1000, 1000, 3).is_err());
+        assert!(check_held(&case, 1000, 999, 0).is_err());
+    }
+
+    #[test]
+    fn the_floor_is_passed_up() {
+        let xdp = Verdicts::of(Hook::Xdp);
+        Expect::Pass.check(FLOOR, &xdp, xdp.pass).expect("XDP_PASS");
+        assert!(Expect::Pass.check(FLOOR, &xdp, xdp.bounce).is_err());
+        let tc = Verdicts::of(Hook::Tc);
+        Expect::Pass.check(FLOOR, &tc, tc.pass).expect("tc pass");
+        assert!(Expect::Pass.check(FLOOR, &tc, tc.redirect).is_err());
+    }
 
     #[test]
     fn each_case_takes_its_own_verdict_not_either() {

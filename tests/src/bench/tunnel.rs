@@ -12,7 +12,10 @@ use lb_userspace::config::Protocol;
 
 use super::{
     mode_cases::{ModeCase, ModeResults},
-    nat::{interleaved, load_wrappers, measure, measure_fresh, recorded, Case, Expect, V4_SRC},
+    nat::{
+        interleaved, load_wrappers, measure, measure_fresh, recorded, Case, Expect, NO_EVICTION,
+        V4_SRC,
+    },
 };
 use crate::{
     natbed::{FibNetns, BACKENDS4, IN_DEV, OUT_DEV, SAME_IF4},
@@ -56,6 +59,33 @@ const IPIP_ONE_ARMED_VIP4: &str = "198.18.0.104";
 /// Packets per round at tc, one BPF_PROG_TEST_RUN each.
 const FRESH_PER_ROUND: u32 = 20_000;
 
+/// The bench bed's maps: the tests' (`TunnelBed::SIZES`) with a
+/// connection table of lbd's default size, in whose free ways a round
+/// of `repeat` new flows (and the warm-up's) fits with room to spare
+/// (half its configured flows at most, a quarter of its slots: 8-way buckets, two per flow, far from full):
+/// a new flow's SYN then measures Maglev's pick and its insert, not an
+/// overflow into the half-open table.
+fn bench_sizes(repeat: u32) -> anyhow::Result<lb_userspace::dataplane::MapSizes> {
+    let sizes = lb_userspace::dataplane::MapSizes {
+        conntrack: lb_common::consts::CONNTRACK_SIZE_DEFAULT,
+        ..TunnelBed::SIZES
+    };
+    fits(repeat, sizes.conntrack)?;
+    Ok(sizes)
+}
+
+/// Fails unless a round of `repeat` new flows plus the warm-up's 1000
+/// fill at most half a connection table of `conntrack` flows.
+fn fits(repeat: u32, conntrack: u32) -> anyhow::Result<()> {
+    let needed = u64::from(repeat) + 1000;
+    if needed * 2 > u64::from(conntrack) {
+        anyhow::bail!(
+            "{repeat} new flows per round do not fit half a {conntrack}-flow connection table"
+        );
+    }
+    Ok(())
+}
+
 /// Measures every case at both hooks.
 pub fn run(repeat: u32, rounds: u32) -> anyhow::Result<ModeResults> {
     let netns = FibNetns::new()?;
@@ -92,7 +122,8 @@ fn run_hook(
             Mode::Ipip,
         ),
     ];
-    let mut bed = TunnelBed::new(hook, &vips, in_if, out_if)?;
+    let sizes = bench_sizes(repeat)?;
+    let mut bed = TunnelBed::with_sizes(hook, &vips, in_if, out_if, sizes)?;
     load_wrappers(&mut bed.nat)?;
     let flow = |dst: &str| Flow {
         src: "198.18.0.10".parse().expect("address"),
@@ -110,7 +141,13 @@ fn run_hook(
         vary: if syn { V4_SRC } else { 0 }.into(),
         counter,
         verdict,
-        fresh: false,
+        // A new flow's rounds each start from emptied tables (the tracked
+        // cases' flows kept), so every SYN finds a free way of the
+        // connection table (checked: the table grows by one flow a run,
+        // the half-open table stays empty, nothing evicted).
+        fresh: syn,
+        untouched: if syn { NO_EVICTION } else { &[] },
+        held_in_conntrack: syn,
     };
     let cases = [
         case(
@@ -203,4 +240,20 @@ fn run_hook(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_round_of_new_flows_fits_the_bench_table() {
+        // The runner's largest round.
+        let sizes = bench_sizes(100_000).expect("fits");
+        assert!(sizes.conntrack >= 2 * 101_000);
+        assert_eq!(sizes.half_open, TunnelBed::SIZES.half_open);
+        assert!(bench_sizes(1_000_000).is_err());
+        // The tests' table would not hold one.
+        assert!(fits(100_000, TunnelBed::SIZES.conntrack).is_err());
+    }
 }

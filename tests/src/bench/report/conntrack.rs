@@ -10,8 +10,8 @@ use lb_userspace::conntrack::kind::ConntrackKind;
 
 use crate::bench::{
     xdp::{
-        XdpResults, CONNECTION_V4, FIRST_ACK_V4, FIRST_ACK_V6, FULL_TABLE_V4, NON_VIP, TRACKED_V4,
-        TRACKED_V6, WRAPPER_FLOOR,
+        XdpResults, CONNECTION_V4, FIRST_ACK_V4, FIRST_ACK_V6, FULL_TABLE_FLOOR, FULL_TABLE_V4,
+        NON_VIP, TRACKED_V4, TRACKED_V6, WRAPPER_FLOOR,
     },
     xdp_designs::DesignResult,
     xdp_profile::ProfileResults,
@@ -109,7 +109,7 @@ pub fn comparison(out: &mut String, xdp: &XdpResults) {
     );
     let _ = writeln!(
         out,
-        "From the table above: the bucket table (`{}`, lbd's default since issue 16) and the shared LRU (the default before it), the same program and packets, measured case by case in this run. Cost above the floor = the case's median − the wrapper floor measured on the same object ({floor_b:.1} ns and {floor_l:.1} ns; twice the floor for a connection's two packets). The designs ran each case round by round (each round on both in turn): the ratio is the median of the rounds' ratios of cost above the floor. \"{}\" is a SYN round over N distinct flows, then the first ACK of each of the same flows (ns per connection).\n",
+        "From the table above: the bucket table (`{}`, lbd's default since issue 16) and the shared LRU (the default before it), the same program and packets, measured case by case in this run. Cost above the floor = the case's median − the wrapper floor measured on the same objects in the same pass (the empty pass's {floor_b:.1} ns and {floor_l:.1} ns; the prefilled pass's objects and the full-table case's measure their own; a row marked † is from older results that did not, and uses the empty pass's floor; twice the floor for a connection's two packets). The designs ran each case round by round (each round on both in turn): the ratio is the median of the rounds' ratios of cost above the floor. \"{}\" is a SYN round over N distinct flows, then the first ACK of each of the same flows (ns per connection).\n",
         buckets(),
         CONNECTION_V4
     );
@@ -125,7 +125,15 @@ pub fn comparison(out: &mut String, xdp: &XdpResults) {
             format!("{} entries, {big} flows in it", xdp.prefill_capacity),
         ),
     ];
+    // The floor measured on a pass's own objects (older results: the
+    // empty pass's, marked).
+    let floors =
+        |name: &str, prefill: u64| match (at(name, buckets(), prefill), at(name, lru(), prefill)) {
+            (Some(b), Some(l)) => (b, l, ""),
+            _ => (floor_b, floor_l, " †"),
+        };
     for (prefill, table) in &passes {
+        let (floor_b, floor_l, mark) = floors(WRAPPER_FLOOR, *prefill);
         // A SYN of a new flow is held as a handshake in either design
         // (NEW_V4, NEW_V6: the bucket table in a free way, the LRU in the
         // half-open table), so the designs compare on a new flow's first
@@ -140,7 +148,7 @@ pub fn comparison(out: &mut String, xdp: &XdpResults) {
                 (at(name, buckets(), *prefill), at(name, lru(), *prefill))
             {
                 Ratio {
-                    what: format!("{name} ({table})"),
+                    what: format!("{name} ({table}){mark}"),
                     new,
                     old,
                     floor_new: floor_b * packets,
@@ -155,9 +163,10 @@ pub fn comparison(out: &mut String, xdp: &XdpResults) {
     // The eviction path: measured side by side (older results: from the
     // designs table, each design on its own).
     if let (Some(new), Some(old)) = (at(FULL_TABLE_V4, buckets(), 0), at(FULL_TABLE_V4, lru(), 0)) {
+        let (floor_b, floor_l, mark) = floors(FULL_TABLE_FLOOR, 0);
         Ratio {
             what: format!(
-                "{FULL_TABLE_V4} ({} entries; eviction path)",
+                "{FULL_TABLE_V4} ({} entries; eviction path){mark}",
                 xdp.conntrack_capacity
             ),
             new,
@@ -178,7 +187,7 @@ pub fn comparison(out: &mut String, xdp: &XdpResults) {
         if let (Some(new), Some(old)) = (full(buckets()), full(lru())) {
             Ratio {
                 what: format!(
-                    "TCP first ACK v4, new flow, full table ({} entries; eviction path; from the designs table)",
+                    "TCP first ACK v4, new flow, full table ({} entries; eviction path; from the designs table) †",
                     xdp.conntrack_capacity
                 ),
                 new,

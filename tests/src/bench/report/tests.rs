@@ -445,3 +445,100 @@ fn the_xdp_and_table_size_sentences_take_their_numbers_from_the_results() {
         "{text}"
     );
 }
+
+#[test]
+fn each_pass_takes_the_floor_of_its_own_objects_and_the_plot_says_per_connection() {
+    use crate::bench::xdp::{
+        XdpCase, XdpResults, CONNECTION_V4, FIRST_ACK_V4, FULL_TABLE_FLOOR, FULL_TABLE_V4,
+        WRAPPER_FLOOR,
+    };
+    use lb_userspace::conntrack::kind::ConntrackKind;
+    let (buckets, lru) = (ConntrackKind::Buckets.label(), ConntrackKind::Lru.label());
+    let case = |name: &str, design: &str, prefill: u64, ns: f64| XdpCase {
+        name: name.to_owned(),
+        path: "XDP_TX".to_owned(),
+        ns_per_packet: Spread::of(&[ns]),
+        repeat: 1000,
+        rounds: 1,
+        conntrack_prefill: prefill,
+        design: design.to_owned(),
+        capacity: 1000,
+        lost_flows: 0,
+        per_round: vec![ns],
+    };
+    let mut r = results(&[]);
+    r.xdp = Some(XdpResults {
+        cases: vec![
+            case(WRAPPER_FLOOR, buckets, 0, 20.0),
+            case(WRAPPER_FLOOR, lru, 0, 20.0),
+            case(FIRST_ACK_V4, buckets, 0, 60.0),
+            case(FIRST_ACK_V4, lru, 0, 100.0),
+            // The prefilled pass's objects: a floor of 40 ns there.
+            case(WRAPPER_FLOOR, buckets, 1_000_000, 40.0),
+            case(WRAPPER_FLOOR, lru, 1_000_000, 40.0),
+            case(FIRST_ACK_V4, buckets, 1_000_000, 70.0),
+            case(FIRST_ACK_V4, lru, 1_000_000, 100.0),
+            case(CONNECTION_V4, buckets, 0, 200.0),
+            case(CONNECTION_V4, lru, 0, 240.0),
+            // The full-table objects: their own floor of 30 ns.
+            case(FULL_TABLE_V4, buckets, 0, 90.0),
+            case(FULL_TABLE_V4, lru, 0, 150.0),
+            case(FULL_TABLE_FLOOR, buckets, 0, 30.0),
+            case(FULL_TABLE_FLOOR, lru, 0, 30.0),
+        ],
+        conntrack_capacity: 1000,
+        prefill_capacity: 8000,
+        designs: Vec::new(),
+        by_capacity: Vec::new(),
+    });
+    let text = markdown(&r, None);
+    // Empty pass: (60 − 20) / (100 − 20).
+    assert!(
+        text.contains(&format!(
+            "| {FIRST_ACK_V4} (1000 entries, empty) | 60.0 | 100.0 | 40.0 | 80.0 | **0.50×**"
+        )),
+        "{text}"
+    );
+    // Prefilled: its own floor, (70 − 40) / (100 − 40), not (70 − 20) / (100 − 20).
+    assert!(
+        text.contains(&format!(
+            "| {FIRST_ACK_V4} (8000 entries, 1000000 flows in it) | 70.0 | 100.0 | 30.0 | 60.0 | **0.50×**"
+        )),
+        "{text}"
+    );
+    // Full table: (90 − 30) / (150 − 30).
+    assert!(
+        text.contains("| 90.0 | 150.0 | 60.0 | 120.0 | **0.50×**"),
+        "{text}"
+    );
+    assert!(!text.contains(" † |"), "{text}");
+    let svg = crate::bench::report::xdp_svg(&r).expect("plot");
+    assert!(
+        svg.contains("median ns per packet (per connection for the connection rows)"),
+        "{svg}"
+    );
+    assert!(
+        svg.contains(&format!("{CONNECTION_V4} (buckets, ns per connection)")),
+        "{svg}"
+    );
+    assert!(
+        svg.contains(&format!("{FIRST_ACK_V4} (shared LRU, 1M flows)"))
+            || svg.contains("1M flows)"),
+        "{svg}"
+    );
+
+    // Older results without the passes' own floors: the empty pass's, marked.
+    if let Some(xdp) = r.xdp.as_mut() {
+        xdp.cases.retain(|c| {
+            !(c.name == WRAPPER_FLOOR && c.conntrack_prefill > 0) && c.name != FULL_TABLE_FLOOR
+        });
+    }
+    let text = markdown(&r, None);
+    assert!(
+        text.contains(&format!(
+            "| {FIRST_ACK_V4} (8000 entries, 1000000 flows in it) † | 70.0 | 100.0 | 50.0 | 80.0 |"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("eviction path) † |"), "{text}");
+}

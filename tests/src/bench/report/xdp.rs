@@ -28,9 +28,10 @@ pub(super) fn section(out: &mut String, xdp: &XdpResults, plot: Option<&str>) {
     let _ = writeln!(out, "## XDP program, ns per packet (BPF_PROG_TEST_RUN)\n");
     let _ = writeln!(
         out,
-        "Through `xdp_bench`, which restores the original packet and tail-calls the program under test on every run; each case checks with the program's counters that every run took the named path. Every case runs on the bucket connection table (`{}`, lbd's default since issue 16) and on the shared LRU (the default before it), the two objects loaded side by side and measured case by case. New-flow cases change the source address on every run, so each run inserts into the connection table ({} entries, lbd's default size; each round starts from an empty table). The prefilled rows use a table of {} entries holding the number of flows shown, and their rounds do not empty it. The program under test runs on CPU 0 (the runner pins itself there). The target column holds the first wave's absolute targets (ns, for the bucket table's rows), set on the AMD EPYC VM the project ran on then and shown for reference; today's targets compare the two designs in one run and are judged in the comparison table below.\n",
+        "Through `xdp_bench`, which restores the original packet and tail-calls the program under test on every run; each case checks with the program's counters that every run took the named path. Every case runs on the bucket connection table (`{}`, lbd's default since issue 16) and on the shared LRU (the default before it), the two objects loaded side by side and measured case by case. New-flow cases change the source address on every run, so each run inserts a new flow ({} entries, lbd's default size; every case starts from empty tables, and each new-flow round from an empty connection table and half-open table). A new flow's SYN rows run each round in batches of {} SYNs, the half-open table emptied before each batch (and, in the empty pass, the connection table too; not timed), so that no SYN takes the place of a half-open flow (checked with the eviction counters: the SYN-flood-mode row alone evicts, as it means to). The prefilled rows use a table of {} entries holding the number of flows shown at each case's start (the table emptied and filled again before each case), and their rounds do not empty the connection table; their wrapper floor row is measured on those same objects. The program under test runs on CPU 0 (the runner pins itself there). The target column holds the first wave's absolute targets (ns, for the bucket table's rows), set on the AMD EPYC VM the project ran on then and shown for reference; today's targets compare the two designs in one run and are judged in the comparison table below.\n",
         lb_userspace::conntrack::kind::ConntrackKind::Buckets.label(),
         xdp.conntrack_capacity,
+        crate::bench::xdp::SYN_BATCH,
         xdp.prefill_capacity
     );
     let _ = writeln!(
@@ -104,6 +105,25 @@ fn widest_new_flow_spread(xdp: &XdpResults) -> Option<String> {
     ))
 }
 
+/// ", N M flows" for a prefilled case's bar label, else nothing.
+fn flows_label(c: &crate::bench::xdp::XdpCase) -> String {
+    if c.conntrack_prefill > 0 {
+        format!(", {}M flows", c.conntrack_prefill / 1_000_000)
+    } else {
+        String::new()
+    }
+}
+
+/// ", ns per connection" for a row measured per connection (its two
+/// packets), else nothing (ns per packet, as the title says).
+fn unit_label(c: &crate::bench::xdp::XdpCase) -> &'static str {
+    if c.name == crate::bench::xdp::CONNECTION_V4 {
+        ", ns per connection"
+    } else {
+        ""
+    }
+}
+
 /// A bar chart (SVG) of the XDP cases' median ns per packet.
 pub fn xdp_svg(results: &Results) -> Option<String> {
     let xdp = results.xdp.as_ref()?;
@@ -115,7 +135,7 @@ pub fn xdp_svg(results: &Results) -> Option<String> {
     let (row, left, width) = (26.0, 330.0, 420.0);
     let height = row * cases.len() as f64 + 50.0;
     let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n<text x=\"10\" y=\"20\" font-size=\"14\">XDP program: median ns per packet (bars), max (tick), {} cores, Linux {}</text>\n",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n<text x=\"10\" y=\"20\" font-size=\"14\">XDP program: median ns per packet (per connection for the connection rows) (bars), max (tick), {} cores, Linux {}</text>\n",
         left + width + 80.0,
         results.machine.cores,
         results.machine.kernel
@@ -129,15 +149,7 @@ pub fn xdp_svg(results: &Results) -> Option<String> {
         } else {
             c.design.as_str()
         };
-        let label = if c.conntrack_prefill > 0 {
-            format!(
-                "{} ({design}, {}M flows)",
-                c.name,
-                c.conntrack_prefill / 1_000_000
-            )
-        } else {
-            format!("{} ({design})", c.name)
-        };
+        let label = format!("{} ({design}{}{})", c.name, flows_label(c), unit_label(c));
         let _ = write!(
             svg,
             "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">{}</text>\n<rect x=\"{left}\" y=\"{:.0}\" width=\"{w:.1}\" height=\"{:.0}\" fill=\"#4a7ebb\"/>\n<line x1=\"{tick:.1}\" x2=\"{tick:.1}\" y1=\"{:.0}\" y2=\"{:.0}\" stroke=\"#333\"/>\n<text x=\"{:.1}\" y=\"{:.0}\">{:.1}</text>\n",

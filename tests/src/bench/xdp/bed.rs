@@ -1,6 +1,8 @@
 //! The loaded object a case runs on: its VIPs, its connection-table
 //! design, the wrapper's restore and the timed runs; pinned to a CPU.
 
+use lb_userspace::conntrack::table::FlowTable;
+
 use super::*;
 
 /// The wrapper's run counter (the varied field's value).
@@ -11,6 +13,8 @@ pub(crate) struct Bench {
     pub(crate) dataplane: Dataplane,
     pub(crate) kind: ConntrackKind,
     balancer: Balancer,
+    /// The object's half-open table, mapped again (see `clear_half_open`).
+    half_open: FlowTable,
 }
 
 impl Bench {
@@ -46,10 +50,12 @@ impl Bench {
                 .load()
                 .with_context(|| format!("loading {program}"))?;
         }
+        let half_open = crate::bench::tables::half_open_table(&mut dataplane)?;
         Ok(Self {
             dataplane,
             kind,
             balancer,
+            half_open,
         })
     }
 
@@ -93,7 +99,7 @@ impl Bench {
         let mut data_out = vec![0u8; frame.len() + 256];
         for _ in 0..rounds {
             if fresh_table {
-                self.clear()?;
+                self.empty()?;
             }
             let program: &mut Xdp = self.dataplane.program(names::PROG_BENCH)?;
             let result = program
@@ -113,6 +119,60 @@ impl Bench {
             out.push(result.duration.as_nanos() as f64);
         }
         Ok(out)
+    }
+
+    /// `repeat` runs as one round, in batches of at most `batch` (see
+    /// `batches`), each batch from an empty half-open table and, with
+    /// `fresh_table`, an empty connection table (emptied between the
+    /// timed runs, not timed): ns per packet over the round.
+    pub(crate) fn measure_batched(
+        &mut self,
+        frame: &[u8],
+        repeat: u32,
+        batch: u32,
+        expect_action: u32,
+        fresh_table: bool,
+    ) -> anyhow::Result<f64> {
+        let mut timed = Vec::new();
+        for runs in batches(repeat, batch) {
+            if fresh_table {
+                self.clear()?;
+            }
+            self.clear_half_open()?;
+            let ns = self.measure(frame, runs, 1, expect_action, false)?;
+            timed.push((runs, ns.first().copied().unwrap_or(f64::NAN)));
+        }
+        Ok(per_run(&timed))
+    }
+
+    /// Empties both tables: the connection table and the half-open one
+    /// (where a SYN is held on the shared LRU, or on the bucket table
+    /// when its buckets have no free way).
+    pub(crate) fn empty(&mut self) -> anyhow::Result<()> {
+        self.clear()?;
+        self.clear_half_open()?;
+        Ok(())
+    }
+
+    /// Empties the half-open table; how many flows it held.
+    pub(crate) fn clear_half_open(&mut self) -> anyhow::Result<u64> {
+        crate::bench::tables::empty(&self.half_open)
+    }
+
+    /// Empties both tables and fills the connection table again with the
+    /// `count` flows of `prefill`: what a prefilled case starts from.
+    /// Returns the flows the table holds then (checked to be `count`).
+    pub(crate) fn refill(&mut self, count: u32) -> anyhow::Result<u64> {
+        self.empty()?;
+        self.prefill(count)?;
+        let held = self.dataplane.flow_count();
+        if held != u64::from(count) {
+            bail!(
+                "{}: {held} flows in the table after prefilling {count}",
+                self.kind.label()
+            );
+        }
+        Ok(held)
     }
 
     /// Empties the connection table; returns how many flows it held and
@@ -237,6 +297,28 @@ impl Bench {
             .ok_or_else(|| anyhow!("no {MAP_BENCH_RUNS} map"))?;
         Ok(Array::try_from(map)?)
     }
+}
+
+/// `repeat` runs split into batches of at most `batch` (the last one
+/// shorter), in order.
+pub(crate) fn batches(repeat: u32, batch: u32) -> Vec<u32> {
+    let batch = batch.max(1);
+    let mut out = Vec::new();
+    let mut left = repeat;
+    while left > 0 {
+        let runs = batch.min(left);
+        out.push(runs);
+        left -= runs;
+    }
+    out
+}
+
+/// ns per run over batches of (runs, ns per run): the total time over
+/// the total runs (a short last batch weighs what its runs do).
+pub(crate) fn per_run(batches: &[(u32, f64)]) -> f64 {
+    let runs: f64 = batches.iter().map(|(n, _)| f64::from(*n)).sum();
+    let total: f64 = batches.iter().map(|(n, ns)| f64::from(*n) * ns).sum();
+    total / runs
 }
 
 /// CPUs the kernel may bring online (what per-CPU maps are sized for).
