@@ -181,9 +181,12 @@ fn graceful_shutdown_hands_over_faster_than_a_kill_and_preemption_follows_the_co
     // ... and the backup acted on it, not on its master-down timer.
     assert_taken_over_before_master_down(held, last_advert, &lab.log("lbd-b"));
 
-    // Preempt on: the returning higher-priority node takes the VIP back.
+    // Preempt on: the returning higher-priority node takes the VIP back,
+    // once it is up and the peer's connection table has arrived (its
+    // preemption waits for that: seconds on a loaded machine, so the
+    // limit is generous; nothing here is timed).
     lab.start_lbd_on(&a, "lbd-a2", &config_a).expect("restart");
-    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(5));
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(20));
     wait_until("lb2 to step down", Duration::from_secs(5), || {
         !lab.holds_vip(&b).unwrap_or(true)
     });
