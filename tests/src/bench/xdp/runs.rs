@@ -122,6 +122,18 @@ pub(super) fn check_counts(
         }
     }
     for &(counter, got) in grown {
+        if counter == Counter::ConntrackHalfOpenEvicted && got != 0 && got * 1000 <= want {
+            // The half-open table is a kernel LRU hash, which may evict
+            // before it is full (a CPU short of free nodes in its own
+            // list evicts rather than take another CPU's): tolerated at
+            // one run in 1,000 and said, not measured as the path.
+            eprintln!(
+                "bench: {} ({design}): {got} {} over {want} runs (the kernel LRU evicting before it is full)",
+                case.name,
+                counter.name()
+            );
+            continue;
+        }
         if got != 0 {
             bail!(
                 "{} ({design}): {got} {} over {want} runs, which the path named rules out",
@@ -545,6 +557,9 @@ mod tests {
             "{error}"
         );
         assert!(check_counts(&syn, "lru", &grown(100, 0, 2), 100).is_err());
+        // The kernel LRU's rare early eviction: at most one run in 1,000.
+        check_counts(&syn, "lru", &grown(1_400_000, 1, 0), 1_400_000).expect("tolerated");
+        assert!(check_counts(&syn, "lru", &grown(1_400_000, 1_401, 0), 1_400_000).is_err());
     }
 
     #[test]
