@@ -163,15 +163,20 @@ impl PacketSocket {
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr().cast();
         msg.msg_controllen = size_of::<[u64; 16]>();
-        // SAFETY: recvmsg into the live buffers `msg` points at.
-        let got = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &raw mut msg, libc::MSG_TRUNC) };
-        if got < 0 {
+        let got = loop {
+            // SAFETY: recvmsg into the live buffers `msg` points at.
+            let got = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &raw mut msg, libc::MSG_TRUNC) };
+            if got >= 0 {
+                break got;
+            }
             let error = io::Error::last_os_error();
-            return match error.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Ok(None),
-                _ => Err(error),
-            };
-        }
+            match error.kind() {
+                // A signal (a lab process ending: SIGCHLD) cut the wait short.
+                io::ErrorKind::Interrupted => {}
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => return Ok(None),
+                _ => return Err(error),
+            }
+        };
         let len = usize::try_from(got).map_err(io::Error::other)?;
         if len > buf.len() {
             return Err(io::Error::other(format!("a frame of {len} bytes, cut")));
