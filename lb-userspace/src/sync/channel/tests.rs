@@ -1995,7 +1995,7 @@ fn configured_ipv6_peers_in_one_64_shake_hands_through_another_peers_flood() {
         // SAFETY: unshare affects only this thread (and the processes it
         // starts).
         assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
-        let node = |i: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, i));
+        let node = |i: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, i));
         let (peers, flooder) = ((1..=5).map(node).collect::<Vec<_>>(), node(9));
         ip(&["link", "set", "lo", "up"]);
         for at in peers.iter().chain([&flooder, &node(100)]) {
