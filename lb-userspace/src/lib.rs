@@ -35,6 +35,8 @@ pub mod shared_mapping;
 pub(crate) mod slots;
 pub(crate) mod sockopt;
 pub mod sync;
+#[cfg(test)]
+pub(crate) mod test_netns;
 pub(crate) mod tunnel;
 pub mod vip_id;
 pub mod vip_index;

@@ -225,10 +225,7 @@ fn a_release_that_cannot_keep_its_tc_filter_keeps_the_maps_pinned() {
         return;
     };
     let pins = bpffs.pins();
-    std::thread::spawn(move || {
-        // SAFETY: unshare affects only this thread (and the processes it
-        // starts).
-        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+    crate::test_netns::in_own_netns(move || {
         let mut dataplane =
             Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("the data plane");
         let program = tc_program(&mut dataplane.ebpf).expect("tc_lb");
@@ -255,9 +252,7 @@ fn a_release_that_cannot_keep_its_tc_filter_keeps_the_maps_pinned() {
         drop(dataplane);
         let next = Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("the next lbd");
         assert!(next.adopted(), "the next lbd adopts them");
-    })
-    .join()
-    .expect("the test's thread (see its panic above)");
+    });
 }
 
 /// A flow of `proto` from client `n`.
@@ -453,17 +448,10 @@ fn links_of_other_programs_under_lbd_names_are_left_alone() {
         return;
     };
     let pins = bpffs.pins();
-    std::thread::spawn(move || {
-        // SAFETY: unshare affects only this thread (and the processes it
-        // starts).
-        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
-        let status = std::process::Command::new("ip")
-            .args([
-                "link", "add", "h3dum0", "type", "veth", "peer", "name", "h3dum1",
-            ])
-            .status()
-            .expect("running ip");
-        assert!(status.success(), "ip link add h3dum0 (veth)");
+    crate::test_netns::in_own_netns(move || {
+        crate::test_netns::ip(&[
+            "link", "add", "h3dum0", "type", "veth", "peer", "name", "h3dum1",
+        ]);
         let mut dataplane =
             Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("the data plane");
         let pin = |dataplane: &mut Dataplane,
@@ -501,7 +489,5 @@ fn links_of_other_programs_under_lbd_names_are_left_alone() {
             LinkOwner::Other(names::PROG_PASS.to_owned()),
             "still attached"
         );
-    })
-    .join()
-    .expect("the test's thread (see its panic above)");
+    });
 }

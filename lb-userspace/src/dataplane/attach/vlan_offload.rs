@@ -184,15 +184,6 @@ mod tests {
         assert!(missing.is_empty());
     }
 
-    /// `ip` in this thread's network namespace.
-    fn ip(args: &[&str]) {
-        let status = std::process::Command::new("ip")
-            .args(args)
-            .status()
-            .expect("running ip");
-        assert!(status.success(), "ip {args:?}");
-    }
-
     /// The ioctl reads a veth's flags in a network namespace of its own
     /// (a thread's, gone with it: nothing is configured outside it): RX
     /// VLAN offload on as veth reports it, off once `ethtool -K` turned it
@@ -200,15 +191,12 @@ mod tests {
     /// physical device, so it is never warned about anyway.
     #[test]
     fn the_offload_flags_of_a_veth_are_read_in_its_namespace() {
-        // SAFETY: getuid cannot fail.
-        if unsafe { libc::getuid() } != 0 {
+        use crate::test_netns::{in_own_netns, ip, is_root};
+        if !is_root() {
             eprintln!("skipped: needs root");
             return;
         }
-        std::thread::spawn(|| {
-            // SAFETY: unshare affects only this thread (and the processes
-            // it starts).
-            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+        in_own_netns(|| {
             ip(&["link", "add", "vo0", "type", "veth", "peer", "name", "vo1"]);
             let flags = ethtool_flags("vo0").expect("reading vo0's flags");
             assert_ne!(flags & ETH_FLAG_RXVLAN, 0, "veth: rxvlan on ({flags:#x})");
@@ -227,8 +215,6 @@ mod tests {
                 let refused = ethtool_flags(bad).expect_err("not a name");
                 assert_eq!(refused.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
             }
-        })
-        .join()
-        .expect("the test's thread (see its panic above)");
+        });
     }
 }

@@ -29,6 +29,7 @@ use crate::sync::{
     wire::{self, Message, Role, Transcript, Versions, MAX_BATCH_RECORDS},
     FlowRecord, NatFlowRecord, SyncConfig, SyncError, SyncStats, SyncStatsSnapshot,
 };
+use crate::test_netns::{in_own_netns, ip, is_root};
 
 const LIMIT: Duration = Duration::from_secs(8);
 
@@ -1970,15 +1971,6 @@ async fn stalled_handshakes_never_lock_a_real_peer_out() {
     drop(held);
 }
 
-/// `ip` in this thread's network namespace.
-fn ip(args: &[&str]) {
-    let status = std::process::Command::new("ip")
-        .args(args)
-        .status()
-        .expect("running ip");
-    assert!(status.success(), "ip {args:?}");
-}
-
 /// Configured peers in one IPv6 /64 (a mesh's nodes on one subnet) shake
 /// hands while another configured address floods the listener: the
 /// flood cuts its own handshakes only. Counted per /64, it cut theirs
@@ -1986,15 +1978,11 @@ fn ip(args: &[&str]) {
 /// thread's own, the addresses on its `lo`.
 #[test]
 fn configured_ipv6_peers_in_one_64_shake_hands_through_another_peers_flood() {
-    // SAFETY: getuid cannot fail.
-    if unsafe { libc::getuid() } != 0 {
+    if !is_root() {
         eprintln!("skipped: needs root");
         return;
     }
-    std::thread::spawn(|| {
-        // SAFETY: unshare affects only this thread (and the processes it
-        // starts).
-        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+    in_own_netns(|| {
         let node = |i: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, i));
         let (peers, flooder) = ((1..=5).map(node).collect::<Vec<_>>(), node(9));
         ip(&["link", "set", "lo", "up"]);
@@ -2078,9 +2066,7 @@ fn configured_ipv6_peers_in_one_64_shake_hands_through_another_peers_flood() {
             assert_eq!(stats.snapshot().auth_failures, 0);
             drop((flood, done));
         });
-    })
-    .join()
-    .expect("the test's thread (see its panic above)");
+    });
 }
 
 #[tokio::test]
