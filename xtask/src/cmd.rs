@@ -2,12 +2,13 @@
 
 use std::{
     ffi::OsStr,
-    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
 };
 
 use anyhow::{bail, Context as _};
+
+use crate::signals::{signal_name, Held, Interrupted};
 
 /// The workspace root (xtask lives one level below it).
 pub fn root() -> PathBuf {
@@ -62,91 +63,26 @@ pub fn exec(cmd: &mut Command) -> anyhow::Result<()> {
 /// the child then exited: an interrupted run is not a successful one.
 pub fn exec_passing_signals(cmd: &mut Command) -> anyhow::Result<()> {
     eprintln!("+ {}", show(cmd));
-    let signals = termination_signals();
-    let mut previous = empty_signal_set();
-    // SAFETY: blocks the signals in this (xtask's only) thread.
-    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &signals, &mut previous) };
-    // std's spawn hands the child this thread's mask: the child gets the
-    // one from before, so the signals reach its handlers.
-    let child_mask = previous;
-    // SAFETY: pthread_sigmask is async-signal-safe; it only sets the
-    // forked child's own mask from a set copied into the closure.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &child_mask, std::ptr::null_mut());
-            Ok(())
-        });
-    }
-    let result = wait_passing_signals(cmd, &signals);
-    // SAFETY: restores the mask saved above.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut()) };
-    let (status, passed) = result?;
+    let held = Held::new()?;
+    let (status, passed) = held
+        .wait_passing_on(cmd)
+        .with_context(|| format!("running {}", show(cmd)))?;
+    drop(held);
     if let Some(signal) = passed {
-        bail!(
-            "{} was interrupted by {} (passed on to it; it has finished: {status})",
-            show(cmd),
-            signal_name(signal)
-        );
+        return Err(Interrupted::new(
+            signal,
+            format!(
+                "{} was interrupted by {} (passed on to it; it has finished: {status})",
+                show(cmd),
+                signal_name(signal)
+            ),
+        )
+        .into());
     }
     if !status.success() {
         bail!("{} failed: {status}", show(cmd));
     }
     Ok(())
-}
-
-/// The name of one of the [`termination_signals`].
-fn signal_name(signal: i32) -> String {
-    match signal {
-        libc::SIGINT => "SIGINT".into(),
-        libc::SIGTERM => "SIGTERM".into(),
-        libc::SIGHUP => "SIGHUP".into(),
-        other => format!("signal {other}"),
-    }
-}
-
-fn wait_passing_signals(
-    cmd: &mut Command,
-    signals: &libc::sigset_t,
-) -> anyhow::Result<(std::process::ExitStatus, Option<i32>)> {
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", show(cmd)))?;
-    let pid = libc::pid_t::try_from(child.id()).context("child pid")?;
-    let mut passed = None;
-    loop {
-        if let Some(status) = child.try_wait().context("waiting for the child")? {
-            return Ok((status, passed));
-        }
-        let poll = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 100_000_000,
-        };
-        // SAFETY: the signals are blocked; sigtimedwait takes one if pending.
-        let signal = unsafe { libc::sigtimedwait(signals, std::ptr::null_mut(), &poll) };
-        if signal > 0 {
-            // SAFETY: plain kill(2) on our own child.
-            unsafe { libc::kill(pid, signal) };
-            passed.get_or_insert(signal);
-        }
-    }
-}
-
-fn termination_signals() -> libc::sigset_t {
-    let mut set = empty_signal_set();
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: adds a valid signal to a local set.
-        unsafe { libc::sigaddset(&mut set, signal) };
-    }
-    set
-}
-
-fn empty_signal_set() -> libc::sigset_t {
-    // SAFETY: sigemptyset initialises the zeroed set.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        set
-    }
 }
 
 /// Runs `cmd` quietly and returns its stdout, or None if it fails.

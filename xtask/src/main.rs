@@ -9,6 +9,7 @@ mod lint;
 mod package;
 mod run;
 mod setup;
+mod signals;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -73,7 +74,10 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("xtask: {error:#}");
-            std::process::ExitCode::FAILURE
+            error.downcast_ref::<signals::Interrupted>().map_or(
+                std::process::ExitCode::FAILURE,
+                signals::Interrupted::exit_code,
+            )
         }
     }
 }

@@ -293,18 +293,26 @@ fn debian_packages() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The services Debian starts when it installs their package, which the
-/// lab runs its own instances of: (package, systemd unit, process name).
+/// The services Debian starts (and enables at boot) when it installs
+/// their package, which the lab runs its own instances of: (package,
+/// systemd unit, process name). postgresql.service is
+/// postgresql-common's: stopping it stops the clusters (their
+/// `postgresql@` units are PartOf it), whose server is `postgres`. BIRD's
+/// would also greet a later lbd install with a BIRD whose config does not
+/// include lbd's routes file.
 const SERVICES: &[(&str, &str, &str)] = &[
     ("nginx", "nginx.service", "nginx"),
     ("prometheus", "prometheus.service", "prometheus"),
     ("haproxy", "haproxy.service", "haproxy"),
+    ("postgresql", "postgresql.service", "postgres"),
+    ("pgbouncer", "pgbouncer.service", "pgbouncer"),
+    ("bird2", "bird.service", "bird"),
 ];
 
 /// Stops (and under systemd disables) the [`SERVICES`] that installing
 /// `installed` started, so that they do not sit on the machine's ports.
-/// Only the packaged services: the lab's own prometheus, haproxy and
-/// nginx (another checkout's suite or benchmark, running now) share this
+/// Only the packaged services: the lab's own servers (another
+/// checkout's suite or benchmark, running now) share this
 /// PID namespace, so stopping processes by name would kill them too.
 /// Failures are warnings: the packages are installed.
 fn stop_packaged_services(installed: &[&str]) {
@@ -489,7 +497,51 @@ mod tests {
     fn the_services_setup_stops_come_from_packages_it_installs() {
         for (package, unit, name) in SERVICES {
             assert!(PACKAGES.contains(package), "{package}");
-            assert_eq!(*unit, format!("{name}.service"));
+            assert!(unit.ends_with(".service") && !name.is_empty(), "{package}");
+        }
+    }
+
+    /// The packages setup installs that come with a daemon Debian enables
+    /// and starts on install (its own unit or, for `postgresql`,
+    /// postgresql-common's, which stops the clusters with it), and that
+    /// unit. Each has a [`SERVICES`] row, but keepalived: its unit starts
+    /// only with an /etc/keepalived/keepalived.conf
+    /// (ConditionFileNotEmpty), which no package ships.
+    const DAEMONS: &[(&str, &str)] = &[
+        ("nginx", "nginx.service"),
+        ("prometheus", "prometheus.service"),
+        ("haproxy", "haproxy.service"),
+        ("postgresql", "postgresql.service"),
+        ("pgbouncer", "pgbouncer.service"),
+        ("bird2", "bird.service"),
+        ("keepalived", "keepalived.service"),
+    ];
+
+    #[test]
+    fn every_daemon_an_install_starts_is_stopped_again() {
+        for (package, unit) in DAEMONS {
+            assert!(PACKAGES.contains(package), "{package}");
+            let row = SERVICES.iter().find(|(p, ..)| p == package);
+            if *package == "keepalived" {
+                assert_eq!(row, None);
+                continue;
+            }
+            let row = row.unwrap_or_else(|| panic!("{package} ({unit}) has no SERVICES row"));
+            assert_eq!(row.1, *unit, "{package}");
+            // Where the package is installed (setup ran), its unit is
+            // there by that name.
+            let installed = output(&mut command("dpkg-query", &["-W", "-f=${Status}", package]))
+                .is_some_and(|s| s.contains("install ok installed"));
+            if installed {
+                let path = Path::new("/lib/systemd/system").join(unit);
+                assert!(path.exists(), "{package}: no {}", path.display());
+            }
+        }
+        for (package, ..) in SERVICES {
+            assert!(
+                DAEMONS.iter().any(|(p, _)| p == package),
+                "{package} is not in DAEMONS"
+            );
         }
     }
 

@@ -1,7 +1,9 @@
 //! `cargo xtask package --check`: installs the package on this machine,
 //! checks what an operator would (versions, man pages, units, config
 //! mode, nothing started), then removes and purges it and checks nothing
-//! of it is left. Whatever fails, the package is purged before returning.
+//! of it is left. Whatever fails, and whatever SIGINT, SIGTERM or SIGHUP
+//! comes meanwhile (Ctrl-C, a CI cancel), the package is purged before
+//! returning.
 
 use std::{
     os::unix::fs::PermissionsExt as _,
@@ -12,7 +14,10 @@ use std::{
 use anyhow::{bail, ensure, Context as _};
 
 use super::{stdout_of, PACKAGE};
-use crate::cmd::exec;
+use crate::{
+    cmd::exec,
+    signals::{ignored_in_child, signal_name, Held, Interrupted},
+};
 
 /// The units the package installs, checked with `systemd-analyze verify`.
 const UNITS: &[&str] = &[
@@ -21,6 +26,23 @@ const UNITS: &[&str] = &[
 ];
 
 pub fn run(deb: &Path) -> anyhow::Result<()> {
+    refuse_unless_clean()?;
+    install_check_purge(
+        &mut [
+            &mut || exec(dpkg().arg("-i").arg(deb)),
+            &mut installed,
+            &mut || reinstall_keeps_edits(deb),
+            &mut remove_and_purge,
+        ],
+        &mut clean_up,
+    )?;
+    eprintln!("package: installed, checked, removed and purged cleanly");
+    Ok(())
+}
+
+/// Fails if lbd is on this machine already, packaged or not: the check
+/// would remove and purge it.
+fn refuse_unless_clean() -> anyhow::Result<()> {
     if let Some(status) = status() {
         if status != "not-installed" {
             bail!(
@@ -39,22 +61,91 @@ pub fn run(deb: &Path) -> anyhow::Result<()> {
             found.join("; ")
         );
     }
-    exec(Command::new("dpkg").arg("-i").arg(deb))?;
-    let result = installed()
-        .and_then(|()| reinstall_keeps_edits(deb))
-        .and_then(|()| remove_and_purge());
-    if result.is_err() && status().is_some_and(|s| s != "not-installed") {
-        let _ = exec(Command::new("dpkg").args(["--purge", PACKAGE]));
-    }
-    // The routes file's directory was not there before (see
-    // lbd_on_this_machine): the check takes away what its install made.
-    let routes_dir = Path::new(ROUTES_FILE).parent().filter(|d| d.exists());
-    if let Some(dir) = routes_dir {
-        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
-    }
-    result?;
-    eprintln!("package: installed, checked, removed and purged cleanly");
     Ok(())
+}
+
+/// One step of [`install_check_purge`].
+type Step<'a> = &'a mut dyn FnMut() -> anyhow::Result<()>;
+
+/// Runs `steps` (install, checks, removal) in order up to the first that
+/// fails, then `clean_up` whatever happened: nothing the check installed
+/// may stay on the machine, since every later check would refuse to run.
+/// SIGINT, SIGTERM and SIGHUP (Ctrl-C, a CI cancel) are held off all
+/// along: one that comes stops the steps after the running one and fails
+/// the run naming it ([`Interrupted`]), once `clean_up` has run to its end.
+fn install_check_purge(steps: &mut [Step<'_>], clean_up: Step<'_>) -> anyhow::Result<()> {
+    let held = Held::new()?;
+    let mut result = Ok(());
+    let mut signal = None;
+    for step in steps.iter_mut() {
+        result = step();
+        signal = held.take();
+        if result.is_err() || signal.is_some() {
+            break;
+        }
+    }
+    if let Some(signal) = signal {
+        eprintln!(
+            "package: got {}: purging what the check installed",
+            signal_name(signal)
+        );
+    }
+    let cleaned = clean_up();
+    let signal = signal.or_else(|| held.take());
+    drop(held);
+    let result = match (result, cleaned) {
+        (Ok(()), cleaned) => cleaned,
+        (Err(error), Ok(())) => Err(error),
+        (Err(error), Err(cleaning)) => {
+            Err(cleaning.context(format!("{error:#}; then cleaning up failed")))
+        }
+    };
+    let Some(signal) = signal else {
+        return result;
+    };
+    let interrupted = Interrupted::new(
+        signal,
+        format!(
+            "the package check was interrupted by {}{}",
+            signal_name(signal),
+            if result.is_ok() {
+                " (it has purged what it installed)"
+            } else {
+                ""
+            }
+        ),
+    );
+    Err(match result {
+        Ok(()) => interrupted.into(),
+        Err(error) => error.context(interrupted),
+    })
+}
+
+/// dpkg, started with SIGINT, SIGTERM and SIGHUP ignored: killed while
+/// unpacking, it would leave the package half-installed, which its purge
+/// refuses. [`install_check_purge`] acts on the signal once it is done.
+fn dpkg() -> Command {
+    let mut cmd = Command::new("dpkg");
+    ignored_in_child(&mut cmd);
+    cmd
+}
+
+/// Takes away what the check installed: the package, if a failed step
+/// left it on the machine, and the routes file's directory, which was not
+/// there before (see [`lbd_on_this_machine`]).
+fn clean_up() -> anyhow::Result<()> {
+    let purged = if status().is_some_and(|s| s != "not-installed") {
+        exec(dpkg().args(["--purge", PACKAGE]))
+    } else {
+        Ok(())
+    };
+    let removed = match Path::new(ROUTES_FILE).parent().filter(|d| d.exists()) {
+        Some(dir) => {
+            std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))
+        }
+        None => Ok(()),
+    };
+    purged.and(removed)
 }
 
 /// What dpkg says of the package ("installed", "config-files",
@@ -166,7 +257,7 @@ fn reinstall_keeps_edits(deb: &Path) -> anyhow::Result<()> {
     let mut edited = shipped.clone();
     edited.extend_from_slice(b"# edited by cargo xtask package --check\n");
     std::fs::write(config, &edited).with_context(|| format!("editing {}", config.display()))?;
-    let reinstalled = exec(Command::new("dpkg").arg("-i").arg(deb));
+    let reinstalled = exec(dpkg().arg("-i").arg(deb));
     let after = std::fs::read(config).with_context(|| format!("reading {}", config.display()));
     std::fs::write(config, &shipped).with_context(|| format!("restoring {}", config.display()))?;
     reinstalled?;
@@ -191,7 +282,7 @@ fn remove_and_purge() -> anyhow::Result<()> {
         "dpkg lists no conffiles for {PACKAGE}"
     );
     let files: Vec<&PathBuf> = listed.iter().filter(|p| !p.is_dir()).collect();
-    exec(Command::new("dpkg").args(["-r", PACKAGE]))?;
+    exec(dpkg().args(["-r", PACKAGE]))?;
     ensure!(
         status().as_deref() == Some("config-files"),
         "dpkg -r left {PACKAGE} {:?}",
@@ -210,7 +301,7 @@ fn remove_and_purge() -> anyhow::Result<()> {
             }
         );
     }
-    exec(Command::new("dpkg").args(["--purge", PACKAGE]))?;
+    exec(dpkg().args(["--purge", PACKAGE]))?;
     ensure!(
         status().is_none_or(|s| s == "not-installed"),
         "dpkg --purge left {PACKAGE} {:?}",
@@ -376,6 +467,78 @@ fn head(text: &str, lines: usize) -> String {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    /// SIGTERM to this thread alone (other test threads do not block it,
+    /// and a signal to the process would go to one of them).
+    fn sigterm_to_this_thread() {
+        // SAFETY: tgkill on this process's own calling thread.
+        unsafe {
+            libc::syscall(
+                libc::SYS_tgkill,
+                libc::getpid(),
+                libc::gettid(),
+                libc::SIGTERM,
+            )
+        };
+    }
+
+    #[test]
+    fn a_check_interrupted_by_a_signal_still_purges_then_fails_naming_it() {
+        let calls = std::cell::RefCell::new(Vec::new());
+        // A step that notes it ran, then passes.
+        let note = |step: &'static str| {
+            calls.borrow_mut().push(step);
+            Ok(())
+        };
+        let result = install_check_purge(
+            &mut [
+                &mut || note("install"),
+                &mut || {
+                    sigterm_to_this_thread();
+                    note("check")
+                },
+                &mut || note("remove"),
+            ],
+            &mut || note("purge"),
+        );
+        assert_eq!(*calls.borrow(), ["install", "check", "purge"]);
+        let error = result.expect_err("interrupted");
+        assert_eq!(
+            error.to_string(),
+            "the package check was interrupted by SIGTERM (it has purged what it installed)"
+        );
+        let interrupted = error.downcast_ref::<Interrupted>().expect("Interrupted");
+        assert_eq!(interrupted.exit_code(), std::process::ExitCode::from(143));
+    }
+
+    #[test]
+    fn a_signal_during_the_cleanup_lets_it_finish_and_fails_naming_it() {
+        let mut purged = false;
+        let result = install_check_purge(&mut [&mut || bail!("dpkg -i failed")], &mut || {
+            sigterm_to_this_thread();
+            purged = true;
+            Ok(())
+        });
+        assert!(purged);
+        let error = result.expect_err("interrupted");
+        assert_eq!(
+            format!("{error:#}"),
+            "the package check was interrupted by SIGTERM: dpkg -i failed"
+        );
+        assert!(error.downcast_ref::<Interrupted>().is_some());
+
+        // Without a signal: the step's failure, and the cleanup's too.
+        let result = install_check_purge(
+            &mut [&mut || bail!("dpkg -i failed"), &mut || panic!("ran on")],
+            &mut || bail!("dpkg --purge failed"),
+        );
+        let error = result.expect_err("failed");
+        assert_eq!(
+            format!("{error:#}"),
+            "dpkg -i failed; then cleaning up failed: dpkg --purge failed"
+        );
+        assert!(error.downcast_ref::<Interrupted>().is_none());
+    }
 
     #[test]
     fn a_by_hand_lbd_is_found_and_named_and_a_labs_is_not() {

@@ -288,6 +288,81 @@ mod tests {
         assert!(!packaged.contains("install -m"));
     }
 
+    /// The programs the packaged units run besides the package's own, and
+    /// the Debian package each comes from: an Essential one, since the
+    /// control's Depends lists only the binaries' shared libraries (a
+    /// minimal Debian 12, debootstrap's minbase, has nothing else).
+    const UNIT_PROGRAMS: &[(&str, &str)] = &[("/bin/sh", "dash")];
+
+    /// The program of each `Exec*=` line of `unit` (after systemd's
+    /// `-`, `+`, `@`, `:` and `!` prefixes).
+    fn exec_programs(unit: &str) -> Vec<&str> {
+        unit.lines()
+            .filter_map(|l| {
+                let (key, value) = l.trim().split_once('=')?;
+                key.starts_with("Exec").then_some(value)
+            })
+            .filter_map(|v| {
+                v.trim_start_matches(['-', '+', '@', ':', '!'])
+                    .split_whitespace()
+                    .next()
+            })
+            .collect()
+    }
+
+    /// The package dpkg says installed `path`, if dpkg knows it here.
+    fn owner(path: &str) -> Option<String> {
+        let out = crate::cmd::output(std::process::Command::new("dpkg-query").args(["-S", path]))?;
+        out.lines()
+            .filter(|l| !l.starts_with("diversion by"))
+            .find_map(|l| Some(l.split_once(": ")?.0.to_owned()))
+    }
+
+    #[test]
+    fn units_run_only_the_packaged_binaries_and_essential_programs() {
+        let packaged: Vec<String> = FILES
+            .iter()
+            .filter(|e| matches!(e.source, Source::Binary(_)))
+            .map(|e| format!("/{}", e.path))
+            .collect();
+        let units = FILES.iter().filter(|e| e.path.ends_with(".service"));
+        let mut units_seen = 0;
+        for entry in units {
+            let Source::Adapted(shipped) = entry.source else {
+                panic!("{entry:?}");
+            };
+            units_seen += 1;
+            let text = std::fs::read_to_string(root().join(shipped)).unwrap();
+            let unit = packaged_text(shipped, &text).unwrap();
+            for program in exec_programs(&unit) {
+                assert!(
+                    packaged.iter().any(|p| p == program)
+                        || UNIT_PROGRAMS.iter().any(|(p, _)| *p == program),
+                    "{shipped} runs {program}: neither packaged nor in UNIT_PROGRAMS \
+                     (an Essential package's program)"
+                );
+            }
+        }
+        assert_eq!(units_seen, 2);
+        // The table, where dpkg can tell.
+        for (program, package) in UNIT_PROGRAMS {
+            if let Some(owner) = owner(program) {
+                assert_eq!(owner, *package, "{program}");
+                let essential =
+                    crate::cmd::output(std::process::Command::new("dpkg-query").args([
+                        "-W",
+                        "-f=${Essential}",
+                        package,
+                    ]));
+                assert_eq!(essential.as_deref(), Some("yes"), "{package}");
+            }
+        }
+        assert_eq!(
+            exec_programs("ExecReload=-/bin/kill -HUP $MAINPID\nExecStopPost=+/x y\nUser=a\n"),
+            ["/bin/kill", "/x"]
+        );
+    }
+
     /// The `/proc/sys` trees a unit's program writes: lbd switches its
     /// interface's `forwarding` (NAT, tunnelled VIPs) and `accept_local`
     /// (checks through the tunnel) on; lb-decap writes none.
