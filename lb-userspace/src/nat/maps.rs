@@ -12,7 +12,7 @@ use lb_common::{consts::names, FlowKey, NatEntry, NatSource};
 use crate::{
     conntrack::table::FlowTableError,
     dataplane::{map_error, take_map, take_map_data, DataplaneError},
-    nat::table::NatFlowTable,
+    nat::{reaper::NatTable, table::NatFlowTable},
 };
 
 type Result<T> = std::result::Result<T, DataplaneError>;
@@ -106,9 +106,9 @@ impl NatMaps {
     }
 }
 
-/// The reaper walks the mapped table from a bucket cursor, a few whole
-/// buckets per batch: removals never move the cursor.
-impl crate::nat::reaper::NatTable for NatMaps {
+/// The reaper sweeps the flow table itself (see `NatFlowTable`'s
+/// `NatTable`).
+impl NatTable for NatMaps {
     type Cursor = u32;
 
     fn batch(
@@ -117,16 +117,15 @@ impl crate::nat::reaper::NatTable for NatMaps {
         max: usize,
         out: &mut Vec<(FlowKey, NatEntry)>,
     ) -> std::io::Result<Option<u32>> {
-        Ok(self.flows.batch(cursor, max, out))
+        NatTable::batch(&self.flows, cursor, max, out)
     }
 
     fn get(&self, key: &FlowKey) -> Option<NatEntry> {
-        self.flow(key)
+        NatTable::get(&self.flows, key)
     }
 
     fn remove(&mut self, key: &FlowKey) -> bool {
-        self.flows.remove(key);
-        true
+        NatTable::remove(&mut self.flows, key)
     }
 }
 

@@ -164,6 +164,16 @@ impl NatFlowTable {
         self.table.remove(key, table_hash(key))
     }
 
+    /// Whether `key` may still be held after a removal of it failed: a
+    /// lookup finds it, or a writer holds a way of its buckets under its
+    /// fingerprint (a lookup skips such a way).
+    fn still_held(&self, key: &FlowKey) -> bool {
+        let hash = table_hash(key);
+        let (first, second) = self.table.buckets_of(hash);
+        // SAFETY: live buckets of the mapping.
+        self.get(key).is_some() || unsafe { flow_table::written_under(first, second, hash) }
+    }
+
     /// Appends to `out` the entries of whole buckets from bucket `cursor`
     /// on (None: the first) until `out` holds `max` or more entries, or
     /// `BATCH_BUCKETS` buckets were read, or the table ends; returns the
@@ -194,5 +204,124 @@ impl NatFlowTable {
             }
         }
         (index < self.table.buckets()).then_some(index)
+    }
+}
+
+/// The reaper walks the mapped table from a bucket cursor, a few whole
+/// buckets per batch: removals never move the cursor.
+impl crate::nat::reaper::NatTable for NatFlowTable {
+    type Cursor = u32;
+
+    fn batch(
+        &self,
+        cursor: Option<u32>,
+        max: usize,
+        out: &mut Vec<(FlowKey, NatEntry)>,
+    ) -> std::io::Result<Option<u32>> {
+        Ok(NatFlowTable::batch(self, cursor, max, out))
+    }
+
+    fn get(&self, key: &FlowKey) -> Option<NatEntry> {
+        NatFlowTable::get(self, key)
+    }
+
+    /// True once `key` is no longer held: removed now, or gone already
+    /// (no lookup finds it and no writer holds a way under its
+    /// fingerprint). False when the removal lost to a writer (its way's
+    /// tag moved, or a writer holds it): counted as failed
+    /// (`lbd_nat_reaper_errors_total{kind="removal"}`), retried next sweep.
+    fn remove(&mut self, key: &FlowKey) -> bool {
+        NatFlowTable::remove(self, key) || !self.still_held(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use lb_common::{
+        consts::{NAT_DIR_FORWARD, NAT_F_SYN},
+        flow_table::{locate, tag_state, TAG_BUSY, TAG_VALID},
+        nat::NatBucket,
+    };
+
+    use super::*;
+    use crate::nat::reaper::NatTable;
+
+    /// A NAT bucket table of `buckets` buckets pinned at `path`, mapped.
+    fn nat_table(path: &Path, buckets: u32) -> NatFlowTable {
+        use crate::pinning::test_support::pin_map;
+        let value = size_of::<NatBucket>() as u32;
+        let map = pin_map(path, 2, (4, value), buckets, 0x400);
+        NatFlowTable::new(map, buckets).expect("mapped")
+    }
+
+    fn key(n: u32) -> FlowKey {
+        FlowKey {
+            src: [n, 0, 0, 0],
+            dst: [100, 0, 0, 0],
+            sport: 1000,
+            dport: 80,
+            proto: 6,
+            family: 4,
+            _pad: 0,
+        }
+    }
+
+    fn entry() -> NatEntry {
+        NatEntry {
+            src: [50, 0, 0, 0],
+            dst: [11, 0, 0, 0],
+            sport: 20_001,
+            dport: 8080,
+            flags: NAT_F_SYN,
+            direction: NAT_DIR_FORWARD,
+            ..NatEntry::default()
+        }
+    }
+
+    /// Sets the state of the way holding `key` (another writer claiming
+    /// it, or publishing it again).
+    fn set_state(table: &NatFlowTable, key: &FlowKey, from: u32, to: u32) {
+        let hash = table_hash(key);
+        let (first, _) = table.table.buckets_of(hash);
+        for way in 0..FLOW_WAYS {
+            // SAFETY: a live bucket of the mapping; this test's only thread.
+            unsafe {
+                let at = std::ptr::addr_of_mut!((*first).tags[way]);
+                let tag = std::ptr::read_volatile(at);
+                if tag_state(tag) == from
+                    && (from != TAG_VALID
+                        || locate(first, key, hash).is_some_and(|(w, _)| w == way))
+                {
+                    std::ptr::write_volatile(at, (tag & !3) | u64::from(to));
+                    return;
+                }
+            }
+        }
+        panic!("no way of {key:?} in state {from}");
+    }
+
+    /// A removal the table did not make (a writer held the flow's way) is
+    /// a failure the reaper counts and retries, not a removal; a key
+    /// already gone is none.
+    #[test]
+    fn the_reaper_learns_of_a_removal_that_did_not_take() {
+        use crate::pinning::test_support::TestBpffs;
+        let Some(bpffs) = TestBpffs::new("nat-remove") else {
+            return;
+        };
+        let pins = bpffs.pins();
+        pins.prepare().expect("the pin directory");
+        let mut table = nat_table(&pins.map_path("nat_remove_test"), 1);
+        let k = key(1);
+        assert!(table.insert_if_free(&k, &entry()).expect("room"));
+        set_state(&table, &k, TAG_VALID, TAG_BUSY);
+        assert!(!NatTable::remove(&mut table, &k), "still held");
+        set_state(&table, &k, TAG_BUSY, TAG_VALID);
+        assert!(NatTable::get(&table, &k).is_some());
+        assert!(NatTable::remove(&mut table, &k));
+        assert!(NatTable::get(&table, &k).is_none());
+        assert!(NatTable::remove(&mut table, &k), "gone already: no failure");
     }
 }

@@ -6,7 +6,10 @@
 //! Pure functions over a [`FlowTable`] (the real connection table, or a
 //! map in tests); [`Replication`](super::Replication) drives them.
 
-use lb_common::{FlowEntry, FlowKey};
+use lb_common::{
+    consts::{FLOW_F_HALF_OPEN, FLOW_F_STATE},
+    FlowEntry, FlowKey,
+};
 
 use crate::dataplane::{Dataplane, DataplaneError};
 
@@ -95,13 +98,26 @@ impl FlowTable for Dataplane {
 pub(crate) enum Outcome {
     /// The entry is in (new, or it replaced an older one).
     Installed,
-    /// This node's entry for the same backend was fresher: left as is.
+    /// This node's entry for the same backend was fresher (for a mesh
+    /// copy: or at most `ECHO_MARGIN_NS` older): left as is.
     Stale,
     /// This node's entry was fresher and names another backend: this
     /// node forwards the flow there, so it stays (counted: two nodes
     /// picked different backends for one flow).
     KeptLocal,
 }
+
+/// How much fresher than this node's entry of a flow a full-mesh copy
+/// naming the same backend must look to replace it. Why: a copy of this
+/// node's own idle flow comes back from a peer's dump for a new session
+/// (an echo) a few ms "fresher" than the entry it was made from (ages are
+/// floored to milliseconds at each send and the receiver stamps after
+/// transit); replacing the entry would mark this node's own flow as a
+/// copy, which no periodic dump of any node then carries. A peer that
+/// really forwards the flow now stamps it at least this much later soon
+/// (every `FLOW_TOUCH_INTERVAL_NS`), and until then both nodes send it to
+/// the same backend.
+pub(crate) const ECHO_MARGIN_NS: u64 = 50_000_000;
 
 /// Full mesh: installs `entry` unless the table holds a fresher entry
 /// for `key` (its `last_seen_ns` later than the record's): a stale copy
@@ -111,10 +127,48 @@ pub(crate) fn install_unless_fresher(
     key: &FlowKey,
     entry: &FlowEntry,
 ) -> Result<Outcome, DataplaneError> {
+    install_unless_within(table, key, entry, 0)
+}
+
+/// Full mesh: installs a peer's `copy` as [`install_unless_fresher`]
+/// does, except that this node's entry of the same backend also stays
+/// when the copy is at most [`ECHO_MARGIN_NS`] fresher and brings no
+/// state (FIN, RST, or the end of a handshake) it lacks: an echo of this
+/// node's own flow never turns it into a copy.
+pub(crate) fn install_copy(
+    table: &mut impl FlowTable,
+    key: &FlowKey,
+    copy: &FlowEntry,
+) -> Result<Outcome, DataplaneError> {
+    install_unless_within(table, key, copy, ECHO_MARGIN_NS)
+}
+
+/// Whether `local` stands against `entry`: fresher, or (`margin` > 0)
+/// the same backend, at most `margin` older and holding every state mark
+/// `entry` carries.
+fn keeps(local: &FlowEntry, entry: &FlowEntry, margin: u64) -> bool {
+    if local.last_seen_ns > entry.last_seen_ns {
+        return true;
+    }
+    margin > 0
+        && (local.backend_id, local.backend_generation)
+            == (entry.backend_id, entry.backend_generation)
+        && entry.last_seen_ns - local.last_seen_ns <= margin
+        && local.flags & FLOW_F_HALF_OPEN == 0
+        && entry.flags & FLOW_F_STATE & !local.flags == 0
+}
+
+/// [`install_unless_fresher`] with a `margin` (see [`keeps`]).
+fn install_unless_within(
+    table: &mut impl FlowTable,
+    key: &FlowKey,
+    entry: &FlowEntry,
+    margin: u64,
+) -> Result<Outcome, DataplaneError> {
     // Judged in the write (`FlowTable::put_unless`): a lookup before it
     // could miss the flow (its way held for a moment) or read it before a
     // refresh, and the write would then replace a fresher entry.
-    let fresher = &mut |local: &FlowEntry| local.last_seen_ns > entry.last_seen_ns;
+    let fresher = &mut |local: &FlowEntry| keeps(local, entry, margin);
     Ok(match table.put_unless(key, entry, fresher)? {
         None => Outcome::Installed,
         Some(local)

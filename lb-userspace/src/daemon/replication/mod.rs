@@ -53,7 +53,7 @@ use crate::{
 
 use crate::clock::monotonic_ns;
 use crate::vrrp::machine::PREEMPT_SYNC_HOLD;
-use flow_table::{install_unless_fresher, is_replica, mark_replica, Outcome};
+use flow_table::{install_copy, install_unless_fresher, is_replica, mark_replica, Outcome};
 use peers::{Peer, Receipts};
 use records::{backend_names, install_flows, record, sends, FlowCounts, Install, Scan};
 pub(crate) use roles::Roles;

@@ -5,7 +5,7 @@
 //! never lets a replicated flow take the place of another flow's entry
 //! (but for the master's flow on the backup, over a flow the master ended:
 //! [`Over::Replace`]). In a full mesh a copy is merged with this node's
-//! entry of the flow ([`Over::Merge`]), and periodic dumps leave the
+//! entry of the flow ([`Over::Copy`]), and periodic dumps leave the
 //! copies out, so flows are not echoed back with stale marks.
 //! Pure functions over a [`ReplicaTable`], so the rules are tested without a
 //! kernel; [`Replication`](super::Replication) drives them.
@@ -23,7 +23,10 @@ use lb_common::{
 
 use tracing::debug;
 
-use super::{flow_table::is_replica, records::Scan};
+use super::{
+    flow_table::{is_replica, ECHO_MARGIN_NS},
+    records::Scan,
+};
 use crate::{
     config::Protocol,
     dataplane::DataplaneError,
@@ -146,9 +149,12 @@ pub(super) fn nat_records(
     let table: HashMap<FlowKey, NatEntry> = if full {
         flows.collect()
     } else {
-        // Most ticks find few touched entries in a large table: keep only
-        // those and their counterparts (computed from the entry itself)
-        // instead of indexing the whole table every tick.
+        // Most ticks find few touched entries in a large table: index only
+        // those and their counterparts (computed from the entry itself),
+        // not the whole table. The one pass over `flows` still copies
+        // every entry here first (a counterpart may come before the entry
+        // that names it): 112 bytes an entry, about 1.9 GB for the largest
+        // table, for as long as the scan runs.
         let all: Vec<(FlowKey, NatEntry)> = flows.collect();
         let wanted: HashSet<FlowKey> = all
             .iter()
@@ -237,6 +243,10 @@ pub(crate) enum Unknown {
     /// The record's tuples do not describe one flow of that VIP and
     /// backend (a peer bug).
     Inconsistent,
+    /// Its NAT address is none of this node's NAT sources (the nodes'
+    /// `[nat]` or `nat_source` differ): the backend's replies would go to
+    /// an address this node does not hold, so the flow would break here.
+    NatAddress,
 }
 
 impl Unknown {
@@ -249,6 +259,7 @@ impl Unknown {
             Unknown::Backend => "unknown backend",
             Unknown::BackendPort => "backend port differs",
             Unknown::Inconsistent => "inconsistent tuples",
+            Unknown::NatAddress => "NAT address not this node's",
         }
     }
 }
@@ -290,6 +301,13 @@ pub(crate) fn entries_for(
         || f.translated.dport != record.backend_port
     {
         return Err(Unknown::Inconsistent);
+    }
+    // The reply key's address is the same one (checked below: the two
+    // entries pair up).
+    let own =
+        |nat: Option<&crate::config::VipNat>| nat.is_some_and(|n| n.source == f.translated.src);
+    if !own(vip.nat.as_ref()) && !balancer.vips().values().any(|v| own(v.nat.as_ref())) {
+        return Err(Unknown::NatAddress);
     }
     let entry = |half: &NatHalf, direction: u8| -> Result<(FlowKey, NatEntry), Unknown> {
         let (key_src, family) = addr_words(half.key.src);
@@ -362,11 +380,17 @@ pub(super) enum Over {
     /// Another flow's entry keeps its key (the record is left out); this
     /// same flow's entries are merged (see [`merged`]): the fresher one
     /// wins, and a FIN or RST either side marked shortly before is kept.
-    /// A full mesh's copies, a pair's master for the VIP, and a previous
-    /// lbd's flows carried over at an upgrade ([`carry_pair`]): a copy
-    /// never clears a close mark this node's data plane made, nor
-    /// replaces a fresher entry.
+    /// A pair's master for the VIP, and a previous lbd's flows carried
+    /// over at an upgrade ([`carry_pair`]): a copy never clears a close
+    /// mark this node's data plane made, nor replaces a fresher entry.
     Merge,
+    /// A full mesh's copy: as `Merge`, except that this node's entries of
+    /// the same flow also stand against a copy at most
+    /// [`ECHO_MARGIN_NS`](super::flow_table::ECHO_MARGIN_NS) fresher
+    /// (taking the copy's close marks): an echo of this node's own flow
+    /// from a peer's dump never turns it into a copy (see
+    /// [`merged_copy`]).
+    Copy,
     /// A pair's backup for the VIP: the master's record is the truth. This
     /// same flow's entries take the record's marks and the later of both
     /// `last_seen_ns`; another flow
@@ -413,6 +437,24 @@ fn merged(existing: &NatEntry, record: &NatEntry) -> NatEntry {
         smac: existing.smac,
         mtu: existing.mtu,
         ..*newer
+    }
+}
+
+/// [`merged`] for a full mesh's copy `record`: this node's entry
+/// `existing` stands (its close marks and the copy's together) while the
+/// copy is at most `ECHO_MARGIN_NS` fresher, so an echo of this node's
+/// own flow, a few ms "fresher" from rounding and transit, leaves it this
+/// node's (unmarked, in its dumps).
+fn merged_copy(existing: &NatEntry, record: &NatEntry) -> NatEntry {
+    let echo = record.last_seen_ns > existing.last_seen_ns
+        && record.last_seen_ns - existing.last_seen_ns <= ECHO_MARGIN_NS;
+    if echo {
+        NatEntry {
+            flags: existing.flags | (record.flags & CLOSE_MARKS),
+            ..*existing
+        }
+    } else {
+        merged(existing, record)
     }
 }
 
@@ -490,10 +532,11 @@ pub(super) fn install_pair_as(
     let mut stale: Vec<FlowKey> = Vec::new();
     for (key, entry) in pair {
         match table.get(key) {
-            None => planned.push((key, *entry, false)),
+            None => planned.push((key, *entry, None)),
             Some(existing) if same_flow(&existing, entry) => {
                 let refreshed = match over {
                     Over::Merge | Over::Supersede => merged(&existing, entry),
+                    Over::Copy => merged_copy(&existing, entry),
                     Over::Replace => NatEntry {
                         last_seen_ns: entry.last_seen_ns.max(existing.last_seen_ns),
                         ifindex: existing.ifindex,
@@ -504,7 +547,7 @@ pub(super) fn install_pair_as(
                     },
                 };
                 if refreshed != existing {
-                    planned.push((key, refreshed, true));
+                    planned.push((key, refreshed, Some(existing)));
                 }
             }
             Some(existing) if matches!(over, Over::Replace | Over::Supersede) => {
@@ -520,7 +563,7 @@ pub(super) fn install_pair_as(
                 {
                     stale.push(other);
                 }
-                planned.push((key, *entry, false));
+                planned.push((key, *entry, None));
             }
             Some(_) => return Ok(Placed::Conflict),
         }
@@ -531,12 +574,16 @@ pub(super) fn install_pair_as(
     // What this call changed, to undo if the other half fails: the key
     // and the entry it held (None: it was free).
     let mut done: Vec<(&FlowKey, Option<NatEntry>)> = Vec::with_capacity(2);
-    for (key, entry, exists) in planned {
-        let previous = if exists { table.get(key) } else { None };
-        let step = if exists {
-            table.overwrite(key, &entry).map(|()| true)
-        } else {
-            table.insert_if_free(key, &entry)
+    for (key, entry, read) in planned {
+        let (step, previous) = match read {
+            Some(read) => {
+                // Read again right before the write: what the data plane
+                // wrote in place since lbd's read stays (see `rebased`).
+                let live = table.get(key);
+                let entry = live.map_or(entry, |live| rebased(&read, &live, &entry));
+                (table.overwrite(key, &entry).map(|()| true), live)
+            }
+            None => (table.insert_if_free(key, &entry), None),
         };
         match step {
             Ok(true) => done.push((key, previous)),
@@ -564,6 +611,38 @@ pub(super) fn install_pair_as(
     })
 }
 
+/// `planned`, made from lbd's read `read` of an entry, with what the data
+/// plane wrote in place since (`live`, read again right before lbd's
+/// write) laid over it: the marks it set or cleared (a FIN, RST or reply
+/// seen, a SYN starting afresh), a next hop it refreshed, a later touch.
+/// lbd rewrites a held entry in place (`NatFlowTable::install`), and the
+/// data plane marks it in place at any moment: without this, lbd's write
+/// put back what it read, and a lost RST held the flow's port for the
+/// established timeout. (What the data plane writes between this re-read
+/// and the write itself is still lost: a window of a few stores, not of
+/// the whole merge.) Another flow's entry at the key is not touched here
+/// (lbd is the only remover: the translation stays the flow's).
+fn rebased(read: &NatEntry, live: &NatEntry, planned: &NatEntry) -> NatEntry {
+    if live == read || !same_flow(live, planned) {
+        return *planned;
+    }
+    let set = live.flags & !read.flags;
+    let cleared = read.flags & !live.flags;
+    let mut out = NatEntry {
+        flags: (planned.flags & !cleared) | set,
+        ..*planned
+    };
+    if live.last_seen_ns != read.last_seen_ns {
+        out.last_seen_ns = out.last_seen_ns.max(live.last_seen_ns);
+    }
+    if (live.ifindex, live.dmac, live.smac, live.mtu)
+        != (read.ifindex, read.dmac, read.smac, read.mtu)
+    {
+        (out.ifindex, out.dmac, out.smac, out.mtu) = (live.ifindex, live.dmac, live.smac, live.mtu);
+    }
+    out
+}
+
 /// Takes back what [`install_pair_as`] did so far: removes the entries it
 /// inserted, puts back those it overwrote.
 fn undo(
@@ -583,7 +662,7 @@ fn undo(
 pub(super) mod tests {
     use std::net::IpAddr;
 
-    use lb_common::consts::{NAT_F_FIN, NAT_F_REPLIED, NAT_F_SYN};
+    use lb_common::consts::{NAT_F_FIN, NAT_F_REPLIED, NAT_F_RST, NAT_F_SYN};
 
     use super::*;
     use crate::{
@@ -637,10 +716,21 @@ pub(super) mod tests {
         s.parse().unwrap()
     }
 
+    /// This node's NAT source for a NAT VIP (`NAT`, the records' address).
+    pub(in crate::daemon::replication) fn nat_source() -> crate::config::VipNat {
+        crate::config::VipNat {
+            source: ip(NAT),
+            own_source: false,
+            port_min: 1024,
+            port_max: 65_535,
+        }
+    }
+
     /// A balancer with one NAT VIP (port 80, TCP) and `backends` on 8080.
     fn balancer(backends: &[&str], mode: Mode) -> Balancer {
         let mut v = VipConfig::new(ip(VIP), 80, Protocol::Tcp);
         v.forwarding = mode;
+        v.nat = (mode == Mode::Nat).then(nat_source);
         v.backends = backends
             .iter()
             .map(|a| BackendConfig {
@@ -907,6 +997,7 @@ pub(super) mod tests {
                 &{
                     let mut v = VipConfig::new(ip(VIP), 80, Protocol::Tcp);
                     v.forwarding = Mode::Nat;
+                    v.nat = Some(nat_source());
                     v.backends = ["198.19.2.10", "198.19.2.11"]
                         .iter()
                         .map(|a| BackendConfig {
@@ -1106,6 +1197,80 @@ pub(super) mod tests {
             (4, existing.dmac, existing.smac, 1400)
         );
         assert_eq!((got.last_seen_ns, got.flags), (2_000, record.flags));
+    }
+
+    /// A table whose data plane marks `key` RST and refreshes its next
+    /// hop right after lbd's first read of it (between lbd's read and its
+    /// write, as another CPU does).
+    struct MarkedAfterRead {
+        table: std::cell::RefCell<Table>,
+        key: FlowKey,
+        reads: std::cell::Cell<usize>,
+    }
+
+    impl ReplicaTable for MarkedAfterRead {
+        fn get(&self, key: &FlowKey) -> Option<NatEntry> {
+            let mut table = self.table.borrow_mut();
+            let got = table.get(key);
+            if *key == self.key {
+                self.reads.set(self.reads.get() + 1);
+                if self.reads.get() == 1 {
+                    if let Some(live) = table.entries.get_mut(key) {
+                        live.flags |= NAT_F_RST;
+                        live.ifindex = 9;
+                        live.mtu = 1400;
+                    }
+                }
+            }
+            got
+        }
+        fn insert_if_free(
+            &mut self,
+            key: &FlowKey,
+            entry: &NatEntry,
+        ) -> Result<bool, DataplaneError> {
+            self.table.get_mut().insert_if_free(key, entry)
+        }
+        fn overwrite(&mut self, key: &FlowKey, entry: &NatEntry) -> Result<(), DataplaneError> {
+            self.table.get_mut().overwrite(key, entry)
+        }
+        fn remove(&mut self, key: &FlowKey) -> Result<(), DataplaneError> {
+            self.table.get_mut().remove(key)
+        }
+    }
+
+    /// lbd merges a fresher copy into a flow this node forwards while the
+    /// data plane marks it: the RST and the next hop the data plane wrote
+    /// after lbd's read survive lbd's write.
+    #[test]
+    fn a_merge_keeps_what_the_data_plane_wrote_after_lbds_read() {
+        let ours = flow("198.18.1.10", 40000, 20001, "198.19.2.11", 1);
+        let mut table = Table::default();
+        table.entries.extend(ours);
+        let mut fresher = ours;
+        fresher[0].1.last_seen_ns = 10_000_000_000;
+        fresher[0].1.flags |= NAT_F_REPLIED;
+        let mut racing = MarkedAfterRead {
+            table: std::cell::RefCell::new(table),
+            key: ours[0].0,
+            reads: std::cell::Cell::new(0),
+        };
+        assert_eq!(
+            carry_pair(&mut racing, &fresher, false).unwrap(),
+            Carried::Yes
+        );
+        let forward = racing.table.get_mut().entries[&ours[0].0];
+        assert_eq!(
+            forward.flags,
+            NAT_F_SYN | NAT_F_REPLIED | NAT_F_RST,
+            "the RST the data plane marked meanwhile is kept"
+        );
+        assert_eq!(
+            (forward.ifindex, forward.mtu),
+            (9, 1400),
+            "its next hop too"
+        );
+        assert_eq!(forward.last_seen_ns, 10_000_000_000, "the merge's time");
     }
 
     /// A table whose `which`-th insert finds `taken` put in just before it

@@ -2,7 +2,11 @@
 //! cannot be placed, conflicts, or fails to install (table full, buckets
 //! busy) is counted by reason and the rest of the batch still goes in.
 
-use std::{net::IpAddr, time::Instant};
+use std::{
+    net::IpAddr,
+    sync::{Mutex, PoisonError},
+    time::{Duration, Instant},
+};
 
 use tracing::{debug, warn};
 
@@ -23,8 +27,8 @@ use crate::{
 pub(super) struct NatCounts {
     /// Installed (both entries each).
     pub(super) installed: u64,
-    /// Named a VIP (in NAT mode) or backend (address and port) this node
-    /// lacks.
+    /// Named a VIP (in NAT mode), backend (address and port) or NAT
+    /// address this node lacks.
     pub(super) unknown: u64,
     /// Left out: an entry of another flow of this node holds one of their
     /// keys (both nodes were master and picked the same NAT port).
@@ -53,6 +57,11 @@ pub(super) fn install_nat_records(
     for record in records {
         let mut pair = match nat::entries_for(record, balancer, now) {
             Ok(pair) => pair,
+            Err(nat::Unknown::NatAddress) => {
+                counts.unknown += 1;
+                warn_nat_address(record, at);
+                continue;
+            }
             Err(why) => {
                 counts.unknown += 1;
                 debug!(
@@ -81,7 +90,8 @@ pub(super) fn install_nat_records(
         }
         let over = match rule {
             Install::Replace => Over::Replace,
-            Install::UnlessFresher | Install::Replica => Over::Merge,
+            Install::UnlessFresher => Over::Merge,
+            Install::Replica => Over::Copy,
         };
         match nat::install_pair_as(table, &pair, over) {
             Ok(Placed::Installed) => counts.installed += 1,
@@ -121,6 +131,32 @@ pub(super) fn install_nat_records(
     }
 }
 
+/// At most one warning a minute for records under a NAT address this
+/// node lacks: a peer sends them on every tick while the configs differ.
+static NAT_ADDRESS_WARNINGS: Mutex<LogLimit> = Mutex::new(LogLimit::new(Duration::from_secs(60)));
+
+/// Logs a record refused for its NAT address (`nat::Unknown::NatAddress`)
+/// at warn, at most as often as [`NAT_ADDRESS_WARNINGS`] lets through,
+/// every one at debug: a failover would break such flows, and only this
+/// line and the `unknown` count say so.
+fn warn_nat_address(record: &NatFlowRecord, at: Instant) {
+    let allowed = NAT_ADDRESS_WARNINGS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .allow(at);
+    if let Some(suppressed) = allowed {
+        warn!(
+            nat = %record.forward.translated.src,
+            vip = %record.vip,
+            vip_port = record.vip_port,
+            suppressed,
+            "a peer's replicated NAT flow uses a NAT address that is none of this node's NAT sources ([nat] source_ipv4/source_ipv6, nat_source): refused (lbd_replication_nat_flows_skipped_total{{reason=\"unknown\"}}); the backends' replies would not reach this node after a failover, so check that the nodes' NAT addresses match"
+        );
+    } else {
+        debug!(nat = %record.forward.translated.src, vip = %record.vip, "replicated NAT flow refused: its NAT address is not this node's");
+    }
+}
+
 /// Whether `error` says the NAT table has no room for the flow.
 fn is_full(error: &DataplaneError) -> bool {
     matches!(error, DataplaneError::FlowTable(e) if matches!(**e, FlowTableError::Full(_)))
@@ -156,6 +192,12 @@ mod tests {
     fn balancer() -> Balancer {
         let mut v = VipConfig::new("198.18.0.100".parse().unwrap(), 80, Protocol::Tcp);
         v.forwarding = Mode::Nat;
+        v.nat = Some(crate::config::VipNat {
+            source: "198.18.0.50".parse().unwrap(),
+            own_source: false,
+            port_min: 1024,
+            port_max: 65_535,
+        });
         v.backends = vec![BackendConfig {
             port: Some(8080),
             ..BackendConfig::new("198.19.2.11".parse().unwrap())
@@ -206,6 +248,40 @@ mod tests {
         assert!(!table.entries.contains_key(&orphan[0].0));
         let last = nat::entries_for(&records[3], &balancer(), 100_000_000_000).unwrap();
         assert!(last.iter().all(|(k, _)| table.entries.contains_key(k)));
+    }
+
+    /// A peer whose NAT address for the VIP is not this node's (configs
+    /// that differ): its flows' replies would go to an address this node
+    /// does not translate, so they are refused and counted, not installed.
+    #[test]
+    fn a_flow_under_a_nat_address_this_node_lacks_is_refused() {
+        let mut record = nat_record(2);
+        let other: IpAddr = "198.18.0.51".parse().unwrap();
+        record.forward.translated.src = other;
+        record.reply.key.dst = other;
+        for rule in [Install::Replace, Install::Replica, Install::UnlessFresher] {
+            let mut table = Table::default();
+            let mut counts = NatCounts::default();
+            install_nat_records(
+                &[record],
+                &mut table,
+                &balancer(),
+                |_| rule,
+                100_000_000_000,
+                &mut counts,
+                &mut LogLimit::new(Duration::from_secs(10)),
+                Instant::now(),
+            );
+            assert_eq!(
+                counts,
+                NatCounts {
+                    unknown: 1,
+                    ..NatCounts::default()
+                },
+                "{rule:?}"
+            );
+            assert!(table.entries.is_empty(), "{rule:?}");
+        }
     }
 
     #[test]
@@ -346,13 +422,74 @@ mod tests {
     fn a_copy_a_little_fresher_than_a_local_rst_keeps_the_rst() {
         // The RST was marked without a touch (at most every second); the
         // peer's copy of this node's flow comes back 1 ms "fresher" (ages
-        // are rounded to milliseconds): the RST stays, its time is taken.
-        for rule in [Install::Replica, Install::UnlessFresher] {
+        // are rounded to milliseconds): the RST stays. A pair's master
+        // takes the copy's time; a mesh node keeps its own entry (an echo
+        // never makes it a copy).
+        for (rule, time) in [
+            (Install::Replica, 99_000_000_000),
+            (Install::UnlessFresher, 99_001_000_000),
+        ] {
             let (flags, last_seen, counts) = record_over_local_rst(rule, 999, 1_000);
             assert_eq!(flags, NAT_F_SYN | NAT_F_RST, "{rule:?}");
-            assert!(last_seen.abs_diff(99_001_000_000) <= 0xffff, "{rule:?}");
+            assert!(last_seen.abs_diff(time) <= 0xffff, "{rule:?}");
             assert_eq!(counts.installed, 1);
         }
+    }
+
+    /// A full mesh's echo of this node's own NAT'd flow (a peer's copy
+    /// dumped back for a new session) looks a few ms fresher than the
+    /// entries it came from (ages floored, stamped after transit): both
+    /// entries stay this node's, unmarked, so its dumps still carry them.
+    #[test]
+    fn a_mesh_echo_never_turns_this_nodes_nat_flow_into_a_copy() {
+        use super::super::flow_table::is_replica;
+        const NOW: u64 = 100_000_000_000;
+        let b = balancer();
+        let mut own_record = nat_record(2);
+        own_record.forward.age_ms = 3_000;
+        own_record.reply.age_ms = 3_000;
+        let own = nat::entries_for(&own_record, &b, NOW).unwrap();
+        assert!(own.iter().all(|(_, e)| !is_replica(e.last_seen_ns)));
+        let mut table = Table {
+            entries: own.into_iter().collect(),
+            ..Table::default()
+        };
+        let mut echo = own_record;
+        echo.forward.age_ms = 2_997;
+        echo.reply.age_ms = 2_997;
+        let mut counts = NatCounts::default();
+        install_nat_records(
+            &[echo],
+            &mut table,
+            &b,
+            |_| Install::Replica,
+            NOW,
+            &mut counts,
+            &mut LogLimit::new(Duration::from_secs(10)),
+            Instant::now(),
+        );
+        for (key, entry) in own {
+            assert_eq!(
+                table.entries[&key], entry,
+                "this node's entry stays as it was"
+            );
+        }
+        // A copy seen well after (the peer forwards the flow now) is taken.
+        echo.forward.age_ms = 1_000;
+        echo.reply.age_ms = 1_000;
+        install_nat_records(
+            &[echo],
+            &mut table,
+            &b,
+            |_| Install::Replica,
+            NOW,
+            &mut counts,
+            &mut LogLimit::new(Duration::from_secs(10)),
+            Instant::now(),
+        );
+        assert!(own
+            .iter()
+            .all(|(k, _)| is_replica(table.entries[k].last_seen_ns)));
     }
 
     #[test]

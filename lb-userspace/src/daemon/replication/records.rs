@@ -61,8 +61,8 @@ pub(super) struct FlowCounts {
     /// Left out: this node's entry was fresher and named another backend
     /// (full mesh).
     pub(super) kept_local: u64,
-    /// Left out: this node's entry for the same backend was fresher
-    /// (full mesh).
+    /// Left out: this node's entry for the same backend was fresher, or
+    /// at most `ECHO_MARGIN_NS` older (full mesh).
     pub(super) stale: u64,
     /// Left out: writing the entry failed (a map error); the rest of the
     /// batch still goes in.
@@ -112,7 +112,7 @@ pub(super) fn install_flows(
             Install::UnlessFresher => install_unless_fresher(table, &key, &entry),
             Install::Replica => {
                 entry.last_seen_ns = mark_replica(entry.last_seen_ns);
-                install_unless_fresher(table, &key, &entry)
+                install_copy(table, &key, &entry)
             }
         };
         match result {

@@ -346,6 +346,81 @@ fn a_full_mesh_streams_its_own_flows_not_its_peers_copies() {
     assert!(pair(Scan::Periodic, copy) && pair(Scan::Periodic, old));
 }
 
+/// A full mesh echoes an idle flow back to its own node: B holds A's
+/// flow as a copy and dumps it for a new session; ages are floored to
+/// milliseconds on the way out and the receiver stamps after transit, so
+/// the echo looks a little fresher than A's own entry. A keeps its entry
+/// (unmarked, still in its periodic dumps); a copy well fresher than it
+/// still goes in.
+#[test]
+fn a_full_mesh_echo_never_turns_the_owners_entry_into_a_copy() {
+    let a = balancer(&["198.18.0.11"]);
+    let b = balancer(&["198.18.0.11"]);
+    let last_seen: u64 = 100_000_000_000;
+    let record_at = |names: &Balancer, entry: &FlowEntry, key: &FlowKey, now: u64| {
+        record(key, entry, &backend_names(names), now).unwrap()
+    };
+    let (key, mut own) = entry_for(&flow_record(40_000, "198.18.0.11", 0), &a, last_seen).unwrap();
+    own.last_seen_ns = last_seen;
+    assert!(!is_replica(own.last_seen_ns));
+    let mut on_a = flow_table::tests::Table::default();
+    on_a.0.insert(key, own);
+    // A sends it 0.9 ms after its stamp; B decodes it 0.5 ms later.
+    let sent = record_at(&a, &own, &key, last_seen + 900_000);
+    let mut on_b = flow_table::tests::Table::default();
+    let mut counts = FlowCounts::default();
+    let mut warnings = LogLimit::new(INSTALL_WARNING_INTERVAL);
+    install_flows(
+        |_| Install::Replica,
+        &[sent],
+        &mut on_b,
+        &b,
+        last_seen + 1_400_000,
+        &mut counts,
+        &mut warnings,
+    );
+    let copy = on_b.0[&key];
+    assert!(is_replica(copy.last_seen_ns));
+    // 3 s later a new session of B dumps its copy; A decodes it 0.5 ms
+    // after.
+    let dumped_at = last_seen + 3_001_400_000;
+    assert!(sends(Topology::FullMesh, Scan::Session, copy.last_seen_ns));
+    let echo = record_at(&b, &copy, &key, dumped_at);
+    install_flows(
+        |_| Install::Replica,
+        &[echo],
+        &mut on_a,
+        &a,
+        dumped_at + 500_000,
+        &mut counts,
+        &mut warnings,
+    );
+    let after = on_a.0[&key];
+    assert!(
+        !is_replica(after.last_seen_ns),
+        "A's own entry became a copy: {after:?}"
+    );
+    assert_eq!(after, own, "A's entry stays as it was");
+    assert!(sends(
+        Topology::FullMesh,
+        Scan::Periodic,
+        after.last_seen_ns
+    ));
+    // A copy seen well after A's last packet (the routers moved the flow
+    // to a peer) is the peer's news: it goes in.
+    let moved = FlowRecord { age_ms: 0, ..echo };
+    install_flows(
+        |_| Install::Replica,
+        &[moved],
+        &mut on_a,
+        &a,
+        last_seen + 2 * S,
+        &mut counts,
+        &mut warnings,
+    );
+    assert!(is_replica(on_a.0[&key].last_seen_ns));
+}
+
 #[test]
 fn topologies_differ_in_who_sends() {
     for master in [true, false] {
@@ -671,6 +746,24 @@ fn a_session_during_a_walk_gets_a_full_dump_from_the_next() {
     );
 }
 
+/// A session dump owed by a failed walk is paid by the next dump, also
+/// when that one is made for a new session seen at the same time: the
+/// walk after it is not a second session dump to every peer.
+#[test]
+fn an_owed_session_dump_is_paid_by_the_next_session_dump() {
+    let t0 = Instant::now();
+    let asked = std::cell::Cell::new(0);
+    let mut walks = walks::Walks::default();
+    let failed = walks.start(session(true, &asked), S, t0).unwrap();
+    assert_eq!(failed.scan, Scan::Session);
+    walks.finish(false);
+    let dump = walks.start(session(true, &asked), 2 * S, t0).unwrap();
+    assert_eq!(dump.scan, Scan::Session);
+    walks.finish(true);
+    let next = walks.start(session(false, &asked), 3 * S, t0).unwrap();
+    assert_ne!(next.scan, Scan::Session, "a second session dump");
+}
+
 /// A flow of `client_port` to the backend with `backend_id` of
 /// `names`, last seen at `last_seen_ns`.
 fn tracked(
@@ -791,6 +884,7 @@ async fn with_peer_down(name: &str, topology: Topology) -> (Replication, std::ne
 fn nat_balancer() -> Balancer {
     let mut v = VipConfig::new("198.18.0.100".parse().unwrap(), 80, Protocol::Tcp);
     v.forwarding = lb_common::Mode::Nat;
+    v.nat = Some(nat::tests::nat_source());
     v.backends = vec![BackendConfig {
         port: Some(8080),
         ..BackendConfig::new("198.19.2.11".parse().unwrap())

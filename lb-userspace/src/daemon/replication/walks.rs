@@ -88,7 +88,10 @@ impl Walks {
         if self.in_flight.is_some() {
             return None;
         }
-        let new_session = new_session() || std::mem::take(&mut self.session_owed);
+        // Both asked: an owed dump is paid by this one even when a new
+        // session makes it a dump anyway.
+        let owed = std::mem::take(&mut self.session_owed);
+        let new_session = new_session() | owed;
         let full = new_session
             || self
                 .last_full
