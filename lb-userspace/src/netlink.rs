@@ -212,6 +212,49 @@ pub(crate) struct InterfaceAddress {
     pub prefix_len: u8,
     /// A secondary address (not the interface's primary of its subnet).
     pub secondary: bool,
+    /// Its duplicate address detection and lifetime state.
+    pub state: AddressState,
+}
+
+/// What the kernel says of an address's duplicate address detection and
+/// lifetime (IPv6's, and an IPv4 address given `preferred_lft 0`): an
+/// address picked as a source for lbd's own packets (a tunnel's outer
+/// header, a 4in6 check) must be one the kernel itself would send from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct AddressState {
+    /// Duplicate address detection is still under way (not optimistic
+    /// DAD, whose address may be used meanwhile): nothing may be sent
+    /// from it yet.
+    pub tentative: bool,
+    /// Duplicate address detection failed: another host has it.
+    pub dad_failed: bool,
+    /// Its preferred lifetime ended (renumbering): valid, but new
+    /// connections should use another.
+    pub deprecated: bool,
+}
+
+impl AddressState {
+    /// The state of the address in `message`: from IFA_FLAGS when the
+    /// kernel sends it (the header's flags byte holds only the low eight
+    /// bits), else from the header.
+    fn of(message: &AddressMessage) -> Self {
+        let flags = message
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                AddressAttribute::Flags(flags) => Some(*flags),
+                _ => None,
+            })
+            .unwrap_or_else(|| {
+                AddressFlags::from_bits_retain(u32::from(message.header.flags.bits()))
+            });
+        Self {
+            tentative: flags.contains(AddressFlags::Tentative)
+                && !flags.contains(AddressFlags::Optimistic),
+            dad_failed: flags.contains(AddressFlags::Dadfailed),
+            deprecated: flags.contains(AddressFlags::Deprecated),
+        }
+    }
 }
 
 impl Netlink {
@@ -229,6 +272,7 @@ impl Netlink {
                     address: message_address(m)?,
                     prefix_len: m.header.prefix_len,
                     secondary: m.header.flags.contains(AddressHeaderFlags::Secondary),
+                    state: AddressState::of(m),
                 })
             })
             .collect())
@@ -524,7 +568,37 @@ pub(crate) fn probe_on(address: IpAddr, ifindex: u32) {
 
 #[cfg(test)]
 mod tests {
-    use super::mac_to_follow;
+    use super::{mac_to_follow, AddressState};
+    use netlink_packet_route::address::{
+        AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+    };
+
+    /// The DAD and lifetime state is read from IFA_FLAGS, else from the
+    /// header's byte; an optimistic address is usable while DAD runs.
+    #[test]
+    fn an_address_state_is_read_from_its_flags() {
+        let mut message = AddressMessage::default();
+        assert_eq!(AddressState::of(&message), AddressState::default());
+        message.header.flags = AddressHeaderFlags::Tentative | AddressHeaderFlags::Dadfailed;
+        let failed = AddressState {
+            tentative: true,
+            dad_failed: true,
+            deprecated: false,
+        };
+        assert_eq!(AddressState::of(&message), failed);
+        message.attributes = vec![AddressAttribute::Flags(
+            AddressFlags::Deprecated | AddressFlags::Permanent,
+        )];
+        let deprecated = AddressState {
+            deprecated: true,
+            ..AddressState::default()
+        };
+        assert_eq!(AddressState::of(&message), deprecated, "IFA_FLAGS wins");
+        message.attributes = vec![AddressAttribute::Flags(
+            AddressFlags::Tentative | AddressFlags::Optimistic,
+        )];
+        assert_eq!(AddressState::of(&message), AddressState::default());
+    }
 
     #[test]
     fn a_changed_mac_is_followed_and_an_unchanged_or_missing_one_is_not() {

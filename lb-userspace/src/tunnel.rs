@@ -54,16 +54,25 @@ impl OwnAddresses {
         kept: &OwnAddresses,
     ) -> Self {
         let fresh = Self::of(addresses, moving);
-        let still = |address: Option<IpAddr>| {
-            address.filter(|a| {
+        // Kept while usable; once deprecated (renumbering), only while
+        // the fresh pick is no better.
+        let still = |address: Option<IpAddr>, picked: Option<IpAddr>| {
+            let preferred = |a: IpAddr| {
                 addresses
                     .iter()
-                    .any(|listed| listed.address == *a && usable(listed, moving))
+                    .any(|listed| listed.address == a && !listed.state.deprecated)
+            };
+            address.filter(|a| {
+                addresses.iter().any(|listed| {
+                    listed.address == *a
+                        && usable(listed, moving)
+                        && (!listed.state.deprecated || !picked.is_some_and(preferred))
+                })
             })
         };
         Self {
-            ipv4: still(kept.ipv4).or(fresh.ipv4),
-            ipv6: still(kept.ipv6).or(fresh.ipv6),
+            ipv4: still(kept.ipv4, fresh.ipv4).or(fresh.ipv4),
+            ipv6: still(kept.ipv6, fresh.ipv6).or(fresh.ipv6),
         }
     }
 
@@ -82,20 +91,23 @@ impl OwnAddresses {
 
     /// The interface's primary addresses among `addresses`, leaving out
     /// `moving` (VIPs and other addresses VRRP moves: they leave with
-    /// mastership) and IPv6 link-local ones (not routable to backends).
+    /// mastership), IPv6 link-local ones (not routable to backends) and
+    /// those not yet or never usable as a source (tentative, DAD
+    /// failed); a deprecated one only when no other is left.
     pub(crate) fn of(addresses: &[InterfaceAddress], moving: &[IpAddr]) -> Self {
-        let usable = |a: &&InterfaceAddress| usable(a, moving);
+        let pick = |family: fn(&IpAddr) -> bool| {
+            let mut candidates = addresses
+                .iter()
+                .filter(|a| usable(a, moving) && family(&a.address));
+            let first = candidates.clone().next();
+            candidates
+                .find(|a| !a.state.deprecated)
+                .or(first)
+                .map(|a| a.address)
+        };
         Self {
-            ipv4: addresses
-                .iter()
-                .filter(usable)
-                .map(|a| a.address)
-                .find(IpAddr::is_ipv4),
-            ipv6: addresses
-                .iter()
-                .filter(usable)
-                .map(|a| a.address)
-                .find(IpAddr::is_ipv6),
+            ipv4: pick(IpAddr::is_ipv4),
+            ipv6: pick(IpAddr::is_ipv6),
         }
     }
 
@@ -110,9 +122,13 @@ impl OwnAddresses {
 }
 
 /// Whether `address` may be a default outer source: a primary address,
-/// not one of `moving`, not IPv6 link-local.
+/// not one of `moving`, not IPv6 link-local, and one the kernel sends
+/// from (not tentative: DAD is under way; not DAD failed: another host
+/// has it).
 fn usable(address: &InterfaceAddress, moving: &[IpAddr]) -> bool {
     !address.secondary
+        && !address.state.tentative
+        && !address.state.dad_failed
         && !moving.contains(&address.address)
         && match address.address {
             IpAddr::V4(_) => true,
@@ -162,13 +178,97 @@ impl NodeTunnel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netlink::AddressState;
 
     fn address(text: &str, secondary: bool) -> InterfaceAddress {
         InterfaceAddress {
             address: text.parse().unwrap(),
             prefix_len: 24,
             secondary,
+            state: AddressState::default(),
         }
+    }
+
+    fn in_state(text: &str, state: AddressState) -> InterfaceAddress {
+        InterfaceAddress {
+            state,
+            ..address(text, false)
+        }
+    }
+
+    const DAD_FAILED: AddressState = AddressState {
+        tentative: true,
+        dad_failed: true,
+        deprecated: false,
+    };
+    const TENTATIVE: AddressState = AddressState {
+        tentative: true,
+        dad_failed: false,
+        deprecated: false,
+    };
+    const DEPRECATED: AddressState = AddressState {
+        tentative: false,
+        dad_failed: false,
+        deprecated: true,
+    };
+
+    /// An address that failed DAD (another host has it) or is still
+    /// tentative is never an outer source (the kernel listing it first,
+    /// as the newest, notwithstanding); a deprecated one only when
+    /// nothing better is there.
+    #[test]
+    fn own_addresses_skip_dad_failed_tentative_and_prefer_preferred() {
+        let good = || Some("2001:db8::6".parse().unwrap());
+        let listed = [
+            in_state("2001:db8::5", DAD_FAILED),
+            address("2001:db8::6", false),
+        ];
+        assert_eq!(OwnAddresses::of(&listed, &[]).ipv6, good());
+        let listed = [
+            in_state("2001:db8::5", TENTATIVE),
+            address("2001:db8::6", false),
+        ];
+        assert_eq!(OwnAddresses::of(&listed, &[]).ipv6, good());
+        let listed = [
+            in_state("2001:db8::5", DEPRECATED),
+            address("2001:db8::6", false),
+        ];
+        assert_eq!(OwnAddresses::of(&listed, &[]).ipv6, good());
+        assert_eq!(
+            OwnAddresses::of(&listed[..1], &[]).ipv6,
+            Some("2001:db8::5".parse().unwrap()),
+            "deprecated, but the only one: still a source"
+        );
+        assert_eq!(
+            OwnAddresses::of(&[in_state("2001:db8::5", TENTATIVE)], &[]).ipv6,
+            None
+        );
+    }
+
+    /// A kept source is dropped once DAD fails on it, and once it is
+    /// deprecated (renumbering) while a preferred address is there.
+    #[test]
+    fn a_kept_source_goes_once_dad_fails_or_it_is_deprecated() {
+        let kept = OwnAddresses {
+            ipv4: None,
+            ipv6: Some("2001:db8::5".parse().unwrap()),
+        };
+        let good = Some("2001:db8::6".parse().unwrap());
+        let failed = [
+            address("2001:db8::6", false),
+            in_state("2001:db8::5", DAD_FAILED),
+        ];
+        assert_eq!(OwnAddresses::keeping(&failed, &[], &kept).ipv6, good);
+        let deprecated = [
+            address("2001:db8::6", false),
+            in_state("2001:db8::5", DEPRECATED),
+        ];
+        assert_eq!(OwnAddresses::keeping(&deprecated, &[], &kept).ipv6, good);
+        assert_eq!(
+            OwnAddresses::keeping(&deprecated[1..], &[], &kept),
+            kept,
+            "deprecated with nothing better: kept"
+        );
     }
 
     #[test]

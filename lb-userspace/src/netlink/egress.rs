@@ -25,7 +25,8 @@ impl Netlink {
     /// The interface a packet to `destination` with mark `mark` (0: none;
     /// policy routing may select by it) leaves by; None when the kernel
     /// has no usable route (unreachable, prohibited, a blackhole, or the
-    /// routes of an interface taken down went with it).
+    /// routes of an interface taken down went with it): the lookup's
+    /// error for each (`no_route`), or a route of such a type.
     pub(crate) async fn egress(
         &self,
         destination: IpAddr,
@@ -71,11 +72,19 @@ impl Netlink {
 }
 
 /// Whether a route lookup's error says there is no usable route (rather
-/// than that the lookup itself failed).
+/// than that the lookup itself failed): the errors of the kernel's route
+/// types that send nowhere (`fib_props`): unreachable, prohibit, and
+/// blackhole, whose error is EINVAL (lbd builds the request itself, so
+/// EINVAL does not mean a malformed one).
 fn no_route(raw_code: i32) -> bool {
-    [libc::ENETUNREACH, libc::EHOSTUNREACH, libc::EACCES]
-        .iter()
-        .any(|code| raw_code == -code)
+    [
+        libc::ENETUNREACH,
+        libc::EHOSTUNREACH,
+        libc::EACCES,
+        libc::EINVAL,
+    ]
+    .iter()
+    .any(|code| raw_code == -code)
 }
 
 /// The output interface of a resolved route; None for a route that sends
@@ -110,6 +119,36 @@ mod tests {
         assert_eq!(output_interface(&route), None);
         assert!(no_route(-libc::ENETUNREACH));
         assert!(!no_route(-libc::ENOBUFS));
+    }
+
+    /// A blackhole route (IPv4's, and IPv6's on kernels that answer a
+    /// lookup with its error) is the kernel's EINVAL: no usable route,
+    /// not a failed lookup, so an own-link outage falling onto a covering
+    /// blackhole is still told apart from a backend's failure.
+    #[test]
+    fn a_blackhole_route_is_no_route() {
+        assert!(no_route(-libc::EINVAL));
+        if !crate::test_netns::is_root() {
+            eprintln!("skipped: the blackhole lookups need root (a netns of their own)");
+            return;
+        }
+        crate::test_netns::in_own_netns(|| {
+            use crate::test_netns::ip;
+            ip(&["link", "set", "lo", "up"]);
+            ip(&["route", "add", "blackhole", "198.18.251.0/24"]);
+            ip(&["-6", "route", "add", "blackhole", "2001:2:0:f9::/64"]);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let netlink = Netlink::connect().unwrap();
+                for destination in ["198.18.251.1", "2001:2:0:f9::1"] {
+                    let egress = netlink.egress(destination.parse().unwrap(), 0).await;
+                    assert!(matches!(egress, Ok(None)), "{destination}: {egress:?}");
+                }
+            });
+        });
     }
 
     #[tokio::test]

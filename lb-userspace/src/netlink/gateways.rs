@@ -4,10 +4,10 @@
 //! master has never sent to them) or after an entry expired are not
 //! dropped while the kernel resolves it.
 
-use std::net::IpAddr;
+use std::{collections::BTreeSet, net::IpAddr};
 
 use futures_util::TryStreamExt as _;
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
 use rtnetlink::RouteMessageBuilder;
 
 use super::{Netlink, NetlinkError};
@@ -16,6 +16,31 @@ impl Netlink {
     /// Every gateway of a route (single or multipath) that leaves by
     /// interface `ifindex`, IPv4 and IPv6, without duplicates.
     pub(crate) async fn gateways(&self, ifindex: u32) -> Result<Vec<IpAddr>, NetlinkError> {
+        let mut out = Vec::new();
+        for route in self.routes().await? {
+            for gateway in route_gateways(&route, ifindex) {
+                if !out.contains(&gateway) {
+                    out.push(gateway);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every interface a unicast route (single or multipath, IPv4 and
+    /// IPv6) leaves by: those the FIB may name for a routed packet, which
+    /// the NAT redirect map must hold first when it cannot hold all.
+    pub(crate) async fn route_interfaces(&self) -> Result<BTreeSet<u32>, NetlinkError> {
+        Ok(self
+            .routes()
+            .await?
+            .iter()
+            .flat_map(route_interfaces)
+            .collect())
+    }
+
+    /// The routing table, IPv4 then IPv6.
+    async fn routes(&self) -> Result<Vec<RouteMessage>, NetlinkError> {
         let mut out = Vec::new();
         let requests = [
             RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
@@ -32,15 +57,29 @@ impl Netlink {
                         source,
                     })?
             {
-                for gateway in route_gateways(&route, ifindex) {
-                    if !out.contains(&gateway) {
-                        out.push(gateway);
-                    }
-                }
+                out.push(route);
             }
         }
         Ok(out)
     }
+}
+
+/// The interfaces a unicast route leaves by (its own, or its hops').
+fn route_interfaces(route: &RouteMessage) -> Vec<u32> {
+    if route.header.kind != RouteType::Unicast {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for attribute in &route.attributes {
+        match attribute {
+            RouteAttribute::Oif(index) => out.push(*index),
+            RouteAttribute::MultiPath(hops) => {
+                out.extend(hops.iter().map(|h| h.interface_index));
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The gateways of one route that leave by `ifindex`.
@@ -118,5 +157,26 @@ mod tests {
         let mut connected = RouteMessage::default();
         connected.attributes = vec![RouteAttribute::Oif(2)];
         assert!(route_gateways(&connected, 2).is_empty());
+    }
+
+    /// A unicast route's interfaces are its own and its hops'; a route
+    /// of another type (local, blackhole) sends nothing out.
+    #[test]
+    fn the_interfaces_unicast_routes_leave_by() {
+        let mut single = RouteMessage::default();
+        single.header.kind = RouteType::Unicast;
+        single.attributes = vec![RouteAttribute::Oif(2)];
+        assert_eq!(route_interfaces(&single), [2]);
+        let hop = |index: u32| {
+            let mut hop = RouteNextHop::default();
+            hop.interface_index = index;
+            hop
+        };
+        let mut multipath = RouteMessage::default();
+        multipath.header.kind = RouteType::Unicast;
+        multipath.attributes = vec![RouteAttribute::MultiPath(vec![hop(3), hop(5)])];
+        assert_eq!(route_interfaces(&multipath), [3, 5]);
+        single.header.kind = RouteType::Local;
+        assert!(route_interfaces(&single).is_empty());
     }
 }

@@ -491,6 +491,7 @@ mod tests {
             address: ip(address),
             prefix_len,
             secondary: false,
+            state: Default::default(),
         };
         let present = [entry("198.18.0.1", 24), entry("198.18.0.100", 32)];
         let listed: Vec<IpAddr> = vec![ip("198.18.0.100"), ip("198.18.0.101")];

@@ -1851,6 +1851,7 @@ mod tests {
             address: address.parse().expect("address"),
             prefix_len,
             secondary,
+            state: Default::default(),
         }
     }
 

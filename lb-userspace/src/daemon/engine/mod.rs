@@ -316,8 +316,9 @@ impl Engine {
                 // Nothing outlives lbd (`pin_dir = "off"`): release()
                 // detaches the program, so the node goes back to how it
                 // was found, as at a stop for good. Only a pinned data
-                // plane forwards on, and needs `forwarding` kept on.
-                self.restore_forwarding();
+                // plane forwards on, and needs `forwarding` kept on; but
+                // IPv6 forwarding stays (see the function).
+                self.restore_forwarding_for_restart();
             }
             self.dataplane.release()?
         } else {

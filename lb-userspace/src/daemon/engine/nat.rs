@@ -7,9 +7,10 @@
 //! is looked up in (`bpf_fib_lookup` refuses to route without it; for a
 //! tunnel that is the outer header's family; IPv6 router advertisements
 //! stay accepted there, `accept_ra` 2), `TX_PORTS` kept equal to
-//! the interfaces routed packets may leave by (re-scanned every few
-//! seconds: a link that comes or goes is seen within `SCAN_TICKS` ticks,
-//! without a netlink subscription to keep alive), the gateways kept
+//! the interfaces routed packets may leave by (every one that exists, up
+//! or down, re-scanned every few seconds: an interface that is created or
+//! deleted is seen within `SCAN_TICKS` ticks, without a netlink
+//! subscription to keep alive), the gateways kept
 //! resolved, and the routed data plane's events (a next hop
 //! to resolve, no route, no free port). Nothing here runs while no VIP is
 //! in a routed mode, except the reaper, which then finds the table empty
@@ -63,8 +64,8 @@ pub(crate) struct NatRuntime {
     forwarding: Vec<ForwardingChange>,
     /// Forwarding settings lbd failed to switch on or read (warned once).
     forwarding_failed: BTreeSet<PathBuf>,
-    /// Interfaces the redirect map refused (full: `TX_PORTS_MAX`), warned
-    /// once each.
+    /// Interfaces the redirect map has no slot for (more than
+    /// `TX_PORTS_MAX`) or refused, warned once each.
     tx_failed: BTreeSet<u32>,
     /// Housekeeping ticks seen.
     ticks: u32,
@@ -156,10 +157,13 @@ pub(crate) fn accept_ra_path(interface: &str) -> PathBuf {
 }
 
 /// Makes the `accept_ra` setting at `path` accept router advertisements
-/// while forwarding is on: 1 (a host's) becomes 2, or a default route
-/// learned from them (SLAAC) expires with the router lifetime once lbd
-/// switches forwarding on. Returns the value found and whether it was
-/// changed (0 stays: advertisements are not wanted; 2 is already so).
+/// while forwarding is on: 1 (a host's) becomes 2. Otherwise the kernel
+/// deletes the interface's default route learned from them at once when
+/// lbd switches forwarding on (`rt6_purge_dflt_routers`, which spares only
+/// interfaces with `accept_ra` 2), and does not learn it again from the
+/// next advertisement, which a forwarding interface then ignores. Returns
+/// the value found and whether it was changed (0 stays: advertisements
+/// are not wanted; 2 is already so).
 fn accept_ra_while_forwarding(path: &std::path::Path) -> anyhow::Result<(String, bool)> {
     use anyhow::Context as _;
     let was = std::fs::read_to_string(path)
@@ -171,6 +175,74 @@ fn accept_ra_while_forwarding(path: &std::path::Path) -> anyhow::Result<(String,
     }
     std::fs::write(path, "2").with_context(|| format!("writing 2 to {}", path.display()))?;
     Ok((was, true))
+}
+
+/// `RTF_DEFAULT` and `RTF_ADDRCONF` (`include/uapi/linux/ipv6_route.h`):
+/// a default route learned from a router advertisement carries both.
+const RTF_DEFAULT_OR_ADDRCONF: u32 = 0x0001_0000 | 0x0004_0000;
+
+/// The interfaces that lose their default route learned from router
+/// advertisements when any interface's IPv6 `forwarding` is switched on:
+/// the kernel then deletes, in every table, each default route flagged
+/// `RTF_DEFAULT` or `RTF_ADDRCONF` whose interface's `accept_ra` is not 2
+/// (`rt6_purge_dflt_routers`), and it comes back only with the router's
+/// next advertisement. `routes` is `/proc/net/ipv6_route` (which lists
+/// every table with the kernel's own route flags); `accept_ra` reads an
+/// interface's setting (None: unreadable, taken as not 2).
+fn ra_routes_at_risk(routes: &str, accept_ra: impl Fn(&str) -> Option<String>) -> BTreeSet<String> {
+    routes
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [_, dst_len, _, src_len, _, _, _, _, flags, device] = fields[..] else {
+                return None;
+            };
+            let flags = u32::from_str_radix(flags, 16).ok()?;
+            let default = dst_len == "00" && src_len == "00";
+            (default && flags & RTF_DEFAULT_OR_ADDRCONF != 0).then(|| device.to_owned())
+        })
+        .filter(|device| accept_ra(device).as_deref() != Some("2"))
+        .collect()
+}
+
+/// Warns, just before lbd switches IPv6 `forwarding` on for `interface`,
+/// about the interfaces whose default route learned from router
+/// advertisements the kernel is about to delete (`ra_routes_at_risk`).
+/// Called only when lbd writes the setting (it never writes it when it
+/// is on already, and a restart finds it on), so once per switch.
+fn warn_ra_routes_at_risk(interface: &str) {
+    // This thread's namespace (lbd's threads all share one).
+    let routes = match std::fs::read_to_string("/proc/thread-self/net/ipv6_route") {
+        Ok(routes) => routes,
+        Err(error) => {
+            debug!(%error, "cannot read the IPv6 routes to look for default routes learned from router advertisements");
+            return;
+        }
+    };
+    let read = |device: &str| {
+        std::fs::read_to_string(accept_ra_path(device))
+            .ok()
+            .map(|v| v.trim().to_owned())
+    };
+    let at_risk = ra_routes_at_risk(&routes, read);
+    if at_risk.is_empty() {
+        return;
+    }
+    let names = at_risk.into_iter().collect::<Vec<_>>().join(", ");
+    warn!(
+        %interface, interfaces = %names,
+        "switching IPv6 forwarding on for {interface} makes the kernel delete the default routes learned from router advertisements on {names} (every interface whose accept_ra is not 2), in this network namespace: they come back with each router's next advertisement (up to its MaxRtrAdvInterval, 600 s by default; a router solicitation, e.g. a link bounce, brings it sooner). To keep them, set net.ipv6.conf.<interface>.accept_ra=2 on those interfaces before lbd starts, or switch net.ipv6.conf.{interface}.forwarding=1 on at boot (lbd then leaves it as it is)"
+    );
+}
+
+/// Whether the interface setting at `path` stays as lbd set it across a
+/// restart with nothing pinned (see `restore_forwarding_for_restart`):
+/// IPv6 `forwarding` and the `accept_ra` that goes with it.
+fn kept_across_restarts(path: &std::path::Path) -> bool {
+    path.starts_with("/proc/sys/net/ipv6/conf")
+        && path
+            .file_name()
+            .is_some_and(|name| name == "forwarding" || name == "accept_ra")
 }
 
 /// The backends of NAT VIPs, as the reaper checks entries against them.
@@ -191,15 +263,43 @@ pub(crate) fn owners(balancer: &Balancer) -> Owners {
     owners
 }
 
-/// The interfaces routed packets may be redirected to: the attached one
-/// and every other up, non-loopback one.
-pub(crate) fn redirect_targets(attached: u32, links: &[crate::netlink::Link]) -> BTreeSet<u32> {
-    links
+/// The interfaces routed packets may be redirected to, at most `max`
+/// (the map's size): every non-loopback interface that exists, up or
+/// not (a redirect to a down one is dropped by its driver, while one to
+/// an interface missing from the map aborts the packet, and a link that
+/// comes back is routed to at once, before any re-scan), and the attached
+/// one. When they do not all fit, the attached interface comes first,
+/// then those routes leave by (`used`), then those the map holds already
+/// (`present`: a slot is not lost to a link's flap), then up ones; lowest
+/// index first within each.
+pub(crate) fn redirect_targets(
+    attached: u32,
+    links: &[crate::netlink::Link],
+    used: &BTreeSet<u32>,
+    present: &BTreeSet<u32>,
+    max: usize,
+) -> BTreeSet<u32> {
+    let rank = |index: u32, up: bool| {
+        if index == attached {
+            0
+        } else if used.contains(&index) {
+            1
+        } else if present.contains(&index) {
+            2
+        } else if up {
+            3
+        } else {
+            4
+        }
+    };
+    let mut candidates: Vec<(u8, u32)> = links
         .iter()
-        .filter(|l| l.up && !l.loopback)
-        .map(|l| l.index)
-        .chain([attached])
-        .collect()
+        .filter(|l| !l.loopback && l.index != attached)
+        .map(|l| (rank(l.index, l.up), l.index))
+        .chain([(0, attached)])
+        .collect();
+    candidates.sort_unstable();
+    candidates.into_iter().take(max).map(|(_, i)| i).collect()
 }
 
 /// The families routed packets of `balancer`'s VIPs are looked up in by
@@ -452,6 +552,7 @@ impl Engine {
             if ipv6 {
                 // Before forwarding goes on: no moment ignores them.
                 self.keep_router_advertisements();
+                warn_ra_routes_at_risk(&self.interface.name);
             }
             match std::fs::write(&path, "1") {
                 Ok(()) => {
@@ -498,7 +599,7 @@ impl Engine {
                 info!(
                     interface = %self.interface.name,
                     setting = %path.display(),
-                    "IPv6 router advertisements stay accepted on the interface while forwarding is on (accept_ra 1 -> 2; restored at a clean stop): a default route learned from them does not expire"
+                    "IPv6 router advertisements stay accepted on the interface while forwarding is on (accept_ra 1 -> 2; restored at a clean stop): a default route learned from them stays"
                 );
                 if let Err(error) =
                     crate::ownership::held::record_original(&self.config.admin_socket, &path, &was)
@@ -521,7 +622,7 @@ impl Engine {
                 warn!(
                     interface = %self.interface.name,
                     error = %format!("{error:#}"),
-                    "cannot keep IPv6 router advertisements accepted while forwarding is on (accept_ra = 2): the interface ignores them, and a default route learned from them expires with the router's lifetime"
+                    "cannot keep IPv6 router advertisements accepted while forwarding is on (accept_ra = 2): a default route the interface learned from them is deleted when forwarding goes on, and the interface ignores them from then on"
                 );
                 self.nat.forwarding_failed.insert(path);
             }
@@ -548,8 +649,48 @@ impl Engine {
     /// before it (a restart finds them on and changes nothing itself),
     /// which leave the record.
     pub(crate) fn restore_forwarding(&mut self) {
-        let mut settings: Vec<crate::ownership::held::HeldSetting> =
-            crate::ownership::held::take_originals(&self.config.admin_socket);
+        let settings = self.take_forwarding_settings();
+        crate::ownership::held::restore(&settings);
+    }
+
+    /// Puts the forwarding settings lbd changed back at a restart's stop
+    /// that leaves no data plane forwarding (`pin_dir = "off"`), but for
+    /// IPv6 `forwarding` and `accept_ra`, which stay on and recorded for
+    /// the next lbd, a stop for good or `lbd --cleanup` to put back: each
+    /// switch of IPv6 forwarding on makes the kernel delete the default
+    /// routes learned from router advertisements of every interface whose
+    /// `accept_ra` is not 2 (see `ra_routes_at_risk`), so turning it off
+    /// would cost that at every restart. Per-interface IPv6 forwarding
+    /// routes nothing by itself (the kernel forwards IPv6 only with
+    /// `all.forwarding`), unlike IPv4's, which is put back.
+    pub(crate) fn restore_forwarding_for_restart(&mut self) {
+        let (kept, restored): (Vec<_>, Vec<_>) = self
+            .take_forwarding_settings()
+            .into_iter()
+            .partition(|s| kept_across_restarts(&s.path));
+        crate::ownership::held::restore(&restored);
+        for setting in &kept {
+            if let Err(error) = crate::ownership::held::record_original(
+                &self.config.admin_socket,
+                &setting.path,
+                &setting.was,
+            ) {
+                warn!(setting = %setting.path.display(), error = %format!("{error:#}"), "recording the setting's original value failed: a later stop for good or lbd --cleanup will not restore it");
+            }
+        }
+        if !kept.is_empty() {
+            info!(
+                interface = %self.interface.name,
+                "IPv6 forwarding (and accept_ra) stay as lbd set them across the restart: switching forwarding on again would make the kernel delete other interfaces' default routes learned from router advertisements; a stop for good (SIGINT) or lbd --cleanup puts them back"
+            );
+        }
+    }
+
+    /// The forwarding settings to put back: those the record of what lbd
+    /// holds kept from the lbds before this one (taken out of it) and
+    /// this lbd's own.
+    fn take_forwarding_settings(&mut self) -> Vec<crate::ownership::held::HeldSetting> {
+        let mut settings = crate::ownership::held::take_originals(&self.config.admin_socket);
         for change in std::mem::take(&mut self.nat.forwarding) {
             if !settings.iter().any(|s| s.path == change.path) {
                 settings.push(crate::ownership::held::HeldSetting {
@@ -558,11 +699,13 @@ impl Engine {
                 });
             }
         }
-        crate::ownership::held::restore(&settings);
+        settings
     }
 
     /// Makes `TX_PORTS` hold exactly the interfaces routed packets may
-    /// leave by.
+    /// leave by (`redirect_targets`): those no longer wanted (gone, or
+    /// outranked in a full map) out first, so their slots are free for
+    /// the ones to add.
     async fn sync_tx_ports(&mut self) {
         let links = match self.netlink.links().await {
             Ok(links) => links,
@@ -571,15 +714,27 @@ impl Engine {
                 return;
             }
         };
-        let wanted = redirect_targets(self.interface.index, &links);
+        let max = lb_common::consts::TX_PORTS_MAX as usize;
         let present: BTreeSet<u32> = self.dataplane.nat().tx_ports().into_iter().collect();
+        let used = self.routed_interfaces_if_full(&links, max).await;
+        let wanted = redirect_targets(self.interface.index, &links, &used, &present, max);
         let name = |index: u32| {
             links
                 .iter()
                 .find(|l| l.index == index)
                 .map_or_else(|| index.to_string(), |l| l.name.clone())
         };
-        self.nat.tx_failed.retain(|i| wanted.contains(i));
+        for index in present.difference(&wanted) {
+            match self.dataplane.nat_mut().remove_tx_port(*index) {
+                Ok(()) => {
+                    info!(interface = %name(*index), "interface removed from the NAT redirect targets")
+                }
+                Err(error) => {
+                    warn!(interface = %name(*index), %error, "removing a NAT redirect target failed")
+                }
+            }
+        }
+        self.warn_left_out(&links, &wanted);
         for index in wanted.difference(&present) {
             match self.dataplane.nat_mut().add_tx_port(*index) {
                 Ok(()) => {
@@ -590,20 +745,52 @@ impl Engine {
                     if self.nat.tx_failed.insert(*index) {
                         warn!(
                             interface = %name(*index), %error,
-                            "adding a NAT redirect target failed (at most {} interfaces): routed packets cannot leave by it from XDP", lb_common::consts::TX_PORTS_MAX
+                            "adding a NAT redirect target failed: routed packets cannot leave by it from XDP"
                         );
                     }
                 }
             }
         }
-        for index in present.difference(&wanted) {
-            match self.dataplane.nat_mut().remove_tx_port(*index) {
-                Ok(()) => {
-                    info!(interface = %name(*index), "interface removed from the NAT redirect targets")
-                }
-                Err(error) => {
-                    warn!(interface = %name(*index), %error, "removing a NAT redirect target failed")
-                }
+    }
+
+    /// The interfaces routes leave by, asked only when the interfaces
+    /// outnumber the redirect map's `max` slots (`redirect_targets` then
+    /// ranks them ahead of the rest); empty otherwise, or when the routes
+    /// cannot be read (logged).
+    async fn routed_interfaces_if_full(
+        &self,
+        links: &[crate::netlink::Link],
+        max: usize,
+    ) -> BTreeSet<u32> {
+        if links.iter().filter(|l| !l.loopback).count() < max {
+            return BTreeSet::new();
+        }
+        match self.netlink.route_interfaces().await {
+            Ok(used) => used,
+            Err(error) => {
+                debug!(%error, "reading the routes' interfaces for the NAT redirect map failed");
+                BTreeSet::new()
+            }
+        }
+    }
+
+    /// Warns once per interface that the redirect map has no slot for it
+    /// (more interfaces than `TX_PORTS_MAX`); forgets those that got one
+    /// or are gone.
+    fn warn_left_out(&mut self, links: &[crate::netlink::Link], wanted: &BTreeSet<u32>) {
+        self.nat
+            .tx_failed
+            .retain(|i| !wanted.contains(i) && links.iter().any(|l| l.index == *i));
+        for link in links
+            .iter()
+            .filter(|l| !l.loopback && !wanted.contains(&l.index))
+        {
+            if self.nat.tx_failed.insert(link.index) {
+                warn!(
+                    interface = %link.name,
+                    "no room for the interface in the NAT redirect targets (at most {} interfaces; the attached one and those routes leave by come first): routed packets the kernel's FIB sends out of it are dropped (XDP_ABORTED)",
+                    lb_common::consts::TX_PORTS_MAX
+                );
             }
         }
     }
@@ -999,6 +1186,139 @@ vrid = 51
         );
     }
 
+    /// `/proc/net/ipv6_route` as a kernel wrote it: a default route
+    /// learned from an advertisement on vb (flags 0x00450003), its
+    /// prefix routes (flagged ADDRCONF, but not the default route: the
+    /// kernel spares them) and loopback's null routes.
+    const IPV6_ROUTES: &str = "\
+20010db8000100000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 004c0001       vb
+fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001       vb
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe80000000000000389ecbfffea4ca6d 00000400 00000001 00000000 00450003       vb
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00450003       ve
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 20010db8000000000000000000000001 00000400 00000001 00000000 00000003     eth0
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo
+";
+
+    /// The interfaces named are those with a default route learned from
+    /// advertisements and `accept_ra` not 2 (an unreadable one counts):
+    /// not a static default route, nor one kept by `accept_ra` 2.
+    #[test]
+    fn the_interfaces_losing_ra_default_routes_are_named() {
+        let accept_ra = |device: &str| match device {
+            "vb" => Some("1".to_owned()),
+            "ve" => Some("2".to_owned()),
+            _ => None,
+        };
+        assert_eq!(
+            ra_routes_at_risk(IPV6_ROUTES, accept_ra),
+            BTreeSet::from(["vb".to_owned()])
+        );
+        assert!(ra_routes_at_risk(IPV6_ROUTES, |_| Some("2".to_owned())).is_empty());
+        assert!(ra_routes_at_risk("", accept_ra).is_empty());
+    }
+
+    /// The kernel behaviour the warning is about, in a namespace of its
+    /// own: a default route learned from a router advertisement on vb
+    /// (`accept_ra` 1) is named, and goes at once when IPv6 forwarding is
+    /// switched on for another interface, vd; one on an `accept_ra` 2
+    /// interface stays.
+    #[test]
+    fn switching_ipv6_forwarding_on_deletes_other_interfaces_ra_default_routes() {
+        if !crate::test_netns::is_root() {
+            eprintln!("skipped: needs root (a network namespace of its own)");
+            return;
+        }
+        crate::test_netns::in_own_netns(|| {
+            use crate::test_netns::ip;
+            let set = |path: &str, value: &str| std::fs::write(path, value).unwrap();
+            set("/proc/sys/net/ipv6/conf/default/accept_dad", "0");
+            set("/proc/sys/net/ipv6/conf/default/accept_ra", "1");
+            set("/proc/sys/net/ipv6/conf/default/forwarding", "0");
+            ip(&["link", "add", "va", "type", "veth", "peer", "name", "vb"]);
+            ip(&["link", "add", "vc", "type", "veth", "peer", "name", "vd"]);
+            for link in ["lo", "va", "vb", "vc", "vd"] {
+                ip(&["link", "set", link, "up"]);
+            }
+            let routes = || std::fs::read_to_string("/proc/thread-self/net/ipv6_route").unwrap();
+            let read = |device: &str| {
+                std::fs::read_to_string(accept_ra_path(device))
+                    .ok()
+                    .map(|v| v.trim().to_owned())
+            };
+            let learned = |expected: &str| {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                loop {
+                    // Refused until the link's multicast route is there.
+                    let sent = send_router_advertisement("va");
+                    let at_risk = ra_routes_at_risk(&routes(), |_| Some("1".to_owned()));
+                    if at_risk.contains(expected) {
+                        return;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "no RA default route on {expected} (last send: {sent:?})"
+                    );
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            };
+            learned("vb");
+            assert_eq!(
+                ra_routes_at_risk(&routes(), read),
+                BTreeSet::from(["vb".to_owned()])
+            );
+            set("/proc/sys/net/ipv6/conf/vd/forwarding", "1");
+            assert!(
+                ra_routes_at_risk(&routes(), |_| Some("1".to_owned())).is_empty(),
+                "the kernel deleted vb's default route:\n{}",
+                routes()
+            );
+            // With accept_ra 2 the route is learned again and stays.
+            set("/proc/sys/net/ipv6/conf/vd/forwarding", "0");
+            set("/proc/sys/net/ipv6/conf/vb/accept_ra", "2");
+            learned("vb");
+            assert!(ra_routes_at_risk(&routes(), read).is_empty());
+            set("/proc/sys/net/ipv6/conf/vd/forwarding", "1");
+            assert_eq!(
+                ra_routes_at_risk(&routes(), |_| Some("1".to_owned())),
+                BTreeSet::from(["vb".to_owned()]),
+                "accept_ra 2 keeps it"
+            );
+        });
+    }
+
+    /// Sends a router advertisement (router lifetime 1800 s, no options)
+    /// out of `interface` to all nodes, from its link-local address.
+    fn send_router_advertisement(interface: &str) -> std::io::Result<usize> {
+        use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+        let socket = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6)).unwrap();
+        socket.set_multicast_hops_v6(255).unwrap();
+        socket.bind_device(Some(interface.as_bytes())).unwrap();
+        let name = std::ffi::CString::new(interface).unwrap();
+        // SAFETY: a valid NUL-terminated name.
+        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        assert_ne!(index, 0, "no interface {interface}");
+        // Type 134, code 0, checksum (the kernel's), hop limit 64, no
+        // flags, router lifetime 1800 s, reachable and retransmit 0.
+        let mut advertisement = vec![134, 0, 0, 0, 64, 0];
+        advertisement.extend(1800u16.to_be_bytes());
+        advertisement.extend([0; 8]);
+        let all_nodes = std::net::SocketAddrV6::new("ff02::1".parse().unwrap(), 0, 0, index);
+        socket.send_to(&advertisement, &SockAddr::from(all_nodes))
+    }
+
+    /// Only IPv6 forwarding and accept_ra outlast a restart's stop
+    /// without a pinned data plane: switching IPv6 forwarding on again
+    /// would delete other interfaces' RA default routes each time.
+    #[test]
+    fn ipv6_forwarding_is_kept_across_a_restart() {
+        assert!(kept_across_restarts(&forwarding_path(true, "eth0")));
+        assert!(kept_across_restarts(&accept_ra_path("eth0")));
+        assert!(!kept_across_restarts(&forwarding_path(false, "eth0")));
+        assert!(!kept_across_restarts(std::path::Path::new(
+            "/proc/sys/net/ipv4/conf/eth0/accept_local"
+        )));
+    }
+
     #[test]
     fn forwarding_is_switched_per_interface_and_family() {
         assert_eq!(
@@ -1011,22 +1331,64 @@ vrid = 51
         );
     }
 
-    #[test]
-    fn redirect_targets_are_the_attached_and_every_up_non_loopback_interface() {
-        let link = |index, up, loopback| Link {
+    fn link(index: u32, up: bool, loopback: bool) -> Link {
+        Link {
             index,
             name: format!("if{index}"),
             up,
             loopback,
-        };
+        }
+    }
+
+    #[test]
+    fn redirect_targets_are_the_attached_and_every_existing_non_loopback_interface() {
         let links = [
             link(1, true, true),
             link(2, true, false),
             link(3, false, false),
             link(4, true, false),
         ];
+        let none = BTreeSet::new();
+        let targets = |attached| redirect_targets(attached, &links, &none, &none, 64);
         // The attached interface stays even while down (its link may
         // come back without a scan in between).
-        assert_eq!(redirect_targets(3, &links), BTreeSet::from([2, 3, 4]));
+        assert_eq!(targets(3), BTreeSet::from([2, 3, 4]));
+        // So does any other that still exists: a redirect to it while it
+        // is down is dropped by its driver, one to a missing entry aborts.
+        assert_eq!(targets(2), BTreeSet::from([2, 3, 4]));
+        // One gone is left out.
+        assert_eq!(
+            redirect_targets(2, &links[..2], &none, &none, 64),
+            BTreeSet::from([2])
+        );
+    }
+
+    /// With more interfaces than the map holds, the attached one always
+    /// has a slot, then those routes leave by, then those already in the
+    /// map (a link that went down keeps its slot), then up ones, lowest
+    /// index first.
+    #[test]
+    fn a_full_redirect_map_keeps_the_attached_and_routed_interfaces() {
+        let mut links: Vec<Link> = (2..=70).map(|i| link(i, true, false)).collect();
+        links.push(link(1, true, true));
+        let none = BTreeSet::new();
+        let targets = redirect_targets(70, &links, &none, &none, 64);
+        assert_eq!(targets.len(), 64);
+        assert!(targets.contains(&70), "the attached interface");
+        assert_eq!(targets.range(..70).count(), 63, "then the lowest: 2..=64");
+        assert!(!targets.contains(&65));
+
+        let used = BTreeSet::from([69]);
+        let targets = redirect_targets(70, &links, &used, &none, 64);
+        assert!(targets.contains(&69) && targets.contains(&70) && !targets.contains(&64));
+
+        // 10 went down: its slot stays while it exists, ahead of up 66.
+        links[8].up = false;
+        let present: BTreeSet<u32> = (2..=64).chain([70]).collect();
+        let targets = redirect_targets(70, &links, &none, &present, 64);
+        assert_eq!(targets, present);
+        // Absent and down ranks after up.
+        let targets = redirect_targets(70, &links, &none, &none, 64);
+        assert!(!targets.contains(&10) && targets.contains(&65));
     }
 }
