@@ -221,27 +221,40 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
     let mut signals = Signals::register()?;
     // systemd's notification socket and watchdog, if it set them.
     let mut systemd = sd_notify::Systemd::from_env();
-    // A wrong LBD_TC_ATTACH is refused before anything is loaded or
-    // pinned (the attach would refuse it too, after the load).
-    crate::ownership::cls_bpf::tc_path().map_err(|error| anyhow::anyhow!(error))?;
-    let admin_options: ServeOptions = crate::privilege::admin_socket_options(&config)?;
-    if let Some(dir) = config.admin_socket.parent() {
-        create_socket_dir(dir, admin_options.group)
-            .with_context(|| format!("creating {}", dir.display()))?;
-    }
-    // Exactly one lbd per data plane: its locks are taken before anything
-    // touches the pins or the interface, and held until lbd exits (the
-    // kernel drops them then, also on kill -9). A second lbd stops here.
-    let ownership = crate::ownership::claim(&config, path).await?;
-    let locks: Vec<String> = ownership.locks().map(|p| p.display().to_string()).collect();
-    info!(
-        ?locks,
-        "this lbd owns the data plane of {}", config.interface
-    );
-    let server = Server::bind(&config.admin_socket, &admin_options)
-        .await
-        .with_context(|| format!("admin socket {}", config.admin_socket.display()))?;
-    let (mut engine, events) = Engine::start(path, config).await?;
+    // From here a start that fails checks for a SIGINT that arrived
+    // meanwhile: the operator's stop for good is then carried out (see
+    // `stop_for_good_after_failed_start`), not dropped for systemd to
+    // start lbd again.
+    let (ownership, server) = match claim_and_bind(path, &config).await {
+        Ok(claimed) => claimed,
+        Err(error) => {
+            return Err(stop_for_good_after_failed_start(
+                error,
+                &mut signals,
+                &mut systemd,
+                path,
+                &config,
+            )
+            .await)
+        }
+    };
+    let (mut engine, events) = match Engine::start(path, config.clone()).await {
+        Ok(started) => started,
+        Err(error) => {
+            // The cleanup claims the data plane itself, and refuses while
+            // an admin socket answers: this lbd lets go of both first.
+            drop(server);
+            drop(ownership);
+            return Err(stop_for_good_after_failed_start(
+                error,
+                &mut signals,
+                &mut systemd,
+                path,
+                &config,
+            )
+            .await);
+        }
+    };
     let mut health_events = events.health;
     let mut sync_batches = events.sync;
     // BIRD's answers come back here: the exchanges run in tasks of their
@@ -270,10 +283,31 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
     {
         Ok(started) => started,
         Err(error) => {
+            if signals.interrupt_pending().await {
+                return Err(stop_started_engine_for_good(
+                    engine,
+                    error,
+                    &mut signals,
+                    &mut systemd,
+                )
+                .await);
+            }
             engine
                 .fail_start("start-up failed after the engine started")
                 .await;
-            return Err(error);
+            // A SIGINT that came while the start was undone: the rest of
+            // the stop for good, as for a start that failed earlier.
+            drop(engine);
+            drop(server);
+            drop(ownership);
+            return Err(stop_for_good_after_failed_start(
+                error,
+                &mut signals,
+                &mut systemd,
+                path,
+                &config,
+            )
+            .await);
         }
     };
     info!(
@@ -510,6 +544,120 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
     Ok(stopped)
 }
 
+/// The part of the start before the engine: the `LBD_TC_ATTACH` check,
+/// the admin socket's directory, the data plane's locks (see
+/// `ownership::claim`) and the admin socket, bound.
+async fn claim_and_bind(
+    path: &Path,
+    config: &Config,
+) -> anyhow::Result<(crate::ownership::Ownership, Server)> {
+    // A wrong LBD_TC_ATTACH is refused before anything is loaded or
+    // pinned (the attach would refuse it too, after the load).
+    crate::ownership::cls_bpf::tc_path().map_err(|error| anyhow::anyhow!(error))?;
+    let admin_options: ServeOptions = crate::privilege::admin_socket_options(config)?;
+    if let Some(dir) = config.admin_socket.parent() {
+        create_socket_dir(dir, admin_options.group)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // Exactly one lbd per data plane: its locks are taken before anything
+    // touches the pins or the interface, and held until lbd exits (the
+    // kernel drops them then, also on kill -9). A second lbd stops here.
+    let ownership = crate::ownership::claim(config, path).await?;
+    let locks: Vec<String> = ownership.locks().map(|p| p.display().to_string()).collect();
+    info!(
+        ?locks,
+        "this lbd owns the data plane of {}", config.interface
+    );
+    let server = Server::bind(&config.admin_socket, &admin_options)
+        .await
+        .with_context(|| format!("admin socket {}", config.admin_socket.display()))?;
+    Ok((ownership, server))
+}
+
+/// What a stop for good (SIGINT) says it is doing, when the start it
+/// interrupted failed.
+const STOPPING_AFTER_FAILED_START: &str =
+    "stopping for good (SIGINT during a start that failed), removing the data plane";
+
+/// A start that failed with `error` before the engine ran (or inside its
+/// start, which undid what it did on a node it found without a data
+/// plane): with a SIGINT pending, the operator's stop for good is carried
+/// out as `lbd --cleanup` would (VIP addresses off, BGP announcements
+/// withdrawn, the program detached and its pins removed, unless BIRD may
+/// still announce the node; refused where another lbd owns the data
+/// plane), and the error marked [`StoppedForGoodWithErrors`], so systemd
+/// does not start lbd again. Without one, `error` as it is.
+async fn stop_for_good_after_failed_start(
+    error: anyhow::Error,
+    signals: &mut Signals,
+    systemd: &mut sd_notify::Systemd,
+    path: &Path,
+    config: &Config,
+) -> anyhow::Error {
+    if !signals.interrupt_pending().await {
+        return error;
+    }
+    warn!(error = %format!("{error:#}"), "SIGINT arrived during a start that failed: stopping for good, removing what lbd holds as `lbd --cleanup` does");
+    let removal = signals
+        .while_stopping(
+            STOPPING_AFTER_FAILED_START,
+            systemd,
+            offline(path, Some(config), Offline::Cleanup),
+        )
+        .await;
+    failed_start_interrupted(error, removal)
+}
+
+/// A start that failed with `error` once the engine ran (the metrics
+/// listener, the privilege drop), SIGINT pending: the stop for good runs
+/// as at any other SIGINT (see [`Engine::shutdown`]), and the error is
+/// marked [`StoppedForGoodWithErrors`].
+async fn stop_started_engine_for_good(
+    engine: Engine,
+    error: anyhow::Error,
+    signals: &mut Signals,
+    systemd: &mut sd_notify::Systemd,
+) -> anyhow::Error {
+    warn!(error = %format!("{error:#}"), "SIGINT arrived during a start that failed: stopping for good, removing the data plane");
+    let admin_socket = engine.config().admin_socket.clone();
+    let shutdown = signals
+        .while_stopping(
+            STOPPING_AFTER_FAILED_START,
+            systemd,
+            engine.shutdown(Stop::Clean),
+        )
+        .await;
+    if shutdown.is_ok() {
+        // As after any stop for good: the routes file is not emptied
+        // again by the stop path, when another lbd may use it.
+        crate::ownership::held::forget_announcement(&admin_socket);
+    }
+    failed_start_interrupted(error, shutdown.map(|_| ()))
+}
+
+/// The error of a start that failed with `error` while a SIGINT was
+/// pending, once `removal` (the stop for good it carried out) ended:
+/// marked [`StoppedForGoodWithErrors`] either way (exit status
+/// [`EXIT_STOPPED_FOR_GOOD_WITH_ERRORS`]: the start failed, and systemd
+/// must not start lbd again), saying what is left to do.
+fn failed_start_interrupted(error: anyhow::Error, removal: anyhow::Result<()>) -> anyhow::Error {
+    let outcome = match removal {
+        Ok(()) => {
+            info!("lbd stopped for good after its start failed: the data plane it held is removed");
+            "SIGINT arrived during the start: lbd stopped for good, and the data plane it held is removed".to_owned()
+        }
+        Err(removal) => format!(
+            "SIGINT arrived during the start, and the stop for good that followed failed too ({removal:#}): once that is fixed, run `lbd --cleanup` to remove what is left"
+        ),
+    };
+    error.context(outcome).context(StoppedForGoodWithErrors)
+}
+
+/// How long a failed start waits for a SIGINT the kernel already
+/// delivered to reach its stream (the runtime's signal driver reads it
+/// from a pipe): a start that fails adds this much to its exit.
+const SIGNAL_SETTLE: Duration = Duration::from_millis(20);
+
 /// The signals lbd acts on, registered before anything else starts.
 struct Signals {
     /// SIGINT: a stop for good.
@@ -570,6 +718,17 @@ impl Signals {
             // The streams never end while lbd runs.
             else => std::future::pending().await,
         }
+    }
+
+    /// Whether a SIGINT is pending (taken if so), without waiting for
+    /// one: for a start that failed, which no loop will read signals
+    /// after. [`SIGNAL_SETTLE`] lets the runtime's signal driver hand over
+    /// one the kernel delivered just now.
+    async fn interrupt_pending(&mut self) -> bool {
+        matches!(
+            tokio::time::timeout(SIGNAL_SETTLE, self.interrupt.recv()).await,
+            Ok(Some(()))
+        )
     }
 
     /// Runs `stopping`, a step of lbd's stop (`doing` says which stop),
@@ -913,7 +1072,7 @@ async fn release_locally(
         Err(crate::netlink::NetlinkError::NoSuchInterface(_)) => {
             warn!(
                 interface = %plan.interface,
-                "interface {} no longer exists: its VIP addresses and tc filters went with it; nothing to remove there",
+                "interface {} no longer exists: its VIP addresses and tc filters went with it; nothing to remove there (the tc filters left on `lo` for it still go)",
                 plan.interface
             );
             None
@@ -947,9 +1106,20 @@ async fn release_locally(
         }
         // What cannot be pinned: the clsact + cls_bpf filters of an lbd
         // with `attach = "tc"` on a kernel without tcx, which outlive it.
-        if let Some(interface) = &interface {
-            crate::ownership::cls_bpf::remove_left_filters(&interface.name, interface.index, None)
+        // Those on `lo` (checks through a tunnel) outlive the interface
+        // too: with it gone, the ones whose interface no longer exists.
+        match &interface {
+            Some(interface) => {
+                crate::ownership::cls_bpf::remove_left_filters(
+                    &interface.name,
+                    interface.index,
+                    None,
+                )
                 .await?;
+            }
+            None => {
+                crate::ownership::cls_bpf::remove_orphan_hc_filters().await?;
+            }
         }
         crate::ownership::held::restore(&plan.forwarding);
     }
@@ -1130,6 +1300,49 @@ mod lifecycle_tests {
         assert_eq!(Stopped::Done.exit_status(), 0);
     }
 
+    /// The values of the `key=` lines of section `[section]` of a unit.
+    fn section_values(unit: &str, section: &str, key: &str) -> Vec<String> {
+        let header = format!("[{section}]");
+        let body: Vec<&str> = unit
+            .lines()
+            .skip_while(|line| line.trim() != header)
+            .skip(1)
+            .take_while(|line| !line.trim_start().starts_with('['))
+            .collect();
+        unit_values(&body.join("\n"), key)
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// systemd's default start rate limit (5 starts in 10 s) would refuse
+    /// the start that must follow a stop for a restart (which keeps the
+    /// BGP routes announced) after a few quick `systemctl restart`s,
+    /// leaving the routes with no lbd: the unit turns it off, in [Unit]
+    /// (systemd ignores the key in [Service]), and no burst brings it back.
+    #[test]
+    fn the_systemd_unit_never_refuses_a_start_for_coming_too_often() {
+        let unit = include_str!("../../../deploy/systemd/lbd.service");
+        assert_eq!(section_values(unit, "Unit", "StartLimitIntervalSec"), ["0"]);
+        for section in ["Service", "Install"] {
+            for key in [
+                "StartLimitIntervalSec",
+                "StartLimitInterval",
+                "StartLimitBurst",
+            ] {
+                assert!(
+                    section_values(unit, section, key).is_empty(),
+                    "[{section}] {key}="
+                );
+            }
+        }
+        assert!(section_values(unit, "Unit", "StartLimitBurst").is_empty());
+        // What a refused start would strand: the routes a stop for a
+        // restart keeps, for the lbd the unit always starts after it.
+        assert!(unit_values(unit, "RestartForceExitStatus")
+            .contains(&EXIT_STOPPED_FOR_RESTART.to_string().as_str()));
+    }
+
     #[test]
     fn a_stop_for_good_that_failed_has_an_exit_status_of_its_own() {
         let other = anyhow::anyhow!("admin socket /run/lbd/lbd.sock: in use");
@@ -1149,6 +1362,44 @@ mod lifecycle_tests {
             exit_status(&stop.context("lbd")),
             EXIT_STOPPED_FOR_GOOD_WITH_ERRORS
         );
+    }
+
+    /// A SIGINT that arrived during a start that failed is the operator's
+    /// stop for good: whether that stop removed the data plane or not,
+    /// lbd exits with the status systemd does not restart (not 1, which
+    /// it restarts), and the log says what is left to do.
+    #[test]
+    fn a_start_that_failed_with_sigint_pending_is_not_restarted() {
+        let start = || anyhow::anyhow!("[sync] listen 198.18.0.2:7946: address in use");
+        let removed = failed_start_interrupted(start(), Ok(()));
+        assert_eq!(exit_status(&removed), EXIT_STOPPED_FOR_GOOD_WITH_ERRORS);
+        let logged = format!("{removed:#}");
+        assert!(
+            logged.contains("address in use") && logged.contains("data plane it held is removed"),
+            "{logged}"
+        );
+        let failed = failed_start_interrupted(start(), Err(anyhow::anyhow!("BIRD did not answer")));
+        assert_eq!(exit_status(&failed), EXIT_STOPPED_FOR_GOOD_WITH_ERRORS);
+        let logged = format!("{failed:#}");
+        assert!(
+            logged.contains("BIRD did not answer") && logged.contains("lbd --cleanup"),
+            "{logged}"
+        );
+    }
+
+    /// A SIGINT the kernel delivered before a start failed is seen by the
+    /// check that start makes; without one, the check says none (and a
+    /// start that fails then exits 1, restarted as any other failure).
+    #[tokio::test]
+    async fn a_pending_sigint_is_seen_by_a_failed_start() {
+        let mut signals = Signals::register().expect("signals");
+        assert!(!signals.interrupt_pending().await);
+        // SAFETY: raise(3) on this process, whose SIGINT handler tokio
+        // installed above.
+        assert_eq!(unsafe { libc::raise(libc::SIGINT) }, 0);
+        assert!(signals.interrupt_pending().await);
+        // Taken: the next check sees none.
+        assert!(!signals.interrupt_pending().await);
     }
 
     fn mode_and_gid(path: &Path) -> (u32, u32) {

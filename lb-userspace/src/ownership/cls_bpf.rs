@@ -17,7 +17,9 @@
 //! leaves them. They sit at [`HC_FILTER_PRIORITY`] with the balancer
 //! interface's index as their handle (`lo` is shared by every lbd of the
 //! namespace: the handle tells whose), so the next lbd on the interface
-//! replaces them in place and `lbd --cleanup` removes them.
+//! replaces them in place and `lbd --cleanup` removes them. One on `lo`
+//! whose handle names no interface any more (the interface went, or was
+//! made again with another index) is removed by either as well.
 //!
 //! How lbd attaches its tc programs is decided here too: a tcx link
 //! where the kernel has tcx (6.6 and later), else a clsact + cls_bpf
@@ -208,11 +210,43 @@ pub(crate) fn left_by_lbd(filter: &ClsBpfFilter, keep: Option<u32>) -> bool {
 /// `balancer_ifindex` attached (its handle, see [`hc_filter_options`])
 /// and not one of `keep`'s (the program this process runs; 0: none).
 pub(crate) fn left_hc_filter(filter: &ClsBpfFilter, balancer_ifindex: u32, keep: u32) -> bool {
-    let handle =
-        (u32::from(filter.header.handle.major) << 16) | u32::from(filter.header.handle.minor);
     filter.name == names::PROG_TC_HC_ENCAP
-        && handle == balancer_ifindex
+        && handle_of(filter) == balancer_ifindex
         && (keep == 0 || filter.program != Some(keep))
+}
+
+/// The handle of `filter`: for lbd's `tc_hc_encap` filters, the index of
+/// the balancer interface they were attached for (see
+/// [`hc_filter_options`]).
+fn handle_of(filter: &ClsBpfFilter) -> u32 {
+    (u32::from(filter.header.handle.major) << 16) | u32::from(filter.header.handle.minor)
+}
+
+/// Whether `filter` is a `tc_hc_encap` filter whose balancer interface
+/// (its handle) no longer exists (`exists` says which indexes name an
+/// interface), and not one of `keep`'s (the program this process runs;
+/// 0: none). Its lbd died, and the interface went (or was made again
+/// with another index) since: no lbd will look for that handle again,
+/// and the filter, on `lo`, would stay until a reboot, running a dead
+/// lbd's program and maps on every packet `lo` sends.
+pub(crate) fn orphan_hc_filter(
+    filter: &ClsBpfFilter,
+    exists: impl Fn(u32) -> bool,
+    keep: u32,
+) -> bool {
+    filter.name == names::PROG_TC_HC_ENCAP
+        && !exists(handle_of(filter))
+        && (keep == 0 || filter.program != Some(keep))
+}
+
+/// Whether an interface has index `index` in this thread's network
+/// namespace. Only "no such device" counts as none: any other failure
+/// of the lookup says it may exist (a filter is then left, not removed).
+fn interface_exists(index: u32) -> bool {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `name` has the IF_NAMESIZE bytes if_indextoname writes.
+    let found = unsafe { libc::if_indextoname(index, name.as_mut_ptr()) };
+    !found.is_null() || std::io::Error::last_os_error().raw_os_error() != Some(libc::ENXIO)
 }
 
 /// The cls_bpf filters on the ingress of interface `ifindex` (none when
@@ -323,32 +357,68 @@ pub(crate) async fn remove_left_filters(
             removed += 1;
         }
         let own_hc = OWN_HC_PROGRAM.load(Ordering::Relaxed);
-        let mut hooks = vec![(interface, ifindex)];
         if ifindex != LOOPBACK_IFINDEX {
-            hooks.push(("lo", LOOPBACK_IFINDEX));
+            removed +=
+                remove_hc_filters(&handle, interface, ifindex, |f| left_hc_filter(f, ifindex, own_hc))
+                    .await?;
         }
-        for (on, index) in hooks {
-            let filters = filters_at(&handle, index, TcHandle::MIN_EGRESS)
-                .await
-                .with_context(|| format!("listing the tc filters on the egress of {on}"))?;
-            for filter in filters.iter().filter(|f| left_hc_filter(f, ifindex, own_hc)) {
-                delete(&handle, filter).await.with_context(|| {
-                    format!("removing a tc filter a previous lbd left on the egress of {on}")
-                })?;
-                info!(
-                    interface = %on,
-                    program = ?filter.program,
-                    "a {} filter (cls_bpf) a previous lbd left on the egress removed",
-                    names::PROG_TC_HC_ENCAP
-                );
-                removed += 1;
-            }
-        }
+        removed += remove_hc_filters(&handle, "lo", LOOPBACK_IFINDEX, |f| {
+            left_hc_filter(f, ifindex, own_hc) || orphan_hc_filter(f, interface_exists, own_hc)
+        })
+        .await?;
         Ok(removed)
     }
     .await;
     task.abort();
     result
+}
+
+/// Removes the `tc_hc_encap` filters lbds left on the egress of `lo`
+/// whose balancer interface no longer exists (see [`orphan_hc_filter`]):
+/// what `lbd --cleanup` can still remove when the interface it cleans up
+/// after is gone (the interface's own filters went with it). Returns how
+/// many went. Must run inside a tokio runtime.
+pub(crate) async fn remove_orphan_hc_filters() -> anyhow::Result<usize> {
+    use anyhow::Context as _;
+    let (connection, handle, _) =
+        rtnetlink::new_connection().context("opening a routing netlink socket")?;
+    let task = tokio::spawn(connection);
+    let own_hc = OWN_HC_PROGRAM.load(Ordering::Relaxed);
+    let result = remove_hc_filters(&handle, "lo", LOOPBACK_IFINDEX, |f| {
+        orphan_hc_filter(f, interface_exists, own_hc)
+    })
+    .await;
+    task.abort();
+    result
+}
+
+/// Removes the `tc_hc_encap` filters `left` picks on the egress of
+/// interface `on` (`index`); returns how many went.
+async fn remove_hc_filters(
+    handle: &rtnetlink::Handle,
+    on: &str,
+    index: u32,
+    left: impl Fn(&ClsBpfFilter) -> bool,
+) -> anyhow::Result<usize> {
+    use anyhow::Context as _;
+    let filters = filters_at(handle, index, TcHandle::MIN_EGRESS)
+        .await
+        .with_context(|| format!("listing the tc filters on the egress of {on}"))?;
+    let mut removed = 0;
+    for filter in filters.iter().filter(|f| left(f)) {
+        delete(handle, filter).await.with_context(|| {
+            format!("removing a tc filter a previous lbd left on the egress of {on}")
+        })?;
+        info!(
+            interface = %on,
+            program = ?filter.program,
+            balancer_ifindex = handle_of(filter),
+            "a {} filter (cls_bpf) a previous lbd left on the egress removed",
+            names::PROG_TC_HC_ENCAP
+        );
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]
@@ -497,6 +567,38 @@ mod tests {
         let options = hc_filter_options(0x1_0003);
         assert_eq!(options.priority, HC_FILTER_PRIORITY);
         assert_eq!(u32::from(options.handle), 0x1_0003);
+    }
+
+    /// A `tc_hc_encap` filter whose handle names no interface any more
+    /// (its lbd died, and the interface went or was made again with
+    /// another index) is left over, whatever lbd looks; one whose
+    /// interface exists is that interface's lbd's, and this process's own
+    /// program stays.
+    #[test]
+    fn a_hc_filter_whose_interface_is_gone_is_left_over() {
+        let filter = |handle, name| {
+            cls_bpf_filter_at(
+                &hc_filter(TcHandle::MIN_EGRESS, handle, name, 42),
+                TcHandle::MIN_EGRESS,
+            )
+            .expect("an egress cls_bpf filter")
+        };
+        let interfaces = [1, 12];
+        let exists = |index| interfaces.contains(&index);
+        let stale = filter(7, names::PROG_TC_HC_ENCAP);
+        assert!(orphan_hc_filter(&stale, exists, 0));
+        assert!(orphan_hc_filter(&stale, exists, 9));
+        assert!(!orphan_hc_filter(&stale, exists, 42), "this process's own");
+        let live = filter(12, names::PROG_TC_HC_ENCAP);
+        assert!(!orphan_hc_filter(&live, exists, 0), "interface 12's lbd's");
+        assert!(
+            !orphan_hc_filter(&filter(7, "tc_lb"), exists, 0),
+            "not lbd's hc program"
+        );
+        // The namespace's real interfaces: lo is index 1; no interface
+        // has the largest index.
+        assert!(interface_exists(LOOPBACK_IFINDEX));
+        assert!(!interface_exists(u32::MAX));
     }
 
     #[test]
