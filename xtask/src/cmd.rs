@@ -1,14 +1,17 @@
 //! Running commands: echo them, fail with the command line on error.
+//! Every command xtask starts while it holds SIGINT, SIGTERM and SIGHUP
+//! off ([`Held`]) is started here, with the mask from before
+//! ([`as_before_held`]), so that a signal still ends a hung one.
 
 use std::{
     ffi::OsStr,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::{Command, Output, Stdio},
 };
 
 use anyhow::{bail, Context as _};
 
-use crate::signals::{signal_name, Held, Interrupted};
+use crate::signals::{as_before_held, signal_name, Held, Interrupted};
 
 /// The workspace root (xtask lives one level below it).
 pub fn root() -> PathBuf {
@@ -46,7 +49,7 @@ pub fn command(program: &str, args: &[&str]) -> Command {
 /// Runs `cmd`, echoing it; fails unless it exits 0.
 pub fn exec(cmd: &mut Command) -> anyhow::Result<()> {
     eprintln!("+ {}", show(cmd));
-    let status = cmd
+    let status = as_before_held(cmd)
         .status()
         .with_context(|| format!("starting {}", show(cmd)))?;
     if !status.success() {
@@ -87,10 +90,18 @@ pub fn exec_passing_signals(cmd: &mut Command) -> anyhow::Result<()> {
 
 /// Runs `cmd` quietly and returns its stdout, or None if it fails.
 pub fn output(cmd: &mut Command) -> Option<String> {
-    let out = cmd.stderr(Stdio::null()).output().ok()?;
+    let out = as_before_held(cmd).stderr(Stdio::null()).output().ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs `cmd` quietly and returns its exit status, stdout and stderr,
+/// for a caller that judges them itself; fails only if it cannot start.
+pub(crate) fn captured(cmd: &mut Command) -> anyhow::Result<Output> {
+    as_before_held(cmd)
+        .output()
+        .with_context(|| format!("starting {}", show(cmd)))
 }
 
 fn show(cmd: &Command) -> String {

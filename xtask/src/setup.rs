@@ -641,6 +641,7 @@ mod tests {
         ("date", "coreutils"),
         ("id", "coreutils"),
         ("md5sum", "coreutils"),
+        ("sleep", "coreutils"),
         ("gzip", "gzip"),
         ("grep", "grep"),
         ("sh", "dash"),

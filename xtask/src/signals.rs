@@ -3,8 +3,11 @@
 //! blocked in xtask's thread and taken with `sigtimedwait`, then passed on
 //! to a child that cleans up on them (the demo's lab) or kept from one
 //! that must not be cut short (dpkg), and reported as [`Interrupted`].
+//! Other children get them as before ([`as_before_held`]): a hung one
+//! dies of them.
 
 use std::{
+    cell::Cell,
     os::unix::process::CommandExt as _,
     process::{Command, ExitStatus},
     time::Duration,
@@ -47,12 +50,22 @@ impl std::error::Error for Interrupted {}
 /// mask from before when dropped): one that comes stays pending until
 /// [`Held::take`] takes it, instead of killing xtask halfway through.
 /// xtask has one thread, so a signal to the process waits for it too.
-/// Children started meanwhile inherit the mask (std hands it on), so
-/// they run to their end as well, but not what a dash they start runs:
-/// dash clears the mask (see [`ignored_in_child`]).
+/// std would hand children started meanwhile the blocked mask, so that a
+/// hung one could only be killed (leaving the package installed):
+/// [`as_before_held`], which [`crate::cmd`] applies to every command it
+/// starts, gives them the mask from before instead; dpkg alone keeps the
+/// signals off ([`ignored_in_child`]).
 pub(crate) struct Held {
     signals: libc::sigset_t,
     previous: libc::sigset_t,
+    /// [`BEFORE_HELD`] when this was made, put back when dropped.
+    outer: Option<libc::sigset_t>,
+}
+
+thread_local! {
+    /// This thread's mask from before the outermost [`Held`] alive in it,
+    /// if any: the one [`as_before_held`] gives children.
+    static BEFORE_HELD: Cell<Option<libc::sigset_t>> = const { Cell::new(None) };
 }
 
 impl Held {
@@ -67,7 +80,13 @@ impl Held {
             return Err(std::io::Error::from_raw_os_error(error))
                 .context("blocking SIGINT, SIGTERM and SIGHUP");
         }
-        Ok(Self { signals, previous })
+        let outer = BEFORE_HELD.get();
+        BEFORE_HELD.set(Some(outer.unwrap_or(previous)));
+        Ok(Self {
+            signals,
+            previous,
+            outer,
+        })
     }
 
     /// A signal that came since, taken out of the pending ones (one of
@@ -89,22 +108,15 @@ impl Held {
 
     /// Runs `cmd` to its end, passing on to it each signal that comes
     /// meanwhile: its exit status and the first signal passed on, if any.
-    /// The child starts with the mask from before [`Held::new`], so the
-    /// signals reach its handlers.
+    /// The child starts with the mask from before [`Held::new`]
+    /// ([`as_before_held`]), so the signals reach its handlers.
     pub(crate) fn wait_passing_on(
         &self,
         cmd: &mut Command,
     ) -> anyhow::Result<(ExitStatus, Option<i32>)> {
-        let child_mask = self.previous;
-        // SAFETY: pthread_sigmask is async-signal-safe; it only sets the
-        // forked child's own mask from a set copied into the closure.
-        unsafe {
-            cmd.pre_exec(move || {
-                libc::pthread_sigmask(libc::SIG_SETMASK, &child_mask, std::ptr::null_mut());
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().context("starting the command")?;
+        let mut child = as_before_held(cmd)
+            .spawn()
+            .context("starting the command")?;
         let pid = libc::pid_t::try_from(child.id()).context("child pid")?;
         let mut passed = None;
         loop {
@@ -122,8 +134,50 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
+        BEFORE_HELD.set(self.outer);
         // SAFETY: restores the mask saved in `new`.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous, std::ptr::null_mut()) };
+    }
+}
+
+/// Makes `cmd`, if started while a [`Held`] lives in this thread, start
+/// with this thread's mask from before it (std would hand it the blocked
+/// one): a signal then ends a hung child (`man`, `systemd-analyze`), its
+/// step fails, the cleanup runs, and xtask takes the signal from its
+/// pending ones. A signal the child is set to ignore stays blocked too:
+/// dpkg's ([`ignored_in_child`]), whichever of the two came first.
+/// [`crate::cmd`] does this for every command it starts.
+pub(crate) fn as_before_held(cmd: &mut Command) -> &mut Command {
+    let Some(before) = BEFORE_HELD.get() else {
+        return cmd;
+    };
+    // SAFETY: sigaction (to read), sigaddset and pthread_sigmask are
+    // async-signal-safe; they only read the forked child's dispositions
+    // and set its own mask from a set copied into the closure.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut mask = before;
+            for signal in TERMINATION {
+                if ignored(signal) {
+                    libc::sigaddset(&mut mask, signal);
+                }
+            }
+            match libc::pthread_sigmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut()) {
+                0 => Ok(()),
+                error => Err(std::io::Error::from_raw_os_error(error)),
+            }
+        })
+    }
+}
+
+/// Whether this process ignores `signal` (SIG_IGN).
+fn ignored(signal: i32) -> bool {
+    // SAFETY: reads the disposition into a zeroed, valid struct; no
+    // allocation, so it may run in a forked child (`pre_exec`).
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut action) == 0
+            && action.sa_sigaction == libc::SIG_IGN
     }
 }
 
@@ -131,17 +185,24 @@ impl Drop for Held {
 /// signal to xtask's whole process group (Ctrl-C, a CI cancel) does not
 /// cut it short: for dpkg, which killed while
 /// unpacking leaves the package half-installed, in a state its purge
-/// refuses. Ignored, not blocked: its maintainer scripts inherit that
-/// (dash clears the mask it starts with, and keeps what was ignored).
+/// refuses. Ignored, not only blocked: its maintainer scripts inherit
+/// that (dash clears the mask it starts with, and keeps what was
+/// ignored). Blocked as well, for what dpkg runs that resets them to
+/// their default but keeps the mask ([`as_before_held`] leaves that).
 pub(crate) fn ignored_in_child(cmd: &mut Command) -> &mut Command {
-    // SAFETY: signal(2) is async-signal-safe, as pre_exec requires; it
-    // only changes the forked child's own dispositions.
+    let signals = termination_signals();
+    // SAFETY: signal(2) and pthread_sigmask are async-signal-safe, as
+    // pre_exec requires; they only change the forked child's own
+    // dispositions and mask, from a set copied into the closure.
     unsafe {
-        cmd.pre_exec(|| {
-            for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        cmd.pre_exec(move || {
+            for signal in TERMINATION {
                 libc::signal(signal, libc::SIG_IGN);
             }
-            Ok(())
+            match libc::pthread_sigmask(libc::SIG_BLOCK, &signals, std::ptr::null_mut()) {
+                0 => Ok(()),
+                error => Err(std::io::Error::from_raw_os_error(error)),
+            }
         })
     }
 }
@@ -156,9 +217,16 @@ pub(crate) fn signal_name(signal: i32) -> String {
     }
 }
 
+/// The signals [`Held`] blocks.
+const TERMINATION: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
 fn termination_signals() -> libc::sigset_t {
+    signal_set(&TERMINATION)
+}
+
+fn signal_set(signals: &[i32]) -> libc::sigset_t {
     let mut set = empty_signal_set();
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+    for &signal in signals {
         // SAFETY: adds a valid signal to a local set.
         unsafe { libc::sigaddset(&mut set, signal) };
     }
@@ -194,36 +262,66 @@ mod tests {
     const INT_TERM_HUP: u64 =
         1 << (libc::SIGINT - 1) | 1 << (libc::SIGTERM - 1) | 1 << (libc::SIGHUP - 1);
 
-    #[test]
-    fn children_inherit_the_held_signals_and_dpkgs_scripts_ignore_them() {
-        let status = |shell: bool| {
+    /// `cat /proc/self/status`, or through dash if `shell`.
+    fn status(shell: bool) -> Command {
+        if shell {
             let mut cmd = Command::new("sh");
             cmd.args(["-c", "cat /proc/self/status; true"]);
-            if !shell {
-                cmd = Command::new("cat");
-                cmd.arg("/proc/self/status");
-            }
-            cmd
-        };
+            return cmd;
+        }
+        let mut cmd = Command::new("cat");
+        cmd.arg("/proc/self/status");
+        cmd
+    }
+
+    #[test]
+    fn children_started_while_held_get_the_mask_from_before_and_dpkg_keeps_them_off() {
+        // Blocked before: stays so in the children (not Held's to lift).
+        let hup = signal_set(&[libc::SIGHUP]);
+        let mut outer = empty_signal_set();
+        // SAFETY: blocks SIGHUP in this test thread, restored below.
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &hup, &mut outer) };
         let held = Held::new().unwrap();
-        // While xtask holds them off, a plain child (`lbd --version`,
-        // `man`) has them blocked too (std hands it the mask): it runs to
-        // its end. But what dash runs does not (dash clears the mask).
+        // std hands a child this thread's mask: all three blocked.
         assert_eq!(
             child_mask(&mut status(false), "SigBlk") & INT_TERM_HUP,
             INT_TERM_HUP
         );
-        assert_eq!(child_mask(&mut status(true), "SigBlk") & INT_TERM_HUP, 0);
-        drop(held);
-        assert_eq!(child_mask(&mut status(false), "SigBlk") & INT_TERM_HUP, 0);
-        // dpkg's: ignored, and still by what a maintainer script (dash)
-        // runs.
+        // Started as xtask starts them (`lbd --version`, `man`): the mask
+        // from before, so a signal ends a hung one.
+        let int_term = INT_TERM_HUP & !(1 << (libc::SIGHUP - 1));
+        let mut plain = status(false);
+        as_before_held(&mut plain);
+        assert_eq!(
+            child_mask(&mut plain, "SigBlk") & INT_TERM_HUP,
+            INT_TERM_HUP & !int_term
+        );
+        // dpkg: ignored and blocked, whichever came first; what a
+        // maintainer script (dash, which clears the mask) runs still
+        // ignores them.
+        for ignored_first in [true, false] {
+            let mut dpkg = status(false);
+            if ignored_first {
+                ignored_in_child(as_before_held(&mut dpkg));
+            } else {
+                as_before_held(ignored_in_child(&mut dpkg));
+            }
+            assert_eq!(child_mask(&mut dpkg, "SigBlk") & INT_TERM_HUP, INT_TERM_HUP);
+            assert_eq!(child_mask(&mut dpkg, "SigIgn") & INT_TERM_HUP, INT_TERM_HUP);
+        }
         let mut script = status(true);
-        ignored_in_child(&mut script);
+        as_before_held(ignored_in_child(&mut script));
         assert_eq!(
             child_mask(&mut script, "SigIgn") & INT_TERM_HUP,
             INT_TERM_HUP
         );
+        drop(held);
+        // SAFETY: restores this test thread's mask.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &outer, std::ptr::null_mut()) };
+        // Nothing held: nothing to change.
+        let mut plain = status(false);
+        as_before_held(&mut plain);
+        assert_eq!(child_mask(&mut plain, "SigBlk") & INT_TERM_HUP, 0);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use anyhow::{bail, ensure, Context as _};
 
 use super::{stdout_of, PACKAGE};
 use crate::{
-    cmd::exec,
+    cmd::{captured, exec, output},
     signals::{ignored_in_child, signal_name, Held, Interrupted},
 };
 
@@ -222,11 +222,7 @@ fn installed() -> anyhow::Result<()> {
 /// `systemd-analyze verify` on the installed units: it exits 0 on unknown
 /// keys and bad values but names the unit, so any line about them fails.
 fn verify_units() -> anyhow::Result<()> {
-    let output = Command::new("systemd-analyze")
-        .arg("verify")
-        .args(UNITS)
-        .output()
-        .context("starting systemd-analyze")?;
+    let output = captured(Command::new("systemd-analyze").arg("verify").args(UNITS))?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     let names: Vec<&str> = UNITS.iter().filter_map(|u| u.rsplit('/').next()).collect();
     let complaints: Vec<&str> = stderr
@@ -436,13 +432,7 @@ fn is_empty_dir(dir: &Path) -> anyhow::Result<bool> {
 }
 
 fn owned_by_another_package(dir: &Path) -> bool {
-    Command::new("dpkg-query")
-        .arg("-S")
-        .arg(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    output(Command::new("dpkg-query").arg("-S").arg(dir)).is_some()
 }
 
 /// Whether a process runs /usr/sbin/lbd.
@@ -509,6 +499,59 @@ mod tests {
         );
         let interrupted = error.downcast_ref::<Interrupted>().expect("Interrupted");
         assert_eq!(interrupted.exit_code(), std::process::ExitCode::from(143));
+    }
+
+    /// The children of this thread, from /proc.
+    fn children_of(tid: libc::pid_t) -> Vec<libc::pid_t> {
+        let path = format!("/proc/self/task/{tid}/children");
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    #[test]
+    fn a_hung_step_ends_on_the_signal_and_the_package_is_still_purged() {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        // SIGTERM to the step's child and to this thread, as Ctrl-C or a
+        // CI cancel sends it to the whole process group (the test's group
+        // is cargo's, so not to it).
+        let sender = std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while std::time::Instant::now() < deadline {
+                if let Some(&child) = children_of(tid).first() {
+                    // SAFETY: kill(2) and tgkill on this process's own
+                    // child and thread.
+                    unsafe {
+                        libc::kill(child, libc::SIGTERM);
+                        libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGTERM);
+                    }
+                    return true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            false
+        });
+        let mut purged = false;
+        // A step that hangs (`systemd-analyze verify` without systemd).
+        let result = install_check_purge(
+            &mut [&mut || exec(Command::new("sleep").arg("30"))],
+            &mut || {
+                purged = true;
+                Ok(())
+            },
+        );
+        assert!(sender.join().unwrap(), "the step never started its child");
+        assert!(purged);
+        // The signal ended the child, not its 30 s.
+        let error = result.expect_err("interrupted");
+        assert_eq!(
+            format!("{error:#}"),
+            "the package check was interrupted by SIGTERM: sleep 30 failed: signal: 15 (SIGTERM)"
+        );
+        assert!(error.downcast_ref::<Interrupted>().is_some());
     }
 
     #[test]

@@ -278,9 +278,7 @@ fn write(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
 }
 
 fn stdout_bytes(cmd: &mut Command) -> anyhow::Result<Vec<u8>> {
-    let output = cmd
-        .output()
-        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    let output = crate::cmd::captured(cmd)?;
     if !output.status.success() {
         bail!(
             "{:?} {:?} failed ({}): {}",
