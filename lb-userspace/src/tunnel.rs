@@ -43,8 +43,9 @@ pub(crate) struct OwnAddresses {
 impl OwnAddresses {
     /// The interface's primary addresses among `addresses` as `of` picks
     /// them, but keeping each of `kept` (the addresses picked before)
-    /// while it is still there and usable. The kernel lists the newest
-    /// global IPv6 address first, so picking afresh on every scan would
+    /// while it is still there and may stay a source (`keepable`: even
+    /// while tentative again). The kernel lists the newest global IPv6
+    /// address first, so picking afresh on every scan would
     /// move every tunnel's outer source to whatever address an operator
     /// added last (a NAT address, a VIP before its reload), which the
     /// backends' lb-decap `sources` do not allow.
@@ -54,8 +55,10 @@ impl OwnAddresses {
         kept: &OwnAddresses,
     ) -> Self {
         let fresh = Self::of(addresses, moving);
-        // Kept while usable; once deprecated (renumbering), only while
-        // the fresh pick is no better.
+        // Kept while it may stay a source (tentative included: the
+        // kernel re-runs DAD on it after a carrier flap, and a fresh
+        // pick for that second would stay); once deprecated
+        // (renumbering), only while the fresh pick is no better.
         let still = |address: Option<IpAddr>, picked: Option<IpAddr>| {
             let preferred = |a: IpAddr| {
                 addresses
@@ -65,7 +68,7 @@ impl OwnAddresses {
             address.filter(|a| {
                 addresses.iter().any(|listed| {
                     listed.address == *a
-                        && usable(listed, moving)
+                        && keepable(listed, moving)
                         && (!listed.state.deprecated || !picked.is_some_and(preferred))
                 })
             })
@@ -121,13 +124,19 @@ impl OwnAddresses {
     }
 }
 
-/// Whether `address` may be a default outer source: a primary address,
-/// not one of `moving`, not IPv6 link-local, and one the kernel sends
-/// from (not tentative: DAD is under way; not DAD failed: another host
-/// has it).
+/// Whether `address` may be picked afresh as a default outer source: one
+/// that may stay one (`keepable`) and that the kernel sends from now (not
+/// tentative: DAD is under way).
 fn usable(address: &InterfaceAddress, moving: &[IpAddr]) -> bool {
+    keepable(address, moving) && !address.state.tentative
+}
+
+/// Whether `address`, the default outer source already, may stay one: a
+/// primary address, not one of `moving`, not IPv6 link-local, and not DAD
+/// failed (another host has it). A tentative one stays: DAD re-runs after
+/// a carrier flap and, unless it fails, leaves the address as it was.
+fn keepable(address: &InterfaceAddress, moving: &[IpAddr]) -> bool {
     !address.secondary
-        && !address.state.tentative
         && !address.state.dad_failed
         && !moving.contains(&address.address)
         && match address.address {
@@ -243,10 +252,28 @@ mod tests {
             OwnAddresses::of(&[in_state("2001:db8::5", TENTATIVE)], &[]).ipv6,
             None
         );
+        let nothing_kept = OwnAddresses::default();
+        assert_eq!(
+            OwnAddresses::keeping(&[in_state("2001:db8::5", TENTATIVE)], &[], &nothing_kept).ipv6,
+            None,
+            "a fresh pick is never tentative"
+        );
+        let listed = [
+            in_state("2001:db8::5", TENTATIVE),
+            address("2001:db8::6", false),
+        ];
+        assert_eq!(
+            OwnAddresses::keeping(&listed, &[], &nothing_kept).ipv6,
+            good()
+        );
     }
 
     /// A kept source is dropped once DAD fails on it, and once it is
-    /// deprecated (renumbering) while a preferred address is there.
+    /// deprecated (renumbering) while a preferred address is there; but
+    /// not while it is only tentative again (the kernel re-runs DAD after
+    /// a carrier flap): moving to another address for that second would
+    /// keep the tunnels on it, which the backends' lb-decap `sources` do
+    /// not allow.
     #[test]
     fn a_kept_source_goes_once_dad_fails_or_it_is_deprecated() {
         let kept = OwnAddresses {
@@ -268,6 +295,31 @@ mod tests {
             OwnAddresses::keeping(&deprecated[1..], &[], &kept),
             kept,
             "deprecated with nothing better: kept"
+        );
+        let rerunning_dad = [
+            address("2001:db8::6", false),
+            in_state("2001:db8::5", TENTATIVE),
+        ];
+        assert_eq!(
+            OwnAddresses::keeping(&rerunning_dad, &[], &kept),
+            kept,
+            "tentative again (DAD re-run): kept"
+        );
+        assert_eq!(
+            OwnAddresses::keeping(&rerunning_dad[1..], &[], &kept),
+            kept,
+            "tentative again and the only one: kept"
+        );
+        assert_eq!(
+            OwnAddresses::keeping(&[in_state("2001:db8::5", DAD_FAILED)], &[], &kept).ipv6,
+            None,
+            "DAD failed and the only one: not kept"
+        );
+        let moving = ["2001:db8::5".parse().unwrap()];
+        assert_eq!(
+            OwnAddresses::keeping(&rerunning_dad, &moving, &kept).ipv6,
+            good,
+            "tentative and moving with VRRP: not kept"
         );
     }
 

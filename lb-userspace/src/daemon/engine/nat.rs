@@ -245,6 +245,26 @@ fn kept_across_restarts(path: &std::path::Path) -> bool {
             .is_some_and(|name| name == "forwarding" || name == "accept_ra")
 }
 
+/// Records each of `kept` (IPv6 settings that stay on across an unpinned
+/// restart) again for the next lbd, a stop for good or `lbd --cleanup` to
+/// put back; those recorded. One that cannot be recorded (its original
+/// was taken out of the record) is put back now, as a stop for good
+/// would: left on unrecorded, nothing would ever put it back.
+fn record_or_restore(
+    admin_socket: &std::path::Path,
+    kept: Vec<crate::ownership::held::HeldSetting>,
+) -> Vec<crate::ownership::held::HeldSetting> {
+    let (recorded, unrecorded): (Vec<_>, Vec<_>) = kept.into_iter().partition(|setting| {
+        crate::ownership::held::record_original(admin_socket, &setting.path, &setting.was)
+            .map_err(|error| {
+                warn!(setting = %setting.path.display(), error = %format!("{error:#}"), "recording the setting's original value for the next lbd failed: it is put back now (no later stop or lbd --cleanup could)");
+            })
+            .is_ok()
+    });
+    crate::ownership::held::restore(&unrecorded);
+    recorded
+}
+
 /// The backends of NAT VIPs, as the reaper checks entries against them.
 pub(crate) fn owners(balancer: &Balancer) -> Owners {
     let mut owners = Owners::default();
@@ -662,22 +682,15 @@ impl Engine {
     /// `accept_ra` is not 2 (see `ra_routes_at_risk`), so turning it off
     /// would cost that at every restart. Per-interface IPv6 forwarding
     /// routes nothing by itself (the kernel forwards IPv6 only with
-    /// `all.forwarding`), unlike IPv4's, which is put back.
+    /// `all.forwarding`), unlike IPv4's, which is put back. One whose
+    /// record cannot be written again is put back too (`record_or_restore`).
     pub(crate) fn restore_forwarding_for_restart(&mut self) {
         let (kept, restored): (Vec<_>, Vec<_>) = self
             .take_forwarding_settings()
             .into_iter()
             .partition(|s| kept_across_restarts(&s.path));
         crate::ownership::held::restore(&restored);
-        for setting in &kept {
-            if let Err(error) = crate::ownership::held::record_original(
-                &self.config.admin_socket,
-                &setting.path,
-                &setting.was,
-            ) {
-                warn!(setting = %setting.path.display(), error = %format!("{error:#}"), "recording the setting's original value failed: a later stop for good or lbd --cleanup will not restore it");
-            }
-        }
+        let kept = record_or_restore(&self.config.admin_socket, kept);
         if !kept.is_empty() {
             info!(
                 interface = %self.interface.name,
@@ -949,6 +962,70 @@ fn probe_interface(event: &DataplaneEvent, attached: u32) -> u32 {
 mod tests {
     use super::*;
     use crate::netlink::Link;
+    use crate::ownership::held::{self, Held, HeldSetting};
+
+    /// A directory of its own for `tag` under the temporary directory, and
+    /// in it a setting file `setting` holding "1" (as lbd switched it on).
+    fn switched_on_setting(tag: &str) -> (std::path::PathBuf, HeldSetting) {
+        let dir = std::env::temp_dir().join(format!("lbd-nat-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("test dir");
+        let path = dir.join("forwarding");
+        std::fs::write(&path, "1").expect("setting");
+        (
+            dir,
+            HeldSetting {
+                path,
+                was: "0".into(),
+            },
+        )
+    }
+
+    fn record(admin_socket: &std::path::Path) -> Held {
+        Held {
+            config: "/etc/lbd/lbd.toml".into(),
+            pid: 42,
+            boot_id: String::new(),
+            admin_socket: admin_socket.to_owned(),
+            pin_dir: None,
+            interface: "eth0".into(),
+            attach_tc: false,
+            addresses: Vec::new(),
+            bgp: None,
+            forwarding: Vec::new(),
+        }
+    }
+
+    /// An unpinned restart leaves IPv6 forwarding on for the next lbd and
+    /// records its original again; when that record cannot be written
+    /// (no record: the start could not write it), nothing would ever put
+    /// it back, so it is put back now, as a restart did before.
+    #[test]
+    fn a_kept_setting_that_cannot_be_recorded_is_put_back() {
+        let (dir, setting) = switched_on_setting("unrecorded");
+        let admin_socket = dir.join("lbd.sock");
+        let kept = record_or_restore(&admin_socket, vec![setting.clone()]);
+        assert!(kept.is_empty(), "nothing recorded: {kept:?}");
+        assert_eq!(
+            std::fs::read_to_string(&setting.path).expect("setting"),
+            "0",
+            "put back"
+        );
+
+        std::fs::write(&setting.path, "1").expect("setting");
+        let record_path = held::record_path(&admin_socket).expect("record path");
+        held::write(&record_path, &record(&admin_socket)).expect("record");
+        let kept = record_or_restore(&admin_socket, vec![setting.clone()]);
+        assert_eq!(kept, vec![setting.clone()]);
+        assert_eq!(
+            std::fs::read_to_string(&setting.path).expect("setting"),
+            "1",
+            "recorded: stays on"
+        );
+        let recorded = held::read(&record_path).expect("record").forwarding;
+        assert_eq!(recorded, vec![setting]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// A next hop is resolved on the interface the FIB named (a
     /// link-local gateway on a two-armed node's other interface), on the
