@@ -225,17 +225,35 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
     // meanwhile: the operator's stop for good is then carried out (see
     // `stop_for_good_after_failed_start`), not dropped for systemd to
     // start lbd again.
-    let (ownership, server) = match claim_and_bind(path, &config).await {
+    let (ownership, admin_options) = match claim(path, &config).await {
         Ok(claimed) => claimed,
         Err(error) => {
             return Err(stop_for_good_after_failed_start(
                 error,
+                StartFailed::BeforeClaim,
                 &mut signals,
                 &mut systemd,
                 path,
                 &config,
             )
             .await)
+        }
+    };
+    let server = match bind(&config, &admin_options).await {
+        Ok(server) => server,
+        Err(error) => {
+            // The cleanup claims the data plane itself: this lbd lets go
+            // of it first.
+            drop(ownership);
+            return Err(stop_for_good_after_failed_start(
+                error,
+                StartFailed::AfterClaim,
+                &mut signals,
+                &mut systemd,
+                path,
+                &config,
+            )
+            .await);
         }
     };
     let (mut engine, events) = match Engine::start(path, config.clone()).await {
@@ -247,6 +265,7 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
             drop(ownership);
             return Err(stop_for_good_after_failed_start(
                 error,
+                StartFailed::AfterClaim,
                 &mut signals,
                 &mut systemd,
                 path,
@@ -302,6 +321,7 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
             drop(ownership);
             return Err(stop_for_good_after_failed_start(
                 error,
+                StartFailed::AfterClaim,
                 &mut signals,
                 &mut systemd,
                 path,
@@ -544,13 +564,14 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
     Ok(stopped)
 }
 
-/// The part of the start before the engine: the `LBD_TC_ATTACH` check,
-/// the admin socket's directory, the data plane's locks (see
-/// `ownership::claim`) and the admin socket, bound.
-async fn claim_and_bind(
+/// The part of the start before the engine, up to the claim: the
+/// `LBD_TC_ATTACH` check, the admin socket's directory and the data
+/// plane's locks (see `ownership::claim`); the admin socket's options,
+/// for [`bind`].
+async fn claim(
     path: &Path,
     config: &Config,
-) -> anyhow::Result<(crate::ownership::Ownership, Server)> {
+) -> anyhow::Result<(crate::ownership::Ownership, ServeOptions)> {
     // A wrong LBD_TC_ATTACH is refused before anything is loaded or
     // pinned (the attach would refuse it too, after the load).
     crate::ownership::cls_bpf::tc_path().map_err(|error| anyhow::anyhow!(error))?;
@@ -568,10 +589,14 @@ async fn claim_and_bind(
         ?locks,
         "this lbd owns the data plane of {}", config.interface
     );
-    let server = Server::bind(&config.admin_socket, &admin_options)
+    Ok((ownership, admin_options))
+}
+
+/// The admin socket, bound (after [`claim`]).
+async fn bind(config: &Config, options: &ServeOptions) -> anyhow::Result<Server> {
+    Server::bind(&config.admin_socket, options)
         .await
-        .with_context(|| format!("admin socket {}", config.admin_socket.display()))?;
-    Ok((ownership, server))
+        .with_context(|| format!("admin socket {}", config.admin_socket.display()))
 }
 
 /// What a stop for good (SIGINT) says it is doing, when the start it
@@ -579,23 +604,28 @@ async fn claim_and_bind(
 const STOPPING_AFTER_FAILED_START: &str =
     "stopping for good (SIGINT during a start that failed), removing the data plane";
 
-/// A start that failed with `error` before the engine ran (or inside its
+/// A start that `failed` with `error` before the engine ran (or inside its
 /// start, which undid what it did on a node it found without a data
 /// plane): with a SIGINT pending, the operator's stop for good is carried
-/// out as `lbd --cleanup` would (VIP addresses off, BGP announcements
+/// out (see [`after_failed_start`]): once this lbd had claimed the data
+/// plane, as `lbd --cleanup` would (VIP addresses off, BGP announcements
 /// withdrawn, the program detached and its pins removed, unless BIRD may
 /// still announce the node; refused where another lbd owns the data
-/// plane), and the error marked [`StoppedForGoodWithErrors`], so systemd
-/// does not start lbd again. Without one, `error` as it is.
+/// plane); before that, removing nothing. The error is then marked
+/// [`StoppedForGoodWithErrors`], so systemd does not start lbd again.
+/// Without one, `error` as it is.
 async fn stop_for_good_after_failed_start(
     error: anyhow::Error,
+    failed: StartFailed,
     signals: &mut Signals,
     systemd: &mut sd_notify::Systemd,
     path: &Path,
     config: &Config,
 ) -> anyhow::Error {
-    if !signals.interrupt_pending().await {
-        return error;
+    match after_failed_start(failed, signals.interrupt_pending().await) {
+        AfterFailedStart::Fail => return error,
+        AfterFailedStart::StopForGood => return stopped_before_claim(error),
+        AfterFailedStart::Remove => {}
     }
     warn!(error = %format!("{error:#}"), "SIGINT arrived during a start that failed: stopping for good, removing what lbd holds as `lbd --cleanup` does");
     let removal = signals
@@ -633,6 +663,52 @@ async fn stop_started_engine_for_good(
         crate::ownership::held::forget_announcement(&admin_socket);
     }
     failed_start_interrupted(error, shutdown.map(|_| ()))
+}
+
+/// How far a start got before it failed: whether what sits on the
+/// interface and in the pin_dir is known to be this config's data plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StartFailed {
+    /// Before this lbd claimed the data plane (its locks, and the check
+    /// that the interface's program is the one pinned in its pin_dir): it
+    /// may be another data plane's, which a refused lbd never touches.
+    BeforeClaim,
+    /// Once the claim succeeded: the data plane is this config's.
+    AfterClaim,
+}
+
+/// What a start that failed does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterFailedStart {
+    /// No SIGINT: it fails as it is (systemd may start lbd again).
+    Fail,
+    /// A SIGINT before the claim: a stop for good that removes nothing
+    /// (exit [`EXIT_STOPPED_FOR_GOOD_WITH_ERRORS`], not restarted).
+    StopForGood,
+    /// A SIGINT after the claim: the stop for good removes what lbd holds
+    /// as `lbd --cleanup` does, then exits as `StopForGood`.
+    Remove,
+}
+
+/// What a start that `failed` does, a SIGINT pending or not
+/// (`interrupted`).
+fn after_failed_start(failed: StartFailed, interrupted: bool) -> AfterFailedStart {
+    match (interrupted, failed) {
+        (false, _) => AfterFailedStart::Fail,
+        (true, StartFailed::BeforeClaim) => AfterFailedStart::StopForGood,
+        (true, StartFailed::AfterClaim) => AfterFailedStart::Remove,
+    }
+}
+
+/// The error of a start that failed with `error` before this lbd claimed
+/// the data plane, a SIGINT pending: the stop for good it asked for, with
+/// nothing removed (what is there may be another lbd's), marked
+/// [`StoppedForGoodWithErrors`].
+fn stopped_before_claim(error: anyhow::Error) -> anyhow::Error {
+    warn!(error = %format!("{error:#}"), "SIGINT arrived during a start that failed before this lbd claimed the data plane: stopping for good, removing nothing (what is on the interface may be another lbd's; run `lbd --cleanup` to remove this config's data plane)");
+    error
+        .context("SIGINT arrived during the start, which failed before this lbd claimed the data plane: lbd stopped for good and removed nothing (run `lbd --cleanup` to remove what this config's lbd left)")
+        .context(StoppedForGoodWithErrors)
 }
 
 /// The error of a start that failed with `error` while a SIGINT was
@@ -1249,6 +1325,27 @@ mod lifecycle_tests {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 
     use super::*;
+
+    /// A SIGINT pending when the start failed before this lbd claimed
+    /// the data plane (refused: another data plane sits on the
+    /// interface) stops for good and removes nothing: `--cleanup`'s
+    /// removal would withdraw the routes and VIP addresses that data
+    /// plane uses. After the claim it removes this config's data plane.
+    #[test]
+    fn a_sigint_removes_only_a_data_plane_this_lbd_claimed() {
+        use AfterFailedStart::{Fail, Remove, StopForGood};
+        use StartFailed::{AfterClaim, BeforeClaim};
+        assert_eq!(after_failed_start(BeforeClaim, true), StopForGood);
+        assert_eq!(after_failed_start(AfterClaim, true), Remove);
+        assert_eq!(after_failed_start(BeforeClaim, false), Fail);
+        assert_eq!(after_failed_start(AfterClaim, false), Fail);
+        let error = stopped_before_claim(anyhow::anyhow!("refused"));
+        assert_eq!(exit_status(&error), EXIT_STOPPED_FOR_GOOD_WITH_ERRORS);
+        assert!(
+            format!("{error:#}").contains("removed nothing"),
+            "{error:#}"
+        );
+    }
 
     /// The values of the `key=` lines of a unit file, split on whitespace.
     fn unit_values<'a>(unit: &'a str, key: &str) -> Vec<&'a str> {

@@ -387,7 +387,7 @@ pub(super) enum Over {
     /// A full mesh's copy: as `Merge`, except that this node's entries of
     /// the same flow also stand against a copy at most
     /// [`ECHO_MARGIN_NS`](super::flow_table::ECHO_MARGIN_NS) fresher
-    /// (taking the copy's close marks): an echo of this node's own flow
+    /// that brings no mark they lack: an echo of this node's own flow
     /// from a peer's dump never turns it into a copy (see
     /// [`merged_copy`]).
     Copy,
@@ -441,21 +441,27 @@ fn merged(existing: &NatEntry, record: &NatEntry) -> NatEntry {
 }
 
 /// [`merged`] for a full mesh's copy `record`: this node's entry
-/// `existing` stands (its close marks and the copy's together) while the
-/// copy is at most `ECHO_MARGIN_NS` fresher, so an echo of this node's
-/// own flow, a few ms "fresher" from rounding and transit, leaves it this
-/// node's (unmarked, in its dumps).
+/// `existing` stands while the copy is an echo of it (see [`is_echo`]),
+/// so its own flow, a few ms "fresher" from rounding and transit, stays
+/// this node's (unmarked, in its dumps). A copy that brings a mark the
+/// entry lacks is the peer's news (a backend's reply, a FIN or RST the
+/// peer's data plane saw) and is merged as any other.
 fn merged_copy(existing: &NatEntry, record: &NatEntry) -> NatEntry {
-    let echo = record.last_seen_ns > existing.last_seen_ns
-        && record.last_seen_ns - existing.last_seen_ns <= ECHO_MARGIN_NS;
-    if echo {
-        NatEntry {
-            flags: existing.flags | (record.flags & CLOSE_MARKS),
-            ..*existing
-        }
+    if is_echo(existing, record) {
+        *existing
     } else {
         merged(existing, record)
     }
+}
+
+/// Whether `record`, a full mesh's copy of the same flow as `existing`,
+/// is an echo of it: at most `ECHO_MARGIN_NS` fresher and carrying no
+/// mark `existing` lacks (as the connection table's `flow_table::keeps`):
+/// an echo carries only marks this node's data plane set.
+fn is_echo(existing: &NatEntry, record: &NatEntry) -> bool {
+    record.last_seen_ns > existing.last_seen_ns
+        && record.last_seen_ns - existing.last_seen_ns <= ECHO_MARGIN_NS
+        && record.flags & !existing.flags == 0
 }
 
 /// How much older than the fresher entry a close mark is still taken in

@@ -492,6 +492,51 @@ mod tests {
             .all(|(k, _)| is_replica(table.entries[k].last_seen_ns)));
     }
 
+    /// Full mesh, one NAT address on every node: this node forwarded the
+    /// client's SYN (its reply entry unanswered), the backend's SYN-ACK
+    /// reached a peer, whose copy comes back a few ms fresher. It is no
+    /// echo: the reply entry takes the peer's REPLIED (else the reaper
+    /// frees an idle established connection at the SYN timeout) and
+    /// becomes the peer's copy; the forward entry, which the peer's copy
+    /// only echoes, stays this node's.
+    #[test]
+    fn a_mesh_copy_a_little_fresher_brings_the_reply_a_peer_saw() {
+        use super::super::flow_table::is_replica;
+        use lb_common::consts::NAT_F_REPLIED;
+        const NOW: u64 = 100_000_000_000;
+        let b = balancer();
+        let mut own_record = nat_record(2);
+        own_record.forward.flags = NAT_F_SYN;
+        own_record.reply.flags = 0;
+        own_record.forward.age_ms = 3_000;
+        own_record.reply.age_ms = 3_000;
+        let own = nat::entries_for(&own_record, &b, NOW).unwrap();
+        let mut table = Table {
+            entries: own.into_iter().collect(),
+            ..Table::default()
+        };
+        let mut copy = own_record;
+        copy.reply.flags = NAT_F_SYN | NAT_F_REPLIED;
+        copy.reply.age_ms = 2_997;
+        let mut counts = NatCounts::default();
+        install_nat_records(
+            &[copy],
+            &mut table,
+            &b,
+            |_| Install::Replica,
+            NOW,
+            &mut counts,
+            &mut LogLimit::new(Duration::from_secs(10)),
+            Instant::now(),
+        );
+        let [(forward_key, forward), (reply_key, _)] = own;
+        let reply = table.entries[&reply_key];
+        assert_eq!(reply.flags & NAT_F_REPLIED, NAT_F_REPLIED, "REPLIED taken");
+        assert!(is_replica(reply.last_seen_ns), "the peer's entry now");
+        assert_eq!(table.entries[&forward_key], forward, "an echo stays");
+        assert_eq!(counts.installed, 1);
+    }
+
     #[test]
     fn a_copy_seen_well_after_a_local_rst_is_the_truth() {
         // The peer forwarded the flow 3 s after this node last did (a new
