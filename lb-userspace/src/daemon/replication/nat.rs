@@ -386,7 +386,7 @@ pub(super) enum Over {
     Merge,
     /// A full mesh's copy: as `Merge`, except that this node's entries of
     /// the same flow also stand against a copy at most
-    /// [`ECHO_MARGIN_NS`](super::flow_table::ECHO_MARGIN_NS) fresher
+    /// [`ECHO_MARGIN_NS`] fresher
     /// that brings no mark they lack: an echo of this node's own flow
     /// from a peer's dump never turns it into a copy (see
     /// [`merged_copy`]).
