@@ -15,6 +15,8 @@
 //! lbd's loop ([`walks`]).
 
 mod flow_table;
+#[cfg(test)]
+mod heap_peak;
 pub(crate) mod nat;
 mod nat_install;
 mod peers;
@@ -475,7 +477,7 @@ impl Replication {
     }
 
     /// The NAT flow table's scan for a walk of `scan`, if one is due (see
-    /// [`nat::nat_records`]): every dump scans it; between them, a scan
+    /// [`nat::nat_records_in`]): every dump scans it; between them, a scan
     /// waits until the previous one's duration times [`NAT_SCAN_SPACING`]
     /// has passed, so these scans take at most a fifth of a core whatever
     /// the table's size (off lbd's loop, with the walk). Lends the walk

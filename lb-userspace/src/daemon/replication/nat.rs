@@ -121,7 +121,7 @@ impl SentMarks {
     }
 }
 
-/// Master: one record per flow whose two entries are both in `flows`
+/// Master: one record per flow whose two entries are both in the table
 /// (a half-built or half-reaped flow is left out): for `Scan::Recent`,
 /// only those touched at or after its `since` (by either direction) or
 /// whose marks changed since `sent`; for a dump, all of them, except that
@@ -132,79 +132,162 @@ impl SentMarks {
 /// new session carries them). `sent` then holds what was sent (after a
 /// dump, only that: flows gone are forgotten). Ages are taken against
 /// `now` (the data plane's clock, CLOCK_MONOTONIC).
+///
+/// `flows` is every entry of the table, read once; `lookup` reads one
+/// entry by key (a counterpart). Why both: the scan holds only what it
+/// sends, never a copy of the table (the largest holds 16 M entries: a
+/// copy took gigabytes, for every dump and every scan between them).
+pub(super) fn nat_records_in(
+    flows: impl Iterator<Item = (FlowKey, NatEntry)>,
+    lookup: impl Fn(&FlowKey) -> Option<NatEntry>,
+    scan: Scan,
+    now: u64,
+    sent: &mut SentMarks,
+) -> Vec<NatFlowRecord> {
+    match scan {
+        Scan::Recent { since } => recent_records(flows, &lookup, since, now, sent),
+        Scan::Periodic | Scan::Session => {
+            dump_records(flows, &lookup, scan == Scan::Session, now, sent)
+        }
+    }
+}
+
+/// [`nat_records_in`] over `flows` alone, read into memory first (tests:
+/// a table given as its entries).
+#[cfg(test)]
 pub(super) fn nat_records(
     flows: impl Iterator<Item = (FlowKey, NatEntry)>,
     scan: Scan,
     now: u64,
     sent: &mut SentMarks,
 ) -> Vec<NatFlowRecord> {
-    let (full, since) = match scan {
-        Scan::Recent { since } => (false, since),
-        Scan::Periodic | Scan::Session => (true, 0),
-    };
-    let copies = scan == Scan::Session;
-    let touched = |key: &FlowKey, entry: &NatEntry| {
-        !sent.skipped(entry) && (entry.last_seen_ns >= since || sent.changed(key, entry))
-    };
-    let table: HashMap<FlowKey, NatEntry> = if full {
-        flows.collect()
-    } else {
-        // Most ticks find few touched entries in a large table: index only
-        // those and their counterparts (computed from the entry itself),
-        // not the whole table. The one pass over `flows` still copies
-        // every entry here first (a counterpart may come before the entry
-        // that names it): 112 bytes an entry, about 1.9 GB for the largest
-        // table, for as long as the scan runs.
-        let all: Vec<(FlowKey, NatEntry)> = flows.collect();
-        let wanted: HashSet<FlowKey> = all
-            .iter()
-            .filter(|(key, entry)| touched(key, entry))
-            .flat_map(|(key, entry)| [*key, counterpart_key(key, entry)])
-            .collect();
-        if wanted.is_empty() {
-            return Vec::new();
+    let all: Vec<(FlowKey, NatEntry)> = flows.collect();
+    let table: HashMap<FlowKey, NatEntry> = all.iter().copied().collect();
+    nat_records_in(
+        all.into_iter(),
+        |key| table.get(key).copied(),
+        scan,
+        now,
+        sent,
+    )
+}
+
+/// One flow's two entries: forward key and entry, reply key and entry.
+type Pair = (FlowKey, NatEntry, FlowKey, NatEntry);
+
+/// A dump: each forward entry of `flows` with its reply entry read by
+/// key, as it streams by.
+fn dump_records(
+    flows: impl Iterator<Item = (FlowKey, NatEntry)>,
+    lookup: &impl Fn(&FlowKey) -> Option<NatEntry>,
+    copies: bool,
+    now: u64,
+    sent: &mut SentMarks,
+) -> Vec<NatFlowRecord> {
+    sent.sent.clear();
+    let mut records = Vec::new();
+    for (key, forward) in flows {
+        let Some(pair) = with_reply(key, forward, lookup) else {
+            continue;
+        };
+        if !copies && sent.skipped(&pair.1) && sent.skipped(&pair.3) {
+            continue;
         }
-        all.into_iter()
-            .filter(|(key, _)| wanted.contains(key))
-            .collect()
-    };
-    let pairs: Vec<(&FlowKey, &NatEntry, FlowKey, &NatEntry)> = table
-        .iter()
-        .filter(|(_, entry)| entry.direction == NAT_DIR_FORWARD)
-        .filter_map(|(key, forward)| {
-            let reply_key = counterpart_key(key, forward);
-            let reply = table.get(&reply_key)?;
-            if reply.direction != NAT_DIR_REPLY || counterpart_key(&reply_key, reply) != *key {
-                return None;
-            }
-            if !full && !touched(key, forward) && !touched(&reply_key, reply) {
-                return None;
-            }
-            if full && !copies && sent.skipped(forward) && sent.skipped(reply) {
-                return None;
-            }
-            Some((key, forward, reply_key, reply))
+        records.push(sent.record(&pair, now));
+    }
+    records
+}
+
+/// Between dumps: one pass over `flows` keeping only the touched entries
+/// (see [`nat_records_in`]), then each one's counterpart, from those kept
+/// or read by key. A flow both of whose entries were touched is sent once.
+fn recent_records(
+    flows: impl Iterator<Item = (FlowKey, NatEntry)>,
+    lookup: &impl Fn(&FlowKey) -> Option<NatEntry>,
+    since: u64,
+    now: u64,
+    sent: &mut SentMarks,
+) -> Vec<NatFlowRecord> {
+    let touched: Vec<(FlowKey, NatEntry)> = flows
+        .filter(|(key, entry)| {
+            !sent.skipped(entry) && (entry.last_seen_ns >= since || sent.changed(key, entry))
         })
         .collect();
-    if full {
-        sent.sent.clear();
+    if touched.is_empty() {
+        return Vec::new();
     }
-    pairs
-        .into_iter()
-        .map(|(key, forward, reply_key, reply)| {
-            sent.sent.insert(*key, forward.flags);
-            sent.sent.insert(reply_key, reply.flags);
-            NatFlowRecord {
-                vip: words_addr(key.dst, key.family),
-                vip_port: u16::from_be(key.dport),
-                protocol: key.proto,
-                backend: words_addr(forward.dst, key.family),
-                backend_port: u16::from_be(forward.dport),
-                forward: half(key, forward, now),
-                reply: half(&reply_key, reply, now),
-            }
-        })
-        .collect()
+    // Counterparts touched too are taken as read in the pass, as the
+    // entries themselves.
+    let held: HashMap<FlowKey, NatEntry> = touched.iter().copied().collect();
+    let read = |key: &FlowKey| held.get(key).copied().or_else(|| lookup(key));
+    let mut paired: HashSet<FlowKey> = HashSet::with_capacity(touched.len());
+    let mut records = Vec::new();
+    for (key, entry) in touched {
+        let pair = with_reply(key, entry, &read).or_else(|| with_forward(key, entry, &read));
+        if let Some(pair) = pair.filter(|pair| paired.insert(pair.0)) {
+            records.push(sent.record(&pair, now));
+        }
+    }
+    records
+}
+
+/// The flow of `forward` (a forward entry at `key`), its reply entry read
+/// by key: None unless both entries name each other.
+fn with_reply(
+    key: FlowKey,
+    forward: NatEntry,
+    lookup: &impl Fn(&FlowKey) -> Option<NatEntry>,
+) -> Option<Pair> {
+    if forward.direction != NAT_DIR_FORWARD {
+        return None;
+    }
+    let reply_key = counterpart_key(&key, &forward);
+    let reply = lookup(&reply_key)?;
+    paired((key, forward, reply_key, reply))
+}
+
+/// The flow of `reply` (a reply entry at `key`), its forward entry read
+/// by key: None unless both entries name each other.
+fn with_forward(
+    key: FlowKey,
+    reply: NatEntry,
+    lookup: &impl Fn(&FlowKey) -> Option<NatEntry>,
+) -> Option<Pair> {
+    if reply.direction != NAT_DIR_REPLY {
+        return None;
+    }
+    let forward_key = counterpart_key(&key, &reply);
+    let forward = lookup(&forward_key)?;
+    paired((forward_key, forward, key, reply))
+}
+
+/// `pair` if it is one flow's: a forward and a reply entry, each at the
+/// other's counterpart key (as the data plane pairs them).
+fn paired(pair: Pair) -> Option<Pair> {
+    let (key, forward, reply_key, reply) = &pair;
+    (forward.direction == NAT_DIR_FORWARD
+        && reply.direction == NAT_DIR_REPLY
+        && counterpart_key(key, forward) == *reply_key
+        && counterpart_key(reply_key, reply) == *key)
+        .then_some(pair)
+}
+
+impl SentMarks {
+    /// `pair`'s record, its marks noted as sent.
+    fn record(&mut self, pair: &Pair, now: u64) -> NatFlowRecord {
+        let (key, forward, reply_key, reply) = pair;
+        self.sent.insert(*key, forward.flags);
+        self.sent.insert(*reply_key, reply.flags);
+        NatFlowRecord {
+            vip: words_addr(key.dst, key.family),
+            vip_port: u16::from_be(key.dport),
+            protocol: key.proto,
+            backend: words_addr(forward.dst, key.family),
+            backend_port: u16::from_be(forward.dport),
+            forward: half(key, forward, now),
+            reply: half(reply_key, reply, now),
+        }
+    }
 }
 
 fn half(key: &FlowKey, entry: &NatEntry, now: u64) -> NatHalf {
@@ -804,6 +887,96 @@ pub(super) mod tests {
             ..fe
         };
         [(fk, fe), (rk, re)]
+    }
+
+    /// `flows` NAT'd flows of distinct clients and NAT ports (two entries
+    /// each), touched last at 9 s and 9.5 s.
+    fn many(flows: u32) -> Vec<(FlowKey, NatEntry)> {
+        (0..flows)
+            .flat_map(|i| {
+                let client = format!("198.18.{}.{}", i / 250 % 250, 1 + i % 250);
+                let nport = u16::try_from(1024 + i).unwrap();
+                flow(&client, 40000, nport, "198.19.2.11", 1)
+            })
+            .collect()
+    }
+
+    /// A NAT scan holds only what it sends, never a copy of the table
+    /// (which, at the largest table, took gigabytes): over 100,000
+    /// entries, a scan between dumps that finds 10 flows touched reads
+    /// their 10 counterparts by key and holds a few KiB at its peak, and
+    /// so does a full mesh's periodic dump that sends 10 flows (the rest
+    /// are copies of peers' flows), reading each reply entry by key as
+    /// its forward entry streams by. A copy of the table is 15 MB.
+    #[test]
+    fn a_nat_scan_holds_only_the_flows_it_sends() {
+        use super::super::{flow_table::mark_replica, heap_peak::peak_during};
+        const HELD_AT_MOST: usize = 64 * 1024;
+        let (now, since) = (10_000_000_000, 9_600_000_000);
+        let mut entries = many(50_000);
+        let mut table: HashMap<FlowKey, NatEntry> = entries.iter().copied().collect();
+        let lookups = std::cell::Cell::new(0);
+        let mut sent = SentMarks::default();
+        let dumped = nat_records_in(
+            entries.iter().copied(),
+            |key| table.get(key).copied(),
+            Scan::Periodic,
+            now,
+            &mut sent,
+        );
+        assert_eq!(dumped.len(), 50_000);
+        // Five flows touched forward, five in reply.
+        for i in 0..10 {
+            let at = i * 10_000 + i % 2;
+            entries[at].1.last_seen_ns = 9_900_000_000;
+            table.insert(entries[at].0, entries[at].1);
+        }
+        let lookup = |key: &FlowKey| {
+            lookups.set(lookups.get() + 1);
+            table.get(key).copied()
+        };
+        let (records, held) = peak_during(|| {
+            nat_records_in(
+                entries.iter().copied(),
+                lookup,
+                Scan::Recent { since },
+                now,
+                &mut sent,
+            )
+        });
+        assert_eq!(records.len(), 10);
+        assert!(
+            held < HELD_AT_MOST,
+            "a scan between dumps held {held} bytes"
+        );
+        assert_eq!(lookups.get(), 10, "one counterpart read by key a flow");
+
+        // A full mesh: all but 10 flows are peers' copies.
+        let mut entries = many(50_000);
+        for (at, (_, entry)) in entries.iter_mut().enumerate() {
+            if at % 10_000 > 1 {
+                entry.last_seen_ns = mark_replica(entry.last_seen_ns);
+            }
+        }
+        let table: HashMap<FlowKey, NatEntry> = entries.iter().copied().collect();
+        lookups.set(0);
+        let lookup = |key: &FlowKey| {
+            lookups.set(lookups.get() + 1);
+            table.get(key).copied()
+        };
+        let mut sent = SentMarks::skipping_replicas();
+        let (records, held) = peak_during(|| {
+            nat_records_in(
+                entries.iter().copied(),
+                lookup,
+                Scan::Periodic,
+                now,
+                &mut sent,
+            )
+        });
+        assert_eq!(records.len(), 10, "the flows forwarded here");
+        assert!(held < HELD_AT_MOST, "a periodic dump held {held} bytes");
+        assert_eq!(lookups.get(), 50_000, "each reply entry read by key");
     }
 
     #[test]

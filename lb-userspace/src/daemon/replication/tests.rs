@@ -1246,6 +1246,7 @@ async fn a_dump_read_before_a_peers_session_does_not_reach_it() {
 struct Counted {
     flows: Vec<(FlowKey, FlowEntry)>,
     nat: Vec<(FlowKey, lb_common::NatEntry)>,
+    nat_by_key: HashMap<FlowKey, lb_common::NatEntry>,
     loop_thread: std::thread::ThreadId,
     nat_read_on_loop: std::sync::atomic::AtomicUsize,
     nat_read: std::sync::atomic::AtomicUsize,
@@ -1266,6 +1267,7 @@ impl Counted {
         }
         Self {
             flows: tracked_flows,
+            nat_by_key: nat.iter().copied().collect(),
             nat,
             loop_thread: std::thread::current().id(),
             nat_read_on_loop: 0.into(),
@@ -1296,6 +1298,15 @@ impl walks::Tables for Counted {
                 self.nat_read_on_loop.fetch_add(1, Relaxed);
             }
         }))
+    }
+
+    /// A read by key on lbd's loop counts as a read there too.
+    fn nat_flow(&self, key: &FlowKey) -> Option<lb_common::NatEntry> {
+        if std::thread::current().id() == self.loop_thread {
+            use std::sync::atomic::Ordering::Relaxed;
+            self.nat_read_on_loop.fetch_add(1, Relaxed);
+        }
+        self.nat_by_key.get(key).copied()
     }
 }
 

@@ -191,25 +191,26 @@ pub(super) struct NatScanned {
 /// meanwhile.
 pub(super) fn walk(tables: &dyn Tables, mut input: WalkInput, cancel: &AtomicBool) -> Walked {
     let nat = match input.nat.take() {
-        Some(scan) => Some(scan_nat(tables.nat_flows(), scan, &input, cancel)?),
+        Some(scan) => Some(scan_nat(tables, scan, &input, cancel)?),
         None => None,
     };
     let flows = collect(tables.flows(), &input, cancel)?;
     Some(Collected { flows, nat })
 }
 
-/// The NAT'd flows `scan` sends from `entries` (see [`nat::nat_records`]),
-/// a pair's only for the VIPs it holds; None when `cancel` was set
+/// The NAT'd flows `scan` sends from the NAT flow table of `tables` (see
+/// [`nat::nat_records_in`]: its entries streamed, counterparts read by
+/// key), a pair's only for the VIPs it holds; None when `cancel` was set
 /// meanwhile.
 fn scan_nat(
-    entries: impl Iterator<Item = (FlowKey, NatEntry)>,
+    tables: &dyn Tables,
     scan: NatScan,
     input: &WalkInput,
     cancel: &AtomicBool,
 ) -> Option<NatScanned> {
     let started = Instant::now();
     let cancelled = std::cell::Cell::new(false);
-    let entries = entries.enumerate().map_while(|(read, entry)| {
+    let entries = tables.nat_flows().enumerate().map_while(|(read, entry)| {
         if (read + 1).is_multiple_of(CANCEL_EVERY) && cancel.load(Ordering::Relaxed) {
             cancelled.set(true);
             return None;
@@ -217,7 +218,13 @@ fn scan_nat(
         Some(entry)
     });
     let NatScan { scan, mut sent } = scan;
-    let mut records = nat::nat_records(entries, scan, input.planned.started_ns, &mut sent);
+    let mut records = nat::nat_records_in(
+        entries,
+        |key| tables.nat_flow(key),
+        scan,
+        input.planned.started_ns,
+        &mut sent,
+    );
     if cancelled.get() {
         return None;
     }
@@ -278,6 +285,9 @@ pub(super) trait Tables {
     /// Every NAT flow entry (both directions of each flow), read one by
     /// one.
     fn nat_flows(&self) -> Box<dyn Iterator<Item = (FlowKey, NatEntry)> + '_>;
+    /// One NAT flow entry, read by key (a counterpart of one read by
+    /// [`Tables::nat_flows`]): a scan then holds only what it sends.
+    fn nat_flow(&self, key: &FlowKey) -> Option<NatEntry>;
     /// Both tables mapped a second time, for walks off lbd's loop; None
     /// where the connection table is no bucket table (a kernel map).
     fn remapped(&self) -> Option<Result<Remapped, FlowTableError>> {
@@ -292,6 +302,10 @@ impl Tables for Dataplane {
 
     fn nat_flows(&self) -> Box<dyn Iterator<Item = (FlowKey, NatEntry)> + '_> {
         Box::new(self.nat().flows())
+    }
+
+    fn nat_flow(&self, key: &FlowKey) -> Option<NatEntry> {
+        self.nat().flow(key)
     }
 
     fn remapped(&self) -> Option<Result<Remapped, FlowTableError>> {
@@ -319,6 +333,10 @@ impl Tables for Remapped {
 
     fn nat_flows(&self) -> Box<dyn Iterator<Item = (FlowKey, NatEntry)> + '_> {
         Box::new(self.nat.iter())
+    }
+
+    fn nat_flow(&self, key: &FlowKey) -> Option<NatEntry> {
+        self.nat.get(key)
     }
 }
 
