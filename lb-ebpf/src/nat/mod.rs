@@ -183,7 +183,7 @@ pub fn forward<C: Hook>(ctx: &C, packet: &Packet) -> Outcome {
         if packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
             // Either side may have closed the old connection (a backend's
             // RST marks only the reply entry).
-            flags::reopen_reply(key, entry, entry.flags & (NAT_F_FIN | NAT_F_RST) != 0);
+            flags::reopen_reply(key, entry, entry.flags & (NAT_F_FIN | NAT_F_RST) != 0, now);
         }
         let refresh = flags::touch(entry, packet.tcp_flags, 0, now);
         return send(

@@ -411,9 +411,10 @@ fn a_syn_reuses_a_closed_translation(hook: Hook) {
 }
 
 /// A backend's reset marks only the reply entry: a client's new SYN from
-/// the same port clears it too, so the new connection is not taken for a
-/// closed one (and reaped while idle); a retransmitted SYN of a live
-/// handshake leaves the reply entry as it is.
+/// the same port clears it too (and stamps it, so replication sends the
+/// change), so the new connection is not taken for a closed one (and
+/// reaped while idle); a retransmitted SYN of a live handshake leaves the
+/// reply entry as it is.
 fn a_syn_after_the_backends_reset_starts_afresh(hook: Hook) {
     in_netns(hook, vips(), |bed| {
         let flow = client_flow(VIP4, 80, 40_005);
@@ -445,9 +446,10 @@ fn a_syn_after_the_backends_reset_starts_afresh(hook: Hook) {
         };
         bed.run_on(bed.out_if, &packet::tcp(&back, rst, None, b""))
             .expect("backend's rst");
-        let (reset, _, reply) = entries(bed, &key);
+        let (reset, reply_key, reply) = entries(bed, &key);
         assert_eq!(reset.flags, NAT_F_SYN);
         assert_eq!(reply.flags & NAT_F_RST, NAT_F_RST);
+        let rewound = rewind(bed, &reply_key);
         let (verdict, _) = bed
             .run_on(bed.in_if, &packet::tcp(&flow, SYN, None, b""))
             .expect("new syn");
@@ -458,8 +460,82 @@ fn a_syn_after_the_backends_reset_starts_afresh(hook: Hook) {
             reply.flags, 0,
             "the backend's reset is the old connection's"
         );
+        assert!(
+            reply.last_seen_ns > rewound,
+            "the cleared reply entry is stamped: replication sends it"
+        );
         assert_eq!(again.sport, forward.sport, "same translation");
     });
+}
+
+/// A change of a direction's marks (the first reply, a FIN) stamps its
+/// entry's age at once, within the touch interval: lbd's replication
+/// sends the entries touched since its last scan, so the peer learns at
+/// its next scan that a connection was answered or is closing. A packet
+/// that changes no mark, within the interval, writes nothing.
+fn a_change_of_marks_stamps_the_entry_at_once(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        let flow = client_flow(VIP4, 80, 40_006);
+        let key = flow_key(&flow, Protocol::Tcp);
+        bed.run_on(bed.in_if, &packet::tcp(&flow, SYN, None, b""))
+            .expect("syn");
+        let (forward, reply_key, _) = entries(bed, &key);
+        let back = Flow {
+            src: words_to_addr(forward.dst, AF_INET),
+            dst: addr(NAT4),
+            sport: BACKEND_PORT,
+            dport: u16::from_be(forward.sport),
+        };
+        let syn_ack = Tcp {
+            syn: true,
+            ack: true,
+            ..Tcp::default()
+        };
+        let rewound = rewind(bed, &reply_key);
+        bed.run_on(bed.out_if, &packet::tcp(&back, syn_ack, None, b""))
+            .expect("syn-ack");
+        let (_, _, reply) = entries(bed, &key);
+        assert_ne!(reply.flags & NAT_F_REPLIED, 0);
+        assert!(
+            reply.last_seen_ns > rewound,
+            "the first reply stamps the reply entry"
+        );
+
+        let rewound = rewind(bed, &key);
+        bed.run_on(bed.in_if, &packet::tcp(&flow, ACK, None, b""))
+            .expect("ack");
+        assert_eq!(
+            entries(bed, &key).0.last_seen_ns,
+            rewound,
+            "no mark changed: nothing written"
+        );
+        let fin = Tcp {
+            fin: true,
+            ack: true,
+            ..Tcp::default()
+        };
+        bed.run_on(bed.in_if, &packet::tcp(&flow, fin, None, b""))
+            .expect("fin");
+        let (closing, _, _) = entries(bed, &key);
+        assert_eq!(closing.flags, NAT_F_SYN | NAT_F_FIN);
+        assert!(closing.last_seen_ns > rewound, "the FIN stamps the entry");
+    });
+}
+
+/// Sets `key`'s entry as seen a nanosecond before its stamp, well within
+/// the touch interval; returns that time.
+fn rewind(bed: &mut NatBed, key: &lb_common::FlowKey) -> u64 {
+    let entry = bed.bed.dataplane.nat().flow(key).expect("the entry");
+    let rewound = lb_common::NatEntry {
+        last_seen_ns: entry.last_seen_ns - 1,
+        ..entry
+    };
+    bed.bed
+        .dataplane
+        .nat_mut()
+        .install_flow(key, &rewound)
+        .expect("rewind");
+    rewound.last_seen_ns
 }
 
 lb_tests::on_both_hooks!(
@@ -474,4 +550,5 @@ lb_tests::on_both_hooks!(
     a_reply_for_another_hosts_mac_is_left_alone,
     a_syn_reuses_a_closed_translation,
     a_syn_after_the_backends_reset_starts_afresh,
+    a_change_of_marks_stamps_the_entry_at_once,
 );

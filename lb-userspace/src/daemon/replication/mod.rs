@@ -129,8 +129,8 @@ pub struct Replication {
     walks: Walks,
     /// Runs those walks, off lbd's loop where it can.
     walker: Walker,
-    /// The NAT marks last sent, per entry.
-    nat_sent: nat::SentMarks,
+    /// Which NAT entries scans leave out (the topology's).
+    nat_rule: nat::SendRule,
     /// When the last NAT scan started (the data plane's clock).
     nat_last_scan_ns: u64,
     /// No NAT scan before this, unless a full sync is due.
@@ -222,9 +222,9 @@ impl Replication {
             started.push(Peer::new(address, sender, stats));
         }
         info!(%listen, ?peers, topology = topology.name(), node = node_id, "connection-table replication started");
-        let nat_sent = match topology {
-            Topology::VrrpPair => nat::SentMarks::default(),
-            Topology::FullMesh => nat::SentMarks::skipping_replicas(),
+        let nat_rule = match topology {
+            Topology::VrrpPair => nat::SendRule::default(),
+            Topology::FullMesh => nat::SendRule::skipping_replicas(),
         };
         Ok((
             Self {
@@ -236,7 +236,7 @@ impl Replication {
                 receipts: Receipts::default(),
                 walks: Walks::default(),
                 walker: Walker::new(),
-                nat_sent,
+                nat_rule,
                 nat_last_scan_ns: 0,
                 nat_next_scan: None,
                 flows: FlowCounts::default(),
@@ -356,8 +356,8 @@ impl Replication {
 
     /// The walk in flight ended with `walked`: its records go to every
     /// peer, the NAT'd flows' first. One that failed leaves its window
-    /// and its dump to the next (the NAT marks it held are lost: the next
-    /// NAT scan sends every flow once).
+    /// and its dump to the next (the next NAT scan looks back to the last
+    /// one that ended).
     fn finish_walk(&mut self, walked: Walked) {
         let Some(planned) = self.walks.finish(walked.is_some()) else {
             return;
@@ -373,7 +373,6 @@ impl Replication {
                 took_us = nat.took.as_micros(),
                 "NAT flow table scanned"
             );
-            self.nat_sent = nat.sent;
             self.nat_last_scan_ns = planned.started_ns;
             self.nat_next_scan = Some(Instant::now() + nat.took * NAT_SCAN_SPACING);
             self.send_nat(nat.records, dump, planned.started);
@@ -480,8 +479,7 @@ impl Replication {
     /// [`nat::nat_records_in`]): every dump scans it; between them, a scan
     /// waits until the previous one's duration times [`NAT_SCAN_SPACING`]
     /// has passed, so these scans take at most a fifth of a core whatever
-    /// the table's size (off lbd's loop, with the walk). Lends the walk
-    /// the marks last sent.
+    /// the table's size (off lbd's loop, with the walk).
     fn nat_scan(&mut self, scan: Scan) -> Option<walks::NatScan> {
         let full = !matches!(scan, Scan::Recent { .. });
         if !nat_scan_due(self.nat_next_scan, full, Instant::now()) {
@@ -494,10 +492,9 @@ impl Replication {
             },
             dump => dump,
         };
-        let emptied = self.nat_sent.emptied();
         Some(walks::NatScan {
             scan,
-            sent: std::mem::replace(&mut self.nat_sent, emptied),
+            rule: self.nat_rule,
         })
     }
 

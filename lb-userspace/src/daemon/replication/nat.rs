@@ -75,63 +75,47 @@ impl ReplicaTable for NatMaps {
     }
 }
 
-/// The master's memory of the `NAT_F_*` marks it last sent for each
-/// entry. The data plane marks a FIN or RST at once but refreshes
-/// `last_seen_ns` at most every `FLOW_TOUCH_INTERVAL_NS`, so a flow whose
-/// marks changed since they were sent counts as touched: the backup learns
-/// that a connection is closing within a tick, and its reaper frees it
-/// when the master's does, instead of keeping it as established.
+/// Which entries a scan sends: in a VRRP pair every flow; in a full mesh
+/// the copies of peers' flows (installed here, see
+/// [`super::flow_table::mark_replica`], and not touched here since) are
+/// left out of incremental scans and periodic dumps: each flow is
+/// streamed by the node that forwards it.
 ///
-/// In a full mesh it also leaves out of incremental sends the entries
-/// installed from a peer and not touched here since (see
-/// [`super::flow_table::mark_replica`]): each flow is streamed by the
-/// node that forwards it.
-#[derive(Debug, Default)]
-pub(crate) struct SentMarks {
-    sent: HashMap<FlowKey, u8>,
+/// Why no memory of what was sent: the data plane stamps an entry's
+/// `last_seen_ns` whenever its `NAT_F_*` marks change (a FIN, a RST, the
+/// first reply), not only once a touch interval, so a flow whose marks
+/// changed counts as touched and the peer learns within a scan that a
+/// connection is closing. A map of every entry's marks took about 1.5 GB
+/// at the largest table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SendRule {
     skip_replicas: bool,
 }
 
-impl SentMarks {
-    /// Marks for a full mesh: replicas are not sent incrementally.
+impl SendRule {
+    /// A full mesh's: peers' copies left out.
     pub(crate) fn skipping_replicas() -> Self {
         Self {
-            sent: HashMap::new(),
             skip_replicas: true,
         }
     }
 
-    /// No marks, and the same rule for replicas: what the loop keeps
-    /// while a walk holds these (see `walks::NatScan`).
-    pub(crate) fn emptied(&self) -> Self {
-        Self {
-            sent: HashMap::new(),
-            skip_replicas: self.skip_replicas,
-        }
-    }
-
-    /// Whether `entry` (at `key`) carries marks other than those sent.
-    fn changed(&self, key: &FlowKey, entry: &NatEntry) -> bool {
-        self.sent.get(key) != Some(&entry.flags)
-    }
-
-    /// Whether `entry` is a peer's flow not to send incrementally.
-    fn skipped(&self, entry: &NatEntry) -> bool {
+    /// Whether `entry` is a peer's flow not to send but in a session dump.
+    fn skipped(self, entry: &NatEntry) -> bool {
         self.skip_replicas && is_replica(entry.last_seen_ns)
     }
 }
 
 /// Master: one record per flow whose two entries are both in the table
 /// (a half-built or half-reaped flow is left out): for `Scan::Recent`,
-/// only those touched at or after its `since` (by either direction) or
-/// whose marks changed since `sent`; for a dump, all of them, except that
-/// a full mesh's periodic dump leaves out the copies of peers' flows not
-/// forwarded here since (as [`super::records::sends`] does for the
-/// connection table: each node dumps the flows it forwards, so a copy is
-/// not sent back with marks older than its node's; only the dump for a
-/// new session carries them). `sent` then holds what was sent (after a
-/// dump, only that: flows gone are forgotten). Ages are taken against
-/// `now` (the data plane's clock, CLOCK_MONOTONIC).
+/// only those touched (by either direction: a packet, or a change of its
+/// marks) at or after its `since`; for a dump, all of them, except that
+/// `rule` may leave out the copies of peers' flows not forwarded here
+/// since (as [`super::records::sends`] does for the connection table: each
+/// node dumps the flows it forwards, so a copy is not sent back with marks
+/// older than its node's; only the dump for a new session carries them).
+/// Ages are taken against `now` (the data plane's clock,
+/// CLOCK_MONOTONIC).
 ///
 /// `flows` is every entry of the table, read once; `lookup` reads one
 /// entry by key (a counterpart). Why both: the scan holds only what it
@@ -142,12 +126,12 @@ pub(super) fn nat_records_in(
     lookup: impl Fn(&FlowKey) -> Option<NatEntry>,
     scan: Scan,
     now: u64,
-    sent: &mut SentMarks,
+    rule: SendRule,
 ) -> Vec<NatFlowRecord> {
     match scan {
-        Scan::Recent { since } => recent_records(flows, &lookup, since, now, sent),
+        Scan::Recent { since } => recent_records(flows, &lookup, since, now, rule),
         Scan::Periodic | Scan::Session => {
-            dump_records(flows, &lookup, scan == Scan::Session, now, sent)
+            dump_records(flows, &lookup, scan == Scan::Session, now, rule)
         }
     }
 }
@@ -159,7 +143,7 @@ pub(super) fn nat_records(
     flows: impl Iterator<Item = (FlowKey, NatEntry)>,
     scan: Scan,
     now: u64,
-    sent: &mut SentMarks,
+    rule: SendRule,
 ) -> Vec<NatFlowRecord> {
     let all: Vec<(FlowKey, NatEntry)> = flows.collect();
     let table: HashMap<FlowKey, NatEntry> = all.iter().copied().collect();
@@ -168,7 +152,7 @@ pub(super) fn nat_records(
         |key| table.get(key).copied(),
         scan,
         now,
-        sent,
+        rule,
     )
 }
 
@@ -182,18 +166,17 @@ fn dump_records(
     lookup: &impl Fn(&FlowKey) -> Option<NatEntry>,
     copies: bool,
     now: u64,
-    sent: &mut SentMarks,
+    rule: SendRule,
 ) -> Vec<NatFlowRecord> {
-    sent.sent.clear();
     let mut records = Vec::new();
     for (key, forward) in flows {
         let Some(pair) = with_reply(key, forward, lookup) else {
             continue;
         };
-        if !copies && sent.skipped(&pair.1) && sent.skipped(&pair.3) {
+        if !copies && rule.skipped(&pair.1) && rule.skipped(&pair.3) {
             continue;
         }
-        records.push(sent.record(&pair, now));
+        records.push(record(&pair, now));
     }
     records
 }
@@ -206,12 +189,10 @@ fn recent_records(
     lookup: &impl Fn(&FlowKey) -> Option<NatEntry>,
     since: u64,
     now: u64,
-    sent: &mut SentMarks,
+    rule: SendRule,
 ) -> Vec<NatFlowRecord> {
     let touched: Vec<(FlowKey, NatEntry)> = flows
-        .filter(|(key, entry)| {
-            !sent.skipped(entry) && (entry.last_seen_ns >= since || sent.changed(key, entry))
-        })
+        .filter(|(_, entry)| !rule.skipped(entry) && entry.last_seen_ns >= since)
         .collect();
     if touched.is_empty() {
         return Vec::new();
@@ -225,7 +206,7 @@ fn recent_records(
     for (key, entry) in touched {
         let pair = with_reply(key, entry, &read).or_else(|| with_forward(key, entry, &read));
         if let Some(pair) = pair.filter(|pair| paired.insert(pair.0)) {
-            records.push(sent.record(&pair, now));
+            records.push(record(&pair, now));
         }
     }
     records
@@ -272,21 +253,17 @@ fn paired(pair: Pair) -> Option<Pair> {
         .then_some(pair)
 }
 
-impl SentMarks {
-    /// `pair`'s record, its marks noted as sent.
-    fn record(&mut self, pair: &Pair, now: u64) -> NatFlowRecord {
-        let (key, forward, reply_key, reply) = pair;
-        self.sent.insert(*key, forward.flags);
-        self.sent.insert(*reply_key, reply.flags);
-        NatFlowRecord {
-            vip: words_addr(key.dst, key.family),
-            vip_port: u16::from_be(key.dport),
-            protocol: key.proto,
-            backend: words_addr(forward.dst, key.family),
-            backend_port: u16::from_be(forward.dport),
-            forward: half(key, forward, now),
-            reply: half(reply_key, reply, now),
-        }
+/// `pair`'s record.
+fn record(pair: &Pair, now: u64) -> NatFlowRecord {
+    let (key, forward, reply_key, reply) = pair;
+    NatFlowRecord {
+        vip: words_addr(key.dst, key.family),
+        vip_port: u16::from_be(key.dport),
+        protocol: key.proto,
+        backend: words_addr(forward.dst, key.family),
+        backend_port: u16::from_be(forward.dport),
+        forward: half(key, forward, now),
+        reply: half(reply_key, reply, now),
     }
 }
 
@@ -916,13 +893,13 @@ pub(super) mod tests {
         let mut entries = many(50_000);
         let mut table: HashMap<FlowKey, NatEntry> = entries.iter().copied().collect();
         let lookups = std::cell::Cell::new(0);
-        let mut sent = SentMarks::default();
+        let rule = SendRule::default();
         let dumped = nat_records_in(
             entries.iter().copied(),
             |key| table.get(key).copied(),
             Scan::Periodic,
             now,
-            &mut sent,
+            rule,
         );
         assert_eq!(dumped.len(), 50_000);
         // Five flows touched forward, five in reply.
@@ -941,7 +918,7 @@ pub(super) mod tests {
                 lookup,
                 Scan::Recent { since },
                 now,
-                &mut sent,
+                rule,
             )
         });
         assert_eq!(records.len(), 10);
@@ -964,15 +941,9 @@ pub(super) mod tests {
             lookups.set(lookups.get() + 1);
             table.get(key).copied()
         };
-        let mut sent = SentMarks::skipping_replicas();
+        let rule = SendRule::skipping_replicas();
         let (records, held) = peak_during(|| {
-            nat_records_in(
-                entries.iter().copied(),
-                lookup,
-                Scan::Periodic,
-                now,
-                &mut sent,
-            )
+            nat_records_in(entries.iter().copied(), lookup, Scan::Periodic, now, rule)
         });
         assert_eq!(records.len(), 10, "the flows forwarded here");
         assert!(held < HELD_AT_MOST, "a periodic dump held {held} bytes");
@@ -986,7 +957,7 @@ pub(super) mod tests {
             [f, r].into_iter(),
             Scan::Session,
             10_000_000_000,
-            &mut SentMarks::default(),
+            SendRule::default(),
         );
         assert_eq!(records.len(), 1);
         let rec = records[0];
@@ -1015,10 +986,10 @@ pub(super) mod tests {
         let [f1, r1] = flow("198.18.1.10", 40000, 20001, "198.19.2.11", 5);
         let [f2, _] = flow("198.18.1.11", 40000, 20002, "198.19.2.11", 5);
         let all = [f1, r1, f2];
-        let mut sent = SentMarks::default();
+        let rule = SendRule::default();
         let now = 10_000_000_000;
         assert_eq!(
-            nat_records(all.into_iter(), Scan::Session, now, &mut sent).len(),
+            nat_records(all.into_iter(), Scan::Session, now, rule).len(),
             1
         );
         // Touched (by the reply) at 9.5 s: recent since 9.4 s, not 9.6 s.
@@ -1029,7 +1000,7 @@ pub(super) mod tests {
                     since: 9_400_000_000
                 },
                 now,
-                &mut sent
+                rule
             )
             .len(),
             1
@@ -1040,7 +1011,7 @@ pub(super) mod tests {
                 since: 9_600_000_000
             },
             now,
-            &mut sent
+            rule
         )
         .is_empty());
     }
@@ -1053,27 +1024,27 @@ pub(super) mod tests {
         f.1.last_seen_ns = mark_replica(f.1.last_seen_ns);
         r.1.last_seen_ns = mark_replica(r.1.last_seen_ns);
         let (since, now) = (8_000_000_000, 10_000_000_000);
-        let mut mesh = SentMarks::skipping_replicas();
-        assert!(nat_records([f, r].into_iter(), Scan::Recent { since }, now, &mut mesh).is_empty());
+        let mesh = SendRule::skipping_replicas();
+        assert!(nat_records([f, r].into_iter(), Scan::Recent { since }, now, mesh).is_empty());
         assert_eq!(
-            nat_records([f, r].into_iter(), Scan::Session, now, &mut mesh).len(),
+            nat_records([f, r].into_iter(), Scan::Session, now, mesh).len(),
             1,
             "a new session's dump carries every flow"
         );
-        // A VRRP pair's marks send it (never sent: new to the peer).
-        let mut pair = SentMarks::default();
+        // A VRRP pair's periodic dump sends it (a pair's backup sends no
+        // VIP it is not master for: see `walks::scan_nat`).
         assert_eq!(
-            nat_records([f, r].into_iter(), Scan::Recent { since }, now, &mut pair).len(),
+            nat_records([f, r].into_iter(), Scan::Periodic, now, SendRule::default()).len(),
             1
         );
         // The routers moved the flow here: the data plane stamps its time.
         r.1.last_seen_ns = 9_900_000_001;
         assert_eq!(
-            nat_records([f, r].into_iter(), Scan::Recent { since }, now, &mut mesh).len(),
+            nat_records([f, r].into_iter(), Scan::Recent { since }, now, mesh).len(),
             1
         );
         assert_eq!(
-            nat_records([f, r].into_iter(), Scan::Periodic, now, &mut mesh).len(),
+            nat_records([f, r].into_iter(), Scan::Periodic, now, mesh).len(),
             1,
             "forwarded here: its periodic dump carries it"
         );
@@ -1091,8 +1062,8 @@ pub(super) mod tests {
         let own = flow("198.18.1.11", 40000, 20002, "198.19.2.11", 5);
         let table = [f, r, own[0], own[1]];
         let now = 10_000_000_000;
-        let mut mesh = SentMarks::skipping_replicas();
-        let periodic = nat_records(table.into_iter(), Scan::Periodic, now, &mut mesh);
+        let mesh = SendRule::skipping_replicas();
+        let periodic = nat_records(table.into_iter(), Scan::Periodic, now, mesh);
         assert_eq!(periodic.len(), 1, "only its own flow: {periodic:?}");
         assert_eq!(periodic[0].forward.key.src, ip("198.18.1.11"));
         // A copy that is closing is left out as well: what goes back to
@@ -1100,66 +1071,48 @@ pub(super) mod tests {
         let mut closing = [f, r];
         closing[0].1.flags |= NAT_F_FIN;
         assert_eq!(
-            nat_records(closing.into_iter(), Scan::Periodic, now, &mut mesh).len(),
+            nat_records(closing.into_iter(), Scan::Periodic, now, mesh).len(),
             0
         );
         // A new session's dump carries both; a pair dumps everything.
         assert_eq!(
-            nat_records(table.into_iter(), Scan::Session, now, &mut mesh).len(),
+            nat_records(table.into_iter(), Scan::Session, now, mesh).len(),
             2
         );
         assert_eq!(
-            nat_records(
-                table.into_iter(),
-                Scan::Periodic,
-                now,
-                &mut SentMarks::default()
-            )
-            .len(),
+            nat_records(table.into_iter(), Scan::Periodic, now, SendRule::default()).len(),
             2
         );
     }
 
     #[test]
-    fn a_fin_marked_without_a_touch_is_sent_at_the_next_tick_once() {
+    fn a_change_of_marks_is_sent_by_the_data_planes_stamp_alone() {
         let [f, r] = flow("198.18.1.10", 40000, 20001, "198.19.2.11", 5);
-        let mut sent = SentMarks::default();
-        let (since, now) = (9_600_000_000, 10_000_000_000);
-        // Never sent: new to the backup, whatever its age.
+        let rule = SendRule::default();
+        let now = 10_000_000_000;
+        // Touched at 9 s (forward) and 9.5 s (reply): recent since 9.4 s.
+        let since = 9_400_000_000;
         assert_eq!(
-            nat_records([f, r].into_iter(), Scan::Recent { since }, now, &mut sent).len(),
+            nat_records([f, r].into_iter(), Scan::Recent { since }, now, rule).len(),
             1
         );
-        assert!(nat_records([f, r].into_iter(), Scan::Recent { since }, now, &mut sent).is_empty());
-        // The client's FIN: marked, last_seen_ns not refreshed.
+        // Nothing touched since the next scan's start: nothing sent.
+        let since = 9_600_000_000;
+        assert!(nat_records([f, r].into_iter(), Scan::Recent { since }, now, rule).is_empty());
+        // The client's FIN: the data plane stamps the entry as it marks
+        // it (`flags::touch`), within the touch interval: sent at once,
+        // with its marks.
         let mut closing = f;
         closing.1.flags |= NAT_F_FIN;
-        let records = nat_records(
-            [closing, r].into_iter(),
-            Scan::Recent { since },
-            now,
-            &mut sent,
-        );
+        closing.1.last_seen_ns = 9_700_000_000;
+        let records = nat_records([closing, r].into_iter(), Scan::Recent { since }, now, rule);
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].forward.flags, NAT_F_SYN | NAT_F_FIN);
-        assert!(nat_records(
-            [closing, r].into_iter(),
-            Scan::Recent { since },
-            now,
-            &mut sent
-        )
-        .is_empty());
-        // A full sync forgets flows that are gone: one seen again is new.
-        assert!(nat_records(std::iter::empty(), Scan::Session, now, &mut sent).is_empty());
-        assert_eq!(
-            nat_records(
-                [closing, r].into_iter(),
-                Scan::Recent { since },
-                now,
-                &mut sent
-            )
-            .len(),
-            1
+        assert_eq!(records[0].forward.age_ms, 300);
+        // Not again once the scans move past it.
+        let since = 9_800_000_000;
+        assert!(
+            nat_records([closing, r].into_iter(), Scan::Recent { since }, now, rule).is_empty()
         );
     }
 
@@ -1201,7 +1154,7 @@ pub(super) mod tests {
             master.into_iter(),
             Scan::Session,
             10_000_000_000,
-            &mut SentMarks::default(),
+            SendRule::default(),
         )[0];
 
         let local_vip = &receiver.vips()[&VipId {
@@ -1243,7 +1196,7 @@ pub(super) mod tests {
             flow("198.18.1.10", 40000, 20001, "198.19.2.11", 1).into_iter(),
             Scan::Session,
             1,
-            &mut SentMarks::default(),
+            SendRule::default(),
         )[0];
         assert!(entries_for(&record, &b, 1).is_ok());
         let with = |f: &dyn Fn(&mut NatFlowRecord)| {

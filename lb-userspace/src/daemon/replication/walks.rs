@@ -161,9 +161,8 @@ pub(super) struct NatScan {
     /// What it sends (between dumps, a window of its own: see
     /// [`nat::SCAN_MARGIN_NS`]).
     pub(super) scan: Scan,
-    /// The marks last sent, lent by the loop for the scan and given back
-    /// with its records ([`NatScanned::sent`]).
-    pub(super) sent: nat::SentMarks,
+    /// Which entries it leaves out (the topology's).
+    pub(super) rule: nat::SendRule,
 }
 
 /// What a walk read: the records it sends.
@@ -179,8 +178,6 @@ pub(super) struct Collected {
 #[derive(Debug)]
 pub(super) struct NatScanned {
     pub(super) records: Vec<NatFlowRecord>,
-    /// The marks sent, now these records' (back to the loop).
-    pub(super) sent: nat::SentMarks,
     /// How long the scan took: the next one between dumps waits
     /// `NAT_SCAN_SPACING` times as long.
     pub(super) took: Duration,
@@ -217,13 +214,13 @@ fn scan_nat(
         }
         Some(entry)
     });
-    let NatScan { scan, mut sent } = scan;
+    let NatScan { scan, rule } = scan;
     let mut records = nat::nat_records_in(
         entries,
         |key| tables.nat_flow(key),
         scan,
         input.planned.started_ns,
-        &mut sent,
+        rule,
     );
     if cancelled.get() {
         return None;
@@ -233,7 +230,6 @@ fn scan_nat(
     }
     Some(NatScanned {
         records,
-        sent,
         took: started.elapsed(),
     })
 }
