@@ -194,31 +194,22 @@ impl Settings {
             bail!("vips: {} given, at most {DECAP_VIPS_MAX}", vips.len());
         }
         let addresses: BTreeSet<IpAddr> = if file.addresses.is_empty() {
-            let found = addresses_of(&interfaces)?;
-            if found.is_empty() {
-                bail!(
-                    "addresses: none given and {} none: tunnel packets would have no destination to accept",
-                    match interfaces.as_slice() {
-                        [one] => format!("interface {one} has"),
-                        several => format!("interfaces {} have", several.join(", ")),
-                    }
-                );
-            }
-            found
+            interface_addresses(&interfaces)?
         } else {
             for address in &file.addresses {
                 check_unicast(*address)
                     .and_then(|()| check_reachable(*address))
                     .with_context(|| format!("addresses: {address}"))?;
             }
-            file.addresses.iter().copied().collect()
+            let given: BTreeSet<IpAddr> = file.addresses.iter().copied().collect();
+            if given.len() > DECAP_ADDRS_MAX as usize {
+                bail!(
+                    "addresses: {} given, at most {DECAP_ADDRS_MAX}",
+                    given.len()
+                );
+            }
+            given
         };
-        if addresses.len() > DECAP_ADDRS_MAX as usize {
-            bail!(
-                "addresses: {} given, at most {DECAP_ADDRS_MAX}",
-                addresses.len()
-            );
-        }
         let sources = crate::sources::parse(file.sources.as_deref(), DECAP_SOURCES_MAX)?;
         let mut flags = 0;
         if !sources.is_empty() {
@@ -279,9 +270,97 @@ fn interfaces(one: Option<String>, several: Option<Vec<String>>) -> anyhow::Resu
         }
     };
     for name in &list {
-        interface::index(name).with_context(|| format!("interface {name:?}"))?;
+        check_interface(name)?;
     }
     Ok(list)
+}
+
+/// Refuses interface `name` unless it exists and is Ethernet-framed
+/// ([`check_link_type`]).
+fn check_interface(name: &str) -> anyhow::Result<()> {
+    interface::index(name).with_context(|| format!("interface {name:?}"))?;
+    let kind = interface::link_type(name).with_context(|| format!("interface {name:?}"))?;
+    check_link_type(name, kind)
+}
+
+/// Refuses an interface whose frames do not start with an Ethernet
+/// header (link type `kind`, `ARPHRD_*`): the program reads the EtherType
+/// at bytes 12-13 and the IP header at 14, so on an L3 device (tun,
+/// WireGuard, ipip, gre: the IP header first) it would never unwrap and
+/// would drop some legitimate packets as malformed. Before, any existing
+/// interface was accepted. Ethernet and loopback (`lo`, Ethernet-framed)
+/// are.
+fn check_link_type(name: &str, kind: u16) -> anyhow::Result<()> {
+    if kind == interface::ARPHRD_ETHER || kind == interface::ARPHRD_LOOPBACK {
+        return Ok(());
+    }
+    let what = match kind {
+        65534 => " (ARPHRD_NONE: tun, WireGuard)",
+        768 => " (ARPHRD_TUNNEL: ipip)",
+        769 => " (ARPHRD_TUNNEL6: ip6tnl)",
+        776 => " (ARPHRD_SIT)",
+        778 => " (ARPHRD_IPGRE)",
+        823 => " (ARPHRD_IP6GRE)",
+        _ => "",
+    };
+    bail!(
+        "interface {name:?} has link type {kind}{what}, not Ethernet (1): the decap program reads an Ethernet header before the outer IP header, so on this interface it would never unwrap and would drop some packets as malformed. Attach lb-decap to the Ethernet interface the tunnel packets arrive on"
+    )
+}
+
+/// `interfaces` in words for messages: `interface eth0 has`, or
+/// `interfaces eth0, eth1 have`.
+fn interfaces_have(interfaces: &[String]) -> String {
+    match interfaces {
+        [one] => format!("interface {one} has"),
+        several => format!("interfaces {} have", several.join(", ")),
+    }
+}
+
+/// The default of `addresses` (the file gives none): the addresses of
+/// `interfaces`, at least one and at most `DECAP_ADDRS_MAX`.
+fn interface_addresses(interfaces: &[String]) -> anyhow::Result<BTreeSet<IpAddr>> {
+    let found = addresses_of(interfaces)?;
+    if found.is_empty() {
+        bail!(
+            "addresses: none given and {} none: tunnel packets would have no destination to accept",
+            interfaces_have(interfaces)
+        );
+    }
+    check_found_count(interfaces, found.len())?;
+    Ok(found)
+}
+
+/// Refuses more addresses read from `interfaces` (`count`) than the map
+/// holds, naming where they came from and the way out. Before, the
+/// message said "addresses: 65 given" though the file gave none.
+fn check_found_count(interfaces: &[String], count: usize) -> anyhow::Result<()> {
+    if count > DECAP_ADDRS_MAX as usize {
+        bail!(
+            "addresses: none given, and {} {count} addresses (link-local IPv6 excepted), more than the {DECAP_ADDRS_MAX} lb-decap accepts: list the ones the balancers send tunnel packets to, addresses = [\"...\"]",
+            interfaces_have(interfaces)
+        );
+    }
+    Ok(())
+}
+
+impl Settings {
+    /// These settings, with what depends on the interfaces read again
+    /// (each still there and Ethernet; with `addresses` omitted, their
+    /// addresses now): what `run` applies after an interface or address
+    /// change, without reading the file again. Only SIGHUP reads the
+    /// file: before, a change re-read it, so a pending broken edit made
+    /// `run` exit and a pending valid one went live without SIGHUP.
+    pub fn refreshed(&self) -> anyhow::Result<Self> {
+        for name in &self.interfaces {
+            check_interface(name)?;
+        }
+        let mut settings = self.clone();
+        if self.addresses_from_interface {
+            settings.addresses = interface_addresses(&self.interfaces)?.into_iter().collect();
+        }
+        Ok(settings)
+    }
 }
 
 /// The addresses of every interface in `interfaces` (link-local IPv6
@@ -668,6 +747,92 @@ mod tests {
             let error = format!("{:#}", Settings::parse(text).expect_err(text));
             assert!(error.contains(word), "{error:?} should mention {word:?}");
         }
+    }
+
+    /// A tun device (no Ethernet header: the IP header first) in this
+    /// namespace, removed on drop.
+    struct Tun(String);
+
+    impl Tun {
+        fn new() -> Self {
+            let name = format!("lbdtun{}", std::process::id() % 100_000);
+            let status = std::process::Command::new("ip")
+                .args(["tuntap", "add", "dev", &name, "mode", "tun"])
+                .status()
+                .expect("ip tuntap (root needed)");
+            assert!(status.success(), "ip tuntap add {name}");
+            Self(name)
+        }
+    }
+
+    impl Drop for Tun {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["tuntap", "del", "dev", &self.0, "mode", "tun"])
+                .status();
+        }
+    }
+
+    /// An interface without an Ethernet header (tun, WireGuard, ipip) is
+    /// refused naming its link type: the program would misparse every
+    /// frame there. Before, any existing interface was accepted.
+    #[test]
+    fn an_interface_without_an_ethernet_header_is_refused() {
+        let tun = Tun::new();
+        let text = format!(
+            "interface = \"{}\"\naddresses = [\"198.19.2.11\"]\nvips = [\"198.18.0.100:80/tcp\"]\n",
+            tun.0
+        );
+        let error = format!("{:#}", Settings::parse(&text).expect_err("a tun device"));
+        for word in [tun.0.as_str(), "link type 65534", "not Ethernet"] {
+            assert!(error.contains(word), "{error:?} should mention {word:?}");
+        }
+        let error = format!("{:#}", check_link_type("gre1", 778).expect_err("gre"));
+        assert!(error.contains("ARPHRD_IPGRE"), "{error}");
+        check_link_type("eth0", 1).expect("Ethernet");
+        check_link_type("lo", 772).expect("loopback");
+    }
+
+    /// Too many addresses read from the interfaces (the file gives none)
+    /// say so and how to get out; before: "addresses: 65 given".
+    #[test]
+    fn too_many_interface_addresses_name_the_interface_and_the_way_out() {
+        let eth0 = vec!["eth0".to_owned()];
+        check_found_count(&eth0, DECAP_ADDRS_MAX as usize).expect("at the limit");
+        let error = format!(
+            "{:#}",
+            check_found_count(&eth0, DECAP_ADDRS_MAX as usize + 1).expect_err("past it")
+        );
+        for word in [
+            "interface eth0 has 65 addresses",
+            "more than the 64",
+            "addresses = [",
+        ] {
+            assert!(error.contains(word), "{error:?} should mention {word:?}");
+        }
+    }
+
+    /// A re-apply after an interface change starts from the settings
+    /// last applied, not the file: with `addresses` omitted, only the
+    /// addresses are read again; the rest stays as applied.
+    #[test]
+    fn refreshed_settings_reread_only_the_interfaces() {
+        let s = Settings::parse("interface = \"lo\"\nvips = [\"198.18.0.100:80/tcp\"]\n")
+            .expect("valid");
+        let mut stale = s.clone();
+        stale.addresses = vec!["198.19.2.99".parse().expect("address")];
+        let fresh = stale.refreshed().expect("lo is there");
+        assert_eq!(fresh, s, "the addresses of lo again, the rest as applied");
+        let mut given = Settings::parse(
+            "interface = \"lo\"\naddresses = [\"198.19.2.11\"]\nvips = [\"198.18.0.100:80/tcp\"]\n",
+        )
+        .expect("valid");
+        given.vips.clear();
+        assert_eq!(given.refreshed().expect("lo"), given, "nothing re-read");
+        let mut gone = given.clone();
+        gone.interfaces = vec!["t2-nope2".to_owned()];
+        let error = format!("{:#}", gone.refreshed().expect_err("no such interface"));
+        assert!(error.contains("t2-nope2"), "{error}");
     }
 
     #[test]

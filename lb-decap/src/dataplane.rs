@@ -43,6 +43,7 @@ use tracing::{debug, info, warn};
 use crate::{
     config::{Attach, Settings, XdpMode},
     interface::XdpRunning,
+    link::LinkOwner,
     maps::{Maps, MAP_COUNT},
     object::DECAP_OBJECT,
     owner::{Claim, Ownership},
@@ -257,6 +258,11 @@ fn apply_locked(
         let ifindex =
             crate::interface::index(interface).with_context(|| format!("interface {interface}"))?;
         let asked = pins.link_path(settings.attach, interface);
+        refuse_foreign(&asked, interface)?;
+        if auto {
+            // Where the fallback to tc ingress would be pinned.
+            refuse_foreign(&pins.link_path(Attach::Tc, interface), interface)?;
+        }
         let mut live = live_link(&asked, ifindex)?.then_some(settings.attach);
         let mut target = match settings.attach {
             Attach::Xdp => Target::Xdp(settings.xdp_mode),
@@ -367,6 +373,9 @@ fn apply_locked(
                 let _ = std::fs::remove_dir(pins.owner_path(&interface));
             }
         }
+    }
+    for (_, interface, path, owner) in pins.foreign_links() {
+        warn!(%interface, pin = %path.display(), "left alone: the link pinned there runs {}, not lb-decap's (a pin directory shared with lbd?)", owner.describe());
     }
     let applied = if replace {
         Applied::Attached
@@ -634,6 +643,26 @@ fn warn_if_gro_merges(interface: &str) {
     }
 }
 
+/// Refuses an apply that would use the link path `path` of `interface`
+/// while a link of another tool is pinned there (lbd pins its links
+/// under the same names, and the pin directory may be shared): swapping
+/// the decap program into it would stop that tool's program, and
+/// removing it would detach it. Before, lb-decap took any link pinned
+/// under its names for its own. Checked before anything is changed.
+fn refuse_foreign(path: &std::path::Path, interface: &str) -> anyhow::Result<()> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    match crate::link::owner(path) {
+        LinkOwner::Decap => Ok(()),
+        owner => bail!(
+            "the pin {} (where lb-decap pins its link on {interface}) holds a link that runs {}: lb-decap leaves it alone. Give lb-decap a pin directory of its own (--pin-dir or LB_DECAP_PIN_DIR; lbd and lb-decap pin their links under the same names), or remove that pin if nothing uses it. Nothing was changed",
+            path.display(),
+            owner.describe()
+        ),
+    }
+}
+
 /// Whether a link is pinned at `path` and still attached to interface
 /// `ifindex` (a link whose interface was deleted, even if one of the same
 /// name came back, is defunct); a stale pin is removed.
@@ -830,14 +859,19 @@ fn attach_new(
     }
 }
 
-/// Attaches the tc program of `ebpf` to the tcx ingress of `interface`.
+/// Attaches the tc program of `ebpf` to the tcx ingress of `interface`,
+/// first in the chain (`BPF_F_BEFORE`): a program before it that passes
+/// (`TCX_PASS` ends the chain) would hand tunnel packets to the stack
+/// still wrapped, and nothing before a decap can make sense of them;
+/// programs after it see the inner packet. Before, it was appended last.
+/// A program attached later with `BPF_F_BEFORE` can still go in front.
 fn attach_tc(ebpf: &mut Ebpf, interface: &str) -> anyhow::Result<FdLink> {
     let program = tc_program(ebpf, names::PROG_TC_DECAP)?;
     let id = program
         .attach_with_options(
             interface,
             TcAttachType::Ingress,
-            TcAttachOptions::TcxOrder(LinkOrder::default()),
+            TcAttachOptions::TcxOrder(LinkOrder::first()),
         )
         .with_context(|| {
             format!(

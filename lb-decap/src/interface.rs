@@ -22,6 +22,52 @@ pub fn index(name: &str) -> anyhow::Result<u32> {
     Ok(index)
 }
 
+/// `SIOCGIFHWADDR` (linux/sockios.h): its answer's address family is
+/// the interface's link type (`dev->type`).
+const SIOCGIFHWADDR: libc::c_ulong = 0x8927;
+
+/// `ARPHRD_ETHER` (linux/if_arp.h): Ethernet (veth, bonds, VLANs, most
+/// NICs).
+pub const ARPHRD_ETHER: u16 = 1;
+/// `ARPHRD_LOOPBACK`: `lo`, whose frames carry an Ethernet header too.
+pub const ARPHRD_LOOPBACK: u16 = 772;
+
+/// The link type (`ARPHRD_*`, as `/sys/class/net/<name>/type` shows it)
+/// of interface `name`, asked with an ioctl on a socket of this thread's
+/// network namespace (sysfs shows the namespace it was mounted in, which
+/// need not be this one).
+pub fn link_type(name: &str) -> anyhow::Result<u16> {
+    let bytes = name.as_bytes();
+    if bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        bail!("{name:?} is not an interface name");
+    }
+    // struct ifreq: the name (16 bytes), then a union whose sockaddr's
+    // family is the link type; 40 bytes covers the union.
+    let mut request = [0u8; 40];
+    request[..bytes.len()].copy_from_slice(bytes);
+    // SAFETY: plain socket(2); the descriptor is owned below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("opening a socket to ask for the link type");
+    }
+    // SAFETY: a new descriptor we own.
+    let socket = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: the ioctl writes at most a struct ifreq (40 bytes) into the buffer.
+    let rc = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            SIOCGIFHWADDR as _,
+            request.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("reading the link type of {name}"));
+    }
+    Ok(u16::from_ne_bytes([request[16], request[17]]))
+}
+
 /// The IPv4 and IPv6 addresses on interface `name`, link-local IPv6
 /// addresses excepted (nothing routes tunnel packets to them).
 pub fn addresses(name: &str) -> anyhow::Result<Vec<IpAddr>> {

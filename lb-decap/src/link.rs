@@ -74,3 +74,83 @@ pub fn pinned_target(path: &Path) -> anyhow::Result<LinkTarget> {
     }
     Ok(target)
 }
+
+/// Who a link pinned under one of lb-decap's names (`xdp-link-<if>`,
+/// `tc-link-<if>`) belongs to, by the name of the program it runs: lbd
+/// pins its links under the same names, and a pin directory may be
+/// shared, so the name of the pin alone does not make a link lb-decap's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkOwner {
+    /// It runs lb-decap's program (`xdp_decap` or `tc_decap`).
+    Decap,
+    /// It runs another tool's program, of this name: never touched.
+    Other(String),
+    /// Which program it runs could not be told (why): left alone too.
+    Unknown(String),
+}
+
+impl LinkOwner {
+    /// What the link runs, in words for messages (naming the program).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Decap => "lb-decap's program".to_owned(),
+            Self::Other(name) => {
+                format!("another tool's program {name:?} (lbd's is \"xdp_lb\" or \"tc_lb\")")
+            }
+            Self::Unknown(why) => format!("a program lb-decap could not identify ({why})"),
+        }
+    }
+}
+
+/// Whether a program of this name (as the kernel keeps it) is lb-decap's.
+pub fn is_decap_program(name: &str) -> bool {
+    name == lb_common::decap::names::PROG_XDP_DECAP
+        || name == lb_common::decap::names::PROG_TC_DECAP
+}
+
+/// The owner of the link pinned at `path` (see [`LinkOwner`]): the name
+/// of the program the link runs, read from the kernel. A defunct link
+/// (its interface gone) still holds its program, so it is told too.
+pub fn owner(path: &Path) -> LinkOwner {
+    let program_id = match pinned_target(path) {
+        Ok(target) => target.program_id,
+        Err(error) => return LinkOwner::Unknown(format!("{error:#}")),
+    };
+    let name = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|info| info.id() == program_id)
+        .map(|info| info.name_as_str().map(str::to_owned));
+    match name {
+        Some(Some(name)) if is_decap_program(&name) => LinkOwner::Decap,
+        Some(Some(name)) => LinkOwner::Other(name),
+        Some(None) => LinkOwner::Unknown(format!("program {program_id} has no name")),
+        None => LinkOwner::Unknown(format!(
+            "program {program_id} not found among the loaded programs (CAP_SYS_ADMIN needed to list them)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only lb-decap's two program names make a link lb-decap's: lbd's
+    /// `xdp_lb`/`tc_lb` (pinned under the same file names) do not.
+    #[test]
+    fn only_the_decap_programs_are_lb_decaps() {
+        assert!(is_decap_program("xdp_decap"));
+        assert!(is_decap_program("tc_decap"));
+        for other in ["xdp_lb", "tc_lb", "xdp_decap_bench", ""] {
+            assert!(!is_decap_program(other), "{other}");
+        }
+        let other = LinkOwner::Other("xdp_lb".to_owned()).describe();
+        assert!(other.contains("\"xdp_lb\""), "{other}");
+    }
+
+    /// A path that holds no link is not taken for lb-decap's.
+    #[test]
+    fn a_pin_that_cannot_be_read_is_unknown_not_decaps() {
+        let path = std::env::temp_dir().join(format!("lb-decap-no-link-{}", std::process::id()));
+        assert!(matches!(owner(&path), LinkOwner::Unknown(_)));
+    }
+}

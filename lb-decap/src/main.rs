@@ -58,8 +58,10 @@ enum Command {
     /// SIGHUP applies the file again, SIGTERM/SIGINT exit and leave the
     /// program attached (a restart keeps decapsulating). Every 2 s the
     /// interfaces are checked: one recreated, its link pin gone (or,
-    /// with `addresses` omitted, their addresses changed), the file is
-    /// applied again; if that fails, lb-decap exits non-zero (for
+    /// with `addresses` omitted, their addresses changed), the
+    /// configuration last applied is applied again with the interfaces
+    /// read anew (only SIGHUP reads the file); if that fails, lb-decap
+    /// exits non-zero (for
     /// Restart=on-failure). Every 30 s the VIPs are checked for being
     /// local (held by an interface), a change logged. While it runs, it
     /// holds its interfaces in the pin directory: another lb-decap there
@@ -183,6 +185,9 @@ struct Done {
     vips: Vec<Vip>,
     /// Those found not local (warned about).
     not_local: BTreeSet<IpAddr>,
+    /// The settings applied: what a re-apply after an interface change
+    /// starts from (only SIGHUP reads the file again).
+    settings: Settings,
 }
 
 /// Applies the file (with `owner`, as `run`, holding its interfaces);
@@ -192,6 +197,17 @@ fn apply(config: &Path, pins: &PinDir, owner: Option<&mut Ownership>) -> anyhow:
     for warning in settings.warnings() {
         warn!("{}: {warning}", config.display());
     }
+    apply_settings(config, settings, pins, owner)
+}
+
+/// Applies `settings` (read from `config`, named in messages); returns
+/// what it was done against.
+fn apply_settings(
+    config: &Path,
+    settings: Settings,
+    pins: &PinDir,
+    owner: Option<&mut Ownership>,
+) -> anyhow::Result<Done> {
     // Read before the apply: a change during it is seen at the next look.
     let ifindexes = settings
         .interfaces
@@ -226,8 +242,9 @@ fn apply(config: &Path, pins: &PinDir, owner: Option<&mut Ownership>) -> anyhow:
         .collect();
     Ok(Done {
         snapshot: Snapshot::new(&settings, watched),
-        vips: settings.vips,
+        vips: settings.vips.clone(),
         not_local,
+        settings,
     })
 }
 
@@ -254,8 +271,11 @@ fn warn_not_local(config: &Path, vips: &[Vip]) -> BTreeSet<IpAddr> {
 /// `run`: apply, then wait for signals, looking at the interfaces every
 /// `watch::INTERVAL` between them (and at the VIPs every
 /// `local::VIP_INTERVAL`). A failing SIGHUP reload is logged and the
-/// running configuration kept; a failing re-apply after an interface
-/// changed is an error (exit non-zero: decapsulation has stopped, and
+/// running configuration kept; after an interface changed, the settings
+/// last applied are applied again with the interfaces read anew (the
+/// file is read only on SIGHUP, so a pending edit neither goes live nor
+/// stops `run`); a failing re-apply after an interface changed is an
+/// error (exit non-zero: decapsulation has stopped, and
 /// systemd's Restart=on-failure tries again), unless the interface went
 /// away meanwhile: that is waited for. The interfaces stay held
 /// (`owner`) until it exits.
@@ -297,10 +317,19 @@ fn foreground(config: &Path, pins: &PinDir) -> anyhow::Result<()> {
                     }
                     Seen::Changed(what) => {
                         waiting = None;
-                        warn!(%what, "interface changed; applying {} again", config.display());
+                        warn!(%what, "interface changed; applying the configuration in force again (the file is read again only on SIGHUP)");
+                        let last = &done.settings;
                         let again = reapply(
                             &what,
-                            || apply(config, pins, Some(&mut owner)),
+                            || {
+                                let settings = last.refreshed().with_context(|| {
+                                    format!(
+                                        "re-reading the interfaces of the configuration applied from {}",
+                                        config.display()
+                                    )
+                                })?;
+                                apply_settings(config, settings, pins, Some(&mut owner))
+                            },
                             || done.snapshot.look(),
                         )?;
                         match again {

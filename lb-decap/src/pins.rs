@@ -14,7 +14,9 @@ use anyhow::{anyhow, Context as _};
 use lb_bpffs::BpffsError;
 use lb_common::decap::names;
 
-use crate::config::Attach;
+use tracing::warn;
+
+use crate::{config::Attach, link::LinkOwner};
 
 /// The pinned maps: everything the program reads and counts.
 pub const PINNED_MAPS: [&str; 6] = [
@@ -69,8 +71,34 @@ impl PinDir {
             .join(format!("{}-link-{interface}", attach.name()))
     }
 
-    /// Every pinned link: (hook, interface, path).
+    /// Every pinned link of lb-decap: (hook, interface, path). A link
+    /// pinned under one of its names that runs another program (lbd pins
+    /// its links under the same names, and the directory may be shared)
+    /// is not one: see [`PinDir::foreign_links`].
     pub fn links(&self) -> Vec<(Attach, String, PathBuf)> {
+        self.named_links()
+            .into_iter()
+            .filter(|(_, _, path)| crate::link::owner(path) == LinkOwner::Decap)
+            .collect()
+    }
+
+    /// The links pinned under lb-decap's names that run another program
+    /// (or one that cannot be told): never removed, swapped or claimed
+    /// by lb-decap. (hook, interface, path, who).
+    pub fn foreign_links(&self) -> Vec<(Attach, String, PathBuf, LinkOwner)> {
+        self.named_links()
+            .into_iter()
+            .filter_map(
+                |(attach, interface, path)| match crate::link::owner(&path) {
+                    LinkOwner::Decap => None,
+                    owner => Some((attach, interface, path, owner)),
+                },
+            )
+            .collect()
+    }
+
+    /// Every pin named like a link of lb-decap, whoever it runs.
+    fn named_links(&self) -> Vec<(Attach, String, PathBuf)> {
         let Ok(entries) = std::fs::read_dir(&self.root) else {
             return Vec::new();
         };
@@ -124,9 +152,10 @@ impl PinDir {
         std::fs::create_dir_all(&maps).with_context(|| format!("creating {}", maps.display()))
     }
 
-    /// Removes everything pinned here: links (which detaches their
-    /// programs) and maps (freed once no program uses them), then the
-    /// directory. Returns what was removed.
+    /// Removes everything of lb-decap's pinned here: links (which detaches
+    /// their programs) and maps (freed once no program uses them), then
+    /// the directory, unless another tool's links are pinned in it (they
+    /// are left alone, each warned about). Returns what was removed.
     pub fn remove_all(&self) -> anyhow::Result<Vec<PathBuf>> {
         let mut removed = Vec::new();
         for (_, _, path) in self.links() {
@@ -141,7 +170,17 @@ impl PinDir {
             }
         }
         self.remove_owner_dirs()?;
-        for dir in [self.maps_dir(), self.root.clone()] {
+        let foreign = self.foreign_links();
+        for (_, _, path, owner) in &foreign {
+            warn!(pin = %path.display(), "left alone: the link runs {}, not lb-decap's", owner.describe());
+        }
+        // The directory stays while another tool's links are pinned in it.
+        let dirs = if foreign.is_empty() {
+            vec![self.maps_dir(), self.root.clone()]
+        } else {
+            vec![self.maps_dir()]
+        };
+        for dir in dirs {
             match std::fs::remove_dir(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
