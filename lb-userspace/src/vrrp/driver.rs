@@ -465,21 +465,30 @@ impl Instance {
         );
     }
 
-    /// Steps down at once (priority 0 advert: the backup takes over after
-    /// its skew time) and removes the addresses; waits up to 2 s.
-    pub(crate) async fn stop(mut self) {
+    /// [`Self::stop`], waiting up to `limit`: `None` once the instance
+    /// stopped; otherwise it is aborted, and what it may have left on the
+    /// interface (its addresses: the release may not have run, or not to
+    /// its end).
+    async fn stop_within(mut self, limit: Duration) -> Option<Vec<IpAddr>> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        match tokio::time::timeout(Duration::from_secs(2), &mut self.task).await {
-            Ok(_) => {}
-            Err(_) => {
-                warn!(
-                    vrid = self.config.vrid,
-                    "VRRP instance did not stop in time"
-                );
-                self.task.abort();
-            }
+        if tokio::time::timeout(limit, &mut self.task).await.is_ok() {
+            return None;
+        }
+        self.task.abort();
+        let _ = (&mut self.task).await;
+        Some(self.config.addresses.clone())
+    }
+
+    /// Steps down at once (priority 0 advert: the backup takes over after
+    /// its skew time) and removes the addresses; waits up to
+    /// [`STOP_LIMIT`], then aborts it and warns, naming the addresses it
+    /// may have left and `lbd --release-vips`.
+    pub(crate) async fn stop(self) {
+        let vrid = self.config.vrid;
+        if let Some(left) = self.stop_within(STOP_LIMIT).await {
+            warn!(vrid, addresses = ?left, "{}", left_behind_warning(&left));
         }
     }
 }
@@ -698,6 +707,11 @@ struct LinkWatch {
     failing: u32,
     /// The first of them.
     failing_since: Option<Instant>,
+    /// The interface's carrier counter at the last look (see
+    /// [`carrier_changes`]; `None`: not read): a change the next look
+    /// finds with the link up is an outage no look saw (see
+    /// [`LinkChange::Flapped`]).
+    carrier_changes: Option<u64>,
 }
 
 /// How many looks in a row that could not read the link, over at least
@@ -719,7 +733,51 @@ enum LinkChange {
     Down(Instant),
     /// Back up after a check saw it down.
     Up,
+    /// Up at this look and the last, but the carrier went down and up
+    /// between them (shorter than [`ADDRESS_CHECK`], so no look saw it:
+    /// the peer may have taken over meanwhile, with adverts 0.15 s apart
+    /// or less); down since at the earliest this.
+    Flapped(Instant),
 }
+
+/// The interface's carrier counter (`/sys/class/net/IF/carrier_changes`:
+/// how many times its carrier went down or up), if it can be read for
+/// this very interface (the name's `ifindex` is ours: not one renamed or
+/// re-created since, nor another namespace's). Read at each look at the
+/// link and before each master advert: it tells of outages too short for
+/// a look to see (see [`LinkChange::Flapped`]).
+fn carrier_changes(interface: &Interface) -> Option<u64> {
+    let dir = Path::new("/sys/class/net").join(&interface.name);
+    let read = |file: &str| -> Option<u64> {
+        std::fs::read_to_string(dir.join(file))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    if read("ifindex")? != u64::from(interface.index) {
+        return None;
+    }
+    read("carrier_changes")
+}
+
+/// The warning for a stop that did not end in time (see
+/// [`Instance::stop`]): the task was aborted, possibly before it removed
+/// `addresses` (all the instance's: which it had removed is not known),
+/// so both kernels may answer ARP / ND for them once the peer takes over,
+/// and the "stopped" notify may not have run.
+fn left_behind_warning(addresses: &[IpAddr]) -> String {
+    let list: Vec<String> = addresses.iter().map(IpAddr::to_string).collect();
+    format!(
+        "VRRP instance did not stop within {} s and was aborted: its addresses may still be on the interface ({}), and its \"stopped\" notify may not have run; once lbd has exited, `lbd --release-vips` removes them",
+        STOP_LIMIT.as_secs(),
+        list.join(", ")
+    )
+}
+
+/// Longest [`Instance::stop`] waits for the instance's step-down (the
+/// priority-0 advert, the record, the addresses removed).
+const STOP_LIMIT: Duration = Duration::from_secs(2);
 
 impl LinkWatch {
     /// A check at `now` saw the link `up`: what changed.
@@ -753,11 +811,56 @@ impl LinkWatch {
         (unknown && std::mem::take(&mut self.down)).then_some(LinkChange::Up)
     }
 
+    /// [`Self::saw`], with the interface's carrier counter read at the
+    /// same look (`None`: unreadable, no baseline): a link up now, seen up
+    /// at the last look too, whose counter moved meanwhile went down and
+    /// up again unseen ([`LinkChange::Flapped`], from the last time it was
+    /// known steady).
+    fn saw_counting(
+        &mut self,
+        up: bool,
+        carrier_changes: Option<u64>,
+        now: Instant,
+    ) -> Option<LinkChange> {
+        let moved = matches!(
+            (self.carrier_changes, carrier_changes),
+            (Some(before), Some(after)) if before != after
+        );
+        self.carrier_changes = carrier_changes;
+        let since = self.up_at.unwrap_or(now);
+        let change = self.saw(up, now);
+        match change {
+            None if up && moved => Some(LinkChange::Flapped(since)),
+            change => change,
+        }
+    }
+
+    /// A cheap look at the carrier counter alone, at `now` (before each
+    /// master advert): whether it moved since the last full look, which is
+    /// then due before the advert leaves. Unmoved, a link seen up stayed
+    /// up: it counts as seen up at `now`, so an outage found later dates
+    /// from here rather than from the last full look, up to 0.5 s before.
+    fn carrier_moved(&mut self, carrier_changes: Option<u64>, now: Instant) -> bool {
+        match (self.carrier_changes, carrier_changes) {
+            (Some(before), Some(after)) if before != after => true,
+            (Some(_), Some(_)) => {
+                if !self.down && self.up_at.is_some() {
+                    self.up_at = Some(now);
+                }
+                false
+            }
+            _ => false,
+        }
+    }
+
     /// Tracking told of the link back up at `now` (the checks may have
     /// missed the outage, or not seen its end yet).
-    fn came_up(&mut self, now: Instant) {
+    /// `carrier_changes` is the carrier counter now: the flaps of that
+    /// outage are not found again by the next look.
+    fn came_up(&mut self, now: Instant, carrier_changes: Option<u64>) {
         self.up_at = Some(now);
         self.down = false;
+        self.carrier_changes = carrier_changes;
     }
 }
 
@@ -879,8 +982,17 @@ impl Driver {
                     // one back up hears of it first (see `Machine::link_up`),
                     // so no advert leaves with the priority lowered for the
                     // outage, nor one a replicating master must not send.
+                    // And a master looks again when the carrier counter
+                    // moved since the last look: an outage too short for
+                    // the checks may have let the peer take over (see
+                    // `LinkChange::Flapped`).
                     let mut actions = Vec::new();
-                    if self.machine.state() == State::Backup || self.link.down {
+                    let flapped = self.machine.state() == State::Master
+                        && !self.link.down
+                        && self
+                            .link
+                            .carrier_moved(carrier_changes(&self.interface), Instant::now());
+                    if self.machine.state() == State::Backup || self.link.down || flapped {
                         actions = self.follow_link().await;
                         if self.stepped_back(&actions) {
                             synced_seen = true;
@@ -922,7 +1034,7 @@ impl Driver {
                         if priority.has_changed().unwrap_or(false) {
                             self.tracked = *priority.borrow_and_update();
                         }
-                        self.link.came_up(now);
+                        self.link.came_up(now, carrier_changes(&self.interface));
                         let back = self.on_link_back(now);
                         if self.stepped_back(&back) {
                             synced_seen = true;
@@ -1043,20 +1155,13 @@ impl Driver {
                         priority = self.machine.priority(),
                         "VRRP: became master"
                     );
-                    self.take_addresses().await;
-                    self.notify("master");
+                    self.transition(action).await;
                 }
                 Action::BecomeBackup => {
                     info!(vrid = self.config.vrid, master = ?self.machine.master_address(), "VRRP: became backup");
-                    self.release_addresses().await;
-                    self.record_state(Recorded::Backup);
-                    self.notify("backup");
+                    self.transition(action).await;
                 }
-                Action::BecomeInitialize => {
-                    self.record_state(Recorded::Stopped);
-                    self.release_addresses().await;
-                    self.notify("stopped");
-                }
+                Action::BecomeInitialize => self.transition(action).await,
                 Action::Reclaim => {
                     if self.holding {
                         info!(vrid = self.config.vrid, "VRRP: the link is back while master; announcing the VIPs again, in case the other node took them meanwhile");
@@ -1084,6 +1189,19 @@ impl Driver {
             }
         }
         self.publish();
+    }
+
+    /// Carries out the steps of the change of state `action` (see
+    /// [`transition_steps`]), in order.
+    async fn transition(&mut self, action: Action) {
+        for step in transition_steps(action).unwrap_or_default() {
+            match *step {
+                Step::Record(state) => self.record_state(state),
+                Step::TakeAddresses => self.take_addresses().await,
+                Step::ReleaseAddresses => self.release_addresses().await,
+                Step::Notify(state) => self.notify(state),
+            }
+        }
     }
 
     /// Sends an advert of `priority` to the group or each unicast peer;
@@ -1251,9 +1369,10 @@ impl Driver {
             }
         };
         let now = Instant::now();
+        let carrier = carrier_changes(&self.interface);
         let actions = match state
             .as_ref()
-            .and_then(|state| self.link.saw(state.up, now))
+            .and_then(|state| self.link.saw_counting(state.up, carrier, now))
         {
             Some(LinkChange::Down(since)) => {
                 self.machine.link_down(since);
@@ -1263,6 +1382,15 @@ impl Driver {
                 self.follow_priority(now)
             }
             Some(LinkChange::Up) => self.on_link_back(now),
+            Some(LinkChange::Flapped(since)) => {
+                info!(
+                    vrid = self.config.vrid,
+                    interface = %self.interface.name,
+                    "VRRP: the interface's carrier went down and up again between two looks"
+                );
+                self.machine.link_down(since);
+                self.on_link_back(now)
+            }
             None => Vec::new(),
         };
         self.follow_mac(state.and_then(|state| state.mac));
@@ -1454,8 +1582,46 @@ fn settings_of(config: &VrrpConfig) -> Settings {
         adver_interval_cs: u16::try_from(config.advert_interval.as_millis() / 10).unwrap_or(100),
         preempt: config.preempt,
         preempt_delay: config.preempt_delay,
-        accept_mode: false,
+        // The master adds the addresses to the interface as its own, so
+        // its kernel accepts what is sent to them (see `Settings::accept_mode`).
+        accept_mode: true,
         announce_refresh: config.announce_refresh,
+    }
+}
+
+/// One thing a change of state does (see [`transition_steps`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Writes this state to the state file.
+    Record(Recorded),
+    /// Adds the addresses and announces them.
+    TakeAddresses,
+    /// Stops announcing and removes the addresses.
+    ReleaseAddresses,
+    /// Queues the notify command for this state.
+    Notify(&'static str),
+}
+
+/// What `action` does, in order, if it is a change of state (`None`
+/// otherwise). A step-down records its new state before it releases the
+/// addresses: the release awaits netlink (dumps and a delete per
+/// address), and a restart that aborts it meanwhile ([`Instance::abandon`])
+/// must find no master record, or the next lbd would resume, addresses
+/// and announcements included, a mastership this node just lost.
+fn transition_steps(action: Action) -> Option<&'static [Step]> {
+    match action {
+        Action::BecomeMaster => Some(&[Step::TakeAddresses, Step::Notify("master")]),
+        Action::BecomeBackup => Some(&[
+            Step::Record(Recorded::Backup),
+            Step::ReleaseAddresses,
+            Step::Notify("backup"),
+        ]),
+        Action::BecomeInitialize => Some(&[
+            Step::Record(Recorded::Stopped),
+            Step::ReleaseAddresses,
+            Step::Notify("stopped"),
+        ]),
+        Action::SendAdvert { .. } | Action::Reannounce | Action::Reclaim | Action::Refresh => None,
     }
 }
 
@@ -1970,7 +2136,7 @@ mod tests {
             watch.saw(false, later),
             Some(LinkChange::Down(up + 4 * ADDRESS_CHECK))
         );
-        watch.came_up(later + ADDRESS_CHECK);
+        watch.came_up(later + ADDRESS_CHECK, None);
         assert_eq!(watch.saw(true, later + 2 * ADDRESS_CHECK), None);
         // Down from the start: from the first look.
         let mut watch = LinkWatch::default();
@@ -2062,7 +2228,7 @@ mod tests {
         watch.saw(true, t0 + 2 * ADDRESS_CHECK);
         assert_eq!(with_link_weight(100, 100, 100, watch.down), 100);
         watch.saw(false, t0 + 3 * ADDRESS_CHECK);
-        watch.came_up(t0 + 4 * ADDRESS_CHECK);
+        watch.came_up(t0 + 4 * ADDRESS_CHECK, None);
         assert_eq!(with_link_weight(100, 100, 100, watch.down), 100);
     }
 
@@ -2469,5 +2635,164 @@ mod tests {
         // No command configured: nothing runs.
         spawn_notify(&notifies, &vrrp_config(100, "198.18.0.10"), "master");
         assert!(notifies.take().is_empty());
+    }
+
+    /// A step-down records its new state before it releases the
+    /// addresses: the release awaits netlink (dumps and a delete per
+    /// address), and a restart that aborts it meanwhile must find no
+    /// master record, or the next lbd resumes a mastership just lost.
+    #[test]
+    fn a_step_down_records_its_state_before_releasing_the_addresses() {
+        for action in [Action::BecomeBackup, Action::BecomeInitialize] {
+            let steps = transition_steps(action).expect("a transition");
+            let release = steps
+                .iter()
+                .position(|step| *step == Step::ReleaseAddresses)
+                .expect("a step-down releases the addresses");
+            let recorded = steps[..release]
+                .iter()
+                .find_map(|step| match step {
+                    Step::Record(recorded) => Some(*recorded),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("{action:?} records nothing before its release"));
+            // What a restart aborting the release then writes: nothing to
+            // resume on.
+            let record = Record {
+                state: recorded,
+                at: 100 * SECOND,
+                advertised: Some(100),
+            };
+            assert_eq!(restart_record(Some(record)), None, "{action:?}");
+        }
+        assert!(transition_steps(Action::BecomeMaster)
+            .expect("a transition")
+            .contains(&Step::TakeAddresses));
+        assert_eq!(transition_steps(Action::Refresh), None);
+    }
+
+    /// The master adds the VIPs as local addresses, so its kernel accepts
+    /// what is sent to them: Accept_Mode is in effect true, and the
+    /// settings say so rather than the RFC's default.
+    #[test]
+    fn the_settings_say_the_master_accepts_packets_to_its_addresses() {
+        assert!(settings_of(&vrrp_config(100, "198.18.0.10")).accept_mode);
+    }
+
+    /// A carrier flap between two looks (the link down for less than the
+    /// 0.5 s between them, so no look saw it down) moves the carrier
+    /// counter: the next look tells the machine of an outage from the
+    /// last look that saw the link steady, and a master advertises and
+    /// announces its addresses again (the peer may have taken over
+    /// meanwhile and step down silently on our next advert).
+    #[test]
+    fn a_carrier_flap_between_two_looks_is_reclaimed() {
+        let t0 = Instant::now();
+        let mut watch = LinkWatch::default();
+        assert_eq!(watch.saw_counting(true, Some(4), t0), None);
+        let look = t0 + ADDRESS_CHECK;
+        assert_eq!(watch.saw_counting(true, Some(4), look), None);
+        // Before each master advert: unchanged, steady up to then.
+        let advert = look + Duration::from_millis(100);
+        assert!(!watch.carrier_moved(Some(4), advert));
+        // Down and up again, 400 ms, between two adverts and two looks.
+        let next_advert = advert + Duration::from_millis(500);
+        assert!(watch.carrier_moved(Some(6), next_advert));
+        let change = watch.saw_counting(true, Some(6), next_advert);
+        assert_eq!(change, Some(LinkChange::Flapped(advert)));
+        assert_eq!(watch.saw_counting(true, Some(6), next_advert), None);
+        assert!(!watch.carrier_moved(Some(6), next_advert));
+        // The machine: a master at 100 ms adverts reclaims.
+        let config = VrrpConfig {
+            advert_interval: Duration::from_millis(100),
+            ..vrrp_config(255, "198.18.0.10")
+        };
+        let mut m = Machine::new(settings_of(&config), ip("198.18.0.2"));
+        m.startup(t0);
+        assert_eq!(m.state(), State::Master);
+        let Some(LinkChange::Flapped(since)) = change else {
+            panic!("the flap is seen");
+        };
+        m.link_down(since);
+        let actions = m.link_up(next_advert, 255);
+        assert!(actions.contains(&Action::Reclaim), "{actions:?}");
+        // No counter (not readable): no flap is made up.
+        let mut watch = LinkWatch::default();
+        watch.saw_counting(true, Some(4), t0);
+        assert_eq!(watch.saw_counting(true, None, look), None);
+        assert!(!watch.carrier_moved(Some(9), look));
+        assert_eq!(watch.saw_counting(true, Some(9), look), None);
+        // A flap a look sees down is the outage it is, not a flap too.
+        assert_eq!(
+            watch.saw_counting(false, Some(10), look + ADDRESS_CHECK),
+            Some(LinkChange::Down(look))
+        );
+        assert_eq!(
+            watch.saw_counting(true, Some(11), look + 2 * ADDRESS_CHECK),
+            Some(LinkChange::Up)
+        );
+    }
+
+    /// The carrier counter is read from sysfs for the interface of that
+    /// name and index only (a renamed or re-created interface is not
+    /// ours).
+    #[test]
+    fn the_carrier_counter_is_read_for_our_interface_only() {
+        let lo = Interface {
+            name: "lo".to_owned(),
+            index: 1,
+            mac: [0; 6],
+        };
+        if Path::new("/sys/class/net/lo/carrier_changes").exists() {
+            assert!(carrier_changes(&lo).is_some());
+        }
+        let other = Interface { index: 0, ..lo };
+        assert_eq!(carrier_changes(&other), None);
+        let missing = Interface {
+            name: "no-such-if0".to_owned(),
+            index: 1,
+            mac: [0; 6],
+        };
+        assert_eq!(carrier_changes(&missing), None);
+    }
+
+    /// An instance whose driver does not end in time (its release of the
+    /// addresses stuck on netlink) is aborted; what it may have left on
+    /// the interface is named, with the command that removes it.
+    #[tokio::test]
+    async fn a_stop_that_overruns_names_the_addresses_left() {
+        let config = VrrpConfig {
+            addresses: vec![ip("198.18.0.10"), ip("198.18.0.11")],
+            ..vrrp_config(100, "198.18.0.10")
+        };
+        let (stop_tx, _stop_rx) = oneshot::channel();
+        let (_status_tx, status_rx) = watch::channel(InstanceStatus {
+            vrid: config.vrid,
+            state: State::Master,
+            configured_priority: 100,
+            priority: 100,
+            master: None,
+            addresses: config.addresses.clone(),
+            counters: Counters::default(),
+            ignored: BTreeMap::new(),
+        });
+        let instance = Instance {
+            priority: watch::channel(100).0,
+            link_ups: watch::channel(0).0,
+            synced: watch::channel(false).0,
+            status: status_rx,
+            stop: Some(stop_tx),
+            task: tokio::spawn(std::future::pending()),
+            config: config.clone(),
+            notifies: Notifies::default(),
+            state_file: None,
+        };
+        let left = instance.stop_within(Duration::from_millis(50)).await;
+        assert_eq!(left, Some(config.addresses.clone()));
+        let warning = left_behind_warning(&config.addresses);
+        for address in &config.addresses {
+            assert!(warning.contains(&address.to_string()), "{warning}");
+        }
+        assert!(warning.contains("lbd --release-vips"), "{warning}");
     }
 }

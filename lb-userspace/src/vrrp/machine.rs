@@ -50,9 +50,13 @@ pub struct Settings {
     /// hearing a lower-priority master, a backup keeps deferring to it
     /// before preempting. Zero preempts at once. At most 1000 s.
     pub preempt_delay: Duration,
-    /// Accept_Mode: whether the master accepts packets addressed to the
-    /// virtual addresses it does not own. Not read by the machine; kept here
-    /// so the data path finds it with the rest of the instance.
+    /// Accept_Mode (RFC 5798 §6.1): whether the master accepts packets
+    /// addressed to the virtual addresses it does not own. Not read by
+    /// the machine, and not configurable: lbd's master adds the addresses
+    /// to the interface as its own, so its kernel accepts what is sent to
+    /// them (ping, and any service listening on all addresses, on the
+    /// ports the data plane passes to the stack). lbd's driver says so,
+    /// `true`; lbd has no Accept_Mode = False.
     pub accept_mode: bool,
     /// keepalived's `garp_master_refresh`: while master, announce the
     /// addresses again this often ([`Action::Refresh`]), so neighbours
