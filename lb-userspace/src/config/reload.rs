@@ -2,7 +2,7 @@
 //! the running config keeps every restart-only setting at its running
 //! value, so `config dump` shows what runs, not what the file wishes.
 
-use super::{Announced, BgpConfig, Config, VrrpConfig};
+use super::{Announced, BgpConfig, Config, SyncSettings, VrrpConfig};
 
 impl Config {
     /// The config lbd runs after reloading `file`: the file's VIPs, idle
@@ -62,7 +62,10 @@ impl Config {
                 "bgp",
                 running.bgp.clone().map(in_effect) != file.bgp.clone().map(in_effect),
             ),
-            ("sync", running.sync != file.sync),
+            (
+                "sync",
+                running.sync.clone().map(sync_in_effect) != file.sync.clone().map(sync_in_effect),
+            ),
             (
                 "nat.flow_table_size",
                 running.nat.flow_table_size != file.nat.flow_table_size,
@@ -104,6 +107,14 @@ fn in_effect(mut bgp: BgpConfig) -> BgpConfig {
         list.sort_unstable();
     }
     bgp
+}
+
+/// `[sync]` with its peers in one order, to compare what takes effect:
+/// peers are connected one by one and known by their address, so their
+/// order in the file changes nothing.
+fn sync_in_effect(mut sync: SyncSettings) -> SyncSettings {
+    sync.peers.sort_unstable();
+    sync
 }
 
 #[cfg(test)]
@@ -156,6 +167,25 @@ mod tests {
         assert_eq!(next.flood.unanswered_per_s, 100);
         assert_eq!(next.half_open_size, running.half_open_size);
         assert_eq!(running.restart_only_changes(&file), vec!["half_open_size"]);
+    }
+
+    /// `[sync] peers` is a set: peers are connected one by one and known
+    /// by their address, so a file listing them in another order (a
+    /// template's) changes nothing, and a restart is not asked for.
+    #[test]
+    fn reordering_sync_peers_is_no_restart_change() {
+        let mesh = |peers: &str| {
+            load(&format!(
+                "interface = \"eth0\"\n[sync]\nlisten = \"198.18.2.11:7946\"\npeers = [{peers}]\nkey_file = \"/k\"\n"
+            ))
+        };
+        let running = mesh("\"198.18.2.12:7946\", \"198.18.2.13:7946\"");
+        let file = mesh("\"198.18.2.13:7946\", \"198.18.2.12:7946\"");
+        assert_ne!(running.sync, file.sync, "the order differs");
+        assert!(running.restart_only_changes(&file).is_empty());
+        // Another peer set is a change.
+        let other = mesh("\"198.18.2.12:7946\", \"198.18.2.14:7946\"");
+        assert_eq!(running.restart_only_changes(&other), vec!["sync"]);
     }
 
     /// A reload notes what takes effect at a restart: the addresses an

@@ -44,6 +44,13 @@ pub(super) struct RawSync {
     key_file: Option<Spanned<Value>>,
 }
 
+impl RawSync {
+    /// Item `index` of the written `peers`, to point errors at it.
+    pub(super) fn peer_item(&self, index: usize) -> Option<&Spanned<Value>> {
+        super::vrrp::list_item(self.peers.as_ref(), index)
+    }
+}
+
 impl super::TableName for RawSync {
     const NAME: &'static str = "sync";
 }

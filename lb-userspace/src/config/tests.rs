@@ -1744,6 +1744,166 @@ fn pair_replication_needs_both_ends_in_one_instance() {
     );
 }
 
+/// A replication peer is another node: an address this node holds (a VIP,
+/// a NAT address, one a `[[vrrp]]` moves) reaches this node or whichever
+/// node holds it, never the peer's listener, so replication never works.
+#[test]
+fn replication_peers_are_other_nodes() {
+    let pair = |listen: &str, peer: &str| {
+        vrrp_doc(&format!(
+            "[[vrrp]]\nvrid = 51\nsync_listen = \"{listen}\"\nsync_peer = \"{peer}\"\nsync_key_file = \"/k\"\n"
+        ))
+    };
+    assert!(parse(&pair("198.18.0.2:7540", "198.18.0.3:7540")).is_ok());
+    for (peer, detail) in [
+        (
+            "198.18.0.101:7540",
+            "198.18.0.101 is an address vrrp[0] moves, so this node's own: a peer is another node's own address",
+        ),
+        (
+            "198.18.0.50:7540",
+            "198.18.0.50 is an address vrrp[0] moves, so this node's own",
+        ),
+    ] {
+        assert_error(
+            &pair("198.18.0.2:7540", peer),
+            "lbd.toml:25:13: vrrp[0].sync_peer: ",
+            detail,
+        );
+    }
+    // VIPs and NAT addresses no instance moves are this node's too.
+    let v6_pair = |peer: &str| {
+        vrrp_doc(&format!(
+            "[[vrrp]]\nvrid = 52\naddresses = [\"2001:2::100\"]\nunicast_peers = [\"2001:2::3\"]\n\
+             sync_listen = \"[2001:2::2]:7540\"\nsync_peer = \"{peer}\"\nsync_key_file = \"/k\"\n"
+        ))
+    };
+    assert!(parse(&v6_pair("198.18.0.3:7540")).is_ok());
+    assert_error(
+        &v6_pair("198.18.0.101:7540"),
+        "lbd.toml:27:13: vrrp[0].sync_peer: ",
+        "198.18.0.101 is vip[1]'s address, so this node's own: a peer is another node's own address",
+    );
+    assert_error(
+        &v6_pair("198.18.0.50:7540"),
+        "lbd.toml:27:13: vrrp[0].sync_peer: ",
+        "198.18.0.50 is the NAT address of vip[0], so this node's own",
+    );
+    // [sync] peers, by their index.
+    let mesh = |listen: &str, peers: &str| {
+        vrrp_doc(&format!(
+            "[sync]\nlisten = \"{listen}\"\npeers = {peers}\nkey_file = \"/k\"\n"
+        ))
+    };
+    assert!(parse(&mesh("198.18.2.11:7946", "[\"198.18.2.12:7946\"]")).is_ok());
+    assert_error(
+        &mesh(
+            "198.18.2.11:7946",
+            "[\"198.18.2.12:7946\", \"198.18.0.101:7946\"]",
+        ),
+        "lbd.toml:24:30: sync.peers[1]: ",
+        "198.18.0.101 is vip[1]'s address, so this node's own: a peer is another node's own address",
+    );
+    assert_error(
+        &mesh("198.18.2.11:7946", "[\"[2001:2::100]:7946\"]"),
+        "lbd.toml:24:10: sync.peers[0]: ",
+        "2001:2::100 is vip[2]'s address, so this node's own",
+    );
+    assert_error(
+        &mesh("198.18.2.11:7946", "[\"198.18.0.50:7946\"]"),
+        "lbd.toml:24:10: sync.peers[0]: ",
+        "198.18.0.50 is the NAT address of vip[0], so this node's own",
+    );
+    assert_error(
+        &mesh("198.18.2.11:7946", "[\"198.18.0.101:7946\"]")
+            .replace("[sync]", "[[vrrp]]\nvrid = 51\n[sync]"),
+        "lbd.toml:26:10: sync.peers[0]: ",
+        "198.18.0.101 is an address vrrp[0] moves, so this node's own",
+    );
+}
+
+/// Listeners bind when lbd starts, before VRRP takes its addresses (lbd
+/// removes them at start): one on an address a `[[vrrp]]` moves fails to
+/// bind, and lbd does not start. The unspecified address binds anywhere.
+#[test]
+fn listeners_are_not_on_an_address_vrrp_moves() {
+    let pair = |listen: &str| {
+        vrrp_doc(&format!(
+            "[[vrrp]]\nvrid = 1\nsync_listen = \"{listen}\"\nsync_peer = \"198.18.0.3:7540\"\nsync_key_file = \"/k\"\n"
+        ))
+    };
+    assert!(parse(&pair("0.0.0.0:7540")).is_ok());
+    assert!(parse(&pair("[::]:7540")).is_ok());
+    assert!(parse(&pair("198.18.0.2:7540")).is_ok());
+    assert_error(
+        &pair("198.18.0.100:7540"),
+        "lbd.toml:24:15: vrrp[0].sync_listen: ",
+        "198.18.0.100 is an address vrrp[0] moves: listeners bind at start, before VRRP takes the address",
+    );
+    assert_error(
+        &pair("198.18.0.50:7540"),
+        "lbd.toml:24:15: vrrp[0].sync_listen: ",
+        "198.18.0.50 is an address vrrp[0] moves: listeners bind at start",
+    );
+    let metrics = |listen: &str| {
+        vrrp_doc("[[vrrp]]\nvrid = 1\n").replace(
+            "interface = \"eth0\"\n",
+            &format!("interface = \"eth0\"\nmetrics_listen = \"{listen}\"\n"),
+        )
+    };
+    assert!(parse(&metrics("0.0.0.0:9641")).is_ok());
+    assert!(parse(&metrics("198.18.0.2:9641")).is_ok());
+    assert_error(
+        &metrics("198.18.0.100:9641"),
+        "lbd.toml:2:18: metrics_listen: ",
+        "198.18.0.100 is an address vrrp[0] moves: listeners bind at start, before VRRP takes the address",
+    );
+    // An address of another instance's family, moved by that one.
+    assert_error(
+        &vrrp_doc("[[vrrp]]\nvrid = 1\n[[vrrp]]\nvrid = 2\naddresses = [\"2001:2::100\"]\n")
+            .replace(
+                "interface = \"eth0\"\n",
+                "interface = \"eth0\"\nmetrics_listen = \"[2001:2::100]:9641\"\n",
+            ),
+        "lbd.toml:2:18: metrics_listen: ",
+        "2001:2::100 is an address vrrp[1] moves",
+    );
+    let mesh = |listen: &str| {
+        vrrp_doc(&format!(
+            "[[vrrp]]\nvrid = 1\n[sync]\nlisten = \"{listen}\"\npeers = [\"198.18.2.12:7946\"]\nkey_file = \"/k\"\n"
+        ))
+    };
+    assert!(parse(&mesh("198.18.2.11:7946")).is_ok());
+    assert_error(
+        &mesh("198.18.0.101:7946"),
+        "lbd.toml:25:10: sync.listen: ",
+        "198.18.0.101 is an address vrrp[0] moves: listeners bind at start, before VRRP takes the address",
+    );
+}
+
+/// `[sync] listen` names this node to its peers (its node id is built
+/// from it): a VIP address `[bgp]` announces is every node's, so clones
+/// would share one id, and no peer may list it.
+#[test]
+fn a_mesh_listens_on_no_address_bgp_announces() {
+    let mesh = |bgp: &str, listen: &str| {
+        format!(
+            "{}[bgp]\n{bgp}[sync]\nlisten = \"{listen}\"\npeers = [\"198.18.2.12:7946\"]\nkey_file = \"/k\"\n",
+            doc("", "")
+        )
+    };
+    assert!(parse(&mesh("", "198.18.2.11:7946")).is_ok());
+    assert_error(
+        &mesh("", "198.18.0.100:7946"),
+        "lbd.toml:11:10: sync.listen: ",
+        "198.18.0.100 is vip[0]'s address, which [bgp] announces from every node",
+    );
+    // Not announced: a VIP on the node's own address may carry it.
+    let listed = "addresses = [\"198.18.0.101\"]\n";
+    let other_vip = "[[vip]]\naddress = \"198.18.0.101\"\nport = 80\n";
+    assert!(parse(&format!("{}{other_vip}", mesh(listed, "198.18.0.100:7946"))).is_ok());
+}
+
 #[test]
 fn socket_addresses_have_a_port_and_peers_a_host() {
     let base = doc("", "");

@@ -297,6 +297,15 @@ impl Checker<'_> {
         self.nat_sources_move(&raw.vrrp.0, &instances, &vips)?;
         self.vrrp_addresses_are_single(&raw.vrrp.0, &instances, &vips)?;
         self.unicast_peers_are_others(&raw.vrrp.0, &instances, &vips)?;
+        self.replication_peers_are_others(raw, &instances, &vips, sync.as_ref())?;
+        self.listeners_bind_at_start(
+            raw,
+            metrics_listen,
+            &instances,
+            &vips,
+            bgp.as_ref(),
+            sync.as_ref(),
+        )?;
         self.metrics_listen_is_free(raw, metrics_listen, &instances, sync.as_ref())?;
         self.announcement_is_single(raw, bgp.as_ref(), sync.as_ref(), &instances, &vips)?;
         let guard = self.guard(&raw.acl, &raw.limit, &vips)?;
@@ -787,18 +796,136 @@ impl Checker<'_> {
                     Some(format!(
                         "{peer} is not another node's address: list the other nodes' addresses"
                     ))
-                } else if let Some(other) =
-                    instances.iter().position(|i| i.addresses.contains(peer))
-                {
-                    Some(format!(
-                        "{peer} is an address vrrp[{other}] moves, so this node's own: a peer is another node's own address"
-                    ))
                 } else {
-                    peer_on_a_vip(*peer, vips, |v| format!("vip[{v}]"))
+                    peer_is_this_node(*peer, instances, vips)
                 };
                 if let Some(problem) = problem {
                     return Err(self.invalid(at, &field, problem));
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// A replication peer (`sync_peer`, `[sync] peers`) is another node,
+    /// as a unicast peer is: an address of this node (a VIP, a NAT
+    /// address, one a `[[vrrp]]` moves) reaches this node or whichever
+    /// node holds it, never the peer's listener (which admits its
+    /// configured peers only), so replication would never work.
+    pub(super) fn replication_peers_are_others(
+        &self,
+        raw: &RawConfig,
+        instances: &[VrrpConfig],
+        vips: &[VipConfig],
+        sync: Option<&super::SyncSettings>,
+    ) -> Result<(), ConfigError> {
+        for (index, instance) in instances.iter().enumerate() {
+            let Some(peer) = instance.sync_peer else {
+                continue;
+            };
+            let Some(problem) = peer_is_this_node(peer.ip(), instances, vips) else {
+                continue;
+            };
+            let raw_vrrp = raw.vrrp.0.get(index);
+            let at = raw_vrrp
+                .and_then(|r| r.get_ref().sync_peer.as_ref())
+                .map(|v| v.span().start)
+                .or(raw_vrrp.map(|r| r.span().start))
+                .unwrap_or(0);
+            return Err(self.invalid(at, &format!("vrrp[{index}].sync_peer"), problem));
+        }
+        if let (Some(settings), Some(table)) = (sync, &raw.sync) {
+            for (position, peer) in settings.peers.iter().enumerate() {
+                let Some(problem) = peer_is_this_node(peer.ip(), instances, vips) else {
+                    continue;
+                };
+                let at = table
+                    .get_ref()
+                    .get()
+                    .peer_item(position)
+                    .map_or(table.span().start, |v| v.span().start);
+                return Err(self.invalid(at, &format!("sync.peers[{position}]"), problem));
+            }
+        }
+        Ok(())
+    }
+
+    /// Listeners (`metrics_listen`, `sync_listen`, `[sync] listen`) bind
+    /// when lbd starts, before any VRRP instance takes its addresses (and
+    /// lbd removes them at start): on an address a `[[vrrp]]` moves the
+    /// bind fails and lbd does not start, or starts only on the node that
+    /// still held it. The unspecified address binds anywhere. `[sync]
+    /// listen` also names this node to its peers, so it is no VIP address
+    /// `[bgp]` announces from every node of the group.
+    pub(super) fn listeners_bind_at_start(
+        &self,
+        raw: &RawConfig,
+        metrics: Option<std::net::SocketAddr>,
+        instances: &[VrrpConfig],
+        vips: &[VipConfig],
+        bgp: Option<&super::BgpConfig>,
+        sync: Option<&super::SyncSettings>,
+    ) -> Result<(), ConfigError> {
+        const ANY: &str = "give an address of this node's own, or the unspecified address";
+        let mut listeners = Vec::new();
+        // The default (loopback) is no address an instance moves.
+        if let (Some(metrics), Some(v)) = (metrics, &raw.metrics_listen) {
+            listeners.push((metrics, "metrics_listen".to_owned(), v.span().start, ANY));
+        }
+        for (index, instance) in instances.iter().enumerate() {
+            let Some(listen) = instance.sync_listen else {
+                continue;
+            };
+            let raw_vrrp = raw.vrrp.0.get(index);
+            let at = raw_vrrp
+                .and_then(|r| r.get_ref().sync_listen.as_ref())
+                .map(|v| v.span().start)
+                .or(raw_vrrp.map(|r| r.span().start))
+                .unwrap_or(0);
+            listeners.push((listen, format!("vrrp[{index}].sync_listen"), at, ANY));
+        }
+        let mesh_at = raw.sync.as_ref().map(|table| {
+            table
+                .get_ref()
+                .get()
+                .listen
+                .as_ref()
+                .map_or(table.span().start, |v| v.span().start)
+        });
+        if let (Some(settings), Some(at)) = (sync, mesh_at) {
+            listeners.push((
+                settings.listen,
+                "sync.listen".to_owned(),
+                at,
+                "give this node's own address",
+            ));
+        }
+        for (listen, field, at, hint) in listeners {
+            let ip = listen.ip();
+            if let Some(index) = instances.iter().position(|i| i.addresses.contains(&ip)) {
+                return Err(self.invalid(
+                    at,
+                    &field,
+                    format!(
+                        "{ip} is an address vrrp[{index}] moves: listeners bind at start, before VRRP takes the address; {hint}"
+                    ),
+                ));
+            }
+        }
+        if let (Some(settings), Some(at), Some(bgp)) = (sync, mesh_at, bgp) {
+            let ip = settings.listen.ip();
+            let held = instances.iter().any(|i| i.addresses.contains(&ip));
+            if let Some(v) = vips
+                .iter()
+                .position(|v| v.address == ip && bgp.covers(ip, held))
+            {
+                return Err(self.invalid(
+                    at,
+                    "sync.listen",
+                    format!(
+                        "{ip} is vip[{v}]'s address, which [bgp] announces from every node: sync.listen names this node to its peers (its node id is built from it); give this node's own address"
+                    ),
+                ));
             }
         }
         Ok(())
@@ -892,6 +1019,19 @@ pub(crate) fn peer_on_a_vip(
                 name(v)
             )
         })
+}
+
+/// Why `peer` (a VRRP unicast peer, a replication peer) is an address of
+/// this node and not another node's: one a `[[vrrp]]` of `instances`
+/// moves, or one of `vips`' addresses or NAT addresses
+/// ([`peer_on_a_vip`]).
+fn peer_is_this_node(peer: IpAddr, instances: &[VrrpConfig], vips: &[VipConfig]) -> Option<String> {
+    if let Some(other) = instances.iter().position(|i| i.addresses.contains(&peer)) {
+        return Some(format!(
+            "{peer} is an address vrrp[{other}] moves, so this node's own: a peer is another node's own address"
+        ));
+    }
+    peer_on_a_vip(peer, vips, |v| format!("vip[{v}]"))
 }
 
 /// An `admin_socket` path the API can bind: absolute, naming a file (no
