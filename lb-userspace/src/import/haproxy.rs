@@ -149,6 +149,11 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
             ));
             continue;
         }
+        if let Some(note) = serves_no_clients(proxy, None) {
+            setup.notes.extend(notes);
+            setup.notes.push(note);
+            continue;
+        }
         if let (Some(at), true) = (
             &proxy.stats,
             proxy.kind == "listen" && proxy.servers.is_empty(),
@@ -216,6 +221,11 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
                     ),
                 ));
             }
+            if let Some(note) = serves_no_clients(backend, Some(proxy)) {
+                setup.notes.extend(notes);
+                setup.notes.push(note);
+                continue;
+            }
             rules.push(&backend.acl);
             (backend.servers.clone(), &backend.settings)
         };
@@ -253,7 +263,9 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
                 .as_ref()
                 .is_some_and(|b| b.value == backend.name)
         });
-        if !used {
+        if let (false, Some(note)) = (used, serves_no_clients(backend, None)) {
+            setup.notes.push(note);
+        } else if !used {
             setup.notes.push(Note::new(
                 &backend.origin,
                 format!(
@@ -264,6 +276,30 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
         }
     }
     Ok(())
+}
+
+/// The WARNING that `proxy` (the default_backend of `user`, if given)
+/// is in a mode that serves no clients (`mode log`, HAProxy 2.9+: a
+/// syslog backend; `mode spop`, 3.1+: SPOE agents), so it is skipped,
+/// not imported; None for `tcp` and `http`. Refusing the whole import
+/// for one, as an unknown mode, lost every service beside it.
+fn serves_no_clients(proxy: &Proxy, user: Option<&Proxy>) -> Option<Note> {
+    let mode = proxy.settings.mode.as_ref()?;
+    let what = match mode.value.as_str() {
+        "log" => "log servers HAProxy forwards its logs to",
+        "spop" => "SPOE agents HAProxy's filters talk to",
+        _ => return None,
+    };
+    let used_by = user.map_or(String::new(), |u| {
+        format!(", the default_backend of {} {},", u.kind, u.name)
+    });
+    Some(Note::new(
+        &mode.origin,
+        format!(
+            "WARNING: {} {}{used_by} is in {} ({what}), not a service of clients' connections lbd balances: not imported",
+            proxy.kind, proxy.name, mode.what
+        ),
+    ))
 }
 
 /// Under `balance first`, HAProxy sent each connection to the first

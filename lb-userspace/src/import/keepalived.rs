@@ -6,6 +6,7 @@
 //! block reads the files it names (of those given) where it stands.
 
 mod checker;
+mod conditional;
 mod group;
 mod include;
 mod virtual_server;
@@ -123,11 +124,18 @@ pub(super) struct Keepalived {
 }
 
 impl Keepalived {
-    /// Reads the keepalived files `sources` (name, text) of one setup.
-    pub(super) fn read(sources: &[(&str, &str)]) -> Result<Self, ImportError> {
+    /// Reads the keepalived files `sources` (name, text) of one setup as
+    /// the keepalived of config id `config_id` (its `-i`): the `@ID`
+    /// conditional lines that apply to it kept, the others dropped, and
+    /// refused without one.
+    pub(super) fn read(
+        sources: &[(&str, &str)],
+        config_id: Option<&str>,
+    ) -> Result<Self, ImportError> {
         let mut parsed = Vec::new();
         for (file, text) in sources {
-            parsed.push((*file, blocks::parse(file, text, Dialect::Keepalived)?));
+            let text = conditional::resolve(file, text, config_id)?;
+            parsed.push((*file, blocks::parse(file, &text, Dialect::Keepalived)?));
         }
         let inside = include::block_included(&parsed);
         let mut files = Vec::new();
@@ -192,7 +200,7 @@ impl Keepalived {
                         setup.notes.push(Note::new(
                             &origin,
                             format!(
-                                "{}: not followed; pass the included files to import too",
+                                "WARNING: {}: not followed; the virtual_servers and vrrp_instances of the files it names are not imported: pass the included files to import too",
                                 statement.text()
                             ),
                         ));

@@ -223,8 +223,26 @@ pub(crate) fn whole_address(text: &str) -> Option<IpAddr> {
 }
 
 /// Reads `sources` (one setup: e.g. haproxy.cfg and keepalived.conf of
-/// one node) and writes the lbd configuration that does the same.
+/// one node) and writes the lbd configuration that does the same. A
+/// keepalived conditional line (`@ID ...`) is refused: see
+/// [`import_with_config_id`].
 pub fn import(sources: &[Source], options: &Options) -> Result<Imported, ImportError> {
+    import_with_config_id(sources, options, None)
+}
+
+/// [`import`] as the keepalived of config id `config_id` (its
+/// `-i`/`--config-id`, else its short host name) reads its files: a
+/// conditional line `@ID ...` applies where ID is it, `@^ID ...` where it
+/// is not, as keepalived decides (one file then serves both nodes, e.g.
+/// `@lb1 priority 150` and `@lb2 priority 100`). With None such a line is
+/// refused at its line, never dropped: which apply depends on the node.
+/// A separate entry point, not a field of [`Options`], so that callers
+/// building `Options` field by field keep compiling.
+pub fn import_with_config_id(
+    sources: &[Source],
+    options: &Options,
+    config_id: Option<&str>,
+) -> Result<Imported, ImportError> {
     if sources.is_empty() {
         return Err(ImportError::setup("no file to import"));
     }
@@ -251,7 +269,7 @@ pub fn import(sources: &[Source], options: &Options) -> Result<Imported, ImportE
     };
     // keepalived files are one configuration: a track_script may use a
     // vrrp_script of another file given, an include name another file.
-    let keepalived = keepalived::Keepalived::read(&of_format(Format::Keepalived))?;
+    let keepalived = keepalived::Keepalived::read(&of_format(Format::Keepalived), config_id)?;
     let mut nth_keepalived = 0;
     for (source, (_, format)) in sources.iter().zip(&formats) {
         match format {

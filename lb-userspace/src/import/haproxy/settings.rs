@@ -86,7 +86,10 @@ pub(super) fn apply(file: &str, line: &Line, settings: &mut Settings) -> Result<
     let arg = |i: usize| words.get(i).map(String::as_str);
     match (words[0].as_str(), arg(1)) {
         ("mode", Some(mode)) => {
-            if !matches!(mode, "tcp" | "http") {
+            // log (2.9+) and spop (3.1+) are proxies that serve no clients
+            // (a syslog ring's servers, SPOE agents): read, and skipped
+            // with a warning where they would be imported.
+            if !matches!(mode, "tcp" | "http" | "log" | "spop") {
                 return Err(ImportError::at(
                     file,
                     line.no,

@@ -96,6 +96,16 @@ pub(super) fn entries(check: Option<&Check>, notes: &mut Vec<String>) -> Vec<Ent
             Some(t) => format!("{}, capped to the interval", t.what),
             None => "lbd's default, capped to the interval".to_owned(),
         };
+        // The source's own timeout, shortened: a backend slower than the
+        // interval, which the source waited for, now fails its check.
+        if let Some(t) = &check.timeout {
+            notes.push(format!(
+                "{}: a check timeout of {} ms is longer than the interval; lbd's may not be: {} ms is used, so a backend answering later than that fails its check where the source waited for it",
+                t.origin,
+                t.value.as_millis(),
+                interval.as_millis()
+            ));
+        }
         out.push(millis("timeout_ms", &capped, notes));
     } else if let Some(v) = &check.timeout {
         out.push(millis("timeout_ms", v, notes));

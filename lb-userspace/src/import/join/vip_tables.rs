@@ -66,6 +66,7 @@ pub(super) fn vip_tables(
     // With no active server that takes flows, the source sent them to
     // its backups: those take them here as active ones (lbd has none).
     let promoted = promoted_backups(vip.service, backends, &mut tables[0].notes);
+    idle_backups_warning(service, backends, &promoted, &mut tables[0].notes);
     let active = |i: usize, b: &Backend| b.role == Role::Active || promoted.contains(&i);
     // The VIP's checks are the first active backend's; others that differ
     // get their own table.
@@ -207,6 +208,37 @@ fn promoted_backups(
         names.join(", ")
     ));
     taken
+}
+
+/// The WARNING, once per VIP, that the backup servers written beside
+/// active ones (weight 0, lbd has no backups) no longer take over: when
+/// every active server fails its checks, the source moved traffic to a
+/// backup, lbd drops new flows (`on_all_down = "drop"`, its default). A
+/// NOTE on each backup was easy to miss among the others.
+fn idle_backups_warning(
+    service: &Service,
+    backends: &[Backend],
+    promoted: &[usize],
+    notes: &mut Vec<String>,
+) {
+    let idle: Vec<&Backend> = backends
+        .iter()
+        .enumerate()
+        .filter(|(i, b)| matches!(b.role, Role::Backup(_)) && !promoted.contains(i))
+        .map(|(_, b)| b)
+        .collect();
+    let Some(first) = idle.first() else {
+        return;
+    };
+    let Role::Backup(at) = &first.role else {
+        return;
+    };
+    let names: Vec<&str> = idle.iter().map(|b| b.name.as_str()).collect();
+    notes.push(format!(
+        "{at}: WARNING: {} has backup servers ({}), written with weight 0 as lbd has none: when all its active servers are down, lbd drops new flows (on_all_down = \"drop\") instead of failing over to them; give one a weight then (`lbctl backend weight`)",
+        service.name,
+        names.join(", ")
+    ));
 }
 
 /// Refuses, at its line, a backend of the other family than its VIP's

@@ -1,8 +1,10 @@
 //! keepalived's real-server checkers (`TCP_CHECK`, `HTTP_GET`, `SSL_GET`)
 //! as lbd checks: `delay_loop` is the interval, `delay_before_retry` the
 //! fast interval, `connect_timeout` the timeout, a failure and its
-//! `retry` retries the fall; keepalived brings a server back at its first
-//! success (rise 1).
+//! `retry` retries the fall, `virtualhost` the HTTP check's Host;
+//! keepalived brings a server back at its first success (rise 1). Those
+//! settings may be given on the virtual_server and on the real_server as
+//! well as in the checker, the lower level winning ([`Inherited`]).
 
 use std::time::Duration;
 
@@ -15,11 +17,116 @@ use crate::import::ImportError;
 /// `virtualhost`.
 type Url = (Sourced<String>, Option<Sourced<u16>>, Option<String>);
 
-/// The check a checker block describes.
+/// The checker settings keepalived takes on a `virtual_server` and on a
+/// `real_server` for the checkers below them (check_parser.c: the
+/// virtual_server's are the real_server's defaults, the real_server's the
+/// checker's), each with the line it was written on, so that a check
+/// written from them names that line and not keepalived's defaults.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Inherited {
+    /// `delay_loop`: the check interval.
+    pub(super) delay_loop: Option<Sourced<Duration>>,
+    /// `connect_timeout`: the check timeout.
+    pub(super) connect_timeout: Option<Sourced<Duration>>,
+    /// `retry` (`nb_get_retry`): failures after the first before the
+    /// server is taken out.
+    pub(super) retry: Option<Sourced<u32>>,
+    /// `delay_before_retry`: the delay before a retry (lbd's fast
+    /// interval).
+    pub(super) delay_before_retry: Option<Sourced<Duration>>,
+    /// `virtualhost`: the Host an HTTP_GET sends.
+    pub(super) virtualhost: Option<Sourced<String>>,
+}
+
+/// Whether `name` is one of the settings [`Inherited::read`] reads.
+pub(super) fn is_inherited(name: &str) -> bool {
+    matches!(
+        name,
+        "delay_loop"
+            | "connect_timeout"
+            | "retry"
+            | "nb_get_retry"
+            | "delay_before_retry"
+            | "virtualhost"
+            | "warmup"
+            | "alpha"
+    )
+}
+
+impl Inherited {
+    /// Reads `statement` when it is one of keepalived's inherited checker
+    /// settings (`warmup` and `alpha`, which lbd has no equivalent of,
+    /// are noted in `notes`): whether it was one.
+    pub(super) fn read(
+        &mut self,
+        file: &str,
+        statement: &Statement,
+        notes: &mut Vec<Note>,
+    ) -> Result<bool, ImportError> {
+        let at = Origin::new(file, statement.line);
+        match statement.name() {
+            "delay_loop" => {
+                self.delay_loop = Some(Sourced::new(
+                    duration(file, statement)?,
+                    &at,
+                    statement.text(),
+                ));
+            }
+            "connect_timeout" => {
+                self.connect_timeout = Some(Sourced::new(
+                    duration(file, statement)?,
+                    &at,
+                    statement.text(),
+                ));
+            }
+            "retry" | "nb_get_retry" => {
+                self.retry = Some(Sourced::new(
+                    number(file, statement, 0..=99u32)?,
+                    &at,
+                    statement.text(),
+                ));
+            }
+            "delay_before_retry" => {
+                self.delay_before_retry = Some(Sourced::new(
+                    duration(file, statement)?,
+                    &at,
+                    statement.text(),
+                ));
+            }
+            "virtualhost" => {
+                self.virtualhost = Some(Sourced::new(
+                    one(file, statement)?.to_owned(),
+                    &at,
+                    statement.text(),
+                ));
+            }
+            "warmup" => notes.push(Note::new(
+                &at,
+                format!(
+                    "{}: keepalived delayed each checker's first check by a random time up to this; lbd checks from the start: not carried over",
+                    statement.text()
+                ),
+            )),
+            "alpha" => notes.push(Note::new(
+                &at,
+                format!(
+                    "{}: keepalived started each real_server down until its first good check; lbd starts a backend unknown, which counts as up (it takes new flows until its checks fail): not carried over",
+                    statement.text()
+                ),
+            )),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// The check a checker block describes, its settings not given in it
+/// taken from `inherited` (the virtual_server's and real_server's), else
+/// keepalived's defaults.
 pub(super) fn check(
     file: &str,
     statement: &Statement,
-    delay_loop: Option<&Sourced<Duration>>,
+    inherited: &Inherited,
     notes: &mut Vec<Note>,
 ) -> Result<Check, ImportError> {
     let origin = Origin::new(file, statement.line);
@@ -32,44 +139,15 @@ pub(super) fn check(
     }
     let mut http: Option<Url> = None;
     let mut check = Check::new(Sourced::new(CheckKind::Tcp, &origin, kind));
-    check.interval = Some(delay_loop.cloned().unwrap_or_else(|| {
-        Sourced::new(
-            Duration::from_secs(60),
-            &origin,
-            "delay_loop: keepalived's default 60s",
-        )
-    }));
-    check.timeout = Some(Sourced::new(
-        Duration::from_secs(5),
-        &origin,
-        "connect_timeout: keepalived's default 5s",
-    ));
-    // keepalived waits 3 s before an HTTP_GET/SSL_GET retry, 1 s before
-    // a TCP_CHECK one.
-    let retry_default = if kind == "TCP_CHECK" { 1 } else { 3 };
-    check.fast_interval = Some(Sourced::new(
-        Duration::from_secs(retry_default),
-        &origin,
-        format!("delay_before_retry: keepalived's default {retry_default}s for {kind}"),
-    ));
-    check.rise = Some(Sourced::new(
-        1,
-        &origin,
-        "keepalived restores a server at its first good check",
-    ));
-    check.fall = Some(Sourced::new(
-        2,
-        &origin,
-        "retry: keepalived's default 1, plus the first failure",
-    ));
-    let mut host = None;
+    // The checker's own settings over those it inherits.
+    let mut settings = inherited.clone();
     for child in statement.children() {
         let file = child.file_in(file);
         let at = Origin::new(file, child.line);
+        if settings.read(file, child, notes)? {
+            continue;
+        }
         match child.name() {
-            "connect_timeout" => {
-                check.timeout = Some(Sourced::new(duration(file, child)?, &at, child.text()));
-            }
             "connect_port" => {
                 check.port = Some(Sourced::new(
                     number(file, child, 1..=65_535u16)?,
@@ -77,14 +155,6 @@ pub(super) fn check(
                     child.text(),
                 ));
             }
-            "retry" | "nb_get_retry" => {
-                let retries: u32 = number(file, child, 0..=99)?;
-                check.fall = Some(Sourced::new(retries + 1, &at, child.text()));
-            }
-            "delay_before_retry" => {
-                check.fast_interval = Some(Sourced::new(duration(file, child)?, &at, child.text()));
-            }
-            "virtualhost" => host = Some(one(file, child)?.to_owned()),
             "url" if kind != "TCP_CHECK" => {
                 if http.is_some() {
                     notes.push(Note::new(
@@ -139,16 +209,69 @@ pub(super) fn check(
             )),
         }
     }
+    check.interval = Some(settings.delay_loop.clone().unwrap_or_else(|| {
+        Sourced::new(
+            Duration::from_secs(60),
+            &origin,
+            "delay_loop: keepalived's default 60s",
+        )
+    }));
+    check.timeout = Some(settings.connect_timeout.clone().unwrap_or_else(|| {
+        Sourced::new(
+            Duration::from_secs(5),
+            &origin,
+            "connect_timeout: keepalived's default 5s",
+        )
+    }));
+    // keepalived waits 3 s before an HTTP_GET/SSL_GET retry, 1 s before
+    // a TCP_CHECK one.
+    let retry_default = if kind == "TCP_CHECK" { 1 } else { 3 };
+    check.fast_interval = Some(settings.delay_before_retry.clone().unwrap_or_else(|| {
+        Sourced::new(
+            Duration::from_secs(retry_default),
+            &origin,
+            format!("delay_before_retry: keepalived's default {retry_default}s for {kind}"),
+        )
+    }));
+    check.rise = Some(Sourced::new(
+        1,
+        &origin,
+        "keepalived restores a server at its first good check",
+    ));
+    check.fall = Some(match &settings.retry {
+        Some(retry) => Sourced::new(
+            retry.value.saturating_add(1),
+            &retry.origin,
+            format!("{}, plus the first failure", retry.what),
+        ),
+        None => Sourced::new(
+            2,
+            &origin,
+            "retry: keepalived's default 1, plus the first failure",
+        ),
+    });
     if let (Some((path, status, url_host)), "HTTP_GET") = (http, kind) {
-        let host = url_host.or(host);
+        // keepalived: a url's own virtualhost over the checker's, the
+        // real_server's and the virtual_server's.
+        let inherited_host = settings
+            .virtualhost
+            .as_ref()
+            .filter(|_| url_host.is_none())
+            .map(|h| format!("; {}", h.comment()))
+            .unwrap_or_default();
+        let host = url_host.or(settings.virtualhost.map(|h| h.value));
         let what = match &status {
-            Some(status) => format!("{kind} url {}; {}", path.what, status.comment()),
+            Some(status) => format!(
+                "{kind} url {}; {}{inherited_host}",
+                path.what,
+                status.comment()
+            ),
             None => {
                 notes.push(Note::new(
                     &path.origin,
                     "url without status_code: keepalived takes any 2xx status as healthy; lbd expects exactly one: 200 (a backend answering 204 or 301 counts as down)",
                 ));
-                format!("{kind} url {}", path.what)
+                format!("{kind} url {}{inherited_host}", path.what)
             }
         };
         check.kind = Sourced::new(

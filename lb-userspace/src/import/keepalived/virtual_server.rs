@@ -4,10 +4,8 @@
 //! forwarding mode, and its `real_server`s as backends with their
 //! weights and checkers.
 
-use std::time::Duration;
-
 use super::group::{self, Group};
-use super::{checker, duration, number, one};
+use super::{checker, number, one};
 use crate::config::Protocol;
 use crate::import::blocks::Statement;
 use crate::import::model::{keep_only, Backend, Listen, Note, Origin, Role, Service, Sourced};
@@ -94,12 +92,16 @@ pub(super) fn virtual_server(
         notes: fwmark_note.into_iter().collect(),
     };
     let mut protocol = Protocol::Tcp;
-    let mut delay_loop = None;
+    // The checker settings given here, the real_servers' defaults.
+    let mut inherited = checker::Inherited::default();
     let mut equal_weights: Option<Sourced<()>> = None;
     let mut failover: Option<Sourced<()>> = None;
     for child in statement.children() {
         let file = child.file_in(file);
         let at = Origin::new(file, child.line);
+        if inherited.read(file, child, &mut service.notes)? {
+            continue;
+        }
         match child.name() {
             "protocol" => {
                 protocol = match one(file, child)? {
@@ -118,7 +120,6 @@ pub(super) fn virtual_server(
                 let mode = method(file, child, &mut service.notes)?;
                 service.forwarding = Some(Sourced::new(mode, &at, child.text()));
             }
-            "delay_loop" => delay_loop = Some(Sourced::new(duration(file, child)?, &at, child.text())),
             "lb_algo" | "lvs_sched" => match child.args() {
                 // IPVS's rr, lc and dh give every server of weight > 0
                 // the same share whatever its weight; lbd's Maglev
@@ -152,12 +153,20 @@ pub(super) fn virtual_server(
             )),
         }
     }
+    // Whether the virtual_server names its forwarding method: without,
+    // each real_server without its own is forwarded with keepalived's
+    // default NAT.
+    let named = service.forwarding.is_some();
+    let mut default_forwarded: Option<Backend> = None;
     for child in statement
         .children()
         .iter()
         .filter(|c| c.name() == "real_server")
     {
-        let (backend, own) = real_server(child.file_in(file), child, delay_loop.as_ref())?;
+        let (backend, own) = real_server(child.file_in(file), child, &inherited)?;
+        if own.is_none() && !named && default_forwarded.is_none() {
+            default_forwarded = Some(backend.clone());
+        }
         // keepalived lets a real_server have its own lvs_method; an lbd VIP
         // has one forwarding mode for all its backends.
         if let Some(own) = own {
@@ -177,6 +186,7 @@ pub(super) fn virtual_server(
         }
         service.backends.push(backend);
     }
+    default_nat(&mut service, &origin, default_forwarded.as_ref())?;
     if let Some(algo) = &equal_weights {
         equalize(&mut service, algo);
     }
@@ -229,6 +239,43 @@ pub(super) fn virtual_server(
         Front::Fwmark => {}
     }
     Ok(service)
+}
+
+/// keepalived's forwarding method where a virtual_server names none
+/// (check_parser.c: "no forwarding method set, setting default NAT"):
+/// IPVS NAT, which the backends answer through (they do not hold the
+/// VIP), so lbd's nat mode, whose join warns that the backends then see
+/// the NAT address and not the client's. Guessing dsr-l2 from the ports,
+/// as for a proxy, left backends without the VIP receiving packets for
+/// it. `default_forwarded`, a real_server without its own lvs_method,
+/// is refused when others name a method other than NAT: an lbd VIP has
+/// one forwarding mode.
+fn default_nat(
+    service: &mut Service,
+    origin: &Origin,
+    default_forwarded: Option<&Backend>,
+) -> Result<(), ImportError> {
+    match (&service.forwarding, default_forwarded) {
+        (None, _) => {
+            service.forwarding = Some(Sourced::new(
+                lb_common::Mode::Nat,
+                origin,
+                "no lb_kind/lvs_method: keepalived's default NAT",
+            ));
+            Ok(())
+        }
+        (Some(own), Some(backend)) if own.value != lb_common::Mode::Nat => {
+            Err(ImportError::at_origin(
+                &backend.origin,
+                format!(
+                    "real_server {} names no lvs_method and its virtual_server none, so keepalived forwards it with its default NAT, otherwise than {}; an lbd VIP has one forwarding mode: split the service or make them agree",
+                    backend.address,
+                    own.comment()
+                ),
+            ))
+        }
+        (Some(_), _) => Ok(()),
+    }
 }
 
 /// Weight 1 for every real_server of weight > 0, under a scheduler
@@ -378,7 +425,7 @@ fn method(
 fn real_server(
     file: &str,
     statement: &Statement,
-    delay_loop: Option<&Sourced<Duration>>,
+    inherited: &checker::Inherited,
 ) -> Result<(Backend, Option<Sourced<lb_common::Mode>>), ImportError> {
     let origin = Origin::new(file, statement.line);
     let (address, port) = match statement.args() {
@@ -418,10 +465,17 @@ fn real_server(
     );
     let mut own = None;
     let mut first_checker: Option<String> = None;
+    // The real_server's checker settings over the virtual_server's,
+    // wherever in the block they are written: read before its checkers.
+    let mut settings = inherited.clone();
+    for child in statement.children() {
+        settings.read(child.file_in(file), child, &mut backend.notes)?;
+    }
     for child in statement.children() {
         let file = child.file_in(file);
         let at = Origin::new(file, child.line);
         match child.name() {
+            _ if checker::is_inherited(child.name()) => {}
             "weight" => {
                 let weight = number(file, child, 0..=65_535u32)?;
                 if weight == 0 {
@@ -450,7 +504,7 @@ fn real_server(
                 first_checker = Some(format!("{} at {at}", child.name()));
                 if matches!(child.name(), "TCP_CHECK" | "HTTP_GET" | "SSL_GET") {
                     backend.check =
-                        Some(checker::check(file, child, delay_loop, &mut backend.notes)?);
+                        Some(checker::check(file, child, &settings, &mut backend.notes)?);
                 } else {
                     backend.notes.push(Note::new(
                         &at,

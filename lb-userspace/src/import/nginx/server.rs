@@ -314,6 +314,20 @@ fn proxy_pass(
                     address,
                     Some(crate::import::port_number(port).ok_or_else(|| bad_port(port))?),
                 )),
+                // `NAME:PORT` is never an upstream (nginx refuses an
+                // upstream with a port): a host name, which lbd cannot
+                // balance to; refused as README says, not dropped with
+                // a hint to pass an upstream's file.
+                Err(_) if port.bytes().all(|b| b.is_ascii_digit()) => {
+                    return Err(ImportError::at(
+                        file,
+                        statement.line,
+                        format!(
+                            "{}: {h:?} is not an IP address (lbd balances to addresses: write the backend's, or an upstream of them)",
+                            statement.text()
+                        ),
+                    ))
+                }
                 Err(_) => None,
             },
             // No ':' and not an address: an upstream's name.

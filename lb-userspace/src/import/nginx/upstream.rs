@@ -203,7 +203,14 @@ fn server(
             "fail_timeout" => {
                 fail_timeout = Some(time(value).ok_or_else(|| bad("a time such as 30s"))?)
             }
-            "backup" => backend.role = Role::Backup(origin.clone()),
+            // `down` wins in either order: nginx uses a server marked
+            // down for nothing, backup or not (`down backup` written as a
+            // backup took over when no active server could).
+            "backup" => {
+                if !matches!(backend.role, Role::Disabled(_)) {
+                    backend.role = Role::Backup(origin.clone());
+                }
+            }
             "down" => backend.role = Role::Disabled(origin.clone()),
             "max_conns" => backend.notes.push(Note::new(
                 &origin,

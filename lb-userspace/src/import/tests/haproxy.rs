@@ -1142,3 +1142,62 @@ fn cut_sessions_on_a_state_change_are_warned_about_and_downinter_says_when_lbd_c
         assert!(has_note(&imported, needle), "no {needle:?} in {:#?}", imported.notes);
     }
 }
+
+/// Backups next to active servers no longer take over: a WARNING once
+/// per VIP, not only a NOTE on each.
+#[test]
+fn backups_beside_active_servers_are_warned_of_once() {
+    let imported = ok(
+        &[("haproxy.cfg", HAPROXY), ("keepalived.conf", KEEPALIVED)],
+        &Options::default(),
+    );
+    let warnings: Vec<&String> = imported
+        .notes
+        .iter()
+        .filter(|n| n.contains("has backup servers"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{:#?}", imported.notes);
+    assert!(
+        warnings[0]
+            .starts_with("haproxy.cfg:22: WARNING: frontend http_front has backup servers (web3)"),
+        "{}",
+        warnings[0]
+    );
+    assert!(warnings[0].contains("lbd drops new flows"));
+}
+
+/// `mode log` (2.9+) and `mode spop` (3.1+) proxies serve no clients:
+/// skipped with a warning, the rest imported.
+#[test]
+fn log_and_spop_backends_are_skipped_with_a_warning() {
+    let with = format!("{HAPROXY}backend syslog\n    mode log\n    server s 198.18.0.9:514\nbackend agents\n    mode spop\n    server a 198.18.0.8:12345\n");
+    let imported = ok(
+        &[("haproxy.cfg", &with), ("keepalived.conf", KEEPALIVED)],
+        &Options::default(),
+    );
+    assert_eq!(imported.config.vips.len(), 1);
+    assert!(
+        has_note(
+            &imported,
+            "haproxy.cfg:24: WARNING: backend syslog is in mode log"
+        ),
+        "{:#?}",
+        imported.notes
+    );
+    assert!(has_note(
+        &imported,
+        "haproxy.cfg:27: WARNING: backend agents is in mode spop"
+    ));
+    // A frontend sending its connections to one is skipped too.
+    let used = format!("{TCP}frontend f\n  bind 198.18.0.100:514\n  default_backend syslog\nlisten l\n  bind 198.18.0.100:80\n  server w 198.18.0.11:80\nbackend syslog\n  mode log\n  server s 198.18.0.9:514\n");
+    let imported = ok(&[("h.cfg", &used)], &on_eth0());
+    assert_eq!(imported.config.vips.len(), 1);
+    assert!(
+        has_note(
+            &imported,
+            "h.cfg:11: WARNING: backend syslog, the default_backend of frontend f, is in mode log"
+        ),
+        "{:#?}",
+        imported.notes
+    );
+}

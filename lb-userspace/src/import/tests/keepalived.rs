@@ -241,7 +241,7 @@ fn lvs_method_is_lb_kind_also_in_a_real_server() {
 #[test]
 fn a_real_server_with_several_checkers_keeps_the_first_and_says_so() {
     let text = "virtual_server 198.18.0.100 80 {\n  real_server 198.18.0.11 80 {\n    HTTP_GET {\n      url {\n        path /health\n        status_code 200\n      }\n    }\n    TCP_CHECK {\n      connect_timeout 3\n    }\n  }\n}\n";
-    let imported = ok(&[("k.conf", text)], &on_eth0());
+    let imported = ok(&[("k.conf", text)], &with_nat());
     assert_eq!(imported.config.vips[0].health.check, CheckType::Http);
     assert!(has_note(
         &imported,
@@ -252,7 +252,7 @@ fn a_real_server_with_several_checkers_keeps_the_first_and_says_so() {
 #[test]
 fn http_get_statuses_and_retry_delay_follow_keepalived_defaults() {
     let text = "virtual_server 198.18.0.100 80 {\n  real_server 198.18.0.11 80 {\n    HTTP_GET {\n      url {\n        path /health\n      }\n    }\n  }\n}\nvirtual_server 198.18.0.100 81 {\n  real_server 198.18.0.11 81 {\n    HTTP_GET {\n      url {\n        path /health\n        status_code 300-399,204\n      }\n    }\n  }\n}\n";
-    let imported = ok(&[("k.conf", text)], &on_eth0());
+    let imported = ok(&[("k.conf", text)], &with_nat());
     let first = &imported.config.vips[0].health;
     assert_eq!(first.expect_status, 200);
     assert_eq!(first.fast_interval, std::time::Duration::from_secs(3));
@@ -266,7 +266,7 @@ fn http_get_statuses_and_retry_delay_follow_keepalived_defaults() {
         "k.conf:15: status_code 300-399,204: keepalived takes any of these"
     ));
     let bad = text.replace("300-399,204", "399-300");
-    assert!(refused(&[("k.conf", &bad)], &on_eth0())
+    assert!(refused(&[("k.conf", &bad)], &with_nat())
         .starts_with("k.conf:15: status_code 399-300: not a status"));
 }
 
@@ -286,7 +286,7 @@ fn a_retry_delay_longer_than_the_loop_is_capped_to_it() {
     // keepalived's retry delay defaults to 3 s whatever the loop; lbd
     // checks a changing backend at least as often as a stable one.
     let text = "virtual_server 198.18.0.100 80 {\n  delay_loop 1\n  real_server 198.18.0.11 80 {\n    HTTP_GET {\n      url {\n        path /health\n        status_code 200\n      }\n    }\n  }\n}\n";
-    let imported = ok(&[("k.conf", text)], &on_eth0());
+    let imported = ok(&[("k.conf", text)], &with_nat());
     let health = &imported.config.vips[0].health;
     assert_eq!(health.interval, Duration::from_secs(1));
     assert_eq!(health.fast_interval, Duration::from_secs(1));
@@ -785,4 +785,178 @@ fn a_positive_track_script_weight_is_warned_of_with_both_priorities() {
     let negative = text.replace("weight 2", "weight -2");
     let imported = ok(&[("k.conf", &negative)], &Options::default());
     assert!(!has_note(&imported, "keepalived added a positive weight"));
+}
+
+/// keepalived's own default forwarding method is NAT (check_parser.c:
+/// "no forwarding method set, setting default NAT"): the backends do not
+/// hold the VIP, so dsr-l2 (guessed from the ports, as for a proxy) left
+/// them dropping its packets.
+#[test]
+fn a_virtual_server_without_lb_kind_is_ipvs_nat() {
+    let text = "vrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 51\n  virtual_ipaddress {\n    198.18.0.100\n  }\n}\nvirtual_server 198.18.0.100 80 {\n  delay_loop 5\n  protocol TCP\n  real_server 198.18.0.11 80 {\n    TCP_CHECK {\n    }\n  }\n}\n";
+    let imported = ok(&[("k.conf", text)], &with_nat());
+    assert_eq!(imported.config.vips[0].forwarding, Mode::Nat);
+    assert!(
+        has_note(
+            &imported,
+            "k.conf:8: WARNING: IPVS NAT rewrites only the destination"
+        ),
+        "{:#?}",
+        imported.notes
+    );
+    assert!(!has_note(&imported, "proxied connections"));
+    assert!(imported
+        .text
+        .contains("no lb_kind/lvs_method: keepalived's default NAT"));
+    // Without a NAT address: refused, naming keepalived's default.
+    assert!(refused(&[("k.conf", text)], &on_eth0())
+        .contains("(k.conf:8 (no lb_kind/lvs_method: keepalived's default NAT))"));
+    // A real_server's own DR makes the service DR; another real_server
+    // left to keepalived's default NAT is refused at its line.
+    let own = text.replace("    TCP_CHECK", "    lvs_method DR\n    TCP_CHECK");
+    let imported = ok(&[("k.conf", &own)], &on_eth0());
+    assert_eq!(imported.config.vips[0].forwarding, Mode::DsrL2);
+    let mixed = own.replace(
+        "  real_server 198.18.0.11 80 {",
+        "  real_server 198.18.0.12 80 {\n  }\n  real_server 198.18.0.11 80 {",
+    );
+    assert!(
+        refused(&[("k.conf", &mixed)], &with_nat()).starts_with(
+            "k.conf:11: real_server 198.18.0.12 names no lvs_method and its virtual_server none"
+        ),
+        "{}",
+        refused(&[("k.conf", &mixed)], &with_nat())
+    );
+}
+
+/// keepalived takes `virtualhost`, `connect_timeout`, `delay_loop`,
+/// `retry` and `delay_before_retry` on the virtual_server and on each
+/// real_server for their checkers, the lower level winning.
+#[test]
+fn checker_settings_of_the_virtual_and_real_server_reach_the_check() {
+    let text = "virtual_server 198.18.0.100 80 {\n  lb_kind DR\n  virtualhost app.example\n  retry 3\n  connect_timeout 2\n  delay_before_retry 1\n  real_server 198.18.0.11 80 {\n    delay_loop 4\n    HTTP_GET {\n      url {\n        path /health\n        status_code 200\n      }\n    }\n  }\n}\n";
+    let imported = ok(&[("k.conf", text)], &on_eth0());
+    let health = &imported.config.vips[0].health;
+    assert_eq!(health.check, CheckType::Http);
+    assert_eq!(health.host.as_deref(), Some("app.example"));
+    assert_eq!(health.fall, 4);
+    assert_eq!(health.interval, Duration::from_secs(4));
+    assert_eq!(health.timeout, Duration::from_secs(2));
+    assert_eq!(health.fast_interval, Duration::from_secs(1));
+    let written = &imported.text;
+    for expected in [
+        "k.conf:4 (retry 3, plus the first failure)",
+        "k.conf:8 (delay_loop 4)",
+        "k.conf:5 (connect_timeout 2)",
+        "k.conf:3 (virtualhost app.example)",
+    ] {
+        assert!(written.contains(expected), "no {expected:?} in\n{written}");
+    }
+    for wrong in [
+        "retry: keepalived's default",
+        "delay_loop: keepalived's default",
+        "connect_timeout: keepalived's default",
+    ] {
+        assert!(!written.contains(wrong), "{wrong:?} in\n{written}");
+    }
+    assert!(
+        !has_note(&imported, "not carried over"),
+        "{:#?}",
+        imported.notes
+    );
+    // The checker's own over the real_server's over the virtual_server's.
+    let own = text.replace(
+        "    HTTP_GET {\n",
+        "    retry 0\n    HTTP_GET {\n      retry 5\n      virtualhost own.example\n",
+    );
+    let health = ok(&[("k.conf", &own)], &on_eth0()).config.vips[0]
+        .health
+        .clone();
+    assert_eq!(
+        (health.fall, health.host.as_deref()),
+        (6, Some("own.example"))
+    );
+    // What lbd has no equivalent of is said.
+    let warmup = text.replace("  retry 3\n", "  warmup 10\n  alpha\n");
+    let imported = ok(&[("k.conf", &warmup)], &on_eth0());
+    assert!(has_note(
+        &imported,
+        "k.conf:4: warmup 10: keepalived delayed"
+    ));
+    assert!(has_note(&imported, "k.conf:5: alpha: keepalived started"));
+}
+
+/// A check timeout above the interval lbd cannot keep is said, not only
+/// commented.
+#[test]
+fn a_check_timeout_capped_to_the_interval_is_noted() {
+    let text = "virtual_server 198.18.0.100 80 {\n  lb_kind DR\n  delay_loop 2\n  real_server 198.18.0.11 80 {\n    TCP_CHECK {\n      connect_timeout 5\n    }\n  }\n}\n";
+    let imported = ok(&[("k.conf", text)], &on_eth0());
+    assert_eq!(
+        imported.config.vips[0].health.timeout,
+        Duration::from_secs(2)
+    );
+    assert!(
+        has_note(
+            &imported,
+            "k.conf:6: a check timeout of 5000 ms is longer than the interval"
+        ),
+        "{:#?}",
+        imported.notes
+    );
+}
+
+/// A top-level include of files not given may hold every service: a
+/// WARNING, as nginx's.
+#[test]
+fn a_keepalived_include_not_followed_is_a_warning() {
+    let text = format!("include /etc/keepalived/conf.d/*.conf\n{INSTANCE}");
+    let imported = ok(&[("k.conf", &text)], &on_eth0());
+    assert!(
+        has_note(
+            &imported,
+            "k.conf:1: WARNING: include /etc/keepalived/conf.d/*.conf: not followed"
+        ),
+        "{:#?}",
+        imported.notes
+    );
+}
+
+/// Imports `files` as the keepalived of config id `config_id`.
+fn as_node(files: &[(&str, &str)], config_id: Option<&str>) -> Result<Imported, ImportError> {
+    let sources: Vec<Source> = files
+        .iter()
+        .map(|(name, text)| Source {
+            name: (*name).to_owned(),
+            text: (*text).to_owned(),
+        })
+        .collect();
+    super::super::import_with_config_id(&sources, &on_eth0(), config_id)
+}
+
+/// One keepalived.conf for both nodes: `@ID` lines apply to the node of
+/// that config id only, `@^ID` to the others; without an id they are
+/// refused at their line, never dropped.
+#[test]
+fn conditional_lines_follow_the_config_id() {
+    let text = "vrrp_instance V {\n  interface eth0\n  virtual_router_id 5\n  @a priority 150\n  @b priority 90\n  @^a nopreempt\n  virtual_ipaddress {\n    198.18.0.100\n  }\n}\n";
+    let a = as_node(&[("k.conf", text)], Some("a")).expect("imports as a");
+    assert_eq!(
+        (a.config.vrrp[0].priority, a.config.vrrp[0].preempt),
+        (150, true)
+    );
+    assert!(a.text.contains("k.conf:4 (priority 150)"), "{}", a.text);
+    let b = as_node(&[("k.conf", text)], Some("b")).expect("imports as b");
+    assert_eq!(
+        (b.config.vrrp[0].priority, b.config.vrrp[0].preempt),
+        (90, false)
+    );
+    let err = as_node(&[("k.conf", text)], None)
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.starts_with("k.conf:4: \"@a priority 150\": a conditional line"),
+        "{err}"
+    );
+    assert_eq!(refused(&[("k.conf", text)], &on_eth0()), err);
 }

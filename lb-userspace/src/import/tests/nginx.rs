@@ -822,3 +822,43 @@ fn a_pass_lbd_cannot_follow_leaves_the_choice_to_the_next() {
         imported.notes
     );
 }
+
+/// nginx uses a server marked `down` for nothing, backup or not, in
+/// either order of the two words.
+#[test]
+fn a_down_backup_server_is_down_in_either_order() {
+    let options = Options {
+        vips: vec![vip("198.18.0.100:80/tcp")],
+        ..on_eth0()
+    };
+    for pair in ["down backup", "backup down"] {
+        let text = format!(
+            "upstream app {{\n    server 198.18.0.11:80 down;\n    server 198.18.0.12:80 {pair};\n}}\n"
+        );
+        let imported = ok(&[("app.conf", &text)], &options);
+        assert_eq!(
+            weights(&imported.config.vips[0]),
+            [(ip("198.18.0.11"), 0), (ip("198.18.0.12"), 0)],
+            "{pair}"
+        );
+        assert!(!has_note(&imported, "taking over"), "{pair}");
+    }
+}
+
+/// `proxy_pass NAME:PORT` names a host (nginx refuses an upstream with a
+/// port): refused at its line, as a host name anywhere else.
+#[test]
+fn a_proxy_pass_to_a_host_name_and_port_is_refused() {
+    let text = "stream {\n  server {\n    listen 5432;\n    proxy_pass db.internal:5432;\n  }\n}\n";
+    let options = Options {
+        vips: vec![vip("198.18.0.100")],
+        ..on_eth0()
+    };
+    let err = refused(&[("nginx.conf", text)], &options);
+    assert!(
+        err.starts_with(
+            "nginx.conf:4: proxy_pass db.internal:5432: \"db.internal\" is not an IP address"
+        ),
+        "{err}"
+    );
+}
