@@ -441,6 +441,8 @@ where
     async fn run(mut self, initial: Health) {
         let mut machine = HealthMachine::new(self.settings, initial);
         let mut local = LocalFailures::default();
+        let mut secondary = SecondaryDown::default();
+        let mut lookup_warned: Option<Instant> = None;
         // Spread over the wait the machine asks for next, not over
         // `interval`: an unknown backend (one added at run time takes no
         // flows until its checks pass) is probed `fast_interval` apart.
@@ -459,12 +461,26 @@ where
             };
             let failed = matches!(&result.outcome, Outcome::Failure(r) if !r.is_local());
             let blamed = if failed {
-                self.interface_to_blame(down_before).await
+                self.interface_to_blame(down_before, &mut lookup_warned)
+                    .await
             } else {
                 None
             };
-            let result = discounted(result, blamed);
             let now = Instant::now();
+            let (blamed, warn_discounted) = secondary.bounded(
+                blamed,
+                self.own_interface().as_deref(),
+                now,
+                self.secondary_grace(),
+            );
+            if let Some(interface) = blamed.as_deref().filter(|_| warn_discounted) {
+                warn!(
+                    %interface,
+                    grace_ms = u64::try_from(self.secondary_grace().as_millis()).unwrap_or(u64::MAX),
+                    "a failed health check left by an interface without carrier: not counted against the backend for up to fall x interval, counted after that while the interface stays so"
+                );
+            }
+            let result = discounted(result, blamed);
             let transition = machine.record(&result, now);
             let error = match &result.outcome {
                 Outcome::Failure(FailureReason::Local(error)) => Some(error.as_str()),
@@ -542,23 +558,64 @@ where
     /// one the check's route leaves by (toward the backend itself, with
     /// the mark, for a check through its tunnel), asked of the kernel now,
     /// and lbd's own as [`blame`] says. `own_down_before`: lbd's own
-    /// interface, when the engine saw it down as the probe began.
-    async fn interface_to_blame(&self, own_down_before: Option<String>) -> Option<String> {
+    /// interface, when the engine saw it down as the probe began. The
+    /// kernel's answer is waited for [`route_lookup_timeout`] at most (a
+    /// netlink reply can be lost, e.g. to a full socket buffer when many
+    /// checks fail at once): past it, as when the kernel cannot be asked,
+    /// the failure counts. That is warned of at most once a
+    /// [`LOCAL_WARN_EVERY`] (`warned`: when last) per check.
+    async fn interface_to_blame(
+        &self,
+        own_down_before: Option<String>,
+        warned: &mut Option<Instant>,
+    ) -> Option<String> {
         let (destination, mark) = match &self.target.through {
             Some(path) => (path.backend, path.mark),
             None => (self.target.address.ip(), 0),
         };
-        let egress = (self.egress)(destination, mark).await;
+        let limit = route_lookup_timeout(&self.settings);
+        let egress = match tokio::time::timeout(limit, (self.egress)(destination, mark)).await {
+            Ok(egress) => egress,
+            Err(_) => Err(anyhow::anyhow!(
+                "no answer from the kernel within {} ms",
+                limit.as_millis()
+            )),
+        };
         if let Err(error) = &egress {
-            warn!(
-                error = format!("{error:#}"),
-                "cannot tell which interface a failed health check left by: it counts against the backend"
-            );
+            let now = Instant::now();
+            let due = warned.is_none_or(|at| now.saturating_duration_since(at) >= LOCAL_WARN_EVERY);
+            if due {
+                *warned = Some(now);
+                warn!(
+                    error = format!("{error:#}"),
+                    "cannot tell which interface a failed health check left by: it counts against the backend (told once a minute at most)"
+                );
+            }
         }
         blame(
             &egress,
             own_down_before.or_else(|| self.own_interface_down(true)),
         )
+    }
+
+    /// How long failures through another interface without carrier than
+    /// lbd's own are discounted (see [`SecondaryDown`]): `fall` checks'
+    /// `interval`, the time the operator gave a backend to prove itself
+    /// down, so a carrier flap shorter than that takes none down.
+    fn secondary_grace(&self) -> Duration {
+        self.settings
+            .interval
+            .checked_mul(self.settings.fall)
+            .unwrap_or(Duration::MAX)
+    }
+
+    /// The name of lbd's own interface, as the engine last told it (None
+    /// before it did).
+    fn own_interface(&self) -> Option<String> {
+        match &*self.link.lock().unwrap_or_else(PoisonError::into_inner) {
+            Link::Unknown => None,
+            Link::Up { interface } | Link::Down { interface } => Some(interface.clone()),
+        }
     }
 
     /// lbd's own interface, while it is down: as the engine last saw it,
@@ -578,6 +635,13 @@ where
             }
         }
     }
+}
+
+/// The longest wait for the kernel's route of a failed check: the check's
+/// own timeout, at most a second (the probe took its own already), so a
+/// lookup that never answers cannot stall a check.
+fn route_lookup_timeout(settings: &CheckSettings) -> Duration {
+    settings.timeout.min(Duration::from_secs(1))
 }
 
 /// The interface a failed check is discounted for, from `egress`, the
@@ -724,6 +788,54 @@ impl LocalFailures {
         self.warned = Some(now);
         LocalLog::Warn {
             repeated: std::mem::take(&mut self.unwarned),
+        }
+    }
+}
+
+/// One check's record of another interface than lbd's own that a failure
+/// was blamed on (see [`blame`]): since when it has been, so its failures
+/// are discounted for a grace only. A carrier flap of a link towards
+/// backends takes none of them down; a link that stays without carrier
+/// (its routes kept, marked linkdown, so the data plane still sends new
+/// flows by it) must not keep its backends up for hours while their
+/// flows are black-holed. lbd's own interface needs no bound: while it
+/// is down the node serves nothing, and the engine warns of it.
+#[derive(Debug, Default)]
+struct SecondaryDown {
+    /// The interface, and when a failure was first blamed on it.
+    since: Option<(String, Instant)>,
+}
+
+impl SecondaryDown {
+    /// The interface a failure at `now` is discounted for, given the one
+    /// [`blame`] found (`blamed`) and lbd's own (`own`): `blamed`, but
+    /// for another interface only until `grace` has passed since it was
+    /// first blamed (while it stays so); and whether to warn that its
+    /// failures are discounted (the first time only).
+    fn bounded(
+        &mut self,
+        blamed: Option<String>,
+        own: Option<&str>,
+        now: Instant,
+        grace: Duration,
+    ) -> (Option<String>, bool) {
+        let Some(interface) = blamed else {
+            self.since = None;
+            return (None, false);
+        };
+        if own == Some(interface.as_str()) {
+            self.since = None;
+            return (Some(interface), false);
+        }
+        match &self.since {
+            Some((name, since)) if *name == interface => {
+                let within = now.saturating_duration_since(*since) < grace;
+                (within.then_some(interface), false)
+            }
+            _ => {
+                self.since = Some((interface.clone(), now));
+                (Some(interface), true)
+            }
         }
     }
 }
@@ -1266,7 +1378,8 @@ mod tests {
     }
 
     /// lbd's own interface is up, but the backend's route leaves by eth1,
-    /// which is down: the failures are this node's and move no streak.
+    /// which is down: the failures are this node's and move no streak
+    /// (within the grace, `fall` × `interval`, 5 s here).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn failures_over_another_interface_that_is_down_move_no_streak() {
         let server = serve(Behavior::Status).await;
@@ -1280,7 +1393,11 @@ mod tests {
         checker.set_link(Link::Up {
             interface: "lo".into(),
         });
-        checker.set("b1", target(&server), settings(), Health::Up);
+        let patient = CheckSettings {
+            fall: 100,
+            ..settings()
+        };
+        checker.set("b1", target(&server), patient, Health::Up);
         checks(&checker, "b1", 6).await;
         assert!(rx.try_recv().is_err(), "a health change while eth1 is down");
         let status = checker.status(&"b1").unwrap();
@@ -1288,6 +1405,100 @@ mod tests {
         assert_eq!(
             status.last_result.unwrap().outcome.to_string(),
             "not counted, interface eth1 is down: HTTP status 503, expected 200"
+        );
+    }
+
+    /// eth1, behind which the backend is, stays without carrier: its
+    /// failures are not counted for a grace (`fall` × `interval`, 100 ms
+    /// here), then they are, and the backend goes down: a link that does
+    /// not come back must not keep it up (its new flows black-holed).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failures_over_another_interface_without_carrier_count_after_a_grace() {
+        let server = serve(Behavior::Status).await;
+        server.set_healthy(false);
+        let routes = Arc::new(Routes::default());
+        routes.leave_by("eth1", false);
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut checker = HealthChecker::new(tx)
+            .with_jitter_seed(1)
+            .with_egress(routes.lookup());
+        checker.set_link(Link::Up {
+            interface: "lo".into(),
+        });
+        checker.set("b1", target(&server), settings(), Health::Up);
+        let e = next(&mut rx).await;
+        assert_eq!(
+            (e.transition.from, e.transition.to),
+            (Health::Up, Health::Down)
+        );
+        let status = checker.status(&"b1").unwrap();
+        assert!(
+            status.failures_by_reason.contains_key("interface_down"),
+            "discounted within the grace: {status:?}"
+        );
+    }
+
+    /// A route lookup that never answers (a netlink reply lost) does not
+    /// stall the check: it is given up after the check's timeout (at most
+    /// 1 s), the failure counts, and the backend goes down.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_route_lookup_that_never_answers_does_not_stall_the_check() {
+        let server = serve(Behavior::Status).await;
+        server.set_healthy(false);
+        let never: EgressLookup = Arc::new(|_, _| Box::pin(std::future::pending()));
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut checker = HealthChecker::new(tx)
+            .with_jitter_seed(1)
+            .with_egress(never);
+        checker.set("b1", target(&server), settings(), Health::Up);
+        let e = next(&mut rx).await;
+        assert_eq!(
+            (e.transition.from, e.transition.to),
+            (Health::Up, Health::Down)
+        );
+    }
+
+    /// Within the grace a failure over another interface without carrier
+    /// is discounted and warned of once; after it, it counts; lbd's own
+    /// interface is discounted for as long as it is down; an interface
+    /// that works again starts the next grace afresh.
+    #[test]
+    fn another_interface_without_carrier_is_discounted_for_a_grace_and_warned_of_once() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let grace = Duration::from_millis(100);
+        let eth1 = || Some("eth1".to_owned());
+        let mut down = SecondaryDown::default();
+        assert_eq!(
+            down.bounded(eth1(), Some("eth0"), at(0), grace),
+            (eth1(), true)
+        );
+        assert_eq!(
+            down.bounded(eth1(), Some("eth0"), at(99), grace),
+            (eth1(), false)
+        );
+        assert_eq!(
+            down.bounded(eth1(), Some("eth0"), at(100), grace),
+            (None, false)
+        );
+        assert_eq!(
+            down.bounded(eth1(), Some("eth0"), at(5000), grace),
+            (None, false)
+        );
+        // lbd's own: no bound, nothing to warn of (the engine does).
+        let eth0 = || Some("eth0".to_owned());
+        assert_eq!(
+            down.bounded(eth0(), Some("eth0"), at(9000), grace),
+            (eth0(), false)
+        );
+        // eth1 works again (a failure not blamed on it, or a success).
+        assert_eq!(
+            down.bounded(None, Some("eth0"), at(9100), grace),
+            (None, false)
+        );
+        assert_eq!(
+            down.bounded(eth1(), Some("eth0"), at(9200), grace),
+            (eth1(), true)
         );
     }
 

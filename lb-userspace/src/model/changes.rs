@@ -57,6 +57,59 @@ impl Model {
             })
     }
 
+    /// Whether VIP `id` fails open now, to tell after a change whether
+    /// it stopped (see [`VipModel::settle_fail_open_holds`]).
+    fn fails_open(&self, id: &VipId) -> bool {
+        self.vips.get(id).is_some_and(VipModel::fails_open)
+    }
+
+    /// Settles VIP `id`'s fail-open holds after a change made when it
+    /// failed open or not (`was_failing_open`).
+    fn settle_fail_open_holds(&mut self, id: &VipId, was_failing_open: bool) {
+        if let Some(vip) = self.vips.get_mut(id) {
+            vip.settle_fail_open_holds(was_failing_open);
+        }
+    }
+
+    /// Holds backend `address` of VIP `id` as one that may have taken
+    /// flows only because its VIP failed open (see [`FailOpenHold`]):
+    /// for a restart that cannot tell whether it did. False if there is
+    /// no such backend.
+    pub(crate) fn hold_as_if_failing_open(&mut self, id: &VipId, address: IpAddr) -> bool {
+        match self.backend_mut(id, address) {
+            Ok(backend) => {
+                backend.fail_open_hold = Some(FailOpenHold::Pending);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Starts the grace of fail-open holds that have none yet (at `now`)
+    /// and ends those whose grace passed; returns the backends whose hold
+    /// ended while it kept them alive (their established flows move now).
+    pub(crate) fn time_fail_open_holds(&mut self, now: Instant) -> Vec<(VipId, IpAddr)> {
+        let mut ended = Vec::new();
+        for (id, vip) in &mut self.vips {
+            let grace = FailOpenHold::grace(&vip.config);
+            for (address, backend) in &mut vip.backends {
+                match backend.fail_open_hold {
+                    Some(FailOpenHold::Pending) => {
+                        backend.fail_open_hold = Some(FailOpenHold::Until(now + grace));
+                    }
+                    Some(FailOpenHold::Until(deadline)) if now >= deadline => {
+                        if backend.held_after_fail_open() {
+                            ended.push((*id, *address));
+                        }
+                        backend.fail_open_hold = None;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        ended
+    }
+
     /// Adds a VIP (with its backends) at run time.
     pub fn add_vip(&mut self, config: &VipConfig) -> Result<(), ModelError> {
         let id = VipId::of(config);
@@ -183,6 +236,7 @@ impl Model {
     /// Adds a backend to VIP `id` at run time.
     pub fn add_backend(&mut self, id: &VipId, config: BackendConfig) -> Result<(), ModelError> {
         let total = self.backend_count().saturating_add(1);
+        let was_failing_open = self.fails_open(id);
         let vip = self.vip(id)?;
         if vip.backends.contains_key(&config.address) {
             return Err(ModelError::BackendExists {
@@ -233,21 +287,25 @@ impl Model {
                 runtime: true,
                 drain_timed_out: false,
                 awaiting_checks,
+                fail_open_hold: None,
             },
         );
+        self.settle_fail_open_holds(id, was_failing_open);
         Ok(())
     }
 
     /// Removes a backend: its established flows are hashed elsewhere.
     pub fn remove_backend(&mut self, id: &VipId, address: IpAddr) -> Result<(), ModelError> {
+        let was_failing_open = self.fails_open(id);
         self.vip_mut(id)?
             .backends
             .remove(&address)
-            .map(drop)
             .ok_or(ModelError::NoBackend {
                 vip: *id,
                 backend: address,
-            })
+            })?;
+        self.settle_fail_open_holds(id, was_failing_open);
+        Ok(())
     }
 
     /// Sets a backend's admin state.
@@ -257,9 +315,11 @@ impl Model {
         address: IpAddr,
         admin: AdminState,
     ) -> Result<(), ModelError> {
+        let was_failing_open = self.fails_open(id);
         let backend = self.backend_mut(id, address)?;
         backend.admin = admin;
         backend.drain_timed_out = false;
+        self.settle_fail_open_holds(id, was_failing_open);
         Ok(())
     }
 
@@ -278,19 +338,23 @@ impl Model {
         if weight > 0 && !weighted_before {
             vip.room_for_one_more_weighted()?;
         }
+        let was_failing_open = self.fails_open(id);
         self.backend_mut(id, address)?.config.weight = weight;
+        self.settle_fail_open_holds(id, was_failing_open);
         Ok(())
     }
 
     /// Records a backend's health; false if there is no such backend.
+    /// One that comes up may end its VIP's failing open: the backends
+    /// that took flows only for that keep them (see [`FailOpenHold`]).
     pub(crate) fn set_health(&mut self, id: &VipId, address: IpAddr, health: Health) -> bool {
+        let was_failing_open = self.fails_open(id);
         match self.backend_mut(id, address) {
-            Ok(backend) => {
-                backend.health = health;
-                true
-            }
-            Err(_) => false,
+            Ok(backend) => backend.health = health,
+            Err(_) => return false,
         }
+        self.settle_fail_open_holds(id, was_failing_open);
+        true
     }
 
     /// This model with every backend still waiting for its first checks
@@ -333,8 +397,10 @@ impl Model {
     }
 
     /// The model a reload of `config` gives: the file's VIPs and backends,
-    /// keeping the admin state, health and drain outcome of backends that
-    /// stay. A backend the file no longer checks (`check = "none"`) is
+    /// keeping the admin state, health, drain outcome and fail-open hold
+    /// of backends that stay; a VIP the reload stops failing open holds
+    /// the backends that took flows only for that (see [`FailOpenHold`]).
+    /// A backend the file no longer checks (`check = "none"`) is
     /// taken as up, as an unchecked one is: no check is left to bring it
     /// back. A checked backend new to lbd waits for its checks.
     pub fn reloaded(&self, config: &Config) -> Model {
@@ -351,11 +417,13 @@ impl Model {
                         if checked {
                             backend.health = previous.health;
                             backend.awaiting_checks = previous.awaiting_checks;
+                            backend.fail_open_hold = previous.fail_open_hold;
                         }
                     }
                     None => backend.awaiting_checks = checked,
                 }
             }
+            vip.settle_fail_open_holds(old.is_some_and(VipModel::fails_open));
         }
         next
     }

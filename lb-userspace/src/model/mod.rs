@@ -130,6 +130,45 @@ pub struct BackendModel {
     /// Other backends there at start take flows while unknown, as their
     /// flows would otherwise be cut during the first checks.
     pub awaiting_checks: bool,
+    /// Keeps the established flows it carried while its VIP failed open
+    /// (`on_all_down = "keep"`), now that the VIP does not: alive with
+    /// no weight (a drain) while its checks still fail. None: not held.
+    pub fail_open_hold: Option<FailOpenHold>,
+}
+
+/// Why a backend that fails its checks still keeps its established flows:
+/// its VIP failed open (every backend down, `on_all_down = "keep"`) and
+/// then stopped (one backend came up, or joined), or may have been
+/// failing open when the last lbd stopped (see `seed_health`). Cutting
+/// them would punish flows for another backend's recovery: the usual
+/// reason to fail open is a check that fails while the service works.
+/// The hold ends when the backend passes its checks, when the operator
+/// takes it out (maintenance, removal), when the VIP fails open again,
+/// or at the end of its grace ([`FailOpenHold::grace`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailOpenHold {
+    /// Held; its grace starts at the next housekeeping tick (the change
+    /// that made it, a health event or a reload, carries no clock).
+    Pending,
+    /// Held until this deadline.
+    Until(Instant),
+}
+
+/// A held backend's grace when its VIP has no `drain_timeout_s`: its
+/// checks fail, so unlike an operator's drain it is not kept forever.
+/// Five minutes lets requests and most sessions in flight finish (the
+/// README's example `drain_timeout_s` too), yet moves the flows of a
+/// backend that is really dead (its clients retransmitting into it)
+/// within minutes rather than at TCP's give-up, about 15 minutes.
+pub(crate) const FAIL_OPEN_GRACE: Duration = Duration::from_secs(300);
+
+impl FailOpenHold {
+    /// How long a backend of `vip` is held: the VIP's `drain_timeout_s`
+    /// (the operator's word for how long established flows may outlive
+    /// a backend's removal from the table), else [`FAIL_OPEN_GRACE`].
+    pub(crate) fn grace(vip: &VipConfig) -> Duration {
+        vip.drain_timeout.unwrap_or(FAIL_OPEN_GRACE)
+    }
 }
 
 impl BackendModel {
@@ -141,6 +180,13 @@ impl BackendModel {
             Health::Down => false,
             Health::Unknown => !self.awaiting_checks,
         }
+    }
+
+    /// Whether it keeps established flows only for a [`FailOpenHold`]
+    /// (its checks fail, or have not decided for one that joined at run
+    /// time): alive with no weight.
+    pub(crate) fn held_after_fail_open(&self) -> bool {
+        self.fail_open_hold.is_some() && !self.counts_as_up()
     }
 
     /// Whether it joined at run time and its checks have not decided yet.

@@ -169,13 +169,158 @@ fn all_down_drops_or_fails_open_as_configured() {
 
     model.set_health(&id, addr(12), Health::Up);
     let desired = model.desired(&|_| None);
-    let alive: Vec<IpAddr> = desired[0]
+    let taking: Vec<IpAddr> = desired[0]
         .backends
         .iter()
-        .filter(|b| b.alive)
+        .filter(|b| b.alive && b.weight > 0)
         .map(|b| b.address)
         .collect();
-    assert_eq!(alive, vec![addr(12)], "one healthy backend: only it");
+    assert_eq!(taking, vec![addr(12)], "one healthy backend: only it");
+}
+
+/// Each backend as (address, weight, alive).
+fn served(model: &Model) -> Vec<(IpAddr, u32, bool)> {
+    model.desired(&|_| None)[0]
+        .backends
+        .iter()
+        .map(|b| (b.address, b.weight, b.alive))
+        .collect()
+}
+
+/// A "keep" VIP with every backend down fails open; once one comes up
+/// the others, which took flows only for that, keep their established
+/// flows (alive, no weight: a drain) rather than have them cut for
+/// another backend's recovery, until their grace (five minutes without
+/// `drain_timeout_s`) ends, counted from the housekeeping tick after.
+#[test]
+fn a_keep_vip_that_stops_failing_open_keeps_the_flows_of_its_down_backends() {
+    let mut config = config();
+    config.vips[0] = keep_vip();
+    let mut model = Model::from_config(&config);
+    let id = vip_id();
+    for last in [11, 12, 13] {
+        model.set_health(&id, addr(last), Health::Down);
+    }
+    model.set_health(&id, addr(12), Health::Up);
+    let held = vec![
+        (addr(11), 0, true),
+        (addr(12), 100, true),
+        (addr(13), 0, true),
+    ];
+    assert_eq!(served(&model), held);
+
+    let start = Instant::now();
+    assert!(model.time_fail_open_holds(start).is_empty(), "grace starts");
+    let almost = start + FAIL_OPEN_GRACE - Duration::from_secs(1);
+    assert!(model.time_fail_open_holds(almost).is_empty());
+    assert_eq!(served(&model), held);
+    let ended = model.time_fail_open_holds(start + FAIL_OPEN_GRACE);
+    assert_eq!(ended, vec![(id, addr(11)), (id, addr(13))]);
+    assert_eq!(
+        served(&model),
+        vec![
+            (addr(11), 0, false),
+            (addr(12), 100, true),
+            (addr(13), 0, false)
+        ]
+    );
+}
+
+/// A held backend that passes its checks takes new flows again, and is
+/// held no more: failing later, it is an ordinary down backend. One the
+/// operator puts in maintenance is out at once, and enabled again it is
+/// not held. The VIP failing open again needs no hold; stopping again,
+/// it holds its down backends anew.
+#[test]
+fn a_fail_open_hold_ends_when_the_backend_rises_the_operator_acts_or_the_vip_fails_open_again() {
+    let mut config = config();
+    config.vips[0] = keep_vip();
+    let mut model = Model::from_config(&config);
+    let id = vip_id();
+    for last in [11, 12, 13] {
+        model.set_health(&id, addr(last), Health::Down);
+    }
+    model.set_health(&id, addr(12), Health::Up);
+    let now = Instant::now();
+    model.time_fail_open_holds(now);
+
+    model.set_health(&id, addr(11), Health::Up);
+    assert_eq!(served(&model)[0], (addr(11), 100, true), "it rose");
+    model.set_health(&id, addr(11), Health::Down);
+    assert_eq!(served(&model)[0], (addr(11), 0, false), "an ordinary fall");
+
+    // A drain keeps the hold; maintenance ends it.
+    let drain = Edit::Drain {
+        vip: id,
+        backend: addr(13),
+        timeout_s: None,
+    };
+    model.apply(&drain, now).unwrap();
+    assert_eq!(served(&model)[2], (addr(13), 0, true), "still held");
+    model.apply(&Edit::Maintenance(id, addr(13)), now).unwrap();
+    assert_eq!(served(&model)[2], (addr(13), 0, false));
+    model.apply(&Edit::Enable(id, addr(13)), now).unwrap();
+    assert_eq!(served(&model)[2], (addr(13), 0, false), "not held again");
+
+    // 12 falls: all down, failing open to all, no hold left.
+    model.set_health(&id, addr(12), Health::Down);
+    assert!(served(&model).iter().all(|b| b.1 == 100 && b.2));
+    assert!(model.vips[&id]
+        .backends
+        .values()
+        .all(|b| b.fail_open_hold.is_none()));
+    // 12 rises again: the others are held anew, with a fresh grace.
+    model.set_health(&id, addr(12), Health::Up);
+    let later = now + FAIL_OPEN_GRACE;
+    assert!(model.time_fail_open_holds(later).is_empty());
+    assert_eq!(
+        served(&model),
+        vec![
+            (addr(11), 0, true),
+            (addr(12), 100, true),
+            (addr(13), 0, true)
+        ]
+    );
+}
+
+/// The grace of a VIP with `drain_timeout_s` is that timeout; a reload
+/// keeps the holds of the backends that stay; a backend added at run
+/// time whose first checks pass ends the failing open as a recovery
+/// does, and the others keep their flows.
+#[test]
+fn a_fail_open_hold_lasts_the_vips_drain_timeout_and_survives_a_reload() {
+    let mut config = config();
+    config.vips[0] = keep_vip();
+    config.vips[0].drain_timeout = Some(Duration::from_secs(30));
+    let mut model = Model::from_config(&config);
+    let id = vip_id();
+    for last in [11, 12, 13] {
+        model.set_health(&id, addr(last), Health::Down);
+    }
+    model
+        .add_backend(&id, BackendConfig::new(addr(14)))
+        .unwrap();
+    model.set_health(&id, addr(14), Health::Up);
+    let held: Vec<_> = [11, 12, 13].map(|l| (addr(l), 0, true)).into();
+    assert_eq!(served(&model)[..3], held[..]);
+    assert_eq!(served(&model)[3], (addr(14), 100, true));
+
+    // A reload that keeps 14 (now in the file) keeps the holds; one
+    // that removes it leaves the VIP failing open again.
+    let mut file = config.clone();
+    file.vips[0].backends.push(BackendConfig::new(addr(14)));
+    assert_eq!(served(&model.reloaded(&file)), served(&model));
+    let without = served(&model.reloaded(&config));
+    assert!(without.iter().all(|b| b.1 == 100 && b.2), "{without:?}");
+    let start = Instant::now();
+    model.time_fail_open_holds(start);
+    assert!(model
+        .time_fail_open_holds(start + Duration::from_secs(29))
+        .is_empty());
+    assert_eq!(
+        model.time_fail_open_holds(start + Duration::from_secs(30)),
+        vec![(id, addr(11)), (id, addr(12)), (id, addr(13))]
+    );
 }
 
 /// The VIP of `config()` failing open, as the file would give it.
@@ -269,6 +414,11 @@ fn a_keep_vip_failing_open_keeps_failing_open_while_a_new_backend_awaits_its_che
         plan(&before, &model.assuming_checks_pass()),
         plan(&before, &passed)
     );
+    // The others took flows while it failed open: they keep them.
+    assert!(passed.desired(&|_| None)[0]
+        .backends
+        .iter()
+        .all(|b| b.alive));
     // Its first check fails: all down, failing open to all four.
     model.set_health(&id, addr(14), Health::Down);
     assert!(weights(&model).iter().all(|(_, w)| *w == 100));

@@ -43,6 +43,7 @@ impl VipModel {
                         runtime,
                         drain_timed_out: false,
                         awaiting_checks: runtime && is_checked(config, b),
+                        fail_open_hold: None,
                     },
                 )
             })
@@ -73,8 +74,32 @@ impl VipModel {
 
     /// Whether the VIP fails open (`on_all_down = "keep"` and every backend
     /// [`Self::all_down`]): its down backends take new flows.
-    fn fails_open(&self) -> bool {
+    pub(super) fn fails_open(&self) -> bool {
         self.config.on_all_down == AllDown::KeepLast && self.all_down()
+    }
+
+    /// Brings the backends' [`FailOpenHold`]s up to date after a change,
+    /// `was_failing_open` saying whether the VIP failed open before it.
+    /// A VIP that stops failing open holds every backend that took flows
+    /// only for that (not up by its checks, not in maintenance): they
+    /// keep their established flows, as a drain does, rather than lose
+    /// them for another backend's recovery. A VIP failing open needs no
+    /// hold (all take flows); a backend that passes its checks or that
+    /// the operator puts in maintenance has none.
+    pub(super) fn settle_fail_open_holds(&mut self, was_failing_open: bool) {
+        let failing_open = self.fails_open();
+        for backend in self.backends.values_mut() {
+            backend.fail_open_hold = if failing_open
+                || backend.health == Health::Up
+                || backend.admin == AdminState::Maintenance
+            {
+                None
+            } else if was_failing_open && !backend.counts_as_up() {
+                Some(FailOpenHold::Pending)
+            } else {
+                backend.fail_open_hold
+            };
+        }
     }
 
     /// Whether a new flow to the VIP finds a backend: an enabled, weighted
@@ -151,6 +176,8 @@ impl VipModel {
                 .values()
                 .map(|b| {
                     let up = b.counts_as_up() || fail_open;
+                    // Held: keeps its established flows, takes no new ones.
+                    let held = !fail_open && b.held_after_fail_open();
                     DesiredBackend {
                         address: b.config.address,
                         mac: b
@@ -164,7 +191,7 @@ impl VipModel {
                         } else {
                             0
                         },
-                        alive: up && b.admin != AdminState::Maintenance,
+                        alive: (up || held) && b.admin != AdminState::Maintenance,
                     }
                 })
                 .collect(),

@@ -7,7 +7,7 @@ use std::{
     time::Instant,
 };
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{BackendKey, Engine};
 use crate::{
@@ -95,6 +95,12 @@ impl Engine {
         }
         let (vip, address) = event.key;
         let transition = &event.transition;
+        if already_applied(&self.model, event.key, transition.to) {
+            // The housekeeping tick put it right first, and told it.
+            *self.transitions.entry((vip, address)).or_default() += 1;
+            debug!(%vip, backend = %address, to = %transition.to, "backend health change already applied");
+            return;
+        }
         let Some((next, all_down)) = health_event_applied(&self.model, event.key, transition.to)
         else {
             return; // removed meanwhile
@@ -143,19 +149,24 @@ impl Engine {
 
     /// Ends drains whose deadline passed: the backend goes to
     /// maintenance, and its remaining flows are cut (a NAT VIP's stay on
-    /// it until they end).
+    /// it until they end). Starts the grace of new fail-open holds and
+    /// ends those whose grace passed (see [`crate::model::FailOpenHold`]).
     pub(crate) fn expire_drains(&mut self, now: Instant) {
         let mut next = self.model.clone();
         let expired = next.expire_drains(now);
-        if expired.is_empty() {
+        let holds_ended = next.time_fail_open_holds(now);
+        if next == self.model {
             return;
         }
         for (vip, backend) in &expired {
             let mode = next.vip(vip).map(|v| v.config.forwarding).ok();
             info!(%vip, %backend, "{}", drain_timeout_outcome(mode));
         }
+        for (vip, backend) in &holds_ended {
+            info!(%vip, %backend, "fail-open grace over: the backend still fails its checks, its established flows move to the healthy backends");
+        }
         if let Err(error) = self.commit(next) {
-            warn!(%error, "ending expired drains failed");
+            warn!(%error, "ending expired drains or fail-open holds failed");
         }
     }
 }
@@ -256,6 +267,12 @@ fn health_event_applied(
     }
     let all_down = all_down_changes(model, &next, [vip]);
     Some((next, all_down))
+}
+
+/// Whether backend `key` of `model` has health `to` already: a check's
+/// event that the housekeeping tick applied (and logged) before it came.
+fn already_applied(model: &Model, key: BackendKey, to: Health) -> bool {
+    model.backend(&key.0, key.1).is_ok_and(|b| b.health == to)
 }
 
 /// Backends' health put right from what their checks settled on.
@@ -489,6 +506,18 @@ mod tests {
             health_event_applied(&put_right.next, key, Health::Up).expect("a backend");
         assert_eq!(put_right.all_down, [(key.0, AllDownChange::Recovered)]);
         assert!(from_event.is_empty());
+    }
+
+    /// A check's event that the housekeeping tick applied first (the
+    /// model has its health already) is not applied, nor logged, again.
+    #[test]
+    fn an_event_the_housekeeping_tick_applied_first_is_not_told_again() {
+        let (model, key) = one_up_backend();
+        assert!(!already_applied(&model, key, Health::Down));
+        let put_right = health_put_right(&model, [(key, Health::Down)]).expect("a change");
+        assert!(already_applied(&put_right.next, key, Health::Down));
+        let gone = (key.0, "198.19.2.99".parse().unwrap());
+        assert!(!already_applied(&model, gone, Health::Up));
     }
 
     /// The 4in6 "no own address" warning is told once while it holds

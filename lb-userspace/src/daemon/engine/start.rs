@@ -731,28 +731,54 @@ pub(crate) fn vrrp_state_file(
 /// `admin_state`) was dead for that: its health is left to its checks,
 /// and it awaits the first (`admin_state` marks it so), so an enable
 /// before then gives it no new flows.
+///
+/// A VIP with `on_all_down = "keep"` whose backends were all alive may
+/// have been failing open: the maps cannot tell a backend up from one
+/// down but taking flows for that, and no file keeps health. Its checked
+/// backends start unknown (taking flows, as they did) and held (see
+/// [`crate::model::FailOpenHold`]): one whose first checks fail keeps its
+/// established flows, taking no new ones, while the others settle,
+/// rather than have them cut before the last backend's checks fail and
+/// the VIP fails open again. A backend that passes is held no more; a
+/// VIP of which one was dead was not failing open, and holds none.
 fn seed_health(model: &mut Model, balancer: &Balancer) {
     let mut down = Vec::new();
+    let mut held = Vec::new();
     for (id, applied) in balancer.vips() {
         let Some(vip) = model.vips.get(id) else {
             continue;
         };
+        let mut any_dead = false;
+        let mut alive_checked = Vec::new();
         for (address, backend) in &applied.backends {
-            let checked = vip.backends.get(address).is_some_and(|b| {
-                let health = b.config.health.as_ref().unwrap_or(&vip.config.health);
-                b.admin != crate::model::AdminState::Maintenance
-                    && check_of(*address, id.port, health, None).is_some()
-            });
+            let Some(known) = vip.backends.get(address) else {
+                continue; // gone from the file: nothing to seed
+            };
+            let in_maintenance = known.admin == crate::model::AdminState::Maintenance;
+            let health = known.config.health.as_ref().unwrap_or(&vip.config.health);
+            let checked = !in_maintenance && check_of(*address, id.port, health, None).is_some();
             // A DSR backend without a MAC was not alive for want of it;
             // routed backends need none.
             let resolved = backend.mac.is_some() || applied.mode != lb_common::Mode::DsrL2;
+            if !backend.alive && resolved && !in_maintenance {
+                any_dead = true;
+            }
             if checked && !backend.alive && resolved {
                 down.push((*id, *address));
             }
+            if checked && backend.alive {
+                alive_checked.push((*id, *address));
+            }
+        }
+        if vip.config.on_all_down == crate::config::AllDown::KeepLast && !any_dead {
+            held.extend(alive_checked);
         }
     }
     for (id, address) in down {
         model.set_health(&id, address, crate::health::Health::Down);
+    }
+    for (id, address) in held {
+        model.hold_as_if_failing_open(&id, address);
     }
 }
 
@@ -883,6 +909,76 @@ mod seed_health_tests {
         seed_health(&mut plain, &balancer);
         assert_eq!(health(&plain, b3), Health::Down);
         assert_eq!(health(&plain, b1), Health::Unknown);
+    }
+
+    /// The previous lbd's "keep" VIP failed open (every backend down, all
+    /// alive in its maps). After a hitless restart the backends start
+    /// unknown; their checks settle one by one. The first to fail again
+    /// keeps its established flows (alive) while the others are still
+    /// unknown, instead of having them cut before the last one fails and
+    /// the VIP fails open again; once all have failed, it fails open as
+    /// before the restart. A "keep" VIP with a backend dead in the maps
+    /// was not failing open: its backends are not held.
+    #[test]
+    fn a_restart_of_a_vip_failing_open_cuts_no_backends_flows_while_checks_settle() {
+        let config = Config::from_toml_str(
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+             on_all_down = \"keep\"\n\
+             [[vip.backend]]\naddress = \"198.18.0.11\"\nmac = \"02:00:00:00:00:11\"\n\
+             [[vip.backend]]\naddress = \"198.18.0.12\"\nmac = \"02:00:00:00:00:12\"\n\
+             [[vip.backend]]\naddress = \"198.18.0.13\"\nmac = \"02:00:00:00:00:13\"\n",
+            "lbd.toml",
+        )
+        .unwrap();
+        let id = VipId::of(&config.vips[0]);
+        let [b1, b2, b3]: [IpAddr; 3] =
+            ["198.18.0.11", "198.18.0.12", "198.18.0.13"].map(|a| a.parse().unwrap());
+        let alive = |model: &Model| -> Vec<bool> {
+            model.desired(&|_| None)[0]
+                .backends
+                .iter()
+                .map(|b| b.alive)
+                .collect()
+        };
+        let mut before = Model::from_config(&config);
+        for b in [b1, b2, b3] {
+            before.set_health(&id, b, Health::Down);
+        }
+        let mut balancer = Balancer::new(4);
+        balancer
+            .apply(&mut FakeMaps::default(), &before.desired(&|_| None))
+            .unwrap();
+        assert_eq!(alive(&before), [true, true, true], "failing open");
+
+        let mut restored = Model::from_config(&config);
+        seed_health(&mut restored, &balancer);
+        restored.set_health(&id, b1, Health::Down);
+        assert_eq!(alive(&restored), [true, true, true], "b1's flows stay");
+        restored.set_health(&id, b2, Health::Down);
+        assert_eq!(alive(&restored), [true, true, true], "b2's flows stay");
+        restored.set_health(&id, b3, Health::Down);
+        assert_eq!(
+            restored.desired(&|_| None),
+            before.desired(&|_| None),
+            "failing open as before the restart"
+        );
+
+        // b2 was up, b1 and b3 down: not failing open, nothing held.
+        let mut not_open = Model::from_config(&config);
+        not_open.set_health(&id, b1, Health::Down);
+        not_open.set_health(&id, b3, Health::Down);
+        let mut balancer = Balancer::new(4);
+        balancer
+            .apply(&mut FakeMaps::default(), &not_open.desired(&|_| None))
+            .unwrap();
+        let mut restored = Model::from_config(&config);
+        seed_health(&mut restored, &balancer);
+        assert!(restored
+            .vip(&id)
+            .unwrap()
+            .backends
+            .values()
+            .all(|b| b.fail_open_hold.is_none()));
     }
 
     /// b3, in maintenance when the last lbd stopped (which may have known
