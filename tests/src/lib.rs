@@ -20,6 +20,8 @@ pub mod fuzz;
 pub mod http;
 pub mod lab;
 pub mod lbd_maps;
+#[cfg(test)]
+mod maglev_oracle;
 pub mod natbed;
 pub mod oracle;
 pub mod packet;

@@ -102,15 +102,21 @@ pub fn wait_replication(lab: &Lab, node: &Host) {
     });
 }
 
-/// Waits (`limit` at most) until every VRRP instance of lbd on `node` is
-/// backup.
+/// Waits (`limit` at most) until lbd on `node` has VRRP instances and
+/// every one is backup (an lbd without any is no backup: `wait_backup`
+/// never passes for it).
 pub fn wait_backup(lab: &Lab, node: &Host, limit: Duration) {
     wait_until(&format!("{} to be backup", node.name), limit, || {
-        status_on(lab, node)
-            .vrrp
+        all_backup(&status_on(lab, node).vrrp)
+    });
+}
+
+/// Whether `instances` (a status's VRRP instances) are some, all backup.
+fn all_backup(instances: &[lb_userspace::vrrp::driver::InstanceStatus]) -> bool {
+    !instances.is_empty()
+        && instances
             .iter()
             .all(|v| v.state == lb_userspace::vrrp::State::Backup)
-    });
 }
 
 /// Restarts lbd `name` on `node` (config `config`) both ways a node's lbd
@@ -268,6 +274,22 @@ pub fn assert_are_counters(names: &[&str]) {
     }
 }
 
+/// Asserts every name in `names` is one of lb-decap's counters
+/// (`DecapCounter::name`), as `lb-decap status` prints them: a test that
+/// looks a renamed counter up would otherwise find nothing.
+pub fn assert_are_decap_counters(names: &[&str]) {
+    let counters: Vec<&str> = lb_common::decap::DecapCounter::ALL
+        .iter()
+        .map(|c| c.name())
+        .collect();
+    for name in names {
+        assert!(
+            counters.contains(name),
+            "{name} is no lb-decap counter: {counters:?}"
+        );
+    }
+}
+
 /// The node counters that are not zero (for failure messages).
 pub fn nonzero(status: &Status) -> BTreeMap<&str, u64> {
     status
@@ -359,7 +381,7 @@ pub fn maglev_choice(lab: &Lab, local: std::net::SocketAddr, backends: usize) ->
 
 /// The Maglev slot (of `slots`) of the client flow from `local` to the
 /// lab's IPv4 VIP, HTTP port, TCP: where lbd's table is read for it.
-fn vip4_http_slot(local: std::net::SocketAddr, slots: u32) -> usize {
+pub fn vip4_http_slot(local: std::net::SocketAddr, slots: u32) -> usize {
     use lb_common::{
         consts::{AF_INET, IPPROTO_TCP},
         hash::flow_hash,
@@ -669,5 +691,36 @@ mod signal_mask_tests {
             "inherited, as the test assumes"
         );
         assert_eq!(blocked_in_child(true), 0);
+    }
+}
+
+#[cfg(test)]
+mod wait_backup_tests {
+    use lb_userspace::vrrp::{driver::InstanceStatus, State};
+
+    /// An instance of VRID 51 in `state`.
+    fn instance(state: State) -> InstanceStatus {
+        InstanceStatus {
+            vrid: 51,
+            state,
+            configured_priority: 100,
+            priority: 100,
+            master: None,
+            addresses: Vec::new(),
+            counters: Default::default(),
+            ignored: Default::default(),
+        }
+    }
+
+    /// An lbd with no VRRP instance (a config that lost its `[[vrrp]]`)
+    /// is not a backup; one master among backups is not either.
+    #[test]
+    fn no_instance_is_no_backup() {
+        assert!(!super::all_backup(&[]));
+        assert!(super::all_backup(&[instance(State::Backup)]));
+        assert!(!super::all_backup(&[
+            instance(State::Backup),
+            instance(State::Master)
+        ]));
     }
 }

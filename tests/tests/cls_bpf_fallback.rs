@@ -12,7 +12,6 @@
 use std::{
     fs,
     net::{IpAddr, TcpListener},
-    process::Command,
     thread,
     time::{Duration, Instant},
 };
@@ -21,7 +20,10 @@ use anyhow::bail;
 use lb_common::consts::names;
 use lb_tests::{
     client,
-    lab::{in_netns, lbd_binary, tcx_ingress_ids, Host, Lab, VIP4},
+    lab::{
+        cls_bpf_program_ids, in_netns, lbd_binary, tc_filter_listing, tcx_egress_ids,
+        tcx_ingress_ids, Host, Lab, VIP4,
+    },
     support::{grown, nonzero, status_on, vip_status, wait_until},
     tunnel::{self, TunnelSpec, TunnelVip},
 };
@@ -86,39 +88,18 @@ fn start_cls_bpf(lab: &mut Lab, node: &Host, name: &str, config: &str) {
 }
 
 /// `tc filter show dev <interface> <hook>` in `node`'s namespace
-/// (empty: no filter there).
+/// (empty: no filter there); a tc that fails fails the test.
 fn filters(node: &Host, interface: &str, hook: &str) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &node.netns])
-        .args(["tc", "filter", "show", "dev", interface, hook])
-        .output()
-        .expect("tc filter show");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    tc_filter_listing(&node.netns, interface, hook)
+        .unwrap_or_else(|e| panic!("on {}: {e:#}", node.name))
 }
 
-/// The ids of the programs of `program`'s cls_bpf filters in `listing`
-/// (`tc filter show`: "... bpf ... <name> ... id <id> ...").
-fn filter_programs(listing: &str, program: &str) -> Vec<u32> {
-    listing
-        .lines()
-        .filter(|l| l.contains(" bpf ") && l.contains(program))
-        .filter_map(|l| {
-            l.split_whitespace()
-                .skip_while(|w| *w != "id")
-                .nth(1)
-                .and_then(|id| id.parse().ok())
-        })
-        .collect()
-}
-
-/// How many programs `interface`'s tcx egress in `node`'s namespace runs.
-fn tcx_egress(node: &Host, interface: &'static str) -> usize {
-    lb_tests::lab::in_netns(&node.netns, move || {
-        aya::programs::SchedClassifier::query_tcx(interface, aya::programs::TcAttachType::Egress)
-            .map(|(_, programs)| programs.len())
-            .unwrap_or(0)
-    })
-    .expect("query tcx egress")
+/// How many programs `interface`'s tcx egress in `node`'s namespace runs;
+/// a query that fails fails the test.
+fn tcx_egress(node: &Host, interface: &str) -> usize {
+    tcx_egress_ids(&node.netns, interface)
+        .unwrap_or_else(|e| panic!("on {}: {e:#}", node.name))
+        .len()
 }
 
 /// New connections of each burst through the VIP: enough that the spread
@@ -167,7 +148,7 @@ fn the_tc_balancer_forwards_through_a_cls_bpf_filter_left_at_sigterm_and_removed
     start_cls_bpf(&mut lab, &lb, "lbd", &config);
 
     let listing = filters(&lb, "eth0", "ingress");
-    let first = filter_programs(&listing, "tc_lb");
+    let first = cls_bpf_program_ids(&listing, "tc_lb");
     assert_eq!(first.len(), 1, "one cls_bpf filter runs tc_lb:\n{listing}");
     assert!(listing.contains("direct-action"), "{listing}");
     assert!(
@@ -182,14 +163,14 @@ fn the_tc_balancer_forwards_through_a_cls_bpf_filter_left_at_sigterm_and_removed
     // attaches its own and then removes it.
     assert!(lab.terminate("lbd").expect("SIGTERM").success());
     assert_eq!(
-        filter_programs(&filters(&lb, "eth0", "ingress"), "tc_lb"),
+        cls_bpf_program_ids(&filters(&lb, "eth0", "ingress"), "tc_lb"),
         first,
         "the filter is left running with lbd gone"
     );
     assert_forwards(&lab, REQUESTS, "with lbd gone");
     start_cls_bpf(&mut lab, &lb, "lbd2", &config);
     let listing = filters(&lb, "eth0", "ingress");
-    let second = filter_programs(&listing, "tc_lb");
+    let second = cls_bpf_program_ids(&listing, "tc_lb");
     assert_eq!(second.len(), 1, "the previous filter removed:\n{listing}");
     assert_ne!(second, first, "the new lbd runs its own program");
     assert!(status_on(&lab, &lb).adopted);
@@ -218,7 +199,7 @@ fn a_restart_that_fails_after_the_attach_leaves_its_filter_and_the_pins() {
     let lb = lab.lb.clone();
     let config = format!("attach = \"tc\"\n{}", lab.lbd_config());
     start_cls_bpf(&mut lab, &lb, "lbd", &config);
-    let first = filter_programs(&filters(&lb, "eth0", "ingress"), "tc_lb");
+    let first = cls_bpf_program_ids(&filters(&lb, "eth0", "ingress"), "tc_lb");
     assert_eq!(first.len(), 1, "one cls_bpf filter runs tc_lb");
     assert!(lab.terminate("lbd").expect("SIGTERM").success());
 
@@ -240,7 +221,7 @@ fn a_restart_that_fails_after_the_attach_leaves_its_filter_and_the_pins() {
     );
     // The failed lbd's filter replaced the previous one, and stays.
     let listing = filters(&lb, "eth0", "ingress");
-    let second = filter_programs(&listing, "tc_lb");
+    let second = cls_bpf_program_ids(&listing, "tc_lb");
     assert_eq!(
         second.len(),
         1,
@@ -257,7 +238,7 @@ fn a_restart_that_fails_after_the_attach_leaves_its_filter_and_the_pins() {
     start_cls_bpf(&mut lab, &lb, "lbd3", &config);
     assert!(status_on(&lab, &lb).adopted);
     let listing = filters(&lb, "eth0", "ingress");
-    let third = filter_programs(&listing, "tc_lb");
+    let third = cls_bpf_program_ids(&listing, "tc_lb");
     assert_eq!(
         third.len(),
         1,
@@ -282,6 +263,10 @@ fn a_wrong_tc_attach_switch_fails_the_start() {
     let mut lab = Lab::start(1).expect("lab");
     lab.without_pass_through_xdp();
     let lb = lab.lb.clone();
+    // The "nothing attached" checks below can fail: a listing or a query
+    // of a device the namespace lacks is an error, not "none there".
+    assert!(tc_filter_listing(&lb.netns, "nosuch0", "ingress").is_err());
+    assert!(tcx_egress_ids(&lb.netns, "nosuch0").is_err());
     for (name, attach) in [("lbd-tc", "tc"), ("lbd-xdp", "xdp")] {
         let config = format!("attach = \"{attach}\"\n{}", lab.lbd_config_for(&["b1"], ""));
         let refused = start_lbd_with(&mut lab, &lb, name, &config, "clsbpf");
@@ -317,7 +302,7 @@ fn assert_hc_filters(node: &Host, when: &str) -> Vec<u32> {
     let mut programs = Vec::new();
     for interface in ["lo", "eth0"] {
         let listing = filters(node, interface, "egress");
-        let ids = filter_programs(&listing, "tc_hc_encap");
+        let ids = cls_bpf_program_ids(&listing, "tc_hc_encap");
         assert_eq!(
             ids.len(),
             1,
@@ -339,7 +324,7 @@ fn assert_no_hc_filters(node: &Host, when: &str) {
     for interface in ["lo", "eth0"] {
         let listing = filters(node, interface, "egress");
         assert!(
-            filter_programs(&listing, "tc_hc_encap").is_empty(),
+            cls_bpf_program_ids(&listing, "tc_hc_encap").is_empty(),
             "{when}: {interface}'s egress still has:\n{listing}"
         );
     }

@@ -446,21 +446,11 @@ fn the_ingress_dump_reports_the_program_of_a_cls_bpf_filter() {
     assert_eq!(programs, vec![id], "{}", ingress_filters(&lab));
 }
 
-/// `tc filter show dev eth0 ingress` on the LB node.
+/// `tc filter show dev eth0 ingress` on the LB node; a tc that fails
+/// fails the test.
 fn ingress_filters(lab: &Lab) -> String {
-    let out = std::process::Command::new("tc")
-        .args([
-            "-n",
-            &lab.lb.netns,
-            "filter",
-            "show",
-            "dev",
-            "eth0",
-            "ingress",
-        ])
-        .output()
-        .expect("tc");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    lb_tests::lab::tc_filter_listing(&lab.lb.netns, "eth0", "ingress")
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// The program id of the `tc_lb` cls_bpf filter on the LB's eth0 ingress.

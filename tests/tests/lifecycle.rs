@@ -10,13 +10,12 @@
 use std::{
     fs,
     net::{Ipv4Addr, TcpListener},
-    process::Command,
     thread,
     time::{Duration, Instant},
 };
 
 use lb_tests::{
-    lab::{in_netns, lbd_binary, Host, Lab},
+    lab::{cls_bpf_program_ids, in_netns, lbd_binary, tc_filter_listing, Host, Lab},
     support::wait_until,
     tunnel::{self, TunnelSpec, TunnelVip},
 };
@@ -218,23 +217,12 @@ fn start_cls_bpf(lab: &mut Lab, node: &Host, name: &str, config: &str) {
 }
 
 /// The programs of the `tc_hc_encap` cls_bpf filters on the egress of
-/// `lo` of `node` (`tc filter show`: "... bpf ... <name> ... id <id>").
+/// `lo` of `node` (`tc filter show`: "... bpf ... <name> ... id <id>");
+/// a tc that fails fails the test.
 fn lo_hc_programs(node: &Host) -> Vec<u32> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &node.netns])
-        .args(["tc", "filter", "show", "dev", "lo", "egress"])
-        .output()
-        .expect("tc filter show");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(" bpf ") && l.contains("tc_hc_encap"))
-        .filter_map(|l| {
-            l.split_whitespace()
-                .skip_while(|w| *w != "id")
-                .nth(1)
-                .and_then(|id| id.parse().ok())
-        })
-        .collect()
+    let listing = tc_filter_listing(&node.netns, "lo", "egress")
+        .unwrap_or_else(|e| panic!("on {}: {e:#}", node.name));
+    cls_bpf_program_ids(&listing, "tc_hc_encap")
 }
 
 /// Without tcx, checks through a tunnel run `tc_hc_encap` as a cls_bpf

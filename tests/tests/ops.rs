@@ -20,6 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use anyhow::{bail, Context as _};
 use lb_tests::{
     client,
     lab::{http_get, namespaces_with_prefix, pins_with_prefix, sweep_stale_labs, Lab, VIP4},
@@ -447,23 +448,35 @@ impl Demo {
             .unwrap_or_else(|| panic!("no lab prefix in:\n{}", self.output.join("\n")))
     }
 
-    /// Every process in the lab's namespaces.
+    /// Every process in the lab's namespaces; a failing `ip netns list`
+    /// or `ip netns pids` fails the test instead of reading as none.
     fn lab_processes(&self) -> Vec<i32> {
-        namespaces_with_prefix(&self.prefix())
-            .iter()
-            .filter_map(|netns| {
-                Command::new("ip")
-                    .args(["netns", "pids", netns])
-                    .output()
-                    .ok()
-            })
-            .flat_map(|out| {
+        self.lab_process_ids()
+            .unwrap_or_else(|e| panic!("the demo lab's processes: {e:#}"))
+    }
+
+    /// [`Self::lab_processes`] as a result, for the clean-up in `drop`
+    /// (which must not panic).
+    fn lab_process_ids(&self) -> anyhow::Result<Vec<i32>> {
+        let mut pids = Vec::new();
+        for netns in namespaces_with_prefix(&self.prefix())? {
+            let out = Command::new("ip")
+                .args(["netns", "pids", &netns])
+                .output()
+                .with_context(|| format!("starting ip netns pids {netns}"))?;
+            if !out.status.success() {
+                bail!(
+                    "ip netns pids {netns}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            pids.extend(
                 String::from_utf8_lossy(&out.stdout)
                     .lines()
-                    .filter_map(|p| p.trim().parse().ok())
-                    .collect::<Vec<i32>>()
-            })
-            .collect()
+                    .filter_map(|p| p.trim().parse::<i32>().ok()),
+            );
+        }
+        Ok(pids)
     }
 
     /// Sends `signal` to the demo's whole process group, as a terminal's
@@ -475,8 +488,8 @@ impl Demo {
     }
 
     /// Waits until the lab is gone, or panics after `limit` saying what
-    /// is left.
-    fn assert_torn_down(&mut self, processes: &[i32], limit: Duration) {
+    /// is left; returns how long that took.
+    fn assert_torn_down(&mut self, processes: &[i32], limit: Duration) -> Duration {
         let prefix = self.prefix();
         let alive = |pid: &&i32| {
             std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
@@ -490,11 +503,11 @@ impl Demo {
             while let Ok(line) = self.lines.try_recv() {
                 self.output.push(line);
             }
-            let namespaces = namespaces_with_prefix(&prefix);
-            let pins = pins_with_prefix(&prefix);
+            let namespaces = namespaces_with_prefix(&prefix).expect("ip netns list");
+            let pins = pins_with_prefix(&prefix).expect("the labs' pins");
             let running: Vec<&i32> = processes.iter().filter(alive).collect();
             if namespaces.is_empty() && pins.is_empty() && running.is_empty() {
-                return;
+                return start.elapsed();
             }
             assert!(
                 start.elapsed() < limit,
@@ -515,8 +528,8 @@ impl Drop for Demo {
         let _ = self.child.wait();
         // A demo killed before its teardown leaves a lab of a dead pid.
         if let Some(prefix) = &self.prefix {
-            if !namespaces_with_prefix(prefix).is_empty() {
-                for pid in self.lab_processes() {
+            if namespaces_with_prefix(prefix).map_or(true, |n| !n.is_empty()) {
+                for pid in self.lab_process_ids().unwrap_or_default() {
                     // SAFETY: plain kill(2) on a process of that lab.
                     unsafe { libc::kill(pid, libc::SIGKILL) };
                 }
@@ -562,9 +575,20 @@ fn ctrl_c_during_the_requests_tears_the_demo_lab_down() {
     let mut demo = Demo::start(lb_demo(), &["--requests", "100000"]);
     demo.wait_for("lbd is running", Duration::from_secs(90));
     let processes = demo.lab_processes();
+    // lbd and the three nginx masters at least: the teardown check below
+    // has processes to see gone.
+    assert!(processes.len() >= 4, "lab processes: {processes:?}");
     thread::sleep(Duration::from_millis(500));
     demo.signal_group(libc::SIGINT);
-    demo.assert_torn_down(&processes, Duration::from_secs(30));
+    let took = demo.assert_torn_down(&processes, Duration::from_secs(30));
+    // It did not wait for the requests: the first VIP's 100,000 were
+    // never reported done (they take minutes in the lab).
+    let output = demo.output.join("\n");
+    assert!(
+        !output.contains("100000 requests to"),
+        "the demo finished a burst before tearing down:\n{output}"
+    );
+    println!("demo torn down {took:?} after Ctrl-C during its requests");
 }
 
 /// When whatever started the demo dies without passing a signal on (a
@@ -584,6 +608,7 @@ fn the_demo_lab_goes_when_its_parent_dies() {
     );
     demo.wait_for("Press Ctrl-C", Duration::from_secs(90));
     let processes = demo.lab_processes();
+    assert!(processes.len() >= 4, "lab processes: {processes:?}");
     let parent = i32::try_from(demo.child.id()).expect("pid");
     // SAFETY: plain kill(2) on our own child.
     assert_eq!(unsafe { libc::kill(parent, libc::SIGKILL) }, 0);

@@ -401,23 +401,11 @@ const CLS_BPF: &[&str] = &["LBD_TC_ATTACH=cls_bpf"];
 
 /// The ids of the programs of the cls_bpf filters running `tc_lb` on the
 /// ingress of `eth0` of `node` (`tc filter show`: "... bpf ... tc_lb ...
-/// id <id> ...").
+/// id <id> ..."); a tc that fails fails the test.
 fn tc_lb_filters(node: &Host) -> Vec<u32> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &node.netns])
-        .args(["tc", "filter", "show", "dev", "eth0", "ingress"])
-        .output()
-        .expect("tc filter show");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(" bpf ") && l.contains("tc_lb"))
-        .filter_map(|l| {
-            l.split_whitespace()
-                .skip_while(|w| *w != "id")
-                .nth(1)
-                .and_then(|id| id.parse().ok())
-        })
-        .collect()
+    let listing = lb_tests::lab::tc_filter_listing(&node.netns, "eth0", "ingress")
+        .unwrap_or_else(|e| panic!("on {}: {e:#}", node.name));
+    lb_tests::lab::cls_bpf_program_ids(&listing, "tc_lb")
 }
 
 /// A `pin_dir` of its own for a second lbd on the LB node (under the

@@ -72,6 +72,16 @@ port = 80
   address = \"198.18.0.11\"
 ";
 
+/// `line` without its comment and surrounding blanks: a table header as
+/// written (`[[vrrp]]   # one per address family` is `[[vrrp]]`).
+fn table_header(line: &str) -> &str {
+    line.split('#').next().unwrap_or_default().trim()
+}
+
+/// The tables README's config fragments show, each in one fragment at
+/// least.
+const FRAGMENT_TABLES: [&str; 4] = ["[[acl]]", "[[vrrp]]", "[bgp]", "[sync]"];
+
 #[test]
 fn every_config_fragment_in_the_readme_is_accepted_beside_its_vip() {
     let readme = include_str!("../../README.md");
@@ -79,6 +89,17 @@ fn every_config_fragment_in_the_readme_is_accepted_beside_its_vip() {
         .into_iter()
         .filter(|(_, text)| !text.lines().any(|l| l.starts_with("interface =")))
         .collect();
+    // One fragment at least of each kind the README shows: a change to
+    // its fences would otherwise leave nothing to check.
+    for table in FRAGMENT_TABLES {
+        assert!(
+            fragments
+                .iter()
+                .any(|(_, text)| text.lines().any(|l| table_header(l) == table)),
+            "no README config fragment with {table}: {} fragments found",
+            fragments.len()
+        );
+    }
     let mut refused = Vec::new();
     for (fence, text) in &fragments {
         // The interface on line 1 and blank lines to the fence keep the

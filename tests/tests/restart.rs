@@ -16,7 +16,8 @@ use lb_tests::{
     floodrun,
     lab::{in_netns, Lab, HTTP_PORT, VIP4},
     support::{
-        backend, lbctl_ok, lbctl_outcome, load, maglev_choice, sources_by_move, status, wait_health,
+        backend, lbctl_ok, lbctl_outcome, load, maglev_choice, sources_by_move, status,
+        vip4_http_slot, wait_health,
     },
     synflood::SynFlood,
 };
@@ -59,14 +60,11 @@ fn three_backends_holding_connections() -> (Lab, Vec<KeepAlive>, Vec<String>) {
     lab.wait_for_backends().expect("backends");
     let three = lab.lbd_config_for(&["b1", "b2", "b3"], CHECKS);
     lab.start_lbd(&three).expect("lbd");
+    // The first MOVING: connections Maglev would send elsewhere once b4
+    // joins (checked against lbd's live table once it has, see
+    // `assert_live_table_moves`): only the adopted connection table can
+    // keep these on their backends.
     let sources = sources_by_move(&lab, MOVING, 16);
-    // The connections Maglev would send elsewhere once b4 joins: only the
-    // adopted connection table can keep these on their backends.
-    let moving = sources
-        .iter()
-        .filter(|from| maglev_choice(&lab, **from, 3) != maglev_choice(&lab, **from, 4))
-        .count();
-    assert_eq!(moving, MOVING, "held connections Maglev would move to b4");
     let mut conns: Vec<KeepAlive> = sources
         .iter()
         .map(|from| {
@@ -149,7 +147,8 @@ fn kill_9_and_restart_keeps_forwarding_and_the_connection_table() {
         "new connections after the restart must reach the added backend: {by_backend:?}"
     );
 
-    // Every kept-alive connection is still on its first backend.
+    // Every kept-alive connection is still on its first backend, though
+    // the live table now sends MOVING of them elsewhere.
     for (conn, backend) in conns.iter_mut().zip(&first) {
         assert_eq!(
             &conn.request().expect("request after restart"),
@@ -157,6 +156,7 @@ fn kill_9_and_restart_keeps_forwarding_and_the_connection_table() {
             "a tracked connection moved across the restart"
         );
     }
+    let to_b4 = assert_live_table_moves(&lab, &conns, &first);
     let log = lab.log("lbd2");
     assert!(log.contains("adopting the pinned data plane"), "{log}");
     // Every pinned map fits the same lbd: none is started afresh.
@@ -179,7 +179,7 @@ fn kill_9_and_restart_keeps_forwarding_and_the_connection_table() {
         "the new lbd must run its own program"
     );
     eprintln!(
-        "RELIABILITY: kill -9 lbd + restart with a 4th backend: {} requests, 0 failed, new lbd ready {:.2} s after the kill; 32 kept-alive connections, 0 moved ({MOVING} of them Maglev would have moved to b4); {} tracked flows before, {} after; new connections after: {by_backend:?}",
+        "RELIABILITY: kill -9 lbd + restart with a 4th backend: {} requests, 0 failed, new lbd ready {:.2} s after the kill; 32 kept-alive connections, 0 moved ({MOVING} of them lbd's live table now sends elsewhere, {to_b4} to b4); {} tracked flows before, {} after; new connections after: {by_backend:?}",
         results.len(),
         restarted.as_secs_f64(),
         before.conntrack.entries,
@@ -333,6 +333,70 @@ fn live_table(pins: &std::path::Path) -> Vec<u32> {
                 .expect("slot")
         })
         .collect()
+}
+
+/// The address of each backend id of lbd's data plane (`BACKENDS`, read
+/// from the pinned maps).
+fn live_backend_addresses(pins: &std::path::Path) -> BTreeMap<u32, IpAddr> {
+    use aya::maps::{Array, MapData};
+    let maps = pins.join(format!("maps-v{}", lb_userspace::pinning::LAYOUT_VERSION));
+    let backends: Array<MapData, lb_common::Backend> = Array::try_from(aya::maps::Map::Array(
+        MapData::from_pin(maps.join("BACKENDS")).expect("BACKENDS pin"),
+    ))
+    .expect("BACKENDS");
+    backends
+        .iter()
+        .enumerate()
+        .filter_map(|(id, entry)| {
+            let backend = entry.expect("a BACKENDS entry");
+            let id = u32::try_from(id).expect("backend id");
+            (id != 0 && backend.family != 0).then(|| {
+                (
+                    id,
+                    lb_userspace::reconcile::words_addr(backend.addr, backend.family),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Asserts lbd's live Maglev table (after b4 joined) sends each of the
+/// first `MOVING` kept-alive connections' flows to a backend other than
+/// the one that still answers it (`first`) and the one the Maglev model
+/// of four backends names: so only the adopted connection table kept
+/// them. Returns how many it sends to b4.
+fn assert_live_table_moves(lab: &Lab, conns: &[KeepAlive], first: &[String]) -> usize {
+    let pins = lab.pin_dir_of(&lab.lb.clone());
+    let table = live_table(&pins);
+    let addresses = live_backend_addresses(&pins);
+    let name_of = |id: u32| -> String {
+        let address = addresses
+            .get(&id)
+            .unwrap_or_else(|| panic!("backend id {id} of the live table is in no BACKENDS entry"));
+        lab.backends
+            .iter()
+            .find(|b| IpAddr::V4(b.ipv4) == *address)
+            .unwrap_or_else(|| panic!("{address} (id {id}) is no backend of the lab"))
+            .name
+            .clone()
+    };
+    let mut to_b4 = 0;
+    for (conn, served) in conns.iter().zip(first).take(MOVING) {
+        let local = conn.local().expect("local address");
+        let slot = vip4_http_slot(local, u32::try_from(table.len()).expect("table size"));
+        let live = name_of(table[slot]);
+        assert_ne!(
+            &live, served,
+            "{local}: the live table keeps it on {served}, so its staying there proves nothing"
+        );
+        assert_eq!(
+            live,
+            maglev_choice(lab, local, 4),
+            "{local}: lbd's live table differs from the Maglev model of four backends"
+        );
+        to_b4 += usize::from(live == "b4");
+    }
+    to_b4
 }
 
 fn moved(a: &[u32], b: &[u32]) -> usize {

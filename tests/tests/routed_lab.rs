@@ -271,7 +271,7 @@ fn nothing_of_the_routed_lab_remains_after_drop() {
     let lab = routed(2);
     let prefix = lab.prefix.clone();
     let dir = lab.dir.clone();
-    let namespaces = lab::namespaces_with_prefix(&prefix);
+    let namespaces = lab::namespaces_with_prefix(&prefix).expect("ip netns list");
     // Switch, two routers, client, LB, two backends.
     assert_eq!(namespaces.len(), 7, "namespaces: {namespaces:?}");
     let pids: Vec<u32> = namespaces
@@ -286,7 +286,10 @@ fn nothing_of_the_routed_lab_remains_after_drop() {
     // nginx master and worker on each backend.
     assert!(pids.len() >= 4, "processes in the lab: {pids:?}");
     drop(lab);
-    assert_eq!(lab::namespaces_with_prefix(&prefix), Vec::<String>::new());
+    assert_eq!(
+        lab::namespaces_with_prefix(&prefix).expect("ip netns list"),
+        Vec::<String>::new()
+    );
     for pid in pids {
         let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         assert_ne!(comm.trim(), "nginx", "nginx {pid} survived the lab");
@@ -346,7 +349,7 @@ fn a_killed_runs_routed_lab_is_swept_by_the_next_one() {
         let _ = child.wait();
         panic!("the child built no lab");
     };
-    let namespaces = lab::namespaces_with_prefix(&prefix);
+    let namespaces = lab::namespaces_with_prefix(&prefix).expect("ip netns list");
     let pids: Vec<u32> = namespaces
         .iter()
         .flat_map(|n| {
@@ -363,7 +366,10 @@ fn a_killed_runs_routed_lab_is_swept_by_the_next_one() {
     assert_eq!(namespaces.len(), 6, "child's namespaces: {namespaces:?}");
     assert!(pids.iter().any(|p| nginx_alive(*p)), "no nginx in {pids:?}");
     lab::sweep_stale_labs();
-    assert_eq!(lab::namespaces_with_prefix(&prefix), Vec::<String>::new());
+    assert_eq!(
+        lab::namespaces_with_prefix(&prefix).expect("ip netns list"),
+        Vec::<String>::new()
+    );
     // Killed nginx processes are reaped by init; give it a moment.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while pids.iter().any(|p| nginx_alive(*p)) && std::time::Instant::now() < deadline {

@@ -221,9 +221,12 @@ fn a_syn_flood_breaks_no_long_lived_connection_and_new_ones_still_connect() {
         after.conntrack.handshakes
     );
     assert!(evicted > 0, "the half-open table never overflowed");
+    // Overflowed by spoofed SYNs many times its slots (300,000 for 32,768,
+    // none of them answered): every bucket full but by chance, and a
+    // status that counts the table wrong (or reads another) shows it.
     assert!(
-        after.conntrack.half_open <= after.conntrack.half_open_capacity,
-        "{:?}",
+        after.conntrack.half_open >= after.conntrack.half_open_capacity * 9 / 10,
+        "the half-open table is not nearly full after the flood: {:?}",
         after.conntrack
     );
     println!(

@@ -5,11 +5,11 @@
 //! size) across restarts, and the refusal of a foreign tcx program.
 //! Needs root.
 
-use std::{collections::BTreeMap, net::IpAddr, process::Command, thread, time::Duration};
+use std::{collections::BTreeMap, net::IpAddr, thread, time::Duration};
 
 use lb_tests::{
     client::{self, KeepAlive},
-    lab::{in_netns, Lab, VIP4, VIP6},
+    lab::{in_netns, tc_filter_listing, Lab, VIP4, VIP6},
     support::{assert_even_shares, assert_tracked_on, load, status},
 };
 use lb_userspace::config::Attach;
@@ -22,14 +22,9 @@ fn tc_config(lab: &Lab) -> String {
 }
 
 /// `tc filter show dev eth0 ingress` on the LB node: empty when no
-/// cls_bpf filter is there.
+/// cls_bpf filter is there; a tc that fails fails the test.
 fn tc_filters(lab: &Lab) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &lab.lb.netns])
-        .args(["tc", "filter", "show", "dev", "eth0", "ingress"])
-        .output()
-        .expect("tc filter show");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    tc_filter_listing(&lab.lb.netns, "eth0", "ingress").unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// Asserts a burst of `REQUESTS` new connections all succeed, spread 33 %

@@ -78,7 +78,7 @@ fn requests_through_the_vip_spread_evenly_and_the_counters_agree() {
         assert!(lab.is_running("lbd"), "lbd died:\n{}", lab.log("lbd"));
     }
     assert_eq!(
-        lab::namespaces_with_prefix(&prefix),
+        lab::namespaces_with_prefix(&prefix).expect("ip netns list"),
         Vec::<String>::new(),
         "lab left namespaces behind"
     );

@@ -16,7 +16,7 @@ use std::{
 };
 
 use lb_tests::{
-    lab::{in_netns, Host, Lab, HTTP_PORT, VIP4},
+    lab::{in_netns, tc_filter_listing, tcx_egress_ids, Host, Lab, HTTP_PORT, VIP4},
     support::{status_on, wait_until},
     tunnel::{self, TunnelSpec, TunnelVip},
 };
@@ -72,14 +72,13 @@ fn delivered(sender: &Host, from: SocketAddr, receiver: &Host, to: SocketAddr) -
     }
 }
 
-/// How many programs `interface`'s tcx egress in `node`'s namespace runs.
-fn egress_programs(node: &Host, interface: &'static str) -> usize {
-    in_netns(&node.netns, move || {
-        aya::programs::SchedClassifier::query_tcx(interface, aya::programs::TcAttachType::Egress)
-            .map(|(_, programs)| programs.len())
-            .unwrap_or(0)
-    })
-    .expect("query tcx egress")
+/// How many programs `interface`'s tcx egress in `node`'s namespace runs;
+/// a query that fails (no such device, no permission) fails the test
+/// rather than reading as none.
+fn egress_programs(node: &Host, interface: &str) -> usize {
+    tcx_egress_ids(&node.netns, interface)
+        .unwrap_or_else(|e| panic!("on {}: {e:#}", node.name))
+        .len()
 }
 
 /// Whether every backend of the VIP is up and checked through its tunnel
@@ -436,12 +435,8 @@ fn two_lbds_of_one_namespace(tc_attach: Option<&str>) {
             "both lbds' tc_hc_encap on lo"
         );
     } else {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &lb.netns])
-            .args(["tc", "filter", "show", "dev", "lo", "egress"])
-            .output()
-            .expect("tc filter show");
-        let listing = String::from_utf8_lossy(&out.stdout);
+        let listing =
+            tc_filter_listing(&lb.netns, "lo", "egress").unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(
             listing
                 .lines()

@@ -98,7 +98,8 @@ use transport::{tcp_flags, transport};
 
 /// Where the corpus file lives, relative to the `tests` crate.
 pub const FILE: &str = "corpus/packets.txt";
-/// Set to write the corpus file instead of comparing it.
+/// Set to write the corpus file when it differs from what the generator
+/// writes (the test then fails, for the rewrite to be reviewed).
 pub const WRITE_ENV: &str = "LB_WRITE_CORPUS";
 
 /// The client of the crafted flows (IPv4).

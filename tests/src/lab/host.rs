@@ -41,6 +41,52 @@ pub fn tcx_ingress_ids(netns: &str, ifname: &str) -> anyhow::Result<Vec<u32>> {
     })?
 }
 
+/// Ids of the programs on the tcx egress of `ifname` in namespace
+/// `netns` (empty: none, also on a kernel without tcx). Any other error
+/// of the query (no such device, no permission) is an error, never "no
+/// programs": checks that nothing is left there must not pass on a
+/// query that did not run.
+pub fn tcx_egress_ids(netns: &str, ifname: &str) -> anyhow::Result<Vec<u32>> {
+    let owned = ifname.to_owned();
+    in_netns(netns, move || -> anyhow::Result<Vec<u32>> {
+        let queried =
+            aya::programs::SchedClassifier::query_tcx(&owned, aya::programs::TcAttachType::Egress);
+        tcx_ids(queried.map(|(_, programs)| programs))
+    })?
+    .with_context(|| format!("tcx egress of {ifname} in {netns}"))
+}
+
+/// `tc filter show dev <dev> <hook>` (`ingress`, `egress`) in namespace
+/// `netns`: the listing, empty when no filter is there (tc answers an
+/// empty dump also when the device has no clsact qdisc). A failing tc (no
+/// such device or namespace, a syntax iproute2 refuses) is an error, never
+/// an empty listing: checks that a filter is gone must not pass on a tc
+/// that did not run.
+pub fn tc_filter_listing(netns: &str, dev: &str, hook: &str) -> anyhow::Result<String> {
+    output(
+        "ip",
+        &[
+            "netns", "exec", netns, "tc", "filter", "show", "dev", dev, hook,
+        ],
+    )
+    .with_context(|| format!("tc filter show dev {dev} {hook} in {netns}"))
+}
+
+/// The ids of the programs of the cls_bpf filters running `program` in
+/// `listing` (`tc filter show`: "... bpf ... <name> ... id <id> ...").
+pub fn cls_bpf_program_ids(listing: &str, program: &str) -> Vec<u32> {
+    listing
+        .lines()
+        .filter(|l| l.contains(" bpf ") && l.contains(program))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .skip_while(|w| *w != "id")
+                .nth(1)
+                .and_then(|id| id.parse().ok())
+        })
+        .collect()
+}
+
 /// The ids of a tcx query's programs; a kernel that does not know the
 /// tcx attach type (EINVAL) has none.
 fn tcx_ids(
@@ -338,32 +384,40 @@ pub fn remove_pins(prefix: &str) {
     }
 }
 
-/// Pin directories of lab `prefix` that still exist (empty after drop).
-pub fn pins_with_prefix(prefix: &str) -> Vec<PathBuf> {
-    fs::read_dir(BPFFS)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .starts_with(&format!("{prefix}-"))
-                })
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default()
+/// Pin directories of lab `prefix` that still exist (empty after drop;
+/// also when [`BPFFS`] is not there at all). Any other failure to read
+/// it is an error, never "none left": a teardown check must not pass on
+/// a directory it could not read.
+pub fn pins_with_prefix(prefix: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(BPFFS) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error).with_context(|| format!("reading {BPFFS}")),
+    };
+    let mut pins = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {BPFFS}"))?;
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(&format!("{prefix}-"))
+        {
+            pins.push(entry.path());
+        }
+    }
+    Ok(pins)
 }
 
-/// Namespaces of this lab that still exist (empty after drop).
-pub fn namespaces_with_prefix(prefix: &str) -> Vec<String> {
-    output("ip", &["netns", "list"])
-        .unwrap_or_default()
+/// Namespaces of this lab that still exist (empty after drop). A failing
+/// `ip netns list` is an error, never "none left".
+pub fn namespaces_with_prefix(prefix: &str) -> anyhow::Result<Vec<String>> {
+    Ok(output("ip", &["netns", "list"])
+        .context("listing the network namespaces")?
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .filter(|n| n.starts_with(&format!("{prefix}-")))
         .map(str::to_owned)
-        .collect()
+        .collect())
 }
 
 pub(super) fn ip(netns: &str, args: &[&str]) -> anyhow::Result<()> {
@@ -532,6 +586,35 @@ mod tests {
             assert_eq!(owner(name), None, "{name}");
             assert_eq!(stale_owner(name, |_| false), None, "{name}");
         }
+    }
+
+    /// A tc that fails (here: no such namespace) is an error, not the
+    /// empty listing of "no filter there".
+    #[test]
+    fn a_failing_tc_is_an_error_not_an_empty_listing() {
+        let error = super::tc_filter_listing("lbt-no-such-netns", "eth0", "ingress")
+            .expect_err("a tc that did not run lists nothing")
+            .to_string();
+        assert!(error.contains("tc filter show dev eth0 ingress"), "{error}");
+    }
+
+    /// A tcx query that cannot run (no such namespace) is an error, not
+    /// "no programs".
+    #[test]
+    fn a_failing_tcx_egress_query_is_an_error_not_no_programs() {
+        assert!(super::tcx_egress_ids("lbt-no-such-netns", "lo").is_err());
+    }
+
+    /// The filter ids are read from `tc filter show`'s lines of the named
+    /// program only.
+    #[test]
+    fn cls_bpf_program_ids_reads_the_named_programs_ids() {
+        let listing = "filter protocol all pref 50000 bpf chain 0 \n\
+            filter protocol all pref 50000 bpf chain 0 handle 0x2 tc_hc_encap direct-action not_in_hw id 41 name tc_hc_encap tag 0 jited \n\
+            filter protocol all pref 49152 bpf chain 0 handle 0x1 tc_lb direct-action not_in_hw id 7 name tc_lb tag 0 jited \n";
+        assert_eq!(super::cls_bpf_program_ids(listing, "tc_hc_encap"), vec![41]);
+        assert_eq!(super::cls_bpf_program_ids(listing, "tc_lb"), vec![7]);
+        assert!(super::cls_bpf_program_ids("", "tc_lb").is_empty());
     }
 
     /// TestPins refuses a prefix the sweep would not know.

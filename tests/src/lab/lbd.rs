@@ -48,20 +48,16 @@ impl Lab {
 
     /// An lbd config with one IPv4 VIP served by `backends` (names such as
     /// "b1"), `vip_extra` TOML lines added to the VIP table (e.g. health
-    /// settings).
+    /// settings). Panics on a name the lab has no backend of: a config
+    /// silently without it would let "it got no traffic" pass.
     pub fn lbd_config_for(&self, backends: &[&str], vip_extra: &str) -> String {
         let mut config = format!(
             "interface = \"eth0\"\nconntrack_size = 65536\nadmin_socket = \"{}\"\n\n[[vip]]\naddress = \"{VIP4}\"\nport = {HTTP_PORT}\n{vip_extra}\n",
             self.admin_socket().display()
         );
-        for name in backends {
-            if let Some(host) = self.backends.iter().find(|b| b.name == *name) {
-                config.push_str(&format!(
-                    "  [[vip.backend]]\n  address = \"{}\"\n",
-                    host.ipv4
-                ));
-            }
-        }
+        config.push_str(
+            &backend_tables(&self.backends, backends).unwrap_or_else(|e| panic!("{e:#}")),
+        );
         config
     }
 
@@ -370,5 +366,56 @@ impl Lab {
                 .with_context(|| format!("attaching XDP_PASS to switch port {port}"))?;
             Ok(dataplane)
         })?
+    }
+}
+
+/// The `[[vip.backend]]` tables of the backends `names` of `lab_backends`
+/// (by IPv4 address); an error names a name no backend has.
+fn backend_tables(lab_backends: &[Host], names: &[&str]) -> anyhow::Result<String> {
+    let mut tables = String::new();
+    for name in names {
+        let host = lab_backends
+            .iter()
+            .find(|b| b.name == *name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = lab_backends.iter().map(|b| b.name.as_str()).collect();
+                anyhow!("no backend named {name:?} in this lab (it has {known:?})")
+            })?;
+        tables.push_str(&format!(
+            "  [[vip.backend]]\n  address = \"{}\"\n",
+            host.ipv4
+        ));
+    }
+    Ok(tables)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{backend_tables, Host};
+
+    /// Backend `n` of a lab (b1, b2, ...).
+    fn backend(n: u8) -> Host {
+        Host {
+            name: format!("b{n}"),
+            netns: format!("lbt0n0-b{n}"),
+            ipv4: std::net::Ipv4Addr::new(198, 18, 0, 10 + n),
+            ipv6: std::net::Ipv6Addr::LOCALHOST,
+        }
+    }
+
+    /// A backend the lab does not have is refused, not left out of the
+    /// config (a lab of three asked for b4).
+    #[test]
+    fn a_backend_the_lab_lacks_is_refused() {
+        let lab = [backend(1), backend(2), backend(3)];
+        let error = backend_tables(&lab, &["b1", "b4"])
+            .expect_err("b4 is no backend of this lab")
+            .to_string();
+        assert!(error.contains("\"b4\""), "{error}");
+        let tables = backend_tables(&lab, &["b1", "b3"]).expect("both known");
+        assert_eq!(
+            tables,
+            "  [[vip.backend]]\n  address = \"198.18.0.11\"\n  [[vip.backend]]\n  address = \"198.18.0.13\"\n"
+        );
     }
 }

@@ -33,9 +33,9 @@ mod lbd;
 mod processes;
 
 pub use host::{
-    ensure_bpffs, http_get, in_netns, lbctl_at, lbd_binary, namespaces_with_prefix,
-    pins_with_prefix, remove_pins, status_at, sweep_stale_labs, tcx_ingress_ids, workspace_binary,
-    TestPins, BPFFS,
+    cls_bpf_program_ids, ensure_bpffs, http_get, in_netns, lbctl_at, lbd_binary,
+    namespaces_with_prefix, pins_with_prefix, remove_pins, status_at, sweep_stale_labs,
+    tc_filter_listing, tcx_egress_ids, tcx_ingress_ids, workspace_binary, TestPins, BPFFS,
 };
 use host::{ip, receive_like_a_nic};
 pub(crate) use host::{output, run, sysctl};

@@ -36,10 +36,12 @@ fn an_ipv6_instance_elects_a_master_that_holds_the_ipv6_vip() {
     let (config_a, config_b) = (config(&a, 150), config(&b, 100));
     lab.start_lbd_on(&a, "lbd-a", &config_a).expect("lbd");
     lab.start_lbd_on(&b, "lbd-b", &config_b).expect("lbd");
+    // A failing `ip addr` fails the test: read as "not held" it would
+    // pass the check that lb2 does not hold the VIP.
     let holds = |lab: &Lab, node: &Host| {
         lab.addresses_of(node)
-            .map(|a| a.contains(&format!("{VIP6}/128")))
-            .unwrap_or(false)
+            .expect("ip addr")
+            .contains(&format!("{VIP6}/128"))
     };
     wait_until("lb to hold the IPv6 VIP", Duration::from_secs(10), || {
         holds(&lab, &a)

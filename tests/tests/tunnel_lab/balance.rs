@@ -19,7 +19,7 @@ use lb_tests::{
 };
 use lb_userspace::api::schema::Status;
 
-use crate::{observe::client_address, setup::start_lbd, DROPS, LINK_MTU, REQUESTS};
+use crate::{observe::client_address, setup::start_lbd, DECAP_REFUSALS, DROPS, LINK_MTU, REQUESTS};
 
 /// Every backend's new-flow counter of `vip`, by address.
 fn new_flows(status: &Status, vip: IpAddr) -> BTreeMap<IpAddr, u64> {
@@ -103,7 +103,15 @@ fn balances(lab: &Lab, what: &str, vip: TunnelVip, forwarding: &str) {
         .iter()
         .zip(unwrapped_before.iter().zip(&unwrapped_after))
     {
-        let count = |c: &BTreeMap<String, u64>, name: &str| c.get(name).copied().unwrap_or(0);
+        // Present: a renamed or unparsed counter must not read as zero.
+        let count = |c: &BTreeMap<String, u64>, name: &str| {
+            c.get(name).copied().unwrap_or_else(|| {
+                panic!(
+                    "{what}: {}'s lb-decap has no counter {name}: {c:?}",
+                    backend.name
+                )
+            })
+        };
         let grew = count(new, &counter) - count(old, &counter);
         let served = run.by_backend.get(&backend.name).copied().unwrap_or(0);
         assert!(
@@ -111,12 +119,7 @@ fn balances(lab: &Lab, what: &str, vip: TunnelVip, forwarding: &str) {
             "{what}: {} unwrapped {grew} packets ({counter}) for {served} connections",
             backend.name
         );
-        for refusal in [
-            "drop_not_vip",
-            "drop_malformed",
-            "drop_unsupported",
-            "drop_not_source",
-        ] {
+        for refusal in DECAP_REFUSALS {
             assert_eq!(
                 count(new, refusal),
                 count(old, refusal),

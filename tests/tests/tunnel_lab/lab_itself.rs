@@ -73,7 +73,7 @@ fn the_tunnel_lab_runs_decap_on_every_routed_backend_and_leaves_nothing_behind()
     tunnel::start_decap(&mut lab, &b1).expect("restart");
     drop(lab);
     assert_eq!(
-        lb_tests::lab::namespaces_with_prefix(&prefix),
+        lb_tests::lab::namespaces_with_prefix(&prefix).expect("ip netns list"),
         Vec::<String>::new()
     );
     for pin in pins {

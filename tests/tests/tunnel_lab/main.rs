@@ -43,6 +43,22 @@ const DROPS: [&str; 5] = [
     "drop_ttl_exceeded",
 ];
 
+/// lb-decap's refusals none of the healthy runs may produce (read from
+/// `lb-decap status`; `restarts` and `health` check `drop_not_source`).
+const DECAP_REFUSALS: [&str; 4] = [
+    "drop_not_vip",
+    "drop_malformed",
+    "drop_unsupported",
+    "drop_not_source",
+];
+
+/// Every name in `DECAP_REFUSALS` is one of lb-decap's counters: a
+/// renamed one would be looked up and never found.
+#[test]
+fn the_decap_refusals_checked_for_are_decap_counters() {
+    lb_tests::support::assert_are_decap_counters(&DECAP_REFUSALS);
+}
+
 /// Every name in `DROPS` is a counter the data plane has: a renamed one
 /// would otherwise be filtered for and never found, and the checks that
 /// no drop happened could not fail.
