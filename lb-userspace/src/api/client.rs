@@ -127,6 +127,29 @@ pub enum ClientError {
         /// What ended the exchange.
         why: String,
     },
+    /// lbd closed (or reset) the connection before any answer came: it
+    /// crashed or stopped mid-request (systemd starts it again), or its
+    /// queue of new connections was dropped. For a look or a dry run
+    /// nothing was done and trying again later may work; a change cut off
+    /// so is [`ClientError::ChangeCutOff`] instead.
+    #[error("lbd closed the connection without answering ({why}; admin socket {}): it is restarting or stopping; nothing was done, try again later", path.display())]
+    Dropped {
+        /// The socket path.
+        path: PathBuf,
+        /// What ended the exchange.
+        why: String,
+    },
+    /// The socket path is one no socket can have (longer than a socket
+    /// address holds, or under something that is no directory): the path
+    /// is wrong, and trying again would not help.
+    #[error("--socket (LBCTL_SOCKET) {}: {source}; no socket can be at this path, check it and the config's admin_socket", path.display())]
+    BadSocketPath {
+        /// The socket path.
+        path: PathBuf,
+        /// What the OS said of it.
+        #[source]
+        source: io::Error,
+    },
     /// Connecting failed for another reason.
     #[error("connecting to lbd's admin socket {}: {source}", path.display())]
     Connect {
@@ -148,9 +171,12 @@ pub enum ClientError {
 impl ClientError {
     /// Exit code for anything else (5xx, protocol errors).
     pub const EXIT_OTHER: u8 = 1;
-    /// Exit code for a usage error or a request lbd rejected (4xx but 404 and 409).
+    /// Exit code for a usage error (a socket path no socket can have) or
+    /// a request lbd rejected (4xx but 409 and an object's 404; a 404 for
+    /// an endpoint lbd does not have is one).
     pub const EXIT_USAGE: u8 = 2;
-    /// Exit code for "no such thing" (404).
+    /// Exit code for "no such thing": a 404 for a VIP, backend, ACL rule
+    /// or limit (not for an endpoint).
     pub const EXIT_NOT_FOUND: u8 = 3;
     /// Exit code for a conflict with the current state (409).
     pub const EXIT_CONFLICT: u8 = 4;
@@ -171,8 +197,13 @@ impl ClientError {
             | Self::Busy { .. }
             | Self::PermissionDenied { .. }
             | Self::Timeout { .. }
+            | Self::Dropped { .. }
             | Self::Connect { .. } => Self::EXIT_UNAVAILABLE,
+            Self::BadSocketPath { .. } => Self::EXIT_USAGE,
             Self::ChangeTimeout { .. } | Self::ChangeCutOff { .. } => Self::EXIT_CHANGE_UNANSWERED,
+            // A path lbd has no endpoint for (lbctl newer than lbd) is a
+            // request it refused, not a missing VIP or backend.
+            Self::Api(e) if e.is_no_endpoint() => Self::EXIT_USAGE,
             Self::Api(e) => match e.status {
                 404 => Self::EXIT_NOT_FOUND,
                 409 => Self::EXIT_CONFLICT,
@@ -478,13 +509,30 @@ impl Client {
     /// applied, as when it times out; anything else is `error` itself.
     fn cut_off(&self, error: ClientError, stage: Stage, change: bool) -> ClientError {
         match error {
-            ClientError::Protocol(why) if change && stage == Stage::Sent => {
+            ClientError::Protocol(why) | ClientError::Dropped { why, .. }
+                if change && stage == Stage::Sent =>
+            {
                 ClientError::ChangeCutOff {
                     path: self.path.clone(),
                     why,
                 }
             }
             other => other,
+        }
+    }
+
+    /// What a failed exchange (`error`, hyper's) means: lbd closing or
+    /// resetting the connection before any answer came is
+    /// [`ClientError::Dropped`] (lbd unavailable for now, as across a
+    /// restart), anything else a garbled exchange.
+    fn exchange_error(&self, error: &hyper::Error) -> ClientError {
+        if unanswered(error) {
+            ClientError::Dropped {
+                path: self.path.clone(),
+                why: error.to_string(),
+            }
+        } else {
+            ClientError::Protocol(error.to_string())
         }
     }
 
@@ -511,12 +559,12 @@ impl Client {
         };
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            .map_err(|e| self.exchange_error(&e))?;
         let exchange = async move {
             let response = sender
                 .send_request(request)
                 .await
-                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                .map_err(|e| self.exchange_error(&e))?;
             let status = response.status();
             let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
@@ -534,7 +582,7 @@ impl Client {
             result = connection.as_mut() => match result {
                 // Closed cleanly: the exchange has its answer or its error.
                 Ok(()) => exchange.await,
-                Err(e) => Err(ClientError::Protocol(e.to_string())),
+                Err(e) => Err(self.exchange_error(&e)),
             },
         }
     }
@@ -556,9 +604,41 @@ impl Client {
                 after: BACKLOG_WAIT,
             },
             io::ErrorKind::PermissionDenied => ClientError::PermissionDenied { path },
+            // Too long for a socket address, or a name too long, or under
+            // a file or a symlink loop: no socket can be there.
+            io::ErrorKind::InvalidInput
+            | io::ErrorKind::NotADirectory
+            | io::ErrorKind::InvalidFilename => ClientError::BadSocketPath { path, source },
+            _ if source.raw_os_error() == Some(libc::ELOOP) => {
+                ClientError::BadSocketPath { path, source }
+            }
             _ => ClientError::Connect { path, source },
         }
     }
+}
+
+/// Whether hyper's `error` says the connection ended (closed, or reset
+/// by lbd) before an answer's head came, rather than an answer that came
+/// garbled: hyper's "connection closed before message completed", or
+/// an `ECONNRESET`/`EPIPE`/`ECONNABORTED` underneath.
+fn unanswered(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() || error.is_closed() || error.is_canceled() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        if let Some(io_error) = inner.downcast_ref::<io::Error>() {
+            return matches!(
+                io_error.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::UnexpectedEof
+            );
+        }
+        source = inner.source();
+    }
+    false
 }
 
 /// How far an exchange got, for what its timeout means (see
@@ -830,8 +910,9 @@ mod tests {
 
     /// lbd closing the connection after reading a change, before its
     /// answer (an lbd that crashed mid-change): it may be applied (exit 8,
-    /// saying so), not a protocol error (exit 1); a look cut off the same
-    /// way changed nothing and stays exit 1.
+    /// saying so), not a protocol error (exit 1); a look (or a dry run)
+    /// cut off the same way changed nothing: lbd is unavailable for now
+    /// (exit 5, try again later), not a garbled answer (exit 1).
     #[tokio::test]
     async fn a_change_whose_connection_drops_before_the_answer_may_have_been_applied() {
         use tokio::io::AsyncReadExt as _;
@@ -872,13 +953,22 @@ mod tests {
             .call(Method::Post, "/v1/reload", &[("dry_run", "true")], None)
             .await
             .unwrap_err();
-        assert_eq!(dry_run.exit_code(), 1, "{dry_run}");
+        assert!(
+            matches!(&dry_run, ClientError::Dropped { .. }),
+            "{dry_run:?}"
+        );
+        assert_eq!(dry_run.exit_code(), 5, "{dry_run}");
         let look = client
             .call(Method::Get, "/v1/status", &[], None)
             .await
             .unwrap_err();
-        assert!(matches!(&look, ClientError::Protocol(_)), "{look:?}");
-        assert_eq!(look.exit_code(), 1, "{look}");
+        assert!(matches!(&look, ClientError::Dropped { .. }), "{look:?}");
+        assert_eq!(look.exit_code(), 5, "{look}");
+        assert!(
+            look.to_string().contains("without answering")
+                && look.to_string().contains("nothing was done"),
+            "{look}"
+        );
         server.abort();
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -1085,6 +1175,57 @@ mod tests {
             client.timed_out(Stage::BacklogFull, true),
             ClientError::Busy { .. }
         ));
+    }
+
+    /// A socket path no socket can have (longer than `sun_path`, or
+    /// under something that is no directory) is bad usage, exit 2, naming
+    /// the path: not "lbd not reachable, try again later" (exit 5), which
+    /// a script would retry for ever.
+    #[tokio::test]
+    async fn a_socket_path_no_socket_can_have_is_bad_usage() {
+        let long = format!("/{}", "a".repeat(200));
+        let err = Client::new(&long, Duration::from_secs(1))
+            .status()
+            .await
+            .unwrap_err();
+        assert_eq!(err.exit_code(), ClientError::EXIT_USAGE, "{err:?}");
+        assert!(
+            err.to_string().contains(&long) && err.to_string().contains("--socket"),
+            "{err}"
+        );
+        let dir =
+            std::env::temp_dir().join(format!("lbd-api-client-{}-not-a-dir", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("file"), "").unwrap();
+        let under_a_file = dir.join("file").join("lbd.sock");
+        let err = Client::new(&under_a_file, Duration::from_secs(1))
+            .status()
+            .await
+            .unwrap_err();
+        assert_eq!(err.exit_code(), ClientError::EXIT_USAGE, "{err:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A 404 for an endpoint lbd does not have (a newer lbctl against an
+    /// older lbd) is a request lbd refused, exit 2, whether it says so
+    /// with its own code or (an lbd from before that code) only in its
+    /// message; exit 3 stays for a VIP, backend, rule or limit that does
+    /// not exist.
+    #[test]
+    fn no_such_endpoint_is_not_no_such_object() {
+        let api = |code: &str, message: &str| {
+            ClientError::Api(ApiError {
+                status: 404,
+                code: code.into(),
+                message: message.into(),
+            })
+            .exit_code()
+        };
+        assert_eq!(api("no_endpoint", "no such endpoint: GET /v1/node"), 2);
+        assert_eq!(api("not_found", "no such endpoint: GET /v1/node"), 2);
+        assert_eq!(api("not_found", "no VIP 198.18.0.100:80/tcp"), 3);
+        assert_eq!(api("not_found", "no backend 198.18.0.11 in VIP x"), 3);
     }
 
     #[test]

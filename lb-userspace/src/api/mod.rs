@@ -8,11 +8,13 @@
 //!
 //! # Wire format
 //!
-//! - Every endpoint lives under `/v1/`; anything else is a 404.
+//! - Every endpoint lives under `/v1/`; anything else is a 404 with the
+//!   code `no_endpoint` (a missing VIP, backend, rule or limit is a 404
+//!   `not_found`).
 //! - Methods are `GET`, `POST`, `PUT` and `DELETE`. A path of the API that
 //!   does not take the method is a 405 whose `Allow` header lists the ones it
 //!   takes (read off the one route table, `route::allowed_methods`); another
-//!   method on a path the API does not have is a 404.
+//!   method on a path the API does not have is a 404 `no_endpoint`.
 //! - A request body, when there is one, is JSON with `Content-Type:
 //!   application/json` (415 otherwise, 400 `bad_json` if it does not parse,
 //!   400 `bad_request` naming the key if an object has a key twice) and
@@ -51,6 +53,11 @@ pub mod schema;
 pub mod server;
 pub mod wire_name;
 
+/// How the message of every "no such endpoint" 404 starts: what tells
+/// one from an older lbd (whose code for it was `not_found`, as for a
+/// missing VIP) apart from a missing object.
+pub(crate) const NO_ENDPOINT_PREFIX: &str = "no such endpoint:";
+
 /// The version prefix of every path: `/v1/...`. Bumped only for incompatible changes,
 /// so an old `lbctl` gets a clear 404 instead of a misread answer.
 pub(crate) const API_VERSION: &str = "v1";
@@ -74,8 +81,12 @@ pub(crate) const MAX_REQUEST_HEAD_BYTES: usize = 16 << 10;
 /// The `code` strings of error bodies that the transport itself produces, so the
 /// daemon's handler can use the same words for the same situations.
 pub mod code {
-    /// No such endpoint or object (404).
+    /// No such object: VIP, backend, ACL rule or limit (404).
     pub(crate) const NOT_FOUND: &str = "not_found";
+    /// No such endpoint: a path (or a method on it) the API does not have
+    /// (404), told apart from [`NOT_FOUND`] so that a client newer than lbd
+    /// does not take a missing endpoint for a missing VIP.
+    pub(crate) const NO_ENDPOINT: &str = "no_endpoint";
     /// The method is not one the endpoint supports (405).
     pub(crate) const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     /// The request is malformed: path escapes, query, or a body of the wrong shape (400).
@@ -201,8 +212,12 @@ impl Request {
     pub(crate) fn no_route(&self) -> Response {
         Response::error(
             404,
-            code::NOT_FOUND,
-            format!("no such endpoint: {} {}", self.method, self.display_path()),
+            code::NO_ENDPOINT,
+            format!(
+                "{NO_ENDPOINT_PREFIX} {} {}",
+                self.method,
+                self.display_path()
+            ),
         )
     }
 
@@ -254,7 +269,10 @@ impl Response {
 
 /// What the daemon implements: one function from request to response. The
 /// server runs each call in its own task, so a client that hangs up mid-request
-/// never cancels a half-done change, and a panic in that task becomes a 500.
+/// never cancels a half-done change. A panic in that task is answered 500 only
+/// where panics unwind (the server's tests): lbd's panic hook aborts the whole
+/// process on any panic, before unwinding (see `bin/lbd.rs`), and systemd
+/// starts it again; its clients see their connections closed unanswered.
 /// (lbd's handler only passes the request to the engine's loop, which answers
 /// it: there, as everywhere in the daemon, input is refused, never panicked on.)
 pub trait Handler: Send + Sync + 'static {
@@ -276,6 +294,15 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// Whether this is lbd's 404 for an endpoint it does not have (this
+    /// lbctl is newer than lbd), not for a VIP, backend, rule or limit:
+    /// by its code, or by its message from an lbd older than that code.
+    pub fn is_no_endpoint(&self) -> bool {
+        self.status == 404
+            && (self.code == code::NO_ENDPOINT
+                || (self.code == code::NOT_FOUND && self.message.starts_with(NO_ENDPOINT_PREFIX)))
+    }
+
     /// The error a non-2xx answer stands for. A body that is not the standard
     /// error shape (a proxy, a bug) still gives an error with the right status,
     /// with code `http_<status>` and the body's text (shortened) as message.

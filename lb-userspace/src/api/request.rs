@@ -16,7 +16,9 @@ use hyper::{
 use serde::de;
 use serde_json::Value;
 
-use super::{code, route, Method, Request, Response, API_VERSION, MAX_REQUEST_BYTES};
+use super::{
+    code, route, Method, Request, Response, API_VERSION, MAX_REQUEST_BYTES, NO_ENDPOINT_PREFIX,
+};
 
 /// Bytes of an unwanted request body read and dropped before answering (see
 /// [`discard`]): twice the largest body taken, so a client just past the limit
@@ -363,20 +365,20 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// The decoded segments after `/v1/`; 404 outside `/v1/`, 400 for an empty
 /// segment (`//`) or bad percent-encoding. One trailing `/` is ignored.
 pub(super) fn parse_path(raw: &str) -> Result<Vec<String>, Response> {
-    let not_found = || {
+    let no_endpoint = || {
         Response::error(
             404,
-            code::NOT_FOUND,
-            format!("no such endpoint: {raw} (the API is under /{API_VERSION}/)"),
+            code::NO_ENDPOINT,
+            format!("{NO_ENDPOINT_PREFIX} {raw} (the API is under /{API_VERSION}/)"),
         )
     };
     let rest = raw
         .strip_prefix('/')
         .and_then(|rest| rest.strip_prefix(API_VERSION))
-        .ok_or_else(not_found)?;
+        .ok_or_else(no_endpoint)?;
     let rest = match rest {
         "" | "/" => return Ok(Vec::new()),
-        rest => rest.strip_prefix('/').ok_or_else(not_found)?,
+        rest => rest.strip_prefix('/').ok_or_else(no_endpoint)?,
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     rest.split('/')

@@ -32,7 +32,7 @@ use super::{
     schema::{
         BackendSpec, BackendState, LimitsSpec, NodeChange, StateChange, VipSpec, WeightChange,
     },
-    Method, Request, Response,
+    Method, Request, Response, NO_ENDPOINT_PREFIX,
 };
 use crate::{
     guard::{AclRule, Limits, Scope},
@@ -395,8 +395,8 @@ pub(crate) fn not_routed(method: &str, path: &str, allowed: &[Method]) -> Respon
     if allowed.is_empty() {
         return Response::error(
             404,
-            code::NOT_FOUND,
-            format!("no such endpoint: {method} {path}"),
+            code::NO_ENDPOINT,
+            format!("{NO_ENDPOINT_PREFIX} {method} {path}"),
         );
     }
     Response::error(
@@ -604,6 +604,16 @@ mod tests {
                 StateChange {
                     state: BackendState::Draining,
                     timeout_s: Some(30),
+                    from: None,
+                },
+            ),
+            Route::SetState(
+                id,
+                b,
+                StateChange {
+                    state: BackendState::Enabled,
+                    timeout_s: None,
+                    from: Some(BackendState::Maintenance),
                 },
             ),
             Route::SetWeight(id, b, WeightChange { weight: 7 }),

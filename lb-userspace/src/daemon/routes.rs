@@ -84,7 +84,23 @@ async fn answer(engine: &mut Engine, call: Call) -> Response {
             Err(answer) => return answer,
         },
         Route::RemoveBackend(id, address) => Edit::RemoveBackend(id, address),
-        Route::SetState(id, address, change) => state_edit(id, address, &change),
+        Route::SetState(id, address, change) => {
+            if let Some(from) = change.from {
+                // Checked here, in the engine loop's step that makes the
+                // change: nothing can change the state in between.
+                let current = engine
+                    .status()
+                    .vips
+                    .into_iter()
+                    .find(|v| v.vip == id.to_string())
+                    .and_then(|v| v.backends.into_iter().find(|b| b.address == address))
+                    .map(|b| b.state);
+                if let Some(refusal) = state_precondition_refuses(id, address, from, current) {
+                    return refusal;
+                }
+            }
+            state_edit(id, address, &change)
+        }
         Route::SetWeight(id, address, change) => Edit::SetWeight(id, address, change.weight),
     };
     outcome(engine.change(&edit, dry_run).await)
@@ -101,6 +117,23 @@ fn state_edit(id: VipId, address: IpAddr, change: &StateChange) -> Edit {
             timeout_s: change.timeout_s,
         },
     }
+}
+
+/// The 409 for a state change asked only `from` a state the backend is
+/// not in (`current`; None: no such backend, which the edit itself answers
+/// 404), None when it may go ahead.
+fn state_precondition_refuses(
+    id: VipId,
+    address: IpAddr,
+    from: BackendState,
+    current: Option<BackendState>,
+) -> Option<Response> {
+    let current = current.filter(|current| *current != from)?;
+    Some(Response::error(
+        409,
+        code::CONFLICT,
+        format!("backend {address} of VIP {id} is {current}, not {from}: nothing was changed"),
+    ))
 }
 
 /// The answer to a change or reload.
@@ -396,6 +429,60 @@ mod tests {
                 _,
                 StateChange {
                     timeout_s: Some(30),
+                    ..
+                }
+            )
+        ));
+    }
+
+    /// A state change with a precondition (`from`) is refused, 409, when
+    /// the backend is in another state now, before any edit is made: a
+    /// `maintenance --off` raced by a drain leaves the drain in force
+    /// rather than ending it. Met (or no precondition, or no such backend,
+    /// which the edit answers 404), it goes ahead.
+    #[test]
+    fn a_conditional_state_change_is_refused_in_another_state() {
+        let id: VipId = "198.18.0.100:80/tcp".parse().unwrap();
+        let address: IpAddr = "198.18.0.11".parse().unwrap();
+        let refusal = state_precondition_refuses(
+            id,
+            address,
+            BackendState::Maintenance,
+            Some(BackendState::Draining),
+        )
+        .expect("refused");
+        assert_eq!(refusal.status, 409);
+        assert_eq!(refusal.body["error"]["code"], code::CONFLICT);
+        assert_eq!(
+            refusal.body["error"]["message"],
+            "backend 198.18.0.11 of VIP 198.18.0.100:80/tcp is draining, not maintenance: nothing was changed"
+        );
+        for (from, current) in [
+            (BackendState::Maintenance, Some(BackendState::Maintenance)),
+            (BackendState::Enabled, Some(BackendState::Enabled)),
+            (BackendState::Maintenance, None),
+        ] {
+            assert_eq!(
+                state_precondition_refuses(id, address, from, current),
+                None,
+                "{from:?} {current:?}"
+            );
+        }
+        // The precondition travels in the body and is read back.
+        let state = [&BACKEND[..], &["state"]].concat();
+        let route = route(&request(
+            Method::Put,
+            &state,
+            json!({"state": "enabled", "from": "maintenance"}),
+        ))
+        .unwrap();
+        assert!(matches!(
+            route,
+            Route::SetState(
+                _,
+                _,
+                StateChange {
+                    from: Some(BackendState::Maintenance),
                     ..
                 }
             )

@@ -91,6 +91,13 @@ pub struct StateChange {
     /// (default: the VIP's `drain_timeout_s`, else never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_s: Option<u64>,
+    /// Only if the backend is in this state now: in another, the change
+    /// is refused (409 `conflict`) and nothing changes. lbd checks and
+    /// changes in one step of its engine loop, so a client that looked
+    /// first (`lbctl backend maintenance --off`) cannot end a drain made
+    /// between its look and its change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<BackendState>,
 }
 
 /// `PUT .../weight`.

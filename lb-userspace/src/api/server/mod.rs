@@ -7,7 +7,9 @@
 //! Everything a client can send is answered, never panicked on: a path outside
 //! `/v1/` (404), a method the path does not take (405, with `Allow`), a body too large (413), not JSON (400) or
 //! not labelled as JSON (415), bad percent-encoding (400), a body that does not
-//! arrive (408).
+//! arrive (408). That matters in lbd: its panic hook aborts the process on any
+//! panic, this server's tasks included (see `bin/lbd.rs`), and systemd starts
+//! it again; a client then sees its connection closed without an answer.
 
 use std::{
     convert::Infallible,
@@ -461,7 +463,10 @@ fn allow(path: &str) -> String {
 }
 
 /// Runs the handler in a task of its own: it finishes even if the client hangs
-/// up, and a panic in it becomes a 500 rather than a dropped connection.
+/// up. A panic in it becomes a 500 rather than a dropped connection only where
+/// panics unwind (this module's tests): in lbd, whose panic hook aborts the
+/// process before any unwinding (see `bin/lbd.rs`), the `JoinError` branch
+/// below never runs, and the panic ends lbd (systemd starts it again).
 async fn call_handler<H: Handler>(
     handler: Arc<H>,
     request: Request,

@@ -236,10 +236,12 @@ async fn transport_errors() {
         };
         assert_eq!(
             (api.status, api.code.as_str()),
-            (404, "not_found"),
+            (404, "no_endpoint"),
             "{target}"
         );
-        assert_eq!(err.exit_code(), 3);
+        // A request lbd refused (this lbctl newer than lbd), not a
+        // missing VIP or backend (3).
+        assert_eq!(err.exit_code(), 2);
     }
 
     // A method the path does not take, with Allow listing the ones it
@@ -270,7 +272,7 @@ async fn transport_errors() {
         assert!(message.ends_with(&format!("use {allow}")), "{message}");
     }
     let (status, body) = raw(&path, &raw_request("PATCH", "/v1/nope", &[], b"")).await;
-    assert_eq!((status, error_code(&body)), (404, "not_found"));
+    assert_eq!((status, error_code(&body)), (404, "no_endpoint"));
 
     // Body not JSON, or not labelled as JSON.
     let json_type = [("Content-Type", "application/json; charset=utf-8")];
@@ -303,13 +305,13 @@ async fn transport_errors() {
         (&[][..], b"{}"),
     ] {
         let (status, body) = raw(&path, &raw_request("POST", "/v1/vip", headers, body)).await;
-        assert_eq!((status, error_code(&body)), (404, "not_found"), "{body}");
+        assert_eq!((status, error_code(&body)), (404, "no_endpoint"), "{body}");
         assert_eq!(body["error"]["message"], "no such endpoint: POST /v1/vip");
     }
     let typo = b"PUT /v1/vip HTTP/1.1\r\nHost: l\r\nContent-Type: application/json\r\n\
         Content-Length: 100000000\r\n\r\n";
     let (status, body) = raw(&path, typo).await;
-    assert_eq!((status, error_code(&body)), (404, "not_found"), "{body}");
+    assert_eq!((status, error_code(&body)), (404, "no_endpoint"), "{body}");
 
     // Bad percent-encoding, empty segments, duplicate query keys.
     for target in [
@@ -894,10 +896,13 @@ fn parse_request_is_what_the_server_answers() {
         let answer = parse_request(&head(method, target, content_type), body).unwrap_err();
         (answer.status, error_code(&answer.body).to_owned())
     };
-    assert_eq!(status("GET", "/v2/x", None, b""), (404, "not_found".into()));
+    assert_eq!(
+        status("GET", "/v2/x", None, b""),
+        (404, "no_endpoint".into())
+    );
     assert_eq!(
         status("PATCH", "/v1/x", None, b""),
-        (404, "not_found".into())
+        (404, "no_endpoint".into())
     );
     assert_eq!(
         status("PATCH", "/v1/reload", None, b""),
@@ -1013,7 +1018,7 @@ fn an_unknown_path_is_a_404_before_its_body_is_checked() {
                 let answer = parse_request(&head(method, target, content_type), body).unwrap_err();
                 assert_eq!(
                     (answer.status, error_code(&answer.body)),
-                    (404, "not_found"),
+                    (404, "no_endpoint"),
                     "{method} {target} {content_type:?} ({} bytes)",
                     body.len()
                 );

@@ -190,6 +190,7 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
             let body = StateChange {
                 state: BackendState::Draining,
                 timeout_s: timeout,
+                from: None,
             };
             let change = client.set_state(vip, backend, body, flags.dry_run).await?;
             if wait && !flags.dry_run {
@@ -236,6 +237,9 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
         } => {
             // The API has one way back to service, `enabled`, which ends
             // a drain as well: --off looks first, and ends only maintenance.
+            // What it saw is the change's precondition (`from`): lbd
+            // refuses it (409) if a drain came in between, rather than
+            // ending that drain.
             let current = client
                 .vip(vip)
                 .await?
@@ -246,7 +250,13 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
             if let Some(why) = not_in_maintenance(vip, backend, current) {
                 return Err(Failure::new(ClientError::EXIT_USAGE, why));
             }
-            set_state(client, vip, backend, BackendState::Enabled, &flags).await?;
+            let body = StateChange {
+                state: BackendState::Enabled,
+                timeout_s: None,
+                from: current,
+            };
+            let change = client.set_state(vip, backend, body, flags.dry_run).await?;
+            output::change(&change, flags.json);
         }
         Command::Weight {
             vip,
@@ -324,6 +334,7 @@ async fn set_state(
     let body = StateChange {
         state,
         timeout_s: None,
+        from: None,
     };
     let change = client.set_state(vip, backend, body, flags.dry_run).await?;
     output::change(&change, flags.json);
@@ -734,6 +745,50 @@ mod tests {
         assert_eq!(asked, 6);
     }
 
+    /// lbd closing a look's connection without answering (it crashed,
+    /// or stopped, mid-request; systemd starts it again) is lbd being
+    /// unavailable for a while, waited through like a 503, not a garbled
+    /// answer that ends the wait with exit 1.
+    #[tokio::test]
+    async fn a_drain_wait_keeps_waiting_through_a_connection_lbd_drops() {
+        let look = |live| Answer::Ok(vip_answer(&backend(BackendState::Draining, live, false)));
+        let answers = vec![look(2), Answer::Close, look(0)];
+        let (code, message, asked) = drain_wait_against("dropped", answers).await;
+        assert_eq!((code, message.as_str()), (0, ""), "{message}");
+        assert_eq!(asked, 3);
+    }
+
+    /// A 404 for an endpoint lbd does not have (an older lbd) is not the
+    /// backend's VIP having been removed (exit 7): the wait ends as for
+    /// any other answer it cannot use, saying the drain was made.
+    #[tokio::test]
+    async fn a_drain_wait_does_not_take_a_missing_endpoint_for_a_removed_vip() {
+        let look = Answer::Ok(vip_answer(&backend(BackendState::Draining, 2, false)));
+        for (tag, code) in [
+            ("no-endpoint", "no_endpoint"),
+            ("no-endpoint-old", "not_found"),
+        ] {
+            let no_endpoint = Answer::Body(
+                404,
+                format!(
+                    r#"{{"error":{{"code":"{code}","message":"no such endpoint: GET /v1/vips/x"}}}}"#
+                ),
+            );
+            let (exit, message, asked) =
+                drain_wait_against(tag, vec![look.clone(), no_endpoint]).await;
+            assert_eq!(exit, ClientError::EXIT_OTHER, "{tag}: {message}");
+            assert!(message.contains("the drain was made"), "{tag}: {message}");
+            assert_eq!(asked, 2);
+        }
+        // The VIP itself gone: the drain was ended by that removal.
+        let no_vip = Answer::Body(
+            404,
+            r#"{"error":{"code":"not_found","message":"no VIP 198.18.0.100:80/tcp"}}"#.to_owned(),
+        );
+        let (exit, message, _) = drain_wait_against("no-vip", vec![look, no_vip]).await;
+        assert_eq!(exit, EXIT_DRAIN_ENDED_ELSEWHERE, "{message}");
+    }
+
     /// A look failing otherwise ends the wait with exit 1, saying that the
     /// drain was made (not 5: nothing done).
     #[tokio::test]
@@ -924,6 +979,56 @@ mod tests {
             .await;
             assert_eq!((code, message.as_str(), asked), (0, "", 2), "{state}");
         }
+    }
+
+    /// `maintenance --off` sends its look's state as the change's
+    /// precondition (`from`), so that lbd refuses it (409) when a drain
+    /// lands between the look and the change rather than ending that
+    /// drain; lbd's refusal is reported as such, exit 4.
+    #[tokio::test]
+    async fn maintenance_off_makes_its_look_a_precondition_of_the_change() {
+        use clap::Parser as _;
+        let look = Answer::Ok(vip_answer(&backend(BackendState::Maintenance, 0, false)));
+        let conflict = Answer::Body(
+            409,
+            r#"{"error":{"code":"conflict","message":"backend 198.18.0.11 of VIP 198.18.0.100:80/tcp is draining, not maintenance: nothing was changed"}}"#
+                .to_owned(),
+        );
+        let lbd = FakeLbd::start("off-raced", vec![look, conflict]);
+        let cli = crate::Cli::try_parse_from([
+            "lbctl",
+            "backend",
+            "maintenance",
+            "198.18.0.100:80",
+            "198.18.0.11",
+            "--off",
+        ])
+        .unwrap();
+        let crate::Command::Backend(command) = cli.command else {
+            panic!("not a backend command");
+        };
+        let client = Client::new(&lbd.path, Duration::from_millis(300));
+        let failure = run(&client, command).await.unwrap_err();
+        assert_eq!(
+            failure.code,
+            ClientError::EXIT_CONFLICT,
+            "{}",
+            failure.message
+        );
+        assert!(
+            failure.message.contains("is draining"),
+            "{}",
+            failure.message
+        );
+        let requests = lbd.requests();
+        assert_eq!(requests.len(), 2, "{requests:?}");
+        assert!(
+            requests[1].starts_with("PUT ")
+                && requests[1].contains(r#""state":"enabled""#)
+                && requests[1].contains(r#""from":"maintenance""#),
+            "{}",
+            requests[1]
+        );
     }
 
     fn vip() -> VipId {

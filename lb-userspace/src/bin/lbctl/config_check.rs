@@ -7,12 +7,15 @@ use std::{net::IpAddr, path::PathBuf};
 
 use anyhow::Context as _;
 use lb_userspace::{
-    config::{self, Config},
+    api::client::ClientError,
+    config::{self, Config, ConfigError},
     mac::Mac,
     maglev::{self, MaglevBackend},
     reconcile::{address_bytes, VipId},
 };
 use serde::Serialize;
+
+use crate::Failure;
 
 /// Arguments of `lbctl config check`.
 #[derive(Debug, clap::Args)]
@@ -40,9 +43,22 @@ struct BackendReport {
     share: f64,
 }
 
-/// Runs the check.
-pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
-    let config = Config::load(&args.file)?;
+/// Runs the check: a file lbd would refuse is bad input (exit 2, as
+/// `lbctl reload` of it is), one that cannot be read another failure
+/// (exit 1).
+pub(crate) fn run(args: &Args) -> Result<(), Failure> {
+    let config = Config::load(&args.file).map_err(|error| {
+        let code = match error {
+            ConfigError::Io { .. } => ClientError::EXIT_OTHER,
+            _ => ClientError::EXIT_USAGE,
+        };
+        Failure::new(code, error.to_string())
+    })?;
+    report(args, &config).map_err(Failure::from)
+}
+
+/// Prints what lbd would do with the valid `config`.
+fn report(args: &Args, config: &Config) -> anyhow::Result<()> {
     let mut vips = Vec::new();
     for vip in &config.vips {
         let keys: Vec<Vec<u8>> = vip
@@ -84,7 +100,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
                 .collect(),
         });
     }
-    for warning in config::warnings(&config) {
+    for warning in config::warnings(config) {
         eprintln!("lbctl: warning: {}: {warning}", args.file.display());
     }
     if args.json {
@@ -118,4 +134,48 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file lbd would refuse is bad input (exit 2, as `lbctl reload`
+    /// of the same file and `config import`'s refusals are); a file that
+    /// cannot be read is another failure (exit 1), so a script can tell
+    /// "the file is invalid" from "the check could not run".
+    #[test]
+    fn an_invalid_file_is_exit_2_and_an_unreadable_one_exit_1() {
+        let dir = std::env::temp_dir().join(format!("lbctl-config-check-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let check = |file: PathBuf| {
+            run(&Args { file, json: true })
+                .err()
+                .map(|failure| (failure.code, failure.message))
+        };
+        let valid = dir.join("valid.toml");
+        std::fs::write(
+            &valid,
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n",
+        )
+        .unwrap();
+        assert_eq!(check(valid), None);
+        let invalid = dir.join("invalid.toml");
+        std::fs::write(
+            &invalid,
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 0\n",
+        )
+        .unwrap();
+        let (code, message) = check(invalid).unwrap();
+        assert_eq!(code, ClientError::EXIT_USAGE, "{message}");
+        assert!(message.contains("port"), "{message}");
+        let not_toml = dir.join("not-toml.toml");
+        std::fs::write(&not_toml, "interface = \n").unwrap();
+        assert_eq!(check(not_toml).unwrap().0, ClientError::EXIT_USAGE);
+        let (code, message) = check(dir.join("missing.toml")).unwrap();
+        assert_eq!(code, ClientError::EXIT_OTHER, "{message}");
+        assert!(message.contains("missing.toml"), "{message}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -52,6 +52,12 @@ pub(crate) struct Args {
     /// give it twice, one of each family, for IPv4 and IPv6 VIPs.
     #[arg(long, value_name = "ADDRESS")]
     nat_source: Vec<IpAddr>,
+    /// keepalived's config id (its `-i`/`--config-id`, by default the host
+    /// name): which conditional lines (`@ID ...`, `@^ID ...`) of a shared
+    /// keepalived.conf apply to this node. Without it such lines are
+    /// refused.
+    #[arg(long, value_name = "ID")]
+    config_id: Option<String>,
     /// Write the configuration to FILE instead of standard output. An
     /// existing FILE is not replaced without --force, and FILE may not be
     /// one of the files imported.
@@ -92,7 +98,7 @@ pub(crate) fn run(args: &Args) -> Result<(), Failure> {
         forwarding: args.forwarding,
         nat_source: args.nat_source.clone(),
     };
-    let imported = import::import(&sources, &options)
+    let imported = import::import_with_config_id(&sources, &options, args.config_id.as_deref())
         .map_err(|e| Failure::new(ClientError::EXIT_USAGE, e.to_string()))?;
     match &args.output {
         Some(path) => {
@@ -205,6 +211,9 @@ fn write_output(path: &Path, text: &str) -> anyhow::Result<()> {
             .open(&temporary)
             .with_context(|| format!("creating {}", temporary.display()))?;
         if let Ok(meta) = fs::metadata(&target) {
+            // The owner before the mode: a chown may clear set-id bits.
+            keep_owner(&file, &meta)
+                .with_context(|| format!("setting the owner of {}", temporary.display()))?;
             file.set_permissions(meta.permissions())
                 .with_context(|| format!("setting the permissions of {}", temporary.display()))?;
         }
@@ -217,6 +226,23 @@ fn write_output(path: &Path, text: &str) -> anyhow::Result<()> {
         let _ = fs::remove_file(&temporary);
     }
     written
+}
+
+/// Gives `file` the owner and group of the file it replaces (`replaced`),
+/// as far as this user may: all of it as root (root replacing
+/// `root:lbadmin 0640` keeps the admin group able to read it), the group
+/// alone for a group the user is in, else neither (`EPERM` is no error:
+/// the file is the user's own, as a plain write would leave it).
+fn keep_owner(file: &fs::File, replaced: &fs::Metadata) -> std::io::Result<()> {
+    use std::os::unix::fs::{fchown, MetadataExt as _};
+    let refused = |e: &std::io::Error| e.kind() == std::io::ErrorKind::PermissionDenied;
+    match fchown(file, Some(replaced.uid()), Some(replaced.gid())) {
+        Err(e) if refused(&e) => match fchown(file, None, Some(replaced.gid())) {
+            Err(e) if refused(&e) => Ok(()),
+            other => other,
+        },
+        other => other,
+    }
 }
 
 /// The notes as the terminal shows them: a count, then each note on a
@@ -288,7 +314,11 @@ mod tests {
         .iter()
         .map(|o| refused(o, true))
         .collect();
+        // A group the file had (kept when the user may set it: as root).
+        let group = 12_345;
+        let regrouped = std::os::unix::fs::chown(&out, None, Some(group)).is_ok();
         write_output(&dir.join("link.toml"), "# imported\n").expect("write");
+        let gid = std::os::unix::fs::MetadataExt::gid(&fs::metadata(&out).expect("meta"));
         let written = fs::read_to_string(&out).expect("read");
         let mode = fs::metadata(&out).expect("meta").permissions().mode() & 0o777;
         let still_link = fs::symlink_metadata(dir.join("link.toml"))
@@ -318,6 +348,9 @@ mod tests {
             (written.as_str(), mode, still_link),
             ("# imported\n", 0o640, true)
         );
+        if regrouped {
+            assert_eq!(gid, group, "the replaced file's group is kept");
+        }
         assert_eq!(
             left,
             ["haproxy.cfg", "lbd.toml", "link.cfg", "link.toml", "sub"]
@@ -343,6 +376,52 @@ mod tests {
             "lbctl: warning: vip[0]: every backend of VIP 198.18.0.100:80/tcp has weight 0: it drops every new flow\n"
         );
         assert_eq!(warnings_report(&[]), "");
+    }
+
+    /// `--config-id` picks the conditional lines of a keepalived.conf
+    /// shared by the nodes; without it the import is refused (exit 2)
+    /// and nothing is written.
+    #[test]
+    fn config_id_picks_a_shared_keepalived_confs_lines() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let dir =
+            std::env::temp_dir().join(format!("lbctl-import-config-id-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("temp dir");
+        let input = dir.join("keepalived.conf");
+        fs::write(
+            &input,
+            "vrrp_instance V {\n  interface eth0\n  virtual_router_id 5\n  @lb1 priority 150\n  @lb2 priority 90\n  virtual_ipaddress {\n    198.18.0.100\n  }\n}\n",
+        )
+        .expect("input");
+        let import = |output: &str, id: Option<&str>| {
+            let out = dir.join(output);
+            let mut argv = vec![
+                "import".to_owned(),
+                input.display().to_string(),
+                "-o".to_owned(),
+                out.display().to_string(),
+            ];
+            if let Some(id) = id {
+                argv.extend(["--config-id".to_owned(), id.to_owned()]);
+            }
+            let cli = Cli::try_parse_from(argv).expect("arguments");
+            (run(&cli.args).map_err(|f| (f.code, f.message)), out)
+        };
+        let (done, out) = import("lb2.toml", Some("lb2"));
+        assert!(done.is_ok(), "{done:?}");
+        let written = fs::read_to_string(&out).expect("written");
+        assert!(written.contains("priority = 90"), "{written}");
+        let (refused, out) = import("none.toml", None);
+        let (code, message) = refused.expect_err("refused without a config id");
+        assert_eq!(code, ClientError::EXIT_USAGE);
+        assert!(message.contains("--config-id"), "{message}");
+        assert!(!out.exists(), "nothing written");
+        fs::remove_dir_all(&dir).expect("clean up");
     }
 
     #[test]

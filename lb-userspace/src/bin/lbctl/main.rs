@@ -229,9 +229,7 @@ fn main() -> ExitCode {
             Command::Acl(command) => acl::run(&client, command).await,
             Command::Limit(command) => limit::run(&client, command).await,
             Command::Reload(args) => reload::run(&client, &args).await,
-            Command::Config(ConfigCommand::Check(args)) => {
-                config_check::run(&args).map_err(Failure::from)
-            }
+            Command::Config(ConfigCommand::Check(args)) => config_check::run(&args),
             Command::Config(ConfigCommand::Dump) => config_dump::run(&client).await,
             Command::Config(ConfigCommand::Import(args)) => config_import::run(&args),
             Command::Completions(args) => {

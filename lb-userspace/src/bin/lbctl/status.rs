@@ -720,6 +720,24 @@ mod tests {
         assert!(!waits_for_lbd(&refused, 3));
     }
 
+    /// `lbctl status` whose connection lbd closes without answering (it
+    /// crashed or stopped mid-request) is lbd unavailable, exit 5 ("try
+    /// again later"), which a watch waits through; not exit 1.
+    #[tokio::test]
+    async fn a_status_lbd_drops_unanswered_is_unavailable() {
+        use crate::wait::tests::{Answer, FakeLbd};
+        let lbd = FakeLbd::start("status-dropped", vec![Answer::Close]);
+        let client = Client::new(&lbd.path, std::time::Duration::from_secs(5));
+        let failure = fetch(&client, None).await.unwrap_err();
+        assert_eq!(
+            failure.code,
+            ClientError::EXIT_UNAVAILABLE,
+            "{}",
+            failure.message
+        );
+        assert!(waits_for_lbd(&failure, 1), "{}", failure.message);
+    }
+
     #[test]
     fn a_rate_with_nothing_to_measure_from_is_no_zero() {
         assert_eq!(rate(Some(500), None, 1.0, 1.0, 0), "-");

@@ -28,20 +28,24 @@ pub(crate) enum AfterPollError {
 /// Whether `error` says lbd is unavailable for now, as across a restart,
 /// rather than something looking again would not change: a socket that
 /// is missing or that nobody listens on (lbd stopped, not yet started
-/// again), 503 (shutting down, or out of connections), a full listen
-/// backlog, no answer within `--api-timeout`, another connect failure.
-/// Not a permission or a path that is no socket (lbd replaces its socket
-/// with the same mode and group, atomically), nor a garbled answer (a
-/// newer lbd this lbctl does not understand answers the same each time).
+/// again), 503 (shutting down, or out of connections), a connection lbd
+/// closed without answering (it crashed or stopped mid-request), a full
+/// listen backlog, no answer within `--api-timeout`, another connect
+/// failure. Not a permission or a path that is no socket, or that no
+/// socket can have (lbd replaces its socket with the same mode and
+/// group, atomically), nor a garbled answer (a newer lbd this lbctl does
+/// not understand answers the same each time).
 fn lbd_unavailable(error: &ClientError) -> bool {
     match error {
         ClientError::NotRunning { .. }
         | ClientError::NotListening { .. }
         | ClientError::Busy { .. }
         | ClientError::Timeout { .. }
+        | ClientError::Dropped { .. }
         | ClientError::Connect { .. } => true,
         ClientError::Api(api) => api.status == 503,
         ClientError::NotASocket { .. }
+        | ClientError::BadSocketPath { .. }
         | ClientError::PermissionDenied { .. }
         | ClientError::ChangeTimeout { .. }
         | ClientError::ChangeCutOff { .. }
@@ -117,6 +121,10 @@ pub(crate) mod tests {
                 path: path.clone(),
                 source: std::io::Error::other("reset"),
             },
+            ClientError::Dropped {
+                path: path.clone(),
+                why: "connection closed before message completed".to_owned(),
+            },
         ];
         let now = Instant::now();
         let later = now + Duration::from_secs(1);
@@ -148,6 +156,10 @@ pub(crate) mod tests {
                 what: "a directory",
             },
             ClientError::Protocol("the answer is not JSON".to_owned()),
+            ClientError::BadSocketPath {
+                path: path.clone(),
+                source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+            },
         ];
         for error in &others {
             assert_eq!(
@@ -172,6 +184,11 @@ pub(crate) mod tests {
         Error(u16),
         /// Reads the request and answers nothing for this long.
         Stall(Duration),
+        /// This status with this body (an error body of lbd's own making).
+        Body(u16, String),
+        /// Reads the request and closes the connection without an answer,
+        /// as an lbd that crashes (or stops) mid-request does.
+        Close,
     }
 
     /// An lbd that answers each request on its socket with the next of
@@ -183,6 +200,9 @@ pub(crate) mod tests {
         dir: PathBuf,
         /// How many requests it took.
         asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        /// The requests it read (head and what came of the body with
+        /// it), in the order they came, for tests of what lbctl sends.
+        requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     }
 
     impl FakeLbd {
@@ -194,6 +214,8 @@ pub(crate) mod tests {
             let listener = tokio::net::UnixListener::bind(&path).unwrap();
             let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let count = asked.clone();
+            let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let read = requests.clone();
             tokio::spawn(async move {
                 loop {
                     let Ok((mut stream, _)) = listener.accept().await else {
@@ -201,15 +223,33 @@ pub(crate) mod tests {
                     };
                     let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let answer = answers[n.min(answers.len() - 1)].clone();
+                    let read = read.clone();
                     tokio::spawn(async move {
                         let mut request = Vec::new();
                         let mut buffer = [0u8; 4096];
-                        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        // The head, then as much body as it announces.
+                        let whole = |request: &[u8]| {
+                            let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n")
+                            else {
+                                return false;
+                            };
+                            let head = String::from_utf8_lossy(&request[..end]).to_lowercase();
+                            let length = head
+                                .lines()
+                                .find_map(|line| line.strip_prefix("content-length:"))
+                                .and_then(|n| n.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            request.len() >= end + 4 + length
+                        };
+                        while !whole(&request) {
                             match stream.read(&mut buffer).await {
                                 Ok(0) | Err(_) => return,
                                 Ok(n) => request.extend_from_slice(&buffer[..n]),
                             }
                         }
+                        read.lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(&request).into_owned());
                         let (status, body) = match answer {
                             Answer::Ok(body) => (200, body),
                             Answer::Error(status) => (
@@ -221,6 +261,8 @@ pub(crate) mod tests {
                                 tokio::time::sleep(time).await;
                                 return;
                             }
+                            Answer::Body(status, body) => (status, body),
+                            Answer::Close => return,
                         };
                         let response = format!(
                             "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -231,7 +273,17 @@ pub(crate) mod tests {
                     });
                 }
             });
-            Self { path, dir, asked }
+            Self {
+                path,
+                dir,
+                asked,
+                requests,
+            }
+        }
+
+        /// The requests it read so far, as text.
+        pub(crate) fn requests(&self) -> Vec<String> {
+            self.requests.lock().unwrap().clone()
         }
 
         /// How many requests it took so far.
