@@ -132,9 +132,12 @@ pub(crate) struct Announcer {
 /// `GET /v1/node`'s BGP part.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BgpStatus {
-    /// Addresses announced now.
+    /// Addresses lbd wants announced now (its plan: BIRD announces them
+    /// once it took the set, see `in_sync`; until then it may announce
+    /// what it read before).
     pub announced: Vec<IpAddr>,
-    /// Addresses withdrawn, and why.
+    /// Addresses lbd wants withdrawn, and why (BIRD may still announce
+    /// them while not `in_sync`: `last_error` names those it still does).
     pub withheld: Vec<WithheldAddress>,
     /// The start-up gate.
     pub startup: StartupStatus,
@@ -846,6 +849,63 @@ mod tests {
             "show protocols \"lbd_vips4\"".to_owned(),
             "show protocols \"lbd_vips6\"".to_owned(),
         ]
+    }
+
+    /// A stop after the hook was lost awaits `withdraw_all` (see
+    /// `daemon::WithdrawFirst::Withdraw`): it empties the routes file and
+    /// reconfigures BIRD even while the exchange the loop started is still
+    /// in flight (a slow BIRD), when the loop's own `apply` of the
+    /// withdrawal returned without writing anything.
+    #[tokio::test]
+    async fn a_withdrawal_on_stop_is_sent_while_an_exchange_is_in_flight() {
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+        let scratch = Scratch::new("inflight");
+        let config = scratch.config();
+        let t0 = Instant::now();
+        let mut announcer = Announcer::new(config.clone(), false, false, t0);
+        let _outcomes = announcer.take_outcomes().unwrap();
+        let listener = tokio::net::UnixListener::bind(&config.bird_socket).unwrap();
+        // The first connection is answered never (BIRD is slow); the
+        // second's commands are answered and returned.
+        let (asked, slow_asked) = tokio::sync::oneshot::channel();
+        let bird = tokio::spawn(async move {
+            let (slow, _) = listener.accept().await.unwrap();
+            let (slow_read, mut slow_write) = slow.into_split();
+            slow_write
+                .write_all(b"0001 BIRD 2.0.12 ready.\n")
+                .await
+                .unwrap();
+            let mut slow_lines = tokio::io::BufReader::new(slow_read).lines();
+            let first = slow_lines.next_line().await.unwrap();
+            let _ = asked.send(first);
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            write.write_all(b"0001 BIRD 2.0.12 ready.\n").await.unwrap();
+            let mut lines = tokio::io::BufReader::new(read).lines();
+            let mut commands = Vec::new();
+            while let Ok(Some(command)) = lines.next_line().await {
+                let _ = write.write_all(b"0003 Reconfigured\n").await;
+                commands.push(command);
+            }
+            drop((slow_lines, slow_write));
+            commands
+        });
+        announcer.apply(plan(true), t0);
+        assert_eq!(announcer.in_flight, Some(Exchange::Configure));
+        assert_eq!(slow_asked.await.unwrap().as_deref(), Some("configure"));
+        // The hook is lost: the loop's withdrawal waits for the exchange.
+        announcer.apply(plan(false), t0);
+        assert!(routes(&config).contains(&format!("route {A}/32")));
+        tokio::time::timeout(Duration::from_secs(5), announcer.withdraw_all())
+            .await
+            .expect("in time")
+            .expect("withdrawn");
+        assert!(
+            !routes(&config).contains("route "),
+            "the file still announces: {}",
+            routes(&config)
+        );
+        assert_eq!(bird.await.unwrap(), ["configure"]);
     }
 
     /// A BIRD whose config does not include the routes file takes every

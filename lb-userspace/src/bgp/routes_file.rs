@@ -100,7 +100,7 @@ pub(crate) fn write(path: &Path, text: &str) -> anyhow::Result<()> {
         .parent()
         .with_context(|| format!("{} has no directory", path.display()))?;
     if !dir.exists() {
-        create_dirs(dir)?;
+        create_dirs(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let name = path
         .file_name()
@@ -142,22 +142,29 @@ fn write_through(temporary: &Path, path: &Path, text: &str) -> anyhow::Result<()
 /// explicitly: the mode given at creation is masked by the umask (0077
 /// under the systemd unit), and BIRD must traverse every one of them to
 /// read the file (a reconfigure fails otherwise, and BIRD refuses to
-/// start). Directories that exist are left as they are.
-fn create_dirs(dir: &Path) -> anyhow::Result<()> {
+/// start). Directories that exist are left as they are. Also for the
+/// lock beside the routes file (see `ownership::bgp_file_lock`), taken
+/// before the file is first written: the directories it creates are the
+/// file's. An error names the directory that failed.
+pub(crate) fn create_dirs(dir: &Path) -> std::io::Result<()> {
     let missing: Vec<&Path> = dir
         .ancestors()
         .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
         .collect();
+    let naming = |created: &Path, what: &str, error: std::io::Error| {
+        std::io::Error::new(
+            error.kind(),
+            format!("{what} {}: {error}", created.display()),
+        )
+    };
     for created in missing.into_iter().rev() {
         match std::fs::DirBuilder::new().mode(DIR_MODE).create(created) {
             Ok(()) => std::fs::set_permissions(created, std::fs::Permissions::from_mode(DIR_MODE))
-                .with_context(|| format!("setting the mode of {}", created.display()))?,
+                .map_err(|error| naming(created, "setting the mode of", error))?,
             // Made meanwhile by someone else: theirs, left alone.
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists && created.is_dir() => {
             }
-            Err(error) => {
-                return Err(error).with_context(|| format!("creating {}", created.display()))
-            }
+            Err(error) => return Err(naming(created, "creating", error)),
         }
     }
     Ok(())

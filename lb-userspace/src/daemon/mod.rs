@@ -504,18 +504,38 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
     // peer holds the replicated flows. If BIRD does not take the
     // withdrawal, lbd still stops (nothing could forward if it stayed) but
     // fails.
-    let withdrawal = if stop == Stop::Restart && !pinned {
-        signals
-            .while_stopping(doing, &mut systemd, async {
-                engine.final_sync().await;
-                let handed = engine.hand_over().await;
-                engine.withdraw_for_stop(&handed).await.err().map(|error| {
-                    error.context("pin_dir is off, so the program goes with lbd, but BIRD did not take the withdrawal of this node's BGP announcements: the routers may still send flows to this node, which forwards nothing now; once BIRD answers, `lbd --release-vips` withdraws them")
+    let withdrawal = match withdraw_first(stop, pinned, lost_hook.is_some()) {
+        WithdrawFirst::HandOverAndWithdraw => {
+            signals
+                .while_stopping(doing, &mut systemd, async {
+                    engine.final_sync().await;
+                    let handed = engine.hand_over().await;
+                    engine.withdraw_for_stop(&handed).await.err().map(|error| {
+                        error.context("pin_dir is off, so the program goes with lbd, but BIRD did not take the withdrawal of this node's BGP announcements: the routers may still send flows to this node, which forwards nothing now; once BIRD answers, `lbd --release-vips` withdraws them")
+                    })
                 })
-            })
-            .await
-    } else {
-        None
+                .await
+        }
+        WithdrawFirst::Withdraw => {
+            signals
+                .while_stopping(
+                    "stopping: the interface lost lbd's program; withdrawing the BGP announcements",
+                    &mut systemd,
+                    engine.withdraw_announcements(),
+                )
+                .await
+                .err()
+                .and_then(|error| {
+                    if crate::bgp::bird::is_not_running(&error) {
+                        // The routes file is emptied: a BIRD that starts
+                        // reads it, and one not running announces nothing.
+                        warn!(error = %format!("{error:#}"), "BGP: BIRD is not running, so it announces nothing of this node");
+                        return None;
+                    }
+                    Some(error.context("the interface lost lbd's program, and BIRD did not take the withdrawal of this node's BGP announcements: the routers may still send flows to this node, which forwards nothing now; once BIRD answers, `lbd --release-vips` withdraws them"))
+                })
+        }
+        WithdrawFirst::Nothing => None,
     };
     let admin_socket = engine.config().admin_socket.clone();
     let shutdown = signals
@@ -535,8 +555,9 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
         crate::ownership::held::forget_announcement(&admin_socket);
     }
     if let Some(error) = lost_hook {
-        // VRRP stepped down and BGP withdrew when the hook was lost; the
-        // maps stay pinned for the next lbd.
+        // VRRP stepped down when the hook was lost, and BGP withdrew
+        // above (awaited: see `WithdrawFirst::Withdraw`), or failed to,
+        // said below; the maps stay pinned for the next lbd.
         info!("lbd stopped; the interface lost its program, which the next lbd attaches again");
         drop(ownership);
         return Err(match withdrawal {
@@ -562,6 +583,35 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
     }
     drop(ownership);
     Ok(stopped)
+}
+
+/// What a stop does about the BGP announcements before the engine's
+/// shutdown (which withdraws them itself only for good).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WithdrawFirst {
+    /// Nothing: a stop for good withdraws in the shutdown; a restart
+    /// whose pinned program still runs keeps them for the next lbd.
+    Nothing,
+    /// `pin_dir` is off, so the program goes with lbd: the last flows go
+    /// to the peer, VRRP hands over, then the withdrawal, forwarding on
+    /// while the traffic moves.
+    HandOverAndWithdraw,
+    /// The interface's hook was lost, so the program no longer runs
+    /// (VRRP stepped down then): only the withdrawal, awaited. The loop
+    /// planned it when the hook went, but may not have sent it (an
+    /// exchange with BIRD was in flight when it exited).
+    Withdraw,
+}
+
+/// [`WithdrawFirst`] for a stop `stop` of a data plane `pinned` or not,
+/// after the interface's hook was lost (`lost_hook`) or not.
+fn withdraw_first(stop: Stop, pinned: bool, lost_hook: bool) -> WithdrawFirst {
+    match (stop, pinned, lost_hook) {
+        (Stop::Clean, ..) => WithdrawFirst::Nothing,
+        (Stop::Restart, false, _) => WithdrawFirst::HandOverAndWithdraw,
+        (Stop::Restart, true, true) => WithdrawFirst::Withdraw,
+        (Stop::Restart, true, false) => WithdrawFirst::Nothing,
+    }
 }
 
 /// The part of the start before the engine, up to the claim: the
@@ -1497,6 +1547,38 @@ mod lifecycle_tests {
         assert!(signals.interrupt_pending().await);
         // Taken: the next check sees none.
         assert!(!signals.interrupt_pending().await);
+    }
+
+    /// A stop because the hook was lost withdraws the announcements
+    /// first, and awaits BIRD's answer, whatever is pinned: the program no
+    /// longer runs, and the loop's own withdrawal may not have been sent
+    /// yet (an exchange with BIRD was in flight). Other stops as before.
+    #[test]
+    fn a_stop_after_the_hook_was_lost_withdraws_first() {
+        assert_eq!(
+            withdraw_first(Stop::Restart, true, true),
+            WithdrawFirst::Withdraw
+        );
+        assert_eq!(
+            withdraw_first(Stop::Restart, false, true),
+            WithdrawFirst::HandOverAndWithdraw
+        );
+        assert_eq!(
+            withdraw_first(Stop::Restart, false, false),
+            WithdrawFirst::HandOverAndWithdraw
+        );
+        assert_eq!(
+            withdraw_first(Stop::Restart, true, false),
+            WithdrawFirst::Nothing
+        );
+        assert_eq!(
+            withdraw_first(Stop::Clean, true, false),
+            WithdrawFirst::Nothing
+        );
+        assert_eq!(
+            withdraw_first(Stop::Clean, false, false),
+            WithdrawFirst::Nothing
+        );
     }
 
     fn mode_and_gid(path: &Path) -> (u32, u32) {

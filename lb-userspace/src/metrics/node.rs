@@ -34,7 +34,7 @@ impl Exporter<'_> {
         }));
         self.gauge(
             "bgp_announced",
-            "1 while BIRD announces the VIP address; 0 while withdrawn, with the reason",
+            "1 while lbd wants the VIP address announced by BIRD; 0 while lbd wants it withdrawn, with the reason (what BIRD does follows only while lbd_bgp_in_sync is 1)",
             announced,
         );
         self.gauge(

@@ -453,7 +453,10 @@ fn bgp_file_lock(
 ) -> Result<Lock, OwnershipError> {
     let lock = bgp_file_lock_path(path);
     if let Some(dir) = lock.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
+        // The routes file's directory: 0755 whatever the umask, as
+        // `routes_file::write` would make it, so BIRD reaches the file
+        // (`write` creates no directory once this one made it).
+        crate::bgp::routes_file::create_dirs(dir).map_err(io_error("creating", dir))?;
     }
     match lock::lock_file(&lock, me).map_err(io_error("locking", &lock))? {
         Attempt::Held(held) => Ok(held),
@@ -1173,6 +1176,59 @@ mod tests {
         let mode = std::fs::metadata(&dir).expect("dir").permissions().mode();
         assert_eq!(mode & 0o777, 0o755);
         create_lock_dir(&dir).expect("there already");
+    }
+
+    /// Set in the child the test below runs (the umask is the process's).
+    const BGP_UMASK_CHILD: &str = "LBD_TEST_BGP_LOCK_UMASK_CHILD";
+
+    /// Under the unit's UMask=0077, the directories the `[bgp]` lock
+    /// creates on the way to the routes file are 0755, so BIRD (user
+    /// `bird`) reaches the file `routes_file::write` puts there later (it
+    /// creates no directory then: they exist); a directory that exists
+    /// stays as it is. Run in a child process, as the umask is the
+    /// process's.
+    #[test]
+    fn the_bgp_lock_creates_directories_bird_can_traverse_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let Some(base) = std::env::var_os(BGP_UMASK_CHILD) else {
+            let scratch = Scratch::new("bgp-umask");
+            std::fs::set_permissions(&scratch.0, std::fs::Permissions::from_mode(0o711))
+                .expect("mode");
+            let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+                .args([
+                    "--exact",
+                    "ownership::tests::the_bgp_lock_creates_directories_bird_can_traverse_whatever_the_umask",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(BGP_UMASK_CHILD, &scratch.0)
+                .output()
+                .expect("child");
+            assert!(
+                out.status.success(),
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        };
+        let base = PathBuf::from(base);
+        // SAFETY: umask has no preconditions; this child runs this test alone.
+        unsafe { libc::umask(0o077) };
+        let path = base.join("a").join("b").join("vips.conf");
+        let _lock = bgp_file_lock("routes_file", &path, &owner()).expect("locked");
+        crate::bgp::routes_file::write(&path, "one\n").expect("written");
+        let mode = |p: &Path| {
+            std::fs::metadata(p)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        for dir in [base.join("a"), base.join("a").join("b")] {
+            assert_eq!(mode(&dir), 0o755, "{}", dir.display());
+        }
+        assert_eq!(mode(&base), 0o711, "an existing directory changed");
     }
 
     /// At tc any tcx program this lbd did not pin is refused; at XDP only

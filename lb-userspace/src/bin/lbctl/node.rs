@@ -266,15 +266,19 @@ fn print(status: &NodeStatus, as_json: bool) {
             "NOT in sync"
         }
     );
+    // What lbd wants: BIRD does it only once in sync.
     for address in &bgp.announced {
-        outln!("  announced  {address}");
+        outln!("  wanted announced  {address}");
     }
     for withheld in &bgp.withheld {
         outln!(
-            "  withdrawn  {}  ({})",
+            "  wanted withdrawn  {}  ({})",
             withheld.address,
             withheld.reason.name()
         );
+    }
+    if !bgp.in_sync {
+        outln!("  (BIRD has not taken what lbd wants, so it may announce otherwise until it does: see the last error)");
     }
     if let Some(error) = &bgp.bird_config_error {
         outln!(

@@ -262,7 +262,9 @@ impl Engine {
     /// program. A stop for good whose BGP withdrawal BIRD did not take
     /// keeps a pinned program attached, as a restart does (BIRD may still
     /// announce this node, and the routers keep sending it flows, the
-    /// established ones too), and fails naming BIRD and what to do.
+    /// established ones too), and fails naming BIRD and what to do. A
+    /// BIRD that is not running announces nothing: the stop goes ahead
+    /// and succeeds, as `lbd --cleanup` does (see [`keeps_program`]).
     pub async fn shutdown(mut self, stop: Stop) -> anyhow::Result<Released> {
         if stop == Stop::Clean {
             self.final_sync().await;
@@ -291,7 +293,19 @@ impl Engine {
         self.streaming_while(&handed, wait_for_notifies(&notifies, NOTIFY_GRACE))
             .await;
         let withdrawal = match stop {
-            Stop::Clean => self.withdraw_for_stop(&handed).await.err(),
+            Stop::Clean => {
+                let withdrawal = self.withdraw_for_stop(&handed).await.err();
+                // BIRD is not running (the program goes, see
+                // `keeps_program`), but the addresses VRRP handed over
+                // still move, which the failed withdrawal did not wait for.
+                let bird_gone = withdrawal
+                    .as_ref()
+                    .is_some_and(crate::bgp::bird::is_not_running);
+                if bird_gone && !handed.addresses.is_empty() {
+                    self.forward_while_traffic_moves(false, &handed).await;
+                }
+                withdrawal
+            }
             Stop::Restart => {
                 if !handed.addresses.is_empty() {
                     self.forward_while_traffic_moves(false, &handed).await;
@@ -310,7 +324,7 @@ impl Engine {
         // back at once if it needs it).
         self.detach_hc_encap();
         self.restore_accept_local();
-        let keep = stop == Stop::Restart || (withdrawal.is_some() && pinned);
+        let keep = keeps_program(stop, pinned, withdrawal.as_ref());
         let released = if keep {
             if !pinned {
                 // Nothing outlives lbd (`pin_dir = "off"`): release()
@@ -331,6 +345,10 @@ impl Engine {
         let Some(error) = withdrawal else {
             return Ok(released);
         };
+        if !keep && crate::bgp::bird::is_not_running(&error) {
+            warn!(error = %format!("{error:#}"), "BGP: BIRD is not running, so it announces nothing of this node (its sessions went with it, and it reads the emptied routes file when it starts): stopped for good anyway, as `lbd --cleanup` does");
+            return Ok(released);
+        }
         let bird = self
             .node
             .announcer
@@ -532,6 +550,20 @@ impl Engine {
     }
 }
 
+/// Whether a stop leaves the program attached (released, not
+/// detached): a restart does; so does a stop for good with a pinned data
+/// plane whose BGP withdrawal failed (`withdrawal`) so that BIRD may
+/// still announce this node (the routers still send it flows, which only
+/// the program forwards). A BIRD that is not running announces nothing
+/// (its sessions went with it, and it reads the emptied routes file when
+/// it starts): the program goes, by the rule `lbd --cleanup` follows
+/// too ([`crate::bgp::bird::is_not_running`]), so a node whose BIRD was
+/// stopped first can still be stopped for good.
+fn keeps_program(stop: Stop, pinned: bool, withdrawal: Option<&anyhow::Error>) -> bool {
+    stop == Stop::Restart
+        || (pinned && withdrawal.is_some_and(|error| !crate::bgp::bird::is_not_running(error)))
+}
+
 /// How lbd stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
@@ -546,4 +578,43 @@ pub enum Stop {
     /// For good (SIGINT, e.g. Ctrl-C): VRRP steps down (priority 0), the
     /// VIPs go, the program is detached and every pin removed.
     Clean,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A stop for good whose withdrawal found BIRD not running (nothing
+    /// listens on its control socket) detaches the program, as
+    /// `lbd --cleanup` does: BIRD's sessions went with it. One that BIRD
+    /// refused, or did not answer, keeps a pinned program attached; a
+    /// restart always does.
+    #[tokio::test]
+    async fn a_stop_for_good_detaches_when_bird_is_not_running_as_cleanup_does() {
+        let dir = std::env::temp_dir().join(format!("lbd-engine-keep-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = crate::config::BgpConfig {
+            bird_socket: dir.join("bird.ctl"),
+            routes_file: dir.join("vips.conf"),
+            protocol: "lbd_vips".into(),
+            addresses: crate::config::Announced::EveryVip,
+            startup_wait: Duration::from_secs(10),
+            node_state_file: dir.join("node.state"),
+        };
+        let not_running = crate::bgp::announcer::withdraw(&config).await.unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            !keeps_program(Stop::Clean, true, Some(&not_running)),
+            "{not_running:#}"
+        );
+        let unanswered = anyhow::anyhow!("BIRD did not answer in time");
+        assert!(keeps_program(Stop::Clean, true, Some(&unanswered)));
+        assert!(!keeps_program(Stop::Clean, false, Some(&unanswered)));
+        assert!(!keeps_program(Stop::Clean, true, None));
+        assert!(keeps_program(Stop::Restart, true, None));
+        assert!(keeps_program(Stop::Restart, true, Some(&not_running)));
+    }
 }
