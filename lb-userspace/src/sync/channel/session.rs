@@ -258,7 +258,7 @@ where
     )
     .await?;
 
-    read_frame(rd, &mut buf).await?;
+    read_handshake_frame(rd, &mut buf).await?;
     let peer_proof = match Message::decode(&buf)? {
         Message::HelloAck { proof } => proof,
         other => {
@@ -316,15 +316,13 @@ where
     R: AsyncRead + Unpin,
 {
     match first_read {
-        Some(limit) => {
-            timeout(limit, read_frame(rd, buf))
-                .await
-                .map_err(|_| SyncError::Timeout {
-                    what: "the peer's Hello",
-                    after: limit,
-                })??
-        }
-        None => read_frame(rd, buf).await?,
+        Some(limit) => timeout(limit, read_handshake_frame(rd, buf))
+            .await
+            .map_err(|_| SyncError::Timeout {
+                what: "the peer's Hello",
+                after: limit,
+            })??,
+        None => read_handshake_frame(rd, buf).await?,
     }
     match Message::decode(buf)? {
         Message::Hello {
@@ -390,6 +388,24 @@ pub(super) async fn read_frame<R>(rd: &mut R, buf: &mut Vec<u8>) -> Result<(), S
 where
     R: AsyncRead + Unpin,
 {
+    read_frame_within(rd, buf, wire::MAX_FRAME_LEN).await
+}
+
+/// [`read_frame`] for a handshake frame (Hello, HelloAck): one longer
+/// than the largest Hello is refused from its header, before anything is
+/// allocated for it (the peer is not authenticated yet).
+async fn read_handshake_frame<R>(rd: &mut R, buf: &mut Vec<u8>) -> Result<(), SyncError>
+where
+    R: AsyncRead + Unpin,
+{
+    read_frame_within(rd, buf, wire::MAX_HANDSHAKE_FRAME_LEN).await
+}
+
+/// [`read_frame`] with a body of at most `max` bytes.
+async fn read_frame_within<R>(rd: &mut R, buf: &mut Vec<u8>, max: usize) -> Result<(), SyncError>
+where
+    R: AsyncRead + Unpin,
+{
     let mut header = [0u8; wire::FRAME_HEADER_LEN];
     let got = rd.read(&mut header).await.map_err(|source| SyncError::Io {
         action: "reading a frame header",
@@ -404,7 +420,7 @@ where
             source,
         })?;
     }
-    let len = wire::frame_len(header)?;
+    let len = wire::frame_len_within(header, max)?;
     buf.clear();
     buf.resize(len, 0);
     rd.read_exact(buf).await.map_err(|source| SyncError::Io {

@@ -2259,3 +2259,52 @@ async fn a_dropped_sender_ends_within_its_limit_in_the_middle_of_a_long_batch() 
     );
     reader.abort();
 }
+
+/// A Hello frame of `node_id`, as a peer of this release would send it.
+fn hello_frame(node_id: &str) -> Vec<u8> {
+    let hello = Message::Hello {
+        version: wire::PROTOCOL_VERSION,
+        node_id: node_id.into(),
+        nonce: wire::new_nonce(),
+    };
+    wire::encode_frame(&hello.encode().unwrap()).unwrap()
+}
+
+/// A handshake frame announcing the session's frame limit (1 MiB) is
+/// refused from its header, before anything is allocated for its body:
+/// anyone who reaches the port could otherwise make the listener hold
+/// 1 MiB per handshake slot without the key. Checked for the Hello and
+/// the HelloAck, at both ends.
+#[tokio::test]
+async fn handshake_frames_above_the_largest_hello_are_refused_from_their_header() {
+    let huge = u32::try_from(wire::MAX_FRAME_LEN).unwrap().to_be_bytes();
+    let just_above = u32::try_from(wire::MAX_HANDSHAKE_FRAME_LEN + 1)
+        .unwrap()
+        .to_be_bytes();
+    for header in [huge, just_above] {
+        let after_hello = [hello_frame("lb-a"), header.to_vec()].concat();
+        for (role, input) in [
+            (Role::Backup, header.to_vec()),
+            (Role::Master, header.to_vec()),
+            (Role::Backup, after_hello),
+        ] {
+            let mut rd = &input[..];
+            let mut wr = tokio::io::sink();
+            let result = handshake(&mut rd, &mut wr, role, &config("lb-b", KEY)).await;
+            assert!(
+                matches!(
+                    result,
+                    Err(SyncError::Wire(wire::WireError::FrameLength { .. }))
+                ),
+                "{role:?}, header {header:?}: {:?}",
+                result.err()
+            );
+        }
+    }
+    // The largest Hello still fits.
+    let longest = "x".repeat(wire::MAX_NODE_ID_LEN);
+    assert_eq!(
+        hello_frame(&longest).len(),
+        wire::FRAME_HEADER_LEN + wire::MAX_HANDSHAKE_FRAME_LEN
+    );
+}

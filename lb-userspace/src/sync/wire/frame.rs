@@ -6,8 +6,24 @@ use super::{Reader, WireError, FRAME_HEADER_LEN, MAX_FRAME_LEN};
 /// The body length a frame header announces, checked against the limits
 /// before anything is allocated for it.
 pub(crate) fn frame_len(header: [u8; FRAME_HEADER_LEN]) -> Result<usize, WireError> {
+    frame_len_within(header, MAX_FRAME_LEN)
+}
+
+/// [`frame_len`] with a limit of `max` (at most [`MAX_FRAME_LEN`]): a
+/// handshake's frames are read with [`MAX_HANDSHAKE_FRAME_LEN`], so a
+/// client without the key cannot make a node allocate a session frame's
+/// worth for each connection.
+///
+/// [`MAX_HANDSHAKE_FRAME_LEN`]: super::MAX_HANDSHAKE_FRAME_LEN
+pub(crate) fn frame_len_within(
+    header: [u8; FRAME_HEADER_LEN],
+    max: usize,
+) -> Result<usize, WireError> {
     let len = usize::try_from(u32::from_be_bytes(header)).unwrap_or(usize::MAX);
-    check_frame_len(len)?;
+    let max = max.min(MAX_FRAME_LEN);
+    if len == 0 || len > max {
+        return Err(WireError::FrameLength { len, max });
+    }
     Ok(len)
 }
 

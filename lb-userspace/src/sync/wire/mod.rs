@@ -4,7 +4,9 @@
 //!
 //! # Frames
 //! A frame is a big-endian `u32` body length (1 ..= [`MAX_FRAME_LEN`])
-//! followed by the body. The two handshake frames carry a bare message;
+//! followed by the body. The two handshake frames carry a bare message
+//! (at most [`MAX_HANDSHAKE_FRAME_LEN`] bytes: a longer one is refused
+//! from its header, before authentication allocates anything for it);
 //! every frame after them is sealed: `message || tag`.
 //!
 //! # Messages
@@ -64,7 +66,9 @@ use sha2::Sha256;
 
 pub(crate) use self::auth::{hello_proof, new_nonce, verify_hello_proof};
 pub use self::auth::{session, session_at, Opener, Role, Sealer, Transcript};
+#[cfg(test)]
 pub(crate) use self::frame::frame_len;
+pub(crate) use self::frame::frame_len_within;
 pub use self::frame::{encode_frame, split_frame};
 pub(in crate::sync) use self::record::{decode_addr, encode_addr, Reader};
 use self::record::{decode_record, encode_record};
@@ -91,6 +95,11 @@ pub(crate) const MIN_KEY_LEN: usize = 16;
 pub const NONCE_LEN: usize = 32;
 /// Bytes of a proof or frame tag (HMAC-SHA256).
 pub const TAG_LEN: usize = 32;
+/// Largest handshake frame body: a Hello with the longest node id (a
+/// HelloAck is shorter). Handshake frames are read with this limit, not
+/// [`MAX_FRAME_LEN`]: a client without the key cannot make a node
+/// allocate more than this for it.
+pub(crate) const MAX_HANDSHAKE_FRAME_LEN: usize = 1 + 2 + NONCE_LEN + 1 + MAX_NODE_ID_LEN;
 /// Bytes of one encoded address: family and 16 address bytes.
 pub(super) const ADDR_LEN: usize = 1 + 16;
 /// Bytes of one encoded [`FlowRecord`].
@@ -120,6 +129,8 @@ const _: () =
     assert!(BATCH_HEADER_LEN + MAX_BATCH_RECORDS * NAT_RECORD_LEN + TAG_LEN <= MAX_FRAME_LEN);
 const _: () = assert!(MAX_BATCH_RECORDS <= u16::MAX as usize);
 const _: () = assert!(MAX_NODE_ID_LEN <= u8::MAX as usize);
+// A HelloAck (type byte and proof) fits in a handshake frame.
+const _: () = assert!(TAG_LEN < MAX_HANDSHAKE_FRAME_LEN);
 
 /// A handshake nonce.
 pub type Nonce = [u8; NONCE_LEN];

@@ -36,7 +36,7 @@ pub const NAT_BATCH_VERSION: u16 = 2;
 pub(crate) const VERSION_MARK: [u8; 8] = *b"lbd-vers";
 /// Where the mark starts in a nonce: the rest before it (20 bytes) stays
 /// random.
-const MARK_AT: usize = NONCE_LEN - VERSION_MARK.len() - 4;
+pub(crate) const MARK_AT: usize = NONCE_LEN - VERSION_MARK.len() - 4;
 
 /// The protocol versions one end speaks, `min..=max` (both at least 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
