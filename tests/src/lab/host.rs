@@ -73,7 +73,7 @@ pub fn tc_filter_listing(netns: &str, dev: &str, hook: &str) -> anyhow::Result<S
 }
 
 /// The ids of the programs of the cls_bpf filters running `program` in
-/// `listing` (`tc filter show`: "... bpf ... <name> ... id <id> ...").
+/// `listing` (`tc filter show`: `... bpf ... NAME ... id ID ...`).
 pub fn cls_bpf_program_ids(listing: &str, program: &str) -> Vec<u32> {
     listing
         .lines()
