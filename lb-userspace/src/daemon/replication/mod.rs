@@ -196,6 +196,9 @@ impl Replication {
         node_id: &str,
     ) -> anyhow::Result<(Self, mpsc::Receiver<ReceivedBatch>)> {
         let key = read_key(key_file)?;
+        if let Some(warning) = key_file_exposure(key_file) {
+            warn!("{warning}");
+        }
         let config = SyncConfig::new(key.clone(), node_id);
         let listener_stats = Arc::new(SyncStats::new());
         let (tx, rx) = mpsc::channel(RECEIVE_QUEUE);
@@ -786,6 +789,23 @@ fn read_key(path: &Path) -> anyhow::Result<Vec<u8>> {
         );
     }
     Ok(key)
+}
+
+/// A warning when the sync key file at `path` may be read by others than
+/// its owner (group or other permission bits): whoever reads the key can
+/// join the replication channel as a peer and write flows into this
+/// node's tables. None when only the owner may read it, or when its mode
+/// cannot be read (reading the key itself reported that).
+fn key_file_exposure(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "sync key {} has mode {mode:04o}: others than its owner may read it, and whoever holds the key can replicate flows into this node; make it 0600 (chmod 600 {})",
+            path.display(),
+            path.display()
+        )
+    })
 }
 
 /// Whether a tick scans the NAT flow table: a full sync always does;

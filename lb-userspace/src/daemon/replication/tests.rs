@@ -1351,6 +1351,26 @@ async fn a_tick_reads_no_nat_entry_on_lbds_loop_whatever_the_tables_size() {
     assert!(replication.nat_next_scan.is_some(), "spaced after the scan");
 }
 
+/// A key file others may read is warned of, naming it, its mode and the
+/// fix; one only its owner reads is not.
+#[test]
+fn a_sync_key_file_others_may_read_is_warned_of() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(format!("lbd-key-mode-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sync.key");
+    std::fs::write(&path, b"0123456789abcdef0123\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let warning = key_file_exposure(&path).expect("0644 is warned of");
+    assert!(
+        warning.contains("sync.key") && warning.contains("0644") && warning.contains("chmod 600"),
+        "{warning}"
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(key_file_exposure(&path), None);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A key rotated in place is read only at the next start: a reload says
 /// so (the config's path is unchanged, so nothing else would).
 #[test]
