@@ -365,17 +365,28 @@ fn lb_decap_run_follows_a_rebuilt_interface_and_its_addresses() {
     );
     assert!(lab.log("run").contains("added [198.19.2.12]"));
 
-    // A re-apply that fails (the file broken meanwhile) ends `run` with
-    // an error, for systemd to restart it; the program stays attached.
+    // A re-apply reads no file (only SIGHUP does): with the file broken
+    // meanwhile, a new address is taken with the configuration in force,
+    // and `run` goes on.
     std::fs::write(&path, config("xdp", "\"198.18.0.100:80/sctp\"")).expect("break config");
     lab.add_backend_address("198.19.2.13/24").expect("address");
-    let code = lab.wait("run").expect("lb-decap run exits");
-    assert!(!code.success(), "run exited with {code}");
-    let log = lab.log("run");
-    assert!(
-        log.contains("re-applying after a change of the interface"),
-        "{log}"
+    wait_until(
+        "the second new address in the maps",
+        Duration::from_secs(10),
+        || status(&lab).contains("address: 198.19.2.13"),
     );
+    // SIGHUP reads the broken file: refused and logged, the configuration
+    // in force stays and serves.
+    lab.signal("run", libc::SIGHUP).expect("SIGHUP");
+    wait_until("the refused reload logged", Duration::from_secs(10), || {
+        lab.log("run")
+            .contains("reload failed; the previous configuration stays in force")
+    });
+    lab.request(VIP4.into())
+        .expect("served with the configuration in force");
+    lab.signal("run", libc::SIGTERM).expect("SIGTERM");
+    let code = lab.wait("run").expect("lb-decap run exits");
+    assert!(code.success(), "run exited with {code}");
     assert!(lab.backend_link().expect("link").contains("prog/xdp"));
 }
 

@@ -15,34 +15,66 @@ use std::{
 };
 
 use lb_tests::{
+    bird::Bird,
     lab::{cls_bpf_program_ids, in_netns, lbd_binary, tc_filter_listing, Host, Lab},
     support::wait_until,
     tunnel::{self, TunnelSpec, TunnelVip},
 };
 use lb_userspace::daemon::EXIT_STOPPED_FOR_GOOD_WITH_ERRORS;
 
-/// BIRD is down (nothing listens on its control socket): the stop for
-/// good cannot withdraw the node's announcements, keeps the pinned
-/// program forwarding and fails, naming BIRD, with its own exit status.
-/// With status 1 systemd would start a new lbd 2 s later, which would
-/// adopt that program and serve again.
+/// BIRD does not answer (a real BIRD stopped with SIGSTOP: its control
+/// socket takes the connection and never replies): the stop for good
+/// cannot withdraw the node's announcements, keeps the pinned program
+/// forwarding and fails, naming BIRD, with its own exit status. With
+/// status 1 systemd would start a new lbd 2 s later, which would adopt
+/// that program and serve again. BIRD not running at all (nothing listens
+/// on its control socket) announces nothing: that stop for good goes
+/// ahead as `lbd --cleanup` does, and exits 0.
 #[test]
 fn a_stop_for_good_that_fails_exits_with_the_status_systemd_does_not_restart() {
     let mut lab = Lab::start(1).expect("lab");
     let lb = lab.lb.clone();
+    let bird = Bird::paths(&lab, "bird-lb");
+    let routes_file = lab.dir.join("bgp").join("vips.conf");
     let config = format!(
         "{}\n[bgp]\nbird_socket = \"{}\"\nroutes_file = \"{}\"\nnode_state_file = \"{}\"\n",
         lab.lbd_config_for(&["b1"], ""),
-        lab.dir.join("no-bird.ctl").display(),
-        lab.dir.join("bgp").join("vips.conf").display(),
+        bird.socket.display(),
+        routes_file.display(),
         lab.dir.join("state").join("node.state").display()
     );
+
+    // BIRD not running: stopped for good anyway, the program detached.
     lab.start_lbd(&config).expect("lbd");
     lab.signal("lbd", libc::SIGINT).expect("SIGINT");
     let status = lab
         .wait_exit("lbd", Duration::from_secs(30))
         .expect("lbd exits");
     let log = lab.log("lbd");
+    assert!(status.success(), "{status}\n{log}");
+    assert!(log.contains("BIRD is not running"), "{log}");
+    assert!(
+        !lab.xdp_attached(&lb).expect("ip link"),
+        "BIRD announces nothing: the program goes\n{log}"
+    );
+
+    // BIRD running but not answering: the program stays, exit 10.
+    lab.start_lbd_on(&lb, "lbd2", &config).expect("lbd2");
+    wait_until("the routes file", Duration::from_secs(10), || {
+        routes_file.exists()
+    });
+    let bird_conf = format!(
+        "router id 198.18.0.2;\nprotocol device {{}}\ninclude \"{}\";\n",
+        routes_file.display()
+    );
+    Bird::start(&mut lab, &lb, "bird-lb", &bird_conf).expect("bird");
+    lab.signal("bird-lb", libc::SIGSTOP).expect("SIGSTOP");
+    lab.signal("lbd2", libc::SIGINT).expect("SIGINT");
+    let status = lab
+        .wait_exit("lbd2", Duration::from_secs(60))
+        .expect("lbd2 exits");
+    lab.signal("bird-lb", libc::SIGCONT).expect("SIGCONT");
+    let log = lab.log("lbd2");
     assert_eq!(
         status.code(),
         Some(i32::from(EXIT_STOPPED_FOR_GOOD_WITH_ERRORS)),
@@ -58,9 +90,9 @@ fn a_stop_for_good_that_fails_exits_with_the_status_systemd_does_not_restart() {
     );
 
     // A restart stop is not this: it exits 0.
-    lab.start_lbd_on(&lb, "lbd2", &config).expect("lbd2");
-    let status = lab.terminate("lbd2").expect("SIGTERM");
-    assert!(status.success(), "{}", lab.log("lbd2"));
+    lab.start_lbd_on(&lb, "lbd3", &config).expect("lbd3");
+    let status = lab.terminate("lbd3").expect("SIGTERM");
+    assert!(status.success(), "{}", lab.log("lbd3"));
 }
 
 /// An address on the LB's network that no host has: its MAC never

@@ -382,10 +382,12 @@ fn nat_flows_reach_the_backup_translated_to_its_ids_and_clock() {
     for [(fk, _), (rk, _)] in &to_b3 {
         assert!(backup.get(fk).is_none() && backup.get(rk).is_none());
     }
-    // The client's FIN, marked by the data plane without a touch (it
-    // refreshes last_seen_ns at most every second): the backup learns it
-    // from the ticks (250 ms each), not at the next full sync (10 s).
-    // (Its last touch must lie a few ticks back.) The mark goes in just
+    // The client's FIN, marked by the data plane, which stamps the entry
+    // as it changes its marks (not only once a second,
+    // `nat_dataplane::translation::a_change_of_marks_stamps_the_entry_at_once`):
+    // the backup learns it from the ticks (250 ms each), not at the next
+    // full sync (10 s). (Its last touch before lies a few ticks back, so
+    // only the stamp sends it.) The mark goes in just
     // after a full sync reached the backup, so the next one is ten
     // seconds away: the wait may be long (slack for a loaded 2-core
     // machine) and still end before it, and the full syncs counted on
@@ -400,6 +402,7 @@ fn nat_flows_reach_the_backup_translated_to_its_ids_and_clock() {
     let dumps = full_dumps(&lab, &b);
     let (fin_key, mut fin) = to_b2[1][0];
     fin.flags |= NAT_F_FIN;
+    fin.last_seen_ns = monotonic_ns();
     master
         .flows
         .install(&fin_key, &fin)

@@ -449,7 +449,8 @@ fn a_peers_lagging_nat_copy_never_reopens_the_forwarding_nodes_closed_flow() {
     wait_until("b to hold the flow", Duration::from_secs(5), || {
         copy.get(&fk).is_some() && copy.get(&rk).is_some()
     });
-    // The client's RST: a's data plane marks it without a touch; b
+    // The client's RST: a's data plane marks it and stamps the entry as
+    // it does (a change of marks is a touch); b
     // learns it from a's ticks (250 ms each), not at a's next full dump
     // (10 s). The mark goes in just after a dump of a's reached b, so the
     // next one is ten seconds away: the wait may be long (slack for a
@@ -464,6 +465,7 @@ fn a_peers_lagging_nat_copy_never_reopens_the_forwarding_nodes_closed_flow() {
     let dumps = full_dumps_from(&lab, b, a);
     let mut reset = master.get(&fk).expect("a's forward entry");
     reset.flags |= NAT_F_RST;
+    reset.last_seen_ns = monotonic_ns();
     master
         .install(&fk, &reset)
         .expect("writing a's NAT_BUCKETS");
