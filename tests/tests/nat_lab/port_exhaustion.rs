@@ -108,17 +108,18 @@ fn port_exhaustion(attach: &str) {
     let expired = status(&lab).nat.map_or(0, |n| n.expired);
     assert!(expired >= 1, "the reaper counted no expired flow");
     drop(recovered);
-    // Closed again: all four ports come back for four new connections.
-    let reopened = loop {
-        match Conn::open(&netns, vip, 4, Duration::from_millis(500)) {
-            Ok(conns) => break conns,
-            Err(e) => assert!(
-                ended.elapsed() < Duration::from_secs(45),
-                "four new connections did not fit again: {e:#}"
-            ),
-        }
-        thread::sleep(Duration::from_millis(250));
-    };
+    // Closed again: all four ports come back (the reaper frees the last
+    // flow's too), then fit four new connections at once. (Trying four
+    // before that would take the free ports and close them again when
+    // the last does not fit, holding them for another time-wait.)
+    wait_until("every NAT port free again", Duration::from_secs(30), || {
+        vip_status(&status(&lab), vip)
+            .nat
+            .as_ref()
+            .is_some_and(|n| n.ports_in_use == 0)
+    });
+    let reopened =
+        Conn::open(&netns, vip, 4, Duration::from_secs(5)).expect("four new connections fit again");
     let ports: BTreeSet<u16> = reopened.iter().map(|c| c.first.peer.port()).collect();
     assert_eq!(ports, (MIN..=MAX).collect::<BTreeSet<u16>>());
     eprintln!(

@@ -85,8 +85,8 @@ impl ReplicaTable for NatMaps {
 /// `last_seen_ns` whenever its `NAT_F_*` marks change (a FIN, a RST, the
 /// first reply), not only once a touch interval, so a flow whose marks
 /// changed counts as touched and the peer learns within a scan that a
-/// connection is closing. A map of every entry's marks took about 1.5 GB
-/// at the largest table.
+/// connection is closing. A map of every entry's key and marks would
+/// hold hundreds of megabytes at the largest table (16 M entries).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct SendRule {
     skip_replicas: bool,
