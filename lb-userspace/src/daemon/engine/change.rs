@@ -840,19 +840,28 @@ fn backend_on_a_vrrp_address(model: &Model, moved: &[std::net::IpAddr]) -> Optio
 
 /// As the file refuses it (`config::peer_on_a_vip`): a VIP added at run
 /// time (`lbctl vip add`, a reload's file) whose address or NAT address is
-/// a unicast peer of a running VRRP instance (`running`, whose peers are
-/// fixed at start). That address is another node's: this one would hold
-/// it too, and `config dump` would write a file that does not load.
+/// a unicast peer or the `sync_peer` of a running VRRP instance
+/// (`running`, whose peers are fixed at start). That address is another
+/// node's: this one would hold it too (and replication would connect to
+/// itself), and `config dump` would write a file that does not load.
 fn vip_on_a_vrrp_peer(
     vip: &crate::config::VipConfig,
     running: &[&crate::config::VrrpConfig],
 ) -> Option<String> {
     let name = |_: usize| format!("VIP {}", crate::vip_id::VipId::of(vip));
     running.iter().find_map(|instance| {
-        instance.unicast_peers.iter().enumerate().find_map(|(p, peer)| {
-            crate::config::peer_on_a_vip(*peer, std::slice::from_ref(vip), name).map(|why| {
+        let unicast = instance
+            .unicast_peers
+            .iter()
+            .enumerate()
+            .map(|(p, peer)| (format!("unicast_peers[{p}]"), *peer));
+        let sync = instance
+            .sync_peer
+            .map(|peer| ("sync_peer".to_owned(), peer.ip()));
+        unicast.chain(sync).find_map(|(key, peer)| {
+            crate::config::peer_on_a_vip(peer, std::slice::from_ref(vip), name).map(|why| {
                 format!(
-                    "unicast_peers[{p}] of the running [[vrrp]] with vrid {}: {why}; the running instances' peers change when lbd restarts",
+                    "{key} of the running [[vrrp]] with vrid {}: {why}; the running instances' peers change when lbd restarts",
                     instance.vrid
                 )
             })
@@ -1144,6 +1153,22 @@ mod tests {
         let why = vip_on_a_vrrp_peer(&vip, &[&at_nat.vrrp[0]]).expect("refused");
         assert!(
             why.starts_with("unicast_peers[0] of the running [[vrrp]] with vrid 51: 198.18.0.50 is the NAT address of VIP 198.18.0.100:80/tcp, so this node's own"),
+            "{why}"
+        );
+        // The replication peer too: a VIP there would be this node's.
+        let pair = |peer: &str| {
+            let text = format!(
+                "interface = \"eth0\"\n[[vrrp]]\nvrid = 52\naddresses = [\"198.18.0.200\"]\nsync_listen = \"198.18.0.2:7540\"\nsync_peer = \"{peer}:7540\"\nsync_key_file = \"/k\"\n"
+            );
+            Config::from_toml_str(&text, "lbd.toml").unwrap()
+        };
+        assert_eq!(
+            vip_on_a_vrrp_peer(&vip, &[&pair("198.18.0.3").vrrp[0]]),
+            None
+        );
+        let why = vip_on_a_vrrp_peer(&vip, &[&pair("198.18.0.100").vrrp[0]]).expect("refused");
+        assert!(
+            why.starts_with("sync_peer of the running [[vrrp]] with vrid 52: 198.18.0.100 is VIP 198.18.0.100:80/tcp's address"),
             "{why}"
         );
     }
