@@ -83,6 +83,12 @@ fn a_keep_vip_that_stops_failing_open_cuts_no_established_connection() {
         .expect("b2");
     assert_eq!(b2.health, HealthStatus::Down, "{b2:?}");
     assert!(b2.alive && b2.share == 0.0, "held as drained: {b2:?}");
+    // Status says why a down backend still carries flows, and until when
+    // (no drain_timeout_s: the five-minute grace).
+    assert!(
+        b2.held_s.is_some_and(|left| (1..=300).contains(&left)),
+        "held, with its grace left: {b2:?}"
+    );
 
     let total = streams.len();
     let cut: Vec<String> = streams

@@ -402,6 +402,7 @@ mod tests {
             new_flows: 40,
             drain_remaining_s: Some(30),
             drain_timed_out: false,
+            held_s: None,
             check: Some(check),
             runtime: false,
         };

@@ -189,6 +189,20 @@ impl BackendModel {
         self.fail_open_hold.is_some() && !self.counts_as_up()
     }
 
+    /// How much longer it is held after its VIP (`vip`) stopped failing
+    /// open ([`Self::held_after_fail_open`]); a hold whose grace has not
+    /// started yet has all of it. None: not held. For the status, so an
+    /// operator sees why a backend that is down still carries flows.
+    pub(crate) fn hold_left(&self, vip: &VipConfig, now: Instant) -> Option<Duration> {
+        if !self.held_after_fail_open() {
+            return None;
+        }
+        match self.fail_open_hold? {
+            FailOpenHold::Pending => Some(FailOpenHold::grace(vip)),
+            FailOpenHold::Until(deadline) => Some(deadline.saturating_duration_since(now)),
+        }
+    }
+
     /// Whether it joined at run time and its checks have not decided yet.
     pub(crate) fn awaits_first_check(&self) -> bool {
         self.awaiting_checks && self.health == Health::Unknown

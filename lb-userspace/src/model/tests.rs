@@ -209,13 +209,23 @@ fn a_keep_vip_that_stops_failing_open_keeps_the_flows_of_its_down_backends() {
     ];
     assert_eq!(served(&model), held);
 
+    let left = |model: &Model, last: u8, now: Instant| {
+        let vip = &model.vips[&id];
+        vip.backends[&addr(last)].hold_left(&vip.config, now)
+    };
     let start = Instant::now();
+    // Before its grace starts, a hold has all of it; a healthy backend
+    // is not held.
+    assert_eq!(left(&model, 11, start), Some(FAIL_OPEN_GRACE));
+    assert_eq!(left(&model, 12, start), None);
     assert!(model.time_fail_open_holds(start).is_empty(), "grace starts");
     let almost = start + FAIL_OPEN_GRACE - Duration::from_secs(1);
+    assert_eq!(left(&model, 13, almost), Some(Duration::from_secs(1)));
     assert!(model.time_fail_open_holds(almost).is_empty());
     assert_eq!(served(&model), held);
     let ended = model.time_fail_open_holds(start + FAIL_OPEN_GRACE);
     assert_eq!(ended, vec![(id, addr(11)), (id, addr(13))]);
+    assert_eq!(left(&model, 11, start + FAIL_OPEN_GRACE), None);
     assert_eq!(
         served(&model),
         vec![

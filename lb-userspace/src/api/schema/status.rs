@@ -379,6 +379,13 @@ pub struct BackendStatus {
     /// (the backend is in maintenance since).
     #[serde(default)]
     pub drain_timed_out: bool,
+    /// Seconds left of its hold after its VIP stopped failing open: it
+    /// fails its checks yet keeps the established flows it took while
+    /// the VIP failed open (alive, no new flows) until it passes them,
+    /// the operator acts, or this runs out; then those flows move. Absent
+    /// when not held (and from an lbd before holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_s: Option<u64>,
     /// Its health checks.
     pub check: Option<CheckStatus>,
     /// Added at run time (not in the config file).

@@ -695,6 +695,7 @@ mod tests {
             new_flows: 0,
             drain_remaining_s: None,
             drain_timed_out: timed_out,
+            held_s: None,
             check: None,
             runtime: false,
         }

@@ -221,7 +221,7 @@ fn watch_vip_lines(
         lines.push(format!(
             "  {:<bw$} {:<sw$} {:<9} {:>6} {:>6.2}% {:>10} {:>8} {:>7}",
             backend_name(b),
-            b.state.as_str(),
+            state_text(b),
             b.health.as_str(),
             b.weight,
             b.share * 100.0,
@@ -532,11 +532,14 @@ fn conntrack_lines(status: &Status) -> Vec<String> {
     lines
 }
 
-/// A VIP's state text of a backend (with a timed drain's seconds left).
+/// A VIP's state text of a backend (with a timed drain's seconds left,
+/// or a down backend's hold after its VIP failed open: why it still
+/// carries flows).
 fn state_text(b: &BackendStatus) -> String {
-    match b.drain_remaining_s {
-        Some(left) => format!("{} {left}s", b.state),
-        None => b.state.to_string(),
+    match (b.drain_remaining_s, b.held_s) {
+        (Some(left), _) => format!("{} {left}s", b.state),
+        (None, Some(left)) => format!("{} held {left}s", b.state),
+        (None, None) => b.state.to_string(),
     }
 }
 
@@ -951,6 +954,35 @@ mod tests {
         ]));
         assert_eq!(wide.backend, "2001:2:0:5678:9abc:def0:1234:5678".len());
         assert_eq!(wide.state, "draining 300s".len());
+    }
+
+    #[test]
+    fn a_backend_held_after_fail_open_says_so_and_for_how_long() {
+        let backend = |extra: serde_json::Value| -> BackendStatus {
+            let mut b = serde_json::json!({
+                "address": "198.18.0.11", "weight": 100, "state": "enabled", "health": "down",
+                "alive": true, "share": 0.0, "flows": {"live": 3, "closing": 0, "idle": 0},
+                "packets": 0, "bytes": 0, "new_flows": 0, "drain_remaining_s": null,
+                "drain_timed_out": false, "runtime": false
+            });
+            b.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(b).unwrap()
+        };
+        // An lbd before holds sends no field: not held.
+        assert_eq!(state_text(&backend(serde_json::json!({}))), "enabled");
+        assert_eq!(
+            state_text(&backend(serde_json::json!({"held_s": 287}))),
+            "enabled held 287s"
+        );
+        // A timed drain's seconds are what the operator asked for: first.
+        assert_eq!(
+            state_text(&backend(
+                serde_json::json!({"state": "draining", "drain_remaining_s": 30, "held_s": 287})
+            )),
+            "draining 30s"
+        );
     }
 
     #[test]

@@ -179,6 +179,9 @@ impl Engine {
                     bytes: traffic.bytes,
                     new_flows: traffic.new_flows,
                     drain_timed_out: backend.drain_timed_out,
+                    held_s: backend
+                        .hold_left(&vip.config, now)
+                        .map(|left| left.as_secs()),
                     drain_remaining_s: match backend.admin {
                         AdminState::Draining {
                             deadline: Some(deadline),
