@@ -48,7 +48,9 @@ impl Engine {
             if let Some(why) = self.generic_xdp_refuses(std::slice::from_ref(vip)) {
                 return Err(ModelError::Invalid(why).into());
             }
-            if let Some(why) = vip_on_a_vrrp_peer(vip, &self.vrrp_configs()) {
+            if let Some(why) = vip_on_a_vrrp_peer(vip, &self.vrrp_configs())
+                .or_else(|| vip_on_a_mesh_peer(vip, self.config.sync.as_ref()))
+            {
                 return Err(ModelError::Invalid(why).into());
             }
         }
@@ -164,14 +166,14 @@ impl Engine {
         {
             return Err(ChangeError::File(why));
         }
-        // Nor a VIP on a running instance's unicast peer (its peers, a
-        // restart setting, may differ from the file's).
+        // Nor a VIP on a running instance's unicast peer, or on a peer of
+        // the running `[sync]` mesh (their peers, restart settings, may
+        // differ from the file's).
         let running = self.vrrp_configs();
-        if let Some(why) = file
-            .vips
-            .iter()
-            .find_map(|v| vip_on_a_vrrp_peer(v, &running))
-        {
+        if let Some(why) = file.vips.iter().find_map(|v| {
+            vip_on_a_vrrp_peer(v, &running)
+                .or_else(|| vip_on_a_mesh_peer(v, self.config.sync.as_ref()))
+        }) {
             return Err(ChangeError::File(why));
         }
         // Generic XDP cannot translate: no NAT or tunnelled VIP joins it
@@ -869,6 +871,23 @@ fn vip_on_a_vrrp_peer(
     })
 }
 
+/// [`vip_on_a_vrrp_peer`] for the running `[sync]` mesh (`running`,
+/// its peers fixed at start): a VIP there would be this node's address,
+/// so replication would connect to this node instead of the peer.
+fn vip_on_a_mesh_peer(
+    vip: &crate::config::VipConfig,
+    running: Option<&crate::config::SyncSettings>,
+) -> Option<String> {
+    let name = |_: usize| format!("VIP {}", crate::vip_id::VipId::of(vip));
+    running?.peers.iter().enumerate().find_map(|(p, peer)| {
+        crate::config::peer_on_a_vip(peer.ip(), std::slice::from_ref(vip), name).map(|why| {
+            format!(
+                "peers[{p}] of the running [sync]: {why}; the running mesh's peers change when lbd restarts"
+            )
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1169,6 +1188,33 @@ mod tests {
         let why = vip_on_a_vrrp_peer(&vip, &[&pair("198.18.0.100").vrrp[0]]).expect("refused");
         assert!(
             why.starts_with("sync_peer of the running [[vrrp]] with vrid 52: 198.18.0.100 is VIP 198.18.0.100:80/tcp's address"),
+            "{why}"
+        );
+    }
+
+    /// The same for a peer of the running `[sync]` mesh: a VIP, or a NAT
+    /// VIP's NAT address, there is refused.
+    #[test]
+    fn a_vip_at_a_mesh_peer_is_refused() {
+        let mesh = |peers: &str| {
+            let text = format!(
+                "interface = \"eth0\"\n[sync]\nlisten = \"198.18.2.11:7946\"\npeers = [{peers}]\nkey_file = \"/k\"\n"
+            );
+            Config::from_toml_str(&text, "lbd.toml").unwrap()
+        };
+        let vip = nat_config("", "").vips[0].clone();
+        assert_eq!(vip_on_a_mesh_peer(&vip, None), None);
+        let others = mesh("\"198.18.2.12:7946\", \"198.18.2.13:7946\"");
+        assert_eq!(vip_on_a_mesh_peer(&vip, others.sync.as_ref()), None);
+        let at_vip = mesh("\"198.18.2.12:7946\", \"198.18.0.100:7946\"");
+        assert_eq!(
+            vip_on_a_mesh_peer(&vip, at_vip.sync.as_ref()).as_deref(),
+            Some("peers[1] of the running [sync]: 198.18.0.100 is VIP 198.18.0.100:80/tcp's address, so this node's own: a peer is another node's own address; the running mesh's peers change when lbd restarts")
+        );
+        let at_nat = mesh("\"198.18.0.50:7946\"");
+        let why = vip_on_a_mesh_peer(&vip, at_nat.sync.as_ref()).expect("refused");
+        assert!(
+            why.starts_with("peers[0] of the running [sync]: 198.18.0.50 is the NAT address of VIP 198.18.0.100:80/tcp"),
             "{why}"
         );
     }
