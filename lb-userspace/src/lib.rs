@@ -3,6 +3,17 @@
 //! `unreachable_pub` keeps items inside them from claiming more, so the
 //! compiler reports what is dead.
 #![warn(unreachable_pub)]
+
+// The lock-free tables shared with the data plane (the connection and NAT
+// bucket tables, the VIP index) read a tag or generation before and after
+// an entry with plain loads, relying on x86-64 never reordering loads with
+// loads (see `lb_common::vip_index`). Elsewhere (arm64) both sides need
+// acquire loads first: refuse to build rather than misread entries.
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!(
+    "lbd supports x86-64 only: its lock-free tables rely on x86-64 load ordering; \
+     other architectures need acquire loads on both the data plane's and lbd's side first"
+);
 pub mod api;
 pub mod bgp;
 pub(crate) mod clock;
