@@ -78,8 +78,17 @@ pub(crate) const STATE_MAPS: [&str; 6] = [
 /// its VIPs afresh must not write them while the previous lbd's program,
 /// numbering by its own `VIPS`, still reads them (another VIP's allow list
 /// would filter a VIP until the swap).
-pub(crate) const DEPENDENT_MAPS: [&str; 8] = [
+///
+/// So are the traffic counters, `VIP_STATS` and `BACKEND_STATS`, indexed
+/// by VIP and backend id: an lbd that numbers afresh clears them for its
+/// ids at its first commit, and shared, the previous lbd's program would
+/// go on counting its own VIP or backend of that id there until the swap
+/// (a new backend would start with another's traffic). An lbd that adopts
+/// the state keeps them: the counters go on across a restart.
+pub(crate) const DEPENDENT_MAPS: [&str; 10] = [
     names::MAP_HALF_OPEN,
+    names::MAP_VIP_STATS,
+    names::MAP_BACKEND_STATS,
     names::MAP_VIP_INDEX,
     names::MAP_NAT_SOURCES,
     names::MAP_VIP_GUARDS,

@@ -839,6 +839,19 @@ pub(crate) fn recover_staged(pins: &PinDir) -> Result<()> {
     Ok(())
 }
 
+/// The capacity of the pinned `VIPS` (None: none pinned) once what a
+/// previous start staged is finished or undone (`recover_staged`): lbd's
+/// start sizes its VIP maps, and decides whether VRRP resumes mastership,
+/// from the maps its load will find. Read before the recovery, a pinned
+/// `VIPS` about to be replaced by a killed start's staged one (still in
+/// use by its program) would size this start to the old capacity, and the
+/// state that program serves would not be adopted. Run under the pin
+/// directory's lock (`ownership::claim`).
+pub(crate) fn recovered_vip_capacity(pins: &PinDir) -> Result<Option<u32>> {
+    recover_staged(pins)?;
+    Ok(pins.pinned_max_entries(names::MAP_VIPS))
+}
+
 /// What `recover_staged` lists the programs for.
 const STAGED_IN_USE: &str =
     "whether a program runs on the maps a previous lbd staged (they are kept until then)";

@@ -609,14 +609,17 @@ impl Dataplane {
     }
 
     /// Whether the kernel still runs this lbd's program where it was
-    /// attached, given `xdp_running`, the XDP program its interface runs
-    /// now (from the interface's link message), and `cls_bpf_running`,
-    /// the programs of the cls_bpf filters on its ingress (None: not
-    /// looked at). None: cannot tell (a tcx attachment without a pinned
-    /// link, a cls_bpf one not looked at, or a failed query): the caller
-    /// keeps what it knew. Some(false) when nothing is attached.
+    /// attached, on interface `ifindex` (looked at by index: a rename
+    /// keeps the device and the hook, see `tcx_runs`), given
+    /// `xdp_running`, the XDP program it runs now (from the interface's
+    /// link message), and `cls_bpf_running`, the programs of the cls_bpf
+    /// filters on its ingress (None: not looked at). None: cannot tell (a
+    /// tcx attachment without a pinned link, a cls_bpf one not looked at,
+    /// or a failed query): the caller keeps what it knew. Some(false) when
+    /// nothing is attached.
     pub(crate) fn hook_in_place(
         &self,
+        ifindex: u32,
         xdp_running: Option<u32>,
         cls_bpf_running: Option<&[u32]>,
     ) -> Option<bool> {
@@ -642,13 +645,14 @@ impl Dataplane {
                 ..
             } => {
                 let ours = link.info().ok()?.program_id();
-                match SchedClassifier::query_tcx(interface, TcAttachType::Ingress) {
-                    Ok((_, programs)) => Some(programs.iter().any(|p| p.id() == ours)),
-                    Err(error) => {
-                        debug!(%interface, %error, "querying tcx ingress programs");
-                        None
-                    }
-                }
+                tcx_runs(
+                    ours,
+                    interface,
+                    ifindex,
+                    interface_name,
+                    tcx_ingress_ids,
+                    interface_index,
+                )
             }
             Attachment::OwnedTc(_) => {
                 let ours = self.ebpf.program(names::PROG_TC_LB)?.info().ok()?.id();
@@ -885,6 +889,78 @@ fn tcx_missing(e: &aya::programs::ProgramError) -> bool {
     })
 }
 
+/// Whether program `ours` runs on the tcx ingress of the interface lbd
+/// attached to, asked by its index `ifindex` (`interface`: the configured
+/// name, for the log), as the XDP hook is: a rename keeps the device, its
+/// index and lbd's link on it, while the configured name may then name
+/// nothing, or a new device without lbd's program. The kernel's query
+/// takes a name, so it is asked by the one `name_of` says the index has
+/// now, and answers only if `index_of` says that name still has the index
+/// after it (a rename meanwhile would answer for another device). None:
+/// cannot tell (no name for the index, a failed query, a rename during
+/// it); the caller keeps what it knew, and a device gone is seen by the
+/// link state of the index (`Engine::check_link`), not here.
+fn tcx_runs(
+    ours: u32,
+    interface: &str,
+    ifindex: u32,
+    name_of: impl Fn(u32) -> Option<String>,
+    query: impl Fn(&str) -> std::result::Result<Vec<u32>, String>,
+    index_of: impl Fn(&str) -> Option<u32>,
+) -> Option<bool> {
+    let Some(name) = name_of(ifindex) else {
+        debug!(%interface, ifindex, "no interface has the index lbd attached to: whether its tcx hook runs cannot be told");
+        return None;
+    };
+    let programs = match query(&name) {
+        Ok(programs) => programs,
+        Err(error) => {
+            debug!(%interface, %name, ifindex, %error, "querying tcx ingress programs");
+            return None;
+        }
+    };
+    if index_of(&name) != Some(ifindex) {
+        debug!(%interface, %name, ifindex, "the interface was renamed while its tcx ingress was queried: asked again at the next look");
+        return None;
+    }
+    Some(programs.contains(&ours))
+}
+
+/// The name interface `ifindex` has now (None: no interface has that
+/// index, or the lookup failed).
+fn interface_name(ifindex: u32) -> Option<String> {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `name` has the IF_NAMESIZE bytes if_indextoname writes.
+    let found = unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) };
+    if found.is_null() {
+        return None;
+    }
+    // SAFETY: if_indextoname wrote a NUL-terminated name into `name`.
+    let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
+    name.to_str().ok().map(str::to_owned)
+}
+
+/// The index interface `name` has now (None: no such interface).
+fn interface_index(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: a valid NUL-terminated name.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+/// The ids of the programs on the tcx ingress of interface `name`, or
+/// the failure with its causes.
+fn tcx_ingress_ids(name: &str) -> std::result::Result<Vec<u32>, String> {
+    SchedClassifier::query_tcx(name, TcAttachType::Ingress)
+        .map(|(_, programs)| {
+            programs
+                .iter()
+                .map(aya::programs::ProgramInfo::id)
+                .collect()
+        })
+        .map_err(|e| crate::pinning::error_chain(&e))
+}
+
 /// Whether program `ours` is among `running`, the programs a hook runs
 /// (None: not known, so neither is the answer). A cls_bpf filter deleted
 /// under lbd (`tc filter del`, the clsact qdisc removed) leaves its
@@ -1045,6 +1121,89 @@ mod tests {
             aya::programs::tc::TcError::IoError(std::io::Error::from_raw_os_error(libc::EINVAL)),
         );
         assert!(!tcx_missing(&not_a_syscall));
+    }
+
+    /// The tcx hook is watched by the interface's index, as the XDP hook
+    /// is: a rename (`eth0` to `eth0-old`) keeps the device, its index
+    /// and lbd's link on it, so the link is in place whatever the
+    /// configured name now names (nothing, or a new device, e.g. a bond
+    /// rebuilt under the old name, without lbd's program), and a detach
+    /// is still seen. Asked by the configured name, the first read "cannot
+    /// tell" for good, and the second a detach: the working link's pin
+    /// removed (destroying it) and lbd gone. No name for the index, a
+    /// failed query or a rename during the query cannot tell.
+    #[test]
+    fn a_renamed_interface_keeps_its_tcx_hook_in_place() {
+        use std::collections::HashMap;
+        const OURS: u32 = 42;
+        /// Devices by index: name and tcx ingress programs.
+        type Devices = HashMap<u32, (&'static str, Vec<u32>)>;
+        let ask = |devices: &Devices, ifindex: u32| {
+            tcx_runs(
+                OURS,
+                "eth0",
+                ifindex,
+                |index| devices.get(&index).map(|(name, _)| (*name).to_owned()),
+                |name| {
+                    devices
+                        .values()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, programs)| programs.clone())
+                        .ok_or_else(|| format!("no device {name}"))
+                },
+                |name| {
+                    devices
+                        .iter()
+                        .find(|(_, (n, _))| *n == name)
+                        .map(|(index, _)| *index)
+                },
+            )
+        };
+        let devices = |list: &[(u32, &'static str, &[u32])]| -> Devices {
+            list.iter()
+                .map(|(index, name, programs)| (*index, (*name, programs.to_vec())))
+                .collect()
+        };
+        assert_eq!(ask(&devices(&[(3, "eth0", &[7, OURS])]), 3), Some(true));
+        assert_eq!(
+            ask(&devices(&[(3, "eth0", &[7])]), 3),
+            Some(false),
+            "detached by something else"
+        );
+        assert_eq!(
+            ask(&devices(&[(3, "eth0-old", &[OURS])]), 3),
+            Some(true),
+            "renamed, nothing under the old name"
+        );
+        assert_eq!(
+            ask(&devices(&[(3, "eth0-old", &[OURS]), (9, "eth0", &[])]), 3),
+            Some(true),
+            "renamed, a new device under the old name"
+        );
+        assert_eq!(
+            ask(&devices(&[(3, "eth0-old", &[]), (9, "eth0", &[OURS])]), 3),
+            Some(false),
+            "the device lbd watches runs it no more"
+        );
+        assert_eq!(ask(&devices(&[(9, "eth0", &[])]), 3), None, "no name");
+        let failed = tcx_runs(
+            OURS,
+            "eth0",
+            3,
+            |_| Some("eth0".to_owned()),
+            |_| Err("EPERM".to_owned()),
+            |_| Some(3),
+        );
+        assert_eq!(failed, None, "a failed query");
+        let renamed_meanwhile = tcx_runs(
+            OURS,
+            "eth0",
+            3,
+            |_| Some("eth0".to_owned()),
+            |_| Ok(Vec::new()),
+            |_| Some(9),
+        );
+        assert_eq!(renamed_meanwhile, None, "renamed during the query");
     }
 
     /// lbd's cls_bpf filter (no tcx) counts as in place while the

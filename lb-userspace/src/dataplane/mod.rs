@@ -19,8 +19,8 @@ mod map_writer;
 #[cfg(test)]
 mod pin_tests;
 
-pub(crate) use adopt::recover_staged;
 pub use adopt::CarriedFlows;
+pub(crate) use adopt::{recover_staged, recovered_vip_capacity};
 pub(crate) use attach::tcx_ingress_programs;
 pub use hook_choice::{choose_hook, newly_translating, translates, HookChoice, Translating};
 #[cfg(test)]

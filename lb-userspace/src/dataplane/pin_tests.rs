@@ -112,6 +112,66 @@ fn a_start_that_adopts_nothing_leaves_the_previous_guards_alone() {
     }
 }
 
+/// The traffic counters are indexed by VIP and backend id, the numbering
+/// of the state maps: a start that does not adopt the state (a state
+/// map's pin gone, so `VIP_STATS` still fits; or the file's VIPs outgrew
+/// the pinned capacity, where `BACKEND_STATS`, of a fixed size, always
+/// fits) counts its traffic in maps of its own (staged), which its first
+/// commit clears for its ids, while the previous lbd's program, until
+/// the swap, goes on counting its own backends' traffic in the pinned
+/// ones: shared, a new backend N started with another backend's packets.
+/// A start that adopts the state keeps them (the counters go on across
+/// a hitless restart).
+#[test]
+fn a_start_that_adopts_nothing_counts_traffic_in_maps_of_its_own() {
+    // (In the order `staged_ids` lists them: by name.)
+    let counters = [names::MAP_BACKEND_STATS, names::MAP_VIP_STATS];
+    let ids = |pins: &PinDir| {
+        pinned_ids(pins)
+            .into_iter()
+            .filter(|(name, _)| counters.contains(name))
+            .collect::<Vec<_>>()
+    };
+    let staged_counters = |pins: &PinDir| {
+        staged_ids(pins)
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| counters.contains(&name.as_str()))
+            .collect::<Vec<_>>()
+    };
+    let Some(bpffs) = TestBpffs::new("stats") else {
+        return;
+    };
+    let pins = bpffs.pins();
+    drop(Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("the previous lbd"));
+    let before = ids(&pins);
+    {
+        let adopting = Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("a restart");
+        assert!(adopting.adopted());
+        assert_eq!(ids(&pins), before, "a restart keeps the counters");
+        assert!(staged_counters(&pins).is_empty());
+    }
+    std::fs::remove_file(pins.map_path(names::MAP_MAGLEV)).expect("a state map's pin gone");
+    {
+        let next = Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("adopts nothing");
+        assert!(!next.adopted());
+        assert_eq!(
+            ids(&pins),
+            before,
+            "the previous lbd's counters stay pinned"
+        );
+        assert_eq!(staged_counters(&pins), counters, "its own are staged");
+    }
+    let grown = Dataplane::load_with(sizes(8, 4096), &pinned(&pins)).expect("grown");
+    assert!(!grown.adopted());
+    assert_eq!(
+        ids(&pins),
+        before,
+        "the previous lbd's counters stay pinned"
+    );
+    assert_eq!(staged_counters(&pins), counters, "its own are staged");
+}
+
 /// The ids of the maps staged in `pins`, by name.
 fn staged_ids(pins: &PinDir) -> Vec<(String, u32)> {
     pins.staged_pins()
@@ -210,6 +270,42 @@ fn the_next_start_finishes_or_undoes_what_a_stopped_start_staged() {
     let next = Dataplane::load_with(sizes(8, 4096), &pinned(&pins)).expect("the next lbd");
     assert!(next.adopted());
     assert_eq!(ids_of(&pins, &names), staged);
+}
+
+/// A start (8 VIPs) killed between its swap and pinning its maps under
+/// their names, after a previous lbd's of 4 VIPs: its program runs on
+/// the staged maps. The next start, with 2 VIPs in its file, reads the
+/// VIP capacity it sizes its maps by (and decides the VRRP resume by)
+/// only once those maps are in place (`recovered_vip_capacity`): 8,
+/// which holds its VIPs, so its load adopts the state that program
+/// serves. Read from the pins as they were (4), the load found a `VIPS`
+/// of 8 put in place under it, adopted nothing, and the connection and
+/// NAT tables were lost.
+#[test]
+fn the_vip_capacity_is_read_once_a_stopped_starts_maps_are_in_place() {
+    let Some(bpffs) = TestBpffs::new("capacity") else {
+        return;
+    };
+    let pins = bpffs.pins();
+    drop(Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("the previous lbd"));
+    let killed = Dataplane::load_with(sizes(8, 4096), &pinned(&pins)).expect("grown");
+    assert!(!killed.adopted(), "VIPS does not fit: nothing adopted");
+    let staged = staged_ids(&pins);
+    let names: Vec<String> = staged.iter().map(|(name, _)| name.clone()).collect();
+    let file_vips = 2;
+    let capacity = super::recovered_vip_capacity(&pins)
+        .expect("recovered")
+        .expect("VIPS pinned");
+    assert!(capacity >= file_vips, "the pinned capacity is kept");
+    let next = Dataplane::load_with(sizes(capacity, 4096), &pinned(&pins)).expect("the next lbd");
+    assert!(
+        next.adopted(),
+        "the state the killed start's program serves is adopted (capacity read: {capacity})"
+    );
+    assert_eq!(capacity, 8);
+    assert_eq!(ids_of(&pins, &names), staged, "its maps in place");
+    drop(next);
+    drop(killed);
 }
 
 /// A stop for a restart (SIGTERM) at tc through cls_bpf that cannot

@@ -111,11 +111,9 @@ impl Engine {
         let admin = admin_state::AdminRecord::load(&config)?;
         // The maps a previous start staged and did not pin under their
         // names (it stopped between its program swap and that), pinned or
-        // removed before the pins decide the VIP capacity and the resume.
-        if let Some(dir) = &config.pin_dir {
-            crate::dataplane::recover_staged(&PinDir::new(dir))
-                .context("recovering the maps a previous lbd staged")?;
-        }
+        // removed before the pins decide the VIP capacity and the resume:
+        // both read this one capacity.
+        let pinned_vips = pinned_vip_capacity(&config)?;
         let netlink = Netlink::connect()?;
         let interface = netlink.interface(&config.interface).await?;
         // A restart that resumes mastership speaks first: the backup's
@@ -133,7 +131,7 @@ impl Engine {
         // here, before anything is loaded or attached: a refused instance
         // leaves a fresh node as it was found.
         let mut vrrp_starts = Vec::with_capacity(config.vrrp.len());
-        let adoptable = pinned_dataplane_fits(&config);
+        let adoptable = pinned_dataplane_fits(&config, pinned_vips);
         for vrrp in &config.vrrp {
             let state_file = vrrp_state_file(&config, vrrp);
             let resumes = resumes_mastership(vrrp, state_file.as_deref(), adoptable);
@@ -166,6 +164,7 @@ impl Engine {
             admin,
             netlink,
             interface,
+            pinned_vips,
             &mut vrrp_starts,
         )
         .await;
@@ -176,22 +175,22 @@ impl Engine {
     }
 
     /// [`Self::start`] once the resuming VRRP instances run: the data
-    /// plane, then replication and the other instances. Takes the instances
-    /// it keeps out of `vrrp_starts`; on error, those it started are
-    /// stopped and the rest are left to the caller.
+    /// plane, then replication and the other instances. `pinned_vips`:
+    /// the pinned VIP capacity the resume was decided by
+    /// ([`pinned_vip_capacity`]). Takes the instances it keeps out of
+    /// `vrrp_starts`; on error, those it started are stopped and the rest
+    /// are left to the caller.
     async fn start_serving(
         config_path: &Path,
         config: Config,
         mut admin: admin_state::AdminRecord,
         netlink: Netlink,
         interface: Interface,
+        pinned_vips: Option<u32>,
         vrrp_starts: &mut [VrrpStart],
     ) -> anyhow::Result<(Self, EngineEvents)> {
         let file_vips = u32::try_from(config.vips.len()).unwrap_or(u32::MAX);
         let pins = config.pin_dir.clone().map(PinDir::new);
-        let pinned_vips = pins
-            .as_ref()
-            .and_then(|p| p.pinned_max_entries(lb_common::consts::names::MAP_VIPS));
         let vip_sizing = VipSizing::decide(file_vips, pinned_vips);
         vip_sizing.log(file_vips);
         let sizes = MapSizes {
@@ -601,18 +600,38 @@ async fn lbd_filter_found(ifindex: u32) -> bool {
     }
 }
 
-/// Whether a previous lbd's data plane is pinned where this lbd will adopt
-/// it: `pin_dir` is on and holds a `VIPS` map whose size holds the file's
-/// VIPs (see [`VipSizing`]). Read before anything is loaded, for the
-/// resume decision ([`resumes_mastership`]); the load may still refuse a
-/// pinned map (its layout changed), which [`demote_resumed`] handles.
-fn pinned_dataplane_fits(config: &Config) -> bool {
+/// The capacity of the `VIPS` map pinned in `pin_dir` (None: `pin_dir` is
+/// off, or holds none), read once what a previous start staged is
+/// finished or undone (`dataplane::recovered_vip_capacity`): the VIP
+/// sizing ([`VipSizing`]) and the resume ([`pinned_dataplane_fits`]) are
+/// both decided by it, from the maps the load will find.
+fn pinned_vip_capacity(config: &Config) -> anyhow::Result<Option<u32>> {
     let Some(dir) = &config.pin_dir else {
-        return false;
+        return Ok(None);
     };
+    crate::dataplane::recovered_vip_capacity(&PinDir::new(dir)).with_context(|| {
+        format!(
+            "recovering the maps a previous lbd staged in {}",
+            dir.display()
+        )
+    })
+}
+
+/// Whether a previous lbd's data plane is pinned where this lbd will adopt
+/// it: `pin_dir` is on and holds a `VIPS` map (of `pinned_vips` entries,
+/// see [`pinned_vip_capacity`]) whose size holds the file's VIPs (see
+/// [`VipSizing`]). Read before anything is loaded, for the resume
+/// decision ([`resumes_mastership`]); the load may still refuse a pinned
+/// map (its layout changed), which [`demote_resumed`] handles.
+fn pinned_dataplane_fits(config: &Config, pinned_vips: Option<u32>) -> bool {
+    if config.pin_dir.is_none() {
+        return false;
+    }
     let file_vips = u32::try_from(config.vips.len()).unwrap_or(u32::MAX);
-    let pinned = PinDir::new(dir).pinned_max_entries(lb_common::consts::names::MAP_VIPS);
-    matches!(VipSizing::decide(file_vips, pinned), VipSizing::Kept { .. })
+    matches!(
+        VipSizing::decide(file_vips, pinned_vips),
+        VipSizing::Kept { .. }
+    )
 }
 
 /// Whether VRRP instance `vrrp` resumes mastership at this start: its state
@@ -1103,19 +1122,22 @@ mod resume_tests {
         .unwrap();
         assert!(Instance::resumes(vrrp, Some(&state_file)), "a fresh record");
 
-        assert!(!pinned_dataplane_fits(&off));
-        assert!(!resumes_mastership(
-            vrrp,
-            Some(&state_file),
-            pinned_dataplane_fits(&off)
-        ));
+        let fits = |config: &Config| {
+            pinned_dataplane_fits(config, pinned_vip_capacity(config).expect("read"))
+        };
+        assert!(!fits(&off));
+        assert!(!resumes_mastership(vrrp, Some(&state_file), fits(&off)));
         let empty = config(&dir, Some(dir.join("pins")));
-        assert!(!pinned_dataplane_fits(&empty));
-        assert!(!resumes_mastership(
-            vrrp,
-            Some(&state_file),
-            pinned_dataplane_fits(&empty)
-        ));
+        assert!(!fits(&empty));
+        assert!(!resumes_mastership(vrrp, Some(&state_file), fits(&empty)));
+        assert!(
+            !pinned_dataplane_fits(&off, Some(64)),
+            "pin_dir off: nothing to adopt"
+        );
+        assert!(
+            pinned_dataplane_fits(&empty, Some(64)),
+            "a capacity that holds the file's VIP"
+        );
         assert!(resumes_mastership(vrrp, Some(&state_file), true));
         let _ = std::fs::remove_dir_all(&dir);
     }

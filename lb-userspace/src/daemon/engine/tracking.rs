@@ -216,9 +216,11 @@ impl Engine {
             Ok(None) => (Look::Gone, None),
             Ok(Some(state)) => {
                 let cls_bpf = self.cls_bpf_programs(now).await;
-                let hook = self
-                    .dataplane
-                    .hook_in_place(state.xdp.map(|(program, _)| program), cls_bpf.as_deref());
+                let hook = self.dataplane.hook_in_place(
+                    self.interface.index,
+                    state.xdp.map(|(program, _)| program),
+                    cls_bpf.as_deref(),
+                );
                 (Look::Present { up: state.up, hook }, state.mac)
             }
             Err(error) => {
