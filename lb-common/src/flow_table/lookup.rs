@@ -46,12 +46,36 @@ pub struct Seen<V = FlowEntry> {
     pub entry: V,
 }
 
-/// Finds `key` (hash `hash`) in `bucket`.
+/// Finds `key` (hash `hash`) in `bucket`: lbd's reader (`find_as` with
+/// re-reads) off the BPF target, the data plane's (without) on it.
 ///
 /// # Safety
 /// `bucket` must point to a live bucket of the table.
 #[inline(always)]
 pub unsafe fn find<V: SlotValue>(
+    bucket: *mut Bucket<V>,
+    key: &FlowKey,
+    hash: u32,
+) -> Option<Seen<V>> {
+    // SAFETY: per the caller's contract.
+    unsafe { find_as::<V, { cfg!(not(target_arch = "bpf")) }>(bucket, key, hash) }
+}
+
+/// `find`'s body, for either side, so the data plane's reader is unit
+/// tested as the BPF build runs it (`REREADS` false). A way whose tag
+/// moved between the two loads only in its rank (state, version and
+/// fingerprint kept: a refresh of the flow's age, a CAS that leaves the
+/// slot as it was but for its last-seen store) is the flow, found under
+/// the tag it has now; the data plane takes it so (before, that packet
+/// was taken for a new flow: Maglev's pick of now, charged to its
+/// source's new-flow limit). Any other move misses it there. lbd
+/// (`REREADS`) re-reads the way instead (`reread`: a fresh copy, its
+/// last-seen time included, after flag changes too).
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub(super) unsafe fn find_as<V: SlotValue, const REREADS: bool>(
     bucket: *mut Bucket<V>,
     key: &FlowKey,
     hash: u32,
@@ -72,31 +96,42 @@ pub unsafe fn find<V: SlotValue>(
             hook::between_loads();
             // SAFETY: as above.
             let now = unsafe { tag_at(bucket, way) }.load();
-            if now == tag {
+            if now == tag || (!REREADS && reranked_only(tag, now)) {
                 return Some(Seen {
-                    way: tag_way(tag),
-                    tag,
+                    way: tag_way(now),
+                    tag: now,
                     entry,
                 });
             }
             // lbd only: the flow's rank or flags moved under the read.
             #[cfg(not(target_arch = "bpf"))]
-            // SAFETY: as above.
-            if let Some((tag, entry)) = unsafe {
-                reread(bucket, way, tag, now, || {
-                    key_is(bucket, way, key).then(|| read_entry(bucket, way))
-                })
-            } {
-                return Some(Seen {
-                    way: tag_way(tag),
-                    tag,
-                    entry,
-                });
+            if REREADS {
+                // SAFETY: as above.
+                if let Some((tag, entry)) = unsafe {
+                    reread(bucket, way, tag, now, || {
+                        key_is(bucket, way, key).then(|| read_entry(bucket, way))
+                    })
+                } {
+                    return Some(Seen {
+                        way: tag_way(tag),
+                        tag,
+                        entry,
+                    });
+                }
             }
         }
         way += 1;
     }
     None
+}
+
+/// Whether tag `now` is tag `was` with another rank word only (state,
+/// version, way and fingerprint kept): a rank CAS (`rerank`, an age
+/// refresh) happened between two loads, no writer claimed the way, and
+/// its slot's key and entry are as they were.
+#[inline(always)]
+pub(super) const fn reranked_only(was: u64, now: u64) -> bool {
+    (was ^ now) & 0xffff_ffff == 0
 }
 
 /// Whether a way of `first` or `second` that a writer holds (`TAG_BUSY`,

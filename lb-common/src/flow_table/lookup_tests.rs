@@ -277,3 +277,44 @@ fn reads_never_miss_a_flow_whose_rank_another_thread_keeps_refreshing() {
     assert!(refreshes.load(Relaxed) > 0, "the other thread refreshed");
     assert_eq!(misses, 0, "reads that missed the flow out of {READS}");
 }
+
+/// The data plane's lookup (`find_as::<_, false>`, what the BPF build's
+/// `find` runs; it has no re-read) against another CPU's refresh of the
+/// flow's age landing between its two tag loads: a CAS of the rank
+/// alone, state, version and fingerprint kept, the slot's key and entry
+/// untouched (but for the last-seen store that follows it). The flow is
+/// found, under the tag it has now, read once (no re-read). Before, the
+/// packet took it for a new flow: Maglev's pick of now, charged to its
+/// source's new-flow limit. A refresh that claims the way (new flags:
+/// the version moves) is still a miss for it, as before.
+#[test]
+fn a_rank_refresh_between_the_data_planes_loads_is_the_flow_found() {
+    let s = 1_000_000_000u64;
+    let k = key(11);
+    let h = flow_hash(&k);
+    let (mut bucket, way) = table_with(&k, 10 * s);
+    let b: *mut FlowBucket = &mut *bucket;
+    let calls = Rc::new(Cell::new(0u32));
+    let counted = Rc::clone(&calls);
+    hook::set(move || {
+        counted.set(counted.get() + 1);
+        touch(b, &k, 12 * s, 0);
+    });
+    let found = unsafe { find_as::<_, false>(b, &k, h) };
+    hook::clear();
+    assert_eq!(calls.get(), 1, "read once, not re-read");
+    let seen = found.expect("the flow, re-ranked between the loads");
+    let current = unsafe { find(b, &k, h) }.expect("the flow");
+    assert_eq!(seen.tag, current.tag, "confirmed under its tag of now");
+    assert_eq!(seen.way, way);
+    assert_eq!(
+        (seen.entry.backend_id, seen.entry.flags, seen.entry.hash),
+        (3, 0, h)
+    );
+    // A flag refresh (claim, write, publish: the version moves) between
+    // the loads: not taken.
+    hook::set(move || touch(b, &k, 13 * s, FLOW_F_ACL_MARK));
+    let found = unsafe { find_as::<_, false>(b, &k, h) };
+    hook::clear();
+    assert!(found.is_none(), "{found:?}");
+}

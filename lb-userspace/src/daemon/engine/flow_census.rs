@@ -129,7 +129,8 @@ impl Census {
 /// Where a flow stands, as a census counts it.
 #[derive(Debug, Clone, Copy)]
 enum Standing {
-    /// FIN or RST seen.
+    /// FIN or RST seen, and no packet since for the closing horizon
+    /// (`closed_and_quiet`).
     Closing,
     /// No packet within its idle timeout.
     Idle,
@@ -166,7 +167,7 @@ pub(crate) fn tally(
             input.timeouts.tcp
         };
         let silent = Duration::from_nanos(input.now_ns.saturating_sub(entry.last_seen_ns));
-        let state = if entry.flags & (FLOW_F_FIN | FLOW_F_RST) != 0 {
+        let state = if closed_and_quiet(&entry, silent) {
             Standing::Closing
         } else if silent > idle_limit + Duration::from_nanos(FLOW_TOUCH_INTERVAL_NS) {
             Standing::Idle
@@ -201,6 +202,29 @@ pub(crate) fn tally(
         handshakes,
         half_open: None,
     })
+}
+
+/// How long a flow marked closed (FIN or RST seen) must go without a
+/// packet before the census counts it closing rather than live. A FIN
+/// says only that one side is done: in DSR and the tunnel modes the
+/// balancer sees the client's side alone, and a client that half-closes
+/// after its request (`shutdown(SHUT_WR)`) keeps ACKing the response
+/// through it for as long as it streams; an RST may be spoofed or out of
+/// window (the backend ignores it, RFC 5961). Five touch intervals: a
+/// flow whose packets still come is stamped every
+/// `FLOW_TOUCH_INTERVAL_NS`, and the rest is slack for a pause in the
+/// response or a retransmission's backoff; short enough that a drain
+/// ends a few seconds after its last connection's final ACK.
+const CLOSING_QUIET_NS: u64 = 5 * FLOW_TOUCH_INTERVAL_NS;
+
+/// Whether a flow (`entry`, silent for `silent`) is closing: FIN or RST
+/// seen, and quiet past [`CLOSING_QUIET_NS`] since, plus the touch
+/// interval its last-seen time may lag its last packet by. One still
+/// seen within it is live: a drain must not end under a half-closed
+/// connection still streaming.
+fn closed_and_quiet(entry: &FlowEntry, silent: Duration) -> bool {
+    let horizon = Duration::from_nanos(CLOSING_QUIET_NS + FLOW_TOUCH_INTERVAL_NS);
+    entry.flags & (FLOW_F_FIN | FLOW_F_RST) != 0 && silent > horizon
 }
 
 /// Adds the handshakes the half-open table holds in time (`half_open`, a
@@ -672,7 +696,8 @@ mod tests {
         let flows = [
             (flow(1, IPPROTO_TCP), entry(1, 7, secs(1), 0)),
             (flow(2, IPPROTO_TCP), entry(1, 7, secs(1), FLOW_F_HALF_OPEN)),
-            (flow(3, IPPROTO_TCP), entry(1, 7, secs(1), FLOW_F_FIN)),
+            // Closed and quiet past the closing horizon.
+            (flow(3, IPPROTO_TCP), entry(1, 7, secs(10), FLOW_F_FIN)),
             (flow(4, IPPROTO_TCP), entry(1, 7, secs(400), 0)),
             // A handshake past the half-open timeout is idle.
             (
@@ -708,6 +733,59 @@ mod tests {
         assert_eq!(census.started, input.started);
     }
 
+    /// A flow marked closed (FIN or RST seen) whose packets still come (a
+    /// client that half-closed, ACKing a long response through the
+    /// balancer in DSR or a tunnel mode) is live for a drain until it has
+    /// been quiet past the closing horizon (`CLOSING_QUIET_NS`, plus the touch
+    /// interval its last-seen time may lag by); then it is closing.
+    /// Before, the mark alone made it closing, and `drain --wait` ended
+    /// while it streamed.
+    #[test]
+    fn a_closed_flow_still_seen_is_live_until_quiet_past_the_closing_horizon() {
+        let now_ns = 1_000_000_000_000;
+        let input = CensusInput {
+            started: Instant::now(),
+            now_ns,
+            generations: HashMap::from([(1, 7)]),
+            timeouts: IdleTimeouts {
+                tcp: Duration::from_secs(300),
+                udp: Duration::from_secs(30),
+            },
+        };
+        let quiet = CLOSING_QUIET_NS + FLOW_TOUCH_INTERVAL_NS;
+        let flows = [
+            // Half-closed, its ACKs still coming (seen 0.5 s ago).
+            (
+                flow(1, IPPROTO_TCP),
+                entry(1, 7, now_ns - 500_000_000, FLOW_F_FIN),
+            ),
+            // Reset a moment ago, or seen just within the horizon.
+            (
+                flow(2, IPPROTO_TCP),
+                entry(1, 7, now_ns - quiet, FLOW_F_RST),
+            ),
+            // Quiet past it: closing.
+            (
+                flow(3, IPPROTO_TCP),
+                entry(1, 7, now_ns - quiet - 1, FLOW_F_FIN),
+            ),
+            (
+                flow(4, IPPROTO_TCP),
+                entry(1, 7, now_ns - 60_000_000_000, FLOW_F_FIN | FLOW_F_RST),
+            ),
+        ];
+        let census = tally(flows, &input, &AtomicBool::new(false)).expect("not cancelled");
+        assert_eq!(
+            census.backend(1, 7),
+            FlowCount {
+                live: 2,
+                closing: 2,
+                idle: 0
+            }
+        );
+        assert_eq!((census.entries, census.handshakes), (2, 0));
+    }
+
     /// After `lbctl vip remove` (or a backend's removal) its flows stay in
     /// their ways, ranked live, until they idle out: the table's live
     /// entries (what `lbd_conntrack_entries` and the capacity alert read)
@@ -732,8 +810,8 @@ mod tests {
             (flow(2, IPPROTO_TCP), entry(1, 1, secs(1), 0)),
             (flow(3, IPPROTO_UDP), entry(4, 9, secs(5), 0)),
             (flow(4, IPPROTO_TCP), entry(4, 9, secs(2), FLOW_F_HALF_OPEN)),
-            // Over (closed, idle): they do not count towards full.
-            (flow(5, IPPROTO_TCP), entry(4, 9, secs(1), FLOW_F_RST)),
+            // Over (closed and quiet, idle): they do not count towards full.
+            (flow(5, IPPROTO_TCP), entry(4, 9, secs(10), FLOW_F_RST)),
             (flow(6, IPPROTO_UDP), entry(4, 9, secs(60), 0)),
         ];
         let census = tally(flows, &input, &AtomicBool::new(false)).expect("not cancelled");
