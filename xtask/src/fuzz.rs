@@ -41,8 +41,9 @@ const MAX_LEN: usize = 8192;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Seconds to fuzz each target (default: 300, or 15 with --ci).
-    #[arg(long)]
+    /// Seconds to fuzz each target, at least 1 (default: 300, or 15 with
+    /// --ci). 0 is refused: libFuzzer would read it as no limit.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     seconds: Option<u64>,
     /// The short run of CI: 15 s per target, built without optimisation
     /// and without AddressSanitizer (a build twice as quick, for a run that
@@ -213,4 +214,30 @@ fn merge(target: &str, ci: bool) -> anyhow::Result<()> {
     args.extend(build_flags(ci));
     args.extend([target, &corpus, &work, "--", "-merge=1", &max_len]);
     exec(&mut command("cargo", &args))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    /// `--seconds 0` would reach libFuzzer as `-max_total_time=0`, which
+    /// it reads as "no limit": refused when parsed, naming the flag; 1
+    /// and up are taken.
+    #[test]
+    fn a_fuzz_run_of_zero_seconds_is_refused() {
+        let parse = |seconds: &str| {
+            crate::Cli::try_parse_from(["xtask", "fuzz", "--seconds", seconds])
+                .map(|cli| format!("{cli:?}"))
+                .map_err(|e| e.to_string())
+        };
+        let error = parse("0").unwrap_err();
+        assert!(error.contains("--seconds"), "{error}");
+        for good in ["1", "15", "300"] {
+            let parsed = parse(good).unwrap();
+            assert!(
+                parsed.contains(&format!("seconds: Some({good})")),
+                "{parsed}"
+            );
+        }
+    }
 }

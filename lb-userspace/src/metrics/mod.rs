@@ -951,7 +951,17 @@ mod tests {
 
     /// Every dashboard query that keeps a backend apart keeps its VIP
     /// apart too: a backend serving two VIPs has a series for each, and
-    /// grouping by backend alone would add them up.
+    /// grouping by backend alone would add them up. And what each LB node
+    /// sees for itself is never merged across nodes (`$instance` is All by
+    /// default): health checks run on every node, so a backend one node
+    /// finds down and another up would otherwise read as one flapping
+    /// line, and a path broken from one node only (its NIC, its ARP) would
+    /// be summed away. So a query on a node's own checks that groups by
+    /// backend groups by `instance` too, a raw series (no `by (...)`)
+    /// whose legend names `{{vip}}` or `{{backend}}` names `{{instance}}`,
+    /// and a query grouped by `instance` names it in its legend. (Traffic
+    /// counters add up across nodes: those may be summed by VIP and
+    /// backend.)
     #[test]
     fn the_dashboard_never_merges_a_backend_of_two_vips() {
         let dashboard: serde_json::Value = serde_json::from_str(include_str!(concat!(
@@ -959,28 +969,60 @@ mod tests {
             "/../observability/grafana/lbd-dashboard.json"
         )))
         .expect("the dashboard is valid JSON");
-        let exprs: Vec<&str> = dashboard["panels"]
+        let targets: Vec<(&str, &str)> = dashboard["panels"]
             .as_array()
             .expect("panels")
             .iter()
             .flat_map(|p| p["targets"].as_array().into_iter().flatten())
-            .filter_map(|t| t["expr"].as_str())
+            .filter_map(|t| Some((t["expr"].as_str()?, t["legendFormat"].as_str()?)))
             .collect();
         let mut checked = 0;
-        for expr in &exprs {
-            for (at, _) in expr.match_indices("by (") {
-                let rest = &expr[at + 4..];
-                let grouping: Vec<&str> = rest[..rest.find(')').unwrap_or(rest.len())]
-                    .split(',')
-                    .map(str::trim)
-                    .collect();
+        let mut checked_per_node = 0;
+        for (expr, legend) in &targets {
+            let groupings: Vec<Vec<&str>> = expr
+                .match_indices("by (")
+                .map(|(at, _)| {
+                    let rest = &expr[at + 4..];
+                    rest[..rest.find(')').unwrap_or(rest.len())]
+                        .split(',')
+                        .map(str::trim)
+                        .collect()
+                })
+                .collect();
+            for grouping in &groupings {
                 if grouping.contains(&"backend") {
                     checked += 1;
                     assert!(grouping.contains(&"vip"), "{expr:?} merges VIPs");
+                    if expr.contains("lbd_health_check_") {
+                        checked_per_node += 1;
+                        assert!(
+                            grouping.contains(&"instance"),
+                            "{expr:?} adds up the health checks of different LB nodes"
+                        );
+                    }
                 }
+                if grouping.contains(&"instance") {
+                    assert!(
+                        legend.contains("{{instance}}"),
+                        "{expr:?} keeps nodes apart, but its legend {legend:?} does not say which"
+                    );
+                }
+            }
+            if groupings.is_empty()
+                && (legend.contains("{{vip}}") || legend.contains("{{backend}}"))
+            {
+                checked_per_node += 1;
+                assert!(
+                    legend.contains("{{instance}}"),
+                    "{expr:?}: its legend {legend:?} gives two LB nodes' series the same name"
+                );
             }
         }
         assert!(checked > 0, "no dashboard query groups by backend");
+        assert!(
+            checked_per_node > 0,
+            "no dashboard query shows what a node sees"
+        );
     }
 
     /// Names a README code span gives: `{a,b}` alternatives expanded,

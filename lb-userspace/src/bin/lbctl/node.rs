@@ -16,6 +16,7 @@ use lb_userspace::{
     },
     bgp::{NodeState, StartupStatus},
 };
+use serde_json::json;
 
 use crate::{
     output,
@@ -67,7 +68,9 @@ pub(crate) struct DrainArgs {
     #[command(flatten)]
     change: ChangeArgs,
     /// Return only once the node has forwarded no packet for `--quiet`
-    /// seconds: every flow moved to another node or ended.
+    /// seconds: every flow moved to another node or ended. With --json,
+    /// stdout is NDJSON (one object a line): lbd's answer to the drain,
+    /// then the outcome (`drained`, `timed_out`, `made_active`, `failed`).
     #[arg(long, conflicts_with = "dry_run")]
     wait: bool,
     /// Seconds without a forwarded packet that count as drained.
@@ -94,6 +97,9 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
         }
         Command::Drain(args) => {
             check_wait(&args)?;
+            if args.wait && args.change.json {
+                return drain_and_wait(client, &args, &mut |line| outln!("{line}")).await;
+            }
             let status = client
                 .set_node_state(NodeState::Drained, args.change.dry_run)
                 .await?;
@@ -106,6 +112,47 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
         }
     }
     Ok(())
+}
+
+/// `node drain --wait --json`: NDJSON, as `backend drain --wait --json`
+/// writes, each line passed to `emit`. lbd's answer to the drain (the
+/// change) goes first, at once, so a script has it logged however the
+/// wait ends; then, on every end of the wait, its outcome (see
+/// [`outcome_line`]). A drain lbd refused or did not answer is an error
+/// like any other command's (nothing on stdout: nothing was done).
+async fn drain_and_wait(
+    client: &Client,
+    args: &DrainArgs,
+    emit: &mut dyn FnMut(String),
+) -> Result<(), Failure> {
+    let change = client
+        .set_node_state(NodeState::Drained, args.change.dry_run)
+        .await?;
+    emit(output::json_line(&change));
+    let result = wait_quiet(client, args).await;
+    emit(outcome_line(&result));
+    result.map(|_| ())
+}
+
+/// The last line of `node drain --wait --json` (one JSON object): how the
+/// wait ended, by the name of its exit code (`drained` 0 with the node's
+/// status, `timed_out` 6, `made_active` 7, `failed` 1), with the exit
+/// code and, when it did not drain, the message lbctl puts on stderr, so
+/// a script reading stdout alone has it.
+fn outcome_line(result: &Result<NodeStatus, Failure>) -> String {
+    let line = match result {
+        Ok(node) => json!({"outcome": "drained", "exit_code": 0, "node": node}),
+        Err(failure) => json!({
+            "outcome": match failure.code {
+                EXIT_STILL_FORWARDING => "timed_out",
+                EXIT_MADE_ACTIVE => "made_active",
+                _ => "failed",
+            },
+            "exit_code": failure.code,
+            "message": failure.message,
+        }),
+    };
+    output::json_line(&line)
 }
 
 /// Refuses (exit 2, before the drain is asked for) a `--wait` that could
@@ -427,6 +474,110 @@ mod tests {
         assert_eq!(code, ClientError::EXIT_OTHER, "{message}");
         assert!(message.contains("the node was drained"), "{message}");
         assert_eq!(asked, 2);
+    }
+
+    /// `node drain --wait --json --quiet 1 --timeout T` against a fake lbd
+    /// giving `answers` (the first, the drain's): its stdout as lines, and
+    /// its exit code (0: done).
+    async fn json_wait_against(tag: &str, timeout: u64, answers: Vec<Answer>) -> (Vec<String>, u8) {
+        use clap::Parser as _;
+        let lbd = FakeLbd::start(tag, answers);
+        let client = Client::new(&lbd.path, Duration::from_millis(300));
+        let timeout = timeout.to_string();
+        let cli = crate::Cli::try_parse_from([
+            "lbctl",
+            "node",
+            "drain",
+            "--wait",
+            "--json",
+            "--quiet",
+            "1",
+            "--timeout",
+            &timeout,
+        ])
+        .unwrap();
+        let crate::Command::Node(Command::Drain(args)) = cli.command else {
+            panic!("not node drain");
+        };
+        let mut lines = Vec::new();
+        let code = match drain_and_wait(&client, &args, &mut |line| lines.push(line)).await {
+            Ok(()) => 0,
+            Err(failure) => failure.code,
+        };
+        (lines, code)
+    }
+
+    /// `node drain --wait --json` writes NDJSON, as `backend drain --wait`
+    /// does: the change (lbd's answer to the drain) on one line at once,
+    /// then, however the wait ends, its outcome on one line, by the name
+    /// of the exit code; a script piping it to `jq -c` has the change
+    /// logged even when the wait times out.
+    #[tokio::test]
+    async fn a_node_drain_wait_in_json_is_one_object_a_line_on_every_end() {
+        let answer = |state: NodeState, idle_ms| {
+            let mut node = status(true, idle_ms);
+            node.state = state;
+            Answer::Ok(serde_json::to_string(&node).unwrap())
+        };
+        let forwarding = answer(NodeState::Drained, 100);
+        let quiet = answer(NodeState::Drained, 5_000);
+        let ends = [
+            (
+                "json-timeout",
+                2,
+                vec![forwarding.clone()],
+                EXIT_STILL_FORWARDING,
+                "timed_out",
+            ),
+            (
+                "json-drained",
+                60,
+                vec![forwarding.clone(), quiet],
+                0,
+                "drained",
+            ),
+            (
+                "json-active",
+                60,
+                vec![forwarding.clone(), answer(NodeState::Active, 5_000)],
+                EXIT_MADE_ACTIVE,
+                "made_active",
+            ),
+            (
+                "json-failed",
+                60,
+                vec![forwarding.clone(), Answer::Error(500)],
+                ClientError::EXIT_OTHER,
+                "failed",
+            ),
+            (
+                "json-away",
+                2,
+                vec![forwarding.clone(), Answer::Error(503)],
+                EXIT_STILL_FORWARDING,
+                "timed_out",
+            ),
+        ];
+        for (tag, timeout, answers, exit, outcome) in ends {
+            let (lines, code) = json_wait_against(tag, timeout, answers).await;
+            assert_eq!(code, exit, "{tag}: {lines:?}");
+            assert_eq!(lines.len(), 2, "{tag}: {lines:?}");
+            let change: NodeStatus = serde_json::from_str(&lines[0])
+                .unwrap_or_else(|e| panic!("{tag}: {e}: {}", lines[0]));
+            assert_eq!(change.state, NodeState::Drained, "{tag}");
+            let last: serde_json::Value = serde_json::from_str(&lines[1])
+                .unwrap_or_else(|e| panic!("{tag}: {e}: {}", lines[1]));
+            assert_eq!(last["outcome"], outcome, "{tag}: {last}");
+            assert_eq!(last["exit_code"], exit, "{tag}: {last}");
+            if exit == 0 {
+                assert_eq!(last["node"]["state"], "drained", "{tag}: {last}");
+            } else {
+                assert!(
+                    last["message"].as_str().is_some_and(|m| !m.is_empty()),
+                    "{tag}: {last}"
+                );
+            }
+        }
     }
 
     /// `--quiet` not below `--timeout` is refused before lbd is asked

@@ -27,7 +27,11 @@ pub(crate) struct Args {
     /// Seconds between refreshes with --watch.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600), requires = "watch")]
     interval: u64,
-    /// Stop after this many refreshes with --watch (at least 1).
+    /// Stop after this many refreshes with --watch (at least 1). A refresh
+    /// lbd does not answer (stopped, restarting) counts too, with no
+    /// frame, so the watch ends after about that many intervals whatever
+    /// lbd does: exit 5 if lbd did not answer the last one. Without
+    /// --count, the watch waits for lbd to answer again.
     #[arg(long, value_parser = parse_count, allow_negative_numbers = true, requires = "watch")]
     count: Option<u64>,
 }
@@ -242,17 +246,68 @@ fn waits_for_lbd(failure: &Failure, shown: u64) -> bool {
     shown > 0 && failure.code == ClientError::EXIT_UNAVAILABLE
 }
 
+/// How far a `--watch` has come: the refreshes made, answered (a frame
+/// shown) or not, and since when lbd has not answered. A refresh lbd did
+/// not answer counts towards `--count` too, so an lbd gone for good does
+/// not keep a counted watch running for ever.
+#[derive(Debug, Default)]
+struct Refreshes {
+    /// Refreshes made, answered or not.
+    made: u64,
+    /// Refreshes that showed a frame.
+    shown: u64,
+    /// Since when lbd has not answered (None: it answered the last one).
+    unanswered: Option<std::time::Instant>,
+}
+
+impl Refreshes {
+    /// Counts a refresh that showed a frame: any outage is over.
+    fn answered(&mut self) {
+        self.made += 1;
+        self.shown += 1;
+        self.unanswered = None;
+    }
+
+    /// Counts a refresh lbd did not answer; whether it began an outage
+    /// (the refresh that says so: once an outage, not once a refresh).
+    fn unanswered(&mut self) -> bool {
+        self.made += 1;
+        crate::wait::begins_outage(&mut self.unanswered)
+    }
+
+    /// Whether `--count` (None: no end) refreshes were made.
+    fn done(&self, count: Option<u64>) -> bool {
+        count.is_some_and(|c| self.made >= c)
+    }
+}
+
 async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
     use std::io::IsTerminal as _;
     let terminal = std::io::stdout().is_terminal();
     let mut previous: Option<(std::time::Instant, Status)> = None;
-    let mut shown = 0u64;
+    let mut refreshes = Refreshes::default();
     loop {
         let status = match fetch(client, args.vip).await {
             Ok(status) => status,
-            Err(failure) if waits_for_lbd(&failure, shown) => {
-                eprintln!("lbd is not answering ({}); retrying", failure.message);
+            Err(failure) if waits_for_lbd(&failure, refreshes.shown) => {
+                if refreshes.unanswered() {
+                    eprintln!(
+                        "lbctl: lbd is not answering ({}); still watching: the next frame comes once it answers",
+                        failure.message
+                    );
+                }
                 previous = None;
+                if refreshes.done(args.count) {
+                    return Err(Failure::new(
+                        ClientError::EXIT_UNAVAILABLE,
+                        format!(
+                            "lbd did not answer the last refresh ({}); {} of --count {} refreshes showed a frame",
+                            failure.message,
+                            refreshes.shown,
+                            refreshes.made
+                        ),
+                    ));
+                }
                 tokio::time::sleep(std::time::Duration::from_secs(args.interval)).await;
                 continue;
             }
@@ -301,8 +356,8 @@ async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
         if !terminal {
             outln!();
         }
-        shown += 1;
-        if args.count.is_some_and(|c| shown >= c) {
+        refreshes.answered();
+        if refreshes.done(args.count) {
             return Ok(());
         }
         previous = Some((now, status));
@@ -1094,6 +1149,103 @@ mod tests {
             through_tunnel_line(&vip).unwrap(),
             "checks through the tunnel (to 198.18.0.100:80, as clients' packets): 1 of 2 backends: 198.19.2.11"
         );
+    }
+
+    /// A status with nothing in it, as lbd answers it (JSON).
+    fn empty_status() -> String {
+        let body = serde_json::json!({
+            "interface": "eth0", "xdp_mode": "native", "config_file": "/etc/lbd/lbd.toml",
+            "vips": [], "counters": {}, "conntrack": {"entries": 0, "capacity": 1024},
+            "tables_rebuilt": 0, "reloads": {"succeeded": 0, "failed": 0}, "version": "0"
+        })
+        .to_string();
+        serde_json::from_str::<Status>(&body).unwrap();
+        body
+    }
+
+    /// `status --watch --interval 1` with `count` against a fake lbd
+    /// giving `answers`, bounded by `bound` (Err: still watching then):
+    /// its exit code and message (0: done), and how often it asked.
+    async fn watch_against(
+        tag: &str,
+        count: Option<u64>,
+        answers: Vec<crate::wait::tests::Answer>,
+        bound: std::time::Duration,
+    ) -> Result<(u8, String, usize), usize> {
+        use clap::Parser as _;
+        let lbd = crate::wait::tests::FakeLbd::start(tag, answers);
+        let client = Client::new(&lbd.path, std::time::Duration::from_millis(300));
+        let count = count.map(|c| c.to_string());
+        let mut argv = vec!["lbctl", "status", "--watch", "--interval", "1"];
+        if let Some(count) = &count {
+            argv.extend(["--count", count]);
+        }
+        let cli = crate::Cli::try_parse_from(argv).unwrap();
+        let crate::Command::Status(args) = cli.command else {
+            panic!("not status");
+        };
+        match tokio::time::timeout(bound, watch(&client, &args)).await {
+            Ok(Ok(())) => Ok((0, String::new(), lbd.asked())),
+            Ok(Err(failure)) => Ok((failure.code, failure.message, lbd.asked())),
+            Err(_) => Err(lbd.asked()),
+        }
+    }
+
+    /// With `--count`, a refresh lbd does not answer counts as one of
+    /// them: an lbd gone for good after the first frame ends the watch
+    /// after the count (exit 5, lbd unavailable, as the last refresh
+    /// found it), not never; one back by the last refresh ends it as
+    /// usual. Without `--count` the watch waits for lbd.
+    #[tokio::test]
+    async fn a_counted_watch_ends_even_when_lbd_goes_away() {
+        use crate::wait::tests::Answer;
+        let bound = std::time::Duration::from_secs(10);
+        let gone = vec![Answer::Ok(empty_status()), Answer::Error(503)];
+        let (code, message, asked) = watch_against("watch-gone", Some(2), gone.clone(), bound)
+            .await
+            .expect("a --count 2 watch still running after 10 s");
+        assert_eq!(code, ClientError::EXIT_UNAVAILABLE, "{message}");
+        assert!(
+            message.contains("1 of --count 2") && message.contains("shutting down"),
+            "{message}"
+        );
+        assert_eq!(asked, 2);
+
+        let back = vec![
+            Answer::Ok(empty_status()),
+            Answer::Error(503),
+            Answer::Ok(empty_status()),
+        ];
+        let (code, message, asked) = watch_against("watch-back", Some(3), back, bound)
+            .await
+            .expect("a --count 3 watch still running after 10 s");
+        assert_eq!((code, message.as_str(), asked), (0, "", 3));
+
+        // Without --count: still waiting, asking each interval.
+        let asked = watch_against(
+            "watch-waits",
+            None,
+            gone,
+            std::time::Duration::from_millis(2_500),
+        )
+        .await
+        .expect_err("a watch without --count gave up on lbd");
+        assert_eq!(asked, 3);
+    }
+
+    /// The note that lbd is not answering is said once an outage, not
+    /// once a refresh; a new outage says it again.
+    #[test]
+    fn a_watch_says_once_an_outage_that_lbd_is_not_answering() {
+        let mut refreshes = Refreshes::default();
+        refreshes.answered();
+        let notes: Vec<bool> = (0..3).map(|_| refreshes.unanswered()).collect();
+        assert_eq!(notes, [true, false, false]);
+        assert_eq!((refreshes.made, refreshes.shown), (4, 1));
+        refreshes.answered();
+        assert!(refreshes.unanswered());
+        assert!(refreshes.done(Some(6)));
+        assert!(!refreshes.done(Some(7)) && !refreshes.done(None));
     }
 
     /// `--count` and `--interval` only mean something with `--watch`, and

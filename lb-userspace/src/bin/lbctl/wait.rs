@@ -75,10 +75,20 @@ pub(crate) fn after_poll_error(
 /// stopped answering and the wait goes on; `since` remembers the outage
 /// (the caller clears it once lbd answers).
 pub(crate) fn note_unanswered(error: &ClientError, since: &mut Option<Instant>, what: &str) {
-    if since.is_none() {
+    if begins_outage(since) {
         eprintln!("lbctl: lbd is not answering ({error}); {what} stays in force: still waiting");
-        *since = Some(Instant::now());
     }
+}
+
+/// Whether a look lbd did not answer begins an outage (`since`, None
+/// while lbd answers; set to now when it does begin one): the look that
+/// says so, once an outage rather than once a look.
+pub(crate) fn begins_outage(since: &mut Option<Instant>) -> bool {
+    if since.is_some() {
+        return false;
+    }
+    *since = Some(Instant::now());
+    true
 }
 
 #[cfg(test)]
