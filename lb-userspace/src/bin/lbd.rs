@@ -3,7 +3,11 @@
 use std::path::PathBuf;
 
 use clap::{CommandFactory as _, Parser};
-use lb_userspace::{config::Config, daemon::Stopped, logging::LogFormat};
+use lb_userspace::{
+    config::Config,
+    daemon::{Hangups, Stopped},
+    logging::LogFormat,
+};
 
 /// eBPF/XDP L4 load balancer daemon.
 #[derive(Debug, Parser)]
@@ -96,9 +100,25 @@ fn exit_code(result: &anyhow::Result<Stopped>) -> std::process::ExitCode {
     }
 }
 
+/// Catches SIGHUP before anything else (see
+/// [`lb_userspace::daemon::Hangups`]): its default action would end lbd
+/// while it still reads its config, an exit systemd counts as clean and
+/// does not restart.
+fn catch_hangups_first() -> anyhow::Result<Hangups> {
+    Hangups::register()
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     install_panic_hook();
+    // First of all: a SIGHUP from here on waits for the loop (a reload).
+    let hangups = match catch_hangups_first() {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            eprintln!("lbd: {error:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let args = Args::parse();
     if let Some(dir) = &args.generate_man {
         return match lb_manpage::write_pages(Args::command(), dir) {
@@ -158,7 +178,7 @@ async fn main() -> std::process::ExitCode {
             for warning in lb_userspace::config::warnings(&config) {
                 tracing::warn!(file = %args.config.display(), "config: {warning}");
             }
-            lb_userspace::daemon::run(&args.config, config).await
+            lb_userspace::daemon::run(&args.config, config, hangups).await
         }
         // Refused above.
         (None, None) => return std::process::ExitCode::FAILURE,
@@ -229,6 +249,52 @@ mod tests {
                 && help.contains(&format!("RestartPreventExitStatus={code}")),
             "{help}"
         );
+    }
+
+    /// Set in the child the test below runs.
+    const HANGUP_CHILD: &str = "LBD_TEST_EARLY_HANGUP_CHILD";
+
+    /// A SIGHUP (a reload: `kill -HUP $(pidof lbd)` from a hook racing a
+    /// restart) that arrives while lbd still reads its config must not
+    /// end it: killed by SIGHUP, lbd would exit in a way systemd counts
+    /// as clean and does not restart. `main` catches SIGHUP before
+    /// anything else (as the child does here), and the signal waits for
+    /// the loop, a reload once started (see the daemon's
+    /// `a_sighup_caught_first_is_a_reload_for_the_loop`).
+    #[test]
+    fn a_sighup_before_the_config_is_read_does_not_kill_lbd() {
+        if std::env::var_os(HANGUP_CHILD).is_some() {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let _hangups = catch_hangups_first().unwrap();
+                // SAFETY: raise(3) on this process. Its handler, if any,
+                // has run when raise returns.
+                assert_eq!(unsafe { libc::raise(libc::SIGHUP) }, 0);
+                println!("survived the SIGHUP");
+            });
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "tests::a_sighup_before_the_config_is_read_does_not_kill_lbd",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(HANGUP_CHILD, "1")
+            .output()
+            .unwrap();
+        let output = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.signal(), None, "{output}");
+        assert!(out.status.success(), "{output}");
+        assert!(output.contains("survived the SIGHUP"), "{output}");
     }
 
     /// Set in the child the test below runs.

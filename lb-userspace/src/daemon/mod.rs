@@ -211,14 +211,15 @@ pub fn exit_status(error: &anyhow::Error) -> u8 {
 
 /// Runs lbd with `config` (loaded from `path`, which reloads read again)
 /// until SIGTERM, SIGUSR1 or SIGINT; says whether it stopped for a
-/// restart. A stop for good that ends with errors fails with
-/// [`StoppedForGoodWithErrors`] in its chain.
-pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
+/// restart. `hangups` is the SIGHUP stream `main` caught before it read
+/// the config (see [`Hangups`]). A stop for good that ends with errors
+/// fails with [`StoppedForGoodWithErrors`] in its chain.
+pub async fn run(path: &Path, config: Config, hangups: Hangups) -> anyhow::Result<Stopped> {
     raise_open_file_limit();
     raise_locked_memory_limit();
     // Signals first: one that arrives during start-up waits for the loop
     // instead of killing lbd half-way.
-    let mut signals = Signals::register()?;
+    let mut signals = Signals::register(hangups)?;
     // systemd's notification socket and watchdog, if it set them.
     let mut systemd = sd_notify::Systemd::from_env();
     // From here a start that fails checks for a SIGINT that arrived
@@ -784,7 +785,26 @@ fn failed_start_interrupted(error: anyhow::Error, removal: anyhow::Result<()>) -
 /// from a pipe): a start that fails adds this much to its exit.
 const SIGNAL_SETTLE: Duration = Duration::from_millis(20);
 
-/// The signals lbd acts on, registered before anything else starts.
+/// lbd's SIGHUP stream (a reload), caught first thing in lbd's `main`,
+/// before the config is read. Why: until a handler is installed SIGHUP's
+/// default action ends the process, which systemd counts as a clean exit
+/// and does not restart (`Restart=on-failure`), so a `kill -HUP` racing a
+/// restart would leave the node without lbd. Caught, a SIGHUP that
+/// arrives before the loop runs waits for it: a reload once started.
+pub struct Hangups(tokio::signal::unix::Signal);
+
+impl Hangups {
+    /// Installs the SIGHUP handler (for good: the stream handed to [`run`]
+    /// keeps what arrives until the loop takes it).
+    pub fn register() -> anyhow::Result<Self> {
+        Ok(Self(
+            signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+        ))
+    }
+}
+
+/// The signals lbd acts on, registered before anything else starts
+/// (SIGHUP earlier still: see [`Hangups`]).
 struct Signals {
     /// SIGINT: a stop for good.
     interrupt: tokio::signal::unix::Signal,
@@ -819,12 +839,13 @@ impl Received {
 }
 
 impl Signals {
-    fn register() -> anyhow::Result<Self> {
+    /// Registers the stop signals beside `hangups`, caught already.
+    fn register(hangups: Hangups) -> anyhow::Result<Self> {
         Ok(Self {
             interrupt: signal(SignalKind::interrupt()).context("SIGINT handler")?,
             terminate: signal(SignalKind::terminate()).context("SIGTERM handler")?,
             restart: signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?,
-            hangup: signal(SignalKind::hangup()).context("SIGHUP handler")?,
+            hangup: hangups.0,
         })
     }
 
@@ -1539,7 +1560,7 @@ mod lifecycle_tests {
     /// start that fails then exits 1, restarted as any other failure).
     #[tokio::test]
     async fn a_pending_sigint_is_seen_by_a_failed_start() {
-        let mut signals = Signals::register().expect("signals");
+        let mut signals = Signals::register(Hangups::register().unwrap()).expect("signals");
         assert!(!signals.interrupt_pending().await);
         // SAFETY: raise(3) on this process, whose SIGINT handler tokio
         // installed above.
@@ -1547,6 +1568,22 @@ mod lifecycle_tests {
         assert!(signals.interrupt_pending().await);
         // Taken: the next check sees none.
         assert!(!signals.interrupt_pending().await);
+    }
+
+    /// A SIGHUP caught by [`Hangups`] (first thing in `main`) before the
+    /// other signals are registered, and before the loop runs, is kept:
+    /// the loop's signals see it, a reload.
+    #[tokio::test]
+    async fn a_sighup_caught_first_is_a_reload_for_the_loop() {
+        let hangups = Hangups::register().unwrap();
+        // SAFETY: raise(3) on this process, whose SIGHUP handler tokio
+        // installed above.
+        assert_eq!(unsafe { libc::raise(libc::SIGHUP) }, 0);
+        let mut signals = Signals::register(hangups).expect("signals");
+        // The hangup stream alone: another test here raises SIGINT, which
+        // `next` would take first.
+        let taken = tokio::time::timeout(Duration::from_secs(10), signals.hangup.recv()).await;
+        assert_eq!(taken, Ok(Some(())));
     }
 
     /// A stop because the hook was lost withdraws the announcements

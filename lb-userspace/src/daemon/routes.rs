@@ -87,14 +87,10 @@ async fn answer(engine: &mut Engine, call: Call) -> Response {
         Route::SetState(id, address, change) => {
             if let Some(from) = change.from {
                 // Checked here, in the engine loop's step that makes the
-                // change: nothing can change the state in between.
-                let current = engine
-                    .status()
-                    .vips
-                    .into_iter()
-                    .find(|v| v.vip == id.to_string())
-                    .and_then(|v| v.backends.into_iter().find(|b| b.address == address))
-                    .map(|b| b.state);
+                // change: nothing can change the state in between. Read
+                // from the model: the status view's census would walk the
+                // whole connection table in the loop.
+                let current = engine.backend_state(&id, address);
                 if let Some(refusal) = state_precondition_refuses(id, address, from, current) {
                     return refusal;
                 }

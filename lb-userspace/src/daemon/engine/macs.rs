@@ -1,6 +1,6 @@
 //! Backends' MAC addresses for DSR at L2, from the neighbour table.
 
-use std::{net::IpAddr, time::Duration};
+use std::{collections::HashMap, net::IpAddr, time::Duration};
 
 use tracing::{info, warn};
 
@@ -14,9 +14,12 @@ pub(super) const INITIAL_RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 const RUNTIME_RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Engine {
-    /// Looks backends' MACs up again; applies what changed.
+    /// Looks backends' MACs up again; applies what changed. MACs the
+    /// running model no longer needs (see [`forget_unwanted_macs`]) are
+    /// dropped first.
     pub(crate) async fn refresh_macs(&mut self) {
         let model = self.model.clone();
+        forget_unwanted_macs(&mut self.macs, &model);
         let before = self.macs.clone();
         self.resolve_macs(&model, Duration::ZERO).await;
         if self.macs != before {
@@ -64,6 +67,24 @@ impl Engine {
     pub(crate) fn mac_of(&self, address: IpAddr) -> Option<[u8; 6]> {
         self.macs.get(&address).copied()
     }
+
+    /// After a commit made the model current: drops the MACs it no
+    /// longer needs (see [`forget_unwanted_macs`]).
+    pub(super) fn forget_unwanted_macs(&mut self) {
+        forget_unwanted_macs(&mut self.macs, &self.model);
+    }
+}
+
+/// Keeps in `macs` only the addresses `model` needs a MAC for (see
+/// [`wanted`]). Why: a MAC is kept while its backend runs, even once it
+/// vanished from the neighbour table; a removed backend's would otherwise
+/// stay for good, and the same address added back later (maybe another
+/// host by then) would neither be waited for nor probed, its flows sent
+/// to the old host's MAC; and the cache would grow with every address
+/// ever used. The running backends' MACs, adopted or resolved, stay.
+fn forget_unwanted_macs(macs: &mut HashMap<IpAddr, [u8; 6]>, model: &Model) {
+    let wanted = wanted(model);
+    macs.retain(|address, _| wanted.binary_search(address).is_ok());
 }
 
 /// The addresses whose MACs `model` needs from the neighbour table: its
@@ -129,6 +150,39 @@ mod tests {
     }
 
     const UNKNOWN: fn(IpAddr) -> bool = |_| false;
+
+    /// The MACs kept are those the model still needs from the neighbour
+    /// table: a removed backend's is forgotten, so the same address added
+    /// back later (maybe another host now) is resolved anew, and waited
+    /// for, rather than sent to the old host's MAC; and the cache does not
+    /// grow with every address ever used.
+    #[test]
+    fn a_removed_backends_mac_is_forgotten_so_a_re_add_resolves_it_anew() {
+        let (running, id, _) = model("ipip");
+        let mac = |last: u8| [2, 0, 0, 0, 0, last];
+        let mut macs = HashMap::from([
+            (ip("198.19.2.11"), mac(0x11)),
+            // A configured MAC, a routed VIP's backend, a backend gone.
+            (ip("198.19.2.12"), mac(0x12)),
+            (ip("198.19.2.21"), mac(0x21)),
+            (ip("198.19.2.99"), mac(0x99)),
+        ]);
+        forget_unwanted_macs(&mut macs, &running);
+        assert_eq!(
+            macs,
+            HashMap::from([(ip("198.19.2.11"), mac(0x11))]),
+            "the running backend's MAC is kept"
+        );
+        let mut removed = running.clone();
+        removed.remove_backend(&id, ip("198.19.2.11")).unwrap();
+        forget_unwanted_macs(&mut macs, &removed);
+        assert!(macs.is_empty(), "{macs:?}");
+        assert_eq!(
+            brought_unresolved(&removed, &running, |a| macs.contains_key(&a)),
+            [ip("198.19.2.11")],
+            "added back, it is waited for"
+        );
+    }
 
     /// A backend already running without a MAC does not make a change
     /// wait, whatever the change (here a weight, then a backend removed).

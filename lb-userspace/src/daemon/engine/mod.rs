@@ -201,6 +201,7 @@ impl Engine {
             self.metrics.observe_table_build(*took);
         }
         self.model = next;
+        self.forget_unwanted_macs();
         self.follow_admin_states();
         self.settle_guard(guards);
         self.sync_checks();

@@ -31,7 +31,7 @@ use crate::{
     dataplane::{DataplaneError, Hooked},
     mac::Mac,
     maglev,
-    model::{AdminState, FlowCount, ModelError, VipModel},
+    model::{AdminState, BackendState, FlowCount, Model, ModelError, VipModel},
     nat::reaper::SweepStats,
     sync::log_limit::LogLimit,
     vip_id::VipId,
@@ -100,7 +100,21 @@ fn checked_dump(toml: String, notes: Vec<String>) -> ConfigText {
     }
 }
 
+/// Backend `address`'s admin state in `model` (None: VIP `id` has no such
+/// backend, or there is no such VIP). The model holds it: no census.
+fn admin_state_of(model: &Model, id: &VipId, address: IpAddr) -> Option<BackendState> {
+    model.backend(id, address).ok().map(|b| b.admin.state())
+}
+
 impl Engine {
+    /// Backend `address` of VIP `id`'s admin state (None: no such
+    /// backend), for a state change asked only `from` a state: read from
+    /// the model, unlike [`Self::status`], whose census would walk the
+    /// whole connection table in the loop's step.
+    pub(crate) fn backend_state(&self, id: &VipId, address: IpAddr) -> Option<BackendState> {
+        admin_state_of(&self.model, id, address)
+    }
+
     /// The status view: model, maps and checks together.
     /// Flow counts come from a census (see `flow_census`), never from a
     /// walk of the table here, unless called outside the loop's reads.
@@ -494,6 +508,44 @@ mod tests {
             started_ns: now - ago.as_nanos() as u64,
             ..SweepStats::default()
         }
+    }
+
+    /// The state a conditional state change (`maintenance --off`) checks
+    /// is read from the model alone, which takes no census (see
+    /// [`Engine::backend_state`]): each backend's own, None for a backend
+    /// or VIP the model does not have.
+    #[test]
+    fn a_backends_admin_state_is_read_from_the_model() {
+        let config = config::Config::from_toml_str(
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+             [[vip.backend]]\naddress = \"198.18.0.11\"\n\
+             [[vip.backend]]\naddress = \"198.18.0.12\"\n",
+            "lbd.toml",
+        )
+        .unwrap();
+        let id = VipId::of(&config.vips[0]);
+        let mut model = crate::model::Model::from_config(&config);
+        let (eleven, twelve) = (
+            "198.18.0.11".parse().unwrap(),
+            "198.18.0.12".parse().unwrap(),
+        );
+        model
+            .set_admin(&id, twelve, AdminState::Maintenance)
+            .unwrap();
+        assert_eq!(
+            admin_state_of(&model, &id, eleven),
+            Some(BackendState::Enabled)
+        );
+        assert_eq!(
+            admin_state_of(&model, &id, twelve),
+            Some(BackendState::Maintenance)
+        );
+        assert_eq!(
+            admin_state_of(&model, &id, "198.18.0.13".parse().unwrap()),
+            None
+        );
+        let other: VipId = "198.18.0.101:80/tcp".parse().unwrap();
+        assert_eq!(admin_state_of(&model, &other, eleven), None);
     }
 
     #[test]
