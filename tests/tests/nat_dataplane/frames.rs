@@ -162,6 +162,14 @@ pub(crate) fn check_too_big_gso(out: &[u8], sent: &[u8], mtu: u16) {
 /// ICMPv6 packet-too-big carrying `mtu`, quoting the start of `sent`,
 /// every checksum right.
 pub(crate) fn check_too_big(out: &[u8], sent: &[u8], mtu: u16) {
+    let quote = if sent[14] >> 4 == 4 { 548 } else { 1232 };
+    check_too_big_quoting(out, sent, mtu, quote);
+}
+
+/// `check_too_big` for an answer quoting `quote` bytes of `sent` (an
+/// IPv4 packet shorter than a full quote, on a route whose MTU is below
+/// 576, is quoted by its first 68 bytes).
+pub(crate) fn check_too_big_quoting(out: &[u8], sent: &[u8], mtu: u16, quote: usize) {
     let headers = PacketHeaders::from_ethernet_slice(out).expect("etherparse parses the answer");
     let Some(LinkHeader::Ethernet2(eth)) = &headers.link else {
         panic!("no Ethernet header");
@@ -175,7 +183,11 @@ pub(crate) fn check_too_big(out: &[u8], sent: &[u8], mtu: u16) {
     let ip = &sent[14..];
     match (&headers.net, &headers.transport) {
         (Some(NetHeaders::Ipv4(header, _)), Some(TransportHeader::Icmpv4(icmp))) => {
-            assert_eq!(out.len(), 14 + 576, "an IPv4 error is 576 bytes");
+            assert_eq!(
+                out.len(),
+                14 + 28 + quote,
+                "IP and ICMP headers and the quote"
+            );
             assert_eq!(
                 (header.source.as_slice(), header.destination.as_slice()),
                 (&ip[16..20], &ip[12..16]),
@@ -193,10 +205,14 @@ pub(crate) fn check_too_big(out: &[u8], sent: &[u8], mtu: u16) {
                 icmp.icmp_type.calc_checksum(quoted),
                 "ICMP checksum"
             );
-            assert_eq!(quoted, &ip[..548], "the quote");
+            assert_eq!(quoted, &ip[..quote], "the quote");
         }
         (Some(NetHeaders::Ipv6(header, _)), Some(TransportHeader::Icmpv6(icmp))) => {
-            assert_eq!(out.len(), 14 + 1280, "an IPv6 error is 1280 bytes");
+            assert_eq!(
+                out.len(),
+                14 + 48 + quote,
+                "IP and ICMPv6 headers and the quote"
+            );
             assert_eq!(
                 (header.source.as_slice(), header.destination.as_slice()),
                 (&ip[24..40], &ip[8..24]),
@@ -213,7 +229,7 @@ pub(crate) fn check_too_big(out: &[u8], sent: &[u8], mtu: u16) {
                 .calc_checksum(header.source, header.destination, quoted)
                 .expect("size");
             assert_eq!(icmp.checksum, computed, "ICMPv6 checksum");
-            assert_eq!(quoted, &ip[..1232], "the quote");
+            assert_eq!(quoted, &ip[..quote], "the quote");
         }
         other => panic!("{other:?}"),
     }

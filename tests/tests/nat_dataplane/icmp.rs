@@ -1,7 +1,10 @@
 //! ICMP errors about NAT'd flows, translated to the other side's view
 //! as IPVS does (fragmentation needed, packet too big, port unreachable), every checksum
-//! checked, also through an entry whose next hop is not looked up yet;
-//! errors about no translation pass.
+//! checked, also through an entry whose next hop is not looked up yet,
+//! behind IPv4 options (quoted and outer), and with the quoted UDP
+//! checksum's edge cases (none stays none, one computing to 0 goes as
+//! 0xffff); errors about no translation pass; an error too big for its
+//! route, or with TTL / hop limit 1, is dropped.
 
 use std::net::IpAddr;
 
@@ -11,11 +14,13 @@ use etherparse::{
 };
 use lb_common::{consts::AF_INET6, stats::Counter, FlowKey, NatEntry};
 use lb_tests::{
+    craft::{frame_bytes, ipv4_options, tcp_flag, Ip, Upper},
     natbed::{
-        addr, client_flow, frame, words_to_addr, NatBed, BACKENDS4, GATEWAY4, GATEWAY6, IN_MAC,
-        NAT4, NAT6, OUT_MAC,
+        addr, client_flow, frame, words_to_addr, NatBed, BACKENDS4, CLIENT4, CLIENT6, GATEWAY4,
+        GATEWAY6, IN_DEV, IN_MAC, NAT4, NAT6, OUT_MAC,
     },
-    packet::{self, Flow, Tcp, CLIENT_MAC, SYN},
+    packet::{self, Flow, Tcp, ACK, CLIENT_MAC, SYN},
+    support::ip,
     testbed::{flow_key, Hook, VIP4, VIP6},
 };
 use lb_userspace::config::Protocol;
@@ -123,10 +128,13 @@ fn check_error(frame: &[u8], outer: &Expected, original: &[u8]) {
                 quoted.calc_header_checksum(),
                 "quoted IPv4 checksum"
             );
-            // The same as sent but for TTL (byte 8) and header checksum (10, 11).
+            // The same as sent but for TTL (byte 8) and header checksum
+            // (10, 11), and TCP's checksum behind the quoted header and
+            // its options.
+            let tcp_csum_at = quoted.header_len() + 16;
             for (i, (got, want)) in quote.iter().zip(original).enumerate() {
-                let tcp_csum =
-                    quoted.protocol == etherparse::IpNumber::TCP && (36..38).contains(&i);
+                let tcp_csum = quoted.protocol == etherparse::IpNumber::TCP
+                    && (tcp_csum_at..tcp_csum_at + 2).contains(&i);
                 if ![8, 10, 11].contains(&i) && !tcp_csum {
                     assert_eq!(got, want, "quoted byte {i}");
                 }
@@ -358,10 +366,240 @@ fn icmp_unreachables(hook: Hook) {
     });
 }
 
+/// The router on the backends' side of `vip`'s family.
+fn backend_side_router(vip: &str) -> &'static str {
+    if addr(vip).is_ipv4() {
+        GATEWAY4
+    } else {
+        GATEWAY6
+    }
+}
+
+/// What a translated error from the backends' side about the client's
+/// `flow` must look like outside: from the VIP to the client, TTL / hop
+/// limit less one (ports unused).
+fn to_client(flow: &Flow, vip: &str) -> Expected {
+    Expected {
+        smac: IN_MAC,
+        dmac: CLIENT_MAC,
+        src: addr(vip),
+        dst: flow.src,
+        sport: 0,
+        dport: 0,
+        ttl: 63,
+        udp_zero: false,
+    }
+}
+
+/// Sends the client's `sent` (a flow's first packet, or one of it) and
+/// returns the frame that left for the backend.
+fn forwarded_to_backend(bed: &mut NatBed, sent: &[u8]) -> Vec<u8> {
+    let (verdict, out) = bed.run_on(bed.in_if, sent).expect("forward");
+    assert_eq!(verdict, bed.verdicts.redirect, "the client's packet");
+    out
+}
+
+/// An error from the backends' side about a flow whose answer does not
+/// fit the route back to the client (MTU 1400, locked; the error 1448 /
+/// 1468 bytes, quoting a 1420-byte segment that fit the backend's route):
+/// dropped untouched as too big (never an ICMP error about an ICMP error),
+/// not translated, not taken for a missing route. IPv4 and IPv6.
+fn an_icmp_error_too_big_for_its_route_is_dropped_as_too_big(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        ip(&[
+            "route", "add", CLIENT4, "dev", IN_DEV, "mtu", "lock", "1400",
+        ]);
+        ip(&[
+            "route", "add", CLIENT6, "dev", IN_DEV, "mtu", "lock", "1400",
+        ]);
+        for (dropped, vip) in (1..).zip([VIP4, VIP6]) {
+            let flow = client_flow(vip, 80, 40_030);
+            forwarded_to_backend(bed, &frame(&flow, Protocol::Tcp, SYN, b""));
+            let headers = if vip == VIP4 { 40 } else { 60 };
+            let segment = packet::tcp(&flow, ACK, None, &vec![0x5a; 1420 - headers]);
+            let sent = forwarded_to_backend(bed, &segment);
+            let error = icmp_error(backend_side_router(vip), &sent);
+            assert!(error.len() - 14 > 1400, "{vip}: {} bytes", error.len());
+            let (verdict, out) = bed.run_on(bed.out_if, &error).expect("error");
+            assert_eq!(verdict, bed.verdicts.drop, "{vip}");
+            assert_eq!(out, error, "{vip}: not rewritten");
+            assert_eq!(counter(bed, Counter::DropTooBig), dropped, "{vip}");
+            let (_, _, reply) = entries(bed, &flow_key(&flow, Protocol::Tcp));
+            assert_eq!(reply.mtu, 1400, "{vip}: the route back, looked up");
+        }
+        assert_eq!(counter(bed, Counter::ForwardedNatIcmpError), 0);
+        assert_eq!(counter(bed, Counter::SentIcmpTooBig), 0);
+        assert_eq!(counter(bed, Counter::DropNoRoute), 0);
+    });
+}
+
+/// An error about a NAT'd flow arriving with TTL / hop limit 1 would
+/// leave with 0: dropped untouched (`DropTtlExceeded`), IPv4 and IPv6.
+fn an_icmp_error_with_ttl_1_is_dropped(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        for (dropped, vip) in (1..).zip([VIP4, VIP6]) {
+            let flow = client_flow(vip, 80, 40_031);
+            let sent = forwarded_to_backend(bed, &frame(&flow, Protocol::Tcp, SYN, b""));
+            let mut error = icmp_error(backend_side_router(vip), &sent);
+            if vip == VIP4 {
+                error[14 + 8] = 1;
+                packet::fix_ipv4_checksum(&mut error);
+            } else {
+                error[14 + 7] = 1;
+            }
+            let (verdict, out) = bed.run_on(bed.out_if, &error).expect("error");
+            assert_eq!(verdict, bed.verdicts.drop, "{vip}");
+            assert_eq!(out, error, "{vip}: not rewritten");
+            assert_eq!(counter(bed, Counter::DropTtlExceeded), dropped, "{vip}");
+        }
+        assert_eq!(counter(bed, Counter::ForwardedNatIcmpError), 0);
+    });
+}
+
+/// The client's TCP or UDP packet to `vip`:`port` from `sport` with
+/// IPv4 options (`options` bytes), as `ip_options.rs` crafts them.
+fn with_options(vip: &str, port: u16, sport: u16, options: usize) -> (Flow, Vec<u8>) {
+    let flow = client_flow(vip, port, sport);
+    let mut header = Ip::new(flow.src, flow.dst);
+    header.options = ipv4_options(options);
+    let upper = if port == 53 {
+        Upper::Udp {
+            sport,
+            dport: port,
+            payload: b"a datagram behind options".to_vec(),
+        }
+    } else {
+        Upper::Tcp {
+            sport,
+            dport: port,
+            flags: tcp_flag::SYN,
+            payload: b"a segment behind options".to_vec(),
+        }
+    };
+    (flow, frame_bytes(&[], &header, &upper))
+}
+
+/// An error quoting a packet whose IPv4 header carries options (12 and
+/// 40 bytes: the quoted transport header 32 and 60 bytes into the quote),
+/// TCP and UDP: the quoted ports and UDP checksum are rewritten behind
+/// the options, the options left; and the same error with options in its
+/// own (outer) IPv4 header (8 bytes). Every checksum checked.
+fn icmp_errors_behind_ipv4_options_are_translated(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        let mut sport = 40_040;
+        let mut translated = 0;
+        for port in [80, 53] {
+            for options in [12, 40] {
+                sport += 1;
+                let (flow, sent) = with_options(VIP4, port, sport, options);
+                assert_eq!(sent[14] & 0x0f, 5 + options as u8 / 4, "IHL");
+                let out = forwarded_to_backend(bed, &sent);
+                let error = icmp_error(GATEWAY4, &out);
+                for outer in [None, Some(8)] {
+                    let error = match outer {
+                        Some(len) => packet::with_ipv4_options(&error, &ipv4_options(len)),
+                        None => error.clone(),
+                    };
+                    let (verdict, out) = bed.run_on(bed.out_if, &error).expect("error");
+                    assert_eq!(
+                        verdict, bed.verdicts.redirect,
+                        ":{port}, {options} quoted, {outer:?} outer"
+                    );
+                    let outer_len = 20 + outer.unwrap_or(0);
+                    assert_eq!(
+                        &out[14 + 20..14 + outer_len],
+                        &error[14 + 20..14 + outer_len],
+                        "outer options kept"
+                    );
+                    check_error(&out, &to_client(&flow, VIP4), &sent);
+                    translated += 1;
+                    assert_eq!(counter(bed, Counter::ForwardedNatIcmpError), translated);
+                }
+            }
+        }
+    });
+}
+
+/// An error quoting a UDP datagram without a checksum (0, IPv4) leaves
+/// the quoted checksum 0: the quote the client gets is what it sent.
+fn an_icmp_error_quoting_udp_without_checksum_keeps_none(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        let flow = client_flow(VIP4, 53, 40_050);
+        let mut sent = packet::udp(&flow, None, b"no checksum");
+        let csum = 14 + 20 + 6;
+        sent[csum..csum + 2].copy_from_slice(&[0, 0]);
+        let out = forwarded_to_backend(bed, &sent);
+        assert_eq!(&out[csum..csum + 2], &[0, 0], "none to the backend");
+        let error = icmp_error(GATEWAY4, &out);
+        let (verdict, out) = bed.run_on(bed.out_if, &error).expect("error");
+        assert_eq!(verdict, bed.verdicts.redirect);
+        let quoted_csum = 14 + 28 + 20 + 6;
+        assert_eq!(&out[quoted_csum..quoted_csum + 2], &[0, 0], "still none");
+        check_error(&out, &to_client(&flow, VIP4), &sent);
+    });
+}
+
+/// An error quoting a UDP datagram whose checksum computes to 0 once the
+/// quote is translated back to the client's view (the client's datagram
+/// sums to all ones, its checksum sent as 0xffff): the quoted checksum
+/// is written as 0xffff, not 0 (none), so the quote is what the client
+/// sent; the ICMP checksum covers it. IPv4 and IPv6.
+fn an_icmp_error_quoting_udp_whose_checksum_computes_to_0_quotes_ffff(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        for vip in [VIP4, VIP6] {
+            let flow = client_flow(vip, 53, 40_051);
+            // The payload's first word is the checksum of the datagram
+            // with a zero word there: then the datagram sums to all ones.
+            let mut payload = [0u8; 16];
+            let header = etherparse::UdpHeader {
+                source_port: flow.sport,
+                destination_port: flow.dport,
+                length: 8 + payload.len() as u16,
+                checksum: 0,
+            };
+            let word = match (flow.src, flow.dst) {
+                (IpAddr::V4(s), IpAddr::V4(d)) => header
+                    .calc_checksum_ipv4_raw(s.octets(), d.octets(), &payload)
+                    .expect("size"),
+                (IpAddr::V6(s), IpAddr::V6(d)) => header
+                    .calc_checksum_ipv6_raw(s.octets(), d.octets(), &payload)
+                    .expect("size"),
+                _ => unreachable!(),
+            };
+            payload[..2].copy_from_slice(&word.to_be_bytes());
+            let sent = packet::udp(&flow, None, &payload);
+            let csum = if vip == VIP4 {
+                14 + 20 + 6
+            } else {
+                14 + 40 + 6
+            };
+            assert_eq!(&sent[csum..csum + 2], &[0xff, 0xff], "{vip}: sums to 0");
+            let out = forwarded_to_backend(bed, &sent);
+            assert_ne!(&out[csum..csum + 2], &[0xff, 0xff], "{vip}: translated");
+            let error = icmp_error(backend_side_router(vip), &out);
+            let (verdict, out) = bed.run_on(bed.out_if, &error).expect("error");
+            assert_eq!(verdict, bed.verdicts.redirect, "{vip}");
+            let head = if vip == VIP4 { 28 } else { 48 };
+            let quoted_csum = csum + head;
+            assert_eq!(
+                &out[quoted_csum..quoted_csum + 2],
+                &[0xff, 0xff],
+                "{vip}: the quoted checksum"
+            );
+            check_error(&out, &to_client(&flow, vip), &sent);
+        }
+    });
+}
+
 lb_tests::on_both_hooks!(
     an_icmp_error_looks_up_an_unset_next_hop,
     icmp_errors_v4,
     icmp_errors_v6,
     icmp_errors_about_unknown_flows_pass,
     icmp_unreachables,
+    an_icmp_error_too_big_for_its_route_is_dropped_as_too_big,
+    an_icmp_error_with_ttl_1_is_dropped,
+    icmp_errors_behind_ipv4_options_are_translated,
+    an_icmp_error_quoting_udp_without_checksum_keeps_none,
+    an_icmp_error_quoting_udp_whose_checksum_computes_to_0_quotes_ffff,
 );

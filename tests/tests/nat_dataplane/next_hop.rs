@@ -31,7 +31,7 @@ use lb_userspace::{config::Protocol, reconcile::addr_words};
 
 use crate::{
     counter,
-    frames::{check, check_too_big, check_too_big_gso, entries, Expected},
+    frames::{check, check_too_big, check_too_big_gso, check_too_big_quoting, entries, Expected},
     in_netns, vips, BACKEND_PORT, EVENT_GAP, PORTS,
 };
 
@@ -713,6 +713,50 @@ fn too_big_for_the_route_is_answered(hook: Hook) {
     });
 }
 
+/// A route of MTU 500 (below 576, locked) to the backend: a 520-byte
+/// packet with DF, too big for it, is shorter than the 548 bytes a full
+/// IPv4 quote takes, and is answered quoting its first 68 bytes (the
+/// longest IPv4 header and 8, `too_big::reply`'s short quote), reporting
+/// 500, every checksum right. (A too-big packet shorter than 68 bytes, the
+/// answer's `DropMalformed` case, cannot reach NAT: the FIB lookup's probe
+/// is 68 bytes, so a route of a smaller MTU is no route.)
+fn a_route_below_576_is_answered_with_a_68_byte_quote(hook: Hook) {
+    let vips = vec![nat_vip(
+        VIP4,
+        80,
+        Protocol::Tcp,
+        &[(BACKENDS4[0], Some(BACKEND_PORT))],
+        NAT4,
+        PORTS,
+    )];
+    in_netns(hook, vips, |bed| {
+        ip(&[
+            "route",
+            "add",
+            BACKENDS4[0],
+            "dev",
+            OUT_DEV,
+            "mtu",
+            "lock",
+            "500",
+        ]);
+        let flow = client_flow(VIP4, 80, 40_022);
+        let (verdict, _) = bed
+            .run_on(bed.in_if, &packet::tcp(&flow, SYN, None, b""))
+            .expect("syn");
+        assert_eq!(verdict, bed.verdicts.redirect);
+        let (forward, _, _) = entries(bed, &flow_key(&flow, Protocol::Tcp));
+        assert_eq!(forward.mtu, 500, "the route's MTU, cached");
+        let big = segment_of(&flow, 520);
+        assert_ne!(big[14 + 6] & 0x40, 0, "DF set");
+        let (verdict, out) = bed.run_on(bed.in_if, &big).expect("too big");
+        assert_eq!(verdict, bed.verdicts.bounce);
+        check_too_big_quoting(&out, &big, 500, 68);
+        assert_eq!(counter(bed, Counter::SentIcmpTooBig), 1);
+        assert_eq!(counter(bed, Counter::DropMalformed), 0);
+    });
+}
+
 /// Every FIB answer that leaves no usable route (a blackhole, unreachable
 /// or prohibit route to the backend; forwarding off on the ingress
 /// interface): dropped untouched, counted as no route.
@@ -779,6 +823,7 @@ fn sysctl(setting: &str) {
 
 lb_tests::on_both_hooks!(
     too_big_for_the_route_is_answered,
+    a_route_below_576_is_answered_with_a_68_byte_quote,
     unusable_routes_drop_as_no_route,
     next_hop_on_the_ingress_interface_bounces,
     a_missing_neighbour_drops_and_names_the_gateway,

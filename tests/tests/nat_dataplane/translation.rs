@@ -1,6 +1,7 @@
 //! A NAT'd flow's translation both ways: a new flow, a tracked packet
 //! and the backend's reply, IPv4 and IPv6, TCP and UDP; the choice of
-//! source port; VLAN tags (off on another interface, kept on the same);
+//! source port; VLAN tags (off on another interface, one or two (QinQ),
+//! kept on the same);
 //! a closed translation opened again.
 
 use etherparse::PacketHeaders;
@@ -12,6 +13,7 @@ use lb_common::{
     stats::Counter,
 };
 use lb_tests::{
+    craft::{ethertype, frame_bytes, tcp_flag, Ip, Upper},
     natbed::{
         addr, client_flow, frame, nat_vip, neighbour_mac, words_to_addr, NatBed, BACKENDS4,
         BACKENDS6, IN_MAC, NAT4, NAT6, OUT_MAC, SAME_IF4, SAME_IF6,
@@ -257,6 +259,68 @@ fn vlan_tags_come_off_on_another_interface(hook: Hook) {
                 },
             );
         }
+    });
+}
+
+/// A QinQ client's packet (two tags, 802.1ad then 802.1Q, or 802.1Q
+/// twice) leaving by another interface leaves without either: 8 bytes
+/// shorter (at XDP the MACs move forward over both tags, at tc both are
+/// popped), translated and checksummed as an untagged one, checked by
+/// etherparse.
+fn qinq_tags_come_off_on_another_interface(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        let mut sport = 40_060;
+        for tags in [
+            [ethertype::QINQ, ethertype::VLAN],
+            [ethertype::VLAN, ethertype::VLAN],
+        ] {
+            for vip in [VIP4, VIP6] {
+                sport += 1;
+                let flow = client_flow(vip, 80, sport);
+                let first = frame_bytes(
+                    &tags,
+                    &Ip::new(flow.src, flow.dst),
+                    &Upper::Tcp {
+                        sport,
+                        dport: 80,
+                        flags: tcp_flag::SYN,
+                        payload: b"behind two tags".to_vec(),
+                    },
+                );
+                assert_eq!(&first[12..14], &tags[0].to_be_bytes());
+                let (verdict, out) = bed.run_on(bed.in_if, &first).expect("test run");
+                assert_eq!(verdict, bed.verdicts.redirect, "{vip} behind {tags:x?}");
+                assert_eq!(out.len(), first.len() - 8, "both tags are gone");
+                let headers = PacketHeaders::from_ethernet_slice(&out).expect("parse");
+                assert!(
+                    headers.link_exts.is_empty(),
+                    "no tag: {:?}",
+                    headers.link_exts
+                );
+                assert_eq!(&out[12..14], &first[20..22], "the IP ethertype");
+                assert_eq!(
+                    out.last(),
+                    first.last(),
+                    "the payload moved with the packet"
+                );
+                let key = flow_key(&flow, Protocol::Tcp);
+                let (forward, _, _) = entries(bed, &key);
+                check(
+                    &out,
+                    &Expected {
+                        smac: OUT_MAC,
+                        dmac: forward.dmac,
+                        src: addr(if vip == VIP4 { NAT4 } else { NAT6 }),
+                        dst: words_to_addr(forward.dst, key.family),
+                        sport: u16::from_be(forward.sport),
+                        dport: BACKEND_PORT,
+                        ttl: 63,
+                        udp_zero: false,
+                    },
+                );
+            }
+        }
+        assert_eq!(counter(bed, Counter::Forwarded), 4);
     });
 }
 
@@ -546,6 +610,7 @@ lb_tests::on_both_hooks!(
     udp_v4_new_tracked_and_reply,
     udp_v6_new_tracked_and_reply,
     vlan_tags_come_off_on_another_interface,
+    qinq_tags_come_off_on_another_interface,
     vlan_tags_stay_on_the_same_interface,
     a_reply_for_another_hosts_mac_is_left_alone,
     a_syn_reuses_a_closed_translation,

@@ -208,6 +208,20 @@ pub(crate) fn wrapped_for<'a>(
 /// (548 / 1232 bytes of `sent`'s IP packet) and the ICMP checksum over
 /// all of it.
 pub(crate) fn check_too_big(out: &[u8], sent: &[u8], l3_off: usize, mtu: u16) {
+    let quote = if sent[l3_off] >> 4 == 4 { 548 } else { 1232 };
+    check_too_big_quoting(out, sent, l3_off, mtu, quote);
+}
+
+/// `check_too_big` for an answer quoting `quote` bytes of `sent` (an
+/// IPv4 packet shorter than a full quote, on a route whose MTU is below
+/// 576, is quoted by its first 68 bytes).
+pub(crate) fn check_too_big_quoting(
+    out: &[u8],
+    sent: &[u8],
+    l3_off: usize,
+    mtu: u16,
+    quote: usize,
+) {
     let headers = PacketHeaders::from_ethernet_slice(out).expect("etherparse parses the answer");
     let Some(LinkHeader::Ethernet2(eth)) = &headers.link else {
         panic!("no Ethernet header");
@@ -227,7 +241,11 @@ pub(crate) fn check_too_big(out: &[u8], sent: &[u8], l3_off: usize, mtu: u16) {
     let sent_ip = &sent[l3_off..];
     match (&headers.net, &headers.transport) {
         (Some(NetHeaders::Ipv4(ip, _)), Some(TransportHeader::Icmpv4(icmp))) => {
-            assert_eq!(out.len(), l3_off + 576, "an IPv4 error is 576 bytes");
+            assert_eq!(
+                out.len(),
+                l3_off + 28 + quote,
+                "IP and ICMP headers and the quote"
+            );
             assert_eq!(
                 (ip.source, ip.destination),
                 (
@@ -254,10 +272,14 @@ pub(crate) fn check_too_big(out: &[u8], sent: &[u8], l3_off: usize, mtu: u16) {
                 icmp.icmp_type.calc_checksum(quoted),
                 "ICMP checksum"
             );
-            assert_eq!(quoted, &sent_ip[..548], "the quote");
+            assert_eq!(quoted, &sent_ip[..quote], "the quote");
         }
         (Some(NetHeaders::Ipv6(ip, _)), Some(TransportHeader::Icmpv6(icmp))) => {
-            assert_eq!(out.len(), l3_off + 1280, "an IPv6 error is 1280 bytes");
+            assert_eq!(
+                out.len(),
+                l3_off + 48 + quote,
+                "IP and ICMPv6 headers and the quote"
+            );
             assert_eq!(
                 (ip.source, ip.destination),
                 (
@@ -278,7 +300,7 @@ pub(crate) fn check_too_big(out: &[u8], sent: &[u8], l3_off: usize, mtu: u16) {
                 .calc_checksum(ip.source, ip.destination, quoted)
                 .expect("size");
             assert_eq!(icmp.checksum, computed, "ICMPv6 checksum");
-            assert_eq!(quoted, &sent_ip[..1232], "the quote");
+            assert_eq!(quoted, &sent_ip[..quote], "the quote");
         }
         other => panic!("not a too-big answer: {other:?}"),
     }

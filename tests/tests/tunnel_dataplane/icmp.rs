@@ -86,6 +86,58 @@ fn icmp_error_about_a_flow_goes_wrapped_to_its_backend(hook: Hook) {
     });
 }
 
+/// An ICMP error to an IPv4 VIP whose backends are IPv6 (GUE 4in6): it
+/// goes wrapped to the flow's backend in GUE over IPv6, whose UDP
+/// checksum (mandatory over IPv6) the data plane builds from the ICMP
+/// message's share (0: a finished ICMPv4 message sums to 0) and the
+/// independent parser checks over the whole datagram.
+fn icmp_error_to_an_ipv4_vip_goes_in_gue_over_ipv6_with_its_udp_checksum(hook: Hook) {
+    in_netns(hook, vips(), |bed, vips| {
+        let flow = client_flow(VIP4, GUE_4IN6, 40_006);
+        let key = flow_key(&flow, Protocol::Tcp);
+        bed.run_on(bed.nat.in_if, &packet::tcp(&flow, SYN, None, b""))
+            .expect("syn");
+        let config = find(vips, VIP4, GUE_4IN6, Protocol::Tcp);
+        let entry = bed.nat.bed.handshake(&key).expect("held half-open");
+        let backend = bed
+            .backend_address(config, entry.backend_id)
+            .expect("backend");
+        assert!(backend.is_ipv6(), "{backend}");
+        let reply = packet::tcp(
+            &Flow {
+                src: flow.dst,
+                dst: flow.src,
+                sport: flow.dport,
+                dport: flow.sport,
+            },
+            SYN,
+            None,
+            b"a reply from the backend, odd length",
+        );
+        let error = icmp_error(GATEWAY4, &reply);
+        let (verdict, out) = bed.run_on(bed.nat.in_if, &error).expect("test run");
+        assert_eq!(verdict, bed.verdicts().redirect);
+        let hash = flow_hash(&key);
+        check_wrapped(
+            &out,
+            &Wrapped {
+                dmac: neighbour_mac(&backend.to_string()).expect("neighbour"),
+                src: outer_source(&bed.config, &key, false),
+                dst: backend,
+                gue: Some((
+                    u16::from_be(tunnel::gue_source_port(hash)),
+                    tunnel::GUE_PORT_DEFAULT,
+                )),
+                zero_csum: false,
+                inner: &error[14..],
+                flow_label: hash & 0xf_ffff,
+            },
+        );
+        assert_eq!(counter(bed, Counter::ForwardedIcmpError), 1);
+        assert_eq!(counter(bed, Counter::TunnelEncap), 2);
+    });
+}
+
 /// A packet that would not fit the route's MTU (1500) once wrapped is
 /// answered: ICMP fragmentation-needed / ICMPv6 packet-too-big from the
 /// VIP to the client, back out of the ingress interface, quoting as much
@@ -320,6 +372,7 @@ fn tc_answers_a_gso_packet_with_a_checksum_right_once_the_kernel_finishes_the_qu
 
 lb_tests::on_both_hooks!(
     icmp_error_about_a_flow_goes_wrapped_to_its_backend,
+    icmp_error_to_an_ipv4_vip_goes_in_gue_over_ipv6_with_its_udp_checksum,
     too_big_is_answered_with_icmp,
     an_icmp_error_too_big_once_wrapped_is_dropped_as_too_big,
     a_packet_that_just_fits_is_wrapped,
