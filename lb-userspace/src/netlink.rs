@@ -545,9 +545,16 @@ pub(crate) fn probe(address: IpAddr) {
     probe_on(address, 0);
 }
 
-/// `probe`, with `ifindex` as the scope of an IPv6 link-local address (a
-/// next hop learnt from router advertisements), which cannot be sent to
-/// without one.
+/// `probe`, sent out of the interface `ifindex` (0: wherever the node's
+/// own routing says), the scope of an IPv6 link-local address too (a next
+/// hop learnt from router advertisements, which cannot be sent to without
+/// one). The socket is bound to the interface: the data plane's FIB
+/// lookup named it (the ingress device's table), and an unbound probe
+/// follows the node's own routing (main table, default VRF, policy
+/// rules), which may send it out elsewhere, so the neighbour entry the
+/// data plane waits for would never be made. A bound socket whose tables
+/// have no route to `address` is sent on-link by the kernel. When the
+/// bind fails the probe goes unbound (logged at debug).
 pub(crate) fn probe_on(address: IpAddr, ifindex: u32) {
     let (bind, to): (SocketAddr, SocketAddr) = match address {
         IpAddr::V4(a) => ((Ipv4Addr::UNSPECIFIED, 0).into(), (a, 9).into()),
@@ -560,9 +567,55 @@ pub(crate) fn probe_on(address: IpAddr, ifindex: u32) {
             )
         }
     };
-    let result = UdpSocket::bind(bind).and_then(|s| s.send_to(&[], to));
+    let result = UdpSocket::bind(bind).and_then(|socket| {
+        if ifindex != 0 {
+            if let Err(error) = bind_to_interface(&socket, ifindex) {
+                debug!(%address, ifindex, %error, "binding the neighbour probe to its interface failed; sent unbound");
+            }
+        }
+        socket.send_to(&[], to)
+    });
     if let Err(error) = result {
-        debug!(%address, %error, "neighbour probe not sent");
+        debug!(%address, ifindex, %error, "neighbour probe not sent");
+    }
+}
+
+/// Binds `socket` to the interface `ifindex` (`SO_BINDTOIFINDEX`, Linux
+/// 5.0; `SO_BINDTODEVICE` by the interface's name before that), so what it
+/// sends leaves by that interface whatever the node's routing says.
+fn bind_to_interface(socket: &UdpSocket, ifindex: u32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let fd = socket.as_raw_fd();
+    let index = libc::c_int::try_from(ifindex)
+        .map_err(|_| std::io::Error::other(format!("interface index {ifindex} out of range")))?;
+    let option = |name: libc::c_int, value: *const libc::c_void, len: usize| {
+        let len = libc::socklen_t::try_from(len).unwrap_or(libc::socklen_t::MAX);
+        // SAFETY: `value` points at `len` readable bytes for the call's
+        // duration; `fd` is the socket's, open while it is borrowed.
+        let done = unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, name, value, len) };
+        if done == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    let by_index = option(
+        libc::SO_BINDTOIFINDEX,
+        std::ptr::from_ref(&index).cast(),
+        size_of::<libc::c_int>(),
+    );
+    match by_index {
+        Err(error) if error.raw_os_error() == Some(libc::ENOPROTOOPT) => {
+            let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+            // SAFETY: `name` holds IF_NAMESIZE bytes, as if_indextoname
+            // needs.
+            if unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) }.is_null() {
+                return Err(std::io::Error::last_os_error());
+            }
+            let len = name.iter().position(|c| *c == 0).unwrap_or(name.len());
+            option(libc::SO_BINDTODEVICE, name.as_ptr().cast(), len)
+        }
+        other => other,
     }
 }
 
@@ -598,6 +651,57 @@ mod tests {
             AddressFlags::Tentative | AddressFlags::Optimistic,
         )];
         assert_eq!(AddressState::of(&message), AddressState::default());
+    }
+
+    /// Whether `ip neigh` lists a neighbour entry (in any state) for
+    /// `address` on `device`.
+    fn neighbour_listed(address: &str, device: &str) -> bool {
+        let out = std::process::Command::new("ip")
+            .args(["neigh", "show", address, "dev", device, "nud", "all"])
+            .output()
+            .expect("running ip");
+        assert!(out.status.success(), "ip neigh: {out:?}");
+        !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+    }
+
+    /// In a namespace of its own: a probe of a next hop the data plane's
+    /// FIB lookup found on `n0` (its table, not the main one) while the
+    /// node's main table sends that address out of `n1` leaves by `n0`,
+    /// where the data plane looks for the neighbour entry; before, it
+    /// followed the main table and the entry was made on `n1` only. (A
+    /// VRF would show the same; a second interface whose subnet holds the
+    /// address is the plainest main table that disagrees.)
+    #[test]
+    fn a_probe_leaves_by_the_interface_it_names_not_the_main_tables() {
+        if !crate::test_netns::is_root() {
+            eprintln!("skipped: the interfaces need root (a netns of their own)");
+            return;
+        }
+        crate::test_netns::in_own_netns(|| {
+            use crate::test_netns::ip;
+            ip(&["link", "add", "n0", "type", "veth", "peer", "name", "p0"]);
+            ip(&["link", "add", "n1", "type", "veth", "peer", "name", "p1"]);
+            for link in ["n0", "p0", "n1", "p1"] {
+                ip(&["link", "set", link, "up"]);
+            }
+            ip(&["addr", "add", "198.18.4.2/24", "dev", "n0"]);
+            // The main table's way to 198.18.5.1: out of n1.
+            ip(&["addr", "add", "198.18.5.2/24", "dev", "n1"]);
+            // (Not from /sys: it shows the namespace it was mounted in.)
+            // SAFETY: a NUL-terminated name.
+            let n0 = unsafe { libc::if_nametoindex(c"n0".as_ptr()) };
+            assert_ne!(n0, 0, "n0's index");
+            super::probe_on("198.18.5.1".parse().unwrap(), n0);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while !neighbour_listed("198.18.5.1", "n0") && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            assert!(
+                neighbour_listed("198.18.5.1", "n0"),
+                "no neighbour entry on n0"
+            );
+            assert!(!neighbour_listed("198.18.5.1", "n1"), "probed out of n1");
+        });
     }
 
     #[test]

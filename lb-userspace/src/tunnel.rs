@@ -27,6 +27,115 @@ pub(crate) struct NodeTunnel {
     pub(crate) ipv4: bool,
     /// Whether outer IPv6 headers have a source.
     pub(crate) ipv6: bool,
+    /// Without an IPv4 source: the interface's IPv4 addresses lbd left
+    /// out as default source, and why (the refusal names them, so the
+    /// operator is not told to add an address the interface has).
+    pub(crate) passed_over_v4: PassedOver,
+    /// The same for IPv6.
+    pub(crate) passed_over_v6: PassedOver,
+}
+
+/// Why lbd leaves an address of the balancer's interface out of the
+/// default outer sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PassedOverWhy {
+    /// A VIP's address (it leaves with mastership, and backends answer it).
+    Vip,
+    /// A NAT address (a VIP's `[nat]` source or the node-wide one).
+    Nat,
+    /// A VRRP address (it leaves with mastership).
+    Vrrp,
+    /// An IPv4 secondary or IPv6 temporary address (the same flag bit).
+    Secondary,
+    /// Duplicate address detection failed: another host has it.
+    DadFailed,
+    /// IPv6 link-local: not routable to backends.
+    LinkLocal,
+    /// Duplicate address detection still under way.
+    Tentative,
+}
+
+impl std::fmt::Display for PassedOverWhy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Vip => "a VIP",
+            Self::Nat => "a NAT address",
+            Self::Vrrp => "a VRRP address",
+            Self::Secondary => "a secondary (IPv4) or temporary (IPv6) address",
+            Self::DadFailed => "DAD failed (another host has it)",
+            Self::LinkLocal => "link-local",
+            Self::Tentative => "tentative (DAD under way)",
+        })
+    }
+}
+
+/// How many passed-over addresses a refusal names (the rest are counted).
+const PASSED_OVER_NAMED: usize = 4;
+
+/// The addresses of one family lbd passed over as default outer source,
+/// with why: the first few named, the rest counted (fixed size, as
+/// `NodeTunnel` is `Copy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct PassedOver {
+    /// The first ones, in the interface's order.
+    named: [Option<(IpAddr, PassedOverWhy)>; PASSED_OVER_NAMED],
+    /// How many more there are.
+    more: usize,
+}
+
+impl PassedOver {
+    /// The addresses of `addresses` of the family (`ipv6`) that `usable`
+    /// refuses, each with the first reason: `moving` says which are VIPs,
+    /// NAT or VRRP addresses.
+    pub(crate) fn among(
+        addresses: &[InterfaceAddress],
+        moving: &[(IpAddr, PassedOverWhy)],
+        ipv6: bool,
+    ) -> Self {
+        let mut out = Self::default();
+        let of_family = addresses.iter().filter(|a| a.address.is_ipv6() == ipv6);
+        for listed in of_family {
+            let why = if listed.secondary {
+                Some(PassedOverWhy::Secondary)
+            } else if listed.state.dad_failed {
+                Some(PassedOverWhy::DadFailed)
+            } else if let Some((_, why)) = moving.iter().find(|(a, _)| *a == listed.address) {
+                Some(*why)
+            } else if is_link_local(listed.address) {
+                Some(PassedOverWhy::LinkLocal)
+            } else if listed.state.tentative {
+                Some(PassedOverWhy::Tentative)
+            } else {
+                None
+            };
+            let Some(why) = why else { continue };
+            match out.named.iter_mut().find(|slot| slot.is_none()) {
+                Some(slot) => *slot = Some((listed.address, why)),
+                None => out.more += 1,
+            }
+        }
+        out
+    }
+
+    /// Whether none was passed over.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.named[0].is_none()
+    }
+}
+
+impl std::fmt::Display for PassedOver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (n, (address, why)) in self.named.iter().flatten().enumerate() {
+            if n > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{address} is {why}")?;
+        }
+        if self.more > 0 {
+            write!(f, " and {} more", self.more)?;
+        }
+        Ok(())
+    }
 }
 
 /// The balancer interface's own addresses lbd uses when `[tunnel]` names
@@ -139,10 +248,15 @@ fn keepable(address: &InterfaceAddress, moving: &[IpAddr]) -> bool {
     !address.secondary
         && !address.state.dad_failed
         && !moving.contains(&address.address)
-        && match address.address {
-            IpAddr::V4(_) => true,
-            IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 != 0xfe80,
-        }
+        && !is_link_local(address.address)
+}
+
+/// Whether `address` is IPv6 link-local (not routable to backends).
+fn is_link_local(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(_) => false,
+        IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
+    }
 }
 
 /// `settings` resolved for the interface `ifindex` whose own addresses are
@@ -167,10 +281,31 @@ pub(crate) fn resolve(settings: &TunnelSettings, ifindex: u32, own: &OwnAddresse
         config,
         ipv4: v4.is_some(),
         ipv6: v6.is_some(),
+        ..NodeTunnel::default()
     }
 }
 
 impl NodeTunnel {
+    /// These settings with `passed_over` (IPv4, IPv6) kept for each
+    /// family that has no source, for the refusal to name.
+    pub(crate) fn passing_over(self, (v4, v6): (PassedOver, PassedOver)) -> Self {
+        Self {
+            passed_over_v4: if self.ipv4 { PassedOver::default() } else { v4 },
+            passed_over_v6: if self.ipv6 { PassedOver::default() } else { v6 },
+            ..self
+        }
+    }
+
+    /// What lbd passed over for the family `key` (`source_ipv4` or
+    /// `source_ipv6`, as `source_for` names it) gives.
+    pub(crate) fn passed_over_for(&self, key: &str) -> PassedOver {
+        if key == "source_ipv6" {
+            self.passed_over_v6
+        } else {
+            self.passed_over_v4
+        }
+    }
+
     /// Whether a backend at `backend` of a VIP at `vip` has an outer
     /// source: the family `outer_family` picks must have one. Says which
     /// `[tunnel]` key is missing otherwise.
@@ -452,6 +587,92 @@ mod tests {
         assert_eq!(
             node.source_for(vip, "2001:2:2::11".parse().unwrap()),
             Ok(())
+        );
+    }
+
+    /// An interface whose only IPv4 address is the node-wide NAT address
+    /// (which the README allows) has no default IPv4 outer source: the
+    /// refusal of a tunnelled VIP's IPv4 backend names that address and
+    /// why, rather than telling the operator to add an address of that
+    /// family (the interface has one). Tentative, secondary and VIP
+    /// addresses are named too; a family with nothing passed over keeps
+    /// the plain refusal.
+    #[test]
+    fn a_missing_outer_source_names_the_addresses_passed_over_and_why() {
+        use crate::{
+            config::{BackendConfig, Protocol, VipConfig},
+            dataplane::FakeMaps,
+            reconcile::{Balancer, DesiredVip, ReconcileError},
+        };
+
+        let nat: IpAddr = "198.18.0.50".parse().unwrap();
+        let addresses = [address("198.18.0.50", false)];
+        let moving = [(nat, PassedOverWhy::Nat)];
+        let own = OwnAddresses::of(&addresses, &[nat]);
+        assert_eq!(own.ipv4, None);
+        let passed_over = (
+            PassedOver::among(&addresses, &moving, false),
+            PassedOver::among(&addresses, &moving, true),
+        );
+        let node = resolve(&TunnelSettings::default(), 3, &own).passing_over(passed_over);
+        let mut vip = VipConfig::new("198.18.0.100".parse().unwrap(), 80, Protocol::Tcp);
+        vip.table_size = 13;
+        vip.forwarding = lb_common::Mode::Gue;
+        vip.backends
+            .push(BackendConfig::new("198.19.2.11".parse().unwrap()));
+        let desired = [DesiredVip::from_config(&vip, &|_| None)];
+        let mut balancer = Balancer::new(4);
+        balancer.set_tunnel(node);
+        let error = balancer
+            .apply(&mut FakeMaps::default(), &desired)
+            .expect_err("no IPv4 outer source");
+        assert!(
+            matches!(error, ReconcileError::NoTunnelSourceAmong { .. }),
+            "{error:?}"
+        );
+        assert!(error.is_refusal());
+        let message = error.to_string();
+        assert!(
+            message.contains("198.18.0.50 is a NAT address")
+                && message.contains("[tunnel] source_ipv4"),
+            "{message}"
+        );
+
+        // Each reason, the first few named and the rest counted; an IPv6
+        // family with nothing passed over stays plain.
+        let mut tentative = address("2001:db8::5", false);
+        tentative.state.tentative = true;
+        let listed = [
+            tentative,
+            address("2001:db8::6", true),
+            address("fe80::1", false),
+            address("2001:db8::7", false),
+            address("2001:db8::8", false),
+            address("2001:db8::9", false),
+        ];
+        let vips: Vec<(IpAddr, PassedOverWhy)> = vec![
+            ("2001:db8::7".parse().unwrap(), PassedOverWhy::Vip),
+            ("2001:db8::8".parse().unwrap(), PassedOverWhy::Vrrp),
+        ];
+        assert_eq!(
+            PassedOver::among(&listed, &vips, true).to_string(),
+            "2001:db8::5 is tentative (DAD under way), \
+             2001:db8::6 is a secondary (IPv4) or temporary (IPv6) address, \
+             fe80::1 is link-local, 2001:db8::7 is a VIP and 1 more"
+        );
+        assert!(PassedOver::among(&listed, &vips, false).is_empty());
+        let mut plain = Balancer::new(4);
+        plain.set_tunnel(resolve(
+            &TunnelSettings::default(),
+            3,
+            &OwnAddresses::default(),
+        ));
+        let error = plain
+            .apply(&mut FakeMaps::default(), &desired)
+            .expect_err("no IPv4 outer source");
+        assert!(
+            matches!(error, ReconcileError::NoTunnelSource { .. }),
+            "{error:?}"
         );
     }
 }

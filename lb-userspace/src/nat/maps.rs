@@ -127,6 +127,10 @@ impl NatTable for NatMaps {
     fn remove(&mut self, key: &FlowKey) -> bool {
         NatTable::remove(&mut self.flows, key)
     }
+
+    fn insert_if_free(&mut self, key: &FlowKey, entry: &NatEntry) -> std::io::Result<bool> {
+        NatTable::insert_if_free(&mut self.flows, key, entry)
+    }
 }
 
 /// A NAT flow table error as the data plane's.

@@ -18,9 +18,14 @@
 //! address) paired by `lb_common::nat::counterpart_key`. It is judged from
 //! its forward entry: its state comes from both entries' flags
 //! (`NatFlowState::of`), its idle time from the newer of both
-//! `last_seen_ns`; past the state's timeout both entries go. An entry
-//! without its counterpart (the other insert failed, or half of a flow
-//! replicated) goes once it is older than the SYN timeout.
+//! `last_seen_ns`; past the state's timeout both entries go, the forward
+//! entry first. An entry counts as the other's counterpart only if it
+//! points back (after an lbd killed between a flow's two removals, the
+//! key may hold another flow's entry). An entry without its counterpart
+//! (the other insert failed, half of a flow replicated, or an lbd killed
+//! between the removals) goes once it is older than the SYN timeout; a
+//! younger forward entry gets its reply back (its port reserved again)
+//! when that key is free, and goes at once when another flow holds it.
 //!
 //! Flows of a backend that is no longer one of its VIP's backends (or of a
 //! VIP that is gone, replaced or no longer in NAT mode) go as soon as the
@@ -85,6 +90,12 @@ pub trait NatTable {
     /// Removes `key`; returns false when that failed (an absent key is
     /// not a failure).
     fn remove(&mut self, key: &FlowKey) -> bool;
+    /// Puts `entry` in under `key` only if no entry holds the key (as the
+    /// data plane inserts); false when another entry holds it. The reaper
+    /// puts a lone forward entry's reply back with it, which reserves its
+    /// port again. An error leaves the entry to wait out the SYN timeout
+    /// as an orphan.
+    fn insert_if_free(&mut self, key: &FlowKey, entry: &NatEntry) -> std::io::Result<bool>;
 }
 
 /// A backend as NAT entries name it: its VIP (id, and the service
@@ -462,10 +473,13 @@ impl<C: Copy + std::fmt::Debug> Reaper<C> {
         report
     }
 
-    /// Decides about one entry; returns the keys to remove.
+    /// Decides about one entry; returns the keys to remove, the forward
+    /// entry first: an lbd killed between the two removals then leaves a
+    /// reply behind, which only holds a port, never a forward entry, which
+    /// would go on translating with a port no longer reserved.
     fn judge<T: NatTable<Cursor = C>>(
         &mut self,
-        table: &T,
+        table: &mut T,
         key: &FlowKey,
         entry: &NatEntry,
         now_ns: u64,
@@ -477,14 +491,16 @@ impl<C: Copy + std::fmt::Debug> Reaper<C> {
         // neither an orphan yet nor judged (forward entries judge).
         let young_reply = entry.direction == NAT_DIR_REPLY
             && !quiet_past(now_ns, entry.last_seen_ns, timeouts.tcp_syn);
-        let other = if young_reply {
-            Some(*entry)
+        let mut judged = if young_reply {
+            (
+                fate(key, entry, Some(entry), now_ns, timeouts, owners),
+                false,
+            )
         } else {
-            table.get(&other_key)
+            self.judge_now(table, key, entry, &other_key, now_ns, timeouts, owners)
         };
-        let mut judged = fate(key, entry, other.as_ref(), now_ns, timeouts, owners);
         let mut entry = *entry;
-        if !matches!(judged, Fate::Keep(_)) {
+        if !matches!(judged.0, Fate::Keep(_)) {
             // The batch holds copies, read up to a batch ago: a packet may
             // have refreshed the flow since. Judged again on what the
             // table holds now, so a flow in use is never taken out.
@@ -492,9 +508,20 @@ impl<C: Copy + std::fmt::Debug> Reaper<C> {
                 return [None, None];
             };
             entry = fresh;
-            let other = table.get(&other_key);
-            judged = fate(key, &entry, other.as_ref(), now_ns, timeouts, owners);
+            judged = self.judge_now(table, key, &entry, &other_key, now_ns, timeouts, owners);
         }
+        let (judged, paired) = judged;
+        // Both entries go only when the other one is this flow's (it
+        // points back); the forward entry first.
+        let both = || {
+            if !paired {
+                [Some(*key), None]
+            } else if entry.direction == NAT_DIR_REPLY {
+                [Some(other_key), Some(*key)]
+            } else {
+                [Some(*key), Some(other_key)]
+            }
+        };
         match judged {
             Fate::Keep(state) => {
                 if let Some(state) = state {
@@ -504,15 +531,79 @@ impl<C: Copy + std::fmt::Debug> Reaper<C> {
             }
             Fate::Expired(_) => {
                 self.reaped.expired += 1;
-                [Some(*key), Some(other_key)]
+                both()
             }
             Fate::BackendGone => {
                 self.reaped.backend_gone += 1;
-                [Some(*key), Some(other_key)]
+                both()
             }
             Fate::Orphan => {
                 self.reaped.orphans += 1;
+                // Young and alone: its reply key is another flow's.
+                if entry.direction == NAT_DIR_FORWARD
+                    && !quiet_past(now_ns, entry.last_seen_ns, timeouts.tcp_syn)
+                {
+                    tracing::info!(
+                        ?key,
+                        taken = ?other_key,
+                        "a NAT forward entry whose port another flow holds is removed"
+                    );
+                }
                 [Some(*key), None]
+            }
+        }
+    }
+
+    /// The fate of `(key, entry)` on what the table holds now at its
+    /// counterpart key `other_key`, and whether that is its counterpart.
+    /// An entry there counts only if it points back and is the other
+    /// direction: after an lbd killed between a flow's two removals, the
+    /// key may hold another flow's entry (its port given out again), and
+    /// pairing with it would keep a stale entry alive on the other flow's
+    /// traffic and later remove the other flow's entry with it. A forward
+    /// entry without its counterpart gets its reply back (the port
+    /// reserved again) when the key is free, or goes at once when another
+    /// flow holds it (it translates with that flow's port).
+    #[allow(clippy::too_many_arguments)]
+    fn judge_now<T: NatTable<Cursor = C>>(
+        &mut self,
+        table: &mut T,
+        key: &FlowKey,
+        entry: &NatEntry,
+        other_key: &FlowKey,
+        now_ns: u64,
+        timeouts: &NatTimeouts,
+        owners: &Owners,
+    ) -> (Fate, bool) {
+        let held = table.get(other_key);
+        let other = held.filter(|other| {
+            counterpart_key(other_key, other) == *key && other.direction != entry.direction
+        });
+        if other.is_some() || entry.direction != NAT_DIR_FORWARD || !owners.owns(key, entry) {
+            let judged = fate(key, entry, other.as_ref(), now_ns, timeouts, owners);
+            return (judged, other.is_some());
+        }
+        let lone = fate(key, entry, None, now_ns, timeouts, owners);
+        if lone == Fate::Orphan {
+            // Past the SYN timeout anyway: no port to reserve again.
+            return (lone, false);
+        }
+        if held.is_some() {
+            return (Fate::Orphan, false);
+        }
+        let reply = reply_of(key, entry);
+        match table.insert_if_free(other_key, &reply) {
+            Ok(true) => {
+                tracing::info!(?key, reply = ?other_key, "a NAT forward entry without its reply got it back (its port reserved again)");
+                let judged = fate(key, entry, Some(&reply), now_ns, timeouts, owners);
+                (judged, true)
+            }
+            Ok(false) => (Fate::Orphan, false),
+            // Full, busy, or a table that cannot insert: it waits out the
+            // SYN timeout as any orphan (retried each visit until then).
+            Err(error) => {
+                tracing::debug!(%error, ?key, "putting back a NAT forward entry's reply failed");
+                (lone, false)
             }
         }
     }
@@ -538,6 +629,23 @@ impl<C: Copy + std::fmt::Debug> Reaper<C> {
             }
             _ => count.live += 1,
         }
+    }
+}
+
+/// The reply entry of the forward entry `(key, forward)` as the data plane
+/// opens one (`lb-ebpf` `nat/open.rs`): back to the client from the VIP,
+/// nothing seen yet in its direction, no next hop looked up yet.
+fn reply_of(key: &FlowKey, forward: &NatEntry) -> NatEntry {
+    NatEntry {
+        src: key.dst,
+        dst: key.src,
+        sport: key.dport,
+        dport: key.sport,
+        backend_id: forward.backend_id,
+        vip_id: forward.vip_id,
+        last_seen_ns: forward.last_seen_ns,
+        direction: NAT_DIR_REPLY,
+        ..NatEntry::default()
     }
 }
 
@@ -568,6 +676,16 @@ impl NatTable for BTreeMap<FlowKeyOrd, NatEntry> {
     fn remove(&mut self, key: &FlowKey) -> bool {
         BTreeMap::remove(self, &FlowKeyOrd(*key));
         true
+    }
+
+    fn insert_if_free(&mut self, key: &FlowKey, entry: &NatEntry) -> std::io::Result<bool> {
+        match self.entry(FlowKeyOrd(*key)) {
+            std::collections::btree_map::Entry::Occupied(_) => Ok(false),
+            std::collections::btree_map::Entry::Vacant(free) => {
+                free.insert(*entry);
+                Ok(true)
+            }
+        }
     }
 }
 

@@ -233,6 +233,11 @@ impl crate::nat::reaper::NatTable for NatFlowTable {
     fn remove(&mut self, key: &FlowKey) -> bool {
         NatFlowTable::remove(self, key) || !self.still_held(key)
     }
+
+    /// An exclusive insert, as the data plane's (`insert_if_free`).
+    fn insert_if_free(&mut self, key: &FlowKey, entry: &NatEntry) -> std::io::Result<bool> {
+        NatFlowTable::insert_if_free(self, key, entry).map_err(std::io::Error::other)
+    }
 }
 
 #[cfg(test)]
@@ -323,5 +328,25 @@ mod tests {
         assert!(NatTable::remove(&mut table, &k));
         assert!(NatTable::get(&table, &k).is_none());
         assert!(NatTable::remove(&mut table, &k), "gone already: no failure");
+    }
+
+    /// The reaper puts a lone forward entry's reply back through the same
+    /// exclusive insert as the data plane's: only where no entry holds the
+    /// key.
+    #[test]
+    fn the_reaper_inserts_only_a_key_no_entry_holds() {
+        use crate::pinning::test_support::TestBpffs;
+        let Some(bpffs) = TestBpffs::new("nat-insert") else {
+            return;
+        };
+        let pins = bpffs.pins();
+        pins.prepare().expect("the pin directory");
+        let mut table = nat_table(&pins.map_path("nat_insert_test"), 1);
+        let k = key(2);
+        assert!(NatTable::insert_if_free(&mut table, &k, &entry()).expect("room"));
+        let mut other = entry();
+        other.sport = 20_002;
+        assert!(!NatTable::insert_if_free(&mut table, &k, &other).expect("held"));
+        assert_eq!(NatTable::get(&table, &k).map(|e| e.sport), Some(20_001));
     }
 }

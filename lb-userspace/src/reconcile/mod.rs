@@ -57,6 +57,43 @@ pub enum ReconcileError {
         /// The `[tunnel]` key that would give one.
         key: &'static str,
     },
+    /// As `NoTunnelSource`, where the balancer's interface has addresses
+    /// of that family but lbd takes none of them as the default outer
+    /// source: they are named with why, so the operator is not told to
+    /// add an address the interface has.
+    #[error("VIP {vip}: backend {backend} needs an outer source of its family, and lbd takes none of the balancer's interface's addresses of that family as one ({passed_over}): set [tunnel] {key}, or give the interface an address of that family that is none of these")]
+    NoTunnelSourceAmong {
+        /// The VIP.
+        vip: String,
+        /// The backend.
+        backend: IpAddr,
+        /// The `[tunnel]` key that would give one.
+        key: &'static str,
+        /// The interface's addresses of that family lbd passed over, and
+        /// why (`tunnel::PassedOver`).
+        passed_over: String,
+    },
+}
+
+/// `error`, when it is a missing outer source of a family whose addresses
+/// on the interface lbd all passed over, as one naming them and why.
+fn naming_passed_over(error: ReconcileError, tunnel: &NodeTunnel) -> ReconcileError {
+    match error {
+        ReconcileError::NoTunnelSource { vip, backend, key } => {
+            let passed_over = tunnel.passed_over_for(key);
+            if passed_over.is_empty() {
+                ReconcileError::NoTunnelSource { vip, backend, key }
+            } else {
+                ReconcileError::NoTunnelSourceAmong {
+                    vip,
+                    backend,
+                    key,
+                    passed_over: passed_over.to_string(),
+                }
+            }
+        }
+        other => other,
+    }
 }
 
 mod applied;
@@ -101,7 +138,10 @@ impl ReconcileError {
     /// 0) is not.
     pub fn is_refusal(&self) -> bool {
         match self {
-            Self::NoTunnelSource { .. } | Self::TooManyVips(_) | Self::TooManyBackends(_) => true,
+            Self::NoTunnelSource { .. }
+            | Self::NoTunnelSourceAmong { .. }
+            | Self::TooManyVips(_)
+            | Self::TooManyBackends(_) => true,
             Self::Maglev { source, .. } => matches!(
                 source,
                 MaglevError::SizeOutOfRange(_)
@@ -222,6 +262,7 @@ impl Balancer {
             config,
             ipv4: config.source_v4 != 0,
             ipv6: config.source_v6 != [0; 4],
+            ..NodeTunnel::default()
         };
     }
 
@@ -365,7 +406,8 @@ impl Balancer {
                 vip.meta_unsure = false;
             }
         }
-        self.apply_tunnel(maps, desired)?;
+        self.apply_tunnel(maps, desired)
+            .map_err(|error| naming_passed_over(error, &self.tunnel))?;
         let wanted: BTreeSet<VipId> = desired.iter().map(|v| v.id).collect();
         for stray in std::mem::take(&mut self.strays) {
             if !wanted.contains(&stray) && !self.vips.contains_key(&stray) {

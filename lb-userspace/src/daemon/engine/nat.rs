@@ -54,6 +54,100 @@ struct ForwardingChange {
     was: String,
 }
 
+/// The redirect map (`TX_PORTS`) as `sync_tx_ports` edits it: the data
+/// plane's, or a fake in tests.
+pub(crate) trait TxPortMap {
+    /// Puts the interface `index` in.
+    fn add_tx_port(&mut self, index: u32) -> Result<(), crate::dataplane::DataplaneError>;
+    /// Takes the interface `index` out (one not in is no error).
+    fn remove_tx_port(&mut self, index: u32) -> Result<(), crate::dataplane::DataplaneError>;
+}
+
+impl TxPortMap for crate::nat::maps::NatMaps {
+    fn add_tx_port(&mut self, index: u32) -> Result<(), crate::dataplane::DataplaneError> {
+        crate::nat::maps::NatMaps::add_tx_port(self, index)
+    }
+
+    fn remove_tx_port(&mut self, index: u32) -> Result<(), crate::dataplane::DataplaneError> {
+        crate::nat::maps::NatMaps::remove_tx_port(self, index)
+    }
+}
+
+/// The interfaces of the redirect map lbd warned about, each warned once
+/// while its trouble lasts (a scan runs every `SCAN_TICKS` ticks; before,
+/// a wanted interface whose insert kept failing was warned at each).
+#[derive(Debug, Default)]
+pub(crate) struct TxWarned {
+    /// No slot for them (more interfaces than `TX_PORTS_MAX`): forgotten
+    /// once they get one or are gone.
+    left_out: BTreeSet<u32>,
+    /// Wanted, but the map refused the insert: forgotten once it goes in
+    /// or they are no longer wanted.
+    refused: BTreeSet<u32>,
+}
+
+/// Makes the redirect map `ports`, holding `present`, hold `wanted` of
+/// `links`: those no longer wanted out first (their slots free for the
+/// ones to add), a warning once for each interface left out for want of
+/// room, then the rest added, a warning once for each the map refuses
+/// (`warned` remembers them).
+fn sync_tx_map(
+    ports: &mut dyn TxPortMap,
+    warned: &mut TxWarned,
+    links: &[crate::netlink::Link],
+    wanted: &BTreeSet<u32>,
+    present: &BTreeSet<u32>,
+) {
+    let name = |index: u32| {
+        links
+            .iter()
+            .find(|l| l.index == index)
+            .map_or_else(|| index.to_string(), |l| l.name.clone())
+    };
+    for index in present.difference(wanted) {
+        match ports.remove_tx_port(*index) {
+            Ok(()) => {
+                info!(interface = %name(*index), "interface removed from the NAT redirect targets")
+            }
+            Err(error) => {
+                warn!(interface = %name(*index), %error, "removing a NAT redirect target failed")
+            }
+        }
+    }
+    warned
+        .left_out
+        .retain(|i| !wanted.contains(i) && links.iter().any(|l| l.index == *i));
+    warned.refused.retain(|i| wanted.contains(i));
+    for link in links
+        .iter()
+        .filter(|l| !l.loopback && !wanted.contains(&l.index))
+    {
+        if warned.left_out.insert(link.index) {
+            warn!(
+                interface = %link.name,
+                "no room for the interface in the NAT redirect targets (at most {} interfaces; the attached one and those routes leave by come first): routed packets the kernel's FIB sends out of it are dropped (XDP_ABORTED)",
+                lb_common::consts::TX_PORTS_MAX
+            );
+        }
+    }
+    for index in wanted.difference(present) {
+        match ports.add_tx_port(*index) {
+            Ok(()) => {
+                warned.refused.remove(index);
+                info!(interface = %name(*index), "interface added to the NAT redirect targets");
+            }
+            Err(error) => {
+                if warned.refused.insert(*index) {
+                    warn!(
+                        interface = %name(*index), %error,
+                        "adding a NAT redirect target failed: routed packets cannot leave by it from XDP"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The NAT runtime's state between ticks.
 #[derive(Debug, Default)]
 pub(crate) struct NatRuntime {
@@ -64,9 +158,8 @@ pub(crate) struct NatRuntime {
     forwarding: Vec<ForwardingChange>,
     /// Forwarding settings lbd failed to switch on or read (warned once).
     forwarding_failed: BTreeSet<PathBuf>,
-    /// Interfaces the redirect map has no slot for (more than
-    /// `TX_PORTS_MAX`) or refused, warned once each.
-    tx_failed: BTreeSet<u32>,
+    /// Interfaces of the redirect map warned about (no slot, or refused).
+    tx_warned: TxWarned,
     /// Housekeeping ticks seen.
     ticks: u32,
     /// Whether `prepare_routing` has run since a VIP became routed: one
@@ -731,39 +824,13 @@ impl Engine {
         let present: BTreeSet<u32> = self.dataplane.nat().tx_ports().into_iter().collect();
         let used = self.routed_interfaces_if_full(&links, max).await;
         let wanted = redirect_targets(self.interface.index, &links, &used, &present, max);
-        let name = |index: u32| {
-            links
-                .iter()
-                .find(|l| l.index == index)
-                .map_or_else(|| index.to_string(), |l| l.name.clone())
-        };
-        for index in present.difference(&wanted) {
-            match self.dataplane.nat_mut().remove_tx_port(*index) {
-                Ok(()) => {
-                    info!(interface = %name(*index), "interface removed from the NAT redirect targets")
-                }
-                Err(error) => {
-                    warn!(interface = %name(*index), %error, "removing a NAT redirect target failed")
-                }
-            }
-        }
-        self.warn_left_out(&links, &wanted);
-        for index in wanted.difference(&present) {
-            match self.dataplane.nat_mut().add_tx_port(*index) {
-                Ok(()) => {
-                    self.nat.tx_failed.remove(index);
-                    info!(interface = %name(*index), "interface added to the NAT redirect targets");
-                }
-                Err(error) => {
-                    if self.nat.tx_failed.insert(*index) {
-                        warn!(
-                            interface = %name(*index), %error,
-                            "adding a NAT redirect target failed: routed packets cannot leave by it from XDP"
-                        );
-                    }
-                }
-            }
-        }
+        sync_tx_map(
+            self.dataplane.nat_mut(),
+            &mut self.nat.tx_warned,
+            &links,
+            &wanted,
+            &present,
+        );
     }
 
     /// The interfaces routes leave by, asked only when the interfaces
@@ -783,27 +850,6 @@ impl Engine {
             Err(error) => {
                 debug!(%error, "reading the routes' interfaces for the NAT redirect map failed");
                 BTreeSet::new()
-            }
-        }
-    }
-
-    /// Warns once per interface that the redirect map has no slot for it
-    /// (more interfaces than `TX_PORTS_MAX`); forgets those that got one
-    /// or are gone.
-    fn warn_left_out(&mut self, links: &[crate::netlink::Link], wanted: &BTreeSet<u32>) {
-        self.nat
-            .tx_failed
-            .retain(|i| !wanted.contains(i) && links.iter().any(|l| l.index == *i));
-        for link in links
-            .iter()
-            .filter(|l| !l.loopback && !wanted.contains(&l.index))
-        {
-            if self.nat.tx_failed.insert(link.index) {
-                warn!(
-                    interface = %link.name,
-                    "no room for the interface in the NAT redirect targets (at most {} interfaces; the attached one and those routes leave by come first): routed packets the kernel's FIB sends out of it are dropped (XDP_ABORTED)",
-                    lb_common::consts::TX_PORTS_MAX
-                );
             }
         }
     }
@@ -1467,5 +1513,95 @@ fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000
         // Absent and down ranks after up.
         let targets = redirect_targets(70, &links, &none, &none, 64);
         assert!(!targets.contains(&10) && targets.contains(&65));
+    }
+
+    /// Everything `f` logs (at info and above), as text.
+    fn logs_of(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buffer.0.lock().unwrap().clone();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// A redirect map that refuses every insert of `refused`.
+    #[derive(Default)]
+    struct RefusingPorts {
+        refused: BTreeSet<u32>,
+        held: BTreeSet<u32>,
+    }
+
+    impl TxPortMap for RefusingPorts {
+        fn add_tx_port(&mut self, index: u32) -> Result<(), crate::dataplane::DataplaneError> {
+            if self.refused.contains(&index) {
+                return Err(crate::dataplane::DataplaneError::MissingMap("TX_PORTS"));
+            }
+            self.held.insert(index);
+            Ok(())
+        }
+
+        fn remove_tx_port(&mut self, index: u32) -> Result<(), crate::dataplane::DataplaneError> {
+            self.held.remove(&index);
+            Ok(())
+        }
+    }
+
+    /// An interface whose insert into the redirect map keeps failing is
+    /// warned about once, not at every scan (before: every `SCAN_TICKS`
+    /// seconds, as the warned set forgot the wanted ones); again once it
+    /// went in and fails anew, or was not wanted for a scan and is again.
+    #[test]
+    fn a_redirect_target_the_map_keeps_refusing_is_warned_once() {
+        let links = [
+            link(1, true, true),
+            link(2, true, false),
+            link(3, true, false),
+        ];
+        let wanted: BTreeSet<u32> = [2, 3].into();
+        let mut ports = RefusingPorts {
+            refused: [3].into(),
+            ..RefusingPorts::default()
+        };
+        let mut warned = TxWarned::default();
+        let refusals = |text: &str| text.matches("adding a NAT redirect target failed").count();
+        let scan = |ports: &mut RefusingPorts, warned: &mut TxWarned, wanted: &BTreeSet<u32>| {
+            let present = ports.held.clone();
+            logs_of(|| sync_tx_map(ports, warned, &links, wanted, &present))
+        };
+        let first = scan(&mut ports, &mut warned, &wanted);
+        assert_eq!(refusals(&first), 1, "{first}");
+        assert!(first.contains("if3"), "{first}");
+        for _ in 0..3 {
+            let again = scan(&mut ports, &mut warned, &wanted);
+            assert_eq!(refusals(&again), 0, "{again}");
+        }
+        assert_eq!(ports.held, [2].into());
+
+        // Not wanted for a scan, then wanted again and still refused.
+        let fewer: BTreeSet<u32> = [2].into();
+        scan(&mut ports, &mut warned, &fewer);
+        assert_eq!(refusals(&scan(&mut ports, &mut warned, &wanted)), 1);
+        // In at last, then refused again after it was taken out.
+        ports.refused.clear();
+        scan(&mut ports, &mut warned, &wanted);
+        assert_eq!(ports.held, [2, 3].into());
+        ports.held.remove(&3);
+        ports.refused.insert(3);
+        assert_eq!(refusals(&scan(&mut ports, &mut warned, &wanted)), 1);
     }
 }

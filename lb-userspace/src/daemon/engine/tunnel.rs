@@ -31,15 +31,15 @@ use aya::programs::{
     tc::{SchedClassifierLink, SchedClassifierLinkId, TcAttachOptions},
     SchedClassifier, TcAttachType,
 };
-use lb_common::consts::names;
+use lb_common::consts::{names, AF_INET, AF_INET6};
 use tracing::{info, warn};
 
 use super::Engine;
 use crate::{
     health::{tunnel_socket, TunnelPath},
     ownership::cls_bpf::{self, TcPath, TC_ATTACH_ENV},
-    reconcile::Balancer,
-    tunnel::{resolve, NodeTunnel, OwnAddresses},
+    reconcile::{words_addr, Balancer},
+    tunnel::{resolve, NodeTunnel, OwnAddresses, PassedOver, PassedOverWhy},
 };
 
 /// A sysctl lbd changed, to restore at a clean stop.
@@ -54,6 +54,9 @@ struct SysctlChange {
 pub(crate) struct TunnelRuntime {
     /// The balancer interface's own addresses, as last read.
     pub(crate) own: OwnAddresses,
+    /// The interface's IPv4 and IPv6 addresses lbd left out as default
+    /// outer sources, as last read (named when a family has none).
+    passed_over: (PassedOver, PassedOver),
     /// `tc_hc_encap`'s egress links (tcx) or filters (cls_bpf), by
     /// interface.
     hc_links: Vec<(String, SchedClassifierLinkId)>,
@@ -184,25 +187,70 @@ fn accept_local_interfaces(
     out
 }
 
+/// The interface's IPv4 and IPv6 addresses (`addresses`) lbd passes over
+/// as default outer sources, `moving` being VIPs, NAT and VRRP addresses.
+fn passed_over(
+    addresses: &[crate::netlink::InterfaceAddress],
+    moving: &[(IpAddr, PassedOverWhy)],
+) -> (PassedOver, PassedOver) {
+    (
+        PassedOver::among(addresses, moving, false),
+        PassedOver::among(addresses, moving, true),
+    )
+}
+
+/// How the outer sources moved from `before` to `after` ("IPv4 198.18.0.2
+/// -> 198.18.0.3"), None when neither family's moved: the operator is
+/// warned, as backends' lb-decap `sources` may allow only the old one.
+fn source_move(before: &NodeTunnel, after: &NodeTunnel) -> Option<String> {
+    let source = |words: [u32; 4], len: u8, family: u8, present: bool| {
+        present.then(|| format!("{}/{len}", words_addr(words, family)))
+    };
+    let (b, a) = (&before.config, &after.config);
+    let v4 = |c: &lb_common::TunnelConfig, present| {
+        source([c.source_v4, 0, 0, 0], c.source_v4_len, AF_INET, present)
+    };
+    let v6 = |c: &lb_common::TunnelConfig, present| {
+        source(c.source_v6, c.source_v6_len, AF_INET6, present)
+    };
+    let moves = [
+        ("IPv4", v4(b, before.ipv4), v4(a, after.ipv4)),
+        ("IPv6", v6(b, before.ipv6), v6(a, after.ipv6)),
+    ];
+    let moved: Vec<String> = moves
+        .into_iter()
+        .filter(|(_, old, new)| old.is_some() && old != new)
+        .map(|(family, old, new)| {
+            let show = |s: Option<String>| s.unwrap_or_else(|| "none".to_owned());
+            format!("{family} {} -> {}", show(old), show(new))
+        })
+        .collect();
+    (!moved.is_empty()).then(|| moved.join(", "))
+}
+
 impl Engine {
-    /// Addresses that move with VRRP or are VIPs (never outer sources).
-    fn moving_addresses(&self) -> Vec<IpAddr> {
-        let mut out: Vec<IpAddr> = self.config.vips.iter().map(|v| v.address).collect();
-        out.extend(self.model.vips.keys().map(|id| id.address));
+    /// Addresses that move with VRRP or are VIPs or NAT addresses (never
+    /// outer sources), each with what it is (a refusal names it).
+    fn moving_roles(&self) -> Vec<(IpAddr, PassedOverWhy)> {
+        let vip = |a: IpAddr| (a, PassedOverWhy::Vip);
+        let nat = |a: IpAddr| (a, PassedOverWhy::Nat);
+        let mut out: Vec<(IpAddr, PassedOverWhy)> =
+            self.config.vips.iter().map(|v| vip(v.address)).collect();
+        out.extend(self.model.vips.keys().map(|id| vip(id.address)));
         out.extend(
             self.model
                 .vips
                 .values()
-                .filter_map(|v| v.config.nat.map(|n| n.source)),
+                .filter_map(|v| v.config.nat.map(|n| nat(n.source))),
         );
         out.extend(
             self.config
                 .vips
                 .iter()
-                .filter_map(|v| v.nat.map(|n| n.source)),
+                .filter_map(|v| v.nat.map(|n| nat(n.source))),
         );
         for vrrp in &self.config.vrrp {
-            out.extend(vrrp.addresses.iter().copied());
+            out.extend(vrrp.addresses.iter().map(|a| (*a, PassedOverWhy::Vrrp)));
         }
         out
     }
@@ -247,8 +295,10 @@ impl Engine {
     pub(crate) async fn read_own_addresses(&mut self) {
         match self.netlink.addresses(self.interface.index).await {
             Ok(addresses) => {
-                self.tunnel.own =
-                    OwnAddresses::keeping(&addresses, &self.moving_addresses(), &self.tunnel.own);
+                let moving = self.moving_roles();
+                self.tunnel.passed_over = passed_over(&addresses, &moving);
+                let moving: Vec<IpAddr> = moving.into_iter().map(|(a, _)| a).collect();
+                self.tunnel.own = OwnAddresses::keeping(&addresses, &moving, &self.tunnel.own);
             }
             Err(error) => {
                 warn!(%error, "reading the interface's addresses (default outer sources) failed");
@@ -262,6 +312,7 @@ impl Engine {
         settings: &crate::config::TunnelSettings,
     ) -> crate::tunnel::NodeTunnel {
         resolve(settings, self.interface.index, &self.tunnel.own)
+            .passing_over(self.tunnel.passed_over)
     }
 
     /// Before a change that brings the first tunnelled VIP: the routed
@@ -293,11 +344,13 @@ impl Engine {
         // its start outlived no tunnel), leaving out what `next` serves.
         match self.netlink.addresses(self.interface.index).await {
             Ok(addresses) => {
-                let mut moving = self.moving_addresses();
+                let mut moving = self.moving_roles();
                 for (id, vip) in &next.vips {
-                    moving.push(id.address);
-                    moving.extend(vip.config.nat.map(|n| n.source));
+                    moving.push((id.address, PassedOverWhy::Vip));
+                    moving.extend(vip.config.nat.map(|n| (n.source, PassedOverWhy::Nat)));
                 }
+                self.tunnel.passed_over = passed_over(&addresses, &moving);
+                let moving: Vec<IpAddr> = moving.into_iter().map(|(a, _)| a).collect();
                 self.tunnel.own = OwnAddresses::of(&addresses, &moving);
             }
             Err(error) => {
@@ -335,10 +388,15 @@ impl Engine {
         let previous = *self.balancer.tunnel();
         self.balancer.set_tunnel(wanted);
         match self.commit(self.model.clone()) {
-            Ok(_) => info!(
-                ipv4 = ?self.tunnel.own.ipv4, ipv6 = ?self.tunnel.own.ipv6,
-                "the interface's addresses changed: default outer sources updated"
-            ),
+            Ok(_) => match source_move(&previous, &wanted) {
+                Some(moved) => warn!(
+                    "the interface's addresses changed: the default outer source moved ({moved}); backends whose lb-decap `sources` do not allow the new source drop every tunnelled packet: add it to their `sources`, or set [tunnel] source_ipv4/source_ipv6 to keep one"
+                ),
+                None => info!(
+                    ipv4 = ?self.tunnel.own.ipv4, ipv6 = ?self.tunnel.own.ipv6,
+                    "the interface's addresses changed: default outer sources updated"
+                ),
+            },
             Err(error) => {
                 self.balancer.set_tunnel(previous);
                 warn!(%error, "the interface's addresses changed but the new outer sources were refused; the previous ones stay");
@@ -865,6 +923,32 @@ mod tests {
         assert_eq!(
             accept_local_path("eth0.100"),
             PathBuf::from("/proc/sys/net/ipv4/conf/eth0.100/accept_local")
+        );
+    }
+
+    /// A move of a default outer source (the one kept left the interface)
+    /// is told with the old and the new source, for the warning that
+    /// points at lb-decap's `sources`; a family that gains its first
+    /// source, or no change, is no move.
+    #[test]
+    fn a_source_move_names_the_old_and_the_new_source() {
+        let settings = crate::config::TunnelSettings::default();
+        let own = |v4: &str| OwnAddresses {
+            ipv4: Some(v4.parse().unwrap()),
+            ipv6: None,
+        };
+        let before = resolve(&settings, 3, &own("198.18.0.2"));
+        let after = resolve(&settings, 3, &own("198.18.0.3"));
+        assert_eq!(
+            source_move(&before, &after).as_deref(),
+            Some("IPv4 198.18.0.2/32 -> 198.18.0.3/32")
+        );
+        assert_eq!(source_move(&before, &before), None);
+        let none = resolve(&settings, 3, &OwnAddresses::default());
+        assert_eq!(source_move(&none, &after), None);
+        assert_eq!(
+            source_move(&before, &none).as_deref(),
+            Some("IPv4 198.18.0.2/32 -> none")
         );
     }
 }

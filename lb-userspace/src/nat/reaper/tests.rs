@@ -243,10 +243,12 @@ fn an_entry_without_its_counterpart_goes_after_the_syn_timeout() {
     let mut reaper = Reaper::new();
     sweep(&mut reaper, &mut table, now, &owners(), TICK_BUDGET);
     assert!(!present(&table, &r1));
-    assert!(present(&table, &f2));
+    // A young lone forward entry gets its reply back (its port reserved
+    // again; a_lone_forward_entry_gets_its_reply_back_when_its_port_is_free).
+    assert!(present(&table, &f2) && present(&table, &r2));
     assert!(!present(&table, &f3));
     assert_eq!(reaper.reaped().orphans, 2);
-    assert_eq!(table.len(), 1);
+    assert_eq!(table.len(), 2);
 }
 
 #[test]
@@ -408,6 +410,10 @@ impl NatTable for ClockedBatches<'_> {
 
     fn remove(&mut self, key: &FlowKey) -> bool {
         NatTable::remove(&mut self.table, key)
+    }
+
+    fn insert_if_free(&mut self, key: &FlowKey, entry: &NatEntry) -> std::io::Result<bool> {
+        NatTable::insert_if_free(&mut self.table, key, entry)
     }
 }
 
@@ -646,6 +652,10 @@ impl NatTable for StaleBatches {
     fn remove(&mut self, key: &FlowKey) -> bool {
         self.stale.remove(&FlowKeyOrd(*key));
         NatTable::remove(&mut self.now, key)
+    }
+
+    fn insert_if_free(&mut self, key: &FlowKey, entry: &NatEntry) -> std::io::Result<bool> {
+        NatTable::insert_if_free(&mut self.now, key, entry)
     }
 }
 
@@ -888,6 +898,17 @@ impl NatTable for Buckets {
         self.0.remove(&(bucket, FlowKeyOrd(*key)));
         true
     }
+
+    fn insert_if_free(&mut self, key: &FlowKey, entry: &NatEntry) -> std::io::Result<bool> {
+        let bucket = lb_common::hash::table_hash(key);
+        match self.0.entry((bucket, FlowKeyOrd(*key))) {
+            std::collections::btree_map::Entry::Occupied(_) => Ok(false),
+            std::collections::btree_map::Entry::Vacant(free) => {
+                free.insert(*entry);
+                Ok(true)
+            }
+        }
+    }
 }
 
 /// Client `n`'s flow, closed by both sides (time-wait) and last seen at
@@ -1079,4 +1100,200 @@ fn flows_of_a_replaced_vip_that_kept_its_ids_go_at_once() {
     assert_eq!(reaper.reaped().backend_gone, 1);
     let stats = reaper.last_sweep().unwrap();
     assert!(stats.by_backend.is_empty(), "{:?}", stats.by_backend);
+}
+
+/// Client `client`'s forward entry through the NAT port of `flow`'s flow
+/// `n` (same backend, NAT address and port), and its reply; returns their
+/// keys. Put beside flow `n` whose reply is missing, its reply key is
+/// that flow's counterpart key: the port was given out again.
+fn flow_through_port_of(
+    table: &mut Table,
+    n: u16,
+    client: &str,
+    seen: (u64, u64),
+) -> (FlowKey, FlowKey) {
+    let mut scratch = Table::new();
+    let (f, r) = flow(&mut scratch, n, IPPROTO_TCP, ESTABLISHED, seen, BACKEND_ID);
+    let forward_key = FlowKey {
+        src: words(client),
+        ..f
+    };
+    let forward = scratch[&FlowKeyOrd(f)];
+    let reply = NatEntry {
+        dst: forward_key.src,
+        ..scratch[&FlowKeyOrd(r)]
+    };
+    assert_eq!(counterpart_key(&forward_key, &forward), r);
+    table.insert(FlowKeyOrd(forward_key), forward);
+    table.insert(FlowKeyOrd(r), reply);
+    (forward_key, r)
+}
+
+/// A forward entry whose reply is gone (an lbd killed between a flow's
+/// two removals) and whose port went to another client's flow is not
+/// paired with that flow's reply: it goes (at once, whatever its age), and
+/// the other flow's entries stay, however long the stale one lives.
+#[test]
+fn a_forward_entry_is_not_paired_with_another_flows_reply() {
+    let now = 100_000 * S;
+    let syn = NatTimeouts::default().tcp_syn.as_nanos() as u64;
+    for a_seen in [now - syn - 2 * S, now] {
+        let mut table = Table::new();
+        let (a_forward, a_reply) = flow(
+            &mut table,
+            1,
+            IPPROTO_TCP,
+            ESTABLISHED,
+            (a_seen, a_seen),
+            BACKEND_ID,
+        );
+        table.remove(&FlowKeyOrd(a_reply));
+        let (b_forward, b_reply) = flow_through_port_of(&mut table, 1, "198.18.1.2", (now, now));
+        assert_eq!(b_reply, a_reply);
+        let mut reaper = Reaper::new();
+        sweep(&mut reaper, &mut table, now, &owners(), TICK_BUDGET);
+        assert!(!present(&table, &a_forward), "A seen at {a_seen}");
+        assert!(present(&table, &b_forward) && present(&table, &b_reply));
+        assert_eq!(table[&FlowKeyOrd(b_reply)].dst, words("198.18.1.2"));
+        assert_eq!(reaper.reaped().orphans, 1);
+        assert_eq!(reaper.last_sweep().unwrap().flows.values().sum::<u64>(), 1);
+    }
+}
+
+/// A reply left behind is not paired with a later flow's forward entry
+/// on the same client tuple through another port: it goes as an orphan
+/// once past the SYN timeout, and the new flow stays whole.
+#[test]
+fn a_reply_is_not_paired_with_a_forward_entry_that_points_elsewhere() {
+    let now = 100_000 * S;
+    let syn = NatTimeouts::default().tcp_syn.as_nanos() as u64;
+    let mut table = Table::new();
+    let old = now - syn - 2 * S;
+    let (old_forward, old_reply) = flow(
+        &mut table,
+        1,
+        IPPROTO_TCP,
+        ESTABLISHED,
+        (old, old),
+        BACKEND_ID,
+    );
+    table.remove(&FlowKeyOrd(old_forward));
+    // The client reconnects on the same tuple; its new flow goes through
+    // another port.
+    let mut other = Table::new();
+    let (new_forward, new_reply) = flow(
+        &mut other,
+        2,
+        IPPROTO_TCP,
+        ESTABLISHED,
+        (now, now),
+        BACKEND_ID,
+    );
+    let forward = other[&FlowKeyOrd(new_forward)];
+    table.insert(FlowKeyOrd(old_forward), forward);
+    table.insert(
+        FlowKeyOrd(new_reply),
+        NatEntry {
+            dport: old_forward.sport,
+            ..other[&FlowKeyOrd(new_reply)]
+        },
+    );
+    let mut reaper = Reaper::new();
+    sweep(&mut reaper, &mut table, now, &owners(), TICK_BUDGET);
+    assert!(!present(&table, &old_reply));
+    assert!(present(&table, &old_forward) && present(&table, &new_reply));
+    assert_eq!(reaper.reaped().orphans, 1);
+}
+
+/// A young forward entry whose reply is missing and whose reply key is
+/// free gets its reply back (its port reserved again, so the data plane
+/// cannot give it to another flow), and the flow is counted.
+#[test]
+fn a_lone_forward_entry_gets_its_reply_back_when_its_port_is_free() {
+    let now = 100_000 * S;
+    let mut table = Table::new();
+    let (f, r) = flow(
+        &mut table,
+        1,
+        IPPROTO_UDP,
+        (0, NAT_F_REPLIED),
+        (now, now),
+        UDP_BACKEND_ID,
+    );
+    let reply = table.remove(&FlowKeyOrd(r)).unwrap();
+    let mut reaper = Reaper::new();
+    sweep(&mut reaper, &mut table, now, &owners(), TICK_BUDGET);
+    assert!(present(&table, &f));
+    let back = table[&FlowKeyOrd(r)];
+    assert_eq!(counterpart_key(&r, &back), f);
+    assert_eq!(back, NatEntry { flags: 0, ..reply });
+    assert_eq!(reaper.last_sweep().unwrap().flows["udp"], 1);
+    assert_eq!(reaper.reaped(), Reaped::default());
+}
+
+/// A table that hands out all its entries in one batch in reverse key
+/// order (so a flow's reply comes up before its forward entry) and notes
+/// the keys removed, in order.
+#[derive(Default)]
+struct Recorded {
+    table: Table,
+    removed: Vec<FlowKey>,
+}
+
+impl NatTable for Recorded {
+    type Cursor = FlowKeyOrd;
+
+    fn batch(
+        &self,
+        _cursor: Option<FlowKeyOrd>,
+        _max: usize,
+        out: &mut Vec<(FlowKey, NatEntry)>,
+    ) -> std::io::Result<Option<FlowKeyOrd>> {
+        out.extend(self.table.iter().rev().map(|(k, v)| (k.0, *v)));
+        Ok(None)
+    }
+
+    fn get(&self, key: &FlowKey) -> Option<NatEntry> {
+        NatTable::get(&self.table, key)
+    }
+
+    fn remove(&mut self, key: &FlowKey) -> bool {
+        self.removed.push(*key);
+        NatTable::remove(&mut self.table, key)
+    }
+
+    fn insert_if_free(&mut self, key: &FlowKey, entry: &NatEntry) -> std::io::Result<bool> {
+        NatTable::insert_if_free(&mut self.table, key, entry)
+    }
+}
+
+/// Whichever entry of a flow is judged first, the forward entry is
+/// removed before the reply: an lbd killed in between leaves a reply
+/// (which only holds a port), never a forward entry translating with a
+/// port no longer reserved.
+#[test]
+fn the_forward_entry_is_removed_before_the_reply() {
+    let now = 100_000 * S;
+    let mut recorded = Recorded::default();
+    let (f, r) = flow(
+        &mut recorded.table,
+        1,
+        IPPROTO_TCP,
+        ESTABLISHED,
+        (now, now),
+        BACKEND_ID,
+    );
+    let mut reaper = Reaper::new();
+    let gone = Owners::default();
+    let report = reaper.tick(
+        &mut recorded,
+        now,
+        &NatTimeouts::default(),
+        &gone,
+        TICK_BUDGET,
+        || true,
+    );
+    assert_eq!(report.removed, 2);
+    assert_eq!(recorded.removed, vec![f, r]);
+    assert_eq!(reaper.reaped().backend_gone, 1);
 }
