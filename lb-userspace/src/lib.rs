@@ -47,6 +47,8 @@ pub(crate) mod slots;
 pub(crate) mod sockopt;
 pub mod sync;
 #[cfg(test)]
+pub(crate) mod test_logs;
+#[cfg(test)]
 pub(crate) mod test_netns;
 pub(crate) mod tunnel;
 pub mod vip_id;

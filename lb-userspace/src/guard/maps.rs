@@ -885,29 +885,6 @@ mod tests {
         }
     }
 
-    /// What `f` logs (INFO and up) on this thread.
-    fn logged(f: impl FnOnce()) -> String {
-        #[derive(Clone, Default)]
-        struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Buffer {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(bytes);
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buffer = Buffer::default();
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, f);
-        let bytes = buffer.0.lock().unwrap().clone();
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-
     /// A dry run of a change that swaps the whole rule set logs nothing
     /// (before, it logged that the old rules go first and the allow lists
     /// are off meanwhile, as if it were happening); the change itself does.
@@ -929,11 +906,12 @@ mod tests {
         let mut maps = Recorder::default();
         let mut installer = Installer::default();
         installer.apply_to(&mut maps, &old, &vips, 4).unwrap();
-        let previewed = logged(|| {
+        let previewed = crate::test_logs::logs_of(|| {
             installer.preview(&new, &vips, 4).unwrap();
         });
         assert!(!previewed.contains("old rules go first"), "{previewed}");
-        let applied = logged(|| installer.apply_to(&mut maps, &new, &vips, 4).unwrap());
+        let applied =
+            crate::test_logs::logs_of(|| installer.apply_to(&mut maps, &new, &vips, 4).unwrap());
         assert!(applied.contains("old rules go first"), "{applied}");
     }
 

@@ -1515,30 +1515,6 @@ fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000
         assert!(!targets.contains(&10) && targets.contains(&65));
     }
 
-    /// Everything `f` logs (at info and above), as text.
-    fn logs_of(f: impl FnOnce()) -> String {
-        #[derive(Clone, Default)]
-        struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Buffer {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(bytes);
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buffer = Buffer::default();
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, f);
-        let bytes = buffer.0.lock().unwrap().clone();
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-
     /// A redirect map that refuses every insert of `refused`.
     #[derive(Default)]
     struct RefusingPorts {
@@ -1581,7 +1557,7 @@ fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000
         let refusals = |text: &str| text.matches("adding a NAT redirect target failed").count();
         let scan = |ports: &mut RefusingPorts, warned: &mut TxWarned, wanted: &BTreeSet<u32>| {
             let present = ports.held.clone();
-            logs_of(|| sync_tx_map(ports, warned, &links, wanted, &present))
+            crate::test_logs::logs_of(|| sync_tx_map(ports, warned, &links, wanted, &present))
         };
         let first = scan(&mut ports, &mut warned, &wanted);
         assert_eq!(refusals(&first), 1, "{first}");
