@@ -199,12 +199,20 @@ impl Dataplane {
             return;
         };
         let swapped = phase == CarryPhase::Swapped;
-        let (pairs, unpaired) = legacy.pairs();
+        // Each bucket table is read in place: the carry holds only the
+        // order of its flows (`nat::legacy::Carry`), each pair read back
+        // from its table as it is installed.
+        let carry = legacy.carry();
         let loaded_ns = legacy.loaded_ns;
-        let (mut installed, mut superseded, mut conflicts, mut failed) = (0u64, 0u64, 0u64, 0u64);
-        for pair in &pairs {
-            let supersede = swapped && crate::nat::legacy::last_seen(pair) >= loaded_ns;
-            match carry_pair(&mut self.nat, pair, supersede) {
+        let (mut installed, mut superseded, mut conflicts, mut failed, mut gone) =
+            (0u64, 0u64, 0u64, 0u64, 0u64);
+        for placement in carry.order() {
+            let Some(pair) = carry.pair(placement) else {
+                gone += 1;
+                continue;
+            };
+            let supersede = swapped && crate::nat::legacy::last_seen(&pair) >= loaded_ns;
+            match carry_pair(&mut self.nat, &pair, supersede) {
                 Ok(Carried::Yes) => installed += 1,
                 Ok(Carried::Superseded) => superseded += 1,
                 Ok(Carried::Conflict) => conflicts += 1,
@@ -213,13 +221,14 @@ impl Dataplane {
         }
         info!(
             phase = phase.name(),
-            flows = pairs.len(),
+            flows = carry.flows(),
             installed,
             superseded,
             conflicts,
             failed,
-            unpaired,
-            "NAT flows carried over from the previous lbd's NAT flow table (superseded: a flow this lbd's program had opened on the NAT port of a flow the old program forwarded since the load, removed; conflicts: left out for a flow of this table on one of their keys)"
+            gone,
+            unpaired = carry.unpaired(),
+            "NAT flows carried over from the previous lbd's NAT flow table (superseded: a flow this lbd's program had opened on the NAT port of a flow the old program forwarded since the load, removed; conflicts: left out for a flow of this table on one of their keys; gone: no longer a whole flow in the old table when read again to be installed; unpaired: entries without their flow's other one, left behind)"
         );
         if superseded > 0 {
             warn!(

@@ -47,7 +47,7 @@
 //! (`conntrack::legacy`).
 
 use std::{
-    collections::HashMap as StdHashMap,
+    cmp::Reverse,
     mem::size_of,
     path::{Path, PathBuf},
 };
@@ -60,7 +60,7 @@ use lb_common::{
 };
 use tracing::{info, warn};
 
-use super::table::NatFlowTable;
+use super::table::{HeldAt, NatFlowTable};
 use crate::{
     conntrack::legacy::{Refused, Resized, TableNames},
     pinning::PinDir,
@@ -235,28 +235,22 @@ impl LegacyNat {
         }
     }
 
-    /// The old tables' flows as they are now, both entries of each
-    /// (forward, reply), and how many entries had no counterpart (half a
-    /// flow: the reaper would have freed it; left behind). See `merge`.
-    pub(crate) fn pairs(&self) -> (Vec<Pair>, u64) {
-        let mut unpaired = 0;
-        let tables: Vec<Vec<Pair>> = self
+    /// The old tables' flows as they are now, to install the freshest
+    /// first (see `Carry`): each bucket table read in place, a hash map
+    /// read into a copy (`Source`).
+    pub(crate) fn carry(&self) -> Carry<'_> {
+        let sources = self
             .tables
             .iter()
-            .map(|(table, _)| {
-                let entries: Vec<(FlowKey, NatEntry)> = match table {
-                    OldTable::Buckets(table) => table.iter().collect(),
-                    OldTable::Hash(map) => crate::map_batch::lookup_all(map.map()).unwrap_or_else(|error| {
-                        warn!(%error, "reading the previous lbd's NAT flow table in batches failed: walking it entry by entry");
-                        map.iter().filter_map(Result::ok).collect()
-                    }),
-                };
-                let (pairs, half) = pair_up(entries);
-                unpaired += half;
-                pairs
+            .map(|(table, _)| match table {
+                OldTable::Buckets(table) => Source::Mapped(table),
+                OldTable::Hash(map) => Source::copied(crate::map_batch::lookup_all(map.map()).unwrap_or_else(|error| {
+                    warn!(%error, "reading the previous lbd's NAT flow table in batches failed: walking it entry by entry");
+                    map.iter().filter_map(Result::ok).collect()
+                })),
             })
             .collect();
-        (merge(tables), unpaired)
+        Carry::new(sources)
     }
 }
 
@@ -273,45 +267,240 @@ pub(crate) fn last_seen(pair: &Pair) -> u64 {
     pair[0].1.last_seen_ns.max(pair[1].1.last_seen_ns)
 }
 
-/// The flows of several old tables as one list: a flow (its forward key)
-/// that two hold as the table that saw it more recently holds it, and
-/// the most recently seen flows first (`install_pair` leaves out a flow
-/// whose key another flow already holds: where a stale table's flow and
-/// a live one's claim one NAT port, the live one, seen since, goes in).
-fn merge(tables: Vec<Vec<Pair>>) -> Vec<Pair> {
-    let mut flows: StdHashMap<FlowKey, Pair> = StdHashMap::new();
-    for pair in tables.into_iter().flatten() {
-        flows
-            .entry(pair[0].0)
-            .and_modify(|held| {
-                if last_seen(&pair) > last_seen(held) {
-                    *held = pair;
-                }
-            })
-            .or_insert(pair);
-    }
-    let mut pairs: Vec<Pair> = flows.into_values().collect();
-    pairs.sort_by_key(|pair| std::cmp::Reverse(last_seen(pair)));
-    pairs
+/// One old table as a carry reads it.
+pub(crate) enum Source<'a> {
+    /// A bucket table, read in place: walked once, each counterpart
+    /// looked up in the mapping, each flow read back at its install.
+    Mapped(&'a NatFlowTable),
+    /// A previous release's kernel hash map, copied (read with
+    /// `map_batch`: a lookup through the bpf syscall per entry is far
+    /// slower), sorted by key for lookups: 112 bytes an entry, the only
+    /// copy made of it.
+    Copied(Vec<(FlowKey, NatEntry)>),
 }
 
-/// `entries` as pairs of a flow's forward and reply entries (each the
-/// other's counterpart), and the count of entries left without one.
-pub(crate) fn pair_up(entries: Vec<(FlowKey, NatEntry)>) -> (Vec<Pair>, u64) {
-    let total = entries.len() as u64;
-    let table: StdHashMap<FlowKey, NatEntry> = entries.into_iter().collect();
-    let pairs: Vec<Pair> = table
+impl Source<'_> {
+    /// A hash map's `entries` (as read) as a source: sorted by key, a key
+    /// read twice (the map changed under the read) kept once.
+    pub(crate) fn copied(mut entries: Vec<(FlowKey, NatEntry)>) -> Self {
+        entries.sort_unstable_by_key(|(key, _)| key_order(key));
+        entries.dedup_by_key(|(key, _)| *key);
+        Self::Copied(entries)
+    }
+
+    /// Every entry with where it is held.
+    fn entries(&self) -> Box<dyn Iterator<Item = (HeldAt, FlowKey, NatEntry)> + '_> {
+        match self {
+            Self::Mapped(table) => Box::new(table.iter_held()),
+            Self::Copied(entries) => Box::new(
+                entries
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(index, (key, entry))| Some((copied_at(index)?, *key, *entry))),
+            ),
+        }
+    }
+
+    /// `key`'s entry and where it is held, if held.
+    fn find(&self, key: &FlowKey) -> Option<(HeldAt, NatEntry)> {
+        match self {
+            Self::Mapped(table) => table.find_held(key),
+            Self::Copied(entries) => {
+                let index = entries
+                    .binary_search_by_key(&key_order(key), |(key, _)| key_order(key))
+                    .ok()?;
+                Some((copied_at(index)?, entries[index].1))
+            }
+        }
+    }
+
+    /// The entry held at `at` now, if any.
+    fn read_at(&self, at: HeldAt) -> Option<(FlowKey, NatEntry)> {
+        match self {
+            Self::Mapped(table) => table.read_at(at),
+            Self::Copied(entries) => entries.get(usize::try_from(at.bucket).ok()?).copied(),
+        }
+    }
+
+    /// The flow of `forward` (a forward entry at `key`) with its reply
+    /// entry looked up by key: None unless the reply names `key` back.
+    fn with_reply(&self, key: FlowKey, forward: NatEntry) -> Option<Pair> {
+        if forward.direction != NAT_DIR_FORWARD {
+            return None;
+        }
+        let reply_key = counterpart_key(&key, &forward);
+        let (_, reply) = self.find(&reply_key)?;
+        (reply.direction != NAT_DIR_FORWARD && counterpart_key(&reply_key, &reply) == key)
+            .then_some([(key, forward), (reply_key, reply)])
+    }
+
+    /// The flow whose forward key is `key`, if this table holds it whole.
+    fn flow(&self, key: &FlowKey) -> Option<Pair> {
+        let (_, forward) = self.find(key)?;
+        self.with_reply(*key, forward)
+    }
+}
+
+/// Where a copy holds its `index`th entry (its bucket; way 0).
+fn copied_at(index: usize) -> Option<HeldAt> {
+    Some(HeldAt {
+        bucket: u32::try_from(index).ok()?,
+        way: 0,
+    })
+}
+
+/// `key`'s fields in an order to sort and search a copy by (`FlowKey`
+/// has none of its own).
+fn key_order(key: &FlowKey) -> ([u32; 4], [u32; 4], u16, u16, u8, u8) {
+    (
+        key.src, key.dst, key.sport, key.dport, key.proto, key.family,
+    )
+}
+
+/// Bytes a carry holds per flow of a mapped table (`Placement`): its
+/// order. At the largest `[nat] flow_table_size` (16 M entries, 8 M
+/// flows) that is 128 MiB, where the copies it replaced (maps of every
+/// entry, a list of pairs, a map of pairs) took several GiB beside the
+/// kernel tables, enough to have lbd killed mid-restart.
+pub(crate) const PLACEMENT_BYTES: usize = 16;
+
+/// A flow to carry over, by where its forward entry is held, and its
+/// place in the order: the most recently seen first (`install_pair`
+/// leaves out a flow whose key another flow already holds: where a stale
+/// table's flow and a live one's claim one NAT port, the live one, seen
+/// since, goes in). `PLACEMENT_BYTES` bytes: the order is all a carry
+/// holds of a mapped table; the pair is read back when installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Placement {
+    /// When the flow was last seen (`last_seen`), the latest first.
+    newest_first: Reverse<u64>,
+    /// Its table's index in `Carry::sources`.
+    table: u8,
+    /// Its forward entry's bucket (a copy's index).
+    bucket: u32,
+    /// Its forward entry's way.
+    way: u8,
+}
+
+/// The order's size per flow is what the carry promises (checked at
+/// build time, and in the tests).
+const _: () = assert!(size_of::<Placement>() == PLACEMENT_BYTES);
+
+/// The old tables' flows to install, in order, and how many entries had
+/// no counterpart (half a flow: the reaper would have freed it; left
+/// behind). A flow (its forward key) two tables hold is carried as the
+/// table that saw it more recently holds it (the first table's on a tie),
+/// found by looking its forward key up in the other tables, not by
+/// gathering the tables in a map.
+pub(crate) struct Carry<'a> {
+    /// The tables, as read.
+    sources: Vec<Source<'a>>,
+    /// The flows, the most recently seen first.
+    order: Vec<Placement>,
+    /// Entries left without a counterpart, summed over the tables.
+    unpaired: u64,
+}
+
+impl<'a> Carry<'a> {
+    /// Walks `sources` once each, noting each whole flow's place
+    /// (`Placement`) when its table holds the freshest copy of it, and
+    /// sorts the places. A table still written (before the swap) may
+    /// change under the walk: a flow both tables hold whose live copy is
+    /// touched between the two looks may be noted in both, and its second
+    /// install finds its key held (`carry_pair`): it is installed once.
+    pub(crate) fn new(sources: Vec<Source<'a>>) -> Self {
+        let mut order = Vec::new();
+        let mut unpaired = 0u64;
+        for (index, source) in sources.iter().enumerate() {
+            let Ok(table) = u8::try_from(index) else {
+                warn!(
+                    tables = sources.len(),
+                    "more previous NAT flow tables than a carry orders: the rest are not carried over"
+                );
+                break;
+            };
+            let (mut entries, mut paired) = (0u64, 0u64);
+            for (at, key, entry) in source.entries() {
+                entries += 1;
+                // The reply entries are found from their forward's; a key
+                // read twice is taken where a lookup finds it.
+                if entry.direction != NAT_DIR_FORWARD
+                    || source.find(&key).map(|(found, _)| found) != Some(at)
+                {
+                    continue;
+                }
+                let Some(pair) = source.with_reply(key, entry) else {
+                    continue;
+                };
+                paired += 1;
+                if freshest_in(&sources, index, &pair) {
+                    order.push(Placement {
+                        newest_first: Reverse(last_seen(&pair)),
+                        table,
+                        bucket: at.bucket,
+                        way: at.way,
+                    });
+                }
+            }
+            unpaired += entries.saturating_sub(2 * paired);
+        }
+        order.sort_unstable();
+        Self {
+            sources,
+            order,
+            unpaired,
+        }
+    }
+
+    /// The flows to install, the most recently seen first.
+    pub(crate) fn order(&self) -> &[Placement] {
+        &self.order
+    }
+
+    /// How many flows there are to install.
+    pub(crate) fn flows(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Entries the tables held without a counterpart.
+    pub(crate) fn unpaired(&self) -> u64 {
+        self.unpaired
+    }
+
+    /// `placement`'s flow as its table holds it now, both entries; None
+    /// if its forward entry is no longer a whole flow's there (a way
+    /// stays its entry's until lbd removes it, and none removes from an
+    /// old table: not expected).
+    pub(crate) fn pair(&self, placement: &Placement) -> Option<Pair> {
+        let source = self.sources.get(usize::from(placement.table))?;
+        let (key, forward) = source.read_at(HeldAt {
+            bucket: placement.bucket,
+            way: placement.way,
+        })?;
+        source.with_reply(key, forward)
+    }
+}
+
+/// Whether `sources[index]`'s copy of `pair` is the one to carry: no
+/// other table holds the flow whole and seen later (nor as late, for a
+/// table before it), as the merge through a map kept the first table's
+/// copy on a tie.
+fn freshest_in(sources: &[Source<'_>], index: usize, pair: &Pair) -> bool {
+    let seen = last_seen(pair);
+    sources
         .iter()
-        .filter(|(_, entry)| entry.direction == NAT_DIR_FORWARD)
-        .filter_map(|(key, forward)| {
-            let reply_key = counterpart_key(key, forward);
-            let reply = table.get(&reply_key)?;
-            (reply.direction != NAT_DIR_FORWARD && counterpart_key(&reply_key, reply) == *key)
-                .then_some([(*key, *forward), (reply_key, *reply)])
+        .enumerate()
+        .filter(|(other, _)| *other != index)
+        .all(|(other, source)| {
+            source.flow(&pair[0].0).is_none_or(|held| {
+                let held = last_seen(&held);
+                if other < index {
+                    seen > held
+                } else {
+                    seen >= held
+                }
+            })
         })
-        .collect();
-    let unpaired = total.saturating_sub(2 * pairs.len() as u64);
-    (pairs, unpaired)
 }
 
 fn remove_pin(path: &Path) {
@@ -322,6 +511,8 @@ fn remove_pin(path: &Path) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap as StdHashMap;
+
     use lb_common::consts::NAT_DIR_REPLY;
 
     use super::*;
@@ -433,7 +624,7 @@ mod tests {
         assert!(!pinned.exists(), "the pinned table is set aside");
         assert_eq!(id_at(&aside), first_id);
         assert_eq!(id_at(&again), second_id);
-        let (pairs, unpaired) = legacy.pairs();
+        let (pairs, unpaired) = carried(&legacy.carry());
         let mut clients: Vec<u32> = pairs.iter().map(|pair| pair[0].0.src[0]).collect();
         clients.sort_unstable();
         assert_eq!((clients, unpaired), (vec![1, 2], 0));
@@ -460,6 +651,180 @@ mod tests {
         assert!(!aside.exists() && !again.exists());
         assert_eq!(id_at(&pinned), ids[2]);
         drop((first, second, third));
+    }
+
+    /// The pairs a carry installs, in its order, each read back from
+    /// its table, and the halves it counted.
+    fn carried(carry: &Carry<'_>) -> (Vec<Pair>, u64) {
+        let pairs = carry
+            .order()
+            .iter()
+            .map(|placement| carry.pair(placement).expect("still held"))
+            .collect();
+        (pairs, carry.unpaired())
+    }
+
+    /// A kernel hash map's flows as the carry reads them (a copy).
+    fn copied(pairs: &[Pair]) -> Source<'static> {
+        Source::copied(pairs.iter().flatten().copied().collect())
+    }
+
+    /// The flows of tables given as their pairs, merged.
+    fn merge(tables: Vec<Vec<Pair>>) -> Vec<Pair> {
+        let carry = Carry::new(tables.iter().map(|pairs| copied(pairs)).collect());
+        carried(&carry).0
+    }
+
+    /// `entries` (one table's) as pairs, and the count of halves.
+    fn pair_up(entries: Vec<(FlowKey, NatEntry)>) -> (Vec<Pair>, u64) {
+        carried(&Carry::new(vec![Source::copied(entries)]))
+    }
+
+    /// What the carry made before it read the tables in place (each
+    /// copied into a map, paired, merged through another map): the
+    /// reference the in-place carry must agree with.
+    fn copying_carry(tables: Vec<Vec<(FlowKey, NatEntry)>>) -> (Vec<Pair>, u64) {
+        let mut unpaired = 0;
+        let mut flows: StdHashMap<FlowKey, Pair> = StdHashMap::new();
+        for entries in tables {
+            let total = entries.len() as u64;
+            let table: StdHashMap<FlowKey, NatEntry> = entries.into_iter().collect();
+            let pairs: Vec<Pair> = table
+                .iter()
+                .filter(|(_, entry)| entry.direction == NAT_DIR_FORWARD)
+                .filter_map(|(key, forward)| {
+                    let reply_key = counterpart_key(key, forward);
+                    let reply = table.get(&reply_key)?;
+                    (reply.direction != NAT_DIR_FORWARD
+                        && counterpart_key(&reply_key, reply) == *key)
+                        .then_some([(*key, *forward), (reply_key, *reply)])
+                })
+                .collect();
+            unpaired += total.saturating_sub(2 * pairs.len() as u64);
+            for pair in pairs {
+                flows
+                    .entry(pair[0].0)
+                    .and_modify(|held| {
+                        if last_seen(&pair) > last_seen(held) {
+                            *held = pair;
+                        }
+                    })
+                    .or_insert(pair);
+            }
+        }
+        let mut pairs: Vec<Pair> = flows.into_values().collect();
+        pairs.sort_by_key(|pair| std::cmp::Reverse(last_seen(pair)));
+        (pairs, unpaired)
+    }
+
+    /// `pair` stamped: its forward entry seen at `at`, its reply at half.
+    fn seen(mut pair: Pair, at: u64) -> Pair {
+        pair[0].1.last_seen_ns = at;
+        pair[1].1.last_seen_ns = at / 2;
+        pair
+    }
+
+    fn install(table: &NatFlowTable, entries: &[(FlowKey, NatEntry)]) {
+        for (key, entry) in entries {
+            table.install(key, entry).expect("installed");
+        }
+    }
+
+    /// Two mapped bucket tables (a resize's, as `open_resized` finds
+    /// them), read in place: the same flows, the same halves counted, and
+    /// the same table's copy of a flow both hold, as the carry that copied
+    /// both into maps gave; the freshest first.
+    #[test]
+    fn carrying_mapped_tables_in_place_gives_the_pairs_the_copying_carry_gave() {
+        use crate::pinning::test_support::TestBpffs;
+        let Some(bpffs) = TestBpffs::new("nat-carry-in-place") else {
+            return;
+        };
+        let pins = bpffs.pins();
+        pins.prepare().expect("the pin directory");
+        let first = nat_table(&pins.map_path("nat_carry_first"), 64);
+        let second = nat_table(&pins.map_path("nat_carry_second"), 128);
+        for n in 1..=40 {
+            install(
+                &first,
+                &seen(flow(n, 2000 + n as u16), 1_000 + u64::from(n)),
+            );
+            install(
+                &second,
+                &seen(flow(n + 40, 3000 + n as u16), 2_000 + u64::from(n)),
+            );
+        }
+        // In both, on other ports: the first table saw the odd ones
+        // later, the second the even ones; 99 both at once (the first
+        // table's copy stays, as the copying merge kept it).
+        for n in 81..=99 {
+            let (a, b) = if n % 2 == 1 {
+                (5_000, 4_000)
+            } else {
+                (4_000, 5_000)
+            };
+            let (a, b) = if n == 99 {
+                (6_000, 6_000)
+            } else {
+                (a + n, b + n)
+            };
+            install(&first, &seen(flow(n, 4000 + n as u16), u64::from(a)));
+            install(&second, &seen(flow(n, 5000 + n as u16), u64::from(b)));
+        }
+        // Halves: a forward entry alone, a reply alone, and a pair whose
+        // reply names another key.
+        install(&first, &seen(flow(200, 6000), 7_000)[..1]);
+        install(&second, &seen(flow(201, 6001), 7_000)[1..]);
+        let mut wrong = seen(flow(202, 6002), 7_000);
+        wrong[1].1.dport = 999;
+        install(&first, &wrong);
+        let carry = Carry::new(vec![Source::Mapped(&first), Source::Mapped(&second)]);
+        let (pairs, unpaired) = carried(&carry);
+        let (expected, expected_unpaired) =
+            copying_carry(vec![first.iter().collect(), second.iter().collect()]);
+        assert_eq!(unpaired, expected_unpaired);
+        assert_eq!(unpaired, 4);
+        assert!(
+            pairs
+                .windows(2)
+                .all(|w| last_seen(&w[0]) >= last_seen(&w[1])),
+            "the freshest first"
+        );
+        let by_client = |mut pairs: Vec<Pair>| {
+            pairs.sort_by_key(|pair| pair[0].0.src[0]);
+            pairs
+        };
+        let (pairs, expected) = (by_client(pairs), by_client(expected));
+        assert_eq!(pairs.len(), 99);
+        assert_eq!(pairs, expected);
+        let tie = pairs.iter().find(|pair| pair[0].0.src[0] == 99);
+        assert_eq!(tie.map(|pair| pair[0].1.sport), Some(4099));
+    }
+
+    /// A carry holds one small placement per flow, never a copy of a
+    /// mapped table: the pairs it installs are read from the table when
+    /// installed (a mark the old program made after the walk is carried).
+    #[test]
+    fn a_carry_reads_each_flow_from_the_mapped_table_when_installing_it() {
+        use crate::pinning::test_support::TestBpffs;
+        assert_eq!(size_of::<Placement>(), PLACEMENT_BYTES);
+        assert_eq!(PLACEMENT_BYTES, 16);
+        let Some(bpffs) = TestBpffs::new("nat-carry-lazy") else {
+            return;
+        };
+        let pins = bpffs.pins();
+        pins.prepare().expect("the pin directory");
+        let table = nat_table(&pins.map_path("nat_carry_lazy"), 64);
+        install(&table, &seen(flow(1, 2000), 100));
+        install(&table, &seen(flow(2, 2001), 200));
+        let carry = Carry::new(vec![Source::Mapped(&table)]);
+        assert_eq!(carry.flows(), 2);
+        let [mut forward, _] = seen(flow(1, 2000), 300);
+        forward.1.flags = lb_common::consts::NAT_F_FIN;
+        table.install(&forward.0, &forward.1).expect("marked");
+        let (pairs, _) = carried(&carry);
+        let marked = pairs.iter().find(|pair| pair[0].0 == forward.0);
+        assert_eq!(marked.map(|pair| pair[0].1), Some(forward.1));
     }
 
     #[test]

@@ -29,6 +29,29 @@ pub const BATCH_BUCKETS: u32 = 4096;
 /// Tries of an insert whose way another CPU took in the same instant.
 const TRIES: usize = 4;
 
+/// Where the table holds an entry: its bucket and way. Five bytes of
+/// place (eight with padding) stand for a 112-byte key and entry: a walk
+/// that keeps a flow's place, not its copy, stays small at the largest
+/// tables (`nat::legacy`). An entry stays in its way until lbd removes
+/// it (see the module's comment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HeldAt {
+    /// The bucket's index.
+    pub(crate) bucket: u32,
+    /// The way in the bucket (below `FLOW_WAYS`).
+    pub(crate) way: u8,
+}
+
+impl HeldAt {
+    /// Way `way` of bucket `bucket`; None for a way past `FLOW_WAYS`.
+    fn new(bucket: u32, way: usize) -> Option<Self> {
+        (way < FLOW_WAYS).then_some(Self {
+            bucket,
+            way: u8::try_from(way).ok()?,
+        })
+    }
+}
+
 /// The mapped NAT flow table.
 pub struct NatFlowTable {
     table: BucketMap<NatEntry>,
@@ -62,6 +85,49 @@ impl NatFlowTable {
     /// from the mapping.
     pub fn iter(&self) -> impl Iterator<Item = (FlowKey, NatEntry)> + '_ {
         self.table.iter()
+    }
+
+    /// Every entry with where it is held (bucket, way), read bucket by
+    /// bucket from the mapping: a walk that notes a flow's place instead
+    /// of copying it, to read it back in place later (`read_at`; carrying
+    /// a previous lbd's flows over, `nat::legacy`).
+    pub(crate) fn iter_held(&self) -> impl Iterator<Item = (HeldAt, FlowKey, NatEntry)> + '_ {
+        (0..self.table.buckets()).flat_map(move |index| {
+            let bucket = self.table.bucket(index);
+            (0..FLOW_WAYS).filter_map(move |way| {
+                // SAFETY: a live bucket of the mapping.
+                let (key, seen) = unsafe { flow_table::read_way(bucket, way) }?;
+                Some((HeldAt::new(index, way)?, key, seen.entry))
+            })
+        })
+    }
+
+    /// `key`'s entry and where it is held, if held (the copy a lookup
+    /// finds, should a key be read twice in a table that changes).
+    pub(crate) fn find_held(&self, key: &FlowKey) -> Option<(HeldAt, NatEntry)> {
+        let hash = table_hash(key);
+        let (first, second) = self.table.indices_of(hash);
+        let first_bucket = self.table.bucket(first);
+        // SAFETY: live buckets of the mapping.
+        let (bucket, seen) =
+            unsafe { flow_table::find_in(first_bucket, self.table.bucket(second), key, hash) }?;
+        let index = if bucket == first_bucket {
+            first
+        } else {
+            second
+        };
+        Some((HeldAt::new(index, seen.way)?, seen.entry))
+    }
+
+    /// The entry way `at` holds now, if it holds one.
+    pub(crate) fn read_at(&self, at: HeldAt) -> Option<(FlowKey, NatEntry)> {
+        if at.bucket >= self.table.buckets() || usize::from(at.way) >= FLOW_WAYS {
+            return None;
+        }
+        let bucket = self.table.bucket(at.bucket);
+        // SAFETY: a live bucket of the mapping (index checked above).
+        unsafe { flow_table::read_way(bucket, usize::from(at.way)) }
+            .map(|(key, seen)| (key, seen.entry))
     }
 
     /// Entries held now.
