@@ -454,13 +454,17 @@ impl<C: Copy + std::fmt::Debug> Reaper<C> {
                 }
                 report.visited += 1;
                 let gone = self.judge(table, key, entry, now_ns, timeouts, owners);
+                // Forward entry first; once a removal fails, the rest of
+                // the flow stays for the next sweep: a reply removed under
+                // a forward entry still held would free the port it still
+                // translates with.
                 for k in gone.iter().flatten() {
-                    if table.remove(k) {
-                        report.removed += 1;
-                        removed.insert(*k);
-                    } else {
+                    if !table.remove(k) {
                         self.reaped.failed += 1;
+                        break;
                     }
+                    report.removed += 1;
+                    removed.insert(*k);
                 }
             }
             self.cursor = next;

@@ -1238,6 +1238,8 @@ fn a_lone_forward_entry_gets_its_reply_back_when_its_port_is_free() {
 struct Recorded {
     table: Table,
     removed: Vec<FlowKey>,
+    /// A key whose removal fails (a writer holds its way).
+    held: Option<FlowKey>,
 }
 
 impl NatTable for Recorded {
@@ -1258,6 +1260,9 @@ impl NatTable for Recorded {
     }
 
     fn remove(&mut self, key: &FlowKey) -> bool {
+        if self.held == Some(*key) {
+            return false;
+        }
         self.removed.push(*key);
         NatTable::remove(&mut self.table, key)
     }
@@ -1296,4 +1301,46 @@ fn the_forward_entry_is_removed_before_the_reply() {
     assert_eq!(report.removed, 2);
     assert_eq!(recorded.removed, vec![f, r]);
     assert_eq!(reaper.reaped().backend_gone, 1);
+}
+
+/// A forward entry whose removal fails (a writer holds its way) keeps its
+/// reply: removed alone, the reply would free the port the forward entry
+/// still translates with. Both go at a later sweep.
+#[test]
+fn a_reply_stays_while_its_forward_entry_could_not_be_removed() {
+    let now = 100_000 * S;
+    let mut recorded = Recorded::default();
+    let (f, r) = flow(
+        &mut recorded.table,
+        1,
+        IPPROTO_TCP,
+        ESTABLISHED,
+        (now, now),
+        BACKEND_ID,
+    );
+    recorded.held = Some(f);
+    let mut reaper = Reaper::new();
+    let gone = Owners::default();
+    let report = reaper.tick(
+        &mut recorded,
+        now,
+        &NatTimeouts::default(),
+        &gone,
+        TICK_BUDGET,
+        || true,
+    );
+    assert_eq!(report.removed, 0);
+    assert!(recorded.removed.is_empty(), "{:?}", recorded.removed);
+    assert!(NatTable::get(&recorded.table, &r).is_some(), "the reply stays");
+    recorded.held = None;
+    let report = reaper.tick(
+        &mut recorded,
+        now,
+        &NatTimeouts::default(),
+        &gone,
+        TICK_BUDGET,
+        || true,
+    );
+    assert_eq!(report.removed, 2);
+    assert_eq!(recorded.removed, vec![f, r]);
 }
