@@ -402,12 +402,12 @@ pub(crate) struct Carry<'a> {
 }
 
 impl<'a> Carry<'a> {
-    /// Walks `sources` once each, noting each whole flow's place
-    /// (`Placement`) when its table holds the freshest copy of it, and
-    /// sorts the places. A table still written (before the swap) may
-    /// change under the walk: a flow both tables hold whose live copy is
-    /// touched between the two looks may be noted in both, and its second
-    /// install finds its key held (`carry_pair`): it is installed once.
+    /// Walks `sources` once each, noting each whole flow once, and sorts
+    /// the places. A flow several tables hold is decided by the walk of
+    /// the first of them (`freshest_place`): the place of the freshest
+    /// copy at that moment, the first table's on a tie, as the merge
+    /// through a map kept it. Decided once, it is noted once even while
+    /// a table still written (before the swap) changes under the walks.
     pub(crate) fn new(sources: Vec<Source<'a>>) -> Self {
         let mut order = Vec::new();
         let mut unpaired = 0u64;
@@ -433,13 +433,8 @@ impl<'a> Carry<'a> {
                     continue;
                 };
                 paired += 1;
-                if freshest_in(&sources, index, &pair) {
-                    order.push(Placement {
-                        newest_first: Reverse(last_seen(&pair)),
-                        table,
-                        bucket: at.bucket,
-                        way: at.way,
-                    });
+                if let Some(placement) = freshest_place(&sources, (table, at), &pair) {
+                    order.push(placement);
                 }
             }
             unpaired += entries.saturating_sub(2 * paired);
@@ -481,26 +476,46 @@ impl<'a> Carry<'a> {
     }
 }
 
-/// Whether `sources[index]`'s copy of `pair` is the one to carry: no
-/// other table holds the flow whole and seen later (nor as late, for a
-/// table before it), as the merge through a map kept the first table's
-/// copy on a tie.
-fn freshest_in(sources: &[Source<'_>], index: usize, pair: &Pair) -> bool {
-    let seen = last_seen(pair);
-    sources
+/// Where to carry `pair` from, found whole in table `table` at `at`:
+/// None when a table before it holds the flow whole (that table's walk
+/// decided it); else the place of the freshest whole copy among this
+/// table and those after it (this one's on a tie, and a table before
+/// another's on theirs).
+fn freshest_place(
+    sources: &[Source<'_>],
+    (table, at): (u8, HeldAt),
+    pair: &Pair,
+) -> Option<Placement> {
+    let key = &pair[0].0;
+    let index = usize::from(table);
+    if sources[..index]
         .iter()
-        .enumerate()
-        .filter(|(other, _)| *other != index)
-        .all(|(other, source)| {
-            source.flow(&pair[0].0).is_none_or(|held| {
-                let held = last_seen(&held);
-                if other < index {
-                    seen > held
-                } else {
-                    seen >= held
-                }
-            })
-        })
+        .any(|earlier| earlier.flow(key).is_some())
+    {
+        return None;
+    }
+    let mut best = (last_seen(pair), table, at);
+    for (later, source) in sources.iter().enumerate().skip(index + 1) {
+        let Ok(later) = u8::try_from(later) else {
+            break;
+        };
+        let Some((held_at, forward)) = source.find(key) else {
+            continue;
+        };
+        let Some(held) = source.with_reply(*key, forward) else {
+            continue;
+        };
+        if last_seen(&held) > best.0 {
+            best = (last_seen(&held), later, held_at);
+        }
+    }
+    let (seen, table, at) = best;
+    Some(Placement {
+        newest_first: Reverse(seen),
+        table,
+        bucket: at.bucket,
+        way: at.way,
+    })
 }
 
 fn remove_pin(path: &Path) {
