@@ -98,6 +98,10 @@ fn a_dead_backend_is_taken_out_after_fall_failed_checks() {
     let mut lab = start_with(3, &["b1", "b2", "b3"], DETECTION_CHECKS);
     let stop = Arc::new(AtomicBool::new(false));
     let netns = lab.client.netns.clone();
+    // Taken before the load starts, so its requests' `at` (from their
+    // run's start, a little later) never place a request that started
+    // before b2 was marked down after it.
+    let run_start = Instant::now();
     let load = {
         let stop = stop.clone();
         thread::spawn(move || {
@@ -112,7 +116,6 @@ fn a_dead_backend_is_taken_out_after_fall_failed_checks() {
             .unwrap_or(0)
     };
     let refused_before = refused(&backend(&status(&lab), "198.18.0.12"));
-    let signalled = Instant::now();
     lab.terminate("nginx-b2").expect("stop nginx in b2");
     // From nginx gone (terminate waits for it to exit), not from the signal:
     // its shutdown on a loaded machine is not lbd's detection time.
@@ -137,7 +140,6 @@ fn a_dead_backend_is_taken_out_after_fall_failed_checks() {
     thread::sleep(Duration::from_millis(1000));
     stop.store(true, Ordering::Relaxed);
     let results = load.join().expect("load thread").expect("load");
-    let run_start = signalled - Duration::from_millis(500);
     let down_at = (stopped + detected) - run_start;
     let failed_during: Vec<_> = results
         .iter()
