@@ -1331,7 +1331,10 @@ fn a_reply_stays_while_its_forward_entry_could_not_be_removed() {
     );
     assert_eq!(report.removed, 0);
     assert!(recorded.removed.is_empty(), "{:?}", recorded.removed);
-    assert!(NatTable::get(&recorded.table, &r).is_some(), "the reply stays");
+    assert!(
+        NatTable::get(&recorded.table, &r).is_some(),
+        "the reply stays"
+    );
     recorded.held = None;
     let report = reaper.tick(
         &mut recorded,
