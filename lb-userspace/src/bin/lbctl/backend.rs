@@ -210,7 +210,13 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
                     )?),
                     None => None,
                 };
-                return wait_for_drain(client, (vip, backend), deadline, flags.json).await;
+                let waited = wait_for_drain(client, (vip, backend), deadline, flags.json).await;
+                if let (Err(failure), true) = (&waited, flags.json) {
+                    if let Some(line) = failed_line(backend, failure) {
+                        outln!("{line}");
+                    }
+                }
+                return waited;
             }
             output::change(&change, flags.json);
         }
@@ -646,6 +652,24 @@ fn outcome_line(backend: IpAddr, end: DrainEnd, live: u64, state: Option<Backend
     output::json_line(&line)
 }
 
+/// The last line of `drain --wait --json` when the wait itself failed
+/// (exit 1: a look at lbd failed, or lbd stopped answering for too long,
+/// after the drain was made): `{"outcome":"failed"}` with the exit code
+/// and the message lbctl puts on stderr, so a script reading stdout alone
+/// knows the drain was made and how the wait ended, as every other end
+/// has its line (`outcome_line`). None for the other failures: their
+/// outcome line is out already.
+fn failed_line(backend: IpAddr, failure: &Failure) -> Option<String> {
+    (failure.code == ClientError::EXIT_OTHER).then(|| {
+        output::json_line(&json!({
+            "outcome": "failed",
+            "backend": backend,
+            "exit_code": failure.code,
+            "message": failure.message,
+        }))
+    })
+}
+
 /// What `drain --wait` says when no live flow is left because the backend
 /// was down during the drain: not drained, whatever the count says.
 fn went_down_text(backend: IpAddr) -> String {
@@ -788,6 +812,30 @@ mod tests {
         );
         let (exit, message, _) = drain_wait_against("no-vip", vec![look, no_vip]).await;
         assert_eq!(exit, EXIT_DRAIN_ENDED_ELSEWHERE, "{message}");
+    }
+
+    /// `--json`'s stdout ends with an outcome line however the wait ends:
+    /// a failed wait (exit 1) says so there too, with the message; the
+    /// other ends printed theirs already.
+    #[test]
+    fn a_failed_drain_wait_ends_its_json_with_an_outcome_line() {
+        let backend: IpAddr = "198.18.0.11".parse().unwrap();
+        let failed = Failure::new(ClientError::EXIT_OTHER, "the drain was made; lbd: boom");
+        let line = failed_line(backend, &failed).expect("a line");
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            value,
+            json!({"outcome": "failed", "backend": "198.18.0.11", "exit_code": 1,
+                   "message": "the drain was made; lbd: boom"})
+        );
+        assert!(!line.trim_end().contains('\n'), "one line: {line:?}");
+        for code in [
+            EXIT_DRAIN_TIMED_OUT,
+            EXIT_DRAIN_ENDED_ELSEWHERE,
+            EXIT_DRAIN_WENT_DOWN,
+        ] {
+            assert_eq!(failed_line(backend, &Failure::new(code, "x")), None);
+        }
     }
 
     /// A look failing otherwise ends the wait with exit 1, saying that the
