@@ -148,6 +148,7 @@ pub(super) async fn listen_with(
         timing,
         refusals: Mutex::new(LogLimit::new(REFUSAL_LOG_INTERVAL)),
         strangers: Mutex::new(LogLimit::new(REFUSAL_LOG_INTERVAL)),
+        accept_failures: Mutex::new(LogLimit::new(REFUSAL_LOG_INTERVAL)),
     });
     let task = tokio::spawn(
         accept_loop(listener, shared).instrument(info_span!("sync_listener", %local_addr)),
@@ -176,6 +177,9 @@ struct Shared {
     /// The same for connections from addresses no peer has, apart: a
     /// scan of the port must not hide a real peer's failing handshakes.
     strangers: Mutex<LogLimit>,
+    /// Failed accepts (out of descriptors, say) are logged at most this
+    /// often: they repeat at every backoff for as long as the cause lasts.
+    accept_failures: Mutex<LogLimit>,
 }
 
 impl Shared {
@@ -220,6 +224,19 @@ impl Shared {
     }
 }
 
+/// Logs a failed accept (`error`, at `now`) unless one was logged lately
+/// (`limit`), with how many were left out since.
+fn log_accept_failure(limit: &Mutex<LogLimit>, error: &std::io::Error, now: Instant) {
+    let allowed = limit
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .allow(now);
+    match allowed {
+        Some(suppressed) => warn!(%error, suppressed, "accepting a sync connection failed"),
+        None => debug!(%error, "accepting a sync connection failed"),
+    }
+}
+
 /// Unauthenticated connections and sessions are kept apart: only
 /// `shared.sources` may shake hands (others are closed at once);
 /// handshakes get [`MAX_HANDSHAKES`] slots, at most
@@ -261,7 +278,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 }
                 Err(error) => {
                     // Out of descriptors and the like: wait, do not spin.
-                    warn!(%error, "accepting a sync connection failed");
+                    log_accept_failure(&shared.accept_failures, &error, Instant::now());
                     sleep(shared.timing.backoff_min).await;
                 }
             },
@@ -380,5 +397,33 @@ async fn serve(established: Established, shared: Arc<Shared>) {
     if let Err(error) = result {
         shared.stats.count_error(&error);
         log_session_end(&error, false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failing accept repeats at every backoff while its cause lasts
+    /// (out of descriptors): one warning per interval, naming how many
+    /// were left out, not one per backoff.
+    #[test]
+    fn a_failing_accept_is_warned_once_per_interval() {
+        let limit = Mutex::new(LogLimit::new(REFUSAL_LOG_INTERVAL));
+        let error = std::io::Error::from_raw_os_error(24);
+        let start = Instant::now();
+        let logs = crate::test_logs::logs_of(|| {
+            for n in 0..10 {
+                log_accept_failure(&limit, &error, start + Duration::from_millis(100 * n));
+            }
+            log_accept_failure(&limit, &error, start + REFUSAL_LOG_INTERVAL);
+        });
+        let warnings: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("accepting a sync connection failed"))
+            .collect();
+        assert_eq!(warnings.len(), 2, "{logs}");
+        assert!(warnings[0].contains("suppressed=0"), "{logs}");
+        assert!(warnings[1].contains("suppressed=9"), "{logs}");
     }
 }
