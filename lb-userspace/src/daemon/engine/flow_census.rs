@@ -670,6 +670,20 @@ mod tests {
         }
     }
 
+    /// A census at `now_ns` of backends at these `(id, generation)`s,
+    /// with TCP and UDP idle timeouts of 300 s and 30 s.
+    fn input_at(now_ns: u64, generations: &[(u32, u32)]) -> CensusInput {
+        CensusInput {
+            started: Instant::now(),
+            now_ns,
+            generations: generations.iter().copied().collect(),
+            timeouts: IdleTimeouts {
+                tcp: Duration::from_secs(300),
+                udp: Duration::from_secs(30),
+            },
+        }
+    }
+
     fn entry(backend_id: u32, generation: u32, last_seen_ns: u64, flags: u32) -> FlowEntry {
         FlowEntry {
             backend_id,
@@ -683,15 +697,7 @@ mod tests {
     #[test]
     fn the_tally_tells_live_closing_idle_and_leftover_flows() {
         let now_ns = 1_000_000_000_000;
-        let input = CensusInput {
-            started: Instant::now(),
-            now_ns,
-            generations: HashMap::from([(1, 7), (2, 1)]),
-            timeouts: IdleTimeouts {
-                tcp: Duration::from_secs(300),
-                udp: Duration::from_secs(30),
-            },
-        };
+        let input = input_at(now_ns, &[(1, 7), (2, 1)]);
         let secs = |s: u64| now_ns - s * 1_000_000_000;
         let flows = [
             (flow(1, IPPROTO_TCP), entry(1, 7, secs(1), 0)),
@@ -743,15 +749,7 @@ mod tests {
     #[test]
     fn a_closed_flow_still_seen_is_live_until_quiet_past_the_closing_horizon() {
         let now_ns = 1_000_000_000_000;
-        let input = CensusInput {
-            started: Instant::now(),
-            now_ns,
-            generations: HashMap::from([(1, 7)]),
-            timeouts: IdleTimeouts {
-                tcp: Duration::from_secs(300),
-                udp: Duration::from_secs(30),
-            },
-        };
+        let input = input_at(now_ns, &[(1, 7)]);
         let quiet = CLOSING_QUIET_NS + FLOW_TOUCH_INTERVAL_NS;
         let flows = [
             // Half-closed, its ACKs still coming (seen 0.5 s ago).
@@ -793,16 +791,8 @@ mod tests {
     #[test]
     fn a_removed_backends_live_flows_still_fill_the_table() {
         let now_ns = 1_000_000_000_000;
-        let input = CensusInput {
-            started: Instant::now(),
-            now_ns,
-            // Backend 1 is now generation 2; backend 4 is gone.
-            generations: HashMap::from([(1, 2)]),
-            timeouts: IdleTimeouts {
-                tcp: Duration::from_secs(300),
-                udp: Duration::from_secs(30),
-            },
-        };
+        // Backend 1 is now generation 2; backend 4 is gone.
+        let input = input_at(now_ns, &[(1, 2)]);
         let secs = |s: u64| now_ns - s * 1_000_000_000;
         let flows = [
             (flow(1, IPPROTO_TCP), entry(1, 2, secs(1), 0)),
@@ -835,15 +825,7 @@ mod tests {
     #[test]
     fn handshakes_held_in_the_half_open_table_count_while_in_time() {
         let now_ns = 1_000_000_000_000;
-        let input = CensusInput {
-            started: Instant::now(),
-            now_ns,
-            generations: HashMap::from([(1, 7)]),
-            timeouts: IdleTimeouts {
-                tcp: Duration::from_secs(300),
-                udp: Duration::from_secs(30),
-            },
-        };
+        let input = input_at(now_ns, &[(1, 7)]);
         let secs = |s: u64| now_ns - s * 1_000_000_000;
         let mut census = tally([], &input, &AtomicBool::new(false)).expect("not cancelled");
         let held = [
