@@ -137,9 +137,11 @@ pub fn tc_restore_and_call(ctx: &TcContext) -> i32 {
     }
     let skb = ctx.skb.skb;
     if ctx.len() > want && ctx.len() - want < 64 {
-        // What a tunnel mode put after the MAC header comes out again
-        // (and with it the skb's encapsulation mark), so the headroom
-        // does not run out over the runs.
+        // What a tunnel mode put after the MAC header comes out again, so
+        // the headroom does not run out over the runs. The skb stays
+        // marked encapsulated (the kernel keeps the mark on a decap), so
+        // later runs wrap through `grow_after_mac`'s retry without the
+        // ENCAP flags (tests/tests/tunnel_dataplane/repeated.rs).
         let decap = if template.bytes[12..14] == [0x86, 0xdd] {
             BPF_F_ADJ_ROOM_DECAP_L3_IPV6
         } else {

@@ -3,8 +3,9 @@
 //! checked, also through an entry whose next hop is not looked up yet,
 //! behind IPv4 options (quoted and outer), and with the quoted UDP
 //! checksum's edge cases (none stays none, one computing to 0 goes as
-//! 0xffff); errors about no translation pass; an error too big for its
-//! route, or with TTL / hop limit 1, is dropped.
+//! 0xffff); errors about no translation pass, and so does one behind an
+//! IPv6 extension chain longer than the NAT path reads; an error too big
+//! for its route, or with TTL / hop limit 1, is dropped.
 
 use std::net::IpAddr;
 
@@ -14,7 +15,7 @@ use etherparse::{
 };
 use lb_common::{consts::AF_INET6, stats::Counter, FlowKey, NatEntry};
 use lb_tests::{
-    craft::{frame_bytes, ipv4_options, tcp_flag, Ip, Upper},
+    craft::{frame_bytes, ipv4_options, tcp_flag, Ext, Ip, Upper},
     natbed::{
         addr, client_flow, frame, words_to_addr, NatBed, BACKENDS4, CLIENT4, CLIENT6, GATEWAY4,
         GATEWAY6, IN_DEV, IN_MAC, NAT4, NAT6, OUT_MAC,
@@ -591,6 +592,84 @@ fn an_icmp_error_quoting_udp_whose_checksum_computes_to_0_quotes_ffff(hook: Hook
     });
 }
 
+/// `frame` (Ethernet and an IPv6 packet) with a destination-options
+/// header of `words` 8-byte units (padding only) spliced in right after
+/// the fixed IPv6 header at `l3_off`, the payload length grown by it.
+fn with_dest_options(frame: &[u8], l3_off: usize, words: usize) -> Vec<u8> {
+    let after = l3_off + 40;
+    let mut ext = vec![frame[l3_off + 6], u8::try_from(words - 1).expect("words")];
+    ext.extend_from_slice(&Ext::dest_opts(words).body);
+    assert_eq!(ext.len(), words * 8);
+    let mut out = frame[..after].to_vec();
+    out[l3_off + 6] = lb_tests::craft::proto::DEST_OPTS;
+    let payload = u16::from_be_bytes([frame[l3_off + 4], frame[l3_off + 5]]);
+    let payload = payload + u16::try_from(ext.len()).expect("length");
+    out[l3_off + 4..l3_off + 6].copy_from_slice(&payload.to_be_bytes());
+    out.extend_from_slice(&ext);
+    out.extend_from_slice(&frame[after..]);
+    out
+}
+
+/// The bound of `nat::error`'s `headers` on an ICMPv6 error about a NAT'd
+/// flow behind an extension chain of its own (from the backends' side,
+/// packet too big): with 200 bytes of destination options the ICMPv6
+/// header is at frame offset 254, within the 256 the NAT path reads
+/// (`scratch::L4_OFF_MAX`), and the error is translated (etherparse: the
+/// chain kept, every checksum); with 208 (offset 262, the next a chain of
+/// 8-byte units reaches) it goes up untouched (`PassIpv6Ext`). The flow's
+/// entries do not change either way. The quote's own bound
+/// (`QUOTE_L4_OFF_MAX`, 324) is not reachable by itself: a quote's
+/// transport header sits 48 bytes after the ICMPv6 header (an IPv6 quote
+/// with extension headers is no VIP's, `PassUnsupportedL4`, as checked
+/// here too), so an error over it is over `L4_OFF_MAX` first.
+fn an_icmpv6_error_behind_a_long_extension_chain_goes_up(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        let flow = client_flow(VIP6, 80, 40_060);
+        let key = flow_key(&flow, Protocol::Tcp);
+        let sent = frame(&flow, Protocol::Tcp, SYN, b"a request");
+        let to_backend = forwarded_to_backend(bed, &sent);
+        let state = flow_state(bed, &key);
+        let error = icmp_error(GATEWAY6, &to_backend);
+
+        let within = with_dest_options(&error, 14, 25);
+        let icmp_at = 14 + 40 + 25 * 8;
+        assert_eq!(
+            (icmp_at, within[icmp_at]),
+            (254, 2),
+            "packet too big at 254"
+        );
+        let (verdict, out) = bed.run_on(bed.out_if, &within).expect("within");
+        assert_eq!(
+            verdict, bed.verdicts.redirect,
+            "translated within the bound"
+        );
+        assert_eq!(out[20], 60, "the chain stays");
+        assert_eq!(&out[54..icmp_at], &within[54..icmp_at], "the options kept");
+        check_error(&out, &to_client(&flow, VIP6), &sent);
+        assert_eq!(counter(bed, Counter::ForwardedNatIcmpError), 1);
+        assert_eq!(flow_state(bed, &key), state, "unchanged");
+
+        let beyond = with_dest_options(&error, 14, 26);
+        assert_eq!(beyond[14 + 40 + 26 * 8], 2, "packet too big at 262");
+        let (verdict, out) = bed.run_on(bed.out_if, &beyond).expect("beyond");
+        assert_eq!(verdict, bed.verdicts.pass, "passed beyond the bound");
+        assert_eq!(out, beyond, "untouched");
+        assert_eq!(counter(bed, Counter::PassIpv6Ext), 1);
+        assert_eq!(counter(bed, Counter::ForwardedNatIcmpError), 1);
+        assert_eq!(flow_state(bed, &key), state, "unchanged");
+
+        // The quoted packet with an extension header of its own.
+        let quoting_ext = icmp_error(GATEWAY6, &with_dest_options(&to_backend, 14, 1));
+        let (verdict, out) = bed.run_on(bed.out_if, &quoting_ext).expect("quote");
+        assert_eq!(verdict, bed.verdicts.pass, "a quote with extensions");
+        assert_eq!(out, quoting_ext, "untouched");
+        assert_eq!(counter(bed, Counter::PassUnsupportedL4), 1);
+        assert_eq!(counter(bed, Counter::PassIpv6Ext), 1);
+        assert_eq!(counter(bed, Counter::ForwardedNatIcmpError), 1);
+        assert_eq!(flow_state(bed, &key), state, "unchanged");
+    });
+}
+
 lb_tests::on_both_hooks!(
     an_icmp_error_looks_up_an_unset_next_hop,
     icmp_errors_v4,
@@ -602,4 +681,5 @@ lb_tests::on_both_hooks!(
     icmp_errors_behind_ipv4_options_are_translated,
     an_icmp_error_quoting_udp_without_checksum_keeps_none,
     an_icmp_error_quoting_udp_whose_checksum_computes_to_0_quotes_ffff,
+    an_icmpv6_error_behind_a_long_extension_chain_goes_up,
 );

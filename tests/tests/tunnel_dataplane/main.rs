@@ -14,6 +14,7 @@ mod icmp;
 mod inner_headers;
 mod mtu;
 mod next_hop;
+mod repeated;
 mod vlan;
 mod wrap;
 
