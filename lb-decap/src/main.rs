@@ -91,7 +91,23 @@ enum Command {
     Cleanup,
 }
 
+/// Blocks SIGHUP, SIGTERM and SIGINT before anything else (see
+/// [`Signals`]): until `run` waits on them, SIGHUP's default action would
+/// end lb-decap while it starts (a `systemctl reload` right after
+/// `systemctl start`), an exit systemd counts as clean and does not
+/// restart. Commands other than `run` put the mask back (`run`).
+fn block_signals_first() -> anyhow::Result<Signals> {
+    Signals::block()
+}
+
 fn main() -> std::process::ExitCode {
+    let signals = match block_signals_first() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("lb-decap: error: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -99,7 +115,7 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    match run(Cli::parse()) {
+    match run(Cli::parse(), signals) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lb-decap: error: {e:#}");
@@ -108,8 +124,11 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the command of `cli`; `signals` (blocked first thing in `main`)
+/// go to `run`'s loop, and any other command puts the mask back first.
+fn run(cli: Cli, signals: Signals) -> anyhow::Result<()> {
     if let Some(dir) = &cli.generate_man {
+        signals.restore()?;
         return write_man_pages(dir);
     }
     let pins = PinDir::new(&cli.pin_dir);
@@ -123,10 +142,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::bail!("no command given (run, apply, check, status, cleanup; see --help)")
         }
     };
+    // Only `run` waits on the signals: the other commands put the mask
+    // back, so they end on them at once, as before.
     match command {
-        Command::Run { config } => foreground(&config, &pins),
-        Command::Apply { config } => apply(&config, &pins, None).map(drop),
+        Command::Run { config } => foreground(&config, &pins, signals),
+        Command::Apply { config } => {
+            signals.restore()?;
+            apply(&config, &pins, None).map(drop)
+        }
         Command::Check { config } => {
+            signals.restore()?;
             let settings = Settings::load(&config)?;
             for warning in settings.warnings() {
                 warn!("{}: {warning}", config.display());
@@ -157,10 +182,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Status => {
+            signals.restore()?;
             print!("{}", status::report(&pins)?);
             Ok(())
         }
         Command::Cleanup => {
+            signals.restore()?;
             let removed = dataplane::cleanup(&pins)?;
             info!(removed, dir = %pins.root().display(), "cleaned up");
             Ok(())
@@ -175,6 +202,17 @@ fn write_man_pages(dir: &Path) -> anyhow::Result<()> {
         println!("{}", path.display());
     }
     Ok(())
+}
+
+/// Takes the signals that came while lb-decap started (they are blocked
+/// from the first line of `main`); returns whether one asked it to stop.
+/// A SIGHUP among them needs no reload: the first apply reads the file.
+fn stop_requested_before_start(signals: &Signals) -> anyhow::Result<bool> {
+    let mut stop = false;
+    while let Some(request) = signals.next_within(std::time::Duration::ZERO)? {
+        stop |= request == Request::Stop;
+    }
+    Ok(stop)
 }
 
 /// What an apply did and was made against (for `run`'s watches).
@@ -268,7 +306,8 @@ fn warn_not_local(config: &Path, vips: &[Vip]) -> BTreeSet<IpAddr> {
     }
 }
 
-/// `run`: apply, then wait for signals, looking at the interfaces every
+/// `run`: apply (unless a stop came during start-up: then nothing), then
+/// wait for signals, looking at the interfaces every
 /// `watch::INTERVAL` between them (and at the VIPs every
 /// `local::VIP_INTERVAL`). A failing SIGHUP reload is logged and the
 /// running configuration kept; after an interface changed, the settings
@@ -279,8 +318,11 @@ fn warn_not_local(config: &Path, vips: &[Vip]) -> BTreeSet<IpAddr> {
 /// systemd's Restart=on-failure tries again), unless the interface went
 /// away meanwhile: that is waited for. The interfaces stay held
 /// (`owner`) until it exits.
-fn foreground(config: &Path, pins: &PinDir) -> anyhow::Result<()> {
-    let signals = Signals::block()?;
+fn foreground(config: &Path, pins: &PinDir, signals: Signals) -> anyhow::Result<()> {
+    if stop_requested_before_start(&signals)? {
+        info!("stopped before applying anything; nothing changed");
+        return Ok(());
+    }
     let mut owner = Ownership::new();
     let mut done = apply(config, pins, Some(&mut owner))?;
     let mut vips = VipWatch::new(done.not_local.clone(), Instant::now());
@@ -422,6 +464,118 @@ fn reapply<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::ExitStatusExt as _;
+
+    /// Set in the children the tests below run: which test's child part.
+    const SIGNAL_CHILD: &str = "LB_DECAP_TEST_EARLY_SIGNAL_CHILD";
+
+    /// Runs the test `name` again in a child process with [`SIGNAL_CHILD`]
+    /// set; returns how it ended and its output.
+    fn run_child(name: &str) -> (std::process::ExitStatus, String) {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(SIGNAL_CHILD, "1")
+            .output()
+            .unwrap();
+        let output = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status, output)
+    }
+
+    /// A SIGHUP (`systemctl reload lb-decap` right after `systemctl start`:
+    /// with Type=simple the start returns at the fork) that arrives while
+    /// lb-decap still starts must not end it: killed by SIGHUP, it would
+    /// exit in a way systemd counts as clean and does not restart, with
+    /// nothing applied. `main` blocks the signals before anything else (as
+    /// the child does here), and the SIGHUP waits for `run` (taken before
+    /// its first apply, which reads the file, or by its loop: a reload).
+    #[test]
+    fn a_sighup_before_the_arguments_are_read_does_not_kill_lb_decap() {
+        if std::env::var_os(SIGNAL_CHILD).is_some() {
+            let signals = block_signals_first().unwrap();
+            // SAFETY: raise(3) on this thread.
+            assert_eq!(unsafe { libc::raise(libc::SIGHUP) }, 0);
+            println!("survived the SIGHUP");
+            let waiting = signals.next_within(std::time::Duration::ZERO).unwrap();
+            println!("then waited for: {waiting:?}");
+            return;
+        }
+        let (status, output) =
+            run_child("tests::a_sighup_before_the_arguments_are_read_does_not_kill_lb_decap");
+        assert_eq!(status.signal(), None, "{output}");
+        assert!(status.success(), "{output}");
+        assert!(output.contains("survived the SIGHUP"), "{output}");
+        assert!(output.contains("then waited for: Some(Reload)"), "{output}");
+        // And `main` does so first, before the logging and the arguments.
+        let source = include_str!("main.rs");
+        let body = source
+            .split("\nfn main() -> std::process::ExitCode {\n")
+            .nth(1)
+            .expect("main");
+        let first = body
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with("//"))
+            .expect("a statement");
+        assert!(first.contains("block_signals_first()"), "{first}");
+    }
+
+    /// Signals that came while lb-decap started, before `run` applies:
+    /// a stop ends it with nothing touched (as the default action did),
+    /// a SIGHUP is taken (the first apply reads the file anyway).
+    #[test]
+    fn a_stop_before_the_first_apply_is_seen_and_a_reload_absorbed() {
+        let signals = Signals::block().unwrap();
+        assert!(!stop_requested_before_start(&signals).unwrap());
+        // SAFETY: raise(3) on this thread, where the signals are blocked:
+        // they stay pending for the waits below.
+        assert_eq!(unsafe { libc::raise(libc::SIGHUP) }, 0);
+        assert!(!stop_requested_before_start(&signals).unwrap());
+        assert_eq!(
+            signals.next_within(std::time::Duration::ZERO).unwrap(),
+            None
+        );
+        for stop in [libc::SIGTERM, libc::SIGINT] {
+            // SAFETY: as above.
+            assert_eq!(unsafe { libc::raise(libc::SIGHUP) }, 0);
+            assert_eq!(unsafe { libc::raise(stop) }, 0);
+            assert!(stop_requested_before_start(&signals).unwrap(), "{stop}");
+            assert_eq!(
+                signals.next_within(std::time::Duration::ZERO).unwrap(),
+                None
+            );
+        }
+    }
+
+    /// Only `run` waits on the blocked signals: any other command (here
+    /// `check`, failing on a missing file) puts the mask back first, so a
+    /// SIGTERM or SIGINT still ends a one-shot `cleanup` or `apply` at
+    /// once, as before.
+    #[test]
+    fn commands_other_than_run_stay_killable() {
+        if std::env::var_os(SIGNAL_CHILD).is_some() {
+            let signals = block_signals_first().unwrap();
+            let cli = Cli::parse_from([
+                "lb-decap",
+                "check",
+                "--config",
+                "/nonexistent/lb-decap-test.toml",
+            ]);
+            let error = run(cli, signals).expect_err("no such file");
+            println!("check failed: {error:#}");
+            // SAFETY: raise(3) on this thread.
+            assert_eq!(unsafe { libc::raise(libc::SIGTERM) }, 0);
+            println!("survived the SIGTERM");
+            return;
+        }
+        let (status, output) = run_child("tests::commands_other_than_run_stay_killable");
+        assert_eq!(status.signal(), Some(libc::SIGTERM), "{output}");
+        assert!(output.contains("check failed"), "{output}");
+        assert!(!output.contains("survived"), "{output}");
+    }
 
     #[test]
     fn a_reapply_failing_because_the_interface_went_away_waits_for_it() {

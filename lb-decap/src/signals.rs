@@ -1,7 +1,10 @@
 //! The foreground `run` command's signal handling, without a runtime:
 //! SIGHUP, SIGTERM and SIGINT are blocked and waited for with sigwait(2),
 //! or with sigtimedwait(2) so `run` can look at its interface between
-//! signals (`watch`) and stay single-threaded.
+//! signals (`watch`) and stay single-threaded. They are blocked first
+//! thing in `main` (a SIGHUP while lb-decap starts would otherwise end it,
+//! an exit systemd does not restart); commands other than `run`
+//! `restore` the mask.
 
 use anyhow::bail;
 
@@ -17,6 +20,8 @@ pub enum Request {
 /// Blocked signals, waited for one at a time.
 pub struct Signals {
     set: libc::sigset_t,
+    /// The signal mask before `block`, which `restore` puts back.
+    previous: libc::sigset_t,
 }
 
 impl Signals {
@@ -30,15 +35,34 @@ impl Signals {
             for signal in [libc::SIGHUP, libc::SIGTERM, libc::SIGINT] {
                 libc::sigaddset(&mut set, signal);
             }
-            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            let mut previous: libc::sigset_t = std::mem::zeroed();
+            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut previous);
             if rc != 0 {
                 bail!(
                     "blocking signals: {}",
                     std::io::Error::from_raw_os_error(rc)
                 );
             }
-            Ok(Self { set })
+            Ok(Self { set, previous })
         }
+    }
+
+    /// Puts the signal mask back as it was before `block`, for a command
+    /// that does not wait on the signals (all but `run`): SIGTERM and
+    /// SIGINT end it at once again, as SIGHUP does; one that arrived
+    /// meanwhile is delivered now.
+    pub fn restore(self) -> anyhow::Result<()> {
+        // SAFETY: `previous` was filled in by pthread_sigmask in `block`.
+        let rc = unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            bail!(
+                "restoring the signal mask: {}",
+                std::io::Error::from_raw_os_error(rc)
+            );
+        }
+        Ok(())
     }
 
     /// The next request, or `None` if none came within `timeout` (or a

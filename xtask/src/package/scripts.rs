@@ -43,15 +43,47 @@ impl Control<'_> {
 
 /// postinst: systemd learns the units and creates /run/lbd-bgp (BIRD's
 /// include must exist before BIRD starts); nothing is started or
-/// restarted.
+/// restarted. Only `abort-remove` (dpkg's step after the prerm stopped a
+/// removal: a cleanup failed, the package stays) starts again the
+/// services the prerm stopped (those it found active, in [`STOPPED`]):
+/// lbd then checks its backends and drives the program it left attached
+/// again, lb-decap applies its config again; a start that fails is said
+/// and does not fail the step (the package would be left half-configured).
 pub const POSTINST: &str = r#"#!/bin/sh
 set -e
-if [ "$1" = configure ] && [ -d /run/systemd/system ]; then
-    systemctl daemon-reload || true
-    systemd-tmpfiles --create lbd-bgp.conf || true
-fi
+case "$1" in
+configure)
+    if [ -d /run/systemd/system ]; then
+        systemctl daemon-reload || true
+        systemd-tmpfiles --create lbd-bgp.conf || true
+    fi
+    ;;
+abort-remove)
+    stopped=/run/lbd/package-stopped-units
+    if [ -f "$stopped" ]; then
+        if [ -d /run/systemd/system ]; then
+            for unit in $(cat "$stopped"); do
+                case "$unit" in
+                lbd.service|lb-decap.service)
+                    echo "lbd: the removal was stopped: starting $unit again (the removal stopped it)" >&2
+                    systemctl start "$unit" \
+                        || echo "lbd: starting $unit again failed: see systemctl status $unit" >&2
+                    ;;
+                esac
+            done
+        fi
+        rm -f "$stopped"
+    fi
+    ;;
+esac
 exit 0
 "#;
+
+/// Where the prerm notes the units it found active before it stopped
+/// them, for `postinst abort-remove` (the prerm removes it when the
+/// removal goes on).
+#[cfg(test)]
+const STOPPED: &str = "/run/lbd/package-stopped-units";
 
 /// prerm: on removal (not on upgrade: the running lbd and its pinned data
 /// plane carry on until the operator restarts it; nor on `deconfigure`,
@@ -71,12 +103,49 @@ exit 0
 /// config says now), or the pin directory the config names (`pin_dir`,
 /// quoted either way; default /sys/fs/bpf/lbd; "off": none). (Not on
 /// the config alone: an edited config may never have run.) lb-decap's
-/// when its pin directory (the unit's default) exists.
+/// for each of its pin directories that exists: the default and those
+/// lb-decap.service names (`LB_DECAP_PIN_DIR` in its `Environment=`,
+/// `--pin-dir` in its `ExecStart=`), each passed with `--pin-dir`.
+///
+/// A cleanup that fails stops the removal (exit 1: dpkg keeps the
+/// package and runs `postinst abort-remove`, which starts again what was
+/// stopped): removed, the package would leave a program attached, its
+/// maps pinned (and maybe BIRD announcing the node) with no binary to
+/// take them off. The message names what failed, the manual steps and
+/// the way out: `LBD_FORCE_REMOVE=1` lets the removal go on after them.
 pub const PRERM: &str = r#"#!/bin/sh
 set -e
+# The pin directories lb-decap.service names: LB_DECAP_PIN_DIR=DIR in its
+# Environment= (a drop-in), --pin-dir DIR or --pin-dir=DIR in its ExecStart=.
+decap_pin_dirs() (
+    set -f
+    next=
+    for word in $(systemctl show --property=Environment --value lb-decap.service 2>/dev/null || true) \
+        $(systemctl show --property=ExecStart --value lb-decap.service 2>/dev/null || true); do
+        if [ -n "$next" ]; then
+            echo "$word"
+            next=
+            continue
+        fi
+        case "$word" in
+        LB_DECAP_PIN_DIR=*) echo "${word#LB_DECAP_PIN_DIR=}" ;;
+        --pin-dir=*) echo "${word#--pin-dir=}" ;;
+        --pin-dir) next=1 ;;
+        esac
+    done
+)
 case "$1" in
 remove)
+    stopped=/run/lbd/package-stopped-units
+    rm -f "$stopped" 2>/dev/null || true
+    decap_dirs=/sys/fs/bpf/lb-decap
     if [ -d /run/systemd/system ]; then
+        for unit in lbd.service lb-decap.service; do
+            if systemctl is-active --quiet "$unit" 2>/dev/null; then
+                { mkdir -p /run/lbd && echo "$unit" >> "$stopped"; } 2>/dev/null || true
+            fi
+        done
+        decap_dirs=$(printf '%s\n' "$decap_dirs"; decap_pin_dirs)
         pid=$(systemctl show --property=MainPID --value lbd.service 2>/dev/null || true)
         if [ -n "$pid" ] && [ "$pid" != 0 ] && kill -INT "$pid" 2>/dev/null; then
             waited=0
@@ -87,31 +156,80 @@ remove)
         fi
         systemctl stop lbd.service lb-decap.service || true
     fi
+    failed=
     config=/etc/lbd/lbd.toml
     pin_dir=/sys/fs/bpf/lbd
+    routes=
+    interface=INTERFACE
     if [ -f "$config" ]; then
+        named=$(sed -n "s/^[[:space:]]*interface[[:space:]]*=[[:space:]]*[\"']\([^\"']*\)[\"'].*/\1/p" "$config" | head -n 1)
+        interface=${named:-$interface}
         named=$(sed -n "s/^[[:space:]]*pin_dir[[:space:]]*=[[:space:]]*[\"']\([^\"']*\)[\"'].*/\1/p" "$config" | head -n 1)
         if [ -n "$named" ]; then
             pin_dir=$named
         fi
+        if grep -q '^[[:space:]]*\[bgp\]' "$config"; then
+            routes=$(sed -n "s/^[[:space:]]*routes_file[[:space:]]*=[[:space:]]*[\"']\([^\"']*\)[\"'].*/\1/p" "$config" | head -n 1)
+            routes=${routes:-/run/lbd-bgp/vips.conf}
+        fi
+    fi
+    pins=$pin_dir
+    if [ "$pins" = off ]; then
+        pins=
     fi
     left=
     for record in /run/lbd/*.held.json; do
         if [ -f "$record" ] && grep -q "\"config\": \"$config\"" "$record"; then
             left="the record $record"
+            # What that lbd held, whatever the config says now.
+            pins=$(sed -n 's/^[[:space:]]*"pin_dir": "\([^"]*\)".*/\1/p' "$record" | head -n 1)
+            routes=$(sed -n 's/^[[:space:]]*"routes_file": "\([^"]*\)".*/\1/p' "$record" | head -n 1)
+            named=$(sed -n 's/^[[:space:]]*"interface": "\([^"]*\)".*/\1/p' "$record" | head -n 1)
+            interface=${named:-$interface}
         fi
     done
     if [ -z "$left" ] && [ "$pin_dir" != off ] && [ -e "$pin_dir" ]; then
         left="pins in $pin_dir"
     fi
-    if [ -n "$left" ]; then
-        /usr/sbin/lbd --config "$config" --cleanup \
-            || echo "lbd: 'lbd --cleanup' failed ($left): the data plane may still be attached" >&2
+    if [ -n "$left" ] && ! /usr/sbin/lbd --config "$config" --cleanup; then
+        failed=1
+        cat >&2 <<MESSAGE
+lbd: 'lbd --config $config --cleanup' failed ($left; its error is above): lbd's program may still be attached, forwarding with no health checks, its maps pinned${pins:+ in $pins}${routes:+, and BIRD may still announce this node}.
+MESSAGE
+        if [ -n "$routes" ]; then
+            cat >&2 <<MESSAGE
+lbd: lbd's cleanup keeps the program attached while BIRD refuses the withdrawal of this node's routes (\`birdc configure\` fails) or does not answer: fix BIRD's configuration or start it again, or stop BIRD, then run the removal again.
+MESSAGE
+        fi
+        cat >&2 <<MESSAGE
+lbd: by hand: ${routes:+empty the routes file BIRD includes (: > $routes) and run \`birdc configure\`; }${pins:+rm -r $pins (the pinned link goes, and the program with it); }with attach = "tc" on a kernel without tcx, also tc filter del dev $interface ingress pref P, P the priority of the filter running tc_lb in \`tc filter show dev $interface ingress\`.
+MESSAGE
     fi
-    if [ -d /sys/fs/bpf/lb-decap ]; then
-        /usr/sbin/lb-decap cleanup \
-            || echo "lbd: 'lb-decap cleanup' failed: its program may still be attached" >&2
+    while IFS= read -r dir; do
+        if [ -n "$dir" ] && [ -d "$dir" ] && ! /usr/sbin/lb-decap --pin-dir "$dir" cleanup </dev/null; then
+            failed=1
+            cat >&2 <<MESSAGE
+lbd: 'lb-decap --pin-dir $dir cleanup' failed (its error is above): lb-decap's program may still be attached, its links and maps pinned in $dir. Fix what the error names, then run the removal again; by hand: rm -r $dir (the pinned links go, and the program with them).
+MESSAGE
+        fi
+    done <<DIRS
+$(printf '%s\n' "$decap_dirs" | awk '!seen[$0]++')
+DIRS
+    if [ -n "$failed" ]; then
+        if [ "${LBD_FORCE_REMOVE:-}" = 1 ]; then
+            echo "lbd: LBD_FORCE_REMOVE=1: removing the package anyway; take what is left off by hand (above): no binary will be left to do it" >&2
+        else
+            restart=
+            if [ -s "$stopped" ]; then
+                restart=" and starts again what this removal stopped ($(echo $(cat "$stopped")))"
+            fi
+            cat >&2 <<MESSAGE
+lbd: removal stopped: dpkg keeps the package$restart, so lbd --cleanup and lb-decap cleanup stay at hand. Fix what failed (above), then run the removal again (apt remove lbd, or dpkg -r lbd). To remove the package anyway, with what is left to take off by hand (the steps above): LBD_FORCE_REMOVE=1 apt remove lbd (with sudo: sudo env LBD_FORCE_REMOVE=1 apt remove lbd).
+MESSAGE
+            exit 1
+        fi
     fi
+    rm -f "$stopped" 2>/dev/null || true
     ;;
 esac
 exit 0
@@ -164,10 +282,17 @@ mod tests {
                 .unwrap();
             assert!(status.success(), "{name} is not valid sh");
             assert!(script.starts_with("#!/bin/sh\nset -e\n"), "{name}");
+            // Only an aborted removal starts anything: what the prerm
+            // stopped (see `an_aborted_removal_starts_again_what_the_prerm_stopped`).
+            let script = script.split("abort-remove)").next().unwrap();
             for word in ["systemctl start", "systemctl restart", "enable --now"] {
                 assert!(!script.contains(word), "{name} runs {word}");
             }
         }
+        assert_eq!(POSTINST.matches("systemctl start").count(), 1);
+        // The note of what was stopped: written and removed by the prerm,
+        // read by the postinst.
+        assert!(PRERM.contains(STOPPED) && POSTINST.contains(STOPPED));
         // Only removal stops lbd: an upgrade keeps it running.
         assert!(PRERM.contains("remove)") && !PRERM.contains("upgrade"));
         // /etc/lbd goes only on purge.
@@ -197,66 +322,154 @@ mod tests {
         main_pid: Option<u32>,
         action: &str,
     ) -> String {
-        let _ = std::fs::remove_dir_all(dir);
-        std::fs::create_dir_all(dir.join("bin")).unwrap();
-        std::fs::create_dir_all(dir.join("run/lbd")).unwrap();
-        std::fs::create_dir_all(dir.join("systemd")).unwrap();
-        let log = dir.join("calls");
-        let d = dir.display().to_string();
-        for (name, config) in records {
-            let record = format!(
-                "{{\n  \"config\": \"{}\",\n  \"pid\": 7\n}}\n",
-                config.replace("@", &d)
-            );
-            std::fs::write(dir.join(format!("run/lbd/{name}.held.json")), record).unwrap();
+        let ran = Fakes {
+            config,
+            pins,
+            records,
+            main_pid,
+            ..Fakes::default()
         }
-        let systemctl = format!(
-            "#!/bin/sh\ncase \"$1\" in\nshow) echo {} ;;\n*) echo \"systemctl $*\" >> {} ;;\nesac\n",
-            main_pid.unwrap_or(0),
-            log.display()
-        );
-        std::fs::write(dir.join("bin/systemctl"), systemctl).unwrap();
-        for bin in ["lbd", "lb-decap", "systemctl"] {
-            let path = dir.join("bin").join(bin);
-            if bin != "systemctl" {
+        .prerm(dir, action);
+        assert!(ran.status.success(), "{}", ran.stderr);
+        ran.calls
+    }
+
+    /// A fake system for the maintainer scripts: their paths moved under
+    /// a directory, and fake `lbd`, `lb-decap` and `systemctl` that record
+    /// how they were called (in `calls`).
+    #[derive(Default)]
+    struct Fakes<'a> {
+        /// /etc/lbd/lbd.toml (`@` stands for the directory).
+        config: Option<&'a str>,
+        /// Directories made under the directory (`bpf/lbd` stands for
+        /// /sys/fs/bpf/lbd).
+        pins: &'a [&'a str],
+        /// lbd records (`/run/lbd/NAME.held.json`, each naming its
+        /// config).
+        records: &'a [(&'a str, &'a str)],
+        /// With a systemd: lbd's main process (0: none).
+        main_pid: Option<u32>,
+        /// The units `systemctl is-active` says are active.
+        active: &'a [&'a str],
+        /// lb-decap.service's `Environment` and `ExecStart`, as
+        /// `systemctl show --value` prints them (`@`: the directory).
+        decap_environment: &'a str,
+        decap_exec_start: &'a str,
+        /// The binaries whose cleanup fails (exit 1, an error on stderr).
+        failing: &'a [&'a str],
+        /// Environment variables the script runs with.
+        env: &'a [(&'a str, &'a str)],
+    }
+
+    /// How a maintainer script under [`Fakes`] ended.
+    struct Ran {
+        status: std::process::ExitStatus,
+        /// The fakes' record of their calls.
+        calls: String,
+        stderr: String,
+    }
+
+    impl Fakes<'_> {
+        /// Makes the fake system under `dir` (afresh) and runs PRERM
+        /// `action` there.
+        fn prerm(&self, dir: &std::path::Path, action: &str) -> Ran {
+            let _ = std::fs::remove_dir_all(dir);
+            std::fs::create_dir_all(dir.join("bin")).unwrap();
+            std::fs::create_dir_all(dir.join("run/lbd")).unwrap();
+            std::fs::create_dir_all(dir.join("systemd")).unwrap();
+            let log = dir.join("calls");
+            let d = dir.display().to_string();
+            for (name, config) in self.records {
+                let record = format!(
+                    "{{\n  \"config\": \"{}\",\n  \"pid\": 7,\n  \"pin_dir\": \"@/bpf/recorded\"\n}}\n",
+                    config.replace("@", &d)
+                )
+                .replace("@", &d);
+                std::fs::write(dir.join(format!("run/lbd/{name}.held.json")), record).unwrap();
+            }
+            let active: String = self
+                .active
+                .iter()
+                .map(|u| format!("{u}) exit 0 ;; "))
+                .collect();
+            let systemctl = format!(
+                "#!/bin/sh\n\
+                 case \"$1\" in\n\
+                 show) case \"$*\" in\n\
+                 *MainPID*) echo {pid} ;;\n\
+                 *Environment*lb-decap.service*) echo '{environment}' ;;\n\
+                 *ExecStart*lb-decap.service*) echo '{exec_start}' ;;\n\
+                 *) echo ;;\n\
+                 esac ;;\n\
+                 is-active) case \"$3\" in {active}*) exit 3 ;; esac ;;\n\
+                 *) echo \"systemctl $*\" >> {log} ;;\n\
+                 esac\n",
+                pid = self.main_pid.unwrap_or(0),
+                environment = self.decap_environment.replace("@", &d),
+                exec_start = self.decap_exec_start.replace("@", &d),
+                log = log.display()
+            );
+            std::fs::write(dir.join("bin/systemctl"), systemctl).unwrap();
+            for bin in ["lbd", "lb-decap"] {
+                let fail = if self.failing.contains(&bin) {
+                    format!(
+                        "case \" $* \" in *cleanup*) echo \"{bin}: error: BIRD did not answer\" >&2; exit 1 ;; esac\n"
+                    )
+                } else {
+                    String::new()
+                };
                 std::fs::write(
-                    &path,
-                    format!("#!/bin/sh\necho \"{bin} $*\" >> {}\n", log.display()),
+                    dir.join("bin").join(bin),
+                    format!("#!/bin/sh\necho \"{bin} $*\" >> {}\n{fail}", log.display()),
                 )
                 .unwrap();
             }
-            let status = std::process::Command::new("chmod")
-                .arg("0755")
-                .arg(&path)
-                .status()
+            for bin in ["lbd", "lb-decap", "systemctl"] {
+                let status = std::process::Command::new("chmod")
+                    .arg("0755")
+                    .arg(dir.join("bin").join(bin))
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+            }
+            if let Some(text) = self.config {
+                std::fs::write(dir.join("lbd.toml"), text.replace("@", &d)).unwrap();
+            }
+            for pin in self.pins {
+                std::fs::create_dir_all(dir.join(pin)).unwrap();
+            }
+            self.run(dir, PRERM, "prerm", action)
+        }
+
+        /// Runs `script` (`name` `action`) in the fake system made under
+        /// `dir` by [`Fakes::prerm`].
+        fn run(&self, dir: &std::path::Path, script: &str, name: &str, action: &str) -> Ran {
+            let d = dir.display().to_string();
+            let systemd = if self.main_pid.is_some() {
+                "systemd"
+            } else {
+                "no-systemd"
+            };
+            let script = script
+                .replace("/run/systemd/system", &format!("{d}/{systemd}"))
+                .replace("/run/lbd/", &format!("{d}/run/lbd/"))
+                .replace("/etc/lbd/lbd.toml", &format!("{d}/lbd.toml"))
+                .replace("/sys/fs/bpf/", &format!("{d}/bpf/"))
+                .replace("/usr/sbin/", &format!("{d}/bin/"));
+            let path = format!("{d}/bin:{}", std::env::var("PATH").unwrap_or_default());
+            let out = std::process::Command::new("sh")
+                .args(["-c", &script, name, action])
+                .env("PATH", path)
+                .env_remove("LBD_FORCE_REMOVE")
+                .envs(self.env.iter().copied())
+                .output()
                 .unwrap();
-            assert!(status.success());
+            Ran {
+                status: out.status,
+                calls: std::fs::read_to_string(dir.join("calls")).unwrap_or_default(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }
         }
-        if let Some(text) = config {
-            std::fs::write(dir.join("lbd.toml"), text.replace("@", &d)).unwrap();
-        }
-        for pin in pins {
-            std::fs::create_dir_all(dir.join(pin)).unwrap();
-        }
-        let systemd = if main_pid.is_some() {
-            "systemd"
-        } else {
-            "no-systemd"
-        };
-        let script = PRERM
-            .replace("/run/systemd/system", &format!("{d}/{systemd}"))
-            .replace("/run/lbd/", &format!("{d}/run/lbd/"))
-            .replace("/etc/lbd/lbd.toml", &format!("{d}/lbd.toml"))
-            .replace("/sys/fs/bpf/", &format!("{d}/bpf/"))
-            .replace("/usr/sbin/", &format!("{d}/bin/"));
-        let path = format!("{d}/bin:{}", std::env::var("PATH").unwrap_or_default());
-        let status = std::process::Command::new("sh")
-            .args(["-c", &script, "prerm", action])
-            .env("PATH", path)
-            .status()
-            .unwrap();
-        assert!(status.success());
-        std::fs::read_to_string(&log).unwrap_or_default()
     }
 
     /// Under systemd lbd is stopped for good first: SIGINT to its main
@@ -353,8 +566,213 @@ mod tests {
             ""
         );
         // lb-decap: its pins decide too.
+        // (Named explicitly: not whatever LB_DECAP_PIN_DIR apt's caller has.)
         let calls = prerm_calls(&dir, None, &["bpf/lb-decap"]);
-        assert_eq!(calls, "lb-decap cleanup\n");
+        assert_eq!(
+            calls,
+            format!("lb-decap --pin-dir {d}/bpf/lb-decap cleanup\n")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An lb-decap run with another pin directory (`LB_DECAP_PIN_DIR` in
+    /// a drop-in's `Environment=`, `--pin-dir` in the unit's `ExecStart`)
+    /// is cleaned up too, each directory once; one named that does not
+    /// exist is skipped.
+    #[test]
+    fn prerm_cleans_up_the_lb_decap_pin_directories_the_unit_names() {
+        let dir = std::env::temp_dir().join(format!("lbd-prerm-decap-{}", std::process::id()));
+        let d = dir.display().to_string();
+        let exec_start = "{ path=/usr/sbin/lb-decap ; argv[]=/usr/sbin/lb-decap --pin-dir @/bpf/third run --config /etc/lbd/lb-decap.toml ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }";
+        let ran = Fakes {
+            pins: &["bpf/other", "bpf/third", "bpf/lb-decap"],
+            main_pid: Some(0),
+            decap_environment: "RUST_LOG=info LB_DECAP_PIN_DIR=@/bpf/other",
+            decap_exec_start: exec_start,
+            ..Fakes::default()
+        }
+        .prerm(&dir, "remove");
+        assert!(ran.status.success(), "{}", ran.stderr);
+        assert_eq!(
+            ran.calls,
+            format!(
+                "systemctl stop lbd.service lb-decap.service\n\
+                 lb-decap --pin-dir {d}/bpf/lb-decap cleanup\n\
+                 lb-decap --pin-dir {d}/bpf/other cleanup\n\
+                 lb-decap --pin-dir {d}/bpf/third cleanup\n"
+            )
+        );
+        // `--pin-dir=DIR`; the default named again; a directory that is
+        // not there.
+        let ran = Fakes {
+            pins: &["bpf/third"],
+            main_pid: Some(0),
+            decap_environment: "LB_DECAP_PIN_DIR=@/bpf/lb-decap",
+            decap_exec_start: "{ path=/usr/sbin/lb-decap ; argv[]=/usr/sbin/lb-decap run --pin-dir=@/bpf/third --config /etc/lbd/lb-decap.toml ; ignore_errors=no }",
+            ..Fakes::default()
+        }
+        .prerm(&dir, "remove");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(ran.status.success(), "{}", ran.stderr);
+        assert_eq!(
+            ran.calls,
+            format!(
+                "systemctl stop lbd.service lb-decap.service\n\
+                 lb-decap --pin-dir {d}/bpf/third cleanup\n"
+            )
+        );
+    }
+
+    /// A failed cleanup stops the removal (dpkg keeps the binaries, which
+    /// alone can take what is left off the node), naming what failed, how
+    /// to retry, the manual steps and LBD_FORCE_REMOVE=1; with that set,
+    /// the removal goes on after the same steps.
+    #[test]
+    fn prerm_stops_the_removal_when_a_cleanup_fails() {
+        let dir = std::env::temp_dir().join(format!("lbd-prerm-fail-{}", std::process::id()));
+        let d = dir.display().to_string();
+        let config = "interface = \"eth0\"\n[bgp]\nrouter_id = \"10.0.0.1\"\n";
+        let fakes = Fakes {
+            config: Some(config),
+            pins: &["bpf/lbd"],
+            failing: &["lbd"],
+            ..Fakes::default()
+        };
+        let ran = fakes.prerm(&dir, "remove");
+        assert!(!ran.status.success(), "{}", ran.stderr);
+        assert_eq!(ran.calls, format!("lbd --config {d}/lbd.toml --cleanup\n"));
+        for words in [
+            "lbd: error: BIRD did not answer",
+            &format!("'lbd --config {d}/lbd.toml --cleanup' failed"),
+            "removal stopped",
+            "BIRD",
+            "birdc configure",
+            "/run/lbd-bgp/vips.conf",
+            &format!("rm -r {d}/bpf/lbd"),
+            "tc filter del dev eth0 ingress pref P",
+            "run the removal again",
+            "LBD_FORCE_REMOVE=1",
+        ] {
+            assert!(
+                ran.stderr.contains(words),
+                "{words:?} not in\n{}",
+                ran.stderr
+            );
+        }
+        // The pin directory lbd's record names, not the config's.
+        let ran = Fakes {
+            records: &[("lbd", "@/lbd.toml")],
+            ..fakes
+        }
+        .prerm(&dir, "remove");
+        assert!(!ran.status.success(), "{}", ran.stderr);
+        assert!(
+            ran.stderr.contains(&format!("rm -r {d}/bpf/recorded")),
+            "{}",
+            ran.stderr
+        );
+        // lb-decap's cleanup failing: its directory named, lbd's done.
+        let ran = Fakes {
+            pins: &["bpf/lbd", "bpf/lb-decap"],
+            failing: &["lb-decap"],
+            ..fakes
+        }
+        .prerm(&dir, "remove");
+        assert!(!ran.status.success(), "{}", ran.stderr);
+        assert!(ran.calls.contains("--cleanup"), "{}", ran.calls);
+        for words in [
+            &format!("'lb-decap --pin-dir {d}/bpf/lb-decap cleanup' failed"),
+            &format!("rm -r {d}/bpf/lb-decap"),
+            "LBD_FORCE_REMOVE=1",
+        ] {
+            assert!(
+                ran.stderr.contains(words),
+                "{words:?} not in\n{}",
+                ran.stderr
+            );
+        }
+        assert!(!ran.stderr.contains("birdc"), "{}", ran.stderr);
+        // Forced: the removal goes on, the steps said.
+        let ran = Fakes {
+            env: &[("LBD_FORCE_REMOVE", "1")],
+            ..fakes
+        }
+        .prerm(&dir, "remove");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(ran.status.success(), "{}", ran.stderr);
+        for words in [
+            "LBD_FORCE_REMOVE=1",
+            "birdc configure",
+            &format!("rm -r {d}/bpf/lbd"),
+        ] {
+            assert!(
+                ran.stderr.contains(words),
+                "{words:?} not in\n{}",
+                ran.stderr
+            );
+        }
+    }
+
+    /// A removal the prerm stopped makes dpkg run `postinst abort-remove`:
+    /// the services the prerm stopped (those active before) are started
+    /// again, so lbd checks its backends again and drives the data plane
+    /// it left attached; one that was not running stays stopped. A
+    /// removal that went through leaves no word for a later postinst.
+    #[test]
+    fn an_aborted_removal_starts_again_what_the_prerm_stopped() {
+        let dir = std::env::temp_dir().join(format!("lbd-abort-remove-{}", std::process::id()));
+        let stopped = "systemctl stop lbd.service lb-decap.service\n";
+        let fakes = Fakes {
+            config: Some("interface = \"eth0\"\n"),
+            pins: &["bpf/lbd"],
+            main_pid: Some(0),
+            active: &["lbd.service"],
+            failing: &["lbd"],
+            ..Fakes::default()
+        };
+        let ran = fakes.prerm(&dir, "remove");
+        assert!(!ran.status.success(), "{}", ran.stderr);
+        let after = fakes.run(&dir, POSTINST, "postinst", "abort-remove");
+        assert!(after.status.success(), "{}", after.stderr);
+        let restarted = after.calls.strip_prefix(&ran.calls).unwrap_or_default();
+        assert_eq!(
+            restarted, "systemctl start lbd.service\n",
+            "{}",
+            after.calls
+        );
+        // Said once: a second abort-remove starts nothing.
+        let again = fakes.run(&dir, POSTINST, "postinst", "abort-remove");
+        assert_eq!(again.calls, after.calls);
+        // Both were running.
+        let both = Fakes {
+            active: &["lbd.service", "lb-decap.service"],
+            ..fakes
+        };
+        let ran = both.prerm(&dir, "remove");
+        assert!(ran.calls.starts_with(stopped), "{}", ran.calls);
+        let after = both.run(&dir, POSTINST, "postinst", "abort-remove");
+        let restarted = after.calls.strip_prefix(&ran.calls).unwrap_or_default();
+        assert_eq!(
+            restarted,
+            "systemctl start lbd.service\nsystemctl start lb-decap.service\n"
+        );
+        // A removal that went through (or was forced): nothing to start.
+        for fakes in [
+            Fakes {
+                failing: &[],
+                ..both
+            },
+            Fakes {
+                env: &[("LBD_FORCE_REMOVE", "1")],
+                ..both
+            },
+        ] {
+            let ran = fakes.prerm(&dir, "remove");
+            assert!(ran.status.success(), "{}", ran.stderr);
+            assert!(!dir.join(STOPPED.trim_start_matches('/')).exists());
+            let after = fakes.run(&dir, POSTINST, "postinst", "abort-remove");
+            assert_eq!(after.calls, ran.calls);
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
