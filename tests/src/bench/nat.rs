@@ -378,10 +378,16 @@ fn run_hook(
         .iter()
         .zip(measured)
         .map(|(case, ns)| recorded(hook_name, case.name, &ns, repeat_of(case), rounds))
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     for case in &fresh {
         let ns = measure(&mut bed, case, repeat_of(case), rounds)?;
-        out.push(recorded(hook_name, case.name, &ns, repeat_of(case), rounds));
+        out.push(recorded(
+            hook_name,
+            case.name,
+            &ns,
+            repeat_of(case),
+            rounds,
+        )?);
     }
     Ok(out)
 }
@@ -406,27 +412,32 @@ pub(super) fn interleaved(
     Ok(out)
 }
 
-/// One case's result from its rounds, logged.
+/// One case's result from its rounds, logged. No rounds is an error
+/// naming the case: `Spread::of` would make zeros of them, which the
+/// report would judge as if measured.
 pub(super) fn recorded(
     hook_name: &str,
     name: &str,
     ns: &[f64],
     repeat: u32,
     rounds: u32,
-) -> ModeCase {
+) -> anyhow::Result<ModeCase> {
+    if ns.is_empty() {
+        bail!("{hook_name} {name}: no rounds were measured ({rounds} asked for)");
+    }
     let spread = Spread::of(ns);
     eprintln!(
         "bench: {hook_name:<3} {name:<44} {:>7.1} ns/packet (median of {rounds})",
         spread.median
     );
-    ModeCase {
+    Ok(ModeCase {
         name: name.to_owned(),
         hook: hook_name.to_owned(),
         ns_per_packet: spread,
         repeat,
         rounds,
         per_round: ns.to_vec(),
-    }
+    })
 }
 
 /// Loads the two wrappers (not loaded by lbd).
@@ -669,6 +680,17 @@ mod tests {
             untouched: NO_EVICTION,
             held_in_conntrack: true,
         }
+    }
+
+    #[test]
+    fn a_case_with_no_rounds_is_refused_not_recorded_as_zeros() {
+        let error = recorded("xdp", DSR_TRACKED, &[], 100, 0).expect_err("nothing measured");
+        let text = error.to_string();
+        assert!(text.contains(DSR_TRACKED), "{text}");
+        assert!(text.contains("no rounds"), "{text}");
+        let case = recorded("tc", DSR_TRACKED, &[3.0, 1.0, 2.0], 100, 3).expect("measured");
+        assert_eq!(case.ns_per_packet.median, 2.0);
+        assert_eq!(case.per_round, [3.0, 1.0, 2.0]);
     }
 
     #[test]

@@ -211,7 +211,7 @@ fn run_hook(
         .iter()
         .zip(measured)
         .map(|(case, ns)| recorded(hook_name, case.name, &ns, repeat, rounds))
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     if hook == Hook::Tc {
         // The tracked pair again, each packet on a fresh skb (see
         // `measure_fresh`): what one real packet pays, without the
@@ -236,7 +236,7 @@ fn run_hook(
             measure_fresh(&mut bed.nat, case, per_round, 1)
         })?;
         for ((name, _), ns) in pair.iter().zip(measured) {
-            out.push(recorded(hook_name, name, &ns, per_round, rounds));
+            out.push(recorded(hook_name, name, &ns, per_round, rounds)?);
         }
     }
     Ok(out)

@@ -1,7 +1,7 @@
 //! The benchmark runner behind `cargo xtask bench`: measures, writes the
 //! results JSON, and regenerates BENCHMARKS.md and its plot from it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -22,13 +22,16 @@ struct Args {
     /// Plot to regenerate (SVG), referenced from the report.
     #[arg(long, default_value = "bench/xdp.svg")]
     plot: PathBuf,
-    /// Runs per round for the XDP cases.
-    #[arg(long, default_value_t = 200_000)]
+    /// Runs per round for the XDP cases (at least 1: none would measure
+    /// nothing and record zeros).
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
-    /// Rounds per case (the median is reported).
-    #[arg(long, default_value_t = 7)]
+    /// Rounds per case (the median is reported; at least 1: none would
+    /// measure nothing and record zeros).
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: u32,
-    /// Flows to put in the connection table for the second XDP pass.
+    /// Flows to put in the connection table for the second XDP pass (0:
+    /// no second pass), and in lbd's table for the memory section.
     #[arg(long, default_value_t = 1_000_000)]
     prefill: u32,
     /// Only these benchmarks (repeat the option or separate them with
@@ -134,8 +137,8 @@ fn main() -> anyhow::Result<()> {
         .clone()
         .or_else(|| std::env::var(COMMAND_ENV).ok().filter(|c| !c.is_empty()))
         .unwrap_or_else(|| shell_line(std::env::args()));
-    // Read for a full run too: a section that fails there (the flood's)
-    // keeps its last results rather than losing them. A full run replaces
+    // Read for a full run too: a section that fails there keeps its
+    // last results rather than losing them. A full run replaces
     // every other section, so a file it cannot read only costs that.
     let old: Option<Results> = match bench::read_previous(&args.out) {
         Ok(old) => old,
@@ -145,43 +148,6 @@ fn main() -> anyhow::Result<()> {
         }
         Err(error) => return Err(error),
     };
-    // Each wanted section starts on a quiet machine (see `bench::settle`);
-    // those that started on a busy one are marked so.
-    let mut busy = Vec::new();
-    let mut wanted = |pass: Pass| {
-        let wanted = args.only.is_empty() || args.only.contains(&pass);
-        if wanted && !bench::settle::settle(pass.name()).quiet {
-            busy.push(pass);
-        }
-        wanted
-    };
-    let maglev = wanted(Pass::Maglev).then(|| {
-        bench::maglev::run(
-            &[
-                (3, 65_537),
-                (100, 65_537),
-                (1_000, 65_537),
-                (10_000, 65_537),
-                (1_000, 655_373),
-            ],
-            args.rounds.max(5),
-        )
-    });
-    let xdp = if wanted(Pass::Xdp) {
-        Some(bench::xdp::run(args.repeat, args.rounds, args.prefill)?)
-    } else {
-        None
-    };
-    let xdp_profile = if wanted(Pass::XdpProfile) {
-        Some(bench::xdp_profile::run()?)
-    } else {
-        None
-    };
-    let memory = if wanted(Pass::Memory) {
-        Some(bench::memory::run(10, 100, args.prefill)?)
-    } else {
-        None
-    };
     // Five rounds: on a shared 2-core VM a round's requests/s move by a
     // fifth from one round to the next; ratios are taken round by round.
     let load = bench::e2e::Load {
@@ -190,148 +156,327 @@ fn main() -> anyhow::Result<()> {
         threads: 2,
         connections: 32,
     };
-    let e2e = if wanted(Pass::E2e) {
-        Some(bench::e2e::run(&load)?)
-    } else {
-        None
-    };
-    // A SYN flood in the lab: a failure (or panic) there costs its own
-    // section only, not the rest of the run's results.
-    let mut flood_failed = None;
-    let flood = if wanted(Pass::Flood) {
-        match std::panic::catch_unwind(|| {
-            bench::flood::run(args.rounds.min(3), 10, 2_000_000, 200_000)
-        }) {
-            Ok(Ok(flood)) => Some(flood),
-            Ok(Err(error)) => {
-                eprintln!("bench: the flood section failed, left out: {error:#}");
-                flood_failed = Some(format!("{error:#}"));
-                None
-            }
-            Err(_) => {
-                eprintln!("bench: the flood section panicked, left out");
-                flood_failed = Some("it panicked".to_owned());
-                None
-            }
+    // Every section in turn; one that fails (or panics) costs its own
+    // section only, not the others measured in this run.
+    let mut runner = Runner::new(&args.only, |name| bench::settle::settle(name).quiet);
+    runner.run(Pass::Maglev, || {
+        Ok(Section::Maglev(bench::maglev::run(
+            &[
+                (3, 65_537),
+                (100, 65_537),
+                (1_000, 65_537),
+                (10_000, 65_537),
+                (1_000, 655_373),
+            ],
+            args.rounds.max(5),
+        )))
+    });
+    runner.run(Pass::Xdp, || {
+        bench::xdp::run(args.repeat, args.rounds, args.prefill).map(Section::Xdp)
+    });
+    runner.run(Pass::XdpProfile, || {
+        bench::xdp_profile::run().map(Section::XdpProfile)
+    });
+    runner.run(Pass::Memory, || {
+        bench::memory::run(10, 100, args.prefill).map(Section::Memory)
+    });
+    runner.run(Pass::E2e, || bench::e2e::run(&load).map(Section::E2e));
+    runner.run(Pass::Flood, || {
+        bench::flood::run(args.rounds.min(3), 10, 2_000_000, 200_000).map(Section::Flood)
+    });
+    runner.run(Pass::Failover, || {
+        bench::failover::run(3).map(Section::Failover)
+    });
+    runner.run(Pass::Nat, || {
+        bench::nat::run(args.repeat.min(100_000), args.rounds).map(Section::Nat)
+    });
+    runner.run(Pass::Decap, || {
+        bench::decap::run(args.repeat.min(100_000), args.rounds).map(Section::Decap)
+    });
+    runner.run(Pass::Tunnel, || {
+        bench::tunnel::run(args.repeat.min(100_000), args.rounds).map(Section::Tunnel)
+    });
+    runner.run(Pass::E2eNat, || {
+        bench::e2e::run_routed(&load).map(Section::E2eNat)
+    });
+    runner.run(Pass::E2eTunnel, || {
+        bench::e2e::run_tunnel(&load).map(Section::E2eTunnel)
+    });
+    runner.run(Pass::Bgp, || {
+        bench::bgp::run(args.rounds.min(3), 3, 32).map(Section::Bgp)
+    });
+    runner.run(Pass::SyncMesh, || {
+        bench::sync_mesh::run(100_000, args.rounds.min(5)).map(Section::SyncMesh)
+    });
+    let Runner { busy, outcomes, .. } = runner;
+    let any_measured = outcomes.iter().any(|(_, outcome)| outcome.is_ok());
+    // A partial run keeps the other benchmarks' last results (`old`), a
+    // failed section its own.
+    let (results, failed) = merge(old, Machine::here(&command), &commit, outcomes, &busy);
+    if any_measured {
+        if let Some(dir) = args.out.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
+        write_atomically(
+            &args.out,
+            serde_json::to_string_pretty(&results)?.as_bytes(),
+        )?;
+        write_report(&args, &results)?;
+    }
+    // What was measured is written; the run still fails, so nobody takes
+    // a failed section's kept (older) numbers for this run's.
+    if failed.is_empty() {
+        Ok(())
     } else {
-        None
-    };
-    let failover = if wanted(Pass::Failover) {
-        Some(bench::failover::run(3)?)
+        anyhow::bail!("{}", failures_message(&failed, &args.out, any_measured))
+    }
+}
+
+/// A section one pass measured, as the results file holds it.
+#[derive(Debug)]
+enum Section {
+    Xdp(bench::xdp::XdpResults),
+    XdpProfile(bench::xdp_profile::ProfileResults),
+    Maglev(bench::maglev::MaglevResults),
+    Memory(bench::memory::MemoryResults),
+    E2e(bench::e2e::E2eResults),
+    Flood(bench::flood::FloodResults),
+    Failover(bench::failover::FailoverResults),
+    Nat(bench::mode_cases::ModeResults),
+    Decap(bench::decap::DecapResults),
+    Tunnel(bench::mode_cases::ModeResults),
+    E2eNat(bench::e2e::E2eResults),
+    E2eTunnel(bench::e2e::E2eResults),
+    Bgp(bench::bgp::BgpResults),
+    SyncMesh(bench::sync_mesh::SyncMeshResults),
+}
+
+impl Section {
+    /// The pass that measures this section.
+    fn pass(&self) -> Pass {
+        match self {
+            Self::Xdp(_) => Pass::Xdp,
+            Self::XdpProfile(_) => Pass::XdpProfile,
+            Self::Maglev(_) => Pass::Maglev,
+            Self::Memory(_) => Pass::Memory,
+            Self::E2e(_) => Pass::E2e,
+            Self::Flood(_) => Pass::Flood,
+            Self::Failover(_) => Pass::Failover,
+            Self::Nat(_) => Pass::Nat,
+            Self::Decap(_) => Pass::Decap,
+            Self::Tunnel(_) => Pass::Tunnel,
+            Self::E2eNat(_) => Pass::E2eNat,
+            Self::E2eTunnel(_) => Pass::E2eTunnel,
+            Self::Bgp(_) => Pass::Bgp,
+            Self::SyncMesh(_) => Pass::SyncMesh,
+        }
+    }
+
+    /// Puts the section in its place in `results`, over what was there.
+    fn put(self, results: &mut Results) {
+        match self {
+            Self::Xdp(s) => results.xdp = Some(s),
+            Self::XdpProfile(s) => results.xdp_profile = Some(s),
+            Self::Maglev(s) => results.maglev = Some(s),
+            Self::Memory(s) => results.memory = Some(s),
+            Self::E2e(s) => results.e2e = Some(s),
+            Self::Flood(s) => results.flood = Some(s),
+            Self::Failover(s) => results.failover = Some(s),
+            Self::Nat(s) => results.nat = Some(s),
+            Self::Decap(s) => results.decap = Some(s),
+            Self::Tunnel(s) => results.tunnel = Some(s),
+            Self::E2eNat(s) => results.e2e_nat = Some(s),
+            Self::E2eTunnel(s) => results.e2e_tunnel = Some(s),
+            Self::Bgp(s) => results.bgp = Some(s),
+            Self::SyncMesh(s) => results.sync_mesh = Some(s),
+        }
+    }
+}
+
+/// Runs the wanted passes one after the other, each on a quiet machine
+/// if it quiets down (see `bench::settle`), and keeps what each gave: a
+/// failure or panic stays with its pass, and the passes after it run.
+struct Runner<'a> {
+    /// `--only` (empty: every pass).
+    only: &'a [Pass],
+    /// Waits for the machine to quiet down before the pass named; false
+    /// if it did not (`bench::settle::settle` outside the tests).
+    quiet: fn(&str) -> bool,
+    /// The passes that started on a busy machine.
+    busy: Vec<Pass>,
+    /// Each pass run, in order, with its section or its error.
+    outcomes: Vec<(Pass, anyhow::Result<Section>)>,
+}
+
+impl<'a> Runner<'a> {
+    fn new(only: &'a [Pass], quiet: fn(&str) -> bool) -> Self {
+        Self {
+            only,
+            quiet,
+            busy: Vec::new(),
+            outcomes: Vec::new(),
+        }
+    }
+
+    /// Runs `measure` if `pass` is wanted. A panic is taken as the pass's
+    /// error (what it had set up is dropped on the way out, labs torn
+    /// down).
+    fn run(&mut self, pass: Pass, measure: impl FnOnce() -> anyhow::Result<Section>) {
+        if !(self.only.is_empty() || self.only.contains(&pass)) {
+            return;
+        }
+        if !(self.quiet)(pass.name()) {
+            self.busy.push(pass);
+        }
+        let outcome = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(measure)) {
+            Ok(outcome) => outcome,
+            Err(panic) => Err(anyhow::anyhow!("it panicked: {}", panic_message(&*panic))),
+        };
+        if let Err(error) = &outcome {
+            eprintln!(
+                "bench: the {} section failed, its previous results kept: {error:#}",
+                pass.name()
+            );
+        }
+        self.outcomes.push((pass, outcome));
+    }
+}
+
+/// A panic's message, if it carried one (`panic!` with a string).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}
+
+/// The results file after a run: `old` (the file as the run found it,
+/// if any) with each section a pass of `outcomes` measured put in its
+/// place and its `measured` entry made this run's (`machine`, `commit`,
+/// busy if the pass is in `busy`); a section whose pass failed keeps its
+/// old data and its old entry, as do the passes not run. Also the
+/// failures, in the order the passes ran. Pure, so that what a failure
+/// costs is tested without measuring.
+fn merge(
+    old: Option<Results>,
+    machine: Machine,
+    commit: &str,
+    outcomes: Vec<(Pass, anyhow::Result<Section>)>,
+    busy: &[Pass],
+) -> (Results, Vec<(Pass, anyhow::Error)>) {
+    let mut results = old.unwrap_or_else(|| Results {
+        machine: machine.clone(),
+        xdp: None,
+        xdp_profile: None,
+        maglev: None,
+        memory: None,
+        e2e: None,
+        failover: None,
+        nat: None,
+        e2e_nat: None,
+        decap: None,
+        e2e_tunnel: None,
+        tunnel: None,
+        bgp: None,
+        sync_mesh: None,
+        flood: None,
+        measured: Default::default(),
+    });
+    let mut failed = Vec::new();
+    for (pass, outcome) in outcomes {
+        match outcome {
+            Ok(section) if section.pass() == pass => {
+                results.measured.insert(
+                    pass.name().to_owned(),
+                    bench::SectionRun::of(&machine, commit, busy.contains(&pass)),
+                );
+                section.put(&mut results);
+            }
+            Ok(section) => failed.push((
+                pass,
+                anyhow::anyhow!(
+                    "the pass gave the {} section, not its own (left out)",
+                    section.pass().name()
+                ),
+            )),
+            Err(error) => failed.push((pass, error)),
+        }
+    }
+    results.machine = machine;
+    (results, failed)
+}
+
+/// Why the run fails: every failed section with its error, and what
+/// `out` (the results file) holds for them.
+fn failures_message(failed: &[(Pass, anyhow::Error)], out: &Path, written: bool) -> String {
+    let list = failed
+        .iter()
+        .map(|(pass, error)| format!("{}: {error:#}", pass.name()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let kept = if written {
+        format!(
+            "{} keeps their previous results (the runs table says when each was measured)",
+            out.display()
+        )
     } else {
-        None
+        format!("nothing was measured, {} is unchanged", out.display())
     };
-    let nat = if wanted(Pass::Nat) {
-        Some(bench::nat::run(args.repeat.min(100_000), args.rounds)?)
-    } else {
-        None
-    };
-    let decap = if wanted(Pass::Decap) {
-        Some(bench::decap::run(args.repeat.min(100_000), args.rounds)?)
-    } else {
-        None
-    };
-    let tunnel = if wanted(Pass::Tunnel) {
-        Some(bench::tunnel::run(args.repeat.min(100_000), args.rounds)?)
-    } else {
-        None
-    };
-    let e2e_nat = if wanted(Pass::E2eNat) {
-        Some(bench::e2e::run_routed(&load)?)
-    } else {
-        None
-    };
-    let e2e_tunnel = if wanted(Pass::E2eTunnel) {
-        Some(bench::e2e::run_tunnel(&load)?)
-    } else {
-        None
-    };
-    let bgp = if wanted(Pass::Bgp) {
-        Some(bench::bgp::run(args.rounds.min(3), 3, 32)?)
-    } else {
-        None
-    };
-    let sync_mesh = if wanted(Pass::SyncMesh) {
-        Some(bench::sync_mesh::run(100_000, args.rounds.min(5))?)
-    } else {
-        None
-    };
-    // A partial run keeps the other benchmarks' last results (`old`).
-    let machine = Machine::here(&command);
-    let mut measured = old.as_ref().map(|r| r.measured.clone()).unwrap_or_default();
-    let fresh = [
-        (Pass::Xdp, xdp.is_some()),
-        (Pass::XdpProfile, xdp_profile.is_some()),
-        (Pass::Maglev, maglev.is_some()),
-        (Pass::Memory, memory.is_some()),
-        (Pass::E2e, e2e.is_some()),
-        (Pass::Failover, failover.is_some()),
-        (Pass::Nat, nat.is_some()),
-        (Pass::E2eNat, e2e_nat.is_some()),
-        (Pass::Decap, decap.is_some()),
-        (Pass::E2eTunnel, e2e_tunnel.is_some()),
-        (Pass::Tunnel, tunnel.is_some()),
-        (Pass::Bgp, bgp.is_some()),
-        (Pass::SyncMesh, sync_mesh.is_some()),
-        (Pass::Flood, flood.is_some()),
-    ];
-    for (pass, _) in fresh.iter().filter(|(_, fresh)| *fresh) {
-        measured.insert(
-            pass.name().to_owned(),
-            bench::SectionRun::of(&machine, &commit, busy.contains(pass)),
+    format!("{} section(s) not measured ({list}): {kept}", failed.len())
+}
+
+/// Writes `contents` to `path` so that a reader (or a crash, a full disk,
+/// a Ctrl-C) sees the old file or the new one, never half of one: a
+/// temporary file beside it, synced, then renamed over it.
+fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let name = path
+        .file_name()
+        .with_context(|| format!("{}: not a file name", path.display()))?;
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(format!(".tmp-{}", std::process::id()));
+    let temp = dir.join(temp_name);
+    let written = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(error)
+            .with_context(|| format!("writing {} (through {})", path.display(), temp.display()));
+    }
+    // The rename itself, on disk; the file is in place either way.
+    if let Err(error) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+        eprintln!(
+            "bench: syncing {} after writing {}: {error}",
+            dir.display(),
+            path.display()
         );
     }
-    let results = Results {
-        machine,
-        xdp: xdp.or_else(|| old.as_ref().and_then(|r| r.xdp.clone())),
-        xdp_profile: xdp_profile.or_else(|| old.as_ref().and_then(|r| r.xdp_profile.clone())),
-        maglev: maglev.or_else(|| old.as_ref().and_then(|r| r.maglev.clone())),
-        memory: memory.or_else(|| old.as_ref().and_then(|r| r.memory.clone())),
-        e2e: e2e.or_else(|| old.as_ref().and_then(|r| r.e2e.clone())),
-        failover: failover.or_else(|| old.as_ref().and_then(|r| r.failover.clone())),
-        nat: nat.or_else(|| old.as_ref().and_then(|r| r.nat.clone())),
-        e2e_nat: e2e_nat.or_else(|| old.as_ref().and_then(|r| r.e2e_nat.clone())),
-        decap: decap.or_else(|| old.as_ref().and_then(|r| r.decap.clone())),
-        e2e_tunnel: e2e_tunnel.or_else(|| old.as_ref().and_then(|r| r.e2e_tunnel.clone())),
-        tunnel: tunnel.or_else(|| old.as_ref().and_then(|r| r.tunnel.clone())),
-        bgp: bgp.or_else(|| old.as_ref().and_then(|r| r.bgp.clone())),
-        sync_mesh: sync_mesh.or_else(|| old.as_ref().and_then(|r| r.sync_mesh.clone())),
-        flood: flood.or_else(|| old.as_ref().and_then(|r| r.flood.clone())),
-        measured,
-    };
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&results)?)
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    write_report(&args, &results)?;
-    // The other sections are written; the run still fails, so nobody
-    // takes the flood's kept (older) numbers for this run's.
-    match flood_failed {
-        Some(reason) => anyhow::bail!(
-            "the flood section was not measured ({reason}): {} keeps its previous results (its row in the runs table says when they were measured)",
-            args.out.display()
-        ),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 /// Writes BENCHMARKS.md and the plot from `results`.
 fn write_report(args: &Args, results: &Results) -> anyhow::Result<()> {
     let plot = bench::report::xdp_svg(results);
     if let Some(svg) = &plot {
-        std::fs::write(&args.plot, svg)
-            .with_context(|| format!("writing {}", args.plot.display()))?;
+        write_atomically(&args.plot, svg.as_bytes())?;
     }
     let plot_link = plot
         .as_ref()
         .map(|_| args.plot.to_string_lossy().into_owned());
-    std::fs::write(
+    write_atomically(
         &args.report,
-        bench::report::markdown(results, plot_link.as_deref()),
-    )
-    .with_context(|| format!("writing {}", args.report.display()))?;
+        bench::report::markdown(results, plot_link.as_deref()).as_bytes(),
+    )?;
     eprintln!(
         "bench: wrote {} and {} from {}",
         args.report.display(),
@@ -343,9 +488,12 @@ fn write_report(args: &Args, results: &Results) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use clap::ValueEnum as _;
+    use std::path::Path;
 
-    use super::Pass;
+    use clap::ValueEnum as _;
+    use lb_tests::bench::{self, Machine, Results};
+
+    use super::{Pass, Section};
 
     #[test]
     fn each_pass_is_named_as_only_takes_it() {
@@ -374,6 +522,187 @@ mod tests {
             line,
             r"cargo xtask bench --only e2e,xdp --command 'a b' 'it'\''s'"
         );
+    }
+
+    #[test]
+    fn a_count_of_zero_is_refused_naming_its_option() {
+        use clap::Parser as _;
+        for option in ["--rounds", "--repeat"] {
+            let err = super::Args::try_parse_from(["lb-bench", option, "0"])
+                .expect_err("zero measures nothing");
+            assert!(err.to_string().contains(option), "{option}: {err}");
+            super::Args::try_parse_from(["lb-bench", option, "1"]).expect("one is a measurement");
+        }
+        // No prefilled pass: a valid, quicker run.
+        super::Args::try_parse_from(["lb-bench", "--prefill", "0"]).expect("prefill 0");
+    }
+
+    /// A machine and a NAT section told apart by `tag`.
+    fn machine(tag: &str) -> Machine {
+        Machine {
+            cores: 2,
+            kernel: "6.1".to_owned(),
+            cpu: "cpu".to_owned(),
+            memory_gib: 4.0,
+            date: format!("{tag}-date"),
+            command: format!("{tag}-command"),
+        }
+    }
+
+    fn modes(tag: &str) -> bench::mode_cases::ModeResults {
+        bench::mode_cases::ModeResults {
+            date: tag.to_owned(),
+            cases: Vec::new(),
+        }
+    }
+
+    /// Results of an older run holding the nat and tunnel sections.
+    fn old_results() -> Results {
+        let old = machine("old");
+        let (mut results, failed) = super::merge(
+            None,
+            old,
+            "old-commit",
+            vec![
+                (Pass::Nat, Ok(Section::Nat(modes("old nat")))),
+                (Pass::Tunnel, Ok(Section::Tunnel(modes("old tunnel")))),
+            ],
+            &[],
+        );
+        assert!(failed.is_empty());
+        results.measured.get_mut("tunnel").expect("measured").busy = true;
+        results
+    }
+
+    #[test]
+    fn a_failed_section_keeps_its_old_data_and_the_others_are_replaced() {
+        let old = old_results();
+        let now = machine("new");
+        let (results, failed) = super::merge(
+            Some(old.clone()),
+            now.clone(),
+            "new-commit",
+            vec![
+                (Pass::Nat, Ok(Section::Nat(modes("new nat")))),
+                (Pass::Tunnel, Err(anyhow::anyhow!("decap counters short"))),
+                (Pass::Decap, Err(anyhow::anyhow!("no lab"))),
+            ],
+            &[Pass::Nat],
+        );
+        // Measured: replaced, with this run's entry.
+        assert_eq!(results.nat, Some(modes("new nat")));
+        assert_eq!(
+            results.measured["nat"],
+            bench::SectionRun::of(&now, "new-commit", true)
+        );
+        // Failed: the old section and its old entry (busy flag included).
+        assert_eq!(results.tunnel, old.tunnel);
+        assert_eq!(results.measured["tunnel"], old.measured["tunnel"]);
+        // Failed with nothing before it: still nothing.
+        assert_eq!(results.decap, None);
+        assert!(!results.measured.contains_key("decap"));
+        assert_eq!(results.machine, now);
+        let failed: Vec<(Pass, String)> = failed
+            .into_iter()
+            .map(|(pass, error)| (pass, error.to_string()))
+            .collect();
+        assert_eq!(
+            failed,
+            [
+                (Pass::Tunnel, "decap counters short".to_owned()),
+                (Pass::Decap, "no lab".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_section_under_another_pass_is_a_failure_not_merged() {
+        let old = old_results();
+        let (results, failed) = super::merge(
+            Some(old.clone()),
+            machine("new"),
+            "new-commit",
+            vec![(Pass::Nat, Ok(Section::Tunnel(modes("new tunnel"))))],
+            &[],
+        );
+        assert_eq!(results.tunnel, old.tunnel);
+        assert_eq!(results.nat, old.nat);
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].0, Pass::Nat);
+    }
+
+    #[test]
+    fn the_failure_names_every_failed_section_and_its_error() {
+        let failed = [
+            (Pass::Tunnel, anyhow::anyhow!("decap counters short")),
+            (Pass::SyncMesh, anyhow::anyhow!("port 7000 in use")),
+        ];
+        let out = Path::new("bench/results.json");
+        let text = super::failures_message(&failed, out, true);
+        for part in [
+            "tunnel: decap counters short",
+            "sync-mesh: port 7000 in use",
+            "bench/results.json keeps their previous results",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+        let text = super::failures_message(&failed[..1], out, false);
+        assert!(text.contains("bench/results.json is unchanged"), "{text}");
+    }
+
+    #[test]
+    fn a_panic_is_a_failure_of_its_pass_alone() {
+        let only = [Pass::Maglev, Pass::Nat];
+        // The machine quiet before the maglev pass only.
+        let mut runner = super::Runner::new(&only, |name| name == "maglev");
+        // Not wanted: not run.
+        runner.run(Pass::Tunnel, || Ok(Section::Tunnel(modes("t"))));
+        runner.run(Pass::Maglev, || panic!("table too small"));
+        runner.run(Pass::Nat, || Ok(Section::Nat(modes("n"))));
+        let outcomes: Vec<(Pass, Result<(), String>)> = runner
+            .outcomes
+            .drain(..)
+            .map(|(pass, outcome)| (pass, outcome.map(|_| ()).map_err(|e| e.to_string())))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                (Pass::Maglev, Err("it panicked: table too small".to_owned())),
+                (Pass::Nat, Ok(()))
+            ]
+        );
+        assert_eq!(runner.busy, [Pass::Nat]);
+    }
+
+    /// A directory of its own under the system's temporary directory.
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("lb-bench-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    #[test]
+    fn a_file_is_replaced_whole_and_no_temporary_file_is_left() {
+        let dir = scratch("atomic");
+        let path = dir.join("results.json");
+        std::fs::write(&path, "old, and longer than the new").expect("old");
+        super::write_atomically(&path, b"new").expect("written");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "new");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["results.json"]);
+        // A directory that is not there: an error naming the file, and
+        // nothing written.
+        let missing = dir.join("gone").join("results.json");
+        let error = super::write_atomically(&missing, b"x").expect_err("no directory");
+        assert!(
+            format!("{error:#}").contains(&missing.display().to_string()),
+            "{error:#}"
+        );
+        std::fs::remove_dir_all(&dir).expect("cleaned up");
     }
 
     #[test]

@@ -30,8 +30,9 @@ use lb_tests::{
 /// Demo of the XDP load balancer in a namespace lab.
 #[derive(Debug, Parser)]
 struct Args {
-    /// Requests to send to each VIP, each on a new TCP connection.
-    #[arg(long, default_value_t = 300)]
+    /// Requests to send to each VIP, each on a new TCP connection (at
+    /// least 1: none would show nothing).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
     requests: u32,
     /// Keep the lab running until Ctrl-C, and print how to reach it.
     #[arg(long)]
@@ -76,6 +77,10 @@ fn run(args: &Args, stop: &Stop) -> anyhow::Result<()> {
     );
     println!("lbd config:\n{config}");
 
+    let backends: Vec<&str> = lab.backends.iter().map(|b| b.name.as_str()).collect();
+    // What went wrong, per VIP: the demo still shows the status and the
+    // counters (they say why), then fails.
+    let mut problems = Vec::new();
     for vip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
         let tally = burst(&lab, vip, args.requests, stop)?;
         println!(
@@ -88,6 +93,10 @@ fn run(args: &Args, stop: &Stop) -> anyhow::Result<()> {
         }
         if tally.failed > 0 {
             println!("  failed: {} ({:?})", tally.failed, tally.errors);
+        }
+        if let Err(problem) = judge(vip, &tally, args.requests, &backends) {
+            println!("  NOT OK: {problem:#}");
+            problems.push(problem);
         }
     }
 
@@ -125,7 +134,51 @@ fn run(args: &Args, stop: &Stop) -> anyhow::Result<()> {
         stop.wait();
     }
     drop(lab);
-    Ok(())
+    match problems.as_slice() {
+        [] => Ok(()),
+        problems => bail!(
+            "{}",
+            problems
+                .iter()
+                .map(|p| format!("{p:#}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    }
+}
+
+/// Whether the `requests` sent to `vip` went as a working load balancer
+/// sends them: none failed, and with at least three per backend, every
+/// one of `backends` (their names, as they answer) served some. The
+/// demo is the README's first step and a smoke test: it must not exit 0
+/// when the data plane served nothing.
+fn judge(vip: IpAddr, tally: &Tally, requests: u32, backends: &[&str]) -> anyhow::Result<()> {
+    let mut wrong = Vec::new();
+    if tally.failed > 0 {
+        wrong.push(format!(
+            "{} of {requests} requests failed ({})",
+            tally.failed,
+            tally.errors.join("; ")
+        ));
+    }
+    if u64::from(requests) >= 3 * backends.len() as u64 {
+        let idle: Vec<&str> = backends
+            .iter()
+            .copied()
+            .filter(|b| tally.by_backend.get(*b).copied().unwrap_or(0) == 0)
+            .collect();
+        if !idle.is_empty() {
+            wrong.push(format!(
+                "{} served none of {requests} requests",
+                idle.join(", ")
+            ));
+        }
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        bail!("VIP {vip}: {}", wrong.join("; "))
+    }
 }
 
 /// `count` requests to `vip`, a step at a time so that a stop is not held
@@ -227,5 +280,62 @@ fn signal_name(signal: i32) -> &'static str {
         libc::SIGTERM => "SIGTERM",
         libc::SIGHUP => "SIGHUP",
         _ => "a signal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BACKENDS: [&str; 3] = ["b1", "b2", "b3"];
+
+    fn tally(served: &[(&str, u64)], failed: u64, errors: &[&str]) -> Tally {
+        Tally {
+            by_backend: served.iter().map(|(b, n)| ((*b).to_owned(), *n)).collect(),
+            failed,
+            errors: errors.iter().map(|e| (*e).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn every_request_served_and_every_backend_used_is_ok() {
+        let all = tally(&[("b1", 98), ("b2", 101), ("b3", 101)], 0, &[]);
+        judge(IpAddr::V4(VIP4), &all, 300, &BACKENDS).expect("ok");
+    }
+
+    #[test]
+    fn failed_requests_fail_the_demo_naming_the_vip_and_the_errors() {
+        let some_failed = tally(
+            &[("b1", 100), ("b2", 100), ("b3", 90)],
+            10,
+            &["connection refused"],
+        );
+        let error = judge(IpAddr::V6(VIP6), &some_failed, 300, &BACKENDS).expect_err("failed");
+        let text = error.to_string();
+        assert!(text.contains(&VIP6.to_string()), "{text}");
+        assert!(text.contains("10 of 300 requests failed"), "{text}");
+        assert!(text.contains("connection refused"), "{text}");
+        let none_served = tally(&[], 300, &["timed out"]);
+        assert!(judge(IpAddr::V4(VIP4), &none_served, 300, &BACKENDS).is_err());
+    }
+
+    #[test]
+    fn a_backend_that_served_none_fails_the_demo_naming_it() {
+        let skipped = tally(&[("b1", 150), ("b3", 150)], 0, &[]);
+        let error = judge(IpAddr::V4(VIP4), &skipped, 300, &BACKENDS).expect_err("b2 idle");
+        let text = error.to_string();
+        assert!(text.contains(&VIP4.to_string()), "{text}");
+        assert!(text.contains("b2 served none of 300 requests"), "{text}");
+        // Too few requests to expect each backend to get one.
+        let few = tally(&[("b1", 4), ("b3", 4)], 0, &[]);
+        judge(IpAddr::V4(VIP4), &few, 8, &BACKENDS).expect("8 < 3 per backend");
+        let nine = tally(&[("b1", 5), ("b3", 4)], 0, &[]);
+        assert!(judge(IpAddr::V4(VIP4), &nine, 9, &BACKENDS).is_err());
+    }
+
+    #[test]
+    fn no_requests_is_refused() {
+        let error = Args::try_parse_from(["lb-demo", "--requests", "0"]).expect_err("zero");
+        assert!(error.to_string().contains("--requests"), "{error}");
     }
 }

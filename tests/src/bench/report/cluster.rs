@@ -21,15 +21,18 @@ pub(super) fn failover_section(out: &mut String, f: &FailoverResults) {
     let _ = writeln!(out, "|---|---:|---:|---|---|");
     for g in &f.vrrp {
         let limit = g.master_down_ms + TAKEOVER_SLACK_MS;
+        // Each printed on its own side of the other, so that a median
+        // over the limit never reads as equal to it.
         let _ = writeln!(
             out,
-            "| {} | {} ms | {:.0} ms | {:.0} / **{:.0}** / {:.0} ms | ≤ {limit:.0} ms: {} |",
+            "| {} | {} ms | {:.0} ms | {:.0} / **{}** / {:.0} ms | ≤ {} ms: {} |",
             g.system,
             g.advert_interval_ms,
             g.master_down_ms,
             g.gap_ms.min,
-            g.gap_ms.median,
+            super::beside_target(g.gap_ms.median, limit, 0),
             g.gap_ms.max,
+            super::beside_target(limit, g.gap_ms.median, 0),
             takeover_verdict(g)
         );
     }
@@ -241,5 +244,18 @@ mod tests {
         let mut none = String::new();
         bgp_section(&mut none, &bgp(), None);
         assert!(!none.contains("VRRP (lbd pair"), "{none}");
+    }
+
+    #[test]
+    fn a_gap_just_over_its_limit_is_not_printed_as_the_limit() {
+        // 381 ms against 360.9 + 20 = 380.9 ms: not "381 / ≤ 381 ms".
+        let mut f = failover();
+        f.vrrp = vec![gap("lbd", 100, 381.0)];
+        let mut out = String::new();
+        failover_section(&mut out, &f);
+        assert!(
+            out.contains("381 / **381** / 381 ms | ≤ 380.9 ms: **not met** |"),
+            "{out}"
+        );
     }
 }

@@ -76,18 +76,19 @@ pub fn section(out: &mut String, xdp: &XdpResults) {
     } else {
         "**not met**"
     };
+    let grown_text = super::beside_target_signed(grown, GUARDED_TRACKED_MAX_NS, 1);
     match (paired, median(xdp, TRACKED_V4_UNGUARDED)) {
         (Some(d), Some(off)) => {
             let _ = writeln!(
                 out,
-                "- Tracked flow with the ACL and limits on − the same flow with them off = **{grown:+.1} ns** (median of the rounds' differences, each round the guards off and on in turn (min {:+.1}, max {:+.1}); medians {guarded:.1} / {off:.1}; target ≤ +{GUARDED_TRACKED_MAX_NS:.0} ns: {verdict}).",
+                "- Tracked flow with the ACL and limits on − the same flow with them off = **{grown_text} ns** (median of the rounds' differences, each round the guards off and on in turn (min {:+.1}, max {:+.1}); medians {guarded:.1} / {off:.1}; target ≤ +{GUARDED_TRACKED_MAX_NS:.0} ns: {verdict}).",
                 d.min, d.max
             );
         }
         _ => {
             let _ = writeln!(
                 out,
-                "- Tracked flow with the ACL and limits on − without = {guarded:.1} − {plain:.1} = **{grown:+.1} ns** (target ≤ +{GUARDED_TRACKED_MAX_NS:.0} ns: {verdict})."
+                "- Tracked flow with the ACL and limits on − without = {guarded:.1} − {plain:.1} = **{grown_text} ns** (target ≤ +{GUARDED_TRACKED_MAX_NS:.0} ns: {verdict})."
             );
         }
     }
@@ -221,5 +222,15 @@ mod tests {
         partial.cases.retain(|c| c.name != TRACKED_V4_GUARDED);
         section(&mut out, &partial);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_growth_just_over_its_target_is_not_printed_as_the_target() {
+        let mut out = String::new();
+        section(&mut out, &results(70.04));
+        assert!(
+            out.contains("**+10.04 ns** (target ≤ +10 ns: **not met**)"),
+            "{out}"
+        );
     }
 }

@@ -95,8 +95,8 @@ fn targets(out: &mut String, maglev: &MaglevResults) {
             || "not measured".to_owned(),
             |c| {
                 format!(
-                    "median {:.3} ms: {}",
-                    c.build_ms.median,
+                    "median {} ms: {}",
+                    super::beside_target(c.build_ms.median, BUILD_TARGET_MS, 3),
                     verdict(c.build_ms.median <= BUILD_TARGET_MS)
                 )
             },
@@ -106,7 +106,8 @@ fn targets(out: &mut String, maglev: &MaglevResults) {
             || "not measured".to_owned(),
             |(ratio, n, m)| {
                 format!(
-                    "worst {ratio:.2} × 1/N (N = {n}, M = {m}): {}",
+                    "worst {} × 1/N (N = {n}, M = {m}): {}",
+                    super::beside_target(ratio, REMOVAL_TARGET, 2),
                     verdict(ratio <= REMOVAL_TARGET)
                 )
             },
@@ -179,5 +180,19 @@ mod tests {
             },
         );
         assert!(out.contains("built in ≤ 1.5 ms (not measured)"), "{out}");
+    }
+
+    #[test]
+    fn a_value_just_over_its_target_is_not_printed_as_the_target() {
+        let mut out = String::new();
+        let results = MaglevResults {
+            cases: vec![case(1_000, 65_537, 1.5004, 2.4, 1.1004)],
+        };
+        section(&mut out, &results);
+        assert!(out.contains("(median 1.5004 ms: **not met**)"), "{out}");
+        assert!(
+            out.contains("`minimal` worst 1.1004 × 1/N (N = 1000, M = 65537): **not met**"),
+            "{out}"
+        );
     }
 }

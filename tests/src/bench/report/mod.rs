@@ -125,6 +125,91 @@ fn measured(out: &mut String, results: &Results) {
     let _ = writeln!(out);
 }
 
+/// `value` as printed beside a verdict on `target`: `decimals` decimals,
+/// more (up to four more) where rounding would put the printed number on
+/// the target, or on its other side, while the value is not: a ratio of
+/// 1.4959 against "≥ 1.5" reads "1.496", never "1.50" beside "not met".
+pub(super) fn beside_target(value: f64, target: f64, decimals: usize) -> String {
+    on_own_side(value, target, decimals, |v, d| format!("{v:.d$}"))
+}
+
+/// `beside_target` with the sign always shown (a difference: "+3.04").
+pub(super) fn beside_target_signed(value: f64, target: f64, decimals: usize) -> String {
+    on_own_side(value, target, decimals, |v, d| format!("{v:+.d$}"))
+}
+
+/// The first of `decimals` to `decimals + 4` decimals at which `print`ed
+/// `value` compares with `target` as `value` does (the last tried if none:
+/// a value that close is printed with all of them).
+fn on_own_side(
+    value: f64,
+    target: f64,
+    decimals: usize,
+    print: impl Fn(f64, usize) -> String,
+) -> String {
+    let mut text = print(value, decimals);
+    if !value.is_finite() {
+        return text;
+    }
+    for d in decimals..=decimals + 4 {
+        text = print(value, d);
+        let printed = text.parse::<f64>().ok();
+        if printed.and_then(|p| p.partial_cmp(&target)) == value.partial_cmp(&target) {
+            break;
+        }
+    }
+    text
+}
+
+/// How far above the floor a ratio's denominator must be, ns, for the
+/// ratio to mean anything: at or near the floor the ratio is noise over
+/// almost nothing (or a division by zero).
+pub(super) const MIN_ABOVE_FLOOR_NS: f64 = 1.0;
+
+/// The median of the rounds' ratios of costs above a floor, each round's
+/// (`numerator`, `denominator`) already less its floor (`of_medians`: one
+/// pair, the medians', for older results without rounds). Judged only on
+/// its premise, so a degenerate round cannot pass as a met target: every
+/// denominator more than `MIN_ABOVE_FLOOR_NS` above the floor, no
+/// numerator below it, every value a number. Else why not, naming the
+/// round and the case (`numerator_case`, `denominator_case`).
+pub(super) fn above_floor_ratio(
+    rounds: &[(f64, f64)],
+    of_medians: bool,
+    numerator_case: &str,
+    denominator_case: &str,
+) -> Result<crate::bench::Spread, String> {
+    if rounds.is_empty() {
+        return Err("no rounds were measured".to_owned());
+    }
+    let label = |i: usize| {
+        if of_medians {
+            "the medians".to_owned()
+        } else {
+            format!("round {}", i + 1)
+        }
+    };
+    for (i, &(numerator, denominator)) in rounds.iter().enumerate() {
+        if !numerator.is_finite() || !denominator.is_finite() {
+            return Err(format!("{}: not a number", label(i)));
+        }
+        if denominator <= MIN_ABOVE_FLOOR_NS {
+            return Err(format!(
+                "{}: {denominator_case} not more than {MIN_ABOVE_FLOOR_NS:.0} ns above the floor ({denominator:+.1} ns)",
+                label(i)
+            ));
+        }
+        if numerator < 0.0 {
+            return Err(format!(
+                "{}: {numerator_case} below the floor ({numerator:+.1} ns)",
+                label(i)
+            ));
+        }
+    }
+    let ratios: Vec<f64> = rounds.iter().map(|(n, d)| n / d).collect();
+    Ok(crate::bench::Spread::of(&ratios))
+}
+
 /// The cores of the machine section `name` was measured on (the last
 /// run's when the section did not record its own).
 fn cores_of(results: &Results, name: &str) -> usize {
@@ -147,7 +232,15 @@ fn failover_run_note(results: &Results) -> Option<String> {
         results.measured.get("failover"),
     );
     match (bgp, failover) {
-        (Some(bgp), Some(failover)) if bgp == failover => None,
+        // The same run: its date, commit and machine (a busy start is
+        // the section's own, not its run's).
+        (Some(bgp), Some(failover))
+            if bgp.date == failover.date
+                && bgp.commit == failover.commit
+                && bgp.machine == failover.machine =>
+        {
+            None
+        }
         (_, Some(failover)) => Some(format!(
             "the failover section's run, {} at `{}`, not this section's",
             failover.date, failover.commit

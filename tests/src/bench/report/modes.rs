@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use super::above_floor_ratio;
 use crate::bench::mode_cases::{ModeCase, ModeResults};
 
 /// The per-case table of a section measured at both hooks (NAT, tunnel,
@@ -58,39 +59,59 @@ pub(super) fn nat_section(out: &mut String, nat: &ModeResults) {
     for hook in ["xdp", "tc"] {
         let (Some(dsr), Some(tracked)) = (nat.case(DSR_TRACKED, hook), nat.case(NAT_TRACKED, hook))
         else {
+            let _ = writeln!(
+                out,
+                "- {hook}: NAT tracked / DSR tracked not measured (target ≤ 1.5×)."
+            );
             continue;
         };
         let (t, d) = (tracked.ns_per_packet.median, dsr.ns_per_packet.median);
-        // Judged round by round where the rounds ran side by side.
-        let (whole, whole_how) = match tracked.paired(dsr, |a, b| a / b) {
-            Some(r) => (
-                r.median,
-                format!(
-                    "median of the rounds' ratios (min {:.2}, max {:.2}); medians {t:.1} / {d:.1}",
-                    r.min, r.max
-                ),
-            ),
-            None => (whole_ratio(t, d), format!("{t:.1} / {d:.1}")),
+        // Judged round by round where the rounds ran side by side; a
+        // whole cost is above a floor of 0 and held to the same premise.
+        let whole = match whole_pairs(tracked, dsr) {
+            Some(pairs) => above_floor_ratio(&pairs, false, "NAT tracked", "DSR tracked").map(|r| {
+                (
+                    r.median,
+                    format!(
+                        "median of the rounds' ratios (min {:.2}, max {:.2}); medians {t:.1} / {d:.1}",
+                        r.min, r.max
+                    ),
+                )
+            }),
+            None => above_floor_ratio(&[(t, d)], true, "NAT tracked", "DSR tracked")
+                .map(|r| (r.median, format!("{t:.1} / {d:.1}"))),
         };
         let verdict = |ratio: f64| {
-            if ratio.is_finite() && ratio <= 1.5 {
+            if ratio <= NAT_MAX {
                 "met"
             } else {
-                "not met"
+                "**not met**"
             }
         };
-        let judged = match nat.case(FLOOR, hook) {
-            Some(floor) => {
-                let (ratio, how) = above_floor(tracked, dsr, floor);
-                format!(
-                    "NAT tracked / DSR tracked above the floor = **{ratio:.2}×** ({how}; target ≤ 1.5×: {}); whole cost, floor included: {whole:.2}× ({whole_how})",
+        let printed = |ratio: f64| super::beside_target(ratio, NAT_MAX, 2);
+        let whole_text = match &whole {
+            Ok((ratio, how)) => format!("{}× ({how})", printed(*ratio)),
+            Err(why) => format!("not judged ({why})"),
+        };
+        let judged = match (nat.case(FLOOR, hook), &whole) {
+            (Some(floor), _) => match above_floor(tracked, dsr, floor) {
+                Ok((ratio, how)) => format!(
+                    "NAT tracked / DSR tracked above the floor = **{}×** ({how}; target ≤ 1.5×: {}); whole cost, floor included: {whole_text}",
+                    printed(ratio),
                     verdict(ratio)
-                )
-            }
+                ),
+                Err(why) => format!(
+                    "NAT tracked / DSR tracked above the floor: not judged ({why}; target ≤ 1.5×); whole cost, floor included: {whole_text}"
+                ),
+            },
             // Older results measured no floor.
-            None => format!(
-                "NAT tracked / DSR tracked = **{whole:.2}×** ({whole_how}; floor included: this run measured none; target ≤ 1.5×: {})",
-                verdict(whole)
+            (None, Ok((ratio, how))) => format!(
+                "NAT tracked / DSR tracked = **{}×** ({how}; floor included: this run measured none; target ≤ 1.5×: {})",
+                printed(*ratio),
+                verdict(*ratio)
+            ),
+            (None, Err(why)) => format!(
+                "NAT tracked / DSR tracked: not judged ({why}; floor included: this run measured none; target ≤ 1.5×)"
             ),
         };
         let _ = writeln!(
@@ -114,40 +135,59 @@ pub(super) fn nat_section(out: &mut String, nat: &ModeResults) {
     let _ = writeln!(out);
 }
 
-/// `case` / `base` of whole costs (floor included).
-fn whole_ratio(case: f64, base: f64) -> f64 {
-    case / base
+/// The NAT target: a tracked flow at most this many times DSR's, above
+/// the floor.
+const NAT_MAX: f64 = 1.5;
+
+/// Each round's (`case`, `base`) where both kept as many rounds (they ran
+/// side by side), else None (older results).
+fn whole_pairs(case: &ModeCase, base: &ModeCase) -> Option<Vec<(f64, f64)>> {
+    (!case.per_round.is_empty() && case.per_round.len() == base.per_round.len()).then(|| {
+        case.per_round
+            .iter()
+            .copied()
+            .zip(base.per_round.iter().copied())
+            .collect()
+    })
 }
 
 /// (`case` − `floor`) / (`base` − `floor`): the median of the rounds'
 /// ratios where all three ran in the same rounds, else the ratio of the
-/// medians above the floor's median; with how it was taken.
-pub(crate) fn above_floor(case: &ModeCase, base: &ModeCase, floor: &ModeCase) -> (f64, String) {
+/// medians above the floor's median; with how it was taken. Judged only
+/// on its premise (`above_floor_ratio`): else why not, naming the round
+/// and the case.
+pub(crate) fn above_floor(
+    case: &ModeCase,
+    base: &ModeCase,
+    floor: &ModeCase,
+) -> Result<(f64, String), String> {
     let (c, b, f) = (
         case.ns_per_packet.median,
         base.ns_per_packet.median,
         floor.ns_per_packet.median,
     );
+    let (case_name, base_name) = (case.name.as_str(), base.name.as_str());
     let n = floor.per_round.len();
     if n > 0 && case.per_round.len() == n && base.per_round.len() == n {
-        let ratios: Vec<f64> = (0..n)
+        let pairs: Vec<(f64, f64)> = (0..n)
             .map(|i| {
-                (case.per_round[i] - floor.per_round[i]) / (base.per_round[i] - floor.per_round[i])
+                (
+                    case.per_round[i] - floor.per_round[i],
+                    base.per_round[i] - floor.per_round[i],
+                )
             })
             .collect();
-        let r = crate::bench::Spread::of(&ratios);
-        return (
+        let r = above_floor_ratio(&pairs, false, case_name, base_name)?;
+        return Ok((
             r.median,
             format!(
                 "median of the rounds' ratios of cost above the floor, each round all three in turn (min {:.2}, max {:.2}); medians {c:.1}, {b:.1}, floor {f:.1}",
                 r.min, r.max
             ),
-        );
+        ));
     }
-    (
-        (c - f) / (b - f),
-        format!("({c:.1} − {f:.1}) / ({b:.1} − {f:.1})"),
-    )
+    let r = above_floor_ratio(&[(c - f, b - f)], true, case_name, base_name)?;
+    Ok((r.median, format!("({c:.1} − {f:.1}) / ({b:.1} − {f:.1})")))
 }
 
 pub(super) fn tunnel_section(out: &mut String, tunnel: &ModeResults) {
@@ -181,11 +221,10 @@ pub(super) fn tunnel_section(out: &mut String, tunnel: &ModeResults) {
             } else {
                 "ipip tracked"
             };
-            let (gap, how) = gap(ipip, dsr);
+            let judged = gap_judged(ipip, dsr);
             let _ = writeln!(
                 out,
-                "- {hook}: {what} − dsr-l2 tracked = **{gap:.1} ns** ({how}; target ≤ 10 ns: {}); two-armed ipip (redirect to another interface) {:.1} ns, gue tracked {:.1} ns; new flow: ipip {:.1} ns, gue {:.1} ns.",
-                if gap <= 10.0 { "met" } else { "not met" },
+                "- {hook}: {what} − dsr-l2 tracked{judged}; two-armed ipip (redirect to another interface) {:.1} ns, gue tracked {:.1} ns; new flow: ipip {:.1} ns, gue {:.1} ns.",
                 tunnel.median(IPIP_TRACKED, hook).unwrap_or(f64::NAN),
                 tunnel.median(GUE_TRACKED, hook).unwrap_or(f64::NAN),
                 tunnel.median(IPIP_NEW, hook).unwrap_or(f64::NAN),
@@ -196,15 +235,36 @@ pub(super) fn tunnel_section(out: &mut String, tunnel: &ModeResults) {
             tunnel.case(DSR_TRACKED_FRESH, hook),
             tunnel.case(IPIP_TRACKED_ONE_ARMED_FRESH, hook),
         ) {
-            let (gap, how) = gap(ipip, dsr);
             let _ = writeln!(
                 out,
-                "- {hook}, one packet per run on a fresh skb: ipip tracked (one-armed) − dsr-l2 tracked = **{gap:.1} ns** ({how}; target ≤ 10 ns: {}).",
-                if gap <= 10.0 { "met" } else { "not met" },
+                "- {hook}, one packet per run on a fresh skb: ipip tracked (one-armed) − dsr-l2 tracked{}.",
+                gap_judged(ipip, dsr)
             );
         }
     }
     let _ = writeln!(out);
+}
+
+/// The tunnel target: ipip tracked at most this many ns above dsr-l2.
+const TUNNEL_GAP_MAX_NS: f64 = 10.0;
+
+/// " = **gap ns** (how; target ≤ 10 ns: verdict)" for `case` − `base`, or
+/// ": not measured (…)" when either ran no rounds (a zero-round case's
+/// spread is no measurement).
+fn gap_judged(case: &ModeCase, base: &ModeCase) -> String {
+    if case.rounds == 0 || base.rounds == 0 {
+        return format!(": not measured (no rounds ran; target ≤ {TUNNEL_GAP_MAX_NS:.0} ns)");
+    }
+    let (gap, how) = gap(case, base);
+    format!(
+        " = **{} ns** ({how}; target ≤ {TUNNEL_GAP_MAX_NS:.0} ns: {})",
+        super::beside_target(gap, TUNNEL_GAP_MAX_NS, 1),
+        if gap <= TUNNEL_GAP_MAX_NS {
+            "met"
+        } else {
+            "**not met**"
+        }
+    )
 }
 
 /// `case` − `base`: the median of the rounds' differences where the
@@ -247,15 +307,14 @@ mod tests {
         let floor = case(FLOOR, &[20.0, 20.0, 20.0]);
         let dsr = case(DSR_TRACKED, &[70.0, 70.0, 70.0]);
         let nat = case(NAT_TRACKED, &[100.0, 100.0, 100.0]);
-        let (ratio, how) = above_floor(&nat, &dsr, &floor);
+        let (ratio, how) = above_floor(&nat, &dsr, &floor).expect("judged");
         assert!((ratio - 1.6).abs() < 1e-9, "{ratio}");
         assert!(how.contains("rounds' ratios"), "{how}");
-        assert!((whole_ratio(100.0, 70.0) - 1.428_571).abs() < 1e-5);
         // Round by round: each round's own floor.
         let floor = case(FLOOR, &[10.0, 30.0]);
         let dsr = case(DSR_TRACKED, &[60.0, 80.0]);
         let nat = case(NAT_TRACKED, &[85.0, 105.0]);
-        let (ratio, _) = above_floor(&nat, &dsr, &floor);
+        let (ratio, _) = above_floor(&nat, &dsr, &floor).expect("judged");
         assert!((ratio - 1.5).abs() < 1e-9, "{ratio}");
         // Without rounds side by side: the medians.
         let mut lone = case(FLOOR, &[20.0]);
@@ -264,7 +323,8 @@ mod tests {
             &case(NAT_TRACKED, &[100.0]),
             &case(DSR_TRACKED, &[70.0]),
             &lone,
-        );
+        )
+        .expect("judged");
         assert!((ratio - 1.6).abs() < 1e-9);
         assert!(how.contains("(100.0 − 20.0) / (70.0 − 20.0)"), "{how}");
 
@@ -292,6 +352,98 @@ mod tests {
         nat_section(&mut out, &older);
         assert!(
             out.contains("= **1.43×**") && out.contains("this run measured none"),
+            "{out}"
+        );
+    }
+    #[test]
+    fn a_nat_ratio_whose_base_is_within_the_floor_is_not_judged() {
+        use crate::bench::nat::{DSR_TRACKED, FLOOR, NAT_TRACKED};
+        // DSR under its floor in every round: (18 − 20) / (15 − 20) = 0.4.
+        let results = ModeResults {
+            date: String::new(),
+            cases: vec![
+                case(FLOOR, &[20.0, 20.0]),
+                case(DSR_TRACKED, &[15.0, 15.0]),
+                case(NAT_TRACKED, &[18.0, 18.0]),
+            ],
+        };
+        let mut out = String::new();
+        nat_section(&mut out, &results);
+        assert!(!out.contains(": met"), "{out}");
+        assert!(
+            out.contains(&format!("NAT tracked / DSR tracked above the floor: not judged (round 1: {DSR_TRACKED} not more than 1 ns above the floor (-5.0 ns); target ≤ 1.5×)")),
+            "{out}"
+        );
+        // The numerator alone below the floor.
+        let results = ModeResults {
+            date: String::new(),
+            cases: vec![
+                case(FLOOR, &[20.0, 20.0]),
+                case(DSR_TRACKED, &[70.0, 70.0]),
+                case(NAT_TRACKED, &[100.0, 18.0]),
+            ],
+        };
+        let mut out = String::new();
+        nat_section(&mut out, &results);
+        assert!(!out.contains(": met"), "{out}");
+        assert!(
+            out.contains(&format!(
+                "not judged (round 2: {NAT_TRACKED} below the floor (-2.0 ns)"
+            )),
+            "{out}"
+        );
+        // Nothing measured at a hook: said, not left out.
+        assert!(
+            out.contains("- tc: NAT tracked / DSR tracked not measured (target ≤ 1.5×)."),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_nat_ratio_just_over_its_target_is_not_printed_as_the_target() {
+        use crate::bench::nat::{DSR_TRACKED, FLOOR, NAT_TRACKED};
+        // (95.02 − 20) / (70 − 20) = 1.5004.
+        let results = ModeResults {
+            date: String::new(),
+            cases: vec![
+                case(FLOOR, &[20.0]),
+                case(DSR_TRACKED, &[70.0]),
+                case(NAT_TRACKED, &[95.02]),
+            ],
+        };
+        let mut out = String::new();
+        nat_section(&mut out, &results);
+        assert!(
+            out.contains("above the floor = **1.5004×**")
+                && out.contains("target ≤ 1.5×: **not met**"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_tunnel_gap_without_rounds_or_just_over_its_target_is_not_met() {
+        use crate::bench::tunnel::{DSR_TRACKED, IPIP_TRACKED_ONE_ARMED};
+        // No rounds ran: nothing to judge.
+        let results = ModeResults {
+            date: String::new(),
+            cases: vec![case(DSR_TRACKED, &[]), case(IPIP_TRACKED_ONE_ARMED, &[])],
+        };
+        let mut out = String::new();
+        tunnel_section(&mut out, &results);
+        assert!(!out.contains(": met"), "{out}");
+        assert!(out.contains("not measured"), "{out}");
+        // 10.04 ns: not printed as 10.0.
+        let results = ModeResults {
+            date: String::new(),
+            cases: vec![
+                case(DSR_TRACKED, &[60.0]),
+                case(IPIP_TRACKED_ONE_ARMED, &[70.04]),
+            ],
+        };
+        let mut out = String::new();
+        tunnel_section(&mut out, &results);
+        assert!(
+            out.contains("= **10.04 ns**") && out.contains("target ≤ 10 ns: **not met**"),
             "{out}"
         );
     }

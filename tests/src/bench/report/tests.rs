@@ -376,7 +376,7 @@ fn the_xdp_and_table_size_sentences_take_their_numbers_from_the_results() {
         rounds: 3,
         conntrack_prefill: prefill,
         design: design.to_owned(),
-        capacity: 1000,
+        capacity: if prefill > 0 { 8000 } else { 1000 },
         lost_flows: 0,
         per_round: ns.to_vec(),
     };
@@ -462,7 +462,7 @@ fn each_pass_takes_the_floor_of_its_own_objects_and_the_plot_says_per_connection
         rounds: 1,
         conntrack_prefill: prefill,
         design: design.to_owned(),
-        capacity: 1000,
+        capacity: if prefill > 0 { 8000 } else { 1000 },
         lost_flows: 0,
         per_round: vec![ns],
     };
@@ -541,4 +541,233 @@ fn each_pass_takes_the_floor_of_its_own_objects_and_the_plot_says_per_connection
         "{text}"
     );
     assert!(text.contains("eviction path) † |"), "{text}");
+}
+
+#[test]
+fn a_busy_start_alone_does_not_make_the_failover_run_another() {
+    let mut r = results(&[
+        ("bgp", "2026-11-25T14:06:09Z", "2d2a0c5"),
+        ("failover", "2026-11-25T14:06:09Z", "2d2a0c5"),
+    ]);
+    if let Some(failover) = r.measured.get_mut("failover") {
+        failover.busy = true;
+    }
+    assert_eq!(super::failover_run_note(&r), None);
+    // Another commit is another run.
+    if let Some(failover) = r.measured.get_mut("failover") {
+        failover.commit = "5eed123".to_owned();
+    }
+    assert!(super::failover_run_note(&r).is_some());
+}
+
+#[test]
+fn a_value_beside_its_target_is_printed_on_its_own_side_of_it() {
+    use super::beside_target;
+    // 1.4959 rounds to the target: three decimals, below it.
+    assert_eq!(beside_target(1.4959, 1.5, 2), "1.496");
+    assert_eq!(beside_target(1.5041, 1.5, 2), "1.504");
+    assert_eq!(beside_target(1.62, 1.5, 2), "1.62");
+    assert_eq!(beside_target(1.5, 1.5, 2), "1.50");
+    // Closer still: as many decimals as it takes.
+    assert_eq!(beside_target(1.49996, 1.5, 2), "1.49996");
+    // ns gaps, one decimal, signed.
+    assert_eq!(super::beside_target_signed(3.04, 3.0, 1), "+3.04");
+    assert_eq!(super::beside_target_signed(2.5, 3.0, 1), "+2.5");
+    assert_eq!(super::beside_target_signed(-1.24, 3.0, 1), "-1.2");
+    assert_eq!(beside_target(f64::NAN, 1.5, 2), "NaN");
+}
+
+#[test]
+fn ratios_above_a_floor_are_judged_only_on_their_premise() {
+    use super::above_floor_ratio;
+    let judged = above_floor_ratio(
+        &[(30.0, 60.0), (40.0, 80.0), (20.0, 10.0)],
+        false,
+        "new",
+        "old",
+    )
+    .expect("judged");
+    assert!((judged.median - 0.5).abs() < 1e-9, "{judged:?}");
+    // A denominator within 1 ns of the floor: which round, which case.
+    let why = above_floor_ratio(
+        &[(30.0, 60.0), (288.0, 0.0)],
+        false,
+        "buckets",
+        "shared LRU",
+    )
+    .expect_err("not judged");
+    assert!(
+        why.contains("round 2: shared LRU not more than 1 ns above the floor (+0.0 ns)"),
+        "{why}"
+    );
+    // A numerator below the floor.
+    let why = above_floor_ratio(&[(-3.0, 60.0)], false, "NAT tracked", "DSR tracked")
+        .expect_err("not judged");
+    assert!(
+        why.contains("round 1") && why.contains("NAT tracked") && why.contains("below"),
+        "{why}"
+    );
+    // No rounds: nothing measured.
+    assert!(above_floor_ratio(&[], false, "a", "b").is_err());
+    // Not a number.
+    assert!(above_floor_ratio(&[(f64::NAN, 60.0)], false, "a", "b").is_err());
+    // Older results: the medians are named.
+    let why = above_floor_ratio(&[(30.0, 0.5)], true, "a", "b").expect_err("not judged");
+    assert!(
+        why.starts_with("the medians: b not more than 1 ns above"),
+        "{why}"
+    );
+}
+
+/// `e2e_case` with each round's wrk failures.
+fn e2e_case_failing(
+    system: System,
+    mode: Mode,
+    rps: &[f64],
+    socket_errors: u64,
+    non_2xx: u64,
+) -> E2eCase {
+    let mut case = e2e_case(system, mode, rps);
+    case.loss_per_round = Some(
+        rps.iter()
+            .map(|_| Loss {
+                lb_drops: 0,
+                retransmits: 0,
+                socket_errors: Some(socket_errors),
+                non_2xx: Some(non_2xx),
+            })
+            .collect(),
+    );
+    case
+}
+
+/// An e2e section of `cases` over 3 s runs, `rounds` rounds.
+fn e2e_of(cases: Vec<E2eCase>, rounds: u32) -> E2eResults {
+    E2eResults {
+        seconds: 3,
+        connections: 32,
+        threads: 2,
+        rounds,
+        cases,
+        order_rotated: true,
+        retransmits_on_lb_nodes: true,
+    }
+}
+
+#[test]
+fn the_tunnel_target_is_judged_against_haproxy() {
+    let mut cases = Vec::new();
+    for mode in Mode::ALL {
+        cases.push(e2e_case(System::Lbd, mode, &[1300.0, 1300.0]));
+        cases.push(e2e_case(System::LbdIpip, mode, &[1200.0, 1200.0]));
+        cases.push(e2e_case(System::Haproxy, mode, &[1000.0, 1000.0]));
+    }
+    let mut out = String::new();
+    super::e2e::tunnel_section(&mut out, &e2e_of(cases, 2));
+    assert!(
+        out.contains("- keep-alive, lbd-ipip / HAProxy = **1.20×** (median of the rounds' ratios; target ≥ 1.5×: **not met**)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("- new-connection, lbd-ipip / HAProxy = **1.20×**"),
+        "{out}"
+    );
+    assert!(
+        out.contains("- keep-alive, lbd-gue / HAProxy: not measured (target ≥ 1.5×)."),
+        "{out}"
+    );
+}
+
+#[test]
+fn failed_requests_are_not_throughput() {
+    // 1.6× HAProxy's requests/s, 1000 of lbd-nat's answers each 3 s
+    // round non-2xx: 1600 − 333 good answers a second, 1.27×.
+    let mut cases = Vec::new();
+    for mode in Mode::ALL {
+        cases.push(e2e_case_failing(
+            System::LbdNat,
+            mode,
+            &[1600.0, 1600.0],
+            0,
+            1000,
+        ));
+        cases.push(e2e_case(System::LbdNatTc, mode, &[1600.0, 1600.0]));
+        cases.push(e2e_case_failing(
+            System::Haproxy,
+            mode,
+            &[1000.0, 1000.0],
+            0,
+            0,
+        ));
+    }
+    let mut out = String::new();
+    super::e2e::nat_section(&mut out, &e2e_of(cases, 2));
+    assert!(
+        out.contains("- keep-alive, NAT at XDP / HAProxy = **1.27×**"),
+        "{out}"
+    );
+    assert!(!out.contains("NAT at XDP / HAProxy = **1.60×**"), "{out}");
+    assert!(out.contains("lbd-nat round 1: 1000 non-2xx"), "{out}");
+    assert!(
+        out.contains("- keep-alive, NAT at tc / HAProxy = **1.60×** (median of the rounds' ratios; target ≥ 1.5×: met)"),
+        "{out}"
+    );
+    // HAProxy served nothing in one round: the round is dropped, said so.
+    let mut cases = Vec::new();
+    for mode in Mode::ALL {
+        cases.push(e2e_case(System::LbdNat, mode, &[1600.0, 1600.0, 1600.0]));
+        cases.push(e2e_case(System::Haproxy, mode, &[1000.0, 0.0, 1000.0]));
+    }
+    let mut out = String::new();
+    super::e2e::nat_section(&mut out, &e2e_of(cases, 3));
+    assert!(
+        out.contains("median of 2 of the 3 rounds; target ≥ 1.5×: met; round 2 left out: haproxy had no good answers"),
+        "{out}"
+    );
+    // HAProxy served nothing at all: not judged, said so.
+    let mut cases = Vec::new();
+    for mode in Mode::ALL {
+        cases.push(e2e_case(System::LbdNat, mode, &[1600.0]));
+        cases.push(e2e_case(System::Haproxy, mode, &[0.0]));
+    }
+    let mut out = String::new();
+    super::e2e::nat_section(&mut out, &e2e_of(cases, 1));
+    assert!(
+        out.contains("- keep-alive, NAT at XDP / HAProxy: not judged (round 1 left out: haproxy had no good answers; target ≥ 1.5×)."),
+        "{out}"
+    );
+    assert!(
+        out.contains("- keep-alive, NAT at tc / HAProxy: not measured (target ≥ 1.5×)."),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_ratio_just_under_its_target_is_not_printed_as_the_target() {
+    // 1.4959: BENCHMARKS.md once read "1.50× … not met".
+    let mut cases = Vec::new();
+    for mode in Mode::ALL {
+        cases.push(e2e_case(System::LbdNat, mode, &[1495.9]));
+        cases.push(e2e_case(System::Haproxy, mode, &[1000.0]));
+    }
+    let mut out = String::new();
+    super::e2e::nat_section(&mut out, &e2e_of(cases, 1));
+    assert!(!out.contains("1.50×"), "{out}");
+    assert!(
+        out.contains("NAT at XDP / HAProxy = **1.496×** (median of the rounds' ratios; target ≥ 1.5×: **not met**)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_forwarder_not_measured_is_not_a_target_missed() {
+    let mut partial = e2e_results(&[1800.0], &[1000.0], true);
+    partial.cases.retain(|c| c.system != System::XdpForward);
+    let mut out = String::new();
+    super::e2e::l2_section(&mut out, &partial, 2);
+    assert!(
+        out.contains("vs the bare XDP forwarder: **–** (target ≥ 1.0×: not measured)"),
+        "{out}"
+    );
+    assert!(!out.contains("1.0×: **not met**"), "{out}");
 }

@@ -87,11 +87,16 @@ pub(crate) struct Rounds {
 }
 
 impl Rounds {
-    fn of(ns: &[f64]) -> Self {
-        Self {
+    /// The rounds `ns`; none is an error (`Spread::of` would make zeros of
+    /// them, which the report would judge as if measured).
+    pub(crate) fn of(ns: &[f64]) -> anyhow::Result<Self> {
+        if ns.is_empty() {
+            bail!("no rounds were measured");
+        }
+        Ok(Self {
             spread: Spread::of(ns),
             per_round: ns.to_vec(),
-        }
+        })
     }
 }
 
@@ -107,7 +112,8 @@ pub struct XdpResults {
     pub cases: Vec<XdpCase>,
     /// Connection table capacity of the main cases (lbd's default).
     pub conntrack_capacity: u32,
-    /// Connection table capacity of the prefilled pass.
+    /// Connection table capacity of the prefilled pass (0: none ran,
+    /// `--prefill 0`).
     #[serde(default)]
     pub prefill_capacity: u32,
     /// The connection-table map designs side by side.
@@ -120,11 +126,33 @@ pub struct XdpResults {
 
 impl XdpResults {
     /// The median of case `name` on `design` in the pass with `prefill`
-    /// flows, if it was measured.
+    /// flows, if it was measured: the pass is the main one (lbd's default
+    /// table, `conntrack_capacity`) with no prefill, else the prefilled
+    /// one (`prefill_capacity`), so that a case of one pass never stands
+    /// in for the other's (see `median_at`).
     pub fn median(&self, name: &str, design: &str, prefill: u64) -> Option<f64> {
+        let capacity = if prefill == 0 {
+            self.conntrack_capacity
+        } else {
+            self.prefill_capacity
+        };
+        self.median_at(name, design, prefill, capacity)
+    }
+
+    /// The median of case `name` on `design` with `prefill` flows in a
+    /// table of `capacity` entries (a case from older results, which did
+    /// not record its capacity, matches any), if it was measured: prefill
+    /// and capacity together name the pass, so two passes with the same
+    /// prefill are never taken for one another.
+    pub fn median_at(&self, name: &str, design: &str, prefill: u64, capacity: u32) -> Option<f64> {
         self.cases
             .iter()
-            .find(|c| c.name == name && c.design == design && c.conntrack_prefill == prefill)
+            .find(|c| {
+                c.name == name
+                    && c.design == design
+                    && c.conntrack_prefill == prefill
+                    && (c.capacity == capacity || c.capacity == 0)
+            })
             .map(|c| c.ns_per_packet.median)
     }
 }
@@ -197,7 +225,8 @@ pub(crate) const CONNTRACK: u32 = lb_common::consts::CONNTRACK_SIZE_DEFAULT;
 const BIG_TABLE: u32 = 8 * 1024 * 1024;
 /// Runs every case on both `COMPARED` designs at lbd's default table size
 /// (new-flow rounds start from an empty table), the table-heavy ones again
-/// in an 8 M-entry table holding `prefill` flows, then the connection-table
+/// in an 8 M-entry table holding `prefill` flows (none with a `prefill` of
+/// 0, see `passes`), then the connection-table
 /// designs side by side and the size sweep.
 pub fn run(repeat: u32, rounds: u32, prefill: u32) -> anyhow::Result<XdpResults> {
     // On a thread of its own: the pinning must not reach the processes the
@@ -210,12 +239,30 @@ pub fn run(repeat: u32, rounds: u32, prefill: u32) -> anyhow::Result<XdpResults>
     .map_err(|_| anyhow!("the XDP benchmark thread panicked"))?
 }
 
+/// The passes `run` makes, as (table capacity, flows prefilled): lbd's
+/// default table empty, then, when `prefill` is above 0, an 8 M-entry
+/// table (or twice `prefill`) holding `prefill` flows. `--prefill 0`
+/// skips the prefilled pass rather than being refused: it reads as "no
+/// prefilled table" and makes a quicker run, and a second empty pass
+/// would only repeat the first under the big table's label.
+fn passes(prefill: u32) -> Vec<(u32, u32)> {
+    let mut passes = vec![(CONNTRACK, 0)];
+    if prefill > 0 {
+        passes.push((BIG_TABLE.max(prefill.saturating_mul(2)), prefill));
+    }
+    passes
+}
+
 fn run_pinned(repeat: u32, rounds: u32, prefill: u32) -> anyhow::Result<XdpResults> {
-    let big_table = BIG_TABLE.max(prefill.saturating_mul(2));
+    let passes = passes(prefill);
     let mut results = Vec::new();
-    for (capacity, pass) in [(CONNTRACK, 0u32), (big_table, prefill)] {
+    for &(capacity, pass) in &passes {
         run_pass(capacity, pass, repeat, rounds, &mut results)?;
     }
+    let big_table = passes
+        .iter()
+        .find(|(_, prefill)| *prefill > 0)
+        .map_or(0, |(capacity, _)| *capacity);
     run_full_table(rounds, &mut results)?;
     let designs = ConntrackKind::ALL
         .into_iter()
@@ -293,6 +340,62 @@ mod tests {
     use etherparse::{NetHeaders, PacketHeaders, TransportHeader};
 
     use super::*;
+
+    /// A case of `name` on the bucket table, `prefill` flows in a table
+    /// of `capacity`, its median `ns`.
+    fn case_at(name: &str, prefill: u64, capacity: u32, ns: f64) -> XdpCase {
+        XdpCase {
+            name: name.to_owned(),
+            path: String::new(),
+            ns_per_packet: Spread::of(&[ns]),
+            repeat: 1,
+            rounds: 1,
+            conntrack_prefill: prefill,
+            design: ConntrackKind::Buckets.label().to_owned(),
+            capacity,
+            lost_flows: 0,
+            per_round: vec![ns],
+        }
+    }
+
+    #[test]
+    fn no_prefill_runs_no_prefilled_pass() {
+        assert_eq!(passes(0), [(CONNTRACK, 0)]);
+        assert_eq!(passes(1_000_000), [(CONNTRACK, 0), (BIG_TABLE, 1_000_000)]);
+        // A prefill over half the big table gets a table twice its size.
+        assert_eq!(passes(5_000_000)[1], (10_000_000, 5_000_000));
+    }
+
+    #[test]
+    fn no_rounds_are_refused_rather_than_made_zeros() {
+        let error = Rounds::of(&[]).expect_err("nothing measured");
+        assert!(error.to_string().contains("no rounds"), "{error}");
+        let rounds = Rounds::of(&[3.0, 1.0, 2.0]).expect("measured");
+        assert_eq!(rounds.spread.median, 2.0);
+        assert_eq!(rounds.per_round, [3.0, 1.0, 2.0]);
+    }
+
+    #[test]
+    fn a_median_is_taken_from_its_own_pass_whatever_the_order_of_the_cases() {
+        let buckets = ConntrackKind::Buckets.label();
+        let results = XdpResults {
+            // The big table's empty case first: it must not stand in for
+            // the main pass's.
+            cases: vec![
+                case_at(NEW_V4, 0, BIG_TABLE, 90.0),
+                case_at(NEW_V4, 0, CONNTRACK, 60.0),
+                case_at(NEW_V4, 1_000_000, BIG_TABLE, 120.0),
+            ],
+            conntrack_capacity: CONNTRACK,
+            prefill_capacity: BIG_TABLE,
+            designs: Vec::new(),
+            by_capacity: Vec::new(),
+        };
+        assert_eq!(results.median(NEW_V4, buckets, 0), Some(60.0));
+        assert_eq!(results.median(NEW_V4, buckets, 1_000_000), Some(120.0));
+        assert_eq!(results.median_at(NEW_V4, buckets, 0, BIG_TABLE), Some(90.0));
+        assert_eq!(results.median_at(NEW_V4, buckets, 0, 1234), None);
+    }
 
     #[test]
     fn a_cases_first_ack_is_its_syn_turned_into_an_ack_with_a_valid_checksum() {

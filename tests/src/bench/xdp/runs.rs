@@ -77,7 +77,8 @@ pub(crate) fn run_compared(
             &grown,
             u64::from(repeat) * u64::from(rounds),
         )?;
-        let measured = Rounds::of(ns);
+        let measured =
+            Rounds::of(ns).with_context(|| format!("{} ({})", case.name, bench.kind.label()))?;
         eprintln!(
             "bench: {:<34} {:>7.1} ns/packet (median of {rounds}, {})",
             case.name,
@@ -228,7 +229,8 @@ pub(crate) fn run_connection(
     }
     let mut out = Vec::with_capacity(benches.len());
     for ((bench, ns), lost) in benches.iter().zip(&ns).zip(lost) {
-        let measured = Rounds::of(ns);
+        let measured =
+            Rounds::of(ns).with_context(|| format!("{CONNECTION_V4} ({})", bench.kind.label()))?;
         eprintln!(
             "bench: {:<34} {:>7.1} ns/connection (median of {rounds}, {}; {lost} ACKs found their SYN's half-open entry evicted)",
             CONNECTION_V4,
@@ -346,7 +348,10 @@ fn run_guards_toggled(
         bench.set_guards(true)?;
     }
     for (case, ns) in [(&plain, off), (case, on)] {
-        let measured: Vec<Rounds> = ns.iter().map(|ns| Rounds::of(ns)).collect();
+        let measured = ns
+            .iter()
+            .map(|ns| Rounds::of(ns).with_context(|| case.name.to_owned()))
+            .collect::<anyhow::Result<Vec<Rounds>>>()?;
         record(
             results,
             benches,
