@@ -75,6 +75,15 @@ impl Engine {
         if !dry_run {
             self.wait_for_brought_macs(&next).await;
         }
+        // Before anything is staged or recorded: a change that takes a
+        // serving VIP out of service for want of MACs is refused.
+        let mac_warnings = match self.macs_after_wait(&next, dry_run) {
+            Ok(warnings) => warnings,
+            Err(why) => {
+                self.put_back_tunnel(tunnel);
+                return Err(ModelError::Invalid(why).into());
+            }
+        };
         let guards = self.guard.config().clone();
         let mut awaiting = next.newly_awaiting_checks(&self.model);
         awaiting.extend(self.announced_without_backends(&self.model, &next));
@@ -109,6 +118,7 @@ impl Engine {
             _ => Vec::new(),
         };
         warnings.extend(awaiting);
+        warnings.extend(mac_warnings);
         if !dry_run {
             for warning in &warnings {
                 warn!(%warning, "change applied with a warning");
@@ -149,7 +159,11 @@ impl Engine {
         let file = Config::load(&self.config_path).map_err(|e| ChangeError::File(e.to_string()))?;
         // The running [bgp] (a restart setting) decides what is announced:
         // the file's own check saw only the file's.
-        if let Some(why) = file.vips.iter().find_map(|v| self.announcement_refuses(v)) {
+        if let Some(why) = file
+            .vips
+            .iter()
+            .find_map(|v| self.reload_announcement_refuses(&file, v))
+        {
             return Err(ChangeError::File(why));
         }
         // The same for VRRP (also a restart setting): the file's rule
@@ -198,7 +212,18 @@ impl Engine {
         if !dry_run {
             self.wait_for_brought_macs(&next).await;
         }
-        let mut undone = undone_by_reload(&self.model, &next, &self.config, &file);
+        // Before anything is staged: a reload that takes a serving VIP
+        // out of service for want of MACs is refused, the tunnel state
+        // put back as `settle_tunnel` does for a refusal.
+        let mac_warnings = match self.macs_after_wait(&next, dry_run) {
+            Ok(warnings) => warnings,
+            Err(why) => {
+                self.put_back_tunnel(tunnel);
+                return Err(ChangeError::File(why));
+            }
+        };
+        let mac_known = |a| self.mac_of(a).is_some();
+        let mut undone = undone_by_reload(&self.model, &next, &self.config, &file, &mac_known);
         undone.extend(self.replication.as_ref().and_then(|r| r.key_file_changed()));
         let awaiting = next.newly_awaiting_checks(&self.model);
         // VIP addresses the file brings that the running VRRP instances
@@ -237,6 +262,7 @@ impl Engine {
             }
         }
         let mut warnings = awaiting;
+        warnings.extend(mac_warnings);
         warnings.extend(unmoved);
         warnings.extend(file_warnings);
         if let Some(report) = report {
@@ -447,21 +473,144 @@ impl Engine {
             self.resolve_new(&brought).await;
         }
     }
+
+    /// After [`Self::wait_for_brought_macs`] (or, in a dry run, without
+    /// it): the answer's warnings for the backends `next` brings to
+    /// DSR-L2 whose MAC is still not known, or why the change is refused
+    /// (it would take a VIP that serves now out of service, see
+    /// [`mac_refusal`]). A dry run is never refused here: it cannot know
+    /// what the wait finds, and its warnings say so. On a refusal the
+    /// MACs the wait found for the change are dropped again, so the
+    /// engine is as it was.
+    fn macs_after_wait(&mut self, next: &Model, dry_run: bool) -> Result<Vec<String>, String> {
+        let vips = super::macs::unresolved_vips(&self.model, next, &|a| self.mac_of(a));
+        if !dry_run {
+            if let Some(why) = mac_refusal(&vips) {
+                self.forget_unwanted_macs();
+                return Err(why);
+            }
+        }
+        Ok(mac_warnings(&vips, !dry_run))
+    }
 }
 
 /// The MAC a dry run assumes for a backend whose MAC is not known yet.
 const PLACEHOLDER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 
+/// What a reload's note adds for established NAT flows that keep an old
+/// NAT address or backend port on a node that replicates: the peer
+/// refuses a record whose NAT address is not its VIP's or whose backend
+/// port differs (`replication::nat`), so their copies there are no longer
+/// refreshed.
+const NOT_REPLICATED: &str = "; with replication ([[vrrp]] sync_peer or [sync] peers), these established flows are no longer copied to the peer, and do not survive a failover once the peer's copies of them age out";
+
+/// Whether the running node copies its flows to peers: a `[[vrrp]]`
+/// instance's `sync_peer` or the `[sync]` mesh's peers (restart settings,
+/// so the running config's).
+fn replicates(running: &Config) -> bool {
+    running.vrrp.iter().any(|v| v.sync_peer.is_some())
+        || running.sync.as_ref().is_some_and(|s| !s.peers.is_empty())
+}
+
+/// How long a change waits for the MACs it brings, for its messages.
+fn mac_wait_text() -> String {
+    format!("{} s", super::macs::RUNTIME_RESOLVE_TIMEOUT.as_secs_f64())
+}
+
+/// Why a change is refused after its MAC wait (see
+/// `macs::unresolved_vips`): it takes a VIP that serves now out of
+/// service, as no backend of it has a MAC DSR-L2 could send to. The
+/// VIPs and their backends named, with what to do.
+fn mac_refusal(vips: &[super::macs::UnresolvedVip]) -> Option<String> {
+    let refusals: Vec<String> = vips
+        .iter()
+        .filter(|v| v.stops_serving)
+        .map(|v| {
+            let backends: Vec<String> = v.unresolved.iter().map(|a| a.to_string()).collect();
+            let what_to_do = match v.was {
+                Some(was) if was != lb_common::Mode::DsrL2 => format!(
+                    "keep the VIP's current mode ({}) or fix the backends",
+                    was.name()
+                ),
+                _ => "keep the backends' `mac` or fix the backends".to_owned(),
+            };
+            format!(
+                "VIP {}: forwarding = \"dsr-l2\" sends to its backends' MACs, and none of its backends has one: no neighbour entry for {} after waiting {} (dsr-l2 needs backends on this node's L2 segment, or their `mac` set), so the VIP, which takes packets now, would take none; {what_to_do}",
+                v.vip,
+                backends.join(", "),
+                mac_wait_text()
+            )
+        })
+        .collect();
+    (!refusals.is_empty()).then(|| refusals.join("; "))
+}
+
+/// The answer's warnings for the backends a change brings to DSR-L2
+/// without a known MAC (see `macs::unresolved_vips`): one per backend,
+/// saying what it takes and what happens to its tracked flows. `waited`:
+/// after the change's wait; a dry run cannot wait, so its warnings say
+/// what happens if the MAC does not resolve.
+fn mac_warnings(vips: &[super::macs::UnresolvedVip], waited: bool) -> Vec<String> {
+    let wait = mac_wait_text();
+    let mut warnings = Vec::new();
+    for v in vips {
+        for address in &v.unresolved {
+            let tracked = v.tracked.contains(address);
+            let of = format!("backend {address} of VIP {}", v.vip);
+            let warning = if waited {
+                let flows = if tracked {
+                    "dsr-l2 sends it nothing, and its tracked flows are rehashed to the VIP's backends whose MAC is known, until it resolves"
+                } else {
+                    "dsr-l2 sends it nothing until it resolves"
+                };
+                format!("{of}: no MAC after waiting {wait} (no neighbour entry: dsr-l2 needs backends on this node's L2 segment): {flows}")
+            } else {
+                let flows = if tracked {
+                    ", and its tracked flows are rehashed to the VIP's backends whose MAC is known,"
+                } else {
+                    ""
+                };
+                let refused = if v.stops_serving {
+                    "; no backend of the VIP has a MAC yet: if none resolves, the change is refused"
+                } else {
+                    ""
+                };
+                format!("{of}: MAC not known yet (no neighbour entry; dsr-l2 needs backends on this node's L2 segment): the change waits up to {wait} for it, and the plan assumes it resolves; if it does not, dsr-l2 sends it nothing{flows} until it resolves{refused}")
+            };
+            warnings.push(warning);
+        }
+    }
+    warnings
+}
+
 /// Runtime changes a reload undoes, node settings it applies whose
 /// change the plan does not show, and settings it cannot apply live.
-fn undone_by_reload(current: &Model, next: &Model, running: &Config, file: &Config) -> Vec<String> {
+/// `mac_known` says which backends' MACs are known (after the change's
+/// wait, or not yet in a dry run): a switch to DSR-L2 keeps no tracked
+/// flow of a backend without one.
+fn undone_by_reload(
+    current: &Model,
+    next: &Model,
+    running: &Config,
+    file: &Config,
+    mac_known: &dyn Fn(std::net::IpAddr) -> bool,
+) -> Vec<String> {
     let mut notes = Vec::new();
+    let replicated = replicates(running);
     for (id, vip) in &current.vips {
         let Some(new) = next.vips.get(id) else {
             notes.push(format!("VIP {id} is not in the file: removed"));
             continue;
         };
-        notes.extend(vip_settings_undone(id, &vip.config, &new.config));
+        notes.extend(vip_settings_undone(
+            id,
+            &vip.config,
+            &new.config,
+            replicated,
+        ));
+        let nat = lb_common::Mode::Nat;
+        let nat_replicated =
+            replicated && vip.config.forwarding == nat && new.config.forwarding == nat;
         for (address, backend) in &vip.backends {
             match new.backends.get(address) {
                 None => notes.push(format!(
@@ -471,6 +620,7 @@ fn undone_by_reload(current: &Model, next: &Model, running: &Config, file: &Conf
                     &format!("backend {address} of {id}"),
                     (&vip.config.health, &backend.config),
                     (&new.config.health, &b.config),
+                    nat_replicated,
                 )),
             }
         }
@@ -488,18 +638,47 @@ fn undone_by_reload(current: &Model, next: &Model, running: &Config, file: &Conf
                 }
                 let (was, now) = (old.config.forwarding, vip.config.forwarding);
                 let nat = lb_common::Mode::Nat;
-                if was != now && (was == nat || now == nat) {
-                    // The backend knows a NAT'd connection by the NAT
-                    // address, any other by the client's: neither
-                    // survives the switch.
+                if was != now && now == nat {
+                    // A NAT VIP drops a packet of a connection it holds
+                    // no translation for, and answers nothing: neither
+                    // end is told (see `nat::reaper`).
                     notes.push(format!(
-                        "VIP {id}: forwarding {} -> {}: established connections end (a backend knows a NAT'd connection by the NAT address, any other by the client's); new flows take the new mode",
-                        was.name(),
+                        "VIP {id}: forwarding {} -> nat: established connections are cut without a reset (a NAT VIP drops the packets of a connection it holds no translation for, and answers nothing), so their clients time out (TCP retransmits for up to ~15 min); to move a service with long-lived connections to nat, give it a new VIP and move the clients there instead; new flows take the new mode",
+                        was.name()
+                    ));
+                } else if was != now && was == nat {
+                    // The backend knew a NAT'd connection by the NAT
+                    // address, and now sees the client's: it resets it.
+                    notes.push(format!(
+                        "VIP {id}: forwarding nat -> {}: established connections end (their backend knew them by the NAT address, sees the client's now, and answers with a reset); new flows take the new mode",
                         now.name()
                     ));
                 } else if was != now {
+                    // A switch to DSR-L2 keeps no tracked flow of a
+                    // backend without a MAC (see `mac_warnings`).
+                    let without_mac: Vec<String> = if now == lb_common::Mode::DsrL2 {
+                        vip.backends
+                            .values()
+                            .filter(|b| {
+                                b.config.mac.is_none()
+                                    && !mac_known(b.config.address)
+                                    && old.backends.contains_key(&b.config.address)
+                            })
+                            .map(|b| b.config.address.to_string())
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let except = if without_mac.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            ", except those of {}, whose MAC is not known: they are rehashed (see the warnings)",
+                            without_mac.join(", ")
+                        )
+                    };
                     notes.push(format!(
-                        "VIP {id}: forwarding {} -> {}: tracked flows keep their backend, their next packets take the new mode",
+                        "VIP {id}: forwarding {} -> {}: tracked flows keep their backend, their next packets take the new mode{except}",
                         was.name(),
                         now.name()
                     ));
@@ -658,10 +837,12 @@ fn live_node_settings_changed(running: &Config, file: &Config) -> Vec<String> {
 /// `forwarding` has its own note (what its flows do); the NAT address is
 /// compared only between two NAT VIPs (a switch to or from NAT is that
 /// note's).
+/// `replicated`: the node copies its flows to peers (see [`replicates`]).
 fn vip_settings_undone(
     id: &crate::vip_id::VipId,
     was: &crate::config::VipConfig,
     now: &crate::config::VipConfig,
+    replicated: bool,
 ) -> Vec<String> {
     let of = format!("VIP {id}");
     let mut notes = Vec::new();
@@ -703,11 +884,16 @@ fn vip_settings_undone(
             // the new one, and replies to the old one must still reach
             // this node.
             moved_source = Some(format!(
-                "nat_source of {of}: {} -> {} (the file's): established connections keep {}, which must stay on the node until they end; new flows take {}",
+                "nat_source of {of}: {} -> {} (the file's): established connections keep {}, which must stay on the node until they end; new flows take {}{}",
                 source(a),
                 source(b),
                 a.source,
-                b.source
+                b.source,
+                if replicated {
+                    NOT_REPLICATED
+                } else {
+                    ""
+                }
             ));
         }
     }
@@ -723,31 +909,48 @@ fn vip_settings_undone(
 /// mac and its own checks. A backend's checks are compared as they apply
 /// (its own, else its VIP's) when it has its own on either side; without
 /// any, the VIP's notes say it.
+/// `nat_replicated`: a NAT backend of a node that copies its flows to
+/// peers (see [`replicates`]), whose established flows keep their port.
 fn backend_settings_undone(
     of: &str,
     (vip_was, was): (&crate::config::HealthConfig, &crate::config::BackendConfig),
     (vip_now, now): (&crate::config::HealthConfig, &crate::config::BackendConfig),
+    nat_replicated: bool,
 ) -> Vec<String> {
     let mut notes = Vec::new();
-    let mut differs = |key: &str, was: String, now: String| {
-        if was != now {
+    let port = |p: Option<u16>| p.map_or("the VIP's".to_owned(), |p| p.to_string());
+    let port_note = (was.port != now.port && nat_replicated).then(|| {
+        format!(
+            "port of {of}: {} -> {} (the file's): established NAT flows keep the old port, new ones take the new{NOT_REPLICATED}",
+            port(was.port),
+            port(now.port)
+        )
+    });
+    let mut differs = |key: &str, was: String, now: String, note: Option<String>| {
+        if let Some(note) = note {
+            notes.push(note);
+        } else if was != now {
             notes.push(format!("{key} of {of}: {was} -> {now} (the file's)"));
         }
     };
-    differs("weight", was.weight.to_string(), now.weight.to_string());
-    let port = |p: Option<u16>| p.map_or("the VIP's".to_owned(), |p| p.to_string());
-    differs("port", port(was.port), port(now.port));
+    differs(
+        "weight",
+        was.weight.to_string(),
+        now.weight.to_string(),
+        None,
+    );
+    differs("port", port(was.port), port(now.port), port_note);
     let mac = |m: Option<crate::mac::Mac>| {
         m.map_or("none (from the neighbour table)".to_owned(), |m| {
             m.to_string()
         })
     };
-    differs("mac", mac(was.mac), mac(now.mac));
+    differs("mac", mac(was.mac), mac(now.mac), None);
     if was.health.is_some() || now.health.is_some() {
         let checks_was = was.health.as_ref().unwrap_or(vip_was);
         let checks_now = now.health.as_ref().unwrap_or(vip_now);
         for (key, was, now) in health_keys(checks_was, checks_now) {
-            differs(&format!("health.{key}"), was, now);
+            differs(&format!("health.{key}"), was, now, None);
         }
     }
     notes
@@ -916,7 +1119,7 @@ mod tests {
 
     /// What a reload of `file` undoes in `running`.
     fn undone(running: &Model, file: &Config) -> Vec<String> {
-        undone_by_reload(running, &running.reloaded(file), file, file)
+        undone_by_reload(running, &running.reloaded(file), file, file, &|_| true)
     }
 
     /// A backend removed and added again on another port at run time: a
@@ -1044,7 +1247,7 @@ mod tests {
         let text = "interface = \"eth0\"\n[nat]\nsource_ipv4 = \"198.18.0.50\"\nsource_port_min = 2000\nsource_port_max = 2999\ntcp_established_timeout_s = 600\n[tunnel]\ngue_port = 6081\nsource_ipv4 = \"198.18.200.0/24\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\nforwarding = \"nat\"\n[[vip.backend]]\naddress = \"198.19.2.11\"\nport = 8080\n";
         let file = Config::from_toml_str(text, "lbd.toml").unwrap();
         let model = Model::from_config(&running);
-        let notes = undone_by_reload(&model, &model.reloaded(&file), &running, &file);
+        let notes = undone_by_reload(&model, &model.reloaded(&file), &running, &file, &|_| true);
         assert_eq!(notes.len(), 4, "{notes:#?}");
         assert!(
             notes[0].starts_with("[tunnel] gue_port: 6080 -> 6081 (the file's): every GUE packet from now on, established flows' too, goes to UDP port 6081"),
@@ -1065,7 +1268,7 @@ mod tests {
             "{notes:#?}"
         );
         // Back: the same keys, the other way.
-        let back = undone_by_reload(&model, &model, &file, &running);
+        let back = undone_by_reload(&model, &model, &file, &running, &|_| true);
         assert_eq!(back.len(), 4, "{back:#?}");
         assert!(
             back[1].starts_with(
@@ -1258,12 +1461,15 @@ mod tests {
             &Model::from_config(&file),
             &running,
             &file,
+            &|_| true,
         );
         assert_eq!(
             notes,
             ["VIP 198.18.0.100:80/tcp: forwarding dsr-l2 -> ipip: tracked flows keep their backend, their next packets take the new mode"]
         );
-        // To or from NAT, the backends see other connections.
+        // To or from NAT, the backends see other connections: from NAT
+        // the backend resets them; to NAT nothing does, and the clients
+        // time out.
         for (from, to) in [("dsr-l2", "nat"), ("nat", "gue")] {
             let (running, file) = (config(from), config(to));
             let notes = undone_by_reload(
@@ -1271,19 +1477,206 @@ mod tests {
                 &Model::from_config(&file),
                 &running,
                 &file,
+                &|_| true,
             );
             assert_eq!(notes.len(), 1, "{notes:?}");
-            assert!(
-                notes[0].contains("established connections end"),
-                "{notes:?}"
-            );
+            if to == "nat" {
+                assert!(
+                    notes[0].contains("cut without a reset")
+                        && notes[0].contains("time out")
+                        && notes[0].contains("new VIP"),
+                    "{notes:?}"
+                );
+            } else {
+                assert!(
+                    notes[0].contains("established connections end")
+                        && notes[0].contains("reset")
+                        && !notes[0].contains("without a reset"),
+                    "{notes:?}"
+                );
+            }
         }
         let same = undone_by_reload(
             &Model::from_config(&file),
             &Model::from_config(&file),
             &file,
             &file,
+            &|_| true,
         );
         assert!(same.is_empty(), "{same:?}");
+    }
+
+    /// `forwarding` and two backends (198.19.2.11 and 198.19.2.12,
+    /// neither with a MAC configured) of VIP 198.18.0.100:80/tcp.
+    fn two_backends(forwarding: &str) -> Config {
+        let text = format!(
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\nforwarding = \"{forwarding}\"\n[[vip.backend]]\naddress = \"198.19.2.11\"\n[[vip.backend]]\naddress = \"198.19.2.12\"\n"
+        );
+        Config::from_toml_str(&text, "lbd.toml").unwrap()
+    }
+
+    /// Only 198.19.2.12's MAC is known.
+    fn only_12(a: std::net::IpAddr) -> Option<[u8; 6]> {
+        (a == "198.19.2.12".parse::<std::net::IpAddr>().unwrap()).then_some([2, 0, 0, 0, 0, 0x12])
+    }
+
+    /// A switch to dsr-l2 whose backends no MAC resolves for would take
+    /// a VIP that serves now out of service: refused, naming the VIP, the
+    /// backends and why; with a MAC known, nothing to say.
+    #[test]
+    fn a_switch_to_dsr_l2_that_leaves_no_backend_with_a_mac_is_refused() {
+        let (running, next) = (
+            Model::from_config(&config("gue")),
+            Model::from_config(&config("dsr-l2")),
+        );
+        let vips = super::super::macs::unresolved_vips(&running, &next, &|_| None);
+        let why = mac_refusal(&vips).expect("refused");
+        for part in [
+            "VIP 198.18.0.100:80/tcp",
+            "198.19.2.11",
+            "no neighbour entry",
+            "L2 segment",
+            "keep the VIP's current mode (gue)",
+        ] {
+            assert!(why.contains(part), "{part}: {why}");
+        }
+        let known = |_| Some([2, 0, 0, 0, 0, 0x11]);
+        let vips = super::super::macs::unresolved_vips(&running, &next, &known);
+        assert!(vips.is_empty(), "{vips:?}");
+        assert_eq!(mac_refusal(&vips), None);
+        assert!(mac_warnings(&vips, true).is_empty());
+        // A VIP that takes no packets now (its one backend in
+        // maintenance) loses nothing: warned of, not refused.
+        let id = VipId::of(&config("gue").vips[0]);
+        let mut idle = running.clone();
+        idle.apply(
+            &Edit::Maintenance(id, "198.19.2.11".parse().unwrap()),
+            Instant::now(),
+        )
+        .unwrap();
+        let vips = super::super::macs::unresolved_vips(&idle, &next, &|_| None);
+        assert_eq!(mac_refusal(&vips), None);
+        assert_eq!(mac_warnings(&vips, true).len(), 1, "{vips:?}");
+    }
+
+    /// When some backends resolve, the switch goes on, and the answer
+    /// names each one that did not: its tracked flows are rehashed to
+    /// the resolved ones; the mode note claims nothing for them.
+    #[test]
+    fn a_switch_to_dsr_l2_names_the_backends_whose_mac_did_not_resolve() {
+        let (running, file) = (two_backends("ipip"), two_backends("dsr-l2"));
+        let (current, next) = (Model::from_config(&running), Model::from_config(&file));
+        let vips = super::super::macs::unresolved_vips(&current, &next, &only_12);
+        assert_eq!(mac_refusal(&vips), None);
+        let warnings = mac_warnings(&vips, true);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        for part in [
+            "backend 198.19.2.11 of VIP 198.18.0.100:80/tcp",
+            "no neighbour entry",
+            "tracked flows are rehashed",
+            "until it resolves",
+        ] {
+            assert!(warnings[0].contains(part), "{part}: {warnings:?}");
+        }
+        assert!(!warnings[0].contains("198.19.2.12"), "{warnings:?}");
+        let notes = undone_by_reload(&current, &next, &running, &file, &|a| only_12(a).is_some());
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains("forwarding ipip -> dsr-l2")
+                && notes[0].contains("except")
+                && notes[0].contains("198.19.2.11")
+                && !notes[0].contains("198.19.2.12"),
+            "{notes:?}"
+        );
+        // All known: the note as before, no warning.
+        let notes = undone_by_reload(&current, &next, &running, &file, &|_| true);
+        assert_eq!(
+            notes,
+            ["VIP 198.18.0.100:80/tcp: forwarding ipip -> dsr-l2: tracked flows keep their backend, their next packets take the new mode"]
+        );
+    }
+
+    /// A dry run cannot wait for MACs: it warns of the brought backends
+    /// whose MAC is not known yet, and says when the change would be
+    /// refused, rather than planning with the placeholder in silence.
+    #[test]
+    fn a_dry_run_warns_of_macs_not_known_yet() {
+        let (current, next) = (
+            Model::from_config(&two_backends("gue")),
+            Model::from_config(&two_backends("dsr-l2")),
+        );
+        let vips = super::super::macs::unresolved_vips(&current, &next, &only_12);
+        let warnings = mac_warnings(&vips, false);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("backend 198.19.2.11 of VIP 198.18.0.100:80/tcp")
+                && warnings[0].contains("not known yet"),
+            "{warnings:?}"
+        );
+        let vips = super::super::macs::unresolved_vips(&current, &next, &|_| None);
+        let warnings = mac_warnings(&vips, false);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings.iter().all(|w| w.contains("refused")),
+            "{warnings:?}"
+        );
+    }
+
+    /// With replication, the established flows that keep an old NAT
+    /// address or backend port are no longer copied to the peer: the
+    /// notes say so; without it, they do not.
+    #[test]
+    fn a_reload_says_flows_keeping_an_old_nat_value_are_no_longer_replicated() {
+        let pair = "[[vrrp]]\nvrid = 52\naddresses = [\"198.18.0.200\"]\nsync_listen = \"198.18.0.2:7540\"\nsync_peer = \"198.18.0.3:7540\"\nsync_key_file = \"/k\"\n";
+        let with_pair = |vip: &str, backend: &str| {
+            let text = format!(
+                "interface = \"eth0\"\n[nat]\nsource_ipv4 = \"198.18.0.50\"\n{pair}[[vip]]\naddress = \"198.18.0.100\"\nport = 80\nforwarding = \"nat\"\n{vip}[[vip.backend]]\naddress = \"198.19.2.11\"\nport = 8080\n{backend}"
+            );
+            Config::from_toml_str(&text, "lbd.toml").unwrap()
+        };
+        let file = with_pair("", "");
+        let runtime = with_pair("nat_source = \"198.18.0.51\"\n", "");
+        let notes = undone(&Model::from_config(&runtime), &file);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with("nat_source of VIP 198.18.0.100:80/tcp: 198.18.0.51 -> ")
+                && notes[0].contains("no longer copied to the peer")
+                && notes[0].contains("failover"),
+            "{notes:?}"
+        );
+        let id = VipId::of(&file.vips[0]);
+        let address: std::net::IpAddr = "198.19.2.11".parse().unwrap();
+        let mut running = Model::from_config(&file);
+        running.remove_backend(&id, address).unwrap();
+        running
+            .add_backend(
+                &id,
+                crate::config::BackendConfig {
+                    port: Some(9090),
+                    ..crate::config::BackendConfig::new(address)
+                },
+            )
+            .unwrap();
+        let notes = undone(&running, &file);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with(
+                "port of backend 198.19.2.11 of 198.18.0.100:80/tcp: 9090 -> 8080 (the file's)"
+            ) && notes[0].contains("no longer copied to the peer")
+                && notes[0].contains("failover"),
+            "{notes:?}"
+        );
+        // A [sync] mesh replicates too.
+        let mesh = Config::from_toml_str(
+            "interface = \"eth0\"\n[nat]\nsource_ipv4 = \"198.18.0.50\"\n[sync]\nlisten = \"198.18.2.11:7946\"\npeers = [\"198.18.2.12:7946\"]\nkey_file = \"/k\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\nforwarding = \"nat\"\n[[vip.backend]]\naddress = \"198.19.2.11\"\nport = 8080\n",
+            "lbd.toml",
+        )
+        .unwrap();
+        let notes = undone(&running, &mesh);
+        assert!(notes[0].contains("failover"), "{notes:?}");
+        // Without replication: as before (see
+        // a_reload_says_it_puts_a_backends_port_back).
+        let notes = undone(&running, &nat_config("", ""));
+        assert!(!notes[0].contains("failover"), "{notes:?}");
     }
 }

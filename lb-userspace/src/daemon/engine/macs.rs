@@ -5,13 +5,13 @@ use std::{collections::HashMap, net::IpAddr, time::Duration};
 use tracing::{info, warn};
 
 use super::Engine;
-use crate::model::Model;
+use crate::{model::Model, vip_id::VipId};
 
 /// How long start-up waits for backends' MACs before going on without them.
 pub(super) const INITIAL_RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a change (an edit, a reload) waits for the MACs of the
 /// backends it brings.
-const RUNTIME_RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const RUNTIME_RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Engine {
     /// Looks backends' MACs up again; applies what changed. MACs the
@@ -124,10 +124,83 @@ pub(super) fn brought_unresolved(
         .collect()
 }
 
+/// A VIP of a change's next model with backends the change brings to
+/// DSR at L2 (see [`brought_unresolved`]) whose MAC is not known. Why: a
+/// backend without a MAC takes no packets in DSR-L2, so the change's
+/// answer must say what that costs, and refuse it when it takes a VIP
+/// that serves now out of service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct UnresolvedVip {
+    /// The VIP.
+    pub(super) vip: VipId,
+    /// The running VIP's mode (None: the change adds the VIP).
+    pub(super) was: Option<lb_common::Mode>,
+    /// Its backends the change brings without a known MAC, in address
+    /// order.
+    pub(super) unresolved: Vec<IpAddr>,
+    /// Those of them the running VIP has: their tracked flows are
+    /// rehashed to the backends with a MAC.
+    pub(super) tracked: Vec<IpAddr>,
+    /// Whether the running VIP can take packets and none of its backends
+    /// in the next model has a MAC: unless one resolves, the change takes
+    /// it out of service.
+    pub(super) stops_serving: bool,
+}
+
+/// The VIPs of `next` (a change from `running`) with backends the change
+/// brings to DSR at L2 whose MAC neither is configured nor `mac_of`
+/// knows, each with what that does (see [`UnresolvedVip`]).
+pub(super) fn unresolved_vips(
+    running: &Model,
+    next: &Model,
+    mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>,
+) -> Vec<UnresolvedVip> {
+    let brought = brought_unresolved(running, next, |a| mac_of(a).is_some());
+    next.vips
+        .iter()
+        .filter(|(_, v)| v.config.forwarding == lb_common::Mode::DsrL2)
+        .filter_map(|(id, vip)| {
+            let unresolved: Vec<IpAddr> = vip
+                .backends
+                .values()
+                .filter(|b| b.config.mac.is_none() && brought.contains(&b.config.address))
+                .map(|b| b.config.address)
+                .collect();
+            if unresolved.is_empty() {
+                return None;
+            }
+            let before = running.vips.get(id);
+            let tracked = unresolved
+                .iter()
+                .copied()
+                .filter(|a| before.is_some_and(|v| v.backends.contains_key(a)))
+                .collect();
+            let serves_now = before.is_some_and(|v| {
+                let desired = v.desired(*id, mac_of);
+                desired
+                    .backends
+                    .iter()
+                    .any(|d| d.can_take_packets(desired.mode))
+            });
+            let none_with_a_mac = vip
+                .backends
+                .values()
+                .all(|b| b.config.mac.is_none() && mac_of(b.config.address).is_none());
+            Some(UnresolvedVip {
+                vip: *id,
+                was: before.map(|v| v.config.forwarding),
+                unresolved,
+                tracked,
+                stops_serving: serves_now && none_with_a_mac,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{config::Config, vip_id::VipId};
+    use crate::config::Config;
 
     /// A DSR-L2 VIP with backend 198.19.2.11 without a MAC, and 198.19.2.12
     /// with one; a second VIP of `forwarding` with backend 198.19.2.21.

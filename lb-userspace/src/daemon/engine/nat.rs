@@ -419,8 +419,16 @@ pub(crate) fn redirect_targets(
 /// the FIB (true: IPv6): a NAT VIP's own; a tunnelled VIP's outer
 /// families, its backends' (4in6 is looked up as IPv6).
 pub(crate) fn routed_families(balancer: &Balancer) -> BTreeSet<bool> {
+    routed_families_of(balancer.vips())
+}
+
+/// [`routed_families`] of the VIPs `vips` (a balancer's, or a staged
+/// change's, whose forwarding must be on before its commit).
+pub(crate) fn routed_families_of(
+    vips: &std::collections::BTreeMap<crate::reconcile::VipId, crate::reconcile::AppliedVip>,
+) -> BTreeSet<bool> {
     let mut out = BTreeSet::new();
-    for (id, vip) in balancer.vips() {
+    for (id, vip) in vips {
         match vip.mode {
             Mode::Nat => {
                 out.insert(id.address.is_ipv6());
@@ -625,10 +633,20 @@ impl Engine {
 
     /// Switches forwarding on for the attached interface, for each family
     /// routed packets are looked up in (see `routed_families`); nothing
-    /// when no VIP is routed. Each commit calls it too, so a routed VIP
-    /// (or a backend of another family) added at run time finds it on.
+    /// when no VIP is routed. Each commit calls it too, after its writes
+    /// (a retry of a switch that failed), having switched it on for the
+    /// staged change before them (see [`Self::ensure_forwarding_for`]).
     pub(crate) fn ensure_forwarding(&mut self) {
-        for ipv6 in routed_families(&self.balancer) {
+        let families = routed_families(&self.balancer);
+        self.ensure_forwarding_for(&families);
+    }
+
+    /// [`Self::ensure_forwarding`] for `families` (true: IPv6): those of a
+    /// staged change, before its commit makes a routed VIP (or a backend
+    /// of another family) live, so no first packet meets a FIB lookup
+    /// forwarding refuses.
+    pub(crate) fn ensure_forwarding_for(&mut self, families: &BTreeSet<bool>) {
+        for ipv6 in families.iter().copied() {
             let path = forwarding_path(ipv6, &self.interface.name);
             if self.nat.forwarding_failed.contains(&path) {
                 continue;

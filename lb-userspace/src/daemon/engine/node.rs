@@ -275,6 +275,17 @@ impl Engine {
         announcement_refusal(&self.config, vip)
     }
 
+    /// [`Self::announcement_refuses`] for a VIP of a reload's `file`: the
+    /// running `[bgp]` decides (a restart setting), which the refusal
+    /// says when the file's own would allow the VIP.
+    pub(crate) fn reload_announcement_refuses(
+        &self,
+        file: &Config,
+        vip: &crate::config::VipConfig,
+    ) -> Option<String> {
+        reload_announcement_refusal(&self.config, file, vip)
+    }
+
     /// Whether the data plane is attached now (`/readyz`): from the
     /// attach until the kernel is found to run it no more.
     pub fn is_attached(&self) -> bool {
@@ -524,6 +535,24 @@ fn announcement_refusal(config: &Config, vip: &crate::config::VipConfig) -> Opti
             crate::vip_id::VipId::of(vip)
         )
     })
+}
+
+/// [`announcement_refusal`] for a VIP of a reload's `file` on a node
+/// running `running`: when the file's `[bgp]` (or `[[vrrp]]`) would not
+/// announce the VIP, the refusal says that the running `[bgp]`, a
+/// restart setting, decides, so it does not contradict the file.
+fn reload_announcement_refusal(
+    running: &Config,
+    file: &Config,
+    vip: &crate::config::VipConfig,
+) -> Option<String> {
+    let why = announcement_refusal(running, vip)?;
+    if announcement_refusal(file, vip).is_some() {
+        return Some(why);
+    }
+    Some(format!(
+        "{why} (by the running [bgp], which changes only when lbd restarts: this file no longer announces it; restart lbd with this file, or keep the VIP out of nat until then)"
+    ))
 }
 
 /// Why `state` cannot be asked for on a node configured by `config` (see
@@ -943,6 +972,37 @@ mod tests {
             "{why}"
         );
         assert_eq!(announcement_refusal(&scratch.config(false), &vip), None);
+    }
+
+    /// A reload refused for a NAT VIP the running `[bgp]` announces,
+    /// when the file's own `[bgp]` would not: the refusal says the
+    /// running one decides until lbd restarts, which `lbctl vip add`'s
+    /// (no file) does not.
+    #[test]
+    fn a_reload_refused_by_the_running_bgp_says_a_restart_changes_it() {
+        let scratch = Scratch::new("reloadbgp");
+        let (with, without) = (scratch.config(true), scratch.config(false));
+        let mut vip = with.vips[0].clone();
+        vip.nat = Some(crate::config::VipNat {
+            source: "198.18.0.50".parse().unwrap(),
+            own_source: false,
+            port_min: 1024,
+            port_max: 65535,
+        });
+        let added = announcement_refusal(&with, &vip).unwrap();
+        assert!(!added.contains("restart"), "{added}");
+        let reloaded = reload_announcement_refusal(&with, &without, &vip).unwrap();
+        assert!(reloaded.starts_with(&added), "{reloaded}");
+        assert!(
+            reloaded.contains("the running [bgp]") && reloaded.contains("restart lbd"),
+            "{reloaded}"
+        );
+        // The file announces it too: the refusal as for an add.
+        assert_eq!(
+            reload_announcement_refusal(&with, &with, &vip).as_deref(),
+            Some(added.as_str())
+        );
+        assert_eq!(reload_announcement_refusal(&without, &with, &vip), None);
     }
 
     #[test]
