@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{CommandFactory as _, Parser};
 use lb_userspace::{
     config::Config,
-    daemon::{Hangups, Stopped},
+    daemon::{EarlySignals, Stopped},
     logging::LogFormat,
 };
 
@@ -100,20 +100,24 @@ fn exit_code(result: &anyhow::Result<Stopped>) -> std::process::ExitCode {
     }
 }
 
-/// Catches SIGHUP before anything else (see
-/// [`lb_userspace::daemon::Hangups`]): its default action would end lbd
-/// while it still reads its config, an exit systemd counts as clean and
-/// does not restart.
-fn catch_hangups_first() -> anyhow::Result<Hangups> {
-    Hangups::register()
+/// Catches SIGHUP and SIGUSR1 before anything else (see
+/// [`lb_userspace::daemon::EarlySignals`]): their default action would end
+/// lbd while it still reads its config: for SIGHUP an exit systemd counts
+/// as clean and does not restart, for SIGUSR1 (the unit's
+/// RestartKillSignal) one before the restart marker is written, so the
+/// unit's stop path withdraws the BGP announcements. SIGINT and SIGTERM
+/// keep their default action until the daemon runs.
+fn catch_early_signals() -> anyhow::Result<EarlySignals> {
+    EarlySignals::register()
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     install_panic_hook();
-    // First of all: a SIGHUP from here on waits for the loop (a reload).
-    let hangups = match catch_hangups_first() {
-        Ok(hangups) => hangups,
+    // First of all: a SIGHUP or SIGUSR1 from here on waits for the loop
+    // (a reload, a stop for a restart).
+    let early = match catch_early_signals() {
+        Ok(early) => early,
         Err(error) => {
             eprintln!("lbd: {error:#}");
             return std::process::ExitCode::FAILURE;
@@ -178,7 +182,7 @@ async fn main() -> std::process::ExitCode {
             for warning in lb_userspace::config::warnings(&config) {
                 tracing::warn!(file = %args.config.display(), "config: {warning}");
             }
-            lb_userspace::daemon::run(&args.config, config, hangups).await
+            lb_userspace::daemon::run(&args.config, config, early).await
         }
         // Refused above.
         (None, None) => return std::process::ExitCode::FAILURE,
@@ -269,7 +273,7 @@ mod tests {
                 .build()
                 .unwrap();
             runtime.block_on(async {
-                let _hangups = catch_hangups_first().unwrap();
+                let _early = catch_early_signals().unwrap();
                 // SAFETY: raise(3) on this process. Its handler, if any,
                 // has run when raise returns.
                 assert_eq!(unsafe { libc::raise(libc::SIGHUP) }, 0);
@@ -295,6 +299,52 @@ mod tests {
         assert_eq!(out.status.signal(), None, "{output}");
         assert!(out.status.success(), "{output}");
         assert!(output.contains("survived the SIGHUP"), "{output}");
+    }
+
+    /// Set in the child the test below runs.
+    const RESTART_CHILD: &str = "LBD_TEST_EARLY_RESTART_CHILD";
+
+    /// A SIGUSR1 (the unit's RestartKillSignal: a `systemctl restart`
+    /// racing a start) that arrives while lbd still reads its config must
+    /// not kill it by its default action: dead before it wrote the restart
+    /// marker, lbd's stop path would withdraw the BGP announcements. `main`
+    /// catches it with SIGHUP before anything else (as the child does
+    /// here), and the loop, once it runs, takes it as a restart (see the
+    /// daemon's `a_sigusr1_caught_first_is_a_restart_for_the_loop`).
+    #[test]
+    fn a_sigusr1_before_the_config_is_read_does_not_kill_lbd() {
+        if std::env::var_os(RESTART_CHILD).is_some() {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let _early = catch_early_signals().unwrap();
+                // SAFETY: raise(3) on this process. Its handler, if any,
+                // has run when raise returns.
+                assert_eq!(unsafe { libc::raise(libc::SIGUSR1) }, 0);
+                println!("survived the SIGUSR1");
+            });
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "tests::a_sigusr1_before_the_config_is_read_does_not_kill_lbd",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(RESTART_CHILD, "1")
+            .output()
+            .unwrap();
+        let output = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.signal(), None, "{output}");
+        assert!(out.status.success(), "{output}");
+        assert!(output.contains("survived the SIGUSR1"), "{output}");
     }
 
     /// Set in the child the test below runs.

@@ -2,10 +2,11 @@
 //! attached, or a pinned data plane adopted), serve the admin API, and
 //! react to health transitions, drain deadlines, neighbour changes and
 //! signals: SIGHUP reloads; SIGTERM stops for a restart (the data plane
-//! keeps forwarding, pinned, for the next lbd); SIGUSR1 too, keeping the
-//! BGP announcements, and exits [`EXIT_STOPPED_FOR_RESTART`] so that a
-//! next lbd always follows; SIGINT stops for good and leaves the node as
-//! it was found.
+//! keeps forwarding, pinned, for the next lbd), unless the system is
+//! shutting down or rebooting, when it stops as SIGINT does; SIGUSR1 stops
+//! for a restart too, keeping the BGP announcements, and exits
+//! [`EXIT_STOPPED_FOR_RESTART`] so that a next lbd always follows; SIGINT
+//! stops for good and leaves the node as it was found.
 
 pub mod engine;
 pub mod events;
@@ -15,6 +16,7 @@ pub mod nat_flow;
 pub mod replication;
 pub mod routes;
 mod sd_notify;
+mod shutdown_probe;
 pub mod tunnel_flow;
 
 use std::{path::Path, sync::Arc, time::Duration};
@@ -193,7 +195,7 @@ impl std::fmt::Display for StoppedForGoodWithErrors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "the stop for good (SIGINT) ended with errors (exit status {EXIT_STOPPED_FOR_GOOD_WITH_ERRORS}, which the systemd unit does not restart)"
+            "the stop for good (SIGINT, or SIGTERM while the system shuts down) ended with errors (exit status {EXIT_STOPPED_FOR_GOOD_WITH_ERRORS}, which the systemd unit does not restart)"
         )
     }
 }
@@ -211,15 +213,15 @@ pub fn exit_status(error: &anyhow::Error) -> u8 {
 
 /// Runs lbd with `config` (loaded from `path`, which reloads read again)
 /// until SIGTERM, SIGUSR1 or SIGINT; says whether it stopped for a
-/// restart. `hangups` is the SIGHUP stream `main` caught before it read
-/// the config (see [`Hangups`]). A stop for good that ends with errors
-/// fails with [`StoppedForGoodWithErrors`] in its chain.
-pub async fn run(path: &Path, config: Config, hangups: Hangups) -> anyhow::Result<Stopped> {
+/// restart. `early` holds the SIGHUP and SIGUSR1 streams `main` caught
+/// before it read the config (see [`EarlySignals`]). A stop for good that
+/// ends with errors fails with [`StoppedForGoodWithErrors`] in its chain.
+pub async fn run(path: &Path, config: Config, early: EarlySignals) -> anyhow::Result<Stopped> {
     raise_open_file_limit();
     raise_locked_memory_limit();
     // Signals first: one that arrives during start-up waits for the loop
     // instead of killing lbd half-way.
-    let mut signals = Signals::register(hangups)?;
+    let mut signals = Signals::register(early)?;
     // systemd's notification socket and watchdog, if it set them.
     let mut systemd = sd_notify::Systemd::from_env();
     // From here a start that fails checks for a SIGINT that arrived
@@ -371,38 +373,32 @@ pub async fn run(path: &Path, config: Config, hangups: Hangups) -> anyhow::Resul
     let mut stopped = Stopped::Done;
     let stop = loop {
         tokio::select! {
-            received = signals.next() => match received {
-                Received::Interrupt => {
-                    info!("SIGINT: stopping and removing the data plane");
-                    break Stop::Clean;
-                }
-                Received::Terminate => {
-                    if engine.is_pinned() {
-                        info!("SIGTERM: stopping; the pinned data plane keeps forwarding for the next lbd");
-                    } else {
-                        info!("SIGTERM: stopping; pin_dir is off, so the XDP program goes with lbd and VRRP steps down");
+            received = signals.next() => {
+                // Only SIGTERM asks: systemd sends it at a shutdown or
+                // reboot as at `systemctl stop`.
+                let system_stopping =
+                    received == Received::Terminate && shutdown_probe::system_stopping().await;
+                let pinned = engine.is_pinned();
+                info!(
+                    signal = received.name(),
+                    "{}",
+                    what_the_signal_does(received, system_stopping, pinned)
+                );
+                match stop_kind(received, system_stopping) {
+                    Some(stop) => {
+                        if received == Received::Restart && pinned {
+                            engine.mark_restart();
+                            stopped = Stopped::ForRestart;
+                        }
+                        break stop;
                     }
-                    break Stop::Restart;
-                }
-                Received::Restart => {
-                    if engine.is_pinned() {
-                        info!("SIGUSR1: stopping for a restart; BGP announcements and the pinned data plane stay (exit status {EXIT_STOPPED_FOR_RESTART}: the systemd unit starts the next lbd)");
-                        engine.mark_restart();
-                        stopped = Stopped::ForRestart;
-                    } else {
-                        // Nothing forwards once lbd is gone: announcing on
-                        // would attract traffic to a node that drops it.
-                        info!("SIGUSR1: stopping; pin_dir is off, so the XDP program goes with lbd, VRRP steps down and the BGP announcements are withdrawn");
+                    None => {
+                        // A refusal is logged by the reload itself.
+                        let _ = engine.reload(false).await;
+                        changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
-                    break Stop::Restart;
                 }
-                Received::Hangup => {
-                    info!("SIGHUP: reloading the config");
-                    // A refusal is logged by the reload itself.
-                    let _ = engine.reload(false).await;
-                    changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                }
-            },
+            }
             Some((request, reply)) = calls.recv() => {
                 if flow_census::reads_counts(&request) {
                     // A read: answered now, or parked for the next census.
@@ -491,7 +487,9 @@ pub async fn run(path: &Path, config: Config, hangups: Hangups) -> anyhow::Resul
     let pinned = engine.is_pinned();
     // What the stop does, for the signals that arrive while it runs.
     let doing = match (stop, pinned) {
-        (Stop::Clean, _) => "stopping for good (SIGINT), removing the data plane",
+        (Stop::Clean, _) => {
+            "stopping for good (SIGINT, or SIGTERM while the system shuts down), removing the data plane"
+        }
         (Stop::Restart, true) => {
             "stopping for a restart, leaving the pinned data plane forwarding for the next lbd"
         }
@@ -612,6 +610,41 @@ fn withdraw_first(stop: Stop, pinned: bool, lost_hook: bool) -> WithdrawFirst {
         (Stop::Restart, false, _) => WithdrawFirst::HandOverAndWithdraw,
         (Stop::Restart, true, true) => WithdrawFirst::Withdraw,
         (Stop::Restart, true, false) => WithdrawFirst::Nothing,
+    }
+}
+
+/// How lbd stops for `signal` while the system is stopping (shutting
+/// down or rebooting, see [`shutdown_probe`]) or not; None for a signal
+/// that is no stop (SIGHUP, a reload). SIGTERM is `systemctl stop`'s, and
+/// a shutdown's too: at a shutdown no next lbd comes to adopt a pinned
+/// data plane before the reboot, which the pins do not outlive, so it
+/// stops for good as SIGINT does (the last flows to the VRRP peer, a
+/// priority-0 hand-over, the BGP withdrawal), not leaving the peer to
+/// wait out its master-down interval. SIGUSR1 is a restart whatever the
+/// system does: systemd sends it only for a restart job.
+fn stop_kind(signal: Received, system_stopping: bool) -> Option<Stop> {
+    match (signal, system_stopping) {
+        (Received::Interrupt, _) | (Received::Terminate, true) => Some(Stop::Clean),
+        (Received::Terminate, false) | (Received::Restart, _) => Some(Stop::Restart),
+        (Received::Hangup, _) => None,
+    }
+}
+
+/// What lbd logs (at info) on `signal`: which stop it makes, or a reload,
+/// and why, for the system stopping or not (`system_stopping`, asked at
+/// SIGTERM only) and a data plane `pinned` or not. Kept beside
+/// [`stop_kind`], whose choice it explains.
+fn what_the_signal_does(signal: Received, system_stopping: bool, pinned: bool) -> String {
+    match (signal, system_stopping, pinned) {
+        (Received::Interrupt, ..) => "SIGINT: stopping for good and removing the data plane".to_owned(),
+        (Received::Terminate, true, _) => "SIGTERM while the system shuts down or reboots: stopping for good as for SIGINT (the last flows to the VRRP peer, VRRP hands over with priority 0, the BGP announcements are withdrawn, the program is detached and its pins removed): no lbd comes back before the reboot, and the pins do not outlive it".to_owned(),
+        (Received::Terminate, false, true) => "SIGTERM (the system is not shutting down): stopping; the pinned data plane keeps forwarding for the next lbd".to_owned(),
+        (Received::Terminate, false, false) => "SIGTERM (the system is not shutting down): stopping; pin_dir is off, so the XDP program goes with lbd and VRRP steps down".to_owned(),
+        (Received::Restart, _, true) => format!("SIGUSR1: stopping for a restart; BGP announcements and the pinned data plane stay (exit status {EXIT_STOPPED_FOR_RESTART}: the systemd unit starts the next lbd)"),
+        // Nothing forwards once lbd is gone: announcing on would attract
+        // traffic to a node that drops it.
+        (Received::Restart, _, false) => "SIGUSR1: stopping; pin_dir is off, so the XDP program goes with lbd, VRRP steps down and the BGP announcements are withdrawn".to_owned(),
+        (Received::Hangup, ..) => "SIGHUP: reloading the config".to_owned(),
     }
 }
 
@@ -785,30 +818,46 @@ fn failed_start_interrupted(error: anyhow::Error, removal: anyhow::Result<()>) -
 /// from a pipe): a start that fails adds this much to its exit.
 const SIGNAL_SETTLE: Duration = Duration::from_millis(20);
 
-/// lbd's SIGHUP stream (a reload), caught first thing in lbd's `main`,
-/// before the config is read. Why: until a handler is installed SIGHUP's
-/// default action ends the process, which systemd counts as a clean exit
-/// and does not restart (`Restart=on-failure`), so a `kill -HUP` racing a
-/// restart would leave the node without lbd. Caught, a SIGHUP that
-/// arrives before the loop runs waits for it: a reload once started.
-pub struct Hangups(tokio::signal::unix::Signal);
+/// lbd's SIGHUP (a reload) and SIGUSR1 (a restart) streams, caught first
+/// thing in lbd's `main`, before the config is read. Why: until a handler
+/// is installed their default action ends the process. Killed by SIGHUP,
+/// lbd exits in a way systemd counts as clean and does not restart
+/// (`Restart=on-failure`), so a `kill -HUP` racing a restart would leave
+/// the node without lbd. Killed by SIGUSR1 (the unit's RestartKillSignal:
+/// a `systemctl restart` racing a start), lbd writes no restart marker,
+/// so the unit's stop path withdraws the BGP announcements and the
+/// restart is not hitless. Caught, one that arrives before the loop runs
+/// waits for it: a reload, or a stop for a restart, once started. A start
+/// that fails before the loop runs exits with its failure as before, a
+/// SIGUSR1 that came meanwhile writing no restart marker.
+/// SIGINT and SIGTERM keep their default action until [`run`]: a stop
+/// before the claim ends lbd at once, nothing touched.
+pub struct EarlySignals {
+    /// SIGHUP: a reload.
+    hangup: tokio::signal::unix::Signal,
+    /// SIGUSR1: a stop for a restart.
+    restart: tokio::signal::unix::Signal,
+}
 
-impl Hangups {
-    /// Installs the SIGHUP handler (for good: the stream handed to [`run`]
-    /// keeps what arrives until the loop takes it).
+impl EarlySignals {
+    /// Installs the SIGHUP and SIGUSR1 handlers (for good: the streams
+    /// handed to [`run`] keep what arrives until the loop takes it).
     pub fn register() -> anyhow::Result<Self> {
-        Ok(Self(
-            signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
-        ))
+        Ok(Self {
+            hangup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+            restart: signal(SignalKind::user_defined1())
+                .context("installing the SIGUSR1 handler")?,
+        })
     }
 }
 
 /// The signals lbd acts on, registered before anything else starts
-/// (SIGHUP earlier still: see [`Hangups`]).
+/// (SIGHUP and SIGUSR1 earlier still: see [`EarlySignals`]).
 struct Signals {
     /// SIGINT: a stop for good.
     interrupt: tokio::signal::unix::Signal,
-    /// SIGTERM: a stop for a restart.
+    /// SIGTERM: a stop for a restart (for good while the system shuts
+    /// down, see [`stop_kind`]).
     terminate: tokio::signal::unix::Signal,
     /// SIGUSR1, the systemd unit's RestartKillSignal: a restart that
     /// leaves word for the unit's stop path to keep the BGP announcements.
@@ -839,13 +888,13 @@ impl Received {
 }
 
 impl Signals {
-    /// Registers the stop signals beside `hangups`, caught already.
-    fn register(hangups: Hangups) -> anyhow::Result<Self> {
+    /// Registers SIGINT and SIGTERM beside `early`, caught already.
+    fn register(early: EarlySignals) -> anyhow::Result<Self> {
         Ok(Self {
             interrupt: signal(SignalKind::interrupt()).context("SIGINT handler")?,
             terminate: signal(SignalKind::terminate()).context("SIGTERM handler")?,
-            restart: signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?,
-            hangup: hangups.0,
+            restart: early.restart,
+            hangup: early.hangup,
         })
     }
 
@@ -1560,7 +1609,7 @@ mod lifecycle_tests {
     /// start that fails then exits 1, restarted as any other failure).
     #[tokio::test]
     async fn a_pending_sigint_is_seen_by_a_failed_start() {
-        let mut signals = Signals::register(Hangups::register().unwrap()).expect("signals");
+        let mut signals = Signals::register(EarlySignals::register().unwrap()).expect("signals");
         assert!(!signals.interrupt_pending().await);
         // SAFETY: raise(3) on this process, whose SIGINT handler tokio
         // installed above.
@@ -1570,20 +1619,39 @@ mod lifecycle_tests {
         assert!(!signals.interrupt_pending().await);
     }
 
-    /// A SIGHUP caught by [`Hangups`] (first thing in `main`) before the
-    /// other signals are registered, and before the loop runs, is kept:
-    /// the loop's signals see it, a reload.
+    /// A SIGHUP caught by [`EarlySignals`] (first thing in `main`) before
+    /// the other signals are registered, and before the loop runs, is
+    /// kept: the loop's signals see it, a reload.
     #[tokio::test]
     async fn a_sighup_caught_first_is_a_reload_for_the_loop() {
-        let hangups = Hangups::register().unwrap();
+        let early = EarlySignals::register().unwrap();
         // SAFETY: raise(3) on this process, whose SIGHUP handler tokio
         // installed above.
         assert_eq!(unsafe { libc::raise(libc::SIGHUP) }, 0);
-        let mut signals = Signals::register(hangups).expect("signals");
+        let mut signals = Signals::register(early).expect("signals");
         // The hangup stream alone: another test here raises SIGINT, which
         // `next` would take first.
         let taken = tokio::time::timeout(Duration::from_secs(10), signals.hangup.recv()).await;
         assert_eq!(taken, Ok(Some(())));
+    }
+
+    /// A SIGUSR1 (the unit's RestartKillSignal) caught by
+    /// [`EarlySignals`] before the config was read is kept for the loop: a
+    /// stop for a restart once lbd runs, which writes the restart marker
+    /// (the stop path keeps the BGP announcements), not a death by the
+    /// signal's default action, after which it would withdraw them.
+    #[tokio::test]
+    async fn a_sigusr1_caught_first_is_a_restart_for_the_loop() {
+        let early = EarlySignals::register().unwrap();
+        // SAFETY: raise(3) on this process, whose SIGUSR1 handler tokio
+        // installed above.
+        assert_eq!(unsafe { libc::raise(libc::SIGUSR1) }, 0);
+        let mut signals = Signals::register(early).expect("signals");
+        // The restart stream alone: another test here raises SIGINT and
+        // SIGHUP, which `next` would take first.
+        let taken = tokio::time::timeout(Duration::from_secs(10), signals.restart.recv()).await;
+        assert_eq!(taken, Ok(Some(())));
+        assert_eq!(stop_kind(Received::Restart, false), Some(Stop::Restart));
     }
 
     /// A stop because the hook was lost withdraws the announcements
@@ -1616,6 +1684,45 @@ mod lifecycle_tests {
             withdraw_first(Stop::Clean, false, false),
             WithdrawFirst::Nothing
         );
+    }
+
+    /// A host shutdown or reboot stops lbd with SIGTERM, as `systemctl
+    /// stop` does: then it stops for good as for SIGINT (last flows to the
+    /// peer, VRRP priority 0, BGP withdrawn, program detached), since no
+    /// next lbd comes before the reboot and the pins do not survive it. A
+    /// restart-style stop there would cost the VRRP peer its master-down
+    /// interval and the flows of the last moments. Other signals as they
+    /// were, whatever the system does.
+    #[test]
+    fn a_sigterm_while_the_system_stops_is_a_stop_for_good() {
+        assert_eq!(stop_kind(Received::Terminate, true), Some(Stop::Clean));
+        assert_eq!(stop_kind(Received::Terminate, false), Some(Stop::Restart));
+        for system_stopping in [false, true] {
+            assert_eq!(
+                stop_kind(Received::Interrupt, system_stopping),
+                Some(Stop::Clean)
+            );
+            assert_eq!(
+                stop_kind(Received::Restart, system_stopping),
+                Some(Stop::Restart)
+            );
+            assert_eq!(stop_kind(Received::Hangup, system_stopping), None);
+        }
+        // The log says which stop, and why.
+        let at_shutdown = what_the_signal_does(Received::Terminate, true, true);
+        assert!(
+            at_shutdown.contains("shuts down or reboots")
+                && at_shutdown.contains("stopping for good")
+                && at_shutdown.contains("priority 0"),
+            "{at_shutdown}"
+        );
+        for pinned in [false, true] {
+            let stop = what_the_signal_does(Received::Terminate, false, pinned);
+            assert!(
+                stop.contains("the system is not shutting down") && !stop.contains("for good"),
+                "{stop}"
+            );
+        }
     }
 
     fn mode_and_gid(path: &Path) -> (u32, u32) {
