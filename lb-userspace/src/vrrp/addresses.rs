@@ -38,14 +38,49 @@
 //! for a restarted lbd to start and to release its addresses, and the
 //! start says so in the log.
 
-use std::net::IpAddr;
+use std::{future::Future, net::IpAddr, time::Duration};
 
-use anyhow::{bail, Context as _};
+use anyhow::{anyhow, bail, Context as _};
 use futures_util::TryStreamExt as _;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use tracing::{info, warn};
 
 use crate::netlink::{Interface, InterfaceAddress, Netlink};
+
+/// Longest VRRP waits for one routing netlink request: netlink-proto
+/// fails no pending request whose reply is lost (an undecodable message
+/// is dropped, an ENOBUFS overrun matches no request), and a request
+/// held up behind `rtnl_lock` waits as long as the lock is held. Expiry
+/// counts as a failed request.
+pub(crate) const NETLINK_LIMIT: Duration = Duration::from_secs(1);
+
+/// `request`, given up after [`NETLINK_LIMIT`] with an error naming
+/// `what`, so a reply that never comes cannot hold a VRRP instance up.
+pub(crate) async fn bounded<T, E>(
+    what: String,
+    request: impl Future<Output = Result<T, E>>,
+) -> anyhow::Result<T>
+where
+    anyhow::Error: From<E>,
+{
+    match tokio::time::timeout(NETLINK_LIMIT, request).await {
+        Ok(result) => result.map_err(|error| anyhow::Error::from(error).context(what)),
+        Err(_) => Err(anyhow!(
+            "{what}: no answer from the kernel (routing netlink) within {} ms",
+            NETLINK_LIMIT.as_millis()
+        )),
+    }
+}
+
+/// Aborts a spawned task when dropped: the connection of a request given
+/// up (see [`bounded`]) must not outlive it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// The prefix length lbd gives a VRRP address: the address alone.
 pub(crate) fn host_prefix(address: IpAddr) -> u8 {
@@ -178,27 +213,32 @@ fn own_entries<'a>(present: &'a [Entry], listed: &[IpAddr]) -> Vec<(&'a Entry, S
 async fn entries(ifindex: u32) -> anyhow::Result<Vec<Entry>> {
     let (connection, handle, _) =
         rtnetlink::new_connection().context("opening a routing netlink socket")?;
-    let connection = tokio::spawn(connection);
-    let mut stream = handle
-        .address()
-        .get()
-        .set_link_index_filter(ifindex)
-        .execute();
-    let mut out = Vec::new();
-    let listed = loop {
-        match stream.try_next().await {
-            Ok(Some(message)) if message.header.index == ifindex => out.extend(Entry::of(&message)),
-            Ok(Some(_)) => {}
-            Ok(None) => break Ok(out),
-            Err(error) => break Err(error),
+    // Ends with this function, even when its request is given up.
+    let _connection = AbortOnDrop(tokio::spawn(connection));
+    let listing = async {
+        let mut stream = handle
+            .address()
+            .get()
+            .set_link_index_filter(ifindex)
+            .execute();
+        let mut out = Vec::new();
+        while let Some(message) = stream.try_next().await? {
+            if message.header.index == ifindex {
+                out.extend(Entry::of(&message));
+            }
         }
+        Ok::<_, rtnetlink::Error>(out)
     };
-    connection.abort();
-    listed.with_context(|| format!("listing the addresses of interface {ifindex}"))
+    bounded(
+        format!("listing the addresses of interface {ifindex}"),
+        listing,
+    )
+    .await
 }
 
-/// The `listed` addresses not in `present` (in any form).
-fn missing(present: &[InterfaceAddress], listed: &[IpAddr]) -> Vec<IpAddr> {
+/// The `listed` addresses not in `present` (in any form): while master,
+/// those something took away (a link bounce, networkd).
+pub(crate) fn missing(present: &[InterfaceAddress], listed: &[IpAddr]) -> Vec<IpAddr> {
     listed
         .iter()
         .filter(|l| !present.iter().any(|a| a.address == **l))
@@ -271,29 +311,16 @@ pub(crate) async fn remove(
         );
         return Ok(Removal::Own);
     }
-    let removed = netlink
-        .remove_address(ifindex, address)
-        .await
-        .with_context(|| format!("removing VIP {address} from interface {ifindex}"))?;
+    let removed = bounded(
+        format!("removing VIP {address} from interface {ifindex}"),
+        netlink.remove_address(ifindex, address),
+    )
+    .await?;
     Ok(if removed {
         Removal::Removed
     } else {
         Removal::Absent
     })
-}
-
-/// The `listed` addresses missing from interface `ifindex` (something took
-/// them away while we are master: a link bounce, networkd).
-pub(crate) async fn missing_from(
-    netlink: &Netlink,
-    ifindex: u32,
-    listed: &[IpAddr],
-) -> anyhow::Result<Vec<IpAddr>> {
-    let present = netlink
-        .addresses(ifindex)
-        .await
-        .with_context(|| format!("listing the addresses of interface {ifindex}"))?;
-    Ok(missing(&present, listed))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use std::{
     future::Future,
     net::IpAddr,
     path::{Path, PathBuf},
+    pin::Pin,
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
@@ -37,13 +38,159 @@ use super::{
 };
 use crate::{
     config::{Config, VrrpConfig},
-    netlink::{Interface, InterfaceAddress, Netlink},
+    netlink::{Interface, InterfaceAddress, LinkState, Netlink},
     sync::log_limit::LogLimit,
 };
 
 /// How often a master checks that its addresses are still on the
 /// interface (a link down/up drops IPv6 ones; networkd may drop any).
 const ADDRESS_CHECK: Duration = Duration::from_millis(500);
+
+/// What a look at the interface's addresses gives (see [`Looks`]).
+type AddressesFuture = Pin<Box<dyn Future<Output = anyhow::Result<Vec<InterfaceAddress>>> + Send>>;
+
+/// What a look at the interface's link gives (see [`Looks`]); `None`: no
+/// interface has that index any more.
+type LinkFuture = Pin<Box<dyn Future<Output = anyhow::Result<Option<LinkState>>> + Send>>;
+
+/// How a driver reads its interface (by index): its addresses and its
+/// link. The kernel's, over the VRRP thread's netlink connection
+/// ([`Looks::kernel`]); tests inject their own (a look that never
+/// answers, a MAC that changes), as health's `EgressLookup`, so the
+/// driver's timing is tested without netlink to stall.
+#[derive(Clone)]
+pub(crate) struct Looks {
+    /// The interface's addresses.
+    addresses: Arc<dyn Fn(u32) -> AddressesFuture + Send + Sync>,
+    /// The interface's link (up, MAC).
+    link: Arc<dyn Fn(u32) -> LinkFuture + Send + Sync>,
+}
+
+impl Looks {
+    /// The kernel's answers, over `netlink`.
+    fn kernel(netlink: &Netlink) -> Self {
+        let (for_addresses, for_link) = (netlink.clone(), netlink.clone());
+        Self {
+            addresses: Arc::new(move |index| {
+                let netlink = for_addresses.clone();
+                Box::pin(async move { Ok(netlink.addresses(index).await?) })
+            }),
+            link: Arc::new(move |index| {
+                let netlink = for_link.clone();
+                Box::pin(async move { Ok(netlink.link_state(index).await?) })
+            }),
+        }
+    }
+}
+
+impl Looks {
+    /// A look at interface `index`'s addresses, begun now and given up
+    /// after [`addresses::NETLINK_LIMIT`] (an error, as a failed look).
+    /// Owns what it needs: it can run while the driver serves its advert
+    /// timer and socket (see [`Driver::run`]).
+    fn read_addresses(&self, index: u32) -> impl Future<Output = AddressRead> + Send + 'static {
+        let (started, look) = (Instant::now(), (self.addresses)(index));
+        async move {
+            AddressRead {
+                started,
+                present: addresses::bounded(
+                    format!("listing the addresses of interface {index}"),
+                    look,
+                )
+                .await,
+            }
+        }
+    }
+
+    /// A look at `interface`'s link, begun now and given up after
+    /// [`addresses::NETLINK_LIMIT`], with its carrier counter read as the
+    /// answer comes (see [`LinkWatch::saw_counting`]).
+    fn read_link(&self, interface: &Interface) -> impl Future<Output = LinkRead> + Send + 'static {
+        let (started, look, interface) = (
+            Instant::now(),
+            (self.link)(interface.index),
+            interface.clone(),
+        );
+        async move {
+            let state = addresses::bounded(
+                format!("reading the link of interface {}", interface.name),
+                look,
+            )
+            .await;
+            LinkRead {
+                started,
+                state,
+                carrier: carrier_changes(&interface),
+            }
+        }
+    }
+}
+
+/// What a look at the interface's addresses found.
+struct AddressRead {
+    /// When it began (see [`newer_look`]).
+    started: Instant,
+    /// The addresses, or why they could not be read.
+    present: anyhow::Result<Vec<InterfaceAddress>>,
+}
+
+/// What a look at the interface's link found.
+struct LinkRead {
+    /// When it began (see [`newer_look`]).
+    started: Instant,
+    /// The link (`None`: no interface has its index), or why it could not
+    /// be read.
+    state: anyhow::Result<Option<LinkState>>,
+    /// The carrier counter as the answer came (see [`carrier_changes`]).
+    carrier: Option<u64>,
+}
+
+/// The periodic look (every [`ADDRESS_CHECK`]) at the addresses and the
+/// link, both asked at once.
+struct PeriodicLook {
+    /// The addresses.
+    addresses: AddressRead,
+    /// The link.
+    link: LinkRead,
+}
+
+/// A periodic look in flight (see [`Driver::run`]).
+type PeriodicLookFuture = Pin<Box<dyn Future<Output = PeriodicLook> + Send>>;
+
+/// The periodic look in `slot` once it answers; never while there is
+/// none. For a `select!` arm: the look makes progress whenever the loop
+/// waits, and the other arms are served meanwhile.
+async fn periodic_look_done(slot: &mut Option<PeriodicLookFuture>) -> PeriodicLook {
+    match slot {
+        Some(look) => look.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether the answer of a look begun at `started` is to be taken: no
+/// look begun later was taken already (`last`, updated). A periodic look
+/// runs beside the looks the advert timer and failed sends make at once,
+/// and may answer after them: its older view (a link up since seen down,
+/// a source since moved) must not undo theirs.
+fn newer_look(last: &mut Option<Instant>, started: Instant) -> bool {
+    if last.is_some_and(|last| started < last) {
+        return false;
+    }
+    *last = Some(started);
+    true
+}
+
+/// Longest a master waits for the engine to tell that the data plane
+/// accepts frames for the interface's new MAC (see [`MacChange`]) before
+/// it announces the addresses with it all the same: the engine writes it
+/// at its housekeeping tick (every second) and tells at once; one that
+/// never tells (its own look at the link failing, the write failing)
+/// must not leave the neighbours at a MAC the interface no longer has.
+const MAC_CONFIRM_LIMIT: Duration = Duration::from_secs(3);
+
+/// Sends one gratuitous ARP / NA: `announce::announce` (interface index,
+/// MAC, address) in lbd; tests record what would have left.
+type AnnounceFn = Arc<dyn Fn(u32, [u8; 6], IpAddr) -> std::io::Result<()> + Send + Sync>;
 
 /// What an instance reports, for status and metrics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,6 +316,9 @@ pub(crate) struct Instance {
     /// Counts the interface's link coming back up (see
     /// [`Instance::link_up`]).
     link_ups: watch::Sender<u64>,
+    /// The interface MAC the data plane accepts frames for (see
+    /// [`Instance::data_plane_mac`]).
+    data_plane_mac: watch::Sender<[u8; 6]>,
     /// Set once the peer's full connection-table dump arrived (see
     /// [`Instance::peer_synced`]).
     synced: watch::Sender<bool>,
@@ -302,6 +452,7 @@ impl Instance {
         };
         let (priority_tx, priority_rx) = watch::channel(config.priority);
         let (link_ups_tx, link_ups_rx) = watch::channel(0);
+        let (data_plane_mac_tx, data_plane_mac_rx) = watch::channel(interface.mac);
         let (synced_tx, synced_rx) = watch::channel(false);
         let (status_tx, status_rx) = watch::channel(initial);
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -309,6 +460,7 @@ impl Instance {
         let inputs = Inputs {
             priority: priority_rx,
             link_ups: link_ups_rx,
+            data_plane_mac: data_plane_mac_rx,
             synced: synced_rx,
             stop: stop_rx,
         };
@@ -333,6 +485,12 @@ impl Instance {
                 };
                 let driver = Driver {
                     config,
+                    looks: Looks::kernel(&vrrp.netlink),
+                    announce_with: Arc::new(announce),
+                    data_plane_mac: interface.mac,
+                    mac_change: MacChange::default(),
+                    link_read_from: None,
+                    addresses_read_from: None,
                     interface,
                     netlink: vrrp.netlink,
                     socket,
@@ -374,6 +532,7 @@ impl Instance {
         Ok(Self {
             priority: priority_tx,
             link_ups: link_ups_tx,
+            data_plane_mac: data_plane_mac_tx,
             synced: synced_tx,
             status: status_rx,
             stop: Some(stop_tx),
@@ -420,6 +579,19 @@ impl Instance {
     /// weight given back (see [`Self::set_priority`]).
     pub(crate) fn link_up(&self) {
         self.link_ups.send_modify(|ups| *ups = ups.wrapping_add(1));
+    }
+
+    /// The data plane now accepts frames addressed to `mac`, the
+    /// interface's new MAC (the engine wrote it): a master announces its
+    /// addresses with a new MAC only once this says so, since frames sent
+    /// to a MAC the data plane does not accept go up the stack, which
+    /// resets their connections (see [`MacChange`]).
+    pub(crate) fn data_plane_mac(&self, mac: [u8; 6]) {
+        self.data_plane_mac.send_if_modified(|known| {
+            let changed = *known != mac;
+            *known = mac;
+            changed
+        });
     }
 
     /// The peer's full connection-table dump arrived: a preemption no
@@ -531,7 +703,11 @@ async fn source_address(
     family: Family,
     never: &[IpAddr],
 ) -> anyhow::Result<IpAddr> {
-    let addresses = netlink.addresses(interface.index).await?;
+    let addresses = addresses::bounded(
+        format!("listing the addresses of {}", interface.name),
+        netlink.addresses(interface.index),
+    )
+    .await?;
     pick_source(&addresses, family, never).ok_or_else(|| {
         anyhow!(
             "interface {} has no {} address to send VRRP adverts from (the VIPs and [[vrrp]] addresses are never one)",
@@ -647,6 +823,8 @@ struct Inputs {
     priority: watch::Receiver<u8>,
     /// How many times the interface's link came back up.
     link_ups: watch::Receiver<u64>,
+    /// The interface MAC the data plane accepts frames for.
+    data_plane_mac: watch::Receiver<[u8; 6]>,
     /// Set once the peer's full connection-table dump arrived.
     synced: watch::Receiver<bool>,
     /// Fires (or is dropped) to stop.
@@ -656,7 +834,22 @@ struct Inputs {
 struct Driver {
     config: VrrpConfig,
     interface: Interface,
+    /// Adds and removes the addresses.
     netlink: Netlink,
+    /// Reads the interface (see [`Looks`]).
+    looks: Looks,
+    /// Sends the announcements (see [`AnnounceFn`]).
+    announce_with: AnnounceFn,
+    /// The interface MAC the data plane accepts frames for, as the engine
+    /// last told (see [`Instance::data_plane_mac`]).
+    data_plane_mac: [u8; 6],
+    /// A MAC change seen and not yet followed (see [`MacChange`]).
+    mac_change: MacChange,
+    /// When the newest look at the link whose answer was taken began:
+    /// answers of looks begun earlier are stale (see [`newer_look`]).
+    link_read_from: Option<Instant>,
+    /// The same for the looks at the addresses.
+    addresses_read_from: Option<Instant>,
     socket: VrrpSocket,
     machine: Machine,
     status: watch::Sender<InstanceStatus>,
@@ -924,11 +1117,107 @@ impl SendFailures {
     }
 }
 
+/// A change of the interface's MAC the driver saw (see
+/// [`Driver::follow_mac`]) and does not announce yet.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct MacChange {
+    /// The new MAC, and when a look first saw it.
+    pending: Option<([u8; 6], Instant)>,
+}
+
+/// The interface's MAC changed under lbd (a bond's `fail_over_mac`, `ip
+/// link set address`): the driver follows it only once the data plane
+/// accepts frames for it. The data plane balances only frames addressed
+/// to the MAC the engine wrote into it, and passes the others up the
+/// stack, where a VIP held by VRRP is local and the kernel answers them
+/// with resets: announcing the new MAC first would cut the connections
+/// of every client that moves to it before the engine's next tick. So
+/// one party follows the MAC into the data plane, the engine, and tells
+/// the instances ([`Instance::data_plane_mac`]); the driver announces
+/// then, or after [`MAC_CONFIRM_LIMIT`] if it is never told.
+impl MacChange {
+    /// A look at `now` saw the interface with `seen` (None: no MAC read),
+    /// the driver knowing it with `known` and the data plane accepting
+    /// `data_plane`: the MAC to follow now, if any. A MAC the data plane
+    /// does not accept yet is kept pending, and followed once it does
+    /// ([`Self::confirmed`]) or once pending too long ([`Self::overdue`]);
+    /// one that changed back before that is forgotten.
+    fn seen(
+        &mut self,
+        known: [u8; 6],
+        seen: Option<[u8; 6]>,
+        data_plane: [u8; 6],
+        now: Instant,
+    ) -> Option<[u8; 6]> {
+        let seen = seen?;
+        if seen == known {
+            self.pending = None;
+            return None;
+        }
+        let mac = crate::netlink::mac_to_follow(known, Some(seen))?;
+        if mac == data_plane {
+            self.pending = None;
+            return Some(mac);
+        }
+        if self.pending.is_none_or(|(pending, _)| pending != mac) {
+            self.pending = Some((mac, now));
+        }
+        self.overdue(now)
+    }
+
+    /// The engine told that the data plane accepts `data_plane`: the MAC
+    /// to follow now, if it is the one pending.
+    fn confirmed(&mut self, data_plane: [u8; 6]) -> Option<[u8; 6]> {
+        let (mac, _) = self.pending.filter(|(mac, _)| *mac == data_plane)?;
+        self.pending = None;
+        Some(mac)
+    }
+
+    /// The MAC pending since [`MAC_CONFIRM_LIMIT`] or longer at `now`, to
+    /// follow without the engine's word.
+    fn overdue(&mut self, now: Instant) -> Option<[u8; 6]> {
+        let (mac, _) = self
+            .pending
+            .filter(|(_, since)| now.saturating_duration_since(*since) >= MAC_CONFIRM_LIMIT)?;
+        self.pending = None;
+        Some(mac)
+    }
+
+    /// Whether a MAC change waits for the data plane: announcements wait
+    /// with it (see [`Driver::announce`]).
+    fn waiting(&self) -> bool {
+        self.pending.is_some()
+    }
+}
+
 impl Driver {
+    /// Serves the instance until it is stopped: adverts from the wire,
+    /// the advert / master-down timer, tracking's inputs, and the periodic
+    /// look at the interface (every [`ADDRESS_CHECK`]: the advert source,
+    /// the link, its MAC, the addresses while master).
+    ///
+    /// The periodic look runs beside the other arms, never inside one: it
+    /// is a future owned by the loop (`looking`), polled by its own
+    /// `select!` arm, and its answer handled when it comes. A look held up
+    /// behind `rtnl_lock` (or whose reply netlink-proto lost, given up
+    /// after [`addresses::NETLINK_LIMIT`]) thus never delays an advert nor
+    /// the reading of the peer's: awaited inside an arm, it stopped the
+    /// whole loop, and the backup took over from a healthy master. That
+    /// is all a separate task would give, without a channel, and its
+    /// answer is still handled on the loop, in order with the machine.
+    /// A tick while a look is in flight starts none; the next starts as
+    /// that one answers. What still awaits
+    /// netlink inside an arm, each request within the same limit: the
+    /// address changes of a transition (adding, removing the addresses, in
+    /// order with the machine), the look a backup makes before it takes
+    /// over and a master whose link was down or flapped before its advert
+    /// (see the timer's arm), the look at the source after a failed send,
+    /// and a non-master's retry of a failed release (it sends no adverts).
     async fn run(mut self, inputs: Inputs, resume: bool, sync_hold: bool, replicates: bool) {
         let Inputs {
             mut priority,
             mut link_ups,
+            mut data_plane_mac,
             mut synced,
             mut stop,
         } = inputs;
@@ -952,6 +1241,11 @@ impl Driver {
         self.carry_out(actions).await;
         let mut check = tokio::time::interval(ADDRESS_CHECK);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut looking: Option<PeriodicLookFuture> = None;
+        // A tick came while a look was in flight: the next starts as that
+        // one answers.
+        let mut look_due = false;
+        let mut data_plane_mac_closed = false;
         loop {
             let deadline = self
                 .machine
@@ -1002,16 +1296,44 @@ impl Driver {
                     actions
                 }
                 _ = check.tick() => {
-                    self.follow_source().await;
-                    let actions = self.follow_link().await;
+                    if looking.is_none() {
+                        looking = Some(self.periodic_look());
+                    } else {
+                        look_due = true;
+                        debug!(vrid = self.config.vrid, "VRRP: the last look at the interface is still waiting for netlink; the next starts as it answers");
+                    }
+                    if let Some(mac) = self.mac_change.overdue(Instant::now()) {
+                        self.adopt_mac(mac, false);
+                    }
+                    self.retry_release().await;
+                    Vec::new()
+                }
+                look = periodic_look_done(&mut looking) => {
+                    looking = std::mem::take(&mut look_due).then(|| self.periodic_look());
+                    let present = self.on_addresses_read(look.addresses);
+                    let actions = self.on_link_read(look.link);
                     if self.stepped_back(&actions) {
                         // Dumps counted since start cannot tell the one
                         // after the outage: the hold runs its course.
                         synced_seen = true;
                     }
-                    self.restore_addresses().await;
-                    self.retry_release().await;
+                    if let Some(present) = present {
+                        self.restore_addresses(&present).await;
+                    }
                     actions
+                }
+                changed = data_plane_mac.changed(), if !data_plane_mac_closed => {
+                    match changed {
+                        Ok(()) => {
+                            let mac = *data_plane_mac.borrow_and_update();
+                            self.data_plane_mac = mac;
+                            if let Some(mac) = self.mac_change.confirmed(mac) {
+                                self.adopt_mac(mac, true);
+                            }
+                        }
+                        Err(_) => data_plane_mac_closed = true,
+                    }
+                    Vec::new()
                 }
                 changed = synced.changed(), if !synced_seen => {
                     synced_seen = true;
@@ -1260,19 +1582,56 @@ impl Driver {
         self.socket.send(&payload, dst).await
     }
 
-    /// Looks again at the address adverts go from (see [`check_source`])
-    /// and, if it moved, sends from the new one from now on; whether it
-    /// moved. A failure to look is left to the next check.
+    /// Looks again at the address adverts go from, at once (after a
+    /// failed send; see [`Self::on_addresses_read`]); whether it moved.
     async fn follow_source(&mut self) -> bool {
+        let read = self.looks.read_addresses(self.interface.index).await;
         let current = self.socket.local();
-        let present = match self.netlink.addresses(self.interface.index).await {
-            Ok(present) => present,
-            Err(error) => {
-                debug!(vrid = self.config.vrid, %error, "reading the interface's addresses for the VRRP source failed");
-                return false;
+        self.on_addresses_read(read);
+        self.socket.local() != current
+    }
+
+    /// The periodic look at the interface, to run beside the loop's other
+    /// arms (see [`Self::run`]).
+    fn periodic_look(&self) -> PeriodicLookFuture {
+        let addresses = self.looks.read_addresses(self.interface.index);
+        let link = self.looks.read_link(&self.interface);
+        Box::pin(async move {
+            let (addresses, link) = tokio::join!(addresses, link);
+            PeriodicLook { addresses, link }
+        })
+    }
+
+    /// Takes a look at the interface's addresses: the advert source
+    /// ([`Self::follow_present_source`]); the addresses, if they were read
+    /// and no later look was taken before (see [`newer_look`]). A failure
+    /// to look is left to the next check.
+    fn on_addresses_read(&mut self, read: AddressRead) -> Option<Vec<InterfaceAddress>> {
+        if !newer_look(&mut self.addresses_read_from, read.started) {
+            return None;
+        }
+        match read.present {
+            Ok(present) => {
+                self.follow_present_source(&present);
+                Some(present)
             }
-        };
-        match check_source(current, &present, &self.never) {
+            Err(error) => {
+                debug!(
+                    vrid = self.config.vrid,
+                    error = format!("{error:#}"),
+                    "reading the interface's addresses for the VRRP source failed"
+                );
+                None
+            }
+        }
+    }
+
+    /// Checks the address adverts go from against `present`, the
+    /// interface's addresses (see [`check_source`]) and, if it moved,
+    /// sends from the new one from now on; whether it moved.
+    fn follow_present_source(&mut self, present: &[InterfaceAddress]) -> bool {
+        let current = self.socket.local();
+        match check_source(current, present, &self.never) {
             SourceCheck::Keep => {
                 self.source_gone = false;
                 false
@@ -1312,12 +1671,14 @@ impl Driver {
     async fn take_addresses(&mut self) {
         for address in &self.config.addresses {
             let prefix = addresses::host_prefix(*address);
-            if let Err(error) = self
-                .netlink
-                .add_address(self.interface.index, *address, prefix)
-                .await
+            if let Err(error) = addresses::bounded(
+                format!("adding VIP {address} to {}", self.interface.name),
+                self.netlink
+                    .add_address(self.interface.index, *address, prefix),
+            )
+            .await
             {
-                warn!(vrid = self.config.vrid, %address, %error, "adding a VIP failed");
+                warn!(vrid = self.config.vrid, %address, error = format!("{error:#}"), "adding a VIP failed");
             }
         }
         self.holding = true;
@@ -1325,17 +1686,27 @@ impl Driver {
     }
 
     /// Sends `count` rounds of gratuitous ARP / NA for the addresses,
-    /// `announce_interval` apart, replacing rounds still in flight.
+    /// `announce_interval` apart, replacing rounds still in flight. None
+    /// while the interface's new MAC waits for the data plane (see
+    /// [`MacChange`]): following it announces in full.
     fn announce(&mut self, count: u32) {
+        if self.mac_change.waiting() {
+            debug!(
+                vrid = self.config.vrid,
+                "VRRP: announcement held until the data plane accepts the interface's new MAC"
+            );
+            return;
+        }
         let (index, mac, addresses) = (
             self.interface.index,
             self.interface.mac,
             self.config.addresses.clone(),
         );
+        let announce_with = self.announce_with.clone();
         self.announcer
             .start(count, self.config.announce_interval, move || {
                 for address in &addresses {
-                    if let Err(error) = announce(index, mac, *address) {
+                    if let Err(error) = announce_with(index, mac, *address) {
                         warn!(%address, %error, "announcing a VIP failed");
                     }
                 }
@@ -1343,19 +1714,30 @@ impl Driver {
             });
     }
 
-    /// Looks at the interface's link: tells the machine of an outage and
-    /// of its end (see [`Machine::link_down`], [`Machine::link_up`]), and
-    /// follows its MAC ([`Self::follow_mac`]); what the machine decided.
-    /// Looks that fail are warned about (rate-limited), and enough of them
-    /// end an outage (see [`LinkWatch::failed`]).
+    /// Looks at the interface's link at once (see [`Self::on_link_read`]).
     async fn follow_link(&mut self) -> Vec<Action> {
-        let state = match self.netlink.link_state(self.interface.index).await {
+        let read = self.looks.read_link(&self.interface).await;
+        self.on_link_read(read)
+    }
+
+    /// Takes a look at the interface's link, unless a later one was taken
+    /// before (see [`newer_look`]): tells the machine of an outage and of
+    /// its end (see [`Machine::link_down`], [`Machine::link_up`]), and
+    /// follows its MAC ([`Self::follow_mac`]); what the machine decided.
+    /// Looks that fail (or got no answer in time) are warned about
+    /// (rate-limited), and enough of them end an outage (see
+    /// [`LinkWatch::failed`]).
+    fn on_link_read(&mut self, read: LinkRead) -> Vec<Action> {
+        if !newer_look(&mut self.link_read_from, read.started) {
+            return Vec::new();
+        }
+        let state = match read.state {
             Ok(state) => state,
             Err(error) => {
                 let now = Instant::now();
                 let change = self.link.failed(now);
                 if let Some(suppressed) = self.link_query_log.allow(now) {
-                    warn!(vrid = self.config.vrid, %error, failing = self.link.failing, suppressed, "VRRP: reading the interface's link failed (while it fails, logged at most every {} s, with the failures left unsaid)", LINK_QUERY_LOG_EVERY.as_secs());
+                    warn!(vrid = self.config.vrid, error = format!("{error:#}"), failing = self.link.failing, suppressed, "VRRP: reading the interface's link failed (while it fails, logged at most every {} s, with the failures left unsaid)", LINK_QUERY_LOG_EVERY.as_secs());
                 }
                 if change != Some(LinkChange::Up) {
                     return Vec::new();
@@ -1369,7 +1751,7 @@ impl Driver {
             }
         };
         let now = Instant::now();
-        let carrier = carrier_changes(&self.interface);
+        let carrier = read.carrier;
         let actions = match state
             .as_ref()
             .and_then(|state| self.link.saw_counting(state.up, carrier, now))
@@ -1393,7 +1775,7 @@ impl Driver {
             }
             None => Vec::new(),
         };
-        self.follow_mac(state.and_then(|state| state.mac));
+        self.follow_mac(state.and_then(|state| state.mac), now);
         actions
     }
 
@@ -1445,49 +1827,61 @@ impl Driver {
         back
     }
 
-    /// Takes the interface's MAC when it changed under lbd (a bond's
-    /// `fail_over_mac`, `ip link set address`): announcements carry it, and
-    /// while master the addresses are announced again at once, since the
-    /// neighbours still send the VIPs' traffic to the old MAC. `seen` is
-    /// the MAC the interface has now.
-    fn follow_mac(&mut self, seen: Option<[u8; 6]>) {
-        let Some(mac) = crate::netlink::mac_to_follow(self.interface.mac, seen) else {
-            return;
-        };
+    /// Follows the interface's MAC when it changed under lbd (a bond's
+    /// `fail_over_mac`, `ip link set address`), `seen` at `now`: once the
+    /// data plane accepts frames for it (see [`MacChange`]), announcements
+    /// carry it ([`Self::adopt_mac`]). Until then announcements wait, and
+    /// rounds still running with the old MAC stop: they would draw the
+    /// neighbours back to a MAC the interface no longer has.
+    fn follow_mac(&mut self, seen: Option<[u8; 6]>, now: Instant) {
+        let was_waiting = self.mac_change.waiting();
+        if let Some(mac) = self
+            .mac_change
+            .seen(self.interface.mac, seen, self.data_plane_mac, now)
+        {
+            self.adopt_mac(mac, true);
+        } else if self.mac_change.waiting() && !was_waiting {
+            self.announcer.cancel();
+            info!(
+                vrid = self.config.vrid,
+                interface = %self.interface.name,
+                "VRRP: the interface's MAC changed; announcing the VIPs with the new one once the data plane accepts frames for it"
+            );
+        }
+    }
+
+    /// Takes `mac` as the interface's MAC; while master the addresses are
+    /// announced again at once, since the neighbours still send the VIPs'
+    /// traffic to the old MAC. `confirmed`: the data plane accepts frames
+    /// for it; otherwise the engine did not tell within
+    /// [`MAC_CONFIRM_LIMIT`], and a warning says so.
+    fn adopt_mac(&mut self, mac: [u8; 6], confirmed: bool) {
         self.interface.mac = mac;
+        if !confirmed {
+            warn!(
+                vrid = self.config.vrid,
+                interface = %self.interface.name,
+                "VRRP: the interface's MAC changed, and lbd's data plane did not take it within {} s; following it all the same (frames to it may be passed up unbalanced until the data plane takes it)",
+                MAC_CONFIRM_LIMIT.as_secs()
+            );
+        }
         if self.holding && self.machine.state() == State::Master {
             info!(
                 vrid = self.config.vrid,
                 interface = %self.interface.name,
-                "VRRP: the interface's MAC changed; announcing the VIPs with the new one"
+                "VRRP: announcing the VIPs with the interface's new MAC"
             );
             self.announce(self.config.announce_count);
         }
     }
 
-    /// While master: puts back addresses something removed, and announces
-    /// them again.
-    async fn restore_addresses(&mut self) {
+    /// While master: puts back addresses missing from `present` (the
+    /// interface's, just read), and announces them again.
+    async fn restore_addresses(&mut self, present: &[InterfaceAddress]) {
         if !self.holding || self.machine.state() != State::Master {
             return;
         }
-        let gone = match addresses::missing_from(
-            &self.netlink,
-            self.interface.index,
-            &self.config.addresses,
-        )
-        .await
-        {
-            Ok(gone) => gone,
-            Err(error) => {
-                debug!(
-                    vrid = self.config.vrid,
-                    error = format!("{error:#}"),
-                    "checking the VIPs failed"
-                );
-                return;
-            }
-        };
+        let gone = addresses::missing(present, &self.config.addresses);
         if gone.is_empty() {
             return;
         }
@@ -2779,6 +3173,7 @@ mod tests {
         let instance = Instance {
             priority: watch::channel(100).0,
             link_ups: watch::channel(0).0,
+            data_plane_mac: watch::channel([0; 6]).0,
             synced: watch::channel(false).0,
             status: status_rx,
             stop: Some(stop_tx),
@@ -2794,5 +3189,260 @@ mod tests {
             assert!(warning.contains(&address.to_string()), "{warning}");
         }
         assert!(warning.contains("lbd --release-vips"), "{warning}");
+    }
+
+    /// What a test driver announced: the MAC and address of each
+    /// gratuitous ARP / NA.
+    type Announced = Arc<Mutex<Vec<([u8; 6], IpAddr)>>>;
+
+    /// The ends of a test driver's [`Inputs`], kept open while it runs.
+    struct InputEnds {
+        _priority: watch::Sender<u8>,
+        _link_ups: watch::Sender<u64>,
+        data_plane_mac: watch::Sender<[u8; 6]>,
+        _synced: watch::Sender<bool>,
+        _stop: oneshot::Sender<()>,
+    }
+
+    /// A driver of `config` on a test interface with MAC `mac` and index
+    /// 0 (no interface has it: the real netlink requests of a transition
+    /// fail at once, changing nothing), reading it through `looks`, its
+    /// adverts sent over UDP from 127.0.0.1 to port `sink` (see
+    /// `VrrpSocket::udp_for_tests`), its announcements recorded.
+    async fn test_driver(
+        config: VrrpConfig,
+        mac: [u8; 6],
+        looks: Looks,
+        sink: u16,
+    ) -> (Driver, Inputs, InputEnds, Announced) {
+        let local = ip("127.0.0.1");
+        let announced = Announced::default();
+        let record = announced.clone();
+        let (priority_tx, priority_rx) = watch::channel(config.priority);
+        let (link_ups_tx, link_ups_rx) = watch::channel(0);
+        let (data_plane_mac_tx, data_plane_mac_rx) = watch::channel(mac);
+        let (synced_tx, synced_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let status = watch::channel(InstanceStatus {
+            vrid: config.vrid,
+            state: State::Initialize,
+            configured_priority: config.priority,
+            priority: config.priority,
+            master: None,
+            addresses: config.addresses.clone(),
+            counters: Counters::default(),
+            ignored: BTreeMap::new(),
+        })
+        .0;
+        let driver = Driver {
+            interface: Interface {
+                name: "lbd-test-none0".to_owned(),
+                index: 0,
+                mac,
+            },
+            netlink: Netlink::connect().expect("netlink socket"),
+            looks,
+            announce_with: Arc::new(move |_, mac, address| {
+                record.lock().expect("record").push((mac, address));
+                Ok(())
+            }),
+            data_plane_mac: mac,
+            mac_change: MacChange::default(),
+            link_read_from: None,
+            addresses_read_from: None,
+            socket: VrrpSocket::udp_for_tests(local, sink).expect("UDP socket"),
+            machine: Machine::new(settings_of(&config), local),
+            status,
+            ignored: BTreeMap::new(),
+            complaints: Complaints::default(),
+            holding: true,
+            release_failing: false,
+            announcer: Announcer::default(),
+            state_file: None,
+            notifies: Notifies::default(),
+            source_gone: false,
+            source_checked_at: None,
+            never: config.addresses.clone(),
+            link: LinkWatch::default(),
+            tracked: config.priority,
+            send_failures: SendFailures::default(),
+            link_query_log: LogLimit::new(LINK_QUERY_LOG_EVERY),
+            config,
+        };
+        let inputs = Inputs {
+            priority: priority_rx,
+            link_ups: link_ups_rx,
+            data_plane_mac: data_plane_mac_rx,
+            synced: synced_rx,
+            stop: stop_rx,
+        };
+        let ends = InputEnds {
+            _priority: priority_tx,
+            _link_ups: link_ups_tx,
+            data_plane_mac: data_plane_mac_tx,
+            _synced: synced_tx,
+            _stop: stop_tx,
+        };
+        (driver, inputs, ends, announced)
+    }
+
+    /// A master instance at 100 ms adverts to unicast peer 127.0.0.1 (the
+    /// test's UDP sink), moving 198.18.0.10.
+    fn fast_master_config() -> VrrpConfig {
+        VrrpConfig {
+            advert_interval: Duration::from_millis(100),
+            unicast_peers: vec![ip("127.0.0.1")],
+            ..vrrp_config(200, "198.18.0.10")
+        }
+    }
+
+    /// A master whose looks at its link and addresses never answer (RTNL
+    /// held, a reply netlink-proto lost) still sends its adverts on time,
+    /// and keeps looking: each look is given up after `NETLINK_LIMIT`.
+    #[tokio::test]
+    async fn a_master_whose_looks_never_answer_advertises_on_time() {
+        let sink = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("sink");
+        let port = sink.local_addr().expect("sink address").port();
+        let link_looks = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let looks = Looks {
+            addresses: Arc::new(|_| Box::pin(std::future::pending())),
+            link: Arc::new({
+                let link_looks = link_looks.clone();
+                move |_| {
+                    link_looks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Box::pin(std::future::pending())
+                }
+            }),
+        };
+        let (driver, inputs, _ends, _) =
+            test_driver(fast_master_config(), [2, 0, 0, 0, 0, 1], looks, port).await;
+        let task = tokio::spawn(driver.run(inputs, true, false, false));
+        let until = tokio::time::Instant::now() + Duration::from_millis(1500);
+        let mut buffer = [0u8; 256];
+        let mut adverts = 0;
+        while let Ok(Ok(_)) = tokio::time::timeout_at(until, sink.recv(&mut buffer)).await {
+            adverts += 1;
+        }
+        task.abort();
+        assert!(
+            adverts >= 10,
+            "{adverts} adverts left in 1.5 s at 100 ms apart"
+        );
+        let looked = link_looks.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            looked >= 2,
+            "{looked} looks at the link: a look that never answers is given up"
+        );
+    }
+
+    /// A master whose look finds the interface with a new MAC announces
+    /// its addresses with it only once the engine says the data plane
+    /// accepts frames for it: before, they would be passed up the stack,
+    /// which resets their connections.
+    #[tokio::test]
+    async fn a_new_mac_is_announced_once_the_data_plane_has_it() {
+        let sink = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("sink");
+        let port = sink.local_addr().expect("sink address").port();
+        let (old, new) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let config = fast_master_config();
+        let present = vec![
+            InterfaceAddress {
+                address: ip("127.0.0.1"),
+                prefix_len: 8,
+                secondary: false,
+                state: crate::netlink::AddressState::default(),
+            },
+            InterfaceAddress {
+                address: ip("198.18.0.10"),
+                prefix_len: 32,
+                secondary: true,
+                state: crate::netlink::AddressState::default(),
+            },
+        ];
+        let looks = Looks {
+            addresses: Arc::new(move |_| Box::pin(std::future::ready(Ok(present.clone())))),
+            link: Arc::new(move |_| {
+                Box::pin(std::future::ready(Ok(Some(LinkState {
+                    up: true,
+                    xdp: None,
+                    mac: Some(new),
+                }))))
+            }),
+        };
+        let (driver, inputs, ends, announced) = test_driver(config, old, looks, port).await;
+        let task = tokio::spawn(driver.run(inputs, true, false, false));
+        let with_new = |announced: &Announced| {
+            announced
+                .lock()
+                .expect("record")
+                .iter()
+                .filter(|(mac, _)| *mac == new)
+                .count()
+        };
+        // Three looks, and the engine's tick (1 s) has not written it yet.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(
+            with_new(&announced),
+            0,
+            "{:?}",
+            announced.lock().expect("record")
+        );
+        ends.data_plane_mac.send_replace(new);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        task.abort();
+        assert_eq!(
+            announced.lock().expect("record").last(),
+            Some(&(new, ip("198.18.0.10")))
+        );
+    }
+
+    /// A new MAC is followed at once when the data plane has it already,
+    /// on the engine's word otherwise, and without it after
+    /// `MAC_CONFIRM_LIMIT`; one changed back before is forgotten.
+    #[test]
+    fn a_mac_change_waits_for_the_data_plane_within_bounds() {
+        let (old, new) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let t0 = Instant::now();
+        let half = Duration::from_millis(500);
+        // The engine wrote it first.
+        let mut change = MacChange::default();
+        assert_eq!(change.seen(old, Some(new), new, t0), Some(new));
+        assert!(!change.waiting());
+        // The driver saw it first: pending until the engine's word.
+        assert_eq!(change.seen(old, Some(new), old, t0), None);
+        assert!(change.waiting());
+        assert_eq!(change.seen(old, Some(new), old, t0 + half), None);
+        assert_eq!(change.confirmed(old), None);
+        assert_eq!(change.confirmed(new), Some(new));
+        assert!(!change.waiting());
+        // No word: followed once overdue, from the first look that saw it.
+        assert_eq!(change.seen(old, Some(new), old, t0), None);
+        assert_eq!(change.seen(old, None, old, t0 + half), None, "no MAC read");
+        assert_eq!(change.overdue(t0 + MAC_CONFIRM_LIMIT - half), None);
+        assert_eq!(change.overdue(t0 + MAC_CONFIRM_LIMIT), Some(new));
+        assert!(!change.waiting());
+        // Changed back before the data plane took it: nothing to follow.
+        assert_eq!(change.seen(old, Some(new), old, t0), None);
+        assert_eq!(change.seen(old, Some(old), old, t0 + half), None);
+        assert!(!change.waiting());
+        assert_eq!(change.overdue(t0 + MAC_CONFIRM_LIMIT), None);
+        // A MAC of zeroes is none.
+        assert_eq!(change.seen(old, Some([0; 6]), old, t0), None);
+        assert!(!change.waiting());
+    }
+
+    /// The answer of a look begun before one already taken is stale.
+    #[test]
+    fn an_older_look_answering_late_is_not_taken() {
+        let t0 = Instant::now();
+        let mut last = None;
+        assert!(newer_look(&mut last, t0 + ADDRESS_CHECK));
+        assert!(!newer_look(&mut last, t0), "begun earlier, answered later");
+        assert!(newer_look(&mut last, t0 + ADDRESS_CHECK));
+        assert!(newer_look(&mut last, t0 + 2 * ADDRESS_CHECK));
     }
 }

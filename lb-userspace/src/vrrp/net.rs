@@ -48,6 +48,10 @@ pub(crate) struct VrrpSocket {
     io: AsyncFd<Socket>,
     local: IpAddr,
     ifindex: u32,
+    /// The port sends are addressed to: 0 on the raw sockets lbd opens
+    /// (an IPv6 raw socket refuses any other but its protocol's); a
+    /// test's UDP socket names its sink's (see `udp_for_tests`).
+    to_port: u16,
 }
 
 impl VrrpSocket {
@@ -100,7 +104,36 @@ impl VrrpSocket {
         // SAFETY: the socket owns its fd, which stays open and the same for
         // as long as the AsyncFd owns the socket.
         let io = unsafe { AsyncFd::register(socket) }.map_err(|e| e.into_parts().1)?;
-        Ok(Self { io, local, ifindex })
+        Ok(Self {
+            io,
+            local,
+            ifindex,
+            to_port: 0,
+        })
+    }
+
+    /// A UDP socket sending from `local` (a loopback address) to port
+    /// `to_port` of each destination: tests run a driver without raw
+    /// sockets (no CAP_NET_RAW needed) and count the adverts that left at
+    /// a UDP sink.
+    #[cfg(test)]
+    pub(crate) fn udp_for_tests(local: IpAddr, to_port: u16) -> io::Result<Self> {
+        let socket = Socket::new(
+            Domain::for_address(SocketAddr::new(local, 0)),
+            Type::DGRAM,
+            Some(Protocol::UDP),
+        )?;
+        socket.bind(&SockAddr::from(SocketAddr::new(local, 0)))?;
+        socket.set_nonblocking(true)?;
+        // SAFETY: as in `open`: the socket owns its fd for as long as the
+        // AsyncFd owns the socket.
+        let io = unsafe { AsyncFd::register(socket) }.map_err(|e| e.into_parts().1)?;
+        Ok(Self {
+            io,
+            local,
+            ifindex: 0,
+            to_port,
+        })
     }
 
     /// Our source address.
@@ -134,9 +167,9 @@ impl VrrpSocket {
         let to = SockAddr::from(match dst {
             // The group is link-scoped: name the interface.
             IpAddr::V6(v6) if v6.is_multicast() => {
-                SocketAddr::V6(SocketAddrV6::new(v6, 0, 0, self.ifindex))
+                SocketAddr::V6(SocketAddrV6::new(v6, self.to_port, 0, self.ifindex))
             }
-            _ => SocketAddr::new(dst, 0),
+            _ => SocketAddr::new(dst, self.to_port),
         });
         loop {
             let mut guard = self.io.writable().await?;

@@ -321,6 +321,10 @@ impl Engine {
     /// so a MAC changed under lbd (a bond's `fail_over_mac`, `ip link set
     /// address`) would otherwise pass every VIP's packet up unbalanced.
     /// A failed write is logged and tried again on the next tick.
+    /// Once written, the VRRP instances hear of it: a master announces
+    /// its addresses with the new MAC only then, so no client is sent to
+    /// a MAC the data plane passes up the stack (see
+    /// `vrrp::driver::MacChange`).
     fn follow_mac(&mut self, seen: Option<[u8; 6]>, now: Instant) {
         let Some(mac) = crate::netlink::mac_to_follow(self.interface.mac, seen) else {
             return;
@@ -330,6 +334,9 @@ impl Engine {
             Ok(()) => {
                 warn!(interface = %self.interface.name, %old, %new, "the interface's MAC changed: the data plane now balances frames addressed to the new one");
                 self.interface.mac = mac;
+                for instance in &self.vrrp {
+                    instance.data_plane_mac(mac);
+                }
             }
             Err(error) => {
                 if self.link_watch.may_log(now) {
