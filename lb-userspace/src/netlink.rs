@@ -4,7 +4,14 @@
 
 use std::{
     collections::HashMap,
+    future::Future,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, PoisonError,
+    },
+    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
@@ -15,7 +22,9 @@ use netlink_packet_route::{
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState},
 };
 use rtnetlink::Handle;
-use tracing::debug;
+use tracing::{debug, warn};
+
+use crate::sync::log_limit::LogLimit;
 
 mod egress;
 mod gateways;
@@ -46,6 +55,30 @@ pub(crate) enum NetlinkError {
     /// A request could not be built from what was given.
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// A request had no answer in time.
+    #[error("{what}: no answer within {after:?}")]
+    Timeout {
+        /// What was asked.
+        what: String,
+        /// How long it waited.
+        after: Duration,
+    },
+    /// The connection had closed and a new one could not be opened.
+    #[error("{what}: reopening the routing netlink connection: {source}")]
+    Reopen {
+        /// What was asked.
+        what: String,
+        /// Why it could not be opened.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection closed under a request, asked again on a new one
+    /// which closed too.
+    #[error("{what}: the routing netlink connection closed during the request, twice")]
+    Closed {
+        /// What was asked.
+        what: String,
+    },
 }
 
 /// The interface lbd attaches to.
@@ -59,41 +92,318 @@ pub(crate) struct Interface {
     pub mac: [u8; 6],
 }
 
-/// A routing netlink connection, driven by a task on the tokio runtime.
+/// The longest one netlink request may wait for its answer: the kernel
+/// answers in well under a millisecond (longer while something holds RTNL,
+/// but not seconds), whereas a reply netlink-proto loses (a
+/// message it cannot decode, or one dropped in a receive buffer overrun)
+/// never ends the request, and the main loop and VRRP await them.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Reopenings of the connection are warned at most this often (the others
+/// are counted): a cause that lasts would reopen it at every request.
+const REOPEN_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What a connection's task runs: the connection, boxed so the opener of a
+/// test can give another.
+type ConnectionFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Opens a connection: the future that drives it and the handle requests
+/// go through. A function so tests can give one that never answers.
+type Opener = fn() -> std::io::Result<(ConnectionFuture, Handle)>;
+
+/// A routing netlink connection, driven by a task on the tokio runtime it
+/// was opened on. Every request is bounded by [`REQUEST_TIMEOUT`]; a
+/// connection whose task ended (netlink-proto ends it on any receive error
+/// but ENOBUFS) is reopened, on the same runtime, so lbd does not go blind
+/// to its interface while it reports ready. Clones share the connection.
 #[derive(Clone)]
 pub(crate) struct Netlink {
+    shared: Arc<Shared>,
+}
+
+/// What the clones of a [`Netlink`] share.
+struct Shared {
+    /// The runtime the first connection's task was spawned on: reopened
+    /// connections are driven there too (the VRRP thread's for its own).
+    runtime: tokio::runtime::Handle,
+    /// How connections are opened.
+    open: Opener,
+    /// The longest a request waits for its answer.
+    timeout: Duration,
+    /// The connection requests go to now.
+    current: Mutex<Connection>,
+    /// Limits the warnings of reopenings.
+    reopen_log: Mutex<LogLimit>,
+}
+
+/// One opened connection.
+#[derive(Clone)]
+struct Connection {
+    /// Requests go through it.
     handle: Handle,
+    /// Set when the connection's future ended or was dropped (the task
+    /// aborted), before the streams of its pending requests end: a reply
+    /// stream that ends then may have been cut short, not finished.
+    ended: Arc<AtomicBool>,
+    /// The task driving it.
+    task: tokio::task::AbortHandle,
+    /// Which opening this is: a connection seen ended by several requests
+    /// is replaced once.
+    generation: u64,
+}
+
+impl Connection {
+    /// Opens a connection with `open` and spawns its task on `runtime`.
+    fn open(
+        runtime: &tokio::runtime::Handle,
+        open: Opener,
+        generation: u64,
+    ) -> std::io::Result<Self> {
+        let (connection, handle) = open()?;
+        let ended = Arc::new(AtomicBool::new(false));
+        let task = runtime
+            .spawn(Watched {
+                connection,
+                ended: Arc::clone(&ended),
+            })
+            .abort_handle();
+        Ok(Self {
+            handle,
+            ended,
+            task,
+            generation,
+        })
+    }
+
+    /// Whether its task has ended: requests through it fail, or are cut
+    /// short.
+    fn ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire) || self.task.is_finished()
+    }
+}
+
+/// A connection's future that says when it has ended, before the
+/// connection (with the senders of its pending requests' replies) is
+/// dropped: see [`Connection::ended`].
+struct Watched {
+    /// The connection's own future.
+    connection: ConnectionFuture,
+    /// Set when it ends.
+    ended: Arc<AtomicBool>,
+}
+
+impl Future for Watched {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let done = self.connection.as_mut().poll(cx);
+        if done.is_ready() {
+            self.ended.store(true, Ordering::Release);
+        }
+        done
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        // Before the fields: the reply streams end after this is seen.
+        self.ended.store(true, Ordering::Release);
+    }
+}
+
+/// rtnetlink's connection, as a [`ConnectionFuture`].
+fn open_rtnetlink() -> std::io::Result<(ConnectionFuture, Handle)> {
+    let (connection, handle, _) = rtnetlink::new_connection()?;
+    Ok((Box::pin(connection), handle))
+}
+
+impl NetlinkError {
+    /// Whether the connection was closed when the request was made (its
+    /// task had ended).
+    fn is_closed_connection(&self) -> bool {
+        matches!(
+            self,
+            Self::Request {
+                source: rtnetlink::Error::RequestFailed,
+                ..
+            }
+        )
+    }
 }
 
 impl Netlink {
-    /// Opens the connection (must run inside a tokio runtime).
+    /// Opens the connection (must run inside a tokio runtime, which drives
+    /// it and any it is replaced with).
     pub(crate) fn connect() -> Result<Self, NetlinkError> {
-        let (connection, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Connect)?;
-        tokio::spawn(connection);
-        Ok(Self { handle })
+        Self::connect_with(open_rtnetlink, REQUEST_TIMEOUT)
+    }
+
+    /// [`Self::connect`], with connections from `open` and requests
+    /// bounded by `timeout`.
+    fn connect_with(open: Opener, timeout: Duration) -> Result<Self, NetlinkError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|e| {
+            NetlinkError::Connect(std::io::Error::other(format!(
+                "no tokio runtime to drive it: {e}"
+            )))
+        })?;
+        let first = Connection::open(&runtime, open, 0).map_err(NetlinkError::Connect)?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                runtime,
+                open,
+                timeout,
+                current: Mutex::new(first),
+                reopen_log: Mutex::new(LogLimit::new(REOPEN_LOG_INTERVAL)),
+            }),
+        })
+    }
+
+    /// The connection to make a request on: the current one, reopened
+    /// first if its task has ended.
+    fn connection(&self, what: &str) -> Result<Connection, NetlinkError> {
+        let current = self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if current.ended() {
+            return self.reopen(&current, what, "its task had ended");
+        }
+        Ok(current)
+    }
+
+    /// Replaces `stale` (unless another request already has) with a new
+    /// connection, warned about (rate-limited) with `cause`. A failure to
+    /// open one is an error of the request `what`.
+    fn reopen(
+        &self,
+        stale: &Connection,
+        what: &str,
+        cause: &str,
+    ) -> Result<Connection, NetlinkError> {
+        let mut current = self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if current.generation != stale.generation {
+            return Ok(current.clone());
+        }
+        let generation = stale.generation.wrapping_add(1);
+        let fresh = Connection::open(&self.shared.runtime, self.shared.open, generation).map_err(
+            |source| NetlinkError::Reopen {
+                what: what.to_owned(),
+                source,
+            },
+        )?;
+        current.task.abort();
+        *current = fresh.clone();
+        drop(current);
+        let allowed = self
+            .shared
+            .reopen_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .allow(Instant::now());
+        if let Some(suppressed) = allowed {
+            warn!(
+                cause,
+                request = what,
+                suppressed,
+                "reopened the routing netlink connection"
+            );
+        }
+        Ok(fresh)
+    }
+
+    /// Makes the request `what` with `call`, given the connection's
+    /// handle: bounded by the timeout (expiry is an error naming `what`),
+    /// and, when the connection turns out closed (it failed the request,
+    /// or ended while the answer came, which may then be cut short: a dump
+    /// just stops), asked once more on a new connection within the same
+    /// time.
+    async fn request<T, F, Fut>(&self, what: &str, call: F) -> Result<T, NetlinkError>
+    where
+        F: Fn(Handle) -> Fut,
+        Fut: Future<Output = Result<T, NetlinkError>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.shared.timeout;
+        let mut connection = self.connection(what)?;
+        let mut asked_again = false;
+        loop {
+            let Ok(result) =
+                tokio::time::timeout_at(deadline, call(connection.handle.clone())).await
+            else {
+                return Err(NetlinkError::Timeout {
+                    what: what.to_owned(),
+                    after: self.shared.timeout,
+                });
+            };
+            let closed = connection.ended()
+                || result
+                    .as_ref()
+                    .is_err_and(NetlinkError::is_closed_connection);
+            if !closed {
+                return result;
+            }
+            if asked_again {
+                return Err(NetlinkError::Closed {
+                    what: what.to_owned(),
+                });
+            }
+            connection = self.reopen(&connection, what, "it closed under a request")?;
+            asked_again = true;
+        }
+    }
+
+    /// The task driving the connection in use, for tests to end it.
+    #[cfg(test)]
+    fn connection_task(&self) -> tokio::task::AbortHandle {
+        self.shared
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .task
+            .clone()
+    }
+
+    /// A connection that never answers, with requests bounded by
+    /// `timeout`: its task holds it but never polls it.
+    #[cfg(test)]
+    fn stalled(timeout: Duration) -> Result<Self, NetlinkError> {
+        fn open_stalled() -> std::io::Result<(ConnectionFuture, Handle)> {
+            let (connection, handle, _) = rtnetlink::new_connection()?;
+            Ok((
+                Box::pin(async move {
+                    let _connection = connection;
+                    std::future::pending::<()>().await;
+                }),
+                handle,
+            ))
+        }
+        Self::connect_with(open_stalled, timeout)
     }
 
     /// Index and MAC of interface `name`.
     pub(crate) async fn interface(&self, name: &str) -> Result<Interface, NetlinkError> {
-        let mut links = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_owned())
-            .execute();
-        let link = match links.try_next().await {
-            Ok(Some(link)) => link,
-            Ok(None) => return Err(NetlinkError::NoSuchInterface(name.to_owned())),
-            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => {
-                return Err(NetlinkError::NoSuchInterface(name.to_owned()))
-            }
-            Err(source) => {
-                return Err(NetlinkError::Request {
-                    what: format!("looking up interface {name}"),
-                    source,
-                })
-            }
-        };
+        let what = &format!("looking up interface {name}");
+        let link = self
+            .request(what, |handle| async move {
+                let mut links = handle.link().get().match_name(name.to_owned()).execute();
+                match links.try_next().await {
+                    Ok(Some(link)) => Ok(link),
+                    Ok(None) => Err(NetlinkError::NoSuchInterface(name.to_owned())),
+                    Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => {
+                        Err(NetlinkError::NoSuchInterface(name.to_owned()))
+                    }
+                    Err(source) => Err(NetlinkError::Request {
+                        what: what.clone(),
+                        source,
+                    }),
+                }
+            })
+            .await?;
         let mac = link
             .attributes
             .iter()
@@ -114,17 +424,37 @@ impl Netlink {
         &self,
         ifindex: u32,
     ) -> Result<HashMap<IpAddr, [u8; 6]>, NetlinkError> {
+        Ok(self
+            .neighbour_entries(ifindex)
+            .await?
+            .into_iter()
+            .map(|(address, (mac, _))| (address, mac))
+            .collect())
+    }
+
+    /// Usable neighbour entries on interface `ifindex`: address -> MAC
+    /// and the entry's state (see [`to_probe`]).
+    async fn neighbour_entries(
+        &self,
+        ifindex: u32,
+    ) -> Result<HashMap<IpAddr, ([u8; 6], NeighbourState)>, NetlinkError> {
         let mut out = HashMap::new();
-        let mut entries = self.handle.neighbours().get().execute();
-        while let Some(entry) =
-            entries
-                .try_next()
-                .await
-                .map_err(|source| NetlinkError::Request {
-                    what: "dumping the neighbour table".to_owned(),
-                    source,
-                })?
-        {
+        let what = "dumping the neighbour table";
+        let entries = self
+            .request(what, |handle| async move {
+                handle
+                    .neighbours()
+                    .get()
+                    .execute()
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .map_err(|source| NetlinkError::Request {
+                        what: what.to_owned(),
+                        source,
+                    })
+            })
+            .await?;
+        for entry in entries {
             if entry.header.ifindex != ifindex || !usable(entry.header.state) {
                 continue;
             }
@@ -145,7 +475,7 @@ impl Netlink {
                 }
             }
             if let (Some(address), Some(mac)) = (address, mac) {
-                out.insert(address, mac);
+                out.insert(address, (mac, entry.header.state));
             }
         }
         Ok(out)
@@ -165,7 +495,7 @@ impl Netlink {
         let deadline = Instant::now() + timeout;
         let mut probed = false;
         loop {
-            let known = self.neighbours(ifindex).await?;
+            let known = self.neighbour_entries(ifindex).await?;
             let missing: Vec<IpAddr> = addresses
                 .iter()
                 .filter(|a| !known.contains_key(a))
@@ -173,16 +503,16 @@ impl Netlink {
                 .collect();
             // Probed even with no time to wait: the next look finds what
             // this one asked the kernel to resolve.
-            if !probed && !missing.is_empty() {
-                for address in &missing {
-                    probe(*address);
+            if !probed {
+                for address in to_probe(addresses, &known) {
+                    probe(address);
                 }
                 probed = true;
             }
             if missing.is_empty() || Instant::now() >= deadline {
                 return Ok(addresses
                     .iter()
-                    .filter_map(|a| known.get(a).map(|mac| (*a, *mac)))
+                    .filter_map(|a| known.get(a).map(|(mac, _)| (*a, *mac)))
                     .collect());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -279,27 +609,26 @@ impl Netlink {
     }
 
     async fn address_messages(&self, ifindex: u32) -> Result<Vec<AddressMessage>, NetlinkError> {
-        let mut out = Vec::new();
-        let mut stream = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(ifindex)
-            .execute();
-        while let Some(message) =
-            stream
-                .try_next()
-                .await
-                .map_err(|source| NetlinkError::Request {
-                    what: format!("listing the addresses of interface {ifindex}"),
-                    source,
-                })?
-        {
-            if message.header.index == ifindex {
-                out.push(message);
-            }
-        }
-        Ok(out)
+        let what = &format!("listing the addresses of interface {ifindex}");
+        let messages = self
+            .request(what, |handle| async move {
+                handle
+                    .address()
+                    .get()
+                    .set_link_index_filter(ifindex)
+                    .execute()
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .map_err(|source| NetlinkError::Request {
+                        what: what.clone(),
+                        source,
+                    })
+            })
+            .await?;
+        Ok(messages
+            .into_iter()
+            .filter(|message| message.header.index == ifindex)
+            .collect())
     }
 
     /// Adds `address/prefix_len` to interface `ifindex` (IPv6 without
@@ -311,28 +640,32 @@ impl Netlink {
         address: IpAddr,
         prefix_len: u8,
     ) -> Result<(), NetlinkError> {
-        let mut request = self.handle.address().add(ifindex, address, prefix_len);
-        if address.is_ipv6() {
-            let attributes = &mut request.message_mut().attributes;
-            attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
-            // Valid but deprecated (preferred lifetime 0): it still takes
-            // traffic and answers neighbour solicitations, but source
-            // address selection never picks it for the node's own
-            // connections (health checks to backends that hold the VIP on
-            // lo would otherwise answer themselves).
-            let mut lifetimes = CacheInfo::default();
-            lifetimes.ifa_preferred = 0;
-            lifetimes.ifa_valid = u32::MAX;
-            attributes.push(AddressAttribute::CacheInfo(lifetimes));
-        }
-        match request.execute().await {
-            Ok(()) => Ok(()),
-            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
-            Err(source) => Err(NetlinkError::Request {
-                what: format!("adding {address}/{prefix_len} to interface {ifindex}"),
-                source,
-            }),
-        }
+        let what = &format!("adding {address}/{prefix_len} to interface {ifindex}");
+        self.request(what, |handle| async move {
+            let mut request = handle.address().add(ifindex, address, prefix_len);
+            if address.is_ipv6() {
+                let attributes = &mut request.message_mut().attributes;
+                attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+                // Valid but deprecated (preferred lifetime 0): it still
+                // takes traffic and answers neighbour solicitations, but
+                // source address selection never picks it for the node's
+                // own connections (health checks to backends that hold the
+                // VIP on lo would otherwise answer themselves).
+                let mut lifetimes = CacheInfo::default();
+                lifetimes.ifa_preferred = 0;
+                lifetimes.ifa_valid = u32::MAX;
+                attributes.push(AddressAttribute::CacheInfo(lifetimes));
+            }
+            match request.execute().await {
+                Ok(()) => Ok(()),
+                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
+                Err(source) => Err(NetlinkError::Request {
+                    what: what.clone(),
+                    source,
+                }),
+            }
+        })
+        .await
     }
 
     /// Removes `address` from interface `ifindex`; absent is fine. Whether
@@ -347,16 +680,24 @@ impl Netlink {
             if message_address(&message) != Some(address) {
                 continue;
             }
-            match self.handle.address().del(message).execute().await {
-                Ok(()) => removed = true,
-                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EADDRNOTAVAIL => {}
-                Err(source) => {
-                    return Err(NetlinkError::Request {
-                        what: format!("removing {address} from interface {ifindex}"),
-                        source,
-                    })
-                }
-            }
+            let what = &format!("removing {address} from interface {ifindex}");
+            let message = &message;
+            removed |= self
+                .request(what, |handle| async move {
+                    match handle.address().del(message.clone()).execute().await {
+                        Ok(()) => Ok(true),
+                        Err(rtnetlink::Error::NetlinkError(e))
+                            if e.raw_code() == -libc::EADDRNOTAVAIL =>
+                        {
+                            Ok(false)
+                        }
+                        Err(source) => Err(NetlinkError::Request {
+                            what: what.clone(),
+                            source,
+                        }),
+                    }
+                })
+                .await?;
         }
         Ok(removed)
     }
@@ -369,15 +710,19 @@ impl Netlink {
         &self,
         ifindex: u32,
     ) -> Result<Option<netlink_packet_route::link::LinkMessage>, NetlinkError> {
-        let mut links = self.handle.link().get().match_index(ifindex).execute();
-        match links.try_next().await {
-            Ok(link) => Ok(link),
-            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
-            Err(source) => Err(NetlinkError::Request {
-                what: format!("looking up interface {ifindex}"),
-                source,
-            }),
-        }
+        let what = &format!("looking up interface {ifindex}");
+        self.request(what, |handle| async move {
+            let mut links = handle.link().get().match_index(ifindex).execute();
+            match links.try_next().await {
+                Ok(link) => Ok(link),
+                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+                Err(source) => Err(NetlinkError::Request {
+                    what: what.clone(),
+                    source,
+                }),
+            }
+        })
+        .await
     }
 
     /// What lbd tracks of interface `ifindex` in one lookup: whether it
@@ -401,28 +746,40 @@ impl Netlink {
         &self,
         ifindex: u32,
     ) -> Result<Vec<u32>, NetlinkError> {
-        let filters = crate::ownership::cls_bpf::ingress_filters(&self.handle, ifindex)
-            .await
-            .map_err(|source| NetlinkError::Request {
-                what: format!("listing the tc filters on the ingress of interface {ifindex}"),
-                source,
-            })?;
+        let what = &format!("listing the tc filters on the ingress of interface {ifindex}");
+        let filters = self
+            .request(what, |handle| async move {
+                crate::ownership::cls_bpf::ingress_filters(&handle, ifindex)
+                    .await
+                    .map_err(|source| NetlinkError::Request {
+                        what: what.clone(),
+                        source,
+                    })
+            })
+            .await?;
         Ok(filters.iter().filter_map(|f| f.program).collect())
     }
 
     /// Every interface of the netns, with whether it is up (admin up
     /// with its carrier) and a loopback.
     pub(crate) async fn links(&self) -> Result<Vec<Link>, NetlinkError> {
+        let what = "listing the interfaces";
+        let links = self
+            .request(what, |handle| async move {
+                handle
+                    .link()
+                    .get()
+                    .execute()
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .map_err(|source| NetlinkError::Request {
+                        what: what.to_owned(),
+                        source,
+                    })
+            })
+            .await?;
         let mut out = Vec::new();
-        let mut links = self.handle.link().get().execute();
-        while let Some(link) = links
-            .try_next()
-            .await
-            .map_err(|source| NetlinkError::Request {
-                what: "listing the interfaces".to_owned(),
-                source,
-            })?
-        {
+        for link in links {
             let flags = link.header.flags;
             out.push(Link {
                 index: link.header.index,
@@ -526,6 +883,28 @@ fn message_address(message: &AddressMessage) -> Option<IpAddr> {
         })
 }
 
+/// Which of `wanted` to probe: those without a usable entry (the kernel
+/// resolves them), and those whose entry is STALE. The data plane sends
+/// to a backend's MAC without the kernel's neighbour code, so nothing
+/// else ever confirms such an entry: a backend rebuilt at the same
+/// address with a new MAC (and no gratuitous ARP) would keep its old one
+/// for as long as the entry lives, its share of flows black-holed. A
+/// probe takes the entry through DELAY and PROBE, which confirms the MAC
+/// or learns the new one. An unchecked backend's entry is STALE most of
+/// the time, so that is one ARP/ND exchange per reachable time (about
+/// 30 s) per such backend.
+fn to_probe(wanted: &[IpAddr], known: &HashMap<IpAddr, ([u8; 6], NeighbourState)>) -> Vec<IpAddr> {
+    wanted
+        .iter()
+        .filter(|a| {
+            known
+                .get(a)
+                .is_none_or(|(_, state)| *state == NeighbourState::Stale)
+        })
+        .copied()
+        .collect()
+}
+
 /// States whose link-layer address can be used to send to.
 fn usable(state: NeighbourState) -> bool {
     matches!(
@@ -621,7 +1000,26 @@ fn bind_to_interface(socket: &UdpSocket, ifindex: u32) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{mac_to_follow, AddressState};
+    use super::{mac_to_follow, to_probe, AddressState};
+    use netlink_packet_route::neighbour::NeighbourState;
+
+    /// Missing and STALE entries are probed (a STALE one is still used
+    /// meanwhile); fresh ones are not. Before, only missing ones were, so
+    /// an unchecked backend rebuilt with a new MAC kept its old one.
+    #[test]
+    fn missing_and_stale_neighbours_are_probed() {
+        let a = |last: u8| std::net::IpAddr::from([198, 18, 0, last]);
+        let known = [
+            (a(1), ([2, 0, 0, 0, 0, 1], NeighbourState::Reachable)),
+            (a(2), ([2, 0, 0, 0, 0, 2], NeighbourState::Stale)),
+            (a(3), ([2, 0, 0, 0, 0, 3], NeighbourState::Delay)),
+            (a(4), ([2, 0, 0, 0, 0, 4], NeighbourState::Permanent)),
+        ]
+        .into_iter()
+        .collect();
+        let wanted = [a(1), a(2), a(3), a(4), a(5)];
+        assert_eq!(to_probe(&wanted, &known), vec![a(2), a(5)]);
+    }
     use netlink_packet_route::address::{
         AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
     };
@@ -701,6 +1099,105 @@ mod tests {
                 "no neighbour entry on n0"
             );
             assert!(!neighbour_listed("198.18.5.1", "n1"), "probed out of n1");
+        });
+    }
+
+    /// Runs `test` on a current-thread runtime in a network namespace of
+    /// its own (with `lo` up), and gives what it logged; None (skipped,
+    /// saying so) without root.
+    fn in_own_netns_runtime(
+        test: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Option<String> {
+        if !crate::test_netns::is_root() {
+            eprintln!("skipped: a network namespace of its own needs root");
+            return None;
+        }
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let logged = std::sync::Arc::clone(&logs);
+        crate::test_netns::in_own_netns(move || {
+            crate::test_netns::ip(&["link", "set", "lo", "up"]);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            *logged.lock().unwrap() = crate::test_logs::logs_of(|| runtime.block_on(test));
+        });
+        let logs = logs.lock().unwrap().clone();
+        Some(logs)
+    }
+
+    /// The connection's task ending (netlink-proto ends it on a receive
+    /// error) does not leave lbd blind: the next request reopens the
+    /// connection and is answered; before, it and every later one failed.
+    #[test]
+    fn a_request_after_the_connection_ended_is_answered_on_a_new_one() {
+        let logs = in_own_netns_runtime(async {
+            let netlink = super::Netlink::connect().unwrap();
+            assert!(netlink.link_state(1).await.unwrap().is_some(), "lo");
+            let task = netlink.connection_task();
+            task.abort();
+            // Let the runtime drop the aborted task.
+            while !task.is_finished() {
+                tokio::task::yield_now().await;
+            }
+            let state = netlink.link_state(1).await;
+            assert!(matches!(state, Ok(Some(_))), "{state:?}");
+            assert!(
+                !netlink.connection_task().is_finished(),
+                "a new task drives it"
+            );
+            // A clone shares the new connection.
+            let state = netlink.clone().link_state(1).await;
+            assert!(matches!(state, Ok(Some(_))), "{state:?}");
+        });
+        if let Some(logs) = logs {
+            let reopened: Vec<&str> = logs
+                .lines()
+                .filter(|l| l.contains("reopened the routing netlink connection"))
+                .collect();
+            assert_eq!(reopened.len(), 1, "{logs}");
+            assert!(reopened[0].contains("its task had ended"), "{logs}");
+        }
+    }
+
+    /// A request cut off by the connection ending while it waits (the
+    /// task aborted just after the request went out) is asked again on a
+    /// new connection, not taken as an empty answer (no interface 1).
+    #[test]
+    fn a_request_the_connection_ends_under_is_asked_again() {
+        let logs = in_own_netns_runtime(async {
+            let netlink = super::Netlink::connect().unwrap();
+            let task = netlink.connection_task();
+            let request = netlink.link_state(1);
+            task.abort();
+            let state = request.await;
+            assert!(matches!(state, Ok(Some(_))), "{state:?}");
+        });
+        if let Some(logs) = logs {
+            assert!(
+                logs.contains("it closed under a request"),
+                "reopened after the answer was cut short: {logs}"
+            );
+        }
+    }
+
+    /// A reply that never comes (lost by netlink-proto, say) ends the
+    /// request with an error naming it and the time waited, not a wait
+    /// that never ends.
+    #[test]
+    fn a_request_never_answered_times_out() {
+        let _ = in_own_netns_runtime(async {
+            let timeout = std::time::Duration::from_millis(200);
+            let netlink = super::Netlink::stalled(timeout).unwrap();
+            let started = std::time::Instant::now();
+            let outcome =
+                tokio::time::timeout(std::time::Duration::from_secs(5), netlink.link_state(1))
+                    .await
+                    .expect("the request waited past its timeout");
+            let error = outcome.unwrap_err().to_string();
+            assert!(error.contains("looking up interface 1"), "{error}");
+            assert!(error.contains("200ms"), "{error}");
+            assert!(started.elapsed() < std::time::Duration::from_secs(2));
         });
     }
 

@@ -47,7 +47,10 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-use crate::slots::{self, Slot, Slots};
+use crate::{
+    slots::{self, Slot, Slots},
+    sync::log_limit::LogLimit,
+};
 
 /// A scrape on its way to the engine, with where the text goes.
 pub(crate) type Scrape = oneshot::Sender<String>;
@@ -69,6 +72,10 @@ const RENDER_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause after a failed accept before the next.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// A failed accept is warned at most this often (the others are counted):
+/// it repeats at every backoff for as long as its cause lasts (out of
+/// descriptors, say).
+const ACCEPT_FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Renders the engine does for scrapes within [`RENDER_WINDOW`]; past
 /// them, scrapes share the newest render.
 pub(crate) const RENDERS_PER_WINDOW: usize = 4;
@@ -99,13 +106,14 @@ pub async fn serve(
     ));
     Ok(tokio::spawn(async move {
         let slots = Slots::new(MAX_CONNECTIONS, slots::GRACE, slots::WRITE_GRACE);
+        let mut accept_failures = LogLimit::new(ACCEPT_FAILURE_LOG_INTERVAL);
         loop {
             // Past the cap, connections wait in the kernel's backlog.
             slots.ready().await;
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    warn!(%error, "accepting a metrics connection");
+                    log_accept_failure(&mut accept_failures, &error, std::time::Instant::now());
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
@@ -121,6 +129,15 @@ pub async fn serve(
             ));
         }
     }))
+}
+
+/// Logs a failed accept (`error`, at `now`) unless one was logged lately
+/// (`limit`), with how many were left out since.
+fn log_accept_failure(limit: &mut LogLimit, error: &std::io::Error, now: std::time::Instant) {
+    match limit.allow(now) {
+        Some(suppressed) => warn!(%error, suppressed, "accepting a metrics connection failed"),
+        None => debug!(%error, "accepting a metrics connection failed"),
+    }
 }
 
 /// Serves one connection until the client closes it, it idles past
@@ -419,6 +436,30 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
+
+    /// A failing accept repeats at every backoff while its cause lasts
+    /// (out of descriptors): one warning per interval, naming how many
+    /// were left out, not one per backoff.
+    #[test]
+    fn a_failing_accept_is_warned_once_per_interval() {
+        let mut limit = LogLimit::new(ACCEPT_FAILURE_LOG_INTERVAL);
+        let error = std::io::Error::from_raw_os_error(libc::EMFILE);
+        let start = std::time::Instant::now();
+        let logs = crate::test_logs::logs_of(|| {
+            for n in 0..10 {
+                log_accept_failure(&mut limit, &error, start + Duration::from_millis(100 * n));
+            }
+            log_accept_failure(&mut limit, &error, start + ACCEPT_FAILURE_LOG_INTERVAL);
+        });
+        let warnings: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("accepting a metrics connection"))
+            .filter(|l| l.contains("WARN"))
+            .collect();
+        assert_eq!(warnings.len(), 2, "{logs}");
+        assert!(warnings[0].contains("suppressed=0"), "{logs}");
+        assert!(warnings[1].contains("suppressed=9"), "{logs}");
+    }
 
     #[test]
     fn the_budget_allows_so_many_renders_per_window() {

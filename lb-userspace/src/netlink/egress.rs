@@ -39,17 +39,26 @@ impl Netlink {
         if mark != 0 {
             builder = builder.mark(mark);
         }
-        let mut routes = self.handle.route().get(builder.build()).execute();
-        let route = match routes.try_next().await {
-            Ok(route) => route,
-            Err(rtnetlink::Error::NetlinkError(e)) if no_route(e.raw_code()) => return Ok(None),
-            Err(source) => {
-                return Err(NetlinkError::Request {
-                    what: format!("looking up the route to {destination} (mark {mark:#x})"),
-                    source,
-                })
-            }
-        };
+        let request = builder.build();
+        let what = &format!("looking up the route to {destination} (mark {mark:#x})");
+        let route = self
+            .request(what, |handle| {
+                let request = request.clone();
+                async move {
+                    let mut routes = handle.route().get(request).execute();
+                    match routes.try_next().await {
+                        Ok(route) => Ok(route),
+                        Err(rtnetlink::Error::NetlinkError(e)) if no_route(e.raw_code()) => {
+                            Ok(None)
+                        }
+                        Err(source) => Err(NetlinkError::Request {
+                            what: what.clone(),
+                            source,
+                        }),
+                    }
+                }
+            })
+            .await?;
         let Some(index) = route.as_ref().and_then(output_interface) else {
             return Ok(None);
         };

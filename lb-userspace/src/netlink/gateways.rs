@@ -57,19 +57,26 @@ impl Netlink {
             RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
             RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
         ];
+        let what = "dumping the routing table";
         for request in requests {
-            let mut routes = self.handle.route().get(request).execute();
-            while let Some(route) =
-                routes
-                    .try_next()
-                    .await
-                    .map_err(|source| NetlinkError::Request {
-                        what: "dumping the routing table".to_owned(),
-                        source,
-                    })?
-            {
-                out.push(route);
-            }
+            let routes = self
+                .request(what, |handle| {
+                    let request = request.clone();
+                    async move {
+                        handle
+                            .route()
+                            .get(request)
+                            .execute()
+                            .try_collect::<Vec<_>>()
+                            .await
+                            .map_err(|source| NetlinkError::Request {
+                                what: what.to_owned(),
+                                source,
+                            })
+                    }
+                })
+                .await?;
+            out.extend(routes);
         }
         Ok(out)
     }

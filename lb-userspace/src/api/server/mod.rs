@@ -48,7 +48,10 @@ use socket_file::{
 
 pub use super::request::parse_request;
 use super::request::{parse_path, read_request};
-use crate::slots::{self, Slot, SlotHandle, Slots};
+use crate::{
+    slots::{self, Slot, SlotHandle, Slots},
+    sync::log_limit::LogLimit,
+};
 
 use super::{
     code, route, Handler, Method, Request, Response, MAX_REQUEST_HEADERS, MAX_REQUEST_HEAD_BYTES,
@@ -75,6 +78,9 @@ pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: usize = 64;
 /// Pause after a failed accept (out of file descriptors, say) before the next.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// A failed accept is warned at most this often (the others are counted):
+/// it repeats at every backoff for as long as its cause lasts.
+const ACCEPT_FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Who may connect (the socket file's mode and group), and how long a client
 /// may take to send a request.
@@ -257,6 +263,7 @@ impl Server {
             .max_headers(MAX_REQUEST_HEADERS)
             .max_header_size(MAX_REQUEST_HEAD_BYTES);
         let mut shutdown = std::pin::pin!(shutdown);
+        let mut accept_failures = LogLimit::new(ACCEPT_FAILURE_LOG_INTERVAL);
 
         loop {
             // Past the cap, and with no connection to give way, newcomers
@@ -272,7 +279,7 @@ impl Server {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => stream,
                     Err(e) => {
-                        warn!(error = %e, "accepting an admin API connection");
+                        log_accept_failure(&mut accept_failures, &e, Instant::now());
                         tokio::select! {
                             biased;
                             () = &mut shutdown => break,
@@ -520,4 +527,44 @@ fn encode(answer: Response) -> hyper::Response<Full<Bytes>> {
         );
     }
     response
+}
+
+/// Logs a failed accept (`error`, at `now`) unless one was logged lately
+/// (`limit`), with how many were left out since.
+fn log_accept_failure(limit: &mut LogLimit, error: &io::Error, now: Instant) {
+    match limit.allow(now) {
+        Some(suppressed) => warn!(%error, suppressed, "accepting an admin API connection failed"),
+        None => debug!(%error, "accepting an admin API connection failed"),
+    }
+}
+
+/// The accept loop's log limit, tested here beside it (the server's other
+/// tests live in `tests.rs`).
+#[cfg(test)]
+mod accept_failure_tests {
+    use super::*;
+
+    /// A failing accept repeats at every backoff while its cause lasts
+    /// (out of descriptors): one warning per interval, naming how many
+    /// were left out, not one per backoff.
+    #[test]
+    fn a_failing_accept_is_warned_once_per_interval() {
+        let mut limit = LogLimit::new(ACCEPT_FAILURE_LOG_INTERVAL);
+        let error = io::Error::from_raw_os_error(libc::EMFILE);
+        let start = Instant::now();
+        let logs = crate::test_logs::logs_of(|| {
+            for n in 0..10 {
+                log_accept_failure(&mut limit, &error, start + Duration::from_millis(100 * n));
+            }
+            log_accept_failure(&mut limit, &error, start + ACCEPT_FAILURE_LOG_INTERVAL);
+        });
+        let warnings: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("accepting an admin API connection"))
+            .filter(|l| l.contains("WARN"))
+            .collect();
+        assert_eq!(warnings.len(), 2, "{logs}");
+        assert!(warnings[0].contains("suppressed=0"), "{logs}");
+        assert!(warnings[1].contains("suppressed=9"), "{logs}");
+    }
 }
