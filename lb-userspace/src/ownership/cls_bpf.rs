@@ -141,7 +141,7 @@ pub(crate) fn note_own_hc_program(id: u32) {
 
 /// The index of `lo` in every network namespace (the kernel registers
 /// it first).
-const LOOPBACK_IFINDEX: u32 = 1;
+pub(crate) const LOOPBACK_IFINDEX: u32 = 1;
 
 /// A cls_bpf filter on an interface's ingress, as a dump reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,6 +271,69 @@ pub(crate) async fn ingress_filters_of(ifindex: u32) -> anyhow::Result<Vec<ClsBp
         .with_context(|| format!("listing the tc filters on the ingress of interface {ifindex}"));
     task.abort();
     filters
+}
+
+/// The programs of the cls_bpf filters on the egress of interface
+/// `ifindex` (none without a clsact qdisc), over a routing netlink
+/// connection of their own: whether lbd's `tc_hc_encap` filter is still
+/// there (`tc filter del`, or the clsact qdisc deleted, removes it under
+/// lbd). Must run inside a tokio runtime.
+pub(crate) async fn egress_programs_of(ifindex: u32) -> anyhow::Result<Vec<u32>> {
+    use anyhow::Context as _;
+    let (connection, handle, _) =
+        rtnetlink::new_connection().context("opening a routing netlink socket")?;
+    let task = tokio::spawn(connection);
+    let filters = filters_at(&handle, ifindex, TcHandle::MIN_EGRESS)
+        .await
+        .with_context(|| format!("listing the tc filters on the egress of interface {ifindex}"));
+    task.abort();
+    Ok(filters?.iter().filter_map(|f| f.program).collect())
+}
+
+/// The ids of the programs on the tcx egress of interface `ifindex`:
+/// whether lbd's `tc_hc_encap` link still runs there (`bpftool link
+/// detach` removes it under lbd). The kernel's query takes a name, so it
+/// is asked by the one the index has now, and answers only if that name
+/// still has the index after it (a rename meanwhile would answer for
+/// another device). None: cannot tell (no interface has the index, no
+/// tcx, a failed query, a rename during it).
+pub(crate) fn tcx_egress_programs(ifindex: u32) -> Option<Vec<u32>> {
+    let name = interface_name(ifindex)?;
+    let programs = match SchedClassifier::query_tcx(&name, TcAttachType::Egress) {
+        Ok((_, programs)) => programs,
+        Err(error) => {
+            debug!(interface = %name, %error, "querying tcx egress programs");
+            return None;
+        }
+    };
+    (interface_index(&name) == Some(ifindex)).then(|| {
+        programs
+            .iter()
+            .map(aya::programs::ProgramInfo::id)
+            .collect()
+    })
+}
+
+/// The name interface `ifindex` has now (None: no interface has that
+/// index, or the lookup failed).
+fn interface_name(ifindex: u32) -> Option<String> {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `name` has the IF_NAMESIZE bytes if_indextoname writes.
+    let found = unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) };
+    if found.is_null() {
+        return None;
+    }
+    // SAFETY: if_indextoname wrote a NUL-terminated name into `name`.
+    let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
+    name.to_str().ok().map(str::to_owned)
+}
+
+/// The index interface `name` has now (None: no such interface).
+pub(crate) fn interface_index(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: a valid NUL-terminated name.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
 }
 
 /// The cls_bpf filters on the clsact hook `minor` (ingress or egress) of
@@ -496,6 +559,19 @@ mod tests {
         let loopback = ingress_filters(&handle, 1).await;
         task.abort();
         assert_eq!(loopback.expect("no error"), Vec::new());
+    }
+
+    /// The scan's looks at an egress: `lo`'s is listed without error
+    /// even with no clsact qdisc (then empty: "gone" rather than "cannot
+    /// tell"); an index no interface has cannot be asked for tcx
+    /// programs.
+    #[tokio::test]
+    async fn an_egress_is_listed_without_a_qdisc_and_no_interface_has_no_answer() {
+        egress_programs_of(LOOPBACK_IFINDEX)
+            .await
+            .expect("lo's egress listed");
+        assert_eq!(tcx_egress_programs(u32::MAX), None);
+        assert_eq!(interface_index("lo"), Some(LOOPBACK_IFINDEX));
     }
 
     /// `LBD_TC_ATTACH`: unset or empty is the default, `cls_bpf` forces

@@ -11,7 +11,10 @@
 //! source unless it is on). Both exist only while some backend is checked
 //! through its tunnel. While `tc_hc_encap` is missing where a check to a
 //! VIP leaves, those checks fail with the reason instead of being sent
-//! unwrapped (see `FailureReason::PathNotAttached`). The program runs on a tcx link
+//! unwrapped (see `FailureReason::PathNotAttached`); one removed under
+//! lbd (`tc filter del`, the clsact qdisc deleted, `bpftool link detach`)
+//! is seen at the next routed scan, which asks the kernel, and attached
+//! again. The program runs on a tcx link
 //! where the kernel has tcx, else (kernels before 6.6, or
 //! `LBD_TC_ATTACH=cls_bpf`) as a clsact + cls_bpf filter, as the tc
 //! balancer does: either is owned by lbd (not pinned: checks only run
@@ -58,8 +61,9 @@ pub(crate) struct TunnelRuntime {
     /// outer sources, as last read (named when a family has none).
     passed_over: (PassedOver, PassedOver),
     /// `tc_hc_encap`'s egress links (tcx) or filters (cls_bpf), by
-    /// interface.
-    hc_links: Vec<(String, SchedClassifierLinkId)>,
+    /// interface: what lbd attached, checked against the kernel at every
+    /// routed scan (see [`Engine::drop_gone_hc_links`]).
+    hc_links: Vec<HcLink>,
     /// `accept_local` as lbd found it, by interface, where lbd has it on
     /// (the balancer interface and those of the checks' sources).
     accept_local: BTreeMap<String, SysctlChange>,
@@ -74,6 +78,33 @@ pub(crate) struct TunnelRuntime {
     /// The checks through the tunnel: each VIP address and path (the
     /// routed scan follows their routes between commits).
     hc_checks: Vec<(IpAddr, TunnelPath)>,
+}
+
+/// How `tc_hc_encap` was attached to an egress: what the kernel is asked
+/// to tell whether it still runs there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HcHook {
+    /// A tcx link (kernel 6.6 and later).
+    Tcx,
+    /// A clsact + cls_bpf filter at `cls_bpf::HC_FILTER_PRIORITY`.
+    ClsBpf,
+}
+
+/// One `tc_hc_encap` attachment lbd made. Others may remove it under lbd
+/// (`tc filter del`, the clsact qdisc deleted, `bpftool link detach`):
+/// the routed scan asks the kernel, by the device's index and the hook,
+/// whether it still runs.
+#[derive(Debug)]
+struct HcLink {
+    /// The interface, by the name it was attached by (`lo` or the
+    /// balancer's).
+    interface: String,
+    /// Its index (the attachment stays with the device through a rename).
+    ifindex: u32,
+    /// How it was attached.
+    hook: HcHook,
+    /// aya's id of it, to detach it.
+    id: SchedClassifierLinkId,
 }
 
 /// The tunnel state a change moves before it is staged: the interface's
@@ -371,6 +402,9 @@ impl Engine {
             // interfaces need `accept_local`) and the way to each VIP
             // follow them; a failed attach is retried.
             let checks = self.tunnel.hc_checks.clone();
+            // A `tc_hc_encap` removed under lbd is seen here, so that
+            // `sync_hc_path` attaches it again.
+            self.drop_gone_hc_links().await;
             self.sync_hc_path(checks);
         }
         let before = self.tunnel.own;
@@ -435,7 +469,7 @@ impl Engine {
                 .tunnel
                 .hc_links
                 .iter()
-                .map(|(i, _)| i.clone())
+                .map(|l| l.interface.clone())
                 .collect(),
             accept_local: self.tunnel.accept_local.contains_key(&self.interface.name),
         })
@@ -478,7 +512,7 @@ impl Engine {
         }
         let missing = missing_interfaces(
             &hc_interfaces(&self.interface.name),
-            self.tunnel.hc_links.iter().map(|(i, _)| i.as_str()),
+            self.tunnel.hc_links.iter().map(|l| l.interface.as_str()),
         );
         let unattached = unattached_reason(&missing, self.tunnel.hc_error.as_deref());
         if unattached.is_none() && self.tunnel.hc_unattached {
@@ -514,21 +548,36 @@ impl Engine {
 
     /// Attaches `tc_hc_encap` where it is missing.
     fn attach_hc_encap(&mut self) -> anyhow::Result<()> {
-        let missing = missing_interfaces(
-            &hc_interfaces(&self.interface.name),
-            self.tunnel.hc_links.iter().map(|(i, _)| i.as_str()),
-        );
-        if missing.is_empty() {
-            return Ok(());
+        attach_hc_where_missing(
+            self.dataplane.ebpf_mut(),
+            &mut self.tunnel.hc_links,
+            &self.interface.name,
+            self.interface.index,
+            || cls_bpf::tc_path().map_err(anyhow::Error::msg),
+        )
+    }
+
+    /// Part of the routed scan: drops from lbd's record the `tc_hc_encap`
+    /// attachments the kernel no longer runs (removed under lbd), so that
+    /// `sync_hc_path` attaches them again and, until it does, fails the
+    /// checks through the path with the reason instead of sending them
+    /// unwrapped (a verdict that says nothing of the backend).
+    async fn drop_gone_hc_links(&mut self) {
+        if self.tunnel.hc_links.is_empty() {
+            return;
         }
-        let path = cls_bpf::tc_path().map_err(anyhow::Error::msg)?;
-        let balancer = self.interface.index;
-        let program = hc_program(self.dataplane.ebpf_mut())?;
-        for interface in missing {
-            let link = attach_hc_egress(program, &interface, path, balancer)?;
-            self.tunnel.hc_links.push((interface, link));
+        match hc_program(self.dataplane.ebpf_mut()) {
+            Ok(program) => {
+                forget_gone_hc_links(program, &mut self.tunnel.hc_links).await;
+            }
+            Err(error) => {
+                tracing::debug!(
+                    error = format!("{error:#}"),
+                    "checking that {} still runs",
+                    names::PROG_TC_HC_ENCAP
+                );
+            }
         }
-        Ok(())
     }
 
     /// Detaches `tc_hc_encap` everywhere (no check goes through a tunnel,
@@ -545,7 +594,12 @@ impl Engine {
                 return;
             }
         };
-        for (interface, link) in links {
+        for HcLink {
+            interface,
+            id: link,
+            ..
+        } in links
+        {
             match program.detach(link) {
                 Ok(()) => info!(%interface, "{} detached", names::PROG_TC_HC_ENCAP),
                 Err(error) => {
@@ -682,7 +736,7 @@ fn attach_hc_egress(
     interface: &str,
     path: TcPath,
     balancer: u32,
-) -> anyhow::Result<SchedClassifierLinkId> {
+) -> anyhow::Result<(SchedClassifierLinkId, HcHook)> {
     let name = names::PROG_TC_HC_ENCAP;
     let tcx_error = match path {
         TcPath::ClsBpf => format!("not tried: {TC_ATTACH_ENV}=cls_bpf"),
@@ -693,7 +747,7 @@ fn attach_hc_egress(
         ) {
             Ok(link) => {
                 info!(%interface, "health checks through the tunnel: {name} attached (tcx egress)");
-                return Ok(link);
+                return Ok((link, HcHook::Tcx));
             }
             Err(error) => error.to_string(),
         },
@@ -723,7 +777,125 @@ fn attach_hc_egress(
         }
     };
     info!(%interface, tcx = %tcx_error, "health checks through the tunnel: {name} attached ({how})");
-    Ok(link)
+    Ok((link, HcHook::ClsBpf))
+}
+
+/// Attaches `tc_hc_encap` (loaded from `ebpf` on first use) to the egress
+/// of each of `hc_interfaces(interface)` that `links` lacks, for a
+/// balancer on `interface` (index `balancer`), by the path `path` says
+/// (asked only when one is missing), recording each in `links`.
+fn attach_hc_where_missing(
+    ebpf: &mut aya::Ebpf,
+    links: &mut Vec<HcLink>,
+    interface: &str,
+    balancer: u32,
+    path: impl FnOnce() -> anyhow::Result<TcPath>,
+) -> anyhow::Result<()> {
+    let missing = missing_interfaces(
+        &hc_interfaces(interface),
+        links.iter().map(|l| l.interface.as_str()),
+    );
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let path = path()?;
+    let program = hc_program(ebpf)?;
+    for on in missing {
+        let (id, hook) = attach_hc_egress(program, &on, path, balancer)?;
+        let ifindex = if on == interface {
+            balancer
+        } else {
+            cls_bpf::LOOPBACK_IFINDEX
+        };
+        links.push(HcLink {
+            interface: on,
+            ifindex,
+            hook,
+            id,
+        });
+    }
+    Ok(())
+}
+
+/// Takes out of `links` the entries whose `runs` is `Some(false)` (the
+/// kernel says the attachment is gone) and returns them, in order; an
+/// entry whose state is not known (`None`, or no answer) stays: a failed
+/// look must not detach and attach again what runs.
+fn prune_gone<L>(links: &mut Vec<L>, runs: &[Option<bool>]) -> Vec<L> {
+    let mut gone = Vec::new();
+    let mut kept = Vec::with_capacity(links.len());
+    for (index, link) in std::mem::take(links).into_iter().enumerate() {
+        if runs.get(index).copied().flatten() == Some(false) {
+            gone.push(link);
+        } else {
+            kept.push(link);
+        }
+    }
+    *links = kept;
+    gone
+}
+
+/// Whether `program` (its id) still runs where `link` attached it, as
+/// the kernel says now (None: cannot tell).
+async fn hc_link_runs(program: u32, link: &HcLink) -> Option<bool> {
+    let programs = match link.hook {
+        HcHook::ClsBpf => match cls_bpf::egress_programs_of(link.ifindex).await {
+            Ok(programs) => programs,
+            Err(error) => {
+                tracing::debug!(interface = %link.interface, error = format!("{error:#}"), "listing the tc egress filters");
+                return None;
+            }
+        },
+        HcHook::Tcx => cls_bpf::tcx_egress_programs(link.ifindex)?,
+    };
+    Some(programs.contains(&program))
+}
+
+/// Drops from `links` the `tc_hc_encap` attachments of `program` that the
+/// kernel no longer runs, warning once for each (it is attached again by
+/// the next `attach_hc_where_missing`, which the caller runs next), and
+/// forgets them in aya (a filter already gone is no error); returns the
+/// interfaces they were on.
+async fn forget_gone_hc_links(
+    program: &mut SchedClassifier,
+    links: &mut Vec<HcLink>,
+) -> Vec<String> {
+    let name = names::PROG_TC_HC_ENCAP;
+    let ours = match program.info() {
+        Ok(info) => info.id(),
+        Err(error) => {
+            tracing::debug!(%error, "reading the id of {name}: whether it still runs cannot be told");
+            return Vec::new();
+        }
+    };
+    let mut runs = Vec::with_capacity(links.len());
+    for link in links.iter() {
+        runs.push(hc_link_runs(ours, link).await);
+    }
+    let gone = prune_gone(links, &runs);
+    let mut interfaces = Vec::with_capacity(gone.len());
+    for link in gone {
+        let on = &link.interface;
+        let (removed, shown) = match link.hook {
+            HcHook::ClsBpf => (
+                format!(
+                    "its cls_bpf filter (pref {}) was deleted, or the clsact qdisc",
+                    cls_bpf::HC_FILTER_PRIORITY
+                ),
+                format!("tc filter show dev {on} egress"),
+            ),
+            HcHook::Tcx => (
+                "its tcx link was detached".to_owned(),
+                format!("bpftool net show dev {on}"),
+            ),
+        };
+        warn!(interface = %on, program = ours, "{name} no longer runs on the egress of {on} ({removed}, not by lbd): attaching it again (expect {name} back in `{shown}`); until it runs, checks through the tunnel fail with `check path not attached` instead of going out unwrapped");
+        if let Err(error) = program.detach(link.id) {
+            tracing::debug!(interface = %link.interface, %error, "forgetting {name}'s removed attachment");
+        }
+        interfaces.push(link.interface);
+    }
+    interfaces
 }
 
 #[cfg(test)]
@@ -915,6 +1087,199 @@ mod tests {
         let all = missing_interfaces(&wanted, ["eth0", "lo"]);
         assert!(all.is_empty());
         assert_eq!(unattached_reason(&all, Some("an old error")), None);
+    }
+
+    /// The routed scan drops from lbd's record exactly the attachments
+    /// the kernel says are gone (so they are attached again); one it
+    /// cannot tell about, or got no answer for, stays. Before, the record
+    /// was never checked: a `tc_hc_encap` removed under lbd stayed listed
+    /// and the checks went out unwrapped.
+    #[test]
+    fn only_attachments_the_kernel_says_are_gone_are_dropped() {
+        let mut links = vec![("lo", 1), ("eth0", 2), ("lo", 3), ("eth0", 4)];
+        let gone = prune_gone(&mut links, &[Some(false), Some(true), None]);
+        assert_eq!(gone, [("lo", 1)]);
+        assert_eq!(links, [("eth0", 2), ("lo", 3), ("eth0", 4)]);
+        let gone = prune_gone(&mut links, &[Some(false), Some(false), Some(false)]);
+        assert_eq!(gone, [("eth0", 2), ("lo", 3), ("eth0", 4)]);
+        assert!(links.is_empty());
+        assert!(prune_gone(&mut links, &[Some(false)]).is_empty());
+        let mut running = vec![("lo", 1), ("eth0", 2)];
+        assert!(prune_gone(&mut running, &[Some(true), None]).is_empty());
+        assert_eq!(running.len(), 2);
+    }
+
+    /// Whether `tc_hc_encap` is among the tc egress filters of `device`.
+    fn hc_filter_shown(device: &str) -> bool {
+        let out = std::process::Command::new("tc")
+            .args(["filter", "show", "dev", device, "egress"])
+            .output()
+            .expect("running tc");
+        String::from_utf8_lossy(&out.stdout).contains(names::PROG_TC_HC_ENCAP)
+    }
+
+    /// `tc` in this thread's network namespace; panics if it fails.
+    fn tc(args: &[&str]) {
+        let status = std::process::Command::new("tc")
+            .args(args)
+            .status()
+            .expect("running tc");
+        assert!(status.success(), "tc {args:?}");
+    }
+
+    /// The data plane, its `tc_hc_encap` attached through cls_bpf on the
+    /// egress of `lo` and of a balancer interface, `hc0` (a veth). Someone
+    /// deletes the filter on `lo` (`tc filter del ... pref 50000`), and
+    /// then the clsact qdisc of `hc0`: the routed scan's look drops each
+    /// from lbd's record, and the attach after puts each back. Before,
+    /// lbd never noticed: the record still listed both, and the checks
+    /// went out unwrapped. In a network namespace of the test's own.
+    #[test]
+    fn a_hc_filter_removed_under_lbd_is_attached_again_at_the_scan() {
+        if !crate::test_netns::is_root() {
+            eprintln!("skipped: needs root (a network namespace of its own)");
+            return;
+        }
+        crate::test_netns::in_own_netns(|| {
+            use crate::test_netns::ip;
+            ip(&["link", "add", "hc0", "type", "veth", "peer", "name", "hc1"]);
+            ip(&["link", "set", "lo", "up"]);
+            ip(&["link", "set", "hc0", "up"]);
+            let balancer = cls_bpf::interface_index("hc0").expect("hc0's index");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let mut dataplane = crate::dataplane::Dataplane::load(crate::dataplane::MapSizes {
+                max_vips: 4,
+                conntrack: 4096,
+                nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
+                half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
+            })
+            .expect("the data plane");
+            let mut links = Vec::new();
+            let attach = |dataplane: &mut crate::dataplane::Dataplane, links: &mut Vec<HcLink>| {
+                attach_hc_where_missing(dataplane.ebpf_mut(), links, "hc0", balancer, || {
+                    Ok(TcPath::ClsBpf)
+                })
+                .expect("attached");
+            };
+            attach(&mut dataplane, &mut links);
+            assert!(hc_filter_shown("lo") && hc_filter_shown("hc0"));
+            let look = |dataplane: &mut crate::dataplane::Dataplane, links: &mut Vec<HcLink>| {
+                let program = hc_program(dataplane.ebpf_mut()).expect("tc_hc_encap");
+                runtime.block_on(forget_gone_hc_links(program, links))
+            };
+            assert!(look(&mut dataplane, &mut links).is_empty(), "both run");
+            assert_eq!(links.len(), 2);
+
+            tc(&["filter", "del", "dev", "lo", "egress", "pref", "50000"]);
+            assert!(!hc_filter_shown("lo"));
+            assert_eq!(look(&mut dataplane, &mut links), ["lo"]);
+            attach(&mut dataplane, &mut links);
+            assert!(hc_filter_shown("lo"), "tc_hc_encap is back on lo");
+
+            tc(&["qdisc", "del", "dev", "hc0", "clsact"]);
+            assert_eq!(look(&mut dataplane, &mut links), ["hc0"]);
+            attach(&mut dataplane, &mut links);
+            assert!(hc_filter_shown("hc0"), "tc_hc_encap is back on hc0");
+            assert!(look(&mut dataplane, &mut links).is_empty());
+            let on: Vec<&str> = links.iter().map(|l| l.interface.as_str()).collect();
+            assert_eq!(on, ["lo", "hc0"]);
+        });
+    }
+
+    /// The ids of the tcx links of program `program`, as `bpftool link
+    /// show` lists them (older bpftools name the type by its number, 11,
+    /// and leave out the interface).
+    fn tcx_link_ids(program: u32) -> Vec<u64> {
+        let out = std::process::Command::new("bpftool")
+            .args(["-j", "link", "show"])
+            .output()
+            .expect("running bpftool");
+        let links: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bpftool's JSON");
+        let links = links.as_array().cloned().unwrap_or_default();
+        links
+            .iter()
+            .filter(|l| (l["type"] == "tcx" || l["type"] == 11) && l["prog_id"] == program)
+            .filter_map(|l| l["id"].as_u64())
+            .collect()
+    }
+
+    /// The same on the tcx path (kernels with tcx, the default): the
+    /// `tc_hc_encap` links detached under lbd (`bpftool link detach`) are
+    /// dropped from lbd's record at the scan's look and attached again.
+    /// Skipped where the kernel has no tcx or there is no bpftool.
+    #[test]
+    fn hc_tcx_links_detached_under_lbd_are_attached_again_at_the_scan() {
+        if !crate::test_netns::is_root() {
+            eprintln!("skipped: needs root (a network namespace of its own)");
+            return;
+        }
+        if std::process::Command::new("bpftool")
+            .arg("version")
+            .output()
+            .is_err()
+        {
+            eprintln!("skipped: needs bpftool");
+            return;
+        }
+        crate::test_netns::in_own_netns(|| {
+            use crate::test_netns::ip;
+            ip(&["link", "add", "hc0", "type", "veth", "peer", "name", "hc1"]);
+            ip(&["link", "set", "lo", "up"]);
+            ip(&["link", "set", "hc0", "up"]);
+            let balancer = cls_bpf::interface_index("hc0").expect("hc0's index");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let mut dataplane = crate::dataplane::Dataplane::load(crate::dataplane::MapSizes {
+                max_vips: 4,
+                conntrack: 4096,
+                nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
+                half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
+            })
+            .expect("the data plane");
+            let mut links = Vec::new();
+            let attach = |dataplane: &mut crate::dataplane::Dataplane, links: &mut Vec<HcLink>| {
+                attach_hc_where_missing(dataplane.ebpf_mut(), links, "hc0", balancer, || {
+                    Ok(TcPath::Tcx)
+                })
+                .expect("attached");
+            };
+            attach(&mut dataplane, &mut links);
+            if links.iter().any(|l| l.hook != HcHook::Tcx) {
+                eprintln!("skipped: the kernel has no tcx");
+                return;
+            }
+            let look = |dataplane: &mut crate::dataplane::Dataplane, links: &mut Vec<HcLink>| {
+                let program = hc_program(dataplane.ebpf_mut()).expect("tc_hc_encap");
+                runtime.block_on(forget_gone_hc_links(program, links))
+            };
+            let ours = hc_program(dataplane.ebpf_mut())
+                .expect("tc_hc_encap")
+                .info()
+                .expect("its id")
+                .id();
+            let attached = tcx_link_ids(ours);
+            assert_eq!(attached.len(), 2, "on lo and hc0");
+            assert!(look(&mut dataplane, &mut links).is_empty(), "both run");
+            for link in &attached {
+                let status = std::process::Command::new("bpftool")
+                    .args(["link", "detach", "id", &link.to_string()])
+                    .status()
+                    .expect("running bpftool");
+                assert!(status.success(), "bpftool link detach id {link}");
+            }
+            assert_eq!(look(&mut dataplane, &mut links), ["lo", "hc0"]);
+            assert!(links.is_empty());
+            attach(&mut dataplane, &mut links);
+            let again = tcx_link_ids(ours);
+            assert_eq!(again.len(), 2, "back on lo and hc0: {again:?}");
+            assert!(again.iter().all(|l| !attached.contains(l)), "new links");
+            assert!(look(&mut dataplane, &mut links).is_empty(), "both run");
+        });
     }
 
     #[test]
