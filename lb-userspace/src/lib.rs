@@ -23,6 +23,7 @@ pub mod daemon;
 pub mod dataplane;
 pub(crate) mod ebpf_object;
 pub mod flood;
+pub(crate) mod fresh_file;
 pub mod guard;
 pub(crate) mod health;
 pub mod import;

@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{bail, Context as _};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncBufReadExt, AsyncReadExt as _, AsyncWriteExt, BufReader},
     net::{
         unix::{OwnedReadHalf, OwnedWriteHalf},
         UnixStream,
@@ -27,6 +27,10 @@ use tokio::{
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest reply kept for an error message.
 const MAX_REPLY_BYTES: usize = 4096;
+/// Longest reply line read: a longer one fails the exchange after this
+/// much was read (whatever answers on the socket must not grow lbd's
+/// memory without bound).
+const MAX_LINE_BYTES: usize = 64 * 1024;
 /// "Reconfiguration ignored, shutting down": BIRD did not apply it.
 const CODE_SHUTTING_DOWN: u16 = 6;
 /// `show protocols "<name>"` found no protocol of that name.
@@ -295,7 +299,7 @@ async fn timed<T>(
 /// One connection to BIRD's control socket, greeted; commands are asked
 /// one after another.
 struct Session {
-    lines: tokio::io::Lines<BufReader<OwnedReadHalf>>,
+    reader: BufReader<OwnedReadHalf>,
     write: OwnedWriteHalf,
 }
 
@@ -316,8 +320,8 @@ impl Session {
             ))
         })?;
         let (read, write) = stream.into_split();
-        let mut lines = BufReader::new(read).lines();
-        let greeting = read_reply(&mut lines)
+        let mut reader = BufReader::new(read);
+        let greeting = read_reply(&mut reader)
             .await
             .context("reading BIRD's greeting")?;
         if greeting.code != 1 {
@@ -327,7 +331,7 @@ impl Session {
                 greeting.text
             );
         }
-        Ok(Self { lines, write })
+        Ok(Self { reader, write })
     }
 
     /// Sends one command and reads its reply.
@@ -336,19 +340,17 @@ impl Session {
             .write_all(format!("{command}\n").as_bytes())
             .await
             .context("writing to BIRD's control socket")?;
-        read_reply(&mut self.lines)
+        read_reply(&mut self.reader)
             .await
             .with_context(|| format!("reading BIRD's reply to {command:?}"))
     }
 }
 
 /// Reads lines until the last line of a reply.
-async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(
-    lines: &mut tokio::io::Lines<R>,
-) -> anyhow::Result<Reply> {
+async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> anyhow::Result<Reply> {
     let mut text = String::new();
     loop {
-        let Some(line) = lines.next_line().await? else {
+        let Some(line) = read_line(reader).await? else {
             bail!("BIRD closed the control socket mid-reply");
         };
         match parse_line(&line) {
@@ -359,6 +361,32 @@ async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(
             Line::More(rest) => push(&mut text, rest),
         }
     }
+}
+
+/// Reads one line (without its line end; None at the end of the stream),
+/// reading at most [`MAX_LINE_BYTES`] and its newline: a longer line is
+/// an error once that much was read, so whatever answers on the socket
+/// cannot make lbd hold an endless line.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+) -> anyhow::Result<Option<String>> {
+    let mut line = Vec::new();
+    let read = (&mut *reader)
+        .take(MAX_LINE_BYTES as u64 + 1)
+        .read_until(b'\n', &mut line)
+        .await?;
+    if read == 0 {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+    } else if line.len() > MAX_LINE_BYTES {
+        bail!("BIRD sent a line longer than {MAX_LINE_BYTES} bytes");
+    }
+    Ok(Some(String::from_utf8_lossy(&line).into_owned()))
 }
 
 fn push(text: &mut String, part: &str) {
@@ -567,6 +595,90 @@ mod tests {
                 .await
                 .unwrap_err()
         ));
+    }
+
+    /// An endless stream of `x` after a reply code, counting the bytes
+    /// read from it.
+    struct Endless {
+        given: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        left: usize,
+    }
+
+    impl tokio::io::AsyncRead for Endless {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            let n = buf.remaining().min(self.left);
+            let given = self
+                .given
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            let bytes: Vec<u8> = (0..n)
+                .map(|i| {
+                    if given + i < 5 {
+                        b"0001 "[given + i]
+                    } else {
+                        b'x'
+                    }
+                })
+                .collect();
+            buf.put_slice(&bytes);
+            self.left -= n;
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A reply line with no end fails once it is longer than the cap,
+    /// having read at most the cap (and one buffer) of it, not all of it.
+    #[tokio::test]
+    async fn an_endless_reply_line_fails_after_reading_at_most_the_cap() {
+        let given = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let endless = Endless {
+            given: given.clone(),
+            left: 64 << 20,
+        };
+        let mut reader = BufReader::new(endless);
+        let error = read_reply(&mut reader).await.unwrap_err();
+        assert!(
+            format!("{error:#}").contains(&format!(
+                "BIRD sent a line longer than {MAX_LINE_BYTES} bytes"
+            )),
+            "{error:#}"
+        );
+        let read = given.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(read <= MAX_LINE_BYTES + 8192, "read {read} bytes");
+    }
+
+    /// Over the socket: a greeting with no end fails the configure, and
+    /// lbd hangs up long before the peer has sent it all.
+    #[tokio::test]
+    async fn an_endless_greeting_fails_the_configure_quickly() {
+        let dir = Scratch::new();
+        let path = dir.0.join("bird.ctl");
+        let listener = UnixListener::bind(&path).unwrap();
+        let task = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut sent = 0usize;
+            let chunk = vec![b'x'; 64 << 10];
+            if stream.write_all(b"0001 ").await.is_err() {
+                return sent;
+            }
+            while sent < 64 << 20 {
+                if stream.write_all(&chunk).await.is_err() {
+                    break;
+                }
+                sent += chunk.len();
+            }
+            sent
+        });
+        let error = configure(&path).await.unwrap_err();
+        assert!(
+            format!("{error:#}").contains("BIRD sent a line longer than"),
+            "{error:#}"
+        );
+        let sent = task.await.unwrap();
+        assert!(sent < 64 << 20, "the whole line was read: {sent} bytes");
     }
 
     /// A scripted peer that answers every command on one connection with

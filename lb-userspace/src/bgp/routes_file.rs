@@ -10,7 +10,7 @@ use std::{
     fmt::Write as _,
     io::Write as _,
     net::IpAddr,
-    os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _},
+    os::unix::fs::{DirBuilderExt as _, PermissionsExt as _},
     path::Path,
 };
 
@@ -93,7 +93,7 @@ pub(crate) fn announced(path: &Path) -> BTreeSet<IpAddr> {
 
 /// Replaces `path` with `text`: a temporary file beside it, synced, then
 /// renamed over it. Creates the directory if it is missing. On failure the
-/// temporary file goes too (the next write would truncate it, but a
+/// temporary file goes too (the next write would replace it, but a
 /// failure that lasts must not leave it lying beside BIRD's file).
 pub(crate) fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     let dir = path
@@ -120,15 +120,12 @@ pub(crate) fn write(path: &Path, text: &str) -> anyhow::Result<()> {
 /// Writes `text` to `temporary`, readable by BIRD and synced, then
 /// renames it over `path`.
 fn write_through(temporary: &Path, path: &Path, text: &str) -> anyhow::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(FILE_MODE)
-        .open(temporary)
-        .with_context(|| format!("creating {}", temporary.display()))?;
+    // Never a file that was there (a symlink planted by whoever may
+    // write the directory): one lbd creates now.
+    let mut file = crate::fresh_file::create_fresh(temporary, FILE_MODE)?;
     // The mode given at creation is masked by the umask (0077 under the
-    // systemd unit): set it explicitly so BIRD can read the file.
+    // systemd unit): set it explicitly so BIRD can read the file (the one
+    // lbd just created, never one found there).
     file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
         .with_context(|| format!("setting the mode of {}", temporary.display()))?;
     file.write_all(text.as_bytes())
@@ -247,6 +244,28 @@ mod tests {
         assert_eq!(mode, FILE_MODE);
         let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A symlink planted at the temporary name (by whoever may write the
+    /// file's directory) is never followed: the file it points to keeps
+    /// its content and mode, and the routes file is written all the same.
+    #[test]
+    fn a_symlink_at_the_temporary_name_is_not_followed() {
+        let dir = std::env::temp_dir().join(format!("lbd-routes-link-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "secret\n").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let path = dir.join("vips.conf");
+        std::os::unix::fs::symlink(&victim, dir.join(".vips.conf.lbd-new")).unwrap();
+        write(&path, "one\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "secret\n");
+        let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the symlink's target was chmodded");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\n");
+        assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -18,11 +18,13 @@ pub const LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// memory without bound.
 const MAX_KEYS: usize = 4096;
 
-/// Allows something once per interval per key.
+/// Allows something once per interval per key, counting per key what it
+/// left out since.
 #[derive(Debug)]
 pub struct Limiter<K> {
     interval: Duration,
-    last: HashMap<K, Duration>,
+    /// Per key: when it last went, and how many were left out since.
+    last: HashMap<K, (Duration, u64)>,
 }
 
 impl<K: Eq + Hash + Clone> Limiter<K> {
@@ -36,20 +38,31 @@ impl<K: Eq + Hash + Clone> Limiter<K> {
 
     /// Whether `key` may go at `now` (any monotonic time); records it if so.
     pub fn allow(&mut self, key: &K, now: Duration) -> bool {
-        if let Some(last) = self.last.get(key) {
+        self.allow_counting(key, now).is_some()
+    }
+
+    /// Whether `key` may go at `now`, as [`Limiter::allow`]: if so, how
+    /// many were left out since it last went (for the log line saying
+    /// so); None, counted, if not.
+    pub fn allow_counting(&mut self, key: &K, now: Duration) -> Option<u64> {
+        let mut suppressed = 0;
+        if let Some((last, left_out)) = self.last.get_mut(key) {
             if now.saturating_sub(*last) < self.interval {
-                return false;
+                *left_out += 1;
+                return None;
             }
+            suppressed = *left_out;
         }
         if self.last.len() >= MAX_KEYS {
             let interval = self.interval;
-            self.last.retain(|_, t| now.saturating_sub(*t) < interval);
+            self.last
+                .retain(|_, (t, _)| now.saturating_sub(*t) < interval);
             if self.last.len() >= MAX_KEYS {
                 self.last.clear();
             }
         }
-        self.last.insert(key.clone(), now);
-        true
+        self.last.insert(key.clone(), (now, 0));
+        Some(suppressed)
     }
 }
 
@@ -92,6 +105,13 @@ impl NatEvents {
     /// Whether an event of `kind` about VIP id `vip_id` is logged at `now`.
     pub fn log_for_vip(&mut self, kind: u32, vip_id: u32, now: Duration) -> bool {
         self.vip_logs.allow(&(kind, vip_id), now)
+    }
+
+    /// [`NatEvents::log_for_vip`], telling how many events of `kind` about
+    /// VIP id `vip_id` were left out since the last one logged (None: this
+    /// one is left out).
+    pub fn log_for_vip_counting(&mut self, kind: u32, vip_id: u32, now: Duration) -> Option<u64> {
+        self.vip_logs.allow_counting(&(kind, vip_id), now)
     }
 }
 
@@ -146,6 +166,18 @@ mod tests {
         assert!(events.log_for_vip(5, 1, 59 * S));
         assert!(events.log_for_vip(4, 2, 59 * S));
         assert!(events.log_for_vip(4, 1, 61 * S));
+    }
+
+    #[test]
+    fn what_was_left_out_is_counted_until_the_next_allowed() {
+        let mut limiter = Limiter::new(LOG_INTERVAL);
+        assert_eq!(limiter.allow_counting(&1, S), Some(0));
+        for _ in 0..5 {
+            assert_eq!(limiter.allow_counting(&1, 2 * S), None);
+        }
+        assert_eq!(limiter.allow_counting(&2, 2 * S), Some(0));
+        assert_eq!(limiter.allow_counting(&1, 61 * S), Some(5));
+        assert_eq!(limiter.allow_counting(&1, 62 * S), None);
     }
 
     #[test]

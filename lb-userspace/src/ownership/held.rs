@@ -133,10 +133,56 @@ impl Held {
         serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
     }
 
-    /// Reads a stored record.
+    /// Reads a stored record. A `forwarding` setting that is not an
+    /// interface's switch lbd changes, to a small integer (see
+    /// [`refused_setting`]), is left out with a warning naming it: the
+    /// offline actions write these values as root.
     pub(crate) fn decode(text: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(text)
+        let mut held: Self = serde_json::from_str(text)?;
+        held.forwarding.retain(|setting| match refused_setting(setting) {
+            None => true,
+            Some(why) => {
+                warn!(setting = %setting.path.display(), value = %setting.was, "the record of what lbd held names a setting lbd never changes ({why}): left out, never written");
+                false
+            }
+        });
+        Ok(held)
     }
+}
+
+/// The settings lbd switches on for an interface, and records.
+const SETTING_NAMES: [&str; 3] = ["forwarding", "accept_local", "accept_ra"];
+
+/// Why `setting` is none lbd records (None: it is one): the path must be
+/// `/proc/sys/net/ipv4|ipv6/conf/<interface>/<name>` with a name of
+/// [`SETTING_NAMES`], and the value a small integer. Unit tests also use
+/// settings under the temporary directory.
+fn refused_setting(setting: &HeldSetting) -> Option<&'static str> {
+    let in_proc = setting
+        .path
+        .to_str()
+        .and_then(|path| path.strip_prefix("/proc/sys/net/"))
+        .is_some_and(|rest| {
+            let parts: Vec<&str> = rest.split('/').collect();
+            matches!(
+                parts.as_slice(),
+                [family, "conf", interface, name]
+                    if matches!(*family, "ipv4" | "ipv6")
+                        && !interface.is_empty()
+                        && *interface != "."
+                        && *interface != ".."
+                        && SETTING_NAMES.contains(name)
+            )
+        });
+    #[cfg(test)]
+    let in_proc = in_proc || setting.path.starts_with(std::env::temp_dir());
+    if !in_proc {
+        return Some("not an interface's forwarding, accept_local or accept_ra");
+    }
+    if setting.was.trim().parse::<u8>().is_err() {
+        return Some("its value is not a small integer");
+    }
+    None
 }
 
 /// What a start undoes of a previous lbd's record (see [`at_start`]).
@@ -276,11 +322,11 @@ pub(crate) fn same_boot(recorded: &str, now: &str) -> bool {
 /// The record at `path`, if there is one from this boot; an unreadable
 /// one is logged and ignored.
 pub(crate) fn read(path: &Path) -> Option<Held> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
+    let text = match read_trusted(path) {
+        Ok(Some(text)) => text,
+        Ok(None) => return None,
         Err(error) => {
-            warn!(path = %path.display(), %error, "cannot read the record of what lbd held");
+            warn!(path = %path.display(), error = %format!("{error:#}"), "cannot read the record of what lbd held: ignored");
             return None;
         }
     };
@@ -297,6 +343,56 @@ pub(crate) fn read(path: &Path) -> Option<Held> {
     }
 }
 
+/// The text of the record at `path` (None: there is none), if only root
+/// or lbd's own user could have written it: a regular file (not followed
+/// through a symlink) owned by root or lbd's euid, in a directory group
+/// and others cannot write to. The offline actions act as root on what
+/// it names; a record anyone else planted is refused, naming why.
+fn read_trusted(path: &Path) -> anyhow::Result<Option<String>> {
+    use std::{
+        io::Read as _,
+        os::unix::fs::{MetadataExt as _, OpenOptionsExt as _},
+    };
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error).context("opening it (a symlink is refused)"),
+    };
+    let metadata = file.metadata().context("reading its owner")?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if !metadata.is_file() {
+        anyhow::bail!("it is not a regular file");
+    }
+    if metadata.uid() != 0 && metadata.uid() != euid {
+        anyhow::bail!(
+            "it is owned by uid {}, not root: someone else may have written it",
+            metadata.uid()
+        );
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir_mode = std::fs::metadata(dir)
+        .with_context(|| format!("reading the mode of its directory {}", dir.display()))?
+        .mode();
+    if dir_mode & 0o022 != 0 {
+        anyhow::bail!(
+            "its directory {} is writable by group or others (mode {:o}): anyone who may write there could have put it there",
+            dir.display(),
+            dir_mode & 0o7777
+        );
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).context("reading it")?;
+    Ok(Some(text))
+}
+
 /// Replaces the record at `path` with `held` (a temporary file beside it,
 /// renamed over it).
 pub(crate) fn write(path: &Path, held: &Held) -> anyhow::Result<()> {
@@ -304,8 +400,11 @@ pub(crate) fn write(path: &Path, held: &Held) -> anyhow::Result<()> {
         .file_name()
         .with_context(|| format!("{} names no file", path.display()))?;
     let temporary = path.with_file_name(format!(".{}.new", name.to_string_lossy()));
-    std::fs::write(&temporary, held.encode())
+    // A file lbd creates now, never one found at the name (a symlink).
+    let mut file = crate::fresh_file::create_fresh(&temporary, 0o666)?;
+    std::io::Write::write_all(&mut file, held.encode().as_bytes())
         .with_context(|| format!("writing {}", temporary.display()))?;
+    drop(file);
     std::fs::rename(&temporary, path)
         .with_context(|| format!("replacing {} with {}", path.display(), temporary.display()))
 }
@@ -809,6 +908,103 @@ mod tests {
         }
     }
 
+    /// A recorded setting is written back as root: only an interface's
+    /// own `forwarding`, `accept_local` or `accept_ra` under
+    /// `/proc/sys/net`, to a small integer, is read; any other is left out
+    /// with a warning naming it, and the rest of the record stands.
+    #[test]
+    fn a_recorded_setting_other_than_an_interface_switch_is_refused() {
+        let mut record = held("eth0", &["198.18.0.100"], None);
+        let good = vec![
+            setting("/proc/sys/net/ipv4/conf/eth0/forwarding", "0"),
+            setting("/proc/sys/net/ipv6/conf/eth0.100/accept_ra", "1"),
+            setting("/proc/sys/net/ipv4/conf/all/accept_local", "0"),
+        ];
+        let bad = vec![
+            setting("/etc/passwd", "0"),
+            setting("/etc/ld.so.preload", "0"),
+            setting("/proc/sys/net/ipv4/conf/eth0/rp_filter", "0"),
+            setting("/proc/sys/net/ipv4/conf/../../../../../etc/forwarding", "0"),
+            setting("/proc/sys/net/ipv4/conf/eth0/x/forwarding", "0"),
+            setting("/proc/sys/net/ipv4/conf//forwarding", "0"),
+            setting("/proc/sys/net/ipv5/conf/eth0/forwarding", "0"),
+            setting("proc/sys/net/ipv4/conf/eth0/forwarding", "0"),
+            setting("/proc/sys/net/ipv4/conf/eth1/forwarding", "/tmp/evil.so"),
+            setting("/proc/sys/net/ipv4/conf/eth1/forwarding", "1 2"),
+            setting("/proc/sys/net/ipv4/conf/eth1/forwarding", "100000"),
+            setting("/proc/sys/net/ipv4/conf/eth1/forwarding", ""),
+        ];
+        record.forwarding = good.iter().chain(&bad).cloned().collect();
+        let mut decoded = None;
+        let logs = crate::test_logs::logs_of(|| {
+            decoded = Some(Held::decode(&record.encode()).expect("decode"));
+        });
+        let decoded = decoded.expect("decoded");
+        assert_eq!(decoded.forwarding, good);
+        assert_eq!(decoded.interface, "eth0", "the rest stands");
+        assert_eq!(logs.matches("WARN").count(), bad.len(), "{logs}");
+        assert!(logs.contains("/etc/passwd"), "{logs}");
+        assert!(logs.contains("/tmp/evil.so"), "{logs}");
+    }
+
+    /// A record is read only if nobody but root (or this lbd's user) may
+    /// have written it: owned by root or lbd's euid, in a directory group
+    /// and others cannot write to. Otherwise it is skipped, with a warning
+    /// naming it.
+    #[test]
+    fn a_record_others_may_have_written_is_not_read() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let scratch = Scratch::new("trust");
+        std::fs::set_permissions(&scratch.0, std::fs::Permissions::from_mode(0o755)).expect("mode");
+        let mut record = held("eth0", &["198.18.0.100"], None);
+        record.boot_id = boot_id();
+        let path = scratch.record("lbd", &record, 0);
+        assert!(read(&path).is_some(), "lbd's own record is read");
+        for mode in [0o775, 0o757, 0o1777] {
+            std::fs::set_permissions(&scratch.0, std::fs::Permissions::from_mode(mode))
+                .expect("mode");
+            let mut found = Some(None);
+            let logs = crate::test_logs::logs_of(|| found = Some(read(&path)));
+            assert_eq!(found, Some(None), "read from a {mode:o} directory");
+            assert!(
+                logs.contains("WARN") && logs.contains(&path.display().to_string()),
+                "{logs}"
+            );
+        }
+        std::fs::set_permissions(&scratch.0, std::fs::Permissions::from_mode(0o755)).expect("mode");
+        // Another user's file (only root may give a file away).
+        let me = std::fs::metadata(&path).expect("stat");
+        if std::os::unix::fs::chown(&path, Some(4242), Some(4242)).is_ok() {
+            let mut found = Some(None);
+            let logs = crate::test_logs::logs_of(|| found = Some(read(&path)));
+            assert_eq!(found, Some(None), "another user's record was read");
+            assert!(logs.contains(&path.display().to_string()), "{logs}");
+            use std::os::unix::fs::MetadataExt as _;
+            std::os::unix::fs::chown(&path, Some(me.uid()), Some(me.gid())).expect("chown");
+            assert!(read(&path).is_some());
+        }
+    }
+
+    /// A symlink planted at the record's temporary name is never
+    /// followed: the file it points to is left as it was.
+    #[test]
+    fn a_symlink_at_the_records_temporary_name_is_not_followed() {
+        let scratch = Scratch::new("symlink");
+        let victim = scratch.0.join("victim");
+        std::fs::write(&victim, "secret\n").expect("victim");
+        let path = scratch.0.join("lbd.held.json");
+        std::os::unix::fs::symlink(&victim, scratch.0.join(".lbd.held.json.new")).expect("symlink");
+        let mut record = held("eth0", &[], None);
+        record.boot_id = boot_id();
+        write(&path, &record).expect("write");
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("victim"),
+            "secret\n"
+        );
+        assert!(!std::fs::symlink_metadata(&path).expect("stat").is_symlink());
+        assert_eq!(read(&path), Some(record));
+    }
+
     #[test]
     fn the_record_sits_beside_the_admin_socket() {
         assert_eq!(
@@ -1032,13 +1228,14 @@ mod tests {
         let mut record = held("eth0", &[], None);
         record.boot_id = boot_id();
         record.config = config_path.clone();
-        record.forwarding = vec![setting("/p/eth0/forwarding", "0")];
+        let forwarding = "/proc/sys/net/ipv4/conf/eth0/forwarding";
+        record.forwarding = vec![setting(forwarding, "0")];
         let newest = scratch.record("old", &record, 10);
         let mut older_record = record.clone();
-        older_record.forwarding = vec![setting("/p/eth0/forwarding", "older")];
+        older_record.forwarding = vec![setting(forwarding, "2")];
         let older = scratch.record("older", &older_record, 3600);
         let mut running = record.clone();
-        running.forwarding = vec![setting("/p/eth0/forwarding", "running")];
+        running.forwarding = vec![setting(forwarding, "3")];
         let running_path = scratch.record("running", &running, 0);
         let me = crate::ownership::lock::OwnerRecord {
             pid: 4242,

@@ -41,6 +41,7 @@ use crate::{
     guard::GuardConfig,
     health::{HealthChecker, HealthEvent},
     model::Model,
+    nat::events::NatEvents,
     netlink::{Interface, Netlink},
     reconcile::{ApplyReport, Balancer, ReconcileError, Staged, VipId},
     sync::ReceivedBatch,
@@ -248,17 +249,8 @@ impl Engine {
         if self.on_nat_event(event, &vip) {
             return;
         }
-        let client = crate::reconcile::words_addr(event.flow.src, event.flow.family);
-        let port = u16::from_be(event.flow.sport);
-        match event.kind {
-            lb_common::consts::EVENT_NO_BACKEND => warn!(
-                %vip, %client, port, "data plane: packet for a VIP with no live backend dropped (at most one such log a second per CPU; see lbd_packets_total{{reason=\"no_backend\"}})"
-            ),
-            lb_common::consts::EVENT_CONNTRACK_INSERT_FAILED => warn!(
-                %vip, %client, port, "data plane: the connection table refused a flow (forwarded by hash only)"
-            ),
-            other => warn!(kind = other, %vip, "data plane: unknown event"),
-        }
+        let now = std::time::Duration::from_nanos(crate::clock::monotonic_ns());
+        log_dataplane_event(&mut self.nat.events, event, &vip, now);
     }
 
     /// Hands the VIPs over (VRRP priority 0), stops checks and detaches the
@@ -601,6 +593,36 @@ fn keeps_program(stop: Stop, pinned: bool, withdrawal: Option<&anyhow::Error>) -
         || (pinned && withdrawal.is_some_and(|error| !crate::bgp::bird::is_not_running(error)))
 }
 
+/// Logs a data-plane event that is not a routed one (no live backend, the
+/// connection table refused a flow, an unknown kind) about VIP `vip` at
+/// `now`: once a minute per VIP and kind, with how many were left out
+/// since. The program already sends at most one a second per CPU and
+/// kind, which on a many-core node during an outage or a flood is still
+/// a line a second per CPU; the counters carry the volume.
+fn log_dataplane_event(
+    limits: &mut NatEvents,
+    event: &lb_common::DataplaneEvent,
+    vip: &str,
+    now: std::time::Duration,
+) {
+    let Some(suppressed) = limits.log_for_vip_counting(event.kind, event.vip_id, now) else {
+        return;
+    };
+    let client = crate::reconcile::words_addr(event.flow.src, event.flow.family);
+    let port = u16::from_be(event.flow.sport);
+    match event.kind {
+        lb_common::consts::EVENT_NO_BACKEND => warn!(
+            %vip, %client, port, suppressed, "data plane: packet for a VIP with no live backend dropped (logged once a minute per VIP, with the number left out since; see lbd_packets_total{{reason=\"no_backend\"}})"
+        ),
+        lb_common::consts::EVENT_CONNTRACK_INSERT_FAILED => warn!(
+            %vip, %client, port, suppressed, "data plane: the connection table refused a flow, forwarded by hash only (logged once a minute per VIP, with the number left out since; see lbd_conntrack_events_total{{event=\"insert_failed\"}})"
+        ),
+        other => {
+            warn!(kind = other, %vip, suppressed, "data plane: unknown event (logged once a minute per VIP and kind)")
+        }
+    }
+}
+
 /// How lbd stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
@@ -622,6 +644,52 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// 200 "no live backend" events for one VIP within a minute (every
+    /// CPU's one a second) log one warning; the next minute's logs one
+    /// more, counting those left out; another VIP and another kind have
+    /// limits of their own.
+    #[test]
+    fn data_plane_events_are_logged_once_a_minute_per_vip_and_kind() {
+        let event = |kind, vip_id| lb_common::DataplaneEvent {
+            kind,
+            vip_id,
+            flow: lb_common::FlowKey::default(),
+        };
+        let mut limits = NatEvents::default();
+        let no_backend = event(lb_common::consts::EVENT_NO_BACKEND, 1);
+        let logs = crate::test_logs::logs_of(|| {
+            for n in 0..200u64 {
+                log_dataplane_event(
+                    &mut limits,
+                    &no_backend,
+                    "198.18.0.100:80/tcp",
+                    Duration::from_millis(n * 250),
+                );
+            }
+        });
+        assert_eq!(logs.matches("WARN").count(), 1, "{logs}");
+        assert!(logs.contains("198.18.0.100:80/tcp"), "{logs}");
+        let logs = crate::test_logs::logs_of(|| {
+            log_dataplane_event(&mut limits, &no_backend, "v", Duration::from_secs(61));
+            log_dataplane_event(
+                &mut limits,
+                &event(lb_common::consts::EVENT_NO_BACKEND, 2),
+                "w",
+                Duration::from_secs(61),
+            );
+            log_dataplane_event(
+                &mut limits,
+                &event(lb_common::consts::EVENT_CONNTRACK_INSERT_FAILED, 1),
+                "v",
+                Duration::from_secs(61),
+            );
+        });
+        assert_eq!(logs.matches("WARN").count(), 3, "{logs}");
+        // 200 events over 50 s, one logged: 199 left out, told the next time.
+        assert!(logs.contains("suppressed=199"), "{logs}");
+        assert_eq!(logs.matches("suppressed=0").count(), 2, "{logs}");
+    }
 
     /// A stop for good whose withdrawal found BIRD not running (nothing
     /// listens on its control socket) detaches the program, as

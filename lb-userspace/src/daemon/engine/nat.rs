@@ -153,7 +153,9 @@ fn sync_tx_map(
 pub(crate) struct NatRuntime {
     /// The flow reaper.
     pub(crate) reaper: Reaper,
-    events: NatEvents,
+    /// The routed events' log limits, also those of the data plane's
+    /// other events (`log_dataplane_event`).
+    pub(super) events: NatEvents,
     /// Forwarding settings lbd switched on (and `accept_ra` it raised).
     forwarding: Vec<ForwardingChange>,
     /// Forwarding settings lbd failed to switch on or read (warned once).

@@ -656,8 +656,8 @@ pub(super) fn write_durably_with(
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let temporary = temporary_of(path);
-    let mut file = std::fs::File::create(&temporary)
-        .with_context(|| format!("creating {}", temporary.display()))?;
+    // A file lbd creates now, never one found at the name (a symlink).
+    let mut file = crate::fresh_file::create_fresh(&temporary, 0o666)?;
     file.write_all(contents)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", temporary.display()))?;
@@ -1090,6 +1090,21 @@ mod tests {
         std::fs::remove_dir_all(scratch.0.join("lib")).unwrap();
         std::fs::write(scratch.0.join("lib"), b"not a directory").unwrap();
         assert!(write_state_with(&path, NodeState::Active, |_| Ok(())).is_err());
+    }
+
+    /// A symlink planted at the temporary name is never followed: the
+    /// file it points to is left as it was.
+    #[test]
+    fn a_symlink_at_the_temporary_name_is_not_followed() {
+        let scratch = Scratch::new("symlink");
+        let path = scratch.0.join("node.state");
+        let victim = scratch.0.join("victim");
+        std::fs::write(&victim, "secret\n").unwrap();
+        std::os::unix::fs::symlink(&victim, temporary_of(&path)).unwrap();
+        write_state_with(&path, NodeState::Drained, |_| Ok(())).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "secret\n");
+        assert_eq!(read_state(&path).unwrap(), Some(NodeState::Drained));
+        assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
     }
 
     #[test]
