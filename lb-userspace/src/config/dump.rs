@@ -361,6 +361,9 @@ fn vrrp(v: &VrrpConfig, listed: bool) -> Value {
     if !v.unicast_peers.is_empty() {
         t.insert("unicast_peers".into(), addresses(&v.unicast_peers));
     }
+    if v.unicast_peer_hops != 0 {
+        t.insert("unicast_peer_hops".into(), int(v.unicast_peer_hops));
+    }
     t.insert("announce_count".into(), int(v.announce_count));
     t.insert(
         "announce_interval_ms".into(),

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use toml::{Spanned, Value};
 
 use super::{raw::Items, value, Checker, ConfigError};
+use crate::vrrp::notify_program::{check_notify_program, NotifyProblem};
 
 /// The shortest `announce_refresh_ms` other than 0 (off): Linux takes a
 /// gratuitous ARP for an address at most once per `locktime` (1 s).
@@ -39,6 +40,10 @@ pub struct VrrpConfig {
     pub addresses: Vec<IpAddr>,
     /// Send adverts to these peers instead of the multicast group.
     pub unicast_peers: Vec<IpAddr>,
+    /// Routers between this node and its unicast peers, 0..=254 (0, the
+    /// default: on the link): a peer's advert is taken from TTL 255 minus
+    /// this up, anyone else's only at 255.
+    pub unicast_peer_hops: u8,
     /// Gratuitous ARPs / neighbour advertisements sent on becoming master.
     pub announce_count: u32,
     /// Time between them.
@@ -109,6 +114,7 @@ pub(super) struct RawVrrp {
     pub(super) preempt_delay_ms: Option<Spanned<Value>>,
     pub(super) addresses: Option<Spanned<Items>>,
     pub(super) unicast_peers: Option<Spanned<Items>>,
+    pub(super) unicast_peer_hops: Option<Spanned<Value>>,
     pub(super) announce_count: Option<Spanned<Value>>,
     pub(super) announce_interval_ms: Option<Spanned<Value>>,
     pub(super) announce_refresh_ms: Option<Spanned<Value>>,
@@ -394,6 +400,20 @@ impl Checker<'_> {
             None => Vec::new(),
             Some(v) => self.address_list(v, &field("unicast_peers"))?,
         };
+        let unicast_peer_hops = match &raw.unicast_peer_hops {
+            None => 0,
+            Some(v) => {
+                let hops = self.integer(v, &field("unicast_peer_hops"), 0..=254u8)?;
+                if hops > 0 && unicast_peers.is_empty() {
+                    return Err(self.bad_value(
+                        v,
+                        &field("unicast_peer_hops"),
+                        "applies to unicast_peers only: multicast adverts must arrive with TTL 255 (RFC 5798); list the peers, or leave unicast_peer_hops out",
+                    ));
+                }
+                hops
+            }
+        };
         let announce_count = match &raw.announce_count {
             None => 3,
             Some(v) => self.integer(v, &field("announce_count"), 0..=100u32)?,
@@ -424,7 +444,19 @@ impl Checker<'_> {
         };
         let notify = match &raw.notify {
             None => None,
-            Some(v) => Some(self.absolute_path(v, &field("notify"))?),
+            Some(v) => {
+                let program = self.absolute_path(v, &field("notify"))?;
+                // Missing (not deployed yet, or a file checked elsewhere):
+                // left to the same check before each run.
+                if let Err(NotifyProblem::Unsafe(why)) = check_notify_program(&program) {
+                    return Err(self.bad_value(
+                        v,
+                        &field("notify"),
+                        format!("{why}: the notify program runs as root with lbd's capabilities, so only root may be able to change it or a directory above it (chown root, chmod go-w)"),
+                    ));
+                }
+                Some(program)
+            }
         };
         let weight =
             |v: &Option<Spanned<Value>>, name: &str, default: u8| -> Result<u8, ConfigError> {
@@ -464,6 +496,7 @@ impl Checker<'_> {
             preempt_delay,
             addresses,
             unicast_peers,
+            unicast_peer_hops,
             announce_count,
             announce_interval,
             announce_refresh,
@@ -617,5 +650,193 @@ track_no_backend = 0",
         );
         assert!(vrrp_with("announce_refresh_ms = 86400001").is_err());
         assert!(vrrp_with("announce_refresh_ms = \"1s\"").is_err());
+    }
+
+    /// A directory of its own under the temp dir (removed on drop), made
+    /// by this (root) process with mode 0755, as the labs make theirs.
+    struct TempDir(std::path::PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            use std::os::unix::fs::PermissionsExt as _;
+            let dir = std::env::temp_dir()
+                .join(format!("lbd-notify-check-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            Self(dir)
+        }
+
+        /// A script `name` in it with `mode`.
+        fn script(&self, name: &str, mode: u32) -> std::path::PathBuf {
+            use std::os::unix::fs::PermissionsExt as _;
+            let path = self.0.join(name);
+            std::fs::write(&path, "#!/bin/sh\n").expect("write");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            path
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn chmod(path: &std::path::Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    /// The notify program runs as root with lbd's capabilities: one that
+    /// another user could change is refused at load, named with its mode.
+    #[test]
+    fn a_notify_program_writable_by_others_is_refused() {
+        let dir = TempDir::new("mode");
+        let script = dir.script("notify.sh", 0o777);
+        let error = vrrp_with(&format!("notify = \"{}\"", script.display()))
+            .expect_err("writable by others");
+        assert!(
+            error.contains("vrrp[0].notify")
+                && error.contains(&script.display().to_string())
+                && error.contains("writable by group or others")
+                && error.contains("0777"),
+            "{error}"
+        );
+        chmod(&script, 0o775);
+        assert!(vrrp_with(&format!("notify = \"{}\"", script.display())).is_err());
+        // As the labs write theirs: a 0755 script in a 0755 (or 0700)
+        // directory made by root under the sticky /tmp.
+        chmod(&script, 0o755);
+        let config =
+            vrrp_with(&format!("notify = \"{}\"", script.display())).expect("a safe script");
+        assert_eq!(config.vrrp[0].notify.as_deref(), Some(script.as_path()));
+        chmod(&dir.0, 0o700);
+        assert_eq!(
+            crate::vrrp::notify_program::check_notify_program(&script),
+            Ok(())
+        );
+    }
+
+    /// A directory on the path that others may write lets them swap the
+    /// program: refused, unless it is sticky (like /tmp) and what follows
+    /// belongs to root.
+    #[test]
+    fn a_directory_others_may_write_is_refused_unless_sticky() {
+        let dir = TempDir::new("dir");
+        let sub = dir.0.join("bin");
+        std::fs::create_dir(&sub).expect("mkdir");
+        chmod(&sub, 0o755);
+        let script = sub.join("notify.sh");
+        std::fs::write(&script, "#!/bin/sh\n").expect("write");
+        chmod(&script, 0o755);
+        assert_eq!(
+            crate::vrrp::notify_program::check_notify_program(&script),
+            Ok(())
+        );
+        chmod(&dir.0, 0o777);
+        let error = vrrp_with(&format!("notify = \"{}\"", script.display()))
+            .expect_err("a directory writable by others");
+        assert!(
+            error.contains(&dir.0.display().to_string())
+                && error.contains("writable by group or others")
+                && error.contains("0777"),
+            "{error}"
+        );
+        chmod(&dir.0, 0o1777);
+        assert_eq!(
+            crate::vrrp::notify_program::check_notify_program(&script),
+            Ok(())
+        );
+        chmod(&dir.0, 0o775);
+        assert!(matches!(
+            crate::vrrp::notify_program::check_notify_program(&script),
+            Err(crate::vrrp::notify_program::NotifyProblem::Unsafe(_))
+        ));
+    }
+
+    /// Another user's program is refused (root may chown to test it).
+    #[test]
+    fn a_notify_program_of_another_user_is_refused() {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let dir = TempDir::new("owner");
+        let script = dir.script("notify.sh", 0o755);
+        std::os::unix::fs::chown(&script, Some(65534), Some(65534)).expect("chown");
+        let error =
+            vrrp_with(&format!("notify = \"{}\"", script.display())).expect_err("owned by nobody");
+        assert!(
+            error.contains(&script.display().to_string()) && error.contains("uid 65534"),
+            "{error}"
+        );
+        // The same for a directory on its path.
+        std::os::unix::fs::chown(&script, Some(0), Some(0)).expect("chown");
+        std::os::unix::fs::chown(&dir.0, Some(65534), Some(65534)).expect("chown");
+        let error = crate::vrrp::notify_program::check_notify_program(&script)
+            .expect_err("a directory of nobody's");
+        assert!(
+            matches!(&error, crate::vrrp::notify_program::NotifyProblem::Unsafe(why) if why.contains("uid 65534")),
+            "{error:?}"
+        );
+    }
+
+    /// A program not there yet (deployed later, or a file checked on
+    /// another host) is left to the check before each run; what exists
+    /// of its path is checked now.
+    #[test]
+    fn a_missing_notify_program_is_left_to_the_run() {
+        let dir = TempDir::new("missing");
+        let script = dir.0.join("notify.sh");
+        assert!(vrrp_with(&format!("notify = \"{}\"", script.display())).is_ok());
+        assert!(matches!(
+            crate::vrrp::notify_program::check_notify_program(&script),
+            Err(crate::vrrp::notify_program::NotifyProblem::Missing(_))
+        ));
+        chmod(&dir.0, 0o777);
+        assert!(vrrp_with(&format!("notify = \"{}\"", script.display())).is_err());
+    }
+
+    /// TTL 255 from unicast peers too by default; `unicast_peer_hops`
+    /// allows routers between them, at most 254, and is dumped when set.
+    #[test]
+    fn unicast_peer_hops_defaults_to_0_and_is_at_most_254() {
+        let config = vrrp_with("").expect("valid");
+        assert_eq!(config.vrrp[0].unicast_peer_hops, 0);
+        assert!(!crate::config::to_toml(&config).contains("unicast_peer_hops"));
+        let peers = "unicast_peers = [\"198.18.0.3\"]";
+        let two = vrrp_with(&format!("{peers}\nunicast_peer_hops = 2")).expect("valid");
+        assert_eq!(two.vrrp[0].unicast_peer_hops, 2);
+        let dumped = crate::config::to_toml(&two);
+        assert!(dumped.contains("unicast_peer_hops = 2"), "{dumped}");
+        assert_eq!(Config::from_toml_str(&dumped, "dump").expect("dump"), two);
+        assert_eq!(
+            vrrp_with(&format!("{peers}\nunicast_peer_hops = 254"))
+                .expect("valid")
+                .vrrp[0]
+                .unicast_peer_hops,
+            254
+        );
+        let error = vrrp_with(&format!("{peers}\nunicast_peer_hops = 255")).expect_err("too many");
+        assert!(
+            error.contains("vrrp[0].unicast_peer_hops") && error.contains("0..=254"),
+            "{error}"
+        );
+        assert!(vrrp_with(&format!("{peers}\nunicast_peer_hops = -1")).is_err());
+        assert!(vrrp_with(&format!("{peers}\nunicast_peer_hops = \"2\"")).is_err());
+        // Multicast adverts keep TTL 255: hops without peers are refused.
+        let error = vrrp_with("unicast_peer_hops = 1").expect_err("no peers");
+        assert!(
+            error.contains("vrrp[0].unicast_peer_hops: applies to unicast_peers only"),
+            "{error}"
+        );
+        assert_eq!(
+            vrrp_with("unicast_peer_hops = 0")
+                .expect("0 is the default")
+                .vrrp[0]
+                .unicast_peer_hops,
+            0
+        );
     }
 }

@@ -85,13 +85,7 @@ fn gratuitous_arp(ifindex: u32, mac: [u8; 6], address: Ipv4Addr) -> io::Result<(
     frame.extend_from_slice(&address.octets());
     frame.extend_from_slice(&[0; 6]);
     frame.extend_from_slice(&address.octets());
-    // SAFETY: plain socket(2).
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: we own fd; closed right after.
-    let socket = unsafe { <Socket as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let socket = packet_socket()?;
     // SAFETY: zeroed sockaddr_ll, fields set below.
     let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     to.sll_family = libc::AF_PACKET as u16;
@@ -114,6 +108,19 @@ fn gratuitous_arp(ifindex: u32, mac: [u8; 6], address: Ipv4Addr) -> io::Result<(
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The raw packet socket a gratuitous ARP is sent on (closed when
+/// dropped), close-on-exec: a notify program forked meanwhile on another
+/// thread must not inherit a socket that sends any frame on the link.
+fn packet_socket() -> io::Result<Socket> {
+    // SAFETY: plain socket(2).
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: we own fd; the Socket closes it.
+    Ok(unsafe { <Socket as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
 fn unsolicited_na(ifindex: u32, mac: [u8; 6], address: Ipv6Addr) -> io::Result<()> {
@@ -151,6 +158,22 @@ mod tests {
     // Real time (tokio's paused clock is not built here): rounds 200 ms
     // apart, checked half-way between them.
     const GAP: Duration = Duration::from_millis(200);
+
+    /// A notify program forked while a round is sending must not inherit
+    /// the raw packet socket (it could send any frame on the link).
+    #[test]
+    fn the_packet_socket_is_closed_on_exec() {
+        let socket = match packet_socket() {
+            Ok(socket) => socket,
+            // Without CAP_NET_RAW there is no socket to check.
+            Err(error) if error.kind() == io::ErrorKind::PermissionDenied => return,
+            Err(error) => panic!("packet socket: {error}"),
+        };
+        // SAFETY: F_GETFD on a descriptor we own.
+        let flags = unsafe { libc::fcntl(socket.as_raw_fd(), libc::F_GETFD) };
+        assert!(flags >= 0, "fcntl: {}", io::Error::last_os_error());
+        assert_ne!(flags & libc::FD_CLOEXEC, 0, "FD_CLOEXEC not set");
+    }
 
     #[tokio::test]
     async fn all_rounds_run_when_left_alone() {

@@ -21,10 +21,21 @@ const MAX_PEERS: usize = 16;
 /// The rate limits of one instance's warnings.
 #[derive(Debug)]
 pub(crate) struct Complaints {
-    /// By reason (an `Invalid`/`DecodeError` label) and source address.
-    by_peer: HashMap<(&'static str, IpAddr), LogLimit>,
+    /// By reason (an `Invalid`/`DecodeError` label) and source address,
+    /// each with when it was last heard of.
+    by_peer: HashMap<(&'static str, IpAddr), Tracked>,
     /// For every (reason, peer) past [`MAX_PEERS`].
     others: LogLimit,
+}
+
+/// One (reason, peer)'s limit, and when it last complained: an entry
+/// quiet for [`EVERY`] is forgotten when room is needed (its next line
+/// would be said anyway), so sources long gone do not keep a real peer's
+/// new fault in the limit shared with strangers.
+#[derive(Debug)]
+struct Tracked {
+    limit: LogLimit,
+    seen: Instant,
 }
 
 impl Default for Complaints {
@@ -48,12 +59,18 @@ impl Complaints {
     ) -> Option<u64> {
         let key = (reason, peer);
         if !self.by_peer.contains_key(&key) && self.by_peer.len() >= MAX_PEERS {
-            return self.others.allow(now);
+            self.by_peer
+                .retain(|_, tracked| now.saturating_duration_since(tracked.seen) < EVERY);
+            if self.by_peer.len() >= MAX_PEERS {
+                return self.others.allow(now);
+            }
         }
-        self.by_peer
-            .entry(key)
-            .or_insert_with(|| LogLimit::new(EVERY))
-            .allow(now)
+        let tracked = self.by_peer.entry(key).or_insert_with(|| Tracked {
+            limit: LogLimit::new(EVERY),
+            seen: now,
+        });
+        tracked.seen = now;
+        tracked.limit.allow(now)
     }
 }
 
@@ -143,6 +160,33 @@ mod tests {
             })
             .count();
         assert_eq!(said, MAX_PEERS + 1);
+        assert!(c.by_peer.len() <= MAX_PEERS);
+    }
+
+    /// Sixteen (reason, source) pairs recorded long ago (old peers,
+    /// strangers) no longer crowd out a real peer's new fault: idle
+    /// entries are forgotten, so its first line is said at once rather
+    /// than shared with a stranger holding `others`.
+    #[test]
+    fn idle_entries_are_pruned_so_a_new_fault_is_said() {
+        let mut c = Complaints::default();
+        let t0 = Instant::now();
+        for n in 0..MAX_PEERS {
+            let source = IpAddr::from([198, 18, 1, u8::try_from(n).expect("small")]);
+            assert_eq!(c.allow("checksum", source, t0), Some(0));
+        }
+        let later = t0 + Duration::from_secs(600);
+        // A stranger still sending: said (and holding the shared limit).
+        assert_eq!(c.allow("ttl", ip("203.0.113.9"), later), Some(0));
+        let real_peer = ip("198.18.0.3");
+        assert_eq!(
+            c.allow(
+                "address_mismatch",
+                real_peer,
+                later + Duration::from_secs(1)
+            ),
+            Some(0)
+        );
         assert!(c.by_peer.len() <= MAX_PEERS);
     }
 

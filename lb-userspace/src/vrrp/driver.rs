@@ -32,6 +32,7 @@ use super::{
     complaints::{self, Complaints},
     machine::{OWNER_PRIORITY, PREEMPT_SYNC_HOLD},
     net::{Received, VrrpSocket},
+    notify_program::check_notify_program,
     runtime::VrrpRuntime,
     validate_from, Action, Advertisement, ChecksumMode, Counters, DecodeError, Family, Invalid,
     Machine, Settings, State,
@@ -228,45 +229,104 @@ pub(crate) const NOTIFY_GRACE: Duration = Duration::from_secs(5);
 /// They run one after the other, in the order the instance changed state:
 /// run side by side, a slow "master" command could finish after the
 /// "backup" one of a quick master→backup flip, leaving whatever it drives
-/// at "master" on a backup.
+/// at "master" on a backup. At most one waits behind the one running: a
+/// newer state replaces it before it starts, as only the newest state
+/// matters to what the command drives, so a flapping instance with a slow
+/// command never falls behind, and a "stopped" at exit is never stuck
+/// behind a backlog.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Notifies(Arc<Mutex<Queue>>);
 
+/// A queued command, boxed so a newer one can take its place.
+type Command = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The command waiting for the one before it to end, with the state it
+/// reports; taken (left `None`) when it starts.
+type Waiting = Arc<Mutex<Option<(String, Command)>>>;
+
 /// The commands of one instance, and the end of the last one queued.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Queue {
-    /// Every command queued and not yet reaped, each waiting for the one
-    /// before it.
+    /// Every command queued and not yet reaped: at most the one running
+    /// and the one waiting for it (and, past an exit's [`Notifies::take`],
+    /// those of the new set).
     running: JoinSet<()>,
     /// Fires (or is dropped, the command killed) when the last command
     /// queued has ended: the next one waits for it.
     last: Option<oneshot::Receiver<()>>,
+    /// The command queued behind the running one, while it has not
+    /// started: a newer state replaces it there.
+    waiting: Option<Waiting>,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("running", &self.running.len())
+            .field("waiting", &self.waiting.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Notifies {
-    /// Runs `command` as a task kept here, once the command queued before
-    /// it has ended (or was killed); forgets those that ended. Each
-    /// command's own time limit starts when it starts.
-    fn spawn(&self, command: impl Future<Output = ()> + Send + 'static) {
+    /// Runs `command` (reporting `state` of VRID `vrid`) as a task kept
+    /// here: at once if the command queued before it has ended (or was
+    /// killed), else once it has, in place of any command still waiting
+    /// for it (merged: that older state is never reported). Forgets the
+    /// commands that ended. Each command's own time limit starts when it
+    /// starts.
+    fn spawn(&self, vrid: u8, state: &str, command: impl Future<Output = ()> + Send + 'static) {
+        let command: Command = Box::pin(command);
         let mut queue = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         while queue.running.try_join_next().is_some() {}
-        let before = queue.last.take();
+        if let Some(waiting) = &queue.waiting {
+            let mut slot = waiting.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((replaced, _)) = slot.take() {
+                info!(
+                    vrid,
+                    %replaced,
+                    %state,
+                    "VRRP notify: a newer state replaces one still waiting for the command before it to end, which is not reported"
+                );
+                *slot = Some((state.to_owned(), command));
+                return;
+            }
+        }
+        // The command before still running: this one waits for it.
+        let before = queue.last.take().and_then(|mut before| {
+            matches!(before.try_recv(), Err(oneshot::error::TryRecvError::Empty)).then_some(before)
+        });
         let (ended, end) = oneshot::channel();
         queue.last = Some(end);
+        let Some(before) = before else {
+            queue.waiting = None;
+            queue.running.spawn(async move {
+                command.await;
+                let _ = ended.send(());
+            });
+            return;
+        };
+        let waiting: Waiting = Arc::new(Mutex::new(Some((state.to_owned(), command))));
+        queue.waiting = Some(waiting.clone());
         queue.running.spawn(async move {
-            if let Some(before) = before {
-                // An error: the one before was killed; go on.
-                let _ = before.await;
+            // An error: the one before was killed; go on.
+            let _ = before.await;
+            let next = waiting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some((_, command)) = next {
+                command.await;
             }
-            command.await;
             let _ = ended.send(());
         });
     }
 
     /// Takes the commands still running or queued (new ones start a fresh
-    /// set, still after the last one taken).
+    /// set, still after the last one taken, and never replace one taken).
     fn take(&self) -> JoinSet<()> {
         let mut queue = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        queue.waiting = None;
         std::mem::take(&mut queue.running)
     }
 }
@@ -1413,6 +1473,7 @@ impl Driver {
             self.config.vrid,
             &self.config.addresses,
             &self.config.unicast_peers,
+            self.config.unicast_peer_hops,
         ) {
             match invalid {
                 // Another virtual router on the link: not a fault.
@@ -1421,8 +1482,12 @@ impl Driver {
                     let differing = complaints::differing(&ad.addresses, &self.config.addresses);
                     self.complain(invalid.label(), packet.src, &invalid, Some(differing));
                 }
+                Invalid::Ttl(_) if self.config.unicast_peers.contains(&packet.src) => {
+                    let why = format!("{invalid} from unicast peer {}, which allows {} router hop(s) (unicast_peer_hops): if routers lie between the peers, set unicast_peer_hops to their number; otherwise this advert was forged from off the link", packet.src, self.config.unicast_peer_hops);
+                    self.complain(invalid.label(), packet.src, &why, None);
+                }
                 Invalid::Ttl(_) if !self.config.unicast_peers.is_empty() => {
-                    let why = format!("{invalid} from a sender that is none of unicast_peers (a peer's adverts may be routed: list the address they come from)");
+                    let why = format!("{invalid} from a sender that is none of unicast_peers (a peer's adverts may be routed: list the address they come from, and set unicast_peer_hops)");
                     self.complain(invalid.label(), packet.src, &why, None);
                 }
                 Invalid::Ttl(_) => self.complain(invalid.label(), packet.src, &invalid, None),
@@ -2220,11 +2285,23 @@ fn spawn_notify(notifies: &Notifies, config: &VrrpConfig, state: &str) {
     let Some(program) = config.notify.clone() else {
         return;
     };
-    let (state, vrid) = (state.to_owned(), config.vrid.to_string());
-    notifies.spawn(run_notify(program, state, vrid, family_name(config)));
+    let command = run_notify(
+        program,
+        state.to_owned(),
+        config.vrid.to_string(),
+        family_name(config),
+    );
+    notifies.spawn(config.vrid, state, command);
 }
 
+/// Runs the notify `program` for `state`, once it passed the same checks
+/// as at config load again (it may have changed since): a program someone
+/// other than root could change is not run, with a warning.
 async fn run_notify(program: PathBuf, state: String, vrid: String, family: &'static str) {
+    if let Err(problem) = check_notify_program(&program) {
+        warn!(program = %program.display(), %state, %problem, "VRRP notify not run");
+        return;
+    }
     let mut command = tokio::process::Command::new(&program);
     command
         .arg(&state)
@@ -2295,6 +2372,13 @@ mod tests {
                 std::process::id()
             ));
             std::fs::create_dir_all(&dir).expect("mkdir");
+            // As root makes it under any umask: the run-time check refuses
+            // a program in a directory others may write.
+            std::fs::set_permissions(
+                &dir,
+                <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+            )
+            .expect("chmod");
             let script = dir.join("notify.sh");
             let text = format!(
                 "#!/bin/sh\necho $$ > {}\nsleep {seconds}\necho \"{line}\" >> {}\n",
@@ -2343,12 +2427,16 @@ mod tests {
     async fn the_exit_waits_for_a_notify_still_running() {
         let script = Script::new("waits", "0.3");
         let notifies = Notifies::default();
-        notifies.spawn(run_notify(
-            script.dir.join("notify.sh"),
-            "stopped".to_owned(),
-            "51".to_owned(),
-            "ipv4",
-        ));
+        notifies.spawn(
+            51,
+            "stopped",
+            run_notify(
+                script.dir.join("notify.sh"),
+                "stopped".to_owned(),
+                "51".to_owned(),
+                "ipv4",
+            ),
+        );
         wait_for_notifies(&[notifies], NOTIFY_GRACE).await;
         assert_eq!(script.notes(), "stopped 51\n");
     }
@@ -2357,12 +2445,16 @@ mod tests {
     async fn a_notify_running_past_the_grace_is_killed() {
         let script = Script::new("killed", "5");
         let notifies = Notifies::default();
-        notifies.spawn(run_notify(
-            script.dir.join("notify.sh"),
-            "stopped".to_owned(),
-            "51".to_owned(),
-            "ipv4",
-        ));
+        notifies.spawn(
+            51,
+            "stopped",
+            run_notify(
+                script.dir.join("notify.sh"),
+                "stopped".to_owned(),
+                "51".to_owned(),
+                "ipv4",
+            ),
+        );
         // Running: its pid written (it sleeps past the grace below).
         let deadline = Instant::now() + Duration::from_secs(5);
         let pid = loop {
@@ -2900,6 +2992,7 @@ mod tests {
             preempt_delay: Duration::ZERO,
             addresses: vec![address.parse().expect("address")],
             unicast_peers: Vec::new(),
+            unicast_peer_hops: 0,
             announce_count: 1,
             announce_interval: Duration::from_millis(100),
             announce_refresh: None,
@@ -3006,6 +3099,60 @@ mod tests {
             script.notes(),
             "master 51\nbackup 51\nmaster 51\nstopped 51\n"
         );
+    }
+
+    /// A flapping instance with a slow notify program: states queued
+    /// while one command runs are merged into the newest, so at most one
+    /// waits, nothing stale runs, and the last state is the last run.
+    #[tokio::test]
+    async fn states_queued_behind_a_running_notify_are_merged() {
+        let script = Script::writing("merge", "0.3", "$1");
+        let notifies = Notifies::default();
+        let config = VrrpConfig {
+            notify: Some(script.dir.join("notify.sh")),
+            ..vrrp_config(100, "198.18.0.10")
+        };
+        for k in 0..20 {
+            spawn_notify(
+                &notifies,
+                &config,
+                if k % 2 == 0 { "master" } else { "backup" },
+            );
+        }
+        spawn_notify(&notifies, &config, "stopped");
+        let queued = notifies
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .running
+            .len();
+        assert!(queued <= 2, "{queued} commands queued");
+        wait_for_notifies(std::slice::from_ref(&notifies), NOTIFY_GRACE).await;
+        assert_eq!(script.notes(), "master\nstopped\n");
+    }
+
+    /// The program is checked again before each run: one made writable
+    /// by others since the config was loaded is not run.
+    #[tokio::test]
+    async fn a_notify_program_changed_since_the_load_is_not_run() {
+        let script = Script::writing("changed", "0", "$1");
+        let program = script.dir.join("notify.sh");
+        let notifies = Notifies::default();
+        let config = VrrpConfig {
+            notify: Some(program.clone()),
+            ..vrrp_config(100, "198.18.0.10")
+        };
+        spawn_notify(&notifies, &config, "master");
+        wait_for_notifies(std::slice::from_ref(&notifies), NOTIFY_GRACE).await;
+        assert_eq!(script.notes(), "master\n");
+        std::fs::set_permissions(
+            &program,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o777),
+        )
+        .expect("chmod");
+        spawn_notify(&notifies, &config, "backup");
+        wait_for_notifies(std::slice::from_ref(&notifies), NOTIFY_GRACE).await;
+        assert_eq!(script.notes(), "master\n", "an unsafe program ran");
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ mod complaints;
 pub mod driver;
 pub mod machine;
 pub mod net;
+pub(crate) mod notify_program;
 pub mod packet;
 mod runtime;
 

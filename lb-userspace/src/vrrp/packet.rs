@@ -29,7 +29,7 @@ pub const VRRP_MCAST_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12
 
 /// The IPv4 TTL / IPv6 hop limit adverts are sent with and must arrive with,
 /// so that an advert cannot come from beyond the local link (but from a
-/// unicast peer, see [`validate_from`]).
+/// unicast peer allowed some router hops, see [`validate_from`]).
 pub const VRRP_TTL: u8 = 255;
 
 /// The protocol version this module speaks; VRRPv2 packets are refused.
@@ -199,8 +199,9 @@ impl DecodeError {
 /// Why a well-formed advert must be ignored (RFC 5798 §7.1).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Invalid {
-    /// TTL / hop limit not 255: it was routed, so not from our link, and
-    /// not from a unicast peer (which may be routed, see [`validate_from`]).
+    /// TTL / hop limit not 255: it was routed, so not from our link (or,
+    /// from a unicast peer, it crossed more routers than
+    /// `unicast_peer_hops` allows, see [`validate_from`]).
     #[error("TTL/hop limit {0}, expected 255")]
     Ttl(u8),
     /// For another virtual router on the same link: not an error, but not
@@ -355,15 +356,16 @@ pub fn validate(
     expected_vrid: u8,
     local_addresses: &[IpAddr],
 ) -> Result<(), Invalid> {
-    validate_from(ad, ttl, None, expected_vrid, local_addresses, &[])
+    validate_from(ad, ttl, None, expected_vrid, local_addresses, &[], 0)
 }
 
 /// [`validate`] for an advert from `src` (None: unknown) to an instance
-/// with `unicast_peers` (empty: multicast). Multicast keeps RFC 5798's TTL
-/// 255, the proof the advert was not routed. With unicast peers an advert
-/// from one of them is taken whatever its TTL, as keepalived does (its
-/// `unicast_ttl`, a peer one router hop away); any other sender must still
-/// be on the link (TTL 255): a routed advert from a stranger is refused.
+/// with `unicast_peers` (empty: multicast). Every advert must arrive with
+/// RFC 5798's TTL 255, the proof it was not routed, as a claimed source
+/// address proves nothing (anyone who can spoof a peer's address from
+/// afar would be heard). Only an advert from a listed peer may have
+/// crossed `unicast_peer_hops` routers (keepalived's `unicast_ttl`, peers
+/// in different subnets): TTL 255 - hops and up; 0 hops keeps 255.
 pub fn validate_from(
     ad: &Advertisement,
     ttl: u8,
@@ -371,9 +373,15 @@ pub fn validate_from(
     expected_vrid: u8,
     local_addresses: &[IpAddr],
     unicast_peers: &[IpAddr],
+    unicast_peer_hops: u8,
 ) -> Result<(), Invalid> {
     let from_peer = src.is_some_and(|src| unicast_peers.contains(&src));
-    if ttl != VRRP_TTL && !from_peer {
+    let lowest = if from_peer {
+        VRRP_TTL.saturating_sub(unicast_peer_hops)
+    } else {
+        VRRP_TTL
+    };
+    if ttl < lowest {
         return Err(Invalid::Ttl(ttl));
     }
     if ad.vrid != expected_vrid {
@@ -895,68 +903,95 @@ mod tests {
     fn validate_from_keeps_ttl_255_for_multicast() {
         let peer = Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 3)));
         assert_eq!(
-            validate_from(&golden_ad(), 255, peer, 51, &[VIP4], &[]),
+            validate_from(&golden_ad(), 255, peer, 51, &[VIP4], &[], 0),
             Ok(())
         );
         for ttl in [0, 1, 64, 254] {
             assert_eq!(
-                validate_from(&golden_ad(), ttl, peer, 51, &[VIP4], &[]),
+                validate_from(&golden_ad(), ttl, peer, 51, &[VIP4], &[], 0),
                 Err(Invalid::Ttl(ttl))
             );
         }
     }
 
-    /// Unicast peers: a configured peer is heard whatever the TTL it
-    /// arrives with (keepalived's `unicast_ttl 64`, a peer a router hop
-    /// away); a stranger only from the link (TTL 255), as before; the
+    /// Unicast peers: a configured peer's advert, like anyone's, must
+    /// arrive with TTL 255 unless `unicast_peer_hops` says the peers are
+    /// routed: a claimed source address is no proof, and anyone who can
+    /// spoof it from afar would otherwise be heard. With N hops a peer's
+    /// advert is taken from TTL 255 - N up; a stranger's only at 255; the
     /// VRID and address checks still apply to a peer.
     #[test]
-    fn validate_from_takes_any_ttl_from_a_unicast_peer_only() {
+    fn validate_from_holds_unicast_peers_to_their_hops() {
         let v4 = |last| IpAddr::V4(Ipv4Addr::new(198, 18, 0, last));
         let peers = [v4(3), v4(4)];
-        for ttl in [1, 63, 64, 254, 255] {
+        // Default (0 hops): TTL 255 from a peer too.
+        assert_eq!(
+            validate_from(&golden_ad(), 255, Some(v4(4)), 51, &[VIP4], &peers, 0),
+            Ok(())
+        );
+        for ttl in [1, 63, 64, 254] {
             assert_eq!(
-                validate_from(&golden_ad(), ttl, Some(v4(4)), 51, &[VIP4], &peers),
-                Ok(()),
-                "ttl {ttl} from a peer"
+                validate_from(&golden_ad(), ttl, Some(v4(4)), 51, &[VIP4], &peers, 0),
+                Err(Invalid::Ttl(ttl)),
+                "ttl {ttl} from a peer, no hops allowed"
             );
         }
+        // Two routers between the peers: 253 and up.
+        for ttl in [253, 254, 255] {
+            assert_eq!(
+                validate_from(&golden_ad(), ttl, Some(v4(4)), 51, &[VIP4], &peers, 2),
+                Ok(()),
+                "ttl {ttl} from a peer two hops away"
+            );
+        }
+        for ttl in [1, 64, 252] {
+            assert_eq!(
+                validate_from(&golden_ad(), ttl, Some(v4(4)), 51, &[VIP4], &peers, 2),
+                Err(Invalid::Ttl(ttl)),
+                "ttl {ttl} from farther than two hops"
+            );
+        }
+        // The hops are a peer's allowance only.
         assert_eq!(
-            validate_from(&golden_ad(), 64, Some(v4(9)), 51, &[VIP4], &peers),
-            Err(Invalid::Ttl(64)),
+            validate_from(&golden_ad(), 254, Some(v4(9)), 51, &[VIP4], &peers, 2),
+            Err(Invalid::Ttl(254)),
             "a routed advert from a stranger"
         );
         assert_eq!(
-            validate_from(&golden_ad(), 64, None, 51, &[VIP4], &peers),
-            Err(Invalid::Ttl(64)),
+            validate_from(&golden_ad(), 254, None, 51, &[VIP4], &peers, 2),
+            Err(Invalid::Ttl(254)),
             "an unknown sender"
         );
         assert_eq!(
-            validate_from(&golden_ad(), 255, Some(v4(9)), 51, &[VIP4], &peers),
+            validate_from(&golden_ad(), 255, Some(v4(9)), 51, &[VIP4], &peers, 0),
             Ok(()),
             "on the link (a peer listed by another of its addresses)"
         );
         assert_eq!(
-            validate_from(&golden_ad(), 64, Some(v4(3)), 52, &[VIP4], &peers),
+            validate_from(&golden_ad(), 255, Some(v4(3)), 52, &[VIP4], &peers, 0),
             Err(Invalid::OtherVrid(51))
         );
         assert_eq!(
-            validate_from(&golden_ad(), 64, Some(v4(3)), 51, &[v4(101)], &peers),
+            validate_from(&golden_ad(), 254, Some(v4(3)), 51, &[v4(101)], &peers, 1),
             Err(Invalid::AddressMismatch)
         );
-        // IPv6: a hop limit below 255 from a peer named by its address.
+        // IPv6: the hop limit, the same way.
         let peer6 = IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 3));
         let ad6 = Advertisement {
             addresses: vec![IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x100))],
             ..golden_ad()
         };
         assert_eq!(
-            validate_from(&ad6, 64, Some(peer6), 51, &ad6.addresses, &[peer6]),
+            validate_from(&ad6, 64, Some(peer6), 51, &ad6.addresses, &[peer6], 0),
+            Err(Invalid::Ttl(64))
+        );
+        assert_eq!(
+            validate_from(&ad6, 254, Some(peer6), 51, &ad6.addresses, &[peer6], 1),
             Ok(())
         );
         assert_eq!(
-            validate_from(&ad6, 64, Some(SRC6), 51, &ad6.addresses, &[peer6]),
-            Err(Invalid::Ttl(64))
+            validate_from(&ad6, 254, Some(SRC6), 51, &ad6.addresses, &[peer6], 1),
+            Err(Invalid::Ttl(254))
         );
     }
 

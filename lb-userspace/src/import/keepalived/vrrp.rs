@@ -166,6 +166,17 @@ pub(super) fn instance(
                 &at,
                 format!("{text}: lbd sends its adverts from the interface's own address"),
             )),
+            "unicast_ttl" => {
+                // keepalived's default 255 crosses no router: what lbd
+                // expects. Below, the peers may be routed, and how many
+                // routers lie between them is not in the file.
+                if number(file, child, 1..=255u8)? < 255 {
+                    vrrp.notes.push(Note::new(
+                        &at,
+                        format!("{text}: keepalived's unicast adverts may cross routers; lbd takes a unicast peer's advert only with TTL 255 unless unicast_peer_hops says how many routers lie between the peers: set unicast_peer_hops to that number (it cannot be derived from unicast_ttl) in this [[vrrp]] on each lbd node, or the peers never hear each other and both become master. lbd sends its own adverts with TTL 255"),
+                    ));
+                }
+            }
             "unicast_peer" => {
                 for peer in child.children() {
                     let file = peer.file_in(file);
@@ -393,4 +404,40 @@ fn track_script(
         ),
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::blocks::{parse, Dialect};
+
+    /// The notes of the one `vrrp_instance` in `text`.
+    fn notes(text: &str) -> Vec<String> {
+        let statements = parse("k.conf", text, Dialect::Keepalived).expect("parses");
+        let vrrp = instance("k.conf", &statements[0], &[]).expect("an instance");
+        vrrp.notes.into_iter().map(|n| n.text).collect()
+    }
+
+    /// keepalived's `unicast_ttl` below 255 sends adverts across routers;
+    /// lbd takes a peer's advert only at TTL 255 unless
+    /// `unicast_peer_hops` says how many routers lie between: the import
+    /// says so (the number of routers cannot be derived from the TTL).
+    #[test]
+    fn a_unicast_ttl_below_255_says_to_set_unicast_peer_hops() {
+        let routed = notes(
+            "vrrp_instance A {\n  virtual_router_id 7\n  unicast_ttl 64\n  unicast_peer {\n    198.18.0.3\n  }\n}\n",
+        );
+        assert!(
+            routed
+                .iter()
+                .any(|n| n.starts_with("unicast_ttl 64:") && n.contains("unicast_peer_hops")),
+            "{routed:?}"
+        );
+        // 255, keepalived's default: nothing to say.
+        let linked = notes("vrrp_instance A {\n  virtual_router_id 7\n  unicast_ttl 255\n}\n");
+        assert!(
+            linked.iter().all(|n| !n.contains("unicast_ttl")),
+            "{linked:?}"
+        );
+    }
 }
