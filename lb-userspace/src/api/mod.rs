@@ -106,6 +106,9 @@ pub mod code {
     pub(crate) const LIMIT_EXCEEDED: &str = "limit_exceeded";
     /// Something failed inside lbd (500).
     pub(crate) const INTERNAL: &str = "internal";
+    /// lbd has as many requests in flight as it takes; nothing was done
+    /// and trying again shortly may work (503).
+    pub(crate) const BUSY: &str = "busy";
 }
 
 /// The HTTP methods the API uses; a closed set so handlers match exhaustively.

@@ -17,7 +17,7 @@ use std::{
     future::Future,
     io,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -33,7 +33,7 @@ use hyper::{
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
     net::{UnixListener, UnixStream},
-    sync::{mpsc, watch},
+    sync::{mpsc, watch, Semaphore},
 };
 use tracing::{debug, error, info, warn};
 
@@ -76,6 +76,14 @@ pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// busy clients cannot keep the owner out; when none can give way,
 /// newcomers wait in the listen backlog. See `slots`.
 const MAX_CONNECTIONS: usize = 64;
+/// Handler tasks in flight at once. A handler runs to its end even when its
+/// client hangs up (a change must not stop half-way), so the connection
+/// slots do not bound them; past this a request is answered 503 at once
+/// rather than queued behind a busy engine.
+pub(crate) const MAX_HANDLERS_IN_FLIGHT: usize = 64;
+/// A request refused for [`MAX_HANDLERS_IN_FLIGHT`] is warned at most this
+/// often (the others are counted): clients can repeat it at will.
+const BUSY_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Pause after a failed accept (out of file descriptors, say) before the next.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// A failed accept is warned at most this often (the others are counted):
@@ -151,6 +159,53 @@ pub enum ServerError {
         #[source]
         source: io::Error,
     },
+}
+
+/// The places for handler tasks ([`MAX_HANDLERS_IN_FLIGHT`]), shared by
+/// every connection: a place is held by the handler's task, not by its
+/// connection, so a client that hangs up does not give it back early.
+#[derive(Debug)]
+struct HandlerPlaces {
+    permits: Arc<Semaphore>,
+    /// Refusals are warned at most every [`BUSY_LOG_INTERVAL`].
+    refusals: Mutex<LogLimit>,
+}
+
+impl HandlerPlaces {
+    /// [`MAX_HANDLERS_IN_FLIGHT`] places, all free.
+    fn new() -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(MAX_HANDLERS_IN_FLIGHT)),
+            refusals: Mutex::new(LogLimit::new(BUSY_LOG_INTERVAL)),
+        }
+    }
+
+    /// Logs a request refused for want of a place, unless one was lately.
+    fn log_refusal(&self, method: Method, path: &[String]) {
+        let path = format!("/v1/{}", path.join("/"));
+        let allowed = self
+            .refusals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .allow(Instant::now());
+        match allowed {
+            Some(suppressed) => warn!(
+                method = method.as_str(),
+                %path,
+                suppressed,
+                in_flight = MAX_HANDLERS_IN_FLIGHT,
+                "admin API request refused (503): every handler place is taken, by requests the engine has not answered yet"
+            ),
+            None => debug!(method = method.as_str(), %path, "admin API request refused: busy"),
+        }
+    }
+}
+
+/// The daemon's handler and the places its tasks take, shared by every
+/// connection.
+struct Handling<H> {
+    handler: Arc<H>,
+    places: HandlerPlaces,
 }
 
 /// Builds the [`ServerError::Io`] for `what` on `path`.
@@ -256,6 +311,10 @@ impl Server {
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
         // Keyed by the peer's uid (`None` if the kernel does not say).
         let slots = Slots::<Option<u32>>::new(MAX_CONNECTIONS, slots::GRACE, slots::WRITE_GRACE);
+        let handling = Arc::new(Handling {
+            handler,
+            places: HandlerPlaces::new(),
+        });
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
@@ -297,7 +356,7 @@ impl Server {
             tokio::spawn(serve_connection(
                 stream,
                 builder.clone(),
-                Arc::clone(&handler),
+                Arc::clone(&handling),
                 stop_rx.clone(),
                 alive_tx.clone(),
                 slot,
@@ -355,7 +414,7 @@ pub async fn serve<H: Handler>(
 async fn serve_connection<H: Handler>(
     stream: UnixStream,
     builder: http1::Builder,
-    handler: Arc<H>,
+    handling: Arc<Handling<H>>,
     stop: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
     mut slot: Slot<Option<u32>>,
@@ -364,10 +423,10 @@ async fn serve_connection<H: Handler>(
     let handler_alive = alive.clone();
     let handle = slot.handle();
     let service = service_fn(move |request| {
-        let handler = Arc::clone(&handler);
+        let handling = Arc::clone(&handling);
         let alive = handler_alive.clone();
         let slot = handle.clone();
-        async move { Ok::<_, Infallible>(respond(request, handler, alive, body_timeout, slot).await) }
+        async move { Ok::<_, Infallible>(respond(request, handling, alive, body_timeout, slot).await) }
     });
     // Watched: an answer being written is not cut for a newcomer.
     let stream = slot.watch(stream);
@@ -401,7 +460,7 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 /// answer (`Connection: close`).
 async fn respond<H: Handler>(
     request: hyper::Request<Incoming>,
-    handler: Arc<H>,
+    handling: Arc<Handling<H>>,
     alive: mpsc::Sender<()>,
     body_timeout: Duration,
     slot: SlotHandle<Option<u32>>,
@@ -415,7 +474,7 @@ async fn respond<H: Handler>(
     let answer = match read_request(request, body_timeout).await {
         Ok(request) => match slot.try_busy() {
             Some(busy) => {
-                let answer = call_handler(handler, request, alive).await;
+                let answer = call_handler(&handling, request, alive).await;
                 last = busy.finish();
                 answer
             }
@@ -470,17 +529,33 @@ fn allow(path: &str) -> String {
 }
 
 /// Runs the handler in a task of its own: it finishes even if the client hangs
-/// up. A panic in it becomes a 500 rather than a dropped connection only where
+/// up (a change must not stop half-way). The task holds one of the places
+/// until it ends; with none free the request is answered 503 at once, not
+/// queued: hung-up clients retrying against a slow engine would otherwise
+/// pile up tasks and stale work without bound. A panic in it becomes a 500 rather than a dropped connection only where
 /// panics unwind (this module's tests): in lbd, whose panic hook aborts the
 /// process before any unwinding (see `bin/lbd.rs`), the `JoinError` branch
 /// below never runs, and the panic ends lbd (systemd starts it again).
 async fn call_handler<H: Handler>(
-    handler: Arc<H>,
+    handling: &Handling<H>,
     request: Request,
     alive: mpsc::Sender<()>,
 ) -> Response {
+    let places = &handling.places;
+    let Ok(place) = Arc::clone(&places.permits).try_acquire_owned() else {
+        places.log_refusal(request.method, &request.path);
+        return Response::error(
+            503,
+            code::BUSY,
+            format!(
+                "lbd is busy: {MAX_HANDLERS_IN_FLIGHT} requests in flight (the engine has not answered them yet); try again shortly"
+            ),
+        );
+    };
+    let handler = Arc::clone(&handling.handler);
     let task = tokio::spawn(async move {
         let _alive = alive;
+        let _place = place;
         handler.handle(request).await
     });
     match task.await {

@@ -867,6 +867,78 @@ async fn shutdown_lets_requests_in_flight_finish() {
     assert!(!path.exists());
 }
 
+/// A handler that holds every request until released, counting them.
+struct Held {
+    entered: AtomicU32,
+    release: watch::Sender<bool>,
+}
+
+impl Handler for Held {
+    async fn handle(&self, _request: Request) -> Response {
+        self.entered.fetch_add(1, Ordering::SeqCst);
+        let mut released = self.release.subscribe();
+        let _ = released.wait_for(|r| *r).await;
+        Response::ok(json!({}))
+    }
+}
+
+/// Clients that send a request and hang up (a monitoring script's short
+/// timeout, `lbctl status --watch` retrying) while the engine is slow free
+/// their connection slots, but their handlers run on: only so many may be
+/// in flight, and past them a request is refused at once, not queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_of_hung_up_clients_are_bounded() {
+    let dir = TestDir::new("hungup");
+    let path = dir.socket();
+    let held = Arc::new(Held {
+        entered: AtomicU32::new(0),
+        release: watch::Sender::new(false),
+    });
+    let server = Server::bind(&path, &ServeOptions::default()).await.unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(Arc::clone(&held), async move {
+        let _ = stopped.await;
+    }));
+    let request = raw_request("GET", "/v1/status", &[], b"");
+    for _ in 0..200 {
+        let mut stream = UnixStream::connect(&path).await.unwrap();
+        stream.write_all(&request).await.unwrap();
+        // Long enough for the request to reach its handler; then gone.
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_millis(10), stream.read_to_end(&mut buf)).await;
+    }
+    let entered = held.entered.load(Ordering::SeqCst);
+    assert!(
+        entered <= u32::try_from(MAX_HANDLERS_IN_FLIGHT).unwrap(),
+        "{entered} handlers run for 200 hung-up clients"
+    );
+    // A client that waits is told why, at once.
+    let (status, body) = tokio::time::timeout(Duration::from_secs(2), raw(&path, &request))
+        .await
+        .expect("a busy lbd answers at once");
+    assert_eq!(status, 503, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "lbd is busy: {MAX_HANDLERS_IN_FLIGHT} requests in flight"
+        )),
+        "{body}"
+    );
+    // Released, the handlers end and give their places back.
+    held.release.send_replace(true);
+    let start = Instant::now();
+    loop {
+        let (status, body) = raw(&path, &request).await;
+        if status == 200 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{status} {body}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = stop.send(());
+    task.await.unwrap();
+}
+
 /// The head of a request as hyper hands it over.
 fn head(method: &str, target: &str, content_type: Option<&str>) -> hyper::http::request::Parts {
     let mut builder = hyper::Request::builder().method(method).uri(target);

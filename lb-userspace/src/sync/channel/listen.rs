@@ -22,7 +22,7 @@ use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use super::{
     session::{handshake_timed, log_session_end, run_session, Session, Side},
-    slots::{Slots, Sources},
+    slots::{Counted, Progress, Slots, Sources},
     Timing, MAX_HANDSHAKES, MAX_HANDSHAKES_PER_SOURCE, MAX_SESSIONS, READ_BUFFER,
 };
 use crate::sync::{
@@ -158,7 +158,9 @@ pub(super) async fn listen_with(
 
 /// A connection whose handshake passed, ready for its session.
 struct Established {
-    rd: BufReader<OwnedReadHalf>,
+    /// Counted for the handshake; what the session reads adds to a count
+    /// nobody reads any more.
+    rd: BufReader<Counted<OwnedReadHalf>>,
     wr: OwnedWriteHalf,
     session: Session,
 }
@@ -242,7 +244,8 @@ fn log_accept_failure(limit: &Mutex<LogLimit>, error: &std::io::Error, now: Inst
 /// handshakes get [`MAX_HANDSHAKES`] slots, at most
 /// [`MAX_HANDSHAKES_PER_SOURCE`] per source address (per IPv6 /64 when
 /// any address may shake hands, see [`Sources::group`]), a
-/// newcomer taking the slot of the oldest rather than being refused, and
+/// newcomer taking the slot of the one whose peer has sent least (the
+/// oldest of those) rather than being refused, and
 /// must send their first byte within `timing.first_byte`; sessions get
 /// [`MAX_SESSIONS`] slots of their own, one per node id (a new one
 /// replaces the old). Idle or hostile sockets thus never lock out a real
@@ -269,11 +272,15 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                             "sync handshake cut for a newer one from {peer}: every slot was taken (limits {MAX_HANDSHAKES} at once, {MAX_HANDSHAKES_PER_SOURCE} per source address, or IPv6 /64 with no peer list)"
                         ), None);
                     }
+                    let progress = Arc::<Progress>::default();
+                    if has_sent(&stream) {
+                        progress.note_pending();
+                    }
                     let task = handshakes.spawn(
-                        shake(stream, peer, shared.clone())
+                        shake(stream, peer, progress.clone(), shared.clone())
                             .instrument(info_span!("sync_connection", %peer)),
                     );
-                    slots.push(task, peer);
+                    slots.push(task, peer, progress);
                     debug!(%peer, handshakes = slots.len(), "sync connection accepted");
                 }
                 Err(error) => {
@@ -351,11 +358,24 @@ fn admit(
     by_node.insert(node, task);
 }
 
+/// Whether an accepted connection's peer has sent something already (a
+/// peer's Hello comes at once): its handshake then counts as under way
+/// before its task reads, and idle connections accepted after it give
+/// way first (see [`Slots::make_room`]).
+fn has_sent(stream: &TcpStream) -> bool {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+    // The socket is non-blocking: nothing there is `WouldBlock`.
+    matches!(socket2::SockRef::from(stream).peek(&mut byte), Ok(n) if n > 0)
+}
+
 /// One accepted connection's handshake: the peer's Hello starting within
 /// `timing.first_byte`, the whole handshake within `timing.handshake`.
+/// What the peer sends is counted in `progress`, so that the handshakes
+/// that have come least far give way first when the slots are full.
 async fn shake(
     stream: TcpStream,
     peer: SocketAddr,
+    progress: Arc<Progress>,
     shared: Arc<Shared>,
 ) -> (SocketAddr, Result<Established, SyncError>) {
     if let Err(error) = stream.set_nodelay(true) {
@@ -363,7 +383,7 @@ async fn shake(
     }
     let timing = shared.timing;
     let (rd, mut wr) = stream.into_split();
-    let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
+    let mut rd = BufReader::with_capacity(READ_BUFFER, Counted::new(rd, progress));
     let result = handshake_timed(
         &mut rd,
         &mut wr,
@@ -425,5 +445,156 @@ mod tests {
         assert_eq!(warnings.len(), 2, "{logs}");
         assert!(warnings[0].contains("suppressed=0"), "{logs}");
         assert!(warnings[1].contains("suppressed=9"), "{logs}");
+    }
+
+    /// A peer's handshake halfway (its Hello sent and answered) is not cut
+    /// for idle connections from its own address (a process on its host
+    /// looping connect(): no key needed, the listener admits by address)
+    /// while older ones of them have sent nothing: those give way first.
+    #[tokio::test]
+    async fn idle_connections_from_a_peers_address_give_way_before_its_handshake() {
+        use crate::sync::wire::{self, Message, Role, Transcript};
+        use tokio::io::AsyncWriteExt as _;
+
+        const KEY: &[u8] = b"test-key-0123456789abcdef";
+        let peer = std::net::IpAddr::from([127, 0, 0, 1]);
+        let (tx, _rx) = mpsc::channel(8);
+        let stats = Arc::new(SyncStats::new());
+        let listener = listen_for(
+            SocketAddr::new(peer, 0),
+            Sources::Peers(vec![peer]),
+            SyncConfig::new(KEY.to_vec(), "lb-b"),
+            tx,
+            stats.clone(),
+        )
+        .await
+        .unwrap();
+        let addr = listener.local_addr();
+        // The real peer: its Hello, then the listener's Hello and HelloAck.
+        let mut real = TcpStream::connect(addr).await.unwrap();
+        let nonce = wire::new_nonce();
+        let hello = Message::Hello {
+            version: wire::PROTOCOL_VERSION,
+            node_id: "lb-a".into(),
+            nonce,
+        };
+        real.write_all(&wire::encode_frame(&hello.encode().unwrap()).unwrap())
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        super::super::session::read_frame(&mut real, &mut buf)
+            .await
+            .unwrap();
+        let Message::Hello {
+            node_id: backup_id,
+            nonce: backup_nonce,
+            ..
+        } = Message::decode(&buf).unwrap()
+        else {
+            panic!("the listener's Hello");
+        };
+        super::super::session::read_frame(&mut real, &mut buf)
+            .await
+            .unwrap();
+        // The flood: idle connections, twice the address's handshake
+        // slots; each past the slots cuts one handshake.
+        let mut flood = Vec::new();
+        for _ in 0..2 * MAX_HANDSHAKES_PER_SOURCE {
+            flood.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let cuts = u64::try_from(MAX_HANDSHAKES_PER_SOURCE + 1).unwrap();
+        let start = Instant::now();
+        while stats.snapshot().refused < cuts {
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "flood not accepted"
+            );
+            sleep(Duration::from_millis(5)).await;
+        }
+        // The real peer's proof: its session comes up.
+        let transcript = Transcript {
+            master_nonce: &nonce,
+            backup_nonce: &backup_nonce,
+            master_id: "lb-a",
+            backup_id: &backup_id,
+        };
+        let proof = wire::hello_proof(KEY, Role::Master, &transcript).unwrap();
+        let ack = Message::HelloAck { proof }.encode().unwrap();
+        real.write_all(&wire::encode_frame(&ack).unwrap())
+            .await
+            .unwrap();
+        let start = Instant::now();
+        while stats.snapshot().sessions == 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "the real peer's handshake was cut for idle connections: {:?}",
+                stats.snapshot()
+            );
+            sleep(Duration::from_millis(5)).await;
+        }
+        drop(flood);
+    }
+
+    /// A process on a peer's host looping connect() from the peer's
+    /// address (no key needed: the listener admits by address) must not
+    /// keep that peer's real sender from ever authenticating: its idle
+    /// connections give way before a handshake that has sent its Hello.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connect_flood_from_a_peers_address_does_not_keep_its_sender_out() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        const KEY: &[u8] = b"test-key-0123456789abcdef";
+        let peer = std::net::IpAddr::from([127, 0, 0, 1]);
+        let (tx, _rx) = mpsc::channel(8);
+        let listener = listen_for(
+            SocketAddr::new(peer, 0),
+            Sources::Peers(vec![peer]),
+            SyncConfig::new(KEY.to_vec(), "lb-b"),
+            tx,
+            Arc::new(SyncStats::new()),
+        )
+        .await
+        .unwrap();
+        let addr = listener.local_addr();
+        let stop = Arc::new(AtomicBool::new(false));
+        // Two flooders, each keeping its last connections open and idle.
+        let flooders: Vec<_> = (0..2)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut open = std::collections::VecDeque::new();
+                    let mut connects = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Ok(stream) = std::net::TcpStream::connect(addr) {
+                            connects += 1;
+                            open.push_back(stream);
+                            if open.len() > 32 {
+                                open.pop_front();
+                            }
+                        }
+                    }
+                    connects
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let sender = super::super::Sender::start_from(
+            addr,
+            peer,
+            SyncConfig::new(KEY.to_vec(), "lb-a"),
+            Arc::new(SyncStats::new()),
+        )
+        .unwrap();
+        let start = Instant::now();
+        while !sender.connected() && start.elapsed() < Duration::from_secs(2) {
+            sleep(Duration::from_millis(10)).await;
+        }
+        let connected = sender.connected();
+        stop.store(true, Ordering::Relaxed);
+        let connects: u64 = flooders.into_iter().map(|f| f.join().unwrap()).sum();
+        assert!(
+            connected,
+            "no session within 2 s during a flood of {connects} connects"
+        );
     }
 }

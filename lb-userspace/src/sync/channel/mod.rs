@@ -63,12 +63,14 @@ pub(crate) const MAX_SESSIONS: usize = 16;
 /// Connections a listener lets shake hands at once, apart from its
 /// sessions: what unauthenticated clients can hold, so they never lock
 /// out an authenticated peer. When all are taken, a new connection takes
-/// the slot of the oldest (see `slots`).
+/// the slot of the handshake whose peer has sent least, the oldest of
+/// those (see `slots`): idle connections give way before a handshake
+/// under way.
 pub(crate) const MAX_HANDSHAKES: usize = 16;
 /// Handshakes at once from one source (one address; on a listener open to
 /// any address, an IPv6 /64: see [`Sources::group`]): a single host
 /// cannot take every handshake slot, and past this its new connections
-/// displace only its own older ones.
+/// displace only its own (those that have sent least first).
 pub(crate) const MAX_HANDSHAKES_PER_SOURCE: usize = 4;
 /// Read buffer of a connection.
 pub(super) const READ_BUFFER: usize = 64 * 1024;

@@ -3,12 +3,24 @@
 //! slots are taken. Unauthenticated clients can hold a slot for the whole
 //! handshake time; refusing newcomers then would let a few hosts lock a
 //! real peer out for as long as they keep reconnecting, so a newcomer
-//! takes the slot of the oldest handshake instead.
-
+//! takes the slot of the handshake that has come least far instead: the
+//! one whose peer has sent the fewest bytes, the oldest of those. A
+//! process looping connect() from a peer's own address (no key needed:
+//! admission goes by address) thus cuts its own idle connections, never
+//! the peer's handshake whose Hello is in and answered.
 use std::{
     collections::VecDeque,
+    io,
     net::{IpAddr, Ipv6Addr, SocketAddr},
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
 };
+
+use tokio::io::{AsyncRead, ReadBuf};
 
 use super::{MAX_HANDSHAKES, MAX_HANDSHAKES_PER_SOURCE};
 
@@ -54,11 +66,74 @@ impl Sources {
     }
 }
 
-/// The handshakes under way, oldest first, each with its peer's address;
-/// `T` is what cuts one (a task's abort handle).
+/// How far a handshake has come: the bytes its peer has sent so far,
+/// shared by the handshake's task (which counts them, see [`Counted`])
+/// and the accept loop (which cuts the handshake that has come least far).
+#[derive(Debug, Default)]
+pub(super) struct Progress(AtomicU64);
+
+impl Progress {
+    /// Bytes the peer has sent.
+    pub(super) fn received(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// `bytes` more came from the peer.
+    pub(super) fn add(&self, bytes: usize) {
+        self.0
+            .fetch_add(u64::try_from(bytes).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// The peer has sent something already, seen before its task read
+    /// it (its Hello waiting at accept): at least one byte.
+    pub(super) fn note_pending(&self) {
+        self.0.fetch_max(1, Ordering::Relaxed);
+    }
+}
+
+/// A reader that counts what it reads into a handshake's [`Progress`].
+#[derive(Debug)]
+pub(super) struct Counted<R> {
+    inner: R,
+    progress: Arc<Progress>,
+}
+
+impl<R> Counted<R> {
+    /// Counts what `inner` reads into `progress`.
+    pub(super) fn new(inner: R, progress: Arc<Progress>) -> Self {
+        Self { inner, progress }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counted<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len().saturating_sub(before);
+        if read > 0 {
+            self.progress.add(read);
+        }
+        polled
+    }
+}
+
+/// One handshake under way: what cuts it, its peer, and how far it came.
+#[derive(Debug)]
+struct Taken<T> {
+    cut: T,
+    peer: SocketAddr,
+    progress: Arc<Progress>,
+}
+
+/// The handshakes under way, oldest first, each with its peer's address
+/// and progress; `T` is what cuts one (a task's abort handle).
 #[derive(Debug)]
 pub(super) struct Slots<T> {
-    taken: VecDeque<(T, SocketAddr)>,
+    taken: VecDeque<Taken<T>>,
 }
 
 impl<T> Default for Slots<T> {
@@ -75,37 +150,48 @@ impl<T> Slots<T> {
         self.taken.len()
     }
 
-    /// Frees a slot for a handshake from `peer` if it needs one: the
-    /// oldest handshake of its source group (as `sources` groups them,
-    /// see [`Sources::group`]) when that group holds
-    /// [`MAX_HANDSHAKES_PER_SOURCE`] (a source only ever displaces its
-    /// own), else the oldest of all when [`MAX_HANDSHAKES`] are under
-    /// way. Returns the handshake to cut and its peer.
+    /// Frees a slot for a handshake from `peer` if it needs one: from its
+    /// source group (as `sources` groups them, see [`Sources::group`])
+    /// when that group holds [`MAX_HANDSHAKES_PER_SOURCE`] (a source only
+    /// ever displaces its own), else from all when [`MAX_HANDSHAKES`] are
+    /// under way; of those, the handshake whose peer has sent the fewest
+    /// bytes, the oldest of them on a tie. Returns the handshake to cut
+    /// and its peer.
     pub(super) fn make_room(
         &mut self,
         peer: SocketAddr,
         sources: &Sources,
     ) -> Option<(T, SocketAddr)> {
         let group = sources.group(peer.ip());
-        let same = |(_, p): &(T, SocketAddr)| sources.group(p.ip()) == group;
-        let at = if self.taken.iter().filter(|s| same(s)).count() >= MAX_HANDSHAKES_PER_SOURCE {
-            self.taken.iter().position(same)
-        } else if self.taken.len() >= MAX_HANDSHAKES {
-            Some(0)
-        } else {
-            None
-        };
+        let same = |s: &Taken<T>| sources.group(s.peer.ip()) == group;
+        let from_group = self.taken.iter().filter(|s| same(s)).count() >= MAX_HANDSHAKES_PER_SOURCE;
+        if !from_group && self.taken.len() < MAX_HANDSHAKES {
+            return None;
+        }
+        // `min_by_key` keeps the first of equals: the oldest.
+        let at = self
+            .taken
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !from_group || same(s))
+            .min_by_key(|(_, s)| s.progress.received())
+            .map(|(i, _)| i);
         at.and_then(|i| self.taken.remove(i))
+            .map(|taken| (taken.cut, taken.peer))
     }
 
-    /// A new handshake, the newest.
-    pub(super) fn push(&mut self, cut: T, peer: SocketAddr) {
-        self.taken.push_back((cut, peer));
+    /// A new handshake, the newest, its peer's bytes counted in `progress`.
+    pub(super) fn push(&mut self, cut: T, peer: SocketAddr, progress: Arc<Progress>) {
+        self.taken.push_back(Taken {
+            cut,
+            peer,
+            progress,
+        });
     }
 
     /// A handshake ended (a cut one is gone already).
     pub(super) fn remove(&mut self, is: impl Fn(&T) -> bool) {
-        self.taken.retain(|(t, _)| !is(t));
+        self.taken.retain(|taken| !is(&taken.cut));
     }
 }
 
@@ -171,7 +257,7 @@ mod tests {
             for _ in 0..MAX_HANDSHAKES_PER_SOURCE {
                 let peer = at(&format!("203.0.113.{host}"), 1000 + n);
                 assert!(slots.make_room(peer, &Sources::Any).is_none());
-                slots.push(n, peer);
+                slots.push(n, peer, Arc::default());
                 n += 1;
             }
         }
@@ -182,7 +268,7 @@ mod tests {
             slots.make_room(real, &Sources::Any),
             Some((0, at("203.0.113.2", 1000)))
         );
-        slots.push(100, real);
+        slots.push(100, real, Arc::default());
         assert_eq!(slots.len(), MAX_HANDSHAKES);
         slots.remove(|&t| t == 100);
         assert_eq!(slots.len(), MAX_HANDSHAKES - 1);
@@ -192,12 +278,12 @@ mod tests {
     fn a_source_at_its_limit_displaces_only_its_own_handshakes() {
         let mut slots = Slots::default();
         let other = at("198.18.0.3", 7540);
-        slots.push(0, other);
+        slots.push(0, other, Arc::default());
         // One IPv6 /64, addresses all different: one source.
         for i in 1..=4 {
             let peer = at(&format!("2001:db8:0:1::{i}"), 1000);
             assert!(slots.make_room(peer, &Sources::Any).is_none());
-            slots.push(i, peer);
+            slots.push(i, peer, Arc::default());
         }
         let fifth = at("2001:db8:0:1::ff", 1000);
         assert_eq!(
@@ -205,7 +291,7 @@ mod tests {
             Some((1, at("2001:db8:0:1::1", 1000))),
             "the oldest of its own /64, not the other peer's"
         );
-        slots.push(5, fifth);
+        slots.push(5, fifth, Arc::default());
         assert_eq!(slots.len(), 5);
         // Another /64 is another source.
         assert!(slots
@@ -225,7 +311,7 @@ mod tests {
             if let Some((t, _)) = slots.make_room(from, &sources) {
                 cut.push(t);
             }
-            slots.push(task, from);
+            slots.push(task, from, Arc::default());
         };
         // Every peer restarts at once and shakes hands, the flood
         // going on between them.
@@ -248,10 +334,75 @@ mod tests {
         let evicted = (1..=8)
             .filter_map(|i| {
                 let cut = any.make_room(peer(i), &Sources::Any);
-                any.push(i, peer(i));
+                any.push(i, peer(i), Arc::default());
                 cut
             })
             .count();
         assert_eq!(evicted, 8 - MAX_HANDSHAKES_PER_SOURCE);
+    }
+
+    /// A progress that has come `bytes` far.
+    fn sent(bytes: usize) -> Arc<Progress> {
+        let progress = Arc::<Progress>::default();
+        progress.add(bytes);
+        progress
+    }
+
+    #[test]
+    fn a_newcomer_cuts_the_handshake_that_has_sent_least_the_oldest_first() {
+        let peer = "198.18.0.3".parse().unwrap();
+        let sources = Sources::Peers(vec![peer]);
+        let from = |port| SocketAddr::new(peer, port);
+        let mut slots = Slots::default();
+        // The real peer's handshake, oldest, its Hello in; then idle
+        // connections from its address.
+        let real = sent(60);
+        slots.push(0, from(1000), real.clone());
+        for i in 1..MAX_HANDSHAKES_PER_SOURCE {
+            slots.push(i, from(1000 + u16::try_from(i).unwrap()), Arc::default());
+        }
+        let mut cut = Vec::new();
+        for i in 10..20 {
+            cut.extend(slots.make_room(from(2000 + i), &sources).map(|(t, _)| t));
+            slots.push(usize::from(i), from(2000 + i), Arc::default());
+        }
+        assert!(!cut.contains(&0), "the real handshake was cut: {cut:?}");
+        assert_eq!(&cut[..3], [1, 2, 3], "the oldest idle ones first");
+        // Every one under way: the one that has sent least gives way.
+        let mut busy = Slots::default();
+        busy.push(0, from(1), sent(90));
+        busy.push(1, from(2), sent(30));
+        busy.push(2, from(3), sent(60));
+        busy.push(3, from(4), sent(30));
+        assert_eq!(busy.make_room(from(5), &sources), Some((1, from(2))));
+        // Progress counted after the push still counts.
+        real.add(1);
+        assert_eq!(real.received(), 61);
+    }
+
+    #[test]
+    fn a_full_pool_cuts_an_idle_handshake_before_one_under_way() {
+        let mut slots = Slots::default();
+        for n in 0..MAX_HANDSHAKES {
+            let host = 2 + n / MAX_HANDSHAKES_PER_SOURCE;
+            let progress = if n == 0 { sent(60) } else { Arc::default() };
+            slots.push(n, at(&format!("203.0.113.{host}"), 1000), progress);
+        }
+        assert_eq!(
+            slots.make_room(at("198.18.0.3", 7540), &Sources::Any),
+            Some((1, at("203.0.113.2", 1000)))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_counted_reader_counts_what_it_reads() {
+        use tokio::io::AsyncReadExt as _;
+        let progress = Arc::<Progress>::default();
+        let mut reader = Counted::new(&b"hello"[..], progress.clone());
+        let mut buf = [0; 3];
+        reader.read_exact(&mut buf).await.unwrap();
+        assert_eq!(progress.received(), 3);
+        progress.note_pending();
+        assert_eq!(progress.received(), 3, "pending bytes are at least one");
     }
 }
