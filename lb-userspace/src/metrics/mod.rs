@@ -479,6 +479,7 @@ mod tests {
                     full_dumps_received: 2,
                     batches_dropped: 1,
                 }],
+                listener_error: None,
             }),
             conntrack: ConntrackStatus {
                 entries: 5,

@@ -34,7 +34,7 @@ use lb_common::{
     FlowEntry, FlowKey,
 };
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::Engine;
 use crate::{
@@ -397,14 +397,141 @@ impl<R> Desk<R> {
     }
 }
 
-/// Where censuses read the tables.
-enum Source {
-    /// Not looked up yet.
+/// How long walks stay in lbd's loop after a walk off the loop failed,
+/// before the tables are mapped a second time again; doubled after each
+/// further failure up to [`REMAP_BACKOFF_MAX`]. Why: one failed walk (a
+/// panic) must not put seconds-long walks of a huge table into the loop
+/// for the rest of the process's life, nor a walk that keeps failing be
+/// retried at every tick.
+pub(crate) const REMAP_BACKOFF: Duration = Duration::from_secs(30);
+/// The longest back-off between two tries of the second mapping.
+pub(crate) const REMAP_BACKOFF_MAX: Duration = Duration::from_secs(600);
+
+/// Where walks of the tables are made (censuses here, replication's walks
+/// too): on a second mapping off lbd's loop, or in the loop where none
+/// can be made, or for a while after a walk off the loop failed.
+enum Mapping<T> {
+    /// Not looked up yet (or looked up again: the back-off passed).
     Unopened,
     /// A second mapping, walked on a blocking thread.
-    Mapped(Arc<CensusTables>),
-    /// None could be made: counted in the loop, as before the census.
-    Inline,
+    Mapped(T),
+    /// Walked in the loop: for good (`retry_at` None: no second mapping
+    /// can be made), or until `retry_at`.
+    Inline { retry_at: Option<Instant> },
+}
+
+/// The second mapping walks off lbd's loop read, with its fallback to the
+/// loop and the back-off after which that fallback is left again (see
+/// [`REMAP_BACKOFF`]). `T` is the mapping (cheap to clone: an `Arc`).
+pub(crate) struct OffLoop<T> {
+    mapping: Mapping<T>,
+    /// Walks off the loop failed in a row (reset by one that succeeds):
+    /// each doubles the back-off.
+    failures: u32,
+    /// What walks (for the log).
+    what: &'static str,
+}
+
+impl<T: Clone> OffLoop<T> {
+    /// Nothing mapped yet: the first walk maps the tables.
+    pub(crate) fn new(what: &'static str) -> Self {
+        Self {
+            mapping: Mapping::Unopened,
+            failures: 0,
+            what,
+        }
+    }
+
+    /// Already mapped as `mapped` (tests: tables in memory).
+    #[cfg(test)]
+    pub(crate) fn mapped(mapped: T, what: &'static str) -> Self {
+        Self {
+            mapping: Mapping::Mapped(mapped),
+            failures: 0,
+            what,
+        }
+    }
+
+    /// The mapping a walk starting at `now` reads off the loop; None: walk
+    /// in the loop. Maps the tables with `open` (None: they cannot be
+    /// mapped at all, a kernel map) the first time, and again once the
+    /// back-off after a failed walk passed. A first mapping that fails
+    /// leaves the walks in the loop for good, as before; one that fails
+    /// on a retry waits for the next back-off.
+    pub(crate) fn get<E: std::fmt::Display>(
+        &mut self,
+        now: Instant,
+        open: impl FnOnce() -> Option<Result<T, E>>,
+    ) -> Option<T> {
+        if let Mapping::Inline { retry_at: Some(at) } = self.mapping {
+            if now >= at {
+                self.mapping = Mapping::Unopened;
+            }
+        }
+        if matches!(self.mapping, Mapping::Unopened) {
+            let what = self.what;
+            self.mapping = match open() {
+                Some(Ok(mapped)) => {
+                    if self.failures > 0 {
+                        info!(
+                            walks = what,
+                            "the tables are mapped again: walked apart from lbd's loop"
+                        );
+                    }
+                    Mapping::Mapped(mapped)
+                }
+                Some(Err(error)) if self.failures > 0 => {
+                    let backoff = self.back_off();
+                    warn!(walks = what, %error, retry_in_s = backoff.as_secs(), "the tables cannot be mapped again apart from lbd's loop; walked in the loop until the next try");
+                    Mapping::Inline {
+                        retry_at: Some(now + backoff),
+                    }
+                }
+                Some(Err(error)) => {
+                    warn!(walks = what, %error, "the tables cannot be mapped apart from lbd's loop; walked in the loop");
+                    Mapping::Inline { retry_at: None }
+                }
+                None => Mapping::Inline { retry_at: None },
+            };
+        }
+        match &self.mapping {
+            Mapping::Mapped(mapped) => Some(mapped.clone()),
+            Mapping::Unopened | Mapping::Inline { .. } => None,
+        }
+    }
+
+    /// A walk off the loop failed at `now` (it panicked): walks are made
+    /// in the loop until the back-off passes, then mapped again.
+    pub(crate) fn failed(&mut self, now: Instant) {
+        if matches!(self.mapping, Mapping::Mapped(_)) {
+            let backoff = self.back_off();
+            warn!(
+                walks = self.what,
+                retry_in_s = backoff.as_secs(),
+                "a walk of the tables apart from lbd's loop failed; they are walked in the loop until mapped again"
+            );
+            self.mapping = Mapping::Inline {
+                retry_at: Some(now + backoff),
+            };
+        }
+    }
+
+    /// A walk off the loop succeeded: the next failure backs off from
+    /// [`REMAP_BACKOFF`] again.
+    pub(crate) fn succeeded(&mut self) {
+        if matches!(self.mapping, Mapping::Mapped(_)) {
+            self.failures = 0;
+        }
+    }
+
+    /// The back-off after one more failure.
+    fn back_off(&mut self) -> Duration {
+        let backoff = REMAP_BACKOFF
+            .saturating_mul(1 << self.failures.min(5))
+            .min(REMAP_BACKOFF_MAX);
+        self.failures = self.failures.saturating_add(1);
+        backoff
+    }
 }
 
 /// The census runner the engine's loop owns: the [`Desk`], the tables,
@@ -412,7 +539,7 @@ enum Source {
 /// [`Censuses::new`] returns. Dropping it cancels a walk in flight.
 pub(crate) struct Censuses<R> {
     desk: Desk<R>,
-    source: Source,
+    source: OffLoop<Arc<CensusTables>>,
     done: mpsc::Sender<Option<Census>>,
     cancel: Arc<AtomicBool>,
 }
@@ -424,7 +551,7 @@ impl<R> Censuses<R> {
         (
             Self {
                 desk: Desk::default(),
-                source: Source::Unopened,
+                source: OffLoop::new("censuses of the connection table"),
                 done,
                 cancel: Arc::new(AtomicBool::new(false)),
             },
@@ -449,9 +576,9 @@ impl<R> Censuses<R> {
         engine: &mut Engine,
         census: Option<Census>,
     ) -> Vec<(Arc<Census>, R)> {
-        if census.is_none() && matches!(self.source, Source::Mapped(_)) {
-            warn!("a census of the connection table failed; flows are counted in lbd's loop from now on");
-            self.source = Source::Inline;
+        match &census {
+            None => self.source.failed(Instant::now()),
+            Some(_) => self.source.succeeded(),
         }
         if let Some(census) = &census {
             debug!(
@@ -468,25 +595,14 @@ impl<R> Censuses<R> {
 
     /// Starts a census of `engine`'s tables.
     fn start(&mut self, engine: &mut Engine) {
-        if matches!(self.source, Source::Unopened) {
-            self.source = match engine.census_tables() {
-                Ok(tables) => Source::Mapped(Arc::new(tables)),
-                Err(error) => {
-                    warn!(%error, "the connection table cannot be walked apart from lbd's loop; its flows are counted in the loop");
-                    Source::Inline
-                }
-            };
-        }
+        let mapped = self.source.get(Instant::now(), || {
+            Some(engine.census_tables().map(Arc::new))
+        });
         let input = engine.census_input();
         let started = input.started;
-        let walk = match &self.source {
-            Source::Mapped(tables) => {
-                let tables = Arc::clone(tables);
-                Walk::Off(Box::new(move |cancel| tables.walk(&input, cancel)))
-            }
-            Source::Unopened | Source::Inline => {
-                Walk::Done(engine.census_inline(&input, &self.cancel))
-            }
+        let walk = match mapped {
+            Some(tables) => Walk::Off(Box::new(move |cancel| tables.walk(&input, cancel))),
+            None => Walk::Done(engine.census_inline(&input, &self.cancel)),
         };
         self.launch(started, walk);
     }
@@ -919,6 +1035,53 @@ mod tests {
             .map(|(_, r)| r)
             .collect();
         assert_eq!(answered, [1, 2]);
+    }
+
+    /// A failed walk off the loop sends walks into the loop for a
+    /// back-off only: then the tables are mapped again (the back-off
+    /// doubling while walks keep failing, reset by one that succeeds); a
+    /// table that cannot be mapped at all stays in the loop.
+    #[test]
+    fn a_failed_walk_falls_back_to_the_loop_until_the_back_off_passes() {
+        let opened = std::cell::Cell::new(0u32);
+        let open = || {
+            opened.set(opened.get() + 1);
+            Some(Ok::<_, String>(Arc::new(opened.get())))
+        };
+        let mut source = OffLoop::new("test walks");
+        let t0 = Instant::now();
+        assert_eq!(source.get(t0, open), Some(Arc::new(1)));
+        source.failed(t0);
+        assert_eq!(source.get(t0 + MS, open), None, "in the loop meanwhile");
+        assert_eq!(source.get(t0 + REMAP_BACKOFF - MS, open), None);
+        assert_eq!(opened.get(), 1);
+        let t1 = t0 + REMAP_BACKOFF;
+        assert_eq!(source.get(t1, open), Some(Arc::new(2)), "mapped again");
+        // Failing again: twice as long.
+        source.failed(t1);
+        assert_eq!(source.get(t1 + REMAP_BACKOFF, open), None);
+        let t2 = t1 + REMAP_BACKOFF * 2;
+        assert_eq!(source.get(t2, open), Some(Arc::new(3)));
+        // A walk that succeeds resets the back-off.
+        source.succeeded();
+        source.failed(t2);
+        assert_eq!(
+            source.get(t2 + REMAP_BACKOFF, open),
+            Some(Arc::new(4)),
+            "back-off reset"
+        );
+        // Never longer than the maximum.
+        let mut t = t2 + REMAP_BACKOFF;
+        for _ in 0..20 {
+            source.failed(t);
+            t += REMAP_BACKOFF_MAX;
+            assert!(source.get(t, open).is_some(), "retried within the maximum");
+        }
+        // No second mapping possible (a kernel map): in the loop for good.
+        let mut kernel = OffLoop::<Arc<u32>>::new("test walks");
+        let none = || None::<Result<Arc<u32>, String>>;
+        assert_eq!(kernel.get(t0, none), None);
+        assert_eq!(kernel.get(t0 + REMAP_BACKOFF_MAX * 2, none), None);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,7 @@
 mod flow_table;
 #[cfg(test)]
 mod heap_peak;
+mod listener;
 pub(crate) mod nat;
 mod nat_install;
 mod peers;
@@ -62,8 +63,20 @@ pub(crate) use roles::Roles;
 pub(crate) use walks::walk_ended;
 use walks::{walk, Tables, Walk, WalkInput, Walked, Walker, Walks};
 
-/// How often a node sends a complete dump even without a new session.
+/// How often a node sends a complete dump even without a new session, at
+/// least (a large table's dumps are spaced further: see [`DUMP_RATE`]).
 const FULL_SYNC_INTERVAL: Duration = Duration::from_secs(10);
+/// Records per second (flows and NAT'd flows) that periodic full dumps
+/// send at most, on average: the next periodic dump waits
+/// `max(FULL_SYNC_INTERVAL, last dump's records / DUMP_RATE)`. At 25,000
+/// a table of up to 250,000 records (100,000 flows, NAT'd or not) still
+/// dumps every 10 s, 1 M flows every 40 s, the largest (16 M flows) about
+/// every 11 minutes; a peer then spends about 1 % of a core installing
+/// them (about 300 ns a record, BENCHMARKS.md) instead of half a core.
+/// Incremental ticks still send every new or active flow each 250 ms; a
+/// batch a slow peer's queue dropped waits for the next dump (or session)
+/// the longer. A new session's dump is sent at once whatever the size.
+const DUMP_RATE: u64 = 25_000;
 /// Between full syncs, a NAT flow table scan that took `d` is followed by
 /// none for `NAT_SCAN_SPACING × d`: a table small enough to scan in under
 /// about 60 ms is scanned every tick; a large one (120,000 entries took about
@@ -117,7 +130,8 @@ pub struct Replication {
     topology: Topology,
     /// One sender per configured peer, in config order.
     peers: Vec<Peer>,
-    _listener: sync::ListenerHandle,
+    /// The sync listener, bound or being retried (see [`listener`]).
+    listener: listener::Listener,
     /// The listener's counters (the senders' are per peer).
     listener_stats: Arc<SyncStats>,
     /// The key file and the key read from it at start: replication keeps
@@ -205,10 +219,21 @@ impl Replication {
         // Only the peers may shake hands: strangers cannot hold the
         // handshake slots a peer needs.
         let sources = sync::Sources::Peers(peers.iter().map(SocketAddr::ip).collect());
-        let listener =
-            sync::listen_for(listen, sources, config.clone(), tx, listener_stats.clone())
-                .await
-                .with_context(|| format!("listening for connection-table sync on {listen}"))?;
+        let bind = {
+            let (config, stats) = (config.clone(), listener_stats.clone());
+            move || {
+                sync::listen_for(
+                    listen,
+                    sources.clone(),
+                    config.clone(),
+                    tx.clone(),
+                    stats.clone(),
+                )
+            }
+        };
+        let listener = listener::Listener::start(listen, bind, listener::BIND_RETRY)
+            .await
+            .with_context(|| format!("listening for connection-table sync on {listen}"))?;
         let mut started = Vec::with_capacity(peers.len());
         for &address in peers {
             if is_own_address(address.ip()) {
@@ -233,7 +258,7 @@ impl Replication {
             Self {
                 topology,
                 peers: started,
-                _listener: listener,
+                listener,
                 listener_stats,
                 key: (key_file.to_owned(), key),
                 receipts: Receipts::default(),
@@ -366,10 +391,15 @@ impl Replication {
             return;
         };
         let Some(collected) = walked else {
-            self.walker.failed();
+            self.walker.failed(Instant::now());
             return;
         };
+        self.walker.succeeded();
         let dump = planned.scan.dump();
+        if planned.full {
+            let nat = collected.nat.as_ref().map_or(0, |n| n.records.len());
+            self.walks.dumped(collected.flows.len().saturating_add(nat));
+        }
         if let Some(nat) = collected.nat {
             trace!(
                 records = nat.records.len(),
@@ -455,27 +485,21 @@ impl Replication {
     /// dump never takes the place of a session's dump still queued. Their
     /// ages were taken `at` (the walk's start): the sender adds the time
     /// since when they go out.
-    fn send_flows(&self, records: Vec<FlowRecord>, dump: sync::Dump, at: Instant) {
-        let Some((last, others)) = self.peers.split_last() else {
-            return;
-        };
-        for peer in others {
+    /// The records are one allocation every peer's queue shares (a
+    /// reference each, no copy: see `sync::channel::queue::Records`).
+    fn send_flows(&self, records: Arc<[FlowRecord]>, dump: sync::Dump, at: Instant) {
+        for peer in &self.peers {
             peer.sender()
-                .send_read(records.clone(), peer.read(dump, at));
+                .send_read(Arc::clone(&records), peer.read(dump, at));
         }
-        last.sender().send_read(records, last.read(dump, at));
     }
 
     /// Queues NAT'd flow records for every peer, as [`Self::send_flows`].
-    fn send_nat(&self, nat: Vec<NatFlowRecord>, dump: sync::Dump, at: Instant) {
-        let Some((last, others)) = self.peers.split_last() else {
-            return;
-        };
-        for peer in others {
+    fn send_nat(&self, nat: Arc<[NatFlowRecord]>, dump: sync::Dump, at: Instant) {
+        for peer in &self.peers {
             peer.sender()
-                .send_nat_read(nat.clone(), peer.read(dump, at));
+                .send_nat_read(Arc::clone(&nat), peer.read(dump, at));
         }
-        last.sender().send_nat_read(nat, last.read(dump, at));
     }
 
     /// The NAT flow table's scan for a walk of `scan`, if one is due (see
@@ -654,6 +678,13 @@ impl Replication {
         }
     }
 
+    /// The sync listener's address, or why it is not bound (its address
+    /// and the last error; it is retried in the background), for the
+    /// status.
+    pub(crate) fn listener_status(&self) -> Result<SocketAddr, String> {
+        self.listener.status()
+    }
+
     /// Whether a session to some peer is up (a pair's one peer).
     pub fn connected(&self) -> bool {
         self.peers.iter().any(|p| p.sender().connected())
@@ -705,6 +736,7 @@ impl Replication {
             failed: self.flows.failed,
             all_peers_dumped: self.all_peers_dumped(),
             peers: self.peer_status(),
+            listener_error: self.listener_status().err(),
         }
     }
 }

@@ -538,8 +538,12 @@ fn last_tick(replication: &Replication) -> usize {
     let records: Vec<FlowRecord> = (0..n)
         .map(|port| flow_record(port, "198.18.0.11", 0))
         .collect();
-    replication.send_flows(records.clone(), sync::Dump::Incremental, Instant::now());
-    replication.send_flows(records, sync::Dump::Incremental, Instant::now());
+    replication.send_flows(
+        records.clone().into(),
+        sync::Dump::Incremental,
+        Instant::now(),
+    );
+    replication.send_flows(records.into(), sync::Dump::Incremental, Instant::now());
     2 * usize::from(n)
 }
 
@@ -764,6 +768,140 @@ fn an_owed_session_dump_is_paid_by_the_next_session_dump() {
     assert_ne!(next.scan, Scan::Session, "a second session dump");
 }
 
+/// A periodic dump is spaced by the last dump's size (see `DUMP_RATE`):
+/// after one of the largest table (16 M flows) the next is not due 10 s
+/// later, but when that many records take at the rate; a small table
+/// still dumps every 10 s, and a new session gets its dump at once.
+#[test]
+fn periodic_dumps_are_spaced_by_the_last_dumps_size() {
+    let t0 = Instant::now();
+    let asked = std::cell::Cell::new(0);
+    let mut walks = walks::Walks::default();
+    let first = walks.start(session(false, &asked), S, t0).unwrap();
+    assert!(first.full);
+    walks.finish(true);
+    let largest = 16_777_216usize;
+    walks.dumped(largest);
+    let spacing = Duration::from_millis(u64::try_from(largest).unwrap() * 1000 / DUMP_RATE);
+    assert_eq!(walks.full_sync_interval(), spacing);
+    assert!(spacing > FULL_SYNC_INTERVAL * 10, "{spacing:?}");
+    let later = walks
+        .start(session(false, &asked), 2 * S, t0 + FULL_SYNC_INTERVAL)
+        .unwrap();
+    assert!(!later.full, "no dump of 16 M flows 10 s after the last");
+    walks.finish(true);
+    let before = walks
+        .start(
+            session(false, &asked),
+            3 * S,
+            t0 + spacing - Duration::from_secs(1),
+        )
+        .unwrap();
+    assert!(!before.full);
+    walks.finish(true);
+    let due = walks
+        .start(session(false, &asked), 4 * S, t0 + spacing)
+        .unwrap();
+    assert_eq!((due.scan, due.full), (Scan::Periodic, true));
+    walks.finish(true);
+    walks.dumped(largest);
+    // A new session's dump never waits.
+    let session_dump = walks
+        .start(
+            session(true, &asked),
+            5 * S,
+            t0 + spacing + Duration::from_secs(1),
+        )
+        .unwrap();
+    assert_eq!(session_dump.scan, Scan::Session);
+    walks.finish(true);
+    // A table of 100,000 flows (and as many NAT'd) still dumps every 10 s.
+    walks.dumped(200_000);
+    let t1 = t0 + spacing + Duration::from_secs(1);
+    let small = walks
+        .start(session(false, &asked), 6 * S, t1 + FULL_SYNC_INTERVAL)
+        .unwrap();
+    assert_eq!(small.scan, Scan::Periodic);
+}
+
+/// Tables whose second mapping (in memory) can be taken again, counting
+/// how often it was.
+struct Remappable {
+    tables: walks::SharedTables,
+    remaps: std::sync::atomic::AtomicUsize,
+}
+
+impl walks::Tables for Remappable {
+    fn flows(&self) -> Box<dyn Iterator<Item = (FlowKey, FlowEntry)> + '_> {
+        self.tables.flows()
+    }
+
+    fn nat_flows(&self) -> Box<dyn Iterator<Item = (FlowKey, lb_common::NatEntry)> + '_> {
+        self.tables.nat_flows()
+    }
+
+    fn nat_flow(&self, key: &FlowKey) -> Option<lb_common::NatEntry> {
+        self.tables.nat_flow(key)
+    }
+
+    fn remapped(
+        &self,
+    ) -> Option<Result<walks::SharedTables, crate::conntrack::table::FlowTableError>> {
+        self.remaps
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(Ok(Arc::clone(&self.tables)))
+    }
+}
+
+/// After a walk off the loop failed, walks are made in the loop only
+/// until the back-off passes: then the tables are mapped again and walked
+/// off the loop (a failure once no longer puts every later walk of a
+/// huge table into lbd's loop).
+#[test]
+fn after_a_failed_walk_the_tables_are_mapped_again_once_the_back_off_passed() {
+    use crate::daemon::engine::flow_census::REMAP_BACKOFF;
+    let tables = Remappable {
+        tables: Arc::new(Counted::with(10)),
+        remaps: 0.into(),
+    };
+    let remaps = || tables.remaps.load(std::sync::atomic::Ordering::Relaxed);
+    let b = balancer(&["198.18.0.11"]);
+    let input = || walks::WalkInput {
+        planned: walks::Planned {
+            scan: Scan::Periodic,
+            full: true,
+            started_ns: 20 * S,
+            started: Instant::now(),
+        },
+        topology: Topology::FullMesh,
+        names: backend_names(&b),
+        roles: Roles::new([], true),
+        nat: None,
+    };
+    let mut walker = Walker::new();
+    let t0 = Instant::now();
+    assert!(matches!(
+        walker.walk_for_at(&tables, input(), t0),
+        walks::Walk::Off(_)
+    ));
+    assert_eq!(remaps(), 1);
+    walker.failed(t0);
+    let inline = walker.walk_for_at(&tables, input(), t0 + Duration::from_secs(1));
+    assert!(
+        matches!(&inline, walks::Walk::Done(Some(c)) if c.flows.len() == 10),
+        "walked in the loop during the back-off"
+    );
+    assert_eq!(remaps(), 1);
+    assert!(
+        matches!(
+            walker.walk_for_at(&tables, input(), t0 + REMAP_BACKOFF),
+            walks::Walk::Off(_)
+        ),
+        "off the loop again once the back-off passed"
+    );
+    assert_eq!(remaps(), 2, "mapped again");
+}
+
 /// A flow of `client_port` to the backend with `backend_id` of
 /// `names`, last seen at `last_seen_ns`.
 fn tracked(
@@ -877,6 +1015,37 @@ async fn with_peer_down(name: &str, topology: Topology) -> (Replication, std::ne
     .unwrap();
     std::fs::remove_file(&key_file).unwrap();
     (replication, peer)
+}
+
+/// A node whose sync address another process holds at start (a local
+/// user squatting the port while lbd restarts) still starts replication:
+/// its senders run, and the listener's failure is reported, naming the
+/// address; the listener is retried in the background (see
+/// `listener::tests` for it coming up).
+#[tokio::test]
+async fn a_taken_sync_port_does_not_stop_the_start() {
+    let key_file = std::env::temp_dir().join(format!("lbr-squatted-{}.key", std::process::id()));
+    std::fs::write(&key_file, b"test-key-0123456789abcdef").unwrap();
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = holder.local_addr().unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer = free.local_addr().unwrap();
+    drop(free);
+    let started = Replication::start(Topology::FullMesh, listen, &[peer], &key_file, "lb-a").await;
+    std::fs::remove_file(&key_file).unwrap();
+    let (replication, _incoming) = started.expect("a taken sync port does not stop the start");
+    let failure = replication
+        .listener_status()
+        .expect_err("the listener's failure is reported");
+    assert!(failure.contains(&listen.to_string()), "{failure}");
+    // Sending still works: a flow given to the peer is queued for it.
+    replication.send_flows(
+        vec![flow_record(1, "198.18.0.11", 0)].into(),
+        sync::Dump::Incremental,
+        Instant::now(),
+    );
+    assert_eq!(replication.peers[0].sender().queued(), 1);
+    drop(holder);
 }
 
 /// A balancer with `nat_record`'s IPv4 VIP in NAT mode (backend
@@ -995,7 +1164,7 @@ async fn a_nodes_listener_lets_only_its_peers_shake_hands() {
     .await
     .unwrap();
     std::fs::remove_file(&key_file).unwrap();
-    let listener = replication._listener.local_addr();
+    let listener = replication.listener.status().unwrap();
     assert!(first_bytes(listener, [127, 0, 0, 2]).await.is_empty());
     assert!(!first_bytes(listener, [127, 0, 0, 1]).await.is_empty());
     assert_eq!(replication.listener_stats.snapshot().refused, 1);
@@ -1011,7 +1180,10 @@ async fn a_nodes_listener_lets_only_its_peers_shake_hands() {
 
 /// A walk's outcome: `flows`, no NAT scan.
 fn flows_only(flows: Vec<FlowRecord>) -> walks::Walked {
-    Some(walks::Collected { flows, nat: None })
+    Some(walks::Collected {
+        flows: flows.into(),
+        nat: None,
+    })
 }
 
 /// Starts a walk off the loop as a tick does (its NAT scan left out).
@@ -1349,6 +1521,48 @@ async fn a_tick_reads_no_nat_entry_on_lbds_loop_whatever_the_tables_size() {
     assert_eq!(tables.read(), (0, 900_000));
     assert_eq!(replication.peers[0].sender().queued(), 2, "nothing new");
     assert!(replication.nat_next_scan.is_some(), "spaced after the scan");
+}
+
+/// One walk's records are queued for every peer as one allocation: a
+/// full dump of a large table (about 1 GiB of flows at 16 M) is no longer
+/// copied on lbd's loop, nor held once per peer while peers are down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dump_is_one_allocation_shared_by_every_peers_queue() {
+    let key_file = std::env::temp_dir().join(format!("lbr-shared-{}.key", std::process::id()));
+    std::fs::write(&key_file, b"test-key-0123456789abcdef").unwrap();
+    // Three peers nothing listens for: what is given to them stays queued.
+    let peers: Vec<SocketAddr> = (0..3)
+        .map(|_| {
+            let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            free.local_addr().unwrap()
+        })
+        .collect();
+    let (mut replication, _incoming) = Replication::start(
+        Topology::FullMesh,
+        "127.0.0.1:0".parse().unwrap(),
+        &peers,
+        &key_file,
+        "lb-a",
+    )
+    .await
+    .unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    let tables = Arc::new(Counted::with(1_000));
+    replication.walker = Walker::over(tables.clone());
+    let b = balancer(&["198.18.0.11"]);
+    replication.start_walk_in(&*tables, &b, &Roles::new([], true));
+    replication.wait_walk().await;
+    let queued: Vec<Vec<Arc<[FlowRecord]>>> = replication
+        .peers
+        .iter()
+        .map(|p| p.sender().queued_flows())
+        .collect();
+    assert!(queued.iter().all(|q| q.len() == 1), "one dump each");
+    assert_eq!(queued[0][0].len(), 1_000);
+    assert!(
+        queued.iter().all(|q| Arc::ptr_eq(&q[0], &queued[0][0])),
+        "every peer's queue holds the same records"
+    );
 }
 
 /// A key file others may read is warned of, naming it, its mode and the

@@ -33,8 +33,12 @@ use tokio::sync::Notify;
 use super::*;
 use crate::{
     conntrack::table::{FlowTable, FlowTableError},
+    daemon::engine::flow_census::OffLoop,
     nat::table::NatFlowTable,
 };
+
+/// What replication's walks are called in the log.
+const WALKS: &str = "replication's walks of the connection table and the NAT flow table";
 
 /// Flows a walk reads between two looks at its cancel flag.
 const CANCEL_EVERY: usize = 4096;
@@ -62,6 +66,10 @@ pub(super) struct Walks {
     last_scan_ns: u64,
     /// When the last full sync started (None: one is due).
     last_full: Option<Instant>,
+    /// Records (flows and NAT'd flows) the last full sync sent: the next
+    /// periodic one waits as long as sending that many takes at
+    /// [`DUMP_RATE`] (see [`Walks::full_sync_interval`]).
+    last_dump_records: usize,
     /// A new session's dump is owed (its walk failed).
     session_owed: bool,
     /// The walk in flight (at most one).
@@ -92,10 +100,11 @@ impl Walks {
         // session makes it a dump anyway.
         let owed = std::mem::take(&mut self.session_owed);
         let new_session = new_session() | owed;
+        let interval = self.full_sync_interval();
         let full = new_session
             || self
                 .last_full
-                .is_none_or(|t| now.saturating_duration_since(t) >= FULL_SYNC_INTERVAL);
+                .is_none_or(|t| now.saturating_duration_since(t) >= interval);
         // last_seen is refreshed at most every FLOW_TOUCH_INTERVAL_NS, so a
         // flow is "recent" if touched within that much before the start of
         // the last walk (flows touched while it ran may have been read
@@ -120,6 +129,25 @@ impl Walks {
         };
         self.in_flight = Some(planned);
         Some(planned)
+    }
+
+    /// The last full sync sent `records` (flows and NAT'd flows): spaces
+    /// the next periodic one by its size.
+    pub(super) fn dumped(&mut self, records: usize) {
+        self.last_dump_records = records;
+    }
+
+    /// How long after a full sync the next periodic one is due:
+    /// [`FULL_SYNC_INTERVAL`], or as long as the last dump's records take
+    /// at [`DUMP_RATE`] when that is longer. Why: every periodic dump
+    /// sends the whole table to every peer, which installs each record on
+    /// its loop; at a fixed 10 s the largest table (16 M flows) would
+    /// cost the peers about half a core for records they mostly hold
+    /// already. A new session's dump never waits for it.
+    pub(super) fn full_sync_interval(&self) -> Duration {
+        let records = u64::try_from(self.last_dump_records).unwrap_or(u64::MAX);
+        let by_size = Duration::from_millis(records.saturating_mul(1000) / DUMP_RATE);
+        FULL_SYNC_INTERVAL.max(by_size)
     }
 
     /// The walk in flight ended, `done` whether with its records: the walk
@@ -165,11 +193,12 @@ pub(super) struct NatScan {
     pub(super) rule: nat::SendRule,
 }
 
-/// What a walk read: the records it sends.
+/// What a walk read: the records it sends, each kind as one allocation
+/// that every peer's queue shares (made off the loop, with the walk).
 #[derive(Debug)]
 pub(super) struct Collected {
     /// The connection table's.
-    pub(super) flows: Vec<FlowRecord>,
+    pub(super) flows: Arc<[FlowRecord]>,
     /// The NAT flow table's, if it was scanned.
     pub(super) nat: Option<NatScanned>,
 }
@@ -177,7 +206,7 @@ pub(super) struct Collected {
 /// A NAT flow table scan's outcome.
 #[derive(Debug)]
 pub(super) struct NatScanned {
-    pub(super) records: Vec<NatFlowRecord>,
+    pub(super) records: Arc<[NatFlowRecord]>,
     /// How long the scan took: the next one between dumps waits
     /// `NAT_SCAN_SPACING` times as long.
     pub(super) took: Duration,
@@ -191,7 +220,7 @@ pub(super) fn walk(tables: &dyn Tables, mut input: WalkInput, cancel: &AtomicBoo
         Some(scan) => Some(scan_nat(tables, scan, &input, cancel)?),
         None => None,
     };
-    let flows = collect(tables.flows(), &input, cancel)?;
+    let flows = collect(tables.flows(), &input, cancel)?.into();
     Some(Collected { flows, nat })
 }
 
@@ -229,7 +258,7 @@ fn scan_nat(
         records.retain(|r| input.roles.sends(r.vip));
     }
     Some(NatScanned {
-        records,
+        records: records.into(),
         took: started.elapsed(),
     })
 }
@@ -286,7 +315,7 @@ pub(super) trait Tables {
     fn nat_flow(&self, key: &FlowKey) -> Option<NatEntry>;
     /// Both tables mapped a second time, for walks off lbd's loop; None
     /// where the connection table is no bucket table (a kernel map).
-    fn remapped(&self) -> Option<Result<Remapped, FlowTableError>> {
+    fn remapped(&self) -> Option<Result<SharedTables, FlowTableError>> {
         None
     }
 }
@@ -304,16 +333,21 @@ impl Tables for Dataplane {
         self.nat().flow(key)
     }
 
-    fn remapped(&self) -> Option<Result<Remapped, FlowTableError>> {
+    fn remapped(&self) -> Option<Result<SharedTables, FlowTableError>> {
         let tables = self.remapped_tables()?;
         Some(tables.and_then(|(flows, _half_open)| {
-            Ok(Remapped {
+            let remapped: SharedTables = Arc::new(Remapped {
                 flows,
                 nat: remapped_nat(self.nat().table())?,
-            })
+            });
+            Ok(remapped)
         }))
     }
 }
+
+/// Tables a walk off the loop reads: a second mapping ([`Remapped`]), or
+/// tables in memory in tests.
+pub(super) type SharedTables = Arc<dyn Tables + Send + Sync>;
 
 /// The connection table and the NAT flow table mapped a second time:
 /// what walks off lbd's loop read.
@@ -350,20 +384,13 @@ fn remapped_nat(table: &NatFlowTable) -> Result<NatFlowTable, FlowTableError> {
     NatFlowTable::new(map, buckets)
 }
 
-/// Where walks read the tables.
-enum Source {
-    /// Not looked up yet.
-    Unopened,
-    /// Second mappings, walked on a blocking thread.
-    Mapped(Arc<dyn Tables + Send + Sync>),
-    /// None could be made: walked in the loop, as before.
-    Inline,
-}
-
 /// Runs the walks: the tables they read, the walk in flight's way back
 /// (a channel, and a [`Notify`] lbd's loop waits on), its cancel flag.
 pub(super) struct Walker {
-    source: Source,
+    /// Second mappings of the tables, walked on a blocking thread; or, if
+    /// none can be made (or for a back-off after a walk there failed),
+    /// the loop's own.
+    source: OffLoop<SharedTables>,
     cancel: Arc<AtomicBool>,
     done_tx: mpsc::Sender<Walked>,
     done_rx: mpsc::Receiver<Walked>,
@@ -372,17 +399,17 @@ pub(super) struct Walker {
 
 impl Walker {
     pub(super) fn new() -> Self {
-        Self::with_source(Source::Unopened)
+        Self::with_source(OffLoop::new(WALKS))
     }
 
     /// A walker whose walks read `tables` off the loop (tests: tables in
     /// memory).
     #[cfg(test)]
-    pub(super) fn over(tables: Arc<dyn Tables + Send + Sync>) -> Self {
-        Self::with_source(Source::Mapped(tables))
+    pub(super) fn over(tables: SharedTables) -> Self {
+        Self::with_source(OffLoop::mapped(tables, WALKS))
     }
 
-    fn with_source(source: Source) -> Self {
+    fn with_source(source: OffLoop<SharedTables>) -> Self {
         // One walk in flight at most: one slot.
         let (done_tx, done_rx) = mpsc::channel(1);
         Self {
@@ -403,22 +430,20 @@ impl Walker {
     /// mappings of them (the NAT flow table's scan too), else (a kernel
     /// map, or mapping failed) made here.
     pub(super) fn walk_for(&mut self, tables: &dyn Tables, input: WalkInput) -> Walk {
-        if matches!(self.source, Source::Unopened) {
-            self.source = match tables.remapped() {
-                Some(Ok(remapped)) => Source::Mapped(Arc::new(remapped)),
-                Some(Err(error)) => {
-                    warn!(%error, "the connection table and the NAT flow table cannot be mapped for replication's walks apart from lbd's loop; they walk them in the loop");
-                    Source::Inline
-                }
-                None => Source::Inline,
-            };
-        }
-        match &self.source {
-            Source::Mapped(table) => {
-                let table = Arc::clone(table);
-                Walk::Off(Box::new(move |cancel| walk(&*table, input, cancel)))
-            }
-            Source::Unopened | Source::Inline => Walk::Done(walk(tables, input, &self.cancel)),
+        self.walk_for_at(tables, input, Instant::now())
+    }
+
+    /// [`Walker::walk_for`] at `now` (tests: the back-off after a failed
+    /// walk passing).
+    pub(super) fn walk_for_at(
+        &mut self,
+        tables: &dyn Tables,
+        input: WalkInput,
+        now: Instant,
+    ) -> Walk {
+        match self.source.get(now, || tables.remapped()) {
+            Some(table) => Walk::Off(Box::new(move |cancel| walk(&*table, input, cancel))),
+            None => Walk::Done(walk(tables, input, &self.cancel)),
         }
     }
 
@@ -445,13 +470,17 @@ impl Walker {
         self.done_rx.recv().await.flatten()
     }
 
-    /// A walk off the loop failed (it panicked): the next ones walk in the
-    /// loop, as censuses do after a failure.
-    pub(super) fn failed(&mut self) {
-        if matches!(self.source, Source::Mapped(_)) {
-            warn!("a replication walk of the connection table failed; the table is walked in lbd's loop from now on");
-            self.source = Source::Inline;
-        }
+    /// A walk off the loop failed (it panicked) at `now`: the next ones
+    /// walk in the loop until the back-off passes, then the tables are
+    /// mapped again (see [`OffLoop`]), as censuses do after a failure.
+    pub(super) fn failed(&mut self, now: Instant) {
+        self.source.failed(now);
+    }
+
+    /// A walk ended with its records: a later failure backs off from the
+    /// shortest back-off again.
+    pub(super) fn succeeded(&mut self) {
+        self.source.succeeded();
     }
 }
 

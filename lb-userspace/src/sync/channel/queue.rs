@@ -86,13 +86,17 @@ impl QueuedBatch {
     }
 }
 
-/// The records of a queued batch: tracked flows or NAT'd flows.
+/// The records of a queued batch: tracked flows or NAT'd flows. Shared,
+/// not owned: one walk's records are queued for every peer as one
+/// allocation (a full dump of the largest table is about 1 GiB of flows,
+/// more of NAT'd flows; a copy per peer, made on lbd's loop, cost as much
+/// again for each).
 #[derive(Debug)]
 pub(super) enum Records {
     /// Sent as Batch frames.
-    Flows(Vec<FlowRecord>),
+    Flows(Arc<[FlowRecord]>),
     /// Sent as NatBatch frames.
-    Nat(Vec<NatFlowRecord>),
+    Nat(Arc<[NatFlowRecord]>),
 }
 
 impl Records {

@@ -270,7 +270,7 @@ impl Sender {
     /// sends a full sync on each new session.
     pub fn send(&self, records: Vec<FlowRecord>, full_sync: bool) {
         self.queue(
-            Records::Flows(records),
+            Records::Flows(records.into()),
             Dump::given(full_sync),
             None,
             Instant::now(),
@@ -282,7 +282,9 @@ impl Sender {
     /// when it is queued after the session began; a periodic dump never
     /// takes the place of a session's dump still queued (it is dropped
     /// instead: see [`Dump::Periodic`]).
-    pub(crate) fn send_read(&self, records: Vec<FlowRecord>, read: Read) {
+    /// `records` may be shared with other peers' senders: each queue
+    /// holds the one allocation.
+    pub(crate) fn send_read(&self, records: Arc<[FlowRecord]>, read: Read) {
         self.queue(
             Records::Flows(records),
             read.dump,
@@ -296,7 +298,7 @@ impl Sender {
     /// the NAT flows).
     pub fn send_nat(&self, records: Vec<NatFlowRecord>, full_sync: bool) {
         self.queue(
-            Records::Nat(records),
+            Records::Nat(records.into()),
             Dump::given(full_sync),
             None,
             Instant::now(),
@@ -305,7 +307,7 @@ impl Sender {
 
     /// [`Sender::send_nat`] for records read as `read` says, as
     /// [`Sender::send_read`].
-    pub(crate) fn send_nat_read(&self, records: Vec<NatFlowRecord>, read: Read) {
+    pub(crate) fn send_nat_read(&self, records: Arc<[NatFlowRecord]>, read: Read) {
         self.queue(
             Records::Nat(records),
             read.dump,
@@ -356,6 +358,21 @@ impl Sender {
     /// Batches waiting to be sent.
     pub(crate) fn queued(&self) -> usize {
         self.shared.queue.len()
+    }
+
+    /// The flow records of the batches waiting to be sent (tests: whether
+    /// peers' queues share one allocation).
+    #[cfg(test)]
+    pub(crate) fn queued_flows(&self) -> Vec<Arc<[FlowRecord]>> {
+        self.shared
+            .queue
+            .lock()
+            .iter()
+            .filter_map(|b| match &b.records {
+                Records::Flows(records) => Some(Arc::clone(records)),
+                Records::Nat(_) => None,
+            })
+            .collect()
     }
 
     /// Whether everything given so far has been written to the peer's

@@ -1363,7 +1363,7 @@ fn flows(full_sync: bool, i: u32, n: usize) -> QueuedBatch {
     QueuedBatch {
         full_sync,
         complete: full_sync,
-        records: Records::Flows(vec![record(i); n]),
+        records: Records::Flows(vec![record(i); n].into()),
         read_in: None,
         aged_at: Instant::now(),
     }
@@ -1376,7 +1376,7 @@ fn nats(full_sync: bool, i: u32) -> QueuedBatch {
     QueuedBatch {
         full_sync,
         complete: full_sync,
-        records: Records::Nat(vec![r; 2]),
+        records: Records::Nat(vec![r; 2].into()),
         read_in: None,
         aged_at: Instant::now(),
     }
@@ -1659,9 +1659,9 @@ async fn full_syncs_queued_before_a_session_are_dropped_at_its_start() {
     // while the peer was down) is dropped too; one read during it goes.
     let flows_sent: Vec<FlowRecord> = (1..=8).map(record).collect();
     let nats_sent: Vec<NatFlowRecord> = (1..=9).map(nat_record).collect();
-    sender.send_read(vec![record(5)], read(Dump::Session, 0));
-    sender.send_nat_read(vec![nat_record(6)], read(Dump::Session, 0));
-    sender.send_read(vec![record(7)], read(Dump::Incremental, 0));
+    sender.send_read(vec![record(5)].into(), read(Dump::Session, 0));
+    sender.send_nat_read(vec![nat_record(6)].into(), read(Dump::Session, 0));
+    sender.send_read(vec![record(7)].into(), read(Dump::Incremental, 0));
     let mut got = Vec::new();
     for _ in 0..3 {
         let b = recv(&mut rx).await;
@@ -1673,7 +1673,7 @@ async fn full_syncs_queued_before_a_session_are_dropped_at_its_start() {
         ));
     }
     // (Sent only now: a full sync supersedes queued batches of its kind.)
-    sender.send_read(vec![record(8)], read(Dump::Session, 1));
+    sender.send_read(vec![record(8)].into(), read(Dump::Session, 1));
     sender.send_nat(vec![nat_record(9)], true);
     for _ in 0..2 {
         let b = recv(&mut rx).await;
