@@ -33,6 +33,7 @@ use std::{
     time::Duration,
 };
 
+use anyhow::Context as _;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{
@@ -44,7 +45,7 @@ use tokio::{
     sync::{mpsc, oneshot, Mutex},
     time::Instant,
 };
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     slots::{self, Slot, Slots},
@@ -75,11 +76,6 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// it repeats at every backoff for as long as its cause lasts (out of
 /// descriptors, say).
 const ACCEPT_FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
-/// How often a metrics port that could not be bound is tried again: the
-/// start goes on without it (see [`serve`]).
-const BIND_RETRY_INTERVAL: Duration = Duration::from_secs(2);
-/// A metrics bind that keeps failing is logged at most this often.
-const BIND_RETRY_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// Renders the engine does for scrapes within [`RENDER_WINDOW`]; past
 /// them, scrapes share the newest render.
 pub(crate) const RENDERS_PER_WINDOW: usize = 4;
@@ -89,28 +85,16 @@ pub(crate) const RENDER_WINDOW: Duration = Duration::from_secs(1);
 /// Serves until the task is aborted. `changes` counts the engine's
 /// changes (API changes, reloads): a render made before the last one is
 /// not shared.
-///
-/// A port that cannot be bound does not stop lbd's start: any local user
-/// can hold a port above 1023 while lbd restarts, and lbd without its
-/// metrics still forwards, checks backends and runs VRRP. The failure is
-/// logged as an error naming the address, and the bind is tried again
-/// every [`BIND_RETRY_INTERVAL`] in the returned task (an error at most
-/// every [`BIND_RETRY_LOG_INTERVAL`]), which serves once it binds.
 pub async fn serve(
     address: SocketAddr,
     scrapes: mpsc::Sender<Scrape>,
     changes: Arc<AtomicU64>,
     ready: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<()> {
-    let first = TcpListener::bind(address).await;
-    if let Err(error) = &first {
-        error!(
-            %address,
-            %error,
-            retry_every = ?BIND_RETRY_INTERVAL,
-            "metrics listener cannot bind (another process may hold the port); lbd runs on without /metrics, /healthz and /readyz and tries again"
-        );
-    }
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("metrics listener on {address}"))?;
+    info!(%address, "metrics on http://{address}/metrics");
     let mut builder = http1::Builder::new();
     builder
         .timer(hyper_util::rt::TokioTimer::new())
@@ -120,12 +104,7 @@ pub async fn serve(
         Budget::new(RENDERS_PER_WINDOW, RENDER_WINDOW),
         changes,
     ));
-    tokio::spawn(async move {
-        let listener = match first {
-            Ok(listener) => listener,
-            Err(_) => bind_retrying(address).await,
-        };
-        info!(%address, "metrics on http://{address}/metrics");
+    Ok(tokio::spawn(async move {
         let slots = Slots::new(MAX_CONNECTIONS, slots::GRACE, slots::WRITE_GRACE);
         let mut accept_failures = LogLimit::new(ACCEPT_FAILURE_LOG_INTERVAL);
         loop {
@@ -149,48 +128,7 @@ pub async fn serve(
                 ready.clone(),
             ));
         }
-    })
-}
-
-/// Binds `address` once it can be, trying every [`BIND_RETRY_INTERVAL`]
-/// (the first try failed already); each failure is logged as an error
-/// at most every [`BIND_RETRY_LOG_INTERVAL`].
-async fn bind_retrying(address: SocketAddr) -> TcpListener {
-    let mut failures = LogLimit::new(BIND_RETRY_LOG_INTERVAL);
-    // The first failure was logged at the start.
-    failures.allow(std::time::Instant::now());
-    let mut attempts: u64 = 1;
-    loop {
-        tokio::time::sleep(BIND_RETRY_INTERVAL).await;
-        attempts += 1;
-        match TcpListener::bind(address).await {
-            Ok(listener) => {
-                info!(%address, attempts, "metrics listener bound at last");
-                return listener;
-            }
-            Err(error) => log_bind_failure(&mut failures, address, &error, attempts),
-        }
-    }
-}
-
-/// Logs a failed retry of the metrics bind unless one was logged lately
-/// (`limit`), with how many were left out since.
-fn log_bind_failure(
-    limit: &mut LogLimit,
-    address: SocketAddr,
-    error: &std::io::Error,
-    attempts: u64,
-) {
-    match limit.allow(std::time::Instant::now()) {
-        Some(suppressed) => error!(
-            %address,
-            %error,
-            attempts,
-            suppressed,
-            "metrics listener still cannot bind; trying again"
-        ),
-        None => debug!(%address, %error, attempts, "metrics listener still cannot bind"),
-    }
+    }))
 }
 
 /// Logs a failed accept (`error`, at `now`) unless one was logged lately
@@ -745,46 +683,5 @@ mod tests {
             renders.get(Instant::now()).await.unwrap_err(),
             NoRender::ShuttingDown
         );
-    }
-
-    /// Another process holding the metrics port (any local user can bind
-    /// a port above 1023 while lbd restarts) must not stop lbd's start:
-    /// the listener is bound in the background once the port is free.
-    #[tokio::test]
-    async fn a_taken_port_does_not_stop_the_start_and_is_served_once_free() {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-        let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = holder.local_addr().unwrap();
-        let (scrapes, _rx) = mpsc::channel::<Scrape>(1);
-        let server = serve(
-            address,
-            scrapes,
-            Arc::default(),
-            Arc::new(AtomicBool::new(true)),
-        )
-        .await;
-        drop(holder);
-        let start = std::time::Instant::now();
-        let answer = loop {
-            assert!(
-                start.elapsed() < BIND_RETRY_INTERVAL * 3,
-                "lbd never served on {address}"
-            );
-            if let Ok(mut stream) = tokio::net::TcpStream::connect(address).await {
-                stream
-                    .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    .await
-                    .unwrap();
-                let mut answer = String::new();
-                if stream.read_to_string(&mut answer).await.is_ok() && !answer.is_empty() {
-                    break answer;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-        assert!(answer.ends_with("ready\n"), "{answer}");
-        server.abort();
     }
 }

@@ -1018,10 +1018,16 @@ async fn finish_start(
         Some(ring) => Some(events::spawn(ring, events_tx).context("data-plane event reader")?),
         None => None,
     };
-    // A port that cannot be bound is logged and tried again in the
-    // background: it does not stop the start (see `http::serve`).
     let metrics_server = match engine.config().metrics_listen {
-        Some(address) => Some(http::serve(address, scrapes_tx, changes, ready).await),
+        Some(address) => match http::serve(address, scrapes_tx, changes, ready).await {
+            Ok(server) => Some(server),
+            Err(error) => {
+                if let Some(reader) = events_reader {
+                    reader.abort();
+                }
+                return Err(error);
+            }
+        },
         None => None,
     };
     // Everything is bound and attached: from here on lbd needs only the

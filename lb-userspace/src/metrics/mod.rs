@@ -479,7 +479,6 @@ mod tests {
                     full_dumps_received: 2,
                     batches_dropped: 1,
                 }],
-                listener_error: None,
             }),
             conntrack: ConntrackStatus {
                 entries: 5,

@@ -286,11 +286,6 @@ pub struct ReplicationStatus {
     /// One line per configured peer (absent from an older lbd).
     #[serde(default)]
     pub peers: Vec<ReplicationPeerStatus>,
-    /// Why this node's sync listener is not bound (the address and the
-    /// error; lbd retries in the background and peers' flows do not
-    /// reach this node meanwhile); absent while it listens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub listener_error: Option<String>,
 }
 
 /// One replication peer as this node sees it.

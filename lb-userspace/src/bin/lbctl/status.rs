@@ -714,11 +714,6 @@ fn replication_lines(r: &ReplicationStatus) -> Vec<String> {
         r.installed,
         r.unknown
     )];
-    if let Some(error) = &r.listener_error {
-        lines.push(format!(
-            "replication: sync listener not bound, retried every 5 s (no peer's flows reach this node meanwhile): {error}"
-        ));
-    }
     if r.kept_local + r.stale > 0 {
         lines.push(format!(
             "replication: {} copies older than this node's own entry ({} of them for another backend, kept local)",
@@ -985,17 +980,6 @@ mod tests {
         assert!(
             lines[4].contains("node id not known yet") && lines[4].contains("5 batches dropped"),
             "{lines:?}"
-        );
-        // A sync listener whose address is taken is said, with why.
-        let unbound = ReplicationStatus {
-            listener_error: Some("198.18.2.11:7946: address in use".into()),
-            ..mesh
-        };
-        assert!(
-            replication_lines(&unbound)[1].contains("sync listener not bound")
-                && replication_lines(&unbound)[1].contains("address in use"),
-            "{:?}",
-            replication_lines(&unbound)
         );
     }
 

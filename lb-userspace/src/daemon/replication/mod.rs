@@ -17,7 +17,6 @@
 mod flow_table;
 #[cfg(test)]
 mod heap_peak;
-mod listener;
 pub(crate) mod nat;
 mod nat_install;
 mod peers;
@@ -130,8 +129,8 @@ pub struct Replication {
     topology: Topology,
     /// One sender per configured peer, in config order.
     peers: Vec<Peer>,
-    /// The sync listener, bound or being retried (see [`listener`]).
-    listener: listener::Listener,
+    /// The sync listener (dropping it stops it).
+    _listener: sync::ListenerHandle,
     /// The listener's counters (the senders' are per peer).
     listener_stats: Arc<SyncStats>,
     /// The key file and the key read from it at start: replication keeps
@@ -219,21 +218,10 @@ impl Replication {
         // Only the peers may shake hands: strangers cannot hold the
         // handshake slots a peer needs.
         let sources = sync::Sources::Peers(peers.iter().map(SocketAddr::ip).collect());
-        let bind = {
-            let (config, stats) = (config.clone(), listener_stats.clone());
-            move || {
-                sync::listen_for(
-                    listen,
-                    sources.clone(),
-                    config.clone(),
-                    tx.clone(),
-                    stats.clone(),
-                )
-            }
-        };
-        let listener = listener::Listener::start(listen, bind, listener::BIND_RETRY)
-            .await
-            .with_context(|| format!("listening for connection-table sync on {listen}"))?;
+        let listener =
+            sync::listen_for(listen, sources, config.clone(), tx, listener_stats.clone())
+                .await
+                .with_context(|| format!("listening for connection-table sync on {listen}"))?;
         let mut started = Vec::with_capacity(peers.len());
         for &address in peers {
             if is_own_address(address.ip()) {
@@ -258,7 +246,7 @@ impl Replication {
             Self {
                 topology,
                 peers: started,
-                listener,
+                _listener: listener,
                 listener_stats,
                 key: (key_file.to_owned(), key),
                 receipts: Receipts::default(),
@@ -678,13 +666,6 @@ impl Replication {
         }
     }
 
-    /// The sync listener's address, or why it is not bound (its address
-    /// and the last error; it is retried in the background), for the
-    /// status.
-    pub(crate) fn listener_status(&self) -> Result<SocketAddr, String> {
-        self.listener.status()
-    }
-
     /// Whether a session to some peer is up (a pair's one peer).
     pub fn connected(&self) -> bool {
         self.peers.iter().any(|p| p.sender().connected())
@@ -736,7 +717,6 @@ impl Replication {
             failed: self.flows.failed,
             all_peers_dumped: self.all_peers_dumped(),
             peers: self.peer_status(),
-            listener_error: self.listener_status().err(),
         }
     }
 }

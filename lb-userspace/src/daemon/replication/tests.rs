@@ -1017,37 +1017,6 @@ async fn with_peer_down(name: &str, topology: Topology) -> (Replication, std::ne
     (replication, peer)
 }
 
-/// A node whose sync address another process holds at start (a local
-/// user squatting the port while lbd restarts) still starts replication:
-/// its senders run, and the listener's failure is reported, naming the
-/// address; the listener is retried in the background (see
-/// `listener::tests` for it coming up).
-#[tokio::test]
-async fn a_taken_sync_port_does_not_stop_the_start() {
-    let key_file = std::env::temp_dir().join(format!("lbr-squatted-{}.key", std::process::id()));
-    std::fs::write(&key_file, b"test-key-0123456789abcdef").unwrap();
-    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let listen = holder.local_addr().unwrap();
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let peer = free.local_addr().unwrap();
-    drop(free);
-    let started = Replication::start(Topology::FullMesh, listen, &[peer], &key_file, "lb-a").await;
-    std::fs::remove_file(&key_file).unwrap();
-    let (replication, _incoming) = started.expect("a taken sync port does not stop the start");
-    let failure = replication
-        .listener_status()
-        .expect_err("the listener's failure is reported");
-    assert!(failure.contains(&listen.to_string()), "{failure}");
-    // Sending still works: a flow given to the peer is queued for it.
-    replication.send_flows(
-        vec![flow_record(1, "198.18.0.11", 0)].into(),
-        sync::Dump::Incremental,
-        Instant::now(),
-    );
-    assert_eq!(replication.peers[0].sender().queued(), 1);
-    drop(holder);
-}
-
 /// A balancer with `nat_record`'s IPv4 VIP in NAT mode (backend
 /// 198.19.2.11:8080).
 fn nat_balancer() -> Balancer {
@@ -1164,7 +1133,7 @@ async fn a_nodes_listener_lets_only_its_peers_shake_hands() {
     .await
     .unwrap();
     std::fs::remove_file(&key_file).unwrap();
-    let listener = replication.listener.status().unwrap();
+    let listener = replication._listener.local_addr();
     assert!(first_bytes(listener, [127, 0, 0, 2]).await.is_empty());
     assert!(!first_bytes(listener, [127, 0, 0, 1]).await.is_empty());
     assert_eq!(replication.listener_stats.snapshot().refused, 1);
