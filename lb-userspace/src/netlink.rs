@@ -211,6 +211,22 @@ impl Drop for Watched {
     }
 }
 
+/// The whole answer of a dump request `what` (`stream`), its error
+/// naming the request: what every listing [`Netlink::request`] makes does
+/// with its stream.
+async fn dump<T>(
+    stream: impl futures_util::Stream<Item = Result<T, rtnetlink::Error>>,
+    what: &str,
+) -> Result<Vec<T>, NetlinkError> {
+    stream
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(|source| NetlinkError::Request {
+            what: what.to_owned(),
+            source,
+        })
+}
+
 /// rtnetlink's connection, as a [`ConnectionFuture`].
 fn open_rtnetlink() -> std::io::Result<(ConnectionFuture, Handle)> {
     let (connection, handle, _) = rtnetlink::new_connection()?;
@@ -442,16 +458,7 @@ impl Netlink {
         let what = "dumping the neighbour table";
         let entries = self
             .request(what, |handle| async move {
-                handle
-                    .neighbours()
-                    .get()
-                    .execute()
-                    .try_collect::<Vec<_>>()
-                    .await
-                    .map_err(|source| NetlinkError::Request {
-                        what: what.to_owned(),
-                        source,
-                    })
+                dump(handle.neighbours().get().execute(), what).await
             })
             .await?;
         for entry in entries {
@@ -612,17 +619,15 @@ impl Netlink {
         let what = &format!("listing the addresses of interface {ifindex}");
         let messages = self
             .request(what, |handle| async move {
-                handle
-                    .address()
-                    .get()
-                    .set_link_index_filter(ifindex)
-                    .execute()
-                    .try_collect::<Vec<_>>()
-                    .await
-                    .map_err(|source| NetlinkError::Request {
-                        what: what.clone(),
-                        source,
-                    })
+                dump(
+                    handle
+                        .address()
+                        .get()
+                        .set_link_index_filter(ifindex)
+                        .execute(),
+                    what,
+                )
+                .await
             })
             .await?;
         Ok(messages
@@ -766,16 +771,7 @@ impl Netlink {
         let what = "listing the interfaces";
         let links = self
             .request(what, |handle| async move {
-                handle
-                    .link()
-                    .get()
-                    .execute()
-                    .try_collect::<Vec<_>>()
-                    .await
-                    .map_err(|source| NetlinkError::Request {
-                        what: what.to_owned(),
-                        source,
-                    })
+                dump(handle.link().get().execute(), what).await
             })
             .await?;
         let mut out = Vec::new();

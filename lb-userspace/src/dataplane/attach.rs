@@ -649,9 +649,9 @@ impl Dataplane {
                     ours,
                     interface,
                     ifindex,
-                    interface_name,
+                    crate::ownership::cls_bpf::interface_name,
                     tcx_ingress_ids,
-                    interface_index,
+                    crate::ownership::cls_bpf::interface_index,
                 )
             }
             Attachment::OwnedTc(_) => {
@@ -924,28 +924,6 @@ fn tcx_runs(
         return None;
     }
     Some(programs.contains(&ours))
-}
-
-/// The name interface `ifindex` has now (None: no interface has that
-/// index, or the lookup failed).
-fn interface_name(ifindex: u32) -> Option<String> {
-    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: `name` has the IF_NAMESIZE bytes if_indextoname writes.
-    let found = unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) };
-    if found.is_null() {
-        return None;
-    }
-    // SAFETY: if_indextoname wrote a NUL-terminated name into `name`.
-    let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
-    name.to_str().ok().map(str::to_owned)
-}
-
-/// The index interface `name` has now (None: no such interface).
-fn interface_index(name: &str) -> Option<u32> {
-    let name = std::ffi::CString::new(name).ok()?;
-    // SAFETY: a valid NUL-terminated name.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    (index != 0).then_some(index)
 }
 
 /// The ids of the programs on the tcx ingress of interface `name`, or

@@ -10,7 +10,6 @@ use std::{
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use futures_util::TryStreamExt as _;
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteType, RouteVia,
 };
@@ -62,18 +61,7 @@ impl Netlink {
             let routes = self
                 .request(what, |handle| {
                     let request = request.clone();
-                    async move {
-                        handle
-                            .route()
-                            .get(request)
-                            .execute()
-                            .try_collect::<Vec<_>>()
-                            .await
-                            .map_err(|source| NetlinkError::Request {
-                                what: what.to_owned(),
-                                source,
-                            })
-                    }
+                    async move { super::dump(handle.route().get(request).execute(), what).await }
                 })
                 .await?;
             out.extend(routes);

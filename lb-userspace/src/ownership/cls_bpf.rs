@@ -316,7 +316,7 @@ pub(crate) fn tcx_egress_programs(ifindex: u32) -> Option<Vec<u32>> {
 
 /// The name interface `ifindex` has now (None: no interface has that
 /// index, or the lookup failed).
-fn interface_name(ifindex: u32) -> Option<String> {
+pub(crate) fn interface_name(ifindex: u32) -> Option<String> {
     let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
     // SAFETY: `name` has the IF_NAMESIZE bytes if_indextoname writes.
     let found = unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) };
