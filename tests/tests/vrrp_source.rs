@@ -1,7 +1,7 @@
 //! VRRP adverts and their source addresses, end to end (needs root):
 //! a unicast peer's adverts that arrive with a TTL below 255 (keepalived's
-//! `unicast_ttl`, a peer a router hop away) are heard, a stranger's are
-//! not; and a master whose primary IPv4 address is renumbered goes on
+//! `unicast_ttl`, a peer routers away) are heard within the
+//! `unicast_peer_hops` allowed, a stranger's are not; and a master whose primary IPv4 address is renumbered goes on
 //! advertising, from the new address.
 
 use std::{
@@ -89,11 +89,13 @@ fn send_adverts(
 }
 
 /// A unicast peer's adverts sent with TTL 64 (keepalived's `unicast_ttl
-/// 64`, or routed) hold lb as backup; the same from a host that is no
-/// peer are ignored as `ttl`, and once the peer falls silent lb takes
-/// over. Before, every routed advert was dropped and both became master.
+/// 64`, or routed) hold lb as backup when `unicast_peer_hops` allows that
+/// many routers (255 − 64 = 191); the same from a host that is no peer
+/// are ignored as `ttl`, and once the peer falls silent lb takes over.
+/// (Without `unicast_peer_hops` a peer's advert needs TTL 255 too: unit
+/// tests of `validate_from`.)
 #[test]
-fn a_unicast_peer_is_heard_whatever_its_ttl() {
+fn a_unicast_peer_is_heard_within_its_hops() {
     let mut lab = lab();
     let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
     let peer_stop = Arc::new(AtomicBool::new(false));
@@ -106,7 +108,10 @@ fn a_unicast_peer_is_heard_whatever_its_ttl() {
         64,
         stranger_stop.clone(),
     );
-    let extra = format!("unicast_peers = [\"{}\"]\n", b.ipv4);
+    let extra = format!(
+        "unicast_peers = [\"{}\"]\nunicast_peer_hops = 191\n",
+        b.ipv4
+    );
     let config_a = config(&lab, &a, &b, 100, &extra);
     lab.start_lbd_on(&a, "lbd-a", &config_a).expect("lbd");
     thread::sleep(Duration::from_secs(2));
