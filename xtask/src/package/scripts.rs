@@ -45,7 +45,8 @@ impl Control<'_> {
 /// include must exist before BIRD starts); nothing is started or
 /// restarted. Only `abort-remove` (dpkg's step after the prerm stopped a
 /// removal: a cleanup failed, the package stays) starts again the
-/// services the prerm stopped (those it found active, in [`STOPPED`]):
+/// services the prerm stopped (those it found active, in
+/// /run/lbd/package-stopped-units):
 /// lbd then checks its backends and drives the program it left attached
 /// again, lb-decap applies its config again; a start that fails is said
 /// and does not fail the step (the package would be left half-configured).
