@@ -23,7 +23,8 @@ pub struct Refresh {
 /// The CAS of a refresh of the flow `seen` found (by `find`: its tag
 /// `TAG_VALID`) to last-seen time `last_seen_ns`, flags `flags` and rank
 /// word `rank`; None if the way changed since (another writer got there
-/// first), else the write left for `finish_refresh`.
+/// first; for a change of flags, a writer other than a CPU that only
+/// re-ranked the flow), else the write left for `finish_refresh`.
 ///
 /// Flags unchanged (the flow's periodic refresh): a CAS of the rank
 /// alone, the way staying `TAG_VALID`; the last-seen store that follows
@@ -57,18 +58,37 @@ pub unsafe fn begin_refresh(
 ) -> Option<Refresh> {
     // SAFETY: per the caller's contract.
     let tag = unsafe { tag_at(bucket, seen.way) };
-    let (claimed, new) = if flags == seen.entry.flags {
-        (0, reranked(seen.tag, rank))
-    } else {
-        let claimed = tag_with(seen.tag, tag_fingerprint(seen.tag), TAG_BUSY, rank);
-        (claimed, claimed)
-    };
-    tag.swap_if(seen.tag, new).then_some(Refresh {
+    let refresh = |claimed| Refresh {
         way: seen.way,
         claimed,
         last_seen_ns,
         flags,
-    })
+    };
+    if flags == seen.entry.flags {
+        return tag
+            .swap_if(seen.tag, reranked(seen.tag, rank))
+            .then(|| refresh(0));
+    }
+    let claimed = tag_with(seen.tag, tag_fingerprint(seen.tag), TAG_BUSY, rank);
+    let found = tag.swap_seen(seen.tag, claimed);
+    if found == seen.tag {
+        return Some(refresh(claimed));
+    }
+    // Lost to a CPU that re-ranked the flow since the lookup (its age
+    // refresh): the way's state, version and fingerprint are as seen, so
+    // it still holds this flow with the entry seen, and the marks must
+    // not be lost (a FIN dropped here left the flow open: a later SYN on
+    // its tuple taken for a retransmission, the census counting it live
+    // until its idle horizon). One more CAS from the tag found; anything
+    // else (a claim, a rewrite, an eviction) changed the version.
+    (same_owner(found, seen.tag) && tag.swap_if(found, claimed)).then(|| refresh(claimed))
+}
+
+/// Whether two tags of one way differ in their rank word alone (a
+/// re-rank between them, no claim or new owner).
+#[inline(always)]
+const fn same_owner(a: u64, b: u64) -> bool {
+    (a ^ b) & 0xffff_ffff == 0
 }
 
 /// The write of a refresh `begin_refresh` started: the last-seen time

@@ -941,6 +941,59 @@ fn a_reader_during_a_refresh_never_writes_the_old_flags_back() {
 }
 
 #[test]
+fn a_fin_whose_flow_another_cpu_re_ranked_since_its_lookup_still_closes_it() {
+    let mut bucket = Box::<FlowBucket>::default();
+    let b: *mut FlowBucket = &mut *bucket;
+    let s = 1_000_000_000u64;
+    let now = 3_600 * s;
+    let keys = full_of_established(&mut bucket, now - 2 * s);
+    let x = keys[2];
+    // CPU A looks X up for its FIN.
+    let seen = unsafe { find(b, &x, flow_hash(&x)) }.expect("X");
+    // CPU B, with its own lookup of X, refreshes X's age (flags
+    // unchanged): a rank CAS, the tag's rank word moving on.
+    let other = unsafe { find(b, &x, flow_hash(&x)) }.expect("X");
+    let later = rank_word(now, CLASS_ESTABLISHED);
+    assert!(unsafe { refresh(b, &other, (now, other.entry.flags), later) });
+    assert_ne!(unsafe { tag_at(b, seen.way) }.load(), seen.tag, "re-ranked");
+    // A's FIN still lands: the way holds X as A saw it.
+    let fin = seen.entry.flags | FLOW_F_FIN;
+    assert!(unsafe { refresh(b, &seen, (now + 1, fin), rank_word(now, CLASS_CLOSED)) });
+    let x_seen = unsafe { find(b, &x, flow_hash(&x)) }.expect("X stays");
+    assert_eq!(
+        (x_seen.entry.flags, x_seen.entry.last_seen_ns),
+        (fin, now + 1)
+    );
+    assert_eq!(rank_class(tag_rank(x_seen.tag)), CLASS_CLOSED);
+    assert_eq!(x_seen.entry.backend_id, seen.entry.backend_id);
+}
+
+#[test]
+fn a_fin_whose_flow_was_rewritten_since_its_lookup_is_not_written() {
+    let mut bucket = Box::<FlowBucket>::default();
+    let b: *mut FlowBucket = &mut *bucket;
+    let s = 1_000_000_000u64;
+    let now = 3_600 * s;
+    let keys = full_of_established(&mut bucket, now - 2 * s);
+    let x = keys[4];
+    let seen = unsafe { find(b, &x, flow_hash(&x)) }.expect("X");
+    // lbd rewrites X's entry (a replica of it, to another backend) under
+    // a claim: the way's version moves on.
+    let other = unsafe { find(b, &x, flow_hash(&x)) }.expect("X");
+    let moved = FlowEntry {
+        backend_id: 7,
+        ..other.entry
+    };
+    assert!(unsafe { rewrite(b, &other, &moved, tag_rank(other.tag)) });
+    // A FIN from the lookup before it is not written over the new entry
+    // (its flags were judged against the entry it saw).
+    let fin = seen.entry.flags | FLOW_F_FIN;
+    assert!(!unsafe { refresh(b, &seen, (now, fin), rank_word(now, CLASS_CLOSED)) });
+    let x_seen = unsafe { find(b, &x, flow_hash(&x)) }.expect("X stays");
+    assert_eq!(x_seen.entry, moved);
+}
+
+#[test]
 fn an_age_refresh_landing_in_a_flow_put_in_its_way_sets_only_its_last_seen() {
     let mut bucket = Box::<FlowBucket>::default();
     let b: *mut FlowBucket = &mut *bucket;
