@@ -452,7 +452,8 @@ impl Instance {
             .ok_or_else(|| anyhow!("VRRP instance {} has no address to move", config.vrid))?;
         addresses::refuse_own(interface, config.vrid, &config.addresses).await?;
         let never = never_sources(lbd);
-        let local = source_address(netlink, interface, family, &never).await?;
+        let kind = SourceKind::of(family, &config.unicast_peers);
+        let local = source_address(netlink, interface, kind, &never).await?;
         Ok(Prepared {
             config,
             local,
@@ -755,29 +756,105 @@ async fn open_socket(interface: &Interface, local: IpAddr) -> anyhow::Result<Vrr
     }
 }
 
-/// IPv4: the interface's primary address (none of `never`); IPv6: its
-/// link-local address, as RFC 5798 wants adverts sent from.
+/// How long [`source_address`] waits at start for duplicate address
+/// detection to end on the only addresses an instance could send from
+/// (an interface just brought up): as long as [`open_socket`] waits.
+const DAD_WAIT: Duration = Duration::from_secs(5);
+
+/// The address an instance of `kind` sends from (see [`SourceKind`]),
+/// none of `never`. Waits up to [`DAD_WAIT`] while the only candidates
+/// are still tentative (see [`waits_for_dad`]); with none, the error names
+/// the interface, what is missing and why each of its addresses of the
+/// family was passed over.
 async fn source_address(
     netlink: &Netlink,
     interface: &Interface,
-    family: Family,
+    kind: SourceKind,
     never: &[IpAddr],
 ) -> anyhow::Result<IpAddr> {
-    let addresses = addresses::bounded(
-        format!("listing the addresses of {}", interface.name),
-        netlink.addresses(interface.index),
-    )
-    .await?;
-    pick_source(&addresses, family, never).ok_or_else(|| {
-        anyhow!(
-            "interface {} has no {} address to send VRRP adverts from (the VIPs and [[vrrp]] addresses are never one)",
-            interface.name,
-            match family {
-                Family::V4 => "primary IPv4",
-                Family::V6 => "link-local IPv6",
-            }
+    let deadline = Instant::now() + DAD_WAIT;
+    loop {
+        let addresses = addresses::bounded(
+            format!("listing the addresses of {}", interface.name),
+            netlink.addresses(interface.index),
         )
-    })
+        .await?;
+        if let Some(source) = pick_source(&addresses, kind, never) {
+            return Ok(source);
+        }
+        if waits_for_dad(&addresses, kind, never) && Instant::now() < deadline {
+            debug!(interface = %interface.name, "the only {} is still tentative (duplicate address detection); waiting", kind.what());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        return Err(anyhow!(
+            "{}",
+            no_source_message(&interface.name, &addresses, kind, never)
+        ));
+    }
+}
+
+/// Why an instance has no address to send from: the interface, the kind
+/// of address missing, what each address of the family is instead, and
+/// (for a global IPv6 source) why a link-local one does not do.
+fn no_source_message(
+    interface: &str,
+    present: &[InterfaceAddress],
+    kind: SourceKind,
+    never: &[IpAddr],
+) -> String {
+    let passed: Vec<String> = present
+        .iter()
+        .filter_map(|a| passed_over(a, kind, never).map(|why| format!("{} is {why}", a.address)))
+        .collect();
+    let why = match kind {
+        SourceKind::V6Global => " (adverts to global unicast peers go from a global address: routers never forward a link-local source, and a keepalived peer takes adverts only from an address in its unicast_peer list)",
+        _ => "",
+    };
+    let listed = if passed.is_empty() {
+        String::new()
+    } else {
+        format!("; passed over: {}", passed.join(", "))
+    };
+    format!(
+        "interface {interface} has no {} to send VRRP adverts from{why}; the VIPs, NAT and [[vrrp]] addresses never are one, nor a tentative, DAD-failed, deprecated or temporary address{listed}",
+        kind.what()
+    )
+}
+
+/// Why `address` is no advert source of `kind` (None: it is one, or is
+/// of another family or kind, not worth naming), for
+/// [`no_source_message`].
+fn passed_over(
+    address: &InterfaceAddress,
+    kind: SourceKind,
+    never: &[IpAddr],
+) -> Option<&'static str> {
+    if Family::of(&address.address) != kind.family() {
+        return None;
+    }
+    let link_local = is_link_local(address.address);
+    let why = if never.contains(&address.address) {
+        "a VIP, NAT or [[vrrp]] address"
+    } else if kind == SourceKind::V6LinkLocal && !link_local {
+        return None;
+    } else if kind == SourceKind::V6Global && link_local {
+        "link-local"
+    } else if address.state.dad_failed {
+        "DAD-failed (another host has it)"
+    } else if address.secondary {
+        match kind {
+            SourceKind::V4Primary => "secondary",
+            _ => "temporary (privacy extensions)",
+        }
+    } else if address.state.tentative {
+        "tentative (duplicate address detection under way)"
+    } else if kind == SourceKind::V6Global && address.state.deprecated {
+        "deprecated (preferred_lft 0)"
+    } else {
+        return None;
+    };
+    Some(why)
 }
 
 /// The addresses no instance sends adverts from: every `[[vrrp]]`
@@ -785,72 +862,188 @@ async fn source_address(
 /// IPv4, which the kernel lists as primary addresses, so an instance
 /// could otherwise pick another's VIP, one that moves to the peer with
 /// that instance, once the node's own address is renumbered or re-added
-/// after it) and every VIP lbd balances. Sorted, without repeats.
+/// after it), every VIP lbd balances and every NAT address (a VIP's or
+/// `[nat]`'s: it moves with the VIPs too). Sorted, without repeats.
 fn never_sources(lbd: &Config) -> Vec<IpAddr> {
     let mut never: Vec<IpAddr> = lbd
         .vrrp
         .iter()
         .flat_map(|vrrp| vrrp.addresses.iter().copied())
         .chain(lbd.vips.iter().map(|vip| vip.address))
+        .chain(
+            lbd.vips
+                .iter()
+                .filter_map(|vip| vip.nat.map(|nat| nat.source)),
+        )
+        .chain(lbd.nat.source_ipv4)
+        .chain(lbd.nat.source_ipv6)
         .collect();
     never.sort_unstable();
     never.dedup();
     never
 }
 
-/// Whether `address` may be the source of `family`'s adverts: a primary
-/// IPv4 address or an IPv6 link-local one, none of `vips` (lbd's VIPs and
-/// every instance's addresses, see [`never_sources`]). One rule for the
-/// start and for every later check, so a source picked once is kept by
-/// the checks.
-fn may_send_from(address: &InterfaceAddress, family: Family, vips: &[IpAddr]) -> bool {
-    !vips.contains(&address.address)
-        && match (family, address.address) {
-            (Family::V4, IpAddr::V4(_)) => !address.secondary,
-            (Family::V6, IpAddr::V6(v6)) => v6.segments()[0] & 0xffc0 == 0xfe80,
-            _ => false,
-        }
+/// Whether `address` is an IPv6 link-local one (fe80::/10).
+fn is_link_local(address: IpAddr) -> bool {
+    matches!(address, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
 }
 
-/// The address `family`'s adverts go from among `present` (the
-/// interface's addresses): the first that [`may_send_from`].
-fn pick_source(present: &[InterfaceAddress], family: Family, vips: &[IpAddr]) -> Option<IpAddr> {
+/// Which of the interface's addresses an instance's adverts go from.
+/// IPv4: the primary address. IPv6 to the group: the link-local address,
+/// as RFC 5798 §5.1.2.1 wants. IPv6 to unicast peers (one not
+/// link-local at least): a global address, since routers never forward a
+/// link-local source (`unicast_peer_hops` > 0 could not work) and a
+/// keepalived peer takes adverts only from an address in its
+/// `unicast_peer` list, which names the node's global address
+/// (keepalived's `unicast_src_ip`); with link-local peers only, the peers
+/// are on the link and the link-local address stays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SourceKind {
+    /// IPv4: a primary address.
+    V4Primary,
+    /// IPv6 to the group (or link-local peers): a link-local address.
+    V6LinkLocal,
+    /// IPv6 to unicast peers: a global (not link-local) address.
+    V6Global,
+}
+
+impl SourceKind {
+    /// The kind for an instance of `family` sending to `unicast_peers`
+    /// (empty: the group).
+    pub(crate) fn of(family: Family, unicast_peers: &[IpAddr]) -> Self {
+        match family {
+            Family::V4 => Self::V4Primary,
+            Family::V6 if unicast_peers.iter().any(|peer| !is_link_local(*peer)) => Self::V6Global,
+            Family::V6 => Self::V6LinkLocal,
+        }
+    }
+
+    /// The address family of its addresses.
+    fn family(self) -> Family {
+        match self {
+            Self::V4Primary => Family::V4,
+            Self::V6LinkLocal | Self::V6Global => Family::V6,
+        }
+    }
+
+    /// What the address is, for the log.
+    fn what(self) -> &'static str {
+        match self {
+            Self::V4Primary => "primary IPv4 address",
+            Self::V6LinkLocal => "link-local IPv6 address",
+            Self::V6Global => "global IPv6 address",
+        }
+    }
+}
+
+/// Whether `address` is of `kind` and may stay the source of adverts
+/// already sent from it: none of `never` (lbd's VIPs, NAT addresses and
+/// every instance's addresses, see [`never_sources`]), not DAD-failed
+/// (another host has it), not an IPv4 secondary or IPv6 temporary address
+/// (the same flag bit). It may be tentative (the same address re-running
+/// duplicate address detection after an admin down/up: adverts still
+/// leave, see [`VrrpSocket::open`]) or, for a global IPv6 source,
+/// deprecated (see [`check_source`]).
+fn may_keep_sending_from(address: &InterfaceAddress, kind: SourceKind, never: &[IpAddr]) -> bool {
+    if never.contains(&address.address) || address.state.dad_failed || address.secondary {
+        return false;
+    }
+    match (kind, address.address) {
+        (SourceKind::V4Primary, IpAddr::V4(_)) => true,
+        (SourceKind::V6LinkLocal, a @ IpAddr::V6(_)) => is_link_local(a),
+        (SourceKind::V6Global, a @ IpAddr::V6(v6)) => {
+            !is_link_local(a) && !v6.is_loopback() && !v6.is_multicast() && !v6.is_unspecified()
+        }
+        _ => false,
+    }
+}
+
+/// Whether `address` may become the source of `kind`'s adverts: one
+/// [`may_keep_sending_from`] that is settled: not tentative and, for a
+/// global IPv6 source, not deprecated (preferred lifetime 0: being
+/// renumbered away, or a VIP held by hand in the form lbd gives its
+/// own). One rule for the start and for every later check, so a source
+/// picked once is kept by the checks.
+fn may_send_from(address: &InterfaceAddress, kind: SourceKind, never: &[IpAddr]) -> bool {
+    may_keep_sending_from(address, kind, never)
+        && !address.state.tentative
+        && !(kind == SourceKind::V6Global && address.state.deprecated)
+}
+
+/// The address `kind`'s adverts go from among `present` (the interface's
+/// addresses): the first that [`may_send_from`]; for a link-local source
+/// with none settled, the first still tentative (the one a MAC change
+/// brings: it is the only link-local there is, and adverts from it leave,
+/// see [`VrrpSocket::open`]). A global source is never a tentative one
+/// (see [`waits_for_dad`] for the start).
+fn pick_source(present: &[InterfaceAddress], kind: SourceKind, never: &[IpAddr]) -> Option<IpAddr> {
     present
         .iter()
-        .find(|a| may_send_from(a, family, vips))
+        .find(|a| may_send_from(a, kind, never))
+        .or_else(|| {
+            (kind == SourceKind::V6LinkLocal)
+                .then(|| {
+                    present
+                        .iter()
+                        .find(|a| may_keep_sending_from(a, kind, never))
+                })
+                .flatten()
+        })
         .map(|a| a.address)
+}
+
+/// Whether [`pick_source`] found nothing only because the candidates are
+/// still tentative: the start waits for their duplicate address
+/// detection (see [`source_address`]) rather than refuse the instance.
+fn waits_for_dad(present: &[InterfaceAddress], kind: SourceKind, never: &[IpAddr]) -> bool {
+    pick_source(present, kind, never).is_none()
+        && present
+            .iter()
+            .any(|a| a.state.tentative && may_keep_sending_from(a, kind, never))
 }
 
 /// What a check of the advert source found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SourceCheck {
     /// The current source is still one to send from: kept, even if another
-    /// would be picked now, so the tie-break address does not flap.
+    /// would be picked now, so the tie-break address (and the address a
+    /// keepalived unicast peer lists) does not flap.
     Keep,
-    /// The current source is gone (or no longer primary): this one now.
+    /// The current source is gone (or no longer one to send from): this
+    /// one now.
     Switch(IpAddr),
     /// The current source is gone and there is none to replace it.
     Gone,
 }
 
-/// Whether adverts sent from `current` still leave: the interface's
-/// primary IPv4 or link-local IPv6 address can change under lbd (an
-/// address renumbered, a new MAC's EUI-64 link-local), and a send from an
-/// address the node no longer has fails, so the peer hears nothing and
-/// takes over while this node keeps the VIPs. Pure: `present` is the
-/// interface's addresses now, `vips` those never sent from (see
-/// [`never_sources`]).
-fn check_source(current: IpAddr, present: &[InterfaceAddress], vips: &[IpAddr]) -> SourceCheck {
-    let family = Family::of(&current);
-    if present
+/// Whether adverts sent from `current`, of `kind`, still leave: the
+/// interface's primary IPv4, link-local or global IPv6 address can change
+/// under lbd (an address renumbered, a new MAC's EUI-64 link-local), and a
+/// send from an address the node no longer has fails (or, IPv6, leaves
+/// from an address the peer no longer expects), so the peer hears nothing
+/// and takes over while this node keeps the VIPs. A current source that
+/// is only tentative again (DAD re-run after an admin down/up) is kept:
+/// it is the same address, and adverts from it leave. A deprecated global
+/// one is left for a settled one if there is one (it is being renumbered
+/// away), else kept. Pure: `present` is the interface's addresses now,
+/// `never` those never sent from (see [`never_sources`]).
+fn check_source(
+    current: IpAddr,
+    present: &[InterfaceAddress],
+    kind: SourceKind,
+    never: &[IpAddr],
+) -> SourceCheck {
+    let held = present
         .iter()
-        .any(|a| a.address == current && may_send_from(a, family, vips))
-    {
-        return SourceCheck::Keep;
-    }
-    match pick_source(present, family, vips) {
-        Some(next) => SourceCheck::Switch(next),
-        None => SourceCheck::Gone,
+        .find(|a| a.address == current && may_keep_sending_from(a, kind, never));
+    match (held, pick_source(present, kind, never)) {
+        // A settled one is never the deprecated current: it is another.
+        (Some(held), Some(next)) if kind == SourceKind::V6Global && held.state.deprecated => {
+            SourceCheck::Switch(next)
+        }
+        (Some(_), _) => SourceCheck::Keep,
+        (None, Some(next)) => SourceCheck::Switch(next),
+        (None, None) => SourceCheck::Gone,
     }
 }
 
@@ -1696,7 +1889,8 @@ impl Driver {
     /// sends from the new one from now on; whether it moved.
     fn follow_present_source(&mut self, present: &[InterfaceAddress]) -> bool {
         let current = self.socket.local();
-        match check_source(current, present, &self.never) {
+        let kind = SourceKind::of(Family::of(&current), &self.config.unicast_peers);
+        match check_source(current, present, kind, &self.never) {
             SourceCheck::Keep => {
                 self.source_gone = false;
                 false
@@ -1724,7 +1918,8 @@ impl Driver {
                         vrid = self.config.vrid,
                         interface = %self.interface.name,
                         address = %current,
-                        "VRRP: the address adverts go from is gone from the interface, with none to replace it; adverts fail until one is back"
+                        missing = no_source_message(&self.interface.name, present, kind, &self.never),
+                        "VRRP: the address adverts go from is gone from the interface, with none to replace it; adverts fail (IPv6: leave from the old address) until one is back"
                     );
                 }
                 self.source_gone = true;
@@ -2523,11 +2718,11 @@ mod tests {
             on_interface("198.18.0.100", 32, false),
         ];
         assert_eq!(
-            pick_source(&before, Family::V4, &vips),
+            pick_source(&before, SourceKind::V4Primary, &vips),
             Some(ip("198.18.0.2"))
         );
         assert_eq!(
-            check_source(ip("198.18.0.2"), &before, &vips),
+            check_source(ip("198.18.0.2"), &before, SourceKind::V4Primary, &vips),
             SourceCheck::Keep
         );
         let after = [
@@ -2535,7 +2730,7 @@ mod tests {
             on_interface("198.18.0.100", 32, false),
         ];
         assert_eq!(
-            check_source(ip("198.18.0.2"), &after, &vips),
+            check_source(ip("198.18.0.2"), &after, SourceKind::V4Primary, &vips),
             SourceCheck::Switch(ip("198.18.0.50"))
         );
         // Another subnet's primary came first: the current one stays.
@@ -2544,7 +2739,7 @@ mod tests {
             on_interface("198.18.0.2", 24, false),
         ];
         assert_eq!(
-            check_source(ip("198.18.0.2"), &more, &vips),
+            check_source(ip("198.18.0.2"), &more, SourceKind::V4Primary, &vips),
             SourceCheck::Keep
         );
         // Only a VIP and a secondary left: nothing to send from.
@@ -2553,7 +2748,7 @@ mod tests {
             on_interface("198.18.0.51", 24, true),
         ];
         assert_eq!(
-            check_source(ip("198.18.0.2"), &none, &vips),
+            check_source(ip("198.18.0.2"), &none, SourceKind::V4Primary, &vips),
             SourceCheck::Gone
         );
     }
@@ -2583,17 +2778,17 @@ mod tests {
             on_interface("198.18.0.2", 24, false),
         ];
         assert_eq!(
-            pick_source(&present, Family::V4, &never),
+            pick_source(&present, SourceKind::V4Primary, &never),
             Some(ip("198.18.0.2"))
         );
         // Picked from 51's VIP (by an lbd that knew only its own), the
         // next check moves off it.
         assert_eq!(
-            check_source(ip("198.18.0.100"), &present, &never),
+            check_source(ip("198.18.0.100"), &present, SourceKind::V4Primary, &never),
             SourceCheck::Switch(ip("198.18.0.2"))
         );
         let only_vips = &present[..3];
-        assert_eq!(pick_source(only_vips, Family::V4, &never), None);
+        assert_eq!(pick_source(only_vips, SourceKind::V4Primary, &never), None);
     }
 
     /// The checks tell the machine of an outage once, from the last time
@@ -2776,12 +2971,285 @@ mod tests {
             on_interface("2001:2::100", 128, false),
         ];
         assert_eq!(
-            check_source(old, &present, &vips),
+            check_source(old, &present, SourceKind::V6LinkLocal, &vips),
             SourceCheck::Switch(ip(new))
         );
-        assert_eq!(check_source(ip(new), &present, &vips), SourceCheck::Keep);
+        assert_eq!(
+            check_source(ip(new), &present, SourceKind::V6LinkLocal, &vips),
+            SourceCheck::Keep
+        );
         let down = [on_interface("2001:2::2", 64, false)];
-        assert_eq!(check_source(old, &down, &vips), SourceCheck::Gone);
+        assert_eq!(
+            check_source(old, &down, SourceKind::V6LinkLocal, &vips),
+            SourceCheck::Gone
+        );
+    }
+
+    /// An interface address in `state`.
+    fn in_state(
+        address: &str,
+        prefix_len: u8,
+        state: crate::netlink::AddressState,
+    ) -> InterfaceAddress {
+        InterfaceAddress {
+            state,
+            ..on_interface(address, prefix_len, false)
+        }
+    }
+
+    fn dad_failed() -> crate::netlink::AddressState {
+        crate::netlink::AddressState {
+            dad_failed: true,
+            ..Default::default()
+        }
+    }
+
+    fn tentative() -> crate::netlink::AddressState {
+        crate::netlink::AddressState {
+            tentative: true,
+            ..Default::default()
+        }
+    }
+
+    fn deprecated() -> crate::netlink::AddressState {
+        crate::netlink::AddressState {
+            deprecated: true,
+            ..Default::default()
+        }
+    }
+
+    /// An address whose duplicate address detection failed belongs to
+    /// another host: never an advert source, IPv4 or IPv6, at start or
+    /// at a check (the current one failing it moves off it).
+    #[test]
+    fn a_dad_failed_address_is_never_a_source() {
+        let present = [
+            in_state("fe80::1", 64, dad_failed()),
+            on_interface("fe80::2", 64, false),
+        ];
+        let kind = SourceKind::V6LinkLocal;
+        assert_eq!(pick_source(&present, kind, &[]), Some(ip("fe80::2")));
+        assert_eq!(
+            check_source(ip("fe80::1"), &present, kind, &[]),
+            SourceCheck::Switch(ip("fe80::2"))
+        );
+        assert!(!may_send_from(&present[0], kind, &[]));
+        // Not even as the fallback a tentative link-local is.
+        assert_eq!(pick_source(&present[..1], kind, &[]), None);
+        let v4 = [
+            in_state("198.18.0.2", 24, dad_failed()),
+            on_interface("198.18.0.3", 24, false),
+        ];
+        let kind = SourceKind::V4Primary;
+        assert_eq!(pick_source(&v4, kind, &[]), Some(ip("198.18.0.3")));
+        assert_eq!(
+            check_source(ip("198.18.0.2"), &v4, kind, &[]),
+            SourceCheck::Switch(ip("198.18.0.3"))
+        );
+        let global = [
+            in_state("2001:2::2", 64, dad_failed()),
+            on_interface("2001:2::3", 64, false),
+        ];
+        let kind = SourceKind::V6Global;
+        assert_eq!(pick_source(&global, kind, &[]), Some(ip("2001:2::3")));
+        assert_eq!(pick_source(&global[..1], kind, &[]), None);
+        assert_eq!(
+            check_source(ip("2001:2::2"), &global[..1], kind, &[]),
+            SourceCheck::Gone
+        );
+    }
+
+    /// After an admin down/up or a MAC change the link-local address is
+    /// tentative for 1-2 s: it stays the source (kept, or picked when it is
+    /// the only link-local: the socket sends from it, see
+    /// `VrrpSocket::open`), so the master is not silenced into a
+    /// failover; a settled one is preferred when there is one.
+    #[test]
+    fn a_tentative_link_local_stays_the_source() {
+        let kind = SourceKind::V6LinkLocal;
+        let old = ip("fe80::a8c1:abff:fe00:2");
+        let again = [in_state("fe80::a8c1:abff:fe00:2", 64, tentative())];
+        assert_eq!(check_source(old, &again, kind, &[]), SourceCheck::Keep);
+        let new_mac = [
+            on_interface("2001:2::2", 64, false),
+            in_state("fe80::a8c1:abff:fe00:99", 64, tentative()),
+        ];
+        assert_eq!(
+            check_source(old, &new_mac, kind, &[]),
+            SourceCheck::Switch(ip("fe80::a8c1:abff:fe00:99"))
+        );
+        assert_eq!(
+            pick_source(&new_mac, kind, &[]),
+            Some(ip("fe80::a8c1:abff:fe00:99"))
+        );
+        assert!(!may_send_from(&new_mac[1], kind, &[]));
+        assert!(!waits_for_dad(&new_mac, kind, &[]));
+        let both = [
+            in_state("fe80::1", 64, tentative()),
+            on_interface("fe80::2", 64, false),
+        ];
+        assert_eq!(pick_source(&both, kind, &[]), Some(ip("fe80::2")));
+    }
+
+    /// An IPv6 instance with unicast peers sends from a global address of
+    /// the interface: a link-local source is never routed (peers behind
+    /// routers would hear nothing) and a keepalived peer takes adverts
+    /// only from the address its unicast_peer list names. Never a VIP, a
+    /// NAT or [[vrrp]] address, nor a tentative, DAD-failed, deprecated or
+    /// temporary one.
+    #[test]
+    fn ipv6_unicast_adverts_go_from_a_global_address() {
+        let text = "interface = \"eth0\"\n\
+            [nat]\nsource_ipv6 = \"2001:2::50\"\n\
+            [[vip]]\naddress = \"2001:2::100\"\nport = 80\nforwarding = \"nat\"\n\
+            [[vip.backend]]\naddress = \"2001:3::11\"\nport = 8080\n\
+            [[vrrp]]\nvrid = 51\nunicast_peers = [\"2001:2::12\"]\nunicast_peer_hops = 2\n";
+        let config = Config::from_toml_str(text, "lbd.toml").expect("valid config");
+        let instance = &config.vrrp[0];
+        let kind = SourceKind::of(Family::V6, &instance.unicast_peers);
+        assert_eq!(kind, SourceKind::V6Global);
+        let never = never_sources(&config);
+        assert!(
+            never.contains(&ip("2001:2::50")),
+            "the NAT address: {never:?}"
+        );
+        assert!(never.contains(&ip("2001:2::100")), "the VIP: {never:?}");
+        let present = [
+            on_interface("2001:2::100", 128, false),
+            on_interface("2001:2::50", 128, false),
+            in_state("2001:2::7", 64, tentative()),
+            in_state("2001:2::8", 64, dad_failed()),
+            in_state("2001:2::9", 64, deprecated()),
+            on_interface("2001:2::a", 64, true), // temporary
+            on_interface("fe80::2", 64, false),
+            on_interface("2001:2::2", 64, false),
+        ];
+        assert_eq!(pick_source(&present, kind, &never), Some(ip("2001:2::2")));
+        for passed in &present[..7] {
+            assert!(!may_send_from(passed, kind, &never), "{passed:?}");
+        }
+        // Without one, none: not the link-local.
+        assert_eq!(pick_source(&present[..7], kind, &never), None);
+        let message = no_source_message("eth0", &present[..7], kind, &never);
+        for said in [
+            "interface eth0 has no global IPv6 address",
+            "2001:2::100 is a VIP, NAT or [[vrrp]] address",
+            "2001:2::50 is a VIP, NAT or [[vrrp]] address",
+            "2001:2::7 is tentative",
+            "2001:2::8 is DAD-failed",
+            "2001:2::9 is deprecated",
+            "2001:2::a is temporary",
+            "fe80::2 is link-local",
+            "unicast_peer",
+        ] {
+            assert!(message.contains(said), "{said}: {message}");
+        }
+        // The group (or link-local peers only) keeps the link-local.
+        assert_eq!(SourceKind::of(Family::V6, &[]), SourceKind::V6LinkLocal);
+        assert_eq!(
+            SourceKind::of(Family::V6, &[ip("fe80::12")]),
+            SourceKind::V6LinkLocal
+        );
+        assert_eq!(
+            pick_source(&present, SourceKind::V6LinkLocal, &never),
+            Some(ip("fe80::2"))
+        );
+        assert_eq!(
+            SourceKind::of(Family::V4, &[ip("198.18.0.3")]),
+            SourceKind::V4Primary
+        );
+    }
+
+    /// The global source is kept as the IPv4 primary is (Keep even beside
+    /// a newer one, so the address a keepalived peer lists does not flap;
+    /// kept while only re-running DAD), followed when it goes or is
+    /// deprecated with a settled one beside it, Gone with none.
+    #[test]
+    fn the_global_ipv6_source_is_kept_and_followed() {
+        let kind = SourceKind::V6Global;
+        let current = ip("2001:2::2");
+        let newer = [
+            on_interface("2001:2::3", 64, false),
+            on_interface("2001:2::2", 64, false),
+        ];
+        assert_eq!(pick_source(&newer, kind, &[]), Some(ip("2001:2::3")));
+        assert_eq!(check_source(current, &newer, kind, &[]), SourceCheck::Keep);
+        let redad = [
+            in_state("2001:2::2", 64, tentative()),
+            on_interface("fe80::2", 64, false),
+        ];
+        assert_eq!(check_source(current, &redad, kind, &[]), SourceCheck::Keep);
+        let renumbered = [
+            in_state("2001:2::2", 64, deprecated()),
+            on_interface("2001:5::2", 64, false),
+        ];
+        assert_eq!(
+            check_source(current, &renumbered, kind, &[]),
+            SourceCheck::Switch(ip("2001:5::2"))
+        );
+        assert_eq!(
+            check_source(current, &renumbered[..1], kind, &[]),
+            SourceCheck::Keep,
+            "deprecated, but the only one: still sent from"
+        );
+        let gone = [
+            on_interface("fe80::2", 64, false),
+            on_interface("2001:5::2", 64, false),
+        ];
+        assert_eq!(
+            check_source(current, &gone, kind, &[]),
+            SourceCheck::Switch(ip("2001:5::2"))
+        );
+        assert_eq!(
+            check_source(current, &gone[..1], kind, &[]),
+            SourceCheck::Gone
+        );
+        // Picked from a VIP (a config that changed), moved off it.
+        assert_eq!(
+            check_source(current, &newer, kind, &[current]),
+            SourceCheck::Switch(ip("2001:2::3"))
+        );
+    }
+
+    /// At start, a global source only tentative yet (an interface just
+    /// brought up) is waited for, not refused; none at all is refused at
+    /// once.
+    #[test]
+    fn the_start_waits_for_dad_of_the_only_global_address() {
+        let kind = SourceKind::V6Global;
+        let fresh = [
+            on_interface("fe80::2", 64, false),
+            in_state("2001:2::2", 64, tentative()),
+        ];
+        assert_eq!(pick_source(&fresh, kind, &[]), None);
+        assert!(waits_for_dad(&fresh, kind, &[]));
+        assert!(!waits_for_dad(&fresh[..1], kind, &[]));
+        assert!(!waits_for_dad(&fresh, kind, &[ip("2001:2::2")]), "a VIP");
+        let settled = [on_interface("2001:2::2", 64, false)];
+        assert!(!waits_for_dad(&settled, kind, &[]));
+    }
+
+    /// The checksum of an IPv6 advert covers the pseudo-header with the
+    /// address it leaves from: a driver that moved to a global source
+    /// encodes with it (the same `VrrpSocket::local` the packet-info
+    /// control message names), so a peer's check passes.
+    #[test]
+    fn the_ipv6_checksum_uses_the_source_the_advert_leaves_from() {
+        let ad = Advertisement {
+            vrid: 51,
+            priority: 100,
+            max_adver_int_cs: 100,
+            addresses: vec![ip("2001:2::100")],
+        };
+        let (global, peer) = (ip("2001:2::2"), ip("2001:2::12"));
+        let payload = ad
+            .encode(global, peer, ChecksumMode::PseudoHeader)
+            .expect("encodes");
+        assert!(Advertisement::decode(&payload, global, peer).is_ok());
+        assert_eq!(
+            Advertisement::decode(&payload, ip("fe80::2"), peer),
+            Err(DecodeError::Checksum)
+        );
     }
 
     /// The errors Linux gives a send from an address the node no longer

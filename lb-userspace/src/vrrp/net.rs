@@ -1,7 +1,8 @@
 //! VRRP on the wire: raw IP sockets (protocol 112) bound to the interface,
 //! joined to the VRRP group (224.0.0.18 / ff02::12), sending with TTL/hop
-//! limit 255 from the interface's primary (IPv4) or link-local (IPv6)
-//! address, and receiving with the TTL and addresses the checks need.
+//! limit 255 from the interface's primary (IPv4), link-local (IPv6 to the
+//! group) or global (IPv6 to unicast peers) address, and receiving with
+//! the TTL and addresses the checks need.
 //!
 //! The source of every advert is set per packet (`IP_PKTINFO` /
 //! `IPV6_PKTINFO`), never by bind(): a raw socket bound to an address
@@ -57,8 +58,30 @@ pub(crate) struct VrrpSocket {
 impl VrrpSocket {
     /// Opens the socket for `local`'s family on interface `ifname`: `local`
     /// is the source of our adverts (IPv4: the interface's primary address;
-    /// IPv6: its link-local address). Fails with `AddrNotAvailable` while
-    /// `local` cannot be sent from yet (IPv6 duplicate address detection).
+    /// IPv6: its link-local address, or a global one for unicast peers).
+    /// Fails with `AddrNotAvailable` while `local` cannot be sent from yet
+    /// (IPv6 duplicate address detection), so the start waits for it.
+    ///
+    /// Once open, an IPv6 socket sends from a source still in duplicate
+    /// address detection too (`IPV6_FREEBIND`: `ip6_datagram_send_ctl`
+    /// then takes a tentative `IPV6_PKTINFO` source instead of refusing it
+    /// with EINVAL). After an admin down/up or a MAC change the link-local
+    /// address (and a kept global one) is tentative for 1–2 s; refused
+    /// sends would silence a master for that long right after an outage,
+    /// long enough for the backup's master-down interval (about 3.6 s by
+    /// default) to run out and the VIPs to flap. Waiting for DAD instead
+    /// has the same cost, and `optimistic_dad` / `accept_dad = 0` are the
+    /// operator's sysctls, not lbd's. Sending from a tentative address is
+    /// what RFC 4862 keeps for confirmed addresses because a duplicate
+    /// would poison neighbour caches; an advert creates no neighbour entry
+    /// at its receivers (no link-layer option, to the group or a peer that
+    /// never answers), and the address is the node's EUI-64 link-local or
+    /// the global one it advertised from before, so the risk is nil
+    /// beside a spurious failover. A source that fails DAD is dropped by
+    /// the driver's next look (see `driver::check_source`). The same
+    /// option lets a send from an address gone from the interface leave
+    /// (IPv4 sends fail then): the driver's look every 0.5 s moves the
+    /// source.
     pub(crate) fn open(ifname: &str, ifindex: u32, local: IpAddr) -> io::Result<Self> {
         let socket = match local {
             IpAddr::V4(v4) => {
@@ -91,10 +114,13 @@ impl VrrpSocket {
                 s.set_multicast_loop_v6(false)?;
                 crate::sockopt::set_int(&s, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
                 crate::sockopt::set_int(&s, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
-                // No bind() (see the module's doc), but the link-local
-                // address must be usable as a source: a still tentative
-                // one (duplicate address detection) is refused here with
-                // AddrNotAvailable, so the caller waits for it.
+                // Tentative sources leave: see the doc above.
+                crate::sockopt::set_int(&s, libc::IPPROTO_IPV6, libc::IPV6_FREEBIND, 1)?;
+                // No bind() (see the module's doc), but the source
+                // address must be the node's and usable: a still
+                // tentative one (duplicate address detection) is refused
+                // here with AddrNotAvailable, so the caller waits for it
+                // at start (this probe has no IPV6_FREEBIND).
                 let probe = Socket::new(Domain::IPV6, Type::DGRAM, None)?;
                 probe.bind(&SockAddr::from(SocketAddrV6::new(v6, 0, 0, ifindex)))?;
                 s
@@ -141,8 +167,8 @@ impl VrrpSocket {
         self.local
     }
 
-    /// Sends from `local` from now on: the interface's primary or
-    /// link-local address changed under lbd, and the old one, no longer
+    /// Sends from `local` from now on: the interface's primary, link-local
+    /// or global address changed under lbd, and the old one, no longer
     /// the node's, makes every send fail. Nothing else needs the socket
     /// reopened: it is bound to the interface, not to the address, and the
     /// source (with the interface) is given on every send. `local` must be
