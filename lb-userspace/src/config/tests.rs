@@ -1974,6 +1974,24 @@ fn socket_addresses_have_a_port_and_peers_a_host() {
         "lbd.toml:3:10: sync.listen: ",
         "port 0",
     );
+    // A link-local endpoint names its interface, or nothing could bind
+    // or reach it; a scoped one is taken.
+    assert_error(
+        &sync("[fe80::1]:7946", "[\"[fe80::2%2]:7946\"]"),
+        "lbd.toml:3:10: sync.listen: ",
+        "fe80::1 is an IPv6 link-local address without its interface",
+    );
+    assert_error(
+        &sync("[fe80::1%2]:7946", "[\"[fe80::2]:7946\"]"),
+        "lbd.toml:4:10: sync.peers[0]: ",
+        "[fe80::2%2]:7946",
+    );
+    assert_error(
+        &vrrp("[fe80::1%2]:7540", "[fe80::2]:7540"),
+        "lbd.toml:12:13: vrrp[0].sync_peer: ",
+        "fe80::2 is an IPv6 link-local address without its interface",
+    );
+    assert!(parse(&sync("[fe80::1%2]:7946", "[\"[fe80::2%2]:7946\"]")).is_ok());
     // metrics_listen: any address but multicast, a port, and not a
     // replication listener's.
     let metrics = |value: &str| format!("interface = \"eth0\"\nmetrics_listen = \"{value}\"\n");

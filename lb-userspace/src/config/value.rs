@@ -369,7 +369,21 @@ pub(crate) fn socket_address(address: SocketAddr, peer: bool) -> Result<SocketAd
             "{ip} is the broadcast address: a peer is the other node's address"
         )));
     }
+    if let SocketAddr::V6(v6) = address {
+        if is_link_local_v6(*v6.ip()) && v6.scope_id() == 0 {
+            let scoped = std::net::SocketAddrV6::new(*v6.ip(), v6.port(), 0, 2);
+            return Err(ValueError::invalid(format!(
+                "{ip} is an IPv6 link-local address without its interface: Linux binds or reaches one only on a given interface; add the interface's index after a % (\"{scoped}\" for the interface `ip link` numbers 2), or give a global or unique local address"
+            )));
+        }
+    }
     Ok(address)
+}
+
+/// Whether `ip` is in `fe80::/10`: such an address means something only
+/// on one link, so a socket needs the interface (a scope id) with it.
+fn is_link_local_v6(ip: std::net::Ipv6Addr) -> bool {
+    ip.segments()[0] & 0xffc0 == 0xfe80
 }
 
 /// Whether two listeners at `a` and `b` would fight over their port: the
@@ -550,6 +564,26 @@ mod tests {
             message(on_all_down("Keep")),
             "\"Keep\" is not one of \"drop\", \"keep\""
         );
+    }
+
+    /// A link-local endpoint needs its interface: Linux refuses to bind
+    /// or connect to one without it (EINVAL), which would only show at
+    /// run time as a sync sender that never connects.
+    #[test]
+    fn link_local_endpoints_need_their_interface() {
+        for peer in [false, true] {
+            let unscoped: SocketAddr = "[fe80::2]:7000".parse().unwrap();
+            let refused = message(socket_address(unscoped, peer));
+            assert!(
+                refused.contains("fe80::2 is an IPv6 link-local address without its interface")
+                    && refused.contains("[fe80::2%2]:7000"),
+                "{refused}"
+            );
+            let scoped: SocketAddr = "[fe80::2%2]:7000".parse().unwrap();
+            assert_eq!(socket_address(scoped, peer), Ok(scoped));
+        }
+        let global: SocketAddr = "[2001:db8::2]:7000".parse().unwrap();
+        assert_eq!(socket_address(global, true), Ok(global));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::{
 };
 
 use super::{Config, VipConfig};
+use crate::netlink::InterfaceAddress;
 
 /// One doubtful value, with the field it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +35,60 @@ pub fn warnings(config: &Config) -> Vec<Warning> {
     bgp_warnings(config, &mut out);
     unmoved_warnings(config, &mut out);
     super::vrrp::owner_warnings(config, &mut out);
+    out
+}
+
+/// The IPv6 VIPs and NAT addresses of `config` that `held` (the
+/// addresses on `config.interface`, as [`crate::netlink::Netlink::addresses`]
+/// reads them) holds in preferred form, each with the command that makes
+/// it deprecated. The kernel picks such an address as the source of
+/// lbd's health checks (RFC 6724's longest match: a `/128` beats the
+/// node's `/64`), and a dsr-l2, ipip or gue backend, holding the VIP on
+/// its `lo`, answers itself: every check fails. A deprecated address
+/// (`preferred_lft 0`, as lbd adds its VRRP addresses) still receives but
+/// is never picked; one whose duplicate address detection failed is not
+/// used at all. IPv4 has no such rule: nothing to warn of there.
+// Called by the engine at start and at reload, once it has read the
+// interface's addresses (see the caller); the pure check is tested here.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn preferred_held_address_warnings(
+    config: &Config,
+    held: &[InterfaceAddress],
+) -> Vec<Warning> {
+    let mut configured: Vec<(String, IpAddr)> = Vec::new();
+    for (index, vip) in config.vips.iter().enumerate() {
+        configured.push((format!("vip[{index}].address"), vip.address));
+        if let Some(nat) = vip.nat {
+            let field = if nat.own_source {
+                format!("vip[{index}].nat_source")
+            } else {
+                "nat.source_ipv6".to_owned()
+            };
+            configured.push((field, nat.source));
+        }
+    }
+    let interface = &config.interface;
+    let mut seen: Vec<IpAddr> = Vec::new();
+    let mut out = Vec::new();
+    for (field, address) in configured {
+        if !address.is_ipv6() || seen.contains(&address) {
+            continue;
+        }
+        let Some(on) = held
+            .iter()
+            .find(|h| h.address == address && !h.state.deprecated && !h.state.dad_failed)
+        else {
+            continue;
+        };
+        seen.push(address);
+        let prefix_len = on.prefix_len;
+        out.push(Warning {
+            field,
+            message: format!(
+                "{address} is on {interface} as a preferred address: the kernel picks it (longest match) as the source of lbd's health checks toward its subnet, and a dsr-l2, ipip or gue backend holding it on lo answers itself, so every check fails; make it deprecated (it still receives, but is never picked as a source): ip -6 addr change {address}/{prefix_len} dev {interface} preferred_lft 0 nodad"
+            ),
+        });
+    }
     out
 }
 
@@ -423,6 +478,85 @@ mod tests {
         )
         .unwrap();
         assert_eq!(warnings(&loaded).len(), 2, "{:?}", warnings(&loaded));
+    }
+
+    /// An interface address as the netlink layer decodes it.
+    fn held(address: &str, prefix_len: u8, deprecated: bool) -> InterfaceAddress {
+        InterfaceAddress {
+            address: address.parse().unwrap(),
+            prefix_len,
+            secondary: false,
+            state: crate::netlink::AddressState {
+                deprecated,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// An IPv6 VIP or NAT address held by hand in preferred form is
+    /// warned of with the command that deprecates it; the node's own
+    /// address, IPv4 VIPs and deprecated addresses (lbd's VRRP ones) not.
+    #[test]
+    fn an_ipv6_vip_held_in_preferred_form_is_warned_of_with_its_fix() {
+        let mut nat = vip("2001:2::200", &[("2001:2::11", 1)]);
+        nat.forwarding = lb_common::Mode::Nat;
+        nat.nat = Some(crate::config::VipNat {
+            source: "2001:2::50".parse().unwrap(),
+            own_source: false,
+            port_min: 1024,
+            port_max: 65535,
+        });
+        let config = config(vec![
+            vip("198.18.0.100", &[("198.18.0.11", 1)]),
+            vip("2001:2::100", &[("2001:2::11", 1)]),
+            vip("2001:2::100", &[("2001:2::12", 1)]),
+            nat,
+        ]);
+        let on_eth0 = [
+            held("198.18.0.100", 32, false),
+            held("2001:2::10", 64, false),
+            held("2001:2::100", 128, false),
+            held("2001:2::200", 128, true),
+            held("2001:2::50", 128, false),
+        ];
+        let shown: Vec<String> = preferred_held_address_warnings(&config, &on_eth0)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown.len(), 2, "{shown:#?}");
+        assert!(
+            shown[0].starts_with("vip[1].address: 2001:2::100 is on eth0 as a preferred address")
+        );
+        assert!(
+            shown[0].ends_with("ip -6 addr change 2001:2::100/128 dev eth0 preferred_lft 0 nodad")
+        );
+        assert!(shown[1].starts_with("nat.source_ipv6: 2001:2::50 is on eth0"));
+        assert!(
+            shown[1].ends_with("ip -6 addr change 2001:2::50/128 dev eth0 preferred_lft 0 nodad")
+        );
+    }
+
+    /// Addresses lbd adds itself (VRRP, NAT) are deprecated, and one
+    /// whose duplicate address detection failed is never a source: no
+    /// warning; nor for a VIP the interface does not hold.
+    #[test]
+    fn deprecated_failed_and_absent_addresses_are_not_warned_of() {
+        let config = config(vec![
+            vip("2001:2::100", &[("2001:2::11", 1)]),
+            vip("2001:2::101", &[("2001:2::11", 1)]),
+        ]);
+        let mut failed = held("2001:2::101", 128, false);
+        failed.state.dad_failed = true;
+        let on_eth0 = [
+            held("2001:2::100", 128, true),
+            failed,
+            held("2001:2::10", 64, false),
+        ];
+        assert_eq!(
+            preferred_held_address_warnings(&config, &on_eth0),
+            Vec::new()
+        );
+        assert_eq!(preferred_held_address_warnings(&config, &[]), Vec::new());
     }
 
     /// The warnings about addresses no one moves.

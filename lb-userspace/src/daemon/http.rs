@@ -41,7 +41,7 @@ use hyper::{
 };
 use hyper_util::rt::TokioIo;
 use tokio::{
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     sync::{mpsc, oneshot, Mutex},
     time::Instant,
 };
@@ -91,7 +91,8 @@ pub async fn serve(
     changes: Arc<AtomicU64>,
     ready: Arc<AtomicBool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let listener = TcpListener::bind(address)
+    // An IPv6 address still tentative right after boot is waited for.
+    let listener = crate::sync::bind::bind_listener(address, "metrics")
         .await
         .with_context(|| format!("metrics listener on {address}"))?;
     info!(%address, "metrics on http://{address}/metrics");

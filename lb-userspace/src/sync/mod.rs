@@ -12,6 +12,7 @@
 //! The channel is generic: records name flows by addresses only, never by
 //! either node's internal ids, which differ between nodes.
 
+pub(crate) mod bind;
 pub mod channel;
 pub(crate) mod log_limit;
 pub mod nat_record;

@@ -749,10 +749,20 @@ fn fit_node_id(mut id: String) -> String {
 /// The address a sender to `peer` connects from: this node's listen
 /// address, which the peer lists as this node's (its listener admits
 /// only those), when it is one address of the peer's family; else the
-/// route's pick (`sync_listen = "0.0.0.0:…"`).
-fn sender_source(listen: SocketAddr, peer: SocketAddr) -> Option<IpAddr> {
+/// route's pick (`sync_listen = "0.0.0.0:…"`). The port is the kernel's
+/// pick; an IPv6 listen address keeps its scope (`[fe80::1%2]`), without
+/// which Linux refuses to bind a link-local address.
+fn sender_source(listen: SocketAddr, peer: SocketAddr) -> Option<SocketAddr> {
     let ip = listen.ip();
-    (!ip.is_unspecified() && ip.is_ipv4() == peer.is_ipv4()).then_some(ip)
+    if ip.is_unspecified() || ip.is_ipv4() != peer.is_ipv4() {
+        return None;
+    }
+    Some(match listen {
+        SocketAddr::V4(v4) => SocketAddr::V4(std::net::SocketAddrV4::new(*v4.ip(), 0)),
+        SocketAddr::V6(v6) => {
+            SocketAddr::V6(std::net::SocketAddrV6::new(*v6.ip(), 0, 0, v6.scope_id()))
+        }
+    })
 }
 
 /// Whether `ip` is one of this host's addresses (binding it works; no

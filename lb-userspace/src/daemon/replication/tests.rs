@@ -1140,11 +1140,37 @@ async fn a_nodes_listener_lets_only_its_peers_shake_hands() {
 
     let listen: SocketAddr = "198.18.0.2:7540".parse().unwrap();
     let peer: SocketAddr = "198.18.0.3:7540".parse().unwrap();
-    assert_eq!(sender_source(listen, peer), Some(listen.ip()));
+    assert_eq!(
+        sender_source(listen, peer),
+        Some(SocketAddr::new(listen.ip(), 0))
+    );
     let any: SocketAddr = "0.0.0.0:7540".parse().unwrap();
     assert_eq!(sender_source(any, peer), None, "the route picks");
     let v6: SocketAddr = "[2001:2::3]:7540".parse().unwrap();
     assert_eq!(sender_source(listen, v6), None, "another family");
+}
+
+/// A link-local listen address carries its interface (`%2`): the sender
+/// binds it with that scope, since Linux refuses to bind a link-local
+/// address without one (EINVAL) and replication would never start.
+#[test]
+fn a_link_local_listen_address_gives_the_sender_its_scope() {
+    let listen: SocketAddr = "[fe80::1%2]:7000".parse().unwrap();
+    let peer: SocketAddr = "[fe80::2%2]:7000".parse().unwrap();
+    let Some(SocketAddr::V6(source)) = sender_source(listen, peer) else {
+        panic!("an IPv6 source for an IPv6 peer");
+    };
+    assert_eq!(
+        *source.ip(),
+        "fe80::1".parse::<std::net::Ipv6Addr>().unwrap()
+    );
+    assert_eq!(source.scope_id(), 2, "the listen address's interface");
+    assert_eq!(source.port(), 0, "the kernel picks the port");
+    let global: SocketAddr = "[2001:db8::1]:7000".parse().unwrap();
+    let Some(SocketAddr::V6(source)) = sender_source(global, peer) else {
+        panic!("an IPv6 source for an IPv6 peer");
+    };
+    assert_eq!(source.scope_id(), 0, "a global address has no scope");
 }
 
 /// A walk's outcome: `flows`, no NAT scan.

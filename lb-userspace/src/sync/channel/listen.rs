@@ -129,7 +129,8 @@ pub(super) async fn listen_with(
     timing: Timing,
 ) -> Result<ListenerHandle, SyncError> {
     config.validate()?;
-    let listener = TcpListener::bind(addr)
+    // An IPv6 address still tentative right after boot is waited for.
+    let listener = crate::sync::bind::bind_listener(addr, "sync")
         .await
         .map_err(|source| SyncError::Io {
             action: "binding the sync listener",
@@ -580,7 +581,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
         let sender = super::super::Sender::start_from(
             addr,
-            peer,
+            SocketAddr::new(peer, 0),
             SyncConfig::new(KEY.to_vec(), "lb-a"),
             Arc::new(SyncStats::new()),
         )

@@ -7,7 +7,7 @@
 
 use std::{
     collections::VecDeque,
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     sync::{
         atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering},
         Arc, Mutex, PoisonError,
@@ -168,12 +168,13 @@ impl Sender {
     }
 
     /// [`Sender::start`], connecting from `source` (this node's listen
-    /// address): a peer's listener lets only its configured peers'
-    /// addresses shake hands ([`Sources`](super::Sources)), and the
-    /// address the route would pick may be another of this host's.
+    /// address, port 0): a peer's listener lets only its configured
+    /// peers' addresses shake hands ([`Sources`](super::Sources)), and the
+    /// address the route would pick may be another of this host's. An
+    /// IPv6 link-local source carries its interface as its scope id.
     pub fn start_from(
         peer: SocketAddr,
-        source: IpAddr,
+        source: SocketAddr,
         config: SyncConfig,
         stats: Arc<SyncStats>,
     ) -> Result<Sender, SyncError> {
@@ -191,7 +192,7 @@ impl Sender {
 
     pub(crate) fn spawn(
         peer: SocketAddr,
-        source: Option<IpAddr>,
+        source: Option<SocketAddr>,
         config: SyncConfig,
         stats: Arc<SyncStats>,
         timing: Timing,
@@ -405,8 +406,9 @@ impl Drop for Sender {
 #[derive(Debug, Clone, Copy)]
 struct Link {
     peer: SocketAddr,
-    /// None: the address the route picks.
-    source: Option<IpAddr>,
+    /// None: the address the route picks. Bound as given, scope id
+    /// included (a link-local address cannot be bound without one).
+    source: Option<SocketAddr>,
 }
 
 async fn run_sender(
@@ -697,19 +699,17 @@ async fn connect(link: Link) -> Result<TcpStream, SyncError> {
             });
     };
     let socket = match source {
-        IpAddr::V4(_) => TcpSocket::new_v4(),
-        IpAddr::V6(_) => TcpSocket::new_v6(),
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
     }
     .map_err(|source| SyncError::Io {
         action: "opening a socket to the sync peer",
         source,
     })?;
-    socket
-        .bind(SocketAddr::new(source, 0))
-        .map_err(|source| SyncError::Io {
-            action: "binding the sync sender to this node's listen address",
-            source,
-        })?;
+    socket.bind(source).map_err(|source| SyncError::Io {
+        action: "binding the sync sender to this node's listen address",
+        source,
+    })?;
     socket
         .connect(link.peer)
         .await

@@ -2099,7 +2099,7 @@ async fn only_the_configured_peers_may_shake_hands() {
     // The peer, connecting from its listen address, gets its session.
     let sender = Sender::spawn(
         addr,
-        Some(peer),
+        Some(SocketAddr::new(peer, 0)),
         config("lb-a", KEY),
         Arc::new(SyncStats::new()),
         fast(),
