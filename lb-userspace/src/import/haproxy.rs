@@ -16,7 +16,7 @@ mod proxy;
 mod server;
 mod settings;
 
-use super::model::{keep_only, Backend, Note, Origin, Service, Setup, Sourced};
+use super::model::{keep_only, Backend, Listen, Note, Origin, Service, Setup, Sourced};
 use super::ImportError;
 
 use bind::bind;
@@ -90,6 +90,10 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
                     pending: Vec::new(),
                     stats: None,
                     acl: acl::Rules::default(),
+                    tls_binds: Vec::new(),
+                    ssl_servers: Vec::new(),
+                    redirects: Vec::new(),
+                    use_backends: Vec::new(),
                 };
                 proxy.settings.notes.clear();
                 proxy.settings.ignored.clear();
@@ -111,6 +115,9 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
                     let check = server
                         .check_enabled
                         .then(|| check_of(&proxy.settings, &server, &origin));
+                    if server.params.ssl.is_some() {
+                        proxy.ssl_servers.push(server.backend.name.clone());
+                    }
                     let mut backend = server.backend;
                     if let Some(note) = check
                         .as_ref()
@@ -174,20 +181,14 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
         // (lbd carries over none of those).
         // The servers, and the settings of the section holding them (its
         // balance and allbackups).
-        let (mut servers, farm) = if let (None, "listen") =
+        let (mut servers, farm_proxy) = if let (None, "listen") =
             (&proxy.default_backend, proxy.kind.as_str())
         {
-            (proxy.servers.clone(), &proxy.settings)
+            (proxy.servers.clone(), proxy)
         } else {
             let Some(wanted) = &proxy.default_backend else {
                 setup.notes.extend(notes);
-                setup.notes.push(Note::new(
-                    &proxy.origin,
-                    format!(
-                        "frontend {} has no default_backend: not imported (lbd forwards every connection of a VIP to one set of backends)",
-                        proxy.name
-                    ),
-                ));
+                setup.notes.push(no_default_backend(proxy));
                 continue;
             };
             // A listen has a backend's side too: a default_backend may name one.
@@ -227,25 +228,31 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
                 continue;
             }
             rules.push(&backend.acl);
-            (backend.servers.clone(), &backend.settings)
+            (backend.servers.clone(), backend)
         };
+        let farm = &farm_proxy.settings;
         if let Some(first) = &farm.balance_first {
             notes.extend(first_only(&mut servers, first));
         }
         let (acl, mut acl_notes) = acl::Rules::resolve(&rules);
         notes.append(&mut acl_notes);
-        if proxy.binds.is_empty() {
+        let listens = redirected(proxy, farm_proxy, &mut notes);
+        if listens.is_empty() {
             setup.notes.extend(notes);
-            setup.notes.push(Note::new(
-                &proxy.origin,
-                format!("{} {} has no bind: not imported", proxy.kind, proxy.name),
-            ));
+            // (Binds a redirect answered are said by its WARNING.)
+            if proxy.binds.is_empty() {
+                setup.notes.push(Note::new(
+                    &proxy.origin,
+                    format!("{} {} has no bind: not imported", proxy.kind, proxy.name),
+                ));
+            }
             continue;
         }
+        notes.extend(tls_terminated(proxy, farm_proxy, &listens, &servers)?);
         setup.services.push(Service {
             name: format!("{} {}", proxy.kind, proxy.name),
             origin: proxy.origin.clone(),
-            listens: proxy.binds.clone(),
+            listens,
             backends: servers,
             forwarding: None,
             acl,
@@ -276,6 +283,159 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
         }
     }
     Ok(())
+}
+
+/// The note that `proxy`, a frontend without a default_backend, is not
+/// imported: a WARNING naming its use_backend rules where it has any (its
+/// connections went there: a service missing after cut-over, SNI routing
+/// on :443 say), a NOTE where it has none.
+fn no_default_backend(proxy: &Proxy) -> Note {
+    if proxy.use_backends.is_empty() {
+        return Note::new(
+            &proxy.origin,
+            format!(
+                "frontend {} has no default_backend: not imported (lbd forwards every connection of a VIP to one set of backends)",
+                proxy.name
+            ),
+        );
+    }
+    let rules: Vec<String> = proxy
+        .use_backends
+        .iter()
+        .map(|(at, what)| format!("{what} (line {})", at.line))
+        .collect();
+    Note::new(
+        &proxy.origin,
+        format!(
+            "WARNING: frontend {} is not imported: it has no default_backend and its connections went to use_backend rules ({}), content switching lbd does not do (a VIP's connections go to one set of backends), so its binds serve nothing after cut-over: give each backend a VIP of its own address or port and write those [[vip]]s, or keep HAProxy for this frontend",
+            proxy.name,
+            rules.join("; ")
+        ),
+    )
+}
+
+/// Whether `listen` is one of `proxy`'s TLS-terminating binds.
+fn is_tls(proxy: &Proxy, listen: &Listen) -> bool {
+    proxy.tls_binds.iter().any(|t| t.origin == listen.origin)
+}
+
+/// `proxy`'s binds less those its redirects (and its backend's, `farm`)
+/// answered for every request: HAProxy redirected every request (or every
+/// one without TLS, `if !{ ssl_fc }`, `unless { ssl_fc }`) of its binds
+/// without `ssl`, so lbd serving them would hand the application
+/// cleartext requests it never saw (login forms, cookies): those binds
+/// are kept out, with a WARNING. A redirect on a condition the import
+/// does not interpret is a WARNING naming the binds it may have answered.
+fn redirected(proxy: &Proxy, farm: &Proxy, notes: &mut Vec<Note>) -> Vec<Listen> {
+    let mut redirects: Vec<&proxy::Redirect> = proxy.redirects.iter().collect();
+    if !std::ptr::eq(proxy, farm) {
+        redirects.extend(farm.redirects.iter());
+    }
+    let named = |listens: &[&Listen]| {
+        listens
+            .iter()
+            .map(|l| format!("{} (line {})", l.what, l.origin.line))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let plain: Vec<&Listen> = proxy.binds.iter().filter(|l| !is_tls(proxy, l)).collect();
+    let mut keep_out = false;
+    for redirect in &redirects {
+        let text = match redirect.scope {
+            proxy::RedirectScope::Every | proxy::RedirectScope::Plain if !plain.is_empty() => {
+                keep_out = true;
+                let which = if redirect.scope == proxy::RedirectScope::Every {
+                    "every request"
+                } else {
+                    "every request without TLS"
+                };
+                format!(
+                    "WARNING: {}: HAProxy answered {which} with a redirect on {}; lbd cannot redirect (it would send them to the servers in cleartext): not imported; serve the redirect from the backends (or keep HAProxy for it) if clients still connect there",
+                    redirect.what,
+                    named(&plain)
+                )
+            }
+            proxy::RedirectScope::Every | proxy::RedirectScope::Plain => format!(
+                "WARNING: {}: HAProxy answered these requests with a redirect; lbd cannot redirect: not carried over",
+                redirect.what
+            ),
+            proxy::RedirectScope::Conditional => {
+                let all: Vec<&Listen> = proxy.binds.iter().collect();
+                format!(
+                    "WARNING: {}: HAProxy answered the requests this condition matches with a redirect; lbd cannot redirect, so on {} they now reach the servers (the condition is not interpreted): serve the redirect from the backends, or check that they need none",
+                    redirect.what,
+                    named(&all)
+                )
+            }
+        };
+        notes.push(Note::new(&redirect.origin, text));
+    }
+    proxy
+        .binds
+        .iter()
+        .filter(|l| !keep_out || is_tls(proxy, l))
+        .cloned()
+        .collect()
+}
+
+/// Each TLS-terminating bind among `listens`, against `servers` (of
+/// `farm`, the section holding them): HAProxy decrypted the clients' TLS
+/// there; lbd cannot, so the clients' TLS reaches the servers as it is.
+/// Refused at the bind where a server speaks plain (no `ssl`): a VIP
+/// :443 to port 8080 handed every ClientHello to an HTTP listener while
+/// the check stayed green. With `ssl` servers, a WARNING naming the
+/// certificate (`crt`) they must now present.
+fn tls_terminated(
+    proxy: &Proxy,
+    farm: &Proxy,
+    listens: &[Listen],
+    servers: &[Backend],
+) -> Result<Vec<Note>, ImportError> {
+    let mut notes = Vec::new();
+    if servers.is_empty() {
+        return Ok(notes);
+    }
+    let plain: Vec<&str> = servers
+        .iter()
+        .filter(|s| !farm.ssl_servers.contains(&s.name))
+        .map(|s| s.name.as_str())
+        .collect();
+    for bind in proxy
+        .tls_binds
+        .iter()
+        .filter(|t| listens.iter().any(|l| l.origin == t.origin))
+    {
+        if !plain.is_empty() {
+            let spoken = match farm.settings.mode.as_ref().map(|m| m.value.as_str()) {
+                Some("http") => "plain HTTP",
+                _ => "plain TCP (no TLS)",
+            };
+            return Err(ImportError::at_origin(
+                &bind.origin,
+                format!(
+                    "{}: HAProxy terminates TLS here and speaks {spoken} to {} {}'s servers {} (no ssl on their server lines); lbd cannot terminate TLS, so the clients' TLS would reach their plaintext port: remove this bind from the copy you import (keep HAProxy in front for TLS), or make the servers serve TLS on a port of their own and name it with ssl on their server lines",
+                    bind.what,
+                    farm.kind,
+                    farm.name,
+                    plain.join(", ")
+                ),
+            ));
+        }
+        let crt = bind
+            .crt
+            .as_deref()
+            .map_or("its certificate".to_owned(), |c| {
+                format!("the certificate of {c}")
+            });
+        notes.push(Note::new(
+            &bind.origin,
+            format!(
+                "WARNING: {}: HAProxy terminates TLS here and re-encrypted to the servers (ssl); lbd forwards the clients' TLS as it is, so each server now terminates it: each must present {crt} (the names the clients ask for) and accept the TLS versions and ALPN the clients offer",
+                bind.what
+            ),
+        ));
+    }
+    Ok(notes)
 }
 
 /// The WARNING that `proxy` (the default_backend of `user`, if given)

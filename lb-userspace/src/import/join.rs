@@ -44,11 +44,24 @@ pub(super) fn join(
         "The comment beside each value says where it came from (file:line); NOTE lines say what could not be carried over and why. Keys left out take lbd's defaults; backends' MACs are resolved from the neighbour table.".to_owned(),
     ];
     document.notes = setup.notes.iter().map(ToString::to_string).collect();
+    address_devices(setup, options, &mut document.notes)?;
     document.top.push(interface(setup, options)?);
     if let Some(name) = &options.interface {
         // An instance keepalived ran elsewhere moves to lbd's interface.
         for instance in &setup.vrrp {
             if let Some(own) = instance.interface.as_ref().filter(|i| i.value != *name) {
+                let already = !instance.address_devs.is_empty()
+                    && instance
+                        .address_devs
+                        .iter()
+                        .all(|(_, dev)| dev.value == *name);
+                if already {
+                    document.notes.push(format!(
+                        "{}: WARNING: vrrp_instance {} sent its adverts on {} in keepalived and had its addresses on {name} (dev); lbd serves both on one interface, so with --interface {name} its adverts move to {name} (check that its peers reach it there)",
+                        own.origin, instance.name, own.value
+                    ));
+                    continue;
+                }
                 document.notes.push(format!(
                     "{}: WARNING: vrrp_instance {} ran on {} in keepalived; lbd serves on one interface, so with --interface {name} its VIPs and adverts move to {name} (check that its peers and clients reach it there)",
                     own.origin, instance.name, own.value
@@ -90,6 +103,41 @@ pub(super) fn join(
 
     document.tables.extend(vrrp::tables(setup, &nat_movers)?);
     Ok(document)
+}
+
+/// Where a `virtual_ipaddress` names a `dev` other than the interface
+/// lbd serves on: keepalived put that address there, not on the
+/// instance's `interface` (the adverts'), as in "heartbeat on the private
+/// NIC, VIP on the public one". lbd serves its VIPs and adverts on one
+/// interface, and taking the adverts' put the VIPs on the wrong NIC:
+/// refused at the address without --interface (naming the fix), warned
+/// of with it.
+fn address_devices(
+    setup: &Setup,
+    options: &Options,
+    notes: &mut Vec<String>,
+) -> Result<(), ImportError> {
+    for instance in &setup.vrrp {
+        for (address, dev) in &instance.address_devs {
+            match (&options.interface, &instance.interface) {
+                (Some(name), _) if dev.value != *name => notes.push(format!(
+                    "{}: WARNING: {address} ({}): keepalived put it on {}; lbd adds its VIPs on its one interface, --interface {name}: check that clients reach it there, or pass --interface {}",
+                    dev.origin, dev.what, dev.value, dev.value
+                )),
+                (None, Some(adverts)) if dev.value != adverts.value => {
+                    return Err(ImportError::at_origin(
+                        &dev.origin,
+                        format!(
+                            "{}: VIP {address} is on {} (dev {}) but vrrp_instance {} sends its adverts on {} ({}); lbd serves its VIPs and adverts on one interface: pass --interface {} (the adverts move there; check that the peers reach it)",
+                            dev.what, dev.value, dev.value, instance.name, adverts.value, adverts.comment(), dev.value
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The interface: `--interface`, else keepalived's.

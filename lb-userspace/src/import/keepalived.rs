@@ -137,16 +137,27 @@ impl Keepalived {
             let text = conditional::resolve(file, text, config_id)?;
             parsed.push((*file, blocks::parse(file, &text, Dialect::Keepalived)?));
         }
+        let (unread, mains) = crate::import::pattern::unread(&parsed, |top| {
+            top.iter()
+                .any(|s| matches!(s.name(), "global_defs" | "include"))
+        });
         let inside = include::block_included(&parsed);
         let mut files = Vec::new();
         for (file, top) in &parsed {
-            if inside.contains(file) {
+            if inside.contains(file) || unread.contains(file) {
                 files.push(None);
                 continue;
             }
             let mut notes = Vec::new();
             let top = include::expand(file, top, &parsed, &mut notes)?;
             files.push(Some(((*file).to_owned(), top, notes)));
+        }
+        if let Some(file) = unread.first() {
+            return Err(crate::import::pattern::unread_error(
+                file,
+                &mains,
+                "keepalived",
+            ));
         }
         // The first of a name is taken.
         let mut scripts = Vec::new();

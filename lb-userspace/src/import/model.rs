@@ -321,6 +321,15 @@ pub(crate) struct Vrrp {
     /// `garp_master_refresh`: announcing again this often while master.
     pub(crate) announce_refresh: Option<Sourced<Duration>>,
     pub(crate) addresses: Vec<Sourced<IpAddr>>,
+    /// The `dev` of each address that names one (`203.0.113.10/24 dev
+    /// eth1`): keepalived put the address there, not on `interface`
+    /// (the adverts'); join refuses or warns where lbd's one interface
+    /// is another.
+    pub(crate) address_devs: Vec<(IpAddr, Sourced<String>)>,
+    /// `state`, where written (MASTER or BACKUP): with MASTER keepalived
+    /// clears nopreempt and preempt_delay, and gives an instance without
+    /// a priority 255.
+    pub(crate) state: Option<Sourced<String>>,
     pub(crate) unicast_peers: Vec<Sourced<IpAddr>>,
     pub(crate) notify: Option<Sourced<String>>,
     /// Priority lost while lbd's interface is down.

@@ -84,6 +84,10 @@ pub(super) fn parse(sources: &[(&str, &str)], setup: &mut Setup) -> Result<(), I
     for (file, text) in sources {
         parsed.push((*file, blocks::parse(file, text, Dialect::Nginx)?));
     }
+    let (unread, mains) = crate::import::pattern::unread(&parsed, |top| {
+        top.iter()
+            .any(|s| s.block.is_some() && matches!(s.name(), "http" | "stream" | "events"))
+    });
     let mut includes = Vec::new();
     for (file, top) in &parsed {
         gather_includes(file, top, &parsed, &mut includes)?;
@@ -111,7 +115,10 @@ pub(super) fn parse(sources: &[(&str, &str)], setup: &mut Setup) -> Result<(), I
     // A file an upstream or server block includes is read there.
     let in_blocks = block_included(&parsed);
     let mut collected = Collected::default();
-    for (file, top) in parsed.iter().filter(|(f, _)| !in_blocks.contains(f)) {
+    for (file, top) in parsed
+        .iter()
+        .filter(|(f, _)| !in_blocks.contains(f) && !unread.contains(f))
+    {
         // An included file is its includer's block's content: its server
         // blocks inherit that block's rules (which hold its own).
         let (context, level) = match includes.iter().find(|i| i.names(file)) {
@@ -133,6 +140,9 @@ pub(super) fn parse(sources: &[(&str, &str)], setup: &mut Setup) -> Result<(), I
             ),
         };
         walk(file, top, context, &level, &mut collected, setup)?;
+    }
+    if let Some(file) = unread.first() {
+        return Err(crate::import::pattern::unread_error(file, &mains, "nginx"));
     }
     match_upstreams(collected, setup);
     Ok(())

@@ -5,6 +5,9 @@
 
 use std::path::Path;
 
+use super::blocks::Statement;
+use super::ImportError;
+
 /// Whether the file named `name` is one `pattern` includes: its file name
 /// matches the pattern's (with `*`), and its directory's name the
 /// pattern's, when both have one (`/etc/nginx/stream.d/*.conf` takes
@@ -71,4 +74,75 @@ fn glob(pattern: &str, text: &str) -> bool {
         }
     }
     p[i..].iter().all(|c| *c == '*')
+}
+
+/// The files given that the source never reads, with its main files:
+/// where some of `files` are main files (`is_main`: keepalived's with
+/// `global_defs` or a top-level include, nginx's with `http`, `stream` or
+/// `events`), those no include of theirs names, directly or through the
+/// files it names (`web.conf.bak` beside `include conf.d/*.conf`, nginx's
+/// `sites-available/*` beside `include sites-enabled/*`). Matched as
+/// [`matches()`] (leniently): a file a main file may read is never one.
+/// The caller skips them and then refuses them with [`unread_error`],
+/// after the refusals of includes that name no file given, which say
+/// more (a file left off the command line orphans what it includes).
+pub(crate) fn unread<'a>(
+    files: &[(&'a str, Vec<Statement>)],
+    is_main: impl Fn(&[Statement]) -> bool,
+) -> (Vec<&'a str>, Vec<&'a str>) {
+    /// The include patterns anywhere in `statements`.
+    fn patterns<'s>(statements: &'s [Statement], out: &mut Vec<&'s str>) {
+        for s in statements {
+            if s.name() == "include" && s.block.is_none() {
+                out.extend(s.args().first().map(String::as_str));
+            }
+            patterns(s.children(), out);
+        }
+    }
+    let mains: Vec<&'a str> = files
+        .iter()
+        .filter(|(_, top)| is_main(top))
+        .map(|(name, _)| *name)
+        .collect();
+    if mains.is_empty() {
+        return (Vec::new(), mains);
+    }
+    let mut reached: Vec<&'a str> = mains.clone();
+    let mut read = 0;
+    while let Some(&file) = reached.get(read) {
+        read += 1;
+        let Some((_, top)) = files.iter().find(|(name, _)| *name == file) else {
+            continue;
+        };
+        let mut named = Vec::new();
+        patterns(top, &mut named);
+        for pattern in named {
+            for (name, _) in files {
+                if *name != file && !reached.contains(name) && matches(pattern, name) {
+                    reached.push(name);
+                }
+            }
+        }
+    }
+    let unread = files
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| !reached.contains(name))
+        .collect();
+    (unread, mains)
+}
+
+/// The refusal of `file`, given but not read by `daemon` (no include of
+/// `mains` names it): imported, its services became extra VIPs, or a
+/// refusal that pointed elsewhere; a file given that means nothing is
+/// refused, as an unused `--vip` is.
+pub(crate) fn unread_error(file: &str, mains: &[&str], daemon: &str) -> ImportError {
+    ImportError {
+        file: file.to_owned(),
+        line: None,
+        reason: format!(
+            "not read by {daemon}: no include of {} (nor of the files those include) names it, so its contents are not part of this setup: leave it off the command line; if {daemon} does read it, give it the name (file and directory) its include matches",
+            mains.join(", ")
+        ),
+    }
 }

@@ -5,7 +5,7 @@
 //! termination warned about.
 
 use super::lexer::Line;
-use super::proxy::Proxy;
+use super::proxy::{Proxy, TlsBind};
 use crate::config::Protocol;
 use crate::import::model::{Listen, Note, Origin};
 use crate::import::ImportError;
@@ -172,14 +172,18 @@ pub(super) fn bind(file: &str, line: &Line, proxy: &mut Proxy) -> Result<(), Imp
         .get(1)
         .ok_or_else(|| ImportError::at(file, line.no, "bind needs an address"))?;
     let options = &line.words[2..];
+    // Refused or warned of once the servers are known (they must speak
+    // TLS themselves, with this certificate).
     if options.iter().any(|o| o == "ssl") {
-        proxy.settings.notes.push(Note::new(
-            &origin,
-            format!(
-                "{}: HAProxy terminates TLS here; lbd forwards the TCP connection as it is, so the backends must serve TLS themselves (their certificates)",
-                line.text()
-            ),
-        ));
+        let crt = options
+            .windows(2)
+            .find(|w| matches!(w[0].as_str(), "crt" | "crt-list" | "default-crt"))
+            .map(|w| format!("{} {}", w[0], w[1]));
+        proxy.tls_binds.push(TlsBind {
+            origin: origin.clone(),
+            what: line.text(),
+            crt,
+        });
     }
     options_notes(&origin, options, &mut proxy.settings.notes);
     // `v6only` makes an IPv6 wildcard refuse IPv4 clients; without it

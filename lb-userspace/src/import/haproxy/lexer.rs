@@ -111,6 +111,24 @@ fn escape(
     Ok(())
 }
 
+/// The environment variable an unescaped `$` inside double quotes starts
+/// (`chars` just after it), as written (`${NAME}`, `$NAME`): HAProxy
+/// expands it when it starts, so read literally a check's Host became
+/// `${APP_HOST}`. None when no name follows (`"^/api$"`).
+fn environment_variable(chars: &std::iter::Peekable<std::str::Chars<'_>>) -> Option<String> {
+    let rest: String = chars.clone().collect();
+    if let Some(braced) = rest.strip_prefix('{') {
+        let name = braced.split('}').next().unwrap_or(braced);
+        return Some(format!("${{{name}}}"));
+    }
+    let name: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        .then(|| format!("${name}"))
+}
+
 /// Splits one line into words: quotes and escapes resolved, the comment
 /// dropped.
 fn words(file: &str, no: usize, line: &str) -> Result<Vec<String>, ImportError> {
@@ -152,6 +170,16 @@ fn words(file: &str, no: usize, line: &str) -> Result<Vec<String>, ImportError> 
                                 ));
                             }
                             escape(file, no, &mut chars, true, &mut word)?;
+                        }
+                        Some('$') if c == '"' => {
+                            if let Some(variable) = environment_variable(&chars) {
+                                return Err(ImportError::at(
+                                    file,
+                                    no,
+                                    format!("\"{variable}\": an environment variable HAProxy expands when it starts; lbd's configuration has none: write its value (on this node) instead"),
+                                ));
+                            }
+                            word.push('$');
                         }
                         Some(other) => word.push(other),
                     }

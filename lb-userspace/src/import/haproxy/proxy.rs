@@ -27,6 +27,77 @@ pub(super) struct Proxy {
     pub(super) stats: Option<Origin>,
     /// Its `acl` lines and `tcp-request ... reject` rules.
     pub(super) acl: acl::Rules,
+    /// Its binds that terminate TLS (`ssl`), checked against the servers
+    /// once they are known.
+    pub(super) tls_binds: Vec<TlsBind>,
+    /// The names of its servers that HAProxy speaks TLS to (`ssl`).
+    pub(super) ssl_servers: Vec<String>,
+    /// Its `redirect` and `http-request redirect` rules.
+    pub(super) redirects: Vec<Redirect>,
+    /// Its `use_backend` lines (where, as written): where its connections
+    /// went without a default_backend.
+    pub(super) use_backends: Vec<(Origin, String)>,
+}
+
+/// A `bind ... ssl` line: HAProxy terminated TLS there.
+#[derive(Debug, Clone)]
+pub(super) struct TlsBind {
+    pub(super) origin: Origin,
+    /// The line as written.
+    pub(super) what: String,
+    /// Its `crt` / `crt-list` (and value), the certificate the clients saw.
+    pub(super) crt: Option<String>,
+}
+
+/// Which requests a redirect rule answers, as far as the import can tell
+/// without interpreting ACLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RedirectScope {
+    /// No condition: every request.
+    Every,
+    /// `if !{ ssl_fc }` / `unless { ssl_fc }`: every request without TLS
+    /// (HTTP to HTTPS).
+    Plain,
+    /// Any other condition, not interpreted.
+    Conditional,
+}
+
+/// A `redirect` or `http-request redirect` line.
+#[derive(Debug, Clone)]
+pub(super) struct Redirect {
+    pub(super) origin: Origin,
+    pub(super) what: String,
+    pub(super) scope: RedirectScope,
+}
+
+impl Redirect {
+    /// The rule of `line`, whose redirect's arguments start at word
+    /// `start`: only a missing condition, or one on `ssl_fc` alone, is
+    /// read; any other is [`RedirectScope::Conditional`].
+    fn new(origin: Origin, line: &Line, start: usize) -> Self {
+        let words = &line.words[start.min(line.words.len())..];
+        let scope = match words.iter().position(|w| w == "if" || w == "unless") {
+            None => RedirectScope::Every,
+            Some(at) => {
+                let condition: Vec<&str> = words[at + 1..].iter().map(String::as_str).collect();
+                let plain = matches!(
+                    (words[at].as_str(), condition.as_slice()),
+                    ("if", ["!{", "ssl_fc", "}"] | ["!", "{", "ssl_fc", "}"])
+                        | ("unless", ["{", "ssl_fc", "}"])
+                );
+                if plain {
+                    RedirectScope::Plain
+                } else {
+                    RedirectScope::Conditional
+                }
+            }
+        };
+        Self {
+            origin,
+            what: line.text(),
+            scope,
+        }
+    }
 }
 
 /// One line inside a frontend, backend or listen section.
@@ -51,7 +122,18 @@ pub(super) fn proxy_line(file: &str, line: &Line, proxy: &mut Proxy) -> Result<(
             proxy.default_backend = Some(Sourced::new(name.clone(), &origin, line.text()));
             Ok(())
         }
+        // HAProxy answered these requests itself: warned of (or the
+        // binds it answered are kept out) where the service is made.
+        "redirect" => {
+            proxy.redirects.push(Redirect::new(origin, line, 1));
+            Ok(())
+        }
+        "http-request" if line.words.get(1).is_some_and(|w| w == "redirect") => {
+            proxy.redirects.push(Redirect::new(origin, line, 2));
+            Ok(())
+        }
         "use_backend" => {
+            proxy.use_backends.push((origin.clone(), line.text()));
             proxy.settings.notes.push(Note::new(
                 &origin,
                 format!(

@@ -79,6 +79,9 @@ pub(super) fn vip_tables(
     else {
         return Ok(tables);
     };
+    for backend in backends {
+        on_the_network(backend)?;
+    }
     // lbd keys a VIP's backends by address: one port per address.
     for (i, b) in backends.iter().enumerate() {
         if let Some(first) = backends[..i].iter().find(|a| a.address == b.address) {
@@ -239,6 +242,29 @@ fn idle_backups_warning(
         service.name,
         names.join(", ")
     ));
+}
+
+/// Refuses, at its line, a backend on this node's loopback
+/// (`proxy_pass http://127.0.0.1:8080`, `server s [::1]:3000`) or an
+/// unspecified address: a proxy reached it through the node's own stack,
+/// lbd forwards packets onto the network, where none reach it, while
+/// lbd's health check from the node itself stays green.
+fn on_the_network(backend: &Backend) -> Result<(), ImportError> {
+    let address = backend.address.to_canonical();
+    let what = if address.is_loopback() {
+        "this node's loopback"
+    } else if address.is_unspecified() {
+        "the unspecified address (no host's)"
+    } else {
+        return Ok(());
+    };
+    Err(ImportError::at_origin(
+        &backend.origin,
+        format!(
+            "{}: {} is {what}; lbd forwards packets to hosts on the network, and none reaches it there: give the app's network address (or keep the proxy in front of it)",
+            backend.what, backend.address
+        ),
+    ))
 }
 
 /// Refuses, at its line, a backend of the other family than its VIP's

@@ -65,6 +65,13 @@ fn table(vrrp: &Vrrp, extra: &[(IpAddr, String)]) -> Result<Table, ImportError> 
     t.push("vrid", i64::from(vrid.value), vrid.comment());
     if let Some(p) = &vrrp.priority {
         t.push("priority", i64::from(p.value), p.comment());
+    } else if let Some(state) = vrrp.state.as_ref().filter(|s| s.value == "MASTER") {
+        // keepalived derives an instance's priority from state MASTER.
+        t.push(
+            "priority",
+            i64::from(u8::MAX),
+            format!("{}: keepalived's default with state MASTER", state.origin),
+        );
     } else {
         t.push(
             "priority",

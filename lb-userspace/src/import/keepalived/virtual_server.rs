@@ -96,6 +96,7 @@ pub(super) fn virtual_server(
     let mut inherited = checker::Inherited::default();
     let mut equal_weights: Option<Sourced<()>> = None;
     let mut failover: Option<Sourced<()>> = None;
+    let mut sorry: Option<Backend> = None;
     for child in statement.children() {
         let file = child.file_in(file);
         let at = Origin::new(file, child.line);
@@ -146,6 +147,9 @@ pub(super) fn virtual_server(
             "persistence_timeout" => service
                 .notes
                 .push(Note::persistence(&at, &child.text())),
+            // After the real_servers, as a backup: the backup WARNING says
+            // that lbd drops new flows where IPVS sent them to it.
+            "sorry_server" => sorry = Some(sorry_server(file, child)?),
             "real_server" => {}
             _ => service.notes.push(Note::new(
                 &at,
@@ -186,6 +190,7 @@ pub(super) fn virtual_server(
         }
         service.backends.push(backend);
     }
+    service.backends.extend(sorry);
     default_nat(&mut service, &origin, default_forwarded.as_ref())?;
     if let Some(algo) = &equal_weights {
         equalize(&mut service, algo);
@@ -418,6 +423,53 @@ fn method(
         ))),
         [] => Err(bad(format!("{} needs DR, NAT or TUN", statement.name()))),
     }
+}
+
+/// `sorry_server ADDRESS [PORT]`: the server IPVS sent the clients to
+/// when every real_server was down (a maintenance page). lbd has no such
+/// server, so it is a backup server: written with weight 0 under the
+/// backup WARNING (lbd drops new flows then), where a plain NOTE hid
+/// the lost failover.
+fn sorry_server(file: &str, statement: &Statement) -> Result<Backend, ImportError> {
+    let at = Origin::new(file, statement.line);
+    let (address, port) = match statement.args() {
+        [address, port] => (address, Some(port)),
+        [address] => (address, None),
+        _ => {
+            return Err(ImportError::at(
+                file,
+                statement.line,
+                "sorry_server needs an address and a port",
+            ))
+        }
+    };
+    let address: std::net::IpAddr = address.parse().map_err(|_| {
+        ImportError::at(
+            file,
+            statement.line,
+            format!("sorry_server {address}: not an IP address"),
+        )
+    })?;
+    let port = match port {
+        None => None,
+        Some(p) => Some(crate::import::port_number(p).ok_or_else(|| {
+            ImportError::at(
+                file,
+                statement.line,
+                format!("sorry_server port {p:?}: not a port"),
+            )
+        })?),
+    };
+    Ok(Backend {
+        role: Role::Backup(at.clone()),
+        ..Backend::named(
+            format!("sorry_server {address}"),
+            address,
+            port,
+            at,
+            statement.text(),
+        )
+    })
 }
 
 /// A `real_server ADDRESS PORT { weight N; TCP_CHECK {...} }` block, and

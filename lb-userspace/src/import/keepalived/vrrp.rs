@@ -94,6 +94,8 @@ pub(super) fn instance(
         announce_count: None,
         announce_refresh: None,
         addresses: Vec::new(),
+        address_devs: Vec::new(),
+        state: None,
         unicast_peers: Vec::new(),
         notify: None,
         track_interface: None,
@@ -125,10 +127,13 @@ pub(super) fn instance(
                 vrrp.advert_interval = Some(Sourced::new(rounded, &at, text));
             }
             "version" => vrrp.version = Some(Sourced::new(number(file, child, 2..=3u8)?, &at, text)),
-            "state" => vrrp.notes.push(Note::new(
-                &at,
-                format!("{text}: lbd has no start state; the node with the highest priority becomes master"),
-            )),
+            "state" => {
+                vrrp.state = Some(Sourced::new(one(file, child)?.to_owned(), &at, text.clone()));
+                vrrp.notes.push(Note::new(
+                    &at,
+                    format!("{text}: lbd has no start state; the node with the highest priority becomes master"),
+                ))
+            }
             "nopreempt" => vrrp.preempt = Some(Sourced::new(false, &at, text)),
             "preempt" => vrrp.preempt = Some(Sourced::new(true, &at, text)),
             "preempt_delay" => {
@@ -189,14 +194,18 @@ pub(super) fn instance(
                     let file = entry.file_in(file);
                     let entry_at = Origin::new(file, entry.line);
                     let address = address(file, entry)?;
+                    let dev = entry.args().windows(2).find(|w| w[0] == "dev").map(|w| w[1].clone());
+                    if let Some(dev) = &dev {
+                        vrrp.address_devs.push((address, Sourced::new(dev.clone(), &entry_at, entry.text())));
+                    }
                     // A prefix other than the host's is lost too (with its
-                    // subnet route), said even when nothing else follows.
-                    let host_prefix: u8 = if address.is_ipv4() { 32 } else { 128 };
-                    let subnet = entry.name().split_once('/').is_some_and(|(_, p)| p.parse::<u8>().ok() != Some(host_prefix));
-                    if entry.words.len() > 1 || subnet {
+                    // connected route), said even when nothing else follows.
+                    if let Some(note) = prefix_note(entry, address, dev.as_deref().or(vrrp.interface.as_ref().map(|i| i.value.as_str()))) {
+                        vrrp.notes.push(Note::new(&entry_at, note));
+                    } else if entry.words.len() > 1 {
                         vrrp.notes.push(Note::new(
                             &entry_at,
-                            format!("{}: lbd adds the address as /32 (/128) on its interface; the prefix, dev, label and scope are not carried over", entry.text()),
+                            format!("{}: lbd adds the address as /32 (/128) on its interface; the dev, label and scope are not carried over", entry.text()),
                         ));
                     }
                     vrrp.addresses.push(Sourced::new(address, &entry_at, format!("{} {}", child.name(), entry.text())));
@@ -236,8 +245,121 @@ pub(super) fn instance(
             _ => vrrp.notes.push(Note::new(&at, format!("{text}: not carried over"))),
         }
     }
+    reconcile_preemption(&mut vrrp);
     vrrp.notes.extend(raised_warning(&vrrp));
     Ok(vrrp)
+}
+
+/// The note on a `virtual_ipaddress` entry with a prefix other than the
+/// host's (`203.0.113.10/24`): keepalived added the address with it,
+/// which installed the connected route to its subnet on `dev` (its own,
+/// else the instance's interface); lbd adds a host address and no route,
+/// a WARNING, since a node whose own addresses are elsewhere then
+/// reaches neither that subnet's gateway nor its clients. None for a
+/// host prefix or none.
+fn prefix_note(entry: &Statement, address: IpAddr, dev: Option<&str>) -> Option<String> {
+    let (_, prefix) = entry.name().split_once('/')?;
+    let host_prefix: u8 = if address.is_ipv4() { 32 } else { 128 };
+    let on = dev.map_or(String::new(), |d| format!(" on {d}"));
+    let Some(prefix) = prefix.parse::<u8>().ok().filter(|p| *p <= host_prefix) else {
+        return Some(format!(
+            "{}: lbd adds the address as /32 (/128) on its interface; the prefix, dev, label and scope are not carried over",
+            entry.text()
+        ));
+    };
+    if prefix == host_prefix {
+        return None;
+    }
+    let network = match address {
+        IpAddr::V4(a) => {
+            let mask = u32::MAX.checked_shl(u32::from(32 - prefix)).unwrap_or(0);
+            IpAddr::V4((u32::from(a) & mask).into())
+        }
+        IpAddr::V6(a) => {
+            let mask = u128::MAX.checked_shl(u32::from(128 - prefix)).unwrap_or(0);
+            IpAddr::V6((u128::from(a) & mask).into())
+        }
+    };
+    Some(format!(
+        "WARNING: {}: lbd adds the address as /{host_prefix} on its interface, without the /{prefix}: keepalived's address installed the connected route to {network}/{prefix}{on}, which lbd does not; unless another address of this node is in {network}/{prefix}, add one (or that route) yourself, or the node reaches neither that subnet's gateway nor its hosts{}",
+        entry.text(),
+        if entry.words.len() > 1 { ". Its label and scope are not carried over" } else { "" }
+    ))
+}
+
+/// keepalived's own reconciliation of preemption (vrrp.c,
+/// vrrp_complete_instance), with a note on each reset: priority 255
+/// clears nopreempt; `state MASTER` (written, or derived from priority
+/// 255 without a state) clears nopreempt and preempt_delay; nopreempt
+/// clears preempt_delay. Carried over as written, a node keepalived let
+/// preempt did not (a pair copied from one block, `state MASTER` and
+/// `nopreempt` on node 1, never took its VIP back).
+fn reconcile_preemption(vrrp: &mut Vrrp) {
+    let owner = vrrp
+        .priority
+        .as_ref()
+        .filter(|p| p.value == u8::MAX)
+        .cloned();
+    if let Some(p) = &owner {
+        clear_nopreempt(vrrp, &format!("priority 255 ({})", p.origin));
+    }
+    let master = match (&vrrp.state, &owner) {
+        (Some(state), _) if state.value == "MASTER" => {
+            Some(format!("state MASTER ({})", state.origin))
+        }
+        (None, Some(p)) => Some(format!(
+            "priority 255 ({}), its start state MASTER then",
+            p.origin
+        )),
+        _ => None,
+    };
+    if let Some(why) = &master {
+        clear_nopreempt(vrrp, why);
+        if let Some(delay) = vrrp.preempt_delay.take() {
+            vrrp.notes.push(Note::new(
+                &delay.origin,
+                format!(
+                    "{}: keepalived clears it with {why}: not carried over",
+                    delay.what
+                ),
+            ));
+        }
+    }
+    if let (Some(was), Some(delay)) = (nopreempt(vrrp), vrrp.preempt_delay.clone()) {
+        vrrp.preempt_delay = None;
+        vrrp.notes.push(Note::new(
+            &delay.origin,
+            format!(
+                "{}: keepalived clears it with nopreempt ({}): not carried over",
+                delay.what, was.origin
+            ),
+        ));
+    }
+}
+
+/// The instance's `nopreempt`, if written (and not cleared).
+fn nopreempt(vrrp: &Vrrp) -> Option<Sourced<bool>> {
+    vrrp.preempt.as_ref().filter(|p| !p.value).cloned()
+}
+
+/// Clears the instance's `nopreempt`, as keepalived does with `why`,
+/// with a note: written as preempt = true.
+fn clear_nopreempt(vrrp: &mut Vrrp, why: &str) {
+    let Some(was) = nopreempt(vrrp) else {
+        return;
+    };
+    vrrp.notes.push(Note::new(
+        &was.origin,
+        format!(
+            "{}: keepalived clears it with {why}, so this node preempts: written as preempt = true",
+            was.what
+        ),
+    ));
+    vrrp.preempt = Some(Sourced::new(
+        true,
+        &was.origin,
+        format!("{}, cleared by keepalived with {why}", was.what),
+    ));
 }
 
 /// The address a `virtual_ipaddress` or `unicast_peer` line starts with

@@ -56,7 +56,7 @@ pub(super) fn server(
     for item in items.iter().filter(|i| !i.in_location) {
         own.extend(access_rule(item.file, item.statement)?);
     }
-    for item in items {
+    for item in &items {
         let (file, child, in_location) = (item.file, item.statement, item.in_location);
         let at = Origin::new(file, child.line);
         match child.name() {
@@ -90,6 +90,14 @@ pub(super) fn server(
         }
     }
     let target = follow(&passes, context, &mut notes)?;
+    let target = match target {
+        Some((target, tls)) => {
+            let upstream_tls = tls || (context == Context::Stream && proxy_ssl_on(&items));
+            notes.extend(tls_terminated(&items, upstream_tls)?);
+            Some(target)
+        }
+        None => None,
+    };
     if !left.is_empty() {
         let http = context == Context::Http;
         notes.push(Note::new(
@@ -158,6 +166,65 @@ pub(super) fn server(
     }))
 }
 
+/// Whether the block's own `proxy_ssl on` makes a stream server speak
+/// TLS to its upstream (an http one's scheme says, `https://`).
+fn proxy_ssl_on(items: &[super::include::Item<'_>]) -> bool {
+    items.iter().any(|i| {
+        !i.in_location
+            && i.statement.name() == "proxy_ssl"
+            && i.statement.args().first().is_some_and(|a| a == "on")
+    })
+}
+
+/// Each TLS-terminating `listen ... ssl` of a server block (all of its
+/// listens under the old `ssl on`), against what it proxies to: nginx
+/// decrypted the clients' TLS there and lbd cannot, so the clients' TLS
+/// reaches the backends as it is. Refused at the listen where nginx spoke
+/// plain to them (`proxy_pass http://`, a stream proxy_pass without
+/// `proxy_ssl on`): TLS to a plaintext port. Where it re-encrypted, a
+/// WARNING naming the certificate they must now present.
+fn tls_terminated(
+    items: &[super::include::Item<'_>],
+    upstream_tls: bool,
+) -> Result<Vec<Note>, ImportError> {
+    let own = || items.iter().filter(|i| !i.in_location);
+    let all_tls = own().any(|i| {
+        i.statement.name() == "ssl" && i.statement.args().first().is_some_and(|a| a == "on")
+    });
+    let certificates: Vec<String> = own()
+        .filter(|i| i.statement.name() == "ssl_certificate")
+        .map(|i| i.statement.text())
+        .collect();
+    let mut notes = Vec::new();
+    for item in own().filter(|i| {
+        i.statement.name() == "listen"
+            && (all_tls || i.statement.args().iter().skip(1).any(|a| a == "ssl"))
+    }) {
+        let at = Origin::new(item.file, item.statement.line);
+        let listen = item.statement.text();
+        if !upstream_tls {
+            return Err(ImportError::at_origin(
+                &at,
+                format!(
+                    "{listen}: nginx terminates TLS here and speaks plain to the backends (proxy_pass without https://, or a stream proxy_pass without proxy_ssl on); lbd cannot terminate TLS, so the clients' TLS would reach their plaintext port: remove this listen from the copy you import (keep nginx in front for TLS), or make the backends serve TLS on a port of their own and proxy_pass https:// (stream: proxy_ssl on) to it"
+                ),
+            ));
+        }
+        let crt = if certificates.is_empty() {
+            "nginx's certificate (ssl_certificate)".to_owned()
+        } else {
+            format!("the certificate of {}", certificates.join(", "))
+        };
+        notes.push(Note::new(
+            &at,
+            format!(
+                "WARNING: {listen}: nginx terminates TLS here and re-encrypted to the backends; lbd forwards the clients' TLS as it is, so each backend now terminates it: each must present {crt} (the names the clients ask for) and accept the TLS versions and ALPN the clients offer"
+            ),
+        ));
+    }
+    Ok(notes)
+}
+
 /// Where a server block's passes send its connections: the first
 /// `proxy_pass` / `grpc_pass` lbd can follow, or where the block has
 /// neither (a PHP site's `fastcgi_pass`), the first `fastcgi_pass`,
@@ -171,7 +238,7 @@ fn follow(
     passes: &[(&str, &Statement)],
     context: Context,
     notes: &mut Vec<Note>,
-) -> Result<Option<Target>, ImportError> {
+) -> Result<Option<(Target, bool)>, ImportError> {
     let http_pass = |s: &Statement| matches!(s.name(), "proxy_pass" | "grpc_pass");
     let has_http_pass = passes.iter().any(|(_, s)| http_pass(s));
     // The kind of pass followed: the HTTP ones where the block has any.
@@ -246,7 +313,7 @@ fn proxy_pass(
     statement: &Statement,
     context: Context,
     notes: &mut Vec<Note>,
-) -> Result<Option<Target>, ImportError> {
+) -> Result<Option<(Target, bool)>, ImportError> {
     let at = Origin::new(file, statement.line);
     let target = statement
         .args()
@@ -335,7 +402,7 @@ fn proxy_pass(
         },
     };
     let Some((address, port)) = address else {
-        return Ok(Some(Target::Upstream(host.to_owned())));
+        return Ok(Some((Target::Upstream(host.to_owned()), tls)));
     };
     // proxy_pass and grpc_pass default to port 80; nginx refuses the
     // others' addresses without a port.
@@ -361,11 +428,14 @@ fn proxy_pass(
             ))
         }
     };
-    Ok(Some(Target::Address(Box::new(Backend::named(
-        std::net::SocketAddr::new(address, port).to_string(),
-        address,
-        Some(port),
-        at,
-        statement.text(),
-    )))))
+    Ok(Some((
+        Target::Address(Box::new(Backend::named(
+            std::net::SocketAddr::new(address, port).to_string(),
+            address,
+            Some(port),
+            at,
+            statement.text(),
+        ))),
+        tls,
+    )))
 }

@@ -193,7 +193,8 @@ fn a_tcp_listen_on_other_ports_needs_nat_and_its_address_moves_with_the_vip() {
 
 #[test]
 fn a_wildcard_bind_without_keepalived_takes_its_address_from_vip() {
-    let haproxy = "frontend f\n  mode tcp\n  bind :443 ssl crt /etc/ssl/x.pem\n  default_backend b\nbackend b\n  server s1 198.18.0.11:443\n";
+    // (The servers speak TLS: lbd cannot terminate it.)
+    let haproxy = "frontend f\n  mode tcp\n  bind :443 ssl crt /etc/ssl/x.pem\n  default_backend b\nbackend b\n  server s1 198.18.0.11:443 ssl\n";
     assert_eq!(
         refused(&[("haproxy.cfg", haproxy)], &on_eth0()),
         "haproxy.cfg:3: bind :443 names no address and no keepalived virtual_ipaddress gives one: pass --vip ADDRESS:443/tcp"
@@ -549,7 +550,9 @@ fn bind_options_lbd_does_not_carry_over_are_noted() {
     let tls = text.replace(
         "accept-proxy interface eth1 mss 1400 transparent namespace blue maxconn 100 v4v6",
         "ssl crt /etc/ssl/x.pem alpn h2,http/1.1 default-crt /etc/ssl/y.pem ktls on ech /etc/ech",
-    );
+    )
+    // (Servers of plain TCP behind a TLS bind are refused.)
+    .replace("198.18.0.11:80 check", "198.18.0.11:80 ssl check");
     let imported = ok(&[("h.cfg", &tls)], &on_eth0());
     let bind_notes: Vec<&String> = imported
         .notes
@@ -1200,4 +1203,173 @@ fn log_and_spop_backends_are_skipped_with_a_warning() {
         "{:#?}",
         imported.notes
     );
+}
+
+/// The most common HTTPS front: HAProxy terminates TLS on :443 and speaks
+/// plain HTTP to the servers. lbd cannot terminate TLS, so a VIP :443 to
+/// the servers' plaintext port would hand every ClientHello to an HTTP
+/// listener: refused at the bind. With `ssl` servers (HAProxy
+/// re-encrypts) the clients' TLS reaches them: a WARNING naming `crt`.
+#[test]
+fn a_tls_terminating_bind_to_plain_servers_is_refused_at_the_bind() {
+    let text = "frontend https_in\n    mode http\n    bind *:80\n    bind *:443 ssl crt /etc/haproxy/certs/site.pem alpn h2,http/1.1\n    http-request redirect scheme https unless { ssl_fc }\n    default_backend app\nbackend app\n    server a1 10.0.1.11:8080 check\n    server a2 10.0.1.12:8080 check\n";
+    let options = Options {
+        vips: vec![vip("198.18.0.100")],
+        nat_source: vec![ip("198.18.0.50")],
+        ..on_eth0()
+    };
+    let error = refused(&[("haproxy.cfg", text)], &options);
+    assert!(
+        error.starts_with("haproxy.cfg:4: ") && error.contains("lbd cannot terminate TLS"),
+        "{error}"
+    );
+    assert!(error.contains("a1, a2"), "{error}");
+    // mode tcp (TLS offload for LDAPS, PostgreSQL): the same.
+    let tcp = text.replace("mode http", "mode tcp").replace(
+        "    http-request redirect scheme https unless { ssl_fc }\n",
+        "",
+    );
+    let error = refused(&[("haproxy.cfg", &tcp)], &options);
+    assert!(error.starts_with("haproxy.cfg:4: "), "{error}");
+    // Re-encrypting to `ssl` servers: imported, with a WARNING naming crt.
+    let reencrypt = text.replace("8080 check", "8443 ssl check");
+    let imported = ok(&[("haproxy.cfg", &reencrypt)], &options);
+    assert!(
+        imported
+            .notes
+            .iter()
+            .any(|n| n.starts_with("haproxy.cfg:4: WARNING:")
+                && n.contains("crt /etc/haproxy/certs/site.pem")),
+        "{:#?}",
+        imported.notes
+    );
+    assert_eq!(
+        imported
+            .config
+            .vips
+            .iter()
+            .map(|v| v.port)
+            .collect::<Vec<_>>(),
+        [443],
+        "{}",
+        imported.text
+    );
+}
+
+/// A redirect decided whether port 80 was served at all: an unconditional
+/// one (or one only for requests without TLS) keeps the plain binds out
+/// with a WARNING; any other is a WARNING naming the binds, never "no
+/// meaning for an L4 balancer".
+#[test]
+fn an_http_to_https_redirect_keeps_the_plain_binds_out_or_warns() {
+    let other = "listen other\n  bind 198.18.0.101:8000\n  server o 10.0.1.21:8000\n";
+    let text = format!("frontend f\n mode http\n bind *:80\n redirect scheme https code 301\n default_backend b\nbackend b\n server s 10.0.1.11:80\n{other}");
+    let options = Options {
+        vips: vec![vip("198.18.0.100")],
+        ..on_eth0()
+    };
+    // The --vip is left over: the :80 bind is not imported.
+    let error = refused(&[("h.cfg", &text)], &options);
+    assert!(
+        error.contains("no service of the sources takes it"),
+        "{error}"
+    );
+    let imported = ok(&[("h.cfg", &text)], &on_eth0());
+    assert_eq!(imported.config.vips.len(), 1, "{}", imported.text);
+    assert!(
+        has_note(
+            &imported,
+            "h.cfg:4: WARNING: redirect scheme https code 301"
+        ),
+        "{:#?}",
+        imported.notes
+    );
+    assert!(
+        !has_note(&imported, "no meaning for an L4 balancer): redirect"),
+        "{:#?}",
+        imported.notes
+    );
+    for only_plain in [
+        "http-request redirect scheme https if !{ ssl_fc }",
+        "redirect scheme https unless { ssl_fc }",
+    ] {
+        let text = text.replace("redirect scheme https code 301", only_plain);
+        let imported = ok(&[("h.cfg", &text)], &on_eth0());
+        assert_eq!(imported.config.vips.len(), 1, "{}", imported.text);
+        assert!(
+            has_note(&imported, &format!("h.cfg:4: WARNING: {only_plain}")),
+            "{:#?}",
+            imported.notes
+        );
+    }
+    // A condition the import does not interpret: imported, warned of.
+    let text = text.replace(
+        "redirect scheme https code 301",
+        "redirect prefix /new if { path_beg /old }",
+    );
+    let imported = ok(&[("h.cfg", &text)], &options);
+    assert_eq!(imported.config.vips.len(), 2, "{}", imported.text);
+    assert!(
+        imported.notes.iter().any(|n| n
+            .starts_with("h.cfg:4: WARNING: redirect prefix /new if { path_beg /old }")
+            && n.contains("bind *:80")),
+        "{:#?}",
+        imported.notes
+    );
+}
+
+/// A frontend that routes only with use_backend (SNI routing) is not
+/// imported: a WARNING naming it and its rules, not a plain NOTE.
+#[test]
+fn a_frontend_of_use_backend_rules_only_is_dropped_with_a_warning() {
+    let text = format!("{TCP}frontend tls_sni\n  bind *:443\n  tcp-request inspect-delay 5s\n  use_backend be_a if {{ req_ssl_sni -i a.example.com }}\n  use_backend be_b if {{ req_ssl_sni -i b.example.com }}\nbackend be_a\n  server a 10.0.1.11:443\nbackend be_b\n  server b 10.0.1.12:443\nlisten other\n  bind 198.18.0.101:8000\n  server o 10.0.1.21:8000\n");
+    let imported = ok(&[("h.cfg", &text)], &on_eth0());
+    assert!(
+        imported
+            .notes
+            .iter()
+            .any(|n| n.starts_with("h.cfg:4: WARNING: frontend tls_sni")
+                && n.contains("use_backend be_a")
+                && n.contains("line 8")),
+        "{:#?}",
+        imported.notes
+    );
+}
+
+/// HAProxy expands `"${VAR}"` and `"$VAR"` inside double quotes when it
+/// starts; read literally, a check's Host became `${APP_HOST}`.
+#[test]
+fn an_environment_variable_in_double_quotes_is_refused_at_its_line() {
+    let text = format!("{TCP}backend b\n  option httpchk\n  http-check send meth GET uri /health hdr Host \"${{APP_HOST}}\"\n  server s 10.0.1.11:80 check\nfrontend f\n  bind 198.18.0.100:80\n  default_backend b\n");
+    let error = refused(&[("h.cfg", &text)], &on_eth0());
+    assert!(
+        error.starts_with("h.cfg:6: \"${APP_HOST}\": an environment variable HAProxy expands"),
+        "{error}"
+    );
+    let bare = text.replace("${APP_HOST}", "$APP_HOST");
+    let error = refused(&[("h.cfg", &bare)], &on_eth0());
+    assert!(error.starts_with("h.cfg:6: \"$APP_HOST\""), "{error}");
+    // Escaped, or not a name after it: literal.
+    for literal in ["\\$APP_HOST", "a$"] {
+        let text = text.replace("${APP_HOST}", literal);
+        ok(&[("h.cfg", &text)], &on_eth0());
+    }
+}
+
+/// A server on this node's loopback is out of lbd's reach (it forwards
+/// packets onto the network): refused at its line.
+#[test]
+fn a_loopback_or_unspecified_server_is_refused_at_its_line() {
+    for (server, what) in [
+        ("127.0.0.1:3000", "loopback"),
+        ("[::1]:3000", "loopback"),
+        ("0.0.0.0:3000", "unspecified"),
+    ] {
+        let text = format!("{TCP}listen app\n  bind 198.18.0.100:80\n  server s {server}\n");
+        let error = refused(&[("h.cfg", &text)], &with_nat());
+        assert!(
+            error.starts_with("h.cfg:6: ") && error.contains(what),
+            "{server}: {error}"
+        );
+    }
 }

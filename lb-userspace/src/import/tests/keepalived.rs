@@ -122,7 +122,8 @@ fn ipvs_services_keep_their_modes_weights_and_checks() {
     let vrrp = &config.vrrp[0];
     assert_eq!((vrrp.vrid, vrrp.priority, vrrp.preempt), (60, 90, false));
     assert_eq!(vrrp.advert_interval, Duration::from_millis(100));
-    assert_eq!(vrrp.preempt_delay, Duration::from_secs(30));
+    // keepalived clears preempt_delay with nopreempt (vrrp.c).
+    assert_eq!(vrrp.preempt_delay, Duration::ZERO);
     assert_eq!(vrrp.unicast_peers, [ip("198.18.0.3")]);
     assert_eq!(
         vrrp.addresses,
@@ -571,12 +572,19 @@ fn a_virtual_ipaddress_prefix_lbd_drops_is_noted() {
         assert!(
             has_note(
                 &imported,
-                &format!("k.conf:5: {entry}: lbd adds the address as /32 (/128) on its interface")
+                &format!("k.conf:5: WARNING: {entry}: lbd adds the address as /")
             ),
             "{entry}: {:#?}",
             imported.notes
         );
     }
+    // The connected route keepalived's prefix installed is named.
+    let imported = ok(&[("k.conf", &text("198.18.0.100/24"))], &Options::default());
+    assert!(
+        has_note(&imported, "connected route to 198.18.0.0/24 on eth0"),
+        "{:#?}",
+        imported.notes
+    );
     for entry in ["198.18.0.100", "198.18.0.100/32", "2001:2::100/128"] {
         let imported = ok(&[("k.conf", &text(entry))], &Options::default());
         assert!(
@@ -959,4 +967,162 @@ fn conditional_lines_follow_the_config_id() {
         "{err}"
     );
     assert_eq!(refused(&[("k.conf", text)], &on_eth0()), err);
+}
+
+/// "Heartbeat on the private NIC, VIP on the public one": the address's
+/// `dev` differs from the instance's `interface`. lbd serves VIPs and
+/// adverts on one interface, so without --interface this is refused at
+/// the address (taking the advert interface put the VIP on the wrong
+/// NIC); with --interface a differing dev is a WARNING.
+#[test]
+fn a_virtual_ipaddress_on_another_dev_than_the_adverts_is_refused() {
+    let text = "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 150\n    unicast_src_ip 10.0.0.2\n    unicast_peer { 10.0.0.3 }\n    virtual_ipaddress {\n        203.0.113.10/24 dev eth1 label eth1:vip\n    }\n    track_interface { eth1 weight -50 }\n}\nvirtual_server 203.0.113.10 80 {\n    real_server 10.0.1.11 80 { }\n}\n";
+    let options = Options {
+        nat_source: vec![ip("10.0.0.50")],
+        ..Options::default()
+    };
+    let error = refused(&[("k.conf", text)], &options);
+    assert!(
+        error.starts_with("k.conf:8: ")
+            && error.contains("dev eth1")
+            && error.contains("--interface eth1"),
+        "{error}"
+    );
+    let moved = Options {
+        interface: Some("eth1".to_owned()),
+        ..options.clone()
+    };
+    let imported = ok(&[("k.conf", text)], &moved);
+    assert_eq!(imported.config.interface, "eth1");
+    // The /24's connected route keepalived installed: named.
+    assert!(
+        imported
+            .notes
+            .iter()
+            .any(|n| n.starts_with("k.conf:8: WARNING:") && n.contains("203.0.113.0/24")),
+        "{:#?}",
+        imported.notes
+    );
+    let elsewhere = Options {
+        interface: Some("eth2".to_owned()),
+        ..options
+    };
+    let imported = ok(&[("k.conf", text)], &elsewhere);
+    assert!(
+        imported
+            .notes
+            .iter()
+            .any(|n| n.starts_with("k.conf:8: WARNING:") && n.contains("dev eth1")),
+        "{:#?}",
+        imported.notes
+    );
+}
+
+/// keepalived clears nopreempt with priority 255 or `state MASTER`, and
+/// preempt_delay with `state MASTER` or nopreempt: the import does the
+/// same (carried over as written, node 1 of a copied pair never took
+/// its VIP back).
+#[test]
+fn nopreempt_and_preempt_delay_follow_keepalived_reconciliation() {
+    let text = |body: &str| {
+        format!("vrrp_instance A {{\n  interface eth0\n  virtual_router_id 5\n{body}  virtual_ipaddress {{ 198.18.0.100 }}\n}}\n")
+    };
+    let vrrp = |body: &str| {
+        let imported = ok(&[("k.conf", &text(body))], &Options::default());
+        let vrrp = imported.config.vrrp[0].clone();
+        (vrrp.preempt, vrrp.preempt_delay, imported)
+    };
+    let (preempt, delay, imported) =
+        vrrp("  state MASTER\n  priority 150\n  nopreempt\n  preempt_delay 30\n");
+    assert_eq!(
+        (preempt, delay),
+        (true, Duration::ZERO),
+        "{}",
+        imported.text
+    );
+    assert!(
+        has_note(
+            &imported,
+            "k.conf:6: nopreempt: keepalived clears it with state MASTER"
+        ),
+        "{:#?}",
+        imported.notes
+    );
+    assert!(
+        has_note(
+            &imported,
+            "k.conf:7: preempt_delay 30: keepalived clears it with state MASTER"
+        ),
+        "{:#?}",
+        imported.notes
+    );
+    let (preempt, _, imported) = vrrp("  state BACKUP\n  priority 255\n  nopreempt\n");
+    assert!(preempt, "{}", imported.text);
+    assert!(has_note(
+        &imported,
+        "nopreempt: keepalived clears it with priority 255"
+    ));
+    let (preempt, delay, imported) =
+        vrrp("  state BACKUP\n  priority 100\n  nopreempt\n  preempt_delay 30\n");
+    assert_eq!(
+        (preempt, delay),
+        (false, Duration::ZERO),
+        "{}",
+        imported.text
+    );
+    assert!(has_note(
+        &imported,
+        "preempt_delay 30: keepalived clears it with nopreempt"
+    ));
+    let (preempt, delay, _) = vrrp("  state BACKUP\n  preempt_delay 30\n");
+    assert_eq!((preempt, delay), (true, Duration::from_secs(30)));
+}
+
+/// keepalived reads the files its main file's includes name, and no
+/// other: a file given that none names (`b.conf.bak` beside
+/// `include conf.d/*.conf`) is refused, naming it.
+#[test]
+fn a_file_no_include_of_the_main_file_names_is_refused() {
+    let main = "global_defs {\n  router_id a\n}\ninclude /etc/keepalived/conf.d/*.conf\n";
+    let a = format!("{INSTANCE}virtual_server 198.18.0.100 80 {{\n  lb_kind DR\n  real_server 198.18.0.11 80 {{ }}\n}}\n");
+    let b = "virtual_server 198.18.0.101 80 {\n  lb_kind DR\n  real_server 198.18.0.12 80 { }\n}\n";
+    let error = refused(
+        &[
+            ("keepalived.conf", main),
+            ("conf.d/a.conf", &a),
+            ("conf.d/b.conf.bak", b),
+        ],
+        &on_eth0(),
+    );
+    assert!(
+        error.starts_with("conf.d/b.conf.bak: not read by keepalived"),
+        "{error}"
+    );
+    let imported = ok(
+        &[("keepalived.conf", main), ("conf.d/a.conf", &a)],
+        &on_eth0(),
+    );
+    assert_eq!(imported.config.vips.len(), 1);
+}
+
+/// IPVS's sorry_server took the clients when every real_server was down;
+/// lbd has no such server: a backup server, with the backup WARNING.
+#[test]
+fn a_sorry_server_is_a_backup_with_its_warning() {
+    let text = format!("{INSTANCE}virtual_server 198.18.0.100 80 {{\n  lb_kind DR\n  sorry_server 198.18.0.99 80\n  real_server 198.18.0.11 80 {{ TCP_CHECK {{ connect_timeout 3 }} }}\n}}\n");
+    let imported = ok(&[("k.conf", &text)], &on_eth0());
+    assert!(
+        imported
+            .notes
+            .iter()
+            .any(|n| n.starts_with("k.conf:11: WARNING:")
+                && n.contains("sorry_server 198.18.0.99")
+                && n.contains("drops new flows")),
+        "{:#?}",
+        imported.notes
+    );
+    assert_eq!(
+        weights(&imported.config.vips[0]),
+        [(ip("198.18.0.11"), 100), (ip("198.18.0.99"), 0)]
+    );
 }

@@ -77,7 +77,7 @@ http {
     server {
         listen 8443 ssl;
         location / {
-            proxy_pass http://web/;
+            proxy_pass https://web/;
         }
     }
 }
@@ -458,7 +458,8 @@ fn includes_inside_upstream_and_server_blocks_are_followed() {
     let servers = "server 198.18.0.11:80 weight=2;\ninclude /etc/nginx/more/*-servers.conf;\n";
     let more = "server 198.18.0.12:80;\n";
     let tls = "listen 198.18.0.100:443 ssl;\nssl_certificate /etc/ssl/app.pem;\n";
-    let proxy = "proxy_set_header Host $host;\nproxy_pass http://app;\n";
+    // (https: nginx re-encrypts; plain behind `listen ... ssl` is refused.)
+    let proxy = "proxy_set_header Host $host;\nproxy_pass https://app;\n";
     let forced = Options {
         format: Some(super::super::Format::Nginx),
         ..with_nat()
@@ -569,7 +570,7 @@ fn includes_inside_upstream_and_server_blocks_are_followed() {
                 "nginx.conf",
                 &main.replace(
                     "include proxy.conf;",
-                    "include proxy_params;\n      proxy_pass http://app;",
+                    "include proxy_params;\n      proxy_pass https://app;",
                 ),
             ),
             ("app-servers.conf", servers),
@@ -861,4 +862,70 @@ fn a_proxy_pass_to_a_host_name_and_port_is_refused() {
         ),
         "{err}"
     );
+}
+
+/// nginx terminating TLS and proxying plain HTTP: lbd cannot terminate
+/// TLS, so the VIP would send the clients' TLS to an HTTP port: refused
+/// at the listen. Re-encrypting (`proxy_pass https://`): a WARNING naming
+/// the certificate the backends must present.
+#[test]
+fn a_tls_listen_proxying_plain_http_is_refused_at_the_listen() {
+    let text = "http {\n  server {\n    listen 198.18.0.100:443 ssl;\n    ssl_certificate /etc/ssl/app.pem;\n    location / {\n      proxy_pass http://198.18.0.11:8080;\n    }\n  }\n}\n";
+    let error = refused(&[("n.conf", text)], &with_nat());
+    assert!(
+        error.starts_with("n.conf:3: ") && error.contains("lbd cannot terminate TLS"),
+        "{error}"
+    );
+    let stream = "stream {\n  server {\n    listen 198.18.0.100:636 ssl;\n    proxy_pass 198.18.0.11:389;\n  }\n}\n";
+    let error = refused(&[("n.conf", stream)], &with_nat());
+    assert!(error.starts_with("n.conf:3: "), "{error}");
+    let reencrypt = text.replace("http://198.18.0.11:8080", "https://198.18.0.11:8443");
+    let imported = ok(&[("n.conf", &reencrypt)], &with_nat());
+    assert!(
+        imported
+            .notes
+            .iter()
+            .any(|n| n.starts_with("n.conf:3: WARNING:")
+                && n.contains("ssl_certificate /etc/ssl/app.pem")),
+        "{:#?}",
+        imported.notes
+    );
+}
+
+/// nginx in front of a local app: lbd cannot forward to this node's
+/// loopback: refused at the proxy_pass.
+#[test]
+fn a_loopback_proxy_pass_is_refused_at_its_line() {
+    let text = "server { listen 80; location / { proxy_pass http://127.0.0.1:8080; } }\n";
+    let options = Options {
+        vips: vec![vip("198.18.0.100")],
+        ..with_nat()
+    };
+    let error = refused(&[("n.conf", text)], &options);
+    assert!(
+        error.starts_with("n.conf:1: ") && error.contains("loopback"),
+        "{error}"
+    );
+}
+
+/// nginx reads the files its nginx.conf includes: `sites-available/*`
+/// given beside `include /etc/nginx/sites-enabled/*;` is refused, naming
+/// the file.
+#[test]
+fn a_file_nginx_conf_does_not_include_is_refused() {
+    let main = "events {}\nhttp {\n  include /etc/nginx/sites-enabled/*;\n}\n";
+    let site = "server {\n  listen 198.18.0.100:80;\n  location / {\n    proxy_pass http://198.18.0.11:80;\n  }\n}\n";
+    let error = refused(
+        &[("nginx.conf", main), ("sites-available/old", site)],
+        &with_nat(),
+    );
+    assert!(
+        error.starts_with("sites-available/old: not read by nginx"),
+        "{error}"
+    );
+    let imported = ok(
+        &[("nginx.conf", main), ("sites-enabled/app", site)],
+        &with_nat(),
+    );
+    assert_eq!(imported.config.vips.len(), 1);
 }
