@@ -169,7 +169,7 @@ pub(super) fn instance(
             }
             "unicast_src_ip" => vrrp.notes.push(Note::new(
                 &at,
-                format!("{text}: lbd sends its adverts from the interface's own address"),
+                format!("{text}: lbd sends its adverts from the interface's own address (IPv4: its primary address; IPv6 to unicast peers: its first global address that is no VIP, NAT or [[vrrp]] address, which the keepalived peers' unicast_peer lists must name)"),
             )),
             "unicast_ttl" => {
                 // keepalived's default 255 crosses no router: what lbd
