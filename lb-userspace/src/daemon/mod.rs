@@ -1217,6 +1217,12 @@ pub async fn offline(path: &Path, config: Option<&Config>, action: Offline) -> a
         warn!(error = %format!("{error:#}"), "withdrawing the BGP announcements failed; {anyway}");
     }
     let local = release_locally(&plan, action, keep_dataplane).await;
+    if let (Offline::Cleanup, Some(config)) = (action, config) {
+        // A cleanup is a stop for good: the runtime changes a restart
+        // would keep are forgotten, the next start is from the file (see
+        // `engine::running_state`). Found by the config's own settings.
+        engine::running_state::forget(config);
+    }
     if action == Offline::Cleanup && bgp.is_ok() && local.is_ok() {
         // Nothing is held any more.
         if let Some(record) = held::record_path(&plan.admin_socket) {

@@ -89,26 +89,46 @@ pub(crate) struct AdminRecord {
 /// `ownership`), and so is its temporary file while it is replaced (the
 /// whole name with `.new` appended, `node::temporary_of`).
 pub(crate) fn backend_state_file(config: &Config) -> Option<PathBuf> {
+    state_file_named(config, "backends")
+}
+
+/// The state file `<kind>.state` kept where the backend state file is
+/// (see [`backend_state_file`]): beside the node state file with
+/// `.<kind>.state` appended to its whole name, or without `[bgp]` beside
+/// the admin socket, named after its stem. Shared with the other state a
+/// restart keeps (`running_state`), so each lives as long and as far
+/// apart from another lbd's.
+pub(super) fn state_file_named(config: &Config, kind: &str) -> Option<PathBuf> {
     match &config.bgp {
-        Some(bgp) => Some(beside_node_state(&bgp.node_state_file)),
-        None => beside_admin_socket(config),
+        Some(bgp) => Some(beside_node_state_named(&bgp.node_state_file, kind)),
+        None => beside_admin_socket_named(config, kind),
     }
 }
 
 /// The backend state file kept beside the node state file `node_state`.
 fn beside_node_state(node_state: &Path) -> PathBuf {
+    beside_node_state_named(node_state, "backends")
+}
+
+/// The state file `kind` kept beside the node state file `node_state`.
+fn beside_node_state_named(node_state: &Path, kind: &str) -> PathBuf {
     let mut name = node_state.to_owned().into_os_string();
-    name.push(".backends.state");
+    name.push(format!(".{kind}.state"));
     PathBuf::from(name)
 }
 
 /// The backend state file kept beside the admin socket (without `[bgp]`).
 fn beside_admin_socket(config: &Config) -> Option<PathBuf> {
+    beside_admin_socket_named(config, "backends")
+}
+
+/// The state file `kind` kept beside the admin socket (without `[bgp]`).
+fn beside_admin_socket_named(config: &Config, kind: &str) -> Option<PathBuf> {
     let stem = config.admin_socket.file_stem()?.to_string_lossy();
     config
         .admin_socket
         .parent()
-        .map(|dir| dir.join(format!("{stem}.backends.state")))
+        .map(|dir| dir.join(format!("{stem}.{kind}.state")))
 }
 
 /// Where this lbd's backend state file would have been before a change

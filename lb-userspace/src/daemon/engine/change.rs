@@ -87,8 +87,18 @@ impl Engine {
         let guards = self.guard.config().clone();
         let mut awaiting = next.newly_awaiting_checks(&self.model);
         awaiting.extend(self.announced_without_backends(&self.model, &next));
-        // A drain, maintenance or enable is recorded for the next lbd
-        // first: one that cannot be is refused (see `admin_state`).
+        // The running configuration is recorded for the next lbd first
+        // (nothing is written when the edit leaves it as it is: a drain,
+        // a maintenance): a change a restart would undo is refused, as
+        // is an admin state that cannot be recorded (see
+        // `running_state`, `admin_state`).
+        if !dry_run {
+            if let Err(why) = self.record_running(&next, &guards) {
+                warn!(error = %why, "change refused");
+                self.put_back_tunnel(tunnel);
+                return Err(ChangeError::Unrecorded(why));
+            }
+        }
         let admin = matches!(
             edit,
             Edit::Drain { .. } | Edit::Maintenance(..) | Edit::Enable(..)
@@ -97,14 +107,18 @@ impl Engine {
             if let Err(why) = self.record_admin_states(&next) {
                 warn!(error = %why, "backend state change refused");
                 self.put_back_tunnel(tunnel);
+                self.follow_running();
                 return Err(ChangeError::Unrecorded(why));
             }
         }
         let committed = self.stage_and_commit(next, dry_run, guards);
         self.settle_tunnel(tunnel, dry_run, &committed);
-        if committed.is_err() && admin && !dry_run {
-            // The file back to the running states.
-            self.follow_admin_states();
+        if committed.is_err() && !dry_run {
+            // The files back to the running state.
+            if admin {
+                self.follow_admin_states();
+            }
+            self.follow_running();
         }
         let (plan, report) = committed?;
         let mut warnings: Vec<String> = match edit {
@@ -246,10 +260,27 @@ impl Engine {
         // the VIPs whose warnings the reload brings.
         let file_warnings = config_warnings_brought(&self.model.to_config(&self.config), &file);
         let guards_undone = self.guard.config().undone_by(&file.guard);
+        // The file is the running configuration again: its record goes
+        // (see `running_state`) before the reload commits, or the reload
+        // is refused (a restart would bring back what it undoes).
+        let based_before = if dry_run {
+            None
+        } else {
+            match self.record_reloaded(&next, &file) {
+                Ok(before) => Some(before),
+                Err(why) => {
+                    self.put_back_tunnel(tunnel);
+                    return Err(ChangeError::Unrecorded(why));
+                }
+            }
+        };
         let wanted = self.node_tunnel(&file.tunnel);
         self.balancer.set_tunnel(wanted);
         let staged = self.stage_and_commit(next, dry_run, file.guard.clone());
         self.settle_tunnel(tunnel, dry_run, &staged);
+        if let (Err(_), Some(before)) = (&staged, based_before) {
+            self.unrecord_reloaded(before);
+        }
         let (plan, report) = staged?;
         // Logged once the reload is in (a refused one moved nothing); a
         // dry run only answers them.
@@ -588,7 +619,7 @@ fn mac_warnings(vips: &[super::macs::UnresolvedVip], waited: bool) -> Vec<String
 /// `mac_known` says which backends' MACs are known (after the change's
 /// wait, or not yet in a dry run): a switch to DSR-L2 keeps no tracked
 /// flow of a backend without one.
-fn undone_by_reload(
+pub(super) fn undone_by_reload(
     current: &Model,
     next: &Model,
     running: &Config,

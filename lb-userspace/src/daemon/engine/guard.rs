@@ -129,8 +129,18 @@ impl Engine {
             status.dry_run = true;
             return Response::ok(status);
         }
+        // Recorded for the next lbd first (see `running_state`): a rule
+        // or limit a restart would undo is refused.
+        let model = std::mem::take(&mut self.model);
+        let recorded = self.record_running(&model, &next);
+        self.model = model;
+        if let Err(why) = recorded {
+            warn!(error = %why, "guard change refused");
+            return Response::error(500, code::INTERNAL, why);
+        }
         if let Err(error) = self.apply_guard(next) {
             warn!(%error, "the data plane refused a guard change");
+            self.follow_running();
             return Response::error(500, code::INTERNAL, error.to_string());
         }
         info!(?edit, "guards changed");

@@ -26,6 +26,7 @@ mod guard;
 mod macs;
 mod nat;
 pub(crate) mod node;
+pub(crate) mod running_state;
 mod start;
 mod tracking;
 mod tunnel;
@@ -106,6 +107,9 @@ pub struct Engine {
     node: node::NodeRuntime,
     /// The backend state file: drains and maintenance kept for the next lbd.
     admin: admin_state::AdminRecord,
+    /// The running configuration's record: runtime changes kept for the
+    /// next lbd (see `running_state`).
+    running: running_state::RunningRecord,
     /// Deny/allow lists and limits of new flows in force.
     guard: crate::guard::Guard,
     /// SYN-flood detection from the half-open table's counters.
@@ -263,6 +267,9 @@ impl Engine {
     pub async fn shutdown(mut self, stop: Stop) -> anyhow::Result<Released> {
         if stop == Stop::Clean {
             self.final_sync().await;
+            // A stop for good ends the running configuration: the next
+            // start is from the file, as after `lbd --cleanup`.
+            running_state::forget(&self.config);
         }
         // The addresses a stop for good hands over (priority 0): their
         // traffic still arrives until the peer has announced them. A

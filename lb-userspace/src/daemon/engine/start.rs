@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::{
-    admin_state, check_of, macs::INITIAL_RESOLVE_TIMEOUT, nat, node, tunnel, BackendKey, Engine,
-    EngineEvents,
+    admin_state, check_of, macs::INITIAL_RESOLVE_TIMEOUT, nat, node, running_state, tunnel,
+    BackendKey, Engine, EngineEvents,
 };
 use crate::{
     config::{Attach, Config, VrrpConfig},
@@ -105,6 +105,11 @@ impl Engine {
         // Generic XDP with NAT or tunnelled VIPs is refused before
         // anything is touched (see `dataplane::hook_choice`); `auto`
         // decides at the attach.
+        // The runtime changes a previous lbd recorded (VIPs, backends and
+        // guards changed through the API), kept while the config file is
+        // the one they were made on: the start serves them, so a backend
+        // added at run time keeps its flows (see `running_state`).
+        let (config, running) = running_state::RunningRecord::load(config_path, config);
         // The backends' drains and maintenance a previous lbd recorded,
         // before anything is touched: a file that cannot be trusted
         // stops the start here (see `admin_state`).
@@ -161,7 +166,7 @@ impl Engine {
         let started = Self::start_serving(
             config_path,
             config,
-            admin,
+            (admin, running),
             netlink,
             interface,
             pinned_vips,
@@ -183,7 +188,7 @@ impl Engine {
     async fn start_serving(
         config_path: &Path,
         config: Config,
-        mut admin: admin_state::AdminRecord,
+        (mut admin, running_record): (admin_state::AdminRecord, running_state::RunningRecord),
         netlink: Netlink,
         interface: Interface,
         pinned_vips: Option<u32>,
@@ -325,6 +330,7 @@ impl Engine {
             tunnel: tunnel::TunnelRuntime::default(),
             node,
             admin,
+            running: running_record,
             guard,
             flood: crate::flood::FloodWatch::new(config.flood),
             stepped_down: Vec::new(),
@@ -351,6 +357,9 @@ impl Engine {
             // `Dataplane::set_previous_tunnel_configs`).
             let report = engine.commit(model).context("filling the data plane")?;
             info!(?report, "maps filled");
+            // The record as this start runs: removed when it runs the
+            // file, rewritten when it ran on a record.
+            engine.follow_running();
             engine.prepare_routing().await;
             engine.hooked = match engine.config.attach {
                 // `auto` may end at tc (see `dataplane::hook_choice`),
@@ -760,7 +769,10 @@ pub(crate) fn vrrp_state_file(
 /// rather than have them cut before the last backend's checks fail and
 /// the VIP fails open again. A backend that passes is held no more; a
 /// VIP of which one was dead was not failing open, and holds none.
-fn seed_health(model: &mut Model, balancer: &Balancer) {
+///
+/// A checked backend with no live entry in the adopted maps waits for
+/// its first checks (see [`await_checks_of_backends_not_adopted`]).
+pub(super) fn seed_health(model: &mut Model, balancer: &Balancer) {
     let mut down = Vec::new();
     let mut held = Vec::new();
     for (id, applied) in balancer.vips() {
@@ -798,6 +810,29 @@ fn seed_health(model: &mut Model, balancer: &Balancer) {
     }
     for (id, address) in held {
         model.hold_as_if_failing_open(&id, address);
+    }
+    await_checks_of_backends_not_adopted(model, balancer);
+}
+
+/// A checked backend the adopted maps hold no live entry of (new to the
+/// file, removed at run time before this start, or of a VIP the maps do
+/// not have) has no established flows to keep while its first checks
+/// run: it waits for them before it takes new flows, as a backend a
+/// reload brings does (`Model::reloaded`), rather than take them at once
+/// on an address that may be dead or given to another workload. Only on
+/// an adopted start: a fresh start's backends all take flows at once.
+fn await_checks_of_backends_not_adopted(model: &mut Model, balancer: &Balancer) {
+    for (id, vip) in &mut model.vips {
+        let adopted = balancer.vips().get(id);
+        let vip_config = &vip.config;
+        for (address, backend) in &mut vip.backends {
+            if adopted.is_some_and(|applied| applied.backends.contains_key(address)) {
+                continue;
+            }
+            if crate::model::is_checked(vip_config, &backend.config) {
+                backend.awaiting_checks = true;
+            }
+        }
     }
 }
 
@@ -998,6 +1033,66 @@ mod seed_health_tests {
             .backends
             .values()
             .all(|b| b.fail_open_hold.is_none()));
+    }
+
+    /// The previous lbd's maps hold VIP 198.18.0.100:80 with b1 only
+    /// (b2 was removed at run time, or added to the file while lbd was
+    /// down). The file brings b1 and b2 (checked) and a VIP the maps do
+    /// not have: after `seed_health`, b2 and the new VIP's backend wait
+    /// for their first checks, as a reload's new backends do; b1, which
+    /// has flows to keep, takes new flows at once; an unchecked backend
+    /// never waits. A fresh start (nothing adopted, no `seed_health`)
+    /// keeps them all taking flows at once.
+    #[test]
+    fn a_backend_the_adopted_maps_lack_awaits_its_first_checks() {
+        let config = Config::from_toml_str(
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+             [[vip.backend]]\naddress = \"198.18.0.11\"\nmac = \"02:00:00:00:00:11\"\n\
+             [[vip.backend]]\naddress = \"198.18.0.12\"\nmac = \"02:00:00:00:00:12\"\n\
+             [[vip.backend]]\naddress = \"198.18.0.14\"\nmac = \"02:00:00:00:00:14\"\n\
+             health = { check = \"none\" }\n\
+             [[vip]]\naddress = \"198.18.0.200\"\nport = 80\n\
+             [[vip.backend]]\naddress = \"198.18.0.21\"\nmac = \"02:00:00:00:00:21\"\n",
+            "lbd.toml",
+        )
+        .unwrap();
+        let id = VipId::of(&config.vips[0]);
+        let other = VipId::of(&config.vips[1]);
+        let [b1, b2, b4, b21]: [IpAddr; 4] =
+            ["198.18.0.11", "198.18.0.12", "198.18.0.14", "198.18.0.21"]
+                .map(|a| a.parse().unwrap());
+        let now = Instant::now();
+        let mut before = Model::from_config(&config);
+        before.apply(&Edit::RemoveBackend(id, b2), now).unwrap();
+        before.apply(&Edit::RemoveBackend(id, b4), now).unwrap();
+        before.apply(&Edit::RemoveVip(other), now).unwrap();
+        let mut balancer = Balancer::new(4);
+        balancer
+            .apply(&mut FakeMaps::default(), &before.desired(&|_| None))
+            .unwrap();
+
+        let mut model = Model::from_config(&config);
+        let waits =
+            |model: &Model, vip: &VipId, b| model.backend(vip, b).unwrap().awaits_first_check();
+        for (vip, b) in [(id, b1), (id, b2), (id, b4), (other, b21)] {
+            assert!(
+                !waits(&model, &vip, b),
+                "a fresh start: {b} takes flows at once"
+            );
+        }
+        seed_health(&mut model, &balancer);
+        assert!(!waits(&model, &id, b1), "adopted with its flows");
+        assert!(waits(&model, &id, b2), "no entry in the adopted maps");
+        assert!(waits(&model, &other, b21), "of a VIP the maps do not have");
+        assert!(!waits(&model, &id, b4), "unchecked");
+        let weights: Vec<(IpAddr, u32)> = model.desired(&|_| None)[0]
+            .backends
+            .iter()
+            .map(|b| (b.address, b.weight))
+            .collect();
+        assert_eq!(weights, vec![(b1, 100), (b2, 0), (b4, 100)]);
+        model.set_health(&id, b2, Health::Up);
+        assert!(!waits(&model, &id, b2), "its checks passed");
     }
 
     /// b3, in maintenance when the last lbd stopped (which may have known
