@@ -108,6 +108,7 @@ pub use tunnel::TunnelSettings;
 pub(crate) use tunnel::{outer_sources_hold, prefix_text};
 pub(crate) use validate::peer_on_a_vip;
 pub use vrrp::VrrpConfig;
+pub(crate) use warnings::preferred_held_address_warnings;
 pub use warnings::{warnings, Warning};
 
 use std::net::IpAddr;

@@ -48,9 +48,6 @@ pub fn warnings(config: &Config) -> Vec<Warning> {
 /// (`preferred_lft 0`, as lbd adds its VRRP addresses) still receives but
 /// is never picked; one whose duplicate address detection failed is not
 /// used at all. IPv4 has no such rule: nothing to warn of there.
-// Called by the engine at start and at reload, once it has read the
-// interface's addresses (see the caller); the pure check is tested here.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn preferred_held_address_warnings(
     config: &Config,
     held: &[InterfaceAddress],

@@ -348,6 +348,9 @@ impl Engine {
             // below).
             engine.keep_adopted_sources();
             engine.read_own_addresses().await;
+            for warning in engine.held_address_warnings(&engine.config).await {
+                warn!("config: {warning}");
+            }
             let node_tunnel = engine.node_tunnel(&engine.config.tunnel);
             engine.balancer.set_tunnel(node_tunnel);
             engine.resolve_macs(&model, INITIAL_RESOLVE_TIMEOUT).await;

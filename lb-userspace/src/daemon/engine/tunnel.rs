@@ -337,6 +337,25 @@ impl Engine {
         }
     }
 
+    /// Warnings for `config`'s IPv6 VIPs and NAT addresses the operator
+    /// holds on the interface in preferred form: the kernel then picks
+    /// them as the health checks' source (see
+    /// `config::preferred_held_address_warnings`). Read afresh (at start
+    /// and reload only); none if the interface's addresses cannot be read
+    /// (logged by the netlink layer's caller elsewhere).
+    pub(crate) async fn held_address_warnings(
+        &self,
+        config: &crate::config::Config,
+    ) -> Vec<crate::config::Warning> {
+        match self.netlink.addresses(self.interface.index).await {
+            Ok(addresses) => crate::config::preferred_held_address_warnings(config, &addresses),
+            Err(error) => {
+                warn!(%error, "reading the interface's addresses (VIPs held by hand) failed");
+                Vec::new()
+            }
+        }
+    }
+
     /// The node's tunnel settings from `settings` and the interface.
     pub(crate) fn node_tunnel(
         &self,
