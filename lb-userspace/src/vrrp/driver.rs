@@ -47,6 +47,12 @@ use crate::{
 /// interface (a link down/up drops IPv6 ones; networkd may drop any).
 const ADDRESS_CHECK: Duration = Duration::from_millis(500);
 
+/// Most packets read from the socket's queue before the timer is acted on
+/// (see `Driver::drain_queued`): every advert a stall of a few seconds
+/// queues at the fastest interval (10 ms), while a flood still lets the
+/// timer fire.
+const DRAIN_LIMIT: usize = 1024;
+
 /// What a look at the interface's addresses gives (see [`Looks`]).
 type AddressesFuture = Pin<Box<dyn Future<Output = anyhow::Result<Vec<InterfaceAddress>>> + Send>>;
 
@@ -1513,7 +1519,15 @@ impl Driver {
                     return;
                 }
                 received = self.socket.recv() => match received {
-                    Ok(packet) => self.on_packet(&packet),
+                    Ok(packet) => {
+                        let was_master = self.machine.state() == State::Master;
+                        let actions = self.on_packet(&packet);
+                        // A stalled master's step back (see the timer's arm).
+                        if self.stepped_back_for_sync(was_master, &actions) {
+                            synced_seen = true;
+                        }
+                        actions
+                    }
                     Err(error) => {
                         warn!(vrid = self.config.vrid, %error, "receiving VRRP failed");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1521,31 +1535,15 @@ impl Driver {
                     }
                 },
                 _ = tokio::time::sleep_until(deadline) => {
-                    // A backup looks at its link before it takes over: one
-                    // that hears no master because its link is down must
-                    // not (see `Machine::on_timer`), and with adverts 0.1 s
-                    // apart its timer runs out before the next check. A
-                    // master whose link was down looks before each advert:
-                    // one back up hears of it first (see `Machine::link_up`),
-                    // so no advert leaves with the priority lowered for the
-                    // outage, nor one a replicating master must not send.
-                    // And a master looks again when the carrier counter
-                    // moved since the last look: an outage too short for
-                    // the checks may have let the peer take over (see
-                    // `LinkChange::Flapped`).
-                    let mut actions = Vec::new();
-                    let flapped = self.machine.state() == State::Master
-                        && !self.link.down
-                        && self
-                            .link
-                            .carrier_moved(carrier_changes(&self.interface), Instant::now());
-                    if self.machine.state() == State::Backup || self.link.down || flapped {
-                        actions = self.follow_link().await;
-                        if self.stepped_back(&actions) {
-                            synced_seen = true;
-                        }
+                    let was_master = self.machine.state() == State::Master;
+                    let actions = self.on_deadline().await;
+                    // A master stepping back (a link outage, a stall, see
+                    // `Machine::link_up`): dumps counted since start
+                    // cannot tell the one after it, the hold runs its
+                    // course.
+                    if self.stepped_back_for_sync(was_master, &actions) {
+                        synced_seen = true;
                     }
-                    actions.extend(self.machine.on_timer(Instant::now()));
                     actions
                 }
                 _ = check.tick() => {
@@ -1633,6 +1631,93 @@ impl Driver {
         }
     }
 
+    /// The machine's deadline passed (see [`Machine::next_deadline`]).
+    ///
+    /// A backup looks at its link before it takes over: one that hears no
+    /// master because its link is down must not (see
+    /// [`Machine::on_timer`]), and with adverts 0.1 s apart its timer
+    /// runs out before the next check. A master whose link was down looks
+    /// before each advert: one back up hears of it first (see
+    /// [`Machine::link_up`]), so no advert leaves with the priority
+    /// lowered for the outage, nor one a replicating master must not
+    /// send. And a master looks again when the carrier counter moved
+    /// since the last look: an outage too short for the checks may have
+    /// let the peer take over (see `LinkChange::Flapped`).
+    ///
+    /// Then the adverts already queued in the socket are heard (see
+    /// [`Self::drain_queued`]) before the timer is acted on: a backup
+    /// that did not run for a while (SIGSTOP, a cgroup freeze, a VM paused
+    /// on a hypervisor that moves the guest clock on) wakes with both its
+    /// timer run out and the live master's adverts waiting, and `select!`
+    /// picks its arm at random: taking over first made the VIPs flap. A
+    /// stalled master likewise hears first whether the peer took over
+    /// (see [`Machine::stalled`]). Draining here, bounded, rather than a
+    /// `biased` `select!` with the socket first: a flood of packets on
+    /// the socket cannot keep the timer from ever firing.
+    async fn on_deadline(&mut self) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let flapped = self.machine.state() == State::Master
+            && !self.link.down
+            && self
+                .link
+                .carrier_moved(carrier_changes(&self.interface), Instant::now());
+        if self.machine.state() == State::Backup || self.link.down || flapped {
+            actions = self.follow_link().await;
+            // Logs a master's step back; the caller sees it in the actions.
+            self.stepped_back(&actions);
+        }
+        actions.extend(self.drain_queued());
+        let now = Instant::now();
+        self.warn_if_stalled(now);
+        actions.extend(self.machine.on_timer(now));
+        actions
+    }
+
+    /// Whether `actions`, of a machine that `was_master`, step back to
+    /// backup holding preemption for the peer's flows (a link outage or a
+    /// stall, see [`Machine::link_up`], [`Machine::stalled`]).
+    fn stepped_back_for_sync(&self, was_master: bool, actions: &[Action]) -> bool {
+        was_master
+            && actions.contains(&Action::BecomeBackup)
+            && self.machine.holding_for_sync(Instant::now())
+    }
+
+    /// Hands the machine the packets already queued in the socket, at most
+    /// [`DRAIN_LIMIT`], without waiting (see [`Self::on_deadline`]); what
+    /// it decided.
+    fn drain_queued(&mut self) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for _ in 0..DRAIN_LIMIT {
+            match self.socket.try_recv() {
+                Ok(Some(packet)) => actions.extend(self.on_packet(&packet)),
+                Ok(None) => break,
+                Err(error) => {
+                    debug!(vrid = self.config.vrid, %error, "VRRP: reading the queued packets failed; the receive arm reads on");
+                    break;
+                }
+            }
+        }
+        actions
+    }
+
+    /// Says so when this master did not advertise for long enough that the
+    /// peer may have taken over (see [`Machine::stalled`]): the machine
+    /// reclaims the addresses or steps back, as after a link outage.
+    fn warn_if_stalled(&self, now: Instant) {
+        if !self.machine.stalled(now) {
+            return;
+        }
+        let silent_ms = self
+            .machine
+            .silent_for(now)
+            .map(|silence| u64::try_from(silence.as_millis()).unwrap_or(u64::MAX));
+        warn!(
+            vrid = self.config.vrid,
+            silent_ms,
+            "VRRP: no advert left this master for longer than the peer's master-down interval (lbd did not run: SIGSTOP, a cgroup freeze, a paused VM, starvation); the peer may have taken the VIPs, so this node reclaims them, or with replication steps down to backup until the peer's connection table is here"
+        );
+    }
+
     fn ignore(&mut self, label: &str) -> Vec<Action> {
         *self.ignored.entry(label.to_owned()).or_default() += 1;
         self.publish();
@@ -1687,7 +1772,9 @@ impl Driver {
             }
             return self.ignore(invalid.label());
         }
-        self.machine.on_advert(&ad, packet.src, Instant::now())
+        let now = Instant::now();
+        self.warn_if_stalled(now);
+        self.machine.on_advert(&ad, packet.src, now)
     }
 
     /// Warns (at most once a minute per reason and peer) about an advert
@@ -1744,7 +1831,7 @@ impl Driver {
                 Action::BecomeInitialize => self.transition(action).await,
                 Action::Reclaim => {
                     if self.holding {
-                        info!(vrid = self.config.vrid, "VRRP: the link is back while master; announcing the VIPs again, in case the other node took them meanwhile");
+                        info!(vrid = self.config.vrid, "VRRP: master again after the link was down or lbd did not run; announcing the VIPs again, in case the other node took them meanwhile");
                         self.announce(self.config.announce_count);
                     }
                 }
@@ -3899,6 +3986,70 @@ mod tests {
             _stop: stop_tx,
         };
         (driver, inputs, ends, announced)
+    }
+
+    /// The bytes a raw IPv4 socket would deliver for `ad` from `src` to
+    /// the VRRP group: a 20-byte header (TTL 255) and the advert.
+    fn raw_ipv4_advert(ad: &Advertisement, src: IpAddr) -> Vec<u8> {
+        let dst = IpAddr::V4(super::super::packet::VRRP_MCAST_V4);
+        let payload = ad
+            .encode(src, dst, super::super::packet::ChecksumMode::PseudoHeader)
+            .expect("encode");
+        let total = u16::try_from(20 + payload.len()).expect("length");
+        let (IpAddr::V4(src), IpAddr::V4(dst)) = (src, dst) else {
+            panic!("IPv4 only");
+        };
+        let mut bytes = vec![0x45, 0];
+        bytes.extend(total.to_be_bytes());
+        bytes.extend([0, 0, 0, 0, 255, 112, 0, 0]);
+        bytes.extend(src.octets());
+        bytes.extend(dst.octets());
+        bytes.extend(payload);
+        bytes
+    }
+
+    /// A backup whose Master_Down_Timer ran out while it did not run
+    /// (SIGSTOP, a cgroup freeze), with the live master's advert waiting
+    /// in its socket: the advert is heard before the timer is acted on,
+    /// so the backup follows the master instead of taking over.
+    #[tokio::test]
+    async fn a_late_backup_hears_the_queued_advert_before_its_timer() {
+        let config = vrrp_config(100, "198.18.0.10");
+        let looks = Looks {
+            addresses: Arc::new(|_| Box::pin(std::future::pending())),
+            link: Arc::new(|_| {
+                Box::pin(std::future::ready(Ok(Some(LinkState {
+                    up: true,
+                    xdp: None,
+                    mac: Some([2, 0, 0, 0, 0, 1]),
+                }))))
+            }),
+        };
+        let (mut driver, _inputs, _ends, _) =
+            test_driver(config.clone(), [2, 0, 0, 0, 0, 1], looks, 9).await;
+        let long_ago = Instant::now()
+            .checked_sub(Duration::from_secs(10))
+            .expect("uptime over 10 s");
+        assert_eq!(driver.machine.startup(long_ago), [Action::BecomeBackup]);
+        assert!(driver
+            .machine
+            .next_deadline()
+            .is_some_and(|at| at < Instant::now()));
+        let master = ip("198.18.0.3");
+        let ad = Advertisement {
+            vrid: config.vrid,
+            priority: 150,
+            max_adver_int_cs: 100,
+            addresses: config.addresses.clone(),
+        };
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("peer socket");
+        let to = ("127.0.0.1", driver.socket.bound_port().expect("port"));
+        peer.send_to(&raw_ipv4_advert(&ad, master), to)
+            .expect("send");
+        let actions = driver.on_deadline().await;
+        assert!(!actions.contains(&Action::BecomeMaster), "{actions:?}");
+        assert_eq!(driver.machine.state(), State::Backup);
+        assert_eq!(driver.machine.master_address(), Some(master));
     }
 
     /// A master instance at 100 ms adverts to unicast peer 127.0.0.1 (the

@@ -386,8 +386,89 @@ impl Machine {
                 self.backup_rx(ad, src, now);
                 Vec::new()
             }
+            State::Master if self.stalled(now) && self.claims(ad, src) => {
+                let actions = self.after_stall(now);
+                if self.state == State::Backup {
+                    self.backup_rx(ad, src, now);
+                }
+                // Still master: the reclaim's advert and announcements
+                // answer a lower claim or a priority-0 advert too.
+                actions
+            }
             State::Master => self.master_rx(ad, src, now),
         }
+    }
+
+    /// Whether `ad` from `src`, heard in master, leaves us master by
+    /// §6.4.3: a priority-0 advert, or one that does not beat ours, from
+    /// another router. After a stall (see [`Self::stalled`]) only such an
+    /// advert calls for [`Self::after_stall`]: one that beats ours comes
+    /// from a router that took over and announced the addresses then, so
+    /// stepping down silently leaves the neighbours where they should be.
+    fn claims(&self, ad: &Advertisement, src: IpAddr) -> bool {
+        src != self.primary_address && !self.beaten_by(ad, src)
+    }
+
+    /// Whether a master gives way to `ad` from `src` (§6.4.3): a higher
+    /// priority, or an equal one from a greater address; never priority 0.
+    fn beaten_by(&self, ad: &Advertisement, src: IpAddr) -> bool {
+        ad.priority != 0
+            && (ad.priority > self.priority
+                || (ad.priority == self.priority && address_greater(src, self.primary_address)))
+    }
+
+    /// Whether this master sent no advert for so long that the peer may
+    /// have gone its Master_Down_Interval without one and taken over (see
+    /// [`Self::peer_may_have_taken_over`]): lbd did not run (SIGSTOP, a
+    /// cgroup freeze, a VM paused for a migration or a snapshot, a swap
+    /// storm), and its Adver_Timer fires, or the first event is handled,
+    /// that much late. Only with the link up: an outage seen is
+    /// [`Self::link_up`]'s to settle. A guest whose clock stopped with it
+    /// (KVM) cannot see its pause here; [`Settings::announce_refresh`]
+    /// bounds that case.
+    pub(crate) fn stalled(&self, now: Instant) -> bool {
+        self.silent_for(now)
+            .is_some_and(|silence| silence >= self.settings.shortest_master_down_interval())
+    }
+
+    /// How long since this master's last advert, as its Adver_Timer tells
+    /// (each advert sets it one interval ahead); `None` unless master with
+    /// the link up. For [`Self::stalled`] and the driver's log of it.
+    pub(crate) fn silent_for(&self, now: Instant) -> Option<Duration> {
+        if self.state != State::Master || self.link_is_down() {
+            return None;
+        }
+        let at = self.adver_at?;
+        Some(
+            now.saturating_duration_since(at)
+                .saturating_add(self.adver_interval()),
+        )
+    }
+
+    /// A master that was stalled (see [`Self::stalled`]) treats the stall
+    /// as a link outage that began with its last advert (see
+    /// [`Self::link_up`]): with replication it steps back to backup, with
+    /// no advert, and holds preemption for the peer's flows; otherwise it
+    /// advertises and re-announces the addresses in full
+    /// ([`Action::Reclaim`]): a peer that took over moved the neighbours
+    /// to its MAC and steps down on our advert without a word.
+    fn after_stall(&mut self, now: Instant) -> Vec<Action> {
+        if let Some(limit) = self.outage_hold {
+            return self.step_back_for_sync(now, limit);
+        }
+        self.reclaim(now)
+    }
+
+    /// Advertises at once and re-announces the addresses in full (see
+    /// [`Action::Reclaim`]); that covers a re-announcement or a refresh
+    /// due now, so both count from here.
+    fn reclaim(&mut self, now: Instant) -> Vec<Action> {
+        self.adver_at = Some(after(now, self.adver_interval()));
+        self.reannounced_at = Some(now);
+        if let Some(every) = self.settings.announce_refresh {
+            self.refresh_at = Some(after(now, every));
+        }
+        vec![self.send(self.priority), Action::Reclaim]
     }
 
     /// Fires the timers that have expired by `now`: in master the
@@ -404,6 +485,7 @@ impl Machine {
                 Some(at) if at <= now && !self.link_is_down() => self.become_master(now),
                 _ => Vec::new(),
             },
+            State::Master if self.stalled(now) => self.after_stall(now),
             State::Master => {
                 let mut actions = Vec::new();
                 if self.adver_at.is_some_and(|at| at <= now) {
@@ -453,6 +535,8 @@ impl Machine {
         }
         self.priority = priority;
         match self.state {
+            // The advert after a stall is the reclaim's, and carries it.
+            State::Master if self.stalled(now) => self.after_stall(now),
             State::Master if !self.link_is_down() => {
                 self.adver_at = Some(after(now, self.adver_interval()));
                 self.advert(priority).into_iter().collect()
@@ -526,13 +610,14 @@ impl Machine {
             }
             return Vec::new();
         }
-        if let (Some(limit), Some(since)) = (self.outage_hold, outage) {
-            if self.peer_may_have_taken_over(since, now) {
+        if let Some(limit) = self.outage_hold {
+            // The outage seen, or a stall before it (see `stalled`).
+            let taken = outage.is_some_and(|since| self.peer_may_have_taken_over(since, now));
+            if taken || self.stalled(now) {
                 return self.step_back_for_sync(now, limit);
             }
         }
-        self.adver_at = Some(after(now, self.adver_interval()));
-        vec![self.send(self.priority), Action::Reclaim]
+        self.reclaim(now)
     }
 
     /// Whether, with the link down from `since` (at the earliest) until
@@ -664,9 +749,7 @@ impl Machine {
             self.adver_at = Some(after(now, self.adver_interval()));
             return self.advert(self.priority).into_iter().collect();
         }
-        let wins = ad.priority > self.priority
-            || (ad.priority == self.priority && address_greater(src, self.primary_address));
-        if !wins {
+        if !self.beaten_by(ad, src) {
             return self.reannounce(src, now);
         }
         self.state = State::Backup;
@@ -1083,14 +1166,179 @@ mod tests {
         assert_eq!(m.counters().adverts_sent, 6);
     }
 
+    /// A tick late by less than makes the silence since the last advert
+    /// reach the shortest Master_Down_Interval (3 s + 1/256 s at 1 s) is
+    /// a plain advert, rescheduled from now: no peer can have taken over.
     #[test]
     fn late_tick_reschedules_from_now() {
         let t0 = Instant::now();
         let mut m = Machine::new(settings(255), ME);
         m.startup(t0);
-        let late = t0 + ms(3500);
+        let late = t0 + ms(2500);
         assert_eq!(m.on_timer(late), [Action::SendAdvert { priority: 255 }]);
         assert_eq!(m.next_deadline(), Some(late + ms(1000)));
+        // Last advert at `late`: silent for 1 µs short of the interval.
+        let latest = late + us(3_003_905);
+        assert_eq!(m.on_timer(latest), [Action::SendAdvert { priority: 255 }]);
+        assert_eq!(m.state(), State::Master);
+    }
+
+    /// A master whose Adver_Timer fires so late that the peer may have
+    /// gone its Master_Down_Interval without an advert (lbd paused:
+    /// SIGSTOP, a cgroup freeze, a VM paused for a migration) is in the
+    /// link-outage case: the peer may hold the addresses and the
+    /// neighbours, and steps down silently on our advert. So the master
+    /// re-announces them in full with its advert, once.
+    #[test]
+    fn a_master_stalled_past_the_master_down_interval_reclaims() {
+        let t0 = Instant::now();
+        let (mut m, t) = master(settings(100), t0);
+        // Last advert at `t`: silent for exactly the shortest interval.
+        let back = t + us(3_003_906);
+        assert_eq!(
+            m.on_timer(back),
+            [Action::SendAdvert { priority: 100 }, Action::Reclaim]
+        );
+        assert_eq!(m.state(), State::Master);
+        assert_eq!(m.next_deadline(), Some(back + ms(1000)));
+        assert_eq!(
+            m.on_timer(back + ms(1000)),
+            [Action::SendAdvert { priority: 100 }]
+        );
+        // A long pause, and a refresh due meanwhile: the reclaim covers it.
+        let s = Settings {
+            announce_refresh: Some(ms(2500)),
+            ..settings(100)
+        };
+        let (mut m, t) = master(s, t0);
+        let back = t + ms(60_000);
+        assert_eq!(
+            m.on_timer(back),
+            [Action::SendAdvert { priority: 100 }, Action::Reclaim]
+        );
+        assert_eq!(m.next_deadline(), Some(back + ms(1000)));
+        // The peer's advert queued meanwhile, lower: already answered.
+        assert_eq!(m.on_advert(&ad(90), LOWER, back + ms(1)), []);
+        // A priority change first after the pause carries the reclaim.
+        let (mut m, t) = master(settings(100), t0);
+        assert_eq!(
+            m.set_priority(90, t + ms(5_000)),
+            [Action::SendAdvert { priority: 90 }, Action::Reclaim]
+        );
+    }
+
+    /// With replication, the stalled master steps back as after a link
+    /// outage: no advert (the peer keeps the connections it opened), and
+    /// preemption held for the peer's flows.
+    #[test]
+    fn a_replicating_master_stalled_steps_back_for_sync() {
+        let t0 = Instant::now();
+        let (mut m, t) = master(settings(200), t0);
+        m.hold_after_outages(PREEMPT_SYNC_HOLD);
+        let sent = m.counters().adverts_sent;
+        let back = t + ms(5_000);
+        assert_eq!(m.on_timer(back), [Action::BecomeBackup]);
+        assert_eq!(m.state(), State::Backup);
+        assert!(m.holding_for_sync(back));
+        assert_eq!(m.counters().adverts_sent, sent);
+        assert_eq!(m.next_deadline(), Some(back + m.master_down_interval()));
+        // The peer, master at 100 meanwhile, is followed.
+        assert_eq!(m.on_advert(&ad(100), LOWER, back + ms(10)), []);
+        assert_eq!(m.master_address(), Some(LOWER));
+        // Its advert may come first (queued in the socket): the same.
+        let (mut m, t) = master(settings(200), t0);
+        m.hold_after_outages(PREEMPT_SYNC_HOLD);
+        let back = t + ms(5_000);
+        assert_eq!(m.on_advert(&ad(100), LOWER, back), [Action::BecomeBackup]);
+        assert_eq!(m.state(), State::Backup);
+        assert_eq!(m.master_address(), Some(LOWER));
+        assert!(m.holding_for_sync(back));
+        assert_eq!(m.counters().adverts_sent, sent);
+    }
+
+    /// After a stall, a queued advert that beats ours comes from a peer
+    /// that took over and announced the addresses then: the master steps
+    /// down silently, as ever, and claims nothing on the way.
+    #[test]
+    fn a_stalled_master_hearing_a_winner_first_steps_down_silently() {
+        let t0 = Instant::now();
+        let (mut m, t) = master(settings(100), t0);
+        let sent = m.counters().adverts_sent;
+        let back = t + ms(5_000);
+        assert_eq!(m.on_advert(&ad(150), HIGHER, back), [Action::BecomeBackup]);
+        assert_eq!(m.counters().adverts_sent, sent);
+        // A stall while the link is down is the link's to settle.
+        let (mut m, t) = master(settings(100), t0);
+        m.link_down(t + ms(500));
+        assert_eq!(
+            m.on_timer(t + ms(5_000)),
+            [Action::SendAdvert { priority: 100 }]
+        );
+    }
+
+    /// Two routers; the master (150) stalls for 10 s and the backup (100)
+    /// takes over, announcing the addresses. Whichever is master in the
+    /// end, the last router to announce them is that one: the resumed
+    /// master reclaims with the advert the peer steps down on; a resumed
+    /// master of lower priority (the peer, `nopreempt`, had deferred to
+    /// it) reclaims too, and the peer answers its advert with a
+    /// re-announcement and stays master.
+    #[test]
+    fn after_a_stall_the_master_is_the_last_to_announce() {
+        for (priorities, preempt, master_after) in [([150, 100], true, 0), ([100, 150], false, 1)] {
+            let t0 = Instant::now();
+            let addresses = [HIGHER, ME];
+            let mut link = Link {
+                routers: [0, 1].map(|i| {
+                    let s = Settings {
+                        preempt,
+                        ..settings(priorities[i])
+                    };
+                    Machine::new(s, addresses[i])
+                }),
+                now: t0,
+                announced: Vec::new(),
+            };
+            // Router 0 is master first: it starts alone.
+            let actions = link.routers[0].startup(t0);
+            link.deliver(0, actions);
+            let down = link.routers[0].next_deadline().unwrap();
+            link.now = down;
+            let actions = link.routers[0].on_timer(down);
+            link.deliver(0, actions);
+            let actions = link.routers[1].startup(down);
+            link.deliver(1, actions);
+            link.run_until(down + ms(10_000));
+            assert_eq!(link.states(), [State::Master, State::Backup]);
+            // Router 0 stalls: router 1 runs alone and takes over.
+            let stall = link.now;
+            let mut now = stall;
+            while now < stall + ms(10_000) {
+                now = link.routers[1].next_deadline().unwrap();
+                link.now = now;
+                let actions = link.routers[1].on_timer(now);
+                link.announced.extend(
+                    actions
+                        .iter()
+                        .filter(|a| **a == Action::BecomeMaster)
+                        .map(|a| (1, *a)),
+                );
+            }
+            assert_eq!(link.states(), [State::Master, State::Master]);
+            // Router 0 resumes: its overdue timer fires first.
+            let actions = link.routers[0].on_timer(now);
+            link.deliver(0, actions);
+            link.run_until(now + ms(10_000));
+            let mut expected = [State::Backup; 2];
+            expected[master_after] = State::Master;
+            assert_eq!(link.states(), expected, "{priorities:?}");
+            let last = link.announced.last().copied();
+            assert!(
+                last.is_some_and(|(who, _)| who == master_after),
+                "{priorities:?}: {:?}",
+                link.announced
+            );
+        }
     }
 
     #[test]
@@ -1852,6 +2100,7 @@ mod tests {
                 Machine::new(settings(100), ME),
             ],
             now: t0,
+            announced: Vec::new(),
         };
         for i in 0..2 {
             let actions = link.routers[i].startup(t0);
@@ -1938,10 +2187,25 @@ mod tests {
     struct Link {
         routers: [Machine; 2],
         now: Instant,
+        /// Who announced the addresses, in order: each takeover, reclaim
+        /// and re-announcement.
+        announced: Vec<(usize, Action)>,
     }
 
     impl Link {
+        /// Carries out `actions` of router `from`, then lets the other
+        /// router hear its adverts: a router's announcements (the first
+        /// round leaves at once) go before the other's answer, which has
+        /// to cross the link.
         fn deliver(&mut self, from: usize, actions: Vec<Action>) {
+            let announcements = actions.iter().filter(|action| {
+                matches!(
+                    action,
+                    Action::BecomeMaster | Action::Reclaim | Action::Reannounce
+                )
+            });
+            self.announced
+                .extend(announcements.map(|action| (from, *action)));
             for action in actions {
                 if let Action::SendAdvert { priority } = action {
                     let src = self.routers[from].primary_address();
@@ -1989,6 +2253,7 @@ mod tests {
                 Machine::new(settings(100), ME),
             ],
             now: t0,
+            announced: Vec::new(),
         };
         for i in 0..2 {
             let actions = link.routers[i].startup(t0);

@@ -162,6 +162,17 @@ impl VrrpSocket {
         })
     }
 
+    /// The port a test's UDP socket is bound to, for a test peer to send
+    /// to (see `udp_for_tests`).
+    #[cfg(test)]
+    pub(crate) fn bound_port(&self) -> io::Result<u16> {
+        let address = self.io.get_ref().local_addr()?;
+        address
+            .as_socket()
+            .map(|address| address.port())
+            .ok_or_else(|| io::Error::other("the test socket has no IP address"))
+    }
+
     /// Our source address.
     pub(crate) fn local(&self) -> IpAddr {
         self.local
@@ -202,6 +213,27 @@ impl VrrpSocket {
             match guard.try_io(|s| send_from(s.get_ref(), payload, &to, self.local, self.ifindex)) {
                 Ok(result) => return result,
                 Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// The next VRRP packet already queued, without waiting: `None` when
+    /// none is. The driver drains the queue before acting on its timer
+    /// (see `Driver::drain_queued`). Reads the socket directly: a
+    /// would-block here leaves tokio's readiness as it was, and the next
+    /// [`Self::recv`] clears it on its own would-block.
+    pub(crate) fn try_recv(&self) -> io::Result<Option<Received>> {
+        loop {
+            let read = match self.local {
+                IpAddr::V4(_) => recv_v4(self.io.get_ref()),
+                IpAddr::V6(_) => recv_v6(self.io.get_ref()),
+            };
+            match read {
+                Ok(Some(received)) => return Ok(Some(received)),
+                Ok(None) => continue, // not parseable as IP: ignore
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
             }
         }
     }
