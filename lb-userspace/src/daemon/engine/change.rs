@@ -258,8 +258,7 @@ impl Engine {
         unmoved.extend(self.announced_without_backends(&self.model, &next));
         // What `lbctl config check` and a start warn of in the file, for
         // the VIPs whose warnings the reload brings.
-        let mut file_warnings =
-            config_warnings_brought(&self.model.to_config(&self.config), &file);
+        let mut file_warnings = config_warnings_brought(&self.model.to_config(&self.config), &file);
         file_warnings.extend(
             self.held_address_warnings(&file)
                 .await
