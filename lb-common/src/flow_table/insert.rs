@@ -234,6 +234,41 @@ pub unsafe fn find_or_insert_at<V: Copy>(
 ) -> Placed {
     // SAFETY: per the caller's contract.
     unsafe {
+        find_or_insert_at_within(
+            first,
+            second,
+            key,
+            entry,
+            (rank, now_ticks),
+            hash,
+            DEFAULT_IDLE_HORIZONS,
+        )
+    }
+}
+
+/// `find_or_insert_at` with the idle horizons `horizons` (packed as
+/// `DEFAULT_IDLE_HORIZONS`): the ways, and the flow itself
+/// (`evict_limit_within`), ordered as the data plane orders them with the
+/// horizons lbd wrote (`victim_order_within`), so a replica or a flow
+/// carried over never evicts a flow the data plane holds live (a TCP
+/// flow idle past 15 minutes under a longer `tcp_idle_timeout_s`), and
+/// takes a UDP flow idle past a shorter `udp_idle_timeout_s` as expired.
+/// lbd's only (the data plane's inserts go through `find_or_insert_within`).
+///
+/// # Safety
+/// `first` and `second` must point to live buckets of the table.
+#[inline(always)]
+pub unsafe fn find_or_insert_at_within<V: Copy>(
+    first: *mut Bucket<V>,
+    second: *mut Bucket<V>,
+    key: &FlowKey,
+    entry: &V,
+    (rank, now_ticks): (u32, u32),
+    hash: u32,
+    horizons: u64,
+) -> Placed {
+    // SAFETY: per the caller's contract.
+    unsafe {
         find_or_insert_ranked(
             first,
             second,
@@ -241,7 +276,7 @@ pub unsafe fn find_or_insert_at<V: Copy>(
             entry,
             (rank, Some(now_ticks)),
             hash,
-            || DEFAULT_IDLE_HORIZONS,
+            || horizons,
         )
     }
 }
@@ -261,10 +296,27 @@ pub unsafe fn has_room_at<V>(
     rank: u32,
     now_ticks: u32,
 ) -> bool {
+    // SAFETY: per the caller's contract.
+    unsafe { has_room_at_within(first, second, rank, now_ticks, DEFAULT_IDLE_HORIZONS) }
+}
+
+/// `has_room_at` with the idle horizons `horizons`, as
+/// `find_or_insert_at_within` judges the ways (so a full bucket is told
+/// from a busy one by the same order that refused the insert).
+///
+/// # Safety
+/// `first` and `second` must point to live buckets of the table.
+pub unsafe fn has_room_at_within<V>(
+    first: *mut Bucket<V>,
+    second: *mut Bucket<V>,
+    rank: u32,
+    now_ticks: u32,
+    horizons: u64,
+) -> bool {
     let now_ticks = now_ticks & TICK_MASK;
     // SAFETY: per the caller's contract.
     unsafe {
-        best_victim(first, now_ticks, DEFAULT_IDLE_HORIZONS).0 < evict_limit(rank, now_ticks)
+        best_victim(first, now_ticks, horizons).0 < evict_limit_within(rank, now_ticks, horizons)
             || (0..FLOW_WAYS).any(|way| tag_state(tag_at(second, way).load()) == TAG_EMPTY)
     }
 }
@@ -318,11 +370,19 @@ unsafe fn find_or_insert_ranked<V: Copy>(
         } else if one.room {
             (claim_way(first, key, entry, fp, rank, empty), 0)
         } else {
-            let (now_ticks, below) = match clock {
-                None => (rank >> 2, evict_below(rank)),
-                Some(now) => (now & TICK_MASK, evict_limit(rank, now)),
+            // The data plane's arm (None) as it was: the horizons asked
+            // after its limit, as before lbd's inserts took them too.
+            let (now_ticks, below, horizons) = match clock {
+                None => (rank >> 2, evict_below(rank), horizons()),
+                Some(now) => {
+                    let horizons = horizons();
+                    (
+                        now & TICK_MASK,
+                        evict_limit_within(rank, now, horizons),
+                        horizons,
+                    )
+                }
             };
-            let horizons = horizons();
             let (best, held) = best_victim(first, now_ticks, horizons);
             if best >= below {
                 return Placed::Contended;
@@ -381,6 +441,34 @@ pub const fn evict_limit(rank: u32, now_ticks: u32) -> u32 {
         rank
     };
     let own = victim_order(((rank as u64) << RANK_SHIFT) | TAG_VALID as u64, now_ticks);
+    let class = evict_below(rank);
+    if own < class {
+        own
+    } else {
+        class
+    }
+}
+
+/// `evict_limit` with the idle horizons `horizons` (packed as
+/// `DEFAULT_IDLE_HORIZONS`): the flow's own `victim_order_within`, so it
+/// is expired, and evicts only what is, by the horizons the ways are
+/// judged by (`find_or_insert_at_within`). `evict_limit` is this with
+/// the defaults (its `victim_order` orders every tag as
+/// `victim_order_within` of `DEFAULT_IDLE_HORIZONS` does).
+#[inline(always)]
+pub const fn evict_limit_within(rank: u32, now_ticks: u32, horizons: u64) -> u32 {
+    let now_ticks = now_ticks & TICK_MASK;
+    let ahead = (rank >> 2).wrapping_sub(now_ticks) & TICK_MASK;
+    let rank = if ahead != 0 && ahead <= RANK_AHEAD_TICKS {
+        (now_ticks << 2) | rank_class(rank)
+    } else {
+        rank
+    };
+    let own = victim_order_within(
+        ((rank as u64) << RANK_SHIFT) | TAG_VALID as u64,
+        now_ticks,
+        horizons,
+    );
     let class = evict_below(rank);
     if own < class {
         own

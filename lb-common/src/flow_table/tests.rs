@@ -1388,3 +1388,118 @@ fn a_full_bucket_evicts_an_expired_udp_flow_before_live_connections() {
         assert!(held.contains(k), "{k:?} was evicted");
     }
 }
+
+/// `evict_limit` is `evict_limit_within` of the default horizons: lbd's
+/// inserts judged by the defaults (`find_or_insert_at`) are what they were
+/// before the horizons were a parameter.
+#[test]
+fn the_evict_limit_within_the_defaults_is_the_evict_limit() {
+    let s = 1_000_000_000u64;
+    let now = 40_000_000 * s;
+    for class in [
+        CLASS_CLOSED,
+        CLASS_HALF_OPEN,
+        CLASS_ESTABLISHED,
+        CLASS_DATAGRAM,
+    ] {
+        for ago in [0, 1, 9, 11, 60, 899, 901, 7_200, 200 * 86_400] {
+            let rank = rank_word(now - ago * s, class);
+            assert_eq!(
+                evict_limit_within(rank, ticks(now), DEFAULT_IDLE_HORIZONS),
+                evict_limit(rank, ticks(now)),
+                "class {class}, {ago} s ago"
+            );
+        }
+        // Stamped a little ahead of the clock.
+        let ahead = rank_word(now + 2 * s, class);
+        assert_eq!(
+            evict_limit_within(ahead, ticks(now), DEFAULT_IDLE_HORIZONS),
+            evict_limit(ahead, ticks(now))
+        );
+    }
+}
+
+/// lbd's insert with the configured horizons (`find_or_insert_at_within`):
+/// under a 2 h TCP horizon a TCP flow idle 20 minutes is live, so a copy
+/// of a closed flow does not evict it (with the defaults it would: it
+/// looks expired, and older than the copy), and `has_room_at_within` says
+/// the bucket is full; a copy of a live flow takes a handshake's way
+/// before it. A UDP flow idle past a 30 s UDP horizon goes first.
+#[test]
+fn an_insert_within_the_configured_horizons_orders_ways_as_the_data_plane() {
+    let keys = colliding(FLOW_WAYS + 1);
+    let now = 36_000_000_000_000u64;
+    let s = 1_000_000_000u64;
+    let fill = |ranks: &[u32]| {
+        let mut bucket = Box::<FlowBucket>::default();
+        for (k, rank) in keys.iter().zip(ranks) {
+            assert!(matches!(
+                insert(&mut bucket, k, 1, *rank),
+                Placed::Inserted(_)
+            ));
+        }
+        bucket
+    };
+    let hours = idle_horizons_of(idle_horizons_word(
+        horizon_ticks(7_200 * s),
+        horizon_ticks(30 * s),
+    ));
+    let k = &keys[FLOW_WAYS];
+    let insert_within = |bucket: &mut FlowBucket, rank: u32, horizons: u64| {
+        let b: *mut FlowBucket = bucket;
+        unsafe {
+            find_or_insert_at_within(
+                b,
+                b,
+                k,
+                &entry(2, k),
+                (rank, ticks(now)),
+                flow_hash(k),
+                horizons,
+            )
+        }
+    };
+    let idle = |ago: u64, class: u32| rank_word(now - ago * s, class);
+    let long_idle = [idle(1_200, CLASS_ESTABLISHED); FLOW_WAYS];
+    let closed = idle(1, CLASS_CLOSED);
+    // Closed copy, TCP flows idle 20 min: full within 2 h.
+    let mut bucket = fill(&long_idle);
+    let b: *mut FlowBucket = &mut *bucket;
+    assert_eq!(insert_within(&mut bucket, closed, hours), Placed::Contended);
+    assert!(!unsafe { has_room_at_within(b, b, closed, ticks(now), hours) });
+    assert_eq!(occupied(&mut bucket), keys[..FLOW_WAYS]);
+    // The defaults take them for expired.
+    assert!(unsafe { has_room_at(b, b, closed, ticks(now)) });
+    assert!(matches!(
+        insert_within(&mut bucket, closed, DEFAULT_IDLE_HORIZONS),
+        Placed::Inserted(_)
+    ));
+    // A live copy: the handshake (way 3) goes before a live flow.
+    let mut ranks = long_idle;
+    ranks[3] = idle(5, CLASS_HALF_OPEN);
+    let mut bucket = fill(&ranks);
+    let copy = idle(0, CLASS_ESTABLISHED);
+    assert!(matches!(
+        insert_within(&mut bucket, copy, hours),
+        Placed::Inserted(_)
+    ));
+    assert!(!occupied(&mut bucket).contains(&keys[3]));
+    // A UDP flow idle 60 s (way 5) among TCP flows idle 100 to 170 s:
+    // past its 30 s horizon, it goes first, even for a closed copy.
+    let mut ranks: Vec<u32> = (0..FLOW_WAYS as u64)
+        .map(|w| idle(100 + 10 * w, CLASS_ESTABLISHED))
+        .collect();
+    ranks[5] = idle(60, CLASS_DATAGRAM);
+    let mut bucket = fill(&ranks);
+    assert!(matches!(
+        insert_within(&mut bucket, closed, hours),
+        Placed::Inserted(_)
+    ));
+    assert!(!occupied(&mut bucket).contains(&keys[5]));
+    // With the defaults the closed copy finds no room.
+    let mut bucket = fill(&ranks);
+    assert_eq!(
+        insert_within(&mut bucket, closed, DEFAULT_IDLE_HORIZONS),
+        Placed::Contended
+    );
+}

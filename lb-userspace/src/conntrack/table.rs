@@ -5,13 +5,18 @@
 //! collide with one the program inserts at the same moment, and
 //! enumerating a million flows costs memory reads, not a syscall per flow.
 
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
 use aya::maps::MapData;
 use lb_common::{
     consts::{FLOW_F_HALF_OPEN, IPPROTO_UDP},
     flow_table::{
         self, class_of, fingerprint, rank_class, tag_fingerprint, tag_rank, ticks, FlowBucket,
-        Placed, SecondBucket, CLASS_DATAGRAM, CLASS_ESTABLISHED, ESTABLISHED_IDLE_TICKS, FLOW_WAYS,
-        HALF_OPEN_IDLE_TICKS, TICK_MASK, TICK_SHIFT,
+        Placed, SecondBucket, CLASS_DATAGRAM, CLASS_ESTABLISHED, DEFAULT_IDLE_HORIZONS,
+        ESTABLISHED_IDLE_TICKS, FLOW_WAYS, HALF_OPEN_IDLE_TICKS, TICK_MASK, TICK_SHIFT,
     },
     hash::{flow_hash, table_hash},
     FlowEntry, FlowKey,
@@ -86,6 +91,12 @@ pub struct Replaced {
 pub struct FlowTable {
     table: BucketMap<FlowEntry>,
     placement: Placement,
+    /// The idle horizons lbd's inserts judge full buckets by, packed as
+    /// `flow_table::DEFAULT_IDLE_HORIZONS` (`set_idle_horizons`): the data
+    /// plane's, so a replica or a carried-over flow never evicts a flow
+    /// the data plane holds live (a TCP flow idle past 15 minutes under a
+    /// longer `tcp_idle_timeout_s`). Shared with `remapped` copies.
+    idle_horizons: Arc<AtomicU64>,
 }
 
 impl FlowTable {
@@ -95,7 +106,16 @@ impl FlowTable {
         Ok(Self {
             table: BucketMap::new(map, buckets, placement.second(), table_name(placement))?,
             placement,
+            idle_horizons: Arc::new(AtomicU64::new(DEFAULT_IDLE_HORIZONS)),
         })
+    }
+
+    /// Judges full buckets by `horizons` from now on (packed as
+    /// `flow_table::DEFAULT_IDLE_HORIZONS`: the data plane's, as
+    /// `flow_table::idle_horizons_of` reads them), in this mapping and
+    /// every `remapped` one: what lbd writes to `IDLE_HORIZONS`.
+    pub fn set_idle_horizons(&self, horizons: u64) {
+        self.idle_horizons.store(horizons, Ordering::Relaxed);
     }
 
     /// The same table mapped a second time, through a duplicate of its
@@ -109,7 +129,10 @@ impl FlowTable {
             source,
         };
         let map = crate::shared_mapping::second_handle(self.map()).map_err(failed)?;
-        Self::new(map, buckets, self.placement)
+        Ok(Self {
+            idle_horizons: Arc::clone(&self.idle_horizons),
+            ..Self::new(map, buckets, self.placement)?
+        })
     }
 
     /// Empties the ways a writer that died left held (see
@@ -239,8 +262,10 @@ impl FlowTable {
     /// `entry.last_seen_ns` (ranked by `rank_at`: a time ahead of the
     /// clock as now, one idle past its class's timeout as expired). In a
     /// full bucket it takes only a way that would be evicted before it
-    /// now (`flow_table::find_or_insert_at`): never one of a flow seen
-    /// more recently; with none, `FlowTableError::Full`.
+    /// now (`flow_table::find_or_insert_at_within`, by the data plane's
+    /// idle horizons: `set_idle_horizons`): never one of a flow seen more
+    /// recently, nor one the data plane holds live for a flow it holds
+    /// over; with none, `FlowTableError::Full`.
     pub fn install(&self, key: &FlowKey, entry: &FlowEntry) -> Result<(), FlowTableError> {
         let rank = stamp_rank(entry.last_seen_ns, install_class(key, entry.flags));
         self.put(key, entry, rank)
@@ -290,13 +315,14 @@ impl FlowTable {
         };
         let now_ticks = || ticks(crate::clock::monotonic_ns().saturating_add(1 << TICK_SHIFT));
         let place = (first, second, hash);
+        let horizons = self.idle_horizons.load(Ordering::Relaxed);
         // SAFETY: live buckets of the mapping.
         unsafe {
             put_in(
                 place,
                 key,
                 &entry,
-                (rank, now_ticks),
+                (rank, now_ticks, horizons),
                 keep,
                 self.table.name(),
             )
@@ -311,7 +337,8 @@ impl FlowTable {
 
 /// `FlowTable::put_unless` on the flow's buckets and table hash `place`
 /// (`first`, `second`, `hash`): `entry` (its hash set) written with rank
-/// word `rank`, ways aged at `now_ticks()` (read per attempt), unless
+/// word `rank`, ways aged at `now_ticks()` (read per attempt) and judged
+/// by the idle horizons `horizons` (the data plane's), unless
 /// `keep` holds of the entry found, judged right before the rewrite whose
 /// CAS is from the tag that entry was read under (a lost CAS reads and
 /// judges again). `table` names the table in errors. Apart from the
@@ -323,7 +350,7 @@ unsafe fn put_in(
     (first, second, hash): (*mut FlowBucket, *mut FlowBucket, u32),
     key: &FlowKey,
     entry: &FlowEntry,
-    (rank, mut now_ticks): (u32, impl FnMut() -> u32),
+    (rank, mut now_ticks, horizons): (u32, impl FnMut() -> u32, u64),
     mut keep: impl FnMut(&FlowEntry) -> bool,
     table: &'static str,
 ) -> Result<Option<FlowEntry>, FlowTableError> {
@@ -341,13 +368,26 @@ unsafe fn put_in(
         }
         let now = now_ticks();
         // SAFETY: as above.
-        let placed =
-            unsafe { flow_table::find_or_insert_at(first, second, key, entry, (rank, now), hash) };
+        let placed = unsafe {
+            flow_table::find_or_insert_at_within(
+                first,
+                second,
+                key,
+                entry,
+                (rank, now),
+                hash,
+                horizons,
+            )
+        };
         match placed {
             Placed::Inserted(_) => return Ok(None),
             Placed::Found(_) => continue,
-            // SAFETY: as above.
-            Placed::Contended if !unsafe { flow_table::has_room_at(first, second, rank, now) } => {
+            Placed::Contended
+                // SAFETY: as above.
+                if !unsafe {
+                    flow_table::has_room_at_within(first, second, rank, now, horizons)
+                } =>
+            {
                 return Err(FlowTableError::Full(table));
             }
             Placed::Contended => continue,
@@ -556,7 +596,16 @@ mod tests {
             ticks(30 * 1_000_000_000)
         };
         let rank = rank_word(peer.last_seen_ns, CLASS_ESTABLISHED);
-        let done = unsafe { put_in(place, &key, &peer, (rank, clock), fresher(peer), "test") };
+        let done = unsafe {
+            put_in(
+                place,
+                &key,
+                &peer,
+                (rank, clock, DEFAULT_IDLE_HORIZONS),
+                fresher(peer),
+                "test",
+            )
+        };
         let kept = done.expect("no error").expect("the local entry kept");
         assert_eq!(kept.backend_id, local.backend_id);
         let held = unsafe { flow_table::find(b, &key, hash) }.expect("the flow");
@@ -599,7 +648,16 @@ mod tests {
         };
         let clock = || ticks(30 * s);
         let rank = rank_word(peer.last_seen_ns, CLASS_ESTABLISHED);
-        let done = unsafe { put_in(place, &key, &peer, (rank, clock), keep, "test") };
+        let done = unsafe {
+            put_in(
+                place,
+                &key,
+                &peer,
+                (rank, clock, DEFAULT_IDLE_HORIZONS),
+                keep,
+                "test",
+            )
+        };
         let kept = done.expect("no error").expect("the local entry kept");
         assert_eq!((kept.backend_id, kept.last_seen_ns), (1, 20 * s));
         assert_eq!(judged, [5 * s, 20 * s], "judged again after the lost CAS");
@@ -637,7 +695,16 @@ mod tests {
         };
         let rank = rank_word(misplaced.last_seen_ns, CLASS_ESTABLISHED);
         let keep = in_place_wins(&misplaced);
-        let done = unsafe { put_in(place, &key, &misplaced, (rank, clock), keep, "test") };
+        let done = unsafe {
+            put_in(
+                place,
+                &key,
+                &misplaced,
+                (rank, clock, DEFAULT_IDLE_HORIZONS),
+                keep,
+                "test",
+            )
+        };
         let kept = done
             .expect("no error")
             .expect("the entry at its place kept");
@@ -663,7 +730,7 @@ mod tests {
                 place,
                 &key,
                 &same,
-                (rank, clock),
+                (rank, clock, DEFAULT_IDLE_HORIZONS),
                 in_place_wins(&same),
                 "test",
             )
@@ -679,7 +746,7 @@ mod tests {
                 place,
                 &key,
                 &later,
-                (rank, clock),
+                (rank, clock, DEFAULT_IDLE_HORIZONS),
                 in_place_wins(&later),
                 "test",
             )
@@ -702,15 +769,170 @@ mod tests {
         let (b, _, hash) = place;
         let clock = || ticks(40 * 1_000_000_000);
         let rank = rank_word(newer.last_seen_ns, CLASS_ESTABLISHED);
-        let done = unsafe { put_in(place, &key, &newer, (rank, clock), fresher(newer), "test") };
+        let done = unsafe {
+            put_in(
+                place,
+                &key,
+                &newer,
+                (rank, clock, DEFAULT_IDLE_HORIZONS),
+                fresher(newer),
+                "test",
+            )
+        };
         assert_eq!(done.expect("no error"), None, "replaced");
         let held = unsafe { flow_table::find(b, &key, hash) }.expect("the flow");
         assert_eq!(held.entry, newer);
         assert!(unsafe { flow_table::remove(b, &key, hash) });
-        let done = unsafe { put_in(place, &key, &peer, (rank, clock), fresher(peer), "test") };
+        let done = unsafe {
+            put_in(
+                place,
+                &key,
+                &peer,
+                (rank, clock, DEFAULT_IDLE_HORIZONS),
+                fresher(peer),
+                "test",
+            )
+        };
         assert_eq!(done.expect("no error"), None, "inserted");
         let held = unsafe { flow_table::find(b, &key, hash) }.expect("the flow");
         assert_eq!(held.entry, peer);
+    }
+
+    /// A one-bucket table whose eight ways hold TCP flows (`tcp`, to
+    /// `proto` per way) last seen `ago` seconds before `now` (s), each in
+    /// the class the data plane gives it; the bucket, its `put_in` place
+    /// and the keys.
+    fn full_bucket(
+        now: u64,
+        ways: [(u8, u64); FLOW_WAYS],
+    ) -> (
+        Box<FlowBucket>,
+        (*mut FlowBucket, *mut FlowBucket, u32),
+        Vec<FlowKey>,
+    ) {
+        let s = 1_000_000_000;
+        let mut bucket = Box::<FlowBucket>::default();
+        let b: *mut FlowBucket = &mut *bucket;
+        let mut keys = Vec::new();
+        for (n, (proto, ago)) in ways.into_iter().enumerate() {
+            let key = FlowKey {
+                src: [(0x0a00_0001u32 + n as u32).to_be(), 0, 0, 0],
+                proto,
+                ..local_and_older_peer().0
+            };
+            let entry = FlowEntry {
+                last_seen_ns: (now - ago) * s,
+                hash: flow_hash(&key),
+                ..FlowEntry::default()
+            };
+            let rank = rank_word(entry.last_seen_ns, install_class(&key, 0));
+            // One bucket: any hash places the flow there.
+            let placed = unsafe { flow_table::find_or_insert(b, b, &key, &entry, rank, 0) };
+            assert!(matches!(placed, Placed::Inserted(_)), "{placed:?}");
+            keys.push(key);
+        }
+        (bucket, (b, b, 0), keys)
+    }
+
+    /// The horizons lbd writes for `tcp` and `udp` seconds, as the
+    /// connection table's inserts take them.
+    fn horizons(tcp: u64, udp: u64) -> u64 {
+        let ticks = |secs: u64| flow_table::horizon_ticks(secs * 1_000_000_000);
+        flow_table::idle_horizons_of(flow_table::idle_horizons_word(ticks(tcp), ticks(udp)))
+    }
+
+    /// With `tcp_idle_timeout_s` = 2 h a TCP flow idle 20 minutes is live
+    /// to the data plane: a replica of a closed flow (one that saw a FIN,
+    /// seen a second ago) finds the bucket full rather than evicting it,
+    /// as it would by the default 15 minutes (which take it for expired).
+    #[test]
+    fn a_replica_keeps_a_tcp_flow_live_under_a_long_configured_horizon() {
+        use lb_common::consts::{FLOW_F_FIN, IPPROTO_TCP};
+        let s = 1_000_000_000;
+        let now = 36_000;
+        let (key, _, _) = local_and_older_peer();
+        let key = FlowKey {
+            sport: 50_000u16.to_be(),
+            ..key
+        };
+        let closed = FlowEntry {
+            backend_id: 2,
+            last_seen_ns: (now - 1) * s,
+            flags: FLOW_F_FIN,
+            hash: flow_hash(&key),
+            ..FlowEntry::default()
+        };
+        let rank = rank_word(closed.last_seen_ns, install_class(&key, closed.flags));
+        let clock = || ticks(now * s);
+        let (mut bucket, place, keys) = full_bucket(now, [(IPPROTO_TCP, 1_200); FLOW_WAYS]);
+        let long = (rank, clock, horizons(7_200, 30));
+        let done = unsafe { put_in(place, &key, &closed, long, |_| false, "test") };
+        assert!(matches!(done, Err(FlowTableError::Full(_))), "{done:?}");
+        let held: Vec<FlowKey> = bucket_keys(&mut bucket);
+        assert_eq!(held, keys, "nothing evicted");
+        // By the defaults the replica evicts one of them.
+        let done = unsafe {
+            put_in(
+                place,
+                &key,
+                &closed,
+                (rank, clock, DEFAULT_IDLE_HORIZONS),
+                |_| false,
+                "test",
+            )
+        };
+        assert_eq!(done.expect("inserted"), None);
+    }
+
+    /// With `udp_idle_timeout_s` = 30 s a UDP flow idle 60 s is over: a
+    /// replica takes its way before the TCP flows', though they are older
+    /// (by the defaults, a live UDP flow, the oldest TCP flow would go).
+    #[test]
+    fn a_replica_takes_the_way_of_a_udp_flow_past_its_configured_horizon() {
+        use lb_common::consts::{IPPROTO_TCP, IPPROTO_UDP};
+        let s = 1_000_000_000;
+        let now = 36_000;
+        let mut ways = [(IPPROTO_TCP, 0); FLOW_WAYS];
+        for (n, way) in ways.iter_mut().enumerate() {
+            *way = (IPPROTO_TCP, 100 + 10 * n as u64);
+        }
+        ways[5] = (IPPROTO_UDP, 60);
+        let (key, replica, _) = local_and_older_peer();
+        let key = FlowKey {
+            sport: 50_000u16.to_be(),
+            ..key
+        };
+        let replica = FlowEntry {
+            last_seen_ns: now * s,
+            hash: flow_hash(&key),
+            ..replica
+        };
+        let rank = rank_word(replica.last_seen_ns, install_class(&key, 0));
+        let clock = || ticks(now * s);
+        for (horizons, gone) in [(horizons(7_200, 30), 5), (DEFAULT_IDLE_HORIZONS, 7)] {
+            let (mut bucket, place, keys) = full_bucket(now, ways);
+            let done = unsafe {
+                put_in(
+                    place,
+                    &key,
+                    &replica,
+                    (rank, clock, horizons),
+                    |_| false,
+                    "test",
+                )
+            };
+            assert_eq!(done.expect("inserted"), None);
+            let held = bucket_keys(&mut bucket);
+            assert!(!held.contains(&keys[gone]), "way {gone} taken");
+            assert!(held.contains(&key));
+        }
+    }
+
+    /// The keys `bucket`'s ways hold, way by way.
+    fn bucket_keys(bucket: &mut FlowBucket) -> Vec<FlowKey> {
+        (0..FLOW_WAYS)
+            .filter_map(|way| unsafe { flow_table::read_way(bucket, way) }.map(|(k, _)| k))
+            .collect()
     }
 
     #[test]

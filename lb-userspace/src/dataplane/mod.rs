@@ -667,7 +667,13 @@ impl Dataplane {
         let word = flow_table::idle_horizons_word(ticks(tcp), ticks(udp));
         self.idle_horizons
             .set(0, word, 0)
-            .map_err(|e| map_error("writing", names::MAP_IDLE_HORIZONS, e))
+            .map_err(|e| map_error("writing", names::MAP_IDLE_HORIZONS, e))?;
+        // lbd's own inserts (replicas, carried-over and re-placed flows)
+        // judge full buckets as the data plane now does.
+        if let FlowStore::Buckets(table) = &self.flows {
+            table.set_idle_horizons(flow_table::idle_horizons_of(word));
+        }
+        Ok(())
     }
 
     /// Sets or clears SYN-flood mode (`CONFIG_F_SYN_FLOOD`: SYNs to the

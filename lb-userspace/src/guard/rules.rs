@@ -40,6 +40,11 @@ pub enum GuardError {
 /// Rules the maps hold (rule id 0 is never used).
 pub const ACL_RULES_MAX_USABLE: usize = ACL_RULES_MAX as usize - 1;
 
+/// How many VIPs' limits are kept for VIPs removed (to guard them again if
+/// they are added back) before a new scope's limits take their room
+/// (`GuardConfig::set_limits`): as many as there can be rules.
+pub(crate) const KEPT_FOR_REMOVED_MAX: usize = ACL_RULES_MAX_USABLE;
+
 /// A source prefix: an address with its host bits zero, and a length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Cidr {
@@ -422,6 +427,17 @@ impl GuardConfig {
 
     /// Adds `rule` (`is_vip` says which VIPs exist). False if it was
     /// already there (nothing changes).
+    ///
+    /// At most `ACL_RULES_MAX_USABLE` rules are held, those kept for
+    /// removed VIPs included, so a VIP added back always fits the maps
+    /// with its rules. But kept rules never refuse a new one: at the cap,
+    /// the rules and limits kept for VIPs not served are forgotten first
+    /// (every removed VIP's, whole: a VIP coming back with part of its
+    /// allow list would refuse sources it let by), and only rules in force
+    /// can make the cap refuse. Dropping a VIP's guards at its removal
+    /// instead would lose them for the remove-and-add-back that changes a
+    /// VIP's mode; counting only rules in force would let a VIP added back
+    /// bring more rules than the maps hold.
     pub fn add_rule(
         &mut self,
         rule: AclRule,
@@ -433,10 +449,32 @@ impl GuardConfig {
             return Ok(false);
         }
         if self.acl.len() >= ACL_RULES_MAX_USABLE {
-            return Err(GuardError::TooMany);
+            let in_force = self
+                .acl
+                .iter()
+                .filter(|kept| in_force(&kept.scope, is_vip))
+                .count();
+            if in_force >= ACL_RULES_MAX_USABLE {
+                return Err(GuardError::TooMany);
+            }
+            self.forget_removed(is_vip, "a new ACL rule needs the room of");
         }
         self.acl.insert(rule);
         Ok(true)
+    }
+
+    /// Forgets the rules and limits kept for VIPs not served (`is_vip`
+    /// says which are), logging how many and why (`needs`), so that what
+    /// is kept for removed VIPs never refuses a change to those served.
+    fn forget_removed(&mut self, is_vip: &dyn Fn(&VipId) -> bool, needs: &str) {
+        let (rules, limits) = (self.acl.len(), self.limits.len());
+        self.acl.retain(|rule| in_force(&rule.scope, is_vip));
+        self.limits.retain(|scope, _| in_force(scope, is_vip));
+        tracing::info!(
+            rules = rules - self.acl.len(),
+            limits = limits - self.limits.len(),
+            "{needs} the ACL rules and limits kept for removed VIPs: they are forgotten (they would have guarded those VIPs again if added back)"
+        );
     }
 
     /// Removes `rule`.
@@ -459,6 +497,16 @@ impl GuardConfig {
         limits.check()?;
         if let Some((key, why)) = limits.unused_prefix_length(&scope) {
             return Err(GuardError::Invalid(format!("{key}: {why}")));
+        }
+        if !self.limits.contains_key(&scope) {
+            let kept = self
+                .limits
+                .keys()
+                .filter(|kept| !in_force(kept, is_vip))
+                .count();
+            if kept >= KEPT_FOR_REMOVED_MAX {
+                self.forget_removed(is_vip, "new limits need the room of");
+            }
         }
         self.limits.insert(scope, limits);
         Ok(())
@@ -483,7 +531,9 @@ impl GuardConfig {
     /// answer: its rules and limits stay (keyed by the VIP, out of the
     /// maps while it is gone) and apply again if it is added back, so a
     /// VIP removed and re-added, say to change its mode, keeps its deny
-    /// rules; the operator is told, as `lbctl acl` still lists them.
+    /// rules; the operator is told, as `lbctl acl` still lists them. They
+    /// are kept only while no new rule or limit needs their room (see
+    /// `add_rule`), so VIPs removed all day never exhaust the cap.
     pub fn kept_for_removed(&self, id: &VipId) -> Option<String> {
         let scope = Scope::Vip(*id);
         let rules = self.acl.iter().filter(|r| r.scope == scope).count();
@@ -497,7 +547,7 @@ impl GuardConfig {
             (n, true) => format!("its {n} ACL rules and limits stay"),
         };
         Some(format!(
-            "VIP {id}: {kept}, out of force while it is gone, and apply again if it is added back (`lbctl acl del ... --vip {id}`, `lbctl limit clear --vip {id}` remove them)"
+            "VIP {id}: {kept}, out of force while it is gone, and apply again if it is added back, unless new rules or limits need their room first (`lbctl acl del ... --vip {id}`, `lbctl limit clear --vip {id}` remove them)"
         ))
     }
 
@@ -556,6 +606,15 @@ impl GuardConfig {
             }
         }
         notes
+    }
+}
+
+/// Whether guards of `scope` are in force: global, or of a VIP served
+/// (`is_vip`); those of a removed VIP are kept out of force.
+fn in_force(scope: &Scope, is_vip: &dyn Fn(&VipId) -> bool) -> bool {
+    match scope {
+        Scope::Global => true,
+        Scope::Vip(id) => is_vip(id),
     }
 }
 
@@ -740,6 +799,90 @@ mod tests {
             .unwrap();
         let note = guard.kept_for_removed(&vip()).expect("named");
         assert!(note.contains("its 2 ACL rules and limits stay"), "{note}");
+    }
+
+    /// `count` distinct /24 prefixes.
+    fn prefixes(count: usize) -> impl Iterator<Item = String> {
+        (0..count).map(|n| format!("10.{}.{}.0/24", n / 256, n % 256))
+    }
+
+    /// VIPs created and removed at run time, each with rules and limits of
+    /// its own: their rules are kept (to guard a VIP re-added at once) but
+    /// never exhaust the cap: a rule that needs their room takes it, and
+    /// the removed VIPs' rules and limits are forgotten, while rules of
+    /// VIPs served, and global ones, are never touched.
+    #[test]
+    fn rules_kept_for_removed_vips_give_way_to_a_new_rule_at_the_cap() {
+        let gone = VipId { port: 81, ..vip() };
+        let served = |id: &VipId| *id != gone;
+        let mut guard = GuardConfig::default();
+        let global = rule(Scope::Global, Action::Deny, "198.18.66.0/24");
+        guard.add_rule(global, &|_| true).unwrap();
+        let own = rule(Scope::Vip(vip()), Action::Deny, "198.18.1.0/24");
+        guard.add_rule(own, &|_| true).unwrap();
+        for source in prefixes(ACL_RULES_MAX_USABLE - 2) {
+            guard
+                .add_rule(rule(Scope::Vip(gone), Action::Allow, &source), &|_| true)
+                .unwrap();
+        }
+        let limits = Limits {
+            source: Some(RateLimit::new(5, None, "source").unwrap()),
+            ..Limits::default()
+        };
+        guard
+            .set_limits(Scope::Vip(gone), limits, &|_| true)
+            .unwrap();
+        assert_eq!(guard.acl.len(), ACL_RULES_MAX_USABLE);
+        let before = guard.clone();
+        // While the VIP is served, its rules are in force: the cap holds.
+        let new = rule(Scope::Vip(vip()), Action::Deny, "198.18.2.0/24");
+        assert_eq!(guard.add_rule(new, &|_| true), Err(GuardError::TooMany));
+        assert_eq!(guard, before, "nothing changed");
+        // Removed, its rules give way.
+        assert_eq!(guard.add_rule(new, &served), Ok(true));
+        assert_eq!(
+            guard.acl,
+            BTreeSet::from([global, own, new]),
+            "the removed VIP's rules are forgotten, no other"
+        );
+        assert!(guard.limits.is_empty(), "and its limits");
+        // Below the cap they stay, to guard the VIP if it is added back.
+        guard
+            .add_rule(
+                rule(Scope::Vip(gone), Action::Deny, "198.18.3.0/24"),
+                &|_| true,
+            )
+            .unwrap();
+        guard
+            .add_rule(rule(Scope::Global, Action::Deny, "198.18.4.0/24"), &served)
+            .unwrap();
+        assert_eq!(guard.acl.len(), 5);
+    }
+
+    /// Limits kept for removed VIPs are bounded too: past as many as there
+    /// can be rules, a new scope's limits take their room.
+    #[test]
+    fn limits_kept_for_removed_vips_are_bounded() {
+        let limits = Limits {
+            source: Some(RateLimit::new(5, None, "source").unwrap()),
+            ..Limits::default()
+        };
+        let vip_n = |n: usize| VipId {
+            port: u16::try_from(n + 1).unwrap(),
+            ..vip()
+        };
+        let mut guard = GuardConfig::default();
+        for n in 0..KEPT_FOR_REMOVED_MAX {
+            guard
+                .set_limits(Scope::Vip(vip_n(n)), limits, &|_| true)
+                .unwrap();
+        }
+        let last = vip_n(KEPT_FOR_REMOVED_MAX);
+        // Only `last` is served now; the others were removed.
+        guard
+            .set_limits(Scope::Vip(last), limits, &|id| *id == last)
+            .unwrap();
+        assert_eq!(guard.limits.keys().collect::<Vec<_>>(), [&Scope::Vip(last)]);
     }
 
     #[test]

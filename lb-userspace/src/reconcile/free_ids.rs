@@ -37,6 +37,28 @@ impl FreeBackendIds {
         self.line.retain(|free| *free != id);
     }
 
+    /// The line a previous lbd would have had when it left `freed` (free
+    /// ids whose `BACKENDS` entry it wrote, with that entry's generation):
+    /// those go behind the ids never used, freed longest ago first. A
+    /// retired entry's generation was taken when it was freed
+    /// (`apply::retired_backend`), and generations only grow, so it orders
+    /// them as their freeing did; an id retired just before a restart is
+    /// then not the first handed out after it (its NAT flows, which carry
+    /// no generation, would count as the new backend's). Ids not free are
+    /// left as they are.
+    pub(super) fn freed_before(&mut self, freed: impl IntoIterator<Item = (u32, u32)>) {
+        let free: BTreeSet<u32> = self.line.iter().copied().collect();
+        let mut freed: Vec<(u32, u32)> = freed
+            .into_iter()
+            .filter(|(id, _)| free.contains(id))
+            .map(|(id, generation)| (generation, id))
+            .collect();
+        freed.sort_unstable();
+        let last: BTreeSet<u32> = freed.iter().map(|(_, id)| *id).collect();
+        self.line.retain(|id| !last.contains(id));
+        self.line.extend(freed.into_iter().map(|(_, id)| id));
+    }
+
     /// The ids free once the record holds only `used` (after a failed
     /// commit): this line's, in their order, then those of `held` (the ids
     /// the records held, before and staged) not in `used` at the back, in
@@ -99,6 +121,15 @@ mod tests {
             [ids.take(), ids.take(), ids.take()],
             [Some(3), Some(1), None]
         );
+    }
+
+    #[test]
+    fn ids_freed_before_go_behind_the_never_used_by_when_they_were_freed() {
+        let mut ids = FreeBackendIds::new(1..8);
+        ids.remove(2);
+        // 2 is in use (its entry is adopted): left as it is.
+        ids.freed_before([(5, 40), (2, 10), (1, 90), (3, 20)]);
+        assert_eq!(ids.line, [4, 6, 7, 3, 5, 1]);
     }
 
     #[test]

@@ -360,6 +360,11 @@ impl Balancer {
                 },
             );
         }
+        // Every other entry holding a generation was freed (retired, or
+        // of a VIP gone): handed out after the ids never used, in the
+        // order they were freed, as the previous lbd would have.
+        self.free_backend_ids
+            .freed_before(state.backends.iter().map(|(id, b)| (*id, b.generation)));
         self.inherited = true;
         info!(
             vips = self.vips.len(),

@@ -695,3 +695,71 @@ fn an_adopted_duplicate_backend_entry_is_retired_after_the_first_flip() {
         assert!(balancer.free_backend_ids.contains(&id));
     }
 }
+
+/// A backend removed just before a restart: the restarted lbd hands its id
+/// out only after every id never used, as the previous lbd would have (a
+/// freed id goes to the back of the line), or a new backend at the same
+/// address would take over the removed one's NAT flows (which carry no
+/// generation) and their counts; ids retired earlier come back first.
+#[test]
+fn after_a_restart_an_id_retired_just_before_is_handed_out_last() {
+    let mut maps = FakeMaps::default();
+    let mut previous = Balancer::with_backend_ids(4, 8);
+    let mut four = three();
+    four.push(backend("198.18.0.14", 100));
+    run(&mut previous, &mut maps, &[vip(1009, four.clone())], NO_MAC).unwrap();
+    let id_of = |balancer: &Balancer, address: &str| {
+        let address: IpAddr = address.parse().unwrap();
+        balancer
+            .vips()
+            .values()
+            .find_map(|v| v.backends.get(&address))
+            .map(|b| b.id)
+            .unwrap()
+    };
+    let (first, third) = (
+        id_of(&previous, "198.18.0.11"),
+        id_of(&previous, "198.18.0.13"),
+    );
+    // .13 goes, then .11: both ids retired, .13's first.
+    let without = |gone: &[&str]| {
+        four.iter()
+            .filter(|b| !gone.contains(&b.address.to_string().as_str()))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let two_gone = without(&["198.18.0.13", "198.18.0.11"]);
+    run(
+        &mut previous,
+        &mut maps,
+        &[vip(1009, without(&["198.18.0.13"]))],
+        NO_MAC,
+    )
+    .unwrap();
+    run(
+        &mut previous,
+        &mut maps,
+        &[vip(1009, two_gone.clone())],
+        NO_MAC,
+    )
+    .unwrap();
+
+    let mut balancer = Balancer::with_backend_ids(4, 8);
+    balancer.adopt(&maps.adopted_state());
+    let mut handed = Vec::new();
+    for n in 0..6 {
+        let mut grown = two_gone.clone();
+        grown.extend((0..=n).map(|k| backend(&format!("198.18.0.{}", 30 + k), 100)));
+        run(&mut balancer, &mut maps, &[vip(1009, grown)], NO_MAC).unwrap();
+        handed.push(id_of(&balancer, &format!("198.18.0.{}", 30 + n)));
+    }
+    assert!(
+        handed[..4].iter().all(|id| *id != first && *id != third),
+        "never-used ids first: {handed:?}"
+    );
+    assert_eq!(
+        handed[4..],
+        [third, first],
+        "then retired ones, freed longest ago first"
+    );
+}
