@@ -723,3 +723,92 @@ fn the_backend_state_file_follows_every_change_and_refuses_what_it_cannot_keep()
     lbctl_ok(&lab, &["vip", "remove", &vip]);
     assert_eq!(recorded(&file), [], "the VIP left");
 }
+
+/// A backend added through lbctl is part of what a restarted lbd serves
+/// while the config file is unchanged: its kept-alive connections stay on
+/// it across SIGTERM and a restart, and it keeps taking new flows (before
+/// 2026-11-28 every restart undid runtime changes and cut such a
+/// backend's connections). A restart with a changed file applies the file
+/// as a reload does: the runtime backend goes, with a warning naming it,
+/// and the record is set aside.
+#[test]
+fn a_backend_added_at_run_time_keeps_its_connections_across_a_restart() {
+    let mut lab = Lab::start(3).expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let config = lab.lbd_config_for(&["b1", "b2"], CHECKS);
+    lab.start_lbd(&config).expect("lbd");
+    let b3 = lab
+        .backends
+        .iter()
+        .find(|b| b.name == "b3")
+        .expect("b3")
+        .ipv4
+        .to_string();
+    let vip = format!("{VIP4}:{HTTP_PORT}");
+    lbctl_ok(&lab, &["backend", "add", &vip, &b3]);
+    wait_health(&lab, &b3, HealthStatus::Up);
+    let record = lab.dir.join("lbd.running.state");
+    assert!(record.exists(), "no record at {}", record.display());
+
+    let mut conns = KeepAlive::open(&lab.client.netns, IpAddr::V4(VIP4), 24).expect("open");
+    let first: Vec<String> = conns
+        .iter_mut()
+        .map(|c| c.request().expect("request"))
+        .collect();
+    let on_b3 = first.iter().filter(|b| *b == "b3").count();
+    assert!(on_b3 > 0, "no kept-alive connection on b3: {first:?}");
+
+    let exit = lab.terminate("lbd").expect("SIGTERM");
+    assert!(exit.success(), "{}", lab.log("lbd"));
+    lab.start_lbd_on(&lab.lb.clone(), "lbd2", &config)
+        .expect("restart");
+    let log = lab.log("lbd2");
+    assert!(log.contains("adopting the pinned data plane"), "{log}");
+    assert!(log.contains("running configuration restored"), "{log}");
+    let after = status(&lab);
+    assert_eq!(backend(&after, &b3).state, BackendState::Enabled);
+    for (conn, backend) in conns.iter_mut().zip(&first) {
+        assert_eq!(
+            &conn.request().expect("request after the restart"),
+            backend,
+            "a kept-alive connection moved across the restart"
+        );
+    }
+    let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 60).expect("burst");
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    assert!(
+        tally.by_backend.contains_key("b3"),
+        "new connections after the restart: {:?}",
+        tally.by_backend
+    );
+
+    // The file edited, then a restart: the file rules, as at a reload.
+    let exit = lab.terminate("lbd2").expect("SIGTERM");
+    assert!(exit.success(), "{}", lab.log("lbd2"));
+    let edited = format!("{config}\n# edited\n");
+    lab.start_lbd_on(&lab.lb.clone(), "lbd3", &edited)
+        .expect("restart with an edited file");
+    let log = lab.log("lbd3");
+    assert!(
+        log.contains("the config file changed since the running configuration was recorded"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&b3),
+        "the warning names the backend it undoes: {log}"
+    );
+    let after = status(&lab);
+    assert!(
+        after
+            .vips
+            .iter()
+            .flat_map(|v| &v.backends)
+            .all(|b| b.address.to_string() != b3),
+        "b3 must be gone after a restart with an edited file"
+    );
+    assert!(!record.exists(), "the record must be set aside");
+    assert!(lab.dir.join("lbd.running-dropped.state").exists());
+    eprintln!(
+        "RELIABILITY: a backend added through lbctl + SIGTERM + restart with the same file: {on_b3} of 24 kept-alive connections on it kept, 0 moved; new connections reach it; an edited file undoes it with a warning"
+    );
+}

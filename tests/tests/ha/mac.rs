@@ -188,7 +188,10 @@ fn a_master_whose_link_comes_back_announces_the_vip_again() {
     let (code, _) = http_get(&lab.client.netns, &url).expect("through the VIP");
     assert_eq!(code, 200);
     let log = lab.log("lbd-a");
-    assert!(log.contains("the link is back while master"), "{log}");
+    assert!(
+        log.contains("master again after the link was down"),
+        "{log}"
+    );
 }
 
 /// `config` without its replication keys (`sync_*`).
