@@ -425,13 +425,14 @@ fn method(
     }
 }
 
-/// `sorry_server ADDRESS [PORT]`: the server IPVS sent the clients to
-/// when every real_server was down (a maintenance page). lbd has no such
-/// server, so it is a backup server: written with weight 0 under the
-/// backup WARNING (lbd drops new flows then), where a plain NOTE hid
-/// the lost failover.
-fn sorry_server(file: &str, statement: &Statement) -> Result<Backend, ImportError> {
-    let at = Origin::new(file, statement.line);
+/// The `ADDRESS [PORT]` of a `real_server` or `sorry_server` statement
+/// (`what`), refused at its line when it is not an IP address and an
+/// optional port.
+fn server_address(
+    file: &str,
+    statement: &Statement,
+    what: &str,
+) -> Result<(std::net::IpAddr, Option<u16>), ImportError> {
     let (address, port) = match statement.args() {
         [address, port] => (address, Some(port)),
         [address] => (address, None),
@@ -439,7 +440,7 @@ fn sorry_server(file: &str, statement: &Statement) -> Result<Backend, ImportErro
             return Err(ImportError::at(
                 file,
                 statement.line,
-                "sorry_server needs an address and a port",
+                format!("{what} needs an address and a port"),
             ))
         }
     };
@@ -447,7 +448,7 @@ fn sorry_server(file: &str, statement: &Statement) -> Result<Backend, ImportErro
         ImportError::at(
             file,
             statement.line,
-            format!("sorry_server {address}: not an IP address"),
+            format!("{what} {address}: not an IP address"),
         )
     })?;
     let port = match port {
@@ -456,10 +457,21 @@ fn sorry_server(file: &str, statement: &Statement) -> Result<Backend, ImportErro
             ImportError::at(
                 file,
                 statement.line,
-                format!("sorry_server port {p:?}: not a port"),
+                format!("{what} port {p:?}: not a port"),
             )
         })?),
     };
+    Ok((address, port))
+}
+
+/// `sorry_server ADDRESS [PORT]`: the server IPVS sent the clients to
+/// when every real_server was down (a maintenance page). lbd has no such
+/// server, so it is a backup server: written with weight 0 under the
+/// backup WARNING (lbd drops new flows then), where a plain NOTE hid
+/// the lost failover.
+fn sorry_server(file: &str, statement: &Statement) -> Result<Backend, ImportError> {
+    let at = Origin::new(file, statement.line);
+    let (address, port) = server_address(file, statement, "sorry_server")?;
     Ok(Backend {
         role: Role::Backup(at.clone()),
         ..Backend::named(
@@ -480,34 +492,7 @@ fn real_server(
     inherited: &checker::Inherited,
 ) -> Result<(Backend, Option<Sourced<lb_common::Mode>>), ImportError> {
     let origin = Origin::new(file, statement.line);
-    let (address, port) = match statement.args() {
-        [address, port] => (address, Some(port)),
-        [address] => (address, None),
-        _ => {
-            return Err(ImportError::at(
-                file,
-                statement.line,
-                "real_server needs an address and a port",
-            ))
-        }
-    };
-    let address: std::net::IpAddr = address.parse().map_err(|_| {
-        ImportError::at(
-            file,
-            statement.line,
-            format!("real_server {address}: not an IP address"),
-        )
-    })?;
-    let port = match port {
-        None => None,
-        Some(p) => Some(crate::import::port_number(p).ok_or_else(|| {
-            ImportError::at(
-                file,
-                statement.line,
-                format!("real_server port {p:?}: not a port"),
-            )
-        })?),
-    };
+    let (address, port) = server_address(file, statement, "real_server")?;
     let mut backend = Backend::named(
         address.to_string(),
         address,
