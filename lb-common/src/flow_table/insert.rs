@@ -223,6 +223,9 @@ pub unsafe fn find_or_insert_within<V: Copy>(
 ///
 /// # Safety
 /// `first` and `second` must point to live buckets of the table.
+/// lbd inserts through `find_or_insert_at_within` with the configured
+/// horizons; this one, with the defaults, is the unit tests'.
+#[cfg(test)]
 #[inline(always)]
 pub unsafe fn find_or_insert_at<V: Copy>(
     first: *mut Bucket<V>,
@@ -290,6 +293,9 @@ pub unsafe fn find_or_insert_at_within<V: Copy>(
 ///
 /// # Safety
 /// `first` and `second` must point to live buckets of the table.
+/// lbd asks `has_room_at_within` with the configured horizons; this
+/// one, with the defaults, is the unit tests'.
+#[cfg(test)]
 pub unsafe fn has_room_at<V>(
     first: *mut Bucket<V>,
     second: *mut Bucket<V>,
