@@ -2,6 +2,11 @@
 //! OUT_DIR for `ebpf_object.rs` to embed (see lb-build).
 
 fn main() {
+    // The version the binaries say (`--version`): the commit's too.
+    if let Err(message) = lb_build::emit_version() {
+        eprintln!("error: reading the package's version:\n{message}");
+        std::process::exit(1);
+    }
     if let Err(message) = lb_build::build_ebpf("lb-ebpf") {
         // A build script reports failure by exiting non-zero; stderr is
         // shown to the user.

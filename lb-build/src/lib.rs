@@ -14,6 +14,21 @@ use std::{
     process::Command,
 };
 
+pub mod version;
+
+/// For the build script of a crate of this workspace whose binaries say
+/// their version: sets `LB_BUILD_VERSION` to the crate's version and the
+/// commit it was built from (see [`version`]).
+pub fn emit_version() -> Result<(), String> {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
+    let workspace = manifest_dir
+        .parent()
+        .ok_or_else(|| format!("{} has no parent directory", manifest_dir.display()))?;
+    let package_version = env::var("CARGO_PKG_VERSION").map_err(|e| e.to_string())?;
+    version::emit(workspace, &package_version);
+    Ok(())
+}
+
 /// The eBPF target.
 pub const TARGET: &str = "bpfel-unknown-none";
 

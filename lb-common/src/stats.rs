@@ -144,10 +144,23 @@ pub enum Counter {
     /// an ICMP port unreachable). Fragments to other addresses pass
     /// (`PassFragment`).
     DropFragment = 36,
+    /// Event: a new flow took the way of an open TCP connection idle past
+    /// `tcp_idle_timeout_s` (no FIN or RST seen) in a full bucket of the
+    /// connection table: that connection's next packet is balanced again
+    /// (reset by another backend if its own has left Maglev's pick). Only
+    /// established flows' inserts take such a way, after every closed
+    /// flow and handshake of the bucket; a SYN never does.
+    ConntrackEvictedIdle = 37,
+    /// Event: a new flow took the way of a live flow (seen within its
+    /// idle timeout) in a full bucket of the connection table: the table
+    /// holds more live flows than it has ways for them (past
+    /// `conntrack_size`), and the evicted flow's next packet is balanced
+    /// again.
+    ConntrackEvictedLive = 38,
 }
 
 /// Number of `Counter` slots.
-pub const COUNTER_COUNT: u32 = 37;
+pub const COUNTER_COUNT: u32 = 39;
 
 /// Words of each CPU's `PACKET_STATE` value after its counters: the state
 /// of the packet the CPU is working on (what the packet path leaves for
@@ -212,6 +225,8 @@ impl Counter {
         Counter::ConntrackHalfOpenExpired,
         Counter::DropTooBig,
         Counter::DropFragment,
+        Counter::ConntrackEvictedIdle,
+        Counter::ConntrackEvictedLive,
     ];
 
     /// True for verdict counters (exactly one of them counts each packet),
@@ -227,6 +242,8 @@ impl Counter {
                 | Counter::ConntrackHalfOpenPromoted
                 | Counter::ConntrackHalfOpenEvicted
                 | Counter::ConntrackHalfOpenExpired
+                | Counter::ConntrackEvictedIdle
+                | Counter::ConntrackEvictedLive
                 | Counter::NatNew
                 | Counter::NatHit
                 | Counter::TunnelEncap
@@ -275,6 +292,8 @@ impl Counter {
             Counter::ConntrackHalfOpenExpired => "conntrack_half_open_expired",
             Counter::DropTooBig => "drop_too_big",
             Counter::DropFragment => "drop_fragment",
+            Counter::ConntrackEvictedIdle => "conntrack_evicted_idle",
+            Counter::ConntrackEvictedLive => "conntrack_evicted_live",
         }
     }
 }

@@ -30,7 +30,7 @@ const DEFAULT_CONFIG: &str = "/etc/lbd/lb-decap.toml";
 /// Unwraps IPIP, IP6IP6, 4in6 and GUE packets addressed to this backend
 /// and to one of its VIPs, and hands the inner packet to the stack.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version = env!("LB_BUILD_VERSION"))]
 struct Cli {
     /// Where the program, its link and its maps are pinned (on a BPF
     /// filesystem; /sys/fs/bpf is mounted if needed).

@@ -56,9 +56,38 @@ pub mod vip_id;
 pub mod vip_index;
 pub mod vrrp;
 
+/// This build's version: the crate's, and the commit it was built from
+/// when built in git (`0.1.0+git<UTC commit date>.<hash>`, see
+/// `lb_build::version`), so builds of one crate version can be told
+/// apart: status `version`, `lbd_build_info`, the package's `Version:`.
+pub const BUILD_VERSION: &str = env!("LB_BUILD_VERSION");
+
 /// What `lbd --version` and `lbctl --version` print after the binary's
 /// name: the version and the product they belong to.
-pub const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (lb, an eBPF/XDP load balancer)"
-);
+pub const VERSION: &str = concat!(env!("LB_BUILD_VERSION"), " (lb, an eBPF/XDP load balancer)");
+
+#[cfg(test)]
+mod tests {
+    /// Built from git, the version names the commit: two builds of one
+    /// crate version are told apart (and ordered by the package).
+    #[test]
+    fn the_version_names_the_commit_built() {
+        assert!(
+            super::BUILD_VERSION.starts_with(env!("CARGO_PKG_VERSION")),
+            "{}",
+            super::BUILD_VERSION
+        );
+        assert!(super::VERSION.starts_with(super::BUILD_VERSION));
+        let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let in_git = std::process::Command::new("git")
+            .args(["-C", workspace, "rev-parse", "HEAD"])
+            .output()
+            .is_ok_and(|out| out.status.success());
+        if in_git {
+            let commit = super::BUILD_VERSION
+                .strip_prefix(concat!(env!("CARGO_PKG_VERSION"), "+git"))
+                .unwrap_or_else(|| panic!("no commit in {}", super::BUILD_VERSION));
+            assert!(commit.contains('.'), "{commit}");
+        }
+    }
+}

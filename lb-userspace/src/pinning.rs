@@ -16,9 +16,18 @@ use std::path::{Path, PathBuf};
 use lb_bpffs::BpffsError;
 use lb_common::consts::names;
 
+mod format;
+
+#[cfg(test)]
+pub(crate) use format::FormatStamp;
+pub use format::FORMAT_EPOCH;
+pub(crate) use format::{layout_version_of, FormatFit, LayoutAge};
+
 /// Bumped whenever a pinned map's key or value layout changes meaning
 /// without changing size: a new lbd then starts from fresh maps instead of
-/// misreading the old ones.
+/// misreading the old ones. (A change of where entries are placed or what
+/// they mean that an upgrade can carry over bumps [`FORMAT_EPOCH`]
+/// instead: the newer build adopts and converts, an older one refuses.)
 pub const LAYOUT_VERSION: u32 = 1;
 
 /// Where bpffs is mounted by convention (and where lbd mounts it if
@@ -333,7 +342,8 @@ impl PinDir {
     }
 
     /// Removes the maps of other layout versions (an lbd of an older
-    /// release pinned them; this one started its own beside them): once
+    /// release pinned them, or of a newer one this build was downgraded
+    /// from; this one started its own beside them): once
     /// this lbd's program runs and the old program is gone from every
     /// hook nothing uses them, and pinned they would hold their memory
     /// (a connection table, hundreds of MB) until a reboot, and a later

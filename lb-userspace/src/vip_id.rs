@@ -47,9 +47,15 @@ impl std::str::FromStr for VipId {
             "udp" => Protocol::Udp,
             other => return Err(format!("{other:?} is not a protocol (tcp or udp)")),
         };
-        let socket: std::net::SocketAddr = socket.parse().map_err(|_| {
-            format!("{s:?} is not a VIP: expected ADDRESS:PORT[/tcp|udp], IPv6 as [ADDRESS]:PORT")
-        })?;
+        let socket: std::net::SocketAddr =
+            socket
+                .parse()
+                .map_err(|_| match port_out_of_range(socket) {
+                    Some(port) => format!("{s:?}: port {port} is out of range 1..=65535"),
+                    None => format!(
+                    "{s:?} is not a VIP: expected ADDRESS:PORT[/tcp|udp], IPv6 as [ADDRESS]:PORT"
+                ),
+                })?;
         if socket.port() == 0 {
             return Err(format!("{s:?}: port 0 is not a service port"));
         }
@@ -59,6 +65,19 @@ impl std::str::FromStr for VipId {
             protocol,
         })
     }
+}
+
+/// The port of `socket` (`ADDRESS:PORT`, IPv6 in brackets) when the
+/// address is one and the port a whole number too large for a port: so
+/// the refusal names the port, not the whole shape.
+fn port_out_of_range(socket: &str) -> Option<&str> {
+    let (address, port) = socket.rsplit_once(':')?;
+    let address = address
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(address);
+    let is_number = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+    (is_number && address.parse::<IpAddr>().is_ok() && port.parse::<u16>().is_err()).then_some(port)
 }
 
 impl VipId {
@@ -113,5 +132,35 @@ pub fn address_bytes(address: IpAddr) -> Vec<u8> {
     match address {
         IpAddr::V4(a) => a.octets().to_vec(),
         IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port past 65535 is named as such, not "is not a VIP".
+    #[test]
+    fn a_port_out_of_range_says_so() {
+        for text in [
+            "198.18.0.100:65536",
+            "198.18.0.100:70000/udp",
+            "[2001:2::100]:99999",
+        ] {
+            let message = text.parse::<VipId>().unwrap_err();
+            assert!(
+                message.contains("port") && message.contains("out of range 1..=65535"),
+                "{text}: {message}"
+            );
+        }
+        // Not a port at all: the shape expected.
+        let message = "198.18.0.100:http".parse::<VipId>().unwrap_err();
+        assert!(message.contains("expected ADDRESS:PORT"), "{message}");
+        let message = "198.18.0.100:0".parse::<VipId>().unwrap_err();
+        assert!(message.contains("port 0"), "{message}");
+        assert_eq!(
+            "198.18.0.100:65535/udp".parse::<VipId>().unwrap().port,
+            65535
+        );
     }
 }

@@ -709,6 +709,8 @@ mod wait_backup_tests {
             addresses: Vec::new(),
             counters: Default::default(),
             ignored: Default::default(),
+            link_down: false,
+            link_down_since: None,
         }
     }
 

@@ -8,7 +8,12 @@
 //! from the next packet. An established TCP flow idle past the TCP
 //! horizon is over for a SYN on its tuple. A full bucket evicts an
 //! expired UDP flow before any live TCP flow, and a SYN, which takes no
-//! live flow's way, takes it. Flows are aged by rewriting their last-seen
+//! live flow's way, takes it. An open TCP connection idle past the TCP
+//! horizon is still steered by its entry: a SYN never takes its way (a
+//! closed flow's, or the half-open table, instead), so after a drain its
+//! next packet still reaches its backend; a new connection's insert
+//! takes it only before live flows, and each eviction of an open
+//! connection is counted (idle or live). Flows are aged by rewriting their last-seen
 //! time and rank through lbd's memory mapping of the table (the program
 //! runs only when a test runs it, so nothing else writes meanwhile).
 //! Needs root.
@@ -27,7 +32,7 @@ use lb_common::{
 use lb_tests::{
     lab::TestPins,
     on_both_hooks,
-    packet::{self, Flow, ACK, SYN},
+    packet::{self, Flow, Tcp, ACK, SYN},
     testbed::{action, flow_key, vip4_tcp, vip4_udp, Hook, TestBed},
 };
 use lb_userspace::{
@@ -442,8 +447,193 @@ fn eviction_takes_an_expired_udp_flow_before_a_live_tcp_one(hook: Hook) {
     }
 }
 
+/// FIN+ACK.
+const FIN_ACK: Tcp = Tcp { fin: true, ..ACK };
+
+/// Whether the table holds `f` (TCP), on backend `id`.
+fn held_on(bed: &TestBed, f: &Flow, id: u32) -> bool {
+    bed.dataplane
+        .flow(&flow_key(f, Protocol::Tcp))
+        .expect("read")
+        .is_some_and(|entry| entry.backend_id == id)
+}
+
+/// The database fleet's case (audit F1): a pooled connection on backend
+/// A, idle 20 minutes (past the default TCP horizon, no keepalive), in a
+/// bucket (one bucket of eight ways: the smallest table) whose seven
+/// other flows closed a minute ago. A is drained. A SYN of a new flow
+/// into that full bucket takes a closed flow's way, not the idle
+/// connection's (before, the idle connection ranked with the closed
+/// flows and, the oldest, went first), and the connection's next query
+/// (an ACK with data) still reaches A, which its socket is on. Once every
+/// closed way is taken, a further SYN is held apart (half-open table),
+/// and the idle connection stays. No open connection was evicted.
+fn a_syn_never_takes_an_idle_open_connections_way_and_it_keeps_its_backend(hook: Hook) {
+    let vip = vip4_tcp();
+    let (mut bed, pins) = bed(std::slice::from_ref(&vip), hook, 1, "idle-open-syn");
+    bed.dataplane
+        .set_idle_horizons(TCP_DEFAULT, UDP_DEFAULT)
+        .expect("horizons");
+    let table = Table::of(&pins);
+    const DRAINED: &str = "198.18.0.12";
+    let (drained_id, drained_mac) = backend_at(&bed, &vip, DRAINED);
+    let pooled = flows_on(&bed, &vip, DRAINED, 1)[0];
+    let key = |f: &Flow| flow_key(f, Protocol::Tcp);
+    for flags in [SYN, ACK] {
+        sent_to(
+            &mut bed,
+            &packet::tcp(&pooled, flags, None, b""),
+            drained_mac,
+            "the pooled connection",
+        );
+    }
+    let closed: Vec<Flow> = (0..7).map(|n| flow(5_000 + n, &vip)).collect();
+    for f in &closed {
+        for flags in [ACK, FIN_ACK] {
+            let (verdict, _) = bed.run(&packet::tcp(f, flags, None, b"")).expect("run");
+            assert_eq!(verdict, action::TX);
+        }
+        table.age(&key(f), Duration::from_secs(60));
+    }
+    table.age(&key(&pooled), Duration::from_secs(1_200));
+    assert_eq!(
+        bed.dataplane.flow_count(),
+        FLOW_WAYS as u64,
+        "a full bucket"
+    );
+    let vip_now = drained(&vip, DRAINED);
+    bed.apply(std::slice::from_ref(&vip_now)).expect("apply");
+    let evicted = |bed: &TestBed| {
+        (
+            bed.counter(Counter::ConntrackEvictedIdle).expect("counter"),
+            bed.counter(Counter::ConntrackEvictedLive).expect("counter"),
+        )
+    };
+    let before = evicted(&bed);
+
+    let newcomer = flow(6_000, &vip);
+    let (verdict, _) = bed
+        .run(&packet::tcp(&newcomer, SYN, None, b""))
+        .expect("run");
+    assert_eq!(verdict, action::TX);
+    assert!(
+        held_on(&bed, &pooled, drained_id),
+        "the SYN took the idle connection's way"
+    );
+    let gone = closed
+        .iter()
+        .filter(|f| bed.dataplane.flow(&key(f)).expect("read").is_none())
+        .count();
+    assert_eq!(gone, 1, "the SYN took a closed flow's way");
+    sent_to(
+        &mut bed,
+        &packet::tcp(&pooled, ACK, None, b"SELECT 1"),
+        drained_mac,
+        "the idle connection's next query, after the drain and a SYN",
+    );
+
+    // Idle again; the six closed ways left go to six SYNs, a seventh is
+    // held apart.
+    table.age(&key(&pooled), Duration::from_secs(1_200));
+    for n in 1..=7 {
+        let syn = flow(6_000 + n, &vip);
+        let (verdict, _) = bed.run(&packet::tcp(&syn, SYN, None, b"")).expect("run");
+        assert_eq!(verdict, action::TX);
+    }
+    let last = key(&flow(6_007, &vip));
+    assert_eq!(bed.dataplane.flow(&last).expect("read"), None);
+    assert!(
+        bed.dataplane.half_open_flow(&last).is_some(),
+        "the last SYN is held apart"
+    );
+    assert!(
+        held_on(&bed, &pooled, drained_id),
+        "a SYN took the idle connection's way"
+    );
+    sent_to(
+        &mut bed,
+        &packet::tcp(&pooled, ACK, None, b"SELECT 2"),
+        drained_mac,
+        "the idle connection's next query, its bucket full of handshakes",
+    );
+    assert_eq!(evicted(&bed), before, "no open connection evicted");
+}
+
+/// A new connection (its first packet a bare ACK: an established insert)
+/// into a full bucket of open connections takes the one idle past the
+/// TCP horizon first (counted `conntrack_evicted_idle`), then the least
+/// recently seen live one (`conntrack_evicted_live`); a SYN into a bucket
+/// of live connections evicts nothing and counts nothing.
+fn an_eviction_of_an_open_connection_is_counted_idle_or_live(hook: Hook) {
+    let vip = vip4_tcp();
+    let (mut bed, pins) = bed(std::slice::from_ref(&vip), hook, 1, "evicted-count");
+    bed.dataplane
+        .set_idle_horizons(TCP_DEFAULT, UDP_DEFAULT)
+        .expect("horizons");
+    let table = Table::of(&pins);
+    let key = |f: &Flow| flow_key(f, Protocol::Tcp);
+    let connections: Vec<Flow> = (0..FLOW_WAYS as u32).map(|n| flow(n, &vip)).collect();
+    for (n, f) in connections.iter().enumerate() {
+        let (verdict, _) = bed.run(&packet::tcp(f, ACK, None, b"")).expect("run");
+        assert_eq!(verdict, action::TX);
+        // The first idle 20 minutes; the others live, the second the
+        // least recently seen of them.
+        let idle = match n {
+            0 => 1_200,
+            1 => 300,
+            _ => 60,
+        };
+        table.age(&key(f), Duration::from_secs(idle));
+    }
+    assert_eq!(
+        bed.dataplane.flow_count(),
+        FLOW_WAYS as u64,
+        "a full bucket"
+    );
+    let count = |bed: &TestBed, counter| bed.counter(counter).expect("counter");
+    let (idle0, live0) = (
+        count(&bed, Counter::ConntrackEvictedIdle),
+        count(&bed, Counter::ConntrackEvictedLive),
+    );
+    // A SYN takes none of them.
+    let syn = flow(7_000, &vip);
+    let (verdict, _) = bed.run(&packet::tcp(&syn, SYN, None, b"")).expect("run");
+    assert_eq!(verdict, action::TX);
+    assert!(bed.dataplane.half_open_flow(&key(&syn)).is_some());
+    assert_eq!(count(&bed, Counter::ConntrackEvictedIdle), idle0);
+    assert_eq!(count(&bed, Counter::ConntrackEvictedLive), live0);
+    // A new connection takes the idle one.
+    let first = flow(7_001, &vip);
+    let (verdict, _) = bed.run(&packet::tcp(&first, ACK, None, b"")).expect("run");
+    assert_eq!(verdict, action::TX);
+    assert_eq!(
+        bed.dataplane.flow(&key(&connections[0])).expect("read"),
+        None
+    );
+    assert_eq!(count(&bed, Counter::ConntrackEvictedIdle), idle0 + 1);
+    assert_eq!(count(&bed, Counter::ConntrackEvictedLive), live0);
+    // The next, the live one seen 300 s ago.
+    let second = flow(7_002, &vip);
+    let (verdict, _) = bed.run(&packet::tcp(&second, ACK, None, b"")).expect("run");
+    assert_eq!(verdict, action::TX);
+    assert_eq!(
+        bed.dataplane.flow(&key(&connections[1])).expect("read"),
+        None
+    );
+    for f in &connections[2..] {
+        assert!(
+            bed.dataplane.flow(&key(f)).expect("read").is_some(),
+            "{f:?}"
+        );
+    }
+    assert_eq!(count(&bed, Counter::ConntrackEvictedIdle), idle0 + 1);
+    assert_eq!(count(&bed, Counter::ConntrackEvictedLive), live0 + 1);
+}
+
 on_both_hooks!(
     an_idle_udp_flow_past_its_horizon_takes_the_current_pick,
     a_syn_on_a_connection_idle_past_the_tcp_horizon_takes_the_current_pick,
     eviction_takes_an_expired_udp_flow_before_a_live_tcp_one,
+    a_syn_never_takes_an_idle_open_connections_way_and_it_keeps_its_backend,
+    an_eviction_of_an_open_connection_is_counted_idle_or_live,
 );

@@ -111,6 +111,39 @@ fn alert_rules_pass_promtool_checks_and_unit_tests() {
     }
 }
 
+/// The `description` annotation of alert `name` in the shipped rules.
+fn alert_description(name: &str) -> String {
+    let rules = std::fs::read_to_string(repo().join("observability/prometheus/lbd-alerts.yml"))
+        .expect("rules");
+    let start = rules
+        .find(&format!("- alert: {name}\n"))
+        .unwrap_or_else(|| panic!("no alert {name}"));
+    rules[start..]
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("description: "))
+        .unwrap_or_else(|| panic!("alert {name} has no description"))
+        .to_owned()
+}
+
+/// New NAT flows find no free source port well before the range runs
+/// out (17 ports tried: about u^17 of them refused at a share u in use,
+/// README and docs/design/nat.md): the alert fires before refusals
+/// grow, and its text says when they start.
+#[test]
+fn the_nat_ports_alert_says_refusals_start_before_the_range_runs_out() {
+    let said = alert_description("LbdNatPortsNearlyExhausted");
+    assert!(!said.contains("once the range runs out"), "{said}");
+    for figure in ["70 %", "2 % of them at 80 %", "17 % at 90 %"] {
+        assert!(said.contains(figure), "{figure:?} not in {said}");
+    }
+    let rules = std::fs::read_to_string(repo().join("observability/prometheus/lbd-alerts.yml"))
+        .expect("rules");
+    assert!(
+        rules.contains("expr: lbd_vip_nat_ports_in_use / lbd_vip_nat_ports > 0.7\n"),
+        "the NAT ports alert fires past 70 %"
+    );
+}
+
 /// A node's connection table holds its peers' flows too when replication
 /// is on, so a flow count summed over nodes counts a flow once per node
 /// that holds it: the dashboard keeps such counts per node.

@@ -812,3 +812,60 @@ fn a_backend_added_at_run_time_keeps_its_connections_across_a_restart() {
         "RELIABILITY: a backend added through lbctl + SIGTERM + restart with the same file: {on_b3} of 24 kept-alive connections on it kept, 0 moved; new connections reach it; an edited file undoes it with a warning"
     );
 }
+
+/// The running-state record is restored only when the lbd that wrote it
+/// ran last (upgrade audit, finding 3): here lbd records a backend added
+/// through lbctl, then the record of what the previous lbd held
+/// (`lbd.held.json`) is made to name another lbd, as an older build that
+/// keeps no running-state record does when it runs in between (a
+/// downgrade, changes made there, then the upgrade again). The next start
+/// must not bring the backend back: it warns, sets the record aside and
+/// serves the file.
+#[test]
+fn a_record_another_lbd_ran_after_is_set_aside_at_start() {
+    let mut lab = Lab::start(3).expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let config = lab.lbd_config_for(&["b1", "b2"], CHECKS);
+    lab.start_lbd(&config).expect("lbd");
+    let b3 = lab
+        .backends
+        .iter()
+        .find(|b| b.name == "b3")
+        .expect("b3")
+        .ipv4
+        .to_string();
+    let vip = format!("{VIP4}:{HTTP_PORT}");
+    lbctl_ok(&lab, &["backend", "add", &vip, &b3]);
+    let record = lab.dir.join("lbd.running.state");
+    assert!(record.exists(), "no record at {}", record.display());
+    let exit = lab.terminate("lbd").expect("SIGTERM");
+    assert!(exit.success(), "{}", lab.log("lbd"));
+
+    // Another lbd ran since: its record of what it held names it.
+    let held = lab.dir.join("lbd.held.json");
+    let text = std::fs::read_to_string(&held).expect("held.json");
+    let mut value: serde_json::Value = serde_json::from_str(&text).expect("json");
+    value["pid"] = serde_json::json!(1);
+    value.as_object_mut().expect("object").remove("started");
+    std::fs::write(&held, value.to_string()).expect("held.json");
+
+    lab.start_lbd_on(&lab.lb.clone(), "lbd2", &config)
+        .expect("restart");
+    let log = lab.log("lbd2");
+    assert!(
+        log.contains("not written by the lbd that ran last"),
+        "{log}"
+    );
+    assert!(!log.contains("running configuration restored"), "{log}");
+    let after = status(&lab);
+    assert!(
+        after
+            .vips
+            .iter()
+            .flat_map(|v| &v.backends)
+            .all(|b| b.address.to_string() != b3),
+        "b3 must not come back from a stale record"
+    );
+    assert!(!record.exists(), "the record must be set aside");
+    assert!(lab.dir.join("lbd.running-dropped.state").exists());
+}

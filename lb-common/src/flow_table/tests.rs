@@ -116,7 +116,7 @@ fn a_half_open_bucket_fills_then_replaces_expired_then_the_oldest_flow() {
 }
 
 #[test]
-fn a_full_bucket_evicts_closed_then_expired_then_half_open_then_the_oldest_live_flow() {
+fn a_full_bucket_evicts_closed_then_half_open_then_idle_open_then_the_oldest_live_flow() {
     let mut bucket = Box::<FlowBucket>::default();
     let keys = colliding(FLOW_WAYS + 4);
     let now = 3_600_000_000_000u64;
@@ -149,10 +149,11 @@ fn a_full_bucket_evicts_closed_then_expired_then_half_open_then_the_oldest_live_
         assert_eq!(after.len(), FLOW_WAYS);
         evicted.extend(before.into_iter().filter(|k| !after.contains(k)));
     }
-    // Closed (way 1) and expired (way 4) first (the expired one is
-    // older), then the half-open one (way 3), then the oldest live
-    // flow (way 2, 90 s).
-    assert_eq!(evicted, [keys[4], keys[1], keys[3], keys[2]]);
+    // Closed (way 1) first, then the half-open one (way 3), then the
+    // open connection idle past the TCP horizon (way 4: older, but its
+    // next packet still goes by its entry), then the oldest live flow
+    // (way 2, 90 s).
+    assert_eq!(evicted, [keys[1], keys[3], keys[4], keys[2]]);
 }
 
 /// `find_or_insert_at` into a one-bucket table: an entry last seen at
@@ -331,7 +332,11 @@ fn a_way_stamped_a_tick_after_the_inserters_clock_is_a_flow_seen_now() {
         ));
     }
     let tag = unsafe { tag_at(&mut *bucket, 3) }.load();
-    assert_eq!(victim_order(tag, ticks(now)) >> 28, 3, "{tag:#x}");
+    assert_eq!(
+        victim_order(tag, ticks(now)) >> TIER_SHIFT,
+        TIER_LIVE,
+        "{tag:#x}"
+    );
     assert!(!over_within(tag, ticks(now), DEFAULT_IDLE_HORIZONS));
     assert!(!over_within(
         as_datagram(tag),
@@ -1262,12 +1267,16 @@ fn the_order_within_horizons_is_the_default_order_at_the_defaults_and_per_class_
     ));
     let valid = |class: u32, secs: u64| tags(class, (secs * 1_000_000_000 / s) as u32)[2];
     let tier = |tag: u64| victim_order_within(tag, now, horizons) >> 28;
-    assert_eq!(tier(valid(CLASS_DATAGRAM, 29)), 3);
-    assert_eq!(tier(valid(CLASS_DATAGRAM, 31)), 1);
+    assert_eq!(tier(valid(CLASS_DATAGRAM, 29)), TIER_LIVE);
+    assert_eq!(tier(valid(CLASS_DATAGRAM, 31)), TIER_OVER);
     assert!(over_within(valid(CLASS_DATAGRAM, 31), now, horizons));
     assert!(!over_within(valid(CLASS_DATAGRAM, 29), now, horizons));
-    assert_eq!(tier(valid(CLASS_ESTABLISHED, 31)), 3);
-    assert_eq!(tier(valid(CLASS_ESTABLISHED, 901)), 1);
+    assert_eq!(tier(valid(CLASS_ESTABLISHED, 31)), TIER_LIVE);
+    // An open connection idle past the TCP horizon: over for a SYN on
+    // its tuple (a new connection), evicted only before live flows.
+    assert_eq!(tier(valid(CLASS_ESTABLISHED, 901)), TIER_IDLE_OPEN);
+    assert!(over_within(valid(CLASS_ESTABLISHED, 901), now, horizons));
+    assert!(!over_within(valid(CLASS_ESTABLISHED, 899), now, horizons));
     assert_eq!(tier(as_datagram(valid(CLASS_ESTABLISHED, 31))), 1);
     assert_eq!(tier(valid(CLASS_HALF_OPEN, 9)), 2);
     assert_eq!(tier(valid(CLASS_HALF_OPEN, 11)), 1);
@@ -1351,6 +1360,8 @@ fn a_full_bucket_evicts_an_expired_udp_flow_before_live_connections() {
             horizon_ticks(30 * s),
         ))
     };
+    let taken = core::cell::RefCell::new(Vec::new());
+    let took = |tier: u32| taken.borrow_mut().push(tier);
     let b: *mut FlowBucket = &mut *bucket;
     for (n, k) in keys[..FLOW_WAYS].iter().enumerate() {
         // Seven connections seen 60 s ago, then one UDP flow seen 31 s ago.
@@ -1359,8 +1370,16 @@ fn a_full_bucket_evicts_an_expired_udp_flow_before_live_connections() {
         } else {
             rank_word(now - 60 * s, CLASS_ESTABLISHED)
         };
-        let placed =
-            unsafe { find_or_insert_within(b, b, k, &entry(1, k), (rank, flow_hash(k)), horizons) };
+        let placed = unsafe {
+            find_or_insert_within(
+                b,
+                b,
+                k,
+                &entry(1, k),
+                (rank, flow_hash(k)),
+                (horizons, took),
+            )
+        };
         assert!(matches!(placed, Placed::Inserted(_)), "{placed:?}");
     }
     assert_eq!(asked.get(), 0, "no horizon read while there was room");
@@ -1373,7 +1392,7 @@ fn a_full_bucket_evicts_an_expired_udp_flow_before_live_connections() {
             newcomer,
             &entry(2, newcomer),
             (rank, flow_hash(newcomer)),
-            horizons,
+            (horizons, took),
         )
     };
     assert_eq!(
@@ -1381,6 +1400,7 @@ fn a_full_bucket_evicts_an_expired_udp_flow_before_live_connections() {
         Placed::Inserted(FLOW_WAYS - 1),
         "the UDP flow's way"
     );
+    assert_eq!(taken.take(), [TIER_OVER], "told the evicted flow's tier");
     assert_eq!(asked.get(), 1);
     let held = occupied(&mut bucket);
     assert!(!held.contains(&keys[FLOW_WAYS - 1]), "the UDP flow stayed");
@@ -1421,10 +1441,12 @@ fn the_evict_limit_within_the_defaults_is_the_evict_limit() {
 
 /// lbd's insert with the configured horizons (`find_or_insert_at_within`):
 /// under a 2 h TCP horizon a TCP flow idle 20 minutes is live, so a copy
-/// of a closed flow does not evict it (with the defaults it would: it
-/// looks expired, and older than the copy), and `has_room_at_within` says
-/// the bucket is full; a copy of a live flow takes a handshake's way
-/// before it. A UDP flow idle past a 30 s UDP horizon goes first.
+/// of a closed flow does not evict it (nor with the defaults: an open
+/// connection idle past the horizon still outranks every closed flow),
+/// and `has_room_at_within` says the bucket is full; with the defaults a
+/// live copy takes it (it is idle-open there, below every live flow);
+/// a copy of a live flow takes a handshake's way before it. A UDP flow
+/// idle past a 30 s UDP horizon goes first.
 #[test]
 fn an_insert_within_the_configured_horizons_orders_ways_as_the_data_plane() {
     let keys = colliding(FLOW_WAYS + 1);
@@ -1468,12 +1490,21 @@ fn an_insert_within_the_configured_horizons_orders_ways_as_the_data_plane() {
     assert_eq!(insert_within(&mut bucket, closed, hours), Placed::Contended);
     assert!(!unsafe { has_room_at_within(b, b, closed, ticks(now), hours) });
     assert_eq!(occupied(&mut bucket), keys[..FLOW_WAYS]);
-    // The defaults take them for expired.
-    assert!(unsafe { has_room_at(b, b, closed, ticks(now)) });
-    assert!(matches!(
+    // The defaults take them for idle-open: a closed copy takes none of
+    // them, a live one does.
+    assert!(!unsafe { has_room_at(b, b, closed, ticks(now)) });
+    assert_eq!(
         insert_within(&mut bucket, closed, DEFAULT_IDLE_HORIZONS),
+        Placed::Contended
+    );
+    let live = idle(0, CLASS_ESTABLISHED);
+    assert!(unsafe { has_room_at(b, b, live, ticks(now)) });
+    assert!(matches!(
+        insert_within(&mut bucket, live, DEFAULT_IDLE_HORIZONS),
         Placed::Inserted(_)
     ));
+    assert_eq!(occupied(&mut bucket).len(), FLOW_WAYS);
+    assert!(occupied(&mut bucket).contains(k));
     // A live copy: the handshake (way 3) goes before a live flow.
     let mut ranks = long_idle;
     ranks[3] = idle(5, CLASS_HALF_OPEN);
@@ -1501,5 +1532,177 @@ fn an_insert_within_the_configured_horizons_orders_ways_as_the_data_plane() {
     assert_eq!(
         insert_within(&mut bucket, closed, DEFAULT_IDLE_HORIZONS),
         Placed::Contended
+    );
+}
+
+/// An open TCP connection idle past the TCP horizon (a pooled database
+/// session) is still steered by its entry: a SYN, which anyone may send,
+/// never takes its way, only a closed flow's; with none, the SYN is
+/// turned away (to the half-open table) and the bucket is left as it was.
+/// Before, an idle-open connection ranked with the closed flows, and was
+/// the first a SYN evicted when older than them.
+#[test]
+fn a_syn_never_takes_the_way_of_an_idle_open_connection() {
+    let s = 1_000_000_000u64;
+    let now = 36_000 * s;
+    let keys = colliding(FLOW_WAYS + 4);
+    let horizons = || DEFAULT_IDLE_HORIZONS;
+    // The tiers of the flows the inserts evict, as they are told.
+    let taken = core::cell::RefCell::new(Vec::new());
+    let took = |tier: u32| taken.borrow_mut().push(tier);
+    // Ways 0-3: connections idle 20 minutes (no FIN or RST); ways 4-7
+    // live, seen 1 s ago.
+    let mut bucket = Box::<FlowBucket>::default();
+    let b: *mut FlowBucket = &mut *bucket;
+    for (n, k) in keys[..FLOW_WAYS].iter().enumerate() {
+        let ago = if n < 4 { 1_200 } else { 1 };
+        let rank = rank_word(now - ago * s, CLASS_ESTABLISHED);
+        assert!(matches!(
+            insert(&mut bucket, k, 1, rank),
+            Placed::Inserted(_)
+        ));
+    }
+    let full = occupied(&mut bucket);
+    let syn = rank_word(now, CLASS_HALF_OPEN);
+    let put = |k: &FlowKey, rank: u32| unsafe {
+        find_or_insert_within(
+            b,
+            b,
+            k,
+            &entry(2, k),
+            (rank, flow_hash(k)),
+            (horizons, took),
+        )
+    };
+    assert_eq!(put(&keys[FLOW_WAYS], syn), Placed::Contended);
+    assert_eq!(occupied(&mut bucket), full, "nothing evicted");
+    // lbd's insert of a handshake (a replica) neither.
+    let at = |k: &FlowKey, rank: u32| unsafe {
+        find_or_insert_at_within(
+            b,
+            b,
+            k,
+            &entry(2, k),
+            (rank, ticks(now)),
+            flow_hash(k),
+            DEFAULT_IDLE_HORIZONS,
+        )
+    };
+    assert_eq!(at(&keys[FLOW_WAYS], syn), Placed::Contended);
+    assert_eq!(occupied(&mut bucket), full, "nothing evicted");
+    // Closed a minute ago, younger than the idle connections: the SYN
+    // takes the closed way, not theirs.
+    let seen = unsafe { find(b, &keys[5], flow_hash(&keys[5])) }.expect("held");
+    let closed = FlowEntry {
+        flags: FLOW_F_FIN,
+        ..seen.entry
+    };
+    assert!(unsafe { rewrite(b, &seen, &closed, rank_word(now - 60 * s, CLASS_CLOSED)) });
+    assert!(taken.borrow().is_empty());
+    assert!(matches!(put(&keys[FLOW_WAYS], syn), Placed::Inserted(_)));
+    assert_eq!(taken.take(), [TIER_OVER]);
+    let held = occupied(&mut bucket);
+    assert!(!held.contains(&keys[5]), "the closed flow's way");
+    for k in &keys[..4] {
+        assert!(held.contains(k), "an idle connection was evicted");
+    }
+    assert_eq!(put(&keys[FLOW_WAYS + 1], syn), Placed::Contended);
+    // An established flow's insert takes the handshake, then an idle
+    // connection.
+    let fresh = rank_word(now, CLASS_ESTABLISHED);
+    assert!(matches!(
+        put(&keys[FLOW_WAYS + 2], fresh),
+        Placed::Inserted(_)
+    ));
+    assert!(matches!(
+        put(&keys[FLOW_WAYS + 3], fresh),
+        Placed::Inserted(_)
+    ));
+    assert_eq!(taken.take(), [TIER_HANDSHAKE, TIER_IDLE_OPEN]);
+    let held = occupied(&mut bucket);
+    assert_eq!(
+        keys[..4].iter().filter(|k| held.contains(k)).count(),
+        3,
+        "one idle connection taken"
+    );
+}
+
+/// An established flow's insert into a full bucket takes, in turn, a
+/// closed flow, a handshake, the open connections idle past the TCP
+/// horizon (the oldest first), then the least recently seen live flow:
+/// and tells the tier it took (`find_or_insert_within`'s `evicted`, the
+/// data plane's eviction counters).
+#[test]
+fn an_established_insert_takes_closed_then_handshake_then_idle_open_oldest_first_then_live() {
+    let s = 1_000_000_000u64;
+    let now = 36_000 * s;
+    let keys = colliding(2 * FLOW_WAYS);
+    // TCP 15 minutes, UDP 30 s.
+    let horizons = || {
+        idle_horizons_of(idle_horizons_word(
+            horizon_ticks(900 * s),
+            horizon_ticks(30 * s),
+        ))
+    };
+    let ranks = [
+        rank_word(now - 50 * s, CLASS_ESTABLISHED),
+        rank_word(now - 1_000 * s, CLASS_ESTABLISHED),
+        rank_word(now - 5 * s, CLASS_CLOSED),
+        rank_word(now - 3_000 * s, CLASS_ESTABLISHED),
+        rank_word(now - 2 * s, CLASS_HALF_OPEN),
+        rank_word(now - 60 * s, CLASS_DATAGRAM),
+        rank_word(now - 90 * s, CLASS_ESTABLISHED),
+        rank_word(now - 10 * s, CLASS_ESTABLISHED),
+    ];
+    let mut bucket = Box::<FlowBucket>::default();
+    let b: *mut FlowBucket = &mut *bucket;
+    for (k, rank) in keys.iter().zip(ranks) {
+        assert!(matches!(
+            insert(&mut bucket, k, 1, rank),
+            Placed::Inserted(_)
+        ));
+    }
+    let fresh = rank_word(now, CLASS_ESTABLISHED);
+    let mut taken = Vec::new();
+    for k in &keys[FLOW_WAYS..FLOW_WAYS + 7] {
+        let before = occupied(&mut bucket);
+        let told = core::cell::Cell::new(None);
+        let took = |tier: u32| assert_eq!(told.replace(Some(tier)), None, "told once");
+        let placed = unsafe {
+            find_or_insert_within(
+                b,
+                b,
+                k,
+                &entry(2, k),
+                (fresh, flow_hash(k)),
+                (horizons, took),
+            )
+        };
+        assert!(matches!(placed, Placed::Inserted(_)), "{placed:?}");
+        let tier = told.get().expect("told the evicted flow's tier");
+        let after = occupied(&mut bucket);
+        let gone: Vec<FlowKey> = before.into_iter().filter(|k| !after.contains(k)).collect();
+        assert_eq!(gone.len(), 1);
+        let way = keys
+            .iter()
+            .position(|k| *k == gone[0])
+            .expect("one of the first");
+        taken.push((way, tier));
+    }
+    assert_eq!(
+        taken,
+        [
+            // The UDP flow idle past its 30 s and the closed flow (the
+            // older first).
+            (5, TIER_OVER),
+            (2, TIER_OVER),
+            (4, TIER_HANDSHAKE),
+            // Idle 50 minutes, then 16 minutes.
+            (3, TIER_IDLE_OPEN),
+            (1, TIER_IDLE_OPEN),
+            // Then live flows, the least recently seen first.
+            (6, TIER_LIVE),
+            (0, TIER_LIVE),
+        ]
     );
 }

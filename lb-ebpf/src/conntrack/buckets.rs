@@ -14,7 +14,7 @@ use lb_common::{
     flow_table::{
         self, bucket_index, class_of, nearby_bucket_index, rank_class, rank_word, tag_rank,
         FlowBucket, Placed, Seen, CLASS_CLOSED, CLASS_DATAGRAM, CLASS_ESTABLISHED, CLASS_HALF_OPEN,
-        FLOW_WAYS,
+        FLOW_WAYS, TIER_IDLE_OPEN, TIER_LIVE,
     },
     hash::{flow_hash, flow_hash_after, table_hash},
     stats::Counter,
@@ -287,7 +287,8 @@ fn bucket_mask() -> u32 {
 /// A queued insert into the bucket table (`pending::settle`), a function
 /// of its own called from one place. Counted here: `ConntrackNew` when
 /// the flow was inserted (`ConntrackHalfOpenNew` for a SYN's half-open
-/// flow: it becomes a new flow at its ACK, `touch`), `ConntrackHit` when
+/// flow: it becomes a new flow at its ACK, `touch`; the claim counts
+/// the open connections it evicts, `count_evicted`), `ConntrackHit` when
 /// another CPU had just inserted it, `ConntrackInsertFailed` (and the
 /// event) when every way was taken by writers (nothing for a SYN: its
 /// flow then goes to the half-open table, `no_room`; no event for a
@@ -302,6 +303,7 @@ pub(super) fn insert_pending(pending: *mut PendingFlow) -> u32 {
     // paths, kept them apart in the verifier (~90 k more instructions).
     // SAFETY: this CPU's slot, filled by `queue`, still armed.
     let promoting = unsafe { pending::is_promotion(pending) };
+    let slot = pending;
     // SAFETY: as above.
     let pending = unsafe { &*pending };
     let mask = bucket_mask();
@@ -320,10 +322,13 @@ pub(super) fn insert_pending(pending: *mut PendingFlow) -> u32 {
     // (~49 k more instructions).
     let rank = pending.rank | u32::from(pending.key.proto != IPPROTO_TCP);
     // SAFETY: both are live elements of the table; key and entry are in
-    // this CPU's slot.
+    // this CPU's slot (the key with the slot's provenance: the claim
+    // reaches the slot's counters from it, `counters_of`).
     let rank_and_place = (u64::from(rank) << 32) | u64::from(pending.place);
-    let placed =
-        unsafe { lb_flow_claim(first, second, &pending.key, &pending.entry, rank_and_place) };
+    let placed = unsafe {
+        let key = core::ptr::addr_of!((*slot).key);
+        lb_flow_claim(first, second, key, &pending.entry, rank_and_place)
+    };
     let half_open = rank_class(pending.rank) == CLASS_HALF_OPEN;
     match placed {
         CLAIM_INSERTED if half_open => stats::count(Counter::ConntrackHalfOpenNew),
@@ -364,7 +369,9 @@ const CLAIM_CONTENDED: u32 = 0x200;
 
 /// `flow_table::find_or_insert` as a function of its own: the position
 /// the flow was found at (below `2 * FLOW_WAYS`), `CLAIM_INSERTED` or
-/// `CLAIM_CONTENDED`, in one register. `rank_and_place`: the rank word
+/// `CLAIM_CONTENDED`, in one register. An insert that took the way of an
+/// open connection counts it here (`ConntrackEvictedIdle`: idle past the
+/// TCP horizon; `ConntrackEvictedLive`), when it takes it. `rank_and_place`: the rank word
 /// (high 32 bits) and the flow's `table_hash` (low), in one argument
 /// (five at most).
 ///
@@ -382,6 +389,8 @@ pub unsafe extern "C" fn lb_flow_claim(
     if first.is_null() || second.is_null() || key.is_null() || entry.is_null() {
         return CLAIM_CONTENDED;
     }
+    // SAFETY: `key` is the slot's, as `insert_pending` passes it.
+    let counters = unsafe { counters_of(key) };
     // SAFETY: non-null, and valid per the contract.
     let (key, entry) = unsafe { (&*key, &*entry) };
     let (rank, place) = ((rank_and_place >> 32) as u32, rank_and_place as u32);
@@ -389,11 +398,52 @@ pub unsafe extern "C" fn lb_flow_claim(
     // The idle horizons are read only if both buckets are full (an
     // expired flow is then evicted before any live one).
     match unsafe {
-        flow_table::find_or_insert_within(first, second, key, entry, (rank, place), idle_horizons)
+        flow_table::find_or_insert_within(
+            first,
+            second,
+            key,
+            entry,
+            (rank, place),
+            (idle_horizons, |tier| count_evicted(counters, tier)),
+        )
     } {
         Placed::Found(pos) => (pos & (2 * FLOW_WAYS - 1)) as u32,
         Placed::Inserted(_) => CLAIM_INSERTED,
         Placed::Contended => CLAIM_CONTENDED,
+    }
+}
+
+/// This CPU's counters (`PacketState::counters`), reached from `key`,
+/// the queued flow's key in this CPU's `PACKET_STATE` slot
+/// (`PendingFlow::key`): the claim counts its evictions there without a
+/// map lookup (a lookup in the claim cost the verifier 8-11 k
+/// instructions, past the suite's bound).
+///
+/// # Safety
+/// `key` must point to `PendingFlow::key` of this CPU's slot, with the
+/// slot's provenance.
+#[inline(always)]
+unsafe fn counters_of(key: *const FlowKey) -> *mut u64 {
+    let offset =
+        core::mem::offset_of!(PacketState, pending) + core::mem::offset_of!(PendingFlow, key);
+    // SAFETY: per the contract, `offset` bytes into the same slot.
+    unsafe { key.cast::<u8>().sub(offset).cast_mut().cast::<u64>() }
+}
+
+/// Counts, in `counters` (`counters_of`), an insert's eviction of a flow
+/// of tier `tier` (`flow_table::TIER_*`) if it was an open connection:
+/// `ConntrackEvictedIdle` (idle past the TCP horizon) or
+/// `ConntrackEvictedLive`. A SYN's insert takes neither.
+#[inline(always)]
+fn count_evicted(counters: *mut u64, tier: u32) {
+    // 1 where equal, else 0, without a branch: a branch here kept the
+    // verifier's paths of the claim apart (8 k instructions).
+    let is = |want: u32| (u64::from(tier ^ want)).wrapping_sub(1) >> 63;
+    // SAFETY: counters of this CPU's slot (below `COUNTER_COUNT`;
+    // per-CPU: no other writer).
+    unsafe {
+        *counters.add(Counter::ConntrackEvictedIdle as usize) += is(TIER_IDLE_OPEN);
+        *counters.add(Counter::ConntrackEvictedLive as usize) += is(TIER_LIVE);
     }
 }
 

@@ -26,7 +26,9 @@ use lb_common::{
     consts::{
         EVENT_CONNTRACK_INSERT_FAILED, FLOW_F_ACL_MARK, FLOW_F_FIN, FLOW_F_RST, FLOW_F_STATE,
     },
-    flow_table::{as_datagram, idle_horizons_of, over_within, ticks, victim_order},
+    flow_table::{
+        as_datagram, idle_horizons_of, over_within, ticks, victim_order, TIER_HANDSHAKE, TIER_SHIFT,
+    },
     stats::Counter,
     Backend, FlowEntry, FlowKey, VipMeta,
 };
@@ -258,8 +260,9 @@ pub(super) fn pinned_backend(entry: &FlowEntry) -> Option<&'static Backend> {
 /// Whether the bucket table's flow whose tag is `tag` is over at `now`
 /// for a packet of it (`tcp`: a TCP packet): closed (FIN or RST seen) or
 /// idle past its class's timeout, the idle horizons being lbd's
-/// (`idle_horizons`): what eviction takes first, the lowest tier of held
-/// flows in `flow_table::victim_order_within`. A SYN on such a tuple
+/// (`idle_horizons`, `flow_table::over_within`: an open TCP connection
+/// idle past the TCP horizon too, though eviction takes it only after
+/// handshakes, and a SYN never does). A SYN on such a tuple
 /// opens a new connection, not a retransmission; a UDP packet on it
 /// opens a new flow. A UDP packet's flow is judged by the datagram
 /// horizon whatever class its tag carries (an older lbd's installs
@@ -297,9 +300,9 @@ pub(super) fn idle_horizons() -> u64 {
     idle_horizons_of(word)
 }
 
-/// The least `victim_order` of a flow still in time (its tier 2: a
-/// handshake in time).
-const LIVE_TIER: u32 = 2 << 28;
+/// The least `victim_order` of a handshake still in time (the half-open
+/// table holds nothing else).
+const LIVE_TIER: u32 = TIER_HANDSHAKE << TIER_SHIFT;
 
 /// `FLOW_F_*` marks of a packet's TCP flags.
 #[inline(always)]

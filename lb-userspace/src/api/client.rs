@@ -61,8 +61,9 @@ const MAX_BACKLOG_PAUSE: Duration = Duration::from_millis(200);
 /// Why a call failed, sorted by what the user should do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// No socket at the path.
-    #[error("lbd is not running (no admin socket at {})", path.display())]
+    /// No socket at the path: lbd is not running, or lbctl looks in the
+    /// wrong place (the config's `admin_socket` is another path).
+    #[error("no admin socket at {}: lbd is not running, or its config's admin_socket is elsewhere (pass --socket or set LBCTL_SOCKET; for `systemctl reload lbd`, whose ExecReload runs `lbctl reload`, add a drop-in with Environment=LBCTL_SOCKET=PATH)", path.display())]
     NotRunning {
         /// The socket path.
         path: PathBuf,
@@ -171,21 +172,25 @@ pub enum ClientError {
 impl ClientError {
     /// Exit code for anything else (5xx, protocol errors).
     pub const EXIT_OTHER: u8 = 1;
-    /// Exit code for a usage error (a socket path no socket can have) or
-    /// a request lbd rejected (4xx but 409 and an object's 404; a 404 for
-    /// an endpoint lbd does not have is one).
+    /// Exit code for a usage error (a socket path that is no socket, or
+    /// that no socket can have, or one this user has no permission on:
+    /// waiting mends none of them) or a request lbd rejected (4xx but 409
+    /// and an object's 404; a 404 for an endpoint lbd does not have is
+    /// one).
     pub const EXIT_USAGE: u8 = 2;
     /// Exit code for "no such thing": a 404 for a VIP, backend, ACL rule
     /// or limit (not for an endpoint).
     pub const EXIT_NOT_FOUND: u8 = 3;
     /// Exit code for a conflict with the current state (409).
     pub const EXIT_CONFLICT: u8 = 4;
-    /// Exit code for lbd unreachable: not running, no permission, no
-    /// answer, or answering 503 (shutting down for a restart, or out of
-    /// connections): nothing was done, and trying again later may work.
+    /// Exit code for lbd unreachable: not running (no socket, or nothing
+    /// listening on it), too busy, no answer, or answering 503 (shutting
+    /// down for a restart, or out of connections): nothing was done, and
+    /// trying again later may work.
     pub const EXIT_UNAVAILABLE: u8 = 5;
     /// Exit code for a change lbd did not answer, in time or before the
-    /// connection ended (it may be applied).
+    /// connection ended, or whose carrying out lbd's engine stopped in
+    /// the middle of (its 500 `maybe_applied`): it may be applied.
     pub const EXIT_CHANGE_UNANSWERED: u8 = 8;
 
     /// The `lbctl` exit code for this error; stable, so scripts can branch on it.
@@ -193,14 +198,17 @@ impl ClientError {
         match self {
             Self::NotRunning { .. }
             | Self::NotListening { .. }
-            | Self::NotASocket { .. }
             | Self::Busy { .. }
-            | Self::PermissionDenied { .. }
             | Self::Timeout { .. }
             | Self::Dropped { .. }
             | Self::Connect { .. } => Self::EXIT_UNAVAILABLE,
-            Self::BadSocketPath { .. } => Self::EXIT_USAGE,
+            // Waiting mends none of these: a script looping on 5 ("try
+            // again later") would loop for ever.
+            Self::NotASocket { .. }
+            | Self::PermissionDenied { .. }
+            | Self::BadSocketPath { .. } => Self::EXIT_USAGE,
             Self::ChangeTimeout { .. } | Self::ChangeCutOff { .. } => Self::EXIT_CHANGE_UNANSWERED,
+            Self::Api(e) if e.code == super::code::MAYBE_APPLIED => Self::EXIT_CHANGE_UNANSWERED,
             // A path lbd has no endpoint for (lbctl newer than lbd) is a
             // request it refused, not a missing VIP or backend.
             Self::Api(e) if e.is_no_endpoint() => Self::EXIT_USAGE,
@@ -845,14 +853,34 @@ mod tests {
             [api(400), api(404), api(409), api(413), api(500), api(503)],
             [2, 3, 4, 2, 1, 5]
         );
+        // lbd's engine ended mid-change: the change may be applied, as
+        // when lbd does not answer it (8), not a failure that changed
+        // nothing (1).
+        let maybe_applied = ClientError::Api(ApiError {
+            status: 500,
+            code: "maybe_applied".into(),
+            message: "it may be applied".into(),
+        });
+        assert_eq!(maybe_applied.exit_code(), 8);
         let path = PathBuf::from("/run/lbd/lbd.sock");
         assert_eq!(
             ClientError::NotRunning { path: path.clone() }.exit_code(),
             5
         );
+        // A permission or a path that is no socket does not mend by
+        // waiting: not 5 ("try again later") but 2, as a path no socket
+        // can have.
         assert_eq!(
             ClientError::PermissionDenied { path: path.clone() }.exit_code(),
-            5
+            2
+        );
+        assert_eq!(
+            ClientError::NotASocket {
+                path: path.clone(),
+                what: "a regular file"
+            }
+            .exit_code(),
+            2
         );
         let timeout = ClientError::Timeout {
             path: path.clone(),
@@ -986,9 +1014,17 @@ mod tests {
             .unwrap_err();
         assert!(matches!(&err, ClientError::NotRunning { .. }), "{err:?}");
         assert_eq!(err.exit_code(), ClientError::EXIT_UNAVAILABLE);
-        assert_eq!(
-            err.to_string(),
-            format!("lbd is not running (no admin socket at {})", path.display())
+        // lbd may run on another socket: the message says how to point
+        // lbctl (and `systemctl reload`) at it.
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!("no admin socket at {}:", path.display()))
+                && message
+                    .contains("lbd is not running, or its config's admin_socket is elsewhere")
+                && message.contains("--socket")
+                && message.contains("LBCTL_SOCKET")
+                && message.contains("Environment=LBCTL_SOCKET="),
+            "{message}"
         );
 
         // A socket file nobody listens on (lbd killed or crashed): not

@@ -260,6 +260,7 @@ impl From<Health> for HealthStatus {
             Health::Unknown => HealthStatus::Unknown,
             Health::Up => HealthStatus::Up,
             Health::Down => HealthStatus::Down,
+            Health::Full => HealthStatus::Full,
         }
     }
 }
@@ -990,6 +991,7 @@ mod tests {
             (Health::Unknown, "unknown"),
             (Health::Up, "up"),
             (Health::Down, "down"),
+            (Health::Full, "full"),
         ] {
             assert_eq!(HealthStatus::from(health).as_str(), name);
             assert_eq!(health.to_string(), name);

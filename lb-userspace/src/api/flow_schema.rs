@@ -22,8 +22,10 @@ pub enum FlowDecision {
     /// there with that backend.
     #[serde(rename = "half_open")]
     HalfOpen,
-    /// No valid entry, or one whose flow is over (TCP: FIN/RST seen or idle
-    /// past its timeout, so its next packet, a SYN, opens a new flow):
+    /// No valid entry, or one whose flow is over (TCP: FIN/RST seen, so
+    /// its next packet, a SYN, opens a new flow; UDP: idle past its
+    /// timeout; an open TCP connection idle past its timeout is still
+    /// `Tracked`, its own packets going by its entry):
     /// Maglev's pick (the slot the flow hashes to in the VIP's live table),
     /// then remembered.
     Maglev,
@@ -89,6 +91,25 @@ pub struct TrackedEntry {
     /// idle timeout (a half-open entry: within the half-open timeout, past
     /// which a new SYN may take its place).
     pub live: bool,
+    /// An open TCP connection (no FIN/RST) idle past the idle timeout:
+    /// its own packets still go by this entry, a new connection (SYN) on
+    /// its tuple is balanced afresh (`FlowExplanation::new_connection`),
+    /// and a new flow of a full bucket may take its way before any live
+    /// flow's (never a SYN's). Absent from older lbds' answers: false.
+    #[serde(default)]
+    pub idle: bool,
+}
+
+/// Where a new connection (a TCP SYN) on the tuple of an idle open
+/// connection would go: Maglev's pick, as for a flow not tracked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewConnection {
+    /// Maglev's pick (None: the VIP has no table).
+    pub maglev: Option<MaglevPick>,
+    /// The backend it would go to (None: dropped).
+    pub backend: Option<FlowBackend>,
+    /// Why it would be dropped.
+    pub dropped: Option<DropReason>,
 }
 
 /// Where Maglev puts the flow.
@@ -124,6 +145,11 @@ pub struct FlowExplanation {
     pub maglev: Option<MaglevPick>,
     /// Why it is dropped.
     pub dropped: Option<DropReason>,
+    /// An idle open TCP connection (`TrackedEntry::idle`) tracked on its
+    /// backend: where a new connection (SYN) on its tuple would go
+    /// instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_connection: Option<NewConnection>,
     /// NAT VIPs: the flow's translation, when the NAT table holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nat: Option<NatTranslation>,

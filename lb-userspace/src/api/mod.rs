@@ -106,6 +106,11 @@ pub mod code {
     pub(crate) const LIMIT_EXCEEDED: &str = "limit_exceeded";
     /// Something failed inside lbd (500).
     pub(crate) const INTERNAL: &str = "internal";
+    /// lbd's engine stopped while carrying out a change, before it
+    /// answered (500): the change may be applied, in whole or in part,
+    /// unlike an [`INTERNAL`] failure, which changed nothing; lbctl exits
+    /// 8, as when lbd does not answer a change.
+    pub(crate) const MAYBE_APPLIED: &str = "maybe_applied";
     /// lbd has as many requests in flight as it takes; nothing was done
     /// and trying again shortly may work (503).
     pub(crate) const BUSY: &str = "busy";

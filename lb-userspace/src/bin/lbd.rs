@@ -14,7 +14,7 @@ use lb_userspace::{
 #[command(
     name = "lbd",
     version = lb_userspace::VERSION,
-    after_help = "Exit status: 0 done; 1 failed (under the systemd unit, lbd is started again); 2 bad usage; 10 a stop for good (SIGINT) that ended with errors, which the log names (the unit does not start lbd again: RestartPreventExitStatus=10); 11 a stop for a restart (SIGUSR1, the unit's RestartKillSignal: the pinned program and the BGP announcements stay for the next lbd, which the unit always starts: RestartForceExitStatus=11). A panic is logged and aborts lbd (SIGABRT): a crash, which the unit restarts."
+    after_help = "Exit status: 0 done; 1 failed (under the systemd unit, lbd is started again); 2 bad usage; 10 a stop for good (SIGINT) that ended with errors, which the log names (the unit does not start lbd again: RestartPreventExitStatus=10); 11 a stop for a restart (SIGUSR1, the unit's RestartKillSignal: the pinned program and the BGP announcements stay for the next lbd, which the unit always starts: RestartForceExitStatus=11); 12 the config refused (what `lbctl config check` says) and 13 this build's data plane object refused by the kernel (the verifier): a start that would fail again, which the unit does not repeat (RestartPreventExitStatus=12 13; the previous lbd's pinned program keeps forwarding). A panic is logged and aborts lbd (SIGABRT): a crash, which the unit restarts."
 )]
 struct Args {
     /// Configuration file (TOML).
@@ -163,7 +163,7 @@ async fn main() -> std::process::ExitCode {
         }
         Err(error) => {
             eprintln!("lbd: {error}");
-            return std::process::ExitCode::FAILURE;
+            return std::process::ExitCode::from(lb_userspace::daemon::config_exit_status(&error));
         }
     };
     if let Some(config) = &config {
@@ -242,6 +242,22 @@ mod tests {
             )),
             "{help}"
         );
+    }
+
+    /// A start that would fail again (the config or the object refused)
+    /// exits with a status of its own, which the help names with the
+    /// unit setting that keeps it from being repeated.
+    #[test]
+    fn the_help_names_the_exit_statuses_of_a_refused_start() {
+        use lb_userspace::daemon::{EXIT_CONFIG_REFUSED, EXIT_OBJECT_REFUSED};
+        let help = Args::command().render_long_help().to_string();
+        for said in [
+            format!("{EXIT_CONFIG_REFUSED} the config refused"),
+            format!("{EXIT_OBJECT_REFUSED} this build's data plane object refused"),
+            format!("RestartPreventExitStatus={EXIT_CONFIG_REFUSED} {EXIT_OBJECT_REFUSED}"),
+        ] {
+            assert!(help.contains(&said), "{said}: {help}");
+        }
     }
 
     #[test]

@@ -479,7 +479,8 @@ port = 80
         assert_eq!(fields(&load("[bgp]\n").unwrap()), ["bgp"]);
         let text = format!("maglev_mode = \"minimal\"\n{VIPS}[bgp]\n[sync]\nlisten = \"198.18.2.11:7946\"\npeers = [\"198.18.2.12:7946\"]\nkey_file = \"/k\"\n");
         let config = Config::from_toml_str(&text, "lbd.toml").unwrap();
-        assert_eq!(fields(&config), ["maglev_mode"]);
+        // (and the mesh's sizing note, see `sync::sizing_warnings`)
+        assert_eq!(fields(&config), ["maglev_mode", "sync.peers"]);
         assert!(fields(&load("").unwrap()).is_empty());
     }
 

@@ -84,6 +84,7 @@ mod load;
 mod nat;
 mod raw;
 mod reload;
+mod served;
 mod sync;
 mod tunnel;
 mod validate;
@@ -103,6 +104,7 @@ pub use health::{
     HealthKeys, MAX_HEALTH_HOST_BYTES, MAX_HEALTH_PATH_BYTES, MAX_HEALTH_PGSQL_NAME_BYTES,
 };
 pub use nat::{NatConfig, NatTimeouts, VipNat};
+pub(crate) use served::{served_to_toml, with_served};
 pub use sync::SyncSettings;
 pub use tunnel::TunnelSettings;
 pub(crate) use tunnel::{outer_sources_hold, prefix_text};

@@ -10,8 +10,10 @@ impl Config {
     /// take them), `[flood]` thresholds (the next observation takes
     /// them) and `[nat]` (its VIPs already carry its addresses and ports;
     /// VIPs added at run time and the reaper's timeouts take it too) but
-    /// for the NAT flow table's size, and this config's node settings
-    /// (they take effect only at a restart).
+    /// for the NAT flow table's size, `[sync] peers` (a node joins or
+    /// leaves a running mesh with a reload of the others: see
+    /// [`reloaded_sync`]), and this config's node settings (they take
+    /// effect only at a restart).
     pub(crate) fn with_reloadable_from(&self, file: &Config) -> Config {
         Config {
             vips: file.vips.clone(),
@@ -24,6 +26,7 @@ impl Config {
             },
             tcp_idle_timeout: file.tcp_idle_timeout,
             udp_idle_timeout: file.udp_idle_timeout,
+            sync: reloaded_sync(self.sync.as_ref(), file.sync.as_ref()),
             ..self.clone()
         }
     }
@@ -109,6 +112,29 @@ fn in_effect(mut bgp: BgpConfig) -> BgpConfig {
     bgp
 }
 
+/// The `[sync]` a reload runs: the file's peers when the running mesh
+/// listens where the file says, with the same key file (replication
+/// starts senders to the new peers and stops those of the removed ones:
+/// `Replication::set_peers`); the running settings otherwise (a listen
+/// address, a key file, or `[sync]` itself added or removed wait for a
+/// restart).
+fn reloaded_sync(
+    running: Option<&SyncSettings>,
+    file: Option<&SyncSettings>,
+) -> Option<SyncSettings> {
+    match (running, file) {
+        (Some(running), Some(file))
+            if running.listen == file.listen && running.key_file == file.key_file =>
+        {
+            Some(SyncSettings {
+                peers: file.peers.clone(),
+                ..running.clone()
+            })
+        }
+        (running, _) => running.cloned(),
+    }
+}
+
 /// `[sync]` with its peers in one order, to compare what takes effect:
 /// peers are connected one by one and known by their address, so their
 /// order in the file changes nothing.
@@ -183,9 +209,38 @@ mod tests {
         let file = mesh("\"198.18.2.13:7946\", \"198.18.2.12:7946\"");
         assert_ne!(running.sync, file.sync, "the order differs");
         assert!(running.restart_only_changes(&file).is_empty());
-        // Another peer set is a change.
-        let other = mesh("\"198.18.2.12:7946\", \"198.18.2.14:7946\"");
-        assert_eq!(running.restart_only_changes(&other), vec!["sync"]);
+    }
+
+    /// `[sync] peers` reload: a node joins (or leaves) a running mesh
+    /// with a reload of the others, no restart; the listen address and
+    /// the key file still wait for one.
+    #[test]
+    fn sync_peers_reload_and_the_rest_of_sync_waits_for_a_restart() {
+        let mesh = |listen: &str, peers: &str, key: &str| {
+            load(&format!(
+                "interface = \"eth0\"\n[sync]\nlisten = \"{listen}\"\npeers = [{peers}]\nkey_file = \"{key}\"\n"
+            ))
+        };
+        let two = "\"198.18.2.12:7946\"";
+        let three = "\"198.18.2.12:7946\", \"198.18.2.13:7946\"";
+        let running = mesh("198.18.2.11:7946", two, "/k");
+        let file = mesh("198.18.2.11:7946", three, "/k");
+        assert!(running.restart_only_changes(&file).is_empty());
+        let next = running.with_reloadable_from(&file);
+        assert_eq!(next.sync, file.sync, "the new peer is taken");
+        // Another listen address or key file: restart settings, and the
+        // running peers stay as they are until then.
+        for other in [
+            mesh("198.18.2.21:7946", three, "/k"),
+            mesh("198.18.2.11:7946", three, "/other"),
+        ] {
+            assert_eq!(running.restart_only_changes(&other), vec!["sync"]);
+            assert_eq!(running.with_reloadable_from(&other).sync, running.sync);
+        }
+        // Nor does a reload add or remove the whole table.
+        let none = load("interface = \"eth0\"\n");
+        assert_eq!(running.restart_only_changes(&none), vec!["sync"]);
+        assert_eq!(none.restart_only_changes(&file), vec!["sync"]);
     }
 
     /// A reload notes what takes effect at a restart: the addresses an

@@ -19,7 +19,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use serde::Deserialize;
 use toml::{Spanned, Value};
 
-use super::{raw::Items, Checker, ConfigError};
+use super::{raw::Items, Checker, Config, ConfigError, Warning};
 
 /// Most peers one node replicates to: a full mesh of this many + 1 nodes.
 pub(crate) const MAX_SYNC_PEERS: usize = 15;
@@ -134,5 +134,46 @@ impl Checker<'_> {
             peers,
             key_file,
         }))
+    }
+}
+
+/// A note for every `[sync]` node: its connection table holds the flows
+/// of the whole mesh (its own and every peer's copies), so
+/// `conntrack_size` sized for one node's share is too small by the
+/// number of nodes, and copies and own flows then evict each other. Said
+/// with the figures of this config (`lbctl config check`, and the log at
+/// start).
+pub(super) fn sizing_warnings(config: &Config, out: &mut Vec<Warning>) {
+    let Some(sync) = &config.sync else {
+        return;
+    };
+    let nodes = sync.peers.len() + 1;
+    let size = config.conntrack_size;
+    out.push(Warning {
+        field: "sync.peers".to_owned(),
+        message: format!(
+            "every node of this mesh of {nodes} holds the flows of all {nodes} (its own, and its peers' as copies): conntrack_size = {size} holds about {} live flows per node without evicting one; size it for the whole mesh's live flows ({nodes} x one node's), on every node",
+            size / u32::try_from(nodes).unwrap_or(u32::MAX).max(1)
+        ),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{warnings, Config};
+
+    /// `[sync]` brings a sizing note with this mesh's figures; a node
+    /// without it gets none.
+    #[test]
+    fn a_mesh_node_is_told_its_table_holds_every_nodes_flows() {
+        let text = "interface = \"eth0\"\nconntrack_size = 262144\n[sync]\nlisten = \"198.18.2.11:7946\"\npeers = [\"198.18.2.12:7946\", \"198.18.2.13:7946\", \"198.18.2.14:7946\"]\nkey_file = \"/k\"\n";
+        let config = Config::from_toml_str(text, "test").unwrap();
+        let shown: Vec<String> = warnings(&config).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            ["sync.peers: every node of this mesh of 4 holds the flows of all 4 (its own, and its peers' as copies): conntrack_size = 262144 holds about 65536 live flows per node without evicting one; size it for the whole mesh's live flows (4 x one node's), on every node"]
+        );
+        let alone = Config::from_toml_str("interface = \"eth0\"\n", "test").unwrap();
+        assert!(warnings(&alone).is_empty());
     }
 }

@@ -33,6 +33,8 @@ pub fn warnings(config: &Config) -> Vec<Warning> {
         vip_warnings(index, vip, &mut out);
     }
     bgp_warnings(config, &mut out);
+    super::sync::sizing_warnings(config, &mut out);
+    idle_warnings(config, &mut out);
     unmoved_warnings(config, &mut out);
     super::vrrp::owner_warnings(config, &mut out);
     out
@@ -146,6 +148,38 @@ fn unmoved_warnings(config: &Config, out: &mut Vec<Warning>) {
             ),
         });
     }
+}
+
+/// `tcp_idle_timeout_s` raised past `[nat] tcp_established_timeout_s`
+/// while NAT VIPs exist: the first does not apply to them (their
+/// translations are held by the second), so their idle connections are
+/// freed sooner than the operator who raised it likely meant (a pool of
+/// database connections kept for hours).
+fn idle_warnings(config: &Config, out: &mut Vec<Warning>) {
+    let established = config.nat.timeouts.tcp_established;
+    if config.tcp_idle_timeout <= established {
+        return;
+    }
+    let nat: Vec<String> = config
+        .vips
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.forwarding == lb_common::Mode::Nat && v.protocol == super::Protocol::Tcp)
+        .map(|(i, _)| format!("vip[{i}]"))
+        .collect();
+    if nat.is_empty() {
+        return;
+    }
+    out.push(Warning {
+        field: "tcp_idle_timeout_s".to_owned(),
+        message: format!(
+            "{} s is longer than [nat] tcp_established_timeout_s ({} s), and does not apply to NAT VIPs ({}): their idle connections are freed after {} s; raise [nat] tcp_established_timeout_s too to hold them as long",
+            config.tcp_idle_timeout.as_secs(),
+            established.as_secs(),
+            nat.join(", "),
+            established.as_secs()
+        ),
+    });
 }
 
 /// Active-active nodes must agree on every flow's backend.
@@ -351,6 +385,25 @@ mod tests {
         ]);
         assert_eq!(shown(&sound), Vec::<String>::new());
         assert_eq!(shown(&config(Vec::new())), Vec::<String>::new());
+    }
+
+    /// The operator raised tcp_idle_timeout_s thinking it covers NAT VIPs.
+    #[test]
+    fn an_idle_timeout_past_the_nat_one_is_warned_of_when_nat_vips_exist() {
+        let mut nat = vip("198.18.0.100", &[("198.18.0.11", 1)]);
+        nat.forwarding = lb_common::Mode::Nat;
+        let mut long = config(vec![vip("198.18.0.101", &[("198.18.0.12", 1)]), nat]);
+        long.tcp_idle_timeout = std::time::Duration::from_secs(28_800);
+        assert_eq!(
+            shown(&long),
+            ["tcp_idle_timeout_s: 28800 s is longer than [nat] tcp_established_timeout_s (7440 s), and does not apply to NAT VIPs (vip[1]): their idle connections are freed after 7440 s; raise [nat] tcp_established_timeout_s too to hold them as long"]
+        );
+        long.nat.timeouts.tcp_established = std::time::Duration::from_secs(29_040);
+        assert_eq!(shown(&long), Vec::<String>::new());
+        // Without NAT VIPs, nothing to say.
+        long.nat.timeouts.tcp_established = std::time::Duration::from_secs(7440);
+        long.vips.truncate(1);
+        assert_eq!(shown(&long), Vec::<String>::new());
     }
 
     #[test]

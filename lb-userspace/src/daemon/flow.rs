@@ -6,7 +6,9 @@
 //! and `select.rs`): a tracked entry whose backend is the same live
 //! backend wins while its flow is live (no FIN/RST, within its idle
 //! timeout: past that a new connection on the tuple, a TCP SYN or any
-//! UDP packet, is a new flow, re-pinned to Maglev's pick); a flow the
+//! UDP packet, is a new flow, re-pinned to Maglev's pick), and for an
+//! open TCP connection idle past its timeout (its own packets still go
+//! by the entry; what a new SYN would get is told beside); a flow the
 //! connection table does not hold at all goes to
 //! its half-open entry's backend (a TCP handshake under way) if that one
 //! is the same live backend; otherwise the flow's hash picks a slot of the
@@ -16,7 +18,9 @@
 use std::{net::SocketAddr, time::Duration};
 
 use lb_common::{
-    consts::{FLOW_F_FIN, FLOW_F_HALF_OPEN, FLOW_F_RST, FLOW_TOUCH_INTERVAL_NS, NO_BACKEND},
+    consts::{
+        FLOW_F_FIN, FLOW_F_HALF_OPEN, FLOW_F_RST, FLOW_TOUCH_INTERVAL_NS, IPPROTO_TCP, NO_BACKEND,
+    },
     flow_table::{HALF_OPEN_IDLE_TICKS, TICK_SHIFT},
     hash::flow_hash,
     FlowEntry, FlowKey,
@@ -30,7 +34,8 @@ pub(crate) const HALF_OPEN_TIMEOUT: Duration =
 use super::engine::check_of;
 use crate::{
     api::flow_schema::{
-        DropReason, FlowBackend, FlowDecision, FlowExplanation, FlowFlag, MaglevPick, TrackedEntry,
+        DropReason, FlowBackend, FlowDecision, FlowExplanation, FlowFlag, MaglevPick,
+        NewConnection, TrackedEntry,
     },
     model::VipModel,
     reconcile::{addr_words, AppliedVip, VipId},
@@ -88,16 +93,28 @@ pub fn explain(facts: &Facts<'_>) -> FlowExplanation {
     } else {
         facts.idle_timeout
     };
-    let entry = facts.entry.map(|e| tracked_entry(facts, &e, timeout));
+    // An open TCP connection (no FIN/RST) idle past the TCP timeout: its
+    // own packets (no SYN) still go by the entry, which the data plane
+    // keeps until a new flow of a full bucket takes its way, after every
+    // closed flow and handshake there (never a SYN's insert). Tracked,
+    // with where a new connection on the tuple would go beside.
+    let tcp = facts.vip.protocol.number() == IPPROTO_TCP;
+    let entry = facts.entry.map(|e| {
+        let shown = tracked_entry(facts, &e, timeout);
+        TrackedEntry {
+            idle: tcp && !handshake && !shown.live && shown.flags.is_empty(),
+            ..shown
+        }
+    });
     // A flow that is over (not live: a TCP connection that saw FIN or
-    // RST, or one idle past its protocol's timeout) is followed no more
-    // by a new one on the tuple: the data plane re-pins a SYN there, and
-    // any UDP packet of a flow idle past the UDP timeout (UDP has no SYN),
-    // to Maglev's pick whatever its backend (`tracked`'s `reopening`,
+    // RST, a UDP flow idle past its timeout) is followed no more by a new
+    // one on the tuple: the data plane re-pins a SYN there, and any UDP
+    // packet of a flow idle past the UDP timeout (UDP has no SYN), to
+    // Maglev's pick whatever its backend (`tracked`'s `reopening`,
     // lb-ebpf/src/conntrack/buckets.rs). The answer is where that new
     // flow goes, the old entry shown; only the ended TCP connection's own
     // late packets (no SYN) still follow the entry.
-    let reopening = !handshake && entry.as_ref().is_some_and(|e| !e.live);
+    let reopening = !handshake && entry.as_ref().is_some_and(|e| !e.live && !e.idle);
     let mut explanation = FlowExplanation {
         vip: facts.vip.to_string(),
         client: facts.client,
@@ -107,6 +124,7 @@ pub fn explain(facts: &Facts<'_>) -> FlowExplanation {
         half_open: None,
         maglev: None,
         dropped: None,
+        new_connection: None,
         nat: None,
         tunnel: None,
     };
@@ -118,6 +136,14 @@ pub fn explain(facts: &Facts<'_>) -> FlowExplanation {
         } else {
             explanation.decision = FlowDecision::Tracked;
             explanation.entry = Some(entry.clone());
+            if entry.idle {
+                let (maglev, picked) = maglev_pick(facts, &key);
+                explanation.new_connection = Some(NewConnection {
+                    maglev,
+                    backend: picked.as_ref().ok().cloned(),
+                    dropped: picked.err(),
+                });
+            }
         }
         return explanation;
     }
@@ -136,32 +162,45 @@ pub fn explain(facts: &Facts<'_>) -> FlowExplanation {
     }
     explanation.entry = entry;
     explanation.half_open = half_open;
+    let (maglev, picked) = maglev_pick(facts, &key);
+    explanation.maglev = maglev;
+    match picked {
+        Ok(backend) => {
+            explanation.decision = FlowDecision::Maglev;
+            explanation.backend = Some(backend);
+        }
+        Err(reason) => explanation.dropped = Some(reason),
+    }
+    explanation
+}
+
+/// Maglev's pick for the flow of `key`: its slot (None: the VIP has no
+/// table lbd knows), and the backend there if it can take packets, else
+/// why the flow is dropped.
+fn maglev_pick(
+    facts: &Facts<'_>,
+    key: &FlowKey,
+) -> (Option<MaglevPick>, Result<FlowBackend, DropReason>) {
     let size = facts.applied.table_size;
     if size == 0 || facts.table.len() != size as usize {
-        explanation.dropped = Some(DropReason::NoTable);
-        return explanation;
+        return (None, Err(DropReason::NoTable));
     }
-    let slot = flow_hash(&key) % size;
+    let slot = flow_hash(key) % size;
     let id = facts.table[slot as usize];
-    explanation.maglev = Some(MaglevPick {
+    let pick = Some(MaglevPick {
         slot,
         table_size: size,
         backend_id: id,
     });
     if id == NO_BACKEND {
-        explanation.dropped = Some(DropReason::EmptySlot);
-        return explanation;
+        return (pick, Err(DropReason::EmptySlot));
     }
     match backend_by_id(facts, id, None) {
-        Some(backend) if backend.alive => {
-            explanation.decision = FlowDecision::Maglev;
-            explanation.backend = Some(backend);
-        }
+        Some(backend) if backend.alive => (pick, Ok(backend)),
         // A slot naming a backend lbd does not know, or one that cannot
         // take packets: the data plane finds no live backend there.
-        _ => explanation.dropped = Some(DropReason::BackendNotAlive),
+        _ => (pick, Err(DropReason::BackendNotAlive)),
     }
-    explanation
 }
 
 /// The entry as the explanation shows it: its backend if that backend
@@ -188,6 +227,7 @@ fn tracked_entry(facts: &Facts<'_>, entry: &FlowEntry, timeout: Duration) -> Tra
         age_s: silent.as_secs_f64(),
         flags,
         live,
+        idle: false,
     }
 }
 
@@ -641,14 +681,18 @@ mod tests {
         assert_eq!(answer.dropped, Some(DropReason::NoTable));
     }
 
-    /// A TCP connection that is over (FIN or RST seen, or idle past the
-    /// TCP timeout) pins no new connection on its tuple: the data plane
-    /// re-pins the next SYN there to Maglev's pick (`tracked`'s
-    /// `reopening`, lb-ebpf/src/conntrack/buckets.rs). The answer is that
-    /// pick, as for a UDP flow idle past its timeout, with the old entry
-    /// shown as it is (its backend alive, itself not live).
+    /// A TCP flow that saw FIN or RST is over: the data plane re-pins the
+    /// next SYN there to Maglev's pick (`tracked`'s `reopening`,
+    /// lb-ebpf/src/conntrack/buckets.rs). The answer is that pick, as for
+    /// a UDP flow idle past its timeout, with the old entry shown as it is
+    /// (its backend alive, itself not live). An open connection idle past
+    /// the TCP timeout (no FIN/RST: a pooled database session) is not
+    /// over: its next packet (no SYN) goes by its entry, so the answer is
+    /// `tracked` on its backend, marked idle, with where a new connection
+    /// (SYN) on the tuple would go beside. Before, it answered Maglev's
+    /// pick, which the connection's next query did not take.
     #[test]
-    fn a_tcp_flow_that_ended_or_idled_out_follows_maglev_for_a_new_connection() {
+    fn a_tcp_flow_that_ended_follows_maglev_for_a_new_connection_an_idle_one_stays_tracked() {
         let mut world = World::new();
         let client = "198.18.1.10:40000";
         let other = world.not_maglevs(client);
@@ -664,7 +708,7 @@ mod tests {
                 FLOW_F_FIN | FLOW_F_RST,
                 vec![FlowFlag::Fin, FlowFlag::Rst],
             ),
-            (902, 0, Vec::new()),
+            (902, FLOW_F_FIN, vec![FlowFlag::Fin]),
         ] {
             let answer = world.explain(client, Some(entry(world.id(other), age_s, flags)));
             assert_eq!(answer.decision, FlowDecision::Maglev, "{answer:?}");
@@ -673,24 +717,52 @@ mod tests {
             assert_ne!(backend.address.to_string(), other);
             assert!(answer.maglev.is_some(), "{answer:?}");
             assert_eq!(answer.dropped, None);
+            assert_eq!(answer.new_connection, None);
             let ended = answer.entry.unwrap();
             assert_eq!(ended.backend.unwrap().address.to_string(), other);
-            assert!(ended.current && !ended.live, "{flags:#x} {age_s}");
+            assert!(
+                ended.current && !ended.live && !ended.idle,
+                "{flags:#x} {age_s}"
+            );
             assert_eq!(ended.flags, shown);
             assert!((ended.age_s - age_s as f64).abs() < 1e-9, "{}", ended.age_s);
         }
+        // Idle 902 s, no FIN/RST: tracked on its backend, idle; a new
+        // SYN would take Maglev's pick.
+        let idle = world.explain(client, Some(entry(world.id(other), 902, 0)));
+        assert_eq!(idle.decision, FlowDecision::Tracked, "{idle:?}");
+        assert_eq!(idle.backend.clone().unwrap().address.to_string(), other);
+        assert_eq!(idle.maglev, None);
+        let held = idle.entry.clone().unwrap();
+        assert!(held.current && !held.live && held.idle, "{held:?}");
+        assert!((held.age_s - 902.0).abs() < 1e-9, "{}", held.age_s);
+        let new = idle.new_connection.clone().expect("a new SYN's pick");
+        assert_eq!(
+            new.backend.as_ref().unwrap().address,
+            world.maglev_address(client)
+        );
+        assert!(new.maglev.is_some() && new.dropped.is_none(), "{new:?}");
+        let json = serde_json::to_value(&idle).unwrap();
+        assert_eq!(json["decision"], "tracked");
+        assert_eq!(json["entry"]["idle"], true);
+        assert!(
+            json["new_connection"]["maglev"]["slot"].is_number(),
+            "{json}"
+        );
         // Live (no FIN/RST, within the timeout): tracked, on its backend.
         let live = world.explain(client, Some(entry(world.id(other), 898, 0)));
         assert_eq!(live.decision, FlowDecision::Tracked, "{live:?}");
         assert_eq!(live.backend.unwrap().address.to_string(), other);
         assert_eq!(live.maglev, None);
+        assert_eq!(live.new_connection, None);
+        assert!(!live.entry.unwrap().idle);
     }
 
     /// A UDP flow idle past the UDP timeout: its next packet is a new
     /// flow, which the data plane re-pins to Maglev's pick (UDP has no
     /// SYN); within the timeout it keeps its backend. A TCP connection's
     /// next SYN does the same once it is over
-    /// (`a_tcp_flow_that_ended_or_idled_out_follows_maglev_for_a_new_connection`).
+    /// (`a_tcp_flow_that_ended_follows_maglev_for_a_new_connection_an_idle_one_stays_tracked`).
     #[test]
     fn a_udp_flow_idle_past_its_timeout_follows_maglev_again() {
         let world = World::udp();

@@ -13,11 +13,14 @@ pub mod events;
 pub mod flow;
 pub mod http;
 pub mod nat_flow;
+mod refused;
 pub mod replication;
 pub mod routes;
 mod sd_notify;
 mod shutdown_probe;
 pub mod tunnel_flow;
+
+pub use refused::{config_exit_status, EXIT_CONFIG_REFUSED, EXIT_OBJECT_REFUSED};
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -131,13 +134,14 @@ fn may_change(request: &Request) -> bool {
 /// The answer to a request whose reply was dropped unanswered: the engine
 /// task ended while carrying it out (a normal stop answers the requests
 /// it queued, see `refuse_queued`). A change may be applied, in part or
-/// whole, so it is a failure (500), never "nothing was done" (503: lbctl
-/// would say try again); a read or dry run changed nothing.
+/// whole, so it is a failure (500) with its own code (`maybe_applied`:
+/// lbctl's exit 8), never "nothing was done" (503: lbctl would say try
+/// again) nor a plain failure; a read or dry run changed nothing.
 fn dropped_reply(change: bool) -> Response {
     if change {
         Response::error(
             500,
-            code::INTERNAL,
+            code::MAYBE_APPLIED,
             "lbd's engine stopped while carrying out the change, before answering: it may be applied, in whole or in part; check `lbctl status` before trying again",
         )
     } else {
@@ -202,10 +206,13 @@ impl std::fmt::Display for StoppedForGoodWithErrors {
 
 /// The exit status of an lbd whose [`run`] or [`offline`] action failed
 /// with `error`: [`EXIT_STOPPED_FOR_GOOD_WITH_ERRORS`] for a stop for good,
+/// [`EXIT_OBJECT_REFUSED`] when the kernel refused this build's object,
 /// else 1.
 pub fn exit_status(error: &anyhow::Error) -> u8 {
     if error.downcast_ref::<StoppedForGoodWithErrors>().is_some() {
         EXIT_STOPPED_FOR_GOOD_WITH_ERRORS
+    } else if refused::object_refused(error) {
+        EXIT_OBJECT_REFUSED
     } else {
         1
     }
@@ -259,7 +266,13 @@ pub async fn run(path: &Path, config: Config, early: EarlySignals) -> anyhow::Re
             .await);
         }
     };
-    let (mut engine, events) = match Engine::start(path, config.clone()).await {
+    // The lbd that ran before, as its record named it: the running-state
+    // record is restored only if that lbd wrote it (see
+    // `engine::running_state`).
+    let previous = ownership
+        .previous_lbd()
+        .map(engine::running_state::Writer::of);
+    let (mut engine, events) = match Engine::start(path, config.clone(), previous).await {
         Ok(started) => started,
         Err(error) => {
             // The cleanup claims the data plane itself, and refuses while
@@ -1428,6 +1441,19 @@ mod shutdown_tests {
         assert!(
             message.contains("may be applied") && !message.contains("shutting down"),
             "{message}"
+        );
+        // Its own code, which lbctl maps to its "may be applied" exit
+        // status (8), apart from a 500 that changed nothing.
+        let code = change.body["error"]["code"].as_str().unwrap_or_default();
+        assert_eq!(code, "maybe_applied", "{:?}", change.body);
+        let error = crate::api::client::ClientError::Api(crate::api::ApiError {
+            status: change.status,
+            code: code.to_owned(),
+            message: message.to_owned(),
+        });
+        assert_eq!(
+            error.exit_code(),
+            crate::api::client::ClientError::EXIT_CHANGE_UNANSWERED
         );
         let not_dry = handler
             .handle(request(Method::Post, "reload", &[("dry_run", "false")]))

@@ -72,6 +72,7 @@ pub fn with_translation(
     };
     explanation.entry = None;
     explanation.half_open = None;
+    explanation.new_connection = None;
     let nat = translation(key, forward, reply, facts.now_ns);
     explanation.decision = FlowDecision::Tracked;
     // The entry's id, if it still names the backend the flow goes to: a

@@ -141,7 +141,9 @@ fn outcome(result: Result<crate::api::schema::Change, ChangeError>) -> Response 
             Response::error(400, code::BAD_REQUEST, error.to_string())
         }
         Err(ChangeError::Dataplane(error)) => reconcile_error(&error),
-        Err(ChangeError::Unrecorded(why)) => Response::error(500, code::INTERNAL, why),
+        Err(ChangeError::Unrecorded(why) | ChangeError::Program(why)) => {
+            Response::error(500, code::INTERNAL, why)
+        }
     }
 }
 

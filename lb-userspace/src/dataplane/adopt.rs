@@ -27,7 +27,8 @@ use super::{
 use crate::{
     daemon::replication::nat::{carry_pair, Carried},
     pinning::{
-        error_chain, program_gone, PinDir, PinError, DEPENDENT_MAPS, PINNED_MAPS, STATE_MAPS,
+        error_chain, layout_version_of, program_gone, FormatFit, LayoutAge, PinDir, PinError,
+        DEPENDENT_MAPS, FORMAT_EPOCH, LAYOUT_VERSION, PINNED_MAPS, STATE_MAPS,
     },
 };
 
@@ -285,10 +286,14 @@ impl Dataplane {
             match pins.remove_other_layouts() {
                 Ok(removed) if !removed.is_empty() => info!(
                     maps = removed.len(),
-                    "the maps an older release pinned in another layout are removed (this lbd started its own)"
+                    this_layout = LAYOUT_VERSION,
+                    "the maps {} pinned in another layout are removed (this lbd started its own)",
+                    releases_of(&removed)
                 ),
                 Ok(_) => {}
-                Err(error) => warn!(%error, "removing the maps an older release pinned in another layout failed: they hold their memory until the next start removes them (or a reboot)"),
+                Err(error) => {
+                    warn!(%error, "removing the maps another release pinned in another layout failed: they hold their memory until the next start removes them (or a reboot)")
+                }
             }
         }
         carried
@@ -312,6 +317,11 @@ impl Dataplane {
         self.promoted = true;
         if !moved.is_empty() {
             info!(maps = ?moved, "the maps this lbd started afresh now take the place of the previous lbd's pins (its program runs on them)");
+        }
+        // This lbd's program runs on the pins now: they hold its format
+        // (an older build's flows are re-placed at `finish_adoption`).
+        if let Err(error) = pins.write_format_stamp() {
+            warn!(%error, epoch = FORMAT_EPOCH, "pinning this build's format stamp failed: a later start of an older build cannot tell these pins are newer than it knows, and may misread the connection table");
         }
         Ok(())
     }
@@ -560,13 +570,18 @@ fn held_wins(held: &FlowEntry, old: &FlowEntry, after_load: Option<u64>) -> bool
 }
 
 /// `carry_order`'s tier of closed and expired flows.
-const DEAD: u8 = 2;
+const DEAD: u8 = 3;
 
-/// The order flows are carried over in (lowest first): live flows (neither
-/// closed nor idle past their protocol's timeout, `horizons` as
-/// `IDLE_HORIZONS` holds them: TCP's high, UDP's low, in ticks) before
-/// handshakes in time, those before closed and expired flows (`DEAD`);
-/// within each, the most recently seen first. `now`: CLOCK_MONOTONIC ns.
+/// The order flows are carried over in (lowest first), the reverse of the
+/// data plane's eviction order (`flow_table::victim_order_within`): live
+/// flows (neither closed nor idle past their protocol's timeout,
+/// `horizons` as `IDLE_HORIZONS` holds them: TCP's high, UDP's low, in
+/// ticks), then open TCP connections idle past the TCP timeout (no FIN
+/// or RST: their next packet still goes by their entry, which a pooled
+/// database session needs, its backend being no longer Maglev's pick
+/// after a drain or a change of the backends), then handshakes in time,
+/// then closed and expired flows (`DEAD`); within each, the most
+/// recently seen first. `now`: CLOCK_MONOTONIC ns.
 fn carry_order(
     key: &FlowKey,
     entry: &FlowEntry,
@@ -586,10 +601,14 @@ fn carry_order(
         if idle(HALF_OPEN_IDLE_TICKS) {
             DEAD
         } else {
-            1
+            2
         }
     } else if idle(horizon) {
-        DEAD
+        if key.proto == IPPROTO_UDP {
+            DEAD
+        } else {
+            1
+        }
     } else {
         0
     };
@@ -597,15 +616,16 @@ fn carry_order(
 }
 
 /// Whether a flow `carry_order` puts among the closed and expired, by
-/// the configured `horizons`, is one the table takes for live: lbd's
-/// installs judge the ways of a full bucket by the default horizons (15
-/// minutes for both protocols, not `IDLE_HORIZONS`), so a flow expired by
-/// a shorter configured horizon (a UDP flow idle past
-/// `udp_idle_timeout_s`) but seen more recently than an older live flow
-/// (a TCP connection, live for 15 minutes) would take that flow's way.
-/// Such a flow is not carried over: its entry steers nothing worth a way
-/// (a UDP flow's next packet takes Maglev's pick, a TCP connection's SYN
-/// too), as for the closed and expired flows a smaller table leaves out.
+/// the configured `horizons`, is one the default horizons (15 minutes for
+/// both protocols) take for live: a flow expired by a shorter configured
+/// horizon (a UDP flow idle past `udp_idle_timeout_s`) but seen more
+/// recently than an older live flow (a TCP connection, live for 15
+/// minutes) could take that flow's way where the ways are judged by the
+/// defaults. Such a flow is not carried over: its entry steers nothing
+/// worth a way (a UDP flow's next packet takes Maglev's pick), as for the
+/// closed and expired flows a smaller table leaves out. An open TCP
+/// connection idle past its horizon is never among them (its packets
+/// still go by its entry: `carry_order` ranks it above handshakes).
 fn over_but_taken_for_live(key: &FlowKey, entry: &FlowEntry, now: u64, horizons: u64) -> bool {
     carry_order(key, entry, now, horizons).0 == DEAD
         && carry_order(key, entry, now, DEFAULT_IDLE_HORIZONS).0 < DEAD
@@ -651,6 +671,17 @@ pub(super) fn check_pins(
 ) -> Result<PinPlan> {
     let parsed =
         aya_obj::Object::parse(object).map_err(|e| DataplaneError::Parse(e.to_string()))?;
+    let stamp = pins.format_stamp();
+    if stamp.fit() == FormatFit::Newer {
+        warn!(
+            dir = %pins.maps_dir().display(),
+            pinned_format = %stamp.describe(),
+            this_build_format = FORMAT_EPOCH,
+            "the pinned data plane was written by a newer build (format {}; this build knows up to {FORMAT_EPOCH}): not adopted, since this build would misread its tables. Established flows are placed by Maglev again (those whose backend is not Maglev's pick now are reset), NAT'd connections are lost, VRRP will not resume (the peer takes over), backends start as up; the newer build's maps stay until this lbd's program runs, then are replaced (a start that fails before leaves them as they were; installing the newer build again and restarting adopts them)",
+            stamp.describe()
+        );
+        return Ok(PinPlan::default());
+    }
     let mut present = Vec::new();
     let mut misfits = Vec::new();
     for name in PINNED_MAPS {
@@ -693,6 +724,9 @@ pub(super) fn check_pins(
         .iter()
         .filter(|name| !carried.contains(name))
         .all(|name| present.contains(name));
+    if present.is_empty() && misfits.is_empty() {
+        warn_other_layouts(pins);
+    }
     for (name, have, want) in misfits {
         if adopt {
             warn!(map = name, ?have, ?want, "pinned map does not fit this lbd (size, type or layout changed): starting it afresh");
@@ -724,6 +758,71 @@ pub(super) fn check_pins(
         adopt,
         kept: present,
     })
+}
+
+/// Says, at warn level, that the pins of this build's layout directory
+/// are missing while another layout version's are there (an upgrade or a
+/// downgrade across a `LAYOUT_VERSION` change): nothing is adopted, and
+/// the operator should know what that costs and which build left them.
+fn warn_other_layouts(pins: &PinDir) {
+    for other in pins.other_layouts() {
+        let release = match other.age {
+            LayoutAge::Older => "an older release",
+            LayoutAge::Newer => "a newer release (a downgrade)",
+        };
+        warn!(
+            found = %other.dir.display(),
+            found_layout = other.version,
+            this_layout = LAYOUT_VERSION,
+            "the pinned data plane is in another layout, {} ({release}), not this build's {LAYOUT_VERSION}: not adopted. The connection table is started afresh (flows re-placed by Maglev, those whose backend is not Maglev's pick now are reset), NAT'd connections are lost, VRRP will not resume (the peer takes over), backends start as up; those maps are removed once this lbd's program runs",
+            other.age.word()
+        );
+    }
+}
+
+/// Which releases pinned the maps `removed` (paths in layout directories),
+/// as a log says it: "an older release", "a newer release", or both, each
+/// with its layout versions.
+fn releases_of(removed: &[std::path::PathBuf]) -> String {
+    let mut versions: Vec<u32> = removed
+        .iter()
+        .filter_map(|path| {
+            let dir = path.parent()?.file_name()?.to_str()?;
+            layout_version_of(dir)
+        })
+        .collect();
+    versions.sort_unstable();
+    versions.dedup();
+    let of = |age: LayoutAge| -> Vec<String> {
+        versions
+            .iter()
+            .filter(|v| LayoutAge::of(**v) == Some(age))
+            .map(|v| format!("v{v}"))
+            .collect()
+    };
+    let said: Vec<String> = [LayoutAge::Older, LayoutAge::Newer]
+        .into_iter()
+        .filter_map(|age| {
+            let layouts = of(age);
+            (!layouts.is_empty()).then(|| {
+                format!(
+                    "{} release ({} layout {})",
+                    if age == LayoutAge::Older {
+                        "an older"
+                    } else {
+                        "a newer"
+                    },
+                    age.word(),
+                    layouts.join(", ")
+                )
+            })
+        })
+        .collect();
+    if said.is_empty() {
+        "another release".to_owned()
+    } else {
+        said.join(" and ")
+    }
 }
 
 /// Tells `loader` where to pin each map, as `plan` found the pins: a map
@@ -999,6 +1098,14 @@ mod tests {
             now,
             DEFAULT_IDLE_HORIZONS
         ));
+        // An open TCP connection idle past a shorter TCP horizon is no
+        // expired flow: carried with the idle-open ones.
+        let short_tcp = idle_horizons_of(lb_common::flow_table::idle_horizons_word(
+            lb_common::flow_table::horizon_ticks(60 * s),
+            lb_common::flow_table::horizon_ticks(30 * s),
+        ));
+        assert!(!over_but_taken_for_live(&tcp, &at(120, 0), now, short_tcp));
+        assert!(carry_order(&tcp, &at(120, 0), now, short_tcp).0 < DEAD);
     }
 
     #[test]
@@ -1026,7 +1133,7 @@ mod tests {
         let mut flows = [
             ("closed, just now", tcp, at(0, FLOW_F_STATE)),
             ("live 60 s", tcp, at(60, 0)),
-            ("expired", tcp, at(1_000, 0)),
+            ("idle open 1000 s", tcp, at(1_000, 0)),
             ("handshake 2 s", tcp, at(2, FLOW_F_HALF_OPEN)),
             ("live 1 s", tcp, at(1, 0)),
             ("lapsed handshake", tcp, at(20, FLOW_F_HALF_OPEN)),
@@ -1041,11 +1148,15 @@ mod tests {
                 "live 1 s",
                 "udp 10 s",
                 "live 60 s",
+                // An open connection idle past the TCP horizon: its next
+                // packet still goes by its entry (a pooled database
+                // session), so it is carried before handshakes and the
+                // closed and expired flows.
+                "idle open 1000 s",
                 "handshake 2 s",
                 "closed, just now",
                 "lapsed handshake",
                 "udp idle 60 s",
-                "expired"
             ]
         );
     }

@@ -587,3 +587,133 @@ fn links_of_other_programs_under_lbd_names_are_left_alone() {
         );
     });
 }
+
+/// A downgrade: the pins were last run on by a newer build, whose format
+/// stamp (`FORMAT`) says an epoch newer than this build knows (here
+/// written by hand for it). This build would misread its tables (a
+/// second bucket it does not look in, another hash): it adopts nothing,
+/// says so at warn level with both epochs and what is lost, and leaves
+/// the newer build's pins, stamp included, as they were until its own
+/// program runs; then its maps and its stamp take their place. Pins
+/// stamped with this build's epoch, or with none (a build before stamps,
+/// whose flows are re-placed), are adopted.
+#[test]
+fn pins_of_a_newer_format_are_not_adopted_nor_replaced_before_the_swap() {
+    use crate::pinning::{FormatStamp, FORMAT_EPOCH};
+    let Some(bpffs) = TestBpffs::new("newer-format") else {
+        return;
+    };
+    let pins = bpffs.pins();
+    let mut previous = Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("previous");
+    assert_eq!(pins.format_stamp(), FormatStamp::Missing, "before its swap");
+    previous.promote_staged().expect("its program runs");
+    drop(previous);
+    assert_eq!(pins.format_stamp(), FormatStamp::Epoch(FORMAT_EPOCH));
+    let same = Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("the same build");
+    assert!(same.adopted(), "this build's stamp is adopted");
+    drop(same);
+
+    pins.write_format_epoch(FORMAT_EPOCH + 1)
+        .expect("a newer build's stamp");
+    let before = pinned_ids(&pins);
+    let stamp_id = MapInfo::from_pin(pins.format_path()).expect("stamp").id();
+    let mut older = None;
+    let logs = crate::test_logs::logs_of(|| {
+        older = Some(Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("older"));
+    });
+    let mut older = older.expect("loaded");
+    assert!(!older.adopted(), "a newer format is not adopted");
+    let warning = logs
+        .lines()
+        .find(|line| line.contains("WARN") && line.contains("newer build"))
+        .unwrap_or_else(|| panic!("no warning: {logs}"));
+    for said in [
+        format!("format {}", FORMAT_EPOCH + 1),
+        format!("knows up to {FORMAT_EPOCH}"),
+        "placed by Maglev".to_owned(),
+        "NAT'd connections are lost".to_owned(),
+        "VRRP will not resume".to_owned(),
+    ] {
+        assert!(warning.contains(&said), "{said}: {warning}");
+    }
+    assert!(!logs.contains("adopting the pinned data plane"), "{logs}");
+    assert_eq!(
+        pinned_ids(&pins),
+        before,
+        "nothing replaced before the swap"
+    );
+    assert_eq!(
+        MapInfo::from_pin(pins.format_path()).expect("stamp").id(),
+        stamp_id,
+        "the newer stamp stays until the swap"
+    );
+    older.promote_staged().expect("its program runs");
+    assert_eq!(pins.format_stamp(), FormatStamp::Epoch(FORMAT_EPOCH));
+    let state = |ids: Vec<(&'static str, Option<u32>)>| {
+        ids.into_iter()
+            .find(|(name, _)| *name == names::MAP_FLOW_BUCKETS)
+            .and_then(|(_, id)| id)
+    };
+    assert_ne!(
+        state(pinned_ids(&pins)),
+        state(before),
+        "its own connection table took the newer one's place"
+    );
+    drop(older);
+
+    // No stamp: an older build's pins, adopted.
+    std::fs::remove_file(pins.format_path()).expect("no stamp");
+    let next = Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("next");
+    assert!(next.adopted(), "pins without a stamp are adopted");
+}
+
+/// An upgrade or a downgrade across a `LAYOUT_VERSION` change: this
+/// build's layout directory holds nothing, another version's holds the
+/// previous build's maps. The load adopts nothing and says so at warn
+/// level, naming the directory found, newer or older, and the cost; once
+/// its program runs those maps go, with a log that tells newer from older.
+#[test]
+fn another_layouts_pins_are_named_in_a_warning() {
+    use crate::pinning::LAYOUT_VERSION;
+    let Some(bpffs) = TestBpffs::new("other-layout") else {
+        return;
+    };
+    let pins = bpffs.pins();
+    let newer = pins.root().join(format!("maps-v{}", LAYOUT_VERSION + 1));
+    std::fs::create_dir_all(&newer).expect("a newer layout");
+    let _vips =
+        crate::pinning::test_support::pin_map(&newer.join(names::MAP_VIPS), 1, (16, 16), 4, 0);
+    let mut loaded = None;
+    let logs = crate::test_logs::logs_of(|| {
+        loaded = Some(Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("loaded"));
+    });
+    let mut loaded = loaded.expect("loaded");
+    assert!(!loaded.adopted());
+    let warning = logs
+        .lines()
+        .find(|line| line.contains("WARN") && line.contains("another layout"))
+        .unwrap_or_else(|| panic!("no warning: {logs}"));
+    for said in [
+        newer.display().to_string(),
+        "newer".to_owned(),
+        format!("not this build's {LAYOUT_VERSION}"),
+        "placed by Maglev".to_owned(),
+        "NAT'd connections are lost".to_owned(),
+        "VRRP will not resume".to_owned(),
+    ] {
+        assert!(warning.contains(&said), "{said}: {warning}");
+    }
+    let logs = crate::test_logs::logs_of(|| {
+        loaded.finish_adoption();
+    });
+    assert!(
+        !newer.exists(),
+        "the other layout goes once the program runs"
+    );
+    let removed = logs
+        .lines()
+        .find(|line| line.contains("pinned in another layout are removed"))
+        .unwrap_or_else(|| panic!("no removal logged: {logs}"));
+    assert!(removed.contains("a newer release"), "{removed}");
+    assert!(!removed.contains("older"), "{removed}");
+}

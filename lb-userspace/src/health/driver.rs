@@ -52,11 +52,14 @@ pub(crate) struct HealthStatus {
     pub consecutive_failures: u32,
     /// The last probe's outcome and latency; `None` before the first probe.
     pub last_result: Option<ProbeResult>,
-    /// Probes run since the check was (re)started.
+    /// Probes run since the backend's check was started (carried over
+    /// when new settings restart it).
     pub checks: u64,
-    /// Failed probes since the check was (re)started.
+    /// Failed probes since the backend's check was started (carried over
+    /// when new settings restart it).
     pub failures: u64,
-    /// Failed probes by [`FailureReason::label`](super::probe::FailureReason::label).
+    /// Failed probes by [`FailureReason::label`](super::probe::FailureReason::label),
+    /// refusals for capacity as `full` (see [`Outcome::failure_label`]).
     pub failures_by_reason: BTreeMap<String, u64>,
 }
 
@@ -75,6 +78,15 @@ impl HealthStatus {
         }
     }
 
+    /// Takes over the counters of `old`, the status of the check this one
+    /// replaces (new settings or target on a reload): counters exported to
+    /// Prometheus must not go down while lbd runs, which reads as a reset.
+    fn carry_counters(&mut self, old: &HealthStatus) {
+        self.checks = old.checks;
+        self.failures = old.failures;
+        self.failures_by_reason = old.failures_by_reason.clone();
+    }
+
     /// The latency of the last probe, the metric most dashboards want.
     pub(crate) fn last_latency(&self) -> Option<Duration> {
         self.last_result.as_ref().map(|r| r.latency)
@@ -86,9 +98,8 @@ impl HealthStatus {
         (self.consecutive_successes, self.consecutive_failures) = machine.consecutive();
         self.last_result = Some(result.clone());
         self.checks = self.checks.saturating_add(1);
-        if let Outcome::Failure(reason) = &result.outcome {
+        if let Some(label) = result.outcome.failure_label() {
             self.failures = self.failures.saturating_add(1);
-            let label = reason.label();
             match self.failures_by_reason.get_mut(label) {
                 Some(count) => *count = count.saturating_add(1),
                 None => {
@@ -236,8 +247,9 @@ where
     /// key starts a task in state `initial`. A known key with the same
     /// target and settings is left alone, state and counters included
     /// (`initial` is then ignored); with a different target or settings its
-    /// task is replaced by a fresh one, counters at 0, in the state the
-    /// old task had settled on (`initial` if it had settled on none).
+    /// task is replaced by a fresh one, its counters (checks, failures)
+    /// carried over and its streaks at 0, in the state the old task had
+    /// settled on (`initial` if it had settled on none).
     ///
     /// Why the old task's state and not `initial`: the caller's `initial`
     /// is its own record of the backend's health, which misses a change
@@ -274,20 +286,18 @@ where
         let generation = self.next_generation;
         let initial = {
             let mut map = lock(&self.shared);
-            let initial = map
-                .get(&key)
-                .map(|e| e.status.health)
+            let old = map.get(&key).map(|e| &e.status);
+            let initial = old
+                .map(|s| s.health)
                 .filter(|h| *h != Health::Unknown)
                 .unwrap_or(initial);
+            let mut status = HealthStatus::new(target.clone(), initial);
+            if let Some(old) = old {
+                status.carry_counters(old);
+            }
             // Under the same lock as the read: the old task can write no
             // state between the two (its entry is this one's from now on).
-            map.insert(
-                key.clone(),
-                Entry {
-                    generation,
-                    status: HealthStatus::new(target.clone(), initial),
-                },
-            );
+            map.insert(key.clone(), Entry { generation, status });
             initial
         };
         let span = info_span!("health_check", backend = ?key, address = %target.address);
@@ -544,7 +554,7 @@ where
                 }
             }
             if let Some(t) = transition {
-                if t.to == Health::Down {
+                if matches!(t.to, Health::Down | Health::Full) {
                     warn!(from = %t.from, to = %t.to, reason = %t.reason, "backend health changed");
                 } else {
                     info!(from = %t.from, to = %t.to, reason = %t.reason, "backend health changed");
@@ -1105,24 +1115,64 @@ mod tests {
         let later = checker.status(&"b1").unwrap();
         assert!(later.checks > before.checks, "{later:?}");
 
-        // New settings: a fresh task, counters at 0, in the state the old
-        // one settled on (not `initial`); a healthy backend stays Up.
+        // New settings: a fresh task, counters carried over, in the state
+        // the old one settled on (not `initial`); a healthy backend stays Up.
         let changed = CheckSettings {
             interval: Duration::from_millis(60),
             ..settings()
         };
         checker.set("b1", target(&server), changed, Health::Unknown);
         let restarted = checker.status(&"b1").unwrap();
-        assert_eq!((restarted.health, restarted.checks), (Health::Up, 0));
+        assert_eq!(restarted.health, Health::Up);
+        assert!(restarted.checks >= later.checks, "{restarted:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(rx.try_recv().is_err(), "unexpected event after restart");
-        assert!(checker.status(&"b1").unwrap().checks > 0);
+        assert!(checker.status(&"b1").unwrap().checks > restarted.checks);
 
         // A key whose check settled on nothing yet starts from `initial`.
         let silent = serve(Behavior::Silent).await;
         checker.set("b2", target(&silent), settings(), Health::Unknown);
         checker.set("b2", target(&silent), changed, Health::Down);
         assert_eq!(checker.status(&"b2").unwrap().health, Health::Down);
+    }
+
+    /// A reload that changes a backend's check settings restarts its
+    /// task, but its counters go on: `lbd_health_checks_total` and
+    /// `lbd_health_check_failures_total{reason}` keep their series, and a
+    /// counter that went down without a restart of lbd would read as a
+    /// reset (and the probes it counted as lost).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restarted_check_carries_its_counters_over() {
+        let server = serve(Behavior::Status).await;
+        server.set_healthy(false);
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut checker = HealthChecker::new(tx);
+        checker.set("b1", target(&server), settings(), Health::Unknown);
+        assert_eq!(next(&mut rx).await.transition.to, Health::Down);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while checker.status(&"b1").unwrap().checks < 3 {
+            assert!(Instant::now() < deadline, "no 3 probes in 5 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let before = checker.status(&"b1").unwrap();
+        assert_eq!(before.failures, before.checks, "{before:?}");
+        let changed = CheckSettings {
+            interval: Duration::from_millis(60),
+            ..settings()
+        };
+        checker.set("b1", target(&server), changed, Health::Unknown);
+        let restarted = checker.status(&"b1").unwrap();
+        assert!(restarted.checks >= before.checks, "{restarted:?}");
+        assert!(restarted.failures >= before.failures, "{restarted:?}");
+        assert_eq!(
+            restarted.failures_by_reason, before.failures_by_reason,
+            "{restarted:?}"
+        );
+        // The new task counts on from there.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let later = checker.status(&"b1").unwrap();
+        assert!(later.checks > before.checks, "{later:?}");
+        assert_eq!(later.failures, later.checks, "{later:?}");
     }
 
     /// A change of health whose event waits in the channel (the daemon

@@ -77,6 +77,16 @@ pub enum Health {
     Up,
     /// `fall` failures in a row, and not `rise` successes in a row since.
     Down,
+    /// The server answers, but refuses new sessions for want of resources
+    /// ([`Outcome::Full`]: PostgreSQL's "too many clients", PgBouncer's
+    /// `max_client_conn`): it keeps its established flows (alive) and
+    /// takes no new ones (no weight), as a drain does, rather than lose
+    /// every session it serves to a limit on new ones. Entered after
+    /// `fall` results in a row that are not successes, the last one a
+    /// refusal (from `Down`: `rise` refusals in a row, a sign of life);
+    /// left for `Up` after `rise` successes, for `Down` after `fall`
+    /// failures of another kind.
+    Full,
 }
 
 impl fmt::Display for Health {
@@ -85,6 +95,7 @@ impl fmt::Display for Health {
             Health::Unknown => "unknown",
             Health::Up => "up",
             Health::Down => "down",
+            Health::Full => "full",
         })
     }
 }
@@ -116,7 +127,12 @@ pub(crate) struct HealthMachine {
     settings: CheckSettings,
     health: Health,
     successes: u32,
+    /// Results in a row that are not successes: failures and refusals.
     failures: u32,
+    /// Refusals for capacity ([`Outcome::Full`]) in a row.
+    refusals: u32,
+    /// Failures of another kind than a refusal in a row.
+    hard_failures: u32,
     last_result: Option<ProbeResult>,
     last_checked: Option<Instant>,
     changed_at: Option<Instant>,
@@ -132,6 +148,8 @@ impl HealthMachine {
             health: initial,
             successes: 0,
             failures: 0,
+            refusals: 0,
+            hard_failures: 0,
             last_result: None,
             last_checked: None,
             changed_at: None,
@@ -140,7 +158,10 @@ impl HealthMachine {
 
     /// Takes one probe result, taken at `now`, and returns the change of
     /// state it causes, if any. A success ends the failure streak and a
-    /// failure ends the success streak.
+    /// failure ends the success streak. A refusal for capacity
+    /// ([`Outcome::Full`]) counts as no success: after `fall` such results
+    /// in a row, the last one a refusal, the backend is [`Health::Full`];
+    /// only `fall` failures of another kind in a row make it `Down`.
     pub(crate) fn record(&mut self, result: &ProbeResult, now: Instant) -> Option<Transition> {
         self.last_checked = Some(now);
         self.last_result = Some(result.clone());
@@ -152,14 +173,26 @@ impl HealthMachine {
         let to = match &result.outcome {
             Outcome::Success => {
                 self.successes = self.successes.saturating_add(1);
-                self.failures = 0;
+                (self.failures, self.refusals, self.hard_failures) = (0, 0, 0);
                 (self.health != Health::Up && self.successes >= self.settings.rise)
                     .then_some(Health::Up)
             }
+            Outcome::Full(_) => {
+                self.failures = self.failures.saturating_add(1);
+                self.refusals = self.refusals.saturating_add(1);
+                (self.successes, self.hard_failures) = (0, 0);
+                let enough = match self.health {
+                    // A sign of life from a backend that was down.
+                    Health::Down => self.refusals >= self.settings.rise,
+                    _ => self.failures >= self.settings.fall,
+                };
+                (self.health != Health::Full && enough).then_some(Health::Full)
+            }
             Outcome::Failure(_) => {
                 self.failures = self.failures.saturating_add(1);
-                self.successes = 0;
-                (self.health != Health::Down && self.failures >= self.settings.fall)
+                self.hard_failures = self.hard_failures.saturating_add(1);
+                (self.successes, self.refusals) = (0, 0);
+                (self.health != Health::Down && self.hard_failures >= self.settings.fall)
                     .then_some(Health::Down)
             }
         }?;
@@ -168,7 +201,7 @@ impl HealthMachine {
         Some(Transition {
             from,
             to,
-            reason: self.reason(result),
+            reason: self.reason(result, from),
         })
     }
 
@@ -184,7 +217,8 @@ impl HealthMachine {
         let in_doubt = match self.health {
             Health::Unknown => true,
             Health::Up => self.failures > 0,
-            Health::Down => self.successes > 0,
+            Health::Down => self.successes > 0 || self.refusals > 0,
+            Health::Full => self.successes > 0 || self.hard_failures > 0,
         };
         if in_doubt {
             self.settings.fast_interval
@@ -219,7 +253,7 @@ impl HealthMachine {
     }
 
     /// Why the state changed: the streak, and what the last probe saw.
-    fn reason(&self, result: &ProbeResult) -> String {
+    fn reason(&self, result: &ProbeResult, from: Health) -> String {
         match &result.outcome {
             Outcome::Success => {
                 let n = self.successes;
@@ -229,8 +263,17 @@ impl HealthMachine {
                     result.latency.as_secs_f64() * 1000.0
                 )
             }
+            Outcome::Full(reason) => {
+                let n = if from == Health::Down {
+                    self.refusals
+                } else {
+                    self.failures
+                };
+                let noun = if n == 1 { "result" } else { "results" };
+                format!("{n} consecutive {noun} without success, last: full (refuses new sessions): {reason}")
+            }
             Outcome::Failure(reason) => {
-                let n = self.failures;
+                let n = self.hard_failures;
                 let noun = if n == 1 { "failure" } else { "failures" };
                 format!("{n} consecutive {noun}, last: {}", self.describe(reason))
             }
@@ -276,6 +319,76 @@ mod tests {
 
     fn refused() -> ProbeResult {
         fail(FailureReason::Refused)
+    }
+
+    /// PostgreSQL at `max_connections`.
+    fn full() -> ProbeResult {
+        ProbeResult {
+            outcome: Outcome::Full(FailureReason::PgsqlError {
+                severity: "FATAL".into(),
+                code: "53300".into(),
+                message: "sorry, too many clients already".into(),
+            }),
+            latency: Duration::from_millis(1),
+        }
+    }
+
+    /// A server that refuses new sessions for capacity is full, not down,
+    /// after `fall` results; it is up again after `rise` successes.
+    #[test]
+    fn refusals_for_capacity_make_it_full_not_down() {
+        let mut m = HealthMachine::new(settings(), Health::Up);
+        let ts = feed(&mut m, &[full(), full(), full(), full()]);
+        assert_eq!(ts[..2], [None, None]);
+        let t = ts[2].clone().unwrap();
+        assert_eq!((t.from, t.to), (Health::Up, Health::Full));
+        assert_eq!(
+            t.reason,
+            "3 consecutive results without success, last: full (refuses new sessions): PostgreSQL FATAL 53300: sorry, too many clients already"
+        );
+        assert_eq!(ts[3], None, "no repeated transition");
+        assert_eq!(m.health(), Health::Full);
+        assert_eq!(m.consecutive(), (0, 4));
+        assert_eq!(m.next_check_in(), settings().interval, "full, stable");
+        assert_eq!(m.record(&ok(), Instant::now()), None);
+        assert_eq!(m.next_check_in(), settings().fast_interval, "full, rising");
+        let t = m.record(&ok(), Instant::now()).unwrap();
+        assert_eq!((t.from, t.to), (Health::Full, Health::Up));
+        // Failures and refusals mixed: full once the last is a refusal.
+        let mut m = HealthMachine::new(settings(), Health::Unknown);
+        let ts = feed(&mut m, &[refused(), refused(), full()]);
+        assert_eq!(ts[2].clone().map(|t| t.to), Some(Health::Full));
+    }
+
+    /// A full backend that fails in another way is down after `fall`
+    /// such failures; one that was down comes back as full after `rise`
+    /// refusals (it answers again).
+    #[test]
+    fn a_full_backend_goes_down_after_fall_other_failures() {
+        let mut m = HealthMachine::new(settings(), Health::Full);
+        let ts = feed(
+            &mut m,
+            &[refused(), refused(), full(), refused(), refused()],
+        );
+        assert!(ts.iter().all(Option::is_none), "{ts:?}");
+        assert_eq!(m.next_check_in(), settings().fast_interval, "full, falling");
+        let t = m.record(&refused(), Instant::now()).unwrap();
+        assert_eq!((t.from, t.to), (Health::Full, Health::Down));
+        assert_eq!(t.reason, "3 consecutive failures, last: connection refused");
+        assert_eq!(m.record(&full(), Instant::now()), None);
+        assert_eq!(
+            m.next_check_in(),
+            settings().fast_interval,
+            "down, answering"
+        );
+        let t = m.record(&full(), Instant::now()).unwrap();
+        assert_eq!((t.from, t.to), (Health::Down, Health::Full));
+        assert!(
+            t.reason
+                .starts_with("2 consecutive results without success"),
+            "{}",
+            t.reason
+        );
     }
 
     /// Feeds results and returns the transition of each.
@@ -354,6 +467,7 @@ mod tests {
         assert_eq!(Health::Unknown.to_string(), "unknown");
         assert_eq!(Health::Up.to_string(), "up");
         assert_eq!(Health::Down.to_string(), "down");
+        assert_eq!(Health::Full.to_string(), "full");
     }
 
     #[test]

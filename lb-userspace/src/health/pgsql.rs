@@ -3,7 +3,10 @@
 //! A server (PostgreSQL or PgBouncer) that asks the client to
 //! authenticate is up; one that answers with an error is down, with the
 //! error's own words as the reason (e.g. PostgreSQL's "the database system
-//! is starting up", PgBouncer's "no such database"); one that trusts the
+//! is starting up", PgBouncer's "no such database"), except an error that
+//! only says the server is full ([`refuses_for_capacity`]: "too many
+//! clients", PgBouncer's `max_client_conn`), which the probe reports as
+//! such; one that trusts the
 //! check is up once the session has started. Reads are bounded: no
 //! answer of a real server to a StartupMessage comes near
 //! [`MAX_MESSAGE`], so a longer one is taken for what it is, not read.
@@ -39,6 +42,42 @@ const APPLICATION_NAME: &str = "lbd-health-check";
 /// `AuthenticationOk`: parameters, key data, ready-for-query) before it
 /// gives up and lets the kernel reset the connection.
 const MAX_CLOSE_DRAIN: usize = 16 * 1024;
+
+/// The SQLSTATE class of "insufficient resources": 53300
+/// too_many_connections ("sorry, too many clients already", "remaining
+/// connection slots are reserved", "too many connections for role" or
+/// "for database"), 53200 out_of_memory, 53100 disk_full, 53400
+/// configuration_limit_exceeded. PostgreSQL refuses a new session with
+/// it and goes on serving the sessions it has.
+const INSUFFICIENT_RESOURCES_CLASS: &str = "53";
+
+/// PgBouncer answers every refusal of its own with SQLSTATE 08P01
+/// (protocol_violation), its default code, so its client limits are told
+/// apart by their message, which PgBouncer does not translate and ends
+/// with the setting's name in parentheses: "no more connections allowed
+/// (max_client_conn)", "client connections exceeded
+/// (max_db_client_connections)" and "... (max_user_client_connections)".
+const PGBOUNCER_CODE: &str = "08P01";
+
+/// The endings of PgBouncer's refusals at its client limits (see
+/// [`PGBOUNCER_CODE`]).
+const PGBOUNCER_LIMITS: [&str; 3] = [
+    "(max_client_conn)",
+    "(max_db_client_connections)",
+    "(max_user_client_connections)",
+];
+
+/// Whether an ErrorResponse (its SQLSTATE `code` and `message`) refuses
+/// the new session for want of resources only: the server is up and
+/// serves its established sessions, it is full. PostgreSQL's SQLSTATE
+/// class 53, or PgBouncer's refusal at one of its client limits. Any
+/// other error (starting up, no such database, authentication) is not.
+pub(super) fn refuses_for_capacity(code: &str, message: &str) -> bool {
+    if code.len() == 5 && code.starts_with(INSUFFICIENT_RESOURCES_CLASS) {
+        return true;
+    }
+    code == PGBOUNCER_CODE && PGBOUNCER_LIMITS.iter().any(|l| message.ends_with(l))
+}
 
 /// The StartupMessage of a check as `user` (of `database`, or the server's
 /// default: the user's name). Fails on a NUL byte, which would end the
@@ -418,6 +457,7 @@ mod tests {
         match outcome {
             Outcome::Failure(reason) => reason,
             Outcome::Success => panic!("the check passed"),
+            Outcome::Full(reason) => panic!("the server was judged full: {reason}"),
         }
     }
 
@@ -533,6 +573,111 @@ mod tests {
             failure(probe(&target(address, Some("x\ny")), TIMEOUT).await.outcome).to_string(),
             "PostgreSQL ERROR 08P01: no such database: x\\ny"
         );
+    }
+
+    /// A server that refuses the check's session only because it is full
+    /// (PostgreSQL's SQLSTATE class 53, "too many clients", sent before
+    /// authentication) is judged full, not failed: it still serves the
+    /// sessions it has. The reason keeps the server's words.
+    #[tokio::test]
+    async fn too_many_clients_is_full_not_down() {
+        let body = b"SFATAL\0VFATAL\0C53300\0Msorry, too many clients already\0Fproc.c\0L364\0\0";
+        let (address, seen) = server(Answer::BytesThenClose(message(b'E', body))).await;
+        let result = probe(&target(address, None), TIMEOUT).await;
+        let reason = FailureReason::PgsqlError {
+            severity: "FATAL".into(),
+            code: "53300".into(),
+            message: "sorry, too many clients already".into(),
+        };
+        assert_eq!(result.outcome, Outcome::Full(reason));
+        assert_eq!(
+            result.outcome.to_string(),
+            "full (refuses new sessions): PostgreSQL FATAL 53300: sorry, too many clients already"
+        );
+        assert!(seen.await.unwrap().fin);
+        // PgBouncer at max_client_conn: its default code, told by the words.
+        let body = b"SFATAL\0C08P01\0Mno more connections allowed (max_client_conn)\0\0";
+        let (address, _) = server(Answer::Bytes(message(b'E', body))).await;
+        let result = probe(&target(address, None), TIMEOUT).await;
+        assert!(matches!(result.outcome, Outcome::Full(_)), "{result:?}");
+    }
+
+    /// Which errors say "full": the whole of class 53 and PgBouncer's
+    /// client limits; not its other 08P01 errors, nor other classes.
+    #[test]
+    fn only_insufficient_resources_and_pgbouncer_limits_refuse_for_capacity() {
+        for (code, message) in [
+            ("53300", "sorry, too many clients already"),
+            (
+                "53300",
+                "remaining connection slots are reserved for roles with the SUPERUSER attribute",
+            ),
+            ("53300", "too many connections for role \"app\""),
+            ("53200", "out of memory"),
+            ("53100", "could not extend file: No space left on device"),
+            ("53400", "configuration limit exceeded"),
+            ("08P01", "no more connections allowed (max_client_conn)"),
+            (
+                "08P01",
+                "client connections exceeded (max_db_client_connections)",
+            ),
+            (
+                "08P01",
+                "client connections exceeded (max_user_client_connections)",
+            ),
+        ] {
+            assert!(refuses_for_capacity(code, message), "{code} {message}");
+        }
+        for (code, message) in [
+            ("57P03", "the database system is starting up"),
+            ("08P01", "no such database: app"),
+            (
+                "08P01",
+                "server login has been failing, try again later (server_login_retry)",
+            ),
+            ("28000", "no pg_hba.conf entry for host \"198.18.0.2\""),
+            (
+                "28P01",
+                "password authentication failed for user \"lbcheck\"",
+            ),
+            ("3D000", "database \"app\" does not exist"),
+            ("?", "?"),
+            ("5", "short"),
+        ] {
+            assert!(!refuses_for_capacity(code, message), "{code} {message}");
+        }
+    }
+
+    /// The README says where checks come from, in the NAT section and the
+    /// `pgsql` paragraph: a `pg_hba.conf` written for the NAT address only
+    /// fails every check and takes the VIP's backends down.
+    #[test]
+    fn the_readme_says_checks_leave_from_each_nodes_own_address() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
+        let flat = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+        let part = |from: &str, to: &str| {
+            let start = flat.find(from).unwrap_or_else(|| panic!("no {from:?}"));
+            let rest = &flat[start..];
+            rest[..rest.find(to).unwrap_or(rest.len())].to_owned()
+        };
+        let nat = part("**NAT** (`forwarding = \"nat\"`)", "### Operating it");
+        assert!(
+            nat.contains("Health checks do not come from the NAT address")
+                && nat.contains("every lbd node's own address for the checks"),
+            "{nat}"
+        );
+        let pgsql = part(
+            "`pgsql` (PostgreSQL and PgBouncer) sends",
+            "`drain --wait` is",
+        );
+        for said in [
+            "The checks leave from each lbd node's own address",
+            "`pg_hba.conf` (or PgBouncer's `auth_hba_file`)",
+            "PostgreSQL's SQLSTATE class 53",
+            "no more connections allowed (max_client_conn)",
+        ] {
+            assert!(pgsql.contains(said), "no {said:?} in {pgsql}");
+        }
     }
 
     /// What no PostgreSQL server answers is down, saying what it was.

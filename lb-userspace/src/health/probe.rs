@@ -103,6 +103,14 @@ pub struct ProbeResult {
 pub enum Outcome {
     /// The backend passed.
     Success,
+    /// The backend answered that it is full: it refuses new sessions for
+    /// want of resources (PostgreSQL's SQLSTATE class 53, PgBouncer's
+    /// client limits) yet serves the ones it has, so the machine keeps its
+    /// established flows rather than cut them (see [`Health::Full`]). The
+    /// reason is the server's answer.
+    ///
+    /// [`Health::Full`]: super::Health::Full
+    Full(FailureReason),
     /// The backend failed, and why.
     Failure(FailureReason),
 }
@@ -115,10 +123,24 @@ impl Outcome {
     }
 }
 
+impl Outcome {
+    /// The label a probe that did not pass counts under in the failures by
+    /// reason (status, metrics): its [`FailureReason::label`], or `full`
+    /// for a refusal for capacity. None for a success.
+    pub(crate) fn failure_label(&self) -> Option<&'static str> {
+        match self {
+            Outcome::Success => None,
+            Outcome::Full(_) => Some("full"),
+            Outcome::Failure(reason) => Some(reason.label()),
+        }
+    }
+}
+
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Outcome::Success => f.write_str("success"),
+            Outcome::Full(reason) => write!(f, "full (refuses new sessions): {reason}"),
             Outcome::Failure(reason) => reason.fmt(f),
         }
     }
@@ -223,6 +245,19 @@ impl FailureReason {
             FailureReason::Local(_) | FailureReason::InterfaceDown { .. }
         )
     }
+
+    /// Whether the server refused the check's session for want of
+    /// resources only (see [`pgsql::refuses_for_capacity`]): it still
+    /// serves its established sessions, so the probe's outcome is
+    /// [`Outcome::Full`], not a failure.
+    pub(crate) fn refuses_for_capacity(&self) -> bool {
+        match self {
+            FailureReason::PgsqlError { code, message, .. } => {
+                pgsql::refuses_for_capacity(code, message)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Probes `target` once; the check, connect included, is bounded by
@@ -250,6 +285,7 @@ pub(crate) async fn probe(target: &ProbeTarget, timeout: Duration) -> ProbeResul
     };
     let outcome = match checked {
         Ok(()) => Outcome::Success,
+        Err(reason) if reason.refuses_for_capacity() => Outcome::Full(reason),
         Err(reason) => Outcome::Failure(reason),
     };
     let latency = start.elapsed();

@@ -261,6 +261,7 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
                 .all_backups
                 .as_ref()
                 .map(|a| format!("{} ({})", a.what, a.origin)),
+            idle_timeout: proxy.settings.idle_timeout(farm),
             notes,
         });
     }

@@ -7,6 +7,7 @@
 mod acl_tables;
 mod forwarding;
 mod health;
+mod idle;
 mod nat;
 mod vip_tables;
 mod vips;
@@ -77,8 +78,22 @@ pub(super) fn join(
     let mut nat_users: Vec<nat::NatUser> = Vec::new();
     let mut tables = Vec::new();
     let mut acl_tables = Vec::new();
+    let mut idle_uses = Vec::new();
     for vip in &vips {
         let (mode, mode_comment, mode_notes) = forwarding(vip, options)?;
+        if let (Some(timeout), crate::config::Protocol::Tcp) =
+            (&vip.service.idle_timeout, vip.protocol)
+        {
+            let address = match vip.address {
+                IpAddr::V4(a) => a.to_string(),
+                IpAddr::V6(a) => format!("[{a}]"),
+            };
+            idle_uses.push(idle::IdleOf {
+                vip: format!("{address}:{}/tcp", vip.port),
+                timeout,
+                nat: mode == Mode::Nat,
+            });
+        }
         if mode == Mode::Nat {
             let source = nat::source_for(vip, options, &mode_comment)?;
             if !nat_needed.contains(&source) {
@@ -94,8 +109,12 @@ pub(super) fn join(
     }
     nat_needed.sort_by_key(|a| a.is_ipv6());
     let nat_movers = nat::movers(&nat_needed, &nat_users, setup)?;
+    let idle = idle::idle_keys(&idle_uses);
+    document.notes.extend(idle.notes);
+    document.top.extend(idle.idle);
     if !nat_movers.is_empty() {
-        let nat = nat::table(&nat_movers, &document);
+        let mut nat = nat::table(&nat_movers, &document);
+        nat.entries.extend(idle.nat_established);
         document.tables.push(nat);
     }
     document.tables.extend(tables);

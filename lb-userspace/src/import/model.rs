@@ -142,6 +142,10 @@ pub(crate) struct Service {
     /// (HAProxy's `option allbackups`, nginx always), with why; None:
     /// the first backup alone (HAProxy's default).
     pub(crate) all_backups: Option<String>,
+    /// How long the source kept an idle connection (HAProxy's `timeout
+    /// tunnel`, else the longer of `timeout client` and `timeout
+    /// server`), for lbd's idle timeouts; None: the source does not say.
+    pub(crate) idle_timeout: Option<Sourced<Duration>>,
     pub(crate) notes: Vec<Note>,
 }
 
@@ -275,6 +279,11 @@ pub(crate) enum CheckKind {
         host: Option<String>,
         expect_status: u16,
     },
+    /// A PostgreSQL StartupMessage as `user` (HAProxy's `option
+    /// pgsql-check user X`, lbd's `check = "pgsql"`): a server still
+    /// starting up, in recovery or refusing the database fails it, where
+    /// a TCP connect passes.
+    Pgsql { user: String },
 }
 
 /// A backend's check with HAProxy's meaning of the timings; None means

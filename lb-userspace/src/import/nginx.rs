@@ -181,6 +181,7 @@ fn match_upstreams(collected: Collected, setup: &mut Setup) {
                 acl: Vec::new(),
                 passive: None,
                 all_backups: None,
+                idle_timeout: None,
                 notes: Vec::new(),
             },
         };

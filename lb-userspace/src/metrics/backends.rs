@@ -57,7 +57,10 @@ impl Exporter<'_> {
                         flows.push((l(&[("state", state)]), to_i64(n)));
                     }
                 }
-                if b.health != HealthStatus::Down && b.state != BackendState::Maintenance {
+                // A full backend answers but takes no new flow: not healthy.
+                if !matches!(b.health, HealthStatus::Down | HealthStatus::Full)
+                    && b.state != BackendState::Maintenance
+                {
                     up += 1;
                 }
                 // As the data plane decides: a backend it sends nothing
@@ -115,7 +118,7 @@ impl Exporter<'_> {
         );
         self.gauge(
             "vip_healthy_backends",
-            "Backends of the VIP that are neither down nor in maintenance",
+            "Backends of the VIP that are neither down, full nor in maintenance",
             healthy,
         );
         self.gauge(

@@ -40,6 +40,8 @@ use crate::{api::schema::Status, reconcile::VipId};
 /// `render` produces.
 pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_build_info", "gauge"),
+    ("lbd_start_time_seconds", "gauge"),
+    ("lbd_dataplane_adopted", "gauge"),
     ("lbd_vip_packets_total", "counter"),
     ("lbd_vip_bytes_total", "counter"),
     ("lbd_vip_new_flows_total", "counter"),
@@ -77,7 +79,10 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_config_reloads_total", "counter"),
     ("lbd_vrrp_state", "gauge"),
     ("lbd_vrrp_priority", "gauge"),
+    ("lbd_vrrp_configured_priority", "gauge"),
+    ("lbd_vrrp_link_down", "gauge"),
     ("lbd_vrrp_transitions_total", "counter"),
+    ("lbd_vrrp_resumed_total", "counter"),
     ("lbd_vrrp_adverts_sent_total", "counter"),
     ("lbd_vrrp_adverts_received_total", "counter"),
     ("lbd_vrrp_adverts_ignored_total", "counter"),
@@ -153,6 +158,9 @@ pub(crate) struct Metrics {
     /// around every change of `check_duration`'s series.
     checked: Mutex<HashSet<(VipId, IpAddr)>>,
     table_build: Histogram,
+    /// When this lbd started (Unix time, seconds): a restart shows as a
+    /// change, although the scrape may never fail across one.
+    started: f64,
 }
 
 impl Default for Metrics {
@@ -167,18 +175,23 @@ fn check_histogram() -> Histogram {
 }
 
 impl Metrics {
-    /// Empty histograms.
+    /// Empty histograms, and the start time: now (made once, as lbd
+    /// starts).
     pub(crate) fn new() -> Self {
         Self {
             check_duration: Family::new_with_constructor(check_histogram),
             checked: Mutex::new(HashSet::new()),
             table_build: Histogram::new(exponential_buckets(0.0001, 2.0, 14)),
+            started: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |since| since.as_secs_f64()),
         }
     }
 
     /// Records one health check's duration. `first`: the check's first
-    /// probe (a backend added or re-added, a check restarted with new
-    /// settings), whose counters start from zero: the histogram starts over
+    /// probe (a backend added or re-added; a check restarted with new
+    /// settings carries its counters over, and the histogram goes on with
+    /// them), whose counters start from zero: the histogram starts over
     /// with them.
     pub(crate) fn observe_check(&self, vip: &VipId, backend: IpAddr, took: Duration, first: bool) {
         let labels = check_labels(vip, backend);
@@ -339,6 +352,18 @@ impl Exporter<'_> {
             "lbd's version (always 1)",
             vec![(labels(&[("version", &version)]), 1)],
         );
+        let started = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        started.set(kept.started);
+        self.registry.register(
+            "start_time_seconds",
+            "When this lbd started, Unix time in seconds: a change is a restart (one quick enough that no scrape failed too)",
+            started,
+        );
+        self.gauge(
+            "dataplane_adopted",
+            "1 if this lbd adopted the data plane a previous one left running (its flows and pinned counters went on), 0 if it loaded its own",
+            vec![(Vec::new(), i64::from(s.adopted))],
+        );
         self.export_traffic(s);
         self.export_backends(s, kept);
         self.export_changes(s, kept);
@@ -378,7 +403,11 @@ mod tests {
             consecutive_successes: 3,
             consecutive_failures: 0,
             last: Some("success".into()),
+            last_label: Some("ok".into()),
             last_latency_ms: Some(0.4),
+            rise: Some(2),
+            fall: Some(3),
+            last_change_s: Some(42),
             through_tunnel: true,
             target: Some("198.18.0.100:80".into()),
         };
@@ -400,6 +429,7 @@ mod tests {
             packets: 1000,
             bytes: 64_000,
             new_flows: 40,
+            traffic_read: true,
             drain_remaining_s: Some(30),
             drain_timed_out: false,
             held_s: None,
@@ -423,6 +453,7 @@ mod tests {
                 packets: 1000,
                 bytes: 64_000,
                 new_flows: 40,
+                traffic_read: true,
                 mode: lb_common::Mode::Nat,
                 nat: Some(crate::api::schema::VipNatStatus {
                     source: "198.18.0.50".parse().unwrap(),
@@ -454,6 +485,8 @@ mod tests {
                 addresses: vec!["198.18.0.100".parse().unwrap()],
                 counters: Counters::default(),
                 ignored: BTreeMap::from([("ttl".to_owned(), 3)]),
+                link_down: false,
+                link_down_since: None,
             }],
             replication: Some(crate::api::schema::ReplicationStatus {
                 connected: true,
@@ -670,6 +703,80 @@ mod tests {
         for line in text.lines().filter(|l| l.starts_with("lbd_vrrp_")) {
             assert!(line.contains("family=\"ipv"), "{line}");
         }
+    }
+
+    /// A backup whose link is down will not take over (keepalived's
+    /// FAULT): a metric says so, beside the priority configured (the
+    /// advertised one is lowered by tracking), and a resumed mastership
+    /// is counted apart from the transitions to master.
+    #[test]
+    fn vrrp_link_down_configured_priority_and_resumes_are_exported() {
+        let mut status = full_status();
+        let mut backup = status.vrrp[0].clone();
+        backup.state = State::Backup;
+        backup.priority = 1;
+        backup.configured_priority = 100;
+        backup.link_down = true;
+        backup.link_down_since = Some(1_700_000_000);
+        backup.addresses = vec!["2001:2::100".parse().unwrap()];
+        status.vrrp[0].counters.resumed = 1;
+        status.vrrp.push(backup);
+        let text = Metrics::new().render(&status);
+        let v4 = "vrid=\"51\",family=\"ipv4\"";
+        let v6 = "vrid=\"51\",family=\"ipv6\"";
+        assert_eq!(sample(&text, "lbd_vrrp_link_down", v4), Some(0.0), "{text}");
+        assert_eq!(sample(&text, "lbd_vrrp_link_down", v6), Some(1.0), "{text}");
+        assert_eq!(
+            sample(&text, "lbd_vrrp_configured_priority", v6),
+            Some(100.0),
+            "{text}"
+        );
+        assert_eq!(sample(&text, "lbd_vrrp_priority", v6), Some(1.0), "{text}");
+        assert_eq!(
+            sample(&text, "lbd_vrrp_resumed_total", v4),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "lbd_vrrp_transitions_total",
+                "vrid=\"51\",family=\"ipv4\",to=\"master\""
+            ),
+            Some(0.0),
+            "{text}"
+        );
+    }
+
+    /// A restart shows in Prometheus although the scrape never failed:
+    /// the time lbd started, and whether it adopted the data plane a
+    /// previous lbd left running.
+    #[test]
+    fn the_start_time_and_adoption_are_exported() {
+        assert!(FAMILIES.contains(&("lbd_start_time_seconds", "gauge")));
+        assert!(FAMILIES.contains(&("lbd_dataplane_adopted", "gauge")));
+        let mut status = full_status();
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let metrics = Metrics::new();
+        let text = metrics.render(&status);
+        let start_time = |text: &str| -> Option<f64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix("lbd_start_time_seconds "))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        let started = start_time(&text).unwrap_or_default();
+        assert!(
+            started >= before.floor() && started <= before + 5.0,
+            "{started} vs {before}:\n{text}"
+        );
+        assert!(text.contains("\nlbd_dataplane_adopted 0\n"), "{text}");
+        status.adopted = true;
+        let again = metrics.render(&status);
+        assert!(again.contains("\nlbd_dataplane_adopted 1\n"), "{again}");
+        assert_eq!(start_time(&again), Some(started), "the start time stays");
     }
 
     #[test]

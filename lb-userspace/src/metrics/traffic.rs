@@ -177,7 +177,7 @@ impl Exporter<'_> {
 const EVENT_FAMILIES: [(&str, &str); 4] = [
     (
         "conntrack",
-        "Connection-table events (hit, new, rehash, insert_failed; half_open_new, half_open_promoted, half_open_evicted, half_open_expired of the handshake table)",
+        "Connection-table events (hit, new, rehash, insert_failed; evicted_idle, evicted_live: an open connection, idle past tcp_idle_timeout_s or live, taken out of a full bucket; half_open_new, half_open_promoted, half_open_evicted, half_open_expired of the handshake table)",
     ),
     (
         "nat",

@@ -22,6 +22,9 @@ impl Exporter<'_> {
         // VRRP.
         let mut vrrp_state = Vec::new();
         let mut vrrp_priority = Vec::new();
+        let mut configured_priority = Vec::new();
+        let mut link_down = Vec::new();
+        let mut resumed = Vec::new();
         let mut vrrp_transitions = Vec::new();
         let mut sent = Vec::new();
         let mut received = Vec::new();
@@ -38,6 +41,18 @@ impl Exporter<'_> {
             vrrp_priority.push((
                 labels(&[("vrid", &vrid), ("family", family)]),
                 i64::from(i.priority),
+            ));
+            configured_priority.push((
+                labels(&[("vrid", &vrid), ("family", family)]),
+                i64::from(i.configured_priority),
+            ));
+            link_down.push((
+                labels(&[("vrid", &vrid), ("family", family)]),
+                i64::from(i.link_down),
+            ));
+            resumed.push((
+                labels(&[("vrid", &vrid), ("family", family)]),
+                i.counters.resumed,
             ));
             vrrp_transitions.push((
                 labels(&[("vrid", &vrid), ("family", family), ("to", "master")]),
@@ -76,11 +91,27 @@ impl Exporter<'_> {
             "Priority the instance advertises (after tracking)",
             vrrp_priority,
         );
+        self.gauge(
+            "vrrp_configured_priority",
+            "Priority configured for the instance (lbd_vrrp_priority below it: lowered by tracking)",
+            configured_priority,
+        );
+        self.gauge(
+            "vrrp_link_down",
+            "1 while the instance's checks see its interface's link down (keepalived's FAULT): a backup does not take over meanwhile, a master keeps its mastership",
+            link_down,
+        );
         self.counter(
             "vrrp_transitions",
-            "VRRP state changes",
+            "VRRP state changes (a mastership resumed after a restart is not one: lbd_vrrp_resumed_total)",
             None,
             vrrp_transitions,
+        );
+        self.counter(
+            "vrrp_resumed",
+            "Masterships resumed at start without a failover (a restarted lbd that was master until moments ago)",
+            None,
+            resumed,
         );
         self.counter("vrrp_adverts_sent", "VRRP advertisements sent", None, sent);
         self.counter(

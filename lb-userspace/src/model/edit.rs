@@ -47,6 +47,11 @@ pub enum DrainTimeoutSource {
     VipDefault,
     /// Neither: established flows are never cut.
     None,
+    /// The deadline of the drain already running, kept: a drain again of
+    /// a draining backend without a timeout of its own changes nothing
+    /// (as HAProxy's `set server ... state drain` is idempotent), so a
+    /// drain repeated to watch it does not move or clear its deadline.
+    Kept,
 }
 
 /// A drain's effective timeout and where it came from.
@@ -61,6 +66,10 @@ pub struct DrainTimeout {
     /// stay on the backend until they end or it is removed; its timeout
     /// only ends the drain (the backend goes to maintenance).
     pub cuts_flows: bool,
+    /// When the backend began draining, for a drain of a backend that
+    /// was draining already (None: this drain starts it), so the answer
+    /// can say that it was, and whether its deadline was kept.
+    pub draining_since: Option<Instant>,
 }
 
 /// The timeout of a drain: the request's own (`0` meaning never), else the
@@ -75,6 +84,7 @@ pub(super) fn drain_timeout(
             after: None,
             source: DrainTimeoutSource::Request,
             cuts_flows: true,
+            draining_since: None,
         },
         (Some(s), _) => {
             let after = Duration::from_secs(s);
@@ -88,19 +98,38 @@ pub(super) fn drain_timeout(
                 after: Some(after),
                 source: DrainTimeoutSource::Request,
                 cuts_flows: true,
+                draining_since: None,
             }
         }
         (None, Some(after)) => DrainTimeout {
             after: Some(after),
             source: DrainTimeoutSource::VipDefault,
             cuts_flows: true,
+            draining_since: None,
         },
         (None, None) => DrainTimeout {
             after: None,
             source: DrainTimeoutSource::None,
             cuts_flows: true,
+            draining_since: None,
         },
     })
+}
+
+impl Edit {
+    /// The VIP the edit is about (the one it adds, for [`Edit::AddVip`]).
+    pub(crate) fn vip(&self) -> VipId {
+        match self {
+            Edit::AddVip(vip) => VipId::of(vip),
+            Edit::RemoveVip(id)
+            | Edit::AddBackend(id, _)
+            | Edit::RemoveBackend(id, _)
+            | Edit::Enable(id, _)
+            | Edit::Maintenance(id, _)
+            | Edit::SetWeight(id, _, _)
+            | Edit::Drain { vip: id, .. } => *id,
+        }
+    }
 }
 
 impl Model {
@@ -128,15 +157,28 @@ impl Model {
                 let config = &self.vip(vip)?.config;
                 let mut timeout = drain_timeout(*timeout_s, config.drain_timeout)?;
                 timeout.cuts_flows = config.forwarding != lb_common::Mode::Nat;
-                // Draining a draining backend keeps its start and takes the
-                // new deadline.
-                let since = match admin {
-                    AdminState::Draining { since, .. } => since,
-                    _ => now,
-                };
-                let admin = AdminState::Draining {
-                    since,
-                    deadline: timeout.after.map(|t| now + t),
+                // Draining a draining backend keeps its start; without a
+                // timeout of its own it keeps its deadline too (None
+                // included: a drain never cut stays so), else it takes
+                // the new one.
+                let admin = match (admin, timeout_s) {
+                    (AdminState::Draining { since, deadline }, None) => {
+                        timeout.after = deadline.map(|d| d.saturating_duration_since(now));
+                        timeout.source = DrainTimeoutSource::Kept;
+                        timeout.draining_since = Some(since);
+                        AdminState::Draining { since, deadline }
+                    }
+                    (AdminState::Draining { since, .. }, Some(_)) => {
+                        timeout.draining_since = Some(since);
+                        AdminState::Draining {
+                            since,
+                            deadline: timeout.after.map(|t| now + t),
+                        }
+                    }
+                    _ => AdminState::Draining {
+                        since: now,
+                        deadline: timeout.after.map(|t| now + t),
+                    },
                 };
                 self.set_admin(vip, *backend, admin)?;
                 return Ok(Some(timeout));
@@ -213,5 +255,68 @@ mod tests {
             "{refused:?}"
         );
         assert_eq!(model, before);
+    }
+
+    /// A drain again of a draining backend without a timeout of its own
+    /// keeps the deadline the first one set (and its start), and says
+    /// so (`Kept`, what is left of it, since when it drains); with a
+    /// timeout it sets the new one from now, still saying since when.
+    #[test]
+    fn a_drain_again_without_a_timeout_keeps_the_deadline() {
+        let config = Config::from_toml_str(
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+             [[vip.backend]]\naddress = \"198.18.0.11\"\nmac = \"02:00:00:00:00:11\"\n",
+            "test.toml",
+        )
+        .unwrap();
+        let mut model = Model::from_config(&config);
+        let vip: VipId = "198.18.0.100:80/tcp".parse().unwrap();
+        let backend: IpAddr = "198.18.0.11".parse().unwrap();
+        let drain = |timeout_s| Edit::Drain {
+            vip,
+            backend,
+            timeout_s,
+        };
+        let t0 = Instant::now();
+        let first = model.apply(&drain(Some(300)), t0).unwrap().unwrap();
+        assert_eq!(first.draining_since, None, "not draining before");
+        let again = model
+            .apply(&drain(None), t0 + Duration::from_secs(10))
+            .unwrap()
+            .unwrap();
+        let admin = model.backend(&vip, backend).unwrap().admin;
+        assert_eq!(
+            admin,
+            AdminState::Draining {
+                since: t0,
+                deadline: Some(t0 + Duration::from_secs(300)),
+            }
+        );
+        assert_eq!(again.source, DrainTimeoutSource::Kept);
+        assert_eq!(again.after, Some(Duration::from_secs(290)));
+        assert_eq!(again.draining_since, Some(t0));
+        // With a timeout: the new deadline, from now.
+        let t1 = t0 + Duration::from_secs(20);
+        let moved = model.apply(&drain(Some(60)), t1).unwrap().unwrap();
+        assert_eq!(
+            model.backend(&vip, backend).unwrap().admin,
+            AdminState::Draining {
+                since: t0,
+                deadline: Some(t1 + Duration::from_secs(60)),
+            }
+        );
+        assert_eq!(moved.source, DrainTimeoutSource::Request);
+        assert_eq!(moved.draining_since, Some(t0));
+        // A drain never cut stays never cut.
+        model.apply(&drain(Some(0)), t1).unwrap();
+        let kept = model.apply(&drain(None), t1).unwrap().unwrap();
+        assert_eq!((kept.after, kept.source), (None, DrainTimeoutSource::Kept));
+        assert_eq!(
+            model.backend(&vip, backend).unwrap().admin,
+            AdminState::Draining {
+                since: t0,
+                deadline: None,
+            }
+        );
     }
 }

@@ -177,7 +177,7 @@ impl BackendModel {
     pub(crate) fn counts_as_up(&self) -> bool {
         match self.health {
             Health::Up => true,
-            Health::Down => false,
+            Health::Down | Health::Full => false,
             Health::Unknown => !self.awaiting_checks,
         }
     }

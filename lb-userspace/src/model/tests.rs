@@ -148,6 +148,35 @@ fn admin_states_and_health_map_to_weight_and_alive() {
     );
 }
 
+/// A backend full for capacity (a `pgsql` check answered "too many
+/// clients") keeps its established flows (alive) and takes no new ones,
+/// as a drain does: in DSR, down would move or black-hole every session
+/// it serves. The VIP stays announced for them, and a VIP whose only
+/// backend is full finds no backend for new flows yet is not all down.
+#[test]
+fn a_full_backend_keeps_its_flows_and_takes_no_new_ones() {
+    let config = Config::from_toml_str(
+        "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 5432\n\
+         forwarding = \"dsr-l2\"\n\
+         [[vip.backend]]\naddress = \"198.18.0.11\"\nmac = \"02:00:00:00:00:11\"\n",
+        "test.toml",
+    )
+    .unwrap();
+    let mut model = Model::from_config(&config);
+    let id = *model.vips.keys().next().unwrap();
+    assert!(model.set_health(&id, addr(11), Health::Full));
+    let b = model.desired(&|_| None)[0].backends[0].clone();
+    assert_eq!((b.weight, b.alive), (0, true), "full keeps its flows");
+    let vip = model.vip(&id).unwrap();
+    assert!(!vip.can_serve(), "no new flow goes to it");
+    assert!(!vip.all_down(), "full is not down");
+    assert!(vip.should_announce(&|_| None), "its sessions still flow");
+    model
+        .set_admin(&id, addr(11), AdminState::Maintenance)
+        .unwrap();
+    assert!(!model.desired(&|_| None)[0].backends[0].alive);
+}
+
 #[test]
 fn all_down_drops_or_fails_open_as_configured() {
     let mut model = Model::from_config(&config());

@@ -89,8 +89,9 @@ impl VipModel {
     pub(super) fn settle_fail_open_holds(&mut self, was_failing_open: bool) {
         let failing_open = self.fails_open();
         for backend in self.backends.values_mut() {
+            // A full backend keeps its flows for being full: no hold.
             backend.fail_open_hold = if failing_open
-                || backend.health == Health::Up
+                || matches!(backend.health, Health::Up | Health::Full)
                 || backend.admin == AdminState::Maintenance
             {
                 None
@@ -124,7 +125,8 @@ impl VipModel {
     /// only once its MAC is known) takes new flows ([`Self::can_serve`]
     /// less the backends without a MAC), or is draining and not down,
     /// still carrying established flows until it is removed or its drain
-    /// deadline cuts them. Withdrawing then would move those flows off
+    /// deadline cuts them, or is full ([`Health::Full`]: it serves its
+    /// established flows and refuses new ones). Withdrawing then would move those flows off
     /// every node at once (they all see the same backends), cutting what
     /// the drain is meant to keep. A dsr-l2 VIP whose healthy backends
     /// have no MAC would drop every packet: it is not announced.
@@ -134,9 +136,10 @@ impl VipModel {
             d.can_take_packets(desired.mode)
                 && (d.weight > 0
                     || self.backends.get(&d.address).is_some_and(|b| {
-                        matches!(b.admin, AdminState::Draining { .. })
+                        (matches!(b.admin, AdminState::Draining { .. })
                             && !b.drain_timed_out
-                            && b.health != Health::Down
+                            && b.health != Health::Down)
+                            || (b.admin == AdminState::Enabled && b.health == Health::Full)
                     }))
         })
     }
@@ -176,8 +179,11 @@ impl VipModel {
                 .values()
                 .map(|b| {
                     let up = b.counts_as_up() || fail_open;
-                    // Held: keeps its established flows, takes no new ones.
+                    // Held, or full (it refuses new sessions for capacity
+                    // and serves the ones it has): keeps its established
+                    // flows, takes no new ones, as a drain does.
                     let held = !fail_open && b.held_after_fail_open();
+                    let full = b.health == Health::Full;
                     DesiredBackend {
                         address: b.config.address,
                         mac: b
@@ -191,7 +197,7 @@ impl VipModel {
                         } else {
                             0
                         },
-                        alive: (up || held) && b.admin != AdminState::Maintenance,
+                        alive: (up || held || full) && b.admin != AdminState::Maintenance,
                     }
                 })
                 .collect(),

@@ -52,6 +52,12 @@ pub(crate) struct Held {
     /// The boot the record was written in.
     #[serde(default)]
     pub boot_id: String,
+    /// When lbd started (clock ticks after boot, `/proc/self/stat`): with
+    /// `pid` and `boot_id` it names one process, so a record of state an
+    /// lbd kept (the running-state record) can tell whether its writer
+    /// was the lbd that ran last (None: not known, or an older build's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<u64>,
     /// lbd's admin socket (an offline action checks no lbd answers there;
     /// the VRRP state files and the restart marker are named after it).
     pub admin_socket: PathBuf,
@@ -117,6 +123,7 @@ impl Held {
             config: std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_owned()),
             pid: std::process::id(),
             boot_id: boot_id(),
+            started: process_started(),
             admin_socket: config.admin_socket.clone(),
             pin_dir: config.pin_dir.clone(),
             interface: config.interface.clone(),
@@ -306,8 +313,18 @@ pub(crate) fn record_path(admin_socket: &Path) -> Option<PathBuf> {
         .map(|dir| dir.join(format!("{stem}{SUFFIX}")))
 }
 
+/// When this process started, in clock ticks after boot (field 22 of
+/// `/proc/self/stat`; None if it cannot be read).
+pub(crate) fn process_started() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces and parentheses: the
+    // fields after it start after its last ')'.
+    let after = stat.get(stat.rfind(')')? + 1..)?;
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// This boot's id (empty if the kernel does not say).
-fn boot_id() -> String {
+pub(crate) fn boot_id() -> String {
     std::fs::read_to_string(BOOT_ID)
         .map(|id| id.trim().to_owned())
         .unwrap_or_default()
@@ -508,19 +525,20 @@ pub(crate) fn search_dirs_of(
 /// config elsewhere whose lbd is gone, which is taken over (removed, with
 /// older ones naming this config). Failures are logged: without a record
 /// the offline actions fall back to the config file.
-pub(crate) async fn on_start(config: &Config, config_path: &Path) {
+pub(crate) async fn on_start(config: &Config, config_path: &Path) -> Option<Held> {
     let runtime = std::env::var("RUNTIME_DIRECTORY").ok();
     let dirs = search_dirs_of(Some(&config.admin_socket), runtime.as_deref());
-    on_start_in(config, config_path, &dirs).await;
+    on_start_in(config, config_path, &dirs).await
 }
 
 /// [`on_start`], looking for records of other admin sockets in `dirs`.
-async fn on_start_in(config: &Config, config_path: &Path, dirs: &[PathBuf]) {
-    let Some(path) = record_path(&config.admin_socket) else {
-        return;
-    };
+/// Returns the previous lbd's record as it was found (None: none of
+/// this boot), which names the lbd that ran last.
+async fn on_start_in(config: &Config, config_path: &Path, dirs: &[PathBuf]) -> Option<Held> {
+    let path = record_path(&config.admin_socket)?;
     let mut next = Held::of(config, config_path);
     let (previous, taken_over, _locks) = previous_record(&path, config_path, dirs);
+    let found = previous.clone();
     if let Some(mut previous) = previous {
         let release = at_start(&previous, &next);
         if !release.is_empty() {
@@ -544,6 +562,7 @@ async fn on_start_in(config: &Config, config_path: &Path, dirs: &[PathBuf]) {
             warn!(error = %format!("{error:#}"), "recording what this lbd holds failed: lbd --release-vips and --cleanup will go by the config file")
         }
     }
+    found
 }
 
 /// The record a start at `path` (this lbd's record) takes over: the one
@@ -862,6 +881,7 @@ mod tests {
             config: PathBuf::from("/etc/lbd/lbd.toml"),
             pid: 42,
             boot_id: "b".into(),
+            started: None,
             admin_socket: PathBuf::from("/run/lbd/lbd.sock"),
             pin_dir: Some(PathBuf::from("/sys/fs/bpf/lbd")),
             interface: interface.into(),

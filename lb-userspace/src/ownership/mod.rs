@@ -189,12 +189,22 @@ pub(crate) enum OwnershipError {
 #[derive(Debug)]
 pub(crate) struct Ownership {
     locks: Vec<Lock>,
+    /// The record of what the lbd that ran before held, as this start
+    /// found it (None: none of this boot): it names that lbd.
+    previous: Option<held::Held>,
 }
 
 impl Ownership {
     /// What is locked (lock files and directories).
     pub(crate) fn locks(&self) -> impl Iterator<Item = &Path> {
         self.locks.iter().map(Lock::path)
+    }
+
+    /// The record of the lbd that ran before this one (see `claim`), by
+    /// which the state it kept (the running-state record) is known to be
+    /// its own.
+    pub(crate) fn previous_lbd(&self) -> Option<&held::Held> {
+        self.previous.as_ref()
     }
 }
 
@@ -230,8 +240,8 @@ pub(crate) async fn claim(
         pins.prepare()?;
         locks.push(pin_dir_lock(&pins, &me, Purpose::Serve)?);
     }
-    held::on_start(config, config_path).await;
-    Ok(Ownership { locks })
+    let previous = held::on_start(config, config_path).await;
+    Ok(Ownership { locks, previous })
 }
 
 /// Claims the data plane `held` describes (what the lbd that ran held, or
@@ -256,7 +266,10 @@ pub(crate) fn claim_offline(
     if let Some(dir) = held.pin_dir.as_ref().filter(|d| d.is_dir()) {
         locks.push(pin_dir_lock(&PinDir::new(dir), &me, purpose)?);
     }
-    Ok(Ownership { locks })
+    Ok(Ownership {
+        locks,
+        previous: None,
+    })
 }
 
 /// The locks of interface `name` (see [`interface_locks`], for `config`'s

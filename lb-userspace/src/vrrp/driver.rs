@@ -219,6 +219,25 @@ pub struct InstanceStatus {
     pub counters: Counters,
     /// Packets ignored, by reason (`ttl`, `checksum`, `other_vrid`, ...).
     pub ignored: BTreeMap<String, u64>,
+    /// The instance's checks see the interface's link down (keepalived's
+    /// FAULT): a backup does not take over meanwhile, so the pair has no
+    /// standby, and a master keeps its mastership on a dead link.
+    #[serde(default)]
+    pub link_down: bool,
+    /// While `link_down`: when the outage began at the earliest (the last
+    /// time the link was seen up), Unix time in seconds.
+    #[serde(default)]
+    pub link_down_since: Option<u64>,
+}
+
+/// `at`, an instant in the past, as Unix time in seconds (0 if the clock
+/// is set before 1970).
+fn unix_seconds(at: Instant) -> u64 {
+    let ago = Instant::now().saturating_duration_since(at);
+    std::time::SystemTime::now()
+        .checked_sub(ago)
+        .and_then(|wall| wall.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |since| since.as_secs())
 }
 
 /// Longest lbd's exit waits for the notify commands still running (the
@@ -516,6 +535,8 @@ impl Instance {
             addresses: config.addresses.clone(),
             counters: Counters::default(),
             ignored: BTreeMap::new(),
+            link_down: false,
+            link_down_since: None,
         };
         let (priority_tx, priority_rx) = watch::channel(config.priority);
         let (link_ups_tx, link_ups_rx) = watch::channel(0);
@@ -2105,12 +2126,23 @@ impl Driver {
         {
             Some(LinkChange::Down(since)) => {
                 self.machine.link_down(since);
+                self.warn_link_down();
                 // The link's weight off; sent with the next advert that
                 // leaves (none while the link is down, see
                 // `Machine::set_priority`).
                 self.follow_priority(now)
             }
-            Some(LinkChange::Up) => self.on_link_back(now),
+            Some(LinkChange::Up) => {
+                if let Some(since) = self.machine.link_down_since() {
+                    info!(
+                        vrid = self.config.vrid,
+                        interface = %self.interface.name,
+                        down_ms = u64::try_from(now.saturating_duration_since(since).as_millis()).unwrap_or(u64::MAX),
+                        "VRRP: the interface's link is up again"
+                    );
+                }
+                self.on_link_back(now)
+            }
             Some(LinkChange::Flapped(since)) => {
                 info!(
                     vrid = self.config.vrid,
@@ -2124,6 +2156,25 @@ impl Driver {
         };
         self.follow_mac(state.and_then(|state| state.mac), now);
         actions
+    }
+
+    /// Says that the checks found the interface's link down, why, and
+    /// what it means for the pair (keepalived's FAULT): no standby while a
+    /// backup's link is down, a master keeping its mastership on a dead
+    /// link (the peer likely takes over, so both report master).
+    fn warn_link_down(&self) {
+        let meaning = match self.machine.state() {
+            State::Backup => "this backup does not take over while it is down: the pair has no standby if the master fails",
+            State::Master => "this master keeps its mastership (and the VIPs) meanwhile; the peer, hearing no adverts, likely takes over, so both report master until the link is back",
+            State::Initialize => "the instance is not running",
+        };
+        warn!(
+            vrid = self.config.vrid,
+            interface = %self.interface.name,
+            state = %self.machine.state(),
+            reason = "the interface is not up: administratively down, without carrier, or not operationally up",
+            "VRRP: the interface's link is down; {meaning}"
+        );
     }
 
     /// The priority the machine is to run with now: tracking's, less the
@@ -2310,6 +2361,8 @@ impl Driver {
             addresses: self.config.addresses.clone(),
             counters: *self.machine.counters(),
             ignored: self.ignored.clone(),
+            link_down: self.machine.link_is_down(),
+            link_down_since: self.machine.link_down_since().map(unix_seconds),
         };
         self.status.send_replace(status);
     }
@@ -3871,6 +3924,8 @@ mod tests {
             addresses: config.addresses.clone(),
             counters: Counters::default(),
             ignored: BTreeMap::new(),
+            link_down: false,
+            link_down_since: None,
         });
         let instance = Instance {
             priority: watch::channel(100).0,
@@ -3934,6 +3989,8 @@ mod tests {
             addresses: config.addresses.clone(),
             counters: Counters::default(),
             ignored: BTreeMap::new(),
+            link_down: false,
+            link_down_since: None,
         })
         .0;
         let driver = Driver {
@@ -4199,6 +4256,61 @@ mod tests {
         // A MAC of zeroes is none.
         assert_eq!(change.seen(old, Some([0; 6]), old, t0), None);
         assert!(!change.waiting());
+    }
+
+    /// A look that finds the link down (keepalived's FAULT): the status
+    /// says so, from when it was last seen up, so `lbctl status` and the
+    /// metrics can tell a backup that will not take over from a healthy
+    /// one; the link back, it says so no more.
+    #[tokio::test]
+    async fn a_backup_whose_link_is_down_says_so_in_its_status() {
+        let config = vrrp_config(100, "198.18.0.10");
+        let looks = Looks {
+            addresses: Arc::new(|_| Box::pin(std::future::pending())),
+            link: Arc::new(|_| Box::pin(std::future::pending())),
+        };
+        let (mut driver, _inputs, _ends, _) =
+            test_driver(config, [2, 0, 0, 0, 0, 1], looks, 9).await;
+        assert_eq!(
+            driver.machine.startup(Instant::now()),
+            [Action::BecomeBackup]
+        );
+        let read = |up: bool| LinkRead {
+            started: Instant::now(),
+            state: Ok(Some(LinkState {
+                up,
+                xdp: None,
+                mac: Some([2, 0, 0, 0, 0, 1]),
+            })),
+            carrier: None,
+        };
+        driver.on_link_read(read(true));
+        driver.publish();
+        let status = driver.status.borrow().clone();
+        assert!(!status.link_down, "{status:?}");
+        assert_eq!(status.link_down_since, None);
+
+        let before = std::time::SystemTime::now();
+        let actions = driver.on_link_read(read(false));
+        driver.carry_out(actions).await;
+        let status = driver.status.borrow().clone();
+        assert_eq!(status.state, State::Backup);
+        assert!(status.link_down, "{status:?}");
+        let since = status.link_down_since.expect("when the outage began");
+        let before_s = before
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        assert!(
+            since <= before_s && since + 5 >= before_s,
+            "{since} vs {before_s}"
+        );
+
+        let actions = driver.on_link_read(read(true));
+        driver.carry_out(actions).await;
+        let status = driver.status.borrow().clone();
+        assert!(!status.link_down, "{status:?}");
+        assert_eq!(status.link_down_since, None);
     }
 
     /// The answer of a look begun before one already taken is stale.

@@ -198,10 +198,16 @@ pub struct Counters {
     pub priority_zero_sent: u64,
     /// Priority-zero adverts received (a master stepping down).
     pub priority_zero_received: u64,
-    /// Transitions to master.
+    /// Transitions to master (a mastership resumed after a restart is not
+    /// one: see `resumed`).
     pub became_master: u64,
     /// Transitions to backup (from Initialize or from master).
     pub became_backup: u64,
+    /// Masterships resumed at start ([`Machine::resume_master`]): a
+    /// restarted lbd that was master until moments ago, with no failover
+    /// (the backup never took over), so not counted in `became_master`.
+    #[serde(default)]
+    pub resumed: u64,
 }
 
 /// One virtual router's protocol state. The driver owns one per instance,
@@ -338,12 +344,15 @@ impl Machine {
     /// until moments ago, within the master-down interval, so the backup
     /// has not taken over): advertises at once. Does nothing unless in
     /// Initialize.
+    /// Counted as `resumed`, not as a transition to master: no failover
+    /// happened.
     pub(crate) fn resume_master(&mut self, now: Instant) -> Vec<Action> {
         if self.state != State::Initialize {
             return Vec::new();
         }
         self.master_adver_interval_cs = self.settings.adver_interval_cs;
-        self.become_master(now)
+        self.counters.resumed = self.counters.resumed.saturating_add(1);
+        self.take_mastership(now)
     }
 
     /// The Shutdown event: a master sends a priority-0 advert so a backup
@@ -571,6 +580,12 @@ impl Machine {
         self.link_down_since.is_some()
     }
 
+    /// When the outage under way began at the earliest (see
+    /// [`Self::link_down`]), for status; `None` while the link is up.
+    pub(crate) fn link_down_since(&self) -> Option<Instant> {
+        self.link_down_since
+    }
+
     /// The interface's link came back up, and `priority` is the effective
     /// priority it brings back (the link's tracking weight given back):
     /// taken first, without an advert of its own, so the advert below
@@ -785,8 +800,15 @@ impl Machine {
     }
 
     /// Sends an advert and becomes master (startup as owner, or the
-    /// Master_Down_Timer firing).
+    /// Master_Down_Timer firing), counted as a transition.
     fn become_master(&mut self, now: Instant) -> Vec<Action> {
+        self.counters.became_master = self.counters.became_master.saturating_add(1);
+        self.take_mastership(now)
+    }
+
+    /// Sends an advert and becomes master, uncounted (see
+    /// [`Self::become_master`], [`Self::resume_master`]).
+    fn take_mastership(&mut self, now: Instant) -> Vec<Action> {
         self.state = State::Master;
         self.master_down_at = None;
         self.preempt_until = None;
@@ -797,7 +819,6 @@ impl Machine {
             .settings
             .announce_refresh
             .map(|every| after(now, every));
-        self.counters.became_master = self.counters.became_master.saturating_add(1);
         let mut actions: Vec<Action> = self.advert(self.priority).into_iter().collect();
         actions.push(Action::BecomeMaster);
         actions
@@ -2154,6 +2175,27 @@ mod tests {
         assert_eq!(m.shutdown(t0), []);
         assert_eq!(m.set_priority(120, t0), []);
         assert_eq!(m.state(), State::Initialize);
+    }
+
+    /// A restarted lbd resuming its mastership is no failover: it counts
+    /// as resumed, not as a transition to master (which a rule on
+    /// `lbd_vrrp_transitions_total{to="master"}` would read as one).
+    #[test]
+    fn a_resumed_mastership_is_not_counted_as_a_transition() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(100), ME);
+        let actions = m.resume_master(t0);
+        assert!(actions.contains(&Action::BecomeMaster), "{actions:?}");
+        assert_eq!(m.state(), State::Master);
+        assert_eq!(m.counters().became_master, 0);
+        assert_eq!(m.counters().resumed, 1);
+        // A later takeover counts as ever.
+        m.shutdown(t0 + ms(10));
+        m.startup(t0 + ms(20));
+        m.on_timer(t0 + ms(20) + m.master_down_interval());
+        assert_eq!(m.state(), State::Master);
+        assert_eq!(m.counters().became_master, 1);
+        assert_eq!(m.counters().resumed, 1);
     }
 
     /// A new source address takes over the tie-break and, in master, the

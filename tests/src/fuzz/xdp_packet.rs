@@ -60,6 +60,8 @@ fn counted_action(counter: Counter) -> Option<u32> {
         | Counter::ConntrackHalfOpenPromoted
         | Counter::ConntrackHalfOpenEvicted
         | Counter::ConntrackHalfOpenExpired
+        | Counter::ConntrackEvictedIdle
+        | Counter::ConntrackEvictedLive
         | Counter::NatNew
         | Counter::NatHit
         | Counter::TunnelEncap
@@ -110,6 +112,8 @@ fn reached(counter: Counter) {
         Counter::ConntrackHalfOpenExpired => 34,
         Counter::DropTooBig => 35,
         Counter::DropFragment => 36,
+        Counter::ConntrackEvictedIdle => 37,
+        Counter::ConntrackEvictedLive => 38,
     };
     std::hint::black_box(n);
 }

@@ -162,7 +162,7 @@ fn installed() -> anyhow::Result<()> {
         "dpkg -i left {PACKAGE} {:?}",
         status()
     );
-    let version = env!("CARGO_PKG_VERSION");
+    let version = super::package_version();
     for binary in ["lbd", "lbctl", "lb-decap"] {
         let printed = stdout_of(Command::new(format!("/usr/sbin/{binary}")).arg("--version"))?;
         let expected = format!("{binary} {version}");

@@ -70,7 +70,8 @@ fn build_deb() -> anyhow::Result<PathBuf> {
         stage_entry(&root, &release, &stage, entry)?;
     }
     stage_man_pages(&release, &stage.join(MAN_DIR), &out.join("man"))?;
-    let version = env!("CARGO_PKG_VERSION");
+    let version = package_version();
+    let version = version.as_str();
     let architecture = trimmed_output(&mut command("dpkg", &["--print-architecture"]))?;
     let binaries: Vec<PathBuf> = FILES
         .iter()
@@ -110,6 +111,13 @@ fn build_deb() -> anyhow::Result<PathBuf> {
         ],
     ))?;
     Ok(deb)
+}
+
+/// The package's version: the crate's and the commit built (see
+/// `lb_build::version`), the one the binaries just built say, so dpkg and
+/// apt order builds by commit date and each .deb has a name of its own.
+pub(crate) fn package_version() -> String {
+    lb_build::version::version(&root(), env!("CARGO_PKG_VERSION"))
 }
 
 fn stage_entry(root: &Path, release: &Path, stage: &Path, entry: &Entry) -> anyhow::Result<()> {
@@ -298,4 +306,24 @@ fn stdout_of(cmd: &mut Command) -> anyhow::Result<String> {
 
 fn trimmed_output(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(stdout_of(cmd)?.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Built from git, the package's version names the commit (what the
+    /// binaries' `--version` says), so it is not the bare crate version
+    /// every build had.
+    #[test]
+    fn the_package_version_names_the_commit() {
+        let version = super::package_version();
+        assert!(version.starts_with(env!("CARGO_PKG_VERSION")), "{version}");
+        let in_git = std::process::Command::new("git")
+            .args(["-C", &super::root().to_string_lossy(), "rev-parse", "HEAD"])
+            .output()
+            .is_ok_and(|out| out.status.success());
+        if in_git {
+            assert_ne!(version, env!("CARGO_PKG_VERSION"));
+            assert!(version.contains("+git"), "{version}");
+        }
+    }
 }

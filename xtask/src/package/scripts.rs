@@ -43,7 +43,12 @@ impl Control<'_> {
 
 /// postinst: systemd learns the units and creates /run/lbd-bgp (BIRD's
 /// include must exist before BIRD starts); nothing is started or
-/// restarted. Only `abort-remove` (dpkg's step after the prerm stopped a
+/// restarted. On an upgrade or downgrade (`configure` with the previous
+/// version) the new build checks the config (`lbctl config check`), and
+/// one it refuses is said loudly, with "do NOT restart lbd": the restart
+/// would stop the running lbd for one that does not start. The install
+/// goes on either way (the old lbd still runs, and the operator fixes the
+/// file or goes back). Only `abort-remove` (dpkg's step after the prerm stopped a
 /// removal: a cleanup failed, the package stays) starts again the
 /// services the prerm stopped (those it found active, in
 /// /run/lbd/package-stopped-units):
@@ -57,6 +62,26 @@ configure)
     if [ -d /run/systemd/system ]; then
         systemctl daemon-reload || true
         systemd-tmpfiles --create lbd-bgp.conf || true
+    fi
+    # An upgrade (or a downgrade): the running lbd carries on, and the
+    # operator's restart of lbd starts this build on the config as it is.
+    # Check it with this build now, while the old lbd still runs.
+    config=/etc/lbd/lbd.toml
+    if [ -n "$2" ] && [ -f "$config" ] && [ -x /usr/sbin/lbctl ]; then
+        if ! refused=$(/usr/sbin/lbctl config check "$config" 2>&1 >/dev/null); then
+            cat >&2 <<MESSAGE
+
+lbd: WARNING: this build of lbd refuses $config:
+$refused
+
+lbd: WARNING: do NOT restart lbd until \`lbctl config check $config\` passes.
+The running lbd (the previous version, $2) carries on. Restarted, it would stop,
+and this build would refuse the file and not start: the pinned program would go
+on forwarding with no health checks, BGP routes withdrawn, VRRP failed over.
+Fix the file, or go back to the previous version ($2) before restarting.
+
+MESSAGE
+        fi
     fi
     ;;
 abort-remove)
@@ -356,7 +381,8 @@ mod tests {
         /// `systemctl show --value` prints them (`@`: the directory).
         decap_environment: &'a str,
         decap_exec_start: &'a str,
-        /// The binaries whose cleanup fails (exit 1, an error on stderr).
+        /// The binaries whose cleanup fails (exit 1, an error on stderr);
+        /// `lbctl`: its `config check` refuses the file (exit 2).
         failing: &'a [&'a str],
         /// Environment variables the script runs with.
         env: &'a [(&'a str, &'a str)],
@@ -425,7 +451,20 @@ mod tests {
                 )
                 .unwrap();
             }
-            for bin in ["lbd", "lb-decap", "systemctl"] {
+            let refuse = if self.failing.contains(&"lbctl") {
+                "case \"$*\" in \"config check\"*) echo \"lbctl: lbd.toml:7: [[vrrp]] notify: /opt/notify is writable by group\" >&2; exit 2 ;; esac\n"
+            } else {
+                ""
+            };
+            std::fs::write(
+                dir.join("bin/lbctl"),
+                format!(
+                    "#!/bin/sh\necho \"lbctl $*\" >> {}\n{refuse}echo \"a table of shares\"\n",
+                    log.display()
+                ),
+            )
+            .unwrap();
+            for bin in ["lbd", "lb-decap", "lbctl", "systemctl"] {
                 let status = std::process::Command::new("chmod")
                     .arg("0755")
                     .arg(dir.join("bin").join(bin))
@@ -442,8 +481,9 @@ mod tests {
             self.run(dir, PRERM, "prerm", action)
         }
 
-        /// Runs `script` (`name` `action`) in the fake system made under
-        /// `dir` by [`Fakes::prerm`].
+        /// Runs `script` (`name` `action`, `action` and its arguments
+        /// split at spaces: `configure 0.1.0`) in the fake system made
+        /// under `dir` by [`Fakes::prerm`].
         fn run(&self, dir: &std::path::Path, script: &str, name: &str, action: &str) -> Ran {
             let d = dir.display().to_string();
             let systemd = if self.main_pid.is_some() {
@@ -459,7 +499,8 @@ mod tests {
                 .replace("/usr/sbin/", &format!("{d}/bin/"));
             let path = format!("{d}/bin:{}", std::env::var("PATH").unwrap_or_default());
             let out = std::process::Command::new("sh")
-                .args(["-c", &script, name, action])
+                .args(["-c", &script, name])
+                .args(action.split_whitespace())
                 .env("PATH", path)
                 .env_remove("LBD_FORCE_REMOVE")
                 .envs(self.env.iter().copied())
@@ -775,6 +816,99 @@ mod tests {
             assert_eq!(after.calls, ran.calls);
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `postinst configure` after an upgrade (dpkg gives the previous
+    /// version) checks the config with the new build; a refusal is said
+    /// loudly on stderr (what lbctl said, "do NOT restart lbd") and the
+    /// install goes on. A first install, no config, or a config the new
+    /// build takes: nothing said.
+    #[test]
+    fn an_upgrade_checks_the_config_with_the_new_build() {
+        let dir = std::env::temp_dir().join(format!("lbd-postinst-check-{}", std::process::id()));
+        let d = dir.display().to_string();
+        let refusing = Fakes {
+            config: Some("interface = \"eth0\"\n"),
+            failing: &["lbctl"],
+            ..Fakes::default()
+        };
+        refusing.prerm(&dir, "upgrade");
+        let ran = refusing.run(&dir, POSTINST, "postinst", "configure 0.1.0");
+        assert!(
+            ran.status.success(),
+            "never fails the install: {}",
+            ran.stderr
+        );
+        assert!(
+            ran.calls
+                .contains(&format!("lbctl config check {d}/lbd.toml\n")),
+            "{}",
+            ran.calls
+        );
+        for words in [
+            "WARNING",
+            "do NOT restart lbd",
+            "[[vrrp]] notify: /opt/notify is writable by group",
+            "previous version, 0.1.0",
+        ] {
+            assert!(
+                ran.stderr.contains(words),
+                "{words:?} not in\n{}",
+                ran.stderr
+            );
+        }
+        assert!(!ran.stderr.contains("a table of shares"), "{}", ran.stderr);
+        // A first install: no previous version, nothing checked.
+        let first = refusing.run(&dir, POSTINST, "postinst", "configure");
+        assert!(first.status.success());
+        assert_eq!(first.calls, ran.calls, "nothing more run");
+        assert!(!first.stderr.contains("WARNING"), "{}", first.stderr);
+        // A config the new build takes: quiet.
+        let taking = Fakes {
+            failing: &[],
+            ..refusing
+        };
+        taking.prerm(&dir, "upgrade");
+        let ran = taking.run(&dir, POSTINST, "postinst", "configure 0.1.0");
+        assert!(ran.status.success());
+        assert!(ran.calls.contains("config check"), "{}", ran.calls);
+        assert_eq!(ran.stderr, "");
+        // No config (removed, or never written): nothing to check.
+        let none = Fakes {
+            config: None,
+            ..refusing
+        };
+        none.prerm(&dir, "upgrade");
+        let ran = none.run(&dir, POSTINST, "postinst", "configure 0.1.0");
+        assert!(ran.status.success());
+        assert!(!ran.calls.contains("config check"), "{}", ran.calls);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The README's upgrade steps check the config with the new build
+    /// between the install and the restart.
+    #[test]
+    fn the_readme_upgrade_checks_the_config_before_the_restart() {
+        let readme = include_str!("../../../README.md");
+        let section = readme
+            .split("**Upgrading without a hit.**")
+            .nth(1)
+            .expect("the Upgrading section");
+        let block = section
+            .split("```sh\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("its commands");
+        let line = |words: &str| {
+            block
+                .lines()
+                .position(|l| l.starts_with(words))
+                .unwrap_or_else(|| panic!("{words:?} not in\n{block}"))
+        };
+        let install = line("dpkg -i");
+        let check = line("lbctl config check /etc/lbd/lbd.toml");
+        let restart = line("systemctl restart lbd");
+        assert!(install < check && check < restart, "{block}");
     }
 
     /// `prerm deconfigure` (dpkg's step while another package replaces

@@ -152,6 +152,12 @@ pub struct DrainPlan {
     /// an older lbd's answer: true.
     #[serde(default = "cuts_by_default")]
     pub cuts_flows: bool,
+    /// For a backend that was draining already: how long it had been
+    /// (whole seconds). Its deadline was kept (`from` = `kept`,
+    /// `timeout_s` what is left of it) unless the request gave a
+    /// timeout of its own. Absent when this drain started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draining_for_s: Option<u64>,
 }
 
 /// What an answer without `cuts_flows` meant: the timeout cut flows.

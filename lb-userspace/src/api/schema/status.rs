@@ -72,6 +72,8 @@ pub struct Status {
     /// data plane's map): those VIPs' and backends' `packets`, `bytes` and
     /// `new_flows` show 0 here, which is not a reset, and `/metrics` leaves
     /// their series out of that scrape. Absent when every read worked.
+    /// Each of them says so itself too (`traffic_read: false`), also in
+    /// `GET /v1/vips` and `GET /v1/vips/{vip}`.
     #[serde(default, skip_serializing_if = "UnreadTraffic::is_empty")]
     pub traffic_unread: UnreadTraffic,
     /// Maglev tables rebuilt (and flipped) since start.
@@ -80,6 +82,12 @@ pub struct Status {
     pub reloads: ReloadCounts,
     /// lbd's version.
     pub version: String,
+}
+
+/// The default of a `traffic_read` an older lbd does not send: it
+/// marked no counter unread there (its status's `traffic_unread` did).
+fn read() -> bool {
+    true
 }
 
 /// Whose traffic counters a status could not read (see
@@ -328,6 +336,11 @@ pub struct VipStatus {
     pub bytes: u64,
     /// Flows new to the connection table.
     pub new_flows: u64,
+    /// Whether `packets`, `bytes` and `new_flows` were read: false when
+    /// the read of the data plane's map failed, and they show 0, which is
+    /// no count (nor a reset). Absent from an lbd before this mark: true.
+    #[serde(default = "read")]
+    pub traffic_read: bool,
     /// Forwarding mode (`dsr-l2`, `nat`, `ipip`, `gue`; absent from an lbd before
     /// modes: `dsr-l2`).
     #[serde(default, with = "wire_name::one")]
@@ -373,6 +386,10 @@ pub struct BackendStatus {
     pub bytes: u64,
     /// Flows new to the connection table.
     pub new_flows: u64,
+    /// Whether `packets`, `bytes` and `new_flows` were read (as
+    /// [`VipStatus::traffic_read`]).
+    #[serde(default = "read")]
+    pub traffic_read: bool,
     /// Seconds left before a drain cuts remaining flows.
     pub drain_remaining_s: Option<u64>,
     /// The last drain ended because its timeout cut the remaining flows
@@ -403,15 +420,20 @@ pub enum HealthStatus {
     Up,
     /// Failing its checks: no new flows, its flows hashed elsewhere.
     Down,
+    /// Answering its checks that it is full (a `pgsql` check refused for
+    /// capacity: "too many clients", PgBouncer's `max_client_conn`): no
+    /// new flows, its established flows kept (alive), as in a drain.
+    Full,
     /// Not checked (checks are off for its VIP): counts as up.
     Unchecked,
 }
 
 impl HealthStatus {
     /// Every value, for metrics that show one series per value.
-    pub const ALL: [HealthStatus; 4] = [
+    pub const ALL: [HealthStatus; 5] = [
         HealthStatus::Up,
         HealthStatus::Down,
+        HealthStatus::Full,
         HealthStatus::Unknown,
         HealthStatus::Unchecked,
     ];
@@ -422,6 +444,7 @@ impl HealthStatus {
             HealthStatus::Unknown => "unknown",
             HealthStatus::Up => "up",
             HealthStatus::Down => "down",
+            HealthStatus::Full => "full",
             HealthStatus::Unchecked => "unchecked",
         }
     }
@@ -475,8 +498,27 @@ pub struct CheckStatus {
     pub consecutive_failures: u32,
     /// Outcome of the last check.
     pub last: Option<String>,
+    /// The last check's outcome in short: `ok`, `full`, or the label its
+    /// failure counts under in `failures_by_reason` (`refused`,
+    /// `timeout`, ...). Absent before the first check (and from an lbd
+    /// before this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_label: Option<String>,
     /// Latency of the last check, ms.
     pub last_latency_ms: Option<f64>,
+    /// Successes in a row that bring the backend up (`rise`): with
+    /// `consecutive_successes`, how far a backend coming back has got.
+    /// Absent from an lbd before this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rise: Option<u32>,
+    /// Failures in a row that take the backend down (`fall`), as `rise`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fall: Option<u32>,
+    /// Seconds since the backend's health last changed (up, down, ...).
+    /// Absent when it has not changed since lbd started, or since its
+    /// check was set up (and from an lbd before this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change_s: Option<u64>,
     /// Whether the check goes to the VIP through the backend's tunnel
     /// (`health.through_tunnel`) rather than to the backend's address.
     #[serde(default)]

@@ -1,5 +1,6 @@
 //! `lbctl acl`: deny and allow lists of source prefixes, global or per
-//! VIP (`add`, `del`, `list` with the packets each rule matched). Deny
+//! VIP (`add`, `del` or `remove`, `list` with the packets each rule
+//! matched). Deny
 //! wins over allow; a VIP's own allow list replaces the global one. A
 //! reload puts the config file's rules back (runtime changes go).
 
@@ -19,6 +20,7 @@ pub(crate) enum Command {
     /// Add a rule (nothing changes if it is there).
     Add(RuleArgs),
     /// Remove a rule.
+    #[command(visible_alias = "remove")]
     Del(RuleArgs),
 }
 
@@ -149,4 +151,80 @@ pub(crate) fn print(status: &GuardStatus) {
         d.not_allowed,
         d.rate_limited
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::*;
+
+    /// `acl remove` is `acl del`, as `vip remove` and `backend remove`
+    /// name the same verb; the help shows it.
+    #[test]
+    fn remove_is_an_alias_of_del() {
+        let cli = crate::Cli::try_parse_from(["lbctl", "acl", "remove", "deny", "198.18.66.0/24"])
+            .map_err(|e| e.to_string())
+            .unwrap();
+        assert!(
+            matches!(cli.command, crate::Command::Acl(Command::Del(_))),
+            "{cli:?}"
+        );
+        let mut command = crate::Cli::command();
+        let help = command
+            .find_subcommand_mut("acl")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("alias: remove"), "{help}");
+    }
+
+    /// The README says which of `acl` and `limit` take `--dry-run` as
+    /// the commands do: the changes do, the lists take `--json` only.
+    #[test]
+    fn the_readme_says_which_take_dry_run() {
+        let parses =
+            |args: &[&str]| crate::Cli::try_parse_from([&["lbctl"], args].concat()).is_ok();
+        for args in [
+            &[
+                "acl",
+                "add",
+                "deny",
+                "198.18.66.0/24",
+                "--dry-run",
+                "--json",
+            ][..],
+            &[
+                "acl",
+                "del",
+                "deny",
+                "198.18.66.0/24",
+                "--dry-run",
+                "--json",
+            ],
+            &["limit", "set", "--source-rate", "20", "--dry-run", "--json"],
+            &["limit", "clear", "--dry-run", "--json"],
+            &["acl", "list", "--json"],
+            &["limit", "list", "--json"],
+        ] {
+            assert!(parses(args), "{args:?}");
+        }
+        for args in [
+            &["acl", "list", "--dry-run"][..],
+            &["limit", "list", "--dry-run"],
+        ] {
+            assert!(!parses(args), "{args:?}");
+        }
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            !readme.contains("`lbctl limit clear [--vip VIP]` (each takes `--dry-run`"),
+            "the README still says every acl and limit command takes --dry-run"
+        );
+        assert!(
+            readme.contains("(the changes take `--dry-run`; all of them, and `lbctl acl list` and `lbctl limit list`, take `--json`)"),
+            "the README does not say which acl and limit commands take --dry-run"
+        );
+    }
 }

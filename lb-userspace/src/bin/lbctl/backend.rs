@@ -1,4 +1,4 @@
-//! `lbctl backend add|remove|drain|undrain|maintenance|weight|list`.
+//! `lbctl backend add|remove|drain|wait|undrain|maintenance|weight|list`.
 //!
 //! `drain --wait` is the finish line of a rolling upgrade: it reports the
 //! backend's live flows (read from the connection table) as they fall and
@@ -7,6 +7,10 @@
 //! they end), when another change ended the drain (exit 7), or when none
 //! is left because the backend went down (exit 9: its flows were moved to
 //! other backends, not finished; a script must not take that as drained).
+//! Idle flows (silent past the idle timeout, not ended) do not hold it,
+//! but are counted and named in the outcome: they are still sent to the
+//! backend. `backend wait` watches a drain already running the same way,
+//! changing nothing.
 
 use std::{
     net::IpAddr,
@@ -20,7 +24,9 @@ use lb_userspace::{
         schema::{BackendState, BackendStatus, HealthStatus, StateChange},
     },
     config::value,
+    model::FlowCount,
     vip_id::VipId,
+    vrrp::{driver::InstanceStatus, State},
 };
 use serde_json::json;
 
@@ -70,7 +76,9 @@ pub(crate) enum Command {
         #[command(flatten)]
         health: Box<HealthFlags>,
     },
-    /// Remove a backend: its established flows are hashed to others.
+    /// Remove a backend: its established flows are hashed to others (a
+    /// NAT VIP's connections end: their translations are freed and their
+    /// packets dropped, the clients not told).
     Remove {
         /// ADDRESS:PORT[/tcp|udp].
         vip: VipId,
@@ -80,6 +88,13 @@ pub(crate) enum Command {
         flags: ChangeFlags,
     },
     /// Stop new flows to a backend; established flows keep going to it.
+    ///
+    /// Drains are per node: on a node that replicates to a peer, drain
+    /// the backend on the peer too (the answer says so). A backend
+    /// already draining keeps its drain's start and deadline unless
+    /// --timeout is given, which sets the new one (the answer says
+    /// which): running it again (with --wait, to watch) changes nothing
+    /// else; `lbctl backend wait` watches a drain without making one.
     Drain {
         /// ADDRESS:PORT[/tcp|udp].
         vip: VipId,
@@ -93,11 +108,28 @@ pub(crate) enum Command {
         #[arg(long, value_parser = parse_drain_timeout, allow_negative_numbers = true)]
         timeout: Option<u64>,
         /// Wait until no live flow is left (or the timeout ended the
-        /// drain), reporting the count as it falls.
+        /// drain), reporting the count as it falls. Idle flows (silent
+        /// past tcp_idle_timeout_s or udp_idle_timeout_s, not ended) do
+        /// not hold it: they are counted, and the outcome says how many
+        /// are still pinned to the backend (they break if it stops).
         #[arg(long, conflicts_with = "dry_run")]
         wait: bool,
         #[command(flatten)]
         flags: ChangeFlags,
+    },
+    /// Wait for a drain already running to end, changing nothing: what
+    /// `drain --wait` does once its drain is made (after an ssh session
+    /// dropped, say, or from another terminal). Same progress, outcome
+    /// and exit codes; a backend not draining is exit 7 (6 if its
+    /// drain's timeout ended it).
+    Wait {
+        /// ADDRESS:PORT[/tcp|udp].
+        vip: VipId,
+        /// Backend address.
+        backend: IpAddr,
+        /// Print NDJSON: the progress lines, then the outcome.
+        #[arg(long)]
+        json: bool,
     },
     /// Give a drained (or in maintenance) backend new flows again.
     Undrain {
@@ -210,7 +242,10 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
                     )?),
                     None => None,
                 };
-                let waited = wait_for_drain(client, (vip, backend), deadline, flags.json).await;
+                vrrp_note(client, vip, flags.json).await;
+                let waited =
+                    wait_for_drain(client, (vip, backend), deadline, Watching::Made, flags.json)
+                        .await;
                 if let (Err(failure), true) = (&waited, flags.json) {
                     if let Some(line) = failed_line(backend, failure) {
                         outln!("{line}");
@@ -219,6 +254,19 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
                 return waited;
             }
             output::change(&change, flags.json);
+        }
+        Command::Wait { vip, backend, json } => {
+            vrrp_note(client, vip, json).await;
+            // The deadline is lbd's: the first look takes it from
+            // `drain_remaining_s`.
+            let waited =
+                wait_for_drain(client, (vip, backend), None, Watching::Existing, json).await;
+            if let (Err(failure), true) = (&waited, json) {
+                if let Some(line) = failed_line(backend, failure) {
+                    outln!("{line}");
+                }
+            }
+            return waited;
         }
         Command::Undrain {
             vip,
@@ -324,7 +372,7 @@ fn drain_deadline(
             Failure::new(
                 ClientError::EXIT_OTHER,
                 format!(
-                    "lbd's answer gives the drain of {backend} of VIP {vip} a {what} of {s} s, longer than any drain lasts (a week): not trusted, so not waited for; the drain was made (do not drain again): see `lbctl backend list {vip}`"
+                    "lbd's answer gives the drain of {backend} of VIP {vip} a {what} of {s} s, longer than any drain lasts (a week): not trusted, so not waited for; the drain was made (do not drain again with --timeout: that sets a new deadline): see `lbctl backend list {vip}`"
                 ),
             )
         })
@@ -345,6 +393,16 @@ async fn set_state(
     let change = client.set_state(vip, backend, body, flags.dry_run).await?;
     output::change(&change, flags.json);
     Ok(())
+}
+
+/// Whose drain a wait watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watching {
+    /// The one `drain --wait` just made.
+    Made,
+    /// One already running (`backend wait`): a backend not draining at
+    /// the first look had none to watch.
+    Existing,
 }
 
 /// How a drain that `--wait` watched ended.
@@ -457,15 +515,19 @@ fn unanswered_bound(give_up_at: Option<Instant>, unanswered: Option<Instant>) ->
 /// does not answer for a while (a restart, a slow answer) is waited for
 /// until [`UNANSWERED_PAST_DEADLINE`] past the drain's `deadline` (None:
 /// never cut, no bound), and any other failed look ends the wait with
-/// exit 1, never 5 (which says nothing was done).
+/// exit 1, never 5 (which says nothing was done). `watching` says whose
+/// drain: one `backend wait` finds not draining at its first look had
+/// none (exit 7, saying so).
 async fn wait_for_drain(
     client: &Client,
     (vip, backend): (VipId, IpAddr),
     deadline: Option<Instant>,
+    watching: Watching,
     as_json: bool,
 ) -> Result<(), Failure> {
     let started = Instant::now();
-    let mut last: Option<(u64, bool)> = None;
+    let mut first = true;
+    let mut last: Option<(u64, u64, bool)> = None;
     let mut watch = DrainWatch::default();
     let mut give_up_at = deadline.map(|d| d + UNANSWERED_PAST_DEADLINE);
     let mut unanswered: Option<Instant> = None;
@@ -498,31 +560,36 @@ async fn wait_for_drain(
             .as_ref()
             .and_then(|s| s.backends.iter().find(|b| b.address == backend));
         let live = current.map_or(0, |b| b.flows.live);
+        let idle = current.map_or(0, |b| b.flows.idle);
         let counting = current.is_some_and(|b| b.flows_counting);
-        if last != Some((live, counting)) {
+        if last != Some((live, idle, counting)) {
             let closing = current.map_or(0, |b| b.flows.closing);
             if as_json {
                 outln!(
                     "{}",
                     progress_line(
                         backend,
-                        (live, closing),
+                        FlowCount {
+                            live,
+                            closing,
+                            idle
+                        },
                         counting,
                         started.elapsed().as_secs()
                     )
                 );
             } else if counting {
                 outln!(
-                    "{backend}: counting its flows (a sweep of the NAT table is under way; last count {live} live, {closing} closing) after {}s",
+                    "{backend}: counting its flows (a sweep of the NAT table is under way; last count {live} live, {closing} closing, {idle} idle) after {}s",
                     started.elapsed().as_secs()
                 );
             } else {
                 outln!(
-                    "{backend}: {live} live flows ({closing} closing) after {}s",
+                    "{backend}: {live} live flows ({closing} closing, {idle} idle) after {}s",
                     started.elapsed().as_secs()
                 );
             }
-            last = Some((live, counting));
+            last = Some((live, idle, counting));
         }
         // Another drain of the backend (by someone else) may have moved
         // its deadline: the one lbd says now bounds the wait.
@@ -538,17 +605,21 @@ async fn wait_for_drain(
         }
         let mode = status.as_ref().map_or(Mode::DsrL2, |s| s.mode);
         let end = watch.look(current, mode);
+        // `backend wait` on a backend that was not draining at all: no
+        // drain of it ended, there was none.
+        let none_to_watch = first && watching == Watching::Existing;
+        first = false;
         if let (Some(end), true) = (end, as_json) {
             outln!(
                 "{}",
-                outcome_line(backend, end, live, current.map(|b| b.state))
+                outcome_line(backend, end, (live, idle), current.map(|b| b.state))
             );
         }
         match end {
             None => tokio::time::sleep(POLL_INTERVAL).await,
             Some(DrainEnd::Drained) => {
                 if !as_json {
-                    outln!("{backend} is drained: no live flow left");
+                    outln!("{}", drained_text(backend, idle));
                 }
                 return Ok(());
             }
@@ -560,6 +631,15 @@ async fn wait_for_drain(
                     EXIT_DRAIN_TIMED_OUT,
                     timed_out_text(backend, end, live),
                 ))
+            }
+            Some(DrainEnd::EndedElsewhere) if none_to_watch => {
+                let now = current.map_or_else(|| "removed".to_owned(), |b| b.state.to_string());
+                return Err(Failure::new(
+                    EXIT_DRAIN_ENDED_ELSEWHERE,
+                    format!(
+                        "{backend} of VIP {vip} is not draining ({now}): there is no drain to wait for (`lbctl backend drain {vip} {backend}` makes one)"
+                    ),
+                ));
             }
             Some(DrainEnd::EndedElsewhere) => {
                 let now = current.map_or_else(
@@ -605,37 +685,54 @@ fn wait_failed(
     Failure::new(
         ClientError::EXIT_OTHER,
         format!(
-            "{backend}: the drain was made (lbd keeps it across a restart, until its deadline), but waiting for it failed: {why}; do not drain again (that would set a new deadline): follow it with `lbctl backend list {vip}`"
+            "{backend}: the drain was made (lbd keeps it across a restart, until its deadline), but waiting for it failed: {why}; do not drain again with --timeout (that would set a new deadline): follow it with `lbctl backend wait {vip} {backend}` or `lbctl backend list {vip}`"
         ),
     )
 }
 
 /// A progress line of `drain --wait --json` (one JSON object): the
-/// backend's `(live, closing)` flows after `elapsed_s`, `counting` while a
-/// NAT table sweep that counts them is under way.
-fn progress_line(
-    backend: IpAddr,
-    (live, closing): (u64, u64),
-    counting: bool,
-    elapsed_s: u64,
-) -> String {
+/// backend's live, closing and idle flows after `elapsed_s`, `counting`
+/// while a NAT table sweep that counts them is under way.
+fn progress_line(backend: IpAddr, flows: FlowCount, counting: bool, elapsed_s: u64) -> String {
     output::json_line(&json!({
         "backend": backend,
-        "live_flows": live,
-        "closing_flows": closing,
+        "live_flows": flows.live,
+        "closing_flows": flows.closing,
+        "idle_flows": flows.idle,
         "counting": counting,
         "elapsed_s": elapsed_s,
     }))
 }
 
+/// What `drain --wait` says when no live flow is left while draining
+/// (exit 0). Idle flows (silent past the idle timeout, with no FIN or
+/// RST seen: a pooled database connection between queries, say) do not
+/// hold the wait, as they may stay silent for hours, but they are still
+/// in the connection table and still sent to this backend: said, with
+/// what stopping the backend does to them.
+fn drained_text(backend: IpAddr, idle: u64) -> String {
+    if idle == 0 {
+        return format!("{backend} is drained: no live flow left");
+    }
+    format!(
+        "{backend} is drained: no live flow left; {idle} idle flows still pinned here (silent past tcp_idle_timeout_s or udp_idle_timeout_s but not ended: their next packets still go to {backend}, and they break if the backend stops)"
+    )
+}
+
 /// The last line of `drain --wait --json` (one JSON object): how the drain
 /// ended, as the exit code says it (`drained` 0, `timed_out` 6,
 /// `ended_elsewhere` 7, `went_down` 9), so a script reading stdout alone
-/// has it. `live`: the last count; `state`: the backend's now (None:
-/// removed).
-fn outcome_line(backend: IpAddr, end: DrainEnd, live: u64, state: Option<BackendState>) -> String {
+/// has it. `(live, idle)`: the last count (idle flows, still pinned to
+/// the backend, are given with `drained`); `state`: the backend's now
+/// (None: removed).
+fn outcome_line(
+    backend: IpAddr,
+    end: DrainEnd,
+    (live, idle): (u64, u64),
+    state: Option<BackendState>,
+) -> String {
     let line = match end {
-        DrainEnd::Drained => json!({"outcome": "drained", "backend": backend}),
+        DrainEnd::Drained => json!({"outcome": "drained", "backend": backend, "idle_flows": idle}),
         DrainEnd::WentDown => json!({"outcome": "went_down", "backend": backend}),
         DrainEnd::TimedOut { flows_cut } => json!({
             "outcome": "timed_out",
@@ -668,6 +765,43 @@ fn failed_line(backend: IpAddr, failure: &Failure) -> Option<String> {
             "message": failure.message,
         }))
     })
+}
+
+/// Before `--wait` (or `backend wait`) watches a drain: a note when this
+/// node is not the VRRP master of the VIP's address, as the status says
+/// (one look; nothing is noted when it cannot be had). A backup forwards
+/// none of the VIP's traffic, so the flows it counts are not the
+/// master's, and drains are per node. On stdout with the text, on
+/// stderr with `--json` (stdout is NDJSON of the progress and outcome).
+async fn vrrp_note(client: &Client, vip: VipId, as_json: bool) {
+    let Ok(status) = client.status().await else {
+        return;
+    };
+    if let Some(note) = not_master_note(&status.vrrp, vip) {
+        if as_json {
+            eprintln!("lbctl: note: {note}");
+        } else {
+            outln!("note: {note}");
+        }
+    }
+}
+
+/// The note of [`vrrp_note`] for `vip` given the node's VRRP `instances`
+/// (None: no instance moves its address, or the one that does is master).
+fn not_master_note(instances: &[InstanceStatus], vip: VipId) -> Option<String> {
+    let instance = instances
+        .iter()
+        .find(|i| i.addresses.contains(&vip.address))?;
+    if instance.state == State::Master {
+        return None;
+    }
+    let master = instance
+        .master
+        .map_or(String::new(), |m| format!(", master {m}"));
+    Some(format!(
+        "this node is not the VRRP master of {vip}'s address (vrid {} is {}{master}): it forwards none of the VIP's traffic now, so the flows counted here are not the master's, and drains are per node: drain the backend on the master too and wait there",
+        instance.vrid, instance.state
+    ))
 }
 
 /// What `drain --wait` says when no live flow is left because the backend
@@ -717,6 +851,7 @@ mod tests {
             packets: 0,
             bytes: 0,
             new_flows: 0,
+            traffic_read: true,
             drain_remaining_s: None,
             drain_timed_out: timed_out,
             held_s: None,
@@ -743,10 +878,11 @@ mod tests {
         let client = Client::new(&lbd.path, Duration::from_millis(300));
         let vip: VipId = "198.18.0.100:80/tcp".parse().unwrap();
         let address = "198.18.0.11".parse().unwrap();
-        let (code, message) = match wait_for_drain(&client, (vip, address), None, true).await {
-            Ok(()) => (0, String::new()),
-            Err(failure) => (failure.code, failure.message),
-        };
+        let (code, message) =
+            match wait_for_drain(&client, (vip, address), None, Watching::Made, true).await {
+                Ok(()) => (0, String::new()),
+                Err(failure) => (failure.code, failure.message),
+            };
         (code, message, lbd.asked())
     }
 
@@ -848,6 +984,10 @@ mod tests {
         assert_eq!(code, ClientError::EXIT_OTHER, "{message}");
         assert!(message.contains("the drain was made"), "{message}");
         assert!(message.contains("do not drain again"), "{message}");
+        assert!(
+            message.contains("lbctl backend wait 198.18.0.100:80/tcp 198.18.0.11"),
+            "{message}"
+        );
         assert!(
             message.contains("lbctl backend list 198.18.0.100:80/tcp"),
             "{message}"
@@ -1242,6 +1382,7 @@ mod tests {
                 timeout_s: Some(30),
                 from: DrainTimeoutSource::Request,
                 cuts_flows: true,
+                draining_for_s: None,
             }),
             warnings: vec!["a warning".into()],
         };
@@ -1267,9 +1408,27 @@ mod tests {
         for (end, name, state) in ends {
             let stdout = [
                 output::json_line(&change),
-                progress_line(address, (3, 1), false, 0),
-                progress_line(address, (0, 1), true, 2),
-                outcome_line(address, end, 0, state),
+                progress_line(
+                    address,
+                    FlowCount {
+                        live: 3,
+                        closing: 1,
+                        idle: 0,
+                    },
+                    false,
+                    0,
+                ),
+                progress_line(
+                    address,
+                    FlowCount {
+                        live: 0,
+                        closing: 1,
+                        idle: 5,
+                    },
+                    true,
+                    2,
+                ),
+                outcome_line(address, end, (0, 0), state),
             ]
             .map(|line| line + "\n")
             .concat();
@@ -1281,6 +1440,7 @@ mod tests {
             let first: Change = serde_json::from_value(lines[0].clone()).unwrap();
             assert_eq!(first, change);
             assert_eq!(lines[1]["live_flows"], 3);
+            assert_eq!(lines[2]["idle_flows"], 5);
             let last = &lines[3];
             assert_eq!(last["outcome"], name, "{stdout}");
             assert_eq!(last["backend"], "198.18.0.11");
@@ -1335,5 +1495,147 @@ mod tests {
         assert!(parse("700000")
             .unwrap_err()
             .contains("out of range 1..=604800 (or 0: never)"));
+    }
+
+    /// `backend remove --help` says what a removal does to a NAT VIP's
+    /// connections: they end, not "hashed to others".
+    #[test]
+    fn the_remove_help_says_what_happens_to_a_nat_vips_connections() {
+        use clap::CommandFactory as _;
+        let mut command = crate::Cli::command();
+        let remove = command
+            .find_subcommand_mut("backend")
+            .and_then(|c| c.find_subcommand_mut("remove"))
+            .expect("backend remove");
+        let help = remove.render_long_help().to_string();
+        assert!(help.contains("NAT VIP's connections end"), "{help}");
+    }
+
+    /// A drain's help says what draining again does, and the wait's
+    /// how idle flows count.
+    #[test]
+    fn the_drain_help_says_what_draining_again_does() {
+        use clap::CommandFactory as _;
+        let mut command = crate::Cli::command();
+        let drain = command
+            .find_subcommand_mut("backend")
+            .and_then(|c| c.find_subcommand_mut("drain"))
+            .expect("backend drain");
+        let help = drain.render_long_help().to_string();
+        assert!(
+            help.contains("keeps its drain's start and deadline"),
+            "{help}"
+        );
+        assert!(help.contains("lbctl backend wait"), "{help}");
+        assert!(help.contains("Idle flows"), "{help}");
+        assert!(help.contains("Drains are per node"), "{help}");
+    }
+
+    /// "Drained" with idle flows left says they are still pinned to the
+    /// backend and break if it stops (the exit stays 0: they may stay
+    /// silent for hours); without any, the short text.
+    #[test]
+    fn a_drain_with_idle_flows_left_says_they_are_still_pinned_here() {
+        let address = addr();
+        let text = drained_text(address, 300);
+        assert!(
+            text.starts_with(
+                "198.18.0.11 is drained: no live flow left; 300 idle flows still pinned here"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("break if the backend stops"), "{text}");
+        assert_eq!(
+            drained_text(address, 0),
+            "198.18.0.11 is drained: no live flow left"
+        );
+        let mut idle = backend(BackendState::Draining, 0, false);
+        idle.flows.idle = 300;
+        assert_eq!(drain_end(Some(&idle), Mode::DsrL2), Some(DrainEnd::Drained));
+        let line: serde_json::Value = serde_json::from_str(&outcome_line(
+            address,
+            DrainEnd::Drained,
+            (0, 300),
+            Some(BackendState::Draining),
+        ))
+        .unwrap();
+        assert_eq!(line["idle_flows"], 300, "{line}");
+    }
+
+    /// `backend wait` watches a drain already running and changes
+    /// nothing (no PUT); one of a backend not draining ends at once,
+    /// exit 7, saying there is no drain to wait for.
+    #[tokio::test]
+    async fn a_backend_wait_watches_a_drain_without_making_one() {
+        let args = ["wait", "198.18.0.100:80", "198.18.0.11"];
+        let look = |state, live| Answer::Ok(vip_answer(&backend(state, live, false)));
+        // The first request is the status, for the VRRP note (an error:
+        // no note).
+        let answers = vec![
+            Answer::Error(500),
+            look(BackendState::Draining, 2),
+            look(BackendState::Draining, 0),
+        ];
+        let lbd = FakeLbd::start("wait-existing", answers);
+        let (code, message) = {
+            use clap::Parser as _;
+            let cli = crate::Cli::try_parse_from(["lbctl", "backend"].iter().chain(&args)).unwrap();
+            let crate::Command::Backend(command) = cli.command else {
+                panic!("not a backend command");
+            };
+            let client = Client::new(&lbd.path, Duration::from_millis(300));
+            match run(&client, command).await {
+                Ok(()) => (0, String::new()),
+                Err(failure) => (failure.code, failure.message),
+            }
+        };
+        assert_eq!((code, message.as_str()), (0, ""), "{message}");
+        let requests = lbd.requests();
+        assert_eq!(requests.len(), 3, "{requests:?}");
+        assert!(
+            requests.iter().all(|r| r.starts_with("GET ")),
+            "{requests:?}"
+        );
+        let (code, message, asked) = backend_command_against(
+            "wait-none",
+            vec![Answer::Error(500), look(BackendState::Enabled, 0)],
+            &args,
+        )
+        .await;
+        assert_eq!(code, EXIT_DRAIN_ENDED_ELSEWHERE, "{message}");
+        assert!(
+            message.contains("is not draining (enabled): there is no drain to wait for"),
+            "{message}"
+        );
+        assert_eq!(asked, 2);
+    }
+
+    /// A node that is VRRP backup for the VIP's address is noted: its
+    /// counts are not the master's. Master, or no instance moving the
+    /// address: nothing.
+    #[test]
+    fn a_wait_on_a_vrrp_backup_notes_it_is_not_the_master() {
+        let instance = |state: &str, addresses: &[&str]| -> InstanceStatus {
+            serde_json::from_value(json!({
+                "vrid": 51, "state": state, "configured_priority": 100, "priority": 100,
+                "master": "198.18.2.12", "addresses": addresses,
+                "counters": lb_userspace::vrrp::Counters::default(), "ignored": {},
+            }))
+            .unwrap()
+        };
+        let note =
+            not_master_note(&[instance("backup", &["198.18.0.100"])], vip()).expect("a note");
+        assert!(
+            note.starts_with("this node is not the VRRP master of 198.18.0.100:80/tcp's address (vrid 51 is backup, master 198.18.2.12)"),
+            "{note}"
+        );
+        assert_eq!(
+            not_master_note(&[instance("master", &["198.18.0.100"])], vip()),
+            None
+        );
+        assert_eq!(
+            not_master_note(&[instance("backup", &["198.18.0.200"])], vip()),
+            None
+        );
     }
 }

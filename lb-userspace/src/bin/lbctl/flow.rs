@@ -60,6 +60,32 @@ fn describe(answer: &FlowExplanation) -> String {
     }
 }
 
+/// For an open TCP connection idle past its timeout, tracked: that its
+/// own packets still go by the entry, that a full bucket may evict it
+/// before live flows, and where a new connection (SYN) on its tuple
+/// would go. Empty for any other answer.
+fn idle_note(answer: &FlowExplanation) -> String {
+    if !answer.entry.as_ref().is_some_and(|e| e.idle) {
+        return String::new();
+    }
+    let new = answer
+        .new_connection
+        .as_ref()
+        .map_or_else(String::new, |n| {
+            let pick = n.maglev.map_or_else(String::new, |m| {
+                format!("Maglev slot {} of {} -> ", m.slot, m.table_size)
+            });
+            let to = n.backend.as_ref().map_or_else(
+                || "dropped: no healthy backend".to_owned(),
+                |b| format!("backend {} {}", b.address, state(b)),
+            );
+            format!("; a new connection (SYN) on it would be a new flow: {pick}{to}")
+        });
+    format!(
+        " (idle past its timeout: its packets still go by this entry, which a new flow may take before a live one when the table is full){new}"
+    )
+}
+
 /// The flow and what happens to its next packet.
 fn decision(answer: &FlowExplanation) -> String {
     let flow = format!("{} -> {}", answer.client, answer.vip);
@@ -83,13 +109,14 @@ fn decision(answer: &FlowExplanation) -> String {
             e.age_s
         )
     });
-    // An entry whose flow is over (FIN/RST seen, or idle past its
-    // timeout) still steers that flow's late packets to its backend, but
-    // a new flow on the tuple (a TCP SYN, any UDP packet) is hashed again.
+    // An entry whose flow is over (FIN/RST seen, or a UDP flow idle past
+    // its timeout) still steers that flow's late packets to its backend,
+    // but a new flow on the tuple (a TCP SYN, any UDP packet) is hashed
+    // again. (An idle open TCP connection is tracked: see `idle_note`.)
     let ended = answer
         .entry
         .as_ref()
-        .filter(|e| e.current && !e.live)
+        .filter(|e| e.current && !e.live && !e.idle)
         .map(|e| {
             let why = if e.flags.is_empty() {
                 "idle past its timeout".to_owned()
@@ -148,7 +175,8 @@ fn decision(answer: &FlowExplanation) -> String {
                 .as_ref()
                 .map_or((0.0, "-".to_owned()), |e| (e.age_s, flags(&e.flags)));
             format!(
-                "{flow}: tracked -> backend {backend}, last packet {age:.1} s ago, flags {flags}"
+                "{flow}: tracked -> backend {backend}, last packet {age:.1} s ago, flags {flags}{}",
+                idle_note(answer)
             )
         }
         FlowDecision::HalfOpen => {
@@ -254,6 +282,7 @@ mod tests {
             half_open: None,
             maglev: None,
             dropped: None,
+            new_connection: None,
             nat: None,
             tunnel: None,
         }
@@ -322,6 +351,7 @@ mod tests {
                 flags: Vec::new(),
                 current: true,
                 live: true,
+                idle: false,
             }),
             ..answer(FlowDecision::Tracked)
         };
@@ -348,6 +378,7 @@ mod tests {
                 flags: vec![FlowFlag::Fin, FlowFlag::Rst],
                 current: false,
                 live: false,
+                idle: false,
             }),
             ..maglev.clone()
         };
@@ -366,6 +397,7 @@ mod tests {
                 flags: vec![FlowFlag::Fin],
                 current: true,
                 live: false,
+                idle: false,
             }),
             ..maglev.clone()
         };
@@ -410,6 +442,7 @@ mod tests {
             flags: Vec::new(),
             current: true,
             live: true,
+            idle: false,
         };
         let half_open = FlowExplanation {
             backend: Some(backend("198.18.0.12", "enabled", true)),
@@ -438,5 +471,42 @@ mod tests {
             describe(&stale),
             "198.18.1.10:40000 -> 198.18.0.100:80/tcp: half-open entry is stale (backend 198.18.0.12 (maintenance, up) no longer takes packets; SYN 0.4 s ago); hashed again: Maglev slot 1234 of 65537 -> backend 198.18.0.11 (enabled, up)"
         );
+    }
+
+    /// An open TCP connection idle past its timeout is tracked on its
+    /// backend: the line says so, and where a new SYN on its tuple would
+    /// go. (It once read "tracked entry is over" with Maglev's pick,
+    /// which the connection's next packet did not take.)
+    #[test]
+    fn an_idle_open_connection_reads_as_tracked_with_a_new_syns_pick() {
+        let idle = FlowExplanation {
+            backend: Some(backend("198.18.0.12", "draining", true)),
+            entry: Some(TrackedEntry {
+                backend: Some(backend("198.18.0.12", "draining", true)),
+                backend_id: 2,
+                age_s: 1200.0,
+                flags: Vec::new(),
+                current: true,
+                live: false,
+                idle: true,
+            }),
+            new_connection: Some(lb_userspace::api::flow_schema::NewConnection {
+                maglev: Some(PICK),
+                backend: Some(backend("198.18.0.11", "enabled", true)),
+                dropped: None,
+            }),
+            ..answer(FlowDecision::Tracked)
+        };
+        assert_eq!(
+            describe(&idle),
+            "198.18.1.10:40000 -> 198.18.0.100:80/tcp: tracked -> backend 198.18.0.12 (draining, up), last packet 1200.0 s ago, flags - (idle past its timeout: its packets still go by this entry, which a new flow may take before a live one when the table is full); a new connection (SYN) on it would be a new flow: Maglev slot 1234 of 65537 -> backend 198.18.0.11 (enabled, up)"
+        );
+        // An answer of an older lbd (no `idle`): read as before.
+        let json = serde_json::json!({
+            "backend_id": 2, "backend": null, "age_s": 3.0, "flags": [],
+            "current": true, "live": true
+        });
+        let old: TrackedEntry = serde_json::from_value(json).unwrap();
+        assert!(!old.idle);
     }
 }

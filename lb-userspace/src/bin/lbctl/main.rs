@@ -63,11 +63,13 @@ const EXIT_STATUS: &str = "\
 Exit status:
   0  done
   1  other failure (also: output that could not be written)
-  2  bad usage, or a request lbd refused; nothing changed
+  2  bad usage (also: --socket is not a socket, or no permission
+     on it), or a request lbd refused; nothing changed
   3  no such VIP, backend, ACL rule or limit
   4  exists already
-  5  lbd not reachable, too busy, or shutting down (a restart):
-     nothing was done; try again later
+  5  lbd not reachable (not running, or nothing listens on its
+     socket), too busy, or shutting down (a restart): nothing was
+     done; try again later
   6  a drain's timeout ended it (its flows cut; a NAT VIP's stay
      until they end), or `node drain --wait` gave up at its
      --timeout (the node still forwards, BIRD has not taken the
@@ -76,9 +78,9 @@ Exit status:
      (undrained, put in maintenance, removed; a node made active
      again)
   8  lbd did not answer a change (within --api-timeout, or its
-     connection ended first); lbd finishes
-     a change whose caller has gone, so it may be applied: look at
-     `lbctl status` before trying again
+     connection ended first), or its engine stopped while carrying
+     it out; lbd finishes a change whose caller has gone, so
+     it may be applied: look at `lbctl status` before trying again
   9  a drain that --wait watched ran out of live flows because its
      backend went down (failed its health checks): its flows were
      moved to other backends, not finished on it
@@ -300,6 +302,51 @@ mod tests {
         for code in &listed {
             assert!(used.contains(code), "{code} is listed but not used");
         }
+    }
+
+    /// The text of exit code `code`'s entry in [`EXIT_STATUS`], its
+    /// lines joined.
+    fn entry(code: u8) -> String {
+        let mut text = Vec::new();
+        let mut inside = false;
+        for line in EXIT_STATUS.lines() {
+            let numbered = line
+                .strip_prefix("  ")
+                .and_then(|l| l.split_once("  "))
+                .and_then(|(n, _)| n.parse::<u8>().ok());
+            match numbered {
+                Some(n) => inside = n == code,
+                None if !line.starts_with("     ") => inside = false,
+                None => {}
+            }
+            if inside {
+                text.push(line.trim());
+            }
+        }
+        text.join(" ")
+    }
+
+    /// A socket path that is no socket and a missing permission do not
+    /// mend by waiting: they are bad usage (2), not 5 ("try again
+    /// later"); a change lbd's engine stopped in the middle of may be
+    /// applied: 8.
+    #[test]
+    fn the_exit_statuses_say_what_each_failure_means() {
+        let usage = entry(2);
+        assert!(
+            usage.contains("not a socket") && usage.contains("no permission"),
+            "{usage}"
+        );
+        let unavailable = entry(5);
+        assert!(
+            !unavailable.contains("permission") && unavailable.contains("try again later"),
+            "{unavailable}"
+        );
+        let unanswered = entry(8);
+        assert!(
+            unanswered.contains("engine stopped while carrying it out"),
+            "{unanswered}"
+        );
     }
 
     /// `lbctl --help` and lbctl(8) show the list.

@@ -96,14 +96,17 @@ fn plan_text(vip: &VipPlan, verb: &str) -> String {
             );
         }
         PlanChange::Changed => {
-            let moved = vip
-                .moved_fraction
-                .map_or("an unknown share".to_owned(), percent);
-            let _ = writeln!(
-                out,
-                "VIP {} (changed): {verb}; {moved} of new flows move",
-                vip.vip
-            );
+            // No backend takes new flows after it (an empty table): they
+            // do not move anywhere, they are dropped.
+            let what = if vip.after.values().all(|share| *share <= 0.0) {
+                "new flows are dropped (no backend takes them)".to_owned()
+            } else {
+                let moved = vip
+                    .moved_fraction
+                    .map_or("an unknown share".to_owned(), percent);
+                format!("{moved} of new flows move")
+            };
+            let _ = writeln!(out, "VIP {} (changed): {verb}; {what}", vip.vip);
             let mut addresses: Vec<_> = vip.before.keys().chain(vip.after.keys()).collect();
             addresses.sort();
             addresses.dedup();
@@ -125,13 +128,43 @@ fn plan_text(vip: &VipPlan, verb: &str) -> String {
     out
 }
 
-/// The effective deadline of a drain, in words.
+/// The effective deadline of a drain, in words; for a backend that was
+/// draining already, that it was and whether its deadline was kept.
 pub(crate) fn drain_deadline(drain: &DrainPlan) -> String {
     let from = match drain.from {
         DrainTimeoutSource::Request => "from --timeout",
         DrainTimeoutSource::VipDefault => "the VIP's drain_timeout_s",
         DrainTimeoutSource::None => "no --timeout and no drain_timeout_s on the VIP",
+        DrainTimeoutSource::Kept => {
+            let since = drain
+                .draining_for_s
+                .map_or("already draining".to_owned(), |s| {
+                    format!("already draining since {s} s ago")
+                });
+            return match (drain.timeout_s, drain.cuts_flows) {
+                (Some(left), true) => format!(
+                    "{since}, deadline kept ({left} s left): established flows are cut then"
+                ),
+                (Some(left), false) => format!(
+                    "{since}, deadline kept ({left} s left): the backend then goes to maintenance; its NAT'd connections stay on it until they end or it is removed"
+                ),
+                (None, _) => format!(
+                    "{since}, deadline kept (none): established flows are never cut (--timeout sets one)"
+                ),
+            };
+        }
     };
+    if let Some(s) = drain.draining_for_s {
+        return format!(
+            "already draining since {s} s ago; its deadline is now this one: {}",
+            deadline_text(drain, from)
+        );
+    }
+    deadline_text(drain, from)
+}
+
+/// A drain's deadline set by `from`, in words.
+fn deadline_text(drain: &DrainPlan, from: &str) -> String {
     match (drain.timeout_s, drain.cuts_flows) {
         (Some(seconds), true) => {
             format!("drain deadline: established flows are cut after {seconds}s ({from})")
@@ -217,12 +250,66 @@ mod tests {
         assert!(text.contains("198.18.0.12"), "{text}");
     }
 
+    /// A change after which no backend takes new flows (weight 0 on the
+    /// last, the last removed, drained or in maintenance) says they are
+    /// dropped, not that they "move".
+    #[test]
+    fn a_vip_left_without_backends_for_new_flows_says_they_are_dropped() {
+        for after in [&[("198.18.0.11", 0.0)][..], &[]] {
+            let text = plan_text(
+                &plan(
+                    PlanChange::Changed,
+                    &[("198.18.0.11", 1.0)],
+                    after,
+                    Some(1.0),
+                ),
+                "changed",
+            );
+            assert!(!text.contains("of new flows move"), "{text}");
+            assert!(
+                text.starts_with(
+                    "VIP 198.18.0.101:80/tcp (changed): changed; new flows are dropped (no backend takes them)\n"
+                ),
+                "{text}"
+            );
+        }
+    }
+
+    /// A drain of a backend already draining says so: the deadline kept
+    /// (and how much of it is left), or the new one from --timeout.
+    #[test]
+    fn a_drain_again_says_whether_it_kept_the_deadline() {
+        let again = |timeout_s, from| DrainPlan {
+            timeout_s,
+            from,
+            cuts_flows: true,
+            draining_for_s: Some(120),
+        };
+        let kept = drain_deadline(&again(Some(180), DrainTimeoutSource::Kept));
+        assert_eq!(
+            kept,
+            "already draining since 120 s ago, deadline kept (180 s left): established flows are cut then"
+        );
+        let never = drain_deadline(&again(None, DrainTimeoutSource::Kept));
+        assert!(
+            never.starts_with("already draining since 120 s ago, deadline kept (none)"),
+            "{never}"
+        );
+        let moved = drain_deadline(&again(Some(300), DrainTimeoutSource::Request));
+        assert!(
+            moved.starts_with("already draining since 120 s ago; its deadline is now this one: "),
+            "{moved}"
+        );
+        assert!(moved.contains("cut after 300s (from --timeout)"), "{moved}");
+    }
+
     #[test]
     fn a_nat_drain_deadline_does_not_claim_to_cut_flows() {
         let drain = |cuts_flows| DrainPlan {
             timeout_s: Some(30),
             from: DrainTimeoutSource::Request,
             cuts_flows,
+            draining_for_s: None,
         };
         let dsr = drain_deadline(&drain(true));
         assert!(dsr.contains("established flows are cut after 30s"), "{dsr}");

@@ -4,7 +4,8 @@ use lb_userspace::{
     api::{
         client::{Client, ClientError},
         schema::{
-            BackendStatus, ReplicationStatus, Status, TunnelStatus, UnreadTraffic, VipStatus,
+            BackendStatus, HealthStatus, ReplicationStatus, Status, TunnelStatus, UnreadTraffic,
+            VipStatus,
         },
     },
     config::Attach,
@@ -100,25 +101,39 @@ fn rate(
     }
 }
 
-/// The traffic counters a status could not read (its `traffic_unread`):
-/// they show 0 there, which is no count.
+/// The traffic counters a status could not read: those its
+/// `traffic_unread` names (an older lbd's only mark), and those marked
+/// `traffic_read: false` themselves (as `GET /v1/vips/...` answers carry
+/// them, counters and marks in one answer). They show 0 there, which is
+/// no count.
 #[derive(Clone, Copy)]
 struct Unread<'a>(&'a UnreadTraffic);
 
 impl Unread<'_> {
     /// Whether `vip`'s counters were read.
-    fn vip(&self, vip: &str) -> bool {
-        !self.0.vips.iter().any(|v| v == vip)
+    fn vip(&self, vip: &VipStatus) -> bool {
+        vip.traffic_read && !self.0.vips.contains(&vip.vip)
     }
 
-    /// Whether the counters of `vip`'s backend `address` were read.
-    fn backend(&self, vip: &str, address: std::net::IpAddr) -> bool {
-        !self
-            .0
-            .backends
-            .iter()
-            .any(|(v, a)| v == vip && *a == address)
+    /// Whether the counters of VIP `vip`'s backend `b` were read.
+    fn backend(&self, vip: &str, b: &BackendStatus) -> bool {
+        b.traffic_read
+            && !self
+                .0
+                .backends
+                .iter()
+                .any(|(v, a)| v == vip && *a == b.address)
     }
+}
+
+/// Whether some traffic counter of `status` was not read (the tables
+/// then end with a note on what their `-` means).
+fn any_unread(status: &Status) -> bool {
+    !status.traffic_unread.is_empty()
+        || status
+            .vips
+            .iter()
+            .any(|v| !v.traffic_read || v.backends.iter().any(|b| !b.traffic_read))
 }
 
 /// A counter as the tables show it: `-` when it was not read.
@@ -142,13 +157,25 @@ fn vrrp_family(instance: &lb_userspace::vrrp::driver::InstanceStatus) -> &'stati
     }
 }
 
+/// A VRRP instance's state, and what a link down means for it
+/// (keepalived's FAULT): a backup that will not take over, a master on a
+/// dead link.
+fn vrrp_state(vrrp: &lb_userspace::vrrp::driver::InstanceStatus) -> String {
+    use lb_userspace::vrrp::State;
+    match (vrrp.link_down, vrrp.state) {
+        (true, State::Backup) => "backup (link DOWN: will not take over)".to_owned(),
+        (true, State::Master) => "master (link DOWN: keeps the VIPs on a dead link)".to_owned(),
+        (_, state) => state.to_string(),
+    }
+}
+
 /// A VRRP instance in `--watch`.
 fn watch_vrrp_line(vrrp: &lb_userspace::vrrp::driver::InstanceStatus) -> String {
     format!(
         "VRRP vrid {}{}: {} (priority {})",
         vrrp.vrid,
         vrrp_family(vrrp),
-        vrrp.state,
+        vrrp_state(vrrp),
         vrrp.priority
     )
 }
@@ -165,7 +192,7 @@ fn vrrp_line(vrrp: &lb_userspace::vrrp::driver::InstanceStatus) -> String {
         "VRRP vrid {}{}: {} (priority {} of {}), master {master}, adverts sent {} received {}{}",
         vrrp.vrid,
         vrrp_family(vrrp),
-        vrrp.state,
+        vrrp_state(vrrp),
         vrrp.priority,
         vrrp.configured_priority,
         vrrp.counters.adverts_sent,
@@ -188,11 +215,11 @@ fn watch_vip_lines(
     seconds: f64,
     vip_width: usize,
 ) -> Vec<String> {
-    let read = unread.vip(&vip.vip);
+    let read = unread.vip(vip);
     let now = |f: fn(&VipStatus) -> u64| read.then(|| f(vip));
     let old = |f: fn(&VipStatus) -> u64| {
         before
-            .filter(|(_, unread)| unread.vip(&vip.vip))
+            .filter(|(o, unread)| unread.vip(o))
             .map(|(o, _)| f(o))
     };
     let mut lines = vec![format!(
@@ -208,30 +235,35 @@ fn watch_vip_lines(
         }
     )];
     let width = Widths::of(vip);
-    let (bw, sw) = (width.backend, width.state);
+    let (bw, sw, cw) = (width.backend, width.state, width.check);
     lines.push(format!(
-        "  {:<bw$} {:<sw$} {:<9} {:>6} {:>7} {:>10} {:>8} {:>7}",
-        "backend", "state", "health", "weight", "share", "pkt/s", "conn/s", "live"
+        "  {:<bw$} {:<sw$} {:<9} {:<cw$} {:>6} {:>7} {:>10} {:>8} {:>7} {:>7}",
+        "backend", "state", "health", "check", "weight", "share", "pkt/s", "conn/s", "live", "idle"
     ));
     for b in &vip.backends {
-        let read = unread.backend(&vip.vip, b.address);
+        let read = unread.backend(&vip.vip, b);
         let now = |f: fn(&BackendStatus) -> u64| read.then(|| f(b));
         let old = |f: fn(&BackendStatus) -> u64| {
             before
-                .filter(|(_, unread)| unread.backend(&vip.vip, b.address))
-                .and_then(|(o, _)| o.backends.iter().find(|x| x.address == b.address))
+                .and_then(|(o, unread)| {
+                    let ob = o.backends.iter().find(|x| x.address == b.address)?;
+                    unread.backend(&o.vip, ob).then_some(ob)
+                })
                 .map(f)
         };
+        let (live, _, idle) = flow_columns(b);
         lines.push(format!(
-            "  {:<bw$} {:<sw$} {:<9} {:>6} {:>6.2}% {:>10} {:>8} {:>7}",
+            "  {:<bw$} {:<sw$} {:<9} {:<cw$} {:>6} {:>6.2}% {:>10} {:>8} {:>7} {:>7}",
             backend_name(b),
             state_text(b),
             b.health.as_str(),
+            check_text(b),
             b.weight,
             b.share * 100.0,
             rate(now(|b| b.packets), old(|b| b.packets), seconds, 1.0, 0),
             rate(now(|b| b.new_flows), old(|b| b.new_flows), seconds, 1.0, 1),
-            flow_columns(b).0
+            live,
+            idle
         ));
     }
     lines
@@ -322,9 +354,10 @@ async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
         });
         let before = previous.as_ref().map(|(_, s)| s);
         outln!(
-            "lbd on {} ({}) — every {}s, rates over the last interval",
+            "lbd on {} ({}), version {} — every {}s, rates over the last interval",
             status.interface,
             hook(&status),
+            status.version,
             args.interval
         );
         for vrrp in &status.vrrp {
@@ -350,7 +383,7 @@ async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
                 outln!("{line}");
             }
         }
-        if !unread.0.is_empty() {
+        if any_unread(&status) {
             outln!("(-: traffic counters lbd could not read this time)");
         }
         if !terminal {
@@ -374,14 +407,25 @@ fn hook(status: &Status) -> String {
     }
 }
 
-/// Prints one status as tables.
-fn print_status(status: &Status) {
-    outln!(
-        "lbd on {} ({}), config {}",
+/// The status's first line: which lbd serves (its version: `lbd
+/// --version` reads the binary on disk, not the process that runs),
+/// where, with which config, and its reloads (a refused SIGHUP reload
+/// reaches only the log otherwise).
+fn header_line(status: &Status) -> String {
+    format!(
+        "lbd on {} ({}), config {}; version {}, reloads {} ok, {} refused",
         status.interface,
         hook(status),
-        status.config_file
-    );
+        status.config_file,
+        status.version,
+        status.reloads.succeeded,
+        status.reloads.failed
+    )
+}
+
+/// Prints one status as tables.
+fn print_status(status: &Status) {
+    outln!("{}", header_line(status));
     outln!(
         "data plane: {}{}; Maglev {}",
         status.pin_dir.as_ref().map_or_else(
@@ -421,7 +465,7 @@ fn print_status(status: &Status) {
     for vip in &status.vips {
         print_vip_read(vip, Unread(&status.traffic_unread));
     }
-    if !status.traffic_unread.is_empty() {
+    if any_unread(status) {
         outln!("(-: traffic counters lbd could not read this time)");
     }
     if let Some(guard) = &status.guard {
@@ -598,12 +642,70 @@ fn state_text(b: &BackendStatus) -> String {
     }
 }
 
+/// A backend's last check as the tables show it: its outcome in short
+/// (`ok`, `refused`, `timeout`, ...), with the streak toward its health's
+/// next change against `rise` or `fall` (`refused 2/3` on its way down,
+/// `refused 3/3` down, `ok 1/2` coming back); a passing backend that is
+/// up shows `ok` alone. `-` with no check, or before its first.
+fn check_text(b: &BackendStatus) -> String {
+    let Some(check) = &b.check else {
+        return "-".to_owned();
+    };
+    let Some(last) = &check.last else {
+        return "-".to_owned();
+    };
+    let label = check
+        .last_label
+        .clone()
+        .unwrap_or_else(|| short_outcome(last).to_owned());
+    let (streak, threshold) = match label.as_str() {
+        "ok" if b.health == HealthStatus::Up => return label,
+        "ok" => (check.consecutive_successes, check.rise),
+        "full" => return label,
+        _ => (check.consecutive_failures, check.fall),
+    };
+    match threshold {
+        Some(threshold) => format!("{label} {streak}/{threshold}"),
+        // An lbd before rise and fall in the status: the streak alone.
+        None => format!("{label} {streak}"),
+    }
+}
+
+/// A check outcome's text in short, for an lbd that does not send it so
+/// (`last_label`): `ok`, `full`, and the commonest failures by name.
+fn short_outcome(last: &str) -> &'static str {
+    match last {
+        "success" => "ok",
+        "connection refused" => "refused",
+        "timeout" => "timeout",
+        "unreachable" => "unreachable",
+        full if full.starts_with("full") => "full",
+        _ => "failed",
+    }
+}
+
+/// How long a backend's health has been what it is (`42s`, `12m`, `3h`,
+/// `5d`); `-` when it has not changed since lbd started, or is not
+/// checked.
+fn since_text(b: &BackendStatus) -> String {
+    let Some(seconds) = b.check.as_ref().and_then(|c| c.last_change_s) else {
+        return "-".to_owned();
+    };
+    match seconds {
+        0..=119 => format!("{seconds}s"),
+        120..=7_199 => format!("{}m", seconds / 60),
+        7_200..=172_799 => format!("{}h", seconds / 3_600),
+        _ => format!("{}d", seconds / 86_400),
+    }
+}
+
 /// Column widths of a VIP's backend table: at least the headers' usual
-/// widths, wider when an IPv6 backend or a timed drain needs it, so
-/// rows stay aligned.
+/// widths, wider when an IPv6 backend, a timed drain or a long check
+/// outcome needs it, so rows stay aligned.
 struct Widths {
     backend: usize,
     state: usize,
+    check: usize,
 }
 
 impl Widths {
@@ -612,12 +714,14 @@ impl Widths {
         Self {
             backend: widest(&|b| backend_name(b).len()).unwrap_or(0).max(28),
             state: widest(&|b| state_text(b).len()).unwrap_or(0).max(12),
+            check: widest(&|b| check_text(b).len()).unwrap_or(0).max(5),
         }
     }
 }
 
-/// Prints one VIP and its backends as a table (from an answer that says
-/// nothing of unread counters: `GET /v1/vips/...`).
+/// Prints one VIP and its backends as a table, `-` for the counters
+/// `vip` marks unread and those `unread` names (an older lbd's `GET
+/// /v1/vips/...` marks none: its status's `traffic_unread` does).
 pub(crate) fn print_vip(vip: &VipStatus, unread: &UnreadTraffic) {
     print_vip_read(vip, Unread(unread));
 }
@@ -638,7 +742,7 @@ fn vip_lines(vip: &VipStatus, unread: Unread<'_>) -> Vec<String> {
         (false, true) => " (added at run time)".to_owned(),
         _ => String::new(),
     };
-    let read = unread.vip(&vip.vip);
+    let read = unread.vip(vip);
     let mut lines = vec![format!(
         "VIP {}  {}  table {}  packets {}  bytes {}  new flows {}{flags}",
         vip.vip,
@@ -655,23 +759,37 @@ fn vip_lines(vip: &VipStatus, unread: Unread<'_>) -> Vec<String> {
         lines.push(format!("  {line}"));
     }
     let width = Widths::of(vip);
-    let (bw, sw) = (width.backend, width.state);
+    let (bw, sw, cw) = (width.backend, width.state, width.check);
     lines.push(format!(
-        "  {:<bw$} {:<sw$} {:<9} {:>6} {:>7} {:>6} {:>7} {:>10} {:>10}",
-        "backend", "state", "health", "weight", "share", "live", "closing", "packets", "new flows"
+        "  {:<bw$} {:<sw$} {:<9} {:<5} {:<cw$} {:>6} {:>7} {:>6} {:>7} {:>6} {:>10} {:>10}",
+        "backend",
+        "state",
+        "health",
+        "since",
+        "check",
+        "weight",
+        "share",
+        "live",
+        "closing",
+        "idle",
+        "packets",
+        "new flows"
     ));
     for b in &vip.backends {
-        let (live, closing) = flow_columns(b);
-        let read = unread.backend(&vip.vip, b.address);
+        let (live, closing, idle) = flow_columns(b);
+        let read = unread.backend(&vip.vip, b);
         lines.push(format!(
-            "  {:<bw$} {:<sw$} {:<9} {:>6} {:>6.2}% {:>6} {:>7} {:>10} {:>10}",
+            "  {:<bw$} {:<sw$} {:<9} {:<5} {:<cw$} {:>6} {:>6.2}% {:>6} {:>7} {:>6} {:>10} {:>10}",
             backend_name(b),
             state_text(b),
             b.health.as_str(),
+            since_text(b),
+            check_text(b),
             b.weight,
             b.share * 100.0,
             live,
             closing,
+            idle,
             counter(b.packets, read),
             counter(b.new_flows, read)
         ));
@@ -684,15 +802,18 @@ fn vip_lines(vip: &VipStatus, unread: Unread<'_>) -> Vec<String> {
     lines
 }
 
-/// A backend's live and closing flows as the table shows them: marked
-/// `~` while a NAT backend's count is not one of now (no sweep of the NAT
-/// table since lbd started or its drain began), so a 0 there is not read
-/// as "no flows".
-fn flow_columns(b: &BackendStatus) -> (String, String) {
+/// A backend's live, closing and idle flows as the table shows them
+/// (idle ones, silent past their idle timeout with no FIN or RST, still
+/// go to it: a drain's pooled sessions): marked `~` while a NAT
+/// backend's count is not one of now (no sweep of the NAT table since
+/// lbd started or its drain began), so a 0 there is not read as "no
+/// flows".
+fn flow_columns(b: &BackendStatus) -> (String, String, String) {
     let mark = if b.flows_counting { "~" } else { "" };
     (
         format!("{mark}{}", b.flows.live),
         format!("{mark}{}", b.flows.closing),
+        format!("{mark}{}", b.flows.idle),
     )
 }
 
@@ -859,7 +980,7 @@ mod tests {
             "{lines:?}"
         );
         let backend: Vec<&str> = lines[2].split_whitespace().collect();
-        assert_eq!(&backend[5..7], ["-", "-"], "{lines:?}");
+        assert_eq!(&backend[6..8], ["-", "-"], "{lines:?}");
         // This frame could not read them: no rate either.
         let lines = watch_vip_lines(
             &now,
@@ -873,7 +994,223 @@ mod tests {
         let lines = watch_vip_lines(&now, Unread(&read), Some((&before, Unread(&read))), 2.0, 28);
         assert!(lines[0].contains("500000000 pkt/s"), "{lines:?}");
         let backend: Vec<&str> = lines[2].split_whitespace().collect();
-        assert_eq!(&backend[5..7], ["500000000", "50000000.0"], "{lines:?}");
+        assert_eq!(&backend[6..8], ["500000000", "50000000.0"], "{lines:?}");
+    }
+
+    /// The answer's own marks (`traffic_read: false`, from `GET
+    /// /v1/vips/...`, as `backend list` asks) show `-`, with no
+    /// `traffic_unread` from a second request: counters and marks from
+    /// one answer.
+    #[test]
+    fn counters_the_answer_marks_unread_show_no_count() {
+        let mut value = serde_json::to_value(counted_vip(0)).unwrap();
+        value["traffic_read"] = false.into();
+        value["backends"][0]["traffic_read"] = false.into();
+        let vip: VipStatus = serde_json::from_value(value).unwrap();
+        let none = UnreadTraffic::default();
+        let lines = vip_lines(&vip, Unread(&none));
+        assert!(
+            lines[0].contains("packets -  bytes -  new flows -"),
+            "{lines:?}"
+        );
+        let backend: Vec<&str> = backend_line(&lines).split_whitespace().collect();
+        assert_eq!(&backend[backend.len() - 2..], ["-", "-"], "{lines:?}");
+        let now = counted_vip(1_000_000_000);
+        let lines = watch_vip_lines(&now, Unread(&none), Some((&vip, Unread(&none))), 1.0, 28);
+        assert!(!lines.join("\n").contains("1000000000"), "{lines:?}");
+        assert!(lines[0].contains("- pkt/s"), "{lines:?}");
+    }
+
+    /// The line of backend 198.18.0.11 in a VIP's table.
+    fn backend_line(lines: &[String]) -> &str {
+        lines
+            .iter()
+            .find(|l| l.trim_start().starts_with("198.18.0.11"))
+            .expect("a line for 198.18.0.11")
+    }
+
+    /// A VIP with backend 198.18.0.11 in `health`, its check (`check`,
+    /// JSON; null: none) and `idle` idle flows.
+    fn checked_vip(health: &str, check: serde_json::Value, idle: u64) -> VipStatus {
+        serde_json::from_value(serde_json::json!({
+            "vip": "198.18.0.100:80/tcp", "table_size": 251, "on_all_down": "drop",
+            "all_down": false, "runtime": false, "packets": 0, "bytes": 0, "new_flows": 0,
+            "backends": [{
+                "address": "198.18.0.11", "weight": 100, "state": "draining", "health": health,
+                "alive": true, "share": 0.0, "flows": {"live": 0, "closing": 2, "idle": idle},
+                "packets": 0, "bytes": 0, "new_flows": 0, "drain_remaining_s": null,
+                "check": check, "runtime": false
+            }]
+        }))
+        .unwrap()
+    }
+
+    /// A TCP check's status: the last outcome, the streaks, and `extra`.
+    fn check(
+        last: &str,
+        successes: u32,
+        failures: u32,
+        extra: serde_json::Value,
+    ) -> serde_json::Value {
+        let mut check = serde_json::json!({
+            "kind": "tcp", "checks": 10, "failures": 3, "transitions": 1,
+            "consecutive_successes": successes, "consecutive_failures": failures,
+            "last": last, "last_latency_ms": 0.4
+        });
+        check
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        check
+    }
+
+    /// A flapping backend shows why and how far: the last check's
+    /// outcome in short and its streak against rise/fall, and how long
+    /// its health has been what it is; in the table and in `--watch`.
+    #[test]
+    fn the_table_shows_the_last_check_its_streak_and_since_when() {
+        let none = UnreadTraffic::default();
+        let refused = checked_vip(
+            "down",
+            check(
+                "connection refused",
+                0,
+                3,
+                serde_json::json!({"rise": 2, "fall": 3, "last_change_s": 42}),
+            ),
+            0,
+        );
+        let lines = vip_lines(&refused, Unread(&none));
+        let header = lines.iter().find(|l| l.contains("backend")).unwrap();
+        assert!(
+            header.contains(" check ") && header.contains(" since "),
+            "{lines:?}"
+        );
+        let line = backend_line(&lines);
+        assert!(
+            line.contains("refused 3/3") && line.contains(" 42s "),
+            "{lines:?}"
+        );
+        let watch = watch_vip_lines(&refused, Unread(&none), None, 1.0, 28);
+        assert!(backend_line(&watch).contains("refused 3/3"), "{watch:?}");
+        // Passing, settled: "ok"; passing on its way up: its streak.
+        let up = checked_vip(
+            "up",
+            check("success", 5, 0, serde_json::json!({"rise": 2, "fall": 3})),
+            0,
+        );
+        let line = vip_lines(&up, Unread(&none));
+        let line = backend_line(&line);
+        assert!(line.contains(" ok ") && !line.contains("5/2"), "{line}");
+        let rising = checked_vip(
+            "down",
+            check("success", 1, 0, serde_json::json!({"rise": 2, "fall": 3})),
+            0,
+        );
+        let line = vip_lines(&rising, Unread(&none));
+        assert!(backend_line(&line).contains("ok 1/2"), "{line:?}");
+        // An lbd before rise/fall and last_change_s in the status: the
+        // streak alone, and no time.
+        let old = checked_vip(
+            "down",
+            check("connection refused", 0, 3, serde_json::json!({})),
+            0,
+        );
+        let line = vip_lines(&old, Unread(&none));
+        assert!(backend_line(&line).contains("refused 3 "), "{line:?}");
+        // No check: nothing to show.
+        let unchecked = checked_vip("unchecked", serde_json::Value::Null, 0);
+        let line = vip_lines(&unchecked, Unread(&none));
+        assert!(!backend_line(&line).contains("ok"), "{line:?}");
+    }
+
+    /// Idle flows (silent past their idle timeout, no FIN/RST) still
+    /// go to their backend: a drain shows them, not only live ones.
+    #[test]
+    fn the_table_shows_idle_flows_next_to_live_and_closing() {
+        let none = UnreadTraffic::default();
+        let vip = checked_vip("up", serde_json::Value::Null, 300);
+        let lines = vip_lines(&vip, Unread(&none));
+        let header: Vec<&str> = lines
+            .iter()
+            .find(|l| l.contains("backend"))
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        let at = header.iter().position(|h| *h == "live").unwrap();
+        assert_eq!(
+            &header[at..at + 3],
+            ["live", "closing", "idle"],
+            "{lines:?}"
+        );
+        let columns: Vec<&str> = backend_line(&lines).split_whitespace().collect();
+        // The last five: live, closing, idle, packets, new flows.
+        let live = columns.len() - 5;
+        assert_eq!(&columns[live..live + 3], ["0", "2", "300"], "{lines:?}");
+        let watch = watch_vip_lines(&vip, Unread(&none), None, 1.0, 28);
+        assert!(watch[1].contains(" idle"), "{watch:?}");
+        assert!(backend_line(&watch).ends_with(" 300"), "{watch:?}");
+    }
+
+    /// A backup whose link is down will not take over (keepalived's
+    /// FAULT): the status says so rather than showing a healthy backup;
+    /// a master on a dead link likewise.
+    #[test]
+    fn a_vrrp_instance_whose_link_is_down_says_so() {
+        let instance =
+            |state: &str, link_down: bool| -> lb_userspace::vrrp::driver::InstanceStatus {
+                serde_json::from_value(serde_json::json!({
+                    "vrid": 51, "state": state, "configured_priority": 100, "priority": 1,
+                    "master": null, "addresses": ["198.18.0.100"],
+                    "counters": {"adverts_sent": 0, "adverts_received": 0, "priority_zero_sent": 0,
+                        "priority_zero_received": 0, "became_master": 0, "became_backup": 1},
+                    "ignored": {}, "link_down": link_down, "link_down_since": 1_700_000_000
+                }))
+                .unwrap()
+            };
+        let backup = instance("backup", true);
+        assert!(
+            vrrp_line(&backup).starts_with(
+                "VRRP vrid 51 IPv4: backup (link DOWN: will not take over) (priority 1 of 100)"
+            ),
+            "{}",
+            vrrp_line(&backup)
+        );
+        assert_eq!(
+            watch_vrrp_line(&backup),
+            "VRRP vrid 51 IPv4: backup (link DOWN: will not take over) (priority 1)"
+        );
+        let master = instance("master", true);
+        assert!(
+            vrrp_line(&master).starts_with(
+                "VRRP vrid 51 IPv4: master (link DOWN: keeps the VIPs on a dead link) (priority 1 of 100)"
+            ),
+            "{}",
+            vrrp_line(&master)
+        );
+        assert!(
+            vrrp_line(&instance("backup", false))
+                .starts_with("VRRP vrid 51 IPv4: backup (priority"),
+            "{}",
+            vrrp_line(&instance("backup", false))
+        );
+    }
+
+    /// The README's upgrade steps end on `lbctl status` to see which
+    /// version serves: its first line says it (not `lbd --version`,
+    /// which reads the binary on disk).
+    #[test]
+    fn the_readme_upgrade_step_reads_the_version_from_the_status() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        let step = readme
+            .lines()
+            .find(|l| l.starts_with("lbctl status                 # the new version serves"))
+            .expect("the README's upgrade step");
+        assert!(
+            step.contains("its first line's `version`") && !step.contains("lbd --version says"),
+            "the README's upgrade step does not say where the running version shows: {step}"
+        );
     }
 
     #[test]
@@ -922,10 +1259,16 @@ mod tests {
             "check": null, "runtime": false
         }))
         .unwrap();
-        assert_eq!(flow_columns(&backend), ("0".to_owned(), "0".to_owned()));
+        assert_eq!(
+            flow_columns(&backend),
+            ("0".to_owned(), "0".to_owned(), "0".to_owned())
+        );
         backend.flows_counting = true;
         backend.flows.live = 3;
-        assert_eq!(flow_columns(&backend), ("~3".to_owned(), "~0".to_owned()));
+        assert_eq!(
+            flow_columns(&backend),
+            ("~3".to_owned(), "~0".to_owned(), "~0".to_owned())
+        );
     }
 
     #[test]
@@ -1161,6 +1504,20 @@ mod tests {
         .to_string();
         serde_json::from_str::<Status>(&body).unwrap();
         body
+    }
+
+    /// The first line says which lbd serves (its version) and how its
+    /// reloads went.
+    #[test]
+    fn the_first_line_names_the_running_version_and_the_reloads() {
+        let mut status: Status = serde_json::from_str(&empty_status()).unwrap();
+        status.version = "0.2.0".to_owned();
+        status.reloads.succeeded = 3;
+        status.reloads.failed = 1;
+        assert_eq!(
+            header_line(&status),
+            "lbd on eth0 (XDP native), config /etc/lbd/lbd.toml; version 0.2.0, reloads 3 ok, 1 refused"
+        );
     }
 
     /// `status --watch --interval 1` with `count` against a fake lbd

@@ -36,6 +36,10 @@ pub enum ChangeError {
     /// the next lbd (see `admin_state`).
     #[error("{0}")]
     Unrecorded(String),
+    /// A program the change needs cannot be loaded (`tc_hc_encap`, for
+    /// the first check through a tunnel; see `hc_load`).
+    #[error("{0}")]
+    Program(String),
 }
 
 impl Engine {
@@ -58,7 +62,8 @@ impl Engine {
             return Err(ModelError::Invalid(why).into());
         }
         let mut next = self.model.clone();
-        let drain = next.apply(edit, Instant::now())?;
+        let now = Instant::now();
+        let drain = next.apply(edit, now)?;
         if let Some(why) = backend_on_a_vrrp_address(&next, &self.vrrp_addresses()) {
             return Err(ModelError::Invalid(why).into());
         }
@@ -66,6 +71,9 @@ impl Engine {
             timeout_s: timeout.after.map(|d| d.as_secs()),
             from: timeout.source,
             cuts_flows: timeout.cuts_flows,
+            draining_for_s: timeout
+                .draining_since
+                .map(|since| now.saturating_duration_since(since).as_secs()),
         });
         self.fits_the_maps(&next)?;
         // A first tunnelled VIP moves the tunnel state before staging; a
@@ -84,7 +92,19 @@ impl Engine {
                 return Err(ModelError::Invalid(why).into());
             }
         };
+        // The first check through a tunnel: its program is loaded first,
+        // and a refusal refuses the change (see `hc_load`).
+        if let Err(why) = self.load_hc_program_for(&next, dry_run) {
+            warn!(error = %why, "change refused");
+            self.put_back_tunnel(tunnel);
+            return Err(ChangeError::Program(why));
+        }
         let guards = self.guard.config().clone();
+        // What the file path would warn of for the VIP the edit touches,
+        // a VIP left with no backend for new flows, and a backend state
+        // that the peers this node replicates to do not share.
+        let mut brought = edit_warnings(&self.model, &next, &self.config, edit);
+        brought.extend(per_node_warning(edit, &self.config));
         let mut awaiting = next.newly_awaiting_checks(&self.model);
         awaiting.extend(self.announced_without_backends(&self.model, &next));
         // The running configuration is recorded for the next lbd first
@@ -133,6 +153,7 @@ impl Engine {
         };
         warnings.extend(awaiting);
         warnings.extend(mac_warnings);
+        warnings.extend(brought);
         if !dry_run {
             for warning in &warnings {
                 warn!(%warning, "change applied with a warning");
@@ -194,13 +215,14 @@ impl Engine {
         {
             return Err(ChangeError::File(why));
         }
-        // Nor a VIP on a running instance's unicast peer, or on a peer of
-        // the running `[sync]` mesh (their peers, restart settings, may
-        // differ from the file's).
+        // Nor a VIP on a running instance's unicast peer (a restart
+        // setting, which may differ from the file's), or on a peer of the
+        // `[sync]` mesh this reload runs (the file's peers, unless its
+        // listen address or key file changed: see `reloaded_sync`).
         let running = self.vrrp_configs();
+        let mesh = self.config.with_reloadable_from(&file).sync;
         if let Some(why) = file.vips.iter().find_map(|v| {
-            vip_on_a_vrrp_peer(v, &running)
-                .or_else(|| vip_on_a_mesh_peer(v, self.config.sync.as_ref()))
+            vip_on_a_vrrp_peer(v, &running).or_else(|| vip_on_a_mesh_peer(v, mesh.as_ref()))
         }) {
             return Err(ChangeError::File(why));
         }
@@ -236,6 +258,12 @@ impl Engine {
                 return Err(ChangeError::File(why));
             }
         };
+        // As an edit does: the program of the first check through a
+        // tunnel is loaded first, and a refusal refuses the reload.
+        if let Err(why) = self.load_hc_program_for(&next, dry_run) {
+            self.put_back_tunnel(tunnel);
+            return Err(ChangeError::Program(why));
+        }
         let mac_known = |a| self.mac_of(a).is_some();
         let mut undone = undone_by_reload(&self.model, &next, &self.config, &file, &mac_known);
         undone.extend(self.replication.as_ref().and_then(|r| r.key_file_changed()));
@@ -351,6 +379,8 @@ impl Engine {
                 self.config.tcp_idle_timeout = tcp;
                 self.config.udp_idle_timeout = udp;
             }
+            // `[sync] peers` reload: a node joins or leaves the mesh.
+            warnings.extend(self.apply_sync_peers());
         } else {
             // A dry run: what the reload would undo.
             undone.extend(guards_undone);
@@ -741,11 +771,144 @@ pub(super) fn undone_by_reload(
 /// place: the running VIP lists its backends in address order (the
 /// model's), the file in its own.
 fn config_warnings_brought(running: &Config, file: &Config) -> Vec<String> {
+    warnings_brought(running, file)
+        .into_iter()
+        .map(|Brought { index, warning, .. }| {
+            let field = match warning.field.strip_prefix("vip[0]") {
+                Some(rest) => format!("vip[{index}]{rest}"),
+                None => warning.field,
+            };
+            format!("{field}: {}", warning.message)
+        })
+        .collect()
+}
+
+/// What a runtime edit brings to warn of for the VIP it touches (`lbctl
+/// backend weight ... 0` on the last backend, `backend remove` of the
+/// last, `vip add` or `backend add` of doubtful settings): the file's
+/// own warnings of that VIP that it did not have before, as a reload
+/// of the same content gives them ([`config_warnings_brought`]), named
+/// by the VIP rather than a place in a file; and, when no backend of the
+/// VIP takes new flows after the edit (weight 0, removed, draining or in
+/// maintenance, or down), that every new flow is dropped. Backends still
+/// waiting for their first checks are taken as passing them (the edit's
+/// answer says they wait); a VIP added without backends is warned of by
+/// the file's own warning.
+fn edit_warnings(current: &Model, next: &Model, running: &Config, edit: &Edit) -> Vec<String> {
+    let id = edit.vip();
+    let only = |model: &Model| {
+        let mut config = model.to_config(running);
+        config.vips.retain(|v| crate::vip_id::VipId::of(v) == id);
+        config
+    };
+    let mut warnings: Vec<String> = warnings_brought(&only(current), &only(next))
+        .into_iter()
+        .map(
+            |Brought {
+                 by_address,
+                 warning,
+                 ..
+             }| match by_address.strip_prefix("vip[0]") {
+                Some("") => warning.message,
+                Some(rest) => format!(
+                    "VIP {id} {}: {}",
+                    rest.trim_start_matches('.'),
+                    warning.message
+                ),
+                None => format!("{}: {}", warning.field, warning.message),
+            },
+        )
+        .collect();
+    let stays = !matches!(edit, Edit::AddVip(_) | Edit::RemoveVip(_));
+    if let (true, Some(vip)) = (stays, next.vips.get(&id)) {
+        if takes_no_new_flows(vip) {
+            warnings.push(format!(
+                "no backend of VIP {id} takes new flows after this change: every new flow is dropped"
+            ));
+        }
+    }
+    warnings
+}
+
+/// Whether no backend of `vip` takes new flows (an empty Maglev table),
+/// backends still waiting for their first checks taken as passing them.
+fn takes_no_new_flows(vip: &crate::model::VipModel) -> bool {
+    let mut vip = vip.clone();
+    for backend in vip.backends.values_mut() {
+        backend.awaiting_checks = false;
+    }
+    vip.shares().values().all(|share| *share <= 0.0)
+}
+
+/// The warning for a drain, maintenance or undrain on a node that
+/// replicates its flows to peers (`[[vrrp]] sync_peer`, `[sync]`
+/// peers): backend states are per node (replication carries flows and
+/// NAT translations, not drains), so a peer that becomes master, or that
+/// the routers send flows to, still sends new flows to a backend drained
+/// here, and a drain's deadline fires only here.
+fn per_node_warning(edit: &Edit, running: &Config) -> Option<String> {
+    let (vip, backend, what, todo, command) = match edit {
+        Edit::Drain { vip, backend, .. } => (
+            vip,
+            backend,
+            "drains are",
+            format!("drain {backend}"),
+            "drain",
+        ),
+        Edit::Maintenance(vip, backend) => (
+            vip,
+            backend,
+            "maintenance is",
+            format!("put {backend} in maintenance"),
+            "maintenance",
+        ),
+        Edit::Enable(vip, backend) => (
+            vip,
+            backend,
+            "backend states are",
+            format!("put {backend} back in service"),
+            "undrain",
+        ),
+        _ => return None,
+    };
+    let mut peers: Vec<String> = running
+        .vrrp
+        .iter()
+        .filter_map(|v| v.sync_peer)
+        .chain(running.sync.iter().flat_map(|s| s.peers.iter().copied()))
+        .map(|peer| peer.ip().to_string())
+        .collect();
+    peers.sort();
+    peers.dedup();
+    if peers.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{what} per node: {todo} on {} too (`lbctl backend {command} {vip} {backend}` there): replication copies flows, not backend states, so a peer that takes over the VIP (or that the routers send to) still treats {backend} as before, and a drain's deadline ends it only on the node that has it",
+        peers.join(", ")
+    ))
+}
+
+/// One of the file's warnings of one of its VIPs (see [`warnings_brought`]).
+struct Brought {
+    /// The VIP's place in the file.
+    index: usize,
+    /// The warning's field with its backend named by address
+    /// (`vip[0].backend[198.19.2.11].health`, see [`warning_by_address`]).
+    by_address: String,
+    /// The warning as given for the VIP alone (fields `vip[0]...`).
+    warning: crate::config::Warning,
+}
+
+/// The file's warnings of each VIP of `file` that the running VIP of the
+/// same identity did not have (see [`config_warnings_brought`]).
+fn warnings_brought(running: &Config, file: &Config) -> Vec<Brought> {
     let mut alone = Config {
         vips: Vec::new(),
         vrrp: Vec::new(),
         vrrp_listed: Vec::new(),
         bgp: None,
+        sync: None,
         ..file.clone()
     };
     // One VIP's warnings, its fields named `vip[0]`, each with what it
@@ -770,14 +933,13 @@ fn config_warnings_brought(running: &Config, file: &Config) -> Vec<String> {
             .map(|(key, _)| key)
             .collect();
         for (key, warning) in of(vip) {
-            if had.contains(&key) {
-                continue;
+            if !had.contains(&key) {
+                brought.push(Brought {
+                    index,
+                    by_address: key.0,
+                    warning,
+                });
             }
-            let field = match warning.field.strip_prefix("vip[0]") {
-                Some(rest) => format!("vip[{index}]{rest}"),
-                None => warning.field,
-            };
-            brought.push(format!("{field}: {}", warning.message));
         }
     }
     brought
@@ -1122,7 +1284,7 @@ fn vip_on_a_mesh_peer(
     running?.peers.iter().enumerate().find_map(|(p, peer)| {
         crate::config::peer_on_a_vip(peer.ip(), std::slice::from_ref(vip), name).map(|why| {
             format!(
-                "peers[{p}] of the running [sync]: {why}; the running mesh's peers change when lbd restarts"
+                "peers[{p}] of the running [sync]: {why} (a reload takes the file's peers only while [sync] listens where it did with the same key file; those wait for a restart)"
             )
         })
     })
@@ -1449,7 +1611,7 @@ mod tests {
         let at_vip = mesh("\"198.18.2.12:7946\", \"198.18.0.100:7946\"");
         assert_eq!(
             vip_on_a_mesh_peer(&vip, at_vip.sync.as_ref()).as_deref(),
-            Some("peers[1] of the running [sync]: 198.18.0.100 is VIP 198.18.0.100:80/tcp's address, so this node's own: a peer is another node's own address; the running mesh's peers change when lbd restarts")
+            Some("peers[1] of the running [sync]: 198.18.0.100 is VIP 198.18.0.100:80/tcp's address, so this node's own: a peer is another node's own address (a reload takes the file's peers only while [sync] listens where it did with the same key file; those wait for a restart)")
         );
         let at_nat = mesh("\"198.18.0.50:7946\"");
         let why = vip_on_a_mesh_peer(&vip, at_nat.sync.as_ref()).expect("refused");
@@ -1715,5 +1877,117 @@ mod tests {
         // a_reload_says_it_puts_a_backends_port_back).
         let notes = undone(&running, &nat_config("", ""));
         assert!(!notes[0].contains("failover"), "{notes:?}");
+    }
+
+    /// A runtime change that leaves a VIP no backend for new flows says
+    /// so, with the file's own warning where the file has one (weight 0
+    /// on the last backend, the last one removed), as a reload of the
+    /// same content says it; a drain or maintenance of the last backend
+    /// too. One that leaves a backend taking them warns of nothing.
+    #[test]
+    fn a_change_that_leaves_no_backend_for_new_flows_warns() {
+        let file = config("dsr-l2");
+        let running = Model::from_config(&file);
+        let id = VipId::of(&file.vips[0]);
+        let b: std::net::IpAddr = "198.19.2.11".parse().unwrap();
+        let warned = |running: &Model, edit: &Edit| {
+            let mut next = running.clone();
+            next.apply(edit, Instant::now()).unwrap();
+            edit_warnings(running, &next, &file, edit)
+        };
+        let dropped =
+            "no backend of VIP 198.18.0.100:80/tcp takes new flows after this change: every new flow is dropped";
+        let weight0 = warned(&running, &Edit::SetWeight(id, b, 0));
+        assert_eq!(
+            weight0,
+            [
+                "every backend of VIP 198.18.0.100:80/tcp has weight 0: it drops every new flow",
+                dropped
+            ]
+        );
+        let removed = warned(&running, &Edit::RemoveBackend(id, b));
+        assert_eq!(
+            removed,
+            [
+                "VIP 198.18.0.100:80/tcp has no backends: it drops every new flow",
+                dropped
+            ]
+        );
+        let drain = Edit::Drain {
+            vip: id,
+            backend: b,
+            timeout_s: None,
+        };
+        assert_eq!(warned(&running, &drain), [dropped]);
+        assert_eq!(warned(&running, &Edit::Maintenance(id, b)), [dropped]);
+        // Another backend still takes new flows: nothing to warn of.
+        let mut two = running.clone();
+        two.add_backend(
+            &id,
+            crate::config::BackendConfig {
+                address: "198.19.2.12".parse().unwrap(),
+                ..file.vips[0].backends[0].clone()
+            },
+        )
+        .unwrap();
+        assert!(warned(&two, &Edit::SetWeight(id, b, 0)).is_empty());
+        assert!(warned(&two, &drain).is_empty());
+        // A backend's doubtful settings, named by the VIP and the backend.
+        let mut checked = file.vips[0].backends[0].clone();
+        checked.address = "198.19.2.13".parse().unwrap();
+        let mut health = file.vips[0].health.clone();
+        health.path = "/healthz".into();
+        checked.health = Some(health);
+        let added = warned(&running, &Edit::AddBackend(id, checked));
+        assert!(
+            added.iter().any(|w| w.starts_with(
+                "VIP 198.18.0.100:80/tcp backend[198.19.2.13].health: path set but check = \"tcp\""
+            )),
+            "{added:?}"
+        );
+    }
+
+    /// Drains, maintenance and undrains on a node that replicates to
+    /// peers warn that the peers keep their own backend states; without
+    /// replication, and for other edits, nothing.
+    #[test]
+    fn a_drain_on_a_replicating_node_says_drains_are_per_node() {
+        let id: VipId = "198.18.0.100:80/tcp".parse().unwrap();
+        let b: std::net::IpAddr = "198.19.2.11".parse().unwrap();
+        let drain = Edit::Drain {
+            vip: id,
+            backend: b,
+            timeout_s: None,
+        };
+        assert_eq!(per_node_warning(&drain, &config("dsr-l2")), None);
+        let pair = Config::from_toml_str(
+            "interface = \"eth0\"\n[[vrrp]]\nvrid = 51\naddresses = [\"198.18.0.100\"]\nsync_listen = \"198.18.2.11:7000\"\nsync_peer = \"198.18.2.12:7000\"\nsync_key_file = \"/k\"\n",
+            "lbd.toml",
+        )
+        .unwrap();
+        let warning = per_node_warning(&drain, &pair).expect("a warning");
+        assert!(
+            warning.starts_with("drains are per node: drain 198.19.2.11 on 198.18.2.12 too"),
+            "{warning}"
+        );
+        let maintenance = per_node_warning(&Edit::Maintenance(id, b), &pair).expect("a warning");
+        assert!(
+            maintenance.starts_with(
+                "maintenance is per node: put 198.19.2.11 in maintenance on 198.18.2.12 too"
+            ),
+            "{maintenance}"
+        );
+        assert!(per_node_warning(&Edit::Enable(id, b), &pair).is_some());
+        assert_eq!(per_node_warning(&Edit::SetWeight(id, b, 0), &pair), None);
+        let mesh = Config::from_toml_str(
+            "interface = \"eth0\"\n[sync]\nlisten = \"198.18.2.11:7946\"\npeers = [\"198.18.2.13:7946\", \"198.18.2.12:7946\"]\nkey_file = \"/k\"\n",
+            "lbd.toml",
+        )
+        .unwrap();
+        let warning = per_node_warning(&drain, &mesh).expect("a warning");
+        assert!(
+            warning.contains("on 198.18.2.12, 198.18.2.13 too"),
+            "{warning}"
+        );
     }
 }

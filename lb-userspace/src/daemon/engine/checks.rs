@@ -17,6 +17,30 @@ use crate::{
     reconcile::VipId,
 };
 
+/// A backend's health changes since lbd started (or since its check
+/// was set up): how many, and when the last was, for the status's
+/// `transitions` and `last_change_s`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct HealthChanges {
+    /// Changes seen.
+    pub(super) count: u64,
+    /// When the last one was seen (None: none yet).
+    pub(super) last: Option<Instant>,
+}
+
+impl HealthChanges {
+    /// Counts a change seen at `now`.
+    pub(super) fn record(&mut self, now: Instant) {
+        self.count = self.count.saturating_add(1);
+        self.last = Some(now);
+    }
+
+    /// How long before `now` the last change was (None: none yet).
+    pub(super) fn since(&self, now: Instant) -> Option<std::time::Duration> {
+        self.last.map(|at| now.saturating_duration_since(at))
+    }
+}
+
 impl Engine {
     /// Starts, replaces or stops health-check tasks to match the model,
     /// and keeps the path of checks through a tunnel while some use it.
@@ -89,7 +113,10 @@ impl Engine {
     pub(crate) fn on_health(&mut self, event: HealthEvent<BackendKey>) {
         if !self.checker.is_current(&event) {
             if self.put_health_right(settled_of(&self.checker, event.key)) {
-                *self.transitions.entry(event.key).or_default() += 1;
+                self.transitions
+                    .entry(event.key)
+                    .or_default()
+                    .record(Instant::now());
             }
             return;
         }
@@ -97,7 +124,10 @@ impl Engine {
         let transition = &event.transition;
         if already_applied(&self.model, event.key, transition.to) {
             // The housekeeping tick put it right first, and told it.
-            *self.transitions.entry((vip, address)).or_default() += 1;
+            self.transitions
+                .entry((vip, address))
+                .or_default()
+                .record(Instant::now());
             debug!(%vip, backend = %address, to = %transition.to, "backend health change already applied");
             return;
         }
@@ -105,7 +135,10 @@ impl Engine {
         else {
             return; // removed meanwhile
         };
-        *self.transitions.entry((vip, address)).or_default() += 1;
+        self.transitions
+            .entry((vip, address))
+            .or_default()
+            .record(Instant::now());
         info!(%vip, backend = %address, from = %transition.from, to = %transition.to, reason = %transition.reason, "backend health changed");
         match self.commit(next) {
             Ok(_) => log_all_down_changes(&all_down),
@@ -383,6 +416,24 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
+
+    /// The status's `last_change_s`: none before a first change, then
+    /// the time since the last one, each change counted.
+    #[test]
+    fn health_changes_say_when_the_last_was() {
+        let start = Instant::now();
+        let mut changes = HealthChanges::default();
+        assert_eq!(changes.since(start), None);
+        changes.record(start);
+        changes.record(start + Duration::from_secs(10));
+        assert_eq!(changes.count, 2);
+        assert_eq!(
+            changes.since(start + Duration::from_secs(52)),
+            Some(Duration::from_secs(42))
+        );
+        // A clock read before the change (no panic, no wrap): 0.
+        assert_eq!(changes.since(start), Some(Duration::ZERO));
+    }
     use crate::{
         config::Config,
         health::{

@@ -68,6 +68,11 @@ pub(crate) struct CensusInput {
     pub generations: HashMap<u32, u32>,
     /// Idle timeouts (live against idle flows).
     pub timeouts: IdleTimeouts,
+    /// A `[sync]` mesh node: the peers' flows it holds as copies (see
+    /// `replication::is_peer_copy`) are no backend's flows here, so the
+    /// counts and `drain --wait` are this node's own. Off elsewhere: no
+    /// copy is marked there, and an own stamp may look marked.
+    pub copies_apart: bool,
 }
 
 /// One walk's counts.
@@ -183,6 +188,12 @@ pub(crate) fn tally(
         if input.generations.get(&entry.backend_id) != Some(&generation) {
             // A removed backend's (or VIP's) leftover: no backend's flow,
             // nothing a drain waits for.
+            continue;
+        }
+        if input.copies_apart && crate::daemon::replication::is_peer_copy(entry.last_seen_ns) {
+            // A peer's flow, not forwarded here since it was copied: it
+            // takes its way (counted above), but no drain here waits for
+            // it, and per-node counts do not add up the whole mesh.
             continue;
         }
         let count = by_backend
@@ -797,6 +808,7 @@ mod tests {
                 tcp: Duration::from_secs(300),
                 udp: Duration::from_secs(30),
             },
+            copies_apart: false,
         }
     }
 
@@ -853,6 +865,36 @@ mod tests {
         // The leftovers (8 and 9) still take their ways: the table counts them.
         assert_eq!((census.entries, census.handshakes), (5, 1));
         assert_eq!(census.started, input.started);
+    }
+
+    /// In a `[sync]` mesh the table also holds the peers' flows, as
+    /// copies (marked, see `replication::is_peer_copy`): a backend's
+    /// counts (`lbctl status`, `lbd_backend_flows`, `drain --wait`) are
+    /// this node's own flows, so a drain on this node waits for no flow
+    /// another node forwards. The copies still take their ways (the
+    /// table's live entries count them). A node outside a mesh counts
+    /// every entry (its own stamps may look marked).
+    #[test]
+    fn a_mesh_node_counts_its_own_flows_not_its_peers_copies() {
+        let now_ns = 1_000_000_000_000;
+        let mut input = input_at(now_ns, &[(1, 7)]);
+        let copy = crate::daemon::replication::mark_replica(now_ns - 2_000_000_000);
+        let flows = [
+            (flow(1, IPPROTO_TCP), entry(1, 7, now_ns - 1_000_000_000, 0)),
+            (flow(2, IPPROTO_TCP), entry(1, 7, copy, 0)),
+            (flow(3, IPPROTO_TCP), entry(1, 7, copy, 0)),
+        ];
+        input.copies_apart = true;
+        let census = tally(flows, &input, &AtomicBool::new(false)).expect("not cancelled");
+        assert_eq!(
+            census.backend(1, 7).live,
+            1,
+            "the peers' copies are not this node's"
+        );
+        assert_eq!(census.entries, 3, "copies take their ways");
+        input.copies_apart = false;
+        let census = tally(flows, &input, &AtomicBool::new(false)).expect("not cancelled");
+        assert_eq!(census.backend(1, 7).live, 3);
     }
 
     /// A flow marked closed (FIN or RST seen) whose packets still come (a

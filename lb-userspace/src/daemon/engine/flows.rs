@@ -7,6 +7,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use tracing::warn;
+
 use super::{
     flow_census::{self, Census, CensusInput, CensusTables},
     Engine,
@@ -37,6 +39,10 @@ impl Engine {
                 tcp: self.config.tcp_idle_timeout,
                 udp: self.config.udp_idle_timeout,
             },
+            copies_apart: self
+                .replication
+                .as_ref()
+                .is_some_and(|r| r.topology() == Topology::FullMesh),
         }
     }
 
@@ -159,6 +165,36 @@ impl Engine {
         self.replication_tick(true);
         if let Some(replication) = &self.replication {
             replication.flush(FINAL_FLUSH).await;
+        }
+    }
+
+    /// After a reload took the file's `[sync] peers` (see
+    /// `Config::with_reloadable_from`): starts the senders to the new
+    /// peers and stops those of the removed ones (see
+    /// `Replication::set_peers`). A failure keeps the running peers, in
+    /// the running config too, and is a warning of the reload's answer.
+    pub(super) fn apply_sync_peers(&mut self) -> Option<String> {
+        let (Some(replication), Some(sync)) = (&mut self.replication, &mut self.config.sync) else {
+            return None;
+        };
+        if replication.topology() != Topology::FullMesh {
+            return None;
+        }
+        match replication.set_peers(&sync.peers) {
+            Ok(_) => None,
+            Err(error) => {
+                sync.peers = replication.peer_addresses();
+                let warning = format!(
+                    "{error:#}: the sync peers stay as they were ({}); reload again to retry",
+                    sync.peers
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                warn!(%warning, "reload");
+                Some(warning)
+            }
         }
     }
 

@@ -23,6 +23,7 @@ mod checks;
 pub(crate) mod flow_census;
 mod flows;
 mod guard;
+mod hc_load;
 mod macs;
 mod nat;
 pub(crate) mod node;
@@ -78,8 +79,8 @@ pub struct Engine {
     interface: Interface,
     /// Health checks, one task per checked backend.
     checker: HealthChecker<BackendKey>,
-    /// Health transitions per backend since start.
-    transitions: HashMap<BackendKey, u64>,
+    /// Health transitions per backend since start, and when the last was.
+    transitions: HashMap<BackendKey, checks::HealthChanges>,
     /// VRRP instances (empty: no VRRP; this node serves whatever reaches it).
     vrrp: Vec<Instance>,
     /// Connection-table replication with the VRRP peer.

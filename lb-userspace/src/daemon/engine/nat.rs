@@ -1052,6 +1052,7 @@ mod tests {
             config: "/etc/lbd/lbd.toml".into(),
             pid: 42,
             boot_id: String::new(),
+            started: None,
             admin_socket: admin_socket.to_owned(),
             pin_dir: None,
             interface: "eth0".into(),

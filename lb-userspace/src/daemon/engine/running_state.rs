@@ -13,9 +13,26 @@
 //! stop for good (SIGINT, `lbd --cleanup`) forgets it. While the running
 //! configuration is the file's, there is no record.
 //!
-//! The file is JSON: `{"version": 1, "base_sha256": "<hex>", "config":
-//! "<the running configuration, as lbctl config dump writes it>"}`
-//! (`jq -r .config` prints it as a config file).
+//! The record is taken only from the lbd that ran last: it names the lbd
+//! that wrote it (pid, boot id, start time), and a start restores it only
+//! when that is the lbd the record of what the previous lbd held
+//! (`held.json`, which every build rewrites at start) names. Otherwise
+//! another lbd that keeps no such record (an older build) ran since, and
+//! the runtime changes made through it (a backend or VIP removed, ACL
+//! rules changed) are not in the record: it is moved aside with a
+//! warning, and the start is from the file. A record from before a
+//! reboot is restored by the first lbd of the boot (nothing of the boot
+//! before says which lbd ran last). An lbd that restores a record
+//! rewrites it as its own at once, so a crash or a restart of it, even
+//! one whose start fails, restores it again.
+//!
+//! The file is JSON: `{"version": 2, "writer": {"pid": ..., "boot_id":
+//! "...", "started": ...}, "base_sha256": "<hex>", "config": "<the
+//! running configuration's [[vip]], [[acl]] and [[limit]] tables, as
+//! lbctl config dump writes them>"}` (`jq -r .config` prints them). Only
+//! what a restart restores is kept, and it is read leniently: a key this
+//! build does not know (a newer build's, after a downgrade) is left out
+//! with a warning, and the rest restored; so is a key of the JSON.
 
 use std::{
     collections::BTreeMap,
@@ -32,22 +49,96 @@ use crate::{
     config::{self, Config, VipConfig},
     guard::GuardConfig,
     model::Model,
+    ownership::held::{self, Held},
     vip_id::VipId,
 };
 
-/// The file format's version: a file of another is not restored.
-const VERSION: u32 = 1;
+/// The file format's version: a file of another is not restored (1:
+/// the whole configuration, no writer).
+const VERSION: u32 = 2;
+
+/// The keys of the record's JSON this build reads (others are left out
+/// with a warning).
+const KEYS: [&str; 4] = ["version", "writer", "base_sha256", "config"];
+
+/// Names one lbd process: its pid, its boot and when it started (see
+/// `held::Held`), so a record it wrote is known to be its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Writer {
+    pid: u32,
+    boot_id: String,
+    #[serde(default)]
+    started: Option<u64>,
+}
+
+impl Writer {
+    /// This process.
+    pub(crate) fn current() -> Self {
+        Self {
+            pid: std::process::id(),
+            boot_id: held::boot_id(),
+            started: held::process_started(),
+        }
+    }
+
+    /// The lbd the record of what it held names.
+    pub(crate) fn of(held: &Held) -> Self {
+        Self {
+            pid: held.pid,
+            boot_id: held.boot_id.clone(),
+            started: held.started,
+        }
+    }
+}
+
+impl std::fmt::Display for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {}", self.pid)?;
+        if let Some(started) = self.started {
+            write!(f, " started at tick {started}")?;
+        }
+        write!(f, " of boot {}", self.boot_id)
+    }
+}
+
+/// Why the record written by `writer` was not the last lbd's, which the
+/// record of what it held names `previous` (None: there is none of this
+/// boot, `boot` = this boot's id); None when it was.
+fn not_the_last_lbds(
+    writer: Option<&Writer>,
+    previous: Option<&Writer>,
+    boot: &str,
+) -> Option<String> {
+    let Some(writer) = writer else {
+        return Some("it does not name the lbd that wrote it".to_owned());
+    };
+    match previous {
+        Some(previous) if previous == writer => None,
+        Some(previous) => Some(format!(
+            "it was written by lbd {writer}, but the lbd that ran last was {previous} (one that keeps no such record, an older build, ran since)"
+        )),
+        // The first lbd since a reboot: nothing of the boot before says
+        // which lbd ran last.
+        None if writer.boot_id != boot || boot.is_empty() => None,
+        None => Some(format!(
+            "it was written by lbd {writer} in this boot, but no record of what the lbd that ran last held is left (an lbd stopped for good, or lbd --cleanup ran, since)"
+        )),
+    }
+}
 
 /// The record's content.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RecordFile {
     version: u32,
+    /// The lbd that wrote it (None: not said, an older build's).
+    #[serde(default)]
+    writer: Option<Writer>,
     /// SHA-256 (hex) of the bytes of the config file the running state
     /// is based on (None: it could not be read then, and the record is
     /// never restored).
     base_sha256: Option<String>,
-    /// The running configuration, as `lbctl config dump` writes it.
+    /// The running configuration's served sections (`[[vip]]`,
+    /// `[[acl]]`, `[[limit]]`), as `lbctl config dump` writes them.
     config: String,
 }
 
@@ -98,16 +189,30 @@ enum Written {
 }
 
 /// The engine's record of the running configuration's file.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RunningRecord {
     /// The file (None: nowhere to keep it, no admin socket directory).
     path: Option<PathBuf>,
+    /// This lbd, named in what it writes.
+    me: Writer,
     /// SHA-256 of the config file the running state is based on.
     base_hash: Option<String>,
     /// That file's VIPs and guards (None: not known, always recorded).
     base: Option<Served>,
     /// What the file holds (None: not known, the next record writes it).
     recorded: Option<Written>,
+}
+
+impl Default for RunningRecord {
+    fn default() -> Self {
+        Self {
+            path: None,
+            me: Writer::current(),
+            base_hash: None,
+            base: None,
+            recorded: None,
+        }
+    }
 }
 
 /// Where the running configuration is kept: beside the backend state
@@ -171,42 +276,55 @@ enum Resumed {
     FileChanged { changes: Vec<String> },
     /// The record cannot be used: start from the file.
     Unusable(String),
+    /// The record was not written by the lbd that ran last (why): start
+    /// from the file.
+    Stale(String),
 }
 
 /// Decides what `found` (a record, `source` naming it) gives a start
-/// with the config file `file` of hash `base_hash`.
-fn resume(found: &RecordFile, source: &str, file: &Config, base_hash: Option<&str>) -> Resumed {
+/// with the config file `file` of hash `base_hash`, the lbd that ran
+/// last being `previous` (see [`not_the_last_lbds`], `boot` this boot's
+/// id). Keys of the record this build does not know are left out, and
+/// named in `ignored`.
+fn resume(
+    found: &RecordFile,
+    source: &str,
+    file: &Config,
+    base_hash: Option<&str>,
+    (previous, boot): (Option<&Writer>, &str),
+    ignored: &mut Vec<String>,
+) -> Resumed {
     if found.version != VERSION {
         return Resumed::Unusable(format!(
             "version {} (this lbd reads version {VERSION})",
             found.version
         ));
     }
-    let recorded = match Config::from_toml_str(&found.config, source) {
-        Ok(recorded) => recorded,
-        Err(error) => {
-            return Resumed::Unusable(format!("its configuration does not load: {error}"))
-        }
-    };
-    let matches = matches!((found.base_sha256.as_deref(), base_hash), (Some(a), Some(b)) if a == b);
-    if !matches {
-        let mut running = file.clone();
-        running.vips = recorded.vips;
-        running.guard = recorded.guard;
-        return Resumed::FileChanged {
-            changes: differences(&running, file),
-        };
+    if let Some(why) = not_the_last_lbds(found.writer.as_ref(), previous, boot) {
+        return Resumed::Stale(why);
     }
     // The file's node settings (those of a restart), the record's VIPs
     // and guards: loaded as a start loads a file, so the file's rules
     // between them hold (a `[bgp]` or `[[vrrp]]` address, a NAT address).
+    let recorded = match config::with_served(file, &found.config, source) {
+        Ok((recorded, left_out)) => {
+            ignored.extend(left_out.into_iter().map(|key| format!("config: {key}")));
+            recorded
+        }
+        Err(error) => {
+            return Resumed::Unusable(format!(
+                "its VIPs and guards do not load with the config file's node settings: {error}"
+            ))
+        }
+    };
     let mut config = file.clone();
     config.vips = recorded.vips;
     config.guard = recorded.guard;
-    if let Err(error) = Config::from_toml_str(&config::to_toml(&config), source) {
-        return Resumed::Unusable(format!(
-            "its VIPs and guards do not load with the config file's node settings: {error}"
-        ));
+    let matches = matches!((found.base_sha256.as_deref(), base_hash), (Some(a), Some(b)) if a == b);
+    if !matches {
+        return Resumed::FileChanged {
+            changes: differences(&config, file),
+        };
     }
     let changes = differences(&config, file);
     Resumed::Restored {
@@ -225,22 +343,42 @@ fn differences(running: &Config, file: &Config) -> Vec<String> {
     notes
 }
 
-/// The record at `path`: None when there is none; its text with it.
-fn read(path: &Path) -> anyhow::Result<Option<(String, RecordFile)>> {
+/// The record at `path`: None when there is none; with it, the keys of
+/// its JSON this build does not know (left out).
+fn read(path: &Path) -> anyhow::Result<Option<(RecordFile, Vec<String>)>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(error).context("reading it"),
     };
-    let found: RecordFile = serde_json::from_str(&text).context("not a running-state file")?;
-    Ok(Some((text, found)))
+    decode(&text).map(Some)
 }
 
-/// The record's text for the running configuration `config`, based on
-/// the config file of hash `base_hash`.
-fn encode(base_hash: Option<&str>, config: String) -> String {
+/// A record's `text`, with the keys of its JSON this build does not know.
+fn decode(text: &str) -> anyhow::Result<(RecordFile, Vec<String>)> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).context("not a running-state file")?;
+    let ignored = value
+        .as_object()
+        .map(|object| {
+            object
+                .keys()
+                .filter(|key| !KEYS.contains(&key.as_str()))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let found: RecordFile = serde_json::from_value(value).context("not a running-state file")?;
+    Ok((found, ignored))
+}
+
+/// The record's text for the running configuration `config` (its served
+/// sections), based on the config file of hash `base_hash`, written by
+/// `writer`.
+fn encode(writer: &Writer, base_hash: Option<&str>, config: String) -> String {
     let file = RecordFile {
         version: VERSION,
+        writer: Some(writer.clone()),
         base_sha256: base_hash.map(str::to_owned),
         config,
     };
@@ -278,14 +416,35 @@ impl RunningRecord {
     /// warning). A record that cannot be used is named in a warning with
     /// why, and the start goes on from the file. Either is moved aside
     /// (see [`dropped_state_file`]), where its runtime changes can still
-    /// be read.
-    pub(crate) fn load(config_path: &Path, file: Config) -> (Config, Self) {
+    /// be read. So is a record the lbd that ran last (`previous`, named
+    /// by the record of what it held) did not write, with a warning.
+    pub(crate) fn load(
+        config_path: &Path,
+        file: Config,
+        previous: Option<&Writer>,
+    ) -> (Config, Self) {
+        Self::load_as(
+            config_path,
+            file,
+            Writer::current(),
+            (previous, &held::boot_id()),
+        )
+    }
+
+    /// [`Self::load`] for the lbd `me`, in the boot `boot`.
+    fn load_as(
+        config_path: &Path,
+        file: Config,
+        me: Writer,
+        (previous, boot): (Option<&Writer>, &str),
+    ) -> (Config, Self) {
         let path = running_state_file(&file);
         let aside = dropped_state_file(&file);
         let aside = aside.as_deref();
         let base_hash = file_hash(config_path, &file);
         let mut record = Self {
             path: path.clone(),
+            me,
             base_hash,
             base: Some(Served::of_file(&file)),
             recorded: None,
@@ -306,15 +465,47 @@ impl RunningRecord {
                 return (file, record);
             }
         };
-        let (text, found) = found;
-        match resume(&found, &source, &file, record.base_hash.as_deref()) {
+        let (found, mut ignored) = found;
+        let resumed = resume(
+            &found,
+            &source,
+            &file,
+            record.base_hash.as_deref(),
+            (previous, boot),
+            &mut ignored,
+        );
+        match resumed {
             Resumed::Restored { config, changes } => {
                 info!(path = %source, changes = changes.len(), "running configuration restored: the runtime changes made before this start are kept (a reload undoes them)");
                 for change in &changes {
                     info!(%change, "restored runtime change");
                 }
-                record.recorded = Some(Written::Text(text));
+                if !ignored.is_empty() {
+                    warn!(path = %source, ignored = %ignored.join(", "), "the running configuration record holds keys this build does not know (a newer build wrote it): they are left out, and the rest restored");
+                }
+                // Rewritten as this lbd's own at once: the next start, after
+                // a crash or a restart of this one (even if this start
+                // fails), restores it again.
+                let text = encode(&record.me, found.base_sha256.as_deref(), found.config);
+                match node::write_durably_with(
+                    &path,
+                    text.as_bytes(),
+                    "running configuration",
+                    node::sync_dir,
+                ) {
+                    Ok(()) => record.recorded = Some(Written::Text(text)),
+                    Err(error) => {
+                        record.recorded = None;
+                        warn!(path = %source, error = %format!("{error:#}"), "rewriting the running configuration record as this lbd's failed: the next start does not restore it unless a change made through the API rewrites it first");
+                    }
+                }
                 (*config, record)
+            }
+            Resumed::Stale(why) => {
+                let aside = set_aside(&path, aside);
+                record.recorded = None;
+                warn!(path = %source, error = %why, "the running configuration record was not written by the lbd that ran last: runtime changes made since are not in it, and restoring it would bring back VIPs, backends and ACL rules removed since; starting from the config file, so the VIPs and backends changed through the API before this start are undone; the record was {aside}");
+                (file, record)
             }
             Resumed::FileChanged { changes } => {
                 let aside = set_aside(&path, aside);
@@ -341,7 +532,11 @@ impl RunningRecord {
         if self.base.as_ref() == Some(&Served::of_running(&config)) {
             return Written::Nothing;
         }
-        Written::Text(encode(self.base_hash.as_deref(), config::to_toml(&config)))
+        Written::Text(encode(
+            &self.me,
+            self.base_hash.as_deref(),
+            config::served_to_toml(&config),
+        ))
     }
 
     /// Brings the file in line with `next` (see [`Self::wanted`]); an
@@ -521,6 +716,21 @@ mod tests {
         }
     }
 
+    /// A start of the lbd that ran last (this process): it finds the
+    /// record of what it held naming itself.
+    fn load(path: &Path, file: Config) -> (Config, RunningRecord) {
+        RunningRecord::load(path, file, Some(&Writer::current()))
+    }
+
+    /// The lbd `pid` of boot `boot`.
+    fn lbd(pid: u32, boot: &str) -> Writer {
+        Writer {
+            pid,
+            boot_id: boot.to_owned(),
+            started: Some(u64::from(pid) * 10),
+        }
+    }
+
     fn address(text: &str) -> IpAddr {
         text.parse().unwrap()
     }
@@ -592,7 +802,7 @@ mod tests {
     fn runtime_changes_come_back_at_a_restart_with_the_same_file() {
         let scratch = Scratch::new("same");
         let (path, file) = scratch.file("");
-        let (config, mut record) = RunningRecord::load(&path, file.clone());
+        let (config, mut record) = load(&path, file.clone());
         assert_eq!(config, file, "no record: the file");
         let running = changed(&file);
         record.record(&running, &file, &file.guard).unwrap();
@@ -612,8 +822,7 @@ mod tests {
         let entry_before = (entry_before.id, entry_before.generation);
 
         // The restart, the file unchanged.
-        let ((config, _record), warned) =
-            warnings_of(|| RunningRecord::load(&path, Config::load(&path).unwrap()));
+        let ((config, _record), warned) = warnings_of(|| load(&path, Config::load(&path).unwrap()));
         assert!(warned.is_empty(), "{warned}");
         let mut model = Model::from_config(&config);
         assert_eq!(model.to_config(&config).vips, running.to_config(&file).vips);
@@ -669,12 +878,12 @@ mod tests {
     fn a_changed_file_drops_the_runtime_changes_with_a_warning() {
         let scratch = Scratch::new("changed");
         let (path, file) = scratch.file("");
-        let (_, mut record) = RunningRecord::load(&path, file.clone());
+        let (_, mut record) = load(&path, file.clone());
         record.record(&changed(&file), &file, &file.guard).unwrap();
         let record_path = running_state_file(&file).unwrap();
 
         let (_, edited) = scratch.file("# edited\n");
-        let ((config, _), warned) = warnings_of(|| RunningRecord::load(&path, edited.clone()));
+        let ((config, _), warned) = warnings_of(|| load(&path, edited.clone()));
         assert_eq!(config, edited, "the file");
         assert_eq!(warned.matches("WARN").count(), 1, "{warned}");
         assert!(warned.contains("the config file changed"), "{warned}");
@@ -694,7 +903,7 @@ mod tests {
         assert_eq!(dropped, scratch.0.join("lbd.running-dropped.state"));
         assert!(dropped.exists(), "kept to read");
 
-        let ((config, _), warned) = warnings_of(|| RunningRecord::load(&path, edited.clone()));
+        let ((config, _), warned) = warnings_of(|| load(&path, edited.clone()));
         assert_eq!(config, edited);
         assert!(warned.is_empty(), "{warned}");
     }
@@ -711,17 +920,17 @@ mod tests {
         for (text, why) in [
             ("{".to_owned(), "not a running-state file"),
             (
-                encode(Some(&hash), "interface = \"eth0\"\n".to_owned())
-                    .replace("\"version\": 1", "\"version\": 2"),
-                "version 2",
+                encode(&Writer::current(), Some(&hash), String::new())
+                    .replace("\"version\": 2", "\"version\": 3"),
+                "version 3",
             ),
             (
-                encode(Some(&hash), "interface = \"eth0\"\n[[vip]]\n".to_owned()),
-                "does not load",
+                encode(&Writer::current(), Some(&hash), "[[vip]]\n".to_owned()),
+                "do not load",
             ),
         ] {
             std::fs::write(&record_path, &text).unwrap();
-            let ((config, _), warned) = warnings_of(|| RunningRecord::load(&path, file.clone()));
+            let ((config, _), warned) = warnings_of(|| load(&path, file.clone()));
             assert_eq!(config, file, "{text}");
             assert!(
                 warned.contains(&record_path.display().to_string()),
@@ -742,7 +951,7 @@ mod tests {
         let scratch = Scratch::new("reload");
         let (path, file) = scratch.file("");
         let record_path = running_state_file(&file).unwrap();
-        let (_, mut record) = RunningRecord::load(&path, file.clone());
+        let (_, mut record) = load(&path, file.clone());
         // Health and admin states are no configuration.
         let mut model = Model::from_config(&file);
         let id = VipId::of(&file.vips[0]);
@@ -770,7 +979,7 @@ mod tests {
         // Changes after it are recorded on the file the reload read, and
         // a restart keeps them.
         record.record(&running, &edited, &edited.guard).unwrap();
-        let (config, _) = RunningRecord::load(&path, edited.clone());
+        let (config, _) = load(&path, edited.clone());
         assert_eq!(config.vips.len(), 2);
     }
 
@@ -780,7 +989,7 @@ mod tests {
     fn a_record_that_cannot_be_written_names_the_file() {
         let scratch = Scratch::new("unwritable");
         let (path, file) = scratch.file("");
-        let (_, mut record) = RunningRecord::load(&path, file.clone());
+        let (_, mut record) = load(&path, file.clone());
         let record_path = running_state_file(&file).unwrap();
         std::fs::create_dir(super::node::temporary_of(&record_path)).unwrap();
         let why = record
@@ -799,7 +1008,7 @@ mod tests {
     fn a_stop_for_good_forgets_the_record() {
         let scratch = Scratch::new("forget");
         let (path, file) = scratch.file("");
-        let (_, mut record) = RunningRecord::load(&path, file.clone());
+        let (_, mut record) = load(&path, file.clone());
         record.record(&changed(&file), &file, &file.guard).unwrap();
         let record_path = running_state_file(&file).unwrap();
         assert!(record_path.exists());
@@ -808,21 +1017,177 @@ mod tests {
         forget(&file);
         assert!(!record_path.exists());
         assert!(!dropped.exists());
-        let (config, _) = RunningRecord::load(&path, file.clone());
+        let (config, _) = load(&path, file.clone());
         assert_eq!(config, file);
     }
 
-    /// The record's text holds the running configuration as `lbctl
-    /// config dump` writes it, which loads as a config file.
+    /// The record's text holds only the running configuration's served
+    /// sections (`[[vip]]`, `[[acl]]`, `[[limit]]`, as `lbctl config
+    /// dump` writes them), which load with the file's node settings.
     #[test]
-    fn the_record_holds_a_loadable_config() {
+    fn the_record_holds_the_served_sections_only() {
         let scratch = Scratch::new("text");
         let (path, file) = scratch.file("");
-        let (_, mut record) = RunningRecord::load(&path, file.clone());
+        let (_, mut record) = load(&path, file.clone());
         record.record(&changed(&file), &file, &file.guard).unwrap();
         let text = std::fs::read_to_string(running_state_file(&file).unwrap()).unwrap();
-        let found: RecordFile = serde_json::from_str(&text).unwrap();
-        let loaded = Config::from_toml_str(&found.config, "record").unwrap();
+        let (found, ignored) = decode(&text).unwrap();
+        assert!(ignored.is_empty());
+        assert!(!found.config.contains("interface"), "{}", found.config);
+        assert!(!found.config.contains("conntrack_size"), "{}", found.config);
+        let (loaded, ignored) = config::with_served(&file, &found.config, "record").unwrap();
+        assert!(ignored.is_empty());
         assert_eq!(loaded.vips.len(), 2);
+        assert_eq!(found.writer, Some(Writer::current()));
+    }
+
+    /// Writes, as the lbd `writer`, the record of the changed running
+    /// configuration of `file` (at `path`).
+    fn record_as(writer: Writer, path: &Path, file: &Config) {
+        let (_, mut record) = RunningRecord::load_as(path, file.clone(), writer, (None, "boot-0"));
+        record.record(&changed(file), file, &file.guard).unwrap();
+    }
+
+    /// Finding 3: lbd 100 records runtime changes; another lbd (200, an
+    /// older build that keeps no record) runs after it, and runtime
+    /// changes are made there; the next start, with the same config
+    /// file, finds a record lbd 200 did not write: it starts from the
+    /// file, warns, and moves the record aside (restoring it would bring
+    /// back what was removed meanwhile).
+    #[test]
+    fn a_record_another_lbd_ran_after_is_set_aside() {
+        let scratch = Scratch::new("stale");
+        let (path, file) = scratch.file("");
+        record_as(lbd(100, "boot-1"), &path, &file);
+        let record_path = running_state_file(&file).unwrap();
+        assert!(record_path.exists());
+
+        let ((config, _), warned) = warnings_of(|| {
+            RunningRecord::load_as(
+                &path,
+                file.clone(),
+                lbd(300, "boot-1"),
+                (Some(&lbd(200, "boot-1")), "boot-1"),
+            )
+        });
+        assert_eq!(config, file, "the file, not the record");
+        assert!(
+            warned.contains("not written by the lbd that ran last"),
+            "{warned}"
+        );
+        assert!(warned.contains("pid 100"), "{warned}");
+        assert!(warned.contains("pid 200"), "{warned}");
+        assert!(!record_path.exists());
+        assert!(dropped_state_file(&file).unwrap().exists(), "kept to read");
+
+        // The same pid in the same boot, started at another time: another
+        // process.
+        record_as(lbd(100, "boot-1"), &path, &file);
+        let mut reused = lbd(100, "boot-1");
+        reused.started = Some(7);
+        let (config, _) = RunningRecord::load_as(
+            &path,
+            file.clone(),
+            lbd(300, "boot-1"),
+            (Some(&reused), "boot-1"),
+        );
+        assert_eq!(config, file);
+
+        // An older build's record (no writer) is not known to be the last
+        // lbd's either.
+        let hash = sha256_hex(&std::fs::read(&path).unwrap());
+        let text = encode(&lbd(1, "boot-1"), Some(&hash), String::new())
+            .replace("\"writer\"", "\"unknown\"");
+        std::fs::write(&record_path, text).unwrap();
+        let ((config, _), warned) = warnings_of(|| {
+            RunningRecord::load_as(
+                &path,
+                file.clone(),
+                lbd(300, "boot-1"),
+                (Some(&lbd(200, "boot-1")), "boot-1"),
+            )
+        });
+        assert_eq!(config, file);
+        assert!(warned.contains("does not name the lbd"), "{warned}");
+
+        // No record of what an lbd held left in the boot the record was
+        // written in (an lbd stopped for good since): set aside.
+        record_as(lbd(100, "boot-1"), &path, &file);
+        let (config, _) =
+            RunningRecord::load_as(&path, file.clone(), lbd(300, "boot-1"), (None, "boot-1"));
+        assert_eq!(config, file);
+        assert!(!record_path.exists());
+    }
+
+    /// The record of the lbd that ran last comes back: after it crashed
+    /// (the record of what it held names it), at each restart after (the
+    /// lbd that restored it rewrote it as its own, though it changed
+    /// nothing), and at the first start after a reboot.
+    #[test]
+    fn the_last_lbds_record_comes_back_after_a_crash_a_restart_and_a_reboot() {
+        let scratch = Scratch::new("last");
+        let (path, file) = scratch.file("");
+        record_as(lbd(100, "boot-1"), &path, &file);
+        let runtime = changed(&file).to_config(&file).vips;
+
+        // lbd 100 crashed; lbd 300 starts.
+        let (config, _) = RunningRecord::load_as(
+            &path,
+            file.clone(),
+            lbd(300, "boot-1"),
+            (Some(&lbd(100, "boot-1")), "boot-1"),
+        );
+        assert_eq!(config.vips, runtime);
+        // lbd 300 is restarted (it changed nothing): lbd 400 restores.
+        let (config, _) = RunningRecord::load_as(
+            &path,
+            file.clone(),
+            lbd(400, "boot-1"),
+            (Some(&lbd(300, "boot-1")), "boot-1"),
+        );
+        assert_eq!(config.vips, runtime);
+        // A reboot: no record of what an lbd held in this boot.
+        let (config, _) =
+            RunningRecord::load_as(&path, file.clone(), lbd(500, "boot-2"), (None, "boot-2"));
+        assert_eq!(config.vips, runtime);
+        let text = std::fs::read_to_string(running_state_file(&file).unwrap()).unwrap();
+        assert_eq!(decode(&text).unwrap().0.writer, Some(lbd(500, "boot-2")));
+    }
+
+    /// Finding 5: a record a newer build wrote, with keys this build does
+    /// not know (in its JSON, beside the VIPs, in a VIP and in a backend),
+    /// still restores the runtime changes, those keys left out with a
+    /// warning naming them.
+    #[test]
+    fn a_newer_builds_keys_in_the_record_are_left_out() {
+        let scratch = Scratch::new("newer");
+        let (path, file) = scratch.file("");
+        let hash = sha256_hex(&std::fs::read(&path).unwrap());
+        let served = "future_key = 1\n\
+                      [[vip]]\naddress = \"198.18.0.100\"\nport = 80\nfuture_vip_key = \"x\"\n\
+                      [[vip.backend]]\naddress = \"198.18.0.13\"\nmac = \"02:00:00:00:00:13\"\nfuture_backend_key = 2\n";
+        let text = encode(&Writer::current(), Some(&hash), served.to_owned()).replacen(
+            '{',
+            "{\n  \"future_field\": true,",
+            1,
+        );
+        std::fs::write(running_state_file(&file).unwrap(), text).unwrap();
+        let ((config, _), warned) = warnings_of(|| load(&path, file.clone()));
+        assert_eq!(config.vips.len(), 1);
+        let backends: Vec<String> = config.vips[0]
+            .backends
+            .iter()
+            .map(|b| b.address.to_string())
+            .collect();
+        assert_eq!(backends, ["198.18.0.13"], "the record's backends");
+        for key in [
+            "future_field",
+            "future_key",
+            "vip[0].future_vip_key",
+            "vip[0].backend[0].future_backend_key",
+        ] {
+            assert!(warned.contains(key), "{key}: {warned}");
+        }
+        assert!(!warned.contains("cannot be used"), "{warned}");
     }
 }

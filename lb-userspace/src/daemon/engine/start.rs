@@ -101,7 +101,13 @@ impl VipSizing {
 impl Engine {
     /// Loads the data plane, fills it from `config` and attaches it.
     /// Returns the engine and the stream of health transitions.
-    pub async fn start(config_path: &Path, config: Config) -> anyhow::Result<(Self, EngineEvents)> {
+    /// `previous`: the lbd that ran before this one, as its record of what
+    /// it held names it (None: no record of this boot).
+    pub(crate) async fn start(
+        config_path: &Path,
+        config: Config,
+        previous: Option<running_state::Writer>,
+    ) -> anyhow::Result<(Self, EngineEvents)> {
         // Generic XDP with NAT or tunnelled VIPs is refused before
         // anything is touched (see `dataplane::hook_choice`); `auto`
         // decides at the attach.
@@ -109,7 +115,10 @@ impl Engine {
         // guards changed through the API), kept while the config file is
         // the one they were made on: the start serves them, so a backend
         // added at run time keeps its flows (see `running_state`).
-        let (config, running) = running_state::RunningRecord::load(config_path, config);
+        // Only the record the lbd that ran last wrote: another build that
+        // keeps none may have run since (see `running_state`).
+        let (config, running) =
+            running_state::RunningRecord::load(config_path, config, previous.as_ref());
         // The backends' drains and maintenance a previous lbd recorded,
         // before anything is touched: a file that cannot be trusted
         // stops the start here (see `admin_state`).
@@ -358,6 +367,11 @@ impl Engine {
             // the swap, and reads its own (unpinned) `TUNNEL_CONFIG`, to
             // which the commit writes these settings too (see
             // `Dataplane::set_previous_tunnel_configs`).
+            // Checks through a tunnel need `tc_hc_encap`: verified here,
+            // before the first commit and the swap, so a new build whose
+            // program this kernel refuses fails its start while the
+            // previous lbd's program keeps forwarding (see `hc_load`).
+            engine.load_hc_program_for_start(&model)?;
             let report = engine.commit(model).context("filling the data plane")?;
             info!(?report, "maps filled");
             // The record as this start runs: removed when it runs the
@@ -659,9 +673,9 @@ fn resumes_mastership(vrrp: &VrrpConfig, state_file: Option<&Path>, adoptable: b
         return false;
     }
     if !adoptable {
-        info!(
+        warn!(
             vrid = vrrp.vrid,
-            "VRRP: was master until moments ago, but there is no pinned data plane to adopt (pin_dir is off, or its pins are gone or do not fit): not resuming mastership"
+            "VRRP: was master until moments ago, but there is no pinned data plane to adopt (pin_dir is off, or its pins are gone or do not fit, e.g. another release's layout): not resuming mastership, the peer takes over"
         );
     }
     adoptable

@@ -721,9 +721,11 @@ impl Engine {
     }
 }
 
-/// `tc_hc_encap`, loaded on first use (the verifier sees it when a check
-/// first needs it; a refusal then costs only those checks, with a warning).
-fn hc_program(ebpf: &mut aya::Ebpf) -> anyhow::Result<&mut SchedClassifier> {
+/// `tc_hc_encap`, loaded on first use: before the start's first commit
+/// or the change that brings the first check through a tunnel, whose
+/// refusal refuses that start or change (see `hc_load`); a refusal after
+/// (the path retried) costs only those checks, with a warning.
+pub(super) fn hc_program(ebpf: &mut aya::Ebpf) -> anyhow::Result<&mut SchedClassifier> {
     let name = names::PROG_TC_HC_ENCAP;
     let program: &mut SchedClassifier = ebpf
         .program_mut(name)
@@ -731,8 +733,15 @@ fn hc_program(ebpf: &mut aya::Ebpf) -> anyhow::Result<&mut SchedClassifier> {
         .try_into()
         .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     if program.fd().is_err() {
-        crate::dataplane::retry_interrupted(name, || program.load())
-            .map_err(|e| anyhow::anyhow!("loading {name}: {e}"))?;
+        // The kernel's refusal kept as such: a start it fails exits with
+        // the status of a refused object (see `daemon::refused`).
+        crate::dataplane::retry_interrupted(name, || program.load()).map_err(|e| {
+            crate::dataplane::DataplaneError::Program {
+                action: "loading",
+                program: name,
+                source: Box::new(e),
+            }
+        })?;
         // Its filters are this lbd's: a sweep of those dead lbds left
         // (at the start, after the first checks) keeps them.
         if let Ok(info) = program.info() {

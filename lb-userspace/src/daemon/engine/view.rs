@@ -39,19 +39,18 @@ use crate::{
 
 /// One VIP's or backend's traffic counters as read (`Dataplane::
 /// shown_vip_traffic`: new flows never fewer than shown before; zeros
-/// when it is not in the data plane); on a failed read, zeros with `unread` called, so
-/// the metrics leave the series out rather than show a counter reset, and
-/// a warning (at most one a minute).
+/// when it is not in the data plane), and whether they were read: on a
+/// failed read, zeros marked unread (false), so the status and the lists
+/// say so and the metrics leave the series out rather than show a
+/// counter reset, and a warning (at most one a minute).
 fn traffic_or_unread(
     read: Option<Result<TrafficCounters, DataplaneError>>,
-    unread: impl FnOnce(),
-) -> TrafficCounters {
+) -> (TrafficCounters, bool) {
     static WARNINGS: Mutex<LogLimit> = Mutex::new(LogLimit::new(Duration::from_secs(60)));
     match read {
-        None => TrafficCounters::default(),
-        Some(Ok(traffic)) => traffic,
+        None => (TrafficCounters::default(), true),
+        Some(Ok(traffic)) => (traffic, true),
         Some(Err(error)) => {
-            unread();
             let allowed = WARNINGS
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -59,7 +58,7 @@ fn traffic_or_unread(
             if let Some(suppressed) = allowed {
                 warn!(%error, suppressed, "reading traffic counters failed; their series are left out of this scrape");
             }
-            TrafficCounters::default()
+            (TrafficCounters::default(), false)
         }
     }
 }
@@ -131,29 +130,40 @@ impl Engine {
                 .and_then(|a| a.live_table())
                 .map(maglev::shares)
                 .unwrap_or_default();
-            let traffic = traffic_or_unread(
-                applied.map(|a| self.dataplane.shown_vip_traffic(a.id)),
-                || unread.vips.push(id.to_string()),
-            );
+            let (traffic, traffic_read) =
+                traffic_or_unread(applied.map(|a| self.dataplane.shown_vip_traffic(a.id)));
+            if !traffic_read {
+                unread.vips.push(id.to_string());
+            }
             let is_nat = vip.config.forwarding == lb_common::Mode::Nat;
             let mut backends = Vec::new();
             for (address, backend) in &vip.backends {
                 let applied_backend = applied.and_then(|a| a.backends.get(address));
                 let backend_id = applied_backend.map(|b| b.id);
-                let traffic = traffic_or_unread(
-                    backend_id.map(|b| self.dataplane.shown_backend_traffic(b)),
-                    || unread.backends.push((id.to_string(), *address)),
-                );
+                let (traffic, traffic_read) =
+                    traffic_or_unread(backend_id.map(|b| self.dataplane.shown_backend_traffic(b)));
+                if !traffic_read {
+                    unread.backends.push((id.to_string(), *address));
+                }
+                let health = backend.config.health.as_ref().unwrap_or(&vip.config.health);
+                let changes = self.transitions.get(&(*id, *address));
                 let check = self.checker.status(&(*id, *address)).map(|s| CheckStatus {
                     kind: (&s.target.kind).into(),
                     checks: s.checks,
                     failures: s.failures,
                     failures_by_reason: s.failures_by_reason.clone(),
-                    transitions: self.transitions.get(&(*id, *address)).copied().unwrap_or(0),
+                    transitions: changes.map_or(0, |c| c.count),
                     consecutive_successes: s.consecutive_successes,
                     consecutive_failures: s.consecutive_failures,
                     last: s.last_result.as_ref().map(|r| r.outcome.to_string()),
+                    last_label: s
+                        .last_result
+                        .as_ref()
+                        .map(|r| r.outcome.failure_label().unwrap_or("ok").to_owned()),
                     last_latency_ms: s.last_latency().map(|d| d.as_secs_f64() * 1000.0),
+                    rise: Some(health.rise),
+                    fall: Some(health.fall),
+                    last_change_s: changes.and_then(|c| c.since(now)).map(|d| d.as_secs()),
                     through_tunnel: s.target.through.is_some(),
                     target: Some(s.target.address.to_string()),
                 });
@@ -192,6 +202,7 @@ impl Engine {
                     packets: traffic.packets,
                     bytes: traffic.bytes,
                     new_flows: traffic.new_flows,
+                    traffic_read,
                     drain_timed_out: backend.drain_timed_out,
                     held_s: backend
                         .hold_left(&vip.config, now)
@@ -216,6 +227,7 @@ impl Engine {
                 packets: traffic.packets,
                 bytes: traffic.bytes,
                 new_flows: traffic.new_flows,
+                traffic_read,
                 mode: vip.config.forwarding,
                 nat: vip.config.nat.map(|nat| self.vip_nat_status(id, vip, nat)),
                 backends,
@@ -272,7 +284,7 @@ impl Engine {
             traffic_unread: unread,
             tables_rebuilt: self.tables_rebuilt,
             reloads: self.reloads,
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            version: crate::BUILD_VERSION.to_owned(),
         }
     }
 
@@ -481,6 +493,47 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// A failed read of the traffic map gives zeros marked unread (the
+    /// status's, `GET /v1/vips`' and `GET /v1/vips/{vip}`'s
+    /// `traffic_read: false`), never zeros that pass for a count.
+    #[test]
+    fn traffic_that_could_not_be_read_is_marked_unread() {
+        let counted = TrafficCounters {
+            packets: 5,
+            bytes: 500,
+            new_flows: 1,
+        };
+        assert_eq!(traffic_or_unread(Some(Ok(counted))), (counted, true));
+        // Not in the data plane (yet): nothing carried, which is a count.
+        assert_eq!(traffic_or_unread(None), (TrafficCounters::default(), true));
+        let failed = traffic_or_unread(Some(Err(DataplaneError::MissingMap("VIP_TRAFFIC"))));
+        assert_eq!(failed, (TrafficCounters::default(), false));
+    }
+
+    /// The lists carry the marks: a VIP and a backend marked unread say
+    /// so in their JSON, and an answer from an lbd before the mark reads
+    /// as read.
+    #[test]
+    fn the_vip_answers_carry_the_unread_marks() {
+        let old = serde_json::json!({
+            "vip": "198.18.0.100:80/tcp", "table_size": 251, "on_all_down": "drop",
+            "all_down": false, "runtime": false, "packets": 0, "bytes": 0, "new_flows": 0,
+            "backends": [{
+                "address": "198.18.0.11", "weight": 100, "state": "enabled", "health": "up",
+                "alive": true, "share": 1.0, "flows": {"live": 0, "closing": 0, "idle": 0},
+                "packets": 0, "bytes": 0, "new_flows": 0, "drain_remaining_s": null,
+                "check": null, "runtime": false
+            }]
+        });
+        let mut vip: VipStatus = serde_json::from_value(old).unwrap();
+        assert!(vip.traffic_read && vip.backends[0].traffic_read);
+        vip.traffic_read = false;
+        vip.backends[0].traffic_read = false;
+        let json = serde_json::to_value(&vip).unwrap();
+        assert_eq!(json["traffic_read"], false, "{json}");
+        assert_eq!(json["backends"][0]["traffic_read"], false, "{json}");
+    }
 
     #[test]
     fn a_dump_that_would_not_load_says_why() {

@@ -36,7 +36,7 @@ use std::{
 
 use anyhow::Context as _;
 use lb_common::{
-    consts::{FLOW_F_HALF_OPEN, FLOW_F_STATE, FLOW_TOUCH_INTERVAL_NS, IPPROTO_TCP, IPPROTO_UDP},
+    consts::{FLOW_F_HALF_OPEN, FLOW_F_STATE, IPPROTO_TCP, IPPROTO_UDP},
     FlowEntry, FlowKey,
 };
 use tokio::sync::mpsc;
@@ -55,7 +55,13 @@ use crate::{
 
 use crate::clock::monotonic_ns;
 use crate::vrrp::machine::PREEMPT_SYNC_HOLD;
-use flow_table::{install_copy, install_unless_fresher, is_replica, mark_replica, Outcome};
+/// Whether a connection-table entry is a peer's flow held as a copy (a
+/// full mesh's mark): the flow censuses count this node's own flows.
+pub(crate) use flow_table::is_replica as is_peer_copy;
+/// A peer's copy's mark (records installs them with it; the censuses'
+/// tests make copies with it).
+pub(crate) use flow_table::mark_replica;
+use flow_table::{install_copy, install_unless_fresher, is_replica, Outcome};
 use peers::{Peer, Receipts};
 use records::{backend_names, install_flows, record, sends, FlowCounts, Install, Scan};
 pub(crate) use roles::Roles;
@@ -72,7 +78,8 @@ const FULL_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 /// dumps every 10 s, 1 M flows every 40 s, the largest (16 M flows) about
 /// every 11 minutes; a peer then spends about 1 % of a core installing
 /// them (about 300 ns a record, BENCHMARKS.md) instead of half a core.
-/// Incremental ticks still send every new or active flow each 250 ms; a
+/// Incremental ticks still send each 250 ms every flow stamped since the
+/// last walk (an active one about once a second, see [`walks`]); a
 /// batch a slow peer's queue dropped waits for the next dump (or session)
 /// the longer. A new session's dump is sent at once whatever the size.
 const DUMP_RATE: u64 = 25_000;
@@ -83,6 +90,9 @@ const DUMP_RATE: u64 = 25_000;
 /// that much instead of spending half a core on scans. (The scans run off
 /// lbd's loop, with the walks: see [`walks::NatScan`].)
 const NAT_SCAN_SPACING: u32 = 4;
+/// Longest a sender to a peer a reload removed writes what is queued
+/// before it closes.
+const REMOVED_PEER_CLOSE: Duration = Duration::from_secs(5);
 /// How often [`Replication::flush`] looks at the senders' queues.
 const FLUSH_POLL: Duration = Duration::from_millis(10);
 /// At most one warning this often for flows (and, apart, NAT flows) that
@@ -127,8 +137,16 @@ impl Topology {
 /// This node's end of the replication.
 pub struct Replication {
     topology: Topology,
-    /// One sender per configured peer, in config order.
+    /// One sender per configured peer, in config order (a reload of
+    /// `[sync] peers` adds and removes some: see [`Self::set_peers`]).
     peers: Vec<Peer>,
+    /// Where this node listens (its senders connect from that address).
+    listen: SocketAddr,
+    /// The channel's settings, for the senders a reload starts.
+    config: SyncConfig,
+    /// The counters of the senders a reload stopped, so the channel's
+    /// totals never go back.
+    retired: SyncStatsSnapshot,
     /// The sync listener (dropping it stops it).
     _listener: sync::ListenerHandle,
     /// The listener's counters (the senders' are per peer).
@@ -224,18 +242,7 @@ impl Replication {
                 .with_context(|| format!("listening for connection-table sync on {listen}"))?;
         let mut started = Vec::with_capacity(peers.len());
         for &address in peers {
-            if is_own_address(address.ip()) {
-                warn!(peer = %address, "a connection-table sync peer is one of this node's own addresses: this node would sync with itself (its listener refuses it); check sync_peer / sync.peers");
-            }
-            let stats = Arc::new(SyncStats::new());
-            let sender = match sender_source(listen, address) {
-                Some(source) => {
-                    sync::Sender::start_from(address, source, config.clone(), stats.clone())
-                }
-                None => sync::Sender::start(address, config.clone(), stats.clone()),
-            }
-            .with_context(|| format!("connection-table sync to {address}"))?;
-            started.push(Peer::new(address, sender, stats));
+            started.push(start_peer(listen, address, &config)?);
         }
         info!(%listen, ?peers, topology = topology.name(), node = node_id, "connection-table replication started");
         let nat_rule = match topology {
@@ -246,6 +253,9 @@ impl Replication {
             Self {
                 topology,
                 peers: started,
+                listen,
+                config,
+                retired: SyncStatsSnapshot::default(),
                 _listener: listener,
                 listener_stats,
                 key: (key_file.to_owned(), key),
@@ -272,7 +282,60 @@ impl Replication {
         self.topology
     }
 
-    /// While sending: sends flows active since the last walk's start to
+    /// A reload's `[sync] peers` (a full mesh's: a pair's peer waits for
+    /// a restart): starts a sender to each new peer and lets it shake
+    /// hands, stops the senders of those no longer listed (each writes
+    /// what is queued first) and refuses them from the next connection.
+    /// A node thus joins or leaves a running mesh with a reload of the
+    /// others, no restart. A new peer's session gets the full dump as any
+    /// new session does. Returns what changed, for the log and the
+    /// reload's answer (empty when nothing did).
+    pub(crate) fn set_peers(&mut self, wanted: &[SocketAddr]) -> anyhow::Result<Vec<String>> {
+        let mut notes = Vec::new();
+        let mut added = Vec::new();
+        for &address in wanted {
+            if !self.peers.iter().any(|p| p.address() == address) {
+                added.push(start_peer(self.listen, address, &self.config)?);
+            }
+        }
+        let (kept, removed): (Vec<Peer>, Vec<Peer>) = std::mem::take(&mut self.peers)
+            .into_iter()
+            .partition(|p| wanted.contains(&p.address()));
+        self.peers = kept;
+        for peer in &added {
+            notes.push(format!(
+                "sync peer {} added: this node streams its flows to it and lets it connect",
+                peer.address()
+            ));
+        }
+        self.peers.extend(added);
+        for peer in removed {
+            notes.push(format!(
+                "sync peer {} removed: this node stops streaming to it and refuses its connections (a session it holds to this node ends when it stops or drops this node too)",
+                peer.address()
+            ));
+            self.retired.absorb(&peer.stats());
+            tokio::spawn(async move {
+                let (address, closed) = peer.close(REMOVED_PEER_CLOSE).await;
+                debug!(peer = %address, ?closed, "connection-table sync to a removed peer closed");
+            });
+        }
+        if !notes.is_empty() {
+            let addresses: Vec<IpAddr> = self.peers.iter().map(|p| p.address().ip()).collect();
+            self._listener.set_sources(sync::Sources::Peers(addresses));
+            for note in &notes {
+                info!("{note}");
+            }
+        }
+        Ok(notes)
+    }
+
+    /// The configured peers' addresses, in order.
+    pub(crate) fn peer_addresses(&self) -> Vec<SocketAddr> {
+        self.peers.iter().map(Peer::address).collect()
+    }
+
+    /// While sending: sends flows stamped since the last walk's start to
     /// every peer, or all of them when a peer has a new session or a full
     /// sync is due (a new session of one peer dumps to all: the scan is
     /// shared and sessions are rare). In a full mesh, copies installed from
@@ -685,6 +748,7 @@ impl Replication {
     /// The channel's counters: every sender's and the listener's.
     pub fn channel_stats(&self) -> SyncStatsSnapshot {
         let mut total = self.listener_stats.snapshot();
+        total.absorb(&self.retired);
         for peer in &self.peers {
             total.absorb(&peer.stats());
         }
@@ -744,6 +808,25 @@ fn fit_node_id(mut id: String) -> String {
     }
     id.truncate(end);
     id
+}
+
+/// Starts the sender to `address`, from `listen`'s address where that
+/// works (see [`sender_source`]).
+fn start_peer(
+    listen: SocketAddr,
+    address: SocketAddr,
+    config: &SyncConfig,
+) -> anyhow::Result<Peer> {
+    if is_own_address(address.ip()) {
+        warn!(peer = %address, "a connection-table sync peer is one of this node's own addresses: this node would sync with itself (its listener refuses it); check sync_peer / sync.peers");
+    }
+    let stats = Arc::new(SyncStats::new());
+    let sender = match sender_source(listen, address) {
+        Some(source) => sync::Sender::start_from(address, source, config.clone(), stats.clone()),
+        None => sync::Sender::start(address, config.clone(), stats.clone()),
+    }
+    .with_context(|| format!("connection-table sync to {address}"))?;
+    Ok(Peer::new(address, sender, stats))
 }
 
 /// The address a sender to `peer` connects from: this node's listen

@@ -55,6 +55,11 @@ impl Peer {
         }
     }
 
+    /// The peer's address (as configured).
+    pub(crate) fn address(&self) -> SocketAddr {
+        self.address
+    }
+
     /// Whether a session started since the last call: the peer may have
     /// missed batches (or restarted), so it needs a full dump. Called when
     /// a walk starts; remembers the session number for [`Peer::read`]

@@ -673,7 +673,7 @@ fn a_tick_while_a_walk_is_in_flight_starts_none_and_the_next_window_covers_it() 
     assert_eq!(
         long.scan,
         Scan::Recent {
-            since: 10 * S - FLOW_TOUCH_INTERVAL_NS
+            since: 10 * S - nat::SCAN_MARGIN_NS
         }
     );
     // ... ticks while it runs start nothing, and ask no peer.
@@ -693,7 +693,7 @@ fn a_tick_while_a_walk_is_in_flight_starts_none_and_the_next_window_covers_it() 
     assert_eq!(
         next.scan,
         Scan::Recent {
-            since: 20 * S - FLOW_TOUCH_INTERVAL_NS
+            since: 20 * S - nat::SCAN_MARGIN_NS
         }
     );
     // A finish with nothing in flight changes nothing.
@@ -745,7 +745,7 @@ fn a_session_during_a_walk_gets_a_full_dump_from_the_next() {
     assert_eq!(
         kept.scan,
         Scan::Recent {
-            since: 7 * S - FLOW_TOUCH_INTERVAL_NS
+            since: 7 * S - nat::SCAN_MARGIN_NS
         }
     );
 }
@@ -1256,7 +1256,7 @@ async fn the_last_tick_waits_for_the_walk_in_flight() {
     assert_eq!(
         last.scan,
         Scan::Recent {
-            since: first.started_ns.saturating_sub(FLOW_TOUCH_INTERVAL_NS)
+            since: first.started_ns.saturating_sub(nat::SCAN_MARGIN_NS)
         }
     );
     // Nothing in flight: nothing waited for.
@@ -1606,4 +1606,86 @@ fn a_reload_tells_of_a_sync_key_file_that_changed() {
     let note = key_file_note(&path, &running, read_key(&path)).expect("gone");
     assert!(note.contains("reading sync key"), "{note}");
     std::fs::remove_dir(&dir).unwrap();
+}
+
+/// An active flow whose stamp has not moved is sent once, not on every
+/// 250 ms tick of the touch interval (the data plane re-stamps at most
+/// once a second, and the peer takes the unchanged resends as stale);
+/// a flow touched while a walk ran is still in the next walk.
+#[test]
+fn an_unchanged_active_flow_is_sent_once_not_on_every_tick() {
+    let t0 = Instant::now();
+    let asked = std::cell::Cell::new(0);
+    let mut walks = walks::Walks::default();
+    let tick = 250_000_000u64;
+    // The first walk dumps everything, before the flow's stamp.
+    let stamp = 10 * S;
+    walks
+        .start(session(false, &asked), stamp - tick, t0)
+        .unwrap();
+    walks.finish(true);
+    let mut sent = 0;
+    for n in 1..=5u64 {
+        let planned = walks
+            .start(session(false, &asked), stamp + n * tick, t0)
+            .unwrap();
+        assert!(!planned.full);
+        if sends(Topology::FullMesh, planned.scan, stamp) {
+            sent += 1;
+        }
+        walks.finish(true);
+    }
+    assert_eq!(sent, 1, "sent once, on the first tick after its stamp");
+    // A walk starts at W and reads the flow before a packet re-stamps it
+    // at W + 0.1 s: the next walk sends it.
+    let w = stamp + 6 * tick;
+    let during = walks.start(session(false, &asked), w, t0).unwrap();
+    let touched = w + 100_000_000;
+    assert!(!sends(Topology::FullMesh, during.scan, stamp));
+    walks.finish(true);
+    let next = walks.start(session(false, &asked), w + tick, t0).unwrap();
+    assert!(sends(Topology::FullMesh, next.scan, touched));
+    // The coarse clock that stamps lags a jiffy: a stamp a little before
+    // the walk's start is still in the next window.
+    assert!(sends(Topology::FullMesh, next.scan, w - 10_000_000));
+}
+
+/// A node joins a running mesh without a restart of the others: a
+/// reload of `[sync] peers` starts a sender to the new peer and lets it
+/// shake hands; a peer removed loses its sender and is refused.
+#[tokio::test]
+async fn a_reload_of_the_peers_lets_a_new_node_join_and_a_removed_one_go() {
+    let key_file = std::env::temp_dir().join(format!("lbr-join-{}.key", std::process::id()));
+    std::fs::write(&key_file, b"test-key-0123456789abcdef").unwrap();
+    let old: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let (mut replication, _incoming) = Replication::start(
+        Topology::FullMesh,
+        "127.0.0.1:0".parse().unwrap(),
+        &[old],
+        &key_file,
+        "lb-a",
+    )
+    .await
+    .unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    let listener = replication._listener.local_addr();
+    assert!(first_bytes(listener, [127, 0, 0, 3]).await.is_empty());
+    let joining: SocketAddr = "127.0.0.3:9".parse().unwrap();
+    let notes = replication.set_peers(&[old, joining]).unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(replication.peer_addresses(), vec![old, joining]);
+    assert_eq!(replication.peer_status().len(), 2);
+    assert!(
+        !first_bytes(listener, [127, 0, 0, 3]).await.is_empty(),
+        "the new node shakes hands"
+    );
+    // The same list again changes nothing.
+    assert!(replication.set_peers(&[joining, old]).unwrap().is_empty());
+    let notes = replication.set_peers(&[joining]).unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(replication.peer_addresses(), vec![joining]);
+    assert!(
+        first_bytes(listener, [127, 0, 0, 1]).await.is_empty(),
+        "the removed node is refused"
+    );
 }

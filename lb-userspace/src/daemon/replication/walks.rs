@@ -16,9 +16,13 @@
 //! [`Walks`] is the bookkeeping as a state machine over time (no clock,
 //! no threads): a tick while a walk runs starts none (the next starts at
 //! the first tick after it ended, so walks never pile up), and the window
-//! of a walk of recent flows starts [`FLOW_TOUCH_INTERVAL_NS`] before the
-//! previous walk's *start*, so every flow touched while that walk ran is
-//! in the next one. A new session seen while a walk runs is seen by the
+//! of a walk of recent flows starts at the previous walk's *start* (less
+//! [`nat::SCAN_MARGIN_NS`], the stamping clock's lag), so every flow
+//! touched while that walk ran is in the next one, and an active flow
+//! whose stamp did not move since is not sent again: the data plane
+//! re-stamps it at most every
+//! [`FLOW_TOUCH_INTERVAL_NS`](lb_common::consts::FLOW_TOUCH_INTERVAL_NS), and on every
+//! change of its flags. A new session seen while a walk runs is seen by the
 //! next walk (the sessions' marks are read only when one starts), which
 //! dumps everything; a walk that fails (it panicked) is owed again.
 //! [`Walker`] runs the walks: on a blocking thread over the second
@@ -105,17 +109,20 @@ impl Walks {
             || self
                 .last_full
                 .is_none_or(|t| now.saturating_duration_since(t) >= interval);
-        // last_seen is refreshed at most every FLOW_TOUCH_INTERVAL_NS, so a
-        // flow is "recent" if touched within that much before the start of
-        // the last walk (flows touched while it ran may have been read
-        // before their touch).
+        // A flow is "recent" if stamped since the last walk's start, less
+        // the stamping clock's lag (flows touched while it ran may have
+        // been read before their touch). Not a whole touch interval
+        // before it: the data plane re-stamps an active flow at most once
+        // a second (and on every change of its flags), so that window
+        // resent every active flow, unchanged, on each of about four
+        // ticks, to every peer.
         let scan = if new_session {
             Scan::Session
         } else if full {
             Scan::Periodic
         } else {
             Scan::Recent {
-                since: self.last_scan_ns.saturating_sub(FLOW_TOUCH_INTERVAL_NS),
+                since: self.last_scan_ns.saturating_sub(nat::SCAN_MARGIN_NS),
             }
         };
         if full {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::server::{self, ServerParams};
-use super::settings::{Settings, TcpRule};
+use super::settings::{ProtocolCheck, Settings, TcpRule};
 use crate::import::model::{Check, CheckKind, Note, Origin, Sourced};
 
 /// `tcp-check connect` options that take a value (HAProxy 2.x); the
@@ -43,6 +43,19 @@ fn connect_options(rule: &TcpRule) -> (Option<&str>, Vec<String>) {
         }
     }
     (port, others)
+}
+
+/// The role of an `option pgsql-check user X` that lbd's `pgsql` check
+/// can log in as: a PostgreSQL name lbd's config takes (1 to 63 bytes, no
+/// control character). None for another protocol check, a pgsql-check
+/// without `user` (lbd's needs one: it checks TCP then), or a name lbd
+/// would refuse.
+pub(super) fn pgsql_user(check: &ProtocolCheck) -> Option<&str> {
+    let user = check.pgsql_user.as_deref()?;
+    let fits = !user.is_empty()
+        && user.len() <= crate::config::MAX_HEALTH_PGSQL_NAME_BYTES
+        && !user.chars().any(char::is_control);
+    fits.then_some(user)
 }
 
 /// The rule that opens the check's connection: the first `tcp-check`
@@ -264,7 +277,13 @@ pub(super) fn check_of(settings: &Settings, server: &server::Server, origin: &Or
         }
         (None, _) => match (&settings.protocol_check, &settings.tcp_check) {
             (Some(protocol), _) => {
-                Sourced::new(CheckKind::Tcp, &protocol.origin, protocol.what.clone())
+                let kind = match pgsql_user(&protocol.value) {
+                    Some(user) => CheckKind::Pgsql {
+                        user: user.to_owned(),
+                    },
+                    None => CheckKind::Tcp,
+                };
+                Sourced::new(kind, &protocol.origin, protocol.what.clone())
             }
             (None, Some(tcp)) => Sourced::new(CheckKind::Tcp, &tcp.origin, tcp.what.clone()),
             (None, None) => Sourced::new(CheckKind::Tcp, origin, "check"),

@@ -252,13 +252,21 @@ pub(super) fn proxy_notes(proxy: &Proxy) -> Vec<Note> {
         }
     }
     if let (Some(protocol), true) = (&proxy.settings.protocol_check, checked) {
-        notes.push(Note::new(
-            &protocol.origin,
-            format!(
+        let text = match (super::check::pgsql_user(&protocol.value), &protocol.value) {
+            (Some(user), _) => format!(
+                "{}: lbd's pgsql check sends a StartupMessage as {user} and wants an authentication request, as HAProxy's does (check = \"pgsql\", user = \"{user}\")",
+                protocol.what
+            ),
+            (None, p) if p.kind == "pgsql-check" => format!(
+                "{}: names no role lbd's pgsql check can log in as (user, 1 to 63 bytes); lbd checks that a TCP connection opens (set check = \"pgsql\" and user = \"...\" to speak the protocol)",
+                protocol.what
+            ),
+            _ => format!(
                 "{}: lbd checks that a TCP connection opens; the protocol is not spoken",
                 protocol.what
             ),
-        ));
+        };
+        notes.push(Note::new(&protocol.origin, text));
     }
     let (mut tcp_notes, mut ignored) = tcp_check_notes(&proxy.settings, checked);
     notes.append(&mut tcp_notes);

@@ -19,6 +19,18 @@ pub(super) struct HttpCheck {
     pub(super) host: Option<String>,
 }
 
+/// A protocol check HAProxy speaks and lbd may not (`option pgsql-check`,
+/// `mysql-check`, `redis-check`, `smtpchk`, ...): lbd speaks PostgreSQL's
+/// when the check names its role, and checks the others as TCP.
+#[derive(Debug, Clone)]
+pub(super) struct ProtocolCheck {
+    /// The option, e.g. `pgsql-check`.
+    pub(super) kind: String,
+    /// `option pgsql-check user X`: the role the check logs in as (None
+    /// for another option, or a pgsql-check that names none).
+    pub(super) pgsql_user: Option<String>,
+}
+
 /// A `tcp-check` rule line, kept for what lbd's check can take of it (the
 /// port of its connection) and for the warning on what it cannot (what
 /// is sent and expected).
@@ -41,7 +53,7 @@ pub(super) struct Settings {
     pub(super) mode: Option<Sourced<String>>,
     pub(super) http_check: Option<HttpCheck>,
     /// `option pgsql-check` and friends: protocol checks lbd does as TCP.
-    pub(super) protocol_check: Option<Sourced<String>>,
+    pub(super) protocol_check: Option<Sourced<ProtocolCheck>>,
     /// `option tcp-check`: the proxy's `tcp-check` rules are what its
     /// checks do.
     pub(super) tcp_check: Option<Sourced<String>>,
@@ -61,6 +73,12 @@ pub(super) struct Settings {
     pub(super) expect_status: Option<Sourced<u16>>,
     pub(super) timeout_check: Option<Sourced<Duration>>,
     pub(super) timeout_connect: Option<Sourced<Duration>>,
+    /// `timeout client`, `timeout server`, `timeout tunnel`: how long
+    /// HAProxy kept an idle connection, which lbd's idle timeouts carry
+    /// over (see [`Settings::idle_timeout`]).
+    pub(super) timeout_client: Option<Sourced<Duration>>,
+    pub(super) timeout_server: Option<Sourced<Duration>>,
+    pub(super) timeout_tunnel: Option<Sourced<Duration>>,
     pub(super) default_server: ServerParams,
     /// `option allbackups`: every backup server takes over when no
     /// active one can, not only the first.
@@ -77,6 +95,25 @@ pub(super) struct Settings {
     pub(super) notes: Vec<Note>,
     /// Directives with no L4 meaning, listed in one note per section.
     pub(super) ignored: Vec<String>,
+}
+
+impl Settings {
+    /// How long HAProxy kept an idle connection of a service whose
+    /// frontend (or listen) has `self`'s settings and whose servers are
+    /// in `farm` (the same listen, or the backend): the farm's `timeout
+    /// tunnel`, which in TCP mode supersedes the others, else the longer
+    /// of the frontend's `timeout client` and the farm's `timeout server`.
+    /// None when none is set.
+    pub(super) fn idle_timeout(&self, farm: &Settings) -> Option<Sourced<Duration>> {
+        if let Some(tunnel) = &farm.timeout_tunnel {
+            return Some(tunnel.clone());
+        }
+        match (&self.timeout_client, &farm.timeout_server) {
+            (Some(c), Some(s)) if s.value > c.value => Some(s.clone()),
+            (Some(c), _) => Some(c.clone()),
+            (None, s) => s.clone(),
+        }
+    }
 }
 
 /// A line of settings (also in `defaults`).
@@ -174,7 +211,15 @@ pub(super) fn apply(file: &str, line: &Line, settings: &mut Settings) -> Result<
         {
             settings.http_check = None;
             settings.tcp_check = None;
-            settings.protocol_check = Some(Sourced::new(kind.to_owned(), &origin, line.text()));
+            // option pgsql-check [ user <username> ]
+            let pgsql_user = (kind == "pgsql-check" && arg(2) == Some("user"))
+                .then(|| arg(3).map(str::to_owned))
+                .flatten();
+            let check = ProtocolCheck {
+                kind: kind.to_owned(),
+                pgsql_user,
+            };
+            settings.protocol_check = Some(Sourced::new(check, &origin, line.text()));
         }
         ("tcp-check", Some(action)) => settings.tcp_rules.push(TcpRule {
             origin,
@@ -190,6 +235,21 @@ pub(super) fn apply(file: &str, line: &Line, settings: &mut Settings) -> Result<
                 options: words[2..].to_vec(),
             });
             http_check(&origin, line, settings);
+        }
+        ("timeout", Some(kind @ ("client" | "server" | "tunnel"))) => {
+            let value = arg(2).and_then(time).ok_or_else(|| {
+                ImportError::at(
+                    file,
+                    line.no,
+                    format!("timeout {kind} needs a time such as 30s"),
+                )
+            })?;
+            let sourced = Some(Sourced::new(value, &origin, line.text()));
+            match kind {
+                "client" => settings.timeout_client = sourced,
+                "server" => settings.timeout_server = sourced,
+                _ => settings.timeout_tunnel = sourced,
+            }
         }
         ("timeout", Some(kind @ ("check" | "connect"))) => {
             let value = arg(2).and_then(time).ok_or_else(|| {

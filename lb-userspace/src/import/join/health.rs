@@ -41,6 +41,10 @@ pub(super) fn entries(check: Option<&Check>, notes: &mut Vec<String>) -> Vec<Ent
             }
             out.push(Entry::new("expect_status", i64::from(*expect_status), ""));
         }
+        CheckKind::Pgsql { user } => {
+            out.push(Entry::new("check", "pgsql", kind.comment()));
+            out.push(Entry::new("user", user.clone(), ""));
+        }
     }
     if let Some(port) = &check.port {
         out.push(Entry::new("port", i64::from(port.value), port.comment()));

@@ -352,7 +352,7 @@ fn keep_own_port_and_host(
     let after_kind = |entries: &[Entry]| {
         entries
             .iter()
-            .position(|e| !matches!(e.key, "check" | "path" | "host" | "expect_status"))
+            .position(|e| !matches!(e.key, "check" | "path" | "host" | "expect_status" | "user"))
             .unwrap_or(entries.len())
     };
     if check.port.is_none() && vip_check.port.is_some() {
@@ -367,7 +367,7 @@ fn keep_own_port_and_host(
     }
     let host_of = |check: &Check| match &check.kind.value {
         CheckKind::Http { host, .. } => Some(host.clone()),
-        CheckKind::Tcp => None,
+        CheckKind::Tcp | CheckKind::Pgsql { .. } => None,
     };
     if let (Some(None), Some(Some(_))) = (host_of(check), host_of(vip_check)) {
         let port = check.port.as_ref().map_or(port, |p| p.value);

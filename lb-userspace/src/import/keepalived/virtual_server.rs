@@ -89,6 +89,7 @@ pub(super) fn virtual_server(
         acl: Vec::new(),
         passive: None,
         all_backups: None,
+        idle_timeout: None,
         notes: fwmark_note.into_iter().collect(),
     };
     let mut protocol = Protocol::Tcp;

@@ -42,6 +42,7 @@ pub(super) fn upstream(
         all_backups: Some(
             "nginx shares the connections among all the backup servers of an upstream".to_owned(),
         ),
+        idle_timeout: None,
         notes: Vec::new(),
     };
     let mut checked = false;

@@ -155,7 +155,9 @@ fn a_tcp_listen_on_other_ports_needs_nat_and_its_address_moves_with_the_vip() {
     );
     let vip = &imported.config.vips[0];
     assert_eq!((vip.port, vip.forwarding), (5432, Mode::Nat));
-    assert_eq!(vip.health.check, CheckType::Tcp);
+    // HAProxy's pgsql-check speaks the protocol: so does lbd's.
+    assert_eq!(vip.health.check, CheckType::Pgsql);
+    assert_eq!(vip.health.user.as_deref(), Some("postgres"));
     assert_eq!(
         (vip.health.interval, vip.health.rise, vip.health.fall),
         (Duration::from_secs(1), 1, 2)
@@ -174,11 +176,10 @@ fn a_tcp_listen_on_other_ports_needs_nat_and_its_address_moves_with_the_vip() {
         [ip("198.18.0.100"), ip("198.18.0.50")]
     );
     assert!(
-        imported
-            .text
-            .contains("option pgsql-check user postgres: lbd checks that a TCP connection opens"),
-        "{}",
-        imported.text
+        imported.notes.iter().any(|n| n
+            .contains("option pgsql-check user postgres: lbd's pgsql check sends a StartupMessage as postgres")),
+        "{:?}",
+        imported.notes
     );
     // Forced to dsr-l2, the port difference is refused at the server.
     let forced = Options {
@@ -189,6 +190,101 @@ fn a_tcp_listen_on_other_ports_needs_nat_and_its_address_moves_with_the_vip() {
         refused(&[("haproxy.cfg", haproxy), ("keepalived.conf", KEEPALIVED)], &forced),
         "haproxy.cfg:7: pgb1 listens on port 6432, the VIP on 5432: lbd's dsr-l2 mode keeps the port; use --forwarding nat (with --nat-source)"
     );
+}
+
+/// HAProxy's idle timeouts carry over: the longer of `timeout client`
+/// and `timeout server` (or `timeout tunnel`) becomes the node's
+/// `tcp_idle_timeout_s` and, for a NAT VIP, `[nat]
+/// tcp_established_timeout_s` with a margin, each said in a NOTE.
+#[test]
+fn haproxy_idle_timeouts_become_lbds_for_dsr_and_nat() {
+    let haproxy = "defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 8h
+    timeout server 1h
+
+listen pg
+    bind *:5432
+    server pgb1 198.19.2.10:6432 check
+";
+    let options = Options {
+        nat_source: vec![ip("198.18.0.50")],
+        ..Options::default()
+    };
+    let imported = ok(
+        &[("haproxy.cfg", haproxy), ("keepalived.conf", KEEPALIVED)],
+        &options,
+    );
+    let config = &imported.config;
+    assert_eq!(config.vips[0].forwarding, Mode::Nat);
+    assert_eq!(config.tcp_idle_timeout, Duration::from_secs(28_800));
+    assert_eq!(
+        config.nat.timeouts.tcp_established,
+        Duration::from_secs(28_800 + 240)
+    );
+    let text = &imported.text;
+    for expected in [
+        "tcp_idle_timeout_s = 28800  # haproxy.cfg:4 (timeout client 8h)",
+        "tcp_established_timeout_s = 29040  # haproxy.cfg:4 (timeout client 8h) + 240 s",
+    ] {
+        assert!(text.contains(expected), "no {expected:?} in\n{text}");
+    }
+    let notes = &imported.notes;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("a NAT VIP's translations are not held by tcp_idle_timeout_s")),
+        "{notes:?}"
+    );
+    assert!(
+        !notes
+            .iter()
+            .any(|n| n.contains("not carried over") && n.contains("timeout client")),
+        "{notes:?}"
+    );
+    // A backend's timeout tunnel wins over client and server (DSR here).
+    let haproxy = "defaults\n    mode tcp\n    timeout client 30m\n\
+        frontend f\n    bind *:5432\n    default_backend b\n\
+        backend b\n    timeout tunnel 2h\n    server s1 198.18.0.11:5432 check\n";
+    let imported = ok(
+        &[("haproxy.cfg", haproxy), ("keepalived.conf", KEEPALIVED)],
+        &Options::default(),
+    );
+    assert_eq!(imported.config.vips[0].forwarding, Mode::DsrL2);
+    assert_eq!(imported.config.tcp_idle_timeout, Duration::from_secs(7200));
+    assert_eq!(
+        imported.config.nat.timeouts.tcp_established,
+        Duration::from_secs(7440),
+        "no NAT VIP: [nat] untouched"
+    );
+}
+
+/// `option pgsql-check` without `user` names no role for lbd's pgsql
+/// check (which needs one): a TCP check, saying why; other protocol
+/// checks stay TCP.
+#[test]
+fn a_pgsql_check_without_a_user_and_other_protocol_checks_stay_tcp() {
+    for (option, note) in [
+        ("option pgsql-check", "option pgsql-check: names no role lbd's pgsql check can log in as"),
+        ("option mysql-check user haproxy", "option mysql-check user haproxy: lbd checks that a TCP connection opens; the protocol is not spoken"),
+    ] {
+        let haproxy = format!(
+            "listen db\n    bind *:5432\n    mode tcp\n    {option}\n    server s1 198.18.0.11:5432 check\n"
+        );
+        let imported = ok(
+            &[("haproxy.cfg", haproxy.as_str()), ("keepalived.conf", KEEPALIVED)],
+            &Options::default(),
+        );
+        let vip = &imported.config.vips[0];
+        assert_eq!(vip.health.check, CheckType::Tcp, "{option}");
+        assert_eq!(vip.health.user, None);
+        assert!(
+            imported.notes.iter().any(|n| n.contains(note)),
+            "{note:?} in {:?}",
+            imported.notes
+        );
+    }
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex, PoisonError, RwLock},
     time::{Duration, Instant},
 };
 
@@ -79,12 +79,26 @@ pub enum BatchKind {
 pub struct ListenerHandle {
     local_addr: SocketAddr,
     task: JoinHandle<()>,
+    /// Who may shake hands, shared with the accept loop.
+    sources: Arc<RwLock<Sources>>,
 }
 
 impl ListenerHandle {
     /// The address bound, so a listener on port 0 can be found.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Lets `sources` shake hands from the next connection on (a reload
+    /// of `[sync] peers`): a node joins a running mesh without a restart
+    /// of the others. Sessions already up stay up (a peer removed is
+    /// cut by its own side, or ages out as a silent one would).
+    pub(crate) fn set_sources(&self, sources: Sources) {
+        info!(
+            ?sources,
+            "sync listener: the peers allowed to shake hands changed"
+        );
+        *self.sources.write().unwrap_or_else(PoisonError::into_inner) = sources;
     }
 }
 
@@ -141,9 +155,10 @@ pub(super) async fn listen_with(
         source,
     })?;
     info!(%local_addr, node = %config.node_id, ?sources, versions = %config.versions, "sync listener started");
+    let sources = Arc::new(RwLock::new(sources));
     let shared = Arc::new(Shared {
         config,
-        sources,
+        sources: sources.clone(),
         batches,
         stats,
         timing,
@@ -154,7 +169,11 @@ pub(super) async fn listen_with(
     let task = tokio::spawn(
         accept_loop(listener, shared).instrument(info_span!("sync_listener", %local_addr)),
     );
-    Ok(ListenerHandle { local_addr, task })
+    Ok(ListenerHandle {
+        local_addr,
+        task,
+        sources,
+    })
 }
 
 /// A connection whose handshake passed, ready for its session.
@@ -169,8 +188,9 @@ struct Established {
 /// What the accept loop shares with its connections.
 struct Shared {
     config: SyncConfig,
-    /// Who may shake hands.
-    sources: Sources,
+    /// Who may shake hands (a reload may change it: see
+    /// [`ListenerHandle::set_sources`]).
+    sources: Arc<RwLock<Sources>>,
     batches: mpsc::Sender<ReceivedBatch>,
     stats: Arc<SyncStats>,
     timing: Timing,
@@ -186,6 +206,14 @@ struct Shared {
 }
 
 impl Shared {
+    /// Who may shake hands now.
+    fn sources(&self) -> Sources {
+        self.sources
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Logs a connection refused for its address, unless one was logged
     /// lately.
     fn log_stranger(&self, peer: SocketAddr) {
@@ -198,7 +226,7 @@ impl Shared {
             Some(suppressed) => warn!(
                 %peer,
                 suppressed,
-                "sync connection refused: its address is no configured peer's (sync_peer / sync.peers); a peer connects from the address it listens on"
+                "sync connection refused: its address is no configured peer's (sync_peer / sync.peers); a peer connects from the address it listens on: to let a new node join, add its listen address to sync.peers and reload (sync_peer: restart)"
             ),
             None => debug!(%peer, "sync connection refused: not a configured peer"),
         }
@@ -261,12 +289,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    if !shared.sources.admits(peer.ip()) {
+                    let sources = shared.sources();
+                    if !sources.admits(peer.ip()) {
                         shared.stats.add(Counter::Refused, 1);
                         shared.log_stranger(peer);
                         continue;
                     }
-                    if let Some((cut, cut_peer)) = slots.make_room(peer, &shared.sources) {
+                    if let Some((cut, cut_peer)) = slots.make_room(peer, &sources) {
                         cut.abort();
                         shared.stats.add(Counter::Refused, 1);
                         shared.log_refusal(cut_peer, &format_args!(

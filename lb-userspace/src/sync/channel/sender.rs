@@ -26,7 +26,7 @@ use tokio::{
     task::JoinHandle,
     time::{sleep, timeout, timeout_at},
 };
-use tracing::{debug, info, info_span, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::{
     queue::{QueuedBatch, Records, SendQueue},
@@ -37,8 +37,13 @@ use super::{
     Timing, READ_BUFFER, SEND_QUEUE_CAPACITY, SEND_QUEUE_RECORDS,
 };
 use crate::sync::{
-    wire::Versions, Counter, FlowRecord, NatFlowRecord, SyncConfig, SyncError, SyncStats,
+    log_limit::LogLimit, wire::Versions, Counter, FlowRecord, NatFlowRecord, SyncConfig, SyncError,
+    SyncStats,
 };
+
+/// At most one warning this often that the peer refuses this node (it
+/// retries every few seconds for as long as the peer does not list it).
+const REFUSED_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How much longer than its limit [`Sender::close`] waits for the task,
 /// which keeps to the limit itself, before it aborts it.
@@ -103,6 +108,10 @@ struct SenderShared {
     peer_node: Mutex<Option<String>>,
     /// The protocol version of the last session (0: none yet).
     version: AtomicU16,
+    /// The last attempt was closed by the peer before its Hello, at the
+    /// lowest version this node offers: the peer's listener does not
+    /// admit this node (logged by the sender task: `log_refused`).
+    refused: AtomicBool,
     /// Once a close is asked for, the deadline by which the task ends
     /// (see [`Sender::close`]).
     closing: watch::Sender<Option<Instant>>,
@@ -213,6 +222,7 @@ impl Sender {
             sessions: watch::Sender::new(0),
             peer_node: Mutex::new(None),
             version: AtomicU16::new(0),
+            refused: AtomicBool::new(false),
             closing: watch::Sender::new(None),
         });
         let task = runtime.spawn(
@@ -335,6 +345,16 @@ impl Sender {
         self.shared.connected.load(Ordering::Relaxed)
     }
 
+    /// Whether the peer closed this node's last connection before its
+    /// Hello, at the lowest protocol version this node offers: its
+    /// listener does not list this node's address among its peers (or
+    /// every handshake slot of it was taken). Over at the next session.
+    /// (The log says so; tests ask here.)
+    #[cfg(test)]
+    pub(crate) fn refused(&self) -> bool {
+        self.shared.refused.load(Ordering::Relaxed)
+    }
+
     /// The peer's node id, once a handshake authenticated it (kept after
     /// the session ends; the next handshake replaces it). It names the
     /// batches this node receives from that peer
@@ -421,6 +441,7 @@ async fn run_sender(
     let mut closing = shared.closing.subscribe();
     let mut backoff = Backoff::new(timing);
     let mut offer = Offer::new(config.versions);
+    let mut refusals = LogLimit::new(REFUSED_LOG_INTERVAL);
     loop {
         let attempt = connect_once(
             link,
@@ -441,7 +462,11 @@ async fn run_sender(
         // A fallback to an older version is no failure worth an error.
         if !matches!(error, SyncError::Offer { .. }) {
             stats.count_error(&error);
-            log_session_end(&error, repeated);
+            if shared.refused.load(Ordering::Relaxed) {
+                log_refused(link, refusals.allow(Instant::now()));
+            } else {
+                log_session_end(&error, repeated);
+            }
         }
         debug!(?delay, "reconnecting to the sync peer");
         tokio::select! {
@@ -449,6 +474,31 @@ async fn run_sender(
             () = close_asked(Some(&mut closing)) => return Closed::NotConnected,
         }
         stats.add(Counter::Reconnects, 1);
+    }
+}
+
+/// Logs that the peer refuses this node (`allowed`: the suppressed count
+/// since the last warning, None while rate-limited): until its listener
+/// lists this node, the peer gets none of this node's flows, and a new
+/// node that joins a running mesh stays unknown to it.
+fn log_refused(link: Link, allowed: Option<u64>) {
+    let this = link.source.map_or_else(
+        || "this node's sync listen address".to_owned(),
+        |source| {
+            format!(
+                "this node's sync listen address ({}, with its port)",
+                source.ip()
+            )
+        },
+    );
+    match allowed {
+        Some(suppressed) => warn!(
+            peer = %link.peer,
+            suppressed,
+            "sync peer {} refuses this node: add {this} to its sync.peers and reload it (a [[vrrp]] sync_peer: restart it); until then it gets none of this node's flows",
+            link.peer
+        ),
+        None => debug!(peer = %link.peer, "the sync peer still refuses this node"),
     }
 }
 
@@ -593,10 +643,12 @@ async fn connect_once(
     let stream = match connected {
         Ok(stream) => stream,
         Err(error) => {
+            // Down or unreachable, not refusing.
+            shared.refused.store(false, Ordering::Relaxed);
             return Attempt::Ended {
                 healthy: None,
                 error,
-            }
+            };
         }
     };
     let mut seen = None;
@@ -607,6 +659,13 @@ async fn connect_once(
     let (mut rd, mut wr, session) = match shaken {
         Ok(shaken) => shaken,
         Err(error) => {
+            // Closed before the peer's Hello at the lowest version: no
+            // older release's refusal of a version, the peer's listener
+            // closing a stranger's connection at accept.
+            let refused = seen.is_none()
+                && offer.version() <= config.versions.min()
+                && matches!(error, SyncError::Closed | SyncError::Io { .. });
+            shared.refused.store(refused, Ordering::Relaxed);
             offer.failed(seen, &error);
             return Attempt::Ended {
                 healthy: None,
@@ -615,6 +674,7 @@ async fn connect_once(
         }
     };
     offer.established(&session);
+    shared.refused.store(false, Ordering::Relaxed);
     let progress = Progress::new();
     stats.add(Counter::Sessions, 1);
     *shared

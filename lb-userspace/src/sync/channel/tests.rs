@@ -2114,6 +2114,46 @@ async fn only_the_configured_peers_may_shake_hands() {
     assert_eq!(stats.snapshot().sessions, 1);
 }
 
+/// A sender whose peer closes its connections before a Hello (the
+/// peer's listener does not list this node) knows it is refused, which
+/// it logs as such; once the peer lets it in (a reload of its peers), the
+/// session comes up and the refusal is over.
+#[tokio::test]
+async fn a_sender_the_peer_refuses_knows_it_and_joins_once_let_in() {
+    let (tx, mut rx) = mpsc::channel(8);
+    let stats = Arc::new(SyncStats::new());
+    let peer: IpAddr = Ipv4Addr::new(127, 0, 0, 3).into();
+    let joining: IpAddr = Ipv4Addr::new(127, 0, 0, 4).into();
+    let listener = listen_with(
+        local(),
+        Sources::Peers(vec![peer]),
+        config("lb-b", KEY),
+        tx,
+        stats.clone(),
+        fast(),
+    )
+    .await
+    .unwrap();
+    let sender = Sender::spawn(
+        listener.local_addr(),
+        Some(SocketAddr::new(joining, 0)),
+        config("lb-c", KEY),
+        Arc::new(SyncStats::new()),
+        fast(),
+    )
+    .unwrap();
+    wait_until("the refusal", || sender.refused()).await;
+    assert!(!sender.connected());
+    listener.set_sources(Sources::Peers(vec![peer, joining]));
+    wait_for_session(&sender, 1).await;
+    assert!(!sender.refused());
+    sender.send(vec![record(3)], false);
+    assert_eq!(
+        as_sent(recv(&mut rx).await.records, &[record(3)]),
+        [record(3)]
+    );
+}
+
 #[test]
 fn only_a_session_healthy_for_a_silence_period_resets_the_reconnect_backoff() {
     let timing = fast();
