@@ -744,13 +744,14 @@ impl Netlink {
         }))
     }
 
-    /// The programs of the cls_bpf filters on interface `ifindex`'s
-    /// ingress (none without a clsact or ingress qdisc): whether lbd's
-    /// filter, attached without tcx, is still there.
+    /// The cls_bpf filters on chain 0 of interface `ifindex`'s ingress
+    /// (none without a clsact or ingress qdisc), with their priorities:
+    /// whether lbd's filter, attached without tcx, is still there, and
+    /// runs first.
     pub(crate) async fn cls_bpf_ingress_programs(
         &self,
         ifindex: u32,
-    ) -> Result<Vec<u32>, NetlinkError> {
+    ) -> Result<Vec<crate::dataplane::IngressFilter>, NetlinkError> {
         let what = &format!("listing the tc filters on the ingress of interface {ifindex}");
         let filters = self
             .request(what, |handle| async move {
@@ -762,7 +763,16 @@ impl Netlink {
                     })
             })
             .await?;
-        Ok(filters.iter().filter_map(|f| f.program).collect())
+        Ok(filters
+            .iter()
+            .filter(|f| f.chain == 0)
+            .filter_map(|f| {
+                f.program.map(|program| crate::dataplane::IngressFilter {
+                    program,
+                    priority: f.priority(),
+                })
+            })
+            .collect())
     }
 
     /// Every interface of the netns, with whether it is up (admin up

@@ -14,7 +14,7 @@ use lb_tests::{
     support::{lbctl_ok, load, status, wait_until},
 };
 use lb_userspace::{
-    api::schema::{HealthStatus, NodeStatus},
+    api::schema::{HealthStatus, HookLoss, NodeStatus},
     vrrp::State,
 };
 
@@ -172,6 +172,20 @@ fn a_deleted_interface_withdraws_at_once_and_lbd_restarts_onto_the_new_one() {
         during.vrrp.is_empty(),
         "the VRRP instance stepped down: {:?}",
         during.vrrp
+    );
+    // The status and the metrics say the hook is lost (they showed the
+    // hook from the start before).
+    assert!(!during.attached, "the status says lbd is not attached");
+    assert_eq!(
+        during.hook_lost.map(|lost| lost.how),
+        Some(HookLoss::InterfaceGone)
+    );
+    let (code, metrics) =
+        http_get(&lb.netns, "http://127.0.0.1:9641/metrics").expect("GET /metrics");
+    assert_eq!(code, 200);
+    assert!(
+        metrics.lines().any(|l| l == "lbd_dataplane_attached 0"),
+        "{metrics}"
     );
     let state_file = lab.dir.join("lbd.vrrp-51-v4.state");
     let recorded = std::fs::read_to_string(&state_file).expect("VRRP state file");
@@ -391,6 +405,127 @@ fn a_link_detached_under_a_live_interface_makes_lbd_restart() {
     lab.start_lbd_on(&lb, "lbd2", &config).expect("lbd again");
     assert!(status(&lab).adopted, "the maps were kept");
     assert_eq!(lab.tc_program_ids(&lb).expect("tcx").len(), 1);
+    wait_until("the VIP served again", NOTICE, || get_vip4(&lab).is_ok());
+}
+
+/// A program another tool puts at the head of the tcx ingress of `eth0`
+/// on the LB node (`BPF_F_BEFORE`, as `bpftool net attach tcx_ingress …
+/// prepend` does): two instructions, `return TC_ACT_OK`, which ends the
+/// chain for every packet, so nothing behind it sees one. Returns its
+/// program id and its link's fd: closing the fd detaches it.
+fn put_pass_program_ahead(lab: &Lab) -> (u32, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd as _;
+    /// `bpf(2)` with `attr`; the fd or id it answers.
+    fn bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> anyhow::Result<i32> {
+        // SAFETY: `attr` is a zeroed `union bpf_attr` of its full size.
+        let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len()) };
+        anyhow::ensure!(rc >= 0, "bpf({cmd}): {}", std::io::Error::last_os_error());
+        Ok(i32::try_from(rc)?)
+    }
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    const BPF_LINK_CREATE: libc::c_long = 28;
+    const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+    const BPF_TCX_INGRESS: u32 = 46;
+    const BPF_F_BEFORE: u32 = 1 << 3;
+    lb_tests::lab::in_netns(
+        &lab.lb.netns,
+        || -> anyhow::Result<(u32, std::os::fd::OwnedFd)> {
+            // r0 = 0 (TC_ACT_OK); exit.
+            let insns: [u8; 16] = [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
+            let license = b"GPL\0";
+            let mut attr = [0u8; 128];
+            attr[0..4].copy_from_slice(&BPF_PROG_TYPE_SCHED_CLS.to_ne_bytes());
+            attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
+            attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
+            attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+            attr[48..55].copy_from_slice(b"f9_pass");
+            // SAFETY: the kernel answered a new fd.
+            let program =
+                unsafe { std::os::fd::OwnedFd::from_raw_fd(bpf(BPF_PROG_LOAD, &mut attr)?) };
+            // SAFETY: a NUL-terminated name.
+            let ifindex = unsafe { libc::if_nametoindex(c"eth0".as_ptr()) };
+            anyhow::ensure!(ifindex != 0, "no eth0");
+            let mut attr = [0u8; 128];
+            attr[0..4].copy_from_slice(
+                &u32::try_from(std::os::fd::AsRawFd::as_raw_fd(&program))?.to_ne_bytes(),
+            );
+            attr[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+            attr[8..12].copy_from_slice(&BPF_TCX_INGRESS.to_ne_bytes());
+            attr[12..16].copy_from_slice(&BPF_F_BEFORE.to_ne_bytes());
+            // SAFETY: the kernel answered a new fd.
+            let link =
+                unsafe { std::os::fd::OwnedFd::from_raw_fd(bpf(BPF_LINK_CREATE, &mut attr)?) };
+            // The program's id: `struct bpf_prog_info` starts with its type
+            // and id.
+            let mut info = [0u8; 256];
+            let mut attr = [0u8; 128];
+            attr[0..4].copy_from_slice(
+                &u32::try_from(std::os::fd::AsRawFd::as_raw_fd(&program))?.to_ne_bytes(),
+            );
+            attr[4..8].copy_from_slice(&256u32.to_ne_bytes());
+            attr[8..16].copy_from_slice(&(info.as_mut_ptr() as u64).to_ne_bytes());
+            bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+            let id = u32::from_ne_bytes(info[4..8].try_into()?);
+            Ok((id, link))
+        },
+    )
+    .expect("in the LB's namespace")
+    .expect("a TC_ACT_OK program ahead on the tcx ingress")
+}
+
+/// With `attach = "tc"`, another tool puts a program at the head of the
+/// tcx ingress that passes every packet on (`TC_ACT_OK` ends the chain):
+/// lbd's program is still attached but sees no packet. lbd notices at its
+/// next look as it does a detach: it logs the loss at error naming the
+/// program ahead, turns not ready, withdraws and steps down, and exits
+/// for its service manager to start it again. That start refuses the
+/// foreign program, naming it; once it is gone lbd serves again. It
+/// attaches at the head of the chain itself.
+#[test]
+fn a_program_put_ahead_of_lbds_at_tc_counts_as_a_lost_hook() {
+    let mut lab = Lab::start(2).expect("lab");
+    lab.for_attach("tc");
+    lab.wait_for_backends().expect("backends");
+    let lb = lab.lb.clone();
+    let config = format!(
+        "attach = \"tc\"\n{}",
+        lab.lbd_config_for(&["b1", "b2"], CHECKS)
+    );
+    lab.start_lbd(&config).expect("lbd");
+    wait_until("the VIP served", NOTICE, || get_vip4(&lab).is_ok());
+    let (id, link) = put_pass_program_ahead(&lab);
+    assert_eq!(
+        lab.tc_program_ids(&lb).expect("tcx").first(),
+        Some(&id),
+        "the pass program is at the head of the chain"
+    );
+
+    let exit = lab
+        .wait_exit("lbd", Duration::from_secs(5))
+        .expect("lbd notices the program ahead of its own within 5 s");
+    assert_eq!(exit.code(), Some(1));
+    let log = lab.log("lbd");
+    assert!(
+        log.contains(&format!("program id {id} (f9_pass) runs ahead of lbd's")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("program id {id} was put ahead of lbd's")),
+        "{log}"
+    );
+
+    let refused = lab.start_lbd_on(&lb, "lbd2", &config);
+    let error = format!(
+        "{:#}",
+        refused.expect_err("a start with the program ahead is refused")
+    );
+    assert!(
+        error.contains(&format!("already has tc program id {id} (f9_pass)")),
+        "{error}"
+    );
+    drop(link);
+    lab.start_lbd_on(&lb, "lbd3", &config).expect("lbd again");
     wait_until("the VIP served again", NOTICE, || get_vip4(&lab).is_ok());
 }
 

@@ -1371,7 +1371,12 @@ fn remove_vrrp_state_files(admin_socket: &Path) {
 pub async fn cls_bpf_ingress_programs(interface: &str) -> anyhow::Result<Vec<u32>> {
     let netlink = crate::netlink::Netlink::connect()?;
     let index = netlink.interface(interface).await?.index;
-    Ok(netlink.cls_bpf_ingress_programs(index).await?)
+    Ok(netlink
+        .cls_bpf_ingress_programs(index)
+        .await?
+        .iter()
+        .map(|f| f.program)
+        .collect())
 }
 
 /// Whether an lbd answers on the admin socket (its API status).

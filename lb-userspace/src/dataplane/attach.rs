@@ -225,7 +225,7 @@ impl Dataplane {
                 .attach_with_options(
                     interface,
                     TcAttachType::Ingress,
-                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                    TcAttachOptions::TcxOrder(LinkOrder::first()),
                 )
                 .map_err(|e| program_error("attaching", names::PROG_TC_LB, e))
         });
@@ -327,7 +327,7 @@ impl Dataplane {
             TcPath::Tcx => match program.attach_with_options(
                 interface,
                 TcAttachType::Ingress,
-                TcAttachOptions::TcxOrder(LinkOrder::default()),
+                TcAttachOptions::TcxOrder(LinkOrder::first()),
             ) {
                 Ok(id) => Some(id),
                 Err(tcx_error) if tcx_missing(&tcx_error) => {
@@ -352,7 +352,7 @@ impl Dataplane {
                 program,
                 interface,
                 TcAttachType::Ingress,
-                aya::programs::tc::NlOptions::default(),
+                cls_bpf::lb_filter_options(),
             )
             .map_err(|e| program_error("attaching", names::PROG_TC_LB, e))?;
             info!(%interface, "tc program attached (clsact + cls_bpf)");
@@ -610,26 +610,28 @@ impl Dataplane {
 
     /// Whether the kernel still runs this lbd's program where it was
     /// attached, on interface `ifindex` (looked at by index: a rename
-    /// keeps the device and the hook, see `tcx_runs`), given
-    /// `xdp_running`, the XDP program it runs now (from the interface's
-    /// link message), and `cls_bpf_running`, the programs of the cls_bpf
-    /// filters on its ingress (None: not looked at). None: cannot tell (a
-    /// tcx attachment without a pinned link, a cls_bpf one not looked at,
-    /// or a failed query): the caller keeps what it knew. Some(false) when
-    /// nothing is attached.
+    /// keeps the device and the hook, see `tcx_runs`), and reaches it
+    /// first, given `xdp_running`, the XDP program it runs now (from the
+    /// interface's link message), and `cls_bpf_running`, the cls_bpf
+    /// filters on chain 0 of its ingress (None: not looked at). At tc a
+    /// program ahead of lbd's that passes a packet (`TC_ACT_OK`) ends the
+    /// chain, so lbd never sees it: that is [`HookSeen::Shadowed`]. None:
+    /// cannot tell (a tcx attachment without a pinned link, a cls_bpf one
+    /// not looked at, or a failed query): the caller keeps what it knew.
+    /// [`HookSeen::Absent`] when nothing is attached.
     pub(crate) fn hook_in_place(
         &self,
         ifindex: u32,
         xdp_running: Option<u32>,
-        cls_bpf_running: Option<&[u32]>,
-    ) -> Option<bool> {
+        cls_bpf_running: Option<&[IngressFilter]>,
+    ) -> Option<HookSeen> {
         let Some((interface, attachment)) = &self.attached else {
-            return Some(false);
+            return Some(HookSeen::Absent);
         };
         match attachment {
             Attachment::Owned(_) => {
                 let ours = self.ebpf.program(names::PROG_LB)?.info().ok()?.id();
-                Some(xdp_running == Some(ours))
+                Some(HookSeen::runs_if(xdp_running == Some(ours)))
             }
             Attachment::Pinned {
                 link,
@@ -637,7 +639,7 @@ impl Dataplane {
                 ..
             } => {
                 let ours = link.info().ok()?.program_id();
-                Some(xdp_running == Some(ours))
+                Some(HookSeen::runs_if(xdp_running == Some(ours)))
             }
             Attachment::Pinned {
                 link,
@@ -890,7 +892,7 @@ fn tcx_missing(e: &aya::programs::ProgramError) -> bool {
 }
 
 /// Whether program `ours` runs on the tcx ingress of the interface lbd
-/// attached to, asked by its index `ifindex` (`interface`: the configured
+/// attached to, and first there (see [`HookSeen`]), asked by its index `ifindex` (`interface`: the configured
 /// name, for the log), as the XDP hook is: a rename keeps the device, its
 /// index and lbd's link on it, while the configured name may then name
 /// nothing, or a new device without lbd's program. The kernel's query
@@ -907,7 +909,7 @@ fn tcx_runs(
     name_of: impl Fn(u32) -> Option<String>,
     query: impl Fn(&str) -> std::result::Result<Vec<u32>, String>,
     index_of: impl Fn(&str) -> Option<u32>,
-) -> Option<bool> {
+) -> Option<HookSeen> {
     let Some(name) = name_of(ifindex) else {
         debug!(%interface, ifindex, "no interface has the index lbd attached to: whether its tcx hook runs cannot be told");
         return None;
@@ -923,7 +925,12 @@ fn tcx_runs(
         debug!(%interface, %name, ifindex, "the interface was renamed while its tcx ingress was queried: asked again at the next look");
         return None;
     }
-    Some(programs.contains(&ours))
+    // The kernel answers with the chain in the order it runs.
+    Some(match programs.first() {
+        _ if !programs.contains(&ours) => HookSeen::Absent,
+        Some(&first) if first != ours => HookSeen::Shadowed { by: first },
+        _ => HookSeen::Runs,
+    })
 }
 
 /// The ids of the programs on the tcx ingress of interface `name`, or
@@ -939,12 +946,69 @@ fn tcx_ingress_ids(name: &str) -> std::result::Result<Vec<u32>, String> {
         .map_err(|e| crate::pinning::error_chain(&e))
 }
 
-/// Whether program `ours` is among `running`, the programs a hook runs
-/// (None: not known, so neither is the answer). A cls_bpf filter deleted
+/// Whether program `ours` is among `running`, the cls_bpf filters on
+/// chain 0 of the ingress (None: not known, so neither is the answer),
+/// with the lowest priority (the kernel runs the lowest first; one ahead
+/// that passes a packet ends classification). A cls_bpf filter deleted
 /// under lbd (`tc filter del`, the clsact qdisc removed) leaves its
-/// program out.
-fn runs_among(ours: u32, running: Option<&[u32]>) -> Option<bool> {
-    running.map(|programs| programs.contains(&ours))
+/// program out. A filter of the same priority as lbd's is no shadow: lbd
+/// puts its own there only (a previous lbd's, swept after the attach).
+fn runs_among(ours: u32, running: Option<&[IngressFilter]>) -> Option<HookSeen> {
+    let running = running?;
+    let Some(own) = running
+        .iter()
+        .filter(|f| f.program == ours)
+        .map(|f| f.priority)
+        .min()
+    else {
+        return Some(HookSeen::Absent);
+    };
+    Some(
+        match running
+            .iter()
+            .filter(|f| f.priority < own)
+            .min_by_key(|f| f.priority)
+        {
+            Some(ahead) => HookSeen::Shadowed { by: ahead.program },
+            None => HookSeen::Runs,
+        },
+    )
+}
+
+/// A cls_bpf filter on chain 0 of an interface's ingress, as lbd's hook
+/// check needs it: its program and its priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IngressFilter {
+    /// Its program's id.
+    pub program: u32,
+    /// Its priority (`pref`; the lowest runs first).
+    pub priority: u16,
+}
+
+/// What the kernel runs where lbd attached its program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HookSeen {
+    /// lbd's program runs, and is reached first.
+    Runs,
+    /// lbd's program runs no more there (detached by something else).
+    Absent,
+    /// lbd's program is attached, but program `by` runs ahead of it at tc
+    /// and may pass packets on (`TC_ACT_OK`) before lbd sees them.
+    Shadowed {
+        /// The id of the program ahead.
+        by: u32,
+    },
+}
+
+impl HookSeen {
+    /// `Runs` if `runs`, else `Absent`.
+    fn runs_if(runs: bool) -> Self {
+        if runs {
+            Self::Runs
+        } else {
+            Self::Absent
+        }
+    }
 }
 
 /// How lbd attaches its tc programs (`LBD_TC_ATTACH`, read once); a
@@ -1142,25 +1206,28 @@ mod tests {
                 .map(|(index, name, programs)| (*index, (*name, programs.to_vec())))
                 .collect()
         };
-        assert_eq!(ask(&devices(&[(3, "eth0", &[7, OURS])]), 3), Some(true));
+        assert_eq!(
+            ask(&devices(&[(3, "eth0", &[OURS, 7])]), 3),
+            Some(HookSeen::Runs)
+        );
         assert_eq!(
             ask(&devices(&[(3, "eth0", &[7])]), 3),
-            Some(false),
+            Some(HookSeen::Absent),
             "detached by something else"
         );
         assert_eq!(
             ask(&devices(&[(3, "eth0-old", &[OURS])]), 3),
-            Some(true),
+            Some(HookSeen::Runs),
             "renamed, nothing under the old name"
         );
         assert_eq!(
             ask(&devices(&[(3, "eth0-old", &[OURS]), (9, "eth0", &[])]), 3),
-            Some(true),
+            Some(HookSeen::Runs),
             "renamed, a new device under the old name"
         );
         assert_eq!(
             ask(&devices(&[(3, "eth0-old", &[]), (9, "eth0", &[OURS])]), 3),
-            Some(false),
+            Some(HookSeen::Absent),
             "the device lbd watches runs it no more"
         );
         assert_eq!(ask(&devices(&[(9, "eth0", &[])]), 3), None, "no name");
@@ -1189,9 +1256,44 @@ mod tests {
     /// something else), and unknown when the dump was not had.
     #[test]
     fn a_cls_bpf_filter_is_in_place_while_the_ingress_dump_shows_its_program() {
-        assert_eq!(runs_among(42, Some(&[7, 42])), Some(true));
-        assert_eq!(runs_among(42, Some(&[7])), Some(false));
-        assert_eq!(runs_among(42, Some(&[])), Some(false), "no qdisc left");
+        let at = |program, priority| IngressFilter { program, priority };
+        assert_eq!(
+            runs_among(42, Some(&[at(42, 1), at(7, 49152)])),
+            Some(HookSeen::Runs)
+        );
+        assert_eq!(runs_among(42, Some(&[at(7, 1)])), Some(HookSeen::Absent));
+        assert_eq!(
+            runs_among(42, Some(&[])),
+            Some(HookSeen::Absent),
+            "no qdisc left"
+        );
         assert_eq!(runs_among(42, None), None);
+    }
+
+    /// A program another tool puts ahead of lbd's at tc (a tcx link with
+    /// `BPF_F_BEFORE`, a cls_bpf filter of a lower priority) ends the
+    /// chain for every packet it passes: lbd's is shadowed, naming it,
+    /// though still attached. A filter of lbd's own priority (a previous
+    /// lbd's, swept after the attach) is no shadow.
+    #[test]
+    fn a_program_ahead_of_lbds_at_tc_shadows_it() {
+        let at = |program, priority| IngressFilter { program, priority };
+        assert_eq!(
+            runs_among(42, Some(&[at(7, 0), at(42, 1)])),
+            Some(HookSeen::Shadowed { by: 7 })
+        );
+        assert_eq!(
+            runs_among(42, Some(&[at(9, 1), at(42, 1)])),
+            Some(HookSeen::Runs)
+        );
+        let shadowed = tcx_runs(
+            42,
+            "eth0",
+            3,
+            |_| Some("eth0".to_owned()),
+            |_| Ok(vec![7, 42]),
+            |_| Some(3),
+        );
+        assert_eq!(shadowed, Some(HookSeen::Shadowed { by: 7 }));
     }
 }

@@ -21,7 +21,7 @@ mod pin_tests;
 
 pub use adopt::CarriedFlows;
 pub(crate) use adopt::{recover_staged, recovered_vip_capacity};
-pub(crate) use attach::tcx_ingress_programs;
+pub(crate) use attach::{tcx_ingress_programs, HookSeen, IngressFilter};
 pub use hook_choice::{choose_hook, newly_translating, translates, HookChoice, Translating};
 #[cfg(test)]
 pub(crate) use map_writer::FakeMaps;

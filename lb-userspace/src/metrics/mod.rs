@@ -42,6 +42,8 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_build_info", "gauge"),
     ("lbd_start_time_seconds", "gauge"),
     ("lbd_dataplane_adopted", "gauge"),
+    ("lbd_dataplane_attached", "gauge"),
+    ("lbd_interface_up", "gauge"),
     ("lbd_vip_packets_total", "counter"),
     ("lbd_vip_bytes_total", "counter"),
     ("lbd_vip_new_flows_total", "counter"),
@@ -364,6 +366,16 @@ impl Exporter<'_> {
             "1 if this lbd adopted the data plane a previous one left running (its flows and pinned counters went on), 0 if it loaded its own",
             vec![(Vec::new(), i64::from(s.adopted))],
         );
+        self.gauge(
+            "dataplane_attached",
+            "1 while lbd's program runs at its hook (and first there, at tc), 0 once lbd lost it (its interface gone, the program detached, or another program ahead of it at tc): nothing is balanced on this node until lbd restarts",
+            vec![(Vec::new(), i64::from(s.attached))],
+        );
+        self.gauge(
+            "interface_up",
+            "1 while lbd's interface is up with its carrier, 0 otherwise",
+            vec![(Vec::new(), i64::from(s.interface_up))],
+        );
         self.export_traffic(s);
         self.export_backends(s, kept);
         self.export_changes(s, kept);
@@ -572,6 +584,9 @@ mod tests {
                 ..Default::default()
             }),
             traffic_unread: Default::default(),
+            attached: true,
+            interface_up: true,
+            hook_lost: None,
             tables_rebuilt: 2,
             reloads: ReloadCounts {
                 succeeded: 1,
@@ -777,6 +792,21 @@ mod tests {
         let again = metrics.render(&status);
         assert!(again.contains("\nlbd_dataplane_adopted 1\n"), "{again}");
         assert_eq!(start_time(&again), Some(started), "the start time stays");
+    }
+
+    /// A node that lost its hook (or its link) says so in Prometheus: it
+    /// still answers scrapes, and balances nothing.
+    #[test]
+    fn a_lost_hook_and_a_down_link_are_exported() {
+        let mut status = full_status();
+        let text = Metrics::new().render(&status);
+        assert!(text.contains("\nlbd_dataplane_attached 1\n"), "{text}");
+        assert!(text.contains("\nlbd_interface_up 1\n"), "{text}");
+        status.attached = false;
+        status.interface_up = false;
+        let text = Metrics::new().render(&status);
+        assert!(text.contains("\nlbd_dataplane_attached 0\n"), "{text}");
+        assert!(text.contains("\nlbd_interface_up 0\n"), "{text}");
     }
 
     #[test]

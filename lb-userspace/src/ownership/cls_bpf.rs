@@ -114,6 +114,23 @@ pub(crate) fn attach_filter(
     program.attach_with_options(interface, attach_type, TcAttachOptions::Netlink(options))
 }
 
+/// The priority of lbd's `tc_lb` filter (without tcx): the lowest a
+/// filter takes, so that lbd's runs first on the ingress, as its tcx link
+/// goes at the head of the chain. Another tool's filter added later with
+/// the kernel's default priority goes below the lowest there (the first
+/// one's minus one) and would otherwise run ahead of lbd's; lbd's hook
+/// check sees any filter ahead of its own (see `dataplane::HookSeen`).
+pub(crate) const LB_FILTER_PRIORITY: u16 = 1;
+
+/// Where lbd's `tc_lb` filter goes: [`LB_FILTER_PRIORITY`], the handle
+/// the kernel picks.
+pub(crate) fn lb_filter_options() -> NlOptions {
+    NlOptions {
+        priority: LB_FILTER_PRIORITY,
+        ..NlOptions::default()
+    }
+}
+
 /// The priority of lbd's `tc_hc_encap` filters (after the filters other
 /// tools add with the kernel's default priorities, 49152 and below, as a
 /// tcx link is appended after the programs there).
@@ -153,6 +170,9 @@ pub(crate) struct ClsBpfFilter {
     pub name: String,
     /// Its program's id, if the kernel says.
     pub program: Option<u32>,
+    /// Its chain (0 unless the kernel says another: a packet meets the
+    /// filters of chain 0, and others only by a `goto chain`).
+    pub chain: u32,
 }
 
 impl ClsBpfFilter {
@@ -192,10 +212,19 @@ fn cls_bpf_filter_at(message: &TcMessage, minor: u16) -> Option<ClsBpfFilter> {
             _ => {}
         }
     }
+    let chain = message
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            TcAttribute::Chain(chain) => Some(*chain),
+            _ => None,
+        })
+        .unwrap_or(0);
     Some(ClsBpfFilter {
         header: message.header.clone(),
         name: name?,
         program,
+        chain,
     })
 }
 

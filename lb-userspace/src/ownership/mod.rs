@@ -137,8 +137,8 @@ pub(crate) enum OwnershipError {
         pin_dir: Option<PathBuf>,
     },
     /// The interface's tcx ingress runs a program this lbd did not pin:
-    /// any (`attach = "tc"`), or lbd's tc program (`attach = "xdp"`).
-    #[error("{}", foreign_tc_program_message(interface, *id, name.as_deref(), pin_dir.as_deref(), *attach))]
+    /// any where lbd may attach at tc, or lbd's tc program (at XDP only).
+    #[error("{}", foreign_tc_program_message(interface, *id, name.as_deref(), pin_dir.as_deref(), *reach))]
     ForeignTcProgram {
         /// The interface.
         interface: String,
@@ -148,8 +148,8 @@ pub(crate) enum OwnershipError {
         name: Option<String>,
         /// This lbd's pin directory (None: `pin_dir = "off"`).
         pin_dir: Option<PathBuf>,
-        /// This lbd's hook.
-        attach: Attach,
+        /// Whether this lbd may attach at tc.
+        reach: TcReach,
     },
     /// The interface's ingress has a cls_bpf filter running lbd's tc
     /// program that this lbd did not leave (another lbd's, running or
@@ -542,7 +542,7 @@ async fn check_interface_program(
 ) -> Result<(), OwnershipError> {
     let netlink = Netlink::connect()?;
     let interface = netlink.interface(&config.interface).await?;
-    check_tc_programs(&interface.name, pins, config.attach)?;
+    check_tc_programs(&interface.name, pins, TcReach::of(config))?;
     check_tc_filters(config, &interface.name, interface.index, pins).await?;
     let Some((id, _)) = netlink.xdp_program(interface.index).await? else {
         return Ok(());
@@ -566,15 +566,46 @@ async fn check_interface_program(
     })
 }
 
+/// Whether lbd may attach its program at tc, for the start's refusal of
+/// the tcx ingress programs it did not pin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TcReach {
+    /// `attach = "tc"`.
+    Tc,
+    /// `attach = "xdp"` with `xdp_mode = "auto"` and NAT or tunnelled
+    /// VIPs: where native XDP fails, lbd attaches at tc instead (see
+    /// `dataplane::choose_hook`).
+    AutoFallback,
+    /// At XDP only: other tools' tc programs run after it.
+    Xdp,
+}
+
+impl TcReach {
+    /// Where `config`'s lbd may attach.
+    pub(crate) fn of(config: &Config) -> Self {
+        match config.attach {
+            Attach::Tc => Self::Tc,
+            Attach::Xdp
+                if config.xdp_mode == crate::config::XdpMode::Auto
+                    && crate::dataplane::Translating::of(&config.vips).any() =>
+            {
+                Self::AutoFallback
+            }
+            Attach::Xdp => Self::Xdp,
+        }
+    }
+}
+
 /// Refuses a tcx ingress that runs a program other than the one attached
-/// through the tc link pinned in `pins`: any such program with
-/// `attach = "tc"` (lbd must be the only one there), lbd's tc program
-/// with `attach = "xdp"` (another lbd's; other tools' tc programs run
-/// after XDP and are no concern of an lbd at XDP).
+/// through the tc link pinned in `pins`: any such program where lbd may
+/// attach at tc (`reach`; lbd must be the only one there: one ahead of it
+/// passing packets on bypasses it), lbd's tc program at XDP only
+/// (another lbd's; other tools' tc programs run after XDP and are no
+/// concern of an lbd at XDP).
 fn check_tc_programs(
     interface: &str,
     pins: Option<&PinDir>,
-    attach: Attach,
+    reach: TcReach,
 ) -> Result<(), OwnershipError> {
     let ours = pins
         .map(|p| p.tc_link_path(interface))
@@ -587,7 +618,7 @@ fn check_tc_programs(
         .into_iter()
         .filter(|id| Some(*id) != ours)
         .map(|id| (id, program_name(id)))
-        .find(|(_, name)| refuses_tc_program(attach, name.as_deref()));
+        .find(|(_, name)| refuses_tc_program(reach, name.as_deref()));
     match foreign {
         None => Ok(()),
         Some((id, name)) => Err(OwnershipError::ForeignTcProgram {
@@ -595,16 +626,16 @@ fn check_tc_programs(
             id,
             name,
             pin_dir: pins.map(|p| p.root().to_owned()),
-            attach,
+            reach,
         }),
     }
 }
 
-/// Whether an lbd at `attach` refuses a tcx ingress program named `name`
-/// that it did not pin: any with `attach = "tc"`, lbd's own tc program
-/// (another lbd's) at XDP too.
-fn refuses_tc_program(attach: Attach, name: Option<&str>) -> bool {
-    attach == Attach::Tc || name == Some(lb_common::consts::names::PROG_TC_LB)
+/// Whether an lbd that may attach at `reach` refuses a tcx ingress
+/// program named `name` that it did not pin: any where it may attach at
+/// tc, lbd's own tc program (another lbd's) at XDP only too.
+fn refuses_tc_program(reach: TcReach, name: Option<&str>) -> bool {
+    reach != TcReach::Xdp || name == Some(lb_common::consts::names::PROG_TC_LB)
 }
 
 /// Refuses an ingress with a cls_bpf filter running lbd's tc program
@@ -701,7 +732,7 @@ fn program_map_ids(id: u32) -> Vec<u32> {
 }
 
 /// The name of loaded program `id`, if the kernel says.
-fn program_name(id: u32) -> Option<String> {
+pub(crate) fn program_name(id: u32) -> Option<String> {
     aya::programs::loaded_programs()
         .filter_map(Result::ok)
         .find(|program| program.id() == id)
@@ -793,12 +824,22 @@ pub(crate) fn foreign_tc_program_message(
     id: u32,
     name: Option<&str>,
     pin_dir: Option<&Path>,
-    attach: Attach,
+    reach: TcReach,
 ) -> String {
     let (name, whose) = program_words(name, pin_dir);
     let tc_lb = lb_common::consts::names::PROG_TC_LB;
-    match attach {
-        Attach::Tc => format!(
+    match reach {
+        TcReach::AutoFallback => format!(
+            "interface {interface} already has tc program id {id} ({name}) on its tcx ingress, \
+             {whose}: with xdp_mode = \"auto\" and NAT or tunnelled VIPs lbd attaches at tc \
+             where native XDP fails, and must then be the only tcx ingress program (one ahead \
+             of it that passes packets on bypasses it). If it is an lbd's (lbd's tc program is \
+             named {tc_lb}), remove it with `lbd --config <that lbd's config> --cleanup`; if \
+             another tool attached it, detach it with that tool (`bpftool net show dev \
+             {interface}` lists it). Or use xdp_mode = \"native\" where the driver has native \
+             XDP. Then start lbd again"
+        ),
+        TcReach::Tc => format!(
             "interface {interface} already has tc program id {id} ({name}) on its tcx ingress, \
              {whose}: with attach = \"tc\" lbd must be the only tcx ingress program (another one \
              would see or change the packets before or after it). If it is an lbd's (lbd's tc \
@@ -806,7 +847,7 @@ pub(crate) fn foreign_tc_program_message(
              if another tool attached it, detach it with that tool (`bpftool net show dev \
              {interface}` lists it). Or use attach = \"xdp\". Then start lbd again"
         ),
-        Attach::Xdp => format!(
+        TcReach::Xdp => format!(
             "interface {interface} already has lbd's tc program id {id} ({name}) on its tcx \
              ingress, {whose}: another lbd (with attach = \"tc\" and another pin_dir) balances \
              this interface, or did before it was killed, and one lbd serves an interface (both \
@@ -946,7 +987,7 @@ mod tests {
     #[test]
     fn a_foreign_tc_program_is_named_with_the_ways_out() {
         let message =
-            foreign_tc_program_message("eth0", 9, Some("cil_from_netdev"), None, Attach::Tc);
+            foreign_tc_program_message("eth0", 9, Some("cil_from_netdev"), None, TcReach::Tc);
         assert!(
             message.starts_with(
                 "interface eth0 already has tc program id 9 (cil_from_netdev) on its tcx ingress"
@@ -1248,12 +1289,33 @@ mod tests {
     /// lbd's own tc program (another lbd's), not other tools'.
     #[test]
     fn an_lbd_at_xdp_refuses_another_lbds_tc_program_only() {
-        assert!(refuses_tc_program(Attach::Tc, Some("cil_from_netdev")));
-        assert!(refuses_tc_program(Attach::Tc, None));
-        assert!(refuses_tc_program(Attach::Tc, Some("tc_lb")));
-        assert!(refuses_tc_program(Attach::Xdp, Some("tc_lb")));
-        assert!(!refuses_tc_program(Attach::Xdp, Some("cil_from_netdev")));
-        assert!(!refuses_tc_program(Attach::Xdp, None));
+        assert!(refuses_tc_program(TcReach::Tc, Some("cil_from_netdev")));
+        assert!(refuses_tc_program(TcReach::Tc, None));
+        assert!(refuses_tc_program(TcReach::Tc, Some("tc_lb")));
+        assert!(refuses_tc_program(TcReach::Xdp, Some("tc_lb")));
+        assert!(!refuses_tc_program(TcReach::Xdp, Some("cil_from_netdev")));
+        assert!(!refuses_tc_program(TcReach::Xdp, None));
+    }
+
+    /// An lbd at XDP that may fall back to tc (`xdp_mode = "auto"` with a
+    /// NAT or tunnelled VIP, where native XDP fails) refuses any tcx
+    /// program it did not pin, as one with `attach = "tc"` does: at tc a
+    /// program ahead of it would bypass it.
+    #[test]
+    fn an_lbd_that_may_fall_back_to_tc_refuses_any_foreign_tc_program() {
+        assert!(refuses_tc_program(
+            TcReach::AutoFallback,
+            Some("cil_from_netdev")
+        ));
+        assert!(refuses_tc_program(TcReach::AutoFallback, None));
+        let message = foreign_tc_program_message(
+            "eth0",
+            9,
+            Some("cil_from_netdev"),
+            None,
+            TcReach::AutoFallback,
+        );
+        assert!(message.contains("xdp_mode = \"auto\""), "{message}");
     }
 
     /// A `tc_lb` filter is this lbd's own previous one when its program
@@ -1280,7 +1342,7 @@ mod tests {
             9,
             Some("tc_lb"),
             Some(Path::new("/sys/fs/bpf/b")),
-            Attach::Xdp,
+            TcReach::Xdp,
         );
         assert!(
             message.starts_with(

@@ -28,6 +28,19 @@ pub struct Status {
     /// tc).
     #[serde(with = "wire_name::or_off")]
     pub xdp_mode: Option<XdpMode>,
+    /// Whether lbd's program runs at its hook (and first there, at tc):
+    /// false once lbd lost it (`hook_lost` says how), until it exits for
+    /// its restart. `attach` and `xdp_mode` say where it was attached.
+    /// Absent from an older lbd: true.
+    #[serde(default = "read")]
+    pub attached: bool,
+    /// Whether the interface is up with its carrier (absent from an older
+    /// lbd: true).
+    #[serde(default = "read")]
+    pub interface_up: bool,
+    /// How and for how long lbd has lost its hook (None while attached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_lost: Option<HookLost>,
     /// Config file in force.
     pub config_file: String,
     /// Where the data plane is pinned (None: it goes with lbd).
@@ -82,6 +95,43 @@ pub struct Status {
     pub reloads: ReloadCounts,
     /// lbd's version.
     pub version: String,
+}
+
+/// How lbd lost its hook, and for how long (see [`Status::hook_lost`]):
+/// it waits for the interface and exits once it is back and up, for its
+/// service manager to start it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookLost {
+    /// How.
+    pub how: HookLoss,
+    /// Seconds since.
+    pub for_secs: u64,
+}
+
+/// How lbd lost its hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum HookLoss {
+    /// The interface went (deleted, or moved to another network
+    /// namespace), and the program's link with it.
+    InterfaceGone,
+    /// The program was detached by something else.
+    Detached,
+    /// Another tool's program `by` runs ahead of lbd's at tc.
+    Shadowed {
+        /// Its program id.
+        by: u32,
+    },
+}
+
+impl fmt::Display for HookLoss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InterfaceGone => f.write_str("the interface is gone"),
+            Self::Detached => f.write_str("its program was detached by something else"),
+            Self::Shadowed { by } => write!(f, "program id {by} runs ahead of it at tc"),
+        }
+    }
 }
 
 /// The default of a `traffic_read` an older lbd does not send: it

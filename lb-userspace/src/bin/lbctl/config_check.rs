@@ -103,6 +103,9 @@ fn report(args: &Args, config: &Config) -> anyhow::Result<()> {
     for warning in config::warnings(config) {
         eprintln!("lbctl: warning: {}: {warning}", args.file.display());
     }
+    if let Some(warning) = missing_interface(&config.interface, interface_exists, interface_names) {
+        eprintln!("lbctl: warning: {}: {warning}", args.file.display());
+    }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&vips)?);
         return Ok(());
@@ -136,9 +139,71 @@ fn report(args: &Args, config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The warning for an `interface` no interface of this machine (this
+/// network namespace) has, naming the ones it has: lbd would refuse to
+/// start ("interface … not found"), and under systemd retry every 2 s. A
+/// warning, not an error: the file may be checked on another machine
+/// than the one it is for.
+fn missing_interface(
+    name: &str,
+    exists: impl Fn(&str) -> bool,
+    names: impl Fn() -> Vec<String>,
+) -> Option<String> {
+    if exists(name) {
+        return None;
+    }
+    let mut names = names();
+    names.sort();
+    Some(format!(
+        "interface {name} does not exist on this machine (it has {}): lbd would not start here with this file (\"interface {name} not found\"); fine if the file is for another machine",
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    ))
+}
+
+/// Whether this network namespace has an interface named `name`.
+fn interface_exists(name: &str) -> bool {
+    std::ffi::CString::new(name)
+        // SAFETY: a NUL-terminated name; the call reads it only.
+        .is_ok_and(|name| unsafe { libc::if_nametoindex(name.as_ptr()) } != 0)
+}
+
+/// The names of this network namespace's interfaces (from
+/// `/sys/class/net`; none if it cannot be read).
+fn interface_names() -> Vec<String> {
+    std::fs::read_dir("/sys/class/net")
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok())
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An `interface` this machine does not have is warned about, naming
+    /// the ones it has (a typo shows); one it has is not. The file stays
+    /// valid: it may be for another machine.
+    #[test]
+    fn an_interface_this_machine_lacks_is_warned_about() {
+        let names = || vec!["lo".to_owned(), "eth0".to_owned()];
+        assert_eq!(missing_interface("eth0", |n| n == "eth0", names), None);
+        let warning = missing_interface("eht0", |n| n == "eth0", names).expect("a warning");
+        assert!(
+            warning.starts_with("interface eht0 does not exist on this machine (it has eth0, lo)"),
+            "{warning}"
+        );
+        assert!(interface_exists("lo"), "every namespace has lo");
+        assert!(!interface_exists("lbd-no-such-if"));
+        assert!(interface_names().contains(&"lo".to_owned()));
+    }
 
     /// A file lbd would refuse is bad input (exit 2, as `lbctl reload`
     /// of the same file and `config import`'s refusals are); a file that

@@ -423,9 +423,32 @@ fn header_line(status: &Status) -> String {
     )
 }
 
+/// The line that says lbd lost its hook or its link (None while it is
+/// attached and the link up): nothing is balanced on this node then.
+fn hook_line(status: &Status) -> Option<String> {
+    match (&status.hook_lost, status.attached, status.interface_up) {
+        (Some(lost), _, _) => Some(format!(
+            "NOT ATTACHED: lbd lost its hook on {} ({}) {}s ago: nothing is balanced here; it waits for the interface and exits once it is back and up, to be started again",
+            status.interface, lost.how, lost.for_secs
+        )),
+        (None, false, _) => Some(format!(
+            "NOT ATTACHED: lbd's program does not run on {}: nothing is balanced here",
+            status.interface
+        )),
+        (None, true, false) => Some(format!(
+            "interface {} is down (no carrier, or set down)",
+            status.interface
+        )),
+        (None, true, true) => None,
+    }
+}
+
 /// Prints one status as tables.
 fn print_status(status: &Status) {
     outln!("{}", header_line(status));
+    if let Some(line) = hook_line(status) {
+        outln!("{line}");
+    }
     outln!(
         "data plane: {}{}; Maglev {}",
         status.pin_dir.as_ref().map_or_else(
@@ -1517,6 +1540,27 @@ mod tests {
         assert_eq!(
             header_line(&status),
             "lbd on eth0 (XDP native), config /etc/lbd/lbd.toml; version 0.2.0, reloads 3 ok, 1 refused"
+        );
+    }
+
+    /// A status whose lbd lost its hook says so under the first line,
+    /// with how and for how long; one attached with its link up says
+    /// nothing more. An older lbd's status (no such fields) reads as
+    /// attached and up.
+    #[test]
+    fn a_lost_hook_is_said_under_the_first_line() {
+        let mut status: Status = serde_json::from_str(&empty_status()).unwrap();
+        assert!(status.attached && status.interface_up);
+        assert_eq!(hook_line(&status), None);
+        status.attached = false;
+        status.hook_lost = Some(lb_userspace::api::schema::HookLost {
+            how: lb_userspace::api::schema::HookLoss::Shadowed { by: 77 },
+            for_secs: 12,
+        });
+        let line = hook_line(&status).expect("a line");
+        assert!(
+            line.starts_with("NOT ATTACHED: lbd lost its hook on eth0 (program id 77 runs ahead of it at tc) 12s ago"),
+            "{line}"
         );
     }
 

@@ -6,7 +6,11 @@
 //! once), steps down from VRRP, and exits once an interface of the
 //! configured name is back and up, so that its service manager starts it
 //! again, which attaches to that interface and adopts the pinned maps. The
-//! same when the hook is detached under a live interface.
+//! same when the hook is detached under a live interface, or, at tc, when
+//! another tool's program is put ahead of lbd's (it would pass packets on
+//! before lbd sees them). While the hook is lost, the status and metrics
+//! say so (`attached`, `lbd_dataplane_attached`), and the wait is logged
+//! at warn once a minute.
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +21,7 @@ use super::Engine;
 use crate::{
     config::AllDown,
     daemon::replication::Roles,
-    dataplane::Hooked,
+    dataplane::{HookSeen, Hooked, IngressFilter},
     mac::Mac,
     netlink::{Interface, NetlinkError},
     vrrp::driver::Instance,
@@ -30,13 +34,13 @@ const LINK_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// What one look at the interface lbd attached to found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Look {
-    /// It exists still: whether it can carry traffic, and whether the
-    /// kernel runs lbd's hook there (None: cannot tell).
+    /// It exists still: whether it can carry traffic, and what the
+    /// kernel runs at lbd's hook there (None: cannot tell).
     Present {
         /// Up with its carrier.
         up: bool,
-        /// lbd's program still attached there.
-        hook: Option<bool>,
+        /// lbd's program still attached there, and reached first.
+        hook: Option<HookSeen>,
     },
     /// No interface has its index any more (the kernel answered ENODEV):
     /// deleted, re-created under another index, or moved to another
@@ -52,6 +56,13 @@ pub(crate) enum Lost {
     /// The interface is there, but the kernel no longer runs lbd's program
     /// on it (its link was detached by something else).
     Detached,
+    /// lbd's program is attached at tc, but program `by`, another tool's,
+    /// runs ahead of it and may pass every packet on before lbd sees it:
+    /// as good as detached (see `dataplane::HookSeen::Shadowed`).
+    Shadowed {
+        /// The id of the program ahead.
+        by: u32,
+    },
 }
 
 /// What a look means for the node: still serving through its hook (up or
@@ -82,9 +93,16 @@ pub(crate) fn judge(look: Look) -> Judgement {
         },
         Look::Present {
             up,
-            hook: Some(false),
+            hook: Some(HookSeen::Absent),
         } => Judgement::Lost {
             how: Lost::Detached,
+            up,
+        },
+        Look::Present {
+            up,
+            hook: Some(HookSeen::Shadowed { by }),
+        } => Judgement::Lost {
+            how: Lost::Shadowed { by },
             up,
         },
         Look::Present { up, .. } => Judgement::Serving { up },
@@ -113,6 +131,10 @@ pub(crate) fn restart_reason(
             "lbd's program was detached from interface {} (index {}) by something else",
             was.name, found.index
         ),
+        Lost::Shadowed { by } => format!(
+            "program id {by} was put ahead of lbd's at the tc ingress of interface {} (index {}), where it bypasses lbd; lbd detached its own",
+            was.name, found.index
+        ),
     };
     Some(format!(
         "{what}: lbd exits so that its service manager starts it again (systemd: Restart=on-failure), which attaches the program to the interface and adopts the pinned maps and connection table"
@@ -129,6 +151,11 @@ pub(crate) struct LinkWatch {
 }
 
 impl LinkWatch {
+    /// How and since when the hook is lost (None: attached).
+    pub(crate) fn lost(&self) -> Option<(Lost, Instant)> {
+        self.lost
+    }
+
     /// Whether a lasting trouble may be logged at `now` (once per
     /// [`LINK_LOG_INTERVAL`]); if so, counts it as logged.
     fn may_log(&mut self, now: Instant) -> bool {
@@ -293,11 +320,11 @@ impl Engine {
         }
     }
 
-    /// The programs of the cls_bpf filters on the interface's ingress,
-    /// when lbd's hook is one (attached without tcx): whether it is still
-    /// there. None otherwise, or when the dump fails (logged at most once
-    /// a minute).
-    async fn cls_bpf_programs(&mut self, now: Instant) -> Option<Vec<u32>> {
+    /// The cls_bpf filters on chain 0 of the interface's ingress, when
+    /// lbd's hook is one (attached without tcx): whether it is still
+    /// there, and runs first. None otherwise, or when the dump fails
+    /// (logged at most once a minute).
+    async fn cls_bpf_programs(&mut self, now: Instant) -> Option<Vec<IngressFilter>> {
         if self.hooked != Hooked::TcClsBpf {
             return None;
         }
@@ -359,6 +386,11 @@ impl Engine {
             Lost::Detached => {
                 error!(interface = %name, index, "lbd's program no longer runs on the interface (its link was detached by something else): withdrawing from BGP and stepping down from VRRP; lbd exits once the interface is up, for its service manager to start it again")
             }
+            Lost::Shadowed { by } => {
+                let program =
+                    crate::ownership::program_name(by).unwrap_or_else(|| "no name".to_owned());
+                error!(interface = %name, index, foreign_program = by, %program, "program id {by} ({program}) runs ahead of lbd's at the interface's tc ingress (another tool attached it first in the chain): every packet it passes on bypasses lbd; detaching lbd's, withdrawing from BGP and stepping down from VRRP; lbd exits once the interface is up, for its service manager to start it again (which refuses to start while a foreign tc program is there: `bpftool net show dev {name}` lists it)")
+            }
         }
         self.dataplane.forget_hook();
         self.link_watch.lost = Some((how, now));
@@ -376,7 +408,7 @@ impl Engine {
             Ok(found) => found,
             Err(NetlinkError::NoSuchInterface(_)) => {
                 if self.link_watch.may_log(now) {
-                    info!(interface = %name, "still waiting for the interface to come back (logged once a minute)");
+                    warn!(interface = %name, "lbd's hook is lost and the interface is not there: nothing is balanced here; still waiting for it to come back (logged once a minute)");
                 }
                 return None;
             }
@@ -400,7 +432,7 @@ impl Engine {
             Some(reason) => Some(anyhow!(reason)),
             None => {
                 if self.link_watch.may_log(now) {
-                    info!(interface = %name, index = found.index, "the interface is back but not up yet; waiting (logged once a minute)");
+                    warn!(interface = %name, index = found.index, "lbd's hook is lost and the interface is back but not up yet: nothing is balanced here; waiting (logged once a minute)");
                 }
                 None
             }
@@ -436,14 +468,14 @@ mod tests {
         assert_eq!(
             judge(Look::Present {
                 up: true,
-                hook: Some(false)
+                hook: Some(HookSeen::Absent)
             }),
             Judgement::Lost {
                 how: Lost::Detached,
                 up: true
             }
         );
-        for hook in [Some(true), None] {
+        for hook in [Some(HookSeen::Runs), None] {
             for up in [true, false] {
                 assert_eq!(
                     judge(Look::Present { up, hook }),
@@ -452,6 +484,30 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A program another tool put ahead of lbd's at tc takes lbd out of
+    /// the packet path as a detach does: the hook counts as lost, naming
+    /// that program, and lbd exits for a restart once the link is up.
+    #[test]
+    fn a_hook_shadowed_by_a_program_ahead_is_lost() {
+        assert_eq!(
+            judge(Look::Present {
+                up: true,
+                hook: Some(HookSeen::Shadowed { by: 77 })
+            }),
+            Judgement::Lost {
+                how: Lost::Shadowed { by: 77 },
+                up: true
+            }
+        );
+        let was = interface(5);
+        let reason = restart_reason(Lost::Shadowed { by: 77 }, &was, &was, true)
+            .expect("shadowed, interface up");
+        assert!(
+            reason.contains("program id 77 was put ahead of lbd's"),
+            "{reason}"
+        );
     }
 
     #[test]

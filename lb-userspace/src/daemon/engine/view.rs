@@ -13,13 +13,13 @@ use std::{
 use lb_common::{stats::Counter, TrafficCounters};
 use tracing::warn;
 
-use super::Engine;
+use super::{tracking::Lost, Engine};
 use crate::{
     api::{
         code,
         schema::{
-            BackendStatus, CheckStatus, ConfigText, ConntrackStatus, HealthStatus, NatStatus,
-            Status, UnreadTraffic, VipNatStatus, VipStatus,
+            BackendStatus, CheckStatus, ConfigText, ConntrackStatus, HealthStatus, HookLoss,
+            HookLost, NatStatus, Status, UnreadTraffic, VipNatStatus, VipStatus,
         },
         Response,
     },
@@ -247,6 +247,16 @@ impl Engine {
                 Hooked::Xdp(mode) => Some(mode),
                 Hooked::Tcx | Hooked::TcClsBpf => None,
             },
+            attached: self.link_watch.lost().is_none(),
+            interface_up: self.interface_up,
+            hook_lost: self.link_watch.lost().map(|(how, since)| HookLost {
+                how: match how {
+                    Lost::InterfaceGone => HookLoss::InterfaceGone,
+                    Lost::Detached => HookLoss::Detached,
+                    Lost::Shadowed { by } => HookLoss::Shadowed { by },
+                },
+                for_secs: since.elapsed().as_secs(),
+            }),
             config_file: self.config_path.display().to_string(),
             pin_dir: self
                 .config
