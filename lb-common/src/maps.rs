@@ -307,7 +307,7 @@ const _: () = {
     assert!(size_of::<TrafficCounters>() == 24);
     assert!(
         size_of::<crate::stats::CpuState>()
-            == 8 * (crate::stats::COUNTER_COUNT as usize + crate::stats::PACKET_SCRATCH_WORDS)
+            == 8 * (crate::stats::COUNTER_SLOTS as usize + crate::stats::PACKET_SCRATCH_WORDS)
     );
     assert!(size_of::<DataplaneEvent>() == 48);
     assert!(size_of::<BenchTemplate>() == 12 + BENCH_TEMPLATE_MAX);

@@ -3,7 +3,9 @@
 //! on the way (a forwarded packet is one `Forwarded` plus one conntrack
 //! event; a forwarded ICMP error is one `ForwardedIcmpError` and no event,
 //! as it only reads the connection table). New counters go at the end, so
-//! the indices of the old ones never change.
+//! the indices of the old ones never change, and into the spare slots of
+//! `COUNTER_SLOTS`, so a pinned `PACKET_STATE` keeps its layout (see
+//! `COUNTER_SLOTS`).
 
 /// One node counter: its index in each CPU's `CpuState::counters`.
 #[repr(u32)]
@@ -157,10 +159,43 @@ pub enum Counter {
     /// `conntrack_size`), and the evicted flow's next packet is balanced
     /// again.
     ConntrackEvictedLive = 38,
+    /// Verdict: dropped, a routed packet (NAT, either direction, or a
+    /// tunnelled VIP's) whose egress interface (from the FIB) is not in
+    /// the XDP redirect map (`TX_PORTS`): more interfaces than its slots,
+    /// or one created since lbd's last scan of them (lbd re-scans when
+    /// this counter moves): a NAT packet untranslated, a tunnelled one
+    /// after its wrap, never passed up; neither counted as the VIP's or
+    /// backend's traffic. Not counted at tc, where a redirect needs no
+    /// such map.
+    DropNoTxPort = 39,
+    /// Verdict: dropped, the data plane's own failure on a packet whose
+    /// headers it had read and checked: a kernel helper refused (growing
+    /// or cutting the frame, a checksum helper, taking off a VLAN tag) or
+    /// a lookup of a per-CPU scratch map failed. Not the sender's doing
+    /// (that is `DropMalformed`): a kernel, driver or hook combination the
+    /// node's data plane does not work on.
+    DropInternal = 40,
+    /// Verdict: passed up, a packet to a VIP in a frame addressed to
+    /// another host's MAC (flooded here by a switch: an ECMP group's node
+    /// whose link went down, a VRRP peer's MAC): that host's to balance,
+    /// and the kernel drops it as another host's.
+    PassForeignMac = 41,
 }
 
-/// Number of `Counter` slots.
-pub const COUNTER_COUNT: u32 = 39;
+/// Number of `Counter`s (the slots in use).
+pub const COUNTER_COUNT: u32 = 42;
+
+/// Slots for counters at the head of each CPU's `PACKET_STATE` value:
+/// `COUNTER_COUNT` in use, the rest spare (zero, never written), so a
+/// counter added later takes a spare slot and the pinned map keeps its
+/// size: an lbd that adopts it, of either build, reads its counters on
+/// (a build's counters past the other's are zero or ignored). Builds up
+/// to 39 counters had no spare slot; their `PACKET_STATE` is of another
+/// size, started afresh by an upgrade (node counters count from zero, as
+/// Prometheus reads any counter reset).
+pub const COUNTER_SLOTS: u32 = 64;
+
+const _: () = assert!(COUNTER_COUNT <= COUNTER_SLOTS);
 
 /// Words of each CPU's `PACKET_STATE` value after its counters: the state
 /// of the packet the CPU is working on (what the packet path leaves for
@@ -178,8 +213,9 @@ pub const PACKET_SCRATCH_WORDS: usize = 48;
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct CpuState {
-    /// Verdict and event counts of this CPU, `Counter` as index.
-    pub counters: [u64; COUNTER_COUNT as usize],
+    /// Verdict and event counts of this CPU, `Counter` as index; the
+    /// slots past `COUNTER_COUNT` are spare (zero).
+    pub counters: [u64; COUNTER_SLOTS as usize],
     /// The packet in flight's state: the data plane's own layout, opaque
     /// here (see `lb-ebpf`'s `state::PacketState`).
     pub scratch: [u64; PACKET_SCRATCH_WORDS],
@@ -227,6 +263,9 @@ impl Counter {
         Counter::DropFragment,
         Counter::ConntrackEvictedIdle,
         Counter::ConntrackEvictedLive,
+        Counter::DropNoTxPort,
+        Counter::DropInternal,
+        Counter::PassForeignMac,
     ];
 
     /// True for verdict counters (exactly one of them counts each packet),
@@ -294,6 +333,9 @@ impl Counter {
             Counter::DropFragment => "drop_fragment",
             Counter::ConntrackEvictedIdle => "conntrack_evicted_idle",
             Counter::ConntrackEvictedLive => "conntrack_evicted_live",
+            Counter::DropNoTxPort => "drop_no_tx_port",
+            Counter::DropInternal => "drop_internal",
+            Counter::PassForeignMac => "pass_foreign_mac",
         }
     }
 }

@@ -53,6 +53,11 @@ pub trait Hook: Frame {
     fn ingress_ifindex(&self) -> u32;
     /// Sent out of another interface (`ifindex`), for routed packets.
     fn redirect(&self, ifindex: u32) -> Self::Verdict;
+    /// Whether a forwarded packet with egress `ifindex` (0: the ingress
+    /// interface) can leave by it: asked before the packet is counted as
+    /// sent (`DropNoTxPort` if not), so the counters say what the verdict
+    /// does.
+    fn reaches(&self, ifindex: u32) -> bool;
     /// Adds `diff` (a one's-complement sum of `!old + new` words) to the
     /// IPv4 header checksum at `off`. False if it could not be done.
     fn l3_csum_add(&self, off: usize, diff: u32) -> bool;
@@ -127,14 +132,24 @@ impl Hook for XdpContext {
         unsafe { (*self.ctx).ingress_ifindex }
     }
 
-    /// Through the `TX_PORTS` devmap (lbd fills it with every interface);
-    /// an interface missing from it is a control-plane bug and aborts the
-    /// frame (XDP_ABORTED, visible as the `xdp:xdp_exception` tracepoint).
+    /// Through the `TX_PORTS` devmap (lbd fills it with the interfaces
+    /// routed packets may leave by). The packet path asked `reaches`
+    /// first, so the interface is there; one lbd took out in the instant
+    /// between drops the frame (the fallback action in the flags' low
+    /// bits: XDP_DROP, not XDP_ABORTED, and never the stack).
     #[inline(always)]
     fn redirect(&self, ifindex: u32) -> u32 {
-        match TX_PORTS.redirect(ifindex, 0) {
+        match TX_PORTS.redirect(ifindex, u64::from(xdp_action::XDP_DROP)) {
             Ok(action) | Err(action) => action,
         }
+    }
+
+    /// The ingress interface (a bounce, no devmap), or one in `TX_PORTS`.
+    #[inline(always)]
+    fn reaches(&self, ifindex: u32) -> bool {
+        ifindex == 0
+            || ifindex == Hook::ingress_ifindex(self)
+            || TX_PORTS.get_ifindex(ifindex).is_some()
     }
 
     /// Plain RFC 1624 arithmetic: an XDP frame carries no checksum state.
@@ -283,6 +298,16 @@ impl Hook for TcContext {
     fn redirect(&self, ifindex: u32) -> i32 {
         // SAFETY: a helper call with plain integers.
         unsafe { bpf_redirect(ifindex, 0) as i32 }
+    }
+
+    /// Always: `bpf_redirect` needs no map, and takes any index. (An
+    /// index whose interface was deleted cannot be told here: the kernel
+    /// drops such an skb after the program, in `skb_do_redirect`. A NAT
+    /// flow's or tunnel hop's cached index is looked up again within
+    /// `FLOW_TOUCH_INTERVAL_NS`, so that lasts at most about a second.)
+    #[inline(always)]
+    fn reaches(&self, _ifindex: u32) -> bool {
+        true
     }
 
     /// Plain RFC 1624 arithmetic, as at XDP: `bpf_l3_csum_replace` does
@@ -462,7 +487,9 @@ pub fn verdict<C: Hook>(ctx: &C, outcome: Outcome) -> C::Verdict {
         | Counter::DropAclNotAllowed
         | Counter::DropRateLimited
         | Counter::DropTooBig
-        | Counter::DropFragment => ctx.drop_frame(),
+        | Counter::DropFragment
+        | Counter::DropNoTxPort
+        | Counter::DropInternal => ctx.drop_frame(),
         _ => ctx.pass(),
     }
 }

@@ -53,7 +53,7 @@ pub fn tc_lb(ctx: TcContext) -> i32 {
 #[inline(always)]
 fn run<C: hook::Hook>(ctx: &C) -> forward::Outcome {
     let Some(state) = state::this_cpu() else {
-        return lb_common::stats::Counter::DropMalformed.into();
+        return lb_common::stats::Counter::DropInternal.into();
     };
     let outcome = forward::finish(ctx, forward::balance(ctx, state), state);
     let outcome = forward::Outcome::unpacked(conntrack::settle_pending(outcome.packed(), state));

@@ -10,7 +10,7 @@
 //! queueing of a new flow's insert, `conntrack::pending::queue`; counters
 //! bumped deep in a path, `stats::count`) look it up again.
 
-use lb_common::stats::{Counter, CpuState, COUNTER_COUNT};
+use lb_common::stats::{Counter, CpuState, COUNTER_SLOTS};
 
 use crate::{conntrack::PendingFlow, forward::tunnel::Job, maps::PACKET_STATE};
 
@@ -19,8 +19,9 @@ use crate::{conntrack::PendingFlow, forward::tunnel::Job, maps::PACKET_STATE};
 /// rest in its scratch words.
 #[repr(C)]
 pub struct PacketState {
-    /// Verdict and event counts, `Counter` as index (`CpuState::counters`).
-    pub counters: [u64; COUNTER_COUNT as usize],
+    /// Verdict and event counts, `Counter` as index (`CpuState::counters`,
+    /// spare slots included).
+    pub counters: [u64; COUNTER_SLOTS as usize],
     /// A new flow's insert, queued by the connection table.
     pub pending: PendingFlow,
     /// A tunnelled VIP's packet to wrap, left by `forward::tunnel`.
@@ -48,7 +49,7 @@ pub fn this_cpu() -> Option<*mut PacketState> {
 #[inline(always)]
 pub fn count(state: *mut PacketState, counter: Counter) {
     // SAFETY: this CPU's slot; no other writer on this CPU. `Counter`'s
-    // values are its indexes, all below `COUNTER_COUNT`; the bound is
+    // values are its indexes, all below `COUNTER_SLOTS`; the bound is
     // checked anyway for the verifier, whose view of a variable counter
     // (a verdict) is a plain u32.
     unsafe {

@@ -848,17 +848,30 @@ fn carries_traffic(link: &netlink_packet_route::link::LinkMessage) -> bool {
     flags_up && oper_up
 }
 
-/// The XDP program a link message says runs, with its mode (`Auto`
-/// where the kernel names neither driver nor generic mode).
+/// The XDP program a link message says runs at the driver or generic
+/// hook, with its mode (`Auto` where the kernel names neither driver nor
+/// generic mode). The kernel names each mode's program
+/// (`IFLA_XDP_DRV_PROG_ID`, `IFLA_XDP_SKB_PROG_ID`, `IFLA_XDP_HW_PROG_ID`),
+/// and `IFLA_XDP_PROG_ID` only while a single mode is attached: with a
+/// driver program and an offloaded one (`XDP_ATTACHED_MULTI`) it omits
+/// it, and reading that alone took lbd's driver program for detached.
+/// A program offloaded to the NIC is never lbd's: beside a driver or
+/// generic one it is not reported; alone it is, with `Auto`, as a program
+/// that is not lbd's (the start refuses it as another tool's, and the
+/// hook check finds lbd's program absent).
 fn xdp_of(link: &netlink_packet_route::link::LinkMessage) -> Option<(u32, crate::config::XdpMode)> {
     use netlink_packet_route::link::{LinkXdp, XdpAttached};
-    let mut program = None;
+    let mut driver = None;
+    let mut generic = None;
+    let mut single = None;
     let mut mode = crate::config::XdpMode::Auto;
     for attribute in &link.attributes {
         if let LinkAttribute::Xdp(xdp) = attribute {
             for item in xdp {
                 match item {
-                    LinkXdp::ProgId(id) if *id != 0 => program = Some(*id),
+                    LinkXdp::DrvProgId(id) if *id != 0 => driver = Some(*id),
+                    LinkXdp::SkbProgId(id) if *id != 0 => generic = Some(*id),
+                    LinkXdp::ProgId(id) if *id != 0 => single = Some(*id),
                     LinkXdp::Attached(XdpAttached::Driver) => mode = crate::config::XdpMode::Native,
                     LinkXdp::Attached(XdpAttached::SocketBuffer) => {
                         mode = crate::config::XdpMode::Generic
@@ -868,7 +881,10 @@ fn xdp_of(link: &netlink_packet_route::link::LinkMessage) -> Option<(u32, crate:
             }
         }
     }
-    program.map(|id| (id, mode))
+    driver
+        .map(|id| (id, crate::config::XdpMode::Native))
+        .or_else(|| generic.map(|id| (id, crate::config::XdpMode::Generic)))
+        .or_else(|| single.map(|id| (id, mode)))
 }
 
 fn message_address(message: &AddressMessage) -> Option<IpAddr> {
@@ -1006,8 +1022,72 @@ fn bind_to_interface(socket: &UdpSocket, ifindex: u32) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{mac_to_follow, to_probe, AddressState};
-    use netlink_packet_route::neighbour::NeighbourState;
+    use super::{mac_to_follow, to_probe, xdp_of, AddressState};
+    use crate::config::XdpMode;
+    use netlink_packet_route::{
+        link::{LinkAttribute, LinkMessage, LinkXdp, XdpAttached},
+        neighbour::NeighbourState,
+    };
+
+    /// A link message whose `IFLA_XDP` holds `xdp`.
+    fn with_xdp(xdp: Vec<LinkXdp>) -> LinkMessage {
+        let mut link = LinkMessage::default();
+        link.attributes.push(LinkAttribute::Xdp(xdp));
+        link
+    }
+
+    /// With a driver program and an offloaded one (a SmartNIC), the
+    /// kernel reports "multi" and each mode's program, but no
+    /// `IFLA_XDP_PROG_ID`: the driver (or generic) program is the one lbd
+    /// may run, and the offloaded one is not reported beside it. Before,
+    /// only `IFLA_XDP_PROG_ID` was read, so lbd took its driver program
+    /// for detached. Alone, an offloaded program is reported, in no mode
+    /// lbd attaches in (another tool's).
+    #[test]
+    fn the_driver_program_is_read_beside_an_offloaded_one() {
+        let multi = |at: LinkXdp| {
+            with_xdp(vec![
+                LinkXdp::Attached(XdpAttached::Multiple),
+                at,
+                LinkXdp::HwProgId(9),
+            ])
+        };
+        assert_eq!(
+            xdp_of(&multi(LinkXdp::DrvProgId(7))),
+            Some((7, XdpMode::Native))
+        );
+        assert_eq!(
+            xdp_of(&multi(LinkXdp::SkbProgId(5))),
+            Some((5, XdpMode::Generic))
+        );
+        let offloaded = with_xdp(vec![
+            LinkXdp::Attached(XdpAttached::Hardware),
+            LinkXdp::HwProgId(9),
+            LinkXdp::ProgId(9),
+        ]);
+        assert_eq!(xdp_of(&offloaded), Some((9, XdpMode::Auto)));
+    }
+
+    /// One mode attached: the kernel reports the program twice (its
+    /// mode's id and `IFLA_XDP_PROG_ID`), older kernels the latter only;
+    /// nothing attached reads as none.
+    #[test]
+    fn a_single_xdp_program_is_read_with_its_mode() {
+        let driver = with_xdp(vec![
+            LinkXdp::Attached(XdpAttached::Driver),
+            LinkXdp::DrvProgId(7),
+            LinkXdp::ProgId(7),
+        ]);
+        assert_eq!(xdp_of(&driver), Some((7, XdpMode::Native)));
+        let generic_old_kernel = with_xdp(vec![
+            LinkXdp::Attached(XdpAttached::SocketBuffer),
+            LinkXdp::ProgId(5),
+        ]);
+        assert_eq!(xdp_of(&generic_old_kernel), Some((5, XdpMode::Generic)));
+        let none = with_xdp(vec![LinkXdp::Attached(XdpAttached::None)]);
+        assert_eq!(xdp_of(&none), None);
+        assert_eq!(xdp_of(&LinkMessage::default()), None);
+    }
 
     /// Missing and STALE entries are probed (a STALE one is still used
     /// meanwhile); fresh ones are not. Before, only missing ones were, so

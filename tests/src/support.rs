@@ -711,6 +711,8 @@ mod wait_backup_tests {
             ignored: Default::default(),
             link_down: false,
             link_down_since: None,
+            no_source: false,
+            no_source_since: None,
         }
     }
 

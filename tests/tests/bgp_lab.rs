@@ -384,6 +384,49 @@ fn a_fourth_node_takes_its_share_without_breaking_a_stream() {
     assert!(per_node[3] >= 150, "the fourth node took {per_node:?}");
 }
 
+/// Growing a running mesh as an operator does: the new node is added to
+/// every running node's `[sync] peers` and each is reloaded, then the new
+/// node starts (its peers: every node). The existing nodes must take its
+/// replication session and send it their flows before its start-up gate
+/// opens, so every long-lived stream the router moves to it keeps its
+/// backend (b4 joined first, so an unknown flow would be picked afresh).
+/// Unlike [`a_fourth_node_takes_its_share_without_breaking_a_stream`],
+/// no node lists the new one before it joins.
+#[test]
+fn a_node_joining_through_a_peers_reload_breaks_no_stream() {
+    let mut lab = BgpLab::start_without_spare_peers(BgpSpec {
+        nodes: 3,
+        spare: 1,
+        backends: 4,
+        serving: 3,
+    })
+    .expect("BGP lab");
+    let mut joined = Duration::ZERO;
+    let outcome = across(&mut lab, 24, None, |lab| {
+        let start = Instant::now();
+        lab.join_mesh(3).expect("fourth node joins the mesh");
+        joined = start.elapsed();
+    });
+    report(
+        "fourth node joined by a peers reload",
+        "routed over after",
+        joined,
+        &outcome,
+    );
+    let gate = lab.node_status(3).bgp.expect("bgp status").startup;
+    assert_eq!(
+        gate,
+        StartupStatus::Open(Opened::PeersSynced),
+        "the new node announced before every peer's flows arrived"
+    );
+    assert!(
+        outcome.moved > 0,
+        "no stream changed node when the fourth joined"
+    );
+    assert_nothing_broke(&outcome);
+    assert_eq!(lab.next_hops(v4()).expect("route").len(), 4);
+}
+
 #[test]
 fn a_drained_node_hands_every_flow_over_and_undrain_brings_its_share_back() {
     let mut lab = lab(3, 0);
@@ -482,4 +525,100 @@ fn the_last_error_of_a_session_is_read_from_birdc() {
     );
     assert_eq!(last_error(text, address("198.18.0.2")), None);
     assert_eq!(last_error(text, address("198.18.0.4")), None);
+}
+
+/// How many Established BGP sessions export `vip`, as node `index`'s
+/// lbd says (None while it does not know).
+fn exporting(lab: &BgpLab, index: usize, vip: IpAddr) -> Option<u32> {
+    let bgp = lab.node_status(index).bgp?;
+    bgp.exporting
+        .iter()
+        .find(|e| e.address == vip)
+        .map(|e| e.sessions)
+}
+
+/// BIRD taking lbd's routes is not the router hearing of them: a node
+/// whose IPv4 session's export filter names no protocol of lbd's (the
+/// `4` left out) and whose IPv6 session has the router's AS mistyped is
+/// in sync and wants both VIPs announced, yet reports 0 Established
+/// sessions exporting either (its IPv4 session up and exporting nothing,
+/// its IPv6 one not Established), and the router routes neither over
+/// it; a healthy node reports its sessions exporting both.
+#[test]
+fn a_node_no_session_exports_says_so_and_a_healthy_one_counts_its_sessions() {
+    let mut lab = lab(1, 1);
+    wait_until(
+        "node 0's VIPs exported by an Established session each",
+        Duration::from_secs(30),
+        || {
+            [v4(), v6()]
+                .iter()
+                .all(|&vip| exporting(&lab, 0, vip) >= Some(1))
+        },
+    );
+    let healthy = lab.node_status(0).bgp.expect("bgp");
+    let sessions = healthy.sessions.expect("node 0's sessions");
+    assert!(
+        sessions.iter().filter(|s| s.established).count() >= 2,
+        "{sessions:?}"
+    );
+
+    lab.start_node_with_bird(1, |config| {
+        config
+            .replace(
+                "export where proto = \"lbd_vips4\";",
+                "export where proto = \"lbd_vips\";",
+            )
+            .replace(
+                "neighbor 2001:2::1 as 65000;",
+                "neighbor 2001:2::1 as 65099;",
+            )
+    })
+    .expect("node 1 with a misconfigured BIRD");
+    // Its IPv4 session comes up (a wrong filter does not stop it) and is
+    // counted at a configure or a status check (every 10 s).
+    wait_until(
+        "node 1 in sync, announcing both VIPs, its IPv4 session Established",
+        Duration::from_secs(45),
+        || {
+            let Some(bgp) = lab.node_status(1).bgp else {
+                return false;
+            };
+            bgp.in_sync
+                && bgp.announced.len() == 2
+                && bgp
+                    .sessions
+                    .is_some_and(|s| s.iter().any(|s| s.name == "router1_v4" && s.established))
+        },
+    );
+    let bgp = lab.node_status(1).bgp.expect("bgp");
+    for vip in [v4(), v6()] {
+        assert_eq!(exporting(&lab, 1, vip), Some(0), "{vip}: {bgp:?}");
+    }
+    let sessions = bgp.sessions.expect("node 1's sessions");
+    let v4_session = sessions.iter().find(|s| s.name == "router1_v4");
+    assert!(
+        v4_session.is_some_and(|s| s.established && s.exports.is_empty()),
+        "{sessions:?}"
+    );
+    let v6_session = sessions.iter().find(|s| s.name == "router1_v6");
+    assert!(v6_session.is_some_and(|s| !s.established), "{sessions:?}");
+    for vip in [v4(), v6()] {
+        let hops = lab.next_hops(vip).expect("next hops");
+        assert!(
+            !hops.contains(&lab.hop_of(1, vip)),
+            "the router routes {vip} over node 1: {hops:?}"
+        );
+    }
+    let text = lab.lbctl(1, &["node", "status"]);
+    assert!(
+        text.contains("NOT exported by any Established BGP session")
+            && text.contains("router1_v6  NOT established"),
+        "{text}"
+    );
+    // The healthy node still counts its sessions.
+    for vip in [v4(), v6()] {
+        assert!(exporting(&lab, 0, vip) >= Some(1), "{vip}");
+    }
+    println!("BGP LAB: misconfigured node's status:\n{text}");
 }

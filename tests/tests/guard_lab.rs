@@ -235,11 +235,16 @@ fn a_denied_source_cannot_connect_and_a_limited_burst_spares_long_lived_connecti
         &lab,
         &["limit", "set", "--vip", VIP, "--source-rate", "1000"],
     );
-    let removed = lbctl_ok(&lab, &["vip", "remove", VIP]);
+    // The warning is on stderr; stdout has only the result.
+    let (code, removed, warned) = lbctl_outcome(&lab, &["vip", "remove", VIP]);
+    assert_eq!(code, 0, "{removed}{warned}");
     assert!(
-        removed.contains(&format!("warning: VIP {VIP}: its ACL rule and limits stay")),
-        "{removed}"
+        warned.contains(&format!(
+            "lbctl: warning: VIP {VIP}: its ACL rule and limits stay"
+        )),
+        "{warned}"
     );
+    assert!(!removed.contains("warning"), "{removed}");
     let listed = lbctl_ok(&lab, &["acl", "list"]);
     assert!(
         listed.contains("(not in force: its VIP is not served)"),

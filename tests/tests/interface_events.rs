@@ -255,6 +255,93 @@ fn a_deleted_interface_withdraws_at_once_and_lbd_restarts_onto_the_new_one() {
     );
 }
 
+/// A VRRP master stopped for a restart (SIGTERM: its record says
+/// `restarting`) whose eth0 is deleted and made again before the next
+/// lbd starts (a bond rebuilt by a deploy that restarts lbd too): the
+/// pinned link died with the old device, so the new eth0 runs no program
+/// although the pins are all there. The next lbd, within the resume
+/// window, does not resume mastership (it would take the VIP, local to
+/// the node, with no program in front of it: the kernel would reset every
+/// connection until the attach): it says why and starts as backup, then
+/// (no peer here) becomes master once its program runs. A restart stop
+/// whose interface is gone before the tick saw it leaves no `restarting`
+/// record either.
+#[test]
+fn a_master_restarted_onto_a_recreated_interface_starts_as_backup() {
+    let mut lab = Lab::start_spec(LabSpec {
+        lbs: 1,
+        backends: 2,
+        static_vip: false,
+    })
+    .expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let lb = lab.lb.clone();
+    let config = format!(
+        "{}\n[[vrrp]]\nvrid = 51\npriority = 150\nadvert_interval_ms = 1000\naddresses = [\"{VIP4}\"]\n",
+        lab.lbd_config_for(&["b1", "b2"], CHECKS)
+    );
+    lab.start_lbd(&config).expect("lbd");
+    wait_until("VRRP master", NOTICE, || vrrp_master(&lab));
+    wait_until("the IPv4 VIP served", NOTICE, || get_vip4(&lab).is_ok());
+    let state_file = lab.dir.join("lbd.vrrp-51-v4.state");
+    lab.terminate("lbd").expect("SIGTERM");
+    let recorded = std::fs::read_to_string(&state_file).expect("VRRP state file");
+    assert!(recorded.starts_with("restarting "), "{recorded}");
+
+    lab.delete_interface(&lb).expect("delete eth0");
+    lab.recreate_interface(&lb).expect("eth0 again");
+    assert!(
+        lab.pin_dir_of(&lb).join("xdp-link-eth0").exists(),
+        "the dead link is still pinned"
+    );
+    assert!(!lab.xdp_attached(&lb).expect("ip link"), "nothing runs");
+    // Within the resume window whatever the time the steps above took:
+    // the record as the stop left it, with the time of now.
+    let advertised = recorded.split_whitespace().nth(2).unwrap_or("100");
+    std::fs::write(
+        &state_file,
+        format!("restarting {} {advertised}\n", monotonic_ns()),
+    )
+    .expect("state file");
+    lab.start_lbd_on(&lb, "lbd2", &config).expect("lbd again");
+    let log = lab.log("lbd2");
+    assert!(log.contains("not resuming mastership"), "{log}");
+    assert!(
+        log.contains("the interface does not run the program the last lbd left forwarding"),
+        "{log}"
+    );
+    assert!(log.contains("re-created"), "says why: {log}");
+    assert!(!log.contains("resuming without a failover"), "{log}");
+    assert!(status(&lab).adopted, "the maps are adopted all the same");
+    wait_until("VRRP master again", NOTICE, || vrrp_master(&lab));
+    wait_until("the IPv4 VIP served again", NOTICE, || {
+        get_vip4(&lab).is_ok()
+    });
+
+    // Stopped for a restart just as eth0 goes, before the housekeeping
+    // tick saw it: the stop finds the program left running nowhere and
+    // steps down rather than leave a record the next lbd would resume on.
+    lab.delete_interface(&lb).expect("delete eth0");
+    lab.terminate("lbd2").expect("SIGTERM");
+    let recorded = std::fs::read_to_string(&state_file).expect("VRRP state file");
+    assert!(!recorded.starts_with("restarting "), "{recorded}");
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds: the clock VRRP state files use.
+fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec it is given.
+    assert_eq!(
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) },
+        0
+    );
+    u64::try_from(now.tv_sec).expect("time") * 1_000_000_000
+        + u64::try_from(now.tv_nsec).expect("time")
+}
+
 /// `xdp_mode` changed across a SIGTERM restart, under load: the new lbd
 /// attaches anew in the configured mode (the pinned link kept the old one)
 /// while the tc program carries the packets, so no request fails; and

@@ -2,12 +2,14 @@
 //! where the real program counts them under BPF_PROG_TEST_RUN; lbd reads
 //! them there, keeps them across a restart (the map is pinned and
 //! adopted), and after an upgrade from a release that counted in a map of
-//! its own (`COUNTERS`) goes on from that release's counts. Needs root.
+//! its own (`COUNTERS`) goes on from that release's counts; one from a
+//! release whose `PACKET_STATE` had no spare counter slots (a value of
+//! another size) adopts the rest and counts afresh. Needs root.
 
 use aya::maps::{Map, PerCpuArray, PerCpuValues};
 use lb_common::{
     consts::names,
-    stats::{Counter, COUNTER_COUNT},
+    stats::{Counter, COUNTER_COUNT, PACKET_SCRATCH_WORDS},
 };
 use lb_tests::{
     lab::TestPins,
@@ -134,4 +136,51 @@ fn an_upgrade_counts_on_from_the_counters_an_older_release_pinned() {
     // `lbd --cleanup` (or a stop that detaches) removes every pin.
     restarted.dataplane.detach().expect("detach");
     assert!(!pins.pins().map_path(names::MAP_LEGACY_COUNTERS).exists());
+}
+
+/// The release before spare counter slots pinned a `PACKET_STATE` of 39
+/// counters and the scratch words (a value of another size): an upgrade
+/// from it still adopts the data plane (a tracked flow goes on in the
+/// connection table), starts `PACKET_STATE` afresh (the node counters
+/// count from zero, as Prometheus reads any counter reset), and its own
+/// layout, with the spare slots, is kept across the next restart.
+#[test]
+fn an_upgrade_from_a_packet_state_without_spare_slots_adopts_the_rest() {
+    /// Counters of the release before the spare slots.
+    const BEFORE_SPARE: u32 = 39;
+    let pins = TestPins::new("lbtnc", "spare").expect("pins");
+    {
+        let mut first = bed(&pins);
+        connect(&mut first, &flow(4));
+    }
+    // That release's PACKET_STATE in place of this one's.
+    let path = pins.pins().map_path(names::MAP_PACKET_STATE);
+    std::fs::remove_file(&path).expect("unpin PACKET_STATE");
+    let value = 8 * (BEFORE_SPARE + PACKET_SCRATCH_WORDS as u32);
+    let old = create_map(names::MAP_PACKET_STATE, PERCPU_ARRAY, (4, value), 1)
+        .expect("the old PACKET_STATE");
+    old.pin(&path).expect("pin the old PACKET_STATE");
+
+    let mut upgraded = bed(&pins);
+    assert!(upgraded.dataplane.adopted(), "the state maps are adopted");
+    assert_eq!(count(&upgraded, Counter::Forwarded), 0, "counted afresh");
+    let (verdict, _) = upgraded
+        .run(&packet::tcp(&flow(4), ACK, None, b"x"))
+        .expect("test run");
+    assert_eq!(verdict, action::TX);
+    assert_eq!(
+        count(&upgraded, Counter::ConntrackHit),
+        1,
+        "the flow tracked before the upgrade"
+    );
+    assert_eq!(count(&upgraded, Counter::Forwarded), 1);
+    drop(upgraded);
+
+    let restarted = bed(&pins);
+    assert!(restarted.dataplane.adopted());
+    assert_eq!(
+        count(&restarted, Counter::Forwarded),
+        1,
+        "this layout is adopted as it is"
+    );
 }

@@ -1,8 +1,10 @@
 //! VRRP adverts and their source addresses, end to end (needs root):
 //! a unicast peer's adverts that arrive with a TTL below 255 (keepalived's
 //! `unicast_ttl`, a peer routers away) are heard within the
-//! `unicast_peer_hops` allowed, a stranger's are not; and a master whose primary IPv4 address is renumbered goes on
-//! advertising, from the new address.
+//! `unicast_peer_hops` allowed, a stranger's are not; a master whose primary IPv4 address is renumbered goes on
+//! advertising, from the new address; and a master whose address is
+//! removed with none to replace it gives the VIP up to the peer
+//! (keepalived's FAULT) until it is back.
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
@@ -204,6 +206,80 @@ fn the_master_advertises_from_its_renumbered_primary_address() {
     assert!(!lab.holds_vip(&b).expect("ip addr"));
     assert!(
         lab.log("lbd-a").contains("adverts now go from the new one"),
+        "{}",
+        lab.log("lbd-a")
+    );
+}
+
+/// The master's only IPv4 address is removed (networkd, a lapsed DHCP
+/// lease): no advert can leave, the backup takes over, and the old master
+/// gives the VIP up rather than announcing it against the new one (two
+/// masters, an ARP tug of war). It says why in its status. Once the
+/// address is back it is a backup first, then preempts (150 over 100).
+#[test]
+fn a_master_without_an_address_gives_the_vip_up_until_it_is_back() {
+    let mut lab = lab();
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    let (config_a, config_b) = (config(&lab, &a, &b, 150, ""), config(&lab, &b, &a, 100, ""));
+    lab.start_lbd_on(&a, "lbd-a", &config_a).expect("lbd");
+    lab.start_lbd_on(&b, "lbd-b", &config_b).expect("lbd");
+    wait_until("lb to be master", Duration::from_secs(10), || {
+        lab.holds_vip(&a).expect("ip addr")
+    });
+    wait_until("lb2 to be lb's backup", Duration::from_secs(5), || {
+        let status = status_on(&lab, &b).vrrp;
+        status[0].state == State::Backup && status[0].master == Some(IpAddr::V4(a.ipv4))
+    });
+
+    ip_on(
+        &a,
+        &["addr", "del", &format!("{}/24", a.ipv4), "dev", "eth0"],
+    );
+    wait_until("lb2 to take over", Duration::from_secs(5), || {
+        lab.holds_vip(&b).expect("ip addr")
+    });
+    wait_until("lb to give the VIP up", Duration::from_secs(5), || {
+        !lab.holds_vip(&a).expect("ip addr")
+    });
+    // Well past lb2's master-down interval (0.36 s): one master, lb2.
+    thread::sleep(Duration::from_secs(2));
+    let (sa, sb) = (status_on(&lab, &a).vrrp, status_on(&lab, &b).vrrp);
+    assert_eq!(
+        [sa[0].state, sb[0].state],
+        [State::Backup, State::Master],
+        "{sa:?}\n{sb:?}\n{}\n{}",
+        lab.log("lbd-a"),
+        lab.log("lbd-b")
+    );
+    assert!(sa[0].no_source, "{sa:?}");
+    assert!(sa[0].no_source_since.is_some(), "{sa:?}");
+    assert!(!sb[0].no_source, "{sb:?}");
+    assert!(!lab.holds_vip(&a).expect("ip addr"));
+    assert!(lab.holds_vip(&b).expect("ip addr"));
+    let log = lab.log("lbd-a");
+    assert!(log.contains("giving up the VIPs"), "{log}");
+    assert!(
+        !log.contains("another router claims our addresses with a lower priority"),
+        "no re-announcement against lb2: {log}"
+    );
+
+    ip_on(
+        &a,
+        &["addr", "add", &format!("{}/24", a.ipv4), "dev", "eth0"],
+    );
+    wait_until("lb to take the VIP back", Duration::from_secs(5), || {
+        lab.holds_vip(&a).expect("ip addr")
+    });
+    wait_until("lb2 to give it up", Duration::from_secs(5), || {
+        !lab.holds_vip(&b).expect("ip addr")
+    });
+    let (sa, sb) = (status_on(&lab, &a).vrrp, status_on(&lab, &b).vrrp);
+    assert_eq!([sa[0].state, sb[0].state], [State::Master, State::Backup]);
+    assert!(!sa[0].no_source, "{sa:?}");
+    assert_eq!(sa[0].no_source_since, None);
+    assert!(
+        lab.log("lbd-a")
+            .contains("an address to send adverts from again"),
         "{}",
         lab.log("lbd-a")
     );

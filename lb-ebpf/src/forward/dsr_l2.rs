@@ -19,7 +19,7 @@ use crate::{
 #[inline(always)]
 pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet, decision: &Decision) -> Counter {
     let Some(eth) = parse::ptr_at::<[u16; 6], C>(ctx, 0) else {
-        return Counter::DropMalformed;
+        return Counter::DropInternal;
     };
     // SAFETY: bounds checked by ptr_at; the program owns the frame (tc: the verifier makes a cloned skb private first).
     let eth = unsafe { &mut *eth };

@@ -118,7 +118,7 @@ fn balance_in_frame<C: Hook>(ctx: &C, state: *mut PacketState) -> Outcome {
         // node of an ECMP group whose link went down): that node's to
         // balance, not this one's, which might pick another backend. The
         // kernel drops it as another host's.
-        return Counter::PassNotVip.into();
+        return Counter::PassForeignMac.into();
     }
     let past = past_what_is_read(&vip, &packet);
     let gate = guard::acl::Gate::of(vip.id);

@@ -62,7 +62,7 @@ fn headers<C: Hook>(
     ctx: &C,
     packet: &Packet,
 ) -> Result<(&'static mut scratch::NatScratch, Layout, L3Info), Counter> {
-    let scratch = NAT_SCRATCH.get_ptr_mut(0).ok_or(Counter::DropMalformed)?;
+    let scratch = NAT_SCRATCH.get_ptr_mut(0).ok_or(Counter::DropInternal)?;
     // SAFETY: this CPU's slot, used by this program run only.
     let scratch = unsafe { &mut *scratch };
     let at = scratch::layout(scratch, packet).ok_or(Counter::PassIpv6Ext)?;
@@ -87,7 +87,7 @@ pub const PENDING_REPLY: Counter = Counter::NatNew;
 #[inline(always)]
 pub fn queue(packet: &Packet, vip: Option<&VipMeta>) -> Outcome {
     let Some(scratch) = NAT_SCRATCH.get_ptr_mut(0) else {
-        return Counter::DropMalformed.into();
+        return Counter::DropInternal.into();
     };
     // SAFETY: this CPU's slot, used by this program run only.
     unsafe {
@@ -116,7 +116,7 @@ const TOO_BIG: Counter = Counter::SentIcmpTooBig;
 #[inline(never)]
 pub fn finish<C: Hook>(ctx: &C, reply: bool) -> u64 {
     let Some(scratch) = NAT_SCRATCH.get_ptr(0) else {
-        return Outcome::from(Counter::DropMalformed).packed();
+        return Outcome::from(Counter::DropInternal).packed();
     };
     // SAFETY: this CPU's slot, written by `queue` in this program run.
     // In place: a copy would take 72 bytes of this frame.
@@ -140,7 +140,7 @@ pub fn finish<C: Hook>(ctx: &C, reply: bool) -> u64 {
     // SAFETY: this CPU's slot, used by this program run only.
     let l3_off = unsafe { read_volatile(addr_of!((*scratch).l3_off)) };
     if !(ETH_LEN as u32..=L3_OFF_MAX).contains(&l3_off) {
-        return Outcome::from(Counter::DropMalformed).packed();
+        return Outcome::from(Counter::DropInternal).packed();
     }
     if too_big {
         // SAFETY: as above; `too_big` wrote the length.
@@ -149,7 +149,7 @@ pub fn finish<C: Hook>(ctx: &C, reply: bool) -> u64 {
         return Outcome::from(answer).packed();
     }
     if !ctx.strip_tags(l3_off - ETH_LEN as u32) {
-        return Outcome::from(Counter::DropMalformed).packed();
+        return Outcome::from(Counter::DropInternal).packed();
     }
     outcome.packed()
 }
@@ -277,8 +277,11 @@ fn error<C: Hook>(ctx: &C, packet: &Packet, direction: u8, miss: Counter) -> Out
     if entry.mtu != 0 && u32::from(l3.tot_len) > entry.mtu {
         return Counter::DropTooBig.into();
     }
+    if !ctx.reaches(entry.ifindex) {
+        return Counter::DropNoTxPort.into();
+    }
     if !icmp::translate_error(ctx, &packet.key, &at, entry) {
-        return Counter::DropMalformed.into();
+        return Counter::DropInternal.into();
     }
     Outcome {
         counter: Counter::ForwardedNatIcmpError,
@@ -318,8 +321,13 @@ pub(super) fn send<C: Hook>(
     {
         return too_big(l3, entry.mtu);
     }
+    // Before the rewrite and the traffic counters: a packet that cannot
+    // leave (XDP: no `TX_PORTS` slot for its interface) is no traffic.
+    if !ctx.reaches(entry.ifindex) {
+        return Counter::DropNoTxPort.into();
+    }
     if !rewrite::translate(ctx, key, at, entry) {
-        return Counter::DropMalformed.into();
+        return Counter::DropInternal.into();
     }
     if entry.direction == NAT_DIR_FORWARD {
         stats::count_traffic(
@@ -373,7 +381,7 @@ fn too_big(l3: &L3Info, mtu: u32) -> Outcome {
         return Counter::DropTooBig.into();
     }
     let Some(scratch) = NAT_SCRATCH.get_ptr_mut(0) else {
-        return Counter::DropMalformed.into();
+        return Counter::DropInternal.into();
     };
     // SAFETY: this CPU's slot, used by this program run only; volatile,
     // as `finish` reads it back.

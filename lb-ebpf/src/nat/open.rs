@@ -65,7 +65,7 @@ pub fn open(now: u64, place: u32) -> Result<(&'static mut NatEntry, bool), Count
 #[inline(never)]
 fn lb_nat_open(now: u64, place: u32) -> u64 {
     let Some(scratch) = NAT_SCRATCH.get_ptr_mut(0) else {
-        return Counter::DropMalformed as u64;
+        return Counter::DropInternal as u64;
     };
     // SAFETY: this CPU's slot, used by this program run only.
     let scratch = unsafe { &mut *scratch };

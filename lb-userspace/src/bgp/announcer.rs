@@ -36,6 +36,7 @@ use super::{
     announce::{Gate, Opened, Plan, Startup, Withheld},
     bird,
     routes_file::{self, Family},
+    sessions::{self, BgpSession},
 };
 use crate::config::BgpConfig;
 
@@ -66,9 +67,13 @@ pub(crate) struct Outcome {
     set: BTreeSet<IpAddr>,
     /// What BIRD was asked.
     exchange: Exchange,
-    /// BIRD's answer.
-    result: Result<(), Failure>,
+    /// BIRD's answer: on success, what its BGP sessions export (or why
+    /// that could not be read).
+    result: Result<SessionsSeen, Failure>,
 }
+
+/// BIRD's BGP sessions as an exchange read them, or why it could not.
+type SessionsSeen = Result<Vec<BgpSession>, String>;
 
 /// Why an exchange with BIRD failed.
 #[derive(Debug)]
@@ -127,6 +132,12 @@ pub(crate) struct Announcer {
     /// Writes or reconfigures that failed.
     failures: u64,
     last_error: Option<String>,
+    /// BIRD's BGP sessions as the last exchange that succeeded read them
+    /// (None: none did since the last failure, so they are unknown).
+    sessions: Option<SessionsSeen>,
+    /// Addresses wanted announced that no Established session exported
+    /// at the last look (logged once when they become so).
+    unexported: BTreeSet<IpAddr>,
 }
 
 /// `GET /v1/node`'s BGP part.
@@ -162,10 +173,37 @@ pub struct BgpStatus {
     /// their routes until it takes a configure again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub disabled: Vec<String>,
+    /// BIRD's BGP sessions, each Established or not, and which of lbd's
+    /// addresses each exports, as BIRD said after the last reconfigure or
+    /// status check (every 10 s). None while unknown: BIRD not asked yet,
+    /// or the last exchange failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<Vec<BgpSession>>,
+    /// Why BIRD's answer about its sessions could not be read, if it
+    /// could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions_error: Option<String>,
+    /// For every address lbd wants announced or withdrawn, how many
+    /// Established BGP sessions export it (`in_sync` only says BIRD took
+    /// lbd's set: a session that is down, or whose export filter lets
+    /// none of lbd's routes through, tells the router nothing). Empty
+    /// while `sessions` is unknown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exporting: Vec<AddressExports>,
     /// BIRD's control socket.
     pub bird_socket: String,
     /// The routes file.
     pub routes_file: String,
+}
+
+/// How many Established BGP sessions export one address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressExports {
+    /// The VIP address.
+    pub address: IpAddr,
+    /// Established sessions exporting it: 0 for an address wanted
+    /// announced means the routers do not hear of this node for it.
+    pub sessions: u32,
 }
 
 /// The start-up gate, as the API shows it.
@@ -231,6 +269,8 @@ impl Announcer {
             applies: 0,
             failures: 0,
             last_error: None,
+            sessions: None,
+            unexported: BTreeSet::new(),
         }
     }
 
@@ -361,7 +401,8 @@ impl Announcer {
     pub(crate) fn on_outcome(&mut self, outcome: Outcome, now: Instant) {
         self.in_flight = None;
         match (outcome.exchange, outcome.result) {
-            (Exchange::Configure, Ok(())) => {
+            (Exchange::Configure, Ok(sessions)) => {
+                self.saw_sessions(sessions, &outcome.set);
                 info!(announced = ?outcome.set, "BGP: BIRD reconfigured");
                 if self.config_error.take().is_some() {
                     info!("BGP: BIRD takes its config again");
@@ -378,7 +419,10 @@ impl Announcer {
                 self.last_error = None;
                 self.probe_at = Some(now + PROBE_INTERVAL);
             }
-            (Exchange::Probe, Ok(())) => self.probe_at = Some(now + PROBE_INTERVAL),
+            (Exchange::Probe, Ok(sessions)) => {
+                self.saw_sessions(sessions, &outcome.set);
+                self.probe_at = Some(now + PROBE_INTERVAL);
+            }
             (
                 _,
                 Err(Failure::Refused {
@@ -440,6 +484,48 @@ impl Announcer {
         }
     }
 
+    /// Takes what BIRD said of its BGP sessions after BIRD took `set`
+    /// (see [`Self::log_exports`]); warns once when it cannot be read.
+    fn saw_sessions(&mut self, seen: SessionsSeen, set: &BTreeSet<IpAddr>) {
+        match &seen {
+            // BIRD's `show route exported` may lag a reconfigure by a
+            // moment: only a check of the set BIRD took already logs.
+            Ok(listed) if self.applied.as_ref() == Some(set) => self.log_exports(listed, set),
+            Ok(_) => {}
+            Err(error) => {
+                if !matches!(self.sessions, Some(Err(_))) {
+                    warn!(%error, "BGP: cannot tell which BIRD BGP sessions export lbd's routes");
+                }
+            }
+        }
+        self.sessions = Some(seen);
+    }
+
+    /// Logs each address of `set` that no Established session of
+    /// `listed` exports, once when it becomes so, and once when one does
+    /// again.
+    fn log_exports(&mut self, listed: &[BgpSession], set: &BTreeSet<IpAddr>) {
+        let unexported: BTreeSet<IpAddr> = set
+            .iter()
+            .filter(|address| sessions::exporting(listed, **address) == 0)
+            .copied()
+            .collect();
+        let established: Vec<&str> = listed
+            .iter()
+            .filter(|s| s.established)
+            .map(|s| s.name.as_str())
+            .collect();
+        for address in unexported.difference(&self.unexported) {
+            warn!(%address, ?established, "BGP: BIRD took the address, but no Established BGP session exports it: the routers do not send this node its traffic (check the sessions' neighbor and AS, and that their export filter names lbd's protocols; lbctl node status lists them)");
+        }
+        for address in self.unexported.difference(&unexported) {
+            if set.contains(address) {
+                info!(%address, "BGP: an Established BGP session exports the address again");
+            }
+        }
+        self.unexported = unexported;
+    }
+
     /// The names of the protocols of `families`.
     fn protocols(&self, families: &BTreeSet<Family>) -> Vec<String> {
         families
@@ -470,6 +556,7 @@ impl Announcer {
     fn failed(&mut self, error: String, now: Instant) {
         self.applied = None;
         self.probe_at = None;
+        self.sessions = None;
         self.failures += 1;
         warn!(%error, retry_in_ms = self.backoff.as_millis(), "BGP: announcing through BIRD failed");
         self.last_error = Some(error);
@@ -518,6 +605,27 @@ impl Announcer {
             last_error: self.last_error.clone(),
             bird_config_error: self.config_error.clone(),
             disabled: self.protocols(&self.disabled),
+            sessions: self
+                .sessions
+                .as_ref()
+                .and_then(|seen| seen.as_ref().ok())
+                .cloned(),
+            sessions_error: self
+                .sessions
+                .as_ref()
+                .and_then(|seen| seen.as_ref().err())
+                .cloned(),
+            exporting: match &self.sessions {
+                Some(Ok(listed)) => self
+                    .plan
+                    .keys()
+                    .map(|address| AddressExports {
+                        address: *address,
+                        sessions: sessions::exporting(listed, *address),
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            },
             bird_socket: self.config.bird_socket.display().to_string(),
             routes_file: self.config.routes_file.display().to_string(),
         }
@@ -572,19 +680,20 @@ impl BirdExchange {
         &self,
         emptied: &BTreeSet<Family>,
         disabled: &BTreeSet<Family>,
-    ) -> Result<(), Failure> {
+    ) -> Result<SessionsSeen, Failure> {
         let protocols = routes_file::protocols(&self.stem);
         let names = |families: &BTreeSet<Family>| -> Vec<String> {
             families.iter().map(|f| f.protocol(&self.stem)).collect()
         };
         match bird::configure_checked(&self.socket, &protocols).await {
-            Ok(missing) if !missing.is_empty() => {
-                Err(Failure::Configured(not_included(&self.routes, &missing)))
+            Ok(checked) if !checked.missing.is_empty() => {
+                Err(Failure::Configured(not_included(&self.routes, &checked.missing)))
             }
-            Ok(_) if disabled.is_empty() => Ok(()),
-            Ok(_) => bird::toggle(&self.socket, &names(disabled), bird::Toggle::Enable)
+            Ok(checked) if disabled.is_empty() => Ok(checked.sessions),
+            Ok(checked) => bird::toggle(&self.socket, &names(disabled), bird::Toggle::Enable)
                 .await
                 .into_result()
+                .map(|()| checked.sessions)
                 .map_err(|error| {
                     Failure::Configured(format!(
                         "{:#}",
@@ -612,14 +721,14 @@ impl BirdExchange {
     }
 
     /// Asks BIRD how it is, and whether it runs the file's protocols.
-    async fn probe(&self) -> Result<(), Failure> {
+    async fn probe(&self) -> Result<SessionsSeen, Failure> {
         let protocols = routes_file::protocols(&self.stem);
         match bird::probe(&self.socket, &protocols)
             .await
             .context("checking on BIRD, which had accepted the set announced now")
         {
-            Ok(missing) if missing.is_empty() => Ok(()),
-            Ok(missing) => Err(Failure::Other(not_included(&self.routes, &missing))),
+            Ok(checked) if checked.missing.is_empty() => Ok(checked.sessions),
+            Ok(checked) => Err(Failure::Other(not_included(&self.routes, &checked.missing))),
             Err(error) => Err(Failure::Other(format!("{error:#}"))),
         }
     }
@@ -842,12 +951,13 @@ mod tests {
     }
 
     /// What lbd asks after `first`: whether BIRD runs both protocols of
-    /// the routes file.
+    /// the routes file, then its BGP sessions (none here).
     fn then_protocols(first: &str) -> Vec<String> {
         vec![
             first.to_owned(),
             "show protocols \"lbd_vips4\"".to_owned(),
             "show protocols \"lbd_vips6\"".to_owned(),
+            "show protocols".to_owned(),
         ]
     }
 
@@ -1385,6 +1495,84 @@ mod tests {
             "{error}"
         );
         bird.stop();
+    }
+
+    /// A BIRD that takes every configure and runs lbd's protocols, with
+    /// one BGP session, `router1_v4`: Established and exporting `A` when
+    /// `up`, else Active (its neighbour does not answer), as Debian bird2
+    /// 2.0.12 answers.
+    fn bird_with_session(up: bool) -> impl Fn(&str) -> String + Send + Sync + 'static {
+        move |command: &str| {
+            if let Some(listed) = protocol_listed(command) {
+                return listed;
+            }
+            match command {
+                "show protocols" if up => "2002-Name       Proto      Table      State  Since         Info\n1002-lbd_vips4  Static     master4    up     16:48:55.115  \n lbd_vips6  Static     master6    up     16:48:55.115  \n router1_v4 BGP        ---        up     16:48:56.088  Established   \n0000 \n".to_owned(),
+                "show protocols" => "2002-Name       Proto      Table      State  Since         Info\n1002-lbd_vips4  Static     master4    up     16:48:55.115  \n lbd_vips6  Static     master6    up     16:48:55.115  \n router1_v4 BGP        ---        start  16:50:24.948  Active        Socket: Connection refused\n0000 \n".to_owned(),
+                "show route exported 'router1_v4' protocol 'lbd_vips4'" if up => format!("1007-Table master4:\n {A}/32      blackhole [lbd_vips4 16:48:55.115] * (200)\n0000 \n"),
+                "show route exported 'router1_v4' protocol 'lbd_vips6'" if up => "0000 \n".to_owned(),
+                "show route exported 'router1_v4' protocol 'lbd_vips4'" | "show route exported 'router1_v4' protocol 'lbd_vips6'" => "9001 No valid tables\n".to_owned(),
+                "show status" => "1000-BIRD 2.0.12\n0013 Daemon is up and running\n".to_owned(),
+                _ => "0003 Reconfigured\n".to_owned(),
+            }
+        }
+    }
+
+    /// BIRD takes lbd's set and runs its protocols, but its only BGP
+    /// session is Active (a mistyped neighbour or AS): in sync, yet the
+    /// address is exported by no Established session, and the status
+    /// says so; once the session is up and exports it, the next status
+    /// check counts it.
+    #[tokio::test]
+    async fn an_address_no_established_session_exports_is_told_apart_from_in_sync() {
+        let scratch = Scratch::new("exports");
+        let config = scratch.config();
+        let t0 = Instant::now();
+        let mut announcer = Announcer::new(config.clone(), false, false, t0);
+        let mut outcomes = announcer.take_outcomes().unwrap();
+        assert_eq!(
+            announcer.status().sessions,
+            None,
+            "unknown before BIRD is asked"
+        );
+        let bird = ServingBird::start(&config.bird_socket, bird_with_session(false));
+        exchange(&mut announcer, &mut outcomes, plan(true), t0).await;
+        let status = announcer.status();
+        assert!(status.in_sync, "{status:?}");
+        assert_eq!(
+            status.exporting,
+            [AddressExports {
+                address: A.parse().unwrap(),
+                sessions: 0
+            }],
+            "{status:?}"
+        );
+        let sessions = status.sessions.unwrap();
+        assert_eq!(sessions.len(), 1);
+        assert!(!sessions[0].established);
+        assert!(sessions[0].info.starts_with("Active"), "{sessions:?}");
+        bird.stop();
+
+        // The session comes up: the next status check sees A exported.
+        let bird = ServingBird::start(&config.bird_socket, bird_with_session(true));
+        let t1 = t0 + PROBE_INTERVAL;
+        exchange(&mut announcer, &mut outcomes, plan(true), t1).await;
+        assert_eq!(bird.commands()[0], "show status");
+        let status = announcer.status();
+        assert_eq!(status.exporting[0].sessions, 1, "{status:?}");
+        assert_eq!(
+            status.sessions.unwrap()[0].exports,
+            [A.parse::<IpAddr>().unwrap()]
+        );
+        bird.stop();
+
+        // BIRD gone: what its sessions export is unknown, not 0 or 1.
+        let t2 = t1 + PROBE_INTERVAL;
+        exchange(&mut announcer, &mut outcomes, plan(true), t2).await;
+        let status = announcer.status();
+        assert!(!status.in_sync);
+        assert_eq!(status.sessions, None, "{status:?}");
+        assert!(status.exporting.is_empty(), "{status:?}");
     }
 
     /// Another IPv4 VIP address, and an IPv6 one.

@@ -15,6 +15,8 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
+
+use super::sessions::{self, BgpSession};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt as _, AsyncWriteExt, BufReader},
     net::{
@@ -35,6 +37,15 @@ const MAX_LINE_BYTES: usize = 64 * 1024;
 const CODE_SHUTTING_DOWN: u16 = 6;
 /// `show protocols "<name>"` found no protocol of that name.
 const CODE_NO_PROTOCOLS_MATCH: u16 = 8003;
+/// A parse-time error: `show route exported '<session>'` of a session
+/// whose channels went down since `show protocols` listed it up answers
+/// this, with [`NO_VALID_TABLES`].
+const CODE_PARSE_ERROR: u16 = 9001;
+/// BIRD's text for a session with no channel up to show routes of.
+const NO_VALID_TABLES: &str = "No valid tables";
+/// Most bytes of a listing (`show protocols`, `show route`) kept: BIRD
+/// answering with more fails the exchange rather than grow lbd's memory.
+const MAX_LISTING_BYTES: usize = 4 << 20;
 
 /// One reply: its final code and its text (every line, codes stripped).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,20 +215,102 @@ pub(crate) async fn configure(socket: &Path) -> anyhow::Result<Reply> {
     .await
 }
 
+/// What lbd learns of BIRD after a configure or a status check.
+#[derive(Debug)]
+pub(crate) struct Checked {
+    /// The names among lbd's protocols that BIRD runs none of (see
+    /// [`missing_protocols`]).
+    pub(crate) missing: Vec<String>,
+    /// BIRD's BGP sessions and which of lbd's addresses each exports (see
+    /// [`bgp_sessions`]), or why BIRD's answer could not be read.
+    pub(crate) sessions: Result<Vec<BgpSession>, String>,
+}
+
 /// As [`configure`], then, on the same connection, which of `protocols`
 /// BIRD runs none of (see [`missing_protocols`]): a BIRD whose config
 /// does not include lbd's routes file takes every reconfigure and
-/// announces nothing of it.
+/// announces nothing of it; and which of its BGP sessions export the
+/// routes of those it runs (see [`bgp_sessions`]).
 pub(crate) async fn configure_checked(
     socket: &Path,
     protocols: &[String],
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<Checked> {
     timed(socket, "configure", async {
         let mut session = Session::open(socket).await?;
         reconfigure(&mut session).await?;
-        missing_protocols(&mut session, protocols).await
+        check(&mut session, protocols).await
     })
     .await
+}
+
+/// Which of `protocols` BIRD runs none of, then what its BGP sessions
+/// export of those it runs. Only the first failing fails: a BIRD that
+/// answers the sessions' questions oddly still took the configure.
+async fn check(session: &mut Session, protocols: &[String]) -> anyhow::Result<Checked> {
+    let missing = missing_protocols(session, protocols).await?;
+    let running: Vec<String> = protocols
+        .iter()
+        .filter(|name| !missing.contains(name))
+        .cloned()
+        .collect();
+    let sessions = bgp_sessions(session, &running).await.map_err(|error| {
+        format!(
+            "{:#}",
+            error.context("asking BIRD which BGP sessions export lbd's routes")
+        )
+    });
+    Ok(Checked { missing, sessions })
+}
+
+/// BIRD's BGP sessions (`show protocols`, at most
+/// [`sessions::MAX_SESSIONS`]), and for each Established one the
+/// addresses it exports of lbd's `protocols` (`show route exported
+/// '<session>' protocol '<name>'`: what passed its export filter and was
+/// sent). A session whose channels went down since it was listed exports
+/// nothing.
+async fn bgp_sessions(
+    session: &mut Session,
+    protocols: &[String],
+) -> anyhow::Result<Vec<BgpSession>> {
+    let (reply, lines) = session.ask_listing("show protocols").await?;
+    if !reply.is_success() {
+        bail!(
+            "BIRD answered `show protocols` with an error ({}): {}",
+            reply.code,
+            reply.text
+        );
+    }
+    let mut listed = sessions::parse_protocols(&lines);
+    listed.truncate(sessions::MAX_SESSIONS);
+    for bgp in listed.iter_mut().filter(|bgp| bgp.established) {
+        let Some(name) = sessions::quoted(&bgp.name) else {
+            bail!(
+                "BIRD's BGP protocol {:?} has a name lbd cannot quote",
+                bgp.name
+            );
+        };
+        let mut exports = std::collections::BTreeSet::new();
+        for protocol in protocols {
+            let Some(protocol) = sessions::quoted(protocol) else {
+                bail!("lbd's protocol {protocol:?} has a name lbd cannot quote");
+            };
+            let command = format!("show route exported {name} protocol {protocol}");
+            let (reply, lines) = session.ask_listing(&command).await?;
+            if reply.code == CODE_PARSE_ERROR && reply.text.contains(NO_VALID_TABLES) {
+                continue;
+            }
+            if !reply.is_success() {
+                bail!(
+                    "BIRD answered `{command}` with an error ({}): {}",
+                    reply.code,
+                    reply.text
+                );
+            }
+            exports.extend(sessions::parse_routes(&lines));
+        }
+        bgp.exports = exports.into_iter().collect();
+    }
+    Ok(listed)
 }
 
 /// Asks the BIRD behind `socket` how it is (`show status`, which changes
@@ -227,7 +320,7 @@ pub(crate) async fn configure_checked(
 /// this way (see `Announcer::apply`): a BIRD that crashed or hangs since,
 /// or whose config no longer includes lbd's routes file, no longer
 /// announces them.
-pub(crate) async fn probe(socket: &Path, protocols: &[String]) -> anyhow::Result<Vec<String>> {
+pub(crate) async fn probe(socket: &Path, protocols: &[String]) -> anyhow::Result<Checked> {
     timed(socket, "show status", async {
         let mut session = Session::open(socket).await?;
         let reply = session.ask("show status").await?;
@@ -238,7 +331,7 @@ pub(crate) async fn probe(socket: &Path, protocols: &[String]) -> anyhow::Result
                 reply.text
             );
         }
-        missing_protocols(&mut session, protocols).await
+        check(&mut session, protocols).await
     })
     .await
 }
@@ -336,24 +429,63 @@ impl Session {
 
     /// Sends one command and reads its reply.
     async fn ask(&mut self, command: &str) -> anyhow::Result<Reply> {
-        self.write
-            .write_all(format!("{command}\n").as_bytes())
-            .await
-            .context("writing to BIRD's control socket")?;
+        self.send(command).await?;
         read_reply(&mut self.reader)
             .await
             .with_context(|| format!("reading BIRD's reply to {command:?}"))
+    }
+
+    /// Sends one command and reads its reply, with every line's text (a
+    /// listing: `show protocols`, `show route`).
+    async fn ask_listing(&mut self, command: &str) -> anyhow::Result<(Reply, Vec<String>)> {
+        self.send(command).await?;
+        let mut lines = Vec::new();
+        let reply = read_reply_into(&mut self.reader, Some(&mut lines))
+            .await
+            .with_context(|| format!("reading BIRD's reply to {command:?}"))?;
+        Ok((reply, lines))
+    }
+
+    async fn send(&mut self, command: &str) -> anyhow::Result<()> {
+        self.write
+            .write_all(format!("{command}\n").as_bytes())
+            .await
+            .context("writing to BIRD's control socket")
     }
 }
 
 /// Reads lines until the last line of a reply.
 async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> anyhow::Result<Reply> {
+    read_reply_into(reader, None).await
+}
+
+/// As [`read_reply`], also keeping each line's text (its code stripped;
+/// a final line with no text left out) in `lines`, at most
+/// [`MAX_LISTING_BYTES`] of them.
+async fn read_reply_into<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    mut lines: Option<&mut Vec<String>>,
+) -> anyhow::Result<Reply> {
     let mut text = String::new();
+    let mut kept = 0usize;
     loop {
         let Some(line) = read_line(reader).await? else {
             bail!("BIRD closed the control socket mid-reply");
         };
-        match parse_line(&line) {
+        let parsed = parse_line(&line);
+        let rest = match parsed {
+            Line::Final(_, rest) | Line::More(rest) => rest,
+        };
+        if let Some(lines) = lines.as_deref_mut() {
+            if !(matches!(parsed, Line::Final(..)) && rest.trim().is_empty()) {
+                kept += rest.len();
+                if kept > MAX_LISTING_BYTES {
+                    bail!("BIRD answered with a listing longer than {MAX_LISTING_BYTES} bytes");
+                }
+                lines.push(rest.to_owned());
+            }
+        }
+        match parsed {
             Line::Final(code, rest) => {
                 push(&mut text, rest);
                 return Ok(Reply { code, text });
@@ -585,7 +717,7 @@ mod tests {
     async fn a_probe_asks_for_the_status_and_fails_on_an_error() {
         let (_dir, path, task) =
             peer("1000-BIRD 2.0.12\n1011-Router ID is 198.18.0.2\n Hostname is lb\n0013 Daemon is up and running\n").await;
-        assert!(probe(&path, &[]).await.unwrap().is_empty());
+        assert!(probe(&path, &[]).await.unwrap().missing.is_empty());
         assert_eq!(task.await.unwrap(), "show status");
         let (_dir, path, _task) = peer("9001 Unknown command\n").await;
         let error = probe(&path, &[]).await.unwrap_err();
@@ -767,19 +899,20 @@ mod tests {
     async fn the_protocols_bird_does_not_run_are_found_after_a_configure_and_a_probe() {
         let protocols = ["lbd_vips4".to_owned(), "lbd_vips6".to_owned()];
         let (_dir, path, task) = scripted(bird_running_only_lbd_vips4).await;
-        let missing = configure_checked(&path, &protocols).await.unwrap();
-        assert_eq!(missing, ["lbd_vips6"]);
+        let checked = configure_checked(&path, &protocols).await.unwrap();
+        assert_eq!(checked.missing, ["lbd_vips6"]);
         assert_eq!(
             task.await.unwrap(),
             [
                 "configure",
                 "show protocols \"lbd_vips4\"",
-                "show protocols \"lbd_vips6\""
+                "show protocols \"lbd_vips6\"",
+                "show protocols"
             ]
         );
         let (_dir, path, task) = scripted(bird_running_only_lbd_vips4).await;
-        let missing = probe(&path, &protocols).await.unwrap();
-        assert_eq!(missing, ["lbd_vips6"]);
+        let checked = probe(&path, &protocols).await.unwrap();
+        assert_eq!(checked.missing, ["lbd_vips6"]);
         assert_eq!(task.await.unwrap()[0], "show status");
         // Another error is an error, not a missing protocol.
         let (_dir, path, _task) = scripted(bird_running_only_lbd_vips4).await;
@@ -791,6 +924,83 @@ mod tests {
         let (_dir, path, task) = scripted(|_| "8002 /etc/bird/bird.conf:3:1 syntax error\n").await;
         assert!(configure_checked(&path, &protocols).await.is_err());
         assert_eq!(task.await.unwrap(), ["configure"]);
+    }
+
+    /// Debian bird2 2.0.12's answers on a node with four BGP sessions
+    /// (see `sessions::tests::SHOW_PROTOCOLS`): only `good_v4` exports
+    /// lbd's routes; `badfilter_v4` is Established with an export filter
+    /// that names no protocol of lbd's; `wrongas_v4` (a mistyped AS) and
+    /// `noneighbor_v4` are not Established. As captured from a real one.
+    fn bird_with_sessions(command: &str) -> &'static str {
+        match command {
+            "configure" => "0002-Reading configuration from /etc/bird/bird.conf\n0003 Reconfigured\n",
+            "show status" => "1000-BIRD 2.0.12\n1011-Router ID is 10.77.0.2\n0013 Daemon is up and running\n",
+            "show protocols \"lbd_vips4\"" | "show protocols \"lbd_vips6\"" => "2002-Name       Proto      Table      State  Since         Info\n1002-lbd_vips4  Static     master4    up     16:48:55.115  \n0000 \n",
+            "show protocols" => crate::bgp::sessions::tests::SHOW_PROTOCOLS,
+            "show route exported 'good_v4' protocol 'lbd_vips4'" => crate::bgp::sessions::tests::GOOD_EXPORTS,
+            "show route exported 'noneighbor_v4' protocol 'lbd_vips4'" | "show route exported 'wrongas_v4' protocol 'lbd_vips4'" => "9001 No valid tables\n",
+            command if command.starts_with("show route exported '") => "0000 \n",
+            _ => "9001 syntax error\n",
+        }
+    }
+
+    /// After a configure and after a probe, BIRD's BGP sessions are read:
+    /// which are Established, and which of lbd's addresses each exports;
+    /// only Established sessions are asked for their routes.
+    #[tokio::test]
+    async fn which_sessions_export_lbds_routes_is_read_after_a_configure_and_a_probe() {
+        let protocols = ["lbd_vips4".to_owned(), "lbd_vips6".to_owned()];
+        let a: std::net::IpAddr = "198.18.0.100".parse().unwrap();
+        let b: std::net::IpAddr = "198.18.0.101".parse().unwrap();
+        for configure in [true, false] {
+            let (_dir, path, task) = scripted(bird_with_sessions).await;
+            let checked = if configure {
+                configure_checked(&path, &protocols).await.unwrap()
+            } else {
+                probe(&path, &protocols).await.unwrap()
+            };
+            assert!(checked.missing.is_empty());
+            let sessions = checked.sessions.unwrap();
+            let summary: Vec<(&str, bool, Vec<std::net::IpAddr>)> = sessions
+                .iter()
+                .map(|s| (s.name.as_str(), s.established, s.exports.clone()))
+                .collect();
+            assert_eq!(
+                summary,
+                [
+                    ("good_v4", true, vec![a, b]),
+                    ("badfilter_v4", true, vec![]),
+                    ("wrongas_v4", false, vec![]),
+                    ("noneighbor_v4", false, vec![]),
+                ]
+            );
+            assert_eq!(sessions::exporting(&sessions, a), 1);
+            let asked = task.await.unwrap();
+            assert_eq!(
+                asked[3..],
+                [
+                    "show protocols",
+                    "show route exported 'good_v4' protocol 'lbd_vips4'",
+                    "show route exported 'good_v4' protocol 'lbd_vips6'",
+                    "show route exported 'badfilter_v4' protocol 'lbd_vips4'",
+                    "show route exported 'badfilter_v4' protocol 'lbd_vips6'",
+                ]
+            );
+        }
+        // A session that went down since it was listed exports nothing;
+        // another error is told, and the check itself still succeeds.
+        let (_dir, path, _task) = scripted(|command| match command {
+            "show route exported 'good_v4' protocol 'lbd_vips4'" => "9001 No valid tables\n",
+            "show route exported 'badfilter_v4' protocol 'lbd_vips4'" => "8001 Something odd\n",
+            command => bird_with_sessions(command),
+        })
+        .await;
+        let checked = probe(&path, &protocols).await.unwrap();
+        let error = checked.sessions.unwrap_err();
+        assert!(
+            error.contains("8001") && error.contains("badfilter_v4"),
+            "{error}"
+        );
     }
 
     /// A protocol BIRD refuses to disable does not stop the next, and

@@ -105,6 +105,7 @@ pub use health::{
 };
 pub use nat::{NatConfig, NatTimeouts, VipNat};
 pub(crate) use served::{served_to_toml, with_served};
+pub(crate) use sync::startup_wait_warning;
 pub use sync::SyncSettings;
 pub use tunnel::TunnelSettings;
 pub(crate) use tunnel::{outer_sources_hold, prefix_text};

@@ -158,9 +158,82 @@ pub(super) fn sizing_warnings(config: &Config, out: &mut Vec<Warning>) {
     });
 }
 
+/// Records a second one node receives and installs from its peers'
+/// dumps, all peers together (BENCHMARKS.md "Full-mesh replication":
+/// about 3 M delivered to one peer, each installed on lbd's one loop).
+const INSTALL_RATE: u64 = 3_000_000;
+
+/// A note for a `[bgp]` and `[sync]` node whose start-up gate may open
+/// before its peers' dumps have arrived: a fresh node waits for every
+/// peer's full dump (each up to `conntrack_size` records: a mesh node's
+/// table holds the whole mesh's flows, copies included) at most
+/// `startup_wait_ms`; when receiving them all may take longer at
+/// [`INSTALL_RATE`], the gate opens "wait-elapsed" and the node announces
+/// without the flows still on their way (connections the routers move
+/// to it reset where their backend is not its Maglev pick).
+pub(super) fn startup_wait_warnings(config: &Config, out: &mut Vec<Warning>) {
+    out.extend(startup_wait_warning(config));
+}
+
+/// [`startup_wait_warnings`]'s one warning, if any (a reload that
+/// changes `[sync] peers` gives it too: the node's next start waits for
+/// that many peers' dumps).
+pub(crate) fn startup_wait_warning(config: &Config) -> Option<Warning> {
+    let (Some(sync), Some(bgp)) = (&config.sync, &config.bgp) else {
+        return None;
+    };
+    let peers = u64::try_from(sync.peers.len()).unwrap_or(u64::MAX);
+    let records = u64::from(config.conntrack_size).saturating_mul(peers);
+    let needed_ms = records.saturating_mul(1000) / INSTALL_RATE;
+    let wait_ms = u64::try_from(bgp.startup_wait.as_millis()).unwrap_or(u64::MAX);
+    if needed_ms <= wait_ms {
+        return None;
+    }
+    // Rounded up to whole seconds, with room for the walks and the links.
+    let suggested_ms = (needed_ms.saturating_mul(2))
+        .div_ceil(1000)
+        .saturating_mul(1000);
+    Some(Warning {
+        field: "bgp.startup_wait_ms".to_owned(),
+        message: format!(
+            "a fresh node of this mesh may receive up to {records} records from its {peers} peers' full dumps (conntrack_size = {} each), about {} s at {} M records/s, longer than startup_wait_ms = {wait_ms}: the start-up gate then opens before they arrived (\"wait-elapsed\") and the node announces without the flows still on their way; set startup_wait_ms = {} or more on every node (the gate still opens as soon as every peer's dump is in)",
+            config.conntrack_size,
+            needed_ms.div_ceil(1000),
+            INSTALL_RATE / 1_000_000,
+            suggested_ms.min(600_000),
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{warnings, Config};
+
+    /// A start-up wait shorter than the peers' dumps take at the install
+    /// rate is warned of, with the wait to set; a long enough one, or a
+    /// node without `[bgp]`, is not.
+    #[test]
+    fn a_start_up_wait_shorter_than_the_peers_dumps_is_warned_of() {
+        let mesh = |conntrack: u32, wait_ms: u32| {
+            format!("interface = \"eth0\"\nconntrack_size = {conntrack}\n[bgp]\nstartup_wait_ms = {wait_ms}\n[sync]\nlisten = \"198.18.2.11:7946\"\npeers = [\"198.18.2.12:7946\", \"198.18.2.13:7946\", \"198.18.2.14:7946\"]\nkey_file = \"/k\"\n")
+        };
+        let wait_warnings = |text: &str| -> Vec<String> {
+            warnings(&Config::from_toml_str(text, "test").unwrap())
+                .iter()
+                .filter(|w| w.field == "bgp.startup_wait_ms")
+                .map(ToString::to_string)
+                .collect()
+        };
+        // 3 peers of 16 M entries: about 17 s at 3 M records/s.
+        assert_eq!(
+            wait_warnings(&mesh(16_777_216, 10_000)),
+            ["bgp.startup_wait_ms: a fresh node of this mesh may receive up to 50331648 records from its 3 peers' full dumps (conntrack_size = 16777216 each), about 17 s at 3 M records/s, longer than startup_wait_ms = 10000: the start-up gate then opens before they arrived (\"wait-elapsed\") and the node announces without the flows still on their way; set startup_wait_ms = 34000 or more on every node (the gate still opens as soon as every peer's dump is in)"]
+        );
+        assert!(wait_warnings(&mesh(16_777_216, 34_000)).is_empty());
+        assert!(wait_warnings(&mesh(262_144, 10_000)).is_empty());
+        let no_bgp = "interface = \"eth0\"\nconntrack_size = 16777216\n[sync]\nlisten = \"198.18.2.11:7946\"\npeers = [\"198.18.2.12:7946\"]\nkey_file = \"/k\"\n";
+        assert!(wait_warnings(no_bgp).is_empty());
+    }
 
     /// `[sync]` brings a sizing note with this mesh's figures; a node
     /// without it gets none.

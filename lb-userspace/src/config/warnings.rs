@@ -34,6 +34,7 @@ pub fn warnings(config: &Config) -> Vec<Warning> {
     }
     bgp_warnings(config, &mut out);
     super::sync::sizing_warnings(config, &mut out);
+    super::sync::startup_wait_warnings(config, &mut out);
     idle_warnings(config, &mut out);
     unmoved_warnings(config, &mut out);
     super::vrrp::owner_warnings(config, &mut out);

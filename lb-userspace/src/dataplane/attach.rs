@@ -150,6 +150,7 @@ impl Dataplane {
                     HookChoice::Generic | HookChoice::Native => {}
                 }
             }
+            warn_if_generic_kept(interface, mode, running.map(|(_, was)| was));
             let link = self.take_over_link(link, &path, interface)?;
             self.attached = Some((interface.to_owned(), link));
             return Ok(AtXdp::Xdp(None));
@@ -732,6 +733,21 @@ enum AtXdp {
     Tc,
 }
 
+/// Warns when a start keeps, under `xdp_mode = "auto"` (`mode`), the
+/// generic (skb) XDP link a previous lbd pinned (`running`: the mode the
+/// link runs in): `auto` fell back to generic at some earlier start (its
+/// native attach failed, e.g. an MTU too large for native XDP, or a
+/// transient driver error) and keeps whichever runs, so without a word at
+/// each start the much slower fallback would stay until `lbd --cleanup`
+/// or a reboot. Names how to get native back. Nothing for a configured
+/// `generic`, or a link in another mode.
+fn warn_if_generic_kept(interface: &str, mode: ConfigXdpMode, running: Option<ConfigXdpMode>) {
+    if mode != ConfigXdpMode::Auto || running != Some(ConfigXdpMode::Generic) {
+        return;
+    }
+    warn!(%interface, "keeping the pinned XDP link in generic (skb) mode, which xdp_mode = \"auto\" fell back to at an earlier start (native attach failed then) and keeps across restarts: generic XDP is much slower than native. To try native again, restart lbd once with xdp_mode = \"native\" (the program is attached anew in native mode, the tc program carrying packets meanwhile where the kernel has tcx; if native still fails, generic is put back and lbd exits with the attach error), or stop it and run `lbd --cleanup` (the connection table is lost). Native XDP fails on many drivers while the MTU is above about 3.5 KB (lbd's program does not take multi-buffer frames)");
+}
+
 /// Whether an XDP link running in mode `running` serves `configured`:
 /// `Auto` takes whichever mode runs (a fallback to generic stays), and a
 /// mode the kernel did not name (`Auto`) is taken as it is.
@@ -1077,6 +1093,34 @@ fn link_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A restart under `auto` that keeps a previous lbd's generic link
+    /// warns each time, naming generic mode and the ways back to native;
+    /// a configured `generic`, or a native link kept, says nothing.
+    /// Before, only the first fallback warned: every later start kept
+    /// the slow mode silently.
+    #[test]
+    fn keeping_a_generic_link_under_auto_warns_at_each_start() {
+        use ConfigXdpMode::{Auto, Generic, Native};
+        let logs = |mode, running| {
+            crate::test_logs::logs_of(|| warn_if_generic_kept("eth0", mode, running))
+        };
+        let kept = logs(Auto, Some(Generic));
+        assert!(kept.contains("WARN"), "{kept}");
+        assert!(kept.contains("generic (skb) mode"), "{kept}");
+        assert!(kept.contains("xdp_mode = \"native\""), "{kept}");
+        assert!(kept.contains("lbd --cleanup"), "{kept}");
+        assert!(kept.contains("MTU"), "{kept}");
+        for (mode, running) in [
+            (Generic, Some(Generic)),
+            (Auto, Some(Native)),
+            (Auto, Some(Auto)),
+            (Auto, None),
+            (Native, Some(Native)),
+        ] {
+            assert_eq!(logs(mode, running), "", "{mode} running {running:?}");
+        }
+    }
 
     #[test]
     fn a_pinned_link_is_kept_only_in_a_mode_the_config_takes() {

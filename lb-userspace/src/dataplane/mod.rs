@@ -7,7 +7,8 @@
 //! One concern a file: loading and the small accessors here; adopting
 //! what a previous lbd pinned (`adopt`), attaching at XDP or tc and
 //! leaving the hook as documented on stop (`attach`), whether generic XDP
-//! may serve the VIPs (`hook_choice`), the connection
+//! may serve the VIPs (`hook_choice`), whether the interface still runs
+//! the program a previous lbd left forwarding (`left_hook`), the connection
 //! table whichever design backs it (`flows`), the control plane's writes
 //! (`map_writer`).
 
@@ -15,6 +16,7 @@ mod adopt;
 mod attach;
 mod flows;
 mod hook_choice;
+mod left_hook;
 mod map_writer;
 #[cfg(test)]
 mod pin_tests;
@@ -23,6 +25,9 @@ pub use adopt::CarriedFlows;
 pub(crate) use adopt::{recover_staged, recovered_vip_capacity};
 pub(crate) use attach::{tcx_ingress_programs, HookSeen, IngressFilter};
 pub use hook_choice::{choose_hook, newly_translating, translates, HookChoice, Translating};
+#[cfg(test)]
+pub(crate) use left_hook::LeftAt;
+pub(crate) use left_hook::{left_hook, LeftHook};
 #[cfg(test)]
 pub(crate) use map_writer::FakeMaps;
 pub use map_writer::MapWriter;

@@ -83,6 +83,7 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_vrrp_priority", "gauge"),
     ("lbd_vrrp_configured_priority", "gauge"),
     ("lbd_vrrp_link_down", "gauge"),
+    ("lbd_vrrp_no_source", "gauge"),
     ("lbd_vrrp_transitions_total", "counter"),
     ("lbd_vrrp_resumed_total", "counter"),
     ("lbd_vrrp_adverts_sent_total", "counter"),
@@ -107,6 +108,8 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_replication_peer_records_received_total", "counter"),
     ("lbd_replication_peer_full_dumps_received_total", "counter"),
     ("lbd_replication_peer_batches_dropped_total", "counter"),
+    ("lbd_replication_peer_config_compared", "gauge"),
+    ("lbd_replication_peer_config_mismatch", "gauge"),
     ("lbd_replication_flows_left_out_total", "counter"),
     ("lbd_replication_peers_dumped", "gauge"),
     ("lbd_vip_info", "gauge"),
@@ -124,6 +127,8 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_node_drained", "gauge"),
     ("lbd_bgp_announced", "gauge"),
     ("lbd_bgp_in_sync", "gauge"),
+    ("lbd_bgp_sessions_established", "gauge"),
+    ("lbd_bgp_sessions_exporting", "gauge"),
     ("lbd_bgp_failures_total", "counter"),
 ];
 
@@ -499,6 +504,8 @@ mod tests {
                 ignored: BTreeMap::from([("ttl".to_owned(), 3)]),
                 link_down: false,
                 link_down_since: None,
+                no_source: false,
+                no_source_since: None,
             }],
             replication: Some(crate::api::schema::ReplicationStatus {
                 connected: true,
@@ -523,6 +530,11 @@ mod tests {
                     records_received: 11,
                     full_dumps_received: 2,
                     batches_dropped: 1,
+                    config_compared: true,
+                    config_mismatches: vec![crate::api::schema::ConfigMismatch {
+                        vip: "198.18.0.100:80/tcp".into(),
+                        kind: crate::api::schema::MismatchKind::Differs,
+                    }],
                 }],
             }),
             conntrack: ConntrackStatus {
@@ -569,6 +581,31 @@ mod tests {
                     last_error: None,
                     bird_config_error: None,
                     disabled: Vec::new(),
+                    sessions: Some(vec![
+                        crate::bgp::BgpSession {
+                            name: "router1_v4".into(),
+                            established: true,
+                            info: "Established".into(),
+                            exports: vec!["198.18.0.100".parse().unwrap()],
+                        },
+                        crate::bgp::BgpSession {
+                            name: "router2_v4".into(),
+                            established: false,
+                            info: "Active Socket: Connection refused".into(),
+                            exports: Vec::new(),
+                        },
+                    ]),
+                    sessions_error: None,
+                    exporting: vec![
+                        crate::bgp::AddressExports {
+                            address: "198.18.0.100".parse().unwrap(),
+                            sessions: 1,
+                        },
+                        crate::bgp::AddressExports {
+                            address: "198.18.0.101".parse().unwrap(),
+                            sessions: 0,
+                        },
+                    ],
                     bird_socket: "/run/bird/bird.ctl".into(),
                     routes_file: "/run/lbd-bgp/vips.conf".into(),
                 }),
@@ -763,6 +800,26 @@ mod tests {
         );
     }
 
+    /// An instance whose interface has no address to send adverts from
+    /// (keepalived's FAULT for want of one) says so apart from a link
+    /// down, so an operator sees why it takes nothing over.
+    #[test]
+    fn vrrp_no_source_is_exported_apart_from_link_down() {
+        let mut status = full_status();
+        let mut backup = status.vrrp[0].clone();
+        backup.state = State::Backup;
+        backup.no_source = true;
+        backup.no_source_since = Some(1_700_000_000);
+        backup.addresses = vec!["2001:2::100".parse().unwrap()];
+        status.vrrp.push(backup);
+        let text = Metrics::new().render(&status);
+        let v4 = "vrid=\"51\",family=\"ipv4\"";
+        let v6 = "vrid=\"51\",family=\"ipv6\"";
+        assert_eq!(sample(&text, "lbd_vrrp_no_source", v4), Some(0.0), "{text}");
+        assert_eq!(sample(&text, "lbd_vrrp_no_source", v6), Some(1.0), "{text}");
+        assert_eq!(sample(&text, "lbd_vrrp_link_down", v6), Some(0.0), "{text}");
+    }
+
     /// A restart shows in Prometheus although the scrape never failed:
     /// the time lbd started, and whether it adopted the data plane a
     /// previous lbd left running.
@@ -953,6 +1010,31 @@ mod tests {
         }
     }
 
+    /// The data plane's own failures, a routed packet with no redirect
+    /// slot and a VIP packet to another host's MAC have reasons of their
+    /// own, under the verdict they get (so the drop-rate alert counts the
+    /// first two as drops and leaves the third out with the passes).
+    #[test]
+    fn internal_no_tx_port_and_foreign_mac_have_reasons_of_their_own() {
+        let mut status = full_status();
+        status.counters = [
+            ("drop_no_tx_port", 3),
+            ("drop_internal", 4),
+            ("pass_foreign_mac", 5),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+        let text = Metrics::new().render(&status);
+        for line in [
+            "lbd_packets_total{verdict=\"drop\",reason=\"no_tx_port\"} 3",
+            "lbd_packets_total{verdict=\"drop\",reason=\"internal\"} 4",
+            "lbd_packets_total{verdict=\"pass\",reason=\"foreign_mac\"} 5",
+        ] {
+            assert!(text.contains(line), "no {line:?} in\n{text}");
+        }
+    }
+
     #[test]
     fn every_family_renders_with_its_values() {
         let metrics = Metrics::new();
@@ -982,6 +1064,9 @@ mod tests {
             "lbd_vrrp_state{vrid=\"51\",family=\"ipv4\",state=\"master\"} 1",
             "lbd_vrrp_adverts_ignored_total{vrid=\"51\",family=\"ipv4\",reason=\"ttl\"} 3",
             "lbd_conntrack_entries 5",
+            "lbd_bgp_sessions_established 1",
+            "lbd_bgp_sessions_exporting{address=\"198.18.0.100\"} 1",
+            "lbd_bgp_sessions_exporting{address=\"198.18.0.101\"} 0",
             "lbd_conntrack_memory_bytes 147456",
             "lbd_conntrack_handshakes 2",
             "lbd_conntrack_half_open_entries 3",
@@ -1008,6 +1093,8 @@ mod tests {
             "lbd_replication_peer_records_received_total{peer=\"198.18.2.12:7946\"} 11",
             "lbd_replication_peer_full_dumps_received_total{peer=\"198.18.2.12:7946\"} 2",
             "lbd_replication_peer_batches_dropped_total{peer=\"198.18.2.12:7946\"} 1",
+            "lbd_replication_peer_config_compared{peer=\"198.18.2.12:7946\"} 1",
+            "lbd_replication_peer_config_mismatch{peer=\"198.18.2.12:7946\",vip=\"198.18.0.100:80/tcp\",kind=\"differs\"} 1",
             "lbd_replication_flows_left_out_total{reason=\"kept_local\"} 0",
             "lbd_replication_peers_dumped 0",
             "lbd_acl_rule_packets_total{scope=\"global\",action=\"deny\",source=\"198.18.66.0/24\"} 42",

@@ -34,7 +34,7 @@ impl Exporter<'_> {
         }));
         self.gauge(
             "bgp_announced",
-            "1 while lbd wants the VIP address announced by BIRD; 0 while lbd wants it withdrawn, with the reason (what BIRD does follows only while lbd_bgp_in_sync is 1)",
+            "1 while lbd wants the VIP address announced by BIRD; 0 while lbd wants it withdrawn, with the reason (what BIRD does follows only while lbd_bgp_in_sync is 1; whether a router hears of it: lbd_bgp_sessions_exporting)",
             announced,
         );
         self.gauge(
@@ -42,6 +42,28 @@ impl Exporter<'_> {
             "1 when BIRD has accepted the routes lbd wants announced and runs the routes file's protocols (its config includes the file)",
             vec![(Vec::new(), i64::from(bgp.in_sync))],
         );
+        // Only while known: an absent series is "unknown", not "none".
+        if let Some(sessions) = &bgp.sessions {
+            let established = sessions.iter().filter(|s| s.established).count();
+            self.gauge(
+                "bgp_sessions_established",
+                "BIRD's BGP sessions in state Established (any session of BIRD's, lbd's routes exported or not)",
+                vec![(Vec::new(), i64::try_from(established).unwrap_or(i64::MAX))],
+            );
+            self.gauge(
+                "bgp_sessions_exporting",
+                "Established BGP sessions of BIRD's exporting lbd's route for the VIP address (show route exported): 0 while lbd_bgp_announced is 1 means the routers do not hear of this node for it (a session down, or an export filter that lets lbd's routes through nowhere)",
+                bgp.exporting
+                    .iter()
+                    .map(|e| {
+                        (
+                            labels(&[("address", &e.address.to_string())]),
+                            i64::from(e.sessions),
+                        )
+                    })
+                    .collect(),
+            );
+        }
         self.counter(
             "bgp_failures",
             "Writes of the routes file or BIRD reconfigures that failed",

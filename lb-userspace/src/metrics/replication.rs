@@ -172,6 +172,31 @@ impl Exporter<'_> {
             None,
             per_peer(|p| p.batches_dropped),
         );
+        self.gauge(
+            "replication_peer_config_compared",
+            "Whether the peer's Maglev inputs are known here to compare with this node's (its session is up and its release sends config digests)",
+            peers
+                .clone()
+                .map(|p| (labels(&[("peer", &p.address)]), i64::from(p.config_compared)))
+                .collect(),
+        );
+        self.gauge(
+            "replication_peer_config_mismatch",
+            "1 for each VIP whose Maglev table the peer builds otherwise than this node (kind: differs, missing_on_peer, only_on_peer): flows moved between the two change backend",
+            peers
+                .clone()
+                .flat_map(|p| {
+                    p.config_mismatches.iter().map(move |m| {
+                        let labels = labels(&[
+                            ("peer", &p.address),
+                            ("vip", &m.vip),
+                            ("kind", m.kind.as_str()),
+                        ]);
+                        (labels, 1)
+                    })
+                })
+                .collect(),
+        );
         let (left_out, dumped) = match &s.replication {
             Some(r) => (
                 vec![

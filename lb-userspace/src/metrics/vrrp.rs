@@ -24,6 +24,7 @@ impl Exporter<'_> {
         let mut vrrp_priority = Vec::new();
         let mut configured_priority = Vec::new();
         let mut link_down = Vec::new();
+        let mut no_source = Vec::new();
         let mut resumed = Vec::new();
         let mut vrrp_transitions = Vec::new();
         let mut sent = Vec::new();
@@ -49,6 +50,10 @@ impl Exporter<'_> {
             link_down.push((
                 labels(&[("vrid", &vrid), ("family", family)]),
                 i64::from(i.link_down),
+            ));
+            no_source.push((
+                labels(&[("vrid", &vrid), ("family", family)]),
+                i64::from(i.no_source),
             ));
             resumed.push((
                 labels(&[("vrid", &vrid), ("family", family)]),
@@ -100,6 +105,11 @@ impl Exporter<'_> {
             "vrrp_link_down",
             "1 while the instance's checks see its interface's link down (keepalived's FAULT): a backup does not take over meanwhile, a master keeps its mastership",
             link_down,
+        );
+        self.gauge(
+            "vrrp_no_source",
+            "1 while the instance's interface has no address its adverts can go from (keepalived's FAULT): a master gives up mastership and the VIPs to the peer, a backup does not take over",
+            no_source,
         );
         self.counter(
             "vrrp_transitions",

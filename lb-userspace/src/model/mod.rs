@@ -30,6 +30,7 @@ use crate::{
 };
 
 mod changes;
+mod digest;
 mod edit;
 #[cfg(test)]
 mod tests;

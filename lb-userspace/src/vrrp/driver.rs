@@ -228,6 +228,16 @@ pub struct InstanceStatus {
     /// time the link was seen up), Unix time in seconds.
     #[serde(default)]
     pub link_down_since: Option<u64>,
+    /// The interface has no address adverts can go from (keepalived's
+    /// FAULT for want of an address): a master gives up mastership and
+    /// the VIPs to the peer that takes over, a backup does not take
+    /// over, until one is back.
+    #[serde(default)]
+    pub no_source: bool,
+    /// While `no_source`: when the source was first seen gone, Unix time
+    /// in seconds.
+    #[serde(default)]
+    pub no_source_since: Option<u64>,
 }
 
 /// `at`, an instant in the past, as Unix time in seconds (0 if the clock
@@ -537,6 +547,8 @@ impl Instance {
             ignored: BTreeMap::new(),
             link_down: false,
             link_down_since: None,
+            no_source: false,
+            no_source_since: None,
         };
         let (priority_tx, priority_rx) = watch::channel(config.priority);
         let (link_ups_tx, link_ups_rx) = watch::channel(0);
@@ -591,7 +603,7 @@ impl Instance {
                     announcer: Announcer::default(),
                     state_file,
                     notifies,
-                    source_gone: false,
+                    source_hold_began: false,
                     source_checked_at: None,
                     never,
                     link: LinkWatch::default(),
@@ -1145,9 +1157,10 @@ struct Driver {
     state_file: Option<PathBuf>,
     /// The notify commands started, shared with the [`Instance`].
     notifies: Notifies,
-    /// The advert source vanished with nothing to replace it (warned
-    /// once; looked for again at each check).
-    source_gone: bool,
+    /// The machine began a hold of preemption for the peer's flows when
+    /// the source came back (see [`Machine::source_back`]): the loop
+    /// lets it run its course, as after a link outage.
+    source_hold_began: bool,
     /// When the source was last looked at after a failed send (see
     /// [`source_recheck_due`]).
     source_checked_at: Option<Instant>,
@@ -1649,6 +1662,11 @@ impl Driver {
                 },
             };
             self.carry_out(actions).await;
+            // A hold begun as the source came back (a look in any arm):
+            // dumps counted since start cannot tell the one after it.
+            if std::mem::take(&mut self.source_hold_began) {
+                synced_seen = true;
+            }
         }
     }
 
@@ -1845,6 +1863,10 @@ impl Driver {
                     );
                     self.transition(action).await;
                 }
+                Action::BecomeBackup if self.machine.source_is_gone() => {
+                    warn!(vrid = self.config.vrid, master = ?self.machine.master_address(), "VRRP: became backup, giving up the VIPs: no address to send adverts from, so the peer hears none and takes over (keepalived's FAULT); this node does not take over until one is back");
+                    self.transition(action).await;
+                }
                 Action::BecomeBackup => {
                     info!(vrid = self.config.vrid, master = ?self.machine.master_address(), "VRRP: became backup");
                     self.transition(action).await;
@@ -2000,7 +2022,7 @@ impl Driver {
         let kind = SourceKind::of(Family::of(&current), &self.config.unicast_peers);
         match check_source(current, present, kind, &self.never) {
             SourceCheck::Keep => {
-                self.source_gone = false;
+                self.source_returned();
                 false
             }
             SourceCheck::Switch(next) => {
@@ -2009,7 +2031,7 @@ impl Driver {
                     return false;
                 }
                 self.machine.set_primary_address(next);
-                self.source_gone = false;
+                self.source_returned();
                 info!(
                     vrid = self.config.vrid,
                     interface = %self.interface.name,
@@ -2021,19 +2043,51 @@ impl Driver {
                 true
             }
             SourceCheck::Gone => {
-                if !self.source_gone {
+                if !self.machine.source_is_gone() {
+                    let meaning = match self.machine.state() {
+                        State::Master => "this master announces nothing meanwhile, and gives up mastership and the VIPs (keepalived's FAULT) as soon as it hears the peer take over, or once the peer may have",
+                        State::Backup => "this backup does not take over meanwhile: the pair has no standby if the master fails",
+                        State::Initialize => "the instance is not running",
+                    };
                     warn!(
                         vrid = self.config.vrid,
                         interface = %self.interface.name,
                         address = %current,
+                        state = %self.machine.state(),
                         missing = no_source_message(&self.interface.name, present, kind, &self.never),
-                        "VRRP: the address adverts go from is gone from the interface, with none to replace it; adverts fail (IPv6: leave from the old address) until one is back"
+                        "VRRP: the address adverts go from is gone from the interface, with none to replace it; adverts fail (IPv6: leave from the old address) until one is back; {meaning}"
                     );
+                    self.machine.source_gone(Instant::now());
+                    self.publish();
                 }
-                self.source_gone = true;
                 false
             }
         }
+    }
+
+    /// A look found an address to send adverts from: if none was found
+    /// before, the machine hears of it (see [`Machine::source_back`]).
+    fn source_returned(&mut self) {
+        let Some(since) = self.machine.source_gone_since() else {
+            return;
+        };
+        let now = Instant::now();
+        info!(
+            vrid = self.config.vrid,
+            interface = %self.interface.name,
+            gone_ms = u64::try_from(now.saturating_duration_since(since).as_millis()).unwrap_or(u64::MAX),
+            state = %self.machine.state(),
+            "VRRP: the interface has an address to send adverts from again"
+        );
+        if self.machine.source_back(now) {
+            info!(
+                vrid = self.config.vrid,
+                hold_s = PREEMPT_SYNC_HOLD.as_secs(),
+                "VRRP: this node gave up mastership for want of a source; preemption waits for the peer's connection table, so its connections are not cut"
+            );
+            self.source_hold_began = true;
+        }
+        self.publish();
     }
 
     async fn take_addresses(&mut self) {
@@ -2363,6 +2417,8 @@ impl Driver {
             ignored: self.ignored.clone(),
             link_down: self.machine.link_is_down(),
             link_down_since: self.machine.link_down_since().map(unix_seconds),
+            no_source: self.machine.source_is_gone(),
+            no_source_since: self.machine.source_gone_since().map(unix_seconds),
         };
         self.status.send_replace(status);
     }
@@ -3926,6 +3982,8 @@ mod tests {
             ignored: BTreeMap::new(),
             link_down: false,
             link_down_since: None,
+            no_source: false,
+            no_source_since: None,
         });
         let instance = Instance {
             priority: watch::channel(100).0,
@@ -3991,6 +4049,8 @@ mod tests {
             ignored: BTreeMap::new(),
             link_down: false,
             link_down_since: None,
+            no_source: false,
+            no_source_since: None,
         })
         .0;
         let driver = Driver {
@@ -4019,7 +4079,7 @@ mod tests {
             announcer: Announcer::default(),
             state_file: None,
             notifies: Notifies::default(),
-            source_gone: false,
+            source_hold_began: false,
             source_checked_at: None,
             never: config.addresses.clone(),
             link: LinkWatch::default(),
@@ -4311,6 +4371,112 @@ mod tests {
         let status = driver.status.borrow().clone();
         assert!(!status.link_down, "{status:?}");
         assert_eq!(status.link_down_since, None);
+    }
+
+    /// A master whose address adverts go from is removed (networkd, a
+    /// lapsed DHCP lease) while a lower-priority peer, hearing nothing,
+    /// took over and advertises: it gives up mastership and the VIPs
+    /// (keepalived's FAULT) and claims nothing against the peer, which it
+    /// silences (no gratuitous ARP while the source is gone); once an
+    /// address is back it is a backup first, and wins mastership back by
+    /// preemption as ever.
+    #[tokio::test]
+    async fn a_master_whose_source_is_removed_gives_up_the_vips_until_it_is_back() {
+        let sink = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("sink");
+        let port = sink.local_addr().expect("sink address").port();
+        let config = VrrpConfig {
+            advert_interval: Duration::from_millis(500),
+            unicast_peers: vec![ip("127.0.0.1")],
+            ..vrrp_config(200, "198.18.0.10")
+        };
+        let present = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let looks = Looks {
+            addresses: Arc::new({
+                let present = present.clone();
+                move |_| {
+                    let mut addresses = vec![on_interface("198.18.0.10", 32, true)];
+                    if present.load(std::sync::atomic::Ordering::Relaxed) {
+                        addresses.insert(0, on_interface("127.0.0.1", 8, false));
+                    }
+                    Box::pin(std::future::ready(Ok(addresses)))
+                }
+            }),
+            link: Arc::new(|_| {
+                Box::pin(std::future::ready(Ok(Some(LinkState {
+                    up: true,
+                    xdp: None,
+                    mac: Some([2, 0, 0, 0, 0, 1]),
+                }))))
+            }),
+        };
+        let (driver, inputs, _ends, announced) =
+            test_driver(config.clone(), [2, 0, 0, 0, 0, 1], looks, port).await;
+        let status = driver.status.subscribe();
+        let to = ("127.0.0.1", driver.socket.bound_port().expect("port"));
+        let task = tokio::spawn(driver.run(inputs, true, false, false));
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("peer socket");
+        let peer_advert = raw_ipv4_advert(
+            &Advertisement {
+                vrid: config.vrid,
+                priority: 100,
+                max_adver_int_cs: 50,
+                addresses: config.addresses.clone(),
+            },
+            ip("198.18.0.3"),
+        );
+        let state = || status.borrow().state;
+        // Master, with the claim's announcements out.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(state(), State::Master);
+
+        present.store(false, std::sync::atomic::Ordering::Relaxed);
+        // The next look (every 0.5 s) finds the source gone.
+        let seen_by = tokio::time::Instant::now() + Duration::from_millis(1200);
+        while !status.borrow().no_source && tokio::time::Instant::now() < seen_by {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(status.borrow().no_source, "{:?}", *status.borrow());
+        announced.lock().expect("record").clear();
+        // The peer took over: its adverts every interval, for longer than
+        // a master-down interval (1.5 s).
+        for _ in 0..8 {
+            peer.send_to(&peer_advert, to).expect("send");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let after_gone = status.borrow().clone();
+        assert_eq!(after_gone.state, State::Backup, "{after_gone:?}");
+        assert_eq!(after_gone.counters.became_backup, 1, "{after_gone:?}");
+        assert!(after_gone.no_source, "{after_gone:?}");
+        assert!(after_gone.no_source_since.is_some(), "{after_gone:?}");
+        assert_eq!(
+            *announced.lock().expect("record"),
+            [],
+            "no claim against the peer while no advert can leave"
+        );
+
+        // The source back: a backup first, then (priority 200 over 100,
+        // preempt on) master again after a master-down interval.
+        present.store(true, std::sync::atomic::Ordering::Relaxed);
+        let back_by = tokio::time::Instant::now() + Duration::from_millis(4000);
+        let mut saw_backup_without_fault = false;
+        while tokio::time::Instant::now() < back_by && state() != State::Master {
+            peer.send_to(&peer_advert, to).expect("send");
+            let now = status.borrow().clone();
+            saw_backup_without_fault |= now.state == State::Backup && !now.no_source;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        task.abort();
+        let recovered = status.borrow().clone();
+        assert!(saw_backup_without_fault, "back as a backup first");
+        assert_eq!(recovered.state, State::Master, "{recovered:?}");
+        assert!(!recovered.no_source, "{recovered:?}");
+        assert_eq!(recovered.no_source_since, None);
+        assert!(
+            !announced.lock().expect("record").is_empty(),
+            "the VIPs announced again as master"
+        );
     }
 
     /// The answer of a look begun before one already taken is stale.

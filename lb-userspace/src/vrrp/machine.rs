@@ -171,18 +171,21 @@ pub enum Action {
     /// priority (a split brain healing): send gratuitous ARP / unsolicited
     /// NA again, so neighbours that followed the other router come back
     /// (comes right after a [`Action::SendAdvert`]; at most once per
-    /// advert interval, so a peer stuck as master causes no storm).
+    /// advert interval, so a peer stuck as master causes no storm). Never
+    /// while no advert can leave (see [`Machine::source_gone`]).
     Reannounce,
     /// Still master, and the interface's link just came back (see
     /// [`Machine::link_up`]): while it was down the other router may have
     /// taken over and announced the addresses, and it may now step down
     /// on our advert without a word, so send all the gratuitous ARP /
     /// unsolicited NA rounds of a takeover again (comes right after a
-    /// [`Action::SendAdvert`]).
+    /// [`Action::SendAdvert`]). Never while no advert can leave (see
+    /// [`Machine::source_gone`]).
     Reclaim,
     /// Still master, and [`Settings::announce_refresh`] has passed since
     /// the last refresh (or since becoming master): send one round of
-    /// gratuitous ARP / unsolicited NA.
+    /// gratuitous ARP / unsolicited NA. Never while no advert can leave
+    /// (see [`Machine::source_gone`]).
     Refresh,
 }
 
@@ -250,6 +253,12 @@ pub struct Machine {
     /// While the interface's link is down (see [`Self::link_down`]): the
     /// last time it was seen up, the earliest it may have gone down.
     link_down_since: Option<Instant>,
+    /// While the interface has no address adverts can go from (see
+    /// [`Self::source_gone`]): when it was first seen gone.
+    source_gone_since: Option<Instant>,
+    /// This master gave up mastership for want of a source (see
+    /// [`Self::source_gone`]); cleared when one is back.
+    gave_up_for_source: bool,
     counters: Counters,
 }
 
@@ -273,6 +282,8 @@ impl Machine {
             sync_hold_until: None,
             outage_hold: None,
             link_down_since: None,
+            source_gone_since: None,
+            gave_up_for_source: false,
             counters: Counters::default(),
         }
     }
@@ -395,6 +406,13 @@ impl Machine {
                 self.backup_rx(ad, src, now);
                 Vec::new()
             }
+            // The other router took over, hearing none of our adverts:
+            // it holds the addresses, and we cannot make it step down.
+            State::Master if self.source_is_gone() && ad.priority != 0 && self.claims(ad, src) => {
+                let actions = self.give_up_for_source(now);
+                self.backup_rx(ad, src, now);
+                actions
+            }
             State::Master if self.stalled(now) && self.claims(ad, src) => {
                 let actions = self.after_stall(now);
                 if self.state == State::Backup {
@@ -477,7 +495,11 @@ impl Machine {
         if let Some(every) = self.settings.announce_refresh {
             self.refresh_at = Some(after(now, every));
         }
-        vec![self.send(self.priority), Action::Reclaim]
+        let mut actions = vec![self.send(self.priority)];
+        if !self.source_is_gone() {
+            actions.push(Action::Reclaim);
+        }
+        actions
     }
 
     /// Fires the timers that have expired by `now`: in master the
@@ -490,10 +512,12 @@ impl Machine {
             // that reason would take the addresses onto a dead interface
             // and reclaim them from the live master at link-up (see
             // `link_up`).
+            // Nor while no advert can leave (see `source_gone`).
             State::Backup => match self.master_down_at {
-                Some(at) if at <= now && !self.link_is_down() => self.become_master(now),
+                Some(at) if at <= now && !self.faulted() => self.become_master(now),
                 _ => Vec::new(),
             },
+            State::Master if self.source_gone_too_long(now) => self.give_up_for_source(now),
             State::Master if self.stalled(now) => self.after_stall(now),
             State::Master => {
                 let mut actions = Vec::new();
@@ -504,7 +528,9 @@ impl Machine {
                 if let (Some(at), Some(every)) = (self.refresh_at, self.settings.announce_refresh) {
                     if at <= now {
                         self.refresh_at = Some(after(now, every));
-                        actions.push(Action::Refresh);
+                        if !self.source_is_gone() {
+                            actions.push(Action::Refresh);
+                        }
                     }
                 }
                 actions
@@ -513,17 +539,18 @@ impl Machine {
     }
 
     /// When [`Self::on_timer`] must be called next; `None` in Initialize,
-    /// and in backup while the link is down (the Master_Down_Timer starts
-    /// afresh at [`Self::link_up`]).
+    /// and in backup while the link is down or no advert can leave (the
+    /// Master_Down_Timer starts afresh at [`Self::link_up`],
+    /// [`Self::source_back`]).
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         match self.state {
             State::Initialize => None,
-            State::Backup if self.link_is_down() => None,
+            State::Backup if self.faulted() => None,
             State::Backup => self.master_down_at,
-            State::Master => match (self.adver_at, self.refresh_at) {
-                (Some(adver), Some(refresh)) => Some(adver.min(refresh)),
-                (adver, refresh) => adver.or(refresh),
-            },
+            State::Master => [self.adver_at, self.refresh_at, self.give_up_at()]
+                .into_iter()
+                .flatten()
+                .min(),
         }
     }
 
@@ -584,6 +611,106 @@ impl Machine {
     /// [`Self::link_down`]), for status; `None` while the link is up.
     pub(crate) fn link_down_since(&self) -> Option<Instant> {
         self.link_down_since
+    }
+
+    /// The interface has no address adverts can go from (networkd
+    /// removed it, a DHCP lease lapsed, it was renumbered away), first
+    /// seen at `since`; a source gone already keeps its start. Ended by
+    /// [`Self::source_back`]. keepalived's FAULT for want of an address:
+    /// no advert leaves, so the peer takes over after its
+    /// Master_Down_Interval, and a master that kept the addresses would
+    /// pull the neighbours back from it with every announcement. So a
+    /// master claims nothing meanwhile (no [`Action::Reannounce`],
+    /// [`Action::Refresh`] or [`Action::Reclaim`]) and gives mastership
+    /// and the addresses up ([`Action::BecomeBackup`], no advert): at once
+    /// on hearing another router claim them, else once the peer may have
+    /// taken over (see [`Self::on_timer`]). A source back before then
+    /// changes nothing. A backup does not take over meanwhile: it hears no
+    /// master, if none, for want of its own address, and as master it
+    /// could not tell the peer.
+    pub(crate) fn source_gone(&mut self, since: Instant) {
+        if self.source_gone_since.is_none() {
+            self.source_gone_since = Some(since);
+        }
+    }
+
+    /// Whether no advert can leave for want of a source (see
+    /// [`Self::source_gone`]).
+    pub(crate) fn source_is_gone(&self) -> bool {
+        self.source_gone_since.is_some()
+    }
+
+    /// When the source was first seen gone (see [`Self::source_gone`]),
+    /// for status; `None` while there is one.
+    pub(crate) fn source_gone_since(&self) -> Option<Instant> {
+        self.source_gone_since
+    }
+
+    /// An address to send adverts from is back at `now` (see
+    /// [`Self::source_gone`]). A master that kept mastership (the source
+    /// back before the peer may have taken over) goes on. A backup starts
+    /// its Master_Down_Timer afresh, as after a link outage (see
+    /// [`Self::link_up`]): it heard nothing it could answer, and wins
+    /// mastership back by the usual rules, preempting a lower-priority
+    /// master. One that gave mastership up, with replication (see
+    /// [`Self::hold_after_outages`]), holds that preemption until the
+    /// peer's flows are here or the hold ends, as at start: the peer
+    /// opened connections meanwhile. Whether such a hold began.
+    pub(crate) fn source_back(&mut self, now: Instant) -> bool {
+        if self.source_gone_since.take().is_none() {
+            return false;
+        }
+        let gave_up = std::mem::take(&mut self.gave_up_for_source);
+        if self.state != State::Backup {
+            return false;
+        }
+        self.master_down_at = Some(after(now, self.master_down_interval()));
+        match self.outage_hold {
+            Some(limit) if gave_up => {
+                self.hold_preemption(now, limit);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a backup must not take over: its link is down (see
+    /// [`Self::link_down`]) or no advert can leave (see
+    /// [`Self::source_gone`]).
+    fn faulted(&self) -> bool {
+        self.link_is_down() || self.source_is_gone()
+    }
+
+    /// When a master without a source gives mastership up (see
+    /// [`Self::source_gone`]): as the peer may have gone its
+    /// Master_Down_Interval without our adverts (see
+    /// [`Self::peer_may_have_taken_over`]). `None` with a source, or not
+    /// master.
+    fn give_up_at(&self) -> Option<Instant> {
+        if self.state != State::Master {
+            return None;
+        }
+        let since = self.source_gone_since?;
+        let left = self
+            .settings
+            .shortest_master_down_interval()
+            .saturating_sub(self.adver_interval());
+        Some(after(since, left))
+    }
+
+    /// Whether a master without a source is due to give mastership up at
+    /// `now` (see [`Self::give_up_at`]).
+    fn source_gone_too_long(&self, now: Instant) -> bool {
+        self.source_gone_since
+            .is_some_and(|since| self.peer_may_have_taken_over(since, now))
+    }
+
+    /// From master to backup for want of a source (see
+    /// [`Self::source_gone`]): no advert (none can leave), the addresses
+    /// released by [`Action::BecomeBackup`].
+    fn give_up_for_source(&mut self, now: Instant) -> Vec<Action> {
+        self.gave_up_for_source = true;
+        self.step_down(now)
     }
 
     /// The interface's link came back up, and `priority` is the effective
@@ -653,6 +780,13 @@ impl Machine {
     /// [`Self::peer_synced`], and the timers of a backup just started.
     fn step_back_for_sync(&mut self, now: Instant, limit: Duration) -> Vec<Action> {
         self.hold_preemption(now, limit);
+        self.step_down(now)
+    }
+
+    /// From master to backup without an advert (see
+    /// [`Self::step_back_for_sync`], [`Self::give_up_for_source`]): the
+    /// timers of a backup just started.
+    fn step_down(&mut self, now: Instant) -> Vec<Action> {
         self.state = State::Backup;
         self.adver_at = None;
         self.refresh_at = None;
@@ -736,8 +870,11 @@ impl Machine {
             return;
         }
         let delay_on = !self.settings.preempt_delay.is_zero();
+        // A faulted backup (see `faulted`) cannot preempt: it follows the
+        // master, so its status names it.
         let deferring = (delay_on && self.preempt_until.is_none_or(|until| until > now))
-            || self.holding_for_sync(now);
+            || self.holding_for_sync(now)
+            || self.faulted();
         // The owner always preempts (RFC 5798 §6.1), whatever Preempt_Mode
         // says: it is a backup only while it holds for the peer's dump.
         let preempt = self.settings.preempt || self.priority == OWNER_PRIORITY;
@@ -2320,5 +2457,192 @@ mod tests {
         link.deliver(0, actions);
         link.run_until(back + ms(10_000));
         assert_eq!(link.states(), [State::Master, State::Backup]);
+    }
+
+    /// Runs `m` from `from` to `until`: its timers, and an advert of `peer`
+    /// from LOWER every `every` if given; every action, with its time.
+    fn run_with_peer(
+        m: &mut Machine,
+        from: Instant,
+        until: Instant,
+        peer: Option<(Advertisement, Duration)>,
+    ) -> Vec<(Instant, Action)> {
+        let mut seen = Vec::new();
+        let mut next_ad = peer.as_ref().map(|(_, every)| from + *every);
+        loop {
+            let now = match (m.next_deadline(), next_ad) {
+                (Some(timer), Some(ad)) => timer.min(ad),
+                (timer, ad) => match timer.or(ad) {
+                    Some(now) => now,
+                    None => break,
+                },
+            };
+            if now > until {
+                break;
+            }
+            if next_ad == Some(now) {
+                if let Some((advert, every)) = &peer {
+                    seen.extend(
+                        m.on_advert(advert, LOWER, now)
+                            .into_iter()
+                            .map(|a| (now, a)),
+                    );
+                    next_ad = Some(now + *every);
+                }
+            }
+            seen.extend(m.on_timer(now).into_iter().map(|a| (now, a)));
+        }
+        seen
+    }
+
+    /// A master whose advert source is removed (networkd, a lapsed DHCP
+    /// lease) while the lower-priority peer, hearing nothing, took over
+    /// and advertises: it gives mastership and the addresses up on the
+    /// peer's advert, claims nothing against it (no re-announcement, which
+    /// would pull the neighbours back while no advert of ours can leave),
+    /// and does not take over while the source is gone. Once it is back,
+    /// a backup first, it preempts the lower master after a full
+    /// master-down interval, as ever.
+    #[test]
+    fn a_master_without_a_source_gives_the_addresses_up_and_claims_nothing() {
+        let t0 = Instant::now();
+        let s = Settings {
+            announce_refresh: Some(ms(500)),
+            ..settings(150)
+        };
+        let (mut m, t) = master(s, t0);
+        let gone = t + ms(200);
+        m.source_gone(gone);
+        assert!(m.source_is_gone());
+        assert_eq!(m.source_gone_since(), Some(gone));
+        let seen = run_with_peer(&mut m, gone, gone + ms(10_000), Some((ad(100), ms(1000))));
+        let claims: Vec<_> = seen
+            .iter()
+            .filter(|(_, a)| {
+                matches!(
+                    a,
+                    Action::Reannounce | Action::Reclaim | Action::Refresh | Action::BecomeMaster
+                )
+            })
+            .collect();
+        assert_eq!(claims, Vec::<&(Instant, Action)>::new(), "{seen:?}");
+        assert_eq!(
+            seen.iter()
+                .filter(|(_, a)| *a == Action::BecomeBackup)
+                .collect::<Vec<_>>(),
+            [&(gone + ms(1000), Action::BecomeBackup)],
+            "at the peer's first advert"
+        );
+        assert_eq!(m.state(), State::Backup);
+        assert_eq!(m.master_address(), Some(LOWER));
+        assert_eq!(
+            m.next_deadline(),
+            None,
+            "no takeover while the source is gone"
+        );
+        assert_eq!(m.on_timer(gone + ms(60_000)), []);
+
+        // The source back: a backup, with a fresh Master_Down_Timer, that
+        // discards the lower master's adverts and preempts it.
+        let back = gone + ms(10_500);
+        assert!(!m.source_back(back), "no hold without replication");
+        assert!(!m.source_is_gone());
+        assert_eq!(m.source_gone_since(), None);
+        assert_eq!(m.state(), State::Backup);
+        let down = back + m.master_down_interval();
+        assert_eq!(m.next_deadline(), Some(down));
+        let seen = run_with_peer(&mut m, back, down, Some((ad(100), ms(1000))));
+        assert_eq!(
+            seen,
+            [
+                (down, Action::SendAdvert { priority: 150 }),
+                (down, Action::BecomeMaster)
+            ]
+        );
+    }
+
+    /// With no peer heard, a master without a source keeps advertising
+    /// (a send may find a new source) but announces nothing, and gives
+    /// mastership up as the peer may have gone its master-down interval
+    /// without an advert: its last one left up to an interval before the
+    /// source was seen gone. A source back sooner changes nothing.
+    #[test]
+    fn a_master_without_a_source_gives_up_once_the_peer_may_have_taken_over() {
+        let t0 = Instant::now();
+        let s = Settings {
+            announce_refresh: Some(ms(500)),
+            ..settings(150)
+        };
+        let (mut m, t) = master(s, t0);
+        let gone = t + ms(200);
+        m.source_gone(gone);
+        m.source_gone(gone + ms(500));
+        assert_eq!(m.source_gone_since(), Some(gone), "keeps its start");
+        let seen = run_with_peer(&mut m, gone, gone + ms(10_000), None);
+        let give_up = gone + s.shortest_master_down_interval() - ms(1000);
+        assert_eq!(
+            seen,
+            [
+                (t + ms(1000), Action::SendAdvert { priority: 150 }),
+                (t + ms(2000), Action::SendAdvert { priority: 150 }),
+                (give_up, Action::BecomeBackup),
+            ]
+        );
+        assert_eq!(m.counters().became_backup, 2);
+
+        // A blip: back before then, still master, announcing as before.
+        let (mut m, t) = master(s, t0);
+        m.source_gone(t + ms(200));
+        assert!(!m.source_back(t + ms(1500)));
+        let seen = run_with_peer(&mut m, t + ms(1500), t + ms(10_000), None);
+        assert!(
+            seen.iter().all(|(_, a)| *a != Action::BecomeBackup),
+            "{seen:?}"
+        );
+        assert!(seen.iter().any(|(_, a)| *a == Action::Refresh), "{seen:?}");
+        assert_eq!(m.state(), State::Master);
+        // A lower claim heard with the source back is re-announced again.
+        assert_eq!(
+            m.on_advert(&ad(100), LOWER, t + ms(10_100)),
+            [Action::SendAdvert { priority: 150 }, Action::Reannounce]
+        );
+        // A link back without a source: an advert, no announcements.
+        m.source_gone(t + ms(10_200));
+        m.link_down(t + ms(10_200));
+        assert_eq!(
+            m.link_up(t + ms(10_300), 150),
+            [Action::SendAdvert { priority: 150 }]
+        );
+    }
+
+    /// With replication, a master that gave mastership up for want of a
+    /// source holds preemption when it is back, as after a long link
+    /// outage: the peer opened connections meanwhile. One that was a
+    /// backup all along holds nothing new.
+    #[test]
+    fn with_replication_a_master_that_gave_up_for_its_source_holds_preemption() {
+        let t0 = Instant::now();
+        let (mut m, t) = master(settings(150), t0);
+        m.hold_after_outages(ms(10_000));
+        m.source_gone(t + ms(200));
+        assert_eq!(
+            m.on_advert(&ad(100), LOWER, t + ms(900)),
+            [Action::BecomeBackup]
+        );
+        let back = t + ms(5_000);
+        assert!(m.source_back(back));
+        assert!(m.holding_for_sync(back + ms(9_000)));
+        assert!(!m.holding_for_sync(back + ms(10_000)));
+
+        let mut b = backup(settings(100), t0);
+        b.hold_after_outages(ms(10_000));
+        b.source_gone(t0 + ms(100));
+        assert_eq!(b.next_deadline(), None);
+        assert!(!b.source_back(t0 + ms(5_000)));
+        assert!(!b.holding_for_sync(t0 + ms(5_000)));
+        assert_eq!(
+            b.next_deadline(),
+            Some(t0 + ms(5_000) + b.master_down_interval())
+        );
     }
 }

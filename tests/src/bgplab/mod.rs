@@ -63,6 +63,10 @@ pub struct BgpLab {
     pub serving: Vec<String>,
     router: Bird,
     nodes: Vec<NodeState>,
+    /// The nodes each node's `[sync] peers` lists (but itself): every
+    /// node of the lab, unless started with
+    /// [`BgpLab::start_without_spare_peers`].
+    mesh: Vec<usize>,
 }
 
 /// Where a node's software is.
@@ -90,6 +94,17 @@ impl BgpLab {
     /// and returns once the router routes both VIPs over every one of
     /// them.
     pub fn start(spec: BgpSpec) -> anyhow::Result<Self> {
+        Self::start_with(spec, true)
+    }
+
+    /// As [`Self::start`], but the spare nodes are in no node's `[sync]
+    /// peers` list: a node joins the mesh later as an operator adds one
+    /// (see [`Self::join_mesh`]).
+    pub fn start_without_spare_peers(spec: BgpSpec) -> anyhow::Result<Self> {
+        Self::start_with(spec, false)
+    }
+
+    fn start_with(spec: BgpSpec, spares_in_mesh: bool) -> anyhow::Result<Self> {
         if spec.serving == 0 || spec.serving > spec.backends {
             bail!("{} serving backends of {}", spec.serving, spec.backends);
         }
@@ -99,8 +114,14 @@ impl BgpLab {
             .map(|b| b.name.clone())
             .collect();
         let router = Bird::paths(&lab, "bird-r1");
+        let in_mesh = if spares_in_mesh {
+            lab.lbs.len()
+        } else {
+            spec.nodes
+        };
         let mut this = Self {
             nodes: vec![NodeState::Spare; lab.lbs.len()],
+            mesh: (0..in_mesh).collect(),
             lab,
             serving,
             router,
@@ -190,11 +211,15 @@ impl BgpLab {
     ) -> anyhow::Result<String> {
         let bird = self.node_bird(index);
         let routes_file = self.routes_file(index);
+        let mut nodes: Vec<Host> = self.mesh.iter().map(|&i| self.node(i).clone()).collect();
+        if !self.mesh.contains(&index) {
+            nodes.push(self.node(index).clone());
+        }
         lbd::node_config(
             &self.lab,
             &lbd::NodeConfig {
                 node: self.node(index),
-                nodes: &self.lab.lbs,
+                nodes: &nodes,
                 backends,
                 bird_socket: &bird.socket,
                 routes_file: &routes_file,
@@ -209,6 +234,61 @@ impl BgpLab {
     /// both VIPs over the node and BFD watches it.
     pub fn start_node(&mut self, index: usize) -> anyhow::Result<()> {
         self.start_nodes(&[index], JOIN_WAIT_MS)
+    }
+
+    /// Adds spare node `index` to the mesh as an operator grows one: to
+    /// every running node's `[sync] peers` (its config file rewritten,
+    /// with the backends serving now, then `lbctl reload`), then starts
+    /// it (see [`Self::start_node`]), its own peers every node of the
+    /// mesh; returns once the router routes over it.
+    pub fn join_mesh(&mut self, index: usize) -> anyhow::Result<()> {
+        if self.mesh.contains(&index) {
+            bail!("node {index} is in the mesh already");
+        }
+        self.mesh.push(index);
+        let names: Vec<String> = self.serving.clone();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        for running in self.running_nodes() {
+            let config = self.lbd_config(running, &names, FIRST_WAIT_MS)?;
+            let node = self.node(running).clone();
+            let config = format!(
+                "pin_dir = \"{}\"\n{config}",
+                self.lab.pin_dir_of(&node).display()
+            );
+            self.lab
+                .write_lbd_config_named(&self.lbd_name(running), &config)?;
+            self.lbctl(running, &["reload"]);
+        }
+        self.start_node(index)
+    }
+
+    /// Starts spare node `index` with `edit` applied to its BIRD config
+    /// (a misconfigured session, say), then its lbd; returns once lbd is
+    /// ready, without waiting for the router: such a node may never be
+    /// routed over.
+    pub fn start_node_with_bird(
+        &mut self,
+        index: usize,
+        edit: impl Fn(String) -> String,
+    ) -> anyhow::Result<()> {
+        match self.nodes.get(index) {
+            Some(NodeState::Spare) => {}
+            Some(state) => bail!("node {index} is {state:?}, not a spare"),
+            None => bail!("no node {index} in the lab"),
+        }
+        let node = self.node(index).clone();
+        let routes_file = self.routes_file(index);
+        fs::write(&routes_file, "")
+            .with_context(|| format!("writing {}", routes_file.display()))?;
+        let name = self.node_bird(index).name;
+        let config = edit(bird_conf::node_config(&node, &routes_file)?);
+        Bird::start(&mut self.lab, &node, &name, &config)?;
+        self.nodes[index] = NodeState::Running;
+        let names: Vec<&str> = self.serving.iter().map(String::as_str).collect();
+        let config = self.lbd_config(index, &names, JOIN_WAIT_MS)?;
+        let name = self.lbd_name(index);
+        self.lab.start_lbd_on(&node, &name, &config)?;
+        Ok(())
     }
 
     /// Starts the BIRDs of `indexes`, then their lbds (start-up wait

@@ -196,6 +196,16 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             .expect("seed batch"),
     );
     session.extend(sealer.heartbeat().expect("seed heartbeat"));
+    session.extend(
+        sealer
+            .config_digest(&[wire::VipDigest {
+                vip: ip("198.18.0.100"),
+                port: 80,
+                protocol: 6,
+                digest: [0x5a; wire::digest::DIGEST_LEN],
+            }])
+            .expect("seed config digest"),
+    );
     add("sync_frame", "session", session);
     let tuple = |src: &str, dst: &str, sport, dport| NatTuple {
         src: ip(src),

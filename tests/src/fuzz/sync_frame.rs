@@ -22,8 +22,8 @@ pub(super) fn sync_transcript() -> Transcript<'static> {
 /// are split off one by one; each body opens (as the backup's opener of the
 /// fixed test session would) or fails without a panic, and decodes to a
 /// message that encodes back to the same bytes, or fails; a decoded Batch,
-/// NatBatch or Heartbeat sealed by the master's side opens on the backup's side to
-/// the same message.
+/// NatBatch, Heartbeat or ConfigDigest sealed by the master's side opens on
+/// the backup's side to the same message.
 pub fn sync_frame(data: &[u8]) {
     let transcript = sync_transcript();
     let (mut sealer, _) = wire::session(SYNC_KEY, Role::Master, &transcript).expect("session");
@@ -56,6 +56,7 @@ pub fn sync_frame(data: &[u8]) {
                 ..
             } => sealer.nat_batch(*full_sync, *last, records),
             Message::Heartbeat { .. } => sealer.heartbeat(),
+            Message::ConfigDigest { vips, .. } => sealer.config_digest(vips),
             Message::Hello { .. } | Message::HelloAck { .. } => continue,
         }
         .expect("a decoded message seals");
@@ -86,6 +87,7 @@ pub fn sync_frame(data: &[u8]) {
                 last,
                 records,
             },
+            Message::ConfigDigest { vips, .. } => Message::ConfigDigest { seq, vips },
             _ => Message::Heartbeat { seq },
         };
         assert_eq!(opened, expected);

@@ -46,9 +46,12 @@ fn counted_action(counter: Counter) -> Option<u32> {
         | Counter::DropAclNotAllowed
         | Counter::DropRateLimited
         | Counter::DropTooBig
-        | Counter::DropFragment => Some(action::DROP),
+        | Counter::DropFragment
+        | Counter::DropNoTxPort
+        | Counter::DropInternal => Some(action::DROP),
         Counter::PassNotIp
         | Counter::PassNotVip
+        | Counter::PassForeignMac
         | Counter::PassFragment
         | Counter::PassUnsupportedL4
         | Counter::PassIpv6Ext => Some(action::PASS),
@@ -114,6 +117,9 @@ fn reached(counter: Counter) {
         Counter::DropFragment => 36,
         Counter::ConntrackEvictedIdle => 37,
         Counter::ConntrackEvictedLive => 38,
+        Counter::DropNoTxPort => 39,
+        Counter::DropInternal => 40,
+        Counter::PassForeignMac => 41,
     };
     std::hint::black_box(n);
 }

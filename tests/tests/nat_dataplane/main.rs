@@ -15,6 +15,7 @@ mod limits;
 mod next_hop;
 mod reclaim;
 mod translation;
+mod tx_ports;
 mod udp_checksum;
 mod upgrade;
 mod vip_capacity;

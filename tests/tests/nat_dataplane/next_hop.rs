@@ -754,6 +754,7 @@ fn a_route_below_576_is_answered_with_a_68_byte_quote(hook: Hook) {
         check_too_big_quoting(&out, &big, 500, 68);
         assert_eq!(counter(bed, Counter::SentIcmpTooBig), 1);
         assert_eq!(counter(bed, Counter::DropMalformed), 0);
+        assert_eq!(counter(bed, Counter::DropInternal), 0);
     });
 }
 

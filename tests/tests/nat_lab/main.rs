@@ -41,8 +41,10 @@ const REQUESTS: u32 = 3_000;
 /// a timing target belongs in a benchmark).
 const STALL_LIMIT: Duration = Duration::from_secs(4);
 /// Drop verdicts none of the healthy runs may produce.
-const DROPS: [&str; 8] = [
+const DROPS: [&str; 10] = [
     "drop_malformed",
+    "drop_internal",
+    "drop_no_tx_port",
     "drop_nat_ports_exhausted",
     "drop_nat_table_full",
     "drop_no_route",

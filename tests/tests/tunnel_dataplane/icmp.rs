@@ -326,6 +326,35 @@ fn tc_judges_a_gso_packet_by_its_segments() {
     });
 }
 
+/// A kernel helper that refuses is the data plane's failure, not the
+/// sender's: the room helper refuses to wrap a GSO skb whose GSO type a
+/// test run cannot set (see `run_tc_gso`), so a well-formed packet whose
+/// segments fit is dropped and counted `DropInternal`, never
+/// `DropMalformed`, nor as sent or as the VIP's traffic; the frame, as
+/// etherparse reads it, is the client's packet still.
+#[test]
+fn a_helper_refusal_is_counted_internal_not_malformed() {
+    in_netns(Hook::Tc, vips(), |bed, vips| {
+        let config = find(vips, VIP4, IPIP, Protocol::Tcp);
+        let id = bed.nat.bed.balancer.vips()[&lb_userspace::reconcile::VipId::of(config)].id;
+        let flow = client_flow(VIP4, IPIP, 40_012);
+        let big = packet::tcp(&flow, ACK, None, &vec![7; 3000 - 40]);
+        let (verdict, out) = bed.run_tc_gso(bed.nat.in_if, &big, 1400, 3).expect("run");
+        assert_eq!(verdict, bed.verdicts().drop);
+        assert_eq!(counter(bed, Counter::DropInternal), 1);
+        assert_eq!(counter(bed, Counter::DropMalformed), 0);
+        assert_eq!(counter(bed, Counter::Forwarded), 0);
+        assert_eq!(counter(bed, Counter::TunnelEncap), 0);
+        let traffic = bed.nat.bed.dataplane.vip_traffic(id).expect("VIP stats");
+        assert_eq!(traffic.packets, 0, "no traffic counted");
+        let headers = PacketHeaders::from_ethernet_slice(&out).expect("parse");
+        let Some(TransportHeader::Tcp(tcp)) = &headers.transport else {
+            panic!("not the client's TCP segment");
+        };
+        assert_eq!((tcp.source_port, tcp.destination_port), (40_012, IPIP));
+    });
+}
+
 /// A GSO skb is `CHECKSUM_PARTIAL` at its TCP header, and its answer
 /// stays so: the NIC (or `skb_checksum_help`) finishes the quoted TCP
 /// checksum after the program, over the quote from that header on. (A

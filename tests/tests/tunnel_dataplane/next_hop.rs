@@ -1,6 +1,7 @@
 //! Next hops of wrapped packets by FIB: the ingress interface (bounced),
-//! a missing neighbour or route (dropped and reported), and the next hop
-//! cached per backend.
+//! a missing neighbour or route (dropped and reported), an interface with
+//! no slot in the XDP redirect map (dropped and counted, not as traffic),
+//! and the next hop cached per backend.
 
 use lb_common::{
     consts::{EVENT_NO_NEIGHBOUR, EVENT_NO_ROUTE},
@@ -74,6 +75,67 @@ fn missing_next_hops_drop_and_report(hook: Hook) {
         assert_eq!(counter(bed, Counter::DropNoNeighbour), 2);
         assert_eq!(counter(bed, Counter::DropNoRoute), 2);
         assert_eq!(counter(bed, Counter::TunnelEncap), 0);
+    });
+}
+
+/// A wrapped packet whose egress interface (out0) has no slot in the XDP
+/// redirect map: dropped, counted `DropNoTxPort`, neither forwarded nor
+/// the VIP's traffic nor a tunnel encapsulation; sent (the outer header
+/// checked by etherparse) once the slot is back. tc needs no slot.
+fn a_wrap_without_a_redirect_slot_is_a_counted_drop(hook: Hook) {
+    in_netns(hook, vips(), |bed, vips| {
+        let xdp = bed.nat.bed.hook == Hook::Xdp;
+        let config = find(vips, VIP4, IPIP, Protocol::Tcp);
+        let id = bed.nat.bed.balancer.vips()[&lb_userspace::reconcile::VipId::of(config)].id;
+        let out_if = bed.nat.out_if;
+        bed.nat
+            .bed
+            .dataplane
+            .nat_mut()
+            .remove_tx_port(out_if)
+            .expect("remove out0");
+        let seen = |bed: &TunnelBed| {
+            let traffic = bed.nat.bed.dataplane.vip_traffic(id).expect("VIP stats");
+            [
+                counter(bed, Counter::Forwarded),
+                counter(bed, Counter::TunnelEncap),
+                counter(bed, Counter::DropNoTxPort),
+                traffic.packets,
+            ]
+        };
+        let flow = client_flow(VIP4, IPIP, 40_210);
+        let syn = packet::tcp(&flow, SYN, None, b"");
+        let [forwarded, encap, no_port, packets] = seen(bed);
+        let (verdict, out) = bed.run_on(bed.nat.in_if, &syn).expect("test run");
+        let outer = |frame: &[u8]| match etherparse::PacketHeaders::from_ethernet_slice(frame)
+            .expect("etherparse parses the frame")
+            .net
+        {
+            Some(etherparse::NetHeaders::Ipv4(ip, _)) => ip.protocol,
+            other => panic!("no IPv4 header: {other:?}"),
+        };
+        if xdp {
+            assert_eq!(verdict, bed.verdicts().drop, "no slot for out0");
+            assert_eq!(seen(bed), [forwarded, encap, no_port + 1, packets]);
+        } else {
+            assert_eq!(verdict, bed.verdicts().redirect, "tc needs no slot");
+            assert_eq!(outer(&out), etherparse::IpNumber::IPV4);
+            assert_eq!(seen(bed), [forwarded + 1, encap + 1, no_port, packets + 1]);
+        }
+        bed.nat
+            .bed
+            .dataplane
+            .nat_mut()
+            .add_tx_port(out_if)
+            .expect("add out0");
+        let [forwarded, encap, no_port, packets] = seen(bed);
+        let flow = client_flow(VIP4, IPIP, 40_211);
+        let (verdict, out) = bed
+            .run_on(bed.nat.in_if, &packet::tcp(&flow, SYN, None, b""))
+            .expect("test run");
+        assert_eq!(verdict, bed.verdicts().redirect, "out0 back");
+        assert_eq!(outer(&out), etherparse::IpNumber::IPV4);
+        assert_eq!(seen(bed), [forwarded + 1, encap + 1, no_port, packets + 1]);
     });
 }
 
@@ -156,4 +218,5 @@ lb_tests::on_both_hooks!(
     a_next_hop_on_the_ingress_interface_bounces,
     missing_next_hops_drop_and_report,
     the_next_hop_is_cached_per_backend,
+    a_wrap_without_a_redirect_slot_is_a_counted_drop,
 );

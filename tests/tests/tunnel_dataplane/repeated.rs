@@ -145,6 +145,7 @@ fn repeated_wrap_is_the_single_wrap(bed: &mut TunnelBed, vips: &[VipConfig], vip
         );
     }
     assert_eq!(counter(bed, Counter::DropMalformed), 0, "{vip}:{port}");
+    assert_eq!(counter(bed, Counter::DropInternal), 0, "{vip}:{port}");
 }
 
 /// Every mode and family pair: IPIP and GUE, 4in4, 6in6 and 4in6.

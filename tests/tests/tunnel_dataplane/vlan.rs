@@ -96,6 +96,7 @@ fn tagged_client_frames_are_wrapped_without_their_tags(hook: Hook) {
         assert_eq!(counter(bed, Counter::TunnelEncap), cases);
         assert_eq!(counter(bed, Counter::Forwarded), cases);
         assert_eq!(counter(bed, Counter::DropMalformed), 0);
+        assert_eq!(counter(bed, Counter::DropInternal), 0);
         assert_eq!(counter(bed, Counter::SentIcmpTooBig), 0);
     });
 }
@@ -130,6 +131,7 @@ fn too_big_tagged_frames_are_answered_behind_their_tags(hook: Hook) {
         assert_eq!(counter(bed, Counter::SentIcmpTooBig), cases);
         assert_eq!(counter(bed, Counter::TunnelEncap), 0);
         assert_eq!(counter(bed, Counter::DropMalformed), 0);
+        assert_eq!(counter(bed, Counter::DropInternal), 0);
     });
 }
 

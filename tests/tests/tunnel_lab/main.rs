@@ -35,8 +35,10 @@ const STALL_LIMIT: Duration = Duration::from_secs(4);
 /// The link MTU everywhere in the lab (veth's default).
 const LINK_MTU: u32 = 1500;
 /// Drop verdicts none of the healthy runs may produce.
-const DROPS: [&str; 5] = [
+const DROPS: [&str; 7] = [
     "drop_malformed",
+    "drop_internal",
+    "drop_no_tx_port",
     "drop_no_backend",
     "drop_no_route",
     "drop_no_neighbour",

@@ -121,7 +121,7 @@ pub fn send_lean<C: Hook>(ctx: &C, job: &Job, backend: &Backend) -> Option<Outco
     // `skb->encapsulation` (mlx5: outer L4 only) with its inner TCP
     // checksum unfinished. So the flags stay.
     if !ctx.grow_after_mac(OUTER_V4_LEN, u64::from(BPF_F_ADJ_ROOM_ENCAP_L3_IPV4)) {
-        return Some(Counter::DropMalformed.into());
+        return Some(Counter::DropInternal.into());
     }
     // Everything else is read after the grow (a helper call), so only
     // the pointers above live across it, not the values read through
@@ -130,7 +130,7 @@ pub fn send_lean<C: Hook>(ctx: &C, job: &Job, backend: &Backend) -> Option<Outco
     // The inner header lies past the room now; read through the view
     // `write_v4` takes (one bounds check for both).
     let Some(frame) = ptr_at::<[u16; V4_WORDS], C>(ctx, 0) else {
-        return Some(Counter::DropMalformed.into());
+        return Some(Counter::DropInternal.into());
     };
     // SAFETY: bounds checked by ptr_at.
     let (ver_tos, total) = unsafe { ((*frame)[INNER_V4_WORD], (*frame)[INNER_V4_WORD + 1]) };
@@ -157,7 +157,7 @@ pub fn send_lean<C: Hook>(ctx: &C, job: &Job, backend: &Backend) -> Option<Outco
             egress: hop.ifindex,
         }
     } else {
-        Counter::DropMalformed.into()
+        Counter::DropInternal.into()
     })
 }
 
@@ -167,10 +167,10 @@ pub fn send_lean<C: Hook>(ctx: &C, job: &Job, backend: &Backend) -> Option<Outco
 pub fn answer_too_big<C: Hook>(ctx: &C, job: &Job, mtu: u32) -> Counter {
     let l3_off = job.l3_off;
     let Some(scratch) = NAT_SCRATCH.get(0) else {
-        return Counter::DropMalformed;
+        return Counter::DropInternal;
     };
     if l3_off > L3_OFF_MAX {
-        return Counter::DropMalformed;
+        return Counter::DropInternal;
     }
     too_big::reply(
         ctx,
@@ -285,10 +285,10 @@ fn try_send<C: Hook>(ctx: &C, job: &Job, backend: &Backend) -> Result<Outcome, C
     // one (see `Hook::untag_for_wrap`: QinQ).
     let left = ctx
         .untag_for_wrap((at.l3_off - ETH_LEN) as u32)
-        .ok_or(Counter::DropMalformed)?;
+        .ok_or(Counter::DropInternal)?;
     let grow = overhead - left;
     if !ctx.grow_after_mac(grow, u64::from(flags)) {
-        return Err(Counter::DropMalformed);
+        return Err(Counter::DropInternal);
     }
     let written = if outer_v4 {
         write_v4(
@@ -321,7 +321,7 @@ fn try_send<C: Hook>(ctx: &C, job: &Job, backend: &Backend) -> Result<Outcome, C
         )
     };
     if !written {
-        return Err(Counter::DropMalformed);
+        return Err(Counter::DropInternal);
     }
     Ok(Outcome {
         counter: Counter::Forwarded,

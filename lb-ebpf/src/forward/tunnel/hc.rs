@@ -164,7 +164,7 @@ fn prepare_job(ctx: &TcContext, backend_id: u32, packet: &Packet, vip: &VipMeta)
 #[inline(never)]
 fn send(ctx: &TcContext) -> Outcome {
     let Some(state) = state::this_cpu() else {
-        return Counter::DropMalformed.into();
+        return Counter::DropInternal.into();
     };
     // SAFETY: this CPU's slot, written by this program run.
     let job = unsafe { &(*state).job };

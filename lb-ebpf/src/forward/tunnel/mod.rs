@@ -150,7 +150,7 @@ pub fn finish<C: Hook>(ctx: &C, state: *mut PacketState) -> Outcome {
         return Counter::DropNoBackend.into();
     };
     match encap::send_lean(ctx, job, backend) {
-        Some(outcome) => counted(state, job, outcome),
+        Some(outcome) => counted(ctx, state, job, outcome),
         None => finish_general(ctx, state),
     }
 }
@@ -168,16 +168,20 @@ fn finish_general<C: Hook>(ctx: &C, state: *mut PacketState) -> Outcome {
     if outcome.counter == encap::TOO_BIG {
         return encap::answer_too_big(ctx, job, outcome.egress).into();
     }
-    counted(state, job, outcome)
+    counted(ctx, state, job, outcome)
 }
 
 /// A wrapped packet's outcome, counted (the tunnel event in `state`, the
-/// VIP's and backend's traffic) if it was forwarded; ICMP errors about a
-/// flow are forwarded as such.
+/// VIP's and backend's traffic) if it was forwarded and can leave by its
+/// egress interface (else `DropNoTxPort`, nothing else counted); ICMP
+/// errors about a flow are forwarded as such.
 #[inline(always)]
-fn counted(state: *mut PacketState, job: &Job, outcome: Outcome) -> Outcome {
+fn counted<C: Hook>(ctx: &C, state: *mut PacketState, job: &Job, outcome: Outcome) -> Outcome {
     if outcome.counter != Counter::Forwarded {
         return outcome;
+    }
+    if !ctx.reaches(outcome.egress) {
+        return Counter::DropNoTxPort.into();
     }
     state::count(state, Counter::TunnelEncap);
     stats::count_traffic(

@@ -65,8 +65,8 @@ const L2_MAX: usize = 22;
 /// Turns the frame (IP packet at `l3_off`, `len` bytes long, `v4` or
 /// IPv6) into the too-big answer reporting `mtu` (clamped as the module
 /// docs say); the counter is the verdict: `SentIcmpTooBig`, or
-/// `DropMalformed` if the frame could not be reshaped (then it is dropped,
-/// counted). Not inlined: a rare path.
+/// `DropInternal` if the frame could not be reshaped (a helper refused;
+/// then it is dropped, counted). Not inlined: a rare path.
 #[inline(never)]
 pub fn reply<C: Hook>(ctx: &C, l3_off: usize, v4: bool, len: u32, mtu: u32) -> Counter {
     if l3_off > L2_MAX {
@@ -122,7 +122,7 @@ fn reshape<C: Hook, const Q: usize, const H: usize>(
         || !ctx.grow_head(H as u32)
         || !ctx.make_linear(l3 + (H + Q) as u32)
     {
-        return Counter::DropMalformed;
+        return Counter::DropInternal;
     }
     // The L2 header (Ethernet and tags) moves back to the front, MACs
     // swapped; bytes past it are overwritten by the new IP header.
@@ -130,7 +130,7 @@ fn reshape<C: Hook, const Q: usize, const H: usize>(
         ptr_at::<[u8; L2_MAX], C>(ctx, 0),
         ptr_at::<[u8; L2_MAX], C>(ctx, H),
     ) else {
-        return Counter::DropMalformed;
+        return Counter::DropInternal;
     };
     // SAFETY: bounds checked by ptr_at; `H` > L2_MAX so they do not
     // overlap.
@@ -141,7 +141,7 @@ fn reshape<C: Hook, const Q: usize, const H: usize>(
         to[12..].copy_from_slice(&from[12..]);
     }
     let Some(quote) = ptr_at::<[u8; Q], C>(ctx, l3_off + H) else {
-        return Counter::DropMalformed;
+        return Counter::DropInternal;
     };
     let sum = quote_sum::<Q>(quote.cast());
     let sum = if partial {
@@ -157,7 +157,7 @@ fn reshape<C: Hook, const Q: usize, const H: usize>(
     if written {
         Counter::SentIcmpTooBig
     } else {
-        Counter::DropMalformed
+        Counter::DropInternal
     }
 }
 

@@ -34,7 +34,7 @@ pub use guard::{AclRuleStatus, GuardDrops, GuardStatus, LimitStatus};
 pub(crate) use guard::{LimitsSpec, RateSpec};
 pub use node::{NodeChange, NodeStatus};
 pub use status::{
-    BackendStatus, CheckKind, CheckStatus, ConntrackStatus, HealthStatus, HookLoss, HookLost,
-    NatStatus, ReloadCounts, ReplicationPeerStatus, ReplicationStatus, Status, TunnelStatus,
-    UnreadTraffic, VipNatStatus, VipStatus,
+    BackendStatus, CheckKind, CheckStatus, ConfigMismatch, ConntrackStatus, HealthStatus, HookLoss,
+    HookLost, MismatchKind, NatStatus, ReloadCounts, ReplicationPeerStatus, ReplicationStatus,
+    Status, TunnelStatus, UnreadTraffic, VipNatStatus, VipStatus,
 };

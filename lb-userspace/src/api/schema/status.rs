@@ -365,6 +365,59 @@ pub struct ReplicationPeerStatus {
     /// Batches for the peer dropped from its full queue (a later full
     /// dump repairs them).
     pub batches_dropped: u64,
+    /// Whether the peer's Maglev inputs are known to this node (sent over
+    /// its session: false while it is down, or for a peer of a release
+    /// without config digests), so that `config_mismatches` means
+    /// something (absent from an older lbd: false).
+    #[serde(default)]
+    pub config_compared: bool,
+    /// The VIPs for which the peer builds another Maglev table than this
+    /// node (absent from an older lbd: none).
+    #[serde(default)]
+    pub config_mismatches: Vec<ConfigMismatch>,
+}
+
+/// A VIP whose Maglev table differs between this node and a full-mesh
+/// peer: flows the routers move between them change backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigMismatch {
+    /// `ADDRESS:PORT/PROTOCOL`.
+    pub vip: String,
+    /// How it differs.
+    pub kind: MismatchKind,
+}
+
+/// How a VIP's Maglev inputs differ between this node and a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MismatchKind {
+    /// Both have the VIP, with another table size or other backends,
+    /// weights or admin states (drain, maintenance).
+    Differs,
+    /// This node has the VIP, the peer does not.
+    MissingOnPeer,
+    /// The peer has the VIP, this node does not.
+    OnlyOnPeer,
+}
+
+impl MismatchKind {
+    /// The name in the status and the metrics' `kind` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MismatchKind::Differs => "differs",
+            MismatchKind::MissingOnPeer => "missing_on_peer",
+            MismatchKind::OnlyOnPeer => "only_on_peer",
+        }
+    }
+
+    /// What it means, for the status and the log.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            MismatchKind::Differs => "table size, backends, weights or admin states differ",
+            MismatchKind::MissingOnPeer => "the peer has no such VIP",
+            MismatchKind::OnlyOnPeer => "only the peer has this VIP",
+        }
+    }
 }
 
 /// One VIP in the status.

@@ -31,6 +31,7 @@ use lb_userspace::{
 use serde_json::json;
 
 use crate::{
+    flag_names,
     health_flags::HealthFlags,
     output,
     status::print_vip,
@@ -201,7 +202,10 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
             flags,
         } => {
             backend.health = health.spec();
-            let change = client.add_backend(vip, *backend, flags.dry_run).await?;
+            let change = client
+                .add_backend(vip, *backend, flags.dry_run)
+                .await
+                .map_err(|e| flag_names::refused(e, &[], true))?;
             output::change(&change, flags.json);
         }
         Command::Remove {
@@ -224,12 +228,21 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
                 timeout_s: timeout,
                 from: None,
             };
-            let change = client.set_state(vip, backend, body, flags.dry_run).await?;
+            let change = client
+                .set_state(vip, backend, body, flags.dry_run)
+                .await
+                .map_err(|e| flag_names::refused(e, flag_names::BACKEND_DRAIN, false))?;
             if wait && !flags.dry_run {
                 // With --json, stdout is NDJSON: the change on one line,
                 // then the progress lines and the outcome's.
                 if flags.json {
-                    outln!("{}", output::json_line(&change));
+                    outln!(
+                        "{}",
+                        output::json_line(&output::with_warnings(&change, &[]))
+                    );
+                    for warning in &change.warnings {
+                        output::warning(warning);
+                    }
                 } else {
                     output::change(&change, false);
                 }
@@ -242,12 +255,19 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
                     )?),
                     None => None,
                 };
-                vrrp_note(client, vip, flags.json).await;
-                let waited =
-                    wait_for_drain(client, (vip, backend), deadline, Watching::Made, flags.json)
-                        .await;
+                // The outcome line has every warning of the command.
+                let mut warnings = change.warnings.clone();
+                warnings.extend(vrrp_note(client, vip).await);
+                let waited = wait_for_drain(
+                    client,
+                    (vip, backend),
+                    deadline,
+                    Watching::Made,
+                    flags.json.then_some(&warnings[..]),
+                )
+                .await;
                 if let (Err(failure), true) = (&waited, flags.json) {
-                    if let Some(line) = failed_line(backend, failure) {
+                    if let Some(line) = failed_line(backend, failure, &warnings) {
                         outln!("{line}");
                     }
                 }
@@ -256,13 +276,19 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
             output::change(&change, flags.json);
         }
         Command::Wait { vip, backend, json } => {
-            vrrp_note(client, vip, json).await;
+            let warnings: Vec<String> = vrrp_note(client, vip).await.into_iter().collect();
             // The deadline is lbd's: the first look takes it from
             // `drain_remaining_s`.
-            let waited =
-                wait_for_drain(client, (vip, backend), None, Watching::Existing, json).await;
+            let waited = wait_for_drain(
+                client,
+                (vip, backend),
+                None,
+                Watching::Existing,
+                json.then_some(&warnings[..]),
+            )
+            .await;
             if let (Err(failure), true) = (&waited, json) {
-                if let Some(line) = failed_line(backend, failure) {
+                if let Some(line) = failed_line(backend, failure, &warnings) {
                     outln!("{line}");
                 }
             }
@@ -320,7 +346,8 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
         } => {
             let change = client
                 .set_weight(vip, backend, weight, flags.dry_run)
-                .await?;
+                .await
+                .map_err(|e| flag_names::refused(e, flag_names::BACKEND_WEIGHT, false))?;
             output::change(&change, flags.json);
         }
         Command::List { vip, json } => {
@@ -517,14 +544,17 @@ fn unanswered_bound(give_up_at: Option<Instant>, unanswered: Option<Instant>) ->
 /// never cut, no bound), and any other failed look ends the wait with
 /// exit 1, never 5 (which says nothing was done). `watching` says whose
 /// drain: one `backend wait` finds not draining at its first look had
-/// none (exit 7, saying so).
+/// none (exit 7, saying so). `json`: with `--json`, the warnings of the
+/// command for the outcome line (None: text).
 async fn wait_for_drain(
     client: &Client,
     (vip, backend): (VipId, IpAddr),
     deadline: Option<Instant>,
     watching: Watching,
-    as_json: bool,
+    json: Option<&[String]>,
 ) -> Result<(), Failure> {
+    let as_json = json.is_some();
+    let warnings = json.unwrap_or_default();
     let started = Instant::now();
     let mut first = true;
     let mut last: Option<(u64, u64, bool)> = None;
@@ -609,48 +639,65 @@ async fn wait_for_drain(
         // drain of it ended, there was none.
         let none_to_watch = first && watching == Watching::Existing;
         first = false;
-        if let (Some(end), true) = (end, as_json) {
+        let Some(end) = end else {
+            tokio::time::sleep(POLL_INTERVAL).await;
+            continue;
+        };
+        let result = drain_result((vip, backend), end, (live, idle), current, none_to_watch);
+        if as_json {
             outln!(
                 "{}",
-                outcome_line(backend, end, (live, idle), current.map(|b| b.state))
+                outcome_line(
+                    backend,
+                    end,
+                    (live, idle),
+                    current.map(|b| b.state),
+                    (&result, warnings)
+                )
             );
+        } else if result.is_ok() {
+            outln!("{}", drained_text(backend, idle));
         }
-        match end {
-            None => tokio::time::sleep(POLL_INTERVAL).await,
-            Some(DrainEnd::Drained) => {
-                if !as_json {
-                    outln!("{}", drained_text(backend, idle));
-                }
-                return Ok(());
-            }
-            Some(DrainEnd::WentDown) => {
-                return Err(Failure::new(EXIT_DRAIN_WENT_DOWN, went_down_text(backend)))
-            }
-            Some(end @ DrainEnd::TimedOut { .. }) => {
-                return Err(Failure::new(
-                    EXIT_DRAIN_TIMED_OUT,
-                    timed_out_text(backend, end, live),
-                ))
-            }
-            Some(DrainEnd::EndedElsewhere) if none_to_watch => {
-                let now = current.map_or_else(|| "removed".to_owned(), |b| b.state.to_string());
-                return Err(Failure::new(
-                    EXIT_DRAIN_ENDED_ELSEWHERE,
-                    format!(
-                        "{backend} of VIP {vip} is not draining ({now}): there is no drain to wait for (`lbctl backend drain {vip} {backend}` makes one)"
-                    ),
-                ));
-            }
-            Some(DrainEnd::EndedElsewhere) => {
-                let now = current.map_or_else(
-                    || "removed".to_owned(),
-                    |b| format!("{} by another change", b.state),
-                );
-                return Err(Failure::new(
-                    EXIT_DRAIN_ENDED_ELSEWHERE,
-                    format!("{backend} is no longer draining: {now} (the drain did not finish)"),
-                ));
-            }
+        return result;
+    }
+}
+
+/// How a wait on the drain of `backend` of `vip` that ended by `end`
+/// (the last count `(live, idle)`, the backend now `current`) exits:
+/// Ok when it drained, else the failure (its exit code and message).
+/// `none_to_watch`: `backend wait` found no drain at its first look.
+fn drain_result(
+    (vip, backend): (VipId, IpAddr),
+    end: DrainEnd,
+    (live, _idle): (u64, u64),
+    current: Option<&BackendStatus>,
+    none_to_watch: bool,
+) -> Result<(), Failure> {
+    match end {
+        DrainEnd::Drained => Ok(()),
+        DrainEnd::WentDown => Err(Failure::new(EXIT_DRAIN_WENT_DOWN, went_down_text(backend))),
+        DrainEnd::TimedOut { .. } => Err(Failure::new(
+            EXIT_DRAIN_TIMED_OUT,
+            timed_out_text(backend, end, live),
+        )),
+        DrainEnd::EndedElsewhere if none_to_watch => {
+            let now = current.map_or_else(|| "removed".to_owned(), |b| b.state.to_string());
+            Err(Failure::new(
+                EXIT_DRAIN_ENDED_ELSEWHERE,
+                format!(
+                    "{backend} of VIP {vip} is not draining ({now}): there is no drain to wait for (`lbctl backend drain {vip} {backend}` makes one)"
+                ),
+            ))
+        }
+        DrainEnd::EndedElsewhere => {
+            let now = current.map_or_else(
+                || "removed".to_owned(),
+                |b| format!("{} by another change", b.state),
+            );
+            Err(Failure::new(
+                EXIT_DRAIN_ENDED_ELSEWHERE,
+                format!("{backend} is no longer draining: {now} (the drain did not finish)"),
+            ))
         }
     }
 }
@@ -722,16 +769,20 @@ fn drained_text(backend: IpAddr, idle: u64) -> String {
 /// The last line of `drain --wait --json` (one JSON object): how the drain
 /// ended, as the exit code says it (`drained` 0, `timed_out` 6,
 /// `ended_elsewhere` 7, `went_down` 9), so a script reading stdout alone
-/// has it. `(live, idle)`: the last count (idle flows, still pinned to
-/// the backend, are given with `drained`); `state`: the backend's now
-/// (None: removed).
+/// has it: `exit_code` on every outcome (0 too), with `message` (what
+/// lbctl puts on stderr) when it is not 0, and `warnings` (every warning
+/// and note of the command, also on stderr; empty when none).
+/// `(live, idle)`: the last count (idle flows, still pinned to the
+/// backend, are given with `drained`); `state`: the backend's now (None:
+/// removed); `result`: how lbctl exits ([`drain_result`]).
 fn outcome_line(
     backend: IpAddr,
     end: DrainEnd,
     (live, idle): (u64, u64),
     state: Option<BackendState>,
+    (result, warnings): (&Result<(), Failure>, &[String]),
 ) -> String {
-    let line = match end {
+    let mut line = match end {
         DrainEnd::Drained => json!({"outcome": "drained", "backend": backend, "idle_flows": idle}),
         DrainEnd::WentDown => json!({"outcome": "went_down", "backend": backend}),
         DrainEnd::TimedOut { flows_cut } => json!({
@@ -746,24 +797,38 @@ fn outcome_line(
             "state": state.map_or("removed".to_owned(), |s| s.to_string()),
         }),
     };
-    output::json_line(&line)
+    if let Some(object) = line.as_object_mut() {
+        match result {
+            Ok(()) => {
+                object.insert("exit_code".into(), json!(0));
+            }
+            Err(failure) => {
+                object.insert("exit_code".into(), json!(failure.code));
+                object.insert("message".into(), json!(failure.message));
+            }
+        }
+    }
+    output::json_line(&output::with_warnings(&line, warnings))
 }
 
 /// The last line of `drain --wait --json` when the wait itself failed
 /// (exit 1: a look at lbd failed, or lbd stopped answering for too long,
-/// after the drain was made): `{"outcome":"failed"}` with the exit code
-/// and the message lbctl puts on stderr, so a script reading stdout alone
-/// knows the drain was made and how the wait ended, as every other end
-/// has its line (`outcome_line`). None for the other failures: their
-/// outcome line is out already.
-fn failed_line(backend: IpAddr, failure: &Failure) -> Option<String> {
+/// after the drain was made): `{"outcome":"failed"}` with the exit code,
+/// the message lbctl puts on stderr and the command's `warnings`, so a
+/// script reading stdout alone knows the drain was made and how the wait
+/// ended, as every other end has its line (`outcome_line`). None for the
+/// other failures: their outcome line is out already.
+fn failed_line(backend: IpAddr, failure: &Failure, warnings: &[String]) -> Option<String> {
     (failure.code == ClientError::EXIT_OTHER).then(|| {
-        output::json_line(&json!({
-            "outcome": "failed",
-            "backend": backend,
-            "exit_code": failure.code,
-            "message": failure.message,
-        }))
+        output::json_line(&output::with_warnings(
+            &json!({
+                "outcome": "failed",
+                "backend": backend,
+                "exit_code": failure.code,
+                "message": failure.message,
+            }),
+            warnings,
+        ))
     })
 }
 
@@ -771,19 +836,14 @@ fn failed_line(backend: IpAddr, failure: &Failure) -> Option<String> {
 /// node is not the VRRP master of the VIP's address, as the status says
 /// (one look; nothing is noted when it cannot be had). A backup forwards
 /// none of the VIP's traffic, so the flows it counts are not the
-/// master's, and drains are per node. On stdout with the text, on
-/// stderr with `--json` (stdout is NDJSON of the progress and outcome).
-async fn vrrp_note(client: &Client, vip: VipId, as_json: bool) {
-    let Ok(status) = client.status().await else {
-        return;
-    };
-    if let Some(note) = not_master_note(&status.vrrp, vip) {
-        if as_json {
-            eprintln!("lbctl: note: {note}");
-        } else {
-            outln!("note: {note}");
-        }
-    }
+/// master's, and drains are per node. On stderr (see
+/// [`output::warning`]); returned for the `--json` outcome line's
+/// `warnings`.
+async fn vrrp_note(client: &Client, vip: VipId) -> Option<String> {
+    let status = client.status().await.ok()?;
+    let note = not_master_note(&status.vrrp, vip)?;
+    output::note(&note);
+    Some(note)
 }
 
 /// The note of [`vrrp_note`] for `vip` given the node's VRRP `instances`
@@ -879,7 +939,7 @@ mod tests {
         let vip: VipId = "198.18.0.100:80/tcp".parse().unwrap();
         let address = "198.18.0.11".parse().unwrap();
         let (code, message) =
-            match wait_for_drain(&client, (vip, address), None, Watching::Made, true).await {
+            match wait_for_drain(&client, (vip, address), None, Watching::Made, Some(&[])).await {
                 Ok(()) => (0, String::new()),
                 Err(failure) => (failure.code, failure.message),
             };
@@ -957,12 +1017,12 @@ mod tests {
     fn a_failed_drain_wait_ends_its_json_with_an_outcome_line() {
         let backend: IpAddr = "198.18.0.11".parse().unwrap();
         let failed = Failure::new(ClientError::EXIT_OTHER, "the drain was made; lbd: boom");
-        let line = failed_line(backend, &failed).expect("a line");
+        let line = failed_line(backend, &failed, &["a note".to_owned()]).expect("a line");
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(
             value,
             json!({"outcome": "failed", "backend": "198.18.0.11", "exit_code": 1,
-                   "message": "the drain was made; lbd: boom"})
+                   "message": "the drain was made; lbd: boom", "warnings": ["a note"]})
         );
         assert!(!line.trim_end().contains('\n'), "one line: {line:?}");
         for code in [
@@ -970,7 +1030,7 @@ mod tests {
             EXIT_DRAIN_ENDED_ELSEWHERE,
             EXIT_DRAIN_WENT_DOWN,
         ] {
-            assert_eq!(failed_line(backend, &Failure::new(code, "x")), None);
+            assert_eq!(failed_line(backend, &Failure::new(code, "x"), &[]), None);
         }
     }
 
@@ -1387,25 +1447,37 @@ mod tests {
             warnings: vec!["a warning".into()],
         };
         let ends = [
-            (DrainEnd::Drained, "drained", None),
+            (DrainEnd::Drained, "drained", None, 0),
             (
                 DrainEnd::WentDown,
                 "went_down",
                 Some(BackendState::Draining),
+                EXIT_DRAIN_WENT_DOWN,
             ),
             (
                 DrainEnd::TimedOut { flows_cut: false },
                 "timed_out",
                 Some(BackendState::Maintenance),
+                EXIT_DRAIN_TIMED_OUT,
             ),
             (
                 DrainEnd::EndedElsewhere,
                 "ended_elsewhere",
                 Some(BackendState::Enabled),
+                EXIT_DRAIN_ENDED_ELSEWHERE,
             ),
-            (DrainEnd::EndedElsewhere, "ended_elsewhere", None),
+            (
+                DrainEnd::EndedElsewhere,
+                "ended_elsewhere",
+                None,
+                EXIT_DRAIN_ENDED_ELSEWHERE,
+            ),
         ];
-        for (end, name, state) in ends {
+        let vip: VipId = "198.18.0.100:80/tcp".parse().unwrap();
+        let warnings = ["a warning".to_owned(), "a note".to_owned()];
+        for (end, name, state, code) in ends {
+            let now = state.map(|s| backend(s, 0, false));
+            let result = drain_result((vip, address), end, (0, 0), now.as_ref(), false);
             let stdout = [
                 output::json_line(&change),
                 progress_line(
@@ -1428,7 +1500,7 @@ mod tests {
                     true,
                     2,
                 ),
-                outcome_line(address, end, (0, 0), state),
+                outcome_line(address, end, (0, 0), state, (&result, &warnings)),
             ]
             .map(|line| line + "\n")
             .concat();
@@ -1444,6 +1516,12 @@ mod tests {
             let last = &lines[3];
             assert_eq!(last["outcome"], name, "{stdout}");
             assert_eq!(last["backend"], "198.18.0.11");
+            // The exit code on every outcome, 0 included; the message
+            // lbctl puts on stderr on the others; the command's warnings
+            // on all.
+            assert_eq!(last["exit_code"], code, "{stdout}");
+            assert_eq!(last.get("message").is_some(), code != 0, "{stdout}");
+            assert_eq!(last["warnings"], json!(warnings), "{stdout}");
         }
     }
 
@@ -1557,6 +1635,7 @@ mod tests {
             DrainEnd::Drained,
             (0, 300),
             Some(BackendState::Draining),
+            (&Ok(()), &[]),
         ))
         .unwrap();
         assert_eq!(line["idle_flows"], 300, "{line}");

@@ -1,7 +1,8 @@
 //! `lbctl config check FILE`: what lbd would do with a config, without
 //! touching the node. Shares come from the same Maglev builder lbd uses.
 //! Doubtful values (a VIP without backends, all weights 0, a loopback or
-//! broadcast address) are warned about on stderr; the file is still valid.
+//! broadcast address) are warned about on stderr (and with `--json` in
+//! the answer's `warnings`); the file is still valid.
 
 use std::{net::IpAddr, path::PathBuf};
 
@@ -100,22 +101,65 @@ fn report(args: &Args, config: &Config) -> anyhow::Result<()> {
                 .collect(),
         });
     }
-    for warning in config::warnings(config) {
-        eprintln!("lbctl: warning: {}: {warning}", args.file.display());
-    }
-    if let Some(warning) = missing_interface(&config.interface, interface_exists, interface_names) {
-        eprintln!("lbctl: warning: {}: {warning}", args.file.display());
+    let mut warnings: Vec<String> = config::warnings(config)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    warnings.extend(missing_interface(
+        &config.interface,
+        interface_exists,
+        interface_names,
+    ));
+    for warning in &warnings {
+        crate::output::warning(&format!("{}: {warning}", args.file.display()));
     }
     if args.json {
-        outln!("{}", serde_json::to_string_pretty(&vips)?);
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&json_report(args, config, &vips, &warnings))?
+        );
         return Ok(());
     }
-    outln!(
+    out!("{}", text_report(args, config, &vips));
+    Ok(())
+}
+
+/// `config check --json`: one object, the text's facts: the file, its
+/// node settings, each VIP's backends and shares (`vips`), and the
+/// `warnings` (also on stderr; empty when none), as every `--json`
+/// answer of a command that can warn has them.
+fn json_report(
+    args: &Args,
+    config: &Config,
+    vips: &[VipReport],
+    warnings: &[String],
+) -> serde_json::Value {
+    let xdp_mode = (config.attach == config::Attach::Xdp).then(|| config.xdp_mode.to_string());
+    serde_json::json!({
+        "file": args.file,
+        "valid": true,
+        "interface": config.interface,
+        "attach": config.attach.to_string(),
+        "xdp_mode": xdp_mode,
+        "conntrack_size": config.conntrack_size,
+        "half_open_size": config.half_open_size,
+        "vips": vips,
+        "warnings": warnings,
+    })
+}
+
+/// `config check`'s text: that the file is valid, its node settings,
+/// and each VIP's backends and shares.
+fn text_report(args: &Args, config: &Config, vips: &[VipReport]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         "{}: valid; interface {}, attach {}{}, connection table {} flows, half-open table {} flows",
         args.file.display(),
         config.interface,
         config.attach,
-        if config.attach == lb_userspace::config::Attach::Xdp {
+        if config.attach == config::Attach::Xdp {
             format!(" (xdp mode {})", config.xdp_mode)
         } else {
             String::new()
@@ -123,10 +167,11 @@ fn report(args: &Args, config: &Config) -> anyhow::Result<()> {
         config.conntrack_size,
         config.half_open_size
     );
-    for vip in &vips {
-        outln!("VIP {} (table size {})", vip.vip, vip.table_size);
+    for vip in vips {
+        let _ = writeln!(out, "VIP {} (table size {})", vip.vip, vip.table_size);
         for b in &vip.backends {
-            outln!(
+            let _ = writeln!(
+                out,
                 "  {:<40} weight {:>5}  share {:>6.2}%  mac {}",
                 b.address.to_string(),
                 b.weight,
@@ -136,7 +181,7 @@ fn report(args: &Args, config: &Config) -> anyhow::Result<()> {
             );
         }
     }
-    Ok(())
+    out
 }
 
 /// The warning for an `interface` no interface of this machine (this
@@ -203,6 +248,39 @@ mod tests {
         assert!(interface_exists("lo"), "every namespace has lo");
         assert!(!interface_exists("lbd-no-such-if"));
         assert!(interface_names().contains(&"lo".to_owned()));
+    }
+
+    /// `--json` is one object with the text's facts and the warnings
+    /// (which stderr has too), not a bare VIP array without them.
+    #[test]
+    fn the_json_has_the_node_settings_and_the_warnings() {
+        let dir = std::env::temp_dir().join(format!("lbctl-config-json-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("lbd.toml");
+        std::fs::write(
+            &file,
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n",
+        )
+        .unwrap();
+        let args = Args {
+            file: file.clone(),
+            json: true,
+        };
+        let config = Config::load(&file).unwrap();
+        let warnings = vec!["a warning".to_owned()];
+        let value = json_report(&args, &config, &[], &warnings);
+        assert_eq!(value["interface"], "eth0", "{value}");
+        assert_eq!(value["valid"], true, "{value}");
+        assert_eq!(value["vips"], serde_json::json!([]), "{value}");
+        assert_eq!(
+            value["warnings"],
+            serde_json::json!(["a warning"]),
+            "{value}"
+        );
+        assert_eq!(value["file"], file.to_string_lossy().as_ref(), "{value}");
+        assert!(value["conntrack_size"].is_u64(), "{value}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A file lbd would refuse is bad input (exit 2, as `lbctl reload`

@@ -20,7 +20,7 @@ pub(crate) async fn run(client: &Client) -> Result<(), Failure> {
     let config = client.config().await?;
     out!("{}", config.toml);
     for note in &config.notes {
-        eprintln!("lbctl: note: {note}");
+        crate::output::note(note);
     }
     outcome(&config)
 }

@@ -11,7 +11,7 @@ use lb_userspace::{
     vip_id::VipId,
 };
 
-use crate::{acl, output, Failure};
+use crate::{acl, flag_names, output, Failure};
 
 /// `lbctl limit ...`.
 #[derive(Debug, clap::Subcommand)]
@@ -117,7 +117,13 @@ impl ScopeArgs {
 
 /// Runs `lbctl limit ...`.
 pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure> {
-    let bad = |e: GuardError| Failure::new(ClientError::EXIT_USAGE, e.to_string());
+    // The checks lbctl shares with lbd name the API keys: said in flags.
+    let bad = |e: GuardError| {
+        Failure::new(
+            ClientError::EXIT_USAGE,
+            flag_names::in_flags(&e.to_string(), flag_names::LIMIT_SET, false),
+        )
+    };
     let (status, json) = match command {
         Command::List(args) => (client.guard().await?, args.json),
         Command::Set(args) => {
@@ -140,12 +146,13 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
             if let Some((key, why)) = limits.unused_prefix_length(&args.scope.scope()) {
                 return Err(Failure::new(
                     ClientError::EXIT_USAGE,
-                    format!("--{}: {why}", key.replace('_', "-")),
+                    flag_names::in_flags(&format!("{key}: {why}"), flag_names::LIMIT_SET, false),
                 ));
             }
             let status = client
                 .set_limits(args.scope.scope(), limits, args.scope.dry_run)
-                .await?;
+                .await
+                .map_err(|e| flag_names::refused(e, flag_names::LIMIT_SET, false))?;
             (status, args.scope.json)
         }
         Command::Clear(args) => (

@@ -38,6 +38,7 @@ mod completions;
 mod config_check;
 mod config_dump;
 mod config_import;
+mod flag_names;
 mod flow;
 mod health_flags;
 mod limit;

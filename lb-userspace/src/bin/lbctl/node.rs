@@ -14,7 +14,7 @@ use lb_userspace::{
         client::{Client, ClientError},
         schema::NodeStatus,
     },
-    bgp::{NodeState, StartupStatus},
+    bgp::{BgpStatus, NodeState, StartupStatus},
 };
 use serde_json::json;
 
@@ -313,17 +313,20 @@ fn print(status: &NodeStatus, as_json: bool) {
             "NOT in sync"
         }
     );
-    // What lbd wants: BIRD does it only once in sync.
+    // What lbd wants: BIRD does it only once in sync; the routers hear
+    // of it only through an Established session that exports it.
     for address in &bgp.announced {
-        outln!("  wanted announced  {address}");
+        outln!("  wanted announced  {address}{}", exported(bgp, *address));
     }
     for withheld in &bgp.withheld {
         outln!(
-            "  wanted withdrawn  {}  ({})",
+            "  wanted withdrawn  {}  ({}){}",
             withheld.address,
-            withheld.reason.name()
+            withheld.reason.name(),
+            exported(bgp, withheld.address)
         );
     }
+    print_sessions(bgp);
     if !bgp.in_sync {
         outln!("  (BIRD has not taken what lbd wants, so it may announce otherwise until it does: see the last error)");
     }
@@ -343,9 +346,48 @@ fn print(status: &NodeStatus, as_json: bool) {
     }
 }
 
+/// What BIRD's sessions do with `address`, for its line: how many
+/// Established sessions export it (nothing while unknown).
+fn exported(bgp: &BgpStatus, address: std::net::IpAddr) -> String {
+    match bgp.exporting.iter().find(|e| e.address == address) {
+        Some(e) if e.sessions == 0 => "  NOT exported by any Established BGP session".to_owned(),
+        Some(e) => format!(
+            "  exported by {} Established BGP session{}",
+            e.sessions,
+            if e.sessions == 1 { "" } else { "s" }
+        ),
+        None => String::new(),
+    }
+}
+
+/// BIRD's BGP sessions, one a line, as lbd last read them.
+fn print_sessions(bgp: &BgpStatus) {
+    if let Some(error) = &bgp.sessions_error {
+        outln!("  BGP sessions unknown: {error}");
+    }
+    let Some(sessions) = &bgp.sessions else {
+        return;
+    };
+    if sessions.is_empty() {
+        outln!("  BIRD has no BGP session: the routers hear of nothing");
+    }
+    for session in sessions {
+        outln!(
+            "  session {}  {}  exports {} of lbd's addresses",
+            session.name,
+            if session.established {
+                "Established".to_owned()
+            } else {
+                format!("NOT established ({})", session.info)
+            },
+            session.exports.len()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use lb_userspace::bgp::{BgpStatus, Opened};
+    use lb_userspace::bgp::Opened;
 
     use super::*;
     use crate::wait::tests::{Answer, FakeLbd};
@@ -367,6 +409,9 @@ mod tests {
                     .then(|| "connecting to BIRD's control socket /run/bird/bird.ctl".into()),
                 bird_config_error: None,
                 disabled: Vec::new(),
+                sessions: None,
+                sessions_error: None,
+                exporting: Vec::new(),
                 bird_socket: "/run/bird/bird.ctl".into(),
                 routes_file: "/run/lbd-bgp/vips.conf".into(),
             }),
@@ -390,6 +435,25 @@ mod tests {
         let mut no_bgp = status(true, 5_000);
         no_bgp.bgp = None;
         assert_eq!(drain_progress(&no_bgp, 3_000, 5_000), Progress::Done);
+    }
+
+    /// An address says how many Established sessions export it; one no
+    /// session exports says so; nothing is said while that is unknown.
+    #[test]
+    fn an_address_says_how_many_established_sessions_export_it() {
+        let mut bgp = status(true, 0).bgp.unwrap();
+        let a: std::net::IpAddr = "198.18.0.100".parse().unwrap();
+        assert_eq!(exported(&bgp, a), "");
+        bgp.exporting = vec![lb_userspace::bgp::AddressExports {
+            address: a,
+            sessions: 0,
+        }];
+        assert!(exported(&bgp, a).contains("NOT exported by any Established BGP session"));
+        bgp.exporting[0].sessions = 2;
+        assert_eq!(
+            exported(&bgp, a),
+            "  exported by 2 Established BGP sessions"
+        );
     }
 
     /// Quiet since the drain but not for `--quiet` yet: the wait says the

@@ -26,35 +26,103 @@ pub(crate) fn json_line(value: &impl Serialize) -> String {
     })
 }
 
-/// Prints what a change does (or would do).
-pub(crate) fn change(change: &Change, as_json: bool) {
-    if as_json {
-        json(change);
-        return;
+/// A warning for the operator: on stderr, in text and JSON mode alike,
+/// so stdout carries only results (a script reading it gets clean data;
+/// with `--json` the warning is in the JSON's `warnings` as well).
+pub(crate) fn warning(text: &str) {
+    eprintln!("{}", warning_line(text));
+}
+
+/// A note for the operator (what to know, not something wrong): on
+/// stderr, as [`warning`] is.
+pub(crate) fn note(text: &str) {
+    eprintln!("{}", note_line(text));
+}
+
+/// The stderr line of a [`warning`].
+pub(crate) fn warning_line(text: &str) -> String {
+    format!("lbctl: warning: {text}")
+}
+
+/// The stderr line of a [`note`].
+pub(crate) fn note_line(text: &str) -> String {
+    format!("lbctl: note: {text}")
+}
+
+/// `value` as JSON with a `warnings` array (empty when there are none)
+/// holding `warnings`, after any it has: every `--json` answer of a
+/// command that can warn has the key, so a script need not tell "no
+/// warning" from "an older lbctl". A value that is not an object is
+/// returned as it is.
+pub(crate) fn with_warnings(value: &impl Serialize, warnings: &[String]) -> serde_json::Value {
+    let mut value = serde_json::to_value(value)
+        .unwrap_or_else(|error| serde_json::json!({ "error": format!("encoding JSON: {error}") }));
+    if let Some(object) = value.as_object_mut() {
+        let entry = object
+            .entry("warnings")
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        if let Some(list) = entry.as_array_mut() {
+            list.extend(warnings.iter().cloned().map(serde_json::Value::String));
+        }
     }
+    value
+}
+
+/// Prints what a change does (or would do): the result on stdout (JSON
+/// with `--json`, its `warnings` always there), its warnings on stderr
+/// too (see [`warning`]).
+pub(crate) fn change(change: &Change, as_json: bool) {
+    let (stdout, stderr) = change_output(change, as_json);
+    out!("{stdout}");
+    for line in stderr {
+        eprintln!("{line}");
+    }
+}
+
+/// What [`change`] prints: stdout's text, and stderr's lines (the
+/// change's warnings).
+fn change_output(change: &Change, as_json: bool) -> (String, Vec<String>) {
+    let stderr = change.warnings.iter().map(|w| warning_line(w)).collect();
+    if as_json {
+        let text = serde_json::to_string_pretty(&with_warnings(change, &[]))
+            .unwrap_or_else(|error| format!("{{\"error\": \"encoding JSON: {error}\"}}"));
+        return (text + "\n", stderr);
+    }
+    (change_text(change), stderr)
+}
+
+/// A change's result as text: the plan, a drain's deadline, what a
+/// reload undoes (its answer: on stdout), and whether it was a dry run.
+fn change_text(change: &Change) -> String {
+    let mut out = String::new();
     let verb = if change.dry_run {
         "would change"
     } else {
         "changed"
     };
     if change.plan.is_empty() {
-        outln!("no VIP's new flows change");
+        out.push_str("no VIP's new flows change\n");
     }
     for vip in &change.plan {
-        out!("{}", plan_text(vip, verb));
+        out.push_str(&plan_text(vip, verb));
     }
     if let Some(drain) = &change.drain {
-        outln!("{}", drain_deadline(drain));
+        let _ = writeln!(out, "{}", drain_deadline(drain));
     }
-    for note in &change.undone {
-        outln!("note: {note}");
-    }
-    for warning in &change.warnings {
-        outln!("warning: {warning}");
+    if !change.undone.is_empty() {
+        out.push_str(if change.dry_run {
+            "the reload would undo or apply:\n"
+        } else {
+            "the reload undid or applied:\n"
+        });
+        for undone in &change.undone {
+            let _ = writeln!(out, "  {undone}");
+        }
     }
     if change.dry_run {
-        outln!("(dry run: nothing was changed)");
+        out.push_str("(dry run: nothing was changed)\n");
     }
+    out
 }
 
 /// What a change does to one VIP, as lines of text: for a VIP that stays,
@@ -301,6 +369,72 @@ mod tests {
             "{moved}"
         );
         assert!(moved.contains("cut after 300s (from --timeout)"), "{moved}");
+    }
+
+    fn warned_change(dry_run: bool) -> Change {
+        Change {
+            dry_run,
+            plan: vec![plan(
+                PlanChange::Changed,
+                &[("198.18.0.11", 1.0)],
+                &[("198.18.0.11", 0.0)],
+                Some(1.0),
+            )],
+            undone: vec![
+                "backend 198.18.0.12 of 198.18.0.101:80/tcp is not in the file: removed".into(),
+            ],
+            drain: None,
+            warnings: vec![
+                "VIP 198.18.0.101:80/tcp: this VIP has no backend taking new flows".into(),
+            ],
+        }
+    }
+
+    /// A change's warnings go to stderr (`lbctl: warning: ...`), never
+    /// to stdout, which has only its result: the plan and what a reload
+    /// undoes, so a script reading stdout gets clean data.
+    #[test]
+    fn a_changes_warnings_go_to_stderr_and_its_result_to_stdout() {
+        for dry_run in [false, true] {
+            let (stdout, stderr) = change_output(&warned_change(dry_run), false);
+            assert!(!stdout.contains("warning"), "{stdout}");
+            assert!(!stdout.contains("no backend taking new flows"), "{stdout}");
+            assert_eq!(
+                stderr,
+                ["lbctl: warning: VIP 198.18.0.101:80/tcp: this VIP has no backend taking new flows"]
+            );
+            assert!(stdout.contains("new flows are dropped"), "{stdout}");
+            assert!(
+                stdout.contains(
+                    "\n  backend 198.18.0.12 of 198.18.0.101:80/tcp is not in the file: removed\n"
+                ),
+                "{stdout}"
+            );
+            assert!(!stdout.contains("note:"), "{stdout}");
+        }
+    }
+
+    /// With `--json` the warnings are on stderr and in the JSON's
+    /// `warnings`, which is there (empty) when there are none.
+    #[test]
+    fn a_changes_json_always_has_its_warnings() {
+        let (stdout, stderr) = change_output(&warned_change(false), true);
+        let value: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(
+            value["warnings"],
+            serde_json::json!([
+                "VIP 198.18.0.101:80/tcp: this VIP has no backend taking new flows"
+            ])
+        );
+        assert_eq!(stderr.len(), 1);
+        let mut quiet = warned_change(false);
+        quiet.warnings.clear();
+        let (stdout, stderr) = change_output(&quiet, true);
+        let value: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(value["warnings"], serde_json::json!([]));
+        assert!(stderr.is_empty());
+        let back: Change = serde_json::from_value(value).unwrap();
+        assert_eq!(back, quiet);
     }
 
     #[test]

@@ -157,15 +157,21 @@ fn vrrp_family(instance: &lb_userspace::vrrp::driver::InstanceStatus) -> &'stati
     }
 }
 
-/// A VRRP instance's state, and what a link down means for it
-/// (keepalived's FAULT): a backup that will not take over, a master on a
-/// dead link.
+/// A VRRP instance's state, and what a link down or no address to send
+/// adverts from means for it (keepalived's FAULT): a backup that will not
+/// take over, a master on a dead link, a master about to give its VIPs up.
 fn vrrp_state(vrrp: &lb_userspace::vrrp::driver::InstanceStatus) -> String {
     use lb_userspace::vrrp::State;
-    match (vrrp.link_down, vrrp.state) {
-        (true, State::Backup) => "backup (link DOWN: will not take over)".to_owned(),
-        (true, State::Master) => "master (link DOWN: keeps the VIPs on a dead link)".to_owned(),
-        (_, state) => state.to_string(),
+    match (vrrp.link_down, vrrp.no_source, vrrp.state) {
+        (true, _, State::Backup) => "backup (link DOWN: will not take over)".to_owned(),
+        (true, _, State::Master) => "master (link DOWN: keeps the VIPs on a dead link)".to_owned(),
+        (false, true, State::Backup) => {
+            "backup (NO SOURCE address for adverts: will not take over)".to_owned()
+        }
+        (false, true, State::Master) => {
+            "master (NO SOURCE address for adverts: giving the VIPs up)".to_owned()
+        }
+        (_, _, state) => state.to_string(),
     }
 }
 
@@ -888,6 +894,23 @@ fn replication_lines(r: &ReplicationStatus) -> Vec<String> {
             p.full_dumps_received,
             p.batches_dropped
         ));
+        lines.extend(config_mismatch_lines(p));
+    }
+    lines
+}
+
+/// A peer's Maglev tables as compared with this node's: a line per VIP
+/// that differs (nothing when all agree or they are not known).
+fn config_mismatch_lines(p: &lb_userspace::api::schema::ReplicationPeerStatus) -> Vec<String> {
+    if p.config_mismatches.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = vec![format!(
+        "    CONFIG MISMATCH with {}: flows moved between the nodes change backend; make the config and lbctl changes the same on every node",
+        p.address
+    )];
+    for m in &p.config_mismatches {
+        lines.push(format!("      {}: {}", m.vip, m.kind.meaning()));
     }
     lines
 }
@@ -1175,6 +1198,31 @@ mod tests {
         assert!(backend_line(&watch).ends_with(" 300"), "{watch:?}");
     }
 
+    /// An instance whose interface has no address to send adverts from
+    /// (keepalived's FAULT for want of one) says so, apart from a link
+    /// down.
+    #[test]
+    fn a_vrrp_instance_without_a_source_says_so() {
+        let instance = |state: &str| -> lb_userspace::vrrp::driver::InstanceStatus {
+            serde_json::from_value(serde_json::json!({
+                "vrid": 51, "state": state, "configured_priority": 100, "priority": 100,
+                "master": null, "addresses": ["198.18.0.100"],
+                "counters": {"adverts_sent": 0, "adverts_received": 0, "priority_zero_sent": 0,
+                    "priority_zero_received": 0, "became_master": 0, "became_backup": 1},
+                "ignored": {}, "no_source": true, "no_source_since": 1_700_000_000
+            }))
+            .unwrap()
+        };
+        assert_eq!(
+            watch_vrrp_line(&instance("backup")),
+            "VRRP vrid 51 IPv4: backup (NO SOURCE address for adverts: will not take over) (priority 100)"
+        );
+        assert_eq!(
+            watch_vrrp_line(&instance("master")),
+            "VRRP vrid 51 IPv4: master (NO SOURCE address for adverts: giving the VIPs up) (priority 100)"
+        );
+    }
+
     /// A backup whose link is down will not take over (keepalived's
     /// FAULT): the status says so rather than showing a healthy backup;
     /// a master on a dead link likewise.
@@ -1323,6 +1371,7 @@ mod tests {
                     records_received: 20,
                     full_dumps_received: 3,
                     batches_dropped: 0,
+                    ..Default::default()
                 },
                 lb_userspace::api::schema::ReplicationPeerStatus {
                     address: "198.18.2.13:7946".into(),
@@ -1347,6 +1396,37 @@ mod tests {
             lines[4].contains("node id not known yet") && lines[4].contains("5 batches dropped"),
             "{lines:?}"
         );
+    }
+
+    #[test]
+    fn a_peer_building_other_tables_is_shown_per_vip() {
+        let peer = lb_userspace::api::schema::ReplicationPeerStatus {
+            address: "198.18.2.12:7946".into(),
+            node: Some("lb-b/eth0".into()),
+            connected: true,
+            config_compared: true,
+            config_mismatches: vec![lb_userspace::api::schema::ConfigMismatch {
+                vip: "198.18.0.100:80/tcp".into(),
+                kind: lb_userspace::api::schema::MismatchKind::Differs,
+            }],
+            ..Default::default()
+        };
+        let lines = config_mismatch_lines(&peer);
+        assert!(
+            lines[0].contains("CONFIG MISMATCH with 198.18.2.12:7946"),
+            "{lines:?}"
+        );
+        assert_eq!(
+            lines[1],
+            "      198.18.0.100:80/tcp: table size, backends, weights or admin states differ"
+        );
+        let json = serde_json::to_value(&peer).unwrap();
+        assert_eq!(json["config_mismatches"][0]["kind"], "differs");
+        let agreeing = lb_userspace::api::schema::ReplicationPeerStatus {
+            config_mismatches: Vec::new(),
+            ..peer
+        };
+        assert!(config_mismatch_lines(&agreeing).is_empty());
     }
 
     #[test]

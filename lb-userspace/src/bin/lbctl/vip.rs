@@ -9,7 +9,7 @@ use lb_userspace::{
     vip_id::VipId,
 };
 
-use crate::{health_flags::HealthFlags, output, status::print_vip, Failure};
+use crate::{flag_names, health_flags::HealthFlags, output, status::print_vip, Failure};
 
 /// `lbctl vip ...`.
 #[derive(Debug, clap::Subcommand)]
@@ -164,7 +164,11 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
                 health: health.spec(),
                 backends,
             };
-            output::change(&client.add_vip(spec, dry_run).await?, json);
+            let change = client
+                .add_vip(spec, dry_run)
+                .await
+                .map_err(|e| flag_names::refused(e, flag_names::VIP_ADD, true))?;
+            output::change(&change, json);
         }
         Command::Remove { vip, dry_run, json } => {
             output::change(&client.remove_vip(vip, dry_run).await?, json);

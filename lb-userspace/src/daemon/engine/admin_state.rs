@@ -23,7 +23,7 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::{node, BackendKey, Engine};
+use super::{backends_writer, node, running_state::Writer, BackendKey, Engine};
 use crate::{
     config::Config,
     model::{is_checked, AdminState, BackendState, Model, MAX_DRAIN_TIMEOUT},
@@ -75,6 +75,9 @@ pub(crate) struct AdminRecord {
     recorded: Option<Snapshot>,
     /// What a previous lbd recorded, until start-up restores it.
     found: Vec<Recorded>,
+    /// Where the file's writer is named, and this lbd (None: no file, or
+    /// a record made without a start, in tests): see `backends_writer`.
+    writer: Option<(PathBuf, Writer)>,
 }
 
 /// Where the backend states are kept: beside the node state file, so
@@ -177,11 +180,25 @@ impl AdminRecord {
     /// there but cannot be read or understood is an error naming it:
     /// lbd refuses to start rather than forget a maintenance or a drain
     /// it may hold.
-    pub(crate) fn load(config: &Config) -> anyhow::Result<Self> {
+    /// Only a file the lbd that ran last (`previous`, named by the record
+    /// of what it held) may have kept is restored: one left by this build
+    /// before an older build that keeps none ran is moved aside with a
+    /// warning (see `backends_writer`).
+    pub(crate) fn load(config: &Config, previous: Option<&Writer>) -> anyhow::Result<Self> {
+        Self::load_as(config, Writer::current(), previous)
+    }
+
+    /// [`Self::load`] for the lbd `me`.
+    fn load_as(config: &Config, me: Writer, previous: Option<&Writer>) -> anyhow::Result<Self> {
         let path = backend_state_file(config);
-        let found = match &path {
-            Some(path) => read(path)?,
-            None => Vec::new(),
+        let writer = backends_writer::writer_file(config).map(|file| (file, me));
+        let found = match (&path, &writer) {
+            (Some(path), Some((writer_file, me))) => {
+                let aside = backends_writer::dropped_file(config);
+                read_written_by_last(path, (writer_file, me), previous, aside.as_deref())?
+            }
+            (Some(path), None) => read(path)?,
+            (None, _) => Vec::new(),
         };
         if let Some(path) = &path {
             let default_node_state = Path::new(crate::config::DEFAULT_NODE_STATE_FILE);
@@ -202,6 +219,7 @@ impl AdminRecord {
             path,
             recorded: None,
             found,
+            writer,
         })
     }
 
@@ -340,18 +358,61 @@ fn encode(snapshot: &Snapshot, now: Instant, wall: SystemTime) -> String {
     text
 }
 
+/// What `path` records, provided the lbd that ran last (`previous`) may
+/// have kept it (see `backends_writer`; else it is moved to `aside`,
+/// with a warning, and nothing is restored); named as `me`'s at once, so
+/// a restart of this lbd (even after a start that fails) restores it
+/// again. Nothing when there is no file; an error naming it when it
+/// cannot be read or understood.
+fn read_written_by_last(
+    path: &Path,
+    (writer_file, me): (&Path, &Writer),
+    previous: Option<&Writer>,
+    aside: Option<&Path>,
+) -> anyhow::Result<Vec<Recorded>> {
+    let Some(bytes) = read_bytes(path)? else {
+        backends_writer::unmark(writer_file);
+        return Ok(Vec::new());
+    };
+    if let Some(why) = backends_writer::not_restored_why(writer_file, &bytes, previous) {
+        let listed = decode_file(path, &bytes).map_or(0, |found| found.len());
+        let moved = backends_writer::set_aside(path, aside);
+        backends_writer::unmark(writer_file);
+        warn!(path = %path.display(), error = %why, listed, "the backend state file was not kept by the lbd that ran last: its drains and maintenance may have ended since, and are NOT restored (every backend starts enabled; drain or maintain again with lbctl what must be); the file was {moved}");
+        return Ok(Vec::new());
+    }
+    let found = decode_file(path, &bytes)?;
+    backends_writer::mark(writer_file, me, &bytes);
+    Ok(found)
+}
+
 /// What `path` records: nothing when there is no file; an error naming
 /// it when it cannot be read or understood.
 fn read(path: &Path) -> anyhow::Result<Vec<Recorded>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+    match read_bytes(path)? {
+        Some(bytes) => decode_file(path, &bytes),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The bytes of the backend state file `path` (None: there is none).
+fn read_bytes(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => {
-            return Err(error)
-                .with_context(|| format!("reading the backend state file {}", path.display()))
+            Err(error).with_context(|| format!("reading the backend state file {}", path.display()))
         }
-    };
-    decode(&text).with_context(|| {
+    }
+}
+
+/// The entries of the backend state file `path` holding `bytes`; an
+/// error naming it when they cannot be understood.
+fn decode_file(path: &Path, bytes: &[u8]) -> anyhow::Result<Vec<Recorded>> {
+    std::str::from_utf8(bytes)
+        .context("not UTF-8")
+        .and_then(decode)
+        .with_context(|| {
         format!(
             "the backend state file {} cannot be trusted (it keeps the backends' drain and maintenance across restarts); lbd does not start rather than forget them: fix it, or remove it to start with every backend enabled",
             path.display()
@@ -377,9 +438,10 @@ fn decode(text: &str) -> anyhow::Result<Vec<Recorded>> {
     Ok(file.backends)
 }
 
-/// Writes `wanted` to the backend state file `path` durably; the error
-/// says that nothing changed and names the file.
-fn write(path: &Path, wanted: &Snapshot) -> Result<(), String> {
+/// Writes `wanted` to the backend state file `path` durably, and names
+/// `writer` (its file, this lbd) as its writer; the error says that
+/// nothing changed and names the file.
+fn write(path: &Path, wanted: &Snapshot, writer: Option<&(PathBuf, Writer)>) -> Result<(), String> {
     let text = encode(wanted, Instant::now(), SystemTime::now());
     node::write_durably_with(path, text.as_bytes(), "backend states", node::sync_dir).map_err(
         |error| {
@@ -388,7 +450,11 @@ fn write(path: &Path, wanted: &Snapshot) -> Result<(), String> {
                 path.display()
             )
         },
-    )
+    )?;
+    if let Some((writer_file, me)) = writer {
+        backends_writer::mark(writer_file, me, text.as_bytes());
+    }
+    Ok(())
 }
 
 fn unix_ms(wall: SystemTime) -> u64 {
@@ -413,7 +479,7 @@ impl Engine {
         if self.admin.recorded.as_ref() == Some(&wanted) {
             return Ok(());
         }
-        write(&path, &wanted)?;
+        write(&path, &wanted, self.admin.writer.as_ref())?;
         self.admin.recorded = Some(wanted);
         Ok(())
     }
@@ -469,6 +535,58 @@ mod tests {
 
     fn key(model: &Model, backend: &str) -> BackendKey {
         (*model.vips.keys().next().unwrap(), backend.parse().unwrap())
+    }
+
+    /// The file this build wrote names its writer; a start after an
+    /// older build that keeps no backend state file ran (the record of
+    /// what the last lbd held names another lbd, which says not when it
+    /// started) does not restore it: that build started every backend
+    /// enabled, and what the file holds may have ended since. It is moved
+    /// aside. The writer's own restart, or one after a build that keeps
+    /// the file, restores it, and names the new lbd its writer at once.
+    #[test]
+    fn a_file_an_older_build_did_not_keep_is_not_restored() {
+        let scratch = Scratch::new("writer");
+        let config = config(&scratch.0);
+        let start = Instant::now();
+        let mut model = Model::from_config(&config);
+        let b2 = key(&model, "198.18.0.12");
+        model.apply(&Edit::Maintenance(b2.0, b2.1), start).unwrap();
+        let path = backend_state_file(&config).unwrap();
+        let writer_file = backends_writer::writer_file(&config).unwrap();
+        let first = Writer::for_test(100, "boot-1", Some(1000));
+        let older = Writer::for_test(200, "boot-1", None);
+        write(
+            &path,
+            &snapshot(&model),
+            Some(&(writer_file.clone(), first.clone())),
+        )
+        .unwrap();
+        assert!(writer_file.exists());
+
+        // The writer ran last: restored, and now the next lbd's.
+        let second = Writer::for_test(101, "boot-1", Some(1100));
+        let admin = AdminRecord::load_as(&config, second.clone(), Some(&first)).unwrap();
+        assert_eq!(admin.found.len(), 1);
+        // An older build ran after `second`: not restored, moved aside.
+        let admin = AdminRecord::load_as(&config, first.clone(), Some(&older)).unwrap();
+        assert!(admin.found.is_empty(), "{:?}", admin.found);
+        assert!(!path.exists());
+        assert!(!writer_file.exists());
+        let aside = backends_writer::dropped_file(&config).unwrap();
+        assert_eq!(read(&aside).unwrap().len(), 1);
+
+        // A file an older build that keeps it wrote (no writer file, or
+        // other bytes than the writer file names) is restored.
+        std::fs::copy(&aside, &path).unwrap();
+        let admin = AdminRecord::load_as(&config, first.clone(), Some(&older)).unwrap();
+        assert_eq!(admin.found.len(), 1);
+        let mut other = snapshot(&model);
+        other.clear();
+        write(&path, &other, Some(&(writer_file.clone(), first.clone()))).unwrap();
+        std::fs::copy(&aside, &path).unwrap();
+        let admin = AdminRecord::load_as(&config, second, Some(&older)).unwrap();
+        assert_eq!(admin.found.len(), 1);
     }
 
     /// b2 in maintenance, b3 draining for ten minutes, b1 (a drain that
@@ -578,7 +696,7 @@ mod tests {
         let config = config(&scratch.0);
         let path = backend_state_file(&config).unwrap();
         assert!(
-            AdminRecord::load(&config).unwrap().found.is_empty(),
+            AdminRecord::load(&config, None).unwrap().found.is_empty(),
             "no file"
         );
         for text in [
@@ -589,13 +707,13 @@ mod tests {
             "{\"version\": 1, \"backends\": [{\"vip\": \"198.18.0.100:80\", \"backend\": \"198.18.0.11\", \"state\": \"sleeping\"}]}",
         ] {
             std::fs::write(&path, text).unwrap();
-            let error = format!("{:#}", AdminRecord::load(&config).unwrap_err());
+            let error = format!("{:#}", AdminRecord::load(&config, None).unwrap_err());
             assert!(error.contains(&path.display().to_string()), "{text:?}: {error}");
             assert!(error.contains("remove it"), "{error}");
         }
         std::fs::remove_file(&path).unwrap();
         std::fs::create_dir(&path).unwrap();
-        let error = format!("{:#}", AdminRecord::load(&config).unwrap_err());
+        let error = format!("{:#}", AdminRecord::load(&config, None).unwrap_err());
         assert!(error.contains(&path.display().to_string()), "{error}");
     }
 
@@ -613,11 +731,11 @@ mod tests {
             .unwrap();
         // Its directory cannot be made: a file is where it would go.
         std::fs::write(scratch.0.join("run"), b"not a directory").unwrap();
-        let why = write(&path, &snapshot(&model)).unwrap_err();
+        let why = write(&path, &snapshot(&model), None).unwrap_err();
         assert!(why.contains(&path.display().to_string()), "{why}");
         assert!(why.starts_with("nothing changed"), "{why}");
         std::fs::remove_file(scratch.0.join("run")).unwrap();
-        write(&path, &snapshot(&model)).unwrap();
+        write(&path, &snapshot(&model), None).unwrap();
         let found = read(&path).unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].state, BackendState::Maintenance);
@@ -667,26 +785,26 @@ mod tests {
         model
             .apply(&Edit::Maintenance(b2.0, b2.1), Instant::now())
             .unwrap();
-        write(&socket_side, &snapshot(&model)).unwrap();
+        write(&socket_side, &snapshot(&model), None).unwrap();
         // [bgp] added: named, and not restored.
         assert_eq!(
             left_behind(&with_bgp, &here, &default_node_state),
             vec![(socket_side.clone(), Ok(1))]
         );
-        assert!(AdminRecord::load(&with_bgp).unwrap().found.is_empty());
+        assert!(AdminRecord::load(&with_bgp, None).unwrap().found.is_empty());
         // A file where the config puts it now: nothing else is looked at.
-        write(&here, &Snapshot::new()).unwrap();
+        write(&here, &Snapshot::new(), None).unwrap();
         assert!(left_behind(&with_bgp, &here, &default_node_state).is_empty());
         std::fs::remove_file(&here).unwrap();
         // An empty one holds nothing to forget.
-        write(&socket_side, &Snapshot::new()).unwrap();
+        write(&socket_side, &Snapshot::new(), None).unwrap();
         assert!(left_behind(&with_bgp, &here, &default_node_state).is_empty());
         std::fs::remove_file(&socket_side).unwrap();
 
         // Recorded beside the default node state file, then [bgp]
         // removed: named; garbled, named with why it cannot be read.
         std::fs::create_dir_all(scratch.0.join("default")).unwrap();
-        write(&default_side, &snapshot(&model)).unwrap();
+        write(&default_side, &snapshot(&model), None).unwrap();
         assert_eq!(
             left_behind(&without, &socket_side, &default_node_state),
             vec![(default_side.clone(), Ok(1))]

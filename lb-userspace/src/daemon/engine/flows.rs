@@ -109,7 +109,9 @@ impl Engine {
     /// The first walk after an instance stepped down from master (lbd
     /// running on) still sends the flows of the VIPs it handed over (see
     /// `Replication::roles_for_tick`). Also opens the VRRP instances'
-    /// preemption hold once the peer's full dump arrived.
+    /// preemption hold once the peer's full dump arrived, and compares
+    /// the mesh peers' Maglev inputs with this node's
+    /// (`Replication::compare_configs`).
     pub(crate) fn sync_tick(&mut self) {
         self.replication_tick(false);
     }
@@ -118,6 +120,7 @@ impl Engine {
     fn replication_tick(&mut self, inline: bool) {
         let roles = self.replication_roles();
         if let Some(replication) = &mut self.replication {
+            replication.compare_configs(&self.model);
             if let Some(roles) = replication.roles_for_walk(roles) {
                 if replication.topology().sends(roles.any_master()) {
                     if inline {
@@ -172,7 +175,9 @@ impl Engine {
     /// `Config::with_reloadable_from`): starts the senders to the new
     /// peers and stops those of the removed ones (see
     /// `Replication::set_peers`). A failure keeps the running peers, in
-    /// the running config too, and is a warning of the reload's answer.
+    /// the running config too, and is a warning of the reload's answer;
+    /// so is a start-up wait too short for the new peers' dumps (see
+    /// `config::startup_wait_warning`).
     pub(super) fn apply_sync_peers(&mut self) -> Option<String> {
         let (Some(replication), Some(sync)) = (&mut self.replication, &mut self.config.sync) else {
             return None;
@@ -181,7 +186,12 @@ impl Engine {
             return None;
         }
         match replication.set_peers(&sync.peers) {
-            Ok(_) => None,
+            Ok(notes) if notes.is_empty() => None,
+            Ok(_) => {
+                let warning = crate::config::startup_wait_warning(&self.config)?.to_string();
+                warn!(%warning, "reload");
+                Some(warning)
+            }
             Err(error) => {
                 sync.peers = replication.peer_addresses();
                 let warning = format!(

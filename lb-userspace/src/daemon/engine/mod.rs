@@ -14,10 +14,12 @@
 
 use std::{collections::HashMap, net::IpAddr, path::PathBuf};
 
+use anyhow::Context as _;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 mod admin_state;
+mod backends_writer;
 mod change;
 mod checks;
 pub(crate) mod flow_census;
@@ -276,16 +278,26 @@ impl Engine {
         // traffic still arrives until the peer has announced them. A
         // restart with `pin_dir = "off"` hands them over too (the caller
         // normally did, with its BGP withdrawal: see `hand_over`).
+        // A restart with a pinned data plane releases it first: its
+        // instances are left for the next lbd to resume (a restart record)
+        // only while the program is left forwarding.
+        let mut released_for_restart = None;
         let handed = if stop == Stop::Clean || !self.dataplane.pinned() {
             self.hand_over().await
         } else {
-            // A restart does not wait for the instances it leaves: the
-            // next lbd must be back within the backup's master-down
-            // interval to resume.
-            for instance in std::mem::take(&mut self.vrrp) {
-                instance.abandon().await;
+            let released = self.left_forwarding().await?;
+            released_for_restart = Some(released);
+            if released == Released::StillForwarding {
+                // A restart does not wait for the instances it leaves: the
+                // next lbd must be back within the backup's master-down
+                // interval to resume.
+                for instance in std::mem::take(&mut self.vrrp) {
+                    instance.abandon().await;
+                }
+                HandedOver::default()
+            } else {
+                self.hand_over().await
             }
-            HandedOver::default()
         };
         // Leaving the runtime kills the notify commands still running:
         // the "stopped" ones of the instances stepped down (a lost hook,
@@ -337,7 +349,10 @@ impl Engine {
                 // IPv6 forwarding stays (see the function).
                 self.restore_forwarding_for_restart();
             }
-            self.dataplane.release()?
+            match released_for_restart {
+                Some(released) => released,
+                None => self.dataplane.release()?,
+            }
         } else {
             // The node as it was found: a restart keeps it on, as NAT'd
             // flows keep being forwarded by the pinned data plane.
@@ -427,9 +442,44 @@ const HANDOVER_FLUSH: std::time::Duration = std::time::Duration::from_millis(500
 const REPLICATION_CLOSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Engine {
+    /// A restart's release of the pinned data plane (see
+    /// `Dataplane::release`), and whether the interface runs the program
+    /// left forwarding, asked of the kernel now (see
+    /// `dataplane::left_hook`): the housekeeping tick may not have seen a
+    /// hook lost less than a second ago (the interface deleted, the link
+    /// detached), and a cls_bpf filter that could not be kept goes with
+    /// lbd. Only `StillForwarding` leaves the VRRP instances a restart
+    /// record, on which the next lbd resumes mastership: with nothing
+    /// forwarding it would take the VIPs with no program in front of them
+    /// (see `start::resumes_mastership`). Otherwise `NothingAttached`,
+    /// logged with why.
+    async fn left_forwarding(&mut self) -> anyhow::Result<Released> {
+        let released = self
+            .dataplane
+            .release()
+            .context("leaving the data plane for the next lbd")?;
+        let why = match (released, &self.config.pin_dir) {
+            (Released::StillForwarding, Some(dir)) => {
+                let pins = crate::pinning::PinDir::new(dir);
+                let left = crate::dataplane::left_hook(&pins, &self.interface, &self.netlink).await;
+                if left.runs() {
+                    return Ok(released);
+                }
+                left.to_string()
+            }
+            (Released::StillForwarding, None) => return Ok(released),
+            _ => "no program is left attached".to_owned(),
+        };
+        if !self.vrrp.is_empty() {
+            warn!(%why, "stopping for a restart, but the interface does not run the program left for the next lbd: the VRRP instances step down (the peer takes over) rather than leave the next lbd a mastership to resume");
+        }
+        Ok(Released::NothingAttached)
+    }
+
     /// For a stop after which nothing of this node forwards for VRRP's
     /// addresses (a stop for good; a restart with `pin_dir = "off"`, whose
-    /// program goes with lbd), once the last flows went to the peer (see
+    /// program goes with lbd, or one whose program is not left forwarding,
+    /// see [`Self::left_forwarding`]), once the last flows went to the peer (see
     /// [`Self::final_sync`]): steps down from every instance (priority 0, so the backup takes over after
     /// its skew time, not the master-down interval; addresses released;
     /// "stopped" recorded, so the next lbd does not resume mastership with

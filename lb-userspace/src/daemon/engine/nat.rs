@@ -10,7 +10,9 @@
 //! the interfaces routed packets may leave by (every one that exists, up
 //! or down, re-scanned every few seconds: an interface that is created or
 //! deleted is seen within `SCAN_TICKS` ticks, without a netlink
-//! subscription to keep alive), the gateways kept
+//! subscription to keep alive, and at the next tick once the data plane
+//! drops a routed packet for want of its interface there, counted
+//! `drop_no_tx_port`: see `TxPortMisses`), the gateways kept
 //! resolved, and the routed data plane's events (a next hop
 //! to resolve, no route, no free port). Nothing here runs while no VIP is
 //! in a routed mode, except the reaper, which then finds the table empty
@@ -25,6 +27,7 @@ use std::{
 
 use lb_common::{
     consts::{EVENT_NAT_PORTS_EXHAUSTED, EVENT_NO_NEIGHBOUR, EVENT_NO_ROUTE},
+    stats::Counter,
     DataplaneEvent, Mode,
 };
 use tracing::{debug, info, warn};
@@ -125,7 +128,7 @@ fn sync_tx_map(
         if warned.left_out.insert(link.index) {
             warn!(
                 interface = %link.name,
-                "no room for the interface in the NAT redirect targets (at most {} interfaces; the attached one and those routes leave by come first): routed packets the kernel's FIB sends out of it are dropped (XDP_ABORTED)",
+                "no room for the interface in the NAT redirect targets (at most {} interfaces; the attached one and those routes leave by come first): routed packets the kernel's FIB sends out of it are dropped at XDP (counted drop_no_tx_port)",
                 lb_common::consts::TX_PORTS_MAX
             );
         }
@@ -148,6 +151,25 @@ fn sync_tx_map(
     }
 }
 
+/// Watches the data plane's `DropNoTxPort` count from tick to tick: a
+/// routed packet whose interface has no slot in `TX_PORTS` (one created
+/// since the last scan, such as a bond re-created with a new index) makes
+/// the next tick scan the interfaces at once rather than up to
+/// `SCAN_TICKS` ticks later.
+#[derive(Debug, Default)]
+pub(crate) struct TxPortMisses {
+    /// The count at the last tick; None before the first reading (a
+    /// count an adopted data plane brought along is no news).
+    seen: Option<u64>,
+}
+
+impl TxPortMisses {
+    /// Takes the count `now`; true if it grew since the last reading.
+    fn moved(&mut self, now: u64) -> bool {
+        self.seen.replace(now).is_some_and(|seen| now > seen)
+    }
+}
+
 /// The NAT runtime's state between ticks.
 #[derive(Debug, Default)]
 pub(crate) struct NatRuntime {
@@ -162,6 +184,8 @@ pub(crate) struct NatRuntime {
     forwarding_failed: BTreeSet<PathBuf>,
     /// Interfaces of the redirect map warned about (no slot, or refused).
     tx_warned: TxWarned,
+    /// Packets dropped for want of a redirect slot, as last read.
+    tx_misses: TxPortMisses,
     /// Housekeeping ticks seen.
     ticks: u32,
     /// Whether `prepare_routing` has run since a VIP became routed: one
@@ -520,12 +544,34 @@ impl Engine {
     pub(crate) async fn nat_tick(&mut self) {
         let scan = self.nat.ticks.is_multiple_of(SCAN_TICKS);
         self.nat.ticks = self.nat.ticks.wrapping_add(1);
-        if scan || !self.nat.routing_prepared {
+        let missed = self.tx_port_missed();
+        if missed && !scan {
+            debug!("routed packets found no redirect slot for their interface (drop_no_tx_port): scanning the interfaces now");
+        }
+        if scan || missed || !self.nat.routing_prepared {
             self.prepare_routing().await;
         }
         if scan {
             self.tunnel_scan().await;
         }
+    }
+
+    /// Whether the data plane dropped routed packets for want of a
+    /// redirect slot (`DropNoTxPort`) since the last tick. Not while no
+    /// VIP is routed (nothing to scan for), nor when the counters cannot
+    /// be read.
+    fn tx_port_missed(&mut self) -> bool {
+        if !self.routed_in_use() {
+            return false;
+        }
+        let Ok(counters) = self.dataplane.counters() else {
+            return false;
+        };
+        let now = counters
+            .iter()
+            .find(|(counter, _)| *counter == Counter::DropNoTxPort)
+            .map_or(0, |(_, count)| *count);
+        self.nat.tx_misses.moved(now)
     }
 
     /// Feeds the sweep just completed to the table's pressure; logs a
@@ -1045,6 +1091,21 @@ mod tests {
                 was: "0".into(),
             },
         )
+    }
+
+    /// A growing `drop_no_tx_port` count asks for a scan at the next
+    /// tick; the first reading (a count an adopted data plane brought)
+    /// and a count that stays do not.
+    #[test]
+    fn a_growing_no_tx_port_count_asks_for_a_scan() {
+        let mut misses = TxPortMisses::default();
+        assert!(!misses.moved(7), "the first reading is the baseline");
+        assert!(!misses.moved(7));
+        assert!(misses.moved(9));
+        assert!(!misses.moved(9));
+        // A data plane started afresh (counts from zero) is no miss.
+        assert!(!misses.moved(0));
+        assert!(misses.moved(1));
     }
 
     fn record(admin_socket: &std::path::Path) -> Held {

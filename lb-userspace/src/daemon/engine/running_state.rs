@@ -89,6 +89,22 @@ impl Writer {
             started: held.started,
         }
     }
+
+    /// Whether it says when it started: every build that records that
+    /// also keeps the backend state file (see `backends_writer`).
+    pub(super) fn records_its_start(&self) -> bool {
+        self.started.is_some()
+    }
+
+    /// The lbd `pid` of boot `boot`, started at `started`.
+    #[cfg(test)]
+    pub(super) fn for_test(pid: u32, boot: &str, started: Option<u64>) -> Self {
+        Self {
+            pid,
+            boot_id: boot.to_owned(),
+            started,
+        }
+    }
 }
 
 impl std::fmt::Display for Writer {
@@ -230,8 +246,9 @@ fn dropped_state_file(config: &Config) -> Option<PathBuf> {
     admin_state::state_file_named(config, "running-dropped")
 }
 
-/// SHA-256 (hex) of `bytes`.
-fn sha256_hex(bytes: &[u8]) -> String {
+/// SHA-256 (hex) of `bytes` (also how `backends_writer` names the
+/// backend state file's bytes).
+pub(super) fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -21,7 +21,7 @@ use super::{
 use crate::{
     config::{Attach, Config, VrrpConfig},
     daemon::replication::Replication,
-    dataplane::{Dataplane, Hooked, IdleHorizons, LoadOptions, MapSizes, Translating},
+    dataplane::{Dataplane, Hooked, IdleHorizons, LeftHook, LoadOptions, MapSizes, Translating},
     health::HealthChecker,
     model::Model,
     netlink::{Interface, Netlink},
@@ -122,7 +122,7 @@ impl Engine {
         // The backends' drains and maintenance a previous lbd recorded,
         // before anything is touched: a file that cannot be trusted
         // stops the start here (see `admin_state`).
-        let admin = admin_state::AdminRecord::load(&config)?;
+        let admin = admin_state::AdminRecord::load(&config, previous.as_ref())?;
         // The maps a previous start staged and did not pin under their
         // names (it stopped between its program swap and that), pinned or
         // removed before the pins decide the VIP capacity and the resume:
@@ -144,11 +144,21 @@ impl Engine {
         // interface's own, the interface has an address to speak from) run
         // here, before anything is loaded or attached: a refused instance
         // leaves a fresh node as it was found.
+        // A resume also needs the interface to run the program the last
+        // lbd left forwarding, not only its pins: a device re-created
+        // meanwhile (a new index) or a link detached runs none, and the
+        // VIPs taken now would meet no program until the attach.
         let mut vrrp_starts = Vec::with_capacity(config.vrrp.len());
         let adoptable = pinned_dataplane_fits(&config, pinned_vips);
+        let left = match &config.pin_dir {
+            Some(dir) if adoptable && !config.vrrp.is_empty() => {
+                crate::dataplane::left_hook(&PinDir::new(dir), &interface, &netlink).await
+            }
+            _ => LeftHook::Nothing,
+        };
         for vrrp in &config.vrrp {
             let state_file = vrrp_state_file(&config, vrrp);
-            let resumes = resumes_mastership(vrrp, state_file.as_deref(), adoptable);
+            let resumes = resumes_mastership(vrrp, state_file.as_deref(), adoptable, &left);
             let started = match Instance::prepare(vrrp.clone(), &config, &interface, &netlink).await
             {
                 Ok(prepared) if resumes => Instance::start(
@@ -662,13 +672,24 @@ fn pinned_dataplane_fits(config: &Config, pinned_vips: Option<u32>) -> bool {
 
 /// Whether VRRP instance `vrrp` resumes mastership at this start: its state
 /// file says this node was master moments ago (see [`Instance::resumes`]),
-/// and a pinned data plane is there to adopt (`adoptable`, see
-/// [`pinned_dataplane_fits`]). Without one (`pin_dir = "off"`, the pins
-/// gone or not fitting), the previous program and its flows went: resumed,
-/// this node would hold the VIPs with an empty data plane while the peer,
-/// about to take over, holds the replicated flows (NAT'd ones too); it
-/// starts as the protocol says instead.
-fn resumes_mastership(vrrp: &VrrpConfig, state_file: Option<&Path>, adoptable: bool) -> bool {
+/// a pinned data plane is there to adopt (`adoptable`, see
+/// [`pinned_dataplane_fits`]), and the interface runs the program the
+/// last lbd left forwarding on it (`left`, see `dataplane::left_hook`).
+/// Without a data plane to adopt (`pin_dir = "off"`, the pins gone or not
+/// fitting), the previous program and its flows went: resumed, this node
+/// would hold the VIPs with an empty data plane while the peer, about to
+/// take over, holds the replicated flows (NAT'd ones too). Without the
+/// program running (the interface re-created meanwhile, its link
+/// detached), the VIPs would be this node's, and local, with no program
+/// in front of them until this start attaches: the kernel would reset
+/// every connection, established ones too. Either way it starts as the
+/// protocol says, as backup, as after a crash.
+fn resumes_mastership(
+    vrrp: &VrrpConfig,
+    state_file: Option<&Path>,
+    adoptable: bool,
+    left: &LeftHook,
+) -> bool {
     if !Instance::resumes(vrrp, state_file) {
         return false;
     }
@@ -677,8 +698,17 @@ fn resumes_mastership(vrrp: &VrrpConfig, state_file: Option<&Path>, adoptable: b
             vrid = vrrp.vrid,
             "VRRP: was master until moments ago, but there is no pinned data plane to adopt (pin_dir is off, or its pins are gone or do not fit, e.g. another release's layout): not resuming mastership, the peer takes over"
         );
+        return false;
     }
-    adoptable
+    if !left.runs() {
+        warn!(
+            vrid = vrrp.vrid,
+            why = %left,
+            "VRRP: was master until moments ago, but the interface does not run the program the last lbd left forwarding: not resuming mastership; the instance starts once this lbd's program runs, as backup (the peer takes over)"
+        );
+        return false;
+    }
+    true
 }
 
 /// The instances that resumed mastership before a load that adopted no
@@ -1143,7 +1173,7 @@ mod seed_health_tests {
             ),
         )
         .unwrap();
-        let mut admin = admin_state::AdminRecord::load(&config).unwrap();
+        let mut admin = admin_state::AdminRecord::load(&config, None).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         let now = Instant::now();
         // The previous lbd's maps: b3 dead for its maintenance.
@@ -1237,11 +1267,22 @@ mod resume_tests {
         let fits = |config: &Config| {
             pinned_dataplane_fits(config, pinned_vip_capacity(config).expect("read"))
         };
+        let runs = LeftHook::Runs(crate::dataplane::LeftAt::Xdp);
         assert!(!fits(&off));
-        assert!(!resumes_mastership(vrrp, Some(&state_file), fits(&off)));
+        assert!(!resumes_mastership(
+            vrrp,
+            Some(&state_file),
+            fits(&off),
+            &runs
+        ));
         let empty = config(&dir, Some(dir.join("pins")));
         assert!(!fits(&empty));
-        assert!(!resumes_mastership(vrrp, Some(&state_file), fits(&empty)));
+        assert!(!resumes_mastership(
+            vrrp,
+            Some(&state_file),
+            fits(&empty),
+            &runs
+        ));
         assert!(
             !pinned_dataplane_fits(&off, Some(64)),
             "pin_dir off: nothing to adopt"
@@ -1250,7 +1291,64 @@ mod resume_tests {
             pinned_dataplane_fits(&empty, Some(64)),
             "a capacity that holds the file's VIP"
         );
-        assert!(resumes_mastership(vrrp, Some(&state_file), true));
+        assert!(resumes_mastership(vrrp, Some(&state_file), true, &runs));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A fresh restart record and pins that fit, but the interface does
+    /// not run the program the last lbd left forwarding: re-created
+    /// meanwhile (its pinned link died with the old device), the link
+    /// detached, or lbd's program shadowed at tc. The next lbd does not
+    /// resume (it would take the VIPs with no program in front of them
+    /// until its attach), and says why. Before, the pins alone decided.
+    #[test]
+    fn a_pinned_program_the_interface_does_not_run_is_no_resumed_mastership() {
+        let dir = std::env::temp_dir().join(format!("lbd-resume-hook-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let pinned = config(&dir, Some(dir.join("pins")));
+        let vrrp = &pinned.vrrp[0];
+        let state_file = vrrp_state_file(&pinned, vrrp).unwrap();
+        let now = crate::clock::monotonic_ns();
+        std::fs::write(
+            &state_file,
+            format!("restarting {} 100\n", now - 500_000_000),
+        )
+        .unwrap();
+        assert!(pinned_dataplane_fits(&pinned, Some(64)));
+        let not_running = [
+            LeftHook::Stale {
+                hook: crate::config::Attach::Xdp,
+                program: 7,
+            },
+            LeftHook::Stale {
+                hook: crate::config::Attach::Tc,
+                program: 8,
+            },
+            LeftHook::Shadowed { by: 30 },
+            LeftHook::Nothing,
+            LeftHook::Unknown("EPERM".to_owned()),
+        ];
+        for left in not_running {
+            let mut resumed = true;
+            let logs = crate::test_logs::logs_of(|| {
+                resumed = resumes_mastership(vrrp, Some(&state_file), true, &left);
+            });
+            assert!(!resumed, "{left:?}");
+            assert!(logs.contains("not resuming"), "{logs}");
+        }
+        for at in [
+            crate::dataplane::LeftAt::Xdp,
+            crate::dataplane::LeftAt::Tcx,
+            crate::dataplane::LeftAt::ClsBpf,
+        ] {
+            assert!(resumes_mastership(
+                vrrp,
+                Some(&state_file),
+                true,
+                &LeftHook::Runs(at)
+            ));
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -14,6 +14,7 @@
 //! A sending node walks its connection table and its NAT flow table off
 //! lbd's loop ([`walks`]).
 
+mod drift;
 mod flow_table;
 #[cfg(test)]
 mod heap_peak;
@@ -66,7 +67,7 @@ use peers::{Peer, Receipts};
 use records::{backend_names, install_flows, record, sends, FlowCounts, Install, Scan};
 pub(crate) use roles::Roles;
 pub(crate) use walks::walk_ended;
-use walks::{walk, Tables, Walk, WalkInput, Walked, Walker, Walks};
+use walks::{walk, Due, Planned, Split, Tables, Walk, WalkInput, Walked, Walker, Walks};
 
 /// How often a node sends a complete dump even without a new session, at
 /// least (a large table's dumps are spaced further: see [`DUMP_RATE`]).
@@ -81,7 +82,8 @@ const FULL_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 /// Incremental ticks still send each 250 ms every flow stamped since the
 /// last walk (an active one about once a second, see [`walks`]); a
 /// batch a slow peer's queue dropped waits for the next dump (or session)
-/// the longer. A new session's dump is sent at once whatever the size.
+/// the longer. A new session's dump goes at once (to that peer only),
+/// whatever the size.
 const DUMP_RATE: u64 = 25_000;
 /// Between full syncs, a NAT flow table scan that took `d` is followed by
 /// none for `NAT_SCAN_SPACING × d`: a table small enough to scan in under
@@ -184,6 +186,8 @@ pub struct Replication {
     started: Instant,
     /// Whether the end of that wait was logged (dump or timeout).
     dump_wait_logged: bool,
+    /// How the peers' Maglev inputs compare with this node's (a mesh's).
+    drift: drift::ConfigDrift,
 }
 
 impl Replication {
@@ -272,6 +276,7 @@ impl Replication {
                 last_roles: None,
                 started: Instant::now(),
                 dump_wait_logged: false,
+                drift: drift::ConfigDrift::default(),
             },
             rx,
         ))
@@ -336,13 +341,14 @@ impl Replication {
     }
 
     /// While sending: sends flows stamped since the last walk's start to
-    /// every peer, or all of them when a peer has a new session or a full
-    /// sync is due (a new session of one peer dumps to all: the scan is
-    /// shared and sessions are rare). In a full mesh, copies installed from
-    /// peers and not forwarded here since are left out, but for the dump of
-    /// a new session (see [`sends`]). In a pair, only the flows of VIPs
-    /// this node holds go (`roles`: the other family's instance may be
-    /// mastered by the peer, which streams those itself).
+    /// every peer, or all of them when a full sync is due; a peer with a
+    /// new session gets a dump of every entry, and only that peer (the
+    /// others keep their stream: one walk reads both). In a full mesh,
+    /// copies installed from peers and not forwarded here since are left
+    /// out, but for the dump of a new session (see [`sends`]). In a pair,
+    /// only the flows of VIPs this node holds go (`roles`: the other
+    /// family's instance may be mastered by the peer, which streams those
+    /// itself).
     ///
     /// The walk of the connection table runs off lbd's loop where the
     /// table can be mapped a second time (see [`walks`]), and scans the
@@ -380,20 +386,12 @@ impl Replication {
     fn begin(&mut self, balancer: &Balancer, roles: &Roles) -> Option<WalkInput> {
         let now = monotonic_ns();
         let peers = &mut self.peers;
-        let planned = self.walks.start(
-            || {
-                let mut new_session = false;
-                for peer in peers.iter_mut() {
-                    new_session |= peer.new_session();
-                }
-                new_session
-            },
-            now,
-            Instant::now(),
-        )?;
+        let planned = self.walks.start(|| due(peers), now, Instant::now())?;
         if planned.full {
             debug!(
                 peers = self.peers.len(),
+                session_dumps = self.peers.iter().filter(|p| p.dump_is_owed()).count(),
+                periodic = planned.scan == Scan::Periodic,
                 "full connection-table sync: walking the connection table and the NAT flow table"
             );
         }
@@ -402,7 +400,7 @@ impl Replication {
             topology: self.topology,
             names: backend_names(balancer),
             roles: roles.clone(),
-            nat: self.nat_scan(planned.scan),
+            nat: self.nat_scan(planned),
         })
     }
 
@@ -434,9 +432,10 @@ impl Replication {
     }
 
     /// The walk in flight ended with `walked`: its records go to every
-    /// peer, the NAT'd flows' first. One that failed leaves its window
-    /// and its dump to the next (the next NAT scan looks back to the last
-    /// one that ended).
+    /// peer, the NAT'd flows' first (a session's dump to the peers owed
+    /// one, the scan's records to the others). One that failed leaves its
+    /// window and its dumps to the next (the next NAT scan looks back to
+    /// the last one that ended).
     fn finish_walk(&mut self, walked: Walked) {
         let Some(planned) = self.walks.finish(walked.is_some()) else {
             return;
@@ -446,29 +445,32 @@ impl Replication {
             return;
         };
         self.walker.succeeded();
-        let dump = planned.scan.dump();
-        if planned.full {
-            let nat = collected.nat.as_ref().map_or(0, |n| n.records.len());
-            self.walks.dumped(collected.flows.len().saturating_add(nat));
+        if planned.dumps_all() {
+            let nat = collected.nat.as_ref().map_or(0, |n| n.records.dump_len());
+            self.walks
+                .dumped(collected.flows.dump_len().saturating_add(nat));
         }
         if let Some(nat) = collected.nat {
             trace!(
-                records = nat.records.len(),
+                records = nat.records.dump_len(),
                 took_us = nat.took.as_micros(),
                 "NAT flow table scanned"
             );
             self.nat_last_scan_ns = planned.started_ns;
             self.nat_next_scan = Some(Instant::now() + nat.took * NAT_SCAN_SPACING);
-            self.send_nat(nat.records, dump, planned.started);
+            self.send_nat(&nat.records, &planned);
         }
         if planned.full {
             debug!(
-                records = collected.flows.len(),
+                records = collected.flows.dump_len(),
                 peers = self.peers.len(),
                 "full connection-table sync"
             );
         }
-        self.send_flows(collected.flows, dump, planned.started);
+        self.send_flows(&collected.flows, &planned);
+        for peer in &mut self.peers {
+            peer.dumped();
+        }
     }
 
     /// The roles a walk starting now streams with (see
@@ -529,28 +531,53 @@ impl Replication {
     }
 
     /// Queues the walk's flow records for every peer (each peer's own
-    /// queue: a slow one drops its oldest batches, the others go on),
-    /// marked with the session each peer had when the walk started: a
-    /// dump read before a peer's current session is dropped, never taken
+    /// queue: a slow one drops its oldest batches, the others go on): a
+    /// session's dump for each peer owed one, the scan's records for the
+    /// others; marked with the session each peer had when the walk
+    /// started: a dump read before a peer's current session is dropped, never taken
     /// for that session's dump (the next walk makes it), and a periodic
     /// dump never takes the place of a session's dump still queued. Their
     /// ages were taken `at` (the walk's start): the sender adds the time
     /// since when they go out.
-    /// The records are one allocation every peer's queue shares (a
+    /// Each set is one allocation every peer's queue that gets it shares (a
     /// reference each, no copy: see `sync::channel::queue::Records`).
-    fn send_flows(&self, records: Arc<[FlowRecord]>, dump: sync::Dump, at: Instant) {
+    fn send_flows(&self, records: &Split<FlowRecord>, planned: &Planned) {
         for peer in &self.peers {
-            peer.sender()
-                .send_read(Arc::clone(&records), peer.read(dump, at));
+            if let Some((records, read)) = Self::for_peer(peer, records, planned) {
+                peer.sender().send_read(records, read);
+            }
         }
     }
 
     /// Queues NAT'd flow records for every peer, as [`Self::send_flows`].
-    fn send_nat(&self, nat: Arc<[NatFlowRecord]>, dump: sync::Dump, at: Instant) {
+    fn send_nat(&self, records: &Split<NatFlowRecord>, planned: &Planned) {
         for peer in &self.peers {
-            peer.sender()
-                .send_nat_read(Arc::clone(&nat), peer.read(dump, at));
+            if let Some((records, read)) = Self::for_peer(peer, records, planned) {
+                peer.sender().send_nat_read(records, read);
+            }
         }
+    }
+
+    /// What `peer` gets of a walk's `records`: the session's dump if it is
+    /// owed one, else the scan's records; None when the walk read none for
+    /// it (a peer a reload added while a walk ran that read only session
+    /// dumps: its own session's dump follows).
+    fn for_peer<T>(
+        peer: &Peer,
+        records: &Split<T>,
+        planned: &Planned,
+    ) -> Option<(Arc<[T]>, sync::Read)> {
+        let at = planned.started;
+        if peer.dump_is_owed() {
+            let all = records.session.as_ref()?;
+            return Some((Arc::clone(all), peer.read(sync::Dump::Session, at)));
+        }
+        planned.rest.then(|| {
+            (
+                Arc::clone(&records.rest),
+                peer.read(planned.scan.dump(), at),
+            )
+        })
     }
 
     /// The NAT flow table's scan for a walk of `scan`, if one is due (see
@@ -558,13 +585,12 @@ impl Replication {
     /// waits until the previous one's duration times [`NAT_SCAN_SPACING`]
     /// has passed, so these scans take at most a fifth of a core whatever
     /// the table's size (off lbd's loop, with the walk).
-    fn nat_scan(&mut self, scan: Scan) -> Option<walks::NatScan> {
-        let full = !matches!(scan, Scan::Recent { .. });
-        if !nat_scan_due(self.nat_next_scan, full, Instant::now()) {
+    fn nat_scan(&mut self, planned: Planned) -> Option<walks::NatScan> {
+        if !nat_scan_due(self.nat_next_scan, planned.full, Instant::now()) {
             return None;
         }
         // NAT entries have a window of their own (see SCAN_MARGIN_NS).
-        let scan = match scan {
+        let scan = match planned.scan {
             Scan::Recent { .. } => Scan::Recent {
                 since: self.nat_last_scan_ns.saturating_sub(nat::SCAN_MARGIN_NS),
             },
@@ -572,6 +598,7 @@ impl Replication {
         };
         Some(walks::NatScan {
             scan,
+            session: planned.session,
             rule: self.nat_rule,
         })
     }
@@ -759,7 +786,7 @@ impl Replication {
     pub(crate) fn peer_status(&self) -> Vec<ReplicationPeerStatus> {
         self.peers
             .iter()
-            .map(|p| p.status(&self.receipts))
+            .map(|p| self.drift.status(p.status(&self.receipts)))
             .collect()
     }
 
@@ -808,6 +835,20 @@ fn fit_node_id(mut id: String) -> String {
     }
     id.truncate(end);
     id
+}
+
+/// What the walk starting now must read for `peers` (see [`Due`]):
+/// asks every peer, consuming each one's new-session mark.
+fn due(peers: &mut [Peer]) -> Due {
+    let mut due = Due::default();
+    for peer in peers {
+        if peer.owed_dump() {
+            due.session = true;
+        } else {
+            due.rest = true;
+        }
+    }
+    due
 }
 
 /// Starts the sender to `address`, from `listen`'s address where that

@@ -136,6 +136,47 @@ pub(super) fn nat_records_in(
     }
 }
 
+/// A walk for peers with a new session: in one pass, every flow (a
+/// session's dump, copies included) and, when `rest` is given, the
+/// records that scan sends to the peers without one (the same as
+/// [`nat_records_in`] gives for it).
+pub(super) fn nat_records_with_dump(
+    flows: impl Iterator<Item = (FlowKey, NatEntry)>,
+    lookup: impl Fn(&FlowKey) -> Option<NatEntry>,
+    rest: Option<Scan>,
+    now: u64,
+    rule: SendRule,
+) -> (Vec<NatFlowRecord>, Vec<NatFlowRecord>) {
+    let mut scanned = Vec::new();
+    let mut all = Vec::new();
+    for (key, forward) in flows {
+        let Some(pair) = with_reply(key, forward, &lookup) else {
+            continue;
+        };
+        let record = record(&pair, now);
+        if rest.is_some_and(|scan| in_scan(&pair, scan, rule)) {
+            scanned.push(record);
+        }
+        all.push(record);
+    }
+    (scanned, all)
+}
+
+/// Whether `scan` sends the flow of `pair`: a dump every flow but (by
+/// `rule`) copies neither of whose entries was forwarded here since; a
+/// scan of recent flows those with an entry, not such a copy, touched at
+/// or after its `since` (as [`recent_records`] picks them).
+fn in_scan(pair: &Pair, scan: Scan, rule: SendRule) -> bool {
+    let (_, forward, _, reply) = pair;
+    match scan {
+        Scan::Session => true,
+        Scan::Periodic => !(rule.skipped(forward) && rule.skipped(reply)),
+        Scan::Recent { since } => [forward, reply]
+            .into_iter()
+            .any(|e| !rule.skipped(e) && e.last_seen_ns >= since),
+    }
+}
+
 /// [`nat_records_in`] over `flows` alone, read into memory first (tests:
 /// a table given as its entries).
 #[cfg(test)]
@@ -876,6 +917,50 @@ pub(super) mod tests {
                 flow(&client, 40000, nport, "198.19.2.11", 1)
             })
             .collect()
+    }
+
+    /// A walk that dumps for a new session reads, in the same pass, what
+    /// the peers without one get: the very records a scan of theirs alone
+    /// gives (recent flows, touched by either entry; a periodic dump
+    /// without the copies), and every flow for the session.
+    #[test]
+    fn a_session_dump_and_the_others_records_come_from_one_pass() {
+        use super::super::flow_table::mark_replica;
+        let (now, since) = (10_000_000_000, 9_600_000_000);
+        let mut entries = many(40);
+        // Flow 0 touched forward, flow 1 in reply, flow 2 a copy (both
+        // entries marked), flow 3 a copy touched since (its mark stays).
+        entries[0].1.last_seen_ns = 9_900_000_000;
+        entries[3].1.last_seen_ns = 9_800_000_000;
+        for at in [4, 5, 6, 7] {
+            entries[at].1.last_seen_ns = mark_replica(entries[at].1.last_seen_ns);
+        }
+        entries[7].1.last_seen_ns = mark_replica(9_900_000_000);
+        let table: HashMap<FlowKey, NatEntry> = entries.iter().copied().collect();
+        let lookup = |key: &FlowKey| table.get(key).copied();
+        let rule = SendRule::skipping_replicas();
+        let sorted = |mut r: Vec<NatFlowRecord>| {
+            r.sort_by_key(|r| (r.forward.key.src, r.forward.translated.sport));
+            r
+        };
+        for scan in [Scan::Recent { since }, Scan::Periodic] {
+            let alone = nat_records_in(entries.iter().copied(), lookup, scan, now, rule);
+            let (rest, all) =
+                nat_records_with_dump(entries.iter().copied(), lookup, Some(scan), now, rule);
+            assert_eq!(sorted(rest), sorted(alone), "{scan:?}");
+            assert_eq!(all.len(), 40, "every flow, copies too");
+        }
+        let recent = nat_records_in(
+            entries.iter().copied(),
+            lookup,
+            Scan::Recent { since },
+            now,
+            rule,
+        );
+        assert_eq!(recent.len(), 2, "the two own flows touched");
+        let (none, all) = nat_records_with_dump(entries.iter().copied(), lookup, None, now, rule);
+        assert!(none.is_empty());
+        assert_eq!(all.len(), 40);
     }
 
     /// A NAT scan holds only what it sends, never a copy of the table

@@ -39,6 +39,11 @@ pub(crate) struct Peer {
     /// The sender's session number when the last walk started: the walk
     /// read its records during that session (see [`Peer::read`]).
     seen: u64,
+    /// Owed a new session's dump: set when a walk starts for a new
+    /// session, cleared once a walk gave it the dump (a failed walk
+    /// leaves it owed to the next). Only such peers get one: the others
+    /// keep their incremental stream.
+    dump_owed: bool,
 }
 
 impl Peer {
@@ -52,6 +57,7 @@ impl Peer {
             stats,
             sessions,
             seen,
+            dump_owed: false,
         }
     }
 
@@ -70,6 +76,28 @@ impl Peer {
         let changed = now != self.seen;
         self.seen = now;
         changed
+    }
+
+    /// Whether the walk starting now reads this peer a new session's
+    /// dump: a session began since the last walk started (see
+    /// [`Peer::new_session`]), or the walk that read its dump failed.
+    pub(crate) fn owed_dump(&mut self) -> bool {
+        if self.new_session() {
+            self.dump_owed = true;
+        }
+        self.dump_owed
+    }
+
+    /// Whether the walk in flight reads this peer a session's dump (see
+    /// [`Peer::owed_dump`]).
+    pub(crate) fn dump_is_owed(&self) -> bool {
+        self.dump_owed
+    }
+
+    /// A walk's records went to this peer (its dump too, if it was owed
+    /// one).
+    pub(crate) fn dumped(&mut self) {
+        self.dump_owed = false;
     }
 
     /// How the walk in flight (or the last one) read its records, given
@@ -118,6 +146,7 @@ impl Peer {
             records_received: got.records,
             full_dumps_received: got.full_dumps,
             batches_dropped: sent.dropped_batches,
+            ..ReplicationPeerStatus::default()
         }
     }
 }

@@ -538,12 +538,16 @@ fn last_tick(replication: &Replication) -> usize {
     let records: Vec<FlowRecord> = (0..n)
         .map(|port| flow_record(port, "198.18.0.11", 0))
         .collect();
-    replication.send_flows(
-        records.clone().into(),
-        sync::Dump::Incremental,
-        Instant::now(),
-    );
-    replication.send_flows(records.into(), sync::Dump::Incremental, Instant::now());
+    let planned = walks::Planned {
+        scan: Scan::Recent { since: 0 },
+        session: false,
+        rest: true,
+        full: false,
+        started_ns: 0,
+        started: Instant::now(),
+    };
+    replication.send_flows(&walks::Split::rest(records.clone()), &planned);
+    replication.send_flows(&walks::Split::rest(records), &planned);
     2 * usize::from(n)
 }
 
@@ -648,12 +652,16 @@ async fn the_tick_after_a_step_down_still_sends_the_vips_handed_over() {
 
 const S: u64 = 1_000_000_000;
 
-/// Whether some peer has a new session, as `Walks::start` asks it;
-/// `asked` counts the questions (a question consumes the marks).
-fn session(new: bool, asked: &std::cell::Cell<u32>) -> impl FnOnce() -> bool + '_ {
+/// Whether some peer is owed a session's dump (the others not), as
+/// `Walks::start` asks it; `asked` counts the questions (a question
+/// consumes the marks).
+fn session(new: bool, asked: &std::cell::Cell<u32>) -> impl FnOnce() -> walks::Due + '_ {
     move || {
         asked.set(asked.get() + 1);
-        new
+        walks::Due {
+            session: new,
+            rest: true,
+        }
     }
 }
 
@@ -715,12 +723,23 @@ fn a_session_during_a_walk_gets_a_full_dump_from_the_next() {
     assert!(walks.start(session(true, &asked), 3 * S, t0).is_none());
     walks.finish(true);
     let dump = walks.start(session(true, &asked), 4 * S, t0).unwrap();
-    assert_eq!((dump.scan, dump.full), (Scan::Session, true));
-    // The dump's walk fails: the next one dumps again, though no new
-    // session comes, with the failed walk's window kept.
+    assert_eq!((dump.session, dump.full), (true, true));
+    // The other peers get the recent flows only.
+    assert_eq!(
+        (dump.scan, dump.rest),
+        (
+            Scan::Recent {
+                since: 2 * S - nat::SCAN_MARGIN_NS
+            },
+            true
+        )
+    );
+    // The dump's walk fails: its peer still owes it (see
+    // `Peer::owed_dump`), and the failed walk's window is kept.
     walks.finish(false);
-    let again = walks.start(session(false, &asked), 5 * S, t0).unwrap();
-    assert_eq!((again.scan, again.full), (Scan::Session, true));
+    let again = walks.start(session(true, &asked), 5 * S, t0).unwrap();
+    assert_eq!((again.session, again.full), (true, true));
+    assert_eq!(again.scan, dump.scan);
     walks.finish(true);
     // A failed periodic dump is owed too; a failed recent walk leaves its
     // window to the next.
@@ -750,22 +769,53 @@ fn a_session_during_a_walk_gets_a_full_dump_from_the_next() {
     );
 }
 
-/// A session dump owed by a failed walk is paid by the next dump, also
-/// when that one is made for a new session seen at the same time: the
-/// walk after it is not a second session dump to every peer.
+/// A session's dump for some peers is not the others' periodic dump:
+/// that stays due on its schedule; a walk whose every peer is owed a
+/// session's dump counts as one (each got everything).
 #[test]
-fn an_owed_session_dump_is_paid_by_the_next_session_dump() {
+fn a_session_dump_for_some_peers_leaves_the_periodic_dump_due() {
     let t0 = Instant::now();
     let asked = std::cell::Cell::new(0);
     let mut walks = walks::Walks::default();
-    let failed = walks.start(session(true, &asked), S, t0).unwrap();
-    assert_eq!(failed.scan, Scan::Session);
-    walks.finish(false);
-    let dump = walks.start(session(true, &asked), 2 * S, t0).unwrap();
-    assert_eq!(dump.scan, Scan::Session);
+    let first = walks.start(session(false, &asked), S, t0).unwrap();
+    assert_eq!(first.scan, Scan::Periodic);
     walks.finish(true);
-    let next = walks.start(session(false, &asked), 3 * S, t0).unwrap();
-    assert_ne!(next.scan, Scan::Session, "a second session dump");
+    let dump = walks
+        .start(session(true, &asked), 2 * S, t0 + Duration::from_secs(5))
+        .unwrap();
+    assert!(dump.session && !dump.dumps_all());
+    walks.finish(true);
+    let t1 = t0 + FULL_SYNC_INTERVAL;
+    // Due now, but a walk with a session's dump reads one full set only:
+    // the others' periodic dump waits for the next walk.
+    let both = walks.start(session(true, &asked), 3 * S, t1).unwrap();
+    assert!(both.session && both.rest);
+    assert!(matches!(both.scan, Scan::Recent { .. }));
+    walks.finish(true);
+    let periodic = walks.start(session(false, &asked), 3 * S, t1).unwrap();
+    assert_eq!(periodic.scan, Scan::Periodic, "the periodic dump is due");
+    walks.finish(true);
+    // Every peer owed a session's dump: that is everyone's full dump.
+    let all = walks
+        .start(
+            || walks::Due {
+                session: true,
+                rest: false,
+            },
+            4 * S,
+            t1 + FULL_SYNC_INTERVAL,
+        )
+        .unwrap();
+    assert!(all.session && !all.rest && all.dumps_all());
+    walks.finish(true);
+    let next = walks
+        .start(
+            session(false, &asked),
+            5 * S,
+            t1 + FULL_SYNC_INTERVAL + Duration::from_secs(1),
+        )
+        .unwrap();
+    assert!(!next.full, "no periodic dump right after everyone's dump");
 }
 
 /// A periodic dump is spaced by the last dump's size (see `DUMP_RATE`):
@@ -813,7 +863,7 @@ fn periodic_dumps_are_spaced_by_the_last_dumps_size() {
             t0 + spacing + Duration::from_secs(1),
         )
         .unwrap();
-    assert_eq!(session_dump.scan, Scan::Session);
+    assert!(session_dump.session && session_dump.full);
     walks.finish(true);
     // A table of 100,000 flows (and as many NAT'd) still dumps every 10 s.
     walks.dumped(200_000);
@@ -869,6 +919,8 @@ fn after_a_failed_walk_the_tables_are_mapped_again_once_the_back_off_passed() {
     let input = || walks::WalkInput {
         planned: walks::Planned {
             scan: Scan::Periodic,
+            session: false,
+            rest: true,
             full: true,
             started_ns: 20 * S,
             started: Instant::now(),
@@ -888,7 +940,7 @@ fn after_a_failed_walk_the_tables_are_mapped_again_once_the_back_off_passed() {
     walker.failed(t0);
     let inline = walker.walk_for_at(&tables, input(), t0 + Duration::from_secs(1));
     assert!(
-        matches!(&inline, walks::Walk::Done(Some(c)) if c.flows.len() == 10),
+        matches!(&inline, walks::Walk::Done(Some(c)) if c.flows.rest.len() == 10),
         "walked in the loop during the back-off"
     );
     assert_eq!(remaps(), 1);
@@ -943,6 +995,8 @@ fn a_walk_sends_what_its_scan_and_roles_say_and_stops_when_cancelled() {
     let input = |scan, roles: Roles| walks::WalkInput {
         planned: walks::Planned {
             scan,
+            session: false,
+            rest: true,
             full: !matches!(scan, Scan::Recent { .. }),
             started_ns: 20_000 * S,
             started: Instant::now(),
@@ -959,14 +1013,16 @@ fn a_walk_sends_what_its_scan_and_roles_say_and_stops_when_cancelled() {
         &input(Scan::Periodic, master.clone()),
         &not_cancelled,
     )
-    .unwrap();
+    .unwrap()
+    .rest;
     assert_eq!(all.len(), flows.len());
     let recent = collect(
         flows.clone(),
         &input(Scan::Recent { since: 9_990 * S }, master.clone()),
         &not_cancelled,
     )
-    .unwrap();
+    .unwrap()
+    .rest;
     assert_eq!(recent.len(), 10);
     assert!(recent.iter().all(|r| r.client_port >= 9_990));
     // Ages against the walk's start.
@@ -980,6 +1036,7 @@ fn a_walk_sends_what_its_scan_and_roles_say_and_stops_when_cancelled() {
         &not_cancelled
     )
     .unwrap()
+    .rest
     .is_empty());
     // Cancelled (lbd stops): no records.
     assert!(collect(
@@ -1176,7 +1233,7 @@ fn a_link_local_listen_address_gives_the_sender_its_scope() {
 /// A walk's outcome: `flows`, no NAT scan.
 fn flows_only(flows: Vec<FlowRecord>) -> walks::Walked {
     Some(walks::Collected {
-        flows: flows.into(),
+        flows: walks::Split::rest(flows),
         nat: None,
     })
 }
@@ -1186,11 +1243,7 @@ fn launch(replication: &mut Replication, walk: walks::OffWalk) -> walks::Planned
     let peers = &mut replication.peers;
     let planned = replication
         .walks
-        .start(
-            || peers.iter_mut().any(|p| p.new_session()),
-            monotonic_ns(),
-            Instant::now(),
-        )
+        .start(|| due(peers), monotonic_ns(), Instant::now())
         .unwrap();
     replication.walker.launch(walk);
     planned
@@ -1251,7 +1304,14 @@ async fn the_last_tick_waits_for_the_walk_in_flight() {
     // The final walk comes after it, its window from the walk's start.
     let last = replication
         .walks
-        .start(|| false, first.started_ns + S, Instant::now())
+        .start(
+            || walks::Due {
+                session: false,
+                rest: true,
+            },
+            first.started_ns + S,
+            Instant::now(),
+        )
         .unwrap();
     assert_eq!(
         last.scan,
@@ -1397,9 +1457,17 @@ async fn a_dump_read_before_a_peers_session_does_not_reach_it() {
     let fresh = flow_record(3, "198.18.0.11", 0);
     let session = launch(
         &mut replication,
-        Box::new(move |_cancel: &AtomicBool| flows_only(vec![fresh])),
+        Box::new(move |_cancel: &AtomicBool| {
+            Some(walks::Collected {
+                flows: walks::Split {
+                    rest: Vec::new().into(),
+                    session: Some(vec![fresh].into()),
+                },
+                nat: None,
+            })
+        }),
     );
-    assert_eq!(session.scan, Scan::Session);
+    assert!(session.session && !session.rest, "its one peer's dump");
     replication.wait_walk().await;
     let dump = recv(&mut rx).await;
     assert_eq!(
@@ -1688,4 +1756,98 @@ async fn a_reload_of_the_peers_lets_a_new_node_join_and_a_removed_one_go() {
         first_bytes(listener, [127, 0, 0, 1]).await.is_empty(),
         "the removed node is refused"
     );
+}
+
+/// A replication with `n` peers nothing listens for (what is given to
+/// them stays queued, countable).
+async fn with_silent_peers(name: &str, n: usize) -> Replication {
+    let key_file = std::env::temp_dir().join(format!("lbr-{name}-{}.key", std::process::id()));
+    std::fs::write(&key_file, b"test-key-0123456789abcdef").unwrap();
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let peers: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    drop(listeners);
+    let (replication, _incoming) = Replication::start(
+        Topology::FullMesh,
+        "127.0.0.1:0".parse().unwrap(),
+        &peers,
+        &key_file,
+        "lb-a",
+    )
+    .await
+    .unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    replication
+}
+
+/// One peer's new session gets that peer the full dump (copies
+/// included), not every peer: the others keep their incremental stream.
+/// Before, a walk dumped everything to all peers whenever any one had a
+/// new session, so each restart in an N-node mesh cost N-1 full tables
+/// from every node (O(N²) per restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_peer_with_a_new_session_gets_the_session_dump() {
+    let mut replication = with_silent_peers("per-peer-dump", 3).await;
+    let b = balancer(&["198.18.0.11"]);
+    let names = backend_names(&b);
+    let mut tables = Counted::with(0);
+    let now = monotonic_ns();
+    tables.flows = vec![
+        // Active here: stamped after every walk's start.
+        tracked(&names, "198.18.0.11", 1, now + 3_600 * S),
+        // Idle, this node's own.
+        tracked(&names, "198.18.0.11", 2, S),
+        // A peer's flow, held as a copy.
+        tracked(&names, "198.18.0.11", 3, mark_replica(now)),
+    ];
+    let tables = Arc::new(tables);
+    replication.walker = Walker::over(tables.clone());
+    let roles = Roles::new([], true);
+    // The first walk is a periodic dump for everyone (no session yet).
+    replication.start_walk_in(&*tables, &b, &roles);
+    replication.wait_walk().await;
+    let dumps = |r: &Replication| -> Vec<Vec<(sync::Dump, usize)>> {
+        r.peers.iter().map(|p| p.sender().queued_dumps()).collect()
+    };
+    for queued in dumps(&replication) {
+        assert_eq!(
+            queued,
+            vec![(sync::Dump::Periodic, 0), (sync::Dump::Periodic, 2)],
+            "NAT'd flows' and flows' periodic dumps, without the copy"
+        );
+    }
+    // Peer 1 comes back: its queued dumps go (see `begin_session`).
+    replication.peers[1].sender().fake_session();
+    // The walk for its dump fails: the dump stays owed, to it only.
+    let failed = launch(&mut replication, Box::new(|_cancel: &AtomicBool| None));
+    assert!(failed.session && failed.rest);
+    replication.wait_walk().await;
+    let owed: Vec<bool> = replication.peers.iter().map(Peer::dump_is_owed).collect();
+    assert_eq!(owed, [false, true, false]);
+    replication.start_walk_in(&*tables, &b, &roles);
+    replication.wait_walk().await;
+    let queued = dumps(&replication);
+    assert_eq!(
+        queued[1],
+        vec![(sync::Dump::Session, 0), (sync::Dump::Session, 3)],
+        "the new session's dump: every flow, the copy too"
+    );
+    for other in [&queued[0], &queued[2]] {
+        assert_eq!(
+            other,
+            &vec![
+                (sync::Dump::Periodic, 0),
+                (sync::Dump::Periodic, 2),
+                (sync::Dump::Incremental, 1),
+            ],
+            "the others get the active flow only"
+        );
+    }
+    // The next walk dumps to nobody: the session's dump was paid.
+    replication.start_walk_in(&*tables, &b, &roles);
+    replication.wait_walk().await;
+    let queued = dumps(&replication);
+    assert_eq!(queued[1].last(), Some(&(sync::Dump::Incremental, 1)));
+    assert_eq!(queued[0].last(), Some(&(sync::Dump::Incremental, 1)));
 }

@@ -24,7 +24,9 @@
 //! [`FLOW_TOUCH_INTERVAL_NS`](lb_common::consts::FLOW_TOUCH_INTERVAL_NS), and on every
 //! change of its flags. A new session seen while a walk runs is seen by the
 //! next walk (the sessions' marks are read only when one starts), which
-//! dumps everything; a walk that fails (it panicked) is owed again.
+//! reads everything for that peer ([`Due`], [`Split`]: the other peers get
+//! the walk's own records, read in the same pass); a walk that fails (it
+//! panicked) is owed again.
 //! [`Walker`] runs the walks: on a blocking thread over the second
 //! mapping, or in the loop where there is none (a kernel map, the bench's
 //! earlier designs). Dropping it cancels a walk in flight.
@@ -47,11 +49,30 @@ const WALKS: &str = "replication's walks of the connection table and the NAT flo
 /// Flows a walk reads between two looks at its cancel flag.
 const CANCEL_EVERY: usize = 4096;
 
+/// Which records a walk must read, as the peers' sessions say when it
+/// starts (see [`Walks::start`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Due {
+    /// Some peer is owed a new session's dump (every entry): its session
+    /// is new, or the walk that read its dump failed.
+    pub(super) session: bool,
+    /// Some peer is not: it gets the walk's [`Planned::scan`] (recent
+    /// flows, or the periodic dump).
+    pub(super) rest: bool,
+}
+
 /// One walk, as the loop decided it at the walk's start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Planned {
-    /// What it sends.
+    /// What it sends to the peers without a new session: recent flows or
+    /// the periodic dump, never [`Scan::Session`].
     pub(super) scan: Scan,
+    /// Whether it also reads every entry, for the peers owed a new
+    /// session's dump (only those get it: see [`Due`]).
+    pub(super) session: bool,
+    /// Whether it reads `scan`'s records (some peer is not owed a
+    /// session's dump).
+    pub(super) rest: bool,
     /// A full sync (periodic, or for a new session).
     pub(super) full: bool,
     /// When it started (the data plane's clock): records' ages are taken
@@ -74,8 +95,6 @@ pub(super) struct Walks {
     /// periodic one waits as long as sending that many takes at
     /// [`DUMP_RATE`] (see [`Walks::full_sync_interval`]).
     last_dump_records: usize,
-    /// A new session's dump is owed (its walk failed).
-    session_owed: bool,
     /// The walk in flight (at most one).
     in_flight: Option<Planned>,
 }
@@ -87,28 +106,31 @@ impl Walks {
     }
 
     /// A tick at `now` (`now_ns` on the data plane's clock): the walk it
-    /// starts, None while one is in flight. `new_session` (whether some
-    /// peer has a new session, consuming the marks) is asked only when a
-    /// walk starts, so a session that began during a walk makes the next
-    /// one a dump.
+    /// starts, None while one is in flight. `due` (which peers are owed a
+    /// new session's dump, consuming the sessions' marks) is asked only
+    /// when a walk starts, so a session that began during a walk gets its
+    /// dump from the next one. Only the peers owed one get a session's
+    /// dump; the others get this walk's recent flows (or the periodic
+    /// dump, when due), read in the same pass.
     pub(super) fn start(
         &mut self,
-        new_session: impl FnOnce() -> bool,
+        due: impl FnOnce() -> Due,
         now_ns: u64,
         now: Instant,
     ) -> Option<Planned> {
         if self.in_flight.is_some() {
             return None;
         }
-        // Both asked: an owed dump is paid by this one even when a new
-        // session makes it a dump anyway.
-        let owed = std::mem::take(&mut self.session_owed);
-        let new_session = new_session() | owed;
+        let due = due();
         let interval = self.full_sync_interval();
-        let full = new_session
-            || self
-                .last_full
-                .is_none_or(|t| now.saturating_duration_since(t) >= interval);
+        // A walk reads at most one full set of the table: one with a
+        // session's dump for some peers leaves a periodic dump due for
+        // the others to the next walk (both sets would hold nearly the
+        // same records, twice).
+        let periodic = self
+            .last_full
+            .is_none_or(|t| now.saturating_duration_since(t) >= interval)
+            && !(due.session && due.rest);
         // A flow is "recent" if stamped since the last walk's start, less
         // the stamping clock's lag (flows touched while it ran may have
         // been read before their touch). Not a whole touch interval
@@ -116,24 +138,24 @@ impl Walks {
         // a second (and on every change of its flags), so that window
         // resent every active flow, unchanged, on each of about four
         // ticks, to every peer.
-        let scan = if new_session {
-            Scan::Session
-        } else if full {
+        let scan = if periodic {
             Scan::Periodic
         } else {
             Scan::Recent {
                 since: self.last_scan_ns.saturating_sub(nat::SCAN_MARGIN_NS),
             }
         };
-        if full {
-            self.last_full = Some(now);
-        }
         let planned = Planned {
             scan,
-            full,
+            session: due.session,
+            rest: due.rest,
+            full: due.session || periodic,
             started_ns: now_ns,
             started: now,
         };
+        if planned.dumps_all() {
+            self.last_full = Some(now);
+        }
         self.in_flight = Some(planned);
         Some(planned)
     }
@@ -164,14 +186,20 @@ impl Walks {
         let planned = self.in_flight.take()?;
         if done {
             self.last_scan_ns = planned.started_ns;
-        } else {
-            match planned.scan {
-                Scan::Session => self.session_owed = true,
-                Scan::Periodic => self.last_full = None,
-                Scan::Recent { .. } => {}
-            }
+        } else if planned.dumps_all() {
+            // A session's dump stays owed by its peers (see `Peer`).
+            self.last_full = None;
         }
         Some(planned)
+    }
+}
+
+impl Planned {
+    /// Whether every peer gets a full dump from this walk (the periodic
+    /// one, or each its session's): the next periodic dump is spaced from
+    /// it.
+    pub(super) fn dumps_all(&self) -> bool {
+        self.scan == Scan::Periodic || (self.session && !self.rest)
     }
 }
 
@@ -193,9 +221,13 @@ pub(super) struct WalkInput {
 /// on lbd's loop it held the loop as long as a walk of the connection
 /// table did.
 pub(super) struct NatScan {
-    /// What it sends (between dumps, a window of its own: see
-    /// [`nat::SCAN_MARGIN_NS`]).
+    /// What it sends to the peers without a new session (between dumps,
+    /// a window of its own: see [`nat::SCAN_MARGIN_NS`]); as the walk's,
+    /// read only when [`Planned::rest`].
     pub(super) scan: Scan,
+    /// Whether it also reads every NAT'd flow, for the peers owed a new
+    /// session's dump (as the walk's [`Planned::session`]).
+    pub(super) session: bool,
     /// Which entries it leaves out (the topology's).
     pub(super) rule: nat::SendRule,
 }
@@ -205,15 +237,50 @@ pub(super) struct NatScan {
 #[derive(Debug)]
 pub(super) struct Collected {
     /// The connection table's.
-    pub(super) flows: Arc<[FlowRecord]>,
+    pub(super) flows: Split<FlowRecord>,
     /// The NAT flow table's, if it was scanned.
     pub(super) nat: Option<NatScanned>,
+}
+
+/// One table's records from one walk: those of the walk's scan, for the
+/// peers without a new session, and every entry, for those with one.
+/// Read in one pass: a peer's new session no longer makes every peer's
+/// batch a dump of the whole table, copies included (O(N²) tables per
+/// restart in an N-node mesh).
+#[derive(Debug)]
+pub(super) struct Split<T> {
+    /// The records of the walk's [`Planned::scan`] (empty unless
+    /// [`Planned::rest`]).
+    pub(super) rest: Arc<[T]>,
+    /// Every entry's record, copies included, when
+    /// [`Planned::session`].
+    pub(super) session: Option<Arc<[T]>>,
+}
+
+impl<T> Split<T> {
+    /// Records for the peers without a new session only (tests: a walk
+    /// made by hand).
+    #[cfg(test)]
+    pub(super) fn rest(records: Vec<T>) -> Self {
+        Self {
+            rest: records.into(),
+            session: None,
+        }
+    }
+
+    /// The larger set's size (what a full dump from this walk sent a
+    /// peer).
+    pub(super) fn dump_len(&self) -> usize {
+        self.session
+            .as_ref()
+            .map_or(self.rest.len(), |s| s.len().max(self.rest.len()))
+    }
 }
 
 /// A NAT flow table scan's outcome.
 #[derive(Debug)]
 pub(super) struct NatScanned {
-    pub(super) records: Arc<[NatFlowRecord]>,
+    pub(super) records: Split<NatFlowRecord>,
     /// How long the scan took: the next one between dumps waits
     /// `NAT_SCAN_SPACING` times as long.
     pub(super) took: Duration,
@@ -227,7 +294,7 @@ pub(super) fn walk(tables: &dyn Tables, mut input: WalkInput, cancel: &AtomicBoo
         Some(scan) => Some(scan_nat(tables, scan, &input, cancel)?),
         None => None,
     };
-    let flows = collect(tables.flows(), &input, cancel)?.into();
+    let flows = collect(tables.flows(), &input, cancel)?;
     Some(Collected { flows, nat })
 }
 
@@ -250,50 +317,77 @@ fn scan_nat(
         }
         Some(entry)
     });
-    let NatScan { scan, rule } = scan;
-    let mut records = nat::nat_records_in(
-        entries,
-        |key| tables.nat_flow(key),
+    let NatScan {
         scan,
-        input.planned.started_ns,
+        session,
         rule,
-    );
+    } = scan;
+    let lookup = |key: &FlowKey| tables.nat_flow(key);
+    let now = input.planned.started_ns;
+    let rest = input.planned.rest.then_some(scan);
+    let (mut rest, mut all) = if session {
+        let (rest, all) = nat::nat_records_with_dump(entries, lookup, rest, now, rule);
+        (rest, Some(all))
+    } else if let Some(scan) = rest {
+        (nat::nat_records_in(entries, lookup, scan, now, rule), None)
+    } else {
+        (Vec::new(), None)
+    };
     if cancelled.get() {
         return None;
     }
     if input.topology == Topology::VrrpPair {
-        records.retain(|r| input.roles.sends(r.vip));
+        rest.retain(|r| input.roles.sends(r.vip));
+        if let Some(all) = all.as_mut() {
+            all.retain(|r| input.roles.sends(r.vip));
+        }
     }
     Some(NatScanned {
-        records: records.into(),
+        records: Split {
+            rest: rest.into(),
+            session: all.map(Into::into),
+        },
         took: started.elapsed(),
     })
 }
 
 /// The records a walk of the connection table's `flows` sends as
-/// `input` says; None when `cancel` was set meanwhile.
+/// `input` says, in one pass: its scan's for the peers without a new
+/// session, every entry's for those with one; None when `cancel` was set
+/// meanwhile.
 pub(super) fn collect(
     flows: impl IntoIterator<Item = (FlowKey, FlowEntry)>,
     input: &WalkInput,
     cancel: &AtomicBool,
-) -> Option<Vec<FlowRecord>> {
-    let (topology, scan, now) = (input.topology, input.planned.scan, input.planned.started_ns);
-    let mut records = Vec::new();
+) -> Option<Split<FlowRecord>> {
+    let (topology, planned) = (input.topology, input.planned);
+    let mut rest = Vec::new();
+    let mut all = Vec::new();
     for (read, (key, entry)) in flows.into_iter().enumerate() {
         if (read + 1).is_multiple_of(CANCEL_EVERY) && cancel.load(Ordering::Relaxed) {
             return None;
         }
-        if !sends(topology, scan, entry.last_seen_ns) {
+        let to_rest = planned.rest && sends(topology, planned.scan, entry.last_seen_ns);
+        if !to_rest && !planned.session {
             continue;
         }
-        let Some(record) = record(&key, &entry, &input.names, now) else {
+        let Some(record) = record(&key, &entry, &input.names, planned.started_ns) else {
             continue;
         };
-        if topology == Topology::FullMesh || input.roles.sends(record.vip) {
-            records.push(record);
+        if topology == Topology::VrrpPair && !input.roles.sends(record.vip) {
+            continue;
+        }
+        if to_rest {
+            rest.push(record);
+        }
+        if planned.session {
+            all.push(record);
         }
     }
-    Some(records)
+    Some(Split {
+        rest: rest.into(),
+        session: planned.session.then(|| all.into()),
+    })
 }
 
 /// A walk's outcome: its records, None if it failed or was cancelled.

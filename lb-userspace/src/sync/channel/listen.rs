@@ -21,7 +21,8 @@ use tokio::{
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use super::{
-    session::{handshake_timed, log_session_end, run_session, Session, Side},
+    digest::PeerDigests,
+    session::{handshake_timed, log_session_end, run_session_with, Delivery, Session, Side},
     slots::{Counted, Progress, Slots, Sources},
     Timing, MAX_HANDSHAKES, MAX_HANDSHAKES_PER_SOURCE, MAX_SESSIONS, READ_BUFFER,
 };
@@ -81,6 +82,8 @@ pub struct ListenerHandle {
     task: JoinHandle<()>,
     /// Who may shake hands, shared with the accept loop.
     sources: Arc<RwLock<Sources>>,
+    /// The config digests the masters sent.
+    digests: PeerDigests,
 }
 
 impl ListenerHandle {
@@ -99,6 +102,12 @@ impl ListenerHandle {
             "sync listener: the peers allowed to shake hands changed"
         );
         *self.sources.write().unwrap_or_else(PoisonError::into_inner) = sources;
+    }
+
+    /// The config digests the masters sent (by node id), for the daemon
+    /// to compare with its own.
+    pub fn peer_digests(&self) -> &PeerDigests {
+        &self.digests
     }
 }
 
@@ -156,7 +165,9 @@ pub(super) async fn listen_with(
     })?;
     info!(%local_addr, node = %config.node_id, ?sources, versions = %config.versions, "sync listener started");
     let sources = Arc::new(RwLock::new(sources));
+    let digests = PeerDigests::default();
     let shared = Arc::new(Shared {
+        digests: digests.clone(),
         config,
         sources: sources.clone(),
         batches,
@@ -173,6 +184,7 @@ pub(super) async fn listen_with(
         local_addr,
         task,
         sources,
+        digests,
     })
 }
 
@@ -188,6 +200,8 @@ struct Established {
 /// What the accept loop shares with its connections.
 struct Shared {
     config: SyncConfig,
+    /// The config digests the masters sent.
+    digests: PeerDigests,
     /// Who may shake hands (a reload may change it: see
     /// [`ListenerHandle::set_sources`]).
     sources: Arc<RwLock<Sources>>,
@@ -434,11 +448,15 @@ async fn serve(established: Established, shared: Arc<Shared>) {
         mut wr,
         session,
     } = established;
-    let result = run_session(
+    let delivery = Delivery {
+        batches: Some(&shared.batches),
+        digests: Some(&shared.digests),
+    };
+    let result = run_session_with(
         &mut rd,
         &mut wr,
         session,
-        Some(&shared.batches),
+        delivery,
         None,
         &shared.stats,
         shared.timing,

@@ -14,6 +14,7 @@
 //! frame and reads until the peer closes its own, so nothing written is
 //! lost to a reset.
 
+mod digest;
 mod listen;
 mod own_nonces;
 mod queue;
@@ -23,6 +24,7 @@ mod slots;
 #[cfg(test)]
 mod tests;
 
+pub use digest::{PeerDigests, DIGEST_EXPIRY};
 pub use listen::{listen, listen_for, BatchKind, ListenerHandle, ReceivedBatch};
 pub use sender::{Closed, Sender};
 pub(crate) use sender::{Dump, Read};

@@ -29,6 +29,7 @@ use tokio::{
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::{
+    digest::{DigestOut, OwnDigests},
     queue::{QueuedBatch, Records, SendQueue},
     session::{
         close_asked, handshake_timed, log_session_end, run_session, Outgoing, PeerHello, Progress,
@@ -37,8 +38,9 @@ use super::{
     Timing, READ_BUFFER, SEND_QUEUE_CAPACITY, SEND_QUEUE_RECORDS,
 };
 use crate::sync::{
-    log_limit::LogLimit, wire::Versions, Counter, FlowRecord, NatFlowRecord, SyncConfig, SyncError,
-    SyncStats,
+    log_limit::LogLimit,
+    wire::{Versions, VipDigest},
+    Counter, FlowRecord, NatFlowRecord, SyncConfig, SyncError, SyncStats,
 };
 
 /// At most one warning this often that the peer refuses this node (it
@@ -115,6 +117,8 @@ struct SenderShared {
     /// Once a close is asked for, the deadline by which the task ends
     /// (see [`Sender::close`]).
     closing: watch::Sender<Option<Instant>>,
+    /// The config digests each session sends (see `digest`).
+    digests: watch::Sender<OwnDigests>,
 }
 
 impl SenderShared {
@@ -224,6 +228,7 @@ impl Sender {
             version: AtomicU16::new(0),
             refused: AtomicBool::new(false),
             closing: watch::Sender::new(None),
+            digests: watch::Sender::new(None),
         });
         let task = runtime.spawn(
             run_sender(Link { peer, source }, config, stats, shared.clone(), timing)
@@ -396,10 +401,50 @@ impl Sender {
             .collect()
     }
 
+    /// Which batch each queued one is, flows and NAT'd flows, oldest
+    /// first (tests: which peer got which dump).
+    #[cfg(test)]
+    pub(crate) fn queued_dumps(&self) -> Vec<(Dump, usize)> {
+        self.shared
+            .queue
+            .lock()
+            .iter()
+            .map(|b| {
+                let dump = match (b.full_sync, b.complete) {
+                    (true, true) => Dump::Session,
+                    (true, false) => Dump::Periodic,
+                    (false, _) => Dump::Incremental,
+                };
+                (dump, b.records.len())
+            })
+            .collect()
+    }
+
+    /// Counts a new session as a handshake does, without a peer (tests:
+    /// one peer of several comes back).
+    #[cfg(test)]
+    pub(crate) fn fake_session(&self) {
+        let number = self.shared.queue.begin_session();
+        self.shared.sessions.send_replace(number);
+    }
+
     /// Whether everything given so far has been written to the peer's
     /// connection (a node stepping down waits for this, briefly).
     pub(crate) fn is_flushed(&self) -> bool {
         self.shared.queue.is_idle()
+    }
+
+    /// Sets the config digests this node's sessions to the peer send (at
+    /// once if they changed, and every so often: see `digest`); the same
+    /// digests again change nothing.
+    pub(crate) fn set_config_digests(&self, vips: Arc<[VipDigest]>) {
+        self.shared.digests.send_if_modified(|current| {
+            if current.as_deref() == Some(&*vips) {
+                return false;
+            }
+            *current = Some(vips);
+            true
+        });
     }
 
     /// The number of sessions established so far, changing with each new
@@ -698,6 +743,7 @@ async fn connect_once(
         queue: &shared.queue,
         closing: closing.clone(),
         progress: &progress,
+        digest: DigestOut::new(shared.digests.subscribe()),
     };
     let result = run_session(
         &mut rd,

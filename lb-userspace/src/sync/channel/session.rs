@@ -16,6 +16,7 @@ use tokio::{
 use tracing::{debug, error, info, trace, warn};
 
 use super::{
+    digest::{DigestOut, PeerDigests},
     own_nonces,
     queue::{InFlight, QueuedBatch, Records, SendQueue},
     BatchKind, ReceivedBatch, Timing,
@@ -463,6 +464,8 @@ struct Incoming<'a> {
     peer: &'a str,
     /// The session's protocol version.
     version: u16,
+    /// Where a ConfigDigest goes (None: dropped).
+    digests: Option<&'a PeerDigests>,
 }
 
 impl Incoming<'_> {
@@ -497,6 +500,8 @@ pub(super) struct Outgoing<'a> {
     pub(super) queue: &'a SendQueue,
     pub(super) closing: watch::Receiver<Option<Instant>>,
     pub(super) progress: &'a Progress,
+    /// The config digests to send (see `digest`).
+    pub(super) digest: DigestOut,
 }
 
 /// How long a master's session was healthy, for its sender's backoff: up
@@ -572,6 +577,37 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let delivery = Delivery {
+        batches,
+        digests: None,
+    };
+    run_session_with(rd, wr, session, delivery, outgoing, stats, timing).await
+}
+
+/// Where a backup's session delivers what it reads.
+#[derive(Clone, Copy)]
+pub(super) struct Delivery<'a> {
+    /// Batches, to the daemon (None: a master's session).
+    pub(super) batches: Option<&'a mpsc::Sender<ReceivedBatch>>,
+    /// Config digests, kept by node id (None: dropped).
+    pub(super) digests: Option<&'a PeerDigests>,
+}
+
+/// [`run_session`], delivering config digests too.
+pub(super) async fn run_session_with<R, W>(
+    rd: &mut R,
+    wr: &mut W,
+    session: Session,
+    delivery: Delivery<'_>,
+    outgoing: Option<Outgoing<'_>>,
+    stats: &SyncStats,
+    timing: Timing,
+) -> Result<(), SyncError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let Delivery { batches, digests } = delivery;
     let Session {
         peer_id,
         sealer,
@@ -583,6 +619,7 @@ where
         batches,
         peer: &peer_id,
         version,
+        digests,
     });
     let progress = outgoing.as_ref().map(|out| out.progress);
     let read = read_loop(rd, opener, incoming, progress, stats, timing);
@@ -635,6 +672,18 @@ where
         }
         match message {
             Message::Heartbeat { seq } => trace!(seq, "heartbeat received"),
+            Message::ConfigDigest { seq, vips } => {
+                let Some(incoming) = incoming else {
+                    return Err(SyncError::Unexpected {
+                        kind: "ConfigDigest",
+                        phase: "session (a backup sends no config digests)",
+                    });
+                };
+                trace!(seq, vips = vips.len(), "config digest received");
+                if let Some(digests) = incoming.digests {
+                    digests.record(incoming.peer, vips);
+                }
+            }
             message @ (Message::Batch { .. } | Message::NatBatch { .. }) => {
                 let kind = message.kind();
                 let Some(incoming) = incoming else {
@@ -757,7 +806,13 @@ where
         () = out.queue.notify.notified() => return Ok(()),
         () = close_asked(Some(&mut out.closing)) => return Ok(()),
     }
-    by_close_deadline(write_heartbeat(wr, sealer, timing), &mut out.closing).await
+    by_close_deadline(write_heartbeat(wr, sealer, timing), &mut out.closing).await?;
+    if let Some(frame) = out.digest.due(sealer)? {
+        let seq = sealer.next_seq().saturating_sub(1);
+        by_close_deadline(write_frame_timed(wr, &frame, timing), &mut out.closing).await?;
+        trace!(seq, "config digest sent");
+    }
+    Ok(())
 }
 
 async fn write_heartbeat<W>(

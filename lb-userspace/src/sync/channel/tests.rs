@@ -715,7 +715,7 @@ async fn a_master_falls_back_to_an_old_version_1_backup_and_withholds_nat_flows(
     assert_eq!(
         old.refused.load(std::sync::atomic::Ordering::Relaxed),
         1,
-        "one offer of version 2 refused"
+        "one offer of this release's version refused"
     );
     sender.send(vec![record(1)], false);
     sender.send_nat(vec![nat_record(1), nat_record(2)], true);
@@ -763,24 +763,27 @@ async fn a_master_falls_back_to_an_old_version_1_backup_and_withholds_nat_flows(
         }
     };
     wait_for_session(&sender, 2).await;
-    assert_eq!(sender.protocol_version(), Some(2));
+    assert_eq!(sender.protocol_version(), Some(wire::PROTOCOL_VERSION));
     sender.send_nat(vec![nat_record(3)], false);
     let batch = recv(&mut rx).await;
-    assert_eq!((batch.kind, batch.version), (BatchKind::Nat, 2));
+    assert_eq!(
+        (batch.kind, batch.version),
+        (BatchKind::Nat, wire::PROTOCOL_VERSION)
+    );
     assert_eq!(as_sent(batch.nat, &[nat_record(3)]), [nat_record(3)]);
 }
 
 #[test]
 fn an_offer_refused_by_an_old_backup_is_remembered_until_a_newer_one_answers() {
     let mut offer = Offer::new(Versions::RELEASE);
-    assert_eq!(offer.version(), 2);
+    assert_eq!(offer.version(), wire::PROTOCOL_VERSION);
     // An old backup's Hello said 1, and it closed.
     let old = PeerHello {
         version: 1,
         versions: None,
     };
     let refused = SyncError::Offer {
-        offered: 2,
+        offered: wire::PROTOCOL_VERSION,
         theirs: 1,
     };
     offer.failed(Some(old), &refused);
@@ -796,15 +799,15 @@ fn an_offer_refused_by_an_old_backup_is_remembered_until_a_newer_one_answers() {
     assert_eq!(offer.version(), 1);
     // Closed before any Hello (a node that refuses without a word): one
     // version less, never below the range.
-    let mut silent = Offer::new(Versions::RELEASE);
+    let mut silent = Offer::new(versions(1, 2));
     silent.failed(None, &SyncError::Closed);
     assert_eq!(silent.version(), 1);
     silent.failed(None, &SyncError::Closed);
     assert_eq!(silent.version(), 1);
-    // A future release that speaks 1 to 3 steps down one at a time.
-    let mut future = Offer::new(versions(1, 3));
-    future.failed(None, &SyncError::Closed);
-    assert_eq!(future.version(), 2);
+    // This release (1 to 3) steps down one at a time.
+    let mut release = Offer::new(Versions::RELEASE);
+    release.failed(None, &SyncError::Closed);
+    assert_eq!(release.version(), 2);
 }
 
 #[tokio::test]
@@ -1020,7 +1023,7 @@ async fn a_downgrade_in_transit_is_refused() {
         hello_rewriter(b.listener.local_addr(), |f| set_hello_version(f, 1), |_| {}).await;
     let (sender, _) = master(addr, KEY);
     wait_for_session(&sender, 1).await;
-    assert_eq!(sender.protocol_version(), Some(2));
+    assert_eq!(sender.protocol_version(), Some(wire::PROTOCOL_VERSION));
     proxy.abort();
 }
 

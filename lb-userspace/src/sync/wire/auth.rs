@@ -11,9 +11,10 @@ use hmac::Mac;
 use sha2::{Digest, Sha256};
 
 use super::{
-    encode_batch, encode_heartbeat, encode_nat_batch, frame::frame_header, AuthError, HmacSha256,
-    Message, Nonce, Reader, Tag, WireError, FRAME_HEADER_LEN, NAT_BATCH_VERSION, PROOF_LABEL,
-    PROTOCOL_VERSION, TAG_LABEL, TAG_LEN,
+    encode_batch, encode_config_digest, encode_heartbeat, encode_nat_batch, frame::frame_header,
+    AuthError, HmacSha256, Message, Nonce, Reader, Tag, VipDigest, WireError,
+    CONFIG_DIGEST_VERSION, FRAME_HEADER_LEN, NAT_BATCH_VERSION, PROOF_LABEL, PROTOCOL_VERSION,
+    TAG_LABEL, TAG_LEN,
 };
 use crate::sync::{FlowRecord, NatFlowRecord, SyncError};
 
@@ -198,6 +199,18 @@ impl Sealer {
         self.seal(|seq, out| encode_nat_batch(out, seq, full_sync, last, records))
     }
 
+    /// A sealed ConfigDigest frame; refused in a session below
+    /// [`CONFIG_DIGEST_VERSION`].
+    pub fn config_digest(&mut self, vips: &[VipDigest]) -> Result<Vec<u8>, WireError> {
+        if self.version < CONFIG_DIGEST_VERSION {
+            return Err(WireError::NotInVersion {
+                what: "ConfigDigest",
+                version: self.version,
+            });
+        }
+        self.seal(|seq, out| encode_config_digest(out, seq, vips))
+    }
+
     fn seal(
         &mut self,
         encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), WireError>,
@@ -274,7 +287,17 @@ impl Opener {
                 }
                 .into())
             }
-            Message::Batch { .. } | Message::NatBatch { .. } | Message::Heartbeat { .. } => {}
+            Message::ConfigDigest { .. } if self.version < CONFIG_DIGEST_VERSION => {
+                return Err(WireError::NotInVersion {
+                    what: decoded.kind(),
+                    version: self.version,
+                }
+                .into())
+            }
+            Message::Batch { .. }
+            | Message::NatBatch { .. }
+            | Message::Heartbeat { .. }
+            | Message::ConfigDigest { .. } => {}
             Message::Hello { .. } | Message::HelloAck { .. } => {
                 return Err(SyncError::Unexpected {
                     kind: decoded.kind(),

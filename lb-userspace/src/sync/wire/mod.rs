@@ -18,6 +18,8 @@
 //! - `4` Heartbeat: `seq u64`
 //! - `5` NatBatch (version 2): as Batch, with [`NAT_RECORD_LEN`]-byte NAT
 //!   records (see [`nat_record`](super::nat_record)) instead of flow records
+//! - `6` ConfigDigest (version 3): per VIP, a digest of the sender's
+//!   Maglev inputs (see [`digest`])
 //!
 //! A record is [`RECORD_LEN`] bytes: `vip addr | vip_port u16 | protocol
 //! u8 | client addr | client_port u16 | backend addr | age_ms u32 | flags
@@ -29,8 +31,8 @@
 //!
 //! # Versions
 //! A change to the messages bumps [`PROTOCOL_VERSION`]; version 2 added
-//! NatBatch. A node speaks a range of versions ([`Versions`]: this
-//! release 1 to 2) and a session runs at the highest both ends speak, so
+//! NatBatch, version 3 ConfigDigest. A node speaks a range of versions
+//! ([`Versions`]: this release 1 to 3) and a session runs at the highest both ends speak, so
 //! nodes of different releases keep replicating (a session below
 //! [`NAT_BATCH_VERSION`] carries no NAT'd flows), and a peer never reads a
 //! message it does not know. The master's Hello offers a version; the
@@ -55,6 +57,7 @@
 //! reflected. Tags and proofs are compared in constant time.
 
 mod auth;
+pub mod digest;
 mod frame;
 mod record;
 #[cfg(test)]
@@ -66,6 +69,8 @@ use sha2::Sha256;
 
 pub(crate) use self::auth::{hello_proof, new_nonce, verify_hello_proof};
 pub use self::auth::{session, session_at, Opener, Role, Sealer, Transcript};
+use self::digest::{decode_digests, encode_digests};
+pub use self::digest::{VipDigest, CONFIG_DIGEST_VERSION};
 #[cfg(test)]
 pub(crate) use self::frame::frame_len;
 pub(crate) use self::frame::frame_len_within;
@@ -118,6 +123,7 @@ const MSG_HELLO_ACK: u8 = 2;
 const MSG_BATCH: u8 = 3;
 const MSG_HEARTBEAT: u8 = 4;
 const MSG_NAT_BATCH: u8 = 5;
+const MSG_CONFIG_DIGEST: u8 = 6;
 /// Header of a Batch message: type, seq, flags, count.
 const BATCH_HEADER_LEN: usize = 1 + 8 + 1 + 2;
 const PROOF_LABEL: &[u8] = b"lbd-sync/1 hello\0";
@@ -315,6 +321,13 @@ pub enum Message {
         /// The frame's sequence number.
         seq: u64,
     },
+    /// The master's Maglev inputs per VIP (version 3), master to backup.
+    ConfigDigest {
+        /// The frame's sequence number.
+        seq: u64,
+        /// At most [`digest::MAX_DIGEST_VIPS`], one per VIP.
+        vips: Vec<VipDigest>,
+    },
 }
 
 impl Message {
@@ -326,6 +339,7 @@ impl Message {
             Message::Batch { .. } => "Batch",
             Message::NatBatch { .. } => "NatBatch",
             Message::Heartbeat { .. } => "Heartbeat",
+            Message::ConfigDigest { .. } => "ConfigDigest",
         }
     }
 
@@ -364,6 +378,7 @@ impl Message {
                 records,
             } => encode_nat_batch(&mut out, *seq, *full_sync, *last, records)?,
             Message::Heartbeat { seq } => encode_heartbeat(&mut out, *seq),
+            Message::ConfigDigest { seq, vips } => encode_config_digest(&mut out, *seq, vips)?,
         }
         Ok(out)
     }
@@ -425,6 +440,11 @@ impl Message {
                 r.finish("Heartbeat")?;
                 Message::Heartbeat { seq }
             }
+            MSG_CONFIG_DIGEST => {
+                let (seq, vips) = decode_digests(&mut r)?;
+                r.finish("ConfigDigest")?;
+                Message::ConfigDigest { seq, vips }
+            }
             other => return Err(WireError::UnknownMessage(other)),
         };
         Ok(message)
@@ -482,6 +502,11 @@ fn node_id_len(len: usize) -> Result<u8, WireError> {
 fn encode_heartbeat(out: &mut Vec<u8>, seq: u64) {
     out.push(MSG_HEARTBEAT);
     out.extend_from_slice(&seq.to_be_bytes());
+}
+
+fn encode_config_digest(out: &mut Vec<u8>, seq: u64, vips: &[VipDigest]) -> Result<(), WireError> {
+    out.push(MSG_CONFIG_DIGEST);
+    encode_digests(out, seq, vips)
 }
 
 fn encode_batch(

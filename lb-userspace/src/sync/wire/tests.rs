@@ -102,7 +102,118 @@ fn every_message() -> Vec<Message> {
             last: false,
             records: (0..4096).map(nat_record).collect(),
         },
+        Message::ConfigDigest {
+            seq: 4,
+            vips: vec![],
+        },
+        Message::ConfigDigest {
+            seq: 5,
+            vips: vec![vip_digest(0), vip_digest(1)],
+        },
+        Message::ConfigDigest {
+            seq: 79,
+            vips: (0..4096).map(vip_digest).collect(),
+        },
     ]
+}
+
+/// The `i`th VIP's digest, IPv4 and IPv6 in turn.
+fn vip_digest(i: u32) -> VipDigest {
+    let vip = if i.is_multiple_of(2) {
+        IpAddr::V4(Ipv4Addr::from(0xc612_0000 + i))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i)))
+    };
+    VipDigest {
+        vip,
+        port: u16::try_from(i % 65_536).unwrap(),
+        protocol: if i.is_multiple_of(3) { 17 } else { 6 },
+        digest: [u8::try_from(i % 251).unwrap(); digest::DIGEST_LEN],
+    }
+}
+
+#[test]
+fn config_digests_have_a_fixed_layout_and_a_limit() {
+    let message = Message::ConfigDigest {
+        seq: 9,
+        vips: vec![vip_digest(0)],
+    };
+    let bytes = message.encode().unwrap();
+    // type, seq, count, then one VIP: family, address, port, protocol, digest.
+    assert_eq!(bytes.len(), 1 + 8 + 2 + digest::VIP_DIGEST_LEN);
+    assert_eq!(digest::VIP_DIGEST_LEN, 17 + 2 + 1 + 16);
+    assert_eq!(&bytes[..12], &[6, 0, 0, 0, 0, 0, 0, 0, 9, 0, 1, 4]);
+    assert_eq!(Message::decode(&bytes).unwrap(), message);
+    let too_many = Message::ConfigDigest {
+        seq: 1,
+        vips: (0..4097).map(vip_digest).collect(),
+    };
+    assert_eq!(
+        too_many.encode(),
+        Err(WireError::TooManyRecords {
+            count: 4097,
+            max: 4096
+        })
+    );
+    let mut forged = bytes.clone();
+    forged[9..11].copy_from_slice(&4097u16.to_be_bytes());
+    assert_eq!(
+        Message::decode(&forged),
+        Err(WireError::TooManyRecords {
+            count: 4097,
+            max: 4096
+        })
+    );
+    forged[9..11].copy_from_slice(&2u16.to_be_bytes());
+    assert!(matches!(
+        Message::decode(&forged),
+        Err(WireError::Truncated {
+            what: "config digests",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_session_before_version_3_has_no_config_digests() {
+    let (m, b) = ([5; NONCE_LEN], [6; NONCE_LEN]);
+    let t = transcript(&m, &b);
+    let (mut v3, _) = session(KEY, Role::Master, &t).unwrap();
+    assert_eq!(v3.version(), CONFIG_DIGEST_VERSION);
+    let (mut v2, _) = session_at(KEY, Role::Master, &t, 2).unwrap();
+    let (_, mut opener_v2) = session_at(KEY, Role::Backup, &t, 2).unwrap();
+    let (_, mut opener_v3) = session(KEY, Role::Backup, &t).unwrap();
+    let vips = [vip_digest(0)];
+    assert_eq!(
+        v2.config_digest(&vips),
+        Err(WireError::NotInVersion {
+            what: "ConfigDigest",
+            version: 2
+        })
+    );
+    // Heartbeats and batches are the same bytes at versions 2 and 3: a
+    // peer of the release before reads them.
+    let (hb2, hb3) = (v2.heartbeat().unwrap(), v3.heartbeat().unwrap());
+    assert_eq!(hb2, hb3);
+    let digest = v3.config_digest(&vips).unwrap();
+    let body = |frame: &[u8]| split_frame(frame).unwrap().0.to_vec();
+    assert_eq!(
+        opener_v3.open(&body(&hb3)).ok(),
+        Some(Message::Heartbeat { seq: 1 })
+    );
+    assert_eq!(
+        opener_v3.open(&body(&digest)).ok(),
+        Some(Message::ConfigDigest {
+            seq: 2,
+            vips: vips.to_vec()
+        })
+    );
+    // One that comes anyway over a version-2 session is refused.
+    opener_v2.open(&body(&hb2)).unwrap();
+    assert!(matches!(
+        opener_v2.open(&body(&digest)),
+        Err(SyncError::Wire(WireError::NotInVersion { version: 2, .. }))
+    ));
 }
 
 #[test]

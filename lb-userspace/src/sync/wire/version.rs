@@ -2,7 +2,7 @@
 //! agree on, and the mark that authenticates a node's range.
 //!
 //! A node of this release speaks every version of its [`Versions`] (by
-//! default [`Versions::RELEASE`], 1 to 2), so a pair keeps replicating
+//! default [`Versions::RELEASE`], 1 to 3), so a pair keeps replicating
 //! while its nodes run different releases. Releases before it speak
 //! exactly one version and refuse a Hello of another.
 //!
@@ -22,8 +22,8 @@
 use super::{Nonce, NONCE_LEN};
 
 /// Highest version of the encoding this release speaks, offered in its
-/// Hello. 2: NatBatch.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// Hello. 2: NatBatch; 3: ConfigDigest.
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Lowest version this release still speaks: 1, the releases before NAT
 /// replication.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
@@ -134,16 +134,21 @@ mod tests {
     #[test]
     fn the_common_version_is_the_highest_both_speak() {
         let release = Versions::RELEASE;
-        assert_eq!((release.min(), release.max()), (1, 2));
-        assert_eq!(release.common(release), Some(2));
+        assert_eq!((release.min(), release.max()), (1, 3));
+        assert_eq!(release.common(release), Some(3));
         assert_eq!(release.common(range(1, 1)), Some(1));
         assert_eq!(range(1, 1).common(release), Some(1));
-        // A future release that adds version 3 and drops 1.
-        assert_eq!(release.common(range(2, 3)), Some(2));
+        assert_eq!(
+            release.common(range(1, 2)),
+            Some(2),
+            "a release before ConfigDigest"
+        );
+        // A future release that adds version 4 and drops 1 and 2.
+        assert_eq!(release.common(range(3, 4)), Some(3));
         assert_eq!(range(1, 1).common(range(2, 3)), None);
         assert!(Versions::new(0, 1).is_none() && Versions::new(3, 2).is_none());
-        assert!(release.contains(1) && release.contains(2) && !release.contains(3));
-        assert_eq!(format!("{release} {}", range(1, 1)), "1..=2 1");
+        assert!(release.contains(1) && release.contains(3) && !release.contains(4));
+        assert_eq!(format!("{release} {}", range(1, 1)), "1..=3 1");
     }
 
     #[test]
