@@ -203,8 +203,15 @@ fn corpus_entries_are_tx_exactly_when_they_are_valid_vip_traffic() {
     // backends and the routed modes' (NAT, tunnels), which need NAT state,
     // routes and neighbours: tests/tests/nat_dataplane/ and
     // tunnel_dataplane/ cover each of those. The guards' verdicts need
-    // rules and limits: tests/tests/guard_dataplane.rs covers them.
+    // rules and limits: tests/tests/guard_dataplane.rs covers them. A
+    // redirect with no `TX_PORTS` slot and a refusing kernel helper need
+    // routed state too (nat_dataplane's tx_ports, tunnel_dataplane's
+    // next_hop and icmp); a VIP frame for another host's MAC needs the
+    // node's MAC set (dataplane.rs).
     let needs_routes = [
+        Counter::DropNoTxPort,
+        Counter::DropInternal,
+        Counter::PassForeignMac,
         Counter::DropAclDenied,
         Counter::DropAclNotAllowed,
         Counter::DropRateLimited,
