@@ -468,8 +468,9 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, Response> {
 /// The `{client}` segment (`ADDRESS:PORT`, IPv6 as `[ADDRESS]:PORT`) of a
 /// flow of VIP `vip`, or why it cannot be one: not an address and port,
 /// port 0 (no TCP or UDP flow has it), or another address family than the
-/// VIP's (such a flow never reaches it).
-pub(crate) fn parse_client(vip: &VipId, segment: &str) -> Result<SocketAddr, String> {
+/// VIP's (such a flow never reaches it). Public so that `lbctl flow`
+/// refuses such a client itself, as lbd would.
+pub fn parse_client(vip: &VipId, segment: &str) -> Result<SocketAddr, String> {
     let client: SocketAddr = segment.parse().map_err(|_| {
         format!("{segment:?} is not a client: expected ADDRESS:PORT, IPv6 as [ADDRESS]:PORT")
     })?;

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
 use std::path::Path;
 
 use super::{
@@ -58,7 +59,7 @@ impl Config {
             source,
         };
         let source_name = path.display().to_string();
-        let file = File::open(path).map_err(io_error)?;
+        let file = open_regular(path).map_err(io_error)?;
         let mut bytes = Vec::new();
         // Read one byte past the limit to tell "exactly at the limit" from "over it",
         // without ever holding more than that in memory.
@@ -95,6 +96,40 @@ impl Config {
     }
 }
 
+/// Opens the config file at `path` for reading, refusing anything but a
+/// regular file (a link to one is fine) with an error that says what it
+/// is: a FIFO would block the open, and then the read, until a writer
+/// came, holding up lbd's engine loop on a reload, or its start; a device
+/// or a directory holds no configuration. Opened without blocking, then
+/// looked at through the open file, so what is read is what was checked.
+fn open_regular(path: &Path) -> std::io::Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    if kind.is_file() {
+        return Ok(file);
+    }
+    let what = if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    };
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("it is {what}, not a regular file"),
+    ))
+}
+
 /// Most too-large integers one text may have before its parse error is given
 /// as is (each costs a parse).
 const MAX_OVERSIZED_INTEGERS: usize = 16;
@@ -113,4 +148,75 @@ fn oversized_integer(text: &str, error: &toml::de::Error) -> Option<(usize, usiz
         .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-')))
         .unwrap_or(rest.len());
     (len >= 2).then_some((start, start + len))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// A directory of its own under the temp dir, removed at the end.
+    struct TestDir(std::path::PathBuf);
+
+    impl TestDir {
+        fn new(name: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("lbd-config-load-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+    }
+
+    impl Drop for TestDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A config path that is a FIFO with no writer is refused at once,
+    /// saying what it is, rather than blocking the load (and, on a
+    /// reload, lbd's engine loop) until a writer comes; so are a
+    /// directory and a device. A regular file, and a link to one, load.
+    #[test]
+    fn only_a_regular_file_is_read() {
+        let dir = TestDir::new("kinds");
+        let fifo = dir.0.join("lbd.toml");
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let (done, result) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = done.send(Config::load(&path).map(|_| ()).map_err(|e| e.to_string()));
+        });
+        let started = Instant::now();
+        let loaded = result.recv_timeout(Duration::from_secs(5));
+        let Ok(loaded) = loaded else {
+            // Unblock the reader before failing, so the test ends.
+            let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+            panic!("loading a FIFO blocked");
+        };
+        let message = loaded.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(message.contains("FIFO"), "{message}");
+        assert!(message.contains(&fifo.display().to_string()), "{message}");
+
+        for (path, what) in [
+            (dir.0.clone(), "a directory"),
+            ("/dev/null".into(), "a character device"),
+        ] {
+            let message = Config::load(&path).unwrap_err().to_string();
+            assert!(message.contains(what), "{message}");
+        }
+
+        let file = dir.0.join("real.toml");
+        std::fs::write(&file, "interface = \"eth0\"\n").unwrap();
+        let link = dir.0.join("link.toml");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        for path in [&file, &link] {
+            assert_eq!(Config::load(path).unwrap().interface, "eth0");
+        }
+    }
 }

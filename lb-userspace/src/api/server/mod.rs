@@ -37,6 +37,7 @@ use tokio::{
 };
 use tracing::{debug, error, info, warn};
 
+mod socket_dir;
 mod socket_file;
 #[cfg(test)]
 mod tests;
@@ -135,6 +136,17 @@ pub enum ServerError {
         /// The path.
         path: PathBuf,
     },
+    /// Someone other than root (or lbd's own user) may change a directory
+    /// on the socket's path: they could replace the live socket with their
+    /// own, or have lbd's chmod and chown of it follow a link they put in
+    /// its place. See `socket_dir`.
+    #[error("{why}: the admin socket {} needs a directory only root may change (mode 0755 or tighter, owned by root); choose another admin_socket or fix the directory", path.display())]
+    UnsafeDirectory {
+        /// The socket path.
+        path: PathBuf,
+        /// Which directory, and why.
+        why: String,
+    },
     /// The path has no file name (`/`, `..`).
     #[error("{}: not a usable socket path", path.display())]
     InvalidPath {
@@ -226,9 +238,11 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// Takes the socket at `path`: refuses if a live server answers there or if
-    /// something other than a socket is there, replaces a stale socket, and
-    /// creates the new one with `options`' mode and group.
+    /// Takes the socket at `path`: refuses if someone other than root (or
+    /// lbd's user) may change a directory on its path (see `socket_dir`),
+    /// if a live server answers there or if something other than a socket
+    /// is there, replaces a stale socket, and creates the new one with
+    /// `options`' mode and group.
     ///
     /// The socket is bound under a temporary name beside `path`, given its mode
     /// and group, then renamed over `path`: it never appears at `path` with the
@@ -239,6 +253,17 @@ impl Server {
                 path: path.to_owned(),
             });
         };
+        // Before anything is looked at or bound there.
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        if let Some(why) = socket_dir::unsafe_socket_dir(dir) {
+            return Err(ServerError::UnsafeDirectory {
+                path: path.to_owned(),
+                why,
+            });
+        }
         if check_existing(path).await? {
             info!(path = %path.display(), "replacing the stale admin socket of an earlier lbd");
         }

@@ -526,6 +526,66 @@ async fn the_socket_refuses_connections_until_its_mode_is_set() {
     accepted.unwrap();
 }
 
+/// The socket is not made in a directory someone other than root (or
+/// lbd's own user) may change: there they could replace the live socket
+/// with their own (lbctl, run as root, would then talk to them), or swap
+/// the temporary socket for a symbolic link between its bind and its
+/// chmod/chown (which follow links) and have lbd give the socket's mode
+/// and group to any file. Refused before anything is bound, naming the
+/// directory; a sticky directory (like /tmp) is fine, as nobody may
+/// replace lbd's own entries in it.
+#[tokio::test]
+async fn a_socket_directory_others_may_change_is_refused() {
+    let dir = TestDir::new("unsafe-dir");
+    for (mode, refused) in [
+        (0o777, true),
+        (0o770, true),
+        (0o757, true),
+        (0o1777, false),
+        (0o755, false),
+        (0o700, false),
+    ] {
+        let shared = dir.0.join(format!("d{mode:o}"));
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(mode)).unwrap();
+        let path = shared.join("lbd.sock");
+        let bound = Server::bind(&path, &ServeOptions::default()).await;
+        if refused {
+            let err = bound.unwrap_err();
+            assert!(
+                matches!(err, ServerError::UnsafeDirectory { .. }),
+                "{mode:o}: {err:?}"
+            );
+            let message = err.to_string();
+            assert!(message.contains(&shared.display().to_string()), "{message}");
+            assert!(message.contains(&format!("{mode:04o}")), "{message}");
+            assert_eq!(
+                std::fs::read_dir(&shared).unwrap().count(),
+                0,
+                "{mode:o}: left a file"
+            );
+        } else {
+            let server = bound.unwrap_or_else(|e| panic!("{mode:o}: {e}"));
+            drop(server);
+        }
+    }
+    // A directory above the socket's counts too.
+    let above = dir.0.join("above");
+    std::fs::create_dir(&above).unwrap();
+    std::fs::create_dir(above.join("run")).unwrap();
+    std::fs::set_permissions(&above, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = Server::bind(
+        &above.join("run").join("lbd.sock"),
+        &ServeOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains(&above.display().to_string()),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn mode_and_group_options() {
     let dir = TestDir::new("mode");

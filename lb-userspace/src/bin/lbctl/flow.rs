@@ -8,8 +8,9 @@ use std::net::SocketAddr;
 
 use lb_userspace::{
     api::{
-        client::Client,
+        client::{Client, ClientError},
         flow_schema::{DropReason, FlowBackend, FlowDecision, FlowExplanation, FlowFlag},
+        route,
     },
     vip_id::VipId,
 };
@@ -31,6 +32,10 @@ pub(crate) struct Args {
 
 /// Asks lbd about the flow and prints the answer.
 pub(crate) async fn run(client: &Client, args: &Args) -> Result<(), Failure> {
+    // What lbd would refuse (port 0, the other family than the VIP's) is
+    // bad usage whether or not lbd runs.
+    route::parse_client(&args.vip, &args.client.to_string())
+        .map_err(|why| Failure::new(ClientError::EXIT_USAGE, why))?;
     let answer = client.flow(args.vip, args.client).await?;
     if args.json {
         output::json(&answer);
@@ -286,6 +291,54 @@ mod tests {
             nat: None,
             tunnel: None,
         }
+    }
+
+    /// A client lbd would refuse (port 0, the other family than the
+    /// VIP's) is refused before lbd is asked: exit 2 (bad usage) naming
+    /// the client, not 5 ("try again later") when lbd is down, which
+    /// trying again would never mend.
+    #[tokio::test]
+    async fn a_client_no_flow_can_have_is_refused_before_lbd_is_asked() {
+        use clap::Parser as _;
+        let lbd = Client::new(
+            std::path::Path::new("/nonexistent/lbd.sock"),
+            std::time::Duration::from_millis(200),
+        );
+        let run_with = |vip: &str, client: &str| {
+            let cli = crate::Cli::try_parse_from(["lbctl", "flow", vip, client]).unwrap();
+            let crate::Command::Flow(args) = cli.command else {
+                panic!("not a flow command");
+            };
+            args
+        };
+        for (vip, client, named) in [
+            ("198.18.0.100:80", "198.18.1.10:0", "port 0"),
+            ("198.18.0.100:80", "[2001:2::10]:4000", "is IPv6 but VIP"),
+            ("[2001:2::100]:80", "198.18.1.10:4000", "is IPv4 but VIP"),
+        ] {
+            let failure = run(&lbd, &run_with(vip, client)).await.unwrap_err();
+            assert_eq!(
+                failure.code,
+                ClientError::EXIT_USAGE,
+                "{client}: {}",
+                failure.message
+            );
+            assert!(
+                failure.message.contains(named),
+                "{client}: {}",
+                failure.message
+            );
+        }
+        // A client that may be is asked about: lbd is not there (5).
+        let failure = run(&lbd, &run_with("198.18.0.100:80", "198.18.1.10:4000"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            failure.code,
+            ClientError::EXIT_UNAVAILABLE,
+            "{}",
+            failure.message
+        );
     }
 
     const PICK: MaglevPick = MaglevPick {

@@ -5,8 +5,10 @@
 //! the rest of the scope's limits (it reads them first); `--replace`
 //! sets the flags given as the whole limits.
 
+use lb_common::guard::RATE_MAX;
 use lb_userspace::{
     api::client::{Client, ClientError},
+    config::value,
     guard::{GuardError, Limits, RateLimit, Scope},
     vip_id::VipId,
 };
@@ -62,24 +64,24 @@ pub(crate) struct SetArgs {
     #[command(flatten)]
     scope: ScopeArgs,
     /// New flows per second per source address (1..=1000000).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_rate, allow_negative_numbers = true)]
     source_rate: Option<u32>,
     /// At once per source address (default: the rate).
-    #[arg(long, requires = "source_rate")]
+    #[arg(long, requires = "source_rate", value_parser = parse_rate, allow_negative_numbers = true)]
     source_burst: Option<u32>,
     /// New flows per second per source prefix.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_rate, allow_negative_numbers = true)]
     prefix_rate: Option<u32>,
     /// At once per source prefix (default: the rate).
-    #[arg(long, requires = "prefix_rate")]
+    #[arg(long, requires = "prefix_rate", value_parser = parse_rate, allow_negative_numbers = true)]
     prefix_burst: Option<u32>,
     /// Prefix length of IPv4 sources (1..=32; default: the scope's,
     /// else 24).
-    #[arg(long)]
+    #[arg(long, value_parser = |t: &str| parse_prefix(t, 32), allow_negative_numbers = true)]
     prefix_v4: Option<u8>,
     /// Prefix length of IPv6 sources (1..=128; default: the scope's,
     /// else 64).
-    #[arg(long)]
+    #[arg(long, value_parser = |t: &str| parse_prefix(t, 128), allow_negative_numbers = true)]
     prefix_v6: Option<u8>,
     /// Replace the scope's limits whole with the flags given, rather
     /// than change only what they give.
@@ -116,6 +118,25 @@ impl ScopeArgs {
 }
 
 /// Runs `lbctl limit ...`.
+/// A rate or burst of new flows, 1..=`RATE_MAX` as the file's: a
+/// negative or out-of-range one is refused naming the flag and the range
+/// (clap alone takes `-1` for an unknown argument).
+fn parse_rate(text: &str) -> Result<u32, String> {
+    let n: i64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))?;
+    let max = u32::try_from(RATE_MAX).unwrap_or(u32::MAX);
+    value::integer(n, 1..=max).map_err(|e| e.to_string())
+}
+
+/// A source prefix length, 1..=`bits`, refused like [`parse_rate`].
+fn parse_prefix(text: &str, bits: u8) -> Result<u8, String> {
+    let n: i64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))?;
+    value::integer(n, 1..=bits).map_err(|e| e.to_string())
+}
+
 pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure> {
     // The checks lbctl shares with lbd name the API keys: said in flags.
     let bad = |e: GuardError| {
@@ -183,6 +204,75 @@ mod tests {
             "dropped": {"denied": 0, "not_allowed": 0, "rate_limited": 0},
         })
         .to_string()
+    }
+
+    /// A negative or out-of-range number given to `limit set` is refused
+    /// on the command line naming its flag and range (clap alone took `-1`
+    /// for an unknown argument, naming no flag).
+    #[test]
+    fn limit_numbers_are_refused_naming_the_flag_and_its_range() {
+        use clap::Parser as _;
+        let parse = |args: &[&str]| {
+            crate::Cli::try_parse_from(["lbctl", "limit", "set"].iter().chain(args))
+                .map(|cli| format!("{cli:?}"))
+                .map_err(|e| e.to_string())
+        };
+        let text = parse(&[
+            "--source-rate",
+            "20",
+            "--prefix-rate",
+            "5",
+            "--prefix-v4",
+            "16",
+        ])
+        .unwrap();
+        assert!(text.contains("source_rate: Some(20)"), "{text}");
+        for (args, flag, range) in [
+            (&["--source-rate", "-1"][..], "--source-rate", "1..=1000000"),
+            (&["--source-rate", "0"][..], "--source-rate", "1..=1000000"),
+            (
+                &["--source-rate", "5", "--source-burst", "-1"][..],
+                "--source-burst",
+                "1..=1000000",
+            ),
+            (
+                &["--prefix-rate", "1000001"][..],
+                "--prefix-rate",
+                "1..=1000000",
+            ),
+            (
+                &["--prefix-rate", "5", "--prefix-burst", "-3"][..],
+                "--prefix-burst",
+                "1..=1000000",
+            ),
+            (
+                &["--prefix-rate", "5", "--prefix-v4", "-1"][..],
+                "--prefix-v4",
+                "1..=32",
+            ),
+            (
+                &["--prefix-rate", "5", "--prefix-v4", "33"][..],
+                "--prefix-v4",
+                "1..=32",
+            ),
+            (
+                &["--prefix-rate", "5", "--prefix-v6", "-1"][..],
+                "--prefix-v6",
+                "1..=128",
+            ),
+            (
+                &["--prefix-rate", "5", "--prefix-v6", "0"][..],
+                "--prefix-v6",
+                "1..=128",
+            ),
+        ] {
+            let error = parse(args).unwrap_err();
+            assert!(error.contains(flag), "{args:?}: {error}");
+            assert!(
+                error.contains(&format!("out of range {range}")),
+                "{args:?}: {error}"
+            );
+        }
     }
 
     /// Runs `lbctl limit ARGS` against a fake lbd giving `answers`: its

@@ -19,7 +19,7 @@ pub(crate) enum Command {
         /// ADDRESS:PORT[/tcp|udp], IPv6 as [ADDRESS]:PORT.
         vip: VipId,
         /// Maglev table size (a prime, default 65537).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_table_size, allow_negative_numbers = true)]
         table_size: Option<u32>,
         /// When no backend is healthy: drop (default) or keep.
         #[arg(long)]
@@ -79,6 +79,16 @@ pub(crate) fn parse_weight(text: &str) -> Result<u32, String> {
         .parse()
         .map_err(|_| format!("weight {text:?} is not a whole number (0..={MAX_WEIGHT})"))?;
     value::weight(n).map_err(|e| format!("weight {e}"))
+}
+
+/// A Maglev table size, checked by the config file's rule (`table_size`:
+/// a prime in its range), so a negative, out-of-range or composite one is
+/// refused naming the flag before lbd is asked.
+fn parse_table_size(text: &str) -> Result<u32, String> {
+    let n: i64 = text
+        .parse()
+        .map_err(|_| format!("table size {text:?} is not a whole number"))?;
+    value::table_size(n).map_err(|e| format!("table size {e}"))
 }
 
 /// A VIP's drain timeout in seconds, checked by the config file's rule
@@ -270,6 +280,40 @@ mod tests {
             let error = parse(bad).unwrap_err();
             assert!(error.contains("out of range 1..=604800"), "{bad}: {error}");
         }
+        assert!(parse("x").unwrap_err().contains("whole number"));
+    }
+
+    /// A negative or out-of-range `--table-size` is refused on the command
+    /// line naming the flag and the range (clap alone took `-5` for an
+    /// unknown flag and advised `-- -5`), and one that is no prime before
+    /// lbd is asked.
+    #[test]
+    fn a_table_size_is_refused_naming_the_flag_and_its_range() {
+        use clap::Parser as _;
+        let parse = |size: &str| {
+            crate::Cli::try_parse_from([
+                "lbctl",
+                "vip",
+                "add",
+                "198.18.0.100:80",
+                "--table-size",
+                size,
+            ])
+            .map(|cli| format!("{cli:?}"))
+            .map_err(|e| e.to_string())
+        };
+        let text = parse("251").unwrap();
+        assert!(text.contains("table_size: Some(251)"), "{text}");
+        for bad in ["-5", "0", "65538", "99999999999"] {
+            let error = parse(bad).unwrap_err();
+            assert!(error.contains("--table-size"), "{bad}: {error}");
+            assert!(error.contains("out of range 3..=65537"), "{bad}: {error}");
+        }
+        let error = parse("100").unwrap_err();
+        assert!(
+            error.contains("--table-size") && error.contains("prime"),
+            "{error}"
+        );
         assert!(parse("x").unwrap_err().contains("whole number"));
     }
 
