@@ -364,6 +364,9 @@ fn vrrp(v: &VrrpConfig, listed: bool) -> Value {
     if v.unicast_peer_hops != 0 {
         t.insert("unicast_peer_hops".into(), int(v.unicast_peer_hops));
     }
+    if let Some(source) = v.unicast_src_ip {
+        t.insert("unicast_src_ip".into(), Value::String(source.to_string()));
+    }
     t.insert("announce_count".into(), int(v.announce_count));
     t.insert(
         "announce_interval_ms".into(),

@@ -297,6 +297,7 @@ impl Checker<'_> {
         self.nat_sources_move(&raw.vrrp.0, &instances, &vips)?;
         self.vrrp_addresses_are_single(&raw.vrrp.0, &instances, &vips)?;
         self.unicast_peers_are_others(&raw.vrrp.0, &instances, &vips)?;
+        self.unicast_sources_are_own(&raw.vrrp.0, &instances, &vips, &nat)?;
         self.replication_peers_are_others(raw, &instances, &vips, sync.as_ref())?;
         self.listeners_bind_at_start(
             raw,

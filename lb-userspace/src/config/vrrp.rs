@@ -44,6 +44,11 @@ pub struct VrrpConfig {
     /// default: on the link): a peer's advert is taken from TTL 255 minus
     /// this up, anyone else's only at 255.
     pub unicast_peer_hops: u8,
+    /// The node's own address adverts to `unicast_peers` go from, and no
+    /// other (keepalived's `unicast_src_ip`): the one the peer's
+    /// `unicast_peer` list names when the interface has several. `None`:
+    /// the interface's primary IPv4 or first suitable global IPv6 address.
+    pub unicast_src_ip: Option<IpAddr>,
     /// Gratuitous ARPs / neighbour advertisements sent on becoming master.
     pub announce_count: u32,
     /// Time between them.
@@ -115,6 +120,7 @@ pub(super) struct RawVrrp {
     pub(super) addresses: Option<Spanned<Items>>,
     pub(super) unicast_peers: Option<Spanned<Items>>,
     pub(super) unicast_peer_hops: Option<Spanned<Value>>,
+    pub(super) unicast_src_ip: Option<Spanned<Value>>,
     pub(super) announce_count: Option<Spanned<Value>>,
     pub(super) announce_interval_ms: Option<Spanned<Value>>,
     pub(super) announce_refresh_ms: Option<Spanned<Value>>,
@@ -172,6 +178,67 @@ pub(super) fn list_item(list: Option<&Spanned<Items>>, index: usize) -> Option<&
 }
 
 impl Checker<'_> {
+    /// An instance's `unicast_src_ip` is of its family (adverts of the
+    /// other cannot leave) and an address of this node that never moves:
+    /// not a VIP, a NAT address or one a `[[vrrp]]` moves (those leave
+    /// with mastership, so the backup would send from an address it does
+    /// not hold, and the peer's `unicast_peer` list names the node, not
+    /// the VIP), nor one of its peers.
+    pub(super) fn unicast_sources_are_own(
+        &self,
+        raw: &[Spanned<RawVrrp>],
+        instances: &[VrrpConfig],
+        vips: &[super::VipConfig],
+        nat: &super::NatConfig,
+    ) -> Result<(), ConfigError> {
+        for (index, instance) in instances.iter().enumerate() {
+            let (Some(source), Some(raw_vrrp)) = (instance.unicast_src_ip, raw.get(index)) else {
+                continue;
+            };
+            let Some(v) = raw_vrrp.get_ref().unicast_src_ip.as_ref() else {
+                continue;
+            };
+            let family_v4 = instance.addresses.first().is_none_or(IpAddr::is_ipv4);
+            let family = |v4: bool| if v4 { "IPv4" } else { "IPv6" };
+            let moves = "which moves with VRRP: adverts go from an address of this node's own that never moves (the one the peer's unicast_peer list names)";
+            let problem = if source.is_ipv4() != family_v4 {
+                let why = if raw_vrrp.get_ref().lists_addresses() {
+                    ""
+                } else {
+                    " (it lists no addresses, so it takes the family of the first VIP)"
+                };
+                format!(
+                    "{source} is {} but vrrp[{index}] moves {} addresses{why}: adverts go from an address of the instance's family",
+                    family(source.is_ipv4()),
+                    family(family_v4)
+                )
+            } else if let Some(other) = instances.iter().position(|i| i.addresses.contains(&source))
+            {
+                format!("{source} is an address vrrp[{other}] moves, {moves}")
+            } else if let Some(vip) = vips.iter().position(|vip| vip.address == source) {
+                format!("{source} is vip[{vip}]'s address, {moves}")
+            } else if let Some(vip) = vips
+                .iter()
+                .position(|vip| vip.nat.is_some_and(|n| n.source == source))
+            {
+                format!("{source} is the NAT address of vip[{vip}], {moves}")
+            } else if nat.source_ipv4 == Some(source) || nat.source_ipv6 == Some(source) {
+                let key = if source.is_ipv4() {
+                    "source_ipv4"
+                } else {
+                    "source_ipv6"
+                };
+                format!("{source} is the [nat] {key}, {moves}")
+            } else if instance.unicast_peers.contains(&source) {
+                format!("{source} is one of vrrp[{index}]'s unicast_peers: give this node's own address")
+            } else {
+                continue;
+            };
+            return Err(self.bad_value(v, &format!("vrrp[{index}].unicast_src_ip"), problem));
+        }
+        Ok(())
+    }
+
     /// A VRRP pair replicates only with both ends set (the daemon starts
     /// nothing otherwise, without a word), to another address than its own,
     /// and a key file is of use only then.
@@ -414,6 +481,19 @@ impl Checker<'_> {
                 hops
             }
         };
+        let unicast_src_ip = match &raw.unicast_src_ip {
+            None => None,
+            Some(v) => {
+                if unicast_peers.is_empty() {
+                    return Err(self.bad_value(
+                        v,
+                        &field("unicast_src_ip"),
+                        "applies to unicast_peers only: multicast adverts go from the interface's primary (IPv4) or link-local (IPv6) address; list the peers, or leave unicast_src_ip out",
+                    ));
+                }
+                Some(self.address(v, &field("unicast_src_ip"))?)
+            }
+        };
         let announce_count = match &raw.announce_count {
             None => 3,
             Some(v) => self.integer(v, &field("announce_count"), 0..=100u32)?,
@@ -497,6 +577,7 @@ impl Checker<'_> {
             addresses,
             unicast_peers,
             unicast_peer_hops,
+            unicast_src_ip,
             announce_count,
             announce_interval,
             announce_refresh,
@@ -796,6 +877,94 @@ track_no_backend = 0",
         ));
         chmod(&dir.0, 0o777);
         assert!(vrrp_with(&format!("notify = \"{}\"", script.display())).is_err());
+    }
+
+    /// A document with a NAT address, an IPv4 and an IPv6 VIP, an IPv4
+    /// instance moving 198.18.0.100 and 198.18.0.60 with `extra` (line 13)
+    /// and an IPv6 instance with a unicast peer.
+    fn src_doc(extra: &str) -> Result<Config, String> {
+        let text = format!(
+            "interface = \"eth0\"\n[nat]\nsource_ipv4 = \"198.18.0.50\"\n\
+             [[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+             [[vip]]\naddress = \"2001:2::100\"\nport = 80\n\
+             [[vrrp]]\nvrid = 51\naddresses = [\"198.18.0.100\", \"198.18.0.60\"]\n{extra}\n\
+             [[vrrp]]\nvrid = 52\naddresses = [\"2001:2::100\"]\nunicast_peers = [\"2001:2::3\"]\n"
+        );
+        Config::from_toml_str(&text, "lbd.toml").map_err(|e| e.to_string())
+    }
+
+    /// `unicast_src_ip` names the node's own address adverts to unicast
+    /// peers go from (keepalived's key): off by default, dumped when set,
+    /// and refused, naming the key and the instance, without unicast
+    /// peers, of the other family, or on an address that moves (a VIP, a
+    /// NAT or `[[vrrp]]` address) or is a peer's.
+    #[test]
+    fn unicast_src_ip_is_an_own_fixed_address_of_the_instance_family() {
+        let peers = "unicast_peers = [\"198.18.0.3\"]";
+        let none = src_doc(peers).expect("valid");
+        assert!(!crate::config::to_toml(&none).contains("unicast_src_ip"));
+        let set = src_doc(&format!("{peers}\nunicast_src_ip = \"198.18.0.7\""))
+            .expect("an address of this node that never moves");
+        let dumped = crate::config::to_toml(&set);
+        assert!(
+            dumped.contains("unicast_src_ip = \"198.18.0.7\""),
+            "{dumped}"
+        );
+        assert_eq!(Config::from_toml_str(&dumped, "dump").expect("dump"), set);
+        // A restart setting, as the rest of [[vrrp]]: a reload says so.
+        assert_eq!(none.restart_only_changes(&set), vec!["vrrp"]);
+        assert_eq!(set.restart_only_changes(&set), Vec::<&str>::new());
+        let error = src_doc("unicast_src_ip = \"198.18.0.7\"").expect_err("no peers");
+        assert!(
+            error.starts_with(
+                "lbd.toml:13:18: vrrp[0].unicast_src_ip: applies to unicast_peers only"
+            ),
+            "{error}"
+        );
+        for (source, detail) in [
+            (
+                "2001:2::7",
+                "2001:2::7 is IPv6 but vrrp[0] moves IPv4 addresses",
+            ),
+            ("198.18.0.100", "198.18.0.100 is an address vrrp[0] moves"),
+            ("198.18.0.60", "198.18.0.60 is an address vrrp[0] moves"),
+            ("198.18.0.50", "198.18.0.50 is the [nat] source_ipv4"),
+            ("198.18.0.3", "198.18.0.3 is one of vrrp[0]'s unicast_peers"),
+            ("0.0.0.0", "unspecified"),
+            ("224.0.0.18", "multicast"),
+        ] {
+            let error =
+                src_doc(&format!("{peers}\nunicast_src_ip = \"{source}\"")).expect_err(source);
+            assert!(
+                error.starts_with("lbd.toml:14:18: vrrp[0].unicast_src_ip: ")
+                    && error.contains(detail),
+                "{source}: {error}"
+            );
+        }
+        // The other instance's VIP, and an IPv6 instance's own family.
+        let error =
+            src_doc(&format!("{peers}\nunicast_src_ip = \"198.18.0.100\"")).expect_err("a VIP");
+        assert!(error.contains("moves with VRRP"), "{error}");
+        let v6 = |source: &str| {
+            let text = format!(
+                "interface = \"eth0\"\n[[vip]]\naddress = \"2001:2::100\"\nport = 80\n\
+                 [[vip]]\naddress = \"2001:2::101\"\nport = 80\n\
+                 [[vrrp]]\nvrid = 52\nunicast_peers = [\"2001:2::3\"]\nunicast_src_ip = \"{source}\"\n"
+            );
+            Config::from_toml_str(&text, "lbd.toml").map_err(|e| e.to_string())
+        };
+        assert!(v6("2001:2::7").is_ok());
+        let error = v6("198.18.0.7").expect_err("IPv4 for IPv6");
+        assert!(
+            error.contains("vrrp[0].unicast_src_ip: 198.18.0.7 is IPv4 but vrrp[0] moves IPv6 addresses (it lists no addresses, so it takes the family of the first VIP)"),
+            "{error}"
+        );
+        let error = v6("2001:2::101").expect_err("a VIP");
+        assert!(
+            error.contains("vrrp[0].unicast_src_ip: 2001:2::101 is an address vrrp[0] moves"),
+            "{error}"
+        );
+        assert!(src_doc(&format!("{peers}\nunicast_src_ip = 7")).is_err());
     }
 
     /// TTL 255 from unicast peers too by default; `unicast_peer_hops`

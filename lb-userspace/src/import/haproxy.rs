@@ -436,7 +436,42 @@ fn tls_terminated(
             ),
         ));
     }
+    plaintext_to_tls(proxy, farm, listens, servers)?;
     Ok(notes)
+}
+
+/// Refused at the first bind among `listens` without TLS when HAProxy
+/// speaks TLS (`ssl`) to some of `servers` (of `farm`): it originated TLS
+/// for clients connecting in plaintext, which lbd cannot, so their
+/// plaintext would reach the servers' TLS port (the converse of
+/// [`tls_terminated`]'s refusal).
+fn plaintext_to_tls(
+    proxy: &Proxy,
+    farm: &Proxy,
+    listens: &[Listen],
+    servers: &[Backend],
+) -> Result<(), ImportError> {
+    let tls: Vec<&str> = servers
+        .iter()
+        .filter(|s| farm.ssl_servers.contains(&s.name))
+        .map(|s| s.name.as_str())
+        .collect();
+    let Some(bind) = listens.iter().find(|l| !is_tls(proxy, l)) else {
+        return Ok(());
+    };
+    if tls.is_empty() {
+        return Ok(());
+    }
+    Err(ImportError::at_origin(
+        &bind.origin,
+        format!(
+            "{}: clients connect here in plaintext and HAProxy speaks TLS to {} {}'s servers {} (ssl on their server lines); lbd forwards the clients' connections as they are, so their plaintext would reach the servers' TLS port: remove this bind from the copy you import (keep HAProxy in front for it), or give the servers a plaintext port and name it without ssl on their server lines",
+            bind.what,
+            farm.kind,
+            farm.name,
+            tls.join(", ")
+        ),
+    ))
 }
 
 /// The WARNING that `proxy` (the default_backend of `user`, if given)

@@ -7,6 +7,7 @@
 
 mod checker;
 mod conditional;
+mod definitions;
 mod group;
 mod include;
 mod virtual_server;
@@ -133,8 +134,11 @@ impl Keepalived {
         config_id: Option<&str>,
     ) -> Result<Self, ImportError> {
         let mut parsed = Vec::new();
+        // keepalived keeps a definition for the files read after it.
+        let mut definitions = definitions::Definitions::default();
         for (file, text) in sources {
             let text = conditional::resolve(file, text, config_id)?;
+            let text = definitions.expand(file, &text)?;
             parsed.push((*file, blocks::parse(file, &text, Dialect::Keepalived)?));
         }
         let (unread, mains) = crate::import::pattern::unread(&parsed, |top| {

@@ -340,6 +340,9 @@ pub(crate) struct Vrrp {
     /// a priority 255.
     pub(crate) state: Option<Sourced<String>>,
     pub(crate) unicast_peers: Vec<Sourced<IpAddr>>,
+    /// `unicast_src_ip`: the address adverts to the unicast peers go from
+    /// (the one the peers' `unicast_peer` lists name).
+    pub(crate) unicast_src_ip: Option<Sourced<IpAddr>>,
     pub(crate) notify: Option<Sourced<String>>,
     /// Priority lost while lbd's interface is down.
     pub(crate) track_interface: Option<Sourced<u8>>,

@@ -397,6 +397,9 @@ pub(crate) struct Prepared {
     config: VrrpConfig,
     /// The address its adverts go from.
     local: IpAddr,
+    /// `local` is a `unicast_src_ip` not on the interface yet: the
+    /// instance starts without a source (see [`Machine::source_gone`]).
+    source_missing: bool,
     /// The addresses adverts never go from (see [`never_sources`]).
     never: Vec<IpAddr>,
     /// Whether lbd replicates its connection table with a VRRP peer (any
@@ -487,11 +490,30 @@ impl Instance {
             .ok_or_else(|| anyhow!("VRRP instance {} has no address to move", config.vrid))?;
         addresses::refuse_own(interface, config.vrid, &config.addresses).await?;
         let never = never_sources(lbd);
-        let kind = SourceKind::of(family, &config.unicast_peers);
-        let local = source_address(netlink, interface, kind, &never).await?;
+        let kind = SourceKind::of_instance(family, &config);
+        let (local, source_missing) = match source_address(netlink, interface, kind, &never).await?
+        {
+            Ok(local) => (local, false),
+            // A `unicast_src_ip` not (yet) on the interface: the instance
+            // starts without a source, as one whose source went (see
+            // `Machine::source_gone`), and sends once it is there.
+            Err(missing) => match kind {
+                SourceKind::Fixed(source) => {
+                    warn!(
+                        vrid = config.vrid,
+                        interface = %interface.name,
+                        missing,
+                        "VRRP: the instance starts without an address to send adverts from: a backup that does not take over until unicast_src_ip {source} is on the interface"
+                    );
+                    (source, true)
+                }
+                _ => return Err(anyhow!("{missing}")),
+            },
+        };
         Ok(Prepared {
             config,
             local,
+            source_missing,
             never,
             replicates: lbd.vrrp.iter().any(|v| v.sync_peer.is_some()),
         })
@@ -519,10 +541,14 @@ impl Instance {
         let Prepared {
             config,
             local,
+            source_missing,
             never,
             replicates,
         } = prepared;
-        let machine = Machine::new(settings_of(&config), local);
+        let mut machine = Machine::new(settings_of(&config), local);
+        if source_missing {
+            machine.source_gone(Instant::now());
+        }
         if resume {
             info!(
                 vrid = config.vrid,
@@ -547,8 +573,8 @@ impl Instance {
             ignored: BTreeMap::new(),
             link_down: false,
             link_down_since: None,
-            no_source: false,
-            no_source_since: None,
+            no_source: source_missing,
+            no_source_since: source_missing.then(|| unix_seconds(Instant::now())),
         };
         let (priority_tx, priority_rx) = watch::channel(config.priority);
         let (link_ups_tx, link_ups_rx) = watch::channel(0);
@@ -576,7 +602,7 @@ impl Instance {
             let notifies = notifies.clone();
             let config_priority = config.priority;
             async move {
-                let socket = match open_socket(&interface, local).await {
+                let socket = match open_socket(&interface, local, !source_missing).await {
                     Ok(socket) => socket,
                     Err(error) => {
                         let _ = opened_tx.send(Err(error));
@@ -773,11 +799,16 @@ impl Drop for Instance {
 
 /// Opens the socket; an IPv6 link-local address still in duplicate
 /// address detection (an interface just brought up) cannot be bound yet,
-/// so that is retried for a few seconds.
-async fn open_socket(interface: &Interface, local: IpAddr) -> anyhow::Result<VrrpSocket> {
+/// so that is retried for a few seconds. `present`: `local` is on the
+/// interface (not a `unicast_src_ip` still to come).
+async fn open_socket(
+    interface: &Interface,
+    local: IpAddr,
+    present: bool,
+) -> anyhow::Result<VrrpSocket> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        match VrrpSocket::open(&interface.name, interface.index, local) {
+        match VrrpSocket::open(&interface.name, interface.index, local, present) {
             Ok(socket) => return Ok(socket),
             Err(error)
                 if error.kind() == std::io::ErrorKind::AddrNotAvailable
@@ -802,15 +833,16 @@ const DAD_WAIT: Duration = Duration::from_secs(5);
 
 /// The address an instance of `kind` sends from (see [`SourceKind`]),
 /// none of `never`. Waits up to [`DAD_WAIT`] while the only candidates
-/// are still tentative (see [`waits_for_dad`]); with none, the error names
-/// the interface, what is missing and why each of its addresses of the
-/// family was passed over.
+/// are still tentative (see [`waits_for_dad`]); with none, the inner
+/// error ([`no_source_message`]) names the interface, what is missing and
+/// why each of its addresses of the family was passed over. The outer
+/// one: the addresses could not be read.
 async fn source_address(
     netlink: &Netlink,
     interface: &Interface,
     kind: SourceKind,
     never: &[IpAddr],
-) -> anyhow::Result<IpAddr> {
+) -> anyhow::Result<Result<IpAddr, String>> {
     let deadline = Instant::now() + DAD_WAIT;
     loop {
         let addresses = addresses::bounded(
@@ -819,17 +851,19 @@ async fn source_address(
         )
         .await?;
         if let Some(source) = pick_source(&addresses, kind, never) {
-            return Ok(source);
+            return Ok(Ok(source));
         }
         if waits_for_dad(&addresses, kind, never) && Instant::now() < deadline {
             debug!(interface = %interface.name, "the only {} is still tentative (duplicate address detection); waiting", kind.what());
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
-        return Err(anyhow!(
-            "{}",
-            no_source_message(&interface.name, &addresses, kind, never)
-        ));
+        return Ok(Err(no_source_message(
+            &interface.name,
+            &addresses,
+            kind,
+            never,
+        )));
     }
 }
 
@@ -855,6 +889,16 @@ fn no_source_message(
     } else {
         format!("; passed over: {}", passed.join(", "))
     };
+    if let SourceKind::Fixed(source) = kind {
+        let state = if passed.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", passed.join(", "))
+        };
+        return format!(
+            "interface {interface} does not have unicast_src_ip {source} in a state to send VRRP adverts from{state}: adverts go from that address only (the one the peer's unicast_peer list names), never another of the interface's; add it to {interface}, or change unicast_src_ip"
+        );
+    }
     format!(
         "interface {interface} has no {} to send VRRP adverts from{why}; the VIPs, NAT and [[vrrp]] addresses never are one, nor a tentative, DAD-failed, deprecated or temporary address{listed}",
         kind.what()
@@ -872,6 +916,12 @@ fn passed_over(
     if Family::of(&address.address) != kind.family() {
         return None;
     }
+    if let SourceKind::Fixed(source) = kind {
+        // Only the address named is worth naming: no other is one.
+        if address.address != source {
+            return None;
+        }
+    }
     let link_local = is_link_local(address.address);
     let why = if never.contains(&address.address) {
         "a VIP, NAT or [[vrrp]] address"
@@ -881,7 +931,7 @@ fn passed_over(
         "link-local"
     } else if address.state.dad_failed {
         "DAD-failed (another host has it)"
-    } else if address.secondary {
+    } else if address.secondary && !matches!(kind, SourceKind::Fixed(_)) {
         match kind {
             SourceKind::V4Primary => "secondary",
             _ => "temporary (privacy extensions)",
@@ -944,6 +994,9 @@ pub(crate) enum SourceKind {
     V6LinkLocal,
     /// IPv6 to unicast peers: a global (not link-local) address.
     V6Global,
+    /// To unicast peers from `unicast_src_ip`: this address and no other
+    /// (the one the peer's `unicast_peer` list names).
+    Fixed(IpAddr),
 }
 
 impl SourceKind {
@@ -957,11 +1010,22 @@ impl SourceKind {
         }
     }
 
+    /// The kind for `config`, an instance of `family`: its
+    /// `unicast_src_ip` if it sets one (config check allows it with
+    /// unicast peers only), else as [`Self::of`] says.
+    pub(crate) fn of_instance(family: Family, config: &VrrpConfig) -> Self {
+        match config.unicast_src_ip {
+            Some(source) if !config.unicast_peers.is_empty() => Self::Fixed(source),
+            _ => Self::of(family, &config.unicast_peers),
+        }
+    }
+
     /// The address family of its addresses.
     fn family(self) -> Family {
         match self {
             Self::V4Primary => Family::V4,
             Self::V6LinkLocal | Self::V6Global => Family::V6,
+            Self::Fixed(source) => Family::of(&source),
         }
     }
 
@@ -971,6 +1035,7 @@ impl SourceKind {
             Self::V4Primary => "primary IPv4 address",
             Self::V6LinkLocal => "link-local IPv6 address",
             Self::V6Global => "global IPv6 address",
+            Self::Fixed(_) => "unicast_src_ip address",
         }
     }
 }
@@ -984,7 +1049,15 @@ impl SourceKind {
 /// leave, see [`VrrpSocket::open`]) or, for a global IPv6 source,
 /// deprecated (see [`check_source`]).
 fn may_keep_sending_from(address: &InterfaceAddress, kind: SourceKind, never: &[IpAddr]) -> bool {
-    if never.contains(&address.address) || address.state.dad_failed || address.secondary {
+    if never.contains(&address.address) || address.state.dad_failed {
+        return false;
+    }
+    // The address named, whatever its kind: an IPv4 secondary (the
+    // second address of the interface is one), an IPv6 temporary one.
+    if let SourceKind::Fixed(source) = kind {
+        return address.address == source;
+    }
+    if address.secondary {
         return false;
     }
     match (kind, address.address) {
@@ -1001,8 +1074,9 @@ fn may_keep_sending_from(address: &InterfaceAddress, kind: SourceKind, never: &[
 /// [`may_keep_sending_from`] that is settled: not tentative and, for a
 /// global IPv6 source, not deprecated (preferred lifetime 0: being
 /// renumbered away, or a VIP held by hand in the form lbd gives its
-/// own). One rule for the start and for every later check, so a source
-/// picked once is kept by the checks.
+/// own; a `unicast_src_ip` may be deprecated: it is the one named). One
+/// rule for the start and for every later check, so a source picked once
+/// is kept by the checks.
 fn may_send_from(address: &InterfaceAddress, kind: SourceKind, never: &[IpAddr]) -> bool {
     may_keep_sending_from(address, kind, never)
         && !address.state.tentative
@@ -2019,7 +2093,7 @@ impl Driver {
     /// sends from the new one from now on; whether it moved.
     fn follow_present_source(&mut self, present: &[InterfaceAddress]) -> bool {
         let current = self.socket.local();
-        let kind = SourceKind::of(Family::of(&current), &self.config.unicast_peers);
+        let kind = SourceKind::of_instance(Family::of(&current), &self.config);
         match check_source(current, present, kind, &self.never) {
             SourceCheck::Keep => {
                 self.source_returned();
@@ -3356,6 +3430,78 @@ mod tests {
         );
     }
 
+    /// With `unicast_src_ip` adverts go from that address and never
+    /// another of the interface's, whatever kind it is (an IPv4
+    /// secondary, a deprecated or temporary IPv6 address): gone, there is
+    /// no source (the no-source path), back, it is kept again.
+    #[test]
+    fn a_unicast_src_ip_is_the_only_source() {
+        let text = "interface = \"eth0\"\n\
+            [[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+            [[vrrp]]\nvrid = 51\nunicast_peers = [\"198.18.0.3\"]\nunicast_src_ip = \"198.18.0.7\"\n";
+        let config = Config::from_toml_str(text, "lbd.toml").expect("valid config");
+        let kind = SourceKind::of_instance(Family::V4, &config.vrrp[0]);
+        assert_eq!(kind, SourceKind::Fixed(ip("198.18.0.7")));
+        let without = VrrpConfig {
+            unicast_src_ip: None,
+            ..config.vrrp[0].clone()
+        };
+        assert_eq!(
+            SourceKind::of_instance(Family::V4, &without),
+            SourceKind::V4Primary
+        );
+        let never = never_sources(&config);
+        let present = [
+            on_interface("198.18.0.2", 24, false),
+            on_interface("198.18.0.100", 32, false),
+            on_interface("198.18.0.7", 24, true), // the second: secondary
+        ];
+        assert_eq!(pick_source(&present, kind, &never), Some(ip("198.18.0.7")));
+        assert_eq!(
+            check_source(ip("198.18.0.7"), &present, kind, &never),
+            SourceCheck::Keep
+        );
+        // Gone: not the primary instead, none.
+        let gone = &present[..2];
+        assert_eq!(pick_source(gone, kind, &never), None);
+        assert_eq!(
+            check_source(ip("198.18.0.7"), gone, kind, &never),
+            SourceCheck::Gone
+        );
+        let message = no_source_message("eth0", gone, kind, &never);
+        assert!(
+            message.contains("interface eth0 does not have unicast_src_ip 198.18.0.7"),
+            "{message}"
+        );
+        // Sent from another before (a restart-only change): that one now.
+        assert_eq!(
+            check_source(ip("198.18.0.2"), &present, kind, &never),
+            SourceCheck::Switch(ip("198.18.0.7"))
+        );
+        // IPv6: a deprecated or temporary unicast_src_ip still is one; a
+        // tentative one is kept but not picked, a DAD-failed one is none.
+        let v6 = SourceKind::Fixed(ip("2001:2::7"));
+        let global = on_interface("2001:2::2", 64, false);
+        for state in [deprecated(), Default::default()] {
+            let present = [global.clone(), in_state("2001:2::7", 64, state)];
+            assert_eq!(pick_source(&present, v6, &[]), Some(ip("2001:2::7")));
+        }
+        let temporary = [global.clone(), on_interface("2001:2::7", 64, true)];
+        assert_eq!(pick_source(&temporary, v6, &[]), Some(ip("2001:2::7")));
+        let tentative_one = [global.clone(), in_state("2001:2::7", 64, tentative())];
+        assert_eq!(pick_source(&tentative_one, v6, &[]), None);
+        assert!(waits_for_dad(&tentative_one, v6, &[]));
+        assert_eq!(
+            check_source(ip("2001:2::7"), &tentative_one, v6, &[]),
+            SourceCheck::Keep
+        );
+        let failed = [global, in_state("2001:2::7", 64, dad_failed())];
+        assert_eq!(
+            check_source(ip("2001:2::7"), &failed, v6, &[]),
+            SourceCheck::Gone
+        );
+    }
+
     /// The global source is kept as the IPv4 primary is (Keep even beside
     /// a newer one, so the address a keepalived peer lists does not flap;
     /// kept while only re-running DAD), followed when it goes or is
@@ -3657,6 +3803,7 @@ mod tests {
             addresses: vec![address.parse().expect("address")],
             unicast_peers: Vec::new(),
             unicast_peer_hops: 0,
+            unicast_src_ip: None,
             announce_count: 1,
             announce_interval: Duration::from_millis(100),
             announce_refresh: None,

@@ -338,7 +338,10 @@ impl Machine {
             return Vec::new();
         }
         self.master_adver_interval_cs = self.settings.adver_interval_cs;
-        if self.priority == OWNER_PRIORITY && !self.holding_for_sync(now) {
+        // Nor an owner without a source (see `source_gone`): as master it
+        // could not tell the peer, which would take over too.
+        if self.priority == OWNER_PRIORITY && !self.holding_for_sync(now) && !self.source_is_gone()
+        {
             self.become_master(now)
         } else {
             self.state = State::Backup;
@@ -1230,6 +1233,24 @@ mod tests {
         assert_eq!(m.counters().adverts_sent, 1);
         // A second startup is a no-op.
         assert_eq!(m.startup(t0), []);
+    }
+
+    /// An instance starting without a source (a `unicast_src_ip` not on
+    /// the interface yet) is a backup that waits, owner or not, and runs
+    /// its Master_Down_Timer once the source is there.
+    #[test]
+    fn startup_without_a_source_waits_as_backup() {
+        let t0 = Instant::now();
+        for priority in [255, 100] {
+            let mut m = Machine::new(settings(priority), ME);
+            m.source_gone(t0);
+            assert_eq!(m.startup(t0), [Action::BecomeBackup], "{priority}");
+            assert_eq!(m.next_deadline(), None);
+            assert_eq!(m.on_timer(t0 + ms(10_000)), []);
+            let back = t0 + ms(10_000);
+            assert!(!m.source_back(back));
+            assert_eq!(m.next_deadline(), Some(back + m.master_down_interval()));
+        }
     }
 
     #[test]

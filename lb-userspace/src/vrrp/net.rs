@@ -82,7 +82,19 @@ impl VrrpSocket {
     /// option lets a send from an address gone from the interface leave
     /// (IPv4 sends fail then): the driver's look every 0.5 s moves the
     /// source.
-    pub(crate) fn open(ifname: &str, ifindex: u32, local: IpAddr) -> io::Result<Self> {
+    ///
+    /// `present`: `local` is the node's. A `unicast_src_ip` not on the
+    /// interface yet is not (the instance starts without a source, and
+    /// sends only once it is there): the socket opens all the same,
+    /// without the checks that need it (the IPv4 multicast interface by
+    /// address, which unicast adverts never use, every send naming the
+    /// interface; the IPv6 probe).
+    pub(crate) fn open(
+        ifname: &str,
+        ifindex: u32,
+        local: IpAddr,
+        present: bool,
+    ) -> io::Result<Self> {
         let socket = match local {
             IpAddr::V4(v4) => {
                 let s = Socket::new(
@@ -92,7 +104,9 @@ impl VrrpSocket {
                 )?;
                 s.bind_device(Some(ifname.as_bytes()))?;
                 s.join_multicast_v4_n(&VRRP_MCAST_V4, &InterfaceIndexOrAddress::Index(ifindex))?;
-                s.set_multicast_if_v4(&v4)?;
+                if present {
+                    s.set_multicast_if_v4(&v4)?;
+                }
                 s.set_multicast_ttl_v4(255)?;
                 s.set_ttl(255)?;
                 s.set_multicast_loop_v4(false)?;
@@ -121,8 +135,10 @@ impl VrrpSocket {
                 // tentative one (duplicate address detection) is refused
                 // here with AddrNotAvailable, so the caller waits for it
                 // at start (this probe has no IPV6_FREEBIND).
-                let probe = Socket::new(Domain::IPV6, Type::DGRAM, None)?;
-                probe.bind(&SockAddr::from(SocketAddrV6::new(v6, 0, 0, ifindex)))?;
+                if present {
+                    let probe = Socket::new(Domain::IPV6, Type::DGRAM, None)?;
+                    probe.bind(&SockAddr::from(SocketAddrV6::new(v6, 0, 0, ifindex)))?;
+                }
                 s
             }
         };

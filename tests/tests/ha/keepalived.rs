@@ -5,7 +5,7 @@
 
 use std::{
     io,
-    net::IpAddr,
+    net::{IpAddr, Ipv4Addr},
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -18,7 +18,7 @@ use std::{
 use lb_tests::{
     client,
     lab::{in_netns, Host, Lab, VIP4},
-    support::status_on,
+    support::{ip_on, status_on},
 };
 use lb_userspace::vrrp::State;
 
@@ -415,4 +415,104 @@ fn lbd_and_keepalived_elect_and_fail_over_both_ways() {
         "both nodes held the VIP for {longest:?} (limit {OVERLAP_LIMIT:?}): {}",
         timeline(&changes, started)
     );
+}
+
+/// Starts keepalived on `node` as process `name` (priority 100, VRID 51,
+/// 100 ms adverts, the lab's IPv4 VIP) sending to one unicast peer,
+/// `peer`, and taking adverts only from it (`check_unicast_src`): a
+/// keepalived that hears lbd's adverts from any other address ignores
+/// them and becomes master.
+fn start_unicast_keepalived(lab: &mut Lab, node: &Host, name: &str, peer: Ipv4Addr) {
+    let dir = lab.dir.join(name);
+    std::fs::create_dir_all(&dir).expect("keepalived dir");
+    let config = format!(
+        "global_defs {{\n  vrrp_version 3\n  router_id {name}\n  enable_script_security\n}}\n\
+         vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority 100\n  \
+         advert_int 0.1\n  unicast_src_ip {}\n  unicast_peer {{\n    {peer}\n  }}\n  check_unicast_src\n  \
+         virtual_ipaddress {{\n    {VIP4}/32\n  }}\n}}\n",
+        node.ipv4
+    );
+    let path = dir.join("keepalived.conf");
+    std::fs::write(&path, config).expect("keepalived.conf");
+    let d = dir.display().to_string();
+    lab.spawn(
+        name,
+        &node.netns.clone(),
+        "keepalived",
+        &[
+            "--dont-fork",
+            "--log-console",
+            "--log-detail",
+            "--vrrp",
+            "--use-file",
+            &path.to_string_lossy(),
+            "--pid",
+            &format!("{d}/keepalived.pid"),
+            "--vrrp_pid",
+            &format!("{d}/vrrp.pid"),
+            "--checkers_pid",
+            &format!("{d}/checkers.pid"),
+        ],
+    )
+    .expect("keepalived");
+}
+
+/// lbd's `unicast_src_ip`: its node has two addresses, and the keepalived
+/// peer's `unicast_peer` lists only the second (with
+/// `check_unicast_src`, so it takes adverts from that address alone).
+/// With `unicast_src_ip` naming it, keepalived hears the higher-priority
+/// lbd and stays backup; without, lbd's adverts leave from the primary
+/// address, keepalived ignores them and holds the VIP too.
+#[test]
+fn keepalived_hears_lbd_from_its_unicast_src_ip() {
+    let mut lab = lab(1);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    let [n0, n1, n2, _] = a.ipv4.octets();
+    let second = Ipv4Addr::new(n0, n1, n2, 77);
+    ip_on(&a, &["addr", "add", &format!("{second}/24"), "dev", "eth0"]);
+    let unicast = |source: Option<Ipv4Addr>| {
+        let from = source.map_or(String::new(), |s| format!("unicast_src_ip = \"{s}\"\n"));
+        lab.ha_config(&a, &b, &["b1"], 150, true)
+            .expect("config")
+            .lines()
+            .filter(|line| !line.starts_with("sync_"))
+            .map(|line| format!("{line}\n"))
+            .collect::<String>()
+            .replace(
+                "[[vrrp]]\n",
+                &format!("[[vrrp]]\nunicast_peers = [\"{}\"]\n{from}", b.ipv4),
+            )
+    };
+    let (with_source, without) = (unicast(Some(second)), unicast(None));
+
+    start_unicast_keepalived(&mut lab, &b, "keepalived-b", second);
+    lab.start_lbd_on(&a, "lbd-a", &with_source).expect("lbd");
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
+    thread::sleep(Duration::from_millis(1500));
+    assert_eq!(vrrp_state(&lab, &a), State::Master, "{}", lab.log("lbd-a"));
+    assert!(
+        !lab.holds_vip(&b).expect("ip addr"),
+        "keepalived did not take lbd's adverts from {second}:\n{}\n{}",
+        lab.log("keepalived-b"),
+        lab.log("lbd-a")
+    );
+    assert!(
+        lab.log("lbd-a").contains(&second.to_string()),
+        "lbd logs the source it starts with:\n{}",
+        lab.log("lbd-a")
+    );
+
+    // The control: from the primary address keepalived hears nothing it
+    // takes, and holds the VIP beside lbd.
+    lab.interrupt("lbd-a").expect("stop lbd");
+    wait_for_vip(&lab, &b, Instant::now(), Duration::from_secs(5));
+    lab.start_lbd_on(&a, "lbd-a2", &without).expect("lbd");
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
+    thread::sleep(Duration::from_millis(1500));
+    assert!(
+        lab.holds_vip(&b).expect("ip addr"),
+        "keepalived took adverts from an address its unicast_peer does not list; the test proves nothing:\n{}",
+        lab.log("keepalived-b")
+    );
+    lab.terminate("keepalived-b").expect("stop keepalived");
 }

@@ -287,7 +287,7 @@ pub(super) fn params(
                     params.note(
                         keyword,
                         &origin,
-                        format!("{keyword}: lbd sends no PROXY protocol header: turn accept-proxy off on the backend (in dsr-l2 mode it sees the client's address itself)"),
+                        format!("WARNING: {keyword}: HAProxy sent this server a PROXY protocol header with the client's address; lbd sends none, so a server that requires one (accept-proxy) refuses every connection through lbd: turn that off on it (in dsr-l2 mode it sees the client's address itself; in nat mode, the NAT address)"),
                     )
                 }
                 "ssl" => {

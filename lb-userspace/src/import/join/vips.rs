@@ -85,6 +85,10 @@ pub(super) fn vips<'s>(
         // Wildcard listens no given address is of the family of.
         let mut familyless: Vec<&Listen> = Vec::new();
         for listen in &service.listens {
+            if let Some(address) = listen.address.filter(|a| a.is_loopback()) {
+                notes.push(loopback_note(address, listen, service));
+                continue;
+            }
             if let Some(address) = listen.address {
                 add(
                     &mut out,
@@ -244,6 +248,18 @@ fn shadowed(
         bind.origin,
         other.name
     ))
+}
+
+/// The WARNING for a `listen` of `service` on a loopback `address`: the
+/// proxy served this node's own clients there, whose connections never
+/// reach lbd's XDP program on the interface, so it is left out (written,
+/// it was a VIP no client reaches, and an IPv6 one beside IPv4 backends
+/// refused the whole import).
+fn loopback_note(address: IpAddr, listen: &Listen, service: &Service) -> String {
+    format!(
+        "{}: WARNING: {}: a loopback address ({address}), where {} served clients on this node only; lbd serves the packets that reach its interface, never this node's own connections: not imported; point those clients at a VIP, or keep the proxy for them",
+        listen.origin, listen.what, service.name
+    )
 }
 
 /// The error for a wildcard listen no address is found for.

@@ -142,6 +142,24 @@ fn table(vrrp: &Vrrp, extra: &[(IpAddr, String)]) -> Result<Table, ImportError> 
             format!("unicast_peer: {}", from.join(", ")),
         );
     }
+    if let Some(source) = &vrrp.unicast_src_ip {
+        let first_v4 = first.is_ipv4();
+        if vrrp.unicast_peers.is_empty() {
+            t.notes.push(format!(
+                "{}: {}: without unicast_peer the adverts go to the multicast group, which lbd sends from the interface's primary (IPv4) or link-local (IPv6) address; not carried over",
+                source.origin, source.what
+            ));
+        } else if source.value.is_ipv4() != first_v4 {
+            t.notes.push(format!(
+                "{}: {}: not of the instance's family (it moves {} addresses), so keepalived cannot send from it either; not carried over: lbd sends from the interface's own address",
+                source.origin,
+                source.what,
+                if first_v4 { "IPv4" } else { "IPv6" }
+            ));
+        } else {
+            t.push("unicast_src_ip", source.value.to_string(), source.comment());
+        }
+    }
     if let Some(n) = &vrrp.notify {
         if n.value.starts_with('/') && !n.value.contains(char::is_whitespace) {
             t.push("notify", n.value.clone(), n.comment());

@@ -97,6 +97,7 @@ pub(super) fn instance(
         address_devs: Vec::new(),
         state: None,
         unicast_peers: Vec::new(),
+        unicast_src_ip: None,
         notify: None,
         track_interface: None,
         track_dataplane: None,
@@ -167,10 +168,14 @@ pub(super) fn instance(
                     ));
                 }
             }
-            "unicast_src_ip" => vrrp.notes.push(Note::new(
-                &at,
-                format!("{text}: lbd sends its adverts from the interface's own address (IPv4: its primary address; IPv6 to unicast peers: its first global address that is no VIP, NAT or [[vrrp]] address, which the keepalived peers' unicast_peer lists must name)"),
-            )),
+            "unicast_src_ip" => {
+                let word = one(file, child)?;
+                let source = word.parse().map_err(|_| {
+                    ImportError::at(file, child.line, format!("{text}: {word:?} is not an IP address"))
+                })?;
+                // (join carries it over where lbd takes it.)
+                vrrp.unicast_src_ip = Some(Sourced::new(source, &at, text));
+            }
             "unicast_ttl" => {
                 // keepalived's default 255 crosses no router: what lbd
                 // expects. Below, the peers may be routed, and how many

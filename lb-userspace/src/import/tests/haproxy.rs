@@ -449,15 +449,15 @@ fn default_server_notes_reach_the_servers_inheriting_them() {
     let text = tcp_haproxy("listen web\n  bind 198.18.0.100:443\n  default-server send-proxy-v2 maxconn 100 slowstart 10s check\n  server w1 198.18.0.11:443\n  server w2 198.18.0.12:443 send-proxy-v2\n");
     let imported = ok(&[("h.cfg", &text)], &on_eth0());
     for needle in [
-        "h.cfg:6: send-proxy-v2: lbd sends no PROXY protocol header: turn accept-proxy off on the backend (in dsr-l2 mode it sees the client's address itself) (default-server, inherited by server w1)",
+        "h.cfg:6: WARNING: send-proxy-v2: HAProxy sent this server a PROXY protocol header with the client's address; lbd sends none, so a server that requires one (accept-proxy) refuses every connection through lbd: turn that off on it (in dsr-l2 mode it sees the client's address itself; in nat mode, the NAT address) (default-server, inherited by server w1)",
         "h.cfg:6: maxconn 100: lbd forwards packets and limits no connections (default-server, inherited by server w2)",
         "slowstart 10s: lbd has no slow start",
-        "h.cfg:8: send-proxy-v2",
+        "h.cfg:8: WARNING: send-proxy-v2",
     ] {
         assert!(has_note(&imported, needle), "no {needle:?} in {:#?}", imported.notes);
     }
     // w2's own send-proxy-v2 is said once, not again as inherited.
-    assert!(!has_note(&imported, "send-proxy-v2: lbd sends no PROXY protocol header: turn accept-proxy off on the backend (in dsr-l2 mode it sees the client's address itself) (default-server, inherited by server w2)"));
+    assert!(!has_note(&imported, "WARNING: send-proxy-v2: HAProxy sent this server a PROXY protocol header with the client's address; lbd sends none, so a server that requires one (accept-proxy) refuses every connection through lbd: turn that off on it (in dsr-l2 mode it sees the client's address itself; in nat mode, the NAT address) (default-server, inherited by server w2)"));
 }
 
 #[test]
@@ -557,7 +557,7 @@ fn no_argument_server_keywords_do_not_swallow_the_next_one() {
         "no-renegotiate",
     ] {
         let text = tcp_haproxy(&format!(
-            "listen web\n  bind 198.18.0.100:443\n  server w1 198.18.0.11:443 ssl {flag} check\n"
+            "listen web\n  bind 198.18.0.100:443 ssl crt /etc/ssl/web.pem\n  server w1 198.18.0.11:443 ssl {flag} check\n"
         ));
         let imported = ok(&[("h.cfg", &text)], &on_eth0());
         assert_eq!(
@@ -700,8 +700,15 @@ fn http_check_send_keys_lbd_does_not_send_are_noted() {
 #[test]
 fn an_http_check_over_tls_is_imported_as_a_tcp_check_with_a_warning() {
     let checked = |server: &str| {
+        // A bind of TLS (passed through) to `ssl` servers, of plaintext to
+        // the others: the import refuses the other pairings.
+        let tls = if server.split_whitespace().any(|w| w == "ssl") {
+            " ssl crt /etc/ssl/web.pem"
+        } else {
+            ""
+        };
         let text = tcp_haproxy(&format!(
-            "listen web\n  bind 198.18.0.100:443\n  option httpchk GET /health\n  server w1 198.18.0.11:443 {server}\n"
+            "listen web\n  bind 198.18.0.100:443{tls}\n  option httpchk GET /health\n  server w1 198.18.0.11:443 {server}\n"
         ));
         let imported = ok(&[("h.cfg", &text)], &on_eth0());
         let tls_warning = imported
@@ -732,9 +739,19 @@ fn an_http_check_over_tls_is_imported_as_a_tcp_check_with_a_warning() {
 
 #[test]
 fn notes_on_tls_checks_say_what_each_server_gets() {
+    // A bind of TLS (passed through) where the servers speak it (`ssl`),
+    // of plaintext where they do not: the import refuses the other
+    // pairings.
     let imported = |servers: &str, option: &str| {
+        let tls = if servers.lines().any(|l| {
+            l.trim_start().starts_with("server ") && l.split_whitespace().any(|w| w == "ssl")
+        }) {
+            " ssl crt /etc/ssl/web.pem"
+        } else {
+            ""
+        };
         let text = tcp_haproxy(&format!(
-            "listen web\n  bind 198.18.0.100:443\n{option}{servers}"
+            "listen web\n  bind 198.18.0.100:443{tls}\n{option}{servers}"
         ));
         ok(&[("h.cfg", &text)], &on_eth0())
     };
@@ -751,7 +768,7 @@ fn notes_on_tls_checks_say_what_each_server_gets() {
     }
     // Some did: the notes name the servers they are about.
     let mixed = imported(
-        "  server w1 198.18.0.11:443 ssl check\n  server w2 198.18.0.12:443 check\n",
+        "  server w1 198.18.0.11:443 ssl check\n  server w2 198.18.0.12:443 ssl check port 8080\n",
         httpchk,
     );
     for needle in [
@@ -834,7 +851,8 @@ fn http_check_connect_gives_the_port_and_tls_of_the_check() {
     }
     // A connection of its own port in the clear: the server's `ssl` is
     // not the check's.
-    let clear = imported("  http-check connect port 8008\n", "ssl check");
+    let clear = tcp_haproxy("listen pg\n  bind 198.18.0.100:5432 ssl crt /etc/ssl/pg.pem\n  option httpchk GET /health\n  http-check connect port 8008\n  server a 198.18.0.11:5432 ssl check\n");
+    let clear = ok(&[("h.cfg", &clear)], &on_eth0());
     assert_eq!(clear.config.vips[0].health.check, CheckType::Http);
     // A second connection lbd does not make.
     let second = imported(
@@ -1468,4 +1486,45 @@ fn a_loopback_or_unspecified_server_is_refused_at_its_line() {
             "{server}: {error}"
         );
     }
+}
+
+/// The converse of TLS termination: clients connect in plaintext and
+/// HAProxy speaks TLS to `ssl` servers (TLS origination, `mode tcp` or
+/// `http`). lbd forwards the clients' connection as it is, so their
+/// plaintext would reach the servers' TLS port: refused at the bind,
+/// naming the servers, as a TLS bind to plain servers is. Once HAProxy
+/// redirected every plaintext request (to its TLS bind), the plain bind
+/// is left out and nothing is refused.
+#[test]
+fn a_plaintext_bind_to_ssl_servers_is_refused_at_the_bind() {
+    let text = tcp_haproxy("listen ldap\n  bind 198.18.0.100:389\n  server l1 198.18.0.11:636 ssl verify none check\n  server l2 198.18.0.12:636 ssl verify none check\n");
+    let options = Options {
+        nat_source: vec![ip("198.18.0.50")],
+        ..on_eth0()
+    };
+    let error = refused(&[("h.cfg", &text)], &options);
+    assert!(
+        error.starts_with("h.cfg:5: bind 198.18.0.100:389: clients connect here in plaintext and HAProxy speaks TLS to listen ldap's servers l1, l2"),
+        "{error}"
+    );
+    // The servers without `ssl` are not named; one with it is enough.
+    let mixed = text.replace("198.18.0.12:636 ssl verify none", "198.18.0.12:636");
+    let error = refused(&[("h.cfg", &mixed)], &options);
+    assert!(error.contains("servers l1 (ssl"), "{error}");
+    // A TLS bind beside it is passed through (with its WARNING); the
+    // plaintext one is still refused.
+    let both = text.replace(
+        "  bind 198.18.0.100:389\n",
+        "  bind 198.18.0.100:636 ssl crt /etc/ssl/ldap.pem\n  bind 198.18.0.100:389\n",
+    );
+    assert!(refused(&[("h.cfg", &both)], &options).starts_with("h.cfg:6: bind 198.18.0.100:389: "));
+    // Without the plaintext bind: imported.
+    let tls_only = both.replace("  bind 198.18.0.100:389\n", "");
+    let imported = ok(&[("h.cfg", &tls_only)], &options);
+    assert_eq!(imported.config.vips.len(), 1);
+    // HAProxy redirecting every plaintext request leaves that bind out.
+    let redirected = "frontend web\n  mode http\n  bind 198.18.0.100:80\n  bind 198.18.0.100:443 ssl crt /etc/ssl/web.pem\n  redirect scheme https if !{ ssl_fc }\n  default_backend app\nbackend app\n  mode http\n  server a1 198.18.0.11:443 ssl check\n";
+    let imported = ok(&[("h.cfg", redirected)], &options);
+    assert_eq!(imported.config.vips.len(), 1);
+    assert_eq!(imported.config.vips[0].port, 443);
 }

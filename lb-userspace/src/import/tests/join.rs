@@ -471,3 +471,41 @@ fn backends_of_the_other_family_follow_lbds_rule_in_every_mode() {
         }
     }
 }
+
+/// A bind or listen on a loopback address (`bind 127.0.0.1:3306` for the
+/// applications of the proxy's own node) served this node's own
+/// connections, which never reach lbd's XDP program on the interface: it
+/// is left out with a WARNING naming it, not written as a VIP no client
+/// can reach, and a service with only such binds is not imported.
+#[test]
+fn a_loopback_bind_is_left_out_with_a_warning() {
+    let text = tcp_haproxy("listen db\n  bind 198.18.0.100:3306\n  bind 127.0.0.1:3306\n  bind [::1]:3306\n  server d1 198.18.0.11:3306 check\nlisten local\n  bind 127.0.0.1:6379\n  server r1 198.18.0.21:6379 check\n");
+    let imported = ok(&[("h.cfg", &text)], &on_eth0());
+    let vips: Vec<(IpAddr, u16)> = imported
+        .config
+        .vips
+        .iter()
+        .map(|v| (v.address, v.port))
+        .collect();
+    assert_eq!(vips, [(ip("198.18.0.100"), 3306)], "{}", imported.text);
+    for needle in [
+        "h.cfg:6: WARNING: bind 127.0.0.1:3306: a loopback address",
+        "h.cfg:7: WARNING: bind [::1]:3306: a loopback address",
+        "h.cfg:10: WARNING: bind 127.0.0.1:6379: a loopback address",
+    ] {
+        assert!(
+            has_note(&imported, needle),
+            "no {needle:?} in {:#?}",
+            imported.notes
+        );
+    }
+    // nginx alike.
+    let nginx = "stream {\n  server {\n    listen 127.0.0.1:5432;\n    listen 198.18.0.100:5432;\n    proxy_pass 198.18.0.11:5432;\n  }\n}\n";
+    let imported = ok(&[("nginx.conf", nginx)], &on_eth0());
+    assert_eq!(imported.config.vips.len(), 1);
+    assert_eq!(imported.config.vips[0].address, ip("198.18.0.100"));
+    assert!(has_note(
+        &imported,
+        "nginx.conf:3: WARNING: listen 127.0.0.1:5432: a loopback address"
+    ));
+}

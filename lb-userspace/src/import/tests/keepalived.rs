@@ -125,6 +125,9 @@ fn ipvs_services_keep_their_modes_weights_and_checks() {
     // keepalived clears preempt_delay with nopreempt (vrrp.c).
     assert_eq!(vrrp.preempt_delay, Duration::ZERO);
     assert_eq!(vrrp.unicast_peers, [ip("198.18.0.3")]);
+    // The address the peer's unicast_peer lists: adverts go from it.
+    assert_eq!(vrrp.unicast_src_ip, Some(ip("198.18.0.2")));
+    assert!(imported.text.contains("unicast_src_ip = \"198.18.0.2\""));
     assert_eq!(
         vrrp.addresses,
         [ip("198.18.0.100"), ip("198.18.0.101"), ip("198.18.0.50")]
@@ -138,7 +141,7 @@ fn ipvs_services_keep_their_modes_weights_and_checks() {
     for expected in [
         "# keepalived.conf:27 (lb_kind DR)",
         "keepalived.conf:19: track_interface eth2: lbd tracks only the interface it serves on",
-        "keepalived.conf:9: unicast_src_ip 198.18.0.2",
+        "# keepalived.conf:9 (unicast_src_ip 198.18.0.2)",
         "keepalived.conf:26: lb_algo wrr: lbd balances with Maglev",
         "lb_kind TUN: lbd's ipip mode",
         "notify /etc/keepalived/notify.sh: lbd runs it as `notify STATE VRID",
@@ -149,6 +152,52 @@ fn ipvs_services_keep_their_modes_weights_and_checks() {
         &imported,
         "keepalived.conf:28: persistence_timeout 50: client persistence (source stickiness) is not carried over"
     ));
+    assert!(
+        !imported.notes.iter().any(|n| n.contains("unicast_src_ip")),
+        "mapped, not noted: {:?}",
+        imported.notes
+    );
+}
+
+/// `unicast_src_ip` is mapped where lbd takes it (with unicast peers, of
+/// the instance's family); elsewhere it is noted and left out, so the
+/// generated file passes lbd's check.
+#[test]
+fn unicast_src_ip_is_carried_over_with_unicast_peers_only() {
+    let with = |extra: &str| {
+        format!("vrrp_instance A {{\n  interface eth0\n  virtual_router_id 7\n  unicast_src_ip 198.18.0.7\n{extra}  virtual_ipaddress {{\n    198.18.0.100\n  }}\n}}\n")
+    };
+    let peers = with("  unicast_peer {\n    198.18.0.3\n  }\n");
+    let imported = ok(&[("k.conf", &peers)], &Options::default());
+    assert_eq!(
+        imported.config.vrrp[0].unicast_src_ip,
+        Some(ip("198.18.0.7"))
+    );
+    let multicast = with("");
+    let imported = ok(&[("k.conf", &multicast)], &Options::default());
+    assert_eq!(imported.config.vrrp[0].unicast_src_ip, None);
+    assert!(
+        imported
+            .notes
+            .iter()
+            .any(|n| n.starts_with("k.conf:4: unicast_src_ip 198.18.0.7: without unicast_peer")),
+        "{:?}",
+        imported.notes
+    );
+    let v6 = peers.replace("198.18.0.7", "2001:2::7");
+    let imported = ok(&[("k.conf", &v6)], &Options::default());
+    assert_eq!(imported.config.vrrp[0].unicast_src_ip, None);
+    assert!(
+        imported
+            .notes
+            .iter()
+            .any(|n| n
+                .starts_with("k.conf:4: unicast_src_ip 2001:2::7: not of the instance's family")),
+        "{:?}",
+        imported.notes
+    );
+    let bad = peers.replace("198.18.0.7", "eth0");
+    assert!(refused(&[("k.conf", &bad)], &Options::default()).starts_with("k.conf:4: "));
 }
 
 #[test]
@@ -1124,5 +1173,60 @@ fn a_sorry_server_is_a_backup_with_its_warning() {
     assert_eq!(
         weights(&imported.config.vips[0]),
         [(ip("198.18.0.11"), 100), (ip("198.18.0.99"), 0)]
+    );
+}
+
+/// keepalived's parameter definitions (`$NAME=VALUE`, used as `$NAME` or
+/// `${NAME}`, keepalived.conf(5) "Parameter substitution") are expanded
+/// where they are used, as keepalived does, across the files of one
+/// setup; read literally they wrote `interface = "$IFACE"`.
+#[test]
+fn parameter_definitions_are_expanded_where_used() {
+    let main = "$IFACE=eth1\n$VIP=198.18.0.100   # the service address\n$RS_PORT = 8080\nvrrp_instance VI_1 {\n    interface $IFACE\n    virtual_router_id 51\n    priority 100\n    virtual_ipaddress {\n        ${VIP}/32 dev $IFACE\n    }\n}\nvirtual_server $VIP 80 {\n    lb_kind NAT\n    include /etc/keepalived/rs.conf\n}\n";
+    let rs = "real_server 198.18.0.11 ${RS_PORT} {\n    TCP_CHECK {\n        connect_port $RS_PORT\n    }\n}\n";
+    let options = Options {
+        nat_source: vec![ip("198.18.0.50")],
+        ..Options::default()
+    };
+    let imported = ok(&[("k.conf", main), ("rs.conf", rs)], &options);
+    assert_eq!(imported.config.interface, "eth1", "{}", imported.text);
+    // (With the NAT address, which moves with the NAT VIP.)
+    assert_eq!(
+        imported.config.vrrp[0].addresses,
+        [ip("198.18.0.100"), ip("198.18.0.50")]
+    );
+    let vip = &imported.config.vips[0];
+    assert_eq!(vip.address, ip("198.18.0.100"));
+    assert_eq!(vip.backends[0].port, Some(8080));
+    assert!(!has_note(&imported, "$IFACE"), "{:#?}", imported.notes);
+    // Provenance names the line, its definitions expanded.
+    assert!(
+        imported.text.contains("k.conf:5 (interface eth1)"),
+        "{}",
+        imported.text
+    );
+    // `$` that names no definition stays as written (a script's `$(...)`).
+    let script = format!(
+        "vrrp_script chk {{\n    script \"/bin/sh -c 'kill -0 $(cat /run/haproxy.pid)'\"\n}}\n{main}"
+    );
+    ok(&[("k.conf", &script), ("rs.conf", rs)], &options);
+}
+
+/// What the import cannot expand is refused at its line, never read
+/// literally: a multi-line definition (ending in `\`) and `~SEQ`.
+#[test]
+fn multi_line_definitions_and_sequences_are_refused_at_their_line() {
+    let multi = format!("$RS=real_server 198.18.0.11 80 {{ \\\n  weight 1 \\\n}}\n{INSTANCE}");
+    let err = refused(&[("k.conf", &multi)], &on_eth0());
+    assert!(
+        err.starts_with("k.conf:1: $RS: a multi-line definition"),
+        "{err}"
+    );
+    let seq = format!("{INSTANCE}~SEQ(N, 11, 13) real_server 198.18.0.$N 80 {{\n}}\n");
+    let lines = INSTANCE.lines().count();
+    let err = refused(&[("k.conf", &seq)], &on_eth0());
+    assert!(
+        err.starts_with(&format!("k.conf:{}: ~SEQ(N, 11, 13)", lines + 1)),
+        "{err}"
     );
 }
