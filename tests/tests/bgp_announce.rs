@@ -144,11 +144,21 @@ fn announcements_follow_health_drain_and_stops() {
     );
     assert!(announced(&bird), "a dry run changes nothing");
     assert!(!node(&lab).dry_run);
-    let (code, _, _) = lbctl_outcome(
+    // This lab's BIRD has no BGP session: the node announced to no
+    // router, so `--wait` drains it but says there was nothing to drain
+    // (exit 10) rather than claim a drain.
+    let (code, _, stderr) = lbctl_outcome(
         &lab,
         &["node", "drain", "--wait", "--quiet", "1", "--timeout", "20"],
     );
-    assert_eq!(code, 0, "drain --wait on an idle node returns");
+    assert_eq!(
+        code, 10,
+        "drain --wait on a node no session exports: {stderr}"
+    );
+    assert!(
+        stderr.contains("no Established BGP session") && stderr.contains("nothing to drain"),
+        "{stderr}"
+    );
     assert!(!announced(&bird), "drained: withdrawn at once");
     // The drain is kept across a restart.
     lab.terminate("lbd").expect("SIGTERM");

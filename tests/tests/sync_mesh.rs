@@ -259,13 +259,34 @@ fn flows_stay_on_their_backend_when_the_client_moves_to_another_node() {
             "{from_a:?}"
         );
         assert!(r.installed >= total as u64, "{r:?}");
+        // How stale a's flows here may be: a full-mesh peer dumps at
+        // least every 10 s, so its last batch is recent, stamped with the
+        // wall clock of its arrival.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs();
+        assert!(
+            from_a.last_received_s.is_some_and(|age| age <= 30),
+            "{from_a:?}"
+        );
+        assert!(
+            from_a
+                .last_received_unix_s
+                .is_some_and(|at| at + 60 >= now && at <= now + 1),
+            "{from_a:?} (now {now})"
+        );
     }
     let text = lab.lbctl_on(c, &["status"]).expect("lbctl status");
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("replication (full-mesh)"), "{text}");
+    let peer_line = text
+        .lines()
+        .find(|l| l.contains(&format!("peer {}:{SYNC_PORT}", a.ipv4)))
+        .unwrap_or_else(|| panic!("no line of peer a in {text}"));
     assert!(
-        text.contains(&format!("peer {}:{SYNC_PORT}", a.ipv4)),
-        "{text}"
+        peer_line.contains("s ago") && peer_line.contains("last batch"),
+        "{peer_line}"
     );
 }
 

@@ -171,19 +171,104 @@ pub fn plan(node: NodeView<'_>, services: &[Service]) -> Plan {
         .collect()
 }
 
+/// How long after a frame of a peer's full dump the dump still counts as
+/// arriving (see [`PeerDumps::arriving`]): a dump in progress sends its
+/// frames back to back, so a second or two without one means it stalled
+/// (the session broke, or the peer stopped sending).
+pub const DUMP_PROGRESS_WINDOW: Duration = Duration::from_secs(2);
+
+/// How many times `startup_wait_ms` the gate waits at most for dumps
+/// still arriving when the wait passes (see [`Startup::update`]): the
+/// default 10 s wait is held to 40 s at most. A bound, so a peer that
+/// streams a dump forever (or its last frame never comes) cannot keep
+/// the node from announcing.
+pub const DUMP_CAP_FACTOR: u32 = 4;
+
+/// Where one sync peer's first full dump stands, as the start-up gate
+/// reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DumpProgress {
+    /// Complete: the last frames of its full sync of the flows and of
+    /// the NAT'd flows arrived.
+    Done,
+    /// Frames of it arrived, the latest at this instant, but not its end.
+    Arriving(Instant),
+    /// Nothing of it yet: the peer was not reached, or sent none.
+    Nothing,
+}
+
+impl DumpProgress {
+    /// How the logs spell it.
+    fn describe(self, now: Instant) -> String {
+        match self {
+            Self::Done => "complete".to_owned(),
+            Self::Arriving(at) => format!(
+                "incomplete, last frame {} ms ago",
+                now.saturating_duration_since(at).as_millis()
+            ),
+            Self::Nothing => "nothing received".to_owned(),
+        }
+    }
+}
+
+/// Every sync peer's first full dump, each under the peer's name (its
+/// configured address): the start-up gate's view of replication.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerDumps(pub Vec<(String, DumpProgress)>);
+
+impl PeerDumps {
+    /// Whether every peer's dump is complete (no peers: yes).
+    pub fn all_done(&self) -> bool {
+        self.0.iter().all(|(_, d)| *d == DumpProgress::Done)
+    }
+
+    /// Whether some peer's dump is still demonstrably arriving at `now`:
+    /// a frame of it came within [`DUMP_PROGRESS_WINDOW`].
+    pub fn arriving(&self, now: Instant) -> bool {
+        self.0.iter().any(|(_, d)| match d {
+            DumpProgress::Arriving(at) => now.saturating_duration_since(*at) < DUMP_PROGRESS_WINDOW,
+            _ => false,
+        })
+    }
+
+    /// Whether some peer's dump began arriving and is not complete (at
+    /// any time: stalled or not).
+    pub fn any_partial(&self) -> bool {
+        self.0
+            .iter()
+            .any(|(_, d)| matches!(d, DumpProgress::Arriving(_)))
+    }
+
+    /// The peers whose dump is not complete, with where each stands, as
+    /// the logs name them (`peer (state), …`).
+    pub fn unfinished(&self, now: Instant) -> String {
+        self.0
+            .iter()
+            .filter(|(_, d)| *d != DumpProgress::Done)
+            .map(|(peer, d)| format!("{peer} ({})", d.describe(now)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// The start-up gate: a fresh node (no pinned data plane adopted) waits
 /// until every sync peer has sent its full flow dump and the first health
 /// checks of the backends behind its addresses have decided, or `wait`
 /// has passed, before it announces anything — it never takes flows it
 /// does not know, nor attracts them to a backend that is down everywhere
-/// (a backend whose health is still unknown counts as up). A node that
+/// (a backend whose health is still unknown counts as up). When `wait`
+/// passes while a peer's dump is still arriving (see
+/// [`PeerDumps::arriving`]), it waits on for it, until it stops arriving
+/// ([`Opened::DumpStalled`]) or [`DUMP_CAP_FACTOR`] × `wait` passed
+/// ([`Opened::CapElapsed`]). A node that
 /// adopted its data plane and whose routes were kept (a restart; see
 /// `Announcer::new`) announces those routes' addresses at once, and the
 /// others once their first checks decided (VIPs added to the file before
 /// the restart), as after a reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Startup {
-    /// Waiting since `since`, for at most `wait`.
+    /// Waiting since `since`, for at most `wait` (or the cap, while a
+    /// dump is arriving).
     Waiting {
         /// When lbd started.
         since: Instant,
@@ -191,6 +276,9 @@ pub enum Startup {
         wait: Duration,
         /// Whether sync peers' dumps are awaited (none configured: no).
         peers: bool,
+        /// Whether `wait` passed while a dump was arriving, so the gate
+        /// waits on for it.
+        extended: bool,
     },
     /// A restart that kept its routes: `kept` (the addresses they
     /// announced) are let through; the others wait for their first
@@ -221,6 +309,12 @@ pub enum Opened {
     WaitElapsed,
     /// No sync peers are configured: only the first checks were awaited.
     NoPeers,
+    /// The wait passed while a peer's dump was arriving; the gate waited
+    /// on, and that dump stopped arriving before its end.
+    DumpStalled,
+    /// The wait passed while a peer's dump was arriving; the gate waited
+    /// on, and the cap ([`DUMP_CAP_FACTOR`] × the wait) passed first.
+    CapElapsed,
 }
 
 impl Opened {
@@ -231,6 +325,8 @@ impl Opened {
             Self::PeersSynced => "peers-synced",
             Self::WaitElapsed => "wait-elapsed",
             Self::NoPeers => "no-peers",
+            Self::DumpStalled => "dump-stalled",
+            Self::CapElapsed => "cap-elapsed",
         }
     }
 }
@@ -245,6 +341,7 @@ impl Startup {
                 since: now,
                 wait,
                 peers: has_peers,
+                extended: false,
             }
         } else {
             Self::Kept {
@@ -255,28 +352,49 @@ impl Startup {
         }
     }
 
-    /// Moves the gate on: `peers_dumped` says every peer's full dump
-    /// arrived, `undecided` are the announced addresses with a checked
+    /// Moves the gate on: `dumps` says where every peer's full dump
+    /// stands, `undecided` are the announced addresses with a checked
     /// backend still `Unknown`. Returns the reason when it opens now.
     pub fn update(
         &mut self,
-        peers_dumped: bool,
+        dumps: &PeerDumps,
         undecided: &BTreeSet<IpAddr>,
         now: Instant,
     ) -> Option<Opened> {
+        let peers_dumped = dumps.all_done();
         let opened = match self {
             Self::Open(_) => return None,
-            Self::Waiting { since, wait, peers } => {
+            Self::Waiting {
+                since,
+                wait,
+                peers,
+                extended,
+            } => {
+                let waited = now.saturating_duration_since(*since);
+                let cap = wait.saturating_mul(DUMP_CAP_FACTOR);
                 if undecided.is_empty() && (peers_dumped || !*peers) {
                     if *peers {
                         Opened::PeersSynced
                     } else {
                         Opened::NoPeers
                     }
-                } else if now.saturating_duration_since(*since) >= *wait {
-                    Opened::WaitElapsed
-                } else {
+                } else if waited < *wait {
                     return None;
+                } else if *peers && !peers_dumped && dumps.arriving(now) && waited < cap {
+                    // A dump is still arriving: announcing now would draw
+                    // flows whose state is on its way.
+                    *extended = true;
+                    return None;
+                } else if !*extended || !dumps.any_partial() {
+                    // No dump was arriving at the wait (a peer that sends
+                    // nothing), or those waited on are in and only peers
+                    // that sent nothing, or the first checks, are
+                    // missing: the wait decides.
+                    Opened::WaitElapsed
+                } else if waited >= cap {
+                    Opened::CapElapsed
+                } else {
+                    Opened::DumpStalled
                 }
             }
             // The kept addresses' flows are in the adopted table: only
@@ -302,6 +420,12 @@ impl Startup {
             Self::Kept { kept, .. } => Gate::Only(kept),
             Self::Open(_) => Gate::Open,
         }
+    }
+
+    /// Whether the wait passed while a dump was arriving, and the gate
+    /// still waits on for it.
+    pub fn is_extended(&self) -> bool {
+        matches!(self, Self::Waiting { extended: true, .. })
     }
 
     /// Whether announcing may start everywhere.
@@ -425,6 +549,23 @@ mod tests {
         BTreeSet::new()
     }
 
+    const PEER: &str = "198.18.2.12:7946";
+
+    /// One peer whose dump stands as `progress`.
+    fn dumps(progress: DumpProgress) -> PeerDumps {
+        PeerDumps(vec![(PEER.to_owned(), progress)])
+    }
+
+    /// The peer's dump is complete.
+    fn done() -> PeerDumps {
+        dumps(DumpProgress::Done)
+    }
+
+    /// Nothing of the peer's dump came.
+    fn nothing() -> PeerDumps {
+        dumps(DumpProgress::Nothing)
+    }
+
     #[test]
     fn the_gate_opens_on_the_peers_dumps_or_the_wait() {
         let t0 = Instant::now();
@@ -432,25 +573,198 @@ mod tests {
         let mut gate = Startup::new(none(), true, wait, t0);
         assert!(!gate.is_open());
         assert_eq!(
-            gate.update(false, &none(), t0 + Duration::from_secs(9)),
+            gate.update(&nothing(), &none(), t0 + Duration::from_secs(9)),
             None
         );
         assert_eq!(
-            gate.update(true, &none(), t0 + Duration::from_secs(9)),
+            gate.update(&done(), &none(), t0 + Duration::from_secs(9)),
             Some(Opened::PeersSynced)
         );
         assert!(gate.is_open());
         assert_eq!(
-            gate.update(true, &none(), t0 + Duration::from_secs(20)),
+            gate.update(&done(), &none(), t0 + Duration::from_secs(20)),
             None,
             "opens once"
         );
 
         let mut gate = Startup::new(none(), true, wait, t0);
         assert_eq!(
-            gate.update(false, &none(), t0 + wait),
+            gate.update(&nothing(), &none(), t0 + wait),
             Some(Opened::WaitElapsed)
         );
+    }
+
+    /// A dump still arriving when the wait passes holds the gate: it opens
+    /// as soon as the dump completes (`peers-synced`), not at the wait
+    /// with part of the peer's flows missing.
+    #[test]
+    fn a_dump_arriving_at_the_wait_keeps_the_gate_closed_until_it_completes() {
+        let t0 = Instant::now();
+        let wait = Duration::from_secs(10);
+        let ms = Duration::from_millis;
+        let mut gate = Startup::new(none(), true, wait, t0);
+        let at = |t| dumps(DumpProgress::Arriving(t));
+        assert_eq!(gate.update(&at(t0 + ms(9_900)), &none(), t0 + wait), None);
+        assert_eq!(gate.gate(), Gate::Closed);
+        assert!(gate.is_extended());
+        assert_eq!(
+            gate.update(&at(t0 + ms(14_500)), &none(), t0 + ms(15_000)),
+            None,
+            "still arriving"
+        );
+        assert_eq!(
+            gate.update(&done(), &none(), t0 + ms(15_500)),
+            Some(Opened::PeersSynced)
+        );
+        assert!(gate.is_open());
+    }
+
+    /// A dump that stops arriving once the gate waits on for it opens the
+    /// gate with its own reason, and does not wait for the cap.
+    #[test]
+    fn a_dump_that_stalls_past_the_wait_opens_the_gate_as_stalled() {
+        let t0 = Instant::now();
+        let wait = Duration::from_secs(10);
+        let ms = Duration::from_millis;
+        let mut gate = Startup::new(none(), true, wait, t0);
+        let last = t0 + ms(10_500);
+        let stalled = dumps(DumpProgress::Arriving(last));
+        assert_eq!(gate.update(&stalled, &none(), t0 + ms(10_600)), None);
+        assert_eq!(
+            gate.update(&stalled, &none(), last + DUMP_PROGRESS_WINDOW - ms(1)),
+            None,
+            "within the window it still counts as arriving"
+        );
+        assert_eq!(
+            gate.update(&stalled, &none(), last + DUMP_PROGRESS_WINDOW),
+            Some(Opened::DumpStalled)
+        );
+        assert_eq!(Opened::DumpStalled.name(), "dump-stalled");
+    }
+
+    /// A dump that keeps arriving without end holds the gate no longer
+    /// than the cap.
+    #[test]
+    fn a_dump_arriving_forever_opens_the_gate_at_the_cap() {
+        let t0 = Instant::now();
+        let wait = Duration::from_secs(10);
+        let cap = wait * DUMP_CAP_FACTOR;
+        let ms = Duration::from_millis;
+        let mut gate = Startup::new(none(), true, wait, t0);
+        for t in [wait, 2 * wait, cap - ms(1)] {
+            let fresh = dumps(DumpProgress::Arriving(t0 + t - ms(100)));
+            assert_eq!(gate.update(&fresh, &none(), t0 + t), None, "{t:?}");
+        }
+        let fresh = dumps(DumpProgress::Arriving(t0 + cap - ms(100)));
+        assert_eq!(
+            gate.update(&fresh, &none(), t0 + cap),
+            Some(Opened::CapElapsed)
+        );
+        assert_eq!(Opened::CapElapsed.name(), "cap-elapsed");
+    }
+
+    /// The wait passing with no dump arriving opens the gate as before:
+    /// a peer that sends nothing (not connected), or whose dump stopped
+    /// before the wait, or no peers at all with checks still undecided.
+    #[test]
+    fn without_a_dump_arriving_the_wait_opens_the_gate_as_before() {
+        let t0 = Instant::now();
+        let wait = Duration::from_secs(10);
+        let ms = Duration::from_millis;
+        for progress in [
+            nothing(),
+            dumps(DumpProgress::Arriving(t0 + ms(5_000))),
+            PeerDumps(vec![
+                ("a".to_owned(), DumpProgress::Done),
+                ("b".to_owned(), DumpProgress::Nothing),
+            ]),
+        ] {
+            let mut gate = Startup::new(none(), true, wait, t0);
+            assert_eq!(gate.update(&progress, &none(), t0 + wait - ms(1)), None);
+            assert_eq!(
+                gate.update(&progress, &none(), t0 + wait),
+                Some(Opened::WaitElapsed),
+                "{progress:?}"
+            );
+            assert!(!gate.is_extended());
+        }
+        let mut gate = Startup::new(none(), false, wait, t0);
+        let undecided: BTreeSet<IpAddr> = [ip(A)].into();
+        let arriving = dumps(DumpProgress::Arriving(t0 + wait));
+        assert_eq!(
+            gate.update(&arriving, &undecided, t0 + wait),
+            Some(Opened::WaitElapsed),
+            "no peers configured: no dump is awaited"
+        );
+        // A dump arriving while only checks are undecided (the dumps are
+        // in) holds nothing either.
+        let mut gate = Startup::new(none(), true, wait, t0);
+        assert_eq!(
+            gate.update(&done(), &undecided, t0 + wait),
+            Some(Opened::WaitElapsed)
+        );
+    }
+
+    /// The gate waited on for a dump that completed, but a first check
+    /// still undecided: it opens once the dump is in (the wait passed
+    /// for the checks).
+    #[test]
+    fn an_extended_gate_opens_when_the_dump_is_in_even_with_checks_undecided() {
+        let t0 = Instant::now();
+        let wait = Duration::from_secs(10);
+        let ms = Duration::from_millis;
+        let undecided: BTreeSet<IpAddr> = [ip(A)].into();
+        let mut gate = Startup::new(none(), true, wait, t0);
+        let fresh = dumps(DumpProgress::Arriving(t0 + wait));
+        assert_eq!(gate.update(&fresh, &undecided, t0 + wait), None);
+        assert_eq!(
+            gate.update(&done(), &undecided, t0 + wait + ms(500)),
+            Some(Opened::WaitElapsed)
+        );
+    }
+
+    /// Of two peers, one's dump arriving at the wait and the other silent
+    /// (not connected): the gate waits on for the first only, and opens
+    /// as soon as it is in, for the wait's reason (nothing stalled).
+    #[test]
+    fn a_silent_peer_holds_nothing_once_the_arriving_dump_is_in() {
+        let t0 = Instant::now();
+        let wait = Duration::from_secs(10);
+        let ms = Duration::from_millis;
+        let two = |a| {
+            PeerDumps(vec![
+                ("a".to_owned(), a),
+                ("b".to_owned(), DumpProgress::Nothing),
+            ])
+        };
+        let mut gate = Startup::new(none(), true, wait, t0);
+        let arriving = two(DumpProgress::Arriving(t0 + wait));
+        assert_eq!(gate.update(&arriving, &none(), t0 + wait), None);
+        assert_eq!(
+            gate.update(&two(DumpProgress::Done), &none(), t0 + wait + ms(300)),
+            Some(Opened::WaitElapsed)
+        );
+    }
+
+    #[test]
+    fn peer_dumps_name_the_unfinished_ones() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let dumps = PeerDumps(vec![
+            ("a".to_owned(), DumpProgress::Done),
+            ("b".to_owned(), DumpProgress::Arriving(t0)),
+            ("c".to_owned(), DumpProgress::Nothing),
+        ]);
+        assert!(!dumps.all_done());
+        assert!(dumps.any_partial());
+        assert!(!PeerDumps(vec![("c".to_owned(), DumpProgress::Nothing)]).any_partial());
+        assert!(dumps.arriving(t0 + ms(1_999)));
+        assert!(!dumps.arriving(t0 + DUMP_PROGRESS_WINDOW));
+        assert_eq!(
+            dumps.unfinished(t0 + ms(250)),
+            "b (incomplete, last frame 250 ms ago), c (nothing received)"
+        );
+        assert!(PeerDumps::default().all_done());
     }
 
     /// A fresh node whose backends are down everywhere must not announce
@@ -465,28 +779,31 @@ mod tests {
         let undecided: BTreeSet<IpAddr> = [ip(A)].into();
         let mut gate = Startup::new(none(), false, wait, t0);
         assert!(!gate.is_open(), "not open before anything was seen");
-        assert_eq!(gate.update(false, &undecided, t0), None);
-        assert_eq!(gate.update(false, &undecided, t0 + second), None);
+        assert_eq!(gate.update(&nothing(), &undecided, t0), None);
+        assert_eq!(gate.update(&nothing(), &undecided, t0 + second), None);
         assert_eq!(
-            gate.update(false, &none(), t0 + 2 * second),
+            gate.update(&nothing(), &none(), t0 + 2 * second),
             Some(Opened::NoPeers)
         );
 
         let mut gate = Startup::new(none(), true, wait, t0);
         assert_eq!(
-            gate.update(true, &undecided, t0 + second),
+            gate.update(&done(), &undecided, t0 + second),
             None,
             "dumps alone"
         );
         assert_eq!(
-            gate.update(true, &none(), t0 + 2 * second),
+            gate.update(&done(), &none(), t0 + 2 * second),
             Some(Opened::PeersSynced)
         );
 
         let mut gate = Startup::new(none(), false, wait, t0);
-        assert_eq!(gate.update(false, &undecided, t0 + wait - second), None);
         assert_eq!(
-            gate.update(false, &undecided, t0 + wait),
+            gate.update(&nothing(), &undecided, t0 + wait - second),
+            None
+        );
+        assert_eq!(
+            gate.update(&nothing(), &undecided, t0 + wait),
             Some(Opened::WaitElapsed),
             "checks that never decide hold the gate no longer than the wait"
         );
@@ -514,14 +831,14 @@ mod tests {
         assert_eq!(planned[&ip(B)], Some(Withheld::Starting), "{planned:?}");
         // A's own checks do not hold it; B's do, peers or not.
         let both: BTreeSet<IpAddr> = [ip(A), ip(B)].into();
-        assert_eq!(gate.update(false, &both, t0), None);
-        assert_eq!(gate.update(true, &both, t0), None);
-        assert_eq!(gate.update(false, &kept, t0), Some(Opened::Adopted));
+        assert_eq!(gate.update(&nothing(), &both, t0), None);
+        assert_eq!(gate.update(&done(), &both, t0), None);
+        assert_eq!(gate.update(&nothing(), &kept, t0), Some(Opened::Adopted));
         assert_eq!(gate.gate(), Gate::Open);
 
         let mut gate = Startup::new(kept.clone(), false, wait, t0);
         assert_eq!(
-            gate.update(false, &both, t0 + wait),
+            gate.update(&nothing(), &both, t0 + wait),
             Some(Opened::WaitElapsed)
         );
     }
@@ -532,5 +849,18 @@ mod tests {
             assert_eq!(NodeState::from_name(state.name()), Some(state));
         }
         assert_eq!(NodeState::from_name("maintenance"), None);
+        // The status's JSON spells a gate's reason as logs and lbctl do.
+        for opened in [
+            Opened::Adopted,
+            Opened::PeersSynced,
+            Opened::WaitElapsed,
+            Opened::NoPeers,
+            Opened::DumpStalled,
+            Opened::CapElapsed,
+        ] {
+            let json = serde_json::to_value(opened).unwrap();
+            assert_eq!(json, serde_json::json!(opened.name()));
+            assert_eq!(serde_json::from_value::<Opened>(json).unwrap(), opened);
+        }
     }
 }

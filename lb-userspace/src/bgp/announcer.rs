@@ -33,7 +33,9 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use super::{
-    announce::{Gate, Opened, Plan, Startup, Withheld},
+    announce::{
+        Gate, Opened, PeerDumps, Plan, Startup, Withheld, DUMP_CAP_FACTOR, DUMP_PROGRESS_WINDOW,
+    },
     bird,
     routes_file::{self, Family},
     sessions::{self, BgpSession},
@@ -274,34 +276,76 @@ impl Announcer {
         }
     }
 
-    /// Moves the start-up gate on (see [`Startup`]): `peers_dumped` when
-    /// every sync peer sent its full dump, `undecided` the announced
-    /// addresses with a checked backend whose first health is not decided
-    /// yet. Logs when it opens.
+    /// Moves the start-up gate on (see [`Startup`]): `dumps` where every
+    /// sync peer's full dump stands, `undecided` the announced addresses
+    /// with a checked backend whose first health is not decided yet. Logs
+    /// when the wait passes with a dump still arriving (the gate waits on
+    /// for it), and when it opens: with a warning naming the peers whose
+    /// dump did not finish when it opens without them.
     pub(crate) fn update_startup(
         &mut self,
-        peers_dumped: bool,
+        dumps: &PeerDumps,
         undecided: &BTreeSet<IpAddr>,
         now: Instant,
     ) {
         let peers_awaited = matches!(self.startup, Startup::Waiting { peers: true, .. });
-        let Some(opened) = self.startup.update(peers_dumped, undecided, now) else {
+        let was_extended = self.startup.is_extended();
+        let wait_ms = self.config.startup_wait.as_millis();
+        let cap_ms = self
+            .config
+            .startup_wait
+            .saturating_mul(DUMP_CAP_FACTOR)
+            .as_millis();
+        let Some(opened) = self.startup.update(dumps, undecided, now) else {
+            if self.startup.is_extended() && !was_extended {
+                warn!(
+                    wait_ms,
+                    cap_ms,
+                    peers = %dumps.unfinished(now),
+                    "BGP: the start-up wait passed while a peer's full dump is still arriving; not announcing until it completes, stops arriving, or the cap passes"
+                );
+            }
             return;
         };
+        let peers_missing = peers_awaited && !dumps.all_done();
         match opened {
             Opened::WaitElapsed => {
-                let missing = match (peers_awaited && !peers_dumped, undecided.is_empty()) {
+                let missing = match (peers_missing, undecided.is_empty()) {
                     (true, false) => {
                         "every sync peer sent its flows and the first health checks decided"
                     }
                     (true, true) => "every sync peer sent its flows",
                     _ => "the first health checks decided",
                 };
-                warn!(
-                    wait_ms = self.config.startup_wait.as_millis(),
-                    "BGP: the start-up wait passed before {missing}; announcing what the model says now"
-                );
+                if peers_missing {
+                    warn!(
+                        wait_ms,
+                        reason = opened.name(),
+                        unfinished = %dumps.unfinished(now),
+                        "BGP: the start-up wait passed before {missing}; announcing what the model says now, without the flows of the peers whose dump did not finish"
+                    );
+                } else {
+                    warn!(
+                        wait_ms,
+                        reason = opened.name(),
+                        "BGP: the start-up wait passed before {missing}; announcing what the model says now"
+                    );
+                }
             }
+            Opened::DumpStalled => warn!(
+                wait_ms,
+                reason = opened.name(),
+                unfinished = %dumps.unfinished(now),
+                window_ms = DUMP_PROGRESS_WINDOW.as_millis(),
+                "BGP: a peer's full dump stopped arriving before its end while the start-up gate waited on for it; announcing without the rest of its flows (flows the routers move here that this node lacks are balanced again)"
+            ),
+            Opened::CapElapsed => warn!(
+                wait_ms,
+                cap_ms,
+                reason = opened.name(),
+                unfinished = %dumps.unfinished(now),
+                "BGP: peers' full dumps were still arriving when the start-up gate's cap passed; announcing without the flows still on their way (raise startup_wait_ms for tables this large)"
+            ),
             _ => info!(reason = opened.name(), "BGP: start-up gate open"),
         }
     }
@@ -1303,6 +1347,45 @@ mod tests {
             startup(false),
             StartupStatus::Waiting,
             "a fresh node waits whatever the file says"
+        );
+    }
+
+    /// The driver feeds the gate where the peers' dumps stand: a fresh
+    /// node whose peer's dump is still arriving when the start-up wait
+    /// passes stays `waiting` (announcing nothing), and once that dump
+    /// stops arriving the status says why the gate opened
+    /// (`dump-stalled`); a peer that sent nothing opens it at the wait.
+    #[test]
+    fn a_dump_arriving_at_the_wait_holds_the_announcement_until_it_stalls() {
+        use super::super::announce::DumpProgress;
+        let scratch = Scratch::new("dump-gate");
+        let config = scratch.config();
+        let wait = config.startup_wait;
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let peer = |progress| PeerDumps(vec![("198.18.2.12:7946".to_owned(), progress)]);
+        let none = BTreeSet::new();
+
+        let mut announcer = Announcer::new(config.clone(), false, true, t0);
+        let last_frame = t0 + wait - ms(200);
+        let arriving = peer(DumpProgress::Arriving(last_frame));
+        announcer.update_startup(&arriving, &none, t0 + wait);
+        assert_eq!(announcer.status().startup, StartupStatus::Waiting);
+        assert_eq!(announcer.gate(), Gate::Closed);
+        assert!(!announcer.started());
+        announcer.update_startup(&arriving, &none, last_frame + DUMP_PROGRESS_WINDOW);
+        assert_eq!(
+            announcer.status().startup,
+            StartupStatus::Open(Opened::DumpStalled)
+        );
+        assert!(announcer.started());
+
+        let mut announcer = Announcer::new(config, false, true, t0);
+        announcer.update_startup(&peer(DumpProgress::Nothing), &none, t0 + wait);
+        assert_eq!(
+            announcer.status().startup,
+            StartupStatus::Open(Opened::WaitElapsed),
+            "a peer that sends nothing does not hold the gate"
         );
     }
 

@@ -168,7 +168,9 @@ const INSTALL_RATE: u64 = 3_000_000;
 /// peer's full dump (each up to `conntrack_size` records: a mesh node's
 /// table holds the whole mesh's flows, copies included) at most
 /// `startup_wait_ms`; when receiving them all may take longer at
-/// [`INSTALL_RATE`], the gate opens "wait-elapsed" and the node announces
+/// [`INSTALL_RATE`], the gate may open before they all arrived (at the
+/// wait when none is arriving yet, else when one stalls or at
+/// `bgp::announce::DUMP_CAP_FACTOR` × the wait) and the node announces
 /// without the flows still on their way (connections the routers move
 /// to it reset where their backend is not its Maglev pick).
 pub(super) fn startup_wait_warnings(config: &Config, out: &mut Vec<Warning>) {
@@ -196,11 +198,12 @@ pub(crate) fn startup_wait_warning(config: &Config) -> Option<Warning> {
     Some(Warning {
         field: "bgp.startup_wait_ms".to_owned(),
         message: format!(
-            "a fresh node of this mesh may receive up to {records} records from its {peers} peers' full dumps (conntrack_size = {} each), about {} s at {} M records/s, longer than startup_wait_ms = {wait_ms}: the start-up gate then opens before they arrived (\"wait-elapsed\") and the node announces without the flows still on their way; set startup_wait_ms = {} or more on every node (the gate still opens as soon as every peer's dump is in)",
+            "a fresh node of this mesh may receive up to {records} records from its {peers} peers' full dumps (conntrack_size = {} each), about {} s at {} M records/s, longer than startup_wait_ms = {wait_ms}: the start-up gate may then open before they all arrived (\"wait-elapsed\" when none is arriving at the wait; it waits on while one is, at most {cap} × startup_wait_ms: \"dump-stalled\", \"cap-elapsed\") and the node announces without the flows still on their way; set startup_wait_ms = {} or more on every node (the gate still opens as soon as every peer's dump is in)",
             config.conntrack_size,
             needed_ms.div_ceil(1000),
             INSTALL_RATE / 1_000_000,
             suggested_ms.min(600_000),
+            cap = crate::bgp::announce::DUMP_CAP_FACTOR,
         ),
     })
 }
@@ -227,7 +230,7 @@ mod tests {
         // 3 peers of 16 M entries: about 17 s at 3 M records/s.
         assert_eq!(
             wait_warnings(&mesh(16_777_216, 10_000)),
-            ["bgp.startup_wait_ms: a fresh node of this mesh may receive up to 50331648 records from its 3 peers' full dumps (conntrack_size = 16777216 each), about 17 s at 3 M records/s, longer than startup_wait_ms = 10000: the start-up gate then opens before they arrived (\"wait-elapsed\") and the node announces without the flows still on their way; set startup_wait_ms = 34000 or more on every node (the gate still opens as soon as every peer's dump is in)"]
+            ["bgp.startup_wait_ms: a fresh node of this mesh may receive up to 50331648 records from its 3 peers' full dumps (conntrack_size = 16777216 each), about 17 s at 3 M records/s, longer than startup_wait_ms = 10000: the start-up gate may then open before they all arrived (\"wait-elapsed\" when none is arriving at the wait; it waits on while one is, at most 4 × startup_wait_ms: \"dump-stalled\", \"cap-elapsed\") and the node announces without the flows still on their way; set startup_wait_ms = 34000 or more on every node (the gate still opens as soon as every peer's dump is in)"]
         );
         assert!(wait_warnings(&mesh(16_777_216, 34_000)).is_empty());
         assert!(wait_warnings(&mesh(262_144, 10_000)).is_empty());

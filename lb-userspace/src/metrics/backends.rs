@@ -23,6 +23,7 @@ impl Exporter<'_> {
         let mut through_tunnel = Vec::new();
         let mut failures = Vec::new();
         let mut transitions = Vec::new();
+        let mut last_change = Vec::new();
         let mut healthy = Vec::new();
         let mut serving = Vec::new();
         let mut all_down = Vec::new();
@@ -77,6 +78,10 @@ impl Exporter<'_> {
                     checks.push((l(&[]), c.checks));
                     through_tunnel.push((l(&[]), i64::from(c.through_tunnel)));
                     transitions.push((l(&[]), c.transitions));
+                    // Unknown before a first change: left out, not 0.
+                    if let Some(at) = c.last_change_unix_s {
+                        last_change.push((l(&[]), to_i64(at)));
+                    }
                     for (reason, n) in &c.failures_by_reason {
                         failures.push((l(&[("reason", reason.as_str())]), *n));
                     }
@@ -153,6 +158,11 @@ impl Exporter<'_> {
             transitions,
         );
         self.gauge(
+            "backend_health_last_change_timestamp_seconds",
+            "When the backend's health last changed (up, down, full or unknown), Unix time in seconds; no series before a first change since lbd started or since its check was set up (the changes: lbd_health_transitions_total)",
+            last_change,
+        );
+        self.gauge(
             "health_check_through_tunnel",
             "1 when the backend's checks go to the VIP through its tunnel (health.through_tunnel), 0 when to its own address",
             through_tunnel,
@@ -187,6 +197,56 @@ impl Exporter<'_> {
                 (labels(&[("result", "success")]), s.reloads.succeeded),
                 (labels(&[("result", "failure")]), s.reloads.failed),
             ],
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::metrics::{tests::full_status, Metrics, FAMILIES};
+
+    const LAST_CHANGE: &str = "lbd_backend_health_last_change_timestamp_seconds";
+
+    /// When a backend's health last changed, as Unix time: what an
+    /// on-call engineer reads as "down since", left out (not 0, which
+    /// would read as 1970) for a backend whose health has not changed
+    /// since lbd started. The changes themselves are counted once, in
+    /// `lbd_health_transitions_total`.
+    #[test]
+    fn the_last_health_change_is_a_timestamp_left_out_before_the_first() {
+        assert!(FAMILIES.contains(&(LAST_CHANGE, "gauge")));
+        let mut status = full_status();
+        let check = status.vips[0].backends[0]
+            .check
+            .as_mut()
+            .expect("a checked backend");
+        check.last_change_unix_s = Some(1_700_000_000);
+        check.transitions = 3;
+        let text = Metrics::new().render(&status);
+        let labels = "{vip=\"198.18.0.100:80/tcp\",backend=\"198.18.0.11\"}";
+        for line in [
+            format!("{LAST_CHANGE}{labels} 1700000000"),
+            format!("lbd_health_transitions_total{labels} 3"),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        assert_eq!(
+            text.matches("# TYPE lbd_health_transitions ").count(),
+            1,
+            "{text}"
+        );
+
+        let check = status.vips[0].backends[0]
+            .check
+            .as_mut()
+            .expect("a checked backend");
+        check.last_change_unix_s = None;
+        let text = Metrics::new().render(&status);
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with(&format!("{LAST_CHANGE}{{"))),
+            "a series before the first change:\n{text}"
         );
     }
 }

@@ -74,6 +74,7 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_health_checks_total", "counter"),
     ("lbd_health_check_failures_total", "counter"),
     ("lbd_health_transitions_total", "counter"),
+    ("lbd_backend_health_last_change_timestamp_seconds", "gauge"),
     ("lbd_health_check_through_tunnel", "gauge"),
     ("lbd_health_check_duration_seconds", "histogram"),
     ("lbd_maglev_rebuilds_total", "counter"),
@@ -108,6 +109,10 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_replication_peer_records_received_total", "counter"),
     ("lbd_replication_peer_full_dumps_received_total", "counter"),
     ("lbd_replication_peer_batches_dropped_total", "counter"),
+    (
+        "lbd_replication_peer_last_received_timestamp_seconds",
+        "gauge",
+    ),
     ("lbd_replication_peer_config_compared", "gauge"),
     ("lbd_replication_peer_config_mismatch", "gauge"),
     ("lbd_replication_flows_left_out_total", "counter"),
@@ -425,6 +430,7 @@ mod tests {
             rise: Some(2),
             fall: Some(3),
             last_change_s: Some(42),
+            last_change_unix_s: Some(1_700_000_000),
             through_tunnel: true,
             target: Some("198.18.0.100:80".into()),
         };
@@ -530,6 +536,8 @@ mod tests {
                     records_received: 11,
                     full_dumps_received: 2,
                     batches_dropped: 1,
+                    last_received_s: Some(3),
+                    last_received_unix_s: Some(1_700_000_100),
                     config_compared: true,
                     config_mismatches: vec![crate::api::schema::ConfigMismatch {
                         vip: "198.18.0.100:80/tcp".into(),

@@ -173,6 +173,17 @@ impl Exporter<'_> {
             per_peer(|p| p.batches_dropped),
         );
         self.gauge(
+            "replication_peer_last_received_timestamp_seconds",
+            "When the last batch (flows or NAT'd flows, a full dump's too, empty or not) from the peer arrived, Unix time in seconds: how stale its flows here may be; no series before the first since lbd started, or while the peer's node id is not known here (this node's session to it never came up)",
+            peers
+                .clone()
+                .filter_map(|p| {
+                    let at = p.last_received_unix_s?;
+                    Some((labels(&[("peer", &p.address)]), super::to_i64(at)))
+                })
+                .collect(),
+        );
+        self.gauge(
             "replication_peer_config_compared",
             "Whether the peer's Maglev inputs are known here to compare with this node's (its session is up and its release sends config digests)",
             peers
@@ -269,6 +280,32 @@ mod tests {
                 .lines()
                 .any(|l| l.starts_with("lbd_replication_nat_flows_withheld_total")),
             "{text}"
+        );
+    }
+
+    /// When the last batch from each peer arrived, as Unix time: how
+    /// stale its flows here may be (`time() - ...`), left out (not 0,
+    /// which would read as 1970) before the first.
+    #[test]
+    fn the_last_batch_from_a_peer_is_a_timestamp_left_out_before_the_first() {
+        const FAMILY: &str = "lbd_replication_peer_last_received_timestamp_seconds";
+        assert!(crate::metrics::FAMILIES.contains(&(FAMILY, "gauge")));
+        let mut status = crate::metrics::tests::full_status();
+        let text = Metrics::new().render(&status);
+        let line = format!("{FAMILY}{{peer=\"198.18.2.12:7946\"}} 1700000100");
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+
+        let peer = &mut status
+            .replication
+            .as_mut()
+            .expect("replication in the status")
+            .peers[0];
+        peer.last_received_s = None;
+        peer.last_received_unix_s = None;
+        let text = Metrics::new().render(&status);
+        assert!(
+            !text.lines().any(|l| l.starts_with(&format!("{FAMILY}{{"))),
+            "a series before the first batch:\n{text}"
         );
     }
 

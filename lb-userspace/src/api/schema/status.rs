@@ -365,6 +365,16 @@ pub struct ReplicationPeerStatus {
     /// Batches for the peer dropped from its full queue (a later full
     /// dump repairs them).
     pub batches_dropped: u64,
+    /// Seconds since the last batch (flows or NAT'd flows, a full dump's
+    /// too, empty or not) from the peer arrived: how stale its flows here
+    /// may be. Absent before the first (since lbd started), while the
+    /// peer's node id is not known (see `node`), and from an older lbd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_received_s: Option<u64>,
+    /// When that batch arrived, Unix time in seconds (the wall clock read
+    /// then; absent as `last_received_s` is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_received_unix_s: Option<u64>,
     /// Whether the peer's Maglev inputs are known to this node (sent over
     /// its session: false while it is down, or for a peer of a release
     /// without config digests), so that `config_mismatches` means
@@ -622,6 +632,13 @@ pub struct CheckStatus {
     /// check was set up (and from an lbd before this field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_change_s: Option<u64>,
+    /// When the backend's health last changed, Unix time in seconds: the
+    /// wall clock read at the change (for
+    /// `lbd_backend_health_last_change_timestamp_seconds`; `last_change_s`
+    /// is the age, on lbd's monotonic clock). Absent as `last_change_s`
+    /// is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change_unix_s: Option<u64>,
     /// Whether the check goes to the VIP through the backend's tunnel
     /// (`health.through_tunnel`) rather than to the backend's address.
     #[serde(default)]

@@ -85,6 +85,10 @@ Exit status:
   9  a drain that --wait watched ran out of live flows because its
      backend went down (failed its health checks): its flows were
      moved to other backends, not finished on it
+  10  `node drain --wait` found the node announcing through no
+      Established BGP session (none up, or none exporting lbd's
+      addresses): the routers sent it nothing, so there was
+      nothing to drain; it is drained now
   When its output is closed early (`lbctl vip list | head -1`),
   lbctl ends quietly by SIGPIPE (status 141 in a shell, as `cat`
   does).";
@@ -291,6 +295,7 @@ mod tests {
             node::EXIT_MADE_ACTIVE,
             ClientError::EXIT_CHANGE_UNANSWERED,
             backend::EXIT_DRAIN_WENT_DOWN,
+            node::EXIT_NOT_ANNOUNCED,
         ];
         let listed = listed();
         for code in used {
@@ -299,7 +304,7 @@ mod tests {
                 "exit code {code} is not in {EXIT_STATUS}"
             );
         }
-        assert_eq!(listed, (0..=9).collect::<Vec<u8>>(), "{EXIT_STATUS}");
+        assert_eq!(listed, (0..=10).collect::<Vec<u8>>(), "{EXIT_STATUS}");
         for code in &listed {
             assert!(used.contains(code), "{code} is listed but not used");
         }

@@ -30,6 +30,10 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 pub(crate) const EXIT_STILL_FORWARDING: u8 = 6;
 /// Exit code when the node was made active again during `drain --wait`.
 pub(crate) const EXIT_MADE_ACTIVE: u8 = 7;
+/// Exit code when `drain --wait` found the node announcing through no
+/// Established BGP session: the drain is made, but it had nothing to
+/// move, so there was nothing to wait for.
+pub(crate) const EXIT_NOT_ANNOUNCED: u8 = 10;
 
 /// `lbctl node ...`.
 #[derive(Debug, clap::Subcommand)]
@@ -70,7 +74,10 @@ pub(crate) struct DrainArgs {
     /// Return only once the node has forwarded no packet for `--quiet`
     /// seconds: every flow moved to another node or ended. With --json,
     /// stdout is NDJSON (one object a line): lbd's answer to the drain,
-    /// then the outcome (`drained`, `timed_out`, `made_active`, `failed`).
+    /// then the outcome (`drained`, `timed_out`, `made_active`,
+    /// `not_announced`, `failed`). A node that announced through no
+    /// Established BGP session had nothing to drain: exit code 10, at
+    /// once (the node stays drained).
     #[arg(long, conflicts_with = "dry_run")]
     wait: bool,
     /// Seconds without a forwarded packet that count as drained.
@@ -100,12 +107,23 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
             if args.wait && args.change.json {
                 return drain_and_wait(client, &args, &mut |line| outln!("{line}")).await;
             }
+            // What the node announced through which session, before the
+            // drain withdraws it (nothing done if lbd does not answer).
+            let before = if args.wait {
+                Some(client.node().await?)
+            } else {
+                None
+            };
             let status = client
                 .set_node_state(NodeState::Drained, args.change.dry_run)
                 .await?;
-            if !args.wait {
+            let Some(before) = before else {
                 print(&status, args.change.json);
                 return Ok(());
+            };
+            if let Some(failure) = nothing_to_drain(&before) {
+                print(&status, args.change.json);
+                return Err(failure);
             }
             let status = wait_quiet(client, &args).await?;
             print(&status, args.change.json);
@@ -125,18 +143,62 @@ async fn drain_and_wait(
     args: &DrainArgs,
     emit: &mut dyn FnMut(String),
 ) -> Result<(), Failure> {
+    let before = client.node().await?;
     let change = client
         .set_node_state(NodeState::Drained, args.change.dry_run)
         .await?;
     emit(output::json_line(&change));
-    let result = wait_quiet(client, args).await;
+    let result = match nothing_to_drain(&before) {
+        Some(failure) => Err(failure),
+        None => wait_quiet(client, args).await,
+    };
     emit(outcome_line(&result));
     result.map(|_| ())
 }
 
+/// Whether the node, as `before` shows it just before its drain, had
+/// nothing a drain could move: active, yet announcing through no BGP
+/// session (none Established, or none of them exporting any of lbd's
+/// addresses), so the routers sent it nothing over BGP and `--wait`
+/// would only confirm a quiet it always had. Then the failure that says
+/// so (exit [`EXIT_NOT_ANNOUNCED`]). None when sessions are not known
+/// (BIRD not asked yet, or its answer failed), when BIRD was not in sync
+/// (the wait's own messages say why), when the node was drained
+/// already, or without `[bgp]`: those are waited for as before. A session
+/// counts once lbd saw it export (every 10 s, and after each
+/// reconfigure).
+fn nothing_to_drain(before: &NodeStatus) -> Option<Failure> {
+    if before.state != NodeState::Active {
+        return None;
+    }
+    let bgp = before.bgp.as_ref().filter(|b| b.in_sync)?;
+    let sessions = bgp.sessions.as_ref()?;
+    let established = sessions.iter().filter(|s| s.established).count();
+    if sessions
+        .iter()
+        .any(|s| s.established && !s.exports.is_empty())
+    {
+        return None;
+    }
+    let how = match (sessions.len(), established) {
+        (0, _) => "BIRD has no BGP session".to_owned(),
+        (all, 0) => format!("none of BIRD's {all} BGP sessions is Established"),
+        (_, up) => format!(
+            "none of the {up} Established BGP sessions exports any of lbd's addresses (check their export filters)"
+        ),
+    };
+    Some(Failure::new(
+        EXIT_NOT_ANNOUNCED,
+        format!(
+            "the node was announcing through no Established BGP session ({how}), so the routers sent it nothing and there was nothing to drain; it stays drained (`lbctl node undrain` announces again), and `lbctl node status` shows its sessions"
+        ),
+    ))
+}
+
 /// The last line of `node drain --wait --json` (one JSON object): how the
 /// wait ended, by the name of its exit code (`drained` 0 with the node's
-/// status, `timed_out` 6, `made_active` 7, `failed` 1), with the exit
+/// status, `timed_out` 6, `made_active` 7, `not_announced` 10, `failed`
+/// 1), with the exit
 /// code and, when it did not drain, the message lbctl puts on stderr, so
 /// a script reading stdout alone has it.
 fn outcome_line(result: &Result<NodeStatus, Failure>) -> String {
@@ -146,6 +208,7 @@ fn outcome_line(result: &Result<NodeStatus, Failure>) -> String {
             "outcome": match failure.code {
                 EXIT_STILL_FORWARDING => "timed_out",
                 EXIT_MADE_ACTIVE => "made_active",
+                EXIT_NOT_ANNOUNCED => "not_announced",
                 _ => "failed",
             },
             "exit_code": failure.code,
@@ -387,7 +450,7 @@ fn print_sessions(bgp: &BgpStatus) {
 
 #[cfg(test)]
 mod tests {
-    use lb_userspace::bgp::Opened;
+    use lb_userspace::bgp::{BgpSession, Opened};
 
     use super::*;
     use crate::wait::tests::{Answer, FakeLbd};
@@ -541,8 +604,9 @@ mod tests {
     }
 
     /// `node drain --wait --json --quiet 1 --timeout T` against a fake lbd
-    /// giving `answers` (the first, the drain's): its stdout as lines, and
-    /// its exit code (0: done).
+    /// giving `answers` (the first, the node before the drain; the
+    /// second, the drain's): its stdout as lines, and its exit code (0:
+    /// done).
     async fn json_wait_against(tag: &str, timeout: u64, answers: Vec<Answer>) -> (Vec<String>, u8) {
         use clap::Parser as _;
         let lbd = FakeLbd::start(tag, answers);
@@ -622,7 +686,8 @@ mod tests {
                 "timed_out",
             ),
         ];
-        for (tag, timeout, answers, exit, outcome) in ends {
+        for (tag, timeout, mut answers, exit, outcome) in ends {
+            answers.insert(0, exported_before());
             let (lines, code) = json_wait_against(tag, timeout, answers).await;
             assert_eq!(code, exit, "{tag}: {lines:?}");
             assert_eq!(lines.len(), 2, "{tag}: {lines:?}");
@@ -642,6 +707,109 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The node before its drain: active, announcing 198.18.0.100, with
+    /// `sessions` (None: not known).
+    fn before(sessions: Option<Vec<BgpSession>>) -> NodeStatus {
+        let mut node = status(true, 0);
+        node.state = NodeState::Active;
+        let bgp = node.bgp.as_mut().unwrap();
+        bgp.announced = vec!["198.18.0.100".parse().unwrap()];
+        bgp.exporting = sessions
+            .iter()
+            .map(|all| lb_userspace::bgp::AddressExports {
+                address: "198.18.0.100".parse().unwrap(),
+                sessions: u32::try_from(
+                    all.iter()
+                        .filter(|s| s.established && !s.exports.is_empty())
+                        .count(),
+                )
+                .unwrap(),
+            })
+            .collect();
+        bgp.sessions = sessions;
+        node
+    }
+
+    fn session(name: &str, established: bool, exports: &[&str]) -> BgpSession {
+        BgpSession {
+            name: name.into(),
+            established,
+            info: if established { "Established" } else { "Active" }.into(),
+            exports: exports.iter().map(|a| a.parse().unwrap()).collect(),
+        }
+    }
+
+    /// lbd's answer before a drain whose node a session exports.
+    fn exported_before() -> Answer {
+        let node = before(Some(vec![session("r1", true, &["198.18.0.100"])]));
+        Answer::Ok(serde_json::to_string(&node).unwrap())
+    }
+
+    /// A node no Established BGP session exported anything from had
+    /// nothing a drain could move: `--wait` says so (exit 10) rather than
+    /// claim a drain; a node some session exports from, one whose
+    /// sessions are not known, one drained already and one without
+    /// `[bgp]` are waited for as before, and so is one whose BIRD was not
+    /// in sync (the wait says why).
+    #[test]
+    fn a_node_no_session_exports_from_has_nothing_to_drain() {
+        let failure = nothing_to_drain(&before(Some(Vec::new()))).expect("no session at all");
+        assert_eq!(failure.code, EXIT_NOT_ANNOUNCED);
+        assert!(
+            failure.message.contains("no Established BGP session")
+                && failure.message.contains("nothing to drain")
+                && failure.message.contains("stays drained"),
+            "{}",
+            failure.message
+        );
+        let down = before(Some(vec![
+            session("r1", false, &[]),
+            session("r2", true, &[]),
+        ]));
+        assert!(
+            nothing_to_drain(&down).is_some(),
+            "one down, one exporting none"
+        );
+        let exported = before(Some(vec![
+            session("r1", false, &[]),
+            session("r2", true, &["198.18.0.100"]),
+        ]));
+        assert!(nothing_to_drain(&exported).is_none());
+        assert!(nothing_to_drain(&before(None)).is_none(), "not known");
+        let mut out_of_sync = before(Some(Vec::new()));
+        out_of_sync.bgp.as_mut().unwrap().in_sync = false;
+        assert!(nothing_to_drain(&out_of_sync).is_none(), "not in sync");
+        let mut drained = before(Some(Vec::new()));
+        drained.state = NodeState::Drained;
+        assert!(nothing_to_drain(&drained).is_none(), "drained before");
+        let mut no_bgp = before(None);
+        no_bgp.bgp = None;
+        assert!(nothing_to_drain(&no_bgp).is_none());
+    }
+
+    /// `node drain --wait --json` on a node no session exports from: the
+    /// drain is made (its answer first), then the outcome
+    /// `not_announced` with exit code 10 and its message, at once (lbd is
+    /// asked nothing more).
+    #[tokio::test]
+    async fn a_node_drain_wait_on_a_node_nothing_exports_says_so_in_json() {
+        let not_exported = Answer::Ok(serde_json::to_string(&before(Some(Vec::new()))).unwrap());
+        let change = Answer::Ok(serde_json::to_string(&status(true, 100)).unwrap());
+        let (lines, code) =
+            json_wait_against("json-unexported", 60, vec![not_exported, change]).await;
+        assert_eq!(code, EXIT_NOT_ANNOUNCED, "{lines:?}");
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let last: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+        assert_eq!(last["outcome"], "not_announced", "{last}");
+        assert_eq!(last["exit_code"], EXIT_NOT_ANNOUNCED, "{last}");
+        assert!(
+            last["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("nothing to drain")),
+            "{last}"
+        );
     }
 
     /// `--quiet` not below `--timeout` is refused before lbd is asked

@@ -4,8 +4,8 @@ use lb_userspace::{
     api::{
         client::{Client, ClientError},
         schema::{
-            BackendStatus, HealthStatus, ReplicationStatus, Status, TunnelStatus, UnreadTraffic,
-            VipStatus,
+            BackendStatus, HealthStatus, ReplicationPeerStatus, ReplicationStatus, Status,
+            TunnelStatus, UnreadTraffic, VipStatus,
         },
     },
     config::Attach,
@@ -720,6 +720,11 @@ fn since_text(b: &BackendStatus) -> String {
     let Some(seconds) = b.check.as_ref().and_then(|c| c.last_change_s) else {
         return "-".to_owned();
     };
+    age_text(seconds)
+}
+
+/// An age in seconds, shortly: `42s`, `12m`, `3h`, `5d`.
+fn age_text(seconds: u64) -> String {
     match seconds {
         0..=119 => format!("{seconds}s"),
         120..=7_199 => format!("{}m", seconds / 60),
@@ -884,19 +889,31 @@ fn replication_lines(r: &ReplicationStatus) -> Vec<String> {
         ));
     }
     for p in &r.peers {
-        lines.push(format!(
-            "  peer {} ({}): {}, {} records sent, {} received, {} full dumps received, {} batches dropped",
-            p.address,
-            p.node.as_deref().unwrap_or("node id not known yet"),
-            if p.connected { "connected" } else { "not connected" },
-            p.records_sent,
-            p.records_received,
-            p.full_dumps_received,
-            p.batches_dropped
-        ));
+        lines.push(peer_line(p));
         lines.extend(config_mismatch_lines(p));
     }
     lines
+}
+
+/// A replication peer's line: its session, counts, and how long ago its
+/// last batch arrived (how stale its flows here may be). An lbd before
+/// `last_received_s` that received records says nothing of it.
+fn peer_line(p: &ReplicationPeerStatus) -> String {
+    let last = match p.last_received_s {
+        Some(age) => format!(", last batch {} ago", age_text(age)),
+        None if p.records_received == 0 => ", no batch yet".to_owned(),
+        None => String::new(),
+    };
+    format!(
+        "  peer {} ({}): {}, {} records sent, {} received, {} full dumps received, {} batches dropped{last}",
+        p.address,
+        p.node.as_deref().unwrap_or("node id not known yet"),
+        if p.connected { "connected" } else { "not connected" },
+        p.records_sent,
+        p.records_received,
+        p.full_dumps_received,
+        p.batches_dropped
+    )
 }
 
 /// A peer's Maglev tables as compared with this node's: a line per VIP
@@ -1371,6 +1388,8 @@ mod tests {
                     records_received: 20,
                     full_dumps_received: 3,
                     batches_dropped: 0,
+                    last_received_s: Some(3),
+                    last_received_unix_s: Some(1_700_000_000),
                     ..Default::default()
                 },
                 lb_userspace::api::schema::ReplicationPeerStatus {
@@ -1391,11 +1410,44 @@ mod tests {
             "{lines:?}"
         );
         assert_eq!(lines[2], "  every peer's full dump received: not yet");
-        assert_eq!(lines[3], "  peer 198.18.2.12:7946 (lb-b/eth0): connected, 10 records sent, 20 received, 3 full dumps received, 0 batches dropped");
+        assert_eq!(lines[3], "  peer 198.18.2.12:7946 (lb-b/eth0): connected, 10 records sent, 20 received, 3 full dumps received, 0 batches dropped, last batch 3s ago");
         assert!(
-            lines[4].contains("node id not known yet") && lines[4].contains("5 batches dropped"),
+            lines[4].contains("node id not known yet")
+                && lines[4].contains("5 batches dropped, no batch yet"),
             "{lines:?}"
         );
+    }
+
+    /// How stale a peer's flows here may be: the age of its last batch,
+    /// in the units of the backends' `since`; nothing said by an lbd
+    /// before the field that did receive records (no "no batch yet"
+    /// that is not so).
+    #[test]
+    fn a_peer_line_says_how_long_ago_its_last_batch_came() {
+        let peer = |records_received, last_received_s| ReplicationPeerStatus {
+            address: "198.18.2.12:7946".into(),
+            node: Some("lb-b/eth0".into()),
+            connected: true,
+            records_received,
+            last_received_s,
+            ..Default::default()
+        };
+        assert!(peer_line(&peer(5, Some(0))).ends_with(", last batch 0s ago"));
+        assert!(peer_line(&peer(0, Some(150))).ends_with(", last batch 2m ago"));
+        assert!(peer_line(&peer(5, Some(7_300))).ends_with(", last batch 2h ago"));
+        assert!(peer_line(&peer(0, None)).ends_with(", no batch yet"));
+        assert!(
+            peer_line(&peer(5, None)).ends_with("0 batches dropped"),
+            "an older lbd: {}",
+            peer_line(&peer(5, None))
+        );
+        // In the JSON status as lbd sends it.
+        let json = serde_json::to_value(peer(5, Some(3))).unwrap();
+        assert_eq!(json["last_received_s"], 3);
+        assert!(serde_json::to_value(peer(0, None))
+            .unwrap()
+            .get("last_received_s")
+            .is_none());
     }
 
     #[test]

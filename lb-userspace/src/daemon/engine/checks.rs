@@ -4,7 +4,7 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
-    time::Instant,
+    time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
 use tracing::{debug, info, warn};
@@ -19,20 +19,34 @@ use crate::{
 
 /// A backend's health changes since lbd started (or since its check
 /// was set up): how many, and when the last was, for the status's
-/// `transitions` and `last_change_s`.
+/// `transitions`, `last_change_s` and `last_change_unix_s`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct HealthChanges {
     /// Changes seen.
     pub(super) count: u64,
-    /// When the last one was seen (None: none yet).
+    /// When the last one was seen (None: none yet), on the monotonic
+    /// clock: its age.
     pub(super) last: Option<Instant>,
+    /// The wall clock read at the last one: its timestamp, kept as read
+    /// rather than worked out later from its age (which would move with
+    /// every rounding and every step of the wall clock since).
+    last_wall: Option<SystemTime>,
 }
 
 impl HealthChanges {
-    /// Counts a change seen at `now`.
-    pub(super) fn record(&mut self, now: Instant) {
+    /// Counts a change seen at `now`, the wall clock reading `wall`.
+    pub(super) fn record(&mut self, now: Instant, wall: SystemTime) {
         self.count = self.count.saturating_add(1);
         self.last = Some(now);
+        self.last_wall = Some(wall);
+    }
+
+    /// When the last change was, Unix time in whole seconds (None: none
+    /// yet, or a wall clock before 1970 then).
+    pub(super) fn last_unix_s(&self) -> Option<u64> {
+        self.last_wall
+            .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+            .map(|since| since.as_secs())
     }
 
     /// How long before `now` the last change was (None: none yet).
@@ -116,7 +130,7 @@ impl Engine {
                 self.transitions
                     .entry(event.key)
                     .or_default()
-                    .record(Instant::now());
+                    .record(Instant::now(), SystemTime::now());
             }
             return;
         }
@@ -127,7 +141,7 @@ impl Engine {
             self.transitions
                 .entry((vip, address))
                 .or_default()
-                .record(Instant::now());
+                .record(Instant::now(), SystemTime::now());
             debug!(%vip, backend = %address, to = %transition.to, "backend health change already applied");
             return;
         }
@@ -138,7 +152,7 @@ impl Engine {
         self.transitions
             .entry((vip, address))
             .or_default()
-            .record(Instant::now());
+            .record(Instant::now(), SystemTime::now());
         info!(%vip, backend = %address, from = %transition.from, to = %transition.to, reason = %transition.reason, "backend health changed");
         match self.commit(next) {
             Ok(_) => log_all_down_changes(&all_down),
@@ -424,8 +438,11 @@ mod tests {
         let start = Instant::now();
         let mut changes = HealthChanges::default();
         assert_eq!(changes.since(start), None);
-        changes.record(start);
-        changes.record(start + Duration::from_secs(10));
+        changes.record(start, std::time::SystemTime::now());
+        changes.record(
+            start + Duration::from_secs(10),
+            std::time::SystemTime::now(),
+        );
         assert_eq!(changes.count, 2);
         assert_eq!(
             changes.since(start + Duration::from_secs(52)),
@@ -433,6 +450,26 @@ mod tests {
         );
         // A clock read before the change (no panic, no wrap): 0.
         assert_eq!(changes.since(start), Some(Duration::ZERO));
+    }
+
+    /// The metrics' `lbd_backend_health_last_change_timestamp_seconds`:
+    /// the wall clock read at the change itself, kept as it was however
+    /// late the status is made (never now minus an age, which drifts by
+    /// the rounding of that age), none before a first change.
+    #[test]
+    fn health_changes_keep_the_wall_clock_time_of_the_last() {
+        let start = Instant::now();
+        let mut changes = HealthChanges::default();
+        assert_eq!(changes.last_unix_s(), None);
+        let wall = std::time::UNIX_EPOCH + Duration::from_millis(1_700_000_000_900);
+        changes.record(start, wall - Duration::from_secs(60));
+        changes.record(start + Duration::from_secs(60), wall);
+        assert_eq!(changes.count, 2);
+        assert_eq!(changes.last_unix_s(), Some(1_700_000_000));
+        // A wall clock set before 1970 (no panic): none rather than 0.
+        let mut odd = HealthChanges::default();
+        odd.record(start, std::time::UNIX_EPOCH - Duration::from_secs(1));
+        assert_eq!(odd.last_unix_s(), None);
     }
     use crate::{
         config::Config,

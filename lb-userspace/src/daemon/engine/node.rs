@@ -19,7 +19,7 @@ use super::{BackendKey, Engine};
 use crate::{
     api::schema::NodeStatus,
     bgp::{
-        announce::{self, NodeView, Service, Serving},
+        announce::{self, DumpProgress, NodeView, PeerDumps, Service, Serving},
         announcer::{self, Announcer, Outcome},
         NodeState,
     },
@@ -156,17 +156,34 @@ impl Engine {
     pub(crate) fn announce(&mut self) {
         self.warn_of_backends_without_mac();
         let now = Instant::now();
-        let peers_dumped = self
-            .replication
-            .as_ref()
-            .is_some_and(|r| r.all_peers_dumped());
+        let dumps = self.peer_dumps();
         let undecided = self.undecided_addresses();
         if let Some(announcer) = self.node.announcer.as_mut() {
-            announcer.update_startup(peers_dumped, &undecided, now);
+            announcer.update_startup(&dumps, &undecided, now);
         }
         let plan = self.announcement_plan(self.node.state);
         if let Some((announcer, plan)) = self.node.announcer.as_mut().zip(plan) {
             announcer.apply(plan, now);
+        }
+    }
+
+    /// Where every sync peer's first full dump stands, for the start-up
+    /// gate: without replication running, nothing came from any
+    /// configured peer. Empty once the gate is open or without BGP.
+    fn peer_dumps(&self) -> PeerDumps {
+        if self.node.announcer.as_ref().is_none_or(|a| a.started()) {
+            return PeerDumps::default();
+        }
+        match &self.replication {
+            Some(replication) => replication.peer_dumps(),
+            None => PeerDumps(
+                self.config
+                    .sync
+                    .iter()
+                    .flat_map(|s| &s.peers)
+                    .map(|peer| (peer.to_string(), DumpProgress::Nothing))
+                    .collect(),
+            ),
         }
     }
 

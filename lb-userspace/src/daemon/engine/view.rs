@@ -164,6 +164,7 @@ impl Engine {
                     rise: Some(health.rise),
                     fall: Some(health.fall),
                     last_change_s: changes.and_then(|c| c.since(now)).map(|d| d.as_secs()),
+                    last_change_unix_s: changes.and_then(|c| c.last_unix_s()),
                     through_tunnel: s.target.through.is_some(),
                     target: Some(s.target.address.to_string()),
                 });

@@ -45,6 +45,7 @@ use tracing::{debug, info, trace, warn};
 
 use crate::{
     api::schema::{ReplicationPeerStatus, ReplicationStatus},
+    bgp::announce::PeerDumps,
     config::{Protocol, SyncSettings, VrrpConfig},
     dataplane::Dataplane,
     reconcile::{addr_words, words_addr, Balancer, VipId},
@@ -613,7 +614,8 @@ impl Replication {
     /// Counts a batch under the peer that sent it (whether or not this
     /// node installs it now).
     pub fn received(&mut self, batch: &ReceivedBatch) {
-        self.receipts.note(batch);
+        self.receipts
+            .note(batch, peers::Arrival::of(batch.received_ns));
     }
 
     /// How a record for `vip` is installed: in a full mesh as a copy
@@ -772,6 +774,24 @@ impl Replication {
         self.receipts.all_dumped(nodes.iter().map(|n| n.as_deref()))
     }
 
+    /// Where every configured peer's first full dump stands, each named
+    /// by its configured address: the BGP start-up gate waits on past
+    /// `startup_wait_ms` while one is still arriving (see
+    /// [`crate::bgp::announce::Startup`]). Peers are matched by node id
+    /// as in [`Self::all_peers_dumped`].
+    pub(crate) fn peer_dumps(&self) -> PeerDumps {
+        PeerDumps(
+            self.peers
+                .iter()
+                .map(|p| {
+                    let node = p.sender().peer_node();
+                    let progress = self.receipts.dump_progress(node.as_deref());
+                    (p.address().to_string(), progress)
+                })
+                .collect(),
+        )
+    }
+
     /// The channel's counters: every sender's and the listener's.
     pub fn channel_stats(&self) -> SyncStatsSnapshot {
         let mut total = self.listener_stats.snapshot();
@@ -784,9 +804,10 @@ impl Replication {
 
     /// One line per configured peer.
     pub(crate) fn peer_status(&self) -> Vec<ReplicationPeerStatus> {
+        let now = Instant::now();
         self.peers
             .iter()
-            .map(|p| self.drift.status(p.status(&self.receipts)))
+            .map(|p| self.drift.status(p.status(&self.receipts, now)))
             .collect()
     }
 

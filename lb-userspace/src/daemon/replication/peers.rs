@@ -15,7 +15,7 @@ use std::{
     collections::HashMap,
     net::SocketAddr,
     sync::Arc,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use tokio::sync::watch;
@@ -23,6 +23,7 @@ use tracing::debug;
 
 use crate::{
     api::schema::ReplicationPeerStatus,
+    bgp::announce::DumpProgress,
     sync::{self, count_of, BatchKind, ReceivedBatch, SyncStats, SyncStatsSnapshot},
 };
 
@@ -130,8 +131,8 @@ impl Peer {
         self.stats.snapshot()
     }
 
-    /// The peer's line in the status.
-    pub(crate) fn status(&self, receipts: &Receipts) -> ReplicationPeerStatus {
+    /// The peer's line in the status, as of `now`.
+    pub(crate) fn status(&self, receipts: &Receipts, now: Instant) -> ReplicationPeerStatus {
         let node = self.sender.peer_node();
         let got = node
             .as_deref()
@@ -146,6 +147,8 @@ impl Peer {
             records_received: got.records,
             full_dumps_received: got.full_dumps,
             batches_dropped: sent.dropped_batches,
+            last_received_s: got.last_age(now).map(|age| age.as_secs()),
+            last_received_unix_s: got.last_unix_s(),
             ..ReplicationPeerStatus::default()
         }
     }
@@ -161,6 +164,70 @@ pub(crate) struct Receipt {
     pub full_dumps: u64,
     flows_dumped: bool,
     nat_dumped: bool,
+    /// When the last batch arrived (None: none yet), on the monotonic
+    /// clock: its age.
+    last_at: Option<Instant>,
+    /// The wall clock at the last batch's arrival: its timestamp, kept
+    /// as read rather than worked out later from its age.
+    last_wall: Option<SystemTime>,
+    /// When this node's loop last took a frame of a full sync (flows or
+    /// NAT'd flows), if it did: while no dump is complete, whether the
+    /// first one is still arriving (see [`Receipt::dump_progress`]). The
+    /// loop's time, not the frame's decode: frames queued behind a busy
+    /// loop still show the dump moving as the loop takes them.
+    last_dump_frame: Option<Instant>,
+}
+
+impl Receipt {
+    /// Where this node's first complete dump from the sender stands, for
+    /// the BGP start-up gate: done once one completed; arriving while
+    /// frames of a full sync came (the latest then); nothing before.
+    pub(crate) fn dump_progress(&self) -> DumpProgress {
+        match (self.full_dumps, self.last_dump_frame) {
+            (1.., _) => DumpProgress::Done,
+            (0, Some(at)) => DumpProgress::Arriving(at),
+            (0, None) => DumpProgress::Nothing,
+        }
+    }
+
+    /// How long before `now` the last batch arrived (None: none yet).
+    pub(crate) fn last_age(&self, now: Instant) -> Option<Duration> {
+        self.last_at.map(|at| now.saturating_duration_since(at))
+    }
+
+    /// When the last batch arrived, Unix time in whole seconds (None:
+    /// none yet, or a wall clock before 1970 then).
+    pub(crate) fn last_unix_s(&self) -> Option<u64> {
+        self.last_wall
+            .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+            .map(|since| since.as_secs())
+    }
+}
+
+/// When the daemon took a received batch, and how long it had waited
+/// since the listener decoded it (its receive queue): the batch arrived
+/// `queued` before `at` and `wall`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Arrival {
+    /// The monotonic clock when the daemon took it.
+    pub(crate) at: Instant,
+    /// The wall clock then.
+    pub(crate) wall: SystemTime,
+    /// How long it waited before.
+    pub(crate) queued: Duration,
+}
+
+impl Arrival {
+    /// A batch decoded at `received_ns` (CLOCK_MONOTONIC, see
+    /// [`ReceivedBatch::received_ns`]) taken now.
+    pub(crate) fn of(received_ns: u64) -> Self {
+        let queued = crate::clock::monotonic_ns().saturating_sub(received_ns);
+        Self {
+            at: Instant::now(),
+            wall: SystemTime::now(),
+            queued: Duration::from_nanos(queued),
+        }
+    }
 }
 
 /// Receipts by sending node id.
@@ -168,8 +235,9 @@ pub(crate) struct Receipt {
 pub(crate) struct Receipts(HashMap<String, Receipt>);
 
 impl Receipts {
-    /// Counts `batch` under its sender's node id.
-    pub(crate) fn note(&mut self, batch: &ReceivedBatch) {
+    /// Counts `batch`, which arrived as `arrival` says, under its
+    /// sender's node id.
+    pub(crate) fn note(&mut self, batch: &ReceivedBatch, arrival: Arrival) {
         if !self.0.contains_key(&batch.peer) && self.0.len() >= MAX_KNOWN_NODES {
             // Per batch: debug, not to flood the log; the peer's line in
             // the status shows nothing received, which is the signal.
@@ -178,6 +246,16 @@ impl Receipts {
         }
         let receipt = self.0.entry(batch.peer.clone()).or_default();
         receipt.records += count_of(batch.records.len() + batch.nat.len());
+        receipt.last_at = Some(arrival.at.checked_sub(arrival.queued).unwrap_or(arrival.at));
+        receipt.last_wall = Some(
+            arrival
+                .wall
+                .checked_sub(arrival.queued)
+                .unwrap_or(arrival.wall),
+        );
+        if batch.full_sync {
+            receipt.last_dump_frame = Some(arrival.at);
+        }
         if batch.full_sync && batch.last {
             match batch.kind {
                 BatchKind::Flows => receipt.flows_dumped = true,
@@ -199,6 +277,13 @@ impl Receipts {
     /// What `node` delivered, if anything.
     pub(crate) fn get(&self, node: &str) -> Option<Receipt> {
         self.0.get(node).copied()
+    }
+
+    /// Where the first full dump of `node` (a configured peer's id;
+    /// `None` for a peer never reached yet) stands.
+    pub(crate) fn dump_progress(&self, node: Option<&str>) -> DumpProgress {
+        node.and_then(|id| self.get(id))
+            .map_or(DumpProgress::Nothing, |r| r.dump_progress())
     }
 
     /// Whether some node delivered a complete full dump (a pair's one
@@ -234,21 +319,30 @@ mod tests {
         }
     }
 
+    /// A batch the daemon takes as it arrives.
+    fn arrived() -> Arrival {
+        Arrival {
+            at: Instant::now(),
+            wall: std::time::SystemTime::now(),
+            queued: Duration::ZERO,
+        }
+    }
+
     #[test]
     fn a_dump_counts_once_both_kinds_completed() {
         let mut r = Receipts::default();
         let peers = || [Some("b"), Some("c")].into_iter();
         assert!(!r.all_dumped(peers()));
-        r.note(&batch("b", BatchKind::Flows, true, false));
-        r.note(&batch("b", BatchKind::Flows, false, true)); // incremental
-        r.note(&batch("b", BatchKind::Nat, true, true));
+        r.note(&batch("b", BatchKind::Flows, true, false), arrived());
+        r.note(&batch("b", BatchKind::Flows, false, true), arrived()); // incremental
+        r.note(&batch("b", BatchKind::Nat, true, true), arrived());
         assert_eq!(r.get("b").unwrap().full_dumps, 0, "flows dump not finished");
-        r.note(&batch("b", BatchKind::Flows, true, true));
+        r.note(&batch("b", BatchKind::Flows, true, true), arrived());
         assert_eq!(r.get("b").unwrap().full_dumps, 1);
         assert!(!r.all_dumped(peers()), "c has sent nothing");
-        r.note(&batch("c", BatchKind::Flows, true, true));
+        r.note(&batch("c", BatchKind::Flows, true, true), arrived());
         assert!(!r.all_dumped(peers()));
-        r.note(&batch("c", BatchKind::Nat, true, true));
+        r.note(&batch("c", BatchKind::Nat, true, true), arrived());
         assert!(r.all_dumped(peers()));
         // A peer whose id is not known yet (never reached) is not done.
         assert!(!r.all_dumped([Some("b"), None].into_iter()));
@@ -264,9 +358,9 @@ mod tests {
             version: 1,
             ..batch("b", BatchKind::Flows, true, false)
         };
-        r.note(&old);
+        r.note(&old, arrived());
         assert!(!r.any_dumped(), "the flows' dump is not finished");
-        r.note(&ReceivedBatch { last: true, ..old });
+        r.note(&ReceivedBatch { last: true, ..old }, arrived());
         assert!(
             r.any_dumped(),
             "a version-1 session has no NAT'd flows to wait for"
@@ -274,14 +368,95 @@ mod tests {
         assert!(r.all_dumped([Some("b")].into_iter()));
     }
 
+    /// When the last batch from a node arrived, for the status's age and
+    /// the metrics' timestamp: none before the first; the wall clock read
+    /// when it arrived (its decode), not when the daemon got to it, and
+    /// kept as read rather than worked out again from an age.
+    #[test]
+    fn the_last_batch_is_stamped_at_its_arrival() {
+        let mut r = Receipts::default();
+        assert_eq!(r.get("b"), None);
+        let at = Instant::now();
+        let wall = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        // Queued 2 s before the daemon took it.
+        let arrival = Arrival {
+            at,
+            wall,
+            queued: Duration::from_secs(2),
+        };
+        r.note(&batch("b", BatchKind::Flows, false, true), arrival);
+        let got = r.get("b").unwrap();
+        assert_eq!(got.last_unix_s(), Some(1_699_999_998));
+        assert_eq!(
+            got.last_age(at + Duration::from_secs(1)),
+            Some(Duration::from_secs(3))
+        );
+        // An empty full dump (a peer with no flows) is a batch too: its
+        // flows here are as fresh as it.
+        let later = Arrival {
+            at: at + Duration::from_secs(10),
+            wall: wall + Duration::from_secs(10),
+            queued: Duration::ZERO,
+        };
+        r.note(&batch("b", BatchKind::Flows, true, true), later);
+        let got = r.get("b").unwrap();
+        assert_eq!(got.last_unix_s(), Some(1_700_000_010));
+        assert_eq!(
+            got.last_age(at + Duration::from_secs(10)),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(Receipt::default().last_unix_s(), None);
+        assert_eq!(Receipt::default().last_age(at), None);
+    }
+
+    /// The start-up gate's view of a peer's first dump: nothing before a
+    /// frame of a full sync; arriving, stamped with when the loop took
+    /// the latest such frame (incremental batches and a queue's wait do
+    /// not count); done once both kinds completed, whatever comes after.
+    #[test]
+    fn a_peers_first_dump_is_seen_arriving_then_done() {
+        let mut r = Receipts::default();
+        let t0 = Instant::now();
+        let at = |secs| Arrival {
+            at: t0 + Duration::from_secs(secs),
+            wall: std::time::SystemTime::now(),
+            queued: Duration::from_secs(1),
+        };
+        assert_eq!(r.dump_progress(Some("b")), DumpProgress::Nothing);
+        assert_eq!(r.dump_progress(None), DumpProgress::Nothing);
+        r.note(&batch("b", BatchKind::Flows, false, true), at(1));
+        assert_eq!(
+            r.dump_progress(Some("b")),
+            DumpProgress::Nothing,
+            "an incremental batch is no dump"
+        );
+        r.note(&batch("b", BatchKind::Flows, true, false), at(2));
+        assert_eq!(
+            r.dump_progress(Some("b")),
+            DumpProgress::Arriving(t0 + Duration::from_secs(2))
+        );
+        r.note(&batch("b", BatchKind::Flows, false, true), at(3));
+        r.note(&batch("b", BatchKind::Flows, true, true), at(4));
+        assert_eq!(
+            r.dump_progress(Some("b")),
+            DumpProgress::Arriving(t0 + Duration::from_secs(4)),
+            "the NAT'd flows' dump is still to come"
+        );
+        r.note(&batch("b", BatchKind::Nat, true, true), at(5));
+        assert_eq!(r.dump_progress(Some("b")), DumpProgress::Done);
+        r.note(&batch("b", BatchKind::Flows, true, false), at(6));
+        assert_eq!(r.dump_progress(Some("b")), DumpProgress::Done);
+        assert_eq!(r.dump_progress(Some("c")), DumpProgress::Nothing);
+    }
+
     #[test]
     fn any_dumped_needs_one_complete_dump() {
         let mut r = Receipts::default();
         assert!(!r.any_dumped());
-        r.note(&batch("b", BatchKind::Flows, true, true));
-        r.note(&batch("b", BatchKind::Nat, false, true));
+        r.note(&batch("b", BatchKind::Flows, true, true), arrived());
+        r.note(&batch("b", BatchKind::Nat, false, true), arrived());
         assert!(!r.any_dumped(), "the NAT'd flows' dump is missing");
-        r.note(&batch("b", BatchKind::Nat, true, true));
+        r.note(&batch("b", BatchKind::Nat, true, true), arrived());
         assert!(r.any_dumped());
     }
 }
