@@ -3,7 +3,7 @@
 //! table, after a probe makes the kernel resolve them).
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     future::Future,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
     pin::Pin,
@@ -436,6 +436,7 @@ impl Netlink {
     }
 
     /// Usable neighbour entries on interface `ifindex`: address -> MAC.
+    #[cfg(test)]
     pub(crate) async fn neighbours(
         &self,
         ifindex: u32,
@@ -453,7 +454,21 @@ impl Netlink {
     async fn neighbour_entries(
         &self,
         ifindex: u32,
-    ) -> Result<HashMap<IpAddr, ([u8; 6], NeighbourState)>, NetlinkError> {
+    ) -> Result<HashMap<IpAddr, NeighbourEntry>, NetlinkError> {
+        Ok(self
+            .neighbour_table()
+            .await?
+            .into_iter()
+            .filter(|((index, _), _)| *index == ifindex)
+            .map(|((_, address), entry)| (address, entry))
+            .collect())
+    }
+
+    /// Usable neighbour entries of every interface: (interface, address)
+    /// -> MAC and the entry's state.
+    async fn neighbour_table(
+        &self,
+    ) -> Result<HashMap<(u32, IpAddr), NeighbourEntry>, NetlinkError> {
         let mut out = HashMap::new();
         let what = "dumping the neighbour table";
         let entries = self
@@ -462,7 +477,7 @@ impl Netlink {
             })
             .await?;
         for entry in entries {
-            if entry.header.ifindex != ifindex || !usable(entry.header.state) {
+            if !usable(entry.header.state) {
                 continue;
             }
             let mut address = None;
@@ -482,10 +497,20 @@ impl Netlink {
                 }
             }
             if let (Some(address), Some(mac)) = (address, mac) {
-                out.insert(address, (mac, entry.header.state));
+                out.insert((entry.header.ifindex, address), (mac, entry.header.state));
             }
         }
         Ok(out)
+    }
+
+    /// Which of the next hops `hops` (interface, gateway) to probe (see
+    /// [`hops_to_probe`]): those without a usable neighbour entry on their
+    /// interface, and those whose entry is STALE.
+    pub(crate) async fn next_hops_to_probe(
+        &self,
+        hops: &[(u32, IpAddr)],
+    ) -> Result<Vec<(u32, IpAddr)>, NetlinkError> {
+        Ok(hops_to_probe(hops, &self.neighbour_table().await?))
     }
 
     /// MACs of `addresses` on interface `ifindex`. Addresses missing from
@@ -613,6 +638,18 @@ impl Netlink {
                 })
             })
             .collect())
+    }
+
+    /// Every address of the node, on any interface (loopback included):
+    /// those the kernel answers ARP and neighbour solicitations for.
+    pub(crate) async fn node_addresses(&self) -> Result<BTreeSet<IpAddr>, NetlinkError> {
+        let what = "listing the node's addresses";
+        let messages = self
+            .request(what, |handle| async move {
+                dump(handle.address().get().execute(), what).await
+            })
+            .await?;
+        Ok(messages.iter().filter_map(message_address).collect())
     }
 
     async fn address_messages(&self, ifindex: u32) -> Result<Vec<AddressMessage>, NetlinkError> {
@@ -905,26 +942,49 @@ fn message_address(message: &AddressMessage) -> Option<IpAddr> {
         })
 }
 
+/// A usable neighbour entry: its MAC and state.
+type NeighbourEntry = ([u8; 6], NeighbourState);
+
 /// Which of `wanted` to probe: those without a usable entry (the kernel
-/// resolves them), and those whose entry is STALE. The data plane sends
-/// to a backend's MAC without the kernel's neighbour code, so nothing
-/// else ever confirms such an entry: a backend rebuilt at the same
-/// address with a new MAC (and no gratuitous ARP) would keep its old one
-/// for as long as the entry lives, its share of flows black-holed. A
-/// probe takes the entry through DELAY and PROBE, which confirms the MAC
-/// or learns the new one. An unchecked backend's entry is STALE most of
-/// the time, so that is one ARP/ND exchange per reachable time (about
-/// 30 s) per such backend.
-fn to_probe(wanted: &[IpAddr], known: &HashMap<IpAddr, ([u8; 6], NeighbourState)>) -> Vec<IpAddr> {
+/// resolves them), and those whose entry is STALE (see [`needs_probe`]).
+fn to_probe(wanted: &[IpAddr], known: &HashMap<IpAddr, NeighbourEntry>) -> Vec<IpAddr> {
     wanted
         .iter()
-        .filter(|a| {
-            known
-                .get(a)
-                .is_none_or(|(_, state)| *state == NeighbourState::Stale)
-        })
+        .filter(|a| needs_probe(known.get(a)))
         .copied()
         .collect()
+}
+
+/// [`to_probe`] for next hops (interface, gateway), each judged by its
+/// entry on its own interface (a link-local gateway's address is another
+/// router's on another interface). The data plane sends to a next hop's
+/// MAC as its FIB lookup finds it, which takes a STALE entry as it is:
+/// without a probe, a router replaced at the same address (a new MAC, no
+/// gratuitous ARP or unsolicited NA) is sent to at its old MAC for as
+/// long as the entry lives, which below `gc_thresh1` is for ever, and
+/// every routed flow through it is black-holed.
+fn hops_to_probe(
+    hops: &[(u32, IpAddr)],
+    known: &HashMap<(u32, IpAddr), NeighbourEntry>,
+) -> Vec<(u32, IpAddr)> {
+    hops.iter()
+        .filter(|hop| needs_probe(known.get(hop)))
+        .copied()
+        .collect()
+}
+
+/// Whether an address whose usable entry is `entry` (None: none) is
+/// probed: with none (the kernel resolves it), and with a STALE one. The
+/// data plane sends to a backend's or next hop's MAC without the
+/// kernel's neighbour code, so nothing else ever confirms such an entry:
+/// a host rebuilt at the same address with a new MAC (and no gratuitous
+/// ARP) would keep its old one for as long as the entry lives, its share
+/// of flows black-holed. A probe takes the entry through DELAY and PROBE,
+/// which confirms the MAC or learns the new one. An entry only the data
+/// plane uses is STALE most of the time, so that is one ARP/ND exchange
+/// per reachable time (about 30 s) per such address.
+fn needs_probe(entry: Option<&NeighbourEntry>) -> bool {
+    entry.is_none_or(|(_, state)| *state == NeighbourState::Stale)
 }
 
 /// States whose link-layer address can be used to send to.
@@ -1022,7 +1082,7 @@ fn bind_to_interface(socket: &UdpSocket, ifindex: u32) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{mac_to_follow, to_probe, xdp_of, AddressState};
+    use super::{hops_to_probe, mac_to_follow, to_probe, xdp_of, AddressState};
     use crate::config::XdpMode;
     use netlink_packet_route::{
         link::{LinkAttribute, LinkMessage, LinkXdp, XdpAttached},
@@ -1092,6 +1152,53 @@ mod tests {
     /// Missing and STALE entries are probed (a STALE one is still used
     /// meanwhile); fresh ones are not. Before, only missing ones were, so
     /// an unchecked backend rebuilt with a new MAC kept its old one.
+    /// A next hop is judged by its entry on its own interface: missing
+    /// and STALE ones are probed, so a router replaced at the same address
+    /// (new MAC, no announcement) is learnt; fresh ones are not; an entry
+    /// for the same (link-local) address on another interface is another
+    /// router's. Before, a gateway's STALE entry was never probed, and its
+    /// old MAC was sent to for as long as the entry lived.
+    #[test]
+    fn next_hops_missing_or_stale_on_their_interface_are_probed() {
+        let a = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let known = [
+            (
+                (2, a("198.18.0.1")),
+                ([2, 0, 0, 0, 0, 1], NeighbourState::Reachable),
+            ),
+            (
+                (2, a("198.18.0.254")),
+                ([2, 0, 0, 0, 0, 2], NeighbourState::Stale),
+            ),
+            (
+                (2, a("fe80::1")),
+                ([2, 0, 0, 0, 0, 3], NeighbourState::Reachable),
+            ),
+            (
+                (3, a("198.19.2.1")),
+                ([2, 0, 0, 0, 0, 4], NeighbourState::Probe),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let hops = [
+            (2, a("198.18.0.1")),
+            (2, a("198.18.0.254")),
+            (2, a("fe80::1")),
+            (3, a("fe80::1")),
+            (3, a("198.19.2.1")),
+            (3, a("198.19.2.254")),
+        ];
+        assert_eq!(
+            hops_to_probe(&hops, &known),
+            vec![
+                (2, a("198.18.0.254")),
+                (3, a("fe80::1")),
+                (3, a("198.19.2.254"))
+            ]
+        );
+    }
+
     #[test]
     fn missing_and_stale_neighbours_are_probed() {
         let a = |last: u8| std::net::IpAddr::from([198, 18, 0, last]);

@@ -173,6 +173,13 @@ impl Conn {
         Ok(self.stream.local_addr()?.port())
     }
 
+    /// How long a read on the connection waits (5 s from `open`): longer
+    /// for a request that has to outlast TCP's retransmissions while the
+    /// path heals.
+    pub fn set_read_timeout(&self, timeout: Duration) -> anyhow::Result<()> {
+        Ok(self.stream.set_read_timeout(Some(timeout))?)
+    }
+
     /// One more request on the connection.
     pub fn get(&mut self) -> anyhow::Result<Seen> {
         exchange(&mut self.stream, &mut self.buffer, "/")

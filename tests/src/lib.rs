@@ -27,6 +27,7 @@ pub mod oracle;
 pub mod packet;
 pub mod packet_socket;
 pub mod postgres;
+pub mod router_swap;
 pub mod support;
 pub mod synflood;
 pub mod testbed;

@@ -1,8 +1,10 @@
-//! The next hops the routing table names on an interface: the gateways a
-//! routed (NAT) packet may be sent to. lbd keeps their neighbour entries
-//! resolved ahead of need, so the first packets after a failover (the new
-//! master has never sent to them) or after an entry expired are not
-//! dropped while the kernel resolves it.
+//! The next hops the routing table names, with the interface each is
+//! reached by: the gateways a routed (NAT or tunnelled) packet may be
+//! sent to. lbd keeps their neighbour entries resolved ahead of need, so
+//! the first packets after a failover (the new master has never sent to
+//! them) or after an entry expired are not dropped while the kernel
+//! resolves it, and confirms a STALE one, so a router replaced at the
+//! same address with a new MAC is followed.
 
 use std::{
     collections::BTreeSet,
@@ -19,19 +21,19 @@ use tracing::warn;
 use super::{Netlink, NetlinkError};
 
 impl Netlink {
-    /// Every gateway of a route (single or multipath) that leaves by
-    /// interface `ifindex`, IPv4 and IPv6, given as RTA_GATEWAY or RTA_VIA,
-    /// without duplicates. Routes naming only a nexthop object are not
-    /// covered (warned about once).
-    pub(crate) async fn gateways(&self, ifindex: u32) -> Result<Vec<IpAddr>, NetlinkError> {
+    /// Every next hop a route (single or multipath, IPv4 and IPv6, of any
+    /// table) names, as (interface, gateway), the gateway given as
+    /// RTA_GATEWAY or RTA_VIA, without duplicates: what the data plane's
+    /// FIB lookups may send to, on the attached interface or another (a
+    /// two-armed node reaches its backends by a second interface). Routes
+    /// naming only a nexthop object are not covered (warned about once).
+    pub(crate) async fn next_hops(&self) -> Result<Vec<(u32, IpAddr)>, NetlinkError> {
         let routes = self.routes().await?;
         warn_next_hop_objects(&routes);
         let mut out = Vec::new();
-        for route in &routes {
-            for gateway in route_gateways(route, ifindex) {
-                if !out.contains(&gateway) {
-                    out.push(gateway);
-                }
+        for hop in routes.iter().flat_map(route_next_hops) {
+            if !out.contains(&hop) {
+                out.push(hop);
             }
         }
         Ok(out)
@@ -88,23 +90,28 @@ fn route_interfaces(route: &RouteMessage) -> Vec<u32> {
     out
 }
 
-/// The gateways of one route that leave by `ifindex`: its RTA_GATEWAY or
-/// RTA_VIA (an IPv4 route over an IPv6 next hop, RFC 5549), or those of
-/// its multipath hops on `ifindex`.
-fn route_gateways(route: &RouteMessage, ifindex: u32) -> Vec<IpAddr> {
+/// The next hops of one route, as (interface, gateway): its RTA_GATEWAY
+/// or RTA_VIA (an IPv4 route over an IPv6 next hop, RFC 5549) with its
+/// RTA_OIF, and those of its multipath hops with theirs.
+fn route_next_hops(route: &RouteMessage) -> Vec<(u32, IpAddr)> {
     let oif = route.attributes.iter().find_map(|a| match a {
         RouteAttribute::Oif(index) => Some(*index),
         _ => None,
     });
     let mut out = Vec::new();
     for attribute in &route.attributes {
-        match attribute {
-            RouteAttribute::MultiPath(hops) => {
-                for hop in hops.iter().filter(|h| h.interface_index == ifindex) {
-                    out.extend(hop.attributes.iter().find_map(next_hop_of));
+        match (attribute, oif) {
+            (RouteAttribute::MultiPath(hops), _) => {
+                for hop in hops {
+                    out.extend(
+                        hop.attributes
+                            .iter()
+                            .find_map(next_hop_of)
+                            .map(|gateway| (hop.interface_index, gateway)),
+                    );
                 }
             }
-            _ if oif == Some(ifindex) => out.extend(next_hop_of(attribute)),
+            (_, Some(oif)) => out.extend(next_hop_of(attribute).map(|gateway| (oif, gateway))),
             _ => {}
         }
     }
@@ -162,6 +169,50 @@ fn warn_next_hop_objects(routes: &[RouteMessage]) {
 mod tests {
     use super::*;
     use netlink_packet_route::route::RouteNextHop;
+
+    /// The gateways of `route` that leave by `ifindex`.
+    fn route_gateways(route: &RouteMessage, ifindex: u32) -> Vec<IpAddr> {
+        route_next_hops(route)
+            .into_iter()
+            .filter(|(index, _)| *index == ifindex)
+            .map(|(_, gateway)| gateway)
+            .collect()
+    }
+
+    /// Each next hop is named with the interface it leaves by, a
+    /// multipath route's on each of its interfaces: the data plane may
+    /// send by any of them, and a link-local gateway is only that
+    /// interface's.
+    #[test]
+    fn next_hops_carry_their_interface() {
+        let hop = |index: u32, gateway: &str| {
+            let mut hop = RouteNextHop::default();
+            hop.interface_index = index;
+            hop.attributes = vec![RouteAttribute::Gateway(RouteAddress::Inet6(
+                gateway.parse().unwrap(),
+            ))];
+            hop
+        };
+        let mut multipath = RouteMessage::default();
+        multipath.attributes = vec![RouteAttribute::MultiPath(vec![
+            hop(2, "fe80::1"),
+            hop(3, "fe80::1"),
+        ])];
+        let a = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            route_next_hops(&multipath),
+            [(2, a("fe80::1")), (3, a("fe80::1"))]
+        );
+        let mut single = RouteMessage::default();
+        single.attributes = vec![
+            RouteAttribute::Gateway(RouteAddress::Inet("198.18.0.1".parse().unwrap())),
+            RouteAttribute::Oif(4),
+        ];
+        assert_eq!(route_next_hops(&single), [(4, a("198.18.0.1"))]);
+        // Without an interface there is nowhere to resolve it.
+        single.attributes.pop();
+        assert!(route_next_hops(&single).is_empty());
+    }
 
     #[test]
     fn gateways_of_single_and_multipath_routes_on_the_interface_only() {
@@ -252,7 +303,7 @@ mod tests {
 
     /// In a namespace of its own: an IPv4 route via an IPv6 link-local
     /// next hop (`ip route add … via inet6 fe80::1 dev X`), and each hop
-    /// of a multipath one, are found as gateways of X, and probing one
+    /// of a multipath one, are found as gateways of X (`next_hops`), and probing one
     /// resolves it in X's IPv6 neighbour table, where the data plane's
     /// FIB lookup looks for it.
     #[test]
@@ -305,11 +356,12 @@ mod tests {
                 let netlink = Netlink::connect().unwrap();
                 let index = netlink.interface("gw0").await.unwrap().index;
                 let mut found: Vec<String> = netlink
-                    .gateways(index)
+                    .next_hops()
                     .await
                     .unwrap()
                     .iter()
-                    .map(ToString::to_string)
+                    .filter(|(hop_index, _)| *hop_index == index)
+                    .map(|(_, gateway)| gateway.to_string())
                     .collect();
                 found.sort();
                 assert_eq!(found, ["fe80::1", "fe80::2"]);

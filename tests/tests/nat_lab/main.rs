@@ -7,8 +7,10 @@
 //! connections across backend changes and lbd's restarts (kill -9,
 //! SIGTERM), long-lived streams across a VRRP failover, port
 //! exhaustion dropped, counted and recovered, a table full of closed flows
-//! freeing them early (its pressure), and a missing next-hop
-//! neighbour dropped, counted and resolved. Needs root.
+//! freeing them early (its pressure), a missing next-hop neighbour
+//! dropped, counted and resolved, connections following a next-hop
+//! router replaced under them, and a NAT address removed under lbd
+//! reported. Needs root.
 //!
 //! One module per scenario; `setup` builds the lab and lbd's config,
 //! `observe` reads what the tests check.
@@ -21,6 +23,7 @@ use std::{
 mod backend_changes;
 mod balance;
 mod failover;
+mod nat_address;
 mod neighbour;
 mod observe;
 mod port_exhaustion;

@@ -1,7 +1,8 @@
 //! The next hop's neighbour missing, at xdp and at tc: with r2 off the
 //! LAN and the LB's neighbours flushed, the client's first packets are
 //! dropped and counted; once r2 is back lbd gets it resolved and the
-//! connection goes through.
+//! connection goes through. And r2 replaced by a router with a new MAC
+//! that announces nothing: established and new connections follow it.
 
 use std::{
     net::IpAddr,
@@ -10,14 +11,16 @@ use std::{
 };
 
 use lb_tests::{
-    http::Conn,
+    http::{burst, Conn},
     lab::{VIP4, VIP6},
+    router_swap::{lb_neighbour, next_hop_router, replace_router, short_neighbour_timers},
     support::{grown, ip, nonzero},
 };
 
 use crate::{
     observe::{neighbour, status},
     setup::{nat_lab, start_nat_lbd, Spec},
+    NAT4, NAT6,
 };
 
 #[test]
@@ -124,6 +127,92 @@ fn missing_neighbour(attach: &str) {
     }
     eprintln!(
         "NAT neighbours ({attach}): {}; took {:?}",
+        report.join("; "),
+        started.elapsed()
+    );
+}
+
+/// How long a NAT'd flow may take to follow a replaced next-hop router:
+/// see the tunnel lab's `next_hop` (the LB's entry turns STALE, lbd
+/// probes it at its next scan, the old MAC fails its probes, the new one
+/// answers a broadcast), plus TCP's retransmission backoff on a kept-alive
+/// connection.
+const FOLLOW_LIMIT: Duration = Duration::from_secs(45);
+
+/// The next-hop router toward the backends replaced under established
+/// NAT'd connections (a new MAC at the same addresses, announced by
+/// nothing): each kept-alive connection goes on with its backend and NAT
+/// port, and new connections go through, once lbd had the LB's STALE
+/// entry for the router probed. Before, nothing on the LB ever asked
+/// again: every flow through the router was black-holed for as long as
+/// the entry lived.
+#[test]
+fn nat_connections_follow_a_replaced_next_hop_router() {
+    let started = Instant::now();
+    let mut lab = nat_lab(1, 1);
+    short_neighbour_timers(&lab.lb.netns, "eth0");
+    start_nat_lbd(
+        &mut lab,
+        &Spec {
+            backends: &["b1"],
+            ..Spec::default()
+        },
+    );
+    let (router, leg) = next_hop_router(&lab);
+    let mut conns = Vec::new();
+    for (vip, gateway) in [
+        (IpAddr::V4(VIP4), IpAddr::V4(leg.ipv4)),
+        (IpAddr::V6(VIP6), IpAddr::V6(leg.ipv6)),
+    ] {
+        let mut opened = Conn::open(&lab.client.netns, vip, 1, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{vip}: a connection before the change: {e:#}"));
+        let conn = opened.pop().expect("one connection");
+        conn.set_read_timeout(FOLLOW_LIMIT).expect("read timeout");
+        conns.push((vip, gateway, lb_neighbour(&lab, gateway), conn));
+    }
+    let mac = "02:00:00:00:7e:21";
+    replace_router(
+        &lab,
+        &router,
+        &leg,
+        mac,
+        &[IpAddr::V4(NAT4), IpAddr::V6(NAT6)],
+    );
+    let t = Instant::now();
+    let mut report = Vec::new();
+    for (vip, gateway, old, mut conn) in conns {
+        let seen = conn.get().unwrap_or_else(|e| {
+            panic!(
+                "{vip}: the kept-alive connection got no answer {:?} after the next hop {gateway} was replaced by {mac} ({e:#}); the LB's entry was {old:?}, is {:?}; counters {:?}\nlbd:\n{}",
+                t.elapsed(),
+                lb_neighbour(&lab, gateway),
+                nonzero(&status(&lab)),
+                lab.log("lbd")
+            )
+        });
+        assert_eq!(
+            (seen.backend.as_str(), seen.peer),
+            (conn.first.backend.as_str(), conn.first.peer),
+            "{vip}: the connection kept its backend and NAT port"
+        );
+        let fresh = burst(&lab.client.netns, vip, 1);
+        assert_eq!(
+            fresh.failed, 0,
+            "{vip}: a new connection: {:?}",
+            fresh.errors
+        );
+        let entry = lb_neighbour(&lab, gateway);
+        assert!(
+            entry.contains(mac),
+            "{vip}: answered, but the LB's entry for {gateway} is {entry:?}, not {mac}"
+        );
+        report.push(format!(
+            "{vip}: answered {} ms after the change",
+            t.elapsed().as_millis()
+        ));
+    }
+    eprintln!(
+        "NAT across a replaced next hop: {}; took {:?}",
         report.join("; "),
         started.elapsed()
     );

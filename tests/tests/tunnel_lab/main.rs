@@ -7,8 +7,9 @@
 //! at nginx; long-lived streams across a backend added and a VRRP
 //! failover; a request too big for the path after encapsulation answered
 //! with ICMP, then carried in smaller segments; kept-alive connections
-//! across lbd's restarts (kill -9, SIGTERM); and checks sent through
-//! the tunnel taking out a backend whose decap stopped. Labs are shared
+//! across lbd's restarts (kill -9, SIGTERM); checks sent through the
+//! tunnel taking out a backend whose decap stopped; and new connections
+//! following a next-hop router replaced under them. Labs are shared
 //! within a test and the variants loop inside it, to keep the suite's
 //! time small. Needs root.
 //!
@@ -21,6 +22,7 @@ mod balance;
 mod failover;
 mod health;
 mod lab_itself;
+mod next_hop;
 mod observe;
 mod restarts;
 mod setup;

@@ -35,6 +35,7 @@ use tracing::{debug, info, warn};
 use super::Engine;
 use crate::{
     nat::events::NatEvents,
+    nat::held::{HeldChange, HeldSources},
     nat::reaper::{
         pace::Pace,
         pressure::{Pressure, PRESSED_CLOSED_TIMEOUT, PRESSED_UNREPLIED_TIMEOUT},
@@ -207,6 +208,8 @@ pub(crate) struct NatRuntime {
     /// NAT addresses found to be the source of this node's own
     /// connections to their backends, warned once each.
     shared_warned: BTreeSet<IpAddr>,
+    /// NAT addresses found missing from the node (`nat::held`).
+    held: HeldSources,
 }
 
 impl NatRuntime {
@@ -605,25 +608,32 @@ impl Engine {
         }
     }
 
-    /// Gets every gateway the routing table names on the attached
-    /// interface resolved, ahead of need: on a backup, so that a failover
-    /// finds the next hops of the flows it takes over ready; on a master,
-    /// so that an entry that expired is back before a packet needs it.
+    /// Gets every gateway the routing table names resolved ahead of need,
+    /// on whichever interface it is reached by: on a backup, so that a
+    /// failover finds the next hops of the flows it takes over ready; on
+    /// a master, so that an entry that expired is back before a packet
+    /// needs it. A STALE entry is probed too (confirmed, or its new MAC
+    /// learnt): the data plane's FIB lookup takes it as it is, and nothing
+    /// else on the node may send to that router, so a router replaced at
+    /// the same address would be sent to at its old MAC for ever.
     async fn resolve_gateways(&mut self) {
-        let index = self.interface.index;
-        let (gateways, known) = match (
-            self.netlink.gateways(index).await,
-            self.netlink.neighbours(index).await,
-        ) {
-            (Ok(gateways), Ok(known)) => (gateways, known),
-            (Err(error), _) | (_, Err(error)) => {
-                debug!(%error, "reading routes and neighbours for the NAT next hops failed");
+        let hops = match self.netlink.next_hops().await {
+            Ok(hops) => hops,
+            Err(error) => {
+                debug!(%error, "reading routes for the routed next hops failed");
                 return;
             }
         };
-        for gateway in gateways.iter().filter(|g| !known.contains_key(g)) {
-            debug!(next_hop = %gateway, "resolving a next hop ahead of need");
-            crate::netlink::probe_on(*gateway, index);
+        let to_probe = match self.netlink.next_hops_to_probe(&hops).await {
+            Ok(to_probe) => to_probe,
+            Err(error) => {
+                debug!(%error, "reading neighbours for the routed next hops failed");
+                return;
+            }
+        };
+        for (ifindex, gateway) in to_probe {
+            debug!(next_hop = %gateway, ifindex, "resolving or confirming a next hop ahead of need");
+            crate::netlink::probe_on(gateway, ifindex);
         }
     }
 
@@ -642,6 +652,52 @@ impl Engine {
         self.sync_tx_ports().await;
         self.resolve_gateways().await;
         self.warn_shared_nat_addresses();
+        self.check_nat_addresses_held().await;
+    }
+
+    /// Says (once) when a NAT address this node must hold is not among
+    /// its addresses, and when it is back (see `nat::held`): backends'
+    /// replies to it never reach the balancer, so its VIPs' NAT'd
+    /// connections stall while their checks pass. Addresses a VRRP
+    /// instance this node is a backup of moves are the master's.
+    async fn check_nat_addresses_held(&mut self) {
+        let nat_vips: Vec<(String, IpAddr)> = self
+            .model
+            .vips
+            .iter()
+            .filter(|(_, vip)| vip.config.forwarding == Mode::Nat)
+            .filter_map(|(id, vip)| vip.config.nat.map(|nat| (id.to_string(), nat.source)))
+            .collect();
+        if nat_vips.is_empty() {
+            self.nat.held.forget();
+            return;
+        }
+        let backup: BTreeSet<IpAddr> = self
+            .vrrp
+            .iter()
+            .filter(|instance| !instance.is_master())
+            .flat_map(|instance| instance.config().addresses.iter().copied())
+            .collect();
+        let wanted = crate::nat::held::to_hold(&nat_vips, &backup);
+        let held = match self.netlink.node_addresses().await {
+            Ok(held) => held,
+            Err(error) => {
+                debug!(%error, "reading the node's addresses for its NAT addresses failed");
+                return;
+            }
+        };
+        for change in self.nat.held.update(&wanted, &held) {
+            match change {
+                HeldChange::Missing { address, vips } => warn!(
+                    nat_address = %address, vips = %vips.join(", "), interface = %self.interface.name,
+                    "NAT address {address} is not an address of this node: backends answer NAT'd connections at it, and their replies do not reach the balancer, so every NAT'd connection of {} stalls (health checks still pass: they leave from the node's own address). Put it back (ip addr add {address} dev {}), or give the VIPs another NAT address and reload", vips.join(", "), self.interface.name
+                ),
+                HeldChange::Back { address } => info!(
+                    nat_address = %address,
+                    "NAT address {address} is an address of this node again: backends' replies to it reach the balancer"
+                ),
+            }
+        }
     }
 
     /// Warns (once per address) about NAT addresses this node's own
