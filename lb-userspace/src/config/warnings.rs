@@ -217,6 +217,12 @@ fn vip_warnings(index: usize, vip: &VipConfig, out: &mut Vec<Warning>) {
             ),
         });
     }
+    if let Some(message) = link_local_vip(vip.address) {
+        out.push(Warning {
+            field: format!("vip[{index}].address"),
+            message,
+        });
+    }
     if vip.backends.is_empty() {
         out.push(Warning {
             field: format!("vip[{index}]"),
@@ -346,9 +352,29 @@ fn unusual(address: IpAddr) -> Option<&'static str> {
         Some("the unspecified address")
     } else if address == IpAddr::V4(Ipv4Addr::BROADCAST) {
         Some("the broadcast address")
+    } else if matches!(address, IpAddr::V4(v4) if v4.octets()[0] == 0) {
+        Some("in 0.0.0.0/8 (\"this network\", RFC 1122: a source only, never a destination; Linux drops packets to it)")
+    } else if matches!(address, IpAddr::V4(v4) if v4.octets()[0] >= 240) {
+        Some("in 240.0.0.0/4 (reserved, RFC 1112: routers and most hosts drop packets to it)")
     } else {
         None
     }
+}
+
+/// The warning for a VIP at a link-local `address` (169.254.0.0/16,
+/// fe80::/10): routers never forward to it, so only clients on the
+/// node's own link reach it — rarely what a VIP is for, and then a
+/// typo of a routable address is the likelier reading.
+fn link_local_vip(address: IpAddr) -> Option<String> {
+    let link_local = match address.to_canonical() {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
+    };
+    link_local.then(|| {
+        format!(
+            "{address} is a link-local address: routers do not forward to it, so only clients on this node's own link reach this VIP"
+        )
+    })
 }
 
 #[cfg(test)]
@@ -517,6 +543,33 @@ mod tests {
                 "vip[2].address: ::1 is a loopback address: clients on the network cannot reach this VIP",
                 "vip[2].backend[0].address: ::ffff:127.0.0.1 is a loopback address: no backend on the network has it",
                 "vip[2].backend[1].address: :: is the unspecified address: no backend on the network has it",
+            ]
+        );
+    }
+
+    /// Addresses no host answers at by the RFCs (0.0.0.0/8, 240.0.0.0/4)
+    /// are warned of for VIPs and backends; a link-local VIP reaches only
+    /// its own link's clients (a link-local backend of an on-link VIP is
+    /// fine). Routable neighbours of those ranges are not warned of.
+    #[test]
+    fn reserved_and_link_local_addresses_are_warned_of() {
+        let doubtful = config(vec![
+            vip("0.1.2.3", &[("240.0.0.1", 1), ("1.0.0.1", 1)]),
+            vip("169.254.10.1", &[("169.254.10.2", 1)]),
+            vip("fe80::10", &[("fe80::11", 1)]),
+            vip(
+                "198.18.0.100",
+                &[("239.255.255.254", 1), ("223.255.255.254", 1)],
+            ),
+        ]);
+        assert_eq!(
+            shown(&doubtful),
+            [
+                "vip[0].address: 0.1.2.3 is in 0.0.0.0/8 (\"this network\", RFC 1122: a source only, never a destination; Linux drops packets to it): clients on the network cannot reach this VIP",
+                "vip[0].backend[0].address: 240.0.0.1 is in 240.0.0.0/4 (reserved, RFC 1112: routers and most hosts drop packets to it): no backend on the network has it",
+                "vip[1].address: 169.254.10.1 is a link-local address: routers do not forward to it, so only clients on this node's own link reach this VIP",
+                "vip[2].address: fe80::10 is a link-local address: routers do not forward to it, so only clients on this node's own link reach this VIP",
+                "vip[3].backend[0].address: 239.255.255.254 is a multicast address: no backend on the network has it",
             ]
         );
     }

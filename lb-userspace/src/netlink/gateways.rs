@@ -179,20 +179,22 @@ mod tests {
             .collect()
     }
 
+    /// A multipath route's hop by interface `index` to IPv6 `gateway`.
+    fn hop(index: u32, gateway: &str) -> RouteNextHop {
+        let mut hop = RouteNextHop::default();
+        hop.interface_index = index;
+        hop.attributes = vec![RouteAttribute::Gateway(RouteAddress::Inet6(
+            gateway.parse().unwrap(),
+        ))];
+        hop
+    }
+
     /// Each next hop is named with the interface it leaves by, a
     /// multipath route's on each of its interfaces: the data plane may
     /// send by any of them, and a link-local gateway is only that
     /// interface's.
     #[test]
     fn next_hops_carry_their_interface() {
-        let hop = |index: u32, gateway: &str| {
-            let mut hop = RouteNextHop::default();
-            hop.interface_index = index;
-            hop.attributes = vec![RouteAttribute::Gateway(RouteAddress::Inet6(
-                gateway.parse().unwrap(),
-            ))];
-            hop
-        };
         let mut multipath = RouteMessage::default();
         multipath.attributes = vec![RouteAttribute::MultiPath(vec![
             hop(2, "fe80::1"),
@@ -227,14 +229,6 @@ mod tests {
         );
         assert!(route_gateways(&single, 3).is_empty());
 
-        let hop = |index: u32, gateway: &str| {
-            let mut hop = RouteNextHop::default();
-            hop.interface_index = index;
-            hop.attributes = vec![RouteAttribute::Gateway(RouteAddress::Inet6(
-                gateway.parse().unwrap(),
-            ))];
-            hop
-        };
         let mut multipath = RouteMessage::default();
         multipath.attributes = vec![RouteAttribute::MultiPath(vec![
             hop(2, "2001:2::1"),

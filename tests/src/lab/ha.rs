@@ -72,14 +72,25 @@ impl Lab {
         preempt: bool,
         advert_int: &str,
     ) -> anyhow::Result<u32> {
-        let dir = self.dir.join(name);
-        fs::create_dir_all(&dir)?;
         let config = format!(
             "global_defs {{\n  vrrp_version 3\n  router_id {name}\n  enable_script_security\n}}\n\
              vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {priority}\n  \
              advert_int {advert_int}\n{}  virtual_ipaddress {{\n    {VIP4}/32\n  }}\n}}\n",
             if preempt { "" } else { "  nopreempt\n" }
         );
+        self.start_keepalived_with(node, name, &config)
+    }
+
+    /// keepalived (VRRP only) on `node` as process `name`, reading
+    /// `config` (written to its own directory of the lab).
+    pub fn start_keepalived_with(
+        &mut self,
+        node: &Host,
+        name: &str,
+        config: &str,
+    ) -> anyhow::Result<u32> {
+        let dir = self.dir.join(name);
+        fs::create_dir_all(&dir)?;
         let path = dir.join("keepalived.conf");
         fs::write(&path, config)?;
         let d = dir.display().to_string();

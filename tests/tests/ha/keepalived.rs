@@ -423,8 +423,6 @@ fn lbd_and_keepalived_elect_and_fail_over_both_ways() {
 /// keepalived that hears lbd's adverts from any other address ignores
 /// them and becomes master.
 fn start_unicast_keepalived(lab: &mut Lab, node: &Host, name: &str, peer: Ipv4Addr) {
-    let dir = lab.dir.join(name);
-    std::fs::create_dir_all(&dir).expect("keepalived dir");
     let config = format!(
         "global_defs {{\n  vrrp_version 3\n  router_id {name}\n  enable_script_security\n}}\n\
          vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority 100\n  \
@@ -432,29 +430,8 @@ fn start_unicast_keepalived(lab: &mut Lab, node: &Host, name: &str, peer: Ipv4Ad
          virtual_ipaddress {{\n    {VIP4}/32\n  }}\n}}\n",
         node.ipv4
     );
-    let path = dir.join("keepalived.conf");
-    std::fs::write(&path, config).expect("keepalived.conf");
-    let d = dir.display().to_string();
-    lab.spawn(
-        name,
-        &node.netns.clone(),
-        "keepalived",
-        &[
-            "--dont-fork",
-            "--log-console",
-            "--log-detail",
-            "--vrrp",
-            "--use-file",
-            &path.to_string_lossy(),
-            "--pid",
-            &format!("{d}/keepalived.pid"),
-            "--vrrp_pid",
-            &format!("{d}/vrrp.pid"),
-            "--checkers_pid",
-            &format!("{d}/checkers.pid"),
-        ],
-    )
-    .expect("keepalived");
+    lab.start_keepalived_with(node, name, &config)
+        .expect("keepalived");
 }
 
 /// lbd's `unicast_src_ip`: its node has two addresses, and the keepalived

@@ -117,7 +117,6 @@ impl ScopeArgs {
     }
 }
 
-/// Runs `lbctl limit ...`.
 /// A rate or burst of new flows, 1..=`RATE_MAX` as the file's: a
 /// negative or out-of-range one is refused naming the flag and the range
 /// (clap alone takes `-1` for an unknown argument).
@@ -137,6 +136,7 @@ fn parse_prefix(text: &str, bits: u8) -> Result<u8, String> {
     value::integer(n, 1..=bits).map_err(|e| e.to_string())
 }
 
+/// Runs `lbctl limit ...`.
 pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure> {
     // The checks lbctl shares with lbd name the API keys: said in flags.
     let bad = |e: GuardError| {

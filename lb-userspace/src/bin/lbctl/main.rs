@@ -102,10 +102,22 @@ pub struct Cli {
     socket: PathBuf,
     /// Seconds to wait for lbd's answer to each request (not a drain's
     /// timeout: that is `backend drain --timeout`).
-    #[arg(long, global = true, env = "LBCTL_API_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, global = true, env = "LBCTL_API_TIMEOUT", default_value_t = 10, value_parser = parse_api_timeout, allow_negative_numbers = true)]
     api_timeout: u64,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--api-timeout` in seconds, 1..=3600: a negative or out-of-range one
+/// is refused naming the flag and the range (clap alone takes `-1` for an
+/// unknown argument and advises `-- -1`).
+fn parse_api_timeout(text: &str) -> Result<u64, String> {
+    let n: i64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number of seconds"))?;
+    lb_userspace::config::value::integer::<u32>(n, 1..=3600)
+        .map(u64::from)
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -268,6 +280,34 @@ mod tests {
             .lines()
             .filter_map(|line| line.strip_prefix("  ")?.split_once("  ")?.0.parse().ok())
             .collect()
+    }
+
+    /// A negative, zero or too long `--api-timeout` is refused naming the
+    /// flag and its range, wherever it stands on the line; a good one is
+    /// taken.
+    #[test]
+    fn an_api_timeout_out_of_range_names_the_flag() {
+        for args in [
+            &["lbctl", "--api-timeout", "-1", "status"][..],
+            &["lbctl", "status", "--api-timeout", "-1"],
+            &["lbctl", "--api-timeout", "0", "status"],
+            &["lbctl", "--api-timeout", "3601", "status"],
+        ] {
+            let error = Cli::try_parse_from(args).unwrap_err().to_string();
+            assert!(
+                error.contains("--api-timeout") && error.contains("1..=3600"),
+                "{args:?}: {error}"
+            );
+        }
+        let error = Cli::try_parse_from(["lbctl", "--api-timeout", "x", "status"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("--api-timeout") && error.contains("whole number"),
+            "{error}"
+        );
+        let cli = Cli::try_parse_from(["lbctl", "--api-timeout", "3600", "status"]).unwrap();
+        assert_eq!(cli.api_timeout, 3600);
     }
 
     /// Every exit code lbctl uses (the constants its subcommands and the
