@@ -71,7 +71,13 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
         let request = build_request(method, path, query, body)?;
-        let dry_run = query.iter().any(|(key, _)| *key == "dry_run");
+        // As lbd reads it (`route::query_options`): the last `dry_run`,
+        // true only as `true` or `1`.
+        let dry_run = query
+            .iter()
+            .rev()
+            .find(|(key, _)| *key == "dry_run")
+            .is_some_and(|(_, value)| matches!(*value, "true" | "1"));
         let change = method != Method::Get && !dry_run;
         let stage = Arc::new(AtomicU8::new(Stage::Connecting as u8));
         let reached = || Stage::from_u8(stage.load(Ordering::SeqCst));

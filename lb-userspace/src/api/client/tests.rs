@@ -116,6 +116,18 @@ async fn a_change_lbd_does_not_answer_in_time_may_have_been_applied() {
         .await
         .unwrap_err();
     assert_eq!(look.exit_code(), 5, "{look}");
+    // A dry run changes nothing; `dry_run=false` is a change as lbd reads
+    // it (`route::query_options`), so it may have been applied.
+    let dry = client
+        .call(Method::Post, "/v1/reload", &[("dry_run", "true")], None)
+        .await
+        .unwrap_err();
+    assert_eq!(dry.exit_code(), 5, "{dry}");
+    let not_dry = client
+        .call(Method::Post, "/v1/reload", &[("dry_run", "false")], None)
+        .await
+        .unwrap_err();
+    assert_eq!(not_dry.exit_code(), 8, "{not_dry}");
     server.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -20,12 +20,10 @@ use serde_json::json;
 
 use crate::{
     output,
-    wait::{after_poll_error, note_unanswered, AfterPollError},
+    wait::{after_poll_error, note_unanswered, AfterPollError, POLL_INTERVAL},
     Failure,
 };
 
-/// How often `drain --wait` asks lbd.
-const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Exit code when `drain --wait` gave up before the node went quiet.
 pub(crate) const EXIT_STILL_FORWARDING: u8 = 6;
 /// Exit code when the node was made active again during `drain --wait`.

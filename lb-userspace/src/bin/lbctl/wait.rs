@@ -7,9 +7,13 @@
 //! exit 5 ("nothing was done; try again later"): a script that tried the
 //! drain again would push its deadline further out each time.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use lb_userspace::api::client::ClientError;
+
+/// How often a `drain --wait` (backend or node) asks lbd: twice a second,
+/// quick enough to end soon after the last flow, cheap for lbd.
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What a `--wait` does with a look at lbd that failed, its drain made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

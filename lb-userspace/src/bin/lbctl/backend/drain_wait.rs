@@ -24,7 +24,7 @@ use super::{
     EXIT_DRAIN_ENDED_ELSEWHERE, EXIT_DRAIN_TIMED_OUT, EXIT_DRAIN_WENT_DOWN,
 };
 use crate::{
-    wait::{after_poll_error, note_unanswered, AfterPollError},
+    wait::{after_poll_error, note_unanswered, AfterPollError, POLL_INTERVAL},
     Failure,
 };
 
@@ -63,9 +63,6 @@ pub(super) enum Watching {
     /// the first look had none to watch.
     Existing,
 }
-
-/// How often `drain --wait` looks at the backend.
-const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How long past the drain's deadline `drain --wait` still waits for an
 /// lbd that does not answer: one back within it (a restart) ends a drain

@@ -386,6 +386,9 @@ fn not_in_maintenance(vip: VipId, backend: IpAddr, state: Option<BackendState>) 
     }
 }
 
+/// Sets one backend's admin state (enabled by undrain, maintenance)
+/// outside a drain: no deadline and nothing to wait for, so the change
+/// is printed as lbd answers it.
 async fn set_state(
     client: &Client,
     vip: VipId,

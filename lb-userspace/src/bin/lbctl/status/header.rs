@@ -49,7 +49,6 @@ pub(super) fn hook_line(status: &Status) -> Option<String> {
     }
 }
 
-/// A NAT VIP's NAT address and port usage, as one line.
 /// The node's state and announcements, when it is drained or announces
 /// over BGP (a plain node says nothing).
 pub(super) fn node_line(node: &lb_userspace::api::schema::NodeStatus) -> Option<String> {

@@ -8,6 +8,7 @@ use super::{
     unread::{counter, Unread},
 };
 
+/// A NAT VIP's NAT address and port usage, as one line.
 pub(super) fn nat_line(vip: &VipStatus) -> Option<String> {
     let nat = vip.nat.as_ref()?;
     // lbd's answer is not trusted to be in order: a reversed range shows

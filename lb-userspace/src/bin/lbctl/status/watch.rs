@@ -148,6 +148,8 @@ impl Refreshes {
     }
 }
 
+/// `lbctl status --watch`: a frame per refresh until `--count` frames
+/// (or for ever), waiting through lbd's restarts instead of failing.
 pub(super) async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
     use std::io::IsTerminal as _;
     let terminal = std::io::stdout().is_terminal();
