@@ -51,6 +51,8 @@ pub mod sync;
 pub(crate) mod test_logs;
 #[cfg(test)]
 pub(crate) mod test_netns;
+#[cfg(test)]
+pub(crate) mod test_scratch;
 pub(crate) mod tunnel;
 pub mod vip_id;
 pub mod vip_index;

@@ -835,19 +835,16 @@ mod tests {
 
     use super::*;
     use crate::config::Announced;
+    use crate::test_scratch::ScratchDir;
 
     const A: &str = "198.18.0.100";
 
     /// A directory of this test's, removed when dropped.
-    struct Scratch(PathBuf);
+    struct Scratch(ScratchDir);
 
     impl Scratch {
         fn new(tag: &str) -> Self {
-            let dir =
-                std::env::temp_dir().join(format!("lbd-announcer-{tag}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            Self(dir)
+            Self(ScratchDir::new(&format!("announcer-{tag}")))
         }
 
         fn config(&self) -> BgpConfig {
@@ -859,12 +856,6 @@ mod tests {
                 startup_wait: Duration::from_secs(10),
                 node_state_file: self.0.join("node.state"),
             }
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 

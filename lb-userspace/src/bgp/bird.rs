@@ -570,6 +570,7 @@ mod tests {
     use tokio::net::UnixListener;
 
     use super::*;
+    use crate::test_scratch::ScratchDir;
 
     #[test]
     fn lines_are_read_by_their_code_and_separator() {
@@ -621,33 +622,17 @@ mod tests {
         assert_eq!(parse_line(""), Line::More(""));
     }
 
-    /// A directory of this test's, removed when dropped.
-    struct Scratch(std::path::PathBuf);
-
-    impl Scratch {
-        fn new() -> Self {
-            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let dir =
-                std::env::temp_dir().join(format!("lbd-bird-test-{}-{n}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            Self(dir)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     /// A scripted peer on a real Unix socket: greets, reads one command,
     /// answers with `reply`.
     async fn peer(
         reply: &'static str,
-    ) -> (Scratch, std::path::PathBuf, tokio::task::JoinHandle<String>) {
-        let dir = Scratch::new();
-        let path = dir.0.join("bird.ctl");
+    ) -> (
+        ScratchDir,
+        std::path::PathBuf,
+        tokio::task::JoinHandle<String>,
+    ) {
+        let dir = ScratchDir::new("bird");
+        let path = dir.join("bird.ctl");
         let listener = UnixListener::bind(&path).unwrap();
         let task = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
@@ -699,8 +684,8 @@ mod tests {
             .unwrap_err();
         assert!(is_not_running(&missing), "{missing:#}");
         // The socket file a crashed BIRD leaves: connections refused.
-        let dir = Scratch::new();
-        let left = dir.0.join("bird.ctl");
+        let dir = ScratchDir::new("bird");
+        let left = dir.join("bird.ctl");
         drop(std::os::unix::net::UnixListener::bind(&left).unwrap());
         let refused = configure(&left).await.unwrap_err();
         assert!(is_not_running(&refused), "{refused:#}");
@@ -786,8 +771,8 @@ mod tests {
     /// lbd hangs up long before the peer has sent it all.
     #[tokio::test]
     async fn an_endless_greeting_fails_the_configure_quickly() {
-        let dir = Scratch::new();
-        let path = dir.0.join("bird.ctl");
+        let dir = ScratchDir::new("bird");
+        let path = dir.join("bird.ctl");
         let listener = UnixListener::bind(&path).unwrap();
         let task = tokio::spawn(async move {
             let (mut stream, _) = listener.accept().await.unwrap();
@@ -818,12 +803,12 @@ mod tests {
     async fn scripted(
         answer: fn(&str) -> &'static str,
     ) -> (
-        Scratch,
+        ScratchDir,
         std::path::PathBuf,
         tokio::task::JoinHandle<Vec<String>>,
     ) {
-        let dir = Scratch::new();
-        let path = dir.0.join("bird.ctl");
+        let dir = ScratchDir::new("bird");
+        let path = dir.join("bird.ctl");
         let listener = UnixListener::bind(&path).unwrap();
         let task = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();

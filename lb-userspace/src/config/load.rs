@@ -155,25 +155,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-
-    /// A directory of its own under the temp dir, removed at the end.
-    struct TestDir(std::path::PathBuf);
-
-    impl TestDir {
-        fn new(name: &str) -> Self {
-            let dir =
-                std::env::temp_dir().join(format!("lbd-config-load-{}-{name}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            Self(dir)
-        }
-    }
-
-    impl Drop for TestDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::test_scratch::ScratchDir;
 
     /// A config path that is a FIFO with no writer is refused at once,
     /// saying what it is, rather than blocking the load (and, on a
@@ -181,8 +163,8 @@ mod tests {
     /// directory and a device. A regular file, and a link to one, load.
     #[test]
     fn only_a_regular_file_is_read() {
-        let dir = TestDir::new("kinds");
-        let fifo = dir.0.join("lbd.toml");
+        let dir = ScratchDir::new("config-load-kinds");
+        let fifo = dir.join("lbd.toml");
         let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
@@ -204,16 +186,16 @@ mod tests {
         assert!(message.contains(&fifo.display().to_string()), "{message}");
 
         for (path, what) in [
-            (dir.0.clone(), "a directory"),
+            (dir.path().to_path_buf(), "a directory"),
             ("/dev/null".into(), "a character device"),
         ] {
             let message = Config::load(&path).unwrap_err().to_string();
             assert!(message.contains(what), "{message}");
         }
 
-        let file = dir.0.join("real.toml");
+        let file = dir.join("real.toml");
         std::fs::write(&file, "interface = \"eth0\"\n").unwrap();
-        let link = dir.0.join("link.toml");
+        let link = dir.join("link.toml");
         std::os::unix::fs::symlink(&file, &link).unwrap();
         for path in [&file, &link] {
             assert_eq!(Config::load(path).unwrap().interface, "eth0");

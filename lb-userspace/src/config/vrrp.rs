@@ -597,6 +597,7 @@ mod tests {
     use std::time::Duration;
 
     use super::super::Config;
+    use crate::test_scratch::ScratchDir;
 
     fn vrrp_with(line: &str) -> Result<Config, String> {
         let text = format!(
@@ -735,15 +736,12 @@ track_no_backend = 0",
 
     /// A directory of its own under the temp dir (removed on drop), made
     /// by this (root) process with mode 0755, as the labs make theirs.
-    struct TempDir(std::path::PathBuf);
+    struct TempDir(ScratchDir);
 
     impl TempDir {
         fn new(name: &str) -> Self {
             use std::os::unix::fs::PermissionsExt as _;
-            let dir = std::env::temp_dir()
-                .join(format!("lbd-notify-check-{}-{name}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("mkdir");
+            let dir = ScratchDir::new(&format!("notify-check-{name}"));
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
             Self(dir)
         }
@@ -755,12 +753,6 @@ track_no_backend = 0",
             std::fs::write(&path, "#!/bin/sh\n").expect("write");
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
             path
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 
@@ -792,7 +784,7 @@ track_no_backend = 0",
         let config =
             vrrp_with(&format!("notify = \"{}\"", script.display())).expect("a safe script");
         assert_eq!(config.vrrp[0].notify.as_deref(), Some(script.as_path()));
-        chmod(&dir.0, 0o700);
+        chmod(dir.0.path(), 0o700);
         assert_eq!(
             crate::vrrp::notify_program::check_notify_program(&script),
             Ok(())
@@ -815,21 +807,21 @@ track_no_backend = 0",
             crate::vrrp::notify_program::check_notify_program(&script),
             Ok(())
         );
-        chmod(&dir.0, 0o777);
+        chmod(dir.0.path(), 0o777);
         let error = vrrp_with(&format!("notify = \"{}\"", script.display()))
             .expect_err("a directory writable by others");
         assert!(
-            error.contains(&dir.0.display().to_string())
+            error.contains(&dir.0.path().display().to_string())
                 && error.contains("writable by group or others")
                 && error.contains("0777"),
             "{error}"
         );
-        chmod(&dir.0, 0o1777);
+        chmod(dir.0.path(), 0o1777);
         assert_eq!(
             crate::vrrp::notify_program::check_notify_program(&script),
             Ok(())
         );
-        chmod(&dir.0, 0o775);
+        chmod(dir.0.path(), 0o775);
         assert!(matches!(
             crate::vrrp::notify_program::check_notify_program(&script),
             Err(crate::vrrp::notify_program::NotifyProblem::Unsafe(_))
@@ -875,7 +867,7 @@ track_no_backend = 0",
             crate::vrrp::notify_program::check_notify_program(&script),
             Err(crate::vrrp::notify_program::NotifyProblem::Missing(_))
         ));
-        chmod(&dir.0, 0o777);
+        chmod(dir.0.path(), 0o777);
         assert!(vrrp_with(&format!("notify = \"{}\"", script.display())).is_err());
     }
 

@@ -875,6 +875,7 @@ pub(crate) fn restore(settings: &[HeldSetting]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_scratch::ScratchDir;
 
     fn held(interface: &str, addresses: &[&str], routes: Option<&str>) -> Held {
         Held {
@@ -1168,14 +1169,11 @@ mod tests {
     }
 
     /// A directory of this test's, removed when dropped.
-    struct Scratch(PathBuf);
+    struct Scratch(ScratchDir);
 
     impl Scratch {
         fn new(tag: &str) -> Self {
-            let dir = std::env::temp_dir().join(format!("lbd-held-{tag}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("dir");
-            Self(dir)
+            Self(ScratchDir::new(&format!("held-{tag}")))
         }
 
         /// Writes `record` as the record of admin socket `<dir>/<stem>.sock`,
@@ -1195,12 +1193,6 @@ mod tests {
         }
     }
 
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     #[test]
     fn the_newest_record_of_a_config_is_found_whatever_the_listing_order() {
         let scratch = Scratch::new("newest");
@@ -1215,12 +1207,15 @@ mod tests {
             let new = scratch.record(second, &record, 0);
             let found = find(
                 Path::new("/etc/lbd/lbd.toml"),
-                std::slice::from_ref(&scratch.0),
+                &[scratch.0.path().to_path_buf()],
             );
             assert_eq!(found.map(|(p, _)| p), Some(new.clone()));
             let all: Vec<PathBuf> = find_all(
                 Path::new("/etc/lbd/lbd.toml"),
-                &[scratch.0.clone(), scratch.0.clone()],
+                &[
+                    scratch.0.path().to_path_buf(),
+                    scratch.0.path().to_path_buf(),
+                ],
             )
             .into_iter()
             .map(|(p, _)| p)
@@ -1272,7 +1267,7 @@ mod tests {
         };
 
         let config = config_at(&scratch, "new");
-        on_start_in(&config, &config_path, std::slice::from_ref(&scratch.0)).await;
+        on_start_in(&config, &config_path, &[scratch.0.path().to_path_buf()]).await;
         let mine = read(&record_path(&config.admin_socket).expect("path")).expect("written");
         assert_eq!(mine.admin_socket, config.admin_socket);
         assert_eq!(

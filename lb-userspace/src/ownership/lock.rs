@@ -167,13 +167,7 @@ fn try_flock(file: &File) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("lbd-lock-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        dir
-    }
+    use crate::test_scratch::ScratchDir;
 
     fn record(pid: u32) -> OwnerRecord {
         OwnerRecord {
@@ -221,7 +215,7 @@ mod tests {
 
     #[test]
     fn a_held_file_lock_refuses_a_second_taker_with_the_holders_record() {
-        let dir = temp_dir("file");
+        let dir = ScratchDir::new("lock-file");
         let path = dir.join("a.lock");
         let Attempt::Held(held) = lock_file(&path, &record(1)).expect("lock") else {
             panic!("first attempt refused");
@@ -241,25 +235,23 @@ mod tests {
             OwnerRecord::parse(&std::fs::read_to_string(&path).expect("read")),
             Some(record(3))
         );
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn a_held_directory_lock_refuses_a_second_taker_with_the_holders_record() {
-        let dir = temp_dir("dir");
-        let Attempt::Held(held) = lock_dir(&dir, &record(10)).expect("lock") else {
+        let dir = ScratchDir::new("lock-dir");
+        let Attempt::Held(held) = lock_dir(dir.path(), &record(10)).expect("lock") else {
             panic!("first attempt refused");
         };
-        assert_eq!(held.path(), dir.as_path());
-        match lock_dir(&dir, &record(11)).expect("second") {
+        assert_eq!(held.path(), dir.path());
+        match lock_dir(dir.path(), &record(11)).expect("second") {
             Attempt::Taken(owner) => assert_eq!(owner, Some(record(10))),
             Attempt::Held(_) => panic!("taken twice"),
         }
         drop(held);
         assert!(matches!(
-            lock_dir(&dir, &record(12)).expect("third"),
+            lock_dir(dir.path(), &record(12)).expect("third"),
             Attempt::Held(_)
         ));
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -893,6 +893,7 @@ pub(crate) fn foreign_tc_filter_message(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_scratch::ScratchDir;
 
     fn owner() -> OwnerRecord {
         OwnerRecord {
@@ -1084,24 +1085,6 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
-    /// A directory of this test's, removed when dropped.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(tag: &str) -> Self {
-            let dir = std::env::temp_dir().join(format!("lbd-iflock-{tag}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("dir");
-            Self(dir)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     fn netns() -> u64 {
         std::fs::metadata("/proc/self/ns/net").expect("netns").ino()
     }
@@ -1110,11 +1093,11 @@ mod tests {
     /// the one lock directory: the second is refused, naming the first.
     #[test]
     fn an_interface_lock_holds_whatever_the_admin_sockets_directory() {
-        let scratch = Scratch::new("shared");
-        let shared = scratch.0.join("run-lbd");
+        let scratch = ScratchDir::new("iflock-shared");
+        let shared = scratch.join("run-lbd");
         let first = interface_locks_in(
             &shared,
-            &scratch.0.join("a").join("lbd.sock"),
+            &scratch.join("a").join("lbd.sock"),
             "eth0",
             &owner(),
             Purpose::Serve,
@@ -1125,7 +1108,7 @@ mod tests {
             paths,
             vec![
                 interface_lock_path(&shared, "eth0", netns()),
-                interface_lock_path(&scratch.0.join("a"), "eth0", netns()),
+                interface_lock_path(&scratch.join("a"), "eth0", netns()),
             ]
         );
         let second = OwnerRecord {
@@ -1134,7 +1117,7 @@ mod tests {
         };
         let error = interface_locks_in(
             &shared,
-            &scratch.0.join("b").join("lbd.sock"),
+            &scratch.join("b").join("lbd.sock"),
             "eth0",
             &second,
             Purpose::Serve,
@@ -1153,7 +1136,7 @@ mod tests {
         // Another interface is free.
         let other = interface_locks_in(
             &shared,
-            &scratch.0.join("b").join("lbd.sock"),
+            &scratch.join("b").join("lbd.sock"),
             "eth1",
             &second,
             Purpose::Serve,
@@ -1162,7 +1145,7 @@ mod tests {
         drop(first);
         assert!(interface_locks_in(
             &shared,
-            &scratch.0.join("b").join("lbd.sock"),
+            &scratch.join("b").join("lbd.sock"),
             "eth0",
             &second,
             Purpose::Serve
@@ -1174,8 +1157,8 @@ mod tests {
     /// socket: a new lbd with its admin socket there is refused by it.
     #[test]
     fn the_lock_beside_the_admin_socket_of_an_older_lbd_is_honoured() {
-        let scratch = Scratch::new("legacy");
-        let run = scratch.0.join("run");
+        let scratch = ScratchDir::new("iflock-legacy");
+        let run = scratch.join("run");
         std::fs::create_dir_all(&run).expect("dir");
         let lock::Attempt::Held(older) =
             lock::lock_file(&interface_lock_path(&run, "eth0", netns()), &owner()).expect("lock")
@@ -1183,7 +1166,7 @@ mod tests {
             panic!("taken");
         };
         let error = interface_locks_in(
-            &scratch.0.join("shared"),
+            &scratch.join("shared"),
             &run.join("lbd.sock"),
             "eth0",
             &OwnerRecord::current(Path::new("/etc/lbd/new.toml")),
@@ -1204,13 +1187,12 @@ mod tests {
     /// refused by this process's own lock), also named another way.
     #[test]
     fn an_admin_socket_in_the_lock_directory_takes_one_lock() {
-        let scratch = Scratch::new("same");
-        let shared = scratch.0.join("run-lbd");
+        let scratch = ScratchDir::new("iflock-same");
+        let shared = scratch.join("run-lbd");
         for socket in [
             shared.join("lbd.sock"),
             shared.join(".").join("lbd.sock"),
             scratch
-                .0
                 .join("run-lbd")
                 .join("x")
                 .join("..")
@@ -1224,8 +1206,8 @@ mod tests {
 
     #[test]
     fn the_lock_directory_is_created_readable_by_all() {
-        let scratch = Scratch::new("mode");
-        let dir = scratch.0.join("a").join("run-lbd");
+        let scratch = ScratchDir::new("iflock-mode");
+        let dir = scratch.join("a").join("run-lbd");
         create_lock_dir(&dir).expect("created");
         let mode = std::fs::metadata(&dir).expect("dir").permissions().mode();
         assert_eq!(mode & 0o777, 0o755);
@@ -1245,8 +1227,8 @@ mod tests {
     fn the_bgp_lock_creates_directories_bird_can_traverse_whatever_the_umask() {
         use std::os::unix::fs::PermissionsExt as _;
         let Some(base) = std::env::var_os(BGP_UMASK_CHILD) else {
-            let scratch = Scratch::new("bgp-umask");
-            std::fs::set_permissions(&scratch.0, std::fs::Permissions::from_mode(0o711))
+            let scratch = ScratchDir::new("iflock-bgp-umask");
+            std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o711))
                 .expect("mode");
             let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
                 .args([
@@ -1255,7 +1237,7 @@ mod tests {
                     "--nocapture",
                     "--test-threads=1",
                 ])
-                .env(BGP_UMASK_CHILD, &scratch.0)
+                .env(BGP_UMASK_CHILD, scratch.path())
                 .output()
                 .expect("child");
             assert!(

@@ -14,6 +14,7 @@ use tokio::{
 use super::*;
 use crate::api::client::{api_path, segment, Client, ClientError};
 use crate::api::{request::percent_decode, MAX_REQUEST_BYTES};
+use crate::test_scratch::ScratchDir;
 
 /// Echoes the request; a few query keys (`sleep`, `fail`, `status`,
 /// `panic`) make it do something else. The server lets only the API's
@@ -52,26 +53,15 @@ impl Handler for Echo {
 }
 
 /// A directory of its own under the temp dir, removed at the end.
-struct TestDir(PathBuf);
+struct TestDir(ScratchDir);
 
 impl TestDir {
     fn new(name: &str) -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("lbd-api-{}-{n}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
+        Self(ScratchDir::new(&format!("api-{name}")))
     }
 
     fn socket(&self) -> PathBuf {
         self.0.join("lbd.sock")
-    }
-}
-
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -501,6 +501,7 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::model::Edit;
+    use crate::test_scratch::ScratchDir;
 
     fn config(dir: &Path) -> Config {
         let text = format!(
@@ -512,25 +513,6 @@ mod tests {
             dir.join("lbd.sock").display()
         );
         Config::from_toml_str(&text, "lbd.toml").unwrap()
-    }
-
-    /// A directory of this test's, removed when dropped.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(tag: &str) -> Self {
-            let dir =
-                std::env::temp_dir().join(format!("lbd-backends-{tag}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            Self(dir)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
     }
 
     fn key(model: &Model, backend: &str) -> BackendKey {
@@ -546,8 +528,8 @@ mod tests {
     /// the file, restores it, and names the new lbd its writer at once.
     #[test]
     fn a_file_an_older_build_did_not_keep_is_not_restored() {
-        let scratch = Scratch::new("writer");
-        let config = config(&scratch.0);
+        let scratch = ScratchDir::new("backends-writer");
+        let config = config(scratch.path());
         let start = Instant::now();
         let mut model = Model::from_config(&config);
         let b2 = key(&model, "198.18.0.12");
@@ -595,8 +577,8 @@ mod tests {
     /// its start and what is left of its deadline.
     #[test]
     fn states_written_come_back_at_the_next_start() {
-        let scratch = Scratch::new("roundtrip");
-        let config = config(&scratch.0);
+        let scratch = ScratchDir::new("backends-roundtrip");
+        let config = config(scratch.path());
         let start = Instant::now();
         let mut model = Model::from_config(&config);
         let (b1, b2, b3) = (
@@ -625,7 +607,7 @@ mod tests {
         let wall = SystemTime::now();
         let text = encode(&snapshot(&model), start, wall);
         let path = backend_state_file(&config).unwrap();
-        assert_eq!(path, scratch.0.join("lbd.backends.state"));
+        assert_eq!(path, scratch.join("lbd.backends.state"));
         std::fs::write(&path, &text).unwrap();
 
         let found = read(&path).unwrap();
@@ -659,8 +641,8 @@ mod tests {
     /// drain whose deadline passed while lbd was down ends at once.
     #[test]
     fn gone_backends_are_dropped_and_passed_deadlines_end_at_once() {
-        let scratch = Scratch::new("dropped");
-        let config = config(&scratch.0);
+        let scratch = ScratchDir::new("backends-dropped");
+        let config = config(scratch.path());
         let now = Instant::now();
         let wall = SystemTime::now();
         let model = Model::from_config(&config);
@@ -692,8 +674,8 @@ mod tests {
     /// start on it. No file is no state.
     #[test]
     fn an_unusable_file_is_an_error_naming_it() {
-        let scratch = Scratch::new("unusable");
-        let config = config(&scratch.0);
+        let scratch = ScratchDir::new("backends-unusable");
+        let config = config(scratch.path());
         let path = backend_state_file(&config).unwrap();
         assert!(
             AdminRecord::load(&config, None).unwrap().found.is_empty(),
@@ -721,8 +703,8 @@ mod tests {
     /// change asking for it is refused); once it can, it is read back.
     #[test]
     fn a_state_that_cannot_be_written_names_the_file() {
-        let scratch = Scratch::new("unwritable");
-        let config = config(&scratch.0.join("run"));
+        let scratch = ScratchDir::new("backends-unwritable");
+        let config = config(&scratch.join("run"));
         let path = backend_state_file(&config).unwrap();
         let mut model = Model::from_config(&config);
         let b2 = key(&model, "198.18.0.12");
@@ -730,11 +712,11 @@ mod tests {
             .apply(&Edit::Maintenance(b2.0, b2.1), Instant::now())
             .unwrap();
         // Its directory cannot be made: a file is where it would go.
-        std::fs::write(scratch.0.join("run"), b"not a directory").unwrap();
+        std::fs::write(scratch.join("run"), b"not a directory").unwrap();
         let why = write(&path, &snapshot(&model), None).unwrap_err();
         assert!(why.contains(&path.display().to_string()), "{why}");
         assert!(why.starts_with("nothing changed"), "{why}");
-        std::fs::remove_file(scratch.0.join("run")).unwrap();
+        std::fs::remove_file(scratch.join("run")).unwrap();
         write(&path, &snapshot(&model), None).unwrap();
         let found = read(&path).unwrap();
         assert_eq!(found.len(), 1);
@@ -766,17 +748,14 @@ mod tests {
     /// not.
     #[test]
     fn a_file_left_where_the_config_put_it_before_is_named() {
-        let scratch = Scratch::new("moved");
-        let default_node_state = scratch.0.join("default").join("node.state");
-        let with_bgp = bgp_config(&scratch.0, "lbd.sock", "node.state");
-        let without = config(&scratch.0.join("run"));
+        let scratch = ScratchDir::new("backends-moved");
+        let default_node_state = scratch.join("default").join("node.state");
+        let with_bgp = bgp_config(scratch.path(), "lbd.sock", "node.state");
+        let without = config(&scratch.join("run"));
         let here = backend_state_file(&with_bgp).unwrap();
         let socket_side = backend_state_file(&without).unwrap();
-        assert_eq!(
-            socket_side,
-            scratch.0.join("run").join("lbd.backends.state")
-        );
-        let default_side = scratch.0.join("default").join("node.state.backends.state");
+        assert_eq!(socket_side, scratch.join("run").join("lbd.backends.state"));
+        let default_side = scratch.join("default").join("node.state.backends.state");
         assert!(left_behind(&with_bgp, &here, &default_node_state).is_empty());
 
         // One backend in maintenance, recorded without [bgp].
@@ -803,7 +782,7 @@ mod tests {
 
         // Recorded beside the default node state file, then [bgp]
         // removed: named; garbled, named with why it cannot be read.
-        std::fs::create_dir_all(scratch.0.join("default")).unwrap();
+        std::fs::create_dir_all(scratch.join("default")).unwrap();
         write(&default_side, &snapshot(&model), None).unwrap();
         assert_eq!(
             left_behind(&without, &socket_side, &default_node_state),
@@ -827,11 +806,11 @@ mod tests {
     /// reboots), named after its whole name.
     #[test]
     fn the_file_lies_beside_the_node_state_file() {
-        let scratch = Scratch::new("bgp");
-        let config = bgp_config(&scratch.0, "lbd.sock", "node.state");
+        let scratch = ScratchDir::new("backends-bgp");
+        let config = bgp_config(scratch.path(), "lbd.sock", "node.state");
         assert_eq!(
             backend_state_file(&config),
-            Some(scratch.0.join("lib").join("node.state.backends.state"))
+            Some(scratch.join("lib").join("node.state.backends.state"))
         );
     }
 
@@ -844,7 +823,7 @@ mod tests {
     /// temporary files they are written through.
     #[test]
     fn each_lbd_on_a_host_has_a_file_of_its_own() {
-        let scratch = Scratch::new("apart");
+        let scratch = ScratchDir::new("backends-apart");
         let node_states = [
             "node.state",
             "node.state.eth0",
@@ -857,23 +836,23 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, state)| {
-                let config = bgp_config(&scratch.0, &format!("lbd{i}.sock"), state);
+                let config = bgp_config(scratch.path(), &format!("lbd{i}.sock"), state);
                 backend_state_file(&config).unwrap()
             })
             .collect();
         assert_eq!(
             files[1],
-            scratch.0.join("lib").join("node.state.eth0.backends.state")
+            scratch.join("lib").join("node.state.eth0.backends.state")
         );
         for state in node_states {
-            assert!(!files.contains(&scratch.0.join("lib").join(state)));
+            assert!(!files.contains(&scratch.join("lib").join(state)));
         }
         let temporaries: std::collections::BTreeSet<PathBuf> =
             files.iter().map(|f| super::node::temporary_of(f)).collect();
         assert_eq!(temporaries.len(), files.len(), "{temporaries:?}");
         let plain = |socket: &str| {
-            let mut config = config(&scratch.0);
-            config.admin_socket = scratch.0.join(socket);
+            let mut config = config(scratch.path());
+            config.admin_socket = scratch.join(socket);
             backend_state_file(&config).unwrap()
         };
         files.extend([plain("lbd.sock"), plain("lbd-eth1.sock")]);

@@ -737,14 +737,14 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::bgp::announce::Withheld;
+    use crate::test_scratch::ScratchDir;
 
-    /// A directory of this test's, removed when dropped.
-    struct Scratch(PathBuf);
+    /// A directory of this test's (removed when dropped), with `run/` in it.
+    struct Scratch(ScratchDir);
 
     impl Scratch {
         fn new(tag: &str) -> Self {
-            let dir = std::env::temp_dir().join(format!("lbd-node-{tag}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
+            let dir = ScratchDir::new(&format!("node-{tag}"));
             std::fs::create_dir_all(dir.join("run")).unwrap();
             Self(dir)
         }
@@ -765,12 +765,6 @@ mod tests {
                 ));
             }
             Config::from_toml_str(&text, "lbd.toml").unwrap()
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 

@@ -697,18 +697,14 @@ mod tests {
     };
 
     use super::*;
-    use crate::{dataplane::FakeMaps, model::Edit, reconcile::Balancer};
+    use crate::{dataplane::FakeMaps, model::Edit, reconcile::Balancer, test_scratch::ScratchDir};
 
     /// A directory of this test's, removed when dropped.
-    struct Scratch(PathBuf);
+    struct Scratch(ScratchDir);
 
     impl Scratch {
         fn new(tag: &str) -> Self {
-            let dir =
-                std::env::temp_dir().join(format!("lbd-running-{tag}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            Self(dir)
+            Self(ScratchDir::new(&format!("running-{tag}")))
         }
 
         /// The config file, written with VIP 198.18.0.100:80 and its
@@ -724,12 +720,6 @@ mod tests {
             std::fs::write(&path, text).unwrap();
             let config = Config::load(&path).unwrap();
             (path, config)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 
