@@ -74,7 +74,7 @@ impl Handler for ToEngine {
 /// Whether `request` may change something when carried out: not a read
 /// (`GET`) and not a dry run. A malformed `dry_run` (refused before
 /// anything is done) counts as a change: the answer that claims least.
-fn may_change(request: &Request) -> bool {
+pub(super) fn may_change(request: &Request) -> bool {
     request.method != crate::api::Method::Get
         && !matches!(
             request.query.get("dry_run").map(String::as_str),

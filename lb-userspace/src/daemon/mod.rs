@@ -46,7 +46,7 @@ use tracing::{info, warn};
 
 use crate::{config::Config, dataplane::Released};
 
-use calls::{answer_count_read, refuse_queued, Call, CountRead, ToEngine};
+use calls::{answer_count_read, may_change, refuse_queued, Call, CountRead, ToEngine};
 use engine::{
     flow_census::{self, Censuses},
     Engine, Stop,
@@ -276,7 +276,7 @@ pub async fn run(path: &Path, config: Config, early: EarlySignals) -> anyhow::Re
                         answer_count_read(&mut engine, census, read).await;
                     }
                 } else {
-                    let change = request.method != crate::api::Method::Get;
+                    let change = may_change(&request);
                     let response = routes::handle(&mut engine, request).await;
                     if change {
                         // Before the answer: a scrape its client sends next
