@@ -227,20 +227,18 @@ impl Systemd {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_scratch::ScratchDir;
 
     /// A socket standing in for systemd's, bound in a directory of the
     /// test's own; the directory goes when it is dropped.
     struct FakeSystemd {
-        dir: std::path::PathBuf,
+        dir: ScratchDir,
         socket: UnixDatagram,
     }
 
     impl FakeSystemd {
         fn bind(tag: &str) -> Self {
-            let dir =
-                std::env::temp_dir().join(format!("lbd-sd-notify-{tag}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
+            let dir = ScratchDir::new(&format!("sd-notify-{tag}"));
             let socket = UnixDatagram::bind(dir.join("notify")).unwrap();
             socket.set_nonblocking(true).unwrap();
             Self { dir, socket }
@@ -253,12 +251,6 @@ mod tests {
         /// The messages received so far.
         fn received(&self) -> Vec<String> {
             received(&self.socket)
-        }
-    }
-
-    impl Drop for FakeSystemd {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 

@@ -168,20 +168,14 @@ pub(super) fn set_aside(path: &Path, aside: Option<&Path>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("lbd-bwriter-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use crate::test_scratch::ScratchDir;
 
     /// Only a file its writer file still names, left by an lbd that was
     /// not the last, whose last one says not when it started (an older
     /// build, which may keep no backend state file), is not restored.
     #[test]
     fn only_a_file_an_older_build_may_not_have_kept_is_refused() {
-        let dir = dir("rules");
+        let dir = ScratchDir::new("bwriter-rules");
         let path = dir.join("lbd.backends-writer.state");
         let bytes = b"{\"version\": 1, \"backends\": []}\n";
         let writer = Writer::for_test(100, "boot-1", Some(1000));
@@ -205,6 +199,5 @@ mod tests {
         unmark(&path);
         assert!(!path.exists());
         unmark(&path);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
