@@ -997,7 +997,7 @@ mod tests {
     }
 
     /// A stop after the hook was lost awaits `withdraw_all` (see
-    /// `daemon::WithdrawFirst::Withdraw`): it empties the routes file and
+    /// `daemon::stopping::WithdrawFirst::Withdraw`): it empties the routes file and
     /// reconfigures BIRD even while the exchange the loop started is still
     /// in flight (a slow BIRD), when the loop's own `apply` of the
     /// withdrawal returned without writing anything.

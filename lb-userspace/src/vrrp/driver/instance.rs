@@ -79,7 +79,7 @@ pub(crate) struct Instance {
     pub(super) task: JoinHandle<()>,
     pub(super) config: VrrpConfig,
     pub(super) notifies: Notifies,
-    /// Where the instance records its state (see [`Record`]), for
+    /// Where the instance records its state (see [`Record`](super::record::Record)), for
     /// [`Self::abandon`]'s restart record.
     pub(super) state_file: Option<PathBuf>,
 }
@@ -89,7 +89,7 @@ impl Instance {
     /// `state_file` holds the restart record of a master whose last advert
     /// left less than the shortest master-down interval any peer can run,
     /// less a margin for the start, ago (lbd restarted), so the backup has
-    /// not taken over yet, whatever its priority (see [`resume_window`]).
+    /// not taken over yet, whatever its priority (see [`resume_window`](super::record::resume_window)).
     /// Decided once, before anything slow, and handed to [`Self::start`]:
     /// the caller starts such an instance first, while the pinned program
     /// keeps forwarding, so a slow start-up (the verifier, neighbour
@@ -174,7 +174,7 @@ impl Instance {
     }
 
     /// Opens the socket and starts the instance [`Self::prepare`] checked,
-    /// on the VRRP thread (see [`super::runtime`]): its adverts and timers
+    /// on the VRRP thread (see [`super::runtime`](crate::vrrp::runtime)): its adverts and timers
     /// never wait for the rest of lbd's work. `netlink` (the caller's) only
     /// removes stale addresses here; the running instance uses the VRRP
     /// thread's own connection.
@@ -324,7 +324,7 @@ impl Instance {
     }
 
     /// The notify commands this instance started, for lbd's exit to wait
-    /// for once the instance stopped ([`wait_for_notifies`]).
+    /// for once the instance stopped ([`wait_for_notifies`](super::notify::wait_for_notifies)).
     pub(crate) fn notifies(&self) -> Notifies {
         self.notifies.clone()
     }
@@ -337,7 +337,7 @@ impl Instance {
     /// Sets the priority tracking gives the instance: the configured one
     /// less the weights of what this node cannot serve, but not the
     /// link's (`track_interface`): the instance takes that off itself
-    /// while its own checks (every [`ADDRESS_CHECK`]) see the link down,
+    /// while its own checks (every [`ADDRESS_CHECK`](super::ADDRESS_CHECK)) see the link down,
     /// and gives it back before the advert that goes out when they see it
     /// up, so neither that advert nor those before tracking's next look
     /// carry the priority lowered for the outage.

@@ -11,8 +11,8 @@ use crate::netlink::Interface;
 use crate::vrrp::machine::OWNER_PRIORITY;
 
 /// The interface's link as the driver's own checks (every
-/// [`ADDRESS_CHECK`]) see it, for the machine's outage rule (see
-/// [`Machine::link_up`]): when it went down, at the earliest, and that it
+/// [`ADDRESS_CHECK`](super::ADDRESS_CHECK)) see it, for the machine's outage rule (see
+/// [`Machine::link_up`](crate::vrrp::machine::Machine::link_up)): when it went down, at the earliest, and that it
 /// came back even if tracking (every second) missed the outage.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) struct LinkWatch {
@@ -52,7 +52,7 @@ pub(super) enum LinkChange {
     /// Back up after a check saw it down.
     Up,
     /// Up at this look and the last, but the carrier went down and up
-    /// between them (shorter than [`ADDRESS_CHECK`], so no look saw it:
+    /// between them (shorter than [`ADDRESS_CHECK`](super::ADDRESS_CHECK), so no look saw it:
     /// the peer may have taken over meanwhile, with adverts 0.15 s apart
     /// or less); down since at the earliest this.
     Flapped(Instant),
@@ -100,7 +100,7 @@ impl LinkWatch {
     /// over at least [`LINK_UNKNOWN_AFTER`] have failed, an outage a check
     /// saw counts as over ([`LinkChange::Up`], once), so a backup's
     /// Master_Down_Timer runs again (none runs while the link is down, see
-    /// [`Machine::next_deadline`]) instead of waiting for a look that
+    /// [`Machine::next_deadline`](crate::vrrp::machine::Machine::next_deadline)) instead of waiting for a look that
     /// works, or for tracking's, which tells only of outages it saw. The
     /// time it was last seen up stays the one a check saw.
     pub(super) fn failed(&mut self, now: Instant) -> Option<LinkChange> {

@@ -52,7 +52,7 @@ impl Looks {
     /// A look at interface `index`'s addresses, begun now and given up
     /// after [`addresses::NETLINK_LIMIT`] (an error, as a failed look).
     /// Owns what it needs: it can run while the driver serves its advert
-    /// timer and socket (see [`Driver::run`]).
+    /// timer and socket (see [`Driver::run`](super::Driver::run)).
     pub(super) fn read_addresses(
         &self,
         index: u32,
@@ -72,7 +72,7 @@ impl Looks {
 
     /// A look at `interface`'s link, begun now and given up after
     /// [`addresses::NETLINK_LIMIT`], with its carrier counter read as the
-    /// answer comes (see [`LinkWatch::saw_counting`]).
+    /// answer comes (see [`LinkWatch::saw_counting`](super::link::LinkWatch::saw_counting)).
     pub(super) fn read_link(
         &self,
         interface: &Interface,
@@ -116,7 +116,7 @@ pub(super) struct LinkRead {
     pub(super) carrier: Option<u64>,
 }
 
-/// The periodic look (every [`ADDRESS_CHECK`]) at the addresses and the
+/// The periodic look (every [`ADDRESS_CHECK`](super::ADDRESS_CHECK)) at the addresses and the
 /// link, both asked at once.
 pub(super) struct PeriodicLook {
     /// The addresses.
@@ -125,7 +125,7 @@ pub(super) struct PeriodicLook {
     pub(super) link: LinkRead,
 }
 
-/// A periodic look in flight (see [`Driver::run`]).
+/// A periodic look in flight (see [`Driver::run`](super::Driver::run)).
 pub(super) type PeriodicLookFuture = Pin<Box<dyn Future<Output = PeriodicLook> + Send>>;
 
 /// The periodic look in `slot` once it answers; never while there is

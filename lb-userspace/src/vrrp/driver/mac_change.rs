@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 pub(super) const MAC_CONFIRM_LIMIT: Duration = Duration::from_secs(3);
 
 /// A change of the interface's MAC the driver saw (see
-/// [`Driver::follow_mac`]) and does not announce yet.
+/// [`Driver::follow_mac`](super::Driver::follow_mac)) and does not announce yet.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) struct MacChange {
     /// The new MAC, and when a look first saw it.
@@ -28,7 +28,7 @@ pub(super) struct MacChange {
 /// with resets: announcing the new MAC first would cut the connections
 /// of every client that moves to it before the engine's next tick. So
 /// one party follows the MAC into the data plane, the engine, and tells
-/// the instances ([`Instance::data_plane_mac`]); the driver announces
+/// the instances ([`Instance::data_plane_mac`](super::instance::Instance::data_plane_mac)); the driver announces
 /// then, or after [`MAC_CONFIRM_LIMIT`] if it is never told.
 impl MacChange {
     /// A look at `now` saw the interface with `seen` (None: no MAC read),
@@ -79,7 +79,7 @@ impl MacChange {
     }
 
     /// Whether a MAC change waits for the data plane: announcements wait
-    /// with it (see [`Driver::announce`]).
+    /// with it (see [`Driver::announce`](super::Driver::announce)).
     pub(super) fn waiting(&self) -> bool {
         self.pending.is_some()
     }

@@ -137,7 +137,7 @@ struct Driver {
     /// When the source was last looked at after a failed send (see
     /// [`source_recheck_due`]).
     source_checked_at: Option<Instant>,
-    /// The addresses adverts never go from (see [`never_sources`]).
+    /// The addresses adverts never go from (see [`never_sources`](source::never_sources)).
     never: Vec<IpAddr>,
     /// The interface's link as the checks saw it (see [`LinkWatch`]).
     link: LinkWatch,
@@ -1051,7 +1051,7 @@ impl Driver {
 
     /// Records the state, when, and the advert interval this instance
     /// advertises (centiseconds), for the next lbd after a restart (see
-    /// [`resume_window`]). A tiny write to a tmpfs, once per advert while
+    /// [`resume_window`](record::resume_window)). A tiny write to a tmpfs, once per advert while
     /// master.
     fn record_state(&self, state: Recorded) {
         if let Some(path) = &self.state_file {

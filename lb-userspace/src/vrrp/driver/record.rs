@@ -18,7 +18,7 @@ pub(super) enum Recorded {
     /// backup's timer reset at each start).
     Master,
     /// Master until the deliberate restart that wrote it
-    /// ([`Instance::abandon`]), which kept the last advert's time: the
+    /// ([`Instance::abandon`](super::instance::Instance::abandon)), which kept the last advert's time: the
     /// next lbd resumes within the window.
     Restarting,
     /// Backup.
@@ -98,7 +98,7 @@ pub(super) enum Resumption {
     /// A restart record within the resume window: master at once.
     Resume,
     /// Master within the window, but no restart record: the previous lbd
-    /// crashed (or was one that wrote none, see [`Instance::resumes`]).
+    /// crashed (or was one that wrote none, see [`Instance::resumes`](super::instance::Instance::resumes)).
     /// Starts as the protocol says, so the peer takes over.
     NotAfterCrash,
     /// Anything else: starts as the protocol says.

@@ -21,7 +21,7 @@ pub(super) enum Step {
 /// What `action` does, in order, if it is a change of state (`None`
 /// otherwise). A step-down records its new state before it releases the
 /// addresses: the release awaits netlink (dumps and a delete per
-/// address), and a restart that aborts it meanwhile ([`Instance::abandon`])
+/// address), and a restart that aborts it meanwhile ([`Instance::abandon`](super::instance::Instance::abandon))
 /// must find no master record, or the next lbd would resume, addresses
 /// and announcements included, a mastership this node just lost.
 pub(super) fn transition_steps(action: Action) -> Option<&'static [Step]> {
