@@ -246,7 +246,7 @@ async fn release_locally(
 
 /// Removes the VRRP state files of the lbd whose admin socket is
 /// `admin_socket` (`<stem>.vrrp-<vrid>-<family>.state` beside it, see
-/// `engine::start::vrrp_state_file`), whatever instances its config has now.
+/// `engine::start::vrrp_resume::vrrp_state_file`), whatever instances its config has now.
 fn remove_vrrp_state_files(admin_socket: &Path) {
     let (Some(dir), Some(stem)) = (admin_socket.parent(), admin_socket.file_stem()) else {
         return;

@@ -97,8 +97,8 @@ pub(super) fn pinned_vip_capacity(config: &Config) -> anyhow::Result<Option<u32>
 /// it: `pin_dir` is on and holds a `VIPS` map (of `pinned_vips` entries,
 /// see [`pinned_vip_capacity`]) whose size holds the file's VIPs (see
 /// [`VipSizing`]). Read before anything is loaded, for the resume
-/// decision ([`resumes_mastership`]); the load may still refuse a pinned
-/// map (its layout changed), which [`demote_resumed`] handles.
+/// decision ([`resumes_mastership`](super::vrrp_resume::resumes_mastership)); the load may still refuse a pinned
+/// map (its layout changed), which [`demote_resumed`](super::vrrp_resume::demote_resumed) handles.
 pub(super) fn pinned_dataplane_fits(config: &Config, pinned_vips: Option<u32>) -> bool {
     if config.pin_dir.is_none() {
         return false;

@@ -61,7 +61,7 @@ impl Engine {
 /// Whether VRRP instance `vrrp` resumes mastership at this start: its state
 /// file says this node was master moments ago (see [`Instance::resumes`]),
 /// a pinned data plane is there to adopt (`adoptable`, see
-/// [`pinned_dataplane_fits`]), and the interface runs the program the
+/// [`pinned_dataplane_fits`](super::vip_sizing::pinned_dataplane_fits)), and the interface runs the program the
 /// last lbd left forwarding on it (`left`, see `dataplane::left_hook`).
 /// Without a data plane to adopt (`pin_dir = "off"`, the pins gone or not
 /// fitting), the previous program and its flows went: resumed, this node
