@@ -67,7 +67,7 @@ pub(crate) struct HealthStatus {
     /// when new settings restart it).
     pub failures: u64,
     /// Failed probes by [`FailureReason::label`](super::probe::FailureReason::label),
-    /// refusals for capacity as `full` (see [`Outcome::failure_label`]).
+    /// refusals for capacity as `full` (see [`Outcome::failure_label`](crate::health::probe::Outcome::failure_label)).
     pub failures_by_reason: BTreeMap<String, u64>,
 }
 
@@ -139,7 +139,7 @@ type Unattached = Arc<Mutex<HashMap<std::net::IpAddr, String>>>;
 
 /// Whether lbd's own interface can carry traffic, as the engine last saw
 /// it. A failed check is this node's failure, not the backend's (see
-/// [`FailureReason::InterfaceDown`]), while the interface its route leaves
+/// [`FailureReason::InterfaceDown`](crate::health::probe::FailureReason::InterfaceDown)), while the interface its route leaves
 /// by is down: asked of the kernel at each failure, since checks to
 /// backends behind another interface leave by that one. This one counts
 /// when the kernel has no route (those of an interface taken down go with
