@@ -351,7 +351,7 @@ impl Engine {
     /// Once written, the VRRP instances hear of it: a master announces
     /// its addresses with the new MAC only then, so no client is sent to
     /// a MAC the data plane passes up the stack (see
-    /// `vrrp::driver::mac_change::MacChange`).
+    /// `vrrp::driver::mac::MacChange`).
     fn follow_mac(&mut self, seen: Option<[u8; 6]>, now: Instant) {
         let Some(mac) = crate::netlink::mac_to_follow(self.interface.mac, seen) else {
             return;

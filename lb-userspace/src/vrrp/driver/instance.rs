@@ -1,6 +1,6 @@
-//! The handle lbd holds on a running instance ([`Instance`]): start-up
-//! checks, start, the inputs tracking and the engine feed it, stop.
-//! The task it drives lives in the parent module.
+//! The handle lbd keeps of a running instance: its start-up checks and
+//! start on the VRRP thread, the inputs tracking and the engine give it,
+//! its status, and how it stops or is left for the next lbd.
 
 use std::{
     collections::BTreeMap,
@@ -17,30 +17,28 @@ use tokio::{
 };
 use tracing::{info, warn};
 
-use crate::vrrp::{
-    addresses,
-    announce::{announce, Announcer},
-    complaints::Complaints,
-    runtime::VrrpRuntime,
-    Counters, Family, Machine, State,
+use super::{
+    link::{LinkWatch, LINK_QUERY_LOG_EVERY},
+    looks::Looks,
+    mac::MacChange,
+    record::{read_record, restart_record, resume_decision, Resumption},
+    sending::SendFailures,
+    settings_of,
+    source::{never_sources, open_socket, source_address, SourceKind},
+    status::{unix_seconds, InstanceStatus},
+    Driver, Inputs, Notifies,
 };
 use crate::{
     config::{Config, VrrpConfig},
     netlink::{Interface, Netlink},
     sync::log_limit::LogLimit,
-};
-
-use super::{
-    link::{LinkWatch, LINK_QUERY_LOG_EVERY},
-    looks::Looks,
-    mac_change::MacChange,
-    notify::Notifies,
-    record::{read_record, restart_record, resume_decision, Resumption},
-    send_failures::SendFailures,
-    settings_of,
-    source::{never_sources, open_socket, source_address, SourceKind},
-    status::{unix_seconds, InstanceStatus},
-    Driver, Inputs,
+    vrrp::{
+        addresses,
+        announce::{announce, Announcer},
+        complaints::Complaints,
+        runtime::VrrpRuntime,
+        Counters, Family, Machine, State,
+    },
 };
 
 /// An instance that passed its start-up checks ([`Instance::prepare`]),
@@ -64,24 +62,24 @@ pub(crate) struct Prepared {
 
 /// A running instance.
 pub(crate) struct Instance {
-    pub(super) priority: watch::Sender<u8>,
+    priority: watch::Sender<u8>,
     /// Counts the interface's link coming back up (see
     /// [`Instance::link_up`]).
-    pub(super) link_ups: watch::Sender<u64>,
+    link_ups: watch::Sender<u64>,
     /// The interface MAC the data plane accepts frames for (see
     /// [`Instance::data_plane_mac`]).
-    pub(super) data_plane_mac: watch::Sender<[u8; 6]>,
+    data_plane_mac: watch::Sender<[u8; 6]>,
     /// Set once the peer's full connection-table dump arrived (see
     /// [`Instance::peer_synced`]).
-    pub(super) synced: watch::Sender<bool>,
-    pub(super) status: watch::Receiver<InstanceStatus>,
-    pub(super) stop: Option<oneshot::Sender<()>>,
-    pub(super) task: JoinHandle<()>,
-    pub(super) config: VrrpConfig,
-    pub(super) notifies: Notifies,
+    synced: watch::Sender<bool>,
+    status: watch::Receiver<InstanceStatus>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+    config: VrrpConfig,
+    notifies: Notifies,
     /// Where the instance records its state (see [`Record`](super::record::Record)), for
     /// [`Self::abandon`]'s restart record.
-    pub(super) state_file: Option<PathBuf>,
+    state_file: Option<PathBuf>,
 }
 
 impl Instance {
@@ -324,7 +322,7 @@ impl Instance {
     }
 
     /// The notify commands this instance started, for lbd's exit to wait
-    /// for once the instance stopped ([`wait_for_notifies`](super::notify::wait_for_notifies)).
+    /// for once the instance stopped ([`wait_for_notifies`](super::wait_for_notifies)).
     pub(crate) fn notifies(&self) -> Notifies {
         self.notifies.clone()
     }
@@ -421,7 +419,7 @@ impl Instance {
     /// stopped; otherwise it is aborted, and what it may have left on the
     /// interface (its addresses: the release may not have run, or not to
     /// its end).
-    pub(super) async fn stop_within(mut self, limit: Duration) -> Option<Vec<IpAddr>> {
+    async fn stop_within(mut self, limit: Duration) -> Option<Vec<IpAddr>> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -456,7 +454,7 @@ impl Drop for Instance {
 /// `addresses` (all the instance's: which it had removed is not known),
 /// so both kernels may answer ARP / ND for them once the peer takes over,
 /// and the "stopped" notify may not have run.
-pub(super) fn left_behind_warning(addresses: &[IpAddr]) -> String {
+fn left_behind_warning(addresses: &[IpAddr]) -> String {
     let list: Vec<String> = addresses.iter().map(IpAddr::to_string).collect();
     format!(
         "VRRP instance did not stop within {} s and was aborted: its addresses may still be on the interface ({}), and its \"stopped\" notify may not have run; once lbd has exited, `lbd --release-vips` removes them",
@@ -467,4 +465,117 @@ pub(super) fn left_behind_warning(addresses: &[IpAddr]) -> String {
 
 /// Longest [`Instance::stop`] waits for the instance's step-down (the
 /// priority-0 advert, the record, the addresses removed).
-pub(super) const STOP_LIMIT: Duration = Duration::from_secs(2);
+const STOP_LIMIT: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vrrp::driver::tests::{ip, vrrp_config, StateFile, SECOND};
+
+    #[test]
+    fn resumes_measures_against_the_shortest_master_down_interval() {
+        // Ours is 3 s + (256 - 100) / 256 s = 3.609 s; a peer of priority
+        // 200 (with nopreempt, so this node was master) takes over after
+        // 3 s + 56 / 256 s = 3.219 s, and one of 255 after 3.004 s: the
+        // window is that, less a 0.1 s margin.
+        let vrrp = vrrp_config(100, "198.18.0.10");
+        let now = crate::clock::monotonic_ns();
+        let fresh = StateFile::new(
+            "fresh",
+            &format!(
+                "restarting {}
+",
+                now - 1_900_000_000
+            ),
+        );
+        assert!(Instance::resumes(&vrrp, Some(&fresh.0)));
+        // 2.5 s (a restart with replication): still resumes.
+        let restart = StateFile::new(
+            "restart",
+            &format!(
+                "restarting {}
+",
+                now - 2_500_000_000
+            ),
+        );
+        assert!(Instance::resumes(&vrrp, Some(&restart.0)));
+        // 2.95 s: within the peer's 3.004 s, but not by the margin.
+        let late = StateFile::new(
+            "late",
+            &format!(
+                "restarting {}
+",
+                now - 2_950_000_000
+            ),
+        );
+        assert!(!Instance::resumes(&vrrp, Some(&late.0)));
+        // 3.3 s: within our own interval, but the peer may be master now.
+        let taken = StateFile::new(
+            "taken",
+            &format!(
+                "restarting {}
+",
+                now - 3_300_000_000
+            ),
+        );
+        assert!(!Instance::resumes(&vrrp, Some(&taken.0)));
+        let stale = StateFile::new(
+            "stale",
+            &format!(
+                "restarting {}
+",
+                now - 4 * SECOND
+            ),
+        );
+        assert!(!Instance::resumes(&vrrp, Some(&stale.0)));
+        assert!(!Instance::resumes(&vrrp, None));
+        // What a crash leaves, 1.2 s after the last advert: not resumed.
+        let crashed = StateFile::new("crashed", &format!("master {}\n", now - 1_200_000_000));
+        assert!(!Instance::resumes(&vrrp, Some(&crashed.0)));
+    }
+
+    /// An instance whose driver does not end in time (its release of the
+    /// addresses stuck on netlink) is aborted; what it may have left on
+    /// the interface is named, with the command that removes it.
+    #[tokio::test]
+    async fn a_stop_that_overruns_names_the_addresses_left() {
+        let config = VrrpConfig {
+            addresses: vec![ip("198.18.0.10"), ip("198.18.0.11")],
+            ..vrrp_config(100, "198.18.0.10")
+        };
+        let (stop_tx, _stop_rx) = oneshot::channel();
+        let (_status_tx, status_rx) = watch::channel(InstanceStatus {
+            vrid: config.vrid,
+            state: State::Master,
+            configured_priority: 100,
+            priority: 100,
+            master: None,
+            addresses: config.addresses.clone(),
+            counters: Counters::default(),
+            ignored: BTreeMap::new(),
+            link_down: false,
+            link_down_since: None,
+            no_source: false,
+            no_source_since: None,
+        });
+        let instance = Instance {
+            priority: watch::channel(100).0,
+            link_ups: watch::channel(0).0,
+            data_plane_mac: watch::channel([0; 6]).0,
+            synced: watch::channel(false).0,
+            status: status_rx,
+            stop: Some(stop_tx),
+            task: tokio::spawn(std::future::pending()),
+            config: config.clone(),
+            notifies: Notifies::default(),
+            state_file: None,
+        };
+        let left = instance.stop_within(Duration::from_millis(50)).await;
+        assert_eq!(left, Some(config.addresses.clone()));
+        let warning = left_behind_warning(&config.addresses);
+        for address in &config.addresses {
+            assert!(warning.contains(&address.to_string()), "{warning}");
+        }
+        assert!(warning.contains("lbd --release-vips"), "{warning}");
+    }
+}

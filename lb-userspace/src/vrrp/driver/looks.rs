@@ -1,22 +1,22 @@
-//! The driver's periodic looks at its interface (addresses, link): what
-//! reads them (the kernel, or a test's own) and how a late answer is told
-//! from a fresh one. Apart so the run loop reads without the plumbing.
+//! The driver's looks at its interface (addresses and link), injectable
+//! for tests, and the periodic look that runs beside the loop's other
+//! arms: apart so that how the interface is read, and which answer is
+//! taken, is one thing to read.
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Instant};
 
-use crate::netlink::{Interface, InterfaceAddress, LinkState, Netlink};
-use crate::vrrp::addresses;
-
-use super::link::carrier_changes;
+use super::{link::carrier_changes, Driver};
+use crate::{
+    netlink::{Interface, InterfaceAddress, LinkState, Netlink},
+    vrrp::addresses,
+};
 
 /// What a look at the interface's addresses gives (see [`Looks`]).
-pub(super) type AddressesFuture =
-    Pin<Box<dyn Future<Output = anyhow::Result<Vec<InterfaceAddress>>> + Send>>;
+type AddressesFuture = Pin<Box<dyn Future<Output = anyhow::Result<Vec<InterfaceAddress>>> + Send>>;
 
 /// What a look at the interface's link gives (see [`Looks`]); `None`: no
 /// interface has that index any more.
-pub(super) type LinkFuture =
-    Pin<Box<dyn Future<Output = anyhow::Result<Option<LinkState>>> + Send>>;
+type LinkFuture = Pin<Box<dyn Future<Output = anyhow::Result<Option<LinkState>>> + Send>>;
 
 /// How a driver reads its interface (by index): its addresses and its
 /// link. The kernel's, over the VRRP thread's netlink connection
@@ -52,7 +52,7 @@ impl Looks {
     /// A look at interface `index`'s addresses, begun now and given up
     /// after [`addresses::NETLINK_LIMIT`] (an error, as a failed look).
     /// Owns what it needs: it can run while the driver serves its advert
-    /// timer and socket (see [`Driver::run`](super::Driver::run)).
+    /// timer and socket (see [`Driver::run`]).
     pub(super) fn read_addresses(
         &self,
         index: u32,
@@ -125,7 +125,7 @@ pub(super) struct PeriodicLook {
     pub(super) link: LinkRead,
 }
 
-/// A periodic look in flight (see [`Driver::run`](super::Driver::run)).
+/// A periodic look in flight (see [`Driver::run`]).
 pub(super) type PeriodicLookFuture = Pin<Box<dyn Future<Output = PeriodicLook> + Send>>;
 
 /// The periodic look in `slot` once it answers; never while there is
@@ -149,4 +149,34 @@ pub(super) fn newer_look(last: &mut Option<Instant>, started: Instant) -> bool {
     }
     *last = Some(started);
     true
+}
+
+impl Driver {
+    /// The periodic look at the interface, to run beside the loop's other
+    /// arms (see [`Self::run`]).
+    pub(super) fn periodic_look(&self) -> PeriodicLookFuture {
+        let addresses = self.looks.read_addresses(self.interface.index);
+        let link = self.looks.read_link(&self.interface);
+        Box::pin(async move {
+            let (addresses, link) = tokio::join!(addresses, link);
+            PeriodicLook { addresses, link }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vrrp::driver::ADDRESS_CHECK;
+
+    /// The answer of a look begun before one already taken is stale.
+    #[test]
+    fn an_older_look_answering_late_is_not_taken() {
+        let t0 = Instant::now();
+        let mut last = None;
+        assert!(newer_look(&mut last, t0 + ADDRESS_CHECK));
+        assert!(!newer_look(&mut last, t0), "begun earlier, answered later");
+        assert!(newer_look(&mut last, t0 + ADDRESS_CHECK));
+        assert!(newer_look(&mut last, t0 + 2 * ADDRESS_CHECK));
+    }
 }

@@ -1,10 +1,12 @@
-//! What an instance reports for status and metrics ([`InstanceStatus`]),
-//! the public face of a driver, kept apart from the machinery behind it.
+//! What an instance reports (state, priority, counters, faults) for lbd's
+//! status and metrics, and the driver publishing it: apart as the one
+//! type other crates and the API see.
 
 use std::{collections::BTreeMap, net::IpAddr, time::Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::Driver;
 use crate::vrrp::{Counters, State};
 
 /// What an instance reports, for status and metrics.
@@ -56,4 +58,27 @@ pub(super) fn unix_seconds(at: Instant) -> u64 {
         .checked_sub(ago)
         .and_then(|wall| wall.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |since| since.as_secs())
+}
+
+impl Driver {
+    pub(super) fn publish(&self) {
+        let status = InstanceStatus {
+            vrid: self.config.vrid,
+            state: self.machine.state(),
+            configured_priority: self.config.priority,
+            priority: self.machine.priority(),
+            master: match self.machine.state() {
+                State::Master => Some(self.socket.local()),
+                _ => self.machine.master_address(),
+            },
+            addresses: self.config.addresses.clone(),
+            counters: *self.machine.counters(),
+            ignored: self.ignored.clone(),
+            link_down: self.machine.link_is_down(),
+            link_down_since: self.machine.link_down_since().map(unix_seconds),
+            no_source: self.machine.source_is_gone(),
+            no_source_since: self.machine.source_gone_since().map(unix_seconds),
+        };
+        self.status.send_replace(status);
+    }
 }

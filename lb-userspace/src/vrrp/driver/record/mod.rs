@@ -1,13 +1,13 @@
-//! The state file's record of an instance and what it means for the next
-//! lbd's start (resume mastership after a deliberate restart, not after a
-//! crash). Apart: a file format and a decision, no I/O loop.
+//! The state file: what an instance records of itself (master with each
+//! advert, a restart, backup, stopped), and whether the next lbd resumes
+//! mastership on it without a failover.
 
 use std::{path::Path, time::Duration};
 
-use crate::config::VrrpConfig;
-use crate::vrrp::Settings;
+use tracing::debug;
 
-use super::settings_of;
+use super::{settings_of, Driver};
+use crate::{config::VrrpConfig, vrrp::Settings};
 
 /// What a state file records of an instance, for the next lbd (see
 /// [`Record`]).
@@ -18,7 +18,7 @@ pub(super) enum Recorded {
     /// backup's timer reset at each start).
     Master,
     /// Master until the deliberate restart that wrote it
-    /// ([`Instance::abandon`](super::instance::Instance::abandon)), which kept the last advert's time: the
+    /// ([`Instance::abandon`](super::Instance::abandon)), which kept the last advert's time: the
     /// next lbd resumes within the window.
     Restarting,
     /// Backup.
@@ -70,7 +70,7 @@ pub(super) struct Record {
 impl Record {
     /// Reads a state file's text; `None` if it is not a record (empty,
     /// cut short, an unknown state, no time).
-    pub(super) fn parse(text: &str) -> Option<Self> {
+    fn parse(text: &str) -> Option<Self> {
         let mut words = text.split_whitespace();
         let state = Recorded::parse(words.next()?)?;
         let at = words.next()?.parse().ok()?;
@@ -98,7 +98,7 @@ pub(super) enum Resumption {
     /// A restart record within the resume window: master at once.
     Resume,
     /// Master within the window, but no restart record: the previous lbd
-    /// crashed (or was one that wrote none, see [`Instance::resumes`](super::instance::Instance::resumes)).
+    /// crashed (or was one that wrote none, see [`Instance::resumes`](super::Instance::resumes)).
     /// Starts as the protocol says, so the peer takes over.
     NotAfterCrash,
     /// Anything else: starts as the protocol says.
@@ -182,9 +182,31 @@ pub(super) fn resume_window(config: &VrrpConfig, advertised: Option<u16>) -> Dur
 /// the new lbd's start up to the decision) runs before the decision, and
 /// the window measures it: a larger margin would only turn restarts that
 /// could have resumed hitlessly into failovers.
-pub(super) fn resume_margin(interval: Duration) -> Duration {
+fn resume_margin(interval: Duration) -> Duration {
     RESUME_MARGIN.min(interval / 2)
 }
 
 /// See [`resume_margin`].
-pub(super) const RESUME_MARGIN: Duration = Duration::from_millis(100);
+const RESUME_MARGIN: Duration = Duration::from_millis(100);
+
+impl Driver {
+    /// Records the state, when, and the advert interval this instance
+    /// advertises (centiseconds), for the next lbd after a restart (see
+    /// [`resume_window`]). A tiny write to a tmpfs, once per advert while
+    /// master.
+    pub(super) fn record_state(&self, state: Recorded) {
+        if let Some(path) = &self.state_file {
+            let record = Record {
+                state,
+                at: crate::clock::monotonic_ns(),
+                advertised: Some(self.machine.settings().adver_interval_cs),
+            };
+            if let Err(error) = std::fs::write(path, record.line()) {
+                debug!(path = %path.display(), %error, "recording the VRRP state failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

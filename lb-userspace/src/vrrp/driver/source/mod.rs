@@ -1,6 +1,7 @@
-//! The address adverts go from: which of the interface's addresses an
-//! instance may send from, picking one, waiting out duplicate address
-//! detection, and checking it is still there. One concern, apart.
+//! The address an instance's adverts go from: which of the interface's
+//! addresses may be one (never a VIP, NAT or instance address, nor a
+//! tentative, DAD-failed, deprecated or temporary one), picked at start,
+//! checked at every look and followed when it moves or goes.
 
 use std::{
     net::IpAddr,
@@ -8,12 +9,16 @@ use std::{
 };
 
 use anyhow::Context as _;
-use tracing::debug;
+use tracing::{debug, info, warn};
 
-use crate::vrrp::{addresses, net::VrrpSocket, Family};
+use super::{
+    looks::{newer_look, AddressRead},
+    Driver,
+};
 use crate::{
     config::{Config, VrrpConfig},
     netlink::{Interface, InterfaceAddress, Netlink},
+    vrrp::{addresses, machine::PREEMPT_SYNC_HOLD, net::VrrpSocket, Family, State},
 };
 
 /// Opens the socket; an IPv6 link-local address still in duplicate
@@ -25,7 +30,7 @@ pub(super) async fn open_socket(
     local: IpAddr,
     present: bool,
 ) -> anyhow::Result<VrrpSocket> {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + DAD_WAIT;
     loop {
         match VrrpSocket::open(&interface.name, interface.index, local, present) {
             Ok(socket) => return Ok(socket),
@@ -48,7 +53,7 @@ pub(super) async fn open_socket(
 /// How long [`source_address`] waits at start for duplicate address
 /// detection to end on the only addresses an instance could send from
 /// (an interface just brought up): as long as [`open_socket`] waits.
-pub(super) const DAD_WAIT: Duration = Duration::from_secs(5);
+const DAD_WAIT: Duration = Duration::from_secs(5);
 
 /// The address an instance of `kind` sends from (see [`SourceKind`]),
 /// none of `never`. Waits up to [`DAD_WAIT`] while the only candidates
@@ -89,7 +94,7 @@ pub(super) async fn source_address(
 /// Why an instance has no address to send from: the interface, the kind
 /// of address missing, what each address of the family is instead, and
 /// (for a global IPv6 source) why a link-local one does not do.
-pub(super) fn no_source_message(
+fn no_source_message(
     interface: &str,
     present: &[InterfaceAddress],
     kind: SourceKind,
@@ -127,7 +132,7 @@ pub(super) fn no_source_message(
 /// Why `address` is no advert source of `kind` (None: it is one, or is
 /// of another family or kind, not worth naming), for
 /// [`no_source_message`].
-pub(super) fn passed_over(
+fn passed_over(
     address: &InterfaceAddress,
     kind: SourceKind,
     never: &[IpAddr],
@@ -192,7 +197,7 @@ pub(super) fn never_sources(lbd: &Config) -> Vec<IpAddr> {
 }
 
 /// Whether `address` is an IPv6 link-local one (fe80::/10).
-pub(super) fn is_link_local(address: IpAddr) -> bool {
+fn is_link_local(address: IpAddr) -> bool {
     matches!(address, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
 }
 
@@ -267,11 +272,7 @@ impl SourceKind {
 /// duplicate address detection after an admin down/up: adverts still
 /// leave, see [`VrrpSocket::open`]) or, for a global IPv6 source,
 /// deprecated (see [`check_source`]).
-pub(super) fn may_keep_sending_from(
-    address: &InterfaceAddress,
-    kind: SourceKind,
-    never: &[IpAddr],
-) -> bool {
+fn may_keep_sending_from(address: &InterfaceAddress, kind: SourceKind, never: &[IpAddr]) -> bool {
     if never.contains(&address.address) || address.state.dad_failed {
         return false;
     }
@@ -300,11 +301,7 @@ pub(super) fn may_keep_sending_from(
 /// own; a `unicast_src_ip` may be deprecated: it is the one named). One
 /// rule for the start and for every later check, so a source picked once
 /// is kept by the checks.
-pub(super) fn may_send_from(
-    address: &InterfaceAddress,
-    kind: SourceKind,
-    never: &[IpAddr],
-) -> bool {
+fn may_send_from(address: &InterfaceAddress, kind: SourceKind, never: &[IpAddr]) -> bool {
     may_keep_sending_from(address, kind, never)
         && !address.state.tentative
         && !(kind == SourceKind::V6Global && address.state.deprecated)
@@ -316,11 +313,7 @@ pub(super) fn may_send_from(
 /// brings: it is the only link-local there is, and adverts from it leave,
 /// see [`VrrpSocket::open`]). A global source is never a tentative one
 /// (see [`waits_for_dad`] for the start).
-pub(super) fn pick_source(
-    present: &[InterfaceAddress],
-    kind: SourceKind,
-    never: &[IpAddr],
-) -> Option<IpAddr> {
+fn pick_source(present: &[InterfaceAddress], kind: SourceKind, never: &[IpAddr]) -> Option<IpAddr> {
     present
         .iter()
         .find(|a| may_send_from(a, kind, never))
@@ -339,11 +332,7 @@ pub(super) fn pick_source(
 /// Whether [`pick_source`] found nothing only because the candidates are
 /// still tentative: the start waits for their duplicate address
 /// detection (see [`source_address`]) rather than refuse the instance.
-pub(super) fn waits_for_dad(
-    present: &[InterfaceAddress],
-    kind: SourceKind,
-    never: &[IpAddr],
-) -> bool {
+fn waits_for_dad(present: &[InterfaceAddress], kind: SourceKind, never: &[IpAddr]) -> bool {
     pick_source(present, kind, never).is_none()
         && present
             .iter()
@@ -352,7 +341,7 @@ pub(super) fn waits_for_dad(
 
 /// What a check of the advert source found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SourceCheck {
+enum SourceCheck {
     /// The current source is still one to send from: kept, even if another
     /// would be picked now, so the tie-break address (and the address a
     /// keepalived unicast peer lists) does not flap.
@@ -375,7 +364,7 @@ pub(super) enum SourceCheck {
 /// one is left for a settled one if there is one (it is being renumbered
 /// away), else kept. Pure: `present` is the interface's addresses now,
 /// `never` those never sent from (see [`never_sources`]).
-pub(super) fn check_source(
+fn check_source(
     current: IpAddr,
     present: &[InterfaceAddress],
     kind: SourceKind,
@@ -410,10 +399,124 @@ pub(super) fn source_may_be_stale(error: &std::io::Error) -> bool {
 /// sends: adverts may go every 10 ms, and a send that keeps failing for
 /// another reason (an unreachable unicast peer) must not dump the
 /// interface's addresses each time.
-pub(super) const SOURCE_RECHECK_MIN: Duration = Duration::from_millis(100);
+const SOURCE_RECHECK_MIN: Duration = Duration::from_millis(100);
 
 /// Whether a failed send at `now` may look at the source again, the last
 /// look having been at `last` (see [`SOURCE_RECHECK_MIN`]).
 pub(super) fn source_recheck_due(last: Option<Instant>, now: Instant) -> bool {
     last.is_none_or(|last| now.saturating_duration_since(last) >= SOURCE_RECHECK_MIN)
 }
+
+impl Driver {
+    /// Looks again at the address adverts go from, at once (after a
+    /// failed send; see [`Self::on_addresses_read`]); whether it moved.
+    pub(super) async fn follow_source(&mut self) -> bool {
+        let read = self.looks.read_addresses(self.interface.index).await;
+        let current = self.socket.local();
+        self.on_addresses_read(read);
+        self.socket.local() != current
+    }
+
+    /// Takes a look at the interface's addresses: the advert source
+    /// ([`Self::follow_present_source`]); the addresses, if they were read
+    /// and no later look was taken before (see [`newer_look`]). A failure
+    /// to look is left to the next check.
+    pub(super) fn on_addresses_read(&mut self, read: AddressRead) -> Option<Vec<InterfaceAddress>> {
+        if !newer_look(&mut self.addresses_read_from, read.started) {
+            return None;
+        }
+        match read.present {
+            Ok(present) => {
+                self.follow_present_source(&present);
+                Some(present)
+            }
+            Err(error) => {
+                debug!(
+                    vrid = self.config.vrid,
+                    error = format!("{error:#}"),
+                    "reading the interface's addresses for the VRRP source failed"
+                );
+                None
+            }
+        }
+    }
+
+    /// Checks the address adverts go from against `present`, the
+    /// interface's addresses (see [`check_source`]) and, if it moved,
+    /// sends from the new one from now on; whether it moved.
+    fn follow_present_source(&mut self, present: &[InterfaceAddress]) -> bool {
+        let current = self.socket.local();
+        let kind = SourceKind::of_instance(Family::of(&current), &self.config);
+        match check_source(current, present, kind, &self.never) {
+            SourceCheck::Keep => {
+                self.source_returned();
+                false
+            }
+            SourceCheck::Switch(next) => {
+                if let Err(error) = self.socket.set_local(next) {
+                    warn!(vrid = self.config.vrid, %current, %next, %error, "VRRP: cannot send from the interface's new address");
+                    return false;
+                }
+                self.machine.set_primary_address(next);
+                self.source_returned();
+                info!(
+                    vrid = self.config.vrid,
+                    interface = %self.interface.name,
+                    from = %current,
+                    to = %next,
+                    "VRRP: the interface's address changed; adverts now go from the new one"
+                );
+                self.publish();
+                true
+            }
+            SourceCheck::Gone => {
+                if !self.machine.source_is_gone() {
+                    let meaning = match self.machine.state() {
+                        State::Master => "this master announces nothing meanwhile, and gives up mastership and the VIPs (keepalived's FAULT) as soon as it hears the peer take over, or once the peer may have",
+                        State::Backup => "this backup does not take over meanwhile: the pair has no standby if the master fails",
+                        State::Initialize => "the instance is not running",
+                    };
+                    warn!(
+                        vrid = self.config.vrid,
+                        interface = %self.interface.name,
+                        address = %current,
+                        state = %self.machine.state(),
+                        missing = no_source_message(&self.interface.name, present, kind, &self.never),
+                        "VRRP: the address adverts go from is gone from the interface, with none to replace it; adverts fail (IPv6: leave from the old address) until one is back; {meaning}"
+                    );
+                    self.machine.source_gone(Instant::now());
+                    self.publish();
+                }
+                false
+            }
+        }
+    }
+
+    /// A look found an address to send adverts from: if none was found
+    /// before, the machine hears of it (see [`Machine::source_back`](crate::vrrp::Machine::source_back)).
+    fn source_returned(&mut self) {
+        let Some(since) = self.machine.source_gone_since() else {
+            return;
+        };
+        let now = Instant::now();
+        info!(
+            vrid = self.config.vrid,
+            interface = %self.interface.name,
+            gone_ms = u64::try_from(now.saturating_duration_since(since).as_millis()).unwrap_or(u64::MAX),
+            state = %self.machine.state(),
+            "VRRP: the interface has an address to send adverts from again"
+        );
+        if self.machine.source_back(now) {
+            info!(
+                vrid = self.config.vrid,
+                hold_s = PREEMPT_SYNC_HOLD.as_secs(),
+                "VRRP: this node gave up mastership for want of a source; preemption waits for the peer's connection table, so its connections are not cut"
+            );
+            self.source_hold_began = true;
+        }
+        self.publish();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,6 @@
-//! Notify commands: how they are started for a state change, kept while
-//! they run, and waited for at lbd's exit. Apart from the run loop, which
-//! only asks for one to be spawned.
+//! The notify commands an instance runs at each change of state: queued
+//! one after the other (a newer state replacing one still waiting), and
+//! waited for at lbd's exit. Apart as its own small scheduler.
 
 use std::{
     future::Future,
@@ -13,8 +13,11 @@ use std::{
 use tokio::{sync::oneshot, task::JoinSet};
 use tracing::{info, warn};
 
-use crate::config::VrrpConfig;
-use crate::vrrp::{notify_program::check_notify_program, Family};
+use super::Driver;
+use crate::{
+    config::VrrpConfig,
+    vrrp::{notify_program::check_notify_program, Family},
+};
 
 /// Longest lbd's exit waits for the notify commands still running (the
 /// "stopped" one a clean stop runs, any still at work): a command that
@@ -36,22 +39,22 @@ pub(crate) const NOTIFY_GRACE: Duration = Duration::from_secs(5);
 /// command never falls behind, and a "stopped" at exit is never stuck
 /// behind a backlog.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Notifies(pub(super) Arc<Mutex<Queue>>);
+pub(crate) struct Notifies(Arc<Mutex<Queue>>);
 
 /// A queued command, boxed so a newer one can take its place.
-pub(super) type Command = Pin<Box<dyn Future<Output = ()> + Send>>;
+type Command = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The command waiting for the one before it to end, with the state it
 /// reports; taken (left `None`) when it starts.
-pub(super) type Waiting = Arc<Mutex<Option<(String, Command)>>>;
+type Waiting = Arc<Mutex<Option<(String, Command)>>>;
 
 /// The commands of one instance, and the end of the last one queued.
 #[derive(Default)]
-pub(super) struct Queue {
+struct Queue {
     /// Every command queued and not yet reaped: at most the one running
     /// and the one waiting for it (and, past an exit's [`Notifies::take`],
     /// those of the new set).
-    pub(super) running: JoinSet<()>,
+    running: JoinSet<()>,
     /// Fires (or is dropped, the command killed) when the last command
     /// queued has ended: the next one waits for it.
     last: Option<oneshot::Receiver<()>>,
@@ -76,12 +79,7 @@ impl Notifies {
     /// for it (merged: that older state is never reported). Forgets the
     /// commands that ended. Each command's own time limit starts when it
     /// starts.
-    pub(super) fn spawn(
-        &self,
-        vrid: u8,
-        state: &str,
-        command: impl Future<Output = ()> + Send + 'static,
-    ) {
+    fn spawn(&self, vrid: u8, state: &str, command: impl Future<Output = ()> + Send + 'static) {
         let command: Command = Box::pin(command);
         let mut queue = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         while queue.running.try_join_next().is_some() {}
@@ -130,7 +128,7 @@ impl Notifies {
 
     /// Takes the commands still running or queued (new ones start a fresh
     /// set, still after the last one taken, and never replace one taken).
-    pub(super) fn take(&self) -> JoinSet<()> {
+    fn take(&self) -> JoinSet<()> {
         let mut queue = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         queue.waiting = None;
         std::mem::take(&mut queue.running)
@@ -162,12 +160,12 @@ pub(crate) async fn wait_for_notifies(notifies: &[Notifies], limit: Duration) {
 
 /// The environment variable a notify command finds the instance's address
 /// family in (as its third argument).
-pub(super) const NOTIFY_FAMILY_ENV: &str = "LBD_VRRP_FAMILY";
+const NOTIFY_FAMILY_ENV: &str = "LBD_VRRP_FAMILY";
 
 /// The address family of an instance's addresses, as its notify command
 /// gets it: "ipv4" or "ipv6". One VRID may serve both families (one
 /// instance each), so the VRID alone does not tell them apart.
-pub(super) fn family_name(config: &VrrpConfig) -> &'static str {
+fn family_name(config: &VrrpConfig) -> &'static str {
     match config.addresses.first().map(Family::of) {
         Some(Family::V6) => "ipv6",
         _ => "ipv4",
@@ -177,7 +175,7 @@ pub(super) fn family_name(config: &VrrpConfig) -> &'static str {
 /// Runs `config`'s notify command, if any, for `state`, kept in
 /// `notifies`: `PROGRAM STATE VRID FAMILY`, with FAMILY also in
 /// [`NOTIFY_FAMILY_ENV`] (the first two arguments as ever).
-pub(super) fn spawn_notify(notifies: &Notifies, config: &VrrpConfig, state: &str) {
+fn spawn_notify(notifies: &Notifies, config: &VrrpConfig, state: &str) {
     let Some(program) = config.notify.clone() else {
         return;
     };
@@ -193,12 +191,7 @@ pub(super) fn spawn_notify(notifies: &Notifies, config: &VrrpConfig, state: &str
 /// Runs the notify `program` for `state`, once it passed the same checks
 /// as at config load again (it may have changed since): a program someone
 /// other than root could change is not run, with a warning.
-pub(super) async fn run_notify(
-    program: PathBuf,
-    state: String,
-    vrid: String,
-    family: &'static str,
-) {
+async fn run_notify(program: PathBuf, state: String, vrid: String, family: &'static str) {
     if let Err(problem) = check_notify_program(&program) {
         warn!(program = %program.display(), %state, %problem, "VRRP notify not run");
         return;
@@ -225,3 +218,12 @@ pub(super) async fn run_notify(
         }
     }
 }
+
+impl Driver {
+    pub(super) fn notify(&self, state: &str) {
+        spawn_notify(&self.notifies, &self.config, state);
+    }
+}
+
+#[cfg(test)]
+mod tests;
