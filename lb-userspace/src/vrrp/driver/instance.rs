@@ -480,53 +480,18 @@ mod tests {
         // window is that, less a 0.1 s margin.
         let vrrp = vrrp_config(100, "198.18.0.10");
         let now = crate::clock::monotonic_ns();
-        let fresh = StateFile::new(
-            "fresh",
-            &format!(
-                "restarting {}
-",
-                now - 1_900_000_000
-            ),
-        );
+        let fresh = StateFile::new("fresh", &format!("restarting {}\n", now - 1_900_000_000));
         assert!(Instance::resumes(&vrrp, Some(&fresh.0)));
         // 2.5 s (a restart with replication): still resumes.
-        let restart = StateFile::new(
-            "restart",
-            &format!(
-                "restarting {}
-",
-                now - 2_500_000_000
-            ),
-        );
+        let restart = StateFile::new("restart", &format!("restarting {}\n", now - 2_500_000_000));
         assert!(Instance::resumes(&vrrp, Some(&restart.0)));
         // 2.95 s: within the peer's 3.004 s, but not by the margin.
-        let late = StateFile::new(
-            "late",
-            &format!(
-                "restarting {}
-",
-                now - 2_950_000_000
-            ),
-        );
+        let late = StateFile::new("late", &format!("restarting {}\n", now - 2_950_000_000));
         assert!(!Instance::resumes(&vrrp, Some(&late.0)));
         // 3.3 s: within our own interval, but the peer may be master now.
-        let taken = StateFile::new(
-            "taken",
-            &format!(
-                "restarting {}
-",
-                now - 3_300_000_000
-            ),
-        );
+        let taken = StateFile::new("taken", &format!("restarting {}\n", now - 3_300_000_000));
         assert!(!Instance::resumes(&vrrp, Some(&taken.0)));
-        let stale = StateFile::new(
-            "stale",
-            &format!(
-                "restarting {}
-",
-                now - 4 * SECOND
-            ),
-        );
+        let stale = StateFile::new("stale", &format!("restarting {}\n", now - 4 * SECOND));
         assert!(!Instance::resumes(&vrrp, Some(&stale.0)));
         assert!(!Instance::resumes(&vrrp, None));
         // What a crash leaves, 1.2 s after the last advert: not resumed.
