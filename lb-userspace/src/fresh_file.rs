@@ -39,14 +39,13 @@ mod tests {
     use std::io::Write as _;
 
     use super::*;
+    use crate::test_scratch::ScratchDir;
 
     /// A stale temporary and a planted symlink are replaced by a new file;
     /// the symlink's target is left as it was.
     #[test]
     fn whatever_is_at_the_name_is_replaced_never_followed() {
-        let dir = std::env::temp_dir().join(format!("lbd-fresh-file-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir = ScratchDir::new("fresh-file");
         let temporary = dir.join(".file.new");
         std::fs::write(&temporary, "stale").expect("stale");
         let mut file = create_fresh(&temporary, 0o600).expect("created");
@@ -63,6 +62,5 @@ mod tests {
         assert!(!std::fs::symlink_metadata(&temporary)
             .expect("stat")
             .is_symlink());
-        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -830,6 +830,7 @@ pub(crate) mod test_support {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_scratch::ScratchDir;
 
     #[test]
     fn link_pins_are_told_by_hook_and_interface() {
@@ -855,7 +856,8 @@ mod tests {
     #[test]
     fn link_pins_lists_the_links_of_every_interface() {
         use crate::config::Attach;
-        let root = std::env::temp_dir().join(format!("lbd-link-pins-{}", std::process::id()));
+        let scratch = ScratchDir::new("link-pins");
+        let root = scratch.join("lbd");
         let pins = PinDir::new(&root);
         assert!(pins.link_pins().expect("no directory").is_empty());
         std::fs::create_dir_all(pins.maps_dir()).expect("maps");
@@ -874,7 +876,6 @@ mod tests {
             .into_iter()
             .map(|p| (p.hook, p.interface))
             .collect();
-        let _ = std::fs::remove_dir_all(&root);
         assert_eq!(
             found,
             vec![
@@ -940,7 +941,8 @@ mod tests {
 
     #[test]
     fn removing_takes_older_layout_versions_too() {
-        let root = std::env::temp_dir().join(format!("lbd-pins-remove-{}", std::process::id()));
+        let scratch = ScratchDir::new("pins-remove");
+        let root = scratch.join("lbd");
         let pins = PinDir::new(&root);
         let older = root.join("maps-v0");
         std::fs::create_dir_all(&older).expect("older layout");
@@ -958,8 +960,8 @@ mod tests {
     /// and the directory with it.
     #[test]
     fn removing_leaves_what_lbd_did_not_pin() {
-        let root = std::env::temp_dir().join(format!("lbd-pins-shared-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let scratch = ScratchDir::new("pins-shared");
+        let root = scratch.join("lbd");
         let pins = PinDir::new(&root);
         let older = root.join("maps-v0");
         std::fs::create_dir_all(&older).expect("older layout");
@@ -1003,7 +1005,6 @@ mod tests {
         ]
         .map(|p| p.exists());
         let gone = [&older, &pins.maps_dir(), &owner].map(|p| p.symlink_metadata().is_err());
-        let _ = std::fs::remove_dir_all(&root);
         assert_eq!(removed, expected);
         assert_eq!(kept, [true; 5], "other tools' pins and directories stay");
         assert_eq!(
@@ -1014,7 +1015,8 @@ mod tests {
 
     #[test]
     fn other_layout_versions_are_removed_and_this_one_kept() {
-        let root = std::env::temp_dir().join(format!("lbd-pins-others-{}", std::process::id()));
+        let scratch = ScratchDir::new("pins-others");
+        let root = scratch.join("lbd");
         let pins = PinDir::new(&root);
         let older = root.join("maps-v0");
         std::fs::create_dir_all(&older).expect("older layout");
@@ -1032,7 +1034,6 @@ mod tests {
         assert!(!older.exists(), "the older layout's directory goes");
         assert!(pins.map_path("VIPS").exists(), "this layout's maps stay");
         assert!(pins.link_path("eth0").exists(), "links stay");
-        std::fs::remove_dir_all(&root).expect("clean up");
     }
 
     /// A start's staged maps take their names once its program runs,
@@ -1043,8 +1044,8 @@ mod tests {
     /// with the rest.
     #[test]
     fn staged_maps_take_their_names_or_go() {
-        let root = std::env::temp_dir().join(format!("lbd-pins-staged-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let scratch = ScratchDir::new("pins-staged");
+        let root = scratch.join("lbd");
         let pins = PinDir::new(&root);
         let stage = |names: &[&str]| {
             std::fs::create_dir_all(pins.maps_dir()).expect("this layout");
@@ -1091,8 +1092,8 @@ mod tests {
     /// lbd's pins it did not touch stay, and the directories with them.
     #[test]
     fn undoing_a_start_removes_only_what_it_made() {
-        let root = std::env::temp_dir().join(format!("lbd-pins-undo-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let scratch = ScratchDir::new("pins-undo");
+        let root = scratch.join("lbd");
         let pins = PinDir::new(&root);
         let older = root.join("maps-v0");
         std::fs::create_dir_all(&older).expect("older layout");
@@ -1117,7 +1118,6 @@ mod tests {
         let mut removed = pins.remove_made_since(&before).expect("undone");
         removed.sort();
         let stays = [&previous[0], &previous[1]].map(|p| p.exists());
-        let _ = std::fs::remove_dir_all(&root);
         let mut expected = vec![pins.map_path(names::MAP_MAGLEV), made, owner];
         expected.sort();
         assert_eq!(removed, expected);

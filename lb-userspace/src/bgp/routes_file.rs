@@ -170,6 +170,7 @@ pub(crate) fn create_dirs(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_scratch::ScratchDir;
 
     #[test]
     fn both_protocols_are_always_defined_and_hold_their_familys_routes() {
@@ -199,7 +200,7 @@ mod tests {
 
     #[test]
     fn the_addresses_a_file_announces_are_read_back() {
-        let dir = std::env::temp_dir().join(format!("lbd-routes-any-{}", std::process::id()));
+        let dir = ScratchDir::new("routes-any");
         let path = dir.join("vips.conf");
         assert!(announced(&path).is_empty(), "missing");
         write(&path, &render("lbd_vips", &BTreeSet::new())).unwrap();
@@ -211,15 +212,13 @@ mod tests {
         .into();
         write(&path, &render("lbd_vips", &two)).unwrap();
         assert_eq!(announced(&path), two);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A write that fails after the temporary file was made (here the
     /// rename: a directory is where the file goes) leaves nothing behind.
     #[test]
     fn a_failed_write_leaves_no_temporary_file() {
-        let dir = std::env::temp_dir().join(format!("lbd-routes-fail-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = ScratchDir::new("routes-fail");
         let path = dir.join("vips.conf");
         std::fs::create_dir_all(path.join("occupied")).unwrap();
         let error = write(&path, "one\n").unwrap_err();
@@ -230,12 +229,11 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(left, ["vips.conf"], "the temporary file was left");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn the_file_is_replaced_whole_and_readable_by_others() {
-        let dir = std::env::temp_dir().join(format!("lbd-routes-test-{}", std::process::id()));
+        let dir = ScratchDir::new("routes-test");
         let path = dir.join("sub").join("vips.conf");
         write(&path, "one\n").unwrap();
         write(&path, "two\n").unwrap();
@@ -244,7 +242,6 @@ mod tests {
         assert_eq!(mode, FILE_MODE);
         let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file left behind");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A symlink planted at the temporary name (by whoever may write the
@@ -252,9 +249,7 @@ mod tests {
     /// its content and mode, and the routes file is written all the same.
     #[test]
     fn a_symlink_at_the_temporary_name_is_not_followed() {
-        let dir = std::env::temp_dir().join(format!("lbd-routes-link-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = ScratchDir::new("routes-link");
         let victim = dir.join("victim");
         std::fs::write(&victim, "secret\n").unwrap();
         std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -266,7 +261,6 @@ mod tests {
         assert_eq!(mode, 0o600, "the symlink's target was chmodded");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\n");
         assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Set in the child the test below runs (the umask is the process's).
@@ -278,10 +272,7 @@ mod tests {
     #[test]
     fn every_directory_created_lets_bird_through_whatever_the_umask() {
         let Some(base) = std::env::var_os(UMASK_CHILD) else {
-            let base =
-                std::env::temp_dir().join(format!("lbd-routes-umask-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&base);
-            std::fs::create_dir(&base).unwrap();
+            let base = ScratchDir::new("routes-umask");
             std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o711)).unwrap();
             let out = std::process::Command::new(std::env::current_exe().unwrap())
                 .args([
@@ -290,10 +281,9 @@ mod tests {
                     "--nocapture",
                     "--test-threads=1",
                 ])
-                .env(UMASK_CHILD, &base)
+                .env(UMASK_CHILD, base.path())
                 .output()
                 .unwrap();
-            let _ = std::fs::remove_dir_all(&base);
             assert!(
                 out.status.success(),
                 "{}{}",

@@ -1,6 +1,7 @@
 //! Tests of config parsing and validation.
 use super::error::position;
 use super::*;
+use crate::test_scratch::ScratchDir;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 const EXAMPLE: &str = r#"# Interface the XDP program attaches to (required).
@@ -904,21 +905,18 @@ fn columns_count_characters_not_bytes() {
     );
 }
 
-/// A file in the temporary directory, removed when dropped.
-struct TempFile(PathBuf);
+/// A file in a scratch directory of its own, removed with it when dropped.
+struct TempFile(
+    PathBuf,
+    #[expect(dead_code, reason = "held for its drop, which removes the directory")] ScratchDir,
+);
 
 impl TempFile {
     fn new(name: &str, contents: &[u8]) -> TempFile {
-        let path =
-            std::env::temp_dir().join(format!("lbd-config-test-{}-{name}", std::process::id()));
+        let dir = ScratchDir::new("config");
+        let path = dir.join(name);
         std::fs::write(&path, contents).unwrap();
-        TempFile(path)
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        TempFile(path, dir)
     }
 }
 

@@ -139,6 +139,7 @@ mod tests {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 
     use super::*;
+    use crate::test_scratch::ScratchDir;
 
     fn mode_and_gid(path: &Path) -> (u32, u32) {
         let meta = std::fs::metadata(path).unwrap();
@@ -151,11 +152,10 @@ mod tests {
     /// stay as they are.
     #[test]
     fn directories_made_for_the_admin_socket_let_its_group_through() {
-        let base = std::env::temp_dir().join(format!("lbd-socket-dir-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
-        std::fs::create_dir(&base).unwrap();
-        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let before = mode_and_gid(&base);
+        let scratch = ScratchDir::new("socket-dir");
+        let base = scratch.path();
+        std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let before = mode_and_gid(base);
         let gid = 4321;
         let dir = base.join("admin").join("nested");
         // SAFETY: geteuid has no preconditions.
@@ -164,7 +164,7 @@ mod tests {
             create_socket_dir(&dir, Some(gid)).unwrap();
             assert_eq!(mode_and_gid(&base.join("admin")), (0o750, gid));
             assert_eq!(mode_and_gid(&dir), (0o750, gid));
-            assert_eq!(mode_and_gid(&base), before, "an existing directory changed");
+            assert_eq!(mode_and_gid(base), before, "an existing directory changed");
             // Again: everything exists now, nothing changes.
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
             create_socket_dir(&dir, Some(gid)).unwrap();
@@ -176,6 +176,5 @@ mod tests {
         let plain = base.join("plain").join("nested");
         create_socket_dir(&plain, None).unwrap();
         assert!(plain.is_dir());
-        let _ = std::fs::remove_dir_all(&base);
     }
 }

@@ -14,6 +14,7 @@ use lb_common::{
 
 use super::{Dataplane, IdleHorizons, LoadOptions, MapSizes, Released};
 use crate::pinning::{test_support::TestBpffs, PinDir, PINNED_MAPS};
+use crate::test_scratch::ScratchDir;
 
 /// Maps for `max_vips` VIPs and `conntrack` flows.
 fn sizes(max_vips: u32, conntrack: u32) -> MapSizes {
@@ -431,8 +432,8 @@ fn a_smaller_table_keeps_a_live_tcp_flow_over_expired_udp_flows() {
 /// guard only removes them; no BPF filesystem needed.)
 #[test]
 fn a_load_that_fails_removes_the_pins_it_made_under_their_names() {
-    let root = std::env::temp_dir().join(format!("lbd-made-pins-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let scratch = ScratchDir::new("made-pins");
+    let root = scratch.join("lbd");
     let pins = PinDir::new(&root);
     std::fs::create_dir_all(pins.maps_dir()).unwrap();
     let previous = PINNED_MAPS[0];
@@ -480,7 +481,6 @@ fn a_load_that_fails_removes_the_pins_it_made_under_their_names() {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// A first start that does not adopt the pinned state (the file's VIPs

@@ -242,6 +242,7 @@ impl PinDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_scratch::ScratchDir;
 
     #[test]
     fn a_stamp_newer_than_this_build_is_not_adopted() {
@@ -266,8 +267,8 @@ mod tests {
         assert_eq!(LayoutAge::of(LAYOUT_VERSION + 1), Some(LayoutAge::Newer));
         assert_eq!(LayoutAge::of(0), Some(LayoutAge::Older));
 
-        let root = std::env::temp_dir().join(format!("lbd-other-layouts-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let scratch = ScratchDir::new("other-layouts");
+        let root = scratch.join("lbd");
         let pins = PinDir::new(&root);
         let newer = root.join(format!("maps-v{}", LAYOUT_VERSION + 1));
         let older = root.join("maps-v0");
@@ -283,7 +284,6 @@ mod tests {
             std::fs::write(pin, b"").expect("a pin");
         }
         let found = pins.other_layouts();
-        let _ = std::fs::remove_dir_all(&root);
         assert_eq!(
             found,
             vec![

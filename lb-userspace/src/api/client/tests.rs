@@ -2,6 +2,8 @@ use std::io;
 
 use tokio::net::UnixStream;
 
+use crate::test_scratch::ScratchDir;
+
 use super::{
     connect::{retry_while_backlog_full, BACKLOG_WAIT},
     *,
@@ -89,9 +91,7 @@ fn bad_paths_are_refused_before_connecting() {
 
 #[tokio::test]
 async fn a_change_lbd_does_not_answer_in_time_may_have_been_applied() {
-    let dir = std::env::temp_dir().join(format!("lbd-api-client-{}-slow", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = ScratchDir::new("api-client-slow");
     let path = dir.join("lbd.sock");
     let listener = tokio::net::UnixListener::bind(&path).unwrap();
     // Reads requests and never answers (a busy engine).
@@ -129,7 +129,6 @@ async fn a_change_lbd_does_not_answer_in_time_may_have_been_applied() {
         .unwrap_err();
     assert_eq!(not_dry.exit_code(), 8, "{not_dry}");
     server.abort();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// lbd closing the connection after reading a change, before its
@@ -140,9 +139,7 @@ async fn a_change_lbd_does_not_answer_in_time_may_have_been_applied() {
 #[tokio::test]
 async fn a_change_whose_connection_drops_before_the_answer_may_have_been_applied() {
     use tokio::io::AsyncReadExt as _;
-    let dir = std::env::temp_dir().join(format!("lbd-api-client-{}-cut", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = ScratchDir::new("api-client-cut");
     let path = dir.join("lbd.sock");
     let listener = tokio::net::UnixListener::bind(&path).unwrap();
     // Reads each request's head, then closes without answering.
@@ -194,7 +191,6 @@ async fn a_change_whose_connection_drops_before_the_answer_may_have_been_applied
         "{look}"
     );
     server.abort();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -224,9 +220,7 @@ async fn not_running_when_no_socket() {
 
     // A socket file nobody listens on (lbd killed or crashed): not
     // "no admin socket".
-    let dir = std::env::temp_dir().join(format!("lbd-api-client-{}-stale", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = ScratchDir::new("api-client-stale");
     let path = dir.join("lbd.sock");
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     assert!(path.exists());
@@ -245,16 +239,11 @@ async fn not_running_when_no_socket() {
             && !message.contains("no admin socket"),
         "{message}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn a_path_that_is_not_a_socket_is_named_so() {
-    let dir = std::env::temp_dir().join(format!(
-        "lbd-api-client-{}-not-a-socket",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = ScratchDir::new("api-client-not-a-socket");
     std::fs::create_dir_all(dir.join("a-directory")).unwrap();
     std::fs::write(dir.join("a-file"), "precious").unwrap();
     for (name, what) in [("a-file", "a regular file"), ("a-directory", "a directory")] {
@@ -277,7 +266,6 @@ async fn a_path_that_is_not_a_socket_is_named_so() {
         std::fs::read_to_string(dir.join("a-file")).unwrap(),
         "precious"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A listener on a socket in a fresh directory named after `tag`,
@@ -288,15 +276,13 @@ async fn a_path_that_is_not_a_socket_is_named_so() {
 async fn full_backlog(
     tag: &str,
 ) -> (
-    std::path::PathBuf,
+    ScratchDir,
     std::path::PathBuf,
     std::os::unix::net::UnixListener,
     Vec<UnixStream>,
     io::Error,
 ) {
-    let dir = std::env::temp_dir().join(format!("lbd-api-client-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = ScratchDir::new(&format!("api-client-{tag}"));
     let path = dir.join("lbd.sock");
     let socket = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
     socket
@@ -317,7 +303,7 @@ async fn full_backlog(
 
 #[tokio::test]
 async fn a_full_listen_backlog_is_waited_for() {
-    let (dir, path, listener, queued, full) = full_backlog("backlog").await;
+    let (_dir, path, listener, queued, full) = full_backlog("backlog").await;
     // Given up at once, that is lbd "busy"...
     let client = Client::new(&path, Duration::from_secs(5));
     assert!(matches!(
@@ -350,7 +336,6 @@ async fn a_full_listen_backlog_is_waited_for() {
     assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(attempts.get() > 1, "tried again");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A change whose `--api-timeout` ends while lbctl still waits for
@@ -359,7 +344,7 @@ async fn a_full_listen_backlog_is_waited_for() {
 #[tokio::test]
 async fn a_change_never_sent_for_a_full_backlog_is_busy_not_maybe_applied() {
     // Nobody ever accepts: every further connect gets EAGAIN.
-    let (dir, path, listener, queued, _) = full_backlog("unsent").await;
+    let (_dir, path, listener, queued, _) = full_backlog("unsent").await;
     // Shorter than the backlog wait: the timeout ends the connect.
     let timeout = Duration::from_millis(300);
     assert!(timeout < BACKLOG_WAIT);
@@ -381,7 +366,6 @@ async fn a_change_never_sent_for_a_full_backlog_is_busy_not_maybe_applied() {
         "{change}"
     );
     drop((queued, listener));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The stage an exchange reached decides its timeout's outcome.
@@ -423,9 +407,7 @@ async fn a_socket_path_no_socket_can_have_is_bad_usage() {
         err.to_string().contains(&long) && err.to_string().contains("--socket"),
         "{err}"
     );
-    let dir = std::env::temp_dir().join(format!("lbd-api-client-{}-not-a-dir", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = ScratchDir::new("api-client-not-a-dir");
     std::fs::write(dir.join("file"), "").unwrap();
     let under_a_file = dir.join("file").join("lbd.sock");
     let err = Client::new(&under_a_file, Duration::from_secs(1))
@@ -433,7 +415,6 @@ async fn a_socket_path_no_socket_can_have_is_bad_usage() {
         .await
         .unwrap_err();
     assert_eq!(err.exit_code(), ClientError::EXIT_USAGE, "{err:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A 404 for an endpoint lbd does not have (a newer lbctl against an

@@ -232,6 +232,7 @@ fn interface_names() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_scratch::ScratchDir;
 
     /// An `interface` this machine does not have is warned about, naming
     /// the ones it has (a typo shows); one it has is not. The file stays
@@ -254,9 +255,7 @@ mod tests {
     /// (which stderr has too), not a bare VIP array without them.
     #[test]
     fn the_json_has_the_node_settings_and_the_warnings() {
-        let dir = std::env::temp_dir().join(format!("lbctl-config-json-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = ScratchDir::new("lbctl-config-json");
         let file = dir.join("lbd.toml");
         std::fs::write(
             &file,
@@ -280,7 +279,6 @@ mod tests {
         );
         assert_eq!(value["file"], file.to_string_lossy().as_ref(), "{value}");
         assert!(value["conntrack_size"].is_u64(), "{value}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A file lbd would refuse is bad input (exit 2, as `lbctl reload`
@@ -289,9 +287,7 @@ mod tests {
     /// "the file is invalid" from "the check could not run".
     #[test]
     fn an_invalid_file_is_exit_2_and_an_unreadable_one_exit_1() {
-        let dir = std::env::temp_dir().join(format!("lbctl-config-check-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = ScratchDir::new("lbctl-config-check");
         let check = |file: PathBuf| {
             run(&Args { file, json: true })
                 .err()
@@ -319,6 +315,5 @@ mod tests {
         let (code, message) = check(dir.join("missing.toml")).unwrap();
         assert_eq!(code, ClientError::EXIT_OTHER, "{message}");
         assert!(message.contains("missing.toml"), "{message}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

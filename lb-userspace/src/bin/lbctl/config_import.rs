@@ -281,6 +281,7 @@ fn one_line(note: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_scratch::ScratchDir;
 
     /// `-o` replaces a file only with `--force`, never an input (however
     /// named), and writes through a rename that keeps the replaced file's
@@ -288,7 +289,7 @@ mod tests {
     #[test]
     fn the_output_replaces_only_with_force_never_an_input_and_through_a_rename() {
         use std::os::unix::fs::PermissionsExt as _;
-        let dir = std::env::temp_dir().join(format!("lbctl-import-output-{}", std::process::id()));
+        let dir = ScratchDir::new("lbctl-import-output");
         fs::create_dir_all(dir.join("sub")).expect("temp dir");
         let input = dir.join("haproxy.cfg");
         let out = dir.join("lbd.toml");
@@ -330,7 +331,6 @@ mod tests {
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
         left.sort();
-        let _ = fs::remove_dir_all(&dir);
         assert_eq!(
             exists,
             Some((
@@ -389,9 +389,7 @@ mod tests {
             #[command(flatten)]
             args: Args,
         }
-        let dir =
-            std::env::temp_dir().join(format!("lbctl-import-config-id-{}", std::process::id()));
-        fs::create_dir_all(&dir).expect("temp dir");
+        let dir = ScratchDir::new("lbctl-import-config-id");
         let input = dir.join("keepalived.conf");
         fs::write(
             &input,
@@ -421,7 +419,6 @@ mod tests {
         assert_eq!(code, ClientError::EXIT_USAGE);
         assert!(message.contains("--config-id"), "{message}");
         assert!(!out.exists(), "nothing written");
-        fs::remove_dir_all(&dir).expect("clean up");
     }
 
     #[test]

@@ -47,6 +47,11 @@ mod node;
 mod output;
 mod reload;
 mod status;
+// The library's scratch directories for tests, the same file: the
+// library builds its copy only for its own tests, out of lbctl's reach.
+#[cfg(test)]
+#[path = "../../test_scratch.rs"]
+mod test_scratch;
 mod vip;
 mod wait;
 
@@ -400,12 +405,9 @@ mod tests {
     fn help_and_man_page_show_the_exit_statuses() {
         let help = Cli::command().render_long_help().to_string();
         assert!(help.contains(EXIT_STATUS), "{help}");
-        let dir = std::env::temp_dir().join(format!("lbctl-man-exit-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        lb_manpage::write_pages(Cli::command(), &dir).unwrap();
+        let dir = crate::test_scratch::ScratchDir::new("lbctl-man-exit");
+        lb_manpage::write_pages(Cli::command(), dir.path()).unwrap();
         let page = std::fs::read_to_string(dir.join("lbctl.8")).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
         for text in [
             "Exit status:",
             "0  done",

@@ -103,6 +103,7 @@ pub(crate) mod tests {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     use super::*;
+    use crate::test_scratch::ScratchDir;
 
     fn api(status: u16) -> ClientError {
         ClientError::Api(ApiError {
@@ -211,7 +212,7 @@ pub(crate) mod tests {
         /// Its socket.
         pub(crate) path: PathBuf,
         /// Its directory, removed when dropped.
-        dir: PathBuf,
+        _dir: ScratchDir,
         /// How many requests it took.
         asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
         /// The requests it read (head and what came of the body with
@@ -221,9 +222,7 @@ pub(crate) mod tests {
 
     impl FakeLbd {
         pub(crate) fn start(tag: &str, answers: Vec<Answer>) -> Self {
-            let dir = std::env::temp_dir().join(format!("lbctl-fake-{tag}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
+            let dir = ScratchDir::new(&format!("lbctl-fake-{tag}"));
             let path = dir.join("lbd.sock");
             let listener = tokio::net::UnixListener::bind(&path).unwrap();
             let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -289,7 +288,7 @@ pub(crate) mod tests {
             });
             Self {
                 path,
-                dir,
+                _dir: dir,
                 asked,
                 requests,
             }
@@ -303,12 +302,6 @@ pub(crate) mod tests {
         /// How many requests it took so far.
         pub(crate) fn asked(&self) -> usize {
             self.asked.load(std::sync::atomic::Ordering::SeqCst)
-        }
-    }
-
-    impl Drop for FakeLbd {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }

@@ -756,9 +756,7 @@ mod tests {
     /// restart always does.
     #[tokio::test]
     async fn a_stop_for_good_detaches_when_bird_is_not_running_as_cleanup_does() {
-        let dir = std::env::temp_dir().join(format!("lbd-engine-keep-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_scratch::ScratchDir::new("engine-keep");
         let config = crate::config::BgpConfig {
             bird_socket: dir.join("bird.ctl"),
             routes_file: dir.join("vips.conf"),
@@ -768,7 +766,6 @@ mod tests {
             node_state_file: dir.join("node.state"),
         };
         let not_running = crate::bgp::announcer::withdraw(&config).await.unwrap_err();
-        std::fs::remove_dir_all(&dir).unwrap();
         assert!(
             !keeps_program(Stop::Clean, true, Some(&not_running)),
             "{not_running:#}"

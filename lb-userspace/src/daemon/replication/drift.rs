@@ -185,6 +185,7 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
+    use crate::test_scratch::ScratchDir;
 
     fn digest(port: u16, byte: u8) -> VipDigest {
         VipDigest {
@@ -274,7 +275,8 @@ mod tests {
     /// VIP, until the weight is the same again.
     #[tokio::test]
     async fn two_nodes_whose_weights_differ_report_the_vip_until_they_agree() {
-        let key_file = std::env::temp_dir().join(format!("lbr-drift-{}.key", std::process::id()));
+        let scratch = ScratchDir::new("lbr-drift");
+        let key_file = scratch.join("sync.key");
         std::fs::write(&key_file, b"test-key-0123456789abcdef").unwrap();
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let (mut a, _a_in) = Replication::start(Topology::FullMesh, any, &[], &key_file, "lb-a")

@@ -5,6 +5,7 @@ use crate::{
     config::{BackendConfig, VipConfig},
     dataplane::FakeMaps,
     reconcile::DesiredVip,
+    test_scratch::ScratchDir,
 };
 
 #[test]
@@ -494,7 +495,8 @@ async fn flushing_pair(
     Arc<std::sync::atomic::AtomicUsize>,
     tokio::task::JoinHandle<()>,
 ) {
-    let key_file = std::env::temp_dir().join(format!("lbr-{name}-{}.key", std::process::id()));
+    let scratch = ScratchDir::new(&format!("lbr-{name}"));
+    let key_file = scratch.join("sync.key");
     std::fs::write(&key_file, b"test-key-0123456789abcdef").unwrap();
     let (tx, mut rx) = mpsc::channel(4);
     let backup = sync::listen(
@@ -608,7 +610,8 @@ fn the_last_tick_scans_the_nat_table_whatever_the_spacing() {
 
 #[tokio::test]
 async fn the_tick_after_a_step_down_still_sends_the_vips_handed_over() {
-    let key_file = std::env::temp_dir().join(format!("lbr-stepdown-{}.key", std::process::id()));
+    let scratch = ScratchDir::new("lbr-stepdown");
+    let key_file = scratch.join("sync.key");
     std::fs::write(&key_file, b"test-key-0123456789abcdef").unwrap();
     let start = |topology| {
         Replication::start(
@@ -1055,7 +1058,8 @@ async fn with_silent_peer(name: &str, topology: Topology) -> Replication {
 
 /// [`with_silent_peer`], and the peer's address (to listen there later).
 async fn with_peer_down(name: &str, topology: Topology) -> (Replication, std::net::SocketAddr) {
-    let key_file = std::env::temp_dir().join(format!("lbr-{name}-{}.key", std::process::id()));
+    let scratch = ScratchDir::new(&format!("lbr-{name}"));
+    let key_file = scratch.join("sync.key");
     std::fs::write(&key_file, b"test-key-0123456789abcdef").unwrap();
     // A port nothing listens on: the sender retries, its queue holds.
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1178,7 +1182,8 @@ async fn first_bytes(listener: SocketAddr, from: [u8; 4]) -> Vec<u8> {
 /// its senders connect from its listen address, the one its peers list.
 #[tokio::test]
 async fn a_nodes_listener_lets_only_its_peers_shake_hands() {
-    let key_file = std::env::temp_dir().join(format!("lbr-strangers-{}.key", std::process::id()));
+    let scratch = ScratchDir::new("lbr-strangers");
+    let key_file = scratch.join("sync.key");
     std::fs::write(&key_file, b"test-key-0123456789abcdef").unwrap();
     let (replication, _incoming) = Replication::start(
         Topology::FullMesh,
@@ -1591,7 +1596,8 @@ async fn a_tick_reads_no_nat_entry_on_lbds_loop_whatever_the_tables_size() {
 /// copied on lbd's loop, nor held once per peer while peers are down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dump_is_one_allocation_shared_by_every_peers_queue() {
-    let key_file = std::env::temp_dir().join(format!("lbr-shared-{}.key", std::process::id()));
+    let scratch = ScratchDir::new("lbr-shared");
+    let key_file = scratch.join("sync.key");
     std::fs::write(&key_file, b"test-key-0123456789abcdef").unwrap();
     // Three peers nothing listens for: what is given to them stays queued.
     let peers: Vec<SocketAddr> = (0..3)
@@ -1633,8 +1639,7 @@ async fn a_dump_is_one_allocation_shared_by_every_peers_queue() {
 #[test]
 fn a_sync_key_file_others_may_read_is_warned_of() {
     use std::os::unix::fs::PermissionsExt as _;
-    let dir = std::env::temp_dir().join(format!("lbd-key-mode-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = ScratchDir::new("key-mode");
     let path = dir.join("sync.key");
     std::fs::write(&path, b"0123456789abcdef0123\n").unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -1645,15 +1650,13 @@ fn a_sync_key_file_others_may_read_is_warned_of() {
     );
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert_eq!(key_file_exposure(&path), None);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A key rotated in place is read only at the next start: a reload says
 /// so (the config's path is unchanged, so nothing else would).
 #[test]
 fn a_reload_tells_of_a_sync_key_file_that_changed() {
-    let dir = std::env::temp_dir().join(format!("lbd-key-note-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = ScratchDir::new("key-note");
     let path = dir.join("sync.key");
     let running = b"0123456789abcdef0123".to_vec();
     std::fs::write(&path, b"0123456789abcdef0123\n").unwrap();
@@ -1673,7 +1676,6 @@ fn a_reload_tells_of_a_sync_key_file_that_changed() {
     std::fs::remove_file(&path).unwrap();
     let note = key_file_note(&path, &running, read_key(&path)).expect("gone");
     assert!(note.contains("reading sync key"), "{note}");
-    std::fs::remove_dir(&dir).unwrap();
 }
 
 /// An active flow whose stamp has not moved is sent once, not on every
@@ -1723,7 +1725,8 @@ fn an_unchanged_active_flow_is_sent_once_not_on_every_tick() {
 /// shake hands; a peer removed loses its sender and is refused.
 #[tokio::test]
 async fn a_reload_of_the_peers_lets_a_new_node_join_and_a_removed_one_go() {
-    let key_file = std::env::temp_dir().join(format!("lbr-join-{}.key", std::process::id()));
+    let scratch = ScratchDir::new("lbr-join");
+    let key_file = scratch.join("sync.key");
     std::fs::write(&key_file, b"test-key-0123456789abcdef").unwrap();
     let old: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let (mut replication, _incoming) = Replication::start(
@@ -1761,7 +1764,8 @@ async fn a_reload_of_the_peers_lets_a_new_node_join_and_a_removed_one_go() {
 /// A replication with `n` peers nothing listens for (what is given to
 /// them stays queued, countable).
 async fn with_silent_peers(name: &str, n: usize) -> Replication {
-    let key_file = std::env::temp_dir().join(format!("lbr-{name}-{}.key", std::process::id()));
+    let scratch = ScratchDir::new(&format!("lbr-{name}"));
+    let key_file = scratch.join("sync.key");
     std::fs::write(&key_file, b"test-key-0123456789abcdef").unwrap();
     let listeners: Vec<std::net::TcpListener> = (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())

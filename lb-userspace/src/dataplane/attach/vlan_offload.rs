@@ -167,17 +167,16 @@ mod tests {
     /// virtual one that is no bond yields nothing.
     #[test]
     fn a_bond_is_checked_through_its_physical_slaves() {
-        let root = std::env::temp_dir().join(format!("lbd-vlan-sysfs-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let scratch = crate::test_scratch::ScratchDir::new("vlan-sysfs");
+        let root = scratch.path();
         for dir in ["eth0/device", "eth1/device", "veth0", "bond0/bonding", "lo"] {
             std::fs::create_dir_all(root.join(dir)).expect("a sysfs directory");
         }
         std::fs::write(root.join("bond0/bonding/slaves"), "eth0 veth0 eth1\n").expect("slaves");
-        let bond = stripping_devices(&root, "bond0");
-        let eth = stripping_devices(&root, "eth0");
-        let virtual_device = stripping_devices(&root, "lo");
-        let missing = stripping_devices(&root, "eth9");
-        let _ = std::fs::remove_dir_all(&root);
+        let bond = stripping_devices(root, "bond0");
+        let eth = stripping_devices(root, "eth0");
+        let virtual_device = stripping_devices(root, "lo");
+        let missing = stripping_devices(root, "eth9");
         assert_eq!(bond, ["eth0", "eth1"]);
         assert_eq!(eth, ["eth0"]);
         assert!(virtual_device.is_empty());

@@ -7,30 +7,24 @@ use std::sync::{Arc, Mutex};
 use super::{link::LINK_QUERY_LOG_EVERY, looks::LinkRead, *};
 use crate::{
     netlink::{InterfaceAddress, LinkState},
+    test_scratch::ScratchDir,
     vrrp::{Advertisement, Counters},
 };
 
 pub(super) const SECOND: u64 = 1_000_000_000;
 
 /// A state file with `text` in a directory of its own, removed on drop.
-pub(super) struct StateFile(pub(super) PathBuf);
+pub(super) struct StateFile(
+    pub(super) PathBuf,
+    #[expect(dead_code, reason = "held for its drop, which removes the directory")] ScratchDir,
+);
 
 impl StateFile {
     pub(super) fn new(name: &str, text: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("lbd-vrrp-state-test-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("mkdir");
+        let dir = ScratchDir::new(&format!("vrrp-state-{name}"));
         let path = dir.join("lbd.vrrp-51-v4.state");
         std::fs::write(&path, text).expect("write");
-        Self(path)
-    }
-}
-
-impl Drop for StateFile {
-    fn drop(&mut self) {
-        if let Some(dir) = self.0.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        Self(path, dir)
     }
 }
 

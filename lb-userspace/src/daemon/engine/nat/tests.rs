@@ -5,14 +5,13 @@ use super::*;
 use super::{addresses::*, events::*, forwarding::*, tx_ports::*};
 use crate::netlink::Link;
 use crate::ownership::held::{self, Held, HeldSetting};
+use crate::test_scratch::ScratchDir;
 use lb_common::{consts::EVENT_NO_NEIGHBOUR, DataplaneEvent};
 
 /// A directory of its own for `tag` under the temporary directory, and
 /// in it a setting file `setting` holding "1" (as lbd switched it on).
-fn switched_on_setting(tag: &str) -> (std::path::PathBuf, HeldSetting) {
-    let dir = std::env::temp_dir().join(format!("lbd-nat-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("test dir");
+fn switched_on_setting(tag: &str) -> (ScratchDir, HeldSetting) {
+    let dir = ScratchDir::new(&format!("nat-{tag}"));
     let path = dir.join("forwarding");
     std::fs::write(&path, "1").expect("setting");
     (
@@ -83,7 +82,6 @@ fn a_kept_setting_that_cannot_be_recorded_is_put_back() {
     );
     let recorded = held::read(&record_path).expect("record").forwarding;
     assert_eq!(recorded, vec![setting]);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A next hop is resolved on the interface the FIB named (a
@@ -286,8 +284,7 @@ fn the_first_tick_on_an_adopted_nat_table_owes_a_sweep() {
 /// naming it. A file in a temp dir stands in for /proc/sys.
 #[test]
 fn router_advertisements_stay_accepted_while_forwarding() {
-    let dir = std::env::temp_dir().join(format!("lbd-accept-ra-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = ScratchDir::new("accept-ra");
     let path = dir.join("accept_ra");
     let set = |value: &str| std::fs::write(&path, value).unwrap();
     let read = || std::fs::read_to_string(&path).unwrap();

@@ -95,6 +95,7 @@ mod seed_health_tests {
     use super::*;
     use crate::config::Config;
     use crate::daemon::engine::admin_state;
+    use crate::test_scratch::ScratchDir;
     use crate::{dataplane::FakeMaps, health::Health, model::Edit, reconcile::VipId};
 
     /// The previous lbd's maps: b2 down by its checks, b3 in maintenance
@@ -274,9 +275,7 @@ mod seed_health_tests {
     /// flows throughout, and b2, restored draining, none.
     #[test]
     fn a_backend_restored_in_maintenance_awaits_its_first_check_once_enabled() {
-        let dir = std::env::temp_dir().join(format!("lbd-seed-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = ScratchDir::new("seed");
         let mut config = Config::from_toml_str(
             "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
              [[vip.backend]]\naddress = \"198.18.0.11\"\nmac = \"02:00:00:00:00:11\"\n\
@@ -299,7 +298,6 @@ mod seed_health_tests {
         )
         .unwrap();
         let mut admin = admin_state::AdminRecord::load(&config, None).unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
         let now = Instant::now();
         // The previous lbd's maps: b3 dead for its maintenance.
         let mut before = Model::from_config(&config);

@@ -192,6 +192,7 @@ pub(crate) fn vrrp_state_file(
 mod resume_tests {
     use super::super::vip_sizing::{pinned_dataplane_fits, pinned_vip_capacity};
     use super::*;
+    use crate::test_scratch::ScratchDir;
 
     /// A config with one VRRP instance (VRID 51, 1 s adverts) whose admin
     /// socket is in `dir`, and `pin_dir` (None: "off").
@@ -216,10 +217,8 @@ mod resume_tests {
     /// plane to adopt resumes.
     #[test]
     fn no_pinned_data_plane_no_resumed_mastership() {
-        let dir = std::env::temp_dir().join(format!("lbd-resume-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let off = config(&dir, None);
+        let dir = ScratchDir::new("resume");
+        let off = config(dir.path(), None);
         let vrrp = &off.vrrp[0];
         let state_file = vrrp_state_file(&off, vrrp).unwrap();
         let now = crate::clock::monotonic_ns();
@@ -241,7 +240,7 @@ mod resume_tests {
             fits(&off),
             &runs
         ));
-        let empty = config(&dir, Some(dir.join("pins")));
+        let empty = config(dir.path(), Some(dir.join("pins")));
         assert!(!fits(&empty));
         assert!(!resumes_mastership(
             vrrp,
@@ -258,7 +257,6 @@ mod resume_tests {
             "a capacity that holds the file's VIP"
         );
         assert!(resumes_mastership(vrrp, Some(&state_file), true, &runs));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A fresh restart record and pins that fit, but the interface does
@@ -269,10 +267,8 @@ mod resume_tests {
     /// until its attach), and says why. Before, the pins alone decided.
     #[test]
     fn a_pinned_program_the_interface_does_not_run_is_no_resumed_mastership() {
-        let dir = std::env::temp_dir().join(format!("lbd-resume-hook-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let pinned = config(&dir, Some(dir.join("pins")));
+        let dir = ScratchDir::new("resume-hook");
+        let pinned = config(dir.path(), Some(dir.join("pins")));
         let vrrp = &pinned.vrrp[0];
         let state_file = vrrp_state_file(&pinned, vrrp).unwrap();
         let now = crate::clock::monotonic_ns();
@@ -315,6 +311,5 @@ mod resume_tests {
                 &LeftHook::Runs(at)
             ));
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

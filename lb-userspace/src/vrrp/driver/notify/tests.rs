@@ -4,13 +4,14 @@
 use std::time::Instant;
 
 use super::*;
+use crate::test_scratch::ScratchDir;
 use crate::vrrp::driver::tests::vrrp_config;
 
 /// A notify script in a directory of its own (removed on drop) that
 /// writes its process id to `pid`, sleeps `seconds`, then appends
 /// "$1 $2" to `notes`.
 struct Script {
-    dir: PathBuf,
+    dir: ScratchDir,
 }
 
 impl Script {
@@ -20,11 +21,7 @@ impl Script {
 
     /// `new`, appending `line` (shell words) to `notes` instead.
     fn writing(name: &str, seconds: &str, line: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "lbd-vrrp-notify-test-{}-{name}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).expect("mkdir");
+        let dir = ScratchDir::new(&format!("vrrp-notify-{name}"));
         // As root makes it under any umask: the run-time check refuses
         // a program in a directory others may write.
         std::fs::set_permissions(
@@ -67,12 +64,6 @@ impl Script {
             .trim()
             .parse()
             .ok()
-    }
-}
-
-impl Drop for Script {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
