@@ -140,7 +140,7 @@ fn write_through(temporary: &Path, path: &Path, text: &str) -> anyhow::Result<()
 /// under the systemd unit), and BIRD must traverse every one of them to
 /// read the file (a reconfigure fails otherwise, and BIRD refuses to
 /// start). Directories that exist are left as they are. Also for the
-/// lock beside the routes file (see `ownership::bgp_file_lock`), taken
+/// lock beside the routes file (see `ownership::claim_locks::bgp_file_lock`), taken
 /// before the file is first written: the directories it creates are the
 /// file's. An error names the directory that failed.
 pub(crate) fn create_dirs(dir: &Path) -> std::io::Result<()> {

@@ -9,7 +9,7 @@
 //! Filters of other tools are left alone. No other lbd may be using the
 //! interface meanwhile: the interface's lock is held, and a start refuses
 //! a `tc_lb` filter that is not its own previous one (another lbd's, see
-//! `ownership::check_tc_filters`) before it attaches anything.
+//! `ownership::foreign_programs::check_tc_filters`) before it attaches anything.
 //!
 //! The same holds for `tc_hc_encap` (checks through a tunnel), which runs
 //! as a cls_bpf filter on the egress of `lo` and of the interface where

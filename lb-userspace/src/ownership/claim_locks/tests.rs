@@ -4,8 +4,7 @@ use crate::test_scratch::ScratchDir;
 
 #[test]
 fn a_second_lbd_on_the_same_bgp_file_is_refused_naming_it_and_the_owner() {
-    let dir = std::env::temp_dir().join(format!("lbd-bgp-lock-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = ScratchDir::new("bgp-lock");
     let routes = dir.join("bgp").join("vips.conf");
     let first = bgp_file_lock("routes_file", &routes, &owner()).expect("first lbd");
     assert_eq!(first.path(), dir.join("bgp").join(".vips.conf.lbd-lock"));
@@ -29,13 +28,11 @@ fn a_second_lbd_on_the_same_bgp_file_is_refused_naming_it_and_the_owner() {
     assert!(other.is_ok());
     drop(first);
     assert!(bgp_file_lock("routes_file", &routes, &second).is_ok());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn a_second_lbd_with_the_same_admin_socket_is_refused_naming_the_record() {
-    let dir = std::env::temp_dir().join(format!("lbd-record-lock-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = ScratchDir::new("record-lock");
     let socket = dir.join("run").join("lbd.sock");
     let first = record_lock(&socket, &owner(), Purpose::Serve)
         .expect("first lbd")
@@ -79,7 +76,6 @@ fn a_second_lbd_with_the_same_admin_socket_is_refused_naming_the_record() {
     assert!(try_record_lock(&record, Path::new("/x.toml"))
         .expect("tried")
         .is_some());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn netns() -> u64 {

@@ -130,6 +130,7 @@ mod tests {
     use super::super::test_support::{held, setting};
     use super::*;
     use crate::ownership::held::{boot_id, find};
+    use crate::test_scratch::ScratchDir;
 
     #[test]
     fn the_first_original_survives_restarts() {
@@ -147,9 +148,8 @@ mod tests {
 
     #[test]
     fn a_record_is_found_by_its_config_and_updated_in_place() {
-        let dir = std::env::temp_dir().join(format!("lbd-held-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
+        let scratch = ScratchDir::new("held");
+        let dir = scratch.path().to_path_buf();
         let mut record = held("eth0", &["198.18.0.100"], None);
         record.boot_id = boot_id();
         record.admin_socket = dir.join("lbd.sock");
@@ -186,6 +186,5 @@ mod tests {
             }]
         );
         assert_eq!(recorded_original(&record.admin_socket, setting), None);
-        let _ = std::fs::remove_dir_all(dir);
     }
 }
