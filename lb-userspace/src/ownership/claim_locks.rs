@@ -99,6 +99,7 @@ fn run_dir(admin_socket: &Path) -> PathBuf {
     }
 }
 
+/// An I/O error of `action` on `path`, for `map_err`.
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OwnershipError {
     let path = path.to_owned();
     move |source| OwnershipError::Io {
@@ -169,6 +170,8 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// The lock of `interface` in `netns` taken in `dir`, or the refusal
+/// naming the lbd that holds it.
 fn interface_lock(
     dir: &Path,
     interface: &str,
@@ -181,15 +184,8 @@ fn interface_lock(
         name: interface.to_owned(),
         netns,
     };
-    match lock::lock_file(&path, me).map_err(io_error("locking", &path))? {
-        Attempt::Held(lock) => Ok(lock),
-        Attempt::Taken(owner) => Err(OwnershipError::Owned {
-            claimed,
-            owner,
-            lock: path,
-            purpose,
-        }),
-    }
+    let attempt = lock::lock_file(&path, me).map_err(io_error("locking", &path))?;
+    held_or_refused(attempt, claimed, path, purpose)
 }
 
 /// The lock of `[bgp]` file `path` (also of the record of what lbd
@@ -202,6 +198,8 @@ pub(crate) fn bgp_file_lock_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.lbd-lock"))
 }
 
+/// The lock of `[bgp]` file `path` (`setting` names it in a refusal):
+/// two lbds must not announce through, or drain by, one file.
 pub(super) fn bgp_file_lock(
     setting: &'static str,
     path: &Path,
@@ -214,18 +212,12 @@ pub(super) fn bgp_file_lock(
         // (`write` creates no directory once this one made it).
         crate::bgp::routes_file::create_dirs(dir).map_err(io_error("creating", dir))?;
     }
-    match lock::lock_file(&lock, me).map_err(io_error("locking", &lock))? {
-        Attempt::Held(held) => Ok(held),
-        Attempt::Taken(owner) => Err(OwnershipError::Owned {
-            claimed: Claimed::BgpFile {
-                setting,
-                path: path.to_owned(),
-            },
-            owner,
-            lock,
-            purpose: Purpose::Serve,
-        }),
-    }
+    let attempt = lock::lock_file(&lock, me).map_err(io_error("locking", &lock))?;
+    let claimed = Claimed::BgpFile {
+        setting,
+        path: path.to_owned(),
+    };
+    held_or_refused(attempt, claimed, lock, Purpose::Serve)
 }
 
 /// The lock of the record named after `admin_socket` (see
@@ -244,32 +236,45 @@ pub(super) fn record_lock(
     if let Some(dir) = lock.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
     }
-    match lock::lock_file(&lock, me).map_err(io_error("locking", &lock))? {
-        Attempt::Held(held) => Ok(Some(held)),
-        Attempt::Taken(owner) => Err(OwnershipError::Owned {
-            claimed: Claimed::Record {
-                admin_socket: admin_socket.to_owned(),
-                record,
-            },
-            owner,
-            lock,
-            purpose,
-        }),
-    }
+    let attempt = lock::lock_file(&lock, me).map_err(io_error("locking", &lock))?;
+    let claimed = Claimed::Record {
+        admin_socket: admin_socket.to_owned(),
+        record,
+    };
+    held_or_refused(attempt, claimed, lock, purpose).map(Some)
 }
 
+/// The lock of the pin directory: one lbd per set of pinned maps.
 pub(super) fn pin_dir_lock(
     pins: &PinDir,
     me: &OwnerRecord,
     purpose: Purpose,
 ) -> Result<Lock, OwnershipError> {
     let dir = pins.root();
-    match lock::lock_dir(dir, me).map_err(io_error("locking", dir))? {
-        Attempt::Held(lock) => Ok(lock),
+    let attempt = lock::lock_dir(dir, me).map_err(io_error("locking", dir))?;
+    held_or_refused(
+        attempt,
+        Claimed::PinDir(dir.to_owned()),
+        dir.to_owned(),
+        purpose,
+    )
+}
+
+/// The lock `attempt` took, or the refusal naming what is `claimed`, the
+/// `lock` file and the process that holds it: one wording for every lock
+/// a claim takes.
+fn held_or_refused(
+    attempt: Attempt,
+    claimed: Claimed,
+    lock: PathBuf,
+    purpose: Purpose,
+) -> Result<Lock, OwnershipError> {
+    match attempt {
+        Attempt::Held(held) => Ok(held),
         Attempt::Taken(owner) => Err(OwnershipError::Owned {
-            claimed: Claimed::PinDir(dir.to_owned()),
+            claimed,
             owner,
-            lock: dir.to_owned(),
+            lock,
             purpose,
         }),
     }
