@@ -3,7 +3,7 @@
 //! the pin directory, apart from the locks, which keep out lbds of this
 //! release only.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, path::Path};
 
 use aya::programs::links::{FdLink, PinnedLink};
 
@@ -33,14 +33,8 @@ pub(super) async fn check_interface_program(
     let Some((id, _)) = netlink.xdp_program(interface.index).await? else {
         return Ok(());
     };
-    let ours = pins
-        .map(|p| p.link_path(&interface.name))
-        .filter(|path| path.exists())
-        .and_then(|path| PinnedLink::from_pin(path).ok())
-        .map(FdLink::from)
-        .and_then(|link| link.info().ok())
-        .is_some_and(|info| info.program_id() == id);
-    if ours {
+    let ours = pins.and_then(|p| pinned_link_program(&p.link_path(&interface.name)));
+    if ours == Some(id) {
         return Ok(());
     }
     let name = program_name(id);
@@ -93,13 +87,7 @@ fn check_tc_programs(
     pins: Option<&PinDir>,
     reach: TcReach,
 ) -> Result<(), OwnershipError> {
-    let ours = pins
-        .map(|p| p.tc_link_path(interface))
-        .filter(|path| path.exists())
-        .and_then(|path| PinnedLink::from_pin(path).ok())
-        .map(FdLink::from)
-        .and_then(|link| link.info().ok())
-        .map(|info| info.program_id());
+    let ours = pins.and_then(|p| pinned_link_program(&p.tc_link_path(interface)));
     let foreign = crate::dataplane::tcx_ingress_programs(interface)
         .into_iter()
         .filter(|id| Some(*id) != ours)
@@ -207,22 +195,34 @@ fn pinned_map_ids(pins: &PinDir) -> HashSet<u32> {
         .collect()
 }
 
-/// The ids of the maps loaded program `id` uses (empty if the kernel
-/// does not say).
-fn program_map_ids(id: u32) -> Vec<u32> {
+/// The program attached through the link pinned at `path`, if there is
+/// one the kernel still knows: a pin directory's own program.
+fn pinned_link_program(path: &Path) -> Option<u32> {
+    if !path.exists() {
+        return None;
+    }
+    let link = FdLink::from(PinnedLink::from_pin(path).ok()?);
+    link.info().ok().map(|info| info.program_id())
+}
+
+/// What the kernel says of loaded program `id` (None once it is gone).
+fn loaded_program(id: u32) -> Option<aya::programs::ProgramInfo> {
     aya::programs::loaded_programs()
         .filter_map(Result::ok)
         .find(|program| program.id() == id)
+}
+
+/// The ids of the maps loaded program `id` uses (empty if the kernel
+/// does not say).
+fn program_map_ids(id: u32) -> Vec<u32> {
+    loaded_program(id)
         .and_then(|program| program.map_ids().ok().flatten())
         .unwrap_or_default()
 }
 
 /// The name of loaded program `id`, if the kernel says.
 pub(crate) fn program_name(id: u32) -> Option<String> {
-    aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .find(|program| program.id() == id)
-        .and_then(|program| program.name_as_str().map(str::to_owned))
+    loaded_program(id).and_then(|program| program.name_as_str().map(str::to_owned))
 }
 
 #[cfg(test)]
