@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use tracing::warn;
 
-use super::{read, record_path, write, HeldSetting};
+use super::{read, record_path, write, Held, HeldSetting};
 
 /// The `forwarding` originals a new record keeps: every one of the
 /// previous record (the first lbd's original survives restarts), then the
@@ -27,17 +27,7 @@ pub(crate) fn carry_forwarding(previous: &[HeldSetting], next: &[HeldSetting]) -
 /// offline action must not empty the routes file again (another lbd may
 /// use it by then).
 pub(crate) fn forget_announcement(admin_socket: &Path) {
-    let Some(path) = record_path(admin_socket) else {
-        return;
-    };
-    let Some(mut held) = read(&path) else {
-        return;
-    };
-    if held.bgp.take().is_some() {
-        if let Err(error) = write(&path, &held) {
-            warn!(error = %format!("{error:#}"), "updating the record of what lbd holds failed");
-        }
-    }
+    update_record(admin_socket, |held| ((), held.bgp.take().is_some()));
 }
 
 /// Whether the record of the lbd whose admin socket is `admin_socket`
@@ -89,38 +79,45 @@ pub(crate) fn record_original(
 /// once no check goes through the tunnel), so a later stop or cleanup must
 /// not write the old value over one set since.
 pub(crate) fn forget_original(admin_socket: &Path, setting: &Path) {
-    let Some(path) = record_path(admin_socket) else {
-        return;
-    };
-    let Some(mut held) = read(&path) else {
-        return;
-    };
-    let before = held.forwarding.len();
-    held.forwarding.retain(|s| s.path != setting);
-    if held.forwarding.len() != before {
-        if let Err(error) = write(&path, &held) {
-            warn!(error = %format!("{error:#}"), "updating the record of what lbd holds failed");
-        }
-    }
+    update_record(admin_socket, |held| {
+        let before = held.forwarding.len();
+        held.forwarding.retain(|s| s.path != setting);
+        ((), held.forwarding.len() != before)
+    });
 }
 
 /// Takes the recorded forwarding originals out of the record of the lbd
 /// whose admin socket is `admin_socket` (they are being restored: a later
 /// lbd must not restore them again over a value set since).
 pub(crate) fn take_originals(admin_socket: &Path) -> Vec<HeldSetting> {
+    update_record(admin_socket, |held| {
+        let taken = std::mem::take(&mut held.forwarding);
+        let changed = !taken.is_empty();
+        (taken, changed)
+    })
+}
+
+/// Lets `change` edit the record of the lbd whose admin socket is
+/// `admin_socket` and writes it back when `change` says it changed it (a
+/// failed write is logged: the caller goes on either way); what `change`
+/// answers, or the default when there is no record to read.
+fn update_record<T: Default>(
+    admin_socket: &Path,
+    change: impl FnOnce(&mut Held) -> (T, bool),
+) -> T {
     let Some(path) = record_path(admin_socket) else {
-        return Vec::new();
+        return T::default();
     };
     let Some(mut held) = read(&path) else {
-        return Vec::new();
+        return T::default();
     };
-    let taken = std::mem::take(&mut held.forwarding);
-    if !taken.is_empty() {
+    let (answer, changed) = change(&mut held);
+    if changed {
         if let Err(error) = write(&path, &held) {
             warn!(error = %format!("{error:#}"), "updating the record of what lbd holds failed");
         }
     }
-    taken
+    answer
 }
 
 #[cfg(test)]
