@@ -142,10 +142,11 @@ impl Held {
         }
     }
 
-    /// The record as stored (JSON).
-    pub(crate) fn encode(&self) -> String {
-        // A struct of strings, paths and addresses always serializes.
-        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+    /// The record as stored (JSON). Fails only on a path that is not
+    /// UTF-8 (JSON cannot hold it), which a config read from TOML never
+    /// names: an error then, rather than a record that says nothing.
+    pub(crate) fn encode(&self) -> Result<String, serde_json::Error> {
+        Ok(serde_json::to_string_pretty(self)? + "\n")
     }
 
     /// Reads a stored record. A `forwarding` setting that is not an
@@ -237,10 +238,16 @@ mod tests {
         );
         record.attach_tc = true;
         record.forwarding = vec![setting("/proc/sys/net/ipv4/conf/eth0/forwarding", "0")];
-        assert_eq!(Held::decode(&record.encode()).expect("decode"), record);
+        assert_eq!(
+            Held::decode(&record.encode().expect("encode")).expect("decode"),
+            record
+        );
         record.bgp = None;
         record.pin_dir = None;
-        assert_eq!(Held::decode(&record.encode()).expect("decode"), record);
+        assert_eq!(
+            Held::decode(&record.encode().expect("encode")).expect("decode"),
+            record
+        );
     }
 
     #[test]
@@ -279,7 +286,7 @@ mod tests {
         record.forwarding = good.iter().chain(&bad).cloned().collect();
         let mut decoded = None;
         let logs = crate::test_logs::logs_of(|| {
-            decoded = Some(Held::decode(&record.encode()).expect("decode"));
+            decoded = Some(Held::decode(&record.encode().expect("encode")).expect("decode"));
         });
         let decoded = decoded.expect("decoded");
         assert_eq!(decoded.forwarding, good);

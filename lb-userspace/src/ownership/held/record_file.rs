@@ -129,9 +129,12 @@ pub(crate) fn write(path: &Path, held: &Held) -> anyhow::Result<()> {
         .file_name()
         .with_context(|| format!("{} names no file", path.display()))?;
     let temporary = path.with_file_name(format!(".{}.new", name.to_string_lossy()));
+    let text = held
+        .encode()
+        .with_context(|| format!("encoding the record for {}", path.display()))?;
     // A file lbd creates now, never one found at the name (a symlink).
     let mut file = crate::fresh_file::create_fresh(&temporary, 0o666)?;
-    std::io::Write::write_all(&mut file, held.encode().as_bytes())
+    std::io::Write::write_all(&mut file, text.as_bytes())
         .with_context(|| format!("writing {}", temporary.display()))?;
     drop(file);
     std::fs::rename(&temporary, path)
