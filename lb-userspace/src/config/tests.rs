@@ -1505,12 +1505,26 @@ fn pin_dir_defaults_can_be_moved_or_turned_off() {
             .pin_dir,
         None
     );
-    for bad in ["relative", "/sys/fs/bpf/../etc"] {
+    let long = format!("/sys/fs/bpf/{}", "a".repeat(190));
+    for (bad, why) in [
+        ("relative", "is not an absolute path"),
+        ("/sys/fs/bpf/../etc", "has a \"..\" component"),
+        ("/sys/fs/bpf/lb/..", "has a \"..\" component"),
+        (long.as_str(), "at most 200 are allowed"),
+    ] {
         let error = parse(&format!("interface = \"eth0\"\npin_dir = \"{bad}\"\n"))
             .expect_err("refused")
             .to_string();
         assert!(error.starts_with("lbd.toml:2:11: pin_dir: "), "{error}");
+        assert!(error.contains(why), "{bad}: {error}");
     }
+    // Two dots inside a name climb nowhere.
+    assert_eq!(
+        parse("interface = \"eth0\"\npin_dir = \"/sys/fs/bpf/lb..2\"\n")
+            .unwrap()
+            .pin_dir,
+        Some(PathBuf::from("/sys/fs/bpf/lb..2"))
+    );
 }
 
 #[test]

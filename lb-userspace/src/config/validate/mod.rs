@@ -3,10 +3,10 @@
 //! (NAT sources that are not VIPs and move with them). Here the document
 //! itself; each family of rules in a file of its own below.
 
-mod admin_socket;
 mod generic_xdp;
 mod listeners;
 mod log_filter;
+mod paths;
 mod peers;
 mod vips;
 mod vrrp_addresses;
@@ -20,7 +20,10 @@ use std::time::Duration;
 
 use toml::{Spanned, Value};
 
-use self::{admin_socket::admin_socket_path, log_filter::log_filter_silences_lbd};
+use self::{
+    log_filter::log_filter_silences_lbd,
+    paths::{admin_socket_path, pin_dir_path},
+};
 use crate::config::{
     checker::Checker, raw::RawConfig, value, Attach, Config, ConfigError, LogFormat, MaglevMode,
     Protocol, VipConfig, VrrpConfig, XdpMode, DEFAULT_ADMIN_SOCKET, DEFAULT_CONNTRACK_SIZE,
@@ -94,13 +97,8 @@ impl Checker<'_> {
                 let path = self.string(value, "pin_dir")?;
                 if path == "off" {
                     None
-                } else if !path.starts_with('/') || path.len() > 200 || path.contains("..") {
-                    return Err(self.bad_value(
-                        value,
-                        "pin_dir",
-                        format!("{path:?} is not an absolute path (on bpffs) of at most 200 bytes, or \"off\""),
-                    ));
                 } else {
+                    self.checked(value, "pin_dir", pin_dir_path(path))?;
                     Some(PathBuf::from(path))
                 }
             }
