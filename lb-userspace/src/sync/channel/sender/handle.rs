@@ -93,6 +93,8 @@ impl Sender {
         Self::spawn(peer, Some(source), config, stats, Timing::default())
     }
 
+    /// As [`Self::start`], with the channel's timers `timing` (the tests'
+    /// shorter ones).
     pub(crate) fn start_with(
         peer: SocketAddr,
         config: SyncConfig,
@@ -102,7 +104,11 @@ impl Sender {
         Self::spawn(peer, None, config, stats, timing)
     }
 
-    pub(crate) fn spawn(
+    /// Checks `config`, then starts the task that connects to `peer`
+    /// (from `source`, if given) and sends what is queued, reconnecting
+    /// with backoff: every constructor's one body. Fails outside a Tokio
+    /// runtime.
+    pub(in crate::sync::channel) fn spawn(
         peer: SocketAddr,
         source: Option<SocketAddr>,
         config: SyncConfig,

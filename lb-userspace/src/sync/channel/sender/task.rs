@@ -26,6 +26,9 @@ use crate::sync::{log_limit::LogLimit, Counter, SyncConfig, SyncError, SyncStats
 /// retries every few seconds for as long as the peer does not list it).
 const REFUSED_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
+/// The sender's task: connects (see `attempt`), sends batches as they
+/// are queued, and on a lost or refused session waits out the backoff and
+/// connects again, until the handle closes it; says why it ended.
 pub(super) async fn run_sender(
     link: Link,
     config: SyncConfig,
