@@ -219,6 +219,36 @@ fn over_but_taken_for_live(key: &FlowKey, entry: &FlowEntry, now: u64, horizons:
 mod tests {
     use super::*;
 
+    /// A second, in ns.
+    const S: u64 = 1_000_000_000;
+    /// The time the carry is judged at.
+    const NOW: u64 = 10_000 * S;
+
+    /// An entry last seen `seen` seconds before [`NOW`], with `flags`.
+    fn at(seen: u64, flags: u32) -> FlowEntry {
+        FlowEntry {
+            last_seen_ns: NOW - seen * S,
+            flags,
+            ..FlowEntry::default()
+        }
+    }
+
+    /// A key of protocol `proto` (what the horizons tell apart).
+    fn key(proto: u8) -> FlowKey {
+        FlowKey {
+            proto,
+            ..FlowKey::default()
+        }
+    }
+
+    /// The horizons of a config with these TCP and UDP idle timeouts.
+    fn horizons(tcp_s: u64, udp_s: u64) -> u64 {
+        idle_horizons_of(lb_common::flow_table::idle_horizons_word(
+            lb_common::flow_table::horizon_ticks(tcp_s * S),
+            lb_common::flow_table::horizon_ticks(udp_s * S),
+        ))
+    }
+
     #[test]
     fn after_the_swap_the_old_programs_later_entry_wins() {
         let s = 1_000_000_000u64;
@@ -253,26 +283,9 @@ mod tests {
     /// minutes, a closed flow, a live flow are not "taken for live".
     #[test]
     fn only_flows_expired_by_a_shorter_horizon_are_taken_for_live() {
-        let s = 1_000_000_000u64;
-        let now = 10_000 * s;
-        let at = |seen: u64, flags: u32| FlowEntry {
-            last_seen_ns: now - seen * s,
-            flags,
-            ..FlowEntry::default()
-        };
-        let tcp = FlowKey {
-            proto: 6,
-            ..FlowKey::default()
-        };
-        let udp = FlowKey {
-            proto: IPPROTO_UDP,
-            ..FlowKey::default()
-        };
-        let configured = idle_horizons_of(lb_common::flow_table::idle_horizons_word(
-            lb_common::flow_table::horizon_ticks(900 * s),
-            lb_common::flow_table::horizon_ticks(30 * s),
-        ));
-        assert!(over_but_taken_for_live(&udp, &at(60, 0), now, configured));
+        let (tcp, udp) = (key(6), key(IPPROTO_UDP));
+        let configured = horizons(900, 30);
+        assert!(over_but_taken_for_live(&udp, &at(60, 0), NOW, configured));
         for (key, entry) in [
             (udp, at(10, 0)),
             (udp, at(1_000, 0)),
@@ -280,48 +293,28 @@ mod tests {
             (tcp, at(60, FLOW_F_STATE)),
         ] {
             assert!(
-                !over_but_taken_for_live(&key, &entry, now, configured),
+                !over_but_taken_for_live(&key, &entry, NOW, configured),
                 "{key:?} {entry:?}"
             );
         }
         assert!(!over_but_taken_for_live(
             &udp,
             &at(60, 0),
-            now,
+            NOW,
             DEFAULT_IDLE_HORIZONS
         ));
         // An open TCP connection idle past a shorter TCP horizon is no
         // expired flow: carried with the idle-open ones.
-        let short_tcp = idle_horizons_of(lb_common::flow_table::idle_horizons_word(
-            lb_common::flow_table::horizon_ticks(60 * s),
-            lb_common::flow_table::horizon_ticks(30 * s),
-        ));
-        assert!(!over_but_taken_for_live(&tcp, &at(120, 0), now, short_tcp));
-        assert!(carry_order(&tcp, &at(120, 0), now, short_tcp).0 < DEAD);
+        let short_tcp = horizons(60, 30);
+        assert!(!over_but_taken_for_live(&tcp, &at(120, 0), NOW, short_tcp));
+        assert!(carry_order(&tcp, &at(120, 0), NOW, short_tcp).0 < DEAD);
     }
 
     #[test]
     fn live_flows_are_carried_first_the_most_recent_first() {
-        let s = 1_000_000_000u64;
-        let now = 10_000 * s;
-        let at = |seen: u64, flags: u32| FlowEntry {
-            last_seen_ns: now - seen * s,
-            flags,
-            ..FlowEntry::default()
-        };
-        let tcp = FlowKey {
-            proto: 6,
-            ..FlowKey::default()
-        };
-        let udp = FlowKey {
-            proto: IPPROTO_UDP,
-            ..FlowKey::default()
-        };
+        let (tcp, udp) = (key(6), key(IPPROTO_UDP));
         // TCP 15 minutes, UDP 30 s (`udp_idle_timeout_s`'s default).
-        let horizons = idle_horizons_of(lb_common::flow_table::idle_horizons_word(
-            lb_common::flow_table::horizon_ticks(900 * s),
-            lb_common::flow_table::horizon_ticks(30 * s),
-        ));
+        let horizons = horizons(900, 30);
         let mut flows = [
             ("closed, just now", tcp, at(0, FLOW_F_STATE)),
             ("live 60 s", tcp, at(60, 0)),
@@ -332,7 +325,7 @@ mod tests {
             ("udp 10 s", udp, at(10, 0)),
             ("udp idle 60 s", udp, at(60, 0)),
         ];
-        flows.sort_by_key(|(_, k, e)| carry_order(k, e, now, horizons));
+        flows.sort_by_key(|(_, k, e)| carry_order(k, e, NOW, horizons));
         let order: Vec<&str> = flows.iter().map(|(name, _, _)| *name).collect();
         assert_eq!(
             order,
