@@ -2,6 +2,7 @@
 //! listen`): at start, on no address a `[[vrrp]]` moves, and never two on
 //! one port. Rules across the node's settings, `[[vrrp]]` and `[sync]`.
 
+use super::vrrp_setting_at;
 use crate::config::{
     checker::Checker, raw::RawConfig, value, BgpConfig, ConfigError, SyncSettings, VipConfig,
     VrrpConfig,
@@ -34,22 +35,10 @@ impl Checker<'_> {
             let Some(listen) = instance.sync_listen else {
                 continue;
             };
-            let raw_vrrp = raw.vrrp.0.get(index);
-            let at = raw_vrrp
-                .and_then(|r| r.get_ref().sync_listen.as_ref())
-                .map(|v| v.span().start)
-                .or(raw_vrrp.map(|r| r.span().start))
-                .unwrap_or(0);
+            let at = vrrp_setting_at(raw, index, |r| r.sync_listen.as_ref());
             listeners.push((listen, format!("vrrp[{index}].sync_listen"), at, ANY));
         }
-        let mesh_at = raw.sync.as_ref().map(|table| {
-            table
-                .get_ref()
-                .get()
-                .listen
-                .as_ref()
-                .map_or(table.span().start, |v| v.span().start)
-        });
+        let mesh_at = mesh_listen_at(raw);
         if let (Some(settings), Some(at)) = (sync, mesh_at) {
             listeners.push((
                 settings.listen,
@@ -104,22 +93,11 @@ impl Checker<'_> {
         let mut listeners = Vec::new();
         for (index, instance) in instances.iter().enumerate() {
             if let Some(listen) = instance.sync_listen {
-                let at = raw
-                    .vrrp
-                    .0
-                    .get(index)
-                    .and_then(|r| r.get_ref().sync_listen.as_ref())
-                    .map_or(0, |v| v.span().start);
+                let at = vrrp_setting_at(raw, index, |r| r.sync_listen.as_ref());
                 listeners.push((listen, format!("vrrp[{index}].sync_listen"), at));
             }
         }
-        if let (Some(settings), Some(table)) = (sync, &raw.sync) {
-            let at = table
-                .get_ref()
-                .get()
-                .listen
-                .as_ref()
-                .map_or(table.span().start, |v| v.span().start);
+        if let (Some(settings), Some(at)) = (sync, mesh_listen_at(raw)) {
             listeners.push((settings.listen, "sync.listen".to_owned(), at));
         }
         for (listen, name, at) in listeners {
@@ -141,4 +119,17 @@ impl Checker<'_> {
         }
         Ok(())
     }
+}
+
+/// Where `[sync] listen` is written, else where `[sync]` starts (the
+/// listener taken by default): an error's position; None without `[sync]`.
+fn mesh_listen_at(raw: &RawConfig) -> Option<usize> {
+    raw.sync.as_ref().map(|table| {
+        table
+            .get_ref()
+            .get()
+            .listen
+            .as_ref()
+            .map_or(table.span().start, |v| v.span().start)
+    })
 }

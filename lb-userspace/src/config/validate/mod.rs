@@ -25,11 +25,11 @@ use self::{
     paths::{admin_socket_path, pin_dir_path},
 };
 use crate::config::{
-    checker::Checker, raw::RawConfig, value, Attach, Config, ConfigError, LogFormat, MaglevMode,
-    Protocol, VipConfig, VrrpConfig, XdpMode, DEFAULT_ADMIN_SOCKET, DEFAULT_CONNTRACK_SIZE,
-    DEFAULT_HALF_OPEN_SIZE, DEFAULT_METRICS_LISTEN, DEFAULT_PIN_DIR, DEFAULT_TCP_IDLE_TIMEOUT,
-    DEFAULT_UDP_IDLE_TIMEOUT, MAX_BACKENDS_TOTAL, MAX_CONNTRACK_SIZE, MAX_HALF_OPEN_SIZE, MAX_VIPS,
-    MIN_CONNTRACK_SIZE, MIN_HALF_OPEN_SIZE,
+    checker::Checker, raw::RawConfig, value, vrrp::RawVrrp, Attach, Config, ConfigError, LogFormat,
+    MaglevMode, Protocol, VipConfig, VrrpConfig, XdpMode, DEFAULT_ADMIN_SOCKET,
+    DEFAULT_CONNTRACK_SIZE, DEFAULT_HALF_OPEN_SIZE, DEFAULT_METRICS_LISTEN, DEFAULT_PIN_DIR,
+    DEFAULT_TCP_IDLE_TIMEOUT, DEFAULT_UDP_IDLE_TIMEOUT, MAX_BACKENDS_TOTAL, MAX_CONNTRACK_SIZE,
+    MAX_HALF_OPEN_SIZE, MAX_VIPS, MIN_CONNTRACK_SIZE, MIN_HALF_OPEN_SIZE,
 };
 
 impl Checker<'_> {
@@ -345,4 +345,20 @@ impl Checker<'_> {
             flood,
         })
     }
+}
+
+/// Where `[[vrrp]]` number `index` writes the setting `field` picks, else
+/// where that table starts (the value was taken by default), else the
+/// document's start: an error's position.
+fn vrrp_setting_at(
+    raw: &RawConfig,
+    index: usize,
+    field: fn(&RawVrrp) -> Option<&Spanned<Value>>,
+) -> usize {
+    let table = raw.vrrp.0.get(index);
+    table
+        .and_then(|t| field(t.get_ref()))
+        .map(|v| v.span().start)
+        .or(table.map(|t| t.span().start))
+        .unwrap_or(0)
 }

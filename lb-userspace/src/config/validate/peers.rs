@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use toml::Spanned;
 
+use super::vrrp_setting_at;
 use crate::config::{
     checker::Checker, raw::RawConfig, vrrp, ConfigError, SyncSettings, VipConfig, VrrpConfig,
 };
@@ -81,12 +82,7 @@ impl Checker<'_> {
             let Some(problem) = peer_is_this_node(peer.ip(), instances, vips) else {
                 continue;
             };
-            let raw_vrrp = raw.vrrp.0.get(index);
-            let at = raw_vrrp
-                .and_then(|r| r.get_ref().sync_peer.as_ref())
-                .map(|v| v.span().start)
-                .or(raw_vrrp.map(|r| r.span().start))
-                .unwrap_or(0);
+            let at = vrrp_setting_at(raw, index, |r| r.sync_peer.as_ref());
             return Err(self.invalid(at, &format!("vrrp[{index}].sync_peer"), problem));
         }
         if let (Some(settings), Some(table)) = (sync, &raw.sync) {
