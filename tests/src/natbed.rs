@@ -356,8 +356,8 @@ impl NatBed {
         sizes: MapSizes,
         options: &LoadOptions,
     ) -> anyhow::Result<Self> {
-        let mut dataplane =
-            Dataplane::load_with(sizes, options).context("loading the object (are you root?)")?;
+        let mut dataplane = Dataplane::load_with(sizes, &hook.load_options(options))
+            .context("loading the object (are you root?)")?;
         dataplane.set_config(&LbConfig {
             iface_mac: LB_MAC,
             flags: 0,
@@ -391,8 +391,8 @@ impl NatBed {
         sizes: MapSizes,
         options: &LoadOptions,
     ) -> anyhow::Result<Self> {
-        let dataplane =
-            Dataplane::load_with(sizes, options).context("loading the object (are you root?)")?;
+        let dataplane = Dataplane::load_with(sizes, &hook.load_options(options))
+            .context("loading the object (are you root?)")?;
         Ok(Self {
             bed: TestBed {
                 dataplane,

@@ -57,6 +57,24 @@ impl Hook {
     /// Both, for fixtures that must hold on each.
     pub const ALL: [Hook; 2] = [Hook::Xdp, Hook::Tc];
 
+    /// The hook as lbd's config names it, whose program a bed's load
+    /// verifies (`LoadOptions::hook`): a bed at tc never waits for
+    /// `xdp_lb`'s verification, nor one at XDP for `tc_lb`'s.
+    pub fn attach(self) -> lb_common::hook::Attach {
+        match self {
+            Hook::Xdp => lb_common::hook::Attach::Xdp,
+            Hook::Tc => lb_common::hook::Attach::Tc,
+        }
+    }
+
+    /// `options` with this hook's program verified at the load.
+    pub fn load_options(self, options: &LoadOptions) -> LoadOptions {
+        LoadOptions {
+            hook: self.attach(),
+            ..options.clone()
+        }
+    }
+
     /// The XDP action a raw verdict of this hook stands for, so one
     /// fixture table asserts both hooks; a tc code with no XDP
     /// counterpart is an error, never a guess.
@@ -174,8 +192,8 @@ impl TestBed {
         sizes: MapSizes,
         options: &LoadOptions,
     ) -> anyhow::Result<Self> {
-        let mut dataplane = Dataplane::load_with(sizes, options)
-            .context("loading the XDP object (are you root?)")?;
+        let mut dataplane = Dataplane::load_with(sizes, &hook.load_options(options))
+            .context("loading the object (are you root?)")?;
         dataplane.set_config(&LbConfig {
             iface_mac: LB_MAC,
             flags: 0,

@@ -112,6 +112,7 @@ fn a_flow_being_rewritten_is_neither_limited_nor_inserted_again() {
     let options = LoadOptions {
         conntrack_kind: ConntrackKind::Buckets,
         pins: Some(pins.clone()),
+        ..LoadOptions::default()
     };
     let v4 = vip4_tcp();
     let mut bed =
@@ -220,6 +221,7 @@ fn a_way_left_held_by_a_dead_writer_is_reclaimed() {
     let options = LoadOptions {
         conntrack_kind: ConntrackKind::Buckets,
         pins: Some(pins.clone()),
+        ..LoadOptions::default()
     };
     let v4 = vip4_tcp();
     let mut bed =

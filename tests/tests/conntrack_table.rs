@@ -55,7 +55,7 @@ const FIN_ACK: Tcp = Tcp { fin: true, ..ACK };
 fn bucket_bed(vip: &lb_userspace::config::VipConfig, size: u32) -> TestBed {
     let options = LoadOptions {
         conntrack_kind: ConntrackKind::Buckets,
-        pins: None,
+        ..LoadOptions::default()
     };
     TestBed::with_options(std::slice::from_ref(vip), Hook::Xdp, size, &options).expect("test bed")
 }
@@ -371,6 +371,7 @@ fn upgrade_from_lru(bucket_pin: bool) {
         let options = LoadOptions {
             conntrack_kind: ConntrackKind::Lru,
             pins: Some(pins.clone()),
+            ..LoadOptions::default()
         };
         let mut old = TestBed::with_options(std::slice::from_ref(&vip), Hook::Xdp, 4096, &options)
             .expect("old data plane");
@@ -482,6 +483,7 @@ fn upgrade_stopped_before_its_swap(tag: &str, next_size: u32) {
     let lru = LoadOptions {
         conntrack_kind: ConntrackKind::Lru,
         pins: Some(pins.clone()),
+        ..LoadOptions::default()
     };
     let mut old = TestBed::with_options(std::slice::from_ref(&vip), Hook::Xdp, 4096, &lru)
         .expect("old data plane");
@@ -580,6 +582,7 @@ fn the_final_copy_keeps_the_old_programs_backend_for_a_flow_opened_after_the_loa
     let lru = LoadOptions {
         conntrack_kind: ConntrackKind::Lru,
         pins: Some(pins.clone()),
+        ..LoadOptions::default()
     };
     let mut old = TestBed::with_options(std::slice::from_ref(&vip), Hook::Xdp, 4096, &lru)
         .expect("old data plane");
@@ -1007,6 +1010,7 @@ fn upgrade_re_places(
     let options = LoadOptions {
         conntrack_kind: ConntrackKind::Buckets,
         pins: Some(pins.clone()),
+        ..LoadOptions::default()
     };
     let mut expected = HashMap::new();
     let mut misplaced = 0;
@@ -1114,6 +1118,7 @@ fn kind_bed(vips: &[lb_userspace::config::VipConfig], hook: Hook, kind: Conntrac
     let options = LoadOptions {
         conntrack_kind: kind,
         pins: None,
+        ..LoadOptions::default()
     };
     TestBed::with_options(vips, hook, 4096, &options).expect("test bed")
 }
@@ -1341,6 +1346,7 @@ fn a_promotion_that_finds_every_way_busy_keeps_the_handshake(hook: Hook) {
     let options = LoadOptions {
         conntrack_kind: ConntrackKind::Buckets,
         pins: Some(pins.clone()),
+        ..LoadOptions::default()
     };
     let vip = vip4_tcp();
     let mut bed =

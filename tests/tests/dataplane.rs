@@ -620,6 +620,35 @@ fn a_retransmitted_syn_stays_on_its_tracked_backend_and_a_dead_ones_is_rehashed(
     assert_eq!(bed.handshakes(), 100);
 }
 
+/// A load verifies the program of its hook only (lbd's `attach`): a node
+/// at tc never waits for `xdp_lb`'s verification, nor one at XDP for
+/// `tc_lb`'s. The other hook's program is verified when first used, and
+/// then forwards as its hook's own would.
+#[test]
+fn a_load_verifies_its_hooks_program_and_the_other_on_first_use() {
+    for (hook, other) in [(Hook::Xdp, Hook::Tc), (Hook::Tc, Hook::Xdp)] {
+        let mut bed = bed(hook);
+        let loaded = |bed: &mut TestBed, hook: Hook| {
+            let name = match hook {
+                Hook::Xdp => lb_common::consts::names::PROG_LB,
+                Hook::Tc => lb_common::consts::names::PROG_TC_LB,
+            };
+            let program = bed.dataplane.ebpf_mut().program(name);
+            program.expect("the object has the program").fd().is_ok()
+        };
+        assert!(loaded(&mut bed, hook), "{hook:?}: its program is loaded");
+        assert!(!loaded(&mut bed, other), "{hook:?}: {other:?}'s is not");
+        bed.hook = other;
+        let flow = flow4(40001, 80);
+        let frame = packet::tcp(&flow, SYN, None, b"");
+        assert_forwarded(&mut bed, &vip4_tcp(), &flow, &frame);
+        assert!(
+            loaded(&mut bed, other),
+            "{hook:?}: {other:?}'s on first use"
+        );
+    }
+}
+
 lb_tests::on_both_hooks!(
     tcp_syn_then_ack_v4_go_to_the_maglev_backend_and_join_conntrack,
     tcp_syn_then_ack_v6_go_to_the_maglev_backend_and_join_conntrack,

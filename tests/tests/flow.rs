@@ -55,7 +55,7 @@ fn the_lookup_finds_what_the_program_tracked_in_every_table_kind() {
         };
         let options = LoadOptions {
             conntrack_kind: kind,
-            pins: None,
+            ..LoadOptions::default()
         };
         let mut dataplane = Dataplane::load_with(sizes, &options).expect("load (are you root?)");
         dataplane

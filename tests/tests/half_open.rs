@@ -351,6 +351,7 @@ impl Pins {
         LoadOptions {
             conntrack_kind: kind,
             pins: Some(self.0.pins()),
+            ..LoadOptions::default()
         }
     }
 }

@@ -55,6 +55,7 @@ fn bed(vips: &[VipConfig], hook: Hook, size: u32, tag: &str) -> (TestBed, TestPi
     let options = LoadOptions {
         conntrack_kind: ConntrackKind::Buckets,
         pins: Some(dir.pins()),
+        ..LoadOptions::default()
     };
     let bed = TestBed::with_options(vips, hook, size, &options).expect("test bed");
     (bed, dir)

@@ -71,6 +71,11 @@ fn tc_balances_restarts_hitlessly_and_leaves_nothing_on_sigint() {
     lab.start_lbd(&config).expect("lbd");
 
     assert!(!lab.xdp_attached(&lb).expect("ip link"), "no XDP at tc");
+    // The start verified tc's balancer only: `xdp_lb` is loaded when
+    // first used, never at tc.
+    let held = lab.programs_held_by("lbd").expect("bpftool");
+    assert!(held.iter().any(|p| p == "tc_lb"), "{held:?}");
+    assert!(!held.iter().any(|p| p.starts_with("xdp_")), "{held:?}");
     let programs = lab.tc_program_ids(&lb).expect("tcx query");
     assert_eq!(programs.len(), 1, "one tcx ingress program: {programs:?}");
     assert!(

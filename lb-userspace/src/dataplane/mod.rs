@@ -215,6 +215,13 @@ pub struct LoadOptions {
     /// Pin maps and the XDP link here, adopting what a previous lbd left
     /// (None: the data plane lives and dies with this process).
     pub pins: Option<PinDir>,
+    /// The hook lbd attaches at (`attach`): its program is verified with
+    /// the load, so a kernel that refuses it fails the start before
+    /// anything on the node changed. The other hook's program is loaded
+    /// when first used (a fallback from XDP to tc), so a start waits for
+    /// one verification only (a second or more each on a slow VM, inside
+    /// VRRP's master-down interval on a restart).
+    pub hook: Attach,
 }
 
 /// The hook the balancer runs at, as attached (what status shows).
@@ -513,17 +520,14 @@ impl Dataplane {
         let mut ebpf = loader
             .load(&object)
             .map_err(|e| DataplaneError::Load(Box::new(e)))?;
-        for program in [names::PROG_LB, names::PROG_PASS] {
-            let xdp = xdp_program(&mut ebpf, program)?;
-            retry_interrupted(program, || xdp.load())
-                .map_err(|e| program_error("loading", program, e))?;
-        }
-        // `tc_lb` is loaded when first used (`tc_program`): a node at XDP
-        // does not wait for its verification (about as long as
-        // `xdp_lb`'s, a second or more on a slow VM) at every start, which
-        // keeps a restart well inside VRRP's master-down interval.
+        // The hook's program, verified now (see `LoadOptions::hook`); the
+        // other is loaded when first used (`xdp_program`, `tc_program`).
         // `tc_hc_encap` is loaded by the engine when a check first goes
         // through a tunnel: a node without such checks never depends on it.
+        match options.hook {
+            Attach::Xdp => xdp_program(&mut ebpf, names::PROG_LB).map(drop)?,
+            Attach::Tc => tc_program(&mut ebpf).map(drop)?,
+        }
         let vips: HashMap<MapData, VipKey, VipMeta> = take_map(&mut ebpf, names::MAP_VIPS)?;
         // The index is made equal to `VIPS` before any program of this
         // object runs (an adopted one is only repaired, see `VipIndex`).

@@ -93,6 +93,38 @@ impl Lab {
             .is_some_and(|(_, child)| matches!(child.try_wait(), Ok(None)))
     }
 
+    /// Names of the BPF programs process `name` holds loaded (its file
+    /// descriptors' `prog_id` in /proc, named by bpftool), sorted: what a
+    /// start verified, e.g. only its hook's balancer.
+    pub fn programs_held_by(&mut self, name: &str) -> anyhow::Result<Vec<String>> {
+        let pid = self.child(name)?.id();
+        let fdinfo = format!("/proc/{pid}/fdinfo");
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&fdinfo).with_context(|| format!("reading {fdinfo}"))? {
+            // A descriptor closed since the listing has no fdinfo left.
+            let Ok(text) = fs::read_to_string(entry?.path()) else {
+                continue;
+            };
+            ids.extend(
+                text.lines()
+                    .filter_map(|line| line.strip_prefix("prog_id:"))
+                    .filter_map(|id| id.trim().parse::<u64>().ok()),
+            );
+        }
+        let listing = output("bpftool", &["prog", "show", "--json"])?;
+        let programs: serde_json::Value =
+            serde_json::from_str(&listing).context("bpftool prog show --json")?;
+        let mut names: Vec<String> = programs
+            .as_array()
+            .ok_or_else(|| anyhow!("bpftool prog show: not a list"))?
+            .iter()
+            .filter(|program| program["id"].as_u64().is_some_and(|id| ids.contains(&id)))
+            .filter_map(|program| program["name"].as_str().map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Sends SIGTERM to process `name` and waits up to 10 s for it to exit;
     /// returns its exit status.
     pub fn terminate(&mut self, name: &str) -> anyhow::Result<std::process::ExitStatus> {

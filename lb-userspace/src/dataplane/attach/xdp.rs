@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 use super::super::{
     adopt::CarryPhase,
     hook_choice::{HookChoice, Translating},
-    program_error, Dataplane, DataplaneError, Hooked, Result,
+    program_error, retry_interrupted, Dataplane, DataplaneError, Hooked, Result,
 };
 use crate::{
     config::{Attach, XdpMode as ConfigXdpMode},
@@ -428,14 +428,21 @@ pub(super) fn lbd_link(path: &std::path::Path) -> bool {
     }
 }
 
-/// The loaded XDP program `name` of the object.
+/// The XDP program `name` of the object, loaded (verified) on first use,
+/// as `tc_lb` is (`tc_program`): a node at tc never waits for `xdp_lb`'s
+/// verification.
 pub(crate) fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp> {
     let program = ebpf.program_mut(name).ok_or(DataplaneError::Program {
         action: "finding",
         program: name,
         source: Box::new(aya::programs::ProgramError::NotLoaded),
     })?;
-    program
+    let program: &mut Xdp = program
         .try_into()
-        .map_err(|e| program_error("finding", name, e))
+        .map_err(|e| program_error("finding", name, e))?;
+    if program.fd().is_err() {
+        retry_interrupted(name, || program.load())
+            .map_err(|e| program_error("loading", name, e))?;
+    }
+    Ok(program)
 }

@@ -28,7 +28,7 @@ impl Bench {
             },
             &LoadOptions {
                 conntrack_kind: kind,
-                pins: None,
+                ..LoadOptions::default()
             },
         )
         .context("loading the XDP object (root needed)")?;

@@ -161,6 +161,7 @@ impl Engine {
         };
         let options = LoadOptions {
             pins,
+            hook: config.attach,
             ..LoadOptions::default()
         };
         // The idle horizons the connection table judges flows by (a SYN
