@@ -1,7 +1,6 @@
 //! Each `[[vip]]` and its backends checked into a `VipConfig`, and the
-//! rules between VIPs: no NAT address is a VIP's, no backend is an
-//! address of this node. Apart from the document, which only loops over
-//! the VIPs and counts them.
+//! rules between VIPs: how many there are, no two alike, no NAT address
+//! is a VIP's, no backend is an address of this node.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -9,12 +8,64 @@ use std::net::IpAddr;
 use toml::Spanned;
 
 use crate::config::{
-    checker::Checker, raw::RawVip, value, AllDown, BackendConfig, ChecksFor, ConfigError,
-    HealthConfig, NatConfig, Protocol, VipConfig, DEFAULT_TABLE_SIZE, DEFAULT_WEIGHT,
-    MAX_BACKENDS_PER_VIP,
+    checker::Checker,
+    raw::{RawConfig, RawVip},
+    value, AllDown, BackendConfig, ChecksFor, ConfigError, HealthConfig, NatConfig, Protocol,
+    VipConfig, DEFAULT_TABLE_SIZE, DEFAULT_WEIGHT, MAX_BACKENDS_PER_VIP, MAX_BACKENDS_TOTAL,
+    MAX_VIPS,
 };
 
 impl Checker<'_> {
+    /// Every `[[vip]]`, at most `MAX_VIPS` with at most
+    /// `MAX_BACKENDS_TOTAL` backends among them, no two with the same
+    /// address, port and protocol.
+    pub(super) fn vips(
+        &self,
+        raw: &RawConfig,
+        nat: &NatConfig,
+    ) -> Result<Vec<VipConfig>, ConfigError> {
+        if let Some(extra) = raw.vip.0.get(MAX_VIPS) {
+            return Err(self.invalid(
+                extra.span().start,
+                &format!("vip[{MAX_VIPS}]"),
+                format!("too many VIPs; at most {MAX_VIPS} are allowed"),
+            ));
+        }
+        let mut vips: Vec<VipConfig> = Vec::with_capacity(raw.vip.0.len());
+        let mut seen: HashMap<(IpAddr, u16, Protocol), usize> = HashMap::new();
+        let mut backends_before = 0;
+        for (index, raw_vip) in raw.vip.0.iter().enumerate() {
+            // Checked before the VIP's own validation, on the raw count, so
+            // the error names the first backend past the limit.
+            let room = MAX_BACKENDS_TOTAL.saturating_sub(backends_before);
+            if let Some(extra) = raw_vip.get_ref().backend.0.get(room) {
+                return Err(self.invalid(
+                    extra.span().start,
+                    &format!("vip[{index}].backend[{room}]"),
+                    format!(
+                        "too many backends; at most {MAX_BACKENDS_TOTAL} are allowed across all VIPs"
+                    ),
+                ));
+            }
+            backends_before += raw_vip.get_ref().backend.0.len();
+            let vip = self.vip(index, raw_vip, nat)?;
+            let key = (vip.address, vip.port, vip.protocol);
+            if let Some(first) = seen.get(&key) {
+                return Err(self.invalid(
+                    raw_vip.span().start,
+                    &format!("vip[{index}]"),
+                    format!(
+                        "duplicates vip[{first}]: same address {}, port {} and protocol {}",
+                        vip.address, vip.port, vip.protocol
+                    ),
+                ));
+            }
+            seen.insert(key, index);
+            vips.push(vip);
+        }
+        Ok(vips)
+    }
+
     pub(super) fn vip(
         &self,
         index: usize,
