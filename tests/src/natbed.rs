@@ -17,11 +17,11 @@ use anyhow::{anyhow, Context as _};
 use aya::programs::{TestRun as _, TestRunOptions};
 use lb_common::{
     consts::{names, AF_INET, NAT_FLOWS_SIZE_DEFAULT},
-    FlowKey, LbConfig, NatEntry,
+    FlowKey, NatEntry,
 };
 use lb_userspace::{
     config::{BackendConfig, Protocol, VipConfig, VipNat},
-    dataplane::{Dataplane, LoadOptions, MapSizes, MapWriter as _},
+    dataplane::{Dataplane, LoadOptions, MapSizes},
     reconcile::Balancer,
 };
 
@@ -356,19 +356,7 @@ impl NatBed {
         sizes: MapSizes,
         options: &LoadOptions,
     ) -> anyhow::Result<Self> {
-        let mut dataplane = Dataplane::load_with(sizes, &hook.load_options(options))
-            .context("loading the object (are you root?)")?;
-        dataplane.set_config(&LbConfig {
-            iface_mac: LB_MAC,
-            flags: 0,
-            _pad: 0,
-        })?;
-        let mut bed = TestBed {
-            dataplane,
-            balancer: Balancer::new(sizes.max_vips),
-            hook,
-        };
-        bed.apply(vips)?;
+        let mut bed = TestBed::with_sizes(vips, hook, sizes, options)?;
         for ifindex in [in_if, out_if] {
             bed.dataplane.nat_mut().add_tx_port(ifindex)?;
         }

@@ -232,6 +232,29 @@ fn tc(args: &[&str]) {
     assert!(status.success(), "tc {args:?}");
 }
 
+/// Inside a test's own network namespace: `lo` up, a veth `hc0` (the
+/// balancer interface, its index returned) up, a runtime for the scan's
+/// look, and a data plane whose `tc_hc_encap` the test attaches.
+fn hc_bed() -> (u32, tokio::runtime::Runtime, crate::dataplane::Dataplane) {
+    use crate::test_netns::ip;
+    ip(&["link", "add", "hc0", "type", "veth", "peer", "name", "hc1"]);
+    ip(&["link", "set", "lo", "up"]);
+    ip(&["link", "set", "hc0", "up"]);
+    let balancer = cls_bpf::interface_index("hc0").expect("hc0's index");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let dataplane = crate::dataplane::Dataplane::load(crate::dataplane::MapSizes {
+        max_vips: 4,
+        conntrack: 4096,
+        nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
+        half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
+    })
+    .expect("the data plane");
+    (balancer, runtime, dataplane)
+}
+
 /// The data plane, its `tc_hc_encap` attached through cls_bpf on the
 /// egress of `lo` and of a balancer interface, `hc0` (a veth). Someone
 /// deletes the filter on `lo` (`tc filter del ... pref 50000`), and
@@ -246,22 +269,7 @@ fn a_hc_filter_removed_under_lbd_is_attached_again_at_the_scan() {
         return;
     }
     crate::test_netns::in_own_netns(|| {
-        use crate::test_netns::ip;
-        ip(&["link", "add", "hc0", "type", "veth", "peer", "name", "hc1"]);
-        ip(&["link", "set", "lo", "up"]);
-        ip(&["link", "set", "hc0", "up"]);
-        let balancer = cls_bpf::interface_index("hc0").expect("hc0's index");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        let mut dataplane = crate::dataplane::Dataplane::load(crate::dataplane::MapSizes {
-            max_vips: 4,
-            conntrack: 4096,
-            nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
-            half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
-        })
-        .expect("the data plane");
+        let (balancer, runtime, mut dataplane) = hc_bed();
         let mut links = Vec::new();
         let attach = |dataplane: &mut crate::dataplane::Dataplane, links: &mut Vec<HcLink>| {
             attach_hc_where_missing(dataplane.ebpf_mut(), links, "hc0", balancer, || {
@@ -330,22 +338,7 @@ fn hc_tcx_links_detached_under_lbd_are_attached_again_at_the_scan() {
         return;
     }
     crate::test_netns::in_own_netns(|| {
-        use crate::test_netns::ip;
-        ip(&["link", "add", "hc0", "type", "veth", "peer", "name", "hc1"]);
-        ip(&["link", "set", "lo", "up"]);
-        ip(&["link", "set", "hc0", "up"]);
-        let balancer = cls_bpf::interface_index("hc0").expect("hc0's index");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        let mut dataplane = crate::dataplane::Dataplane::load(crate::dataplane::MapSizes {
-            max_vips: 4,
-            conntrack: 4096,
-            nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
-            half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
-        })
-        .expect("the data plane");
+        let (balancer, runtime, mut dataplane) = hc_bed();
         let mut links = Vec::new();
         let attach = |dataplane: &mut crate::dataplane::Dataplane, links: &mut Vec<HcLink>| {
             attach_hc_where_missing(dataplane.ebpf_mut(), links, "hc0", balancer, || {
