@@ -27,7 +27,7 @@ pub(super) fn remove_stale_restart_marker(config: &Config) {
 
 /// Where lbd leaves word that it stops for a restart, for the unit's stop
 /// path (`lbd --release-vips`), which then keeps the BGP announcements.
-pub(crate) fn restart_marker(config: &Config) -> Option<PathBuf> {
+pub(super) fn restart_marker(config: &Config) -> Option<PathBuf> {
     restart_marker_at(&config.admin_socket)
 }
 

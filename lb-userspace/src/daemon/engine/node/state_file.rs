@@ -13,7 +13,7 @@ use crate::{bgp::NodeState, config::Config};
 /// node_state_file` (persistent storage: a drain outlasts stops and
 /// reboots); without `[bgp]`, where there is nothing to announce, beside
 /// the admin socket.
-pub(crate) fn node_state_file(config: &Config) -> Option<PathBuf> {
+pub(super) fn node_state_file(config: &Config) -> Option<PathBuf> {
     match &config.bgp {
         Some(bgp) => Some(bgp.node_state_file.clone()),
         None => legacy_node_state_file(config),

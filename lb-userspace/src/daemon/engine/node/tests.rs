@@ -350,9 +350,9 @@ fn a_state_change_that_cannot_be_recorded_is_refused() {
     assert!(!temporary_of(&path).exists(), "no temporary file left");
 }
 
-/// A state file that is there but unusable (empty after a crash,
-/// garbled, unreadable) may hide a drain: the node starts drained.
-/// No file at all is a node never drained.
+/// The rename is a state write's commit point: a directory sync that
+/// fails after it still records the state, and a failure before it
+/// changes nothing.
 #[test]
 fn a_failed_directory_sync_after_the_rename_still_records_the_state() {
     let scratch = Scratch::new("dirsync");
@@ -390,6 +390,9 @@ fn a_symlink_at_the_temporary_name_is_not_followed() {
     assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
 }
 
+/// A state file that is there but unusable (empty after a crash,
+/// garbled, unreadable) may hide a drain: the node starts drained.
+/// No file at all is a node never drained.
 #[test]
 fn an_unusable_state_file_starts_the_node_drained() {
     let scratch = Scratch::new("unusable");

@@ -44,14 +44,7 @@ impl Engine {
     /// counter cannot be read.
     pub(in crate::daemon::engine) fn announced_traffic(&self) -> Option<u64> {
         let bgp = self.node.announcer.as_ref()?.config();
-        self.traffic_to(|address| {
-            let held = self
-                .config
-                .vrrp
-                .iter()
-                .any(|v| v.addresses.contains(&address));
-            bgp.covers(address, held)
-        })
+        self.traffic_to(|address| self.bgp_covers(bgp, address))
     }
 
     /// The packets forwarded for the VIPs on the addresses `moving` picks

@@ -102,7 +102,13 @@ impl RunningRecord {
 /// logged.
 pub(crate) fn forget(config: &Config) {
     if let Some(dropped) = dropped_state_file(config) {
-        let _ = std::fs::remove_file(dropped);
+        match std::fs::remove_file(&dropped) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                warn!(%error, path = %dropped.display(), "removing the set-aside running configuration record failed: it is only there to be read; remove it by hand")
+            }
+        }
     }
     let Some(path) = running_state_file(config) else {
         return;
