@@ -1,9 +1,16 @@
-use std::net::IpAddr;
+use std::{collections::BTreeMap, net::IpAddr};
 
-use lb_common::consts::{IPPROTO_TCP, IPPROTO_UDP, NAT_F_FIN, NAT_F_REPLIED, NAT_F_RST, NAT_F_SYN};
+use lb_common::{
+    consts::{
+        IPPROTO_TCP, IPPROTO_UDP, NAT_DIR_FORWARD, NAT_DIR_REPLY, NAT_F_FIN, NAT_F_REPLIED,
+        NAT_F_RST, NAT_F_SYN,
+    },
+    nat::{counterpart_key, NatFlowState},
+    FlowKey, NatEntry,
+};
 
 use super::*;
-use crate::reconcile::addr_words;
+use crate::{config::NatTimeouts, reconcile::addr_words};
 
 const S: u64 = 1_000_000_000;
 const VIP_ID: u16 = 3;
