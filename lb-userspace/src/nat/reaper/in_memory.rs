@@ -11,7 +11,6 @@ use super::NatTable;
 /// A flow table in memory, ordered by key (tests; a stand-in for the map:
 /// the cursor is the first key of the next batch, and a removal of that
 /// key does not move it, like a bucket's).
-#[cfg(test)]
 impl NatTable for BTreeMap<FlowKeyOrd, NatEntry> {
     type Cursor = FlowKeyOrd;
 
@@ -49,11 +48,9 @@ impl NatTable for BTreeMap<FlowKeyOrd, NatEntry> {
 }
 
 /// A `FlowKey` with an order, for the in-memory table.
-#[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FlowKeyOrd(pub FlowKey);
 
-#[cfg(test)]
 impl Ord for FlowKeyOrd {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         let k = |f: &FlowKey| (f.src, f.dst, f.sport, f.dport, f.proto, f.family);
@@ -61,7 +58,6 @@ impl Ord for FlowKeyOrd {
     }
 }
 
-#[cfg(test)]
 impl PartialOrd for FlowKeyOrd {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))

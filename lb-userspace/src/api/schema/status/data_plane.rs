@@ -82,7 +82,7 @@ pub struct NatStatus {
     pub read_errors: u64,
     /// Whether the table is nearly full, so closed flows are freed after a
     /// second instead of `tcp_time_wait_timeout_s` / `tcp_closed_timeout_s`
-    /// (`nat::reaper::pressed`).
+    /// (`nat::reaper::pressure::pressed`).
     #[serde(default)]
     pub pressure: bool,
 }
