@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     dataplane::{map_error, DataplaneError},
-    guard::rules::{AclRule, GuardConfig},
+    guard::rules::{AclRule, GuardConfig, ACL_RULES_MAX_USABLE},
     vip_id::VipId,
 };
 
@@ -175,7 +175,7 @@ impl Installer {
             .keys()
             .filter(|k| !self.installed.contains_key(k))
             .count();
-        let room = ACL_RULES_MAX as usize - 1;
+        let room = ACL_RULES_MAX_USABLE;
         if self.installed.len() + self.freed.len() + new > room {
             // The old and the new rules do not fit side by side: the old
             // go first, so for a moment neither those nor the new ones

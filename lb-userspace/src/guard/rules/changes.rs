@@ -13,7 +13,7 @@ pub const ACL_RULES_MAX_USABLE: usize = ACL_RULES_MAX as usize - 1;
 /// How many VIPs' limits are kept for VIPs removed (to guard them again if
 /// they are added back) before a new scope's limits take their room
 /// (`GuardConfig::set_limits`): as many as there can be rules.
-pub(crate) const KEPT_FOR_REMOVED_MAX: usize = ACL_RULES_MAX_USABLE;
+pub(super) const KEPT_FOR_REMOVED_MAX: usize = ACL_RULES_MAX_USABLE;
 
 /// One change of the guards (what `lbctl acl` and `lbctl limit` ask for).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +142,7 @@ impl GuardConfig {
 
 /// Whether guards of `scope` are in force: global, or of a VIP served
 /// (`is_vip`); those of a removed VIP are kept out of force.
-fn in_force(scope: &Scope, is_vip: &dyn Fn(&VipId) -> bool) -> bool {
+pub(super) fn in_force(scope: &Scope, is_vip: &dyn Fn(&VipId) -> bool) -> bool {
     match scope {
         Scope::Global => true,
         Scope::Vip(id) => is_vip(id),

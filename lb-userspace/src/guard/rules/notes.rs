@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{GuardConfig, Scope};
+use super::{changes::in_force, GuardConfig, Scope};
 use crate::vip_id::VipId;
 
 impl GuardConfig {
@@ -36,10 +36,7 @@ impl GuardConfig {
     /// config file can hold, as a file's guards may only name its own
     /// VIPs (`lbctl config dump`).
     pub fn of_served(&self, is_vip: &dyn Fn(&VipId) -> bool) -> (GuardConfig, Vec<String>) {
-        let served = |scope: &Scope| match scope {
-            Scope::Global => true,
-            Scope::Vip(id) => is_vip(id),
-        };
+        let served = |scope: &Scope| in_force(scope, is_vip);
         let mut notes = Vec::new();
         let mut kept = self.clone();
         kept.acl.retain(|rule| {
