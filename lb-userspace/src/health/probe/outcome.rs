@@ -35,9 +35,7 @@ impl Outcome {
     pub(crate) fn is_success(&self) -> bool {
         matches!(self, Outcome::Success)
     }
-}
 
-impl Outcome {
     /// The label a probe that did not pass counts under in the failures by
     /// reason (status, metrics): its [`FailureReason::label`], or `full`
     /// for a refusal for capacity. None for a success.

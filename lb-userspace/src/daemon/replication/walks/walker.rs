@@ -85,8 +85,8 @@ impl Walker {
         self.walk_for_at(tables, input, Instant::now())
     }
 
-    /// [`Walker::walk_for`] at `now` (tests: the back-off after a failed
-    /// walk passing).
+    /// [`Walker::walk_for`] at `now` (apart so tests can pass the back-off
+    /// after a failed walk).
     pub(in crate::daemon::replication) fn walk_for_at(
         &mut self,
         tables: &dyn Tables,
