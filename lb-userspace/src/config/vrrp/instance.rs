@@ -12,6 +12,9 @@ use super::{
 use crate::vrrp::notify_program::{check_notify_program, NotifyProblem};
 
 impl Checker<'_> {
+    /// `[[vrrp]]` number `index` checked into a `VrrpConfig`, its
+    /// settings' own rules only (the addresses it takes by default and the
+    /// rules across instances and VIPs come after, in `validate`).
     pub(in crate::config) fn vrrp(
         &self,
         index: usize,

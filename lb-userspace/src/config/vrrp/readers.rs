@@ -8,6 +8,7 @@ use toml::{Spanned, Value};
 use super::super::{raw::Items, value, Checker, ConfigError};
 
 impl Checker<'_> {
+    /// A TOML boolean, or a type error naming `field`.
     pub(super) fn boolean(&self, value: &Spanned<Value>, field: &str) -> Result<bool, ConfigError> {
         match value.get_ref() {
             Value::Boolean(b) => Ok(*b),
@@ -73,6 +74,8 @@ impl Checker<'_> {
         self.checked(value, field, value::socket_address(address, peer))
     }
 
+    /// A path given absolute (a file lbd reads or runs must not depend on
+    /// the directory it was started in).
     pub(in crate::config) fn absolute_path(
         &self,
         value: &Spanned<Value>,
