@@ -3,6 +3,12 @@
 
 /// Everything `f` logs on this thread (INFO and up), as plain text.
 pub(crate) fn logs_of(f: impl FnOnce()) -> String {
+    logs_at(tracing::Level::INFO, f).1
+}
+
+/// What `f` returns, and what it logs on this thread at `level` and
+/// above, as plain text.
+pub(crate) fn logs_at<T>(level: tracing::Level, f: impl FnOnce() -> T) -> (T, String) {
     #[derive(Clone, Default)]
     struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
     impl std::io::Write for Buffer {
@@ -17,10 +23,11 @@ pub(crate) fn logs_of(f: impl FnOnce()) -> String {
     let buffer = Buffer::default();
     let writer = buffer.clone();
     let subscriber = tracing_subscriber::fmt()
+        .with_max_level(level)
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    tracing::subscriber::with_default(subscriber, f);
+    let out = tracing::subscriber::with_default(subscriber, f);
     let bytes = buffer.0.lock().unwrap().clone();
-    String::from_utf8_lossy(&bytes).into_owned()
+    (out, String::from_utf8_lossy(&bytes).into_owned())
 }

@@ -604,7 +604,8 @@ impl Dataplane {
         &mut self.ebpf
     }
 
-    /// A loaded program, for BPF_PROG_TEST_RUN in tests and benchmarks.
+    /// The object's XDP program `name`, loaded (verified) here if it was
+    /// not yet, for BPF_PROG_TEST_RUN in tests and benchmarks.
     pub fn program(&mut self, name: &'static str) -> Result<&mut Xdp> {
         xdp_program(&mut self.ebpf, name)
     }

@@ -444,8 +444,7 @@ pub(super) fn recorded(
 pub(super) fn load_wrappers(bed: &mut NatBed) -> anyhow::Result<()> {
     let dataplane = &mut bed.bed.dataplane;
     dataplane
-        .program(names::PROG_BENCH)?
-        .load()
+        .program(names::PROG_BENCH)
         .context("loading xdp_bench")?;
     let tc: &mut SchedClassifier = dataplane
         .ebpf_mut()

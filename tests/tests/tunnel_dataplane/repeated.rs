@@ -36,10 +36,9 @@ fn prepare_wrapper(bed: &mut TunnelBed, frame: &[u8]) -> anyhow::Result<()> {
     let dataplane = &mut bed.nat.bed.dataplane;
     let (wrapper, target) = match bed.nat.bed.hook {
         Hook::Xdp => {
-            let bench = dataplane.program(names::PROG_BENCH)?;
-            if bench.fd().is_err() {
-                bench.load().context("loading xdp_bench")?;
-            }
+            dataplane
+                .program(names::PROG_BENCH)
+                .context("loading xdp_bench")?;
             (
                 Wrapper::Xdp,
                 dataplane.program(names::PROG_LB)?.fd()?.try_clone()?,

@@ -187,7 +187,6 @@ fn start_with_nat_source(
                     map.set(slot, mac, 0)?;
                 }
                 let program = dataplane.program(names::PROG_FORWARD_ONE)?;
-                program.load()?;
                 program.attach("eth0", XdpMode::Driver)?;
                 Ok(dataplane)
             })??;

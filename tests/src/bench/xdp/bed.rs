@@ -44,10 +44,11 @@ impl Bench {
             .collect();
         let mut balancer = Balancer::new(4);
         balancer.apply(&mut dataplane, &desired)?;
+        // Loaded (verified) on first use, as every XDP program of the
+        // object is.
         for program in [names::PROG_BENCH, names::PROG_SWAP] {
             dataplane
-                .program(program)?
-                .load()
+                .program(program)
                 .with_context(|| format!("loading {program}"))?;
         }
         let half_open = crate::bench::tables::half_open_table(&mut dataplane)?;
