@@ -1,9 +1,15 @@
-//! Reads a whole BPF hash map a few thousand entries per syscall
-//! (`BPF_MAP_LOOKUP_BATCH`) instead of two syscalls per entry (aya's
-//! iterator: next key, then lookup): at 120,000 entries the per-entry walk
-//! took lbd's loop about two seconds in the lab (debug build, busy
-//! machine). Used on the kernel hash maps an older release left (its NAT
-//! flow table, `nat::legacy`); the tables lbd maps are read in place.
+//! The bpf syscall's batch commands: many entries per syscall instead of
+//! one or two per entry (each a kernel entry and exit: dear where the
+//! kernel's mitigations make every syscall cost microseconds).
+//! - Reads a whole BPF hash map (`BPF_MAP_LOOKUP_BATCH`) instead of two
+//!   syscalls per entry (aya's iterator: next key, then lookup): at 120,000
+//!   entries the per-entry walk took lbd's loop about two seconds in the lab
+//!   (debug build, busy machine). Used on the kernel hash maps an older
+//!   release left (its NAT flow table, `nat::legacy`); the tables lbd maps
+//!   are read in place.
+//! - Writes many slots of an array map (`BPF_MAP_UPDATE_BATCH`): a VIP's
+//!   Maglev table is 65,537 slots, written whole when the VIP comes and in
+//!   part (about 1/N of it) whenever one of its N backends leaves or joins.
 
 use std::{
     io,
@@ -11,6 +17,27 @@ use std::{
 };
 
 use aya::{maps::MapData, Pod};
+
+/// The `bpf_attr` of the batch commands.
+#[repr(C)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// `BPF_MAP_LOOKUP_BATCH` of the bpf syscall's commands.
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+/// `BPF_MAP_UPDATE_BATCH` of the bpf syscall's commands.
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+/// The kernel's `ENOTSUPP` (not `EOPNOTSUPP`): a map type without the
+/// batch command.
+const ENOTSUPP: i32 = 524;
 
 /// Entries asked for per call (a hash bucket holding more would be
 /// `ENOSPC`; buckets hold a handful).
@@ -43,19 +70,6 @@ fn lookup_batch<K: aya::Pod + Default, V: aya::Pod + Default>(
     max: usize,
     out: &mut Vec<(K, V)>,
 ) -> std::io::Result<Option<u32>> {
-    /// The `bpf_attr` of the batch commands.
-    #[repr(C)]
-    struct BatchAttr {
-        in_batch: u64,
-        out_batch: u64,
-        keys: u64,
-        values: u64,
-        count: u32,
-        map_fd: u32,
-        elem_flags: u64,
-        flags: u64,
-    }
-    const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
     let mut keys = vec![K::default(); max];
     let mut values = vec![V::default(); max];
     let in_batch = cursor.unwrap_or(0);
@@ -101,4 +115,127 @@ fn lookup_batch<K: aya::Pod + Default, V: aya::Pod + Default>(
             .zip(values[..count].iter().copied()),
     );
     Ok((!end).then_some(out_batch))
+}
+
+/// What [`update_array`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Updated {
+    /// Every entry was written.
+    All,
+    /// The kernel has no batch update for this map (before Linux 5.6:
+    /// `EINVAL`; a map type without it: `ENOTSUPP`) and wrote nothing:
+    /// the caller writes the entries one by one.
+    Unsupported,
+}
+
+/// Writes each `(index, value)` of `entries` into the array map `map`,
+/// whose value type must be `V` (as a typed aya map checked when it was
+/// made), in one `BPF_MAP_UPDATE_BATCH` call: the entries are written in
+/// order, each as a single-entry update would write it (so a packet reads
+/// a slot's old value or its new one). An error (an index out of the map's
+/// range: `E2BIG`) leaves the entries before the failing one written.
+pub fn update_array<V: Pod>(map: &MapData, entries: &[(u32, V)]) -> io::Result<Updated> {
+    if entries.is_empty() {
+        return Ok(Updated::All);
+    }
+    let count = u32::try_from(entries.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "more than 2^32 entries"))?;
+    let keys: Vec<u32> = entries.iter().map(|(index, _)| *index).collect();
+    let values: Vec<V> = entries.iter().map(|(_, value)| *value).collect();
+    let mut attr = BatchAttr {
+        in_batch: 0,
+        out_batch: 0,
+        keys: keys.as_ptr() as u64,
+        values: values.as_ptr() as u64,
+        count,
+        map_fd: u32::try_from(map.fd().as_fd().as_raw_fd()).unwrap_or(u32::MAX),
+        elem_flags: 0,
+        flags: 0,
+    };
+    // SAFETY: the attribute points at `count` keys (u32, an array map's
+    // key) and `count` values of the map's value type (V, as the caller
+    // promises), alive across the call; the kernel only reads them and
+    // writes back `count`.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_UPDATE_BATCH,
+            std::ptr::from_mut(&mut attr),
+            std::mem::size_of::<BatchAttr>(),
+        )
+    };
+    if rc == 0 {
+        return Ok(Updated::All);
+    }
+    let error = io::Error::last_os_error();
+    // SAFETY: read after the call that may have written it (the pointer
+    // escaped). A batch the kernel ran writes back how many entries it
+    // wrote, fewer than asked when it failed; a command it does not know
+    // (or a map without it) leaves the count as it was.
+    let written = unsafe { std::ptr::read_volatile(&raw const attr.count) };
+    match error.raw_os_error() {
+        Some(libc::EINVAL | ENOTSUPP) if written == count => Ok(Updated::Unsupported),
+        _ => Err(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aya::maps::{Array, IterableMap as _, MapData};
+
+    use super::*;
+
+    fn array(entries: u32) -> Array<MapData, u32> {
+        Array::create(entries, 0).expect("an array map (root)")
+    }
+
+    #[test]
+    fn a_batch_writes_each_entry_at_its_index_in_order() {
+        let map = array(70_000);
+        // A whole Maglev copy's worth, scattered, with one index written
+        // twice: the later value stands, as after two single writes.
+        let mut entries: Vec<(u32, u32)> =
+            (0..65_537u32).map(|i| ((i * 7) % 70_000, i + 1)).collect();
+        entries.push((14, 99));
+        assert_eq!(
+            update_array(map.map(), &entries).expect("the batch"),
+            Updated::All
+        );
+        let mut expected = vec![0u32; 70_000];
+        for (index, value) in &entries {
+            expected[*index as usize] = *value;
+        }
+        for (index, want) in expected.iter().enumerate() {
+            let got = map.get(&(index as u32), 0).expect("a slot");
+            assert_eq!(got, *want, "slot {index}");
+        }
+        assert_eq!(expected[14], 99);
+        assert_eq!(
+            update_array::<u32>(map.map(), &[]).expect("nothing"),
+            Updated::All
+        );
+    }
+
+    #[test]
+    fn an_index_out_of_range_fails_the_batch_after_the_entries_before_it() {
+        let map = array(16);
+        let error = update_array(map.map(), &[(1, 11), (2, 12), (16, 13), (3, 14)])
+            .expect_err("index 16 of a 16-entry array");
+        assert_eq!(error.raw_os_error(), Some(libc::E2BIG), "{error}");
+        let slots: Vec<u32> = (0..4).map(|i| map.get(&i, 0).expect("a slot")).collect();
+        assert_eq!(slots, [0, 11, 12, 0]);
+    }
+
+    #[test]
+    fn a_map_without_batch_updates_is_told_apart_from_a_failure() {
+        // A queue has no batch commands: the kernel answers ENOTSUPP before
+        // reading an entry, as a kernel without the command answers EINVAL.
+        const BPF_MAP_TYPE_QUEUE: u32 = 22;
+        let params = aya_obj::Map::new_from_params(BPF_MAP_TYPE_QUEUE, 0, 4, 16, 0);
+        let queue = MapData::create(params, "batch_test_q", None).expect("a queue map (root)");
+        assert_eq!(
+            update_array(&queue, &[(0, 1u32)]).expect("told apart"),
+            Updated::Unsupported
+        );
+    }
 }

@@ -668,3 +668,27 @@ lb_tests::on_both_hooks!(
     icmp_errors_for_a_vip_without_backends_are_dropped,
     a_retransmitted_syn_stays_on_its_tracked_backend_and_a_dead_ones_is_rehashed,
 );
+
+/// The bench's table-write pass (`cargo xtask bench --only maglev`) runs
+/// on a loaded data plane and counts what lbd's reconcile writes: a new
+/// VIP's two table copies whole; when one of three backends leaves or
+/// comes back, its third of each copy (Maglev moves about 1/N).
+#[test]
+fn the_maglev_write_bench_counts_the_slots_a_reconcile_writes() {
+    let writes = lb_tests::bench::maglev_writes::run(2, 1).expect("the pass");
+    let table = u64::from(writes.table_size);
+    let slots: Vec<u64> = writes.changes.iter().map(|c| c.slots).collect();
+    assert_eq!(slots.len(), 3, "{writes:?}");
+    assert_eq!(slots[0], 2 * 2 * table, "two VIPs, two copies each");
+    for moved in &slots[1..] {
+        let share = *moved as f64 / (2 * 2 * table) as f64;
+        assert!((0.30..0.37).contains(&share), "{share} of the slots moved");
+    }
+    for change in &writes.changes {
+        assert!(change.apply_ms.median > 0.0, "{change:?}");
+        assert!(
+            change.per_slot_ms.median > 0.0 && change.batched_ms.median > 0.0,
+            "{change:?}"
+        );
+    }
+}

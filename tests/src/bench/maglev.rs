@@ -100,6 +100,10 @@ pub struct MaglevCase {
 pub struct MaglevResults {
     /// The points.
     pub cases: Vec<MaglevCase>,
+    /// The tables written into a loaded data plane (None in results from
+    /// before this was measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes: Option<super::maglev_writes::TableWrites>,
 }
 
 fn addresses(n: u32) -> Vec<[u8; 4]> {
@@ -209,5 +213,8 @@ pub fn run(points: &[(u32, u32)], rounds: u32) -> MaglevResults {
         );
         cases.push(case);
     }
-    MaglevResults { cases }
+    MaglevResults {
+        cases,
+        writes: None,
+    }
 }

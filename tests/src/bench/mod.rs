@@ -9,6 +9,7 @@ pub mod e2e;
 pub mod failover;
 pub mod flood;
 pub mod maglev;
+pub mod maglev_writes;
 pub mod memory;
 pub mod mode_cases;
 pub mod nat;

@@ -160,7 +160,7 @@ fn main() -> anyhow::Result<()> {
     // section only, not the others measured in this run.
     let mut runner = Runner::new(&args.only, |name| bench::settle::settle(name).quiet);
     runner.run(Pass::Maglev, || {
-        Ok(Section::Maglev(bench::maglev::run(
+        let mut maglev = bench::maglev::run(
             &[
                 (3, 65_537),
                 (100, 65_537),
@@ -169,7 +169,10 @@ fn main() -> anyhow::Result<()> {
                 (1_000, 655_373),
             ],
             args.rounds.max(5),
-        )))
+        );
+        let vips = lb_common::consts::MAX_VIPS_DEFAULT;
+        maglev.writes = Some(bench::maglev_writes::run(vips, args.rounds.max(5))?);
+        Ok(Section::Maglev(maglev))
     });
     runner.run(Pass::Xdp, || {
         bench::xdp::run(args.repeat, args.rounds, args.prefill).map(Section::Xdp)

@@ -3,7 +3,10 @@
 
 use std::fmt::Write as _;
 
-use crate::bench::maglev::{MaglevCase, MaglevResults};
+use crate::bench::{
+    maglev::{MaglevCase, MaglevResults},
+    maglev_writes::TableWrites,
+};
 
 /// Build and update costs and disruption by backend count.
 pub(super) fn section(out: &mut String, maglev: &MaglevResults) {
@@ -49,6 +52,37 @@ pub(super) fn section(out: &mut String, maglev: &MaglevResults) {
         );
     }
     targets(out, maglev);
+    if let Some(writes) = &maglev.writes {
+        writes_section(out, writes);
+    }
+}
+
+/// The tables written into a loaded data plane, batched against one
+/// syscall per slot.
+fn writes_section(out: &mut String, writes: &TableWrites) {
+    let _ = writeln!(out, "Into the data plane: {} VIPs (lbd's default `max_vips`) of {} backends each, tables of {} slots, reconciled through the real `Dataplane` (`Balancer::apply`: tables built, backends, VIP entries, the slots written one `BPF_MAP_UPDATE_BATCH` per table); then the slots that reconcile wrote, written again into the same map one update syscall per slot (lbd's way before) and in batches, in the same round:
+", writes.vips, writes.backends, writes.table_size);
+    let _ = writeln!(out, "| change | slots written | reconcile (ms) min / median / max | slots one by one (ms) | in batches (ms) | batches / one by one |");
+    let _ = writeln!(out, "|---|---:|---|---:|---:|---:|");
+    for c in &writes.changes {
+        let ratio = if c.per_slot_ms.median > 0.0 {
+            format!("{:.2}×", c.batched_ms.median / c.per_slot_ms.median)
+        } else {
+            "–".to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.1} / **{:.1}** / {:.1} | {:.1} | {:.1} | {ratio} |",
+            c.change,
+            c.slots,
+            c.apply_ms.min,
+            c.apply_ms.median,
+            c.apply_ms.max,
+            c.per_slot_ms.median,
+            c.batched_ms.median
+        );
+    }
+    let _ = writeln!(out);
 }
 
 /// The build target's table: N backends in M slots.
@@ -154,6 +188,7 @@ mod tests {
                 case(100, 65_537, 0.2, 1.3, 1.0),
                 case(1_000, 65_537, 1.2, 2.4, 1.02),
             ],
+            writes: None,
         };
         section(&mut out, &results);
         assert!(out.contains("(median 1.200 ms: met)"), "{out}");
@@ -165,6 +200,7 @@ mod tests {
         let mut out = String::new();
         let results = MaglevResults {
             cases: vec![case(1_000, 65_537, 1.9, 2.4, 1.25)],
+            writes: None,
         };
         section(&mut out, &results);
         assert!(out.contains("(median 1.900 ms: **not met**)"), "{out}");
@@ -177,6 +213,7 @@ mod tests {
             &mut out,
             &MaglevResults {
                 cases: vec![case(10, 65_537, 0.1, 1.0, 1.0)],
+                writes: None,
             },
         );
         assert!(out.contains("built in ≤ 1.5 ms (not measured)"), "{out}");
@@ -187,11 +224,54 @@ mod tests {
         let mut out = String::new();
         let results = MaglevResults {
             cases: vec![case(1_000, 65_537, 1.5004, 2.4, 1.1004)],
+            writes: None,
         };
         section(&mut out, &results);
         assert!(out.contains("(median 1.5004 ms: **not met**)"), "{out}");
         assert!(
             out.contains("`minimal` worst 1.1004 × 1/N (N = 1000, M = 65537): **not met**"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn the_table_writes_are_shown_beside_their_per_slot_cost() {
+        let mut out = String::new();
+        let row = |change: &str, slots, apply, per_slot, batched| {
+            crate::bench::maglev_writes::WriteCase {
+                change: change.to_owned(),
+                slots,
+                apply_ms: Spread::of(&[apply]),
+                per_slot_ms: Spread::of(&[per_slot]),
+                batched_ms: Spread::of(&[batched]),
+            }
+        };
+        let results = MaglevResults {
+            cases: vec![case(100, 65_537, 0.2, 1.3, 1.0)],
+            writes: Some(TableWrites {
+                vips: 16,
+                backends: 3,
+                table_size: 65_537,
+                changes: vec![
+                    row(
+                        "every VIP added (whole tables)",
+                        1_048_592,
+                        120.0,
+                        900.0,
+                        90.0,
+                    ),
+                    row("it comes back", 0, 1.0, 0.0, 0.0),
+                ],
+            }),
+        };
+        section(&mut out, &results);
+        assert!(out.contains("Into the data plane: 16 VIPs"), "{out}");
+        assert!(
+            out.contains("| every VIP added (whole tables) | 1048592 | 120.0 / **120.0** / 120.0 | 900.0 | 90.0 | 0.10× |"),
+            "{out}"
+        );
+        assert!(
+            out.contains("| it comes back | 0 | 1.0 / **1.0** / 1.0 | 0.0 | 0.0 | – |"),
             "{out}"
         );
     }

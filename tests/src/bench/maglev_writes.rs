@@ -1,0 +1,237 @@
+//! Maglev tables into the data plane: how long lbd's control plane takes to
+//! make a change to its VIPs' tables (a reconcile through the real
+//! `Dataplane`), and what writing those slots into the kernel's `MAGLEV`
+//! map costs one `BPF_MAP_UPDATE_BATCH` per table (lbd's way) against one
+//! update syscall per slot (lbd's way before), the same slots on the same
+//! map in the same round. The changes: every VIP added to an empty data
+//! plane (whole tables: a start, a reload that adds them), one backend
+//! shared by all of them leaving (a failed health check: about a third of
+//! each table moves) and coming back.
+
+use std::time::Instant;
+
+use anyhow::Context as _;
+use aya::maps::{Array, Map, MapData};
+use lb_common::{
+    consts::{maglev_index, names},
+    Backend, LbConfig, NatSource, ServiceAddr, TunnelConfig, VipKey, VipMeta,
+};
+use lb_userspace::{
+    config::{Protocol, VipConfig},
+    dataplane::{DataplaneError, LoadOptions, MapSizes, MapWriter},
+    reconcile::DesiredVip,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{tables::map_of, Spread};
+use crate::testbed::{backend, vip, Hook, TestBed};
+
+/// What the pass measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableWrites {
+    /// VIPs changed together (lbd's default `max_vips`).
+    pub vips: u32,
+    /// Backends per VIP (all VIPs share them).
+    pub backends: u32,
+    /// Slots per table.
+    pub table_size: u32,
+    /// One row per change.
+    pub changes: Vec<WriteCase>,
+}
+
+/// One change, every round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WriteCase {
+    /// What changed.
+    pub change: String,
+    /// Maglev slots the change wrote (all VIPs).
+    pub slots: u64,
+    /// The whole reconcile (tables built, backends, VIP entries, the
+    /// slots written in batches), ms.
+    pub apply_ms: Spread,
+    /// The same slots written one update syscall per slot, ms.
+    pub per_slot_ms: Spread,
+    /// The same slots written in batches (`Dataplane::write_table`), ms.
+    pub batched_ms: Spread,
+}
+
+/// One change's samples over the rounds, ms (`WriteCase`'s fields).
+#[derive(Debug, Clone, Default)]
+struct Samples {
+    slots: u64,
+    apply: Vec<f64>,
+    per_slot: Vec<f64>,
+    batched: Vec<f64>,
+}
+
+/// The table writes of a reconcile, recorded as they pass to the data
+/// plane, so they can be made again both ways.
+struct Recorder<'a> {
+    inner: &'a mut dyn MapWriter,
+    tables: Tables,
+}
+
+impl MapWriter for Recorder<'_> {
+    fn set_config(&mut self, config: &LbConfig) -> Result<(), DataplaneError> {
+        self.inner.set_config(config)
+    }
+
+    fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), DataplaneError> {
+        self.inner.set_backend(id, backend)
+    }
+
+    fn write_table(
+        &mut self,
+        vip_id: u32,
+        table: u32,
+        slots: &mut dyn Iterator<Item = (u32, u32)>,
+    ) -> Result<usize, DataplaneError> {
+        let slots: Vec<(u32, u32)> = slots.collect();
+        let written = self
+            .inner
+            .write_table(vip_id, table, &mut slots.iter().copied())?;
+        self.tables.push((vip_id, table, slots));
+        Ok(written)
+    }
+
+    fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<(), DataplaneError> {
+        self.inner.set_vip(key, meta)
+    }
+
+    fn remove_vip(&mut self, key: &VipKey) -> Result<(), DataplaneError> {
+        self.inner.remove_vip(key)
+    }
+
+    fn clear_vip_traffic(&mut self, vip_id: u32) -> Result<(), DataplaneError> {
+        self.inner.clear_vip_traffic(vip_id)
+    }
+
+    fn clear_backend_traffic(&mut self, id: u32) -> Result<(), DataplaneError> {
+        self.inner.clear_backend_traffic(id)
+    }
+
+    fn set_nat_source(&mut self, vip_id: u32, source: &NatSource) -> Result<(), DataplaneError> {
+        self.inner.set_nat_source(vip_id, source)
+    }
+
+    fn set_nat_enabled(&mut self, enabled: bool) -> Result<(), DataplaneError> {
+        self.inner.set_nat_enabled(enabled)
+    }
+
+    fn set_tunnel_config(&mut self, config: &TunnelConfig) -> Result<(), DataplaneError> {
+        self.inner.set_tunnel_config(config)
+    }
+
+    fn set_service_addrs(
+        &mut self,
+        addrs: &std::collections::BTreeMap<ServiceAddr, u32>,
+    ) -> Result<(), DataplaneError> {
+        self.inner.set_service_addrs(addrs)
+    }
+}
+
+/// `vips` VIPs on port 80, each served by the backends numbered in
+/// `members` (of 198.19.0.1 to .N, shared by all VIPs).
+fn configs(vips: u32, members: &[u8]) -> Vec<VipConfig> {
+    (0..vips)
+        .map(|v| {
+            let backends = members
+                .iter()
+                .map(|&b| backend(&format!("198.19.0.{b}"), b, 100))
+                .collect();
+            vip(&format!("198.18.1.{}", v + 1), 80, Protocol::Tcp, backends)
+        })
+        .collect()
+}
+
+/// Table writes: VIP id, table copy, `(slot, backend id)` pairs.
+type Tables = Vec<(u32, u32, Vec<(u32, u32)>)>;
+
+/// Reconciles `bed` to `vips`; returns the time it took and the table
+/// writes it made.
+fn apply(bed: &mut TestBed, vips: &[VipConfig]) -> anyhow::Result<(f64, Tables)> {
+    let desired: Vec<DesiredVip> = vips
+        .iter()
+        .map(|v| DesiredVip::from_config(v, &|_| None))
+        .collect();
+    let mut recorder = Recorder {
+        inner: &mut bed.dataplane,
+        tables: Vec::new(),
+    };
+    let started = Instant::now();
+    bed.balancer.apply(&mut recorder, &desired)?;
+    Ok((ms(started), recorder.tables))
+}
+
+fn ms(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Measures `rounds` rounds of the three changes on `vips` VIPs of three
+/// backends each.
+pub fn run(vips: u32, rounds: u32) -> anyhow::Result<TableWrites> {
+    let sizes = MapSizes {
+        max_vips: vips,
+        conntrack: 4096,
+        nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
+        half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
+    };
+    let mut bed = TestBed::with_sizes(&[], Hook::Xdp, sizes, &LoadOptions::default())
+        .context("loading the data plane (are you root?)")?;
+    let (maglev, _) = map_of(&mut bed.dataplane, names::MAP_MAGLEV)?;
+    let mut maglev: Array<MapData, u32> = Array::try_from(Map::Array(maglev))?;
+    let all = configs(vips, &[1, 2, 3]);
+    let changes = [
+        ("every VIP added (whole tables)", all.clone()),
+        ("one backend of 3 leaves every VIP", configs(vips, &[1, 3])),
+        ("it comes back", all),
+    ];
+    let mut cases = vec![Samples::default(); changes.len()];
+    for _ in 0..rounds {
+        // From an empty data plane: the first change writes whole tables.
+        apply(&mut bed, &[])?;
+        for ((_, vips), case) in changes.iter().zip(&mut cases) {
+            let (took, tables) = apply(&mut bed, vips)?;
+            case.slots = tables.iter().map(|(_, _, s)| s.len() as u64).sum();
+            case.apply.push(took);
+            // The same values into the same slots: the maps stay as the
+            // reconcile left them.
+            let started = Instant::now();
+            for (vip_id, copy, slots) in &tables {
+                for (slot, backend_id) in slots {
+                    maglev.set(maglev_index(*vip_id, *copy, *slot), backend_id, 0)?;
+                }
+            }
+            case.per_slot.push(ms(started));
+            let started = Instant::now();
+            for (vip_id, copy, slots) in &tables {
+                bed.dataplane
+                    .write_table(*vip_id, *copy, &mut slots.iter().copied())?;
+            }
+            case.batched.push(ms(started));
+        }
+    }
+    let changes: Vec<WriteCase> = changes
+        .iter()
+        .zip(cases)
+        .map(|((change, _), samples)| WriteCase {
+            change: (*change).to_owned(),
+            slots: samples.slots,
+            apply_ms: Spread::of(&samples.apply),
+            per_slot_ms: Spread::of(&samples.per_slot),
+            batched_ms: Spread::of(&samples.batched),
+        })
+        .collect();
+    for c in &changes {
+        eprintln!(
+            "bench: maglev writes, {vips} VIPs, {}: {} slots, reconcile {:.1} ms; slots one by one {:.1} ms, in batches {:.1} ms",
+            c.change, c.slots, c.apply_ms.median, c.per_slot_ms.median, c.batched_ms.median
+        );
+    }
+    Ok(TableWrites {
+        vips,
+        backends: 3,
+        table_size: lb_common::consts::MAGLEV_SIZE_DEFAULT,
+        changes,
+    })
+}
