@@ -1,8 +1,21 @@
 //! The choice and the checks of the advert source, on the interface's
 //! addresses as netlink lists them.
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use super::{
+    check::{check_source, SourceCheck},
+    eligibility::{may_send_from, pick_source, waits_for_dad},
+    follow::SOURCE_RECHECK_MIN,
+    no_source::no_source_message,
+    *,
+};
 use crate::vrrp::driver::tests::{ip, on_interface};
+use crate::{
+    config::{Config, VrrpConfig},
+    netlink::InterfaceAddress,
+    vrrp::Family,
+};
 
 /// The IPv4 primary renumbered (new added, old deleted: the new one,
 /// secondary until then, promoted): adverts move to it. While the old
