@@ -8,22 +8,32 @@
 //! last `defaults` section before it, as in HAProxy.
 
 mod acl;
+mod balance_first;
 mod bind;
 mod check;
 mod cond;
+mod defaults;
 mod lexer;
 mod proxy;
+mod redirect;
 mod server;
 mod settings;
+mod skipped;
+mod tls;
 
-use super::model::{keep_only, Backend, Listen, Note, Origin, Service, Setup, Sourced};
+use super::model::{Note, Origin, Service, Setup};
 use super::ImportError;
 
+use balance_first::first_only;
 use bind::bind;
 use check::check_of;
+use defaults::{inherited, name_and_from};
 use lexer::{sections, Line};
 use proxy::{proxy_line, proxy_notes, Proxy};
+use redirect::redirected;
 use settings::{apply, Settings};
+use skipped::{no_default_backend, serves_no_clients};
+use tls::{tls_check_note, tls_terminated};
 
 /// Reads `text` (named `file`) into `setup`.
 pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), ImportError> {
@@ -284,314 +294,4 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
         }
     }
     Ok(())
-}
-
-/// The note that `proxy`, a frontend without a default_backend, is not
-/// imported: a WARNING naming its use_backend rules where it has any (its
-/// connections went there: a service missing after cut-over, SNI routing
-/// on :443 say), a NOTE where it has none.
-fn no_default_backend(proxy: &Proxy) -> Note {
-    if proxy.use_backends.is_empty() {
-        return Note::new(
-            &proxy.origin,
-            format!(
-                "frontend {} has no default_backend: not imported (lbd forwards every connection of a VIP to one set of backends)",
-                proxy.name
-            ),
-        );
-    }
-    let rules: Vec<String> = proxy
-        .use_backends
-        .iter()
-        .map(|(at, what)| format!("{what} (line {})", at.line))
-        .collect();
-    Note::new(
-        &proxy.origin,
-        format!(
-            "WARNING: frontend {} is not imported: it has no default_backend and its connections went to use_backend rules ({}), content switching lbd does not do (a VIP's connections go to one set of backends), so its binds serve nothing after cut-over: give each backend a VIP of its own address or port and write those [[vip]]s, or keep HAProxy for this frontend",
-            proxy.name,
-            rules.join("; ")
-        ),
-    )
-}
-
-/// Whether `listen` is one of `proxy`'s TLS-terminating binds.
-fn is_tls(proxy: &Proxy, listen: &Listen) -> bool {
-    proxy.tls_binds.iter().any(|t| t.origin == listen.origin)
-}
-
-/// `proxy`'s binds less those its redirects (and its backend's, `farm`)
-/// answered for every request: HAProxy redirected every request (or every
-/// one without TLS, `if !{ ssl_fc }`, `unless { ssl_fc }`) of its binds
-/// without `ssl`, so lbd serving them would hand the application
-/// cleartext requests it never saw (login forms, cookies): those binds
-/// are kept out, with a WARNING. A redirect on a condition the import
-/// does not interpret is a WARNING naming the binds it may have answered.
-fn redirected(proxy: &Proxy, farm: &Proxy, notes: &mut Vec<Note>) -> Vec<Listen> {
-    let mut redirects: Vec<&proxy::Redirect> = proxy.redirects.iter().collect();
-    if !std::ptr::eq(proxy, farm) {
-        redirects.extend(farm.redirects.iter());
-    }
-    let named = |listens: &[&Listen]| {
-        listens
-            .iter()
-            .map(|l| format!("{} (line {})", l.what, l.origin.line))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let plain: Vec<&Listen> = proxy.binds.iter().filter(|l| !is_tls(proxy, l)).collect();
-    let mut keep_out = false;
-    for redirect in &redirects {
-        let text = match redirect.scope {
-            proxy::RedirectScope::Every | proxy::RedirectScope::Plain if !plain.is_empty() => {
-                keep_out = true;
-                let which = if redirect.scope == proxy::RedirectScope::Every {
-                    "every request"
-                } else {
-                    "every request without TLS"
-                };
-                format!(
-                    "WARNING: {}: HAProxy answered {which} with a redirect on {}; lbd cannot redirect (it would send them to the servers in cleartext): not imported; serve the redirect from the backends (or keep HAProxy for it) if clients still connect there",
-                    redirect.what,
-                    named(&plain)
-                )
-            }
-            proxy::RedirectScope::Every | proxy::RedirectScope::Plain => format!(
-                "WARNING: {}: HAProxy answered these requests with a redirect; lbd cannot redirect: not carried over",
-                redirect.what
-            ),
-            proxy::RedirectScope::Conditional => {
-                let all: Vec<&Listen> = proxy.binds.iter().collect();
-                format!(
-                    "WARNING: {}: HAProxy answered the requests this condition matches with a redirect; lbd cannot redirect, so on {} they now reach the servers (the condition is not interpreted): serve the redirect from the backends, or check that they need none",
-                    redirect.what,
-                    named(&all)
-                )
-            }
-        };
-        notes.push(Note::new(&redirect.origin, text));
-    }
-    proxy
-        .binds
-        .iter()
-        .filter(|l| !keep_out || is_tls(proxy, l))
-        .cloned()
-        .collect()
-}
-
-/// Each TLS-terminating bind among `listens`, against `servers` (of
-/// `farm`, the section holding them): HAProxy decrypted the clients' TLS
-/// there; lbd cannot, so the clients' TLS reaches the servers as it is.
-/// Refused at the bind where a server speaks plain (no `ssl`): a VIP
-/// :443 to port 8080 handed every ClientHello to an HTTP listener while
-/// the check stayed green. With `ssl` servers, a WARNING naming the
-/// certificate (`crt`) they must now present.
-fn tls_terminated(
-    proxy: &Proxy,
-    farm: &Proxy,
-    listens: &[Listen],
-    servers: &[Backend],
-) -> Result<Vec<Note>, ImportError> {
-    let mut notes = Vec::new();
-    if servers.is_empty() {
-        return Ok(notes);
-    }
-    let plain: Vec<&str> = servers
-        .iter()
-        .filter(|s| !farm.ssl_servers.contains(&s.name))
-        .map(|s| s.name.as_str())
-        .collect();
-    for bind in proxy
-        .tls_binds
-        .iter()
-        .filter(|t| listens.iter().any(|l| l.origin == t.origin))
-    {
-        if !plain.is_empty() {
-            let spoken = match farm.settings.mode.as_ref().map(|m| m.value.as_str()) {
-                Some("http") => "plain HTTP",
-                _ => "plain TCP (no TLS)",
-            };
-            return Err(ImportError::at_origin(
-                &bind.origin,
-                format!(
-                    "{}: HAProxy terminates TLS here and speaks {spoken} to {} {}'s servers {} (no ssl on their server lines); lbd cannot terminate TLS, so the clients' TLS would reach their plaintext port: remove this bind from the copy you import (keep HAProxy in front for TLS), or make the servers serve TLS on a port of their own and name it with ssl on their server lines",
-                    bind.what,
-                    farm.kind,
-                    farm.name,
-                    plain.join(", ")
-                ),
-            ));
-        }
-        let crt = bind
-            .crt
-            .as_deref()
-            .map_or("its certificate".to_owned(), |c| {
-                format!("the certificate of {c}")
-            });
-        notes.push(Note::new(
-            &bind.origin,
-            format!(
-                "WARNING: {}: HAProxy terminates TLS here and re-encrypted to the servers (ssl); lbd forwards the clients' TLS as it is, so each server now terminates it: each must present {crt} (the names the clients ask for) and accept the TLS versions and ALPN the clients offer",
-                bind.what
-            ),
-        ));
-    }
-    plaintext_to_tls(proxy, farm, listens, servers)?;
-    Ok(notes)
-}
-
-/// Refused at the first bind among `listens` without TLS when HAProxy
-/// speaks TLS (`ssl`) to some of `servers` (of `farm`): it originated TLS
-/// for clients connecting in plaintext, which lbd cannot, so their
-/// plaintext would reach the servers' TLS port (the converse of
-/// [`tls_terminated`]'s refusal).
-fn plaintext_to_tls(
-    proxy: &Proxy,
-    farm: &Proxy,
-    listens: &[Listen],
-    servers: &[Backend],
-) -> Result<(), ImportError> {
-    let tls: Vec<&str> = servers
-        .iter()
-        .filter(|s| farm.ssl_servers.contains(&s.name))
-        .map(|s| s.name.as_str())
-        .collect();
-    let Some(bind) = listens.iter().find(|l| !is_tls(proxy, l)) else {
-        return Ok(());
-    };
-    if tls.is_empty() {
-        return Ok(());
-    }
-    Err(ImportError::at_origin(
-        &bind.origin,
-        format!(
-            "{}: clients connect here in plaintext and HAProxy speaks TLS to {} {}'s servers {} (ssl on their server lines); lbd forwards the clients' connections as they are, so their plaintext would reach the servers' TLS port: remove this bind from the copy you import (keep HAProxy in front for it), or give the servers a plaintext port and name it without ssl on their server lines",
-            bind.what,
-            farm.kind,
-            farm.name,
-            tls.join(", ")
-        ),
-    ))
-}
-
-/// The WARNING that `proxy` (the default_backend of `user`, if given)
-/// is in a mode that serves no clients (`mode log`, HAProxy 2.9+: a
-/// syslog backend; `mode spop`, 3.1+: SPOE agents), so it is skipped,
-/// not imported; None for `tcp` and `http`. Refusing the whole import
-/// for one, as an unknown mode, lost every service beside it.
-fn serves_no_clients(proxy: &Proxy, user: Option<&Proxy>) -> Option<Note> {
-    let mode = proxy.settings.mode.as_ref()?;
-    let what = match mode.value.as_str() {
-        "log" => "log servers HAProxy forwards its logs to",
-        "spop" => "SPOE agents HAProxy's filters talk to",
-        _ => return None,
-    };
-    let used_by = user.map_or(String::new(), |u| {
-        format!(", the default_backend of {} {},", u.kind, u.name)
-    });
-    Some(Note::new(
-        &mode.origin,
-        format!(
-            "WARNING: {} {}{used_by} is in {} ({what}), not a service of clients' connections lbd balances: not imported",
-            proxy.kind, proxy.name, mode.what
-        ),
-    ))
-}
-
-/// Under `balance first`, HAProxy sent each connection to the first
-/// server, in file order, with a free connection slot, the next ones
-/// taking over only when it was full or down: that server keeps its
-/// weight, the others get 0, with a WARNING that the order is lost (a
-/// weighted split sent flows to servers HAProxy kept idle).
-fn first_only(servers: &mut [Backend], first: &Sourced<()>) -> Option<Note> {
-    let keep = servers.iter().position(Backend::usable)?;
-    let kept = keep_only(servers, &[keep], &first.origin, &first.what);
-    Some(Note::new(
-        &first.origin,
-        format!(
-            "WARNING: {}: HAProxy sent each connection to the first server (in file order) with a free connection slot and went on to the next only when it was full or down; lbd has no failover order: server {} takes all new flows and the others are written with weight 0, so nothing takes over when it fails: give another a weight then (`lbctl backend weight`)",
-            first.what,
-            kept.join(", ")
-        ),
-    ))
-}
-
-/// What a checked server's check loses to lbd's checks having no TLS:
-/// an HTTP check that meets TLS (HAProxy's over `ssl`, `check-ssl` or
-/// `http-check connect ... ssl`, or sent by HAProxy in the clear to
-/// `addr` while lbd checks the server's own TLS port) becomes a TCP
-/// check, warned of; a TCP check HAProxy makes over TLS was a TLS
-/// handshake, lbd's opens a TCP connection only.
-fn tls_check_note(settings: &Settings, params: &server::ServerParams) -> Option<Note> {
-    let haproxy_tls = params.haproxy_tls_check();
-    match &settings.http_check {
-        Some(http) => {
-            let tls = check::http_tls(settings, params)?;
-            let text = match (&tls, haproxy_tls, &params.check_addr) {
-                (check::HttpTls::Connect(rule), _, _) => format!(
-                    "WARNING: {} is made over TLS ({}); lbd's checks have no TLS, so it is imported as a TCP check (the connection only, not the HTTP answer)",
-                    http.what, rule.what
-                ),
-                (check::HttpTls::Server(_), None, Some(addr)) => format!(
-                    "WARNING: {}: HAProxy sends it in the clear to addr {addr}; lbd does not follow addr and checks this server's own address at its port, which speaks TLS (ssl), and an HTTP check over TLS lbd's checks cannot make (they have no TLS), so it is imported as a TCP check (the connection only, not the HTTP answer)",
-                    http.what
-                ),
-                (check::HttpTls::Server(_), _, _) => format!(
-                    "WARNING: {} is made over TLS to this server (ssl or check-ssl); lbd's checks have no TLS, so it is imported as a TCP check (the connection only, not the HTTP answer)",
-                    http.what
-                ),
-            };
-            Some(Note::new(tls.origin(), text))
-        }
-        None => haproxy_tls.map(|at| {
-            let keyword = match params.check_ssl {
-                Some((true, _)) => "check-ssl",
-                _ => "ssl",
-            };
-            Note::new(
-                at,
-                format!("{keyword}: HAProxy's check is a TLS handshake; lbd's only opens TCP"),
-            )
-        }),
-    }
-}
-
-/// A section's name and its `from DEFAULTS` (HAProxy >= 2.4): `NAME`,
-/// `NAME from DEFAULTS`, `from DEFAULTS` (an unnamed defaults section).
-fn name_and_from(
-    file: &str,
-    args: &[String],
-    no: usize,
-) -> Result<(Option<String>, Option<String>), ImportError> {
-    let from_at = args.iter().position(|a| a == "from").filter(|i| *i <= 1);
-    match from_at {
-        Some(i) => {
-            let from = args.get(i + 1).cloned().ok_or_else(|| {
-                ImportError::at(file, no, "from needs the name of a defaults section")
-            })?;
-            Ok((args.first().filter(|_| i == 1).cloned(), Some(from)))
-        }
-        None => Ok((args.first().cloned(), None)),
-    }
-}
-
-/// The settings of the defaults section `name`, which must come before.
-fn inherited(
-    file: &str,
-    no: usize,
-    named: &[(String, Settings)],
-    name: &str,
-) -> Result<Settings, ImportError> {
-    named
-        .iter()
-        .rev()
-        .find(|(n, _)| n == name)
-        .map(|(_, s)| s.clone())
-        .ok_or_else(|| {
-            ImportError::at(
-                file,
-                no,
-                format!("from {name}: no defaults section of that name before this line"),
-            )
-        })
 }

@@ -1,0 +1,135 @@
+//! How HAProxy shared connections and what lbd keeps of it: client
+//! persistence, backup servers, `balance first`.
+
+use super::*;
+
+#[test]
+fn client_persistence_is_said_not_carried_over() {
+    let text = tcp_haproxy("listen pg\n  bind 198.18.0.100:5432\n  balance source\n  stick-table type ip size 200k expire 30m\n  stick on src\n  server pg1 198.18.0.11:5432\nlisten web\n  bind 198.18.0.100:80\n  stick-table type ip size 1m store conn_rate(10s)\n  server w1 198.18.0.11:80\n");
+    let imported = ok(&[("h.cfg", &text)], &on_eth0());
+    for needle in [
+        "h.cfg:6: balance source: client persistence (source stickiness) is not carried over; lbd's Maglev hashing and connection table keep each connection on its backend, not each client",
+        "h.cfg:7: stick-table type ip size 200k expire 30m: client persistence",
+        "h.cfg:8: stick on src: client persistence",
+        // A table of counters only is not persistence.
+        "no meaning for an L4 balancer): stick-table type ip size 1m store conn_rate(10s) (line 12)",
+    ] {
+        assert!(has_note(&imported, needle), "no {needle:?} in {:#?}", imported.notes);
+    }
+    assert!(!has_note(
+        &imported,
+        "balance source: lbd balances with Maglev"
+    ));
+}
+
+#[test]
+fn with_no_usable_active_server_the_backups_take_over_with_a_warning() {
+    let haproxy = tcp_haproxy("listen web\n  bind 198.18.0.100:80\n  server a 198.18.0.11:80 disabled\n  server b 198.18.0.12:80 weight 0\n  server c 198.18.0.13:80 backup weight 2\n  server d 198.18.0.14:80 backup\n");
+    let imported = ok(&[("h.cfg", &haproxy)], &on_eth0());
+    // The first backup takes every flow, as in HAProxy.
+    assert_eq!(
+        weights(&imported.config.vips[0]),
+        [
+            (ip("198.18.0.11"), 0),
+            (ip("198.18.0.12"), 0),
+            (ip("198.18.0.13"), 200),
+            (ip("198.18.0.14"), 0)
+        ]
+    );
+    assert!(
+        has_note(&imported, "h.cfg:4: WARNING: listen web has no active server that takes connections (each is disabled, down or of weight 0), so they went to its backup servers; lbd has no backup servers: c (the first, as HAProxy takes without option allbackups) take every new flow as active backends. The failover is lost"),
+        "{:#?}",
+        imported.notes
+    );
+    assert!(lb_userspace_warnings(&imported).is_empty());
+    // With option allbackups, all of them.
+    let all = haproxy.replace("listen web\n", "listen web\n  option allbackups\n");
+    let imported = ok(&[("h.cfg", &all)], &on_eth0());
+    assert_eq!(
+        weights(&imported.config.vips[0])[2..],
+        [(ip("198.18.0.13"), 200), (ip("198.18.0.14"), 100)]
+    );
+    assert!(has_note(
+        &imported,
+        "c, d (all of them, as option allbackups (h.cfg:5))"
+    ));
+    // An active server that takes flows keeps the backups out.
+    let one_up = haproxy.replace("weight 0\n", "\n");
+    let imported = ok(&[("h.cfg", &one_up)], &on_eth0());
+    assert_eq!(
+        weights(&imported.config.vips[0])[1..],
+        [
+            (ip("198.18.0.12"), 100),
+            (ip("198.18.0.13"), 0),
+            (ip("198.18.0.14"), 0)
+        ]
+    );
+    assert!(!has_note(
+        &imported,
+        "WARNING: listen web has no active server"
+    ));
+}
+
+/// lbd's own warnings on an import's result (what `lbctl config check`
+/// prints).
+fn lb_userspace_warnings(imported: &Imported) -> Vec<String> {
+    crate::config::warnings(&imported.config)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn balance_first_keeps_the_first_server_and_warns_the_order_is_lost() {
+    let haproxy = tcp_haproxy("frontend f\n  bind 198.18.0.100:80\n  default_backend b\nbackend b\n  balance first\n  server a 198.18.0.11:80 disabled\n  server b1 198.18.0.12:80 weight 3\n  server b2 198.18.0.13:80 weight 5\n");
+    let imported = ok(&[("h.cfg", &haproxy)], &on_eth0());
+    assert_eq!(
+        weights(&imported.config.vips[0]),
+        [
+            (ip("198.18.0.11"), 0),
+            (ip("198.18.0.12"), 300),
+            (ip("198.18.0.13"), 0)
+        ]
+    );
+    assert!(has_note(&imported, "h.cfg:8: WARNING: balance first: HAProxy sent each connection to the first server (in file order) with a free connection slot and went on to the next only when it was full or down; lbd has no failover order: server b1 takes all new flows and the others are written with weight 0"));
+    assert!(
+        imported
+            .text
+            .contains("# h.cfg:8 (balance first: a failover server (weight 5), weight 0)"),
+        "{}",
+        imported.text
+    );
+    // Another balance after it (a backend's own over defaults') is a split.
+    let split = haproxy.replace(
+        "  balance first\n",
+        "  balance first\n  balance roundrobin\n",
+    );
+    let imported = ok(&[("h.cfg", &split)], &on_eth0());
+    assert_eq!(
+        weights(&imported.config.vips[0])[2],
+        (ip("198.18.0.13"), 500)
+    );
+}
+
+/// Backups next to active servers no longer take over: a WARNING once
+/// per VIP, not only a NOTE on each.
+#[test]
+fn backups_beside_active_servers_are_warned_of_once() {
+    let imported = ok(
+        &[("haproxy.cfg", HAPROXY), ("keepalived.conf", KEEPALIVED)],
+        &Options::default(),
+    );
+    let warnings: Vec<&String> = imported
+        .notes
+        .iter()
+        .filter(|n| n.contains("has backup servers"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{:#?}", imported.notes);
+    assert!(
+        warnings[0]
+            .starts_with("haproxy.cfg:22: WARNING: frontend http_front has backup servers (web3)"),
+        "{}",
+        warnings[0]
+    );
+    assert!(warnings[0].contains("lbd drops new flows"));
+}
