@@ -59,11 +59,12 @@ pub fn lookup_all<K: Pod + Default, V: Pod + Default>(map: &MapData) -> io::Resu
     }
 }
 
-/// One `BPF_MAP_LOOKUP_BATCH` call on the hash map `map`, whose key and
-/// value types must be `K` and `V` (as a typed aya map checked when it was
-/// made): appends up to `max` entries from bucket `cursor` (None: the
-/// first) to `out`; returns the bucket to go on from, None when the
-/// table's end was reached (Linux 5.6; an older kernel answers `EINVAL`).
+/// One `BPF_MAP_LOOKUP_BATCH` call on the hash or array map `map`, whose
+/// key and value types must be `K` and `V` (as a typed aya map checked
+/// when it was made): appends up to `max` entries after `cursor` (a hash
+/// map's bucket, an array's index last read; None: from the start) to
+/// `out`; returns the cursor to go on from, None when the map's end was
+/// reached (Linux 5.6; an older kernel answers `EINVAL`).
 fn lookup_batch<K: aya::Pod + Default, V: aya::Pod + Default>(
     map: &MapData,
     cursor: Option<u32>,
@@ -179,6 +180,48 @@ pub fn update_array<V: Pod>(map: &MapData, entries: &[(u32, V)]) -> io::Result<U
     }
 }
 
+/// `count` values of the array map `map`, whose value type must be `V`
+/// (as a typed aya map checked when it was made), from index `first` on,
+/// in `BPF_MAP_LOOKUP_BATCH` calls (an array's batch cursor is the index
+/// the last call ended at; each value is copied as a single lookup would
+/// copy it). None when the kernel has no batch lookup (before Linux 5.6):
+/// the caller reads the values one by one.
+pub fn lookup_array<V: Pod + Default>(
+    map: &MapData,
+    first: u32,
+    count: usize,
+) -> io::Result<Option<Vec<V>>> {
+    let mut out: Vec<(u32, V)> = Vec::with_capacity(count);
+    // The cursor names the entry before the first one wanted (none: the
+    // array's start).
+    let mut cursor = first.checked_sub(1);
+    while out.len() < count {
+        let max = (count - out.len()).min(CHUNK);
+        match lookup_batch(map, cursor, max, &mut out) {
+            Ok(Some(next)) => cursor = Some(next),
+            Ok(None) => break,
+            Err(error)
+                if out.is_empty()
+                    && matches!(error.raw_os_error(), Some(libc::EINVAL | ENOTSUPP)) =>
+            {
+                return Ok(None)
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    // The walk goes index by index; an array has every index, so a short
+    // read means the range ran past the map's end.
+    let read = out.len();
+    let expected = (first..).take(read);
+    if read < count || !out.iter().map(|(index, _)| *index).eq(expected) {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("read {read} of {count} entries from index {first}"),
+        ));
+    }
+    Ok(Some(out.into_iter().map(|(_, value)| value).collect()))
+}
+
 #[cfg(test)]
 mod tests {
     use aya::maps::{Array, IterableMap as _, MapData};
@@ -237,5 +280,30 @@ mod tests {
             update_array(&queue, &[(0, 1u32)]).expect("told apart"),
             Updated::Unsupported
         );
+    }
+
+    #[test]
+    fn a_range_of_an_array_reads_back_in_index_order() {
+        let map = array(20_000);
+        let entries: Vec<(u32, u32)> = (0..20_000u32).map(|i| (i, i * 3 + 1)).collect();
+        update_array(map.map(), &entries).expect("filled");
+        // From the start, across more than one batch of CHUNK, and from an
+        // index in the middle.
+        let all: Vec<u32> = lookup_array(map.map(), 0, 20_000)
+            .expect("read")
+            .expect("batches");
+        assert_eq!(all, entries.iter().map(|(_, v)| *v).collect::<Vec<_>>());
+        let some: Vec<u32> = lookup_array(map.map(), 12_345, 5)
+            .expect("read")
+            .expect("batches");
+        assert_eq!(some, [37_036, 37_039, 37_042, 37_045, 37_048]);
+        let none: Vec<u32> = lookup_array(map.map(), 7, 0)
+            .expect("read")
+            .expect("batches");
+        assert!(none.is_empty());
+        // Past the end: an error, not a short table.
+        let error = lookup_array::<u32>(map.map(), 19_998, 5).expect_err("3 past the end");
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof, "{error}");
+        assert!(lookup_array::<u32>(map.map(), 20_000, 1).is_err());
     }
 }

@@ -672,7 +672,8 @@ lb_tests::on_both_hooks!(
 /// The bench's table-write pass (`cargo xtask bench --only maglev`) runs
 /// on a loaded data plane and counts what lbd's reconcile writes: a new
 /// VIP's two table copies whole; when one of three backends leaves or
-/// comes back, its third of each copy (Maglev moves about 1/N).
+/// comes back, its third of each copy (Maglev moves about 1/N); and the
+/// tables read back alike one slot at a time and in batches.
 #[test]
 fn the_maglev_write_bench_counts_the_slots_a_reconcile_writes() {
     let writes = lb_tests::bench::maglev_writes::run(2, 1).expect("the pass");
@@ -684,6 +685,8 @@ fn the_maglev_write_bench_counts_the_slots_a_reconcile_writes() {
         let share = *moved as f64 / (2 * 2 * table) as f64;
         assert!((0.30..0.37).contains(&share), "{share} of the slots moved");
     }
+    let read = writes.read_back.expect("the tables read back");
+    assert_eq!(read.slots, 2 * table, "one copy of each VIP's table");
     for change in &writes.changes {
         assert!(change.apply_ms.median > 0.0, "{change:?}");
         assert!(

@@ -9,14 +9,14 @@ use std::collections::HashMap as StdHashMap;
 #[cfg(test)]
 use lb_common::TrafficCounters;
 
-use aya::{maps::IterableMap as _, sys::SyscallError};
+use aya::maps::IterableMap as _;
 use lb_common::{
     consts::{maglev_index, names, CONFIG_F_NAT, MAX_BACKENDS},
     Backend, LbConfig, NatSource, ServiceAddr, TunnelConfig, VipKey, VipMeta,
 };
 use tracing::warn;
 
-use super::{clear_traffic, map_error, Dataplane, DataplaneError, Result};
+use super::{clear_traffic, map_error, syscall_error, Dataplane, DataplaneError, Result};
 use crate::map_batch::{self, Updated};
 
 /// Writes the control plane makes to the data plane. Implemented by the
@@ -108,11 +108,12 @@ impl MapWriter for Dataplane {
                 }
             }
             Err(io_error) => {
-                let error = SyscallError {
-                    call: "bpf_map_update_batch",
+                return Err(syscall_error(
+                    "writing",
+                    names::MAP_MAGLEV,
+                    "bpf_map_update_batch",
                     io_error,
-                };
-                return Err(map_error("writing", names::MAP_MAGLEV, error.into()));
+                ))
             }
         }
         Ok(entries.len())

@@ -810,6 +810,21 @@ pub(crate) fn map_error(
     }
 }
 
+/// `map_error` for a bpf syscall lbd makes itself (`call`, e.g. a batch
+/// command aya has no method for).
+pub(crate) fn syscall_error(
+    action: &'static str,
+    name: &'static str,
+    call: &'static str,
+    io_error: std::io::Error,
+) -> DataplaneError {
+    map_error(
+        action,
+        name,
+        aya::sys::SyscallError { call, io_error }.into(),
+    )
+}
+
 /// A per-CPU traffic array (`VIP_STATS` or `BACKEND_STATS`, indexed by
 /// VIP or backend id) with what lbd has shown of its slots' new flows.
 struct TrafficStats {

@@ -78,7 +78,7 @@ impl VrrpSocket {
     /// never answers), and the address is the node's EUI-64 link-local or
     /// the global one it advertised from before, so the risk is nil
     /// beside a spurious failover. A source that fails DAD is dropped by
-    /// the driver's next look (see `driver::source::check_source`). The same
+    /// the driver's next look (see `driver::source::check::check_source`). The same
     /// option lets a send from an address gone from the interface leave
     /// (IPv4 sends fail then): the driver's look every 0.5 s moves the
     /// source.

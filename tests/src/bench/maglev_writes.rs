@@ -3,7 +3,8 @@
 //! `Dataplane`), and what writing those slots into the kernel's `MAGLEV`
 //! map costs one `BPF_MAP_UPDATE_BATCH` per table (lbd's way) against one
 //! update syscall per slot (lbd's way before), the same slots on the same
-//! map in the same round. The changes: every VIP added to an empty data
+//! map in the same round; and the tables read back both ways (a restart in
+//! `maglev_mode = "minimal"` reads the live ones). The changes: every VIP added to an empty data
 //! plane (whole tables: a start, a reload that adds them), one backend
 //! shared by all of them leaving (a failed health check: about a third of
 //! each table moves) and coming back.
@@ -11,7 +12,7 @@
 use std::time::Instant;
 
 use anyhow::Context as _;
-use aya::maps::{Array, Map, MapData};
+use aya::maps::{Array, IterableMap as _, Map, MapData};
 use lb_common::{
     consts::{maglev_index, names},
     Backend, LbConfig, NatSource, ServiceAddr, TunnelConfig, VipKey, VipMeta,
@@ -19,6 +20,7 @@ use lb_common::{
 use lb_userspace::{
     config::{Protocol, VipConfig},
     dataplane::{DataplaneError, LoadOptions, MapSizes, MapWriter},
+    map_batch,
     reconcile::DesiredVip,
 };
 use serde::{Deserialize, Serialize};
@@ -37,6 +39,22 @@ pub struct TableWrites {
     pub table_size: u32,
     /// One row per change.
     pub changes: Vec<WriteCase>,
+    /// Every VIP's table read back, as a restarted lbd in `maglev_mode =
+    /// "minimal"` reads the live tables it adopts (None in results from
+    /// before this was measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_back: Option<ReadCase>,
+}
+
+/// Every VIP's table read back, every round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadCase {
+    /// Slots read (all VIPs).
+    pub slots: u64,
+    /// One lookup syscall per slot, ms.
+    pub per_slot_ms: Spread,
+    /// In batches (`map_batch::lookup_array`, as lbd reads them), ms.
+    pub batched_ms: Spread,
 }
 
 /// One change, every round.
@@ -211,6 +229,7 @@ pub fn run(vips: u32, rounds: u32) -> anyhow::Result<TableWrites> {
             case.batched.push(ms(started));
         }
     }
+    let read_back = read_back(&maglev, vips, rounds)?;
     let changes: Vec<WriteCase> = changes
         .iter()
         .zip(cases)
@@ -228,10 +247,47 @@ pub fn run(vips: u32, rounds: u32) -> anyhow::Result<TableWrites> {
             c.change, c.slots, c.apply_ms.median, c.per_slot_ms.median, c.batched_ms.median
         );
     }
+    eprintln!(
+        "bench: maglev tables read back, {vips} VIPs: {} slots, one by one {:.1} ms, in batches {:.1} ms",
+        read_back.slots, read_back.per_slot_ms.median, read_back.batched_ms.median
+    );
     Ok(TableWrites {
         vips,
         backends: 3,
         table_size: lb_common::consts::MAGLEV_SIZE_DEFAULT,
         changes,
+        read_back: Some(read_back),
+    })
+}
+
+/// Reads one copy of every VIP's table both ways, `rounds` times, and
+/// checks that both read the same.
+fn read_back(maglev: &Array<MapData, u32>, vips: u32, rounds: u32) -> anyhow::Result<ReadCase> {
+    let size = lb_common::consts::MAGLEV_SIZE_DEFAULT;
+    let (mut per_slot, mut batched) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let mut one_by_one = Vec::new();
+        for vip_id in 0..vips {
+            for slot in 0..size {
+                one_by_one.push(maglev.get(&maglev_index(vip_id, 0, slot), 0)?);
+            }
+        }
+        per_slot.push(ms(started));
+        let started = Instant::now();
+        let mut in_batches = Vec::new();
+        for vip_id in 0..vips {
+            let first = maglev_index(vip_id, 0, 0);
+            let table = map_batch::lookup_array::<u32>(maglev.map(), first, size as usize)?
+                .context("the kernel has no batch lookup")?;
+            in_batches.extend(table);
+        }
+        batched.push(ms(started));
+        anyhow::ensure!(one_by_one == in_batches, "the two reads differ");
+    }
+    Ok(ReadCase {
+        slots: u64::from(vips) * u64::from(size),
+        per_slot_ms: Spread::of(&per_slot),
+        batched_ms: Spread::of(&batched),
     })
 }

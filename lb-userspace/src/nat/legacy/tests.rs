@@ -328,11 +328,6 @@ fn a_carry_reads_each_flow_from_the_mapped_table_when_installing_it() {
 
 #[test]
 fn two_tables_merge_each_flow_as_last_seen_the_freshest_first() {
-    let seen = |mut pair: Pair, at: u64| {
-        pair[0].1.last_seen_ns = at;
-        pair[1].1.last_seen_ns = at / 2;
-        pair
-    };
     // A table moved aside earlier (a snapshot) and the live one: flow
     // 1 in both (the live one saw it later, on another port), flow 2
     // only in the snapshot, flow 3 only in the live one.

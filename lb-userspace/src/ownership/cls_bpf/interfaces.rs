@@ -9,24 +9,30 @@ pub(crate) const LOOPBACK_IFINDEX: u32 = 1;
 /// namespace. Only "no such device" counts as none: any other failure
 /// of the lookup says it may exist (a filter is then left, not removed).
 pub(super) fn interface_exists(index: u32) -> bool {
-    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: `name` has the IF_NAMESIZE bytes if_indextoname writes.
-    let found = unsafe { libc::if_indextoname(index, name.as_mut_ptr()) };
-    !found.is_null() || std::io::Error::last_os_error().raw_os_error() != Some(libc::ENXIO)
+    index_to_name(index).map_or_else(|error| error.raw_os_error() != Some(libc::ENXIO), |_| true)
 }
 
 /// The name interface `ifindex` has now (None: no interface has that
 /// index, or the lookup failed).
 pub(crate) fn interface_name(ifindex: u32) -> Option<String> {
+    index_to_name(ifindex).ok()
+}
+
+/// if_indextoname(3): the name of interface `index`, or why there is none
+/// (`ENXIO`: no interface has that index; a name that is not UTF-8 is
+/// `InvalidData`).
+fn index_to_name(index: u32) -> std::io::Result<String> {
     let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
     // SAFETY: `name` has the IF_NAMESIZE bytes if_indextoname writes.
-    let found = unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) };
+    let found = unsafe { libc::if_indextoname(index, name.as_mut_ptr()) };
     if found.is_null() {
-        return None;
+        return Err(std::io::Error::last_os_error());
     }
     // SAFETY: if_indextoname wrote a NUL-terminated name into `name`.
     let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
-    name.to_str().ok().map(str::to_owned)
+    name.to_str()
+        .map(str::to_owned)
+        .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error))
 }
 
 /// The index interface `name` has now (None: no such interface).

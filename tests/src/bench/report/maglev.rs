@@ -82,6 +82,18 @@ fn writes_section(out: &mut String, writes: &TableWrites) {
             c.batched_ms.median
         );
     }
+    if let Some(read) = &writes.read_back {
+        let ratio = if read.per_slot_ms.median > 0.0 {
+            format!("{:.2}×", read.batched_ms.median / read.per_slot_ms.median)
+        } else {
+            "–".to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "| every VIP's table read back (a restart in `minimal` mode) | {} | – | {:.1} | {:.1} | {ratio} |",
+            read.slots, read.per_slot_ms.median, read.batched_ms.median
+        );
+    }
     let _ = writeln!(out);
 }
 
@@ -262,6 +274,11 @@ mod tests {
                     ),
                     row("it comes back", 0, 1.0, 0.0, 0.0),
                 ],
+                read_back: Some(crate::bench::maglev_writes::ReadCase {
+                    slots: 1_048_592,
+                    per_slot_ms: Spread::of(&[1000.0]),
+                    batched_ms: Spread::of(&[50.0]),
+                }),
             }),
         };
         section(&mut out, &results);

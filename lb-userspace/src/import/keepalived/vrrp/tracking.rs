@@ -80,6 +80,9 @@ pub(super) fn raised_warning(vrrp: &Vrrp) -> Option<Note> {
     ))
 }
 
+/// One `track_interface` entry of `vrrp`: lbd tracks only the interface
+/// it serves on, by lowering the priority (keepalived's weight, or all of
+/// it where keepalived would go to FAULT); anything else becomes a note.
 pub(super) fn track_interface(
     file: &str,
     entry: &Statement,
@@ -113,6 +116,9 @@ pub(super) fn track_interface(
     Ok(())
 }
 
+/// One `track_script` entry of `vrrp`, naming one of `scripts`: a script
+/// that checks the proxy lbd replaces becomes lbd's data-plane tracking;
+/// an unknown name is an error.
 pub(super) fn track_script(
     file: &str,
     entry: &Statement,

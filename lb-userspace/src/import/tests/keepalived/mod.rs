@@ -86,7 +86,7 @@ virtual_server 198.18.0.100 8080 {
 }
 ";
 
-/// A VRRP instance moving 198.18.0.100 and .101, for the IPVS tests below.
+/// A VRRP instance moving 198.18.0.100 and .101, for the IPVS tests.
 const INSTANCE: &str = "vrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 51\n  virtual_ipaddress {\n    198.18.0.100\n    198.18.0.101\n  }\n}\n";
 
 /// Imports `files` as the keepalived of config id `config_id`.
