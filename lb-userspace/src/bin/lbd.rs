@@ -271,8 +271,43 @@ mod tests {
         );
     }
 
-    /// Set in the child the test below runs.
-    const HANGUP_CHILD: &str = "LBD_TEST_EARLY_HANGUP_CHILD";
+    /// Runs test `test` again in a child process with `child_env` set, where
+    /// it raises `signal` (named `name`) after catching the early signals
+    /// as `main` does; asserts the child lived through it.
+    fn assert_an_early_signal_is_survived(
+        child_env: &str,
+        test: &str,
+        signal: libc::c_int,
+        name: &str,
+    ) {
+        if std::env::var_os(child_env).is_some() {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let _early = catch_early_signals().unwrap();
+                // SAFETY: raise(3) on this process. Its handler, if any,
+                // has run when raise returns.
+                assert_eq!(unsafe { libc::raise(signal) }, 0);
+                println!("survived the {name}");
+            });
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(child_env, "1")
+            .output()
+            .unwrap();
+        let output = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.signal(), None, "{output}");
+        assert!(out.status.success(), "{output}");
+        assert!(output.contains(&format!("survived the {name}")), "{output}");
+    }
 
     /// A SIGHUP (a reload: `kill -HUP $(pidof lbd)` from a hook racing a
     /// restart) that arrives while lbd still reads its config must not
@@ -283,42 +318,13 @@ mod tests {
     /// `a_sighup_caught_first_is_a_reload_for_the_loop`).
     #[test]
     fn a_sighup_before_the_config_is_read_does_not_kill_lbd() {
-        if std::env::var_os(HANGUP_CHILD).is_some() {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let _early = catch_early_signals().unwrap();
-                // SAFETY: raise(3) on this process. Its handler, if any,
-                // has run when raise returns.
-                assert_eq!(unsafe { libc::raise(libc::SIGHUP) }, 0);
-                println!("survived the SIGHUP");
-            });
-            return;
-        }
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "tests::a_sighup_before_the_config_is_read_does_not_kill_lbd",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(HANGUP_CHILD, "1")
-            .output()
-            .unwrap();
-        let output = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        assert_an_early_signal_is_survived(
+            "LBD_TEST_EARLY_HANGUP_CHILD",
+            "tests::a_sighup_before_the_config_is_read_does_not_kill_lbd",
+            libc::SIGHUP,
+            "SIGHUP",
         );
-        assert_eq!(out.status.signal(), None, "{output}");
-        assert!(out.status.success(), "{output}");
-        assert!(output.contains("survived the SIGHUP"), "{output}");
     }
-
-    /// Set in the child the test below runs.
-    const RESTART_CHILD: &str = "LBD_TEST_EARLY_RESTART_CHILD";
 
     /// A SIGUSR1 (the unit's RestartKillSignal: a `systemctl restart`
     /// racing a start) that arrives while lbd still reads its config must
@@ -329,38 +335,12 @@ mod tests {
     /// daemon's `a_sigusr1_caught_first_is_a_restart_for_the_loop`).
     #[test]
     fn a_sigusr1_before_the_config_is_read_does_not_kill_lbd() {
-        if std::env::var_os(RESTART_CHILD).is_some() {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let _early = catch_early_signals().unwrap();
-                // SAFETY: raise(3) on this process. Its handler, if any,
-                // has run when raise returns.
-                assert_eq!(unsafe { libc::raise(libc::SIGUSR1) }, 0);
-                println!("survived the SIGUSR1");
-            });
-            return;
-        }
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "tests::a_sigusr1_before_the_config_is_read_does_not_kill_lbd",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(RESTART_CHILD, "1")
-            .output()
-            .unwrap();
-        let output = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        assert_an_early_signal_is_survived(
+            "LBD_TEST_EARLY_RESTART_CHILD",
+            "tests::a_sigusr1_before_the_config_is_read_does_not_kill_lbd",
+            libc::SIGUSR1,
+            "SIGUSR1",
         );
-        assert_eq!(out.status.signal(), None, "{output}");
-        assert!(out.status.success(), "{output}");
-        assert!(output.contains("survived the SIGUSR1"), "{output}");
     }
 
     /// Set in the child the test below runs.
