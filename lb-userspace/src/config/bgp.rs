@@ -119,7 +119,7 @@ pub(super) struct RawBgp {
 impl RawBgp {
     /// Item `index` of the written `addresses`, to point errors at it.
     fn address_item(&self, index: usize) -> Option<&Spanned<Value>> {
-        super::vrrp::list_item(self.addresses.as_ref(), index)
+        super::raw::list_item(self.addresses.as_ref(), index)
     }
 }
 

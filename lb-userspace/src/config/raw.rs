@@ -277,3 +277,14 @@ impl<'de> Deserialize<'de> for Items {
         deserializer.deserialize_any(ItemsVisitor)
     }
 }
+
+/// Item `index` of an array value, if it is an array that long.
+pub(in crate::config) fn list_item(
+    list: Option<&Spanned<Items>>,
+    index: usize,
+) -> Option<&Spanned<Value>> {
+    match list?.get_ref() {
+        Items::Array(items) => items.get(index),
+        Items::Other(_) => None,
+    }
+}

@@ -47,7 +47,7 @@ pub(super) struct RawSync {
 impl RawSync {
     /// Item `index` of the written `peers`, to point errors at it.
     pub(super) fn peer_item(&self, index: usize) -> Option<&Spanned<Value>> {
-        super::vrrp::list_item(self.peers.as_ref(), index)
+        super::raw::list_item(self.peers.as_ref(), index)
     }
 }
 

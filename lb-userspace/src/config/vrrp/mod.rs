@@ -3,13 +3,12 @@
 //! connection-table replication between the two nodes.
 mod instance;
 mod raw;
-mod readers;
 mod replication;
 #[cfg(test)]
 mod tests;
 mod unicast_source;
 
-pub(super) use raw::{list_item, RawVrrp};
+pub(super) use raw::RawVrrp;
 
 use std::{net::IpAddr, net::SocketAddr, path::PathBuf, time::Duration};
 

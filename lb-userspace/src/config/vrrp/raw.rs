@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use toml::{Spanned, Value};
 
-use super::super::raw::Items;
+use super::super::raw::{list_item, Items};
 
 /// A `[[vrrp]]` table as parsed.
 #[derive(Deserialize)]
@@ -64,16 +64,5 @@ impl RawVrrp {
     /// Item `index` of `unicast_peers`, to point errors at it.
     pub(in crate::config) fn peer_item(&self, index: usize) -> Option<&Spanned<Value>> {
         list_item(self.unicast_peers.as_ref(), index)
-    }
-}
-
-/// Item `index` of an array value, if it is an array that long.
-pub(in crate::config) fn list_item(
-    list: Option<&Spanned<Items>>,
-    index: usize,
-) -> Option<&Spanned<Value>> {
-    match list?.get_ref() {
-        Items::Array(items) => items.get(index),
-        Items::Other(_) => None,
     }
 }

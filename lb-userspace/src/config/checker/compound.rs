@@ -1,5 +1,6 @@
-//! The checker's readers of values a `[[vrrp]]` table is made of (and other
-//! tables borrow): booleans, arrays, address lists, endpoints and paths.
+//! The checker's readers of values made of more than one leaf, or that
+//! several tables share: booleans, arrays, address lists, endpoints and
+//! paths (`[[vrrp]]`, `[sync]`, `[bgp]`).
 
 use std::{net::IpAddr, net::SocketAddr, path::PathBuf};
 
@@ -9,7 +10,11 @@ use super::super::{raw::Items, value, Checker, ConfigError};
 
 impl Checker<'_> {
     /// A TOML boolean, or a type error naming `field`.
-    pub(super) fn boolean(&self, value: &Spanned<Value>, field: &str) -> Result<bool, ConfigError> {
+    pub(in crate::config) fn boolean(
+        &self,
+        value: &Spanned<Value>,
+        field: &str,
+    ) -> Result<bool, ConfigError> {
         match value.get_ref() {
             Value::Boolean(b) => Ok(*b),
             _ => Err(self.wrong_type(value, field, "true or false")),

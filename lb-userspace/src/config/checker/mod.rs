@@ -1,7 +1,11 @@
 //! The checker: validates raw values against the text they came from, so
 //! every error names its place (source, line, column, field path). Here
-//! the leaf values (strings, integers, addresses, names); the document
-//! and its VIPs in `validate`, each section's own in its module.
+//! the leaf values (strings, integers, addresses, names), in `compound`
+//! the values made of several (arrays, address lists, endpoints, paths);
+//! the document and its VIPs in `validate`, each section's own in its
+//! module.
+
+mod compound;
 
 use std::collections::BTreeMap;
 use std::fmt;
