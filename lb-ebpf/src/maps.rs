@@ -46,10 +46,12 @@ pub static VIP_INDEX: Array<VipIndexBucket> = Array::with_max_entries(
 );
 
 /// Maglev tables, flat: two copies of `MAGLEV_SIZE_MAX` backend ids per VIP.
+/// Memory-mappable: lbd writes a table's slots in place (a whole table is
+/// 65,537 of them, a syscall each would take tens of ms).
 #[map]
 pub static MAGLEV: Array<u32> = Array::with_max_entries(
     MAX_VIPS_DEFAULT * MAGLEV_TABLES_PER_VIP * MAGLEV_SIZE_MAX,
-    0,
+    BPF_F_MMAPABLE,
 );
 
 /// Backends by id (id 0 is never used).

@@ -7,9 +7,12 @@
 //!   (debug build, busy machine). Used on the kernel hash maps an older
 //!   release left (its NAT flow table, `nat::legacy`); the tables lbd maps
 //!   are read in place.
-//! - Writes many slots of an array map (`BPF_MAP_UPDATE_BATCH`): a VIP's
-//!   Maglev table is 65,537 slots, written whole when the VIP comes and in
-//!   part (about 1/N of it) whenever one of its N backends leaves or joins.
+//! - Writes and reads many slots of an array map (`BPF_MAP_UPDATE_BATCH`,
+//!   `BPF_MAP_LOOKUP_BATCH`): a VIP's Maglev table is 65,537 slots, written
+//!   whole when the VIP comes and in part (about 1/N of it) whenever one
+//!   of its N backends leaves or joins. lbd writes its own `MAGLEV` in
+//!   place (it is memory-mappable); one an older release pinned is not,
+//!   and is written and read in batches (`dataplane::maglev_map`).
 
 use std::{
     io,

@@ -673,7 +673,7 @@ lb_tests::on_both_hooks!(
 /// on a loaded data plane and counts what lbd's reconcile writes: a new
 /// VIP's two table copies whole; when one of three backends leaves or
 /// comes back, its third of each copy (Maglev moves about 1/N); and the
-/// tables read back alike one slot at a time and in batches.
+/// tables read back alike one slot at a time, in batches and in place.
 #[test]
 fn the_maglev_write_bench_counts_the_slots_a_reconcile_writes() {
     let writes = lb_tests::bench::maglev_writes::run(2, 1).expect("the pass");

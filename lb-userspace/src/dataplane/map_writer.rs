@@ -9,15 +9,13 @@ use std::collections::HashMap as StdHashMap;
 #[cfg(test)]
 use lb_common::TrafficCounters;
 
-use aya::maps::IterableMap as _;
 use lb_common::{
     consts::{maglev_index, names, CONFIG_F_NAT, MAX_BACKENDS},
     Backend, LbConfig, NatSource, ServiceAddr, TunnelConfig, VipKey, VipMeta,
 };
 use tracing::warn;
 
-use super::{clear_traffic, map_error, syscall_error, Dataplane, DataplaneError, Result};
-use crate::map_batch::{self, Updated};
+use super::{clear_traffic, map_error, Dataplane, DataplaneError, Result};
 
 /// Writes the control plane makes to the data plane. Implemented by the
 /// real maps and by an in-memory fake in tests.
@@ -94,28 +92,7 @@ impl MapWriter for Dataplane {
         let entries: Vec<(u32, u32)> = slots
             .map(|(slot, backend_id)| (maglev_index(vip_id, table, slot), backend_id))
             .collect();
-        // One syscall for the lot: a whole table is 65,537 slots, and a
-        // syscall per slot took about 80 ms per table on the development
-        // VM, a batch about a fifth of that (`cargo xtask bench --only
-        // maglev`).
-        match map_batch::update_array(self.maglev.map(), &entries) {
-            Ok(Updated::All) => {}
-            Ok(Updated::Unsupported) => {
-                for (index, backend_id) in &entries {
-                    self.maglev
-                        .set(*index, backend_id, 0)
-                        .map_err(|e| map_error("writing", names::MAP_MAGLEV, e))?;
-                }
-            }
-            Err(io_error) => {
-                return Err(syscall_error(
-                    "writing",
-                    names::MAP_MAGLEV,
-                    "bpf_map_update_batch",
-                    io_error,
-                ))
-            }
-        }
+        self.maglev.write(&entries)?;
         Ok(entries.len())
     }
 

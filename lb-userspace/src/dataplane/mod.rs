@@ -17,7 +17,9 @@ mod attach;
 mod flows;
 mod hook_choice;
 mod left_hook;
+mod maglev_map;
 mod map_writer;
+
 #[cfg(test)]
 mod pin_tests;
 
@@ -28,6 +30,7 @@ pub use hook_choice::{choose_hook, newly_translating, translates, HookChoice, Tr
 #[cfg(test)]
 pub(crate) use left_hook::LeftAt;
 pub(crate) use left_hook::{left_hook, LeftHook};
+use maglev_map::MaglevMap;
 #[cfg(test)]
 pub(crate) use map_writer::FakeMaps;
 pub use map_writer::MapWriter;
@@ -288,7 +291,7 @@ pub struct Dataplane {
     vips: HashMap<MapData, VipKey, VipMeta>,
     /// `VIPS` as the packet path reads it (`vip_index`), kept equal.
     vip_index: VipIndex,
-    maglev: Array<MapData, u32>,
+    maglev: MaglevMap,
     backends: Array<MapData, Backend>,
     /// VIP and NAT addresses, for the fragment path (`SERVICE_ADDRS`;
     /// not pinned: filled by the first apply, before the program runs).
@@ -543,7 +546,7 @@ impl Dataplane {
         let mut dataplane = Self {
             vips,
             vip_index,
-            maglev: take_map(&mut ebpf, names::MAP_MAGLEV)?,
+            maglev: MaglevMap::new(take_map(&mut ebpf, names::MAP_MAGLEV)?)?,
             backends: take_map(&mut ebpf, names::MAP_BACKENDS)?,
             service_addrs: take_map(&mut ebpf, names::MAP_SERVICE_ADDRS)?,
             flows: FlowStore::take(&mut ebpf, kind, buckets)?,

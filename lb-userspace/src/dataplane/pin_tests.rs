@@ -6,13 +6,14 @@
 
 use std::time::Duration;
 
-use aya::maps::MapInfo;
+use aya::maps::{Array, IterableMap as _, Map, MapData, MapInfo};
 use lb_common::{
-    consts::{names, HALF_OPEN_SIZE_DEFAULT, IPPROTO_UDP, NAT_FLOWS_SIZE_DEFAULT},
+    consts::{maglev_index, names, HALF_OPEN_SIZE_DEFAULT, IPPROTO_UDP, NAT_FLOWS_SIZE_DEFAULT},
     FlowEntry, FlowKey,
 };
 
-use super::{Dataplane, IdleHorizons, LoadOptions, MapSizes, Released};
+use super::{Dataplane, IdleHorizons, LoadOptions, MapSizes, MapWriter as _, Released};
+use crate::map_batch;
 use crate::pinning::{test_support::TestBpffs, PinDir, PINNED_MAPS};
 use crate::test_scratch::ScratchDir;
 
@@ -720,4 +721,87 @@ fn another_layouts_pins_are_named_in_a_warning() {
         .unwrap_or_else(|| panic!("no removal logged: {logs}"));
     assert!(removed.contains("a newer release"), "{removed}");
     assert!(!removed.contains("older"), "{removed}");
+}
+
+/// An older release pinned `MAGLEV` without `BPF_F_MMAPABLE` (the flag
+/// came when lbd began writing the tables in place): the next lbd still
+/// adopts the state maps with it (the connection table points into them)
+/// and reads and writes its tables in batches. A map this release makes
+/// is written in place, and what lbd writes there is what a lookup (the
+/// program's read) finds.
+#[test]
+fn an_older_releases_maglev_map_is_adopted_and_written_in_batches() {
+    let Some(bpffs) = TestBpffs::new("maglev-old") else {
+        return;
+    };
+    let pins = bpffs.pins();
+    let table: Vec<u32> = (0..65_537).map(|slot| slot % 5 + 1).collect();
+    let slots = || table.iter().enumerate().map(|(slot, b)| (slot as u32, *b));
+    let mut first = Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("the first lbd");
+    assert!(
+        first.maglev.mapped(),
+        "this release's map is written in place"
+    );
+    first
+        .write_table(2, 1, &mut slots())
+        .expect("written in place");
+    assert_eq!(
+        first.read_table(2, 1, 65_537).expect("read in place"),
+        table
+    );
+    let path = pins.map_path(names::MAP_MAGLEV);
+    let pinned_map = MapData::from_pin(&path).expect("the pinned MAGLEV");
+    let lookup = Array::<_, u32>::try_from(Map::Array(pinned_map)).expect("an array");
+    for slot in [0, 1, 4_099, 65_536] {
+        let got = lookup.get(&maglev_index(2, 1, slot), 0).expect("a lookup");
+        assert_eq!(
+            got, table[slot as usize],
+            "slot {slot} as the program reads it"
+        );
+    }
+    assert_eq!(
+        lookup.get(&maglev_index(2, 0, 7), 0).expect("a lookup"),
+        0,
+        "the other copy"
+    );
+    drop(first);
+
+    // The older release's map: the same shape without the flag, holding
+    // the same slots, pinned in its place.
+    let entries = MapInfo::from_pin(&path).expect("info").max_entries();
+    let held: Vec<u32> = map_batch::lookup_array(lookup.map(), 0, entries as usize)
+        .expect("read")
+        .expect("batches");
+    let params = aya_obj::Map::new_from_params(2, 4, 4, entries, 0);
+    let old = MapData::create(params, names::MAP_MAGLEV, None).expect("an array without the flag");
+    let held: Vec<(u32, u32)> = (0..entries).zip(held).collect();
+    map_batch::update_array(&old, &held).expect("copied");
+    drop(lookup);
+    std::fs::remove_file(&path).expect("unpinned");
+    old.pin(&path).expect("pinned in its place");
+
+    let mut next = Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("the next lbd");
+    assert!(
+        next.adopted(),
+        "the state maps adopted with the older MAGLEV"
+    );
+    assert!(
+        !next.maglev.mapped(),
+        "an older release's map is written in batches"
+    );
+    assert_eq!(
+        next.read_table(2, 1, 65_537).expect("read in batches"),
+        table
+    );
+    next.write_table(2, 1, &mut [(0, 9), (65_536, 8)].into_iter())
+        .expect("written in batches");
+    let mut expected = table.clone();
+    (expected[0], expected[65_536]) = (9, 8);
+    assert_eq!(next.read_table(2, 1, 65_537).expect("read"), expected);
+    let old = Array::<_, u32>::try_from(Map::Array(old)).expect("an array");
+    assert_eq!(
+        old.get(&maglev_index(2, 1, 65_536), 0).expect("a lookup"),
+        8,
+        "in the adopted map"
+    );
 }

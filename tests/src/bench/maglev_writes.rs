@@ -1,10 +1,12 @@
 //! Maglev tables into the data plane: how long lbd's control plane takes to
 //! make a change to its VIPs' tables (a reconcile through the real
 //! `Dataplane`), and what writing those slots into the kernel's `MAGLEV`
-//! map costs one `BPF_MAP_UPDATE_BATCH` per table (lbd's way) against one
-//! update syscall per slot (lbd's way before), the same slots on the same
-//! map in the same round; and the tables read back both ways (a restart in
-//! `maglev_mode = "minimal"` reads the live ones). The changes: every VIP added to an empty data
+//! map costs three ways, the same slots on the same map in the same round:
+//! one update syscall per slot (lbd's way before), one
+//! `BPF_MAP_UPDATE_BATCH` per table (lbd's way for a map an older release
+//! pinned) and in place (lbd's way: the map is memory-mappable); and the
+//! tables read back the three ways (a restart in `maglev_mode = "minimal"`
+//! reads the live ones). The changes: every VIP added to an empty data
 //! plane (whole tables: a start, a reload that adds them), one backend
 //! shared by all of them leaving (a failed health check: about a third of
 //! each table moves) and coming back.
@@ -53,8 +55,13 @@ pub struct ReadCase {
     pub slots: u64,
     /// One lookup syscall per slot, ms.
     pub per_slot_ms: Spread,
-    /// In batches (`map_batch::lookup_array`, as lbd reads them), ms.
+    /// In batches (`map_batch::lookup_array`, lbd's way for an older
+    /// release's adopted map), ms.
     pub batched_ms: Spread,
+    /// As lbd reads them (`Dataplane::read_table`: in place), ms; None in
+    /// results from before lbd read in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_place_ms: Option<Spread>,
 }
 
 /// One change, every round.
@@ -65,12 +72,18 @@ pub struct WriteCase {
     /// Maglev slots the change wrote (all VIPs).
     pub slots: u64,
     /// The whole reconcile (tables built, backends, VIP entries, the
-    /// slots written in batches), ms.
+    /// slots written as lbd writes them), ms.
     pub apply_ms: Spread,
     /// The same slots written one update syscall per slot, ms.
     pub per_slot_ms: Spread,
-    /// The same slots written in batches (`Dataplane::write_table`), ms.
+    /// The same slots written in batches (`map_batch::update_array`, lbd's
+    /// way for an older release's adopted map), ms.
     pub batched_ms: Spread,
+    /// The same slots written as lbd writes them (`Dataplane::write_table`:
+    /// in place, the map being memory-mappable), ms; None in results from
+    /// before lbd wrote in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_place_ms: Option<Spread>,
 }
 
 /// One change's samples over the rounds, ms (`WriteCase`'s fields).
@@ -80,6 +93,7 @@ struct Samples {
     apply: Vec<f64>,
     per_slot: Vec<f64>,
     batched: Vec<f64>,
+    in_place: Vec<f64>,
 }
 
 /// The table writes of a reconcile, recorded as they pass to the data
@@ -223,13 +237,22 @@ pub fn run(vips: u32, rounds: u32) -> anyhow::Result<TableWrites> {
             case.per_slot.push(ms(started));
             let started = Instant::now();
             for (vip_id, copy, slots) in &tables {
+                let indexed: Vec<(u32, u32)> = slots
+                    .iter()
+                    .map(|(slot, b)| (maglev_index(*vip_id, *copy, *slot), *b))
+                    .collect();
+                map_batch::update_array(maglev.map(), &indexed)?;
+            }
+            case.batched.push(ms(started));
+            let started = Instant::now();
+            for (vip_id, copy, slots) in &tables {
                 bed.dataplane
                     .write_table(*vip_id, *copy, &mut slots.iter().copied())?;
             }
-            case.batched.push(ms(started));
+            case.in_place.push(ms(started));
         }
     }
-    let read_back = read_back(&maglev, vips, rounds)?;
+    let read_back = read_back(&bed, &maglev, vips, rounds)?;
     let changes: Vec<WriteCase> = changes
         .iter()
         .zip(cases)
@@ -239,17 +262,19 @@ pub fn run(vips: u32, rounds: u32) -> anyhow::Result<TableWrites> {
             apply_ms: Spread::of(&samples.apply),
             per_slot_ms: Spread::of(&samples.per_slot),
             batched_ms: Spread::of(&samples.batched),
+            in_place_ms: Some(Spread::of(&samples.in_place)),
         })
         .collect();
+    let in_place = |spread: &Option<Spread>| spread.map_or(0.0, |s| s.median);
     for c in &changes {
         eprintln!(
-            "bench: maglev writes, {vips} VIPs, {}: {} slots, reconcile {:.1} ms; slots one by one {:.1} ms, in batches {:.1} ms",
-            c.change, c.slots, c.apply_ms.median, c.per_slot_ms.median, c.batched_ms.median
+            "bench: maglev writes, {vips} VIPs, {}: {} slots, reconcile {:.1} ms; slots one by one {:.1} ms, in batches {:.1} ms, in place {:.2} ms",
+            c.change, c.slots, c.apply_ms.median, c.per_slot_ms.median, c.batched_ms.median, in_place(&c.in_place_ms)
         );
     }
     eprintln!(
-        "bench: maglev tables read back, {vips} VIPs: {} slots, one by one {:.1} ms, in batches {:.1} ms",
-        read_back.slots, read_back.per_slot_ms.median, read_back.batched_ms.median
+        "bench: maglev tables read back, {vips} VIPs: {} slots, one by one {:.1} ms, in batches {:.1} ms, in place {:.2} ms",
+        read_back.slots, read_back.per_slot_ms.median, read_back.batched_ms.median, in_place(&read_back.in_place_ms)
     );
     Ok(TableWrites {
         vips,
@@ -260,11 +285,16 @@ pub fn run(vips: u32, rounds: u32) -> anyhow::Result<TableWrites> {
     })
 }
 
-/// Reads one copy of every VIP's table both ways, `rounds` times, and
-/// checks that both read the same.
-fn read_back(maglev: &Array<MapData, u32>, vips: u32, rounds: u32) -> anyhow::Result<ReadCase> {
+/// Reads one copy of every VIP's table the three ways, `rounds` times,
+/// and checks that all read the same.
+fn read_back(
+    bed: &TestBed,
+    maglev: &Array<MapData, u32>,
+    vips: u32,
+    rounds: u32,
+) -> anyhow::Result<ReadCase> {
     let size = lb_common::consts::MAGLEV_SIZE_DEFAULT;
-    let (mut per_slot, mut batched) = (Vec::new(), Vec::new());
+    let (mut per_slot, mut batched, mut in_place) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         let started = Instant::now();
         let mut one_by_one = Vec::new();
@@ -283,11 +313,19 @@ fn read_back(maglev: &Array<MapData, u32>, vips: u32, rounds: u32) -> anyhow::Re
             in_batches.extend(table);
         }
         batched.push(ms(started));
-        anyhow::ensure!(one_by_one == in_batches, "the two reads differ");
+        let started = Instant::now();
+        let mut as_lbd = Vec::new();
+        for vip_id in 0..vips {
+            as_lbd.extend(bed.dataplane.read_table(vip_id, 0, size)?);
+        }
+        in_place.push(ms(started));
+        anyhow::ensure!(one_by_one == in_batches, "the batches read other slots");
+        anyhow::ensure!(one_by_one == as_lbd, "lbd read other slots");
     }
     Ok(ReadCase {
         slots: u64::from(vips) * u64::from(size),
         per_slot_ms: Spread::of(&per_slot),
         batched_ms: Spread::of(&batched),
+        in_place_ms: Some(Spread::of(&in_place)),
     })
 }

@@ -2,16 +2,15 @@
 //! Maglev tables), so ids and generations carry over and tracked flows
 //! keep their backends.
 
-use aya::maps::IterableMap as _;
 use lb_common::consts::{maglev_index, names, MAGLEV_SIZE_MAX, MAX_BACKENDS};
 
-use super::super::{map_error, syscall_error, AdoptedState, Dataplane, DataplaneError, Result};
-use crate::map_batch;
+use super::super::{map_error, AdoptedState, Dataplane, DataplaneError, Result};
 
 impl Dataplane {
     /// Copy `copy` of VIP `vip_id`'s table as the map holds it (`size`
-    /// slots), e.g. the live table a previous lbd left.
-    pub(crate) fn read_table(&self, vip_id: u32, copy: u32, size: u32) -> Result<Vec<u32>> {
+    /// slots), e.g. the live table a previous lbd left. Public for the
+    /// bench, which times it.
+    pub fn read_table(&self, vip_id: u32, copy: u32, size: u32) -> Result<Vec<u32>> {
         if vip_id >= self.sizes.max_vips {
             return Err(DataplaneError::OutOfRange {
                 what: "VIP id",
@@ -19,26 +18,8 @@ impl Dataplane {
                 capacity: self.sizes.max_vips,
             });
         }
-        let size = size.min(MAGLEV_SIZE_MAX);
-        let first = maglev_index(vip_id, copy, 0);
-        // Batches: one syscall per slot is about 80 ms per table on the
-        // development VM (`cargo xtask bench --only maglev`).
-        match map_batch::lookup_array(self.maglev.map(), first, size as usize) {
-            Ok(Some(table)) => Ok(table),
-            Ok(None) => (0..size)
-                .map(|slot| {
-                    self.maglev
-                        .get(&maglev_index(vip_id, copy, slot), 0)
-                        .map_err(|e| map_error("reading", names::MAP_MAGLEV, e))
-                })
-                .collect(),
-            Err(io_error) => Err(syscall_error(
-                "reading",
-                names::MAP_MAGLEV,
-                "bpf_map_lookup_batch",
-                io_error,
-            )),
-        }
+        self.maglev
+            .read(maglev_index(vip_id, copy, 0), size.min(MAGLEV_SIZE_MAX))
     }
 
     /// The VIPs and backends the adopted maps hold (empty unless adopted),

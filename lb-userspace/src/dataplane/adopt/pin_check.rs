@@ -25,6 +25,34 @@ fn flags_the_kernel_adds(map_type: u32) -> u32 {
     }
 }
 
+/// `BPF_F_MMAPABLE`: an array lbd maps into its memory.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+
+/// Flags this object gives map `name` that a map an older release pinned
+/// may lack and still fit: releases before the Maglev tables were mapped
+/// into lbd's memory pinned `MAGLEV` without `BPF_F_MMAPABLE`. Programs
+/// read it the same either way, so it is adopted with the rest (the
+/// connection table points into it), and lbd writes its tables in batches
+/// (`MaglevMap`) until a start that makes it afresh.
+fn flags_an_older_release_may_lack(name: &str) -> u32 {
+    if name == names::MAP_MAGLEV {
+        BPF_F_MMAPABLE
+    } else {
+        0
+    }
+}
+
+/// A map's shape as the fit compares it: type, key size, value size,
+/// entries, flags.
+type Shape = (u32, u32, u32, u32, u32);
+
+/// Whether a pinned map `name` read back as `have` fits `want`.
+fn fits(name: &str, have: Shape, want: Shape) -> bool {
+    let optional = flags_an_older_release_may_lack(name);
+    let (t, k, v, e, flags) = have;
+    (t, k, v, e) == (want.0, want.1, want.2, want.3) && flags | optional == want.4 | optional
+}
+
 /// What `check_pins` found of the pins a previous lbd left.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(in crate::dataplane) struct PinPlan {
@@ -92,7 +120,7 @@ pub(in crate::dataplane) fn check_pins(
                 info.map_flags() & !flags_the_kernel_adds(map_type),
             ))
         });
-        if have == Some(want) {
+        if have.is_some_and(|have| fits(name, have, want)) {
             present.push(name);
         } else if !carried.contains(&name) {
             // (A table carried over says so when it is opened.)

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use crate::bench::{
     maglev::{MaglevCase, MaglevResults},
     maglev_writes::TableWrites,
+    Spread,
 };
 
 /// Build and update costs and disruption by backend count.
@@ -60,38 +61,41 @@ pub(super) fn section(out: &mut String, maglev: &MaglevResults) {
 /// The tables written into a loaded data plane, batched against one
 /// syscall per slot.
 fn writes_section(out: &mut String, writes: &TableWrites) {
-    let _ = writeln!(out, "Into the data plane: {} VIPs (lbd's default `max_vips`) of {} backends each, tables of {} slots, reconciled through the real `Dataplane` (`Balancer::apply`: tables built, backends, VIP entries, the slots written one `BPF_MAP_UPDATE_BATCH` per table); then the slots that reconcile wrote, written again into the same map one update syscall per slot (lbd's way before) and in batches, in the same round:
-", writes.vips, writes.backends, writes.table_size);
-    let _ = writeln!(out, "| change | slots written | reconcile (ms) min / median / max | slots one by one (ms) | in batches (ms) | batches / one by one |");
-    let _ = writeln!(out, "|---|---:|---|---:|---:|---:|");
+    let _ = writeln!(out, "Into the data plane: {} VIPs (lbd's default `max_vips`) of {} backends each, tables of {} slots, reconciled through the real `Dataplane` (`Balancer::apply`: tables built, backends, VIP entries, the slots written as lbd writes them); then the slots that reconcile wrote, written again into the same map three ways in the same round: one update syscall per slot (lbd's way before), one `BPF_MAP_UPDATE_BATCH` per table (lbd's way for a `MAGLEV` an older release pinned without `BPF_F_MMAPABLE`) and in place through the mapped map (lbd's way); the last row reads every VIP's table back the same three ways:\n", writes.vips, writes.backends, writes.table_size);
+    let _ = writeln!(out, "| change | slots | reconcile (ms) min / median / max | one by one (ms) | in batches (ms) | in place (ms) | in place / one by one |");
+    let _ = writeln!(out, "|---|---:|---|---:|---:|---:|---:|");
+    // (A section measured before lbd wrote in place has no such column.)
+    let cell = |spread: Option<Spread>| {
+        spread.map_or_else(|| "–".to_owned(), |s| format!("{:.2}", s.median))
+    };
+    let ratio = |per_slot: Spread, in_place: Option<Spread>| match in_place {
+        Some(fast) if per_slot.median > 0.0 => format!("{:.4}×", fast.median / per_slot.median),
+        _ => "–".to_owned(),
+    };
     for c in &writes.changes {
-        let ratio = if c.per_slot_ms.median > 0.0 {
-            format!("{:.2}×", c.batched_ms.median / c.per_slot_ms.median)
-        } else {
-            "–".to_owned()
-        };
         let _ = writeln!(
             out,
-            "| {} | {} | {:.1} / **{:.1}** / {:.1} | {:.1} | {:.1} | {ratio} |",
+            "| {} | {} | {:.1} / **{:.1}** / {:.1} | {:.1} | {:.1} | {} | {} |",
             c.change,
             c.slots,
             c.apply_ms.min,
             c.apply_ms.median,
             c.apply_ms.max,
             c.per_slot_ms.median,
-            c.batched_ms.median
+            c.batched_ms.median,
+            cell(c.in_place_ms),
+            ratio(c.per_slot_ms, c.in_place_ms)
         );
     }
     if let Some(read) = &writes.read_back {
-        let ratio = if read.per_slot_ms.median > 0.0 {
-            format!("{:.2}×", read.batched_ms.median / read.per_slot_ms.median)
-        } else {
-            "–".to_owned()
-        };
         let _ = writeln!(
             out,
-            "| every VIP's table read back (a restart in `minimal` mode) | {} | – | {:.1} | {:.1} | {ratio} |",
-            read.slots, read.per_slot_ms.median, read.batched_ms.median
+            "| every VIP's table read back (a restart in `minimal` mode) | {} | – | {:.1} | {:.1} | {} | {} |",
+            read.slots,
+            read.per_slot_ms.median,
+            read.batched_ms.median,
+            cell(read.in_place_ms),
+            ratio(read.per_slot_ms, read.in_place_ms)
         );
     }
     let _ = writeln!(out);
@@ -256,6 +260,7 @@ mod tests {
                 apply_ms: Spread::of(&[apply]),
                 per_slot_ms: Spread::of(&[per_slot]),
                 batched_ms: Spread::of(&[batched]),
+                in_place_ms: Some(Spread::of(&[batched / 100.0])),
             }
         };
         let results = MaglevResults {
@@ -278,18 +283,18 @@ mod tests {
                     slots: 1_048_592,
                     per_slot_ms: Spread::of(&[1000.0]),
                     batched_ms: Spread::of(&[50.0]),
+                    in_place_ms: Some(Spread::of(&[2.0])),
                 }),
             }),
         };
         section(&mut out, &results);
         assert!(out.contains("Into the data plane: 16 VIPs"), "{out}");
-        assert!(
-            out.contains("| every VIP added (whole tables) | 1048592 | 120.0 / **120.0** / 120.0 | 900.0 | 90.0 | 0.10× |"),
-            "{out}"
-        );
-        assert!(
-            out.contains("| it comes back | 0 | 1.0 / **1.0** / 1.0 | 0.0 | 0.0 | – |"),
-            "{out}"
-        );
+        for row in [
+            "| every VIP added (whole tables) | 1048592 | 120.0 / **120.0** / 120.0 | 900.0 | 90.0 | 0.90 | 0.0010× |",
+            "| it comes back | 0 | 1.0 / **1.0** / 1.0 | 0.0 | 0.0 | 0.00 | – |",
+            "| every VIP's table read back (a restart in `minimal` mode) | 1048592 | – | 1000.0 | 50.0 | 2.00 | 0.0020× |",
+        ] {
+            assert!(out.contains(row), "{row}\n{out}");
+        }
     }
 }
