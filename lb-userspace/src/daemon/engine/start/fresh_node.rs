@@ -1,6 +1,7 @@
 //! Whether this start found a fresh node (no program at any hook, nothing
-//! adopted), which a failed start puts back as it was: apart because only
-//! the undo of a failed start needs it.
+//! adopted), which a failed start puts back as it was: the start asks it
+//! before it attaches (`load_and_attach`), the undo of a failed start
+//! acts on the answer (`failed_start`).
 
 use tracing::warn;
 
