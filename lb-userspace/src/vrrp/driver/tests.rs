@@ -8,7 +8,7 @@ use super::{link::LINK_QUERY_LOG_EVERY, looks::LinkRead, *};
 use crate::{
     netlink::{InterfaceAddress, LinkState},
     test_scratch::ScratchDir,
-    vrrp::{Advertisement, Counters},
+    vrrp::{Action, Advertisement, Counters, State},
 };
 
 pub(super) const SECOND: u64 = 1_000_000_000;
