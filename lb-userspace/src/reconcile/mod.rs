@@ -16,9 +16,9 @@ use tracing::{info, warn};
 
 pub use crate::vip_id::{addr_words, address_bytes, words_addr, VipId};
 use crate::{
-    config::{MaglevMode, Protocol, VipNat},
+    config::{MaglevMode, Protocol},
     dataplane::{AdoptedState, DataplaneError, MapWriter},
-    maglev::{self, MaglevBackend, MaglevError},
+    maglev::{self, MaglevError},
     map_log::MapLog,
     plan::{PlanChange, VipPlan},
     tunnel::NodeTunnel,
