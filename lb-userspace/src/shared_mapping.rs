@@ -10,6 +10,9 @@ use std::{
 
 use aya::maps::MapData;
 
+/// `BPF_F_MMAPABLE`: the flag an array needs to be mapped.
+pub(crate) const BPF_F_MMAPABLE: u32 = 1 << 10;
+
 /// A second handle on `map` through a duplicate of its fd: a reader on
 /// another thread (a census, a replication walk) maps the table through
 /// it, and its mapping outlives the loop's.

@@ -15,11 +15,8 @@ use tracing::info;
 use super::{map_error, syscall_error, DataplaneError, Result};
 use crate::{
     map_batch::{self, Updated},
-    shared_mapping::{second_handle, SharedMapping},
+    shared_mapping::{second_handle, SharedMapping, BPF_F_MMAPABLE},
 };
-
-/// `BPF_F_MMAPABLE`.
-const BPF_F_MMAPABLE: u32 = 1 << 10;
 
 /// Bytes from one slot to the next in the mapping: the kernel lays an
 /// array's values out `round_up(value_size, 8)` apart, so each 4-byte

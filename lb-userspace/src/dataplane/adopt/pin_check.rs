@@ -9,6 +9,7 @@ use tracing::{info, warn};
 use super::super::{DataplaneError, Result};
 use super::other_layouts::warn_other_layouts;
 use crate::pinning::{FormatFit, PinDir, DEPENDENT_MAPS, FORMAT_EPOCH, PINNED_MAPS, STATE_MAPS};
+use crate::shared_mapping::BPF_F_MMAPABLE;
 
 /// Flags the kernel sets on a map of `map_type` whatever it was created
 /// with, so a pinned map reads back with them: device maps are read-only
@@ -24,9 +25,6 @@ fn flags_the_kernel_adds(map_type: u32) -> u32 {
         _ => 0,
     }
 }
-
-/// `BPF_F_MMAPABLE`: an array lbd maps into its memory.
-const BPF_F_MMAPABLE: u32 = 1 << 10;
 
 /// Flags this object gives map `name` that a map an older release pinned
 /// may lack and still fit: releases before the Maglev tables were mapped

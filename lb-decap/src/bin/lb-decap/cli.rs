@@ -1,6 +1,7 @@
 //! The command line lb-decap takes (its arguments, and the man pages
-//! rendered from them), and below it what its commands do: the binary's
-//! own modules, which the library (`lib.rs`) does not declare.
+//! rendered from them), and below it what its commands do (the binary's
+//! own modules, under `src/bin/lb-decap/` as lbctl's are under
+//! lb-userspace's `src/bin/lbctl/`).
 
 mod apply_file;
 mod early_signals;
@@ -112,8 +113,8 @@ mod tests {
 
     #[test]
     fn the_default_config_is_the_packaged_conffile_and_the_units() {
-        let layout = include_str!("../../xtask/src/package/layout.rs");
-        let unit = include_str!("../../deploy/systemd/lb-decap.service");
+        let layout = include_str!("../../../../xtask/src/package/layout.rs");
+        let unit = include_str!("../../../../deploy/systemd/lb-decap.service");
         let installed = format!("path: \"{}\"", DEFAULT_CONFIG.trim_start_matches('/'));
         assert!(
             layout.contains(&format!(
