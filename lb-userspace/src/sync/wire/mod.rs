@@ -57,6 +57,7 @@
 //! reflected. Tags and proofs are compared in constant time.
 
 mod auth;
+pub mod backend_states;
 pub mod digest;
 mod frame;
 mod record;
@@ -70,6 +71,7 @@ use sha2::Sha256;
 pub(crate) use self::auth::{hello_proof, new_nonce, verify_hello_proof};
 pub use self::auth::{session, session_at, Opener, Role, Sealer, Transcript};
 use self::digest::{decode_digests, encode_digests};
+pub use self::backend_states::{BackendStateRecord, SharedState, BACKEND_STATES_VERSION};
 pub use self::digest::{VipDigest, CONFIG_DIGEST_VERSION};
 #[cfg(test)]
 pub(crate) use self::frame::frame_len;
