@@ -5,7 +5,9 @@
 //! after a backend joins every node (which moves some of them in the
 //! Maglev table), and survive when the client's packets move to another
 //! node. A NAT VIP held by VRRP in a mesh: a peer's copy of a NAT'd
-//! flow never reopens the forwarding node's closed flow. Needs root.
+//! flow never reopens the forwarding node's closed flow. An operator's
+//! drain, maintenance or undrain made on any node reaches the others,
+//! the latest change winning, also across a restart. Needs root.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -24,7 +26,7 @@ use lb_common::{
 use lb_tests::{
     http::LongStream,
     lab::{Host, Lab, LabSpec, HTTP_PORT, VIP4},
-    support::{ip, long_streams_by_move, status_on, wait_until},
+    support::{backend, ip, long_streams_by_move, status_on, wait_until},
 };
 use lb_userspace::api::flow_schema::{FlowDecision, FlowExplanation};
 use lb_userspace::daemon::replication::Topology;
@@ -288,6 +290,119 @@ fn flows_stay_on_their_backend_when_the_client_moves_to_another_node() {
         peer_line.contains("s ago") && peer_line.contains("last batch"),
         "{peer_line}"
     );
+}
+
+/// `lbctl` on `node`, which must succeed; its stderr.
+fn lbctl_stderr(lab: &Lab, node: &Host, args: &[&str]) -> String {
+    let out = lab.lbctl_on(node, args).expect("lbctl");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "lbctl {args:?} on {}: {stderr}",
+        node.name
+    );
+    stderr
+}
+
+/// The node id `node` goes by in its peers' statuses.
+fn node_id(lab: &Lab, of: &Host, seen_from: &Host) -> String {
+    let address = format!("{}:{SYNC_PORT}", of.ipv4);
+    status_on(lab, seen_from)
+        .replication
+        .and_then(|r| r.peers.into_iter().find(|p| p.address == address))
+        .and_then(|p| p.node)
+        .expect("the peer's node id")
+}
+
+/// Waits until every one of `nodes` shows `address` in `state` (the
+/// status's word), set on `from` (None: on that node itself).
+fn wait_for_state(lab: &Lab, nodes: &[&Host], address: &str, state: &str, from: &Host) {
+    wait_until(
+        &format!("{address} {state} on every node"),
+        Duration::from_secs(10),
+        || {
+            nodes.iter().all(|node| {
+                let b = backend(&status_on(lab, node), address);
+                let origin = (node.name != from.name).then(|| node_id(lab, from, node));
+                b.state.to_string() == state && b.state_from == origin
+            })
+        },
+    );
+}
+
+/// An operator's backend state made on one node reaches the others over
+/// the sync channel: a drain with its deadline, an undrain made on
+/// another node (the later change wins), a maintenance; the change's
+/// answer names no peer once all are known to take states. A node
+/// restarted (its states kept in its backend state file) takes the
+/// changes made while it was down and gives back none it held before.
+#[test]
+fn backend_states_made_on_one_node_reach_every_node() {
+    let mut lab = Lab::start_spec(LabSpec {
+        lbs: 3,
+        backends: 2,
+        static_vip: true,
+    })
+    .expect("lab");
+    lab.wait_for_backends().expect("nginx up");
+    let nodes = lab.lbs.clone();
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    for (node, name) in [(a, "lbd-a"), (b, "lbd-b"), (c, "lbd-c")] {
+        let config = mesh_config(&lab, node, &["b1", "b2"]);
+        lab.start_lbd_on(node, name, &config).expect("lbd");
+    }
+    let b1 = lab.backends[0].ipv4.to_string();
+    let b2 = lab.backends[1].ipv4.to_string();
+    // Each node knows its peers take states once they sent theirs (none
+    // held yet: an empty list, within a second or two of the session).
+    wait_until(
+        "every node to hear every peer's backend states",
+        Duration::from_secs(15),
+        || {
+            nodes.iter().all(|n| {
+                status_on(&lab, n).replication.is_some_and(|r| {
+                    r.peers.len() == 2 && r.peers.iter().all(|p| p.connected && p.node.is_some())
+                })
+            })
+        },
+    );
+    // The drain on a: b and c drain b1 too, with a's deadline.
+    let mut warned = String::new();
+    wait_until("a drain that names no peer", Duration::from_secs(10), || {
+        warned = lbctl_stderr(&lab, a, &["backend", "drain", VIP, &b1, "--timeout", "600"]);
+        !warned.contains("has not shown it does")
+    });
+    assert!(!warned.contains("per node"), "{warned}");
+    wait_for_state(&lab, &[a, b, c], &b1, "draining", a);
+    for node in [b, c] {
+        let left = backend(&status_on(&lab, node), &b1).drain_remaining_s;
+        assert!(
+            left.is_some_and(|s| (580..=600).contains(&s)),
+            "{}: {left:?}",
+            node.name
+        );
+    }
+    // Undrained on c: the later change wins everywhere.
+    lbctl_stderr(&lab, c, &["backend", "undrain", VIP, &b1]);
+    wait_for_state(&lab, &[a, b, c], &b1, "enabled", c);
+    // b2 in maintenance on b.
+    lbctl_stderr(&lab, b, &["backend", "maintenance", VIP, &b2]);
+    wait_for_state(&lab, &[a, b, c], &b2, "maintenance", b);
+
+    // c stops (a hitless restart keeps its pins and its state file); a
+    // puts b2 back in service meanwhile; the c that comes back takes it,
+    // and its own file's older maintenance goes nowhere.
+    lab.terminate("lbd-c").expect("SIGTERM lbd-c");
+    lbctl_stderr(&lab, a, &["backend", "undrain", VIP, &b2]);
+    let config = mesh_config(&lab, c, &["b1", "b2"]);
+    lab.start_lbd_on(c, "lbd-c2", &config).expect("lbd again");
+    wait_for_state(&lab, &[a, b, c], &b2, "enabled", a);
+    // And it stays so: c's next ticks send the state they took back.
+    thread::sleep(Duration::from_secs(3));
+    for node in [a, b, c] {
+        let b2_state = backend(&status_on(&lab, node), &b2).state.to_string();
+        assert_eq!(b2_state, "enabled", "{}", node.name);
+    }
 }
 
 /// The NAT address of the mesh's VRRP-held NAT VIP.

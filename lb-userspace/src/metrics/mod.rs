@@ -456,6 +456,7 @@ mod tests {
             drain_remaining_s: Some(30),
             drain_timed_out: false,
             held_s: None,
+            state_from: None,
             check: Some(check),
             runtime: false,
         };

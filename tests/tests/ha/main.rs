@@ -21,6 +21,7 @@ mod refused_start;
 mod replication;
 mod restarts;
 mod setup;
+mod shared_states;
 mod tracking;
 mod unicast;
 

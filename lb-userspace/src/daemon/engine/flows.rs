@@ -111,13 +111,15 @@ impl Engine {
     /// `Replication::roles_for_tick`). Also opens the VRRP instances'
     /// preemption hold once the peer's full dump arrived, and compares
     /// the mesh peers' Maglev inputs with this node's
-    /// (`Replication::compare_configs`).
+    /// (`Replication::compare_configs`), and shares backend states with
+    /// the peers (`shared_states`).
     pub(crate) fn sync_tick(&mut self) {
         self.replication_tick(false);
     }
 
     /// [`Self::sync_tick`], walking off the loop unless `inline`.
     fn replication_tick(&mut self, inline: bool) {
+        self.share_backend_states();
         let roles = self.replication_roles();
         if let Some(replication) = &mut self.replication {
             replication.compare_configs(&self.model);

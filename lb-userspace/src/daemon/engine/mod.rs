@@ -33,6 +33,7 @@ mod macs;
 mod nat;
 pub(crate) mod node;
 pub(crate) mod running_state;
+mod shared_states;
 mod start;
 mod stop;
 mod tracking;

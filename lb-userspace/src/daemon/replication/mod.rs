@@ -14,6 +14,7 @@
 //! A sending node walks its connection table and its NAT flow table off
 //! lbd's loop ([`walks`]).
 
+mod backend_states;
 mod drift;
 mod flow_table;
 #[cfg(test)]

@@ -118,6 +118,11 @@ pub struct BackendStatus {
     /// when not held (and from an lbd before holds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_s: Option<u64>,
+    /// The sync peer (its node id) where an operator made this state,
+    /// which this node took (backend states are shared with the sync
+    /// peers); absent when made here, or from the config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_from: Option<String>,
     /// Its health checks.
     pub check: Option<CheckStatus>,
     /// Added at run time (not in the config file).

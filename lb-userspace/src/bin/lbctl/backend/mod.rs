@@ -97,8 +97,10 @@ pub(crate) enum Command {
     },
     /// Stop new flows to a backend; established flows keep going to it.
     ///
-    /// Drains are per node: on a node that replicates to a peer, drain
-    /// the backend on the peer too (the answer says so). A backend
+    /// Drains reach the sync peers: on a node that replicates to peers,
+    /// each peer running this release takes the drain within seconds
+    /// (with its deadline); drain on a peer of an earlier release too
+    /// (the answer names any peer not known to take it). A backend
     /// already draining keeps its drain's start and deadline unless
     /// --timeout is given, which sets the new one (the answer says
     /// which): running it again (with --wait, to watch) changes nothing

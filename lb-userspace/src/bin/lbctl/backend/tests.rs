@@ -49,6 +49,7 @@ fn backend(state: BackendState, live: u64, timed_out: bool) -> BackendStatus {
         drain_remaining_s: None,
         drain_timed_out: timed_out,
         held_s: None,
+        state_from: None,
         check: None,
         runtime: false,
     }
@@ -737,7 +738,7 @@ fn the_drain_help_says_what_draining_again_does() {
     );
     assert!(help.contains("lbctl backend wait"), "{help}");
     assert!(help.contains("Idle flows"), "{help}");
-    assert!(help.contains("Drains are per node"), "{help}");
+    assert!(help.contains("Drains reach the sync peers"), "{help}");
 }
 
 /// "Drained" with idle flows left says they are still pinned to the

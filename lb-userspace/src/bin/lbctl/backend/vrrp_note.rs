@@ -13,7 +13,7 @@ use crate::output;
 /// node is not the VRRP master of the VIP's address, as the status says
 /// (one look; nothing is noted when it cannot be had). A backup forwards
 /// none of the VIP's traffic, so the flows it counts are not the
-/// master's, and drains are per node. On stderr (see
+/// master's: the wait that matters is the master's. On stderr (see
 /// [`output::warning`]); returned for the `--json` outcome line's
 /// `warnings`.
 pub(super) async fn vrrp_note(client: &Client, vip: VipId) -> Option<String> {
@@ -36,7 +36,7 @@ pub(super) fn not_master_note(instances: &[InstanceStatus], vip: VipId) -> Optio
         .master
         .map_or(String::new(), |m| format!(", master {m}"));
     Some(format!(
-        "this node is not the VRRP master of {vip}'s address (vrid {} is {}{master}): it forwards none of the VIP's traffic now, so the flows counted here are not the master's, and drains are per node: drain the backend on the master too and wait there",
+        "this node is not the VRRP master of {vip}'s address (vrid {} is {}{master}): it forwards none of the VIP's traffic now, so the flows counted here are not the master's: wait on the master (the drain reaches it over the sync channel when both share backend states; drain there too when the answer named it as not taking them)",
         instance.vrid, instance.state
     ))
 }

@@ -603,6 +603,13 @@ fn a_backend_held_after_fail_open_says_so_and_for_how_long() {
         )),
         "draining 30s"
     );
+    // A state an operator set on a sync peer names it.
+    assert_eq!(
+        state_text(&backend(
+            serde_json::json!({"state": "draining", "drain_remaining_s": 30, "state_from": "lb2/eth0"})
+        )),
+        "draining 30s from lb2/eth0"
+    );
 }
 
 #[test]

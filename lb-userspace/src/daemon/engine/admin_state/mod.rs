@@ -9,8 +9,11 @@
 //! The file is JSON: `{"version": 1, "backends": [{"vip":
 //! "198.18.0.100:80/tcp", "backend": "198.18.0.11", "state": "draining",
 //! "drain_started_unix_ms": ..., "drain_deadline_unix_ms": ...}, ...]}`;
-//! only backends that are not enabled are listed. Drain times are wall
-//! clock, so a drain's deadline keeps running while lbd is down.
+//! only backends that are not enabled are listed (and, on a node that
+//! shares backend states with sync peers, every backend whose state an
+//! operator set, with `"changed_unix_ms"`: see `shared_states`). Drain
+//! times are wall clock, so a drain's deadline keeps running while lbd
+//! is down.
 //!
 //! Its parts: `location` (where the file lies, and where a config before
 //! kept it), `file_format` (the JSON and the states it records),
@@ -27,17 +30,24 @@ mod tests;
 pub(crate) use location::backend_state_file;
 pub(super) use location::state_file_named;
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use tracing::warn;
 
+pub(super) use file_format::{
+    drain_deadline_at, drain_start_at, snapshot_with, unix_ms, unix_ms_at, Snapshot,
+};
+
 use self::{
-    file_format::{snapshot, Recorded, Snapshot},
+    file_format::Recorded,
     file_io::{read, read_written_by_last, write},
     location::left_behind,
 };
-use super::{backends_writer, running_state::Writer, Engine};
-use crate::{config::Config, model::Model};
+use super::{backends_writer, running_state::Writer, shared_states::Stamps, Engine};
+use crate::{config::Config, model::Model, sync::wire::BackendStateRecord};
 
 /// The engine's record of what the backend state file holds.
 #[derive(Debug, Default)]
@@ -52,6 +62,15 @@ pub(crate) struct AdminRecord {
     /// Where the file's writer is named, and this lbd (None: no file, or
     /// a record made without a start, in tests): see `backends_writer`.
     writer: Option<(PathBuf, Writer)>,
+    /// When each backend's state was made, for the sync peers it is
+    /// shared with (empty on a node that shares none).
+    pub(super) stamps: Stamps,
+    /// Whether this node shares backend states with sync peers (it has
+    /// replication): only then are changes stamped.
+    pub(super) shares: bool,
+    /// The states last given to the sync peers, and their records (see
+    /// `shared_states`).
+    pub(super) shared: Option<(Snapshot, Arc<[BackendStateRecord]>)>,
 }
 
 impl AdminRecord {
@@ -99,6 +118,9 @@ impl AdminRecord {
             recorded: None,
             found,
             writer,
+            stamps: Stamps::new(),
+            shares: super::shared_states::shares_backend_states(config),
+            shared: None,
         })
     }
 }
@@ -109,11 +131,15 @@ impl Engine {
     /// be written, and the change must then be refused (a state a restart
     /// would forget is no state). Nothing is written when they are
     /// already recorded.
-    pub(super) fn record_admin_states(&mut self, next: &Model) -> Result<(), String> {
+    pub(super) fn record_admin_states(
+        &mut self,
+        next: &Model,
+        stamps: &Stamps,
+    ) -> Result<(), String> {
         let Some(path) = self.admin.path.clone() else {
             return Ok(());
         };
-        let wanted = snapshot(next);
+        let wanted = snapshot_with(next, stamps);
         if self.admin.recorded.as_ref() == Some(&wanted) {
             return Ok(());
         }
@@ -128,9 +154,11 @@ impl Engine {
     /// and the next change tries again.
     pub(super) fn follow_admin_states(&mut self) {
         let model = std::mem::take(&mut self.model);
-        if let Err(error) = self.record_admin_states(&model) {
+        let stamps = std::mem::take(&mut self.admin.stamps);
+        if let Err(error) = self.record_admin_states(&model, &stamps) {
             warn!(%error, "the backend state file does not match the running backends");
         }
         self.model = model;
+        self.admin.stamps = stamps;
     }
 }

@@ -4,18 +4,21 @@
 
 use std::{
     net::IpAddr,
-    time::{Duration, Instant, SystemTime},
+    time::{Instant, SystemTime},
 };
 
 use tracing::info;
 
 use super::{
-    file_format::{snapshot, unix_ms, Recorded},
+    file_format::{drain_deadline_at, drain_start_at, snapshot_with, unix_ms, Recorded},
     AdminRecord,
 };
 use crate::{
-    daemon::engine::BackendKey,
-    model::{is_checked, AdminState, BackendState, Model, MAX_DRAIN_TIMEOUT},
+    daemon::engine::{
+        shared_states::{Stamp, Stamps},
+        BackendKey,
+    },
+    model::{is_checked, AdminState, BackendState, Model},
     vip_id::VipId,
 };
 
@@ -26,6 +29,7 @@ impl AdminRecord {
     pub(crate) fn restore(&mut self, model: &mut Model, now: Instant) {
         let found = std::mem::take(&mut self.found);
         let outcome = restore(model, &found, now, SystemTime::now());
+        self.stamps = outcome.stamps.clone();
         for (key, state) in &outcome.restored {
             info!(vip = %key.0, backend = %key.1, %state, "backend state restored from before this start");
         }
@@ -36,7 +40,10 @@ impl AdminRecord {
             info!(path = %path.display(), restored = outcome.restored.len(), dropped = outcome.dropped.len(), "backend states read");
         }
         // Dropped ones are written out by the first commit.
-        self.recorded = outcome.dropped.is_empty().then(|| snapshot(model));
+        self.recorded = outcome
+            .dropped
+            .is_empty()
+            .then(|| snapshot_with(model, &self.stamps));
     }
 }
 
@@ -47,6 +54,9 @@ pub(super) struct Restored {
     pub(super) restored: Vec<(BackendKey, BackendState)>,
     /// Recorded states of backends the model does not have.
     pub(super) dropped: Vec<(String, IpAddr, BackendState)>,
+    /// When the restored states (enabled ones included) were made, where
+    /// the file says (a node that shares them with sync peers).
+    pub(super) stamps: Stamps,
 }
 
 /// Gives the backends of `model` the states `found` records, with the
@@ -73,27 +83,34 @@ pub(super) fn restore(
             let backend = vip.backends.get_mut(&address)?;
             Some((&vip.config, backend))
         }) else {
-            out.dropped
-                .push((entry.vip.clone(), entry.backend, entry.state));
+            // An enabled entry is only a time (see `shared_states`): a
+            // backend no longer configured has nothing to lose with it.
+            if entry.state != BackendState::Enabled {
+                out.dropped
+                    .push((entry.vip.clone(), entry.backend, entry.state));
+            }
             continue;
         };
+        if let (Some(key), Some(unix_ms)) = (key, entry.changed_unix_ms) {
+            out.stamps.insert(
+                key,
+                Stamp {
+                    unix_ms,
+                    from: None,
+                },
+            );
+        }
         let admin = match entry.state {
             BackendState::Enabled => continue,
             BackendState::Maintenance => AdminState::Maintenance,
-            BackendState::Draining => {
-                let ago = entry
+            BackendState::Draining => AdminState::Draining {
+                since: entry
                     .drain_started_unix_ms
-                    .map_or(0, |at| wall_ms.saturating_sub(at));
-                let since = now.checked_sub(Duration::from_millis(ago)).unwrap_or(now);
-                // A deadline no later than a week from now (the longest a
-                // drain may ask for), so a clock set back cannot push it
-                // out of reach.
-                let deadline = entry.drain_deadline_unix_ms.map(|at| {
-                    let left = Duration::from_millis(at.saturating_sub(wall_ms));
-                    now + left.min(MAX_DRAIN_TIMEOUT)
-                });
-                AdminState::Draining { since, deadline }
-            }
+                    .map_or(now, |at| drain_start_at(at, now, wall_ms)),
+                deadline: entry
+                    .drain_deadline_unix_ms
+                    .map(|at| drain_deadline_at(at, now, wall_ms)),
+            },
         };
         backend.admin = admin;
         backend.drain_timed_out = entry.drain_timed_out && admin == AdminState::Maintenance;

@@ -4,14 +4,18 @@ use std::{
 };
 
 use super::{
-    file_format::{decode, encode, snapshot, Snapshot},
+    file_format::{decode, encode, snapshot, snapshot_with, Snapshot},
     file_io::{read, write},
     location::left_behind,
     restore::restore,
     *,
 };
 use crate::{
-    daemon::engine::{node, BackendKey},
+    daemon::engine::{
+        node,
+        shared_states::{Stamp, Stamps},
+        BackendKey,
+    },
     model::{AdminState, BackendState, Edit},
     test_scratch::ScratchDir,
 };
@@ -371,4 +375,53 @@ fn each_lbd_on_a_host_has_a_file_of_its_own() {
     files.extend([plain("lbd.sock"), plain("lbd-eth1.sock")]);
     let distinct: std::collections::BTreeSet<&PathBuf> = files.iter().collect();
     assert_eq!(distinct.len(), files.len(), "{files:?}");
+}
+
+/// On a node that shares backend states with sync peers, the file keeps
+/// when each state was made, an enabled backend's too (its entry is only
+/// that time), and the next lbd gets the times back with the states; an
+/// enabled entry of a backend no longer configured is dropped without a
+/// word. Without stamps the file is as before (no `changed_unix_ms`).
+#[test]
+fn the_times_states_were_made_come_back_with_them() {
+    let scratch = ScratchDir::new("backends-stamps");
+    let config = config(scratch.path());
+    let now = Instant::now();
+    let mut model = Model::from_config(&config);
+    let (b1, b2) = (key(&model, "198.18.0.11"), key(&model, "198.18.0.12"));
+    model.apply(&Edit::Maintenance(b2.0, b2.1), now).unwrap();
+    let plain = encode(&snapshot(&model), now, SystemTime::now());
+    assert!(!plain.contains("changed_unix_ms"), "{plain}");
+    let mut stamps = Stamps::new();
+    let made = |unix_ms| Stamp {
+        unix_ms,
+        from: None,
+    };
+    stamps.insert(b1, made(1_700_000_000_000));
+    stamps.insert(b2, made(1_700_000_001_000));
+    let gone: BackendKey = (b1.0, "198.18.0.99".parse().unwrap());
+    stamps.insert(gone, made(1_700_000_002_000));
+    let wanted = snapshot_with(&model, &stamps);
+    assert_eq!(wanted.len(), 2, "the enabled b1 with its time, b2; not a backend not served");
+    let text = encode(&wanted, now, SystemTime::now());
+    let mut found = decode(&text).unwrap();
+    // A file with the entry of a backend the config no longer has.
+    let mut extra = found[0].clone();
+    extra.backend = gone.1;
+    found.push(extra);
+    let mut next = Model::from_config(&config);
+    let outcome = restore(&mut next, &found, now, SystemTime::now());
+    assert!(outcome.dropped.is_empty(), "{outcome:?}");
+    assert_eq!(outcome.restored.len(), 1, "b2's maintenance");
+    assert_eq!(next.backend(&b2.0, b2.1).unwrap().admin, AdminState::Maintenance);
+    assert_eq!(next.backend(&b1.0, b1.1).unwrap().admin, AdminState::Enabled);
+    assert_eq!(
+        outcome.stamps.get(&b1).map(|s| s.unix_ms),
+        Some(1_700_000_000_000)
+    );
+    assert_eq!(
+        outcome.stamps.get(&b2).map(|s| s.unix_ms),
+        Some(1_700_000_001_000)
+    );
+    assert!(!outcome.stamps.contains_key(&gone));
 }

@@ -118,7 +118,12 @@ impl Engine {
         // a VIP left with no backend for new flows, and a backend state
         // that the peers this node replicates to do not share.
         let mut brought = edit_warnings(&self.model, &next, &self.config, edit);
-        brought.extend(per_node_warning(edit, &self.config));
+        brought.extend(per_node_warning(
+            edit,
+            &self.config,
+            self.admin.shares,
+            &self.peers_taking_states(),
+        ));
         let mut awaiting = next.newly_awaiting_checks(&self.model);
         awaiting.extend(self.announced_without_backends(&self.model, &next));
         // The running configuration is recorded for the next lbd first
@@ -137,8 +142,11 @@ impl Engine {
             edit,
             Edit::Drain { .. } | Edit::Maintenance(..) | Edit::Enable(..)
         );
+        // On a node that shares backend states with sync peers, the
+        // change is stamped (see `shared_states`).
+        let stamps = self.stamps_after(edit, &next);
         if admin && !dry_run {
-            if let Err(why) = self.record_admin_states(&next) {
+            if let Err(why) = self.record_admin_states(&next, &stamps) {
                 warn!(error = %why, "backend state change refused");
                 self.put_back_tunnel(tunnel);
                 self.follow_running();
@@ -155,6 +163,9 @@ impl Engine {
             self.follow_running();
         }
         let (plan, report) = committed?;
+        if admin && !dry_run {
+            self.admin.stamps = stamps;
+        }
         let mut warnings: Vec<String> = match edit {
             Edit::AddVip(vip) => self.vip_address_left_behind(vip).into_iter().collect(),
             Edit::RemoveVip(id) => self

@@ -667,34 +667,52 @@ fn a_drain_on_a_replicating_node_says_drains_are_per_node() {
         backend: b,
         timeout_s: None,
     };
-    assert_eq!(per_node_warning(&drain, &config("dsr-l2")), None);
+    assert_eq!(per_node_warning(&drain, &config("dsr-l2"), false, &[]), None);
     let pair = Config::from_toml_str(
         "interface = \"eth0\"\n[[vrrp]]\nvrid = 51\naddresses = [\"198.18.0.100\"]\nsync_listen = \"198.18.2.11:7000\"\nsync_peer = \"198.18.2.12:7000\"\nsync_key_file = \"/k\"\n",
         "lbd.toml",
     )
     .unwrap();
-    let warning = per_node_warning(&drain, &pair).expect("a warning");
+    let warning = per_node_warning(&drain, &pair, false, &[]).expect("a warning");
     assert!(
         warning.starts_with("drains are per node: drain 198.19.2.11 on 198.18.2.12 too"),
         "{warning}"
     );
-    let maintenance = per_node_warning(&Edit::Maintenance(id, b), &pair).expect("a warning");
+    let maintenance = per_node_warning(&Edit::Maintenance(id, b), &pair, false, &[]).expect("a warning");
     assert!(
         maintenance.starts_with(
             "maintenance is per node: put 198.19.2.11 in maintenance on 198.18.2.12 too"
         ),
         "{maintenance}"
     );
-    assert!(per_node_warning(&Edit::Enable(id, b), &pair).is_some());
-    assert_eq!(per_node_warning(&Edit::SetWeight(id, b, 0), &pair), None);
+    assert!(per_node_warning(&Edit::Enable(id, b), &pair, false, &[]).is_some());
+    assert_eq!(per_node_warning(&Edit::SetWeight(id, b, 0), &pair, false, &[]), None);
     let mesh = Config::from_toml_str(
         "interface = \"eth0\"\n[sync]\nlisten = \"198.18.2.11:7946\"\npeers = [\"198.18.2.13:7946\", \"198.18.2.12:7946\"]\nkey_file = \"/k\"\n",
         "lbd.toml",
     )
     .unwrap();
-    let warning = per_node_warning(&drain, &mesh).expect("a warning");
+    let warning = per_node_warning(&drain, &mesh, false, &[]).expect("a warning");
     assert!(
         warning.contains("on 198.18.2.12, 198.18.2.13 too"),
         "{warning}"
     );
+    // A node that shares backend states warns only of the peers not known
+    // to take them, and says so.
+    let p12: std::net::IpAddr = "198.18.2.12".parse().unwrap();
+    let p13: std::net::IpAddr = "198.18.2.13".parse().unwrap();
+    assert_eq!(per_node_warning(&drain, &mesh, true, &[p12, p13]), None);
+    assert_eq!(per_node_warning(&drain, &pair, true, &[p12]), None);
+    let warning = per_node_warning(&drain, &mesh, true, &[p13]).expect("a warning");
+    assert!(
+        warning.starts_with("drains are shared with the sync peers that take them, and 198.18.2.12 has not shown it does"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("drain 198.19.2.11 on 198.18.2.12 too") && !warning.contains("198.18.2.13"),
+        "{warning}"
+    );
+    // Peers known to take them count only on a node that shares.
+    let warning = per_node_warning(&drain, &mesh, false, &[p12, p13]).expect("a warning");
+    assert!(warning.contains("on 198.18.2.12, 198.18.2.13 too"), "{warning}");
 }

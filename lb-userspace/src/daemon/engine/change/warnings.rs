@@ -1,7 +1,9 @@
 //! The warnings a change brings of the VIPs it touches: the file's own
 //! warnings a reload or an edit adds (none repeated), a VIP left with no
-//! backend for new flows, and backend states that stay per node on a node
-//! that replicates.
+//! backend for new flows, and backend states that a peer of a node that
+//! replicates may not share.
+
+use std::net::IpAddr;
 
 use crate::{
     config::Config,
@@ -95,11 +97,18 @@ fn takes_no_new_flows(vip: &crate::model::VipModel) -> bool {
 
 /// The warning for a drain, maintenance or undrain on a node that
 /// replicates its flows to peers (`[[vrrp]] sync_peer`, `[sync]`
-/// peers): backend states are per node (replication carries flows and
-/// NAT translations, not drains), so a peer that becomes master, or that
-/// the routers send flows to, still sends new flows to a backend drained
-/// here, and a drain's deadline fires only here.
-pub(super) fn per_node_warning(edit: &Edit, running: &Config) -> Option<String> {
+/// peers) when some peer may not share the state: a peer that becomes
+/// master, or that the routers send flows to, would still send new flows
+/// to a backend drained here, and a drain's deadline would fire only
+/// here. A node that shares backend states (see `shared_states`) warns
+/// only of the peers not known to take them (`taking`: their lbd sent
+/// its own); one that shares none (no sync listener or key) of all.
+pub(super) fn per_node_warning(
+    edit: &Edit,
+    running: &Config,
+    shares: bool,
+    taking: &[IpAddr],
+) -> Option<String> {
     let (vip, backend, what, todo, command) = match edit {
         Edit::Drain { vip, backend, .. } => (
             vip,
@@ -124,22 +133,31 @@ pub(super) fn per_node_warning(edit: &Edit, running: &Config) -> Option<String> 
         ),
         _ => return None,
     };
-    let mut peers: Vec<String> = running
+    let mut peers: Vec<IpAddr> = running
         .vrrp
         .iter()
         .filter_map(|v| v.sync_peer)
         .chain(running.sync.iter().flat_map(|s| s.peers.iter().copied()))
-        .map(|peer| peer.ip().to_string())
+        .map(|peer| peer.ip())
+        .filter(|peer| !(shares && taking.contains(peer)))
         .collect();
     peers.sort();
     peers.dedup();
     if peers.is_empty() {
         return None;
     }
-    Some(format!(
-        "{what} per node: {todo} on {} too (`lbctl backend {command} {vip} {backend}` there): replication copies flows, not backend states, so a peer that takes over the VIP (or that the routers send to) still treats {backend} as before, and a drain's deadline ends it only on the node that has it",
-        peers.join(", ")
-    ))
+    let names: Vec<String> = peers.iter().map(ToString::to_string).collect();
+    let names = names.join(", ");
+    let command = format!("`lbctl backend {command} {vip} {backend}` there");
+    Some(if shares {
+        format!(
+            "{what} shared with the sync peers that take them, and {names} has not shown it does (its sync session is down, or its lbd predates backend-state sharing, sync protocol 4): a peer whose session comes up gets this state then, but one that predates it keeps its own, so that a node that takes over the VIP (or that the routers send to) would still treat {backend} as before: if it predates it, {todo} on {names} too ({command})"
+        )
+    } else {
+        format!(
+            "{what} per node: {todo} on {names} too ({command}): replication copies flows, not backend states, so a peer that takes over the VIP (or that the routers send to) still treats {backend} as before, and a drain's deadline ends it only on the node that has it"
+        )
+    })
 }
 
 /// One of the file's warnings of one of its VIPs (see [`warnings_brought`]).

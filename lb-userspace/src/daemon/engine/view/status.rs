@@ -156,6 +156,11 @@ impl Engine {
                         } => Some(deadline.saturating_duration_since(now).as_secs()),
                         _ => None,
                     },
+                    state_from: self
+                        .admin
+                        .stamps
+                        .get(&(*id, *address))
+                        .and_then(|stamp| stamp.from.as_deref().map(str::to_owned)),
                     check,
                     runtime: backend.runtime,
                 });
