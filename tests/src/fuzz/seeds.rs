@@ -206,6 +206,34 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             }])
             .expect("seed config digest"),
     );
+    let state = |backend: &str, state, started, deadline| wire::BackendStateRecord {
+        vip: ip("198.18.0.100"),
+        port: 80,
+        protocol: 6,
+        backend: ip(backend),
+        state,
+        changed_unix_ms: 1_700_000_000_000,
+        drain_started_unix_ms: started,
+        drain_deadline_unix_ms: deadline,
+        drain_timed_out: false,
+    };
+    session.extend(
+        sealer
+            .backend_states(&[
+                state("198.18.0.11", wire::SharedState::Enabled, 0, None),
+                state(
+                    "198.18.0.12",
+                    wire::SharedState::Draining,
+                    1_700_000_000_000,
+                    Some(1_700_000_300_000),
+                ),
+                wire::BackendStateRecord {
+                    drain_timed_out: true,
+                    ..state("198.18.0.13", wire::SharedState::Maintenance, 0, None)
+                },
+            ])
+            .expect("seed backend states"),
+    );
     add("sync_frame", "session", session);
     let tuple = |src: &str, dst: &str, sport, dport| NatTuple {
         src: ip(src),

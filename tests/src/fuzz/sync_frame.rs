@@ -22,8 +22,8 @@ pub(super) fn sync_transcript() -> Transcript<'static> {
 /// are split off one by one; each body opens (as the backup's opener of the
 /// fixed test session would) or fails without a panic, and decodes to a
 /// message that encodes back to the same bytes, or fails; a decoded Batch,
-/// NatBatch, Heartbeat or ConfigDigest sealed by the master's side opens on
-/// the backup's side to the same message.
+/// NatBatch, Heartbeat, ConfigDigest or BackendStates sealed by the
+/// master's side opens on the backup's side to the same message.
 pub fn sync_frame(data: &[u8]) {
     let transcript = sync_transcript();
     let (mut sealer, _) = wire::session(SYNC_KEY, Role::Master, &transcript).expect("session");
@@ -57,6 +57,7 @@ pub fn sync_frame(data: &[u8]) {
             } => sealer.nat_batch(*full_sync, *last, records),
             Message::Heartbeat { .. } => sealer.heartbeat(),
             Message::ConfigDigest { vips, .. } => sealer.config_digest(vips),
+            Message::BackendStates { states, .. } => sealer.backend_states(states),
             Message::Hello { .. } | Message::HelloAck { .. } => continue,
         }
         .expect("a decoded message seals");
@@ -88,6 +89,7 @@ pub fn sync_frame(data: &[u8]) {
                 records,
             },
             Message::ConfigDigest { vips, .. } => Message::ConfigDigest { seq, vips },
+            Message::BackendStates { states, .. } => Message::BackendStates { seq, states },
             _ => Message::Heartbeat { seq },
         };
         assert_eq!(opened, expected);

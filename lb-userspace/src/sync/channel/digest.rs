@@ -188,7 +188,10 @@ mod tests {
     #[tokio::test]
     async fn a_backup_keeps_what_a_master_sends_and_each_change() {
         let (_listener, sender, stats, peers) = session(Versions::RELEASE, Versions::RELEASE).await;
-        assert_eq!(sender.protocol_version(), Some(CONFIG_DIGEST_VERSION));
+        assert_eq!(
+            sender.protocol_version(),
+            Some(crate::sync::wire::PROTOCOL_VERSION)
+        );
         sender.set_config_digests(digests(1));
         wait_for(&peers, Some(digests(1))).await;
         sender.set_config_digests(digests(2));

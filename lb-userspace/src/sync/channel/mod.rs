@@ -14,6 +14,7 @@
 //! frame and reads until the peer closes its own, so nothing written is
 //! lost to a reset.
 
+mod backend_states;
 mod digest;
 mod listen;
 mod own_nonces;
@@ -24,6 +25,7 @@ mod slots;
 #[cfg(test)]
 mod tests;
 
+pub use backend_states::{PeerBackendStates, STATES_EXPIRY};
 pub use digest::{PeerDigests, DIGEST_EXPIRY};
 pub use listen::{listen, listen_for, BatchKind, ListenerHandle, ReceivedBatch};
 pub use sender::{Closed, Sender};

@@ -16,6 +16,7 @@ use tokio::{
 use tracing::{debug, error, info, trace, warn};
 
 use super::{
+    backend_states::{BackendStatesOut, PeerBackendStates},
     digest::{DigestOut, PeerDigests},
     own_nonces,
     queue::{InFlight, QueuedBatch, Records, SendQueue},
@@ -466,6 +467,8 @@ struct Incoming<'a> {
     version: u16,
     /// Where a ConfigDigest goes (None: dropped).
     digests: Option<&'a PeerDigests>,
+    /// Where a BackendStates goes (None: dropped).
+    backend_states: Option<&'a PeerBackendStates>,
 }
 
 impl Incoming<'_> {
@@ -502,6 +505,8 @@ pub(super) struct Outgoing<'a> {
     pub(super) progress: &'a Progress,
     /// The config digests to send (see `digest`).
     pub(super) digest: DigestOut,
+    /// The backend states to send (see `backend_states`).
+    pub(super) backend_states: BackendStatesOut,
 }
 
 /// How long a master's session was healthy, for its sender's backoff: up
@@ -580,6 +585,7 @@ where
     let delivery = Delivery {
         batches,
         digests: None,
+        backend_states: None,
     };
     run_session_with(rd, wr, session, delivery, outgoing, stats, timing).await
 }
@@ -591,9 +597,11 @@ pub(super) struct Delivery<'a> {
     pub(super) batches: Option<&'a mpsc::Sender<ReceivedBatch>>,
     /// Config digests, kept by node id (None: dropped).
     pub(super) digests: Option<&'a PeerDigests>,
+    /// Backend states, kept by node id (None: dropped).
+    pub(super) backend_states: Option<&'a PeerBackendStates>,
 }
 
-/// [`run_session`], delivering config digests too.
+/// [`run_session`], delivering config digests and backend states too.
 pub(super) async fn run_session_with<R, W>(
     rd: &mut R,
     wr: &mut W,
@@ -607,7 +615,11 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let Delivery { batches, digests } = delivery;
+    let Delivery {
+        batches,
+        digests,
+        backend_states,
+    } = delivery;
     let Session {
         peer_id,
         sealer,
@@ -620,6 +632,7 @@ where
         peer: &peer_id,
         version,
         digests,
+        backend_states,
     });
     let progress = outgoing.as_ref().map(|out| out.progress);
     let read = read_loop(rd, opener, incoming, progress, stats, timing);
@@ -682,6 +695,18 @@ where
                 trace!(seq, vips = vips.len(), "config digest received");
                 if let Some(digests) = incoming.digests {
                     digests.record(incoming.peer, vips);
+                }
+            }
+            Message::BackendStates { seq, states } => {
+                let Some(incoming) = incoming else {
+                    return Err(SyncError::Unexpected {
+                        kind: "BackendStates",
+                        phase: "session (a backup sends no backend states)",
+                    });
+                };
+                trace!(seq, states = states.len(), "backend states received");
+                if let Some(backend_states) = incoming.backend_states {
+                    backend_states.record(incoming.peer, states);
                 }
             }
             message @ (Message::Batch { .. } | Message::NatBatch { .. }) => {
@@ -811,6 +836,11 @@ where
         let seq = sealer.next_seq().saturating_sub(1);
         by_close_deadline(write_frame_timed(wr, &frame, timing), &mut out.closing).await?;
         trace!(seq, "config digest sent");
+    }
+    if let Some(frame) = out.backend_states.due(sealer)? {
+        let seq = sealer.next_seq().saturating_sub(1);
+        by_close_deadline(write_frame_timed(wr, &frame, timing), &mut out.closing).await?;
+        trace!(seq, "backend states sent");
     }
     Ok(())
 }

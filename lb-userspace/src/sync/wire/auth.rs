@@ -11,10 +11,10 @@ use hmac::Mac;
 use sha2::{Digest, Sha256};
 
 use super::{
-    encode_batch, encode_config_digest, encode_heartbeat, encode_nat_batch, frame::frame_header,
-    AuthError, HmacSha256, Message, Nonce, Reader, Tag, VipDigest, WireError,
-    CONFIG_DIGEST_VERSION, FRAME_HEADER_LEN, NAT_BATCH_VERSION, PROOF_LABEL, PROTOCOL_VERSION,
-    TAG_LABEL, TAG_LEN,
+    encode_backend_states_message, encode_batch, encode_config_digest, encode_heartbeat,
+    encode_nat_batch, frame::frame_header, AuthError, BackendStateRecord, HmacSha256, Message,
+    Nonce, Reader, Tag, VipDigest, WireError, BACKEND_STATES_VERSION, CONFIG_DIGEST_VERSION,
+    FRAME_HEADER_LEN, NAT_BATCH_VERSION, PROOF_LABEL, PROTOCOL_VERSION, TAG_LABEL, TAG_LEN,
 };
 use crate::sync::{FlowRecord, NatFlowRecord, SyncError};
 
@@ -211,6 +211,19 @@ impl Sealer {
         self.seal(|seq, out| encode_config_digest(out, seq, vips))
     }
 
+    /// A sealed BackendStates frame; refused in a session below
+    /// [`BACKEND_STATES_VERSION`] (a peer of an earlier release keeps its
+    /// own states), and for a record that breaks the encoding's rules.
+    pub fn backend_states(&mut self, states: &[BackendStateRecord]) -> Result<Vec<u8>, WireError> {
+        if self.version < BACKEND_STATES_VERSION {
+            return Err(WireError::NotInVersion {
+                what: "BackendStates",
+                version: self.version,
+            });
+        }
+        self.seal(|seq, out| encode_backend_states_message(out, seq, states))
+    }
+
     fn seal(
         &mut self,
         encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), WireError>,
@@ -250,7 +263,8 @@ impl Opener {
     }
 
     /// Checks a sealed frame's body (tag, then sequence number) and
-    /// decodes its message, a Batch, NatBatch or Heartbeat. Never panics.
+    /// decodes its message, a Batch, NatBatch, Heartbeat, ConfigDigest or
+    /// BackendStates, each only at a version that has it. Never panics.
     pub fn open(&mut self, body: &[u8]) -> Result<Message, SyncError> {
         let split = body
             .len()
@@ -294,10 +308,18 @@ impl Opener {
                 }
                 .into())
             }
+            Message::BackendStates { .. } if self.version < BACKEND_STATES_VERSION => {
+                return Err(WireError::NotInVersion {
+                    what: decoded.kind(),
+                    version: self.version,
+                }
+                .into())
+            }
             Message::Batch { .. }
             | Message::NatBatch { .. }
             | Message::Heartbeat { .. }
-            | Message::ConfigDigest { .. } => {}
+            | Message::ConfigDigest { .. }
+            | Message::BackendStates { .. } => {}
             Message::Hello { .. } | Message::HelloAck { .. } => {
                 return Err(SyncError::Unexpected {
                     kind: decoded.kind(),

@@ -20,6 +20,9 @@
 //!   records (see [`nat_record`](super::nat_record)) instead of flow records
 //! - `6` ConfigDigest (version 3): per VIP, a digest of the sender's
 //!   Maglev inputs (see [`digest`])
+//! - `7` BackendStates (version 4): the operator's backend states
+//!   (drain, maintenance, enable) as the sender holds them, with when
+//!   each was made (see [`backend_states`])
 //!
 //! A record is [`RECORD_LEN`] bytes: `vip addr | vip_port u16 | protocol
 //! u8 | client addr | client_port u16 | backend addr | age_ms u32 | flags
@@ -31,12 +34,14 @@
 //!
 //! # Versions
 //! A change to the messages bumps [`PROTOCOL_VERSION`]; version 2 added
-//! NatBatch, version 3 ConfigDigest. A node speaks a range of versions
-//! ([`Versions`]: this release 1 to 3) and a session runs at the highest both ends speak, so
-//! nodes of different releases keep replicating (a session below
-//! [`NAT_BATCH_VERSION`] carries no NAT'd flows), and a peer never reads a
-//! message it does not know. The master's Hello offers a version; the
-//! backup reads it before it answers, with the session's version (a
+//! NatBatch, version 3 ConfigDigest, version 4 BackendStates. A node
+//! speaks a range of versions ([`Versions`]: this release 1 to 4) and a
+//! session runs at the highest both ends speak, so nodes of different
+//! releases keep replicating (a session below [`NAT_BATCH_VERSION`]
+//! carries no NAT'd flows, one below [`BACKEND_STATES_VERSION`] no
+//! backend states), and a peer never reads a message it does not know.
+//! The master's Hello offers a version; the backup reads it before it
+//! answers, with the session's version (a
 //! backup of an earlier release speaks one version, answers with it and
 //! closes if the offer differs: the master then offers that one). Each
 //! end's range is authenticated by a mark at the end of its nonce (see
@@ -70,8 +75,9 @@ use sha2::Sha256;
 
 pub(crate) use self::auth::{hello_proof, new_nonce, verify_hello_proof};
 pub use self::auth::{session, session_at, Opener, Role, Sealer, Transcript};
-use self::digest::{decode_digests, encode_digests};
+use self::backend_states::{decode_backend_states, encode_backend_states, MAX_BACKEND_STATES};
 pub use self::backend_states::{BackendStateRecord, SharedState, BACKEND_STATES_VERSION};
+use self::digest::{decode_digests, encode_digests};
 pub use self::digest::{VipDigest, CONFIG_DIGEST_VERSION};
 #[cfg(test)]
 pub(crate) use self::frame::frame_len;
@@ -126,6 +132,8 @@ const MSG_BATCH: u8 = 3;
 const MSG_HEARTBEAT: u8 = 4;
 const MSG_NAT_BATCH: u8 = 5;
 const MSG_CONFIG_DIGEST: u8 = 6;
+/// BackendStates' type byte (version 4).
+const MSG_BACKEND_STATES: u8 = 7;
 /// Header of a Batch message: type, seq, flags, count.
 const BATCH_HEADER_LEN: usize = 1 + 8 + 1 + 2;
 const PROOF_LABEL: &[u8] = b"lbd-sync/1 hello\0";
@@ -136,6 +144,12 @@ const _: () = assert!(BATCH_HEADER_LEN + MAX_BATCH_RECORDS * RECORD_LEN + TAG_LE
 const _: () =
     assert!(BATCH_HEADER_LEN + MAX_BATCH_RECORDS * NAT_RECORD_LEN + TAG_LEN <= MAX_FRAME_LEN);
 const _: () = assert!(MAX_BATCH_RECORDS <= u16::MAX as usize);
+// The largest sealed BackendStates (type, seq, count, records) must fit
+// in a frame, and its count in a u16.
+const _: () = assert!(
+    1 + 8 + 2 + MAX_BACKEND_STATES * backend_states::BACKEND_STATE_LEN + TAG_LEN <= MAX_FRAME_LEN
+);
+const _: () = assert!(MAX_BACKEND_STATES <= u16::MAX as usize);
 const _: () = assert!(MAX_NODE_ID_LEN <= u8::MAX as usize);
 // A HelloAck (type byte and proof) fits in a handshake frame.
 const _: () = assert!(TAG_LEN < MAX_HANDSHAKE_FRAME_LEN);
@@ -201,6 +215,19 @@ pub enum WireError {
     /// A batch's flags have bits this version does not know.
     #[error("batch flags {0:#04x} have unknown bits")]
     UnknownFlags(u8),
+    /// A backend state record's state byte is none this version knows.
+    #[error("backend state: unknown state {0} (0 enabled, 1 draining, 2 maintenance)")]
+    UnknownBackendState(u8),
+    /// A backend state record's flags have bits this version does not
+    /// know.
+    #[error("backend state flags {0:#04x} have unknown bits")]
+    UnknownBackendStateFlags(u8),
+    /// A backend state record's drain times do not fit its state.
+    #[error("backend state: {why}")]
+    DrainTimes {
+        /// What does not fit.
+        why: &'static str,
+    },
     /// A batch holds more records than [`MAX_BATCH_RECORDS`].
     #[error("batch of {count} records exceeds the limit of {max}")]
     TooManyRecords {
@@ -224,7 +251,9 @@ pub enum WireError {
     #[error("session sequence numbers exhausted")]
     SequenceExhausted,
     /// A message the session's protocol version does not have (a NatBatch
-    /// below [`NAT_BATCH_VERSION`]).
+    /// below [`NAT_BATCH_VERSION`], a ConfigDigest below
+    /// [`CONFIG_DIGEST_VERSION`], a BackendStates below
+    /// [`BACKEND_STATES_VERSION`]).
     #[error("{what} message in a session at protocol version {version}, which does not have it")]
     NotInVersion {
         /// The message type.
@@ -330,6 +359,15 @@ pub enum Message {
         /// At most [`digest::MAX_DIGEST_VIPS`], one per VIP.
         vips: Vec<VipDigest>,
     },
+    /// The sender's backend states (version 4), from any node's sender
+    /// to its peer's listener, whatever the topology.
+    BackendStates {
+        /// The frame's sequence number.
+        seq: u64,
+        /// At most [`backend_states::MAX_BACKEND_STATES`], one per
+        /// backend of a VIP.
+        states: Vec<BackendStateRecord>,
+    },
 }
 
 impl Message {
@@ -342,6 +380,7 @@ impl Message {
             Message::NatBatch { .. } => "NatBatch",
             Message::Heartbeat { .. } => "Heartbeat",
             Message::ConfigDigest { .. } => "ConfigDigest",
+            Message::BackendStates { .. } => "BackendStates",
         }
     }
 
@@ -381,6 +420,9 @@ impl Message {
             } => encode_nat_batch(&mut out, *seq, *full_sync, *last, records)?,
             Message::Heartbeat { seq } => encode_heartbeat(&mut out, *seq),
             Message::ConfigDigest { seq, vips } => encode_config_digest(&mut out, *seq, vips)?,
+            Message::BackendStates { seq, states } => {
+                encode_backend_states_message(&mut out, *seq, states)?
+            }
         }
         Ok(out)
     }
@@ -447,6 +489,11 @@ impl Message {
                 r.finish("ConfigDigest")?;
                 Message::ConfigDigest { seq, vips }
             }
+            MSG_BACKEND_STATES => {
+                let (seq, states) = decode_backend_states(&mut r)?;
+                r.finish("BackendStates")?;
+                Message::BackendStates { seq, states }
+            }
             other => return Err(WireError::UnknownMessage(other)),
         };
         Ok(message)
@@ -509,6 +556,17 @@ fn encode_heartbeat(out: &mut Vec<u8>, seq: u64) {
 fn encode_config_digest(out: &mut Vec<u8>, seq: u64, vips: &[VipDigest]) -> Result<(), WireError> {
     out.push(MSG_CONFIG_DIGEST);
     encode_digests(out, seq, vips)
+}
+
+/// A whole BackendStates message: type byte, then the body (see
+/// [`backend_states`]).
+fn encode_backend_states_message(
+    out: &mut Vec<u8>,
+    seq: u64,
+    states: &[BackendStateRecord],
+) -> Result<(), WireError> {
+    out.push(MSG_BACKEND_STATES);
+    encode_backend_states(out, seq, states)
 }
 
 fn encode_batch(

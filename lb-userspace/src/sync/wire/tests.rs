@@ -114,6 +114,20 @@ fn every_message() -> Vec<Message> {
             seq: 79,
             vips: (0..4096).map(vip_digest).collect(),
         },
+        Message::BackendStates {
+            seq: 6,
+            states: vec![],
+        },
+        Message::BackendStates {
+            seq: 7,
+            states: (0..6).map(backend_states::tests::backend_state).collect(),
+        },
+        Message::BackendStates {
+            seq: 80,
+            states: (0..4096)
+                .map(backend_states::tests::backend_state)
+                .collect(),
+        },
     ]
 }
 
@@ -178,11 +192,11 @@ fn config_digests_have_a_fixed_layout_and_a_limit() {
 fn a_session_before_version_3_has_no_config_digests() {
     let (m, b) = ([5; NONCE_LEN], [6; NONCE_LEN]);
     let t = transcript(&m, &b);
-    let (mut v3, _) = session(KEY, Role::Master, &t).unwrap();
+    let (mut v3, _) = session_at(KEY, Role::Master, &t, CONFIG_DIGEST_VERSION).unwrap();
     assert_eq!(v3.version(), CONFIG_DIGEST_VERSION);
     let (mut v2, _) = session_at(KEY, Role::Master, &t, 2).unwrap();
     let (_, mut opener_v2) = session_at(KEY, Role::Backup, &t, 2).unwrap();
-    let (_, mut opener_v3) = session(KEY, Role::Backup, &t).unwrap();
+    let (_, mut opener_v3) = session_at(KEY, Role::Backup, &t, CONFIG_DIGEST_VERSION).unwrap();
     let vips = [vip_digest(0)];
     assert_eq!(
         v2.config_digest(&vips),

@@ -2,7 +2,7 @@
 //! agree on, and the mark that authenticates a node's range.
 //!
 //! A node of this release speaks every version of its [`Versions`] (by
-//! default [`Versions::RELEASE`], 1 to 3), so a pair keeps replicating
+//! default [`Versions::RELEASE`], 1 to 4), so a pair keeps replicating
 //! while its nodes run different releases. Releases before it speak
 //! exactly one version and refuse a Hello of another.
 //!
@@ -22,8 +22,8 @@
 use super::{Nonce, NONCE_LEN};
 
 /// Highest version of the encoding this release speaks, offered in its
-/// Hello. 2: NatBatch; 3: ConfigDigest.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// Hello. 2: NatBatch; 3: ConfigDigest; 4: BackendStates.
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Lowest version this release still speaks: 1, the releases before NAT
 /// replication.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
@@ -46,7 +46,8 @@ pub struct Versions {
 }
 
 impl Versions {
-    /// What this release speaks.
+    /// What this release speaks: 1 ([`MIN_PROTOCOL_VERSION`]) to 4
+    /// ([`PROTOCOL_VERSION`]).
     pub const RELEASE: Versions = Versions {
         min: MIN_PROTOCOL_VERSION,
         max: PROTOCOL_VERSION,
@@ -134,8 +135,8 @@ mod tests {
     #[test]
     fn the_common_version_is_the_highest_both_speak() {
         let release = Versions::RELEASE;
-        assert_eq!((release.min(), release.max()), (1, 3));
-        assert_eq!(release.common(release), Some(3));
+        assert_eq!((release.min(), release.max()), (1, 4));
+        assert_eq!(release.common(release), Some(4));
         assert_eq!(release.common(range(1, 1)), Some(1));
         assert_eq!(range(1, 1).common(release), Some(1));
         assert_eq!(
@@ -143,12 +144,18 @@ mod tests {
             Some(2),
             "a release before ConfigDigest"
         );
-        // A future release that adds version 4 and drops 1 and 2.
-        assert_eq!(release.common(range(3, 4)), Some(3));
+        assert_eq!(
+            release.common(range(1, 3)),
+            Some(3),
+            "a release before BackendStates"
+        );
+        assert_eq!(release.common(range(3, 4)), Some(4));
+        // A future release that adds version 5 and drops 1 to 3.
+        assert_eq!(release.common(range(4, 5)), Some(4));
         assert_eq!(range(1, 1).common(range(2, 3)), None);
         assert!(Versions::new(0, 1).is_none() && Versions::new(3, 2).is_none());
-        assert!(release.contains(1) && release.contains(3) && !release.contains(4));
-        assert_eq!(format!("{release} {}", range(1, 1)), "1..=3 1");
+        assert!(release.contains(1) && release.contains(4) && !release.contains(5));
+        assert_eq!(format!("{release} {}", range(1, 1)), "1..=4 1");
     }
 
     #[test]

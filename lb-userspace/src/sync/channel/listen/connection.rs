@@ -70,6 +70,7 @@ pub(super) async fn serve(established: Established, shared: Arc<Shared>) {
     let delivery = Delivery {
         batches: Some(&shared.batches),
         digests: Some(&shared.digests),
+        backend_states: Some(&shared.backend_states),
     };
     let result = run_session_with(
         &mut rd,

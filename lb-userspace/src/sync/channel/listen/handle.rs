@@ -1,6 +1,6 @@
 //! The handle the listener's owner keeps: the address bound, the peers
-//! allowed (changed on a reload), the digests the masters sent; dropping
-//! it stops the listener.
+//! allowed (changed on a reload), the digests and backend states the
+//! peers sent; dropping it stops the listener.
 
 use std::{
     net::SocketAddr,
@@ -10,7 +10,7 @@ use std::{
 use tokio::task::JoinHandle;
 use tracing::info;
 
-use super::super::{digest::PeerDigests, slots::Sources};
+use super::super::{backend_states::PeerBackendStates, digest::PeerDigests, slots::Sources};
 
 /// The running listener; dropping it stops accepting and closes every
 /// connection.
@@ -22,6 +22,8 @@ pub struct ListenerHandle {
     pub(super) sources: Arc<RwLock<Sources>>,
     /// The config digests the masters sent.
     pub(super) digests: PeerDigests,
+    /// The backend states the peers sent.
+    pub(super) backend_states: PeerBackendStates,
 }
 
 impl ListenerHandle {
@@ -46,6 +48,12 @@ impl ListenerHandle {
     /// to compare with its own.
     pub fn peer_digests(&self) -> &PeerDigests {
         &self.digests
+    }
+
+    /// The backend states the peers sent (by node id), for the daemon
+    /// to merge with its own.
+    pub fn peer_backend_states(&self) -> &PeerBackendStates {
+        &self.backend_states
     }
 }
 

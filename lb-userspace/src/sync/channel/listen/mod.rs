@@ -28,7 +28,7 @@ pub use self::{
     batch::{BatchKind, ReceivedBatch},
     handle::ListenerHandle,
 };
-use super::{digest::PeerDigests, slots::Sources, Timing};
+use super::{backend_states::PeerBackendStates, digest::PeerDigests, slots::Sources, Timing};
 use crate::sync::{log_limit::LogLimit, SyncConfig, SyncError, SyncStats};
 
 /// At most one log line this often for refused or failed handshakes.
@@ -83,8 +83,10 @@ pub(super) async fn listen_with(
     info!(%local_addr, node = %config.node_id, ?sources, versions = %config.versions, "sync listener started");
     let sources = Arc::new(RwLock::new(sources));
     let digests = PeerDigests::default();
+    let backend_states = PeerBackendStates::default();
     let shared = Arc::new(Shared {
         digests: digests.clone(),
+        backend_states: backend_states.clone(),
         config,
         sources: sources.clone(),
         batches,
@@ -102,5 +104,6 @@ pub(super) async fn listen_with(
         task,
         sources,
         digests,
+        backend_states,
     })
 }

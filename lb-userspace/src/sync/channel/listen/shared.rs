@@ -12,7 +12,10 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::{
-    super::{digest::PeerDigests, session::log_session_end, slots::Sources, Timing},
+    super::{
+        backend_states::PeerBackendStates, digest::PeerDigests, session::log_session_end,
+        slots::Sources, Timing,
+    },
     ReceivedBatch,
 };
 use crate::sync::{log_limit::LogLimit, SyncConfig, SyncError, SyncStats};
@@ -22,6 +25,8 @@ pub(super) struct Shared {
     pub(super) config: SyncConfig,
     /// The config digests the masters sent.
     pub(super) digests: PeerDigests,
+    /// The backend states the peers sent.
+    pub(super) backend_states: PeerBackendStates,
     /// Who may shake hands (a reload may change it: see
     /// [`ListenerHandle::set_sources`](super::ListenerHandle::set_sources)).
     pub(super) sources: Arc<RwLock<Sources>>,

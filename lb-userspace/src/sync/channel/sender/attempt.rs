@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 use super::super::{
+    backend_states::BackendStatesOut,
     digest::DigestOut,
     session::{close_asked, run_session, Outgoing, Progress},
     Timing,
@@ -109,6 +110,7 @@ pub(super) async fn connect_once(
         closing: closing.clone(),
         progress: &progress,
         digest: DigestOut::new(shared.digests.subscribe()),
+        backend_states: BackendStatesOut::new(shared.backend_states.subscribe()),
     };
     let result = run_session(
         &mut rd,

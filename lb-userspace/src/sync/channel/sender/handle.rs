@@ -28,7 +28,10 @@ use super::Dump;
 use super::{connect::Link, shared::SenderShared, task::run_sender};
 #[cfg(test)]
 use crate::sync::FlowRecord;
-use crate::sync::{wire::VipDigest, SyncConfig, SyncError, SyncStats};
+use crate::sync::{
+    wire::{BackendStateRecord, VipDigest},
+    SyncConfig, SyncError, SyncStats,
+};
 
 /// How much longer than its limit [`Sender::close`] waits for the task,
 /// which keeps to the limit itself, before it aborts it.
@@ -134,6 +137,7 @@ impl Sender {
             refused: AtomicBool::new(false),
             closing: watch::Sender::new(None),
             digests: watch::Sender::new(None),
+            backend_states: watch::Sender::new(None),
         });
         let task = runtime.spawn(
             run_sender(Link { peer, source }, config, stats, shared.clone(), timing)
@@ -270,6 +274,27 @@ impl Sender {
                 return false;
             }
             *current = Some(vips);
+            true
+        });
+    }
+
+    /// Sets the backend states this node's sessions to the peer send,
+    /// whatever the topology (at once if they changed, and every so
+    /// often: see `backend_states`); the same states again change
+    /// nothing. Until this is called the sessions send none.
+    #[cfg_attr(
+        not(test),
+        allow(
+            dead_code,
+            reason = "the daemon's side (which states to send) calls it; remove with that change"
+        )
+    )]
+    pub(crate) fn set_backend_states(&self, states: Arc<[BackendStateRecord]>) {
+        self.shared.backend_states.send_if_modified(|current| {
+            if current.as_deref() == Some(&*states) {
+                return false;
+            }
+            *current = Some(states);
             true
         });
     }

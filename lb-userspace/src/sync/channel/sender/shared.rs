@@ -12,7 +12,7 @@ use std::{
 
 use tokio::sync::watch;
 
-use super::super::{digest::OwnDigests, queue::SendQueue};
+use super::super::{backend_states::OwnBackendStates, digest::OwnDigests, queue::SendQueue};
 
 /// What the [`Sender`](super::Sender) shares with its task.
 pub(super) struct SenderShared {
@@ -32,6 +32,8 @@ pub(super) struct SenderShared {
     pub(super) closing: watch::Sender<Option<Instant>>,
     /// The config digests each session sends (see `digest`).
     pub(super) digests: watch::Sender<OwnDigests>,
+    /// The backend states each session sends (see `backend_states`).
+    pub(super) backend_states: watch::Sender<OwnBackendStates>,
 }
 
 impl SenderShared {
