@@ -304,18 +304,9 @@ fn lbctl_stderr(lab: &Lab, node: &Host, args: &[&str]) -> String {
     stderr
 }
 
-/// The node id `node` goes by in its peers' statuses.
-fn node_id(lab: &Lab, of: &Host, seen_from: &Host) -> String {
-    let address = format!("{}:{SYNC_PORT}", of.ipv4);
-    status_on(lab, seen_from)
-        .replication
-        .and_then(|r| r.peers.into_iter().find(|p| p.address == address))
-        .and_then(|p| p.node)
-        .expect("the peer's node id")
-}
-
 /// Waits until every one of `nodes` shows `address` in `state` (the
-/// status's word), set on `from` (None: on that node itself).
+/// status's word), set on `from`: there with no origin, on the others
+/// taken from a peer (`from`, or one that had taken it from `from`).
 fn wait_for_state(lab: &Lab, nodes: &[&Host], address: &str, state: &str, from: &Host) {
     wait_until(
         &format!("{address} {state} on every node"),
@@ -323,8 +314,8 @@ fn wait_for_state(lab: &Lab, nodes: &[&Host], address: &str, state: &str, from: 
         || {
             nodes.iter().all(|node| {
                 let b = backend(&status_on(lab, node), address);
-                let origin = (node.name != from.name).then(|| node_id(lab, from, node));
-                b.state.to_string() == state && b.state_from == origin
+                let origin_here = node.name == from.name;
+                b.state.to_string() == state && b.state_from.is_some() != origin_here
             })
         },
     );
@@ -368,10 +359,14 @@ fn backend_states_made_on_one_node_reach_every_node() {
     );
     // The drain on a: b and c drain b1 too, with a's deadline.
     let mut warned = String::new();
-    wait_until("a drain that names no peer", Duration::from_secs(10), || {
-        warned = lbctl_stderr(&lab, a, &["backend", "drain", VIP, &b1, "--timeout", "600"]);
-        !warned.contains("has not shown it does")
-    });
+    wait_until(
+        "a drain that names no peer",
+        Duration::from_secs(10),
+        || {
+            warned = lbctl_stderr(&lab, a, &["backend", "drain", VIP, &b1, "--timeout", "600"]);
+            !warned.contains("has not shown it does")
+        },
+    );
     assert!(!warned.contains("per node"), "{warned}");
     wait_for_state(&lab, &[a, b, c], &b1, "draining", a);
     for node in [b, c] {

@@ -44,25 +44,33 @@ fn a_drain_made_on_the_master_holds_on_the_new_master_after_a_failover() {
         .expect("the backend serving");
     // Once b has sent its states, a's answer names no peer to drain on.
     let mut stderr = String::new();
-    wait_until("a drain that names no peer", Duration::from_secs(10), || {
-        let out = lab
-            .lbctl_on(&a, &["backend", "drain", VIP, &drained])
-            .expect("lbctl");
-        stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{stderr}");
-        !stderr.contains("has not shown it does")
-    });
+    wait_until(
+        "a drain that names no peer",
+        Duration::from_secs(10),
+        || {
+            let out = lab
+                .lbctl_on(&a, &["backend", "drain", VIP, &drained])
+                .expect("lbctl");
+            stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "{stderr}");
+            !stderr.contains("has not shown it does")
+        },
+    );
     assert!(!stderr.contains("per node"), "{stderr}");
     wait_until("the drain on b", Duration::from_secs(10), || {
         let on_b = backend(&status_on(&lab, &b), &drained);
         on_b.state.to_string() == "draining" && on_b.state_from.is_some()
     });
     // The connections' flows reach b too.
-    wait_until("b to install the six flows", Duration::from_secs(10), || {
-        status_on(&lab, &b)
-            .replication
-            .is_some_and(|r| r.installed >= 6)
-    });
+    wait_until(
+        "b to install the six flows",
+        Duration::from_secs(10),
+        || {
+            status_on(&lab, &b)
+                .replication
+                .is_some_and(|r| r.installed >= 6)
+        },
+    );
 
     // The master fails: lbd dies and the node leaves the segment.
     lab.signal("lbd-a", libc::SIGKILL).expect("SIGKILL");

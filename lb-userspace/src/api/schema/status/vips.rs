@@ -118,9 +118,10 @@ pub struct BackendStatus {
     /// when not held (and from an lbd before holds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_s: Option<u64>,
-    /// The sync peer (its node id) where an operator made this state,
-    /// which this node took (backend states are shared with the sync
-    /// peers); absent when made here, or from the config.
+    /// The sync peer (its node id) this node took this state from: the
+    /// node where an operator made it, or a peer that had taken it from
+    /// there (backend states are shared with the sync peers); absent when
+    /// made here, or from the config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_from: Option<String>,
     /// Its health checks.

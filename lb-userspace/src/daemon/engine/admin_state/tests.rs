@@ -402,7 +402,11 @@ fn the_times_states_were_made_come_back_with_them() {
     let gone: BackendKey = (b1.0, "198.18.0.99".parse().unwrap());
     stamps.insert(gone, made(1_700_000_002_000));
     let wanted = snapshot_with(&model, &stamps);
-    assert_eq!(wanted.len(), 2, "the enabled b1 with its time, b2; not a backend not served");
+    assert_eq!(
+        wanted.len(),
+        2,
+        "the enabled b1 with its time, b2; not a backend not served"
+    );
     let text = encode(&wanted, now, SystemTime::now());
     let mut found = decode(&text).unwrap();
     // A file with the entry of a backend the config no longer has.
@@ -413,8 +417,14 @@ fn the_times_states_were_made_come_back_with_them() {
     let outcome = restore(&mut next, &found, now, SystemTime::now());
     assert!(outcome.dropped.is_empty(), "{outcome:?}");
     assert_eq!(outcome.restored.len(), 1, "b2's maintenance");
-    assert_eq!(next.backend(&b2.0, b2.1).unwrap().admin, AdminState::Maintenance);
-    assert_eq!(next.backend(&b1.0, b1.1).unwrap().admin, AdminState::Enabled);
+    assert_eq!(
+        next.backend(&b2.0, b2.1).unwrap().admin,
+        AdminState::Maintenance
+    );
+    assert_eq!(
+        next.backend(&b1.0, b1.1).unwrap().admin,
+        AdminState::Enabled
+    );
     assert_eq!(
         outcome.stamps.get(&b1).map(|s| s.unix_ms),
         Some(1_700_000_000_000)

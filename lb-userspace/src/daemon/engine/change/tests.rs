@@ -667,7 +667,10 @@ fn a_drain_on_a_replicating_node_says_drains_are_per_node() {
         backend: b,
         timeout_s: None,
     };
-    assert_eq!(per_node_warning(&drain, &config("dsr-l2"), false, &[]), None);
+    assert_eq!(
+        per_node_warning(&drain, &config("dsr-l2"), false, &[]),
+        None
+    );
     let pair = Config::from_toml_str(
         "interface = \"eth0\"\n[[vrrp]]\nvrid = 51\naddresses = [\"198.18.0.100\"]\nsync_listen = \"198.18.2.11:7000\"\nsync_peer = \"198.18.2.12:7000\"\nsync_key_file = \"/k\"\n",
         "lbd.toml",
@@ -678,7 +681,8 @@ fn a_drain_on_a_replicating_node_says_drains_are_per_node() {
         warning.starts_with("drains are per node: drain 198.19.2.11 on 198.18.2.12 too"),
         "{warning}"
     );
-    let maintenance = per_node_warning(&Edit::Maintenance(id, b), &pair, false, &[]).expect("a warning");
+    let maintenance =
+        per_node_warning(&Edit::Maintenance(id, b), &pair, false, &[]).expect("a warning");
     assert!(
         maintenance.starts_with(
             "maintenance is per node: put 198.19.2.11 in maintenance on 198.18.2.12 too"
@@ -686,7 +690,10 @@ fn a_drain_on_a_replicating_node_says_drains_are_per_node() {
         "{maintenance}"
     );
     assert!(per_node_warning(&Edit::Enable(id, b), &pair, false, &[]).is_some());
-    assert_eq!(per_node_warning(&Edit::SetWeight(id, b, 0), &pair, false, &[]), None);
+    assert_eq!(
+        per_node_warning(&Edit::SetWeight(id, b, 0), &pair, false, &[]),
+        None
+    );
     let mesh = Config::from_toml_str(
         "interface = \"eth0\"\n[sync]\nlisten = \"198.18.2.11:7946\"\npeers = [\"198.18.2.13:7946\", \"198.18.2.12:7946\"]\nkey_file = \"/k\"\n",
         "lbd.toml",
@@ -709,10 +716,14 @@ fn a_drain_on_a_replicating_node_says_drains_are_per_node() {
         "{warning}"
     );
     assert!(
-        warning.contains("drain 198.19.2.11 on 198.18.2.12 too") && !warning.contains("198.18.2.13"),
+        warning.contains("drain 198.19.2.11 on 198.18.2.12 too")
+            && !warning.contains("198.18.2.13"),
         "{warning}"
     );
     // Peers known to take them count only on a node that shares.
     let warning = per_node_warning(&drain, &mesh, false, &[p12, p13]).expect("a warning");
-    assert!(warning.contains("on 198.18.2.12, 198.18.2.13 too"), "{warning}");
+    assert!(
+        warning.contains("on 198.18.2.12, 198.18.2.13 too"),
+        "{warning}"
+    );
 }

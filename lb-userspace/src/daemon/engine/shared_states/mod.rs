@@ -47,7 +47,8 @@ pub(crate) struct Stamp {
     /// Wall clock, milliseconds since the epoch, on the node where an
     /// operator made it.
     pub(crate) unix_ms: u64,
-    /// The sync peer it came from (None: made on this node, or restored
+    /// The sync peer this node took it from (the node where it was made,
+    /// or one that had taken it; None: made on this node, or restored
     /// from the backend state file).
     pub(crate) from: Option<Arc<str>>,
 }
@@ -61,9 +62,10 @@ pub(crate) type Stamps = BTreeMap<BackendKey, Stamp>;
 /// its listener and key).
 pub(crate) fn shares_backend_states(config: &Config) -> bool {
     config.sync.is_some()
-        || config.vrrp.iter().any(|v| {
-            v.sync_peer.is_some() && v.sync_listen.is_some() && v.sync_key_file.is_some()
-        })
+        || config
+            .vrrp
+            .iter()
+            .any(|v| v.sync_peer.is_some() && v.sync_listen.is_some() && v.sync_key_file.is_some())
 }
 
 /// `stamps` after the operator's `edit` took `before` to `after` at wall

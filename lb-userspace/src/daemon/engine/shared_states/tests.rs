@@ -71,7 +71,12 @@ impl Node {
     }
 
     /// Takes what `peers` sent, as the engine does.
-    fn take(&mut self, peers: &[(&str, Arc<[BackendStateRecord]>)], now: Instant, wall_ms: u64) -> Vec<Taken> {
+    fn take(
+        &mut self,
+        peers: &[(&str, Arc<[BackendStateRecord]>)],
+        now: Instant,
+        wall_ms: u64,
+    ) -> Vec<Taken> {
         let peers: HashMap<String, Arc<[BackendStateRecord]>> = peers
             .iter()
             .map(|(name, records)| ((*name).to_owned(), Arc::clone(records)))
@@ -79,8 +84,14 @@ impl Node {
         let taken = later_from_peers(&self.model, &self.stamps, &peers, now, at_ms(wall_ms));
         for t in &taken {
             self.model.set_admin(&t.key.0, t.key.1, t.admin).unwrap();
-            self.model.vips.get_mut(&t.key.0).unwrap().backends.get_mut(&t.key.1).unwrap().drain_timed_out =
-                t.drain_timed_out;
+            self.model
+                .vips
+                .get_mut(&t.key.0)
+                .unwrap()
+                .backends
+                .get_mut(&t.key.1)
+                .unwrap()
+                .drain_timed_out = t.drain_timed_out;
             self.stamps.insert(t.key, t.stamp.clone());
         }
         taken
@@ -115,7 +126,11 @@ fn an_operators_drain_maintenance_or_enable_is_stamped() {
     node.edit(&Edit::SetWeight(vip(), b(12), 5), now, 4_000);
     assert!(!node.stamps.contains_key(&(vip(), b(12))));
     node.edit(&Edit::Enable(vip(), b(11)), now, 5_000);
-    assert_eq!(node.stamps[&(vip(), b(11))].unix_ms, 5_000, "an enable is kept as a time");
+    assert_eq!(
+        node.stamps[&(vip(), b(11))].unix_ms,
+        5_000,
+        "an enable is kept as a time"
+    );
 }
 
 /// A node sends every stamped backend (an enable included) and every
@@ -137,11 +152,20 @@ fn own_records_carry_stamped_and_not_enabled_backends() {
     assert_eq!(drained.changed_unix_ms, 10_000);
     assert_eq!(drained.drain_started_unix_ms, 10_000);
     assert_eq!(drained.drain_deadline_unix_ms, Some(70_000));
-    assert_eq!((drained.vip, drained.port, drained.protocol), (vip().address, 80, 6));
+    assert_eq!(
+        (drained.vip, drained.port, drained.protocol),
+        (vip().address, 80, 6)
+    );
     let unstamped = records.iter().find(|r| r.backend == b(12)).unwrap();
     assert_eq!(unstamped.state, SharedState::Maintenance);
     assert_eq!(unstamped.changed_unix_ms, 0);
-    assert_eq!((unstamped.drain_started_unix_ms, unstamped.drain_deadline_unix_ms), (0, None));
+    assert_eq!(
+        (
+            unstamped.drain_started_unix_ms,
+            unstamped.drain_deadline_unix_ms
+        ),
+        (0, None)
+    );
 }
 
 /// A peer's later drain is taken with its start and deadline (as this
@@ -164,11 +188,15 @@ fn a_later_peer_state_is_taken_and_an_earlier_one_is_not() {
     assert_eq!(since, now);
     assert_eq!(deadline, Some(now + Duration::from_secs(60)));
     // Sent again, the same state is not taken again.
-    assert!(b_node.take(&[("a", a.records(now, 10_000))], later, 12_000).is_empty());
+    assert!(b_node
+        .take(&[("a", a.records(now, 10_000))], later, 12_000)
+        .is_empty());
     // B's own enable afterwards is later than A's drain: A takes it, and
     // B does not take A's drain back.
     b_node.edit(&Edit::Enable(vip(), b(11)), later, 12_500);
-    assert!(b_node.take(&[("a", a.records(now, 10_000))], later, 12_600).is_empty());
+    assert!(b_node
+        .take(&[("a", a.records(now, 10_000))], later, 12_600)
+        .is_empty());
     let taken = a.take(&[("b", b_node.records(later, 12_600))], later, 12_600);
     assert_eq!(taken.len(), 1, "{taken:?}");
     assert_eq!(admin(&a.model, b(11)), AdminState::Enabled);
@@ -209,7 +237,9 @@ fn the_latest_of_several_peers_wins_and_unstamped_states_lose_to_stamped_ones() 
     a.edit(&drain(b(11), None), now, 30_000);
     c.edit(&Edit::Maintenance(vip(), b(11)), now, 31_000);
     // D holds b12 in maintenance from before states were shared.
-    d.model.set_admin(&vip(), b(12), AdminState::Maintenance).unwrap();
+    d.model
+        .set_admin(&vip(), b(12), AdminState::Maintenance)
+        .unwrap();
     let sent = [
         ("a", a.records(now, 32_000)),
         ("c", c.records(now, 32_000)),
@@ -265,9 +295,16 @@ fn a_mesh_converges_on_the_latest_changes_whatever_the_order() {
             }
         }
         for node in &nodes {
-            assert_eq!(admin(&node.model, b(11)), AdminState::Maintenance, "order {order:?}");
+            assert_eq!(
+                admin(&node.model, b(11)),
+                AdminState::Maintenance,
+                "order {order:?}"
+            );
             assert!(
-                matches!(admin(&node.model, b(12)), AdminState::Draining { deadline: None, .. }),
+                matches!(
+                    admin(&node.model, b(12)),
+                    AdminState::Draining { deadline: None, .. }
+                ),
                 "order {order:?}: {:?}",
                 admin(&node.model, b(12))
             );

@@ -282,13 +282,6 @@ impl Sender {
     /// whatever the topology (at once if they changed, and every so
     /// often: see `backend_states`); the same states again change
     /// nothing. Until this is called the sessions send none.
-    #[cfg_attr(
-        not(test),
-        allow(
-            dead_code,
-            reason = "the daemon's side (which states to send) calls it; remove with that change"
-        )
-    )]
     pub(crate) fn set_backend_states(&self, states: Arc<[BackendStateRecord]>) {
         self.shared.backend_states.send_if_modified(|current| {
             if current.as_deref() == Some(&*states) {
