@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use aya::maps::{Array, IterableMap as _, Map, MapData, MapInfo};
 use lb_common::{
-    consts::{maglev_index, names, HALF_OPEN_SIZE_DEFAULT, IPPROTO_UDP, NAT_FLOWS_SIZE_DEFAULT},
-    FlowEntry, FlowKey,
+    consts::{
+        maglev_index, names, HALF_OPEN_SIZE_DEFAULT, IPPROTO_UDP, MAX_BACKENDS,
+        NAT_FLOWS_SIZE_DEFAULT,
+    },
+    Backend, FlowEntry, FlowKey,
 };
 
 use super::{Dataplane, IdleHorizons, LoadOptions, MapSizes, MapWriter as _, Released};
@@ -804,4 +807,37 @@ fn an_older_releases_maglev_map_is_adopted_and_written_in_batches() {
         8,
         "in the adopted map"
     );
+}
+
+/// The backends a previous lbd wrote come back at adoption with their ids
+/// and generations (read in batches), the first slot and the last
+/// included; empty slots are left out.
+#[test]
+fn the_adopted_backends_come_back_with_their_ids() {
+    let Some(bpffs) = TestBpffs::new("backends-adopted") else {
+        return;
+    };
+    let pins = bpffs.pins();
+    let backend = |last: u8, generation: u32| Backend {
+        addr: [u32::from_ne_bytes([198, 18, 0, last]), 0, 0, 0],
+        generation,
+        vip_id: 2,
+        mac: [2, 0, 0, 0, 0, last],
+        family: 2,
+        ..Backend::default()
+    };
+    let written = [
+        (1, backend(11, 1)),
+        (77, backend(12, 3)),
+        (MAX_BACKENDS - 1, backend(13, 9)),
+    ];
+    let mut first = Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("the first lbd");
+    assert!(first.adopted_state().expect("read").backends.is_empty());
+    for (id, b) in &written {
+        first.set_backend(*id, b).expect("written");
+    }
+    drop(first);
+    let next = Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("the next lbd");
+    assert!(next.adopted());
+    assert_eq!(next.adopted_state().expect("read").backends, written);
 }
