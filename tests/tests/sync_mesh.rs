@@ -352,7 +352,10 @@ fn backend_states_made_on_one_node_reach_every_node() {
         || {
             nodes.iter().all(|n| {
                 status_on(&lab, n).replication.is_some_and(|r| {
-                    r.peers.len() == 2 && r.peers.iter().all(|p| p.connected && p.node.is_some())
+                    r.peers.len() == 2
+                        && r.peers
+                            .iter()
+                            .all(|p| p.connected && p.shares_backend_states)
                 })
             })
         },

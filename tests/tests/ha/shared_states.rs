@@ -42,7 +42,17 @@ fn a_drain_made_on_the_master_holds_on_the_new_master_after_a_failover() {
         .find(|h| h.name == name)
         .map(|h| h.ipv4.to_string())
         .expect("the backend serving");
-    // Once b has sent its states, a's answer names no peer to drain on.
+    // Once b has sent its states (its status line says so), a's answer
+    // names no peer to drain on.
+    wait_until(
+        "a to hear b's backend states",
+        Duration::from_secs(10),
+        || {
+            status_on(&lab, &a)
+                .replication
+                .is_some_and(|r| r.peers.iter().all(|p| p.shares_backend_states))
+        },
+    );
     let mut stderr = String::new();
     wait_until(
         "a drain that names no peer",

@@ -806,9 +806,17 @@ impl Replication {
     /// One line per configured peer.
     pub(crate) fn peer_status(&self) -> Vec<ReplicationPeerStatus> {
         let now = Instant::now();
+        let sharing = self.peer_backend_states(now);
         self.peers
             .iter()
-            .map(|p| self.drift.status(p.status(&self.receipts, now)))
+            .map(|p| {
+                let mut status = self.drift.status(p.status(&self.receipts, now));
+                status.shares_backend_states = status
+                    .node
+                    .as_ref()
+                    .is_some_and(|node| sharing.contains_key(node));
+                status
+            })
             .collect()
     }
 

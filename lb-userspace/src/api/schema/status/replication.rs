@@ -100,6 +100,12 @@ pub struct ReplicationPeerStatus {
     /// something (absent from an older lbd: false).
     #[serde(default)]
     pub config_compared: bool,
+    /// Whether the peer shares backend states with this node: it sent
+    /// its own within the last 35 s, so it takes this node's drains,
+    /// maintenance and undrains (false while its session is down, for a
+    /// peer of a release before them, and from an older lbd).
+    #[serde(default)]
+    pub shares_backend_states: bool,
     /// The VIPs for which the peer builds another Maglev table than this
     /// node (absent from an older lbd: none).
     #[serde(default)]

@@ -49,17 +49,23 @@ pub(super) fn replication_lines(r: &ReplicationStatus) -> Vec<String> {
     lines
 }
 
-/// A replication peer's line: its session, counts, and how long ago its
-/// last batch arrived (how stale its flows here may be). An lbd before
-/// `last_received_s` that received records says nothing of it.
+/// A replication peer's line: its session, counts, whether it shares
+/// backend states, and how long ago its last batch arrived (how stale its
+/// flows here may be). An lbd before `last_received_s` that received
+/// records says nothing of it.
 pub(super) fn peer_line(p: &ReplicationPeerStatus) -> String {
     let last = match p.last_received_s {
         Some(age) => format!(", last batch {} ago", age_text(age)),
         None if p.records_received == 0 => ", no batch yet".to_owned(),
         None => String::new(),
     };
+    let shared = if p.shares_backend_states {
+        ", backend states shared"
+    } else {
+        ""
+    };
     format!(
-        "  peer {} ({}): {}, {} records sent, {} received, {} full dumps received, {} batches dropped{last}",
+        "  peer {} ({}): {}, {} records sent, {} received, {} full dumps received, {} batches dropped{shared}{last}",
         p.address,
         p.node.as_deref().unwrap_or("node id not known yet"),
         if p.connected { "connected" } else { "not connected" },

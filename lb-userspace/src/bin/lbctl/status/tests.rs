@@ -508,6 +508,17 @@ fn a_peer_line_says_how_long_ago_its_last_batch_came() {
         "an older lbd: {}",
         peer_line(&peer(5, None))
     );
+    // A peer that shares backend states says so.
+    let sharing = ReplicationPeerStatus {
+        shares_backend_states: true,
+        ..peer(5, Some(3))
+    };
+    assert!(
+        peer_line(&sharing)
+            .ends_with("0 batches dropped, backend states shared, last batch 3s ago"),
+        "{}",
+        peer_line(&sharing)
+    );
     // In the JSON status as lbd sends it.
     let json = serde_json::to_value(peer(5, Some(3))).unwrap();
     assert_eq!(json["last_received_s"], 3);
