@@ -114,6 +114,7 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
         "gauge",
     ),
     ("lbd_replication_peer_config_compared", "gauge"),
+    ("lbd_replication_peer_backend_states_shared", "gauge"),
     ("lbd_replication_peer_config_mismatch", "gauge"),
     ("lbd_replication_flows_left_out_total", "counter"),
     ("lbd_replication_peers_dumped", "gauge"),
@@ -540,6 +541,7 @@ mod tests {
                     last_received_s: Some(3),
                     last_received_unix_s: Some(1_700_000_100),
                     config_compared: true,
+                    shares_backend_states: true,
                     config_mismatches: vec![crate::api::schema::ConfigMismatch {
                         vip: "198.18.0.100:80/tcp".into(),
                         kind: crate::api::schema::MismatchKind::Differs,
@@ -1103,6 +1105,7 @@ mod tests {
             "lbd_replication_peer_full_dumps_received_total{peer=\"198.18.2.12:7946\"} 2",
             "lbd_replication_peer_batches_dropped_total{peer=\"198.18.2.12:7946\"} 1",
             "lbd_replication_peer_config_compared{peer=\"198.18.2.12:7946\"} 1",
+            "lbd_replication_peer_backend_states_shared{peer=\"198.18.2.12:7946\"} 1",
             "lbd_replication_peer_config_mismatch{peer=\"198.18.2.12:7946\",vip=\"198.18.0.100:80/tcp\",kind=\"differs\"} 1",
             "lbd_replication_flows_left_out_total{reason=\"kept_local\"} 0",
             "lbd_replication_peers_dumped 0",

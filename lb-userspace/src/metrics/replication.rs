@@ -192,6 +192,19 @@ impl Exporter<'_> {
                 .collect(),
         );
         self.gauge(
+            "replication_peer_backend_states_shared",
+            "Whether the peer shares backend states with this node (it sent its own within 35 s, so it takes this node's drains, maintenance and undrains): 0 while its session is down, or for a peer of a release before them, where a drain must be made too",
+            peers
+                .clone()
+                .map(|p| {
+                    (
+                        labels(&[("peer", &p.address)]),
+                        i64::from(p.shares_backend_states),
+                    )
+                })
+                .collect(),
+        );
+        self.gauge(
             "replication_peer_config_mismatch",
             "1 for each VIP whose Maglev table the peer builds otherwise than this node (kind: differs, missing_on_peer, only_on_peer): flows moved between the two change backend",
             peers
