@@ -46,7 +46,12 @@ use self::{
     file_io::{read, read_written_by_last, write},
     location::left_behind,
 };
-use super::{backends_writer, running_state::Writer, shared_states::Stamps, Engine};
+use super::{
+    backends_writer,
+    running_state::Writer,
+    shared_states::{ClockWarnings, Stamps},
+    Engine,
+};
 use crate::{config::Config, model::Model, sync::wire::BackendStateRecord};
 
 /// The engine's record of what the backend state file holds.
@@ -71,6 +76,8 @@ pub(crate) struct AdminRecord {
     /// The states last given to the sync peers, and their records (see
     /// `shared_states`).
     pub(super) shared: Option<(Snapshot, Arc<[BackendStateRecord]>)>,
+    /// The warning that a peer's clock runs ahead, once a minute.
+    pub(super) clock_warnings: ClockWarnings,
 }
 
 impl AdminRecord {
@@ -121,6 +128,7 @@ impl AdminRecord {
             stamps: Stamps::new(),
             shares: super::shared_states::shares_backend_states(config),
             shared: None,
+            clock_warnings: ClockWarnings::default(),
         })
     }
 }

@@ -85,6 +85,12 @@ pub(super) fn own_records(
     records
 }
 
+/// How far ahead of this node's clock a peer's change may be stamped and
+/// still be taken: more means the peer's clock is wrong, and a change
+/// stamped in the future would override every change made here until
+/// that time came (an undrain here taken back at once).
+pub(super) const CLOCK_AHEAD_TOLERANCE_MS: u64 = 60_000;
+
 /// A peer's state this node takes.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Taken {
@@ -98,23 +104,45 @@ pub(super) struct Taken {
     pub(super) stamp: Stamp,
 }
 
+/// What [`later_from_peers`] found.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Later {
+    /// The states to take.
+    pub(super) taken: Vec<Taken>,
+    /// Peers that sent a change stamped more than
+    /// [`CLOCK_AHEAD_TOLERANCE_MS`] ahead of this node's clock, with how
+    /// far ahead (ms): none of their states is taken.
+    pub(super) clocks_ahead: Vec<(String, u64)>,
+}
+
 /// The states the peers sent (by node id) that are later than this
 /// node's own, one per backend (the latest of them; between peers that
 /// sent the same, the first by node id). Backends this node does not
-/// serve are left out: a VRRP pair's nodes may serve different VIPs.
+/// serve are left out: a VRRP pair's nodes may serve different VIPs. A
+/// peer whose changes are stamped too far in the future (see
+/// [`CLOCK_AHEAD_TOLERANCE_MS`]) is left out whole, and named.
 pub(super) fn later_from_peers(
     model: &Model,
     stamps: &Stamps,
     peers: &HashMap<String, Arc<[BackendStateRecord]>>,
     now: Instant,
     wall: SystemTime,
-) -> Vec<Taken> {
+) -> Later {
     let wall_ms = unix_ms(wall);
     let mut names: Vec<&String> = peers.keys().collect();
     names.sort();
     let mut best: std::collections::BTreeMap<BackendKey, (&String, &BackendStateRecord)> =
         std::collections::BTreeMap::new();
+    let mut clocks_ahead = Vec::new();
     for name in names {
+        let latest = peers[name].iter().map(|r| r.changed_unix_ms).max();
+        if let Some(ahead) = latest
+            .map(|at| at.saturating_sub(wall_ms))
+            .filter(|ahead| *ahead > CLOCK_AHEAD_TOLERANCE_MS)
+        {
+            clocks_ahead.push((name.clone(), ahead));
+            continue;
+        }
         for record in peers[name].iter() {
             let Some(key) = key_of(record) else { continue };
             let Some(backend) = backend_of(model, &key) else {
@@ -135,7 +163,8 @@ pub(super) fn later_from_peers(
             }
         }
     }
-    best.into_iter()
+    let taken = best
+        .into_iter()
         .map(|(key, (name, record))| Taken {
             key,
             admin: admin_of(record, now, wall_ms),
@@ -145,7 +174,11 @@ pub(super) fn later_from_peers(
                 from: Some(Arc::from(name.as_str())),
             },
         })
-        .collect()
+        .collect();
+    Later {
+        taken,
+        clocks_ahead,
+    }
 }
 
 /// The backend a record names, if it names one of a protocol lbd knows.

@@ -30,7 +30,7 @@ use std::{
 
 use tracing::{info, warn};
 
-use self::merge::{later_from_peers, own_records, Taken};
+use self::merge::{later_from_peers, own_records, Later, Taken, CLOCK_AHEAD_TOLERANCE_MS};
 use super::{
     admin_state::{snapshot_with, unix_ms},
     BackendKey, Engine,
@@ -38,7 +38,7 @@ use super::{
 use crate::{
     config::Config,
     model::{Edit, Model},
-    sync::wire::BackendStateRecord,
+    sync::{log_limit::LogLimit, wire::BackendStateRecord},
 };
 
 /// When a backend's state was made, and where.
@@ -56,6 +56,17 @@ pub(crate) struct Stamp {
 /// The stamps of the backends whose state an operator set (on this node
 /// or a peer).
 pub(crate) type Stamps = BTreeMap<BackendKey, Stamp>;
+
+/// The warning that a sync peer's clock runs ahead of this node's: once a
+/// minute (a peer repeats it at every tick).
+#[derive(Debug, Clone)]
+pub(crate) struct ClockWarnings(LogLimit);
+
+impl Default for ClockWarnings {
+    fn default() -> Self {
+        Self(LogLimit::new(std::time::Duration::from_secs(60)))
+    }
+}
 
 /// Whether `config` makes this node share backend states: it replicates
 /// flows to sync peers (`[sync]`, or a VRRP instance's `sync_peer` with
@@ -129,7 +140,15 @@ impl Engine {
             return;
         };
         let peers = replication.peer_backend_states(now);
-        let taken = later_from_peers(&self.model, &self.admin.stamps, &peers, now, wall);
+        let Later {
+            taken,
+            clocks_ahead,
+        } = later_from_peers(&self.model, &self.admin.stamps, &peers, now, wall);
+        for (peer, ahead_ms) in clocks_ahead {
+            if let Some(left_out) = self.admin.clock_warnings.0.allow(now) {
+                warn!(peer, ahead_s = ahead_ms / 1000, tolerance_s = CLOCK_AHEAD_TOLERANCE_MS / 1000, left_out, "a sync peer's backend states are stamped ahead of this node's clock by more than the tolerance: none of them is taken (they would override every change made here until then); set both clocks right (NTP)");
+            }
+        }
         if !taken.is_empty() {
             self.take_peer_states(&taken);
         }

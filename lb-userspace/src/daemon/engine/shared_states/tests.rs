@@ -6,7 +6,7 @@ use std::{
 };
 
 use super::{
-    merge::{later_from_peers, own_records, Taken},
+    merge::{later_from_peers, own_records, Taken, CLOCK_AHEAD_TOLERANCE_MS},
     stamped, Stamp, Stamps,
 };
 use crate::{
@@ -81,7 +81,9 @@ impl Node {
             .iter()
             .map(|(name, records)| ((*name).to_owned(), Arc::clone(records)))
             .collect();
-        let taken = later_from_peers(&self.model, &self.stamps, &peers, now, at_ms(wall_ms));
+        let later = later_from_peers(&self.model, &self.stamps, &peers, now, at_ms(wall_ms));
+        assert!(later.clocks_ahead.is_empty(), "{later:?}");
+        let taken = later.taken;
         for t in &taken {
             self.model.set_admin(&t.key.0, t.key.1, t.admin).unwrap();
             self.model
@@ -203,7 +205,7 @@ fn a_later_peer_state_is_taken_and_an_earlier_one_is_not() {
     // A backend A does not serve is left out.
     let mut other: Vec<BackendStateRecord> = a.records(later, 12_600).to_vec();
     other[0].backend = b(99);
-    other[0].changed_unix_ms = 99_000;
+    other[0].changed_unix_ms = 12_600;
     let mut c = Node::new();
     assert!(c.take(&[("a", other.into())], later, 12_600).is_empty());
 }
@@ -310,4 +312,35 @@ fn a_mesh_converges_on_the_latest_changes_whatever_the_order() {
             );
         }
     }
+}
+
+/// A peer whose changes are stamped more than the tolerance ahead of this
+/// node's clock is left out whole (a change from its future would undo
+/// every change made here until then) and named; within the tolerance
+/// its states are taken.
+#[test]
+fn a_peer_whose_clock_runs_ahead_is_left_out_and_named() {
+    let now = Instant::now();
+    let mut ahead = Node::new();
+    ahead.edit(
+        &drain(b(11), None),
+        now,
+        100_000 + CLOCK_AHEAD_TOLERANCE_MS + 1,
+    );
+    let node = Node::new();
+    let peers: HashMap<String, Arc<[BackendStateRecord]>> =
+        HashMap::from([("ahead".to_owned(), ahead.records(now, 100_000))]);
+    let later = later_from_peers(&node.model, &node.stamps, &peers, now, at_ms(100_000));
+    assert!(later.taken.is_empty(), "{later:?}");
+    assert_eq!(
+        later.clocks_ahead,
+        vec![("ahead".to_owned(), CLOCK_AHEAD_TOLERANCE_MS + 1)]
+    );
+    let mut near = Node::new();
+    near.edit(&drain(b(11), None), now, 100_000 + CLOCK_AHEAD_TOLERANCE_MS);
+    let peers: HashMap<String, Arc<[BackendStateRecord]>> =
+        HashMap::from([("near".to_owned(), near.records(now, 100_000))]);
+    let later = later_from_peers(&node.model, &node.stamps, &peers, now, at_ms(100_000));
+    assert_eq!(later.taken.len(), 1, "{later:?}");
+    assert!(later.clocks_ahead.is_empty());
 }
