@@ -88,6 +88,25 @@ fn mesh_config(lab: &Lab, node: &Host, backends: &[&str]) -> String {
     config
 }
 
+/// The lab of three LB nodes (the VIP on the first) in front of
+/// `backends` nginx backends, lbd running on each (`lbd-a`, `lbd-b`,
+/// `lbd-c`) with `mesh_config` serving `serving`.
+fn mesh_lab(backends: usize, serving: &[&str]) -> Lab {
+    let mut lab = Lab::start_spec(LabSpec {
+        lbs: 3,
+        backends,
+        static_vip: true,
+    })
+    .expect("lab");
+    lab.wait_for_backends().expect("nginx up");
+    let nodes = lab.lbs.clone();
+    for (node, name) in nodes.iter().zip(["lbd-a", "lbd-b", "lbd-c"]) {
+        let config = mesh_config(&lab, node, serving);
+        lab.start_lbd_on(node, name, &config).expect("lbd");
+    }
+    lab
+}
+
 /// `lbctl flow` on `node` for one client flow.
 fn flow_on(lab: &Lab, node: &Host, client: SocketAddr) -> FlowExplanation {
     let out = lab
@@ -127,19 +146,9 @@ fn mac_of(node: &Host) -> String {
 
 #[test]
 fn flows_stay_on_their_backend_when_the_client_moves_to_another_node() {
-    let mut lab = Lab::start_spec(LabSpec {
-        lbs: 3,
-        backends: 4,
-        static_vip: true,
-    })
-    .expect("lab");
-    lab.wait_for_backends().expect("nginx up");
+    let lab = mesh_lab(4, &["b1", "b2", "b3"]);
     let nodes = lab.lbs.clone();
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
-    for (node, name) in [(a, "lbd-a"), (b, "lbd-b"), (c, "lbd-c")] {
-        let config = mesh_config(&lab, node, &["b1", "b2", "b3"]);
-        lab.start_lbd_on(node, name, &config).expect("lbd");
-    }
     // Every node reaches both peers and receives a full dump from each.
     wait_until(
         "the mesh to connect and dump",
@@ -329,19 +338,9 @@ fn wait_for_state(lab: &Lab, nodes: &[&Host], address: &str, state: &str, from: 
 /// changes made while it was down and gives back none it held before.
 #[test]
 fn backend_states_made_on_one_node_reach_every_node() {
-    let mut lab = Lab::start_spec(LabSpec {
-        lbs: 3,
-        backends: 2,
-        static_vip: true,
-    })
-    .expect("lab");
-    lab.wait_for_backends().expect("nginx up");
+    let mut lab = mesh_lab(2, &["b1", "b2"]);
     let nodes = lab.lbs.clone();
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
-    for (node, name) in [(a, "lbd-a"), (b, "lbd-b"), (c, "lbd-c")] {
-        let config = mesh_config(&lab, node, &["b1", "b2"]);
-        lab.start_lbd_on(node, name, &config).expect("lbd");
-    }
     let b1 = lab.backends[0].ipv4.to_string();
     let b2 = lab.backends[1].ipv4.to_string();
     // Each node knows its peers take states once they sent theirs (none

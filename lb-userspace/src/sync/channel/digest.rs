@@ -114,29 +114,17 @@ impl PeerDigests {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-
-    use tokio::{
-        sync::mpsc,
-        time::{sleep, timeout},
-    };
+    use tokio::time::sleep;
 
     use super::*;
     use crate::sync::{
-        channel::{listen, ListenerHandle, Sender},
+        channel::{
+            test_session::{versioned_session, LIMIT},
+            ListenerHandle, Sender,
+        },
         wire::{digest::DIGEST_LEN, Versions},
-        SyncConfig, SyncStats,
+        SyncStats,
     };
-
-    const KEY: &[u8] = b"test-key-0123456789abcdef";
-    const LIMIT: Duration = Duration::from_secs(8);
-
-    fn config(node: &str, versions: Versions) -> SyncConfig {
-        SyncConfig {
-            versions,
-            ..SyncConfig::new(KEY.to_vec(), node)
-        }
-    }
 
     fn digests(byte: u8) -> Arc<[VipDigest]> {
         Arc::from([VipDigest {
@@ -162,26 +150,8 @@ mod tests {
         master: Versions,
         backup: Versions,
     ) -> (ListenerHandle, Sender, Arc<SyncStats>, PeerDigests) {
-        let (tx, mut rx) = mpsc::channel(16);
-        tokio::spawn(async move { while rx.recv().await.is_some() {} });
-        let local = SocketAddr::from(([127, 0, 0, 1], 0));
-        let listener = listen(
-            local,
-            config("lb-b", backup),
-            tx,
-            Arc::new(SyncStats::new()),
-        )
-        .await
-        .unwrap();
+        let (listener, sender, stats) = versioned_session(master, backup).await;
         let peers = listener.peer_digests().clone();
-        let stats = Arc::new(SyncStats::new());
-        let sender =
-            Sender::start(listener.local_addr(), config("lb-a", master), stats.clone()).unwrap();
-        let mut sessions = sender.sessions();
-        timeout(LIMIT, sessions.wait_for(|&n| n >= 1))
-            .await
-            .expect("a session in time")
-            .expect("the sender runs");
         (listener, sender, stats, peers)
     }
 

@@ -23,6 +23,8 @@ mod sender;
 mod session;
 mod slots;
 #[cfg(test)]
+mod test_session;
+#[cfg(test)]
 mod tests;
 
 pub use backend_states::{PeerBackendStates, STATES_EXPIRY};

@@ -5,27 +5,17 @@
 
 use std::net::SocketAddr;
 
-use tokio::{
-    sync::mpsc,
-    time::{sleep, timeout},
-};
+use tokio::time::sleep;
 
 use super::*;
 use crate::sync::{
-    channel::{listen, ListenerHandle, Sender},
+    channel::{
+        test_session::{config, versioned_session, KEY, LIMIT},
+        ListenerHandle, Sender,
+    },
     wire::{self, backend_states::tests::backend_state, Message, Role, Transcript, Versions},
-    SyncConfig, SyncStats,
+    SyncStats,
 };
-
-const KEY: &[u8] = b"test-key-0123456789abcdef";
-const LIMIT: Duration = Duration::from_secs(8);
-
-fn config(node: &str, versions: Versions) -> SyncConfig {
-    SyncConfig {
-        versions,
-        ..SyncConfig::new(KEY.to_vec(), node)
-    }
-}
 
 /// `n` backends' states, starting at the `from`th.
 fn states(from: u32, n: u32) -> Arc<[BackendStateRecord]> {
@@ -47,25 +37,8 @@ async fn session(
     sender: Versions,
     listener: Versions,
 ) -> (ListenerHandle, Sender, Arc<SyncStats>, PeerBackendStates) {
-    let (tx, mut rx) = mpsc::channel(16);
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let local = SocketAddr::from(([127, 0, 0, 1], 0));
-    let handle = listen(
-        local,
-        config("lb-b", listener),
-        tx,
-        Arc::new(SyncStats::new()),
-    )
-    .await
-    .unwrap();
+    let (handle, sender, stats) = versioned_session(sender, listener).await;
     let peers = handle.peer_backend_states().clone();
-    let stats = Arc::new(SyncStats::new());
-    let sender = Sender::start(handle.local_addr(), config("lb-a", sender), stats.clone()).unwrap();
-    let mut sessions = sender.sessions();
-    timeout(LIMIT, sessions.wait_for(|&n| n >= 1))
-        .await
-        .expect("a session in time")
-        .expect("the sender runs");
     (handle, sender, stats, peers)
 }
 
