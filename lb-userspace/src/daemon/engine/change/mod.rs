@@ -17,12 +17,13 @@ mod tests;
 mod warnings;
 
 pub(super) use reload_notes::undone_by_reload;
+pub(super) use warnings::edit_warnings;
 
 use mac_wait::PLACEHOLDER_MAC;
 use node_rules::{
     backend_on_a_vrrp_address, nat_address_refuses, vip_on_a_mesh_peer, vip_on_a_vrrp_peer,
 };
-use warnings::{config_warnings_brought, edit_warnings, per_node_warning};
+use warnings::{config_warnings_brought, per_node_warning};
 
 use super::{tunnel::TunnelState, Engine};
 use crate::{

@@ -44,7 +44,7 @@ pub(super) fn config_warnings_brought(running: &Config, file: &Config) -> Vec<St
 /// waiting for their first checks are taken as passing them (the edit's
 /// answer says they wait); a VIP added without backends is warned of by
 /// the file's own warning.
-pub(super) fn edit_warnings(
+pub(in crate::daemon::engine) fn edit_warnings(
     current: &Model,
     next: &Model,
     running: &Config,

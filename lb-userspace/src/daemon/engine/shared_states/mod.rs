@@ -33,11 +33,12 @@ use tracing::{info, warn};
 use self::merge::{later_from_peers, own_records, Later, Taken, CLOCK_AHEAD_TOLERANCE_MS};
 use super::{
     admin_state::{snapshot_with, unix_ms},
+    change::edit_warnings,
     BackendKey, Engine,
 };
 use crate::{
     config::Config,
-    model::{Edit, Model},
+    model::{AdminState, Edit, Model},
     sync::{log_limit::LogLimit, wire::BackendStateRecord},
 };
 
@@ -202,6 +203,10 @@ impl Engine {
             }
             stamps.insert(t.key, t.stamp.clone());
         }
+        // What the same change made here would warn of (a VIP left with
+        // no backend for new flows), logged: there is no answer to put
+        // it in.
+        let warnings = taken_warnings(&self.model, &next, &self.config, taken);
         if let Err(error) = self.record_admin_states(&next, &stamps) {
             warn!(%error, "backend states from the sync peers not taken: they cannot be recorded (tried again at the next tick)");
             return;
@@ -214,11 +219,43 @@ impl Engine {
             }
         }
         self.admin.stamps = stamps;
+        for warning in warnings {
+            warn!(%warning, "backend state taken from a sync peer applied with a warning");
+        }
         let wall_ms = unix_ms(SystemTime::now());
         for t in taken {
             let peer = t.stamp.from.as_deref().unwrap_or("?");
             let ago_s = wall_ms.saturating_sub(t.stamp.unix_ms) / 1000;
             info!(vip = %t.key.0, backend = %t.key.1, state = %t.admin.state(), peer, made_s_ago = ago_s, "backend state taken from a sync peer (an operator's change there, later than this node's)");
         }
+    }
+}
+
+/// What the same changes made here would warn of, `current` becoming
+/// `next` by taking `taken` (see `change::edit_warnings`), each once.
+fn taken_warnings(current: &Model, next: &Model, running: &Config, taken: &[Taken]) -> Vec<String> {
+    let mut warnings: Vec<String> = Vec::new();
+    for t in taken {
+        for warning in edit_warnings(current, next, running, &edit_of(t)) {
+            if !warnings.contains(&warning) {
+                warnings.push(warning);
+            }
+        }
+    }
+    warnings
+}
+
+/// The operator's edit that makes a backend what `taken` says (for the
+/// warnings the same change made here would bring).
+fn edit_of(taken: &Taken) -> Edit {
+    let (vip, backend) = taken.key;
+    match taken.admin {
+        AdminState::Enabled => Edit::Enable(vip, backend),
+        AdminState::Maintenance => Edit::Maintenance(vip, backend),
+        AdminState::Draining { .. } => Edit::Drain {
+            vip,
+            backend,
+            timeout_s: None,
+        },
     }
 }

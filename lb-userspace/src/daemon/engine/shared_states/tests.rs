@@ -7,7 +7,7 @@ use std::{
 
 use super::{
     merge::{later_from_peers, own_records, Taken, CLOCK_AHEAD_TOLERANCE_MS},
-    stamped, Stamp, Stamps,
+    stamped, taken_warnings, Stamp, Stamps,
 };
 use crate::{
     config::Config,
@@ -17,14 +17,17 @@ use crate::{
 };
 
 fn model() -> Model {
-    let config = Config::from_toml_str(
+    Model::from_config(&running())
+}
+
+fn running() -> Config {
+    Config::from_toml_str(
         "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
          [[vip.backend]]\naddress = \"198.18.0.11\"\nmac = \"02:00:00:00:00:11\"\n\
          [[vip.backend]]\naddress = \"198.18.0.12\"\nmac = \"02:00:00:00:00:12\"\n",
         "test.toml",
     )
-    .unwrap();
-    Model::from_config(&config)
+    .unwrap()
 }
 
 fn vip() -> VipId {
@@ -343,4 +346,28 @@ fn a_peer_whose_clock_runs_ahead_is_left_out_and_named() {
     let later = later_from_peers(&node.model, &node.stamps, &peers, now, at_ms(100_000));
     assert_eq!(later.taken.len(), 1, "{later:?}");
     assert!(later.clocks_ahead.is_empty());
+}
+
+/// Taking a peer's states warns as the same change made here would: a
+/// VIP whose every backend is drained takes no new flow (once, however
+/// many states did it); one drain of two warns of nothing.
+#[test]
+fn taken_states_warn_as_the_same_change_made_here() {
+    let now = Instant::now();
+    let mut a = Node::new();
+    a.edit(&drain(b(11), None), now, 1_000);
+    let mut one = Node::new();
+    let before = one.model.clone();
+    let taken = one.take(&[("a", a.records(now, 1_000))], now, 1_000);
+    assert!(taken_warnings(&before, &one.model, &running(), &taken).is_empty());
+    a.edit(&Edit::Maintenance(vip(), b(12)), now, 2_000);
+    let mut both = Node::new();
+    let before = both.model.clone();
+    let taken = both.take(&[("a", a.records(now, 2_000))], now, 2_000);
+    assert_eq!(taken.len(), 2);
+    let warnings = taken_warnings(&before, &both.model, &running(), &taken);
+    assert_eq!(
+        warnings,
+        ["no backend of VIP 198.18.0.100:80/tcp takes new flows after this change: every new flow is dropped"]
+    );
 }
