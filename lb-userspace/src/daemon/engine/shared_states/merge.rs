@@ -199,6 +199,12 @@ fn backend_of<'m>(model: &'m Model, key: &BackendKey) -> Option<&'m BackendModel
     model.vips.get(&key.0)?.backends.get(&key.1)
 }
 
+/// Whether `model` serves `key`'s backend (a stamp of one it does not is
+/// dropped).
+pub(super) fn serves(model: &Model, key: &BackendKey) -> bool {
+    backend_of(model, key).is_some()
+}
+
 /// A record's state as this node's clock holds it (a drain keeps its
 /// start and deadline in wall-clock time).
 fn admin_of(record: &BackendStateRecord, now: Instant, wall_ms: u64) -> AdminState {

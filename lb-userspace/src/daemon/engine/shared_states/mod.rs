@@ -30,7 +30,7 @@ use std::{
 
 use tracing::{info, warn};
 
-use self::merge::{later_from_peers, own_records, Later, Taken, CLOCK_AHEAD_TOLERANCE_MS};
+use self::merge::{later_from_peers, own_records, serves, Later, Taken, CLOCK_AHEAD_TOLERANCE_MS};
 use super::{
     admin_state::{snapshot_with, unix_ms},
     change::edit_warnings,
@@ -92,11 +92,7 @@ pub(super) fn stamped(stamps: &Stamps, edit: &Edit, after: &Model, wall: SystemT
         _ => return stamps.clone(),
     };
     let mut next = stamps.clone();
-    let served = after
-        .vips
-        .get(&vip)
-        .is_some_and(|v| v.backends.contains_key(&backend));
-    if served {
+    if serves(after, &(vip, backend)) {
         next.insert(
             (vip, backend),
             Stamp {
@@ -153,17 +149,8 @@ impl Engine {
         if !taken.is_empty() {
             self.take_peer_states(&taken);
         }
-        let known: Vec<BackendKey> = self.admin.stamps.keys().copied().collect();
-        for key in known {
-            let served = self
-                .model
-                .vips
-                .get(&key.0)
-                .is_some_and(|v| v.backends.contains_key(&key.1));
-            if !served {
-                self.admin.stamps.remove(&key);
-            }
-        }
+        let model = &self.model;
+        self.admin.stamps.retain(|key, _| serves(model, key));
         // The same states give the same records: a drain's times are
         // turned into wall clock once, not again at every tick (the
         // clocks' readings would move them by a millisecond now and then,
