@@ -179,6 +179,9 @@ fn backend(backend: &BackendConfig, vip_health: &HealthConfig) -> Value {
         t.insert("port".into(), int(port));
     }
     t.insert("weight".into(), int(backend.weight));
+    if backend.backup {
+        t.insert("backup".into(), Value::Boolean(true));
+    }
     if let Some(h) = &backend.health {
         t.insert("health".into(), Value::Table(health_over(h, vip_health)));
     }

@@ -321,6 +321,11 @@ pub struct BackendConfig {
     pub port: Option<u16>,
     /// Share of new flows, 0..=10000; 0 drains the backend (it takes no new flows).
     pub weight: u32,
+    /// A backup (keepalived's `sorry_server`, HAProxy's and nginx's
+    /// `backup`): it takes new flows only while no other backend of its
+    /// VIP can, so a VIP whose backends all fail fails over to it instead
+    /// of dropping new flows; flows it took stay on it when they return.
+    pub backup: bool,
     /// Health checks of this backend when they differ from the VIP's.
     pub health: Option<HealthConfig>,
 }
@@ -334,6 +339,7 @@ impl BackendConfig {
             mac: None,
             port: None,
             weight: DEFAULT_WEIGHT,
+            backup: false,
             health: None,
         }
     }

@@ -71,6 +71,7 @@ pub(super) struct RawBackend {
     pub(super) mac: Option<Spanned<Value>>,
     pub(super) port: Option<Spanned<Value>>,
     pub(super) weight: Option<Spanned<Value>>,
+    pub(super) backup: Option<Spanned<Value>>,
     pub(super) health: Option<Spanned<OneTable<health::RawHealth>>>,
 }
 

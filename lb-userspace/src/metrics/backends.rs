@@ -17,6 +17,7 @@ impl Exporter<'_> {
         let mut health = Vec::new();
         let mut alive = Vec::new();
         let mut weights = Vec::new();
+        let mut backups = Vec::new();
         let mut shares = Vec::new();
         let mut flows = Vec::new();
         let mut checks = Vec::new();
@@ -27,6 +28,7 @@ impl Exporter<'_> {
         let mut healthy = Vec::new();
         let mut serving = Vec::new();
         let mut all_down = Vec::new();
+        let mut on_backups = Vec::new();
         let nat_swept = super::modes::nat_swept(s);
         for v in &s.vips {
             // A NAT VIP's flows are counted by the NAT reaper's sweeps.
@@ -48,6 +50,7 @@ impl Exporter<'_> {
                 }
                 alive.push((l(&[]), i64::from(b.alive)));
                 weights.push((l(&[]), i64::from(b.weight)));
+                backups.push((l(&[]), i64::from(b.backup)));
                 shares.push((l(&[]), b.share));
                 if flows_measured {
                     for (state, n) in [
@@ -66,11 +69,13 @@ impl Exporter<'_> {
                 }
                 // As the data plane decides: a backend it sends nothing
                 // (awaiting its first checks, a dsr-l2 one whose MAC is
-                // not known) takes no new flow, whatever its health says.
+                // not known) takes no new flow, whatever its health says;
+                // nor does a backup while another backend takes them.
                 if b.alive
                     && b.health != HealthStatus::Down
                     && b.state == BackendState::Enabled
                     && b.weight > 0
+                    && (!b.backup || v.on_backups)
                 {
                     takes_new += 1;
                 }
@@ -90,6 +95,7 @@ impl Exporter<'_> {
             healthy.push((vip(&v.vip), up));
             serving.push((vip(&v.vip), takes_new));
             all_down.push((vip(&v.vip), i64::from(v.all_down)));
+            on_backups.push((vip(&v.vip), i64::from(v.on_backups)));
         }
         self.gauge(
             "backend_state",
@@ -110,6 +116,11 @@ impl Exporter<'_> {
             "backend_weight",
             "Configured weight of the backend",
             weights,
+        );
+        self.gauge(
+            "backend_backup",
+            "1 for a backup backend: it takes new flows only while no other backend of its VIP can",
+            backups,
         );
         self.ratio(
             "backend_share",
@@ -143,6 +154,11 @@ impl Exporter<'_> {
             "vip_all_down",
             "1 when no backend of the VIP meant to take flows is healthy",
             all_down,
+        );
+        self.gauge(
+            "vip_on_backups",
+            "1 while the VIP's backup backends take its new flows: no other backend of it can (each down, draining, in maintenance, full or at weight 0)",
+            on_backups,
         );
         self.counter("health_checks", "Health checks run", None, checks);
         self.counter(

@@ -1,7 +1,8 @@
 //! Per VIP, a digest of what its Maglev table is built from on every
 //! node of a mesh alike: the table size and, for each backend (sorted by
 //! address, as the table build sorts them), its address, port, configured
-//! weight and admin state (enabled, draining, maintenance). Full-mesh
+//! weight, admin state (enabled, draining, maintenance) and whether it
+//! is a backup. Full-mesh
 //! peers exchange them (`sync::wire::digest`): equal digests mean the
 //! nodes build the same table once their health checks agree.
 //!
@@ -63,6 +64,11 @@ impl VipModel {
             hash.update(port);
             hash.update(backend.config.weight.to_be_bytes());
             hash.update([admin_byte(&backend.admin)]);
+            // Only when set: a mesh without backups digests as releases
+            // before them did, so nodes of both compare equal.
+            if backend.config.backup {
+                hash.update(b"backup");
+            }
         }
         let full: [u8; 32] = hash.finalize().into();
         let mut digest = [0u8; DIGEST_LEN];

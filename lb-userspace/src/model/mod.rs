@@ -29,6 +29,8 @@ use crate::{
     reconcile::{address_bytes, DesiredBackend, DesiredVip, VipId},
 };
 
+#[cfg(test)]
+mod backup_tests;
 mod changes;
 mod digest;
 mod edit;

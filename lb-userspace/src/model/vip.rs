@@ -166,9 +166,49 @@ impl VipModel {
             .collect()
     }
 
+    /// Whether a backend that is not a backup takes new flows, with MACs
+    /// from the config or else from `mac_of` (`fail_open`: the VIP fails
+    /// open, so its down backends count): while one does, the backups
+    /// (`BackendConfig::backup`) take none. A dsr-l2 backend whose MAC is
+    /// not known takes nothing, so it keeps no backup out.
+    fn primaries_take_new_flows(
+        &self,
+        fail_open: bool,
+        mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>,
+    ) -> bool {
+        self.backends.values().any(|b| {
+            !b.config.backup
+                && b.admin == AdminState::Enabled
+                && b.config.weight > 0
+                && (b.counts_as_up() || fail_open)
+                && (self.config.forwarding != lb_common::Mode::DsrL2
+                    || b.config.mac.is_some()
+                    || mac_of(b.config.address).is_some())
+        })
+    }
+
+    /// Whether the VIP's backups take its new flows now: it has backups,
+    /// one of them takes new flows, and no other backend can (each is
+    /// down, draining, in maintenance, full or of weight 0). For the
+    /// status and the metrics: a VIP running on its backups has lost every
+    /// backend meant to serve it.
+    pub fn on_backups(&self, mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>) -> bool {
+        let desired = self.desired(VipId::of(&self.config), mac_of);
+        desired.backends.iter().any(|d| {
+            d.weight > 0
+                && self
+                    .backends
+                    .get(&d.address)
+                    .is_some_and(|b| b.config.backup)
+        })
+    }
+
     /// How the data plane should treat each backend.
     pub fn desired(&self, id: VipId, mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>) -> DesiredVip {
         let fail_open = self.fails_open();
+        // Backups stand by (alive: the flows they took stay on them, as a
+        // drain keeps its flows) while another backend takes new flows.
+        let backups_stand_by = self.primaries_take_new_flows(fail_open, mac_of);
         DesiredVip {
             id,
             table_size: self.config.table_size,
@@ -192,7 +232,10 @@ impl VipModel {
                             .map(Mac::octets)
                             .or_else(|| mac_of(b.config.address)),
                         port: b.config.port,
-                        weight: if up && b.admin == AdminState::Enabled {
+                        weight: if up
+                            && b.admin == AdminState::Enabled
+                            && !(b.config.backup && backups_stand_by)
+                        {
                             b.config.weight
                         } else {
                             0

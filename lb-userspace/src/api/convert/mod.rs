@@ -194,6 +194,7 @@ fn backend_of(
         )?),
     };
     Ok(BackendConfig {
+        backup: spec.backup,
         address,
         mac,
         port,

@@ -25,6 +25,7 @@ fn every_route() -> Vec<Route> {
     let b: IpAddr = "198.18.0.11".parse().unwrap();
     // A backend's own health: only the keys given travel.
     let spec = BackendSpec {
+        backup: true,
         address: b,
         mac: None,
         port: Some(8080),

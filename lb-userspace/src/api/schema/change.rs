@@ -75,6 +75,10 @@ pub struct BackendSpec {
     /// Weight, 0..=10000 (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<i64>,
+    /// A backup: takes new flows only while no other backend of the VIP
+    /// can (default false; see `BackendConfig::backup`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backup: bool,
     /// Its own health checks, as the file's `[vip.backend.health]`: the
     /// keys given override its VIP's (default: the VIP's).
     #[serde(default, skip_serializing_if = "Option::is_none")]

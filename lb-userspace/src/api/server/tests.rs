@@ -826,6 +826,7 @@ fn the_largest_valid_request_fits_the_body_limit() {
             mac: Some("02:00:00:00:00:11".to_owned()),
             port: Some(65_535),
             weight: Some(10_000),
+            backup: true,
             health: Some(health.clone()),
         })
         .collect();

@@ -38,7 +38,8 @@ pub(crate) enum Command {
         /// [nat] source of its family).
         #[arg(long)]
         nat_source: Option<std::net::IpAddr>,
-        /// A backend: ADDRESS[,weight=W][,mac=MAC][,port=P]; repeat for more.
+        /// A backend: ADDRESS[,weight=W][,mac=MAC][,port=P][,backup]; repeat
+        /// for more (backup: takes new flows only while no other can).
         /// Its health checks are the VIP's (`lbctl backend add` gives one
         /// its own).
         #[arg(long = "backend", value_parser = parse_backend)]
@@ -110,30 +111,28 @@ pub(crate) fn parse_port(text: &str) -> Result<u16, String> {
     value::port(n).map_err(|e| format!("port {e}"))
 }
 
-/// `ADDRESS[,weight=W][,mac=MAC][,port=P]`, its values checked by the config file's
+/// `ADDRESS[,weight=W][,mac=MAC][,port=P][,backup]`, its values checked by the config file's
 /// rules (the VIP-dependent ones are lbd's to check).
 pub(crate) fn parse_backend(text: &str) -> Result<BackendSpec, String> {
     let mut parts = text.split(',');
-    let address = parts
-        .next()
-        .unwrap_or_default()
-        .parse()
-        .map_err(|_| format!("{text:?}: expected ADDRESS[,weight=W][,mac=MAC][,port=P]"))?;
+    let address = parts.next().unwrap_or_default().parse().map_err(|_| {
+        format!("{text:?}: expected ADDRESS[,weight=W][,mac=MAC][,port=P][,backup]")
+    })?;
     let mut spec = BackendSpec {
         address,
         mac: None,
         port: None,
         weight: None,
+        backup: false,
         health: None,
     };
     let mut seen: Vec<&str> = Vec::new();
     for part in parts {
-        if let Some((key, _)) = part.split_once('=') {
-            if seen.contains(&key) {
-                return Err(format!("{text:?}: {key} is given twice"));
-            }
-            seen.push(key);
+        let key = part.split_once('=').map_or(part, |(key, _)| key);
+        if seen.contains(&key) {
+            return Err(format!("{text:?}: {key} is given twice"));
         }
+        seen.push(key);
         match part.split_once('=') {
             Some(("weight", w)) => spec.weight = Some(parse_weight(w)?.into()),
             Some(("mac", m)) => {
@@ -141,7 +140,12 @@ pub(crate) fn parse_backend(text: &str) -> Result<BackendSpec, String> {
                 spec.mac = Some(m.to_owned());
             }
             Some(("port", p)) => spec.port = Some(parse_port(p)?.into()),
-            _ => return Err(format!("{part:?}: expected weight=W, mac=MAC or port=P")),
+            None if part == "backup" => spec.backup = true,
+            _ => {
+                return Err(format!(
+                    "{part:?}: expected weight=W, mac=MAC, port=P or backup"
+                ))
+            }
         }
     }
     Ok(spec)
@@ -202,6 +206,31 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backup_is_a_bare_word_given_once() {
+        let spec = parse_backend("198.18.0.21,backup,weight=50").unwrap();
+        assert!(spec.backup);
+        assert_eq!(spec.weight, Some(50));
+        assert!(!parse_backend("198.18.0.21").unwrap().backup);
+        // On the wire only when set: an lbd before backups refuses the
+        // field by name rather than adding a plain backend.
+        let body = serde_json::to_value(&spec).unwrap();
+        assert_eq!(body["backup"], serde_json::json!(true));
+        let plain = serde_json::to_value(parse_backend("198.18.0.21").unwrap()).unwrap();
+        assert!(plain.get("backup").is_none(), "{plain}");
+        assert_eq!(
+            parse_backend("198.18.0.21,backup,backup").unwrap_err(),
+            "\"198.18.0.21,backup,backup\": backup is given twice"
+        );
+        for text in ["198.18.0.21,backup=true", "198.18.0.21,backups"] {
+            let message = parse_backend(text).unwrap_err();
+            assert!(
+                message.ends_with("expected weight=W, mac=MAC, port=P or backup"),
+                "{message:?}"
+            );
+        }
+    }
 
     #[test]
     fn a_weight_out_of_range_says_the_range() {

@@ -34,6 +34,7 @@ fn example_parses_to_expected_values() {
                 forwarding: lb_common::Mode::DsrL2,
                 nat: None,
                 backends: vec![BackendConfig {
+                    backup: false,
                     address: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 11)),
                     mac: Some(Mac([0x02, 0, 0, 0, 0, 0x11])),
                     port: None,

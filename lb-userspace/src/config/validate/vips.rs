@@ -211,6 +211,10 @@ impl Checker<'_> {
                 None => DEFAULT_WEIGHT,
                 Some(v) => self.rule(v, &backend_field("weight"), value::weight)?,
             };
+            let backup = match &raw_backend.backup {
+                None => false,
+                Some(v) => self.boolean(v, &backend_field("backup"))?,
+            };
             let backend_health = match &raw_backend.health {
                 None => None,
                 Some(table) => Some(self.health(
@@ -226,6 +230,7 @@ impl Checker<'_> {
                 )?),
             };
             backends.push(BackendConfig {
+                backup,
                 address: backend_address,
                 mac,
                 port: backend_port,

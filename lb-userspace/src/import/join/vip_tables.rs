@@ -63,18 +63,14 @@ pub(super) fn vip_tables(
         ));
         return Ok(tables);
     }
-    // With no active server that takes flows, the source sent them to
-    // its backups: those take them here as active ones (lbd has none).
-    let promoted = promoted_backups(vip.service, backends, &mut tables[0].notes);
-    idle_backups_warning(service, backends, &promoted, &mut tables[0].notes);
-    let active = |i: usize, b: &Backend| b.role == Role::Active || promoted.contains(&i);
+    // The source's backups are lbd's backups (`backup = true`).
+    note_backups_shared(service, backends, &mut tables[0].notes);
+    let weighted = |b: &Backend| matches!(b.role, Role::Active | Role::Backup(_));
     // The VIP's checks are the first active backend's; others that differ
     // get their own table.
     let Some(reference) = backends
         .iter()
-        .enumerate()
-        .find(|(i, b)| active(*i, b))
-        .map(|(_, b)| b)
+        .find(|b| b.role == Role::Active)
         .or(backends.first())
     else {
         return Ok(tables);
@@ -107,9 +103,8 @@ pub(super) fn vip_tables(
     tables.push(health);
     let top = backends
         .iter()
-        .enumerate()
-        .filter(|(i, b)| active(*i, b))
-        .filter_map(|(_, b)| b.weight.as_ref().map(|w| w.value))
+        .filter(|b| weighted(b))
+        .filter_map(|b| b.weight.as_ref().map(|w| w.value))
         .max()
         .unwrap_or(1)
         .max(1);
@@ -120,7 +115,7 @@ pub(super) fn vip_tables(
             service.origin, service.name
         ));
     }
-    for (i, backend) in backends.iter().enumerate() {
+    for backend in backends {
         other_family(backend, vip.address, mode)?;
         let mut b = Table::new("[[vip.backend]]", 1);
         b.notes = backend.notes.iter().map(ToString::to_string).collect();
@@ -136,15 +131,12 @@ pub(super) fn vip_tables(
         }
         let source = backend.weight.as_ref().map_or(1, |w| w.value);
         let (weight, comment) = match &backend.role {
-            Role::Backup(at) if promoted.contains(&i) => (
+            Role::Backup(_) => (
                 scale.apply(source),
-                format!(
-                    "{at}: a backup server, taking over as no active one takes flows ({}{scale})",
-                    backend
-                        .weight
-                        .as_ref()
-                        .map_or(String::new(), |w| format!("{}, ", w.comment()))
-                ),
+                match &backend.weight {
+                    Some(w) => format!("{} ({scale})", w.comment()),
+                    None => format!("the source's default weight 1 ({scale})"),
+                },
             ),
             Role::Active => (
                 scale.apply(source),
@@ -157,90 +149,43 @@ pub(super) fn vip_tables(
                 b.notes.push(format!("{at}: disabled in the source: weight 0 (takes no new flows); `lbctl backend weight` brings it in"));
                 (0, String::new())
             }
-            Role::Backup(at) => {
-                b.notes.push(format!("{at}: a backup server; lbd has none: weight 0 (takes no new flows) until you give it one"));
-                (0, String::new())
-            }
         };
         b.push("weight", i64::from(weight), comment);
+        if let Role::Backup(at) = &backend.role {
+            b.push(
+                "backup",
+                true,
+                format!("{at}: takes new flows only while no other backend can"),
+            );
+        }
         push_backend(b, backend, reference, vip.port, mode, &mut tables);
     }
     Ok(tables)
 }
 
-/// The backups that take flows as active backends because no active
-/// server of `service` takes any (each disabled, down or of weight 0):
-/// HAProxy then sends them to its first backup (to all with `option
-/// allbackups`), nginx to all. Written as backups (weight 0) the VIP
-/// dropped every new flow where the source served them. Warned of in
-/// `notes`: the failover itself is lost.
-fn promoted_backups(
-    service: &Service,
-    backends: &[Backend],
-    notes: &mut Vec<String>,
-) -> Vec<usize> {
-    if backends.iter().any(Backend::usable) {
-        return Vec::new();
+/// Notes in `notes` where lbd's backups differ from the source's: without
+/// `option allbackups` HAProxy sends the backups' flows to its first
+/// backup that is up alone; lbd shares them among all of a VIP's backups
+/// that are up, by weight (so a second one still takes over when the
+/// first is down, as in HAProxy).
+fn note_backups_shared(service: &Service, backends: &[Backend], notes: &mut Vec<String>) {
+    if service.all_backups.is_some() {
+        return;
     }
-    let backups: Vec<usize> = backends
+    let backups: Vec<&str> = backends
         .iter()
-        .enumerate()
-        .filter(|(_, b)| matches!(b.role, Role::Backup(_)))
-        .filter(|(_, b)| b.weight.as_ref().is_none_or(|w| w.value > 0))
-        .map(|(i, _)| i)
-        .collect();
-    let Some(&first) = backups.first() else {
-        return Vec::new();
-    };
-    let (taken, which) = match &service.all_backups {
-        Some(why) => (backups, format!("all of them, as {why}")),
-        None => (
-            vec![first],
-            "the first, as HAProxy takes without option allbackups".to_owned(),
-        ),
-    };
-    let names: Vec<&str> = taken
-        .iter()
-        .filter_map(|i| backends.get(*i))
+        .filter(|b| matches!(b.role, Role::Backup(_)))
+        .filter(|b| b.weight.as_ref().is_none_or(|w| w.value > 0))
         .map(|b| b.name.as_str())
         .collect();
+    if backups.len() < 2 {
+        return;
+    }
     notes.push(format!(
-        "{}: WARNING: {} has no active server that takes connections (each is disabled, down or of weight 0), so they went to its backup servers; lbd has no backup servers: {} ({which}) take every new flow as active backends. The failover is lost: lbd moves no flows to a backup when active servers fail, nor back when they return: when you bring an active server in (`lbctl backend weight`), give the backups weight 0",
+        "{}: {} has several backup servers and no option allbackups: HAProxy sends to the first one up alone, lbd shares among all of them that are up, by weight ({}); give a backup weight 0 to keep it out",
         service.origin,
         service.name,
-        names.join(", ")
-    ));
-    taken
-}
-
-/// The WARNING, once per VIP, that the backup servers written beside
-/// active ones (weight 0, lbd has no backups) no longer take over: when
-/// every active server fails its checks, the source moved traffic to a
-/// backup, lbd drops new flows (`on_all_down = "drop"`, its default). A
-/// NOTE on each backup was easy to miss among the others.
-fn idle_backups_warning(
-    service: &Service,
-    backends: &[Backend],
-    promoted: &[usize],
-    notes: &mut Vec<String>,
-) {
-    let idle: Vec<&Backend> = backends
-        .iter()
-        .enumerate()
-        .filter(|(i, b)| matches!(b.role, Role::Backup(_)) && !promoted.contains(i))
-        .map(|(_, b)| b)
-        .collect();
-    let Some(first) = idle.first() else {
-        return;
-    };
-    let Role::Backup(at) = &first.role else {
-        return;
-    };
-    let names: Vec<&str> = idle.iter().map(|b| b.name.as_str()).collect();
-    notes.push(format!(
-        "{at}: WARNING: {} has backup servers ({}), written with weight 0 as lbd has none: when all its active servers are down, lbd drops new flows (on_all_down = \"drop\") instead of failing over to them; give one a weight then (`lbctl backend weight`)",
-        service.name,
-        names.join(", ")
+        backups.join(", ")
     ));
 }
 

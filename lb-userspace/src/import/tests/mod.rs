@@ -52,6 +52,27 @@ fn weights(vip: &VipConfig) -> Vec<(IpAddr, u32)> {
         .collect()
 }
 
+/// The addresses of a VIP's backups (`backup = true`).
+fn backups(vip: &VipConfig) -> Vec<IpAddr> {
+    vip.backends
+        .iter()
+        .filter(|b| b.backup)
+        .map(|b| b.address)
+        .collect()
+}
+
+/// Whether lbd, loading the imported config (every backend's health
+/// unknown, so in service; MACs known), sends the first VIP's new flows to
+/// its backups.
+fn serves_on_backups(imported: &Imported) -> bool {
+    let model = crate::model::Model::from_config(&imported.config);
+    model
+        .vips
+        .values()
+        .next()
+        .is_some_and(|v| v.on_backups(&|_| Some([2, 0, 0, 0, 0, 1])))
+}
+
 /// Options with `--interface eth0`.
 fn on_eth0() -> Options {
     Options {

@@ -37,8 +37,9 @@ fn an_upstream_alone_takes_its_vip_and_turns_max_fails_into_checks() {
     );
     assert_eq!(
         weights(vip).iter().map(|w| w.1).collect::<Vec<_>>(),
-        [500, 300, 100, 0, 0]
+        [500, 300, 100, 100, 0]
     );
+    assert_eq!(backups(vip), [vip.backends[3].address]);
     assert_eq!(vip.health.check, CheckType::Tcp);
     assert_eq!((vip.health.rise, vip.health.fall), (1, 3));
     // The backup's default max_fails=1: its own table.
@@ -48,7 +49,7 @@ fn an_upstream_alone_takes_its_vip_and_turns_max_fails_into_checks() {
         "app.conf:3: least_conn: not applicable at L4",
         "app.conf:9: keepalive 32: not applicable at L4",
         "# app.conf:4 (max_fails=3 (fail_timeout 30s))",
-        "app.conf:7: a backup server",
+        "app.conf:7: takes new flows only while no other backend can",
         "app.conf:8: disabled in the source",
         "address = \"198.18.0.100\"  # --vip 198.18.0.100:80/tcp",
     ] {
@@ -620,23 +621,27 @@ fn a_quic_listen_is_a_udp_vip() {
 }
 
 #[test]
-fn with_every_primary_down_all_the_backups_take_over_with_a_warning() {
+fn with_every_primary_down_all_the_backups_take_over() {
     let text = "upstream app {\n    server 198.18.0.11:80 down;\n    server 198.18.0.12:80 backup weight=2;\n    server 198.18.0.13:80 backup;\n}\n";
     let options = Options {
         vips: vec![vip("198.18.0.100:80/tcp")],
         ..on_eth0()
     };
     let imported = ok(&[("app.conf", text)], &options);
-    // nginx shares the connections among all its backups, by weight.
+    // nginx shares the connections among all its backups, by weight:
+    // so does lbd, with nothing to note.
+    let vip = &imported.config.vips[0];
     assert_eq!(
-        weights(&imported.config.vips[0]),
+        weights(vip),
         [
             (ip("198.18.0.11"), 0),
             (ip("198.18.0.12"), 200),
             (ip("198.18.0.13"), 100)
         ]
     );
-    assert!(has_note(&imported, "app.conf:1: WARNING: upstream app has no active server that takes connections (each is disabled, down or of weight 0), so they went to its backup servers; lbd has no backup servers: 198.18.0.12:80, 198.18.0.13:80 (all of them, as nginx shares the connections among all the backup servers of an upstream) take every new flow as active backends. The failover is lost"), "{:#?}", imported.notes);
+    assert_eq!(backups(vip), [ip("198.18.0.12"), ip("198.18.0.13")]);
+    assert!(serves_on_backups(&imported));
+    assert!(!has_note(&imported, "backup"), "{:#?}", imported.notes);
 }
 
 #[test]

@@ -143,3 +143,33 @@ fn the_dashboard_never_merges_a_backend_of_two_vips() {
         "no dashboard query shows what a node sees"
     );
 }
+
+#[test]
+fn a_standing_by_backup_does_not_serve_until_its_vip_is_on_backups() {
+    let mut status = full_status();
+    let backend = &mut status.vips[0].backends[0];
+    backend.state = BackendState::Enabled;
+    backend.backup = true;
+    let vip = status.vips[0].vip.clone();
+    let vip_labels = format!("vip=\"{vip}\"");
+    let labels = format!("vip=\"{vip}\",backend=\"198.18.0.11\"");
+    let text = Metrics::new().render(&status);
+    assert_eq!(sample(&text, "lbd_backend_backup", &labels), Some(1.0));
+    assert_eq!(sample(&text, "lbd_vip_on_backups", &vip_labels), Some(0.0));
+    // Up, enabled and weighted, but standing by: new flows go elsewhere.
+    assert_eq!(
+        sample(&text, "lbd_vip_serving_backends", &vip_labels),
+        Some(0.0),
+        "{text}"
+    );
+    status.vips[0].on_backups = true;
+    let text = Metrics::new().render(&status);
+    assert_eq!(sample(&text, "lbd_vip_on_backups", &vip_labels), Some(1.0));
+    assert_eq!(
+        sample(&text, "lbd_vip_serving_backends", &vip_labels),
+        Some(1.0)
+    );
+    status.vips[0].backends[0].backup = false;
+    let text = Metrics::new().render(&status);
+    assert_eq!(sample(&text, "lbd_backend_backup", &labels), Some(0.0));
+}

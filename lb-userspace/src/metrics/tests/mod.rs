@@ -41,6 +41,7 @@ pub(crate) fn full_status() -> Status {
         target: Some("198.18.0.100:80".into()),
     };
     let backend = BackendStatus {
+        backup: false,
         address: "198.18.0.11".parse().unwrap(),
         mac: Some(crate::mac::Mac([2, 0, 0, 0, 0, 0x11])),
         port: None,
@@ -75,6 +76,7 @@ pub(crate) fn full_status() -> Status {
         adopted: false,
         maglev_mode: Some(crate::config::MaglevMode::Consistent),
         vips: vec![VipStatus {
+            on_backups: false,
             vip: "198.18.0.100:80/tcp".into(),
             table_size: 65_537,
             on_all_down: crate::config::AllDown::Drop,

@@ -8,14 +8,16 @@ fn a_vip_spec_becomes_the_vip_the_file_would_give() {
         "address": "2001:2::100", "port": 53, "protocol": "udp", "table_size": 251,
         "on_all_down": "keep",
         "backends": [{"address": "2001:2::11", "mac": "02:00:00:00:00:11", "weight": 7},
-                     {"address": "2001:2::12"}]
+                     {"address": "2001:2::12"},
+                     {"address": "2001:2::21", "backup": true}]
     }));
     let vip = VipConfig::try_from(&spec).unwrap();
     let file = Config::from_toml_str(
         "interface = \"eth0\"\n[[vip]]\naddress = \"2001:2::100\"\nport = 53\n\
          protocol = \"udp\"\ntable_size = 251\non_all_down = \"keep\"\n\
          [[vip.backend]]\naddress = \"2001:2::11\"\nmac = \"02:00:00:00:00:11\"\nweight = 7\n\
-         [[vip.backend]]\naddress = \"2001:2::12\"\n",
+         [[vip.backend]]\naddress = \"2001:2::12\"\n\
+         [[vip.backend]]\naddress = \"2001:2::21\"\nbackup = true\n",
         "test.toml",
     )
     .unwrap();
@@ -25,6 +27,10 @@ fn a_vip_spec_becomes_the_vip_the_file_would_give() {
         (Protocol::Udp, AllDown::KeepLast)
     );
     assert_eq!(vip.backends[0].mac, Some(Mac([2, 0, 0, 0, 0, 0x11])));
+    assert_eq!(
+        vip.backends.iter().map(|b| b.backup).collect::<Vec<_>>(),
+        [false, false, true]
+    );
 }
 
 #[test]

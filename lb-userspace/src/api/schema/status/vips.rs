@@ -43,6 +43,11 @@ pub struct VipStatus {
     pub on_all_down: AllDown,
     /// True when no backend meant to take flows is healthy.
     pub all_down: bool,
+    /// True when its backups take its new flows: no other backend can
+    /// (each is down, draining, in maintenance, full or of weight 0).
+    /// Absent when false (and from an lbd before backups).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_backups: bool,
     /// Added at run time (not in the config file).
     pub runtime: bool,
     /// Packets forwarded.
@@ -79,6 +84,10 @@ pub struct BackendStatus {
     pub port: Option<u16>,
     /// Configured weight.
     pub weight: u32,
+    /// A backup: takes new flows only while no other backend of its VIP
+    /// can (its `share` says whether it does now). Absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backup: bool,
     /// Admin state.
     pub state: BackendState,
     /// Health from the checks.

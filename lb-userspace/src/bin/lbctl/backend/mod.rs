@@ -74,7 +74,9 @@ pub(crate) enum Command {
     Add {
         /// ADDRESS:PORT[/tcp|udp].
         vip: VipId,
-        /// ADDRESS[,weight=W][,mac=MAC][,port=P] (port: NAT VIPs only).
+        /// ADDRESS[,weight=W][,mac=MAC][,port=P][,backup] (port: NAT VIPs
+        /// only; backup: takes new flows only while no other backend of
+        /// the VIP can).
         #[arg(value_parser = |t: &str| parse_backend(t).map(Box::new))]
         backend: Box<lb_userspace::api::schema::BackendSpec>,
         #[command(flatten)]

@@ -32,6 +32,7 @@ fn backend(state: BackendState, live: u64, timed_out: bool) -> BackendStatus {
         mac: None,
         port: None,
         weight: 100,
+        backup: false,
         state,
         health: HealthStatus::Up,
         alive: true,

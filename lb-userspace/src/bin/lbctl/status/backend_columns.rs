@@ -14,13 +14,18 @@ pub(super) fn backend_name(b: &BackendStatus) -> String {
 
 /// A VIP's state text of a backend (with a timed drain's seconds left,
 /// or a down backend's hold after its VIP failed open: why it still
-/// carries flows; and the sync peer where an operator set the state,
-/// when not here).
+/// carries flows; `(backup)` for a backup; and the sync peer where an
+/// operator set the state, when not here).
 pub(super) fn state_text(b: &BackendStatus) -> String {
     let text = match (b.drain_remaining_s, b.held_s) {
         (Some(left), _) => format!("{} {left}s", b.state),
         (None, Some(left)) => format!("{} held {left}s", b.state),
         (None, None) => b.state.to_string(),
+    };
+    let text = if b.backup {
+        format!("{text} (backup)")
+    } else {
+        text
     };
     match &b.state_from {
         Some(peer) => format!("{text} from {peer}"),

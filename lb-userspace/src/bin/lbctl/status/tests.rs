@@ -624,6 +624,46 @@ fn a_backend_held_after_fail_open_says_so_and_for_how_long() {
 }
 
 #[test]
+fn a_vip_on_its_backups_says_so_and_each_backup_is_marked() {
+    let backend = |address: &str, backup: bool, share: f64| {
+        serde_json::json!({
+            "address": address, "weight": 100, "backup": backup, "state": "enabled",
+            "health": if backup { "up" } else { "down" }, "alive": backup, "share": share,
+            "flows": {"live": 0, "closing": 0, "idle": 0}, "packets": 0, "bytes": 0,
+            "new_flows": 0, "drain_remaining_s": null, "drain_timed_out": false,
+            "runtime": false
+        })
+    };
+    let vip: VipStatus = serde_json::from_value(serde_json::json!({
+        "vip": "198.18.0.100:80/tcp", "table_size": 251, "on_all_down": "drop",
+        "all_down": false, "on_backups": true, "runtime": false, "packets": 0, "bytes": 0,
+        "new_flows": 0,
+        "backends": [backend("198.18.0.11", false, 0.0), backend("198.18.0.21", true, 1.0)]
+    }))
+    .unwrap();
+    assert_eq!(state_text(&vip.backends[0]), "enabled");
+    assert_eq!(state_text(&vip.backends[1]), "enabled (backup)");
+    let none = UnreadTraffic::default();
+    let lines = vip_lines(&vip, Unread(&none));
+    assert!(
+        lines[0].ends_with(" ON BACKUPS (no other backend takes new flows)"),
+        "{lines:#?}"
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("198.18.0.21") && l.contains("enabled (backup)")));
+    // An lbd before backups sends neither field: no backup, not on them.
+    let old: VipStatus = serde_json::from_value(serde_json::json!({
+        "vip": "198.18.0.100:80/tcp", "table_size": 251, "on_all_down": "drop",
+        "all_down": false, "runtime": false, "packets": 0, "bytes": 0, "new_flows": 0,
+        "backends": []
+    }))
+    .unwrap();
+    assert!(!old.on_backups);
+    assert!(!vip_lines(&old, Unread(&none))[0].contains("BACKUPS"));
+}
+
+#[test]
 fn a_nat_vip_shows_its_address_and_port_usage() {
     let mut vip: VipStatus = serde_json::from_value(serde_json::json!({
         "vip": "198.18.0.100:80/tcp", "table_size": 251, "on_all_down": "drop",

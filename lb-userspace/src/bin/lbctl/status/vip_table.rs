@@ -78,9 +78,10 @@ pub(super) fn print_vip_read(vip: &VipStatus, unread: Unread<'_>) {
 /// One VIP and its backends as a table; the traffic counters `unread`
 /// names show `-`, not the 0 the status carries for them.
 pub(super) fn vip_lines(vip: &VipStatus, unread: Unread<'_>) -> Vec<String> {
-    let flags = match (vip.all_down, vip.runtime) {
-        (true, _) => format!(" ALL BACKENDS DOWN (on_all_down={})", vip.on_all_down),
-        (false, true) => " (added at run time)".to_owned(),
+    let flags = match (vip.all_down, vip.on_backups, vip.runtime) {
+        (true, _, _) => format!(" ALL BACKENDS DOWN (on_all_down={})", vip.on_all_down),
+        (false, true, _) => " ON BACKUPS (no other backend takes new flows)".to_owned(),
+        (false, false, true) => " (added at run time)".to_owned(),
         _ => String::new(),
     };
     let read = unread.vip(vip);

@@ -271,7 +271,7 @@ fn vip_settings_undone(
 
 /// As [`vip_settings_undone`], for a backend that stays (`of`: "backend
 /// B of V"), given with its VIP's checks before and after: weight, port,
-/// mac and its own checks. A backend's checks are compared as they apply
+/// backup, mac and its own checks. A backend's checks are compared as they apply
 /// (its own, else its VIP's) when it has its own on either side; without
 /// any, the VIP's notes say it.
 /// `nat_replicated`: a NAT backend of a node that copies its flows to
@@ -305,6 +305,12 @@ fn backend_settings_undone(
         None,
     );
     differs("port", port(was.port), port(now.port), port_note);
+    differs(
+        "backup",
+        was.backup.to_string(),
+        now.backup.to_string(),
+        None,
+    );
     let mac = |m: Option<crate::mac::Mac>| {
         m.map_or("none (from the neighbour table)".to_owned(), |m| {
             m.to_string()

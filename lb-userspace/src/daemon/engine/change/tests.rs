@@ -51,6 +51,27 @@ fn a_reload_says_it_puts_a_backends_port_back() {
     assert!(undone(&Model::from_config(&file), &file).is_empty());
 }
 
+/// A backend added again at run time as a backup: a reload makes it one
+/// of the backends meant to serve again, as the file says, and says so.
+#[test]
+fn a_reload_says_it_puts_a_backends_role_back() {
+    let file = nat_config("", "");
+    let id = VipId::of(&file.vips[0]);
+    let address: std::net::IpAddr = "198.19.2.11".parse().unwrap();
+    let mut running = Model::from_config(&file);
+    running.remove_backend(&id, address).unwrap();
+    let backup = crate::config::BackendConfig {
+        port: Some(8080),
+        backup: true,
+        ..crate::config::BackendConfig::new(address)
+    };
+    running.add_backend(&id, backup).unwrap();
+    assert_eq!(
+        undone(&running, &file),
+        ["backup of backend 198.19.2.11 of 198.18.0.100:80/tcp: true -> false (the file's)"]
+    );
+}
+
 /// A VIP added again at run time without checks: a reload turns the
 /// file's checks back on, and says so.
 #[test]

@@ -114,6 +114,7 @@ impl Engine {
                     mac: applied_backend.and_then(|b| b.mac).map(Mac::from),
                     port: backend.config.port,
                     weight: backend.config.weight,
+                    backup: backend.config.backup,
                     state: backend.admin.state(),
                     health: if check.is_some() {
                         backend.health.into()
@@ -170,6 +171,7 @@ impl Engine {
                 table_size: vip.config.table_size,
                 on_all_down: vip.config.on_all_down,
                 all_down: vip.all_down(),
+                on_backups: backends.iter().any(|b| b.backup && b.share > 0.0),
                 runtime: vip.runtime,
                 packets: traffic.packets,
                 bytes: traffic.bytes,

@@ -48,10 +48,9 @@ fn server_address(
 }
 
 /// `sorry_server ADDRESS [PORT]`: the server IPVS sent the clients to
-/// when every real_server was down (a maintenance page). lbd has no such
-/// server, so it is a backup server: written with weight 0 under the
-/// backup WARNING (lbd drops new flows then), where a plain NOTE hid
-/// the lost failover.
+/// when every real_server was down (a maintenance page): lbd's backup
+/// (`backup = true`), which takes new flows only while no other backend
+/// of its VIP can.
 pub(super) fn sorry_server(file: &str, statement: &Statement) -> Result<Backend, ImportError> {
     let at = Origin::new(file, statement.line);
     let (address, port) = server_address(file, statement, "sorry_server")?;

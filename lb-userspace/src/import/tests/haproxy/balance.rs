@@ -23,51 +23,53 @@ fn client_persistence_is_said_not_carried_over() {
 }
 
 #[test]
-fn with_no_usable_active_server_the_backups_take_over_with_a_warning() {
+fn backup_servers_are_lbds_backups_with_their_weights() {
     let haproxy = tcp_haproxy("listen web\n  bind 198.18.0.100:80\n  server a 198.18.0.11:80 disabled\n  server b 198.18.0.12:80 weight 0\n  server c 198.18.0.13:80 backup weight 2\n  server d 198.18.0.14:80 backup\n");
     let imported = ok(&[("h.cfg", &haproxy)], &on_eth0());
-    // The first backup takes every flow, as in HAProxy.
+    let vip = &imported.config.vips[0];
     assert_eq!(
-        weights(&imported.config.vips[0]),
+        weights(vip),
         [
             (ip("198.18.0.11"), 0),
             (ip("198.18.0.12"), 0),
             (ip("198.18.0.13"), 200),
-            (ip("198.18.0.14"), 0)
+            (ip("198.18.0.14"), 100)
         ]
     );
+    assert_eq!(backups(vip), [ip("198.18.0.13"), ip("198.18.0.14")]);
+    // No active server takes flows: lbd sends them to the backups, as
+    // HAProxy did.
+    assert!(serves_on_backups(&imported));
     assert!(
-        has_note(&imported, "h.cfg:4: WARNING: listen web has no active server that takes connections (each is disabled, down or of weight 0), so they went to its backup servers; lbd has no backup servers: c (the first, as HAProxy takes without option allbackups) take every new flow as active backends. The failover is lost"),
+        has_note(&imported, "h.cfg:4: listen web has several backup servers and no option allbackups: HAProxy sends to the first one up alone, lbd shares among all of them that are up, by weight (c, d)"),
         "{:#?}",
         imported.notes
     );
+    assert!(
+        imported
+            .text
+            .contains("# h.cfg:9: takes new flows only while no other backend can"),
+        "{}",
+        imported.text
+    );
     assert!(lb_userspace_warnings(&imported).is_empty());
-    // With option allbackups, all of them.
+    // With option allbackups HAProxy shares too: nothing to note.
     let all = haproxy.replace("listen web\n", "listen web\n  option allbackups\n");
     let imported = ok(&[("h.cfg", &all)], &on_eth0());
-    assert_eq!(
-        weights(&imported.config.vips[0])[2..],
-        [(ip("198.18.0.13"), 200), (ip("198.18.0.14"), 100)]
-    );
-    assert!(has_note(
-        &imported,
-        "c, d (all of them, as option allbackups (h.cfg:5))"
-    ));
-    // An active server that takes flows keeps the backups out.
+    assert_eq!(backups(&imported.config.vips[0]).len(), 2);
+    assert!(!has_note(&imported, "several backup servers"));
+    // An active server that takes flows keeps the backups standing by.
     let one_up = haproxy.replace("weight 0\n", "\n");
     let imported = ok(&[("h.cfg", &one_up)], &on_eth0());
     assert_eq!(
         weights(&imported.config.vips[0])[1..],
         [
             (ip("198.18.0.12"), 100),
-            (ip("198.18.0.13"), 0),
-            (ip("198.18.0.14"), 0)
+            (ip("198.18.0.13"), 200),
+            (ip("198.18.0.14"), 100)
         ]
     );
-    assert!(!has_note(
-        &imported,
-        "WARNING: listen web has no active server"
-    ));
+    assert!(!serves_on_backups(&imported));
 }
 
 /// lbd's own warnings on an import's result (what `lbctl config check`
@@ -111,25 +113,22 @@ fn balance_first_keeps_the_first_server_and_warns_the_order_is_lost() {
     );
 }
 
-/// Backups next to active servers no longer take over: a WARNING once
-/// per VIP, not only a NOTE on each.
+/// Backups next to active servers stay backups: no warning that the
+/// failover is lost.
 #[test]
-fn backups_beside_active_servers_are_warned_of_once() {
+fn backups_beside_active_servers_stay_backups() {
     let imported = ok(
         &[("haproxy.cfg", HAPROXY), ("keepalived.conf", KEEPALIVED)],
         &Options::default(),
     );
-    let warnings: Vec<&String> = imported
-        .notes
-        .iter()
-        .filter(|n| n.contains("has backup servers"))
-        .collect();
-    assert_eq!(warnings.len(), 1, "{:#?}", imported.notes);
     assert!(
-        warnings[0]
-            .starts_with("haproxy.cfg:22: WARNING: frontend http_front has backup servers (web3)"),
-        "{}",
-        warnings[0]
+        !imported
+            .notes
+            .iter()
+            .any(|n| n.contains("backup") && n.contains("WARNING")),
+        "{:#?}",
+        imported.notes
     );
-    assert!(warnings[0].contains("lbd drops new flows"));
+    assert_eq!(backups(&imported.config.vips[0]), [ip("198.18.0.13")]);
+    assert!(!serves_on_backups(&imported));
 }

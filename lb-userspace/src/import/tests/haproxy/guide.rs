@@ -29,15 +29,17 @@ fn the_guide_pair_becomes_a_vip_with_http_checks_and_a_vrrp_instance() {
     assert_eq!(vip.health.fast_interval, Duration::from_secs(2));
     assert_eq!(vip.health.timeout, Duration::from_secs(1));
     assert_eq!((vip.health.rise, vip.health.fall), (2, 3));
-    // Weights 1 and 2 keep their ratio; the backup takes nothing.
+    // Weights 1 and 2 keep their ratio; the backup keeps its weight and
+    // stands by while the others take flows.
     assert_eq!(
         weights(vip),
         [
             (ip("198.18.0.11"), 100),
             (ip("198.18.0.12"), 200),
-            (ip("198.18.0.13"), 0)
+            (ip("198.18.0.13"), 100)
         ]
     );
+    assert_eq!(backups(vip), [ip("198.18.0.13")]);
     assert!(vip
         .backends
         .iter()
@@ -61,7 +63,7 @@ fn the_guide_pair_becomes_a_vip_with_http_checks_and_a_vrrp_instance() {
         "# haproxy.cfg:20 (inter 2s)",
         "# NOTE haproxy.cfg:7: WARNING: frontend http_front is in mode http",
         "# NOTE haproxy.cfg:17: balance roundrobin: lbd balances with Maglev",
-        "# NOTE haproxy.cfg:22: a backup server",
+        "# haproxy.cfg:22: takes new flows only while no other backend can",
         "# NOTE keepalived.conf:13: state MASTER",
         "timeout client 50s",
         "vrid = 51",

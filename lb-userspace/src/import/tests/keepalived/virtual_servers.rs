@@ -67,24 +67,22 @@ fn a_fwmark_virtual_server_keeps_its_real_servers_for_a_vip_argument() {
     );
 }
 
-/// IPVS's sorry_server took the clients when every real_server was down;
-/// lbd has no such server: a backup server, with the backup WARNING.
+/// IPVS's sorry_server took the clients when every real_server was down:
+/// lbd's backup, which does the same.
 #[test]
-fn a_sorry_server_is_a_backup_with_its_warning() {
+fn a_sorry_server_is_a_backup() {
     let text = format!("{INSTANCE}virtual_server 198.18.0.100 80 {{\n  lb_kind DR\n  sorry_server 198.18.0.99 80\n  real_server 198.18.0.11 80 {{ TCP_CHECK {{ connect_timeout 3 }} }}\n}}\n");
     let imported = ok(&[("k.conf", &text)], &on_eth0());
     assert!(
-        imported
-            .notes
-            .iter()
-            .any(|n| n.starts_with("k.conf:11: WARNING:")
-                && n.contains("sorry_server 198.18.0.99")
-                && n.contains("drops new flows")),
+        !imported.notes.iter().any(|n| n.contains("sorry_server")),
         "{:#?}",
         imported.notes
     );
+    let vip = &imported.config.vips[0];
     assert_eq!(
-        weights(&imported.config.vips[0]),
-        [(ip("198.18.0.11"), 100), (ip("198.18.0.99"), 0)]
+        weights(vip),
+        [(ip("198.18.0.11"), 100), (ip("198.18.0.99"), 100)]
     );
+    assert_eq!(backups(vip), [ip("198.18.0.99")]);
+    assert!(!serves_on_backups(&imported));
 }
