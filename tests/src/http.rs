@@ -397,6 +397,15 @@ fn try_open_stream_from(
     })
 }
 
+/// Waits for every stream's download to end: what went wrong with each
+/// one that did not run to its end (empty: none was cut).
+pub fn cut_streams(streams: Vec<Stream>) -> Vec<String> {
+    streams
+        .into_iter()
+        .filter_map(|s| s.finish().err())
+        .collect()
+}
+
 impl Stream {
     /// Waits for the download to end: Ok when every byte of `/slow`
     /// arrived, what went wrong (or the short length) otherwise.

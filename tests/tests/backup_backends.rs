@@ -11,7 +11,7 @@ use std::{
 };
 
 use lb_tests::{
-    http::open_stream,
+    http::{cut_streams, open_stream},
     lab::{http_get, in_netns, Host, Lab, HTTP_PORT, VIP4},
     support::{vip_status, wait_until},
 };
@@ -122,10 +122,7 @@ fn the_backup_takes_over_when_the_others_fail_and_keeps_its_connections_when_the
         .expect("b3");
     assert!(backup.alive && backup.share == 0.0, "{backup:?}");
     let total = streams.len();
-    let cut: Vec<String> = streams
-        .into_iter()
-        .filter_map(|s| s.finish().err())
-        .collect();
+    let cut = cut_streams(streams);
     assert!(
         cut.is_empty(),
         "{} of {total} connections on the backup cut when b1 returned: {cut:?}",

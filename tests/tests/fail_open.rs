@@ -11,7 +11,7 @@ use std::{
 };
 
 use lb_tests::{
-    http::open_stream,
+    http::{cut_streams, open_stream},
     lab::{http_get, in_netns, Lab, HTTP_PORT, VIP4},
     support::{vip_status, wait_until},
 };
@@ -91,10 +91,7 @@ fn a_keep_vip_that_stops_failing_open_cuts_no_established_connection() {
     );
 
     let total = streams.len();
-    let cut: Vec<String> = streams
-        .into_iter()
-        .filter_map(|s| s.finish().err())
-        .collect();
+    let cut = cut_streams(streams);
     assert!(
         cut.is_empty(),
         "{} of {total} connections ({on_b2} on b2) cut when the VIP stopped failing open: {cut:?}",

@@ -2,8 +2,9 @@
 //! while no other backend of it can, and keep the flows they took when
 //! the others return.
 
+use super::tests::{addr, served, vip_id};
 use super::*;
-use crate::config::{AllDown, Protocol};
+use crate::config::AllDown;
 
 /// A VIP with two backends and a backup (`.11`, `.12`; backup `.21`), each
 /// with a MAC unless `no_macs`, `extra` added to the VIP's table.
@@ -30,28 +31,6 @@ fn config(extra: &str, no_macs: bool) -> Config {
     .unwrap()
 }
 
-fn vip_id() -> VipId {
-    VipId {
-        address: "198.18.0.100".parse().unwrap(),
-        port: 80,
-        protocol: Protocol::Tcp,
-    }
-}
-
-fn addr(last: u8) -> IpAddr {
-    IpAddr::from([198, 18, 0, last])
-}
-
-/// (weight, alive) of each backend as the data plane should treat it,
-/// by address (MACs: the config's only).
-fn desired(model: &Model) -> Vec<(IpAddr, u32, bool)> {
-    model.desired(&|_| None)[0]
-        .backends
-        .iter()
-        .map(|b| (b.address, b.weight, b.alive))
-        .collect()
-}
-
 fn vip(model: &Model) -> &VipModel {
     &model.vips[&vip_id()]
 }
@@ -60,7 +39,7 @@ fn vip(model: &Model) -> &VipModel {
 fn a_backup_stands_by_alive_while_another_backend_takes_new_flows() {
     let mut model = Model::from_config(&config("", false));
     assert_eq!(
-        desired(&model),
+        served(&model),
         [
             (addr(11), 100, true),
             (addr(12), 100, true),
@@ -72,7 +51,7 @@ fn a_backup_stands_by_alive_while_another_backend_takes_new_flows() {
     // One of the two down: the other still serves.
     assert!(model.set_health(&vip_id(), addr(11), Health::Down));
     assert_eq!(
-        desired(&model),
+        served(&model),
         [
             (addr(11), 0, false),
             (addr(12), 100, true),
@@ -88,7 +67,7 @@ fn the_backup_takes_new_flows_when_the_others_are_down_and_keeps_its_flows_after
     model.set_health(&vip_id(), addr(11), Health::Down);
     model.set_health(&vip_id(), addr(12), Health::Down);
     assert_eq!(
-        desired(&model),
+        served(&model),
         [
             (addr(11), 0, false),
             (addr(12), 0, false),
@@ -103,7 +82,7 @@ fn the_backup_takes_new_flows_when_the_others_are_down_and_keeps_its_flows_after
     // alive, so the flows it took stay on it.
     model.set_health(&vip_id(), addr(12), Health::Up);
     assert_eq!(
-        desired(&model),
+        served(&model),
         [
             (addr(11), 0, false),
             (addr(12), 100, true),
@@ -145,7 +124,7 @@ fn drained_maintained_full_or_unweighted_backends_leave_new_flows_to_the_backup(
         assert!(!vip(&model).on_backups(&|_| None), "case {i}: .12 serves");
         take_out(&mut model, addr(12));
         assert!(vip(&model).on_backups(&|_| None), "case {i}");
-        let backup = desired(&model)[2];
+        let backup = served(&model)[2];
         assert_eq!(backup, (addr(21), 50, true), "case {i}");
     }
 }
@@ -160,7 +139,7 @@ fn a_backup_down_too_is_all_down_and_failing_open_goes_to_the_others() {
     // Failing open: the backends meant to serve take new flows, not the
     // backup.
     assert_eq!(
-        desired(&model),
+        served(&model),
         [
             (addr(11), 100, true),
             (addr(12), 100, true),
@@ -190,7 +169,7 @@ fn a_vip_of_backups_alone_serves_on_them() {
     .unwrap();
     let model = Model::from_config(&config);
     assert!(vip(&model).on_backups(&|_| None));
-    assert_eq!(desired(&model), [(addr(21), 100, true)]);
+    assert_eq!(served(&model), [(addr(21), 100, true)]);
     assert_eq!(
         vip(&model).config.on_all_down,
         AllDown::Drop,

@@ -13,7 +13,7 @@ fn config() -> Config {
     .unwrap()
 }
 
-fn vip_id() -> VipId {
+pub(super) fn vip_id() -> VipId {
     VipId {
         address: "198.18.0.100".parse().unwrap(),
         port: 80,
@@ -21,7 +21,7 @@ fn vip_id() -> VipId {
     }
 }
 
-fn addr(last: u8) -> IpAddr {
+pub(super) fn addr(last: u8) -> IpAddr {
     IpAddr::from([198, 18, 0, last])
 }
 
@@ -208,7 +208,7 @@ fn all_down_drops_or_fails_open_as_configured() {
 }
 
 /// Each backend as (address, weight, alive).
-fn served(model: &Model) -> Vec<(IpAddr, u32, bool)> {
+pub(super) fn served(model: &Model) -> Vec<(IpAddr, u32, bool)> {
     model.desired(&|_| None)[0]
         .backends
         .iter()
