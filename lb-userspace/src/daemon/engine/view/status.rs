@@ -171,7 +171,7 @@ impl Engine {
                 table_size: vip.config.table_size,
                 on_all_down: vip.config.on_all_down,
                 all_down: vip.all_down(),
-                on_backups: backends.iter().any(|b| b.backup && b.share > 0.0),
+                on_backups: vip.on_backups(&|address| self.mac_of(address)),
                 runtime: vip.runtime,
                 packets: traffic.packets,
                 bytes: traffic.bytes,
