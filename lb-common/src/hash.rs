@@ -110,6 +110,38 @@ pub fn flow_hash_after(key: &FlowKey, placed: u32) -> u32 {
     flow_hash_v6(key)
 }
 
+/// Hash of a flow's client address alone (and family): Maglev's input
+/// for a VIP with source affinity (`Affinity::Source`), so every
+/// connection of one client picks the same slot. MurmurHash3 of the
+/// address folded to 64 bits as `flow_hash` folds it (its first half
+/// XOR its second: an IPv4 address is its first word, addresses of one
+/// IPv6 /64 stay distinct) and the family word: three rounds, on every
+/// node the same. Not
+/// the VIP's address or port: VIPs with the same backends and table send
+/// a client to the same backend. The connection and half-open tables keep
+/// placing flows by the whole 5-tuple.
+#[inline(always)]
+pub fn source_hash(key: &FlowKey) -> u32 {
+    let mut h = FLOW_HASH_SEED;
+    h = mix_word(h, key.src[0] ^ key.src[2]);
+    h = mix_word(h, key.src[1] ^ key.src[3]);
+    h = mix_word(h, u32::from(key.family));
+    finalize(h, 12)
+}
+
+/// The hash by which a VIP with `affinity` (its `VipMeta::affinity`)
+/// picks the Maglev slot of the flow of `key`, whose `flow_hash` is
+/// `hash`: that hash, or `source_hash` for source affinity. The one rule
+/// for the data plane and for lbd's explanation of a flow.
+#[inline(always)]
+pub fn maglev_hash(affinity: u32, key: &FlowKey, hash: u32) -> u32 {
+    if affinity == crate::Affinity::Source as u32 {
+        source_hash(key)
+    } else {
+        hash
+    }
+}
+
 /// Odd multipliers of `table_hash_v6` (the 64-bit golden ratio and
 /// xxHash64's primes).
 const T1: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -169,6 +201,62 @@ mod tests {
         assert_eq!(murmur3_32(b"", 1), 0x514e_28b7);
         assert_eq!(murmur3_32(b"hello", 0), 0x248b_fa47);
         assert_eq!(murmur3_32(b"Hello, world!", 1234), 0xfaf6_cdb3);
+    }
+
+    #[test]
+    fn source_hash_is_murmur_of_the_client_address_and_family_alone() {
+        let v4 = FlowKey {
+            src: [0x0a00_0001u32.to_be(), 0, 0, 0],
+            dst: [0xc612_0064u32.to_be(), 0, 0, 0],
+            sport: 40000u16.to_be(),
+            dport: 80u16.to_be(),
+            proto: 6,
+            family: crate::consts::AF_INET,
+            _pad: 0,
+        };
+        let bytes: [u8; 40] = unsafe { core::mem::transmute(v4) };
+        let mut hashed = [0u8; 12];
+        hashed[..4].copy_from_slice(&bytes[..4]);
+        hashed[8] = crate::consts::AF_INET;
+        assert_eq!(source_hash(&v4), murmur3_32(&hashed, FLOW_HASH_SEED));
+        // The other connections of the client, to any VIP, hash the same.
+        let other = FlowKey {
+            sport: 40001u16.to_be(),
+            dst: [0xc612_0065u32.to_be(), 0, 0, 0],
+            dport: 443u16.to_be(),
+            proto: 17,
+            ..v4
+        };
+        assert_eq!(source_hash(&other), source_hash(&v4));
+        assert_ne!(flow_hash(&other), flow_hash(&v4));
+        // Another client, or the same bits as an IPv6 address, does not.
+        let client = FlowKey {
+            src: [0x0a00_0002u32.to_be(), 0, 0, 0],
+            ..v4
+        };
+        assert_ne!(source_hash(&client), source_hash(&v4));
+        let v6 = FlowKey {
+            family: crate::consts::AF_INET6,
+            ..v4
+        };
+        assert_ne!(source_hash(&v6), source_hash(&v4));
+        // An IPv6 client: its address folded, as `flow_hash` folds it.
+        let v6 = FlowKey {
+            src: [0x2001_0002u32.to_be(), 0, 0, 1u32.to_be()],
+            ..v6
+        };
+        let bytes: [u8; 40] = unsafe { core::mem::transmute(v6) };
+        let mut hashed = [0u8; 12];
+        for i in 0..8 {
+            hashed[i] = bytes[i] ^ bytes[8 + i];
+        }
+        hashed[8] = crate::consts::AF_INET6;
+        assert_eq!(source_hash(&v6), murmur3_32(&hashed, FLOW_HASH_SEED));
+        let neighbour = FlowKey {
+            src: [0x2001_0002u32.to_be(), 0, 0, 2u32.to_be()],
+            ..v6
+        };
+        assert_ne!(source_hash(&neighbour), source_hash(&v6));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 #![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
+pub mod affinity;
 pub mod consts;
 pub mod decap;
 pub mod flow_table;
@@ -23,6 +24,7 @@ pub mod stats;
 pub mod tunnel;
 pub mod vip_index;
 
+pub use affinity::Affinity;
 pub use maps::{
     Backend, BenchTemplate, DataplaneEvent, FlowEntry, FlowKey, LbConfig, NatEntry, NatSource,
     ServiceAddr, TrafficCounters, VipKey, VipMeta, BENCH_TEMPLATE_MAX, BENCH_TEMPLATE_MAX_U32,

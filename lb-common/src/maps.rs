@@ -29,9 +29,47 @@ pub struct VipMeta {
     pub table_size: u32,
     /// Which of the `MAGLEV_TABLES_PER_VIP` copies packets read.
     pub active_table: u32,
-    /// How the VIP's packets reach its backends: a `Mode` as u32 (zero,
-    /// what older lbd versions wrote here, is `Mode::DsrL2`).
-    pub mode: u32,
+    /// How the VIP's packets reach its backends and what of a new flow
+    /// Maglev hashes: a `Mode` in bits 0-7, an `Affinity` in bits 8-15
+    /// (read them with `mode` and `affinity`; `with_affinity` sets the
+    /// second). Older lbd versions wrote the mode alone here, so their
+    /// VIPs read as `Affinity::Connection`. One u32, not two byte fields:
+    /// the data plane copies this value, and byte fields made the
+    /// verifier walk a third more states.
+    pub forwarding: u32,
+}
+
+impl VipMeta {
+    /// The meta of a VIP whose packets go by `mode`, with
+    /// `Affinity::Connection` (see `with_affinity`).
+    pub const fn new(id: u32, table_size: u32, active_table: u32, mode: crate::Mode) -> Self {
+        Self {
+            id,
+            table_size,
+            active_table,
+            forwarding: mode as u32,
+        }
+    }
+
+    /// This meta with `affinity`.
+    pub const fn with_affinity(self, affinity: crate::Affinity) -> Self {
+        Self {
+            forwarding: (self.forwarding & 0xff) | (affinity as u32) << 8,
+            ..self
+        }
+    }
+
+    /// The forwarding mode's value (a `Mode` as u32).
+    #[inline(always)]
+    pub const fn mode(&self) -> u32 {
+        self.forwarding & 0xff
+    }
+
+    /// The affinity's value (an `Affinity` as u32).
+    #[inline(always)]
+    pub const fn affinity(&self) -> u32 {
+        (self.forwarding >> 8) & 0xff
+    }
 }
 
 /// Key of `SERVICE_ADDRS`: an address the balancer serves (a VIP's, on

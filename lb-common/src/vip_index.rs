@@ -101,17 +101,24 @@ pub const fn vip_buckets(key: &VipKey, mask: u32) -> (u32, u32) {
 }
 
 /// `meta` in one 64-bit word: table size (32 bits), id (16), active copy
-/// (8), mode (8). None if a field does not fit (an id of 65,536 or more:
-/// far past the VIPs lbd serves).
+/// (8), then mode (the low 4 bits of the last byte) and affinity (its
+/// high 4 bits: zero in what older lbd versions packed). None if a field
+/// does not fit (an id of 65,536 or more: far past the VIPs lbd serves).
 pub const fn pack_meta(meta: &VipMeta) -> Option<u64> {
-    if meta.id > 0xffff || meta.active_table > 0xff || meta.mode > 0xff {
+    if meta.id > 0xffff
+        || meta.active_table > 0xff
+        || meta.forwarding > 0xffff
+        || meta.mode() > 0xf
+        || meta.affinity() > 0xf
+    {
         return None;
     }
     Some(
         meta.table_size as u64
             | (meta.id as u64) << 32
             | (meta.active_table as u64) << 48
-            | (meta.mode as u64) << 56,
+            | (meta.mode() as u64) << 56
+            | (meta.affinity() as u64) << 60,
     )
 }
 
@@ -122,7 +129,7 @@ pub const fn unpack_meta(word: u64) -> VipMeta {
         id: ((word >> 32) & 0xffff) as u32,
         table_size: word as u32,
         active_table: ((word >> 48) & 0xff) as u32,
-        mode: (word >> 56) as u32,
+        forwarding: ((word >> 56) & 0xf) as u32 | ((word >> 60) as u32) << 8,
     }
 }
 
@@ -237,14 +244,20 @@ mod tests {
 
     #[test]
     fn meta_packs_and_unpacks_whole() {
-        let meta = VipMeta {
-            id: 65_535,
-            table_size: 655_373,
-            active_table: 1,
-            mode: 3,
-        };
+        let meta = VipMeta::new(65_535, 655_373, 1, crate::Mode::Gue)
+            .with_affinity(crate::Affinity::Source);
+        assert_eq!((meta.mode(), meta.affinity()), (3, 1));
         assert_eq!(unpack_meta(pack_meta(&meta).expect("fits")), meta);
         assert_eq!(pack_meta(&VipMeta { id: 65_536, ..meta }), None);
+        for forwarding in [0x10, 0x1003, 0x1_0003] {
+            assert_eq!(pack_meta(&VipMeta { forwarding, ..meta }), None);
+        }
+        // What older lbd versions packed (the mode alone in the last
+        // byte) unpacks with connection affinity.
+        let older = pack_meta(&meta.with_affinity(crate::Affinity::Connection)).expect("fits");
+        assert_eq!(older >> 56, 3);
+        assert_eq!(unpack_meta(older).affinity(), 0);
+        assert_eq!(unpack_meta(older).forwarding, 3);
     }
 
     #[test]
@@ -275,12 +288,7 @@ mod tests {
     fn a_lookup_finds_a_slot_in_either_bucket_and_is_unsure_during_a_write() {
         let mut table = [VipIndexBucket::default(); 9];
         let vip = key(0x0100_12c6, 80, 2);
-        let meta = VipMeta {
-            id: 3,
-            table_size: 65_537,
-            active_table: 1,
-            mode: 1,
-        };
+        let meta = VipMeta::new(3, 65_537, 1, crate::Mode::Nat);
         assert_eq!(lookup(&table, &vip), Found::NotAVip);
         let (_, second) = vip_buckets(&vip, 7);
         table[second as usize].slots[1] = VipSlot {

@@ -3,7 +3,7 @@
 
 use lb_common::{
     consts::{maglev_index, BACKEND_F_ALIVE, NO_BACKEND},
-    hash::flow_hash,
+    hash::{flow_hash, maglev_hash},
     Backend, FlowKey, VipMeta,
 };
 
@@ -15,14 +15,14 @@ use crate::maps::{BACKENDS, MAGLEV};
 #[inline(always)]
 pub fn pick_hashed(vip: &VipMeta, key: &FlowKey) -> Option<(u32, &'static Backend, u32)> {
     let hash = flow_hash(key);
-    pick_with(vip, hash).map(|(id, backend)| (id, backend, hash))
+    pick_with(vip, key, hash).map(|(id, backend)| (id, backend, hash))
 }
 
 /// `pick_hashed` for a flow whose `flow_hash` is already known: (id,
 /// backend).
 #[inline(always)]
-pub fn pick_with(vip: &VipMeta, hash: u32) -> Option<(u32, &'static Backend)> {
-    let id = *slot(vip, hash)?;
+pub fn pick_with(vip: &VipMeta, key: &FlowKey, hash: u32) -> Option<(u32, &'static Backend)> {
+    let id = *slot(vip, key, hash)?;
     if id == NO_BACKEND {
         return None;
     }
@@ -30,31 +30,41 @@ pub fn pick_with(vip: &VipMeta, hash: u32) -> Option<(u32, &'static Backend)> {
     Some((id, backend))
 }
 
-/// Starts loading the Maglev slot `pick_with(vip, hash)` will read, so
+/// Starts loading the Maglev slot `pick_with(vip, key, hash)` will read, so
 /// that its cache miss overlaps others (the connection table's second
 /// bucket, the half-open bucket) instead of following them: a random
 /// slot of a table of 8-byte slots (512 KiB at the default 65537) is
 /// rarely in the caches.
 #[inline(always)]
-pub fn warm(vip: &VipMeta, hash: u32) {
-    if let Some(id) = slot(vip, hash) {
+pub fn warm(vip: &VipMeta, key: &FlowKey, hash: u32) {
+    if let Some(id) = slot(vip, key, hash) {
         // SAFETY: a live element of the map; the value is not used.
         let _ = unsafe { core::ptr::read_volatile(id) };
     }
 }
 
-/// The slot of the VIP's live Maglev table that a flow with hash `hash`
-/// falls in; None while the VIP has no table.
+/// The slot of the VIP's live Maglev table that the flow of `key`, whose
+/// `flow_hash` is `hash`, falls in: by that hash, or by its client's
+/// address alone on a VIP with source affinity (`source_hash`). None
+/// while the VIP has no table.
 #[inline(always)]
-fn slot(vip: &VipMeta, hash: u32) -> Option<&'static u32> {
+fn slot(vip: &VipMeta, key: &FlowKey, hash: u32) -> Option<&'static u32> {
     if vip.table_size == 0 {
         return None;
     }
     MAGLEV.get(maglev_index(
         vip.id,
         vip.active_table & 1,
-        hash % vip.table_size,
+        lb_maglev_hash(vip.affinity(), key, hash) % vip.table_size,
     ))
+}
+
+/// `maglev_hash` in a function of its own: its branch (source affinity
+/// or not) stays inside it, instead of doubling the paths the verifier
+/// walks after each of the pick's call sites.
+#[inline(never)]
+fn lb_maglev_hash(affinity: u32, key: &FlowKey, hash: u32) -> u32 {
+    maglev_hash(affinity, key, hash)
 }
 
 /// The backend with this id if it can take packets.

@@ -513,12 +513,7 @@ mod tests {
             placer: Placer::new(buckets),
             unplaced: Vec::new(),
         };
-        let meta = |id| VipMeta {
-            id,
-            table_size: 65_537,
-            active_table: 0,
-            mode: 0,
-        };
+        let meta = |id| VipMeta::new(id, 65_537, 0, lb_common::Mode::DsrL2);
         let vips: Vec<_> = (0..4).map(|i| (key(i), meta(i))).collect();
         slots.sync(&vips).expect("synced");
         let view = |slots: &Slots| {

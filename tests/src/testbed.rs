@@ -9,7 +9,7 @@ use anyhow::{anyhow, Context as _};
 use aya::programs::{TestRun as _, TestRunOptions};
 use lb_common::{
     consts::{names, FLOW_F_HALF_OPEN, IPPROTO_TCP, IPPROTO_UDP},
-    hash::flow_hash,
+    hash::{flow_hash, maglev_hash},
     stats::Counter,
     FlowKey, LbConfig,
 };
@@ -349,7 +349,9 @@ impl TestBed {
         let table = applied
             .live_table()
             .ok_or_else(|| anyhow!("no live table"))?;
-        let slot = flow_hash(&flow_key(flow, vip.protocol)) % applied.table_size;
+        let key = flow_key(flow, vip.protocol);
+        let hash = maglev_hash(applied.affinity as u32, &key, flow_hash(&key));
+        let slot = hash % applied.table_size;
         Ok(table[slot as usize])
     }
 

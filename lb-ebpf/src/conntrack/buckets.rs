@@ -86,7 +86,7 @@ pub(super) fn decide(
     );
     let Some(first) = FLOW_BUCKETS.get_ptr_mut(placed.0) else {
         let hash = flow_hash_after(key, place);
-        let (backend_id, backend) = select::pick_with(vip, hash)?;
+        let (backend_id, backend) = select::pick_with(vip, key, hash)?;
         return Some(insert_failed(vip, packet, backend_id, backend, hash));
     };
     let tcp = key.proto == IPPROTO_TCP;
@@ -107,7 +107,7 @@ pub(super) fn decide(
             }
         }
         half_open::warm(hash);
-        (hash, select::pick_with(vip, hash))
+        (hash, select::pick_with(vip, key, hash))
     } else {
         (0, None)
     };
@@ -123,7 +123,7 @@ pub(super) fn decide(
                 // the second bucket's.
                 hash = flow_hash_after(key, place);
                 half_open::warm(hash);
-                select::warm(vip, hash);
+                select::warm(vip, key, hash);
             }
             // So does the load of the slot its insert would write (a SYN's
             // too: it goes into this table as a handshake).
@@ -175,7 +175,7 @@ pub(super) fn decide(
     }
     let (backend_id, backend) = match pick {
         Some(pick) => pick,
-        None => select::pick_with(vip, hash)?,
+        None => select::pick_with(vip, key, hash)?,
     };
     // A way being written under the flow's fingerprint: most likely the
     // flow itself, tracked, its entry being rewritten (lbd's install, a
@@ -549,7 +549,7 @@ fn repin_into(
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     let entry = &seen.entry;
     let hash = flow_hash(&packet.key);
-    let Some((backend_id, backend)) = select::pick_with(vip, hash) else {
+    let Some((backend_id, backend)) = select::pick_with(vip, &packet.key, hash) else {
         return false;
     };
     // A new connection (a SYN) or UDP flow on the tuple, not a lost
@@ -718,6 +718,6 @@ pub(super) fn peek(vip: &VipMeta, key: &FlowKey) -> Option<Decision> {
     if let Some(known) = half_open::known(key, hash, (half_open::PEEK, 0)) {
         return Some(unchanged(known.backend_id, known.backend, 0, hash));
     }
-    let (backend_id, backend) = select::pick_with(vip, hash)?;
+    let (backend_id, backend) = select::pick_with(vip, key, hash)?;
     Some(unchanged(backend_id, backend, 0, hash))
 }

@@ -146,7 +146,7 @@ fn untracked(
             ));
         }
     }
-    let (backend_id, backend) = select::pick_with(vip, hash)?;
+    let (backend_id, backend) = select::pick_with(vip, key, hash)?;
     // Only a flow neither table holds is charged for (`guard::limit`),
     // any packet that creates an entry, in flood mode too.
     if !limit::admit(vip.id, key) {
@@ -215,7 +215,7 @@ pub(super) fn peek(vip: &VipMeta, key: &FlowKey) -> Option<Decision> {
     if let Some(known) = half_open::known(key, hash, (half_open::PEEK, 0)) {
         return Some(unchanged(known.backend_id, known.backend, 0, hash));
     }
-    let (backend_id, backend) = select::pick_with(vip, hash)?;
+    let (backend_id, backend) = select::pick_with(vip, key, hash)?;
     Some(unchanged(backend_id, backend, 0, hash))
 }
 

@@ -134,7 +134,7 @@ fn balance_in_frame<C: Hook>(ctx: &C, state: *mut PacketState) -> Outcome {
     if past {
         return Counter::PassIpv6Ext.into();
     }
-    if vip.mode == Mode::Nat as u32 {
+    if vip.mode() == Mode::Nat as u32 {
         return nat::queue(&packet, Some(&vip));
     }
     // DSR at L2 and the tunnel modes pick the backend the same way, from
@@ -143,7 +143,7 @@ fn balance_in_frame<C: Hook>(ctx: &C, state: *mut PacketState) -> Outcome {
         Ok(decision) => decision,
         Err(counter) => return counter.into(),
     };
-    if vip.mode == Mode::Ipip as u32 || vip.mode == Mode::Gue as u32 {
+    if vip.mode() == Mode::Ipip as u32 || vip.mode() == Mode::Gue as u32 {
         // SAFETY: this CPU's packet state, from the entry point.
         let job = unsafe { &mut *addr_of_mut!((*state).job) };
         return tunnel::forward(ctx, &vip, &packet, &decision, job);
@@ -170,7 +170,7 @@ pub const L4_OFF_MAX: usize = 256;
 fn past_what_is_read(vip: &VipMeta, packet: &parse::Packet) -> bool {
     // SAFETY: a field of a live local.
     let l4_off = unsafe { core::ptr::read_volatile(&packet.l4_off) };
-    packet.class != Class::BadTcpFlags && l4_off > L4_OFF_MAX && vip.mode != Mode::DsrL2 as u32
+    packet.class != Class::BadTcpFlags && l4_off > L4_OFF_MAX && vip.mode() != Mode::DsrL2 as u32
 }
 
 /// Whether the frame is addressed to this node: its destination MAC is
@@ -194,7 +194,7 @@ fn to_this_node<C: Hook>(ctx: &C) -> bool {
 /// dropped before any table work).
 #[inline(always)]
 fn may_be_tracked(vip: &VipMeta, packet: &parse::Packet) -> bool {
-    packet.class == Class::Flow && vip.mode != Mode::Nat as u32 && !packet.opens_tcp_flow()
+    packet.class == Class::Flow && vip.mode() != Mode::Nat as u32 && !packet.opens_tcp_flow()
 }
 
 /// The backend of a DSR or tunnelled VIP's packet: its flow's (the

@@ -75,7 +75,7 @@ fn lb_nat_open(now: u64, place: u32) -> u64 {
     let vip = &scratch.vip;
     let key = &scratch.packet.key;
     let hash = flow_hash_after(key, place);
-    let Some((backend_id, backend)) = select::pick_with(vip, hash) else {
+    let Some((backend_id, backend)) = select::pick_with(vip, key, hash) else {
         stats::report(EVENT_NO_BACKEND, vip.id, key);
         return Counter::DropNoBackend as u64;
     };

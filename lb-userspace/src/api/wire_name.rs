@@ -9,7 +9,7 @@ use crate::{
     config::{Attach, MaglevMode, XdpMode},
     daemon::replication::Topology,
 };
-use lb_common::{nat::NatFlowState, Mode};
+use lb_common::{nat::NatFlowState, Affinity, Mode};
 
 /// A type whose every value has a stable name on the wire.
 pub trait WireName: Sized + Copy + 'static {
@@ -112,6 +112,16 @@ impl WireName for Mode {
     const WHAT: &'static str = "forwarding mode";
     fn all() -> &'static [Self] {
         &Mode::ALL
+    }
+    fn wire_name(self) -> &'static str {
+        self.name()
+    }
+}
+
+impl WireName for Affinity {
+    const WHAT: &'static str = "affinity";
+    fn all() -> &'static [Self] {
+        &Affinity::ALL
     }
     fn wire_name(self) -> &'static str {
         self.name()

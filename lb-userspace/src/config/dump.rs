@@ -152,6 +152,10 @@ fn vip(vip: &VipConfig) -> Value {
         t.insert("drain_timeout_s".into(), int(timeout.as_secs()));
     }
     t.insert("forwarding".into(), vip.forwarding.name().into());
+    // Only when set, as the files that leave it out read.
+    if vip.affinity != lb_common::Affinity::default() {
+        t.insert("affinity".into(), vip.affinity.name().into());
+    }
     if let Some(nat) = vip.nat.filter(|n| n.own_source) {
         t.insert("nat_source".into(), nat.source.to_string().into());
     }

@@ -284,6 +284,9 @@ pub struct VipConfig {
     pub drain_timeout: Option<Duration>,
     /// How packets reach the backends (`forwarding`).
     pub forwarding: lb_common::Mode,
+    /// What of a new flow picks its backend (`affinity`): each connection
+    /// on its own, or the client's address (client affinity).
+    pub affinity: lb_common::Affinity,
     /// NAT mode: where translated flows come from (Some exactly when
     /// `forwarding` is NAT).
     pub nat: Option<VipNat>,
@@ -303,6 +306,7 @@ impl VipConfig {
             on_all_down: AllDown::default(),
             drain_timeout: None,
             forwarding: lb_common::Mode::default(),
+            affinity: lb_common::Affinity::default(),
             nat: None,
             backends: Vec::new(),
         }

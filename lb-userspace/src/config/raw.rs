@@ -57,6 +57,7 @@ pub(super) struct RawVip {
     pub(super) on_all_down: Option<Spanned<Value>>,
     pub(super) drain_timeout_s: Option<Spanned<Value>>,
     pub(super) forwarding: Option<Spanned<Value>>,
+    pub(super) affinity: Option<Spanned<Value>>,
     pub(super) nat_source: Option<Spanned<Value>>,
     pub(super) health: Option<Spanned<OneTable<health::RawHealth>>>,
     #[serde(default)]

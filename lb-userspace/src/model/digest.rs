@@ -2,7 +2,7 @@
 //! node of a mesh alike: the table size and, for each backend (sorted by
 //! address, as the table build sorts them), its address, port, configured
 //! weight, admin state (enabled, draining, maintenance) and whether it
-//! is a backup. Full-mesh
+//! is a backup, and the VIP's client affinity (what Maglev hashes). Full-mesh
 //! peers exchange them (`sync::wire::digest`): equal digests mean the
 //! nodes build the same table once their health checks agree.
 //!
@@ -69,6 +69,12 @@ impl VipModel {
             if backend.config.backup {
                 hash.update(b"backup");
             }
+        }
+        // Only when set, as backups: nodes of a mesh must hash new flows
+        // alike, or the same client goes to different backends.
+        if self.config.affinity != lb_common::Affinity::default() {
+            hash.update(b"affinity ");
+            hash.update(self.config.affinity.name());
         }
         let full: [u8; 32] = hash.finalize().into();
         let mut digest = [0u8; DIGEST_LEN];

@@ -213,6 +213,7 @@ impl VipModel {
             id,
             table_size: self.config.table_size,
             mode: self.config.forwarding,
+            affinity: self.config.affinity,
             nat: self.config.nat,
             backends: self
                 .backends

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use lb_common::{Mode, VipMeta};
+use lb_common::{Affinity, Mode, VipMeta};
 
 use super::DesiredVip;
 use crate::{config::VipNat, maglev};
@@ -36,6 +36,8 @@ pub struct AppliedVip {
     pub active: u32,
     /// Forwarding mode written.
     pub mode: Mode,
+    /// Client affinity written.
+    pub affinity: Affinity,
     /// NAT source written (NAT mode).
     pub nat: Option<VipNat>,
     /// What both table copies hold (None: unknown, e.g. after a failed
@@ -65,14 +67,9 @@ pub struct AppliedVip {
 
 impl AppliedVip {
     /// The `VIPS` entry this record stands for: one place to build it, so
-    /// a flip, a mode change and a rewrite after a failed commit agree.
+    /// a flip, a mode or affinity change and a rewrite after a failed commit agree.
     pub(super) fn meta(&self) -> VipMeta {
-        VipMeta {
-            id: self.id,
-            table_size: self.table_size,
-            active_table: self.active,
-            mode: self.mode as u32,
-        }
+        VipMeta::new(self.id, self.table_size, self.active, self.mode).with_affinity(self.affinity)
     }
 
     /// The ids of the entries this record holds for the VIP: its

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use lb_common::Mode;
+use lb_common::{Affinity, Mode};
 
 use super::VipId;
 use crate::config::{VipConfig, VipNat};
@@ -17,6 +17,8 @@ pub struct DesiredVip {
     pub table_size: u32,
     /// How its packets reach the backends.
     pub mode: Mode,
+    /// What of a new flow picks its backend.
+    pub affinity: Affinity,
     /// NAT mode: where translated flows come from.
     pub nat: Option<VipNat>,
     /// Its backends.
@@ -48,6 +50,7 @@ impl DesiredVip {
             id: VipId::of(vip),
             table_size: vip.table_size,
             mode: vip.forwarding,
+            affinity: vip.affinity,
             nat: vip.nat,
             backends: vip
                 .backends

@@ -91,7 +91,7 @@ fn served_as(maps: &FakeMaps, without_generations: bool) -> String {
             "{key:?} id {} size {} mode {} live {live:?} other copy {other:?} backends {backends:?} nat {:?}",
             meta.id,
             meta.table_size,
-            meta.mode,
+            meta.forwarding,
             maps.nat_sources.get(&meta.id)
         ));
     }

@@ -10,7 +10,7 @@ use std::{
 
 use lb_common::{
     consts::{BACKEND_F_ALIVE, MAX_BACKENDS},
-    Mode, ServiceAddr, TunnelConfig,
+    Affinity, Mode, ServiceAddr, TunnelConfig,
 };
 use tracing::{info, warn};
 
@@ -348,7 +348,8 @@ impl Balancer {
                     id: meta.id,
                     table_size: meta.table_size,
                     active: meta.active_table & 1,
-                    mode: Mode::from_u32(meta.mode).unwrap_or_default(),
+                    mode: Mode::from_u32(meta.mode()).unwrap_or_default(),
+                    affinity: Affinity::from_u32(meta.affinity()).unwrap_or_default(),
                     // Unknown until the first apply writes it again.
                     nat: None,
                     table: None,

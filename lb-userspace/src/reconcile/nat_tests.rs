@@ -49,7 +49,7 @@ fn a_nat_vip_is_written_with_its_mode_source_ports_and_the_node_flag() {
     apply(&mut balancer, &mut maps, std::slice::from_ref(&vip));
 
     let meta = maps.vips[&VipId::of(&vip).key()];
-    assert_eq!(meta.mode, Mode::Nat as u32);
+    assert_eq!(meta.mode(), Mode::Nat as u32);
     let source = maps.nat_sources[&meta.id];
     assert_eq!(source.addr, addr_words("198.18.0.50".parse().unwrap()).0);
     assert_eq!((source.port_min, source.port_max), (2000, 2999));
@@ -94,13 +94,13 @@ fn switching_mode_rewrites_the_meta_and_the_last_nat_vip_clears_the_flag() {
         backend.mac = Some(crate::mac::Mac([2, 0, 0, 0, 0, 9]));
     }
     apply(&mut balancer, &mut maps, std::slice::from_ref(&vip));
-    assert_eq!(maps.vips[&key].mode, Mode::DsrL2 as u32);
+    assert_eq!(maps.vips[&key].mode(), Mode::DsrL2 as u32);
     assert_eq!(maps.config.flags & CONFIG_F_NAT, 0);
 
     vip.forwarding = Mode::Nat;
     vip.nat = nat_vip().nat;
     apply(&mut balancer, &mut maps, std::slice::from_ref(&vip));
-    assert_eq!(maps.vips[&key].mode, Mode::Nat as u32);
+    assert_eq!(maps.vips[&key].mode(), Mode::Nat as u32);
     assert_ne!(maps.config.flags & CONFIG_F_NAT, 0);
 
     apply(&mut balancer, &mut maps, &[]);
@@ -157,7 +157,7 @@ impl Ordered {
                 "VIP {address} served without its SERVICE_ADDRS entry after {:?}",
                 self.writes
             );
-            if meta.mode == Mode::Nat as u32 {
+            if meta.mode() == Mode::Nat as u32 {
                 assert_ne!(
                     self.maps.config.flags & CONFIG_F_NAT,
                     0,
@@ -229,7 +229,7 @@ impl MapWriter for Ordered {
         key: &lb_common::VipKey,
         meta: &lb_common::VipMeta,
     ) -> Result<(), DataplaneError> {
-        self.record(Write::SetVip(meta.id, meta.mode), |maps| {
+        self.record(Write::SetVip(meta.id, meta.mode()), |maps| {
             maps.set_vip(key, meta)
         })
     }

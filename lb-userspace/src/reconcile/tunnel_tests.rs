@@ -61,7 +61,7 @@ fn a_tunnelled_vip_is_written_with_its_mode_4in6_backends_and_the_tunnel_config_
         apply(&mut balancer, &mut maps, std::slice::from_ref(&vip)).unwrap();
 
         let meta = maps.vips[&VipId::of(&vip).key()];
-        assert_eq!(meta.mode, mode as u32);
+        assert_eq!(meta.mode(), mode as u32);
         let written = maps.tunnel.expect("TUNNEL_CONFIG written");
         assert_eq!(written, node(true).config);
         assert_eq!(written.ifindex, 3);
@@ -102,7 +102,7 @@ fn the_tunnel_config_is_written_only_for_tunnelled_vips_and_again_when_it_change
     vip.backends[0].mac = None;
     maps.log.clear();
     apply(&mut balancer, &mut maps, std::slice::from_ref(&vip)).unwrap();
-    assert_eq!(maps.vips[&VipId::of(&vip).key()].mode, Mode::Ipip as u32);
+    assert_eq!(maps.vips[&VipId::of(&vip).key()].mode(), Mode::Ipip as u32);
     assert_eq!(maps.log.first().map(String::as_str), Some("tunnel config"));
 
     // Unchanged: not rewritten. Changed (a reload's new port): rewritten.

@@ -93,7 +93,9 @@ fn both_programs_pass_the_verifier_with_a_sane_instruction_count() {
     // verified once; inlined in the path it took over 1 M). NAT's MTU
     // check, too-big answer and tag removal after the translation added
     // ~3 k to the ~299 k of before (`nat::finish` runs them once per
-    // outcome, not per path). A regression that multiplies that again
-    // lands far above this.
-    assert!(xdp < 320_000 && tc < 320_000, "xdp {xdp}, tc {tc}");
+    // outcome, not per path). Source affinity's Maglev hash, a function
+    // of its own called by every pick, added ~5 k to ~316 k (inlined, its
+    // branch doubled the paths after each pick: ~327 k). A regression
+    // that multiplies that again lands far above this.
+    assert!(xdp < 340_000 && tc < 340_000, "xdp {xdp}, tc {tc}");
 }

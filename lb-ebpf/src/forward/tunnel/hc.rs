@@ -123,7 +123,7 @@ fn to_tunnelled_vip(ctx: &TcContext) -> Option<(Packet, VipMeta)> {
         return None;
     }
     let vip = lookup::vip_of(&packet.key)?;
-    if vip.mode != Mode::Gue as u32 && vip.mode != Mode::Ipip as u32 {
+    if vip.mode() != Mode::Gue as u32 && vip.mode() != Mode::Ipip as u32 {
         return None;
     }
     Some((packet, vip))
@@ -135,7 +135,7 @@ fn to_tunnelled_vip(ctx: &TcContext) -> Option<(Packet, VipMeta)> {
 /// config or this CPU's state cannot be read).
 #[inline(always)]
 fn prepare_job(ctx: &TcContext, backend_id: u32, packet: &Packet, vip: &VipMeta) -> Option<()> {
-    let gue = vip.mode == Mode::Gue as u32;
+    let gue = vip.mode() == Mode::Gue as u32;
     // Any state but gone: checks of a backend that is down must still
     // reach it, that is how it comes back up.
     let backend = BACKENDS.get(backend_id)?;

@@ -111,7 +111,7 @@ pub fn forward<C: Hook>(
     decision: &Decision,
     job: &mut Job,
 ) -> Outcome {
-    let mut flags = if vip.mode == Mode::Gue as u32 {
+    let mut flags = if vip.mode() == Mode::Gue as u32 {
         JOB_GUE
     } else {
         0

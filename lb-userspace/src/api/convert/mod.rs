@@ -56,6 +56,9 @@ pub fn vip_config(spec: &VipSpec, nat: &NatConfig) -> Result<VipConfig, FieldErr
     if let Some(text) = &spec.forwarding {
         vip.forwarding = value::forwarding(text).map_err(|e| e.at("forwarding"))?;
     }
+    if let Some(text) = &spec.affinity {
+        vip.affinity = value::affinity(text).map_err(|e| e.at("affinity"))?;
+    }
     if let Some(n) = spec.drain_timeout_s {
         vip.drain_timeout = Some(value::drain_timeout_s(n).map_err(|e| e.at("drain_timeout_s"))?);
     }

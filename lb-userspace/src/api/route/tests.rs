@@ -68,6 +68,7 @@ fn every_route() -> Vec<Route> {
             on_all_down: None,
             drain_timeout_s: Some(300),
             forwarding: Some("nat".to_owned()),
+            affinity: Some("source".to_owned()),
             nat_source: Some("198.18.0.50".parse().unwrap()),
             health: Some(health),
             backends: vec![spec.clone(), plain.clone()],

@@ -46,6 +46,11 @@ pub struct VipSpec {
     /// "dsr-l2" (default), "nat", "ipip" or "gue".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarding: Option<String>,
+    /// "connection" (default) or "source" (client affinity), as the
+    /// file's `affinity`. Sent only when given: an lbd before affinity
+    /// refuses the field by name instead of adding a VIP without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<String>,
     /// NAT mode: the VIP's own NAT address (default: the node's `[nat]`
     /// source of its family).
     #[serde(default, skip_serializing_if = "Option::is_none")]

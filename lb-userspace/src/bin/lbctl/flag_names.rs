@@ -36,6 +36,7 @@ pub(crate) const VIP_ADD: Names = &[
     ("table_size", "--table-size"),
     ("on_all_down", "--on-all-down"),
     ("forwarding", "--forwarding"),
+    ("affinity", "--affinity"),
     ("drain_timeout_s", "--drain-timeout"),
     ("nat_source", "--nat-source"),
 ];

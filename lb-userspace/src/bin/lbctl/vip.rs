@@ -27,6 +27,11 @@ pub(crate) enum Command {
         /// How packets reach the backends: dsr-l2 (default), nat, ipip or gue.
         #[arg(long)]
         forwarding: Option<String>,
+        /// What picks a new connection's backend: connection (default:
+        /// each on its own) or source (client affinity: every
+        /// connection of a client to the same backend).
+        #[arg(long)]
+        affinity: Option<String>,
         /// Seconds after which a drain of one of its backends ends: the
         /// backend goes to maintenance and its remaining flows are cut, but
         /// a NAT VIP's, which stay until they end (1..=604800; default:
@@ -159,6 +164,7 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
             table_size,
             on_all_down,
             forwarding,
+            affinity,
             drain_timeout,
             nat_source,
             backends,
@@ -174,6 +180,7 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
                 on_all_down,
                 drain_timeout_s: drain_timeout,
                 forwarding,
+                affinity,
                 nat_source,
                 health: health.spec(),
                 backends,

@@ -32,6 +32,7 @@ fn example_parses_to_expected_values() {
                 on_all_down: AllDown::Drop,
                 drain_timeout: None,
                 forwarding: lb_common::Mode::DsrL2,
+                affinity: lb_common::Affinity::Connection,
                 nat: None,
                 backends: vec![BackendConfig {
                     backup: false,

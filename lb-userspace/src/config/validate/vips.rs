@@ -110,6 +110,13 @@ impl Checker<'_> {
             None => lb_common::Mode::default(),
             Some(v) => self.forwarding(v, &field("forwarding"))?,
         };
+        let affinity = match &raw.affinity {
+            None => lb_common::Affinity::default(),
+            Some(v) => {
+                let name = field("affinity");
+                self.checked(v, &name, value::affinity(self.string(v, &name)?))?
+            }
+        };
         let is_nat = forwarding == lb_common::Mode::Nat;
         let own_source = match &raw.nat_source {
             None => None,
@@ -257,6 +264,7 @@ impl Checker<'_> {
             on_all_down,
             drain_timeout,
             forwarding,
+            affinity,
             nat,
             backends,
         })

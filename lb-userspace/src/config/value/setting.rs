@@ -54,6 +54,11 @@ pub fn weight(n: i64) -> Result<u32, ValueError> {
     integer(n, 0..=MAX_WEIGHT)
 }
 
+/// A VIP's client affinity by name (`connection`, `source`).
+pub fn affinity(text: &str) -> Result<lb_common::Affinity, ValueError> {
+    choice(text, &lb_common::Affinity::ALL.map(|a| (a.name(), a)))
+}
+
 /// A VIP's forwarding mode by name (`dsr-l2`, `nat`, `ipip`, `gue`).
 pub fn forwarding(text: &str) -> Result<lb_common::Mode, ValueError> {
     let choices: Vec<(&str, lb_common::Mode)> = lb_common::Mode::ALL

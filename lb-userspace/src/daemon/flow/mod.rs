@@ -22,7 +22,7 @@ use lb_common::{
         FLOW_F_FIN, FLOW_F_HALF_OPEN, FLOW_F_RST, FLOW_TOUCH_INTERVAL_NS, IPPROTO_TCP, NO_BACKEND,
     },
     flow_table::{HALF_OPEN_IDLE_TICKS, TICK_SHIFT},
-    hash::flow_hash,
+    hash::{flow_hash, maglev_hash},
     FlowEntry, FlowKey,
 };
 
@@ -185,7 +185,7 @@ fn maglev_pick(
     if size == 0 || facts.table.len() != size as usize {
         return (None, Err(DropReason::NoTable));
     }
-    let slot = flow_hash(key) % size;
+    let slot = maglev_hash(facts.applied.affinity as u32, key, flow_hash(key)) % size;
     let id = facts.table[slot as usize];
     let pick = Some(MaglevPick {
         slot,

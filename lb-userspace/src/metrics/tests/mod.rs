@@ -87,6 +87,7 @@ pub(crate) fn full_status() -> Status {
             new_flows: 40,
             traffic_read: true,
             mode: lb_common::Mode::Nat,
+            affinity: lb_common::Affinity::Connection,
             nat: Some(crate::api::schema::VipNatStatus {
                 source: "198.18.0.50".parse().unwrap(),
                 port_min: 1024,

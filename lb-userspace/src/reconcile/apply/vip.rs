@@ -72,6 +72,7 @@ impl Balancer {
                 table_size: desired.table_size,
                 active: 0,
                 mode: desired.mode,
+                affinity: desired.affinity,
                 nat: None,
                 table: None,
                 backends: BTreeMap::new(),
@@ -148,7 +149,7 @@ impl Balancer {
         vip.backends = kept;
 
         // The NAT source is in place before the VIP's mode names it.
-        let mode_changed = is_new || vip.mode != desired.mode;
+        let meta_changed = is_new || vip.mode != desired.mode || vip.affinity != desired.affinity;
         if desired.nat != vip.nat {
             if let Some(nat) = &desired.nat {
                 maps.set_nat_source(vip.id, &nat_source(nat))?;
@@ -156,6 +157,7 @@ impl Balancer {
             vip.nat = desired.nat;
         }
         vip.mode = desired.mode;
+        vip.affinity = desired.affinity;
 
         // 2. The new table goes into the copy packets do not read, one VIP
         //    update flips them to it, then the other copy catches up, so both
@@ -183,8 +185,9 @@ impl Balancer {
             report.slots_written += written;
             report.tables_flipped += 1;
             debug!(vip = %id, slots = written, table = inactive, "Maglev table flipped");
-        } else if mode_changed {
-            // Same table, other mode: one VIP update switches it.
+        } else if meta_changed {
+            // Same table, other mode or affinity: one VIP update switches
+            // it.
             maps.set_vip(&id.key(), &vip.meta())?;
         }
 

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use lb_common::Mode;
+use lb_common::{Affinity, Mode};
 use serde::{Deserialize, Serialize};
 
 use super::{read, CheckStatus, HealthStatus};
@@ -65,6 +65,10 @@ pub struct VipStatus {
     /// modes: `dsr-l2`).
     #[serde(default, with = "wire_name::one")]
     pub mode: Mode,
+    /// What of a new flow picks its backend (`connection`, `source`;
+    /// absent from an lbd before affinity: `connection`).
+    #[serde(default, with = "wire_name::one")]
+    pub affinity: Affinity,
     /// NAT mode: its NAT address and port usage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nat: Option<VipNatStatus>,

@@ -664,6 +664,43 @@ fn a_vip_on_its_backups_says_so_and_each_backup_is_marked() {
 }
 
 #[test]
+fn a_vip_with_client_affinity_says_so_and_one_without_says_nothing() {
+    let mut vip: VipStatus = serde_json::from_value(serde_json::json!({
+        "vip": "198.18.0.100:80/tcp", "table_size": 251, "on_all_down": "drop",
+        "all_down": false, "runtime": false, "packets": 0, "bytes": 0, "new_flows": 0,
+        "mode": "nat", "affinity": "source", "backends": []
+    }))
+    .unwrap();
+    let none = UnreadTraffic::default();
+    assert_eq!(vip.affinity, lb_common::Affinity::Source);
+    assert!(
+        vip_lines(&vip, Unread(&none))[0]
+            .starts_with("VIP 198.18.0.100:80/tcp  nat  affinity source  table 251  "),
+        "{:?}",
+        vip_lines(&vip, Unread(&none))
+    );
+    vip.affinity = lb_common::Affinity::Connection;
+    assert!(!vip_lines(&vip, Unread(&none))[0].contains("affinity"));
+    // An lbd before affinity sends none: each connection on its own.
+    let old: VipStatus = serde_json::from_value(serde_json::json!({
+        "vip": "198.18.0.100:80/tcp", "table_size": 251, "on_all_down": "drop",
+        "all_down": false, "runtime": false, "packets": 0, "bytes": 0, "new_flows": 0,
+        "backends": []
+    }))
+    .unwrap();
+    assert_eq!(old.affinity, lb_common::Affinity::Connection);
+    // An unknown one is refused by name.
+    let error = serde_json::from_value::<VipStatus>(serde_json::json!({
+        "vip": "198.18.0.100:80/tcp", "table_size": 251, "on_all_down": "drop",
+        "all_down": false, "runtime": false, "packets": 0, "bytes": 0, "new_flows": 0,
+        "affinity": "cookie", "backends": []
+    }))
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("unknown affinity `cookie`"), "{error}");
+}
+
+#[test]
 fn a_nat_vip_shows_its_address_and_port_usage() {
     let mut vip: VipStatus = serde_json::from_value(serde_json::json!({
         "vip": "198.18.0.100:80/tcp", "table_size": 251, "on_all_down": "drop",

@@ -85,8 +85,13 @@ pub(super) fn vip_lines(vip: &VipStatus, unread: Unread<'_>) -> Vec<String> {
         _ => String::new(),
     };
     let read = unread.vip(vip);
+    // Said only when not the default, as the file leaves it out.
+    let affinity = match vip.affinity {
+        lb_common::Affinity::Connection => String::new(),
+        other => format!("  affinity {}", other.name()),
+    };
     let mut lines = vec![format!(
-        "VIP {}  {}  table {}  packets {}  bytes {}  new flows {}{flags}",
+        "VIP {}  {}{affinity}  table {}  packets {}  bytes {}  new flows {}{flags}",
         vip.vip,
         vip.mode.name(),
         vip.table_size,

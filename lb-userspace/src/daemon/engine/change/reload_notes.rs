@@ -227,6 +227,11 @@ fn vip_settings_undone(
         was.on_all_down.to_string(),
         now.on_all_down.to_string(),
     );
+    differs(
+        "affinity",
+        was.affinity.name().to_owned(),
+        now.affinity.name().to_owned(),
+    );
     let seconds =
         |d: Option<std::time::Duration>| d.map_or("never".to_owned(), |d| d.as_secs().to_string());
     differs(

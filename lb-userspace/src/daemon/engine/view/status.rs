@@ -178,6 +178,7 @@ impl Engine {
                 new_flows: traffic.new_flows,
                 traffic_read,
                 mode: vip.config.forwarding,
+                affinity: vip.config.affinity,
                 nat: vip.config.nat.map(|nat| self.vip_nat_status(id, vip, nat)),
                 backends,
             });
