@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use lb_common::{nat::NatFlowState, Mode};
+use lb_common::{nat::NatFlowState, Affinity, Mode};
 use serde::{Deserialize, Serialize};
 
 /// What the data plane does with the flow's next packet.
@@ -121,6 +121,11 @@ pub struct MaglevPick {
     pub table_size: u32,
     /// Backend id in the slot (0: none).
     pub backend_id: u32,
+    /// What the hash was of: the whole flow (`connection`) or the
+    /// client's address (`source`); absent from an lbd before affinity:
+    /// `connection`.
+    #[serde(default, with = "super::wire_name::one")]
+    pub affinity: Affinity,
 }
 
 /// `GET /v1/vips/{vip}/flows/{client}`.

@@ -199,6 +199,27 @@ fn a_backup_changes_the_maglev_digest_and_no_backup_leaves_it_as_released_before
 }
 
 #[test]
+fn source_affinity_changes_the_maglev_digest_and_the_default_leaves_it_as_released_before() {
+    let mut text = config("", false);
+    text.vips[0].backends[2].backup = false;
+    let plain = Model::from_config(&text);
+    text.vips[0].affinity = lb_common::Affinity::Source;
+    let sticky = Model::from_config(&text);
+    assert_ne!(
+        plain.maglev_digests()[0].digest,
+        sticky.maglev_digests()[0].digest,
+        "nodes hashing new flows differently send a client to different backends"
+    );
+    // The default hashes nothing more: the value pinned above.
+    let hex: String = plain.maglev_digests()[0]
+        .digest
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(hex, "d8f6405f5b15922aa47292be0d776500");
+}
+
+#[test]
 fn the_file_says_backup_true_or_false_and_nothing_else_and_dumps_it_back() {
     let config = config("", false);
     assert_eq!(

@@ -111,6 +111,41 @@ fn an_unchanged_apply_writes_nothing() {
     assert_eq!(maps.slot_writes, writes);
 }
 
+/// A change of affinity alone is one VIP update: no table written, no
+/// flip (the same table, hashed by another key). A restarted lbd reads
+/// the affinity back with the rest of the VIP's meta.
+#[test]
+fn an_affinity_change_rewrites_the_vips_meta_alone_and_a_restart_reads_it_back() {
+    let mut maps = FakeMaps::default();
+    let mut balancer = Balancer::new(4);
+    let mut sticky = vip(1009, three());
+    run(&mut balancer, &mut maps, &[sticky.clone()], NO_MAC).unwrap();
+    let key = VipId::of(&sticky).key();
+    let before = maps.vips[&key];
+    assert_eq!(before.affinity(), lb_common::Affinity::Connection as u32);
+    let writes = maps.slot_writes;
+    sticky.affinity = lb_common::Affinity::Source;
+    let report = run(&mut balancer, &mut maps, &[sticky.clone()], NO_MAC).unwrap();
+    assert_eq!((report.tables_flipped, report.slots_written), (0, 0));
+    assert_eq!(maps.slot_writes, writes);
+    let after = maps.vips[&key];
+    assert_eq!(
+        after,
+        before.with_affinity(lb_common::Affinity::Source),
+        "the same table and copy, the mode kept"
+    );
+
+    let mut restarted = Balancer::new(4);
+    restarted.adopt(&maps.adopted_state());
+    assert_eq!(
+        restarted.vips()[&VipId::of(&sticky)].affinity,
+        lb_common::Affinity::Source
+    );
+    // Its first apply keeps the affinity (and the mode).
+    run(&mut restarted, &mut maps, &[sticky], NO_MAC).unwrap();
+    assert_eq!(maps.vips[&key].forwarding, after.forwarding);
+}
+
 #[test]
 fn a_change_writes_only_the_changed_slots_into_each_copy() {
     let mut maps = FakeMaps::default();

@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 use lb_userspace::{
     api::{
         client::{Client, ClientError},
-        flow_schema::{DropReason, FlowBackend, FlowDecision, FlowExplanation, FlowFlag},
+        flow_schema::{
+            DropReason, FlowBackend, FlowDecision, FlowExplanation, FlowFlag, MaglevPick,
+        },
         route,
     },
     vip_id::VipId,
@@ -65,6 +67,17 @@ fn describe(answer: &FlowExplanation) -> String {
     }
 }
 
+/// Maglev's pick in words: the slot, and what was hashed when it was the
+/// client's address alone (source affinity: every connection of the
+/// client falls in this slot).
+fn maglev_slot(pick: &MaglevPick) -> String {
+    let by = match pick.affinity {
+        lb_common::Affinity::Connection => "",
+        lb_common::Affinity::Source => " (source affinity: the client's slot)",
+    };
+    format!("Maglev slot {} of {}{by}", pick.slot, pick.table_size)
+}
+
 /// For an open TCP connection idle past its timeout, tracked: that its
 /// own packets still go by the entry, that a full bucket may evict it
 /// before live flows, and where a new connection (SYN) on its tuple
@@ -77,9 +90,9 @@ fn idle_note(answer: &FlowExplanation) -> String {
         .new_connection
         .as_ref()
         .map_or_else(String::new, |n| {
-            let pick = n.maglev.map_or_else(String::new, |m| {
-                format!("Maglev slot {} of {} -> ", m.slot, m.table_size)
-            });
+            let pick = n
+                .maglev
+                .map_or_else(String::new, |m| format!("{} -> ", maglev_slot(&m)));
             let to = n.backend.as_ref().map_or_else(
                 || "dropped: no healthy backend".to_owned(),
                 |b| format!("backend {} {}", b.address, state(b)),
@@ -143,9 +156,7 @@ fn decision(answer: &FlowExplanation) -> String {
             )
         });
     let stale = stale.or(stale_half_open).or(ended).unwrap_or_default();
-    let pick = answer
-        .maglev
-        .map(|m| format!("Maglev slot {} of {}", m.slot, m.table_size));
+    let pick = answer.maglev.map(|m| maglev_slot(&m));
     if let Some(nat) = &answer.nat {
         let backend = answer.backend.as_ref().map_or_else(
             || format!("id {} (removed)", nat.backend_id),
@@ -263,7 +274,7 @@ fn flags(flags: &[FlowFlag]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use lb_userspace::api::flow_schema::{MaglevPick, TrackedEntry};
+    use lb_userspace::api::flow_schema::TrackedEntry;
 
     use super::*;
 
@@ -345,6 +356,7 @@ mod tests {
         slot: 1234,
         table_size: 65537,
         backend_id: 1,
+        affinity: lb_common::Affinity::Connection,
     };
 
     #[test]
@@ -422,6 +434,21 @@ mod tests {
             describe(&maglev),
             "198.18.1.10:40000 -> 198.18.0.100:80/tcp: not tracked: Maglev slot 1234 of 65537 -> backend 198.18.0.11 (enabled, up)"
         );
+        let by_client = FlowExplanation {
+            maglev: Some(MaglevPick {
+                affinity: lb_common::Affinity::Source,
+                ..PICK
+            }),
+            ..maglev.clone()
+        };
+        assert_eq!(
+            describe(&by_client),
+            "198.18.1.10:40000 -> 198.18.0.100:80/tcp: not tracked: Maglev slot 1234 of 65537 (source affinity: the client's slot) -> backend 198.18.0.11 (enabled, up)"
+        );
+        // An lbd before affinity sends none: the flow's own slot.
+        let old: MaglevPick =
+            serde_json::from_str(r#"{"slot": 7, "table_size": 251, "backend_id": 1}"#).unwrap();
+        assert_eq!(old.affinity, lb_common::Affinity::Connection);
 
         let stale = FlowExplanation {
             entry: Some(TrackedEntry {

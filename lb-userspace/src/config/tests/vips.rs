@@ -1,5 +1,5 @@
-//! The `[[vip]]` tables: address, port, protocol, Maglev table size, and
-//! how many VIPs a file may hold.
+//! The `[[vip]]` tables: address, port, protocol, Maglev table size,
+//! client affinity, and how many VIPs a file may hold.
 use super::*;
 
 #[test]
@@ -78,6 +78,33 @@ fn protocol_must_be_tcp_or_udp() {
     assert_eq!(
         parse(&doc("protocol = \"udp\"", "")).unwrap().vips[0].protocol,
         Protocol::Udp
+    );
+}
+
+#[test]
+fn affinity_is_connection_or_source_and_dumps_back_only_when_set() {
+    let config = parse(&doc("affinity = \"source\"", "")).unwrap();
+    assert_eq!(config.vips[0].affinity, lb_common::Affinity::Source);
+    let dumped = crate::config::to_toml(&config);
+    assert_eq!(
+        dumped.matches("affinity = \"source\"").count(),
+        1,
+        "{dumped}"
+    );
+    assert_eq!(Config::from_toml_str(&dumped, "dump.toml").unwrap(), config);
+    let default = parse(&doc("affinity = \"connection\"", "")).unwrap();
+    assert_eq!(default.vips[0].affinity, lb_common::Affinity::Connection);
+    assert_eq!(default, parse(&doc("", "")).unwrap(), "the default");
+    assert!(!crate::config::to_toml(&default).contains("affinity"));
+    assert_error(
+        &doc("affinity = \"cookie\"", ""),
+        "lbd.toml:5:12: vip[0].affinity: ",
+        r#""cookie" is not one of "connection", "source""#,
+    );
+    assert_error(
+        &doc("affinity = true", ""),
+        "lbd.toml:5:12: vip[0].affinity: ",
+        "expected a string",
     );
 }
 

@@ -191,6 +191,7 @@ fn maglev_pick(
         slot,
         table_size: size,
         backend_id: id,
+        affinity: facts.applied.affinity,
     });
     if id == NO_BACKEND {
         return (pick, Err(DropReason::EmptySlot));

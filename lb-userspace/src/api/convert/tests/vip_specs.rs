@@ -109,6 +109,30 @@ fn a_vip_drain_timeout_is_the_files() {
 }
 
 #[test]
+fn a_vip_affinity_is_the_files() {
+    let spec = vip_spec(json!({"address": "198.18.0.100", "port": 80, "affinity": "source"}));
+    let vip = VipConfig::try_from(&spec).unwrap();
+    let file = Config::from_toml_str(
+        "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+         affinity = \"source\"\n",
+        "test.toml",
+    )
+    .unwrap();
+    assert_eq!(vip, file.vips[0]);
+    assert_eq!(vip.affinity, lb_common::Affinity::Source);
+    let message = refused(json!({"address": "198.18.0.100", "port": 80, "affinity": "client"}));
+    assert!(
+        message.starts_with(r#"affinity: "client" is not one of "connection", "source""#),
+        "{message}"
+    );
+    // Not given: sent by no client, each connection on its own.
+    let spec = vip_spec(json!({"address": "198.18.0.100", "port": 80}));
+    assert!(!serde_json::to_string(&spec).unwrap().contains("affinity"));
+    let none = VipConfig::try_from(&spec).unwrap();
+    assert_eq!(none.affinity, lb_common::Affinity::Connection);
+}
+
+#[test]
 fn too_many_backends_is_a_limit() {
     let backends: Vec<serde_json::Value> = (0..=MAX_BACKENDS_PER_VIP)
         .map(|i| json!({"address": format!("10.{}.{}.1", i / 256, i % 256)}))

@@ -94,13 +94,14 @@ fn a_reload_says_it_turns_a_vips_checks_back_on() {
 fn a_reload_names_each_vip_setting_it_puts_back() {
     let file = nat_config("", "");
     let runtime = nat_config(
-        "table_size = 1021\non_all_down = \"keep\"\ndrain_timeout_s = 60\nnat_source = \"198.18.0.51\"\n[vip.health]\nrise = 5\n",
+        "table_size = 1021\non_all_down = \"keep\"\naffinity = \"source\"\ndrain_timeout_s = 60\nnat_source = \"198.18.0.51\"\n[vip.health]\nrise = 5\n",
         "",
     );
     let mut notes = undone(&Model::from_config(&runtime), &file);
     notes.sort();
     let vip = "of VIP 198.18.0.100:80/tcp";
     let mut expected = vec![
+        format!("affinity {vip}: source -> connection (the file's)"),
         format!("drain_timeout_s {vip}: 60 -> never (the file's)"),
         format!("health.rise {vip}: 5 -> 2 (the file's)"),
         format!("nat_source {vip}: 198.18.0.51 -> the node's (198.18.0.50) (the file's): established connections keep 198.18.0.51, which must stay on the node until they end; new flows take 198.18.0.50"),

@@ -30,6 +30,37 @@ fn an_untracked_flow_goes_to_maglevs_pick() {
 }
 
 #[test]
+fn with_source_affinity_every_port_of_a_client_has_the_clients_slot() {
+    let mut text = String::from("interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\ntable_size = 1009\naffinity = \"source\"\n");
+    for last in 11..=13 {
+        text.push_str(&format!(
+            "[[vip.backend]]\naddress = \"198.18.0.{last}\"\nmac = \"02:00:00:00:00:{last}\"\n"
+        ));
+    }
+    let world = World::of(&Config::from_toml_str(&text, "test").unwrap(), vip());
+    let key = flow_key(&vip(), "198.18.1.10:40000".parse().unwrap());
+    let slot = lb_common::hash::source_hash(&key) % 1009;
+    let mut backends = std::collections::BTreeSet::new();
+    for port in [40000, 40001, 40002, 50000] {
+        let answer = world.explain(&format!("198.18.1.10:{port}"), None);
+        let pick = answer.maglev.unwrap();
+        assert_eq!(
+            (pick.slot, pick.affinity),
+            (slot, lb_common::Affinity::Source),
+            "{answer:?}"
+        );
+        backends.insert(answer.backend.unwrap().address);
+    }
+    assert_eq!(backends.len(), 1, "{backends:?}");
+    // Without it, the flow's own slot.
+    let answer = World::new().explain("198.18.1.10:40000", None);
+    assert_eq!(
+        answer.maglev.unwrap().affinity,
+        lb_common::Affinity::Connection
+    );
+}
+
+#[test]
 fn a_tracked_flow_goes_to_its_pinned_backend_whatever_maglev_says() {
     let mut world = World::new();
     let client = "198.18.1.10:40000";
