@@ -12,17 +12,23 @@ pub(super) fn nat_swept(s: &Status) -> bool {
 }
 
 impl Exporter<'_> {
-    /// Forwarding modes and the NAT flow table: the mode joins per-VIP
-    /// series as an info metric (`lbd_vip_info{vip,mode} 1`, used as
-    /// `* on(vip) group_left(mode) lbd_vip_info`), so no existing series
-    /// changes its labels.
+    /// Forwarding modes and the NAT flow table: the mode and the client
+    /// affinity join per-VIP series as an info metric
+    /// (`lbd_vip_info{vip,mode,affinity} 1`, used as `* on(vip)
+    /// group_left(mode) lbd_vip_info`), so no existing series changes its
+    /// labels.
     pub(super) fn export_modes(&mut self, s: &Status) {
         let mut info = Vec::new();
         let mut in_use = Vec::new();
         let mut ranges = Vec::new();
         let swept = nat_swept(s);
         for v in &s.vips {
-            info.push((labels(&[("vip", &v.vip), ("mode", v.mode.name())]), 1));
+            let l = labels(&[
+                ("vip", &v.vip),
+                ("mode", v.mode.name()),
+                ("affinity", v.affinity.name()),
+            ]);
+            info.push((l, 1));
             if let Some(nat) = &v.nat {
                 let source = nat.source.to_string();
                 let l = labels(&[("vip", &v.vip), ("nat_address", &source)]);
@@ -35,7 +41,11 @@ impl Exporter<'_> {
                 ranges.push((l, i64::from(size)));
             }
         }
-        self.gauge("vip_info", "The VIP's forwarding mode (always 1)", info);
+        self.gauge(
+            "vip_info",
+            "The VIP's forwarding mode and client affinity (always 1)",
+            info,
+        );
         self.gauge(
             "vip_nat_ports_in_use",
             "NAT source ports in use towards the VIP's busiest backend (they run out per NAT address, backend and backend port), as of the reaper's last complete sweep (none before its first)",

@@ -42,7 +42,7 @@ fn every_family_renders_with_its_values() {
         "lbd_syn_flood_transitions_total 1",
         "lbd_config_reloads_total{result=\"success\"} 1",
         "lbd_build_info{version=\"0.1.0\"} 1",
-        "lbd_vip_info{vip=\"198.18.0.100:80/tcp\",mode=\"nat\"} 1",
+        "lbd_vip_info{vip=\"198.18.0.100:80/tcp\",mode=\"nat\",affinity=\"connection\"} 1",
         "lbd_vip_nat_ports_in_use{vip=\"198.18.0.100:80/tcp\",nat_address=\"198.18.0.50\"} 12",
         "lbd_vip_nat_ports{vip=\"198.18.0.100:80/tcp\",nat_address=\"198.18.0.50\"} 64512",
         "lbd_nat_flows{state=\"established\"} 15",
