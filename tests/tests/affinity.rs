@@ -165,7 +165,7 @@ fn every_connection_of_a_client_goes_to_one_backend(hook: Hook) {
 fn every_udp_flow_of_a_client_goes_to_one_backend(hook: Hook) {
     for kind in KINDS {
         let dns = with_affinity(vip4_udp(), Affinity::Source);
-        let mut bed = bed(hook, kind, &[dns.clone()]);
+        let mut bed = bed(hook, kind, std::slice::from_ref(&dns));
         let mut query = |src: &str, sport: u16| {
             let flow = flow(src, &dns, sport);
             let frame = packet::udp(&flow, None, b"query");
@@ -188,11 +188,12 @@ fn a_change_of_affinity_moves_new_connections_and_no_established_one(hook: Hook)
     for kind in KINDS {
         let vip = vip4_tcp();
         let sticky = with_affinity(vip.clone(), Affinity::Source);
-        let mut bed = bed(hook, kind, &[vip.clone()]);
+        let mut bed = bed(hook, kind, std::slice::from_ref(&vip));
         let before = connect(&mut bed, &vip, "198.18.1.10", 20_000..20_000 + CONNECTIONS);
         assert_eq!(distinct(&before), 3, "{kind:?}: {before:02x?}");
 
-        bed.apply(&[sticky.clone()]).expect("source affinity");
+        bed.apply(std::slice::from_ref(&sticky))
+            .expect("source affinity");
         // Established: each on its backend still, none hashed again.
         for (sport, mac) in (20_000..).zip(&before) {
             let flow = flow("198.18.1.10", &vip, sport);
@@ -218,7 +219,8 @@ fn a_change_of_affinity_moves_new_connections_and_no_established_one(hook: Hook)
         assert_eq!(distinct(&after), 1, "{kind:?}: {after:02x?}");
 
         // And back: new ones spread again.
-        bed.apply(&[vip.clone()]).expect("connection affinity");
+        bed.apply(std::slice::from_ref(&vip))
+            .expect("connection affinity");
         let again = connect(&mut bed, &vip, "198.18.1.10", 22_000..22_000 + CONNECTIONS);
         assert_eq!(distinct(&again), 3, "{kind:?}: {again:02x?}");
     }
@@ -227,7 +229,7 @@ fn a_change_of_affinity_moves_new_connections_and_no_established_one(hook: Hook)
 fn an_icmp_error_about_an_untracked_flow_goes_to_the_clients_backend(hook: Hook) {
     for kind in KINDS {
         let vip = with_affinity(vip4_tcp(), Affinity::Source);
-        let mut bed = bed(hook, kind, &[vip.clone()]);
+        let mut bed = bed(hook, kind, std::slice::from_ref(&vip));
         let tracked = corpus::vip_flow(Protocol::Tcp, false, 23_000);
         let client = tracked.client.ip().to_string();
         let mac = connect(&mut bed, &vip, &client, 23_000..23_001)[0];
