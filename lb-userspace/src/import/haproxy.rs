@@ -8,6 +8,7 @@
 //! last `defaults` section before it, as in HAProxy.
 
 mod acl;
+mod affinity;
 mod balance_first;
 mod bind;
 mod check;
@@ -24,6 +25,7 @@ mod tls;
 use super::model::{Note, Origin, Service, Setup};
 use super::ImportError;
 
+use affinity::affinity;
 use balance_first::first_only;
 use bind::bind;
 use check::check_of;
@@ -244,6 +246,11 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
         if let Some(first) = &farm.balance_first {
             notes.extend(first_only(&mut servers, first));
         }
+        // The section holding the servers balances: a frontend's (or a
+        // listen's with a default_backend) balance and stick rules are
+        // not HAProxy's for these servers.
+        let (affinity, mut affinity_notes) = affinity(farm);
+        notes.append(&mut affinity_notes);
         let (acl, mut acl_notes) = acl::Rules::resolve(&rules);
         notes.append(&mut acl_notes);
         let listens = redirected(proxy, farm_proxy, &mut notes);
@@ -265,6 +272,7 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
             listens,
             backends: servers,
             forwarding: None,
+            affinity,
             acl,
             passive: None,
             all_backups: farm

@@ -5,6 +5,7 @@
 //! VIP's port; weights keep their ratios in lbd's range.
 
 mod acl_tables;
+mod affinity;
 mod forwarding;
 mod health;
 mod idle;

@@ -84,16 +84,16 @@ impl Note {
         }
     }
 
-    /// The note on a directive that kept each client on one backend
-    /// (HAProxy `balance source`, `stick on src`; nginx `ip_hash`;
-    /// keepalived `persistence_timeout`), worded alike for every format:
-    /// lbd keeps a connection on its backend, not a client, which an
-    /// application relying on it must know.
-    pub(crate) fn persistence(origin: &Origin, what: &str) -> Self {
+    /// The note on a directive that kept each client on one server by
+    /// something other than its address (HAProxy `stick on` a cookie or
+    /// header, nginx's `sticky`), worded alike for every format: lbd's
+    /// affinity hashes each connection, or each client's address, nothing
+    /// else.
+    pub(crate) fn sticky_by_other_key(origin: &Origin, what: &str) -> Self {
         Self::new(
             origin,
             format!(
-                "{what}: client persistence (source stickiness) is not carried over; lbd's Maglev hashing and connection table keep each connection on its backend, not each client, so a client's next connection may go to another backend"
+                "{what}: stickiness by something other than the client's address is not carried over; lbd hashes each connection, or with affinity = \"source\" each client's address"
             ),
         )
     }
@@ -132,6 +132,11 @@ pub(crate) struct Service {
     pub(crate) backends: Vec<Backend>,
     /// How packets reach the backends, when the source says (IPVS lb_kind).
     pub(crate) forwarding: Option<Sourced<lb_common::Mode>>,
+    /// What each of its directives that decide it says of client affinity
+    /// (`balance source`, `ip_hash`, `persistence_timeout` say source;
+    /// IPVS `mh` with `mh-port` says connection), with their words; join
+    /// decides the VIP's from them (none: lbd's default, connection).
+    pub(crate) affinity: Vec<Sourced<lb_common::Affinity>>,
     /// Source rules that guard it (nginx `allow`/`deny`, HAProxy `src`
     /// ACLs), as lbd's deny-wins, allow-list semantics can hold them.
     pub(crate) acl: Vec<AclRule>,

@@ -178,6 +178,7 @@ fn match_upstreams(collected: Collected, setup: &mut Setup) {
                 listens: Vec::new(),
                 backends: vec![*backend],
                 forwarding: None,
+                affinity: Vec::new(),
                 acl: Vec::new(),
                 passive: None,
                 all_backups: None,

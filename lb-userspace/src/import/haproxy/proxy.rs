@@ -2,6 +2,7 @@
 //! `default_backend`, servers, source rules, the stats page) read into a
 //! [`Proxy`], and the notes on what of it stays behind.
 
+use super::affinity::other_stick_notes;
 use super::bind::bind;
 use super::check::{http_connect_notes, tcp_check_notes};
 use super::lexer::Line;
@@ -273,13 +274,14 @@ pub(super) fn proxy_notes(proxy: &Proxy) -> Vec<Note> {
     let (mut http_notes, mut http_ignored) = http_connect_notes(&proxy.settings, checked);
     notes.append(&mut http_notes);
     ignored.append(&mut http_ignored);
+    // A table the stick rules use is said with them (see the affinity
+    // module); one of counters only has no L4 meaning.
     if let Some(table) = &proxy.settings.stick_table {
         if proxy.settings.stick_rules.is_empty() {
             ignored.push(format!("{} (line {})", table.what, table.origin.line));
-        } else {
-            notes.push(Note::persistence(&table.origin, &table.what));
         }
     }
+    notes.extend(other_stick_notes(&proxy.settings));
     ignored.splice(0..0, proxy.settings.ignored.iter().cloned());
     if !ignored.is_empty() {
         notes.push(Note::new(

@@ -46,6 +46,19 @@ pub(super) struct TcpRule {
     pub(super) options: Vec<String>,
 }
 
+/// A `stick on|match|store-request|store-response PATTERN ...` rule.
+#[derive(Debug, Clone)]
+pub(super) struct StickRule {
+    pub(super) origin: Origin,
+    /// The line as written.
+    pub(super) what: String,
+    /// `on` or `match`: a client found in the table goes to its server
+    /// (`store-*` only records).
+    pub(super) matches: bool,
+    /// Its pattern is the client's address (`src`).
+    pub(super) on_source: bool,
+}
+
 /// The settings of a proxy that its servers' checks and the notes use,
 /// inherited from the last `defaults` section.
 #[derive(Debug, Clone, Default)]
@@ -64,12 +77,14 @@ pub(super) struct Settings {
     /// is the port checked, its `ssl` makes the check TLS), as a first
     /// `tcp-check connect` does for `option tcp-check`.
     pub(super) http_rules: Vec<TcpRule>,
-    /// `stick on|match|store-*` rules: client persistence (noted as such,
-    /// with the `stick-table` they use).
-    pub(super) stick_rules: Vec<Origin>,
-    /// A `stick-table` line: persistence when a stick rule uses it, else a
-    /// directive with no L4 meaning (counters, rate limits).
-    pub(super) stick_table: Option<Sourced<()>>,
+    /// `stick on|match|store-*` rules: on the client's address (`src`),
+    /// client affinity; on anything else, noted as not carried over.
+    pub(super) stick_rules: Vec<StickRule>,
+    /// A `stick-table` line, with its `expire` (how long HAProxy
+    /// remembered a client's server) if it has one: part of the stick
+    /// rules that use it, else a directive with no L4 meaning (counters,
+    /// rate limits).
+    pub(super) stick_table: Option<Sourced<Option<String>>>,
     pub(super) expect_status: Option<Sourced<u16>>,
     pub(super) timeout_check: Option<Sourced<Duration>>,
     pub(super) timeout_connect: Option<Sourced<Duration>>,
@@ -83,6 +98,9 @@ pub(super) struct Settings {
     /// `option allbackups`: every backup server takes over when no
     /// active one can, not only the first.
     pub(super) all_backups: Option<Sourced<()>>,
+    /// `balance source`: each client's address hashed to its server,
+    /// lbd's `affinity = "source"`.
+    pub(super) balance_source: Option<Sourced<()>>,
     /// `balance first`: each connection to the first server (in file
     /// order) that has room; lbd keeps only that one.
     pub(super) balance_first: Option<Sourced<()>>,
@@ -98,6 +116,12 @@ pub(super) struct Settings {
 }
 
 impl Settings {
+    /// The stick rules that keep a client on its server by its address
+    /// (`stick on src`, `stick match src`): lbd's source affinity.
+    pub(super) fn sticky_sources(&self) -> impl Iterator<Item = &StickRule> {
+        self.stick_rules.iter().filter(|r| r.matches && r.on_source)
+    }
+
     /// How long HAProxy kept an idle connection of a service whose
     /// frontend (or listen) has `self`'s settings and whose servers are
     /// in `farm` (the same listen, or the backend): the farm's `timeout
@@ -135,19 +159,20 @@ pub(super) fn apply(file: &str, line: &Line, settings: &mut Settings) -> Result<
             }
             settings.mode = Some(Sourced::new(mode.to_owned(), &origin, line.text()));
         }
-        // `balance source` kept a client on one server: persistence.
+        // Each client's address hashed to its server: lbd's source
+        // affinity, set where the service is made.
         ("balance", Some("source")) => {
             settings.balance_first = None;
-            settings
-                .notes
-                .push(Note::persistence(&origin, &line.text()))
+            settings.balance_source = Some(Sourced::new((), &origin, line.text()));
         }
         // A failover order, made in join's reading of the servers.
         ("balance", Some("first")) => {
+            settings.balance_source = None;
             settings.balance_first = Some(Sourced::new((), &origin, line.text()));
         }
         ("balance", Some(_)) => {
             settings.balance_first = None;
+            settings.balance_source = None;
             settings.notes.push(Note::new(
             &origin,
             format!(
@@ -156,18 +181,28 @@ pub(super) fn apply(file: &str, line: &Line, settings: &mut Settings) -> Result<
             ),
         ))
         }
+        // How a hashing balance (`source`, `uri`, ...) maps to servers:
+        // lbd's Maglev is a consistent hash whatever it says.
+        ("hash-type", Some(_)) => {}
         ("option", Some("allbackups")) => {
             settings.all_backups = Some(Sourced::new((), &origin, line.text()));
         }
         ("no", Some("option")) if arg(2) == Some("allbackups") => settings.all_backups = None,
-        ("stick", Some("on" | "match" | "store-request" | "store-response")) => {
-            settings
-                .notes
-                .push(Note::persistence(&origin, &line.text()));
-            settings.stick_rules.push(origin);
+        ("stick", Some(kind @ ("on" | "match" | "store-request" | "store-response"))) => {
+            settings.stick_rules.push(StickRule {
+                origin,
+                what: line.text(),
+                matches: matches!(kind, "on" | "match"),
+                on_source: arg(2) == Some("src"),
+            });
         }
         ("stick-table", _) => {
-            settings.stick_table = Some(Sourced::new((), &origin, line.text()));
+            let expire = words
+                .iter()
+                .position(|w| w == "expire")
+                .and_then(|i| words.get(i + 1))
+                .cloned();
+            settings.stick_table = Some(Sourced::new(expire, &origin, line.text()));
         }
         ("option", Some("httpchk")) => {
             // option httpchk [<uri>] | [<method> <uri> [<version>]]

@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use super::affinity::affinity;
 use super::vips::Vip;
 use super::weight::Scale;
 use super::{family, health};
@@ -55,6 +56,11 @@ pub(super) fn vip_tables(
     t.push("port", i64::from(vip.port), "");
     t.push("protocol", vip.protocol.to_string(), "");
     t.push("forwarding", mode.name(), mode_comment);
+    let (affinity, disagreement) = affinity(service);
+    if let Some((value, comment)) = affinity {
+        t.push("affinity", value.name(), comment);
+    }
+    t.notes.extend(disagreement);
     let mut tables = vec![t];
     if backends.is_empty() {
         tables[0].notes.push(format!(

@@ -5,6 +5,7 @@
 //! weights and checkers.
 
 mod forwarding;
+mod persistence;
 mod scheduler;
 mod servers;
 
@@ -16,6 +17,7 @@ use crate::import::model::{Backend, Listen, Note, Origin, Service, Sourced};
 use crate::import::ImportError;
 
 use forwarding::{default_nat, method};
+use persistence::Persistence;
 use scheduler::{equalize, highest_only};
 use servers::{real_server, sorry_server};
 
@@ -94,6 +96,7 @@ pub(super) fn virtual_server(
         listens: Vec::new(),
         backends: Vec::new(),
         forwarding: None,
+        affinity: Vec::new(),
         acl: Vec::new(),
         passive: None,
         all_backups: None,
@@ -106,10 +109,13 @@ pub(super) fn virtual_server(
     let mut equal_weights: Option<Sourced<()>> = None;
     let mut failover: Option<Sourced<()>> = None;
     let mut sorry: Option<Backend> = None;
+    let mut persistence = Persistence::default();
     for child in statement.children() {
         let file = child.file_in(file);
         let at = Origin::new(file, child.line);
-        if inherited.read(file, child, &mut service.notes)? {
+        if inherited.read(file, child, &mut service.notes)?
+            || persistence.read(file, child, &mut service.notes)?
+        {
             continue;
         }
         match child.name() {
@@ -130,32 +136,31 @@ pub(super) fn virtual_server(
                 let mode = method(file, child, &mut service.notes)?;
                 service.forwarding = Some(Sourced::new(mode, &at, child.text()));
             }
-            "lb_algo" | "lvs_sched" => match child.args() {
-                // IPVS's rr, lc and dh give every server of weight > 0
-                // the same share whatever its weight; lbd's Maglev
-                // honours weights, so they are made equal below.
-                [algo] if matches!(algo.as_str(), "rr" | "lc" | "dh") => {
-                    equal_weights = Some(Sourced::new((), &at, child.text()));
+            "lb_algo" | "lvs_sched" => {
+                persistence.scheduler(&at, child);
+                match child.args() {
+                    // IPVS's rr, lc and dh give every server of weight > 0
+                    // the same share whatever its weight; lbd's Maglev
+                    // honours weights, so they are made equal below.
+                    [algo] if matches!(algo.as_str(), "rr" | "lc" | "dh") => {
+                        equal_weights = Some(Sourced::new((), &at, child.text()));
+                    }
+                    // A failover order: made after the real_servers are read.
+                    [algo] if matches!(algo.as_str(), "fo" | "ovf") => {
+                        failover = Some(Sourced::new((), &at, child.text()));
+                    }
+                    // Source hashing: client affinity, with the port flags
+                    // and persistence after the loop.
+                    [algo] if matches!(algo.as_str(), "sh" | "mh") => {}
+                    _ => service.notes.push(Note::new(
+                        &at,
+                        format!(
+                            "{}: lbd balances with Maglev consistent hashing of each connection (weights kept)",
+                            child.text()
+                        ),
+                    )),
                 }
-                // A failover order: made after the real_servers are read.
-                [algo] if matches!(algo.as_str(), "fo" | "ovf") => {
-                    failover = Some(Sourced::new((), &at, child.text()));
-                }
-                // Source hashing kept a client on one server: persistence.
-                [algo] if matches!(algo.as_str(), "sh" | "mh") => {
-                    service.notes.push(Note::persistence(&at, &child.text()));
-                }
-                _ => service.notes.push(Note::new(
-                    &at,
-                    format!(
-                        "{}: lbd balances with Maglev consistent hashing of each connection (weights kept)",
-                        child.text()
-                    ),
-                )),
-            },
-            "persistence_timeout" => service
-                .notes
-                .push(Note::persistence(&at, &child.text())),
+            }
             // After the real_servers, as a backup: the backup WARNING says
             // that lbd drops new flows where IPVS sent them to it.
             "sorry_server" => sorry = Some(sorry_server(file, child)?),
@@ -201,6 +206,7 @@ pub(super) fn virtual_server(
     }
     service.backends.extend(sorry);
     default_nat(&mut service, &origin, default_forwarded.as_ref())?;
+    persistence.apply(&mut service);
     if let Some(algo) = &equal_weights {
         equalize(&mut service, algo);
     }

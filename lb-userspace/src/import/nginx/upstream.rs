@@ -2,7 +2,7 @@
 //! `down`, and `max_fails`/`fail_timeout` turned into an active TCP check
 //! (fall = max_fails, back after one success); the balancing method and
 //! connection keep-alive noted, as they have no meaning at L4, and client
-//! persistence (`ip_hash`, `hash $remote_addr`) noted as not carried over.
+//! persistence (`ip_hash`, `hash $remote_addr`) as lbd's source affinity.
 
 use std::net::IpAddr;
 
@@ -36,6 +36,7 @@ pub(super) fn upstream(
         listens: Vec::new(),
         backends: Vec::new(),
         forwarding: None,
+        affinity: Vec::new(),
         acl: Vec::new(),
         passive: None,
         // nginx balances among all of them by their weights.
@@ -46,6 +47,7 @@ pub(super) fn upstream(
         notes: Vec::new(),
     };
     let mut checked = false;
+    let mut method: Option<Method> = None;
     let items = block_items(
         file,
         statement,
@@ -68,28 +70,31 @@ pub(super) fn upstream(
                     service.backends.push(backend);
                 }
             }
-            // Methods that kept a client on one server: persistence.
-            "ip_hash" | "sticky" => service
+            // A balancing method: nginx keeps the last (warning that it
+            // was redefined).
+            "ip_hash" | "hash" | "least_conn" | "random" | "least_time" => {
+                let read = balancing(&at, child);
+                let note = read.note.clone();
+                if let Some(earlier) = method.replace(read) {
+                    // Its own note is said of a method nginx does not use.
+                    if let Some(said) = &earlier.note {
+                        service.notes.retain(|n| n != said);
+                    }
+                    service.notes.push(Note::new(
+                        &earlier.origin,
+                        format!(
+                            "{}: redefined by {} ({at}), which nginx uses",
+                            earlier.what,
+                            child.text()
+                        ),
+                    ));
+                }
+                service.notes.extend(note);
+            }
+            // Cookie or route stickiness (NGINX Plus).
+            "sticky" => service
                 .notes
-                .push(Note::persistence(&at, &child.text())),
-            "hash"
-                if child.args().first().is_some_and(|key| {
-                    matches!(key.as_str(), "$remote_addr" | "$binary_remote_addr")
-                }) =>
-            {
-                service
-                    .notes
-                    .push(Note::persistence(&at, &child.text()))
-            }
-            "least_conn" | "hash" | "random" | "least_time" => {
-                service.notes.push(Note::new(
-                    &at,
-                    format!(
-                        "{}: not applicable at L4; lbd balances with Maglev consistent hashing of each connection (weights kept)",
-                        child.text()
-                    ),
-                ))
-            }
+                .push(Note::sticky_by_other_key(&at, &child.text())),
             "keepalive" | "keepalive_requests" | "keepalive_time" | "keepalive_timeout" => {
                 service.notes.push(Note::new(
                     &at,
@@ -104,11 +109,63 @@ pub(super) fn upstream(
                 .push(Note::new(&at, format!("{}: not carried over", child.text()))),
         }
     }
+    if let Some(method) = method {
+        service.affinity.extend(method.affinity);
+    }
     if checked {
         // Said in join, where the VIP's protocol is known.
         service.passive = Some(origin.clone());
     }
     Ok(service)
+}
+
+/// An upstream's balancing method (`ip_hash`, `hash KEY`, `least_conn`,
+/// ...): what it says of client affinity, and its note.
+struct Method {
+    origin: Origin,
+    what: String,
+    affinity: Option<Sourced<lb_common::Affinity>>,
+    note: Option<Note>,
+}
+
+/// The method `statement` (at `at`) names: `ip_hash` and `hash
+/// $remote_addr` (with or without `consistent`) hash the client's address,
+/// lbd's source affinity; a hash of any other key, and the methods that
+/// count connections or pick at random, are not carried over.
+fn balancing(at: &Origin, statement: &Statement) -> Method {
+    let what = statement.text();
+    let source = Some(Sourced::new(lb_common::Affinity::Source, at, what.clone()));
+    let (affinity, note) = match (statement.name(), statement.args()) {
+        ("ip_hash", _) => (
+            source,
+            Some(format!(
+                "{what}: nginx hashed the first three octets of an IPv4 client's address (a /24 shared a server) and an IPv6 client's whole address; lbd hashes the whole address, so clients of one /24 may go to different backends"
+            )),
+        ),
+        ("hash", [key] | [key, _])
+            if matches!(key.as_str(), "$remote_addr" | "$binary_remote_addr") =>
+        {
+            (source, None)
+        }
+        ("hash", _) => (
+            None,
+            Some(format!(
+                "{what}: a hash of another key than the client's address alone is not carried over; lbd balances with Maglev consistent hashing of each connection (weights kept)"
+            )),
+        ),
+        _ => (
+            None,
+            Some(format!(
+                "{what}: not applicable at L4; lbd balances with Maglev consistent hashing of each connection (weights kept)"
+            )),
+        ),
+    };
+    Method {
+        origin: at.clone(),
+        what,
+        affinity,
+        note: note.map(|text| Note::new(at, text)),
+    }
 }
 
 /// A `server ADDRESS[:PORT] [weight=N] [max_fails=N] ...` line (None: a

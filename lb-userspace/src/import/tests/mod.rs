@@ -73,6 +73,17 @@ fn serves_on_backups(imported: &Imported) -> bool {
         .is_some_and(|v| v.on_backups(&|_| Some([2, 0, 0, 0, 0, 1])))
 }
 
+/// The `affinity = ...  # comment` lines of the imported text, in VIP
+/// order, with their alignment spaces as one.
+fn affinity_lines(imported: &Imported) -> Vec<String> {
+    imported
+        .text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("affinity ="))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
 /// Options with `--interface eth0`.
 fn on_eth0() -> Options {
     Options {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::{CheckType, Protocol};
-use lb_common::Mode;
+use lb_common::{Affinity, Mode};
 
 /// The upstream of the usual guide: least_conn, passive checks, weights.
 pub(super) const UPSTREAM: &str = "# /etc/nginx/conf.d/app.conf
@@ -315,24 +315,47 @@ fn bracketed_ipv6_addresses_without_a_port_are_read_whole() {
 }
 
 #[test]
-fn nginx_client_persistence_is_said_not_carried_over() {
-    let text = "upstream a {\n  ip_hash;\n  server 198.18.0.11:80;\n}\nupstream b {\n  hash $remote_addr consistent;\n  server 198.18.0.12:80;\n}\nupstream c {\n  hash $request_uri;\n  server 198.18.0.13:80;\n}\n";
+fn nginx_client_persistence_is_source_affinity() {
+    let text = "upstream a {\n  ip_hash;\n  server 198.18.0.11:80;\n}\nupstream b {\n  hash $remote_addr consistent;\n  server 198.18.0.12:80;\n}\nupstream c {\n  hash $request_uri;\n  server 198.18.0.13:80;\n}\nupstream d {\n  hash $remote_addr$remote_port;\n  server 198.18.0.14:80;\n}\nupstream e {\n  ip_hash;\n  least_conn;\n  sticky cookie srv_id expires=1h;\n  server 198.18.0.15:80;\n}\n";
     let options = Options {
-        vips: vec![
-            vip("198.18.0.100:80/tcp"),
-            vip("198.18.0.101:80/tcp"),
-            vip("198.18.0.102:80/tcp"),
-        ],
+        vips: (100..105)
+            .map(|i| vip(&format!("198.18.0.{i}:80/tcp")))
+            .collect(),
         ..on_eth0()
     };
     let imported = ok(&[("n.conf", text)], &options);
+    let affinities: Vec<Affinity> = imported.config.vips.iter().map(|v| v.affinity).collect();
+    assert_eq!(
+        affinities,
+        [
+            Affinity::Source,
+            Affinity::Source,
+            Affinity::Connection,
+            Affinity::Connection,
+            Affinity::Connection
+        ]
+    );
+    assert_eq!(
+        affinity_lines(&imported),
+        [
+            "affinity = \"source\" # n.conf:2 (ip_hash)",
+            "affinity = \"source\" # n.conf:6 (hash $remote_addr consistent)",
+        ]
+    );
     for needle in [
-        "n.conf:2: ip_hash: client persistence (source stickiness) is not carried over",
-        "n.conf:6: hash $remote_addr consistent: client persistence (source stickiness) is not carried over",
-        "n.conf:10: hash $request_uri: not applicable at L4",
+        "n.conf:2: ip_hash: nginx hashed the first three octets of an IPv4 client's address (a /24 shared a server) and an IPv6 client's whole address; lbd hashes the whole address, so clients of one /24 may go to different backends",
+        "n.conf:10: hash $request_uri: a hash of another key than the client's address alone is not carried over",
+        "n.conf:14: hash $remote_addr$remote_port: a hash of another key than the client's address alone is not carried over",
+        // nginx keeps the last method.
+        "n.conf:18: ip_hash: redefined by least_conn (n.conf:19), which nginx uses",
+        "n.conf:19: least_conn: not applicable at L4",
+        "n.conf:20: sticky cookie srv_id expires=1h: stickiness by something other than the client's address is not carried over",
     ] {
         assert!(has_note(&imported, needle), "no {needle:?} in {:#?}", imported.notes);
     }
+    // hash $remote_addr is carried over as it is: nothing to note.
+    assert!(!has_note(&imported, "n.conf:6"), "{:#?}", imported.notes);
+    assert!(!has_note(&imported, "n.conf:18: ip_hash: nginx hashed"));
 }
 
 /// nginx reads `${name}` as part of a word (the `{` after `$` opens no

@@ -1,25 +1,80 @@
 //! How HAProxy shared connections and what lbd keeps of it: client
-//! persistence, backup servers, `balance first`.
+//! persistence (lbd's source affinity), backup servers, `balance first`.
 
 use super::*;
+use lb_common::Affinity;
 
 #[test]
-fn client_persistence_is_said_not_carried_over() {
+fn balance_source_and_stick_on_src_are_source_affinity() {
     let text = tcp_haproxy("listen pg\n  bind 198.18.0.100:5432\n  balance source\n  stick-table type ip size 200k expire 30m\n  stick on src\n  server pg1 198.18.0.11:5432\nlisten web\n  bind 198.18.0.100:80\n  stick-table type ip size 1m store conn_rate(10s)\n  server w1 198.18.0.11:80\n");
     let imported = ok(&[("h.cfg", &text)], &on_eth0());
+    let affinities: Vec<Affinity> = imported.config.vips.iter().map(|v| v.affinity).collect();
+    assert_eq!(affinities, [Affinity::Source, Affinity::Connection]);
+    assert_eq!(
+        affinity_lines(&imported),
+        ["affinity = \"source\" # h.cfg:6 (balance source), h.cfg:8 (stick on src)"]
+    );
     for needle in [
-        "h.cfg:6: balance source: client persistence (source stickiness) is not carried over; lbd's Maglev hashing and connection table keep each connection on its backend, not each client",
-        "h.cfg:7: stick-table type ip size 200k expire 30m: client persistence",
-        "h.cfg:8: stick on src: client persistence",
+        "h.cfg:8: stick on src: HAProxy kept each client on the server its stick-table remembered (stick-table expire 30m, h.cfg:7), even across server changes; lbd's source affinity follows the hash: a backend change moves the clients whose Maglev slots change (established connections stay)",
         // A table of counters only is not persistence.
         "no meaning for an L4 balancer): stick-table type ip size 1m store conn_rate(10s) (line 12)",
     ] {
         assert!(has_note(&imported, needle), "no {needle:?} in {:#?}", imported.notes);
     }
-    assert!(!has_note(
+    // balance source is carried over as it is: nothing to note.
+    assert!(
+        !imported.notes.iter().any(|n| n.contains("balance source")
+            || n.contains("client persistence")
+            || n.contains("stick-table type ip size 200k")),
+        "{:#?}",
+        imported.notes
+    );
+}
+
+#[test]
+fn the_servers_section_decides_affinity_and_other_stick_keys_are_noted() {
+    // balance source of defaults is the backend's, as in HAProxy; its
+    // hash-type needs no word (lbd's Maglev is a consistent hash).
+    let text = "defaults\n  mode tcp\n  balance source\n  hash-type consistent\nfrontend f\n  bind 198.18.0.100:80\n  default_backend b\nbackend b\n  server a 198.18.0.11:80\n";
+    let imported = ok(&[("h.cfg", text)], &on_eth0());
+    assert_eq!(imported.config.vips[0].affinity, Affinity::Source);
+    assert_eq!(
+        affinity_lines(&imported),
+        ["affinity = \"source\" # h.cfg:3 (balance source)"]
+    );
+    assert!(!has_note(&imported, "hash-type"), "{:#?}", imported.notes);
+    // The backend's own balance replaces it.
+    let own = text.replace("backend b\n", "backend b\n  balance roundrobin\n");
+    let imported = ok(&[("h.cfg", &own)], &on_eth0());
+    assert_eq!(imported.config.vips[0].affinity, Affinity::Connection);
+    assert!(!imported.text.contains("affinity"), "{}", imported.text);
+    // A listen with a default_backend: HAProxy balances on the backend's.
+    let listen = "defaults\n  mode tcp\nlisten l\n  bind 198.18.0.100:80\n  balance source\n  default_backend b\nbackend b\n  server a 198.18.0.11:80\n";
+    let imported = ok(&[("h.cfg", listen)], &on_eth0());
+    assert_eq!(imported.config.vips[0].affinity, Affinity::Connection);
+    // Stickiness on a cookie or a stored address is not the client's address.
+    let cookie = tcp_haproxy("listen web\n  bind 198.18.0.100:80\n  stick-table type string len 32 size 1m\n  stick on req.cook(SERVERID)\n  stick store-request src table other\n  server w1 198.18.0.11:80\n");
+    let imported = ok(&[("h.cfg", &cookie)], &on_eth0());
+    assert_eq!(imported.config.vips[0].affinity, Affinity::Connection);
+    for needle in [
+        "h.cfg:7: stick on req.cook(SERVERID): stickiness by something other than the client's address is not carried over",
+        "h.cfg:8: stick store-request src table other: records client addresses for another section's stick match: not carried over",
+    ] {
+        assert!(has_note(&imported, needle), "no {needle:?} in {:#?}", imported.notes);
+    }
+    // stick match src, with the store beside it: source, the store unsaid.
+    let matched = tcp_haproxy("listen web\n  bind 198.18.0.100:80\n  stick-table type ip size 1m\n  stick match src\n  stick store-request src\n  server w1 198.18.0.11:80\n");
+    let imported = ok(&[("h.cfg", &matched)], &on_eth0());
+    assert_eq!(imported.config.vips[0].affinity, Affinity::Source);
+    assert!(has_note(
         &imported,
-        "balance source: lbd balances with Maglev"
+        "h.cfg:7: stick match src: HAProxy kept each client on the server its stick-table remembered (stick-table without expire, h.cfg:6)"
     ));
+    assert!(
+        !has_note(&imported, "stick store-request"),
+        "{:#?}",
+        imported.notes
+    );
 }
 
 #[test]

@@ -76,9 +76,16 @@ fn ipvs_services_keep_their_modes_weights_and_checks() {
     ] {
         assert!(text.contains(expected), "no {expected:?} in\n{text}");
     }
+    // IPVS persistence is lbd's source affinity, noted where it differs.
+    assert_eq!(config.vips[0].affinity, lb_common::Affinity::Source);
+    assert_eq!(config.vips[2].affinity, lb_common::Affinity::Connection);
+    assert_eq!(
+        affinity_lines(&imported),
+        ["affinity = \"source\" # keepalived.conf:28 (persistence_timeout 50)"]
+    );
     assert!(has_note(
         &imported,
-        "keepalived.conf:28: persistence_timeout 50: client persistence (source stickiness) is not carried over"
+        "keepalived.conf:28: persistence_timeout 50: IPVS kept each client on its real server until 50 s after its last connection"
     ));
     assert!(
         !imported.notes.iter().any(|n| n.contains("unicast_src_ip")),

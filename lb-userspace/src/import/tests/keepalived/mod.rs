@@ -5,6 +5,7 @@ mod checkers;
 mod files;
 mod forwarding;
 mod guide;
+mod persistence;
 mod preemption;
 mod schedulers;
 mod tracking;

@@ -1,11 +1,13 @@
 //! IPVS schedulers lbd's Maglev does not follow by itself: weights made
-//! equal where IPVS ignored them, one server kept under a failover order.
+//! equal where IPVS ignored them, one server kept under a failover order,
+//! source hashing as lbd's source affinity.
 
 use super::*;
+use lb_common::Affinity;
 
 /// IPVS's rr, lc and dh schedulers ignore weights (but 0): the servers
 /// had equal shares, which lbd's weighted Maglev keeps only with equal
-/// weights; sh and mh hash the source, which is client persistence.
+/// weights; sh and mh hash the source: lbd's source affinity.
 #[test]
 fn schedulers_that_ignore_weights_give_equal_weights() {
     let text = |algo: &str| {
@@ -39,16 +41,21 @@ fn schedulers_that_ignore_weights_give_equal_weights() {
             .collect::<Vec<_>>(),
         [100, 300, 0]
     );
+    // Source hashing is lbd's source affinity, weights kept as IPVS's.
     for algo in ["sh", "mh"] {
         let imported = ok(&[("k.conf", &text(algo))], &on_eth0());
-        assert!(
-            has_note(
-                &imported,
-                &format!("k.conf:2: lb_algo {algo}: client persistence (source stickiness) is not carried over")
-            ),
-            "{:#?}",
-            imported.notes
+        let vip = &imported.config.vips[0];
+        assert_eq!(vip.affinity, Affinity::Source, "{algo}");
+        assert_eq!(
+            weights(vip).iter().map(|w| w.1).collect::<Vec<_>>(),
+            [100, 300, 0],
+            "{algo}"
         );
+        assert_eq!(
+            affinity_lines(&imported),
+            [format!("affinity = \"source\" # k.conf:2 (lb_algo {algo})")]
+        );
+        assert!(!has_note(&imported, "k.conf:2"), "{:#?}", imported.notes);
     }
 }
 
