@@ -258,12 +258,20 @@ impl Burst {
 /// the client closes first (so the backend never holds a TIME_WAIT for a
 /// NAT port), 5 s timeouts.
 pub fn burst(netns: &str, vip: IpAddr, count: u32) -> Burst {
+    burst_from(netns, None, vip, count)
+}
+
+/// `burst` with every connection from the client's address `from` (one of
+/// several on its interface; the kernel's choice when `None`), so a test
+/// can tell clients apart by address (client affinity).
+pub fn burst_from(netns: &str, from: Option<IpAddr>, vip: IpAddr, count: u32) -> Burst {
     let to = SocketAddr::new(vip, HTTP_PORT);
+    let from = from.map(|address| SocketAddr::new(address, 0));
     in_netns(netns, move || {
         let mut out = Burst::default();
         for _ in 0..count {
             let result = (|| -> anyhow::Result<Seen> {
-                let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+                let mut stream = connect_from(from, to)?;
                 stream.set_read_timeout(Some(Duration::from_secs(5)))?;
                 exchange(&mut stream, &mut Vec::new(), "/")
             })();

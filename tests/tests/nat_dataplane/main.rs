@@ -6,6 +6,7 @@
 //! etherparse: MACs, addresses, ports, TTL / hop limit, the IPv4 header
 //! checksum and the TCP/UDP checksum. Needs root.
 
+mod affinity;
 mod checksum_complete;
 mod drops;
 mod frames;
