@@ -5,7 +5,10 @@
 
 use std::{collections::BTreeMap, fmt, net::IpAddr};
 
+use lb_common::Affinity;
 use serde::{Deserialize, Serialize};
+
+use crate::api::wire_name;
 
 /// What a change does to one VIP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -45,4 +48,68 @@ pub struct VipPlan {
     /// from one backend to another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moved_fraction: Option<f64>,
+    /// The VIP's client affinity before and after, when it changes: new
+    /// flows are hashed by another key from then on (`moved_fraction` is
+    /// then [`moved_by_rehash`]'s). Absent otherwise, and from an lbd
+    /// before affinity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<AffinityChange>,
+}
+
+/// A VIP's client affinity before and after a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AffinityChange {
+    /// Before.
+    #[serde(with = "wire_name::one")]
+    pub before: Affinity,
+    /// After.
+    #[serde(with = "wire_name::one")]
+    pub after: Affinity,
+}
+
+impl AffinityChange {
+    /// The change from `before` to `after`, if they differ.
+    pub fn of(before: Affinity, after: Affinity) -> Option<Self> {
+        (before != after).then_some(Self { before, after })
+    }
+}
+
+/// The share of new flows that go to another backend when a VIP's flows
+/// are hashed by another key (its affinity changes) while its backends'
+/// shares go from `before` to `after`: the two picks of a flow are then
+/// independent, so it stays only where both name the same backend, with
+/// probability the sum over backends of the products of their shares.
+/// Which flows move is not known, only how many do in expectation.
+pub(crate) fn moved_by_rehash(
+    before: &BTreeMap<IpAddr, f64>,
+    after: &BTreeMap<IpAddr, f64>,
+) -> f64 {
+    let stays: f64 = before
+        .iter()
+        .map(|(address, share)| share * after.get(address).copied().unwrap_or(0.0))
+        .sum();
+    (1.0 - stays).clamp(0.0, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rehash_moves_what_two_independent_picks_disagree_on() {
+        let shares = |list: &[(&str, f64)]| -> BTreeMap<IpAddr, f64> {
+            list.iter().map(|(a, s)| (a.parse().unwrap(), *s)).collect()
+        };
+        let halves = shares(&[("198.18.0.11", 0.5), ("198.18.0.12", 0.5)]);
+        assert!((moved_by_rehash(&halves, &halves) - 0.5).abs() < 1e-9);
+        let one = shares(&[("198.18.0.11", 1.0)]);
+        assert_eq!(
+            moved_by_rehash(&one, &one),
+            0.0,
+            "one backend: nothing moves"
+        );
+        let other = shares(&[("198.18.0.12", 1.0)]);
+        assert_eq!(moved_by_rehash(&one, &other), 1.0);
+        assert_eq!(AffinityChange::of(Affinity::Source, Affinity::Source), None);
+    }
 }

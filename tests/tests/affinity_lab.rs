@@ -140,6 +140,13 @@ fn one_client_stays_on_one_backend_and_a_reload_to_connection_affinity_cuts_no_d
         )),
         "{reloaded}"
     );
+    // The plan says the new flows move, though the table stays.
+    assert!(
+        reloaded.contains(&format!(
+            "VIP {VIP4}:{HTTP_PORT}/tcp (changed): changed; affinity source -> connection: about "
+        )),
+        "{reloaded}"
+    );
     assert_eq!(status(&lab).vips[0].affinity, Affinity::Connection);
     let line = vip_line(&lab);
     assert!(!line.contains("affinity"), "{line}");

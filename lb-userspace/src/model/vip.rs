@@ -2,6 +2,7 @@
 //! state, the table its backends make, and the shares a change moves.
 
 use super::*;
+use crate::plan::{moved_by_rehash, AffinityChange};
 
 /// Whether `backend` of `vip` has health checks (its own `check`, or the
 /// VIP's): an unchecked backend's health stays unknown and counts as up.
@@ -330,16 +331,23 @@ pub fn plan(before: &Model, after: &Model) -> Vec<VipPlan> {
             (Some(v), Some(t)) => shares_of(t, &ids, v),
             _ => BTreeMap::new(),
         };
-        let moved_fraction = match (&old_table, &new_table) {
-            (Some(a), Some(b)) => Some(crate::reconcile::moved_fraction(a, b)),
+        let (before, after) = (shares(old, &old_table), shares(new, &new_table));
+        let affinity = match (old, new) {
+            (Some(a), Some(b)) => AffinityChange::of(a.config.affinity, b.config.affinity),
+            _ => None,
+        };
+        let moved_fraction = match (&old_table, &new_table, affinity) {
+            (Some(_), Some(_), Some(_)) => Some(moved_by_rehash(&before, &after)),
+            (Some(a), Some(b), None) => Some(crate::reconcile::moved_fraction(a, b)),
             _ => None,
         };
         out.push(VipPlan {
             vip: id.to_string(),
             change,
-            before: shares(old, &old_table),
-            after: shares(new, &new_table),
+            before,
+            after,
             moved_fraction,
+            affinity,
         });
     }
     out

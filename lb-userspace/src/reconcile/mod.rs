@@ -20,7 +20,7 @@ use crate::{
     dataplane::{AdoptedState, DataplaneError, MapWriter},
     maglev::{self, MaglevError},
     map_log::MapLog,
-    plan::{PlanChange, VipPlan},
+    plan::{moved_by_rehash, AffinityChange, PlanChange, VipPlan},
     tunnel::NodeTunnel,
 };
 
@@ -641,17 +641,26 @@ impl Balancer {
                             && p.port == q.port
                     })
             };
+            let affinity = match (old, new) {
+                (Some(a), Some(b)) => AffinityChange::of(a.affinity, b.affinity),
+                _ => None,
+            };
             if let (Some(a), Some(b)) = (old, new) {
-                if a.live_table() == b.live_table() && same_backends(a, b) {
+                if a.live_table() == b.live_table() && same_backends(a, b) && affinity.is_none() {
                     continue;
                 }
             }
+            let moved_fraction = match affinity {
+                Some(_) => Some(moved_by_rehash(&before, &after)),
+                None => moved_fraction,
+            };
             plans.push(VipPlan {
                 vip: id.to_string(),
                 change,
                 before,
                 after,
                 moved_fraction,
+                affinity,
             });
         }
         plans

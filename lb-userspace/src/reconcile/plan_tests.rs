@@ -51,6 +51,64 @@ fn a_backend_port_change_is_in_the_plan() {
     assert!(balancer.plan(&same).is_empty());
 }
 
+/// An affinity change leaves the table as it is but hashes new flows by
+/// another key: the VIP is in the plan with the change, and about as
+/// many new flows move as two independent picks disagree (with three
+/// equal backends, two thirds); the model's plan (`lbctl config check`)
+/// says the same.
+#[test]
+fn an_affinity_change_is_in_the_plan_with_the_flows_it_moves() {
+    let three = |affinity| {
+        let mut vip = VipConfig::new("198.18.0.100".parse().unwrap(), 80, Protocol::Tcp);
+        vip.table_size = 1009;
+        vip.affinity = affinity;
+        for last in 11..=13 {
+            vip.backends.push(BackendConfig {
+                mac: Some(crate::mac::Mac([2, 0, 0, 0, 0, last])),
+                ..BackendConfig::new(format!("198.18.0.{last}").parse().unwrap())
+            });
+        }
+        vip
+    };
+    let mut balancer = Balancer::new(4);
+    let mut maps = FakeMaps::default();
+    let running = three(lb_common::Affinity::Connection);
+    balancer
+        .apply(&mut maps, &[DesiredVip::from_config(&running, NO_MAC)])
+        .unwrap();
+    let sticky = three(lb_common::Affinity::Source);
+    let staged = balancer
+        .stage(&[DesiredVip::from_config(&sticky, NO_MAC)])
+        .unwrap();
+    let plan = balancer.plan(&staged);
+    assert_eq!(plan.len(), 1, "{plan:?}");
+    assert_eq!(
+        plan[0].affinity,
+        crate::plan::AffinityChange::of(
+            lb_common::Affinity::Connection,
+            lb_common::Affinity::Source
+        )
+    );
+    let moved = plan[0].moved_fraction.unwrap();
+    assert!((moved - 2.0 / 3.0).abs() < 0.01, "{moved}");
+
+    let model = |vip: &VipConfig| {
+        let mut config =
+            crate::config::Config::from_toml_str("interface = \"eth0\"\n", "t").unwrap();
+        config.vips.push(vip.clone());
+        crate::model::Model::from_config(&config)
+    };
+    let modelled = crate::model::plan(&model(&running), &model(&sticky));
+    assert_eq!(modelled.len(), 1, "{modelled:?}");
+    assert_eq!(modelled[0].affinity, plan[0].affinity);
+    assert!((modelled[0].moved_fraction.unwrap() - moved).abs() < 0.01);
+    // The same affinity again: nothing to say.
+    let same = balancer
+        .stage(&[DesiredVip::from_config(&running, NO_MAC)])
+        .unwrap();
+    assert!(balancer.plan(&same).is_empty());
+}
+
 /// A VIP whose table size changes moves the flows whose slot names
 /// another backend, as the data plane picks (`hash % size`): none with a
 /// single backend, however the slots are placed (not all, as a new size

@@ -172,7 +172,22 @@ fn plan_text(vip: &VipPlan, verb: &str) -> String {
                 let moved = vip
                     .moved_fraction
                     .map_or("an unknown share".to_owned(), percent);
-                format!("{moved} of new flows move")
+                match vip.affinity {
+                    // Hashed by another key: which flows move is not
+                    // known, only how many do.
+                    Some(change) => format!(
+                        "affinity {} -> {}: about {moved} of new flows move ({})",
+                        change.before.name(),
+                        change.after.name(),
+                        match change.after {
+                            lb_common::Affinity::Source =>
+                                "each client's next connections go to one backend",
+                            lb_common::Affinity::Connection =>
+                                "each client's next connections spread over the backends",
+                        }
+                    ),
+                    None => format!("{moved} of new flows move"),
+                }
             };
             let _ = writeln!(out, "VIP {} (changed): {verb}; {what}", vip.vip);
             let mut addresses: Vec<_> = vip.before.keys().chain(vip.after.keys()).collect();
@@ -249,6 +264,7 @@ fn deadline_text(drain: &DrainPlan, from: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lb_userspace::model::AffinityChange;
 
     fn plan(
         change: PlanChange,
@@ -264,6 +280,7 @@ mod tests {
             before: shares(before),
             after: shares(after),
             moved_fraction: moved,
+            affinity: None,
         }
     }
 
@@ -296,6 +313,29 @@ mod tests {
             text,
             "VIP 198.18.0.101:80/tcp (removed): changed; removed VIP: no new flows to its 1 backend\n"
         );
+    }
+
+    #[test]
+    fn an_affinity_change_says_how_many_new_flows_move_and_where_a_clients_go() {
+        let shares = [("198.18.0.11", 0.5), ("198.18.0.12", 0.5)];
+        let mut sticky = plan(PlanChange::Changed, &shares, &shares, Some(0.5));
+        sticky.affinity =
+            AffinityChange::of(lb_common::Affinity::Connection, lb_common::Affinity::Source);
+        let text = plan_text(&sticky, "changed");
+        assert!(
+            text.starts_with("VIP 198.18.0.101:80/tcp (changed): changed; affinity connection -> source: about 50.00% of new flows move (each client's next connections go to one backend)\n"),
+            "{text}"
+        );
+        sticky.affinity =
+            AffinityChange::of(lb_common::Affinity::Source, lb_common::Affinity::Connection);
+        assert!(plan_text(&sticky, "changed")
+            .contains("affinity source -> connection: about 50.00% of new flows move (each client's next connections spread over the backends)"));
+        // An lbd before affinity sends none.
+        let old: VipPlan = serde_json::from_str(
+            r#"{"vip": "198.18.0.101:80/tcp", "change": "changed", "before": {}, "after": {}}"#,
+        )
+        .unwrap();
+        assert_eq!(old.affinity, None);
     }
 
     #[test]
