@@ -203,9 +203,9 @@ mod tests {
         assert_eq!(murmur3_32(b"Hello, world!", 1234), 0xfaf6_cdb3);
     }
 
-    #[test]
-    fn source_hash_is_murmur_of_the_client_address_and_family_alone() {
-        let v4 = FlowKey {
+    /// A TCP flow 10.0.0.1:40000 -> 198.18.0.100:80.
+    fn v4_key() -> FlowKey {
+        FlowKey {
             src: [0x0a00_0001u32.to_be(), 0, 0, 0],
             dst: [0xc612_0064u32.to_be(), 0, 0, 0],
             sport: 40000u16.to_be(),
@@ -213,8 +213,19 @@ mod tests {
             proto: 6,
             family: crate::consts::AF_INET,
             _pad: 0,
-        };
-        let bytes: [u8; 40] = unsafe { core::mem::transmute(v4) };
+        }
+    }
+
+    /// The key's bytes as the data plane hashes them.
+    fn key_bytes(key: FlowKey) -> [u8; 40] {
+        // SAFETY: a repr(C) struct of integers without padding, 40 bytes.
+        unsafe { core::mem::transmute(key) }
+    }
+
+    #[test]
+    fn source_hash_is_murmur_of_the_client_address_and_family_alone() {
+        let v4 = v4_key();
+        let bytes = key_bytes(v4);
         let mut hashed = [0u8; 12];
         hashed[..4].copy_from_slice(&bytes[..4]);
         hashed[8] = crate::consts::AF_INET;
@@ -245,7 +256,7 @@ mod tests {
             src: [0x2001_0002u32.to_be(), 0, 0, 1u32.to_be()],
             ..v6
         };
-        let bytes: [u8; 40] = unsafe { core::mem::transmute(v6) };
+        let bytes = key_bytes(v6);
         let mut hashed = [0u8; 12];
         for i in 0..8 {
             hashed[i] = bytes[i] ^ bytes[8 + i];
@@ -261,16 +272,8 @@ mod tests {
 
     #[test]
     fn flow_hash_equals_murmur_of_the_informative_or_folded_key_bytes() {
-        let v4 = FlowKey {
-            src: [0x0a00_0001u32.to_be(), 0, 0, 0],
-            dst: [0xc612_0064u32.to_be(), 0, 0, 0],
-            sport: 40000u16.to_be(),
-            dport: 80u16.to_be(),
-            proto: 6,
-            family: crate::consts::AF_INET,
-            _pad: 0,
-        };
-        let bytes: [u8; 40] = unsafe { core::mem::transmute(v4) };
+        let v4 = v4_key();
+        let bytes = key_bytes(v4);
         let mut informative = [0u8; 16];
         informative[..4].copy_from_slice(&bytes[..4]);
         informative[4..8].copy_from_slice(&bytes[16..20]);
@@ -283,7 +286,7 @@ mod tests {
             family: crate::consts::AF_INET6,
             ..v4
         };
-        let bytes: [u8; 40] = unsafe { core::mem::transmute(v6) };
+        let bytes = key_bytes(v6);
         let mut folded = [0u8; 24];
         let fold = |a: &[u8]| -> [u8; 8] { core::array::from_fn(|i| a[i] ^ a[8 + i]) };
         folded[..8].copy_from_slice(&fold(&bytes[..16]));

@@ -177,6 +177,19 @@ fn a_vip_of_backups_alone_serves_on_them() {
     );
 }
 
+/// The digest of the test VIP without backups or affinity, as releases
+/// before either computed it: nodes of both compare equal.
+const RELEASED_DIGEST: &str = "d8f6405f5b15922aa47292be0d776500";
+
+/// `model`'s first VIP's digest in hex.
+fn digest_hex(model: &Model) -> String {
+    model.maglev_digests()[0]
+        .digest
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[test]
 fn a_backup_changes_the_maglev_digest_and_no_backup_leaves_it_as_released_before() {
     let with_backup = Model::from_config(&config("", false));
@@ -190,12 +203,7 @@ fn a_backup_changes_the_maglev_digest_and_no_backup_leaves_it_as_released_before
     );
     // Without backups nothing more is hashed than releases before them
     // hashed, so their nodes compare equal: the value pins that.
-    let hex: String = without.maglev_digests()[0]
-        .digest
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(hex, "d8f6405f5b15922aa47292be0d776500");
+    assert_eq!(digest_hex(&without), RELEASED_DIGEST);
 }
 
 #[test]
@@ -211,12 +219,7 @@ fn source_affinity_changes_the_maglev_digest_and_the_default_leaves_it_as_releas
         "nodes hashing new flows differently send a client to different backends"
     );
     // The default hashes nothing more: the value pinned above.
-    let hex: String = plain.maglev_digests()[0]
-        .digest
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(hex, "d8f6405f5b15922aa47292be0d776500");
+    assert_eq!(digest_hex(&plain), RELEASED_DIGEST);
 }
 
 #[test]
