@@ -151,6 +151,9 @@ fn vip(vip: &VipConfig) -> Value {
     if let Some(timeout) = vip.drain_timeout {
         t.insert("drain_timeout_s".into(), int(timeout.as_secs()));
     }
+    if let Some(ramp) = vip.slow_start {
+        t.insert("slow_start_s".into(), int(ramp.as_secs()));
+    }
     t.insert("forwarding".into(), vip.forwarding.name().into());
     // Only when set, as the files that leave it out read.
     if vip.affinity != lb_common::Affinity::default() {

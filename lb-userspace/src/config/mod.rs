@@ -287,6 +287,11 @@ pub struct VipConfig {
     /// What of a new flow picks its backend (`affinity`): each connection
     /// on its own, or the client's address (client affinity).
     pub affinity: lb_common::Affinity,
+    /// How long a backend that starts taking new flows again (back up,
+    /// out of drain or maintenance, added, weight raised from 0) takes
+    /// to reach its full weight (`slow_start_s`), so a cold cache or pool
+    /// is not handed its whole share at once (None: at once).
+    pub slow_start: Option<Duration>,
     /// NAT mode: where translated flows come from (Some exactly when
     /// `forwarding` is NAT).
     pub nat: Option<VipNat>,
@@ -307,6 +312,7 @@ impl VipConfig {
             drain_timeout: None,
             forwarding: lb_common::Mode::default(),
             affinity: lb_common::Affinity::default(),
+            slow_start: None,
             nat: None,
             backends: Vec::new(),
         }

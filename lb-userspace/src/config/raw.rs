@@ -58,6 +58,7 @@ pub(super) struct RawVip {
     pub(super) drain_timeout_s: Option<Spanned<Value>>,
     pub(super) forwarding: Option<Spanned<Value>>,
     pub(super) affinity: Option<Spanned<Value>>,
+    pub(super) slow_start_s: Option<Spanned<Value>>,
     pub(super) nat_source: Option<Spanned<Value>>,
     pub(super) health: Option<Spanned<OneTable<health::RawHealth>>>,
     #[serde(default)]

@@ -62,6 +62,9 @@ pub fn vip_config(spec: &VipSpec, nat: &NatConfig) -> Result<VipConfig, FieldErr
     if let Some(n) = spec.drain_timeout_s {
         vip.drain_timeout = Some(value::drain_timeout_s(n).map_err(|e| e.at("drain_timeout_s"))?);
     }
+    if let Some(n) = spec.slow_start_s {
+        vip.slow_start = Some(value::slow_start_s(n).map_err(|e| e.at("slow_start_s"))?);
+    }
     let own_source = match spec.nat_source {
         None => None,
         Some(source) => Some(

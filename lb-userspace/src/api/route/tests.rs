@@ -69,6 +69,7 @@ fn every_route() -> Vec<Route> {
             drain_timeout_s: Some(300),
             forwarding: Some("nat".to_owned()),
             affinity: Some("source".to_owned()),
+            slow_start_s: Some(30),
             nat_source: Some("198.18.0.50".parse().unwrap()),
             health: Some(health),
             backends: vec![spec.clone(), plain.clone()],

@@ -51,6 +51,11 @@ pub struct VipSpec {
     /// refuses the field by name instead of adding a VIP without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<String>,
+    /// Seconds a backend coming back into service takes to reach its
+    /// full weight, 1..=3600 (default: at once), as the file's
+    /// `slow_start_s`. Sent only when given, as `affinity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start_s: Option<i64>,
     /// NAT mode: the VIP's own NAT address (default: the node's `[nat]`
     /// source of its family).
     #[serde(default, skip_serializing_if = "Option::is_none")]

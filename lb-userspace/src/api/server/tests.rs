@@ -839,6 +839,7 @@ fn the_largest_valid_request_fits_the_body_limit() {
         drain_timeout_s: Some(604_800),
         forwarding: Some("dsr-l2".to_owned()),
         affinity: Some("connection".to_owned()),
+        slow_start_s: Some(3_600),
         nat_source: Some("2001:2:ffff:ffff:ffff:ffff:ffff:fffe".parse().unwrap()),
         health: Some(vip_health),
         backends,

@@ -38,6 +38,7 @@ pub(crate) const VIP_ADD: Names = &[
     ("forwarding", "--forwarding"),
     ("affinity", "--affinity"),
     ("drain_timeout_s", "--drain-timeout"),
+    ("slow_start_s", "--slow-start"),
     ("nat_source", "--nat-source"),
 ];
 

@@ -39,6 +39,12 @@ pub(crate) enum Command {
         /// --timeout` wins.
         #[arg(long, value_parser = parse_drain_timeout, allow_negative_numbers = true)]
         drain_timeout: Option<i64>,
+        /// Seconds a backend that starts taking new flows again (back
+        /// up, out of drain or maintenance, added) takes to reach its
+        /// full weight, in steps (1..=3600; default: at once), as the
+        /// file's slow_start_s.
+        #[arg(long, value_parser = parse_slow_start, allow_negative_numbers = true)]
+        slow_start: Option<i64>,
         /// NAT only: the VIP's own NAT address (default: the node's
         /// [nat] source of its family).
         #[arg(long)]
@@ -108,6 +114,16 @@ pub(crate) fn parse_drain_timeout(text: &str) -> Result<i64, String> {
     Ok(n)
 }
 
+/// A VIP's slow start in seconds, checked by the config file's rule
+/// (`slow_start_s`), as [`parse_drain_timeout`].
+pub(crate) fn parse_slow_start(text: &str) -> Result<i64, String> {
+    let n: i64 = text
+        .parse()
+        .map_err(|_| format!("slow start {text:?} is not a whole number of seconds"))?;
+    value::slow_start_s(n).map_err(|e| format!("slow start {e}"))?;
+    Ok(n)
+}
+
 /// A backend port argument (NAT VIPs), checked by the config file's rule.
 pub(crate) fn parse_port(text: &str) -> Result<u16, String> {
     let n: i64 = text
@@ -166,6 +182,7 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
             forwarding,
             affinity,
             drain_timeout,
+            slow_start,
             nat_source,
             backends,
             health,
@@ -181,6 +198,7 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
                 drain_timeout_s: drain_timeout,
                 forwarding,
                 affinity,
+                slow_start_s: slow_start,
                 nat_source,
                 health: health.spec(),
                 backends,
@@ -315,6 +333,30 @@ mod tests {
         for bad in ["0", "-1", "604801"] {
             let error = parse(bad).unwrap_err();
             assert!(error.contains("out of range 1..=604800"), "{bad}: {error}");
+        }
+        assert!(parse("x").unwrap_err().contains("whole number"));
+    }
+
+    #[test]
+    fn a_vip_slow_start_comes_from_the_command_line_by_the_file_rule() {
+        use clap::Parser as _;
+        let parse = |seconds: &str| {
+            crate::Cli::try_parse_from([
+                "lbctl",
+                "vip",
+                "add",
+                "198.18.0.100:80",
+                "--slow-start",
+                seconds,
+            ])
+            .map(|cli| format!("{cli:?}"))
+            .map_err(|e| e.to_string())
+        };
+        let text = parse("30").unwrap();
+        assert!(text.contains("slow_start: Some(30)"), "{text}");
+        for bad in ["0", "-1", "3601"] {
+            let error = parse(bad).unwrap_err();
+            assert!(error.contains("out of range 1..=3600"), "{bad}: {error}");
         }
         assert!(parse("x").unwrap_err().contains("whole number"));
     }

@@ -33,6 +33,7 @@ fn example_parses_to_expected_values() {
                 drain_timeout: None,
                 forwarding: lb_common::Mode::DsrL2,
                 affinity: lb_common::Affinity::Connection,
+                slow_start: None,
                 nat: None,
                 backends: vec![BackendConfig {
                     backup: false,

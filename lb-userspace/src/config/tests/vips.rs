@@ -109,6 +109,34 @@ fn affinity_is_connection_or_source_and_dumps_back_only_when_set() {
 }
 
 #[test]
+fn slow_start_is_seconds_up_to_an_hour_and_dumps_back_only_when_set() {
+    let config = parse(&doc("slow_start_s = 30", "")).unwrap();
+    assert_eq!(config.vips[0].slow_start, Some(Duration::from_secs(30)));
+    let dumped = crate::config::to_toml(&config);
+    assert_eq!(dumped.matches("slow_start_s = 30").count(), 1, "{dumped}");
+    assert_eq!(Config::from_toml_str(&dumped, "dump.toml").unwrap(), config);
+    let off = parse(&doc("", "")).unwrap();
+    assert_eq!(off.vips[0].slow_start, None);
+    assert!(!crate::config::to_toml(&off).contains("slow_start"));
+    assert_eq!(
+        parse(&doc("slow_start_s = 3600", "")).unwrap().vips[0].slow_start,
+        Some(Duration::from_secs(3600))
+    );
+    for bad in ["0", "3601", "-5"] {
+        assert_error(
+            &doc(&format!("slow_start_s = {bad}"), ""),
+            "lbd.toml:5:16: vip[0].slow_start_s: ",
+            "out of range 1..=3600",
+        );
+    }
+    assert_error(
+        &doc("slow_start_s = \"30s\"", ""),
+        "lbd.toml:5:16: vip[0].slow_start_s: ",
+        "expected an integer",
+    );
+}
+
+#[test]
 fn table_size_must_be_a_prime_in_range() {
     assert_error(
         &doc("table_size = 65536", ""),

@@ -117,6 +117,10 @@ impl Checker<'_> {
                 self.checked(v, &name, value::affinity(self.string(v, &name)?))?
             }
         };
+        let slow_start = match &raw.slow_start_s {
+            None => None,
+            Some(v) => Some(self.rule(v, &field("slow_start_s"), value::slow_start_s)?),
+        };
         let is_nat = forwarding == lb_common::Mode::Nat;
         let own_source = match &raw.nat_source {
             None => None,
@@ -265,6 +269,7 @@ impl Checker<'_> {
             drain_timeout,
             forwarding,
             affinity,
+            slow_start,
             nat,
             backends,
         })

@@ -20,6 +20,8 @@ use std::{fmt, ops::RangeInclusive};
 
 /// Longest drain timeout accepted: a week.
 pub(crate) const MAX_DRAIN_TIMEOUT_S: u32 = 86_400 * 7;
+/// Longest `slow_start_s`: an hour.
+pub(crate) const MAX_SLOW_START_S: u32 = 3_600;
 
 /// What is wrong with one value; the field is added by whoever knows its
 /// name. `Display` is the message without the field.

@@ -9,7 +9,7 @@ use crate::{mac::Mac, maglev::is_prime};
 use super::super::{
     AllDown, Protocol, MAX_BACKENDS_PER_VIP, MAX_TABLE_SIZE, MAX_WEIGHT, MIN_TABLE_SIZE,
 };
-use super::{choice, integer, ValueError, MAX_DRAIN_TIMEOUT_S};
+use super::{choice, integer, ValueError, MAX_DRAIN_TIMEOUT_S, MAX_SLOW_START_S};
 
 /// A service's port: 1..=65535.
 pub fn port(n: i64) -> Result<u16, ValueError> {
@@ -113,6 +113,12 @@ pub(crate) fn backend_mac_allowed(mode: lb_common::Mode) -> Result<(), ValueErro
 /// A drain timeout in seconds: 1 s to a week.
 pub fn drain_timeout_s(n: i64) -> Result<Duration, ValueError> {
     integer::<u32>(n, 1..=MAX_DRAIN_TIMEOUT_S).map(|s| Duration::from_secs(s.into()))
+}
+
+/// A slow start in seconds: 1 s to an hour (a ramp longer than that
+/// keeps a recovered backend under-used for no cache's sake).
+pub fn slow_start_s(n: i64) -> Result<Duration, ValueError> {
+    integer::<u32>(n, 1..=MAX_SLOW_START_S).map(|s| Duration::from_secs(s.into()))
 }
 
 /// At most [`MAX_BACKENDS_PER_VIP`] backends in one VIP.

@@ -239,6 +239,9 @@ fn vip_settings_undone(
         seconds(was.drain_timeout),
         seconds(now.drain_timeout),
     );
+    let ramp =
+        |d: Option<std::time::Duration>| d.map_or("off".to_owned(), |d| d.as_secs().to_string());
+    differs("slow_start_s", ramp(was.slow_start), ramp(now.slow_start));
     if let (Some(a), Some(b)) = (was.nat, now.nat) {
         let source = |n: crate::config::VipNat| {
             if n.own_source {
