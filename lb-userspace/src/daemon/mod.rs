@@ -312,7 +312,7 @@ pub async fn run(path: &Path, config: Config, early: EarlySignals) -> anyhow::Re
             // pings, and systemd kills lbd as wedged.
             () = systemd.ping_due() => systemd.ping(),
             _ = housekeeping.tick() => {
-                engine.expire_drains(std::time::Instant::now());
+                engine.run_timers(std::time::Instant::now());
                 engine.reconcile_health();
                 engine.retry_guard();
                 if let Some(error) = engine.check_link().await {

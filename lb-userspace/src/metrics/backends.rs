@@ -17,6 +17,7 @@ impl Exporter<'_> {
         let mut health = Vec::new();
         let mut alive = Vec::new();
         let mut weights = Vec::new();
+        let mut ramps = Vec::new();
         let mut backups = Vec::new();
         let mut shares = Vec::new();
         let mut flows = Vec::new();
@@ -50,6 +51,8 @@ impl Exporter<'_> {
                 }
                 alive.push((l(&[]), i64::from(b.alive)));
                 weights.push((l(&[]), i64::from(b.weight)));
+                let ramp = b.slow_start.map_or(1.0, |r| f64::from(r.percent) / 100.0);
+                ramps.push((l(&[]), ramp));
                 backups.push((l(&[]), i64::from(b.backup)));
                 shares.push((l(&[]), b.share));
                 if flows_measured {
@@ -116,6 +119,11 @@ impl Exporter<'_> {
             "backend_weight",
             "Configured weight of the backend",
             weights,
+        );
+        self.ratio(
+            "backend_slow_start",
+            "Part of its configured weight the backend has: below 1 while it ramps after coming back into rotation (the VIP's slow_start_s)",
+            ramps,
         );
         self.gauge(
             "backend_backup",

@@ -66,6 +66,7 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_backend_alive", "gauge"),
     ("lbd_backend_weight", "gauge"),
     ("lbd_backend_backup", "gauge"),
+    ("lbd_backend_slow_start_ratios", "gauge"),
     ("lbd_backend_share_ratios", "gauge"),
     ("lbd_backend_flows", "gauge"),
     ("lbd_vip_healthy_backends", "gauge"),

@@ -34,6 +34,9 @@ mod backup_tests;
 mod changes;
 mod digest;
 mod edit;
+mod slow_start;
+#[cfg(test)]
+mod slow_start_tests;
 #[cfg(test)]
 mod tests;
 mod vip;
@@ -41,6 +44,7 @@ mod vip;
 pub(crate) use changes::fits_the_maps;
 pub(crate) use edit::MAX_DRAIN_TIMEOUT;
 pub use edit::{DrainTimeout, DrainTimeoutSource, Edit};
+pub use slow_start::SlowStart;
 pub(crate) use vip::is_checked;
 pub use vip::plan;
 
@@ -137,6 +141,9 @@ pub struct BackendModel {
     /// (`on_all_down = "keep"`), now that the VIP does not: alive with
     /// no weight (a drain) while its checks still fail. None: not held.
     pub fail_open_hold: Option<FailOpenHold>,
+    /// Its ramp to full weight since it came back into rotation, for a
+    /// VIP with `slow_start_s` (see [`slow_start`]). None: at full weight.
+    pub slow_start: Option<SlowStart>,
 }
 
 /// Why a backend that fails its checks still keeps its established flows:

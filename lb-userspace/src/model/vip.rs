@@ -45,6 +45,7 @@ impl VipModel {
                         drain_timed_out: false,
                         awaiting_checks: runtime && is_checked(config, b),
                         fail_open_hold: None,
+                        slow_start: None,
                     },
                 )
             })
@@ -210,6 +211,7 @@ impl VipModel {
         // Backups stand by (alive: the flows they took stay on them, as a
         // drain keeps its flows) while another backend takes new flows.
         let backups_stand_by = self.primaries_take_new_flows(fail_open, mac_of);
+        let ramp_steps = self.ramp_steps();
         DesiredVip {
             id,
             table_size: self.config.table_size,
@@ -238,7 +240,7 @@ impl VipModel {
                             && b.admin == AdminState::Enabled
                             && !(b.config.backup && backups_stand_by)
                         {
-                            b.config.weight
+                            self.ramped_weight(b, ramp_steps)
                         } else {
                             0
                         },

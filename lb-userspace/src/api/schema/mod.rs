@@ -36,5 +36,5 @@ pub use node::{NodeChange, NodeStatus};
 pub use status::{
     BackendStatus, CheckKind, CheckStatus, ConfigMismatch, ConntrackStatus, HealthStatus, HookLoss,
     HookLost, MismatchKind, NatStatus, ReloadCounts, ReplicationPeerStatus, ReplicationStatus,
-    Status, TunnelStatus, UnreadTraffic, VipNatStatus, VipStatus,
+    SlowStartStatus, Status, TunnelStatus, UnreadTraffic, VipNatStatus, VipStatus,
 };

@@ -198,12 +198,17 @@ impl Engine {
     /// maintenance, and its remaining flows are cut (a NAT VIP's stay on
     /// it until they end). Starts the grace of new fail-open holds and
     /// ends those whose grace passed (see [`crate::model::FailOpenHold`]).
-    pub(crate) fn expire_drains(&mut self, now: Instant) {
+    /// Moves slow starts on a step (see [`crate::model::SlowStart`]).
+    pub(crate) fn run_timers(&mut self, now: Instant) {
         let mut next = self.model.clone();
         let expired = next.expire_drains(now);
         let holds_ended = next.time_fail_open_holds(now);
+        let ramps_ended = next.advance_slow_starts(now);
         if next == self.model {
             return;
+        }
+        for (vip, backend) in &ramps_ended {
+            info!(%vip, %backend, "slow start over: the backend takes its full weight");
         }
         for (vip, backend) in &expired {
             let mode = next.vip(vip).map(|v| v.config.forwarding).ok();
@@ -213,7 +218,7 @@ impl Engine {
             info!(%vip, %backend, "fail-open grace over: the backend still fails its checks, its established flows move to the healthy backends");
         }
         if let Err(error) = self.commit(next) {
-            warn!(%error, "ending expired drains or fail-open holds failed");
+            warn!(%error, "ending expired drains or fail-open holds, or moving slow starts on, failed");
         }
     }
 }

@@ -17,11 +17,20 @@ impl Engine {
     /// the maps, then adopts it and points the health checks at its
     /// backends.
     pub fn commit(&mut self, next: Model) -> Result<ApplyReport, ReconcileError> {
+        let next = self.with_slow_starts(next);
         let macs = &self.macs;
         let desired = next.desired(&|a| macs.get(&a).copied());
         let staged = self.balancer.stage(&desired)?;
         let guards = self.guard.config().clone();
         self.commit_staged(next, staged, guards)
+    }
+
+    /// `next` with the ramps its change from the running model begins
+    /// (see [`crate::model::SlowStart`]): every change to be committed
+    /// passes here before its desired state is computed.
+    pub(crate) fn with_slow_starts(&self, mut next: Model) -> Model {
+        next.start_slow_starts(&self.model, std::time::Instant::now());
+        next
     }
 
     /// Makes `next`, already staged as `staged`, the served state, with

@@ -28,6 +28,7 @@ fn every_family_renders_with_its_values() {
         "lbd_health_check_failures_total{vip=\"198.18.0.100:80/tcp\",backend=\"198.18.0.11\",reason=\"refused\"} 2",
         "lbd_health_check_duration_seconds_count{vip=\"198.18.0.100:80/tcp\",backend=\"198.18.0.11\"} 1",
         "lbd_maglev_build_duration_seconds_count 1",
+        "lbd_backend_slow_start_ratios{vip=\"198.18.0.100:80/tcp\",backend=\"198.18.0.11\"} 0.35",
         "lbd_vrrp_state{vrid=\"51\",family=\"ipv4\",state=\"master\"} 1",
         "lbd_vrrp_adverts_ignored_total{vrid=\"51\",family=\"ipv4\",reason=\"ttl\"} 3",
         "lbd_conntrack_entries 5",

@@ -63,6 +63,10 @@ pub(crate) fn full_status() -> Status {
         drain_remaining_s: Some(30),
         drain_timed_out: false,
         held_s: None,
+        slow_start: Some(crate::api::schema::SlowStartStatus {
+            percent: 35,
+            left_s: 20,
+        }),
         state_from: None,
         check: Some(check),
         runtime: false,
@@ -88,6 +92,7 @@ pub(crate) fn full_status() -> Status {
             traffic_read: true,
             mode: lb_common::Mode::Nat,
             affinity: lb_common::Affinity::Connection,
+            slow_start_s: None,
             nat: Some(crate::api::schema::VipNatStatus {
                 source: "198.18.0.50".parse().unwrap(),
                 port_min: 1024,

@@ -62,6 +62,7 @@ impl Model {
                 drain_timed_out: false,
                 awaiting_checks,
                 fail_open_hold: None,
+                slow_start: None,
             },
         );
         self.settle_fail_open_holds(id, was_failing_open);

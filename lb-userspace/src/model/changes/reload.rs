@@ -8,8 +8,8 @@ use crate::{config::Config, reconcile::VipId};
 
 impl Model {
     /// The model a reload of `config` gives: the file's VIPs and backends,
-    /// keeping the admin state, health, drain outcome and fail-open hold
-    /// of backends that stay; a VIP the reload stops failing open holds
+    /// keeping the admin state, health, drain outcome, fail-open hold
+    /// and slow start of backends that stay; a VIP the reload stops failing open holds
     /// the backends that took flows only for that (see
     /// [`FailOpenHold`](super::super::FailOpenHold)).
     /// A backend the file no longer checks (`check = "none"`) is
@@ -26,6 +26,7 @@ impl Model {
                     Some(previous) => {
                         backend.admin = previous.admin;
                         backend.drain_timed_out = previous.drain_timed_out;
+                        backend.slow_start = previous.slow_start;
                         if checked {
                             backend.health = previous.health;
                             backend.awaiting_checks = previous.awaiting_checks;

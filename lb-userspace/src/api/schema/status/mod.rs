@@ -9,7 +9,7 @@ mod vips;
 pub use data_plane::{ConntrackStatus, NatStatus, TunnelStatus};
 pub use health::{CheckKind, CheckStatus, HealthStatus};
 pub use replication::{ConfigMismatch, MismatchKind, ReplicationPeerStatus, ReplicationStatus};
-pub use vips::{BackendStatus, VipNatStatus, VipStatus};
+pub use vips::{BackendStatus, SlowStartStatus, VipNatStatus, VipStatus};
 
 use std::{collections::BTreeMap, fmt, net::IpAddr};
 

@@ -69,11 +69,26 @@ pub struct VipStatus {
     /// absent from an lbd before affinity: `connection`).
     #[serde(default, with = "wire_name::one")]
     pub affinity: Affinity,
+    /// Seconds a backend coming back into rotation takes to reach its
+    /// full weight (`slow_start_s`); absent when off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start_s: Option<u64>,
     /// NAT mode: its NAT address and port usage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nat: Option<VipNatStatus>,
     /// Its backends.
     pub backends: Vec<BackendStatus>,
+}
+
+/// A backend's ramp to its full weight: what the data plane gives it now
+/// and when it is over, so an operator sees why a backend that is up
+/// takes less than its share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlowStartStatus {
+    /// Percent of its configured weight it has now (whole steps).
+    pub percent: u32,
+    /// Seconds until it has all of it.
+    pub left_s: u64,
 }
 
 /// One backend in the status.
@@ -131,6 +146,11 @@ pub struct BackendStatus {
     /// when not held (and from an lbd before holds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_s: Option<u64>,
+    /// Its slow start (the VIP's `slow_start_s`) while it ramps to its
+    /// full weight after coming back into rotation; absent at full
+    /// weight (and from an lbd before slow start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start: Option<SlowStartStatus>,
     /// The sync peer (its node id) this node took this state from: the
     /// node where an operator made it, or a peer that had taken it from
     /// there (backend states are shared with the sync peers); absent when

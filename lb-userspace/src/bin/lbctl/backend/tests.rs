@@ -50,6 +50,7 @@ fn backend(state: BackendState, live: u64, timed_out: bool) -> BackendStatus {
         drain_remaining_s: None,
         drain_timed_out: timed_out,
         held_s: None,
+        slow_start: None,
         state_from: None,
         check: None,
         runtime: false,

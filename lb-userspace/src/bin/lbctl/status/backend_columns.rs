@@ -14,13 +14,17 @@ pub(super) fn backend_name(b: &BackendStatus) -> String {
 
 /// A VIP's state text of a backend (with a timed drain's seconds left,
 /// or a down backend's hold after its VIP failed open: why it still
-/// carries flows; `(backup)` for a backup; and the sync peer where an
-/// operator set the state, when not here).
+/// carries flows; a slow start's share of the weight and seconds left:
+/// why it takes less than its share; `(backup)` for a backup; and the
+/// sync peer where an operator set the state, when not here).
 pub(super) fn state_text(b: &BackendStatus) -> String {
-    let text = match (b.drain_remaining_s, b.held_s) {
-        (Some(left), _) => format!("{} {left}s", b.state),
-        (None, Some(left)) => format!("{} held {left}s", b.state),
-        (None, None) => b.state.to_string(),
+    let text = match (b.drain_remaining_s, b.held_s, b.slow_start) {
+        (Some(left), _, _) => format!("{} {left}s", b.state),
+        (None, Some(left), _) => format!("{} held {left}s", b.state),
+        (None, None, Some(ramp)) => {
+            format!("{} slow start {}% {}s", b.state, ramp.percent, ramp.left_s)
+        }
+        (None, None, None) => b.state.to_string(),
     };
     let text = if b.backup {
         format!("{text} (backup)")

@@ -607,6 +607,13 @@ fn a_backend_held_after_fail_open_says_so_and_for_how_long() {
         state_text(&backend(serde_json::json!({"held_s": 287}))),
         "enabled held 287s"
     );
+    // A slow start says why the backend takes less than its share.
+    assert_eq!(
+        state_text(&backend(
+            serde_json::json!({"slow_start": {"percent": 35, "left_s": 13}})
+        )),
+        "enabled slow start 35% 13s"
+    );
     // A timed drain's seconds are what the operator asked for: first.
     assert_eq!(
         state_text(&backend(
@@ -664,7 +671,7 @@ fn a_vip_on_its_backups_says_so_and_each_backup_is_marked() {
 }
 
 #[test]
-fn a_vip_with_client_affinity_says_so_and_one_without_says_nothing() {
+fn a_vip_with_client_affinity_or_slow_start_says_so_and_one_without_says_nothing() {
     let mut vip: VipStatus = serde_json::from_value(serde_json::json!({
         "vip": "198.18.0.100:80/tcp", "table_size": 251, "on_all_down": "drop",
         "all_down": false, "runtime": false, "packets": 0, "bytes": 0, "new_flows": 0,
@@ -681,6 +688,14 @@ fn a_vip_with_client_affinity_says_so_and_one_without_says_nothing() {
     );
     vip.affinity = lb_common::Affinity::Connection;
     assert!(!vip_lines(&vip, Unread(&none))[0].contains("affinity"));
+    // Slow start, when on, beside it.
+    vip.slow_start_s = Some(30);
+    assert!(
+        vip_lines(&vip, Unread(&none))[0]
+            .starts_with("VIP 198.18.0.100:80/tcp  nat  slow start 30s  table 251  "),
+        "{:?}",
+        vip_lines(&vip, Unread(&none))
+    );
     // An lbd before affinity sends none: each connection on its own.
     let old: VipStatus = serde_json::from_value(serde_json::json!({
         "vip": "198.18.0.100:80/tcp", "table_size": 251, "on_all_down": "drop",

@@ -90,6 +90,10 @@ pub(super) fn vip_lines(vip: &VipStatus, unread: Unread<'_>) -> Vec<String> {
         lb_common::Affinity::Connection => String::new(),
         other => format!("  affinity {}", other.name()),
     };
+    let affinity = match vip.slow_start_s {
+        Some(seconds) => format!("{affinity}  slow start {seconds}s"),
+        None => affinity,
+    };
     let mut lines = vec![format!(
         "VIP {}  {}{affinity}  table {}  packets {}  bytes {}  new flows {}{flags}",
         vip.vip,

@@ -447,7 +447,7 @@ impl Engine {
     /// and, unless `dry_run`, commits it (maps first, then the model).
     fn stage_and_commit(
         &mut self,
-        next: Model,
+        mut next: Model,
         dry_run: bool,
         guards: GuardConfig,
     ) -> Result<(Vec<crate::model::VipPlan>, Option<ApplyReport>), ChangeError> {
@@ -461,6 +461,7 @@ impl Engine {
                     .or_else(|| brought.contains(&a).then_some(PLACEHOLDER_MAC))
             })
         } else {
+            next = self.with_slow_starts(next);
             next.desired(&|a| self.mac_of(a))
         };
         let staged = self.balancer.stage(&desired)?;

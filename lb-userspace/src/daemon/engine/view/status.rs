@@ -150,6 +150,7 @@ impl Engine {
                     held_s: backend
                         .hold_left(&vip.config, now)
                         .map(|left| left.as_secs()),
+                    slow_start: backend.ramp_left(&vip.config, now),
                     drain_remaining_s: match backend.admin {
                         AdminState::Draining {
                             deadline: Some(deadline),
@@ -179,6 +180,7 @@ impl Engine {
                 traffic_read,
                 mode: vip.config.forwarding,
                 affinity: vip.config.affinity,
+                slow_start_s: vip.config.slow_start.map(|d| d.as_secs()),
                 nat: vip.config.nat.map(|nat| self.vip_nat_status(id, vip, nat)),
                 backends,
             });
