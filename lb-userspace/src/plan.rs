@@ -3,7 +3,7 @@
 //! the balancer's staged tables (lbd). Its own module so both can produce
 //! it without depending on each other.
 
-use std::{collections::BTreeMap, fmt, net::IpAddr};
+use std::{collections::BTreeMap, fmt, net::IpAddr, time::Duration};
 
 use lb_common::Affinity;
 use serde::{Deserialize, Serialize};
@@ -54,6 +54,45 @@ pub struct VipPlan {
     /// before affinity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<AffinityChange>,
+    /// Backends the change puts back into rotation that ramp up to their
+    /// weight (the VIP's `slow_start_s`). Absent when none does, and from
+    /// an lbd before slow start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start: Option<SlowStartPlan>,
+}
+
+/// The backends of a change's VIP that begin a slow start: `after` shows
+/// their first step's share in a change's answer (what the data plane
+/// does now) and their full weight's in a dry run (where the change
+/// leads), so the operator is told which, and for how long.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlowStartPlan {
+    /// The VIP's `slow_start_s`.
+    pub seconds: u64,
+    /// The backends that ramp.
+    pub backends: Vec<IpAddr>,
+}
+
+/// Marks in `plans` the backends that begin a slow start, by VIP
+/// (`begun`, with each VIP's `slow_start_s`); a VIP whose shares do not
+/// change has no plan, and gets none for it.
+pub(crate) fn note_slow_starts(
+    plans: &mut [VipPlan],
+    begun: &BTreeMap<crate::vip_id::VipId, (Duration, Vec<IpAddr>)>,
+) {
+    for plan in plans {
+        let ramps = plan
+            .vip
+            .parse::<crate::vip_id::VipId>()
+            .ok()
+            .and_then(|id| begun.get(&id));
+        if let Some((duration, backends)) = ramps {
+            plan.slow_start = Some(SlowStartPlan {
+                seconds: duration.as_secs(),
+                backends: backends.clone(),
+            });
+        }
+    }
 }
 
 /// A VIP's client affinity before and after a change.

@@ -20,7 +20,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::plan::{AffinityChange, PlanChange, VipPlan};
+pub use crate::plan::{AffinityChange, PlanChange, SlowStartPlan, VipPlan};
 use crate::{
     config::{AllDown, BackendConfig, Config, VipConfig},
     health::Health,

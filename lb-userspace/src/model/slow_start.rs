@@ -16,6 +16,7 @@
 //! no share).
 
 use std::{
+    collections::BTreeMap,
     net::IpAddr,
     time::{Duration, Instant},
 };
@@ -143,6 +144,35 @@ impl Model {
                 }
             }
         }
+    }
+
+    /// The ramps this model has that `before` has not (begun by the
+    /// change from it, see [`Self::start_slow_starts`]), by VIP with its
+    /// `slow_start_s`: for the change's plan.
+    pub(crate) fn ramps_begun(&self, before: &Model) -> BTreeMap<VipId, (Duration, Vec<IpAddr>)> {
+        let mut begun = BTreeMap::new();
+        for (id, vip) in &self.vips {
+            let Some(duration) = vip.config.slow_start else {
+                continue;
+            };
+            let new: Vec<IpAddr> = vip
+                .backends
+                .iter()
+                .filter(|(address, b)| {
+                    b.slow_start.is_some()
+                        && before
+                            .vips
+                            .get(id)
+                            .and_then(|v| v.backends.get(*address))
+                            .map_or(true, |e| e.slow_start != b.slow_start)
+                })
+                .map(|(address, _)| *address)
+                .collect();
+            if !new.is_empty() {
+                begun.insert(*id, (duration, new));
+            }
+        }
+        begun
     }
 
     /// Moves every ramp on to its step at `now` and ends those whose

@@ -271,3 +271,43 @@ fn a_ramp_takes_a_step_a_second_and_at_most_twenty() {
     model.advance_slow_starts(t0 + Duration::from_millis(500));
     assert_eq!(weights(&model), [100, 100, 0]);
 }
+
+#[test]
+fn a_changes_plan_names_the_ramps_it_begins_and_not_those_under_way() {
+    let t0 = Instant::now();
+    let ramping = back_up_at("slow_start_s = 10\n", t0);
+    let before = {
+        let mut m = ramping.clone();
+        m.set_health(&vip_id(), addr(12), Health::Down);
+        m.start_slow_starts(&ramping, t0);
+        m
+    };
+    assert_eq!(
+        ramping.ramps_begun(&before),
+        BTreeMap::from([(vip_id(), (Duration::from_secs(10), vec![addr(12)]))])
+    );
+    // A later change (another backend's weight) begins none.
+    let later = after(&ramping, t0 + Duration::from_secs(2), |m| {
+        m.apply(&Edit::SetWeight(vip_id(), addr(11), 200), t0)
+            .unwrap();
+    });
+    assert_eq!(later.ramps_begun(&ramping), BTreeMap::new());
+    // The plan of the VIP says so; a VIP without a plan gets none.
+    let mut plans = vec![VipPlan {
+        vip: vip_id().to_string(),
+        change: PlanChange::Changed,
+        before: BTreeMap::new(),
+        after: BTreeMap::new(),
+        moved_fraction: Some(0.05),
+        affinity: None,
+        slow_start: None,
+    }];
+    crate::plan::note_slow_starts(&mut plans, &ramping.ramps_begun(&before));
+    assert_eq!(
+        plans[0].slow_start,
+        Some(SlowStartPlan {
+            seconds: 10,
+            backends: vec![addr(12)]
+        })
+    );
+}

@@ -350,6 +350,7 @@ pub fn plan(before: &Model, after: &Model) -> Vec<VipPlan> {
             after,
             moved_fraction,
             affinity,
+            slow_start: None,
         });
     }
     out

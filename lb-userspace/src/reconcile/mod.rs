@@ -661,6 +661,7 @@ impl Balancer {
                 after,
                 moved_fraction,
                 affinity,
+                slow_start: None,
             });
         }
         plans

@@ -208,7 +208,28 @@ fn plan_text(vip: &VipPlan, verb: &str) -> String {
             }
         }
     }
+    if let Some(ramp) = &vip.slow_start {
+        out.push_str(&slow_start_text(ramp, verb));
+    }
     out
+}
+
+/// The line of a plan's slow starts: which backends ramp, for how long,
+/// and whether `after` is their first step (a change) or their full
+/// weight (a dry run, whose verb is conditional).
+fn slow_start_text(ramp: &lb_userspace::model::SlowStartPlan, verb: &str) -> String {
+    let names: Vec<String> = ramp.backends.iter().map(ToString::to_string).collect();
+    let when = if verb.starts_with("would") {
+        "after: where it leads"
+    } else {
+        "after: its first step"
+    };
+    format!(
+        "  slow start: {} reach{} full weight over {}s ({when})\n",
+        names.join(", "),
+        if names.len() == 1 { "es its" } else { " their" },
+        ramp.seconds
+    )
 }
 
 /// The effective deadline of a drain, in words; for a backend that was
@@ -281,7 +302,34 @@ mod tests {
             after: shares(after),
             moved_fraction: moved,
             affinity: None,
+            slow_start: None,
         }
+    }
+
+    #[test]
+    fn a_slow_start_says_who_ramps_and_what_after_shows() {
+        let mut ramping = plan(
+            PlanChange::Changed,
+            &[("198.18.0.11", 1.0), ("198.18.0.12", 0.0)],
+            &[("198.18.0.11", 0.95), ("198.18.0.12", 0.05)],
+            Some(0.05),
+        );
+        ramping.slow_start = Some(lb_userspace::model::SlowStartPlan {
+            seconds: 30,
+            backends: vec!["198.18.0.12".parse().unwrap()],
+        });
+        let text = plan_text(&ramping, "changed");
+        assert!(
+            text.ends_with("  slow start: 198.18.0.12 reaches its full weight over 30s (after: its first step)\n"),
+            "{text}"
+        );
+        let text = plan_text(&ramping, "would change");
+        assert!(
+            text.ends_with("  slow start: 198.18.0.12 reaches its full weight over 30s (after: where it leads)\n"),
+            "{text}"
+        );
+        ramping.slow_start = None;
+        assert!(!plan_text(&ramping, "changed").contains("slow start"));
     }
 
     #[test]

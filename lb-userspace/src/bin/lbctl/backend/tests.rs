@@ -571,6 +571,7 @@ fn a_drain_wait_in_json_is_one_object_a_line_ending_with_the_outcome() {
             after: [(address, 0.0)].into_iter().collect(),
             moved_fraction: Some(1.0),
             affinity: None,
+            slow_start: None,
         }],
         undone: Vec::new(),
         drain: Some(DrainPlan {

@@ -454,18 +454,26 @@ impl Engine {
         // A dry run assumes the MACs of the backends the change brings
         // will resolve, as the real change waits for them (backends that
         // run without one stay without), and their checks pass.
-        let desired = if dry_run {
+        let (desired, ramps) = if dry_run {
             let brought = self.brought_unresolved(&next);
-            next.assuming_checks_pass().desired(&|a| {
+            let passed = next.assuming_checks_pass();
+            // The ramps it would begin, its plan showing where they lead.
+            let ramps = self
+                .with_slow_starts(passed.clone())
+                .ramps_begun(&self.model);
+            let desired = passed.desired(&|a| {
                 self.mac_of(a)
                     .or_else(|| brought.contains(&a).then_some(PLACEHOLDER_MAC))
-            })
+            });
+            (desired, ramps)
         } else {
             next = self.with_slow_starts(next);
-            next.desired(&|a| self.mac_of(a))
+            let ramps = next.ramps_begun(&self.model);
+            (next.desired(&|a| self.mac_of(a)), ramps)
         };
         let staged = self.balancer.stage(&desired)?;
-        let plan = self.balancer.plan(&staged);
+        let mut plan = self.balancer.plan(&staged);
+        crate::plan::note_slow_starts(&mut plan, &ramps);
         if dry_run {
             return Ok((plan, None));
         }
