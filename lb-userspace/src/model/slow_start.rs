@@ -164,7 +164,7 @@ impl Model {
                             .vips
                             .get(id)
                             .and_then(|v| v.backends.get(*address))
-                            .map_or(true, |e| e.slow_start != b.slow_start)
+                            .is_none_or(|e| e.slow_start != b.slow_start)
                 })
                 .map(|(address, _)| *address)
                 .collect();
