@@ -20,6 +20,7 @@ mod redirect;
 mod server;
 mod settings;
 mod skipped;
+mod slow_start;
 mod tls;
 
 use super::model::{Note, Origin, Service, Setup};
@@ -35,6 +36,7 @@ use proxy::{proxy_line, proxy_notes, Proxy};
 use redirect::redirected;
 use settings::{apply, Settings};
 use skipped::{no_default_backend, serves_no_clients};
+use slow_start::slow_start_notes;
 use tls::{tls_check_note, tls_terminated};
 
 /// Reads `text` (named `file`) into `setup`.
@@ -251,6 +253,7 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
         // not HAProxy's for these servers.
         let (affinity, mut affinity_notes) = affinity(farm);
         notes.append(&mut affinity_notes);
+        notes.extend(slow_start_notes(&servers, farm));
         let (acl, mut acl_notes) = acl::Rules::resolve(&rules);
         notes.append(&mut acl_notes);
         let listens = redirected(proxy, farm_proxy, &mut notes);

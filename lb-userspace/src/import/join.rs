@@ -10,6 +10,7 @@ mod forwarding;
 mod health;
 mod idle;
 mod nat;
+mod slow_start;
 mod vip_tables;
 mod vips;
 mod vrrp;

@@ -203,6 +203,11 @@ pub(crate) struct Backend {
     pub(crate) role: Role,
     /// How it is checked; None: not checked.
     pub(crate) check: Option<Check>,
+    /// How long the source ramped it up when it came back (HAProxy's
+    /// `slowstart`, nginx's `slow_start=`), never zero (zero is off): the
+    /// longest of a service's backends is its VIP's `slow_start_s`, lbd's
+    /// slow start being per VIP.
+    pub(crate) slow_start: Option<Sourced<Duration>>,
     pub(crate) origin: Origin,
     pub(crate) what: String,
     pub(crate) notes: Vec<Note>,
@@ -226,6 +231,7 @@ impl Backend {
             weight: None,
             role: Role::Active,
             check: None,
+            slow_start: None,
             origin,
             what,
             notes: Vec::new(),

@@ -91,6 +91,10 @@ pub(super) struct ServerParams {
     pub(super) check_ssl: Option<(bool, Origin)>,
     pub(super) backup: Option<Origin>,
     pub(super) disabled: Option<Origin>,
+    /// `slowstart`: how long HAProxy ramped the server up when it came
+    /// back (0: off, so that a server's `slowstart 0` undoes its
+    /// default-server's).
+    pub(super) slow_start: Option<Sourced<Duration>>,
     notes: Vec<KeywordNote>,
 }
 
@@ -203,6 +207,7 @@ pub(super) fn server(
     };
     let backend = Backend {
         weight: params.weight.clone(),
+        slow_start: params.slow_start.clone().filter(|s| !s.value.is_zero()),
         role,
         notes,
         ..Backend::named(name.clone(), address, port, origin.clone(), line.text())
@@ -372,11 +377,8 @@ pub(super) fn params(
                 &origin,
                 format!("{what}: lbd forwards packets and limits no connections"),
             ),
-            "slowstart" => params.note(
-                keyword,
-                &origin,
-                format!("{what}: lbd has no slow start; a backend takes its full share once up"),
-            ),
+            // The VIP's slow_start_s, made in join from its servers'.
+            "slowstart" => params.slow_start = Some(Sourced::new(duration()?, &origin, what)),
             "cookie" => params.note(
                 keyword,
                 &origin,

@@ -104,6 +104,10 @@ pub(super) struct Settings {
     /// `balance first`: each connection to the first server (in file
     /// order) that has room; lbd keeps only that one.
     pub(super) balance_first: Option<Sourced<()>>,
+    /// The `balance` line's algorithm, and `hash-type`: whether HAProxy's
+    /// weights were static, under which `slowstart` ramped no weight.
+    pub(super) balance: Option<Sourced<String>>,
+    pub(super) hash_type: Option<Sourced<String>>,
     /// `disabled`: HAProxy does not start the proxy (also from defaults).
     pub(super) disabled: Option<Origin>,
     /// `default_backend` of a defaults section: HAProxy gives it to the
@@ -120,6 +124,24 @@ impl Settings {
     /// (`stick on src`, `stick match src`): lbd's source affinity.
     pub(super) fn sticky_sources(&self) -> impl Iterator<Item = &StickRule> {
         self.stick_rules.iter().filter(|r| r.matches && r.on_source)
+    }
+
+    /// The `balance` line when it makes the servers' weights static
+    /// (`static-rr`, or a hash without `hash-type consistent`), under
+    /// which HAProxy's `slowstart` ramps a server's connection limit
+    /// (`maxconn`) only, not its weight: None for a dynamic algorithm
+    /// (`roundrobin`, HAProxy's default, `leastconn`, `random`, `first`).
+    pub(super) fn static_weights(&self) -> Option<&Sourced<String>> {
+        let balance = self.balance.as_ref()?;
+        let algorithm = balance.value.as_str();
+        let hashed = matches!(algorithm, "source" | "uri" | "url_param" | "hash")
+            || algorithm.starts_with("hdr(")
+            || algorithm.starts_with("rdp-cookie");
+        let consistent = self
+            .hash_type
+            .as_ref()
+            .is_some_and(|h| h.value == "consistent");
+        (algorithm == "static-rr" || (hashed && !consistent)).then_some(balance)
     }
 
     /// How long HAProxy kept an idle connection of a service whose
@@ -145,6 +167,9 @@ pub(super) fn apply(file: &str, line: &Line, settings: &mut Settings) -> Result<
     let origin = Origin::new(file, line.no);
     let words = &line.words;
     let arg = |i: usize| words.get(i).map(String::as_str);
+    if let ("balance", Some(algorithm)) = (words[0].as_str(), arg(1)) {
+        settings.balance = Some(Sourced::new(algorithm.to_owned(), &origin, line.text()));
+    }
     match (words[0].as_str(), arg(1)) {
         ("mode", Some(mode)) => {
             // log (2.9+) and spop (3.1+) are proxies that serve no clients
@@ -182,8 +207,11 @@ pub(super) fn apply(file: &str, line: &Line, settings: &mut Settings) -> Result<
         ))
         }
         // How a hashing balance (`source`, `uri`, ...) maps to servers:
-        // lbd's Maglev is a consistent hash whatever it says.
-        ("hash-type", Some(_)) => {}
+        // lbd's Maglev is a consistent hash whatever it says (kept for
+        // what it says of slowstart).
+        ("hash-type", Some(kind)) => {
+            settings.hash_type = Some(Sourced::new(kind.to_owned(), &origin, line.text()));
+        }
         ("option", Some("allbackups")) => {
             settings.all_backups = Some(Sourced::new((), &origin, line.text()));
         }

@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 
 use super::affinity::affinity;
+use super::slow_start::slow_start;
 use super::vips::Vip;
 use super::weight::Scale;
 use super::{family, health};
@@ -61,6 +62,11 @@ pub(super) fn vip_tables(
         t.push("affinity", value.name(), comment);
     }
     t.notes.extend(disagreement);
+    let (ramp, ramp_notes) = slow_start(service);
+    if let Some((seconds, comment)) = ramp {
+        t.push("slow_start_s", seconds, comment);
+    }
+    t.notes.extend(ramp_notes);
     let mut tables = vec![t];
     if backends.is_empty() {
         tables[0].notes.push(format!(

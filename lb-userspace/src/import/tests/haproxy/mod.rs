@@ -11,6 +11,7 @@ mod health_rules;
 mod health_tls;
 mod proxies;
 mod servers;
+mod slow_start;
 mod tls;
 
 use super::*;

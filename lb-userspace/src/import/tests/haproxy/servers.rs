@@ -35,7 +35,7 @@ fn default_server_notes_reach_the_servers_inheriting_them() {
     for needle in [
         "h.cfg:6: WARNING: send-proxy-v2: HAProxy sent this server a PROXY protocol header with the client's address; lbd sends none, so a server that requires one (accept-proxy) refuses every connection through lbd: turn that off on it (in dsr-l2 mode it sees the client's address itself; in nat mode, the NAT address) (default-server, inherited by server w1)",
         "h.cfg:6: maxconn 100: lbd forwards packets and limits no connections (default-server, inherited by server w2)",
-        "slowstart 10s: lbd has no slow start",
+        "h.cfg:6: slowstart 10s: HAProxy ramps a server up only when",
         "h.cfg:8: WARNING: send-proxy-v2",
     ] {
         assert!(has_note(&imported, needle), "no {needle:?} in {:#?}", imported.notes);
