@@ -1,8 +1,9 @@
 //! An nginx `upstream` block: its servers with `weight`, `backup`,
 //! `down`, and `max_fails`/`fail_timeout` turned into an active TCP check
 //! (fall = max_fails, back after one success); the balancing method and
-//! connection keep-alive noted, as they have no meaning at L4, and client
-//! persistence (`ip_hash`, `hash $remote_addr`) as lbd's source affinity.
+//! connection keep-alive noted, as they have no meaning at L4, client
+//! persistence (`ip_hash`, `hash $remote_addr`) as lbd's source affinity,
+//! and `slow_start=` (nginx Plus) as the VIP's slow start.
 
 use std::net::IpAddr;
 
@@ -110,6 +111,9 @@ pub(super) fn upstream(
         }
     }
     if let Some(method) = method {
+        service
+            .notes
+            .extend(method.slow_start_note(&service.backends));
         service.affinity.extend(method.affinity);
     }
     if checked {
@@ -126,6 +130,26 @@ struct Method {
     what: String,
     affinity: Option<Sourced<lb_common::Affinity>>,
     note: Option<Note>,
+    /// `hash`, `ip_hash` or `random`, which nginx does not slow-start
+    /// servers under.
+    no_slow_start: bool,
+}
+
+impl Method {
+    /// The NOTE where `backends` have a slow start under a method that
+    /// nginx does not slow-start with, which lbd does.
+    fn slow_start_note(&self, backends: &[Backend]) -> Option<Note> {
+        let ramp = backends.iter().find_map(|b| b.slow_start.as_ref())?;
+        self.no_slow_start.then(|| {
+            Note::new(
+                &ramp.origin,
+                format!(
+                    "{}: nginx does not slow-start servers under {} ({}); lbd does, also with affinity = \"source\"",
+                    ramp.what, self.what, self.origin
+                ),
+            )
+        })
+    }
 }
 
 /// The method `statement` (at `at`) names: `ip_hash` and `hash
@@ -165,6 +189,7 @@ fn balancing(at: &Origin, statement: &Statement) -> Method {
         what,
         affinity,
         note: note.map(|text| Note::new(at, text)),
+        no_slow_start: matches!(statement.name(), "hash" | "ip_hash" | "random"),
     }
 }
 
@@ -274,10 +299,12 @@ fn server(
                 &origin,
                 format!("{param}: lbd forwards packets and limits no connections"),
             )),
-            "slow_start" => backend.notes.push(Note::new(
-                &origin,
-                format!("{param}: lbd has no slow start; a backend takes its full share once up"),
-            )),
+            // The VIP's slow_start_s, made in join from its servers' (0: off).
+            "slow_start" => {
+                let ramp = time(value).ok_or_else(|| bad("a time such as 30s"))?;
+                backend.slow_start =
+                    Some(Sourced::new(ramp, &origin, param.clone())).filter(|s| !s.value.is_zero());
+            }
             _ => backend
                 .notes
                 .push(Note::new(&origin, format!("{param}: not carried over"))),

@@ -957,3 +957,132 @@ fn a_file_nginx_conf_does_not_include_is_refused() {
     );
     assert_eq!(imported.config.vips.len(), 1);
 }
+
+/// `upstream app { LINES }` alone in n.conf (its first server on line 2),
+/// imported with `--vip 198.18.0.100:80/tcp`.
+fn slow_upstream(lines: &str) -> Result<Imported, ImportError> {
+    let text = format!("upstream app {{\n{lines}}}\n");
+    let options = Options {
+        vips: vec![vip("198.18.0.100:80/tcp")],
+        ..on_eth0()
+    };
+    run(&[("n.conf", &text)], &options)
+}
+
+/// The `slow_start_s = ...  # comment` line, its alignment spaces as one.
+fn slow_start_line(imported: &Imported) -> Option<String> {
+    imported
+        .text
+        .lines()
+        .find(|l| l.trim_start().starts_with("slow_start_s ="))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+#[test]
+fn a_servers_slow_start_is_the_vips_in_whole_seconds_rounded_up() {
+    for (time, seconds, comment) in [
+        ("30s", 30, "n.conf:2 (slow_start=30s)"),
+        // nginx's default unit is the second.
+        ("90", 90, "n.conf:2 (slow_start=90)"),
+        ("1m30s", 90, "n.conf:2 (slow_start=1m30s)"),
+        (
+            "1500ms",
+            2,
+            "n.conf:2 (slow_start=1500ms), rounded up to whole seconds",
+        ),
+    ] {
+        let imported = slow_upstream(&format!(
+            "  server 198.18.0.11:80 slow_start={time};\n  server 198.18.0.12:80 slow_start={time};\n"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            imported.config.vips[0].slow_start,
+            Some(Duration::from_secs(seconds)),
+            "{time}"
+        );
+        assert_eq!(
+            slow_start_line(&imported),
+            Some(format!("slow_start_s = {seconds} # {comment}"))
+        );
+        assert!(!has_note(&imported, "slow"), "{:#?}", imported.notes);
+    }
+}
+
+#[test]
+fn nginx_servers_slow_starts_give_the_longest_at_most_an_hour_and_0_is_off() {
+    let imported = slow_upstream(
+        "  server 198.18.0.11:80 slow_start=10s;\n  server 198.18.0.12:80 slow_start=2h;\n  server 198.18.0.13:80;\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        imported.config.vips[0].slow_start,
+        Some(Duration::from_secs(3600))
+    );
+    assert_eq!(
+        slow_start_line(&imported).as_deref(),
+        Some("slow_start_s = 3600 # n.conf:3 (slow_start=2h), at most 3600 s")
+    );
+    for note in [
+        "n.conf:3: slow_start=2h (server 198.18.0.12:80): longer than lbd's longest slow start, 3600 s (an hour): slow_start_s = 3600",
+        "n.conf:3: lbd's slow start is per VIP, not per server: the servers' differ (198.18.0.11:80 slow_start=10s (n.conf:2), 198.18.0.12:80 slow_start=2h (n.conf:3), 198.18.0.13:80 none); slow_start_s = 3600, the longest, ramps every backend of the VIP",
+    ] {
+        assert!(has_note(&imported, note), "no {note:?} in {:#?}", imported.notes);
+    }
+    let imported =
+        slow_upstream("  server 198.18.0.11:80 slow_start=0;\n").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(imported.config.vips[0].slow_start, None);
+    assert_eq!(slow_start_line(&imported), None);
+    assert!(!has_note(&imported, "slow_start"), "{:#?}", imported.notes);
+}
+
+#[test]
+fn a_slow_start_under_a_hash_nginx_ignores_is_carried_over_with_a_note() {
+    for (method, affinity) in [
+        ("ip_hash", Affinity::Source),
+        ("hash $remote_addr", Affinity::Source),
+        ("hash $request_uri", Affinity::Connection),
+        ("random", Affinity::Connection),
+    ] {
+        let imported = slow_upstream(&format!(
+            "  {method};\n  server 198.18.0.11:80 slow_start=30s;\n  server 198.18.0.12:80;\n"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let vip = &imported.config.vips[0];
+        assert_eq!(
+            (vip.slow_start, vip.affinity),
+            (Some(Duration::from_secs(30)), affinity),
+            "{method}"
+        );
+        let note = format!("n.conf:3: slow_start=30s: nginx does not slow-start servers under {method} (n.conf:2); lbd does, also with affinity = \"source\"");
+        assert!(
+            has_note(&imported, &note),
+            "no {note:?} in {:#?}",
+            imported.notes
+        );
+    }
+    let imported = slow_upstream("  least_conn;\n  server 198.18.0.11:80 slow_start=30s;\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        imported.config.vips[0].slow_start,
+        Some(Duration::from_secs(30))
+    );
+    assert!(!has_note(&imported, "does not slow-start"));
+}
+
+#[test]
+fn a_malformed_slow_start_is_refused_at_its_line() {
+    for (param, value) in [("slow_start=fast", "fast"), ("slow_start", "")] {
+        let refused = slow_upstream(&format!(
+            "  server 198.18.0.11:80;\n  server 198.18.0.12:80 {param};\n"
+        ))
+        .map(|i| i.text)
+        .err()
+        .map(|e| e.to_string());
+        assert_eq!(
+            refused,
+            Some(format!(
+                "n.conf:3: {param}: {value:?} is not a time such as 30s"
+            ))
+        );
+    }
+}
