@@ -57,9 +57,12 @@ pub(super) fn slow_start(service: &Service) -> (Option<(i64, String)>, Vec<Strin
     )
 }
 
-/// `duration` in whole seconds, rounded up (500ms is 1, 1500ms is 2).
+/// `duration` in whole seconds, rounded up (500ms is 1, 1500ms is 2;
+/// saturating: a crafted nginx time can be Duration's longest).
 fn seconds(duration: Duration) -> u64 {
-    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+    duration
+        .as_secs()
+        .saturating_add(u64::from(duration.subsec_nanos() > 0))
 }
 
 #[cfg(test)]
@@ -72,5 +75,6 @@ mod tests {
         assert_eq!(seconds(Duration::from_millis(1500)), 2);
         assert_eq!(seconds(Duration::from_secs(30)), 30);
         assert_eq!(seconds(Duration::from_micros(1)), 1);
+        assert_eq!(seconds(Duration::MAX), u64::MAX);
     }
 }
