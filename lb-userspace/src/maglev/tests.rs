@@ -562,3 +562,28 @@ fn shares_counts_fractions() {
     assert!((s[&1] - 0.5).abs() < 1e-12);
     assert!((s[&2] - 0.25).abs() < 1e-12);
 }
+
+/// Only the ratios of the weights make the table: slow start scales a
+/// VIP's weights by its steps while a backend ramps (`VipModel::ramped_weight`),
+/// and must move no slot by that alone, nor when the ramp ends and the
+/// scaling goes.
+#[test]
+fn scaling_every_weight_alike_changes_no_slot() {
+    let ks = keys(7);
+    let weight = |i: usize| [100, 100, 50, 1, 300, 100, 7][i];
+    let plain = build_table(&backends(&ks, weight), 1009).unwrap();
+    for scale in [2, 3, 20] {
+        let scaled = build_table(&backends(&ks, |i| weight(i) * scale), 1009).unwrap();
+        assert_eq!(plain, scaled, "weights scaled by {scale}");
+    }
+    let big = build_table(&backends(&ks, |i| weight(i) * 20), M).unwrap();
+    assert_eq!(build_table(&backends(&ks, weight), M).unwrap(), big);
+    // `maglev_mode = "minimal"` too: an update to scaled weights keeps
+    // every slot, and so does the update back.
+    let up = update::update_table(&plain, &backends(&ks, |i| weight(i) * 20), 1009).unwrap();
+    assert_eq!(up, plain);
+    assert_eq!(
+        update::update_table(&up, &backends(&ks, weight), 1009).unwrap(),
+        plain
+    );
+}

@@ -8,7 +8,9 @@
 //!
 //! Health is left out on purpose: each node's own checks decide it, and
 //! nodes see a flapping backend go down and up a moment apart, which
-//! would raise a mismatch at every flap. What is in is what an operator
+//! would raise a mismatch at every flap. Slow starts (`slow_start_s`)
+//! are left out with it: a ramp follows a node's own view of health and
+//! ends at the weights digested. What is in is what an operator
 //! sets and what must be the same everywhere: the file's VIPs and
 //! weights, and the runtime changes of `lbctl` (weights, backends added
 //! or removed, drains, maintenance), which act on one node only.
