@@ -71,10 +71,14 @@ impl SlowStart {
 impl BackendModel {
     /// Its ramp as the status shows it, for VIP `vip` at `now`: the
     /// percent of its weight it has (whole steps) and the seconds left,
-    /// rounded up. None at full weight.
+    /// rounded up. None at full weight (its last step included, before
+    /// the ramp's end is seen by the tick).
     pub(crate) fn ramp_left(&self, vip: &VipConfig, now: Instant) -> Option<SlowStartStatus> {
         let (ramp, duration) = (self.slow_start?, vip.slow_start?);
         let n = steps(duration);
+        if ramp.step >= n {
+            return None;
+        }
         let left = (ramp.since + duration).saturating_duration_since(now);
         Some(SlowStartStatus {
             percent: ramp.step.clamp(1, n) * 100 / n,

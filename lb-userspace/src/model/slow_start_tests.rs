@@ -256,6 +256,12 @@ fn the_status_shows_the_ramps_share_and_the_seconds_left() {
         })
     );
     assert_eq!(vip.backends[&addr(11)].ramp_left(&vip.config, now), None);
+    // Its last step is its full weight: nothing to show.
+    let last = t0 + Duration::from_millis(29_000);
+    model.advance_slow_starts(last);
+    let vip = &model.vips[&vip_id()];
+    assert!(vip.backends[&addr(12)].slow_start.is_some());
+    assert_eq!(vip.backends[&addr(12)].ramp_left(&vip.config, last), None);
 }
 
 #[test]
