@@ -32,8 +32,8 @@ pub(crate) const MAX_STEPS: u32 = 20;
 pub struct SlowStart {
     /// When it began taking new flows again.
     pub since: Instant,
-    /// The step reached, 1..=steps: its weight is `step / steps` of the
-    /// configured one.
+    /// The step reached, 1..steps: its weight is `step / steps` of the
+    /// configured one (all of it once the ramp is over).
     pub step: u32,
 }
 
@@ -55,8 +55,9 @@ impl SlowStart {
     }
 
     /// The step at `now` of a ramp lasting `duration`: step k of n from
-    /// (k-1)/n of the duration on. None once the duration has passed:
-    /// the ramp is over.
+    /// k/n of the duration on (step 1 from the start), so the weight is
+    /// never ahead of the time passed and is whole exactly when the
+    /// duration has: None then, the ramp is over.
     fn step_at(&self, duration: Duration, now: Instant) -> Option<u32> {
         let elapsed = now.saturating_duration_since(self.since);
         if elapsed >= duration {
@@ -64,15 +65,14 @@ impl SlowStart {
         }
         let n = steps(duration);
         let reached = elapsed.as_nanos() * u128::from(n) / duration.as_nanos().max(1);
-        Some((u32::try_from(reached).unwrap_or(n) + 1).min(n))
+        Some(u32::try_from(reached).unwrap_or(n).clamp(1, n - 1))
     }
 }
 
 impl BackendModel {
     /// Its ramp as the status shows it, for VIP `vip` at `now`: the
     /// percent of its weight it has (whole steps) and the seconds left,
-    /// rounded up. None at full weight (its last step included, before
-    /// the ramp's end is seen by the tick).
+    /// rounded up. None at full weight.
     pub(crate) fn ramp_left(&self, vip: &VipConfig, now: Instant) -> Option<SlowStartStatus> {
         let (ramp, duration) = (self.slow_start?, vip.slow_start?);
         let n = steps(duration);

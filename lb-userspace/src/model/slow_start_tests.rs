@@ -64,18 +64,21 @@ fn a_backend_back_up_ramps_in_steps_to_its_full_weight() {
         []
     );
     assert_eq!(weights(&model), [2000, 100, 0], "the first second: step 1");
+    model.advance_slow_starts(t0 + Duration::from_millis(1_999));
+    assert_eq!(
+        weights(&model),
+        [2000, 100, 0],
+        "not ahead of the time passed"
+    );
     model.advance_slow_starts(t0 + Duration::from_secs(5));
-    assert_eq!(weights(&model), [2000, 600, 0]);
+    assert_eq!(weights(&model), [2000, 500, 0]);
     let half = share(&model);
     model.advance_slow_starts(t0 + Duration::from_secs(10));
-    assert_eq!(weights(&model), [2000, 1100, 0]);
+    assert_eq!(weights(&model), [2000, 1000, 0]);
     assert!(share(&model) > half, "{} then {}", half, share(&model));
-    // The last step is its full weight: no scaling needed.
-    model.advance_slow_starts(t0 + Duration::from_millis(19_500));
-    assert_eq!(weights(&model), [100, 100, 0]);
-    assert!(model.vips[&vip_id()].backends[&addr(12)]
-        .slow_start
-        .is_some());
+    // Its weight is whole only when the whole duration has passed.
+    model.advance_slow_starts(t0 + Duration::from_millis(19_999));
+    assert_eq!(weights(&model), [2000, 1900, 0]);
     let ended = model.advance_slow_starts(t0 + Duration::from_secs(20));
     assert_eq!(ended, [(vip_id(), addr(12))]);
     assert_eq!(model.vips[&vip_id()].backends[&addr(12)].slow_start, None);
@@ -204,7 +207,7 @@ fn a_failure_mid_ramp_ends_it_and_the_next_return_starts_over() {
     let t0 = Instant::now();
     let mut model = back_up_at("slow_start_s = 10\n", t0);
     model.advance_slow_starts(t0 + Duration::from_secs(6));
-    assert_eq!(weights(&model), [1000, 700, 0]);
+    assert_eq!(weights(&model), [1000, 600, 0]);
     let t1 = t0 + Duration::from_secs(7);
     let down = after(&model, t1, |m| {
         m.set_health(&vip_id(), addr(12), Health::Down);
@@ -227,13 +230,13 @@ fn a_reload_keeps_a_ramp_and_one_turning_slow_start_off_ends_it() {
     let same = after(&model, t1, |m| {
         *m = m.reloaded(&config("slow_start_s = 10\n"));
     });
-    assert_eq!(weights(&same), [1000, 500, 0]);
+    assert_eq!(weights(&same), [1000, 400, 0]);
     // A longer ramp: the step is worked out again at the next tick.
     let mut longer = after(&model, t1, |m| {
         *m = m.reloaded(&config("slow_start_s = 40\n"));
     });
     longer.advance_slow_starts(t1);
-    assert_eq!(weights(&longer), [2000, 300, 0], "4 s of 40: step 3 of 20");
+    assert_eq!(weights(&longer), [2000, 200, 0], "4 s of 40: step 2 of 20");
     let off = after(&model, t1, |m| *m = m.reloaded(&config("")));
     assert_eq!(weights(&off), [100, 100, 0]);
     assert_eq!(off.vips[&vip_id()].backends[&addr(12)].slow_start, None);
@@ -247,20 +250,28 @@ fn the_status_shows_the_ramps_share_and_the_seconds_left() {
     model.advance_slow_starts(now);
     let vip = &model.vips[&vip_id()];
     let status = vip.backends[&addr(12)].ramp_left(&vip.config, now);
-    // 7.5 s of 30 in 20 steps: step 6 (30 %), 22.5 s left (23 rounded up).
+    // 7.5 s of 30 in 20 steps: step 5 (25 %), 22.5 s left (23 rounded up).
     assert_eq!(
         status,
         Some(crate::api::schema::SlowStartStatus {
-            percent: 30,
+            percent: 25,
             left_s: 23
         })
     );
     assert_eq!(vip.backends[&addr(11)].ramp_left(&vip.config, now), None);
-    // Its last step is its full weight: nothing to show.
+    // Its last step, then nothing to show once the duration has passed.
     let last = t0 + Duration::from_millis(29_000);
     model.advance_slow_starts(last);
     let vip = &model.vips[&vip_id()];
-    assert!(vip.backends[&addr(12)].slow_start.is_some());
+    assert_eq!(
+        vip.backends[&addr(12)].ramp_left(&vip.config, last),
+        Some(crate::api::schema::SlowStartStatus {
+            percent: 95,
+            left_s: 1
+        })
+    );
+    model.advance_slow_starts(t0 + Duration::from_secs(30));
+    let vip = &model.vips[&vip_id()];
     assert_eq!(vip.backends[&addr(12)].ramp_left(&vip.config, last), None);
 }
 
@@ -270,11 +281,13 @@ fn a_ramp_takes_a_step_a_second_and_at_most_twenty() {
     for (seconds, n) in [(1, 2), (2, 2), (10, 10), (20, 20), (30, 20), (3600, 20)] {
         assert_eq!(steps(Duration::from_secs(seconds)), n, "{seconds} s");
     }
-    // A one-second ramp: half its weight, then all of it.
+    // A one-second ramp: half its weight for that second, then all of it.
     let t0 = Instant::now();
     let mut model = back_up_at("slow_start_s = 1\n", t0);
     assert_eq!(weights(&model), [200, 100, 0]);
     model.advance_slow_starts(t0 + Duration::from_millis(500));
+    assert_eq!(weights(&model), [200, 100, 0]);
+    model.advance_slow_starts(t0 + Duration::from_secs(1));
     assert_eq!(weights(&model), [100, 100, 0]);
 }
 
