@@ -28,6 +28,7 @@ pub mod packet;
 pub mod packet_socket;
 pub mod postgres;
 pub mod router_swap;
+pub mod shares;
 pub mod support;
 pub mod synflood;
 pub mod testbed;
