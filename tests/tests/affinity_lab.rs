@@ -13,7 +13,8 @@ use lb_common::Affinity;
 use lb_tests::{
     http::{burst_from, cut_streams, open_stream_from, Burst},
     lab::{Lab, HTTP_PORT, VIP4},
-    support::{ip_on, lbctl_ok, status, MaglevModel},
+    shares::add_client_addresses,
+    support::{lbctl_ok, status, MaglevModel},
 };
 
 /// Requests (each a new connection) from the one client address.
@@ -22,12 +23,6 @@ const REQUESTS: u32 = 20;
 const OTHERS: u8 = 8;
 /// Downloads (six seconds each) held across the reload.
 const DOWNLOADS: usize = 4;
-
-/// Client address `n` of the lab (198.18.0.200 + n, beside the client's
-/// own .10 on its segment); the backends reach it directly (DSR).
-fn client_address(n: u8) -> Ipv4Addr {
-    Ipv4Addr::new(198, 18, 0, 200 + n)
-}
 
 /// `count` new connections' requests from `from`, each checked to succeed;
 /// the backends that answered.
@@ -66,18 +61,8 @@ fn vip_line(lab: &Lab) -> String {
 fn one_client_stays_on_one_backend_and_a_reload_to_connection_affinity_cuts_no_download() {
     let mut lab = Lab::start(3).expect("lab");
     lab.wait_for_backends().expect("nginx up");
-    for n in 0..=OTHERS {
-        ip_on(
-            &lab.client,
-            &[
-                "addr",
-                "add",
-                &format!("{}/24", client_address(n)),
-                "dev",
-                "eth0",
-            ],
-        );
-    }
+    // The client's addresses: the one, then the others.
+    let addresses = add_client_addresses(&lab, OTHERS + 1);
     let sticky = lab.lbd_config_for(&["b1", "b2", "b3"], "affinity = \"source\"\n");
     lab.start_lbd(&sticky).expect("lbd");
     assert_eq!(status(&lab).vips[0].affinity, Affinity::Source);
@@ -85,7 +70,7 @@ fn one_client_stays_on_one_backend_and_a_reload_to_connection_affinity_cuts_no_d
     assert!(line.contains("  affinity source  "), "{line}");
 
     // One client address: every new connection to one backend.
-    let client = client_address(0);
+    let client = addresses[0];
     let one = backends_from(&lab, client, REQUESTS);
     assert_eq!(
         one.len(),
@@ -94,10 +79,11 @@ fn one_client_stays_on_one_backend_and_a_reload_to_connection_affinity_cuts_no_d
     );
     let home = one.into_iter().next().expect("a backend");
     // Other addresses: over the backends (each staying on its own).
-    let others: BTreeSet<String> = (1..=OTHERS)
-        .flat_map(|n| {
-            let served = backends_from(&lab, client_address(n), 3);
-            assert_eq!(served.len(), 1, "{}: {served:?}", client_address(n));
+    let others: BTreeSet<String> = addresses[1..]
+        .iter()
+        .flat_map(|address| {
+            let served = backends_from(&lab, *address, 3);
+            assert_eq!(served.len(), 1, "{address}: {served:?}");
             served
         })
         .collect();
