@@ -313,6 +313,18 @@ pub fn vip_status(status: &Status, vip: IpAddr) -> &VipStatus {
         .unwrap_or_else(|| panic!("VIP {vip} not in status: {:?}", status.vips))
 }
 
+/// Waits (20 s at most) until every backend of the lab's VIP at `vip`
+/// is up: the start of a lab whose checks must have decided.
+pub fn wait_every_backend_up(lab: &Lab, vip: IpAddr) {
+    wait_until("every backend up", Duration::from_secs(20), || {
+        let status = lab.status().expect("status");
+        vip_status(&status, vip)
+            .backends
+            .iter()
+            .all(|b| b.health == HealthStatus::Up)
+    });
+}
+
 /// Health of backend `address` of the first VIP (None when it is not
 /// there).
 pub fn health_of(lab: &Lab, address: &str) -> Option<HealthStatus> {

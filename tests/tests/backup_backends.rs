@@ -13,9 +13,8 @@ use std::{
 use lb_tests::{
     http::{cut_streams, open_stream},
     lab::{http_get, in_netns, Host, Lab, HTTP_PORT, VIP4},
-    support::{vip_status, wait_until},
+    support::{vip_status, wait_every_backend_up, wait_until},
 };
-use lb_userspace::api::schema::HealthStatus;
 
 /// The port the VIP's TCP check connects to: the test opens and closes
 /// a listener on it in each backend's namespace to make it pass or fail
@@ -36,13 +35,7 @@ fn the_backup_takes_over_when_the_others_fail_and_keeps_its_connections_when_the
     let config = plain.replace(&b3_table, &format!("{b3_table}  backup = true\n"));
     lab.start_lbd(&config).expect("lbd");
     let vip = IpAddr::V4(VIP4);
-    wait_until("every backend up", Duration::from_secs(20), || {
-        let status = lab.status().expect("status");
-        vip_status(&status, vip)
-            .backends
-            .iter()
-            .all(|b| b.health == HealthStatus::Up)
-    });
+    wait_every_backend_up(&lab, vip);
     let status = lab.status().expect("status");
     let v = vip_status(&status, vip);
     assert!(!v.on_backups, "{v:?}");

@@ -25,7 +25,10 @@ use lb_tests::{
     http::{Burst, LongStream},
     lab::{Lab, HTTP_PORT, VIP4},
     shares::{add_client_addresses, backend_named, burst_over, fraction, metric_value, scrape},
-    support::{lbctl_ok, sources_moving_between, vip_status, wait_until, MaglevModel},
+    support::{
+        lbctl_ok, sources_moving_between, vip_status, wait_every_backend_up, wait_until,
+        MaglevModel,
+    },
 };
 use lb_userspace::api::schema::{BackendState, HealthStatus, SlowStartStatus, Status};
 
@@ -109,13 +112,7 @@ fn a_backend_back_up_ramps_to_its_share_and_no_download_moves() {
     );
     lab.start_lbd(&config).expect("lbd");
     let vip = IpAddr::V4(VIP4);
-    wait_until("every backend up", Duration::from_secs(20), || {
-        let status = lab.status().expect("status");
-        vip_status(&status, vip)
-            .backends
-            .iter()
-            .all(|b| b.health == HealthStatus::Up)
-    });
+    wait_every_backend_up(&lab, vip);
 
     // Nothing ramps at lbd's start; the VIP says it has slow start.
     let status = lab.status().expect("status");

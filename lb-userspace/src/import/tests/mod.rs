@@ -73,15 +73,26 @@ fn serves_on_backups(imported: &Imported) -> bool {
         .is_some_and(|v| v.on_backups(&|_| Some([2, 0, 0, 0, 0, 1])))
 }
 
-/// The `affinity = ...  # comment` lines of the imported text, in VIP
-/// order, with their alignment spaces as one.
-fn affinity_lines(imported: &Imported) -> Vec<String> {
+/// The `KEY = ...  # comment` lines of the imported text, in VIP order,
+/// with their alignment spaces as one.
+fn key_lines(imported: &Imported, key: &str) -> Vec<String> {
+    let start = format!("{key} =");
     imported
         .text
         .lines()
-        .filter(|l| l.trim_start().starts_with("affinity ="))
+        .filter(|l| l.trim_start().starts_with(&start))
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect()
+}
+
+/// The `affinity = ...  # comment` lines (see [`key_lines`]).
+fn affinity_lines(imported: &Imported) -> Vec<String> {
+    key_lines(imported, "affinity")
+}
+
+/// The first `slow_start_s = ...  # comment` line (see [`key_lines`]).
+fn slow_start_line(imported: &Imported) -> Option<String> {
+    key_lines(imported, "slow_start_s").into_iter().next()
 }
 
 /// Options with `--interface eth0`.

@@ -969,15 +969,6 @@ fn slow_upstream(lines: &str) -> Result<Imported, ImportError> {
     run(&[("n.conf", &text)], &options)
 }
 
-/// The `slow_start_s = ...  # comment` line, its alignment spaces as one.
-fn slow_start_line(imported: &Imported) -> Option<String> {
-    imported
-        .text
-        .lines()
-        .find(|l| l.trim_start().starts_with("slow_start_s ="))
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-}
-
 #[test]
 fn a_servers_slow_start_is_the_vips_in_whole_seconds_rounded_up() {
     for (time, seconds, comment) in [

@@ -17,15 +17,6 @@ fn slow_start(imported: &Imported) -> Option<Duration> {
     imported.config.vips[0].slow_start
 }
 
-/// The `slow_start_s = ...  # comment` line, its alignment spaces as one.
-fn slow_start_line(imported: &Imported) -> Option<String> {
-    imported
-        .text
-        .lines()
-        .find(|l| l.trim_start().starts_with("slow_start_s ="))
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-}
-
 #[test]
 fn a_servers_slowstart_is_the_vips_slow_start_in_whole_seconds_rounded_up() {
     for (time, seconds, comment) in [
