@@ -107,20 +107,25 @@ fn parse_table_size(text: &str) -> Result<u32, String> {
 /// (`drain_timeout_s`) so an out-of-range one says the range before lbd is
 /// asked.
 pub(crate) fn parse_drain_timeout(text: &str) -> Result<i64, String> {
-    let n: i64 = text
-        .parse()
-        .map_err(|_| format!("drain timeout {text:?} is not a whole number of seconds"))?;
-    value::drain_timeout_s(n).map_err(|e| format!("drain timeout {e}"))?;
-    Ok(n)
+    seconds(text, "drain timeout", value::drain_timeout_s)
 }
 
 /// A VIP's slow start in seconds, checked by the config file's rule
 /// (`slow_start_s`), as [`parse_drain_timeout`].
 pub(crate) fn parse_slow_start(text: &str) -> Result<i64, String> {
+    seconds(text, "slow start", value::slow_start_s)
+}
+
+/// A whole number of seconds for `what`, checked by the file's `rule`.
+fn seconds<T>(
+    text: &str,
+    what: &str,
+    rule: impl Fn(i64) -> Result<T, value::ValueError>,
+) -> Result<i64, String> {
     let n: i64 = text
         .parse()
-        .map_err(|_| format!("slow start {text:?} is not a whole number of seconds"))?;
-    value::slow_start_s(n).map_err(|e| format!("slow start {e}"))?;
+        .map_err(|_| format!("{what} {text:?} is not a whole number of seconds"))?;
+    rule(n).map_err(|e| format!("{what} {e}"))?;
     Ok(n)
 }
 
@@ -314,51 +319,47 @@ mod tests {
     }
 
     #[test]
-    fn a_vip_drain_timeout_comes_from_the_command_line_by_the_file_rule() {
+    fn a_vips_seconds_come_from_the_command_line_by_the_file_rules() {
         use clap::Parser as _;
-        let parse = |timeout: &str| {
-            crate::Cli::try_parse_from([
-                "lbctl",
-                "vip",
-                "add",
-                "198.18.0.100:80",
+        for (flag, field, good, bad_ones, range) in [
+            (
                 "--drain-timeout",
-                timeout,
-            ])
-            .map(|cli| format!("{cli:?}"))
-            .map_err(|e| e.to_string())
-        };
-        let text = parse("300").unwrap();
-        assert!(text.contains("drain_timeout: Some(300)"), "{text}");
-        for bad in ["0", "-1", "604801"] {
-            let error = parse(bad).unwrap_err();
-            assert!(error.contains("out of range 1..=604800"), "{bad}: {error}");
-        }
-        assert!(parse("x").unwrap_err().contains("whole number"));
-    }
-
-    #[test]
-    fn a_vip_slow_start_comes_from_the_command_line_by_the_file_rule() {
-        use clap::Parser as _;
-        let parse = |seconds: &str| {
-            crate::Cli::try_parse_from([
-                "lbctl",
-                "vip",
-                "add",
-                "198.18.0.100:80",
+                "drain_timeout",
+                "300",
+                ["0", "-1", "604801"],
+                "1..=604800",
+            ),
+            (
                 "--slow-start",
-                seconds,
-            ])
-            .map(|cli| format!("{cli:?}"))
-            .map_err(|e| e.to_string())
-        };
-        let text = parse("30").unwrap();
-        assert!(text.contains("slow_start: Some(30)"), "{text}");
-        for bad in ["0", "-1", "3601"] {
-            let error = parse(bad).unwrap_err();
-            assert!(error.contains("out of range 1..=3600"), "{bad}: {error}");
+                "slow_start",
+                "30",
+                ["0", "-1", "3601"],
+                "1..=3600",
+            ),
+        ] {
+            let parse = |seconds: &str| {
+                crate::Cli::try_parse_from([
+                    "lbctl",
+                    "vip",
+                    "add",
+                    "198.18.0.100:80",
+                    flag,
+                    seconds,
+                ])
+                .map(|cli| format!("{cli:?}"))
+                .map_err(|e| e.to_string())
+            };
+            let text = parse(good).unwrap();
+            assert!(text.contains(&format!("{field}: Some({good})")), "{text}");
+            for bad in bad_ones {
+                let error = parse(bad).unwrap_err();
+                assert!(
+                    error.contains(&format!("out of range {range}")),
+                    "{flag} {bad}: {error}"
+                );
+            }
+            assert!(parse("x").unwrap_err().contains("whole number"), "{flag}");
         }
-        assert!(parse("x").unwrap_err().contains("whole number"));
     }
 
     /// A negative or out-of-range `--table-size` is refused on the command
