@@ -68,10 +68,27 @@ impl Lab {
         Ok(())
     }
 
-    /// Writes `config` over the running lbd's config file (for reloads).
+    /// Writes `config` over the running lbd's config file (for reloads),
+    /// with the node's own `pin_dir` as at its start, so a reload changes
+    /// only what the test means to.
     pub fn write_lbd_config(&self, config: &str) -> anyhow::Result<()> {
-        fs::write(self.dir.join("lbd.toml"), config)?;
+        fs::write(
+            self.dir.join("lbd.toml"),
+            self.with_own_pin_dir(&self.lb, config),
+        )?;
         Ok(())
+    }
+
+    /// `config` with `node`'s own `pin_dir` when it names none.
+    fn with_own_pin_dir(&self, node: &Host, config: &str) -> String {
+        if config.contains("pin_dir") {
+            config.to_owned()
+        } else {
+            format!(
+                "pin_dir = \"{}\"\n{config}",
+                self.pin_dir_of(node).display()
+            )
+        }
     }
 
     /// Runs lbctl (next to lbd) against this lab's lbd.
@@ -208,15 +225,7 @@ impl Lab {
     pub fn start_lbd_on(&mut self, node: &Host, name: &str, config: &str) -> anyhow::Result<u32> {
         let lbd = lbd_binary()?;
         let path = self.dir.join(format!("{name}.toml"));
-        let config = if config.contains("pin_dir") {
-            config.to_owned()
-        } else {
-            format!(
-                "pin_dir = \"{}\"\n{config}",
-                self.pin_dir_of(node).display()
-            )
-        };
-        fs::write(&path, config)?;
+        fs::write(&path, self.with_own_pin_dir(node, config))?;
         let pid = self.spawn(
             name,
             &node.netns,
