@@ -333,12 +333,12 @@ fn the_admin_api_refuses_past_its_limits_and_changes_nothing() {
     );
 
     // Transport limits on the real socket: a body too large (over the
-    // 4 MiB the README gives: 413, JSON error), a head with too many
+    // 5 MiB the README gives: 413, JSON error), a head with too many
     // fields (431).
     let socket = lab.admin_socket();
     let body = format!(
         "{{\"address\":\"198.18.0.251\",\"port\":80,\"padding\":\"{}\"}}",
-        "x".repeat(5 << 20)
+        "x".repeat(6 << 20)
     );
     let request = format!(
         "POST /v1/vips HTTP/1.1\r\nHost: lbd\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -64,11 +64,11 @@ pub(crate) const API_VERSION: &str = "v1";
 
 /// Largest request body the server reads, in bytes. An admin request is a few
 /// hundred bytes, the largest valid one (a VIP with its 1000 backends, each with
-/// an IPv6 address, a MAC and a health object whose path and host are at their
-/// longest, written in characters JSON escapes) about 2.8 MiB: the API takes
-/// what the config file does. The bound keeps a runaway client from making lbd
+/// an IPv6 address, a MAC and a health object whose texts, `expect_body`
+/// among them, are at their longest, written in characters JSON escapes)
+/// about 3.5 MiB: the API takes what the config file does. The bound keeps a runaway client from making lbd
 /// buffer without end (the body is read as it comes, not reserved up front).
-pub(crate) const MAX_REQUEST_BYTES: usize = 4 << 20;
+pub(crate) const MAX_REQUEST_BYTES: usize = 5 << 20;
 
 /// Most header fields a request may have; more is answered 431 and the
 /// connection closed. lbctl sends four, curl five.
