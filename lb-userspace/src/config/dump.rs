@@ -301,6 +301,9 @@ fn health(h: &HealthConfig) -> Table {
         t.insert("host".into(), host.clone().into());
     }
     t.insert("expect_status".into(), int(h.expect_status));
+    if let Some(text) = &h.expect_body {
+        t.insert("expect_body".into(), text.clone().into());
+    }
     if let Some(user) = &h.user {
         t.insert("user".into(), user.clone().into());
     }

@@ -101,7 +101,8 @@ pub use dump::to_toml;
 pub use error::{ConfigError, Location, Position};
 pub use health::{
     check_keys as check_health_keys, resolve as resolve_health, CheckType, ChecksFor, HealthConfig,
-    HealthKeys, MAX_HEALTH_HOST_BYTES, MAX_HEALTH_PATH_BYTES, MAX_HEALTH_PGSQL_NAME_BYTES,
+    HealthKeys, MAX_HEALTH_EXPECT_BODY_BYTES, MAX_HEALTH_HOST_BYTES, MAX_HEALTH_PATH_BYTES,
+    MAX_HEALTH_PGSQL_NAME_BYTES,
 };
 pub use nat::{NatConfig, NatTimeouts, VipNat};
 pub(crate) use served::{served_to_toml, with_served};

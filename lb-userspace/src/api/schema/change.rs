@@ -13,7 +13,7 @@ use crate::{
 
 /// The `health` object of a VIP or backend body: the config file's
 /// `[vip.health]` / `[vip.backend.health]` keys, same names and units
-/// (`check`, `port`, `path`, `host`, `expect_status`, `interval_ms`,
+/// (`check`, `port`, `path`, `host`, `expect_status`, `expect_body`, `interval_ms`,
 /// `fast_interval_ms`, `timeout_ms`, `rise`, `fall`, `through_tunnel`),
 /// so a VIP added at run time can have any checks the file can give it;
 /// checked on conversion by the file's own rules (`config::resolve_health`).

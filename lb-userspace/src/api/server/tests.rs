@@ -798,7 +798,8 @@ async fn slow_clients_in_every_slot_do_not_lock_the_owner_out() {
 fn the_largest_valid_request_fits_the_body_limit() {
     use crate::api::schema::{BackendSpec, HealthSpec, VipSpec};
     use crate::config::{
-        MAX_HEALTH_HOST_BYTES, MAX_HEALTH_PATH_BYTES, MAX_HEALTH_PGSQL_NAME_BYTES,
+        MAX_HEALTH_EXPECT_BODY_BYTES, MAX_HEALTH_HOST_BYTES, MAX_HEALTH_PATH_BYTES,
+        MAX_HEALTH_PGSQL_NAME_BYTES,
     };
     // Every health key at its longest, its text all characters JSON
     // escapes (`"` is allowed in a path and a host).
@@ -808,6 +809,7 @@ fn the_largest_valid_request_fits_the_body_limit() {
         path: Some(format!("/{}", "\"".repeat(MAX_HEALTH_PATH_BYTES - 1))),
         host: Some("\"".repeat(MAX_HEALTH_HOST_BYTES)),
         expect_status: Some(599),
+        expect_body: Some("\"".repeat(MAX_HEALTH_EXPECT_BODY_BYTES)),
         user: Some("\"".repeat(MAX_HEALTH_PGSQL_NAME_BYTES)),
         database: Some("\"".repeat(MAX_HEALTH_PGSQL_NAME_BYTES)),
         interval_ms: Some(3_600_000),

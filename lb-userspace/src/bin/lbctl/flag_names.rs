@@ -21,6 +21,7 @@ const HEALTH: Names = &[
     ("health.path", "--check-path"),
     ("health.host", "--check-host"),
     ("health.expect_status", "--check-expect-status"),
+    ("health.expect_body", "--check-expect-body"),
     ("health.user", "--check-user"),
     ("health.database", "--check-database"),
     ("health.interval_ms", "--check-interval-ms"),
@@ -232,6 +233,27 @@ mod tests {
         );
         assert!(
             failure.message.starts_with("backends[0].weight: "),
+            "{}",
+            failure.message
+        );
+    }
+
+    /// `--check-expect-body`: lbd's refusal of the text, or of it on a
+    /// check that reads no body, names the flag.
+    #[test]
+    fn expect_body_refusals_name_its_flag() {
+        let failure = refused(
+            refusal(
+                400,
+                "health.expect_body: only an HTTP check reads a body, and this check is \"tcp\" (check = \"tcp\" is the default): set check = \"http\" or leave expect_body out",
+            ),
+            &[],
+            true,
+        );
+        assert!(
+            failure
+                .message
+                .starts_with("--check-expect-body: only an HTTP check reads a body"),
             "{}",
             failure.message
         );

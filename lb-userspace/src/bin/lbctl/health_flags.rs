@@ -36,6 +36,10 @@ pub(crate) struct HealthFlags {
     #[arg(long, value_name = "STATUS", allow_negative_numbers = true,
           value_parser = |t: &str| number(t, "expect_status", |k, n| k.expect_status = Some(n)))]
     check_expect_status: Option<i64>,
+    /// HTTP checks: text the body's first 16 KiB must contain as well,
+    /// 1..=256 bytes (`expect_body`; default: the status alone decides).
+    #[arg(long, value_name = "TEXT", value_parser = |t: &str| text(t, |k, v| k.expect_body = Some(v)))]
+    check_expect_body: Option<String>,
     /// PostgreSQL checks: the role named in the StartupMessage (`user`;
     /// required by --check pgsql).
     #[arg(long, value_name = "USER", value_parser = |t: &str| text(t, |k, v| k.user = Some(v)))]
@@ -88,6 +92,7 @@ impl HealthFlags {
             path: self.check_path.clone(),
             host: self.check_host.clone(),
             expect_status: self.check_expect_status,
+            expect_body: self.check_expect_body.clone(),
             user: self.check_user.clone(),
             database: self.check_database.clone(),
             interval_ms: self.check_interval_ms,
@@ -160,6 +165,8 @@ mod tests {
             "8080",
             "--check-expect-status",
             "204",
+            "--check-expect-body",
+            "status: OK",
             "--check-interval-ms",
             "1000",
             "--check-fast-interval-ms",
@@ -176,7 +183,7 @@ mod tests {
         .unwrap();
         let expected: HealthSpec = serde_json::from_value(serde_json::json!({
             "check": "http", "path": "/healthz", "host": "example.test", "port": 8080,
-            "expect_status": 204, "interval_ms": 1000, "fast_interval_ms": 200,
+            "expect_status": 204, "expect_body": "status: OK", "interval_ms": 1000, "fast_interval_ms": 200,
             "timeout_ms": 300, "rise": 3, "fall": 4, "through_tunnel": true
         }))
         .unwrap();
@@ -189,6 +196,8 @@ mod tests {
             "--check-rise",
             "5",
             "--check-through-tunnel=false",
+            "--check-expect-body",
+            "ready",
         ])
         .unwrap()
         .unwrap();
@@ -196,6 +205,7 @@ mod tests {
             (backend.rise, backend.through_tunnel, backend.check),
             (Some(5), Some(false), None)
         );
+        assert_eq!(backend.expect_body.as_deref(), Some("ready"));
         let pgsql = flags(&[
             "vip",
             "add",
@@ -246,6 +256,11 @@ mod tests {
             (
                 &["--check-expect-status", "99"],
                 "expect_status 99 is out of range 200..=599",
+            ),
+            (&["--check-expect-body", ""], "expect_body is empty"),
+            (
+                &["--check-expect-body", "OK\r\n"],
+                "expect_body \"OK\\r\\n\" contains a control character",
             ),
             (
                 &["--check-interval-ms", "5"],

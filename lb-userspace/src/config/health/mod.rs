@@ -22,6 +22,10 @@ pub const MAX_HEALTH_PATH_BYTES: usize = 1024;
 /// Longest `Host` for HTTP checks, in bytes: a DNS name's limit.
 pub const MAX_HEALTH_HOST_BYTES: usize = 253;
 
+/// Longest `expect_body` text, in bytes: a marker the page carries
+/// ("OK", a version line), not a page; the check reads 16 KiB of body.
+pub const MAX_HEALTH_EXPECT_BODY_BYTES: usize = 256;
+
 /// Longest `user` and `database` of PostgreSQL checks, in bytes:
 /// PostgreSQL's identifiers are at most 63 bytes (NAMEDATALEN - 1), so a
 /// longer name names no role or database.
@@ -69,6 +73,10 @@ pub struct HealthConfig {
     pub host: Option<String>,
     /// HTTP status that means healthy.
     pub expect_status: u16,
+    /// HTTP checks: text the body must contain too (None: the status
+    /// alone decides), for an application that answers 200 while it
+    /// reports itself broken in the page.
+    pub expect_body: Option<String>,
     /// PostgreSQL checks: the role named in the StartupMessage (required
     /// by `check = "pgsql"`).
     pub user: Option<String>,
@@ -104,6 +112,7 @@ impl HealthConfig {
             path: "/".to_owned(),
             host: None,
             expect_status: 200,
+            expect_body: None,
             user: None,
             database: None,
             interval: Duration::from_millis(2000),
@@ -141,6 +150,10 @@ pub struct HealthKeys {
     /// HTTP status that means healthy, 200..=599 (1xx answers are interim).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_status: Option<i64>,
+    /// HTTP checks: text the body must contain (its first 16 KiB),
+    /// 1..=256 bytes, no control characters but tab.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_body: Option<String>,
     /// PostgreSQL checks: the role named, 1..=63 bytes, no control
     /// characters (required by check "pgsql").
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -9,8 +9,8 @@ use super::super::{
     Protocol,
 };
 use super::{
-    CheckType, ChecksFor, HealthConfig, HealthKeys, MAX_HEALTH_HOST_BYTES, MAX_HEALTH_PATH_BYTES,
-    MAX_HEALTH_PGSQL_NAME_BYTES,
+    CheckType, ChecksFor, HealthConfig, HealthKeys, MAX_HEALTH_EXPECT_BODY_BYTES,
+    MAX_HEALTH_HOST_BYTES, MAX_HEALTH_PATH_BYTES, MAX_HEALTH_PGSQL_NAME_BYTES,
 };
 
 /// Range of the `*_ms` keys.
@@ -42,6 +42,7 @@ pub fn resolve(
     }
     timing(keys, &out, base_is)?;
     pgsql_has_a_user(keys, &out, base_is)?;
+    body_needs_http(keys, &out, base_is)?;
     through_tunnel_reaches(keys, &out, vip, base_is)?;
     Ok(out)
 }
@@ -67,6 +68,58 @@ fn pgsql_has_a_user(
         "a pgsql check needs user, the role it names when it connects{whose}: set user = \"...\" (any role: a server that asks it for a password is up)"
     ))
     .at(field))
+}
+
+/// `expect_body` written in a table whose check is not HTTP: only an
+/// HTTP check reads a body, so the text would be silently ignored and
+/// the backend judged without it. Refused by name, not warned of as
+/// `path` is: the key asks more of a backend than its check would. One
+/// inherited (a backend's `check = "tcp"` under its VIP's HTTP check,
+/// as the import writes for a server whose HTTP check met TLS) is fine.
+fn body_needs_http(keys: &HealthKeys, out: &HealthConfig, base_is: &str) -> Result<(), FieldError> {
+    if keys.expect_body.is_none() || out.check == CheckType::Http {
+        return Ok(());
+    }
+    let whose = if keys.check.is_some() {
+        String::new()
+    } else {
+        format!(" (check = \"{}\" is {base_is})", out.check)
+    };
+    Err(ValueError::invalid(format!(
+        "only an HTTP check reads a body, and this check is \"{}\"{whose}: set check = \"http\" or leave expect_body out",
+        out.check
+    ))
+    .at("expect_body"))
+}
+
+/// `expect_body`'s text as a check can look for it: not empty (it would
+/// match any body), at most [`MAX_HEALTH_EXPECT_BODY_BYTES`], no NUL nor
+/// other control characters but tab (a page's marker is one line).
+fn expect_body(text: &str) -> Result<String, FieldError> {
+    let key = "expect_body";
+    if text.len() > MAX_HEALTH_EXPECT_BODY_BYTES {
+        return Err(ValueError::invalid(format!(
+            "is {} bytes long; at most {MAX_HEALTH_EXPECT_BODY_BYTES} are allowed",
+            text.len()
+        ))
+        .at(key));
+    }
+    if text.is_empty() {
+        return Err(ValueError::invalid(
+            "is empty, which every body contains: give the text a healthy answer carries, or leave expect_body out",
+        )
+        .at(key));
+    }
+    if text.contains('\0') {
+        return Err(ValueError::invalid(format!("{text:?} contains a NUL byte")).at(key));
+    }
+    if text.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(ValueError::invalid(format!(
+            "{text:?} contains a control character (only tab is allowed)"
+        ))
+        .at(key));
+    }
+    Ok(text.to_owned())
 }
 
 /// A PostgreSQL name (`user`, `database`) as the StartupMessage can carry
@@ -209,6 +262,9 @@ fn apply(
     if let Some(n) = keys.expect_status {
         // 1xx answers are interim: the final answer decides.
         out.expect_status = value::integer(n, 200..=599).map_err(|e| e.at("expect_status"))?;
+    }
+    if let Some(text) = &keys.expect_body {
+        out.expect_body = Some(expect_body(text)?);
     }
     if let Some(user) = &keys.user {
         out.user = Some(pgsql_name(user, "user")?);

@@ -6,6 +6,7 @@ mod addresses;
 mod admin_socket;
 mod backends;
 mod dump_round_trip;
+mod health_body;
 mod health_tables;
 mod load_file;
 mod log_settings;

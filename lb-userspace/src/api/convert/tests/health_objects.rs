@@ -15,6 +15,16 @@ fn health_objects_give_what_the_file_gives() {
         ),
         (
             "dsr-l2",
+            json!({"check": "http", "expect_body": "status: OK"}),
+            json!({"expect_body": "ready\tnow"}),
+        ),
+        (
+            "dsr-l2",
+            json!({"check": "http", "expect_body": "OK"}),
+            json!({"check": "tcp"}),
+        ),
+        (
+            "dsr-l2",
             json!({"interval_ms": 1000, "rise": 3}),
             json!({"port": 8080, "fall": 5}),
         ),

@@ -92,6 +92,36 @@ fn health_refusals_name_the_field_in_the_file_words() {
         ),
         (
             "dsr-l2",
+            json!({"check": "http", "expect_body": ""}),
+            none.clone(),
+            "health.expect_body",
+        ),
+        (
+            "dsr-l2",
+            json!({"check": "http", "expect_body": "x".repeat(257)}),
+            none.clone(),
+            "health.expect_body",
+        ),
+        (
+            "dsr-l2",
+            json!({"check": "http", "expect_body": "OK\r\n"}),
+            none.clone(),
+            "health.expect_body",
+        ),
+        (
+            "dsr-l2",
+            json!({"expect_body": "OK"}),
+            none.clone(),
+            "health.expect_body",
+        ),
+        (
+            "dsr-l2",
+            json!({"check": "http"}),
+            json!({"check": "pgsql", "user": "u", "expect_body": "OK"}),
+            "backends[0].health.expect_body",
+        ),
+        (
+            "dsr-l2",
             json!({"interval_ms": 9}),
             none.clone(),
             "health.interval_ms",
