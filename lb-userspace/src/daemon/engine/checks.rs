@@ -391,6 +391,7 @@ pub(crate) fn check_of(
             path: health.path.clone(),
             host: health.host.clone(),
             expect_status: health.expect_status,
+            expect_body: health.expect_body.clone(),
         },
         CheckType::Pgsql => match &health.user {
             Some(user) => CheckKind::Pgsql {
@@ -512,6 +513,7 @@ mod tests {
                 path: "/health".into(),
                 host: None,
                 expect_status: 200,
+                expect_body: None,
             },
         };
         let settings = CheckSettings {

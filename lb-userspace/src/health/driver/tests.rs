@@ -32,6 +32,7 @@ fn target(server: &TestServer) -> ProbeTarget {
             path: "/health".into(),
             host: None,
             expect_status: 200,
+            expect_body: None,
         },
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP check: one HTTP/1.1 GET on a fresh connection, judged by its
-//! status alone, with the little of the body read that lets a small
-//! answer end cleanly.
+//! status, and with `expect_body` by a text its body's first 16 KiB must
+//! contain; without one, only the little of the body is read that lets a
+//! small answer end cleanly.
 
 use std::{
     future::Future,
@@ -23,12 +24,15 @@ use super::{
 };
 
 #[cfg(test)]
+mod body_tests;
+#[cfg(test)]
 mod tests;
 
 /// The most response body an HTTP probe reads before it closes the
-/// connection: enough to let a small answer finish cleanly, never so much
-/// that a big page slows the checks down.
-const MAX_DRAIN: usize = 16 * 1024;
+/// connection: enough to let a small answer finish cleanly, or to find an
+/// `expect_body` text near a page's start, never so much that a big page
+/// slows the checks down.
+pub(super) const MAX_DRAIN: usize = 16 * 1024;
 /// How long a body may take to arrive after the status has decided the
 /// check (the connection is then reset, which ends it either way).
 const DRAIN_GRACE: Duration = Duration::from_millis(50);
@@ -53,12 +57,14 @@ pub(super) fn default_host(address: SocketAddr) -> String {
 }
 
 /// HTTP check: one GET on a fresh connection, success iff the status is the
-/// expected one.
+/// expected one and, with `expect_body`, the body's first [`MAX_DRAIN`]
+/// bytes contain that text.
 pub(super) async fn http(
     target: &ProbeTarget,
     path: &str,
     host: &str,
     expect_status: u16,
+    expect_body: Option<&str>,
     deadline: tokio::time::Instant,
 ) -> Result<(), FailureReason> {
     let path = if path.starts_with('/') {
@@ -96,6 +102,24 @@ pub(super) async fn http(
     };
     let response = within(deadline, exchange).await?;
     let got = response.status().as_u16();
+    if let (Some(text), true) = (expect_body, got == expect_status) {
+        // The body decides too: read within the check's own deadline.
+        let search = async {
+            drive(
+                conn.as_mut(),
+                &mut conn_done,
+                find_in_body(response.into_body(), text.as_bytes(), MAX_DRAIN),
+            )
+            .await
+            .map_err(|e| hyper_failure(&e))
+        };
+        return match within(deadline, search).await? {
+            true => Ok(()),
+            false => Err(FailureReason::HttpBody {
+                expected: text.to_owned(),
+            }),
+        };
+    }
     // Best effort: a small body that is already on its way is read to its
     // end; a big or slow one is cut short. The status is all that counts,
     // and it has come: a body that trickles is no timeout.
@@ -153,6 +177,36 @@ async fn drain(mut body: Incoming, limit: usize) -> hyper::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Reads `body` until `text` occurs in the bytes read (true), or the body
+/// ends or `limit` bytes were read without it (false): the bytes are
+/// searched as one, so a text split between frames (writes, chunks) is
+/// found, and none past `limit` is looked at.
+async fn find_in_body(mut body: Incoming, text: &[u8], limit: usize) -> hyper::Result<bool> {
+    let mut read: Vec<u8> = Vec::new();
+    while read.len() < limit {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
+        let frame = frame?;
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        // Only where the new bytes could complete the text.
+        let from = read.len().saturating_sub(text.len().saturating_sub(1));
+        let take = data.len().min(limit - read.len());
+        read.extend_from_slice(data.get(..take).unwrap_or(data));
+        if contains(read.get(from..).unwrap_or(&read), text) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether `text` occurs in `bytes` (an empty text always does).
+fn contains(bytes: &[u8], text: &[u8]) -> bool {
+    text.is_empty() || bytes.windows(text.len()).any(|w| w == text)
 }
 
 /// A hyper error as a failure reason, with its cause chain (hyper's own

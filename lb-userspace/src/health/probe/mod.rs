@@ -24,7 +24,7 @@ pub(crate) use target::{CheckKind, ProbeResult, ProbeTarget};
 
 /// Probes `target` once; the check, connect included, is bounded by
 /// `timeout` up to its verdict (an HTTP body after the status gets only
-/// a short grace). Never fails: every problem is a [`FailureReason`].
+/// a short grace, unless `expect_body` makes it part of the verdict). Never fails: every problem is a [`FailureReason`].
 pub(crate) async fn probe(target: &ProbeTarget, timeout: Duration) -> ProbeResult {
     let start = Instant::now();
     let deadline = tokio::time::Instant::now() + timeout;
@@ -34,12 +34,14 @@ pub(crate) async fn probe(target: &ProbeTarget, timeout: Duration) -> ProbeResul
             path,
             host,
             expect_status,
+            expect_body,
         } => {
             let host = match host {
                 Some(host) => host.clone(),
                 None => default_host(target.address),
             };
-            http(target, path, &host, *expect_status, deadline).await
+            let body = expect_body.as_deref();
+            http(target, path, &host, *expect_status, body, deadline).await
         }
         CheckKind::Pgsql { user, database } => {
             postgres(target, user, database.as_deref(), deadline).await

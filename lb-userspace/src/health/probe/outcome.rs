@@ -88,6 +88,14 @@ pub enum FailureReason {
         /// Status expected.
         expected: u16,
     },
+    /// The HTTP answer had the expected status but its body, as far as
+    /// the check reads it, lacks the `expect_body` text: the application
+    /// answers yet says it is not well.
+    #[error("HTTP body lacks {expected:?} (first 16 KiB read)")]
+    HttpBody {
+        /// The text looked for.
+        expected: String,
+    },
     /// The HTTP exchange failed: bad request settings, a malformed answer,
     /// or the connection closed before the answer.
     #[error("HTTP error: {0}")]
@@ -140,6 +148,7 @@ impl FailureReason {
             FailureReason::Io(_) => "io",
             FailureReason::Local(_) => "local",
             FailureReason::HttpStatus { .. } => "http_status",
+            FailureReason::HttpBody { .. } => "body",
             FailureReason::Http(_) => "http",
             FailureReason::PgsqlError { .. } => "pgsql_error",
             FailureReason::Pgsql(_) => "pgsql",

@@ -26,6 +26,10 @@ pub enum CheckKind {
         host: Option<String>,
         /// The only status that counts as healthy, e.g. 200.
         expect_status: u16,
+        /// Text the body's first 16 KiB must contain too (None: the
+        /// status alone decides), for a page that reports its own health.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expect_body: Option<String>,
     },
     /// The backend, a PostgreSQL server or a PgBouncer, answers a
     /// StartupMessage with an authentication request (or, trusting the

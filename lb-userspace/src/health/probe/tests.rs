@@ -47,6 +47,7 @@ pub(super) fn http_target(address: SocketAddr, path: &str, host: Option<&str>) -
             path: path.to_owned(),
             host: host.map(str::to_owned),
             expect_status: 200,
+            expect_body: None,
         },
     }
 }

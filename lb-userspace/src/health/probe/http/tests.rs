@@ -84,6 +84,7 @@ async fn http_expecting_other_status() {
             path: "/".into(),
             host: None,
             expect_status: 503,
+            expect_body: None,
         },
     };
     assert_eq!(probe(&target, TIMEOUT).await.outcome, Outcome::Success);

@@ -19,6 +19,13 @@ fn labels_and_display() {
             "http_status",
             "HTTP status 503, expected 200",
         ),
+        (
+            FailureReason::HttpBody {
+                expected: "OK".into(),
+            },
+            "body",
+            "HTTP body lacks \"OK\" (first 16 KiB read)",
+        ),
         (FailureReason::Http("bad".into()), "http", "HTTP error: bad"),
         (
             FailureReason::Pgsql("bad".into()),
