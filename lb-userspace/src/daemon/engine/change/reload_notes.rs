@@ -351,6 +351,12 @@ fn health_keys(
             ("path", h.path.clone()),
             ("host", default(h.host.clone())),
             ("expect_status", h.expect_status.to_string()),
+            (
+                "expect_body",
+                h.expect_body
+                    .as_ref()
+                    .map_or_else(|| "none".to_owned(), |t| format!("{t:?}")),
+            ),
             ("interval_ms", h.interval.as_millis().to_string()),
             ("fast_interval_ms", h.fast_interval.as_millis().to_string()),
             ("timeout_ms", h.timeout.as_millis().to_string()),

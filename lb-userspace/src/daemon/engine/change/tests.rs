@@ -118,6 +118,28 @@ fn a_reload_names_each_vip_setting_it_puts_back() {
     );
 }
 
+/// An HTTP check's `expect_body` given or changed at run time is named
+/// when a reload puts the file's back, quoted as the file writes it.
+#[test]
+fn a_reload_names_the_expect_body_it_puts_back() {
+    let http = |extra: &str| format!("[vip.health]\ncheck = \"http\"\n{extra}");
+    let file = nat_config(&http(""), "");
+    let runtime = nat_config(&http("expect_body = \"ready\"\n"), "");
+    assert_eq!(
+        undone(&Model::from_config(&runtime), &file),
+        ["health.expect_body of VIP 198.18.0.100:80/tcp: \"ready\" -> none (the file's)"]
+    );
+    let file = nat_config(&http("expect_body = \"OK\"\n"), "");
+    let runtime = nat_config(
+        &http("expect_body = \"OK\"\n"),
+        "[vip.backend.health]\nexpect_body = \"up\"\n",
+    );
+    assert_eq!(
+        undone(&Model::from_config(&runtime), &file),
+        ["health.expect_body of backend 198.19.2.11 of 198.18.0.100:80/tcp: \"up\" -> \"OK\" (the file's)"]
+    );
+}
+
 /// A pgsql check's `user` and `database` set at run time are named
 /// when a reload puts the file's back, as every other key is.
 #[test]
