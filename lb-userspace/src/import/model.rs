@@ -68,6 +68,10 @@ impl<T: PartialEq> PartialEq for Sourced<T> {
     }
 }
 
+/// Equal by value as above, so a kind that holds one (an HTTP check's
+/// `expect_body`) compares as its values do.
+impl<T: Eq> Eq for Sourced<T> {}
+
 /// Something the source says that lbd cannot do, or does differently,
 /// and why; written as a comment where it applies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -289,6 +293,9 @@ pub(crate) enum CheckKind {
         path: String,
         host: Option<String>,
         expect_status: u16,
+        /// Text the body must contain too (lbd's `expect_body`), with
+        /// where the source asks it.
+        expect_body: Option<Sourced<String>>,
     },
     /// A PostgreSQL StartupMessage as `user` (HAProxy's `option
     /// pgsql-check user X`, lbd's `check = "pgsql"`): a server still

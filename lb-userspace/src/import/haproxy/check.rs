@@ -267,6 +267,7 @@ pub(super) fn check_of(settings: &Settings, server: &server::Server, origin: &Or
                     path,
                     host: http.host.clone(),
                     expect_status: status,
+                    expect_body: settings.expect_body.clone(),
                 },
                 &at,
                 match &settings.expect_status {

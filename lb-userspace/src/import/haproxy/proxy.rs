@@ -245,11 +245,17 @@ pub(super) fn proxy_notes(proxy: &Proxy) -> Vec<Note> {
                 format!("HAProxy checks with {method}; lbd's HTTP checks send GET{which}"),
             ));
         }
-        if proxy.settings.expect_status.is_none() {
-            notes.push(Note::new(
+        match (&proxy.settings.expect_status, &proxy.settings.expect_body) {
+            (Some(_), _) => {}
+            // HAProxy's rule then judges the body alone.
+            (None, Some(body)) => notes.push(Note::new(
+                &at,
+                format!("HAProxy's {} takes any status whose body has the text; lbd's check also expects exactly 200 (set expect_status){which}", body.what),
+            )),
+            (None, None) => notes.push(Note::new(
                 &at,
                 format!("HAProxy takes any 2xx or 3xx status as healthy; lbd expects exactly 200 (set expect_status){which}"),
-            ));
+            )),
         }
     }
     if let (Some(protocol), true) = (&proxy.settings.protocol_check, checked) {

@@ -86,6 +86,8 @@ pub(super) struct Settings {
     /// rate limits).
     pub(super) stick_table: Option<Sourced<Option<String>>>,
     pub(super) expect_status: Option<Sourced<u16>>,
+    /// `http-check expect string TEXT`: lbd's `expect_body`.
+    pub(super) expect_body: Option<Sourced<String>>,
     pub(super) timeout_check: Option<Sourced<Duration>>,
     pub(super) timeout_connect: Option<Sourced<Duration>>,
     /// `timeout client`, `timeout server`, `timeout tunnel`: how long
@@ -347,6 +349,41 @@ pub(super) fn apply(file: &str, line: &Line, settings: &mut Settings) -> Result<
     Ok(())
 }
 
+/// `http-check expect string TEXT` as lbd's `expect_body`, when lbd's
+/// rules take the text (HAProxy's, like lbd's check, looks in the first
+/// 16 KiB of the body); else a note that it is not carried over.
+fn expect_string(origin: &Origin, line: &Line, text: &str, settings: &mut Settings) {
+    let keys = crate::config::HealthKeys {
+        expect_body: Some(text.to_owned()),
+        ..crate::config::HealthKeys::default()
+    };
+    match crate::config::check_health_keys(&keys) {
+        Ok(()) => {
+            settings.expect_body = Some(Sourced::new(text.to_owned(), origin, line.text()));
+        }
+        Err(e) => settings.notes.push(Note::new(
+            origin,
+            format!(
+                "{}: not carried over ({} {})",
+                line.text(),
+                e.field,
+                e.error
+            ),
+        )),
+    }
+}
+
+/// Why an `http-check expect` with the match `match_` (its third word)
+/// is not carried over: lbd's check expects one status and one plain
+/// text, nothing else HAProxy can match.
+fn unmatched_expect(match_: Option<&str>) -> &'static str {
+    match match_ {
+        Some("!") => "lbd's check has no negated match: it expects one status code and, with `http-check expect string`, a plain text the body contains",
+        Some("rstring" | "rstatus") => "lbd matches no regular expression: it expects one status code and, with `http-check expect string`, a plain text the body contains",
+        _ => "lbd's check expects one status code (200 unless `http-check expect status N`) and, with `http-check expect string`, a plain text the body contains",
+    }
+}
+
 /// An `http-check send` or `expect` line, read into the HTTP check (a
 /// `connect` is read from [`Settings::http_rules`] by the check).
 fn http_check(origin: &Origin, line: &Line, settings: &mut Settings) {
@@ -364,11 +401,13 @@ fn http_check(origin: &Origin, line: &Line, settings: &mut Settings) {
                     format!("{}: lbd expects one status code; 200 is used", line.text()),
                 )),
             },
-            _ => settings.notes.push(Note::new(
+            (Some("string"), Some(text)) => expect_string(origin, line, text, settings),
+            (match_, _) => settings.notes.push(Note::new(
                 origin,
                 format!(
-                    "{}: lbd checks the status code only (200 unless `http-check expect status N`)",
-                    line.text()
+                    "{}: not carried over ({})",
+                    line.text(),
+                    unmatched_expect(match_)
                 ),
             )),
         },

@@ -33,6 +33,7 @@ pub(super) fn entries(check: Option<&Check>, notes: &mut Vec<String>) -> Vec<Ent
             path,
             host,
             expect_status,
+            expect_body,
         } => {
             out.push(Entry::new("check", "http", kind.comment()));
             out.push(Entry::new("path", path.clone(), ""));
@@ -40,6 +41,13 @@ pub(super) fn entries(check: Option<&Check>, notes: &mut Vec<String>) -> Vec<Ent
                 out.push(Entry::new("host", host.clone(), ""));
             }
             out.push(Entry::new("expect_status", i64::from(*expect_status), ""));
+            if let Some(text) = expect_body {
+                out.push(Entry::new(
+                    "expect_body",
+                    text.value.clone(),
+                    text.comment(),
+                ));
+            }
         }
         CheckKind::Pgsql { user } => {
             out.push(Entry::new("check", "pgsql", kind.comment()));

@@ -309,7 +309,12 @@ fn keep_own_port_and_host(
     let after_kind = |entries: &[Entry]| {
         entries
             .iter()
-            .position(|e| !matches!(e.key, "check" | "path" | "host" | "expect_status" | "user"))
+            .position(|e| {
+                !matches!(
+                    e.key,
+                    "check" | "path" | "host" | "expect_status" | "expect_body" | "user"
+                )
+            })
             .unwrap_or(entries.len())
     };
     if check.port.is_none() && vip_check.port.is_some() {

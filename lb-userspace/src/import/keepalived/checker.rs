@@ -181,14 +181,14 @@ pub(super) fn check(
                         "status_code" => status = Some(status_code(file, part, notes)?),
                         "digest" => notes.push(Note::new(
                             &part_at,
-                            "digest: lbd checks the status code, not the body",
+                            "digest: not carried over: lbd compares no MD5 of the whole page, which no text in it can stand for; to check the page too, set expect_body to a text a healthy page contains",
                         )),
                         "virtualhost" => url_host = Some(one(file, part)?.to_owned()),
                         "regex" | "regex_no_match" | "regex_min_offset" | "regex_max_offset" => {
                             notes.push(Note::new(
                                 &part_at,
                                 format!(
-                                    "WARNING: {}: lbd checks the status code, not the body (a backend answering the status with another body counts as up)",
+                                    "WARNING: {}: lbd matches no regular expression (expect_body takes a plain text a healthy page contains): not carried over, so a backend answering the status with another body counts as up",
                                     part.text()
                                 ),
                             ));
@@ -279,6 +279,7 @@ pub(super) fn check(
                 path: path.value.clone(),
                 host,
                 expect_status: status.map_or(200, |s| s.value),
+                expect_body: None,
             },
             &path.origin,
             what,

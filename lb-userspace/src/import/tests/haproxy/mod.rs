@@ -7,6 +7,7 @@ mod forwarding;
 mod grammar;
 mod guide;
 mod health;
+mod health_body;
 mod health_rules;
 mod health_tls;
 mod proxies;

@@ -96,7 +96,7 @@ fn a_urls_own_virtualhost_is_the_checks_host_and_its_other_keys_are_noted() {
     assert!(
         has_note(
             &imported,
-            "k.conf:18: WARNING: regex OK: lbd checks the status code, not the body"
+            "k.conf:18: WARNING: regex OK: lbd matches no regular expression (expect_body takes a plain text a healthy page contains): not carried over"
         ),
         "{:#?}",
         imported.notes
@@ -203,6 +203,27 @@ fn a_check_timeout_capped_to_the_interval_is_noted() {
         has_note(
             &imported,
             "k.conf:6: a check timeout of 5000 ms is longer than the interval"
+        ),
+        "{:#?}",
+        imported.notes
+    );
+}
+
+/// A url's `digest` (an MD5 of the whole page) is not carried over; the
+/// note says why and points at `expect_body`, which no digest becomes.
+#[test]
+fn a_urls_digest_is_noted_with_expect_body_as_the_way_to_check_the_page() {
+    let text = URL_HOST.replace("regex \"OK\"", "digest 9b3a0c85a887a256d6939da88aabd8cd");
+    let imported = ok(&[("k.conf", &text)], &Options::default());
+    let health = &imported.config.vips[0].health;
+    assert_eq!(
+        (health.check, health.expect_body.as_deref()),
+        (CheckType::Http, None)
+    );
+    assert!(
+        has_note(
+            &imported,
+            "k.conf:18: digest: not carried over: lbd compares no MD5 of the whole page, which no text in it can stand for; to check the page too, set expect_body"
         ),
         "{:#?}",
         imported.notes
