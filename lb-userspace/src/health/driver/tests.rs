@@ -795,3 +795,32 @@ fn set_outside_a_runtime_does_not_panic() {
     checker.set(1, target, settings(), Health::Unknown);
     assert!(checker.snapshot().is_empty());
 }
+
+/// A body without the `expect_body` text takes a backend down and is
+/// counted under `body`, the label metrics and `lbctl status` show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_without_the_text_goes_down_counted_as_body() {
+    let server = serve(Behavior::Status).await;
+    let (tx, mut rx) = mpsc::channel(16);
+    let mut checker = HealthChecker::new(tx);
+    let mut lacking = target(&server);
+    if let CheckKind::Http { expect_body, .. } = &mut lacking.kind {
+        // The server answers 200 with "ok".
+        *expect_body = Some("READY".into());
+    }
+    checker.set("b1", lacking, settings(), Health::Unknown);
+    let e = next(&mut rx).await;
+    assert_eq!(
+        (e.transition.from, e.transition.to),
+        (Health::Unknown, Health::Down)
+    );
+    assert_eq!(
+        e.transition.reason,
+        "2 consecutive failures, last: HTTP body lacks \"READY\" (first 16 KiB read)"
+    );
+    let status = checker.status(&"b1").unwrap();
+    assert_eq!(
+        status.failures_by_reason.get("body"),
+        Some(&status.failures)
+    );
+}
