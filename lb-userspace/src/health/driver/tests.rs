@@ -797,7 +797,7 @@ fn set_outside_a_runtime_does_not_panic() {
 }
 
 /// A body without the `expect_body` text takes a backend down and is
-/// counted under `body`, the label metrics and `lbctl status` show.
+/// counted under `http_body`, the label metrics and `lbctl status` show.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_without_the_text_goes_down_counted_as_body() {
     let server = serve(Behavior::Status).await;
@@ -820,7 +820,7 @@ async fn a_body_without_the_text_goes_down_counted_as_body() {
     );
     let status = checker.status(&"b1").unwrap();
     assert_eq!(
-        status.failures_by_reason.get("body"),
+        status.failures_by_reason.get("http_body"),
         Some(&status.failures)
     );
 }

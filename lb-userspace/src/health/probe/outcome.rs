@@ -148,7 +148,7 @@ impl FailureReason {
             FailureReason::Io(_) => "io",
             FailureReason::Local(_) => "local",
             FailureReason::HttpStatus { .. } => "http_status",
-            FailureReason::HttpBody { .. } => "body",
+            FailureReason::HttpBody { .. } => "http_body",
             FailureReason::Http(_) => "http",
             FailureReason::PgsqlError { .. } => "pgsql_error",
             FailureReason::Pgsql(_) => "pgsql",

@@ -23,7 +23,7 @@ fn labels_and_display() {
             FailureReason::HttpBody {
                 expected: "OK".into(),
             },
-            "body",
+            "http_body",
             "HTTP body lacks \"OK\" (first 16 KiB read)",
         ),
         (FailureReason::Http("bad".into()), "http", "HTTP error: bad"),
