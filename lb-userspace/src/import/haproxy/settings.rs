@@ -384,13 +384,62 @@ fn unmatched_expect(match_: Option<&str>) -> &'static str {
     }
 }
 
+/// `http-check expect`'s options that may come before its match, each
+/// with one argument: for HAProxy's logs and states, none changes what
+/// the match asks of the answer (`min-recv` only how much HAProxy waits
+/// for; lbd reads 16 KiB of body whatever it says).
+const EXPECT_OPTIONS: [&str; 8] = [
+    "min-recv",
+    "comment",
+    "ok-status",
+    "error-status",
+    "tout-status",
+    "on-success",
+    "on-error",
+    "status-code",
+];
+
+/// The options that change the server's state HAProxy sets (a check
+/// that passes may put it in drain, say): lbd's check is up or down.
+const EXPECT_STATE_OPTIONS: [&str; 3] = ["ok-status", "error-status", "tout-status"];
+
+/// Where an `http-check expect` line's match begins (index in `words`,
+/// after `http-check expect` and its options), with the options that set
+/// a state, for a note.
+fn expect_match(words: &[String]) -> (usize, Vec<String>) {
+    let mut at = 2;
+    let mut states = Vec::new();
+    while let Some(option) = words
+        .get(at)
+        .filter(|w| EXPECT_OPTIONS.contains(&w.as_str()))
+    {
+        if EXPECT_STATE_OPTIONS.contains(&option.as_str()) {
+            let value = words.get(at + 1).map_or("", String::as_str);
+            states.push(format!("{option} {value}"));
+        }
+        at += 2;
+    }
+    (at, states)
+}
+
 /// An `http-check send` or `expect` line, read into the HTTP check (a
 /// `connect` is read from [`Settings::http_rules`] by the check).
 fn http_check(origin: &Origin, line: &Line, settings: &mut Settings) {
     let words = &line.words;
     let arg = |i: usize| words.get(i).map(String::as_str);
+    let (at, states) = expect_match(words);
+    if arg(1) == Some("expect") && !states.is_empty() {
+        settings.notes.push(Note::new(
+            origin,
+            format!(
+                "{}: {} not carried over (lbd's check makes a backend up or down, no other state)",
+                line.text(),
+                states.join(", ")
+            ),
+        ));
+    }
     match arg(1) {
-        Some("expect") => match (arg(2), arg(3)) {
+        Some("expect") => match (arg(at), arg(at + 1)) {
             (Some("status"), Some(code)) => match code.parse::<u16>() {
                 // 1xx answers are interim: no check ends with one.
                 Ok(code) if (200..=599).contains(&code) => {

@@ -83,7 +83,8 @@ pub struct CheckStatus {
     pub checks: u64,
     /// Checks failed.
     pub failures: u64,
-    /// Checks failed, by reason (`timeout`, `refused`, `http_status`, ...).
+    /// Checks failed, by reason (`timeout`, `refused`, `http_status`,
+    /// `http_body`, ...).
     #[serde(default)]
     pub failures_by_reason: BTreeMap<String, u64>,
     /// Health transitions since lbd started.

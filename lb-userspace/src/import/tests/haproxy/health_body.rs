@@ -123,3 +123,40 @@ fn a_text_lbd_refuses_is_noted_not_carried() {
         imported.notes
     );
 }
+
+#[test]
+fn an_expects_options_before_its_match_are_read_past() {
+    // Log-only options: the match is carried, no note about them.
+    let text = checked("  http-check expect comment body-check min-recv 10 string OK\n");
+    let imported = ok(&[("h.cfg", &text)], &on_eth0());
+    assert_eq!(
+        imported.config.vips[0].health.expect_body.as_deref(),
+        Some("OK")
+    );
+    assert!(
+        !imported
+            .notes
+            .iter()
+            .any(|n| n.contains("not carried over")),
+        "{:#?}",
+        imported.notes
+    );
+    let text = checked("  http-check expect on-error check-failed status 204\n");
+    let imported = ok(&[("h.cfg", &text)], &on_eth0());
+    assert_eq!(imported.config.vips[0].health.expect_status, 204);
+    // A state HAProxy would set: the match carried, the state noted.
+    let text = checked("  http-check expect ok-status L7OKC string OK\n");
+    let imported = ok(&[("h.cfg", &text)], &on_eth0());
+    assert_eq!(
+        imported.config.vips[0].health.expect_body.as_deref(),
+        Some("OK")
+    );
+    assert!(
+        has_note(
+            &imported,
+            "http-check expect ok-status L7OKC string OK: ok-status L7OKC not carried over (lbd's check makes a backend up or down, no other state)"
+        ),
+        "{:#?}",
+        imported.notes
+    );
+}
