@@ -31,7 +31,8 @@ use crate::cmd::{command, exec, output};
 /// nothing started) for building and checking the Debian package; perf
 /// (`linux-perf`) for the benchmark's profile of the XDP program (issue 16);
 /// g++ (with gcc) for the fuzz targets, whose libfuzzer-sys build script
-/// compiles libFuzzer's C++ with `c++` and libstdc++'s headers. The lab
+/// compiles libFuzzer's C++ with `c++` and libstdc++'s headers; openssl
+/// (the command) for the TLS check lab's self-signed certificates. The lab
 /// runs its own instances of the servers, inside its namespaces; the
 /// packaged services an install starts are stopped again
 /// ([`stop_packaged_services`]).
@@ -58,6 +59,7 @@ const PACKAGES: &[&str] = &[
     "bpftool",
     "iputils-ping",
     "g++",
+    "openssl",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// The LLVM majors bpf-linker [`BPF_LINKER_VERSION`] can be built against
@@ -623,6 +625,7 @@ mod tests {
         ("psql", "postgresql-client"),
         ("pg_isready", "postgresql-client"),
         ("pgbouncer", "pgbouncer"),
+        ("openssl", "openssl"),
         ("dpkg-shlibdeps", "dpkg-dev"),
         ("strip", "binutils"),
         ("man", "man-db"),

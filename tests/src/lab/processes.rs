@@ -56,7 +56,9 @@ impl Lab {
     }
 
     /// Starts `program args` inside `netns`, output to `<dir>/<name>.log`;
-    /// it is stopped when the lab drops. Returns its pid.
+    /// it is stopped when the lab drops. Returns its pid. A process of
+    /// that name that has exited (a test stopped it) is forgotten, so the
+    /// name stands for the new one.
     pub fn spawn(
         &mut self,
         name: &str,
@@ -64,6 +66,8 @@ impl Lab {
         program: &str,
         args: &[&str],
     ) -> anyhow::Result<u32> {
+        self.processes
+            .retain_mut(|(n, child)| n != name || matches!(child.try_wait(), Ok(None)));
         let log = File::create(self.dir.join(format!("{name}.log")))?;
         let mut command = Command::new("ip");
         crate::support::with_signals_unblocked(&mut command);
