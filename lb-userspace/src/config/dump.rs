@@ -304,6 +304,9 @@ fn health(h: &HealthConfig) -> Table {
     if let Some(text) = &h.expect_body {
         t.insert("expect_body".into(), text.clone().into());
     }
+    if h.tls {
+        t.insert("tls".into(), Value::Boolean(true));
+    }
     if let Some(user) = &h.user {
         t.insert("user".into(), user.clone().into());
     }
@@ -328,11 +331,17 @@ fn health(h: &HealthConfig) -> Table {
 /// (A key `base` sets and `h` does not, `port` or `host`, cannot be
 /// written; a backend's table cannot unset it either, so none has one.)
 fn health_over(h: &HealthConfig, base: &HealthConfig) -> Table {
-    let base = health(base);
-    health(h)
+    let base_table = health(base);
+    let mut own: Table = health(h)
         .into_iter()
-        .filter(|(key, value)| base.get(key) != Some(value))
-        .collect()
+        .filter(|(key, value)| base_table.get(key) != Some(value))
+        .collect();
+    // `tls` is written only when true: a backend's `false` under its
+    // VIP's `true` is written, or it would load back as the VIP's.
+    if base.tls && !h.tls {
+        own.insert("tls".into(), Value::Boolean(false));
+    }
+    own
 }
 
 /// Whether instance `i` (`v`) of `config` is written with its address

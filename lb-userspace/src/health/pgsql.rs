@@ -436,6 +436,7 @@ mod tests {
 
     fn target(address: SocketAddr, database: Option<&str>) -> ProbeTarget {
         ProbeTarget {
+            tls: false,
             address,
             kind: CheckKind::Pgsql {
                 user: "haproxy".to_owned(),

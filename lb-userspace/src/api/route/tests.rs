@@ -49,6 +49,7 @@ fn every_route() -> Vec<Route> {
         host: Some("example.test".to_owned()),
         expect_status: Some(204),
         expect_body: Some("status: OK".to_owned()),
+        tls: Some(true),
         user: Some("haproxy".to_owned()),
         database: Some("app".to_owned()),
         interval_ms: Some(1000),

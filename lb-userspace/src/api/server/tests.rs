@@ -810,6 +810,7 @@ fn the_largest_valid_request_fits_the_body_limit() {
         host: Some("\"".repeat(MAX_HEALTH_HOST_BYTES)),
         expect_status: Some(599),
         expect_body: Some("\"".repeat(MAX_HEALTH_EXPECT_BODY_BYTES)),
+        tls: Some(true),
         user: Some("\"".repeat(MAX_HEALTH_PGSQL_NAME_BYTES)),
         database: Some("\"".repeat(MAX_HEALTH_PGSQL_NAME_BYTES)),
         interval_ms: Some(3_600_000),

@@ -22,6 +22,7 @@ const HEALTH: Names = &[
     ("health.host", "--check-host"),
     ("health.expect_status", "--check-expect-status"),
     ("health.expect_body", "--check-expect-body"),
+    ("health.tls", "--check-tls"),
     ("health.user", "--check-user"),
     ("health.database", "--check-database"),
     ("health.interval_ms", "--check-interval-ms"),
@@ -254,6 +255,27 @@ mod tests {
             failure
                 .message
                 .starts_with("--check-expect-body: only an HTTP check reads a body"),
+            "{}",
+            failure.message
+        );
+    }
+
+    /// `--check-tls`: lbd's refusal of it on a check that runs no TLS
+    /// names the flag.
+    #[test]
+    fn tls_refusals_name_its_flag() {
+        let failure = refused(
+            refusal(
+                400,
+                "health.tls: only a TCP or HTTP check runs over TLS, and this check is \"pgsql\": set check = \"tcp\" or \"http\", or leave tls out",
+            ),
+            &[],
+            true,
+        );
+        assert!(
+            failure
+                .message
+                .starts_with("--check-tls: only a TCP or HTTP check runs over TLS"),
             "{}",
             failure.message
         );

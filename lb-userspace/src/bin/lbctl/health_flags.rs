@@ -40,6 +40,12 @@ pub(crate) struct HealthFlags {
     /// 1..=256 bytes (`expect_body`; default: the status alone decides).
     #[arg(long, value_name = "TEXT", value_parser = |t: &str| text(t, |k, v| k.expect_body = Some(v)))]
     check_expect_body: Option<String>,
+    /// TCP and HTTP checks over TLS, certificates not verified (`tls`):
+    /// for backends that take TLS straight; =false turns it off for a
+    /// backend whose VIP has it on.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true")]
+    check_tls: Option<bool>,
     /// PostgreSQL checks: the role named in the StartupMessage (`user`;
     /// required by --check pgsql).
     #[arg(long, value_name = "USER", value_parser = |t: &str| text(t, |k, v| k.user = Some(v)))]
@@ -93,6 +99,7 @@ impl HealthFlags {
             host: self.check_host.clone(),
             expect_status: self.check_expect_status,
             expect_body: self.check_expect_body.clone(),
+            tls: self.check_tls,
             user: self.check_user.clone(),
             database: self.check_database.clone(),
             interval_ms: self.check_interval_ms,
@@ -167,6 +174,7 @@ mod tests {
             "204",
             "--check-expect-body",
             "status: OK",
+            "--check-tls",
             "--check-interval-ms",
             "1000",
             "--check-fast-interval-ms",
@@ -183,7 +191,7 @@ mod tests {
         .unwrap();
         let expected: HealthSpec = serde_json::from_value(serde_json::json!({
             "check": "http", "path": "/healthz", "host": "example.test", "port": 8080,
-            "expect_status": 204, "expect_body": "status: OK", "interval_ms": 1000, "fast_interval_ms": 200,
+            "expect_status": 204, "expect_body": "status: OK", "tls": true, "interval_ms": 1000, "fast_interval_ms": 200,
             "timeout_ms": 300, "rise": 3, "fall": 4, "through_tunnel": true
         }))
         .unwrap();
@@ -198,6 +206,7 @@ mod tests {
             "--check-through-tunnel=false",
             "--check-expect-body",
             "ready",
+            "--check-tls=false",
         ])
         .unwrap()
         .unwrap();
@@ -206,6 +215,7 @@ mod tests {
             (Some(5), Some(false), None)
         );
         assert_eq!(backend.expect_body.as_deref(), Some("ready"));
+        assert_eq!(backend.tls, Some(false));
         let pgsql = flags(&[
             "vip",
             "add",

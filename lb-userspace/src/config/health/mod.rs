@@ -77,6 +77,10 @@ pub struct HealthConfig {
     /// alone decides), for an application that answers 200 while it
     /// reports itself broken in the page.
     pub expect_body: Option<String>,
+    /// TCP and HTTP checks over TLS: the TCP check passes once a handshake
+    /// completes, the HTTP GET goes over it. For backends that take TLS
+    /// straight (passthrough on :443), whose plain port says nothing.
+    pub tls: bool,
     /// PostgreSQL checks: the role named in the StartupMessage (required
     /// by `check = "pgsql"`).
     pub user: Option<String>,
@@ -113,6 +117,7 @@ impl HealthConfig {
             host: None,
             expect_status: 200,
             expect_body: None,
+            tls: false,
             user: None,
             database: None,
             interval: Duration::from_millis(2000),
@@ -154,6 +159,9 @@ pub struct HealthKeys {
     /// 1..=256 bytes, no control characters but tab.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_body: Option<String>,
+    /// TCP and HTTP checks: over TLS (certificates not verified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<bool>,
     /// PostgreSQL checks: the role named, 1..=63 bytes, no control
     /// characters (required by check "pgsql").
     #[serde(default, skip_serializing_if = "Option::is_none")]

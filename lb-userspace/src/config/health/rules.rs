@@ -43,6 +43,7 @@ pub fn resolve(
     timing(keys, &out, base_is)?;
     pgsql_has_a_user(keys, &out, base_is)?;
     body_needs_http(keys, &out, base_is)?;
+    tls_needs_tcp_or_http(keys, &out, base_is)?;
     through_tunnel_reaches(keys, &out, vip, base_is)?;
     Ok(out)
 }
@@ -90,6 +91,31 @@ fn body_needs_http(keys: &HealthKeys, out: &HealthConfig, base_is: &str) -> Resu
         out.check
     ))
     .at("expect_body"))
+}
+
+/// `tls = true` written in a table whose check is neither TCP nor HTTP:
+/// a pgsql check speaks no TLS here and `none` checks nothing, so the key
+/// would be silently ignored. Refused by name, as `expect_body` on a
+/// check that reads no body; one inherited (a backend's own `check`
+/// under its VIP's TLS check) is fine, and unused.
+fn tls_needs_tcp_or_http(
+    keys: &HealthKeys,
+    out: &HealthConfig,
+    base_is: &str,
+) -> Result<(), FieldError> {
+    if keys.tls != Some(true) || matches!(out.check, CheckType::Tcp | CheckType::Http) {
+        return Ok(());
+    }
+    let whose = if keys.check.is_some() {
+        String::new()
+    } else {
+        format!(" (check = \"{}\" is {base_is})", out.check)
+    };
+    Err(ValueError::invalid(format!(
+        "only a TCP or HTTP check runs over TLS, and this check is \"{}\"{whose}: set check = \"tcp\" or \"http\", or leave tls out",
+        out.check
+    ))
+    .at("tls"))
 }
 
 /// `expect_body`'s text as a check can look for it: not empty (it would
@@ -265,6 +291,9 @@ fn apply(
     }
     if let Some(text) = &keys.expect_body {
         out.expect_body = Some(expect_body(text)?);
+    }
+    if let Some(on) = keys.tls {
+        out.tls = on;
     }
     if let Some(user) = &keys.user {
         out.user = Some(pgsql_name(user, "user")?);

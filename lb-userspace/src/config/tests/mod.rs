@@ -8,6 +8,7 @@ mod backends;
 mod dump_round_trip;
 mod health_body;
 mod health_tables;
+mod health_tls;
 mod load_file;
 mod log_settings;
 mod node_settings;

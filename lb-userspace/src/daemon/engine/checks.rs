@@ -406,14 +406,19 @@ pub(crate) fn check_of(
             }
         },
     };
+    // Only TCP and HTTP checks speak TLS (a backend's pgsql check may
+    // inherit its VIP's `tls`, unused).
+    let tls = health.tls && matches!(kind, CheckKind::Tcp | CheckKind::Http { .. });
     let port = health.port.unwrap_or(vip_port);
     let target = match through {
         None => ProbeTarget {
+            tls,
             address: SocketAddr::new(address, port),
             kind,
             through: None,
         },
         Some((vip, path)) => ProbeTarget {
+            tls,
             address: SocketAddr::new(vip, port),
             kind,
             through: Some(path),
@@ -507,6 +512,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(16);
         let mut checker = HealthChecker::new(tx);
         let target = ProbeTarget {
+            tls: false,
             through: None,
             address: server.addr,
             kind: CheckKind::Http {
@@ -628,6 +634,7 @@ mod tests {
             source,
         };
         let target = |path: TunnelPath| ProbeTarget {
+            tls: false,
             address: SocketAddr::new(vip, 80),
             kind: CheckKind::Tcp,
             through: Some(path),
@@ -645,6 +652,7 @@ mod tests {
         assert!(warn_no_own_address(vip, &lacking, Some(&checked)));
         // A check that did not go through the tunnel before: warned.
         let direct = ProbeTarget {
+            tls: false,
             through: None,
             address: SocketAddr::new(backend, 80),
             kind: CheckKind::Tcp,

@@ -26,6 +26,7 @@ fn settings() -> CheckSettings {
 
 fn target(server: &TestServer) -> ProbeTarget {
     ProbeTarget {
+        tls: false,
         through: None,
         address: server.addr,
         kind: CheckKind::Http {
@@ -106,6 +107,7 @@ async fn checks_through_an_unattached_path_fail_with_the_reason_until_it_is_atta
     let (tx, mut rx) = mpsc::channel(16);
     let mut checker = HealthChecker::new(tx);
     let through = ProbeTarget {
+        tls: false,
         through: Some(crate::health::TunnelPath {
             mark: lb_common::tunnel::HC_MARK_BASE | 1,
             backend: server.addr.ip(),
@@ -788,6 +790,7 @@ fn set_outside_a_runtime_does_not_panic() {
     let (tx, _rx) = mpsc::channel::<HealthEvent<u32>>(1);
     let mut checker = HealthChecker::new(tx);
     let target = ProbeTarget {
+        tls: false,
         through: None,
         address: "127.0.0.1:1".parse().unwrap(),
         kind: CheckKind::Tcp,

@@ -6,15 +6,25 @@ use std::{io, time::Duration};
 
 use tokio::net::TcpStream;
 
-use super::{FailureReason, ProbeTarget};
+use super::{tls, FailureReason, ProbeTarget};
 use crate::health::tunnel_socket::connect_through;
 
 #[cfg(test)]
 mod tests;
 
-/// TCP check: the connect is the whole test; the socket is closed at once.
+/// TCP check: the connect is the whole test (with `tls`, the connect and
+/// a TLS handshake); the socket is closed at once.
 pub(super) async fn tcp(target: &ProbeTarget) -> Result<(), FailureReason> {
-    connect(target, Close::Reset).await.map(drop)
+    let stream = connect(target, Close::Reset).await?;
+    if target.tls {
+        let peer = target.address.ip();
+        tls::handshake(stream, None, peer, tls::Alpn::None)
+            .await
+            .map(drop)
+    } else {
+        drop(stream);
+        Ok(())
+    }
 }
 
 /// How a check's connection ends when it is dropped.

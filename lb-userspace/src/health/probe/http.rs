@@ -18,9 +18,11 @@ use hyper::{
 use hyper_util::rt::TokioIo;
 use tracing::trace;
 
+use tokio::io::{AsyncRead, AsyncWrite};
+
 use super::{
     connect::{connect, Close},
-    within, FailureReason, ProbeTarget,
+    tls, within, FailureReason, ProbeTarget,
 };
 
 #[cfg(test)]
@@ -56,7 +58,8 @@ pub(super) fn default_host(address: SocketAddr) -> String {
     }
 }
 
-/// HTTP check: one GET on a fresh connection, success iff the status is the
+/// HTTP check: one GET on a fresh connection (with `tls`, over a TLS
+/// handshake made within the deadline), success iff the status is the
 /// expected one and, with `expect_body`, the body's first [`MAX_DRAIN`]
 /// bytes contain that text.
 pub(super) async fn http(
@@ -84,6 +87,31 @@ pub(super) async fn http(
     let stream = within(deadline, connect(target, Close::Reset)).await?;
     // Only a latency nicety: the request is one small write anyway.
     let _ = stream.set_nodelay(true);
+    if target.tls {
+        let peer = target.address.ip();
+        let stream = within(
+            deadline,
+            tls::handshake(stream, Some(host), peer, tls::Alpn::Http1),
+        )
+        .await?;
+        exchange(stream, request, expect_status, expect_body, deadline).await
+    } else {
+        exchange(stream, request, expect_status, expect_body, deadline).await
+    }
+}
+
+/// The GET `request` over `stream` (plain TCP or TLS, one code path) and
+/// the verdict on its answer, within `deadline`.
+async fn exchange<S>(
+    stream: S,
+    request: Request<Empty<Bytes>>,
+    expect_status: u16,
+    expect_body: Option<&str>,
+    deadline: tokio::time::Instant,
+) -> Result<(), FailureReason>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let handshake = async {
         hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await

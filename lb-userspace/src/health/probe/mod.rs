@@ -1,5 +1,6 @@
 //! The network side of a health check: one probe of one backend, TCP
-//! connect, HTTP/1.1 GET or PostgreSQL StartupMessage, bounded as a whole
+//! connect, HTTP/1.1 GET or PostgreSQL StartupMessage (TCP and HTTP
+//! optionally over TLS), bounded as a whole
 //! by a timeout, and the classification of what went wrong. No state and
 //! no retries: the [`machine`](super::machine) decides what a result
 //! means.
@@ -11,6 +12,7 @@ mod postgres;
 mod target;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::time::{Duration, Instant};
 

@@ -80,6 +80,11 @@ pub enum FailureReason {
     /// memory to spare): says nothing of the backend, so its state stays.
     #[error("not run here: {0}")]
     Local(String),
+    /// A `tls = true` check's TLS handshake failed (the backend closed,
+    /// answered no TLS, or offered nothing this check accepts), in
+    /// rustls' words: the port listens, yet serves no TLS.
+    #[error("{0}")]
+    Tls(String),
     /// The HTTP answer came with another status than expected.
     #[error("HTTP status {got}, expected {expected}")]
     HttpStatus {
@@ -147,6 +152,7 @@ impl FailureReason {
             FailureReason::Unreachable => "unreachable",
             FailureReason::Io(_) => "io",
             FailureReason::Local(_) => "local",
+            FailureReason::Tls(_) => "tls",
             FailureReason::HttpStatus { .. } => "http_status",
             FailureReason::HttpBody { .. } => "http_body",
             FailureReason::Http(_) => "http",

@@ -57,6 +57,11 @@ pub(crate) struct ProbeTarget {
     /// (None: straight to `address`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub through: Option<TunnelPath>,
+    /// The check speaks TLS over the connection (`tls = true`): a TCP
+    /// check passes once a handshake completes, an HTTP check's GET goes
+    /// over it; for backends that take TLS straight (passthrough).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
 }
 
 /// The result of one probe, as the state machine and the status output

@@ -13,6 +13,7 @@ pub(super) const TIMEOUT: Duration = Duration::from_millis(500);
 fn a_check_through_an_unattached_path_fails_with_the_reason() {
     let vip: SocketAddr = "198.18.0.100:80".parse().unwrap();
     let through = ProbeTarget {
+        tls: false,
         through: Some(TunnelPath {
             mark: 7,
             backend: "198.19.2.11".parse().unwrap(),
@@ -41,6 +42,7 @@ fn a_check_through_an_unattached_path_fails_with_the_reason() {
 
 pub(super) fn http_target(address: SocketAddr, path: &str, host: Option<&str>) -> ProbeTarget {
     ProbeTarget {
+        tls: false,
         through: None,
         address,
         kind: CheckKind::Http {

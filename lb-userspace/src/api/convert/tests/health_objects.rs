@@ -25,6 +25,17 @@ fn health_objects_give_what_the_file_gives() {
         ),
         (
             "dsr-l2",
+            json!({"check": "http", "tls": true}),
+            none.clone(),
+        ),
+        ("dsr-l2", json!({"tls": true}), json!({"tls": false})),
+        (
+            "dsr-l2",
+            json!({"check": "tcp", "tls": true}),
+            json!({"check": "pgsql", "user": "u"}),
+        ),
+        (
+            "dsr-l2",
             json!({"interval_ms": 1000, "rise": 3}),
             json!({"port": 8080, "fall": 5}),
         ),

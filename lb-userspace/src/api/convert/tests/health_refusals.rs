@@ -116,6 +116,18 @@ fn health_refusals_name_the_field_in_the_file_words() {
         ),
         (
             "dsr-l2",
+            json!({"check": "none", "tls": true}),
+            none.clone(),
+            "health.tls",
+        ),
+        (
+            "dsr-l2",
+            json!({"check": "http"}),
+            json!({"check": "pgsql", "user": "u", "tls": true}),
+            "backends[0].health.tls",
+        ),
+        (
+            "dsr-l2",
             json!({"check": "http"}),
             json!({"check": "pgsql", "user": "u", "expect_body": "OK"}),
             "backends[0].health.expect_body",

@@ -84,7 +84,7 @@ pub struct CheckStatus {
     /// Checks failed.
     pub failures: u64,
     /// Checks failed, by reason (`timeout`, `refused`, `http_status`,
-    /// `http_body`, ...).
+    /// `http_body`, `tls`, ...).
     #[serde(default)]
     pub failures_by_reason: BTreeMap<String, u64>,
     /// Health transitions since lbd started.

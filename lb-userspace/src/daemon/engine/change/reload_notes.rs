@@ -357,6 +357,7 @@ fn health_keys(
                     .as_ref()
                     .map_or_else(|| "none".to_owned(), |t| format!("{t:?}")),
             ),
+            ("tls", h.tls.to_string()),
             ("interval_ms", h.interval.as_millis().to_string()),
             ("fast_interval_ms", h.fast_interval.as_millis().to_string()),
             ("timeout_ms", h.timeout.as_millis().to_string()),

@@ -140,6 +140,18 @@ fn a_reload_names_the_expect_body_it_puts_back() {
     );
 }
 
+/// A check's `tls` turned on at run time is named when a reload puts
+/// the file's back.
+#[test]
+fn a_reload_names_the_tls_it_puts_back() {
+    let file = nat_config("[vip.health]\ncheck = \"http\"\n", "");
+    let runtime = nat_config("[vip.health]\ncheck = \"http\"\ntls = true\n", "");
+    assert_eq!(
+        undone(&Model::from_config(&runtime), &file),
+        ["health.tls of VIP 198.18.0.100:80/tcp: true -> false (the file's)"]
+    );
+}
+
 /// A pgsql check's `user` and `database` set at run time are named
 /// when a reload puts the file's back, as every other key is.
 #[test]

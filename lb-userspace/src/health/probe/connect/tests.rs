@@ -8,6 +8,7 @@ async fn tcp_success() {
     // The kernel completes the handshake from the backlog: no accept.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target = ProbeTarget {
+        tls: false,
         through: None,
         address: listener.local_addr().unwrap(),
         kind: CheckKind::Tcp,
@@ -23,6 +24,7 @@ async fn tcp_refused() {
     let address = listener.local_addr().unwrap();
     drop(listener);
     let target = ProbeTarget {
+        tls: false,
         through: None,
         address,
         kind: CheckKind::Tcp,

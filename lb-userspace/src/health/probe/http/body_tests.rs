@@ -59,6 +59,7 @@ fn sized(status: &str, length: usize, body: &[&[u8]]) -> Vec<Vec<u8>> {
 /// Probes `address` by GET / wanting 200 and `text` in the body.
 async fn probe_for(address: SocketAddr, text: &str) -> Outcome {
     let target = ProbeTarget {
+        tls: false,
         through: None,
         address,
         kind: CheckKind::Http {
@@ -167,6 +168,7 @@ async fn a_body_that_stalls_before_the_text_times_out() {
     });
     let timeout = Duration::from_millis(300);
     let target = ProbeTarget {
+        tls: false,
         through: None,
         address,
         kind: CheckKind::Http {

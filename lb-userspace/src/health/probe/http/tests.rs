@@ -78,6 +78,7 @@ async fn http_expecting_other_status() {
     let server = serve(Behavior::Status).await;
     server.set_healthy(false);
     let target = ProbeTarget {
+        tls: false,
         through: None,
         address: server.addr,
         kind: CheckKind::Http {

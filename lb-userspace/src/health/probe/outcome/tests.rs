@@ -28,6 +28,11 @@ fn labels_and_display() {
         ),
         (FailureReason::Http("bad".into()), "http", "HTTP error: bad"),
         (
+            FailureReason::Tls("TLS handshake: received corrupt message".into()),
+            "tls",
+            "TLS handshake: received corrupt message",
+        ),
+        (
             FailureReason::Pgsql("bad".into()),
             "pgsql",
             "PostgreSQL protocol: bad",
