@@ -315,6 +315,10 @@ pub(crate) struct Check {
     pub(crate) timeout: Option<Sourced<Duration>>,
     pub(crate) rise: Option<Sourced<u32>>,
     pub(crate) fall: Option<Sourced<u32>>,
+    /// The check is made over TLS (lbd's `tls = true`), with where the
+    /// source says so (HAProxy's `check-ssl` / `ssl`, keepalived's
+    /// `SSL_GET`).
+    pub(crate) tls: Option<Sourced<bool>>,
 }
 
 impl Check {
@@ -328,6 +332,7 @@ impl Check {
             timeout: None,
             rise: None,
             fall: None,
+            tls: None,
         }
     }
 }

@@ -238,6 +238,45 @@ pub(super) fn tcp_check_notes(settings: &Settings, checked: bool) -> (Vec<Note>,
     (notes, Vec::new())
 }
 
+/// Where lbd's check of a server is made over TLS (`tls = true`): an
+/// HTTP check that meets TLS ([`http_tls`]), a TCP check HAProxy makes
+/// over TLS (a handshake, as lbd's then is). A pgsql check has no TLS in
+/// lbd (noted by `tls::tls_check_note`).
+fn over_tls(
+    settings: &Settings,
+    params: &server::ServerParams,
+    kind: &CheckKind,
+) -> Option<Sourced<bool>> {
+    let (at, what) = match kind {
+        CheckKind::Http { .. } => {
+            let tls = http_tls(settings, params)?;
+            let what = match tls {
+                HttpTls::Connect(rule) => rule.what.clone(),
+                HttpTls::Server(_) => tls_keyword(params).to_owned(),
+            };
+            (tls.origin().clone(), what)
+        }
+        CheckKind::Tcp => (
+            params.haproxy_tls_check()?.clone(),
+            tls_keyword(params).to_owned(),
+        ),
+        CheckKind::Pgsql { .. } => return None,
+    };
+    Some(Sourced::new(
+        true,
+        &at,
+        format!("{what}: HAProxy's check is made over TLS"),
+    ))
+}
+
+/// The server keyword that makes its check TLS: `check-ssl`, else `ssl`.
+pub(super) fn tls_keyword(params: &server::ServerParams) -> &'static str {
+    match params.check_ssl {
+        Some((true, _)) => "check-ssl",
+        _ => "ssl",
+    }
+}
+
 /// A checked server's check, from its parameters and its proxy's
 /// settings, with HAProxy's defaults (inter 2 s, fastinter = inter, rise
 /// 2, fall 3) written out where the file leaves them.
@@ -245,20 +284,8 @@ pub(super) fn check_of(settings: &Settings, server: &server::Server, origin: &Or
     let params = &server.params;
     let tls = http_tls(settings, params);
     let kind = match (&settings.http_check, &tls) {
-        // lbd's checks have no TLS: an HTTP request in the clear to a TLS
-        // port fails, and every server would be down on the first day.
-        (Some(http), Some(tls)) => {
-            let at = tls.origin();
-            Sourced::new(
-                CheckKind::Tcp,
-                at,
-                format!(
-                    "{} over TLS: lbd's checks have no TLS, so only the connection is checked",
-                    http.what
-                ),
-            )
-        }
-        (Some(http), None) => {
+        // Over TLS or not (`tls` below), the same GET.
+        (Some(http), _) => {
             let status = settings.expect_status.as_ref().map_or(200, |s| s.value);
             let path = http.path.clone().unwrap_or_else(|| "/".to_owned());
             let at = http.origin.clone().unwrap_or_else(|| origin.clone());
@@ -316,7 +343,9 @@ pub(super) fn check_of(settings: &Settings, server: &server::Server, origin: &Or
             t
         })
         .unwrap_or_else(|| Sourced::new(interval.value, origin, "HAProxy's check timeout: inter"));
+    let tls = over_tls(settings, params, &kind.value);
     Check {
+        tls,
         kind,
         port: connect_rule_port(settings).or_else(|| params.check_port.clone()),
         interval: Some(interval),

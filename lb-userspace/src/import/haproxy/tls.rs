@@ -108,42 +108,42 @@ fn plaintext_to_tls(
     ))
 }
 
-/// What a checked server's check loses to lbd's checks having no TLS:
-/// an HTTP check that meets TLS (HAProxy's over `ssl`, `check-ssl` or
-/// `http-check connect ... ssl`, or sent by HAProxy in the clear to
-/// `addr` while lbd checks the server's own TLS port) becomes a TCP
-/// check, warned of; a TCP check HAProxy makes over TLS was a TLS
-/// handshake, lbd's opens a TCP connection only.
+/// What a checked server's TLS check loses in lbd, whose checks over
+/// TLS (`tls = true`, see `check::check_of`) verify no certificate: a
+/// NOTE where HAProxy's check is an HTTP one sent in the clear to `addr`
+/// (lbd checks the server's own TLS port, over TLS); a WARNING where a
+/// pgsql check meets TLS, which lbd's pgsql check does not speak.
 pub(super) fn tls_check_note(settings: &Settings, params: &server::ServerParams) -> Option<Note> {
     let haproxy_tls = params.haproxy_tls_check();
     match &settings.http_check {
         Some(http) => {
             let tls = check::http_tls(settings, params)?;
-            let text = match (&tls, haproxy_tls, &params.check_addr) {
-                (check::HttpTls::Connect(rule), _, _) => format!(
-                    "WARNING: {} is made over TLS ({}); lbd's checks have no TLS, so it is imported as a TCP check (the connection only, not the HTTP answer)",
-                    http.what, rule.what
-                ),
-                (check::HttpTls::Server(_), None, Some(addr)) => format!(
-                    "WARNING: {}: HAProxy sends it in the clear to addr {addr}; lbd does not follow addr and checks this server's own address at its port, which speaks TLS (ssl), and an HTTP check over TLS lbd's checks cannot make (they have no TLS), so it is imported as a TCP check (the connection only, not the HTTP answer)",
-                    http.what
-                ),
-                (check::HttpTls::Server(_), _, _) => format!(
-                    "WARNING: {} is made over TLS to this server (ssl or check-ssl); lbd's checks have no TLS, so it is imported as a TCP check (the connection only, not the HTTP answer)",
-                    http.what
-                ),
-            };
-            Some(Note::new(tls.origin(), text))
+            match (&tls, haproxy_tls, &params.check_addr) {
+                (check::HttpTls::Server(at), None, Some(addr)) => Some(Note::new(
+                    at,
+                    format!(
+                        "{}: HAProxy sends it in the clear to addr {addr}; lbd does not follow addr and checks this server's own address at its port, which speaks TLS (ssl), so its check is made over TLS (tls = true)",
+                        http.what
+                    ),
+                )),
+                _ => None,
+            }
         }
-        None => haproxy_tls.map(|at| {
-            let keyword = match params.check_ssl {
-                Some((true, _)) => "check-ssl",
-                _ => "ssl",
-            };
-            Note::new(
-                at,
-                format!("{keyword}: HAProxy's check is a TLS handshake; lbd's only opens TCP"),
-            )
-        }),
+        None => {
+            let at = haproxy_tls?;
+            let pgsql = settings
+                .protocol_check
+                .as_ref()
+                .is_some_and(|p| check::pgsql_user(&p.value).is_some());
+            pgsql.then(|| {
+                Note::new(
+                    at,
+                    format!(
+                        "WARNING: {}: HAProxy's pgsql check is made over TLS; lbd's pgsql check speaks no TLS, so it is sent in the clear",
+                        check::tls_keyword(params)
+                    ),
+                )
+            })
+        }
     }
 }

@@ -54,6 +54,9 @@ pub(super) fn entries(check: Option<&Check>, notes: &mut Vec<String>) -> Vec<Ent
             out.push(Entry::new("user", user.clone(), ""));
         }
     }
+    if let Some(tls) = check.tls.as_ref().filter(|t| t.value) {
+        out.push(Entry::new("tls", true, tls.comment()));
+    }
     if let Some(port) = &check.port {
         out.push(Entry::new("port", i64::from(port.value), port.comment()));
     }

@@ -312,7 +312,7 @@ fn keep_own_port_and_host(
             .position(|e| {
                 !matches!(
                     e.key,
-                    "check" | "path" | "host" | "expect_status" | "expect_body" | "user"
+                    "check" | "path" | "host" | "expect_status" | "expect_body" | "tls" | "user"
                 )
             })
             .unwrap_or(entries.len())

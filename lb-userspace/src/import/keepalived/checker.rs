@@ -131,14 +131,12 @@ pub(super) fn check(
 ) -> Result<Check, ImportError> {
     let origin = Origin::new(file, statement.line);
     let kind = statement.name();
-    if kind == "SSL_GET" {
-        notes.push(Note::new(
-            &origin,
-            "SSL_GET: lbd's checks speak no TLS; the port is checked with a TCP connection",
-        ));
-    }
     let mut http: Option<Url> = None;
     let mut check = Check::new(Sourced::new(CheckKind::Tcp, &origin, kind));
+    if kind == "SSL_GET" {
+        // lbd's TLS checks verify no certificate, as SSL_GET does not.
+        check.tls = Some(Sourced::new(true, &origin, "SSL_GET: over TLS"));
+    }
     // The checker's own settings over those it inherits.
     let mut settings = inherited.clone();
     for child in statement.children() {
@@ -250,7 +248,7 @@ pub(super) fn check(
             "retry: keepalived's default 1, plus the first failure",
         ),
     });
-    if let (Some((path, status, url_host)), "HTTP_GET") = (http, kind) {
+    if let (Some((path, status, url_host)), "HTTP_GET" | "SSL_GET") = (http, kind) {
         // keepalived: a url's own virtualhost over the checker's, the
         // real_server's and the virtual_server's.
         let inherited_host = settings

@@ -229,3 +229,37 @@ fn a_urls_digest_is_noted_with_expect_body_as_the_way_to_check_the_page() {
         imported.notes
     );
 }
+
+/// `SSL_GET` is HTTP_GET over TLS: lbd's `check = "http"` with
+/// `tls = true` (keepalived verifies no certificate either); HTTP_GET
+/// stays in the clear.
+#[test]
+fn ssl_get_is_an_http_check_over_tls() {
+    let text = "virtual_server 198.18.0.100 443 {\n  real_server 198.18.0.11 443 {\n    SSL_GET {\n      url {\n        path /health\n        status_code 204\n      }\n    }\n  }\n}\n";
+    let imported = ok(&[("k.conf", text)], &with_nat());
+    let health = &imported.config.vips[0].health;
+    assert_eq!(
+        (
+            health.check,
+            health.tls,
+            health.path.as_str(),
+            health.expect_status
+        ),
+        (CheckType::Http, true, "/health", 204)
+    );
+    assert!(
+        !has_note(&imported, "speak no TLS"),
+        "{:#?}",
+        imported.notes
+    );
+    assert!(
+        imported.text.contains("# k.conf:3 (SSL_GET: over TLS)"),
+        "{}",
+        imported.text
+    );
+    let clear = ok(
+        &[("k.conf", &text.replace("SSL_GET", "HTTP_GET"))],
+        &with_nat(),
+    );
+    assert!(!clear.config.vips[0].health.tls);
+}
