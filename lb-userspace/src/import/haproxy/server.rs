@@ -386,6 +386,21 @@ pub(super) fn params(
                     "{what}: no cookie persistence at L4; each connection stays on its backend"
                 ),
             ),
+            "verify" if value == "required" => params.note(
+                keyword,
+                &origin,
+                format!("{what}: HAProxy verified this server's certificate, in its checks too; lbd's checks over TLS (tls = true) verify none: a handshake with any certificate passes"),
+            ),
+            "ca-file" => params.note(
+                keyword,
+                &origin,
+                format!("{what}: not carried over: lbd's checks over TLS (tls = true) verify no certificate"),
+            ),
+            "check-sni" => params.note(
+                keyword,
+                &origin,
+                format!("{what}: not carried over: HAProxy sent it as its check's SNI only; lbd's HTTP check over TLS sends its host as SNI (host also sets the Host header), a TCP check none"),
+            ),
             _ => params.note(keyword, &origin, format!("{what}: not carried over")),
         }
     }

@@ -153,3 +153,21 @@ fn notes_on_tls_checks_say_what_each_server_gets() {
         handshake.notes
     );
 }
+
+/// What lbd's TLS checks do not do of HAProxy's: verify certificates
+/// (`verify required`, `ca-file`), send `check-sni`'s name.
+#[test]
+fn certificate_checks_and_check_sni_are_noted() {
+    let text = tcp_haproxy(
+        "listen web\n  bind 198.18.0.100:443\n  server w1 198.18.0.11:443 check check-ssl verify required ca-file /etc/ssl/ca.pem check-sni api.example\n",
+    );
+    let imported = ok(&[("h.cfg", &text)], &on_eth0());
+    assert!(imported.config.vips[0].health.tls);
+    for needle in [
+        "h.cfg:6: verify required: HAProxy verified this server's certificate, in its checks too; lbd's checks over TLS (tls = true) verify none",
+        "h.cfg:6: ca-file /etc/ssl/ca.pem: not carried over: lbd's checks over TLS (tls = true) verify no certificate",
+        "h.cfg:6: check-sni api.example: not carried over: HAProxy sent it as its check's SNI only",
+    ] {
+        assert!(has_note(&imported, needle), "no {needle:?} in {:#?}", imported.notes);
+    }
+}
