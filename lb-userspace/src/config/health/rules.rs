@@ -78,19 +78,14 @@ fn pgsql_has_a_user(
 /// inherited (a backend's `check = "tcp"` under its VIP's HTTP check,
 /// as the import writes for a server whose HTTP check met TLS) is fine.
 fn body_needs_http(keys: &HealthKeys, out: &HealthConfig, base_is: &str) -> Result<(), FieldError> {
-    if keys.expect_body.is_none() || out.check == CheckType::Http {
-        return Ok(());
-    }
-    let whose = if keys.check.is_some() {
-        String::new()
-    } else {
-        format!(" (check = \"{}\" is {base_is})", out.check)
-    };
-    Err(ValueError::invalid(format!(
-        "only an HTTP check reads a body, and this check is \"{}\"{whose}: set check = \"http\" or leave expect_body out",
-        out.check
-    ))
-    .at("expect_body"))
+    let fits = out.check == CheckType::Http;
+    refused_on_its_check(keys.expect_body.is_some() && !fits, keys, out, base_is)
+        .map_err(|(check, whose)| {
+            ValueError::invalid(format!(
+                "only an HTTP check reads a body, and this check is \"{check}\"{whose}: set check = \"http\" or leave expect_body out"
+            ))
+            .at("expect_body")
+        })
 }
 
 /// `tls = true` written in a table whose check is neither TCP nor HTTP:
@@ -103,7 +98,26 @@ fn tls_needs_tcp_or_http(
     out: &HealthConfig,
     base_is: &str,
 ) -> Result<(), FieldError> {
-    if keys.tls != Some(true) || matches!(out.check, CheckType::Tcp | CheckType::Http) {
+    let fits = matches!(out.check, CheckType::Tcp | CheckType::Http);
+    refused_on_its_check(keys.tls == Some(true) && !fits, keys, out, base_is)
+        .map_err(|(check, whose)| {
+            ValueError::invalid(format!(
+                "only a TCP or HTTP check runs over TLS, and this check is \"{check}\"{whose}: set check = \"tcp\" or \"http\", or leave tls out"
+            ))
+            .at("tls")
+        })
+}
+
+/// For a key its check cannot use (`refused`): the check, and where it
+/// came from when this table does not write it (` (check = "tcp" is
+/// BASE_IS)`), for the refusal's text.
+fn refused_on_its_check(
+    refused: bool,
+    keys: &HealthKeys,
+    out: &HealthConfig,
+    base_is: &str,
+) -> Result<(), (CheckType, String)> {
+    if !refused {
         return Ok(());
     }
     let whose = if keys.check.is_some() {
@@ -111,11 +125,7 @@ fn tls_needs_tcp_or_http(
     } else {
         format!(" (check = \"{}\" is {base_is})", out.check)
     };
-    Err(ValueError::invalid(format!(
-        "only a TCP or HTTP check runs over TLS, and this check is \"{}\"{whose}: set check = \"tcp\" or \"http\", or leave tls out",
-        out.check
-    ))
-    .at("tls"))
+    Err((out.check, whose))
 }
 
 /// `expect_body`'s text as a check can look for it: not empty (it would
