@@ -56,9 +56,9 @@ fn sized(status: &str, length: usize, body: &[&[u8]]) -> Vec<Vec<u8>> {
     pieces
 }
 
-/// Probes `address` by GET / wanting 200 and `text` in the body.
-async fn probe_for(address: SocketAddr, text: &str) -> Outcome {
-    let target = ProbeTarget {
+/// A check of `address` by GET / wanting 200 and `text` in the body.
+fn target_for(address: SocketAddr, text: &str) -> ProbeTarget {
+    ProbeTarget {
         tls: false,
         through: None,
         address,
@@ -68,8 +68,12 @@ async fn probe_for(address: SocketAddr, text: &str) -> Outcome {
             expect_status: 200,
             expect_body: Some(text.to_owned()),
         },
-    };
-    probe(&target, TIMEOUT).await.outcome
+    }
+}
+
+/// Probes `address` by GET / wanting 200 and `text` in the body.
+async fn probe_for(address: SocketAddr, text: &str) -> Outcome {
+    probe(&target_for(address, text), TIMEOUT).await.outcome
 }
 
 fn lacks(text: &str) -> Outcome {
@@ -167,18 +171,7 @@ async fn a_body_that_stalls_before_the_text_times_out() {
         tokio::time::sleep(Duration::from_secs(30)).await;
     });
     let timeout = Duration::from_millis(300);
-    let target = ProbeTarget {
-        tls: false,
-        through: None,
-        address,
-        kind: CheckKind::Http {
-            path: "/".into(),
-            host: None,
-            expect_status: 200,
-            expect_body: Some("OK".into()),
-        },
-    };
-    let result = probe(&target, timeout).await;
+    let result = probe(&target_for(address, "OK"), timeout).await;
     assert_eq!(result.outcome, Outcome::Failure(FailureReason::Timeout));
     assert!(result.latency >= timeout, "{:?}", result.latency);
 }
